@@ -1,0 +1,15 @@
+//! The schema of the credits ledger. It does not depend on the entity code: each migration
+//! describes its tables with sea-query, so it stays valid however the entities evolve.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_ledger;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_ledger::Migration)]
+    }
+}

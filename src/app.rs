@@ -1,0 +1,55 @@
+//! Startup shared by `main` and the tests: connect, migrate, build the schema and the router.
+
+use crate::auth::AuthKeys;
+use crate::config::Config;
+use crate::graphql::{AppData, schema_builder};
+use crate::http::{Application, HttpState};
+use crate::program::Program;
+use crate::service::{Clock, Ledger};
+use std::sync::Arc;
+
+pub struct Settings {
+    pub database_url: String,
+    pub program: Program,
+    pub auth_secret: Vec<u8>,
+    pub bind: String,
+    pub clock: Clock,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> anyhow::Result<Settings> {
+        Ok(Settings {
+            database_url: config.database_url(),
+            program: Program::load(&config.program)?,
+            auth_secret: config.auth_secret()?,
+            bind: config.bind.clone(),
+            clock: Clock::System,
+        })
+    }
+}
+
+/// Pool sizes: SQLite has one writer anyway, PostgreSQL scales with processes.
+fn pool_size(url: &str) -> u32 {
+    if crate::db::is_sqlite(url) { 8 } else { 16 }
+}
+
+/// Connects, migrates and binds; the returned application is ready to serve.
+pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> {
+    let db = crate::db::connect(&settings.database_url, pool_size(&settings.database_url)).await?;
+    crate::db::migrate(&db).await?;
+    let ledger = Ledger::new(db.clone(), Arc::new(settings.program));
+    let schema = schema_builder()
+        .data(AppData {
+            ledger: ledger.clone(),
+            clock: settings.clock,
+        })
+        .finish();
+    let state = HttpState {
+        schema,
+        auth: Arc::new(AuthKeys::new(&settings.auth_secret)),
+        db,
+    };
+    let app = Application::bind(&settings.bind, state).await?;
+    tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");
+    Ok((app, ledger))
+}

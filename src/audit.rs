@@ -1,0 +1,151 @@
+//! The audit: over the whole database, every lot's remaining equals its journal lines, every
+//! entry equals the sum of its lines, every cached balance equals the journal, and credits are
+//! conserved (domain.md §2). Lots past expiry that the worker has not written off yet are
+//! counted and accepted: reads exclude them already.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use std::fmt;
+
+#[derive(Debug, Default)]
+pub struct AuditReport {
+    pub accounts: i64,
+    pub lots: i64,
+    pub entries: i64,
+    pub pending_expiry_lots: i64,
+    pub problems: Vec<String>,
+}
+
+impl AuditReport {
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+impl fmt::Display for AuditReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "accounts: {}  lots: {}  journal entries: {}",
+            self.accounts, self.lots, self.entries
+        )?;
+        writeln!(f, "lots past expiry awaiting write-off (accepted): {}", self.pending_expiry_lots)?;
+        if self.problems.is_empty() {
+            write!(f, "OK: conservation holds and every balance equals the journal")
+        } else {
+            writeln!(f, "{} problem(s):", self.problems.len())?;
+            for problem in &self.problems {
+                writeln!(f, "- {problem}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The most problems listed of each kind; the count of the rest is reported.
+const MAX_LISTED: usize = 50;
+
+async fn rows(db: &DatabaseConnection, sql: &str) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
+        .await
+}
+
+async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
+        .await?;
+    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+}
+
+pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditReport, DbErr> {
+    let mut report = AuditReport {
+        accounts: scalar(db, "SELECT COUNT(*) FROM accounts").await?,
+        lots: scalar(db, "SELECT COUNT(*) FROM lots").await?,
+        entries: scalar(db, "SELECT COUNT(*) FROM journal_entries").await?,
+        ..Default::default()
+    };
+
+    let checks: [(&str, &str); 6] = [
+        (
+            "lot remaining differs from its journal lines",
+            "SELECT l.id, l.remaining_micros, COALESCE(SUM(jl.delta_micros), 0) FROM lots l \
+             LEFT JOIN journal_lines jl ON jl.lot_id = l.id GROUP BY l.id, l.remaining_micros \
+             HAVING l.remaining_micros <> COALESCE(SUM(jl.delta_micros), 0)",
+        ),
+        (
+            "lot granted differs from its grant line",
+            "SELECT l.id, l.granted_micros, COALESCE(SUM(jl.delta_micros), 0) FROM lots l \
+             LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
+             LEFT JOIN journal_entries je ON je.id = jl.entry_id AND je.kind = 'grant' \
+             WHERE je.id IS NOT NULL OR jl.id IS NULL GROUP BY l.id, l.granted_micros \
+             HAVING l.granted_micros <> COALESCE(SUM(jl.delta_micros), 0)",
+        ),
+        (
+            "journal entry differs from the sum of its lines",
+            "SELECT je.id, je.amount_micros, COALESCE(SUM(jl.delta_micros), 0) FROM journal_entries je \
+             LEFT JOIN journal_lines jl ON jl.entry_id = je.id GROUP BY je.id, je.amount_micros \
+             HAVING je.amount_micros <> COALESCE(SUM(jl.delta_micros), 0)",
+        ),
+        (
+            "cached balance differs from the journal",
+            "SELECT a.id, a.balance_micros, COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je \
+             WHERE je.account_id = a.id), 0) FROM accounts a \
+             WHERE a.balance_micros <> COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je WHERE je.account_id = a.id), 0)",
+        ),
+        (
+            "cached balance differs from the sum of lots",
+            "SELECT a.id, a.balance_micros, COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) \
+             FROM accounts a \
+             WHERE a.balance_micros <> COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0)",
+        ),
+        (
+            "lot out of bounds or open flag wrong",
+            "SELECT id, remaining_micros, granted_micros FROM lots WHERE remaining_micros < 0 OR remaining_micros > granted_micros \
+             OR (remaining_micros = 0 AND open) OR (remaining_micros > 0 AND NOT open)",
+        ),
+    ];
+    for (what, sql) in checks {
+        let found = rows(db, sql).await?;
+        for row in found.iter().take(MAX_LISTED) {
+            let id: i64 = row.try_get_by_index(0)?;
+            let stored: i64 = row.try_get_by_index(1)?;
+            let expected: i64 = row.try_get_by_index(2)?;
+            report
+                .problems
+                .push(format!("{what}: id {id}: stored {stored} micro-credits, journal says {expected}"));
+        }
+        if found.len() > MAX_LISTED {
+            report.problems.push(format!("{what}: {} more", found.len() - MAX_LISTED));
+        }
+    }
+
+    // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + remaining.
+    // Every kind's lines are signed, so the journal's total must equal the lots' total.
+    let journal_total = scalar(db, "SELECT COALESCE(SUM(amount_micros), 0) FROM journal_entries").await?;
+    let granted = scalar(
+        db,
+        "SELECT COALESCE(SUM(amount_micros), 0) FROM journal_entries WHERE kind = 'grant'",
+    )
+    .await?;
+    let outflow = scalar(
+        db,
+        "SELECT COALESCE(-SUM(amount_micros), 0) FROM journal_entries WHERE kind <> 'grant'",
+    )
+    .await?;
+    let remaining = scalar(db, "SELECT COALESCE(SUM(remaining_micros), 0) FROM lots").await?;
+    if granted - outflow != remaining || journal_total != remaining {
+        report.problems.push(format!(
+            "conservation broken: granted {granted} - moved out {outflow} != remaining {remaining} (journal total {journal_total})"
+        ));
+    }
+
+    use crate::entity::lot;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let pending = lot::Entity::find()
+        .filter(lot::Column::Open.eq(true))
+        .filter(lot::Column::ExpiresAt.lte(crate::ledger::time::truncate(now)))
+        .count(db)
+        .await?;
+    report.pending_expiry_lots = pending as i64;
+    Ok(report)
+}

@@ -1,0 +1,149 @@
+//! Configuration: defaults, then a TOML file, then environment variables.
+//!
+//! | setting       | file key        | environment           | default                          |
+//! |---------------|-----------------|-----------------------|----------------------------------|
+//! | database      | `database_url`  | `DATABASE_URL`        | SQLite file `data/credits.db`     |
+//! | listen addr   | `bind`          | `CREDITS_BIND`        | `127.0.0.1:8080`                 |
+//! | program       | `program`       | `CREDITS_PROGRAM`     | `arkain` (a preset or a path)    |
+//! | token secret  | `auth_secret`   | `CREDITS_AUTH_SECRET` | generated beside a SQLite file   |
+//! | data dir      | `data_dir`      | `CREDITS_DATA_DIR`    | `data`                           |
+//!
+//! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub database_url: Option<String>,
+    pub bind: String,
+    pub program: String,
+    pub auth_secret: Option<String>,
+    pub data_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            bind: "127.0.0.1:8080".to_string(),
+            program: crate::program::DEFAULT_PRESET.to_string(),
+            auth_secret: None,
+            data_dir: PathBuf::from("data"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("no auth secret: set CREDITS_AUTH_SECRET (a generated one is kept only for a SQLite database file)")]
+    NoSecret,
+    #[error("cannot keep the generated auth secret at {path}: {source}")]
+    SecretFile { path: String, source: std::io::Error },
+}
+
+/// The shortest secret accepted: HS256 keys shorter than the hash are weak.
+const MIN_SECRET_BYTES: usize = 32;
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("CREDITS_CONFIG").map(PathBuf::from));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None if Path::new("credits.toml").exists() => figment = figment.merge(Toml::file("credits.toml")),
+            None => {}
+        }
+        figment = figment
+            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
+            .merge(Env::prefixed("CREDITS_").only(&["BIND", "PROGRAM", "AUTH_SECRET", "DATA_DIR"]));
+        figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The embedded default: a SQLite file (WAL) in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("credits.db").display()),
+        }
+    }
+
+    /// The configured secret, or for a SQLite file the one kept beside it, generated on first use
+    /// so that `serve` and `token` agree without any setup.
+    pub fn auth_secret(&self) -> Result<Vec<u8>, ConfigError> {
+        if let Some(secret) = self.auth_secret.as_ref().filter(|s| !s.is_empty()) {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(ConfigError::Invalid(format!(
+                    "CREDITS_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes"
+                )));
+            }
+            return Ok(secret.as_bytes().to_vec());
+        }
+        let path = sqlite_file(&self.database_url())
+            .ok_or(ConfigError::NoSecret)?
+            .with_extension("secret");
+        let io_err = |source| ConfigError::SecretFile {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Ok(existing) = std::fs::read_to_string(&path) {
+            return Ok(existing.trim().as_bytes().to_vec());
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let secret = hex::encode(rand::random::<[u8; 32]>());
+        write_private(&path, &secret).map_err(io_err)?;
+        tracing::info!(path = %path.display(), "generated an auth secret for the embedded database");
+        Ok(secret.into_bytes())
+    }
+}
+
+/// The file behind a `sqlite:` URL, if it is a file and not memory.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(mut file) => file.write_all(content.as_bytes()),
+        // Another process generated it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_sqlite_file() {
+        assert_eq!(
+            sqlite_file("sqlite://data/credits.db?mode=rwc"),
+            Some(PathBuf::from("data/credits.db"))
+        );
+        assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some(PathBuf::from("/tmp/x.db")));
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://localhost/credits"), None);
+    }
+}

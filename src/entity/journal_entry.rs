@@ -1,0 +1,24 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "journal_entries")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub account_id: i64,
+    pub kind: String,
+    /// The net change to the account's remaining credits (positive for a grant).
+    pub amount_micros: i64,
+    pub effective_at: DateTimeUtc,
+    pub created_at: DateTimeUtc,
+    pub operation: String,
+    pub idempotency_key: Option<String>,
+    pub feature: Option<String>,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

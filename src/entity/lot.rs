@@ -1,0 +1,24 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "lots")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub account_id: i64,
+    pub class: String,
+    pub source: String,
+    pub granted_micros: i64,
+    pub remaining_micros: i64,
+    pub granted_at: DateTimeUtc,
+    pub expires_at: Option<DateTimeUtc>,
+    pub origin_kind: Option<String>,
+    pub origin_id: Option<String>,
+    /// False once the lot is used up or written off; it is never reopened.
+    pub open: bool,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

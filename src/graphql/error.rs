@@ -1,0 +1,131 @@
+//! The one place where errors become GraphQL errors with a stable `extensions.code`.
+
+use crate::auth::AuthError;
+use crate::service::ServiceError;
+use async_graphql::ErrorExtensions;
+use std::sync::Arc;
+
+/// The documented, stable codes (see README "Errors").
+pub mod code {
+    pub const BAD_USER_INPUT: &str = "BAD_USER_INPUT";
+    pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
+    pub const FORBIDDEN: &str = "FORBIDDEN";
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+    pub const IDEMPOTENCY_CONFLICT: &str = "IDEMPOTENCY_CONFLICT";
+    pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
+}
+
+/// Every resolver returns this. It deliberately has no `Display`: async-graphql converts any
+/// `Display` type into an error without a code, so a `?` on a foreign error would slip through
+/// uncoded. Without `Display`, the only way out is the mapping below.
+/// `Clone` is required of resolver errors; the service error is shared, not copied.
+#[derive(Debug, Clone)]
+pub enum ApiError {
+    Unauthenticated(AuthError),
+    Forbidden(String),
+    Service(Arc<ServiceError>),
+}
+
+pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        ApiError::Service(Arc::new(err))
+    }
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
+            ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::Service(e) => match &**e {
+                ServiceError::BadInput(_) => code::BAD_USER_INPUT,
+                ServiceError::NotFound(_) => code::NOT_FOUND,
+                ServiceError::InsufficientCredits { .. } => code::INSUFFICIENT_CREDITS,
+                ServiceError::IdempotencyConflict(_) => code::IDEMPOTENCY_CONFLICT,
+                ServiceError::Busy => code::UNAVAILABLE,
+                ServiceError::Internal(_) => code::INTERNAL,
+            },
+        }
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(err: ApiError) -> Self {
+        let code = err.code();
+        // Internal details are logged in full and never returned.
+        let message = match &err {
+            ApiError::Service(e) if matches!(&**e, ServiceError::Internal(_)) => {
+                if let ServiceError::Internal(cause) = &**e {
+                    tracing::error!(error = format!("{cause:#}"), "internal error");
+                }
+                "internal error".to_string()
+            }
+            ApiError::Unauthenticated(e) => e.to_string(),
+            ApiError::Forbidden(message) => message.clone(),
+            ApiError::Service(e) => e.to_string(),
+        };
+        let mut gql = async_graphql::Error::new(message);
+        gql = gql.extend_with(|_, ext| ext.set("code", code));
+        if let ApiError::Service(e) = &err
+            && let ServiceError::InsufficientCredits { requested, available } = &**e
+        {
+            let (requested, available) = (requested.to_string(), available.to_string());
+            gql = gql.extend_with(|_, ext| {
+                ext.set("requested", requested.clone());
+                ext.set("available", available.clone());
+            });
+        }
+        gql
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::Credits;
+
+    fn code_of(err: ApiError) -> String {
+        let gql: async_graphql::Error = err.into();
+        match gql.extensions.and_then(|e| e.get("code").cloned()) {
+            Some(async_graphql::Value::String(code)) => code,
+            other => panic!("no code: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_error_maps_to_its_code() {
+        assert_eq!(code_of(ApiError::Unauthenticated(AuthError::Missing)), "UNAUTHENTICATED");
+        assert_eq!(code_of(ApiError::Forbidden("no".into())), "FORBIDDEN");
+        assert_eq!(code_of(ServiceError::bad_input("x").into()), "BAD_USER_INPUT");
+        assert_eq!(code_of(ServiceError::NotFound("x".into()).into()), "NOT_FOUND");
+        assert_eq!(
+            code_of(
+                ServiceError::InsufficientCredits {
+                    requested: Credits::from_whole(2),
+                    available: Credits::ZERO
+                }
+                .into()
+            ),
+            "INSUFFICIENT_CREDITS"
+        );
+        assert_eq!(
+            code_of(ServiceError::IdempotencyConflict("x".into()).into()),
+            "IDEMPOTENCY_CONFLICT"
+        );
+        assert_eq!(code_of(ServiceError::Busy.into()), "UNAVAILABLE");
+        assert_eq!(
+            code_of(ServiceError::Internal(anyhow::anyhow!("secret detail")).into()),
+            "INTERNAL_SERVER_ERROR"
+        );
+    }
+
+    #[test]
+    fn internal_details_are_not_returned() {
+        let gql: async_graphql::Error = ApiError::from(ServiceError::Internal(anyhow::anyhow!("password=hunter2"))).into();
+        assert_eq!(gql.message, "internal error");
+    }
+}

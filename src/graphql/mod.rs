@@ -1,0 +1,34 @@
+//! The GraphQL schema: built by a transport-free function; the HTTP layer mounts it and attaches
+//! each request's caller.
+
+pub mod context;
+pub mod error;
+pub mod mutation;
+pub mod query;
+pub mod types;
+
+use async_graphql::{EmptySubscription, SDLExportOptions, Schema, SchemaBuilder};
+
+pub use context::{AppData, Authentication};
+pub use mutation::MutationRoot;
+pub use query::QueryRoot;
+
+pub type CreditsSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Limits on every request: nesting depth and total field complexity. Page sizes are bounded
+/// by the resolvers, body size by the HTTP layer.
+pub const MAX_DEPTH: usize = 12;
+pub const MAX_COMPLEXITY: usize = 1_000;
+
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
+}
+
+/// The SDL as committed in `schema.graphql`.
+pub fn sdl() -> String {
+    schema_builder()
+        .finish()
+        .sdl_with_options(SDLExportOptions::new().sorted_fields().sorted_arguments().sorted_enum_items())
+}

@@ -1,0 +1,201 @@
+use crate::graphql::context::{app, require_account, require_admin, require_service};
+use crate::graphql::error::ApiResult;
+use crate::graphql::types::{Account, LotClass, LotSource, Purchase, credits};
+use crate::ledger::Validity;
+use crate::service::ServiceError;
+use crate::service::spending::{GrantRequest, SpendRequest};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+pub struct MutationRoot;
+
+#[derive(InputObject)]
+pub struct CreateAccountInput {
+    /// The product's own user id: 1 to 128 characters.
+    pub external_id: ID,
+    /// A plan code of the program; the program's default when omitted.
+    pub plan: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateAccountPayload {
+    pub account: Account,
+    /// False when the account already existed: the call is idempotent on the external id.
+    pub created: bool,
+}
+
+#[derive(InputObject)]
+pub struct PurchaseCreditsInput {
+    pub account_id: ID,
+    /// A package code from `creditPackages`...
+    pub package: Option<String>,
+    /// ...or a custom whole number of credits, at least the program's minimum.
+    pub credits: Option<Decimal>,
+    pub idempotency_key: String,
+}
+
+#[derive(InputObject)]
+pub struct ConfirmPurchaseInput {
+    pub purchase_id: ID,
+    /// The payment system's reference: confirming is idempotent on it.
+    pub payment_reference: String,
+    /// What was charged, in minor units; checked against the price when given.
+    pub amount_minor: Option<i64>,
+}
+
+#[derive(InputObject)]
+pub struct SpendCreditsInput {
+    pub account_id: ID,
+    /// Positive, at most 6 decimal places, at most 1,000,000,000.
+    pub amount: Decimal,
+    /// The same key with the same request replays the first outcome.
+    pub idempotency_key: String,
+    /// What the credits paid for (chat, image, container, ...).
+    pub feature: String,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct SpendTake {
+    pub lot_id: ID,
+    pub amount: Decimal,
+}
+
+#[derive(SimpleObject)]
+pub struct SpendCreditsPayload {
+    /// The journal entry of this spend (the same on every replay).
+    pub sequence: ID,
+    pub amount: Decimal,
+    /// The lots it came from, in the order they were used.
+    pub takes: Vec<SpendTake>,
+    /// What the account could still spend right after this spend.
+    pub available_after: Decimal,
+    pub effective_at: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct GrantCreditsInput {
+    pub account_id: ID,
+    pub amount: Decimal,
+    pub class: LotClass,
+    #[graphql(default_with = "LotSource::Adjustment")]
+    pub source: LotSource,
+    /// An exact expiry instant...
+    pub expires_at: Option<DateTime<Utc>>,
+    /// ...or a validity from now: "168 hours", "30 days", "1 month". Neither: never expires.
+    pub valid_for: Option<String>,
+    pub reason: Option<String>,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct GrantCreditsPayload {
+    pub lot_id: ID,
+    pub sequence: ID,
+}
+
+#[Object]
+impl MutationRoot {
+    /// Creates an account, or returns the existing one with the same external id (service).
+    async fn create_account(&self, ctx: &Context<'_>, input: CreateAccountInput) -> ApiResult<CreateAccountPayload> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        let (account, created) = app
+            .ledger
+            .create_account(&input.external_id, input.plan.as_deref(), app.clock.now())
+            .await?;
+        Ok(CreateAccountPayload {
+            account: Account(account),
+            created,
+        })
+    }
+
+    /// Creates a pending purchase priced in money; `confirmPurchase` pays it.
+    async fn purchase_credits(&self, ctx: &Context<'_>, input: PurchaseCreditsInput) -> ApiResult<Purchase> {
+        require_account(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let purchase = app
+            .ledger
+            .purchase(
+                &input.account_id,
+                input.package.as_deref(),
+                input.credits,
+                &input.idempotency_key,
+                app.clock.now(),
+            )
+            .await?;
+        Ok(Purchase(purchase))
+    }
+
+    /// The payment succeeded: the purchase becomes a paid lot (service).
+    async fn confirm_purchase(&self, ctx: &Context<'_>, input: ConfirmPurchaseInput) -> ApiResult<Purchase> {
+        require_service(ctx)?;
+        let id = input
+            .purchase_id
+            .parse::<i64>()
+            .map_err(|_| ServiceError::NotFound(format!("no purchase {:?}", input.purchase_id.as_str())))?;
+        let app = app(ctx);
+        let purchase = app
+            .ledger
+            .confirm_purchase(id, &input.payment_reference, input.amount_minor, app.clock.now())
+            .await?;
+        Ok(Purchase(purchase))
+    }
+
+    /// Charges an account, all or nothing, in the program's order of consumption (service).
+    async fn spend_credits(&self, ctx: &Context<'_>, input: SpendCreditsInput) -> ApiResult<SpendCreditsPayload> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        let request = SpendRequest {
+            account: input.account_id.to_string(),
+            amount: input.amount,
+            idempotency_key: input.idempotency_key,
+            feature: input.feature,
+            model: input.model,
+            reason: input.reason,
+        };
+        let receipt = app.ledger.spend(request, app.clock.now()).await?;
+        Ok(SpendCreditsPayload {
+            sequence: ID(receipt.entry_id.to_string()),
+            amount: credits(receipt.amount),
+            takes: receipt
+                .takes
+                .iter()
+                .map(|t| SpendTake {
+                    lot_id: ID(t.lot_id.to_string()),
+                    amount: credits(t.amount),
+                })
+                .collect(),
+            available_after: credits(receipt.available_after),
+            effective_at: receipt.effective_at,
+        })
+    }
+
+    /// Creates a lot of any source and class (admin).
+    async fn grant_credits(&self, ctx: &Context<'_>, input: GrantCreditsInput) -> ApiResult<GrantCreditsPayload> {
+        require_admin(ctx)?;
+        let valid_for = input
+            .valid_for
+            .as_deref()
+            .map(|v| v.parse::<Validity>().map_err(|e| ServiceError::bad_input(format!("validFor: {e}"))))
+            .transpose()?;
+        let app = app(ctx);
+        let request = GrantRequest {
+            account: input.account_id.to_string(),
+            amount: input.amount,
+            class: input.class.into(),
+            source: input.source.into(),
+            expires_at: input.expires_at,
+            valid_for,
+            reason: input.reason,
+            idempotency_key: input.idempotency_key,
+        };
+        let receipt = app.ledger.grant(request, app.clock.now()).await?;
+        Ok(GrantCreditsPayload {
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+        })
+    }
+}

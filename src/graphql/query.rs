@@ -1,0 +1,87 @@
+use crate::auth::Caller;
+use crate::graphql::context::{app, caller};
+use crate::graphql::error::ApiError;
+use crate::graphql::error::ApiResult;
+use crate::graphql::types::{Account, CreditPackage, Money, Plan, ProgramInfo, credits};
+use async_graphql::{Context, ID, Object};
+
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The caller's own account (user tokens).
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<Account> {
+        match caller(ctx)? {
+            Caller::User { account } => Account::load(ctx, account).await,
+            _ => Err(ApiError::Forbidden(
+                "me is for user tokens; service and admin use account(id)".into(),
+            )),
+        }
+    }
+
+    /// Any account (service, admin), or the caller's own (user).
+    async fn account(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Account> {
+        Account::load(ctx, &id).await
+    }
+
+    /// The packages on sale, with their prices.
+    async fn credit_packages(&self, ctx: &Context<'_>) -> ApiResult<Vec<CreditPackage>> {
+        caller(ctx)?;
+        let program = &app(ctx).ledger.program;
+        Ok(program
+            .packages
+            .iter()
+            .map(|p| CreditPackage {
+                code: p.code.clone(),
+                name: p.name.clone(),
+                credits: credits(p.credits),
+                price: Money {
+                    amount_minor: p.price_minor,
+                    currency: program.currency.clone(),
+                },
+            })
+            .collect())
+    }
+
+    /// The plans of this program.
+    async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
+        caller(ctx)?;
+        Ok(app(ctx)
+            .ledger
+            .program
+            .plans
+            .iter()
+            .map(|p| Plan {
+                code: p.code.clone(),
+                name: p.name.clone(),
+            })
+            .collect())
+    }
+
+    /// The rules this deployment runs.
+    async fn program(&self, ctx: &Context<'_>) -> ApiResult<ProgramInfo> {
+        caller(ctx)?;
+        let program = &app(ctx).ledger.program;
+        Ok(ProgramInfo {
+            name: program.name.clone(),
+            currency: program.currency.clone(),
+            credit_price_minor: program.credit_price_minor,
+            minimum_purchase: credits(program.minimum_purchase),
+            purchased_validity: program.purchased_validity.to_string(),
+            consumption_order: program
+                .consumption_order
+                .tiers()
+                .iter()
+                .map(|t| t.iter().map(|c| (*c).into()).collect())
+                .collect(),
+            plans: program
+                .plans
+                .iter()
+                .map(|p| Plan {
+                    code: p.code.clone(),
+                    name: p.name.clone(),
+                })
+                .collect(),
+        })
+    }
+}

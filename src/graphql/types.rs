@@ -1,0 +1,423 @@
+//! GraphQL output and enum types, built from domain and stored types. Entities never derive
+//! GraphQL traits: the public contract must not move when a table does.
+
+use crate::entity::{account, journal_line, lot, purchase};
+use crate::graphql::context::{app, require_account};
+use crate::graphql::error::ApiResult;
+use crate::ledger::{self, Credits, amount::CREDIT_SCALE};
+use crate::service::reads::{BalanceView, HistoryItem, page_size, parse_cursor};
+use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+pub fn credits(c: Credits) -> Decimal {
+    c.to_decimal()
+}
+
+/// A signed amount of micro-credits as a decimal.
+pub fn signed(micros: i64) -> Decimal {
+    Decimal::new(micros, CREDIT_SCALE).normalize()
+}
+
+macro_rules! mirror_enum {
+    ($(#[$meta:meta])* $name:ident <=> $domain:path { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl From<$domain> for $name {
+            fn from(value: $domain) -> Self {
+                use $domain as D;
+                match value { $(D::$variant => $name::$variant),+ }
+            }
+        }
+
+        impl From<$name> for $domain {
+            fn from(value: $name) -> Self {
+                use $domain as D;
+                match value { $($name::$variant => D::$variant),+ }
+            }
+        }
+    };
+}
+
+mirror_enum!(
+    /// What a lot is worth to its holder: decides refunds and the order of consumption.
+    LotClass <=> ledger::LotClass { Paid, Promotional, Free }
+);
+mirror_enum!(
+    /// Where a lot came from.
+    LotSource <=> ledger::LotSource {
+        Purchase, Subscription, MonthlyPlan, CheckIn, Referral, SignUp, Coupon, Feedback, Event,
+        FirstPurchaseBonus, DailyFree, AdReward, Lucky, ProviderEarnings, Adjustment,
+    }
+);
+mirror_enum!(
+    /// What a journal entry records.
+    EntryKind <=> StoreKind { Grant, Spend, Expire, Refund, Revoke, Adjust, Transfer }
+);
+
+/// An account: one wallet holder, keyed by the product's own user id.
+pub struct Account(pub account::Model);
+
+#[Object]
+impl Account {
+    /// The product's own id for this account.
+    async fn id(&self) -> ID {
+        ID(self.0.external_id.clone())
+    }
+    async fn plan(&self) -> &str {
+        &self.0.plan
+    }
+    async fn status(&self) -> &str {
+        &self.0.status
+    }
+    async fn identity_verified(&self) -> bool {
+        self.0.identity_verified
+    }
+    async fn credit_mail_enabled(&self) -> bool {
+        self.0.credit_mail_enabled
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    /// Credits spendable now, with a status bar per source. Expired lots never count, even
+    /// before the worker has written them off.
+    async fn balance(&self, ctx: &Context<'_>) -> ApiResult<Balance> {
+        let app = app(ctx);
+        let view = app.ledger.balance(self.0.id, app.clock.now()).await?;
+        Ok(Balance::from(view))
+    }
+
+    /// Lots, newest first; open ones only unless `includeClosed`.
+    async fn lots(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default = false)] include_closed: bool,
+    ) -> ApiResult<Connection<String, Lot>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let app = app(ctx);
+        let (rows, more) = app.ledger.lots_page(self.0.id, include_closed, after, limit).await?;
+        let now = app.clock.now();
+        let mut connection = Connection::new(after.is_some(), more);
+        connection
+            .edges
+            .extend(rows.into_iter().map(|l| Edge::new(l.id.to_string(), Lot::new(l, now))));
+        Ok(connection)
+    }
+
+    /// The journal, newest first by sequence.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<HistoryFilter>,
+    ) -> ApiResult<Connection<String, JournalEntry>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let filter = filter.map(HistoryFilter::into_store).transpose()?.unwrap_or_default();
+        let (items, more) = app(ctx).ledger.history_page(self.0.id, &filter, after, limit).await?;
+        let mut connection = Connection::new(after.is_some(), more);
+        connection.edges.extend(
+            items
+                .into_iter()
+                .map(|item| Edge::new(item.entry.id.to_string(), JournalEntry::from(item))),
+        );
+        Ok(connection)
+    }
+
+    /// Purchases, newest first: date, package, credits, amount.
+    async fn purchases(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<Connection<String, Purchase>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let (rows, more) = app(ctx).ledger.purchases_page(self.0.id, after, limit).await?;
+        let mut connection = Connection::new(after.is_some(), more);
+        connection
+            .edges
+            .extend(rows.into_iter().map(|p| Edge::new(p.id.to_string(), Purchase(p))));
+        Ok(connection)
+    }
+}
+
+impl Account {
+    /// Loads an account the caller may see.
+    pub async fn load(ctx: &Context<'_>, external_id: &str) -> ApiResult<Account> {
+        require_account(ctx, external_id)?;
+        Ok(Account(app(ctx).ledger.account(external_id).await?))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Balance {
+    /// Credits spendable now.
+    pub total: Decimal,
+    /// Credits held by open reservations (none until reservations exist).
+    pub held: Decimal,
+    /// `total - held`.
+    pub available: Decimal,
+    /// One bar per source, largest first.
+    pub bars: Vec<BalanceBar>,
+}
+
+#[derive(SimpleObject)]
+pub struct BalanceBar {
+    pub source: LotSource,
+    pub class: LotClass,
+    pub remaining: Decimal,
+    /// Remaining per expiry date, soonest first; a null `expiresAt` never expires.
+    pub expiries: Vec<Expiry>,
+}
+
+#[derive(SimpleObject)]
+pub struct Expiry {
+    pub expires_at: Option<DateTime<Utc>>,
+    pub remaining: Decimal,
+}
+
+impl From<BalanceView> for Balance {
+    fn from(view: BalanceView) -> Self {
+        let mut bars: Vec<BalanceBar> = view
+            .bars
+            .into_iter()
+            .map(|bar| BalanceBar {
+                source: bar.source.into(),
+                class: bar.class.into(),
+                remaining: credits(bar.remaining),
+                expiries: bar
+                    .expiries
+                    .into_iter()
+                    .map(|(expires_at, remaining)| Expiry {
+                        expires_at,
+                        remaining: credits(remaining),
+                    })
+                    .collect(),
+            })
+            .collect();
+        bars.sort_by(|a, b| b.remaining.cmp(&a.remaining));
+        Balance {
+            total: credits(view.total),
+            held: Decimal::ZERO,
+            available: credits(view.total),
+            bars,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Lot {
+    pub id: ID,
+    pub class: LotClass,
+    pub source: LotSource,
+    pub granted: Decimal,
+    pub remaining: Decimal,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Past its expiry instant; its credits no longer count.
+    pub expired: bool,
+    /// What the lot came from ("purchase", "grant", "account") and its id there.
+    pub origin_kind: Option<String>,
+    pub origin_id: Option<String>,
+}
+
+#[ComplexObject]
+impl Lot {
+    /// Credits of this lot spendable now.
+    async fn spendable(&self) -> Decimal {
+        if self.expired { Decimal::ZERO } else { self.remaining }
+    }
+}
+
+impl Lot {
+    pub fn new(model: lot::Model, now: DateTime<Utc>) -> Lot {
+        let expired = model.expires_at.is_some_and(|at| at <= now);
+        Lot {
+            id: ID(model.id.to_string()),
+            class: model.class.parse::<ledger::LotClass>().map(Into::into).unwrap_or(LotClass::Paid),
+            source: model
+                .source
+                .parse::<ledger::LotSource>()
+                .map(Into::into)
+                .unwrap_or(LotSource::Adjustment),
+            granted: signed(model.granted_micros),
+            remaining: signed(model.remaining_micros),
+            granted_at: model.granted_at,
+            expires_at: model.expires_at,
+            expired,
+            origin_kind: model.origin_kind,
+            origin_id: model.origin_id,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct JournalEntry {
+    /// The journal's sequence number: strictly increasing, the order of "newest first".
+    pub sequence: ID,
+    pub kind: EntryKind,
+    /// The net change to the account's credits (negative for a spend or expiry).
+    pub amount: Decimal,
+    /// When the change took effect (an expiry is dated at the lot's expiry instant).
+    pub effective_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub operation: String,
+    pub idempotency_key: Option<String>,
+    pub feature: Option<String>,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+    pub lines: Vec<JournalLine>,
+}
+
+#[derive(SimpleObject)]
+pub struct JournalLine {
+    pub lot_id: ID,
+    pub amount: Decimal,
+}
+
+impl From<&journal_line::Model> for JournalLine {
+    fn from(line: &journal_line::Model) -> Self {
+        JournalLine {
+            lot_id: ID(line.lot_id.to_string()),
+            amount: signed(line.delta_micros),
+        }
+    }
+}
+
+impl From<HistoryItem> for JournalEntry {
+    fn from(item: HistoryItem) -> Self {
+        let e = item.entry;
+        JournalEntry {
+            sequence: ID(e.id.to_string()),
+            kind: StoreKind::parse(&e.kind).map(Into::into).unwrap_or(EntryKind::Adjust),
+            amount: signed(e.amount_micros),
+            effective_at: e.effective_at,
+            recorded_at: e.created_at,
+            operation: e.operation,
+            idempotency_key: e.idempotency_key,
+            feature: e.feature,
+            model: e.model,
+            reason: e.reason,
+            lines: item.lines.iter().map(JournalLine::from).collect(),
+        }
+    }
+}
+
+/// Filters on the journal; all given conditions must hold.
+#[derive(InputObject, Default)]
+pub struct HistoryFilter {
+    /// Only these kinds of entries.
+    pub kinds: Option<Vec<EntryKind>>,
+    pub feature: Option<String>,
+    /// Effective at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Effective strictly before this instant.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl HistoryFilter {
+    fn into_store(self) -> Result<StoreFilter, crate::service::ServiceError> {
+        if let (Some(from), Some(until)) = (self.from, self.until)
+            && from >= until
+        {
+            return Err(crate::service::ServiceError::bad_input("from must be before until"));
+        }
+        let feature = self
+            .feature
+            .as_deref()
+            .map(|f| crate::service::input::label("feature", f))
+            .transpose()?;
+        let kinds = self.kinds.unwrap_or_default();
+        if kinds.len() > StoreKind::ALL.len() {
+            return Err(crate::service::ServiceError::bad_input("too many kinds"));
+        }
+        Ok(StoreFilter {
+            kinds: kinds.into_iter().map(Into::into).collect(),
+            feature,
+            from: self.from,
+            until: self.until,
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Money {
+    /// An integer amount of the currency's minor unit (cents for USD).
+    pub amount_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+pub struct Purchase(pub purchase::Model);
+
+#[Object]
+impl Purchase {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn package_code(&self) -> Option<&str> {
+        self.0.package_code.as_deref()
+    }
+    /// The package's name, or null for a custom amount.
+    async fn package(&self) -> Option<&str> {
+        self.0.package_name.as_deref()
+    }
+    async fn credits(&self) -> Decimal {
+        signed(self.0.credits_micros)
+    }
+    async fn amount(&self) -> Money {
+        Money {
+            amount_minor: self.0.price_minor,
+            currency: self.0.currency.clone(),
+        }
+    }
+    /// PENDING until the payment is confirmed, then PAID.
+    async fn status(&self) -> String {
+        self.0.status.to_ascii_uppercase()
+    }
+    async fn paid_at(&self) -> Option<DateTime<Utc>> {
+        self.0.paid_at
+    }
+    async fn payment_reference(&self) -> Option<&str> {
+        self.0.payment_reference.as_deref()
+    }
+    /// The paid lot, once confirmed.
+    async fn lot_id(&self) -> Option<ID> {
+        self.0.lot_id.map(|id| ID(id.to_string()))
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct CreditPackage {
+    pub code: String,
+    pub name: String,
+    pub credits: Decimal,
+    pub price: Money,
+}
+
+#[derive(SimpleObject)]
+pub struct Plan {
+    pub code: String,
+    pub name: String,
+}
+
+/// The program this deployment runs.
+#[derive(SimpleObject)]
+pub struct ProgramInfo {
+    pub name: String,
+    pub currency: String,
+    /// Minor units per credit; may be fractional.
+    pub credit_price_minor: Decimal,
+    pub minimum_purchase: Decimal,
+    /// "never", or a count and unit such as "1 months".
+    pub purchased_validity: String,
+    /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
+    pub consumption_order: Vec<Vec<LotClass>>,
+    pub plans: Vec<Plan>,
+}

@@ -1,0 +1,242 @@
+//! Lots and the order in which they are consumed.
+
+use crate::ledger::amount::Credits;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
+use std::fmt;
+use std::str::FromStr;
+
+/// What a lot is worth to the user, which decides refunds and the order of consumption.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LotClass {
+    Paid,
+    Promotional,
+    Free,
+}
+
+impl LotClass {
+    pub const ALL: [LotClass; 3] = [LotClass::Paid, LotClass::Promotional, LotClass::Free];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LotClass::Paid => "paid",
+            LotClass::Promotional => "promotional",
+            LotClass::Free => "free",
+        }
+    }
+}
+
+impl fmt::Display for LotClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LotClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LotClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown lot class {s:?}"))
+    }
+}
+
+/// Where a lot came from (domain.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LotSource {
+    Purchase,
+    Subscription,
+    MonthlyPlan,
+    CheckIn,
+    Referral,
+    SignUp,
+    Coupon,
+    Feedback,
+    Event,
+    FirstPurchaseBonus,
+    DailyFree,
+    AdReward,
+    Lucky,
+    ProviderEarnings,
+    Adjustment,
+}
+
+impl LotSource {
+    pub const ALL: [LotSource; 15] = [
+        LotSource::Purchase,
+        LotSource::Subscription,
+        LotSource::MonthlyPlan,
+        LotSource::CheckIn,
+        LotSource::Referral,
+        LotSource::SignUp,
+        LotSource::Coupon,
+        LotSource::Feedback,
+        LotSource::Event,
+        LotSource::FirstPurchaseBonus,
+        LotSource::DailyFree,
+        LotSource::AdReward,
+        LotSource::Lucky,
+        LotSource::ProviderEarnings,
+        LotSource::Adjustment,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LotSource::Purchase => "purchase",
+            LotSource::Subscription => "subscription",
+            LotSource::MonthlyPlan => "monthly_plan",
+            LotSource::CheckIn => "check_in",
+            LotSource::Referral => "referral",
+            LotSource::SignUp => "sign_up",
+            LotSource::Coupon => "coupon",
+            LotSource::Feedback => "feedback",
+            LotSource::Event => "event",
+            LotSource::FirstPurchaseBonus => "first_purchase_bonus",
+            LotSource::DailyFree => "daily_free",
+            LotSource::AdReward => "ad_reward",
+            LotSource::Lucky => "lucky",
+            LotSource::ProviderEarnings => "provider_earnings",
+            LotSource::Adjustment => "adjustment",
+        }
+    }
+}
+
+impl fmt::Display for LotSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for LotSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        LotSource::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown lot source {s:?}"))
+    }
+}
+
+/// What the rules need to know about a lot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lot {
+    pub id: i64,
+    pub class: LotClass,
+    pub source: LotSource,
+    pub granted: Credits,
+    pub remaining: Credits,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Lot {
+    /// Expiry is exclusive: at its expiry instant a lot is already gone.
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn is_spendable(&self, now: DateTime<Utc>) -> bool {
+        !self.remaining.is_zero() && !self.is_expired(now)
+    }
+}
+
+/// The program's order of consumption: ordered tiers of lot classes. Within a tier the lot that
+/// expires first goes first (never-expiring last), then the oldest grant, then the lowest id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumptionOrder {
+    tiers: Vec<Vec<LotClass>>,
+}
+
+impl ConsumptionOrder {
+    /// Every class must appear in exactly one tier, or some credits could never be spent.
+    pub fn new(tiers: Vec<Vec<LotClass>>) -> Result<ConsumptionOrder, String> {
+        for class in LotClass::ALL {
+            let count = tiers.iter().flatten().filter(|c| **c == class).count();
+            if count != 1 {
+                return Err(format!(
+                    "class {class} appears {count} times in the order of consumption; it must appear once"
+                ));
+            }
+        }
+        Ok(ConsumptionOrder { tiers })
+    }
+
+    pub fn tiers(&self) -> &[Vec<LotClass>] {
+        &self.tiers
+    }
+
+    fn tier_of(&self, class: LotClass) -> usize {
+        self.tiers
+            .iter()
+            .position(|t| t.contains(&class))
+            .expect("constructor checked every class has a tier")
+    }
+
+    pub fn compare(&self, a: &Lot, b: &Lot) -> Ordering {
+        let expiry = match (a.expires_at, b.expires_at) {
+            (Some(x), Some(y)) => x.cmp(&y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        self.tier_of(a.class)
+            .cmp(&self.tier_of(b.class))
+            .then(expiry)
+            .then(a.granted_at.cmp(&b.granted_at))
+            .then(a.id.cmp(&b.id))
+    }
+}
+
+/// One lot's part of a spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Take {
+    pub lot_id: i64,
+    pub amount: Credits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("insufficient credits: {requested} requested, {available} available")]
+pub struct Insufficient {
+    pub requested: Credits,
+    pub available: Credits,
+}
+
+/// Decides which lots pay for `amount` at `now`: all or nothing. Expired and empty lots are
+/// skipped, whatever the caller passed in.
+pub fn allocate(lots: &[Lot], amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+    assert!(!amount.is_zero(), "a spend of zero is rejected before the rules are asked");
+    let mut spendable: Vec<&Lot> = lots.iter().filter(|l| l.is_spendable(now)).collect();
+    let available: Credits = spendable.iter().map(|l| l.remaining).sum();
+    if available < amount {
+        return Err(Insufficient {
+            requested: amount,
+            available,
+        });
+    }
+    spendable.sort_by(|a, b| order.compare(a, b));
+    let mut left = amount;
+    let mut takes = Vec::new();
+    for lot in spendable {
+        if left.is_zero() {
+            break;
+        }
+        let take = lot.remaining.min(left);
+        left = left.checked_sub(take).expect("take is at most what is left");
+        takes.push(Take {
+            lot_id: lot.id,
+            amount: take,
+        });
+    }
+    assert!(left.is_zero(), "available covered the amount, so the takes must too");
+    assert_eq!(takes.iter().map(|t| t.amount).sum::<Credits>(), amount);
+    Ok(takes)
+}
+
+/// The balance at `now`: remaining over lots not yet expired.
+pub fn balance(lots: &[Lot], now: DateTime<Utc>) -> Credits {
+    lots.iter().filter(|l| !l.is_expired(now)).map(|l| l.remaining).sum()
+}

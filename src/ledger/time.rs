@@ -1,0 +1,140 @@
+//! Instants and validity periods, all in UTC.
+
+use chrono::{DateTime, Duration, Months, SubsecRound, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+/// Instants are kept to the microsecond: PostgreSQL stores no finer, and SQLite must compare the
+/// same way.
+pub fn truncate(instant: DateTime<Utc>) -> DateTime<Utc> {
+    instant.trunc_subsecs(6)
+}
+
+/// How long a grant stays valid, counted from its anchor (payment confirmation, claim, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validity {
+    Never,
+    Hours(u32),
+    Days(u32),
+    Months(u32),
+}
+
+impl Validity {
+    /// The exclusive instant at which a grant anchored at `anchor` expires. Months are calendar
+    /// months clamped to the month's end (Jan 31 + 1 month = Feb 28), always counted from the
+    /// anchor so that renewals do not drift.
+    pub fn expires_at(self, anchor: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let anchor = truncate(anchor);
+        match self {
+            Validity::Never => None,
+            Validity::Hours(h) => Some(anchor + Duration::hours(i64::from(h))),
+            Validity::Days(d) => Some(anchor + Duration::days(i64::from(d))),
+            Validity::Months(m) => Some(
+                anchor
+                    .checked_add_months(Months::new(m))
+                    .expect("a validity of a few months stays within chrono's range"),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a validity is \"never\" or a count with a unit: \"168 hours\", \"30 days\", \"1 month\"")]
+pub struct ValidityParseError;
+
+/// The largest count accepted in a validity, whatever the unit: a hundred years of months.
+const MAX_VALIDITY_COUNT: u32 = 1200;
+
+impl FromStr for Validity {
+    type Err = ValidityParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim().to_ascii_lowercase();
+        if s == "never" {
+            return Ok(Validity::Never);
+        }
+        let (count, unit) = s.split_once(' ').ok_or(ValidityParseError)?;
+        let count: u32 = count.parse().map_err(|_| ValidityParseError)?;
+        if count == 0 || count > MAX_VALIDITY_COUNT * 24 * 31 {
+            return Err(ValidityParseError);
+        }
+        match unit.trim() {
+            "hour" | "hours" => Ok(Validity::Hours(count)),
+            "day" | "days" if count <= MAX_VALIDITY_COUNT * 31 => Ok(Validity::Days(count)),
+            "month" | "months" if count <= MAX_VALIDITY_COUNT => Ok(Validity::Months(count)),
+            _ => Err(ValidityParseError),
+        }
+    }
+}
+
+impl fmt::Display for Validity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Validity::Never => write!(f, "never"),
+            Validity::Hours(n) => write!(f, "{n} hours"),
+            Validity::Days(n) => write!(f, "{n} days"),
+            Validity::Months(n) => write!(f, "{n} months"),
+        }
+    }
+}
+
+impl Serialize for Validity {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Validity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(y: i32, m: u32, d: u32, h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn months_clamp_to_the_month_end_without_drift() {
+        let anchor = at(2026, 1, 31, 10);
+        assert_eq!(Validity::Months(1).expires_at(anchor), Some(at(2026, 2, 28, 10)));
+        assert_eq!(Validity::Months(2).expires_at(anchor), Some(at(2026, 3, 31, 10)));
+        assert_eq!(Validity::Months(1).expires_at(at(2028, 1, 31, 0)), Some(at(2028, 2, 29, 0)));
+        assert_eq!(Validity::Months(1).expires_at(at(2026, 4, 30, 0)), Some(at(2026, 5, 30, 0)));
+    }
+
+    #[test]
+    fn days_and_hours_are_exact_durations() {
+        assert_eq!(
+            Validity::Days(7).expires_at(at(2026, 3, 1, 0)),
+            Validity::Hours(168).expires_at(at(2026, 3, 1, 0))
+        );
+        assert_eq!(Validity::Days(30).expires_at(at(2026, 12, 15, 5)), Some(at(2027, 1, 14, 5)));
+        assert_eq!(Validity::Never.expires_at(at(2026, 1, 1, 0)), None);
+    }
+
+    #[test]
+    fn parses_and_prints() {
+        for s in ["never", "168 hours", "30 days", "1 months", "60 days"] {
+            let v: Validity = s.parse().unwrap();
+            assert_eq!(v.to_string().parse::<Validity>().unwrap(), v);
+        }
+        assert_eq!("1 month".parse::<Validity>(), Ok(Validity::Months(1)));
+        for bad in ["", "0 days", "-1 days", "1 fortnight", "days", "99999999 months"] {
+            assert!(bad.parse::<Validity>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn truncates_to_microseconds() {
+        let t = Utc.timestamp_opt(1_700_000_000, 123_456_789).unwrap();
+        assert_eq!(truncate(t).timestamp_subsec_nanos(), 123_456_000);
+    }
+}

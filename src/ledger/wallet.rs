@@ -1,0 +1,302 @@
+//! One account's lots with the rules applied in memory: the reference model that the store must
+//! agree with, lot by lot, and the place where conservation is checked.
+
+use crate::ledger::amount::Credits;
+use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, allocate};
+use chrono::{DateTime, Utc};
+
+/// Running totals per kind of movement, for the conservation equation of domain.md §2.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub granted: Credits,
+    pub spent: Credits,
+    pub expired: Credits,
+}
+
+#[derive(Debug, Clone)]
+pub struct Wallet {
+    pub lots: Vec<Lot>,
+    pub totals: Totals,
+    next_id: i64,
+}
+
+impl Default for Wallet {
+    fn default() -> Self {
+        Wallet {
+            lots: Vec::new(),
+            totals: Totals::default(),
+            next_id: 1,
+        }
+    }
+}
+
+impl Wallet {
+    pub fn grant(
+        &mut self,
+        class: LotClass,
+        source: LotSource,
+        amount: Credits,
+        now: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> i64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.lots.push(Lot {
+            id,
+            class,
+            source,
+            granted: amount,
+            remaining: amount,
+            granted_at: now,
+            expires_at,
+        });
+        self.totals.granted = self.totals.granted.checked_add(amount).expect("totals fit");
+        self.check();
+        id
+    }
+
+    pub fn spend(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+        let takes = allocate(&self.lots, amount, order, now)?;
+        for take in &takes {
+            let lot = self
+                .lots
+                .iter_mut()
+                .find(|l| l.id == take.lot_id)
+                .expect("allocate returns our own lots");
+            lot.remaining = lot
+                .remaining
+                .checked_sub(take.amount)
+                .expect("allocate never takes more than remains");
+        }
+        self.totals.spent = self.totals.spent.checked_add(amount).expect("totals fit");
+        self.check();
+        Ok(takes)
+    }
+
+    /// Writes off every lot expired at `now`; returns (lot id, amount written off).
+    pub fn expire(&mut self, now: DateTime<Utc>) -> Vec<(i64, Credits)> {
+        let mut written_off = Vec::new();
+        for lot in self.lots.iter_mut().filter(|l| l.is_expired(now) && !l.remaining.is_zero()) {
+            written_off.push((lot.id, lot.remaining));
+            self.totals.expired = self.totals.expired.checked_add(lot.remaining).expect("totals fit");
+            lot.remaining = Credits::ZERO;
+        }
+        self.check();
+        written_off
+    }
+
+    pub fn remaining(&self) -> Credits {
+        self.lots.iter().map(|l| l.remaining).sum()
+    }
+
+    /// granted = spent + expired + remaining, and every lot within 0..=granted.
+    pub fn check(&self) {
+        for lot in &self.lots {
+            assert!(lot.remaining <= lot.granted, "lot {} holds more than it was granted", lot.id);
+        }
+        let out = self
+            .totals
+            .spent
+            .checked_add(self.totals.expired)
+            .and_then(|s| s.checked_add(self.remaining()));
+        assert_eq!(Some(self.totals.granted), out, "conservation broken: {:?}", self.totals);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::lot::balance;
+    use chrono::{Duration, TimeZone};
+    use proptest::prelude::*;
+
+    fn t0() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 31, 23, 59, 59).unwrap()
+    }
+
+    fn arkain() -> ConsumptionOrder {
+        ConsumptionOrder::new(vec![vec![LotClass::Free, LotClass::Promotional], vec![LotClass::Paid]]).unwrap()
+    }
+
+    fn carat() -> ConsumptionOrder {
+        ConsumptionOrder::new(vec![vec![LotClass::Paid, LotClass::Promotional], vec![LotClass::Free]]).unwrap()
+    }
+
+    fn c(n: i64) -> Credits {
+        Credits::from_whole(n)
+    }
+
+    #[test]
+    fn arkain_spends_free_and_promotional_before_paid_soonest_expiry_first() {
+        let mut w = Wallet::default();
+        let now = t0();
+        let paid = w.grant(LotClass::Paid, LotSource::Purchase, c(100), now, None);
+        let promo_late = w.grant(LotClass::Promotional, LotSource::CheckIn, c(5), now, Some(now + Duration::days(30)));
+        let free_soon = w.grant(LotClass::Free, LotSource::MonthlyPlan, c(50), now, Some(now + Duration::seconds(1)));
+        let takes = w.spend(c(60), &arkain(), now).unwrap();
+        assert_eq!(
+            takes,
+            vec![
+                Take {
+                    lot_id: free_soon,
+                    amount: c(50)
+                },
+                Take {
+                    lot_id: promo_late,
+                    amount: c(5)
+                },
+                Take {
+                    lot_id: paid,
+                    amount: c(5)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn carat_keeps_daily_free_credits_for_last() {
+        let mut w = Wallet::default();
+        let now = t0();
+        let free = w.grant(LotClass::Free, LotSource::DailyFree, c(100), now, Some(now + Duration::hours(1)));
+        let topup = w.grant(LotClass::Paid, LotSource::Purchase, c(10), now, Some(now + Duration::days(28)));
+        let takes = w.spend(c(15), &carat(), now).unwrap();
+        assert_eq!(
+            takes,
+            vec![
+                Take {
+                    lot_id: topup,
+                    amount: c(10)
+                },
+                Take {
+                    lot_id: free,
+                    amount: c(5)
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn ties_break_by_grant_time_then_id() {
+        let mut w = Wallet::default();
+        let now = t0();
+        let later = w.grant(LotClass::Paid, LotSource::Purchase, c(1), now + Duration::seconds(1), None);
+        let first = w.grant(LotClass::Paid, LotSource::Purchase, c(1), now, None);
+        let second = w.grant(LotClass::Paid, LotSource::Purchase, c(1), now, None);
+        let takes = w.spend(c(3), &arkain(), now + Duration::seconds(2)).unwrap();
+        let ids: Vec<i64> = takes.iter().map(|t| t.lot_id).collect();
+        assert_eq!(ids, vec![first, second, later]);
+    }
+
+    #[test]
+    fn expired_lots_are_neither_spent_nor_counted_at_their_expiry_instant() {
+        let mut w = Wallet::default();
+        let now = t0();
+        let expiry = now + Duration::seconds(1);
+        w.grant(LotClass::Free, LotSource::MonthlyPlan, c(50), now, Some(expiry));
+        assert_eq!(balance(&w.lots, expiry - Duration::microseconds(1)), c(50));
+        assert_eq!(balance(&w.lots, expiry), Credits::ZERO);
+        let refused = w.spend(c(1), &arkain(), expiry).unwrap_err();
+        assert_eq!(refused.available, Credits::ZERO);
+        assert_eq!(w.expire(expiry), vec![(1, c(50))]);
+    }
+
+    #[test]
+    fn insufficient_changes_nothing() {
+        let mut w = Wallet::default();
+        let now = t0();
+        w.grant(LotClass::Paid, LotSource::Purchase, c(10), now, None);
+        let before = w.lots.clone();
+        assert_eq!(
+            w.spend(c(11), &arkain(), now),
+            Err(Insufficient {
+                requested: c(11),
+                available: c(10)
+            })
+        );
+        assert_eq!(w.lots, before);
+    }
+
+    #[test]
+    fn an_order_must_name_every_class_once() {
+        assert!(ConsumptionOrder::new(vec![vec![LotClass::Paid]]).is_err());
+        assert!(
+            ConsumptionOrder::new(vec![
+                vec![LotClass::Paid, LotClass::Free],
+                vec![LotClass::Free, LotClass::Promotional]
+            ])
+            .is_err()
+        );
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Grant { class: u8, micros: i64, expires_in_s: Option<i64> },
+        Spend { micros: i64 },
+        Advance { seconds: i64 },
+        Expire,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, 1i64..5_000_000_000, proptest::option::of(1i64..100)).prop_map(|(class, micros, expires_in_s)| Op::Grant {
+                class,
+                micros,
+                expires_in_s
+            }),
+            (1i64..8_000_000_000).prop_map(|micros| Op::Spend { micros }),
+            (0i64..50).prop_map(|seconds| Op::Advance { seconds }),
+            Just(Op::Expire),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn random_grants_and_spends_conserve_credits(ops in proptest::collection::vec(op(), 1..60), carat_order in any::<bool>()) {
+            let order = if carat_order { carat() } else { arkain() };
+            let mut w = Wallet::default();
+            let mut now = t0();
+            for op in ops {
+                match op {
+                    Op::Grant { class, micros, expires_in_s } => {
+                        let class = LotClass::ALL[class as usize];
+                        w.grant(class, LotSource::Adjustment, Credits::from_micros(micros), now, expires_in_s.map(|s| now + Duration::seconds(s)));
+                    }
+                    Op::Spend { micros } => {
+                        let amount = Credits::from_micros(micros);
+                        let available = balance(&w.lots, now);
+                        let before = w.lots.clone();
+                        match w.spend(amount, &order, now) {
+                            Ok(takes) => {
+                                prop_assert!(amount <= available);
+                                prop_assert_eq!(takes.iter().map(|t| t.amount).sum::<Credits>(), amount);
+                                prop_assert_eq!(balance(&w.lots, now), available.checked_sub(amount).unwrap());
+                                // No lot later in the order was touched while an earlier one still has credits.
+                                let mut touched: Vec<&Lot> = before.iter().filter(|l| takes.iter().any(|t| t.lot_id == l.id)).collect();
+                                touched.sort_by(|a, b| order.compare(a, b));
+                                let last = touched.last().unwrap();
+                                for lot in w.lots.iter().filter(|l| l.is_spendable(now)) {
+                                    if order.compare(lot, last).is_lt() {
+                                        prop_assert!(false, "lot {} was skipped", lot.id);
+                                    }
+                                }
+                            }
+                            Err(refused) => {
+                                prop_assert!(amount > available);
+                                prop_assert_eq!(refused.available, available);
+                                prop_assert_eq!(&w.lots, &before);
+                            }
+                        }
+                    }
+                    Op::Advance { seconds } => now += Duration::seconds(seconds),
+                    Op::Expire => {
+                        let shown = balance(&w.lots, now);
+                        w.expire(now);
+                        // Writing off what a read already excluded changes no balance.
+                        prop_assert_eq!(balance(&w.lots, now), shown);
+                    }
+                }
+                w.check();
+            }
+        }
+    }
+}

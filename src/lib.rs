@@ -1,0 +1,17 @@
+//! Credits: a prepaid credit ledger served over GraphQL.
+//!
+//! `ledger` holds the rules with no I/O; `store` the queries; `service` the use cases;
+//! `graphql` and `http` the thin transport around them.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod entity;
+pub mod graphql;
+pub mod http;
+pub mod ledger;
+pub mod program;
+pub mod service;
+pub mod store;

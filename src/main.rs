@@ -1,0 +1,133 @@
+use clap::{Parser, Subcommand};
+use credits::auth::{AuthKeys, Role};
+use credits::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Credits: a prepaid credit ledger served over GraphQL.
+#[derive(Debug, Parser)]
+#[command(name = "credits", version, about)]
+struct Cli {
+    /// A TOML configuration file (else CREDITS_CONFIG, else ./credits.toml if present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Migrate the database and serve GraphQL at /graphql.
+    Serve {
+        /// Address to listen on (else CREDITS_BIND, else 127.0.0.1:8080).
+        #[arg(long)]
+        bind: Option<String>,
+    },
+    /// Bring the database schema up to date.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Print a bearer token signed with the configured secret, and nothing else.
+    Token {
+        #[arg(long)]
+        role: Role,
+        /// The account a user token acts on (the product's own id).
+        #[arg(long)]
+        account: Option<String>,
+        /// How long the token is valid, e.g. "1h", "30d".
+        #[arg(long, default_value = "24h")]
+        ttl: humantime::Duration,
+    },
+    /// Check conservation and that every balance equals the journal; non-zero exit if not.
+    Audit,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Schema = cli.command {
+        println!("{}", credits::graphql::sdl().trim_end());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Schema => unreachable!("handled above"),
+        Command::Serve { bind } => {
+            if let Some(bind) = bind {
+                config.bind = bind;
+            }
+            let settings = credits::app::Settings::from_config(&config)?;
+            let (app, _ledger) = credits::app::build(settings).await?;
+            app.serve(shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::Migrate => {
+            let db = credits::db::connect(&config.database_url(), 1).await?;
+            credits::db::migrate(&db).await?;
+            eprintln!("migrated");
+        }
+        Command::Token { role, account, ttl } => {
+            let keys = AuthKeys::new(&config.auth_secret()?);
+            println!("{}", keys.issue(role, account.as_deref(), ttl.into())?);
+        }
+        Command::Audit => {
+            let db = credits::db::connect(&config.database_url(), 2).await?;
+            let report = credits::audit::run(&db, chrono::Utc::now()).await?;
+            println!("{report}");
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

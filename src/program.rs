@@ -1,0 +1,246 @@
+//! A program: one product's credit rules, loaded from a TOML file. The repository ships presets
+//! (`config/presets/`) that reproduce the three source products; `arkain` is the default.
+
+use crate::ledger::{ConsumptionOrder, Credits, LotClass, Validity};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use std::path::Path;
+
+pub const DEFAULT_PRESET: &str = "arkain";
+
+const PRESETS: [(&str, &str); 3] = [
+    ("arkain", include_str!("../config/presets/arkain.toml")),
+    ("carat", include_str!("../config/presets/carat.toml")),
+    ("archipelag", include_str!("../config/presets/archipelag.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProgramError {
+    #[error("cannot read program file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid program {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgramFile {
+    name: String,
+    currency: String,
+    /// Minor units of the currency per credit; may be fractional ("0.2" cents).
+    credit_price_minor: Decimal,
+    minimum_purchase_credits: Decimal,
+    purchased_validity: Validity,
+    consumption_order: Vec<Vec<LotClass>>,
+    default_plan: String,
+    plans: Vec<PlanFile>,
+    #[serde(default)]
+    packages: Vec<PackageFile>,
+    #[serde(default)]
+    sign_up_grant: Option<GrantFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    code: String,
+    name: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PackageFile {
+    code: String,
+    name: String,
+    credits: Decimal,
+    price_minor: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantFile {
+    credits: Decimal,
+    validity: Validity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub code: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Package {
+    pub code: String,
+    pub name: String,
+    pub credits: Credits,
+    pub price_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub credits: Credits,
+    pub validity: Validity,
+}
+
+/// A validated program: once you hold one, its rules are consistent.
+#[derive(Debug, Clone)]
+pub struct Program {
+    pub name: String,
+    pub currency: String,
+    pub credit_price_minor: Decimal,
+    pub minimum_purchase: Credits,
+    pub purchased_validity: Validity,
+    pub consumption_order: ConsumptionOrder,
+    pub default_plan: String,
+    pub plans: Vec<Plan>,
+    pub packages: Vec<Package>,
+    pub sign_up_grant: Option<Grant>,
+}
+
+impl Program {
+    /// A preset name (`arkain`, `carat`, `archipelag`) or a path to a TOML file.
+    pub fn load(name_or_path: &str) -> Result<Program, ProgramError> {
+        if let Some((_, text)) = PRESETS.iter().find(|(name, _)| *name == name_or_path) {
+            return Program::parse(name_or_path, text);
+        }
+        let text = std::fs::read_to_string(Path::new(name_or_path)).map_err(|source| ProgramError::Read {
+            path: name_or_path.to_string(),
+            source,
+        })?;
+        Program::parse(name_or_path, &text)
+    }
+
+    pub fn preset_names() -> impl Iterator<Item = &'static str> {
+        PRESETS.iter().map(|(name, _)| *name)
+    }
+
+    pub fn parse(origin: &str, text: &str) -> Result<Program, ProgramError> {
+        let invalid = |message: String| ProgramError::Invalid {
+            name: origin.to_string(),
+            message,
+        };
+        let file: ProgramFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let credits = |what: &str, value: Decimal| Credits::parse_positive(value).map_err(|e| invalid(format!("{what}: {e}")));
+        if file.currency.len() != 3 || !file.currency.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(invalid(format!("currency {:?} is not an ISO 4217 code", file.currency)));
+        }
+        if file.credit_price_minor <= Decimal::ZERO {
+            return Err(invalid("credit_price_minor must be positive".into()));
+        }
+        let consumption_order = ConsumptionOrder::new(file.consumption_order).map_err(invalid)?;
+        if file.plans.is_empty() || !file.plans.iter().any(|p| p.code == file.default_plan) {
+            return Err(invalid(format!("default_plan {:?} is not one of the plans", file.default_plan)));
+        }
+        let mut packages = Vec::new();
+        for p in file.packages {
+            if p.price_minor <= 0 {
+                return Err(invalid(format!("package {} has no price", p.code)));
+            }
+            if packages.iter().any(|q: &Package| q.code == p.code) {
+                return Err(invalid(format!("package {} is listed twice", p.code)));
+            }
+            packages.push(Package {
+                credits: credits(&p.code, p.credits)?,
+                code: p.code,
+                name: p.name,
+                price_minor: p.price_minor,
+            });
+        }
+        let sign_up_grant = match file.sign_up_grant {
+            Some(g) => Some(Grant {
+                credits: credits("sign_up_grant", g.credits)?,
+                validity: g.validity,
+            }),
+            None => None,
+        };
+        Ok(Program {
+            name: file.name,
+            currency: file.currency,
+            credit_price_minor: file.credit_price_minor,
+            minimum_purchase: credits("minimum_purchase_credits", file.minimum_purchase_credits)?,
+            purchased_validity: file.purchased_validity,
+            consumption_order,
+            default_plan: file.default_plan,
+            plans: file
+                .plans
+                .into_iter()
+                .map(|p| Plan {
+                    code: p.code,
+                    name: p.name,
+                })
+                .collect(),
+            packages,
+            sign_up_grant,
+        })
+    }
+
+    pub fn plan(&self, code: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.code == code)
+    }
+
+    pub fn package(&self, code: &str) -> Option<&Package> {
+        self.packages.iter().find(|p| p.code == code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_loads() {
+        for name in Program::preset_names() {
+            let program = Program::load(name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(program.name, name);
+            for package in &program.packages {
+                assert!(
+                    package.credits >= program.minimum_purchase,
+                    "{name}: package {} is under the minimum",
+                    package.code
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn presets_carry_the_documented_numbers() {
+        let arkain = Program::load("arkain").unwrap();
+        assert_eq!(arkain.credit_price_minor, Decimal::from(2));
+        assert_eq!(arkain.minimum_purchase, Credits::from_whole(50));
+        assert_eq!(arkain.purchased_validity, Validity::Never);
+        assert_eq!(
+            arkain.consumption_order.tiers(),
+            &[vec![LotClass::Free, LotClass::Promotional], vec![LotClass::Paid]]
+        );
+        let carat = Program::load("carat").unwrap();
+        assert_eq!(carat.purchased_validity, Validity::Months(1));
+        assert_eq!(
+            carat.consumption_order.tiers(),
+            &[vec![LotClass::Paid, LotClass::Promotional], vec![LotClass::Free]]
+        );
+        let archipelag = Program::load("archipelag").unwrap();
+        assert_eq!(archipelag.credit_price_minor, Decimal::from(1));
+        assert_eq!(
+            archipelag.sign_up_grant,
+            Some(Grant {
+                credits: Credits::from_whole(10_000),
+                validity: Validity::Never
+            })
+        );
+        assert_eq!(archipelag.consumption_order.tiers().len(), 1);
+    }
+
+    #[test]
+    fn rejects_inconsistent_programs() {
+        let good = include_str!("../config/presets/arkain.toml");
+        let bad_order = good.replace(
+            r#"consumption_order = [["free", "promotional"], ["paid"]]"#,
+            r#"consumption_order = [["free"], ["paid"]]"#,
+        );
+        assert!(bad_order != good && Program::parse("t", &bad_order).is_err());
+        let bad_plan = good.replace(r#"default_plan = "free""#, r#"default_plan = "gold""#);
+        assert!(bad_plan != good && Program::parse("t", &bad_plan).is_err());
+        assert!(Program::load("no-such-preset-or-file").is_err());
+    }
+}

@@ -1,0 +1,98 @@
+use crate::entity::account;
+use crate::ledger::{LotClass, LotSource};
+use crate::service::input::ExternalId;
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, journal, lots};
+use chrono::{DateTime, Utc};
+
+impl Ledger {
+    /// Creates the account, or returns the existing one: idempotent on the external id. The
+    /// program's sign-up grant is made in the same transaction, so it is made exactly once.
+    pub async fn create_account(
+        &self,
+        external_id: &str,
+        plan: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(account::Model, bool), ServiceError> {
+        let external_id = ExternalId::parse(external_id)?;
+        if let Some(plan) = plan
+            && self.program.plan(plan).is_none()
+        {
+            return Err(ServiceError::bad_input(format!("unknown plan {plan:?}")));
+        }
+        let plan = plan.unwrap_or(&self.program.default_plan).to_string();
+        let program = self.program.clone();
+        tx::write(&self.db, |txn| {
+            let (external_id, plan, program) = (external_id.clone(), plan.clone(), program.clone());
+            Box::pin(async move {
+                if let Some(existing) = store::accounts::by_external_id(txn, external_id.as_str()).await? {
+                    if existing.plan != plan {
+                        return Err(ServiceError::IdempotencyConflict(format!(
+                            "account {:?} already exists on plan {:?}",
+                            external_id.as_str(),
+                            existing.plan
+                        )));
+                    }
+                    return Ok((existing, false));
+                }
+                let account = store::accounts::insert(txn, external_id.as_str(), &plan, now).await?;
+                if let Some(grant) = &program.sign_up_grant {
+                    let lot = lots::insert(
+                        txn,
+                        lots::NewLot {
+                            account_id: account.id,
+                            class: LotClass::Promotional,
+                            source: LotSource::SignUp,
+                            amount: grant.credits,
+                            granted_at: now,
+                            expires_at: grant.validity.expires_at(now),
+                            origin_kind: Some("account"),
+                            origin_id: Some(account.id.to_string()),
+                        },
+                    )
+                    .await?;
+                    journal::append(
+                        txn,
+                        journal::NewEntry {
+                            account_id: account.id,
+                            kind: journal::EntryKind::Grant,
+                            effective_at: now,
+                            created_at: now,
+                            operation: "sign_up",
+                            idempotency_key: None,
+                            feature: None,
+                            model: None,
+                            reason: Some("sign-up grant"),
+                            lines: vec![(lot.id, grant.credits.micros())],
+                        },
+                    )
+                    .await?;
+                    store::accounts::add_to_balance(txn, account.id, grant.credits.micros()).await?;
+                }
+                let account = store::accounts::by_id(txn, account.id)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("account vanished"))?;
+                tracing::info!(account.id = account.id, account.plan = %account.plan, "account created");
+                Ok((account, true))
+            })
+        })
+        .await
+    }
+
+    pub async fn account(&self, external_id: &str) -> Result<account::Model, ServiceError> {
+        let external_id = ExternalId::parse(external_id)?;
+        store::accounts::by_external_id(&self.db, external_id.as_str())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no account {:?}", external_id.as_str())))
+    }
+}
+
+/// Resolves and locks an account inside a write transaction.
+pub(crate) async fn lock_by_external_id(txn: &sea_orm::DatabaseTransaction, external_id: &str) -> Result<account::Model, ServiceError> {
+    let found = store::accounts::by_external_id(txn, external_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))?;
+    store::accounts::lock(txn, found.id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))
+}

@@ -1,0 +1,39 @@
+use crate::ledger::Credits;
+
+/// What a use case can refuse or fail with. The GraphQL layer maps each variant to one stable
+/// code, in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    BadInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("insufficient credits: {requested} requested, {available} available")]
+    InsufficientCredits { requested: Credits, available: Credits },
+    #[error("{0}")]
+    IdempotencyConflict(String),
+    #[error("the ledger is busy; try again")]
+    Busy,
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sea_orm::DbErr> for ServiceError {
+    fn from(err: sea_orm::DbErr) -> Self {
+        ServiceError::Internal(anyhow::Error::new(err))
+    }
+}
+
+impl ServiceError {
+    pub fn bad_input(message: impl Into<String>) -> ServiceError {
+        ServiceError::BadInput(message.into())
+    }
+
+    /// The database error behind an internal error, if any.
+    pub fn db_err(&self) -> Option<&sea_orm::DbErr> {
+        match self {
+            ServiceError::Internal(e) => e.downcast_ref::<sea_orm::DbErr>(),
+            _ => None,
+        }
+    }
+}

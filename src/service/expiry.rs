@@ -1,0 +1,71 @@
+//! Writing off expired lots. Reads already exclude them; this makes the journal say so, dated at
+//! each lot's own expiry instant, under the same account lock as a spend.
+
+use crate::ledger::Credits;
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, journal, lots};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeSet;
+
+/// The most lots one call looks at; the worker calls again until a batch comes back short.
+pub const MAX_EXPIRY_BATCH: u64 = 1000;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryReport {
+    pub lots: u64,
+    pub credits: Credits,
+}
+
+impl Ledger {
+    pub async fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> Result<ExpiryReport, ServiceError> {
+        let due = lots::due_for_expiry(&self.db, now, batch.clamp(1, MAX_EXPIRY_BATCH)).await?;
+        let accounts: BTreeSet<i64> = due.iter().map(|l| l.account_id).collect();
+        let mut report = ExpiryReport::default();
+        for account_id in accounts {
+            let (count, credits) = tx::write(&self.db, |txn| {
+                Box::pin(async move {
+                    store::accounts::lock(txn, account_id).await?;
+                    let mut count = 0u64;
+                    let mut credits = Credits::ZERO;
+                    for lot in lots::open_for_account(txn, account_id).await? {
+                        let rule = lots::to_rule(&lot)?;
+                        let Some(expires_at) = rule.expires_at.filter(|_| rule.is_expired(now)) else {
+                            continue;
+                        };
+                        if rule.remaining.is_zero() {
+                            continue;
+                        }
+                        lots::set_remaining(txn, lot.id, rule.remaining, Credits::ZERO).await?;
+                        journal::append(
+                            txn,
+                            journal::NewEntry {
+                                account_id,
+                                kind: journal::EntryKind::Expire,
+                                effective_at: expires_at,
+                                created_at: now,
+                                operation: "expire",
+                                idempotency_key: None,
+                                feature: None,
+                                model: None,
+                                reason: Some("expired"),
+                                lines: vec![(lot.id, -rule.remaining.micros())],
+                            },
+                        )
+                        .await?;
+                        store::accounts::add_to_balance(txn, account_id, -rule.remaining.micros()).await?;
+                        count += 1;
+                        credits = credits.checked_add(rule.remaining).expect("sums fit");
+                    }
+                    Ok::<_, ServiceError>((count, credits))
+                })
+            })
+            .await?;
+            report.lots += count;
+            report.credits = report.credits.checked_add(credits).expect("sums fit");
+        }
+        if report.lots > 0 {
+            tracing::info!(lots = report.lots, amount.credits = %report.credits, "expired lots written off");
+        }
+        Ok(report)
+    }
+}

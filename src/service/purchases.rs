@@ -1,0 +1,218 @@
+//! Buying credits: a pending purchase with its price, then the payment's confirmation turns it
+//! into a paid lot, exactly once per payment reference.
+
+use crate::entity::purchase;
+use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
+use crate::service::accounts::lock_by_external_id;
+use crate::service::input::{ExternalId, IdempotencyKey};
+use crate::service::keyed::{Keyed, Stored};
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, idempotency::request_hash, journal, lots};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize)]
+pub enum PurchaseChoice {
+    Package(String),
+    Credits(Credits),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PurchaseReceipt {
+    purchase_id: i64,
+}
+
+pub const MAX_PAYMENT_REFERENCE_CHARS: usize = 128;
+
+impl Ledger {
+    /// Prices a package or a custom amount (whole credits, at least the program's minimum) and
+    /// records a pending purchase.
+    pub async fn purchase(
+        &self,
+        account: &str,
+        package: Option<&str>,
+        credits: Option<Decimal>,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<purchase::Model, ServiceError> {
+        let account = ExternalId::parse(account)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let choice = match (package, credits) {
+            (Some(code), None) => PurchaseChoice::Package(code.to_string()),
+            (None, Some(amount)) => {
+                if amount.fract() != Decimal::ZERO {
+                    return Err(ServiceError::bad_input("a custom purchase is a whole number of credits"));
+                }
+                let amount = crate::service::spending::parse_amount(amount)?;
+                if amount < self.program.minimum_purchase {
+                    return Err(ServiceError::bad_input(format!(
+                        "the minimum purchase is {} credits",
+                        self.program.minimum_purchase
+                    )));
+                }
+                PurchaseChoice::Credits(amount)
+            }
+            _ => {
+                return Err(ServiceError::bad_input("give either a package or a number of credits"));
+            }
+        };
+        let (package_code, package_name, credits, price_minor) = match &choice {
+            PurchaseChoice::Package(code) => {
+                let package = self
+                    .program
+                    .package(code)
+                    .ok_or_else(|| ServiceError::bad_input(format!("unknown package {code:?}")))?;
+                (
+                    Some(package.code.clone()),
+                    Some(package.name.clone()),
+                    package.credits,
+                    package.price_minor,
+                )
+            }
+            PurchaseChoice::Credits(amount) => {
+                let price =
+                    price_of(*amount, self.program.credit_price_minor).ok_or_else(|| ServiceError::bad_input("the price is too large"))?;
+                (None, None, *amount, price)
+            }
+        };
+        let hash = request_hash(&choice);
+        let (currency, ttl) = (self.program.currency.clone(), self.idempotency_ttl);
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, hash, currency) = (account.clone(), key.clone(), hash.clone(), currency.clone());
+            let (package_code, package_name) = (package_code.clone(), package_name.clone());
+            Box::pin(async move {
+                let locked = lock_by_external_id(txn, account.as_str()).await?;
+                let keyed = Keyed {
+                    account_id: locked.id,
+                    operation: "purchase",
+                    key: key.as_str(),
+                    request_hash: hash,
+                };
+                if let Some(stored) = keyed.replay::<PurchaseReceipt>(txn).await? {
+                    return Ok(stored);
+                }
+                let created = purchase::ActiveModel {
+                    account_id: Set(locked.id),
+                    package_code: Set(package_code),
+                    package_name: Set(package_name),
+                    credits_micros: Set(credits.micros()),
+                    price_minor: Set(price_minor),
+                    currency: Set(currency),
+                    status: Set("pending".to_string()),
+                    payment_reference: Set(None),
+                    lot_id: Set(None),
+                    created_at: Set(now),
+                    paid_at: Set(None),
+                    ..Default::default()
+                }
+                .insert(txn)
+                .await?;
+                let done = Stored::Done(PurchaseReceipt { purchase_id: created.id });
+                keyed.remember(txn, &done, now, ttl).await?;
+                Ok(done)
+            })
+        })
+        .await?;
+        let receipt = stored.into_result()?;
+        store::purchases::by_id(&self.db, receipt.purchase_id)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("purchase {} vanished", receipt.purchase_id)))
+    }
+
+    /// The payment succeeded: grant the paid lot. Idempotent on the payment reference; a
+    /// reference already used for another purchase, or a purchase already paid under another
+    /// reference, is a conflict. `amount_minor`, when given, must match the price.
+    pub async fn confirm_purchase(
+        &self,
+        purchase_id: i64,
+        payment_reference: &str,
+        amount_minor: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<purchase::Model, ServiceError> {
+        if payment_reference.is_empty()
+            || payment_reference.chars().count() > MAX_PAYMENT_REFERENCE_CHARS
+            || !payment_reference.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(ServiceError::bad_input(format!(
+                "paymentReference must be 1 to {MAX_PAYMENT_REFERENCE_CHARS} printable ASCII characters"
+            )));
+        }
+
+        let validity = self.program.purchased_validity;
+        let reference = payment_reference.to_string();
+        tx::write(&self.db, |txn| {
+            let reference = reference.clone();
+            Box::pin(async move {
+                let not_found = || ServiceError::NotFound(format!("no purchase {purchase_id}"));
+                let pending = store::purchases::by_id(txn, purchase_id).await?.ok_or_else(not_found)?;
+                let account = store::accounts::lock(txn, pending.account_id).await?.ok_or_else(not_found)?;
+                // Re-read under the lock: a concurrent confirmation may have just committed.
+                let pending = store::purchases::by_id(txn, purchase_id).await?.ok_or_else(not_found)?;
+                if let Some(used) = store::purchases::by_payment_reference(txn, &reference).await? {
+                    if used.id == pending.id {
+                        return Ok(used);
+                    }
+                    return Err(ServiceError::IdempotencyConflict(format!(
+                        "payment reference {reference:?} already confirmed another purchase"
+                    )));
+                }
+                if pending.status != "pending" {
+                    return Err(ServiceError::IdempotencyConflict(format!(
+                        "purchase {purchase_id} was already confirmed with another payment reference"
+                    )));
+                }
+                if let Some(paid) = amount_minor
+                    && paid != pending.price_minor
+                {
+                    return Err(ServiceError::bad_input(format!(
+                        "amountMinor {paid} does not match the price {} {}",
+                        pending.price_minor, pending.currency
+                    )));
+                }
+                let credits = Credits::from_micros(pending.credits_micros);
+                let lot = lots::insert(
+                    txn,
+                    lots::NewLot {
+                        account_id: account.id,
+                        class: LotClass::Paid,
+                        source: LotSource::Purchase,
+                        amount: credits,
+                        granted_at: now,
+                        expires_at: validity.expires_at(now),
+                        origin_kind: Some("purchase"),
+                        origin_id: Some(pending.id.to_string()),
+                    },
+                )
+                .await?;
+                journal::append(
+                    txn,
+                    journal::NewEntry {
+                        account_id: account.id,
+                        kind: journal::EntryKind::Grant,
+                        effective_at: now,
+                        created_at: now,
+                        operation: "confirm_purchase",
+                        idempotency_key: Some(&reference),
+                        feature: None,
+                        model: None,
+                        reason: Some("purchase"),
+                        lines: vec![(lot.id, credits.micros())],
+                    },
+                )
+                .await?;
+                store::accounts::add_to_balance(txn, account.id, credits.micros()).await?;
+                let mut paid = pending.into_active_model();
+                paid.status = Set("paid".to_string());
+                paid.payment_reference = Set(Some(reference.clone()));
+                paid.lot_id = Set(Some(lot.id));
+                paid.paid_at = Set(Some(now));
+                let paid = paid.update(txn).await?;
+                tracing::info!(account.id = account.id, purchase.id = paid.id, amount.credits = %credits, "purchase confirmed");
+                Ok(paid)
+            })
+        })
+        .await
+    }
+}

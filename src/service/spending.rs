@@ -1,0 +1,237 @@
+//! Spending and operator grants: the keyed, atomic moves of credits.
+
+use crate::ledger::{Credits, LotClass, LotSource, Take, Validity, allocate, balance};
+use crate::service::accounts::lock_by_external_id;
+use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
+use crate::service::keyed::{Keyed, Refusal, Stored};
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, idempotency::request_hash, journal, lots};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct SpendRequest {
+    pub account: String,
+    pub amount: Decimal,
+    pub idempotency_key: String,
+    pub feature: String,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// The part of a spend request that decides its outcome, hashed with its key.
+#[derive(Debug, Clone, Serialize)]
+struct SpendFields {
+    amount: Credits,
+    feature: String,
+    model: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpendReceipt {
+    pub entry_id: i64,
+    pub amount: Credits,
+    pub takes: Vec<Take>,
+    /// What the account could still spend right after this spend.
+    pub available_after: Credits,
+    pub effective_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GrantRequest {
+    pub account: String,
+    pub amount: Decimal,
+    pub class: LotClass,
+    pub source: LotSource,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub valid_for: Option<Validity>,
+    pub reason: Option<String>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct GrantFields {
+    amount: Credits,
+    class: LotClass,
+    source: LotSource,
+    expires_at: Option<DateTime<Utc>>,
+    valid_for: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantReceipt {
+    pub entry_id: i64,
+    pub lot_id: i64,
+}
+
+pub fn parse_amount(value: Decimal) -> Result<Credits, ServiceError> {
+    Credits::parse_positive(value).map_err(|e| ServiceError::bad_input(format!("amount: {e}")))
+}
+
+impl Ledger {
+    /// Charges an account, all or nothing, consuming lots in the program's order.
+    pub async fn spend(&self, request: SpendRequest, now: DateTime<Utc>) -> Result<SpendReceipt, ServiceError> {
+        let account = ExternalId::parse(&request.account)?;
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let fields = SpendFields {
+            amount: parse_amount(request.amount)?,
+            feature: label("feature", &request.feature)?,
+            model: request.model.as_deref().map(|m| label("model", m)).transpose()?,
+            reason: request.reason.as_deref().map(reason).transpose()?,
+        };
+        let hash = request_hash(&fields);
+        let (order, ttl) = (self.program.consumption_order.clone(), self.idempotency_ttl);
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, fields, hash, order) = (account.clone(), key.clone(), fields.clone(), hash.clone(), order.clone());
+            Box::pin(async move {
+                let locked = lock_by_external_id(txn, account.as_str()).await?;
+                let keyed = Keyed {
+                    account_id: locked.id,
+                    operation: "spend",
+                    key: key.as_str(),
+                    request_hash: hash,
+                };
+                if let Some(stored) = keyed.replay::<SpendReceipt>(txn).await? {
+                    return Ok(stored);
+                }
+                let open = lots::open_for_account(txn, locked.id).await?;
+                let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+                let takes = match allocate(&rules, fields.amount, &order, now) {
+                    Ok(takes) => takes,
+                    Err(short) => {
+                        let refused = Stored::Refused(Refusal::InsufficientCredits {
+                            requested: short.requested,
+                            available: short.available,
+                        });
+                        keyed.remember(txn, &refused, now, ttl).await?;
+                        return Ok(refused);
+                    }
+                };
+                for take in &takes {
+                    let lot = rules.iter().find(|l| l.id == take.lot_id).expect("takes come from these lots");
+                    let left = lot.remaining.checked_sub(take.amount).expect("allocate never overdraws a lot");
+                    lots::set_remaining(txn, lot.id, lot.remaining, left).await?;
+                }
+                let entry = journal::append(
+                    txn,
+                    journal::NewEntry {
+                        account_id: locked.id,
+                        kind: journal::EntryKind::Spend,
+                        effective_at: now,
+                        created_at: now,
+                        operation: "spend",
+                        idempotency_key: Some(key.as_str()),
+                        feature: Some(&fields.feature),
+                        model: fields.model.as_deref(),
+                        reason: fields.reason.as_deref(),
+                        lines: takes.iter().map(|t| (t.lot_id, -t.amount.micros())).collect(),
+                    },
+                )
+                .await?;
+                store::accounts::add_to_balance(txn, locked.id, -fields.amount.micros()).await?;
+                let available_before = balance(&rules, now);
+                let receipt = SpendReceipt {
+                    entry_id: entry.id,
+                    amount: fields.amount,
+                    takes,
+                    available_after: available_before.checked_sub(fields.amount).expect("allocate checked the balance"),
+                    effective_at: now,
+                };
+                let done = Stored::Done(receipt);
+                keyed.remember(txn, &done, now, ttl).await?;
+                tracing::info!(account.id = locked.id, amount.credits = %fields.amount, feature = %fields.feature, "spent");
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+
+    /// An operator's grant of any source and class, with an optional expiry.
+    pub async fn grant(&self, request: GrantRequest, now: DateTime<Utc>) -> Result<GrantReceipt, ServiceError> {
+        let account = ExternalId::parse(&request.account)?;
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let amount = parse_amount(request.amount)?;
+        if request.expires_at.is_some() && request.valid_for.is_some() {
+            return Err(ServiceError::bad_input("give either expiresAt or validFor, not both"));
+        }
+        let expires_at = match (request.expires_at, request.valid_for) {
+            (Some(at), None) => Some(crate::ledger::time::truncate(at)),
+            (None, Some(validity)) => validity.expires_at(now),
+            _ => None,
+        };
+        if let Some(at) = expires_at
+            && at <= now
+        {
+            return Err(ServiceError::bad_input("expiresAt must be in the future"));
+        }
+        let fields = GrantFields {
+            amount,
+            class: request.class,
+            source: request.source,
+            expires_at: request.expires_at.map(crate::ledger::time::truncate),
+            valid_for: request.valid_for.map(|v| v.to_string()),
+            reason: request.reason.as_deref().map(reason).transpose()?,
+        };
+        let hash = request_hash(&fields);
+        let ttl = self.idempotency_ttl;
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, fields, hash) = (account.clone(), key.clone(), fields.clone(), hash.clone());
+            Box::pin(async move {
+                let locked = lock_by_external_id(txn, account.as_str()).await?;
+                let keyed = Keyed {
+                    account_id: locked.id,
+                    operation: "grant",
+                    key: key.as_str(),
+                    request_hash: hash,
+                };
+                if let Some(stored) = keyed.replay::<GrantReceipt>(txn).await? {
+                    return Ok(stored);
+                }
+                let lot = lots::insert(
+                    txn,
+                    lots::NewLot {
+                        account_id: locked.id,
+                        class: fields.class,
+                        source: fields.source,
+                        amount: fields.amount,
+                        granted_at: now,
+                        expires_at,
+                        origin_kind: Some("grant"),
+                        origin_id: Some(key.as_str().to_string()),
+                    },
+                )
+                .await?;
+                let entry = journal::append(
+                    txn,
+                    journal::NewEntry {
+                        account_id: locked.id,
+                        kind: journal::EntryKind::Grant,
+                        effective_at: now,
+                        created_at: now,
+                        operation: "grant",
+                        idempotency_key: Some(key.as_str()),
+                        feature: None,
+                        model: None,
+                        reason: fields.reason.as_deref(),
+                        lines: vec![(lot.id, fields.amount.micros())],
+                    },
+                )
+                .await?;
+                store::accounts::add_to_balance(txn, locked.id, fields.amount.micros()).await?;
+                let done = Stored::Done(GrantReceipt {
+                    entry_id: entry.id,
+                    lot_id: lot.id,
+                });
+                keyed.remember(txn, &done, now, ttl).await?;
+                tracing::info!(account.id = locked.id, amount.credits = %fields.amount, lot.source = %fields.source, "granted");
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+}

@@ -1,0 +1,57 @@
+use crate::entity::account;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
+
+pub async fn by_external_id(conn: &impl ConnectionTrait, external_id: &str) -> Result<Option<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account::Column::ExternalId.eq(external_id))
+        .one(conn)
+        .await
+}
+
+pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<account::Model>, DbErr> {
+    account::Entity::find_by_id(id).one(conn).await
+}
+
+/// The per-account serialization point: `FOR UPDATE` on PostgreSQL. On SQLite the clause is
+/// dropped and the immediate transaction already holds the database's write lock.
+pub async fn lock(conn: &impl ConnectionTrait, id: i64) -> Result<Option<account::Model>, DbErr> {
+    account::Entity::find_by_id(id).lock_exclusive().one(conn).await
+}
+
+pub async fn insert(conn: &impl ConnectionTrait, external_id: &str, plan: &str, now: DateTime<Utc>) -> Result<account::Model, DbErr> {
+    account::ActiveModel {
+        external_id: Set(external_id.to_string()),
+        plan: Set(plan.to_string()),
+        status: Set("active".to_string()),
+        identity_verified: Set(false),
+        credit_mail_enabled: Set(true),
+        balance_micros: Set(0),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// Moves the cached balance by `delta_micros`, in the same transaction as the journal entry.
+pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: i64) -> Result<(), DbErr> {
+    let result = account::Entity::update_many()
+        .col_expr(
+            account::Column::BalanceMicros,
+            Expr::col(account::Column::BalanceMicros).add(delta_micros),
+        )
+        .filter(account::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    if result.rows_affected != 1 {
+        return Err(DbErr::RecordNotUpdated);
+    }
+    Ok(())
+}
+
+pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    account::Entity::find().select_only().column(account::Column::Id).count(conn).await
+}

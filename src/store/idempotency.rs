@@ -1,0 +1,52 @@
+//! Stored outcomes of keyed operations, scoped to (account, operation, key).
+
+use crate::entity::idempotency_key;
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sha2::{Digest, Sha256};
+
+pub async fn find(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    operation: &str,
+    key: &str,
+) -> Result<Option<idempotency_key::Model>, DbErr> {
+    idempotency_key::Entity::find()
+        .filter(idempotency_key::Column::AccountId.eq(account_id))
+        .filter(idempotency_key::Column::Operation.eq(operation))
+        .filter(idempotency_key::Column::Key.eq(key))
+        .one(conn)
+        .await
+}
+
+pub struct NewRecord<'a> {
+    pub account_id: i64,
+    pub operation: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub outcome: String,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &impl ConnectionTrait, record: NewRecord<'_>) -> Result<(), DbErr> {
+    idempotency_key::ActiveModel {
+        account_id: Set(record.account_id),
+        operation: Set(record.operation.to_string()),
+        key: Set(record.key.to_string()),
+        request_hash: Set(record.request_hash.to_string()),
+        outcome: Set(record.outcome),
+        created_at: Set(record.now),
+        expires_at: Set(record.expires_at),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+/// A hash of every field that changes an operation's outcome, serialized in a fixed order.
+pub fn request_hash<T: serde::Serialize>(request: &T) -> String {
+    let bytes = serde_json::to_vec(request).expect("requests serialize");
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,140 @@
+use crate::entity::{journal_entry, journal_line};
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use std::fmt;
+
+/// What a journal entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntryKind {
+    Grant,
+    Spend,
+    Expire,
+    Refund,
+    Revoke,
+    Adjust,
+    Transfer,
+}
+
+impl EntryKind {
+    pub const ALL: [EntryKind; 7] = [
+        EntryKind::Grant,
+        EntryKind::Spend,
+        EntryKind::Expire,
+        EntryKind::Refund,
+        EntryKind::Revoke,
+        EntryKind::Adjust,
+        EntryKind::Transfer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Grant => "grant",
+            EntryKind::Spend => "spend",
+            EntryKind::Expire => "expire",
+            EntryKind::Refund => "refund",
+            EntryKind::Revoke => "revoke",
+            EntryKind::Adjust => "adjust",
+            EntryKind::Transfer => "transfer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EntryKind> {
+        EntryKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EntryKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+pub struct NewEntry<'a> {
+    pub account_id: i64,
+    pub kind: EntryKind,
+    pub effective_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub operation: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub feature: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    /// (lot id, signed change to its remaining amount)
+    pub lines: Vec<(i64, i64)>,
+}
+
+/// Appends an entry and its lines. The entry's amount is the sum of its lines, by construction.
+pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<journal_entry::Model, DbErr> {
+    assert!(!new.lines.is_empty(), "a journal entry touches at least one lot");
+    assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
+    let amount: i64 = new.lines.iter().map(|(_, delta)| delta).sum();
+    let entry = journal_entry::ActiveModel {
+        account_id: Set(new.account_id),
+        kind: Set(new.kind.as_str().to_string()),
+        amount_micros: Set(amount),
+        effective_at: Set(new.effective_at),
+        created_at: Set(new.created_at),
+        operation: Set(new.operation.to_string()),
+        idempotency_key: Set(new.idempotency_key.map(str::to_string)),
+        feature: Set(new.feature.map(str::to_string)),
+        model: Set(new.model.map(str::to_string)),
+        reason: Set(new.reason.map(str::to_string)),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    let lines = new.lines.iter().map(|(lot_id, delta)| journal_line::ActiveModel {
+        entry_id: Set(entry.id),
+        lot_id: Set(*lot_id),
+        delta_micros: Set(*delta),
+        ..Default::default()
+    });
+    journal_line::Entity::insert_many(lines).exec(conn).await?;
+    Ok(entry)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub kinds: Vec<EntryKind>,
+    pub feature: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Newest first by sequence, strictly before `before_id` when paging on.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    filter: &HistoryFilter,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<journal_entry::Model>, DbErr> {
+    let mut query = journal_entry::Entity::find().filter(journal_entry::Column::AccountId.eq(account_id));
+    if !filter.kinds.is_empty() {
+        query = query.filter(journal_entry::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
+    }
+    if let Some(feature) = &filter.feature {
+        query = query.filter(journal_entry::Column::Feature.eq(feature.as_str()));
+    }
+    if let Some(from) = filter.from {
+        query = query.filter(journal_entry::Column::EffectiveAt.gte(from));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(journal_entry::Column::EffectiveAt.lt(until));
+    }
+    if let Some(before) = before_id {
+        query = query.filter(journal_entry::Column::Id.lt(before));
+    }
+    query.order_by_desc(journal_entry::Column::Id).limit(limit).all(conn).await
+}
+
+pub async fn lines_of(conn: &impl ConnectionTrait, entry_ids: &[i64]) -> Result<Vec<journal_line::Model>, DbErr> {
+    if entry_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    journal_line::Entity::find()
+        .filter(journal_line::Column::EntryId.is_in(entry_ids.iter().copied()))
+        .order_by_asc(journal_line::Column::Id)
+        .all(conn)
+        .await
+}

@@ -1,0 +1,105 @@
+use crate::entity::lot;
+use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+
+pub struct NewLot<'a> {
+    pub account_id: i64,
+    pub class: LotClass,
+    pub source: LotSource,
+    pub amount: Credits,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub origin_kind: Option<&'a str>,
+    pub origin_id: Option<String>,
+}
+
+pub async fn insert(conn: &impl ConnectionTrait, new: NewLot<'_>) -> Result<lot::Model, DbErr> {
+    assert!(!new.amount.is_zero(), "a lot is never granted empty");
+    lot::ActiveModel {
+        account_id: Set(new.account_id),
+        class: Set(new.class.as_str().to_string()),
+        source: Set(new.source.as_str().to_string()),
+        granted_micros: Set(new.amount.micros()),
+        remaining_micros: Set(new.amount.micros()),
+        granted_at: Set(new.granted_at),
+        expires_at: Set(new.expires_at),
+        origin_kind: Set(new.origin_kind.map(str::to_string)),
+        origin_id: Set(new.origin_id),
+        open: Set(true),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// Lots that still hold credits, including any past expiry whose write-off has not run yet:
+/// callers filter by their instant with the pure rules.
+pub async fn open_for_account(conn: &impl ConnectionTrait, account_id: i64) -> Result<Vec<lot::Model>, DbErr> {
+    lot::Entity::find()
+        .filter(lot::Column::AccountId.eq(account_id))
+        .filter(lot::Column::Open.eq(true))
+        .order_by_asc(lot::Column::Id)
+        .all(conn)
+        .await
+}
+
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    include_closed: bool,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<lot::Model>, DbErr> {
+    let mut query = lot::Entity::find().filter(lot::Column::AccountId.eq(account_id));
+    if !include_closed {
+        query = query.filter(lot::Column::Open.eq(true));
+    }
+    if let Some(before) = before_id {
+        query = query.filter(lot::Column::Id.lt(before));
+    }
+    query.order_by_desc(lot::Column::Id).limit(limit).all(conn).await
+}
+
+/// Sets a lot's remaining amount, closing it at zero. The old value in the filter makes a lost
+/// update impossible even if a caller forgot the account lock.
+pub async fn set_remaining(conn: &impl ConnectionTrait, lot_id: i64, old: Credits, new: Credits) -> Result<(), DbErr> {
+    use sea_orm::sea_query::Expr;
+    let result = lot::Entity::update_many()
+        .col_expr(lot::Column::RemainingMicros, Expr::value(new.micros()))
+        .col_expr(lot::Column::Open, Expr::value(!new.is_zero()))
+        .filter(lot::Column::Id.eq(lot_id))
+        .filter(lot::Column::RemainingMicros.eq(old.micros()))
+        .exec(conn)
+        .await?;
+    if result.rows_affected != 1 {
+        return Err(DbErr::RecordNotUpdated);
+    }
+    Ok(())
+}
+
+/// Open lots whose expiry instant has passed: the write-off queue, oldest expiry first.
+pub async fn due_for_expiry(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<lot::Model>, DbErr> {
+    lot::Entity::find()
+        .filter(lot::Column::Open.eq(true))
+        .filter(lot::Column::ExpiresAt.lte(now))
+        .order_by_asc(lot::Column::ExpiresAt)
+        .order_by_asc(lot::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// The rules' view of a stored lot.
+pub fn to_rule(model: &lot::Model) -> Result<Lot, DbErr> {
+    let corrupt = |what: String| DbErr::Type(format!("lot {}: {what}", model.id));
+    Ok(Lot {
+        id: model.id,
+        class: model.class.parse().map_err(corrupt)?,
+        source: model.source.parse().map_err(corrupt)?,
+        granted: Credits::from_micros(model.granted_micros),
+        remaining: Credits::from_micros(model.remaining_micros),
+        granted_at: model.granted_at,
+        expires_at: model.expires_at,
+    })
+}

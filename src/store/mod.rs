@@ -1,0 +1,40 @@
+//! Queries and row-level writes. Functions take `&impl ConnectionTrait` so that the same code
+//! runs inside a transaction or outside one; transactions and retries are the service's job.
+
+pub mod accounts;
+pub mod idempotency;
+pub mod journal;
+pub mod lots;
+pub mod purchases;
+
+use sea_orm::{DbErr, RuntimeErr};
+use std::ops::Deref;
+
+/// The database's own error code, when the error came from the database.
+pub fn db_error_code(err: &DbErr) -> Option<String> {
+    let runtime = match err {
+        DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e) => e,
+        _ => return None,
+    };
+    match runtime {
+        RuntimeErr::SqlxError(e) => match e.deref() {
+            sea_orm::sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Contention that a bounded retry of the whole transaction resolves: SQLite's BUSY/LOCKED
+/// (primary and extended codes) and PostgreSQL's serialization failure and deadlock.
+pub fn is_transient(err: &DbErr) -> bool {
+    match db_error_code(err).as_deref() {
+        Some("5" | "6" | "261" | "262" | "517" | "40001" | "40P01") => true,
+        Some(_) => false,
+        None => matches!(err, DbErr::ConnectionAcquire(_)),
+    }
+}
+
+pub fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}

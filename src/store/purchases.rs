@@ -1,0 +1,21 @@
+use crate::entity::purchase;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<purchase::Model>, DbErr> {
+    purchase::Entity::find_by_id(id).one(conn).await
+}
+
+pub async fn by_payment_reference(conn: &impl ConnectionTrait, reference: &str) -> Result<Option<purchase::Model>, DbErr> {
+    purchase::Entity::find()
+        .filter(purchase::Column::PaymentReference.eq(reference))
+        .one(conn)
+        .await
+}
+
+pub async fn page(conn: &impl ConnectionTrait, account_id: i64, before_id: Option<i64>, limit: u64) -> Result<Vec<purchase::Model>, DbErr> {
+    let mut query = purchase::Entity::find().filter(purchase::Column::AccountId.eq(account_id));
+    if let Some(before) = before_id {
+        query = query.filter(purchase::Column::Id.lt(before));
+    }
+    query.order_by_desc(purchase::Column::Id).limit(limit).all(conn).await
+}
