@@ -68,35 +68,35 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
     let checks: [(&str, &str); 6] = [
         (
             "lot remaining differs from its journal lines",
-            "SELECT l.id, l.remaining_micros, COALESCE(SUM(jl.delta_micros), 0) FROM lots l \
+            "SELECT l.id, l.remaining_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
              LEFT JOIN journal_lines jl ON jl.lot_id = l.id GROUP BY l.id, l.remaining_micros \
-             HAVING l.remaining_micros <> COALESCE(SUM(jl.delta_micros), 0)",
+             HAVING l.remaining_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
         ),
         (
             "lot granted differs from its grant line",
-            "SELECT l.id, l.granted_micros, COALESCE(SUM(jl.delta_micros), 0) FROM lots l \
+            "SELECT l.id, l.granted_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
              LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
              LEFT JOIN journal_entries je ON je.id = jl.entry_id AND je.kind = 'grant' \
              WHERE je.id IS NOT NULL OR jl.id IS NULL GROUP BY l.id, l.granted_micros \
-             HAVING l.granted_micros <> COALESCE(SUM(jl.delta_micros), 0)",
+             HAVING l.granted_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
         ),
         (
             "journal entry differs from the sum of its lines",
-            "SELECT je.id, je.amount_micros, COALESCE(SUM(jl.delta_micros), 0) FROM journal_entries je \
+            "SELECT je.id, je.amount_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_entries je \
              LEFT JOIN journal_lines jl ON jl.entry_id = je.id GROUP BY je.id, je.amount_micros \
-             HAVING je.amount_micros <> COALESCE(SUM(jl.delta_micros), 0)",
+             HAVING je.amount_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
         ),
         (
             "cached balance differs from the journal",
-            "SELECT a.id, a.balance_micros, COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je \
-             WHERE je.account_id = a.id), 0) FROM accounts a \
-             WHERE a.balance_micros <> COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je WHERE je.account_id = a.id), 0)",
+            "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je \
+             WHERE je.account_id = a.id), 0) AS BIGINT) FROM accounts a \
+             WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je WHERE je.account_id = a.id), 0) AS BIGINT)",
         ),
         (
             "cached balance differs from the sum of lots",
-            "SELECT a.id, a.balance_micros, COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) \
+            "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT) \
              FROM accounts a \
-             WHERE a.balance_micros <> COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0)",
+             WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT)",
         ),
         (
             "lot out of bounds or open flag wrong",
@@ -121,18 +121,18 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
 
     // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + remaining.
     // Every kind's lines are signed, so the journal's total must equal the lots' total.
-    let journal_total = scalar(db, "SELECT COALESCE(SUM(amount_micros), 0) FROM journal_entries").await?;
+    let journal_total = scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries").await?;
     let granted = scalar(
         db,
-        "SELECT COALESCE(SUM(amount_micros), 0) FROM journal_entries WHERE kind = 'grant'",
+        "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind = 'grant'",
     )
     .await?;
     let outflow = scalar(
         db,
-        "SELECT COALESCE(-SUM(amount_micros), 0) FROM journal_entries WHERE kind <> 'grant'",
+        "SELECT CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind <> 'grant'",
     )
     .await?;
-    let remaining = scalar(db, "SELECT COALESCE(SUM(remaining_micros), 0) FROM lots").await?;
+    let remaining = scalar(db, "SELECT CAST(COALESCE(SUM(remaining_micros), 0) AS BIGINT) FROM lots").await?;
     if granted - outflow != remaining || journal_total != remaining {
         report.problems.push(format!(
             "conservation broken: granted {granted} - moved out {outflow} != remaining {remaining} (journal total {journal_total})"

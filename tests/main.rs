@@ -1,0 +1,16 @@
+//! One integration binary, so the link step happens once. Every storage test runs on SQLite and
+//! on PostgreSQL, each with its own fresh database.
+
+mod support;
+
+mod accounts;
+mod audit;
+mod auth;
+mod concurrency;
+mod expiry;
+mod history;
+mod limits;
+mod model;
+mod purchases;
+mod schema;
+mod spending;

@@ -1,0 +1,277 @@
+//! The test app: a real server on a real database, one fresh database per test.
+//!
+//! SQLite tests get a file in a temporary directory; PostgreSQL tests get their own database
+//! on the server at `CREDITS_TEST_PG_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`),
+//! dropped when the test ends.
+
+#![allow(dead_code)]
+
+use credits::auth::{AuthKeys, Role};
+use credits::program::Program;
+use credits::service::{Clock, Ledger};
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an `async fn name(backend: Backend)` on both databases, as `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! on_both {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+pub fn pg_admin_url() -> String {
+    std::env::var("CREDITS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary directory");
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("credits.db").display());
+                TestDb {
+                    url,
+                    pg_name: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let name = format!(
+                    "credits_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::SeqCst),
+                    rand::random::<u32>()
+                );
+                let admin = credits::db::connect(&pg_admin_url(), 1)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed for the postgres tests: {e}", pg_admin_url()));
+                use sea_orm::ConnectionTrait;
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create a test database");
+                let _ = admin.close().await;
+                let mut url = url::Url::parse(&pg_admin_url()).expect("CREDITS_TEST_PG_URL is a URL");
+                url.set_path(&name);
+                let url = url.to_string();
+                TestDb {
+                    url,
+                    pg_name: Some(name),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else { return };
+        // Drop runs outside any runtime we may block: use a thread with its own.
+        let handle = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async {
+                use sea_orm::ConnectionTrait;
+                if let Ok(admin) = credits::db::connect(&pg_admin_url(), 1).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = handle.join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub ledger: Ledger,
+    pub clock: Clock,
+    pub client: reqwest::Client,
+    pub keys: AuthKeys,
+    pub service: String,
+    pub admin: String,
+    pub backend: Backend,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    pub db: TestDb,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        TestApp::spawn_with(backend, "arkain").await
+    }
+
+    pub async fn spawn_with(backend: Backend, program: &str) -> TestApp {
+        let db = TestDb::new(backend).await;
+        TestApp::spawn_on(db, backend, program).await
+    }
+
+    pub async fn spawn_on(db: TestDb, backend: Backend, program: &str) -> TestApp {
+        let clock = Clock::manual(chrono::Utc::now());
+        let settings = credits::app::Settings {
+            database_url: db.url.clone(),
+            program: Program::load(program).expect("a preset"),
+            auth_secret: SECRET.to_vec(),
+            bind: "127.0.0.1:0".to_string(),
+            clock: clock.clone(),
+        };
+        let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
+        let address = format!("http://{}", app.address());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.serve(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("the server runs");
+        });
+        let keys = AuthKeys::new(SECRET);
+        let service = keys.issue(Role::Service, None, Duration::from_secs(3600)).unwrap();
+        let admin = keys.issue(Role::Admin, None, Duration::from_secs(3600)).unwrap();
+        TestApp {
+            address,
+            ledger,
+            clock,
+            client: reqwest::Client::new(),
+            keys,
+            service,
+            admin,
+            backend,
+            shutdown: Some(tx),
+            server: Some(server),
+            db,
+        }
+    }
+
+    pub fn user(&self, account: &str) -> String {
+        self.keys.issue(Role::User, Some(account), Duration::from_secs(3600)).unwrap()
+    }
+
+    /// Posts a GraphQL request and returns the whole JSON response.
+    pub async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
+        gql_at(&self.client, &self.address, token, query, variables).await
+    }
+
+    pub async fn create_account(&self, id: &str) {
+        let r = self
+            .gql(
+                &self.service,
+                "mutation($id: ID!) { createAccount(input: {externalId: $id}) { created } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert_eq!(r["data"]["createAccount"]["created"], json!(true), "{r}");
+    }
+
+    pub async fn grant(
+        &self,
+        account: &str,
+        amount: &str,
+        class: &str,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        key: &str,
+    ) -> Value {
+        self.gql(
+            &self.admin,
+            "mutation($a: ID!, $amt: Decimal!, $c: LotClass!, $e: DateTime, $k: String!) {
+               grantCredits(input: {accountId: $a, amount: $amt, class: $c, expiresAt: $e, idempotencyKey: $k}) { lotId sequence } }",
+            json!({ "a": account, "amt": amount, "c": class, "e": expires_at.map(|e| e.to_rfc3339()), "k": key }),
+        )
+        .await
+    }
+
+    pub async fn spend(&self, account: &str, amount: &str, key: &str) -> Value {
+        self.gql(
+            &self.service,
+            "mutation($a: ID!, $amt: Decimal!, $k: String!) {
+               spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence amount availableAfter takes { lotId amount } } }",
+            json!({ "a": account, "amt": amount, "k": key }),
+        )
+        .await
+    }
+
+    pub async fn balance(&self, account: &str) -> String {
+        let r = self
+            .gql(
+                &self.service,
+                "query($a: ID!) { account(id: $a) { balance { total } } }",
+                json!({ "a": account }),
+            )
+            .await;
+        r["data"]["account"]["balance"]["total"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{r}"))
+            .to_string()
+    }
+
+    pub async fn assert_audit_clean(&self) {
+        let report = credits::audit::run(&self.ledger.db, self.clock.now())
+            .await
+            .expect("the audit runs");
+        assert!(report.is_clean(), "{report}");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+pub async fn gql_at(client: &reqwest::Client, address: &str, token: &str, query: &str, variables: Value) -> Value {
+    let response = client
+        .post(format!("{address}/graphql"))
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(response.status(), 200, "GraphQL answers 200");
+    response.json().await.expect("a JSON body")
+}
+
+/// The code of the first error, or a panic showing the response.
+pub fn error_code(response: &Value) -> &str {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error: {response}"))
+}
