@@ -61,4 +61,39 @@ async fn expired_lots_never_count_and_are_written_off_at_their_instant(backend: 
     app.assert_audit_clean().await;
 }
 
-on_both!(expired_lots_never_count_and_are_written_off_at_their_instant);
+/// The expiry job's step drains a backlog larger than one batch, and a second run finds nothing.
+async fn the_expiry_step_drains_a_backlog_in_batches(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let start = app.clock.now();
+    for account in ["a", "b", "c"] {
+        app.create_account(account).await;
+        for i in 0..4 {
+            app.grant(account, "1.5", "FREE", Some(start + Duration::minutes(i + 1)), &format!("g-{i}"))
+                .await;
+        }
+        app.grant(account, "2", "PAID", None, "g-paid").await;
+    }
+    app.clock.set(start + Duration::minutes(3));
+    let mut written = 0;
+    // Batches of 2 over 9 due lots (3 accounts x 3 expired by now).
+    loop {
+        let report = app.ledger.expire_due(app.clock.now(), 2).await.unwrap();
+        written += report.lots;
+        if report.lots == 0 {
+            break;
+        }
+    }
+    assert_eq!(written, 9);
+    app.clock.set(start + Duration::hours(1));
+    assert_eq!(workers::expire_lots_step(&app.ledger, app.clock.now()).await.unwrap(), 3);
+    assert_eq!(workers::expire_lots_step(&app.ledger, app.clock.now()).await.unwrap(), 0);
+    for account in ["a", "b", "c"] {
+        assert_eq!(app.balance(account).await, "2");
+    }
+    app.assert_audit_clean().await;
+}
+
+on_both!(
+    expired_lots_never_count_and_are_written_off_at_their_instant,
+    the_expiry_step_drains_a_backlog_in_batches
+);

@@ -5,7 +5,7 @@ use crate::ledger::Credits;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, journal, lots};
 use chrono::{DateTime, Utc};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The most lots one call looks at; the worker calls again until a batch comes back short.
 pub const MAX_EXPIRY_BATCH: u64 = 1000;
@@ -19,15 +19,25 @@ pub struct ExpiryReport {
 impl Ledger {
     pub async fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> Result<ExpiryReport, ServiceError> {
         let due = lots::due_for_expiry(&self.db, now, batch.clamp(1, MAX_EXPIRY_BATCH)).await?;
-        let accounts: BTreeSet<i64> = due.iter().map(|l| l.account_id).collect();
+        let mut by_account: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+        for lot in &due {
+            by_account.entry(lot.account_id).or_default().insert(lot.id);
+        }
         let mut report = ExpiryReport::default();
-        for account_id in accounts {
+        for (account_id, lot_ids) in by_account {
             let (count, credits) = tx::write(&self.db, |txn| {
+                let lot_ids = lot_ids.clone();
                 Box::pin(async move {
                     store::accounts::lock(txn, account_id).await?;
                     let mut count = 0u64;
                     let mut credits = Credits::ZERO;
-                    for lot in lots::open_for_account(txn, account_id).await? {
+                    // Only this batch's lots, re-read under the lock: a spend or another worker may
+                    // have closed some since the batch was chosen.
+                    for lot in lots::open_for_account(txn, account_id)
+                        .await?
+                        .into_iter()
+                        .filter(|l| lot_ids.contains(&l.id))
+                    {
                         let rule = lots::to_rule(&lot)?;
                         let Some(expires_at) = rule.expires_at.filter(|_| rule.is_expired(now)) else {
                             continue;
@@ -67,5 +77,14 @@ impl Ledger {
             tracing::info!(lots = report.lots, amount.credits = %report.credits, "expired lots written off");
         }
         Ok(report)
+    }
+}
+
+impl workers::ExpiresLots for Ledger {
+    async fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, workers::JobError> {
+        Ledger::expire_due(self, now, batch)
+            .await
+            .map(|report| report.lots)
+            .map_err(|e| workers::JobError(format!("{e:?}")))
     }
 }

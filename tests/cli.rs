@@ -1,0 +1,61 @@
+use credits::auth::{AuthKeys, Caller};
+use std::process::Command;
+
+fn credits(data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("CREDITS_AUTH_SECRET")
+        .env_remove("CREDITS_CONFIG")
+        .env("CREDITS_DATA_DIR", data_dir)
+        .current_dir(data_dir);
+    command
+}
+
+/// With nothing configured, `token` generates the secret beside the embedded database and
+/// prints only the token; `serve` reads the same file, so the two agree.
+#[test]
+fn token_prints_only_a_token_signed_with_the_embedded_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = credits(dir.path())
+        .args(["token", "--role", "user", "--account", "alice"])
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "stdout holds the token and nothing else: {stdout:?}");
+    let secret = std::fs::read_to_string(dir.path().join("credits.secret")).expect("the secret is kept beside the database");
+    let keys = AuthKeys::new(secret.trim().as_bytes());
+    assert_eq!(
+        keys.authenticate(Some(&format!("Bearer {}", stdout.trim()))),
+        Ok(Caller::User { account: "alice".into() })
+    );
+
+    let second = credits(dir.path())
+        .args(["token", "--role", "admin", "--ttl", "1h"])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(second.stdout).unwrap();
+    assert_eq!(
+        keys.authenticate(Some(&format!("Bearer {}", token.trim()))),
+        Ok(Caller::Admin),
+        "the same secret signs every token"
+    );
+
+    let no_account = credits(dir.path()).args(["token", "--role", "user"]).output().unwrap();
+    assert!(!no_account.status.success(), "a user token must name its account");
+    let bad_role = credits(dir.path()).args(["token", "--role", "root"]).output().unwrap();
+    assert!(!bad_role.status.success());
+}
+
+#[test]
+fn a_postgres_database_needs_a_configured_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = credits(dir.path())
+        .args(["token", "--role", "service"])
+        .env("DATABASE_URL", "postgres://127.0.0.1/none")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CREDITS_AUTH_SECRET"));
+}
