@@ -54,4 +54,58 @@ async fn sign_up_grant_is_made_once(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
-on_both!(create_account_is_idempotent_on_the_external_id, sign_up_grant_is_made_once);
+const SET_STATUS: &str = "mutation($id: ID!, $s: AccountStatus!) { setAccountStatus(input: {accountId: $id, status: $s}) { id status } }";
+
+async fn account_status_limits_what_may_happen(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("sleepy").await;
+    app.grant("sleepy", "10", "PAID", None, "g-1").await;
+    let spend_for = |feature: &'static str, key: &'static str| {
+        app.gql(
+            &app.service,
+            "mutation($f: String!, $k: String!) { spendCredits(input: {accountId: \"sleepy\", amount: \"1\", idempotencyKey: $k, feature: $f}) { sequence } }",
+            json!({ "f": feature, "k": key }),
+        )
+    };
+
+    let by_user = app
+        .gql(&app.user("sleepy"), SET_STATUS, json!({ "id": "sleepy", "s": "SUSPENDED" }))
+        .await;
+    assert_eq!(error_code(&by_user), "FORBIDDEN");
+    let inactive = app.gql(&app.service, SET_STATUS, json!({ "id": "sleepy", "s": "INACTIVE" })).await;
+    assert_eq!(inactive["data"]["setAccountStatus"]["status"], json!("INACTIVE"), "{inactive}");
+    // Inactive: keeps its credits, charged only for storage, may still buy and be granted credits.
+    assert_eq!(error_code(&spend_for("chat", "s-1").await), "ACCOUNT_NOT_ACTIVE");
+    assert!(spend_for("storage", "s-2").await["errors"].is_null());
+    assert!(app.grant("sleepy", "1", "PROMOTIONAL", None, "g-2").await["errors"].is_null());
+
+    app.gql(&app.admin, SET_STATUS, json!({ "id": "sleepy", "s": "SUSPENDED" })).await;
+    // Suspended: only reads.
+    assert_eq!(error_code(&spend_for("storage", "s-3").await), "ACCOUNT_NOT_ACTIVE");
+    assert_eq!(
+        error_code(&app.grant("sleepy", "1", "PAID", None, "g-3").await),
+        "ACCOUNT_NOT_ACTIVE"
+    );
+    let purchase = app
+        .gql(
+            &app.user("sleepy"),
+            "mutation { purchaseCredits(input: {accountId: \"sleepy\", credits: \"100\", idempotencyKey: \"p\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&purchase), "ACCOUNT_NOT_ACTIVE");
+    assert_eq!(app.balance("sleepy").await, "10");
+
+    // Back to active: new keys work; the refused key keeps its first outcome.
+    app.gql(&app.service, SET_STATUS, json!({ "id": "sleepy", "s": "ACTIVE" })).await;
+    assert_eq!(error_code(&spend_for("chat", "s-1").await), "ACCOUNT_NOT_ACTIVE");
+    assert!(spend_for("chat", "s-4").await["errors"].is_null());
+    assert_eq!(app.balance("sleepy").await, "9");
+    app.assert_audit_clean().await;
+}
+
+on_both!(
+    create_account_is_idempotent_on_the_external_id,
+    sign_up_grant_is_made_once,
+    account_status_limits_what_may_happen
+);

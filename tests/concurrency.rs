@@ -15,7 +15,7 @@ struct ServerProcess {
 impl ServerProcess {
     async fn start(database_url: &str) -> ServerProcess {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(env!("CARGO_BIN_EXE_credits"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_credits"))
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", database_url)
             .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
@@ -37,6 +37,8 @@ impl ServerProcess {
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the server process did not become healthy");
     }
 }

@@ -29,7 +29,7 @@ async fn run(backend: Backend, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut wallet = Wallet::default();
     let mut lot_ids: HashMap<i64, i64> = HashMap::new(); // wallet id -> stored id
-    let mut spends: Vec<(String, Decimal, Result<Vec<(i64, Credits)>, Credits>)> = Vec::new();
+    let mut spends: Vec<(String, Decimal, Outcome)> = Vec::new();
 
     for step in 0..STEPS {
         let now = app.clock.now();
@@ -93,7 +93,9 @@ async fn run(backend: Backend, seed: u64) {
 }
 
 /// A spend's takes as (stored lot id, amount), or the available amount of a refusal.
-async fn spend(app: &TestApp, key: &str, amount: Decimal, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<(i64, Credits)>, Credits> {
+type Outcome = Result<Vec<(i64, Credits)>, Credits>;
+
+async fn spend(app: &TestApp, key: &str, amount: Decimal, now: chrono::DateTime<chrono::Utc>) -> Outcome {
     let request = SpendRequest {
         account: "model".into(),
         amount,

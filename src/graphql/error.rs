@@ -13,6 +13,7 @@ pub mod code {
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
     pub const IDEMPOTENCY_CONFLICT: &str = "IDEMPOTENCY_CONFLICT";
+    pub const ACCOUNT_NOT_ACTIVE: &str = "ACCOUNT_NOT_ACTIVE";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
@@ -46,6 +47,7 @@ impl ApiError {
                 ServiceError::NotFound(_) => code::NOT_FOUND,
                 ServiceError::InsufficientCredits { .. } => code::INSUFFICIENT_CREDITS,
                 ServiceError::IdempotencyConflict(_) => code::IDEMPOTENCY_CONFLICT,
+                ServiceError::AccountNotActive { .. } => code::ACCOUNT_NOT_ACTIVE,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },
@@ -117,6 +119,16 @@ mod tests {
             "IDEMPOTENCY_CONFLICT"
         );
         assert_eq!(code_of(ServiceError::Busy.into()), "UNAVAILABLE");
+        assert_eq!(
+            code_of(
+                ServiceError::AccountNotActive {
+                    status: crate::ledger::AccountStatus::Suspended,
+                    message: "x".into()
+                }
+                .into()
+            ),
+            "ACCOUNT_NOT_ACTIVE"
+        );
         assert_eq!(
             code_of(ServiceError::Internal(anyhow::anyhow!("secret detail")).into()),
             "INTERNAL_SERVER_ERROR"

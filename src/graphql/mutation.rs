@@ -1,6 +1,6 @@
 use crate::graphql::context::{app, require_account, require_admin, require_service};
 use crate::graphql::error::ApiResult;
-use crate::graphql::types::{Account, LotClass, LotSource, Purchase, credits};
+use crate::graphql::types::{Account, AccountStatus, LotClass, LotSource, Purchase, credits};
 use crate::ledger::Validity;
 use crate::service::ServiceError;
 use crate::service::spending::{GrantRequest, SpendRequest};
@@ -90,6 +90,12 @@ pub struct GrantCreditsInput {
     pub idempotency_key: String,
 }
 
+#[derive(InputObject)]
+pub struct SetAccountStatusInput {
+    pub account_id: ID,
+    pub status: AccountStatus,
+}
+
 #[derive(SimpleObject)]
 pub struct GrantCreditsPayload {
     pub lot_id: ID,
@@ -110,6 +116,12 @@ impl MutationRoot {
             account: Account(account),
             created,
         })
+    }
+
+    /// Moves an account between ACTIVE, INACTIVE and SUSPENDED (service, admin).
+    async fn set_account_status(&self, ctx: &Context<'_>, input: SetAccountStatusInput) -> ApiResult<Account> {
+        require_service(ctx)?;
+        Ok(Account(app(ctx).ledger.set_status(&input.account_id, input.status.into()).await?))
     }
 
     /// Creates a pending purchase priced in money; `confirmPurchase` pays it.

@@ -5,6 +5,7 @@ use crate::entity::{account, journal_line, lot, purchase};
 use crate::graphql::context::{app, require_account};
 use crate::graphql::error::ApiResult;
 use crate::ledger::{self, Credits, amount::CREDIT_SCALE};
+use crate::service::ServiceError;
 use crate::service::reads::{BalanceView, HistoryItem, page_size, parse_cursor};
 use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
 use async_graphql::connection::{Connection, Edge};
@@ -55,6 +56,11 @@ mirror_enum!(
     }
 );
 mirror_enum!(
+    /// Active accounts do everything; inactive ones can be charged only for storage; suspended
+    /// ones can only be read.
+    AccountStatus <=> ledger::AccountStatus { Active, Inactive, Suspended }
+);
+mirror_enum!(
     /// What a journal entry records.
     EntryKind <=> StoreKind { Grant, Spend, Expire, Refund, Revoke, Adjust, Transfer }
 );
@@ -71,8 +77,8 @@ impl Account {
     async fn plan(&self) -> &str {
         &self.0.plan
     }
-    async fn status(&self) -> &str {
-        &self.0.status
+    async fn status(&self) -> ApiResult<AccountStatus> {
+        Ok(crate::service::accounts::status_of(&self.0)?.into())
     }
     async fn identity_verified(&self) -> bool {
         self.0.identity_verified
@@ -105,9 +111,9 @@ impl Account {
         let (rows, more) = app.ledger.lots_page(self.0.id, include_closed, after, limit).await?;
         let now = app.clock.now();
         let mut connection = Connection::new(after.is_some(), more);
-        connection
-            .edges
-            .extend(rows.into_iter().map(|l| Edge::new(l.id.to_string(), Lot::new(l, now))));
+        for row in rows {
+            connection.edges.push(Edge::new(row.id.to_string(), Lot::new(row, now)?));
+        }
         Ok(connection)
     }
 
@@ -123,11 +129,11 @@ impl Account {
         let filter = filter.map(HistoryFilter::into_store).transpose()?.unwrap_or_default();
         let (items, more) = app(ctx).ledger.history_page(self.0.id, &filter, after, limit).await?;
         let mut connection = Connection::new(after.is_some(), more);
-        connection.edges.extend(
-            items
-                .into_iter()
-                .map(|item| Edge::new(item.entry.id.to_string(), JournalEntry::from(item))),
-        );
+        for item in items {
+            connection
+                .edges
+                .push(Edge::new(item.entry.id.to_string(), JournalEntry::try_from(item)?));
+        }
         Ok(connection)
     }
 
@@ -197,7 +203,7 @@ impl From<BalanceView> for Balance {
                     .collect(),
             })
             .collect();
-        bars.sort_by(|a, b| b.remaining.cmp(&a.remaining));
+        bars.sort_by_key(|bar| std::cmp::Reverse(bar.remaining));
         Balance {
             total: credits(view.total),
             held: Decimal::ZERO,
@@ -232,17 +238,18 @@ impl Lot {
     }
 }
 
+/// A stored value the code does not know: the database was changed behind the service's back.
+fn corrupt(what: String) -> ServiceError {
+    ServiceError::Internal(anyhow::anyhow!(what))
+}
+
 impl Lot {
-    pub fn new(model: lot::Model, now: DateTime<Utc>) -> Lot {
+    pub fn new(model: lot::Model, now: DateTime<Utc>) -> Result<Lot, ServiceError> {
         let expired = model.expires_at.is_some_and(|at| at <= now);
-        Lot {
+        Ok(Lot {
             id: ID(model.id.to_string()),
-            class: model.class.parse::<ledger::LotClass>().map(Into::into).unwrap_or(LotClass::Paid),
-            source: model
-                .source
-                .parse::<ledger::LotSource>()
-                .map(Into::into)
-                .unwrap_or(LotSource::Adjustment),
+            class: model.class.parse::<ledger::LotClass>().map_err(corrupt)?.into(),
+            source: model.source.parse::<ledger::LotSource>().map_err(corrupt)?.into(),
             granted: signed(model.granted_micros),
             remaining: signed(model.remaining_micros),
             granted_at: model.granted_at,
@@ -250,7 +257,7 @@ impl Lot {
             expired,
             origin_kind: model.origin_kind,
             origin_id: model.origin_id,
-        }
+        })
     }
 }
 
@@ -287,12 +294,16 @@ impl From<&journal_line::Model> for JournalLine {
     }
 }
 
-impl From<HistoryItem> for JournalEntry {
-    fn from(item: HistoryItem) -> Self {
+impl TryFrom<HistoryItem> for JournalEntry {
+    type Error = ServiceError;
+
+    fn try_from(item: HistoryItem) -> Result<Self, ServiceError> {
         let e = item.entry;
-        JournalEntry {
+        Ok(JournalEntry {
             sequence: ID(e.id.to_string()),
-            kind: StoreKind::parse(&e.kind).map(Into::into).unwrap_or(EntryKind::Adjust),
+            kind: StoreKind::parse(&e.kind)
+                .ok_or_else(|| corrupt(format!("journal entry {}: kind {:?}", e.id, e.kind)))?
+                .into(),
             amount: signed(e.amount_micros),
             effective_at: e.effective_at,
             recorded_at: e.created_at,
@@ -302,7 +313,7 @@ impl From<HistoryItem> for JournalEntry {
             model: e.model,
             reason: e.reason,
             lines: item.lines.iter().map(JournalLine::from).collect(),
-        }
+        })
     }
 }
 
@@ -319,7 +330,7 @@ pub struct HistoryFilter {
 }
 
 impl HistoryFilter {
-    fn into_store(self) -> Result<StoreFilter, crate::service::ServiceError> {
+    fn into_store(self) -> Result<StoreFilter, ServiceError> {
         if let (Some(from), Some(until)) = (self.from, self.until)
             && from >= until
         {
@@ -351,6 +362,12 @@ pub struct Money {
     pub currency: String,
 }
 
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum PurchaseStatus {
+    Pending,
+    Paid,
+}
+
 pub struct Purchase(pub purchase::Model);
 
 #[Object]
@@ -378,8 +395,12 @@ impl Purchase {
         }
     }
     /// PENDING until the payment is confirmed, then PAID.
-    async fn status(&self) -> String {
-        self.0.status.to_ascii_uppercase()
+    async fn status(&self) -> ApiResult<PurchaseStatus> {
+        match self.0.status.as_str() {
+            "pending" => Ok(PurchaseStatus::Pending),
+            "paid" => Ok(PurchaseStatus::Paid),
+            other => Err(corrupt(format!("purchase {}: status {other:?}", self.0.id)).into()),
+        }
     }
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.0.paid_at

@@ -1,12 +1,14 @@
 //! The rules of credits, with no database or transport: amounts, money, lots, the order of
 //! consumption, validity and expiry. Everything here is unit- and property-tested.
 
+pub mod account;
 pub mod amount;
 pub mod lot;
 pub mod money;
 pub mod time;
 pub mod wallet;
 
+pub use account::AccountStatus;
 pub use amount::{AmountError, Credits};
 pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, allocate, balance};
 pub use money::Money;

@@ -1,5 +1,5 @@
 use crate::entity::account;
-use crate::ledger::{LotClass, LotSource};
+use crate::ledger::{AccountStatus, LotClass, LotSource};
 use crate::service::input::ExternalId;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, journal, lots};
@@ -79,6 +79,24 @@ impl Ledger {
         .await
     }
 
+    /// Moves an account between active, inactive and suspended. Idempotent by nature.
+    pub async fn set_status(&self, external_id: &str, status: AccountStatus) -> Result<account::Model, ServiceError> {
+        let external_id = ExternalId::parse(external_id)?;
+        tx::write(&self.db, |txn| {
+            let external_id = external_id.clone();
+            Box::pin(async move {
+                let locked = lock_by_external_id(txn, external_id.as_str()).await?;
+                if locked.status == status.as_str() {
+                    return Ok(locked);
+                }
+                let updated = store::accounts::set_status(txn, locked, status.as_str()).await?;
+                tracing::info!(account.id = updated.id, account.status = %status, "account status changed");
+                Ok(updated)
+            })
+        })
+        .await
+    }
+
     pub async fn account(&self, external_id: &str) -> Result<account::Model, ServiceError> {
         let external_id = ExternalId::parse(external_id)?;
         store::accounts::by_external_id(&self.db, external_id.as_str())
@@ -95,4 +113,11 @@ pub(crate) async fn lock_by_external_id(txn: &sea_orm::DatabaseTransaction, exte
     store::accounts::lock(txn, found.id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))
+}
+
+pub(crate) fn status_of(account: &account::Model) -> Result<AccountStatus, ServiceError> {
+    account
+        .status
+        .parse()
+        .map_err(|e: String| ServiceError::Internal(anyhow::anyhow!("account {}: {e}", account.id)))
 }

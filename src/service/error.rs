@@ -1,4 +1,4 @@
-use crate::ledger::Credits;
+use crate::ledger::{AccountStatus, Credits};
 
 /// What a use case can refuse or fail with. The GraphQL layer maps each variant to one stable
 /// code, in one place.
@@ -12,6 +12,8 @@ pub enum ServiceError {
     InsufficientCredits { requested: Credits, available: Credits },
     #[error("{0}")]
     IdempotencyConflict(String),
+    #[error("account is {status}: {message}")]
+    AccountNotActive { status: AccountStatus, message: String },
     #[error("the ledger is busy; try again")]
     Busy,
     #[error("internal error")]

@@ -3,7 +3,7 @@
 //! key is a conflict, and the first outcome, success or business refusal, is what every replay
 //! gets. Input errors are rejected before this point and never stored.
 
-use crate::ledger::Credits;
+use crate::ledger::{AccountStatus, Credits};
 use crate::service::ServiceError;
 use crate::store::idempotency;
 use chrono::{DateTime, Utc};
@@ -18,16 +18,33 @@ pub enum Stored<T> {
 }
 
 /// Business refusals that are part of an operation's outcome and so are replayed.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Refusal {
     InsufficientCredits { requested: Credits, available: Credits },
+    AccountNotActive { status: String },
 }
 
 impl From<Refusal> for ServiceError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::InsufficientCredits { requested, available } => ServiceError::InsufficientCredits { requested, available },
+            Refusal::AccountNotActive { status } => {
+                let status = status.parse().unwrap_or(AccountStatus::Suspended);
+                ServiceError::AccountNotActive {
+                    status,
+                    message: refused_because(status).to_string(),
+                }
+            }
         }
+    }
+}
+
+/// Why an account's status refuses an operation.
+pub fn refused_because(status: AccountStatus) -> &'static str {
+    match status {
+        AccountStatus::Active => "active accounts are not refused",
+        AccountStatus::Inactive => "an inactive account can be charged only for storage",
+        AccountStatus::Suspended => "a suspended account can only be read",
     }
 }
 

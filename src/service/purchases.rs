@@ -3,9 +3,9 @@
 
 use crate::entity::purchase;
 use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
-use crate::service::accounts::lock_by_external_id;
+use crate::service::accounts::{lock_by_external_id, status_of};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{Keyed, Stored};
+use crate::service::keyed::{Keyed, Refusal, Stored};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, journal, lots};
 use chrono::{DateTime, Utc};
@@ -93,6 +93,14 @@ impl Ledger {
                 if let Some(stored) = keyed.replay::<PurchaseReceipt>(txn).await? {
                     return Ok(stored);
                 }
+                let status = status_of(&locked)?;
+                if !status.may_receive_credits() {
+                    let refused = Stored::Refused(Refusal::AccountNotActive {
+                        status: status.to_string(),
+                    });
+                    keyed.remember(txn, &refused, now, ttl).await?;
+                    return Ok(refused);
+                }
                 let created = purchase::ActiveModel {
                     account_id: Set(locked.id),
                     package_code: Set(package_code),
@@ -121,7 +129,8 @@ impl Ledger {
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("purchase {} vanished", receipt.purchase_id)))
     }
 
-    /// The payment succeeded: grant the paid lot. Idempotent on the payment reference; a
+    /// The payment succeeded: grant the paid lot. A suspended account still gets what it paid
+    /// for: the money was taken, and the books must say so. Idempotent on the payment reference; a
     /// reference already used for another purchase, or a purchase already paid under another
     /// reference, is a conflict. `amount_minor`, when given, must match the price.
     pub async fn confirm_purchase(

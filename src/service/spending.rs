@@ -1,7 +1,7 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
 use crate::ledger::{Credits, LotClass, LotSource, Take, Validity, allocate, balance};
-use crate::service::accounts::lock_by_external_id;
+use crate::service::accounts::{lock_by_external_id, status_of};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::keyed::{Keyed, Refusal, Stored};
 use crate::service::{Ledger, ServiceError, tx};
@@ -97,6 +97,14 @@ impl Ledger {
                 if let Some(stored) = keyed.replay::<SpendReceipt>(txn).await? {
                     return Ok(stored);
                 }
+                let status = status_of(&locked)?;
+                if !status.may_be_charged_for(&fields.feature) {
+                    let refused = Stored::Refused(Refusal::AccountNotActive {
+                        status: status.to_string(),
+                    });
+                    keyed.remember(txn, &refused, now, ttl).await?;
+                    return Ok(refused);
+                }
                 let open = lots::open_for_account(txn, locked.id).await?;
                 let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
                 let takes = match allocate(&rules, fields.amount, &order, now) {
@@ -190,6 +198,14 @@ impl Ledger {
                 };
                 if let Some(stored) = keyed.replay::<GrantReceipt>(txn).await? {
                     return Ok(stored);
+                }
+                let status = status_of(&locked)?;
+                if !status.may_receive_credits() {
+                    let refused = Stored::Refused(Refusal::AccountNotActive {
+                        status: status.to_string(),
+                    });
+                    keyed.remember(txn, &refused, now, ttl).await?;
+                    return Ok(refused);
                 }
                 let lot = lots::insert(
                     txn,

@@ -51,6 +51,13 @@ pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: 
     Ok(())
 }
 
+pub async fn set_status(conn: &impl ConnectionTrait, account: account::Model, status: &str) -> Result<account::Model, DbErr> {
+    use sea_orm::IntoActiveModel;
+    let mut active = account.into_active_model();
+    active.status = Set(status.to_string());
+    active.update(conn).await
+}
+
 pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
     use sea_orm::PaginatorTrait;
     account::Entity::find().select_only().column(account::Column::Id).count(conn).await
