@@ -14,6 +14,7 @@ pub struct Settings {
     pub auth_secret: Vec<u8>,
     pub bind: String,
     pub clock: Clock,
+    pub idempotency_days: u32,
 }
 
 impl Settings {
@@ -24,6 +25,7 @@ impl Settings {
             auth_secret: config.auth_secret()?,
             bind: config.bind.clone(),
             clock: Clock::System,
+            idempotency_days: config.idempotency_days,
         })
     }
 }
@@ -37,7 +39,8 @@ fn pool_size(url: &str) -> u32 {
 pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> {
     let db = crate::db::connect(&settings.database_url, pool_size(&settings.database_url)).await?;
     crate::db::migrate(&db).await?;
-    let ledger = Ledger::new(db.clone(), Arc::new(settings.program));
+    let mut ledger = Ledger::new(db.clone(), Arc::new(settings.program));
+    ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     let schema = schema_builder()
         .data(AppData {
             ledger: ledger.clone(),

@@ -7,6 +7,7 @@
 //! | program       | `program`       | `CREDITS_PROGRAM`     | `arkain` (a preset or a path)    |
 //! | token secret  | `auth_secret`   | `CREDITS_AUTH_SECRET` | generated beside a SQLite file   |
 //! | data dir      | `data_dir`      | `CREDITS_DATA_DIR`    | `data`                           |
+//! | key retention | `idempotency_days` | `CREDITS_IDEMPOTENCY_DAYS` | 30                         |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -22,6 +23,8 @@ pub struct Config {
     pub program: String,
     pub auth_secret: Option<String>,
     pub data_dir: PathBuf,
+    /// How long an idempotency key's outcome is kept; domain.md §2 asks for at least 30 days.
+    pub idempotency_days: u32,
 }
 
 impl Default for Config {
@@ -32,6 +35,7 @@ impl Default for Config {
             program: crate::program::DEFAULT_PRESET.to_string(),
             auth_secret: None,
             data_dir: PathBuf::from("data"),
+            idempotency_days: crate::service::DEFAULT_IDEMPOTENCY_DAYS as u32,
         }
     }
 }
@@ -65,8 +69,12 @@ impl Config {
         }
         figment = figment
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
-            .merge(Env::prefixed("CREDITS_").only(&["BIND", "PROGRAM", "AUTH_SECRET", "DATA_DIR"]));
-        figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))
+            .merge(Env::prefixed("CREDITS_").only(&["BIND", "PROGRAM", "AUTH_SECRET", "DATA_DIR", "IDEMPOTENCY_DAYS"]));
+        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if !(1..=3650).contains(&config.idempotency_days) {
+            return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
+        }
+        Ok(config)
     }
 
     /// The embedded default: a SQLite file (WAL) in the data directory.

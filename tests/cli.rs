@@ -59,3 +59,46 @@ fn a_postgres_database_needs_a_configured_secret() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CREDITS_AUTH_SECRET"));
 }
+
+/// A config file sets what the environment does not; the environment wins where both do.
+#[test]
+fn configuration_comes_from_a_file_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_secret = "from-the-file-from-the-file-from-the-file";
+    std::fs::write(
+        dir.path().join("credits.toml"),
+        format!("auth_secret = \"{file_secret}\"\nprogram = \"carat\"\n"),
+    )
+    .unwrap();
+    let from_file = credits(dir.path()).args(["token", "--role", "service"]).output().unwrap();
+    assert!(from_file.status.success(), "{}", String::from_utf8_lossy(&from_file.stderr));
+    let token = String::from_utf8(from_file.stdout).unwrap();
+    assert_eq!(
+        AuthKeys::new(file_secret.as_bytes()).authenticate(Some(&format!("Bearer {}", token.trim()))),
+        Ok(Caller::Service)
+    );
+
+    let env_secret = "from-the-environment-from-the-environment";
+    let from_env = credits(dir.path())
+        .args(["token", "--role", "service"])
+        .env("CREDITS_AUTH_SECRET", env_secret)
+        .output()
+        .unwrap();
+    let token = String::from_utf8(from_env.stdout).unwrap();
+    assert_eq!(
+        AuthKeys::new(env_secret.as_bytes()).authenticate(Some(&format!("Bearer {}", token.trim()))),
+        Ok(Caller::Service)
+    );
+
+    let missing = credits(dir.path())
+        .args(["--config", "nope.toml", "token", "--role", "service"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let short = credits(dir.path())
+        .args(["token", "--role", "service"])
+        .env("CREDITS_AUTH_SECRET", "short")
+        .output()
+        .unwrap();
+    assert!(!short.status.success(), "a short secret is refused");
+}

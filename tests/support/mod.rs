@@ -148,6 +148,7 @@ impl TestApp {
             auth_secret: SECRET.to_vec(),
             bind: "127.0.0.1:0".to_string(),
             clock: clock.clone(),
+            idempotency_days: 30,
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());

@@ -1,0 +1,144 @@
+//! Ledger benchmark: prints figures, asserts nothing. Run with `cargo bench --bench ledger`
+//! (PostgreSQL from `CREDITS_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`;
+//! `-- --sqlite-only` skips it). Figures are measured side by side in one run: compare ratios,
+//! not absolute numbers, on a shared machine.
+//!
+//! - spends per second on one hot account (the account lock serializes them), 1 and 8 clients;
+//! - spends per second over 8 accounts with 8 clients (no shared lock);
+//! - balance reads per second on an account with a short and with a long history: reads must not
+//!   slow down as history grows (they read the open lots, never the journal);
+//! - the same with many small open lots: a read is linear in the lots that still hold credits.
+
+use chrono::Utc;
+use credits::ledger::{LotClass, LotSource};
+use credits::program::Program;
+use credits::service::Ledger;
+use credits::service::spending::{GrantRequest, SpendRequest};
+use rust_decimal::Decimal;
+use sea_orm::ConnectionTrait;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SPENDS_PER_CLIENT: usize = 150;
+const LONG_HISTORY: usize = 3_000;
+const READS: usize = 500;
+const OPEN_LOTS: usize = 300;
+
+#[tokio::main]
+async fn main() {
+    let sqlite_only = std::env::args().any(|a| a == "--sqlite-only");
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    run("sqlite", &sqlite_url).await;
+    if !sqlite_only {
+        let admin_url = std::env::var("CREDITS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("credits_bench_{}", std::process::id());
+        let admin = credits::db::connect(&admin_url, 1).await.expect("PostgreSQL is reachable");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the bench database");
+        let mut url = url::Url::parse(&admin_url).expect("a URL");
+        url.set_path(&name);
+        run("postgres", url.as_str()).await;
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
+    }
+}
+
+async fn run(backend: &str, url: &str) {
+    let db = credits::db::connect(url, 16).await.expect("connect");
+    credits::db::migrate(&db).await.expect("migrate");
+    let ledger = Arc::new(Ledger::new(db, Arc::new(Program::load("arkain").unwrap())));
+    for i in 0..8 {
+        ledger.create_account(&format!("acct-{i}"), None, Utc::now()).await.unwrap();
+        grant(&ledger, &format!("acct-{i}"), "10000000").await;
+    }
+
+    let hot_1 = spends(&ledger, 1, |_| "acct-0".to_string()).await;
+    let hot_8 = spends(&ledger, 8, |_| "acct-0".to_string()).await;
+    let spread_8 = spends(&ledger, 8, |client| format!("acct-{client}")).await;
+    println!("{backend:>8}  spends/s, one hot account, 1 client : {hot_1:>8.0}");
+    println!("{backend:>8}  spends/s, one hot account, 8 clients: {hot_8:>8.0}");
+    println!("{backend:>8}  spends/s, 8 accounts,      8 clients: {spread_8:>8.0}");
+
+    // acct-6 keeps a short history; acct-7 gets a long one over the same single open lot.
+    for i in 0..LONG_HISTORY {
+        spend(&ledger, "acct-7", &format!("history-{i}")).await;
+    }
+    let short = reads(&ledger, "acct-6").await;
+    let long = reads(&ledger, "acct-7").await;
+    println!("{backend:>8}  balance reads/s, short history      : {short:>8.0}");
+    println!(
+        "{backend:>8}  balance reads/s, {LONG_HISTORY} more entries   : {long:>8.0}  (ratio {:.2})",
+        long / short
+    );
+    for _ in 0..OPEN_LOTS {
+        grant(&ledger, "acct-5", "1").await;
+    }
+    let many_lots = reads(&ledger, "acct-5").await;
+    println!(
+        "{backend:>8}  balance reads/s, {OPEN_LOTS} open lots        : {many_lots:>8.0}  (ratio {:.2})",
+        many_lots / short
+    );
+}
+
+async fn grant(ledger: &Ledger, account: &str, amount: &str) {
+    let request = GrantRequest {
+        account: account.into(),
+        amount: amount.parse().unwrap(),
+        class: LotClass::Paid,
+        source: LotSource::Adjustment,
+        expires_at: None,
+        valid_for: None,
+        reason: None,
+        idempotency_key: format!("grant-{}", rand::random::<u64>()),
+    };
+    ledger.grant(request, Utc::now()).await.expect("grant");
+}
+
+async fn spend(ledger: &Ledger, account: &str, key: &str) {
+    let request = SpendRequest {
+        account: account.into(),
+        amount: Decimal::new(1, 2),
+        idempotency_key: key.into(),
+        feature: "bench".into(),
+        model: None,
+        reason: None,
+    };
+    ledger.spend(request, Utc::now()).await.expect("spend");
+}
+
+/// Spends per second with `clients` concurrent tasks, each on the account `pick(client)` names.
+async fn spends(ledger: &Arc<Ledger>, clients: usize, pick: impl Fn(usize) -> String) -> f64 {
+    let run = rand::random::<u32>();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (ledger, account) = (ledger.clone(), pick(client));
+            tokio::spawn(async move {
+                for i in 0..SPENDS_PER_CLIENT {
+                    spend(&ledger, &account, &format!("bench-{run}-{client}-{i}")).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    per_second(clients * SPENDS_PER_CLIENT, started.elapsed())
+}
+
+async fn reads(ledger: &Ledger, account: &str) -> f64 {
+    let id = ledger.account(account).await.unwrap().id;
+    let started = Instant::now();
+    for _ in 0..READS {
+        std::hint::black_box(ledger.balance(id, Utc::now()).await.unwrap());
+    }
+    per_second(READS, started.elapsed())
+}
+
+fn per_second(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
