@@ -34,16 +34,11 @@ async fn main() {
         let admin_url = std::env::var("CREDITS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("credits_bench_{}", std::process::id());
         let admin = credits::db::connect(&admin_url, 1).await.expect("PostgreSQL is reachable");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create the bench database");
+        admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create the bench database");
         let mut url = url::Url::parse(&admin_url).expect("a URL");
         url.set_path(&name);
         run("postgres", url.as_str()).await;
-        let _ = admin
-            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
+        let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
     }
 }
 
@@ -70,18 +65,12 @@ async fn run(backend: &str, url: &str) {
     let short = reads(&ledger, "acct-6").await;
     let long = reads(&ledger, "acct-7").await;
     println!("{backend:>8}  balance reads/s, short history      : {short:>8.0}");
-    println!(
-        "{backend:>8}  balance reads/s, {LONG_HISTORY} more entries   : {long:>8.0}  (ratio {:.2})",
-        long / short
-    );
+    println!("{backend:>8}  balance reads/s, {LONG_HISTORY} more entries   : {long:>8.0}  (ratio {:.2})", long / short);
     for _ in 0..OPEN_LOTS {
         grant(&ledger, "acct-5", "1").await;
     }
     let many_lots = reads(&ledger, "acct-5").await;
-    println!(
-        "{backend:>8}  balance reads/s, {OPEN_LOTS} open lots        : {many_lots:>8.0}  (ratio {:.2})",
-        many_lots / short
-    );
+    println!("{backend:>8}  balance reads/s, {OPEN_LOTS} open lots        : {many_lots:>8.0}  (ratio {:.2})", many_lots / short);
 }
 
 async fn grant(ledger: &Ledger, account: &str, amount: &str) {

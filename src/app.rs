@@ -41,17 +41,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     crate::db::migrate(&db).await?;
     let mut ledger = Ledger::new(db.clone(), Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
-    let schema = schema_builder()
-        .data(AppData {
-            ledger: ledger.clone(),
-            clock: settings.clock,
-        })
-        .finish();
-    let state = HttpState {
-        schema,
-        auth: Arc::new(AuthKeys::new(&settings.auth_secret)),
-        db,
-    };
+    let schema = schema_builder().data(AppData { ledger: ledger.clone(), clock: settings.clock }).finish();
+    let state = HttpState { schema, auth: Arc::new(AuthKeys::new(&settings.auth_secret)), db };
     let app = Application::bind(&settings.bind, state).await?;
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");
     Ok((app, ledger))

@@ -24,11 +24,7 @@ impl AuditReport {
 
 impl fmt::Display for AuditReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "accounts: {}  lots: {}  journal entries: {}",
-            self.accounts, self.lots, self.entries
-        )?;
+        writeln!(f, "accounts: {}  lots: {}  journal entries: {}", self.accounts, self.lots, self.entries)?;
         writeln!(f, "lots past expiry awaiting write-off (accepted): {}", self.pending_expiry_lots)?;
         if self.problems.is_empty() {
             write!(f, "OK: conservation holds and every balance equals the journal")
@@ -46,14 +42,11 @@ impl fmt::Display for AuditReport {
 const MAX_LISTED: usize = 50;
 
 async fn rows(db: &DatabaseConnection, sql: &str) -> Result<Vec<sea_orm::QueryResult>, DbErr> {
-    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
-        .await
+    db.query_all_raw(Statement::from_string(db.get_database_backend(), sql.to_string())).await
 }
 
 async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_string()))
-        .await?;
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_string())).await?;
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
 }
 
@@ -110,9 +103,7 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
             let id: i64 = row.try_get_by_index(0)?;
             let stored: i64 = row.try_get_by_index(1)?;
             let expected: i64 = row.try_get_by_index(2)?;
-            report
-                .problems
-                .push(format!("{what}: id {id}: stored {stored} micro-credits, journal says {expected}"));
+            report.problems.push(format!("{what}: id {id}: stored {stored} micro-credits, journal says {expected}"));
         }
         if found.len() > MAX_LISTED {
             report.problems.push(format!("{what}: {} more", found.len() - MAX_LISTED));
@@ -122,16 +113,8 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
     // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + remaining.
     // Every kind's lines are signed, so the journal's total must equal the lots' total.
     let journal_total = scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries").await?;
-    let granted = scalar(
-        db,
-        "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind = 'grant'",
-    )
-    .await?;
-    let outflow = scalar(
-        db,
-        "SELECT CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind <> 'grant'",
-    )
-    .await?;
+    let granted = scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind = 'grant'").await?;
+    let outflow = scalar(db, "SELECT CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind <> 'grant'").await?;
     let remaining = scalar(db, "SELECT CAST(COALESCE(SUM(remaining_micros), 0) AS BIGINT) FROM lots").await?;
     if granted - outflow != remaining || journal_total != remaining {
         report.problems.push(format!(

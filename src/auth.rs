@@ -70,10 +70,7 @@ pub struct AuthKeys {
 
 impl AuthKeys {
     pub fn new(secret: &[u8]) -> AuthKeys {
-        AuthKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-        }
+        AuthKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
     }
 
     pub fn issue(&self, role: Role, account: Option<&str>, ttl: std::time::Duration) -> Result<String, AuthError> {
@@ -82,12 +79,7 @@ impl AuthKeys {
         }
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims {
-            role,
-            sub: account.map(str::to_string),
-            iat: now,
-            exp: now.saturating_add(ttl),
-        };
+        let claims = Claims { role, sub: account.map(str::to_string), iat: now, exp: now.saturating_add(ttl) };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|_| AuthError::Invalid)
     }
 
@@ -97,9 +89,7 @@ impl AuthKeys {
         let token = header.strip_prefix("Bearer ").ok_or(AuthError::Invalid)?.trim();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
-        let claims = decode::<Claims>(token, &self.decoding, &validation)
-            .map_err(|_| AuthError::Invalid)?
-            .claims;
+        let claims = decode::<Claims>(token, &self.decoding, &validation).map_err(|_| AuthError::Invalid)?.claims;
         match (claims.role, claims.sub) {
             (Role::User, Some(account)) => Ok(Caller::User { account }),
             (Role::User, None) => Err(AuthError::UserWithoutAccount),
@@ -118,10 +108,7 @@ mod tests {
     fn tokens_round_trip_and_foreign_ones_fail() {
         let keys = AuthKeys::new(b"0123456789abcdef0123456789abcdef");
         let token = keys.issue(Role::User, Some("alice"), Duration::from_secs(60)).unwrap();
-        assert_eq!(
-            keys.authenticate(Some(&format!("Bearer {token}"))),
-            Ok(Caller::User { account: "alice".into() })
-        );
+        assert_eq!(keys.authenticate(Some(&format!("Bearer {token}"))), Ok(Caller::User { account: "alice".into() }));
         let other = AuthKeys::new(b"another-secret-another-secret-xx");
         assert_eq!(other.authenticate(Some(&format!("Bearer {token}"))), Err(AuthError::Invalid));
         assert_eq!(keys.authenticate(None), Err(AuthError::Missing));
@@ -133,12 +120,7 @@ mod tests {
     fn expired_tokens_fail() {
         let keys = AuthKeys::new(b"0123456789abcdef0123456789abcdef");
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims {
-            role: Role::Admin,
-            sub: None,
-            iat: now - 120,
-            exp: now - 60,
-        };
+        let claims = Claims { role: Role::Admin, sub: None, iat: now - 120, exp: now - 60 };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert_eq!(keys.authenticate(Some(&format!("Bearer {token}"))), Err(AuthError::Invalid));
     }

@@ -56,9 +56,7 @@ const MIN_SECRET_BYTES: usize = 32;
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
-        let file = file
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("CREDITS_CONFIG").map(PathBuf::from));
+        let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("CREDITS_CONFIG").map(PathBuf::from));
         match file {
             Some(path) if !path.exists() => {
                 return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
@@ -90,19 +88,12 @@ impl Config {
     pub fn auth_secret(&self) -> Result<Vec<u8>, ConfigError> {
         if let Some(secret) = self.auth_secret.as_ref().filter(|s| !s.is_empty()) {
             if secret.len() < MIN_SECRET_BYTES {
-                return Err(ConfigError::Invalid(format!(
-                    "CREDITS_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes"
-                )));
+                return Err(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes")));
             }
             return Ok(secret.as_bytes().to_vec());
         }
-        let path = sqlite_file(&self.database_url())
-            .ok_or(ConfigError::NoSecret)?
-            .with_extension("secret");
-        let io_err = |source| ConfigError::SecretFile {
-            path: path.display().to_string(),
-            source,
-        };
+        let path = sqlite_file(&self.database_url()).ok_or(ConfigError::NoSecret)?.with_extension("secret");
+        let io_err = |source| ConfigError::SecretFile { path: path.display().to_string(), source };
         if let Ok(existing) = std::fs::read_to_string(&path) {
             return Ok(existing.trim().as_bytes().to_vec());
         }
@@ -146,10 +137,7 @@ mod tests {
 
     #[test]
     fn finds_the_sqlite_file() {
-        assert_eq!(
-            sqlite_file("sqlite://data/credits.db?mode=rwc"),
-            Some(PathBuf::from("data/credits.db"))
-        );
+        assert_eq!(sqlite_file("sqlite://data/credits.db?mode=rwc"), Some(PathBuf::from("data/credits.db")));
         assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some(PathBuf::from("/tmp/x.db")));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://localhost/credits"), None);

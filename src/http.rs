@@ -61,10 +61,7 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
         Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))),
         Err(e) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(serde_json::json!({ "status": "database unreachable" })),
-            )
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "database unreachable" })))
         }
     }
 }
@@ -78,10 +75,7 @@ pub struct Application {
 impl Application {
     pub async fn bind(addr: &str, state: HttpState) -> std::io::Result<Application> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Application {
-            listener,
-            router: router(state),
-        })
+        Ok(Application { listener, router: router(state) })
     }
 
     pub fn address(&self) -> SocketAddr {

@@ -104,10 +104,8 @@ impl Program {
         if let Some((_, text)) = PRESETS.iter().find(|(name, _)| *name == name_or_path) {
             return Program::parse(name_or_path, text);
         }
-        let text = std::fs::read_to_string(Path::new(name_or_path)).map_err(|source| ProgramError::Read {
-            path: name_or_path.to_string(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(Path::new(name_or_path))
+            .map_err(|source| ProgramError::Read { path: name_or_path.to_string(), source })?;
         Program::parse(name_or_path, &text)
     }
 
@@ -116,10 +114,7 @@ impl Program {
     }
 
     pub fn parse(origin: &str, text: &str) -> Result<Program, ProgramError> {
-        let invalid = |message: String| ProgramError::Invalid {
-            name: origin.to_string(),
-            message,
-        };
+        let invalid = |message: String| ProgramError::Invalid { name: origin.to_string(), message };
         let file: ProgramFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let credits = |what: &str, value: Decimal| Credits::parse_positive(value).map_err(|e| invalid(format!("{what}: {e}")));
         if file.currency.len() != 3 || !file.currency.chars().all(|c| c.is_ascii_uppercase()) {
@@ -140,18 +135,10 @@ impl Program {
             if packages.iter().any(|q: &Package| q.code == p.code) {
                 return Err(invalid(format!("package {} is listed twice", p.code)));
             }
-            packages.push(Package {
-                credits: credits(&p.code, p.credits)?,
-                code: p.code,
-                name: p.name,
-                price_minor: p.price_minor,
-            });
+            packages.push(Package { credits: credits(&p.code, p.credits)?, code: p.code, name: p.name, price_minor: p.price_minor });
         }
         let sign_up_grant = match file.sign_up_grant {
-            Some(g) => Some(Grant {
-                credits: credits("sign_up_grant", g.credits)?,
-                validity: g.validity,
-            }),
+            Some(g) => Some(Grant { credits: credits("sign_up_grant", g.credits)?, validity: g.validity }),
             None => None,
         };
         Ok(Program {
@@ -162,14 +149,7 @@ impl Program {
             purchased_validity: file.purchased_validity,
             consumption_order,
             default_plan: file.default_plan,
-            plans: file
-                .plans
-                .into_iter()
-                .map(|p| Plan {
-                    code: p.code,
-                    name: p.name,
-                })
-                .collect(),
+            plans: file.plans.into_iter().map(|p| Plan { code: p.code, name: p.name }).collect(),
             packages,
             sign_up_grant,
         })
@@ -194,11 +174,7 @@ mod tests {
             let program = Program::load(name).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(program.name, name);
             for package in &program.packages {
-                assert!(
-                    package.credits >= program.minimum_purchase,
-                    "{name}: package {} is under the minimum",
-                    package.code
-                );
+                assert!(package.credits >= program.minimum_purchase, "{name}: package {} is under the minimum", package.code);
             }
         }
     }
@@ -209,35 +185,21 @@ mod tests {
         assert_eq!(arkain.credit_price_minor, Decimal::from(2));
         assert_eq!(arkain.minimum_purchase, Credits::from_whole(50));
         assert_eq!(arkain.purchased_validity, Validity::Never);
-        assert_eq!(
-            arkain.consumption_order.tiers(),
-            &[vec![LotClass::Free, LotClass::Promotional], vec![LotClass::Paid]]
-        );
+        assert_eq!(arkain.consumption_order.tiers(), &[vec![LotClass::Free, LotClass::Promotional], vec![LotClass::Paid]]);
         let carat = Program::load("carat").unwrap();
         assert_eq!(carat.purchased_validity, Validity::Months(1));
-        assert_eq!(
-            carat.consumption_order.tiers(),
-            &[vec![LotClass::Paid, LotClass::Promotional], vec![LotClass::Free]]
-        );
+        assert_eq!(carat.consumption_order.tiers(), &[vec![LotClass::Paid, LotClass::Promotional], vec![LotClass::Free]]);
         let archipelag = Program::load("archipelag").unwrap();
         assert_eq!(archipelag.credit_price_minor, Decimal::from(1));
-        assert_eq!(
-            archipelag.sign_up_grant,
-            Some(Grant {
-                credits: Credits::from_whole(10_000),
-                validity: Validity::Never
-            })
-        );
+        assert_eq!(archipelag.sign_up_grant, Some(Grant { credits: Credits::from_whole(10_000), validity: Validity::Never }));
         assert_eq!(archipelag.consumption_order.tiers().len(), 1);
     }
 
     #[test]
     fn rejects_inconsistent_programs() {
         let good = include_str!("../config/presets/arkain.toml");
-        let bad_order = good.replace(
-            r#"consumption_order = [["free", "promotional"], ["paid"]]"#,
-            r#"consumption_order = [["free"], ["paid"]]"#,
-        );
+        let bad_order =
+            good.replace(r#"consumption_order = [["free", "promotional"], ["paid"]]"#, r#"consumption_order = [["free"], ["paid"]]"#);
         assert!(bad_order != good && Program::parse("t", &bad_order).is_err());
         let bad_plan = good.replace(r#"default_plan = "free""#, r#"default_plan = "gold""#);
         assert!(bad_plan != good && Program::parse("t", &bad_plan).is_err());

@@ -31,21 +31,12 @@ async fn sign_up_grant_is_made_once(backend: Backend) {
     let app = TestApp::spawn_with(backend, "archipelag").await;
     // Ten concurrent creations of one account: one creates it and grants, the rest return it.
     let results = futures::future::join_all((0..10).map(|_| app.gql(&app.service, CREATE, json!({ "id": "islander" })))).await;
-    let created = results
-        .iter()
-        .filter(|r| r["data"]["createAccount"]["created"] == json!(true))
-        .count();
+    let created = results.iter().filter(|r| r["data"]["createAccount"]["created"] == json!(true)).count();
     assert_eq!(created, 1, "{results:?}");
     assert!(results.iter().all(|r| r["errors"].is_null()), "{results:?}");
     assert_eq!(app.balance("islander").await, "10000");
     let bars = &results[0]["data"]["createAccount"]["account"]["balance"]["bars"];
-    let me = app
-        .gql(
-            &app.user("islander"),
-            "{ me { balance { bars { source class remaining } } } }",
-            json!({}),
-        )
-        .await;
+    let me = app.gql(&app.user("islander"), "{ me { balance { bars { source class remaining } } } }", json!({})).await;
     assert_eq!(
         me["data"]["me"]["balance"]["bars"],
         json!([{ "source": "SIGN_UP", "class": "PROMOTIONAL", "remaining": "10000" }]),
@@ -68,9 +59,7 @@ async fn account_status_limits_what_may_happen(backend: Backend) {
         )
     };
 
-    let by_user = app
-        .gql(&app.user("sleepy"), SET_STATUS, json!({ "id": "sleepy", "s": "SUSPENDED" }))
-        .await;
+    let by_user = app.gql(&app.user("sleepy"), SET_STATUS, json!({ "id": "sleepy", "s": "SUSPENDED" })).await;
     assert_eq!(error_code(&by_user), "FORBIDDEN");
     let inactive = app.gql(&app.service, SET_STATUS, json!({ "id": "sleepy", "s": "INACTIVE" })).await;
     assert_eq!(inactive["data"]["setAccountStatus"]["status"], json!("INACTIVE"), "{inactive}");
@@ -82,10 +71,7 @@ async fn account_status_limits_what_may_happen(backend: Backend) {
     app.gql(&app.admin, SET_STATUS, json!({ "id": "sleepy", "s": "SUSPENDED" })).await;
     // Suspended: only reads.
     assert_eq!(error_code(&spend_for("storage", "s-3").await), "ACCOUNT_NOT_ACTIVE");
-    assert_eq!(
-        error_code(&app.grant("sleepy", "1", "PAID", None, "g-3").await),
-        "ACCOUNT_NOT_ACTIVE"
-    );
+    assert_eq!(error_code(&app.grant("sleepy", "1", "PAID", None, "g-3").await), "ACCOUNT_NOT_ACTIVE");
     let purchase = app
         .gql(
             &app.user("sleepy"),
@@ -104,8 +90,4 @@ async fn account_status_limits_what_may_happen(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
-on_both!(
-    create_account_is_idempotent_on_the_external_id,
-    sign_up_grant_is_made_once,
-    account_status_limits_what_may_happen
-);
+on_both!(create_account_is_idempotent_on_the_external_id, sign_up_grant_is_made_once, account_status_limits_what_may_happen);

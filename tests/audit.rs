@@ -10,11 +10,7 @@ async fn the_audit_finds_a_tampered_ledger(backend: Backend) {
     app.assert_audit_clean().await;
 
     // Someone edits a lot by hand: the lot no longer matches its journal, nor the cached balance.
-    app.ledger
-        .db
-        .execute_unprepared("UPDATE lots SET remaining_micros = remaining_micros + 1")
-        .await
-        .unwrap();
+    app.ledger.db.execute_unprepared("UPDATE lots SET remaining_micros = remaining_micros + 1").await.unwrap();
     let report = credits::audit::run(&app.ledger.db, app.clock.now()).await.unwrap();
     assert!(!report.is_clean());
     let text = report.to_string();
@@ -38,11 +34,7 @@ async fn the_audit_command_exits_non_zero_on_problems(backend: Backend) {
     };
     let clean = run();
     assert!(clean.status.success(), "{}", String::from_utf8_lossy(&clean.stdout));
-    app.ledger
-        .db
-        .execute_unprepared("UPDATE accounts SET balance_micros = balance_micros + 5")
-        .await
-        .unwrap();
+    app.ledger.db.execute_unprepared("UPDATE accounts SET balance_micros = balance_micros + 5").await.unwrap();
     let dirty = run();
     assert!(!dirty.status.success());
     assert!(String::from_utf8_lossy(&dirty.stdout).contains("cached balance differs from the journal"));

@@ -16,26 +16,16 @@ async fn every_request_is_authorized_by_role(backend: Backend) {
     assert_eq!(own["data"]["account"]["id"], json!("alice"));
     for query in ["{ account(id: \"bob\") { id } }", "{ account(id: \"nobody\") { id } }"] {
         let r = app.gql(&alice, query, json!({})).await;
-        assert_eq!(
-            error_code(&r),
-            "FORBIDDEN",
-            "a user never reads another account, nor learns whether it exists"
-        );
+        assert_eq!(error_code(&r), "FORBIDDEN", "a user never reads another account, nor learns whether it exists");
     }
     let purchase_for_bob = app
-        .gql(
-            &alice,
-            "mutation { purchaseCredits(input: {accountId: \"bob\", credits: \"100\", idempotencyKey: \"x\"}) { id } }",
-            json!({}),
-        )
+        .gql(&alice, "mutation { purchaseCredits(input: {accountId: \"bob\", credits: \"100\", idempotencyKey: \"x\"}) { id } }", json!({}))
         .await;
     assert_eq!(error_code(&purchase_for_bob), "FORBIDDEN");
     let me_as_service = app.gql(&app.service, "{ me { id } }", json!({})).await;
     assert_eq!(error_code(&me_as_service), "FORBIDDEN");
 
-    let forged = AuthKeys::new(b"not-the-secret-not-the-secret-not!")
-        .issue(Role::Admin, None, Duration::from_secs(60))
-        .unwrap();
+    let forged = AuthKeys::new(b"not-the-secret-not-the-secret-not!").issue(Role::Admin, None, Duration::from_secs(60)).unwrap();
     for token in ["", "garbage", forged.as_str()] {
         let r = app.gql(token, "{ me { id } }", json!({})).await;
         assert_eq!(error_code(&r), "UNAUTHENTICATED", "{token:?}");

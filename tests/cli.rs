@@ -17,30 +17,17 @@ fn credits(data_dir: &std::path::Path) -> Command {
 #[test]
 fn token_prints_only_a_token_signed_with_the_embedded_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let first = credits(dir.path())
-        .args(["token", "--role", "user", "--account", "alice"])
-        .output()
-        .unwrap();
+    let first = credits(dir.path()).args(["token", "--role", "user", "--account", "alice"]).output().unwrap();
     assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let stdout = String::from_utf8(first.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "stdout holds the token and nothing else: {stdout:?}");
     let secret = std::fs::read_to_string(dir.path().join("credits.secret")).expect("the secret is kept beside the database");
     let keys = AuthKeys::new(secret.trim().as_bytes());
-    assert_eq!(
-        keys.authenticate(Some(&format!("Bearer {}", stdout.trim()))),
-        Ok(Caller::User { account: "alice".into() })
-    );
+    assert_eq!(keys.authenticate(Some(&format!("Bearer {}", stdout.trim()))), Ok(Caller::User { account: "alice".into() }));
 
-    let second = credits(dir.path())
-        .args(["token", "--role", "admin", "--ttl", "1h"])
-        .output()
-        .unwrap();
+    let second = credits(dir.path()).args(["token", "--role", "admin", "--ttl", "1h"]).output().unwrap();
     let token = String::from_utf8(second.stdout).unwrap();
-    assert_eq!(
-        keys.authenticate(Some(&format!("Bearer {}", token.trim()))),
-        Ok(Caller::Admin),
-        "the same secret signs every token"
-    );
+    assert_eq!(keys.authenticate(Some(&format!("Bearer {}", token.trim()))), Ok(Caller::Admin), "the same secret signs every token");
 
     let no_account = credits(dir.path()).args(["token", "--role", "user"]).output().unwrap();
     assert!(!no_account.status.success(), "a user token must name its account");
@@ -51,11 +38,7 @@ fn token_prints_only_a_token_signed_with_the_embedded_secret() {
 #[test]
 fn a_postgres_database_needs_a_configured_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let out = credits(dir.path())
-        .args(["token", "--role", "service"])
-        .env("DATABASE_URL", "postgres://127.0.0.1/none")
-        .output()
-        .unwrap();
+    let out = credits(dir.path()).args(["token", "--role", "service"]).env("DATABASE_URL", "postgres://127.0.0.1/none").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("CREDITS_AUTH_SECRET"));
 }
@@ -65,40 +48,19 @@ fn a_postgres_database_needs_a_configured_secret() {
 fn configuration_comes_from_a_file_and_the_environment() {
     let dir = tempfile::tempdir().unwrap();
     let file_secret = "from-the-file-from-the-file-from-the-file";
-    std::fs::write(
-        dir.path().join("credits.toml"),
-        format!("auth_secret = \"{file_secret}\"\nprogram = \"carat\"\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("credits.toml"), format!("auth_secret = \"{file_secret}\"\nprogram = \"carat\"\n")).unwrap();
     let from_file = credits(dir.path()).args(["token", "--role", "service"]).output().unwrap();
     assert!(from_file.status.success(), "{}", String::from_utf8_lossy(&from_file.stderr));
     let token = String::from_utf8(from_file.stdout).unwrap();
-    assert_eq!(
-        AuthKeys::new(file_secret.as_bytes()).authenticate(Some(&format!("Bearer {}", token.trim()))),
-        Ok(Caller::Service)
-    );
+    assert_eq!(AuthKeys::new(file_secret.as_bytes()).authenticate(Some(&format!("Bearer {}", token.trim()))), Ok(Caller::Service));
 
     let env_secret = "from-the-environment-from-the-environment";
-    let from_env = credits(dir.path())
-        .args(["token", "--role", "service"])
-        .env("CREDITS_AUTH_SECRET", env_secret)
-        .output()
-        .unwrap();
+    let from_env = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_AUTH_SECRET", env_secret).output().unwrap();
     let token = String::from_utf8(from_env.stdout).unwrap();
-    assert_eq!(
-        AuthKeys::new(env_secret.as_bytes()).authenticate(Some(&format!("Bearer {}", token.trim()))),
-        Ok(Caller::Service)
-    );
+    assert_eq!(AuthKeys::new(env_secret.as_bytes()).authenticate(Some(&format!("Bearer {}", token.trim()))), Ok(Caller::Service));
 
-    let missing = credits(dir.path())
-        .args(["--config", "nope.toml", "token", "--role", "service"])
-        .output()
-        .unwrap();
+    let missing = credits(dir.path()).args(["--config", "nope.toml", "token", "--role", "service"]).output().unwrap();
     assert!(!missing.status.success());
-    let short = credits(dir.path())
-        .args(["token", "--role", "service"])
-        .env("CREDITS_AUTH_SECRET", "short")
-        .output()
-        .unwrap();
+    let short = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_AUTH_SECRET", "short").output().unwrap();
     assert!(!short.status.success(), "a short secret is refused");
 }

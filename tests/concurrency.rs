@@ -4,7 +4,7 @@
 use crate::on_both;
 use crate::support::{Backend, SECRET, TestApp, error_code, gql_at};
 use chrono::Duration;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 
 struct ServerProcess {
@@ -27,12 +27,7 @@ impl ServerProcess {
         let address = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
         for _ in 0..300 {
-            if client
-                .get(format!("{address}/health"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
+            if client.get(format!("{address}/health")).send().await.is_ok_and(|r| r.status() == 200) {
                 return ServerProcess { child, address };
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
@@ -53,6 +48,17 @@ impl Drop for ServerProcess {
 const SPEND: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!) {
     spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"render\"}) { sequence amount } }";
 
+/// Sends `count` spends at once, alternating between the server processes.
+async fn spend_concurrently(servers: &[ServerProcess], token: &str, count: usize, variables: impl Fn(usize) -> Value) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let requests = (0..count).map(|i| {
+        let (client, address, token, variables) =
+            (client.clone(), servers[i % servers.len()].address.clone(), token.to_string(), variables(i));
+        tokio::spawn(async move { gql_at(&client, &address, &token, SPEND, variables).await })
+    });
+    futures::future::join_all(requests).await.into_iter().map(|r| r.expect("the request task ran")).collect()
+}
+
 async fn concurrent_spends_never_overdraw_and_replays_charge_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let servers = [ServerProcess::start(&app.db.url).await, ServerProcess::start(&app.db.url).await];
@@ -64,56 +70,21 @@ async fn concurrent_spends_never_overdraw_and_replays_charge_once(backend: Backe
     app.grant("hot", "5", "PAID", None, "g-3").await;
     app.grant("hot", "10", "PAID", None, "g-4").await;
 
-    let client = reqwest::Client::new();
-    let spends = (0..100).map(|i| {
-        let (client, address, token) = (client.clone(), servers[i % 2].address.clone(), app.service.clone());
-        tokio::spawn(async move {
-            gql_at(
-                &client,
-                &address,
-                &token,
-                SPEND,
-                json!({ "a": "hot", "amt": "1", "k": format!("spend-{i}") }),
-            )
-            .await
-        })
-    });
-    let results: Vec<_> = futures::future::join_all(spends).await.into_iter().map(|r| r.unwrap()).collect();
+    let results = spend_concurrently(&servers, &app.service, 100, |i| json!({ "a": "hot", "amt": "1", "k": format!("spend-{i}") })).await;
     let succeeded = results.iter().filter(|r| r["errors"].is_null()).count();
-    let refused = results
-        .iter()
-        .filter(|r| !r["errors"].is_null() && error_code(r) == "INSUFFICIENT_CREDITS")
-        .count();
+    let refused = results.iter().filter(|r| !r["errors"].is_null() && error_code(r) == "INSUFFICIENT_CREDITS").count();
     assert_eq!(
         (succeeded, refused),
         (40, 60),
         "{:?}",
-        results
-            .iter()
-            .find(|r| !r["errors"].is_null() && error_code(r) != "INSUFFICIENT_CREDITS")
+        results.iter().find(|r| !r["errors"].is_null() && error_code(r) != "INSUFFICIENT_CREDITS")
     );
     assert_eq!(app.balance("hot").await, "0");
 
     // Twenty concurrent replays of one key, across both processes: one charge, one result.
     app.grant("hot", "7", "PAID", None, "g-5").await;
-    let replays = (0..20).map(|i| {
-        let (client, address, token) = (client.clone(), servers[i % 2].address.clone(), app.service.clone());
-        tokio::spawn(async move {
-            gql_at(
-                &client,
-                &address,
-                &token,
-                SPEND,
-                json!({ "a": "hot", "amt": "2.5", "k": "the-one" }),
-            )
-            .await
-        })
-    });
-    let results: Vec<_> = futures::future::join_all(replays).await.into_iter().map(|r| r.unwrap()).collect();
-    assert!(
-        results.iter().all(|r| r["data"] == results[0]["data"] && r["errors"].is_null()),
-        "{results:?}"
-    );
+    let results = spend_concurrently(&servers, &app.service, 20, |_| json!({ "a": "hot", "amt": "2.5", "k": "the-one" })).await;
+    assert!(results.iter().all(|r| r["data"] == results[0]["data"] && r["errors"].is_null()), "{results:?}");
     assert_eq!(app.balance("hot").await, "4.5");
     app.assert_audit_clean().await;
 }

@@ -16,19 +16,10 @@ async fn expired_lots_never_count_and_are_written_off_at_their_instant(backend: 
     // At the expiry instant the lot is gone from every read and from spending, before any write-off.
     app.clock.set(expires_at);
     assert_eq!(app.balance("dev").await, "5");
-    let lots = app
-        .gql(
-            &app.service,
-            "{ account(id: \"dev\") { lots { edges { node { remaining expired spendable } } } } }",
-            json!({}),
-        )
-        .await;
-    let expired: Vec<_> = lots["data"]["account"]["lots"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["node"]["expired"] == json!(true))
-        .collect();
+    let lots =
+        app.gql(&app.service, "{ account(id: \"dev\") { lots { edges { node { remaining expired spendable } } } } }", json!({})).await;
+    let expired: Vec<_> =
+        lots["data"]["account"]["lots"]["edges"].as_array().unwrap().iter().filter(|e| e["node"]["expired"] == json!(true)).collect();
     assert_eq!(expired.len(), 1, "{lots}");
     assert_eq!(expired[0]["node"]["spendable"], json!("0"));
     let short = app.spend("dev", "6", "s-2").await;
@@ -44,19 +35,12 @@ async fn expired_lots_never_count_and_are_written_off_at_their_instant(backend: 
     assert_eq!(written.credits.to_string(), "20");
     assert_eq!(app.ledger.expire_due(app.clock.now(), 100).await.unwrap().lots, 0);
     let history = app
-        .gql(
-            &app.service,
-            "{ account(id: \"dev\") { history(first: 1) { edges { node { kind amount effectiveAt } } } } }",
-            json!({}),
-        )
+        .gql(&app.service, "{ account(id: \"dev\") { history(first: 1) { edges { node { kind amount effectiveAt } } } } }", json!({}))
         .await;
     let entry = &history["data"]["account"]["history"]["edges"][0]["node"];
     assert_eq!(entry["kind"], json!("EXPIRE"), "{history}");
     assert_eq!(entry["amount"], json!("-20"));
-    assert_eq!(
-        chrono::DateTime::parse_from_rfc3339(entry["effectiveAt"].as_str().unwrap()).unwrap(),
-        expires_at
-    );
+    assert_eq!(chrono::DateTime::parse_from_rfc3339(entry["effectiveAt"].as_str().unwrap()).unwrap(), expires_at);
     assert_eq!(app.balance("dev").await, "5");
     app.assert_audit_clean().await;
 }
@@ -68,8 +52,7 @@ async fn the_expiry_step_drains_a_backlog_in_batches(backend: Backend) {
     for account in ["a", "b", "c"] {
         app.create_account(account).await;
         for i in 0..4 {
-            app.grant(account, "1.5", "FREE", Some(start + Duration::minutes(i + 1)), &format!("g-{i}"))
-                .await;
+            app.grant(account, "1.5", "FREE", Some(start + Duration::minutes(i + 1)), &format!("g-{i}")).await;
         }
         app.grant(account, "2", "PAID", None, "g-paid").await;
     }
@@ -93,7 +76,4 @@ async fn the_expiry_step_drains_a_backlog_in_batches(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
-on_both!(
-    expired_lots_never_count_and_are_written_off_at_their_instant,
-    the_expiry_step_drains_a_backlog_in_batches
-);
+on_both!(expired_lots_never_count_and_are_written_off_at_their_instant, the_expiry_step_drains_a_backlog_in_batches);

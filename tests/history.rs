@@ -32,11 +32,7 @@ async fn history_is_newest_first_filterable_and_paged(backend: Backend) {
         let page = app.gql(&user, HISTORY, json!({ "first": 3, "after": after })).await;
         let history = &page["data"]["me"]["history"];
         let edges = history["edges"].as_array().unwrap_or_else(|| panic!("{page}"));
-        seen.extend(
-            edges
-                .iter()
-                .map(|e| e["node"]["sequence"].as_str().unwrap().parse::<i64>().unwrap()),
-        );
+        seen.extend(edges.iter().map(|e| e["node"]["sequence"].as_str().unwrap().parse::<i64>().unwrap()));
         if history["pageInfo"]["hasNextPage"] != json!(true) {
             break;
         }

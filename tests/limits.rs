@@ -8,14 +8,8 @@ async fn oversized_deep_and_malformed_requests_are_refused(backend: Backend) {
     assert_eq!(health.status(), 200);
 
     let huge = format!("{{ creditPackages {{ code }} }} # {}", "x".repeat(credits::http::MAX_BODY_BYTES));
-    let response = app
-        .client
-        .post(format!("{}/graphql", app.address))
-        .bearer_auth(&app.service)
-        .json(&json!({ "query": huge }))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.client.post(format!("{}/graphql", app.address)).bearer_auth(&app.service).json(&json!({ "query": huge })).send().await.unwrap();
     assert_eq!(response.status(), 413);
 
     let malformed = app

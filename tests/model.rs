@@ -80,11 +80,7 @@ async fn run(backend: Backend, seed: u64) {
                 let stored = app.ledger.expire_due(now, 1000).await.expect(&context);
                 let expected = wallet.expire(now);
                 assert_eq!(stored.lots as usize, expected.len(), "{context}: lots written off");
-                assert_eq!(
-                    stored.credits,
-                    expected.iter().map(|(_, c)| *c).sum::<Credits>(),
-                    "{context}: credits written off"
-                );
+                assert_eq!(stored.credits, expected.iter().map(|(_, c)| *c).sum::<Credits>(), "{context}: credits written off");
             }
         }
         compare_lots(&app, &wallet, &lot_ids, &context).await;
@@ -96,14 +92,8 @@ async fn run(backend: Backend, seed: u64) {
 type Outcome = Result<Vec<(i64, Credits)>, Credits>;
 
 async fn spend(app: &TestApp, key: &str, amount: Decimal, now: chrono::DateTime<chrono::Utc>) -> Outcome {
-    let request = SpendRequest {
-        account: "model".into(),
-        amount,
-        idempotency_key: key.into(),
-        feature: "model".into(),
-        model: None,
-        reason: None,
-    };
+    let request =
+        SpendRequest { account: "model".into(), amount, idempotency_key: key.into(), feature: "model".into(), model: None, reason: None };
     match app.ledger.spend(request, now).await {
         Ok(receipt) => Ok(receipt.takes.iter().map(|t| (t.lot_id, t.amount)).collect()),
         Err(ServiceError::InsufficientCredits { available, .. }) => Err(available),

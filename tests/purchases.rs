@@ -16,13 +16,7 @@ async fn purchases_are_priced_then_paid_exactly_once(backend: Backend) {
     app.create_account("buyer").await;
     let user = app.user("buyer");
 
-    let packages = app
-        .gql(
-            &user,
-            "{ creditPackages { code credits price { amountMinor currency } } }",
-            json!({}),
-        )
-        .await;
+    let packages = app.gql(&user, "{ creditPackages { code credits price { amountMinor currency } } }", json!({})).await;
     assert_eq!(
         packages["data"]["creditPackages"][0],
         json!({ "code": "credits-100", "credits": "100", "price": { "amountMinor": 200, "currency": "USD" } })
@@ -34,10 +28,7 @@ async fn purchases_are_priced_then_paid_exactly_once(backend: Backend) {
     assert_eq!(purchase["amount"], json!({ "amountMinor": 150, "currency": "USD" }), "{custom}");
     assert_eq!(purchase["status"], json!("PENDING"));
     let replay = buy(&app, &user, json!({ "a": "buyer", "c": "75", "k": "p-1" })).await;
-    assert_eq!(
-        replay["data"]["purchaseCredits"]["id"], purchase["id"],
-        "a replayed purchase is the same purchase"
-    );
+    assert_eq!(replay["data"]["purchaseCredits"]["id"], purchase["id"], "a replayed purchase is the same purchase");
     let conflict = buy(&app, &user, json!({ "a": "buyer", "c": "80", "k": "p-1" })).await;
     assert_eq!(error_code(&conflict), "IDEMPOTENCY_CONFLICT");
     for (credits, package) in [
@@ -59,13 +50,9 @@ async fn purchases_are_priced_then_paid_exactly_once(backend: Backend) {
     let id = purchase["id"].as_str().unwrap();
     let by_user = app.gql(&user, CONFIRM, json!({ "id": id, "ref": "pay-1" })).await;
     assert_eq!(error_code(&by_user), "FORBIDDEN");
-    let wrong_amount = app
-        .gql(&app.service, CONFIRM, json!({ "id": id, "ref": "pay-1", "paid": 149 }))
-        .await;
+    let wrong_amount = app.gql(&app.service, CONFIRM, json!({ "id": id, "ref": "pay-1", "paid": 149 })).await;
     assert_eq!(error_code(&wrong_amount), "BAD_USER_INPUT");
-    let paid = app
-        .gql(&app.service, CONFIRM, json!({ "id": id, "ref": "pay-1", "paid": 150 }))
-        .await;
+    let paid = app.gql(&app.service, CONFIRM, json!({ "id": id, "ref": "pay-1", "paid": 150 })).await;
     assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
     let again = app.gql(&app.service, CONFIRM, json!({ "id": id, "ref": "pay-1" })).await;
     assert_eq!(again["data"]["confirmPurchase"], paid["data"]["confirmPurchase"]);
@@ -83,18 +70,11 @@ async fn purchases_are_priced_then_paid_exactly_once(backend: Backend) {
     // Concurrent confirmations of one purchase under one reference credit it once.
     let confirms =
         futures::future::join_all((0..10).map(|_| app.gql(&app.service, CONFIRM, json!({ "id": second_id, "ref": "pay-3" })))).await;
-    assert!(
-        confirms.iter().all(|r| r["data"]["confirmPurchase"]["status"] == json!("PAID")),
-        "{confirms:?}"
-    );
+    assert!(confirms.iter().all(|r| r["data"]["confirmPurchase"]["status"] == json!("PAID")), "{confirms:?}");
     assert_eq!(app.balance("buyer").await, "575");
 
     let history = app
-        .gql(
-            &user,
-            "{ me { purchases { edges { node { package credits status amount { amountMinor } createdAt } } } } }",
-            json!({}),
-        )
+        .gql(&user, "{ me { purchases { edges { node { package credits status amount { amountMinor } createdAt } } } } }", json!({}))
         .await;
     let edges = history["data"]["me"]["purchases"]["edges"].as_array().unwrap();
     assert_eq!(edges.len(), 2, "{history}");
@@ -112,30 +92,16 @@ async fn carat_top_ups_expire_a_calendar_month_after_payment(backend: Backend) {
     let bought = buy(&app, &app.service, json!({ "a": "fan", "p": "topup-5000", "k": "t-1" })).await;
     let id = bought["data"]["purchaseCredits"]["id"].as_str().unwrap().to_string();
     app.gql(&app.service, CONFIRM, json!({ "id": id, "ref": "carat-pay-1" })).await;
-    let lots = app
-        .gql(
-            &app.service,
-            "{ account(id: \"fan\") { lots { edges { node { class source expiresAt } } } } }",
-            json!({}),
-        )
-        .await;
+    let lots = app.gql(&app.service, "{ account(id: \"fan\") { lots { edges { node { class source expiresAt } } } } }", json!({})).await;
     assert_eq!(
         lots["data"]["account"]["lots"]["edges"][0]["node"],
         json!({ "class": "PAID", "source": "PURCHASE", "expiresAt": "2026-02-28T10:00:00+00:00" }),
         "{lots}"
     );
-    app.clock.set(
-        chrono::DateTime::parse_from_rfc3339("2026-02-28T09:59:59.999999Z")
-            .unwrap()
-            .to_utc(),
-    );
+    app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-02-28T09:59:59.999999Z").unwrap().to_utc());
     assert_eq!(app.balance("fan").await, "5000");
-    app.clock
-        .set(chrono::DateTime::parse_from_rfc3339("2026-02-28T10:00:00Z").unwrap().to_utc());
+    app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-02-28T10:00:00Z").unwrap().to_utc());
     assert_eq!(app.balance("fan").await, "0", "expiry is exclusive");
 }
 
-on_both!(
-    purchases_are_priced_then_paid_exactly_once,
-    carat_top_ups_expire_a_calendar_month_after_payment
-);
+on_both!(purchases_are_priced_then_paid_exactly_once, carat_top_ups_expire_a_calendar_month_after_payment);

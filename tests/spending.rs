@@ -8,9 +8,7 @@ async fn spends_follow_the_program_order_and_replay_their_first_result(backend: 
     app.create_account("dev").await;
     let now = app.clock.now();
     let paid = app.grant("dev", "100", "PAID", None, "g-paid").await;
-    let promo_late = app
-        .grant("dev", "5", "PROMOTIONAL", Some(now + Duration::days(30)), "g-promo")
-        .await;
+    let promo_late = app.grant("dev", "5", "PROMOTIONAL", Some(now + Duration::days(30)), "g-promo").await;
     let free_soon = app.grant("dev", "50", "FREE", Some(now + Duration::days(1)), "g-free").await;
     let lot = |r: &serde_json::Value| r["data"]["grantCredits"]["lotId"].as_str().unwrap().to_string();
 
@@ -40,11 +38,7 @@ async fn spends_follow_the_program_order_and_replay_their_first_result(backend: 
     assert_eq!(app.balance("dev").await, "94.999999");
     app.grant("dev", "10", "PAID", None, "g-more").await;
     let retried = app.spend("dev", "95", "s-2").await;
-    assert_eq!(
-        error_code(&retried),
-        "INSUFFICIENT_CREDITS",
-        "a key replays its refusal; a new try takes a new key"
-    );
+    assert_eq!(error_code(&retried), "INSUFFICIENT_CREDITS", "a key replays its refusal; a new try takes a new key");
     let fresh = app.spend("dev", "95", "s-3").await;
     assert!(fresh["errors"].is_null(), "{fresh}");
     assert_eq!(app.balance("dev").await, "9.999999");
@@ -94,9 +88,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         )
         .await;
     assert_eq!(error_code(&grant_by_service), "FORBIDDEN");
-    let past = app
-        .grant("dev", "1", "PROMOTIONAL", Some(app.clock.now() - Duration::seconds(1)), "g-past")
-        .await;
+    let past = app.grant("dev", "1", "PROMOTIONAL", Some(app.clock.now() - Duration::seconds(1)), "g-past").await;
     assert_eq!(error_code(&past), "BAD_USER_INPUT");
     let bad_validity = app
         .gql(&app.admin, "mutation { grantCredits(input: {accountId: \"dev\", amount: \"1\", class: FREE, validFor: \"1 fortnight\", idempotencyKey: \"g-v\"}) { lotId } }", json!({}))
@@ -106,7 +98,4 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
-on_both!(
-    spends_follow_the_program_order_and_replay_their_first_result,
-    bad_input_is_refused_and_changes_nothing
-);
+on_both!(spends_follow_the_program_order_and_replay_their_first_result, bad_input_is_refused_and_changes_nothing);

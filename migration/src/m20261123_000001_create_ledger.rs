@@ -127,35 +127,17 @@ impl MigrationTrait for Migration {
                     .col(string_len_null(Lots::OriginId, 128))
                     .col(boolean(Lots::Open))
                     .check(Expr::col(Lots::RemainingMicros).lte(Expr::col(Lots::GrantedMicros)))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Lots::Table, Lots::AccountId)
-                            .to(Accounts::Table, Accounts::Id),
-                    )
+                    .foreign_key(ForeignKey::create().from(Lots::Table, Lots::AccountId).to(Accounts::Table, Accounts::Id))
                     .to_owned(),
             )
             .await?;
         // Open lots of an account: what every balance read and spend loads. `open` flips once per
         // lot (when it is used up or expires), not on every spend.
         manager
-            .create_index(
-                Index::create()
-                    .name("lots_account_open")
-                    .table(Lots::Table)
-                    .col(Lots::AccountId)
-                    .col(Lots::Open)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("lots_account_open").table(Lots::Table).col(Lots::AccountId).col(Lots::Open).to_owned())
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("lots_open_expires")
-                    .table(Lots::Table)
-                    .col(Lots::Open)
-                    .col(Lots::ExpiresAt)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("lots_open_expires").table(Lots::Table).col(Lots::Open).col(Lots::ExpiresAt).to_owned())
             .await?;
 
         manager
@@ -173,9 +155,7 @@ impl MigrationTrait for Migration {
                     .col(string_len_null(JournalEntries::Model, 64))
                     .col(string_len_null(JournalEntries::Reason, 500))
                     .foreign_key(
-                        ForeignKey::create()
-                            .from(JournalEntries::Table, JournalEntries::AccountId)
-                            .to(Accounts::Table, Accounts::Id),
+                        ForeignKey::create().from(JournalEntries::Table, JournalEntries::AccountId).to(Accounts::Table, Accounts::Id),
                     )
                     .to_owned(),
             )
@@ -199,35 +179,17 @@ impl MigrationTrait for Migration {
                     .col(big_integer(JournalLines::LotId))
                     .col(big_integer(JournalLines::DeltaMicros).check(Expr::col(JournalLines::DeltaMicros).ne(0)))
                     .foreign_key(
-                        ForeignKey::create()
-                            .from(JournalLines::Table, JournalLines::EntryId)
-                            .to(JournalEntries::Table, JournalEntries::Id),
+                        ForeignKey::create().from(JournalLines::Table, JournalLines::EntryId).to(JournalEntries::Table, JournalEntries::Id),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(JournalLines::Table, JournalLines::LotId)
-                            .to(Lots::Table, Lots::Id),
-                    )
+                    .foreign_key(ForeignKey::create().from(JournalLines::Table, JournalLines::LotId).to(Lots::Table, Lots::Id))
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("journal_lines_entry")
-                    .table(JournalLines::Table)
-                    .col(JournalLines::EntryId)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("journal_lines_entry").table(JournalLines::Table).col(JournalLines::EntryId).to_owned())
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("journal_lines_lot")
-                    .table(JournalLines::Table)
-                    .col(JournalLines::LotId)
-                    .to_owned(),
-            )
+            .create_index(Index::create().name("journal_lines_lot").table(JournalLines::Table).col(JournalLines::LotId).to_owned())
             .await?;
 
         manager
@@ -245,27 +207,14 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null(Purchases::LotId))
                     .col(timestamp_with_time_zone(Purchases::CreatedAt))
                     .col(timestamp_with_time_zone_null(Purchases::PaidAt))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Purchases::Table, Purchases::AccountId)
-                            .to(Accounts::Table, Accounts::Id),
-                    )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Purchases::Table, Purchases::LotId)
-                            .to(Lots::Table, Lots::Id),
-                    )
+                    .foreign_key(ForeignKey::create().from(Purchases::Table, Purchases::AccountId).to(Accounts::Table, Accounts::Id))
+                    .foreign_key(ForeignKey::create().from(Purchases::Table, Purchases::LotId).to(Lots::Table, Lots::Id))
                     .to_owned(),
             )
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("purchases_account")
-                    .table(Purchases::Table)
-                    .col(Purchases::AccountId)
-                    .col(Purchases::Id)
-                    .to_owned(),
+                Index::create().name("purchases_account").table(Purchases::Table).col(Purchases::AccountId).col(Purchases::Id).to_owned(),
             )
             .await?;
 
@@ -297,25 +246,14 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create()
-                    .name("idempotency_expires")
-                    .table(IdempotencyKeys::Table)
-                    .col(IdempotencyKeys::ExpiresAt)
-                    .to_owned(),
+                Index::create().name("idempotency_expires").table(IdempotencyKeys::Table).col(IdempotencyKeys::ExpiresAt).to_owned(),
             )
             .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        for table in [
-            "idempotency_keys",
-            "purchases",
-            "journal_lines",
-            "journal_entries",
-            "lots",
-            "accounts",
-        ] {
+        for table in ["idempotency_keys", "purchases", "journal_lines", "journal_entries", "lots", "accounts"] {
             manager.drop_table(Table::drop().table(Alias::new(table)).to_owned()).await?;
         }
         Ok(())

@@ -105,34 +105,16 @@ mod tests {
         assert_eq!(code_of(ServiceError::bad_input("x").into()), "BAD_USER_INPUT");
         assert_eq!(code_of(ServiceError::NotFound("x".into()).into()), "NOT_FOUND");
         assert_eq!(
-            code_of(
-                ServiceError::InsufficientCredits {
-                    requested: Credits::from_whole(2),
-                    available: Credits::ZERO
-                }
-                .into()
-            ),
+            code_of(ServiceError::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO }.into()),
             "INSUFFICIENT_CREDITS"
         );
-        assert_eq!(
-            code_of(ServiceError::IdempotencyConflict("x".into()).into()),
-            "IDEMPOTENCY_CONFLICT"
-        );
+        assert_eq!(code_of(ServiceError::IdempotencyConflict("x".into()).into()), "IDEMPOTENCY_CONFLICT");
         assert_eq!(code_of(ServiceError::Busy.into()), "UNAVAILABLE");
         assert_eq!(
-            code_of(
-                ServiceError::AccountNotActive {
-                    status: crate::ledger::AccountStatus::Suspended,
-                    message: "x".into()
-                }
-                .into()
-            ),
+            code_of(ServiceError::AccountNotActive { status: crate::ledger::AccountStatus::Suspended, message: "x".into() }.into()),
             "ACCOUNT_NOT_ACTIVE"
         );
-        assert_eq!(
-            code_of(ServiceError::Internal(anyhow::anyhow!("secret detail")).into()),
-            "INTERNAL_SERVER_ERROR"
-        );
+        assert_eq!(code_of(ServiceError::Internal(anyhow::anyhow!("secret detail")).into()), "INTERNAL_SERVER_ERROR");
     }
 
     #[test]

@@ -108,14 +108,8 @@ impl MutationRoot {
     async fn create_account(&self, ctx: &Context<'_>, input: CreateAccountInput) -> ApiResult<CreateAccountPayload> {
         require_service(ctx)?;
         let app = app(ctx);
-        let (account, created) = app
-            .ledger
-            .create_account(&input.external_id, input.plan.as_deref(), app.clock.now())
-            .await?;
-        Ok(CreateAccountPayload {
-            account: Account(account),
-            created,
-        })
+        let (account, created) = app.ledger.create_account(&input.external_id, input.plan.as_deref(), app.clock.now()).await?;
+        Ok(CreateAccountPayload { account: Account(account), created })
     }
 
     /// Moves an account between ACTIVE, INACTIVE and SUSPENDED (service, admin).
@@ -130,13 +124,7 @@ impl MutationRoot {
         let app = app(ctx);
         let purchase = app
             .ledger
-            .purchase(
-                &input.account_id,
-                input.package.as_deref(),
-                input.credits,
-                &input.idempotency_key,
-                app.clock.now(),
-            )
+            .purchase(&input.account_id, input.package.as_deref(), input.credits, &input.idempotency_key, app.clock.now())
             .await?;
         Ok(Purchase(purchase))
     }
@@ -149,10 +137,7 @@ impl MutationRoot {
             .parse::<i64>()
             .map_err(|_| ServiceError::NotFound(format!("no purchase {:?}", input.purchase_id.as_str())))?;
         let app = app(ctx);
-        let purchase = app
-            .ledger
-            .confirm_purchase(id, &input.payment_reference, input.amount_minor, app.clock.now())
-            .await?;
+        let purchase = app.ledger.confirm_purchase(id, &input.payment_reference, input.amount_minor, app.clock.now()).await?;
         Ok(Purchase(purchase))
     }
 
@@ -172,14 +157,7 @@ impl MutationRoot {
         Ok(SpendCreditsPayload {
             sequence: ID(receipt.entry_id.to_string()),
             amount: credits(receipt.amount),
-            takes: receipt
-                .takes
-                .iter()
-                .map(|t| SpendTake {
-                    lot_id: ID(t.lot_id.to_string()),
-                    amount: credits(t.amount),
-                })
-                .collect(),
+            takes: receipt.takes.iter().map(|t| SpendTake { lot_id: ID(t.lot_id.to_string()), amount: credits(t.amount) }).collect(),
             available_after: credits(receipt.available_after),
             effective_at: receipt.effective_at,
         })
@@ -205,9 +183,6 @@ impl MutationRoot {
             idempotency_key: input.idempotency_key,
         };
         let receipt = app.ledger.grant(request, app.clock.now()).await?;
-        Ok(GrantCreditsPayload {
-            lot_id: ID(receipt.lot_id.to_string()),
-            sequence: ID(receipt.entry_id.to_string()),
-        })
+        Ok(GrantCreditsPayload { lot_id: ID(receipt.lot_id.to_string()), sequence: ID(receipt.entry_id.to_string()) })
     }
 }

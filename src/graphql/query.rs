@@ -13,9 +13,7 @@ impl QueryRoot {
     async fn me(&self, ctx: &Context<'_>) -> ApiResult<Account> {
         match caller(ctx)? {
             Caller::User { account } => Account::load(ctx, account).await,
-            _ => Err(ApiError::Forbidden(
-                "me is for user tokens; service and admin use account(id)".into(),
-            )),
+            _ => Err(ApiError::Forbidden("me is for user tokens; service and admin use account(id)".into())),
         }
     }
 
@@ -35,10 +33,7 @@ impl QueryRoot {
                 code: p.code.clone(),
                 name: p.name.clone(),
                 credits: credits(p.credits),
-                price: Money {
-                    amount_minor: p.price_minor,
-                    currency: program.currency.clone(),
-                },
+                price: Money { amount_minor: p.price_minor, currency: program.currency.clone() },
             })
             .collect())
     }
@@ -46,16 +41,7 @@ impl QueryRoot {
     /// The plans of this program.
     async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
         caller(ctx)?;
-        Ok(app(ctx)
-            .ledger
-            .program
-            .plans
-            .iter()
-            .map(|p| Plan {
-                code: p.code.clone(),
-                name: p.name.clone(),
-            })
-            .collect())
+        Ok(app(ctx).ledger.program.plans.iter().map(|p| Plan { code: p.code.clone(), name: p.name.clone() }).collect())
     }
 
     /// The rules this deployment runs.
@@ -68,20 +54,8 @@ impl QueryRoot {
             credit_price_minor: program.credit_price_minor,
             minimum_purchase: credits(program.minimum_purchase),
             purchased_validity: program.purchased_validity.to_string(),
-            consumption_order: program
-                .consumption_order
-                .tiers()
-                .iter()
-                .map(|t| t.iter().map(|c| (*c).into()).collect())
-                .collect(),
-            plans: program
-                .plans
-                .iter()
-                .map(|p| Plan {
-                    code: p.code.clone(),
-                    name: p.name.clone(),
-                })
-                .collect(),
+            consumption_order: program.consumption_order.tiers().iter().map(|t| t.iter().map(|c| (*c).into()).collect()).collect(),
+            plans: program.plans.iter().map(|p| Plan { code: p.code.clone(), name: p.name.clone() }).collect(),
         })
     }
 }

@@ -130,9 +130,7 @@ impl Account {
         let (items, more) = app(ctx).ledger.history_page(self.0.id, &filter, after, limit).await?;
         let mut connection = Connection::new(after.is_some(), more);
         for item in items {
-            connection
-                .edges
-                .push(Edge::new(item.entry.id.to_string(), JournalEntry::try_from(item)?));
+            connection.edges.push(Edge::new(item.entry.id.to_string(), JournalEntry::try_from(item)?));
         }
         Ok(connection)
     }
@@ -142,9 +140,7 @@ impl Account {
         let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
         let (rows, more) = app(ctx).ledger.purchases_page(self.0.id, after, limit).await?;
         let mut connection = Connection::new(after.is_some(), more);
-        connection
-            .edges
-            .extend(rows.into_iter().map(|p| Edge::new(p.id.to_string(), Purchase(p))));
+        connection.edges.extend(rows.into_iter().map(|p| Edge::new(p.id.to_string(), Purchase(p))));
         Ok(connection)
     }
 }
@@ -196,20 +192,12 @@ impl From<BalanceView> for Balance {
                 expiries: bar
                     .expiries
                     .into_iter()
-                    .map(|(expires_at, remaining)| Expiry {
-                        expires_at,
-                        remaining: credits(remaining),
-                    })
+                    .map(|(expires_at, remaining)| Expiry { expires_at, remaining: credits(remaining) })
                     .collect(),
             })
             .collect();
         bars.sort_by_key(|bar| std::cmp::Reverse(bar.remaining));
-        Balance {
-            total: credits(view.total),
-            held: Decimal::ZERO,
-            available: credits(view.total),
-            bars,
-        }
+        Balance { total: credits(view.total), held: Decimal::ZERO, available: credits(view.total), bars }
     }
 }
 
@@ -287,10 +275,7 @@ pub struct JournalLine {
 
 impl From<&journal_line::Model> for JournalLine {
     fn from(line: &journal_line::Model) -> Self {
-        JournalLine {
-            lot_id: ID(line.lot_id.to_string()),
-            amount: signed(line.delta_micros),
-        }
+        JournalLine { lot_id: ID(line.lot_id.to_string()), amount: signed(line.delta_micros) }
     }
 }
 
@@ -301,9 +286,7 @@ impl TryFrom<HistoryItem> for JournalEntry {
         let e = item.entry;
         Ok(JournalEntry {
             sequence: ID(e.id.to_string()),
-            kind: StoreKind::parse(&e.kind)
-                .ok_or_else(|| corrupt(format!("journal entry {}: kind {:?}", e.id, e.kind)))?
-                .into(),
+            kind: StoreKind::parse(&e.kind).ok_or_else(|| corrupt(format!("journal entry {}: kind {:?}", e.id, e.kind)))?.into(),
             amount: signed(e.amount_micros),
             effective_at: e.effective_at,
             recorded_at: e.created_at,
@@ -336,21 +319,12 @@ impl HistoryFilter {
         {
             return Err(crate::service::ServiceError::bad_input("from must be before until"));
         }
-        let feature = self
-            .feature
-            .as_deref()
-            .map(|f| crate::service::input::label("feature", f))
-            .transpose()?;
+        let feature = self.feature.as_deref().map(|f| crate::service::input::label("feature", f)).transpose()?;
         let kinds = self.kinds.unwrap_or_default();
         if kinds.len() > StoreKind::ALL.len() {
             return Err(crate::service::ServiceError::bad_input("too many kinds"));
         }
-        Ok(StoreFilter {
-            kinds: kinds.into_iter().map(Into::into).collect(),
-            feature,
-            from: self.from,
-            until: self.until,
-        })
+        Ok(StoreFilter { kinds: kinds.into_iter().map(Into::into).collect(), feature, from: self.from, until: self.until })
     }
 }
 
@@ -389,10 +363,7 @@ impl Purchase {
         signed(self.0.credits_micros)
     }
     async fn amount(&self) -> Money {
-        Money {
-            amount_minor: self.0.price_minor,
-            currency: self.0.currency.clone(),
-        }
+        Money { amount_minor: self.0.price_minor, currency: self.0.currency.clone() }
     }
     /// PENDING until the payment is confirmed, then PAID.
     async fn status(&self) -> ApiResult<PurchaseStatus> {

@@ -48,10 +48,7 @@ impl fmt::Display for AccountStatus {
 impl FromStr for AccountStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        AccountStatus::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| format!("unknown account status {s:?}"))
+        AccountStatus::ALL.into_iter().find(|a| a.as_str() == s).ok_or_else(|| format!("unknown account status {s:?}"))
     }
 }
 

@@ -37,10 +37,7 @@ impl fmt::Display for LotClass {
 impl FromStr for LotClass {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        LotClass::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown lot class {s:?}"))
+        LotClass::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| format!("unknown lot class {s:?}"))
     }
 }
 
@@ -114,10 +111,7 @@ impl fmt::Display for LotSource {
 impl FromStr for LotSource {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        LotSource::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown lot source {s:?}"))
+        LotSource::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| format!("unknown lot source {s:?}"))
     }
 }
 
@@ -157,9 +151,7 @@ impl ConsumptionOrder {
         for class in LotClass::ALL {
             let count = tiers.iter().flatten().filter(|c| **c == class).count();
             if count != 1 {
-                return Err(format!(
-                    "class {class} appears {count} times in the order of consumption; it must appear once"
-                ));
+                return Err(format!("class {class} appears {count} times in the order of consumption; it must appear once"));
             }
         }
         Ok(ConsumptionOrder { tiers })
@@ -170,10 +162,7 @@ impl ConsumptionOrder {
     }
 
     fn tier_of(&self, class: LotClass) -> usize {
-        self.tiers
-            .iter()
-            .position(|t| t.contains(&class))
-            .expect("constructor checked every class has a tier")
+        self.tiers.iter().position(|t| t.contains(&class)).expect("constructor checked every class has a tier")
     }
 
     pub fn compare(&self, a: &Lot, b: &Lot) -> Ordering {
@@ -183,11 +172,7 @@ impl ConsumptionOrder {
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         };
-        self.tier_of(a.class)
-            .cmp(&self.tier_of(b.class))
-            .then(expiry)
-            .then(a.granted_at.cmp(&b.granted_at))
-            .then(a.id.cmp(&b.id))
+        self.tier_of(a.class).cmp(&self.tier_of(b.class)).then(expiry).then(a.granted_at.cmp(&b.granted_at)).then(a.id.cmp(&b.id))
     }
 }
 
@@ -212,10 +197,7 @@ pub fn allocate(lots: &[Lot], amount: Credits, order: &ConsumptionOrder, now: Da
     let mut spendable: Vec<&Lot> = lots.iter().filter(|l| l.is_spendable(now)).collect();
     let available: Credits = spendable.iter().map(|l| l.remaining).sum();
     if available < amount {
-        return Err(Insufficient {
-            requested: amount,
-            available,
-        });
+        return Err(Insufficient { requested: amount, available });
     }
     spendable.sort_by(|a, b| order.compare(a, b));
     let mut left = amount;
@@ -226,10 +208,7 @@ pub fn allocate(lots: &[Lot], amount: Credits, order: &ConsumptionOrder, now: Da
         }
         let take = lot.remaining.min(left);
         left = left.checked_sub(take).expect("take is at most what is left");
-        takes.push(Take {
-            lot_id: lot.id,
-            amount: take,
-        });
+        takes.push(Take { lot_id: lot.id, amount: take });
     }
     assert!(left.is_zero(), "available covered the amount, so the takes must too");
     assert_eq!(takes.iter().map(|t| t.amount).sum::<Credits>(), amount);

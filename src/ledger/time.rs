@@ -30,11 +30,9 @@ impl Validity {
             Validity::Never => None,
             Validity::Hours(h) => Some(anchor + Duration::hours(i64::from(h))),
             Validity::Days(d) => Some(anchor + Duration::days(i64::from(d))),
-            Validity::Months(m) => Some(
-                anchor
-                    .checked_add_months(Months::new(m))
-                    .expect("a validity of a few months stays within chrono's range"),
-            ),
+            Validity::Months(m) => {
+                Some(anchor.checked_add_months(Months::new(m)).expect("a validity of a few months stays within chrono's range"))
+            }
         }
     }
 }
@@ -112,10 +110,7 @@ mod tests {
 
     #[test]
     fn days_and_hours_are_exact_durations() {
-        assert_eq!(
-            Validity::Days(7).expires_at(at(2026, 3, 1, 0)),
-            Validity::Hours(168).expires_at(at(2026, 3, 1, 0))
-        );
+        assert_eq!(Validity::Days(7).expires_at(at(2026, 3, 1, 0)), Validity::Hours(168).expires_at(at(2026, 3, 1, 0)));
         assert_eq!(Validity::Days(30).expires_at(at(2026, 12, 15, 5)), Some(at(2027, 1, 14, 5)));
         assert_eq!(Validity::Never.expires_at(at(2026, 1, 1, 0)), None);
     }

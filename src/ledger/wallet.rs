@@ -22,11 +22,7 @@ pub struct Wallet {
 
 impl Default for Wallet {
     fn default() -> Self {
-        Wallet {
-            lots: Vec::new(),
-            totals: Totals::default(),
-            next_id: 1,
-        }
+        Wallet { lots: Vec::new(), totals: Totals::default(), next_id: 1 }
     }
 }
 
@@ -41,15 +37,7 @@ impl Wallet {
     ) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.lots.push(Lot {
-            id,
-            class,
-            source,
-            granted: amount,
-            remaining: amount,
-            granted_at: now,
-            expires_at,
-        });
+        self.lots.push(Lot { id, class, source, granted: amount, remaining: amount, granted_at: now, expires_at });
         self.totals.granted = self.totals.granted.checked_add(amount).expect("totals fit");
         self.check();
         id
@@ -58,15 +46,8 @@ impl Wallet {
     pub fn spend(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
         let takes = allocate(&self.lots, amount, order, now)?;
         for take in &takes {
-            let lot = self
-                .lots
-                .iter_mut()
-                .find(|l| l.id == take.lot_id)
-                .expect("allocate returns our own lots");
-            lot.remaining = lot
-                .remaining
-                .checked_sub(take.amount)
-                .expect("allocate never takes more than remains");
+            let lot = self.lots.iter_mut().find(|l| l.id == take.lot_id).expect("allocate returns our own lots");
+            lot.remaining = lot.remaining.checked_sub(take.amount).expect("allocate never takes more than remains");
         }
         self.totals.spent = self.totals.spent.checked_add(amount).expect("totals fit");
         self.check();
@@ -94,11 +75,7 @@ impl Wallet {
         for lot in &self.lots {
             assert!(lot.remaining <= lot.granted, "lot {} holds more than it was granted", lot.id);
         }
-        let out = self
-            .totals
-            .spent
-            .checked_add(self.totals.expired)
-            .and_then(|s| s.checked_add(self.remaining()));
+        let out = self.totals.spent.checked_add(self.totals.expired).and_then(|s| s.checked_add(self.remaining()));
         assert_eq!(Some(self.totals.granted), out, "conservation broken: {:?}", self.totals);
     }
 }
@@ -136,20 +113,7 @@ mod tests {
         let takes = w.spend(c(60), &arkain(), now).unwrap();
         assert_eq!(
             takes,
-            vec![
-                Take {
-                    lot_id: free_soon,
-                    amount: c(50)
-                },
-                Take {
-                    lot_id: promo_late,
-                    amount: c(5)
-                },
-                Take {
-                    lot_id: paid,
-                    amount: c(5)
-                },
-            ]
+            vec![Take { lot_id: free_soon, amount: c(50) }, Take { lot_id: promo_late, amount: c(5) }, Take { lot_id: paid, amount: c(5) },]
         );
     }
 
@@ -160,19 +124,7 @@ mod tests {
         let free = w.grant(LotClass::Free, LotSource::DailyFree, c(100), now, Some(now + Duration::hours(1)));
         let topup = w.grant(LotClass::Paid, LotSource::Purchase, c(10), now, Some(now + Duration::days(28)));
         let takes = w.spend(c(15), &carat(), now).unwrap();
-        assert_eq!(
-            takes,
-            vec![
-                Take {
-                    lot_id: topup,
-                    amount: c(10)
-                },
-                Take {
-                    lot_id: free,
-                    amount: c(5)
-                }
-            ]
-        );
+        assert_eq!(takes, vec![Take { lot_id: topup, amount: c(10) }, Take { lot_id: free, amount: c(5) }]);
     }
 
     #[test]
@@ -206,26 +158,14 @@ mod tests {
         let now = t0();
         w.grant(LotClass::Paid, LotSource::Purchase, c(10), now, None);
         let before = w.lots.clone();
-        assert_eq!(
-            w.spend(c(11), &arkain(), now),
-            Err(Insufficient {
-                requested: c(11),
-                available: c(10)
-            })
-        );
+        assert_eq!(w.spend(c(11), &arkain(), now), Err(Insufficient { requested: c(11), available: c(10) }));
         assert_eq!(w.lots, before);
     }
 
     #[test]
     fn an_order_must_name_every_class_once() {
         assert!(ConsumptionOrder::new(vec![vec![LotClass::Paid]]).is_err());
-        assert!(
-            ConsumptionOrder::new(vec![
-                vec![LotClass::Paid, LotClass::Free],
-                vec![LotClass::Free, LotClass::Promotional]
-            ])
-            .is_err()
-        );
+        assert!(ConsumptionOrder::new(vec![vec![LotClass::Paid, LotClass::Free], vec![LotClass::Free, LotClass::Promotional]]).is_err());
     }
 
     #[derive(Debug, Clone)]

@@ -1,8 +1,9 @@
 use crate::entity::account;
 use crate::ledger::{AccountStatus, LotClass, LotSource};
 use crate::service::input::ExternalId;
+use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, journal, lots};
+use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
 
 impl Ledger {
@@ -37,41 +38,19 @@ impl Ledger {
                 }
                 let account = store::accounts::insert(txn, external_id.as_str(), &plan, now).await?;
                 if let Some(grant) = &program.sign_up_grant {
-                    let lot = lots::insert(
-                        txn,
-                        lots::NewLot {
-                            account_id: account.id,
-                            class: LotClass::Promotional,
-                            source: LotSource::SignUp,
-                            amount: grant.credits,
-                            granted_at: now,
-                            expires_at: grant.validity.expires_at(now),
-                            origin_kind: Some("account"),
-                            origin_id: Some(account.id.to_string()),
-                        },
-                    )
-                    .await?;
-                    journal::append(
-                        txn,
-                        journal::NewEntry {
-                            account_id: account.id,
-                            kind: journal::EntryKind::Grant,
-                            effective_at: now,
-                            created_at: now,
-                            operation: "sign_up",
-                            idempotency_key: None,
-                            feature: None,
-                            model: None,
-                            reason: Some("sign-up grant"),
-                            lines: vec![(lot.id, grant.credits.micros())],
-                        },
-                    )
-                    .await?;
-                    store::accounts::add_to_balance(txn, account.id, grant.credits.micros()).await?;
+                    let lot = lots::NewLot {
+                        account_id: account.id,
+                        class: LotClass::Promotional,
+                        source: LotSource::SignUp,
+                        amount: grant.credits,
+                        granted_at: now,
+                        expires_at: grant.validity.expires_at(now),
+                        origin_kind: Some("account"),
+                        origin_id: Some(account.id.to_string()),
+                    };
+                    posting::credit(txn, lot, EntryMeta { reason: Some("sign-up grant"), ..EntryMeta::now("sign_up", now) }).await?;
                 }
-                let account = store::accounts::by_id(txn, account.id)
-                    .await?
-                    .ok_or_else(|| anyhow::anyhow!("account vanished"))?;
+                let account = store::accounts::by_id(txn, account.id).await?.ok_or_else(|| anyhow::anyhow!("account vanished"))?;
                 tracing::info!(account.id = account.id, account.plan = %account.plan, "account created");
                 Ok((account, true))
             })
@@ -110,14 +89,9 @@ pub(crate) async fn lock_by_external_id(txn: &sea_orm::DatabaseTransaction, exte
     let found = store::accounts::by_external_id(txn, external_id)
         .await?
         .ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))?;
-    store::accounts::lock(txn, found.id)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))
+    store::accounts::lock(txn, found.id).await?.ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))
 }
 
 pub(crate) fn status_of(account: &account::Model) -> Result<AccountStatus, ServiceError> {
-    account
-        .status
-        .parse()
-        .map_err(|e: String| ServiceError::Internal(anyhow::anyhow!("account {}: {e}", account.id)))
+    account.status.parse().map_err(|e: String| ServiceError::Internal(anyhow::anyhow!("account {}: {e}", account.id)))
 }

@@ -2,8 +2,9 @@
 //! each lot's own expiry instant, under the same account lock as a spend.
 
 use crate::ledger::Credits;
+use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, journal, lots};
+use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -33,11 +34,7 @@ impl Ledger {
                     let mut credits = Credits::ZERO;
                     // Only this batch's lots, re-read under the lock: a spend or another worker may
                     // have closed some since the batch was chosen.
-                    for lot in lots::open_for_account(txn, account_id)
-                        .await?
-                        .into_iter()
-                        .filter(|l| lot_ids.contains(&l.id))
-                    {
+                    for lot in lots::open_for_account(txn, account_id).await?.into_iter().filter(|l| lot_ids.contains(&l.id)) {
                         let rule = lots::to_rule(&lot)?;
                         let Some(expires_at) = rule.expires_at.filter(|_| rule.is_expired(now)) else {
                             continue;
@@ -45,24 +42,8 @@ impl Ledger {
                         if rule.remaining.is_zero() {
                             continue;
                         }
-                        lots::set_remaining(txn, lot.id, rule.remaining, Credits::ZERO).await?;
-                        journal::append(
-                            txn,
-                            journal::NewEntry {
-                                account_id,
-                                kind: journal::EntryKind::Expire,
-                                effective_at: expires_at,
-                                created_at: now,
-                                operation: "expire",
-                                idempotency_key: None,
-                                feature: None,
-                                model: None,
-                                reason: Some("expired"),
-                                lines: vec![(lot.id, -rule.remaining.micros())],
-                            },
-                        )
-                        .await?;
-                        store::accounts::add_to_balance(txn, account_id, -rule.remaining.micros()).await?;
+                        let meta = EntryMeta { reason: Some("expired"), effective_at: expires_at, ..EntryMeta::now("expire", now) };
+                        posting::debit(txn, account_id, EntryKind::Expire, &[(&rule, rule.remaining)], meta).await?;
                         count += 1;
                         credits = credits.checked_add(rule.remaining).expect("sums fit");
                     }
@@ -82,9 +63,6 @@ impl Ledger {
 
 impl workers::ExpiresLots for Ledger {
     async fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, workers::JobError> {
-        Ledger::expire_due(self, now, batch)
-            .await
-            .map(|report| report.lots)
-            .map_err(|e| workers::JobError(format!("{e:?}")))
+        Ledger::expire_due(self, now, batch).await.map(|report| report.lots).map_err(|e| workers::JobError(format!("{e:?}")))
     }
 }

@@ -43,9 +43,7 @@ impl ExternalId {
     pub fn parse(value: &str) -> Result<ExternalId, ServiceError> {
         bounded("account id", value, MAX_EXTERNAL_ID_CHARS)?;
         if value.chars().any(char::is_control) || value.trim() != value {
-            return Err(ServiceError::bad_input(
-                "account id must not contain control characters or surrounding spaces",
-            ));
+            return Err(ServiceError::bad_input("account id must not contain control characters or surrounding spaces"));
         }
         Ok(ExternalId(value.to_string()))
     }
@@ -59,9 +57,7 @@ impl ExternalId {
 pub fn label(what: &str, value: &str) -> Result<String, ServiceError> {
     bounded(what, value, MAX_LABEL_CHARS)?;
     if !value.chars().all(|c| c.is_ascii_alphanumeric() || "._:/-".contains(c)) {
-        return Err(ServiceError::bad_input(format!(
-            "{what} may contain only letters, digits and . _ : / -"
-        )));
+        return Err(ServiceError::bad_input(format!("{what} may contain only letters, digits and . _ : / -")));
     }
     Ok(value.to_string())
 }

@@ -3,11 +3,13 @@
 //! key is a conflict, and the first outcome, success or business refusal, is what every replay
 //! gets. Input errors are rejected before this point and never stored.
 
+use crate::entity::account;
 use crate::ledger::{AccountStatus, Credits};
 use crate::service::ServiceError;
+use crate::service::accounts::{lock_by_external_id, status_of};
 use crate::store::idempotency;
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -30,10 +32,7 @@ impl From<Refusal> for ServiceError {
             Refusal::InsufficientCredits { requested, available } => ServiceError::InsufficientCredits { requested, available },
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);
-                ServiceError::AccountNotActive {
-                    status,
-                    message: refused_because(status).to_string(),
-                }
+                ServiceError::AccountNotActive { status, message: refused_because(status).to_string() }
             }
         }
     }
@@ -55,6 +54,45 @@ impl<T> Stored<T> {
             Stored::Refused(refusal) => Err(refusal.into()),
         }
     }
+}
+
+/// The start of every keyed operation, in this order: lock the account (so concurrent
+/// duplicates serialize), check the key, then check that the account's status allows the
+/// operation. A status refusal becomes the key's outcome like any business refusal.
+pub async fn open<'a, T: DeserializeOwned + Serialize>(
+    txn: &DatabaseTransaction,
+    external_id: &str,
+    request: KeyedRequest<'a>,
+    allowed: impl FnOnce(AccountStatus) -> bool,
+    now: DateTime<Utc>,
+    ttl: chrono::Duration,
+) -> Result<Opened<'a, T>, ServiceError> {
+    let locked = lock_by_external_id(txn, external_id).await?;
+    let keyed = Keyed { account_id: locked.id, operation: request.operation, key: request.key, request_hash: request.request_hash };
+    if let Some(stored) = keyed.replay(txn).await? {
+        return Ok(Opened::Done(stored));
+    }
+    let status = status_of(&locked)?;
+    if !allowed(status) {
+        let refused = Stored::Refused(Refusal::AccountNotActive { status: status.to_string() });
+        keyed.remember(txn, &refused, now, ttl).await?;
+        return Ok(Opened::Done(refused));
+    }
+    Ok(Opened::Fresh(locked, keyed))
+}
+
+/// An operation's name, the caller's key, and the hash of the request's outcome-deciding fields.
+pub struct KeyedRequest<'a> {
+    pub operation: &'static str,
+    pub key: &'a str,
+    pub request_hash: String,
+}
+
+pub enum Opened<'a, T> {
+    /// The operation's outcome is already known: a replay or a refusal.
+    Done(Stored<T>),
+    /// Go ahead on this locked account, and remember the outcome under this key.
+    Fresh(account::Model, Keyed<'a>),
 }
 
 pub struct Keyed<'a> {

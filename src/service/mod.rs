@@ -7,6 +7,7 @@ pub mod error;
 pub mod expiry;
 pub mod input;
 pub mod keyed;
+pub mod posting;
 pub mod purchases;
 pub mod reads;
 pub mod spending;
@@ -32,10 +33,6 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(db: DatabaseConnection, program: Arc<Program>) -> Ledger {
-        Ledger {
-            db,
-            program,
-            idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS),
-        }
+        Ledger { db, program, idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS) }
     }
 }

@@ -2,12 +2,13 @@
 //! into a paid lot, exactly once per payment reference.
 
 use crate::entity::purchase;
+use crate::ledger::AccountStatus;
 use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
-use crate::service::accounts::{lock_by_external_id, status_of};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{Keyed, Refusal, Stored};
+use crate::service::keyed::{self, KeyedRequest, Opened, Stored};
+use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, idempotency::request_hash, journal, lots};
+use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
@@ -47,10 +48,7 @@ impl Ledger {
                 }
                 let amount = crate::service::spending::parse_amount(amount)?;
                 if amount < self.program.minimum_purchase {
-                    return Err(ServiceError::bad_input(format!(
-                        "the minimum purchase is {} credits",
-                        self.program.minimum_purchase
-                    )));
+                    return Err(ServiceError::bad_input(format!("the minimum purchase is {} credits", self.program.minimum_purchase)));
                 }
                 PurchaseChoice::Credits(amount)
             }
@@ -60,16 +58,8 @@ impl Ledger {
         };
         let (package_code, package_name, credits, price_minor) = match &choice {
             PurchaseChoice::Package(code) => {
-                let package = self
-                    .program
-                    .package(code)
-                    .ok_or_else(|| ServiceError::bad_input(format!("unknown package {code:?}")))?;
-                (
-                    Some(package.code.clone()),
-                    Some(package.name.clone()),
-                    package.credits,
-                    package.price_minor,
-                )
+                let package = self.program.package(code).ok_or_else(|| ServiceError::bad_input(format!("unknown package {code:?}")))?;
+                (Some(package.code.clone()), Some(package.name.clone()), package.credits, package.price_minor)
             }
             PurchaseChoice::Credits(amount) => {
                 let price =
@@ -83,24 +73,20 @@ impl Ledger {
             let (account, key, hash, currency) = (account.clone(), key.clone(), hash.clone(), currency.clone());
             let (package_code, package_name) = (package_code.clone(), package_name.clone());
             Box::pin(async move {
-                let locked = lock_by_external_id(txn, account.as_str()).await?;
-                let keyed = Keyed {
-                    account_id: locked.id,
-                    operation: "purchase",
-                    key: key.as_str(),
-                    request_hash: hash,
+                let allowed = AccountStatus::may_receive_credits;
+                let (locked, keyed) = match keyed::open(
+                    txn,
+                    account.as_str(),
+                    KeyedRequest { operation: "purchase", key: key.as_str(), request_hash: hash },
+                    allowed,
+                    now,
+                    ttl,
+                )
+                .await?
+                {
+                    Opened::Done(stored) => return Ok(stored),
+                    Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
-                if let Some(stored) = keyed.replay::<PurchaseReceipt>(txn).await? {
-                    return Ok(stored);
-                }
-                let status = status_of(&locked)?;
-                if !status.may_receive_credits() {
-                    let refused = Stored::Refused(Refusal::AccountNotActive {
-                        status: status.to_string(),
-                    });
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    return Ok(refused);
-                }
                 let created = purchase::ActiveModel {
                     account_id: Set(locked.id),
                     package_code: Set(package_code),
@@ -181,37 +167,19 @@ impl Ledger {
                     )));
                 }
                 let credits = Credits::from_micros(pending.credits_micros);
-                let lot = lots::insert(
-                    txn,
-                    lots::NewLot {
-                        account_id: account.id,
-                        class: LotClass::Paid,
-                        source: LotSource::Purchase,
-                        amount: credits,
-                        granted_at: now,
-                        expires_at: validity.expires_at(now),
-                        origin_kind: Some("purchase"),
-                        origin_id: Some(pending.id.to_string()),
-                    },
-                )
-                .await?;
-                journal::append(
-                    txn,
-                    journal::NewEntry {
-                        account_id: account.id,
-                        kind: journal::EntryKind::Grant,
-                        effective_at: now,
-                        created_at: now,
-                        operation: "confirm_purchase",
-                        idempotency_key: Some(&reference),
-                        feature: None,
-                        model: None,
-                        reason: Some("purchase"),
-                        lines: vec![(lot.id, credits.micros())],
-                    },
-                )
-                .await?;
-                store::accounts::add_to_balance(txn, account.id, credits.micros()).await?;
+                let lot = lots::NewLot {
+                    account_id: account.id,
+                    class: LotClass::Paid,
+                    source: LotSource::Purchase,
+                    amount: credits,
+                    granted_at: now,
+                    expires_at: validity.expires_at(now),
+                    origin_kind: Some("purchase"),
+                    origin_id: Some(pending.id.to_string()),
+                };
+                let meta =
+                    EntryMeta { idempotency_key: Some(&reference), reason: Some("purchase"), ..EntryMeta::now("confirm_purchase", now) };
+                let (lot, _) = posting::credit(txn, lot, meta).await?;
                 let mut paid = pending.into_active_model();
                 paid.status = Set("paid".to_string());
                 paid.payment_reference = Set(Some(reference.clone()));

@@ -15,21 +15,14 @@ pub fn page_size(first: Option<i32>) -> Result<u64, ServiceError> {
     match first {
         None => Ok(DEFAULT_PAGE_SIZE),
         Some(n) if n >= 1 && (n as u64) <= MAX_PAGE_SIZE => Ok(n as u64),
-        Some(n) => Err(ServiceError::bad_input(format!(
-            "first must be between 1 and {MAX_PAGE_SIZE}, not {n}"
-        ))),
+        Some(n) => Err(ServiceError::bad_input(format!("first must be between 1 and {MAX_PAGE_SIZE}, not {n}"))),
     }
 }
 
 /// Cursors are the sequence number or id of the last row seen, in decimal.
 pub fn parse_cursor(after: Option<&str>) -> Result<Option<i64>, ServiceError> {
     after
-        .map(|c| {
-            c.parse::<i64>()
-                .ok()
-                .filter(|v| *v > 0)
-                .ok_or_else(|| ServiceError::bad_input("after is not a cursor from this list"))
-        })
+        .map(|c| c.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| ServiceError::bad_input("after is not a cursor from this list")))
         .transpose()
 }
 
@@ -68,10 +61,7 @@ pub fn balance_view(open: &[Lot], now: DateTime<Utc>) -> BalanceView {
     for bar in &mut bars {
         bar.expiries.sort_by_key(|(at, _)| (at.is_none(), *at));
     }
-    BalanceView {
-        total: bars.iter().map(|b| b.remaining).sum(),
-        bars,
-    }
+    BalanceView { total: bars.iter().map(|b| b.remaining).sum(), bars }
 }
 
 pub struct HistoryItem {

@@ -1,11 +1,11 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
-use crate::ledger::{Credits, LotClass, LotSource, Take, Validity, allocate, balance};
-use crate::service::accounts::{lock_by_external_id, status_of};
+use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, Take, Validity, allocate, balance};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
-use crate::service::keyed::{Keyed, Refusal, Stored};
+use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, idempotency::request_hash, journal, lots};
+use crate::store::{idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -87,59 +87,43 @@ impl Ledger {
         let stored = tx::write(&self.db, |txn| {
             let (account, key, fields, hash, order) = (account.clone(), key.clone(), fields.clone(), hash.clone(), order.clone());
             Box::pin(async move {
-                let locked = lock_by_external_id(txn, account.as_str()).await?;
-                let keyed = Keyed {
-                    account_id: locked.id,
-                    operation: "spend",
-                    key: key.as_str(),
-                    request_hash: hash,
+                let allowed = |status: AccountStatus| status.may_be_charged_for(&fields.feature);
+                let (locked, keyed) = match keyed::open(
+                    txn,
+                    account.as_str(),
+                    KeyedRequest { operation: "spend", key: key.as_str(), request_hash: hash },
+                    allowed,
+                    now,
+                    ttl,
+                )
+                .await?
+                {
+                    Opened::Done(stored) => return Ok(stored),
+                    Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
-                if let Some(stored) = keyed.replay::<SpendReceipt>(txn).await? {
-                    return Ok(stored);
-                }
-                let status = status_of(&locked)?;
-                if !status.may_be_charged_for(&fields.feature) {
-                    let refused = Stored::Refused(Refusal::AccountNotActive {
-                        status: status.to_string(),
-                    });
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    return Ok(refused);
-                }
                 let open = lots::open_for_account(txn, locked.id).await?;
                 let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
                 let takes = match allocate(&rules, fields.amount, &order, now) {
                     Ok(takes) => takes,
                     Err(short) => {
-                        let refused = Stored::Refused(Refusal::InsufficientCredits {
-                            requested: short.requested,
-                            available: short.available,
-                        });
+                        let refused =
+                            Stored::Refused(Refusal::InsufficientCredits { requested: short.requested, available: short.available });
                         keyed.remember(txn, &refused, now, ttl).await?;
                         return Ok(refused);
                     }
                 };
-                for take in &takes {
-                    let lot = rules.iter().find(|l| l.id == take.lot_id).expect("takes come from these lots");
-                    let left = lot.remaining.checked_sub(take.amount).expect("allocate never overdraws a lot");
-                    lots::set_remaining(txn, lot.id, lot.remaining, left).await?;
-                }
-                let entry = journal::append(
-                    txn,
-                    journal::NewEntry {
-                        account_id: locked.id,
-                        kind: journal::EntryKind::Spend,
-                        effective_at: now,
-                        created_at: now,
-                        operation: "spend",
-                        idempotency_key: Some(key.as_str()),
-                        feature: Some(&fields.feature),
-                        model: fields.model.as_deref(),
-                        reason: fields.reason.as_deref(),
-                        lines: takes.iter().map(|t| (t.lot_id, -t.amount.micros())).collect(),
-                    },
-                )
-                .await?;
-                store::accounts::add_to_balance(txn, locked.id, -fields.amount.micros()).await?;
+                let debits: Vec<_> = takes
+                    .iter()
+                    .map(|t| (rules.iter().find(|l| l.id == t.lot_id).expect("takes come from these lots"), t.amount))
+                    .collect();
+                let meta = EntryMeta {
+                    idempotency_key: Some(key.as_str()),
+                    feature: Some(&fields.feature),
+                    model: fields.model.as_deref(),
+                    reason: fields.reason.as_deref(),
+                    ..EntryMeta::now("spend", now)
+                };
+                let entry = posting::debit(txn, locked.id, EntryKind::Spend, &debits, meta).await?;
                 let available_before = balance(&rules, now);
                 let receipt = SpendReceipt {
                     entry_id: entry.id,
@@ -189,59 +173,34 @@ impl Ledger {
         let stored = tx::write(&self.db, |txn| {
             let (account, key, fields, hash) = (account.clone(), key.clone(), fields.clone(), hash.clone());
             Box::pin(async move {
-                let locked = lock_by_external_id(txn, account.as_str()).await?;
-                let keyed = Keyed {
-                    account_id: locked.id,
-                    operation: "grant",
-                    key: key.as_str(),
-                    request_hash: hash,
+                let allowed = AccountStatus::may_receive_credits;
+                let (locked, keyed) = match keyed::open(
+                    txn,
+                    account.as_str(),
+                    KeyedRequest { operation: "grant", key: key.as_str(), request_hash: hash },
+                    allowed,
+                    now,
+                    ttl,
+                )
+                .await?
+                {
+                    Opened::Done(stored) => return Ok(stored),
+                    Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
-                if let Some(stored) = keyed.replay::<GrantReceipt>(txn).await? {
-                    return Ok(stored);
-                }
-                let status = status_of(&locked)?;
-                if !status.may_receive_credits() {
-                    let refused = Stored::Refused(Refusal::AccountNotActive {
-                        status: status.to_string(),
-                    });
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    return Ok(refused);
-                }
-                let lot = lots::insert(
-                    txn,
-                    lots::NewLot {
-                        account_id: locked.id,
-                        class: fields.class,
-                        source: fields.source,
-                        amount: fields.amount,
-                        granted_at: now,
-                        expires_at,
-                        origin_kind: Some("grant"),
-                        origin_id: Some(key.as_str().to_string()),
-                    },
-                )
-                .await?;
-                let entry = journal::append(
-                    txn,
-                    journal::NewEntry {
-                        account_id: locked.id,
-                        kind: journal::EntryKind::Grant,
-                        effective_at: now,
-                        created_at: now,
-                        operation: "grant",
-                        idempotency_key: Some(key.as_str()),
-                        feature: None,
-                        model: None,
-                        reason: fields.reason.as_deref(),
-                        lines: vec![(lot.id, fields.amount.micros())],
-                    },
-                )
-                .await?;
-                store::accounts::add_to_balance(txn, locked.id, fields.amount.micros()).await?;
-                let done = Stored::Done(GrantReceipt {
-                    entry_id: entry.id,
-                    lot_id: lot.id,
-                });
+                let lot = lots::NewLot {
+                    account_id: locked.id,
+                    class: fields.class,
+                    source: fields.source,
+                    amount: fields.amount,
+                    granted_at: now,
+                    expires_at,
+                    origin_kind: Some("grant"),
+                    origin_id: Some(key.as_str().to_string()),
+                };
+                let meta =
+                    EntryMeta { idempotency_key: Some(key.as_str()), reason: fields.reason.as_deref(), ..EntryMeta::now("grant", now) };
+                let (lot, entry) = posting::credit(txn, lot, meta).await?;
+                let done = Stored::Done(GrantReceipt { entry_id: entry.id, lot_id: lot.id });
                 keyed.remember(txn, &done, now, ttl).await?;
                 tracing::info!(account.id = locked.id, amount.credits = %fields.amount, lot.source = %fields.source, "granted");
                 Ok(done)

@@ -4,10 +4,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
 
 pub async fn by_external_id(conn: &impl ConnectionTrait, external_id: &str) -> Result<Option<account::Model>, DbErr> {
-    account::Entity::find()
-        .filter(account::Column::ExternalId.eq(external_id))
-        .one(conn)
-        .await
+    account::Entity::find().filter(account::Column::ExternalId.eq(external_id)).one(conn).await
 }
 
 pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<account::Model>, DbErr> {
@@ -38,10 +35,7 @@ pub async fn insert(conn: &impl ConnectionTrait, external_id: &str, plan: &str, 
 /// Moves the cached balance by `delta_micros`, in the same transaction as the journal entry.
 pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: i64) -> Result<(), DbErr> {
     let result = account::Entity::update_many()
-        .col_expr(
-            account::Column::BalanceMicros,
-            Expr::col(account::Column::BalanceMicros).add(delta_micros),
-        )
+        .col_expr(account::Column::BalanceMicros, Expr::col(account::Column::BalanceMicros).add(delta_micros))
         .filter(account::Column::Id.eq(id))
         .exec(conn)
         .await?;

@@ -6,10 +6,7 @@ pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<purcha
 }
 
 pub async fn by_payment_reference(conn: &impl ConnectionTrait, reference: &str) -> Result<Option<purchase::Model>, DbErr> {
-    purchase::Entity::find()
-        .filter(purchase::Column::PaymentReference.eq(reference))
-        .one(conn)
-        .await
+    purchase::Entity::find().filter(purchase::Column::PaymentReference.eq(reference)).one(conn).await
 }
 
 pub async fn page(conn: &impl ConnectionTrait, account_id: i64, before_id: Option<i64>, limit: u64) -> Result<Vec<purchase::Model>, DbErr> {

@@ -58,36 +58,21 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("a temporary directory");
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("credits.db").display());
-                TestDb {
-                    url,
-                    pg_name: None,
-                    _dir: Some(dir),
-                }
+                TestDb { url, pg_name: None, _dir: Some(dir) }
             }
             Backend::Postgres => {
-                let name = format!(
-                    "credits_test_{}_{}_{}",
-                    std::process::id(),
-                    COUNTER.fetch_add(1, Ordering::SeqCst),
-                    rand::random::<u32>()
-                );
+                let name =
+                    format!("credits_test_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst), rand::random::<u32>());
                 let admin = credits::db::connect(&pg_admin_url(), 1)
                     .await
                     .unwrap_or_else(|e| panic!("PostgreSQL at {} is needed for the postgres tests: {e}", pg_admin_url()));
                 use sea_orm::ConnectionTrait;
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create a test database");
+                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create a test database");
                 let _ = admin.close().await;
                 let mut url = url::Url::parse(&pg_admin_url()).expect("CREDITS_TEST_PG_URL is a URL");
                 url.set_path(&name);
                 let url = url.to_string();
-                TestDb {
-                    url,
-                    pg_name: Some(name),
-                    _dir: None,
-                }
+                TestDb { url, pg_name: Some(name), _dir: None }
             }
         }
     }
@@ -98,16 +83,11 @@ impl Drop for TestDb {
         let Some(name) = self.pg_name.take() else { return };
         // Drop runs outside any runtime we may block: use a thread with its own.
         let handle = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
             runtime.block_on(async {
                 use sea_orm::ConnectionTrait;
                 if let Ok(admin) = credits::db::connect(&pg_admin_url(), 1).await {
-                    let _ = admin
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
+                    let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
                     let _ = admin.close().await;
                 }
             });
@@ -189,11 +169,7 @@ impl TestApp {
 
     pub async fn create_account(&self, id: &str) {
         let r = self
-            .gql(
-                &self.service,
-                "mutation($id: ID!) { createAccount(input: {externalId: $id}) { created } }",
-                json!({ "id": id }),
-            )
+            .gql(&self.service, "mutation($id: ID!) { createAccount(input: {externalId: $id}) { created } }", json!({ "id": id }))
             .await;
         assert_eq!(r["data"]["createAccount"]["created"], json!(true), "{r}");
     }
@@ -226,23 +202,12 @@ impl TestApp {
     }
 
     pub async fn balance(&self, account: &str) -> String {
-        let r = self
-            .gql(
-                &self.service,
-                "query($a: ID!) { account(id: $a) { balance { total } } }",
-                json!({ "a": account }),
-            )
-            .await;
-        r["data"]["account"]["balance"]["total"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{r}"))
-            .to_string()
+        let r = self.gql(&self.service, "query($a: ID!) { account(id: $a) { balance { total } } }", json!({ "a": account })).await;
+        r["data"]["account"]["balance"]["total"].as_str().unwrap_or_else(|| panic!("{r}")).to_string()
     }
 
     pub async fn assert_audit_clean(&self) {
-        let report = credits::audit::run(&self.ledger.db, self.clock.now())
-            .await
-            .expect("the audit runs");
+        let report = credits::audit::run(&self.ledger.db, self.clock.now()).await.expect("the audit runs");
         assert!(report.is_clean(), "{report}");
     }
 }
@@ -272,7 +237,5 @@ pub async fn gql_at(client: &reqwest::Client, address: &str, token: &str, query:
 
 /// The code of the first error, or a panic showing the response.
 pub fn error_code(response: &Value) -> &str {
-    response["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("expected an error: {response}"))
+    response["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error: {response}"))
 }

@@ -1,0 +1,87 @@
+//! Posting: the only way credits move. A posting changes lots, appends the journal entry that
+//! says so, and moves the account's cached balance, all in the caller's transaction, so the
+//! three can never disagree.
+
+use crate::entity::{journal_entry, lot};
+use crate::ledger::{Credits, Lot};
+use crate::store::journal::{self, EntryKind};
+use crate::store::{self, lots};
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, DbErr};
+
+/// What the journal entry of a posting says besides its lines.
+#[derive(Debug, Clone, Copy)]
+pub struct EntryMeta<'a> {
+    pub operation: &'a str,
+    pub idempotency_key: Option<&'a str>,
+    pub feature: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub effective_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl<'a> EntryMeta<'a> {
+    /// An entry that takes effect when it is recorded.
+    pub fn now(operation: &'a str, now: DateTime<Utc>) -> EntryMeta<'a> {
+        EntryMeta { operation, idempotency_key: None, feature: None, model: None, reason: None, effective_at: now, recorded_at: now }
+    }
+}
+
+/// Grants a new lot.
+pub async fn credit(
+    conn: &impl ConnectionTrait,
+    new: lots::NewLot<'_>,
+    meta: EntryMeta<'_>,
+) -> Result<(lot::Model, journal_entry::Model), DbErr> {
+    let (account_id, amount) = (new.account_id, new.amount);
+    let lot = lots::insert(conn, new).await?;
+    let entry = append(conn, account_id, EntryKind::Grant, vec![(lot.id, amount.micros())], meta).await?;
+    store::accounts::add_to_balance(conn, account_id, amount.micros()).await?;
+    Ok((lot, entry))
+}
+
+/// Takes `amount` from each given lot, as read under the account lock.
+pub async fn debit(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    kind: EntryKind,
+    takes: &[(&Lot, Credits)],
+    meta: EntryMeta<'_>,
+) -> Result<journal_entry::Model, DbErr> {
+    let mut total = Credits::ZERO;
+    for (lot, amount) in takes {
+        let left = lot.remaining.checked_sub(*amount).expect("a posting never overdraws a lot");
+        lots::set_remaining(conn, lot.id, lot.remaining, left).await?;
+        total = total.checked_add(*amount).expect("sums fit");
+    }
+    let lines = takes.iter().map(|(lot, amount)| (lot.id, -amount.micros())).collect();
+    let entry = append(conn, account_id, kind, lines, meta).await?;
+    store::accounts::add_to_balance(conn, account_id, -total.micros()).await?;
+    Ok(entry)
+}
+
+async fn append(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    kind: EntryKind,
+    lines: Vec<(i64, i64)>,
+    meta: EntryMeta<'_>,
+) -> Result<journal_entry::Model, DbErr> {
+    journal::append(
+        conn,
+        journal::NewEntry {
+            account_id,
+            kind,
+            effective_at: meta.effective_at,
+            created_at: meta.recorded_at,
+            operation: meta.operation,
+            idempotency_key: meta.idempotency_key,
+            feature: meta.feature,
+            model: meta.model,
+            reason: meta.reason,
+            lines,
+        },
+    )
+    .await
+}
