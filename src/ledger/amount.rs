@@ -59,6 +59,21 @@ impl Credits {
         Ok(Credits(micros))
     }
 
+    /// The one rounding of a charged line (domain.md §2): `rate x quantity` computed exactly,
+    /// then rounded once, half up, to 0.000001 credit. A line may round to zero.
+    pub fn charge(rate: Decimal, quantity: Decimal) -> Result<Credits, AmountError> {
+        if rate < Decimal::ZERO || quantity < Decimal::ZERO {
+            return Err(AmountError::NotPositive);
+        }
+        let exact = rate.checked_mul(quantity).ok_or(AmountError::TooLarge)?;
+        let rounded = exact.round_dp_with_strategy(CREDIT_SCALE, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        if rounded > Decimal::from(MAX_OPERATION_CREDITS) {
+            return Err(AmountError::TooLarge);
+        }
+        let micros = i64::try_from(rounded * Decimal::from(MICROS_PER_CREDIT)).map_err(|_| AmountError::TooLarge)?;
+        Ok(Credits(micros))
+    }
+
     pub fn micros(self) -> i64 {
         self.0
     }
@@ -128,6 +143,19 @@ mod tests {
         assert_eq!(Credits::from_micros(1_500_000).to_string(), "1.5");
         assert_eq!(Credits::from_micros(18_000).to_string(), "0.018");
         assert_eq!(Credits::ZERO.to_string(), "0");
+    }
+
+    #[test]
+    fn a_charged_line_is_rounded_once_half_up() {
+        // gpt-5-nano cache reads cost 0.0000004 credits a token.
+        assert_eq!(Credits::charge(dec("0.0000004"), dec("1")).unwrap().micros(), 0);
+        assert_eq!(Credits::charge(dec("0.0000004"), dec("2")).unwrap().micros(), 1);
+        assert_eq!(Credits::charge(dec("0.0000005"), dec("1")).unwrap().micros(), 1, "half rounds up");
+        assert_eq!(Credits::charge(dec("0.0000004"), dec("1000001")).unwrap().micros(), 400_000);
+        // Storage: 0.018 credits per GB-hour for 1.5 GB over 2.25 hours.
+        assert_eq!(Credits::charge(dec("0.018"), dec("3.375")).unwrap().to_string(), "0.06075");
+        assert_eq!(Credits::charge(dec("-1"), dec("1")), Err(AmountError::NotPositive));
+        assert_eq!(Credits::charge(dec("1000000000"), dec("2")), Err(AmountError::TooLarge));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Instants and validity periods, all in UTC.
 
-use chrono::{DateTime, Duration, Months, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveTime, SubsecRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +18,8 @@ pub enum Validity {
     Hours(u32),
     Days(u32),
     Months(u32),
+    /// Until the end of the anchor's month (UTC): the first instant of the next month.
+    EndOfMonth,
 }
 
 impl Validity {
@@ -28,6 +30,7 @@ impl Validity {
         let anchor = truncate(anchor);
         match self {
             Validity::Never => None,
+            Validity::EndOfMonth => Some(next_month_start(anchor)),
             Validity::Hours(h) => Some(anchor + Duration::hours(i64::from(h))),
             Validity::Days(d) => Some(anchor + Duration::days(i64::from(d))),
             Validity::Months(m) => {
@@ -37,8 +40,30 @@ impl Validity {
     }
 }
 
+/// The UTC day an instant falls in.
+pub fn day_of(instant: DateTime<Utc>) -> NaiveDate {
+    instant.date_naive()
+}
+
+/// The first instant of the UTC day after `instant`'s.
+pub fn next_day_start(instant: DateTime<Utc>) -> DateTime<Utc> {
+    let next = day_of(instant).succ_opt().expect("dates stay within chrono's range");
+    next.and_time(NaiveTime::MIN).and_utc()
+}
+
+/// The first instant of the UTC month after `instant`'s.
+pub fn next_month_start(instant: DateTime<Utc>) -> DateTime<Utc> {
+    let (year, month) = if instant.month() == 12 { (instant.year() + 1, 1) } else { (instant.year(), instant.month() + 1) };
+    NaiveDate::from_ymd_opt(year, month, 1).expect("the first of a month exists").and_time(NaiveTime::MIN).and_utc()
+}
+
+/// A month as a period key, e.g. "2026-02".
+pub fn month_key(instant: DateTime<Utc>) -> String {
+    format!("{:04}-{:02}", instant.year(), instant.month())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a validity is \"never\" or a count with a unit: \"168 hours\", \"30 days\", \"1 month\"")]
+#[error("a validity is \"never\", \"end of month\" or a count with a unit: \"168 hours\", \"30 days\", \"1 month\"")]
 pub struct ValidityParseError;
 
 /// The largest count accepted in a validity, whatever the unit: a hundred years of months.
@@ -51,6 +76,9 @@ impl FromStr for Validity {
         let s = s.trim().to_ascii_lowercase();
         if s == "never" {
             return Ok(Validity::Never);
+        }
+        if s == "end of month" {
+            return Ok(Validity::EndOfMonth);
         }
         let (count, unit) = s.split_once(' ').ok_or(ValidityParseError)?;
         let count: u32 = count.parse().map_err(|_| ValidityParseError)?;
@@ -70,6 +98,7 @@ impl fmt::Display for Validity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Validity::Never => write!(f, "never"),
+            Validity::EndOfMonth => write!(f, "end of month"),
             Validity::Hours(n) => write!(f, "{n} hours"),
             Validity::Days(n) => write!(f, "{n} days"),
             Validity::Months(n) => write!(f, "{n} months"),
@@ -116,8 +145,30 @@ mod tests {
     }
 
     #[test]
+    fn month_ends_of_every_length() {
+        // 28, 29, 30 and 31 days; the last microsecond of the month is still inside it.
+        for (y, m, next) in [(2026, 2, (2026, 3)), (2028, 2, (2028, 3)), (2026, 4, (2026, 5)), (2026, 12, (2027, 1))] {
+            let start = at(y, m, 1, 0);
+            let end = at(next.0, next.1, 1, 0);
+            assert_eq!(Validity::EndOfMonth.expires_at(start), Some(end));
+            assert_eq!(Validity::EndOfMonth.expires_at(end - Duration::microseconds(1)), Some(end));
+            assert_eq!(Validity::EndOfMonth.expires_at(end), Some(next_month_start(end)));
+        }
+        assert_eq!(month_key(at(2026, 2, 28, 23)), "2026-02");
+    }
+
+    #[test]
+    fn days_turn_at_utc_midnight() {
+        let last_second = at(2026, 12, 31, 23) + Duration::minutes(59) + Duration::seconds(59);
+        assert_eq!(day_of(last_second), NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
+        assert_eq!(next_day_start(last_second), at(2027, 1, 1, 0));
+        assert_eq!(day_of(at(2027, 1, 1, 0)), NaiveDate::from_ymd_opt(2027, 1, 1).unwrap());
+        assert_eq!(next_day_start(at(2027, 1, 1, 0)), at(2027, 1, 2, 0));
+    }
+
+    #[test]
     fn parses_and_prints() {
-        for s in ["never", "168 hours", "30 days", "1 months", "60 days"] {
+        for s in ["never", "end of month", "168 hours", "30 days", "1 months", "60 days"] {
             let v: Validity = s.parse().unwrap();
             assert_eq!(v.to_string().parse::<Validity>().unwrap(), v);
         }
