@@ -38,6 +38,9 @@ struct ProgramFile {
     packages: Vec<PackageFile>,
     #[serde(default)]
     sign_up_grant: Option<GrantFile>,
+    /// The daily check-in, where the product has one.
+    #[serde(default)]
+    check_in: Option<GrantFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +99,7 @@ pub struct Program {
     pub plans: Vec<Plan>,
     pub packages: Vec<Package>,
     pub sign_up_grant: Option<Grant>,
+    pub check_in: Option<Grant>,
 }
 
 impl Program {
@@ -137,10 +141,12 @@ impl Program {
             }
             packages.push(Package { credits: credits(&p.code, p.credits)?, code: p.code, name: p.name, price_minor: p.price_minor });
         }
-        let sign_up_grant = match file.sign_up_grant {
-            Some(g) => Some(Grant { credits: credits("sign_up_grant", g.credits)?, validity: g.validity }),
-            None => None,
+        let grant = |what: &str, g: Option<GrantFile>| match g {
+            Some(g) => Ok::<_, ProgramError>(Some(Grant { credits: credits(what, g.credits)?, validity: g.validity })),
+            None => Ok(None),
         };
+        let sign_up_grant = grant("sign_up_grant", file.sign_up_grant)?;
+        let check_in = grant("check_in", file.check_in)?;
         Ok(Program {
             name: file.name,
             currency: file.currency,
@@ -152,6 +158,7 @@ impl Program {
             plans: file.plans.into_iter().map(|p| Plan { code: p.code, name: p.name }).collect(),
             packages,
             sign_up_grant,
+            check_in,
         })
     }
 
@@ -193,6 +200,9 @@ mod tests {
         assert_eq!(archipelag.credit_price_minor, Decimal::from(1));
         assert_eq!(archipelag.sign_up_grant, Some(Grant { credits: Credits::from_whole(10_000), validity: Validity::Never }));
         assert_eq!(archipelag.consumption_order.tiers().len(), 1);
+        assert_eq!(arkain.check_in, Some(Grant { credits: Credits::from_whole(5), validity: Validity::Days(30) }));
+        assert_eq!(carat.check_in, None);
+        assert_eq!(archipelag.check_in, None);
     }
 
     #[test]

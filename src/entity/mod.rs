@@ -1,6 +1,10 @@
 //! sea-orm entities, one per table. Nothing here knows about GraphQL or the rules.
 
 pub mod account;
+pub mod claim;
+pub mod coupon;
+pub mod coupon_failure;
+pub mod coupon_redemption;
 pub mod idempotency_key;
 pub mod journal_entry;
 pub mod journal_line;

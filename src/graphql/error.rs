@@ -1,6 +1,7 @@
 //! The one place where errors become GraphQL errors with a stable `extensions.code`.
 
 use crate::auth::AuthError;
+use crate::ledger::claims::CouponRefusal;
 use crate::service::ServiceError;
 use async_graphql::ErrorExtensions;
 use std::sync::Arc;
@@ -14,6 +15,14 @@ pub mod code {
     pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
     pub const IDEMPOTENCY_CONFLICT: &str = "IDEMPOTENCY_CONFLICT";
     pub const ACCOUNT_NOT_ACTIVE: &str = "ACCOUNT_NOT_ACTIVE";
+    pub const ALREADY_CLAIMED: &str = "ALREADY_CLAIMED";
+    pub const COUPON_NOT_FOUND: &str = "COUPON_NOT_FOUND";
+    pub const COUPON_NOT_YET_VALID: &str = "COUPON_NOT_YET_VALID";
+    pub const COUPON_EXPIRED: &str = "COUPON_EXPIRED";
+    pub const COUPON_EXHAUSTED: &str = "COUPON_EXHAUSTED";
+    pub const COUPON_ALREADY_REDEEMED: &str = "COUPON_ALREADY_REDEEMED";
+    pub const TOO_MANY_ATTEMPTS: &str = "TOO_MANY_ATTEMPTS";
+    pub const FEATURE_DISABLED: &str = "FEATURE_DISABLED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
@@ -48,6 +57,16 @@ impl ApiError {
                 ServiceError::InsufficientCredits { .. } => code::INSUFFICIENT_CREDITS,
                 ServiceError::IdempotencyConflict(_) => code::IDEMPOTENCY_CONFLICT,
                 ServiceError::AccountNotActive { .. } => code::ACCOUNT_NOT_ACTIVE,
+                ServiceError::AlreadyClaimed(_) => code::ALREADY_CLAIMED,
+                ServiceError::Coupon(refusal) => match refusal {
+                    CouponRefusal::NotFound => code::COUPON_NOT_FOUND,
+                    CouponRefusal::NotYetValid => code::COUPON_NOT_YET_VALID,
+                    CouponRefusal::Expired => code::COUPON_EXPIRED,
+                    CouponRefusal::Exhausted => code::COUPON_EXHAUSTED,
+                    CouponRefusal::AlreadyRedeemed => code::COUPON_ALREADY_REDEEMED,
+                },
+                ServiceError::TooManyAttempts(_) => code::TOO_MANY_ATTEMPTS,
+                ServiceError::FeatureDisabled(_) => code::FEATURE_DISABLED,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },
@@ -110,6 +129,14 @@ mod tests {
         );
         assert_eq!(code_of(ServiceError::IdempotencyConflict("x".into()).into()), "IDEMPOTENCY_CONFLICT");
         assert_eq!(code_of(ServiceError::Busy.into()), "UNAVAILABLE");
+        assert_eq!(code_of(ServiceError::AlreadyClaimed("x".into()).into()), "ALREADY_CLAIMED");
+        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotFound).into()), "COUPON_NOT_FOUND");
+        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotYetValid).into()), "COUPON_NOT_YET_VALID");
+        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::Expired).into()), "COUPON_EXPIRED");
+        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::Exhausted).into()), "COUPON_EXHAUSTED");
+        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::AlreadyRedeemed).into()), "COUPON_ALREADY_REDEEMED");
+        assert_eq!(code_of(ServiceError::TooManyAttempts("x".into()).into()), "TOO_MANY_ATTEMPTS");
+        assert_eq!(code_of(ServiceError::FeatureDisabled("x".into()).into()), "FEATURE_DISABLED");
         assert_eq!(
             code_of(ServiceError::AccountNotActive { status: crate::ledger::AccountStatus::Suspended, message: "x".into() }.into()),
             "ACCOUNT_NOT_ACTIVE"

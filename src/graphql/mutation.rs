@@ -1,11 +1,12 @@
 use crate::graphql::context::{app, require_account, require_admin, require_service};
 use crate::graphql::error::ApiResult;
-use crate::graphql::types::{Account, AccountStatus, LotClass, LotSource, Purchase, credits};
+use crate::graphql::types::{Account, AccountStatus, Coupon, LotClass, LotSource, Purchase, credits};
 use crate::ledger::Validity;
 use crate::service::ServiceError;
+use crate::service::coupons::NewCoupon;
 use crate::service::spending::{GrantRequest, SpendRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 pub struct MutationRoot;
@@ -91,6 +92,54 @@ pub struct GrantCreditsInput {
 }
 
 #[derive(InputObject)]
+pub struct CheckInInput {
+    pub account_id: ID,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct CheckInPayload {
+    /// The UTC day checked in.
+    pub day: NaiveDate,
+    pub lot_id: ID,
+    pub sequence: ID,
+    pub amount: Decimal,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct CreateCouponInput {
+    /// 3 to 64 letters, digits, - or _; case-insensitive.
+    pub code: String,
+    pub credits: Decimal,
+    /// The granted credits expire at this instant...
+    pub expires_at: Option<DateTime<Utc>>,
+    /// ...or this long after redemption ("30 days"). Neither: they never expire.
+    pub valid_for: Option<String>,
+    /// The redemption window: from `startsAt` (inclusive) to `endsAt` (exclusive).
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// How many accounts may redeem it in total.
+    pub max_redemptions: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct RedeemCouponInput {
+    pub account_id: ID,
+    pub code: String,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct RedeemCouponPayload {
+    pub lot_id: ID,
+    pub sequence: ID,
+    pub amount: Decimal,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
 pub struct SetAccountStatusInput {
     pub account_id: ID,
     pub status: AccountStatus,
@@ -163,14 +212,55 @@ impl MutationRoot {
         })
     }
 
+    /// Claims today's check-in credits, once per UTC day (user, or on behalf).
+    async fn check_in(&self, ctx: &Context<'_>, input: CheckInInput) -> ApiResult<CheckInPayload> {
+        require_account(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt = app.ledger.check_in(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
+        Ok(CheckInPayload {
+            day: receipt.day,
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            amount: credits(receipt.amount),
+            expires_at: receipt.expires_at,
+        })
+    }
+
+    /// Creates a coupon (admin); idempotent on the code.
+    async fn create_coupon(&self, ctx: &Context<'_>, input: CreateCouponInput) -> ApiResult<Coupon> {
+        require_admin(ctx)?;
+        let valid_for = parse_validity(input.valid_for.as_deref())?;
+        let app = app(ctx);
+        let new = NewCoupon {
+            code: input.code,
+            credits: input.credits,
+            expires_at: input.expires_at,
+            valid_for,
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+            max_redemptions: input.max_redemptions,
+            reason: input.reason,
+        };
+        Ok(Coupon(app.ledger.create_coupon(new, app.clock.now()).await?))
+    }
+
+    /// Redeems a coupon, once per account (user, or on behalf).
+    async fn redeem_coupon(&self, ctx: &Context<'_>, input: RedeemCouponInput) -> ApiResult<RedeemCouponPayload> {
+        require_account(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt = app.ledger.redeem_coupon(&input.account_id, &input.code, &input.idempotency_key, app.clock.now()).await?;
+        Ok(RedeemCouponPayload {
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            amount: credits(receipt.amount),
+            expires_at: receipt.expires_at,
+        })
+    }
+
     /// Creates a lot of any source and class (admin).
     async fn grant_credits(&self, ctx: &Context<'_>, input: GrantCreditsInput) -> ApiResult<GrantCreditsPayload> {
         require_admin(ctx)?;
-        let valid_for = input
-            .valid_for
-            .as_deref()
-            .map(|v| v.parse::<Validity>().map_err(|e| ServiceError::bad_input(format!("validFor: {e}"))))
-            .transpose()?;
+        let valid_for = parse_validity(input.valid_for.as_deref())?;
         let app = app(ctx);
         let request = GrantRequest {
             account: input.account_id.to_string(),
@@ -185,4 +275,8 @@ impl MutationRoot {
         let receipt = app.ledger.grant(request, app.clock.now()).await?;
         Ok(GrantCreditsPayload { lot_id: ID(receipt.lot_id.to_string()), sequence: ID(receipt.entry_id.to_string()) })
     }
+}
+
+fn parse_validity(value: Option<&str>) -> Result<Option<Validity>, ServiceError> {
+    value.map(|v| v.parse::<Validity>().map_err(|e| ServiceError::bad_input(format!("validFor: {e}")))).transpose()
 }

@@ -135,6 +135,19 @@ impl Account {
         Ok(connection)
     }
 
+    /// Today's check-in: claimed or not, when the next opens, the current streak.
+    async fn check_in_status(&self, ctx: &Context<'_>) -> ApiResult<CheckInStatus> {
+        let app = app(ctx);
+        let status = app.ledger.check_in_status(self.0.id, app.clock.now()).await?;
+        Ok(CheckInStatus {
+            enabled: status.enabled,
+            claimed_today: status.claimed_today,
+            next_available_at: status.next_available_at,
+            streak: status.streak as i32,
+            credits: status.credits.map(credits),
+        })
+    }
+
     /// Purchases, newest first: date, package, credits, amount.
     async fn purchases(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<Connection<String, Purchase>> {
         let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
@@ -412,4 +425,50 @@ pub struct ProgramInfo {
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
     pub consumption_order: Vec<Vec<LotClass>>,
     pub plans: Vec<Plan>,
+}
+
+#[derive(SimpleObject)]
+pub struct CheckInStatus {
+    /// Whether this program has a daily check-in.
+    pub enabled: bool,
+    pub claimed_today: bool,
+    /// Now if today is not claimed yet, else the next 00:00 UTC.
+    pub next_available_at: DateTime<Utc>,
+    /// Consecutive UTC days checked in, up to today (or yesterday, while today is still open).
+    pub streak: i32,
+    /// What one check-in grants.
+    pub credits: Option<Decimal>,
+}
+
+pub struct Coupon(pub crate::entity::coupon::Model);
+
+#[Object]
+impl Coupon {
+    async fn code(&self) -> &str {
+        &self.0.code
+    }
+    async fn credits(&self) -> Decimal {
+        signed(self.0.credits_micros)
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    async fn valid_for(&self) -> Option<&str> {
+        self.0.valid_for.as_deref()
+    }
+    async fn starts_at(&self) -> Option<DateTime<Utc>> {
+        self.0.starts_at
+    }
+    async fn ends_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ends_at
+    }
+    async fn max_redemptions(&self) -> Option<i64> {
+        self.0.max_redemptions
+    }
+    async fn redemptions(&self) -> i64 {
+        self.0.redemptions
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod amount;
+pub mod claims;
 pub mod lot;
 pub mod money;
 pub mod time;

@@ -1,3 +1,4 @@
+use crate::ledger::claims::CouponRefusal;
 use crate::ledger::{AccountStatus, Credits};
 
 /// What a use case can refuse or fail with. The GraphQL layer maps each variant to one stable
@@ -14,6 +15,14 @@ pub enum ServiceError {
     IdempotencyConflict(String),
     #[error("account is {status}: {message}")]
     AccountNotActive { status: AccountStatus, message: String },
+    #[error("{0}")]
+    AlreadyClaimed(String),
+    #[error("{}", coupon_message(*.0))]
+    Coupon(CouponRefusal),
+    #[error("{0}")]
+    TooManyAttempts(String),
+    #[error("{0}")]
+    FeatureDisabled(String),
     #[error("the ledger is busy; try again")]
     Busy,
     #[error("internal error")]
@@ -37,5 +46,15 @@ impl ServiceError {
             ServiceError::Internal(e) => e.downcast_ref::<sea_orm::DbErr>(),
             _ => None,
         }
+    }
+}
+
+fn coupon_message(refusal: CouponRefusal) -> &'static str {
+    match refusal {
+        CouponRefusal::NotFound => "no such coupon",
+        CouponRefusal::NotYetValid => "this coupon cannot be redeemed yet",
+        CouponRefusal::Expired => "this coupon has expired",
+        CouponRefusal::Exhausted => "this coupon has been fully redeemed",
+        CouponRefusal::AlreadyRedeemed => "this account already redeemed this coupon",
     }
 }

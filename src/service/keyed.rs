@@ -4,6 +4,7 @@
 //! gets. Input errors are rejected before this point and never stored.
 
 use crate::entity::account;
+use crate::ledger::claims::CouponRefusal;
 use crate::ledger::{AccountStatus, Credits};
 use crate::service::ServiceError;
 use crate::service::accounts::{lock_by_external_id, status_of};
@@ -24,12 +25,16 @@ pub enum Stored<T> {
 pub enum Refusal {
     InsufficientCredits { requested: Credits, available: Credits },
     AccountNotActive { status: String },
+    AlreadyClaimed { what: String },
+    Coupon(CouponRefusal),
 }
 
 impl From<Refusal> for ServiceError {
     fn from(refusal: Refusal) -> Self {
         match refusal {
             Refusal::InsufficientCredits { requested, available } => ServiceError::InsufficientCredits { requested, available },
+            Refusal::AlreadyClaimed { what } => ServiceError::AlreadyClaimed(what),
+            Refusal::Coupon(refusal) => ServiceError::Coupon(refusal),
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);
                 ServiceError::AccountNotActive { status, message: refused_because(status).to_string() }

@@ -2,7 +2,9 @@
 //! transaction each.
 
 pub mod accounts;
+pub mod checkin;
 pub mod clock;
+pub mod coupons;
 pub mod error;
 pub mod expiry;
 pub mod input;

@@ -2,6 +2,8 @@
 //! runs inside a transaction or outside one; transactions and retries are the service's job.
 
 pub mod accounts;
+pub mod claims;
+pub mod coupons;
 pub mod idempotency;
 pub mod journal;
 pub mod lots;

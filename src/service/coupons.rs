@@ -1,0 +1,184 @@
+//! Coupons: an operator creates a code; each account redeems a given coupon once, within its
+//! window and its total cap. Wrong guesses are throttled per account.
+
+use crate::entity::coupon;
+use crate::ledger::claims::{CouponRefusal, check_window, normalize_coupon_code};
+use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, Validity};
+use crate::service::input::{ExternalId, IdempotencyKey, reason};
+use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::posting::{self, EntryMeta};
+use crate::service::spending::parse_amount;
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, idempotency::request_hash, lots};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::Set;
+use serde::{Deserialize, Serialize};
+
+/// At most this many unknown codes per account within the window; then TOO_MANY_ATTEMPTS.
+pub const MAX_FAILED_GUESSES: u64 = 5;
+pub const FAILED_GUESS_WINDOW_MINUTES: i64 = 15;
+pub const MAX_REDEMPTIONS: i64 = 1_000_000_000;
+
+#[derive(Debug, Clone)]
+pub struct NewCoupon {
+    pub code: String,
+    pub credits: Decimal,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub valid_for: Option<Validity>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub max_redemptions: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedeemReceipt {
+    pub coupon_id: i64,
+    pub lot_id: i64,
+    pub entry_id: i64,
+    pub amount: Credits,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn code_of(code: &str) -> Result<String, ServiceError> {
+    normalize_coupon_code(code).ok_or_else(|| ServiceError::bad_input("a coupon code is 3 to 64 letters, digits, - or _"))
+}
+
+impl Ledger {
+    /// Creates a coupon; idempotent on the code: the same definition returns the existing coupon,
+    /// a different one is IDEMPOTENCY_CONFLICT.
+    pub async fn create_coupon(&self, new: NewCoupon, now: DateTime<Utc>) -> Result<coupon::Model, ServiceError> {
+        let code = code_of(&new.code)?;
+        let credits = parse_amount(new.credits)?;
+        if new.expires_at.is_some() && new.valid_for.is_some() {
+            return Err(ServiceError::bad_input("give either expiresAt or validFor, not both"));
+        }
+        let truncate = |at: Option<DateTime<Utc>>| at.map(crate::ledger::time::truncate);
+        let (expires_at, starts_at, ends_at) = (truncate(new.expires_at), truncate(new.starts_at), truncate(new.ends_at));
+        if expires_at.is_some_and(|at| at <= now) {
+            return Err(ServiceError::bad_input("expiresAt must be in the future"));
+        }
+        if let (Some(start), Some(end)) = (starts_at, ends_at)
+            && start >= end
+        {
+            return Err(ServiceError::bad_input("startsAt must be before endsAt"));
+        }
+        if new.max_redemptions.is_some_and(|m| !(1..=MAX_REDEMPTIONS).contains(&m)) {
+            return Err(ServiceError::bad_input(format!("maxRedemptions must be between 1 and {MAX_REDEMPTIONS}")));
+        }
+        let reason = new.reason.as_deref().map(reason).transpose()?;
+        let valid_for = new.valid_for.map(|v| v.to_string());
+        tx::write(&self.db, |txn| {
+            let (code, valid_for, reason) = (code.clone(), valid_for.clone(), reason.clone());
+            Box::pin(async move {
+                if let Some(existing) = store::coupons::by_code(txn, &code).await? {
+                    let same = existing.credits_micros == credits.micros()
+                        && existing.expires_at == expires_at
+                        && existing.valid_for == valid_for
+                        && existing.starts_at == starts_at
+                        && existing.ends_at == ends_at
+                        && existing.max_redemptions == new.max_redemptions;
+                    if same {
+                        return Ok(existing);
+                    }
+                    return Err(ServiceError::IdempotencyConflict(format!("coupon {code} already exists with other terms")));
+                }
+                let created = store::coupons::insert(
+                    txn,
+                    coupon::ActiveModel {
+                        code: Set(code),
+                        credits_micros: Set(credits.micros()),
+                        expires_at: Set(expires_at),
+                        valid_for: Set(valid_for),
+                        starts_at: Set(starts_at),
+                        ends_at: Set(ends_at),
+                        max_redemptions: Set(new.max_redemptions),
+                        redemptions: Set(0),
+                        reason: Set(reason),
+                        created_at: Set(now),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                tracing::info!(coupon.id = created.id, amount.credits = %credits, "coupon created");
+                Ok(created)
+            })
+        })
+        .await
+    }
+
+    pub async fn redeem_coupon(
+        &self,
+        account: &str,
+        code: &str,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RedeemReceipt, ServiceError> {
+        let account = ExternalId::parse(account)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let code = code_of(code)?;
+        let hash = request_hash(&code);
+        let ttl = self.idempotency_ttl;
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, code, hash) = (account.clone(), key.clone(), code.clone(), hash.clone());
+            Box::pin(async move {
+                let request = KeyedRequest { operation: "redeem_coupon", key: key.as_str(), request_hash: hash };
+                let (locked, keyed) =
+                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
+                        Opened::Done(stored) => return Ok(stored),
+                        Opened::Fresh(locked, keyed) => (locked, keyed),
+                    };
+                let since = now - chrono::Duration::minutes(FAILED_GUESS_WINDOW_MINUTES);
+                if store::coupons::failures_since(txn, locked.id, since).await? >= MAX_FAILED_GUESSES {
+                    // Not the key's outcome: the same key may try again once the window passes.
+                    return Err(ServiceError::TooManyAttempts(format!(
+                        "too many unknown coupon codes; try again in {FAILED_GUESS_WINDOW_MINUTES} minutes"
+                    )));
+                }
+                let keyed = &keyed;
+                let refuse = |refusal| async move {
+                    let refused = Stored::Refused(Refusal::Coupon(refusal));
+                    keyed.remember(txn, &refused, now, ttl).await?;
+                    Ok::<_, ServiceError>(refused)
+                };
+                let Some(coupon) = store::coupons::by_code(txn, &code).await? else {
+                    store::coupons::record_failure(txn, locked.id, now).await?;
+                    return refuse(CouponRefusal::NotFound).await;
+                };
+                if let Err(refusal) = check_window(now, coupon.starts_at, coupon.ends_at, coupon.expires_at) {
+                    return refuse(refusal).await;
+                }
+                if store::coupons::redeemed_by(txn, coupon.id, locked.id).await? {
+                    return refuse(CouponRefusal::AlreadyRedeemed).await;
+                }
+                if !store::coupons::take_redemption(txn, coupon.id).await? {
+                    return refuse(CouponRefusal::Exhausted).await;
+                }
+                let validity: Option<Validity> =
+                    coupon.valid_for.as_deref().map(str::parse).transpose().map_err(|e| anyhow::anyhow!("coupon {}: {e}", coupon.id))?;
+                let expires_at = coupon.expires_at.or_else(|| validity.and_then(|v| v.expires_at(now)));
+                let amount = Credits::from_micros(coupon.credits_micros);
+                let lot = lots::NewLot {
+                    account_id: locked.id,
+                    class: LotClass::Promotional,
+                    source: LotSource::Coupon,
+                    amount,
+                    granted_at: now,
+                    expires_at,
+                    origin_kind: Some("coupon"),
+                    origin_id: Some(coupon.id.to_string()),
+                };
+                let meta =
+                    EntryMeta { idempotency_key: Some(key.as_str()), reason: Some(&coupon.code), ..EntryMeta::now("redeem_coupon", now) };
+                let (lot, entry) = posting::credit(txn, lot, meta).await?;
+                store::coupons::record_redemption(txn, coupon.id, locked.id, lot.id, now).await?;
+                let done = Stored::Done(RedeemReceipt { coupon_id: coupon.id, lot_id: lot.id, entry_id: entry.id, amount, expires_at });
+                keyed.remember(txn, &done, now, ttl).await?;
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+}

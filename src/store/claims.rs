@@ -1,0 +1,48 @@
+use crate::entity::claim;
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+
+pub async fn find(conn: &impl ConnectionTrait, account_id: i64, kind: &str, period: &str) -> Result<Option<claim::Model>, DbErr> {
+    claim::Entity::find()
+        .filter(claim::Column::AccountId.eq(account_id))
+        .filter(claim::Column::Kind.eq(kind))
+        .filter(claim::Column::Period.eq(period))
+        .one(conn)
+        .await
+}
+
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    kind: &str,
+    period: &str,
+    lot_id: Option<i64>,
+    amount_micros: i64,
+    now: DateTime<Utc>,
+) -> Result<claim::Model, DbErr> {
+    claim::ActiveModel {
+        account_id: Set(account_id),
+        kind: Set(kind.to_string()),
+        period: Set(period.to_string()),
+        lot_id: Set(lot_id),
+        amount_micros: Set(amount_micros),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// The most recent periods claimed, newest first, at most `limit`.
+pub async fn recent_periods(conn: &impl ConnectionTrait, account_id: i64, kind: &str, limit: u64) -> Result<Vec<String>, DbErr> {
+    claim::Entity::find()
+        .select_only()
+        .column(claim::Column::Period)
+        .filter(claim::Column::AccountId.eq(account_id))
+        .filter(claim::Column::Kind.eq(kind))
+        .order_by_desc(claim::Column::Period)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await
+}
