@@ -1,12 +1,15 @@
 //! A program: one product's credit rules, loaded from a TOML file. The repository ships presets
 //! (`config/presets/`) that reproduce the three source products; `arkain` is the default.
 
-use crate::ledger::{ConsumptionOrder, Credits, LotClass, Validity};
+use crate::ledger::plans::PlanPeriod;
+use crate::ledger::{ConsumptionOrder, Credits, LotClass, LotSource, Validity};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::path::Path;
 
 pub const DEFAULT_PRESET: &str = "arkain";
+/// Plan codes are short: they are part of the once-per-period claim keys.
+pub const MAX_PLAN_CODE_CHARS: usize = 16;
 
 const PRESETS: [(&str, &str); 3] = [
     ("arkain", include_str!("../config/presets/arkain.toml")),
@@ -41,6 +44,9 @@ struct ProgramFile {
     /// The daily check-in, where the product has one.
     #[serde(default)]
     check_in: Option<GrantFile>,
+    /// How plans' monthly credits are granted, where plans have them.
+    #[serde(default)]
+    plan_credits: Option<PlanCreditsFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +54,26 @@ struct ProgramFile {
 struct PlanFile {
     code: String,
     name: String,
+    #[serde(default)]
+    monthly_credits: Option<Decimal>,
+    /// The plan's price per month in minor units, where published.
+    #[serde(default)]
+    price_minor: Option<i64>,
+    /// A paid subscription (lucky credits, and the like, are for these).
+    #[serde(default)]
+    paid: bool,
+    #[serde(default)]
+    storage_quota_gb: Option<Decimal>,
+    #[serde(default)]
+    lucky_max_credits: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanCreditsFile {
+    source: LotSource,
+    class: LotClass,
+    period: PlanPeriod,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +96,19 @@ struct GrantFile {
 pub struct Plan {
     pub code: String,
     pub name: String,
+    pub monthly_credits: Option<Credits>,
+    pub price_minor: Option<i64>,
+    pub paid: bool,
+    pub storage_quota_gb: Option<Decimal>,
+    pub lucky_max_credits: Option<Credits>,
+}
+
+/// How plan credits are granted: which lot they make and on which period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanCredits {
+    pub source: LotSource,
+    pub class: LotClass,
+    pub period: PlanPeriod,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +139,7 @@ pub struct Program {
     pub packages: Vec<Package>,
     pub sign_up_grant: Option<Grant>,
     pub check_in: Option<Grant>,
+    pub plan_credits: Option<PlanCredits>,
 }
 
 impl Program {
@@ -147,6 +187,32 @@ impl Program {
         };
         let sign_up_grant = grant("sign_up_grant", file.sign_up_grant)?;
         let check_in = grant("check_in", file.check_in)?;
+        let mut plans: Vec<Plan> = Vec::new();
+        for p in file.plans {
+            if p.code.is_empty()
+                || p.code.len() > MAX_PLAN_CODE_CHARS
+                || !p.code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(invalid(format!("plan code {:?} must be 1 to {MAX_PLAN_CODE_CHARS} of a-z, 0-9, _", p.code)));
+            }
+            if plans.iter().any(|q| q.code == p.code) {
+                return Err(invalid(format!("plan {} is listed twice", p.code)));
+            }
+            let optional = |what: &str, value: Option<Decimal>| value.map(|v| credits(&format!("{} {what}", p.code), v)).transpose();
+            plans.push(Plan {
+                monthly_credits: optional("monthly_credits", p.monthly_credits)?,
+                lucky_max_credits: optional("lucky_max_credits", p.lucky_max_credits)?,
+                price_minor: p.price_minor,
+                paid: p.paid,
+                storage_quota_gb: p.storage_quota_gb,
+                code: p.code,
+                name: p.name,
+            });
+        }
+        let plan_credits = file.plan_credits.map(|p| PlanCredits { source: p.source, class: p.class, period: p.period });
+        if plan_credits.is_none() && plans.iter().any(|p| p.monthly_credits.is_some()) {
+            return Err(invalid("plans have monthly_credits but [plan_credits] does not say how they are granted".into()));
+        }
         Ok(Program {
             name: file.name,
             currency: file.currency,
@@ -155,10 +221,11 @@ impl Program {
             purchased_validity: file.purchased_validity,
             consumption_order,
             default_plan: file.default_plan,
-            plans: file.plans.into_iter().map(|p| Plan { code: p.code, name: p.name }).collect(),
+            plans,
             packages,
             sign_up_grant,
             check_in,
+            plan_credits,
         })
     }
 
@@ -202,6 +269,12 @@ mod tests {
         assert_eq!(archipelag.consumption_order.tiers().len(), 1);
         assert_eq!(arkain.check_in, Some(Grant { credits: Credits::from_whole(5), validity: Validity::Days(30) }));
         assert_eq!(carat.check_in, None);
+        assert_eq!(arkain.plan("membership").unwrap().monthly_credits, Some(Credits::from_whole(1000)));
+        assert_eq!(arkain.plan("free").unwrap().monthly_credits, Some(Credits::from_whole(50)));
+        assert_eq!(arkain.plan_credits.unwrap().period, PlanPeriod::CalendarMonth);
+        assert_eq!(carat.plan("pro").unwrap().lucky_max_credits, Some(Credits::from_whole(3500)));
+        assert_eq!(carat.plan("plus").unwrap().monthly_credits, Some(Credits::from_whole(10_000)));
+        assert_eq!(carat.plan_credits.unwrap().period, PlanPeriod::FromRecharge);
         assert_eq!(archipelag.check_in, None);
     }
 

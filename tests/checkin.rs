@@ -17,10 +17,10 @@ async fn status(app: &TestApp, user: &str) -> Value {
 }
 
 async fn check_in_is_once_per_utc_day(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    app.clock.set(at("2026-02-28T23:59:59Z"));
     app.create_account("daily").await;
     let user = app.user("daily");
-    app.clock.set(at("2026-02-28T23:59:59Z"));
     assert_eq!(status(&app, &user).await["claimedToday"], json!(false));
 
     let first = app.gql(&user, CHECK_IN, json!({ "a": "daily", "k": "c-1" })).await;
@@ -47,6 +47,7 @@ async fn check_in_is_once_per_utc_day(backend: Backend) {
     assert_eq!(status(&app, &user).await["streak"], json!(2));
     app.clock.set(at("2026-03-03T12:00:00Z"));
     assert_eq!(status(&app, &user).await["streak"], json!(0), "a missed day ends the streak");
+    // February's 50 plan credits ended with February; the check-ins remain.
     assert_eq!(app.balance("daily").await, "10");
 
     let other = app.gql(&user, CHECK_IN, json!({ "a": "someone", "k": "c-4" })).await;
@@ -55,7 +56,7 @@ async fn check_in_is_once_per_utc_day(backend: Backend) {
 }
 
 async fn concurrent_check_ins_grant_once(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let app = TestApp::spawn_with(backend, "arkain").await;
     app.create_account("eager").await;
     let user = app.user("eager");
     let results =
@@ -63,7 +64,7 @@ async fn concurrent_check_ins_grant_once(backend: Backend) {
     let granted = results.iter().filter(|r| r["errors"].is_null()).count();
     let claimed = results.iter().filter(|r| !r["errors"].is_null() && error_code(r) == "ALREADY_CLAIMED").count();
     assert_eq!((granted, claimed), (1, 19), "{results:?}");
-    assert_eq!(app.balance("eager").await, "5");
+    assert_eq!(app.balance("eager").await, "55", "this month's 50 plan credits and one check-in");
     app.assert_audit_clean().await;
 }
 

@@ -19,7 +19,7 @@ impl ServerProcess {
             .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
             .env("DATABASE_URL", database_url)
             .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
-            .env("CREDITS_PROGRAM", "arkain")
+            .env("CREDITS_PROGRAM", crate::support::LEDGER_PROGRAM)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -14,6 +14,7 @@ mod expiry;
 mod history;
 mod limits;
 mod model;
+mod plans;
 mod purchases;
 mod schema;
 mod spending;

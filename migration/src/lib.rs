@@ -5,12 +5,17 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_ledger;
 mod m20261123_000002_create_claims_and_coupons;
+mod m20261123_000003_add_accounts_plan_since;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_create_ledger::Migration), Box::new(m20261123_000002_create_claims_and_coupons::Migration)]
+        vec![
+            Box::new(m20261123_000001_create_ledger::Migration),
+            Box::new(m20261123_000002_create_claims_and_coupons::Migration),
+            Box::new(m20261123_000003_add_accounts_plan_since::Migration),
+        ]
     }
 }

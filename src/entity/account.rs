@@ -14,6 +14,8 @@ pub struct Model {
     /// A cache of the sum of remaining over all lots, kept in the same transaction as the journal.
     pub balance_micros: i64,
     pub created_at: DateTimeUtc,
+    /// When the current plan started: the anchor of its subscription periods.
+    pub plan_since: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -140,6 +140,21 @@ pub struct RedeemCouponPayload {
 }
 
 #[derive(InputObject)]
+pub struct ChangePlanInput {
+    pub account_id: ID,
+    pub plan: String,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ChangePlanPayload {
+    pub account: Account,
+    /// The new plan's credits for the current period, if they were granted now.
+    pub granted_lot_id: Option<ID>,
+    pub granted: Option<Decimal>,
+}
+
+#[derive(InputObject)]
 pub struct SetAccountStatusInput {
     pub account_id: ID,
     pub status: AccountStatus,
@@ -159,6 +174,21 @@ impl MutationRoot {
         let app = app(ctx);
         let (account, created) = app.ledger.create_account(&input.external_id, input.plan.as_deref(), app.clock.now()).await?;
         Ok(CreateAccountPayload { account: Account(account), created })
+    }
+
+    /// Moves an account to another plan (service, after payment; a user never changes its own
+    /// plan). Accrued usage is settled first; the new plan's credits for the current period are
+    /// granted unless this account already had them.
+    async fn change_plan(&self, ctx: &Context<'_>, input: ChangePlanInput) -> ApiResult<ChangePlanPayload> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        let change = app.ledger.change_plan(&input.account_id, &input.plan, &input.idempotency_key, app.clock.now()).await?;
+        let account = app.ledger.account(&input.account_id).await?;
+        Ok(ChangePlanPayload {
+            account: Account(account),
+            granted_lot_id: change.granted.as_ref().map(|g| ID(g.lot_id.to_string())),
+            granted: change.granted.map(|g| credits(g.amount)),
+        })
     }
 
     /// Moves an account between ACTIVE, INACTIVE and SUSPENDED (service, admin).

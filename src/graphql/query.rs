@@ -41,7 +41,8 @@ impl QueryRoot {
     /// The plans of this program.
     async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
         caller(ctx)?;
-        Ok(app(ctx).ledger.program.plans.iter().map(|p| Plan { code: p.code.clone(), name: p.name.clone() }).collect())
+        let program = &app(ctx).ledger.program;
+        Ok(program.plans.iter().map(|p| Plan::new(p, &program.currency)).collect())
     }
 
     /// The rules this deployment runs.
@@ -55,7 +56,7 @@ impl QueryRoot {
             minimum_purchase: credits(program.minimum_purchase),
             purchased_validity: program.purchased_validity.to_string(),
             consumption_order: program.consumption_order.tiers().iter().map(|t| t.iter().map(|c| (*c).into()).collect()).collect(),
-            plans: program.plans.iter().map(|p| Plan { code: p.code.clone(), name: p.name.clone() }).collect(),
+            plans: program.plans.iter().map(|p| Plan::new(p, &program.currency)).collect(),
         })
     }
 }

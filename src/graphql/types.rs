@@ -406,10 +406,35 @@ pub struct CreditPackage {
     pub price: Money,
 }
 
+/// A plan with its monthly credits and limits.
 #[derive(SimpleObject)]
 pub struct Plan {
     pub code: String,
     pub name: String,
+    /// Credits granted each period (a calendar month, or a month from the plan's start).
+    pub monthly_credits: Option<Decimal>,
+    /// The plan's price per month, where published.
+    pub price: Option<Money>,
+    /// A paid subscription.
+    pub paid: bool,
+    /// Free storage before storage is charged, in GB.
+    pub storage_quota_gb: Option<Decimal>,
+    /// The most lucky credits one daily draw can give.
+    pub lucky_max_credits: Option<Decimal>,
+}
+
+impl Plan {
+    pub fn new(plan: &crate::program::Plan, currency: &str) -> Plan {
+        Plan {
+            code: plan.code.clone(),
+            name: plan.name.clone(),
+            monthly_credits: plan.monthly_credits.map(credits),
+            price: plan.price_minor.map(|amount_minor| Money { amount_minor, currency: currency.to_string() }),
+            paid: plan.paid,
+            storage_quota_gb: plan.storage_quota_gb,
+            lucky_max_credits: plan.lucky_max_credits.map(credits),
+        }
+    }
 }
 
 /// The program this deployment runs.

@@ -6,6 +6,7 @@ pub mod amount;
 pub mod claims;
 pub mod lot;
 pub mod money;
+pub mod plans;
 pub mod time;
 pub mod wallet;
 

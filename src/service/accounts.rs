@@ -50,6 +50,7 @@ impl Ledger {
                     };
                     posting::credit(txn, lot, EntryMeta { reason: Some("sign-up grant"), ..EntryMeta::now("sign_up", now) }).await?;
                 }
+                crate::service::plans::grant_period_credits(txn, &program, &account, now).await?;
                 let account = store::accounts::by_id(txn, account.id).await?.ok_or_else(|| anyhow::anyhow!("account vanished"))?;
                 tracing::info!(account.id = account.id, account.plan = %account.plan, "account created");
                 Ok((account, true))

@@ -9,6 +9,7 @@ pub mod error;
 pub mod expiry;
 pub mod input;
 pub mod keyed;
+pub mod plans;
 pub mod posting;
 pub mod purchases;
 pub mod reads;

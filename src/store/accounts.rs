@@ -26,6 +26,7 @@ pub async fn insert(conn: &impl ConnectionTrait, external_id: &str, plan: &str, 
         credit_mail_enabled: Set(true),
         balance_micros: Set(0),
         created_at: Set(now),
+        plan_since: Set(Some(now)),
         ..Default::default()
     }
     .insert(conn)
@@ -49,6 +50,19 @@ pub async fn set_status(conn: &impl ConnectionTrait, account: account::Model, st
     use sea_orm::IntoActiveModel;
     let mut active = account.into_active_model();
     active.status = Set(status.to_string());
+    active.update(conn).await
+}
+
+pub async fn set_plan(
+    conn: &impl ConnectionTrait,
+    account: account::Model,
+    plan: &str,
+    since: DateTime<Utc>,
+) -> Result<account::Model, DbErr> {
+    use sea_orm::IntoActiveModel;
+    let mut active = account.into_active_model();
+    active.plan = Set(plan.to_string());
+    active.plan_since = Set(Some(since));
     active.update(conn).await
 }
 

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+pub const LEDGER_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ledger.toml");
+
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,8 +113,9 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// On the ledger fixture: arkain's rules without free-credit features (see the file).
     pub async fn spawn(backend: Backend) -> TestApp {
-        TestApp::spawn_with(backend, "arkain").await
+        TestApp::spawn_with(backend, LEDGER_PROGRAM).await
     }
 
     pub async fn spawn_with(backend: Backend, program: &str) -> TestApp {
