@@ -2,6 +2,7 @@
 //! (`config/presets/`) that reproduce the three source products; `arkain` is the default.
 
 use crate::ledger::plans::PlanPeriod;
+use crate::ledger::refund::RefundPolicy;
 use crate::ledger::{ConsumptionOrder, Credits, LotClass, LotSource, Validity};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -47,6 +48,43 @@ struct ProgramFile {
     /// How plans' monthly credits are granted, where plans have them.
     #[serde(default)]
     plan_credits: Option<PlanCreditsFile>,
+    #[serde(default)]
+    refunds: Option<RefundsFile>,
+    #[serde(default)]
+    first_purchase_bonus: Option<BonusFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefundsFile {
+    policy: RefundPolicy,
+    /// How long after payment a user may ask for a refund.
+    window: Validity,
+    /// How long after payment an operator may still refund.
+    operator_window: Validity,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BonusFile {
+    /// Of the credits bought, e.g. "30".
+    percent: Decimal,
+    validity: Validity,
+}
+
+/// Refund terms. Without a `[refunds]` table purchases are not refundable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refunds {
+    pub policy: RefundPolicy,
+    pub window: Validity,
+    pub operator_window: Validity,
+}
+
+/// Promotional credits granted with an account's first purchase, forfeited if it is refunded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstPurchaseBonus {
+    pub percent: Decimal,
+    pub validity: Validity,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -140,6 +178,8 @@ pub struct Program {
     pub sign_up_grant: Option<Grant>,
     pub check_in: Option<Grant>,
     pub plan_credits: Option<PlanCredits>,
+    pub refunds: Refunds,
+    pub first_purchase_bonus: Option<FirstPurchaseBonus>,
 }
 
 impl Program {
@@ -209,6 +249,17 @@ impl Program {
                 name: p.name,
             });
         }
+        let refunds = match file.refunds {
+            Some(r) => Refunds { policy: r.policy, window: r.window, operator_window: r.operator_window },
+            None => Refunds { policy: RefundPolicy::Never, window: Validity::Never, operator_window: Validity::Never },
+        };
+        let first_purchase_bonus = match file.first_purchase_bonus {
+            Some(b) if b.percent <= Decimal::ZERO || b.percent > Decimal::from(1000) => {
+                return Err(invalid("first_purchase_bonus.percent must be in (0, 1000]".into()));
+            }
+            Some(b) => Some(FirstPurchaseBonus { percent: b.percent, validity: b.validity }),
+            None => None,
+        };
         let plan_credits = file.plan_credits.map(|p| PlanCredits { source: p.source, class: p.class, period: p.period });
         if plan_credits.is_none() && plans.iter().any(|p| p.monthly_credits.is_some()) {
             return Err(invalid("plans have monthly_credits but [plan_credits] does not say how they are granted".into()));
@@ -226,6 +277,8 @@ impl Program {
             sign_up_grant,
             check_in,
             plan_credits,
+            refunds,
+            first_purchase_bonus,
         })
     }
 
@@ -275,6 +328,13 @@ mod tests {
         assert_eq!(carat.plan("pro").unwrap().lucky_max_credits, Some(Credits::from_whole(3500)));
         assert_eq!(carat.plan("plus").unwrap().monthly_credits, Some(Credits::from_whole(10_000)));
         assert_eq!(carat.plan_credits.unwrap().period, PlanPeriod::FromRecharge);
+        assert_eq!(
+            arkain.refunds,
+            Refunds { policy: RefundPolicy::ProRata, window: Validity::Days(7), operator_window: Validity::Months(3) }
+        );
+        assert_eq!(arkain.first_purchase_bonus.map(|b| b.percent), Some(Decimal::from(30)));
+        assert_eq!(carat.refunds.policy, RefundPolicy::UnusedOnly);
+        assert_eq!(archipelag.refunds.policy, RefundPolicy::Never);
         assert_eq!(archipelag.check_in, None);
     }
 

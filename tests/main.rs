@@ -16,5 +16,6 @@ mod limits;
 mod model;
 mod plans;
 mod purchases;
+mod refunds;
 mod schema;
 mod spending;

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_ledger;
 mod m20261123_000002_create_claims_and_coupons;
 mod m20261123_000003_add_accounts_plan_since;
+mod m20261123_000004_create_refunds_and_outbox;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_ledger::Migration),
             Box::new(m20261123_000002_create_claims_and_coupons::Migration),
             Box::new(m20261123_000003_add_accounts_plan_since::Migration),
+            Box::new(m20261123_000004_create_refunds_and_outbox::Migration),
         ]
     }
 }

@@ -9,4 +9,5 @@ pub mod idempotency_key;
 pub mod journal_entry;
 pub mod journal_line;
 pub mod lot;
+pub mod outbox;
 pub mod purchase;

@@ -17,6 +17,8 @@ pub struct Model {
     pub lot_id: Option<i64>,
     pub created_at: DateTimeUtc,
     pub paid_at: Option<DateTimeUtc>,
+    pub refunded_minor: Option<i64>,
+    pub refunded_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

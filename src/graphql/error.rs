@@ -21,6 +21,7 @@ pub mod code {
     pub const COUPON_EXPIRED: &str = "COUPON_EXPIRED";
     pub const COUPON_EXHAUSTED: &str = "COUPON_EXHAUSTED";
     pub const COUPON_ALREADY_REDEEMED: &str = "COUPON_ALREADY_REDEEMED";
+    pub const REFUND_NOT_ALLOWED: &str = "REFUND_NOT_ALLOWED";
     pub const TOO_MANY_ATTEMPTS: &str = "TOO_MANY_ATTEMPTS";
     pub const FEATURE_DISABLED: &str = "FEATURE_DISABLED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
@@ -65,6 +66,7 @@ impl ApiError {
                     CouponRefusal::Exhausted => code::COUPON_EXHAUSTED,
                     CouponRefusal::AlreadyRedeemed => code::COUPON_ALREADY_REDEEMED,
                 },
+                ServiceError::RefundNotAllowed(_) => code::REFUND_NOT_ALLOWED,
                 ServiceError::TooManyAttempts(_) => code::TOO_MANY_ATTEMPTS,
                 ServiceError::FeatureDisabled(_) => code::FEATURE_DISABLED,
                 ServiceError::Busy => code::UNAVAILABLE,
@@ -136,6 +138,8 @@ mod tests {
         assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::Exhausted).into()), "COUPON_EXHAUSTED");
         assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::AlreadyRedeemed).into()), "COUPON_ALREADY_REDEEMED");
         assert_eq!(code_of(ServiceError::TooManyAttempts("x".into()).into()), "TOO_MANY_ATTEMPTS");
+        let refusal = crate::ledger::refund::RefundRefusal::WindowClosed;
+        assert_eq!(code_of(ServiceError::RefundNotAllowed(refusal).into()), "REFUND_NOT_ALLOWED");
         assert_eq!(code_of(ServiceError::FeatureDisabled("x".into()).into()), "FEATURE_DISABLED");
         assert_eq!(
             code_of(ServiceError::AccountNotActive { status: crate::ledger::AccountStatus::Suspended, message: "x".into() }.into()),

@@ -1,9 +1,12 @@
-use crate::graphql::context::{app, require_account, require_admin, require_service};
+use crate::auth::Caller;
+use crate::graphql::context::{app, caller, require_account, require_admin, require_service};
+use crate::graphql::error::ApiError;
 use crate::graphql::error::ApiResult;
-use crate::graphql::types::{Account, AccountStatus, Coupon, LotClass, LotSource, Purchase, credits};
+use crate::graphql::types::{Account, AccountStatus, Coupon, LotClass, LotSource, Money, Purchase, credits};
 use crate::ledger::Validity;
 use crate::service::ServiceError;
 use crate::service::coupons::NewCoupon;
+use crate::service::refunds::Requester;
 use crate::service::spending::{GrantRequest, SpendRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -155,6 +158,24 @@ pub struct ChangePlanPayload {
 }
 
 #[derive(InputObject)]
+pub struct RefundPurchaseInput {
+    pub purchase_id: ID,
+    pub idempotency_key: String,
+    pub reason: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct RefundPurchasePayload {
+    pub purchase: Purchase,
+    /// The money paid back.
+    pub refunded: Money,
+    /// The purchase's unused credits taken back.
+    pub credits: Decimal,
+    /// Promotional credits tied to the purchase, forfeited.
+    pub revoked: Decimal,
+}
+
+#[derive(InputObject)]
 pub struct SetAccountStatusInput {
     pub account_id: ID,
     pub status: AccountStatus,
@@ -188,6 +209,31 @@ impl MutationRoot {
             account: Account(account),
             granted_lot_id: change.granted.as_ref().map(|g| ID(g.lot_id.to_string())),
             granted: change.granted.map(|g| credits(g.amount)),
+        })
+    }
+
+    /// Refunds a purchase under the program's terms: an admin within the operator's window, the
+    /// account's user within the refund window.
+    async fn refund_purchase(&self, ctx: &Context<'_>, input: RefundPurchaseInput) -> ApiResult<RefundPurchasePayload> {
+        let id = parse_purchase_id(&input.purchase_id)?;
+        let app = app(ctx);
+        let requester = match caller(ctx)? {
+            Caller::Admin => Requester::Operator,
+            Caller::User { account } => {
+                if app.ledger.purchase_owner(id).await.ok().as_deref() != Some(account.as_str()) {
+                    return Err(ApiError::Forbidden("a user refunds its own purchases only".into()));
+                }
+                Requester::User
+            }
+            Caller::Service => return Err(ApiError::Forbidden("refunds are for the account's user or an admin".into())),
+        };
+        let receipt = app.ledger.refund_purchase(requester, id, &input.idempotency_key, input.reason.as_deref(), app.clock.now()).await?;
+        let purchase = app.ledger.purchase_by_id(id).await?;
+        Ok(RefundPurchasePayload {
+            purchase: Purchase(purchase),
+            refunded: Money { amount_minor: receipt.refunded_minor, currency: receipt.currency },
+            credits: credits(receipt.credits),
+            revoked: credits(receipt.revoked),
         })
     }
 
@@ -309,4 +355,8 @@ impl MutationRoot {
 
 fn parse_validity(value: Option<&str>) -> Result<Option<Validity>, ServiceError> {
     value.map(|v| v.parse::<Validity>().map_err(|e| ServiceError::bad_input(format!("validFor: {e}")))).transpose()
+}
+
+fn parse_purchase_id(id: &ID) -> Result<i64, ServiceError> {
+    id.parse::<i64>().map_err(|_| ServiceError::NotFound(format!("no purchase {:?}", id.as_str())))
 }

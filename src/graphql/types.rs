@@ -353,6 +353,7 @@ pub struct Money {
 pub enum PurchaseStatus {
     Pending,
     Paid,
+    Refunded,
 }
 
 pub struct Purchase(pub purchase::Model);
@@ -378,11 +379,12 @@ impl Purchase {
     async fn amount(&self) -> Money {
         Money { amount_minor: self.0.price_minor, currency: self.0.currency.clone() }
     }
-    /// PENDING until the payment is confirmed, then PAID.
+    /// PENDING until the payment is confirmed, then PAID; REFUNDED after a refund.
     async fn status(&self) -> ApiResult<PurchaseStatus> {
         match self.0.status.as_str() {
             "pending" => Ok(PurchaseStatus::Pending),
             "paid" => Ok(PurchaseStatus::Paid),
+            "refunded" => Ok(PurchaseStatus::Refunded),
             other => Err(corrupt(format!("purchase {}: status {other:?}", self.0.id)).into()),
         }
     }
@@ -391,6 +393,13 @@ impl Purchase {
     }
     async fn payment_reference(&self) -> Option<&str> {
         self.0.payment_reference.as_deref()
+    }
+    /// What was paid back, once refunded.
+    async fn refunded_amount(&self) -> Option<Money> {
+        self.0.refunded_minor.map(|amount_minor| Money { amount_minor, currency: self.0.currency.clone() })
+    }
+    async fn refunded_at(&self) -> Option<DateTime<Utc>> {
+        self.0.refunded_at
     }
     /// The paid lot, once confirmed.
     async fn lot_id(&self) -> Option<ID> {

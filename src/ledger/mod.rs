@@ -7,6 +7,7 @@ pub mod claims;
 pub mod lot;
 pub mod money;
 pub mod plans;
+pub mod refund;
 pub mod time;
 pub mod wallet;
 

@@ -1,4 +1,5 @@
 use crate::ledger::claims::CouponRefusal;
+use crate::ledger::refund::RefundRefusal;
 use crate::ledger::{AccountStatus, Credits};
 
 /// What a use case can refuse or fail with. The GraphQL layer maps each variant to one stable
@@ -19,6 +20,8 @@ pub enum ServiceError {
     AlreadyClaimed(String),
     #[error("{}", coupon_message(*.0))]
     Coupon(CouponRefusal),
+    #[error("refund not allowed: {0}")]
+    RefundNotAllowed(RefundRefusal),
     #[error("{0}")]
     TooManyAttempts(String),
     #[error("{0}")]

@@ -5,6 +5,7 @@
 
 use crate::entity::account;
 use crate::ledger::claims::CouponRefusal;
+use crate::ledger::refund::RefundRefusal;
 use crate::ledger::{AccountStatus, Credits};
 use crate::service::ServiceError;
 use crate::service::accounts::{lock_by_external_id, status_of};
@@ -27,6 +28,7 @@ pub enum Refusal {
     AccountNotActive { status: String },
     AlreadyClaimed { what: String },
     Coupon(CouponRefusal),
+    Refund(RefundRefusal),
 }
 
 impl From<Refusal> for ServiceError {
@@ -35,6 +37,7 @@ impl From<Refusal> for ServiceError {
             Refusal::InsufficientCredits { requested, available } => ServiceError::InsufficientCredits { requested, available },
             Refusal::AlreadyClaimed { what } => ServiceError::AlreadyClaimed(what),
             Refusal::Coupon(refusal) => ServiceError::Coupon(refusal),
+            Refusal::Refund(refusal) => ServiceError::RefundNotAllowed(refusal),
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);
                 ServiceError::AccountNotActive { status, message: refused_because(status).to_string() }

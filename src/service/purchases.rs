@@ -26,6 +26,8 @@ struct PurchaseReceipt {
 }
 
 pub const MAX_PAYMENT_REFERENCE_CHARS: usize = 128;
+/// The origin of promotional lots tied to a purchase: they go if the purchase is refunded.
+pub const BONUS_ORIGIN: &str = "purchase_bonus";
 
 impl Ledger {
     /// Prices a package or a custom amount (whole credits, at least the program's minimum) and
@@ -99,6 +101,8 @@ impl Ledger {
                     lot_id: Set(None),
                     created_at: Set(now),
                     paid_at: Set(None),
+                    refunded_minor: Set(None),
+                    refunded_at: Set(None),
                     ..Default::default()
                 }
                 .insert(txn)
@@ -135,7 +139,7 @@ impl Ledger {
             )));
         }
 
-        let validity = self.program.purchased_validity;
+        let (validity, bonus) = (self.program.purchased_validity, self.program.first_purchase_bonus);
         let reference = payment_reference.to_string();
         tx::write(&self.db, |txn| {
             let reference = reference.clone();
@@ -180,6 +184,27 @@ impl Ledger {
                 let meta =
                     EntryMeta { idempotency_key: Some(&reference), reason: Some("purchase"), ..EntryMeta::now("confirm_purchase", now) };
                 let (lot, _) = posting::credit(txn, lot, meta).await?;
+                if let Some(bonus) = bonus
+                    && store::purchases::count_paid(txn, account.id).await? == 0
+                {
+                    let percent = bonus.percent / rust_decimal::Decimal::ONE_HUNDRED;
+                    let amount =
+                        Credits::charge(credits.to_decimal(), percent).map_err(|e| anyhow::anyhow!("first-purchase bonus: {e}"))?;
+                    if !amount.is_zero() {
+                        let bonus_lot = lots::NewLot {
+                            account_id: account.id,
+                            class: LotClass::Promotional,
+                            source: LotSource::FirstPurchaseBonus,
+                            amount,
+                            granted_at: now,
+                            expires_at: bonus.validity.expires_at(now),
+                            origin_kind: Some(BONUS_ORIGIN),
+                            origin_id: Some(pending.id.to_string()),
+                        };
+                        let meta = EntryMeta { reason: Some("first-purchase bonus"), ..EntryMeta::now("first_purchase_bonus", now) };
+                        posting::credit(txn, bonus_lot, meta).await?;
+                    }
+                }
                 let mut paid = pending.into_active_model();
                 paid.status = Set("paid".to_string());
                 paid.payment_reference = Set(Some(reference.clone()));

@@ -103,3 +103,14 @@ pub fn to_rule(model: &lot::Model) -> Result<Lot, DbErr> {
         expires_at: model.expires_at,
     })
 }
+
+/// Lots of an account that came from a given origin (a purchase's bonus, ...).
+pub async fn by_origin(conn: &impl ConnectionTrait, account_id: i64, kind: &str, id: &str) -> Result<Vec<lot::Model>, DbErr> {
+    lot::Entity::find()
+        .filter(lot::Column::AccountId.eq(account_id))
+        .filter(lot::Column::OriginKind.eq(kind))
+        .filter(lot::Column::OriginId.eq(id))
+        .order_by_asc(lot::Column::Id)
+        .all(conn)
+        .await
+}

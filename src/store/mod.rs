@@ -7,6 +7,7 @@ pub mod coupons;
 pub mod idempotency;
 pub mod journal;
 pub mod lots;
+pub mod outbox;
 pub mod purchases;
 
 use sea_orm::{DbErr, RuntimeErr};

@@ -16,3 +16,13 @@ pub async fn page(conn: &impl ConnectionTrait, account_id: i64, before_id: Optio
     }
     query.order_by_desc(purchase::Column::Id).limit(limit).all(conn).await
 }
+
+/// Purchases of an account that were ever paid (refunded ones included).
+pub async fn count_paid(conn: &impl ConnectionTrait, account_id: i64) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    purchase::Entity::find()
+        .filter(purchase::Column::AccountId.eq(account_id))
+        .filter(purchase::Column::PaidAt.is_not_null())
+        .count(conn)
+        .await
+}
