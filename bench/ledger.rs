@@ -120,10 +120,10 @@ async fn spends(ledger: &Arc<Ledger>, clients: usize, pick: impl Fn(usize) -> St
 }
 
 async fn reads(ledger: &Ledger, account: &str) -> f64 {
-    let id = ledger.account(account).await.unwrap().id;
+    let account = ledger.account(account).await.unwrap();
     let started = Instant::now();
     for _ in 0..READS {
-        std::hint::black_box(ledger.balance(id, Utc::now()).await.unwrap());
+        std::hint::black_box(ledger.balance(&account, Utc::now()).await.unwrap());
     }
     per_second(READS, started.elapsed())
 }

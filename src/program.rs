@@ -1,9 +1,11 @@
 //! A program: one product's credit rules, loaded from a TOML file. The repository ships presets
 //! (`config/presets/`) that reproduce the three source products; `arkain` is the default.
 
+use crate::ledger::draw::Distribution;
 use crate::ledger::plans::PlanPeriod;
 use crate::ledger::refund::RefundPolicy;
 use crate::ledger::{ConsumptionOrder, Credits, LotClass, LotSource, Validity};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::path::Path;
@@ -52,6 +54,8 @@ struct ProgramFile {
     refunds: Option<RefundsFile>,
     #[serde(default)]
     first_purchase_bonus: Option<BonusFile>,
+    #[serde(default)]
+    lucky: Option<LuckyFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +108,22 @@ struct PlanFile {
     storage_quota_gb: Option<Decimal>,
     #[serde(default)]
     lucky_max_credits: Option<Decimal>,
+    /// Credits given each UTC day to an account with no paid or promotional credits left.
+    #[serde(default)]
+    daily_free_credits: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LuckyFile {
+    /// The promotion's first day (UTC), if it has one.
+    #[serde(default)]
+    from: Option<NaiveDate>,
+    /// The promotion's last day: it ends at the end of that day, UTC.
+    until: NaiveDate,
+    validity: Validity,
+    /// Capped by each plan's `lucky_max_credits`.
+    distribution: Distribution,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +159,16 @@ pub struct Plan {
     pub paid: bool,
     pub storage_quota_gb: Option<Decimal>,
     pub lucky_max_credits: Option<Credits>,
+    pub daily_free_credits: Option<Credits>,
+}
+
+/// Daily lucky credits for paid subscribers, within the promotion's dates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lucky {
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: DateTime<Utc>,
+    pub validity: Validity,
+    pub distribution: Distribution,
 }
 
 /// How plan credits are granted: which lot they make and on which period.
@@ -180,6 +210,7 @@ pub struct Program {
     pub plan_credits: Option<PlanCredits>,
     pub refunds: Refunds,
     pub first_purchase_bonus: Option<FirstPurchaseBonus>,
+    pub lucky: Option<Lucky>,
 }
 
 impl Program {
@@ -242,6 +273,7 @@ impl Program {
             plans.push(Plan {
                 monthly_credits: optional("monthly_credits", p.monthly_credits)?,
                 lucky_max_credits: optional("lucky_max_credits", p.lucky_max_credits)?,
+                daily_free_credits: optional("daily_free_credits", p.daily_free_credits)?,
                 price_minor: p.price_minor,
                 paid: p.paid,
                 storage_quota_gb: p.storage_quota_gb,
@@ -258,6 +290,18 @@ impl Program {
                 return Err(invalid("first_purchase_bonus.percent must be in (0, 1000]".into()));
             }
             Some(b) => Some(FirstPurchaseBonus { percent: b.percent, validity: b.validity }),
+            None => None,
+        };
+        let lucky = match file.lucky {
+            Some(l) => {
+                l.distribution.validate().map_err(|e| invalid(format!("lucky: {e}")))?;
+                let day_start = |d: NaiveDate| d.and_time(NaiveTime::MIN).and_utc();
+                let ends_at = day_start(l.until) + chrono::Duration::days(1);
+                if l.from.is_some_and(|from| day_start(from) >= ends_at) {
+                    return Err(invalid("lucky: from is after until".into()));
+                }
+                Some(Lucky { starts_at: l.from.map(day_start), ends_at, validity: l.validity, distribution: l.distribution })
+            }
             None => None,
         };
         let plan_credits = file.plan_credits.map(|p| PlanCredits { source: p.source, class: p.class, period: p.period });
@@ -279,6 +323,7 @@ impl Program {
             plan_credits,
             refunds,
             first_purchase_bonus,
+            lucky,
         })
     }
 
@@ -335,6 +380,10 @@ mod tests {
         assert_eq!(arkain.first_purchase_bonus.map(|b| b.percent), Some(Decimal::from(30)));
         assert_eq!(carat.refunds.policy, RefundPolicy::UnusedOnly);
         assert_eq!(archipelag.refunds.policy, RefundPolicy::Never);
+        assert_eq!(carat.plan("free").unwrap().daily_free_credits, Some(Credits::from_whole(100)));
+        let lucky = carat.lucky.unwrap();
+        assert_eq!(lucky.ends_at.to_rfc3339(), "2026-05-01T00:00:00+00:00", "until the end of 2026-04-30, UTC");
+        assert_eq!(lucky.validity, Validity::Hours(24));
         assert_eq!(archipelag.check_in, None);
     }
 

@@ -10,6 +10,7 @@ mod checkin;
 mod cli;
 mod concurrency;
 mod coupons;
+mod daily_free;
 mod expiry;
 mod history;
 mod limits;

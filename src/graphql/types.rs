@@ -94,7 +94,7 @@ impl Account {
     /// before the worker has written them off.
     async fn balance(&self, ctx: &Context<'_>) -> ApiResult<Balance> {
         let app = app(ctx);
-        let view = app.ledger.balance(self.0.id, app.clock.now()).await?;
+        let view = app.ledger.balance(&self.0, app.clock.now()).await?;
         Ok(Balance::from(view))
     }
 

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod amount;
 pub mod claims;
+pub mod draw;
 pub mod lot;
 pub mod money;
 pub mod plans;

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod checkin;
 pub mod clock;
 pub mod coupons;
+pub mod daily_free;
 pub mod error;
 pub mod expiry;
 pub mod input;

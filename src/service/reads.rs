@@ -1,7 +1,8 @@
 //! Reads: balance with its status bars, lots, history and purchases, each a bounded page.
 
-use crate::entity::{journal_entry, journal_line, lot, purchase};
+use crate::entity::{account, journal_entry, journal_line, lot, purchase};
 use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use crate::service::daily_free;
 use crate::service::{Ledger, ServiceError};
 use crate::store::{self, journal::HistoryFilter, lots};
 use chrono::{DateTime, Utc};
@@ -70,9 +71,13 @@ pub struct HistoryItem {
 }
 
 impl Ledger {
-    pub async fn balance(&self, account_id: i64, now: DateTime<Utc>) -> Result<BalanceView, ServiceError> {
-        let open = lots::open_for_account(&self.db, account_id).await?;
-        let rules: Vec<Lot> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+    /// The balance at `now`, with today's daily free credits as a virtual lot where due.
+    pub async fn balance(&self, account: &account::Model, now: DateTime<Utc>) -> Result<BalanceView, ServiceError> {
+        let open = lots::open_for_account(&self.db, account.id).await?;
+        let mut rules: Vec<Lot> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+        if let Some(virtual_lot) = daily_free::virtual_lot(&self.db, &self.program, account, &rules, now).await? {
+            rules.push(virtual_lot);
+        }
         Ok(balance_view(&rules, now))
     }
 

@@ -1,6 +1,7 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
 use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, Take, Validity, allocate, balance};
+use crate::service::daily_free;
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::posting::{self, EntryMeta};
@@ -83,9 +84,10 @@ impl Ledger {
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
         let hash = request_hash(&fields);
-        let (order, ttl) = (self.program.consumption_order.clone(), self.idempotency_ttl);
+        let (order, ttl, program) = (self.program.consumption_order.clone(), self.idempotency_ttl, self.program.clone());
         let stored = tx::write(&self.db, |txn| {
-            let (account, key, fields, hash, order) = (account.clone(), key.clone(), fields.clone(), hash.clone(), order.clone());
+            let (account, key, fields, hash, order, program) =
+                (account.clone(), key.clone(), fields.clone(), hash.clone(), order.clone(), program.clone());
             Box::pin(async move {
                 let allowed = |status: AccountStatus| status.may_be_charged_for(&fields.feature);
                 let (locked, keyed) = match keyed::open(
@@ -102,7 +104,8 @@ impl Ledger {
                     Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
                 let open = lots::open_for_account(txn, locked.id).await?;
-                let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+                let mut rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+                daily_free::materialize(txn, &program, &locked, &mut rules, now).await?;
                 let takes = match allocate(&rules, fields.amount, &order, now) {
                     Ok(takes) => takes,
                     Err(short) => {
