@@ -101,7 +101,9 @@ async fn carat_top_ups_expire_a_calendar_month_after_payment(backend: Backend) {
     app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-02-28T09:59:59.999999Z").unwrap().to_utc());
     assert_eq!(app.balance("fan").await, "5000");
     app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-02-28T10:00:00Z").unwrap().to_utc());
-    assert_eq!(app.balance("fan").await, "0", "expiry is exclusive");
+    // Expiry is exclusive; with the top-up gone, the free plan's daily free credits show.
+    let balance = app.gql(&app.service, "{ account(id: \"fan\") { balance { bars { source remaining } } } }", json!({})).await;
+    assert_eq!(balance["data"]["account"]["balance"]["bars"], json!([{ "source": "DAILY_FREE", "remaining": "100" }]));
 }
 
 on_both!(purchases_are_priced_then_paid_exactly_once, carat_top_ups_expire_a_calendar_month_after_payment);
