@@ -14,6 +14,7 @@ mod daily_free;
 mod expiry;
 mod history;
 mod limits;
+mod lucky;
 mod model;
 mod plans;
 mod purchases;

@@ -24,6 +24,7 @@ pub mod code {
     pub const REFUND_NOT_ALLOWED: &str = "REFUND_NOT_ALLOWED";
     pub const TOO_MANY_ATTEMPTS: &str = "TOO_MANY_ATTEMPTS";
     pub const FEATURE_DISABLED: &str = "FEATURE_DISABLED";
+    pub const NOT_ELIGIBLE: &str = "NOT_ELIGIBLE";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
@@ -69,6 +70,7 @@ impl ApiError {
                 ServiceError::RefundNotAllowed(_) => code::REFUND_NOT_ALLOWED,
                 ServiceError::TooManyAttempts(_) => code::TOO_MANY_ATTEMPTS,
                 ServiceError::FeatureDisabled(_) => code::FEATURE_DISABLED,
+                ServiceError::NotEligible(_) => code::NOT_ELIGIBLE,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },
@@ -141,6 +143,7 @@ mod tests {
         let refusal = crate::ledger::refund::RefundRefusal::WindowClosed;
         assert_eq!(code_of(ServiceError::RefundNotAllowed(refusal).into()), "REFUND_NOT_ALLOWED");
         assert_eq!(code_of(ServiceError::FeatureDisabled("x".into()).into()), "FEATURE_DISABLED");
+        assert_eq!(code_of(ServiceError::NotEligible("x".into()).into()), "NOT_ELIGIBLE");
         assert_eq!(
             code_of(ServiceError::AccountNotActive { status: crate::ledger::AccountStatus::Suspended, message: "x".into() }.into()),
             "ACCOUNT_NOT_ACTIVE"

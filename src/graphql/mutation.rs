@@ -111,6 +111,24 @@ pub struct CheckInPayload {
 }
 
 #[derive(InputObject)]
+pub struct ClaimLuckyCreditsInput {
+    pub account_id: ID,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ClaimLuckyCreditsPayload {
+    pub day: NaiveDate,
+    /// What was drawn.
+    pub amount: Decimal,
+    pub lot_id: ID,
+    pub sequence: ID,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The distribution it was drawn from, as recorded in the journal.
+    pub distribution: String,
+}
+
+#[derive(InputObject)]
 pub struct CreateCouponInput {
     /// 3 to 64 letters, digits, - or _; case-insensitive.
     pub code: String,
@@ -299,6 +317,22 @@ impl MutationRoot {
             sequence: ID(receipt.entry_id.to_string()),
             amount: credits(receipt.amount),
             expires_at: receipt.expires_at,
+        })
+    }
+
+    /// Claims today's lucky credits: a random amount up to the plan's maximum (paid subscribers,
+    /// once per UTC day, within the promotion's dates).
+    async fn claim_lucky_credits(&self, ctx: &Context<'_>, input: ClaimLuckyCreditsInput) -> ApiResult<ClaimLuckyCreditsPayload> {
+        require_account(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt = app.ledger.claim_lucky(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
+        Ok(ClaimLuckyCreditsPayload {
+            day: receipt.day,
+            amount: credits(receipt.amount),
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            expires_at: receipt.expires_at,
+            distribution: receipt.distribution,
         })
     }
 

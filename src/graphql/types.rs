@@ -148,6 +148,21 @@ impl Account {
         })
     }
 
+    /// Today's lucky credits: whether this account may claim, and what it claimed.
+    async fn lucky_credits(&self, ctx: &Context<'_>) -> ApiResult<LuckyCredits> {
+        let app = app(ctx);
+        let status = app.ledger.lucky_status(&self.0, app.clock.now()).await?;
+        Ok(LuckyCredits {
+            eligible: status.eligible,
+            reason: status.reason,
+            claimed_today: status.claimed_today.is_some(),
+            claimed: status.claimed_today.map(credits),
+            max_credits: status.max_credits.map(credits),
+            next_available_at: status.next_available_at,
+            promotion_ends_at: status.promotion_ends_at,
+        })
+    }
+
     /// Purchases, newest first: date, package, credits, amount.
     async fn purchases(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<Connection<String, Purchase>> {
         let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
@@ -505,4 +520,20 @@ impl Coupon {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+}
+
+#[derive(SimpleObject)]
+pub struct LuckyCredits {
+    /// A paid subscriber, within the promotion's dates.
+    pub eligible: bool,
+    /// Why not, when not eligible.
+    pub reason: Option<String>,
+    pub claimed_today: bool,
+    /// What today's claim drew.
+    pub claimed: Option<Decimal>,
+    /// The plan's maximum for one day's draw.
+    pub max_credits: Option<Decimal>,
+    /// Now, or the next 00:00 UTC once today's claim is made; null when not eligible.
+    pub next_available_at: Option<DateTime<Utc>>,
+    pub promotion_ends_at: Option<DateTime<Utc>>,
 }

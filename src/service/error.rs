@@ -26,6 +26,8 @@ pub enum ServiceError {
     TooManyAttempts(String),
     #[error("{0}")]
     FeatureDisabled(String),
+    #[error("{0}")]
+    NotEligible(String),
     #[error("the ledger is busy; try again")]
     Busy,
     #[error("internal error")]

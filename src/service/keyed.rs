@@ -29,6 +29,7 @@ pub enum Refusal {
     AlreadyClaimed { what: String },
     Coupon(CouponRefusal),
     Refund(RefundRefusal),
+    NotEligible { why: String },
 }
 
 impl From<Refusal> for ServiceError {
@@ -38,6 +39,7 @@ impl From<Refusal> for ServiceError {
             Refusal::AlreadyClaimed { what } => ServiceError::AlreadyClaimed(what),
             Refusal::Coupon(refusal) => ServiceError::Coupon(refusal),
             Refusal::Refund(refusal) => ServiceError::RefundNotAllowed(refusal),
+            Refusal::NotEligible { why } => ServiceError::NotEligible(why),
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);
                 ServiceError::AccountNotActive { status, message: refused_because(status).to_string() }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod expiry;
 pub mod input;
 pub mod keyed;
+pub mod lucky;
 pub mod plans;
 pub mod posting;
 pub mod purchases;
@@ -22,8 +23,10 @@ pub use clock::Clock;
 pub use error::ServiceError;
 
 use crate::program::Program;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use sea_orm::DatabaseConnection;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// How long an idempotency key's outcome is kept (domain.md §2: at least 30 days).
 pub const DEFAULT_IDEMPOTENCY_DAYS: i64 = 30;
@@ -34,10 +37,29 @@ pub struct Ledger {
     pub db: DatabaseConnection,
     pub program: Arc<Program>,
     pub idempotency_ttl: chrono::Duration,
+    /// Random draws (lucky credits, ad rewards): seeded from the OS, a cryptographically secure
+    /// generator; tests seed it to check distributions.
+    pub draws: Arc<Mutex<StdRng>>,
 }
 
 impl Ledger {
     pub fn new(db: DatabaseConnection, program: Arc<Program>) -> Ledger {
-        Ledger { db, program, idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS) }
+        Ledger {
+            db,
+            program,
+            idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS),
+            draws: Arc::new(Mutex::new(StdRng::from_os_rng())),
+        }
+    }
+
+    /// Replaces the generator with a seeded one: for tests only.
+    pub fn seed_draws(&self, seed: u64) {
+        *self.draws.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = StdRng::seed_from_u64(seed);
+    }
+
+    /// A draw from `distribution`, capped at `cap` whole credits.
+    pub(crate) fn draw(&self, distribution: &crate::ledger::draw::Distribution, cap: Option<u32>) -> crate::ledger::Credits {
+        let mut rng = self.draws.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        distribution.sample(&mut *rng, cap)
     }
 }

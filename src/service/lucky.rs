@@ -1,0 +1,137 @@
+//! Daily lucky credits (carat): paid subscribers claim, once per UTC day, a random amount up to
+//! their plan's maximum, valid 24 hours from claiming, only within the promotion's dates. The
+//! journal entry records what was drawn and from which distribution.
+
+use crate::entity::account;
+use crate::ledger::time::{day_of, next_day_start};
+use crate::ledger::{AccountStatus, Credits, LotClass, LotSource};
+use crate::program::{Lucky, Program};
+use crate::service::input::{ExternalId, IdempotencyKey};
+use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::posting::{self, EntryMeta};
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, idempotency::request_hash, lots};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+const KIND: &str = "lucky";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuckyStatus {
+    pub eligible: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+    pub claimed_today: Option<Credits>,
+    pub max_credits: Option<Credits>,
+    pub next_available_at: Option<DateTime<Utc>>,
+    pub promotion_ends_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LuckyReceipt {
+    pub day: NaiveDate,
+    pub amount: Credits,
+    pub lot_id: i64,
+    pub entry_id: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub distribution: String,
+}
+
+/// The promotion and the plan's maximum, or why this account cannot claim now.
+fn eligibility<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Result<(&'p Lucky, Credits), String> {
+    let lucky = program.lucky.as_ref().ok_or("this program has no lucky credits")?;
+    if lucky.starts_at.is_some_and(|start| now < start) {
+        return Err("the lucky-credit promotion has not started".into());
+    }
+    if now >= lucky.ends_at {
+        return Err("the lucky-credit promotion has ended".into());
+    }
+    match program.plan(&account.plan) {
+        Some(plan) if plan.paid => plan.lucky_max_credits.map(|max| (lucky, max)).ok_or_else(|| "this plan has no lucky credits".into()),
+        _ => Err("lucky credits are for paid subscribers".into()),
+    }
+}
+
+impl Ledger {
+    pub async fn lucky_status(&self, account: &account::Model, now: DateTime<Utc>) -> Result<LuckyStatus, ServiceError> {
+        let claim = store::claims::find(&self.db, account.id, KIND, &day_of(now).to_string()).await?;
+        let claimed_today = claim.map(|c| Credits::from_micros(c.amount_micros));
+        let (eligible, reason, max_credits) = match eligibility(&self.program, account, now) {
+            Ok((_, max)) => (true, None, Some(max)),
+            Err(why) => (false, Some(why), None),
+        };
+        Ok(LuckyStatus {
+            eligible,
+            reason,
+            next_available_at: eligible.then(|| if claimed_today.is_some() { next_day_start(now) } else { now }),
+            claimed_today,
+            max_credits,
+            promotion_ends_at: self.program.lucky.as_ref().map(|l| l.ends_at),
+        })
+    }
+
+    pub async fn claim_lucky(&self, account: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<LuckyReceipt, ServiceError> {
+        if self.program.lucky.is_none() {
+            return Err(ServiceError::FeatureDisabled("this program has no lucky credits".into()));
+        }
+        let account = ExternalId::parse(account)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let hash = request_hash(&KIND);
+        let ttl = self.idempotency_ttl;
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, hash, ledger) = (account.clone(), key.clone(), hash.clone(), self.clone());
+            Box::pin(async move {
+                let request = KeyedRequest { operation: "claim_lucky", key: key.as_str(), request_hash: hash };
+                let (locked, keyed) =
+                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
+                        Opened::Done(stored) => return Ok(stored),
+                        Opened::Fresh(locked, keyed) => (locked, keyed),
+                    };
+                let (lucky, max) = match eligibility(&ledger.program, &locked, now) {
+                    Ok(found) => found,
+                    Err(why) => {
+                        let refused = Stored::Refused(Refusal::NotEligible { why });
+                        keyed.remember(txn, &refused, now, ttl).await?;
+                        return Ok(refused);
+                    }
+                };
+                let day = day_of(now);
+                if store::claims::find(txn, locked.id, KIND, &day.to_string()).await?.is_some() {
+                    let refused = Stored::Refused(Refusal::AlreadyClaimed { what: format!("lucky credits already claimed on {day}") });
+                    keyed.remember(txn, &refused, now, ttl).await?;
+                    return Ok(refused);
+                }
+                let cap = u32::try_from(max.micros() / crate::ledger::amount::MICROS_PER_CREDIT).unwrap_or(u32::MAX);
+                let amount = ledger.draw(&lucky.distribution, Some(cap));
+                assert!(amount <= max, "a lucky draw never exceeds the plan's maximum");
+                let distribution = lucky.distribution.to_string();
+                let why = format!("lucky draw of {amount} from {distribution}, capped at {max}");
+                let lot = lots::NewLot {
+                    account_id: locked.id,
+                    class: LotClass::Promotional,
+                    source: LotSource::Lucky,
+                    amount,
+                    granted_at: now,
+                    expires_at: lucky.validity.expires_at(now),
+                    origin_kind: Some(KIND),
+                    origin_id: Some(day.to_string()),
+                };
+                let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_lucky", now) };
+                let (lot, entry) = posting::credit(txn, lot, meta).await?;
+                store::claims::insert(txn, locked.id, KIND, &day.to_string(), Some(lot.id), amount.micros(), now).await?;
+                let done = Stored::Done(LuckyReceipt {
+                    day,
+                    amount,
+                    lot_id: lot.id,
+                    entry_id: entry.id,
+                    expires_at: lot.expires_at,
+                    distribution,
+                });
+                keyed.remember(txn, &done, now, ttl).await?;
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+}
