@@ -1,5 +1,6 @@
 //! Startup shared by `main` and the tests: connect, migrate, build the schema and the router.
 
+use crate::ads::{AdVerifier, HmacSha256Verifier};
 use crate::auth::AuthKeys;
 use crate::config::Config;
 use crate::graphql::{AppData, schema_builder};
@@ -15,6 +16,8 @@ pub struct Settings {
     pub bind: String,
     pub clock: Clock,
     pub idempotency_days: u32,
+    /// The shared secret ad networks sign their callbacks with.
+    pub ad_secret: Option<Vec<u8>>,
 }
 
 impl Settings {
@@ -26,6 +29,7 @@ impl Settings {
             bind: config.bind.clone(),
             clock: Clock::System,
             idempotency_days: config.idempotency_days,
+            ad_secret: config.ad_secret.as_ref().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
         })
     }
 }
@@ -41,8 +45,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     crate::db::migrate(&db).await?;
     let mut ledger = Ledger::new(db.clone(), Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
-    let schema = schema_builder().data(AppData { ledger: ledger.clone(), clock: settings.clock }).finish();
-    let state = HttpState { schema, auth: Arc::new(AuthKeys::new(&settings.auth_secret)), db };
+    let schema = schema_builder().data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() }).finish();
+    let ads = settings.ad_secret.as_deref().map(|secret| Arc::new(HmacSha256Verifier::new(secret)) as Arc<dyn AdVerifier>);
+    let state =
+        HttpState { schema, auth: Arc::new(AuthKeys::new(&settings.auth_secret)), db, ledger: ledger.clone(), clock: settings.clock, ads };
     let app = Application::bind(&settings.bind, state).await?;
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");
     Ok((app, ledger))

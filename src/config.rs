@@ -8,6 +8,7 @@
 //! | token secret  | `auth_secret`   | `CREDITS_AUTH_SECRET` | generated beside a SQLite file   |
 //! | data dir      | `data_dir`      | `CREDITS_DATA_DIR`    | `data`                           |
 //! | key retention | `idempotency_days` | `CREDITS_IDEMPOTENCY_DAYS` | 30                         |
+//! | ad callbacks  | `ad_secret`     | `CREDITS_AD_SECRET`   | none: the callback answers 503   |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -25,6 +26,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// How long an idempotency key's outcome is kept; domain.md §2 asks for at least 30 days.
     pub idempotency_days: u32,
+    /// The secret ad networks sign their server-side callbacks with (HMAC-SHA256).
+    pub ad_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             auth_secret: None,
             data_dir: PathBuf::from("data"),
             idempotency_days: crate::service::DEFAULT_IDEMPOTENCY_DAYS as u32,
+            ad_secret: None,
         }
     }
 }
@@ -67,7 +71,7 @@ impl Config {
         }
         figment = figment
             .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
-            .merge(Env::prefixed("CREDITS_").only(&["BIND", "PROGRAM", "AUTH_SECRET", "DATA_DIR", "IDEMPOTENCY_DAYS"]));
+            .merge(Env::prefixed("CREDITS_").only(&["BIND", "PROGRAM", "AUTH_SECRET", "DATA_DIR", "IDEMPOTENCY_DAYS", "AD_SECRET"]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !(1..=3650).contains(&config.idempotency_days) {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));

@@ -1,11 +1,13 @@
 //! The axum router: GraphQL at `/graphql` (GraphiQL on GET), `/health`, request limits.
 
+use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
 use crate::graphql::error::code;
 use crate::graphql::{Authentication, CreditsSchema};
+use crate::service::{Clock, Ledger, ServiceError};
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
@@ -26,12 +28,17 @@ pub struct HttpState {
     pub schema: CreditsSchema,
     pub auth: Arc<AuthKeys>,
     pub db: DatabaseConnection,
+    pub ledger: Ledger,
+    pub clock: Clock,
+    /// Verifies ad networks' server-side callbacks; none when no secret is configured.
+    pub ads: Option<Arc<dyn AdVerifier>>,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/health", get(health))
+        .route("/callbacks/ads", get(ad_callback))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -50,6 +57,33 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, request: Gr
         }
     }
     response.into()
+}
+
+/// The ad network's server-side verification callback. Networks retry until they get a 200, so
+/// a repeated callback answers 200 too; a bad signature is 403 and never retried into success.
+async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) -> impl IntoResponse {
+    let reply = |status: StatusCode, message: &str| (status, Json(serde_json::json!({ "status": message })));
+    let Some(verifier) = &state.ads else {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "ad verification is not configured");
+    };
+    let reward = match verifier.verify(query.as_deref().unwrap_or_default()) {
+        Ok(reward) => reward,
+        Err(e @ (AdError::Unsigned | AdError::BadSignature)) => {
+            tracing::warn!(error = %e, "ad callback refused");
+            return reply(StatusCode::FORBIDDEN, "invalid signature");
+        }
+        Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    match state.ledger.record_verified_ad(&reward, state.clock.now()).await {
+        Ok(true) => reply(StatusCode::OK, "recorded"),
+        Ok(false) => reply(StatusCode::OK, "duplicate"),
+        Err(ServiceError::BadInput(message)) => reply(StatusCode::BAD_REQUEST, &message),
+        Err(ServiceError::NotFound(_)) => reply(StatusCode::NOT_FOUND, "unknown account"),
+        Err(e) => {
+            tracing::error!(error = ?e, "ad callback failed");
+            reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
 }
 
 async fn graphiql() -> impl IntoResponse {

@@ -3,6 +3,7 @@
 //! `ledger` holds the rules with no I/O; `store` the queries; `service` the use cases;
 //! `graphql` and `http` the thin transport around them.
 
+pub mod ads;
 pub mod app;
 pub mod audit;
 pub mod auth;

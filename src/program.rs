@@ -56,6 +56,8 @@ struct ProgramFile {
     first_purchase_bonus: Option<BonusFile>,
     #[serde(default)]
     lucky: Option<LuckyFile>,
+    #[serde(default)]
+    ad_rewards: Option<AdRewardsFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -125,6 +127,35 @@ struct LuckyFile {
     /// Capped by each plan's `lucky_max_credits`.
     distribution: Distribution,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdRewardsFile {
+    mode: AdMode,
+    validity: Validity,
+    daily_cap: u32,
+    distribution: Distribution,
+}
+
+/// How a free user earns a random reward once out of credits: by watching an ad (the network's
+/// server-side callback must verify it) or by tapping a button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdMode {
+    Ad,
+    Button,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdRewards {
+    pub mode: AdMode,
+    pub validity: Validity,
+    pub daily_cap: u32,
+    pub distribution: Distribution,
+}
+
+/// The most ad rewards a program may allow per account and day.
+pub const MAX_AD_REWARDS_PER_DAY: u32 = 100;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +242,7 @@ pub struct Program {
     pub refunds: Refunds,
     pub first_purchase_bonus: Option<FirstPurchaseBonus>,
     pub lucky: Option<Lucky>,
+    pub ad_rewards: Option<AdRewards>,
 }
 
 impl Program {
@@ -304,6 +336,16 @@ impl Program {
             }
             None => None,
         };
+        let ad_rewards = match file.ad_rewards {
+            Some(a) => {
+                a.distribution.validate().map_err(|e| invalid(format!("ad_rewards: {e}")))?;
+                if !(1..=MAX_AD_REWARDS_PER_DAY).contains(&a.daily_cap) {
+                    return Err(invalid(format!("ad_rewards.daily_cap must be 1 to {MAX_AD_REWARDS_PER_DAY}")));
+                }
+                Some(AdRewards { mode: a.mode, validity: a.validity, daily_cap: a.daily_cap, distribution: a.distribution })
+            }
+            None => None,
+        };
         let plan_credits = file.plan_credits.map(|p| PlanCredits { source: p.source, class: p.class, period: p.period });
         if plan_credits.is_none() && plans.iter().any(|p| p.monthly_credits.is_some()) {
             return Err(invalid("plans have monthly_credits but [plan_credits] does not say how they are granted".into()));
@@ -324,6 +366,7 @@ impl Program {
             refunds,
             first_purchase_bonus,
             lucky,
+            ad_rewards,
         })
     }
 
@@ -384,6 +427,8 @@ mod tests {
         let lucky = carat.lucky.unwrap();
         assert_eq!(lucky.ends_at.to_rfc3339(), "2026-05-01T00:00:00+00:00", "until the end of 2026-04-30, UTC");
         assert_eq!(lucky.validity, Validity::Hours(24));
+        let ads = carat.ad_rewards.unwrap();
+        assert_eq!((ads.mode, ads.validity), (AdMode::Ad, Validity::Days(3)));
         assert_eq!(archipelag.check_in, None);
     }
 

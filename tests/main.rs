@@ -4,6 +4,7 @@
 mod support;
 
 mod accounts;
+mod ad_rewards;
 mod audit;
 mod auth;
 mod checkin;

@@ -7,6 +7,7 @@ mod m20261123_000001_create_ledger;
 mod m20261123_000002_create_claims_and_coupons;
 mod m20261123_000003_add_accounts_plan_since;
 mod m20261123_000004_create_refunds_and_outbox;
+mod m20261123_000005_create_ad_rewards;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_create_claims_and_coupons::Migration),
             Box::new(m20261123_000003_add_accounts_plan_since::Migration),
             Box::new(m20261123_000004_create_refunds_and_outbox::Migration),
+            Box::new(m20261123_000005_create_ad_rewards::Migration),
         ]
     }
 }

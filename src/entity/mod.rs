@@ -1,6 +1,7 @@
 //! sea-orm entities, one per table. Nothing here knows about GraphQL or the rules.
 
 pub mod account;
+pub mod ad_reward;
 pub mod claim;
 pub mod coupon;
 pub mod coupon_failure;

@@ -25,6 +25,7 @@ pub mod code {
     pub const TOO_MANY_ATTEMPTS: &str = "TOO_MANY_ATTEMPTS";
     pub const FEATURE_DISABLED: &str = "FEATURE_DISABLED";
     pub const NOT_ELIGIBLE: &str = "NOT_ELIGIBLE";
+    pub const DAILY_LIMIT_REACHED: &str = "DAILY_LIMIT_REACHED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
@@ -71,6 +72,7 @@ impl ApiError {
                 ServiceError::TooManyAttempts(_) => code::TOO_MANY_ATTEMPTS,
                 ServiceError::FeatureDisabled(_) => code::FEATURE_DISABLED,
                 ServiceError::NotEligible(_) => code::NOT_ELIGIBLE,
+                ServiceError::LimitReached(_) => code::DAILY_LIMIT_REACHED,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },
@@ -144,6 +146,7 @@ mod tests {
         assert_eq!(code_of(ServiceError::RefundNotAllowed(refusal).into()), "REFUND_NOT_ALLOWED");
         assert_eq!(code_of(ServiceError::FeatureDisabled("x".into()).into()), "FEATURE_DISABLED");
         assert_eq!(code_of(ServiceError::NotEligible("x".into()).into()), "NOT_ELIGIBLE");
+        assert_eq!(code_of(ServiceError::LimitReached("x".into()).into()), "DAILY_LIMIT_REACHED");
         assert_eq!(
             code_of(ServiceError::AccountNotActive { status: crate::ledger::AccountStatus::Suspended, message: "x".into() }.into()),
             "ACCOUNT_NOT_ACTIVE"

@@ -116,8 +116,9 @@ pub struct ClaimLuckyCreditsInput {
     pub idempotency_key: String,
 }
 
+/// A random amount of credits drawn server-side (lucky credits, ad rewards).
 #[derive(SimpleObject)]
-pub struct ClaimLuckyCreditsPayload {
+pub struct RandomCreditsPayload {
     pub day: NaiveDate,
     /// What was drawn.
     pub amount: Decimal,
@@ -126,6 +127,14 @@ pub struct ClaimLuckyCreditsPayload {
     pub expires_at: Option<DateTime<Utc>>,
     /// The distribution it was drawn from, as recorded in the journal.
     pub distribution: String,
+}
+
+#[derive(InputObject)]
+pub struct ClaimAdRewardInput {
+    pub account_id: ID,
+    /// The ad network's transaction id of the verified ad (ad mode); none in button mode.
+    pub transaction_id: Option<String>,
+    pub idempotency_key: String,
 }
 
 #[derive(InputObject)]
@@ -322,11 +331,28 @@ impl MutationRoot {
 
     /// Claims today's lucky credits: a random amount up to the plan's maximum (paid subscribers,
     /// once per UTC day, within the promotion's dates).
-    async fn claim_lucky_credits(&self, ctx: &Context<'_>, input: ClaimLuckyCreditsInput) -> ApiResult<ClaimLuckyCreditsPayload> {
+    async fn claim_lucky_credits(&self, ctx: &Context<'_>, input: ClaimLuckyCreditsInput) -> ApiResult<RandomCreditsPayload> {
         require_account(ctx, &input.account_id)?;
         let app = app(ctx);
         let receipt = app.ledger.claim_lucky(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
-        Ok(ClaimLuckyCreditsPayload {
+        Ok(RandomCreditsPayload {
+            day: receipt.day,
+            amount: credits(receipt.amount),
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            expires_at: receipt.expires_at,
+            distribution: receipt.distribution,
+        })
+    }
+
+    /// Redeems a verified ad view (or a button tap, where the program says so) for random
+    /// credits: free-plan accounts whose free and other credits are used up, up to a daily cap.
+    async fn claim_ad_reward(&self, ctx: &Context<'_>, input: ClaimAdRewardInput) -> ApiResult<RandomCreditsPayload> {
+        require_account(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt =
+            app.ledger.claim_ad_reward(&input.account_id, input.transaction_id.as_deref(), &input.idempotency_key, app.clock.now()).await?;
+        Ok(RandomCreditsPayload {
             day: receipt.day,
             amount: credits(receipt.amount),
             lot_id: ID(receipt.lot_id.to_string()),

@@ -28,6 +28,8 @@ pub enum ServiceError {
     FeatureDisabled(String),
     #[error("{0}")]
     NotEligible(String),
+    #[error("{0}")]
+    LimitReached(String),
     #[error("the ledger is busy; try again")]
     Busy,
     #[error("internal error")]

@@ -30,6 +30,7 @@ pub enum Refusal {
     Coupon(CouponRefusal),
     Refund(RefundRefusal),
     NotEligible { why: String },
+    LimitReached { what: String },
 }
 
 impl From<Refusal> for ServiceError {
@@ -40,6 +41,7 @@ impl From<Refusal> for ServiceError {
             Refusal::Coupon(refusal) => ServiceError::Coupon(refusal),
             Refusal::Refund(refusal) => ServiceError::RefundNotAllowed(refusal),
             Refusal::NotEligible { why } => ServiceError::NotEligible(why),
+            Refusal::LimitReached { what } => ServiceError::LimitReached(what),
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);
                 ServiceError::AccountNotActive { status, message: refused_because(status).to_string() }

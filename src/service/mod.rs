@@ -2,6 +2,7 @@
 //! transaction each.
 
 pub mod accounts;
+pub mod ad_rewards;
 pub mod checkin;
 pub mod clock;
 pub mod coupons;

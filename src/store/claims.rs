@@ -46,3 +46,14 @@ pub async fn recent_periods(conn: &impl ConnectionTrait, account_id: i64, kind: 
         .all(conn)
         .await
 }
+
+/// How many periods of `kind` starting with `prefix` (e.g. one day's "2026-11-23#n") are claimed.
+pub async fn count_with_prefix(conn: &impl ConnectionTrait, account_id: i64, kind: &str, prefix: &str) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    claim::Entity::find()
+        .filter(claim::Column::AccountId.eq(account_id))
+        .filter(claim::Column::Kind.eq(kind))
+        .filter(claim::Column::Period.starts_with(prefix))
+        .count(conn)
+        .await
+}

@@ -2,6 +2,7 @@
 //! runs inside a transaction or outside one; transactions and retries are the service's job.
 
 pub mod accounts;
+pub mod ad_rewards;
 pub mod claims;
 pub mod coupons;
 pub mod idempotency;

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 pub const LEDGER_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ledger.toml");
 
+pub const AD_SECRET: &[u8] = b"ad-network-test-secret";
+
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +134,7 @@ impl TestApp {
             bind: "127.0.0.1:0".to_string(),
             clock: clock.clone(),
             idempotency_days: 30,
+            ad_secret: Some(AD_SECRET.to_vec()),
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());

@@ -1,0 +1,150 @@
+//! Ad-rewarded random credits (carat): a free-plan account that has used up the day's free
+//! credits and has nothing else earns a random amount by watching an ad (or tapping a button,
+//! where the program says so), up to a daily cap.
+//!
+//! In ad mode the network's server-side callback is verified first (`record_verified_ad`, from
+//! the HTTP endpoint); the app's claim then redeems that verified reward, once.
+
+use crate::ads::VerifiedReward;
+use crate::ledger::time::day_of;
+use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, balance};
+use crate::program::AdMode;
+use crate::service::input::{ExternalId, IdempotencyKey};
+use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::posting::{self, EntryMeta};
+use crate::service::{Ledger, ServiceError, daily_free, tx};
+use crate::store::{self, idempotency::request_hash, is_unique_violation, lots};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+const KIND: &str = "ad_reward";
+/// The network's name in stored rewards: the one verifier shipped signs with HMAC-SHA256.
+pub const NETWORK: &str = "hmac";
+/// How old a callback may be when it arrives, and how far ahead of our clock.
+pub const CALLBACK_MAX_AGE_MINUTES: i64 = 60;
+pub const CALLBACK_MAX_SKEW_MINUTES: i64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdRewardReceipt {
+    pub day: NaiveDate,
+    pub amount: Credits,
+    pub lot_id: i64,
+    pub entry_id: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub distribution: String,
+}
+
+impl Ledger {
+    /// Records a verified ad view; a repeated callback for the same transaction is a no-op.
+    /// Returns whether it was new.
+    pub async fn record_verified_ad(&self, reward: &VerifiedReward, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+        let account = ExternalId::parse(&reward.account)?;
+        let completed = DateTime::from_timestamp(reward.timestamp, 0).ok_or_else(|| ServiceError::bad_input("timestamp out of range"))?;
+        if completed < now - Duration::minutes(CALLBACK_MAX_AGE_MINUTES) || completed > now + Duration::minutes(CALLBACK_MAX_SKEW_MINUTES) {
+            return Err(ServiceError::bad_input("the callback is stale or from the future"));
+        }
+        self.account(account.as_str()).await?;
+        match store::ad_rewards::insert(&self.db, NETWORK, &reward.transaction_id, account.as_str(), now).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_unique_violation(&e) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn claim_ad_reward(
+        &self,
+        account: &str,
+        transaction_id: Option<&str>,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AdRewardReceipt, ServiceError> {
+        let rule = self.program.ad_rewards.clone().ok_or_else(|| ServiceError::FeatureDisabled("this program has no ad rewards".into()))?;
+        let account = ExternalId::parse(account)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let transaction_id = match (rule.mode, transaction_id) {
+            (AdMode::Ad, Some(id)) if !id.is_empty() && id.len() <= 128 => Some(id.to_string()),
+            (AdMode::Ad, _) => return Err(ServiceError::bad_input("transactionId: the verified ad's transaction id, 1 to 128 characters")),
+            (AdMode::Button, None) => None,
+            (AdMode::Button, Some(_)) => return Err(ServiceError::bad_input("this program rewards a button, not an ad: no transactionId")),
+        };
+        let hash = request_hash(&transaction_id);
+        let ttl = self.idempotency_ttl;
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, hash, ledger, rule, transaction_id) =
+                (account.clone(), key.clone(), hash.clone(), self.clone(), rule.clone(), transaction_id.clone());
+            Box::pin(async move {
+                let request = KeyedRequest { operation: "claim_ad_reward", key: key.as_str(), request_hash: hash };
+                let (locked, keyed) =
+                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
+                        Opened::Done(stored) => return Ok(stored),
+                        Opened::Fresh(locked, keyed) => (locked, keyed),
+                    };
+                let keyed = &keyed;
+                let refuse = |refusal| async move {
+                    let refused = Stored::Refused(refusal);
+                    keyed.remember(txn, &refused, now, ttl).await?;
+                    Ok::<_, ServiceError>(refused)
+                };
+                let plan = ledger.program.plan(&locked.plan);
+                if plan.is_none_or(|p| p.paid) {
+                    return refuse(Refusal::NotEligible { why: "ad rewards are for free-plan accounts".into() }).await;
+                }
+                let open = lots::open_for_account(txn, locked.id).await?;
+                let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+                let virtual_free = daily_free::virtual_lot(txn, &ledger.program, &locked, &rules, now).await?;
+                if !balance(&rules, now).is_zero() || virtual_free.is_some() {
+                    return refuse(Refusal::NotEligible {
+                        why: "the day's free credits and all other credits must be used up first".into(),
+                    })
+                    .await;
+                }
+                let day = day_of(now);
+                let claimed_today = store::claims::count_with_prefix(txn, locked.id, KIND, &format!("{day}#")).await?;
+                if claimed_today >= u64::from(rule.daily_cap) {
+                    return refuse(Refusal::LimitReached { what: format!("today's {} ad rewards are claimed", rule.daily_cap) }).await;
+                }
+                if let Some(transaction_id) = &transaction_id {
+                    // Not found is not the key's outcome: the network's callback may still be on
+                    // its way, and the app retries with the same key.
+                    let not_found = || ServiceError::NotFound(format!("no verified ad {transaction_id:?} for this account yet"));
+                    let verified = store::ad_rewards::find(txn, NETWORK, transaction_id).await?.ok_or_else(not_found)?;
+                    if verified.account_external_id != account.as_str() {
+                        return Err(not_found());
+                    }
+                    if !store::ad_rewards::mark_claimed(txn, verified.id, now).await? {
+                        return refuse(Refusal::AlreadyClaimed { what: format!("ad {transaction_id:?} was already rewarded") }).await;
+                    }
+                }
+                let amount = ledger.draw(&rule.distribution, None);
+                let distribution = rule.distribution.to_string();
+                let why = format!("ad reward of {amount} from {distribution}");
+                let lot = lots::NewLot {
+                    account_id: locked.id,
+                    class: LotClass::Promotional,
+                    source: LotSource::AdReward,
+                    amount,
+                    granted_at: now,
+                    expires_at: rule.validity.expires_at(now),
+                    origin_kind: Some(KIND),
+                    origin_id: transaction_id.clone().or_else(|| Some(day.to_string())),
+                };
+                let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_ad_reward", now) };
+                let (lot, entry) = posting::credit(txn, lot, meta).await?;
+                let period = format!("{day}#{}", claimed_today + 1);
+                store::claims::insert(txn, locked.id, KIND, &period, Some(lot.id), amount.micros(), now).await?;
+                let done = Stored::Done(AdRewardReceipt {
+                    day,
+                    amount,
+                    lot_id: lot.id,
+                    entry_id: entry.id,
+                    expires_at: lot.expires_at,
+                    distribution,
+                });
+                keyed.remember(txn, &done, now, ttl).await?;
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+}

@@ -1,0 +1,43 @@
+use crate::entity::ad_reward;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    network: &str,
+    transaction_id: &str,
+    account: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    ad_reward::ActiveModel {
+        network: Set(network.to_string()),
+        transaction_id: Set(transaction_id.to_string()),
+        account_external_id: Set(account.to_string()),
+        verified_at: Set(now),
+        claimed_at: Set(None),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find(conn: &impl ConnectionTrait, network: &str, transaction_id: &str) -> Result<Option<ad_reward::Model>, DbErr> {
+    ad_reward::Entity::find()
+        .filter(ad_reward::Column::Network.eq(network))
+        .filter(ad_reward::Column::TransactionId.eq(transaction_id))
+        .one(conn)
+        .await
+}
+
+/// Marks a verified reward claimed; false if it already was.
+pub async fn mark_claimed(conn: &impl ConnectionTrait, id: i64, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    let result = ad_reward::Entity::update_many()
+        .col_expr(ad_reward::Column::ClaimedAt, Expr::value(now))
+        .filter(ad_reward::Column::Id.eq(id))
+        .filter(ad_reward::Column::ClaimedAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
