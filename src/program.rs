@@ -58,6 +58,8 @@ struct ProgramFile {
     lucky: Option<LuckyFile>,
     #[serde(default)]
     ad_rewards: Option<AdRewardsFile>,
+    #[serde(default)]
+    referrals: Option<ReferralsFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +128,30 @@ struct LuckyFile {
     validity: Validity,
     /// Capped by each plan's `lucky_max_credits`.
     distribution: Distribution,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferralsFile {
+    sign_up_credits: Decimal,
+    purchase_credits: Decimal,
+    /// The friend's first purchase must be at least this much money.
+    minimum_purchase_minor: i64,
+    hold: Validity,
+    validity: Validity,
+    max_per_referrer: u32,
+}
+
+/// Referrals: both sides get credits at sign-up, and more when the friend's first purchase is
+/// large enough, after a hold period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referrals {
+    pub sign_up_credits: Credits,
+    pub purchase_credits: Credits,
+    pub minimum_purchase_minor: i64,
+    pub hold: Validity,
+    pub validity: Validity,
+    pub max_per_referrer: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -243,6 +269,7 @@ pub struct Program {
     pub first_purchase_bonus: Option<FirstPurchaseBonus>,
     pub lucky: Option<Lucky>,
     pub ad_rewards: Option<AdRewards>,
+    pub referrals: Option<Referrals>,
 }
 
 impl Program {
@@ -346,6 +373,22 @@ impl Program {
             }
             None => None,
         };
+        let referrals = match file.referrals {
+            Some(r) => {
+                if r.minimum_purchase_minor < 0 || r.max_per_referrer == 0 {
+                    return Err(invalid("referrals: minimum_purchase_minor >= 0 and max_per_referrer >= 1".into()));
+                }
+                Some(Referrals {
+                    sign_up_credits: credits("referrals.sign_up_credits", r.sign_up_credits)?,
+                    purchase_credits: credits("referrals.purchase_credits", r.purchase_credits)?,
+                    minimum_purchase_minor: r.minimum_purchase_minor,
+                    hold: r.hold,
+                    validity: r.validity,
+                    max_per_referrer: r.max_per_referrer,
+                })
+            }
+            None => None,
+        };
         let plan_credits = file.plan_credits.map(|p| PlanCredits { source: p.source, class: p.class, period: p.period });
         if plan_credits.is_none() && plans.iter().any(|p| p.monthly_credits.is_some()) {
             return Err(invalid("plans have monthly_credits but [plan_credits] does not say how they are granted".into()));
@@ -367,6 +410,7 @@ impl Program {
             first_purchase_bonus,
             lucky,
             ad_rewards,
+            referrals,
         })
     }
 
@@ -427,6 +471,9 @@ mod tests {
         let lucky = carat.lucky.unwrap();
         assert_eq!(lucky.ends_at.to_rfc3339(), "2026-05-01T00:00:00+00:00", "until the end of 2026-04-30, UTC");
         assert_eq!(lucky.validity, Validity::Hours(24));
+        let referrals = arkain.referrals.clone().unwrap();
+        assert_eq!((referrals.sign_up_credits, referrals.purchase_credits), (Credits::from_whole(300), Credits::from_whole(600)));
+        assert_eq!((referrals.minimum_purchase_minor, referrals.hold, referrals.max_per_referrer), (1000, Validity::Days(7), 10));
         let ads = carat.ad_rewards.unwrap();
         assert_eq!((ads.mode, ads.validity), (AdMode::Ad, Validity::Days(3)));
         assert_eq!(archipelag.check_in, None);

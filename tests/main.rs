@@ -19,6 +19,7 @@ mod lucky;
 mod model;
 mod plans;
 mod purchases;
+mod referrals;
 mod refunds;
 mod schema;
 mod spending;

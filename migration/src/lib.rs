@@ -8,6 +8,7 @@ mod m20261123_000002_create_claims_and_coupons;
 mod m20261123_000003_add_accounts_plan_since;
 mod m20261123_000004_create_refunds_and_outbox;
 mod m20261123_000005_create_ad_rewards;
+mod m20261123_000006_create_referrals;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_add_accounts_plan_since::Migration),
             Box::new(m20261123_000004_create_refunds_and_outbox::Migration),
             Box::new(m20261123_000005_create_ad_rewards::Migration),
+            Box::new(m20261123_000006_create_referrals::Migration),
         ]
     }
 }

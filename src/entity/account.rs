@@ -16,6 +16,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When the current plan started: the anchor of its subscription periods.
     pub plan_since: Option<DateTimeUtc>,
+    /// The code this account's friends sign up with, where the program has referrals.
+    pub referral_code: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

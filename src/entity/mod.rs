@@ -12,3 +12,4 @@ pub mod journal_line;
 pub mod lot;
 pub mod outbox;
 pub mod purchase;
+pub mod referral;

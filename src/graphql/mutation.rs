@@ -20,6 +20,8 @@ pub struct CreateAccountInput {
     pub external_id: ID,
     /// A plan code of the program; the program's default when omitted.
     pub plan: Option<String>,
+    /// A friend's referral code, where the program has referrals.
+    pub referral_code: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -27,6 +29,8 @@ pub struct CreateAccountPayload {
     pub account: Account,
     /// False when the account already existed: the call is idempotent on the external id.
     pub created: bool,
+    /// Whether a given referral code counted (false once the referrer has reached the cap).
+    pub referral_accepted: Option<bool>,
 }
 
 #[derive(InputObject)]
@@ -220,8 +224,11 @@ impl MutationRoot {
     async fn create_account(&self, ctx: &Context<'_>, input: CreateAccountInput) -> ApiResult<CreateAccountPayload> {
         require_service(ctx)?;
         let app = app(ctx);
-        let (account, created) = app.ledger.create_account(&input.external_id, input.plan.as_deref(), app.clock.now()).await?;
-        Ok(CreateAccountPayload { account: Account(account), created })
+        let (account, created, referral_accepted) = app
+            .ledger
+            .create_referred_account(&input.external_id, input.plan.as_deref(), input.referral_code.as_deref(), app.clock.now())
+            .await?;
+        Ok(CreateAccountPayload { account: Account(account), created, referral_accepted })
     }
 
     /// Moves an account to another plan (service, after payment; a user never changes its own

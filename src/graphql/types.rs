@@ -89,6 +89,14 @@ impl Account {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// The code friends sign up with, where the program has referrals.
+    async fn referral_code(&self) -> Option<&str> {
+        self.0.referral_code.as_deref()
+    }
+    /// How many friends signed up with this account's code.
+    async fn referral_count(&self, ctx: &Context<'_>) -> ApiResult<i64> {
+        Ok(app(ctx).ledger.referral_count(self.0.id).await? as i64)
+    }
 
     /// Credits spendable now, with a status bar per source. Expired lots never count, even
     /// before the worker has written them off.

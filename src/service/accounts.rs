@@ -15,6 +15,19 @@ impl Ledger {
         plan: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<(account::Model, bool), ServiceError> {
+        let (account, created, _) = self.create_referred_account(external_id, plan, None, now).await?;
+        Ok((account, created))
+    }
+
+    /// `create_account` with a friend's referral code; also says whether the code was accepted
+    /// (`None` without a code, or when the account already existed).
+    pub async fn create_referred_account(
+        &self,
+        external_id: &str,
+        plan: Option<&str>,
+        referral_code: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(account::Model, bool, Option<bool>), ServiceError> {
         let external_id = ExternalId::parse(external_id)?;
         if let Some(plan) = plan
             && self.program.plan(plan).is_none()
@@ -22,9 +35,10 @@ impl Ledger {
             return Err(ServiceError::bad_input(format!("unknown plan {plan:?}")));
         }
         let plan = plan.unwrap_or(&self.program.default_plan).to_string();
-        let program = self.program.clone();
+        let (program, referral_code) = (self.program.clone(), referral_code.map(str::to_string));
         tx::write(&self.db, |txn| {
-            let (external_id, plan, program) = (external_id.clone(), plan.clone(), program.clone());
+            let (external_id, plan, program, ledger, referral_code) =
+                (external_id.clone(), plan.clone(), program.clone(), self.clone(), referral_code.clone());
             Box::pin(async move {
                 if let Some(existing) = store::accounts::by_external_id(txn, external_id.as_str()).await? {
                     if existing.plan != plan {
@@ -34,7 +48,7 @@ impl Ledger {
                             existing.plan
                         )));
                     }
-                    return Ok((existing, false));
+                    return Ok((existing, false, None));
                 }
                 let account = store::accounts::insert(txn, external_id.as_str(), &plan, now).await?;
                 if let Some(grant) = &program.sign_up_grant {
@@ -51,9 +65,11 @@ impl Ledger {
                     posting::credit(txn, lot, EntryMeta { reason: Some("sign-up grant"), ..EntryMeta::now("sign_up", now) }).await?;
                 }
                 crate::service::plans::grant_period_credits(txn, &program, &account, now).await?;
+                let referral_accepted =
+                    crate::service::referrals::on_sign_up(txn, &program, &ledger, account.clone(), referral_code.as_deref(), now).await?;
                 let account = store::accounts::by_id(txn, account.id).await?.ok_or_else(|| anyhow::anyhow!("account vanished"))?;
                 tracing::info!(account.id = account.id, account.plan = %account.plan, "account created");
-                Ok((account, true))
+                Ok((account, true, referral_accepted))
             })
         })
         .await

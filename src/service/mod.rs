@@ -16,6 +16,7 @@ pub mod plans;
 pub mod posting;
 pub mod purchases;
 pub mod reads;
+pub mod referrals;
 pub mod refunds;
 pub mod spending;
 pub mod tx;

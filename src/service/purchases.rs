@@ -139,10 +139,10 @@ impl Ledger {
             )));
         }
 
-        let (validity, bonus) = (self.program.purchased_validity, self.program.first_purchase_bonus);
+        let (validity, bonus, program) = (self.program.purchased_validity, self.program.first_purchase_bonus, self.program.clone());
         let reference = payment_reference.to_string();
         tx::write(&self.db, |txn| {
-            let reference = reference.clone();
+            let (reference, program) = (reference.clone(), program.clone());
             Box::pin(async move {
                 let not_found = || ServiceError::NotFound(format!("no purchase {purchase_id}"));
                 let pending = store::purchases::by_id(txn, purchase_id).await?.ok_or_else(not_found)?;
@@ -184,8 +184,12 @@ impl Ledger {
                 let meta =
                     EntryMeta { idempotency_key: Some(&reference), reason: Some("purchase"), ..EntryMeta::now("confirm_purchase", now) };
                 let (lot, _) = posting::credit(txn, lot, meta).await?;
+                let first_purchase = store::purchases::count_paid(txn, account.id).await? == 0;
+                if first_purchase {
+                    crate::service::referrals::on_first_purchase(txn, &program, &pending, now).await?;
+                }
                 if let Some(bonus) = bonus
-                    && store::purchases::count_paid(txn, account.id).await? == 0
+                    && first_purchase
                 {
                     let percent = bonus.percent / rust_decimal::Decimal::ONE_HUNDRED;
                     let amount =

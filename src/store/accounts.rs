@@ -27,6 +27,7 @@ pub async fn insert(conn: &impl ConnectionTrait, external_id: &str, plan: &str, 
         balance_micros: Set(0),
         created_at: Set(now),
         plan_since: Set(Some(now)),
+        referral_code: Set(None),
         ..Default::default()
     }
     .insert(conn)
@@ -69,4 +70,15 @@ pub async fn set_plan(
 pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
     use sea_orm::PaginatorTrait;
     account::Entity::find().select_only().column(account::Column::Id).count(conn).await
+}
+
+pub async fn by_referral_code(conn: &impl ConnectionTrait, code: &str) -> Result<Option<account::Model>, DbErr> {
+    account::Entity::find().filter(account::Column::ReferralCode.eq(code)).one(conn).await
+}
+
+pub async fn set_referral_code(conn: &impl ConnectionTrait, account: account::Model, code: &str) -> Result<account::Model, DbErr> {
+    use sea_orm::IntoActiveModel;
+    let mut active = account.into_active_model();
+    active.referral_code = Set(Some(code.to_string()));
+    active.update(conn).await
 }

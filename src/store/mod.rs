@@ -10,6 +10,7 @@ pub mod journal;
 pub mod lots;
 pub mod outbox;
 pub mod purchases;
+pub mod referrals;
 
 use sea_orm::{DbErr, RuntimeErr};
 use std::ops::Deref;
