@@ -73,6 +73,32 @@ impl AdVerifier for HmacSha256Verifier {
     }
 }
 
+/// For local development and integration tests against an ad network's test mode: accepts
+/// unsigned callbacks. Anyone who can reach the endpoint can mint rewards with it, so it is
+/// chosen only by naming it in the configuration (`ad_verifier = "unsigned-test"`), and the
+/// server logs a warning at start.
+pub struct UnsignedTestVerifier;
+
+impl AdVerifier for UnsignedTestVerifier {
+    fn verify(&self, query: &str) -> Result<VerifiedReward, AdError> {
+        let signed = query.rsplit_once("&signature=").map_or(query, |(signed, _)| signed);
+        parse_reward(signed)
+    }
+}
+
+fn parse_reward(signed: &str) -> Result<VerifiedReward, AdError> {
+    let param = |name: &'static str| {
+        url_param(signed, name)
+            .ok_or(AdError::Missing(name))
+            .and_then(|v| (!v.is_empty() && v.len() <= 128).then_some(v).ok_or(AdError::Malformed(name)))
+    };
+    Ok(VerifiedReward {
+        transaction_id: param("transaction_id")?,
+        account: param("user_id")?,
+        timestamp: param("timestamp")?.parse().map_err(|_| AdError::Malformed("timestamp"))?,
+    })
+}
+
 /// The decoded value of a query parameter.
 fn url_param(query: &str, name: &str) -> Option<String> {
     form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
@@ -93,5 +119,12 @@ mod tests {
         assert_eq!(network.verify("user_id=a&transaction_id=t&timestamp=1"), Err(AdError::Unsigned));
         let missing = network.sign("user_id=a&timestamp=1");
         assert_eq!(network.verify(&missing), Err(AdError::Missing("transaction_id")));
+    }
+
+    #[test]
+    fn the_test_verifier_takes_unsigned_callbacks_but_still_needs_the_fields() {
+        let reward = UnsignedTestVerifier.verify("user_id=a&transaction_id=t&timestamp=5").unwrap();
+        assert_eq!(reward.transaction_id, "t");
+        assert_eq!(UnsignedTestVerifier.verify("user_id=a&timestamp=5"), Err(AdError::Missing("transaction_id")));
     }
 }

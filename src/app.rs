@@ -1,6 +1,6 @@
 //! Startup shared by `main` and the tests: connect, migrate, build the schema and the router.
 
-use crate::ads::{AdVerifier, HmacSha256Verifier};
+use crate::ads::{AdVerifier, HmacSha256Verifier, UnsignedTestVerifier};
 use crate::auth::AuthKeys;
 use crate::config::Config;
 use crate::graphql::{AppData, schema_builder};
@@ -16,8 +16,8 @@ pub struct Settings {
     pub bind: String,
     pub clock: Clock,
     pub idempotency_days: u32,
-    /// The shared secret ad networks sign their callbacks with.
-    pub ad_secret: Option<Vec<u8>>,
+    /// Verifies ad networks' callbacks; none: the callback endpoint answers 503.
+    pub ad_verifier: Option<Arc<dyn AdVerifier>>,
 }
 
 impl Settings {
@@ -29,8 +29,21 @@ impl Settings {
             bind: config.bind.clone(),
             clock: Clock::System,
             idempotency_days: config.idempotency_days,
-            ad_secret: config.ad_secret.as_ref().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
+            ad_verifier: ad_verifier(config)?,
         })
+    }
+}
+
+fn ad_verifier(config: &Config) -> anyhow::Result<Option<Arc<dyn AdVerifier>>> {
+    let secret = config.ad_secret.as_deref().filter(|s| !s.is_empty());
+    match (config.ad_verifier.as_str(), secret) {
+        ("hmac", Some(secret)) => Ok(Some(Arc::new(HmacSha256Verifier::new(secret.as_bytes())))),
+        ("hmac", None) => Ok(None),
+        ("unsigned-test", _) => {
+            tracing::warn!("ad callbacks are NOT verified (ad_verifier = \"unsigned-test\"): never use this in production");
+            Ok(Some(Arc::new(UnsignedTestVerifier)))
+        }
+        (other, _) => anyhow::bail!("unknown ad_verifier {other:?}: \"hmac\" or \"unsigned-test\""),
     }
 }
 
@@ -46,7 +59,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     let mut ledger = Ledger::new(db.clone(), Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     let schema = schema_builder().data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() }).finish();
-    let ads = settings.ad_secret.as_deref().map(|secret| Arc::new(HmacSha256Verifier::new(secret)) as Arc<dyn AdVerifier>);
+    let ads = settings.ad_verifier;
     let state =
         HttpState { schema, auth: Arc::new(AuthKeys::new(&settings.auth_secret)), db, ledger: ledger.clone(), clock: settings.clock, ads };
     let app = Application::bind(&settings.bind, state).await?;

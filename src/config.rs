@@ -9,6 +9,7 @@
 //! | data dir      | `data_dir`      | `CREDITS_DATA_DIR`    | `data`                           |
 //! | key retention | `idempotency_days` | `CREDITS_IDEMPOTENCY_DAYS` | 30                         |
 //! | ad callbacks  | `ad_secret`     | `CREDITS_AD_SECRET`   | none: the callback answers 503   |
+//! | ad verifier   | `ad_verifier`   | `CREDITS_AD_VERIFIER` | `hmac` (or `unsigned-test`)      |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -28,6 +29,9 @@ pub struct Config {
     pub idempotency_days: u32,
     /// The secret ad networks sign their server-side callbacks with (HMAC-SHA256).
     pub ad_secret: Option<String>,
+    /// "hmac" (the default) or "unsigned-test", which accepts unsigned callbacks: for local
+    /// development only.
+    pub ad_verifier: String,
 }
 
 impl Default for Config {
@@ -40,6 +44,7 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             idempotency_days: crate::service::DEFAULT_IDEMPOTENCY_DAYS as u32,
             ad_secret: None,
+            ad_verifier: "hmac".to_string(),
         }
     }
 }
@@ -69,9 +74,16 @@ impl Config {
             None if Path::new("credits.toml").exists() => figment = figment.merge(Toml::file("credits.toml")),
             None => {}
         }
-        figment = figment
-            .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into()))
-            .merge(Env::prefixed("CREDITS_").only(&["BIND", "PROGRAM", "AUTH_SECRET", "DATA_DIR", "IDEMPOTENCY_DAYS", "AD_SECRET"]));
+        figment =
+            figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into())).merge(Env::prefixed("CREDITS_").only(&[
+                "BIND",
+                "PROGRAM",
+                "AUTH_SECRET",
+                "DATA_DIR",
+                "IDEMPOTENCY_DAYS",
+                "AD_SECRET",
+                "AD_VERIFIER",
+            ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !(1..=3650).contains(&config.idempotency_days) {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));

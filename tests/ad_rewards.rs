@@ -85,4 +85,22 @@ async fn verified_ads_reward_free_users_who_ran_out_up_to_a_daily_cap(backend: B
     app.assert_audit_clean().await;
 }
 
-on_both!(verified_ads_reward_free_users_who_ran_out_up_to_a_daily_cap);
+/// "Tap a button" instead of an ad: no callback, no transaction id.
+async fn button_mode_rewards_without_an_ad(backend: Backend) {
+    let carat = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/presets/carat.toml")).unwrap();
+    let buttons = carat.replace("mode = \"ad\"", "mode = \"button\"");
+    assert_ne!(buttons, carat);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("buttons.toml");
+    std::fs::write(&path, buttons).unwrap();
+    let app = TestApp::spawn_with(backend, path.to_str().unwrap()).await;
+    app.create_account("tapper").await;
+    spend_all(&app, "tapper", "s-0").await;
+    assert_eq!(error_code(&claim(&app, "tapper", Some("tx-1"), "c-0").await), "BAD_USER_INPUT", "no ad to name");
+    let tapped = claim(&app, "tapper", None, "c-1").await;
+    assert!(tapped["errors"].is_null(), "{tapped}");
+    assert_eq!(error_code(&claim(&app, "tapper", None, "c-2").await), "NOT_ELIGIBLE", "credits left now");
+    app.assert_audit_clean().await;
+}
+
+on_both!(verified_ads_reward_free_users_who_ran_out_up_to_a_daily_cap, button_mode_rewards_without_an_ad);

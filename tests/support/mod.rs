@@ -134,7 +134,7 @@ impl TestApp {
             bind: "127.0.0.1:0".to_string(),
             clock: clock.clone(),
             idempotency_days: 30,
-            ad_secret: Some(AD_SECRET.to_vec()),
+            ad_verifier: Some(std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET))),
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());
