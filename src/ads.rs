@@ -60,16 +60,7 @@ impl AdVerifier for HmacSha256Verifier {
         mac.update(signed.as_bytes());
         // Constant-time comparison.
         mac.verify_slice(&signature).map_err(|_| AdError::BadSignature)?;
-        let param = |name: &'static str| {
-            url_param(signed, name)
-                .ok_or(AdError::Missing(name))
-                .and_then(|v| (!v.is_empty() && v.len() <= 128).then_some(v).ok_or(AdError::Malformed(name)))
-        };
-        Ok(VerifiedReward {
-            transaction_id: param("transaction_id")?,
-            account: param("user_id")?,
-            timestamp: param("timestamp")?.parse().map_err(|_| AdError::Malformed("timestamp"))?,
-        })
+        parse_reward(signed)
     }
 }
 

@@ -15,5 +15,4 @@ pub mod wallet;
 pub use account::AccountStatus;
 pub use amount::{AmountError, Credits};
 pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, allocate, balance};
-pub use money::Money;
 pub use time::Validity;

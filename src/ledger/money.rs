@@ -1,14 +1,8 @@
-//! Money: what users pay. An integer amount of the currency's minor unit plus an ISO code.
+//! Money: what users pay, always an integer amount of the currency's minor unit (stored beside
+//! its ISO currency code).
 
 use crate::ledger::amount::{Credits, MICROS_PER_CREDIT};
 use rust_decimal::{Decimal, RoundingStrategy};
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Money {
-    pub minor: i64,
-    pub currency: String,
-}
 
 /// The price of `credits` at `minor_per_credit` (which may be fractional, e.g. 0.2 cents),
 /// rounded half up to the whole minor unit: the one rounding of a purchase price.

@@ -7,15 +7,15 @@
 
 use crate::ads::VerifiedReward;
 use crate::ledger::time::day_of;
-use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, balance};
+use crate::ledger::{AccountStatus, LotClass, LotSource, balance};
 use crate::program::AdMode;
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::lucky::RandomGrant;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, daily_free, tx};
 use crate::store::{self, idempotency::request_hash, is_unique_violation, lots};
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Duration, Utc};
 
 const KIND: &str = "ad_reward";
 /// The network's name in stored rewards: the one verifier shipped signs with HMAC-SHA256.
@@ -23,16 +23,6 @@ pub const NETWORK: &str = "hmac";
 /// How old a callback may be when it arrives, and how far ahead of our clock.
 pub const CALLBACK_MAX_AGE_MINUTES: i64 = 60;
 pub const CALLBACK_MAX_SKEW_MINUTES: i64 = 5;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdRewardReceipt {
-    pub day: NaiveDate,
-    pub amount: Credits,
-    pub lot_id: i64,
-    pub entry_id: i64,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub distribution: String,
-}
 
 impl Ledger {
     /// Records a verified ad view; a repeated callback for the same transaction is a no-op.
@@ -57,7 +47,7 @@ impl Ledger {
         transaction_id: Option<&str>,
         idempotency_key: &str,
         now: DateTime<Utc>,
-    ) -> Result<AdRewardReceipt, ServiceError> {
+    ) -> Result<RandomGrant, ServiceError> {
         let rule = self.program.ad_rewards.clone().ok_or_else(|| ServiceError::FeatureDisabled("this program has no ad rewards".into()))?;
         let account = ExternalId::parse(account)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
@@ -132,14 +122,8 @@ impl Ledger {
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
                 let period = format!("{day}#{}", claimed_today + 1);
                 store::claims::insert(txn, locked.id, KIND, &period, Some(lot.id), amount.micros(), now).await?;
-                let done = Stored::Done(AdRewardReceipt {
-                    day,
-                    amount,
-                    lot_id: lot.id,
-                    entry_id: entry.id,
-                    expires_at: lot.expires_at,
-                    distribution,
-                });
+                let done =
+                    Stored::Done(RandomGrant { day, amount, lot_id: lot.id, entry_id: entry.id, expires_at: lot.expires_at, distribution });
                 keyed.remember(txn, &done, now, ttl).await?;
                 Ok(done)
             })

@@ -27,8 +27,9 @@ pub struct LuckyStatus {
     pub promotion_ends_at: Option<DateTime<Utc>>,
 }
 
+/// A random amount granted as a lot (lucky credits, ad rewards).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LuckyReceipt {
+pub struct RandomGrant {
     pub day: NaiveDate,
     pub amount: Credits,
     pub lot_id: i64,
@@ -70,7 +71,7 @@ impl Ledger {
         })
     }
 
-    pub async fn claim_lucky(&self, account: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<LuckyReceipt, ServiceError> {
+    pub async fn claim_lucky(&self, account: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<RandomGrant, ServiceError> {
         if self.program.lucky.is_none() {
             return Err(ServiceError::FeatureDisabled("this program has no lucky credits".into()));
         }
@@ -119,14 +120,8 @@ impl Ledger {
                 let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_lucky", now) };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
                 store::claims::insert(txn, locked.id, KIND, &day.to_string(), Some(lot.id), amount.micros(), now).await?;
-                let done = Stored::Done(LuckyReceipt {
-                    day,
-                    amount,
-                    lot_id: lot.id,
-                    entry_id: entry.id,
-                    expires_at: lot.expires_at,
-                    distribution,
-                });
+                let done =
+                    Stored::Done(RandomGrant { day, amount, lot_id: lot.id, entry_id: entry.id, expires_at: lot.expires_at, distribution });
                 keyed.remember(txn, &done, now, ttl).await?;
                 Ok(done)
             })

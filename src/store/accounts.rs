@@ -67,11 +67,6 @@ pub async fn set_plan(
     active.update(conn).await
 }
 
-pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
-    use sea_orm::PaginatorTrait;
-    account::Entity::find().select_only().column(account::Column::Id).count(conn).await
-}
-
 pub async fn by_referral_code(conn: &impl ConnectionTrait, code: &str) -> Result<Option<account::Model>, DbErr> {
     account::Entity::find().filter(account::Column::ReferralCode.eq(code)).one(conn).await
 }
