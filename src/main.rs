@@ -40,6 +40,12 @@ enum Command {
     },
     /// Check conservation and that every balance equals the journal; non-zero exit if not.
     Audit,
+    /// Show each scheduled job's latest runs, next run and failures; `--run` runs every job once,
+    /// now (each period's work happens once, however often this is called).
+    Jobs {
+        #[arg(long)]
+        run: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { role, account, ttl } => {
             let keys = AuthKeys::new(&config.auth_secret()?);
             println!("{}", keys.issue(role, account.as_deref(), ttl.into())?);
+        }
+        Command::Jobs { run } => {
+            let db = credits::db::connect(&config.database_url(), 4).await?;
+            credits::db::migrate(&db).await?;
+            let ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
+            let now = chrono::Utc::now();
+            if run {
+                for job in credits::service::jobs::Job::ALL {
+                    let report = ledger.run_job(job, now).await?;
+                    println!("{:<24} ran: {} item(s), periods {:?}", job.name(), report.items, report.periods);
+                }
+            }
+            for (job, next, runs) in ledger.job_status(now).await? {
+                let next = next.map_or("continuous".to_string(), |at| at.to_rfc3339());
+                println!("{:<24} next: {next}", job.name());
+                for r in runs {
+                    let error = r.last_error.as_deref().unwrap_or("-");
+                    println!(
+                        "  {} {:<8} items {:<6} batches {:<4} attempts {} updated {} error {error}",
+                        r.period,
+                        r.status,
+                        r.items,
+                        r.batches,
+                        r.attempts,
+                        r.updated_at.to_rfc3339()
+                    );
+                }
+            }
         }
         Command::Audit => {
             let db = credits::db::connect(&config.database_url(), 2).await?;

@@ -64,3 +64,16 @@ fn configuration_comes_from_a_file_and_the_environment() {
     let short = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_AUTH_SECRET", "short").output().unwrap();
     assert!(!short.status.success(), "a short secret is refused");
 }
+
+/// `credits jobs --run` runs every job once and shows each job's runs and next run.
+#[test]
+fn jobs_runs_and_reports_every_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = credits(dir.path()).args(["jobs", "--run"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for job in ["ExpireLots", "GrantMonthlyPlanCredits", "RenewSubscriptions", "ReleaseReferralBonuses"] {
+        assert!(stdout.contains(job), "{stdout}");
+    }
+    assert!(stdout.contains(" done "), "the month's grant is recorded as done: {stdout}");
+}

@@ -14,6 +14,7 @@ mod coupons;
 mod daily_free;
 mod expiry;
 mod history;
+mod jobs;
 mod limits;
 mod lucky;
 mod model;

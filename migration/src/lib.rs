@@ -9,6 +9,7 @@ mod m20261123_000003_add_accounts_plan_since;
 mod m20261123_000004_create_refunds_and_outbox;
 mod m20261123_000005_create_ad_rewards;
 mod m20261123_000006_create_referrals;
+mod m20261123_000007_create_job_runs;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_refunds_and_outbox::Migration),
             Box::new(m20261123_000005_create_ad_rewards::Migration),
             Box::new(m20261123_000006_create_referrals::Migration),
+            Box::new(m20261123_000007_create_job_runs::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ pub mod coupon;
 pub mod coupon_failure;
 pub mod coupon_redemption;
 pub mod idempotency_key;
+pub mod job_run;
 pub mod journal_entry;
 pub mod journal_line;
 pub mod lot;

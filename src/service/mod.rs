@@ -10,6 +10,7 @@ pub mod daily_free;
 pub mod error;
 pub mod expiry;
 pub mod input;
+pub mod jobs;
 pub mod keyed;
 pub mod lucky;
 pub mod plans;
@@ -42,6 +43,8 @@ pub struct Ledger {
     /// Random draws (lucky credits, ad rewards): seeded from the OS, a cryptographically secure
     /// generator; tests seed it to check distributions.
     pub draws: Arc<Mutex<StdRng>>,
+    /// Accounts per batch of a scheduled sweep.
+    pub sweep_batch: u64,
 }
 
 impl Ledger {
@@ -51,6 +54,7 @@ impl Ledger {
             program,
             idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS),
             draws: Arc::new(Mutex::new(StdRng::from_os_rng())),
+            sweep_batch: jobs::ACCOUNT_BATCH,
         }
     }
 

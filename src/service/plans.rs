@@ -36,12 +36,17 @@ impl Ledger {
     /// Grants the account's current plan credits for the period containing `now`, once: a second
     /// call in the same period, from any process, grants nothing.
     pub async fn grant_plan_credits(&self, account: &str, now: DateTime<Utc>) -> Result<Option<PlanGrant>, ServiceError> {
-        let account = ExternalId::parse(account)?;
+        let account = self.account(account).await?;
+        self.grant_plan_credits_by_id(account.id, now).await
+    }
+
+    /// `grant_plan_credits` for an account by its id: what the workers' sweeps call.
+    pub async fn grant_plan_credits_by_id(&self, account_id: i64, now: DateTime<Utc>) -> Result<Option<PlanGrant>, ServiceError> {
         let program = self.program.clone();
         tx::write(&self.db, |txn| {
-            let (account, program) = (account.clone(), program.clone());
+            let program = program.clone();
             Box::pin(async move {
-                let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
+                let Some(locked) = store::accounts::lock(txn, account_id).await? else { return Ok(None) };
                 if !crate::service::accounts::status_of(&locked)?.may_receive_credits() {
                     return Ok(None);
                 }

@@ -1,7 +1,7 @@
 use crate::entity::account;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 pub async fn by_external_id(conn: &impl ConnectionTrait, external_id: &str) -> Result<Option<account::Model>, DbErr> {
     account::Entity::find().filter(account::Column::ExternalId.eq(external_id)).one(conn).await
@@ -76,4 +76,18 @@ pub async fn set_referral_code(conn: &impl ConnectionTrait, account: account::Mo
     let mut active = account.into_active_model();
     active.referral_code = Set(Some(code.to_string()));
     active.update(conn).await
+}
+
+/// Ids of accounts on one of `plans`, after `cursor`, in id order: one batch of a sweep.
+pub async fn ids_on_plans_after(conn: &impl ConnectionTrait, plans: &[String], cursor: i64, limit: u64) -> Result<Vec<i64>, DbErr> {
+    account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .filter(account::Column::Plan.is_in(plans.iter().map(String::as_str)))
+        .filter(account::Column::Id.gt(cursor))
+        .order_by_asc(account::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await
 }

@@ -6,6 +6,7 @@ pub mod ad_rewards;
 pub mod claims;
 pub mod coupons;
 pub mod idempotency;
+pub mod job_runs;
 pub mod journal;
 pub mod lots;
 pub mod outbox;

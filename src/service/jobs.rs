@@ -1,0 +1,180 @@
+//! Scheduled work, as service functions the workers call on their ticks (and tests call with an
+//! injected clock). Every periodic run is keyed by its job and period in `job_runs`, so retries,
+//! restarts and several worker processes at once do each period's work exactly once; missed
+//! periods are caught up in order; sweeps over accounts go in bounded batches behind a cursor,
+//! so a crash halfway resumes where it stopped. The per-account effects are idempotent on their
+//! own (once-per-period claims), which is what makes a racing or resumed batch harmless.
+
+use crate::ledger::plans::PlanPeriod;
+use crate::ledger::schedule::Cadence;
+use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH};
+use crate::store;
+use chrono::{DateTime, Utc};
+
+/// Accounts per batch of a sweep by default (`Ledger::sweep_batch`): each account is its own
+/// short transaction, and the cursor moves once per batch.
+pub const ACCOUNT_BATCH: u64 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Continuously: write off lots past their expiry, in bounded batches.
+    ExpireLots,
+    /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
+    GrantMonthlyPlanCredits,
+    /// Each day: subscription credits of accounts whose month from their plan's start came round.
+    RenewSubscriptions,
+    /// Continuously: referral purchase bonuses whose hold has passed.
+    ReleaseReferralBonuses,
+}
+
+impl Job {
+    pub const ALL: [Job; 4] = [Job::ExpireLots, Job::GrantMonthlyPlanCredits, Job::RenewSubscriptions, Job::ReleaseReferralBonuses];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::ExpireLots => "ExpireLots",
+            Job::GrantMonthlyPlanCredits => "GrantMonthlyPlanCredits",
+            Job::RenewSubscriptions => "RenewSubscriptions",
+            Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
+        }
+    }
+
+    /// None for continuous jobs, which are naturally idempotent and keyed by nothing.
+    pub fn cadence(self) -> Option<Cadence> {
+        match self {
+            Job::ExpireLots | Job::ReleaseReferralBonuses => None,
+            Job::GrantMonthlyPlanCredits => Some(Cadence::Monthly),
+            Job::RenewSubscriptions => Some(Cadence::Daily),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobReport {
+    /// Periods completed by this call, oldest first.
+    pub periods: Vec<String>,
+    /// Items handled: lots, bonuses, or accounts swept.
+    pub items: u64,
+    /// False when the call stopped at its batch bound; the next call goes on.
+    pub complete: bool,
+}
+
+impl Ledger {
+    /// Runs `job` at `now` to completion.
+    pub async fn run_job(&self, job: Job, now: DateTime<Utc>) -> Result<JobReport, ServiceError> {
+        self.run_job_bounded(job, now, u32::MAX).await
+    }
+
+    /// Runs at most `max_batches` batches of `job`, then stops as a crash would: the next call
+    /// resumes where this one stopped.
+    pub async fn run_job_bounded(&self, job: Job, now: DateTime<Utc>, max_batches: u32) -> Result<JobReport, ServiceError> {
+        let mut budget = max_batches;
+        match job {
+            Job::ExpireLots => {
+                self.drain(&mut budget, |ledger| async move { Ok(ledger.expire_due(now, MAX_EXPIRY_BATCH).await?.lots) }, MAX_EXPIRY_BATCH)
+                    .await
+            }
+            Job::ReleaseReferralBonuses => {
+                self.drain(
+                    &mut budget,
+                    |ledger| async move { ledger.release_referral_bonuses(now, MAX_RELEASE_BATCH).await },
+                    MAX_RELEASE_BATCH,
+                )
+                .await
+            }
+            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions => self.run_periodic(job, now, &mut budget).await,
+        }
+    }
+
+    /// Repeats a batch until one comes back short or the budget is spent.
+    async fn drain<F, Fut>(&self, budget: &mut u32, batch: F, size: u64) -> Result<JobReport, ServiceError>
+    where
+        F: Fn(Ledger) -> Fut,
+        Fut: Future<Output = Result<u64, ServiceError>>,
+    {
+        let mut report = JobReport::default();
+        while *budget > 0 {
+            *budget -= 1;
+            let done = batch(self.clone()).await?;
+            report.items += done;
+            if done < size {
+                report.complete = true;
+                break;
+            }
+        }
+        Ok(report)
+    }
+
+    /// The plans a periodic job sweeps: those with plan credits of its kind of period.
+    fn swept_plans(&self, job: Job) -> Vec<String> {
+        let wanted = match job {
+            Job::GrantMonthlyPlanCredits => PlanPeriod::CalendarMonth,
+            Job::RenewSubscriptions => PlanPeriod::FromRecharge,
+            _ => return Vec::new(),
+        };
+        match self.program.plan_credits {
+            Some(rule) if rule.period == wanted => {
+                self.program.plans.iter().filter(|p| p.monthly_credits.is_some()).map(|p| p.code.clone()).collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    async fn run_periodic(&self, job: Job, now: DateTime<Utc>, budget: &mut u32) -> Result<JobReport, ServiceError> {
+        let cadence = job.cadence().expect("periodic jobs have a cadence");
+        let plans = self.swept_plans(job);
+        let last_done = store::job_runs::latest_done(&self.db, job.name()).await?.and_then(|run| cadence.parse_key(&run.period));
+        let mut report = JobReport::default();
+        for slot in cadence.due(last_done, now) {
+            let run = store::job_runs::claim(&self.db, job.name(), &slot.key, now).await?;
+            let mut cursor = run.cursor;
+            let mut finished = run.status == "done";
+            while !finished {
+                if *budget == 0 {
+                    return Ok(report);
+                }
+                *budget -= 1;
+                let ids = store::accounts::ids_on_plans_after(&self.db, &plans, cursor, self.sweep_batch).await?;
+                for id in &ids {
+                    if let Err(e) = self.grant_plan_credits_by_id(*id, now).await {
+                        store::job_runs::fail(&self.db, run.id, &format!("account {id}: {e}"), now).await?;
+                        return Err(e);
+                    }
+                }
+                let next = ids.last().copied().unwrap_or(cursor);
+                if store::job_runs::advance(&self.db, run.id, cursor, next, ids.len() as u64, now).await? {
+                    report.items += ids.len() as u64;
+                    cursor = next;
+                } else {
+                    // Another worker moved the cursor; what this one granted was a no-op there.
+                    let current =
+                        store::job_runs::by_id(&self.db, run.id).await?.ok_or_else(|| anyhow::anyhow!("job run {} vanished", run.id))?;
+                    cursor = current.cursor;
+                    finished = current.status == "done";
+                    continue;
+                }
+                if (ids.len() as u64) < self.sweep_batch {
+                    store::job_runs::finish(&self.db, run.id, now).await?;
+                    finished = true;
+                }
+            }
+            tracing::info!(job = job.name(), period = %slot.key, "job period done");
+            report.periods.push(slot.key);
+        }
+        report.complete = true;
+        Ok(report)
+    }
+
+    /// Each job's latest runs and when it runs next, for `credits jobs`.
+    pub async fn job_status(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, Option<DateTime<Utc>>, Vec<crate::entity::job_run::Model>)>, ServiceError> {
+        let mut status = Vec::new();
+        for job in Job::ALL {
+            let runs = store::job_runs::recent(&self.db, job.name(), 3).await?;
+            status.push((job, job.cadence().map(|c| c.next_start(now)), runs));
+        }
+        Ok(status)
+    }
+}

@@ -1,0 +1,137 @@
+//! Scheduled work as the workers will run it: keyed by job and period, resumable, caught up.
+
+use crate::on_both;
+use crate::support::{Backend, TestApp};
+use chrono::{DateTime, Duration, Utc};
+use credits::service::jobs::Job;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::json;
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+/// Monthly plan lots per account, as (account id, count) for accounts with any.
+async fn plan_lots_in(app: &TestApp, month_start: DateTime<Utc>) -> Vec<i64> {
+    let db = &app.ledger.db;
+    let sql =
+        "SELECT account_id, COUNT(*) FROM lots WHERE source = 'monthly_plan' AND origin_id LIKE $1 GROUP BY account_id ORDER BY account_id";
+    let sql = if app.backend == Backend::Sqlite { sql.replace("$1", "?") } else { sql.to_string() };
+    let pattern = format!("%:{}", month_start.format("%Y-%m"));
+    let rows = db.query_all_raw(Statement::from_sql_and_values(db.get_database_backend(), sql, [pattern.into()])).await.unwrap();
+    rows.iter().map(|r| r.try_get_by_index::<i64>(1).unwrap()).collect()
+}
+
+async fn monthly_plan_credits_are_granted_once_per_month_in_resumable_batches(backend: Backend) {
+    let mut app = TestApp::spawn_with(backend, "arkain").await;
+    app.ledger.sweep_batch = 10;
+    app.clock.set(at("2026-01-15T12:00:00Z"));
+    for i in 0..25 {
+        app.create_account(&format!("user-{i:02}")).await;
+    }
+    // The last second of January: January's credits were granted at sign-up; nothing new.
+    let january = app.ledger.run_job(Job::GrantMonthlyPlanCredits, at("2026-01-31T23:59:59Z")).await.unwrap();
+    assert_eq!(january.periods, ["2026-01"]);
+    assert_eq!(plan_lots_in(&app, at("2026-01-01T00:00:00Z")).await, vec![1; 25]);
+
+    // February 1st, 00:00:00: one batch, then a crash; the next run resumes where it stopped.
+    let february = at("2026-02-01T00:00:00Z");
+    let partial = app.ledger.run_job_bounded(Job::GrantMonthlyPlanCredits, february, 1).await.unwrap();
+    assert_eq!((partial.items, partial.complete), (10, false));
+    assert_eq!(plan_lots_in(&app, february).await.len(), 10);
+    let rest = app.ledger.run_job(Job::GrantMonthlyPlanCredits, february + Duration::minutes(5)).await.unwrap();
+    assert_eq!((rest.items, rest.periods.clone()), (15, vec!["2026-02".to_string()]));
+    assert_eq!(plan_lots_in(&app, february).await, vec![1; 25], "each account once");
+    // Again later in the month: the period is done.
+    let again = app.ledger.run_job(Job::GrantMonthlyPlanCredits, at("2026-02-28T23:59:59Z")).await.unwrap();
+    assert_eq!((again.items, again.periods.len()), (0, 0));
+    let expires =
+        app.gql(&app.service, "{ account(id: \"user-00\") { lots(first: 1) { edges { node { expiresAt } } } } }", json!({})).await;
+    assert_eq!(expires["data"]["account"]["lots"]["edges"][0]["node"]["expiresAt"], json!("2026-03-01T00:00:00+00:00"));
+
+    // Two workers racing on March: every account still gets March's credits exactly once.
+    let march = at("2026-03-01T00:00:00Z");
+    let (a, b) =
+        tokio::join!(app.ledger.run_job(Job::GrantMonthlyPlanCredits, march), app.ledger.run_job(Job::GrantMonthlyPlanCredits, march));
+    assert!(a.is_ok() && b.is_ok(), "{a:?} {b:?}");
+    assert_eq!(plan_lots_in(&app, march).await, vec![1; 25]);
+    app.clock.set(march);
+    app.assert_audit_clean().await;
+}
+
+async fn a_failed_run_is_recorded_and_resumed_without_double_effect(backend: Backend) {
+    let mut app = TestApp::spawn_with(backend, "arkain").await;
+    app.ledger.sweep_batch = 4;
+    app.clock.set(at("2026-04-20T00:00:00Z"));
+    for i in 0..10 {
+        app.create_account(&format!("user-{i}")).await;
+    }
+    // A stored value the code does not know makes one account's grant fail mid-sweep.
+    let db = &app.ledger.db;
+    db.execute_unprepared("UPDATE accounts SET status = 'bogus' WHERE external_id = 'user-6'").await.unwrap();
+    let may = at("2026-05-01T00:00:00Z");
+    assert!(app.ledger.run_job(Job::GrantMonthlyPlanCredits, may).await.is_err());
+    let status = app.ledger.job_status(may).await.unwrap();
+    let (_, _, runs) = status.iter().find(|(job, _, _)| *job == Job::GrantMonthlyPlanCredits).unwrap();
+    let may_run = runs.iter().find(|r| r.period == "2026-05").unwrap();
+    assert_eq!(may_run.status, "failed");
+    assert!(may_run.last_error.as_deref().unwrap().contains("account"), "{may_run:?}");
+    let granted_before = plan_lots_in(&app, may).await.len();
+    assert!((4..10).contains(&granted_before), "{granted_before}");
+
+    db.execute_unprepared("UPDATE accounts SET status = 'active' WHERE external_id = 'user-6'").await.unwrap();
+    let retried = app.ledger.run_job(Job::GrantMonthlyPlanCredits, may + Duration::minutes(1)).await.unwrap();
+    assert_eq!(retried.periods, ["2026-05"]);
+    assert_eq!(plan_lots_in(&app, may).await, vec![1; 10], "every account once, none twice");
+    app.clock.set(may);
+    app.assert_audit_clean().await;
+}
+
+async fn daily_renewals_catch_up_missed_days_in_order(backend: Backend) {
+    let mut app = TestApp::spawn_with(backend, "carat").await;
+    app.ledger.sweep_batch = 3;
+    app.clock.set(at("2026-01-30T09:00:00Z"));
+    for i in 0..5 {
+        let r = app
+            .gql(
+                &app.service,
+                "mutation($id: ID!) { createAccount(input: {externalId: $id, plan: \"plus\"}) { created } }",
+                json!({ "id": format!("sub-{i}") }),
+            )
+            .await;
+        assert!(r["errors"].is_null());
+    }
+    let first = app.ledger.run_job(Job::RenewSubscriptions, at("2026-02-26T01:00:00Z")).await.unwrap();
+    assert_eq!(first.periods, ["2026-02-26"]);
+    // Down for three days, across February's end: the missed days run in order, and each
+    // subscription renews once, on 2026-02-28 09:00 (a month from January 30th, clamped).
+    let caught_up = app.ledger.run_job(Job::RenewSubscriptions, at("2026-03-01T10:00:00Z")).await.unwrap();
+    assert_eq!(caught_up.periods, ["2026-02-27", "2026-02-28", "2026-03-01"]);
+    app.clock.set(at("2026-03-01T10:00:00Z"));
+    for i in 0..5 {
+        assert_eq!(app.balance(&format!("sub-{i}")).await, "10000", "January's credits ended; February's renewal counts once");
+    }
+    app.assert_audit_clean().await;
+}
+
+async fn continuous_jobs_drain_their_queues(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("a").await;
+    let now = app.clock.now();
+    for i in 0..3 {
+        app.grant("a", "1", "FREE", Some(now + Duration::minutes(i + 1)), &format!("g-{i}")).await;
+    }
+    let report = app.ledger.run_job(Job::ExpireLots, now + Duration::hours(1)).await.unwrap();
+    assert_eq!((report.items, report.complete), (3, true));
+    assert_eq!(app.ledger.run_job(Job::ExpireLots, now + Duration::hours(1)).await.unwrap().items, 0);
+    assert_eq!(app.ledger.run_job(Job::ReleaseReferralBonuses, now).await.unwrap().items, 0, "no referrals in this program");
+    let status = app.ledger.job_status(now).await.unwrap();
+    assert_eq!(status.len(), 4);
+}
+
+on_both!(
+    monthly_plan_credits_are_granted_once_per_month_in_resumable_batches,
+    a_failed_run_is_recorded_and_resumed_without_double_effect,
+    daily_renewals_catch_up_missed_days_in_order,
+    continuous_jobs_drain_their_queues
+);
