@@ -22,7 +22,12 @@ enum Command {
         /// Address to listen on (else CREDITS_BIND, else 127.0.0.1:8080).
         #[arg(long)]
         bind: Option<String>,
+        /// Do not run the scheduled jobs in this process (run `credits worker` instead).
+        #[arg(long)]
+        no_workers: bool,
     },
+    /// Run the scheduled jobs until SIGINT/SIGTERM; several may run against one PostgreSQL.
+    Worker,
     /// Bring the database schema up to date.
     Migrate,
     /// Print the GraphQL schema (SDL).
@@ -72,13 +77,31 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Schema => unreachable!("handled above"),
-        Command::Serve { bind } => {
+        Command::Serve { bind, no_workers } => {
             if let Some(bind) = bind {
                 config.bind = bind;
             }
             let settings = credits::app::Settings::from_config(&config)?;
-            let (app, _ledger) = credits::app::build(settings).await?;
+            let (app, ledger) = credits::app::build(settings).await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let jobs = (!no_workers).then(|| {
+                let mut stopped = stopped.clone();
+                tokio::spawn(workers::run(ledger, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }))
+            });
             app.serve(shutdown_signal()).await?;
+            let _ = stop.send(true);
+            if let Some(jobs) = jobs {
+                jobs.await??;
+            }
+            tracing::info!("stopped");
+        }
+        Command::Worker => {
+            let db = credits::db::connect(&config.database_url(), 8).await?;
+            credits::db::migrate(&db).await?;
+            let ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
+            workers::run(ledger, shutdown_signal()).await?;
             tracing::info!("stopped");
         }
         Command::Migrate => {

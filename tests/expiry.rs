@@ -68,8 +68,9 @@ async fn the_expiry_step_drains_a_backlog_in_batches(backend: Backend) {
     }
     assert_eq!(written, 9);
     app.clock.set(start + Duration::hours(1));
-    assert_eq!(workers::expire_lots_step(&app.ledger, app.clock.now()).await.unwrap(), 3);
-    assert_eq!(workers::expire_lots_step(&app.ledger, app.clock.now()).await.unwrap(), 0);
+    let job = credits::service::jobs::Job::ExpireLots;
+    assert_eq!(app.ledger.run_job(job, app.clock.now()).await.unwrap().items, 3);
+    assert_eq!(app.ledger.run_job(job, app.clock.now()).await.unwrap().items, 0);
     for account in ["a", "b", "c"] {
         assert_eq!(app.balance(account).await, "2");
     }

@@ -60,9 +60,3 @@ impl Ledger {
         Ok(report)
     }
 }
-
-impl workers::ExpiresLots for Ledger {
-    async fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, workers::JobError> {
-        Ledger::expire_due(self, now, batch).await.map(|report| report.lots).map_err(|e| workers::JobError(format!("{e:?}")))
-    }
-}

@@ -15,37 +15,15 @@ use chrono::{DateTime, Utc};
 /// short transaction, and the cursor moves once per batch.
 pub const ACCOUNT_BATCH: u64 = 500;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Job {
-    /// Continuously: write off lots past their expiry, in bounded batches.
-    ExpireLots,
-    /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
-    GrantMonthlyPlanCredits,
-    /// Each day: subscription credits of accounts whose month from their plan's start came round.
-    RenewSubscriptions,
-    /// Continuously: referral purchase bonuses whose hold has passed.
-    ReleaseReferralBonuses,
-}
+/// The jobs, their names and their schedules live in the workers crate, in one place.
+pub use workers::Job;
 
-impl Job {
-    pub const ALL: [Job; 4] = [Job::ExpireLots, Job::GrantMonthlyPlanCredits, Job::RenewSubscriptions, Job::ReleaseReferralBonuses];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::ExpireLots => "ExpireLots",
-            Job::GrantMonthlyPlanCredits => "GrantMonthlyPlanCredits",
-            Job::RenewSubscriptions => "RenewSubscriptions",
-            Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
-        }
-    }
-
-    /// None for continuous jobs, which are naturally idempotent and keyed by nothing.
-    pub fn cadence(self) -> Option<Cadence> {
-        match self {
-            Job::ExpireLots | Job::ReleaseReferralBonuses => None,
-            Job::GrantMonthlyPlanCredits => Some(Cadence::Monthly),
-            Job::RenewSubscriptions => Some(Cadence::Daily),
-        }
+/// None for continuous jobs, which are naturally idempotent and keyed by nothing.
+pub fn cadence(job: Job) -> Option<Cadence> {
+    match job {
+        Job::ExpireLots | Job::ReleaseReferralBonuses => None,
+        Job::GrantMonthlyPlanCredits => Some(Cadence::Monthly),
+        Job::RenewSubscriptions => Some(Cadence::Daily),
     }
 }
 
@@ -121,7 +99,7 @@ impl Ledger {
     }
 
     async fn run_periodic(&self, job: Job, now: DateTime<Utc>, budget: &mut u32) -> Result<JobReport, ServiceError> {
-        let cadence = job.cadence().expect("periodic jobs have a cadence");
+        let cadence = cadence(job).expect("periodic jobs have a cadence");
         let plans = self.swept_plans(job);
         let last_done = store::job_runs::latest_done(&self.db, job.name()).await?.and_then(|run| cadence.parse_key(&run.period));
         let mut report = JobReport::default();
@@ -173,8 +151,19 @@ impl Ledger {
         let mut status = Vec::new();
         for job in Job::ALL {
             let runs = store::job_runs::recent(&self.db, job.name(), 3).await?;
-            status.push((job, job.cadence().map(|c| c.next_start(now)), runs));
+            status.push((job, cadence(job).map(|c| c.next_start(now)), runs));
         }
         Ok(status)
+    }
+}
+
+/// The workers tick jobs through this: the same service code as everything else.
+impl workers::RunsJobs for Ledger {
+    async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<(), workers::JobError> {
+        let report = self.run_job(job, now).await.map_err(|e| workers::JobError(format!("{e:?}")))?;
+        if report.items > 0 || !report.periods.is_empty() {
+            tracing::info!(job = job.name(), items = report.items, periods = ?report.periods, "job ran");
+        }
+        Ok(())
     }
 }

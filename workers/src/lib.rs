@@ -1,39 +1,105 @@
-//! Scheduled jobs. They call into the ledger through the small traits below, which the root
-//! crate implements: the root binary depends on `workers`, never the other way round, so
-//! `serve` can run the jobs in-process and `worker` can run them alone.
+//! Scheduled jobs on apalis. Each job is a cron schedule whose ticks call into the ledger
+//! through the small `RunsJobs` trait, which the root crate implements with the same service
+//! functions the API uses: the root binary depends on `workers`, never the other way round, so
+//! `serve` can run the monitor in-process and `worker` can run it alone.
 //!
-//! The apalis monitor, cron schedules and job storage arrive with the workers issue; what is here
-//! is the job logic as "run one step" functions that tests can drive deterministically.
+//! Exactly-once lives in the service (each period's run is keyed in the ledger's database), so
+//! every process may tick every job: ticks that find their period done do nothing.
 
+use apalis::prelude::*;
+use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
 use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
 
-/// The most lots one step writes off before it yields; bounded so that a backlog after downtime
-/// drains in many short transactions instead of one long one.
-pub const EXPIRY_BATCH: u64 = 500;
-/// The most batches one step runs; the next tick continues.
-pub const MAX_BATCHES_PER_STEP: u32 = 100;
+/// Every job, registered in this one place, named as an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Continuously: write off lots past their expiry, in bounded batches.
+    ExpireLots,
+    /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
+    GrantMonthlyPlanCredits,
+    /// Each day: subscription credits whose month from the plan's start came round.
+    RenewSubscriptions,
+    /// Continuously: referral purchase bonuses whose hold has passed.
+    ReleaseReferralBonuses,
+}
+
+impl Job {
+    pub const ALL: [Job; 4] = [Job::ExpireLots, Job::GrantMonthlyPlanCredits, Job::RenewSubscriptions, Job::ReleaseReferralBonuses];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::ExpireLots => "ExpireLots",
+            Job::GrantMonthlyPlanCredits => "GrantMonthlyPlanCredits",
+            Job::RenewSubscriptions => "RenewSubscriptions",
+            Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
+        }
+    }
+
+    /// When the job ticks (seconds first, UTC). Periodic jobs also tick hourly, so that a
+    /// process started after 00:00 catches up without waiting a day.
+    pub fn schedule(self) -> &'static str {
+        match self {
+            Job::ExpireLots | Job::ReleaseReferralBonuses => "0 * * * * *",
+            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions => "5 0 * * * *",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct JobError(pub String);
 
-/// What the expiry job needs from the ledger.
-pub trait ExpiresLots: Send + Sync {
-    /// Writes off at most `batch` lots expired at `now`; returns how many it wrote off.
-    fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> impl Future<Output = Result<u64, JobError>> + Send;
+/// What the jobs need from the ledger.
+pub trait RunsJobs: Clone + Send + Sync + 'static {
+    /// Runs `job` at `now`: every due period, to completion or failure.
+    fn run(&self, job: Job, now: DateTime<Utc>) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
-/// `ExpireLots`: one step of the continuous expiry job. Drains in bounded batches until a batch
-/// comes back short or the step's bound is reached; returns the lots written off.
-pub async fn expire_lots_step<L: ExpiresLots>(ledger: &L, now: DateTime<Utc>) -> Result<u64, JobError> {
-    let mut total = 0;
-    for _ in 0..MAX_BATCHES_PER_STEP {
-        let written = ledger.expire_due(now, EXPIRY_BATCH).await?;
-        total += written;
-        if written < EXPIRY_BATCH {
-            break;
+/// How long a shutdown waits for running jobs before it stops them.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>) -> Result<(), BoxDynError> {
+    let started = std::time::Instant::now();
+    runner.run(*job, Utc::now()).await.map_err(|e| {
+        tracing::error!(job = job.name(), error = %e, "job failed");
+        Box::new(e) as BoxDynError
+    })?;
+    tracing::debug!(job = job.name(), duration_ms = started.elapsed().as_millis() as u64, "job ticked");
+    Ok(())
+}
+
+/// Runs every job on its schedule until `shutdown` resolves; running jobs finish first.
+pub async fn run<R: RunsJobs>(runner: R, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), JobError> {
+    let mut monitor = Monitor::new();
+    for job in Job::ALL {
+        let schedule = cron::Schedule::from_str(job.schedule()).map_err(|e| JobError(format!("{}: {e}", job.name())))?;
+        let runner = runner.clone();
+        monitor = monitor.register(move |_restarts| {
+            WorkerBuilder::new(job.name()).backend(CronScheduler::new(schedule.clone())).data(job).data(runner.clone()).build(on_tick::<R>)
+        });
+    }
+    tracing::info!(jobs = Job::ALL.len(), "workers started");
+    monitor
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
+        .run_with_signal(async move {
+            shutdown.await;
+            Ok(())
+        })
+        .await
+        .map_err(|e| JobError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_schedule_parses() {
+        for job in Job::ALL {
+            assert!(cron::Schedule::from_str(job.schedule()).is_ok(), "{}", job.name());
         }
     }
-    Ok(total)
 }
