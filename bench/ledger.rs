@@ -7,7 +7,9 @@
 //! - spends per second over 8 accounts with 8 clients (no shared lock);
 //! - balance reads per second on an account with a short and with a long history: reads must not
 //!   slow down as history grows (they read the open lots, never the journal);
-//! - the same with many small open lots: a read is linear in the lots that still hold credits.
+//! - the same with many small open lots: a read is linear in the lots that still hold credits;
+//! - the monthly plan-credit sweep (arkain) in accounts per second, over `--accounts N` accounts
+//!   (default 20,000; the workers issue asks for `--accounts 100000`, which takes minutes).
 
 use chrono::Utc;
 use credits::ledger::{LotClass, LotSource};
@@ -27,9 +29,11 @@ const OPEN_LOTS: usize = 300;
 #[tokio::main]
 async fn main() {
     let sqlite_only = std::env::args().any(|a| a == "--sqlite-only");
+    let args: Vec<String> = std::env::args().collect();
+    let accounts = args.iter().position(|a| a == "--accounts").and_then(|i| args.get(i + 1)).and_then(|n| n.parse().ok()).unwrap_or(20_000);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sqlite_url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
-    run("sqlite", &sqlite_url).await;
+    run("sqlite", &sqlite_url, accounts).await;
     if !sqlite_only {
         let admin_url = std::env::var("CREDITS_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let name = format!("credits_bench_{}", std::process::id());
@@ -37,12 +41,12 @@ async fn main() {
         admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.expect("create the bench database");
         let mut url = url::Url::parse(&admin_url).expect("a URL");
         url.set_path(&name);
-        run("postgres", url.as_str()).await;
+        run("postgres", url.as_str(), accounts).await;
         let _ = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
     }
 }
 
-async fn run(backend: &str, url: &str) {
+async fn run(backend: &str, url: &str, sweep_accounts: usize) {
     let db = credits::db::connect(url, 16).await.expect("connect");
     credits::db::migrate(&db).await.expect("migrate");
     let ledger = Arc::new(Ledger::new(db, Arc::new(Program::load("arkain").unwrap())));
@@ -71,6 +75,7 @@ async fn run(backend: &str, url: &str) {
     }
     let many_lots = reads(&ledger, "acct-5").await;
     println!("{backend:>8}  balance reads/s, {OPEN_LOTS} open lots        : {many_lots:>8.0}  (ratio {:.2})", many_lots / short);
+    sweep(backend, url, sweep_accounts).await;
 }
 
 async fn grant(ledger: &Ledger, account: &str, amount: &str) {
@@ -130,4 +135,26 @@ async fn reads(ledger: &Ledger, account: &str) -> f64 {
 
 fn per_second(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
+}
+
+/// The monthly plan-credit sweep over `count` accounts created in bulk in January: the time to
+/// grant February's credits to all of them, in the job's batches.
+async fn sweep(backend: &str, url: &str, count: usize) {
+    let db = credits::db::connect(url, 16).await.expect("connect");
+    let ledger = Ledger::new(db.clone(), Arc::new(Program::load("arkain").unwrap()));
+    let january = "2026-01-15T00:00:00Z";
+    for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
+        let rows: Vec<String> =
+            chunk.iter().map(|i| format!("('sweep-{i}', 'free', 'active', false, true, 0, '{january}', '{january}')")).collect();
+        let sql = format!(
+            "INSERT INTO accounts (external_id, plan, status, identity_verified, credit_mail_enabled, balance_micros, created_at, plan_since) VALUES {}",
+            rows.join(",")
+        );
+        db.execute_unprepared(&sql).await.expect("bulk accounts");
+    }
+    let february = "2026-02-01T00:00:00Z".parse().unwrap();
+    let started = Instant::now();
+    let report = ledger.run_job(credits::service::jobs::Job::GrantMonthlyPlanCredits, february).await.expect("the sweep");
+    let rate = per_second(report.items as usize, started.elapsed());
+    println!("{backend:>8}  monthly grant sweep, {} accounts      : {rate:>8.0} accounts/s", report.items);
 }
