@@ -2,7 +2,7 @@
 
 use crate::on_both;
 use crate::support::{Backend, TestApp};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use credits::service::jobs::Job;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::json;
@@ -135,3 +135,40 @@ on_both!(
     daily_renewals_catch_up_missed_days_in_order,
     continuous_jobs_drain_their_queues
 );
+
+/// Two worker processes racing on one database (`credits jobs --run` in each): every account
+/// still gets this month's credits exactly once.
+async fn two_processes_racing_grant_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    let db = &app.ledger.db;
+    // Accounts created without going through sign-up, so this month's credits are still due.
+    let rows: Vec<String> = (0..300)
+        .map(|i| format!("('racer-{i}', 'free', 'active', false, true, 0, '2026-01-15T00:00:00Z', '2026-01-15T00:00:00Z')"))
+        .collect();
+    db.execute_unprepared(&format!(
+        "INSERT INTO accounts (external_id, plan, status, identity_verified, credit_mail_enabled, balance_micros, created_at, plan_since) VALUES {}",
+        rows.join(",")
+    ))
+    .await
+    .unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+            .args(["jobs", "--run"])
+            .env("DATABASE_URL", &app.db.url)
+            .env("CREDITS_PROGRAM", "arkain")
+            .env("CREDITS_AUTH_SECRET", std::str::from_utf8(crate::support::SECRET).unwrap())
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the binary starts")
+    };
+    let (mut first, mut second) = (run(), run());
+    assert!(first.wait().unwrap().success());
+    assert!(second.wait().unwrap().success());
+    let month_start = Utc::now().date_naive().with_day(1).unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc();
+    assert_eq!(plan_lots_in(&app, month_start).await, vec![1; 300]);
+    app.clock.set(Utc::now());
+    app.assert_audit_clean().await;
+}
+
+on_both!(two_processes_racing_grant_once);
