@@ -72,8 +72,26 @@ fn jobs_runs_and_reports_every_job() {
     let out = credits(dir.path()).args(["jobs", "--run"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    for job in ["ExpireLots", "GrantMonthlyPlanCredits", "RenewSubscriptions", "ReleaseReferralBonuses"] {
+    for job in ["ExpireLots", "GrantMonthlyPlanCredits", "RenewSubscriptions", "ReleaseReferralBonuses", "PurgeIdempotencyKeys"] {
         assert!(stdout.contains(job), "{stdout}");
     }
     assert!(stdout.contains(" done "), "the month's grant is recorded as done: {stdout}");
+}
+
+/// `credits worker` starts the job monitor and stops cleanly on SIGTERM.
+#[test]
+fn worker_starts_and_stops_gracefully_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut worker = credits(dir.path()).arg("worker").env("RUST_LOG", "info").stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let stderr = BufReader::new(worker.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let started = lines.by_ref().take(200).map_while(Result::ok).any(|line| line.contains("workers started"));
+    assert!(started, "the monitor did not report its start");
+    let killed = Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = worker.wait().unwrap();
+    assert!(status.success(), "{status:?}: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }

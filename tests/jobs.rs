@@ -126,7 +126,17 @@ async fn continuous_jobs_drain_their_queues(backend: Backend) {
     assert_eq!(app.ledger.run_job(Job::ExpireLots, now + Duration::hours(1)).await.unwrap().items, 0);
     assert_eq!(app.ledger.run_job(Job::ReleaseReferralBonuses, now).await.unwrap().items, 0, "no referrals in this program");
     let status = app.ledger.job_status(now).await.unwrap();
-    assert_eq!(status.len(), 4);
+    assert_eq!(status.len(), 5);
+
+    // Idempotency keys are kept 30 days, then forgotten: the key is free for a new request.
+    assert!(app.spend("a", "0", "too-small").await["errors"].is_array(), "input errors store nothing");
+    app.grant("a", "5", "PAID", None, "kept").await;
+    assert_eq!(app.ledger.run_job(Job::PurgeIdempotencyKeys, now + Duration::days(29)).await.unwrap().items, 0);
+    let purged = app.ledger.run_job(Job::PurgeIdempotencyKeys, now + Duration::days(31)).await.unwrap();
+    assert_eq!(purged.items, 4, "the four grants' records");
+    app.clock.set(now + Duration::days(31));
+    let reused = app.grant("a", "6", "PAID", None, "kept").await;
+    assert!(reused["errors"].is_null(), "{reused}");
 }
 
 on_both!(

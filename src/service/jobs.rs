@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 /// Accounts per batch of a sweep by default (`Ledger::sweep_batch`): each account is its own
 /// short transaction, and the cursor moves once per batch.
 pub const ACCOUNT_BATCH: u64 = 500;
+/// Idempotency records deleted per statement.
+pub const PURGE_BATCH: u64 = 1000;
 
 /// The jobs, their names and their schedules live in the workers crate, in one place.
 pub use workers::Job;
@@ -21,7 +23,7 @@ pub use workers::Job;
 /// None for continuous jobs, which are naturally idempotent and keyed by nothing.
 pub fn cadence(job: Job) -> Option<Cadence> {
     match job {
-        Job::ExpireLots | Job::ReleaseReferralBonuses => None,
+        Job::ExpireLots | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys => None,
         Job::GrantMonthlyPlanCredits => Some(Cadence::Monthly),
         Job::RenewSubscriptions => Some(Cadence::Daily),
     }
@@ -57,6 +59,14 @@ impl Ledger {
                     &mut budget,
                     |ledger| async move { ledger.release_referral_bonuses(now, MAX_RELEASE_BATCH).await },
                     MAX_RELEASE_BATCH,
+                )
+                .await
+            }
+            Job::PurgeIdempotencyKeys => {
+                self.drain(
+                    &mut budget,
+                    |ledger| async move { Ok(store::idempotency::purge_expired(&ledger.db, now, PURGE_BATCH).await?) },
+                    PURGE_BATCH,
                 )
                 .await
             }

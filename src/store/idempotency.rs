@@ -45,6 +45,25 @@ pub async fn insert(conn: &impl ConnectionTrait, record: NewRecord<'_>) -> Resul
     Ok(())
 }
 
+/// Deletes at most `limit` records whose retention ended before `now`; returns how many.
+pub async fn purge_expired(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let ids: Vec<i64> = idempotency_key::Entity::find()
+        .select_only()
+        .column(idempotency_key::Column::Id)
+        .filter(idempotency_key::Column::ExpiresAt.lt(now))
+        .order_by_asc(idempotency_key::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let deleted = idempotency_key::Entity::delete_many().filter(idempotency_key::Column::Id.is_in(ids)).exec(conn).await?;
+    Ok(deleted.rows_affected)
+}
+
 /// A hash of every field that changes an operation's outcome, serialized in a fixed order.
 pub fn request_hash<T: serde::Serialize>(request: &T) -> String {
     let bytes = serde_json::to_vec(request).expect("requests serialize");

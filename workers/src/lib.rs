@@ -24,10 +24,13 @@ pub enum Job {
     RenewSubscriptions,
     /// Continuously: referral purchase bonuses whose hold has passed.
     ReleaseReferralBonuses,
+    /// Hourly: forget idempotency keys past their retention (30 days by default).
+    PurgeIdempotencyKeys,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::ExpireLots, Job::GrantMonthlyPlanCredits, Job::RenewSubscriptions, Job::ReleaseReferralBonuses];
+    pub const ALL: [Job; 5] =
+        [Job::ExpireLots, Job::GrantMonthlyPlanCredits, Job::RenewSubscriptions, Job::ReleaseReferralBonuses, Job::PurgeIdempotencyKeys];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +38,7 @@ impl Job {
             Job::GrantMonthlyPlanCredits => "GrantMonthlyPlanCredits",
             Job::RenewSubscriptions => "RenewSubscriptions",
             Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
+            Job::PurgeIdempotencyKeys => "PurgeIdempotencyKeys",
         }
     }
 
@@ -44,6 +48,7 @@ impl Job {
         match self {
             Job::ExpireLots | Job::ReleaseReferralBonuses => "0 * * * * *",
             Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions => "5 0 * * * *",
+            Job::PurgeIdempotencyKeys => "0 30 * * * *",
         }
     }
 }
