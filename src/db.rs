@@ -16,6 +16,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     let mut options = ConnectOptions::new(url.to_string());
     options.max_connections(max_connections).min_connections(1).acquire_timeout(Duration::from_secs(10)).sqlx_logging(false);
     if is_sqlite(url) {
+        // A fresh machine has no data directory yet; every command may be the first.
+        if let Some(dir) =
+            crate::config::sqlite_file(url).and_then(|f| f.parent().map(|p| p.to_path_buf())).filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(&dir).map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
+        }
         options.map_sqlx_sqlite_opts(|o| {
             o.create_if_missing(true).journal_mode(SqliteJournalMode::Wal).busy_timeout(SQLITE_BUSY_TIMEOUT).foreign_keys(true)
         });
@@ -25,4 +31,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
+}
+
+/// The ledger's own database as the scheduled jobs' storage: no extra server.
+pub fn job_storage(db: &DatabaseConnection) -> workers::Storage {
+    match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => workers::Storage::Sqlite(db.get_sqlite_connection_pool().clone()),
+        _ => workers::Storage::Postgres(db.get_postgres_connection_pool().clone()),
+    }
 }

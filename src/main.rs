@@ -86,7 +86,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let jobs = (!no_workers).then(|| {
                 let mut stopped = stopped.clone();
-                tokio::spawn(workers::run(ledger, async move {
+                let storage = credits::db::job_storage(&ledger.db);
+                tokio::spawn(workers::run(ledger, storage, async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 }))
             });
@@ -101,7 +102,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = credits::db::connect(&config.database_url(), 8).await?;
             credits::db::migrate(&db).await?;
             let ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
-            workers::run(ledger, shutdown_signal()).await?;
+            let storage = credits::db::job_storage(&ledger.db);
+            workers::run(ledger, storage, shutdown_signal()).await?;
             tracing::info!("stopped");
         }
         Command::Migrate => {

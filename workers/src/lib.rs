@@ -76,15 +76,65 @@ async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>) -> R
     Ok(())
 }
 
-/// Runs every job on its schedule until `shutdown` resolves; running jobs finish first.
-pub async fn run<R: RunsJobs>(runner: R, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), JobError> {
+/// Where ticks are stored between the scheduler and the worker, so a tick survives a restart:
+/// the ledger's own database.
+#[derive(Clone)]
+pub enum Storage {
+    Sqlite(apalis_sqlite::SqlitePool),
+    Postgres(apalis_postgres::PgPool),
+}
+
+impl Storage {
+    /// Creates the job storage's tables. On SQLite only the migrations run: apalis's `setup`
+    /// would also switch the shared pool's connection to `synchronous = OFF`, weakening the
+    /// ledger's durability.
+    pub async fn prepare(&self) -> Result<(), JobError> {
+        let err = |e: &dyn std::fmt::Display| JobError(format!("job storage: {e}"));
+        match self {
+            Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await.map_err(|e| err(&e)),
+            Storage::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| err(&e)),
+        }
+    }
+}
+
+fn schedule_of(job: Job) -> Result<cron::Schedule, JobError> {
+    cron::Schedule::from_str(job.schedule()).map_err(|e| JobError(format!("{}: {e}", job.name())))
+}
+
+/// Runs every job on its schedule until `shutdown` resolves; running jobs finish first. Each
+/// job's ticks go through its own queue in `storage`.
+pub async fn run<R: RunsJobs>(runner: R, storage: Storage, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), JobError> {
+    storage.prepare().await?;
     let mut monitor = Monitor::new();
     for job in Job::ALL {
-        let schedule = cron::Schedule::from_str(job.schedule()).map_err(|e| JobError(format!("{}: {e}", job.name())))?;
+        let schedule = schedule_of(job)?;
         let runner = runner.clone();
-        monitor = monitor.register(move |_restarts| {
-            WorkerBuilder::new(job.name()).backend(CronScheduler::new(schedule.clone())).data(job).data(runner.clone()).build(on_tick::<R>)
-        });
+        monitor = match &storage {
+            Storage::Sqlite(pool) => {
+                let pool = pool.clone();
+                monitor.register(move |_restarts| {
+                    let queue =
+                        apalis_sqlite::SqliteStorage::<Tick>::new(&pool).with_config(apalis_sqlite::Config::default().queue(job.name()));
+                    WorkerBuilder::new(job.name())
+                        .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
+                        .data(job)
+                        .data(runner.clone())
+                        .build(on_tick::<R>)
+                })
+            }
+            Storage::Postgres(pool) => {
+                let pool = pool.clone();
+                monitor.register(move |_restarts| {
+                    let queue = apalis_postgres::PostgresStorage::<Tick>::new(&pool)
+                        .with_config(apalis_postgres::Config::default().queue(job.name()));
+                    WorkerBuilder::new(job.name())
+                        .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
+                        .data(job)
+                        .data(runner.clone())
+                        .build(on_tick::<R>)
+                })
+            }
+        };
     }
     tracing::info!(jobs = Job::ALL.len(), "workers started");
     monitor
