@@ -182,3 +182,22 @@ async fn two_processes_racing_grant_once(backend: Backend) {
 }
 
 on_both!(two_processes_racing_grant_once);
+
+/// The job storage lives in the ledger's own database: its tables are created there, twice
+/// without harm (every process prepares it at start).
+async fn job_storage_is_prepared_in_the_ledger_database(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let storage = credits::db::job_storage(&app.ledger.db);
+    storage.prepare().await.unwrap();
+    storage.prepare().await.unwrap();
+    let table = if backend == Backend::Sqlite { "Jobs" } else { "apalis.jobs" };
+    let db = &app.ledger.db;
+    let count = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), format!("SELECT COUNT(*) FROM {table}")))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count.try_get_by_index::<i64>(0).unwrap(), 0);
+}
+
+on_both!(job_storage_is_prepared_in_the_ledger_database);
