@@ -104,3 +104,21 @@ async fn button_mode_rewards_without_an_ad(backend: Backend) {
 }
 
 on_both!(verified_ads_reward_free_users_who_ran_out_up_to_a_daily_cap, button_mode_rewards_without_an_ad);
+
+/// Ten concurrent claims of one verified ad: one reward.
+async fn concurrent_claims_of_one_ad_reward_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "carat").await;
+    let now = at("2026-07-02T10:00:00Z");
+    app.clock.set(now);
+    app.create_account("racer").await;
+    spend_all(&app, "racer", "s-0").await;
+    assert_eq!(callback(&app, &signed("racer", "tx-race", now)).await, 200);
+    let keys: Vec<String> = (0..10).map(|i| format!("k-{i}")).collect();
+    let results = futures::future::join_all(keys.iter().map(|k| claim(&app, "racer", Some("tx-race"), k))).await;
+    let rewarded = results.iter().filter(|r| r["errors"].is_null()).count();
+    assert_eq!(rewarded, 1, "{results:?}");
+    assert!(results.iter().filter(|r| !r["errors"].is_null()).all(|r| ["ALREADY_CLAIMED", "NOT_ELIGIBLE"].contains(&error_code(r))));
+    app.assert_audit_clean().await;
+}
+
+on_both!(concurrent_claims_of_one_ad_reward_once);

@@ -201,3 +201,42 @@ async fn job_storage_is_prepared_in_the_ledger_database(backend: Backend) {
 }
 
 on_both!(job_storage_is_prepared_in_the_ledger_database);
+
+/// Two `credits worker` processes on one database both register all their job workers (apalis
+/// names workers in the shared storage; duplicate names would leave the second idle).
+async fn two_worker_processes_both_register_their_workers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+            .arg("worker")
+            .env("DATABASE_URL", &app.db.url)
+            .env("CREDITS_PROGRAM", crate::support::LEDGER_PROGRAM)
+            .env("CREDITS_AUTH_SECRET", std::str::from_utf8(crate::support::SECRET).unwrap())
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("the binary starts")
+    };
+    let mut processes = [start(), start()];
+    let table = if backend == Backend::Sqlite { "Workers" } else { "apalis.workers" };
+    let db = &app.ledger.db;
+    let mut registered = 0;
+    // Bounded wait for a condition, not a sleep standing in for one.
+    for _ in 0..300 {
+        if let Ok(Some(row)) =
+            db.query_one_raw(Statement::from_string(db.get_database_backend(), format!("SELECT COUNT(*) FROM {table}"))).await
+        {
+            registered = row.try_get_by_index::<i64>(0).unwrap_or(0);
+            if registered >= 10 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for process in &mut processes {
+        let _ = process.kill();
+        let _ = process.wait();
+    }
+    assert_eq!(registered, 10, "five job workers in each of the two processes");
+}
+
+on_both!(two_worker_processes_both_register_their_workers);

@@ -117,3 +117,19 @@ async fn programs_without_referrals_refuse_codes(backend: Backend) {
 }
 
 on_both!(arkain_referrals_reward_both_sides_and_hold_the_purchase_bonus, programs_without_referrals_refuse_codes);
+
+/// Twelve friends sign up with one code at once: exactly ten are accepted.
+async fn concurrent_sign_ups_respect_the_referral_cap(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    let host = sign_up(&app, "host", None).await;
+    let code = host["data"]["createAccount"]["account"]["referralCode"].as_str().unwrap().to_string();
+    let ids: Vec<String> = (0..12).map(|i| format!("guest-{i}")).collect();
+    let results = futures::future::join_all(ids.iter().map(|id| sign_up(&app, id, Some(&code)))).await;
+    assert!(results.iter().all(|r| r["data"]["createAccount"]["created"] == json!(true)), "{results:?}");
+    let accepted = results.iter().filter(|r| r["data"]["createAccount"]["referralAccepted"] == json!(true)).count();
+    assert_eq!(accepted, 10);
+    assert_eq!(referral(&app, "host").await.as_deref(), Some("3000"));
+    app.assert_audit_clean().await;
+}
+
+on_both!(concurrent_sign_ups_respect_the_referral_cap);

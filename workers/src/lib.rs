@@ -97,6 +97,12 @@ impl Storage {
     }
 }
 
+/// This process among the workers sharing the storage: its id and start instant.
+fn instance_id() -> String {
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}-{:x}", std::process::id(), started.as_nanos() & 0xffff_ffff_ffff)
+}
+
 fn schedule_of(job: Job) -> Result<cron::Schedule, JobError> {
     cron::Schedule::from_str(job.schedule()).map_err(|e| JobError(format!("{}: {e}", job.name())))
 }
@@ -105,17 +111,21 @@ fn schedule_of(job: Job) -> Result<cron::Schedule, JobError> {
 /// job's ticks go through its own queue in `storage`.
 pub async fn run<R: RunsJobs>(runner: R, storage: Storage, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), JobError> {
     storage.prepare().await?;
+    // apalis registers workers by name in the shared storage: each process needs its own names,
+    // or a second process's workers are refused (WORKER_ALREADY_EXISTS) and never tick.
+    let instance = instance_id();
     let mut monitor = Monitor::new();
     for job in Job::ALL {
         let schedule = schedule_of(job)?;
         let runner = runner.clone();
+        let worker_name = format!("{}@{instance}", job.name());
         monitor = match &storage {
             Storage::Sqlite(pool) => {
                 let pool = pool.clone();
                 monitor.register(move |_restarts| {
                     let queue =
                         apalis_sqlite::SqliteStorage::<Tick>::new(&pool).with_config(apalis_sqlite::Config::default().queue(job.name()));
-                    WorkerBuilder::new(job.name())
+                    WorkerBuilder::new(worker_name.clone())
                         .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
                         .data(job)
                         .data(runner.clone())
@@ -127,7 +137,7 @@ pub async fn run<R: RunsJobs>(runner: R, storage: Storage, shutdown: impl Future
                 monitor.register(move |_restarts| {
                     let queue = apalis_postgres::PostgresStorage::<Tick>::new(&pool)
                         .with_config(apalis_postgres::Config::default().queue(job.name()));
-                    WorkerBuilder::new(job.name())
+                    WorkerBuilder::new(worker_name.clone())
                         .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
                         .data(job)
                         .data(runner.clone())
