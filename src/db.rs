@@ -29,8 +29,25 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(options).await
 }
 
+/// How often migrating is tried before a process gives up.
+const MIGRATE_ATTEMPTS: u32 = 10;
+
+/// Brings the schema up to date. Several processes starting at once on a fresh database race
+/// here (sea-orm-migration takes no lock); every step is idempotent (`IF NOT EXISTS`), so a
+/// bounded retry lets the losers find the winner's work done.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    Migrator::up(db, None).await
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match Migrator::up(db, None).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < MIGRATE_ATTEMPTS => {
+                tracing::debug!(attempt, error = %e, "migrations raced; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The ledger's own database as the scheduled jobs' storage: no extra server.

@@ -134,10 +134,26 @@ impl MigrationTrait for Migration {
         // Open lots of an account: what every balance read and spend loads. `open` flips once per
         // lot (when it is used up or expires), not on every spend.
         manager
-            .create_index(Index::create().name("lots_account_open").table(Lots::Table).col(Lots::AccountId).col(Lots::Open).to_owned())
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("lots_account_open")
+                    .table(Lots::Table)
+                    .col(Lots::AccountId)
+                    .col(Lots::Open)
+                    .to_owned(),
+            )
             .await?;
         manager
-            .create_index(Index::create().name("lots_open_expires").table(Lots::Table).col(Lots::Open).col(Lots::ExpiresAt).to_owned())
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("lots_open_expires")
+                    .table(Lots::Table)
+                    .col(Lots::Open)
+                    .col(Lots::ExpiresAt)
+                    .to_owned(),
+            )
             .await?;
 
         manager
@@ -163,6 +179,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("journal_account_sequence")
                     .table(JournalEntries::Table)
                     .col(JournalEntries::AccountId)
@@ -186,10 +203,19 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("journal_lines_entry").table(JournalLines::Table).col(JournalLines::EntryId).to_owned())
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("journal_lines_entry")
+                    .table(JournalLines::Table)
+                    .col(JournalLines::EntryId)
+                    .to_owned(),
+            )
             .await?;
         manager
-            .create_index(Index::create().name("journal_lines_lot").table(JournalLines::Table).col(JournalLines::LotId).to_owned())
+            .create_index(
+                Index::create().if_not_exists().name("journal_lines_lot").table(JournalLines::Table).col(JournalLines::LotId).to_owned(),
+            )
             .await?;
 
         manager
@@ -214,7 +240,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("purchases_account").table(Purchases::Table).col(Purchases::AccountId).col(Purchases::Id).to_owned(),
+                Index::create()
+                    .if_not_exists()
+                    .name("purchases_account")
+                    .table(Purchases::Table)
+                    .col(Purchases::AccountId)
+                    .col(Purchases::Id)
+                    .to_owned(),
             )
             .await?;
 
@@ -235,6 +267,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("idempotency_scope")
                     .table(IdempotencyKeys::Table)
                     .col(IdempotencyKeys::AccountId)
@@ -246,7 +279,12 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                Index::create().name("idempotency_expires").table(IdempotencyKeys::Table).col(IdempotencyKeys::ExpiresAt).to_owned(),
+                Index::create()
+                    .if_not_exists()
+                    .name("idempotency_expires")
+                    .table(IdempotencyKeys::Table)
+                    .col(IdempotencyKeys::ExpiresAt)
+                    .to_owned(),
             )
             .await?;
         Ok(())

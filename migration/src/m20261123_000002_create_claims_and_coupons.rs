@@ -89,6 +89,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("claims_once_per_period")
                     .table(Claims::Table)
                     .col(Claims::AccountId)
@@ -142,6 +143,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("coupon_redeemed_once_per_account")
                     .table(CouponRedemptions::Table)
                     .col(CouponRedemptions::CouponId)
@@ -168,6 +170,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("coupon_failures_account_time")
                     .table(CouponFailures::Table)
                     .col(CouponFailures::AccountId)

@@ -50,7 +50,15 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("outbox_pending").table(Outbox::Table).col(Outbox::DeliveredAt).col(Outbox::Id).to_owned())
+            .create_index(
+                Index::create()
+                    .if_not_exists()
+                    .name("outbox_pending")
+                    .table(Outbox::Table)
+                    .col(Outbox::DeliveredAt)
+                    .col(Outbox::Id)
+                    .to_owned(),
+            )
             .await
     }
 

@@ -38,6 +38,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("ad_rewards_once_per_transaction")
                     .table(AdRewards::Table)
                     .col(AdRewards::Network)

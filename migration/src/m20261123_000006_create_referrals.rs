@@ -35,7 +35,13 @@ impl MigrationTrait for Migration {
         // SQLite cannot add a column with a UNIQUE constraint; a unique index does the same.
         manager
             .create_index(
-                Index::create().name("accounts_referral_code").table(Accounts::Table).col(Accounts::ReferralCode).unique().to_owned(),
+                Index::create()
+                    .if_not_exists()
+                    .name("accounts_referral_code")
+                    .table(Accounts::Table)
+                    .col(Accounts::ReferralCode)
+                    .unique()
+                    .to_owned(),
             )
             .await?;
         manager
@@ -56,11 +62,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("referrals_referrer").table(Referrals::Table).col(Referrals::ReferrerId).to_owned())
+            .create_index(
+                Index::create().if_not_exists().name("referrals_referrer").table(Referrals::Table).col(Referrals::ReferrerId).to_owned(),
+            )
             .await?;
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("referrals_release")
                     .table(Referrals::Table)
                     .col(Referrals::BonusStatus)

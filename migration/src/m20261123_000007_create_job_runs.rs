@@ -50,6 +50,7 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .if_not_exists()
                     .name("job_runs_once_per_period")
                     .table(JobRuns::Table)
                     .col(JobRuns::Job)

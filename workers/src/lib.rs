@@ -63,6 +63,9 @@ pub trait RunsJobs: Clone + Send + Sync + 'static {
     fn run(&self, job: Job, now: DateTime<Utc>) -> impl Future<Output = Result<(), JobError>> + Send;
 }
 
+/// How often preparing the job storage is tried before a process gives up.
+const PREPARE_ATTEMPTS: u32 = 10;
+
 /// How long a shutdown waits for running jobs before it stops them.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -88,11 +91,26 @@ impl Storage {
     /// Creates the job storage's tables. On SQLite only the migrations run: apalis's `setup`
     /// would also switch the shared pool's connection to `synchronous = OFF`, weakening the
     /// ledger's durability.
+    ///
+    /// Several processes starting at once race on these migrations (a locked SQLite database, a
+    /// concurrent CREATE on PostgreSQL); the migrations are idempotent, so a bounded retry settles
+    /// the race.
     pub async fn prepare(&self) -> Result<(), JobError> {
-        let err = |e: &dyn std::fmt::Display| JobError(format!("job storage: {e}"));
-        match self {
-            Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await.map_err(|e| err(&e)),
-            Storage::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| err(&e)),
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let result = match self {
+                Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await.map_err(|e| e.to_string()),
+                Storage::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| e.to_string()),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt < PREPARE_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "job storage migrations raced; retrying");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(JobError(format!("job storage: {e}"))),
+            }
         }
     }
 }
