@@ -103,10 +103,9 @@ impl Ledger {
 
 /// Resolves and locks an account inside a write transaction.
 pub(crate) async fn lock_by_external_id(txn: &sea_orm::DatabaseTransaction, external_id: &str) -> Result<account::Model, ServiceError> {
-    let found = store::accounts::by_external_id(txn, external_id)
+    store::accounts::lock_by_external_id(txn, external_id)
         .await?
-        .ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))?;
-    store::accounts::lock(txn, found.id).await?.ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))
+        .ok_or_else(|| ServiceError::NotFound(format!("no account {external_id:?}")))
 }
 
 pub(crate) fn status_of(account: &account::Model) -> Result<AccountStatus, ServiceError> {

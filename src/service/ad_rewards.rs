@@ -69,29 +69,23 @@ impl Ledger {
                         Opened::Done(stored) => return Ok(stored),
                         Opened::Fresh(locked, keyed) => (locked, keyed),
                     };
-                let keyed = &keyed;
-                let refuse = |refusal| async move {
-                    let refused = Stored::Refused(refusal);
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    Ok::<_, ServiceError>(refused)
-                };
                 let plan = ledger.program.plan(&locked.plan);
                 if plan.is_none_or(|p| p.paid) {
-                    return refuse(Refusal::NotEligible { why: "ad rewards are for free-plan accounts".into() }).await;
+                    return keyed.refuse(txn, Refusal::NotEligible { why: "ad rewards are for free-plan accounts".into() }, now, ttl).await;
                 }
                 let open = lots::open_for_account(txn, locked.id).await?;
                 let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
                 let virtual_free = daily_free::virtual_lot(txn, &ledger.program, &locked, &rules, now).await?;
                 if !balance(&rules, now).is_zero() || virtual_free.is_some() {
-                    return refuse(Refusal::NotEligible {
-                        why: "the day's free credits and all other credits must be used up first".into(),
-                    })
-                    .await;
+                    let why = "the day's free credits and all other credits must be used up first".into();
+                    return keyed.refuse(txn, Refusal::NotEligible { why }, now, ttl).await;
                 }
                 let day = day_of(now);
                 let claimed_today = store::claims::count_with_prefix(txn, locked.id, KIND, &format!("{day}#")).await?;
                 if claimed_today >= u64::from(rule.daily_cap) {
-                    return refuse(Refusal::LimitReached { what: format!("today's {} ad rewards are claimed", rule.daily_cap) }).await;
+                    return keyed
+                        .refuse(txn, Refusal::LimitReached { what: format!("today's {} ad rewards are claimed", rule.daily_cap) }, now, ttl)
+                        .await;
                 }
                 if let Some(transaction_id) = &transaction_id {
                     // Not found is not the key's outcome: the network's callback may still be on
@@ -102,7 +96,9 @@ impl Ledger {
                         return Err(not_found());
                     }
                     if !store::ad_rewards::mark_claimed(txn, verified.id, now).await? {
-                        return refuse(Refusal::AlreadyClaimed { what: format!("ad {transaction_id:?} was already rewarded") }).await;
+                        return keyed
+                            .refuse(txn, Refusal::AlreadyClaimed { what: format!("ad {transaction_id:?} was already rewarded") }, now, ttl)
+                            .await;
                     }
                 }
                 let amount = ledger.draw(&rule.distribution, None);

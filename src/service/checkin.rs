@@ -54,9 +54,7 @@ impl Ledger {
                     };
                 let day = day_of(now);
                 if store::claims::find(txn, locked.id, KIND, &day.to_string()).await?.is_some() {
-                    let refused = Stored::Refused(Refusal::AlreadyClaimed { what: format!("already checked in on {day}") });
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    return Ok(refused);
+                    return keyed.refuse(txn, Refusal::AlreadyClaimed { what: format!("already checked in on {day}") }, now, ttl).await;
                 }
                 let lot = lots::NewLot {
                     account_id: locked.id,

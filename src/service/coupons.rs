@@ -136,24 +136,18 @@ impl Ledger {
                         "too many unknown coupon codes; try again in {FAILED_GUESS_WINDOW_MINUTES} minutes"
                     )));
                 }
-                let keyed = &keyed;
-                let refuse = |refusal| async move {
-                    let refused = Stored::Refused(Refusal::Coupon(refusal));
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    Ok::<_, ServiceError>(refused)
-                };
                 let Some(coupon) = store::coupons::by_code(txn, &code).await? else {
                     store::coupons::record_failure(txn, locked.id, now).await?;
-                    return refuse(CouponRefusal::NotFound).await;
+                    return keyed.refuse(txn, Refusal::Coupon(CouponRefusal::NotFound), now, ttl).await;
                 };
                 if let Err(refusal) = check_window(now, coupon.starts_at, coupon.ends_at, coupon.expires_at) {
-                    return refuse(refusal).await;
+                    return keyed.refuse(txn, Refusal::Coupon(refusal), now, ttl).await;
                 }
                 if store::coupons::redeemed_by(txn, coupon.id, locked.id).await? {
-                    return refuse(CouponRefusal::AlreadyRedeemed).await;
+                    return keyed.refuse(txn, Refusal::Coupon(CouponRefusal::AlreadyRedeemed), now, ttl).await;
                 }
                 if !store::coupons::take_redemption(txn, coupon.id).await? {
-                    return refuse(CouponRefusal::Exhausted).await;
+                    return keyed.refuse(txn, Refusal::Coupon(CouponRefusal::Exhausted), now, ttl).await;
                 }
                 let validity: Option<Validity> =
                     coupon.valid_for.as_deref().map(str::parse).transpose().map_err(|e| anyhow::anyhow!("coupon {}: {e}", coupon.id))?;

@@ -86,9 +86,7 @@ pub async fn open<'a, T: DeserializeOwned + Serialize>(
     }
     let status = status_of(&locked)?;
     if !allowed(status) {
-        let refused = Stored::Refused(Refusal::AccountNotActive { status: status.to_string() });
-        keyed.remember(txn, &refused, now, ttl).await?;
-        return Ok(Opened::Done(refused));
+        return Ok(Opened::Done(keyed.refuse(txn, Refusal::AccountNotActive { status: status.to_string() }, now, ttl).await?));
     }
     Ok(Opened::Fresh(locked, keyed))
 }
@@ -128,6 +126,19 @@ impl Keyed<'_> {
         }
         let stored = serde_json::from_str(&record.outcome).map_err(|e| anyhow::anyhow!("stored outcome of key {}: {e}", record.id))?;
         Ok(Some(stored))
+    }
+
+    /// Stores a business refusal as this key's outcome and returns it: every replay refuses alike.
+    pub async fn refuse<T: Serialize>(
+        &self,
+        conn: &impl ConnectionTrait,
+        refusal: Refusal,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<Stored<T>, ServiceError> {
+        let refused = Stored::Refused(refusal);
+        self.remember(conn, &refused, now, ttl).await?;
+        Ok(refused)
     }
 
     pub async fn remember<T: Serialize>(

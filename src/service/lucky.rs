@@ -91,16 +91,14 @@ impl Ledger {
                 let (lucky, max) = match eligibility(&ledger.program, &locked, now) {
                     Ok(found) => found,
                     Err(why) => {
-                        let refused = Stored::Refused(Refusal::NotEligible { why });
-                        keyed.remember(txn, &refused, now, ttl).await?;
-                        return Ok(refused);
+                        return keyed.refuse(txn, Refusal::NotEligible { why }, now, ttl).await;
                     }
                 };
                 let day = day_of(now);
                 if store::claims::find(txn, locked.id, KIND, &day.to_string()).await?.is_some() {
-                    let refused = Stored::Refused(Refusal::AlreadyClaimed { what: format!("lucky credits already claimed on {day}") });
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    return Ok(refused);
+                    return keyed
+                        .refuse(txn, Refusal::AlreadyClaimed { what: format!("lucky credits already claimed on {day}") }, now, ttl)
+                        .await;
                 }
                 let cap = u32::try_from(max.micros() / crate::ledger::amount::MICROS_PER_CREDIT).unwrap_or(u32::MAX);
                 let amount = ledger.draw(&lucky.distribution, Some(cap));

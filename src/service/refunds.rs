@@ -69,23 +69,17 @@ impl Ledger {
                     Opened::Done(stored) => return Ok(stored),
                     Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
-                let keyed = &keyed;
-                let refuse = |refusal| async move {
-                    let refused = Stored::Refused(Refusal::Refund(refusal));
-                    keyed.remember(txn, &refused, now, ttl).await?;
-                    Ok::<_, ServiceError>(refused)
-                };
                 let purchase =
                     store::purchases::by_id(txn, purchase_id).await?.ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} vanished"))?;
                 let (Some(paid_at), Some(lot_id), "paid") = (purchase.paid_at, purchase.lot_id, purchase.status.as_str()) else {
-                    return refuse(RefundRefusal::NotPaid).await;
+                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::NotPaid), now, ttl).await;
                 };
                 let window = match requester {
                     Requester::User => terms.window,
                     Requester::Operator => terms.operator_window,
                 };
                 if window.expires_at(paid_at).is_some_and(|closes| now >= closes) {
-                    return refuse(RefundRefusal::WindowClosed).await;
+                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::WindowClosed), now, ttl).await;
                 }
                 let open = lots::open_for_account(txn, locked.id).await?;
                 let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
@@ -94,14 +88,14 @@ impl Ledger {
                 let bought = Credits::from_micros(purchase.credits_micros);
                 let refunded_minor = match refund_minor(terms.policy, purchase.price_minor, bought, unused) {
                     Ok(minor) => minor,
-                    Err(refusal) => return refuse(refusal).await,
+                    Err(refusal) => return keyed.refuse(txn, Refusal::Refund(refusal), now, ttl).await,
                 };
                 // Promotional credits granted with this purchase are forfeited; the terms refuse
                 // the refund if the account no longer holds that many credits.
                 let bonus_lots = lots::by_origin(txn, locked.id, BONUS_ORIGIN, &purchase.id.to_string()).await?;
                 let bonus_granted: Credits = bonus_lots.iter().map(|l| Credits::from_micros(l.granted_micros)).sum();
                 if balance(&rules, now) < bonus_granted {
-                    return refuse(RefundRefusal::PromotionalCreditsSpent).await;
+                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::PromotionalCreditsSpent), now, ttl).await;
                 }
                 let meta = EntryMeta {
                     idempotency_key: Some(key.as_str()),

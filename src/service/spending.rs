@@ -109,10 +109,8 @@ impl Ledger {
                 let takes = match allocate(&rules, fields.amount, &order, now) {
                     Ok(takes) => takes,
                     Err(short) => {
-                        let refused =
-                            Stored::Refused(Refusal::InsufficientCredits { requested: short.requested, available: short.available });
-                        keyed.remember(txn, &refused, now, ttl).await?;
-                        return Ok(refused);
+                        let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
+                        return keyed.refuse(txn, refusal, now, ttl).await;
                     }
                 };
                 let debits: Vec<_> = takes
