@@ -164,6 +164,7 @@ impl Account {
             eligible: status.eligible,
             reason: status.reason,
             claimed_today: status.claimed_today.is_some(),
+            drop_waiting: status.drop_waiting,
             claimed: status.claimed_today.map(credits),
             max_credits: status.max_credits.map(credits),
             next_available_at: status.next_available_at,
@@ -537,6 +538,9 @@ pub struct LuckyCredits {
     /// Why not, when not eligible.
     pub reason: Option<String>,
     pub claimed_today: bool,
+    /// The daily reset drew today's drop for this account and it waits to be claimed (the
+    /// banner); the amount stays a surprise until the claim.
+    pub drop_waiting: bool,
     /// What today's claim drew.
     pub claimed: Option<Decimal>,
     /// The plan's maximum for one day's draw.

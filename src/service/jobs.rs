@@ -6,7 +6,7 @@
 //! own (once-per-period claims), which is what makes a racing or resumed batch harmless.
 
 use crate::ledger::plans::PlanPeriod;
-use crate::ledger::schedule::Cadence;
+use crate::ledger::schedule::{Cadence, Slot};
 use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH};
 use crate::store;
 use chrono::{DateTime, Utc};
@@ -25,7 +25,7 @@ pub fn cadence(job: Job) -> Option<Cadence> {
     match job {
         Job::ExpireLots | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys => None,
         Job::GrantMonthlyPlanCredits => Some(Cadence::Monthly),
-        Job::RenewSubscriptions => Some(Cadence::Daily),
+        Job::RenewSubscriptions | Job::ResetDailyCredits => Some(Cadence::Daily),
     }
 }
 
@@ -50,10 +50,7 @@ impl Ledger {
     pub async fn run_job_bounded(&self, job: Job, now: DateTime<Utc>, max_batches: u32) -> Result<JobReport, ServiceError> {
         let mut budget = max_batches;
         match job {
-            Job::ExpireLots => {
-                self.drain(&mut budget, |ledger| async move { Ok(ledger.expire_due(now, MAX_EXPIRY_BATCH).await?.lots) }, MAX_EXPIRY_BATCH)
-                    .await
-            }
+            Job::ExpireLots => self.expire_all(&mut budget, now).await,
             Job::ReleaseReferralBonuses => {
                 self.drain(
                     &mut budget,
@@ -70,8 +67,14 @@ impl Ledger {
                 )
                 .await
             }
-            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions => self.run_periodic(job, now, &mut budget).await,
+            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits => {
+                self.run_periodic(job, now, &mut budget).await
+            }
         }
+    }
+
+    async fn expire_all(&self, budget: &mut u32, now: DateTime<Utc>) -> Result<JobReport, ServiceError> {
+        self.drain(budget, |ledger| async move { Ok(ledger.expire_due(now, MAX_EXPIRY_BATCH).await?.lots) }, MAX_EXPIRY_BATCH).await
     }
 
     /// Repeats a batch until one comes back short or the budget is spent.
@@ -93,11 +96,14 @@ impl Ledger {
         Ok(report)
     }
 
-    /// The plans a periodic job sweeps: those with plan credits of its kind of period.
-    fn swept_plans(&self, job: Job) -> Vec<String> {
+    /// The plans a periodic job sweeps in `slot`: those with plan credits of its kind of period,
+    /// or, for the daily reset, the subscribers with a lucky drop that day. A day caught up late
+    /// draws no drop: it could no longer be claimed.
+    fn swept_plans(&self, job: Job, slot: &Slot, now: DateTime<Utc>) -> Vec<String> {
         let wanted = match job {
             Job::GrantMonthlyPlanCredits => PlanPeriod::CalendarMonth,
             Job::RenewSubscriptions => PlanPeriod::FromRecharge,
+            Job::ResetDailyCredits if slot.starts_at.date_naive() == now.date_naive() => return self.lucky_plans(now.date_naive()),
             _ => return Vec::new(),
         };
         match self.program.plan_credits {
@@ -110,10 +116,18 @@ impl Ledger {
 
     async fn run_periodic(&self, job: Job, now: DateTime<Utc>, budget: &mut u32) -> Result<JobReport, ServiceError> {
         let cadence = cadence(job).expect("periodic jobs have a cadence");
-        let plans = self.swept_plans(job);
         let last_done = store::job_runs::latest_done(&self.db, job.name()).await?.and_then(|run| cadence.parse_key(&run.period));
         let mut report = JobReport::default();
         for slot in cadence.due(last_done, now) {
+            if job == Job::ResetDailyCredits {
+                // Yesterday's daily free and lucky lots end at this day's start: write them off
+                // (dated at their expiry) before the day's drop, as the continuous job would.
+                let report = self.expire_all(budget, now).await?;
+                if !report.complete {
+                    return Ok(JobReport { complete: false, ..JobReport::default() });
+                }
+            }
+            let plans = self.swept_plans(job, &slot, now);
             let run = store::job_runs::claim(&self.db, job.name(), &slot.key, now).await?;
             let mut cursor = run.cursor;
             let mut finished = run.status == "done";
@@ -124,7 +138,11 @@ impl Ledger {
                 *budget -= 1;
                 let ids = store::accounts::ids_on_plans_after(&self.db, &plans, cursor, self.sweep_batch).await?;
                 for id in &ids {
-                    if let Err(e) = self.grant_plan_credits_by_id(*id, now).await {
+                    let done = match job {
+                        Job::ResetDailyCredits => self.drop_lucky_by_id(*id, slot.starts_at.date_naive(), now).await.map(drop),
+                        _ => self.grant_plan_credits_by_id(*id, now).await.map(drop),
+                    };
+                    if let Err(e) = done {
                         store::job_runs::fail(&self.db, run.id, &format!("account {id}: {e}"), now).await?;
                         return Err(e);
                     }

@@ -15,6 +15,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 const KIND: &str = "lucky";
+/// The day's drop for an account, drawn by the daily reset and claimed from the banner. It is
+/// not credits until claimed: an unclaimed drop lapses at the next reset with nothing to write
+/// off in the journal.
+const DROP: &str = "lucky_drop";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LuckyStatus {
@@ -22,6 +26,8 @@ pub struct LuckyStatus {
     /// Why not, when not.
     pub reason: Option<String>,
     pub claimed_today: Option<Credits>,
+    /// Today's drop is drawn and not yet claimed.
+    pub drop_waiting: bool,
     pub max_credits: Option<Credits>,
     pub next_available_at: Option<DateTime<Utc>>,
     pub promotion_ends_at: Option<DateTime<Utc>>,
@@ -54,9 +60,33 @@ fn eligibility<'p>(program: &'p Program, account: &account::Model, now: DateTime
 }
 
 impl Ledger {
+    /// The plans whose subscribers get a lucky drop on `day`: none outside the promotion.
+    pub(crate) fn lucky_plans(&self, day: NaiveDate) -> Vec<String> {
+        let Some(lucky) = &self.program.lucky else { return Vec::new() };
+        let starts = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        if lucky.starts_at.is_some_and(|start| next_day_start(starts) <= start) || starts >= lucky.ends_at {
+            return Vec::new();
+        }
+        self.program.plans.iter().filter(|p| p.paid && p.lucky_max_credits.is_some()).map(|p| p.code.clone()).collect()
+    }
+
+    /// Draws an account's lucky drop for `day`, once: a second call, from a retry or a racing
+    /// worker, finds the first draw and keeps it. True if this call drew it.
+    pub(crate) async fn drop_lucky_by_id(&self, account_id: i64, day: NaiveDate, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+        let Some(account) = store::accounts::by_id(&self.db, account_id).await? else { return Ok(false) };
+        let at = now.max(day.and_time(chrono::NaiveTime::MIN).and_utc());
+        let Ok((lucky, max)) = eligibility(&self.program, &account, at) else { return Ok(false) };
+        if !crate::service::accounts::status_of(&account)?.may_receive_credits() {
+            return Ok(false);
+        }
+        let amount = self.draw(&lucky.distribution, Some(whole_cap(max)));
+        Ok(store::claims::insert_if_absent(&self.db, account.id, DROP, &day.to_string(), amount.micros(), now).await?)
+    }
+
     pub async fn lucky_status(&self, account: &account::Model, now: DateTime<Utc>) -> Result<LuckyStatus, ServiceError> {
         let claim = store::claims::find(&self.db, account.id, KIND, &day_of(now).to_string()).await?;
         let claimed_today = claim.map(|c| Credits::from_micros(c.amount_micros));
+        let dropped = store::claims::find(&self.db, account.id, DROP, &day_of(now).to_string()).await?.is_some();
         let (eligible, reason, max_credits) = match eligibility(&self.program, account, now) {
             Ok((_, max)) => (true, None, Some(max)),
             Err(why) => (false, Some(why), None),
@@ -64,6 +94,7 @@ impl Ledger {
         Ok(LuckyStatus {
             eligible,
             reason,
+            drop_waiting: eligible && dropped && claimed_today.is_none(),
             next_available_at: eligible.then(|| if claimed_today.is_some() { next_day_start(now) } else { now }),
             claimed_today,
             max_credits,
@@ -100,11 +131,20 @@ impl Ledger {
                         .refuse(txn, Refusal::AlreadyClaimed { what: format!("lucky credits already claimed on {day}") }, now, ttl)
                         .await;
                 }
-                let cap = u32::try_from(max.micros() / crate::ledger::amount::MICROS_PER_CREDIT).unwrap_or(u32::MAX);
-                let amount = ledger.draw(&lucky.distribution, Some(cap));
-                assert!(amount <= max, "a lucky draw never exceeds the plan's maximum");
                 let distribution = lucky.distribution.to_string();
-                let why = format!("lucky draw of {amount} from {distribution}, capped at {max}");
+                // The reset's drop if there is one (capped again: the plan may have changed since);
+                // a subscriber who became eligible after the reset draws now.
+                let (amount, why) = match store::claims::find(txn, locked.id, DROP, &day.to_string()).await? {
+                    Some(drop) => {
+                        let amount = Credits::from_micros(drop.amount_micros).min(max);
+                        (amount, format!("lucky drop of {amount} for {day} from {distribution}, capped at {max}"))
+                    }
+                    None => {
+                        let amount = ledger.draw(&lucky.distribution, Some(whole_cap(max)));
+                        (amount, format!("lucky draw of {amount} from {distribution}, capped at {max}"))
+                    }
+                };
+                assert!(amount <= max, "a lucky grant never exceeds the plan's maximum");
                 let lot = lots::NewLot {
                     account_id: locked.id,
                     class: LotClass::Promotional,
@@ -127,4 +167,9 @@ impl Ledger {
         .await?;
         stored.into_result()
     }
+}
+
+/// A plan's maximum in whole credits, the unit draws are made in.
+fn whole_cap(max: Credits) -> u32 {
+    u32::try_from(max.micros() / crate::ledger::amount::MICROS_PER_CREDIT).unwrap_or(u32::MAX)
 }

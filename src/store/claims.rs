@@ -57,3 +57,30 @@ pub async fn count_with_prefix(conn: &impl ConnectionTrait, account_id: i64, kin
         .count(conn)
         .await
 }
+
+/// Records a claim for a period unless one exists; true if this call recorded it. Racing
+/// writers meet at the unique key, and exactly one of them wins.
+pub async fn insert_if_absent(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    kind: &str,
+    period: &str,
+    amount_micros: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    use sea_orm::sea_query::OnConflict;
+    let row = claim::ActiveModel {
+        account_id: Set(account_id),
+        kind: Set(kind.to_string()),
+        period: Set(period.to_string()),
+        lot_id: Set(None),
+        amount_micros: Set(amount_micros),
+        created_at: Set(now),
+        ..Default::default()
+    };
+    let inserted = claim::Entity::insert(row)
+        .on_conflict(OnConflict::columns([claim::Column::AccountId, claim::Column::Kind, claim::Column::Period]).do_nothing().to_owned())
+        .exec_without_returning(conn)
+        .await?;
+    Ok(inserted == 1)
+}

@@ -26,11 +26,20 @@ pub enum Job {
     ReleaseReferralBonuses,
     /// Hourly: forget idempotency keys past their retention (30 days by default).
     PurgeIdempotencyKeys,
+    /// Each day at 00:00: write off yesterday's daily free and lucky credits, let yesterday's
+    /// unclaimed lucky drops lapse, then draw the day's lucky drop for each paid subscriber.
+    ResetDailyCredits,
 }
 
 impl Job {
-    pub const ALL: [Job; 5] =
-        [Job::ExpireLots, Job::GrantMonthlyPlanCredits, Job::RenewSubscriptions, Job::ReleaseReferralBonuses, Job::PurgeIdempotencyKeys];
+    pub const ALL: [Job; 6] = [
+        Job::ExpireLots,
+        Job::ResetDailyCredits,
+        Job::GrantMonthlyPlanCredits,
+        Job::RenewSubscriptions,
+        Job::ReleaseReferralBonuses,
+        Job::PurgeIdempotencyKeys,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -39,6 +48,7 @@ impl Job {
             Job::RenewSubscriptions => "RenewSubscriptions",
             Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
             Job::PurgeIdempotencyKeys => "PurgeIdempotencyKeys",
+            Job::ResetDailyCredits => "ResetDailyCredits",
         }
     }
 
@@ -47,7 +57,7 @@ impl Job {
     pub fn schedule(self) -> &'static str {
         match self {
             Job::ExpireLots | Job::ReleaseReferralBonuses => "0 * * * * *",
-            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions => "5 0 * * * *",
+            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits => "5 0 * * * *",
             Job::PurgeIdempotencyKeys => "0 30 * * * *",
         }
     }
