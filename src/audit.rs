@@ -13,6 +13,8 @@ pub struct AuditReport {
     pub lots: i64,
     pub entries: i64,
     pub pending_expiry_lots: i64,
+    /// Credits held by open reservations: out of the lots, not yet spent or given back.
+    pub held_micros: i64,
     pub problems: Vec<String>,
 }
 
@@ -26,6 +28,7 @@ impl fmt::Display for AuditReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "accounts: {}  lots: {}  journal entries: {}", self.accounts, self.lots, self.entries)?;
         writeln!(f, "lots past expiry awaiting write-off (accepted): {}", self.pending_expiry_lots)?;
+        writeln!(f, "held by open reservations: {}", crate::ledger::Credits::from_micros(self.held_micros))?;
         if self.problems.is_empty() {
             write!(f, "OK: conservation holds and every balance equals the journal")
         } else {
@@ -58,7 +61,12 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
         ..Default::default()
     };
 
-    let checks: [(&str, &str); 6] = [
+    let checks: [(&str, &str); 7] = [
+        (
+            "held reservation differs from its hold entry",
+            "SELECT r.id, r.amount_micros, -je.amount_micros FROM reservations r JOIN journal_entries je ON je.id = r.hold_entry_id \
+             WHERE r.status = 'held' AND (je.kind <> 'hold' OR je.account_id <> r.account_id OR je.amount_micros <> -r.amount_micros)",
+        ),
         (
             "lot remaining differs from its journal lines",
             "SELECT l.id, l.remaining_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
@@ -110,12 +118,24 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
         }
     }
 
-    // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + remaining.
-    // Every kind's lines are signed, so the journal's total must equal the lots' total.
+    // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + held +
+    // remaining. Every kind's lines are signed, so the journal's total must equal the lots'
+    // total; what holds took and releases did not give back is exactly what is held.
     let journal_total = scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries").await?;
     let granted = scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind = 'grant'").await?;
     let outflow = scalar(db, "SELECT CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind <> 'grant'").await?;
     let remaining = scalar(db, "SELECT CAST(COALESCE(SUM(remaining_micros), 0) AS BIGINT) FROM lots").await?;
+    report.held_micros =
+        scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM reservations WHERE status = 'held'").await?;
+    let held_in_journal = scalar(
+        db,
+        "SELECT CAST(COALESCE(-SUM(je.amount_micros), 0) AS BIGINT) FROM journal_entries je \
+         JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held'",
+    )
+    .await?;
+    if held_in_journal != report.held_micros {
+        report.problems.push(format!("held credits {} differ from their hold entries {held_in_journal}", report.held_micros));
+    }
     if granted - outflow != remaining || journal_total != remaining {
         report.problems.push(format!(
             "conservation broken: granted {granted} - moved out {outflow} != remaining {remaining} (journal total {journal_total})"

@@ -22,5 +22,6 @@ mod plans;
 mod purchases;
 mod referrals;
 mod refunds;
+mod reservations;
 mod schema;
 mod spending;

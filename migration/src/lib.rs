@@ -10,6 +10,7 @@ mod m20261123_000004_create_refunds_and_outbox;
 mod m20261123_000005_create_ad_rewards;
 mod m20261123_000006_create_referrals;
 mod m20261123_000007_create_job_runs;
+mod m20261129_000008_create_reservations;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_create_ad_rewards::Migration),
             Box::new(m20261123_000006_create_referrals::Migration),
             Box::new(m20261123_000007_create_job_runs::Migration),
+            Box::new(m20261129_000008_create_reservations::Migration),
         ]
     }
 }

@@ -14,3 +14,4 @@ pub mod lot;
 pub mod outbox;
 pub mod purchase;
 pub mod referral;
+pub mod reservation;

@@ -26,6 +26,7 @@ pub mod code {
     pub const FEATURE_DISABLED: &str = "FEATURE_DISABLED";
     pub const NOT_ELIGIBLE: &str = "NOT_ELIGIBLE";
     pub const DAILY_LIMIT_REACHED: &str = "DAILY_LIMIT_REACHED";
+    pub const RESERVATION_NOT_HELD: &str = "RESERVATION_NOT_HELD";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
@@ -73,6 +74,7 @@ impl ApiError {
                 ServiceError::FeatureDisabled(_) => code::FEATURE_DISABLED,
                 ServiceError::NotEligible(_) => code::NOT_ELIGIBLE,
                 ServiceError::LimitReached(_) => code::DAILY_LIMIT_REACHED,
+                ServiceError::ReservationNotHeld(_) => code::RESERVATION_NOT_HELD,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },
@@ -135,6 +137,7 @@ mod tests {
         );
         assert_eq!(code_of(ServiceError::IdempotencyConflict("x".into()).into()), "IDEMPOTENCY_CONFLICT");
         assert_eq!(code_of(ServiceError::Busy.into()), "UNAVAILABLE");
+        assert_eq!(code_of(ServiceError::ReservationNotHeld("x".into()).into()), "RESERVATION_NOT_HELD");
         assert_eq!(code_of(ServiceError::AlreadyClaimed("x".into()).into()), "ALREADY_CLAIMED");
         assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotFound).into()), "COUPON_NOT_FOUND");
         assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotYetValid).into()), "COUPON_NOT_YET_VALID");

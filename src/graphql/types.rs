@@ -62,7 +62,11 @@ mirror_enum!(
 );
 mirror_enum!(
     /// What a journal entry records.
-    EntryKind <=> StoreKind { Grant, Spend, Expire, Refund, Revoke, Adjust, Transfer }
+    EntryKind <=> StoreKind { Grant, Spend, Expire, Refund, Revoke, Adjust, Transfer, Hold, Release }
+);
+mirror_enum!(
+    /// Where a reservation stands: held until captured, released, or past its deadline.
+    ReservationStatus <=> crate::ledger::reservation::ReservationStatus { Held, Captured, Released, Expired }
 );
 
 /// An account: one wallet holder, keyed by the product's own user id.
@@ -192,11 +196,12 @@ impl Account {
 
 #[derive(SimpleObject)]
 pub struct Balance {
-    /// Credits spendable now.
+    /// The account's credits now: what it may spend plus what open reservations hold.
+    /// Expired lots never count.
     pub total: Decimal,
-    /// Credits held by open reservations (none until reservations exist).
+    /// Credits held by open reservations: taken from the lots until captured or released.
     pub held: Decimal,
-    /// `total - held`.
+    /// `total - held`: what a spend or a new reservation may take now.
     pub available: Decimal,
     /// One bar per source, largest first.
     pub bars: Vec<BalanceBar>,
@@ -234,7 +239,8 @@ impl From<BalanceView> for Balance {
             })
             .collect();
         bars.sort_by_key(|bar| std::cmp::Reverse(bar.remaining));
-        Balance { total: credits(view.total), held: Decimal::ZERO, available: credits(view.total), bars }
+        let total = view.total.checked_add(view.held).expect("an account's credits fit");
+        Balance { total: credits(total), held: credits(view.held), available: credits(view.total), bars }
     }
 }
 

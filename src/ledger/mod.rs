@@ -9,6 +9,7 @@ pub mod lot;
 pub mod money;
 pub mod plans;
 pub mod refund;
+pub mod reservation;
 pub mod schedule;
 pub mod time;
 pub mod wallet;

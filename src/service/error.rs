@@ -30,6 +30,9 @@ pub enum ServiceError {
     NotEligible(String),
     #[error("{0}")]
     LimitReached(String),
+    /// The reservation was already captured, released or expired.
+    #[error("{0}")]
+    ReservationNotHeld(String),
     #[error("the ledger is busy; try again")]
     Busy,
     #[error("internal error")]

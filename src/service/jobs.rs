@@ -7,7 +7,7 @@
 
 use crate::ledger::plans::PlanPeriod;
 use crate::ledger::schedule::{Cadence, Slot};
-use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH};
+use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH, reservations::MAX_RESERVATION_BATCH};
 use crate::store;
 use chrono::{DateTime, Utc};
 
@@ -23,7 +23,7 @@ pub use workers::Job;
 /// None for continuous jobs, which are naturally idempotent and keyed by nothing.
 pub fn cadence(job: Job) -> Option<Cadence> {
     match job {
-        Job::ExpireLots | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys => None,
+        Job::ExpireLots | Job::ExpireReservations | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys => None,
         Job::GrantMonthlyPlanCredits => Some(Cadence::Monthly),
         Job::RenewSubscriptions | Job::ResetDailyCredits => Some(Cadence::Daily),
     }
@@ -51,6 +51,14 @@ impl Ledger {
         let mut budget = max_batches;
         match job {
             Job::ExpireLots => self.expire_all(&mut budget, now).await,
+            Job::ExpireReservations => {
+                self.drain(
+                    &mut budget,
+                    |ledger| async move { ledger.expire_reservations(now, MAX_RESERVATION_BATCH).await },
+                    MAX_RESERVATION_BATCH,
+                )
+                .await
+            }
             Job::ReleaseReferralBonuses => {
                 self.drain(
                     &mut budget,

@@ -31,6 +31,7 @@ pub enum Refusal {
     Refund(RefundRefusal),
     NotEligible { why: String },
     LimitReached { what: String },
+    ReservationNotHeld { status: String },
 }
 
 impl From<Refusal> for ServiceError {
@@ -42,6 +43,7 @@ impl From<Refusal> for ServiceError {
             Refusal::Refund(refusal) => ServiceError::RefundNotAllowed(refusal),
             Refusal::NotEligible { why } => ServiceError::NotEligible(why),
             Refusal::LimitReached { what } => ServiceError::LimitReached(what),
+            Refusal::ReservationNotHeld { status } => ServiceError::ReservationNotHeld(format!("the reservation is already {status}")),
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);
                 ServiceError::AccountNotActive { status, message: refused_because(status).to_string() }

@@ -19,6 +19,7 @@ pub mod purchases;
 pub mod reads;
 pub mod referrals;
 pub mod refunds;
+pub mod reservations;
 pub mod spending;
 pub mod tx;
 

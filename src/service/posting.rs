@@ -61,6 +61,27 @@ pub async fn debit(
     Ok(entry)
 }
 
+/// Gives credits back to lots they were taken from (a reservation's release). A lot that was
+/// used up is reopened by it; the caller writes off at once what lands on a lot past expiry.
+pub async fn restore(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    returns: &[(&Lot, Credits)],
+    meta: EntryMeta<'_>,
+) -> Result<journal_entry::Model, DbErr> {
+    let mut total = Credits::ZERO;
+    for (lot, amount) in returns {
+        let back = lot.remaining.checked_add(*amount).expect("sums fit");
+        assert!(back <= lot.granted, "a lot never gets back more than was taken from it");
+        lots::set_remaining(conn, lot.id, lot.remaining, back).await?;
+        total = total.checked_add(*amount).expect("sums fit");
+    }
+    let lines = returns.iter().map(|(lot, amount)| (lot.id, amount.micros())).collect();
+    let entry = append(conn, account_id, EntryKind::Release, lines, meta).await?;
+    store::accounts::add_to_balance(conn, account_id, total.micros()).await?;
+    Ok(entry)
+}
+
 async fn append(
     conn: &impl ConnectionTrait,
     account_id: i64,

@@ -38,7 +38,10 @@ pub struct Bar {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceView {
+    /// What the account's lots hold now, not counting held credits.
     pub total: Credits,
+    /// Taken from the lots by open reservations: neither spendable nor lost.
+    pub held: Credits,
     pub bars: Vec<Bar>,
 }
 
@@ -62,7 +65,7 @@ pub fn balance_view(open: &[Lot], now: DateTime<Utc>) -> BalanceView {
     for bar in &mut bars {
         bar.expiries.sort_by_key(|(at, _)| (at.is_none(), *at));
     }
-    BalanceView { total: bars.iter().map(|b| b.remaining).sum(), bars }
+    BalanceView { total: bars.iter().map(|b| b.remaining).sum(), held: Credits::ZERO, bars }
 }
 
 pub struct HistoryItem {
@@ -78,7 +81,9 @@ impl Ledger {
         if let Some(virtual_lot) = daily_free::virtual_lot(&self.db, &self.program, account, &rules, now).await? {
             rules.push(virtual_lot);
         }
-        Ok(balance_view(&rules, now))
+        let mut view = balance_view(&rules, now);
+        view.held = Credits::from_micros(store::reservations::held_micros(&self.db, account.id).await?);
+        Ok(view)
     }
 
     /// One page of lots, newest first, plus whether there are more.

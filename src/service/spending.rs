@@ -1,6 +1,8 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
-use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, Take, Validity, allocate, balance};
+use crate::entity::account;
+use crate::ledger::{AccountStatus, Credits, Insufficient, Lot, LotClass, LotSource, Take, Validity, allocate, balance};
+use crate::program::Program;
 use crate::service::daily_free;
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
@@ -9,6 +11,7 @@ use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone)]
@@ -72,6 +75,26 @@ pub fn parse_amount(value: Decimal) -> Result<Credits, ServiceError> {
     Credits::parse_positive(value).map_err(|e| ServiceError::bad_input(format!("amount: {e}")))
 }
 
+/// Which of a locked account's lots pay for `amount` at `now`, in the program's order (writing
+/// the day's daily free lot first if the program has one): all or nothing.
+pub(crate) async fn take_in_order(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    locked: &account::Model,
+    amount: Credits,
+    now: DateTime<Utc>,
+) -> Result<Result<(Vec<Lot>, Vec<Take>), Insufficient>, ServiceError> {
+    let open = lots::open_for_account(txn, locked.id).await?;
+    let mut rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+    daily_free::materialize(txn, program, locked, &mut rules, now).await?;
+    Ok(allocate(&rules, amount, &program.consumption_order, now).map(|takes| (rules, takes)))
+}
+
+/// The takes paired with the lots they come from, for a posting.
+pub(crate) fn debits_of<'a>(rules: &'a [Lot], takes: &[Take]) -> Vec<(&'a Lot, Credits)> {
+    takes.iter().map(|t| (rules.iter().find(|l| l.id == t.lot_id).expect("takes come from these lots"), t.amount)).collect()
+}
+
 impl Ledger {
     /// Charges an account, all or nothing, consuming lots in the program's order.
     pub async fn spend(&self, request: SpendRequest, now: DateTime<Utc>) -> Result<SpendReceipt, ServiceError> {
@@ -84,10 +107,9 @@ impl Ledger {
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
         let hash = request_hash(&fields);
-        let (order, ttl, program) = (self.program.consumption_order.clone(), self.idempotency_ttl, self.program.clone());
+        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
         let stored = tx::write(&self.db, |txn| {
-            let (account, key, fields, hash, order, program) =
-                (account.clone(), key.clone(), fields.clone(), hash.clone(), order.clone(), program.clone());
+            let (account, key, fields, hash, program) = (account.clone(), key.clone(), fields.clone(), hash.clone(), program.clone());
             Box::pin(async move {
                 let allowed = |status: AccountStatus| status.may_be_charged_for(&fields.feature);
                 let (locked, keyed) = match keyed::open(
@@ -103,20 +125,14 @@ impl Ledger {
                     Opened::Done(stored) => return Ok(stored),
                     Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
-                let open = lots::open_for_account(txn, locked.id).await?;
-                let mut rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-                daily_free::materialize(txn, &program, &locked, &mut rules, now).await?;
-                let takes = match allocate(&rules, fields.amount, &order, now) {
-                    Ok(takes) => takes,
+                let (rules, takes) = match take_in_order(txn, &program, &locked, fields.amount, now).await? {
+                    Ok(found) => found,
                     Err(short) => {
                         let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
                         return keyed.refuse(txn, refusal, now, ttl).await;
                     }
                 };
-                let debits: Vec<_> = takes
-                    .iter()
-                    .map(|t| (rules.iter().find(|l| l.id == t.lot_id).expect("takes come from these lots"), t.amount))
-                    .collect();
+                let debits = debits_of(&rules, &takes);
                 let meta = EntryMeta {
                     idempotency_key: Some(key.as_str()),
                     feature: Some(&fields.feature),

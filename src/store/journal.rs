@@ -13,10 +13,14 @@ pub enum EntryKind {
     Revoke,
     Adjust,
     Transfer,
+    /// Credits taken from lots into a reservation.
+    Hold,
+    /// Held credits given back to the lots they came from.
+    Release,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 7] = [
+    pub const ALL: [EntryKind; 9] = [
         EntryKind::Grant,
         EntryKind::Spend,
         EntryKind::Expire,
@@ -24,6 +28,8 @@ impl EntryKind {
         EntryKind::Revoke,
         EntryKind::Adjust,
         EntryKind::Transfer,
+        EntryKind::Hold,
+        EntryKind::Release,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -35,6 +41,8 @@ impl EntryKind {
             EntryKind::Revoke => "revoke",
             EntryKind::Adjust => "adjust",
             EntryKind::Transfer => "transfer",
+            EntryKind::Hold => "hold",
+            EntryKind::Release => "release",
         }
     }
 

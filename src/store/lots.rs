@@ -114,3 +114,8 @@ pub async fn by_origin(conn: &impl ConnectionTrait, account_id: i64, kind: &str,
         .all(conn)
         .await
 }
+
+/// Lots by id, whatever their state (a reservation's lots, used up or expired since).
+pub async fn by_ids(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<lot::Model>, DbErr> {
+    lot::Entity::find().filter(lot::Column::Id.is_in(ids.iter().copied())).order_by_asc(lot::Column::Id).all(conn).await
+}

@@ -12,6 +12,7 @@ pub mod lots;
 pub mod outbox;
 pub mod purchases;
 pub mod referrals;
+pub mod reservations;
 
 use sea_orm::{DbErr, RuntimeErr};
 use std::ops::Deref;

@@ -26,14 +26,17 @@ pub enum Job {
     ReleaseReferralBonuses,
     /// Hourly: forget idempotency keys past their retention (30 days by default).
     PurgeIdempotencyKeys,
+    /// Continuously: release reservations nobody captured or released by their deadline.
+    ExpireReservations,
     /// Each day at 00:00: write off yesterday's daily free and lucky credits, let yesterday's
     /// unclaimed lucky drops lapse, then draw the day's lucky drop for each paid subscriber.
     ResetDailyCredits,
 }
 
 impl Job {
-    pub const ALL: [Job; 6] = [
+    pub const ALL: [Job; 7] = [
         Job::ExpireLots,
+        Job::ExpireReservations,
         Job::ResetDailyCredits,
         Job::GrantMonthlyPlanCredits,
         Job::RenewSubscriptions,
@@ -49,6 +52,7 @@ impl Job {
             Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
             Job::PurgeIdempotencyKeys => "PurgeIdempotencyKeys",
             Job::ResetDailyCredits => "ResetDailyCredits",
+            Job::ExpireReservations => "ExpireReservations",
         }
     }
 
@@ -56,7 +60,7 @@ impl Job {
     /// process started after 00:00 catches up without waiting a day.
     pub fn schedule(self) -> &'static str {
         match self {
-            Job::ExpireLots | Job::ReleaseReferralBonuses => "0 * * * * *",
+            Job::ExpireLots | Job::ReleaseReferralBonuses | Job::ExpireReservations => "0 * * * * *",
             Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits => "5 0 * * * *",
             Job::PurgeIdempotencyKeys => "0 30 * * * *",
         }

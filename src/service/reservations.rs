@@ -1,0 +1,320 @@
+//! Reservations (domain.md §4, *beyond*): hold credits for work whose cost is known only at its
+//! end, then capture at most what was held, or release it all; a hold nobody settles expires at
+//! its deadline. The hold takes the credits from the lots at once, so nobody else can spend them
+//! and the lots' expiry cannot eat them; settling gives back to the same lots what was not
+//! charged, and what lands on a lot that expired meanwhile is written off at once.
+
+use crate::entity::reservation;
+use crate::ledger::reservation::{self as rules, ReservationStatus};
+use crate::ledger::{AccountStatus, Credits, Lot, Take, balance};
+use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
+use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::posting::{self, EntryMeta};
+use crate::service::spending::{debits_of, parse_amount, take_in_order};
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots, reservations};
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use sea_orm::DatabaseTransaction;
+use serde::{Deserialize, Serialize};
+
+/// The most reservations one expiry call settles; the worker calls again until one comes back short.
+pub const MAX_RESERVATION_BATCH: u64 = 200;
+
+#[derive(Debug, Clone)]
+pub struct ReserveRequest {
+    pub account: String,
+    pub amount: Decimal,
+    pub idempotency_key: String,
+    pub feature: String,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+    /// How long to hold; `rules::DEFAULT_HOLD` when none.
+    pub hold_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ReserveFields {
+    amount: Credits,
+    feature: String,
+    model: Option<String>,
+    reason: Option<String>,
+    hold_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub reservation_id: i64,
+    pub amount: Credits,
+    pub takes: Vec<Take>,
+    pub deadline: DateTime<Utc>,
+    pub available_after: Credits,
+    pub entry_id: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    pub reservation_id: i64,
+    pub status: ReservationStatus,
+    pub captured: Credits,
+    pub released: Credits,
+    /// The part of `released` that landed on lots past their expiry and was written off.
+    pub expired: Credits,
+    pub settled_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SettleFields {
+    reservation_id: i64,
+    captured: Option<Credits>,
+}
+
+fn parse_id(id: &str) -> Result<i64, ServiceError> {
+    id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ServiceError::NotFound(format!("no reservation {id:?}")))
+}
+
+impl Ledger {
+    /// Holds credits of an account, taken in the program's order, until captured, released or
+    /// past the deadline.
+    pub async fn reserve(&self, request: ReserveRequest, now: DateTime<Utc>) -> Result<Hold, ServiceError> {
+        let account = ExternalId::parse(&request.account)?;
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let fields = ReserveFields {
+            amount: parse_amount(request.amount)?,
+            feature: label("feature", &request.feature)?,
+            model: request.model.as_deref().map(|m| label("model", m)).transpose()?,
+            reason: request.reason.as_deref().map(reason).transpose()?,
+            hold_seconds: request.hold_seconds,
+        };
+        let hold_for = match request.hold_seconds {
+            Some(seconds) => Some(Duration::try_seconds(seconds).ok_or_else(|| ServiceError::bad_input("holdSeconds is out of range"))?),
+            None => None,
+        };
+        let deadline = rules::deadline(now, hold_for).map_err(|e| ServiceError::bad_input(format!("holdSeconds: {e}")))?;
+        let hash = request_hash(&fields);
+        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, fields, hash, program) = (account.clone(), key.clone(), fields.clone(), hash.clone(), program.clone());
+            Box::pin(async move {
+                let allowed = |status: AccountStatus| status.may_be_charged_for(&fields.feature);
+                let request = KeyedRequest { operation: "reserve", key: key.as_str(), request_hash: hash };
+                let (locked, keyed) = match keyed::open(txn, account.as_str(), request, allowed, now, ttl).await? {
+                    Opened::Done(stored) => return Ok(stored),
+                    Opened::Fresh(locked, keyed) => (locked, keyed),
+                };
+                let (lots, takes) = match take_in_order(txn, &program, &locked, fields.amount, now).await? {
+                    Ok(found) => found,
+                    Err(short) => {
+                        let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
+                        return keyed.refuse(txn, refusal, now, ttl).await;
+                    }
+                };
+                let why = format!("held until {}", deadline.to_rfc3339());
+                let meta = EntryMeta {
+                    idempotency_key: Some(key.as_str()),
+                    feature: Some(&fields.feature),
+                    model: fields.model.as_deref(),
+                    reason: Some(fields.reason.as_deref().unwrap_or(&why)),
+                    ..EntryMeta::now("reserve", now)
+                };
+                let entry = posting::debit(txn, locked.id, EntryKind::Hold, &debits_of(&lots, &takes), meta).await?;
+                let reservation = reservations::insert(
+                    txn,
+                    reservations::NewReservation {
+                        account_id: locked.id,
+                        idempotency_key: key.as_str(),
+                        amount_micros: fields.amount.micros(),
+                        feature: &fields.feature,
+                        model: fields.model.as_deref(),
+                        reason: fields.reason.as_deref(),
+                        hold_entry_id: entry.id,
+                        created_at: now,
+                        deadline,
+                    },
+                )
+                .await?;
+                let available_after = balance(&lots, now).checked_sub(fields.amount).expect("allocate checked the balance");
+                let done = Stored::Done(Hold {
+                    reservation_id: reservation.id,
+                    amount: fields.amount,
+                    takes,
+                    deadline,
+                    available_after,
+                    entry_id: entry.id,
+                });
+                keyed.remember(txn, &done, now, ttl).await?;
+                tracing::info!(account.id = locked.id, reservation.id = reservation.id, amount.credits = %fields.amount, "credits held");
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+
+    /// Charges `amount` (at most what is held) of a held reservation and gives back the rest.
+    pub async fn capture(
+        &self,
+        reservation_id: &str,
+        amount: Decimal,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Settlement, ServiceError> {
+        let captured = if amount.is_zero() { Credits::ZERO } else { parse_amount(amount)? };
+        self.settle_keyed(reservation_id, Some(captured), idempotency_key, now).await
+    }
+
+    /// Gives a held reservation back in full.
+    pub async fn release(&self, reservation_id: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<Settlement, ServiceError> {
+        self.settle_keyed(reservation_id, None, idempotency_key, now).await
+    }
+
+    async fn settle_keyed(
+        &self,
+        reservation_id: &str,
+        captured: Option<Credits>,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Settlement, ServiceError> {
+        let id = parse_id(reservation_id)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let found = reservations::by_id(&self.db, id).await?.ok_or_else(|| ServiceError::NotFound(format!("no reservation {id}")))?;
+        let held = Credits::from_micros(found.amount_micros);
+        if let Some(captured) = captured
+            && captured > held
+        {
+            return Err(ServiceError::bad_input(format!("cannot capture {captured}: the reservation holds {held}")));
+        }
+        let owner =
+            store::accounts::by_id(&self.db, found.account_id).await?.ok_or_else(|| anyhow::anyhow!("reservation {id} has no account"))?;
+        let operation = if captured.is_some() { "capture_reservation" } else { "release_reservation" };
+        let hash = request_hash(&SettleFields { reservation_id: id, captured });
+        let ttl = self.idempotency_ttl;
+        let stored = tx::write(&self.db, |txn| {
+            let (owner, key, hash) = (owner.external_id.clone(), key.clone(), hash.clone());
+            Box::pin(async move {
+                // Settling gives credits back or charges what is already held: any status may.
+                let request = KeyedRequest { operation, key: key.as_str(), request_hash: hash };
+                let (_, keyed) = match keyed::open(txn, &owner, request, |_| true, now, ttl).await? {
+                    Opened::Done(stored) => return Ok(stored),
+                    Opened::Fresh(locked, keyed) => (locked, keyed),
+                };
+                let current = reservations::by_id(txn, id).await?.ok_or_else(|| anyhow::anyhow!("reservation {id} vanished"))?;
+                if current.status != ReservationStatus::Held.as_str() {
+                    return keyed.refuse(txn, Refusal::ReservationNotHeld { status: current.status }, now, ttl).await;
+                }
+                let (status, captured) = match captured {
+                    Some(amount) => (ReservationStatus::Captured, amount),
+                    None => (ReservationStatus::Released, Credits::ZERO),
+                };
+                let settlement = settle(txn, &current, status, captured, Some(key.as_str()), now).await?;
+                let done = Stored::Done(settlement);
+                keyed.remember(txn, &done, now, ttl).await?;
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+
+    /// Releases held reservations past their deadline, at most `batch`; how many it settled.
+    pub async fn expire_reservations(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, ServiceError> {
+        let due = reservations::due(&self.db, now, batch.clamp(1, MAX_RESERVATION_BATCH)).await?;
+        let mut settled = 0;
+        for found in due {
+            let done = tx::write(&self.db, |txn| {
+                let found = found.clone();
+                Box::pin(async move {
+                    store::accounts::lock(txn, found.account_id).await?;
+                    // Re-read under the lock: a capture or another worker may have settled it.
+                    let Some(current) = reservations::by_id(txn, found.id).await?.filter(|r| r.status == ReservationStatus::Held.as_str())
+                    else {
+                        return Ok::<_, ServiceError>(false);
+                    };
+                    settle(txn, &current, ReservationStatus::Expired, Credits::ZERO, None, now).await?;
+                    Ok(true)
+                })
+            })
+            .await?;
+            settled += u64::from(done);
+        }
+        if settled > 0 {
+            tracing::info!(reservations = settled, "reservations past their deadline released");
+        }
+        Ok(settled)
+    }
+}
+
+/// Ends a held reservation under its account's lock: every held part goes back to its lot, the
+/// captured part is spent from the first parts taken, and what went back to an expired lot is
+/// written off, dated at that lot's expiry.
+async fn settle(
+    txn: &DatabaseTransaction,
+    reservation: &reservation::Model,
+    status: ReservationStatus,
+    captured: Credits,
+    key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Settlement, ServiceError> {
+    let lines = store::journal::lines_of(txn, &[reservation.hold_entry_id]).await?;
+    let parts: Vec<(i64, Credits)> = lines.iter().map(|l| (l.lot_id, Credits::from_micros(-l.delta_micros))).collect();
+    let held = parts.iter().fold(Credits::ZERO, |sum, (_, a)| sum.checked_add(*a).expect("sums fit"));
+    assert_eq!(held.micros(), reservation.amount_micros, "a hold's lines are what it holds");
+    let ids: Vec<i64> = parts.iter().map(|(lot, _)| *lot).collect();
+    let mut lots: Vec<Lot> = lots::by_ids(txn, &ids).await?.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+
+    let operation = match status {
+        ReservationStatus::Captured => "capture_reservation",
+        ReservationStatus::Released => "release_reservation",
+        _ => "expire_reservation",
+    };
+    let why = format!("reservation {} {}", reservation.id, status.as_str());
+    let meta = EntryMeta {
+        idempotency_key: key,
+        feature: Some(&reservation.feature),
+        model: reservation.model.as_deref(),
+        reason: Some(&why),
+        ..EntryMeta::now(operation, now)
+    };
+    let returns: Vec<(&Lot, Credits)> =
+        parts.iter().map(|(id, amount)| (lots.iter().find(|l| l.id == *id).expect("a hold's lots exist"), *amount)).collect();
+    posting::restore(txn, reservation.account_id, &returns, meta).await?;
+    for lot in &mut lots {
+        let back: Credits =
+            parts.iter().filter(|(id, _)| *id == lot.id).fold(Credits::ZERO, |s, (_, a)| s.checked_add(*a).expect("sums fit"));
+        lot.remaining = lot.remaining.checked_add(back).expect("restored above");
+    }
+
+    let (charged, returned) = rules::split(&parts, captured);
+    if !charged.is_empty() {
+        let charge_reason = reservation.reason.clone().unwrap_or_else(|| format!("reservation {} captured", reservation.id));
+        let meta = EntryMeta { reason: Some(&charge_reason), ..meta };
+        let debits: Vec<(&Lot, Credits)> =
+            charged.iter().map(|(id, a)| (lots.iter().find(|l| l.id == *id).expect("restored"), *a)).collect();
+        posting::debit(txn, reservation.account_id, EntryKind::Spend, &debits, meta).await?;
+        for (id, amount) in &charged {
+            let lot = lots.iter_mut().find(|l| l.id == *id).expect("restored");
+            lot.remaining = lot.remaining.checked_sub(*amount).expect("charged from what was restored");
+        }
+    }
+
+    let mut expired = Credits::ZERO;
+    for (id, amount) in &returned {
+        let lot = lots.iter().find(|l| l.id == *id).expect("restored");
+        let Some(expires_at) = lot.expires_at.filter(|_| lot.is_expired(now)) else { continue };
+        let meta = EntryMeta {
+            reason: Some("expired on its return from a reservation"),
+            effective_at: expires_at,
+            ..EntryMeta::now("expire", now)
+        };
+        posting::debit(txn, reservation.account_id, EntryKind::Expire, &[(lot, *amount)], meta).await?;
+        let lot = lots.iter_mut().find(|l| l.id == *id).expect("restored");
+        lot.remaining = lot.remaining.checked_sub(*amount).expect("written off what was returned");
+        expired = expired.checked_add(*amount).expect("sums fit");
+    }
+
+    let captured_micros = (status == ReservationStatus::Captured).then_some(captured.micros());
+    assert!(reservations::settle(txn, reservation.id, status, captured_micros, now).await?, "settled under the account lock");
+    let released = held.checked_sub(captured).expect("split checked the capture");
+    tracing::info!(reservation.id = reservation.id, status = status.as_str(), captured.credits = %captured, released.credits = %released, "reservation settled");
+    Ok(Settlement { reservation_id: reservation.id, status, captured, released, expired, settled_at: now })
+}
