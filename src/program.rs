@@ -3,6 +3,10 @@
 
 use crate::ledger::draw::Distribution;
 use crate::ledger::plans::PlanPeriod;
+use crate::ledger::pricing::{
+    self, AddOn, Catalog, CatalogEntry, ContainerTier, FreeTrial, MAX_FREE_TRIAL_USES, Metering, StorageRate, TokenModel, TokenPricing,
+    TrafficRate,
+};
 use crate::ledger::refund::RefundPolicy;
 use crate::ledger::{ConsumptionOrder, Credits, LotClass, LotSource, Validity};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
@@ -60,6 +64,51 @@ struct ProgramFile {
     ad_rewards: Option<AdRewardsFile>,
     #[serde(default)]
     referrals: Option<ReferralsFile>,
+    /// Per-use prices of features and models (`[[catalog]]`).
+    #[serde(default)]
+    catalog: Vec<CatalogEntry>,
+    /// AI priced by model and tokens, where the product has it.
+    #[serde(default)]
+    token_pricing: Option<TokenPricingFile>,
+    /// Free uses shared by some features.
+    #[serde(default)]
+    free_trial: Option<FreeTrialFile>,
+    /// Metered resources (containers, storage, traffic), where the product has them.
+    #[serde(default)]
+    metering: Option<MeteringFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenPricingFile {
+    feature: String,
+    default_model: String,
+    models: Vec<TokenModel>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FreeTrialFile {
+    uses: u32,
+    features: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeteringFile {
+    tiers: Vec<ContainerTier>,
+    #[serde(default)]
+    add_ons: Vec<AddOn>,
+    storage: StorageRate,
+    traffic: TrafficFile,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrafficFile {
+    credits_per_gb: Decimal,
+    /// Decimal gigabytes (10^9 bytes) free each calendar month.
+    free_gb_per_month: Decimal,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -270,6 +319,11 @@ pub struct Program {
     pub lucky: Option<Lucky>,
     pub ad_rewards: Option<AdRewards>,
     pub referrals: Option<Referrals>,
+    /// Per-use prices; empty when the program prices nothing per use.
+    pub catalog: Catalog,
+    pub token_pricing: Option<TokenPricing>,
+    pub free_trial: Option<FreeTrial>,
+    pub metering: Option<Metering>,
 }
 
 impl Program {
@@ -327,6 +381,10 @@ impl Program {
             }
             if plans.iter().any(|q| q.code == p.code) {
                 return Err(invalid(format!("plan {} is listed twice", p.code)));
+            }
+            // Storage is metered per byte: a quota finer than a byte could not be applied.
+            if p.storage_quota_gb.is_some_and(|gb| pricing::gb_to_bytes(gb).is_none()) {
+                return Err(invalid(format!("plan {}: storage_quota_gb must be whole bytes, >= 0", p.code)));
             }
             let optional = |what: &str, value: Option<Decimal>| value.map(|v| credits(&format!("{} {what}", p.code), v)).transpose();
             plans.push(Plan {
@@ -393,6 +451,50 @@ impl Program {
         if plan_credits.is_none() && plans.iter().any(|p| p.monthly_credits.is_some()) {
             return Err(invalid("plans have monthly_credits but [plan_credits] does not say how they are granted".into()));
         }
+        let catalog = Catalog::new(file.catalog).map_err(|e| invalid(format!("catalog: {e}")))?;
+        let token_pricing = match file.token_pricing {
+            Some(t) => {
+                let pricing =
+                    TokenPricing::new(t.feature, t.default_model, t.models).map_err(|e| invalid(format!("token_pricing: {e}")))?;
+                if catalog.has_feature(pricing.feature()) {
+                    return Err(invalid(format!("{} is priced both per use and per token", pricing.feature())));
+                }
+                Some(pricing)
+            }
+            None => None,
+        };
+        let free_trial = match file.free_trial {
+            Some(t) => {
+                let priced = |f: &String| catalog.has_feature(f) || token_pricing.as_ref().is_some_and(|p| p.feature() == f);
+                if !(1..=MAX_FREE_TRIAL_USES).contains(&t.uses) || t.features.is_empty() {
+                    return Err(invalid(format!("free_trial needs 1 to {MAX_FREE_TRIAL_USES} uses and at least one feature")));
+                }
+                if let Some(f) = t.features.iter().find(|f| !priced(f) || t.features.iter().filter(|g| g == f).count() > 1) {
+                    return Err(invalid(format!("free_trial: feature {f:?} is not priced, or is listed twice")));
+                }
+                Some(FreeTrial { uses: t.uses, features: t.features })
+            }
+            None => None,
+        };
+        let metering = match file.metering {
+            Some(m) => {
+                let free_bytes_per_month = pricing::gb_to_bytes(m.traffic.free_gb_per_month)
+                    .ok_or_else(|| invalid("metering.traffic.free_gb_per_month must be whole bytes, >= 0".into()))?;
+                let traffic = TrafficRate { credits_per_gb: m.traffic.credits_per_gb, free_bytes_per_month };
+                let metering = Metering::new(m.tiers, m.add_ons, m.storage, traffic).map_err(|e| invalid(format!("metering: {e}")))?;
+                for tier in metering.tiers() {
+                    if let Some(plan) = tier.plans.iter().flatten().find(|code| !plans.iter().any(|p| p.code == **code)) {
+                        return Err(invalid(format!("metering: tier {} names unknown plan {plan:?}", tier.code)));
+                    }
+                }
+                // Storage is charged over each plan's quota: say it, even when it is 0.
+                if let Some(plan) = plans.iter().find(|p| p.storage_quota_gb.is_none()) {
+                    return Err(invalid(format!("plan {} has no storage_quota_gb, but storage is metered", plan.code)));
+                }
+                Some(metering)
+            }
+            None => None,
+        };
         Ok(Program {
             name: file.name,
             currency: file.currency,
@@ -411,6 +513,10 @@ impl Program {
             lucky,
             ad_rewards,
             referrals,
+            catalog,
+            token_pricing,
+            free_trial,
+            metering,
         })
     }
 
@@ -477,6 +583,101 @@ mod tests {
         let ads = carat.ad_rewards.unwrap();
         assert_eq!((ads.mode, ads.validity), (AdMode::Ad, Validity::Days(3)));
         assert_eq!(archipelag.check_in, None);
+    }
+
+    #[test]
+    fn presets_carry_their_prices() {
+        use crate::ledger::pricing::{QuoteOptions, TokenKind, TokenUsage, container_charge, price_question, quote, traffic_charge};
+        let dec = |s: &str| s.parse::<Decimal>().unwrap();
+        let defaults = QuoteOptions::default();
+
+        let arkain = Program::load("arkain").unwrap();
+        let metering = arkain.metering.as_ref().unwrap();
+        let rates: Vec<(&str, Decimal)> = metering.tiers().iter().map(|t| (t.code.as_str(), t.credits_per_hour)).collect();
+        let expected =
+            [("micro", "1.96"), ("small", "6.80"), ("medium", "13.60"), ("large", "27.20"), ("xlarge", "54.40"), ("gpu_basic", "51.76")];
+        assert_eq!(rates, expected.map(|(code, rate)| (code, dec(rate))));
+        for tier in ["xlarge", "gpu_basic"] {
+            assert!(metering.tier_for_plan(tier, "free").is_err() && metering.tier_for_plan(tier, "membership").is_ok());
+        }
+        assert!(metering.tier_for_plan("large", "free").is_ok());
+        assert_eq!(metering.add_on("code_supporter").unwrap().free_on_tiers, ["gpu_basic"]);
+        assert_eq!(metering.storage().credits_per_gb_hour, dec("0.018"));
+        assert_eq!(metering.traffic().free_bytes_per_month, 10_000_000_000);
+        assert_eq!(container_charge(metering, "micro", 90 * 60).unwrap(), Credits::parse_positive(dec("2.94")).unwrap());
+        assert_eq!(traffic_charge(metering, 9_000_000_000, 2_000_000_000).unwrap(), Credits::from_whole(8));
+        let ai = arkain.token_pricing.as_ref().unwrap();
+        assert_eq!((ai.feature(), ai.default_model(), ai.models().len()), ("side-chat", "claude-sonnet-4.6", 5));
+        assert_eq!(ai.model(Some("gpt-5-mini")).unwrap().credits_per_token.rate(TokenKind::CacheWrite), None);
+        let usage = TokenUsage { cache_read: 1_000_000, ..TokenUsage::default() };
+        assert_eq!(price_question(ai, Some("gpt-5-nano"), &usage).unwrap().total.to_string(), "0.4");
+        let trial = arkain.free_trial.as_ref().unwrap();
+        assert_eq!(trial.uses, 3);
+        assert!(trial.covers("snap") && trial.covers("side-chat"));
+        assert_eq!(quote(&arkain.catalog, "snap", None, &defaults).unwrap().total, Credits::from_whole(5));
+
+        let carat = Program::load("carat").unwrap();
+        assert!(carat.metering.is_none() && carat.token_pricing.is_none() && carat.free_trial.is_none());
+        let ltx = quote(&carat.catalog, "video", None, &defaults).unwrap();
+        assert_eq!((ltx.model.as_deref(), ltx.total), (Some("ltx"), Credits::from_whole(33)));
+        let image = quote(&carat.catalog, "image", None, &defaults).unwrap();
+        assert!(image.total < ltx.total, "a video model costs more than an image model");
+        for video in carat.catalog.entries().iter().filter(|e| e.feature == "video") {
+            assert_eq!(video.length.map(|l| l.max_seconds), Some(15), "{:?}: videos are at most 15 s", video.model);
+            assert!(video.credits >= dec("33"));
+        }
+        for feature in ["chat", "image", "video", "audio"] {
+            assert!(carat.catalog.has_feature(feature), "{feature}");
+        }
+
+        let archipelag = Program::load("archipelag").unwrap();
+        assert!(archipelag.metering.is_none() && archipelag.token_pricing.is_none());
+        assert_eq!(quote(&archipelag.catalog, "llm-chat", None, &defaults).unwrap().total, Credits::from_whole(2));
+        assert_eq!(quote(&archipelag.catalog, "image", None, &defaults).unwrap().total, Credits::from_whole(20));
+    }
+
+    #[test]
+    fn the_ledger_fixture_loads_with_arkain_prices_and_no_free_trial() {
+        let fixture = Program::parse("fixture", include_str!("../tests/fixtures/ledger.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(fixture.metering.is_some() && fixture.token_pricing.is_some() && fixture.catalog.has_feature("snap"));
+        assert!(fixture.free_trial.is_none());
+    }
+
+    #[test]
+    fn rejects_inconsistent_prices() {
+        let good = include_str!("../config/presets/arkain.toml");
+        let cases = [
+            (r#"default_model = "claude-sonnet-4.6""#, r#"default_model = "gpt-4""#),
+            (r#"features = ["snap", "side-chat"]"#, r#"features = ["snap", "video"]"#),
+            (r#"features = ["snap", "side-chat"]"#, r#"features = ["snap", "snap"]"#),
+            ("uses = 3", "uses = 0"),
+            (r#"plans = ["membership"]"#, r#"plans = ["gold"]"#),
+            (r#"free_on_tiers = ["gpu_basic"]"#, r#"free_on_tiers = ["tpu"]"#),
+            (r#"credits_per_gb_hour = "0.018""#, r#"credits_per_gb_hour = "0""#),
+            (r#"free_gb_per_month = "10""#, r#"free_gb_per_month = "-1""#),
+            (r#"storage_quota_gb = "5""#, r#"storage_quota_gb = "0.0000000001""#),
+            (r#"storage_quota_gb = "5""#, ""),
+            (r#"feature = "snap""#, r#"feature = "side-chat""#),
+            (
+                r#"name = "Arkain Snap""#,
+                r#"name = "Arkain Snap"
+count = { max = 0 }"#,
+            ),
+            (r#"code = "micro""#, r#"code = "small""#),
+            (
+                r#"credits_per_hour = "1.96""#,
+                r#"credits_per_hour = "1.96"
+per_minute = true"#,
+            ),
+        ];
+        for (from, to) in cases {
+            let bad = good.replacen(from, to, 1);
+            assert!(bad != good, "{from} is not in the preset");
+            assert!(Program::parse("t", &bad).is_err(), "{from} -> {to} should be refused");
+        }
+        let carat = include_str!("../config/presets/carat.toml");
+        let two_defaults = carat.replacen(r#"name = "Sora 2""#, "name = \"Sora 2\"\ndefault = true", 1);
+        assert!(two_defaults != carat && Program::parse("t", &two_defaults).is_err(), "one default model per feature");
     }
 
     #[test]

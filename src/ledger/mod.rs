@@ -1,13 +1,15 @@
 //! The rules of credits, with no database or transport: amounts, money, lots, the order of
-//! consumption, validity and expiry. Everything here is unit- and property-tested.
+//! consumption, validity, expiry and prices. Everything here is unit- and property-tested.
 
 pub mod account;
 pub mod amount;
 pub mod claims;
 pub mod draw;
 pub mod lot;
+pub mod metering;
 pub mod money;
 pub mod plans;
+pub mod pricing;
 pub mod refund;
 pub mod reservation;
 pub mod schedule;
@@ -17,4 +19,5 @@ pub mod wallet;
 pub use account::AccountStatus;
 pub use amount::{AmountError, Credits};
 pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, allocate, balance};
+pub use pricing::PricingError;
 pub use time::Validity;
