@@ -95,7 +95,8 @@ async fn grant(ledger: &Ledger, account: &str, amount: &str) {
 async fn spend(ledger: &Ledger, account: &str, key: &str) {
     let request = SpendRequest {
         account: account.into(),
-        amount: Decimal::new(1, 2),
+        amount: Some(Decimal::new(1, 2)),
+        price: None,
         idempotency_key: key.into(),
         feature: "bench".into(),
         model: None,

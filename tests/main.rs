@@ -19,6 +19,7 @@ mod limits;
 mod lucky;
 mod model;
 mod plans;
+mod prices;
 mod purchases;
 mod referrals;
 mod refunds;

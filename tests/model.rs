@@ -92,8 +92,15 @@ async fn run(backend: Backend, seed: u64) {
 type Outcome = Result<Vec<(i64, Credits)>, Credits>;
 
 async fn spend(app: &TestApp, key: &str, amount: Decimal, now: chrono::DateTime<chrono::Utc>) -> Outcome {
-    let request =
-        SpendRequest { account: "model".into(), amount, idempotency_key: key.into(), feature: "model".into(), model: None, reason: None };
+    let request = SpendRequest {
+        account: "model".into(),
+        amount: Some(amount),
+        price: None,
+        idempotency_key: key.into(),
+        feature: "model".into(),
+        model: None,
+        reason: None,
+    };
     match app.ledger.spend(request, now).await {
         Ok(receipt) => Ok(receipt.takes.iter().map(|t| (t.lot_id, t.amount)).collect()),
         Err(ServiceError::InsufficientCredits { available, .. }) => Err(available),

@@ -2,7 +2,9 @@ use crate::auth::Caller;
 use crate::graphql::context::{app, caller, require_account, require_admin, require_service};
 use crate::graphql::error::ApiError;
 use crate::graphql::error::ApiResult;
-use crate::graphql::types::{Account, AccountStatus, Coupon, LotClass, LotSource, Money, Purchase, ReservationStatus, credits};
+use crate::graphql::types::{
+    Account, AccountStatus, Coupon, LotClass, LotSource, Money, PriceOptionsInput, Purchase, ReservationStatus, credits,
+};
 use crate::ledger::Validity;
 use crate::service::ServiceError;
 use crate::service::coupons::NewCoupon;
@@ -56,8 +58,11 @@ pub struct ConfirmPurchaseInput {
 #[derive(InputObject)]
 pub struct SpendCreditsInput {
     pub account_id: ID,
-    /// Positive, at most 6 decimal places, at most 1,000,000,000.
-    pub amount: Decimal,
+    /// Positive, at most 6 decimal places, at most 1,000,000,000. Give either this or `price`.
+    pub amount: Option<Decimal>,
+    /// Charge the price list's price of this use of `feature` instead of an amount (see
+    /// `priceQuote`); the receipt's amount is what was charged.
+    pub price: Option<PriceOptionsInput>,
     /// The same key with the same request replays the first outcome.
     pub idempotency_key: String,
     /// What the credits paid for (chat, image, container, ...).
@@ -376,6 +381,7 @@ impl MutationRoot {
         let request = SpendRequest {
             account: input.account_id.to_string(),
             amount: input.amount,
+            price: input.price.map(|p| p.into_ref(&input.feature)),
             idempotency_key: input.idempotency_key,
             feature: input.feature,
             model: input.model,

@@ -2,7 +2,7 @@ use crate::auth::Caller;
 use crate::graphql::context::{app, caller};
 use crate::graphql::error::ApiError;
 use crate::graphql::error::ApiResult;
-use crate::graphql::types::{Account, CreditPackage, Money, Plan, ProgramInfo, credits};
+use crate::graphql::types::{Account, CreditPackage, Money, Plan, PriceOptionsInput, PriceQuote, ProgramInfo, credits};
 use async_graphql::{Context, ID, Object};
 
 pub struct QueryRoot;
@@ -36,6 +36,14 @@ impl QueryRoot {
                 price: Money { amount_minor: p.price_minor, currency: program.currency.clone() },
             })
             .collect())
+    }
+
+    /// The price of one use of a feature before it is made: the catalog's per-use price scaled
+    /// by the options, or a token-priced model's price for the given tokens.
+    async fn price_quote(&self, ctx: &Context<'_>, feature: String, options: Option<PriceOptionsInput>) -> ApiResult<PriceQuote> {
+        caller(ctx)?;
+        let reference = options.unwrap_or_default().into_ref(&feature);
+        Ok(app(ctx).ledger.price_quote(&reference)?.into())
     }
 
     /// The plans of this program.

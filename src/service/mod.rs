@@ -15,6 +15,7 @@ pub mod keyed;
 pub mod lucky;
 pub mod plans;
 pub mod posting;
+pub mod prices;
 pub mod purchases;
 pub mod reads;
 pub mod referrals;

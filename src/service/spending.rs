@@ -7,6 +7,7 @@ use crate::service::daily_free;
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::posting::{self, EntryMeta};
+use crate::service::prices::PriceRef;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
@@ -17,7 +18,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct SpendRequest {
     pub account: String,
-    pub amount: Decimal,
+    /// The amount, or none when `price` names what to charge.
+    pub amount: Option<Decimal>,
+    /// Charge the catalog's price of this use instead of an amount (its feature is the spend's).
+    pub price: Option<PriceRef>,
     pub idempotency_key: String,
     pub feature: String,
     pub model: Option<String>,
@@ -28,6 +32,7 @@ pub struct SpendRequest {
 #[derive(Debug, Clone, Serialize)]
 struct SpendFields {
     amount: Credits,
+    price: Option<PriceRef>,
     feature: String,
     model: Option<String>,
     reason: Option<String>,
@@ -100,10 +105,27 @@ impl Ledger {
     pub async fn spend(&self, request: SpendRequest, now: DateTime<Utc>) -> Result<SpendReceipt, ServiceError> {
         let account = ExternalId::parse(&request.account)?;
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let feature = label("feature", &request.feature)?;
+        let (amount, price) = match (request.amount, request.price) {
+            (Some(amount), None) => (parse_amount(amount)?, None),
+            (None, Some(price)) => {
+                let price = PriceRef { feature: feature.clone(), ..price };
+                if price.model.is_some() && request.model.is_some() && price.model != request.model {
+                    return Err(ServiceError::bad_input("give the model once: in price or in the spend"));
+                }
+                let quote = self.price_quote(&PriceRef { model: price.model.clone().or(request.model.clone()), ..price.clone() })?;
+                if quote.total.is_zero() {
+                    return Err(ServiceError::bad_input("this use costs nothing: there is nothing to charge"));
+                }
+                (quote.total, Some(PriceRef { model: quote.model, ..price }))
+            }
+            _ => return Err(ServiceError::bad_input("give either amount or price, not both")),
+        };
         let fields = SpendFields {
-            amount: parse_amount(request.amount)?,
-            feature: label("feature", &request.feature)?,
-            model: request.model.as_deref().map(|m| label("model", m)).transpose()?,
+            amount,
+            price: price.clone(),
+            feature,
+            model: price.and_then(|p| p.model).or(request.model).as_deref().map(|m| label("model", m)).transpose()?,
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
         let hash = request_hash(&fields);
