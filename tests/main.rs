@@ -17,6 +17,7 @@ mod history;
 mod jobs;
 mod limits;
 mod lucky;
+mod metering;
 mod model;
 mod plans;
 mod prices;

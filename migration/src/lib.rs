@@ -11,6 +11,7 @@ mod m20261123_000005_create_ad_rewards;
 mod m20261123_000006_create_referrals;
 mod m20261123_000007_create_job_runs;
 mod m20261129_000008_create_reservations;
+mod m20261129_000009_create_metering;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000006_create_referrals::Migration),
             Box::new(m20261123_000007_create_job_runs::Migration),
             Box::new(m20261129_000008_create_reservations::Migration),
+            Box::new(m20261129_000009_create_metering::Migration),
         ]
     }
 }

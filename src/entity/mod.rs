@@ -3,6 +3,7 @@
 pub mod account;
 pub mod ad_reward;
 pub mod claim;
+pub mod container;
 pub mod coupon;
 pub mod coupon_failure;
 pub mod coupon_redemption;
@@ -11,7 +12,10 @@ pub mod job_run;
 pub mod journal_entry;
 pub mod journal_line;
 pub mod lot;
+pub mod meter;
 pub mod outbox;
 pub mod purchase;
 pub mod referral;
 pub mod reservation;
+pub mod settlement;
+pub mod usage_line;

@@ -27,6 +27,7 @@ pub mod code {
     pub const NOT_ELIGIBLE: &str = "NOT_ELIGIBLE";
     pub const DAILY_LIMIT_REACHED: &str = "DAILY_LIMIT_REACHED";
     pub const RESERVATION_NOT_HELD: &str = "RESERVATION_NOT_HELD";
+    pub const INVALID_STATE: &str = "INVALID_STATE";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
@@ -75,6 +76,7 @@ impl ApiError {
                 ServiceError::NotEligible(_) => code::NOT_ELIGIBLE,
                 ServiceError::LimitReached(_) => code::DAILY_LIMIT_REACHED,
                 ServiceError::ReservationNotHeld(_) => code::RESERVATION_NOT_HELD,
+                ServiceError::InvalidState(_) => code::INVALID_STATE,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },
@@ -138,6 +140,7 @@ mod tests {
         assert_eq!(code_of(ServiceError::IdempotencyConflict("x".into()).into()), "IDEMPOTENCY_CONFLICT");
         assert_eq!(code_of(ServiceError::Busy.into()), "UNAVAILABLE");
         assert_eq!(code_of(ServiceError::ReservationNotHeld("x".into()).into()), "RESERVATION_NOT_HELD");
+        assert_eq!(code_of(ServiceError::InvalidState("x".into()).into()), "INVALID_STATE");
         assert_eq!(code_of(ServiceError::AlreadyClaimed("x".into()).into()), "ALREADY_CLAIMED");
         assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotFound).into()), "COUPON_NOT_FOUND");
         assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotYetValid).into()), "COUPON_NOT_YET_VALID");

@@ -176,6 +176,19 @@ impl Account {
         })
     }
 
+    /// Metered containers of this account.
+    async fn containers(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::graphql::metering::Container>> {
+        Ok(app(ctx).ledger.containers(self.0.id).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// A month's usage page ("2026-11"; the current month when not given): what was used, what
+    /// was deducted, per resource, per container per day, and the AI logs.
+    async fn usage(&self, ctx: &Context<'_>, month: Option<String>) -> ApiResult<crate::graphql::metering::UsageReport> {
+        let app = app(ctx);
+        let month = month.unwrap_or_else(|| crate::ledger::time::month_key(app.clock.now()));
+        Ok(crate::graphql::metering::UsageReport::new(self.0.id, app.ledger.usage_report(self.0.id, &month).await?))
+    }
+
     /// Purchases, newest first: date, package, credits, amount.
     async fn purchases(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<Connection<String, Purchase>> {
         let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);

@@ -30,6 +30,9 @@ pub enum ServiceError {
     NotEligible(String),
     #[error("{0}")]
     LimitReached(String),
+    /// The thing is not in a state that allows this (a container already running).
+    #[error("{0}")]
+    InvalidState(String),
     /// The reservation was already captured, released or expired.
     #[error("{0}")]
     ReservationNotHeld(String),

@@ -24,7 +24,7 @@ pub use workers::Job;
 pub fn cadence(job: Job) -> Option<Cadence> {
     match job {
         Job::ExpireLots | Job::ExpireReservations | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys => None,
-        Job::GrantMonthlyPlanCredits => Some(Cadence::Monthly),
+        Job::GrantMonthlyPlanCredits | Job::SettleMonthlyUsage => Some(Cadence::Monthly),
         Job::RenewSubscriptions | Job::ResetDailyCredits => Some(Cadence::Daily),
     }
 }
@@ -75,7 +75,7 @@ impl Ledger {
                 )
                 .await
             }
-            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits => {
+            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits | Job::SettleMonthlyUsage => {
                 self.run_periodic(job, now, &mut budget).await
             }
         }
@@ -144,10 +144,14 @@ impl Ledger {
                     return Ok(report);
                 }
                 *budget -= 1;
-                let ids = store::accounts::ids_on_plans_after(&self.db, &plans, cursor, self.sweep_batch).await?;
+                let ids = match job {
+                    Job::SettleMonthlyUsage => store::metering::metered_accounts_after(&self.db, cursor, self.sweep_batch).await?,
+                    _ => store::accounts::ids_on_plans_after(&self.db, &plans, cursor, self.sweep_batch).await?,
+                };
                 for id in &ids {
                     let done = match job {
                         Job::ResetDailyCredits => self.drop_lucky_by_id(*id, slot.starts_at.date_naive(), now).await.map(drop),
+                        Job::SettleMonthlyUsage => self.settle_month_by_id(*id, slot.starts_at, now).await,
                         _ => self.grant_plan_credits_by_id(*id, now).await.map(drop),
                     };
                     if let Err(e) = done {

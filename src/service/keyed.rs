@@ -32,6 +32,7 @@ pub enum Refusal {
     NotEligible { why: String },
     LimitReached { what: String },
     ReservationNotHeld { status: String },
+    InvalidState { what: String },
 }
 
 impl From<Refusal> for ServiceError {
@@ -43,6 +44,7 @@ impl From<Refusal> for ServiceError {
             Refusal::Refund(refusal) => ServiceError::RefundNotAllowed(refusal),
             Refusal::NotEligible { why } => ServiceError::NotEligible(why),
             Refusal::LimitReached { what } => ServiceError::LimitReached(what),
+            Refusal::InvalidState { what } => ServiceError::InvalidState(what),
             Refusal::ReservationNotHeld { status } => ServiceError::ReservationNotHeld(format!("the reservation is already {status}")),
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);

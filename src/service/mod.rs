@@ -13,6 +13,7 @@ pub mod input;
 pub mod jobs;
 pub mod keyed;
 pub mod lucky;
+pub mod metering;
 pub mod plans;
 pub mod posting;
 pub mod prices;

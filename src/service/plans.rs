@@ -3,6 +3,7 @@
 //! `grant_plan_credits` on schedule; here it is a service function with an injected clock.
 
 use crate::entity::account;
+use crate::ledger::metering::Trigger;
 use crate::ledger::plans::Period;
 use crate::ledger::{AccountStatus, Credits};
 use crate::program::Program;
@@ -85,7 +86,9 @@ impl Ledger {
                 let change = if locked.plan == plan {
                     PlanChange { plan, granted: None }
                 } else {
-                    settle_accrued_usage(txn, &locked, now).await?;
+                    // Everything accrued so far is charged at the old plan's quota, first.
+                    let key = Some(key.as_str());
+                    crate::service::metering::settle_all(txn, &program, &locked, Trigger::PlanChange, now, key, now).await?;
                     let moved = store::accounts::set_plan(txn, locked, &plan, now).await?;
                     tracing::info!(account.id = moved.id, account.plan = %plan, "plan changed");
                     PlanChange { granted: grant_period_credits(txn, &program, &moved, now).await?, plan }
@@ -98,13 +101,6 @@ impl Ledger {
         .await?;
         stored.into_result()
     }
-}
-
-/// The hook where a plan change settles everything the account has accrued so far (domain.md
-/// §4, "plan change"). Nothing accrues until metering exists, so there is nothing to settle yet;
-/// the metering issue fills this in, inside the plan change's transaction.
-async fn settle_accrued_usage(_txn: &DatabaseTransaction, _account: &account::Model, _now: DateTime<Utc>) -> Result<(), ServiceError> {
-    Ok(())
 }
 
 /// Grants `account`'s plan credits for the period containing `now` unless already claimed.

@@ -20,6 +20,8 @@ pub enum Job {
     ExpireLots,
     /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
     GrantMonthlyPlanCredits,
+    /// The 1st of each month: settle what every metered account accrued in the month that ended.
+    SettleMonthlyUsage,
     /// Each day: subscription credits whose month from the plan's start came round.
     RenewSubscriptions,
     /// Continuously: referral purchase bonuses whose hold has passed.
@@ -34,10 +36,11 @@ pub enum Job {
 }
 
 impl Job {
-    pub const ALL: [Job; 7] = [
+    pub const ALL: [Job; 8] = [
         Job::ExpireLots,
         Job::ExpireReservations,
         Job::ResetDailyCredits,
+        Job::SettleMonthlyUsage,
         Job::GrantMonthlyPlanCredits,
         Job::RenewSubscriptions,
         Job::ReleaseReferralBonuses,
@@ -53,6 +56,7 @@ impl Job {
             Job::PurgeIdempotencyKeys => "PurgeIdempotencyKeys",
             Job::ResetDailyCredits => "ResetDailyCredits",
             Job::ExpireReservations => "ExpireReservations",
+            Job::SettleMonthlyUsage => "SettleMonthlyUsage",
         }
     }
 
@@ -61,7 +65,7 @@ impl Job {
     pub fn schedule(self) -> &'static str {
         match self {
             Job::ExpireLots | Job::ReleaseReferralBonuses | Job::ExpireReservations => "0 * * * * *",
-            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits => "5 0 * * * *",
+            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits | Job::SettleMonthlyUsage => "5 0 * * * *",
             Job::PurgeIdempotencyKeys => "0 30 * * * *",
         }
     }

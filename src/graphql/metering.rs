@@ -1,0 +1,271 @@
+//! The metering part of the schema: containers, usage samples, settlements and the usage page.
+
+use crate::graphql::context::app;
+use crate::graphql::error::ApiResult;
+use crate::graphql::types::credits;
+use crate::service::metering::{self as service, AiKind as ServiceAiKind, LineView, SettlementView};
+use crate::service::reads::{page_size, parse_cursor};
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum AiKind {
+    AiSupporter,
+    Chat,
+    Snap,
+}
+
+impl From<AiKind> for ServiceAiKind {
+    fn from(kind: AiKind) -> Self {
+        match kind {
+            AiKind::AiSupporter => ServiceAiKind::AiSupporter,
+            AiKind::Chat => ServiceAiKind::Chat,
+            AiKind::Snap => ServiceAiKind::Snap,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct StartContainerInput {
+    pub account_id: ID,
+    /// The product's id for the container.
+    pub container_id: String,
+    /// A performance tier of the program (`micro`, `small`, ...); XLarge and GPU need Membership.
+    pub tier: String,
+    /// The Code Supporter add-on (free on GPU tiers).
+    #[graphql(default)]
+    pub code_supporter: bool,
+    pub idempotency_key: String,
+}
+
+#[derive(InputObject)]
+pub struct StopContainerInput {
+    pub account_id: ID,
+    pub container_id: String,
+    pub idempotency_key: String,
+}
+
+#[derive(InputObject)]
+pub struct StorageSampleInput {
+    pub container_id: String,
+    /// The container's storage now, in GB (1 GB = 10^9 bytes), at most 9 decimal places.
+    pub gb: Decimal,
+}
+
+#[derive(InputObject)]
+pub struct TrafficSampleInput {
+    pub container_id: String,
+    /// Bytes moved since the last sample: a whole number, 1 to 10^15.
+    pub bytes: Decimal,
+}
+
+#[derive(InputObject)]
+pub struct AiUsageInput {
+    pub kind: AiKind,
+    pub container_id: Option<String>,
+    /// Chat and AI Supporter: the model (the program's default when not given).
+    pub model: Option<String>,
+    /// Chat and AI Supporter: the tokens the use took. Snap is priced per use.
+    pub tokens: Option<crate::graphql::types::TokenUsageInput>,
+}
+
+/// Exactly one of `storage`, `traffic`, `ai`.
+#[derive(InputObject)]
+pub struct RecordUsageInput {
+    pub account_id: ID,
+    pub idempotency_key: String,
+    pub storage: Option<StorageSampleInput>,
+    pub traffic: Option<TrafficSampleInput>,
+    pub ai: Option<AiUsageInput>,
+}
+
+impl RecordUsageInput {
+    pub fn sample(self) -> Result<service::Sample, crate::service::ServiceError> {
+        use crate::service::ServiceError;
+        match (self.storage, self.traffic, self.ai) {
+            (Some(s), None, None) => Ok(service::Sample::Storage { container: s.container_id, gb: s.gb }),
+            (None, Some(t), None) => {
+                let bytes = t.bytes.normalize();
+                let bytes = (bytes.scale() == 0).then(|| u64::try_from(bytes.mantissa()).ok()).flatten();
+                let bytes = bytes.ok_or_else(|| ServiceError::bad_input("bytes must be a whole, non-negative number"))?;
+                Ok(service::Sample::Traffic { container: t.container_id, bytes })
+            }
+            (None, None, Some(ai)) => Ok(service::Sample::Ai {
+                kind: ai.kind.into(),
+                container: ai.container_id,
+                model: ai.model,
+                tokens: ai.tokens.map(Into::into),
+                tokens_key: None,
+            }),
+            _ => Err(ServiceError::bad_input("give exactly one of storage, traffic, ai")),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct Container {
+    pub container_id: String,
+    pub tier: String,
+    pub code_supporter: bool,
+    /// RUNNING, STOPPED or INACTIVE (stopped for overuse while holding storage).
+    pub state: String,
+    pub storage_gb: Decimal,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<service::ContainerView> for Container {
+    fn from(c: service::ContainerView) -> Self {
+        Container {
+            container_id: c.id,
+            tier: c.tier,
+            code_supporter: c.code_supporter,
+            state: c.state.to_uppercase(),
+            storage_gb: c.storage_gb,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// One priced line: a container's seconds in one UTC day, its add-on, storage, traffic, or an
+/// AI use. Each line is computed exactly and rounded once, half up, to 0.000001 credit.
+#[derive(SimpleObject)]
+pub struct UsageLine {
+    pub container_id: Option<String>,
+    /// container, addon, storage, traffic, ai
+    pub resource: String,
+    /// AI: ai_supporter, chat or snap.
+    pub kind: Option<String>,
+    /// Shown for Chat only.
+    pub model: Option<String>,
+    pub quantity: Decimal,
+    /// second, gb_second, byte, token, use
+    pub unit: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    pub amount: Decimal,
+}
+
+impl From<LineView> for UsageLine {
+    fn from(l: LineView) -> Self {
+        let model = if l.kind.as_deref() == Some("chat") { l.model } else { None };
+        UsageLine {
+            container_id: l.container,
+            resource: l.resource,
+            kind: l.kind,
+            model,
+            quantity: l.quantity,
+            unit: l.unit,
+            started_at: l.started_at,
+            ended_at: l.ended_at,
+            amount: credits(l.amount),
+        }
+    }
+}
+
+/// One deduction of metered usage.
+#[derive(SimpleObject)]
+pub struct Settlement {
+    pub settlement_id: ID,
+    /// stop, start, monthly, plan_change, ai
+    pub trigger: String,
+    pub total: Decimal,
+    /// What was actually taken: less than `total` on overuse.
+    pub charged: Decimal,
+    pub uncollected: Decimal,
+    pub lines: Vec<UsageLine>,
+    /// Containers stopped for overuse (the stop-all command is in the outbox).
+    pub stopped_containers: Vec<String>,
+}
+
+impl From<SettlementView> for Settlement {
+    fn from(s: SettlementView) -> Self {
+        Settlement {
+            settlement_id: ID(s.id.to_string()),
+            trigger: s.trigger.as_str().to_string(),
+            total: credits(s.total),
+            charged: credits(s.charged),
+            uncollected: credits(s.uncollected),
+            lines: s.lines.into_iter().map(Into::into).collect(),
+            stopped_containers: s.stopped_containers,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct ContainerPayload {
+    pub container: Container,
+    /// What starting or stopping charged, if anything accrued.
+    pub settlement: Option<Settlement>,
+}
+
+impl From<service::ContainerReceipt> for ContainerPayload {
+    fn from(r: service::ContainerReceipt) -> Self {
+        ContainerPayload { container: r.container.into(), settlement: r.settlement.map(Into::into) }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct RecordUsagePayload {
+    /// AI uses are charged at once; storage and traffic accrue until the next settlement.
+    pub settlement: Option<Settlement>,
+}
+
+#[derive(SimpleObject)]
+pub struct ResourceUsage {
+    pub resource: String,
+    pub amount: Decimal,
+}
+
+/// A month's usage page: totals, per resource, per container for a chosen day, AI logs.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct UsageReport {
+    pub month: String,
+    /// What the month's usage came to.
+    pub total: Decimal,
+    /// What was actually deducted; less than `total` when usage went uncollected.
+    pub deducted: Decimal,
+    pub uncollected: Decimal,
+    /// container, addon, storage, traffic, ai: what each came to.
+    pub resources: Vec<ResourceUsage>,
+    #[graphql(skip)]
+    pub account_id: i64,
+}
+
+#[ComplexObject]
+impl UsageReport {
+    /// Every container's lines on one UTC day.
+    async fn container_day(&self, ctx: &Context<'_>, day: NaiveDate) -> ApiResult<Vec<UsageLine>> {
+        Ok(app(ctx).ledger.container_day(self.account_id, day).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// The month's AI uses, newest first: type, container, and the model for Chat only.
+    async fn ai_logs(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<Connection<String, UsageLine>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let mut rows = app(ctx).ledger.ai_logs(self.account_id, &self.month, after, limit + 1).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let mut connection = Connection::new(after.is_some(), more);
+        connection.edges.extend(rows.into_iter().map(|(id, line)| Edge::new(id.to_string(), UsageLine::from(line))));
+        Ok(connection)
+    }
+}
+
+impl UsageReport {
+    pub fn new(account_id: i64, report: service::UsageReport) -> UsageReport {
+        UsageReport {
+            month: report.month,
+            total: credits(report.total),
+            deducted: credits(report.deducted),
+            uncollected: credits(report.uncollected),
+            resources: report
+                .by_resource
+                .into_iter()
+                .map(|(resource, amount)| ResourceUsage { resource, amount: credits(amount) })
+                .collect(),
+            account_id,
+        }
+    }
+}
