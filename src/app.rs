@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::graphql::{AppData, schema_builder};
 use crate::http::{Application, HttpState};
 use crate::program::Program;
+use crate::service::webhooks::WebhookSender;
 use crate::service::{Clock, Ledger};
 use std::sync::Arc;
 
@@ -18,6 +19,8 @@ pub struct Settings {
     pub idempotency_days: u32,
     /// Verifies ad networks' callbacks; none: the callback endpoint answers 503.
     pub ad_verifier: Option<Arc<dyn AdVerifier>>,
+    /// Delivers the outbox as signed webhooks; none: events stay in the outbox.
+    pub webhooks: Option<Arc<WebhookSender>>,
 }
 
 impl Settings {
@@ -30,6 +33,7 @@ impl Settings {
             clock: Clock::System,
             idempotency_days: config.idempotency_days,
             ad_verifier: ad_verifier(config)?,
+            webhooks: webhook_sender(config)?,
         })
     }
 }
@@ -47,6 +51,18 @@ fn ad_verifier(config: &Config) -> anyhow::Result<Option<Arc<dyn AdVerifier>>> {
     }
 }
 
+/// The webhook sender for the configured receiver, if any; called once per process at start
+/// (by `serve`, `worker` and `jobs`), which is where it says whether webhooks are on.
+pub fn webhook_sender(config: &Config) -> anyhow::Result<Option<Arc<WebhookSender>>> {
+    let Some(endpoint) = config.webhook()? else {
+        tracing::info!("webhooks are off (no CREDITS_WEBHOOK_URL): events stay in the outbox until one is set");
+        return Ok(None);
+    };
+    let sender = WebhookSender::new(&endpoint.url, &endpoint.secret).map_err(|e| anyhow::anyhow!("CREDITS_WEBHOOK_URL: {e}"))?;
+    tracing::info!(webhook.endpoint = %sender.endpoint(), "webhooks are on");
+    Ok(Some(Arc::new(sender)))
+}
+
 /// Pool sizes: SQLite has one writer anyway, PostgreSQL scales with processes.
 fn pool_size(url: &str) -> u32 {
     if crate::db::is_sqlite(url) { 8 } else { 16 }
@@ -58,7 +74,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     crate::db::migrate(&db).await?;
     let mut ledger = Ledger::new(db.clone(), Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
-    let schema = schema_builder().data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() }).finish();
+    ledger.webhooks = settings.webhooks;
+    let feed = crate::feed::BalanceFeed::start(&db);
+    let schema = schema_builder().data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() }).data(feed).finish();
     let ads = settings.ad_verifier;
     let state =
         HttpState { schema, auth: Arc::new(AuthKeys::new(&settings.auth_secret)), db, ledger: ledger.clone(), clock: settings.clock, ads };

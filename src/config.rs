@@ -10,6 +10,8 @@
 //! | key retention | `idempotency_days` | `CREDITS_IDEMPOTENCY_DAYS` | 30                         |
 //! | ad callbacks  | `ad_secret`     | `CREDITS_AD_SECRET`   | none: the callback answers 503   |
 //! | ad verifier   | `ad_verifier`   | `CREDITS_AD_VERIFIER` | `hmac` (or `unsigned-test`)      |
+//! | webhook URL   | `webhook_url`   | `CREDITS_WEBHOOK_URL` | none: events stay in the outbox  |
+//! | webhook key   | `webhook_secret` | `CREDITS_WEBHOOK_SECRET` | none; 32+ bytes with a URL   |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -32,6 +34,10 @@ pub struct Config {
     /// "hmac" (the default) or "unsigned-test", which accepts unsigned callbacks: for local
     /// development only.
     pub ad_verifier: String,
+    /// Where outbox events are POSTed as signed webhooks; none: they wait in the outbox.
+    pub webhook_url: Option<String>,
+    /// The secret webhooks are signed with (HMAC-SHA256); required with a URL.
+    pub webhook_secret: Option<String>,
 }
 
 impl Default for Config {
@@ -45,6 +51,8 @@ impl Default for Config {
             idempotency_days: crate::service::DEFAULT_IDEMPOTENCY_DAYS as u32,
             ad_secret: None,
             ad_verifier: "hmac".to_string(),
+            webhook_url: None,
+            webhook_secret: None,
         }
     }
 }
@@ -83,6 +91,8 @@ impl Config {
                 "IDEMPOTENCY_DAYS",
                 "AD_SECRET",
                 "AD_VERIFIER",
+                "WEBHOOK_URL",
+                "WEBHOOK_SECRET",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !(1..=3650).contains(&config.idempotency_days) {
@@ -96,6 +106,21 @@ impl Config {
         match &self.database_url {
             Some(url) if !url.is_empty() => url.clone(),
             _ => format!("sqlite://{}?mode=rwc", self.data_dir.join("credits.db").display()),
+        }
+    }
+
+    /// The webhook receiver, if one is configured. A URL without a strong secret is refused:
+    /// the receiver could not tell our events from forged ones.
+    pub fn webhook(&self) -> Result<Option<WebhookEndpoint>, ConfigError> {
+        let Some(url) = self.webhook_url.as_deref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let min = crate::service::webhooks::MIN_SECRET_BYTES;
+        match self.webhook_secret.as_deref().filter(|s| s.len() >= min) {
+            Some(secret) => Ok(Some(WebhookEndpoint { url: url.to_string(), secret: secret.as_bytes().to_vec() })),
+            None => Err(ConfigError::Invalid(format!(
+                "CREDITS_WEBHOOK_URL is set, so CREDITS_WEBHOOK_SECRET (webhook_secret) must be set too, at least {min} bytes"
+            ))),
         }
     }
 
@@ -120,6 +145,19 @@ impl Config {
         write_private(&path, &secret).map_err(io_err)?;
         tracing::info!(path = %path.display(), "generated an auth secret for the embedded database");
         Ok(secret.into_bytes())
+    }
+}
+
+/// A webhook receiver and the secret its requests are signed with.
+pub struct WebhookEndpoint {
+    pub url: String,
+    pub secret: Vec<u8>,
+}
+
+/// Never prints the secret.
+impl std::fmt::Debug for WebhookEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookEndpoint").field("url", &self.url).field("secret", &"<redacted>").finish()
     }
 }
 
@@ -157,5 +195,18 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some(PathBuf::from("/tmp/x.db")));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://localhost/credits"), None);
+    }
+
+    #[test]
+    fn a_webhook_url_needs_a_strong_secret() {
+        let mut config = Config::default();
+        assert!(config.webhook().unwrap().is_none(), "off by default");
+        config.webhook_url = Some("https://example.com/hooks".into());
+        assert!(config.webhook().is_err(), "no secret");
+        config.webhook_secret = Some("short".into());
+        assert!(config.webhook().unwrap_err().to_string().contains("CREDITS_WEBHOOK_SECRET"));
+        config.webhook_secret = Some("x".repeat(32));
+        let endpoint = config.webhook().unwrap().unwrap();
+        assert_eq!((endpoint.url.as_str(), endpoint.secret.len()), ("https://example.com/hooks", 32));
     }
 }

@@ -5,11 +5,13 @@ use crate::auth::AuthKeys;
 use crate::graphql::error::code;
 use crate::graphql::{Authentication, CreditsSchema};
 use crate::service::{Clock, Ledger, ServiceError};
+use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use sea_orm::DatabaseConnection;
@@ -37,11 +39,34 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Subscriptions over WebSocket (graphql-transport-ws, or the older graphql-ws). The token comes
+/// in the `connection_init` payload (`{"Authorization": "Bearer ..."}`), since browsers cannot set
+/// headers on a WebSocket, or else from the upgrade request's `Authorization` header.
+async fn graphql_ws(State(state): State<HttpState>, headers: HeaderMap, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
+    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (auth, schema) = (state.auth.clone(), state.schema.clone());
+    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        GraphQLWebSocket::new(socket, schema, protocol)
+            .on_connection_init(move |payload| async move {
+                let from_payload = ["Authorization", "authorization"]
+                    .iter()
+                    .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
+                    .map(|v| if v.starts_with("Bearer ") { v.to_string() } else { format!("Bearer {v}") });
+                let caller: Authentication = auth.authenticate(from_payload.or(from_header).as_deref());
+                let mut data = async_graphql::Data::default();
+                data.insert(caller);
+                Ok(data)
+            })
+            .serve()
+    })
 }
 
 async fn graphql(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLRequest) -> GraphQLResponse {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod entity;
+pub mod feed;
 pub mod graphql;
 pub mod http;
 pub mod ledger;

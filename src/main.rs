@@ -101,7 +101,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Worker => {
             let db = credits::db::connect(&config.database_url(), 8).await?;
             credits::db::migrate(&db).await?;
-            let ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
+            let mut ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
+            ledger.webhooks = credits::app::webhook_sender(&config)?;
             let storage = credits::db::job_storage(&ledger.db);
             workers::run(ledger, storage, shutdown_signal()).await?;
             tracing::info!("stopped");
@@ -118,7 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs { run } => {
             let db = credits::db::connect(&config.database_url(), 4).await?;
             credits::db::migrate(&db).await?;
-            let ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
+            let mut ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
+            ledger.webhooks = credits::app::webhook_sender(&config)?;
             let now = chrono::Utc::now();
             if run {
                 for job in credits::service::jobs::Job::ALL {

@@ -2,6 +2,7 @@
 //! (`config/presets/`) that reproduce the three source products; `arkain` is the default.
 
 use crate::ledger::draw::Distribution;
+use crate::ledger::notices::LowCreditRule;
 use crate::ledger::plans::PlanPeriod;
 use crate::ledger::pricing::{
     self, AddOn, Catalog, CatalogEntry, ContainerTier, FreeTrial, MAX_FREE_TRIAL_USES, Metering, StorageRate, TokenModel, TokenPricing,
@@ -64,6 +65,8 @@ struct ProgramFile {
     ad_rewards: Option<AdRewardsFile>,
     #[serde(default)]
     referrals: Option<ReferralsFile>,
+    #[serde(default)]
+    notices: Option<NoticesFile>,
     /// Per-use prices of features and models (`[[catalog]]`).
     #[serde(default)]
     catalog: Vec<CatalogEntry>,
@@ -178,6 +181,30 @@ struct LuckyFile {
     /// Capped by each plan's `lucky_max_credits`.
     distribution: Distribution,
 }
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoticesFile {
+    /// Low when the balance covers fewer hours than this of the current usage rate.
+    #[serde(default)]
+    low_credits_hours_of_usage: Option<u32>,
+    /// Low when the balance is under this many credits.
+    #[serde(default)]
+    low_credits_below: Option<Decimal>,
+    /// Notice of credits that expire within this many days.
+    #[serde(default)]
+    expiring_within_days: Option<u32>,
+}
+
+/// What the account holder is told about their credits, and when (domain.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Notices {
+    pub low_credits: Option<LowCreditRule>,
+    pub expiring_within: Option<chrono::Duration>,
+}
+
+/// The longest window of an expiry notice.
+pub const MAX_EXPIRING_WITHIN_DAYS: u32 = 90;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -319,6 +346,7 @@ pub struct Program {
     pub lucky: Option<Lucky>,
     pub ad_rewards: Option<AdRewards>,
     pub referrals: Option<Referrals>,
+    pub notices: Notices,
     /// Per-use prices; empty when the program prices nothing per use.
     pub catalog: Catalog,
     pub token_pricing: Option<TokenPricing>,
@@ -431,6 +459,29 @@ impl Program {
             }
             None => None,
         };
+        let notices = match file.notices {
+            None => Notices::default(),
+            Some(n) => {
+                let low_credits = match (n.low_credits_hours_of_usage, n.low_credits_below) {
+                    (Some(_), Some(_)) => return Err(invalid("notices: low_credits_hours_of_usage or low_credits_below, not both".into())),
+                    (Some(0), None) => return Err(invalid("notices: low_credits_hours_of_usage must be at least 1".into())),
+                    (Some(hours), None) => {
+                        if file.metering.is_none() {
+                            return Err(invalid("notices: low_credits_hours_of_usage needs metered usage to have a rate".into()));
+                        }
+                        Some(LowCreditRule::HoursOfUsage(hours))
+                    }
+                    (None, Some(below)) => Some(LowCreditRule::Below(credits("notices.low_credits_below", below)?)),
+                    (None, None) => None,
+                };
+                let expiring_within = match n.expiring_within_days {
+                    Some(days) if (1..=MAX_EXPIRING_WITHIN_DAYS).contains(&days) => Some(chrono::Duration::days(days.into())),
+                    Some(_) => return Err(invalid(format!("notices: expiring_within_days must be 1 to {MAX_EXPIRING_WITHIN_DAYS}"))),
+                    None => None,
+                };
+                Notices { low_credits, expiring_within }
+            }
+        };
         let referrals = match file.referrals {
             Some(r) => {
                 if r.minimum_purchase_minor < 0 || r.max_per_referrer == 0 {
@@ -513,6 +564,7 @@ impl Program {
             lucky,
             ad_rewards,
             referrals,
+            notices,
             catalog,
             token_pricing,
             free_trial,

@@ -12,6 +12,8 @@ mod m20261123_000006_create_referrals;
 mod m20261123_000007_create_job_runs;
 mod m20261129_000008_create_reservations;
 mod m20261129_000009_create_metering;
+mod m20261129_000010_add_outbox_delivery;
+mod m20261129_000011_add_notice_state;
 
 pub struct Migrator;
 
@@ -28,6 +30,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_create_job_runs::Migration),
             Box::new(m20261129_000008_create_reservations::Migration),
             Box::new(m20261129_000009_create_metering::Migration),
+            Box::new(m20261129_000010_add_outbox_delivery::Migration),
+            Box::new(m20261129_000011_add_notice_state::Migration),
         ]
     }
 }

@@ -18,6 +18,8 @@ pub struct Model {
     pub plan_since: Option<DateTimeUtc>,
     /// The code this account's friends sign up with, where the program has referrals.
     pub referral_code: Option<String>,
+    /// When this purchase cycle's low-credit warning went out; none once re-armed.
+    pub low_credits_notified_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

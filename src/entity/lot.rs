@@ -16,6 +16,8 @@ pub struct Model {
     pub origin_id: Option<String>,
     /// False once the lot is used up or written off; it is never reopened.
     pub open: bool,
+    /// Its expiry was announced (the expiring-credits notice goes once per lot).
+    pub expiry_notice_sent: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

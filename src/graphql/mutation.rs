@@ -346,6 +346,13 @@ impl MutationRoot {
         })
     }
 
+    /// Turns the account's credit mail on or off: the low-credit warning and the expiring-credits
+    /// notice (user, or on behalf).
+    async fn set_credit_mail(&self, ctx: &Context<'_>, account_id: ID, enabled: bool) -> ApiResult<Account> {
+        require_account(ctx, &account_id)?;
+        Ok(Account(app(ctx).ledger.set_credit_mail(&account_id, enabled).await?))
+    }
+
     /// Moves an account between ACTIVE, INACTIVE and SUSPENDED (service, admin).
     async fn set_account_status(&self, ctx: &Context<'_>, input: SetAccountStatusInput) -> ApiResult<Account> {
         require_service(ctx)?;

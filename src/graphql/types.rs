@@ -176,6 +176,23 @@ impl Account {
         })
     }
 
+    /// Whether the low-credit warning applies now and why: under an hour of the current usage
+    /// (arkain) or under a threshold (archipelag). The notification itself goes once per
+    /// purchase cycle (or crossing), and only with credit mail on.
+    async fn low_credits(&self, ctx: &Context<'_>) -> ApiResult<LowCredits> {
+        let status = app(ctx).ledger.low_credits(&self.0).await?;
+        Ok(LowCredits {
+            enabled: status.enabled,
+            applies: status.applies,
+            reason: status.reason,
+            balance: credits(status.balance),
+            rate_per_hour: status.rate_per_hour,
+            threshold: status.threshold.map(credits),
+            notified_at: status.notified_at,
+            credit_mail: status.credit_mail,
+        })
+    }
+
     /// Metered containers of this account.
     async fn containers(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::graphql::metering::Container>> {
         Ok(app(ctx).ledger.containers(self.0.id).await?.into_iter().map(Into::into).collect())
@@ -641,4 +658,22 @@ impl From<crate::ledger::pricing::Quote> for PriceQuote {
             lines: q.lines.into_iter().map(|l| PriceQuoteLine { label: l.label, factor: l.factor }).collect(),
         }
     }
+}
+
+#[derive(SimpleObject)]
+pub struct LowCredits {
+    /// Whether this program warns of low credits at all.
+    pub enabled: bool,
+    pub applies: bool,
+    pub reason: Option<String>,
+    pub balance: Decimal,
+    /// What the account's running usage costs an hour now (metered programs).
+    pub rate_per_hour: Option<Decimal>,
+    /// The balance under which the nudge applies (threshold programs).
+    pub threshold: Option<Decimal>,
+    /// When this cycle's warning went out; null once a purchase (or, for a threshold, a
+    /// recovery) re-armed it.
+    pub notified_at: Option<DateTime<Utc>>,
+    /// Whether the account receives credit mail.
+    pub credit_mail: bool,
 }

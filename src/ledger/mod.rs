@@ -3,11 +3,13 @@
 
 pub mod account;
 pub mod amount;
+pub mod backoff;
 pub mod claims;
 pub mod draw;
 pub mod lot;
 pub mod metering;
 pub mod money;
+pub mod notices;
 pub mod plans;
 pub mod pricing;
 pub mod refund;

@@ -26,8 +26,9 @@ impl Ledger {
         }
         let mut report = ExpiryReport::default();
         for (account_id, lot_ids) in by_account {
+            let program = self.program.clone();
             let (count, credits) = tx::write(&self.db, |txn| {
-                let lot_ids = lot_ids.clone();
+                let (lot_ids, program) = (lot_ids.clone(), program.clone());
                 Box::pin(async move {
                     store::accounts::lock(txn, account_id).await?;
                     let mut count = 0u64;
@@ -46,6 +47,9 @@ impl Ledger {
                         posting::debit(txn, account_id, EntryKind::Expire, &[(&rule, rule.remaining)], meta).await?;
                         count += 1;
                         credits = credits.checked_add(rule.remaining).expect("sums fit");
+                    }
+                    if count > 0 {
+                        crate::service::notices::check_low_credits(txn, &program, account_id, now).await?;
                     }
                     Ok::<_, ServiceError>((count, credits))
                 })

@@ -7,6 +7,8 @@
 
 use crate::ledger::plans::PlanPeriod;
 use crate::ledger::schedule::{Cadence, Slot};
+use crate::service::notices::MAX_NOTICE_BATCH;
+use crate::service::webhooks::{self, MAX_WEBHOOK_BATCH};
 use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH, reservations::MAX_RESERVATION_BATCH};
 use crate::store;
 use chrono::{DateTime, Utc};
@@ -23,7 +25,9 @@ pub use workers::Job;
 /// None for continuous jobs, which are naturally idempotent and keyed by nothing.
 pub fn cadence(job: Job) -> Option<Cadence> {
     match job {
-        Job::ExpireLots | Job::ExpireReservations | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys => None,
+        Job::ExpireLots | Job::ExpireReservations | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys | Job::DeliverWebhooks => None,
+        // Each lot is announced once (a flag on the lot): nothing to key by period.
+        Job::NotifyExpiringCredits => None,
         Job::GrantMonthlyPlanCredits | Job::SettleMonthlyUsage => Some(Cadence::Monthly),
         Job::RenewSubscriptions | Job::ResetDailyCredits => Some(Cadence::Daily),
     }
@@ -78,7 +82,33 @@ impl Ledger {
             Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits | Job::SettleMonthlyUsage => {
                 self.run_periodic(job, now, &mut budget).await
             }
+            Job::DeliverWebhooks => self.deliver_all(&mut budget, now).await,
+            Job::NotifyExpiringCredits => {
+                self.drain(&mut budget, |ledger| async move { ledger.notify_expiring(now, MAX_NOTICE_BATCH).await }, MAX_NOTICE_BATCH).await
+            }
         }
+    }
+
+    /// Webhook batches until the queue is drained. Without a configured receiver, nothing:
+    /// events wait in the outbox. Each batch starts at `now` advanced by the real time spent,
+    /// since HTTP round trips take real time and the leases must not start out stale.
+    async fn deliver_all(&self, budget: &mut u32, now: DateTime<Utc>) -> Result<JobReport, ServiceError> {
+        let Some(sender) = self.webhooks.clone() else {
+            return Ok(JobReport { complete: true, ..JobReport::default() });
+        };
+        let started = std::time::Instant::now();
+        self.drain(
+            budget,
+            |ledger| {
+                let sender = sender.clone();
+                async move {
+                    let at = webhooks::run_instant(now, started);
+                    Ok(ledger.deliver_webhooks(&sender, at, MAX_WEBHOOK_BATCH).await?.examined())
+                }
+            },
+            MAX_WEBHOOK_BATCH,
+        )
+        .await
     }
 
     async fn expire_all(&self, budget: &mut u32, now: DateTime<Utc>) -> Result<JobReport, ServiceError> {

@@ -426,6 +426,7 @@ async fn settle(
         store::outbox::publish(txn, "containers.stop_all", Some(account.id), &command, now).await?;
         tracing::warn!(account.id = account.id, uncollected.credits = %uncollected, "overuse: containers stopped");
     }
+    crate::service::notices::check_low_credits(txn, program, account.id, now).await?;
     tracing::info!(account.id = account.id, trigger = args.trigger.as_str(), total.credits = %total, charged.credits = %collection.charged, "usage settled");
     Ok(Some(SettlementView {
         id: settlement.id,
@@ -537,6 +538,8 @@ impl Ledger {
                         meters::insert_container(txn, new).await?
                     }
                 };
+                // A running container raises the usage rate: an hour of it may be more than is left.
+                crate::service::notices::check_low_credits(txn, &program, locked.id, now).await?;
                 let done = Stored::Done(ContainerReceipt { container: ContainerView::from(&started), settlement });
                 keyed.remember(txn, &done, now, ttl).await?;
                 tracing::info!(account.id = locked.id, container = %id, tier = %tier, "container started");

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keyed;
 pub mod lucky;
 pub mod metering;
+pub mod notices;
 pub mod plans;
 pub mod posting;
 pub mod prices;
@@ -24,6 +25,7 @@ pub mod refunds;
 pub mod reservations;
 pub mod spending;
 pub mod tx;
+pub mod webhooks;
 
 pub use clock::Clock;
 pub use error::ServiceError;
@@ -48,6 +50,8 @@ pub struct Ledger {
     pub draws: Arc<Mutex<StdRng>>,
     /// Accounts per batch of a scheduled sweep.
     pub sweep_batch: u64,
+    /// Where the outbox is delivered; none: events stay in the outbox until one is configured.
+    pub webhooks: Option<Arc<webhooks::WebhookSender>>,
 }
 
 impl Ledger {
@@ -58,6 +62,7 @@ impl Ledger {
             idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS),
             draws: Arc::new(Mutex::new(StdRng::from_os_rng())),
             sweep_batch: jobs::ACCOUNT_BATCH,
+            webhooks: None,
         }
     }
 

@@ -184,6 +184,8 @@ impl Ledger {
                 let meta =
                     EntryMeta { idempotency_key: Some(&reference), reason: Some("purchase"), ..EntryMeta::now("confirm_purchase", now) };
                 let (lot, _) = posting::credit(txn, lot, meta).await?;
+                // A purchase starts a new cycle of the low-credit warning.
+                crate::service::notices::rearm_low_credits(txn, account.id).await?;
                 let first_purchase = store::purchases::count_paid(txn, account.id).await? == 0;
                 if first_purchase {
                     crate::service::referrals::on_first_purchase(txn, &program, &pending, now).await?;

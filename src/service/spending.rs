@@ -163,6 +163,7 @@ impl Ledger {
                     ..EntryMeta::now("spend", now)
                 };
                 let entry = posting::debit(txn, locked.id, EntryKind::Spend, &debits, meta).await?;
+                crate::service::notices::check_low_credits(txn, &program, locked.id, now).await?;
                 let available_before = balance(&rules, now);
                 let receipt = SpendReceipt {
                     entry_id: entry.id,

@@ -49,6 +49,15 @@ pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: 
     if result.rows_affected != 1 {
         return Err(DbErr::RecordNotUpdated);
     }
+    // Live balances (`crate::feed`): PostgreSQL delivers this at commit, and never on rollback.
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let notify = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [crate::feed::CHANNEL.into(), id.to_string().into()],
+        );
+        conn.execute_raw(notify).await?;
+    }
     Ok(())
 }
 

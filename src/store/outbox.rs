@@ -1,6 +1,10 @@
 use crate::entity::outbox;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+
+/// The longest failure reason kept (the column holds 500 characters).
+pub const MAX_ERROR_CHARS: usize = 500;
 
 /// Records an event in the caller's transaction: it exists exactly when the change does.
 pub async fn publish(
@@ -16,6 +20,9 @@ pub async fn publish(
         payload: Set(payload.to_string()),
         created_at: Set(now),
         delivered_at: Set(None),
+        attempts: Set(0),
+        next_attempt_at: Set(None),
+        last_error: Set(None),
         ..Default::default()
     }
     .insert(conn)
@@ -25,4 +32,80 @@ pub async fn publish(
 
 pub async fn for_account(conn: &impl ConnectionTrait, account_id: i64) -> Result<Vec<outbox::Model>, DbErr> {
     outbox::Entity::find().filter(outbox::Column::AccountId.eq(account_id)).order_by_asc(outbox::Column::Id).all(conn).await
+}
+
+pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<outbox::Model>, DbErr> {
+    outbox::Entity::find_by_id(id).one(conn).await
+}
+
+/// At most `limit` undelivered events that are due at `now` (never tried, or their retry time
+/// or a crashed worker's lease has passed), oldest first.
+pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<outbox::Model>, DbErr> {
+    outbox::Entity::find()
+        .filter(outbox::Column::DeliveredAt.is_null())
+        .filter(Condition::any().add(outbox::Column::NextAttemptAt.is_null()).add(outbox::Column::NextAttemptAt.lte(now)))
+        .order_by_asc(outbox::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// Takes the event for one delivery attempt, until `lease_until`: a compare-and-set on the
+/// `next_attempt_at` the caller read, so of several workers that read the same due event exactly
+/// one wins; the others get false and leave it alone. A worker that dies holding the lease
+/// delays the event until the lease ends, then the event is due again.
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    seen_next_attempt_at: Option<DateTime<Utc>>,
+    lease_until: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let seen = match seen_next_attempt_at {
+        Some(at) => outbox::Column::NextAttemptAt.eq(at),
+        None => outbox::Column::NextAttemptAt.is_null(),
+    };
+    let result = outbox::Entity::update_many()
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(lease_until))
+        .filter(outbox::Column::Id.eq(id))
+        .filter(outbox::Column::DeliveredAt.is_null())
+        .filter(seen)
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// The receiver acknowledged the event: it is never sent again. The first acknowledgement's
+/// instant is kept if a late worker also got one.
+pub async fn mark_delivered(conn: &impl ConnectionTrait, id: i64, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    let result = outbox::Entity::update_many()
+        .col_expr(outbox::Column::DeliveredAt, Expr::value(now))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(outbox::Column::Id.eq(id))
+        .filter(outbox::Column::DeliveredAt.is_null())
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// One more failed attempt: the event is due again at `retry_at`. Only under the caller's own
+/// lease (`lease_until`), so a worker whose lease ran out cannot push back an event another
+/// worker has taken meanwhile, nor touch a delivered one. False if the lease was lost.
+pub async fn record_failure(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    lease_until: DateTime<Utc>,
+    retry_at: DateTime<Utc>,
+    error: &str,
+) -> Result<bool, DbErr> {
+    let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+    let result = outbox::Entity::update_many()
+        .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(retry_at))
+        .col_expr(outbox::Column::LastError, Expr::value(error))
+        .filter(outbox::Column::Id.eq(id))
+        .filter(outbox::Column::DeliveredAt.is_null())
+        .filter(outbox::Column::NextAttemptAt.eq(lease_until))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }

@@ -135,6 +135,8 @@ impl TestApp {
             clock: clock.clone(),
             idempotency_days: 30,
             ad_verifier: Some(std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET))),
+            // Tests that deliver webhooks set `ledger.webhooks` to their own receiver.
+            webhooks: None,
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());

@@ -33,10 +33,14 @@ pub enum Job {
     /// Each day at 00:00: write off yesterday's daily free and lucky credits, let yesterday's
     /// unclaimed lucky drops lapse, then draw the day's lucky drop for each paid subscriber.
     ResetDailyCredits,
+    /// Hourly: tell account holders of credits that expire within the program's window, once per lot.
+    NotifyExpiringCredits,
+    /// Every 5 seconds: send due outbox events as signed webhooks, retrying failures with backoff.
+    DeliverWebhooks,
 }
 
 impl Job {
-    pub const ALL: [Job; 8] = [
+    pub const ALL: [Job; 10] = [
         Job::ExpireLots,
         Job::ExpireReservations,
         Job::ResetDailyCredits,
@@ -45,6 +49,8 @@ impl Job {
         Job::RenewSubscriptions,
         Job::ReleaseReferralBonuses,
         Job::PurgeIdempotencyKeys,
+        Job::NotifyExpiringCredits,
+        Job::DeliverWebhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +63,8 @@ impl Job {
             Job::ResetDailyCredits => "ResetDailyCredits",
             Job::ExpireReservations => "ExpireReservations",
             Job::SettleMonthlyUsage => "SettleMonthlyUsage",
+            Job::DeliverWebhooks => "DeliverWebhooks",
+            Job::NotifyExpiringCredits => "NotifyExpiringCredits",
         }
     }
 
@@ -64,9 +72,14 @@ impl Job {
     /// process started after 00:00 catches up without waiting a day.
     pub fn schedule(self) -> &'static str {
         match self {
-            Job::ExpireLots | Job::ReleaseReferralBonuses | Job::ExpireReservations => "0 * * * * *",
+            // Every 10 seconds: a write-off shows in the journal (and in live balances) soon after
+            // the instant; an idle tick is one indexed query.
+            Job::ExpireLots | Job::ReleaseReferralBonuses | Job::ExpireReservations => "*/10 * * * * *",
             Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits | Job::SettleMonthlyUsage => "5 0 * * * *",
             Job::PurgeIdempotencyKeys => "0 30 * * * *",
+            Job::NotifyExpiringCredits => "0 15 * * * *",
+            // Other systems learn of a change within seconds; an idle tick is one indexed query.
+            Job::DeliverWebhooks => "*/5 * * * * *",
         }
     }
 }

@@ -1,0 +1,226 @@
+//! Notices that reach people (domain.md §6): the low-credit warning and the expiring-credits
+//! notice, written to the outbox in the transaction of the change that caused them (the
+//! webhook worker delivers them). The warning goes once per purchase cycle on arkain's
+//! hours-of-usage rule (only a purchase re-arms it) and once per crossing on a threshold rule; an
+//! account that turned credit mail off gets none, while `lowCredits` still says whether it applies.
+
+use crate::entity::{account, lot};
+use crate::ledger::notices::{self, LowCreditRule};
+use crate::ledger::pricing::{self, Metering};
+use crate::ledger::{Credits, LotSource};
+use crate::program::Program;
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use std::collections::BTreeMap;
+
+/// Lots looked at per expiry-notice batch.
+pub const MAX_NOTICE_BATCH: u64 = 1000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowCredits {
+    /// Whether the program warns of low credits at all.
+    pub enabled: bool,
+    pub applies: bool,
+    pub reason: Option<String>,
+    pub balance: Credits,
+    /// What the account's running usage costs an hour now (metered programs).
+    pub rate_per_hour: Option<Decimal>,
+    pub threshold: Option<Credits>,
+    /// When the current cycle's warning went out.
+    pub notified_at: Option<DateTime<Utc>>,
+    pub credit_mail: bool,
+}
+
+/// What the account's running usage costs an hour: its running containers' tiers and add-ons,
+/// and its storage over the plan's quota.
+pub(crate) async fn usage_rate(conn: &impl ConnectionTrait, program: &Program, account: &account::Model) -> Result<Decimal, ServiceError> {
+    let Some(metering) = program.metering.as_ref() else { return Ok(Decimal::ZERO) };
+    let containers = store::metering::containers(conn, account.id).await?;
+    let mut rate = Decimal::ZERO;
+    for container in containers.iter().filter(|c| c.state == "running") {
+        rate += tier_rate(metering, &container.tier, container.code_supporter);
+    }
+    let stored: i64 = containers.iter().map(|c| c.storage_bytes).sum();
+    let quota = program.plan(&account.plan).and_then(|p| p.storage_quota_gb).and_then(pricing::gb_to_bytes).unwrap_or(0);
+    let over = u64::try_from(stored).unwrap_or(0).saturating_sub(quota);
+    if over > 0 {
+        rate += Decimal::from(over) / Decimal::from(pricing::BYTES_PER_GB) * metering.storage().credits_per_gb_hour;
+    }
+    Ok(rate.normalize())
+}
+
+fn tier_rate(metering: &Metering, tier: &str, code_supporter: bool) -> Decimal {
+    let Ok(found) = metering.tier(tier) else { return Decimal::ZERO };
+    let add_on = metering
+        .add_ons()
+        .iter()
+        .find(|a| a.code == crate::service::metering::CODE_SUPPORTER)
+        .filter(|a| code_supporter && !a.free_on_tiers.contains(&found.code))
+        .map_or(Decimal::ZERO, |a| a.credits_per_hour);
+    found.credits_per_hour + add_on
+}
+
+async fn evaluate(
+    conn: &impl ConnectionTrait,
+    program: &Program,
+    account: &account::Model,
+) -> Result<(Option<LowCreditRule>, Credits, Decimal, Option<String>), ServiceError> {
+    let balance = Credits::from_micros(account.balance_micros.max(0));
+    let rate = usage_rate(conn, program, account).await?;
+    let reason = program.notices.low_credits.and_then(|rule| notices::low_credits(rule, balance, rate));
+    Ok((program.notices.low_credits, balance, rate, reason))
+}
+
+/// Called by every use case that lowers a balance or raises a usage rate, in its transaction,
+/// after its postings: sends the warning if it is due, and re-arms a threshold rule that recovered.
+pub(crate) async fn check_low_credits(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    account_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    if program.notices.low_credits.is_none() {
+        return Ok(());
+    }
+    let Some(account) = store::accounts::by_id(txn, account_id).await? else { return Ok(()) };
+    let (rule, balance, rate, reason) = evaluate(txn, program, &account).await?;
+    let rule = rule.expect("checked above");
+    match reason {
+        Some(reason) if account.low_credits_notified_at.is_none() && account.credit_mail_enabled => {
+            let event = serde_json::json!({
+                "account": account.external_id,
+                "balance": balance.to_string(),
+                "ratePerHour": (!rate.is_zero()).then(|| rate.to_string()),
+                "reason": reason,
+            });
+            store::outbox::publish(txn, "credits.low", Some(account.id), &event, now).await?;
+            set_notified(txn, account.id, Some(now)).await?;
+            tracing::info!(account.id = account.id, balance.credits = %balance, "low-credit warning sent");
+        }
+        None if account.low_credits_notified_at.is_some() && notices::rearms_when_recovered(rule) => {
+            set_notified(txn, account.id, None).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A purchase starts a new cycle: the next low balance is worth a warning again.
+pub(crate) async fn rearm_low_credits(conn: &impl ConnectionTrait, account_id: i64) -> Result<(), ServiceError> {
+    set_notified(conn, account_id, None).await
+}
+
+async fn set_notified(conn: &impl ConnectionTrait, account_id: i64, at: Option<DateTime<Utc>>) -> Result<(), ServiceError> {
+    account::Entity::update_many()
+        .col_expr(account::Column::LowCreditsNotifiedAt, Expr::value(at))
+        .filter(account::Column::Id.eq(account_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+impl Ledger {
+    pub async fn low_credits(&self, account: &account::Model) -> Result<LowCredits, ServiceError> {
+        let (rule, balance, rate, reason) = evaluate(&self.db, &self.program, account).await?;
+        Ok(LowCredits {
+            enabled: rule.is_some(),
+            applies: reason.is_some(),
+            reason,
+            balance,
+            rate_per_hour: self.program.metering.as_ref().map(|_| rate),
+            threshold: match rule {
+                Some(LowCreditRule::Below(threshold)) => Some(threshold),
+                _ => None,
+            },
+            notified_at: account.low_credits_notified_at,
+            credit_mail: account.credit_mail_enabled,
+        })
+    }
+
+    /// Turns the account's credit mail (the low-credit and expiry notices) on or off.
+    pub async fn set_credit_mail(&self, account: &str, enabled: bool) -> Result<account::Model, ServiceError> {
+        let account = crate::service::input::ExternalId::parse(account)?;
+        tx::write(&self.db, |txn| {
+            let account = account.clone();
+            Box::pin(async move {
+                let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
+                account::Entity::update_many()
+                    .col_expr(account::Column::CreditMailEnabled, Expr::value(enabled))
+                    .filter(account::Column::Id.eq(locked.id))
+                    .exec(txn)
+                    .await?;
+                Ok(account::Model { credit_mail_enabled: enabled, ..locked })
+            })
+        })
+        .await
+    }
+
+    /// One batch of the expiring-credits notices: lots that expire within the program's window
+    /// and were not announced yet, one notice per account listing them. Each lot is announced
+    /// once (marked in the notice's transaction); how many lots the batch looked at.
+    pub async fn notify_expiring(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, ServiceError> {
+        let Some(window) = self.program.notices.expiring_within else { return Ok(0) };
+        let due: Vec<lot::Model> = lot::Entity::find()
+            .filter(lot::Column::Open.eq(true))
+            .filter(lot::Column::ExpiryNoticeSent.eq(false))
+            .filter(lot::Column::ExpiresAt.gt(now))
+            .filter(lot::Column::ExpiresAt.lte(now + window))
+            .order_by_asc(lot::Column::ExpiresAt)
+            .order_by_asc(lot::Column::Id)
+            .limit(batch.clamp(1, MAX_NOTICE_BATCH))
+            .all(&self.db)
+            .await?;
+        let seen = due.len() as u64;
+        let mut by_account: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for lot in &due {
+            by_account.entry(lot.account_id).or_default().push(lot.id);
+        }
+        for (account_id, ids) in by_account {
+            tx::write(&self.db, |txn| {
+                let ids = ids.clone();
+                Box::pin(async move {
+                    let Some(account) = store::accounts::lock(txn, account_id).await? else { return Ok::<_, ServiceError>(()) };
+                    // Re-read under the lock: a spend may have used some up since.
+                    let lots = lot::Entity::find()
+                        .filter(lot::Column::Id.is_in(ids.clone()))
+                        .filter(lot::Column::ExpiryNoticeSent.eq(false))
+                        .order_by_asc(lot::Column::ExpiresAt)
+                        .all(txn)
+                        .await?;
+                    let worthy: Vec<&lot::Model> = lots
+                        .iter()
+                        .filter(|l| l.open && l.remaining_micros > 0)
+                        .filter(|l| l.source.parse::<LotSource>().is_ok_and(notices::notice_worthy))
+                        .collect();
+                    if account.credit_mail_enabled && !worthy.is_empty() {
+                        let total = Credits::from_micros(worthy.iter().map(|l| l.remaining_micros).sum());
+                        let event = serde_json::json!({
+                            "account": account.external_id,
+                            "credits": total.to_string(),
+                            "earliestExpiry": worthy[0].expires_at,
+                            "lots": worthy.iter().map(|l| serde_json::json!({
+                                "lotId": l.id.to_string(),
+                                "source": l.source,
+                                "remaining": Credits::from_micros(l.remaining_micros).to_string(),
+                                "expiresAt": l.expires_at,
+                            })).collect::<Vec<_>>(),
+                        });
+                        store::outbox::publish(txn, "credits.expiring", Some(account.id), &event, now).await?;
+                    }
+                    lot::Entity::update_many()
+                        .col_expr(lot::Column::ExpiryNoticeSent, Expr::value(true))
+                        .filter(lot::Column::Id.is_in(lots.iter().map(|l| l.id)))
+                        .exec(txn)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await?;
+        }
+        Ok(seen)
+    }
+}

@@ -1,0 +1,390 @@
+//! The outbox delivered as signed webhooks, to a real HTTP receiver on 127.0.0.1. Delivery is
+//! driven by hand at chosen instants (no sleeps): a retry comes exactly when its backoff says.
+
+use crate::on_both;
+use crate::support::{Backend, TestApp};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Duration, Utc};
+use credits::entity::outbox;
+use credits::service::Ledger;
+use credits::service::jobs::Job;
+use credits::service::webhooks::{WebhookSender, verify_signature};
+use credits::store;
+use sea_orm::TransactionTrait;
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+const WEBHOOK_SECRET: &[u8] = b"webhook-test-secret-webhook-test-secret";
+
+/// How far a receiver accepts a signature's timestamp from its own clock.
+fn tolerance() -> Duration {
+    Duration::minutes(5)
+}
+
+/// One request as the receiver got it.
+#[derive(Debug, Clone)]
+struct Received {
+    event_id: String,
+    signature: String,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+#[derive(Clone, Default)]
+struct ReceiverState {
+    requests: Arc<Mutex<Vec<Received>>>,
+    /// Requests still to be answered with a 500.
+    failures_left: Arc<AtomicU32>,
+}
+
+/// A webhook endpoint on a real socket: records every request, and answers the first
+/// `failures_left` of them with 500, the rest with 200.
+struct Receiver {
+    url: String,
+    state: ReceiverState,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    state.requests.lock().unwrap().push(Received {
+        event_id: header("credits-event-id"),
+        signature: header("credits-signature"),
+        body: body.to_vec(),
+    });
+    let failing = state.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
+}
+
+impl Receiver {
+    async fn start(fail_first: u32) -> Receiver {
+        let state = ReceiverState::default();
+        state.failures_left.store(fail_first, Ordering::SeqCst);
+        let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("the receiver runs");
+        });
+        Receiver { url, state, server }
+    }
+
+    fn sender(&self) -> Arc<WebhookSender> {
+        Arc::new(WebhookSender::new(&self.url, WEBHOOK_SECRET).expect("a valid sender"))
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    fn heal(&self) {
+        self.state.failures_left.store(0, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn publish(ledger: &Ledger, topic: &str, account_id: Option<i64>, data: Value, now: DateTime<Utc>) -> i64 {
+    store::outbox::publish(&ledger.db, topic, account_id, &data, now).await.unwrap();
+    latest_event(ledger).await.id
+}
+
+async fn latest_event(ledger: &Ledger) -> outbox::Model {
+    use sea_orm::{EntityTrait, QueryOrder};
+    outbox::Entity::find().order_by_desc(outbox::Column::Id).one(&ledger.db).await.unwrap().expect("an event")
+}
+
+async fn event(ledger: &Ledger, id: i64) -> outbox::Model {
+    store::outbox::by_id(&ledger.db, id).await.unwrap().expect("the event")
+}
+
+/// Buys 100 credits on arkain and refunds them: a real `purchase.refunded` event.
+async fn buy_and_refund(app: &TestApp, account: &str) {
+    let r = app
+        .gql(
+            &app.service,
+            "mutation($a: ID!) { purchaseCredits(input: {accountId: $a, credits: \"100\", idempotencyKey: \"buy-1\"}) { id } }",
+            json!({ "a": account }),
+        )
+        .await;
+    let id = r["data"]["purchaseCredits"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
+    let paid = app
+        .gql(
+            &app.service,
+            "mutation($id: ID!) { confirmPurchase(input: {purchaseId: $id, paymentReference: \"pay-1\"}) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
+    let refunded = app
+        .gql(
+            &app.admin,
+            "mutation($id: ID!) { refundPurchase(input: {purchaseId: $id, idempotencyKey: \"refund-1\"}) { credits } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(refunded["errors"].is_null(), "{refunded}");
+}
+
+async fn events_are_signed_delivered_once_and_never_resent(backend: Backend) {
+    let mut app = TestApp::spawn_with(backend, "arkain").await;
+    let t = app.clock.now();
+    app.create_account("buyer").await;
+    buy_and_refund(&app, "buyer").await;
+    let refund_event = latest_event(&app.ledger).await;
+    assert_eq!(refund_event.topic, "purchase.refunded");
+    let command = publish(&app.ledger, "containers.stop_all", None, json!({ "reason": "test" }), t).await;
+
+    // No receiver configured: the job does nothing and the events wait.
+    let idle = app.ledger.run_job(Job::DeliverWebhooks, t).await.unwrap();
+    assert_eq!((idle.items, idle.complete), (0, true));
+    assert!(event(&app.ledger, refund_event.id).await.delivered_at.is_none());
+
+    let receiver = Receiver::start(0).await;
+    app.ledger.webhooks = Some(receiver.sender());
+    let report = app.ledger.run_job(Job::DeliverWebhooks, t).await.unwrap();
+    assert_eq!((report.items, report.complete), (2, true));
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+
+    // Oldest first; the id header matches the body; the body is the envelope around the payload.
+    let first = &received[0];
+    assert_eq!(first.event_id, format!("evt_{}", refund_event.id));
+    let body = first.json();
+    assert_eq!(body["id"], json!(first.event_id));
+    assert_eq!(body["topic"], json!("purchase.refunded"));
+    assert_eq!(body["account"], json!("buyer"), "the product's own account id");
+    assert_eq!(body["createdAt"], json!(refund_event.created_at.to_rfc3339()));
+    assert_eq!(body["data"], serde_json::from_str::<Value>(&refund_event.payload).unwrap());
+    assert_eq!(body["data"]["amountMinor"], json!(200));
+    let second = received[1].json();
+    assert_eq!((second["id"].clone(), second["account"].clone()), (json!(format!("evt_{command}")), Value::Null));
+
+    // Each signature verifies with the secret, over exactly the bytes sent, near its time.
+    for request in &received {
+        assert!(request.signature.starts_with(&format!("t={},v1=", t.timestamp())), "{}", request.signature);
+        assert!(verify_signature(WEBHOOK_SECRET, &request.signature, &request.body, t, tolerance()));
+        let mut tampered = request.body.clone();
+        tampered[1] ^= 1;
+        assert!(!verify_signature(WEBHOOK_SECRET, &request.signature, &tampered, t, tolerance()));
+        assert!(!verify_signature(b"not-the-secret-not-the-secret-xx", &request.signature, &request.body, t, tolerance()));
+        assert!(!verify_signature(WEBHOOK_SECRET, &request.signature, &request.body, t + Duration::hours(1), tolerance()));
+    }
+
+    // Acknowledged: delivered, never sent again, however often the job runs.
+    let stored = event(&app.ledger, refund_event.id).await;
+    assert_eq!((stored.delivered_at, stored.attempts, stored.last_error), (Some(t), 0, None));
+    for later in [t, t + Duration::seconds(5), t + Duration::hours(2), t + Duration::days(40)] {
+        assert_eq!(app.ledger.run_job(Job::DeliverWebhooks, later).await.unwrap().items, 0);
+    }
+    assert_eq!(receiver.received().len(), 2);
+}
+
+async fn a_failing_receiver_gets_the_same_event_again_after_its_backoff(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let t = app.clock.now();
+    let receiver = Receiver::start(2).await;
+    app.ledger.webhooks = Some(receiver.sender());
+    let id = publish(&app.ledger, "purchase.refunded", None, json!({ "n": 1 }), t).await;
+
+    app.ledger.run_job(Job::DeliverWebhooks, t).await.unwrap();
+    let failed = event(&app.ledger, id).await;
+    assert_eq!((failed.attempts, failed.next_attempt_at, failed.delivered_at), (1, Some(t + Duration::seconds(10)), None));
+    assert!(failed.last_error.as_deref().unwrap().contains("HTTP 500"), "{failed:?}");
+
+    // Before the backoff has passed, nothing is sent; at its instant, the event goes again.
+    assert_eq!(app.ledger.run_job(Job::DeliverWebhooks, t + Duration::seconds(9)).await.unwrap().items, 0);
+    assert_eq!(receiver.received().len(), 1);
+    app.ledger.run_job(Job::DeliverWebhooks, t + Duration::seconds(10)).await.unwrap();
+    assert_eq!(receiver.received().len(), 2);
+    let failed = event(&app.ledger, id).await;
+    assert_eq!((failed.attempts, failed.next_attempt_at), (2, Some(t + Duration::seconds(30))), "then 20 s");
+
+    app.ledger.run_job(Job::DeliverWebhooks, t + Duration::seconds(29)).await.unwrap();
+    assert_eq!(receiver.received().len(), 2);
+    app.ledger.run_job(Job::DeliverWebhooks, t + Duration::seconds(30)).await.unwrap();
+    let received = receiver.received();
+    assert_eq!(received.len(), 3);
+    assert!(received.iter().all(|r| r.event_id == format!("evt_{id}")), "the same id on every attempt: {received:?}");
+    assert!(received.windows(2).all(|w| w[0].body == w[1].body), "the same body on every attempt");
+    let retry_at = t + Duration::seconds(30);
+    assert!(verify_signature(WEBHOOK_SECRET, &received[2].signature, &received[2].body, retry_at, tolerance()), "signed anew");
+    let delivered = event(&app.ledger, id).await;
+    assert_eq!((delivered.delivered_at, delivered.attempts), (Some(retry_at), 2));
+
+    app.ledger.run_job(Job::DeliverWebhooks, t + Duration::days(1)).await.unwrap();
+    assert_eq!(receiver.received().len(), 3, "acknowledged: not sent again");
+}
+
+/// Events are never dropped: past the one-hour cap they keep being tried hourly, and are
+/// delivered once the receiver recovers.
+async fn retries_never_give_up_and_settle_at_hourly(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let t = app.clock.now();
+    let receiver = Receiver::start(u32::MAX).await;
+    app.ledger.webhooks = Some(receiver.sender());
+    let id = publish(&app.ledger, "purchase.refunded", None, json!({}), t).await;
+    let mut at = t;
+    let mut waits = Vec::new();
+    for _ in 0..12 {
+        app.ledger.run_job(Job::DeliverWebhooks, at).await.unwrap();
+        let next = event(&app.ledger, id).await.next_attempt_at.expect("due again");
+        waits.push((next - at).num_seconds());
+        at = next;
+    }
+    assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1280, 2560, 3600, 3600, 3600]);
+    assert_eq!(receiver.received().len(), 12);
+    assert_eq!(event(&app.ledger, id).await.attempts, 12);
+
+    receiver.heal();
+    app.ledger.run_job(Job::DeliverWebhooks, at).await.unwrap();
+    assert_eq!(event(&app.ledger, id).await.delivered_at, Some(at));
+    assert_eq!(receiver.received().len(), 13);
+}
+
+/// Two workers delivering at the same moment: every event is sent once, by one of them.
+async fn concurrent_runs_send_each_event_once(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    let t = app.clock.now();
+    let receiver = Receiver::start(0).await;
+    let sender = receiver.sender();
+    app.ledger.webhooks = Some(sender.clone());
+    for n in 0..20 {
+        publish(&app.ledger, "purchase.refunded", None, json!({ "n": n }), t).await;
+    }
+    let (a, b) = tokio::join!(app.ledger.deliver_webhooks(&sender, t, 100), app.ledger.deliver_webhooks(&sender, t, 100));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.delivered + b.delivered, 20, "{a:?} {b:?}");
+    assert_eq!((a.failed, b.failed), (0, 0));
+    // And through the job, twice at once: nothing is left to send.
+    let (c, d) = tokio::join!(app.ledger.run_job(Job::DeliverWebhooks, t), app.ledger.run_job(Job::DeliverWebhooks, t));
+    assert_eq!((c.unwrap().items, d.unwrap().items), (0, 0));
+    let mut ids: Vec<String> = receiver.received().into_iter().map(|r| r.event_id).collect();
+    assert_eq!(ids.len(), 20);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "each event once");
+}
+
+/// What was committed is delivered, by whichever process runs next: a fresh ledger on the same
+/// database delivers an event published before, and one whose worker died mid-delivery once
+/// that worker's lease has run out. What was rolled back never existed.
+async fn events_survive_a_crash(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = app.clock.now();
+    let txn = app.ledger.db.begin().await.unwrap();
+    store::outbox::publish(&txn, "purchase.refunded", None, &json!({ "committed": true }), t).await.unwrap();
+    txn.commit().await.unwrap();
+    let committed = latest_event(&app.ledger).await.id;
+    let txn = app.ledger.db.begin().await.unwrap();
+    store::outbox::publish(&txn, "purchase.refunded", None, &json!({ "committed": false }), t).await.unwrap();
+    txn.rollback().await.unwrap();
+    let orphaned = publish(&app.ledger, "purchase.refunded", None, json!({ "orphaned": true }), t).await;
+    // A worker took this one (its lease ends at t + 60 s), then died before recording anything.
+    assert!(store::outbox::claim(&app.ledger.db, orphaned, None, t + Duration::seconds(60)).await.unwrap());
+
+    let receiver = Receiver::start(0).await;
+    let db = credits::db::connect(&app.db.url, 2).await.unwrap();
+    let mut fresh = Ledger::new(db, app.ledger.program.clone());
+    fresh.webhooks = Some(receiver.sender());
+    fresh.run_job(Job::DeliverWebhooks, t + Duration::seconds(1)).await.unwrap();
+    let sent: Vec<Value> = receiver.received().iter().map(Received::json).collect();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!((sent[0]["id"].clone(), sent[0]["data"].clone()), (json!(format!("evt_{committed}")), json!({ "committed": true })));
+
+    // The dead worker's lease is respected until it ends, then the event is due again.
+    fresh.run_job(Job::DeliverWebhooks, t + Duration::seconds(59)).await.unwrap();
+    assert_eq!(receiver.received().len(), 1);
+    fresh.run_job(Job::DeliverWebhooks, t + Duration::seconds(60)).await.unwrap();
+    let sent = receiver.received();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].event_id, format!("evt_{orphaned}"));
+    assert_eq!(event(&fresh, orphaned).await.delivered_at, Some(t + Duration::seconds(60)));
+    assert!(fresh.run_job(Job::DeliverWebhooks, t + Duration::days(1)).await.unwrap().items == 0, "nothing else, ever");
+}
+
+/// An unreachable receiver costs one attempt per run, not one timeout per event: the run stops
+/// there and the other events stay due, untouched.
+async fn an_unreachable_receiver_stops_the_run(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let t = app.clock.now();
+    // A port that was just free: nothing listens there.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    let sender = WebhookSender::new(&format!("http://{closed}/hooks"), WEBHOOK_SECRET).unwrap();
+    let ids = [
+        publish(&app.ledger, "purchase.refunded", None, json!({}), t).await,
+        publish(&app.ledger, "purchase.refunded", None, json!({}), t).await,
+        publish(&app.ledger, "purchase.refunded", None, json!({}), t).await,
+    ];
+    let report = app.ledger.deliver_webhooks(&sender, t, 100).await.unwrap();
+    assert_eq!((report.failed, report.delivered, report.stopped), (1, 0, true), "{report:?}");
+    let first = event(&app.ledger, ids[0]).await;
+    assert_eq!((first.attempts, first.next_attempt_at), (1, Some(t + Duration::seconds(10))));
+    assert!(first.last_error.as_deref().unwrap().contains("could not be reached"), "{first:?}");
+    assert!(!first.last_error.as_deref().unwrap().contains(&closed.port().to_string()), "no URL in the error: {first:?}");
+    for id in &ids[1..] {
+        let rest = event(&app.ledger, *id).await;
+        assert_eq!((rest.attempts, rest.next_attempt_at), (0, None), "still due, never tried");
+    }
+}
+
+/// The binary's configuration: a webhook URL without a strong secret refuses to start; with
+/// one, `credits jobs --run` (the worker's code path) delivers what is in the outbox.
+async fn the_binary_delivers_with_a_configured_receiver(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let receiver = Receiver::start(0).await;
+    let id = publish(&app.ledger, "purchase.refunded", None, json!({ "via": "cli" }), Utc::now()).await;
+    let credits = |secret: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"))
+            .args(["jobs", "--run"])
+            .current_dir(dir.path())
+            .env_remove("CREDITS_CONFIG")
+            .env("DATABASE_URL", &app.db.url)
+            .env("CREDITS_PROGRAM", crate::support::LEDGER_PROGRAM)
+            .env("CREDITS_AUTH_SECRET", std::str::from_utf8(crate::support::SECRET).unwrap())
+            .env("CREDITS_WEBHOOK_URL", &receiver.url)
+            .env("CREDITS_WEBHOOK_SECRET", secret)
+            .env("RUST_LOG", "warn")
+            .output();
+        async move {
+            let out = out.await.expect("the binary runs");
+            drop(dir);
+            out
+        }
+    };
+    let refused = credits("too-short").await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("CREDITS_WEBHOOK_SECRET") && stderr.contains("32 bytes"), "{stderr}");
+    assert!(receiver.received().is_empty());
+
+    let ran = credits(std::str::from_utf8(WEBHOOK_SECRET).unwrap()).await;
+    assert!(ran.status.success(), "{}", String::from_utf8_lossy(&ran.stderr));
+    let received = receiver.received();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].event_id, format!("evt_{id}"));
+    assert!(verify_signature(WEBHOOK_SECRET, &received[0].signature, &received[0].body, Utc::now(), tolerance()));
+    assert!(event(&app.ledger, id).await.delivered_at.is_some());
+}
+
+on_both!(
+    the_binary_delivers_with_a_configured_receiver,
+    events_are_signed_delivered_once_and_never_resent,
+    a_failing_receiver_gets_the_same_event_again_after_its_backoff,
+    retries_never_give_up_and_settle_at_hourly,
+    concurrent_runs_send_each_event_once,
+    events_survive_a_crash,
+    an_unreachable_receiver_stops_the_run
+);
