@@ -133,6 +133,14 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
          JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held'",
     )
     .await?;
+    // Transfers: what consumers' completed jobs paid is exactly what providers and the platform
+    // were credited for them.
+    let transferred_out =
+        scalar(db, "SELECT CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind = 'transfer'").await?;
+    let earned = scalar(db, "SELECT CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) FROM lots WHERE source = 'provider_earnings'").await?;
+    if transferred_out != earned {
+        report.problems.push(format!("transfers out {transferred_out} differ from provider and platform earnings {earned}"));
+    }
     if held_in_journal != report.held_micros {
         report.problems.push(format!("held credits {} differ from their hold entries {held_in_journal}", report.held_micros));
     }

@@ -67,6 +67,8 @@ struct ProgramFile {
     referrals: Option<ReferralsFile>,
     #[serde(default)]
     notices: Option<NoticesFile>,
+    #[serde(default)]
+    market: Option<MarketFile>,
     /// Per-use prices of features and models (`[[catalog]]`).
     #[serde(default)]
     catalog: Vec<CatalogEntry>,
@@ -180,6 +182,31 @@ struct LuckyFile {
     validity: Validity,
     /// Capped by each plan's `lucky_max_credits`.
     distribution: Distribution,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarketFile {
+    /// The account the platform's fees land on (created when first needed).
+    platform_account: String,
+    /// The platform's share of each job's price, in [0, 1).
+    #[serde(default)]
+    fee_rate: Decimal,
+    /// How long a matched job may run before its hold is released and the job fails.
+    #[serde(default = "default_job_deadline_minutes")]
+    job_deadline_minutes: u32,
+}
+
+fn default_job_deadline_minutes() -> u32 {
+    60
+}
+
+/// The compute market (archipelag): providers earn what consumers' jobs pay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Market {
+    pub platform_account: String,
+    pub fee_rate: Decimal,
+    pub job_deadline: chrono::Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -347,6 +374,7 @@ pub struct Program {
     pub ad_rewards: Option<AdRewards>,
     pub referrals: Option<Referrals>,
     pub notices: Notices,
+    pub market: Option<Market>,
     /// Per-use prices; empty when the program prices nothing per use.
     pub catalog: Catalog,
     pub token_pricing: Option<TokenPricing>,
@@ -482,6 +510,25 @@ impl Program {
                 Notices { low_credits, expiring_within }
             }
         };
+        let market = match &file.market {
+            None => None,
+            Some(m) => {
+                if m.fee_rate < Decimal::ZERO || m.fee_rate >= Decimal::ONE {
+                    return Err(invalid("market: fee_rate must be in [0, 1)".into()));
+                }
+                if !(1..=7 * 24 * 60).contains(&m.job_deadline_minutes) {
+                    return Err(invalid("market: job_deadline_minutes must be 1 to 10080 (the longest hold)".into()));
+                }
+                if m.platform_account.is_empty() || m.platform_account.len() > 128 {
+                    return Err(invalid("market: platform_account must be 1 to 128 characters".into()));
+                }
+                Some(Market {
+                    platform_account: m.platform_account.clone(),
+                    fee_rate: m.fee_rate,
+                    job_deadline: chrono::Duration::minutes(m.job_deadline_minutes.into()),
+                })
+            }
+        };
         let referrals = match file.referrals {
             Some(r) => {
                 if r.minimum_purchase_minor < 0 || r.max_per_referrer == 0 {
@@ -565,6 +612,7 @@ impl Program {
             ad_rewards,
             referrals,
             notices,
+            market,
             catalog,
             token_pricing,
             free_trial,

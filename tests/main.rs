@@ -17,6 +17,7 @@ mod history;
 mod jobs;
 mod limits;
 mod lucky;
+mod market;
 mod metering;
 mod model;
 mod notices;

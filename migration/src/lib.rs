@@ -14,6 +14,7 @@ mod m20261129_000008_create_reservations;
 mod m20261129_000009_create_metering;
 mod m20261129_000010_add_outbox_delivery;
 mod m20261129_000011_add_notice_state;
+mod m20261129_000012_create_market;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000009_create_metering::Migration),
             Box::new(m20261129_000010_add_outbox_delivery::Migration),
             Box::new(m20261129_000011_add_notice_state::Migration),
+            Box::new(m20261129_000012_create_market::Migration),
         ]
     }
 }

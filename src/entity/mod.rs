@@ -2,6 +2,8 @@
 
 pub mod account;
 pub mod ad_reward;
+pub mod asking_price;
+pub mod bid_preference;
 pub mod claim;
 pub mod container;
 pub mod coupon;
@@ -12,8 +14,11 @@ pub mod job_run;
 pub mod journal_entry;
 pub mod journal_line;
 pub mod lot;
+pub mod market_job;
+pub mod market_rate_snapshot;
 pub mod meter;
 pub mod outbox;
+pub mod provider;
 pub mod purchase;
 pub mod referral;
 pub mod reservation;

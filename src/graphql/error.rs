@@ -28,6 +28,7 @@ pub mod code {
     pub const DAILY_LIMIT_REACHED: &str = "DAILY_LIMIT_REACHED";
     pub const RESERVATION_NOT_HELD: &str = "RESERVATION_NOT_HELD";
     pub const INVALID_STATE: &str = "INVALID_STATE";
+    pub const IDENTITY_NOT_VERIFIED: &str = "IDENTITY_NOT_VERIFIED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
@@ -77,6 +78,7 @@ impl ApiError {
                 ServiceError::LimitReached(_) => code::DAILY_LIMIT_REACHED,
                 ServiceError::ReservationNotHeld(_) => code::RESERVATION_NOT_HELD,
                 ServiceError::InvalidState(_) => code::INVALID_STATE,
+                ServiceError::IdentityNotVerified(_) => code::IDENTITY_NOT_VERIFIED,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },

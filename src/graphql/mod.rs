@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod error;
+pub mod market;
 pub mod metering;
 pub mod mutation;
 pub mod query;

@@ -2,6 +2,7 @@ use crate::auth::Caller;
 use crate::graphql::context::{app, caller, require_account, require_admin, require_service};
 use crate::graphql::error::ApiError;
 use crate::graphql::error::ApiResult;
+use crate::graphql::market::{EndJobInput, MarketJob, SetAskingPricesInput, SubmitJobInput, WorkloadAsk};
 use crate::graphql::metering::{ContainerPayload, RecordUsageInput, RecordUsagePayload, StartContainerInput, StopContainerInput};
 use crate::graphql::types::{
     Account, AccountStatus, Coupon, LotClass, LotSource, Money, PriceOptionsInput, Purchase, ReservationStatus, credits,
@@ -9,6 +10,7 @@ use crate::graphql::types::{
 use crate::ledger::Validity;
 use crate::service::ServiceError;
 use crate::service::coupons::NewCoupon;
+use crate::service::market::JobInput;
 use crate::service::refunds::Requester;
 use crate::service::reservations::ReserveRequest;
 use crate::service::spending::{GrantRequest, SpendRequest};
@@ -351,6 +353,59 @@ impl MutationRoot {
     async fn set_credit_mail(&self, ctx: &Context<'_>, account_id: ID, enabled: bool) -> ApiResult<Account> {
         require_account(ctx, &account_id)?;
         Ok(Account(app(ctx).ledger.set_credit_mail(&account_id, enabled).await?))
+    }
+
+    /// Marks an account's identity verified, or not (service, admin): the market needs it.
+    async fn set_identity_verified(&self, ctx: &Context<'_>, account_id: ID, verified: bool) -> ApiResult<Account> {
+        require_service(ctx)?;
+        Ok(Account(app(ctx).ledger.set_identity_verified(&account_id, verified).await?))
+    }
+
+    /// Registers a verified account as a provider (hardware, capacity) and replaces its asks: a
+    /// default and any per workload (the provider itself, or on behalf).
+    async fn set_asking_prices(&self, ctx: &Context<'_>, input: SetAskingPricesInput) -> ApiResult<Vec<WorkloadAsk>> {
+        require_account(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let asks = input.prices.into_iter().map(|p| (p.workload, p.price)).collect();
+        let set = app
+            .ledger
+            .set_asking_prices(&input.account_id, input.hardware_class.into(), input.capacity, input.default_price, asks, app.clock.now())
+            .await?;
+        Ok(set.into_iter().map(|(workload, price)| WorkloadAsk { workload, price: credits(price) }).collect())
+    }
+
+    /// Saves the consumer's budget for a workload, used when a job names no bid.
+    async fn set_bid_preference(&self, ctx: &Context<'_>, account_id: ID, workload: String, bid_price: Decimal) -> ApiResult<Decimal> {
+        require_account(ctx, &account_id)?;
+        Ok(credits(app(ctx).ledger.set_bid_preference(&account_id, &workload, bid_price).await?))
+    }
+
+    /// Submits 1 to 100 jobs: each clears at the cheapest available provider whose final price
+    /// is within its budget, with its price held until it completes or fails (user, or on behalf).
+    async fn submit_job(&self, ctx: &Context<'_>, input: SubmitJobInput) -> ApiResult<Vec<MarketJob>> {
+        require_account(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let inputs = input.inputs.into_iter().map(|i| JobInput { input: i.input, bid: i.bid_price }).collect();
+        let jobs = app
+            .ledger
+            .submit_jobs(&input.account_id, &input.workload, inputs, input.priority, &input.idempotency_key, app.clock.now())
+            .await?;
+        Ok(jobs.into_iter().map(Into::into).collect())
+    }
+
+    /// A job finished (service): its held price moves to the provider, less the platform's fee.
+    async fn complete_job(&self, ctx: &Context<'_>, input: EndJobInput) -> ApiResult<MarketJob> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        Ok(app.ledger.complete_job(&input.job_id, &input.idempotency_key, app.clock.now()).await?.into())
+    }
+
+    /// A job failed (service): its held price goes back to the consumer in full.
+    async fn fail_job(&self, ctx: &Context<'_>, input: EndJobInput) -> ApiResult<MarketJob> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        let reason = input.reason.unwrap_or_else(|| "failed".into());
+        Ok(app.ledger.fail_job(&input.job_id, &reason, &input.idempotency_key, app.clock.now()).await?.into())
     }
 
     /// Moves an account between ACTIVE, INACTIVE and SUSPENDED (service, admin).

@@ -46,6 +46,19 @@ impl QueryRoot {
         Ok(app(ctx).ledger.price_quote(&reference)?.into())
     }
 
+    /// A workload's market rate: now (average, lowest and highest ask, providers), a suggested
+    /// bid, and up to `history` 5-minute snapshots, newest first.
+    async fn market_rates(
+        &self,
+        ctx: &Context<'_>,
+        workload: String,
+        #[graphql(default = 12)] history: i32,
+    ) -> ApiResult<crate::graphql::market::MarketRates> {
+        caller(ctx)?;
+        let history = u64::try_from(history).unwrap_or(0);
+        Ok(app(ctx).ledger.market_rates(&workload, history).await?.into())
+    }
+
     /// The plans of this program.
     async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
         caller(ctx)?;

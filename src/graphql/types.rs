@@ -193,6 +193,20 @@ impl Account {
         })
     }
 
+    /// Market jobs this account submitted, newest first.
+    async fn jobs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, crate::graphql::market::MarketJob>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let (jobs, more) = app(ctx).ledger.jobs_page(self.0.id, after, limit).await?;
+        let mut connection = Connection::new(after.is_some(), more);
+        connection.edges.extend(jobs.into_iter().map(|j| Edge::new(j.id.to_string(), crate::graphql::market::MarketJob::from(j))));
+        Ok(connection)
+    }
+
     /// Metered containers of this account.
     async fn containers(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::graphql::metering::Container>> {
         Ok(app(ctx).ledger.containers(self.0.id).await?.into_iter().map(Into::into).collect())

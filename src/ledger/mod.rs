@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod claims;
 pub mod draw;
 pub mod lot;
+pub mod market;
 pub mod metering;
 pub mod money;
 pub mod notices;

@@ -30,6 +30,9 @@ pub enum ServiceError {
     NotEligible(String),
     #[error("{0}")]
     LimitReached(String),
+    /// The market needs a verified identity.
+    #[error("{0}")]
+    IdentityNotVerified(String),
     /// The thing is not in a state that allows this (a container already running).
     #[error("{0}")]
     InvalidState(String),

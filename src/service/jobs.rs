@@ -28,6 +28,8 @@ pub fn cadence(job: Job) -> Option<Cadence> {
         Job::ExpireLots | Job::ExpireReservations | Job::ReleaseReferralBonuses | Job::PurgeIdempotencyKeys | Job::DeliverWebhooks => None,
         // Each lot is announced once (a flag on the lot): nothing to key by period.
         Job::NotifyExpiringCredits => None,
+        // Keyed by workload and 5-minute mark in its own table.
+        Job::SnapshotMarketRates => None,
         Job::GrantMonthlyPlanCredits | Job::SettleMonthlyUsage => Some(Cadence::Monthly),
         Job::RenewSubscriptions | Job::ResetDailyCredits => Some(Cadence::Daily),
     }
@@ -83,6 +85,10 @@ impl Ledger {
                 self.run_periodic(job, now, &mut budget).await
             }
             Job::DeliverWebhooks => self.deliver_all(&mut budget, now).await,
+            Job::SnapshotMarketRates => {
+                let written = self.snapshot_market_rates(now).await?;
+                Ok(JobReport { items: written, complete: true, ..JobReport::default() })
+            }
             Job::NotifyExpiringCredits => {
                 self.drain(&mut budget, |ledger| async move { ledger.notify_expiring(now, MAX_NOTICE_BATCH).await }, MAX_NOTICE_BATCH).await
             }

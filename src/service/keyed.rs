@@ -33,6 +33,7 @@ pub enum Refusal {
     LimitReached { what: String },
     ReservationNotHeld { status: String },
     InvalidState { what: String },
+    IdentityNotVerified,
 }
 
 impl From<Refusal> for ServiceError {
@@ -45,6 +46,7 @@ impl From<Refusal> for ServiceError {
             Refusal::NotEligible { why } => ServiceError::NotEligible(why),
             Refusal::LimitReached { what } => ServiceError::LimitReached(what),
             Refusal::InvalidState { what } => ServiceError::InvalidState(what),
+            Refusal::IdentityNotVerified => ServiceError::IdentityNotVerified("spending on the market needs a verified identity".into()),
             Refusal::ReservationNotHeld { status } => ServiceError::ReservationNotHeld(format!("the reservation is already {status}")),
             Refusal::AccountNotActive { status } => {
                 let status = status.parse().unwrap_or(AccountStatus::Suspended);

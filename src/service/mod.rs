@@ -13,6 +13,7 @@ pub mod input;
 pub mod jobs;
 pub mod keyed;
 pub mod lucky;
+pub mod market;
 pub mod metering;
 pub mod notices;
 pub mod plans;

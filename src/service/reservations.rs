@@ -73,6 +73,64 @@ fn parse_id(id: &str) -> Result<i64, ServiceError> {
     id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ServiceError::NotFound(format!("no reservation {id:?}")))
 }
 
+/// What a hold takes and why.
+pub(crate) struct HoldRequest<'a> {
+    pub amount: Credits,
+    pub feature: &'a str,
+    pub model: Option<&'a str>,
+    pub reason: Option<&'a str>,
+    pub key: &'a str,
+    pub deadline: DateTime<Utc>,
+}
+
+/// Takes `amount` from a locked account's lots into a new reservation, or says how short it is.
+pub(crate) async fn hold(
+    txn: &DatabaseTransaction,
+    program: &crate::program::Program,
+    locked: &crate::entity::account::Model,
+    request: HoldRequest<'_>,
+    now: DateTime<Utc>,
+) -> Result<Result<Hold, crate::ledger::Insufficient>, ServiceError> {
+    let (lots, takes) = match take_in_order(txn, program, locked, request.amount, now).await? {
+        Ok(found) => found,
+        Err(short) => return Ok(Err(short)),
+    };
+    let why = format!("held until {}", request.deadline.to_rfc3339());
+    let meta = EntryMeta {
+        idempotency_key: Some(request.key),
+        feature: Some(request.feature),
+        model: request.model,
+        reason: Some(request.reason.unwrap_or(&why)),
+        ..EntryMeta::now("reserve", now)
+    };
+    let entry = posting::debit(txn, locked.id, EntryKind::Hold, &debits_of(&lots, &takes), meta).await?;
+    crate::service::notices::check_low_credits(txn, program, locked.id, now).await?;
+    let reservation = reservations::insert(
+        txn,
+        reservations::NewReservation {
+            account_id: locked.id,
+            idempotency_key: request.key,
+            amount_micros: request.amount.micros(),
+            feature: request.feature,
+            model: request.model,
+            reason: request.reason,
+            hold_entry_id: entry.id,
+            created_at: now,
+            deadline: request.deadline,
+        },
+    )
+    .await?;
+    let available_after = balance(&lots, now).checked_sub(request.amount).expect("allocate checked the balance");
+    Ok(Ok(Hold {
+        reservation_id: reservation.id,
+        amount: request.amount,
+        takes,
+        deadline: request.deadline,
+        available_after,
+        entry_id: entry.id,
+    }))
+}
+
 impl Ledger {
     /// Holds credits of an account, taken in the program's order, until captured, released or
     /// past the deadline.
@@ -102,49 +160,25 @@ impl Ledger {
                     Opened::Done(stored) => return Ok(stored),
                     Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
-                let (lots, takes) = match take_in_order(txn, &program, &locked, fields.amount, now).await? {
-                    Ok(found) => found,
+                let request = HoldRequest {
+                    amount: fields.amount,
+                    feature: &fields.feature,
+                    model: fields.model.as_deref(),
+                    reason: fields.reason.as_deref(),
+                    key: key.as_str(),
+                    deadline,
+                };
+                let hold = match hold(txn, &program, &locked, request, now).await? {
+                    Ok(hold) => hold,
                     Err(short) => {
                         let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
                         return keyed.refuse(txn, refusal, now, ttl).await;
                     }
                 };
-                let why = format!("held until {}", deadline.to_rfc3339());
-                let meta = EntryMeta {
-                    idempotency_key: Some(key.as_str()),
-                    feature: Some(&fields.feature),
-                    model: fields.model.as_deref(),
-                    reason: Some(fields.reason.as_deref().unwrap_or(&why)),
-                    ..EntryMeta::now("reserve", now)
-                };
-                let entry = posting::debit(txn, locked.id, EntryKind::Hold, &debits_of(&lots, &takes), meta).await?;
-                crate::service::notices::check_low_credits(txn, &program, locked.id, now).await?;
-                let reservation = reservations::insert(
-                    txn,
-                    reservations::NewReservation {
-                        account_id: locked.id,
-                        idempotency_key: key.as_str(),
-                        amount_micros: fields.amount.micros(),
-                        feature: &fields.feature,
-                        model: fields.model.as_deref(),
-                        reason: fields.reason.as_deref(),
-                        hold_entry_id: entry.id,
-                        created_at: now,
-                        deadline,
-                    },
-                )
-                .await?;
-                let available_after = balance(&lots, now).checked_sub(fields.amount).expect("allocate checked the balance");
-                let done = Stored::Done(Hold {
-                    reservation_id: reservation.id,
-                    amount: fields.amount,
-                    takes,
-                    deadline,
-                    available_after,
-                    entry_id: entry.id,
-                });
+                let reservation = hold.reservation_id;
+                let done = Stored::Done(hold);
                 keyed.remember(txn, &done, now, ttl).await?;
-                tracing::info!(account.id = locked.id, reservation.id = reservation.id, amount.credits = %fields.amount, "credits held");
+                tracing::info!(account.id = locked.id, reservation.id = reservation, amount.credits = %fields.amount, "credits held");
                 Ok(done)
             })
         })
@@ -232,6 +266,8 @@ impl Ledger {
                         return Ok::<_, ServiceError>(false);
                     };
                     settle(txn, &current, ReservationStatus::Expired, Credits::ZERO, None, now).await?;
+                    // A market job whose hold ran out failed by its deadline.
+                    crate::service::market::on_hold_expired(txn, current.id, now).await?;
                     Ok(true)
                 })
             })
@@ -248,11 +284,25 @@ impl Ledger {
 /// Ends a held reservation under its account's lock: every held part goes back to its lot, the
 /// captured part is spent from the first parts taken, and what went back to an expired lot is
 /// written off, dated at that lot's expiry.
-async fn settle(
+pub(crate) async fn settle(
     txn: &DatabaseTransaction,
     reservation: &reservation::Model,
     status: ReservationStatus,
     captured: Credits,
+    key: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Settlement, ServiceError> {
+    settle_as(txn, reservation, status, captured, EntryKind::Spend, key, now).await
+}
+
+/// `settle`, charging the captured part as `charge` (a market job's capture is a TRANSFER to
+/// its provider, not a spend).
+pub(crate) async fn settle_as(
+    txn: &DatabaseTransaction,
+    reservation: &reservation::Model,
+    status: ReservationStatus,
+    captured: Credits,
+    charge: EntryKind,
     key: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Settlement, ServiceError> {
@@ -291,7 +341,7 @@ async fn settle(
         let meta = EntryMeta { reason: Some(&charge_reason), ..meta };
         let debits: Vec<(&Lot, Credits)> =
             charged.iter().map(|(id, a)| (lots.iter().find(|l| l.id == *id).expect("restored"), *a)).collect();
-        posting::debit(txn, reservation.account_id, EntryKind::Spend, &debits, meta).await?;
+        posting::debit(txn, reservation.account_id, charge, &debits, meta).await?;
         for (id, amount) in &charged {
             let lot = lots.iter_mut().find(|l| l.id == *id).expect("restored");
             lot.remaining = lot.remaining.checked_sub(*amount).expect("charged from what was restored");

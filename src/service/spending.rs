@@ -187,6 +187,10 @@ impl Ledger {
         let account = ExternalId::parse(&request.account)?;
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
         let amount = parse_amount(request.amount)?;
+        if request.source == LotSource::ProviderEarnings {
+            // Earnings come only from completed jobs: the audit matches them to the transfers.
+            return Err(ServiceError::bad_input("provider earnings come from completed market jobs, not grants"));
+        }
         if request.expires_at.is_some() && request.valid_for.is_some() {
             return Err(ServiceError::bad_input("give either expiresAt or validFor, not both"));
         }

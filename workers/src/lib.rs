@@ -35,12 +35,14 @@ pub enum Job {
     ResetDailyCredits,
     /// Hourly: tell account holders of credits that expire within the program's window, once per lot.
     NotifyExpiringCredits,
+    /// Every 5 minutes: snapshot each workload's market rate, once per 5-minute mark.
+    SnapshotMarketRates,
     /// Every 5 seconds: send due outbox events as signed webhooks, retrying failures with backoff.
     DeliverWebhooks,
 }
 
 impl Job {
-    pub const ALL: [Job; 10] = [
+    pub const ALL: [Job; 11] = [
         Job::ExpireLots,
         Job::ExpireReservations,
         Job::ResetDailyCredits,
@@ -50,6 +52,7 @@ impl Job {
         Job::ReleaseReferralBonuses,
         Job::PurgeIdempotencyKeys,
         Job::NotifyExpiringCredits,
+        Job::SnapshotMarketRates,
         Job::DeliverWebhooks,
     ];
 
@@ -65,6 +68,7 @@ impl Job {
             Job::SettleMonthlyUsage => "SettleMonthlyUsage",
             Job::DeliverWebhooks => "DeliverWebhooks",
             Job::NotifyExpiringCredits => "NotifyExpiringCredits",
+            Job::SnapshotMarketRates => "SnapshotMarketRates",
         }
     }
 
@@ -78,6 +82,7 @@ impl Job {
             Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits | Job::SettleMonthlyUsage => "5 0 * * * *",
             Job::PurgeIdempotencyKeys => "0 30 * * * *",
             Job::NotifyExpiringCredits => "0 15 * * * *",
+            Job::SnapshotMarketRates => "1 */5 * * * *",
             // Other systems learn of a change within seconds; an idle tick is one indexed query.
             Job::DeliverWebhooks => "*/5 * * * * *",
         }

@@ -1,0 +1,183 @@
+//! The market part of the schema: providers' asks, jobs, and market rates.
+
+use crate::graphql::types::credits;
+use crate::ledger::market::{HardwareClass as Hardware, Rate};
+use crate::service::market::{JobView, RatesView};
+use async_graphql::{Enum, ID, InputObject, SimpleObject};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+pub enum HardwareClass {
+    /// x2.0
+    Enterprise,
+    /// x1.5
+    HighEnd,
+    /// x1.2
+    MidRange,
+    /// x1.0
+    Entry,
+    /// x0.5
+    CpuOnly,
+}
+
+impl From<HardwareClass> for Hardware {
+    fn from(h: HardwareClass) -> Self {
+        match h {
+            HardwareClass::Enterprise => Hardware::Enterprise,
+            HardwareClass::HighEnd => Hardware::HighEnd,
+            HardwareClass::MidRange => Hardware::MidRange,
+            HardwareClass::Entry => Hardware::Entry,
+            HardwareClass::CpuOnly => Hardware::CpuOnly,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct WorkloadAskInput {
+    pub workload: String,
+    /// Credits per job, before the hardware multiplier and any surge.
+    pub price: Decimal,
+}
+
+#[derive(InputObject)]
+pub struct SetAskingPricesInput {
+    pub account_id: ID,
+    pub hardware_class: HardwareClass,
+    /// Jobs the provider runs at once.
+    pub capacity: i32,
+    /// The ask for workloads without their own.
+    pub default_price: Decimal,
+    #[graphql(default)]
+    pub prices: Vec<WorkloadAskInput>,
+}
+
+#[derive(SimpleObject)]
+pub struct WorkloadAsk {
+    pub workload: String,
+    pub price: Decimal,
+}
+
+#[derive(InputObject)]
+pub struct JobInputItem {
+    /// What the job is to do (at most 2,000 characters).
+    pub input: String,
+    /// The most this job may cost; else the saved preference, the market's average, or the
+    /// workload's default price.
+    pub bid_price: Option<Decimal>,
+}
+
+#[derive(InputObject)]
+pub struct SubmitJobInput {
+    pub account_id: ID,
+    pub workload: String,
+    /// 1 to 100 inputs, each its own job.
+    pub inputs: Vec<JobInputItem>,
+    /// 0 to 100.
+    #[graphql(default = 50)]
+    pub priority: i32,
+    pub idempotency_key: String,
+}
+
+#[derive(InputObject)]
+pub struct EndJobInput {
+    pub job_id: ID,
+    pub idempotency_key: String,
+    /// Why it failed (failJob only).
+    pub reason: Option<String>,
+}
+
+/// A job on the market.
+#[derive(SimpleObject)]
+pub struct MarketJob {
+    pub job_id: ID,
+    pub workload: String,
+    pub input: String,
+    pub priority: i32,
+    /// RUNNING (matched, its price held), COMPLETED, FAILED or REJECTED.
+    pub status: String,
+    /// Why it was rejected or failed: NO_PROVIDER, ALL_BUSY, BID_TOO_LOW, INSUFFICIENT_CREDITS,
+    /// FAILED, DEADLINE.
+    pub code: Option<String>,
+    /// The provider's account id.
+    pub provider: Option<ID>,
+    pub budget: Option<Decimal>,
+    /// BID, PREFERENCE, AVERAGE_RATE or DEFAULT_PRICE.
+    pub budget_source: Option<String>,
+    /// The final price: ask x hardware multiplier x surge; never above the budget.
+    pub price: Option<Decimal>,
+    pub surge: bool,
+    pub reservation_id: Option<ID>,
+    /// What the provider earned, and the platform's fee (completed jobs).
+    pub earnings: Option<Decimal>,
+    pub fee: Option<Decimal>,
+    pub deadline: DateTime<Utc>,
+}
+
+impl From<JobView> for MarketJob {
+    fn from(j: JobView) -> Self {
+        MarketJob {
+            job_id: ID(j.id.to_string()),
+            workload: j.workload,
+            input: j.input,
+            priority: j.priority,
+            status: j.status.to_uppercase(),
+            code: j.rejection_code,
+            provider: j.provider.map(ID),
+            budget: j.budget.map(credits),
+            budget_source: j.budget_source.map(|s| s.to_uppercase()),
+            price: j.price.map(credits),
+            surge: j.surge,
+            reservation_id: j.reservation_id.map(|id| ID(id.to_string())),
+            earnings: j.earnings.map(credits),
+            fee: j.fee.map(credits),
+            deadline: j.deadline,
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct MarketRate {
+    pub average: Decimal,
+    pub min: Decimal,
+    pub max: Decimal,
+    pub providers: i32,
+}
+
+impl From<Rate> for MarketRate {
+    fn from(r: Rate) -> Self {
+        MarketRate {
+            average: credits(r.average),
+            min: credits(r.min),
+            max: credits(r.max),
+            providers: i32::try_from(r.providers).unwrap_or(i32::MAX),
+        }
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct MarketRateAt {
+    pub at: DateTime<Utc>,
+    pub rate: MarketRate,
+}
+
+/// A workload's market: its rate now from the providers' asks, a suggested bid (rate x 1.05),
+/// and the 5-minute snapshots, newest first.
+#[derive(SimpleObject)]
+pub struct MarketRates {
+    pub workload: String,
+    pub now: Option<MarketRate>,
+    pub suggested_bid: Option<Decimal>,
+    pub history: Vec<MarketRateAt>,
+}
+
+impl From<RatesView> for MarketRates {
+    fn from(r: RatesView) -> Self {
+        MarketRates {
+            workload: r.workload,
+            now: r.now.map(Into::into),
+            suggested_bid: r.suggested_bid.map(credits),
+            history: r.history.into_iter().map(|(at, rate)| MarketRateAt { at, rate: rate.into() }).collect(),
+        }
+    }
+}

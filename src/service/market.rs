@@ -1,0 +1,662 @@
+//! The compute market (archipelag, domain.md §4 "Market"): verified providers set asks per
+//! workload; a consumer's job clears at the cheapest available provider whose final price (ask x
+//! hardware multiplier x surge) is at or under the job's budget. *Beyond* the source product,
+//! the price is held from the consumer when the job is matched, moved to the provider (less the
+//! platform's fee, which lands on the platform account) when it completes, exactly once, and
+//! returned in full when it fails or outlives its deadline.
+//!
+//! Locks: a match locks the consumer's account, then the providers' rows (in id order), so two
+//! consumers racing for one provider's last slot serialize there; a completion locks the two
+//! accounts it moves credits between in id order. Nothing locks a provider row and then an
+//! account, so these orders cannot deadlock.
+
+use crate::entity::{account, asking_price, bid_preference, market_job, market_rate_snapshot, provider};
+use crate::ledger::market::{self as rules, BudgetSource, HardwareClass, NoMatch, Offer, Rate};
+use crate::ledger::reservation::ReservationStatus;
+use crate::ledger::{Credits, LotClass, LotSource};
+use crate::program::{Market, Program};
+use crate::service::input::{ExternalId, IdempotencyKey, label};
+use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::posting::{self, EntryMeta};
+use crate::service::reservations::{HoldRequest, hold, settle_as};
+use crate::service::spending::parse_amount;
+use crate::service::{Ledger, ServiceError, tx};
+use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots};
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use rust_decimal::Decimal;
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How far back `marketRates` history goes by default, and at most, in snapshots.
+pub const MAX_HISTORY: u64 = 288;
+/// Longest job input kept.
+pub const MAX_INPUT_CHARS: usize = 2000;
+/// Asks per provider.
+pub const MAX_ASKS: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: i64,
+    pub workload: String,
+    pub input: String,
+    pub priority: i32,
+    pub status: String,
+    pub rejection_code: Option<String>,
+    pub provider: Option<String>,
+    pub budget: Option<Credits>,
+    pub budget_source: Option<String>,
+    pub price: Option<Credits>,
+    pub surge: bool,
+    pub reservation_id: Option<i64>,
+    pub earnings: Option<Credits>,
+    pub fee: Option<Credits>,
+    pub deadline: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobInput {
+    pub input: String,
+    pub bid: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SubmitFields<'a> {
+    workload: &'a str,
+    priority: i32,
+    inputs: Vec<(&'a str, Option<Credits>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RatesView {
+    pub workload: String,
+    pub now: Option<Rate>,
+    pub suggested_bid: Option<Credits>,
+    pub history: Vec<(DateTime<Utc>, Rate)>,
+}
+
+fn market(program: &Program) -> Result<&Market, ServiceError> {
+    program.market.as_ref().ok_or_else(|| ServiceError::FeatureDisabled("this program has no compute market".into()))
+}
+
+/// A workload named by the program's catalog (when it has one).
+fn workload(program: &Program, name: &str) -> Result<String, ServiceError> {
+    let name = label("workload", name)?;
+    if !program.catalog.entries().is_empty() && !program.catalog.has_feature(&name) {
+        return Err(ServiceError::bad_input(format!("unknown workload {name:?}")));
+    }
+    Ok(name)
+}
+
+fn default_price(program: &Program, workload: &str) -> Option<Credits> {
+    crate::ledger::pricing::quote(&program.catalog, workload, None, &Default::default()).ok().map(|q| q.total)
+}
+
+fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -> JobView {
+    JobView {
+        id: job.id,
+        workload: job.workload.clone(),
+        input: job.input.clone(),
+        priority: job.priority,
+        status: job.status.clone(),
+        rejection_code: job.rejection_code.clone(),
+        provider: job.provider_account_id.and_then(|id| providers.get(&id).cloned()),
+        budget: job.budget_micros.map(Credits::from_micros),
+        budget_source: job.budget_source.clone(),
+        price: job.price_micros.map(Credits::from_micros),
+        surge: job.surge,
+        reservation_id: job.reservation_id,
+        earnings: job.earnings_micros.map(Credits::from_micros),
+        fee: job.fee_micros.map(Credits::from_micros),
+        deadline: job.deadline,
+    }
+}
+
+async fn external_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = i64>) -> Result<BTreeMap<i64, String>, ServiceError> {
+    let ids: Vec<i64> = ids.into_iter().collect();
+    let rows: Vec<(i64, String)> = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .column(account::Column::ExternalId)
+        .filter(account::Column::Id.is_in(ids))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// The asks for `workload` of every provider, with how many jobs each runs now; the providers'
+/// rows locked when `lock` (a match), in id order.
+async fn offers(conn: &impl ConnectionTrait, workload: &str, lock: bool) -> Result<Vec<Offer>, ServiceError> {
+    let mut query = provider::Entity::find().order_by_asc(provider::Column::AccountId);
+    if lock {
+        query = query.lock_exclusive();
+    }
+    let providers = query.all(conn).await?;
+    let asks: BTreeMap<i64, i64> = asking_price::Entity::find()
+        .filter(asking_price::Column::Workload.eq(workload))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|a| (a.provider_account_id, a.ask_micros))
+        .collect();
+    let running: Vec<(i64, i64)> = market_job::Entity::find()
+        .select_only()
+        .column(market_job::Column::ProviderAccountId)
+        .column_as(market_job::Column::Id.count(), "running")
+        .filter(market_job::Column::Status.eq("running"))
+        .group_by(market_job::Column::ProviderAccountId)
+        .into_tuple::<(Option<i64>, i64)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter_map(|(p, n)| p.map(|p| (p, n)))
+        .collect();
+    let running: BTreeMap<i64, i64> = running.into_iter().collect();
+    let mut offers = Vec::new();
+    for p in providers {
+        let Some(hardware) = HardwareClass::parse(&p.hardware_class) else { continue };
+        let ask = asks.get(&p.account_id).copied().unwrap_or(p.default_ask_micros);
+        offers.push(Offer {
+            provider_id: p.account_id,
+            ask: Credits::from_micros(ask),
+            hardware,
+            capacity: u32::try_from(p.capacity).unwrap_or(0),
+            running: u32::try_from(running.get(&p.account_id).copied().unwrap_or(0)).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(offers)
+}
+
+fn rate_of(offers: &[Offer]) -> Option<Rate> {
+    rules::rate(&offers.iter().map(|o| o.ask).collect::<Vec<_>>())
+}
+
+/// A hold that ran out belonged to a running job: the job failed by its deadline.
+pub(crate) async fn on_hold_expired(txn: &DatabaseTransaction, reservation_id: i64, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    market_job::Entity::update_many()
+        .col_expr(market_job::Column::Status, Expr::value("failed"))
+        .col_expr(market_job::Column::RejectionCode, Expr::value("DEADLINE"))
+        .col_expr(market_job::Column::SettledAt, Expr::value(now))
+        .filter(market_job::Column::ReservationId.eq(reservation_id))
+        .filter(market_job::Column::Status.eq("running"))
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
+/// The platform account the fees land on, created the first time it is needed.
+async fn platform_account(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    market: &Market,
+    now: DateTime<Utc>,
+) -> Result<account::Model, ServiceError> {
+    if let Some(found) = store::accounts::lock_by_external_id(txn, &market.platform_account).await? {
+        return Ok(found);
+    }
+    store::accounts::insert(txn, &market.platform_account, &program.default_plan, now).await?;
+    Ok(store::accounts::lock_by_external_id(txn, &market.platform_account).await?.expect("inserted above"))
+}
+
+impl Ledger {
+    /// Marks an account's identity verified or not (service, admin): the market needs it.
+    pub async fn set_identity_verified(&self, account: &str, verified: bool) -> Result<account::Model, ServiceError> {
+        let account = ExternalId::parse(account)?;
+        tx::write(&self.db, |txn| {
+            let account = account.clone();
+            Box::pin(async move {
+                let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
+                account::Entity::update_many()
+                    .col_expr(account::Column::IdentityVerified, Expr::value(verified))
+                    .filter(account::Column::Id.eq(locked.id))
+                    .exec(txn)
+                    .await?;
+                Ok(account::Model { identity_verified: verified, ..locked })
+            })
+        })
+        .await
+    }
+
+    /// Registers (or updates) a verified account as a provider with its hardware and capacity,
+    /// and replaces its asks: a default and any per workload.
+    pub async fn set_asking_prices(
+        &self,
+        account: &str,
+        hardware: HardwareClass,
+        capacity: i32,
+        default_ask: Decimal,
+        asks: Vec<(String, Decimal)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, Credits)>, ServiceError> {
+        market(&self.program)?;
+        let account = ExternalId::parse(account)?;
+        if !(1..=10_000).contains(&capacity) {
+            return Err(ServiceError::bad_input("capacity must be 1 to 10000 jobs at once"));
+        }
+        if asks.len() > MAX_ASKS {
+            return Err(ServiceError::bad_input(format!("at most {MAX_ASKS} asks")));
+        }
+        let default_ask = parse_amount(default_ask)?;
+        let mut parsed = Vec::new();
+        for (name, price) in asks {
+            let name = workload(&self.program, &name)?;
+            if parsed.iter().any(|(w, _)| *w == name) {
+                return Err(ServiceError::bad_input(format!("workload {name:?} is listed twice")));
+            }
+            parsed.push((name, parse_amount(price)?));
+        }
+        tx::write(&self.db, |txn| {
+            let (account, parsed) = (account.clone(), parsed.clone());
+            Box::pin(async move {
+                let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
+                if !locked.identity_verified {
+                    return Err(ServiceError::IdentityNotVerified("a provider's identity must be verified first".into()));
+                }
+                let row = provider::ActiveModel {
+                    account_id: Set(locked.id),
+                    hardware_class: Set(hardware.as_str().to_string()),
+                    capacity: Set(capacity),
+                    default_ask_micros: Set(default_ask.micros()),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                };
+                provider::Entity::insert(row)
+                    .on_conflict(
+                        OnConflict::column(provider::Column::AccountId)
+                            .update_columns([
+                                provider::Column::HardwareClass,
+                                provider::Column::Capacity,
+                                provider::Column::DefaultAskMicros,
+                                provider::Column::UpdatedAt,
+                            ])
+                            .to_owned(),
+                    )
+                    .exec_without_returning(txn)
+                    .await?;
+                asking_price::Entity::delete_many().filter(asking_price::Column::ProviderAccountId.eq(locked.id)).exec(txn).await?;
+                for (name, ask) in &parsed {
+                    asking_price::ActiveModel {
+                        provider_account_id: Set(locked.id),
+                        workload: Set(name.clone()),
+                        ask_micros: Set(ask.micros()),
+                        ..Default::default()
+                    }
+                    .insert(txn)
+                    .await?;
+                }
+                tracing::info!(account.id = locked.id, hardware = hardware.as_str(), capacity, "provider asks set");
+                Ok(parsed)
+            })
+        })
+        .await
+    }
+
+    /// Saves a consumer's budget for a workload: used when a job names no bid.
+    pub async fn set_bid_preference(&self, account: &str, workload_name: &str, bid: Decimal) -> Result<Credits, ServiceError> {
+        market(&self.program)?;
+        let account = self.account(account).await?;
+        let name = workload(&self.program, workload_name)?;
+        let bid = parse_amount(bid)?;
+        let row = bid_preference::ActiveModel {
+            account_id: Set(account.id),
+            workload: Set(name),
+            bid_micros: Set(bid.micros()),
+            ..Default::default()
+        };
+        bid_preference::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([bid_preference::Column::AccountId, bid_preference::Column::Workload])
+                    .update_column(bid_preference::Column::BidMicros)
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(bid)
+    }
+
+    /// Submits 1 to 100 jobs of one workload: each is matched, its price held, and started, or
+    /// rejected with a code (`NO_PROVIDER`, `ALL_BUSY`, `BID_TOO_LOW`, `INSUFFICIENT_CREDITS`).
+    pub async fn submit_jobs(
+        &self,
+        account: &str,
+        workload_name: &str,
+        inputs: Vec<JobInput>,
+        priority: i32,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobView>, ServiceError> {
+        let market_rules = market(&self.program)?.clone();
+        let account = ExternalId::parse(account)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let name = workload(&self.program, workload_name)?;
+        if inputs.is_empty() || inputs.len() > rules::MAX_BATCH {
+            return Err(ServiceError::bad_input(format!("a submission holds 1 to {} inputs", rules::MAX_BATCH)));
+        }
+        if !(0..=i32::from(rules::MAX_PRIORITY)).contains(&priority) {
+            return Err(ServiceError::bad_input(format!("priority must be 0 to {}", rules::MAX_PRIORITY)));
+        }
+        let mut parsed = Vec::new();
+        for job in &inputs {
+            if job.input.chars().count() > MAX_INPUT_CHARS {
+                return Err(ServiceError::bad_input(format!("an input is at most {MAX_INPUT_CHARS} characters")));
+            }
+            parsed.push((job.input.clone(), job.bid.map(parse_amount).transpose()?));
+        }
+        let hash =
+            request_hash(&SubmitFields { workload: &name, priority, inputs: parsed.iter().map(|(i, b)| (i.as_str(), *b)).collect() });
+        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
+        let stored = tx::write(&self.db, |txn| {
+            let (account, key, hash, program, name, parsed, market_rules) =
+                (account.clone(), key.clone(), hash.clone(), program.clone(), name.clone(), parsed.clone(), market_rules.clone());
+            Box::pin(async move {
+                let request = KeyedRequest { operation: "submit_job", key: key.as_str(), request_hash: hash };
+                let (locked, keyed) =
+                    match keyed::open(txn, account.as_str(), request, |s| s == crate::ledger::AccountStatus::Active, now, ttl).await? {
+                        Opened::Done(stored) => return Ok(stored),
+                        Opened::Fresh(locked, keyed) => (locked, keyed),
+                    };
+                if !locked.identity_verified {
+                    return keyed.refuse(txn, Refusal::IdentityNotVerified, now, ttl).await;
+                }
+                let mut offers = offers(txn, &name, true).await?;
+                let preference = bid_preference::Entity::find()
+                    .filter(bid_preference::Column::AccountId.eq(locked.id))
+                    .filter(bid_preference::Column::Workload.eq(name.as_str()))
+                    .one(txn)
+                    .await?
+                    .map(|p| Credits::from_micros(p.bid_micros));
+                let average = rate_of(&offers).map(|r| r.average);
+                let deadline = now + market_rules.job_deadline;
+                let mut jobs = Vec::new();
+                for (index, (input, bid)) in parsed.iter().enumerate() {
+                    // A consumer never buys from itself.
+                    let candidates: Vec<Offer> = offers.iter().filter(|o| o.provider_id != locked.id).cloned().collect();
+                    let available: u64 = candidates.iter().map(|o| u64::from(o.capacity.saturating_sub(o.running))).sum();
+                    // The submission's jobs not matched yet are the demand waiting on this market.
+                    let queued = (parsed.len() - index) as u64;
+                    let surge = rules::surge(queued, available);
+                    let mut job = market_job::ActiveModel {
+                        consumer_account_id: Set(locked.id),
+                        provider_account_id: Set(None),
+                        workload: Set(name.clone()),
+                        input: Set(input.clone()),
+                        priority: Set(priority),
+                        bid_micros: Set(bid.map(|b| b.micros())),
+                        budget_micros: Set(None),
+                        budget_source: Set(None),
+                        price_micros: Set(None),
+                        surge: Set(false),
+                        status: Set("rejected".into()),
+                        rejection_code: Set(None),
+                        reservation_id: Set(None),
+                        earnings_micros: Set(None),
+                        fee_micros: Set(None),
+                        idempotency_key: Set(format!("{}#{index}", key.as_str())),
+                        created_at: Set(now),
+                        deadline: Set(deadline),
+                        settled_at: Set(None),
+                        ..Default::default()
+                    };
+                    let Some((budget, source)) = rules::resolve_budget(*bid, preference, average, default_price(&program, &name)) else {
+                        job.rejection_code = Set(Some("NO_PROVIDER".into()));
+                        jobs.push(job.insert(txn).await?);
+                        continue;
+                    };
+                    job.budget_micros = Set(Some(budget.micros()));
+                    job.budget_source = Set(Some(budget_source(source).into()));
+                    // Nothing free at any price: busy, whatever the surge would make of the prices.
+                    let matched = if available == 0 && !candidates.is_empty() {
+                        Err(NoMatch::AllBusy)
+                    } else {
+                        rules::choose(&candidates, budget, surge)
+                    };
+                    let matched = match matched {
+                        Ok(found) => found,
+                        Err(no) => {
+                            job.rejection_code = Set(Some(
+                                match no {
+                                    NoMatch::NoProviders => "NO_PROVIDER",
+                                    NoMatch::AllBusy => "ALL_BUSY",
+                                    NoMatch::OverBudget { .. } => "BID_TOO_LOW",
+                                }
+                                .into(),
+                            ));
+                            jobs.push(job.insert(txn).await?);
+                            continue;
+                        }
+                    };
+                    let hold_key = format!("job:{}#{index}", key.as_str());
+                    let why = format!("{name} job held for provider {}", matched.provider_id);
+                    let request =
+                        HoldRequest { amount: matched.price, feature: &name, model: None, reason: Some(&why), key: &hold_key, deadline };
+                    match hold(txn, &program, &locked, request, now).await? {
+                        Err(_short) => job.rejection_code = Set(Some("INSUFFICIENT_CREDITS".into())),
+                        Ok(held) => {
+                            job.status = Set("running".into());
+                            job.surge = Set(surge > Decimal::ONE);
+                            job.provider_account_id = Set(Some(matched.provider_id));
+                            job.price_micros = Set(Some(matched.price.micros()));
+                            job.reservation_id = Set(Some(held.reservation_id));
+                            if let Some(offer) = offers.iter_mut().find(|o| o.provider_id == matched.provider_id) {
+                                offer.running += 1;
+                            }
+                        }
+                    }
+                    jobs.push(job.insert(txn).await?);
+                }
+                let names = external_ids(txn, jobs.iter().filter_map(|j| j.provider_account_id)).await?;
+                let views: Vec<JobView> = jobs.iter().map(|j| view(j, &names)).collect();
+                let done = Stored::Done(views);
+                keyed.remember(txn, &done, now, ttl).await?;
+                tracing::info!(account.id = locked.id, workload = %name, jobs = jobs.len(), "jobs submitted");
+                Ok(done)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+
+    /// A running job finished (service): its held price moves to the provider, less the
+    /// platform's fee, exactly once.
+    pub async fn complete_job(&self, job_id: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<JobView, ServiceError> {
+        self.end_job(job_id, None, idempotency_key, now).await
+    }
+
+    /// A running job failed (service): its held price goes back to the consumer in full.
+    pub async fn fail_job(&self, job_id: &str, reason: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<JobView, ServiceError> {
+        let reason = crate::service::input::reason(reason)?;
+        self.end_job(job_id, Some(reason), idempotency_key, now).await
+    }
+
+    async fn end_job(
+        &self,
+        job_id: &str,
+        failure: Option<String>,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<JobView, ServiceError> {
+        let market_rules = market(&self.program)?.clone();
+        let id = job_id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ServiceError::NotFound(format!("no job {job_id:?}")))?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let found =
+            market_job::Entity::find_by_id(id).one(&self.db).await?.ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+        let operation = if failure.is_some() { "fail_job" } else { "complete_job" };
+        let hash = request_hash(&(id, &failure));
+        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
+        let stored = tx::write(&self.db, |txn| {
+            let (key, hash, failure, program, market_rules) =
+                (key.clone(), hash.clone(), failure.clone(), program.clone(), market_rules.clone());
+            Box::pin(async move {
+                // Both accounts, in id order: two completions in opposite directions never deadlock.
+                let mut ids = vec![found.consumer_account_id];
+                ids.extend(found.provider_account_id);
+                ids.sort_unstable();
+                ids.dedup();
+                for account_id in &ids {
+                    store::accounts::lock(txn, *account_id).await?;
+                }
+                let keyed = Keyed { account_id: found.consumer_account_id, operation, key: key.as_str(), request_hash: hash };
+                if let Some(stored) = keyed.replay(txn).await? {
+                    return Ok(stored);
+                }
+                let job = market_job::Entity::find_by_id(id).one(txn).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))?;
+                if job.status != "running" {
+                    return keyed.refuse(txn, Refusal::InvalidState { what: format!("job {id} is {}", job.status) }, now, ttl).await;
+                }
+                let reservation_id = job.reservation_id.ok_or_else(|| anyhow::anyhow!("running job {id} holds nothing"))?;
+                let reservation =
+                    store::reservations::by_id(txn, reservation_id).await?.ok_or_else(|| anyhow::anyhow!("job {id}'s hold vanished"))?;
+                let mut done = job.clone();
+                match failure {
+                    Some(reason) => {
+                        settle_as(txn, &reservation, ReservationStatus::Released, Credits::ZERO, EntryKind::Spend, Some(key.as_str()), now)
+                            .await?;
+                        done.status = "failed".into();
+                        done.rejection_code = Some("FAILED".into());
+                        tracing::info!(job.id = id, reason = %reason, "job failed; its hold returned");
+                    }
+                    None => {
+                        let price = Credits::from_micros(reservation.amount_micros);
+                        settle_as(txn, &reservation, ReservationStatus::Captured, price, EntryKind::Transfer, Some(key.as_str()), now)
+                            .await?;
+                        let (earnings, fee) = rules::split_fee(price, market_rules.fee_rate);
+                        let provider_id = job.provider_account_id.ok_or_else(|| anyhow::anyhow!("running job {id} has no provider"))?;
+                        let why = format!("{} job {id}", job.workload);
+                        for (account_id, amount, what) in [(Some(provider_id), earnings, "earnings"), (None, fee, "platform fee")] {
+                            if amount.is_zero() {
+                                continue;
+                            }
+                            let account_id = match account_id {
+                                Some(id) => id,
+                                None => platform_account(txn, &program, &market_rules, now).await?.id,
+                            };
+                            let lot = lots::NewLot {
+                                account_id,
+                                class: LotClass::Paid,
+                                source: LotSource::ProviderEarnings,
+                                amount,
+                                granted_at: now,
+                                expires_at: None,
+                                origin_kind: Some("market_job"),
+                                origin_id: Some(id.to_string()),
+                            };
+                            let reason = format!("{what} of {why}");
+                            let meta = EntryMeta {
+                                idempotency_key: Some(key.as_str()),
+                                feature: Some(&job.workload),
+                                reason: Some(&reason),
+                                ..EntryMeta::now(operation, now)
+                            };
+                            posting::credit(txn, lot, meta).await?;
+                        }
+                        done.status = "completed".into();
+                        done.earnings_micros = Some(earnings.micros());
+                        done.fee_micros = Some(fee.micros());
+                    }
+                }
+                done.settled_at = Some(now);
+                let mut active: market_job::ActiveModel = done.clone().into();
+                active.reset(market_job::Column::Status);
+                active.reset(market_job::Column::RejectionCode);
+                active.reset(market_job::Column::EarningsMicros);
+                active.reset(market_job::Column::FeeMicros);
+                active.reset(market_job::Column::SettledAt);
+                active.update(txn).await?;
+                let names = external_ids(txn, done.provider_account_id).await?;
+                let stored = Stored::Done(view(&done, &names));
+                keyed.remember(txn, &stored, now, ttl).await?;
+                Ok(stored)
+            })
+        })
+        .await?;
+        stored.into_result()
+    }
+
+    /// A workload's market rate now (from the providers' asks), the suggested bid, and the
+    /// 5-minute snapshots, newest first.
+    pub async fn market_rates(&self, workload_name: &str, history: u64) -> Result<RatesView, ServiceError> {
+        market(&self.program)?;
+        let name = workload(&self.program, workload_name)?;
+        let now = rate_of(&offers(&self.db, &name, false).await?);
+        let snapshots = market_rate_snapshot::Entity::find()
+            .filter(market_rate_snapshot::Column::Workload.eq(name.as_str()))
+            .order_by_desc(market_rate_snapshot::Column::At)
+            .limit(history.min(MAX_HISTORY))
+            .all(&self.db)
+            .await?;
+        let history = snapshots
+            .iter()
+            .map(|s| {
+                let rate = Rate {
+                    average: Credits::from_micros(s.average_micros),
+                    min: Credits::from_micros(s.min_micros),
+                    max: Credits::from_micros(s.max_micros),
+                    providers: u32::try_from(s.providers).unwrap_or(0),
+                };
+                (s.at, rate)
+            })
+            .collect();
+        Ok(RatesView { workload: name, suggested_bid: now.as_ref().map(rules::suggested_bid), now, history })
+    }
+
+    /// Snapshots every workload's market rate at the 5-minute mark of `now`, once per mark.
+    pub async fn snapshot_market_rates(&self, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        if self.program.market.is_none() {
+            return Ok(0);
+        }
+        let at = now.duration_trunc(Duration::minutes(5)).map_err(anyhow::Error::new)?;
+        let mut workloads: Vec<String> = self.program.catalog.entries().iter().map(|e| e.feature.clone()).collect();
+        let asked: Vec<String> =
+            asking_price::Entity::find().select_only().column(asking_price::Column::Workload).distinct().into_tuple().all(&self.db).await?;
+        workloads.extend(asked);
+        workloads.sort();
+        workloads.dedup();
+        let mut written = 0;
+        for name in workloads {
+            let Some(rate) = rate_of(&offers(&self.db, &name, false).await?) else { continue };
+            let row = market_rate_snapshot::ActiveModel {
+                workload: Set(name),
+                at: Set(at),
+                average_micros: Set(rate.average.micros()),
+                min_micros: Set(rate.min.micros()),
+                max_micros: Set(rate.max.micros()),
+                providers: Set(i32::try_from(rate.providers).unwrap_or(i32::MAX)),
+                ..Default::default()
+            };
+            let inserted = market_rate_snapshot::Entity::insert(row)
+                .on_conflict(
+                    OnConflict::columns([market_rate_snapshot::Column::Workload, market_rate_snapshot::Column::At]).do_nothing().to_owned(),
+                )
+                .exec_without_returning(&self.db)
+                .await?;
+            written += inserted;
+        }
+        Ok(written)
+    }
+
+    /// A consumer's jobs, newest first.
+    pub async fn jobs_page(&self, account_id: i64, after: Option<i64>, limit: u64) -> Result<(Vec<JobView>, bool), ServiceError> {
+        let mut query = market_job::Entity::find().filter(market_job::Column::ConsumerAccountId.eq(account_id));
+        if let Some(after) = after {
+            query = query.filter(market_job::Column::Id.lt(after));
+        }
+        let mut rows = query.order_by_desc(market_job::Column::Id).limit(limit + 1).all(&self.db).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let names = external_ids(&self.db, rows.iter().filter_map(|j| j.provider_account_id)).await?;
+        Ok((rows.iter().map(|j| view(j, &names)).collect(), more))
+    }
+}
+
+fn budget_source(source: BudgetSource) -> &'static str {
+    match source {
+        BudgetSource::Bid => "bid",
+        BudgetSource::Preference => "preference",
+        BudgetSource::AverageRate => "average_rate",
+        BudgetSource::DefaultPrice => "default_price",
+    }
+}
