@@ -21,6 +21,55 @@ pub struct Settings {
     pub ad_verifier: Option<Arc<dyn AdVerifier>>,
     /// Delivers the outbox as signed webhooks; none: events stay in the outbox.
     pub webhooks: Option<Arc<WebhookSender>>,
+    pub security: Security,
+}
+
+/// The request limits and hardening switches, each with a safe default (docs/security.md).
+#[derive(Debug, Clone)]
+pub struct Security {
+    /// No introspection and no GraphiQL.
+    pub production: bool,
+    /// A token secret being rotated out: still accepted, never used to sign.
+    pub previous_auth_secret: Option<Vec<u8>>,
+    /// A GraphQL request that takes longer is answered `TIMEOUT` (its transaction rolls back).
+    pub request_timeout: std::time::Duration,
+    pub max_body_bytes: usize,
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Security {
+            production: false,
+            previous_auth_secret: None,
+            request_timeout: std::time::Duration::from_secs(30),
+            max_body_bytes: crate::http::MAX_BODY_BYTES,
+            max_depth: crate::graphql::MAX_DEPTH,
+            max_complexity: crate::graphql::MAX_COMPLEXITY,
+        }
+    }
+}
+
+impl Security {
+    pub fn from_config(config: &Config) -> Security {
+        Security {
+            production: config.mode == "production",
+            previous_auth_secret: config.auth_secret_previous.as_ref().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
+            request_timeout: std::time::Duration::from_secs(config.request_timeout_seconds),
+            max_body_bytes: config.max_body_bytes,
+            max_depth: config.max_depth,
+            max_complexity: config.max_complexity,
+        }
+    }
+
+    pub fn auth_keys(&self, secret: &[u8]) -> AuthKeys {
+        let keys = AuthKeys::new(secret);
+        match &self.previous_auth_secret {
+            Some(previous) => keys.with_previous(previous),
+            None => keys,
+        }
+    }
 }
 
 impl Settings {
@@ -34,6 +83,7 @@ impl Settings {
             idempotency_days: config.idempotency_days,
             ad_verifier: ad_verifier(config)?,
             webhooks: webhook_sender(config)?,
+            security: Security::from_config(config),
         })
     }
 }
@@ -76,10 +126,26 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     ledger.webhooks = settings.webhooks;
     let feed = crate::feed::BalanceFeed::start(&db);
-    let schema = schema_builder().data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() }).data(feed).finish();
+    let security = settings.security.clone();
+    let mut builder = schema_builder()
+        .limit_depth(security.max_depth)
+        .limit_complexity(security.max_complexity)
+        .data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() })
+        .data(feed);
+    if security.production {
+        builder = builder.disable_introspection();
+    }
+    let schema = builder.finish();
     let ads = settings.ad_verifier;
-    let state =
-        HttpState { schema, auth: Arc::new(AuthKeys::new(&settings.auth_secret)), db, ledger: ledger.clone(), clock: settings.clock, ads };
+    let state = HttpState {
+        schema,
+        auth: Arc::new(security.auth_keys(&settings.auth_secret)),
+        db,
+        ledger: ledger.clone(),
+        clock: settings.clock,
+        ads,
+        security,
+    };
     let app = Application::bind(&settings.bind, state).await?;
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");
     Ok((app, ledger))

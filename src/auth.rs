@@ -43,11 +43,18 @@ pub enum Caller {
     Admin,
 }
 
+/// Who issues our tokens and whom they are for: a token minted for another system with the
+/// same secret (or by a careless copy of it) is not one of ours.
+pub const ISSUER: &str = "credits";
+pub const AUDIENCE: &str = "credits-api";
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Claims {
     role: Role,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sub: Option<String>,
+    iss: String,
+    aud: String,
     iat: i64,
     exp: i64,
 }
@@ -62,15 +69,23 @@ pub enum AuthError {
     UserWithoutAccount,
 }
 
+/// Signs with the current secret; accepts the current one and, while a rotation is under way,
+/// the previous one, so tokens issued just before the switch keep working until they expire.
 #[derive(Clone)]
 pub struct AuthKeys {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    decoding: Vec<DecodingKey>,
 }
 
 impl AuthKeys {
     pub fn new(secret: &[u8]) -> AuthKeys {
-        AuthKeys { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret) }
+        AuthKeys { encoding: EncodingKey::from_secret(secret), decoding: vec![DecodingKey::from_secret(secret)] }
+    }
+
+    /// Also accepts tokens signed with `previous` (a rotation: two accepted at once).
+    pub fn with_previous(mut self, previous: &[u8]) -> AuthKeys {
+        self.decoding.push(DecodingKey::from_secret(previous));
+        self
     }
 
     pub fn issue(&self, role: Role, account: Option<&str>, ttl: std::time::Duration) -> Result<String, AuthError> {
@@ -79,7 +94,14 @@ impl AuthKeys {
         }
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
-        let claims = Claims { role, sub: account.map(str::to_string), iat: now, exp: now.saturating_add(ttl) };
+        let claims = Claims {
+            role,
+            sub: account.map(str::to_string),
+            iss: ISSUER.to_string(),
+            aud: AUDIENCE.to_string(),
+            iat: now,
+            exp: now.saturating_add(ttl),
+        };
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|_| AuthError::Invalid)
     }
 
@@ -89,7 +111,10 @@ impl AuthKeys {
         let token = header.strip_prefix("Bearer ").ok_or(AuthError::Invalid)?.trim();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
-        let claims = decode::<Claims>(token, &self.decoding, &validation).map_err(|_| AuthError::Invalid)?.claims;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let claims = self.decoding.iter().find_map(|key| decode::<Claims>(token, key, &validation).ok()).ok_or(AuthError::Invalid)?.claims;
         match (claims.role, claims.sub) {
             (Role::User, Some(account)) => Ok(Caller::User { account }),
             (Role::User, None) => Err(AuthError::UserWithoutAccount),
@@ -120,8 +145,35 @@ mod tests {
     fn expired_tokens_fail() {
         let keys = AuthKeys::new(b"0123456789abcdef0123456789abcdef");
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims { role: Role::Admin, sub: None, iat: now - 120, exp: now - 60 };
-        let token = encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
-        assert_eq!(keys.authenticate(Some(&format!("Bearer {token}"))), Err(AuthError::Invalid));
+        let claims =
+            |iss: &str, aud: &str, exp: i64| Claims { role: Role::Admin, sub: None, iss: iss.into(), aud: aud.into(), iat: now - 120, exp };
+        let sign = |c: Claims| format!("Bearer {}", encode(&Header::new(Algorithm::HS256), &c, &keys.encoding).unwrap());
+        assert_eq!(keys.authenticate(Some(&sign(claims(ISSUER, AUDIENCE, now - 60)))), Err(AuthError::Invalid), "expired");
+        assert_eq!(keys.authenticate(Some(&sign(claims(ISSUER, AUDIENCE, now + 60)))), Ok(Caller::Admin));
+        assert_eq!(keys.authenticate(Some(&sign(claims("someone-else", AUDIENCE, now + 60)))), Err(AuthError::Invalid), "issuer");
+        assert_eq!(keys.authenticate(Some(&sign(claims(ISSUER, "another-api", now + 60)))), Err(AuthError::Invalid), "audience");
+        // A token with none of them, as another system with the same secret might mint.
+        #[derive(Serialize)]
+        struct Bare {
+            role: Role,
+            exp: i64,
+        }
+        let bare = encode(&Header::new(Algorithm::HS256), &Bare { role: Role::Admin, exp: now + 60 }, &keys.encoding).unwrap();
+        assert_eq!(keys.authenticate(Some(&format!("Bearer {bare}"))), Err(AuthError::Invalid));
+        // alg=none and another algorithm are refused whatever they claim.
+        let none = format!("{}.{}.", "eyJhbGciOiJub25lIn0", "eyJyb2xlIjoiYWRtaW4iLCJleHAiOjk5OTk5OTk5OTl9");
+        assert_eq!(keys.authenticate(Some(&format!("Bearer {none}"))), Err(AuthError::Invalid));
+    }
+
+    #[test]
+    fn a_rotation_accepts_the_previous_secret_until_it_is_dropped() {
+        let old = AuthKeys::new(b"old-secret-old-secret-old-secret");
+        let token = old.issue(Role::Service, None, Duration::from_secs(60)).unwrap();
+        let rotated = AuthKeys::new(b"new-secret-new-secret-new-secret").with_previous(b"old-secret-old-secret-old-secret");
+        assert_eq!(rotated.authenticate(Some(&format!("Bearer {token}"))), Ok(Caller::Service));
+        let fresh = rotated.issue(Role::Service, None, Duration::from_secs(60)).unwrap();
+        assert_eq!(old.authenticate(Some(&format!("Bearer {fresh}"))), Err(AuthError::Invalid), "new tokens use the new secret");
+        let done = AuthKeys::new(b"new-secret-new-secret-new-secret");
+        assert_eq!(done.authenticate(Some(&format!("Bearer {token}"))), Err(AuthError::Invalid));
     }
 }

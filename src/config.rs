@@ -12,6 +12,12 @@
 //! | ad verifier   | `ad_verifier`   | `CREDITS_AD_VERIFIER` | `hmac` (or `unsigned-test`)      |
 //! | webhook URL   | `webhook_url`   | `CREDITS_WEBHOOK_URL` | none: events stay in the outbox  |
 //! | webhook key   | `webhook_secret` | `CREDITS_WEBHOOK_SECRET` | none; 32+ bytes with a URL   |
+//! | old token secret | `auth_secret_previous` | `CREDITS_AUTH_SECRET_PREVIOUS` | none; accepted during a rotation |
+//! | mode          | `mode`          | `CREDITS_MODE`        | `development`; `production` turns off introspection and GraphiQL |
+//! | request timeout | `request_timeout_seconds` | `CREDITS_REQUEST_TIMEOUT_SECONDS` | 30           |
+//! | body limit    | `max_body_bytes` | `CREDITS_MAX_BODY_BYTES` | 65536                        |
+//! | query depth   | `max_depth`     | `CREDITS_MAX_DEPTH`   | 12                               |
+//! | complexity    | `max_complexity` | `CREDITS_MAX_COMPLEXITY` | 1000                         |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -38,6 +44,14 @@ pub struct Config {
     pub webhook_url: Option<String>,
     /// The secret webhooks are signed with (HMAC-SHA256); required with a URL.
     pub webhook_secret: Option<String>,
+    /// The token secret being rotated out: still accepted, never used to sign.
+    pub auth_secret_previous: Option<String>,
+    /// "development" or "production".
+    pub mode: String,
+    pub request_timeout_seconds: u64,
+    pub max_body_bytes: usize,
+    pub max_depth: usize,
+    pub max_complexity: usize,
 }
 
 impl Default for Config {
@@ -53,6 +67,12 @@ impl Default for Config {
             ad_verifier: "hmac".to_string(),
             webhook_url: None,
             webhook_secret: None,
+            auth_secret_previous: None,
+            mode: "development".to_string(),
+            request_timeout_seconds: crate::app::Security::default().request_timeout.as_secs(),
+            max_body_bytes: crate::app::Security::default().max_body_bytes,
+            max_depth: crate::app::Security::default().max_depth,
+            max_complexity: crate::app::Security::default().max_complexity,
         }
     }
 }
@@ -93,8 +113,29 @@ impl Config {
                 "AD_VERIFIER",
                 "WEBHOOK_URL",
                 "WEBHOOK_SECRET",
+                "AUTH_SECRET_PREVIOUS",
+                "MODE",
+                "REQUEST_TIMEOUT_SECONDS",
+                "MAX_BODY_BYTES",
+                "MAX_DEPTH",
+                "MAX_COMPLEXITY",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if config.mode != "development" && config.mode != "production" {
+            return Err(ConfigError::Invalid(format!("mode {:?}: \"development\" or \"production\"", config.mode)));
+        }
+        if !(1..=300).contains(&config.request_timeout_seconds) {
+            return Err(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&config.max_body_bytes) {
+            return Err(ConfigError::Invalid("max_body_bytes must be 1 KiB to 16 MiB".into()));
+        }
+        if !(4..=64).contains(&config.max_depth) || !(50..=100_000).contains(&config.max_complexity) {
+            return Err(ConfigError::Invalid("max_depth must be 4 to 64 and max_complexity 50 to 100000".into()));
+        }
+        if config.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
+            return Err(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));
+        }
         if !(1..=3650).contains(&config.idempotency_days) {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
         }

@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
-/// The largest request body accepted; a bigger one gets 413 before it is parsed.
+/// The largest request body accepted by default (`max_body_bytes`); a bigger one gets 413
+/// before it is parsed.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 #[derive(Clone)]
@@ -34,6 +35,7 @@ pub struct HttpState {
     pub clock: Clock,
     /// Verifies ad networks' server-side callbacks; none when no secret is configured.
     pub ads: Option<Arc<dyn AdVerifier>>,
+    pub security: crate::app::Security,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -42,7 +44,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
-        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(RequestBodyLimitLayer::new(state.security.max_body_bytes))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -72,7 +74,18 @@ async fn graphql_ws(State(state): State<HttpState>, headers: HeaderMap, protocol
 async fn graphql(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLRequest) -> GraphQLResponse {
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller: Authentication = state.auth.authenticate(header);
-    let mut response = state.schema.execute(request.into_inner().data(caller)).await;
+    let request = request.into_inner().data(caller);
+    let mut response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_elapsed) => {
+            // The execution is dropped, and with it any open transaction, which rolls back.
+            tracing::warn!(timeout_ms = state.security.request_timeout.as_millis() as u64, "request timed out");
+            let error = async_graphql::ServerError::new("the request took too long and was stopped; nothing changed", None);
+            let mut error = error;
+            error.extensions.get_or_insert_with(Default::default).set("code", code::TIMEOUT);
+            async_graphql::Response::from_errors(vec![error])
+        }
+    };
     // Parse, validation and limit errors come from the library without a code: every error a
     // client sees carries one.
     for error in &mut response.errors {
@@ -111,8 +124,12 @@ async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) 
     }
 }
 
-async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+async fn graphiql(State(state): State<HttpState>) -> Response {
+    if state.security.production {
+        let body = serde_json::json!({ "errors": [{ "message": "GraphiQL is off in production mode", "extensions": { "code": code::NOT_FOUND } }] });
+        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+    }
+    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish()).into_response()
 }
 
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {

@@ -41,4 +41,29 @@ async fn oversized_deep_and_malformed_requests_are_refused(backend: Backend) {
     assert_eq!(error_code(&unknown_field), "BAD_USER_INPUT");
 }
 
-on_both!(oversized_deep_and_malformed_requests_are_refused);
+/// Production mode: no introspection, no GraphiQL; tokens of the secret being rotated out still
+/// work; a request past the timeout is stopped with a code and changes nothing.
+async fn production_mode_rotation_and_timeouts(backend: Backend) {
+    use credits::auth::{AuthKeys, Role};
+    let previous = b"the-previous-secret-the-previous".to_vec();
+    let security = credits::app::Security { production: true, previous_auth_secret: Some(previous.clone()), ..Default::default() };
+    let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, security).await;
+    let introspection = app.gql(&app.service, "{ __schema { queryType { name } } }", json!({})).await;
+    assert_eq!(introspection["data"]["__schema"], json!(null), "introspection answers nothing: {introspection}");
+    let graphiql = app.client.get(format!("{}/graphql", app.address)).send().await.unwrap();
+    assert_eq!(graphiql.status(), 404);
+
+    let old = AuthKeys::new(&previous).issue(Role::Service, None, std::time::Duration::from_secs(60)).unwrap();
+    let created = app.gql(&old, "mutation { createAccount(input: {externalId: \"r\"}) { created } }", json!({})).await;
+    assert_eq!(created["data"]["createAccount"]["created"], json!(true), "a token of the previous secret: {created}");
+    let foreign = AuthKeys::new(b"a-secret-nobody-configured-here!").issue(Role::Admin, None, std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(error_code(&app.gql(&foreign, "{ plans { code } }", json!({})).await), "UNAUTHENTICATED");
+
+    let hurried = credits::app::Security { request_timeout: std::time::Duration::from_nanos(1), ..Default::default() };
+    let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, hurried).await;
+    let r = app.gql(&app.service, "mutation { createAccount(input: {externalId: \"slow\"}) { created } }", json!({})).await;
+    assert_eq!(error_code(&r), "TIMEOUT", "{r}");
+    app.assert_audit_clean().await;
+}
+
+on_both!(oversized_deep_and_malformed_requests_are_refused, production_mode_rotation_and_timeouts);

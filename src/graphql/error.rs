@@ -30,6 +30,7 @@ pub mod code {
     pub const INVALID_STATE: &str = "INVALID_STATE";
     pub const IDENTITY_NOT_VERIFIED: &str = "IDENTITY_NOT_VERIFIED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    pub const TIMEOUT: &str = "TIMEOUT";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
 

@@ -126,6 +126,11 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, backend: Backend, program: &str) -> TestApp {
+        TestApp::spawn_secured(db, backend, program, credits::app::Security::default()).await
+    }
+
+    /// With other limits or switches than the defaults (production mode, a short timeout, ...).
+    pub async fn spawn_secured(db: TestDb, backend: Backend, program: &str, security: credits::app::Security) -> TestApp {
         let clock = Clock::manual(chrono::Utc::now());
         let settings = credits::app::Settings {
             database_url: db.url.clone(),
@@ -137,6 +142,7 @@ impl TestApp {
             ad_verifier: Some(std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET))),
             // Tests that deliver webhooks set `ledger.webhooks` to their own receiver.
             webhooks: None,
+            security,
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());
