@@ -27,6 +27,7 @@ mod purchases;
 mod referrals;
 mod refunds;
 mod reservations;
+mod roles;
 mod schema;
 mod spending;
 mod subscriptions;

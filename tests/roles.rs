@@ -1,0 +1,234 @@
+//! Roles are enforced for every operation: a table of each operation x each caller (a user on
+//! its own account, a user on another's, the service, an admin, no token), checked through the
+//! real API. The table must name every mutation in the schema, so a new one cannot slip by.
+
+use crate::on_both;
+use crate::support::{Backend, TestApp, error_code};
+use serde_json::json;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum May {
+    Yes,
+    No,
+}
+use May::{No, Yes};
+
+/// (operation, GraphQL with `ACC` for the account acted on and `PUR` for a purchase of it,
+/// user on own, user on other, service, admin)
+const TABLE: &[(&str, &str, May, May, May, May)] = &[
+    ("createAccount", r#"mutation { createAccount(input: {externalId: "ACC-new"}) { created } }"#, No, No, Yes, Yes),
+    ("setAccountStatus", r#"mutation { setAccountStatus(input: {accountId: "ACC", status: ACTIVE}) { id } }"#, No, No, Yes, Yes),
+    ("setIdentityVerified", r#"mutation { setIdentityVerified(accountId: "ACC", verified: false) { id } }"#, No, No, Yes, Yes),
+    ("setCreditMail", r#"mutation { setCreditMail(accountId: "ACC", enabled: true) { id } }"#, Yes, No, Yes, Yes),
+    (
+        "changePlan",
+        r#"mutation { changePlan(input: {accountId: "ACC", plan: "free", idempotencyKey: "k"}) { grantedLotId } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "purchaseCredits",
+        r#"mutation { purchaseCredits(input: {accountId: "ACC", credits: "50", idempotencyKey: "k"}) { id } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "confirmPurchase",
+        r#"mutation { confirmPurchase(input: {purchaseId: "PUR", paymentReference: "ref-ACC"}) { id } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    ("refundPurchase", r#"mutation { refundPurchase(input: {purchaseId: "PUR", idempotencyKey: "k"}) { credits } }"#, Yes, No, No, Yes),
+    (
+        "spendCredits",
+        r#"mutation { spendCredits(input: {accountId: "ACC", amount: "1", idempotencyKey: "k", feature: "x"}) { amount } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "reserveCredits",
+        r#"mutation { reserveCredits(input: {accountId: "ACC", amount: "1", idempotencyKey: "k", feature: "x"}) { amount } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "captureReservation",
+        r#"mutation { captureReservation(input: {reservationId: "1", amount: "1", idempotencyKey: "k"}) { status } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "releaseReservation",
+        r#"mutation { releaseReservation(input: {reservationId: "1", idempotencyKey: "k"}) { status } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "grantCredits",
+        r#"mutation { grantCredits(input: {accountId: "ACC", amount: "1", class: PAID, idempotencyKey: "k"}) { lotId } }"#,
+        No,
+        No,
+        No,
+        Yes,
+    ),
+    ("createCoupon", r#"mutation { createCoupon(input: {code: "ROLES-ACC", credits: "1"}) { code } }"#, No, No, No, Yes),
+    (
+        "redeemCoupon",
+        r#"mutation { redeemCoupon(input: {accountId: "ACC", code: "NOPE", idempotencyKey: "k"}) { amount } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    ("checkIn", r#"mutation { checkIn(input: {accountId: "ACC", idempotencyKey: "k"}) { amount } }"#, Yes, No, Yes, Yes),
+    (
+        "claimLuckyCredits",
+        r#"mutation { claimLuckyCredits(input: {accountId: "ACC", idempotencyKey: "k"}) { amount } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    ("claimAdReward", r#"mutation { claimAdReward(input: {accountId: "ACC", idempotencyKey: "k"}) { amount } }"#, Yes, No, Yes, Yes),
+    (
+        "startContainer",
+        r#"mutation { startContainer(input: {accountId: "ACC", containerId: "c", tier: "micro", idempotencyKey: "k"}) { container { state } } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "stopContainer",
+        r#"mutation { stopContainer(input: {accountId: "ACC", containerId: "c", idempotencyKey: "k2"}) { container { state } } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "recordUsage",
+        r#"mutation { recordUsage(input: {accountId: "ACC", idempotencyKey: "k", ai: {kind: SNAP}}) { settlement { total } } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "setAskingPrices",
+        r#"mutation { setAskingPrices(input: {accountId: "ACC", hardwareClass: ENTRY, capacity: 1, defaultPrice: "1"}) { price } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    ("setBidPreference", r#"mutation { setBidPreference(accountId: "ACC", workload: "x", bidPrice: "1") }"#, Yes, No, Yes, Yes),
+    (
+        "submitJob",
+        r#"mutation { submitJob(input: {accountId: "ACC", workload: "x", inputs: [{input: "i"}], idempotencyKey: "k"}) { status } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    ("completeJob", r#"mutation { completeJob(input: {jobId: "1", idempotencyKey: "k"}) { status } }"#, No, No, Yes, Yes),
+    ("failJob", r#"mutation { failJob(input: {jobId: "1", idempotencyKey: "k"}) { status } }"#, No, No, Yes, Yes),
+    // Reads.
+    (
+        "account",
+        r#"{ account(id: "ACC") { balance { total } lots(first: 1) { edges { cursor } } history(first: 1) { edges { cursor } } purchases(first: 1) { edges { cursor } } usage { total } lowCredits { applies } jobs(first: 1) { edges { cursor } } containers { state } } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    ("priceQuote", r#"{ priceQuote(feature: "snap") { total } }"#, Yes, Yes, Yes, Yes),
+    ("creditPackages", r#"{ creditPackages { code } plans { code } program { name } }"#, Yes, Yes, Yes, Yes),
+];
+
+async fn every_operation_enforces_its_roles(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("own").await;
+    app.create_account("other").await;
+    // A purchase of each account, for the refund and confirmation rows.
+    let mut purchases = std::collections::BTreeMap::new();
+    for account in ["own", "other"] {
+        let r = app
+            .gql(
+                &app.service,
+                "mutation($a: ID!) { purchaseCredits(input: {accountId: $a, credits: \"50\", idempotencyKey: \"p\"}) { id } }",
+                json!({ "a": account }),
+            )
+            .await;
+        purchases.insert(account, r["data"]["purchaseCredits"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string());
+    }
+    let (user, service, admin) = (app.user("own"), app.service.clone(), app.admin.clone());
+    let mut tried = 0;
+    for (operation, template, own, other, as_service, as_admin) in TABLE {
+        let cases = [
+            ("user on own", &user, "own", *own),
+            ("user on other", &user, "other", *other),
+            ("service", &service, "other", *as_service),
+            ("admin", &admin, "other", *as_admin),
+        ];
+        for (who, token, account, may) in cases {
+            let query = template.replace("PUR", &purchases[account]).replace("ACC", account);
+            let r = app.gql(token, &query, json!({})).await;
+            let code = if r["errors"].is_null() { "" } else { error_code(&r) };
+            match may {
+                Yes => assert!(code != "FORBIDDEN" && code != "UNAUTHENTICATED", "{operation} as {who} must be allowed: {r}"),
+                No => assert_eq!(code, "FORBIDDEN", "{operation} as {who} must be refused: {r}"),
+            }
+            tried += 1;
+        }
+        let anonymous = app.gql("not-a-token", &template.replace("PUR", &purchases["own"]).replace("ACC", "own"), json!({})).await;
+        assert_eq!(error_code(&anonymous), "UNAUTHENTICATED", "{operation} without a valid token: {anonymous}");
+        tried += 1;
+    }
+    println!("roles: {tried} cases over {} operations", TABLE.len());
+    app.assert_audit_clean().await;
+}
+
+/// Every mutation of the schema has a row.
+#[test]
+fn the_table_covers_every_mutation() {
+    let sdl = credits::graphql::sdl();
+    let start = sdl.find("type MutationRoot {").expect("a mutation type");
+    let body = &sdl[start..sdl[start..].find("\n}").map(|end| start + end).unwrap()];
+    // Field lines are `name(args): Type` or `name: Type`; doc strings sit between `"""` lines.
+    let mut in_doc = false;
+    let mut names = Vec::new();
+    for line in body.lines().skip(1).map(str::trim) {
+        if line.starts_with("\"\"\"") {
+            in_doc = !in_doc || line.len() > 3 && line.ends_with("\"\"\"");
+            in_doc = in_doc && !(line.len() > 3 && line.ends_with("\"\"\""));
+            continue;
+        }
+        if in_doc {
+            continue;
+        }
+        if let Some(name) = line.split(['(', ':']).next().filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric())) {
+            names.push(name);
+        }
+    }
+    assert!(names.len() > 20, "{names:?}");
+    for name in names {
+        assert!(TABLE.iter().any(|(op, ..)| *op == name), "no role row for {name}");
+    }
+}
+
+on_both!(every_operation_enforces_its_roles);
