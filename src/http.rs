@@ -71,7 +71,21 @@ async fn graphql_ws(State(state): State<HttpState>, headers: HeaderMap, protocol
     })
 }
 
-async fn graphql(State(state): State<HttpState>, headers: HeaderMap, request: GraphQLRequest) -> GraphQLResponse {
+async fn graphql(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+) -> Response {
+    // A body that is not one GraphQL request (malformed JSON, a batch array, a wrong content
+    // type) gets an answer in GraphQL's shape, with a code, like every other refusal.
+    let request = match request {
+        Ok(request) => request,
+        Err(rejection) => {
+            let message = format!("not a GraphQL request: {}", rejection.0);
+            let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code::BAD_USER_INPUT } }] });
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller: Authentication = state.auth.authenticate(header);
     let request = request.into_inner().data(caller);
@@ -94,7 +108,7 @@ async fn graphql(State(state): State<HttpState>, headers: HeaderMap, request: Gr
             extensions.set("code", code::BAD_USER_INPUT);
         }
     }
-    response.into()
+    GraphQLResponse::from(response).into_response()
 }
 
 /// The ad network's server-side verification callback. Networks retry until they get a 200, so

@@ -29,6 +29,19 @@ async fn oversized_deep_and_malformed_requests_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(malformed.status(), 400);
+    let body: serde_json::Value = malformed.json().await.unwrap();
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    let batch = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(&app.service)
+        .json(&json!([{ "query": "{ plans { code } }" }, { "query": "{ plans { code } }" }]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 400, "batches are not accepted");
+    let body: serde_json::Value = batch.json().await.unwrap();
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
 
     let deep = format!(
         "{{ __schema {{ types {{ {} name {} }} }} }}",
