@@ -36,6 +36,10 @@ pub struct Security {
     pub max_body_bytes: usize,
     pub max_depth: usize,
     pub max_complexity: usize,
+    /// Claims (check-in, coupons, ad rewards, lucky credits) per minute, per account and per
+    /// client IP, in each process.
+    pub claims_per_minute_per_account: u32,
+    pub claims_per_minute_per_ip: u32,
 }
 
 impl Default for Security {
@@ -47,6 +51,8 @@ impl Default for Security {
             max_body_bytes: crate::http::MAX_BODY_BYTES,
             max_depth: crate::graphql::MAX_DEPTH,
             max_complexity: crate::graphql::MAX_COMPLEXITY,
+            claims_per_minute_per_account: 20,
+            claims_per_minute_per_ip: 120,
         }
     }
 }
@@ -60,6 +66,8 @@ impl Security {
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_depth,
             max_complexity: config.max_complexity,
+            claims_per_minute_per_account: config.claims_per_minute_per_account,
+            claims_per_minute_per_ip: config.claims_per_minute_per_ip,
         }
     }
 
@@ -131,6 +139,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
         .limit_depth(security.max_depth)
         .limit_complexity(security.max_complexity)
         .data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() })
+        .data(crate::graphql::context::ClaimLimits {
+            limiter: Arc::new(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60))),
+            per_account: security.claims_per_minute_per_account,
+            per_ip: security.claims_per_minute_per_ip,
+        })
         .data(feed);
     if security.production {
         builder = builder.disable_introspection();

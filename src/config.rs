@@ -18,6 +18,8 @@
 //! | body limit    | `max_body_bytes` | `CREDITS_MAX_BODY_BYTES` | 65536                        |
 //! | query depth   | `max_depth`     | `CREDITS_MAX_DEPTH`   | 12                               |
 //! | complexity    | `max_complexity` | `CREDITS_MAX_COMPLEXITY` | 1000                         |
+//! | claims/min/account | `claims_per_minute_per_account` | `CREDITS_CLAIMS_PER_MINUTE_PER_ACCOUNT` | 20 |
+//! | claims/min/IP | `claims_per_minute_per_ip` | `CREDITS_CLAIMS_PER_MINUTE_PER_IP` | 120      |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -52,6 +54,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_depth: usize,
     pub max_complexity: usize,
+    pub claims_per_minute_per_account: u32,
+    pub claims_per_minute_per_ip: u32,
 }
 
 impl Default for Config {
@@ -73,6 +77,8 @@ impl Default for Config {
             max_body_bytes: crate::app::Security::default().max_body_bytes,
             max_depth: crate::app::Security::default().max_depth,
             max_complexity: crate::app::Security::default().max_complexity,
+            claims_per_minute_per_account: crate::app::Security::default().claims_per_minute_per_account,
+            claims_per_minute_per_ip: crate::app::Security::default().claims_per_minute_per_ip,
         }
     }
 }
@@ -119,6 +125,8 @@ impl Config {
                 "MAX_BODY_BYTES",
                 "MAX_DEPTH",
                 "MAX_COMPLEXITY",
+                "CLAIMS_PER_MINUTE_PER_ACCOUNT",
+                "CLAIMS_PER_MINUTE_PER_IP",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if config.mode != "development" && config.mode != "production" {
@@ -132,6 +140,9 @@ impl Config {
         }
         if !(4..=64).contains(&config.max_depth) || !(50..=100_000).contains(&config.max_complexity) {
             return Err(ConfigError::Invalid("max_depth must be 4 to 64 and max_complexity 50 to 100000".into()));
+        }
+        if config.claims_per_minute_per_account == 0 || config.claims_per_minute_per_ip == 0 {
+            return Err(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));
         }
         if config.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
             return Err(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));

@@ -73,6 +73,7 @@ async fn graphql_ws(State(state): State<HttpState>, headers: HeaderMap, protocol
 
 async fn graphql(
     State(state): State<HttpState>,
+    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
 ) -> Response {
@@ -88,7 +89,7 @@ async fn graphql(
     };
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller: Authentication = state.auth.authenticate(header);
-    let request = request.into_inner().data(caller);
+    let request = request.into_inner().data(caller).data(crate::graphql::context::ClientIp(client.ip()));
     let mut response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute(request)).await {
         Ok(response) => response,
         Err(_elapsed) => {
@@ -173,6 +174,6 @@ impl Application {
     }
 
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await
+        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
     }
 }

@@ -15,5 +15,6 @@ pub mod graphql;
 pub mod http;
 pub mod ledger;
 pub mod program;
+pub mod ratelimit;
 pub mod service;
 pub mod store;

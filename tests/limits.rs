@@ -79,4 +79,45 @@ async fn production_mode_rotation_and_timeouts(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
-on_both!(oversized_deep_and_malformed_requests_are_refused, production_mode_rotation_and_timeouts);
+/// Claims are rate-limited per account and per client address: past the limit a claim gets
+/// `TOO_MANY_ATTEMPTS` and nothing is claimed or stored; other accounts on other addresses are not
+/// affected by one account's limit.
+async fn claims_are_rate_limited_per_account_and_address(backend: Backend) {
+    let security = credits::app::Security { claims_per_minute_per_account: 3, claims_per_minute_per_ip: 5, ..Default::default() };
+    let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, "arkain", security).await;
+    app.create_account("a").await;
+    app.create_account("b").await;
+    let redeem = |account: &'static str, key: String| {
+        let app = &app;
+        async move {
+            app.gql(
+                &app.user(account),
+                "mutation($a: ID!, $k: String!) { redeemCoupon(input: {accountId: $a, code: \"NO-SUCH-CODE\", idempotencyKey: $k}) { amount } }",
+                json!({ "a": account, "k": key }),
+            )
+            .await
+        }
+    };
+    // The first three get the coupon's own answer; the fourth is stopped before the ledger.
+    for i in 0..3 {
+        assert_eq!(error_code(&redeem("a", format!("k-{i}")).await), "COUPON_NOT_FOUND");
+    }
+    let limited = redeem("a", "k-3".into()).await;
+    assert_eq!(error_code(&limited), "TOO_MANY_ATTEMPTS", "{limited}");
+    let checked_in =
+        app.gql(&app.user("a"), "mutation { checkIn(input: {accountId: \"a\", idempotencyKey: \"c\"}) { amount } }", json!({})).await;
+    assert_eq!(error_code(&checked_in), "TOO_MANY_ATTEMPTS", "every claim counts against the account");
+    // Another account still has its own budget, until the address's runs out: 3 of a's and 2 of
+    // b's reached it (claims an account limit stopped are not counted again).
+    assert_eq!(error_code(&redeem("b", "k-0".into()).await), "COUPON_NOT_FOUND");
+    assert_eq!(error_code(&redeem("b", "k-1".into()).await), "COUPON_NOT_FOUND");
+    let by_address = redeem("b", "k-2".into()).await;
+    assert_eq!(error_code(&by_address), "TOO_MANY_ATTEMPTS", "6 claims from one address: {by_address}");
+    app.assert_audit_clean().await;
+}
+
+on_both!(
+    oversized_deep_and_malformed_requests_are_refused,
+    production_mode_rotation_and_timeouts,
+    claims_are_rate_limited_per_account_and_address
+);

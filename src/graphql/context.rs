@@ -50,3 +50,28 @@ pub fn require_account(ctx: &Context<'_>, account: &str) -> Result<(), ApiError>
         Caller::User { .. } => Err(ApiError::Forbidden("a user token acts on its own account only".into())),
     }
 }
+
+/// The client's address, attached by the HTTP handler.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// Per-process limits on claims (see `crate::ratelimit`).
+pub struct ClaimLimits {
+    pub limiter: std::sync::Arc<crate::ratelimit::RateLimiter>,
+    pub per_account: u32,
+    pub per_ip: u32,
+}
+
+/// Counts a claim by `account` (and the caller's IP); `TOO_MANY_ATTEMPTS` past the limits.
+pub fn limit_claims(ctx: &Context<'_>, account: &str) -> Result<(), ApiError> {
+    let Some(limits) = ctx.data_opt::<ClaimLimits>() else { return Ok(()) };
+    let now = std::time::Instant::now();
+    let refuse = |seconds: u64, whom: &str| {
+        ApiError::from(crate::service::ServiceError::TooManyAttempts(format!("too many claims from this {whom}; retry in {seconds} s")))
+    };
+    limits.limiter.check(&format!("account:{account}"), limits.per_account, now).map_err(|s| refuse(s, "account"))?;
+    if let Some(ClientIp(ip)) = ctx.data_opt::<ClientIp>() {
+        limits.limiter.check(&format!("ip:{ip}"), limits.per_ip, now).map_err(|s| refuse(s, "address"))?;
+    }
+    Ok(())
+}

@@ -1,5 +1,5 @@
 use crate::auth::Caller;
-use crate::graphql::context::{app, caller, require_account, require_admin, require_service};
+use crate::graphql::context::{app, caller, limit_claims, require_account, require_admin, require_service};
 use crate::graphql::error::ApiError;
 use crate::graphql::error::ApiResult;
 use crate::graphql::market::{EndJobInput, MarketJob, SetAskingPricesInput, SubmitJobInput, WorkloadAsk};
@@ -541,6 +541,7 @@ impl MutationRoot {
     /// Claims today's check-in credits, once per UTC day (user, or on behalf).
     async fn check_in(&self, ctx: &Context<'_>, input: CheckInInput) -> ApiResult<CheckInPayload> {
         require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
         let receipt = app.ledger.check_in(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
         Ok(CheckInPayload {
@@ -556,6 +557,7 @@ impl MutationRoot {
     /// once per UTC day, within the promotion's dates).
     async fn claim_lucky_credits(&self, ctx: &Context<'_>, input: ClaimLuckyCreditsInput) -> ApiResult<RandomCreditsPayload> {
         require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
         let receipt = app.ledger.claim_lucky(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
         Ok(RandomCreditsPayload {
@@ -572,6 +574,7 @@ impl MutationRoot {
     /// credits: free-plan accounts whose free and other credits are used up, up to a daily cap.
     async fn claim_ad_reward(&self, ctx: &Context<'_>, input: ClaimAdRewardInput) -> ApiResult<RandomCreditsPayload> {
         require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
         let receipt =
             app.ledger.claim_ad_reward(&input.account_id, input.transaction_id.as_deref(), &input.idempotency_key, app.clock.now()).await?;
@@ -606,6 +609,7 @@ impl MutationRoot {
     /// Redeems a coupon, once per account (user, or on behalf).
     async fn redeem_coupon(&self, ctx: &Context<'_>, input: RedeemCouponInput) -> ApiResult<RedeemCouponPayload> {
         require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
         let receipt = app.ledger.redeem_coupon(&input.account_id, &input.code, &input.idempotency_key, app.clock.now()).await?;
         Ok(RedeemCouponPayload {
