@@ -95,8 +95,7 @@ async fn graphql(
         Err(_elapsed) => {
             // The execution is dropped, and with it any open transaction, which rolls back.
             tracing::warn!(timeout_ms = state.security.request_timeout.as_millis() as u64, "request timed out");
-            let error = async_graphql::ServerError::new("the request took too long and was stopped; nothing changed", None);
-            let mut error = error;
+            let mut error = async_graphql::ServerError::new("the request took too long and was stopped; nothing changed", None);
             error.extensions.get_or_insert_with(Default::default).set("code", code::TIMEOUT);
             async_graphql::Response::from_errors(vec![error])
         }

@@ -34,7 +34,7 @@ impl SubscriptionRoot {
             (_, Some(id)) => id.to_string(),
             (Caller::User { account }, None) => account.clone(),
             (_, None) => {
-                return Err(ApiError::Service(std::sync::Arc::new(crate::service::ServiceError::bad_input("accountId is required"))));
+                return Err(crate::service::ServiceError::bad_input("accountId is required").into());
             }
         };
         require_account(ctx, &external_id)?;

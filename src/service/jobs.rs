@@ -162,15 +162,16 @@ impl Ledger {
         let cadence = cadence(job).expect("periodic jobs have a cadence");
         let last_done = store::job_runs::latest_done(&self.db, job.name()).await?.and_then(|run| cadence.parse_key(&run.period));
         let mut report = JobReport::default();
-        for slot in cadence.due(last_done, now) {
-            if job == Job::ResetDailyCredits {
-                // Yesterday's daily free and lucky lots end at this day's start: write them off
-                // (dated at their expiry) before the day's drop, as the continuous job would.
-                let report = self.expire_all(budget, now).await?;
-                if !report.complete {
-                    return Ok(JobReport { complete: false, ..JobReport::default() });
-                }
+        let due = cadence.due(last_done, now);
+        if job == Job::ResetDailyCredits && !due.is_empty() {
+            // Yesterday's daily free and lucky lots ended at today's start: write them off (dated
+            // at their expiry) before the day's drop, as the continuous job would. Once covers
+            // every caught-up day.
+            if !self.expire_all(budget, now).await?.complete {
+                return Ok(JobReport::default());
             }
+        }
+        for slot in due {
             let plans = self.swept_plans(job, &slot, now);
             let run = store::job_runs::claim(&self.db, job.name(), &slot.key, now).await?;
             let mut cursor = run.cursor;

@@ -14,7 +14,7 @@
 use crate::entity::{account, container, meter, usage_line};
 use crate::ledger::metering::{Collection, Trigger, collect, day_segments, line_day, whole_seconds};
 use crate::ledger::pricing::{self, Metering, StorageInterval, TokenUsage};
-use crate::ledger::time::{day_of, month_key};
+use crate::ledger::time::month_key;
 use crate::ledger::{AccountStatus, Credits};
 use crate::program::Program;
 use crate::service::input::{ExternalId, IdempotencyKey, label};
@@ -822,11 +822,6 @@ impl Ledger {
     pub async fn containers(&self, account_id: i64) -> Result<Vec<ContainerView>, ServiceError> {
         Ok(meters::containers(&self.db, account_id).await?.iter().map(ContainerView::from).collect())
     }
-}
-
-/// For reports: a day's key.
-pub fn day_key(instant: DateTime<Utc>) -> String {
-    day_of(instant).to_string()
 }
 
 /// A month's usage page (domain.md §7): what was used, what was deducted, and the difference.

@@ -6,7 +6,7 @@
 
 use crate::entity::{account, lot};
 use crate::ledger::notices::{self, LowCreditRule};
-use crate::ledger::pricing::{self, Metering};
+use crate::ledger::pricing;
 use crate::ledger::{Credits, LotSource};
 use crate::program::Program;
 use crate::service::{Ledger, ServiceError, tx};
@@ -40,28 +40,22 @@ pub struct LowCredits {
 pub(crate) async fn usage_rate(conn: &impl ConnectionTrait, program: &Program, account: &account::Model) -> Result<Decimal, ServiceError> {
     let Some(metering) = program.metering.as_ref() else { return Ok(Decimal::ZERO) };
     let containers = store::metering::containers(conn, account.id).await?;
-    let mut rate = Decimal::ZERO;
+    // An hour of each, priced by the same rules a settlement uses (the add-on free on GPU, the
+    // quota over all containers), so the warning and the charge never disagree.
+    let hour = pricing::SECONDS_PER_HOUR;
+    let mut rate = Credits::ZERO;
     for container in containers.iter().filter(|c| c.state == "running") {
-        rate += tier_rate(metering, &container.tier, container.code_supporter);
+        rate = rate.checked_add(pricing::container_charge(metering, &container.tier, hour)?).expect("rates fit");
+        if container.code_supporter {
+            let add_on = pricing::add_on_charge(metering, crate::service::metering::CODE_SUPPORTER, &container.tier, hour)?;
+            rate = rate.checked_add(add_on).expect("rates fit");
+        }
     }
-    let stored: i64 = containers.iter().map(|c| c.storage_bytes).sum();
-    let quota = program.plan(&account.plan).and_then(|p| p.storage_quota_gb).and_then(pricing::gb_to_bytes).unwrap_or(0);
-    let over = u64::try_from(stored).unwrap_or(0).saturating_sub(quota);
-    if over > 0 {
-        rate += Decimal::from(over) / Decimal::from(pricing::BYTES_PER_GB) * metering.storage().credits_per_gb_hour;
-    }
-    Ok(rate.normalize())
-}
-
-fn tier_rate(metering: &Metering, tier: &str, code_supporter: bool) -> Decimal {
-    let Ok(found) = metering.tier(tier) else { return Decimal::ZERO };
-    let add_on = metering
-        .add_ons()
-        .iter()
-        .find(|a| a.code == crate::service::metering::CODE_SUPPORTER)
-        .filter(|a| code_supporter && !a.free_on_tiers.contains(&found.code))
-        .map_or(Decimal::ZERO, |a| a.credits_per_hour);
-    found.credits_per_hour + add_on
+    let stored = u64::try_from(containers.iter().map(|c| c.storage_bytes).sum::<i64>()).unwrap_or(0);
+    let quota = program.plan(&account.plan).and_then(|p| p.storage_quota_gb).unwrap_or(Decimal::ZERO);
+    let over = pricing::gb_seconds_over_quota(quota, &[pricing::StorageInterval { bytes: stored, seconds: hour }])?;
+    rate = rate.checked_add(pricing::storage_charge(metering, over)?).expect("rates fit");
+    Ok(rate.to_decimal())
 }
 
 async fn evaluate(

@@ -23,7 +23,6 @@ impl From<PricingError> for ServiceError {
     fn from(err: PricingError) -> Self {
         match err {
             PricingError::TierNotOnPlan { .. } => ServiceError::NotEligible(err.to_string()),
-            PricingError::Amount(_) | PricingError::InvalidQuantity(_) => ServiceError::bad_input(err.to_string()),
             _ => ServiceError::bad_input(err.to_string()),
         }
     }
