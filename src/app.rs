@@ -36,6 +36,10 @@ pub struct Security {
     pub max_body_bytes: usize,
     pub max_depth: usize,
     pub max_complexity: usize,
+    /// Aliases per document: bounds how often one request repeats one mutation.
+    pub max_aliases: usize,
+    /// Requests per JSON array body; 1 refuses batches.
+    pub max_batch_size: usize,
     /// Claims (check-in, coupons, ad rewards, lucky credits) per minute, per account and per
     /// client IP, in each process.
     pub claims_per_minute_per_account: u32,
@@ -51,6 +55,8 @@ impl Default for Security {
             max_body_bytes: crate::http::MAX_BODY_BYTES,
             max_depth: crate::graphql::MAX_DEPTH,
             max_complexity: crate::graphql::MAX_COMPLEXITY,
+            max_aliases: crate::graphql::limits::MAX_ALIASES,
+            max_batch_size: 1,
             claims_per_minute_per_account: 20,
             claims_per_minute_per_ip: 120,
         }
@@ -66,6 +72,8 @@ impl Security {
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_depth,
             max_complexity: config.max_complexity,
+            max_aliases: config.max_aliases,
+            max_batch_size: config.max_batch_size,
             claims_per_minute_per_account: config.claims_per_minute_per_account,
             claims_per_minute_per_ip: config.claims_per_minute_per_ip,
         }
@@ -138,6 +146,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     let mut builder = schema_builder()
         .limit_depth(security.max_depth)
         .limit_complexity(security.max_complexity)
+        .extension(crate::graphql::limits::AliasLimit { max: security.max_aliases })
         .data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() })
         .data(crate::graphql::context::ClaimLimits {
             limiter: Arc::new(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60))),

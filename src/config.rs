@@ -18,6 +18,8 @@
 //! | body limit    | `max_body_bytes` | `CREDITS_MAX_BODY_BYTES` | 65536                        |
 //! | query depth   | `max_depth`     | `CREDITS_MAX_DEPTH`   | 12                               |
 //! | complexity    | `max_complexity` | `CREDITS_MAX_COMPLEXITY` | 1000                         |
+//! | aliases       | `max_aliases`   | `CREDITS_MAX_ALIASES` | 30                               |
+//! | batch size    | `max_batch_size` | `CREDITS_MAX_BATCH_SIZE` | 1 (no batches)               |
 //! | claims/min/account | `claims_per_minute_per_account` | `CREDITS_CLAIMS_PER_MINUTE_PER_ACCOUNT` | 20 |
 //! | claims/min/IP | `claims_per_minute_per_ip` | `CREDITS_CLAIMS_PER_MINUTE_PER_IP` | 120      |
 //!
@@ -54,6 +56,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_depth: usize,
     pub max_complexity: usize,
+    pub max_aliases: usize,
+    pub max_batch_size: usize,
     pub claims_per_minute_per_account: u32,
     pub claims_per_minute_per_ip: u32,
 }
@@ -77,6 +81,8 @@ impl Default for Config {
             max_body_bytes: crate::app::Security::default().max_body_bytes,
             max_depth: crate::app::Security::default().max_depth,
             max_complexity: crate::app::Security::default().max_complexity,
+            max_aliases: crate::app::Security::default().max_aliases,
+            max_batch_size: crate::app::Security::default().max_batch_size,
             claims_per_minute_per_account: crate::app::Security::default().claims_per_minute_per_account,
             claims_per_minute_per_ip: crate::app::Security::default().claims_per_minute_per_ip,
         }
@@ -125,6 +131,8 @@ impl Config {
                 "MAX_BODY_BYTES",
                 "MAX_DEPTH",
                 "MAX_COMPLEXITY",
+                "MAX_ALIASES",
+                "MAX_BATCH_SIZE",
                 "CLAIMS_PER_MINUTE_PER_ACCOUNT",
                 "CLAIMS_PER_MINUTE_PER_IP",
             ]));
@@ -140,6 +148,9 @@ impl Config {
         }
         if !(4..=64).contains(&config.max_depth) || !(50..=100_000).contains(&config.max_complexity) {
             return Err(ConfigError::Invalid("max_depth must be 4 to 64 and max_complexity 50 to 100000".into()));
+        }
+        if !(1..=1000).contains(&config.max_aliases) || !(1..=100).contains(&config.max_batch_size) {
+            return Err(ConfigError::Invalid("max_aliases must be 1 to 1000 and max_batch_size 1 to 100".into()));
         }
         if config.claims_per_minute_per_account == 0 || config.claims_per_minute_per_ip == 0 {
             return Err(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));

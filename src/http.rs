@@ -7,7 +7,8 @@ use crate::graphql::{Authentication, CreditsSchema};
 use crate::service::{Clock, Ledger, ServiceError};
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql::{BatchRequest, BatchResponse};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -75,34 +76,47 @@ async fn graphql(
     State(state): State<HttpState>,
     axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    request: Result<GraphQLRequest, async_graphql_axum::rejection::GraphQLRejection>,
+    request: Result<GraphQLBatchRequest, async_graphql_axum::rejection::GraphQLRejection>,
 ) -> Response {
-    // A body that is not one GraphQL request (malformed JSON, a batch array, a wrong content
-    // type) gets an answer in GraphQL's shape, with a code, like every other refusal.
-    let request = match request {
-        Ok(request) => request,
-        Err(rejection) => {
-            let message = format!("not a GraphQL request: {}", rejection.0);
-            let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code::BAD_USER_INPUT } }] });
-            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
-        }
+    // A body that is not a GraphQL request (malformed JSON, a wrong content type) or a batch
+    // larger than allowed gets an answer in GraphQL's shape, with a code, like every other refusal.
+    let refuse = |message: String| {
+        let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code::BAD_USER_INPUT } }] });
+        (StatusCode::BAD_REQUEST, Json(body)).into_response()
     };
+    let batch = match request {
+        Ok(request) => request.into_inner(),
+        Err(rejection) => return refuse(format!("not a GraphQL request: {}", rejection.0)),
+    };
+    if let BatchRequest::Batch(requests) = &batch {
+        let max = state.security.max_batch_size;
+        if max <= 1 {
+            return refuse("batches are not accepted: send one request per body".to_string());
+        }
+        if requests.is_empty() || requests.len() > max {
+            return refuse(format!("a batch holds 1 to {max} requests, this one {}", requests.len()));
+        }
+    }
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller: Authentication = state.auth.authenticate(header);
-    let request = request.into_inner().data(caller).data(crate::graphql::context::ClientIp(client.ip()));
-    let mut response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute(request)).await {
+    let batch = batch.data(caller).data(crate::graphql::context::ClientIp(client.ip()));
+    let mut response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute_batch(batch)).await {
         Ok(response) => response,
         Err(_elapsed) => {
             // The execution is dropped, and with it any open transaction, which rolls back.
             tracing::warn!(timeout_ms = state.security.request_timeout.as_millis() as u64, "request timed out");
             let mut error = async_graphql::ServerError::new("the request took too long and was stopped; nothing changed", None);
             error.extensions.get_or_insert_with(Default::default).set("code", code::TIMEOUT);
-            async_graphql::Response::from_errors(vec![error])
+            BatchResponse::Single(async_graphql::Response::from_errors(vec![error]))
         }
     };
     // Parse, validation and limit errors come from the library without a code: every error a
     // client sees carries one.
-    for error in &mut response.errors {
+    let responses: Vec<&mut async_graphql::Response> = match &mut response {
+        BatchResponse::Single(one) => vec![one],
+        BatchResponse::Batch(many) => many.iter_mut().collect(),
+    };
+    for error in responses.into_iter().flat_map(|r| r.errors.iter_mut()) {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
             extensions.set("code", code::BAD_USER_INPUT);

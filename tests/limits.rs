@@ -116,7 +116,49 @@ async fn claims_are_rate_limited_per_account_and_address(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// Aliases are bounded per document (one request cannot repeat a mutation thirty times);
+/// batches are off by default and, when configured, bounded in size. A refused request changes
+/// nothing.
+async fn aliases_and_batches_are_bounded(backend: Backend) {
+    let security = credits::app::Security { max_aliases: 5, max_batch_size: 3, ..Default::default() };
+    let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, security).await;
+    app.create_account("a").await;
+    let creates = |n: usize| {
+        let fields: Vec<String> =
+            (0..n).map(|i| format!("c{i}: createAccount(input: {{externalId: \"alias-{i}\"}}) {{ created }}")).collect();
+        format!("mutation {{ {} }}", fields.join(" "))
+    };
+    let five = app.gql(&app.service, &creates(5), json!({})).await;
+    assert_eq!(five["data"]["c4"]["created"], json!(true), "5 aliases are allowed: {five}");
+    let six = app.gql(&app.service, &creates(6), json!({})).await;
+    assert_eq!(error_code(&six), "BAD_USER_INPUT", "{six}");
+    assert!(six["errors"][0]["message"].as_str().unwrap().contains("6 aliases"), "{six}");
+    let r = app.gql(&app.service, "{ account(id: \"alias-5\") { id } }", json!({})).await;
+    assert_eq!(r["data"]["account"], json!(null), "the refused request created nothing: {r}");
+
+    let post = |body: serde_json::Value| {
+        let app = &app;
+        async move { app.client.post(format!("{}/graphql", app.address)).bearer_auth(&app.service).json(&body).send().await.unwrap() }
+    };
+    let three =
+        post(json!([{ "query": "{ plans { code } }" }, { "query": "{ account(id: \"a\") { id } }" }, { "query": "{ nothing }" }])).await;
+    assert_eq!(three.status(), 200);
+    let answers: serde_json::Value = three.json().await.unwrap();
+    assert_eq!(answers[1]["data"]["account"]["id"], json!("a"), "{answers}");
+    assert_eq!(answers[2]["errors"][0]["extensions"]["code"], json!("BAD_USER_INPUT"), "{answers}");
+    let four = post(json!([{ "query": "{ plans { code } }" }, { "query": "{ plans { code } }" }, { "query": "{ plans { code } }" }, { "query": "{ plans { code } }" }])).await;
+    assert_eq!(four.status(), 400);
+    let body: serde_json::Value = four.json().await.unwrap();
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
+    // An empty array decodes as one empty request (serde reads a struct from a sequence): refused
+    // with a code all the same.
+    let empty: serde_json::Value = post(json!([])).await.json().await.unwrap();
+    assert_eq!(error_code(&empty), "BAD_USER_INPUT", "{empty}");
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    aliases_and_batches_are_bounded,
     oversized_deep_and_malformed_requests_are_refused,
     production_mode_rotation_and_timeouts,
     claims_are_rate_limited_per_account_and_address

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod error;
+pub mod limits;
 pub mod market;
 pub mod metering;
 pub mod mutation;

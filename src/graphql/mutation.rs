@@ -396,6 +396,11 @@ impl MutationRoot {
     /// A job finished (service): its held price moves to the provider, less the platform's fee.
     async fn complete_job(&self, ctx: &Context<'_>, input: EndJobInput) -> ApiResult<MarketJob> {
         require_service(ctx)?;
+        // A completion keeps no reason, but one that is sent is held to the same rules as a
+        // failure's: a client must not learn that anything goes here.
+        if let Some(reason) = &input.reason {
+            crate::service::input::reason(reason)?;
+        }
         let app = app(ctx);
         Ok(app.ledger.complete_job(&input.job_id, &input.idempotency_key, app.clock.now()).await?.into())
     }

@@ -29,6 +29,7 @@ impl Ledger {
     /// Returns whether it was new.
     pub async fn record_verified_ad(&self, reward: &VerifiedReward, now: DateTime<Utc>) -> Result<bool, ServiceError> {
         let account = ExternalId::parse(&reward.account)?;
+        crate::service::input::foreign_id("transaction_id", &reward.transaction_id)?;
         let completed = DateTime::from_timestamp(reward.timestamp, 0).ok_or_else(|| ServiceError::bad_input("timestamp out of range"))?;
         if completed < now - Duration::minutes(CALLBACK_MAX_AGE_MINUTES) || completed > now + Duration::minutes(CALLBACK_MAX_SKEW_MINUTES) {
             return Err(ServiceError::bad_input("the callback is stale or from the future"));
@@ -52,8 +53,10 @@ impl Ledger {
         let account = ExternalId::parse(account)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let transaction_id = match (rule.mode, transaction_id) {
-            (AdMode::Ad, Some(id)) if !id.is_empty() && id.len() <= 128 => Some(id.to_string()),
-            (AdMode::Ad, _) => return Err(ServiceError::bad_input("transactionId: the verified ad's transaction id, 1 to 128 characters")),
+            (AdMode::Ad, Some(id)) => Some(crate::service::input::foreign_id("transactionId", id)?),
+            (AdMode::Ad, None) => {
+                return Err(ServiceError::bad_input("transactionId: the verified ad's transaction id, 1 to 128 characters"));
+            }
             (AdMode::Button, None) => None,
             (AdMode::Button, Some(_)) => return Err(ServiceError::bad_input("this program rewards a button, not an ad: no transactionId")),
         };

@@ -71,6 +71,29 @@ pub fn reason(value: &str) -> Result<String, ServiceError> {
     Ok(value.to_string())
 }
 
+/// Another system's id we look up or keep (an ad network's transaction id, a payment
+/// reference): 1 to 128 characters, no control characters or surrounding spaces.
+pub fn foreign_id(what: &str, value: &str) -> Result<String, ServiceError> {
+    bounded(what, value, MAX_EXTERNAL_ID_CHARS)?;
+    if value.chars().any(char::is_control) || value.trim() != value {
+        return Err(ServiceError::bad_input(format!("{what} must not contain control characters or surrounding spaces")));
+    }
+    Ok(value.to_string())
+}
+
+/// Text a caller sends that is stored as given (a job's input): up to `max` characters, no
+/// control characters but newlines and tabs (PostgreSQL cannot store NUL; the rest are a
+/// spoofing risk in whatever shows them).
+pub fn text(what: &str, value: &str, max: usize) -> Result<String, ServiceError> {
+    if value.chars().count() > max {
+        return Err(ServiceError::bad_input(format!("{what} is longer than {max} characters")));
+    }
+    if value.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(ServiceError::bad_input(format!("{what} must not contain control characters")));
+    }
+    Ok(value.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,5 +110,11 @@ mod tests {
         assert!(label("feature", "chat/gpt-5-mini").is_ok());
         assert!(label("feature", "drop table;").is_err());
         assert!(reason(&"r".repeat(501)).is_err());
+        assert!(text("input", "two\nlines\tand 🙂", 20).is_ok());
+        assert!(text("input", "nul\u{0}", 20).is_err());
+        assert!(foreign_id("transactionId", "tx-1").is_ok());
+        assert!(foreign_id("transactionId", "tx\u{0}").is_err());
+        assert!(foreign_id("transactionId", "").is_err());
+        assert!(text("input", &"i".repeat(21), 20).is_err());
     }
 }

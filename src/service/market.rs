@@ -341,10 +341,8 @@ impl Ledger {
         }
         let mut parsed = Vec::new();
         for job in &inputs {
-            if job.input.chars().count() > MAX_INPUT_CHARS {
-                return Err(ServiceError::bad_input(format!("an input is at most {MAX_INPUT_CHARS} characters")));
-            }
-            parsed.push((job.input.clone(), job.bid.map(parse_amount).transpose()?));
+            let input = crate::service::input::text("an input", &job.input, MAX_INPUT_CHARS)?;
+            parsed.push((input, job.bid.map(parse_amount).transpose()?));
         }
         let hash =
             request_hash(&SubmitFields { workload: &name, priority, inputs: parsed.iter().map(|(i, b)| (i.as_str(), *b)).collect() });
