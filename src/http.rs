@@ -46,8 +46,20 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
         .layer(RequestBodyLimitLayer::new(state.security.max_body_bytes))
+        .layer(axum::middleware::map_response(too_large_with_a_code))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The body limit answers 413 in plain text; clients get it in GraphQL's shape, with a code,
+/// like every other refusal.
+async fn too_large_with_a_code(response: Response) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    let body =
+        serde_json::json!({ "errors": [{ "message": "the request body is too large", "extensions": { "code": code::BAD_USER_INPUT } }] });
+    (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, or the older graphql-ws). The token comes

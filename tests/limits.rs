@@ -18,6 +18,8 @@ async fn oversized_deep_and_malformed_requests_are_refused(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.expect("a JSON body");
+    assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
 
     let malformed = app
         .client

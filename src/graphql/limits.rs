@@ -1,7 +1,13 @@
-//! A limit the GraphQL library does not have: aliases per document. Complexity already bounds
-//! how much work a document asks for; aliases are bounded on their own because they are how one
-//! request repeats one mutation (`a: spendCredits(..) b: spendCredits(..) ...`) or one guess
-//! (`a: redeemCoupon(code: "A") b: redeemCoupon(code: "B")`), and a legitimate client needs few.
+//! Limits the GraphQL library does not have.
+//!
+//! - Aliases per document. Complexity already bounds how much work a document asks for; aliases
+//!   are bounded on their own because they are how one request repeats one mutation
+//!   (`a: spendCredits(..) b: spendCredits(..) ...`) or one guess (`a: redeemCoupon(code: "A")
+//!   b: redeemCoupon(code: "B")`), and a legitimate client needs few.
+//! - Nesting of brackets in the document's text, checked before it is parsed. The parser limits
+//!   the nesting of selections but not of argument values, and recurses once per level: an
+//!   argument nested a few hundred deep (`{a: {a: ...}}`, under 2 KB) overflowed the stack of a
+//!   debug build and aborted the process (found by tests/fuzz.rs).
 
 use crate::graphql::error::code;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
@@ -11,6 +17,10 @@ use std::sync::Arc;
 
 /// The default `max_aliases`.
 pub const MAX_ALIASES: usize = 30;
+
+/// Brackets (`{`, `[`, `(`) open at once in a document's text: far above what the depth limit
+/// lets a selection use, far below what overflows the parser's stack.
+pub const MAX_NESTING: usize = 64;
 
 pub struct AliasLimit {
     pub max: usize,
@@ -35,6 +45,12 @@ impl Extension for AliasLimitExtension {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        let nesting = bracket_nesting(query);
+        if nesting > MAX_NESTING {
+            let mut error = ServerError::new(format!("the request nests brackets {nesting} deep; at most {MAX_NESTING} are allowed"), None);
+            error.extensions.get_or_insert_with(Default::default).set("code", code::BAD_USER_INPUT);
+            return Err(error);
+        }
         let document = next.run(ctx, query, variables).await?;
         let aliases = count_aliases(&document);
         if aliases > self.max {
@@ -44,6 +60,69 @@ impl Extension for AliasLimitExtension {
         }
         Ok(document)
     }
+}
+
+/// The deepest nesting of brackets in a GraphQL document's text, outside strings and comments;
+/// one pass, no recursion, whatever the input.
+pub fn bracket_nesting(query: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut chars = query.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' | '[' | '(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            '}' | ']' | ')' => depth = depth.saturating_sub(1),
+            '#' => {
+                for c in chars.by_ref() {
+                    if c == '\n' || c == '\r' {
+                        break;
+                    }
+                }
+            }
+            '"' => {
+                // A string, or a block string ("""...""") in which only \""" escapes.
+                let block = chars.peek() == Some(&'"') && {
+                    let mut ahead = chars.clone();
+                    ahead.next();
+                    ahead.peek() == Some(&'"')
+                };
+                if block {
+                    chars.next();
+                    chars.next();
+                    let mut quotes = 0;
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => {
+                                quotes = 0;
+                                chars.next();
+                            }
+                            '"' => {
+                                quotes += 1;
+                                if quotes == 3 {
+                                    break;
+                                }
+                            }
+                            _ => quotes = 0,
+                        }
+                    }
+                } else {
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => {
+                                chars.next();
+                            }
+                            '"' | '\n' => break,
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Every alias written in the document, fragments counted once where they are defined (a
@@ -71,6 +150,17 @@ mod tests {
 
     fn aliases(query: &str) -> usize {
         count_aliases(&async_graphql::parser::parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn nesting_is_measured_outside_strings_and_comments() {
+        assert_eq!(bracket_nesting("{ me { id } }"), 2);
+        assert_eq!(bracket_nesting(r#"{ q(o: {a: [1]}) { t } }"#), 4);
+        assert_eq!(bracket_nesting(r#"{ q(s: "{{{{[[[[", t: """ {{{ \""" {{{ """) }"#), 2);
+        assert_eq!(bracket_nesting("{ # {{{{{{\n me }"), 1);
+        let deep = format!("{{ q(o: {}1{}) {{ t }} }}", "{a: ".repeat(500), "}".repeat(500));
+        assert_eq!(bracket_nesting(&deep), 502);
+        assert_eq!(bracket_nesting("}}}} {"), 1, "stray closers do not go below zero");
     }
 
     #[test]
