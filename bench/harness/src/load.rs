@@ -1,0 +1,251 @@
+//! The load: real `spendCredits` mutations over HTTP/1.1 keep-alive, closed-loop (N clients,
+//! each sends its next request when the last one answered) or paced (a fixed arrival rate,
+//! latency measured from the intended send time, so a stall is not hidden).
+
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The amount of one spend: 0.01 credits (10,000 micro-credits), the same in the baselines.
+pub const AMOUNT: &str = "0.01";
+pub const AMOUNT_MICROS: i64 = 10_000;
+
+const SPEND: &str = "mutation Spend($input: SpendCreditsInput!) { spendCredits(input: $input) { sequence availableAfter } }";
+
+/// Which account each spend charges.
+#[derive(Debug, Clone, Copy)]
+pub enum Pick {
+    /// Uniformly over `bench-0` .. `bench-{n-1}`.
+    Many(usize),
+    /// Always `bench-0`.
+    Hot,
+}
+
+impl Pick {
+    pub fn account(self, rng: &mut impl Rng) -> String {
+        match self {
+            Pick::Many(n) => format!("bench-{}", rng.random_range(0..n)),
+            Pick::Hot => "bench-0".to_string(),
+        }
+    }
+}
+
+/// What one run measured inside its window.
+pub struct Measured {
+    pub ok: u64,
+    pub errors: u64,
+    /// Latencies of the successful requests, in microseconds.
+    pub latency: Histogram<u64>,
+    pub seconds: f64,
+    pub first_error: Option<String>,
+}
+
+impl Measured {
+    pub fn new(seconds: f64) -> Measured {
+        Measured { ok: 0, errors: 0, latency: histogram(), seconds, first_error: None }
+    }
+
+    pub fn throughput(&self) -> f64 {
+        self.ok as f64 / self.seconds
+    }
+
+    pub fn ms(&self, quantile: f64) -> f64 {
+        if self.latency.is_empty() { f64::NAN } else { self.latency.value_at_quantile(quantile) as f64 / 1000.0 }
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        if self.latency.is_empty() { f64::NAN } else { self.latency.max() as f64 / 1000.0 }
+    }
+
+    pub fn record(&mut self, outcome: Result<u64, String>) {
+        match outcome {
+            Ok(micros) => {
+                self.ok += 1;
+                self.latency.saturating_record(micros.max(1));
+            }
+            Err(e) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    pub fn merge(&mut self, other: Measured) {
+        self.ok += other.ok;
+        self.errors += other.errors;
+        self.latency.add(&other.latency).expect("histograms of the same bounds");
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
+}
+
+/// 1 µs to 2 minutes, 3 significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid histogram bounds")
+}
+
+/// The GraphQL endpoint and a service token.
+pub struct Target {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub authorization: String,
+}
+
+impl Target {
+    pub fn new(base: &str, token: &str) -> anyhow::Result<Target> {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
+        Ok(Target { client, url: format!("{base}/graphql"), authorization: format!("Bearer {token}") })
+    }
+
+    /// One spend; an error is a transport failure, a non-2xx status, or a GraphQL error.
+    pub async fn spend(&self, account: &str, key: &str) -> Result<(), String> {
+        let body = serde_json::json!({
+            "query": SPEND,
+            "variables": { "input": { "accountId": account, "amount": AMOUNT, "feature": "bench", "idempotencyKey": key } },
+        });
+        let response = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::AUTHORIZATION, &self.authorization)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| format!("body: {e}"))?;
+        if !status.is_success() || text.contains("\"errors\"") {
+            return Err(format!("HTTP {status}: {}", text.chars().take(300).collect::<String>()));
+        }
+        Ok(())
+    }
+}
+
+/// A fresh prefix for this run's idempotency keys.
+pub fn run_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// `clients` closed-loop clients for `warmup + seconds`; only requests sent after the warm-up
+/// and answered before the end count.
+pub async fn closed_loop(target: Arc<Target>, pick: Pick, clients: usize, warmup: Duration, seconds: Duration) -> Measured {
+    let run = run_id();
+    let start = Instant::now();
+    let (from, end) = (start + warmup, start + warmup + seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (target, run) = (target.clone(), run.clone());
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(rand::random());
+            let mut measured = Measured::new(seconds.as_secs_f64());
+            for seq in 0u64.. {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let account = pick.account(&mut rng);
+                let outcome = target.spend(&account, &format!("{run}-{client}-{seq}")).await;
+                let done = Instant::now();
+                if sent >= from && done <= end {
+                    measured.record(outcome.map(|()| (done - sent).as_micros() as u64));
+                }
+            }
+            measured
+        });
+    }
+    let mut total = Measured::new(seconds.as_secs_f64());
+    while let Some(measured) = tasks.join_next().await {
+        total.merge(measured.expect("a client task"));
+    }
+    total
+}
+
+/// Spends sent at a fixed `rate` per second (open loop, at most `max_in_flight` at once);
+/// latency counts from when each request was due, so queueing behind a slow one shows.
+pub async fn paced(target: Arc<Target>, pick: Pick, rate: f64, max_in_flight: usize, warmup: Duration, seconds: Duration) -> Measured {
+    let run = run_id();
+    let start = Instant::now();
+    let (from, end) = (start + warmup, start + warmup + seconds);
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
+    let mut rng = StdRng::seed_from_u64(rand::random());
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut measured = Measured::new(seconds.as_secs_f64());
+    for seq in 0u64.. {
+        let due = start + interval.mul_f64(seq as f64);
+        if due >= end {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let permit = permits.clone().acquire_owned().await.expect("the semaphore stays open");
+        let (target, account, key) = (target.clone(), pick.account(&mut rng), format!("{run}-{seq}"));
+        tasks.spawn(async move {
+            let outcome = target.spend(&account, &key).await;
+            drop(permit);
+            let done = Instant::now();
+            // Every request due in the window counts, however late it answers.
+            (due >= from).then(|| outcome.map(|()| (done - due).as_micros() as u64))
+        });
+        while let Some(finished) = tasks.try_join_next() {
+            if let Some(outcome) = finished.expect("a request task") {
+                measured.record(outcome);
+            }
+        }
+    }
+    while let Some(finished) = tasks.join_next().await {
+        if let Some(outcome) = finished.expect("a request task") {
+            measured.record(outcome);
+        }
+    }
+    measured
+}
+
+/// The same spends through the credits library in this process (`Ledger::spend`, its own pool
+/// of the server's size), no HTTP or GraphQL: what the server adds on top of its ledger.
+pub async fn in_process(url: &str, pick: Pick, clients: usize, warmup: Duration, seconds: Duration) -> anyhow::Result<Measured> {
+    use credits::service::spending::SpendRequest;
+    let pool = if credits::db::is_sqlite(url) { 8 } else { 16 };
+    let db = credits::db::connect(url, pool).await?;
+    let ledger = Arc::new(credits::service::Ledger::new(db.clone(), Arc::new(credits::program::Program::load("arkain")?)));
+    let amount: rust_decimal::Decimal = AMOUNT.parse()?;
+    let run = run_id();
+    let start = Instant::now();
+    let (from, end) = (start + warmup, start + warmup + seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (ledger, run) = (ledger.clone(), run.clone());
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(rand::random());
+            let mut measured = Measured::new(seconds.as_secs_f64());
+            for seq in 0u64.. {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let request = SpendRequest {
+                    account: pick.account(&mut rng),
+                    amount: Some(amount),
+                    price: None,
+                    idempotency_key: format!("ledger-{run}-{client}-{seq}"),
+                    feature: "bench".into(),
+                    model: None,
+                    reason: None,
+                };
+                let outcome = ledger.spend(request, chrono::Utc::now()).await;
+                let done = Instant::now();
+                if sent >= from && done <= end {
+                    measured.record(outcome.map(|_| (done - sent).as_micros() as u64).map_err(|e| format!("ledger: {e}")));
+                }
+            }
+            measured
+        });
+    }
+    let mut total = Measured::new(seconds.as_secs_f64());
+    while let Some(measured) = tasks.join_next().await {
+        total.merge(measured?);
+    }
+    db.close().await?;
+    Ok(total)
+}

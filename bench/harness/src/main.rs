@@ -1,0 +1,405 @@
+//! credits-bench: the real `credits` server under load, side by side with the database's own
+//! limit for the same work (issue 9). See docs/benchmarks.md.
+//!
+//! Per database it creates a fresh database (a temporary SQLite file, or `credits_bench_<pid>`
+//! on PostgreSQL, dropped at the end), seeds `--accounts` accounts, starts the release server
+//! (`serve --no-workers`) on a free port, then for each scenario and concurrency runs real
+//! `spendCredits` mutations over HTTP and then the hand-written SQL baseline (pgbench, or an
+//! in-process SQLite loop) on the same database. It prints one line per run, a paced run at half
+//! the peak rate for the latency target, the issue's targets, the `credits audit` result (which
+//! must pass), and draws the chart.
+
+mod baseline;
+mod chart;
+mod load;
+mod seed;
+mod server;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use credits::auth::{AuthKeys, Role};
+use load::{Measured, Pick, Target};
+use sea_orm::ConnectionTrait;
+use server::Server;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+impl Db {
+    pub fn label(self) -> &'static str {
+        match self {
+            Db::Sqlite => "sqlite",
+            Db::Postgres => "postgres",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Spends spread uniformly over all the seeded accounts.
+    Many,
+    /// Every spend on one account.
+    Hot,
+}
+
+impl Scenario {
+    pub fn label(self) -> &'static str {
+        match self {
+            Scenario::Many => "many",
+            Scenario::Hot => "hot",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The real server over HTTP.
+    Credits,
+    /// Hand-written SQL on the same database.
+    Baseline,
+    /// The server at a fixed rate, half the peak.
+    Paced,
+    /// The credits library in this process, no HTTP (`--in-process`).
+    Ledger,
+}
+
+impl Side {
+    fn label(self) -> &'static str {
+        match self {
+            Side::Credits => "credits",
+            Side::Baseline => "baseline",
+            Side::Paced => "paced",
+            Side::Ledger => "in-process",
+        }
+    }
+}
+
+/// One measured run.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub scenario: Scenario,
+    pub db: Db,
+    pub clients: usize,
+    pub side: Side,
+    pub throughput: f64,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub errors: u64,
+    pub rss_mib: Option<f64>,
+    /// credits / baseline at the same concurrency (on baseline rows).
+    pub ratio: Option<f64>,
+    /// The arrival rate asked for (paced rows).
+    pub rate: Option<f64>,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "credits-bench", about = "Load the real credits server with spendCredits and compare with hand-written SQL")]
+struct Args {
+    /// Databases to run on.
+    #[arg(long, value_delimiter = ',', default_value = "sqlite,postgres")]
+    db: Vec<Db>,
+    /// Concurrent clients, one run each (the full sweep: 1,2,4,8,16,32).
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    clients: Vec<usize>,
+    /// Scenarios: many (spends over all accounts), hot (every spend on one account).
+    #[arg(long, value_delimiter = ',', default_value = "many,hot")]
+    scenarios: Vec<Scenario>,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Warm-up seconds before each run's measured window.
+    #[arg(long, default_value_t = 1)]
+    warmup: u64,
+    /// Accounts seeded (the `many` scenario spreads over all of them).
+    #[arg(long, default_value_t = 10_000)]
+    accounts: usize,
+    /// The release `credits` binary; default: `credits` beside this executable.
+    #[arg(long)]
+    credits_bin: Option<PathBuf>,
+    /// A PostgreSQL URL with the right to create databases; `credits_bench_<pid>` is created beside it.
+    #[arg(long, env = "CREDITS_TEST_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    pg_url: String,
+    /// The pgbench executable.
+    #[arg(long, default_value = "pgbench")]
+    pgbench: String,
+    /// Where to draw the chart (PNG).
+    #[arg(long, default_value = "docs/benchmarks-spends.png")]
+    chart: PathBuf,
+    /// Skip the paced run at half the peak rate (the latency target).
+    #[arg(long)]
+    no_paced: bool,
+    /// Tokio worker threads of this load generator (it shares the machine with the server and
+    /// the database, so it is kept small).
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Also run the spends through the credits library in this process (no HTTP, no GraphQL),
+    /// to see what the server adds on top of the ledger.
+    #[arg(long)]
+    in_process: bool,
+    /// Add the service's `pg_notify` to the PostgreSQL baseline (an experiment: what the live
+    /// balance feed costs).
+    #[arg(long)]
+    baseline_notify: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads.max(1))
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const HEADER: &str =
+    "scenario db       clients side          spends/s   p50 ms   p99 ms   max ms  errors  server peak RSS MiB  credits/this";
+
+fn print_row(row: &Row) {
+    let rss = row.rss_mib.map_or("-".to_string(), |m| format!("{m:.1}"));
+    let ratio = row.ratio.map_or(String::new(), |r| format!("{r:.2}"));
+    let side = match row.rate {
+        Some(rate) => format!("paced@{rate:.0}"),
+        None => row.side.label().to_string(),
+    };
+    println!(
+        "{:<8} {:<8} {:>7} {:<12} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>7}  {:>19}  {ratio}",
+        row.scenario.label(),
+        row.db.label(),
+        row.clients,
+        side,
+        row.throughput,
+        row.p50,
+        row.p99,
+        row.max,
+        row.errors,
+        rss
+    );
+}
+
+fn row(scenario: Scenario, db: Db, clients: usize, side: Side, measured: &Measured, rss_mib: Option<f64>) -> Row {
+    if let Some(e) = &measured.first_error {
+        eprintln!("  first error of {} errors ({} {} {clients} {}): {e}", measured.errors, scenario.label(), db.label(), side.label());
+    }
+    Row {
+        scenario,
+        db,
+        clients,
+        side,
+        throughput: measured.throughput(),
+        p50: measured.ms(0.5),
+        p99: measured.ms(0.99),
+        max: measured.max_ms(),
+        errors: measured.errors,
+        rss_mib,
+        ratio: None,
+        rate: None,
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<bool> {
+    let credits_bin = match &args.credits_bin {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?.with_file_name("credits"),
+    };
+    if !credits_bin.exists() {
+        bail!("no credits binary at {}: build it with `cargo build --release -p credits`, or pass --credits-bin", credits_bin.display());
+    }
+    let workdir = tempfile::Builder::new().prefix("credits-bench-").tempdir()?;
+    let secret = format!("bench-{}", load::run_id().repeat(4));
+    println!(
+        "credits-bench: {} accounts, {} s per run after {} s warm-up, clients {:?}, server {}",
+        args.accounts,
+        args.seconds,
+        args.warmup,
+        args.clients,
+        credits_bin.display()
+    );
+    println!("{HEADER}");
+    let mut rows = Vec::new();
+    let mut clean = true;
+    for &db in &args.db {
+        let (url, dropper) = match db {
+            Db::Sqlite => (format!("sqlite://{}?mode=rwc", workdir.path().join("bench.db").display()), None),
+            Db::Postgres => {
+                let (url, admin, name) = create_pg_database(&args.pg_url).await?;
+                (url, Some((admin, name)))
+            }
+        };
+        let result = run_database(&args, db, &url, &credits_bin, &secret, workdir.path(), &mut rows).await;
+        if let Some((admin, name)) = dropper {
+            let dropped = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+            if let Err(e) = dropped {
+                eprintln!("could not drop {name}: {e}");
+            }
+        }
+        clean &= result?;
+    }
+    targets(&rows, &args);
+    if !rows.is_empty() {
+        chart::draw(&args.chart, &rows, &args.db)?;
+        println!("chart: {}", args.chart.display());
+    }
+    Ok(clean)
+}
+
+/// `credits_bench_<pid>` beside the admin URL's database; returns its URL.
+async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, sea_orm::DatabaseConnection, String)> {
+    let name = format!("credits_bench_{}", std::process::id());
+    let admin = credits::db::connect(admin_url, 1).await.with_context(|| format!("connect to {admin_url}"))?;
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
+    let base = admin_url.split('?').next().unwrap_or(admin_url);
+    let (server, _) =
+        base.rsplit_once('/').filter(|(s, _)| s.contains("://") && !s.ends_with('/')).context("a PostgreSQL URL with a database")?;
+    Ok((format!("{server}/{name}"), admin, name))
+}
+
+async fn run_database(
+    args: &Args,
+    db: Db,
+    url: &str,
+    credits_bin: &Path,
+    secret: &str,
+    workdir: &Path,
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<bool> {
+    let seeded = seed::seed(url, args.accounts).await?;
+    eprintln!("{}: seeded {} accounts in {:.1} s", db.label(), args.accounts, seeded.as_secs_f64());
+    if db == Db::Sqlite {
+        println!("sqlite: {}", baseline::sqlite_settings(url).await?);
+    }
+    let server = Server::start(credits_bin, url, secret, workdir).await?;
+    let token = AuthKeys::new(secret.as_bytes()).issue(Role::Service, None, Duration::from_secs(24 * 3600))?;
+    let target = Arc::new(Target::new(&server.base, &token)?);
+    let (warmup, seconds) = (Duration::from_secs(args.warmup), Duration::from_secs(args.seconds));
+    let outcome = async {
+        for &scenario in &args.scenarios {
+            let pick = match scenario {
+                Scenario::Many => Pick::Many(args.accounts),
+                Scenario::Hot => Pick::Hot,
+            };
+            for &clients in &args.clients {
+                let ours = load::closed_loop(target.clone(), pick, clients, warmup, seconds).await;
+                let ours = row(scenario, db, clients, Side::Credits, &ours, server.peak_rss_mib());
+                print_row(&ours);
+                if args.in_process {
+                    let ledger = load::in_process(url, pick, clients, warmup, seconds).await?;
+                    let mut ledger = row(scenario, db, clients, Side::Ledger, &ledger, None);
+                    ledger.ratio = Some(ours.throughput / ledger.throughput);
+                    print_row(&ledger);
+                    rows.push(ledger);
+                }
+                let base = match db {
+                    Db::Postgres => {
+                        let bench = baseline::Pgbench { exe: &args.pgbench, workdir, notify: args.baseline_notify };
+                        baseline::pgbench(&bench, url, pick, clients, warmup, seconds).await?
+                    }
+                    Db::Sqlite => baseline::sqlite_loop(url, pick, clients, warmup, seconds).await?,
+                };
+                let mut base = row(scenario, db, clients, Side::Baseline, &base, None);
+                base.ratio = Some(ours.throughput / base.throughput);
+                print_row(&base);
+                rows.push(ours);
+                rows.push(base);
+            }
+            if !args.no_paced && scenario == Scenario::Many {
+                let peak = rows
+                    .iter()
+                    .filter(|r| r.db == db && r.scenario == scenario && r.side == Side::Credits)
+                    .map(|r| r.throughput)
+                    .fold(0.0, f64::max);
+                if peak > 0.0 {
+                    let rate = peak / 2.0;
+                    let paced = load::paced(target.clone(), pick, rate, 256, warmup, seconds).await;
+                    let mut paced = row(scenario, db, 0, Side::Paced, &paced, server.peak_rss_mib());
+                    paced.rate = Some(rate);
+                    print_row(&paced);
+                    rows.push(paced);
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let rss = server.peak_rss_mib();
+    let log = server.log.clone();
+    server.stop().await?;
+    if let Err(e) = outcome {
+        bail!("{e:#}\nthe server's log ends with:\n{}", server::tail(&log));
+    }
+    println!("{}: server peak RSS over the whole run: {} MiB", db.label(), rss.map_or("?".into(), |m| format!("{m:.1}")));
+    audit(credits_bin, url, workdir).await
+}
+
+/// `credits audit` against the benchmark's database: it must exit 0.
+async fn audit(credits_bin: &Path, url: &str, workdir: &Path) -> anyhow::Result<bool> {
+    let output = tokio::process::Command::new(credits_bin)
+        .arg("audit")
+        .env_clear()
+        .env("DATABASE_URL", url)
+        .env("RUST_LOG", "warn")
+        .current_dir(workdir)
+        .output()
+        .await?;
+    let report = String::from_utf8_lossy(&output.stdout);
+    println!("credits audit ({}): {}", output.status, report.trim().replace('\n', "; "));
+    if !output.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(output.status.success())
+}
+
+/// The issue's targets, met or missed on this run.
+fn targets(rows: &[Row], args: &Args) {
+    let peak = |db: Db, scenario: Scenario, side: Side| {
+        rows.iter().filter(|r| r.db == db && r.scenario == scenario && r.side == side).map(|r| r.throughput).fold(f64::NAN, f64::max)
+    };
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!("targets (peak over clients {:?}):", args.clients);
+    for &db in &args.db {
+        let ratio = peak(db, Scenario::Many, Side::Credits) / peak(db, Scenario::Many, Side::Baseline);
+        let goal = if db == Db::Postgres { 1.0 } else { 0.5 };
+        if ratio.is_finite() {
+            println!("  {:<8} many accounts: credits/baseline {ratio:.2} (target >= {goal}): {}", db.label(), verdict(ratio >= goal));
+        }
+        if db == Db::Postgres {
+            let hot = peak(db, Scenario::Hot, Side::Credits) / peak(db, Scenario::Hot, Side::Baseline);
+            if hot.is_finite() {
+                println!(
+                    "  {:<8} hot account: credits/baseline {hot:.2} (target >= 3, one server process): {}",
+                    db.label(),
+                    verdict(hot >= 3.0)
+                );
+            }
+        }
+        if let Some(paced) = rows.iter().find(|r| r.db == db && r.side == Side::Paced) {
+            println!(
+                "  {:<8} p99 at half peak ({:.0}/s, many accounts): {:.2} ms (target < 20 ms): {}",
+                db.label(),
+                paced.rate.unwrap_or(0.0),
+                paced.p99,
+                verdict(paced.p99 < 20.0)
+            );
+        }
+        let rss = rows.iter().filter(|r| r.db == db).filter_map(|r| r.rss_mib).fold(f64::NAN, f64::max);
+        if rss.is_finite() {
+            println!("  {:<8} server peak RSS {rss:.1} MiB (target < 200 MB): {}", db.label(), verdict(rss * 1.048_576 < 200.0));
+        }
+    }
+}
