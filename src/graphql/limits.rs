@@ -22,22 +22,22 @@ pub const MAX_ALIASES: usize = 30;
 /// lets a selection use, far below what overflows the parser's stack.
 pub const MAX_NESTING: usize = 64;
 
-pub struct AliasLimit {
-    pub max: usize,
+pub struct DocumentLimits {
+    pub max_aliases: usize,
 }
 
-impl ExtensionFactory for AliasLimit {
+impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExtension { max: self.max })
+        Arc::new(DocumentLimitsExtension { max_aliases: self.max_aliases })
     }
 }
 
-struct AliasLimitExtension {
-    max: usize,
+struct DocumentLimitsExtension {
+    max_aliases: usize,
 }
 
 #[async_graphql::async_trait::async_trait]
-impl Extension for AliasLimitExtension {
+impl Extension for DocumentLimitsExtension {
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -53,8 +53,8 @@ impl Extension for AliasLimitExtension {
         }
         let document = next.run(ctx, query, variables).await?;
         let aliases = count_aliases(&document);
-        if aliases > self.max {
-            let mut error = ServerError::new(format!("the request has {aliases} aliases; at most {} are allowed", self.max), None);
+        if aliases > self.max_aliases {
+            let mut error = ServerError::new(format!("the request has {aliases} aliases; at most {} are allowed", self.max_aliases), None);
             error.extensions.get_or_insert_with(Default::default).set("code", code::BAD_USER_INPUT);
             return Err(error);
         }

@@ -15,11 +15,9 @@
 use crate::load::{AMOUNT_MICROS, Measured, Pick};
 use anyhow::{Context, bail};
 use chrono::Utc;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use sea_orm::sqlx;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A request hash and a stored outcome of the sizes the service writes.
 const REQUEST_HASH: &str = "5f1c2e0d9a7b4c3e8f6a1d2b3c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60";
@@ -157,34 +155,11 @@ pub async fn sqlite_loop(url: &str, pick: Pick, clients: usize, warmup: Duration
     if journal != "wal" {
         bail!("the SQLite baseline expected WAL, found {journal}");
     }
-    let run = crate::load::run_id();
-    let start = Instant::now();
-    let (from, end) = (start + warmup, start + warmup + seconds);
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..clients {
-        let (pool, run) = (pool.clone(), run.clone());
-        tasks.spawn(async move {
-            let mut rng = StdRng::seed_from_u64(rand::random());
-            let mut measured = Measured::new(seconds.as_secs_f64());
-            for seq in 0u64.. {
-                let sent = Instant::now();
-                if sent >= end {
-                    break;
-                }
-                let account = pick.account(&mut rng);
-                let outcome = sqlite_spend(&pool, &account, &format!("baseline-{run}-{client}-{seq}")).await;
-                let done = Instant::now();
-                if sent >= from && done <= end {
-                    measured.record(outcome.map(|()| (done - sent).as_micros() as u64).map_err(|e| format!("sqlite: {e}")));
-                }
-            }
-            measured
-        });
-    }
-    let mut total = Measured::new(seconds.as_secs_f64());
-    while let Some(measured) = tasks.join_next().await {
-        total.merge(measured?);
-    }
+    let total = crate::load::closed_loop_of(pick, clients, warmup, seconds, "baseline-", move |account, key| {
+        let pool = pool.clone();
+        async move { sqlite_spend(&pool, &account, &key).await.map_err(|e| format!("sqlite: {e}")) }
+    })
+    .await;
     db.close().await?;
     Ok(total)
 }

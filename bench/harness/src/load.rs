@@ -131,12 +131,26 @@ pub fn run_id() -> String {
 /// `clients` closed-loop clients for `warmup + seconds`; only requests sent after the warm-up
 /// and answered before the end count.
 pub async fn closed_loop(target: Arc<Target>, pick: Pick, clients: usize, warmup: Duration, seconds: Duration) -> Measured {
-    let run = run_id();
+    closed_loop_of(pick, clients, warmup, seconds, "", move |account, key| {
+        let target = target.clone();
+        async move { target.spend(&account, &key).await }
+    })
+    .await
+}
+
+/// The closed loop around any spend (the server's or a baseline's), each call with an account
+/// and a key of its own; `prefix` keeps one side's keys apart from the other's.
+pub async fn closed_loop_of<F, Fut>(pick: Pick, clients: usize, warmup: Duration, seconds: Duration, prefix: &str, spend: F) -> Measured
+where
+    F: Fn(String, String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let run = format!("{prefix}{}", run_id());
     let start = Instant::now();
     let (from, end) = (start + warmup, start + warmup + seconds);
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients {
-        let (target, run) = (target.clone(), run.clone());
+        let (spend, run) = (spend.clone(), run.clone());
         tasks.spawn(async move {
             let mut rng = StdRng::seed_from_u64(rand::random());
             let mut measured = Measured::new(seconds.as_secs_f64());
@@ -145,8 +159,7 @@ pub async fn closed_loop(target: Arc<Target>, pick: Pick, clients: usize, warmup
                 if sent >= end {
                     break;
                 }
-                let account = pick.account(&mut rng);
-                let outcome = target.spend(&account, &format!("{run}-{client}-{seq}")).await;
+                let outcome = spend(pick.account(&mut rng), format!("{run}-{client}-{seq}")).await;
                 let done = Instant::now();
                 if sent >= from && done <= end {
                     measured.record(outcome.map(|()| (done - sent).as_micros() as u64));
