@@ -76,8 +76,21 @@ async fn production_mode_rotation_and_timeouts(backend: Backend) {
 
     let hurried = credits::app::Security { request_timeout: std::time::Duration::from_nanos(1), ..Default::default() };
     let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, hurried).await;
+    // Another connection holds the accounts table's write lock, so the request is certainly
+    // still waiting when its timer fires (a fast machine could otherwise finish it first).
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
+    let options =
+        sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
+    let lock = blocker.begin_with_options(options).await.unwrap();
+    let statement = match backend {
+        Backend::Sqlite => "UPDATE accounts SET balance_micros = balance_micros",
+        Backend::Postgres => "LOCK TABLE accounts IN SHARE ROW EXCLUSIVE MODE",
+    };
+    lock.execute_unprepared(statement).await.unwrap();
     let r = app.gql(&app.service, "mutation { createAccount(input: {externalId: \"slow\"}) { created } }", json!({})).await;
     assert_eq!(error_code(&r), "TIMEOUT", "{r}");
+    lock.rollback().await.unwrap();
     app.assert_audit_clean().await;
 }
 

@@ -8,6 +8,7 @@ mod ad_rewards;
 mod adversarial;
 mod audit;
 mod auth;
+mod batching;
 mod checkin;
 mod cli;
 mod concurrency;

@@ -215,6 +215,18 @@ pub fn allocate(lots: &[Lot], amount: Credits, order: &ConsumptionOrder, now: Da
     Ok(takes)
 }
 
+/// `allocate`, then takes the amounts out of `lots`: how spends that follow one another under one
+/// account lock see each other's takes (a batch of spends, `service::batch`). On a refusal the
+/// lots are left as they were.
+pub fn take(lots: &mut [Lot], amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+    let takes = allocate(lots, amount, order, now)?;
+    for take in &takes {
+        let lot = lots.iter_mut().find(|l| l.id == take.lot_id).expect("allocate returns the given lots");
+        lot.remaining = lot.remaining.checked_sub(take.amount).expect("allocate never takes more than remains");
+    }
+    Ok(takes)
+}
+
 /// The balance at `now`: remaining over lots not yet expired.
 pub fn balance(lots: &[Lot], now: DateTime<Utc>) -> Credits {
     lots.iter().filter(|l| !l.is_expired(now)).map(|l| l.remaining).sum()

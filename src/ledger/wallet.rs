@@ -2,7 +2,7 @@
 //! agree with, lot by lot, and the place where conservation is checked.
 
 use crate::ledger::amount::Credits;
-use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, allocate};
+use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, take};
 use chrono::{DateTime, Utc};
 
 /// Running totals per kind of movement, for the conservation equation of domain.md §2.
@@ -44,11 +44,7 @@ impl Wallet {
     }
 
     pub fn spend(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
-        let takes = allocate(&self.lots, amount, order, now)?;
-        for take in &takes {
-            let lot = self.lots.iter_mut().find(|l| l.id == take.lot_id).expect("allocate returns our own lots");
-            lot.remaining = lot.remaining.checked_sub(take.amount).expect("allocate never takes more than remains");
-        }
+        let takes = take(&mut self.lots, amount, order, now)?;
         self.totals.spent = self.totals.spent.checked_add(amount).expect("totals fit");
         self.check();
         Ok(takes)

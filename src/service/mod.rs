@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod ad_rewards;
+pub mod batch;
 pub mod checkin;
 pub mod clock;
 pub mod coupons;
@@ -53,10 +54,13 @@ pub struct Ledger {
     pub sweep_batch: u64,
     /// Where the outbox is delivered; none: events stay in the outbox until one is configured.
     pub webhooks: Option<Arc<webhooks::WebhookSender>>,
+    /// Spends waiting to be committed together (`batch`), shared by the clones of this ledger.
+    pub spends: Arc<batch::SpendQueue>,
 }
 
 impl Ledger {
     pub fn new(db: DatabaseConnection, program: Arc<Program>) -> Ledger {
+        let spends = Arc::new(batch::SpendQueue::new(batch::default_runners(db.get_database_backend())));
         Ledger {
             db,
             program,
@@ -64,6 +68,7 @@ impl Ledger {
             draws: Arc::new(Mutex::new(StdRng::from_os_rng())),
             sweep_batch: jobs::ACCOUNT_BATCH,
             webhooks: None,
+            spends,
         }
     }
 

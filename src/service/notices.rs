@@ -4,7 +4,7 @@
 //! hours-of-usage rule (only a purchase re-arms it) and once per crossing on a threshold rule; an
 //! account that turned credit mail off gets none, while `lowCredits` still says whether it applies.
 
-use crate::entity::{account, lot};
+use crate::entity::{account, container, lot};
 use crate::ledger::notices::{self, LowCreditRule};
 use crate::ledger::pricing;
 use crate::ledger::{Credits, LotSource};
@@ -38,8 +38,16 @@ pub struct LowCredits {
 /// What the account's running usage costs an hour: its running containers' tiers and add-ons,
 /// and its storage over the plan's quota.
 pub(crate) async fn usage_rate(conn: &impl ConnectionTrait, program: &Program, account: &account::Model) -> Result<Decimal, ServiceError> {
-    let Some(metering) = program.metering.as_ref() else { return Ok(Decimal::ZERO) };
+    if program.metering.is_none() {
+        return Ok(Decimal::ZERO);
+    }
     let containers = store::metering::containers(conn, account.id).await?;
+    usage_rate_of(program, account, &containers)
+}
+
+/// `usage_rate` over the account's containers, already read.
+pub(crate) fn usage_rate_of(program: &Program, account: &account::Model, containers: &[container::Model]) -> Result<Decimal, ServiceError> {
+    let Some(metering) = program.metering.as_ref() else { return Ok(Decimal::ZERO) };
     // An hour of each, priced by the same rules a settlement uses (the add-on free on GPU, the
     // quota over all containers), so the warning and the charge never disagree.
     let hour = pricing::SECONDS_PER_HOUR;
@@ -81,8 +89,22 @@ pub(crate) async fn check_low_credits(
         return Ok(());
     }
     let Some(account) = store::accounts::by_id(txn, account_id).await? else { return Ok(()) };
-    let (rule, balance, rate, reason) = evaluate(txn, program, &account).await?;
-    let rule = rule.expect("checked above");
+    let rate = usage_rate(txn, program, &account).await?;
+    warn_if_low(txn, program, &account, rate, now).await
+}
+
+/// The low-credit check on an account as it stands now (its balance after the postings) and its
+/// usage rate: for callers that already hold both (a batch of spends).
+pub(crate) async fn warn_if_low(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    account: &account::Model,
+    rate: Decimal,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let Some(rule) = program.notices.low_credits else { return Ok(()) };
+    let balance = Credits::from_micros(account.balance_micros.max(0));
+    let reason = notices::low_credits(rule, balance, rate);
     match reason {
         Some(reason) if account.low_credits_notified_at.is_none() && account.credit_mail_enabled => {
             let event = serde_json::json!({

@@ -28,14 +28,39 @@ pub struct SpendRequest {
     pub reason: Option<String>,
 }
 
+/// The operation name spends are keyed under.
+pub(crate) const SPEND: &str = "spend";
+
 /// The part of a spend request that decides its outcome, hashed with its key.
 #[derive(Debug, Clone, Serialize)]
-struct SpendFields {
-    amount: Credits,
+pub(crate) struct SpendFields {
+    pub(crate) amount: Credits,
     price: Option<PriceRef>,
-    feature: String,
-    model: Option<String>,
-    reason: Option<String>,
+    pub(crate) feature: String,
+    pub(crate) model: Option<String>,
+    pub(crate) reason: Option<String>,
+}
+
+impl SpendFields {
+    pub(crate) fn entry_meta<'a>(&'a self, key: &'a IdempotencyKey, now: DateTime<Utc>) -> EntryMeta<'a> {
+        EntryMeta {
+            idempotency_key: Some(key.as_str()),
+            feature: Some(&self.feature),
+            model: self.model.as_deref(),
+            reason: self.reason.as_deref(),
+            ..EntryMeta::now(SPEND, now)
+        }
+    }
+}
+
+/// A spend request that passed every input rule: what a batch carries.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedSpend {
+    pub(crate) account: ExternalId,
+    pub(crate) key: IdempotencyKey,
+    pub(crate) fields: SpendFields,
+    pub(crate) hash: String,
+    pub(crate) now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,8 +126,15 @@ pub(crate) fn debits_of<'a>(rules: &'a [Lot], takes: &[Take]) -> Vec<(&'a Lot, C
 }
 
 impl Ledger {
-    /// Charges an account, all or nothing, consuming lots in the program's order.
+    /// Charges an account, all or nothing, consuming lots in the program's order. Concurrent
+    /// spends of this process are committed together (`service::batch`), each still all or
+    /// nothing and keyed.
     pub async fn spend(&self, request: SpendRequest, now: DateTime<Utc>) -> Result<SpendReceipt, ServiceError> {
+        let spend = self.parse_spend(request, now)?;
+        self.spends.submit(self, spend).await
+    }
+
+    pub(crate) fn parse_spend(&self, request: SpendRequest, now: DateTime<Utc>) -> Result<ParsedSpend, ServiceError> {
         let account = ExternalId::parse(&request.account)?;
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
         let feature = label("feature", &request.feature)?;
@@ -129,15 +161,22 @@ impl Ledger {
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
         let hash = request_hash(&fields);
-        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
+        Ok(ParsedSpend { account, key, fields, hash, now })
+    }
+
+    /// One spend in its own transaction: the path of a batch that failed as a whole, so that
+    /// each of its spends gets the outcome it would have had alone.
+    pub(crate) async fn spend_alone(&self, spend: &ParsedSpend) -> Result<SpendReceipt, ServiceError> {
+        let (ttl, program, now) = (self.idempotency_ttl, self.program.clone(), spend.now);
         let stored = tx::write(&self.db, |txn| {
-            let (account, key, fields, hash, program) = (account.clone(), key.clone(), fields.clone(), hash.clone(), program.clone());
+            let (account, key, fields, hash, program) =
+                (spend.account.clone(), spend.key.clone(), spend.fields.clone(), spend.hash.clone(), program.clone());
             Box::pin(async move {
                 let allowed = |status: AccountStatus| status.may_be_charged_for(&fields.feature);
                 let (locked, keyed) = match keyed::open(
                     txn,
                     account.as_str(),
-                    KeyedRequest { operation: "spend", key: key.as_str(), request_hash: hash },
+                    KeyedRequest { operation: SPEND, key: key.as_str(), request_hash: hash },
                     allowed,
                     now,
                     ttl,
@@ -155,14 +194,7 @@ impl Ledger {
                     }
                 };
                 let debits = debits_of(&rules, &takes);
-                let meta = EntryMeta {
-                    idempotency_key: Some(key.as_str()),
-                    feature: Some(&fields.feature),
-                    model: fields.model.as_deref(),
-                    reason: fields.reason.as_deref(),
-                    ..EntryMeta::now("spend", now)
-                };
-                let entry = posting::debit(txn, locked.id, EntryKind::Spend, &debits, meta).await?;
+                let entry = posting::debit(txn, locked.id, EntryKind::Spend, &debits, fields.entry_meta(&key, now)).await?;
                 crate::service::notices::check_low_credits(txn, &program, locked.id, now).await?;
                 let available_before = balance(&rules, now);
                 let receipt = SpendReceipt {

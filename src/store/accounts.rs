@@ -61,6 +61,43 @@ pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: 
     Ok(())
 }
 
+/// `lock_by_external_id` for many accounts in one statement, locked in id order (so two batches
+/// never wait on each other in a cycle). Unknown ids are simply absent.
+pub async fn lock_many_by_external_id(conn: &impl ConnectionTrait, external_ids: &[&str]) -> Result<Vec<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account::Column::ExternalId.is_in(external_ids.iter().copied()))
+        .order_by_asc(account::Column::Id)
+        .lock_exclusive()
+        .all(conn)
+        .await
+}
+
+/// `add_to_balance` for many accounts in one statement: (account id, delta), ids distinct.
+pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)]) -> Result<(), DbErr> {
+    use sea_orm::sea_query::CaseStatement;
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    let case = deltas.iter().fold(CaseStatement::new(), |case, (id, delta)| case.case(account::Column::Id.eq(*id), *delta));
+    let result = account::Entity::update_many()
+        .col_expr(account::Column::BalanceMicros, Expr::col(account::Column::BalanceMicros).add(Expr::Case(Box::new(case))))
+        .filter(account::Column::Id.is_in(deltas.iter().map(|(id, _)| *id)))
+        .exec(conn)
+        .await?;
+    if result.rows_affected != deltas.len() as u64 {
+        return Err(DbErr::RecordNotUpdated);
+    }
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // One NOTIFY per account, in one round trip (see `add_to_balance`).
+        let calls: Vec<String> = (0..deltas.len()).map(|i| format!("pg_notify($1, ${})", i + 2)).collect();
+        let mut values = vec![sea_orm::Value::from(crate::feed::CHANNEL)];
+        values.extend(deltas.iter().map(|(id, _)| sea_orm::Value::from(id.to_string())));
+        let notify = sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, format!("SELECT {}", calls.join(", ")), values);
+        conn.execute_raw(notify).await?;
+    }
+    Ok(())
+}
+
 pub async fn set_status(conn: &impl ConnectionTrait, account: account::Model, status: &str) -> Result<account::Model, DbErr> {
     use sea_orm::IntoActiveModel;
     let mut active = account.into_active_model();

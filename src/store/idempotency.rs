@@ -45,6 +45,41 @@ pub async fn insert(conn: &impl ConnectionTrait, record: NewRecord<'_>) -> Resul
     Ok(())
 }
 
+/// The stored records of these keys of one operation over these accounts (a superset of the
+/// pairs asked about: callers match on (account, key)).
+pub async fn find_many(
+    conn: &impl ConnectionTrait,
+    account_ids: &[i64],
+    operation: &str,
+    keys: &[&str],
+) -> Result<Vec<idempotency_key::Model>, DbErr> {
+    idempotency_key::Entity::find()
+        .filter(idempotency_key::Column::Operation.eq(operation))
+        .filter(idempotency_key::Column::AccountId.is_in(account_ids.iter().copied()))
+        .filter(idempotency_key::Column::Key.is_in(keys.iter().copied()))
+        .all(conn)
+        .await
+}
+
+/// `insert` for many records in one statement.
+pub async fn insert_many(conn: &impl ConnectionTrait, records: Vec<NewRecord<'_>>) -> Result<(), DbErr> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows = records.into_iter().map(|record| idempotency_key::ActiveModel {
+        account_id: Set(record.account_id),
+        operation: Set(record.operation.to_string()),
+        key: Set(record.key.to_string()),
+        request_hash: Set(record.request_hash.to_string()),
+        outcome: Set(record.outcome),
+        created_at: Set(record.now),
+        expires_at: Set(record.expires_at),
+        ..Default::default()
+    });
+    idempotency_key::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    Ok(())
+}
+
 /// Deletes at most `limit` records whose retention ended before `now`; returns how many.
 pub async fn purge_expired(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
     use sea_orm::{QueryOrder, QuerySelect};

@@ -101,6 +101,57 @@ pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<jo
     Ok(entry)
 }
 
+/// Journal lines per insert statement: bounds its bound parameters.
+const LINES_PER_INSERT: usize = 1000;
+
+/// `append` for many entries: one statement for the entries and one per `LINES_PER_INSERT`
+/// lines. Every entry carries an idempotency key, unique per account among them: that is how
+/// the returned ids are matched to the entries (RETURNING promises no order). Ids come back in
+/// the order of `entries`.
+pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = entries.iter().map(|new| {
+        assert!(!new.lines.is_empty(), "a journal entry touches at least one lot");
+        assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
+        journal_entry::ActiveModel {
+            account_id: Set(new.account_id),
+            kind: Set(new.kind.as_str().to_string()),
+            amount_micros: Set(new.lines.iter().map(|(_, delta)| delta).sum()),
+            effective_at: Set(new.effective_at),
+            created_at: Set(new.created_at),
+            operation: Set(new.operation.to_string()),
+            idempotency_key: Set(Some(new.idempotency_key.expect("entries appended together are keyed").to_string())),
+            feature: Set(new.feature.map(str::to_string)),
+            model: Set(new.model.map(str::to_string)),
+            reason: Set(new.reason.map(str::to_string)),
+            ..Default::default()
+        }
+    });
+    let inserted = journal_entry::Entity::insert_many(rows).exec_with_returning(conn).await?;
+    let ids_by_key: std::collections::HashMap<(i64, &str), i64> =
+        inserted.iter().map(|e| ((e.account_id, e.idempotency_key.as_deref().expect("inserted with a key")), e.id)).collect();
+    assert_eq!(ids_by_key.len(), entries.len(), "keys are unique per account among entries appended together");
+    let ids: Vec<i64> = entries.iter().map(|new| ids_by_key[&(new.account_id, new.idempotency_key.expect("keyed"))]).collect();
+    let lines: Vec<journal_line::ActiveModel> = entries
+        .iter()
+        .zip(&ids)
+        .flat_map(|(new, entry_id)| {
+            new.lines.iter().map(|(lot_id, delta)| journal_line::ActiveModel {
+                entry_id: Set(*entry_id),
+                lot_id: Set(*lot_id),
+                delta_micros: Set(*delta),
+                ..Default::default()
+            })
+        })
+        .collect();
+    for chunk in lines.chunks(LINES_PER_INSERT) {
+        journal_line::Entity::insert_many(chunk.to_vec()).exec_without_returning(conn).await?;
+    }
+    Ok(ids)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
     pub kinds: Vec<EntryKind>,

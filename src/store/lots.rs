@@ -78,6 +78,41 @@ pub async fn set_remaining(conn: &impl ConnectionTrait, lot_id: i64, old: Credit
     Ok(())
 }
 
+/// Rows changed per statement by `set_remaining_many`: bounds its bound parameters.
+const LOTS_PER_UPDATE: usize = 500;
+
+/// `set_remaining` for many lots in one statement per `LOTS_PER_UPDATE`: (lot id, old, new).
+pub async fn set_remaining_many(conn: &impl ConnectionTrait, changes: &[(i64, Credits, Credits)]) -> Result<(), DbErr> {
+    use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+    for chunk in changes.chunks(LOTS_PER_UPDATE) {
+        let by_id = |value: &dyn Fn(&(i64, Credits, Credits)) -> sea_orm::Value| {
+            let case = chunk.iter().fold(CaseStatement::new(), |case, change| case.case(lot::Column::Id.eq(change.0), value(change)));
+            Expr::Case(Box::new(case))
+        };
+        let result = lot::Entity::update_many()
+            .col_expr(lot::Column::RemainingMicros, by_id(&|(_, _, new)| new.micros().into()))
+            .col_expr(lot::Column::Open, by_id(&|(_, _, new)| (!new.is_zero()).into()))
+            .filter(lot::Column::Id.is_in(chunk.iter().map(|(id, _, _)| *id)))
+            .filter(ExprTrait::eq(Expr::col(lot::Column::RemainingMicros), by_id(&|(_, old, _)| old.micros().into())))
+            .exec(conn)
+            .await?;
+        if result.rows_affected != chunk.len() as u64 {
+            return Err(DbErr::RecordNotUpdated);
+        }
+    }
+    Ok(())
+}
+
+/// Open lots of any of these accounts, in id order.
+pub async fn open_for_accounts(conn: &impl ConnectionTrait, account_ids: &[i64]) -> Result<Vec<lot::Model>, DbErr> {
+    lot::Entity::find()
+        .filter(lot::Column::AccountId.is_in(account_ids.iter().copied()))
+        .filter(lot::Column::Open.eq(true))
+        .order_by_asc(lot::Column::Id)
+        .all(conn)
+        .await
+}
+
 /// Open lots whose expiry instant has passed: the write-off queue, oldest expiry first.
 pub async fn due_for_expiry(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<lot::Model>, DbErr> {
     lot::Entity::find()

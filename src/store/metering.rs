@@ -19,6 +19,15 @@ pub async fn containers(conn: &impl ConnectionTrait, account_id: i64) -> Result<
     container::Entity::find().filter(container::Column::AccountId.eq(account_id)).order_by_asc(container::Column::Id).all(conn).await
 }
 
+/// The containers of any of these accounts.
+pub async fn containers_of_accounts(conn: &impl ConnectionTrait, account_ids: &[i64]) -> Result<Vec<container::Model>, DbErr> {
+    container::Entity::find()
+        .filter(container::Column::AccountId.is_in(account_ids.iter().copied()))
+        .order_by_asc(container::Column::Id)
+        .all(conn)
+        .await
+}
+
 pub async fn containers_by_ids(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<container::Model>, DbErr> {
     container::Entity::find().filter(container::Column::Id.is_in(ids.iter().copied())).all(conn).await
 }

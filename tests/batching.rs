@@ -1,0 +1,269 @@
+//! Group commit of spends (src/service/batch.rs): concurrent spends committed in one transaction
+//! must each get exactly the outcome they would have had alone, and one spend that fails in the
+//! database must not fail the others of its batch.
+//!
+//! To make batches certain rather than likely, a second connection holds the write lock on the
+//! accounts (row locks on PostgreSQL, the database's write lock on SQLite) while the requests
+//! arrive, so they pile up in the queue; it lets go once every request is waiting.
+
+use crate::on_both;
+use crate::support::{Backend, TestApp, error_code};
+use credits::service::ServiceError;
+use credits::service::spending::{SpendReceipt, SpendRequest};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+const SPEND: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!) {
+    spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence amount availableAfter takes { lotId amount } } }";
+
+/// Holds the write lock on `accounts` until dropped or committed.
+async fn hold_accounts(db: &DatabaseConnection, accounts: &[&str]) -> DatabaseTransaction {
+    let txn = db
+        .begin_with_options(TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() })
+        .await
+        .unwrap();
+    let list = accounts.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ");
+    txn.execute_unprepared(&format!("UPDATE accounts SET balance_micros = balance_micros WHERE external_id IN ({list})")).await.unwrap();
+    txn
+}
+
+/// Sends every (account, amount, key) at once while the accounts are held, lets go once they
+/// all wait, and returns the responses in the order given.
+async fn spend_in_one_burst(app: &TestApp, held: &[&str], spends: &[(&str, &str, String)]) -> Vec<Value> {
+    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
+    let lock = hold_accounts(&blocker, held).await;
+    let before = app.ledger.spends.stats();
+    let tasks: Vec<_> = spends
+        .iter()
+        .map(|(account, amount, key)| {
+            let (client, address, token) = (app.client.clone(), app.address.clone(), app.service.clone());
+            let variables = json!({ "a": account, "amt": amount, "k": key });
+            tokio::spawn(async move { crate::support::gql_at(&client, &address, &token, SPEND, variables).await })
+        })
+        .collect();
+    // Every request is either waiting in the queue or taken into a batch (blocked on the lock,
+    // or done if it needed no held account).
+    let arrived = || app.ledger.spends.waiting() as u64 + (app.ledger.spends.stats().spends - before.spends);
+    for _ in 0..1000 {
+        if arrived() >= spends.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(arrived(), spends.len() as u64, "the requests never queued up");
+    lock.commit().await.unwrap();
+    let responses: Vec<Value> = futures::future::join_all(tasks).await.into_iter().map(|r| r.unwrap()).collect();
+    let after = app.ledger.spends.stats();
+    assert!(after.largest > 1, "the burst was committed together: {before:?} -> {after:?}");
+    assert!(after.batches - before.batches < spends.len() as u64, "fewer batches than spends: {before:?} -> {after:?}");
+    responses
+}
+
+fn outcome(response: &Value) -> String {
+    if response["errors"].is_null() { "ok".to_string() } else { error_code(response).to_string() }
+}
+
+async fn concurrent_spends_are_committed_together_and_each_is_exact(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for id in ["alice", "bob", "carol", "dave"] {
+        app.create_account(id).await;
+    }
+    let now = app.clock.now();
+    app.grant("alice", "10", "FREE", Some(now + chrono::Duration::days(2)), "g-a1").await;
+    app.grant("alice", "5", "PAID", None, "g-a2").await;
+    app.grant("bob", "100", "PAID", None, "g-b").await;
+    app.grant("carol", "3.5", "PROMOTIONAL", Some(now + chrono::Duration::days(9)), "g-c").await;
+    let suspended =
+        app.gql(&app.admin, "mutation { setAccountStatus(input: {accountId: \"dave\", status: SUSPENDED}) { status } }", json!({})).await;
+    assert_eq!(suspended["data"]["setAccountStatus"]["status"], "SUSPENDED", "{suspended}");
+
+    let mut spends: Vec<(&str, &str, String)> = Vec::new();
+    // 20 spends of 1 on 15 credits (two lots, free first): 15 charged, 5 refused.
+    spends.extend((0..20).map(|i| ("alice", "1", format!("a-{i}"))));
+    // Ten copies of one request: one charge, ten identical answers.
+    spends.extend((0..10).map(|_| ("bob", "2.5", "same".to_string())));
+    // One key, two different requests: the first in arrival order wins, the other conflicts.
+    spends.push(("bob", "1", "clash".to_string()));
+    spends.push(("bob", "7", "clash".to_string()));
+    // Exactly the balance, whichever comes first.
+    spends.extend([("carol", "1.25", "c-1".to_string()), ("carol", "2.25", "c-2".to_string())]);
+    spends.extend([("dave", "1", "d-1".to_string()), ("nobody", "1", "n-1".to_string())]);
+    let responses = spend_in_one_burst(&app, &["alice", "bob", "carol", "dave"], &spends).await;
+
+    let mut tally: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    for ((account, _, _), response) in spends.iter().zip(&responses) {
+        *tally.entry((*account, outcome(response))).or_default() += 1;
+    }
+    let expected: BTreeMap<(&str, String), usize> = [
+        (("alice", "ok".to_string()), 15),
+        (("alice", "INSUFFICIENT_CREDITS".to_string()), 5),
+        (("bob", "ok".to_string()), 11),
+        (("bob", "IDEMPOTENCY_CONFLICT".to_string()), 1),
+        (("carol", "ok".to_string()), 2),
+        (("dave", "ACCOUNT_NOT_ACTIVE".to_string()), 1),
+        (("nobody", "NOT_FOUND".to_string()), 1),
+    ]
+    .into();
+    assert_eq!(tally, expected, "{responses:#?}");
+
+    // Alice's free lot went first, one credit at a time, and each answer saw the ones before it.
+    let mut after: Vec<String> = spends
+        .iter()
+        .zip(&responses)
+        .filter(|((a, _, _), r)| *a == "alice" && r["errors"].is_null())
+        .map(|(_, r)| r["data"]["spendCredits"]["availableAfter"].as_str().unwrap().to_string())
+        .collect();
+    after.sort_by_key(|s| std::cmp::Reverse(s.parse::<i64>().unwrap()));
+    assert_eq!(after, (0..15).rev().map(|n| n.to_string()).collect::<Vec<_>>());
+    let copies: Vec<&Value> = responses[20..30].iter().collect();
+    assert!(copies.iter().all(|r| r["data"] == copies[0]["data"]), "{copies:?}");
+    let mut carol: Vec<&str> = responses[32..34].iter().map(|r| r["data"]["spendCredits"]["availableAfter"].as_str().unwrap()).collect();
+    carol.sort_unstable();
+    assert!(carol == ["0", "1.25"] || carol == ["0", "2.25"], "{carol:?}");
+
+    assert_eq!(app.balance("alice").await, "0");
+    let clash_won = if responses[30]["errors"].is_null() { "1" } else { "7" };
+    let bob_left =
+        rust_decimal::Decimal::from(100) - rust_decimal::Decimal::new(25, 1) - clash_won.parse::<rust_decimal::Decimal>().unwrap();
+    assert_eq!(app.balance("bob").await, bob_left.normalize().to_string());
+    assert_eq!(app.balance("carol").await, "0");
+
+    // Every stored outcome replays exactly, one at a time, and charges nothing more.
+    for ((account, amount, key), first) in spends.iter().zip(&responses) {
+        let replay = app.gql(&app.service, SPEND, json!({ "a": account, "amt": amount, "k": key })).await;
+        match outcome(first).as_str() {
+            "ok" => assert_eq!(replay["data"], first["data"], "{key}"),
+            "IDEMPOTENCY_CONFLICT" => assert_eq!(outcome(&replay), "IDEMPOTENCY_CONFLICT"),
+            code => assert_eq!(outcome(&replay), code, "{key}: {replay}"),
+        }
+    }
+    assert_eq!(app.balance("bob").await, bob_left.normalize().to_string());
+    let entries = app.ledger.db.query_one_raw(sea_orm::Statement::from_string(
+        app.ledger.db.get_database_backend(),
+        "SELECT COUNT(*) AS n FROM journal_entries WHERE kind = 'spend'",
+    ));
+    let n: i64 = entries.await.unwrap().unwrap().try_get("", "n").unwrap();
+    assert_eq!(n, 15 + 2 + 2, "one journal entry per charge");
+    assert_eq!(app.ledger.spends.stats().fallbacks, 0);
+    app.assert_audit_clean().await;
+}
+
+/// A trigger makes the journal refuse one key, so the batch holding it fails in the database.
+async fn poison(db: &DatabaseConnection, backend: Backend) {
+    let statements: &[&str] = match backend {
+        Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON journal_entries WHEN NEW.idempotency_key = 'poison'
+              BEGIN SELECT RAISE(ABORT, 'poisoned'); END"],
+        Backend::Postgres => &[
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+              BEGIN IF NEW.idempotency_key = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER poison BEFORE INSERT ON journal_entries FOR EACH ROW EXECUTE FUNCTION poison()",
+        ],
+    };
+    for statement in statements {
+        db.execute_unprepared(statement).await.unwrap();
+    }
+}
+
+fn request(account: &str, amount: &str, key: &str) -> SpendRequest {
+    SpendRequest {
+        account: account.to_string(),
+        amount: Some(amount.parse().unwrap()),
+        price: None,
+        idempotency_key: key.to_string(),
+        feature: "chat".to_string(),
+        model: None,
+        reason: None,
+    }
+}
+
+fn code(outcome: &Result<SpendReceipt, ServiceError>) -> String {
+    match outcome {
+        Ok(_) => "ok".to_string(),
+        Err(err) => format!("{err:?}").split(['(', ' ', '{']).next().unwrap().to_string(),
+    }
+}
+
+/// One batch, in a known order: each spend sees exactly the ones before it.
+async fn a_batch_decides_its_spends_in_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("carol").await;
+    app.create_account("frank").await;
+    let now = app.clock.now();
+    app.grant("carol", "3.5", "PROMOTIONAL", Some(now + chrono::Duration::days(9)), "g-c").await;
+    app.grant("carol", "1", "FREE", Some(now + chrono::Duration::days(1)), "g-c2").await;
+    app.grant("frank", "1", "PAID", None, "g-f").await;
+    let requests = vec![
+        request("carol", "1.25", "c-1"),
+        request("carol", "3.25", "c-2"),
+        request("carol", "0.000001", "c-3"),
+        request("carol", "1.25", "c-1"),
+        request("carol", "9", "c-1"),
+        request("frank", "1", "f-1"),
+        request("carol", "-1", "c-4"),
+        request("frank", "0.5", "f-2"),
+        request("nobody", "1", "n-1"),
+    ];
+    let before = app.ledger.spends.stats();
+    let outcomes = app.ledger.spend_many(requests.clone(), now).await;
+    let after = app.ledger.spends.stats();
+    assert_eq!((after.batches - before.batches, after.largest >= 8), (1, true), "{after:?}");
+    let codes: Vec<String> = outcomes.iter().map(code).collect();
+    assert_eq!(
+        codes,
+        ["ok", "ok", "InsufficientCredits", "ok", "IdempotencyConflict", "ok", "BadInput", "InsufficientCredits", "NotFound"],
+        "{outcomes:?}"
+    );
+    let receipt = |i: usize| outcomes[i].as_ref().unwrap();
+    // The free lot (soonest expiry) first, then the promotional one.
+    assert_eq!(receipt(0).takes.len(), 2);
+    assert_eq!(receipt(0).available_after.to_string(), "3.25");
+    assert_eq!(receipt(1).available_after.to_string(), "0");
+    assert_eq!(receipt(3), receipt(0), "a repeated key in the batch replays the first outcome");
+    assert_ne!(receipt(0).entry_id, receipt(1).entry_id);
+    // Replayed one by one later, each gets the same outcome.
+    for (request, first) in requests.into_iter().zip(&outcomes) {
+        let again = app.ledger.spend(request, now).await;
+        match (first, &again) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (a, b) => assert_eq!(code(a), code(b)),
+        }
+    }
+    assert_eq!((app.balance("carol").await, app.balance("frank").await), ("0".to_string(), "0".to_string()));
+    app.assert_audit_clean().await;
+}
+
+async fn a_spend_that_fails_in_the_database_does_not_fail_its_batch(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("erin").await;
+    app.grant("erin", "50", "PAID", None, "g-e").await;
+    poison(&app.ledger.db, backend).await;
+
+    let mut requests: Vec<SpendRequest> = (0..12).map(|i| request("erin", "1", &format!("e-{i}"))).collect();
+    requests.insert(5, request("erin", "1", "poison"));
+    let before = app.ledger.spends.stats();
+    let outcomes = app.ledger.spend_many(requests.clone(), app.clock.now()).await;
+    assert_eq!(app.ledger.spends.stats().fallbacks - before.fallbacks, 1);
+    for (request, outcome) in requests.iter().zip(&outcomes) {
+        let expected = if request.idempotency_key == "poison" { "Internal" } else { "ok" };
+        assert_eq!(code(outcome), expected, "{}: {outcome:?}", request.idempotency_key);
+    }
+    assert_eq!(app.balance("erin").await, "38");
+
+    // The failure was not stored as the key's outcome: once the journal takes it, it is charged.
+    let drop = match backend {
+        Backend::Sqlite => "DROP TRIGGER poison",
+        Backend::Postgres => "DROP TRIGGER poison ON journal_entries",
+    };
+    app.ledger.db.execute_unprepared(drop).await.unwrap();
+    let retried = app.gql(&app.service, SPEND, json!({ "a": "erin", "amt": "1", "k": "poison" })).await;
+    assert_eq!(outcome(&retried), "ok", "{retried}");
+    assert_eq!(app.balance("erin").await, "37");
+    app.assert_audit_clean().await;
+}
+
+on_both!(
+    concurrent_spends_are_committed_together_and_each_is_exact,
+    a_batch_decides_its_spends_in_order,
+    a_spend_that_fails_in_the_database_does_not_fail_its_batch
+);
