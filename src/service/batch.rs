@@ -2,8 +2,8 @@
 //!
 //! A spend alone is a dozen statements and a commit, most of it per-spend overhead: the lock,
 //! the key lookup, the lots, the writes, the flush. Concurrent spends of one process therefore
-//! queue here, and a few runners each take what is waiting (up to `MAX_BATCH`) into one
-//! transaction: the accounts are locked in one statement (in id order, so two batches never
+//! queue here, in one of a few lanes by account (`default_lanes`), and each lane's runner takes
+//! what is waiting (up to `MAX_BATCH`) into one transaction: the accounts are locked in one statement (in id order, so two batches never
 //! wait on each other in a cycle), keys and lots read in one statement each, every spend decided
 //! in memory by the same rules in arrival order (a later spend of an account sees the earlier
 //! one's takes), and the writes go out as one statement per table. Under no load a batch is one
@@ -41,20 +41,22 @@ use tokio::sync::oneshot;
 /// locks.
 pub const MAX_BATCH: usize = 64;
 
-/// Batches in flight at once per process. SQLite commits one writer at a time, so one runner
-/// loses nothing there; PostgreSQL overlaps a few (one batch's commit flush with the next
-/// one's statements). Measured in docs/benchmarks.md.
-pub fn default_runners(backend: DbBackend) -> usize {
+/// Lanes per process: a spend waits in the lane its account hashes to, and each lane has at
+/// most one batch in flight. All of one account's spends thus meet in one lane and are committed
+/// together under one lock instead of queueing behind each other on the account row (the hot
+/// account); different accounts spread over the lanes, so batches overlap (one's commit flush
+/// with another's statements). SQLite commits one writer at a time, so one lane loses nothing
+/// there. Measured in docs/benchmarks.md.
+pub fn default_lanes(backend: DbBackend) -> usize {
     match backend {
         DbBackend::Sqlite => 1,
         _ => 4,
     }
 }
 
-/// The spends waiting for a runner, and the runners at work.
+/// The spends waiting for a batch, by lane.
 pub struct SpendQueue {
-    state: Mutex<QueueState>,
-    max_runners: usize,
+    lanes: Vec<Mutex<Lane>>,
     batches: AtomicU64,
     spends: AtomicU64,
     largest: AtomicU64,
@@ -62,9 +64,10 @@ pub struct SpendQueue {
 }
 
 #[derive(Default)]
-struct QueueState {
+struct Lane {
     waiting: VecDeque<Waiting>,
-    running: usize,
+    /// Whether a runner is at work on this lane.
+    running: bool,
 }
 
 struct Waiting {
@@ -84,11 +87,10 @@ pub struct BatchStats {
 }
 
 impl SpendQueue {
-    pub fn new(max_runners: usize) -> SpendQueue {
-        assert!(max_runners >= 1, "a queue without runners never answers");
+    pub fn new(lanes: usize) -> SpendQueue {
+        assert!(lanes >= 1, "a queue without lanes never answers");
         SpendQueue {
-            state: Mutex::new(QueueState::default()),
-            max_runners,
+            lanes: (0..lanes).map(|_| Mutex::new(Lane::default())).collect(),
             batches: AtomicU64::new(0),
             spends: AtomicU64::new(0),
             largest: AtomicU64::new(0),
@@ -107,49 +109,50 @@ impl SpendQueue {
 
     /// Spends queued and not yet taken into a batch.
     pub fn waiting(&self) -> usize {
-        self.lock().waiting.len()
+        (0..self.lanes.len()).map(|lane| self.lane(lane).waiting.len()).sum()
     }
 
-    pub fn max_runners(&self) -> usize {
-        self.max_runners
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        // Nothing panics while holding it: the state is a queue and a counter.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lane(&self, lane: usize) -> std::sync::MutexGuard<'_, Lane> {
+        // Nothing panics while holding it: the state is a queue and a flag.
+        self.lanes[lane].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Queues `spend` and waits for its outcome, starting a runner if fewer than the maximum
-    /// are at work. Runners are tasks of their own: a caller that goes away does not cancel the
-    /// batch its spend is in (the outcome is stored under its key either way).
+    fn lane_of(&self, account: &str) -> usize {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        (BuildHasherDefault::<DefaultHasher>::default().hash_one(account) % self.lanes.len() as u64) as usize
+    }
+
+    /// Queues `spend` in its account's lane and waits for its outcome, starting the lane's
+    /// runner if none is at work. Runners are tasks of their own: a caller that goes away does
+    /// not cancel the batch its spend is in (the outcome is stored under its key either way).
     pub(crate) async fn submit(&self, ledger: &Ledger, spend: ParsedSpend) -> Result<SpendReceipt, ServiceError> {
         let (reply, answer) = oneshot::channel();
+        let lane = self.lane_of(spend.account.as_str());
         let start_runner = {
-            let mut state = self.lock();
+            let mut state = self.lane(lane);
             state.waiting.push_back(Waiting { spend, reply });
-            let start = state.running < self.max_runners;
-            if start {
-                state.running += 1;
-            }
-            start
+            !std::mem::replace(&mut state.running, true)
         };
         if start_runner {
-            tokio::spawn(ledger.clone().run_spends());
+            tokio::spawn(ledger.clone().run_spends(lane));
         }
         answer.await.unwrap_or_else(|_| Err(ServiceError::Internal(anyhow::anyhow!("the batch holding this spend failed unexpectedly"))))
     }
 
-    /// The next batch, or none: then this runner has stopped (decided under the same lock as
-    /// `submit`'s check, so a spend is never left waiting with no runner).
-    fn next_batch(&self) -> Option<Vec<Waiting>> {
-        let mut state = self.lock();
+    /// The lane's next batch, or none: then its runner has stopped (decided under the same lock
+    /// as `submit`'s check, so a spend is never left waiting with no runner).
+    fn next_batch(&self, lane: usize) -> Option<Vec<Waiting>> {
+        let mut state = self.lane(lane);
         if state.waiting.is_empty() {
-            state.running -= 1;
+            state.running = false;
             return None;
         }
         let n = state.waiting.len().min(MAX_BATCH);
-        let batch: Vec<Waiting> = state.waiting.drain(..n).collect();
-        Some(batch)
+        Some(state.waiting.drain(..n).collect())
     }
 }
 
@@ -200,8 +203,8 @@ impl Ledger {
         outcomes.into_iter().map(|o| o.expect("every spend has an outcome")).collect()
     }
 
-    async fn run_spends(self) {
-        while let Some(batch) = self.spends.next_batch() {
+    async fn run_spends(self, lane: usize) {
+        while let Some(batch) = self.spends.next_batch(lane) {
             let (spends, replies): (Vec<ParsedSpend>, Vec<_>) = batch.into_iter().map(|w| (w.spend, w.reply)).unzip();
             match AssertUnwindSafe(self.spend_batch(Arc::new(spends))).catch_unwind().await {
                 Ok(outcomes) => {
@@ -258,8 +261,11 @@ async fn write_batch(
     let accounts: HashMap<String, account::Model> =
         store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.external_id.clone(), a)).collect();
     let account_ids: Vec<i64> = accounts.values().map(|a| a.id).collect();
-    let keys: Vec<&str> = spends.iter().map(|s| s.key.as_str()).collect();
-    let mut seen: HashMap<(i64, String), Seen> = idempotency::find_many(txn, &account_ids, SPEND, &keys)
+    let mut pairs: Vec<(i64, &str)> =
+        spends.iter().filter_map(|s| accounts.get(s.account.as_str()).map(|a| (a.id, s.key.as_str()))).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut seen: HashMap<(i64, String), Seen> = idempotency::find_many(txn, SPEND, &pairs)
         .await?
         .into_iter()
         .map(|r| ((r.account_id, r.key), Seen::Stored { hash: r.request_hash, outcome: r.outcome }))

@@ -60,7 +60,7 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn new(db: DatabaseConnection, program: Arc<Program>) -> Ledger {
-        let spends = Arc::new(batch::SpendQueue::new(batch::default_runners(db.get_database_backend())));
+        let spends = Arc::new(batch::SpendQueue::new(batch::default_lanes(db.get_database_backend())));
         Ledger {
             db,
             program,

@@ -45,20 +45,28 @@ pub async fn insert(conn: &impl ConnectionTrait, record: NewRecord<'_>) -> Resul
     Ok(())
 }
 
-/// The stored records of these keys of one operation over these accounts (a superset of the
-/// pairs asked about: callers match on (account, key)).
-pub async fn find_many(
-    conn: &impl ConnectionTrait,
-    account_ids: &[i64],
-    operation: &str,
-    keys: &[&str],
-) -> Result<Vec<idempotency_key::Model>, DbErr> {
-    idempotency_key::Entity::find()
-        .filter(idempotency_key::Column::Operation.eq(operation))
-        .filter(idempotency_key::Column::AccountId.is_in(account_ids.iter().copied()))
-        .filter(idempotency_key::Column::Key.is_in(keys.iter().copied()))
-        .all(conn)
-        .await
+/// The stored records of these (account, key) pairs of one operation, in one statement: each
+/// pair is looked up on the whole unique index. (`key IN (...)`, or an `OR` of the pairs, let a
+/// planner without statistics yet, on a young table, scan every key of the account and filter
+/// them, so a busy account's spends slowed down as its keys piled up: docs/benchmarks.md.)
+pub async fn find_many(conn: &impl ConnectionTrait, operation: &str, pairs: &[(i64, &str)]) -> Result<Vec<idempotency_key::Model>, DbErr> {
+    use sea_orm::{DbBackend, Statement, Value};
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = conn.get_database_backend();
+    let placeholder = |n: usize| if backend == DbBackend::Postgres { format!("${n}") } else { "?".to_string() };
+    let rows: Vec<String> = (0..pairs.len()).map(|i| format!("({}, {})", placeholder(2 * i + 1), placeholder(2 * i + 2))).collect();
+    // VALUES names its columns column1, column2 on both databases.
+    let sql = format!(
+        "SELECT k.* FROM (VALUES {}) AS v JOIN idempotency_keys k \
+         ON k.account_id = v.column1 AND k.key = v.column2 AND k.operation = {}",
+        rows.join(", "),
+        placeholder(2 * pairs.len() + 1)
+    );
+    let mut values: Vec<Value> = pairs.iter().flat_map(|(account_id, key)| [Value::from(*account_id), Value::from(*key)]).collect();
+    values.push(Value::from(operation));
+    idempotency_key::Entity::find().from_raw_sql(Statement::from_sql_and_values(backend, sql, values)).all(conn).await
 }
 
 /// `insert` for many records in one statement.
