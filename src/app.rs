@@ -22,6 +22,8 @@ pub struct Settings {
     /// Delivers the outbox as signed webhooks; none: events stay in the outbox.
     pub webhooks: Option<Arc<WebhookSender>>,
     pub security: Security,
+    /// Lanes of spends committed together (`service::batch`); none: the database's default.
+    pub spend_lanes: Option<usize>,
 }
 
 /// The request limits and hardening switches, each with a safe default (docs/security.md).
@@ -100,6 +102,7 @@ impl Settings {
             ad_verifier: ad_verifier(config)?,
             webhooks: webhook_sender(config)?,
             security: Security::from_config(config),
+            spend_lanes: config.spend_lanes,
         })
     }
 }
@@ -141,6 +144,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     let mut ledger = Ledger::new(db.clone(), Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     ledger.webhooks = settings.webhooks;
+    if let Some(lanes) = settings.spend_lanes {
+        ledger.spends = Arc::new(crate::service::batch::SpendQueue::new(lanes));
+    }
     let feed = crate::feed::BalanceFeed::start(&db);
     let security = settings.security.clone();
     let mut builder = schema_builder()

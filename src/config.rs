@@ -22,6 +22,7 @@
 //! | batch size    | `max_batch_size` | `CREDITS_MAX_BATCH_SIZE` | 1 (no batches)               |
 //! | claims/min/account | `claims_per_minute_per_account` | `CREDITS_CLAIMS_PER_MINUTE_PER_ACCOUNT` | 20 |
 //! | claims/min/IP | `claims_per_minute_per_ip` | `CREDITS_CLAIMS_PER_MINUTE_PER_IP` | 120      |
+//! | spend lanes   | `spend_lanes`   | `CREDITS_SPEND_LANES` | 1 on SQLite, 4 on PostgreSQL (`service::batch`) |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -60,6 +61,8 @@ pub struct Config {
     pub max_batch_size: usize,
     pub claims_per_minute_per_account: u32,
     pub claims_per_minute_per_ip: u32,
+    /// Lanes of concurrent spends committed together; none: the database's default.
+    pub spend_lanes: Option<usize>,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             max_batch_size: crate::app::Security::default().max_batch_size,
             claims_per_minute_per_account: crate::app::Security::default().claims_per_minute_per_account,
             claims_per_minute_per_ip: crate::app::Security::default().claims_per_minute_per_ip,
+            spend_lanes: None,
         }
     }
 }
@@ -135,6 +139,7 @@ impl Config {
                 "MAX_BATCH_SIZE",
                 "CLAIMS_PER_MINUTE_PER_ACCOUNT",
                 "CLAIMS_PER_MINUTE_PER_IP",
+                "SPEND_LANES",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if config.mode != "development" && config.mode != "production" {
@@ -157,6 +162,9 @@ impl Config {
         }
         if config.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
             return Err(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));
+        }
+        if config.spend_lanes.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
+            return Err(ConfigError::Invalid("spend_lanes must be 1 to 64".into()));
         }
         if !(1..=3650).contains(&config.idempotency_days) {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));

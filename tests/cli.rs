@@ -63,6 +63,10 @@ fn configuration_comes_from_a_file_and_the_environment() {
     assert!(!missing.status.success());
     let short = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_AUTH_SECRET", "short").output().unwrap();
     assert!(!short.status.success(), "a short secret is refused");
+    for (lanes, ok) in [("0", false), ("65", false), ("many", false), ("8", true)] {
+        let out = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_SPEND_LANES", lanes).output().unwrap();
+        assert_eq!(out.status.success(), ok, "CREDITS_SPEND_LANES={lanes}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 /// `credits jobs --run` runs every job once and shows each job's runs and next run.

@@ -147,6 +147,7 @@ impl TestApp {
             // Tests that deliver webhooks set `ledger.webhooks` to their own receiver.
             webhooks: None,
             security,
+            spend_lanes: None,
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());

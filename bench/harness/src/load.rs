@@ -90,14 +90,23 @@ pub fn histogram() -> Histogram<u64> {
 /// The GraphQL endpoint and a service token.
 pub struct Target {
     pub client: reqwest::Client,
-    pub url: String,
+    /// One per server process; requests take turns over them.
+    pub urls: Vec<String>,
+    next: std::sync::atomic::AtomicUsize,
     pub authorization: String,
 }
 
 impl Target {
-    pub fn new(base: &str, token: &str) -> anyhow::Result<Target> {
+    pub fn new(bases: &[String], token: &str) -> anyhow::Result<Target> {
+        anyhow::ensure!(!bases.is_empty(), "a target needs a server");
         let client = reqwest::Client::builder().pool_max_idle_per_host(1024).tcp_nodelay(true).build()?;
-        Ok(Target { client, url: format!("{base}/graphql"), authorization: format!("Bearer {token}") })
+        let urls = bases.iter().map(|base| format!("{base}/graphql")).collect();
+        Ok(Target { client, urls, next: std::sync::atomic::AtomicUsize::new(0), authorization: format!("Bearer {token}") })
+    }
+
+    fn url(&self) -> &str {
+        let turn = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &self.urls[turn % self.urls.len()]
     }
 
     /// One spend; an error is a transport failure, a non-2xx status, or a GraphQL error.
@@ -108,7 +117,7 @@ impl Target {
         });
         let response = self
             .client
-            .post(&self.url)
+            .post(self.url())
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
             .json(&body)
             .send()

@@ -144,6 +144,9 @@ struct Args {
     /// to see what the server adds on top of the ledger.
     #[arg(long)]
     in_process: bool,
+    /// Server processes on the one database; the clients' requests take turns over them.
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
     /// Add the service's `pg_notify` to the PostgreSQL baseline (an experiment: what the live
     /// balance feed costs).
     #[arg(long)]
@@ -223,11 +226,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let workdir = tempfile::Builder::new().prefix("credits-bench-").tempdir()?;
     let secret = format!("bench-{}", load::run_id().repeat(4));
     println!(
-        "credits-bench: {} accounts, {} s per run after {} s warm-up, clients {:?}, server {}",
+        "credits-bench: {} accounts, {} s per run after {} s warm-up, clients {:?}, {} x server {}",
         args.accounts,
         args.seconds,
         args.warmup,
         args.clients,
+        args.servers.max(1),
         credits_bin.display()
     );
     println!("{HEADER}");
@@ -284,9 +288,15 @@ async fn run_database(
     if db == Db::Sqlite {
         println!("sqlite: {}", baseline::sqlite_settings(url).await?);
     }
-    let server = Server::start(credits_bin, url, secret, workdir).await?;
+    let mut servers = Vec::new();
+    for _ in 0..args.servers.max(1) {
+        servers.push(Server::start(credits_bin, url, secret, workdir).await?);
+    }
+    // The largest peak resident set of the server processes.
+    let peak_rss = |servers: &[Server]| servers.iter().filter_map(Server::peak_rss_mib).reduce(f64::max);
     let token = AuthKeys::new(secret.as_bytes()).issue(Role::Service, None, Duration::from_secs(24 * 3600))?;
-    let target = Arc::new(Target::new(&server.base, &token)?);
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let target = Arc::new(Target::new(&bases, &token)?);
     let (warmup, seconds) = (Duration::from_secs(args.warmup), Duration::from_secs(args.seconds));
     let outcome = async {
         for &scenario in &args.scenarios {
@@ -296,7 +306,7 @@ async fn run_database(
             };
             for &clients in &args.clients {
                 let ours = load::closed_loop(target.clone(), pick, clients, warmup, seconds).await;
-                let ours = row(scenario, db, clients, Side::Credits, &ours, server.peak_rss_mib());
+                let ours = row(scenario, db, clients, Side::Credits, &ours, peak_rss(&servers));
                 print_row(&ours);
                 if args.in_process {
                     let ledger = load::in_process(url, pick, clients, warmup, seconds).await?;
@@ -327,7 +337,7 @@ async fn run_database(
                 if peak > 0.0 {
                     let rate = peak / 2.0;
                     let paced = load::paced(target.clone(), pick, rate, 256, warmup, seconds).await;
-                    let mut paced = row(scenario, db, 0, Side::Paced, &paced, server.peak_rss_mib());
+                    let mut paced = row(scenario, db, 0, Side::Paced, &paced, peak_rss(&servers));
                     paced.rate = Some(rate);
                     print_row(&paced);
                     rows.push(paced);
@@ -337,11 +347,14 @@ async fn run_database(
         anyhow::Ok(())
     }
     .await;
-    let rss = server.peak_rss_mib();
-    let log = server.log.clone();
-    server.stop().await?;
+    let rss = peak_rss(&servers);
+    let logs: Vec<PathBuf> = servers.iter().map(|s| s.log.clone()).collect();
+    for server in servers {
+        server.stop().await?;
+    }
     if let Err(e) = outcome {
-        bail!("{e:#}\nthe server's log ends with:\n{}", server::tail(&log));
+        let tails: Vec<String> = logs.iter().map(|log| server::tail(log)).collect();
+        bail!("{e:#}\nthe servers' logs end with:\n{}", tails.join("\n--\n"));
     }
     println!("{}: server peak RSS over the whole run: {} MiB", db.label(), rss.map_or("?".into(), |m| format!("{m:.1}")));
     audit(credits_bin, url, workdir).await
@@ -381,10 +394,16 @@ fn targets(rows: &[Row], args: &Args) {
         if db == Db::Postgres {
             let hot = peak(db, Scenario::Hot, Side::Credits) / peak(db, Scenario::Hot, Side::Baseline);
             if hot.is_finite() {
+                // One process must beat the baseline 3x; with more, it must not fall behind it.
+                let (goal, processes) = if args.servers <= 1 {
+                    (3.0, "one server process".to_string())
+                } else {
+                    (1.0, format!("{} server processes", args.servers))
+                };
                 println!(
-                    "  {:<8} hot account: credits/baseline {hot:.2} (target >= 3, one server process): {}",
+                    "  {:<8} hot account: credits/baseline {hot:.2} (target >= {goal}, {processes}): {}",
                     db.label(),
-                    verdict(hot >= 3.0)
+                    verdict(hot >= goal)
                 );
             }
         }

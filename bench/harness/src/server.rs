@@ -39,8 +39,11 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true);
-        if let Ok(filter) = std::env::var("RUST_LOG") {
-            command.env("RUST_LOG", filter);
+        // Passed through for experiments: the log filter and the spend lanes.
+        for name in ["RUST_LOG", "CREDITS_SPEND_LANES"] {
+            if let Ok(value) = std::env::var(name) {
+                command.env(name, value);
+            }
         }
         let mut child = command.spawn().with_context(|| format!("start {}", bin.display()))?;
         let pid = child.id().context("the server has a pid")?;
