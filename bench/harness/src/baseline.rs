@@ -29,6 +29,7 @@ pub fn pgbench_script(pick: Pick, notify: bool) -> String {
     let account = match pick {
         Pick::Many(n) => format!("\\set n random(0, {})", n - 1),
         Pick::Hot => "\\set n 0".to_string(),
+        Pick::Account(_) => unreachable!("the baselines spend on bench-<n> accounts; reads have no baseline"),
     };
     let notify = if notify { "SELECT pg_notify('credits_balance', :acc::text);\n" } else { "" };
     format!(
@@ -82,6 +83,7 @@ pub async fn pgbench(
         match pick {
             Pick::Many(_) => "many",
             Pick::Hot => "hot",
+            Pick::Account(account) => account,
         }
     );
     let script = workdir.join(format!("{tag}.sql"));

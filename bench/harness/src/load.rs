@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const AMOUNT: &str = "0.01";
 pub const AMOUNT_MICROS: i64 = 10_000;
 
+const BALANCE: &str = "query Balance($a: ID!) { account(id: $a) { balance { total available held } } }";
+
 const SPEND: &str = "mutation Spend($input: SpendCreditsInput!) { spendCredits(input: $input) { sequence availableAfter } }";
 
 /// Which account each spend charges.
@@ -21,6 +23,8 @@ pub enum Pick {
     Many(usize),
     /// Always `bench-0`.
     Hot,
+    /// Always this account.
+    Account(&'static str),
 }
 
 impl Pick {
@@ -28,6 +32,7 @@ impl Pick {
         match self {
             Pick::Many(n) => format!("bench-{}", rng.random_range(0..n)),
             Pick::Hot => "bench-0".to_string(),
+            Pick::Account(account) => account.to_string(),
         }
     }
 }
@@ -109,17 +114,27 @@ impl Target {
         &self.urls[turn % self.urls.len()]
     }
 
+    /// One balance read; an error is a transport failure, a non-2xx status, or a GraphQL error.
+    pub async fn read_balance(&self, account: &str) -> Result<(), String> {
+        let body = serde_json::json!({ "query": BALANCE, "variables": { "a": account } });
+        self.post(&body).await
+    }
+
     /// One spend; an error is a transport failure, a non-2xx status, or a GraphQL error.
     pub async fn spend(&self, account: &str, key: &str) -> Result<(), String> {
         let body = serde_json::json!({
             "query": SPEND,
             "variables": { "input": { "accountId": account, "amount": AMOUNT, "feature": "bench", "idempotencyKey": key } },
         });
+        self.post(&body).await
+    }
+
+    async fn post(&self, body: &serde_json::Value) -> Result<(), String> {
         let response = self
             .client
             .post(self.url())
             .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|e| format!("transport: {e}"))?;
@@ -143,6 +158,21 @@ pub async fn closed_loop(target: Arc<Target>, pick: Pick, clients: usize, warmup
     closed_loop_of(pick, clients, warmup, seconds, "", move |account, key| {
         let target = target.clone();
         async move { target.spend(&account, &key).await }
+    })
+    .await
+}
+
+/// `closed_loop` of balance reads of one account.
+pub async fn closed_loop_reads(
+    target: Arc<Target>,
+    account: &'static str,
+    clients: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> Measured {
+    closed_loop_of(Pick::Account(account), clients, warmup, seconds, "", move |account, _key| {
+        let target = target.clone();
+        async move { target.read_balance(&account).await }
     })
     .await
 }

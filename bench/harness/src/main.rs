@@ -47,6 +47,9 @@ pub enum Scenario {
     Many,
     /// Every spend on one account.
     Hot,
+    /// Balance reads of an account with a long past (1M journal entries, 100k used-up lots)
+    /// against one with a short past (1k entries, 100 lots).
+    Reads,
 }
 
 impl Scenario {
@@ -54,6 +57,7 @@ impl Scenario {
         match self {
             Scenario::Many => "many",
             Scenario::Hot => "hot",
+            Scenario::Reads => "reads",
         }
     }
 }
@@ -68,6 +72,10 @@ pub enum Side {
     Paced,
     /// The credits library in this process, no HTTP (`--in-process`).
     Ledger,
+    /// Reads of the account with the long past.
+    LongPast,
+    /// Reads of the account with the short past.
+    ShortPast,
 }
 
 impl Side {
@@ -77,6 +85,8 @@ impl Side {
             Side::Baseline => "baseline",
             Side::Paced => "paced",
             Side::Ledger => "in-process",
+            Side::LongPast => "1M entries",
+            Side::ShortPast => "1k entries",
         }
     }
 }
@@ -144,6 +154,9 @@ struct Args {
     /// to see what the server adds on top of the ledger.
     #[arg(long)]
     in_process: bool,
+    /// Used-up lots of the `reads` scenario's long-past account (ten journal entries each).
+    #[arg(long, default_value_t = 100_000)]
+    history_lots: usize,
     /// Server processes on the one database; the clients' requests take turns over them.
     #[arg(long, default_value_t = 1)]
     servers: usize,
@@ -285,6 +298,16 @@ async fn run_database(
 ) -> anyhow::Result<bool> {
     let seeded = seed::seed(url, args.accounts).await?;
     eprintln!("{}: seeded {} accounts in {:.1} s", db.label(), args.accounts, seeded.as_secs_f64());
+    if args.scenarios.contains(&Scenario::Reads) {
+        let seeded = seed::seed_history(url, args.history_lots, 100).await?;
+        eprintln!(
+            "{}: seeded bench-big ({} lots, {} journal entries) and bench-small (100 lots, 1,000 entries) in {:.1} s",
+            db.label(),
+            args.history_lots,
+            args.history_lots * 10,
+            seeded.as_secs_f64()
+        );
+    }
     if db == Db::Sqlite {
         println!("sqlite: {}", baseline::sqlite_settings(url).await?);
     }
@@ -303,6 +326,25 @@ async fn run_database(
             let pick = match scenario {
                 Scenario::Many => Pick::Many(args.accounts),
                 Scenario::Hot => Pick::Hot,
+                Scenario::Reads => {
+                    for &clients in &args.clients {
+                        // Both accounts at once, N clients each, so a noisy moment of the
+                        // machine falls on both alike.
+                        let (long, short) = tokio::join!(
+                            load::closed_loop_reads(target.clone(), "bench-big", clients, warmup, seconds),
+                            load::closed_loop_reads(target.clone(), "bench-small", clients, warmup, seconds)
+                        );
+                        let long = row(scenario, db, clients, Side::LongPast, &long, peak_rss(&servers));
+                        print_row(&long);
+                        let mut short = row(scenario, db, clients, Side::ShortPast, &short, peak_rss(&servers));
+                        // For reads the last column is p99 of the long past over p99 of the short.
+                        short.ratio = Some(long.p99 / short.p99);
+                        print_row(&short);
+                        rows.push(long);
+                        rows.push(short);
+                    }
+                    continue;
+                }
             };
             for &clients in &args.clients {
                 let ours = load::closed_loop(target.clone(), pick, clients, warmup, seconds).await;
@@ -406,6 +448,14 @@ fn targets(rows: &[Row], args: &Args) {
                     verdict(hot >= goal)
                 );
             }
+        }
+        let reads = rows.iter().filter(|r| r.db == db && r.side == Side::ShortPast).filter_map(|r| r.ratio).fold(f64::NAN, f64::max);
+        if reads.is_finite() {
+            println!(
+                "  {:<8} balance read p99, 1M entries over 1k (worst over clients): {reads:.2} (target <= 1.5): {}",
+                db.label(),
+                verdict(reads <= 1.5)
+            );
         }
         if let Some(paced) = rows.iter().find(|r| r.db == db && r.side == Side::Paced) {
             println!(
