@@ -123,6 +123,27 @@ mod tests {
         assert_eq!(takes, vec![Take { lot_id: topup, amount: c(10) }, Take { lot_id: free, amount: c(5) }]);
     }
 
+    /// `take` is how a batch of spends sees earlier spends of the same batch: each takes from
+    /// what the last one left, and a refusal leaves the lots as they were.
+    #[test]
+    fn spends_taken_one_after_another_see_each_other_and_a_refusal_changes_nothing() {
+        let mut w = Wallet::default();
+        let now = t0();
+        let free = w.grant(LotClass::Free, LotSource::MonthlyPlan, c(3), now, Some(now + Duration::days(1)));
+        let paid = w.grant(LotClass::Paid, LotSource::Purchase, c(4), now, None);
+        let mut lots = w.lots.clone();
+        assert_eq!(take(&mut lots, c(2), &arkain(), now).unwrap(), vec![Take { lot_id: free, amount: c(2) }]);
+        assert_eq!(
+            take(&mut lots, c(2), &arkain(), now).unwrap(),
+            vec![Take { lot_id: free, amount: c(1) }, Take { lot_id: paid, amount: c(1) }]
+        );
+        let before = lots.clone();
+        assert_eq!(take(&mut lots, c(4), &arkain(), now), Err(Insufficient { requested: c(4), available: c(3) }));
+        assert_eq!(lots, before);
+        assert_eq!(take(&mut lots, c(3), &arkain(), now).unwrap(), vec![Take { lot_id: paid, amount: c(3) }]);
+        assert_eq!(balance(&lots, now), Credits::ZERO);
+    }
+
     #[test]
     fn ties_break_by_grant_time_then_id() {
         let mut w = Wallet::default();
