@@ -24,6 +24,7 @@ use crate::service::accounts::status_of;
 use crate::service::daily_free;
 use crate::service::keyed::{Refusal, Stored};
 use crate::service::notices;
+use crate::service::posting;
 use crate::service::spending::{ParsedSpend, SPEND, SpendReceipt, SpendRequest};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency, journal, lots};
@@ -335,7 +336,8 @@ async fn write_batch(
             Ok(takes) => {
                 *spent.entry(account.id).or_default() -= amount.micros();
                 let lines = takes.iter().map(|t| (t.lot_id, -t.amount.micros())).collect();
-                entries.push(journal::NewEntry { account_id: account.id, kind: journal::EntryKind::Spend, lines, ..spend_entry(spend) });
+                let meta = spend.fields.entry_meta(&spend.key, now);
+                entries.push(posting::new_entry(account.id, journal::EntryKind::Spend, lines, meta));
                 let available_after = available_before.checked_sub(amount).expect("take checked the balance");
                 decided.push(Decided::Spent { entry: entries.len() - 1, takes, available_after });
                 tracing::info!(account.id = account.id, amount.credits = %amount, feature = %spend.fields.feature, "spent");
@@ -370,22 +372,6 @@ async fn write_batch(
     }
     idempotency::insert_many(txn, records).await?;
     Ok(outcomes)
-}
-
-fn spend_entry(spend: &ParsedSpend) -> journal::NewEntry<'_> {
-    let meta = spend.fields.entry_meta(&spend.key, spend.now);
-    journal::NewEntry {
-        account_id: 0,
-        kind: journal::EntryKind::Spend,
-        effective_at: meta.effective_at,
-        created_at: meta.recorded_at,
-        operation: meta.operation,
-        idempotency_key: meta.idempotency_key,
-        feature: meta.feature,
-        model: meta.model,
-        reason: meta.reason,
-        lines: Vec::new(),
-    }
 }
 
 /// Each spend's outcome, with the ids its entry got.

@@ -89,20 +89,21 @@ async fn append(
     lines: Vec<(i64, i64)>,
     meta: EntryMeta<'_>,
 ) -> Result<journal_entry::Model, DbErr> {
-    journal::append(
-        conn,
-        journal::NewEntry {
-            account_id,
-            kind,
-            effective_at: meta.effective_at,
-            created_at: meta.recorded_at,
-            operation: meta.operation,
-            idempotency_key: meta.idempotency_key,
-            feature: meta.feature,
-            model: meta.model,
-            reason: meta.reason,
-            lines,
-        },
-    )
-    .await
+    journal::append(conn, new_entry(account_id, kind, lines, meta)).await
+}
+
+/// The journal entry a posting appends: its lines, and what `meta` says besides them.
+pub(crate) fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta: EntryMeta<'a>) -> journal::NewEntry<'a> {
+    journal::NewEntry {
+        account_id,
+        kind,
+        effective_at: meta.effective_at,
+        created_at: meta.recorded_at,
+        operation: meta.operation,
+        idempotency_key: meta.idempotency_key,
+        feature: meta.feature,
+        model: meta.model,
+        reason: meta.reason,
+        lines,
+    }
 }

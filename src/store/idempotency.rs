@@ -30,6 +30,11 @@ pub struct NewRecord<'a> {
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, record: NewRecord<'_>) -> Result<(), DbErr> {
+    row(record).insert(conn).await?;
+    Ok(())
+}
+
+fn row(record: NewRecord<'_>) -> idempotency_key::ActiveModel {
     idempotency_key::ActiveModel {
         account_id: Set(record.account_id),
         operation: Set(record.operation.to_string()),
@@ -40,9 +45,6 @@ pub async fn insert(conn: &impl ConnectionTrait, record: NewRecord<'_>) -> Resul
         expires_at: Set(record.expires_at),
         ..Default::default()
     }
-    .insert(conn)
-    .await?;
-    Ok(())
 }
 
 /// The stored records of these (account, key) pairs of one operation, in one statement: each
@@ -74,16 +76,7 @@ pub async fn insert_many(conn: &impl ConnectionTrait, records: Vec<NewRecord<'_>
     if records.is_empty() {
         return Ok(());
     }
-    let rows = records.into_iter().map(|record| idempotency_key::ActiveModel {
-        account_id: Set(record.account_id),
-        operation: Set(record.operation.to_string()),
-        key: Set(record.key.to_string()),
-        request_hash: Set(record.request_hash.to_string()),
-        outcome: Set(record.outcome),
-        created_at: Set(record.now),
-        expires_at: Set(record.expires_at),
-        ..Default::default()
-    });
+    let rows = records.into_iter().map(row);
     idempotency_key::Entity::insert_many(rows).exec_without_returning(conn).await?;
     Ok(())
 }

@@ -262,42 +262,22 @@ pub async fn in_process(url: &str, pick: Pick, clients: usize, warmup: Duration,
     let db = credits::db::connect(url, pool).await?;
     let ledger = Arc::new(credits::service::Ledger::new(db.clone(), Arc::new(credits::program::Program::load("arkain")?)));
     let amount: rust_decimal::Decimal = AMOUNT.parse()?;
-    let run = run_id();
-    let start = Instant::now();
-    let (from, end) = (start + warmup, start + warmup + seconds);
-    let mut tasks = tokio::task::JoinSet::new();
-    for client in 0..clients {
-        let (ledger, run) = (ledger.clone(), run.clone());
-        tasks.spawn(async move {
-            let mut rng = StdRng::seed_from_u64(rand::random());
-            let mut measured = Measured::new(seconds.as_secs_f64());
-            for seq in 0u64.. {
-                let sent = Instant::now();
-                if sent >= end {
-                    break;
-                }
-                let request = SpendRequest {
-                    account: pick.account(&mut rng),
-                    amount: Some(amount),
-                    price: None,
-                    idempotency_key: format!("ledger-{run}-{client}-{seq}"),
-                    feature: "bench".into(),
-                    model: None,
-                    reason: None,
-                };
-                let outcome = ledger.spend(request, chrono::Utc::now()).await;
-                let done = Instant::now();
-                if sent >= from && done <= end {
-                    measured.record(outcome.map(|_| (done - sent).as_micros() as u64).map_err(|e| format!("ledger: {e}")));
-                }
-            }
-            measured
-        });
-    }
-    let mut total = Measured::new(seconds.as_secs_f64());
-    while let Some(measured) = tasks.join_next().await {
-        total.merge(measured?);
-    }
+    let total = closed_loop_of(pick, clients, warmup, seconds, "ledger-", move |account, key| {
+        let ledger = ledger.clone();
+        async move {
+            let request = SpendRequest {
+                account,
+                amount: Some(amount),
+                price: None,
+                idempotency_key: key,
+                feature: "bench".into(),
+                model: None,
+                reason: None,
+            };
+            ledger.spend(request, chrono::Utc::now()).await.map(|_| ()).map_err(|e| format!("ledger: {e}"))
+        }
+    })
+    .await;
     db.close().await?;
     Ok(total)
 }
