@@ -7,7 +7,7 @@
 //! arrive, so they pile up in the queue; it lets go once every request is waiting.
 
 use crate::on_both;
-use crate::support::{Backend, TestApp, error_code};
+use crate::support::{Backend, TestApp, error_code, poison, unpoison};
 use credits::service::ServiceError;
 use credits::service::spending::{SpendReceipt, SpendRequest};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait};
@@ -149,22 +149,6 @@ async fn concurrent_spends_are_committed_together_and_each_is_exact(backend: Bac
     app.assert_audit_clean().await;
 }
 
-/// A trigger makes the journal refuse one key, so the batch holding it fails in the database.
-async fn poison(db: &DatabaseConnection, backend: Backend) {
-    let statements: &[&str] = match backend {
-        Backend::Sqlite => &["CREATE TRIGGER poison BEFORE INSERT ON journal_entries WHEN NEW.idempotency_key = 'poison'
-              BEGIN SELECT RAISE(ABORT, 'poisoned'); END"],
-        Backend::Postgres => &[
-            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
-              BEGIN IF NEW.idempotency_key = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$",
-            "CREATE TRIGGER poison BEFORE INSERT ON journal_entries FOR EACH ROW EXECUTE FUNCTION poison()",
-        ],
-    };
-    for statement in statements {
-        db.execute_unprepared(statement).await.unwrap();
-    }
-}
-
 fn request(account: &str, amount: &str, key: &str) -> SpendRequest {
     SpendRequest {
         account: account.to_string(),
@@ -237,7 +221,7 @@ async fn a_spend_that_fails_in_the_database_does_not_fail_its_batch(backend: Bac
     let app = TestApp::spawn(backend).await;
     app.create_account("erin").await;
     app.grant("erin", "50", "PAID", None, "g-e").await;
-    poison(&app.ledger.db, backend).await;
+    poison(&app.ledger.db, backend, "NEW.idempotency_key = 'poison'").await;
 
     let mut requests: Vec<SpendRequest> = (0..12).map(|i| request("erin", "1", &format!("e-{i}"))).collect();
     requests.insert(5, request("erin", "1", "poison"));
@@ -251,11 +235,7 @@ async fn a_spend_that_fails_in_the_database_does_not_fail_its_batch(backend: Bac
     assert_eq!(app.balance("erin").await, "38");
 
     // The failure was not stored as the key's outcome: once the journal takes it, it is charged.
-    let drop = match backend {
-        Backend::Sqlite => "DROP TRIGGER poison",
-        Backend::Postgres => "DROP TRIGGER poison ON journal_entries",
-    };
-    app.ledger.db.execute_unprepared(drop).await.unwrap();
+    unpoison(&app.ledger.db, backend).await;
     let retried = app.gql(&app.service, SPEND, json!({ "a": "erin", "amt": "1", "k": "poison" })).await;
     assert_eq!(outcome(&retried), "ok", "{retried}");
     assert_eq!(app.balance("erin").await, "37");

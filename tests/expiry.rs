@@ -1,7 +1,22 @@
 use crate::on_both;
-use crate::support::{Backend, TestApp, error_code};
+use crate::support::{Backend, TestApp, error_code, poison, unpoison};
 use chrono::Duration;
-use serde_json::json;
+use credits::service::expiry::MAX_EXPIRY_BATCH;
+use sea_orm::{ConnectionTrait, Statement};
+use serde_json::{Value, json};
+
+async fn query_i64(app: &TestApp, sql: &str) -> i64 {
+    let db = &app.ledger.db;
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+async fn low_warnings(app: &TestApp) -> Vec<Value> {
+    let db = &app.ledger.db;
+    let sql = "SELECT payload FROM outbox WHERE topic = 'credits.low' ORDER BY id";
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    rows.iter().map(|r| serde_json::from_str(&r.try_get::<String>("", "payload").unwrap()).unwrap()).collect()
+}
 
 async fn expired_lots_never_count_and_are_written_off_at_their_instant(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -77,4 +92,110 @@ async fn the_expiry_step_drains_a_backlog_in_batches(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
-on_both!(expired_lots_never_count_and_are_written_off_at_their_instant, the_expiry_step_drains_a_backlog_in_batches);
+/// A month's end: many accounts' lots expire at one instant and one batch writes them all off,
+/// each lot in an entry of its own (two lots alike in amount and instant included), with the
+/// low-credit warning for the accounts it leaves short.
+async fn one_batch_writes_off_many_accounts(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "archipelag").await;
+    let month_end = app.clock.now() + Duration::hours(1);
+    for i in 0..20 {
+        let account = format!("calm-{i:02}");
+        app.create_account(&account).await;
+        app.grant(&account, "4", "FREE", Some(month_end), "g-1").await;
+        app.grant(&account, "4", "FREE", Some(month_end), "g-2").await;
+        app.grant(&account, "20", "PAID", None, "g-3").await;
+    }
+    for i in 0..3 {
+        // 5 left of the sign-up grant (warned), 8 expiring, then a spend that re-arms the nudge.
+        let account = format!("low-{i}");
+        app.create_account(&account).await;
+        assert!(app.spend(&account, "9995", "s-1").await["errors"].is_null());
+        app.grant(&account, "4", "FREE", Some(month_end), "g-1").await;
+        app.grant(&account, "4", "FREE", Some(month_end), "g-2").await;
+        assert!(app.spend(&account, "1", "s-2").await["errors"].is_null());
+    }
+    assert_eq!(low_warnings(&app).await.len(), 3);
+
+    app.clock.set(month_end + Duration::minutes(1));
+    let report = app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap();
+    assert_eq!((report.lots, report.transactions), (46, 1), "23 accounts, one transaction");
+    assert_eq!(app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap().lots, 0);
+    for i in 0..20 {
+        assert_eq!(app.balance(&format!("calm-{i:02}")).await, "10020");
+    }
+    let warnings = low_warnings(&app).await;
+    assert_eq!(warnings.len(), 6, "one more per short account: {warnings:?}");
+    for warning in &warnings[3..] {
+        let account = warning["account"].as_str().unwrap();
+        assert!(account.starts_with("low-"), "{warning}");
+        assert_eq!(warning["balance"].as_str().unwrap(), app.balance(account).await);
+    }
+    // One entry per lot, its one line the entry's whole amount.
+    let lines = "FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id WHERE e.kind = 'expire'";
+    assert_eq!(query_i64(&app, &format!("SELECT COUNT(*) {lines} AND l.delta_micros = e.amount_micros")).await, 46);
+    assert_eq!(query_i64(&app, &format!("SELECT COUNT(DISTINCT l.lot_id) {lines}")).await, 46);
+    assert_eq!(query_i64(&app, "SELECT COUNT(*) FROM journal_entries WHERE kind = 'expire'").await, 46);
+    app.assert_audit_clean().await;
+}
+
+/// A write-off the database refuses (a trigger on one account's entries) fails its batch; the
+/// other accounts are still written off one by one, and the failing one is once it can be.
+async fn a_write_off_that_fails_in_the_database_does_not_hold_up_the_rest(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let expiry = app.clock.now() + Duration::hours(1);
+    for i in 0..5 {
+        let account = format!("acc-{i}");
+        app.create_account(&account).await;
+        app.grant(&account, "3", "FREE", Some(expiry), "g-1").await;
+        app.grant(&account, "1", "PAID", None, "g-2").await;
+    }
+    let stuck = credits::store::accounts::by_external_id(&app.ledger.db, "acc-2").await.unwrap().unwrap();
+    poison(&app.ledger.db, backend, &format!("NEW.kind = 'expire' AND NEW.account_id = {}", stuck.id)).await;
+    app.clock.set(expiry);
+    assert!(app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.is_err());
+    let pending = "SELECT COUNT(*) FROM lots WHERE open = TRUE AND expires_at IS NOT NULL";
+    assert_eq!(query_i64(&app, pending).await, 1, "only the refused account's lot is left");
+    assert_eq!(query_i64(&app, "SELECT COUNT(*) FROM journal_entries WHERE kind = 'expire'").await, 4);
+    unpoison(&app.ledger.db, backend).await;
+    let rest = app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap();
+    assert_eq!((rest.lots, rest.transactions), (1, 1));
+    for i in 0..5 {
+        assert_eq!(app.balance(&format!("acc-{i}")).await, "1");
+    }
+    app.assert_audit_clean().await;
+}
+
+/// Spends over HTTP while the write-off runs on the same accounts: both lock the accounts, so
+/// no balance update is lost and nothing is overdrawn.
+async fn spends_racing_the_write_off_lose_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let expiry = app.clock.now() + Duration::hours(1);
+    for i in 0..8 {
+        let account = format!("acc-{i}");
+        app.create_account(&account).await;
+        for g in 0..3 {
+            app.grant(&account, "2", "FREE", Some(expiry), &format!("g-{g}")).await;
+        }
+        app.grant(&account, "10", "PAID", None, "g-paid").await;
+    }
+    app.clock.set(expiry);
+    let spends = (0..40).map(|i| {
+        let app = &app;
+        async move { app.spend(&format!("acc-{}", i % 8), "1", &format!("s-{i}")).await }
+    });
+    let (answers, written) = tokio::join!(futures::future::join_all(spends), app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH));
+    assert!(answers.iter().all(|a| a["errors"].is_null()), "{answers:?}");
+    assert_eq!(written.unwrap().lots, 24);
+    for i in 0..8 {
+        assert_eq!(app.balance(&format!("acc-{i}")).await, "5", "10 paid less 5 spends");
+    }
+    app.assert_audit_clean().await;
+}
+
+on_both!(
+    expired_lots_never_count_and_are_written_off_at_their_instant,
+    the_expiry_step_drains_a_backlog_in_batches,
+    one_batch_writes_off_many_accounts,
+    a_write_off_that_fails_in_the_database_does_not_hold_up_the_rest,
+    spends_racing_the_write_off_lose_nothing
+);

@@ -139,7 +139,53 @@ async fn continuous_jobs_drain_their_queues(backend: Backend) {
     assert!(reused["errors"].is_null(), "{reused}");
 }
 
+/// One sweep batch grants a month's credits to many accounts in one transaction: an account
+/// that may not receive credits is passed over, one that already has the month's credits (a plan
+/// change this month) gets none again, and each grant is its own lot, entry and claim.
+async fn one_batch_grants_many_accounts_once(backend: Backend) {
+    let mut app = TestApp::spawn_with(backend, "arkain").await;
+    app.ledger.sweep_batch = 1000;
+    app.clock.set(at("2026-06-10T08:00:00Z"));
+    for i in 0..30 {
+        app.create_account(&format!("user-{i:02}")).await;
+    }
+    let db = &app.ledger.db;
+    db.execute_unprepared("UPDATE accounts SET status = 'suspended' WHERE external_id = 'user-07'").await.unwrap();
+    let july = at("2026-07-01T00:00:00Z");
+    app.clock.set(july);
+    let moved = app
+        .gql(
+            &app.service,
+            "mutation { changePlan(input: { accountId: \"user-11\", plan: \"membership\", idempotencyKey: \"up\" }) { granted } }",
+            json!({}),
+        )
+        .await;
+    assert!(moved["errors"].is_null(), "{moved}");
+    // The batch on its own (no fallback to one by one behind it), then the job over the same
+    // accounts, which finds nothing left to grant.
+    let ids: Vec<i64> = (0..30)
+        .map(|i| format!("user-{i:02}"))
+        .map(|external| async move { credits::store::accounts::by_external_id(db, &external).await.unwrap().unwrap().id })
+        .collect::<futures::future::JoinAll<_>>()
+        .await;
+    let when = july + Duration::minutes(1);
+    assert_eq!(app.ledger.grant_plan_credits_many(&ids, when).await.unwrap(), 28, "not the suspended one, nor user-11 again");
+    assert_eq!(app.ledger.grant_plan_credits_many(&ids, when).await.unwrap(), 0);
+    let report = app.ledger.run_job(Job::GrantMonthlyPlanCredits, when).await.unwrap();
+    assert_eq!((report.items, report.periods.clone()), (30, vec!["2026-07".to_string()]), "30 accounts swept");
+    let granted = plan_lots_in(&app, july).await;
+    assert_eq!(granted, vec![1; 29], "every account but the suspended one, user-11 once");
+    let claims = "SELECT COUNT(*) FROM claims WHERE kind = 'plan_credits' AND period LIKE '%:2026-07'";
+    let count = db.query_one_raw(Statement::from_string(db.get_database_backend(), claims)).await.unwrap().unwrap();
+    assert_eq!(count.try_get_by_index::<i64>(0).unwrap(), 29);
+    assert_eq!(app.balance("user-00").await, "50", "July's (June's ended with June)");
+    assert_eq!(app.balance("user-11").await, "1000", "the membership's, granted with the change");
+    assert_eq!(app.balance("user-07").await, "0", "suspended: none for July");
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    one_batch_grants_many_accounts_once,
     monthly_plan_credits_are_granted_once_per_month_in_resumable_batches,
     a_failed_run_is_recorded_and_resumed_without_double_effect,
     daily_renewals_catch_up_missed_days_in_order,

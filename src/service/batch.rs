@@ -17,7 +17,7 @@
 //! statements) is rolled back and its spends run again one by one, so one bad spend cannot fail
 //! its neighbours.
 
-use crate::entity::{account, container};
+use crate::entity::account;
 use crate::ledger::{Credits, Lot, Take, balance, take};
 use crate::program::Program;
 use crate::service::accounts::status_of;
@@ -398,9 +398,9 @@ fn resolve(decided: Vec<Decided>, entry_ids: &[i64], spends: &[ParsedSpend]) -> 
     outcomes
 }
 
-/// The low-credit check (`notices::check_low_credits`) once per account the batch charged, on
-/// its balance after the batch: a balance only falls during a batch of spends, so the last one is
-/// the one a warning is about. The containers (the usage rate) are read in one statement.
+/// The low-credit check once per account the batch charged, on its balance after the batch: a
+/// balance only falls during a batch of spends, so the last one is the one a warning is about.
+/// Dated at the account's last spend.
 async fn warn_if_low(
     txn: &DatabaseTransaction,
     program: &Program,
@@ -412,22 +412,12 @@ async fn warn_if_low(
     if program.notices.low_credits.is_none() || spent.is_empty() {
         return Ok(());
     }
-    let ids: Vec<i64> = spent.keys().copied().collect();
-    let mut containers: HashMap<i64, Vec<container::Model>> = HashMap::new();
-    if program.metering.is_some() {
-        for container in store::metering::containers_of_accounts(txn, &ids).await? {
-            containers.entry(container.account_id).or_default().push(container);
-        }
-    }
     let by_id: HashMap<i64, &account::Model> = accounts.values().map(|a| (a.id, a)).collect();
+    let mut after = Vec::with_capacity(spent.len());
     for account in spent.keys().map(|id| by_id[id]) {
         let now = spends.iter().rev().find(|s| s.account.as_str() == account.external_id).expect("a charged account has spends").now;
-        let after = account::Model {
-            balance_micros: account.balance_micros + credited.get(&account.id).copied().unwrap_or(0) + spent[&account.id],
-            ..account.clone()
-        };
-        let rate = notices::usage_rate_of(program, &after, containers.get(&account.id).map_or(&[], Vec::as_slice))?;
-        notices::warn_if_low(txn, program, &after, rate, now).await?;
+        let balance_micros = account.balance_micros + credited.get(&account.id).copied().unwrap_or(0) + spent[&account.id];
+        after.push((account::Model { balance_micros, ..account.clone() }, now));
     }
-    Ok(())
+    notices::check_low_credits_many(txn, program, &after).await
 }

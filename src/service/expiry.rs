@@ -1,66 +1,131 @@
 //! Writing off expired lots. Reads already exclude them; this makes the journal say so, dated at
-//! each lot's own expiry instant, under the same account lock as a spend.
+//! each lot's own expiry instant, under the same account locks as a spend.
+//!
+//! A month's end expires a lot on every account at one instant, so the write-off goes in
+//! batches: one transaction per batch of due lots, whatever the number of accounts they belong
+//! to, with the accounts locked in one statement (in id order, like a batch of spends) and the
+//! writes made one statement per table (docs/benchmarks.md). A batch that fails in the database
+//! is rolled back and its accounts are written off one by one, so one bad account cannot hold
+//! up the rest.
 
+use crate::entity::account;
 use crate::ledger::Credits;
+use crate::program::Program;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, journal::EntryKind, lots};
+use crate::service::{Ledger, ServiceError, notices, tx};
+use crate::store::{self, journal, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
+use sea_orm::DatabaseTransaction;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The most lots one call looks at; the worker calls again until a batch comes back short.
-pub const MAX_EXPIRY_BATCH: u64 = 1000;
+pub const MAX_EXPIRY_BATCH: u64 = 5000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiryReport {
     pub lots: u64,
     pub credits: Credits,
+    /// Transactions committed: one per batch, unless a batch failed and went account by account.
+    pub transactions: u64,
 }
+
+impl ExpiryReport {
+    fn add(&mut self, other: ExpiryReport) {
+        self.lots += other.lots;
+        self.credits = self.credits.checked_add(other.credits).expect("sums fit");
+        self.transactions += other.transactions;
+    }
+}
+
+/// A batch's due lots, by account.
+type Due = BTreeMap<i64, BTreeSet<i64>>;
 
 impl Ledger {
     pub async fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> Result<ExpiryReport, ServiceError> {
         let due = lots::due_for_expiry(&self.db, now, batch.clamp(1, MAX_EXPIRY_BATCH)).await?;
-        let mut by_account: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+        let mut by_account = Due::new();
         for lot in &due {
             by_account.entry(lot.account_id).or_default().insert(lot.id);
         }
-        let mut report = ExpiryReport::default();
-        for (account_id, lot_ids) in by_account {
-            let program = self.program.clone();
-            let (count, credits) = tx::write(&self.db, |txn| {
-                let (lot_ids, program) = (lot_ids.clone(), program.clone());
-                Box::pin(async move {
-                    store::accounts::lock(txn, account_id).await?;
-                    let mut count = 0u64;
-                    let mut credits = Credits::ZERO;
-                    // Only this batch's lots, re-read under the lock: a spend or another worker may
-                    // have closed some since the batch was chosen.
-                    for lot in lots::open_for_account(txn, account_id).await?.into_iter().filter(|l| lot_ids.contains(&l.id)) {
-                        let rule = lots::to_rule(&lot)?;
-                        let Some(expires_at) = rule.expires_at.filter(|_| rule.is_expired(now)) else {
-                            continue;
-                        };
-                        if rule.remaining.is_zero() {
-                            continue;
-                        }
-                        let meta = EntryMeta { reason: Some("expired"), effective_at: expires_at, ..EntryMeta::now("expire", now) };
-                        posting::debit(txn, account_id, EntryKind::Expire, &[(&rule, rule.remaining)], meta).await?;
-                        count += 1;
-                        credits = credits.checked_add(rule.remaining).expect("sums fit");
-                    }
-                    if count > 0 {
-                        crate::service::notices::check_low_credits(txn, &program, account_id, now).await?;
-                    }
-                    Ok::<_, ServiceError>((count, credits))
-                })
-            })
-            .await?;
-            report.lots += count;
-            report.credits = report.credits.checked_add(credits).expect("sums fit");
+        if by_account.is_empty() {
+            return Ok(ExpiryReport::default());
         }
+        let by_account = Arc::new(by_account);
+        let program = self.program.clone();
+        let written = tx::write(&self.db, |txn| {
+            let (by_account, program) = (by_account.clone(), program.clone());
+            Box::pin(async move { write_off(txn, &program, &by_account, now).await })
+        })
+        .await;
+        let report = match written {
+            Ok(report) => report,
+            Err(err) if by_account.len() == 1 => return Err(err),
+            Err(err) => {
+                tracing::warn!(accounts = by_account.len(), error = %err, "a batch of write-offs failed; writing off account by account");
+                let mut report = ExpiryReport::default();
+                let mut failed = None;
+                for (account_id, lot_ids) in by_account.iter() {
+                    let alone: Due = [(*account_id, lot_ids.clone())].into();
+                    let program = self.program.clone();
+                    let done = tx::write(&self.db, |txn| {
+                        let (alone, program) = (alone.clone(), program.clone());
+                        Box::pin(async move { write_off(txn, &program, &alone, now).await })
+                    })
+                    .await;
+                    match done {
+                        Ok(done) => report.add(done),
+                        Err(err) => {
+                            tracing::error!(account.id = account_id, error = %err, "could not write off expired lots");
+                            failed.get_or_insert(err);
+                        }
+                    }
+                }
+                // The rest were written off; the job reports the failure and comes back to it.
+                if let Some(err) = failed {
+                    return Err(err);
+                }
+                report
+            }
+        };
         if report.lots > 0 {
-            tracing::info!(lots = report.lots, amount.credits = %report.credits, "expired lots written off");
+            tracing::info!(lots = report.lots, amount.credits = %report.credits, transactions = report.transactions, "expired lots written off");
         }
         Ok(report)
     }
+}
+
+/// One transaction's write-off: each account's due lots, re-read under its lock (a spend or
+/// another worker may have used up or written off some since they were chosen), each lot's
+/// remaining credits in a journal entry of its own dated at its expiry.
+async fn write_off(txn: &DatabaseTransaction, program: &Program, due: &Due, now: DateTime<Utc>) -> Result<ExpiryReport, ServiceError> {
+    let account_ids: Vec<i64> = due.keys().copied().collect();
+    let accounts = store::accounts::lock_many(txn, &account_ids).await?;
+    let lot_ids: Vec<i64> = due.values().flatten().copied().collect();
+    let mut changes = Vec::new();
+    let mut entries = Vec::new();
+    let mut lost: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut report = ExpiryReport { transactions: 1, ..ExpiryReport::default() };
+    for model in lots::by_ids(txn, &lot_ids).await? {
+        let lot = lots::to_rule(&model)?;
+        let Some(expires_at) = lot.expires_at.filter(|_| lot.is_expired(now)) else { continue };
+        if !model.open || lot.remaining.is_zero() {
+            continue;
+        }
+        changes.push((lot.id, lot.remaining, Credits::ZERO));
+        let meta = EntryMeta { reason: Some("expired"), effective_at: expires_at, ..EntryMeta::now("expire", now) };
+        entries.push(posting::new_entry(model.account_id, EntryKind::Expire, vec![(lot.id, -lot.remaining.micros())], meta));
+        *lost.entry(model.account_id).or_default() -= lot.remaining.micros();
+        report.add(ExpiryReport { lots: 1, credits: lot.remaining, transactions: 0 });
+    }
+    lots::set_remaining_many(txn, &changes).await?;
+    journal::append_many(txn, &entries).await?;
+    let deltas: Vec<(i64, i64)> = lost.iter().map(|(id, delta)| (*id, *delta)).collect();
+    store::accounts::add_to_balances(txn, &deltas).await?;
+    let after: Vec<(account::Model, DateTime<Utc>)> = accounts
+        .into_iter()
+        .filter_map(|a| lost.get(&a.id).map(|delta| (account::Model { balance_micros: a.balance_micros + delta, ..a }, now)))
+        .collect();
+    notices::check_low_credits_many(txn, program, &after).await?;
+    Ok(report)
 }

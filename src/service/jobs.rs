@@ -185,7 +185,21 @@ impl Ledger {
                     Job::SettleMonthlyUsage => store::metering::metered_accounts_after(&self.db, cursor, self.sweep_batch).await?,
                     _ => store::accounts::ids_on_plans_after(&self.db, &plans, cursor, self.sweep_batch).await?,
                 };
-                for id in &ids {
+                // Plan grants go a batch per transaction; if that fails, account by account,
+                // which also names the account that failed.
+                let batched = match job {
+                    Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions if !ids.is_empty() => {
+                        match self.grant_plan_credits_many(&ids, now).await {
+                            Ok(_) => true,
+                            Err(e) => {
+                                tracing::warn!(job = job.name(), accounts = ids.len(), error = %e, "a batch of grants failed; granting one by one");
+                                false
+                            }
+                        }
+                    }
+                    _ => false,
+                };
+                for id in ids.iter().filter(|_| !batched) {
                     let done = match job {
                         Job::ResetDailyCredits => self.drop_lucky_by_id(*id, slot.starts_at.date_naive(), now).await.map(drop),
                         Job::SettleMonthlyUsage => self.settle_month_by_id(*id, slot.starts_at, now).await,

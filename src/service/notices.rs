@@ -94,7 +94,7 @@ pub(crate) async fn check_low_credits(
 }
 
 /// The low-credit check on an account as it stands now (its balance after the postings) and its
-/// usage rate: for callers that already hold both (a batch of spends).
+/// usage rate: for callers that already hold both.
 pub(crate) async fn warn_if_low(
     txn: &DatabaseTransaction,
     program: &Program,
@@ -102,27 +102,81 @@ pub(crate) async fn warn_if_low(
     rate: Decimal,
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
-    let Some(rule) = program.notices.low_credits else { return Ok(()) };
-    let balance = Credits::from_micros(account.balance_micros.max(0));
-    let reason = notices::low_credits(rule, balance, rate);
-    match reason {
-        Some(reason) if account.low_credits_notified_at.is_none() && account.credit_mail_enabled => {
-            let event = serde_json::json!({
-                "account": account.external_id,
-                "balance": balance.to_string(),
-                "ratePerHour": (!rate.is_zero()).then(|| rate.to_string()),
-                "reason": reason,
-            });
-            store::outbox::publish(txn, "credits.low", Some(account.id), &event, now).await?;
-            set_notified(txn, account.id, Some(now)).await?;
-            tracing::info!(account.id = account.id, balance.credits = %balance, "low-credit warning sent");
-        }
-        None if account.low_credits_notified_at.is_some() && notices::rearms_when_recovered(rule) => {
-            set_notified(txn, account.id, None).await?;
-        }
-        _ => {}
+    apply(txn, low_credit_actions(program, [(account, rate, now)])).await
+}
+
+/// The low-credit check for many accounts at once (a batch of spends, a batch of write-offs):
+/// `accounts` as they stand after the batch's postings, each with the instant of its last one.
+/// Their containers are read in one statement and the warnings written in one per table.
+pub(crate) async fn check_low_credits_many(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    accounts: &[(account::Model, DateTime<Utc>)],
+) -> Result<(), ServiceError> {
+    if program.notices.low_credits.is_none() || accounts.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let mut containers: std::collections::HashMap<i64, Vec<container::Model>> = std::collections::HashMap::new();
+    if program.metering.is_some() {
+        let ids: Vec<i64> = accounts.iter().map(|(a, _)| a.id).collect();
+        for container in store::metering::containers_of_accounts(txn, &ids).await? {
+            containers.entry(container.account_id).or_default().push(container);
+        }
+    }
+    let mut rated = Vec::with_capacity(accounts.len());
+    for (account, now) in accounts {
+        rated.push((account, usage_rate_of(program, account, containers.get(&account.id).map_or(&[], Vec::as_slice))?, *now));
+    }
+    apply(txn, low_credit_actions(program, rated)).await
+}
+
+/// What the low-credit rule asks for, per account.
+#[derive(Debug, Default)]
+struct LowCreditActions {
+    /// (account id, the warning's payload, when)
+    warn: Vec<(i64, serde_json::Value, DateTime<Utc>)>,
+    /// Threshold rules that recovered: the next crossing is worth a warning again.
+    rearm: Vec<i64>,
+}
+
+/// The rule's decision for each (account after the change, its usage rate, the change's
+/// instant); no database.
+fn low_credit_actions<'a>(
+    program: &Program,
+    accounts: impl IntoIterator<Item = (&'a account::Model, Decimal, DateTime<Utc>)>,
+) -> LowCreditActions {
+    let mut actions = LowCreditActions::default();
+    let Some(rule) = program.notices.low_credits else { return actions };
+    for (account, rate, now) in accounts {
+        let balance = Credits::from_micros(account.balance_micros.max(0));
+        match notices::low_credits(rule, balance, rate) {
+            Some(reason) if account.low_credits_notified_at.is_none() && account.credit_mail_enabled => {
+                let event = serde_json::json!({
+                    "account": account.external_id,
+                    "balance": balance.to_string(),
+                    "ratePerHour": (!rate.is_zero()).then(|| rate.to_string()),
+                    "reason": reason,
+                });
+                tracing::info!(account.id = account.id, balance.credits = %balance, "low-credit warning sent");
+                actions.warn.push((account.id, event, now));
+            }
+            None if account.low_credits_notified_at.is_some() && notices::rearms_when_recovered(rule) => actions.rearm.push(account.id),
+            _ => {}
+        }
+    }
+    actions
+}
+
+async fn apply(txn: &DatabaseTransaction, actions: LowCreditActions) -> Result<(), ServiceError> {
+    store::outbox::publish_many(txn, "credits.low", &actions.warn).await?;
+    let mut by_instant: BTreeMap<DateTime<Utc>, Vec<i64>> = BTreeMap::new();
+    for (id, _, now) in &actions.warn {
+        by_instant.entry(*now).or_default().push(*id);
+    }
+    for (now, warned) in by_instant {
+        set_notified_many(txn, &warned, Some(now)).await?;
+    }
+    set_notified_many(txn, &actions.rearm, None).await
 }
 
 /// A purchase starts a new cycle: the next low balance is worth a warning again.
@@ -131,11 +185,17 @@ pub(crate) async fn rearm_low_credits(conn: &impl ConnectionTrait, account_id: i
 }
 
 async fn set_notified(conn: &impl ConnectionTrait, account_id: i64, at: Option<DateTime<Utc>>) -> Result<(), ServiceError> {
-    account::Entity::update_many()
-        .col_expr(account::Column::LowCreditsNotifiedAt, Expr::value(at))
-        .filter(account::Column::Id.eq(account_id))
-        .exec(conn)
-        .await?;
+    set_notified_many(conn, &[account_id], at).await
+}
+
+async fn set_notified_many(conn: &impl ConnectionTrait, account_ids: &[i64], at: Option<DateTime<Utc>>) -> Result<(), ServiceError> {
+    for chunk in account_ids.chunks(1000) {
+        account::Entity::update_many()
+            .col_expr(account::Column::LowCreditsNotifiedAt, Expr::value(at))
+            .filter(account::Column::Id.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
     Ok(())
 }
 

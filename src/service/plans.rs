@@ -11,7 +11,7 @@ use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::{self, KeyedRequest, Opened, Stored};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, idempotency::request_hash, lots};
+use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,18 @@ impl Ledger {
                 }
                 grant_period_credits(txn, &program, &locked, now).await
             })
+        })
+        .await
+    }
+
+    /// `grant_plan_credits_by_id` for a sweep's batch of accounts, in one transaction; how many
+    /// were granted.
+    pub async fn grant_plan_credits_many(&self, account_ids: &[i64], now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        let program = self.program.clone();
+        let ids = std::sync::Arc::new(account_ids.to_vec());
+        tx::write(&self.db, |txn| {
+            let (program, ids) = (program.clone(), ids.clone());
+            Box::pin(async move { grant_period_credits_many(txn, &program, &ids, now).await })
         })
         .await
     }
@@ -103,6 +115,47 @@ impl Ledger {
     }
 }
 
+/// The plan credits `account` is due for the period containing `now`, if its plan has any: what
+/// a grant would write, before the once-per-period claim is checked. No database.
+struct DueGrant<'p> {
+    period_key: String,
+    amount: Credits,
+    ends_at: DateTime<Utc>,
+    plan_name: &'p str,
+}
+
+fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Option<DueGrant<'p>> {
+    let rule = program.plan_credits?;
+    let Some(plan) = program.plan(&account.plan) else {
+        tracing::warn!(account.id = account.id, account.plan = %account.plan, "account on a plan the program no longer has");
+        return None;
+    };
+    let amount = plan.monthly_credits?;
+    let anchor = account.plan_since.unwrap_or(account.created_at);
+    let Period { key, ends_at, .. } = rule.period.period_at(anchor, now);
+    Some(DueGrant { period_key: format!("{}:{key}", plan.code), amount, ends_at, plan_name: &plan.name })
+}
+
+impl DueGrant<'_> {
+    fn lot(&self, program: &Program, account_id: i64, now: DateTime<Utc>) -> lots::NewLot<'static> {
+        let rule = program.plan_credits.expect("a due grant has a rule");
+        lots::NewLot {
+            account_id,
+            class: rule.class,
+            source: rule.source,
+            amount: self.amount,
+            granted_at: now,
+            expires_at: Some(self.ends_at),
+            origin_kind: Some("plan"),
+            origin_id: Some(self.period_key.clone()),
+        }
+    }
+
+    fn meta(&self, now: DateTime<Utc>) -> EntryMeta<'_> {
+        EntryMeta { reason: Some(self.plan_name), ..EntryMeta::now(KIND, now) }
+    }
+}
+
 /// Grants `account`'s plan credits for the period containing `now` unless already claimed.
 /// Runs under the caller's account lock.
 pub(crate) async fn grant_period_credits(
@@ -111,29 +164,59 @@ pub(crate) async fn grant_period_credits(
     account: &account::Model,
     now: DateTime<Utc>,
 ) -> Result<Option<PlanGrant>, ServiceError> {
-    let Some(rule) = program.plan_credits else { return Ok(None) };
-    let Some(plan) = program.plan(&account.plan) else {
-        tracing::warn!(account.id = account.id, account.plan = %account.plan, "account on a plan the program no longer has");
-        return Ok(None);
-    };
-    let Some(amount) = plan.monthly_credits else { return Ok(None) };
-    let anchor = account.plan_since.unwrap_or(account.created_at);
-    let Period { key, ends_at, .. } = rule.period.period_at(anchor, now);
-    let period_key = format!("{}:{key}", plan.code);
-    if store::claims::find(txn, account.id, KIND, &period_key).await?.is_some() {
+    let Some(due) = due_grant(program, account, now) else { return Ok(None) };
+    if store::claims::find(txn, account.id, KIND, &due.period_key).await?.is_some() {
         return Ok(None);
     }
-    let lot = lots::NewLot {
-        account_id: account.id,
-        class: rule.class,
-        source: rule.source,
-        amount,
-        granted_at: now,
-        expires_at: Some(ends_at),
-        origin_kind: Some("plan"),
-        origin_id: Some(period_key.clone()),
-    };
-    let (lot, _) = posting::credit(txn, lot, EntryMeta { reason: Some(&plan.name), ..EntryMeta::now(KIND, now) }).await?;
-    store::claims::insert(txn, account.id, KIND, &period_key, Some(lot.id), amount.micros(), now).await?;
-    Ok(Some(PlanGrant { lot_id: lot.id, amount, period_key, expires_at: ends_at }))
+    let (lot, _) = posting::credit(txn, due.lot(program, account.id, now), due.meta(now)).await?;
+    store::claims::insert(txn, account.id, KIND, &due.period_key, Some(lot.id), due.amount.micros(), now).await?;
+    Ok(Some(PlanGrant { lot_id: lot.id, amount: due.amount, period_key: due.period_key, expires_at: due.ends_at }))
+}
+
+/// `grant_period_credits` for many accounts in one transaction (a sweep's batch at the start of
+/// a month): the accounts locked in one statement in id order, their claims read in one, and the
+/// lots, journal entries, balances and claims written in one statement per table. Accounts that
+/// may not receive credits, or already have this period's, are passed over. How many were granted.
+pub(crate) async fn grant_period_credits_many(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    account_ids: &[i64],
+    now: DateTime<Utc>,
+) -> Result<u64, ServiceError> {
+    let mut due = Vec::new();
+    for account in store::accounts::lock_many(txn, account_ids).await? {
+        if !crate::service::accounts::status_of(&account)?.may_receive_credits() {
+            continue;
+        }
+        if let Some(grant) = due_grant(program, &account, now) {
+            due.push((account.id, grant));
+        }
+    }
+    let pairs: Vec<(i64, &str)> = due.iter().map(|(id, grant)| (*id, grant.period_key.as_str())).collect();
+    let claimed: std::collections::HashSet<(i64, String)> =
+        store::claims::find_many(txn, KIND, &pairs).await?.into_iter().map(|c| (c.account_id, c.period)).collect();
+    due.retain(|(id, grant)| !claimed.contains(&(*id, grant.period_key.clone())));
+    let lots = lots::insert_many(txn, due.iter().map(|(id, grant)| grant.lot(program, *id, now)).collect()).await?;
+    let entries: Vec<_> = due
+        .iter()
+        .zip(&lots)
+        .map(|((id, grant), lot)| posting::new_entry(*id, EntryKind::Grant, vec![(lot.id, grant.amount.micros())], grant.meta(now)))
+        .collect();
+    store::journal::append_many(txn, &entries).await?;
+    let deltas: Vec<(i64, i64)> = due.iter().map(|(id, grant)| (*id, grant.amount.micros())).collect();
+    store::accounts::add_to_balances(txn, &deltas).await?;
+    let claims = due
+        .iter()
+        .zip(&lots)
+        .map(|((id, grant), lot)| store::claims::NewClaim {
+            account_id: *id,
+            kind: KIND,
+            period: grant.period_key.clone(),
+            lot_id: Some(lot.id),
+            amount_micros: grant.amount.micros(),
+            now,
+        })
+        .collect();
+    store::claims::insert_many(txn, claims).await?;
+    Ok(due.len() as u64)
 }

@@ -72,30 +72,46 @@ pub async fn lock_many_by_external_id(conn: &impl ConnectionTrait, external_ids:
         .await
 }
 
-/// `add_to_balance` for many accounts in one statement: (account id, delta), ids distinct.
+/// Balances moved per statement by `add_to_balances`: bounds its bound parameters.
+const ACCOUNTS_PER_UPDATE: usize = 1000;
+
+/// `add_to_balance` for many accounts, one statement per `ACCOUNTS_PER_UPDATE`: (account id,
+/// delta), ids distinct. The deltas are joined as a `VALUES` list (linear, where a `CASE` of
+/// every id is evaluated for every row); on PostgreSQL the same statement sends each account's
+/// balance notification (see `add_to_balance`).
 pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)]) -> Result<(), DbErr> {
-    use sea_orm::sea_query::CaseStatement;
-    if deltas.is_empty() {
-        return Ok(());
-    }
-    let case = deltas.iter().fold(CaseStatement::new(), |case, (id, delta)| case.case(account::Column::Id.eq(*id), *delta));
-    let result = account::Entity::update_many()
-        .col_expr(account::Column::BalanceMicros, Expr::col(account::Column::BalanceMicros).add(Expr::Case(Box::new(case))))
-        .filter(account::Column::Id.is_in(deltas.iter().map(|(id, _)| *id)))
-        .exec(conn)
-        .await?;
-    if result.rows_affected != deltas.len() as u64 {
-        return Err(DbErr::RecordNotUpdated);
-    }
-    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        // One NOTIFY per account, in one round trip (see `add_to_balance`).
-        let calls: Vec<String> = (0..deltas.len()).map(|i| format!("pg_notify($1, ${})", i + 2)).collect();
-        let mut values = vec![sea_orm::Value::from(crate::feed::CHANNEL)];
-        values.extend(deltas.iter().map(|(id, _)| sea_orm::Value::from(id.to_string())));
-        let notify = sea_orm::Statement::from_sql_and_values(sea_orm::DbBackend::Postgres, format!("SELECT {}", calls.join(", ")), values);
-        conn.execute_raw(notify).await?;
+    use sea_orm::{DbBackend, Statement, Value};
+    let backend = conn.get_database_backend();
+    for chunk in deltas.chunks(ACCOUNTS_PER_UPDATE) {
+        let mut values: Vec<Value> = chunk.iter().flat_map(|(id, delta)| [Value::from(*id), Value::from(*delta)]).collect();
+        let rows = super::values_rows(backend, chunk.len(), 2, 0);
+        let sql = format!(
+            "WITH v(id, delta) AS (VALUES {rows}) \
+             UPDATE accounts SET balance_micros = accounts.balance_micros + v.delta FROM v WHERE accounts.id = v.id"
+        );
+        let updated = if backend == DbBackend::Postgres {
+            values.push(Value::from(crate::feed::CHANNEL));
+            let sql = format!("{sql} RETURNING pg_notify(${}, CAST(accounts.id AS TEXT))", values.len());
+            conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?.len() as u64
+        } else {
+            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected()
+        };
+        if updated != chunk.len() as u64 {
+            return Err(DbErr::RecordNotUpdated);
+        }
     }
     Ok(())
+}
+
+/// `lock` for many accounts in one statement, in id order (so two batches never wait on each
+/// other in a cycle). Unknown ids are simply absent.
+pub async fn lock_many(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(account::Column::Id)
+        .lock_exclusive()
+        .all(conn)
+        .await
 }
 
 pub async fn set_status(conn: &impl ConnectionTrait, account: account::Model, status: &str) -> Result<account::Model, DbErr> {

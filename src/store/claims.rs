@@ -84,3 +84,55 @@ pub async fn insert_if_absent(
         .await?;
     Ok(inserted == 1)
 }
+
+/// The claims of one kind for these (account, period) pairs, in one statement on the whole
+/// unique index (as `idempotency::find_many`).
+pub async fn find_many(conn: &impl ConnectionTrait, kind: &str, pairs: &[(i64, &str)]) -> Result<Vec<claim::Model>, DbErr> {
+    use sea_orm::{DbBackend, Statement, Value};
+    let mut found = Vec::new();
+    let backend = conn.get_database_backend();
+    for chunk in pairs.chunks(CLAIMS_PER_STATEMENT) {
+        let kind_at = if backend == DbBackend::Postgres { format!("${}", 2 * chunk.len() + 1) } else { "?".to_string() };
+        let sql = format!(
+            "SELECT c.* FROM (VALUES {}) AS v JOIN claims c ON c.account_id = v.column1 AND c.kind = {kind_at} AND c.period = v.column2",
+            super::values_rows(backend, chunk.len(), 2, 0)
+        );
+        let mut values: Vec<Value> =
+            chunk.iter().flat_map(|(account_id, period)| [Value::from(*account_id), Value::from(*period)]).collect();
+        values.push(Value::from(kind));
+        found.extend(claim::Entity::find().from_raw_sql(Statement::from_sql_and_values(backend, sql, values)).all(conn).await?);
+    }
+    Ok(found)
+}
+
+/// Claims per statement of `find_many` and `insert_many`: bounds their bound parameters.
+const CLAIMS_PER_STATEMENT: usize = 1000;
+
+pub struct NewClaim<'a> {
+    pub account_id: i64,
+    pub kind: &'a str,
+    pub period: String,
+    pub lot_id: Option<i64>,
+    pub amount_micros: i64,
+    pub now: DateTime<Utc>,
+}
+
+/// `insert` for many claims, one statement per `CLAIMS_PER_STATEMENT`.
+pub async fn insert_many(conn: &impl ConnectionTrait, claims: Vec<NewClaim<'_>>) -> Result<(), DbErr> {
+    let rows: Vec<claim::ActiveModel> = claims
+        .into_iter()
+        .map(|c| claim::ActiveModel {
+            account_id: Set(c.account_id),
+            kind: Set(c.kind.to_string()),
+            period: Set(c.period),
+            lot_id: Set(c.lot_id),
+            amount_micros: Set(c.amount_micros),
+            created_at: Set(c.now),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in rows.chunks(CLAIMS_PER_STATEMENT) {
+        claim::Entity::insert_many(chunk.to_vec()).exec_without_returning(conn).await?;
+    }
+    Ok(())
+}

@@ -57,14 +57,12 @@ pub async fn find_many(conn: &impl ConnectionTrait, operation: &str, pairs: &[(i
         return Ok(Vec::new());
     }
     let backend = conn.get_database_backend();
-    let placeholder = |n: usize| if backend == DbBackend::Postgres { format!("${n}") } else { "?".to_string() };
-    let rows: Vec<String> = (0..pairs.len()).map(|i| format!("({}, {})", placeholder(2 * i + 1), placeholder(2 * i + 2))).collect();
+    let operation_at = if backend == DbBackend::Postgres { format!("${}", 2 * pairs.len() + 1) } else { "?".to_string() };
     // VALUES names its columns column1, column2 on both databases.
     let sql = format!(
         "SELECT k.* FROM (VALUES {}) AS v JOIN idempotency_keys k \
-         ON k.account_id = v.column1 AND k.key = v.column2 AND k.operation = {}",
-        rows.join(", "),
-        placeholder(2 * pairs.len() + 1)
+         ON k.account_id = v.column1 AND k.key = v.column2 AND k.operation = {operation_at}",
+        super::values_rows(backend, pairs.len(), 2, 0),
     );
     let mut values: Vec<Value> = pairs.iter().flat_map(|(account_id, key)| [Value::from(*account_id), Value::from(*key)]).collect();
     values.push(Value::from(operation));

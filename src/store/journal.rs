@@ -73,24 +73,7 @@ pub struct NewEntry<'a> {
 
 /// Appends an entry and its lines. The entry's amount is the sum of its lines, by construction.
 pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<journal_entry::Model, DbErr> {
-    assert!(!new.lines.is_empty(), "a journal entry touches at least one lot");
-    assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
-    let amount: i64 = new.lines.iter().map(|(_, delta)| delta).sum();
-    let entry = journal_entry::ActiveModel {
-        account_id: Set(new.account_id),
-        kind: Set(new.kind.as_str().to_string()),
-        amount_micros: Set(amount),
-        effective_at: Set(new.effective_at),
-        created_at: Set(new.created_at),
-        operation: Set(new.operation.to_string()),
-        idempotency_key: Set(new.idempotency_key.map(str::to_string)),
-        feature: Set(new.feature.map(str::to_string)),
-        model: Set(new.model.map(str::to_string)),
-        reason: Set(new.reason.map(str::to_string)),
-        ..Default::default()
-    }
-    .insert(conn)
-    .await?;
+    let entry = row(&new).insert(conn).await?;
     let lines = new.lines.iter().map(|(lot_id, delta)| journal_line::ActiveModel {
         entry_id: Set(entry.id),
         lot_id: Set(*lot_id),
@@ -102,38 +85,76 @@ pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<jo
 }
 
 /// Journal lines per insert statement: bounds its bound parameters.
-const LINES_PER_INSERT: usize = 1000;
+const LINES_PER_INSERT: usize = 2000;
+/// Journal entries per insert statement (ten columns each).
+const ENTRIES_PER_INSERT: usize = 1000;
 
-/// `append` for many entries: one statement for the entries and one per `LINES_PER_INSERT`
-/// lines. Every entry carries an idempotency key, unique per account among them: that is how
-/// the returned ids are matched to the entries (RETURNING promises no order). Ids come back in
-/// the order of `entries`.
-pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
-    if entries.is_empty() {
-        return Ok(Vec::new());
+/// What an inserted entry says, as the database gives it back: how the ids RETURNING hands out
+/// (in no promised order) are matched to the entries asked for. Two entries alike in all of it
+/// are interchangeable, so either may take either id. Instants count to the microsecond, which
+/// is what PostgreSQL keeps.
+type Content = (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>);
+
+fn content_of_row(e: &journal_entry::Model) -> Content {
+    (
+        e.account_id,
+        e.kind.clone(),
+        e.amount_micros,
+        e.effective_at.timestamp_micros(),
+        e.created_at.timestamp_micros(),
+        e.operation.clone(),
+        e.idempotency_key.clone(),
+        e.feature.clone(),
+        e.model.clone(),
+        e.reason.clone(),
+    )
+}
+
+fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
+    assert!(!new.lines.is_empty(), "a journal entry touches at least one lot");
+    assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
+    journal_entry::ActiveModel {
+        account_id: Set(new.account_id),
+        kind: Set(new.kind.as_str().to_string()),
+        amount_micros: Set(new.lines.iter().map(|(_, delta)| delta).sum()),
+        effective_at: Set(new.effective_at),
+        created_at: Set(new.created_at),
+        operation: Set(new.operation.to_string()),
+        idempotency_key: Set(new.idempotency_key.map(str::to_string)),
+        feature: Set(new.feature.map(str::to_string)),
+        model: Set(new.model.map(str::to_string)),
+        reason: Set(new.reason.map(str::to_string)),
+        ..Default::default()
     }
-    let rows = entries.iter().map(|new| {
-        assert!(!new.lines.is_empty(), "a journal entry touches at least one lot");
-        assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
-        journal_entry::ActiveModel {
-            account_id: Set(new.account_id),
-            kind: Set(new.kind.as_str().to_string()),
-            amount_micros: Set(new.lines.iter().map(|(_, delta)| delta).sum()),
-            effective_at: Set(new.effective_at),
-            created_at: Set(new.created_at),
-            operation: Set(new.operation.to_string()),
-            idempotency_key: Set(Some(new.idempotency_key.expect("entries appended together are keyed").to_string())),
-            feature: Set(new.feature.map(str::to_string)),
-            model: Set(new.model.map(str::to_string)),
-            reason: Set(new.reason.map(str::to_string)),
-            ..Default::default()
+}
+
+/// `append` for many entries: one statement per `ENTRIES_PER_INSERT` entries and one per
+/// `LINES_PER_INSERT` lines. Ids come back in the order of `entries`.
+pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
+    let mut ids_by_content: std::collections::HashMap<Content, Vec<i64>> = std::collections::HashMap::with_capacity(entries.len());
+    for chunk in entries.chunks(ENTRIES_PER_INSERT) {
+        for inserted in journal_entry::Entity::insert_many(chunk.iter().map(row)).exec_with_returning(conn).await? {
+            ids_by_content.entry(content_of_row(&inserted)).or_default().push(inserted.id);
         }
-    });
-    let inserted = journal_entry::Entity::insert_many(rows).exec_with_returning(conn).await?;
-    let ids_by_key: std::collections::HashMap<(i64, &str), i64> =
-        inserted.iter().map(|e| ((e.account_id, e.idempotency_key.as_deref().expect("inserted with a key")), e.id)).collect();
-    assert_eq!(ids_by_key.len(), entries.len(), "keys are unique per account among entries appended together");
-    let ids: Vec<i64> = entries.iter().map(|new| ids_by_key[&(new.account_id, new.idempotency_key.expect("keyed"))]).collect();
+    }
+    let ids: Vec<i64> = entries
+        .iter()
+        .map(|new| {
+            let content = (
+                new.account_id,
+                new.kind.as_str().to_string(),
+                new.lines.iter().map(|(_, delta)| delta).sum(),
+                new.effective_at.timestamp_micros(),
+                new.created_at.timestamp_micros(),
+                new.operation.to_string(),
+                new.idempotency_key.map(str::to_string),
+                new.feature.map(str::to_string),
+                new.model.map(str::to_string),
+                new.reason.map(str::to_string),
+            );
+            ids_by_content.get_mut(&content).and_then(Vec::pop).expect("every entry asked for was inserted")
+        })
+        .collect();
     let lines: Vec<journal_line::ActiveModel> = entries
         .iter()
         .zip(&ids)

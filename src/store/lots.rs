@@ -15,6 +15,10 @@ pub struct NewLot<'a> {
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, new: NewLot<'_>) -> Result<lot::Model, DbErr> {
+    active(new).insert(conn).await
+}
+
+fn active(new: NewLot<'_>) -> lot::ActiveModel {
     assert!(!new.amount.is_zero(), "a lot is never granted empty");
     lot::ActiveModel {
         account_id: Set(new.account_id),
@@ -29,8 +33,6 @@ pub async fn insert(conn: &impl ConnectionTrait, new: NewLot<'_>) -> Result<lot:
         open: Set(true),
         ..Default::default()
     }
-    .insert(conn)
-    .await
 }
 
 /// Lots that still hold credits, including any past expiry whose write-off has not run yet:
@@ -79,28 +81,49 @@ pub async fn set_remaining(conn: &impl ConnectionTrait, lot_id: i64, old: Credit
 }
 
 /// Rows changed per statement by `set_remaining_many`: bounds its bound parameters.
-const LOTS_PER_UPDATE: usize = 500;
+const LOTS_PER_UPDATE: usize = 1000;
 
-/// `set_remaining` for many lots in one statement per `LOTS_PER_UPDATE`: (lot id, old, new).
+/// `set_remaining` for many lots, one statement per `LOTS_PER_UPDATE`: (lot id, old, new), ids
+/// distinct. The changes are joined as a `VALUES` list; every row must still hold its old value.
 pub async fn set_remaining_many(conn: &impl ConnectionTrait, changes: &[(i64, Credits, Credits)]) -> Result<(), DbErr> {
-    use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
+    use sea_orm::{Statement, Value};
+    let backend = conn.get_database_backend();
     for chunk in changes.chunks(LOTS_PER_UPDATE) {
-        let by_id = |value: &dyn Fn(&(i64, Credits, Credits)) -> sea_orm::Value| {
-            let case = chunk.iter().fold(CaseStatement::new(), |case, change| case.case(lot::Column::Id.eq(change.0), value(change)));
-            Expr::Case(Box::new(case))
-        };
-        let result = lot::Entity::update_many()
-            .col_expr(lot::Column::RemainingMicros, by_id(&|(_, _, new)| new.micros().into()))
-            .col_expr(lot::Column::Open, by_id(&|(_, _, new)| (!new.is_zero()).into()))
-            .filter(lot::Column::Id.is_in(chunk.iter().map(|(id, _, _)| *id)))
-            .filter(ExprTrait::eq(Expr::col(lot::Column::RemainingMicros), by_id(&|(_, old, _)| old.micros().into())))
-            .exec(conn)
-            .await?;
-        if result.rows_affected != chunk.len() as u64 {
+        let values: Vec<Value> =
+            chunk.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]).collect();
+        let sql = format!(
+            "WITH v(id, old, new) AS (VALUES {}) \
+             UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
+             WHERE lots.id = v.id AND lots.remaining_micros = v.old",
+            super::values_rows(backend, chunk.len(), 3, 0)
+        );
+        let result = conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        if result.rows_affected() != chunk.len() as u64 {
             return Err(DbErr::RecordNotUpdated);
         }
     }
     Ok(())
+}
+
+/// Lots inserted per statement by `insert_many`: bounds its bound parameters.
+const LOTS_PER_INSERT: usize = 1000;
+
+/// `insert` for many lots, one statement per `LOTS_PER_INSERT`; the rows come back in the order
+/// of `new`. Each lot's (account, origin kind, origin id) must be distinct among them: that is
+/// how the inserted rows are matched to the requests (RETURNING promises no order).
+pub async fn insert_many(conn: &impl ConnectionTrait, new: Vec<NewLot<'_>>) -> Result<Vec<lot::Model>, DbErr> {
+    type Origin = (i64, Option<String>, Option<String>);
+    let origin_of = |new: &NewLot<'_>| -> Origin { (new.account_id, new.origin_kind.map(str::to_string), new.origin_id.clone()) };
+    let wanted: Vec<Origin> = new.iter().map(origin_of).collect();
+    let mut inserted: std::collections::HashMap<Origin, lot::Model> = std::collections::HashMap::with_capacity(new.len());
+    let rows: Vec<lot::ActiveModel> = new.into_iter().map(active).collect();
+    for chunk in rows.chunks(LOTS_PER_INSERT) {
+        for model in lot::Entity::insert_many(chunk.to_vec()).exec_with_returning(conn).await? {
+            let origin = (model.account_id, model.origin_kind.clone(), model.origin_id.clone());
+            assert!(inserted.insert(origin, model).is_none(), "lots inserted together have distinct origins");
+        }
+    }
+    Ok(wanted.iter().map(|origin| inserted.remove(origin).expect("every lot asked for was inserted")).collect())
 }
 
 /// Open lots of any of these accounts, in id order.

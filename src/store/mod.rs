@@ -46,3 +46,17 @@ pub fn is_transient(err: &DbErr) -> bool {
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
+
+/// The placeholders of a `VALUES` list of `rows` rows of `columns` each, numbered after
+/// `offset` earlier parameters: `($1, $2), ($3, $4)` on PostgreSQL, `(?, ?), (?, ?)` on SQLite.
+/// Batched statements join such a list on a whole index instead of `IN` or `CASE` over ids.
+pub(crate) fn values_rows(backend: sea_orm::DbBackend, rows: usize, columns: usize, offset: usize) -> String {
+    let placeholder = |n: usize| if backend == sea_orm::DbBackend::Postgres { format!("${n}") } else { "?".to_string() };
+    (0..rows)
+        .map(|row| {
+            let cells: Vec<String> = (0..columns).map(|column| placeholder(offset + row * columns + column + 1)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}

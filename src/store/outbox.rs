@@ -14,6 +14,11 @@ pub async fn publish(
     payload: &serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
+    event(topic, account_id, payload, now).insert(conn).await?;
+    Ok(())
+}
+
+fn event(topic: &str, account_id: Option<i64>, payload: &serde_json::Value, now: DateTime<Utc>) -> outbox::ActiveModel {
     outbox::ActiveModel {
         topic: Set(topic.to_string()),
         account_id: Set(account_id),
@@ -25,8 +30,21 @@ pub async fn publish(
         last_error: Set(None),
         ..Default::default()
     }
-    .insert(conn)
-    .await?;
+}
+
+/// Events per insert statement of `publish_many`.
+const EVENTS_PER_INSERT: usize = 1000;
+
+/// `publish` for many events of one topic: (account id, payload, when).
+pub async fn publish_many(
+    conn: &impl ConnectionTrait,
+    topic: &str,
+    events: &[(i64, serde_json::Value, DateTime<Utc>)],
+) -> Result<(), DbErr> {
+    for chunk in events.chunks(EVENTS_PER_INSERT) {
+        let rows = chunk.iter().map(|(account_id, payload, now)| event(topic, Some(*account_id), payload, *now));
+        outbox::Entity::insert_many(rows).exec_without_returning(conn).await?;
+    }
     Ok(())
 }
 

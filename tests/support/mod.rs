@@ -258,3 +258,33 @@ pub async fn gql_at(client: &reqwest::Client, address: &str, token: &str, query:
 pub fn error_code(response: &Value) -> &str {
     response["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("expected an error: {response}"))
 }
+
+/// A trigger that makes the journal refuse the entries matching `when` (SQL over `NEW`), so a
+/// batch holding one fails in the database. `unpoison` drops it.
+pub async fn poison(db: &sea_orm::DatabaseConnection, backend: Backend, when: &str) {
+    use sea_orm::ConnectionTrait;
+    let statements = match backend {
+        Backend::Sqlite => {
+            vec![format!("CREATE TRIGGER poison BEFORE INSERT ON journal_entries WHEN {when} BEGIN SELECT RAISE(ABORT, 'poisoned'); END")]
+        }
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF {when} THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$"
+            ),
+            "CREATE TRIGGER poison BEFORE INSERT ON journal_entries FOR EACH ROW EXECUTE FUNCTION poison()".to_string(),
+        ],
+    };
+    for statement in statements {
+        db.execute_unprepared(&statement).await.unwrap();
+    }
+}
+
+pub async fn unpoison(db: &sea_orm::DatabaseConnection, backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let drop = match backend {
+        Backend::Sqlite => "DROP TRIGGER poison",
+        Backend::Postgres => "DROP TRIGGER poison ON journal_entries",
+    };
+    db.execute_unprepared(drop).await.unwrap();
+}
