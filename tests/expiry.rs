@@ -192,7 +192,46 @@ async fn spends_racing_the_write_off_lose_nothing(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// A batch split into parts written off side by side (on PostgreSQL; one after the other on
+/// SQLite), while spends go on: each part its own transaction over its own accounts.
+async fn a_batch_in_parts_writes_off_each_lot_once(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    app.ledger.job_part = 6;
+    let expiry = app.clock.now() + Duration::hours(1);
+    for i in 0..12 {
+        let account = format!("acc-{i:02}");
+        app.create_account(&account).await;
+        for g in 0..3 {
+            app.grant(&account, "1.25", "FREE", Some(expiry), &format!("g-{g}")).await;
+        }
+        app.grant(&account, "4", "PAID", None, "g-paid").await;
+    }
+    app.clock.set(expiry);
+    let spends = (0..24).map(|i| {
+        let app = &app;
+        async move { app.spend(&format!("acc-{:02}", i % 12), "1", &format!("s-{i}")).await }
+    });
+    let (answers, written) = tokio::join!(futures::future::join_all(spends), app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH));
+    assert!(answers.iter().all(|a| a["errors"].is_null()), "{answers:?}");
+    let written = written.unwrap();
+    assert_eq!((written.lots, written.transactions), (36, 6), "two accounts' three lots per part");
+    assert_eq!(written.credits.to_string(), "45");
+    for i in 0..12 {
+        assert_eq!(app.balance(&format!("acc-{i:02}")).await, "2");
+    }
+    assert_eq!(
+        query_i64(
+            &app,
+            "SELECT COUNT(DISTINCT l.lot_id) FROM journal_lines l JOIN journal_entries e ON e.id = l.entry_id WHERE e.kind = 'expire'"
+        )
+        .await,
+        36
+    );
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    a_batch_in_parts_writes_off_each_lot_once,
     expired_lots_never_count_and_are_written_off_at_their_instant,
     the_expiry_step_drains_a_backlog_in_batches,
     one_batch_writes_off_many_accounts,

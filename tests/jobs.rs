@@ -145,6 +145,8 @@ async fn continuous_jobs_drain_their_queues(backend: Backend) {
 async fn one_batch_grants_many_accounts_once(backend: Backend) {
     let mut app = TestApp::spawn_with(backend, "arkain").await;
     app.ledger.sweep_batch = 1000;
+    // The sweep's batch in parts of 7 accounts, side by side on PostgreSQL.
+    app.ledger.job_part = 7;
     app.clock.set(at("2026-06-10T08:00:00Z"));
     for i in 0..30 {
         app.create_account(&format!("user-{i:02}")).await;
@@ -161,16 +163,17 @@ async fn one_batch_grants_many_accounts_once(backend: Backend) {
         )
         .await;
     assert!(moved["errors"].is_null(), "{moved}");
-    // The batch on its own (no fallback to one by one behind it), then the job over the same
-    // accounts, which finds nothing left to grant.
+    // The batch on its own (no fallback to one by one behind it) over half the accounts, then
+    // the job over all of them, which grants the other half in parts.
     let ids: Vec<i64> = (0..30)
         .map(|i| format!("user-{i:02}"))
         .map(|external| async move { credits::store::accounts::by_external_id(db, &external).await.unwrap().unwrap().id })
         .collect::<futures::future::JoinAll<_>>()
         .await;
     let when = july + Duration::minutes(1);
-    assert_eq!(app.ledger.grant_plan_credits_many(&ids, when).await.unwrap(), 28, "not the suspended one, nor user-11 again");
-    assert_eq!(app.ledger.grant_plan_credits_many(&ids, when).await.unwrap(), 0);
+    let first = &ids[..15];
+    assert_eq!(app.ledger.grant_plan_credits_many(first, when).await.unwrap(), 13, "not the suspended one, nor user-11 again");
+    assert_eq!(app.ledger.grant_plan_credits_many(first, when).await.unwrap(), 0);
     let report = app.ledger.run_job(Job::GrantMonthlyPlanCredits, when).await.unwrap();
     assert_eq!((report.items, report.periods.clone()), (30, vec!["2026-07".to_string()]), "30 accounts swept");
     let granted = plan_lots_in(&app, july).await;

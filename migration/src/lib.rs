@@ -15,6 +15,7 @@ mod m20261129_000009_create_metering;
 mod m20261129_000010_add_outbox_delivery;
 mod m20261129_000011_add_notice_state;
 mod m20261129_000012_create_market;
+mod m20261130_000013_leave_room_for_updates;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000010_add_outbox_delivery::Migration),
             Box::new(m20261129_000011_add_notice_state::Migration),
             Box::new(m20261129_000012_create_market::Migration),
+            Box::new(m20261130_000013_leave_room_for_updates::Migration),
         ]
     }
 }

@@ -15,18 +15,20 @@ use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, notices, tx};
 use crate::store::{self, journal, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
+use futures_util::{StreamExt, stream};
 use sea_orm::DatabaseTransaction;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// The most lots one call looks at; the worker calls again until a batch comes back short.
-pub const MAX_EXPIRY_BATCH: u64 = 5000;
+pub const MAX_EXPIRY_BATCH: u64 = 20_000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiryReport {
     pub lots: u64,
     pub credits: Credits,
-    /// Transactions committed: one per batch, unless a batch failed and went account by account.
+    /// Transactions committed: one per part of a batch, plus one per account where a part failed
+    /// and went account by account.
     pub transactions: u64,
 }
 
@@ -38,34 +40,72 @@ impl ExpiryReport {
     }
 }
 
-/// A batch's due lots, by account.
+/// Due lots, by account.
 type Due = BTreeMap<i64, BTreeSet<i64>>;
 
 impl Ledger {
+    /// Writes off up to `batch` due lots: split by account into parts of about `job_part` lots
+    /// (an account's lots stay together), each its own transaction, `job_parallelism` of them at once
+    /// (their accounts are disjoint, so they never wait on each other).
     pub async fn expire_due(&self, now: DateTime<Utc>, batch: u64) -> Result<ExpiryReport, ServiceError> {
         let due = lots::due_for_expiry(&self.db, now, batch.clamp(1, MAX_EXPIRY_BATCH)).await?;
         let mut by_account = Due::new();
         for lot in &due {
             by_account.entry(lot.account_id).or_default().insert(lot.id);
         }
-        if by_account.is_empty() {
-            return Ok(ExpiryReport::default());
+        let mut parts: Vec<Due> = vec![Due::new()];
+        let mut in_part = 0;
+        for (account, lots) in by_account {
+            if in_part + lots.len() > self.job_part.max(1) && in_part > 0 {
+                parts.push(Due::new());
+                in_part = 0;
+            }
+            in_part += lots.len();
+            parts.last_mut().expect("one part at least").insert(account, lots);
         }
-        let by_account = Arc::new(by_account);
+        parts.retain(|part| !part.is_empty());
+        let mut report = ExpiryReport::default();
+        let mut failed = None;
+        let written: Vec<Result<ExpiryReport, ServiceError>> =
+            stream::iter(parts.into_iter().map(|part| self.expire_part(Arc::new(part), now)))
+                .buffer_unordered(self.job_parallelism.max(1))
+                .collect()
+                .await;
+        for part in written {
+            match part {
+                Ok(done) => report.add(done),
+                Err(err) => {
+                    failed.get_or_insert(err);
+                }
+            }
+        }
+        if report.lots > 0 {
+            tracing::info!(lots = report.lots, amount.credits = %report.credits, transactions = report.transactions, "expired lots written off");
+        }
+        // The rest were written off; the job reports the failure and comes back to it.
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(report),
+        }
+    }
+
+    /// One part of a batch in one transaction; if the database refuses it, account by account,
+    /// so one bad account cannot hold up the rest. The first failure is returned after.
+    async fn expire_part(&self, part: Arc<Due>, now: DateTime<Utc>) -> Result<ExpiryReport, ServiceError> {
         let program = self.program.clone();
         let written = tx::write(&self.db, |txn| {
-            let (by_account, program) = (by_account.clone(), program.clone());
-            Box::pin(async move { write_off(txn, &program, &by_account, now).await })
+            let (part, program) = (part.clone(), program.clone());
+            Box::pin(async move { write_off(txn, &program, &part, now).await })
         })
         .await;
-        let report = match written {
-            Ok(report) => report,
-            Err(err) if by_account.len() == 1 => return Err(err),
+        match written {
+            Ok(report) => Ok(report),
+            Err(err) if part.len() == 1 => Err(err),
             Err(err) => {
-                tracing::warn!(accounts = by_account.len(), error = %err, "a batch of write-offs failed; writing off account by account");
+                tracing::warn!(accounts = part.len(), error = %err, "a batch of write-offs failed; writing off account by account");
                 let mut report = ExpiryReport::default();
                 let mut failed = None;
-                for (account_id, lot_ids) in by_account.iter() {
+                for (account_id, lot_ids) in part.iter() {
                     let alone: Due = [(*account_id, lot_ids.clone())].into();
                     let program = self.program.clone();
                     let done = tx::write(&self.db, |txn| {
@@ -81,17 +121,12 @@ impl Ledger {
                         }
                     }
                 }
-                // The rest were written off; the job reports the failure and comes back to it.
-                if let Some(err) = failed {
-                    return Err(err);
+                match failed {
+                    Some(err) => Err(err),
+                    None => Ok(report),
                 }
-                report
             }
-        };
-        if report.lots > 0 {
-            tracing::info!(lots = report.lots, amount.credits = %report.credits, transactions = report.transactions, "expired lots written off");
         }
-        Ok(report)
     }
 }
 

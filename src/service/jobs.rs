@@ -13,9 +13,13 @@ use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::
 use crate::store;
 use chrono::{DateTime, Utc};
 
-/// Accounts per batch of a sweep by default (`Ledger::sweep_batch`): each account is its own
-/// short transaction, and the cursor moves once per batch.
-pub const ACCOUNT_BATCH: u64 = 500;
+/// Accounts per batch of a sweep by default (`Ledger::sweep_batch`): the cursor moves once per
+/// batch. Plan grants take a batch in transactions of `Ledger::job_part` accounts, run side by
+/// side; the other sweeps give each account its own short transaction.
+pub const ACCOUNT_BATCH: u64 = 4000;
+/// Items per transaction of the jobs that split a batch into parts (`Ledger::job_part`): bounds
+/// how long a part holds its accounts' locks.
+pub const ITEMS_PER_TRANSACTION: usize = 1000;
 /// Idempotency records deleted per statement.
 pub const PURGE_BATCH: u64 = 1000;
 
@@ -189,7 +193,7 @@ impl Ledger {
                 // which also names the account that failed.
                 let batched = match job {
                     Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions if !ids.is_empty() => {
-                        match self.grant_plan_credits_many(&ids, now).await {
+                        match self.grant_in_parallel(&ids, now).await {
                             Ok(_) => true,
                             Err(e) => {
                                 tracing::warn!(job = job.name(), accounts = ids.len(), error = %e, "a batch of grants failed; granting one by one");
@@ -232,6 +236,23 @@ impl Ledger {
         }
         report.complete = true;
         Ok(report)
+    }
+
+    /// A sweep batch's plan grants, in transactions of `job_part` accounts,
+    /// `job_parallelism` at once (disjoint accounts never wait on each other). The grants are
+    /// once per period by their claims, so a part that committed before another failed is
+    /// harmless when the batch is retried.
+    async fn grant_in_parallel(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        use futures_util::{StreamExt, TryStreamExt, stream};
+        let parts: Vec<Vec<i64>> = ids.chunks(self.job_part.max(1)).map(<[i64]>::to_vec).collect();
+        stream::iter(parts)
+            .map(|part| {
+                let ledger = self.clone();
+                async move { ledger.grant_plan_credits_many(&part, now).await }
+            })
+            .buffer_unordered(self.job_parallelism.max(1))
+            .try_fold(0, |total, granted| async move { Ok(total + granted) })
+            .await
     }
 
     /// Each job's latest runs and when it runs next, for `credits jobs`.

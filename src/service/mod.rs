@@ -56,12 +56,20 @@ pub struct Ledger {
     pub webhooks: Option<Arc<webhooks::WebhookSender>>,
     /// Spends waiting to be committed together (`batch`), shared by the clones of this ledger.
     pub spends: Arc<batch::SpendQueue>,
+    /// Transactions a scheduled job runs side by side on disjoint accounts (the month's
+    /// write-offs and grants): 1 on SQLite, which commits one writer at a time.
+    pub job_parallelism: usize,
+    /// Items (lots written off, accounts granted) per transaction of those jobs.
+    pub job_part: usize,
 }
 
 impl Ledger {
     pub fn new(db: DatabaseConnection, program: Arc<Program>) -> Ledger {
-        let spends = Arc::new(batch::SpendQueue::new(batch::default_lanes(db.get_database_backend())));
+        let backend = db.get_database_backend();
+        let spends = Arc::new(batch::SpendQueue::new(batch::default_lanes(backend)));
         Ledger {
+            job_parallelism: batch::default_lanes(backend),
+            job_part: jobs::ITEMS_PER_TRANSACTION,
             db,
             program,
             idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS),

@@ -136,13 +136,14 @@ pub async fn open_for_accounts(conn: &impl ConnectionTrait, account_ids: &[i64])
         .await
 }
 
-/// Open lots whose expiry instant has passed: the write-off queue, oldest expiry first.
+/// Open lots whose expiry instant has passed: the write-off queue, oldest expiry first. Ordered
+/// by the index alone (`lots_open_expires`), so the scan stops at `limit`: a tie-break on the id
+/// made PostgreSQL read and sort every due lot for each batch, a million of them at a month's end.
 pub async fn due_for_expiry(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<lot::Model>, DbErr> {
     lot::Entity::find()
         .filter(lot::Column::Open.eq(true))
         .filter(lot::Column::ExpiresAt.lte(now))
         .order_by_asc(lot::Column::ExpiresAt)
-        .order_by_asc(lot::Column::Id)
         .limit(limit)
         .all(conn)
         .await

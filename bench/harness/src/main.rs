@@ -12,6 +12,7 @@
 mod baseline;
 mod chart;
 mod load;
+mod month;
 mod seed;
 mod server;
 
@@ -50,6 +51,9 @@ pub enum Scenario {
     /// Balance reads of an account with a long past (1M journal entries, 100k used-up lots)
     /// against one with a short past (1k entries, 100 lots).
     Reads,
+    /// The month's end: `--month-accounts` accounts' plan lots expire at one instant, then the
+    /// next month's plan credits are granted to every account (the workers' jobs, in process).
+    Month,
 }
 
 impl Scenario {
@@ -58,6 +62,7 @@ impl Scenario {
             Scenario::Many => "many",
             Scenario::Hot => "hot",
             Scenario::Reads => "reads",
+            Scenario::Month => "month",
         }
     }
 }
@@ -89,6 +94,14 @@ impl Side {
             Side::ShortPast => "1k entries",
         }
     }
+}
+
+/// Everything a run measured.
+#[derive(Debug, Default)]
+struct Results {
+    rows: Vec<Row>,
+    /// The month's jobs, timed.
+    months: Vec<(Db, month::JobRun)>,
 }
 
 /// One measured run.
@@ -157,6 +170,9 @@ struct Args {
     /// Used-up lots of the `reads` scenario's long-past account (ten journal entries each).
     #[arg(long, default_value_t = 100_000)]
     history_lots: usize,
+    /// Accounts of the `month` scenario, each with a plan lot expiring at the month's end.
+    #[arg(long, default_value_t = 1_000_000)]
+    month_accounts: usize,
     /// Server processes on the one database; the clients' requests take turns over them.
     #[arg(long, default_value_t = 1)]
     servers: usize,
@@ -168,6 +184,11 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // What the library does in this process (the in-process and month scenarios), when asked:
+    // e.g. RUST_LOG=sqlx=debug shows each statement and its time.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.client_threads.max(1))
         .enable_all()
@@ -248,7 +269,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         credits_bin.display()
     );
     println!("{HEADER}");
-    let mut rows = Vec::new();
+    let mut results = Results::default();
     let mut clean = true;
     for &db in &args.db {
         let (url, dropper) = match db {
@@ -258,7 +279,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 (url, Some((admin, name)))
             }
         };
-        let result = run_database(&args, db, &url, &credits_bin, &secret, workdir.path(), &mut rows).await;
+        let result = run_database(&args, db, &url, &credits_bin, &secret, workdir.path(), &mut results).await;
         if let Some((admin, name)) = dropper {
             let dropped = admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
             if let Err(e) = dropped {
@@ -267,7 +288,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         clean &= result?;
     }
-    targets(&rows, &args);
+    let Results { rows, months } = results;
+    targets(&rows, &months, &args);
     if !rows.is_empty() {
         chart::draw(&args.chart, &rows, &args.db)?;
         println!("chart: {}", args.chart.display());
@@ -294,8 +316,9 @@ async fn run_database(
     credits_bin: &Path,
     secret: &str,
     workdir: &Path,
-    rows: &mut Vec<Row>,
+    results: &mut Results,
 ) -> anyhow::Result<bool> {
+    let Results { rows, months } = results;
     let seeded = seed::seed(url, args.accounts).await?;
     eprintln!("{}: seeded {} accounts in {:.1} s", db.label(), args.accounts, seeded.as_secs_f64());
     if args.scenarios.contains(&Scenario::Reads) {
@@ -324,6 +347,8 @@ async fn run_database(
     let outcome = async {
         for &scenario in &args.scenarios {
             let pick = match scenario {
+                // Runs after the servers have stopped, below.
+                Scenario::Month => continue,
                 Scenario::Many => Pick::Many(args.accounts),
                 Scenario::Hot => Pick::Hot,
                 Scenario::Reads => {
@@ -399,6 +424,27 @@ async fn run_database(
         bail!("{e:#}\nthe servers' logs end with:\n{}", tails.join("\n--\n"));
     }
     println!("{}: server peak RSS over the whole run: {} MiB", db.label(), rss.map_or("?".into(), |m| format!("{m:.1}")));
+    if args.scenarios.contains(&Scenario::Month) {
+        let month_end = month::next_month_start(chrono::Utc::now());
+        let seeded = month::seed(url, args.month_accounts, month_end).await?;
+        eprintln!(
+            "{}: seeded {} accounts with a plan lot ending {month_end} in {:.1} s",
+            db.label(),
+            args.month_accounts,
+            seeded.as_secs_f64()
+        );
+        for run in month::run(url, month_end).await? {
+            let secs = run.elapsed.as_secs_f64();
+            println!(
+                "month    {:<8} {:<28} {:>9} items in {secs:>7.1} s ({:.0}/s)",
+                db.label(),
+                run.job.name(),
+                run.items,
+                run.items as f64 / secs
+            );
+            months.push((db, run));
+        }
+    }
     audit(credits_bin, url, workdir).await
 }
 
@@ -421,7 +467,7 @@ async fn audit(credits_bin: &Path, url: &str, workdir: &Path) -> anyhow::Result<
 }
 
 /// The targets, met or missed on this run.
-fn targets(rows: &[Row], args: &Args) {
+fn targets(rows: &[Row], months: &[(Db, month::JobRun)], args: &Args) {
     let peak = |db: Db, scenario: Scenario, side: Side| {
         rows.iter().filter(|r| r.db == db && r.scenario == scenario && r.side == side).map(|r| r.throughput).fold(f64::NAN, f64::max)
     };
@@ -465,6 +511,15 @@ fn targets(rows: &[Row], args: &Args) {
                 paced.p99,
                 verdict(paced.p99 < 20.0)
             );
+        }
+        for (_, run) in months.iter().filter(|(d, _)| *d == db) {
+            let secs = run.elapsed.as_secs_f64();
+            let what = match run.job {
+                credits::service::jobs::Job::ExpireLots => "month-end expiry, lots",
+                _ => "monthly grants, accounts",
+            };
+            let goal = if db == Db::Postgres { verdict(secs < 60.0) } else { "(target is PostgreSQL's)" };
+            println!("  {:<8} {what} {}: {secs:.1} s (target < 60 s): {goal}", db.label(), run.items);
         }
         let rss = rows.iter().filter(|r| r.db == db).filter_map(|r| r.rss_mib).fold(f64::NAN, f64::max);
         if rss.is_finite() {
