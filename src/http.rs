@@ -199,6 +199,15 @@ impl Application {
     }
 
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+        use axum::serve::ListenerExt;
+        // Responses larger than a TCP segment (a page of history, a subscription's frames) would
+        // otherwise send their tail only after the client's delayed ACK (the same 40 ms stall
+        // as the database connections had: docs/benchmarks.md, change 5).
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY on a connection");
+            }
+        });
+        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
     }
 }
