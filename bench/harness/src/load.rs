@@ -14,6 +14,10 @@ pub const AMOUNT_MICROS: i64 = 10_000;
 
 const BALANCE: &str = "query Balance($a: ID!) { account(id: $a) { balance { total available held } } }";
 
+const HISTORY: &str = "query History($a: ID!) { account(id: $a) { history(first: 20) { edges { node { kind amount effectiveAt } } } } }";
+
+const CHECK_IN: &str = "mutation CheckIn($input: CheckInInput!) { checkIn(input: $input) { amount day } }";
+
 const SPEND: &str = "mutation Spend($input: SpendCreditsInput!) { spendCredits(input: $input) { sequence availableAfter } }";
 
 /// Which account each spend charges.
@@ -129,6 +133,19 @@ impl Target {
         self.post(&body).await
     }
 
+    /// The first page of an account's history.
+    pub async fn read_history(&self, account: &str) -> Result<(), String> {
+        self.post(&serde_json::json!({ "query": HISTORY, "variables": { "a": account } })).await
+    }
+
+    /// Today's check-in for `account`, on its behalf. The key is the account's and the day's,
+    /// so a second check-in of the day replays the first (a repeat is not an error).
+    pub async fn check_in(&self, account: &str) -> Result<(), String> {
+        let key = format!("checkin-{}-{account}", chrono::Utc::now().date_naive());
+        let body = serde_json::json!({ "query": CHECK_IN, "variables": { "input": { "accountId": account, "idempotencyKey": key } } });
+        self.post(&body).await
+    }
+
     async fn post(&self, body: &serde_json::Value) -> Result<(), String> {
         let response = self
             .client
@@ -212,6 +229,98 @@ where
         total.merge(measured.expect("a client task"));
     }
     total
+}
+
+/// What a product's day asks of the service, by share of requests: mostly balance reads from
+/// the apps, some history pages, the daily check-in, and the backend's spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DayRequest {
+    Balance,
+    History,
+    CheckIn,
+    Spend,
+}
+
+impl DayRequest {
+    pub const ALL: [DayRequest; 4] = [DayRequest::Balance, DayRequest::History, DayRequest::CheckIn, DayRequest::Spend];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DayRequest::Balance => "day: balance",
+            DayRequest::History => "day: history",
+            DayRequest::CheckIn => "day: check-in",
+            DayRequest::Spend => "day: spend",
+        }
+    }
+
+    /// Percent of the day's requests.
+    pub fn share(self) -> u32 {
+        match self {
+            DayRequest::Balance => 50,
+            DayRequest::History => 10,
+            DayRequest::CheckIn => 10,
+            DayRequest::Spend => 30,
+        }
+    }
+
+    fn draw(rng: &mut impl Rng) -> DayRequest {
+        let mut roll = rng.random_range(0..100);
+        for request in DayRequest::ALL {
+            if roll < request.share() {
+                return request;
+            }
+            roll -= request.share();
+        }
+        unreachable!("the shares add up to 100")
+    }
+}
+
+/// `clients` closed-loop clients sending the day's mix over `Pick::Many(accounts)`; one
+/// measurement per kind of request.
+pub async fn mixed_day(
+    target: Arc<Target>,
+    accounts: usize,
+    clients: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> Vec<(DayRequest, Measured)> {
+    let run = run_id();
+    let start = Instant::now();
+    let (from, end) = (start + warmup, start + warmup + seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (target, run) = (target.clone(), run.clone());
+        tasks.spawn(async move {
+            let mut rng = StdRng::seed_from_u64(rand::random());
+            let mut measured: Vec<Measured> = DayRequest::ALL.iter().map(|_| Measured::new(seconds.as_secs_f64())).collect();
+            for seq in 0u64.. {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let (request, account) = (DayRequest::draw(&mut rng), Pick::Many(accounts).account(&mut rng));
+                let outcome = match request {
+                    DayRequest::Balance => target.read_balance(&account).await,
+                    DayRequest::History => target.read_history(&account).await,
+                    DayRequest::CheckIn => target.check_in(&account).await,
+                    DayRequest::Spend => target.spend(&account, &format!("day-{run}-{client}-{seq}")).await,
+                };
+                let done = Instant::now();
+                if sent >= from && done <= end {
+                    let index = DayRequest::ALL.iter().position(|r| *r == request).expect("a known request");
+                    measured[index].record(outcome.map(|()| (done - sent).as_micros() as u64));
+                }
+            }
+            measured
+        });
+    }
+    let mut total: Vec<Measured> = DayRequest::ALL.iter().map(|_| Measured::new(seconds.as_secs_f64())).collect();
+    while let Some(measured) = tasks.join_next().await {
+        for (sum, part) in total.iter_mut().zip(measured.expect("a client task")) {
+            sum.merge(part);
+        }
+    }
+    DayRequest::ALL.into_iter().zip(total).collect()
 }
 
 /// Spends sent at a fixed `rate` per second (open loop, at most `max_in_flight` at once);

@@ -54,6 +54,9 @@ pub enum Scenario {
     /// The month's end: `--month-accounts` accounts' plan lots expire at one instant, then the
     /// next month's plan credits are granted to every account (the workers' jobs, in process).
     Month,
+    /// A product's day: balance reads, history pages, check-ins and spends at once, over all the
+    /// seeded accounts (`load::DayRequest` has the shares).
+    Day,
 }
 
 impl Scenario {
@@ -63,6 +66,7 @@ impl Scenario {
             Scenario::Hot => "hot",
             Scenario::Reads => "reads",
             Scenario::Month => "month",
+            Scenario::Day => "day",
         }
     }
 }
@@ -81,6 +85,8 @@ pub enum Side {
     LongPast,
     /// Reads of the account with the short past.
     ShortPast,
+    /// One kind of request of the mixed day.
+    Day(load::DayRequest),
 }
 
 impl Side {
@@ -92,6 +98,7 @@ impl Side {
             Side::Ledger => "in-process",
             Side::LongPast => "1M entries",
             Side::ShortPast => "1k entries",
+            Side::Day(request) => request.label(),
         }
     }
 }
@@ -349,6 +356,16 @@ async fn run_database(
             let pick = match scenario {
                 // Runs after the servers have stopped, below.
                 Scenario::Month => continue,
+                Scenario::Day => {
+                    for &clients in &args.clients {
+                        for (request, measured) in load::mixed_day(target.clone(), args.accounts, clients, warmup, seconds).await {
+                            let row = row(scenario, db, clients, Side::Day(request), &measured, peak_rss(&servers));
+                            print_row(&row);
+                            rows.push(row);
+                        }
+                    }
+                    continue;
+                }
                 Scenario::Many => Pick::Many(args.accounts),
                 Scenario::Hot => Pick::Hot,
                 Scenario::Reads => {
@@ -511,6 +528,19 @@ fn targets(rows: &[Row], months: &[(Db, month::JobRun)], args: &Args) {
                 paced.p99,
                 verdict(paced.p99 < 20.0)
             );
+        }
+        for &clients in &args.clients {
+            let day: Vec<&Row> = rows.iter().filter(|r| r.db == db && r.clients == clients && matches!(r.side, Side::Day(_))).collect();
+            if !day.is_empty() {
+                let total: f64 = day.iter().map(|r| r.throughput).sum();
+                let errors: u64 = day.iter().map(|r| r.errors).sum();
+                let p99: Vec<String> = day.iter().map(|r| format!("{} {:.1}", r.side.label().trim_start_matches("day: "), r.p99)).collect();
+                println!(
+                    "  {:<8} mixed day, {clients} clients: {total:.0} requests/s, p99 ms {}, {errors} errors (no target: the figures)",
+                    db.label(),
+                    p99.join(", ")
+                );
+            }
         }
         for (_, run) in months.iter().filter(|(d, _)| *d == db) {
             let secs = run.elapsed.as_secs_f64();
