@@ -128,6 +128,33 @@ async fn claims_are_rate_limited_per_account_and_address(backend: Backend) {
     assert_eq!(error_code(&redeem("b", "k-1".into()).await), "COUPON_NOT_FOUND");
     let by_address = redeem("b", "k-2".into()).await;
     assert_eq!(error_code(&by_address), "TOO_MANY_ATTEMPTS", "6 claims from one address: {by_address}");
+    // The product's backend checks in on behalf of its users from the same address: held to the
+    // per-account limit only, so the address's spent budget does not stop it.
+    for account in ["c", "d", "e", "f", "g", "h"] {
+        app.create_account(account).await;
+        let checked_in = app
+            .gql(
+                &app.service,
+                "mutation($a: ID!) { checkIn(input: {accountId: $a, idempotencyKey: \"c\"}) { amount } }",
+                json!({ "a": account }),
+            )
+            .await;
+        assert!(checked_in["errors"].is_null(), "{checked_in}");
+    }
+    let fourth = |key: &'static str| {
+        let app = &app;
+        async move {
+            app.gql(
+                &app.service,
+                "mutation($k: String!) { redeemCoupon(input: {accountId: \"c\", code: \"NO-SUCH-CODE\", idempotencyKey: $k}) { amount } }",
+                json!({ "k": key }),
+            )
+            .await
+        }
+    };
+    assert_eq!(error_code(&fourth("r-1").await), "COUPON_NOT_FOUND");
+    assert_eq!(error_code(&fourth("r-2").await), "COUPON_NOT_FOUND");
+    assert_eq!(error_code(&fourth("r-3").await), "TOO_MANY_ATTEMPTS", "the per-account limit holds for the backend too");
     app.assert_audit_clean().await;
 }
 
