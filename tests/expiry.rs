@@ -117,7 +117,9 @@ async fn one_batch_writes_off_many_accounts(backend: Backend) {
     assert_eq!(low_warnings(&app).await.len(), 3);
 
     app.clock.set(month_end + Duration::minutes(1));
-    let report = app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap();
+    // A worker's instant can carry nanoseconds, which PostgreSQL does not keep: the entries are
+    // still matched to their ids.
+    let report = app.ledger.expire_due(app.clock.now() + Duration::nanoseconds(987), MAX_EXPIRY_BATCH).await.unwrap();
     assert_eq!((report.lots, report.transactions), (46, 1), "23 accounts, one transaction");
     assert_eq!(app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap().lots, 0);
     for i in 0..20 {

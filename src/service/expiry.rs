@@ -2,11 +2,11 @@
 //! each lot's own expiry instant, under the same account locks as a spend.
 //!
 //! A month's end expires a lot on every account at one instant, so the write-off goes in
-//! batches: one transaction per batch of due lots, whatever the number of accounts they belong
-//! to, with the accounts locked in one statement (in id order, like a batch of spends) and the
-//! writes made one statement per table (docs/benchmarks.md). A batch that fails in the database
-//! is rolled back and its accounts are written off one by one, so one bad account cannot hold
-//! up the rest.
+//! batches: a batch of due lots is split by account into parts, each part one transaction with
+//! its accounts locked in one statement (in id order, like a batch of spends) and its writes made
+//! one statement per table, several parts at once on PostgreSQL (docs/benchmarks.md). A part that
+//! fails in the database is rolled back and its accounts are written off one by one, so one bad
+//! account cannot hold up the rest.
 
 use crate::entity::account;
 use crate::ledger::Credits;
@@ -92,13 +92,7 @@ impl Ledger {
     /// One part of a batch in one transaction; if the database refuses it, account by account,
     /// so one bad account cannot hold up the rest. The first failure is returned after.
     async fn expire_part(&self, part: Arc<Due>, now: DateTime<Utc>) -> Result<ExpiryReport, ServiceError> {
-        let program = self.program.clone();
-        let written = tx::write(&self.db, |txn| {
-            let (part, program) = (part.clone(), program.clone());
-            Box::pin(async move { write_off(txn, &program, &part, now).await })
-        })
-        .await;
-        match written {
+        match self.write_off(part.clone(), now).await {
             Ok(report) => Ok(report),
             Err(err) if part.len() == 1 => Err(err),
             Err(err) => {
@@ -107,13 +101,7 @@ impl Ledger {
                 let mut failed = None;
                 for (account_id, lot_ids) in part.iter() {
                     let alone: Due = [(*account_id, lot_ids.clone())].into();
-                    let program = self.program.clone();
-                    let done = tx::write(&self.db, |txn| {
-                        let (alone, program) = (alone.clone(), program.clone());
-                        Box::pin(async move { write_off(txn, &program, &alone, now).await })
-                    })
-                    .await;
-                    match done {
+                    match self.write_off(Arc::new(alone), now).await {
                         Ok(done) => report.add(done),
                         Err(err) => {
                             tracing::error!(account.id = account_id, error = %err, "could not write off expired lots");
@@ -127,6 +115,17 @@ impl Ledger {
                 }
             }
         }
+    }
+}
+
+impl Ledger {
+    async fn write_off(&self, due: Arc<Due>, now: DateTime<Utc>) -> Result<ExpiryReport, ServiceError> {
+        let program = self.program.clone();
+        tx::write(&self.db, |txn| {
+            let (due, program) = (due.clone(), program.clone());
+            Box::pin(async move { write_off(txn, &program, &due, now).await })
+        })
+        .await
     }
 }
 

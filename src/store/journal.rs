@@ -139,7 +139,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
     }
     let ids: Vec<i64> = entries
         .iter()
-        .map(|new| {
+        .map(|new| -> Result<i64, DbErr> {
             let content = (
                 new.account_id,
                 new.kind.as_str().to_string(),
@@ -152,9 +152,14 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
                 new.model.map(str::to_string),
                 new.reason.map(str::to_string),
             );
-            ids_by_content.get_mut(&content).and_then(Vec::pop).expect("every entry asked for was inserted")
+            // An instant the database stored otherwise than asked would end here: an error the
+            // caller rolls back, not a panic.
+            ids_by_content
+                .get_mut(&content)
+                .and_then(Vec::pop)
+                .ok_or_else(|| DbErr::Custom(format!("journal entry of account {} came back unlike any asked for", new.account_id)))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let lines: Vec<journal_line::ActiveModel> = entries
         .iter()
         .zip(&ids)
