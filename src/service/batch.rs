@@ -353,7 +353,7 @@ async fn write_batch(
     let entry_ids = journal::append_many(txn, &entries).await?;
     let deltas: Vec<(i64, i64)> = spent.iter().map(|(id, delta)| (*id, *delta)).collect();
     store::accounts::add_to_balances(txn, &deltas).await?;
-    warn_if_low(txn, program, &accounts, &spent, &credited, spends).await?;
+    check_low_after_batch(txn, program, &accounts, &spent, &credited, spends).await?;
 
     let outcomes: Vec<Result<Stored<SpendReceipt>, ServiceError>> = resolve(decided, &entry_ids, spends);
     let mut records = Vec::with_capacity(keyed_here.len());
@@ -401,7 +401,7 @@ fn resolve(decided: Vec<Decided>, entry_ids: &[i64], spends: &[ParsedSpend]) -> 
 /// The low-credit check once per account the batch charged, on its balance after the batch: a
 /// balance only falls during a batch of spends, so the last one is the one a warning is about.
 /// Dated at the account's last spend.
-async fn warn_if_low(
+async fn check_low_after_batch(
     txn: &DatabaseTransaction,
     program: &Program,
     accounts: &HashMap<String, account::Model>,

@@ -46,7 +46,7 @@ pub(crate) async fn usage_rate(conn: &impl ConnectionTrait, program: &Program, a
 }
 
 /// `usage_rate` over the account's containers, already read.
-pub(crate) fn usage_rate_of(program: &Program, account: &account::Model, containers: &[container::Model]) -> Result<Decimal, ServiceError> {
+fn usage_rate_of(program: &Program, account: &account::Model, containers: &[container::Model]) -> Result<Decimal, ServiceError> {
     let Some(metering) = program.metering.as_ref() else { return Ok(Decimal::ZERO) };
     // An hour of each, priced by the same rules a settlement uses (the add-on free on GPU, the
     // quota over all containers), so the warning and the charge never disagree.
@@ -90,19 +90,7 @@ pub(crate) async fn check_low_credits(
     }
     let Some(account) = store::accounts::by_id(txn, account_id).await? else { return Ok(()) };
     let rate = usage_rate(txn, program, &account).await?;
-    warn_if_low(txn, program, &account, rate, now).await
-}
-
-/// The low-credit check on an account as it stands now (its balance after the postings) and its
-/// usage rate: for callers that already hold both.
-pub(crate) async fn warn_if_low(
-    txn: &DatabaseTransaction,
-    program: &Program,
-    account: &account::Model,
-    rate: Decimal,
-    now: DateTime<Utc>,
-) -> Result<(), ServiceError> {
-    apply(txn, low_credit_actions(program, [(account, rate, now)])).await
+    apply(txn, low_credit_actions(program, [(&account, rate, now)])).await
 }
 
 /// The low-credit check for many accounts at once (a batch of spends, a batch of write-offs):
