@@ -14,7 +14,7 @@ pub struct AuditReport {
     pub entries: i64,
     pub pending_expiry_lots: i64,
     /// Credits held by open reservations: out of the lots, not yet spent or given back.
-    pub held_micros: i64,
+    pub held_micros: i128,
     pub problems: Vec<String>,
 }
 
@@ -28,7 +28,8 @@ impl fmt::Display for AuditReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "accounts: {}  lots: {}  journal entries: {}", self.accounts, self.lots, self.entries)?;
         writeln!(f, "lots past expiry awaiting write-off (accepted): {}", self.pending_expiry_lots)?;
-        writeln!(f, "held by open reservations: {}", crate::ledger::Credits::from_micros(self.held_micros))?;
+        let held = rust_decimal::Decimal::from_i128_with_scale(self.held_micros, crate::ledger::amount::CREDIT_SCALE).normalize();
+        writeln!(f, "held by open reservations: {held}")?;
         if self.problems.is_empty() {
             write!(f, "OK: conservation holds and every balance equals the journal")
         } else {
@@ -51,6 +52,20 @@ async fn rows(db: &DatabaseConnection, sql: &str) -> Result<Vec<sea_orm::QueryRe
 async fn scalar(db: &DatabaseConnection, sql: &str) -> Result<i64, DbErr> {
     let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql.to_string())).await?;
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+}
+
+/// The sum of `column` over `from` (a table and its conditions), exact over any number of rows:
+/// each value is split into its high and low 32 bits, which sum without overflow in an i64 for
+/// up to 2^31 rows each, on SQLite (whose `SUM` fails on overflow) and PostgreSQL alike, and the
+/// halves are joined in an i128.
+pub async fn wide_sum(db: &DatabaseConnection, column: &str, from: &str) -> Result<i128, DbErr> {
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(({column}) >> 32), 0) AS BIGINT), CAST(COALESCE(SUM(({column}) & 4294967295), 0) AS BIGINT) FROM {from}"
+    );
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
+    let Some(row) = row else { return Ok(0) };
+    let (high, low): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+    Ok(i128::from(high) * (1i128 << 32) + i128::from(low))
 }
 
 pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditReport, DbErr> {
@@ -121,23 +136,18 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
     // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + held +
     // remaining. Every kind's lines are signed, so the journal's total must equal the lots'
     // total; what holds took and releases did not give back is exactly what is held.
-    let journal_total = scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries").await?;
-    let granted = scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind = 'grant'").await?;
-    let outflow = scalar(db, "SELECT CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind <> 'grant'").await?;
-    let remaining = scalar(db, "SELECT CAST(COALESCE(SUM(remaining_micros), 0) AS BIGINT) FROM lots").await?;
-    report.held_micros =
-        scalar(db, "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) FROM reservations WHERE status = 'held'").await?;
-    let held_in_journal = scalar(
-        db,
-        "SELECT CAST(COALESCE(-SUM(je.amount_micros), 0) AS BIGINT) FROM journal_entries je \
-         JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held'",
-    )
-    .await?;
+    let journal_total = wide_sum(db, "amount_micros", "journal_entries").await?;
+    let granted = wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'grant'").await?;
+    let outflow = -wide_sum(db, "amount_micros", "journal_entries WHERE kind <> 'grant'").await?;
+    let remaining = wide_sum(db, "remaining_micros", "lots").await?;
+    report.held_micros = wide_sum(db, "amount_micros", "reservations WHERE status = 'held'").await?;
+    let held_in_journal =
+        -wide_sum(db, "je.amount_micros", "journal_entries je JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held'")
+            .await?;
     // Transfers: what consumers' completed jobs paid is exactly what providers and the platform
     // were credited for them.
-    let transferred_out =
-        scalar(db, "SELECT CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT) FROM journal_entries WHERE kind = 'transfer'").await?;
-    let earned = scalar(db, "SELECT CAST(COALESCE(SUM(granted_micros), 0) AS BIGINT) FROM lots WHERE source = 'provider_earnings'").await?;
+    let transferred_out = -wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'transfer'").await?;
+    let earned = wide_sum(db, "granted_micros", "lots WHERE source = 'provider_earnings'").await?;
     if transferred_out != earned {
         report.problems.push(format!("transfers out {transferred_out} differ from provider and platform earnings {earned}"));
     }

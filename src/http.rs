@@ -115,9 +115,15 @@ async fn graphql(
     let mut response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute_batch(batch)).await {
         Ok(response) => response,
         Err(_elapsed) => {
-            // The execution is dropped, and with it any open transaction, which rolls back.
+            // The execution is dropped, and with it any open transaction, which rolls back; a
+            // spend still waiting for its batch is cancelled. One already inside a committing
+            // batch completes, so the answer must not claim that nothing changed.
             tracing::warn!(timeout_ms = state.security.request_timeout.as_millis() as u64, "request timed out");
-            let mut error = async_graphql::ServerError::new("the request took too long and was stopped; nothing changed", None);
+            let mut error = async_graphql::ServerError::new(
+                "the request took too long and was stopped before its answer: a mutation may or may not have completed; \
+                 retry it with the same idempotency key to get its outcome",
+                None,
+            );
             error.extensions.get_or_insert_with(Default::default).set("code", code::TIMEOUT);
             BatchResponse::Single(async_graphql::Response::from_errors(vec![error]))
         }

@@ -43,6 +43,9 @@ struct ProgramFile {
     minimum_purchase_credits: Decimal,
     purchased_validity: Validity,
     consumption_order: Vec<Vec<LotClass>>,
+    /// Spending credits in any way needs a verified identity (archipelag, seed 003).
+    #[serde(default)]
+    spending_requires_identity: bool,
     default_plan: String,
     plans: Vec<PlanFile>,
     #[serde(default)]
@@ -362,6 +365,8 @@ pub struct Program {
     pub minimum_purchase: Credits,
     pub purchased_validity: Validity,
     pub consumption_order: ConsumptionOrder,
+    /// Every way of spending credits (spends, holds, market jobs) needs a verified identity.
+    pub spending_requires_identity: bool,
     pub default_plan: String,
     pub plans: Vec<Plan>,
     pub packages: Vec<Package>,
@@ -600,6 +605,7 @@ impl Program {
             minimum_purchase: credits("minimum_purchase_credits", file.minimum_purchase_credits)?,
             purchased_validity: file.purchased_validity,
             consumption_order,
+            spending_requires_identity: file.spending_requires_identity,
             default_plan: file.default_plan,
             plans,
             packages,

@@ -46,9 +46,16 @@ async fn carat_daily_free_credits_appear_each_day_and_cost_nothing_until_used(ba
     app.clock.set(at("2026-06-11T00:00:00Z"));
     assert_eq!(app.balance("free-user").await, "100");
 
-    // With paid credits left there are no daily free credits.
+    // With paid credits left, today's free credits wait: counted, shown as waiting, used last.
     app.grant("free-user", "20", "PAID", None, "g-1").await;
-    assert_eq!(app.balance("free-user").await, "20");
+    assert_eq!(app.balance("free-user").await, "120");
+    let bars = app.gql(&app.service, "{ account(id: \"free-user\") { balance { bars { source remaining waiting } } } }", json!({})).await;
+    assert_eq!(
+        bars["data"]["account"]["balance"]["bars"],
+        json!([{ "source": "DAILY_FREE", "remaining": "100", "waiting": true }, { "source": "ADJUSTMENT", "remaining": "20", "waiting": false }]),
+        "{bars}"
+    );
+    assert_eq!((count(&app, "lots").await, count(&app, "claims").await), (2, 1), "still not written");
     assert!(app.spend("free-user", "20", "s-paid").await["errors"].is_null());
     assert_eq!(app.balance("free-user").await, "100", "paid credits used up: today's free credits");
 

@@ -109,6 +109,7 @@ async fn one_batch_writes_off_many_accounts(backend: Backend) {
         // 5 left of the sign-up grant (warned), 8 expiring, then a spend that re-arms the nudge.
         let account = format!("low-{i}");
         app.create_account(&account).await;
+        app.ledger.set_identity_verified(&account, true).await.unwrap(); // archipelag: spending needs it
         assert!(app.spend(&account, "9995", "s-1").await["errors"].is_null());
         app.grant(&account, "4", "FREE", Some(month_end), "g-1").await;
         app.grant(&account, "4", "FREE", Some(month_end), "g-2").await;

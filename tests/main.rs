@@ -11,6 +11,7 @@ mod auth;
 mod batching;
 mod checkin;
 mod cli;
+mod combinations;
 mod concurrency;
 mod coupons;
 mod crash;

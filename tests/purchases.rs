@@ -99,7 +99,8 @@ async fn carat_top_ups_expire_a_calendar_month_after_payment(backend: Backend) {
         "{lots}"
     );
     app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-02-28T09:59:59.999999Z").unwrap().to_utc());
-    assert_eq!(app.balance("fan").await, "5000");
+    // The day's 100 free credits count too: a spend short of the top-up would take them last.
+    assert_eq!(app.balance("fan").await, "5100");
     app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-02-28T10:00:00Z").unwrap().to_utc());
     // Expiry is exclusive; with the top-up gone, the free plan's daily free credits show.
     let balance = app.gql(&app.service, "{ account(id: \"fan\") { balance { bars { source remaining } } } }", json!({})).await;

@@ -44,7 +44,7 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
         Yes,
     ),
-    ("refundPurchase", r#"mutation { refundPurchase(input: {purchaseId: "PUR", idempotencyKey: "k"}) { credits } }"#, Yes, No, No, Yes),
+    ("refundPurchase", r#"mutation { refundPurchase(input: {purchaseId: "PUR", idempotencyKey: "k"}) { credits } }"#, Yes, No, Yes, Yes),
     (
         "spendCredits",
         r#"mutation { spendCredits(input: {accountId: "ACC", amount: "1", idempotencyKey: "k", feature: "x"}) { amount } }"#,

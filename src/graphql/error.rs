@@ -29,6 +29,7 @@ pub mod code {
     pub const RESERVATION_NOT_HELD: &str = "RESERVATION_NOT_HELD";
     pub const INVALID_STATE: &str = "INVALID_STATE";
     pub const IDENTITY_NOT_VERIFIED: &str = "IDENTITY_NOT_VERIFIED";
+    pub const BALANCE_LIMIT_EXCEEDED: &str = "BALANCE_LIMIT_EXCEEDED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const TIMEOUT: &str = "TIMEOUT";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
@@ -80,6 +81,7 @@ impl ApiError {
                 ServiceError::ReservationNotHeld(_) => code::RESERVATION_NOT_HELD,
                 ServiceError::InvalidState(_) => code::INVALID_STATE,
                 ServiceError::IdentityNotVerified(_) => code::IDENTITY_NOT_VERIFIED,
+                ServiceError::BalanceLimitExceeded(_) => code::BALANCE_LIMIT_EXCEEDED,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },

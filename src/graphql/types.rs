@@ -220,10 +220,17 @@ impl Account {
         Ok(crate::graphql::metering::UsageReport::new(self.0.id, app.ledger.usage_report(self.0.id, &month).await?))
     }
 
-    /// Purchases, newest first: date, package, credits, amount.
-    async fn purchases(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<Connection<String, Purchase>> {
+    /// Purchases, newest first: date, package, credits, amount. Only what was bought (paid,
+    /// then perhaps refunded) unless `includePending` asks for purchases never paid too.
+    async fn purchases(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100; 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The cursor of the last purchase of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Also list purchases whose payment was never confirmed (status PENDING).", default = false)] include_pending: bool,
+    ) -> ApiResult<Connection<String, Purchase>> {
         let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
-        let (rows, more) = app(ctx).ledger.purchases_page(self.0.id, after, limit).await?;
+        let (rows, more) = app(ctx).ledger.purchases_page(self.0.id, include_pending, after, limit).await?;
         let mut connection = Connection::new(after.is_some(), more);
         connection.edges.extend(rows.into_iter().map(|p| Edge::new(p.id.to_string(), Purchase(p))));
         Ok(connection)
@@ -238,31 +245,48 @@ impl Account {
     }
 }
 
+/// An account's credits now. `total = available + held`; the bars split both by source.
 #[derive(SimpleObject)]
 pub struct Balance {
     /// The account's credits now: what it may spend plus what open reservations hold.
-    /// Expired lots never count.
+    /// Expired lots never count, nor does a hold past its deadline (its credits are available
+    /// again).
     pub total: Decimal,
-    /// Credits held by open reservations: taken from the lots until captured or released.
+    /// Credits held by open reservations: taken from the lots until captured, released or past
+    /// their deadline.
     pub held: Decimal,
-    /// `total - held`: what a spend or a new reservation may take now.
+    /// `total - held`: what a spend or a new reservation may take now, the day's free credits
+    /// included (they are the last tier of every spend).
     pub available: Decimal,
-    /// One bar per source, largest first.
+    /// One bar per source, largest first. Their `remaining` add up to `available`, their `held`
+    /// to `held`.
     pub bars: Vec<BalanceBar>,
 }
 
+/// The credits of one source (a status bar).
 #[derive(SimpleObject)]
 pub struct BalanceBar {
+    /// Where these credits came from.
     pub source: LotSource,
+    /// What they are worth to the user (paid, promotional, free).
     pub class: LotClass,
+    /// What a spend may take from this source now.
     pub remaining: Decimal,
+    /// What open reservations hold of this source.
+    pub held: Decimal,
+    /// True for the day's free credits while other credits are left: they count in `available`
+    /// but are used only once every other credit is.
+    pub waiting: bool,
     /// Remaining per expiry date, soonest first; a null `expiresAt` never expires.
     pub expiries: Vec<Expiry>,
 }
 
+/// Credits of a bar that expire at one instant.
 #[derive(SimpleObject)]
 pub struct Expiry {
+    /// The exclusive instant they stop counting; null never expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// How many credits expire then.
     pub remaining: Decimal,
 }
 
@@ -275,6 +299,8 @@ impl From<BalanceView> for Balance {
                 source: bar.source.into(),
                 class: bar.class.into(),
                 remaining: credits(bar.remaining),
+                held: credits(bar.held),
+                waiting: bar.waiting,
                 expiries: bar
                     .expiries
                     .into_iter()
@@ -282,9 +308,9 @@ impl From<BalanceView> for Balance {
                     .collect(),
             })
             .collect();
-        bars.sort_by_key(|bar| std::cmp::Reverse(bar.remaining));
-        let total = view.total.checked_add(view.held).expect("an account's credits fit");
-        Balance { total: credits(total), held: credits(view.held), available: credits(view.total), bars }
+        bars.sort_by_key(|bar| std::cmp::Reverse(bar.remaining.checked_add(bar.held)));
+        let total = view.available.checked_add(view.held).expect("an account's credits fit");
+        Balance { total: credits(total), held: credits(view.held), available: credits(view.available), bars }
     }
 }
 

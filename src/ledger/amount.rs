@@ -13,6 +13,12 @@ pub const MICROS_PER_CREDIT: i64 = 1_000_000;
 /// still fit an i64 of micro-credits (9.2 x 10^12 credits).
 pub const MAX_OPERATION_CREDITS: i64 = 1_000_000_000;
 pub const MAX_OPERATION_MICROS: i64 = MAX_OPERATION_CREDITS * MICROS_PER_CREDIT;
+/// The most one account may hold, held credits included (domain.md, amounts and limits): 10^12
+/// credits. An operation that would pass it is refused (`BALANCE_LIMIT_EXCEEDED`), so a cached
+/// balance plus one operation always fits an i64 of micro-credits, on SQLite too (where an
+/// integer sum that overflows silently becomes a REAL).
+pub const MAX_BALANCE_CREDITS: i64 = 1_000_000_000_000;
+pub const MAX_BALANCE_MICROS: i64 = MAX_BALANCE_CREDITS * MICROS_PER_CREDIT;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AmountError {

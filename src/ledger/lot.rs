@@ -138,8 +138,9 @@ impl Lot {
     }
 }
 
-/// The program's order of consumption: ordered tiers of lot classes. Within a tier the lot that
-/// expires first goes first (never-expiring last), then the oldest grant, then the lowest id.
+/// The program's order of consumption: ordered tiers of lot classes, then the day's free
+/// credits. Within a tier the lot that expires first goes first (never-expiring last), then the
+/// oldest grant, then the lowest id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumptionOrder {
     tiers: Vec<Vec<LotClass>>,
@@ -172,7 +173,15 @@ impl ConsumptionOrder {
             (None, Some(_)) => Ordering::Greater,
             (None, None) => Ordering::Equal,
         };
-        self.tier_of(a.class).cmp(&self.tier_of(b.class)).then(expiry).then(a.granted_at.cmp(&b.granted_at)).then(a.id.cmp(&b.id))
+        // The day's free credits (carat) are the last tier of every order: they are "only
+        // activated when" everything else is used up (domain.md §4), whatever the tiers say.
+        let last = |lot: &Lot| lot.source == LotSource::DailyFree;
+        last(a)
+            .cmp(&last(b))
+            .then(self.tier_of(a.class).cmp(&self.tier_of(b.class)))
+            .then(expiry)
+            .then(a.granted_at.cmp(&b.granted_at))
+            .then(a.id.cmp(&b.id))
     }
 }
 

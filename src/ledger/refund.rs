@@ -49,6 +49,28 @@ pub fn refund_minor(policy: RefundPolicy, billed_minor: i64, bought: Credits, un
     }
 }
 
+/// How a refund takes back the promotional credits of its purchase that were already spent
+/// (domain.md §5): out of the purchase's unused credits first, before the refund is computed,
+/// then out of the account's other credits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpentBonus {
+    /// The purchase's unused credits left to refund.
+    pub unused_after: Credits,
+    /// Taken from the purchase's unused credits to make up for the spent bonus.
+    pub from_unused: Credits,
+    /// Still to take from the account's other credits, in the program's order.
+    pub from_others: Credits,
+}
+
+pub fn take_back_spent_bonus(unused: Credits, spent_bonus: Credits) -> SpentBonus {
+    let from_unused = unused.min(spent_bonus);
+    SpentBonus {
+        unused_after: unused.checked_sub(from_unused).expect("min"),
+        from_unused,
+        from_others: spent_bonus.checked_sub(from_unused).expect("min"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +98,17 @@ mod tests {
         assert_eq!(refund_minor(RefundPolicy::UnusedOnly, 999, c(5000), c(5000)), Ok(999));
         assert_eq!(refund_minor(RefundPolicy::UnusedOnly, 999, c(5000), c(4999)), Err(RefundRefusal::PartlyUsed));
         assert_eq!(refund_minor(RefundPolicy::Never, 500, c(500), c(500)), Err(RefundRefusal::NotRefundable));
+    }
+
+    #[test]
+    fn a_spent_bonus_comes_out_of_the_unused_credits_before_the_refund_is_computed() {
+        // domain.md §5: buy 100 for $2.00 with a 30 bonus, spend 40 (30 bonus, 10 bought).
+        let taken = take_back_spent_bonus(c(90), c(30));
+        assert_eq!(taken, SpentBonus { unused_after: c(60), from_unused: c(30), from_others: Credits::ZERO });
+        assert_eq!(refund_minor(RefundPolicy::ProRata, 200, c(100), taken.unused_after), Ok(120));
+        // Spend 120 (30 bonus, 90 bought): 10 unused cover 10 of the bonus, 20 come from elsewhere.
+        let taken = take_back_spent_bonus(c(10), c(30));
+        assert_eq!(taken, SpentBonus { unused_after: Credits::ZERO, from_unused: c(10), from_others: c(20) });
     }
 
     proptest! {

@@ -7,6 +7,22 @@ use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
 
 impl Ledger {
+    /// A program that needs a verified identity to spend (archipelag) refuses an unverified
+    /// account here: like authentication, before the idempotency key is looked at, and never
+    /// stored (domain.md, amounts and limits). `market` says the market needs it whatever the
+    /// program. An unknown account passes: the operation then answers `NOT_FOUND` itself.
+    pub(crate) async fn require_identity_to_spend(&self, account: &ExternalId, market: bool) -> Result<(), ServiceError> {
+        if !(market || self.program.spending_requires_identity) {
+            return Ok(());
+        }
+        match store::accounts::by_external_id(&self.db, account.as_str()).await? {
+            Some(found) if !found.identity_verified => {
+                Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Creates the account, or returns the existing one: idempotent on the external id. The
     /// program's sign-up grant is made in the same transaction, so it is made exactly once.
     pub async fn create_account(

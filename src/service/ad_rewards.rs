@@ -78,7 +78,7 @@ impl Ledger {
                 }
                 let open = lots::open_for_account(txn, locked.id).await?;
                 let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-                let virtual_free = daily_free::virtual_lot(txn, &ledger.program, &locked, &rules, now).await?;
+                let virtual_free = daily_free::virtual_lot(txn, &ledger.program, &locked, now).await?;
                 if !balance(&rules, now).is_zero() || virtual_free.is_some() {
                     let why = "the day's free credits and all other credits must be used up first".into();
                     return keyed.refuse(txn, Refusal::NotEligible { why }, now, ttl).await;

@@ -25,13 +25,14 @@ use crate::service::daily_free;
 use crate::service::keyed::{Refusal, Stored};
 use crate::service::notices;
 use crate::service::posting;
+use crate::service::reservations;
 use crate::service::spending::{ParsedSpend, SPEND, SpendReceipt, SpendRequest};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency, journal, lots};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use sea_orm::{DatabaseTransaction, DbBackend};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -152,6 +153,15 @@ impl SpendQueue {
             state.running = false;
             return None;
         }
+        // A spend whose caller has gone (its request timed out or was dropped while it waited)
+        // is cancelled here, before any transaction: its answer said it may not have happened,
+        // and a retry with its key runs it afresh. Once taken into a batch, it commits or not
+        // with the batch, and its outcome is stored under its key either way.
+        state.waiting.retain(|w| !w.reply.is_closed());
+        if state.waiting.is_empty() {
+            state.running = false;
+            return None;
+        }
         let n = state.waiting.len().min(MAX_BATCH);
         Some(state.waiting.drain(..n).collect())
     }
@@ -187,7 +197,11 @@ impl Ledger {
         let mut outcomes: Vec<Option<Result<SpendReceipt, ServiceError>>> = Vec::with_capacity(requests.len());
         let mut parsed = Vec::new();
         for request in requests {
-            match self.parse_spend(request, now) {
+            let parsed_spend = match self.parse_spend(request, now) {
+                Ok(spend) => self.require_identity_to_spend(&spend.account, false).await.map(|()| spend),
+                Err(err) => Err(err),
+            };
+            match parsed_spend {
                 Ok(spend) => {
                     parsed.push((outcomes.len(), spend));
                     outcomes.push(None);
@@ -259,9 +273,17 @@ async fn write_batch(
     let mut externals: Vec<&str> = spends.iter().map(|s| s.account.as_str()).collect();
     externals.sort_unstable();
     externals.dedup();
-    let accounts: HashMap<String, account::Model> =
+    let mut accounts: HashMap<String, account::Model> =
         store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.external_id.clone(), a)).collect();
     let account_ids: Vec<i64> = accounts.values().map(|a| a.id).collect();
+    // Holds past their deadline give their credits back before any spend is decided, as a read
+    // would show them; the batch's latest instant decides which have lapsed.
+    let latest = spends.iter().map(|s| s.now).max().expect("a batch is never empty");
+    if reservations::release_lapsed(txn, &account_ids, latest).await? > 0 {
+        // Their releases moved the cached balances the low-credit check starts from.
+        accounts =
+            store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.external_id.clone(), a)).collect();
+    }
     let mut pairs: Vec<(i64, &str)> =
         spends.iter().filter_map(|s| accounts.get(s.account.as_str()).map(|a| (a.id, s.key.as_str()))).collect();
     pairs.sort_unstable();
@@ -287,6 +309,8 @@ async fn write_batch(
     // Per account: the change the batch's spends and daily lots make to the cached balance.
     let mut spent: BTreeMap<i64, i64> = BTreeMap::new();
     let mut credited: BTreeMap<i64, i64> = BTreeMap::new();
+    // The accounts whose day's free credits were looked up.
+    let mut day_offered: HashSet<i64> = HashSet::new();
     for (index, spend) in spends.iter().enumerate() {
         let Some(account) = accounts.get(spend.account.as_str()) else {
             decided.push(Decided::Failed(ServiceError::NotFound(format!("no account {:?}", spend.account.as_str()))));
@@ -321,11 +345,9 @@ async fn write_batch(
         }
         let (now, amount) = (spend.now, spend.fields.amount);
         let lots = wallets.entry(account.id).or_default();
-        let before = lots.len();
-        daily_free::materialize(txn, program, account, lots, now).await?;
-        for lot in &lots[before..] {
-            read.insert(lot.id, lot.remaining);
-            *credited.entry(account.id).or_default() += lot.remaining.micros();
+        if day_offered.insert(account.id) {
+            // The day's free credits, the last tier, as a virtual lot until a spend takes them.
+            lots.extend(daily_free::virtual_lot(txn, program, account, now).await?);
         }
         let available_before = balance(lots, now);
         match take(lots, amount, &program.consumption_order, now) {
@@ -333,7 +355,12 @@ async fn write_batch(
                 let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
                 decided.push(Decided::Stored(Stored::Refused(refusal)));
             }
-            Ok(takes) => {
+            Ok(mut takes) => {
+                if let Some(written) = daily_free::write_if_taken(txn, account.id, lots, &mut takes, now).await? {
+                    let granted = lots.iter().find(|l| l.id == written).expect("the day's lot was just written").granted;
+                    read.insert(written, granted);
+                    *credited.entry(account.id).or_default() += granted.micros();
+                }
                 *spent.entry(account.id).or_default() -= amount.micros();
                 let lines = takes.iter().map(|t| (t.lot_id, -t.amount.micros())).collect();
                 let meta = spend.fields.entry_meta(&spend.key, now);
@@ -346,8 +373,12 @@ async fn write_batch(
     }
 
     // The writes, one statement per table.
-    let mut changed: Vec<(i64, Credits, Credits)> =
-        wallets.values().flatten().filter(|lot| read[&lot.id] != lot.remaining).map(|lot| (lot.id, read[&lot.id], lot.remaining)).collect();
+    let mut changed: Vec<(i64, Credits, Credits)> = wallets
+        .values()
+        .flatten()
+        .filter(|lot| lot.id != daily_free::VIRTUAL_LOT_ID && read[&lot.id] != lot.remaining)
+        .map(|lot| (lot.id, read[&lot.id], lot.remaining))
+        .collect();
     changed.sort_unstable_by_key(|(id, _, _)| *id);
     lots::set_remaining_many(txn, &changed).await?;
     let entry_ids = journal::append_many(txn, &entries).await?;

@@ -1,12 +1,13 @@
-//! Daily free credits (carat): each UTC day, an account whose plan has them and that has no paid
-//! or promotional credits left has the day's free credits, which end at the next midnight.
+//! Daily free credits (carat): each UTC day, an account whose plan has them has the day's free
+//! credits, which end at the next midnight. They are the last tier of every spend: used only once
+//! every other credit is, so a spend short of its other credits takes the rest from them.
 //!
 //! They cost nothing for accounts that never show up: a read shows them as a virtual lot, and
-//! only a spend writes the day's lot (with a once-per-day claim) when it needs it.
+//! only a spend that takes from them writes the day's lot (with a once-per-day claim).
 
 use crate::entity::account;
 use crate::ledger::time::{day_of, next_day_start};
-use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use crate::ledger::{Credits, Lot, LotClass, LotSource, Take};
 use crate::program::Program;
 use crate::service::ServiceError;
 use crate::service::posting::{self, EntryMeta};
@@ -18,11 +19,9 @@ pub const KIND: &str = "daily_free";
 /// The id a virtual lot carries in reads; stored lots start at 1.
 pub const VIRTUAL_LOT_ID: i64 = 0;
 
-/// The day's amount, if the account's plan has daily free credits and nothing else is left.
-fn due(program: &Program, account: &account::Model, lots: &[Lot], now: DateTime<Utc>) -> Option<Credits> {
-    let amount = program.plan(&account.plan)?.daily_free_credits?;
-    let others_left = lots.iter().any(|l| l.class != LotClass::Free && l.is_spendable(now));
-    (!others_left).then_some(amount)
+/// The day's amount, if the account's plan has daily free credits.
+fn daily_amount(program: &Program, account: &account::Model) -> Option<Credits> {
+    program.plan(&account.plan)?.daily_free_credits
 }
 
 async fn claimed_today(conn: &impl ConnectionTrait, account_id: i64, now: DateTime<Utc>) -> Result<bool, ServiceError> {
@@ -41,47 +40,58 @@ fn lot_of_the_day(id: i64, amount: Credits, now: DateTime<Utc>) -> Lot {
     }
 }
 
-/// For reads: today's lot as a virtual one, when it is due and not written yet.
+/// Today's free credits as a virtual lot (id `VIRTUAL_LOT_ID`) when the plan has them and they
+/// are not written yet: the last tier of every spend (`ConsumptionOrder::compare`), so counted in
+/// what an account may spend now, and written only when a spend takes from them.
 pub async fn virtual_lot(
     conn: &impl ConnectionTrait,
     program: &Program,
     account: &account::Model,
-    lots: &[Lot],
     now: DateTime<Utc>,
 ) -> Result<Option<Lot>, ServiceError> {
-    let Some(amount) = due(program, account, lots, now) else { return Ok(None) };
+    let Some(amount) = daily_amount(program, account) else { return Ok(None) };
     if claimed_today(conn, account.id, now).await? {
         return Ok(None);
     }
     Ok(Some(lot_of_the_day(VIRTUAL_LOT_ID, amount, now)))
 }
 
-/// For spends, under the account lock: writes today's lot when it is due and not written yet,
-/// and adds it to `lots`.
-pub async fn materialize(
+/// Whether the day's free credits are still waiting: other credits are left, which every spend
+/// uses first (the status bar shows them as waiting, domain.md §4).
+pub fn waiting(lots: &[Lot], now: DateTime<Utc>) -> bool {
+    lots.iter().any(|l| l.source != LotSource::DailyFree && l.is_spendable(now))
+}
+
+/// For spends, under the account lock, after the takes are decided: if they take from the
+/// virtual lot of the day, writes it (with its once-per-day claim) and points the lot and the
+/// takes at the stored lot. Returns the stored lot's id, if it wrote one.
+pub async fn write_if_taken(
     conn: &impl ConnectionTrait,
-    program: &Program,
-    account: &account::Model,
-    lots: &mut Vec<Lot>,
+    account_id: i64,
+    lots: &mut [Lot],
+    takes: &mut [Take],
     now: DateTime<Utc>,
-) -> Result<(), ServiceError> {
-    let Some(amount) = due(program, account, lots, now) else { return Ok(()) };
-    if claimed_today(conn, account.id, now).await? {
-        return Ok(());
+) -> Result<Option<i64>, ServiceError> {
+    if !takes.iter().any(|t| t.lot_id == VIRTUAL_LOT_ID) {
+        return Ok(None);
     }
+    let lot = lots.iter_mut().find(|l| l.id == VIRTUAL_LOT_ID).ok_or_else(|| anyhow::anyhow!("a take from a lot that is not there"))?;
     let day = day_of(now).to_string();
     let new = lots::NewLot {
-        account_id: account.id,
+        account_id,
         class: LotClass::Free,
         source: LotSource::DailyFree,
-        amount,
-        granted_at: now,
-        expires_at: Some(next_day_start(now)),
+        amount: lot.granted,
+        granted_at: lot.granted_at,
+        expires_at: lot.expires_at,
         origin_kind: Some(KIND),
         origin_id: Some(day.clone()),
     };
-    let (lot, _) = posting::credit(conn, new, EntryMeta { reason: Some("daily free credits"), ..EntryMeta::now(KIND, now) }).await?;
-    store::claims::insert(conn, account.id, KIND, &day, Some(lot.id), amount.micros(), now).await?;
-    lots.push(lot_of_the_day(lot.id, amount, now));
-    Ok(())
+    let (stored, _) = posting::credit(conn, new, EntryMeta { reason: Some("daily free credits"), ..EntryMeta::now(KIND, now) }).await?;
+    store::claims::insert(conn, account_id, KIND, &day, Some(stored.id), lot.granted.micros(), now).await?;
+    lot.id = stored.id;
+    for take in takes.iter_mut().filter(|t| t.lot_id == VIRTUAL_LOT_ID) {
+        take.lot_id = stored.id;
+    }
+    Ok(Some(stored.id))
 }

@@ -39,6 +39,9 @@ pub enum ServiceError {
     /// The reservation was already captured, released or expired.
     #[error("{0}")]
     ReservationNotHeld(String),
+    /// The account's credits would pass `ledger::amount::MAX_BALANCE_CREDITS`.
+    #[error("{0}")]
+    BalanceLimitExceeded(String),
     #[error("the ledger is busy; try again")]
     Busy,
     #[error("internal error")]

@@ -344,6 +344,7 @@ impl Ledger {
             let input = crate::service::input::text("an input", &job.input, MAX_INPUT_CHARS)?;
             parsed.push((input, job.bid.map(parse_amount).transpose()?));
         }
+        self.require_identity_to_spend(&account, true).await?;
         let hash =
             request_hash(&SubmitFields { workload: &name, priority, inputs: parsed.iter().map(|(i, b)| (i.as_str(), *b)).collect() });
         let (ttl, program) = (self.idempotency_ttl, self.program.clone());
@@ -358,7 +359,8 @@ impl Ledger {
                         Opened::Fresh(locked, keyed) => (locked, keyed),
                     };
                 if !locked.identity_verified {
-                    return keyed.refuse(txn, Refusal::IdentityNotVerified, now, ttl).await;
+                    // Unverified since the check above: refused the same way, not stored.
+                    return Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()));
                 }
                 let mut offers = offers(txn, &name, true).await?;
                 let preference = bid_preference::Entity::find()
@@ -508,6 +510,13 @@ impl Ledger {
                 let reservation_id = job.reservation_id.ok_or_else(|| anyhow::anyhow!("running job {id} holds nothing"))?;
                 let reservation =
                     store::reservations::by_id(txn, reservation_id).await?.ok_or_else(|| anyhow::anyhow!("job {id}'s hold vanished"))?;
+                if reservation.deadline <= now {
+                    // The job's price was a hold, and it lapsed at the job deadline: the job
+                    // failed then, whether or not the worker has released it yet; not paid.
+                    crate::service::reservations::release_lapsed(txn, &[found.consumer_account_id], now).await?;
+                    let what = format!("job {id} is failed: it passed its deadline {}", reservation.deadline.to_rfc3339());
+                    return keyed.refuse(txn, Refusal::InvalidState { what }, now, ttl).await;
+                }
                 let mut done = job.clone();
                 match failure {
                     Some(reason) => {

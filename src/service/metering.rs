@@ -489,6 +489,7 @@ impl Ledger {
     ) -> Result<ContainerReceipt, ServiceError> {
         let metering = metering(&self.program)?;
         let account = ExternalId::parse(account)?;
+        self.require_identity_to_spend(&account, false).await?;
         let id = label("containerId", container)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         metering.tier(tier)?;
@@ -561,6 +562,7 @@ impl Ledger {
     ) -> Result<ContainerReceipt, ServiceError> {
         metering(&self.program)?;
         let account = ExternalId::parse(account)?;
+        self.require_identity_to_spend(&account, false).await?;
         let id = label("containerId", container)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let hash = request_hash(&id);
@@ -617,6 +619,7 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<UsageReceipt, ServiceError> {
         let account = ExternalId::parse(account)?;
+        self.require_identity_to_spend(&account, false).await?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let sample = self.check_sample(sample)?;
         let hash = request_hash(&sample);

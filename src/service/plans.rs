@@ -205,6 +205,9 @@ pub(crate) async fn grant_period_credits_many(
     store::journal::append_many(txn, &entries).await?;
     let deltas: Vec<(i64, i64)> = due.iter().map(|(id, grant)| (*id, grant.amount.micros())).collect();
     store::accounts::add_to_balances(txn, &deltas).await?;
+    // An account at its limit fails the part, which then runs account by account: that one is
+    // refused and named in the job's run, the others are granted.
+    posting::refuse_over_limit(txn, &due.iter().map(|(id, _)| *id).collect::<Vec<_>>()).await?;
     let claims = due
         .iter()
         .zip(&lots)

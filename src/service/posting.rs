@@ -3,7 +3,9 @@
 //! three can never disagree.
 
 use crate::entity::{journal_entry, lot};
+use crate::ledger::amount::{MAX_BALANCE_CREDITS, MAX_BALANCE_MICROS};
 use crate::ledger::{Credits, Lot};
+use crate::service::ServiceError;
 use crate::store::journal::{self, EntryKind};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
@@ -28,17 +30,31 @@ impl<'a> EntryMeta<'a> {
     }
 }
 
-/// Grants a new lot.
+/// Grants a new lot, unless the account's credits would then pass the limit: the caller's
+/// transaction is then rolled back by the error, so nothing changes.
 pub async fn credit(
     conn: &impl ConnectionTrait,
     new: lots::NewLot<'_>,
     meta: EntryMeta<'_>,
-) -> Result<(lot::Model, journal_entry::Model), DbErr> {
+) -> Result<(lot::Model, journal_entry::Model), ServiceError> {
     let (account_id, amount) = (new.account_id, new.amount);
     let lot = lots::insert(conn, new).await?;
     let entry = append(conn, account_id, EntryKind::Grant, vec![(lot.id, amount.micros())], meta).await?;
     store::accounts::add_to_balance(conn, account_id, amount.micros()).await?;
+    refuse_over_limit(conn, &[account_id]).await?;
     Ok((lot, entry))
+}
+
+/// `BALANCE_LIMIT_EXCEEDED` if a posting just took one of these accounts past the most an account
+/// may hold (`MAX_BALANCE_CREDITS`, held credits included).
+pub async fn refuse_over_limit(conn: &impl ConnectionTrait, account_ids: &[i64]) -> Result<(), ServiceError> {
+    let over = store::accounts::over_limit(conn, account_ids, MAX_BALANCE_MICROS).await?;
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(ServiceError::BalanceLimitExceeded(format!(
+        "an account holds at most {MAX_BALANCE_CREDITS} credits, held credits included: this would pass it"
+    )))
 }
 
 /// Takes `amount` from each given lot, as read under the account lock.

@@ -31,41 +31,66 @@ pub fn parse_cursor(after: Option<&str>) -> Result<Option<i64>, ServiceError> {
 pub struct Bar {
     pub source: LotSource,
     pub class: LotClass,
+    /// What a spend may take from this source now.
     pub remaining: Credits,
+    /// What open reservations hold of this source: the bar's share of `held`.
+    pub held: Credits,
+    /// The day's free credits while other credits are left: counted as available (a spend short
+    /// of the others takes them), used only once the others are (domain.md §4).
+    pub waiting: bool,
     /// Remaining per expiry instant, soonest first; `None` never expires.
     pub expiries: Vec<(Option<DateTime<Utc>>, Credits)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BalanceView {
-    /// What the account's lots hold now, not counting held credits.
-    pub total: Credits,
+    /// What a spend or a new hold may take now: the lots' credits, the day's free credits included.
+    pub available: Credits,
     /// Taken from the lots by open reservations: neither spendable nor lost.
     pub held: Credits,
+    /// One bar per source; their `remaining` add up to `available` and their `held` to `held`.
     pub bars: Vec<Bar>,
 }
 
+/// One held part of an open reservation, by the source and class of the lot it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldPart {
+    pub source: LotSource,
+    pub class: LotClass,
+    pub amount: Credits,
+}
+
 /// The balance at `now`, grouped by source: expired lots never count, written off or not.
-pub fn balance_view(open: &[Lot], now: DateTime<Utc>) -> BalanceView {
+pub fn balance_view(open: &[Lot], held: &[HeldPart], now: DateTime<Utc>) -> BalanceView {
     let mut bars: BTreeMap<&'static str, Bar> = BTreeMap::new();
+    let new_bar = |source: LotSource, class: LotClass| Bar {
+        source,
+        class,
+        remaining: Credits::ZERO,
+        held: Credits::ZERO,
+        waiting: false,
+        expiries: Vec::new(),
+    };
     for lot in open.iter().filter(|l| l.is_spendable(now)) {
-        let bar = bars.entry(lot.source.as_str()).or_insert_with(|| Bar {
-            source: lot.source,
-            class: lot.class,
-            remaining: Credits::ZERO,
-            expiries: Vec::new(),
-        });
+        let bar = bars.entry(lot.source.as_str()).or_insert_with(|| new_bar(lot.source, lot.class));
         bar.remaining = bar.remaining.checked_add(lot.remaining).expect("balances fit");
         match bar.expiries.iter_mut().find(|(at, _)| *at == lot.expires_at) {
             Some((_, sum)) => *sum = sum.checked_add(lot.remaining).expect("balances fit"),
             None => bar.expiries.push((lot.expires_at, lot.remaining)),
         }
     }
+    for part in held {
+        let bar = bars.entry(part.source.as_str()).or_insert_with(|| new_bar(part.source, part.class));
+        bar.held = bar.held.checked_add(part.amount).expect("balances fit");
+    }
+    let waiting = daily_free::waiting(open, now);
     let mut bars: Vec<Bar> = bars.into_values().collect();
     for bar in &mut bars {
         bar.expiries.sort_by_key(|(at, _)| (at.is_none(), *at));
+        bar.waiting = bar.source == LotSource::DailyFree && waiting && !bar.remaining.is_zero();
     }
-    BalanceView { total: bars.iter().map(|b| b.remaining).sum(), held: Credits::ZERO, bars }
+    let sum = |of: fn(&Bar) -> Credits| bars.iter().map(of).fold(Credits::ZERO, |s, c| s.checked_add(c).expect("balances fit"));
+    BalanceView { available: sum(|b| b.remaining), held: sum(|b| b.held), bars }
 }
 
 pub struct HistoryItem {
@@ -78,12 +103,31 @@ impl Ledger {
     pub async fn balance(&self, account: &account::Model, now: DateTime<Utc>) -> Result<BalanceView, ServiceError> {
         let open = lots::open_for_account(&self.db, account.id).await?;
         let mut rules: Vec<Lot> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-        if let Some(virtual_lot) = daily_free::virtual_lot(&self.db, &self.program, account, &rules, now).await? {
-            rules.push(virtual_lot);
+        crate::service::reservations::return_lapsed(&self.db, account.id, &mut rules, now).await?;
+        rules.extend(daily_free::virtual_lot(&self.db, &self.program, account, now).await?);
+        let held = self.held_parts(account.id, now).await?;
+        Ok(balance_view(&rules, &held, now))
+    }
+
+    /// What the account's open reservations hold, part by part, by the lot each part came from.
+    async fn held_parts(&self, account_id: i64, now: DateTime<Utc>) -> Result<Vec<HeldPart>, ServiceError> {
+        let holds = store::reservations::open(&self.db, account_id, now).await?;
+        if holds.is_empty() {
+            return Ok(Vec::new());
         }
-        let mut view = balance_view(&rules, now);
-        view.held = Credits::from_micros(store::reservations::held_micros(&self.db, account.id).await?);
-        Ok(view)
+        let entries: Vec<i64> = holds.iter().map(|r| r.hold_entry_id).collect();
+        let lines = store::journal::lines_of(&self.db, &entries).await?;
+        let ids: Vec<i64> = lines.iter().map(|l| l.lot_id).collect();
+        let found = lots::by_ids(&self.db, &ids).await?;
+        lines
+            .iter()
+            .map(|line| {
+                let lot =
+                    found.iter().find(|l| l.id == line.lot_id).ok_or_else(|| anyhow::anyhow!("a hold's lot {} is gone", line.lot_id))?;
+                let rule = lots::to_rule(lot)?;
+                Ok(HeldPart { source: rule.source, class: rule.class, amount: Credits::from_micros(-line.delta_micros) })
+            })
+            .collect()
     }
 
     /// One page of lots, newest first, plus whether there are more.
@@ -126,10 +170,11 @@ impl Ledger {
     pub async fn purchases_page(
         &self,
         account_id: i64,
+        include_pending: bool,
         after: Option<i64>,
         limit: u64,
     ) -> Result<(Vec<purchase::Model>, bool), ServiceError> {
-        let mut rows = store::purchases::page(&self.db, account_id, after, limit + 1).await?;
+        let mut rows = store::purchases::page(&self.db, account_id, include_pending, after, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         Ok((rows, more))
@@ -160,10 +205,12 @@ mod tests {
                 lot(3, LotSource::CheckIn, 7, Some(now)),
                 lot(4, LotSource::Coupon, 10, None),
             ],
+            &[HeldPart { source: LotSource::Lucky, class: LotClass::Promotional, amount: Credits::from_whole(3) }],
             now,
         );
-        assert_eq!(view.total, Credits::from_whole(20));
-        assert_eq!(view.bars.len(), 2);
+        assert_eq!(view.available, Credits::from_whole(20));
+        assert_eq!(view.held, Credits::from_whole(3), "a bar of what is held, even with nothing left beside it");
+        assert_eq!(view.bars.len(), 3);
         let check_in = view.bars.iter().find(|b| b.source == LotSource::CheckIn).unwrap();
         assert_eq!(check_in.remaining, Credits::from_whole(10));
         assert_eq!(check_in.expiries[0].0, Some(now + Duration::days(1)));

@@ -3,17 +3,19 @@
 //! revoke entries on the promotional lots tied to it), and the payment system hears of it
 //! through the outbox, in the same transaction.
 
-use crate::ledger::refund::{RefundRefusal, refund_minor};
-use crate::ledger::{Credits, balance};
+use crate::ledger::refund::{RefundRefusal, refund_minor, take_back_spent_bonus};
+use crate::ledger::reservation::ReservationStatus;
+use crate::ledger::{Credits, Lot, allocate, balance};
 use crate::service::input::{IdempotencyKey, reason};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::purchases::BONUS_ORIGIN;
+use crate::service::reservations::release_lapsed;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::journal::EntryKind;
-use crate::store::{self, idempotency::request_hash, lots};
+use crate::store::{self, idempotency::request_hash, lots, reservations};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, IntoActiveModel, Set};
 use serde::{Deserialize, Serialize};
 
 /// Who asks: a user within the program's window, or an operator within the longer one.
@@ -59,9 +61,9 @@ impl Ledger {
         let why = why.map(reason).transpose()?;
         let account = self.purchase_owner(purchase_id).await?;
         let hash = request_hash(&(purchase_id, &why));
-        let (terms, ttl) = (self.program.refunds, self.idempotency_ttl);
+        let (terms, ttl, program) = (self.program.refunds, self.idempotency_ttl, self.program.clone());
         let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, why) = (account.clone(), key.clone(), hash.clone(), why.clone());
+            let (account, key, hash, why, program) = (account.clone(), key.clone(), hash.clone(), why.clone(), program.clone());
             Box::pin(async move {
                 // Money back is never blocked by the account's status.
                 let request = KeyedRequest { operation: "refund", key: key.as_str(), request_hash: hash };
@@ -81,39 +83,99 @@ impl Ledger {
                 if window.expires_at(paid_at).is_some_and(|closes| now >= closes) {
                     return keyed.refuse(txn, Refusal::Refund(RefundRefusal::WindowClosed), now, ttl).await;
                 }
-                let open = lots::open_for_account(txn, locked.id).await?;
-                let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+                // Lapsed holds are released first: a refund sees the credits a read shows.
+                release_lapsed(txn, &[locked.id], now).await?;
+                let rules = read_lots(txn, locked.id, &[]).await?;
                 let paid_lot = rules.iter().find(|l| l.id == lot_id && !l.is_expired(now));
                 let unused = paid_lot.map_or(Credits::ZERO, |l| l.remaining);
                 let bought = Credits::from_micros(purchase.credits_micros);
-                let refunded_minor = match refund_minor(terms.policy, purchase.price_minor, bought, unused) {
+                // The promotional credits granted with this purchase are taken back whole
+                // (domain.md §5): what remains of them, what holds hold of them, and what was
+                // spent of them, out of the unused credits first.
+                let bonus_lots = lots::by_origin(txn, locked.id, BONUS_ORIGIN, &purchase.id.to_string()).await?;
+                let bonus_ids: Vec<i64> = bonus_lots.iter().map(|l| l.id).collect();
+                let bonus_granted = Credits::from_micros(bonus_lots.iter().map(|l| l.granted_micros).sum());
+                let holds = reservations::open(txn, locked.id, now).await?;
+                let hold_lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
+                let held = Credits::from_micros(holds.iter().map(|h| h.amount_micros).sum());
+                let total = balance(&rules, now).checked_add(held).ok_or_else(|| anyhow::anyhow!("an account's credits fit"))?;
+                if total < bonus_granted {
+                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::PromotionalCreditsSpent), now, ttl).await;
+                }
+                let spent_bonus =
+                    Credits::from_micros(store::journal::taken_from_lots(txn, &bonus_ids, &[EntryKind::Spend, EntryKind::Transfer]).await?);
+                let taken = take_back_spent_bonus(unused, spent_bonus);
+                let refunded_minor = match refund_minor(terms.policy, purchase.price_minor, bought, taken.unused_after) {
                     Ok(minor) => minor,
                     Err(refusal) => return keyed.refuse(txn, Refusal::Refund(refusal), now, ttl).await,
                 };
-                // Promotional credits granted with this purchase are forfeited; the terms refuse
-                // the refund if the account no longer holds that many credits.
-                let bonus_lots = lots::by_origin(txn, locked.id, BONUS_ORIGIN, &purchase.id.to_string()).await?;
-                let bonus_granted: Credits = bonus_lots.iter().map(|l| Credits::from_micros(l.granted_micros)).sum();
-                if balance(&rules, now) < bonus_granted {
-                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::PromotionalCreditsSpent), now, ttl).await;
-                }
+                // What the purchase's unused credits cannot make up comes from the account's other
+                // spendable credits, in the program's order; held credits cannot pay it.
+                let others: Vec<Lot> = rules.iter().filter(|l| l.id != lot_id && !bonus_ids.contains(&l.id)).cloned().collect();
+                let from_others = if taken.from_others.is_zero() {
+                    Vec::new()
+                } else {
+                    match allocate(&others, taken.from_others, &program.consumption_order, now) {
+                        Ok(takes) => takes,
+                        Err(_) => return keyed.refuse(txn, Refusal::Refund(RefundRefusal::PromotionalCreditsSpent), now, ttl).await,
+                    }
+                };
                 let meta = EntryMeta {
                     idempotency_key: Some(key.as_str()),
                     reason: why.as_deref().or(Some("refund")),
                     ..EntryMeta::now("refund", now)
                 };
-                if let Some(lot) = paid_lot {
-                    posting::debit(txn, locked.id, EntryKind::Refund, &[(lot, unused)], meta).await?;
+                let revoke_reason = format!("promotional credits of refunded purchase {purchase_id}");
+                let revoke_meta = EntryMeta { reason: Some(&revoke_reason), ..meta };
+                // Holds holding bonus credits shrink by them: each such hold gives all its parts
+                // back, then holds again what was not bonus (a new hold entry), so a hold and its
+                // entry keep agreeing; the bonus parts are revoked with the rest below.
+                for hold in &holds {
+                    let parts: Vec<(i64, Credits)> = hold_lines
+                        .iter()
+                        .filter(|l| l.entry_id == hold.hold_entry_id)
+                        .map(|l| (l.lot_id, Credits::from_micros(-l.delta_micros)))
+                        .collect();
+                    if !parts.iter().any(|(lot, _)| bonus_ids.contains(lot)) {
+                        continue;
+                    }
+                    let ids: Vec<i64> = parts.iter().map(|(lot, _)| *lot).collect();
+                    let before = read_lots(txn, locked.id, &ids).await?;
+                    let returns: Vec<(&Lot, Credits)> = parts.iter().map(|(id, a)| (lot_of(&before, *id), *a)).collect();
+                    let why = format!("reservation {} shrinks: {revoke_reason}", hold.id);
+                    posting::restore(txn, locked.id, &returns, EntryMeta { reason: Some(&why), ..meta }).await?;
+                    let kept: Vec<(i64, Credits)> = parts.iter().filter(|(lot, _)| !bonus_ids.contains(lot)).copied().collect();
+                    let kept_micros: i64 = kept.iter().map(|(_, a)| a.micros()).sum();
+                    if kept.is_empty() {
+                        // Nothing but bonus was held: the hold ends, released to be revoked.
+                        reservations::settle(txn, hold.id, ReservationStatus::Released, None, now).await?;
+                        continue;
+                    }
+                    let after = read_lots(txn, locked.id, &ids).await?;
+                    let holds_again: Vec<(&Lot, Credits)> = kept.iter().map(|(id, a)| (lot_of(&after, *id), *a)).collect();
+                    let hold_meta = EntryMeta { reason: Some(&why), ..EntryMeta::now("reserve", now) };
+                    let entry = posting::debit(txn, locked.id, EntryKind::Hold, &holds_again, hold_meta).await?;
+                    reservations::shrink(txn, hold.id, entry.id, kept_micros).await?;
                 }
-                let revocable: Vec<_> = rules
+                let rules = read_lots(txn, locked.id, &[]).await?;
+                if !taken.unused_after.is_zero() {
+                    posting::debit(txn, locked.id, EntryKind::Refund, &[(lot_of(&rules, lot_id), taken.unused_after)], meta).await?;
+                }
+                let rules = read_lots(txn, locked.id, &[]).await?;
+                let mut revocable: Vec<(&Lot, Credits)> = Vec::new();
+                if !taken.from_unused.is_zero() {
+                    revocable.push((lot_of(&rules, lot_id), taken.from_unused));
+                }
+                revocable.extend(from_others.iter().map(|t| (lot_of(&rules, t.lot_id), t.amount)));
+                revocable.extend(rules.iter().filter(|l| bonus_ids.contains(&l.id) && l.is_spendable(now)).map(|l| (l, l.remaining)));
+                // The held bonus parts went back to their lots above, so this is all of it.
+                let revoked = revocable
                     .iter()
-                    .filter(|l| bonus_lots.iter().any(|b| b.id == l.id) && l.is_spendable(now))
-                    .map(|l| (l, l.remaining))
-                    .collect();
-                let revoked: Credits = revocable.iter().map(|(_, amount)| *amount).sum();
+                    .map(|(_, amount)| *amount)
+                    .try_fold(Credits::ZERO, Credits::checked_add)
+                    .ok_or_else(|| anyhow::anyhow!("sums fit"))?;
                 if !revocable.is_empty() {
-                    let meta = EntryMeta { reason: Some("promotional credits of a refunded purchase"), ..meta };
-                    posting::debit(txn, locked.id, EntryKind::Revoke, &revocable, meta).await?;
+                    posting::debit(txn, locked.id, EntryKind::Revoke, &revocable, revoke_meta).await?;
                 }
                 let currency = purchase.currency.clone();
                 let mut refunded = purchase.into_active_model();
@@ -130,7 +192,8 @@ impl Ledger {
                 });
                 store::outbox::publish(txn, "purchase.refunded", Some(locked.id), &event, now).await?;
                 tracing::info!(account.id = locked.id, purchase.id = refunded.id, amount.minor = refunded_minor, "purchase refunded");
-                let done = Stored::Done(RefundReceipt { purchase_id: refunded.id, refunded_minor, currency, credits: unused, revoked });
+                let credits = taken.unused_after;
+                let done = Stored::Done(RefundReceipt { purchase_id: refunded.id, refunded_minor, currency, credits, revoked });
                 keyed.remember(txn, &done, now, ttl).await?;
                 Ok(done)
             })
@@ -138,4 +201,19 @@ impl Ledger {
         .await?;
         stored.into_result()
     }
+}
+
+/// The account's open lots as rules, plus these lots whatever their state (a hold's lots that
+/// it emptied), read afresh after a posting moved them.
+async fn read_lots(txn: &DatabaseTransaction, account_id: i64, also: &[i64]) -> Result<Vec<Lot>, ServiceError> {
+    let mut models = lots::open_for_account(txn, account_id).await?;
+    let missing: Vec<i64> = also.iter().copied().filter(|id| !models.iter().any(|m| m.id == *id)).collect();
+    if !missing.is_empty() {
+        models.extend(lots::by_ids(txn, &missing).await?);
+    }
+    Ok(models.iter().map(lots::to_rule).collect::<Result<_, _>>()?)
+}
+
+fn lot_of(lots: &[Lot], id: i64) -> &Lot {
+    lots.iter().find(|l| l.id == id).expect("the lot was read under the account lock")
 }

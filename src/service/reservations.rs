@@ -15,7 +15,7 @@ use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots, reservations};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
-use sea_orm::DatabaseTransaction;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde::{Deserialize, Serialize};
 
 /// The most reservations one expiry call settles; the worker calls again until one comes back short.
@@ -149,6 +149,7 @@ impl Ledger {
             None => None,
         };
         let deadline = rules::deadline(now, hold_for).map_err(|e| ServiceError::bad_input(format!("holdSeconds: {e}")))?;
+        self.require_identity_to_spend(&account, false).await?;
         let hash = request_hash(&fields);
         let (ttl, program) = (self.idempotency_ttl, self.program.clone());
         let stored = tx::write(&self.db, |txn| {
@@ -234,8 +235,21 @@ impl Ledger {
                     Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
                 let current = reservations::by_id(txn, id).await?.ok_or_else(|| anyhow::anyhow!("reservation {id} vanished"))?;
+                // A hold's deadline is exact: past it nothing is held, released by the worker yet or not.
+                if current.status == ReservationStatus::Held.as_str() && current.deadline <= now {
+                    release_lapsed(txn, &[current.account_id], now).await?;
+                    let status = ReservationStatus::Expired.as_str().to_string();
+                    return keyed.refuse(txn, Refusal::ReservationNotHeld { status }, now, ttl).await;
+                }
                 if current.status != ReservationStatus::Held.as_str() {
                     return keyed.refuse(txn, Refusal::ReservationNotHeld { status: current.status }, now, ttl).await;
+                }
+                if let Some(captured) = captured
+                    && captured.micros() > current.amount_micros
+                {
+                    // A refund shrank the hold since it was read above; an input error, not stored.
+                    let held = Credits::from_micros(current.amount_micros);
+                    return Err(ServiceError::bad_input(format!("cannot capture {captured}: the reservation holds {held}")));
                 }
                 let (status, captured) = match captured {
                     Some(amount) => (ReservationStatus::Captured, amount),
@@ -279,6 +293,48 @@ impl Ledger {
         }
         Ok(settled)
     }
+}
+
+/// Releases, in the caller's transaction and under the accounts' locks, every hold of these
+/// accounts past its deadline: a spend, a new hold or a refund that runs before the worker has
+/// released them sees the same credits a read shows (domain.md §8). A market job whose hold
+/// lapsed failed by its deadline. Returns how many it released.
+pub(crate) async fn release_lapsed(txn: &DatabaseTransaction, account_ids: &[i64], now: DateTime<Utc>) -> Result<usize, ServiceError> {
+    let lapsed = reservations::lapsed(txn, account_ids, now).await?;
+    for reservation in &lapsed {
+        settle(txn, reservation, ReservationStatus::Expired, Credits::ZERO, None, now).await?;
+        crate::service::market::on_hold_expired(txn, reservation.id, now).await?;
+    }
+    Ok(lapsed.len())
+}
+
+/// For reads: gives the parts of this account's lapsed holds back to `rules` (fetching lots the
+/// holds emptied), as their release will, so that a read counts them as available again before
+/// the worker or a spend has released them. What lands on an expired lot stays out of reads.
+pub(crate) async fn return_lapsed(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    rules: &mut Vec<Lot>,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let lapsed = reservations::lapsed(conn, &[account_id], now).await?;
+    if lapsed.is_empty() {
+        return Ok(());
+    }
+    let entries: Vec<i64> = lapsed.iter().map(|r| r.hold_entry_id).collect();
+    let lines = store::journal::lines_of(conn, &entries).await?;
+    let missing: Vec<i64> = lines.iter().map(|l| l.lot_id).filter(|id| !rules.iter().any(|lot| lot.id == *id)).collect();
+    if !missing.is_empty() {
+        for model in lots::by_ids(conn, &missing).await? {
+            rules.push(lots::to_rule(&model)?);
+        }
+    }
+    for line in &lines {
+        let lot =
+            rules.iter_mut().find(|lot| lot.id == line.lot_id).ok_or_else(|| anyhow::anyhow!("a hold's lot {} is gone", line.lot_id))?;
+        lot.remaining = lot.remaining.checked_add(Credits::from_micros(-line.delta_micros)).expect("a lot's credits fit");
+    }
+    Ok(())
 }
 
 /// Ends a held reservation under its account's lock: every held part goes back to its lot, the

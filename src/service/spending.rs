@@ -105,8 +105,9 @@ pub fn parse_amount(value: Decimal) -> Result<Credits, ServiceError> {
     Credits::parse_positive(value).map_err(|e| ServiceError::bad_input(format!("amount: {e}")))
 }
 
-/// Which of a locked account's lots pay for `amount` at `now`, in the program's order (writing
-/// the day's daily free lot first if the program has one): all or nothing.
+/// Which of a locked account's lots pay for `amount` at `now`, in the program's order with the
+/// day's free credits last (writing the day's lot if the takes need it): all or nothing. Holds
+/// past their deadline are released first, so the spend sees what a read shows.
 pub(crate) async fn take_in_order(
     txn: &DatabaseTransaction,
     program: &Program,
@@ -114,10 +115,17 @@ pub(crate) async fn take_in_order(
     amount: Credits,
     now: DateTime<Utc>,
 ) -> Result<Result<(Vec<Lot>, Vec<Take>), Insufficient>, ServiceError> {
+    crate::service::reservations::release_lapsed(txn, &[locked.id], now).await?;
     let open = lots::open_for_account(txn, locked.id).await?;
     let mut rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-    daily_free::materialize(txn, program, locked, &mut rules, now).await?;
-    Ok(allocate(&rules, amount, &program.consumption_order, now).map(|takes| (rules, takes)))
+    rules.extend(daily_free::virtual_lot(txn, program, locked, now).await?);
+    let mut takes = match allocate(&rules, amount, &program.consumption_order, now) {
+        Ok(takes) => takes,
+        Err(short) => return Ok(Err(short)),
+    };
+    // An untaken virtual lot stays in `rules`: what the account may still spend counts it.
+    daily_free::write_if_taken(txn, locked.id, &mut rules, &mut takes, now).await?;
+    Ok(Ok((rules, takes)))
 }
 
 /// The takes paired with the lots they come from, for a posting.
@@ -131,6 +139,7 @@ impl Ledger {
     /// nothing and keyed.
     pub async fn spend(&self, request: SpendRequest, now: DateTime<Utc>) -> Result<SpendReceipt, ServiceError> {
         let spend = self.parse_spend(request, now)?;
+        self.require_identity_to_spend(&spend.account, false).await?;
         self.spends.submit(self, spend).await
     }
 

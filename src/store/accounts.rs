@@ -158,3 +158,20 @@ pub async fn ids_on_plans_after(conn: &impl ConnectionTrait, plans: &[String], c
         .all(conn)
         .await
 }
+
+/// Which of these accounts hold more than `max_micros`, held credits included: a posting that
+/// put one there is refused, and its transaction rolled back.
+pub async fn over_limit(conn: &impl ConnectionTrait, ids: &[i64], max_micros: i64) -> Result<Vec<i64>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    // Each held amount and the balance are below the limit plus one operation, so this sum of a
+    // few terms fits an i64.
+    let sql = format!(
+        "SELECT a.id FROM accounts a WHERE a.id IN ({list}) AND a.balance_micros + COALESCE((SELECT SUM(r.amount_micros) \
+         FROM reservations r WHERE r.account_id = a.id AND r.status = 'held'), 0) > {max_micros} ORDER BY a.id"
+    );
+    let rows = conn.query_all_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await?;
+    rows.iter().map(|r| r.try_get_by_index::<i64>(0)).collect()
+}

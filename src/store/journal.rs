@@ -223,3 +223,20 @@ pub async fn lines_of(conn: &impl ConnectionTrait, entry_ids: &[i64]) -> Result<
         .all(conn)
         .await
 }
+
+/// What entries of these kinds took from these lots, in micro-credits (positive): how much of a
+/// purchase's bonus was spent, for its refund. Ids and kinds are numbers and fixed names, so
+/// they are written into the statement.
+pub async fn taken_from_lots(conn: &impl ConnectionTrait, lot_ids: &[i64], kinds: &[EntryKind]) -> Result<i64, DbErr> {
+    if lot_ids.is_empty() || kinds.is_empty() {
+        return Ok(0);
+    }
+    let ids = lot_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let kinds = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT CAST(COALESCE(-SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_lines jl \
+         JOIN journal_entries je ON je.id = jl.entry_id WHERE jl.lot_id IN ({ids}) AND je.kind IN ({kinds})"
+    );
+    let row = conn.query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await?;
+    Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+}

@@ -9,8 +9,18 @@ pub async fn by_payment_reference(conn: &impl ConnectionTrait, reference: &str) 
     purchase::Entity::find().filter(purchase::Column::PaymentReference.eq(reference)).one(conn).await
 }
 
-pub async fn page(conn: &impl ConnectionTrait, account_id: i64, before_id: Option<i64>, limit: u64) -> Result<Vec<purchase::Model>, DbErr> {
+/// A page of an account's purchases, newest first; never-paid ones only with `include_unpaid`.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    include_unpaid: bool,
+    before_id: Option<i64>,
+    limit: u64,
+) -> Result<Vec<purchase::Model>, DbErr> {
     let mut query = purchase::Entity::find().filter(purchase::Column::AccountId.eq(account_id));
+    if !include_unpaid {
+        query = query.filter(purchase::Column::PaidAt.is_not_null());
+    }
     if let Some(before) = before_id {
         query = query.filter(purchase::Column::Id.lt(before));
     }

@@ -72,15 +72,48 @@ pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) ->
         .await
 }
 
-/// What an account's held reservations hold, in micro-credits.
-pub async fn held_micros(conn: &impl ConnectionTrait, account_id: i64) -> Result<i64, DbErr> {
-    let amounts: Vec<i64> = reservation::Entity::find()
-        .select_only()
-        .column(reservation::Column::AmountMicros)
+/// The holds of these accounts still marked held but past their deadline: what a read counts
+/// as available again, and what a spend under the account lock releases first.
+pub async fn lapsed(conn: &impl ConnectionTrait, account_ids: &[i64], now: DateTime<Utc>) -> Result<Vec<reservation::Model>, DbErr> {
+    reservation::Entity::find()
+        .filter(reservation::Column::AccountId.is_in(account_ids.iter().copied()))
+        .filter(reservation::Column::Status.eq(ReservationStatus::Held.as_str()))
+        .filter(reservation::Column::Deadline.lte(now))
+        .order_by_asc(reservation::Column::Deadline)
+        .order_by_asc(reservation::Column::Id)
+        .all(conn)
+        .await
+}
+
+/// An account's open holds: held and before their deadline.
+pub async fn open(conn: &impl ConnectionTrait, account_id: i64, now: DateTime<Utc>) -> Result<Vec<reservation::Model>, DbErr> {
+    reservation::Entity::find()
         .filter(reservation::Column::AccountId.eq(account_id))
         .filter(reservation::Column::Status.eq(ReservationStatus::Held.as_str()))
-        .into_tuple()
+        .filter(reservation::Column::Deadline.gt(now))
+        .order_by_asc(reservation::Column::Id)
         .all(conn)
+        .await
+}
+
+/// Held reservations of an account (any deadline), for a refund that takes back bonus credits.
+pub async fn held_by_account(conn: &impl ConnectionTrait, account_id: i64) -> Result<Vec<reservation::Model>, DbErr> {
+    reservation::Entity::find()
+        .filter(reservation::Column::AccountId.eq(account_id))
+        .filter(reservation::Column::Status.eq(ReservationStatus::Held.as_str()))
+        .order_by_asc(reservation::Column::Id)
+        .all(conn)
+        .await
+}
+
+/// Points a held reservation at a new hold entry holding `amount_micros` (a refund took part of it back).
+pub async fn shrink(conn: &impl ConnectionTrait, id: i64, hold_entry_id: i64, amount_micros: i64) -> Result<bool, DbErr> {
+    let result = reservation::Entity::update_many()
+        .col_expr(reservation::Column::HoldEntryId, Expr::value(hold_entry_id))
+        .col_expr(reservation::Column::AmountMicros, Expr::value(amount_micros))
+        .filter(reservation::Column::Id.eq(id))
+        .filter(reservation::Column::Status.eq(ReservationStatus::Held.as_str()))
+        .exec(conn)
         .await?;
-    Ok(amounts.iter().sum())
+    Ok(result.rows_affected == 1)
 }
