@@ -297,7 +297,77 @@ async fn a_purchase_history_leaves_out_purchases_never_paid(backend: Backend) {
     );
 }
 
+/// A spend answered `TIMEOUT` must not be said to have changed nothing when it did: one still
+/// waiting for its batch when its caller left is cancelled; one already inside a batch commits,
+/// and a retry with its key returns that outcome.
+async fn a_timed_out_spend_is_cancelled_unless_its_batch_had_started(backend: Backend) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let security = credits::app::Security {
+        request_timeout: std::time::Duration::from_millis(1000),
+        claims_per_minute_per_account: 100_000,
+        claims_per_minute_per_ip: 100_000,
+        ..Default::default()
+    };
+    let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, security).await;
+    app.create_account("a").await;
+    app.grant("a", "100", "PAID", None, "g-1").await;
+    // A second connection holds the account's write lock, so the first spend's batch waits on it.
+    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
+    let lock = blocker
+        .begin_with_options(sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    lock.execute_unprepared("UPDATE accounts SET balance_micros = balance_micros WHERE external_id = 'a'").await.unwrap();
+    let before = app.ledger.spends.stats();
+    let send = |amount: &'static str, key: &'static str| {
+        let (client, address, token) = (app.client.clone(), app.address.clone(), app.service.clone());
+        let query = "mutation($amt: Decimal!, $k: String!) { spendCredits(input: {accountId: \"a\", amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence } }";
+        tokio::spawn(async move { crate::support::gql_at(&client, &address, &token, query, json!({ "amt": amount, "k": key })).await })
+    };
+    let in_batch = send("10", "in-batch");
+    for _ in 0..500 {
+        if app.ledger.spends.stats().spends > before.spends {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(app.ledger.spends.stats().spends, before.spends + 1, "the first spend is in a batch, waiting on the lock");
+    let queued = send("20", "queued");
+    for _ in 0..500 {
+        if app.ledger.spends.waiting() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(app.ledger.spends.waiting(), 1, "the second waits behind the first batch");
+    for answer in [in_batch.await.unwrap(), queued.await.unwrap()] {
+        assert_eq!(error_code(&answer), "TIMEOUT", "{answer}");
+        let message = answer["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains("may or may not have completed") && !message.contains("nothing changed"), "{message}");
+    }
+    lock.commit().await.unwrap();
+    for _ in 0..500 {
+        if app.balance("a").await == "90" && app.ledger.spends.waiting() == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(app.balance("a").await, "90", "the batch that had started committed; the waiting spend was cancelled");
+    assert_eq!(app.ledger.spends.stats().spends, before.spends + 1, "the cancelled spend never reached a batch");
+    // Retries with the same keys: the first outcome, and a fresh run of the cancelled one.
+    assert!(app.spend("a", "10", "in-batch").await["errors"].is_null());
+    assert_eq!(app.balance("a").await, "90", "a replay charges nothing");
+    assert!(app.spend("a", "20", "queued").await["errors"].is_null());
+    assert_eq!(app.balance("a").await, "70");
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    a_timed_out_spend_is_cancelled_unless_its_batch_had_started,
     a_refund_takes_back_the_bonus_a_reservation_holds,
     a_refund_takes_a_spent_bonus_out_of_the_unused_credits_first,
     a_refund_needs_a_total_balance_of_at_least_the_bonus,

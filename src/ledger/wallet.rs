@@ -1,8 +1,11 @@
 //! One account's lots with the rules applied in memory: the reference model that the store must
-//! agree with, lot by lot, and the place where conservation is checked.
+//! agree with, lot by lot, and the place where conservation is checked. Holds are modelled as the
+//! store keeps them: taken from the lots at once, given back (or charged) when settled, and
+//! lapsed at their deadline by the next operation that needs the account's credits.
 
 use crate::ledger::amount::Credits;
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, take};
+use crate::ledger::reservation::split;
 use chrono::{DateTime, Utc};
 
 /// Running totals per kind of movement, for the conservation equation of domain.md §2.
@@ -11,18 +14,49 @@ pub struct Totals {
     pub granted: Credits,
     pub spent: Credits,
     pub expired: Credits,
+    /// What open holds hold now.
+    pub held: Credits,
 }
+
+/// A hold: the parts it took, in order, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalletHold {
+    pub id: i64,
+    pub parts: Vec<(i64, Credits)>,
+    pub deadline: DateTime<Utc>,
+    pub open: bool,
+}
+
+impl WalletHold {
+    pub fn amount(&self) -> Credits {
+        self.parts.iter().map(|(_, a)| *a).fold(Credits::ZERO, |s, a| s.checked_add(a).expect("a hold fits"))
+    }
+}
+
+/// How a settled hold ended, as the store reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    pub captured: Credits,
+    pub released: Credits,
+    /// Of `released`, what landed on lots past their expiry and was written off.
+    pub expired: Credits,
+}
+
+/// A hold that is no longer held: settled, or past its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotHeld;
 
 #[derive(Debug, Clone)]
 pub struct Wallet {
     pub lots: Vec<Lot>,
+    pub holds: Vec<WalletHold>,
     pub totals: Totals,
     next_id: i64,
 }
 
 impl Default for Wallet {
     fn default() -> Self {
-        Wallet { lots: Vec::new(), totals: Totals::default(), next_id: 1 }
+        Wallet { lots: Vec::new(), holds: Vec::new(), totals: Totals::default(), next_id: 1 }
     }
 }
 
@@ -43,11 +77,70 @@ impl Wallet {
         id
     }
 
+    /// An all-or-nothing spend; holds past their deadline give their credits back first.
     pub fn spend(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+        self.lapse(now);
         let takes = take(&mut self.lots, amount, order, now)?;
         self.totals.spent = self.totals.spent.checked_add(amount).expect("totals fit");
         self.check();
         Ok(takes)
+    }
+
+    /// Takes `amount` into a new hold until `deadline`, as a spend would take it.
+    pub fn hold(
+        &mut self,
+        amount: Credits,
+        order: &ConsumptionOrder,
+        now: DateTime<Utc>,
+        deadline: DateTime<Utc>,
+    ) -> Result<(i64, Vec<Take>), Insufficient> {
+        self.lapse(now);
+        let takes = take(&mut self.lots, amount, order, now)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        self.holds.push(WalletHold { id, parts: takes.iter().map(|t| (t.lot_id, t.amount)).collect(), deadline, open: true });
+        self.totals.held = self.totals.held.checked_add(amount).expect("totals fit");
+        self.check();
+        Ok((id, takes))
+    }
+
+    /// Charges `captured` of an open hold (none: releases it) and gives the rest back.
+    pub fn settle(&mut self, hold_id: i64, captured: Option<Credits>, now: DateTime<Utc>) -> Result<Settled, NotHeld> {
+        self.lapse(now);
+        let index = self.holds.iter().position(|h| h.id == hold_id && h.open).ok_or(NotHeld)?;
+        let settled = self.end_hold(index, captured.unwrap_or(Credits::ZERO), now);
+        self.check();
+        Ok(settled)
+    }
+
+    /// Ends every open hold past its deadline, giving its credits back (domain.md §8).
+    pub fn lapse(&mut self, now: DateTime<Utc>) -> Vec<(i64, Settled)> {
+        let due: Vec<usize> = (0..self.holds.len()).filter(|i| self.holds[*i].open && self.holds[*i].deadline <= now).collect();
+        let ended = due.into_iter().map(|i| (self.holds[i].id, self.end_hold(i, Credits::ZERO, now))).collect();
+        self.check();
+        ended
+    }
+
+    fn end_hold(&mut self, index: usize, captured: Credits, now: DateTime<Utc>) -> Settled {
+        let hold = &mut self.holds[index];
+        hold.open = false;
+        let held = hold.amount();
+        let (_, returned) = split(&hold.parts, captured);
+        let mut expired = Credits::ZERO;
+        for (lot_id, amount) in returned {
+            let lot = self.lots.iter_mut().find(|l| l.id == lot_id).expect("a hold's lots exist");
+            if lot.is_expired(now) {
+                expired = expired.checked_add(amount).expect("totals fit");
+            } else {
+                lot.remaining = lot.remaining.checked_add(amount).expect("a lot gets back what it gave");
+            }
+        }
+        let released = held.checked_sub(captured).expect("a capture is at most the hold");
+        let totals = &mut self.totals;
+        totals.held = totals.held.checked_sub(held).expect("the hold was counted");
+        totals.spent = totals.spent.checked_add(captured).expect("totals fit");
+        totals.expired = totals.expired.checked_add(expired).expect("totals fit");
+        Settled { captured, released, expired }
     }
 
     /// Writes off every lot expired at `now`; returns (lot id, amount written off).
@@ -66,12 +159,24 @@ impl Wallet {
         self.lots.iter().map(|l| l.remaining).sum()
     }
 
-    /// granted = spent + expired + remaining, and every lot within 0..=granted.
+    /// What open holds hold at `now`: a hold past its deadline holds nothing, lapsed or not.
+    pub fn held_at(&self, now: DateTime<Utc>) -> Credits {
+        self.holds.iter().filter(|h| h.open && h.deadline > now).map(WalletHold::amount).sum()
+    }
+
+    /// granted = spent + expired + held + remaining, and every lot within 0..=granted.
     pub fn check(&self) {
         for lot in &self.lots {
             assert!(lot.remaining <= lot.granted, "lot {} holds more than it was granted", lot.id);
         }
-        let out = self.totals.spent.checked_add(self.totals.expired).and_then(|s| s.checked_add(self.remaining()));
+        let open: Credits = self.holds.iter().filter(|h| h.open).map(WalletHold::amount).sum();
+        assert_eq!(open, self.totals.held, "open holds hold what the totals say");
+        let out = self
+            .totals
+            .spent
+            .checked_add(self.totals.expired)
+            .and_then(|s| s.checked_add(self.totals.held))
+            .and_then(|s| s.checked_add(self.remaining()));
         assert_eq!(Some(self.totals.granted), out, "conservation broken: {:?}", self.totals);
     }
 }

@@ -234,13 +234,11 @@ impl Ledger {
                     Opened::Done(stored) => return Ok(stored),
                     Opened::Fresh(locked, keyed) => (locked, keyed),
                 };
+                // A hold's deadline is exact: past it nothing is held, released by the worker yet
+                // or not. The account's lapsed holds (this one included) are released first, as
+                // every operation on the account's credits does.
+                release_lapsed(txn, &[found.account_id], now).await?;
                 let current = reservations::by_id(txn, id).await?.ok_or_else(|| anyhow::anyhow!("reservation {id} vanished"))?;
-                // A hold's deadline is exact: past it nothing is held, released by the worker yet or not.
-                if current.status == ReservationStatus::Held.as_str() && current.deadline <= now {
-                    release_lapsed(txn, &[current.account_id], now).await?;
-                    let status = ReservationStatus::Expired.as_str().to_string();
-                    return keyed.refuse(txn, Refusal::ReservationNotHeld { status }, now, ttl).await;
-                }
                 if current.status != ReservationStatus::Held.as_str() {
                     return keyed.refuse(txn, Refusal::ReservationNotHeld { status: current.status }, now, ttl).await;
                 }
