@@ -290,6 +290,8 @@ fn amount_text() -> impl Strategy<Value = String> {
         re("[-+]?[0-9]{0,32}(\\.[0-9]{0,32})?([eE][-+]?[0-9]{1,3})?"),
         re("[ ]?[-+]?[0-9_]{0,12}(\\.[0-9_]{0,8})?[ ]?"),
         re("(0|[1-9][0-9]{0,9})(\\.[0-9]{1,6})?"),
+        // Near misses of the API's grammar: leading zeros, a bare point, a seventh place.
+        re("[0+-]?[0-9]{0,3}[.]?[0-9]{0,7}"),
         prop::sample::select(vec![
             "0",
             "-0",
@@ -335,11 +337,32 @@ fn check_parse(d: Decimal) -> Result<(), TestCaseError> {
         Err(AmountError::NotPositive) => prop_assert!(d <= Decimal::ZERO, "{d} refused as not positive"),
         Err(AmountError::TooPrecise) => prop_assert!(d > Decimal::ZERO && d.normalize().scale() > 6, "{d} refused as too precise"),
         Err(AmountError::TooLarge) => prop_assert!(d > max && d.normalize().scale() <= 6, "{d} refused as too large"),
+        Err(AmountError::Malformed(why)) => prop_assert!(false, "a decimal is never malformed: {d}, {why}"),
     }
     Ok(())
 }
 
+/// The API's amount grammar as domain.md states it, written apart from the parser: `0` or digits
+/// without a leading zero, then optionally `.` and 1 to 6 digits; at most the maximum.
+fn amount_text_model(text: &str) -> Option<Decimal> {
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let mut parts = text.split('.');
+    let (whole, fraction) = (parts.next()?, parts.next());
+    let shaped = parts.next().is_none()
+        && digits(whole)
+        && (whole == "0" || !whole.starts_with('0'))
+        && fraction.is_none_or(|f| digits(f) && f.len() <= 6);
+    let value = if shaped { Decimal::from_str_exact(text).ok() } else { None };
+    value.filter(|v| *v <= Decimal::from(credits::ledger::amount::MAX_OPERATION_CREDITS))
+}
+
 fn check_amount_text(text: String) -> Result<(), TestCaseError> {
+    // The API's text: exactly what the model accepts, to the micro-credit.
+    match (Credits::parse_str(&text), amount_text_model(&text)) {
+        (Ok(c), Some(d)) => prop_assert_eq!(c.to_decimal(), d.normalize(), "{:?}", text),
+        (Err(_), None) => {}
+        (got, model) => prop_assert!(false, "{:?}: parsed {:?}, the grammar says {:?}", text, got, model),
+    }
     if let Ok(d) = Decimal::from_str(&text) {
         check_parse(d)?;
     }
@@ -389,7 +412,7 @@ fn check_decimals((a, b, c): (Decimal, Decimal, Decimal)) -> Result<(), TestCase
                 prop_assert!(exact > max, "{a} x {b} = {exact} refused as too large");
             }
         }
-        Err(AmountError::TooPrecise) => prop_assert!(false, "a charge is rounded, never too precise"),
+        Err(AmountError::TooPrecise | AmountError::Malformed(_)) => prop_assert!(false, "a charge is rounded, never too precise"),
     }
     // A purchase price: never a panic, monotonic in the credits at a non-negative rate.
     if let (Ok(x), Ok(y)) = (Credits::parse_positive(b.abs()), Credits::parse_positive(c.abs())) {
