@@ -314,7 +314,7 @@ const OPS: &[Op] = &[
         name: "setBidPreference",
         program: "archipelag",
         who: Who::User("alice"),
-        query: "mutation($a: ID!, $w: String!, $b: Decimal!) { setBidPreference(accountId: $a, workload: $w, bidPrice: $b) }",
+        query: "mutation($a: ID!, $w: String!, $b: CreditAmount!) { setBidPreference(accountId: $a, workload: $w, bidPrice: $b) }",
         base: r#"{"a": "alice", "w": "llm-chat", "b": "5"}"#,
         fields: &[("a", Kind::Account), ("w", Kind::Label), ("b", Kind::Amount)],
     },

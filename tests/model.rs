@@ -10,7 +10,6 @@ use credits::service::ServiceError;
 use credits::service::spending::{GrantRequest, SpendRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rust_decimal::Decimal;
 use std::collections::HashMap;
 
 const SEEDS: u64 = 3;
@@ -29,7 +28,7 @@ async fn run(backend: Backend, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut wallet = Wallet::default();
     let mut lot_ids: HashMap<i64, i64> = HashMap::new(); // wallet id -> stored id
-    let mut spends: Vec<(String, Decimal, Outcome)> = Vec::new();
+    let mut spends: Vec<(String, Credits, Outcome)> = Vec::new();
 
     for step in 0..STEPS {
         let now = app.clock.now();
@@ -44,7 +43,7 @@ async fn run(backend: Backend, seed: u64) {
                     .grant(
                         GrantRequest {
                             account: "model".into(),
-                            amount: Decimal::new(micros, 6),
+                            amount: Credits::from_micros(micros),
                             class,
                             source: LotSource::Adjustment,
                             expires_at,
@@ -60,11 +59,11 @@ async fn run(backend: Backend, seed: u64) {
                 lot_ids.insert(wallet_id, receipt.lot_id);
             }
             3..=6 => {
-                let amount = Decimal::new(rng.random_range(1..30_000_000i64), 6);
+                let amount = Credits::from_micros(rng.random_range(1..30_000_000i64));
                 let key = format!("spend-{step}");
                 let stored = spend(&app, &key, amount, now).await;
                 let expected = wallet
-                    .spend(Credits::parse_positive(amount).unwrap(), &order, now)
+                    .spend(amount, &order, now)
                     .map(|takes| takes.iter().map(|t| (lot_ids[&t.lot_id], t.amount)).collect::<Vec<_>>())
                     .map_err(|short| short.available);
                 assert_eq!(stored, expected, "{context}: spend of {amount}");
@@ -91,7 +90,7 @@ async fn run(backend: Backend, seed: u64) {
 /// A spend's takes as (stored lot id, amount), or the available amount of a refusal.
 type Outcome = Result<Vec<(i64, Credits)>, Credits>;
 
-async fn spend(app: &TestApp, key: &str, amount: Decimal, now: chrono::DateTime<chrono::Utc>) -> Outcome {
+async fn spend(app: &TestApp, key: &str, amount: Credits, now: chrono::DateTime<chrono::Utc>) -> Outcome {
     let request = SpendRequest {
         account: "model".into(),
         amount: Some(amount),

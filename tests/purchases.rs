@@ -2,7 +2,7 @@ use crate::on_both;
 use crate::support::{Backend, TestApp, error_code};
 use serde_json::{Value, json};
 
-const PURCHASE: &str = "mutation($a: ID!, $p: String, $c: Decimal, $k: String!) {
+const PURCHASE: &str = "mutation($a: ID!, $p: String, $c: CreditAmount, $k: String!) {
     purchaseCredits(input: {accountId: $a, package: $p, credits: $c, idempotencyKey: $k}) { id status credits package amount { amountMinor currency } } }";
 const CONFIRM: &str = "mutation($id: ID!, $ref: String!, $paid: Int) {
     confirmPurchase(input: {purchaseId: $id, paymentReference: $ref, amountMinor: $paid}) { id status lotId paymentReference } }";

@@ -2,9 +2,10 @@
 //! GraphQL traits: the public contract must not move when a table does.
 
 use crate::entity::{account, journal_line, lot, purchase};
+use crate::graphql::amount::{CreditAmount, SignedCreditAmount};
 use crate::graphql::context::{app, require_account};
 use crate::graphql::error::ApiResult;
-use crate::ledger::{self, Credits, amount::CREDIT_SCALE};
+use crate::ledger::{self, Credits};
 use crate::service::ServiceError;
 use crate::service::reads::{BalanceView, HistoryItem, page_size, parse_cursor};
 use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
@@ -13,13 +14,21 @@ use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Simpl
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-pub fn credits(c: Credits) -> Decimal {
-    c.to_decimal()
+pub fn credits(c: Credits) -> CreditAmount {
+    CreditAmount(c)
 }
 
-/// A signed amount of micro-credits as a decimal.
-pub fn signed(micros: i64) -> Decimal {
-    Decimal::new(micros, CREDIT_SCALE).normalize()
+/// A signed amount of micro-credits: a change to an account's credits.
+pub fn signed(micros: i64) -> SignedCreditAmount {
+    SignedCreditAmount::from_micros(micros)
+}
+
+/// A stored amount of micro-credits that the database's CHECK constraints keep non-negative.
+fn stored(micros: i64, what: impl FnOnce() -> String) -> Result<CreditAmount, ServiceError> {
+    if micros < 0 {
+        return Err(corrupt(format!("{}: negative credits {micros}", what())));
+    }
+    Ok(CreditAmount(Credits::from_micros(micros)))
 }
 
 macro_rules! mirror_enum {
@@ -242,11 +251,11 @@ impl Account {
 pub struct Balance {
     /// The account's credits now: what it may spend plus what open reservations hold.
     /// Expired lots never count.
-    pub total: Decimal,
+    pub total: CreditAmount,
     /// Credits held by open reservations: taken from the lots until captured or released.
-    pub held: Decimal,
+    pub held: CreditAmount,
     /// `total - held`: what a spend or a new reservation may take now.
-    pub available: Decimal,
+    pub available: CreditAmount,
     /// One bar per source, largest first.
     pub bars: Vec<BalanceBar>,
 }
@@ -255,7 +264,7 @@ pub struct Balance {
 pub struct BalanceBar {
     pub source: LotSource,
     pub class: LotClass,
-    pub remaining: Decimal,
+    pub remaining: CreditAmount,
     /// Remaining per expiry date, soonest first; a null `expiresAt` never expires.
     pub expiries: Vec<Expiry>,
 }
@@ -263,7 +272,7 @@ pub struct BalanceBar {
 #[derive(SimpleObject)]
 pub struct Expiry {
     pub expires_at: Option<DateTime<Utc>>,
-    pub remaining: Decimal,
+    pub remaining: CreditAmount,
 }
 
 impl From<BalanceView> for Balance {
@@ -294,8 +303,8 @@ pub struct Lot {
     pub id: ID,
     pub class: LotClass,
     pub source: LotSource,
-    pub granted: Decimal,
-    pub remaining: Decimal,
+    pub granted: CreditAmount,
+    pub remaining: CreditAmount,
     pub granted_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Past its expiry instant; its credits no longer count.
@@ -308,8 +317,8 @@ pub struct Lot {
 #[ComplexObject]
 impl Lot {
     /// Credits of this lot spendable now.
-    async fn spendable(&self) -> Decimal {
-        if self.expired { Decimal::ZERO } else { self.remaining }
+    async fn spendable(&self) -> CreditAmount {
+        if self.expired { CreditAmount(Credits::ZERO) } else { self.remaining }
     }
 }
 
@@ -325,8 +334,8 @@ impl Lot {
             id: ID(model.id.to_string()),
             class: model.class.parse::<ledger::LotClass>().map_err(corrupt)?.into(),
             source: model.source.parse::<ledger::LotSource>().map_err(corrupt)?.into(),
-            granted: signed(model.granted_micros),
-            remaining: signed(model.remaining_micros),
+            granted: stored(model.granted_micros, || format!("lot {}", model.id))?,
+            remaining: stored(model.remaining_micros, || format!("lot {}", model.id))?,
             granted_at: model.granted_at,
             expires_at: model.expires_at,
             expired,
@@ -342,7 +351,7 @@ pub struct JournalEntry {
     pub sequence: ID,
     pub kind: EntryKind,
     /// The net change to the account's credits (negative for a spend or expiry).
-    pub amount: Decimal,
+    pub amount: SignedCreditAmount,
     /// When the change took effect (an expiry is dated at the lot's expiry instant).
     pub effective_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
@@ -357,7 +366,8 @@ pub struct JournalEntry {
 #[derive(SimpleObject)]
 pub struct JournalLine {
     pub lot_id: ID,
-    pub amount: Decimal,
+    /// The change to this lot (negative when credits left it).
+    pub amount: SignedCreditAmount,
 }
 
 impl From<&journal_line::Model> for JournalLine {
@@ -447,8 +457,9 @@ impl Purchase {
     async fn package(&self) -> Option<&str> {
         self.0.package_name.as_deref()
     }
-    async fn credits(&self) -> Decimal {
-        signed(self.0.credits_micros)
+    /// The credits bought.
+    async fn credits(&self) -> ApiResult<CreditAmount> {
+        Ok(stored(self.0.credits_micros, || format!("purchase {}", self.0.id))?)
     }
     async fn amount(&self) -> Money {
         Money { amount_minor: self.0.price_minor, currency: self.0.currency.clone() }
@@ -485,7 +496,7 @@ impl Purchase {
 pub struct CreditPackage {
     pub code: String,
     pub name: String,
-    pub credits: Decimal,
+    pub credits: CreditAmount,
     pub price: Money,
 }
 
@@ -495,7 +506,7 @@ pub struct Plan {
     pub code: String,
     pub name: String,
     /// Credits granted each period (a calendar month, or a month from the plan's start).
-    pub monthly_credits: Option<Decimal>,
+    pub monthly_credits: Option<CreditAmount>,
     /// The plan's price per month, where published.
     pub price: Option<Money>,
     /// A paid subscription.
@@ -503,7 +514,7 @@ pub struct Plan {
     /// Free storage before storage is charged, in GB.
     pub storage_quota_gb: Option<Decimal>,
     /// The most lucky credits one daily draw can give.
-    pub lucky_max_credits: Option<Decimal>,
+    pub lucky_max_credits: Option<CreditAmount>,
 }
 
 impl Plan {
@@ -527,7 +538,7 @@ pub struct ProgramInfo {
     pub currency: String,
     /// Minor units per credit; may be fractional.
     pub credit_price_minor: Decimal,
-    pub minimum_purchase: Decimal,
+    pub minimum_purchase: CreditAmount,
     /// "never", or a count and unit such as "1 months".
     pub purchased_validity: String,
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
@@ -545,7 +556,7 @@ pub struct CheckInStatus {
     /// Consecutive UTC days checked in, up to today (or yesterday, while today is still open).
     pub streak: i32,
     /// What one check-in grants.
-    pub credits: Option<Decimal>,
+    pub credits: Option<CreditAmount>,
 }
 
 pub struct Coupon(pub crate::entity::coupon::Model);
@@ -555,8 +566,9 @@ impl Coupon {
     async fn code(&self) -> &str {
         &self.0.code
     }
-    async fn credits(&self) -> Decimal {
-        signed(self.0.credits_micros)
+    /// The credits one redemption grants.
+    async fn credits(&self) -> ApiResult<CreditAmount> {
+        Ok(stored(self.0.credits_micros, || format!("coupon {}", self.0.id))?)
     }
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
@@ -592,9 +604,9 @@ pub struct LuckyCredits {
     /// banner); the amount stays a surprise until the claim.
     pub drop_waiting: bool,
     /// What today's claim drew.
-    pub claimed: Option<Decimal>,
+    pub claimed: Option<CreditAmount>,
     /// The plan's maximum for one day's draw.
-    pub max_credits: Option<Decimal>,
+    pub max_credits: Option<CreditAmount>,
     /// Now, or the next 00:00 UTC once today's claim is made; null when not eligible.
     pub next_available_at: Option<DateTime<Utc>>,
     pub promotion_ends_at: Option<DateTime<Utc>>,
@@ -653,7 +665,7 @@ impl PriceOptionsInput {
 pub struct PriceQuote {
     pub feature: String,
     pub model: Option<String>,
-    pub total: Decimal,
+    pub total: CreditAmount,
     pub lines: Vec<PriceQuoteLine>,
 }
 
@@ -680,11 +692,11 @@ pub struct LowCredits {
     pub enabled: bool,
     pub applies: bool,
     pub reason: Option<String>,
-    pub balance: Decimal,
+    pub balance: CreditAmount,
     /// What the account's running usage costs an hour now (metered programs).
     pub rate_per_hour: Option<Decimal>,
     /// The balance under which the nudge applies (threshold programs).
-    pub threshold: Option<Decimal>,
+    pub threshold: Option<CreditAmount>,
     /// When this cycle's warning went out; null once a purchase (or, for a threshold, a
     /// recovery) re-armed it.
     pub notified_at: Option<DateTime<Utc>>,
