@@ -133,6 +133,11 @@ impl Credits {
         self.0 % MICROS_PER_CREDIT == 0
     }
 
+    /// The sum, or `None` if it would not fit (an i64 of micro-credits: 9.2 x 10^12 credits).
+    pub fn checked_sum(amounts: impl IntoIterator<Item = Credits>) -> Option<Credits> {
+        amounts.into_iter().try_fold(Credits::ZERO, Credits::checked_add)
+    }
+
     /// The one rounding of a charged line (domain.md §2): `rate x quantity` computed exactly,
     /// then rounded once, half up, to 0.000001 credit. A line may round to zero.
     pub fn charge(rate: Decimal, quantity: Decimal) -> Result<Credits, AmountError> {
@@ -173,9 +178,12 @@ impl Credits {
     }
 }
 
+/// For sums that stay small by the rules (an account's lots, one operation's takes). It panics
+/// on overflow, in release builds too, rather than wrap: use [`Credits::checked_sum`] wherever
+/// the terms are not bounded that way.
 impl std::iter::Sum for Credits {
     fn sum<I: Iterator<Item = Credits>>(iter: I) -> Credits {
-        Credits(iter.map(|c| c.0).sum())
+        Credits::checked_sum(iter).expect("a sum of credits overflowed i64 micro-credits (9.2 x 10^12 credits)")
     }
 }
 
@@ -278,6 +286,17 @@ mod tests {
         assert_eq!(Credits::from_micros(1).require_positive(), Ok(Credits::from_micros(1)));
         assert_eq!(Credits::from_micros(MAX_OPERATION_MICROS + 1).require_positive(), Err(AmountError::TooLarge));
         assert!(Credits::from_whole(50).is_whole() && !Credits::from_micros(50_000_001).is_whole());
+    }
+
+    #[test]
+    fn sums_are_checked() {
+        let big = Credits::from_micros(i64::MAX / 2 + 1);
+        assert_eq!(Credits::checked_sum([Credits::from_whole(1), Credits::from_micros(5)]), Some(Credits::from_micros(1_000_005)));
+        assert_eq!(Credits::checked_sum([]), Some(Credits::ZERO));
+        assert_eq!(Credits::checked_sum([big, big]), None);
+        let summed = std::panic::catch_unwind(|| [big, big].into_iter().sum::<Credits>());
+        let message = summed.expect_err("an overflowing sum panics, never wraps");
+        assert!(message.downcast_ref::<String>().is_some_and(|m| m.contains("overflowed")), "a clear message");
     }
 
     #[test]
