@@ -86,6 +86,8 @@ async fn purchases_are_priced_then_paid_exactly_once(backend: Backend) {
 
 async fn carat_top_ups_expire_a_calendar_month_after_payment(backend: Backend) {
     let app = TestApp::spawn_with(backend, "carat").await;
+    let program = app.gql(&app.service, "{ program { purchasedValidity } }", json!({})).await;
+    assert_eq!(program["data"]["program"]["purchasedValidity"], json!("1 month"), "one unit reads in the singular: {program}");
     app.create_account("fan").await;
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-31T10:00:00Z").unwrap().to_utc();
     app.clock.set(start);

@@ -539,7 +539,7 @@ pub struct ProgramInfo {
     /// Minor units per credit; may be fractional.
     pub credit_price_minor: Decimal,
     pub minimum_purchase: CreditAmount,
-    /// "never", or a count and unit such as "1 months".
+    /// "never", "end of month", or a count and unit such as "1 month" or "30 days".
     pub purchased_validity: String,
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
     pub consumption_order: Vec<Vec<LotClass>>,
@@ -573,8 +573,12 @@ impl Coupon {
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
-    async fn valid_for(&self) -> Option<&str> {
-        self.0.valid_for.as_deref()
+    /// How long the granted credits last from redemption, such as "30 days" or "1 month".
+    async fn valid_for(&self) -> ApiResult<Option<String>> {
+        // Stored in the canonical form ("1 months"); shown as people write it.
+        let stored = self.0.valid_for.as_deref().map(str::parse::<ledger::Validity>).transpose();
+        let validity = stored.map_err(|e| corrupt(format!("coupon {}: valid_for: {e}", self.0.id)))?;
+        Ok(validity.map(|v| v.to_string()))
     }
     async fn starts_at(&self) -> Option<DateTime<Utc>> {
         self.0.starts_at

@@ -67,7 +67,7 @@ impl Ledger {
             return Err(ServiceError::bad_input(format!("maxRedemptions must be between 1 and {MAX_REDEMPTIONS}")));
         }
         let reason = new.reason.as_deref().map(reason).transpose()?;
-        let valid_for = new.valid_for.map(|v| v.to_string());
+        let valid_for = new.valid_for.map(|v| v.canonical());
         tx::write(&self.db, |txn| {
             let (code, valid_for, reason) = (code.clone(), valid_for.clone(), reason.clone());
             Box::pin(async move {

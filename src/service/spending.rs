@@ -242,7 +242,7 @@ impl Ledger {
             class: request.class,
             source: request.source,
             expires_at: request.expires_at.map(crate::ledger::time::truncate),
-            valid_for: request.valid_for.map(|v| v.to_string()),
+            valid_for: request.valid_for.map(|v| v.canonical()),
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
         let hash = request_hash(&fields);
