@@ -12,11 +12,10 @@
 //!   (default 20,000; the workers issue asks for `--accounts 100000`, which takes minutes).
 
 use chrono::Utc;
-use credits::ledger::{LotClass, LotSource};
+use credits::ledger::{Credits, LotClass, LotSource};
 use credits::program::Program;
 use credits::service::Ledger;
 use credits::service::spending::{GrantRequest, SpendRequest};
-use rust_decimal::Decimal;
 use sea_orm::ConnectionTrait;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,7 +80,7 @@ async fn run(backend: &str, url: &str, sweep_accounts: usize) {
 async fn grant(ledger: &Ledger, account: &str, amount: &str) {
     let request = GrantRequest {
         account: account.into(),
-        amount: amount.parse().unwrap(),
+        amount: Credits::parse_str(amount).unwrap(),
         class: LotClass::Paid,
         source: LotSource::Adjustment,
         expires_at: None,
@@ -95,7 +94,7 @@ async fn grant(ledger: &Ledger, account: &str, amount: &str) {
 async fn spend(ledger: &Ledger, account: &str, key: &str) {
     let request = SpendRequest {
         account: account.into(),
-        amount: Some(Decimal::new(1, 2)),
+        amount: Some(Credits::from_micros(10_000)),
         price: None,
         idempotency_key: key.into(),
         feature: "bench".into(),

@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTr
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
-const SPEND: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!) {
+const SPEND: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
     spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence amount availableAfter takes { lotId amount } } }";
 
 /// Holds the write lock on `accounts` until dropped or committed.
@@ -152,7 +152,7 @@ async fn concurrent_spends_are_committed_together_and_each_is_exact(backend: Bac
 fn request(account: &str, amount: &str, key: &str) -> SpendRequest {
     SpendRequest {
         account: account.to_string(),
-        amount: Some(amount.parse().unwrap()),
+        amount: Some(credits::ledger::Credits::parse_str(amount).unwrap()),
         price: None,
         idempotency_key: key.to_string(),
         feature: "chat".to_string(),
@@ -184,7 +184,7 @@ async fn a_batch_decides_its_spends_in_order(backend: Backend) {
         request("carol", "1.25", "c-1"),
         request("carol", "9", "c-1"),
         request("frank", "1", "f-1"),
-        request("carol", "-1", "c-4"),
+        request("carol", "0", "c-4"),
         request("frank", "0.5", "f-2"),
         request("nobody", "1", "n-1"),
     ];

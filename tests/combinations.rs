@@ -9,10 +9,10 @@ use serde_json::{Value, json};
 
 const REFUND: &str = "mutation($id: ID!, $k: String!) {
     refundPurchase(input: {purchaseId: $id, idempotencyKey: $k}) { refunded { amountMinor } credits revoked } }";
-const RESERVE: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!, $s: Int) {
+const RESERVE: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!, $s: Int) {
     reserveCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"video\", holdSeconds: $s}) {
       reservationId availableAfter takes { lotId amount } } }";
-const CAPTURE: &str = "mutation($r: ID!, $amt: Decimal!, $k: String!) {
+const CAPTURE: &str = "mutation($r: ID!, $amt: CreditAmount!, $k: String!) {
     captureReservation(input: {reservationId: $r, amount: $amt, idempotencyKey: $k}) { status captured released } }";
 const RELEASE: &str = "mutation($r: ID!, $k: String!) {
     releaseReservation(input: {reservationId: $r, idempotencyKey: $k}) { status captured released } }";
@@ -23,7 +23,7 @@ async fn buy(app: &TestApp, account: &str, credits: &str, reference: &str) -> St
     let r = app
         .gql(
             &app.service,
-            "mutation($a: ID!, $c: Decimal, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, idempotencyKey: $k}) { id } }",
+            "mutation($a: ID!, $c: CreditAmount, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, idempotencyKey: $k}) { id } }",
             json!({ "a": account, "c": credits, "k": reference }),
         )
         .await;
@@ -213,7 +213,7 @@ async fn a_grant_past_the_balance_limit_is_refused_and_changes_nothing(backend: 
     for i in 0..1000 {
         let request = credits::service::spending::GrantRequest {
             account: "whale".into(),
-            amount: rust_decimal::Decimal::from(1_000_000_000i64),
+            amount: credits::ledger::Credits::from_whole(1_000_000_000),
             class: credits::ledger::LotClass::Paid,
             source: credits::ledger::LotSource::Adjustment,
             expires_at: None,
@@ -324,7 +324,7 @@ async fn a_timed_out_spend_is_cancelled_unless_its_batch_had_started(backend: Ba
     let before = app.ledger.spends.stats();
     let send = |amount: &'static str, key: &'static str| {
         let (client, address, token) = (app.client.clone(), app.address.clone(), app.service.clone());
-        let query = "mutation($amt: Decimal!, $k: String!) { spendCredits(input: {accountId: \"a\", amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence } }";
+        let query = "mutation($amt: CreditAmount!, $k: String!) { spendCredits(input: {accountId: \"a\", amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence } }";
         tokio::spawn(async move { crate::support::gql_at(&client, &address, &token, query, json!({ "amt": amount, "k": key })).await })
     };
     let in_batch = send("10", "in-batch");

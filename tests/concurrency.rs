@@ -45,7 +45,7 @@ impl Drop for ServerProcess {
     }
 }
 
-const SPEND: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!) {
+const SPEND: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
     spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"render\"}) { sequence amount } }";
 
 /// Sends `count` spends at once, alternating between the server processes.

@@ -27,7 +27,7 @@ const MIN_LOAD: Duration = Duration::from_millis(700);
 const MIN_ACKNOWLEDGED: usize = 150;
 const MAX_LOAD: Duration = Duration::from_secs(6);
 
-const SPEND: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!) {
+const SPEND: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
     spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence amount availableAfter takes { lotId amount } } }";
 const CHECK_IN: &str =
     "mutation($a: ID!, $k: String!) { checkIn(input: {accountId: $a, idempotencyKey: $k}) { day lotId amount expiresAt } }";

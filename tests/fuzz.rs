@@ -290,6 +290,8 @@ fn amount_text() -> impl Strategy<Value = String> {
         re("[-+]?[0-9]{0,32}(\\.[0-9]{0,32})?([eE][-+]?[0-9]{1,3})?"),
         re("[ ]?[-+]?[0-9_]{0,12}(\\.[0-9_]{0,8})?[ ]?"),
         re("(0|[1-9][0-9]{0,9})(\\.[0-9]{1,6})?"),
+        // Near misses of the API's grammar: leading zeros, a bare point, a seventh place.
+        re("[0+-]?[0-9]{0,3}[.]?[0-9]{0,7}"),
         prop::sample::select(vec![
             "0",
             "-0",
@@ -335,11 +337,32 @@ fn check_parse(d: Decimal) -> Result<(), TestCaseError> {
         Err(AmountError::NotPositive) => prop_assert!(d <= Decimal::ZERO, "{d} refused as not positive"),
         Err(AmountError::TooPrecise) => prop_assert!(d > Decimal::ZERO && d.normalize().scale() > 6, "{d} refused as too precise"),
         Err(AmountError::TooLarge) => prop_assert!(d > max && d.normalize().scale() <= 6, "{d} refused as too large"),
+        Err(AmountError::Malformed(why)) => prop_assert!(false, "a decimal is never malformed: {d}, {why}"),
     }
     Ok(())
 }
 
+/// The API's amount grammar as domain.md states it, written apart from the parser: `0` or digits
+/// without a leading zero, then optionally `.` and 1 to 6 digits; at most the maximum.
+fn amount_text_model(text: &str) -> Option<Decimal> {
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let mut parts = text.split('.');
+    let (whole, fraction) = (parts.next()?, parts.next());
+    let shaped = parts.next().is_none()
+        && digits(whole)
+        && (whole == "0" || !whole.starts_with('0'))
+        && fraction.is_none_or(|f| digits(f) && f.len() <= 6);
+    let value = if shaped { Decimal::from_str_exact(text).ok() } else { None };
+    value.filter(|v| *v <= Decimal::from(credits::ledger::amount::MAX_OPERATION_CREDITS))
+}
+
 fn check_amount_text(text: String) -> Result<(), TestCaseError> {
+    // The API's text: exactly what the model accepts, to the micro-credit.
+    match (Credits::parse_str(&text), amount_text_model(&text)) {
+        (Ok(c), Some(d)) => prop_assert_eq!(c.to_decimal(), d.normalize(), "{:?}", text),
+        (Err(_), None) => {}
+        (got, model) => prop_assert!(false, "{:?}: parsed {:?}, the grammar says {:?}", text, got, model),
+    }
     if let Ok(d) = Decimal::from_str(&text) {
         check_parse(d)?;
     }
@@ -389,7 +412,7 @@ fn check_decimals((a, b, c): (Decimal, Decimal, Decimal)) -> Result<(), TestCase
                 prop_assert!(exact > max, "{a} x {b} = {exact} refused as too large");
             }
         }
-        Err(AmountError::TooPrecise) => prop_assert!(false, "a charge is rounded, never too precise"),
+        Err(AmountError::TooPrecise | AmountError::Malformed(_)) => prop_assert!(false, "a charge is rounded, never too precise"),
     }
     // A purchase price: never a panic, monotonic in the credits at a non-negative rate.
     if let (Ok(x), Ok(y)) = (Credits::parse_positive(b.abs()), Credits::parse_positive(c.abs())) {
@@ -849,7 +872,8 @@ fn field() -> impl Strategy<Value = String> {
 /// A whole document: an operation of a random type over random selections, possibly with
 /// variable definitions, fragments, directives, very deep nesting or many aliases.
 fn document() -> impl Strategy<Value = String> {
-    let operation = prop::sample::select(vec!["", "query", "mutation", "subscription", "query Q", "mutation M($a: ID!, $amt: Decimal)"]);
+    let operation =
+        prop::sample::select(vec!["", "query", "mutation", "subscription", "query Q", "mutation M($a: ID!, $amt: CreditAmount)"]);
     let plain = (operation, proptest::collection::vec(field(), 1..6)).prop_map(|(op, fields)| format!("{op} {{ {} }}", fields.join(" ")));
     let deep = (1usize..400, name()).prop_map(|(depth, name)| format!("{}{}", format!("{{ {name} ").repeat(depth), "}".repeat(depth)));
     // Literals nested deeper than ~280 overflowed the parser's stack and aborted a debug build
@@ -952,21 +976,21 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// Real operations with garbage in their variables.
 fn templated() -> impl Strategy<Value = (String, Value)> {
-    const SPEND: &str = "mutation($a: ID!, $amt: Decimal, $k: String!, $f: String!) { spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: $f}) { sequence amount availableAfter takes { lotId amount } } }";
+    const SPEND: &str = "mutation($a: ID!, $amt: CreditAmount, $k: String!, $f: String!) { spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: $f}) { sequence amount availableAfter takes { lotId amount } } }";
     const PRICED: &str = "mutation($a: ID!, $k: String!, $f: String!, $n: Int, $l: Int, $r: String, $t: Int!) { spendCredits(input: {accountId: $a, idempotencyKey: $k, feature: $f, price: {count: $n, lengthSeconds: $l, resolution: $r, tokens: {input: $t}}}) { amount } }";
-    const GRANT: &str = "mutation($a: ID!, $amt: Decimal!, $c: LotClass!, $e: DateTime, $v: String, $k: String!, $s: LotSource!) { grantCredits(input: {accountId: $a, amount: $amt, class: $c, expiresAt: $e, validFor: $v, idempotencyKey: $k, source: $s}) { lotId } }";
-    const RESERVE: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!, $h: Int) { reserveCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\", holdSeconds: $h}) { reservation { id } } }";
-    const CAPTURE: &str = "mutation($id: ID!, $amt: Decimal!, $k: String!) { captureReservation(input: {reservationId: $id, amount: $amt, idempotencyKey: $k}) { __typename } }";
+    const GRANT: &str = "mutation($a: ID!, $amt: CreditAmount!, $c: LotClass!, $e: DateTime, $v: String, $k: String!, $s: LotSource!) { grantCredits(input: {accountId: $a, amount: $amt, class: $c, expiresAt: $e, validFor: $v, idempotencyKey: $k, source: $s}) { lotId } }";
+    const RESERVE: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!, $h: Int) { reserveCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\", holdSeconds: $h}) { reservation { id } } }";
+    const CAPTURE: &str = "mutation($id: ID!, $amt: CreditAmount!, $k: String!) { captureReservation(input: {reservationId: $id, amount: $amt, idempotencyKey: $k}) { __typename } }";
     const RELEASE: &str =
         "mutation($id: ID!, $k: String!) { releaseReservation(input: {reservationId: $id, idempotencyKey: $k}) { __typename } }";
-    const PURCHASE: &str = "mutation($a: ID!, $amt: Decimal, $p: String, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $amt, package: $p, idempotencyKey: $k}) { id status } }";
+    const PURCHASE: &str = "mutation($a: ID!, $amt: CreditAmount, $p: String, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $amt, package: $p, idempotencyKey: $k}) { id status } }";
     const CONFIRM: &str = "mutation($id: ID!, $r: String!, $m: Int) { confirmPurchase(input: {purchaseId: $id, paymentReference: $r, amountMinor: $m}) { id status } }";
     const REFUND: &str = "mutation($id: ID!, $k: String!) { refundPurchase(input: {purchaseId: $id, idempotencyKey: $k}) { __typename } }";
-    const COUPON: &str = "mutation($c: String!, $amt: Decimal!, $v: String, $m: Int, $e: DateTime) { createCoupon(input: {code: $c, credits: $amt, validFor: $v, maxRedemptions: $m, endsAt: $e}) { code } }";
+    const COUPON: &str = "mutation($c: String!, $amt: CreditAmount!, $v: String, $m: Int, $e: DateTime) { createCoupon(input: {code: $c, credits: $amt, validFor: $v, maxRedemptions: $m, endsAt: $e}) { code } }";
     const REDEEM: &str =
         "mutation($a: ID!, $c: String!, $k: String!) { redeemCoupon(input: {accountId: $a, code: $c, idempotencyKey: $k}) { amount } }";
     const CHECK_IN: &str = "mutation($a: ID!, $k: String!) { checkIn(input: {accountId: $a, idempotencyKey: $k}) { day } }";
-    const USAGE: &str = "mutation($a: ID!, $k: String!, $c: String!, $gb: Decimal!, $b: Decimal!) { s: recordUsage(input: {accountId: $a, idempotencyKey: $k, storage: {containerId: $c, gb: $gb}}) { __typename } t: recordUsage(input: {accountId: $a, idempotencyKey: $c, traffic: {containerId: $c, bytes: $b}}) { __typename } }";
+    const USAGE: &str = "mutation($a: ID!, $k: String!, $c: String!, $gb: Quantity!, $b: Quantity!) { s: recordUsage(input: {accountId: $a, idempotencyKey: $k, storage: {containerId: $c, gb: $gb}}) { __typename } t: recordUsage(input: {accountId: $a, idempotencyKey: $c, traffic: {containerId: $c, bytes: $b}}) { __typename } }";
     const START: &str = "mutation($a: ID!, $k: String!, $c: String!, $t: String!) { startContainer(input: {accountId: $a, idempotencyKey: $k, containerId: $c, tier: $t}) { __typename } }";
     const CREATE: &str =
         "mutation($a: ID!, $p: String, $r: String) { createAccount(input: {externalId: $a, plan: $p, referralCode: $r}) { created } }";

@@ -24,7 +24,7 @@ async fn verify(app: &TestApp, account: &str) {
 async fn provider(app: &TestApp, account: &str, hardware: &str, capacity: i32, default: &str, prices: Value) -> Value {
     app.gql(
         &app.user(account),
-        "mutation($a: ID!, $h: HardwareClass!, $c: Int!, $d: Decimal!, $p: [WorkloadAskInput!]!) {
+        "mutation($a: ID!, $h: HardwareClass!, $c: Int!, $d: CreditAmount!, $p: [WorkloadAskInput!]!) {
            setAskingPrices(input: {accountId: $a, hardwareClass: $h, capacity: $c, defaultPrice: $d, prices: $p}) { workload price } }",
         json!({ "a": account, "h": hardware, "c": capacity, "d": default, "p": prices }),
     )

@@ -16,7 +16,6 @@ use credits::service::reservations::ReserveRequest;
 use credits::service::spending::{GrantRequest, SpendRequest};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rust_decimal::Decimal;
 use std::collections::HashMap;
 
 const SEEDS: u64 = 3;
@@ -78,7 +77,7 @@ async fn run(backend: Backend, seed: u64, steps: usize) {
     let order = app.ledger.program.consumption_order.clone();
     let mut rng = StdRng::seed_from_u64(seed);
     let mut model = Model { wallet: Wallet::default(), lot_ids: HashMap::new(), hold_ids: HashMap::new(), status: AccountStatus::Active };
-    let mut spends: Vec<(String, Decimal, Outcome)> = Vec::new();
+    let mut spends: Vec<(String, Credits, Outcome)> = Vec::new();
 
     for step in 0..steps {
         let now = app.clock.now();
@@ -104,13 +103,13 @@ async fn run(backend: Backend, seed: u64, steps: usize) {
                 }
             }
             3..=5 => {
-                let amount = Decimal::new(rng.random_range(1..30_000_000i64), 6);
+                let amount = Credits::from_micros(rng.random_range(1..30_000_000i64));
                 let key = format!("spend-{step}");
                 let stored = spend(&app, &key, amount, now).await;
                 // Every spend request releases the account's lapsed holds first, refused or not.
                 model.wallet.lapse(now);
                 let expected = if model.status == AccountStatus::Active {
-                    match model.wallet.spend(Credits::parse_positive(amount).unwrap(), &order, now) {
+                    match model.wallet.spend(amount, &order, now) {
                         Ok(takes) => Outcome::Took(model.stored(&takes)),
                         Err(short) => Outcome::Short { available: short.available },
                     }
@@ -121,7 +120,7 @@ async fn run(backend: Backend, seed: u64, steps: usize) {
                 spends.push((key, amount, stored));
             }
             6 => {
-                let amount = Decimal::new(rng.random_range(1..20_000_000i64), 6);
+                let amount = Credits::from_micros(rng.random_range(1..20_000_000i64));
                 let hold_for = Duration::minutes(rng.random_range(1..60));
                 let held = app
                     .ledger
@@ -139,7 +138,7 @@ async fn run(backend: Backend, seed: u64, steps: usize) {
                     )
                     .await;
                 let expected = if model.status == AccountStatus::Active {
-                    model.wallet.hold(Credits::parse_positive(amount).unwrap(), &order, now, now + hold_for)
+                    model.wallet.hold(amount, &order, now, now + hold_for)
                 } else {
                     assert!(matches!(held, Err(ServiceError::AccountNotActive { .. })), "{context}: hold: {held:?}");
                     continue_with(&app, &model, &context).await;
@@ -166,7 +165,7 @@ async fn run(backend: Backend, seed: u64, steps: usize) {
                     Credits::from_micros(rng.random_range(0..=micros))
                 });
                 let stored = match capture {
-                    Some(amount) => app.ledger.capture(&reservation, amount.to_decimal(), &key, now).await,
+                    Some(amount) => app.ledger.capture(&reservation, amount, &key, now).await,
                     None => app.ledger.release(&reservation, &key, now).await,
                 };
                 let stored = match stored {
@@ -221,7 +220,7 @@ async fn continue_with(app: &TestApp, model: &Model, context: &str) {
 fn grant(micros: i64, class: LotClass, expires_at: Option<DateTime<Utc>>, key: String) -> GrantRequest {
     GrantRequest {
         account: "model".into(),
-        amount: Decimal::new(micros, 6),
+        amount: Credits::from_micros(micros),
         class,
         source: LotSource::Adjustment,
         expires_at,
@@ -231,7 +230,7 @@ fn grant(micros: i64, class: LotClass, expires_at: Option<DateTime<Utc>>, key: S
     }
 }
 
-async fn spend(app: &TestApp, key: &str, amount: Decimal, now: DateTime<Utc>) -> Outcome {
+async fn spend(app: &TestApp, key: &str, amount: Credits, now: DateTime<Utc>) -> Outcome {
     let request = SpendRequest {
         account: "model".into(),
         amount: Some(amount),

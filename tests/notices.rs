@@ -37,7 +37,7 @@ async fn buy(app: &TestApp, account: &str, credits: &str, key: &str) {
     let pending = app
         .gql(
             &app.user(account),
-            "mutation($a: ID!, $c: Decimal!, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, idempotencyKey: $k}) { id } }",
+            "mutation($a: ID!, $c: CreditAmount!, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, idempotencyKey: $k}) { id } }",
             json!({ "a": account, "c": credits, "k": key }),
         )
         .await;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 const QUOTE: &str =
     "query($f: String!, $o: PriceOptionsInput) { priceQuote(feature: $f, options: $o) { feature model total lines { label factor } } }";
-const SPEND: &str = "mutation($a: ID!, $f: String!, $p: PriceOptionsInput, $amt: Decimal, $k: String!) {
+const SPEND: &str = "mutation($a: ID!, $f: String!, $p: PriceOptionsInput, $amt: CreditAmount, $k: String!) {
     spendCredits(input: {accountId: $a, feature: $f, price: $p, amount: $amt, idempotencyKey: $k}) { sequence amount availableAfter } }";
 
 async fn quote(app: &TestApp, feature: &str, options: Value) -> Value {

@@ -2,7 +2,7 @@ use crate::on_both;
 use crate::support::{Backend, TestApp, error_code};
 use serde_json::{Value, json};
 
-const PURCHASE: &str = "mutation($a: ID!, $p: String, $c: Decimal, $k: String!) {
+const PURCHASE: &str = "mutation($a: ID!, $p: String, $c: CreditAmount, $k: String!) {
     purchaseCredits(input: {accountId: $a, package: $p, credits: $c, idempotencyKey: $k}) { id status credits package amount { amountMinor currency } } }";
 const CONFIRM: &str = "mutation($id: ID!, $ref: String!, $paid: Int) {
     confirmPurchase(input: {purchaseId: $id, paymentReference: $ref, amountMinor: $paid}) { id status lotId paymentReference } }";
@@ -86,6 +86,8 @@ async fn purchases_are_priced_then_paid_exactly_once(backend: Backend) {
 
 async fn carat_top_ups_expire_a_calendar_month_after_payment(backend: Backend) {
     let app = TestApp::spawn_with(backend, "carat").await;
+    let program = app.gql(&app.service, "{ program { purchasedValidity } }", json!({})).await;
+    assert_eq!(program["data"]["program"]["purchasedValidity"], json!("1 month"), "one unit reads in the singular: {program}");
     app.create_account("fan").await;
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-31T10:00:00Z").unwrap().to_utc();
     app.clock.set(start);

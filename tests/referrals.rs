@@ -11,7 +11,7 @@ async fn sign_up(app: &TestApp, id: &str, code: Option<&str>) -> Value {
 
 async fn buy_and_pay(app: &TestApp, account: &str, credits: &str, key: &str) -> String {
     let r = app
-        .gql(&app.service, "mutation($a: ID!, $c: Decimal!, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, idempotencyKey: $k}) { id } }", json!({ "a": account, "c": credits, "k": key }))
+        .gql(&app.service, "mutation($a: ID!, $c: CreditAmount!, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, idempotencyKey: $k}) { id } }", json!({ "a": account, "c": credits, "k": key }))
         .await;
     let id = r["data"]["purchaseCredits"]["id"].as_str().unwrap().to_string();
     app.gql(

@@ -11,7 +11,7 @@ async fn buy(app: &TestApp, account: &str, credits: Option<&str>, package: Optio
     let r = app
         .gql(
             &app.service,
-            "mutation($a: ID!, $c: Decimal, $p: String, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, package: $p, idempotencyKey: $k}) { id } }",
+            "mutation($a: ID!, $c: CreditAmount, $p: String, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, package: $p, idempotencyKey: $k}) { id } }",
             json!({ "a": account, "c": credits, "p": package, "k": reference }),
         )
         .await;

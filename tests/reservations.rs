@@ -7,10 +7,10 @@ use chrono::Duration;
 use credits::service::jobs::Job;
 use serde_json::{Value, json};
 
-const RESERVE: &str = "mutation($a: ID!, $amt: Decimal!, $k: String!, $s: Int) {
+const RESERVE: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!, $s: Int) {
     reserveCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"video\", model: \"ltx\", holdSeconds: $s}) {
       reservationId amount sequence deadline availableAfter takes { lotId amount } } }";
-const CAPTURE: &str = "mutation($r: ID!, $amt: Decimal!, $k: String!) {
+const CAPTURE: &str = "mutation($r: ID!, $amt: CreditAmount!, $k: String!) {
     captureReservation(input: {reservationId: $r, amount: $amt, idempotencyKey: $k}) { reservationId status captured released expired } }";
 const RELEASE: &str = "mutation($r: ID!, $k: String!) {
     releaseReservation(input: {reservationId: $r, idempotencyKey: $k}) { reservationId status captured released expired } }";

@@ -1,11 +1,11 @@
 //! The market part of the schema: providers' asks, jobs, and market rates.
 
+use crate::graphql::amount::CreditAmount;
 use crate::graphql::types::credits;
 use crate::ledger::market::{HardwareClass as Hardware, Rate};
 use crate::service::market::{JobView, RatesView};
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum HardwareClass {
@@ -37,7 +37,7 @@ impl From<HardwareClass> for Hardware {
 pub struct WorkloadAskInput {
     pub workload: String,
     /// Credits per job, before the hardware multiplier and any surge.
-    pub price: Decimal,
+    pub price: CreditAmount,
 }
 
 #[derive(InputObject)]
@@ -47,7 +47,7 @@ pub struct SetAskingPricesInput {
     /// Jobs the provider runs at once.
     pub capacity: i32,
     /// The ask for workloads without their own.
-    pub default_price: Decimal,
+    pub default_price: CreditAmount,
     #[graphql(default)]
     pub prices: Vec<WorkloadAskInput>,
 }
@@ -55,7 +55,7 @@ pub struct SetAskingPricesInput {
 #[derive(SimpleObject)]
 pub struct WorkloadAsk {
     pub workload: String,
-    pub price: Decimal,
+    pub price: CreditAmount,
 }
 
 #[derive(InputObject)]
@@ -64,7 +64,7 @@ pub struct JobInputItem {
     pub input: String,
     /// The most this job may cost; else the saved preference, the market's average, or the
     /// workload's default price.
-    pub bid_price: Option<Decimal>,
+    pub bid_price: Option<CreditAmount>,
 }
 
 #[derive(InputObject)]
@@ -101,16 +101,16 @@ pub struct MarketJob {
     pub code: Option<String>,
     /// The provider's account id.
     pub provider: Option<ID>,
-    pub budget: Option<Decimal>,
+    pub budget: Option<CreditAmount>,
     /// BID, PREFERENCE, AVERAGE_RATE or DEFAULT_PRICE.
     pub budget_source: Option<String>,
     /// The final price: ask x hardware multiplier x surge; never above the budget.
-    pub price: Option<Decimal>,
+    pub price: Option<CreditAmount>,
     pub surge: bool,
     pub reservation_id: Option<ID>,
     /// What the provider earned, and the platform's fee (completed jobs).
-    pub earnings: Option<Decimal>,
-    pub fee: Option<Decimal>,
+    pub earnings: Option<CreditAmount>,
+    pub fee: Option<CreditAmount>,
     pub deadline: DateTime<Utc>,
 }
 
@@ -138,9 +138,9 @@ impl From<JobView> for MarketJob {
 
 #[derive(SimpleObject)]
 pub struct MarketRate {
-    pub average: Decimal,
-    pub min: Decimal,
-    pub max: Decimal,
+    pub average: CreditAmount,
+    pub min: CreditAmount,
+    pub max: CreditAmount,
     pub providers: i32,
 }
 
@@ -167,7 +167,7 @@ pub struct MarketRateAt {
 pub struct MarketRates {
     pub workload: String,
     pub now: Option<MarketRate>,
-    pub suggested_bid: Option<Decimal>,
+    pub suggested_bid: Option<CreditAmount>,
     pub history: Vec<MarketRateAt>,
 }
 

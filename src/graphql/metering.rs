@@ -1,5 +1,6 @@
 //! The metering part of the schema: containers, usage samples, settlements and the usage page.
 
+use crate::graphql::amount::{CreditAmount, Quantity};
 use crate::graphql::context::app;
 use crate::graphql::error::ApiResult;
 use crate::graphql::types::credits;
@@ -50,15 +51,16 @@ pub struct StopContainerInput {
 #[derive(InputObject)]
 pub struct StorageSampleInput {
     pub container_id: String,
-    /// The container's storage now, in GB (1 GB = 10^9 bytes), at most 9 decimal places.
-    pub gb: Decimal,
+    /// The container's storage now, in GB (1 GB = 10^9 bytes): 0 to 1000000, at most 9 decimal
+    /// places.
+    pub gb: Quantity,
 }
 
 #[derive(InputObject)]
 pub struct TrafficSampleInput {
     pub container_id: String,
-    /// Bytes moved since the last sample: a whole number, 1 to 10^15.
-    pub bytes: Decimal,
+    /// Bytes moved since the last sample: a whole number, 1 to 1000000000000000 (10^15).
+    pub bytes: Quantity,
 }
 
 #[derive(InputObject)]
@@ -85,9 +87,9 @@ impl RecordUsageInput {
     pub fn sample(self) -> Result<service::Sample, crate::service::ServiceError> {
         use crate::service::ServiceError;
         match (self.storage, self.traffic, self.ai) {
-            (Some(s), None, None) => Ok(service::Sample::Storage { container: s.container_id, gb: s.gb }),
+            (Some(s), None, None) => Ok(service::Sample::Storage { container: s.container_id, gb: s.gb.0 }),
             (None, Some(t), None) => {
-                let bytes = t.bytes.normalize();
+                let bytes = t.bytes.0.normalize();
                 let bytes = (bytes.scale() == 0).then(|| u64::try_from(bytes.mantissa()).ok()).flatten();
                 let bytes = bytes.ok_or_else(|| ServiceError::bad_input("bytes must be a whole, non-negative number"))?;
                 Ok(service::Sample::Traffic { container: t.container_id, bytes })
@@ -144,7 +146,7 @@ pub struct UsageLine {
     pub unit: String,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
-    pub amount: Decimal,
+    pub amount: CreditAmount,
 }
 
 impl From<LineView> for UsageLine {
@@ -170,10 +172,10 @@ pub struct Settlement {
     pub settlement_id: ID,
     /// stop, start, monthly, plan_change, ai
     pub trigger: String,
-    pub total: Decimal,
+    pub total: CreditAmount,
     /// What was actually taken: less than `total` on overuse.
-    pub charged: Decimal,
-    pub uncollected: Decimal,
+    pub charged: CreditAmount,
+    pub uncollected: CreditAmount,
     pub lines: Vec<UsageLine>,
     /// Containers stopped for overuse (the stop-all command is in the outbox).
     pub stopped_containers: Vec<String>,
@@ -215,7 +217,7 @@ pub struct RecordUsagePayload {
 #[derive(SimpleObject)]
 pub struct ResourceUsage {
     pub resource: String,
-    pub amount: Decimal,
+    pub amount: CreditAmount,
 }
 
 /// A month's usage page: totals, per resource, per container for a chosen day, AI logs.
@@ -224,10 +226,10 @@ pub struct ResourceUsage {
 pub struct UsageReport {
     pub month: String,
     /// What the month's usage came to.
-    pub total: Decimal,
+    pub total: CreditAmount,
     /// What was actually deducted; less than `total` when usage went uncollected.
-    pub deducted: Decimal,
-    pub uncollected: Decimal,
+    pub deducted: CreditAmount,
+    pub uncollected: CreditAmount,
     /// container, addon, storage, traffic, ai: what each came to.
     pub resources: Vec<ResourceUsage>,
     #[graphql(skip)]

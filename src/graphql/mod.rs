@@ -1,6 +1,7 @@
 //! The GraphQL schema: built by a transport-free function; the HTTP layer mounts it and attaches
 //! each request's caller.
 
+pub mod amount;
 pub mod context;
 pub mod error;
 pub mod limits;

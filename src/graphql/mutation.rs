@@ -1,4 +1,5 @@
 use crate::auth::Caller;
+use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, limit_claims, require_account, require_admin, require_service};
 use crate::graphql::error::ApiError;
 use crate::graphql::error::ApiResult;
@@ -16,7 +17,6 @@ use crate::service::reservations::ReserveRequest;
 use crate::service::spending::{GrantRequest, SpendRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 
 pub struct MutationRoot;
 
@@ -45,7 +45,7 @@ pub struct PurchaseCreditsInput {
     /// A package code from `creditPackages`...
     pub package: Option<String>,
     /// ...or a custom whole number of credits, at least the program's minimum.
-    pub credits: Option<Decimal>,
+    pub credits: Option<CreditAmount>,
     pub idempotency_key: String,
 }
 
@@ -61,8 +61,8 @@ pub struct ConfirmPurchaseInput {
 #[derive(InputObject)]
 pub struct SpendCreditsInput {
     pub account_id: ID,
-    /// Positive, at most 6 decimal places, at most 1,000,000,000. Give either this or `price`.
-    pub amount: Option<Decimal>,
+    /// The credits to charge: more than 0, at most 1000000000. Give either this or `price`.
+    pub amount: Option<CreditAmount>,
     /// Charge the price list's price of this use of `feature` instead of an amount (see
     /// `priceQuote`); the receipt's amount is what was charged.
     pub price: Option<PriceOptionsInput>,
@@ -77,26 +77,26 @@ pub struct SpendCreditsInput {
 #[derive(SimpleObject)]
 pub struct SpendTake {
     pub lot_id: ID,
-    pub amount: Decimal,
+    pub amount: CreditAmount,
 }
 
 #[derive(SimpleObject)]
 pub struct SpendCreditsPayload {
     /// The journal entry of this spend (the same on every replay).
     pub sequence: ID,
-    pub amount: Decimal,
+    pub amount: CreditAmount,
     /// The lots it came from, in the order they were used.
     pub takes: Vec<SpendTake>,
     /// What the account could still spend right after this spend.
-    pub available_after: Decimal,
+    pub available_after: CreditAmount,
     pub effective_at: DateTime<Utc>,
 }
 
 #[derive(InputObject)]
 pub struct ReserveCreditsInput {
     pub account_id: ID,
-    /// Positive, at most 6 decimal places, at most 1,000,000,000.
-    pub amount: Decimal,
+    /// The credits to hold: more than 0, at most 1000000000.
+    pub amount: CreditAmount,
     pub idempotency_key: String,
     /// What the held credits will pay for.
     pub feature: String,
@@ -110,7 +110,7 @@ pub struct ReserveCreditsInput {
 #[derive(SimpleObject)]
 pub struct ReserveCreditsPayload {
     pub reservation_id: ID,
-    pub amount: Decimal,
+    pub amount: CreditAmount,
     /// The journal entry that took the credits from the lots.
     pub sequence: ID,
     /// The lots the held credits came from, in the order they were taken.
@@ -118,14 +118,14 @@ pub struct ReserveCreditsPayload {
     /// When the hold is released if nobody captures or releases it first.
     pub deadline: DateTime<Utc>,
     /// What the account could still spend right after this hold.
-    pub available_after: Decimal,
+    pub available_after: CreditAmount,
 }
 
 #[derive(InputObject)]
 pub struct CaptureReservationInput {
     pub reservation_id: ID,
     /// At most the held amount; 0 charges nothing (a release).
-    pub amount: Decimal,
+    pub amount: CreditAmount,
     pub idempotency_key: String,
 }
 
@@ -139,11 +139,11 @@ pub struct ReleaseReservationInput {
 pub struct SettlementPayload {
     pub reservation_id: ID,
     pub status: ReservationStatus,
-    pub captured: Decimal,
+    pub captured: CreditAmount,
     /// Given back to the lots the credits came from.
-    pub released: Decimal,
+    pub released: CreditAmount,
     /// The part of `released` that landed on lots past their expiry and was written off.
-    pub expired: Decimal,
+    pub expired: CreditAmount,
     pub settled_at: DateTime<Utc>,
 }
 
@@ -163,7 +163,8 @@ impl From<crate::service::reservations::Settlement> for SettlementPayload {
 #[derive(InputObject)]
 pub struct GrantCreditsInput {
     pub account_id: ID,
-    pub amount: Decimal,
+    /// The credits to grant: more than 0, at most 1000000000.
+    pub amount: CreditAmount,
     pub class: LotClass,
     #[graphql(default_with = "LotSource::Adjustment")]
     pub source: LotSource,
@@ -187,7 +188,7 @@ pub struct CheckInPayload {
     pub day: NaiveDate,
     pub lot_id: ID,
     pub sequence: ID,
-    pub amount: Decimal,
+    pub amount: CreditAmount,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -202,7 +203,7 @@ pub struct ClaimLuckyCreditsInput {
 pub struct RandomCreditsPayload {
     pub day: NaiveDate,
     /// What was drawn.
-    pub amount: Decimal,
+    pub amount: CreditAmount,
     pub lot_id: ID,
     pub sequence: ID,
     pub expires_at: Option<DateTime<Utc>>,
@@ -222,7 +223,8 @@ pub struct ClaimAdRewardInput {
 pub struct CreateCouponInput {
     /// 3 to 64 letters, digits, - or _; case-insensitive.
     pub code: String,
-    pub credits: Decimal,
+    /// The credits each redemption grants: more than 0, at most 1000000000.
+    pub credits: CreditAmount,
     /// The granted credits expire at this instant...
     pub expires_at: Option<DateTime<Utc>>,
     /// ...or this long after redemption ("30 days"). Neither: they never expire.
@@ -246,7 +248,7 @@ pub struct RedeemCouponInput {
 pub struct RedeemCouponPayload {
     pub lot_id: ID,
     pub sequence: ID,
-    pub amount: Decimal,
+    pub amount: CreditAmount,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -262,7 +264,7 @@ pub struct ChangePlanPayload {
     pub account: Account,
     /// The new plan's credits for the current period, if they were granted now.
     pub granted_lot_id: Option<ID>,
-    pub granted: Option<Decimal>,
+    pub granted: Option<CreditAmount>,
 }
 
 #[derive(InputObject)]
@@ -278,9 +280,9 @@ pub struct RefundPurchasePayload {
     /// The money paid back.
     pub refunded: Money,
     /// The purchase's unused credits taken back.
-    pub credits: Decimal,
+    pub credits: CreditAmount,
     /// Promotional credits tied to the purchase, forfeited.
-    pub revoked: Decimal,
+    pub revoked: CreditAmount,
 }
 
 #[derive(InputObject)]
@@ -368,18 +370,25 @@ impl MutationRoot {
     async fn set_asking_prices(&self, ctx: &Context<'_>, input: SetAskingPricesInput) -> ApiResult<Vec<WorkloadAsk>> {
         require_account(ctx, &input.account_id)?;
         let app = app(ctx);
-        let asks = input.prices.into_iter().map(|p| (p.workload, p.price)).collect();
+        let asks = input.prices.into_iter().map(|p| (p.workload, p.price.0)).collect();
         let set = app
             .ledger
-            .set_asking_prices(&input.account_id, input.hardware_class.into(), input.capacity, input.default_price, asks, app.clock.now())
+            .set_asking_prices(&input.account_id, input.hardware_class.into(), input.capacity, input.default_price.0, asks, app.clock.now())
             .await?;
         Ok(set.into_iter().map(|(workload, price)| WorkloadAsk { workload, price: credits(price) }).collect())
     }
 
-    /// Saves the consumer's budget for a workload, used when a job names no bid.
-    async fn set_bid_preference(&self, ctx: &Context<'_>, account_id: ID, workload: String, bid_price: Decimal) -> ApiResult<Decimal> {
+    /// Saves the consumer's budget for a workload, used when a job names no bid: `bidPrice`, the
+    /// most one job may cost, in credits (more than 0). Returns the saved budget.
+    async fn set_bid_preference(
+        &self,
+        ctx: &Context<'_>,
+        account_id: ID,
+        workload: String,
+        bid_price: CreditAmount,
+    ) -> ApiResult<CreditAmount> {
         require_account(ctx, &account_id)?;
-        Ok(credits(app(ctx).ledger.set_bid_preference(&account_id, &workload, bid_price).await?))
+        Ok(credits(app(ctx).ledger.set_bid_preference(&account_id, &workload, bid_price.0).await?))
     }
 
     /// Submits 1 to 100 jobs: each clears at the cheapest available provider whose final price
@@ -387,7 +396,7 @@ impl MutationRoot {
     async fn submit_job(&self, ctx: &Context<'_>, input: SubmitJobInput) -> ApiResult<Vec<MarketJob>> {
         require_account(ctx, &input.account_id)?;
         let app = app(ctx);
-        let inputs = input.inputs.into_iter().map(|i| JobInput { input: i.input, bid: i.bid_price }).collect();
+        let inputs = input.inputs.into_iter().map(|i| JobInput { input: i.input, bid: i.bid_price.map(|b| b.0) }).collect();
         let jobs = app
             .ledger
             .submit_jobs(&input.account_id, &input.workload, inputs, input.priority, &input.idempotency_key, app.clock.now())
@@ -427,7 +436,7 @@ impl MutationRoot {
         let app = app(ctx);
         let purchase = app
             .ledger
-            .purchase(&input.account_id, input.package.as_deref(), input.credits, &input.idempotency_key, app.clock.now())
+            .purchase(&input.account_id, input.package.as_deref(), input.credits.map(|c| c.0), &input.idempotency_key, app.clock.now())
             .await?;
         Ok(Purchase(purchase))
     }
@@ -450,7 +459,7 @@ impl MutationRoot {
         let app = app(ctx);
         let request = SpendRequest {
             account: input.account_id.to_string(),
-            amount: input.amount,
+            amount: input.amount.map(|a| a.0),
             price: input.price.map(|p| p.into_ref(&input.feature)),
             idempotency_key: input.idempotency_key,
             feature: input.feature,
@@ -475,7 +484,7 @@ impl MutationRoot {
         let app = app(ctx);
         let request = ReserveRequest {
             account: input.account_id.to_string(),
-            amount: input.amount,
+            amount: input.amount.0,
             idempotency_key: input.idempotency_key,
             feature: input.feature,
             model: input.model,
@@ -497,7 +506,7 @@ impl MutationRoot {
     async fn capture_reservation(&self, ctx: &Context<'_>, input: CaptureReservationInput) -> ApiResult<SettlementPayload> {
         require_service(ctx)?;
         let app = app(ctx);
-        let settlement = app.ledger.capture(&input.reservation_id, input.amount, &input.idempotency_key, app.clock.now()).await?;
+        let settlement = app.ledger.capture(&input.reservation_id, input.amount.0, &input.idempotency_key, app.clock.now()).await?;
         Ok(settlement.into())
     }
 
@@ -602,7 +611,7 @@ impl MutationRoot {
         let app = app(ctx);
         let new = NewCoupon {
             code: input.code,
-            credits: input.credits,
+            credits: input.credits.0,
             expires_at: input.expires_at,
             valid_for,
             starts_at: input.starts_at,
@@ -634,7 +643,7 @@ impl MutationRoot {
         let app = app(ctx);
         let request = GrantRequest {
             account: input.account_id.to_string(),
-            amount: input.amount,
+            amount: input.amount.0,
             class: input.class.into(),
             source: input.source.into(),
             expires_at: input.expires_at,

@@ -2,6 +2,7 @@
 
 use crate::auth::Caller;
 use crate::feed::{BalanceFeed, FeedEvent};
+use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_account};
 use crate::graphql::error::ApiError;
 use crate::graphql::types::Balance;
@@ -42,7 +43,7 @@ impl SubscriptionRoot {
         let (ledger, clock) = (data.ledger.clone(), data.clock.clone());
         let account = ledger.account(&external_id).await?;
         let events = ctx.data_unchecked::<BalanceFeed>().subscribe();
-        let state = (ledger, clock, account, events, None::<(rust_decimal::Decimal, rust_decimal::Decimal)>, true);
+        let state = (ledger, clock, account, events, None::<(CreditAmount, CreditAmount)>, true);
         Ok(futures_util::stream::unfold(state, |(ledger, clock, account, mut events, last, first)| async move {
             let mut wake = first;
             loop {

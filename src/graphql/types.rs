@@ -2,9 +2,10 @@
 //! GraphQL traits: the public contract must not move when a table does.
 
 use crate::entity::{account, journal_line, lot, purchase};
+use crate::graphql::amount::{CreditAmount, SignedCreditAmount};
 use crate::graphql::context::{app, require_account};
 use crate::graphql::error::ApiResult;
-use crate::ledger::{self, Credits, amount::CREDIT_SCALE};
+use crate::ledger::{self, Credits};
 use crate::service::ServiceError;
 use crate::service::reads::{BalanceView, HistoryItem, page_size, parse_cursor};
 use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
@@ -13,13 +14,21 @@ use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, Object, Simpl
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-pub fn credits(c: Credits) -> Decimal {
-    c.to_decimal()
+pub fn credits(c: Credits) -> CreditAmount {
+    CreditAmount(c)
 }
 
-/// A signed amount of micro-credits as a decimal.
-pub fn signed(micros: i64) -> Decimal {
-    Decimal::new(micros, CREDIT_SCALE).normalize()
+/// A signed amount of micro-credits: a change to an account's credits.
+pub fn signed(micros: i64) -> SignedCreditAmount {
+    SignedCreditAmount::from_micros(micros)
+}
+
+/// A stored amount of micro-credits that the database's CHECK constraints keep non-negative.
+fn stored(micros: i64, what: impl FnOnce() -> String) -> Result<CreditAmount, ServiceError> {
+    if micros < 0 {
+        return Err(corrupt(format!("{}: negative credits {micros}", what())));
+    }
+    Ok(CreditAmount(Credits::from_micros(micros)))
 }
 
 macro_rules! mirror_enum {
@@ -251,13 +260,13 @@ pub struct Balance {
     /// The account's credits now: what it may spend plus what open reservations hold.
     /// Expired lots never count, nor does a hold past its deadline (its credits are available
     /// again).
-    pub total: Decimal,
+    pub total: CreditAmount,
     /// Credits held by open reservations: taken from the lots until captured, released or past
     /// their deadline.
-    pub held: Decimal,
+    pub held: CreditAmount,
     /// `total - held`: what a spend or a new reservation may take now, the day's free credits
     /// included (they are the last tier of every spend).
-    pub available: Decimal,
+    pub available: CreditAmount,
     /// One bar per source, largest first. Their `remaining` add up to `available`, their `held`
     /// to `held`.
     pub bars: Vec<BalanceBar>,
@@ -271,9 +280,9 @@ pub struct BalanceBar {
     /// What they are worth to the user (paid, promotional, free).
     pub class: LotClass,
     /// What a spend may take from this source now.
-    pub remaining: Decimal,
+    pub remaining: CreditAmount,
     /// What open reservations hold of this source.
-    pub held: Decimal,
+    pub held: CreditAmount,
     /// True for the day's free credits while other credits are left: they count in `available`
     /// but are used only once every other credit is.
     pub waiting: bool,
@@ -287,13 +296,14 @@ pub struct Expiry {
     /// The exclusive instant they stop counting; null never expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// How many credits expire then.
-    pub remaining: Decimal,
+    pub remaining: CreditAmount,
 }
 
 impl From<BalanceView> for Balance {
     fn from(view: BalanceView) -> Self {
-        let mut bars: Vec<BalanceBar> = view
-            .bars
+        let mut sorted = view.bars;
+        sorted.sort_by_key(|bar| std::cmp::Reverse(bar.remaining.checked_add(bar.held)));
+        let bars: Vec<BalanceBar> = sorted
             .into_iter()
             .map(|bar| BalanceBar {
                 source: bar.source.into(),
@@ -308,7 +318,6 @@ impl From<BalanceView> for Balance {
                     .collect(),
             })
             .collect();
-        bars.sort_by_key(|bar| std::cmp::Reverse(bar.remaining.checked_add(bar.held)));
         let total = view.available.checked_add(view.held).expect("an account's credits fit");
         Balance { total: credits(total), held: credits(view.held), available: credits(view.available), bars }
     }
@@ -320,8 +329,8 @@ pub struct Lot {
     pub id: ID,
     pub class: LotClass,
     pub source: LotSource,
-    pub granted: Decimal,
-    pub remaining: Decimal,
+    pub granted: CreditAmount,
+    pub remaining: CreditAmount,
     pub granted_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
     /// Past its expiry instant; its credits no longer count.
@@ -334,8 +343,8 @@ pub struct Lot {
 #[ComplexObject]
 impl Lot {
     /// Credits of this lot spendable now.
-    async fn spendable(&self) -> Decimal {
-        if self.expired { Decimal::ZERO } else { self.remaining }
+    async fn spendable(&self) -> CreditAmount {
+        if self.expired { CreditAmount(Credits::ZERO) } else { self.remaining }
     }
 }
 
@@ -351,8 +360,8 @@ impl Lot {
             id: ID(model.id.to_string()),
             class: model.class.parse::<ledger::LotClass>().map_err(corrupt)?.into(),
             source: model.source.parse::<ledger::LotSource>().map_err(corrupt)?.into(),
-            granted: signed(model.granted_micros),
-            remaining: signed(model.remaining_micros),
+            granted: stored(model.granted_micros, || format!("lot {}", model.id))?,
+            remaining: stored(model.remaining_micros, || format!("lot {}", model.id))?,
             granted_at: model.granted_at,
             expires_at: model.expires_at,
             expired,
@@ -368,7 +377,7 @@ pub struct JournalEntry {
     pub sequence: ID,
     pub kind: EntryKind,
     /// The net change to the account's credits (negative for a spend or expiry).
-    pub amount: Decimal,
+    pub amount: SignedCreditAmount,
     /// When the change took effect (an expiry is dated at the lot's expiry instant).
     pub effective_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
@@ -383,7 +392,8 @@ pub struct JournalEntry {
 #[derive(SimpleObject)]
 pub struct JournalLine {
     pub lot_id: ID,
-    pub amount: Decimal,
+    /// The change to this lot (negative when credits left it).
+    pub amount: SignedCreditAmount,
 }
 
 impl From<&journal_line::Model> for JournalLine {
@@ -473,8 +483,9 @@ impl Purchase {
     async fn package(&self) -> Option<&str> {
         self.0.package_name.as_deref()
     }
-    async fn credits(&self) -> Decimal {
-        signed(self.0.credits_micros)
+    /// The credits bought.
+    async fn credits(&self) -> ApiResult<CreditAmount> {
+        Ok(stored(self.0.credits_micros, || format!("purchase {}", self.0.id))?)
     }
     async fn amount(&self) -> Money {
         Money { amount_minor: self.0.price_minor, currency: self.0.currency.clone() }
@@ -511,7 +522,7 @@ impl Purchase {
 pub struct CreditPackage {
     pub code: String,
     pub name: String,
-    pub credits: Decimal,
+    pub credits: CreditAmount,
     pub price: Money,
 }
 
@@ -521,7 +532,7 @@ pub struct Plan {
     pub code: String,
     pub name: String,
     /// Credits granted each period (a calendar month, or a month from the plan's start).
-    pub monthly_credits: Option<Decimal>,
+    pub monthly_credits: Option<CreditAmount>,
     /// The plan's price per month, where published.
     pub price: Option<Money>,
     /// A paid subscription.
@@ -529,7 +540,7 @@ pub struct Plan {
     /// Free storage before storage is charged, in GB.
     pub storage_quota_gb: Option<Decimal>,
     /// The most lucky credits one daily draw can give.
-    pub lucky_max_credits: Option<Decimal>,
+    pub lucky_max_credits: Option<CreditAmount>,
 }
 
 impl Plan {
@@ -553,8 +564,8 @@ pub struct ProgramInfo {
     pub currency: String,
     /// Minor units per credit; may be fractional.
     pub credit_price_minor: Decimal,
-    pub minimum_purchase: Decimal,
-    /// "never", or a count and unit such as "1 months".
+    pub minimum_purchase: CreditAmount,
+    /// "never", "end of month", or a count and unit such as "1 month" or "30 days".
     pub purchased_validity: String,
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
     pub consumption_order: Vec<Vec<LotClass>>,
@@ -571,7 +582,7 @@ pub struct CheckInStatus {
     /// Consecutive UTC days checked in, up to today (or yesterday, while today is still open).
     pub streak: i32,
     /// What one check-in grants.
-    pub credits: Option<Decimal>,
+    pub credits: Option<CreditAmount>,
 }
 
 pub struct Coupon(pub crate::entity::coupon::Model);
@@ -581,14 +592,19 @@ impl Coupon {
     async fn code(&self) -> &str {
         &self.0.code
     }
-    async fn credits(&self) -> Decimal {
-        signed(self.0.credits_micros)
+    /// The credits one redemption grants.
+    async fn credits(&self) -> ApiResult<CreditAmount> {
+        Ok(stored(self.0.credits_micros, || format!("coupon {}", self.0.id))?)
     }
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
-    async fn valid_for(&self) -> Option<&str> {
-        self.0.valid_for.as_deref()
+    /// How long the granted credits last from redemption, such as "30 days" or "1 month".
+    async fn valid_for(&self) -> ApiResult<Option<String>> {
+        // Stored in the canonical form ("1 months"); shown as people write it.
+        let stored = self.0.valid_for.as_deref().map(str::parse::<ledger::Validity>).transpose();
+        let validity = stored.map_err(|e| corrupt(format!("coupon {}: valid_for: {e}", self.0.id)))?;
+        Ok(validity.map(|v| v.to_string()))
     }
     async fn starts_at(&self) -> Option<DateTime<Utc>> {
         self.0.starts_at
@@ -618,9 +634,9 @@ pub struct LuckyCredits {
     /// banner); the amount stays a surprise until the claim.
     pub drop_waiting: bool,
     /// What today's claim drew.
-    pub claimed: Option<Decimal>,
+    pub claimed: Option<CreditAmount>,
     /// The plan's maximum for one day's draw.
-    pub max_credits: Option<Decimal>,
+    pub max_credits: Option<CreditAmount>,
     /// Now, or the next 00:00 UTC once today's claim is made; null when not eligible.
     pub next_available_at: Option<DateTime<Utc>>,
     pub promotion_ends_at: Option<DateTime<Utc>>,
@@ -679,7 +695,7 @@ impl PriceOptionsInput {
 pub struct PriceQuote {
     pub feature: String,
     pub model: Option<String>,
-    pub total: Decimal,
+    pub total: CreditAmount,
     pub lines: Vec<PriceQuoteLine>,
 }
 
@@ -706,11 +722,11 @@ pub struct LowCredits {
     pub enabled: bool,
     pub applies: bool,
     pub reason: Option<String>,
-    pub balance: Decimal,
+    pub balance: CreditAmount,
     /// What the account's running usage costs an hour now (metered programs).
     pub rate_per_hour: Option<Decimal>,
     /// The balance under which the nudge applies (threshold programs).
-    pub threshold: Option<Decimal>,
+    pub threshold: Option<CreditAmount>,
     /// When this cycle's warning went out; null once a purchase (or, for a threshold, a
     /// recovery) re-armed it.
     pub notified_at: Option<DateTime<Utc>>,

@@ -2,8 +2,44 @@
 //! into lines per UTC day, and what a settlement takes when it exceeds the balance.
 
 use crate::ledger::Credits;
+use crate::ledger::amount::{AmountError, split_plain_decimal};
 use crate::ledger::time::next_day_start;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+/// Decimal places of a measured quantity: storage in GB is exact to the byte (1 GB = 10^9 bytes).
+pub const QUANTITY_PLACES: usize = 9;
+/// Digits before the point of a measured quantity: enough for 10^15 bytes, and with
+/// [`QUANTITY_PLACES`] still within a decimal's 28 exact digits.
+pub const QUANTITY_DIGITS: usize = 16;
+/// The API's text form of a measured quantity, as a pattern for people.
+pub const QUANTITY_PATTERN: &str = r"^(0|[1-9][0-9]{0,15})(\.[0-9]{1,9})?$";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("{0}")]
+    Malformed(&'static str),
+    #[error("a quantity has at most {QUANTITY_PLACES} decimal places")]
+    TooPrecise,
+    #[error("a quantity has at most {QUANTITY_DIGITS} digits before its point")]
+    TooLarge,
+}
+
+/// Parses the API's text form of a measured quantity (GB, bytes): [`QUANTITY_PATTERN`], the
+/// grammar of credit amounts with finer places. Each use checks its own range and unit (bytes
+/// are whole).
+pub fn parse_quantity(text: &str) -> Result<Decimal, QuantityError> {
+    let (whole, fraction) = split_plain_decimal(text, QUANTITY_PLACES).map_err(|e| match e {
+        AmountError::Malformed(why) => QuantityError::Malformed(why),
+        _ => QuantityError::TooPrecise,
+    })?;
+    if whole.len() > QUANTITY_DIGITS {
+        return Err(QuantityError::TooLarge);
+    }
+    // At most 25 digits: exact in an i128 and in a decimal's 96-bit mantissa.
+    let mantissa = whole.bytes().chain(fraction.bytes()).fold(0i128, |n, b| n * 10 + i128::from(b - b'0'));
+    Decimal::try_from_i128_with_scale(mantissa, fraction.len() as u32).map_err(|_| QuantityError::TooLarge)
+}
 
 /// What a settlement was triggered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -73,6 +109,22 @@ pub fn collect(total: Credits, available: Credits) -> Collection {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantity_text_follows_the_grammar() {
+        let parsed = |s: &str| parse_quantity(s).map(|d| d.to_string());
+        for (text, shown) in
+            [("0", "0"), ("1", "1"), ("6.5", "6.5"), ("0.000000001", "0.000000001"), ("1000000000000000", "1000000000000000")]
+        {
+            assert_eq!(parsed(text), Ok(shown.to_string()), "{text:?}");
+        }
+        assert_eq!(parsed("9999999999999999.999999999"), Ok("9999999999999999.999999999".to_string()), "the widest is exact");
+        for text in ["", "01", "1.", ".5", "1_000", "+5", "-1", "1e3", " 1", "1,5", "NaN"] {
+            assert!(matches!(parse_quantity(text), Err(QuantityError::Malformed(_))), "{text:?}");
+        }
+        assert_eq!(parse_quantity("0.0000000001"), Err(QuantityError::TooPrecise));
+        assert_eq!(parse_quantity("10000000000000000"), Err(QuantityError::TooLarge));
+    }
     use chrono::TimeZone;
 
     fn at(d: u32, h: u32, m: u32) -> DateTime<Utc> {

@@ -94,21 +94,40 @@ impl FromStr for Validity {
     }
 }
 
-impl fmt::Display for Validity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Validity {
+    /// The form written to stored rows (a coupon's `valid_for`) and hashed into idempotency
+    /// requests: always a plural unit ("1 months"), exactly as earlier versions wrote it, so
+    /// rows and hashes already stored keep matching. `FromStr` reads it back; people read
+    /// `Display`.
+    pub fn canonical(&self) -> String {
         match self {
-            Validity::Never => write!(f, "never"),
-            Validity::EndOfMonth => write!(f, "end of month"),
-            Validity::Hours(n) => write!(f, "{n} hours"),
-            Validity::Days(n) => write!(f, "{n} days"),
-            Validity::Months(n) => write!(f, "{n} months"),
+            Validity::Never => "never".to_string(),
+            Validity::EndOfMonth => "end of month".to_string(),
+            Validity::Hours(n) => format!("{n} hours"),
+            Validity::Days(n) => format!("{n} days"),
+            Validity::Months(n) => format!("{n} months"),
         }
     }
 }
 
+/// For people: "1 month", "2 months", "1 day", "168 hours". `FromStr` reads it back.
+impl fmt::Display for Validity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let counted = |f: &mut fmt::Formatter<'_>, n: u32, unit: &str| write!(f, "{n} {unit}{}", if n == 1 { "" } else { "s" });
+        match self {
+            Validity::Never => write!(f, "never"),
+            Validity::EndOfMonth => write!(f, "end of month"),
+            Validity::Hours(n) => counted(f, *n, "hour"),
+            Validity::Days(n) => counted(f, *n, "day"),
+            Validity::Months(n) => counted(f, *n, "month"),
+        }
+    }
+}
+
+/// The canonical form: a serialized validity may end up in a stored row or a hash.
 impl Serialize for Validity {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.canonical())
     }
 }
 
@@ -168,14 +187,42 @@ mod tests {
 
     #[test]
     fn parses_and_prints() {
-        for s in ["never", "end of month", "168 hours", "30 days", "1 months", "60 days"] {
+        for s in ["never", "end of month", "168 hours", "30 days", "1 months", "60 days", "1 hour", "1 day"] {
             let v: Validity = s.parse().unwrap();
             assert_eq!(v.to_string().parse::<Validity>().unwrap(), v);
+            assert_eq!(v.canonical().parse::<Validity>().unwrap(), v);
         }
         assert_eq!("1 month".parse::<Validity>(), Ok(Validity::Months(1)));
         for bad in ["", "0 days", "-1 days", "1 fortnight", "days", "99999999 months"] {
             assert!(bad.parse::<Validity>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn prints_one_unit_in_the_singular() {
+        let shown = [
+            (Validity::Hours(1), "1 hour"),
+            (Validity::Hours(168), "168 hours"),
+            (Validity::Days(1), "1 day"),
+            (Validity::Days(30), "30 days"),
+            (Validity::Months(1), "1 month"),
+            (Validity::Months(2), "2 months"),
+            (Validity::Never, "never"),
+            (Validity::EndOfMonth, "end of month"),
+        ];
+        for (validity, text) in shown {
+            assert_eq!(validity.to_string(), text);
+        }
+    }
+
+    /// Stored coupons and idempotency hashes hold the form earlier versions wrote: it must not
+    /// move with the display.
+    #[test]
+    fn the_stored_form_is_unchanged() {
+        assert_eq!(Validity::Months(1).canonical(), "1 months");
+        assert_eq!(Validity::Days(1).canonical(), "1 days");
+        assert_eq!(Validity::Hours(1).canonical(), "1 hours");
+        assert_eq!(serde_json::to_string(&Validity::Months(1)).unwrap(), "\"1 months\"");
     }
 
     #[test]

@@ -7,11 +7,10 @@ use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, Validity};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::posting::{self, EntryMeta};
-use crate::service::spending::parse_amount;
+use crate::service::spending::check_amount;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use sea_orm::Set;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +22,7 @@ pub const MAX_REDEMPTIONS: i64 = 1_000_000_000;
 #[derive(Debug, Clone)]
 pub struct NewCoupon {
     pub code: String,
-    pub credits: Decimal,
+    pub credits: Credits,
     pub expires_at: Option<DateTime<Utc>>,
     pub valid_for: Option<Validity>,
     pub starts_at: Option<DateTime<Utc>>,
@@ -50,7 +49,7 @@ impl Ledger {
     /// a different one is IDEMPOTENCY_CONFLICT.
     pub async fn create_coupon(&self, new: NewCoupon, now: DateTime<Utc>) -> Result<coupon::Model, ServiceError> {
         let code = code_of(&new.code)?;
-        let credits = parse_amount(new.credits)?;
+        let credits = check_amount(new.credits)?;
         if new.expires_at.is_some() && new.valid_for.is_some() {
             return Err(ServiceError::bad_input("give either expiresAt or validFor, not both"));
         }
@@ -68,7 +67,7 @@ impl Ledger {
             return Err(ServiceError::bad_input(format!("maxRedemptions must be between 1 and {MAX_REDEMPTIONS}")));
         }
         let reason = new.reason.as_deref().map(reason).transpose()?;
-        let valid_for = new.valid_for.map(|v| v.to_string());
+        let valid_for = new.valid_for.map(|v| v.canonical());
         tx::write(&self.db, |txn| {
             let (code, valid_for, reason) = (code.clone(), valid_for.clone(), reason.clone());
             Box::pin(async move {

@@ -19,7 +19,7 @@ use crate::service::input::{ExternalId, IdempotencyKey, label};
 use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::reservations::{HoldRequest, hold, settle_as};
-use crate::service::spending::parse_amount;
+use crate::service::spending::check_amount;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -60,7 +60,7 @@ pub struct JobView {
 #[derive(Debug, Clone)]
 pub struct JobInput {
     pub input: String,
-    pub bid: Option<Decimal>,
+    pub bid: Option<Credits>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,8 +228,8 @@ impl Ledger {
         account: &str,
         hardware: HardwareClass,
         capacity: i32,
-        default_ask: Decimal,
-        asks: Vec<(String, Decimal)>,
+        default_ask: Credits,
+        asks: Vec<(String, Credits)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(String, Credits)>, ServiceError> {
         market(&self.program)?;
@@ -240,14 +240,14 @@ impl Ledger {
         if asks.len() > MAX_ASKS {
             return Err(ServiceError::bad_input(format!("at most {MAX_ASKS} asks")));
         }
-        let default_ask = parse_amount(default_ask)?;
+        let default_ask = check_amount(default_ask)?;
         let mut parsed = Vec::new();
         for (name, price) in asks {
             let name = workload(&self.program, &name)?;
             if parsed.iter().any(|(w, _)| *w == name) {
                 return Err(ServiceError::bad_input(format!("workload {name:?} is listed twice")));
             }
-            parsed.push((name, parse_amount(price)?));
+            parsed.push((name, check_amount(price)?));
         }
         tx::write(&self.db, |txn| {
             let (account, parsed) = (account.clone(), parsed.clone());
@@ -296,11 +296,11 @@ impl Ledger {
     }
 
     /// Saves a consumer's budget for a workload: used when a job names no bid.
-    pub async fn set_bid_preference(&self, account: &str, workload_name: &str, bid: Decimal) -> Result<Credits, ServiceError> {
+    pub async fn set_bid_preference(&self, account: &str, workload_name: &str, bid: Credits) -> Result<Credits, ServiceError> {
         market(&self.program)?;
         let account = self.account(account).await?;
         let name = workload(&self.program, workload_name)?;
-        let bid = parse_amount(bid)?;
+        let bid = check_amount(bid)?;
         let row = bid_preference::ActiveModel {
             account_id: Set(account.id),
             workload: Set(name),
@@ -342,7 +342,7 @@ impl Ledger {
         let mut parsed = Vec::new();
         for job in &inputs {
             let input = crate::service::input::text("an input", &job.input, MAX_INPUT_CHARS)?;
-            parsed.push((input, job.bid.map(parse_amount).transpose()?));
+            parsed.push((input, job.bid.map(check_amount).transpose()?));
         }
         self.require_identity_to_spend(&account, true).await?;
         let hash =

@@ -10,7 +10,6 @@ use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +35,7 @@ impl Ledger {
         &self,
         account: &str,
         package: Option<&str>,
-        credits: Option<Decimal>,
+        credits: Option<Credits>,
         idempotency_key: &str,
         now: DateTime<Utc>,
     ) -> Result<purchase::Model, ServiceError> {
@@ -45,10 +44,10 @@ impl Ledger {
         let choice = match (package, credits) {
             (Some(code), None) => PurchaseChoice::Package(code.to_string()),
             (None, Some(amount)) => {
-                if amount.fract() != Decimal::ZERO {
+                if !amount.is_whole() {
                     return Err(ServiceError::bad_input("a custom purchase is a whole number of credits"));
                 }
-                let amount = crate::service::spending::parse_amount(amount)?;
+                let amount = crate::service::spending::check_amount(amount)?;
                 if amount < self.program.minimum_purchase {
                     return Err(ServiceError::bad_input(format!("the minimum purchase is {} credits", self.program.minimum_purchase)));
                 }

@@ -10,11 +10,10 @@ use crate::ledger::{AccountStatus, Credits, Lot, Take, balance};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::posting::{self, EntryMeta};
-use crate::service::spending::{debits_of, parse_amount, take_in_order};
+use crate::service::spending::{check_amount, debits_of, take_in_order};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots, reservations};
 use chrono::{DateTime, Duration, Utc};
-use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +23,7 @@ pub const MAX_RESERVATION_BATCH: u64 = 200;
 #[derive(Debug, Clone)]
 pub struct ReserveRequest {
     pub account: String,
-    pub amount: Decimal,
+    pub amount: Credits,
     pub idempotency_key: String,
     pub feature: String,
     pub model: Option<String>,
@@ -138,7 +137,7 @@ impl Ledger {
         let account = ExternalId::parse(&request.account)?;
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
         let fields = ReserveFields {
-            amount: parse_amount(request.amount)?,
+            amount: check_amount(request.amount)?,
             feature: label("feature", &request.feature)?,
             model: request.model.as_deref().map(|m| label("model", m)).transpose()?,
             reason: request.reason.as_deref().map(reason).transpose()?,
@@ -191,11 +190,11 @@ impl Ledger {
     pub async fn capture(
         &self,
         reservation_id: &str,
-        amount: Decimal,
+        amount: Credits,
         idempotency_key: &str,
         now: DateTime<Utc>,
     ) -> Result<Settlement, ServiceError> {
-        let captured = if amount.is_zero() { Credits::ZERO } else { parse_amount(amount)? };
+        let captured = if amount.is_zero() { Credits::ZERO } else { check_amount(amount)? };
         self.settle_keyed(reservation_id, Some(captured), idempotency_key, now).await
     }
 

@@ -11,7 +11,6 @@ use crate::service::prices::PriceRef;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +18,7 @@ use serde::{Deserialize, Serialize};
 pub struct SpendRequest {
     pub account: String,
     /// The amount, or none when `price` names what to charge.
-    pub amount: Option<Decimal>,
+    pub amount: Option<Credits>,
     /// Charge the catalog's price of this use instead of an amount (its feature is the spend's).
     pub price: Option<PriceRef>,
     pub idempotency_key: String,
@@ -76,7 +75,7 @@ pub struct SpendReceipt {
 #[derive(Debug, Clone)]
 pub struct GrantRequest {
     pub account: String,
-    pub amount: Decimal,
+    pub amount: Credits,
     pub class: LotClass,
     pub source: LotSource,
     pub expires_at: Option<DateTime<Utc>>,
@@ -101,8 +100,10 @@ pub struct GrantReceipt {
     pub lot_id: i64,
 }
 
-pub fn parse_amount(value: Decimal) -> Result<Credits, ServiceError> {
-    Credits::parse_positive(value).map_err(|e| ServiceError::bad_input(format!("amount: {e}")))
+/// An amount an operation moves: more than zero, at most one operation's maximum. The API's
+/// scalar has already checked its text; callers in the process are held to the same rule.
+pub fn check_amount(value: Credits) -> Result<Credits, ServiceError> {
+    value.require_positive().map_err(|e| ServiceError::bad_input(format!("amount: {e}")))
 }
 
 /// Which of a locked account's lots pay for `amount` at `now`, in the program's order with the
@@ -148,7 +149,7 @@ impl Ledger {
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
         let feature = label("feature", &request.feature)?;
         let (amount, price) = match (request.amount, request.price) {
-            (Some(amount), None) => (parse_amount(amount)?, None),
+            (Some(amount), None) => (check_amount(amount)?, None),
             (None, Some(price)) => {
                 let price = PriceRef { feature: feature.clone(), ..price };
                 if price.model.is_some() && request.model.is_some() && price.model != request.model {
@@ -227,7 +228,7 @@ impl Ledger {
     pub async fn grant(&self, request: GrantRequest, now: DateTime<Utc>) -> Result<GrantReceipt, ServiceError> {
         let account = ExternalId::parse(&request.account)?;
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
-        let amount = parse_amount(request.amount)?;
+        let amount = check_amount(request.amount)?;
         if request.source == LotSource::ProviderEarnings {
             // Earnings come only from completed jobs: the audit matches them to the transfers.
             return Err(ServiceError::bad_input("provider earnings come from completed market jobs, not grants"));
@@ -250,7 +251,7 @@ impl Ledger {
             class: request.class,
             source: request.source,
             expires_at: request.expires_at.map(crate::ledger::time::truncate),
-            valid_for: request.valid_for.map(|v| v.to_string()),
+            valid_for: request.valid_for.map(|v| v.canonical()),
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
         let hash = request_hash(&fields);

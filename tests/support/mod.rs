@@ -203,7 +203,7 @@ impl TestApp {
     ) -> Value {
         self.gql(
             &self.admin,
-            "mutation($a: ID!, $amt: Decimal!, $c: LotClass!, $e: DateTime, $k: String!) {
+            "mutation($a: ID!, $amt: CreditAmount!, $c: LotClass!, $e: DateTime, $k: String!) {
                grantCredits(input: {accountId: $a, amount: $amt, class: $c, expiresAt: $e, idempotencyKey: $k}) { lotId sequence } }",
             json!({ "a": account, "amt": amount, "c": class, "e": expires_at.map(|e| e.to_rfc3339()), "k": key }),
         )
@@ -213,7 +213,7 @@ impl TestApp {
     pub async fn spend(&self, account: &str, amount: &str, key: &str) -> Value {
         self.gql(
             &self.service,
-            "mutation($a: ID!, $amt: Decimal!, $k: String!) {
+            "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
                spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence amount availableAfter takes { lotId amount } } }",
             json!({ "a": account, "amt": amount, "k": key }),
         )

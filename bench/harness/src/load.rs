@@ -370,7 +370,7 @@ pub async fn in_process(url: &str, pick: Pick, clients: usize, warmup: Duration,
     let pool = if credits::db::is_sqlite(url) { 8 } else { 16 };
     let db = credits::db::connect(url, pool).await?;
     let ledger = Arc::new(credits::service::Ledger::new(db.clone(), Arc::new(credits::program::Program::load("arkain")?)));
-    let amount: rust_decimal::Decimal = AMOUNT.parse()?;
+    let amount = credits::ledger::Credits::parse_str(AMOUNT).map_err(|e| anyhow::anyhow!("{AMOUNT}: {e}"))?;
     let total = closed_loop_of(pick, clients, warmup, seconds, "ledger-", move |account, key| {
         let ledger = ledger.clone();
         async move {
