@@ -33,7 +33,8 @@ pub struct Security {
     pub production: bool,
     /// A token secret being rotated out: still accepted, never used to sign.
     pub previous_auth_secret: Option<Vec<u8>>,
-    /// A GraphQL request that takes longer is answered `TIMEOUT` (its transaction rolls back).
+    /// A GraphQL request that takes longer is answered `TIMEOUT`: its open transaction rolls back
+    /// and a spend still queued for its batch is cancelled, but one in a committing batch completes.
     pub request_timeout: std::time::Duration,
     pub max_body_bytes: usize,
     pub max_depth: usize,

@@ -6,7 +6,8 @@
 use crate::ledger::amount::Credits;
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, take};
 use crate::ledger::reservation::split;
-use chrono::{DateTime, Utc};
+use crate::ledger::time::{day_of, next_day_start};
+use chrono::{DateTime, NaiveDate, Utc};
 
 /// Running totals per kind of movement, for the conservation equation of domain.md §2.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,14 +52,21 @@ pub struct Wallet {
     pub lots: Vec<Lot>,
     pub holds: Vec<WalletHold>,
     pub totals: Totals,
+    /// The plan's daily free credits (carat), offered once per UTC day as the last tier.
+    pub daily_free: Option<Credits>,
+    /// The days whose free credits a spend or hold took (and so wrote as a lot).
+    pub days_written: Vec<NaiveDate>,
     next_id: i64,
 }
 
 impl Default for Wallet {
     fn default() -> Self {
-        Wallet { lots: Vec::new(), holds: Vec::new(), totals: Totals::default(), next_id: 1 }
+        Wallet { lots: Vec::new(), holds: Vec::new(), totals: Totals::default(), daily_free: None, days_written: Vec::new(), next_id: 1 }
     }
 }
+
+/// The id the day's free credits carry until a take writes them.
+const OFFERED: i64 = 0;
 
 impl Wallet {
     pub fn grant(
@@ -77,13 +85,60 @@ impl Wallet {
         id
     }
 
-    /// An all-or-nothing spend; holds past their deadline give their credits back first.
+    /// An all-or-nothing spend; holds past their deadline give their credits back first, and the
+    /// day's free credits are the last tier.
     pub fn spend(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
         self.lapse(now);
-        let takes = take(&mut self.lots, amount, order, now)?;
+        let takes = self.take_with_the_day(amount, order, now)?;
         self.totals.spent = self.totals.spent.checked_add(amount).expect("totals fit");
         self.check();
         Ok(takes)
+    }
+
+    /// The day's free credits not written yet, as the lot a take would write.
+    fn offered(&self, now: DateTime<Utc>) -> Option<Lot> {
+        let amount = self.daily_free?;
+        (!self.days_written.contains(&day_of(now))).then(|| Lot {
+            id: OFFERED,
+            class: LotClass::Free,
+            source: LotSource::DailyFree,
+            granted: amount,
+            remaining: amount,
+            granted_at: now,
+            expires_at: Some(next_day_start(now)),
+        })
+    }
+
+    /// `take`, with the day's free credits offered last; written as a new lot if taken.
+    fn take_with_the_day(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+        let offered = self.offered(now);
+        self.lots.extend(offered);
+        let taken = take(&mut self.lots, amount, order, now);
+        let Some(index) = self.lots.iter().position(|l| l.id == OFFERED) else { return taken };
+        let mut takes = taken.inspect_err(|_| {
+            self.lots.retain(|l| l.id != OFFERED);
+        })?;
+        if !takes.iter().any(|t| t.lot_id == OFFERED) {
+            self.lots.remove(index);
+            return Ok(takes);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.lots[index].id = id;
+        self.days_written.push(day_of(now));
+        self.totals.granted = self.totals.granted.checked_add(self.lots[index].granted).expect("totals fit");
+        for t in takes.iter_mut().filter(|t| t.lot_id == OFFERED) {
+            t.lot_id = id;
+        }
+        Ok(takes)
+    }
+
+    /// What a spend could take now: lapsed holds given back, the day's free credits included.
+    pub fn available(&self, now: DateTime<Utc>) -> Credits {
+        let mut after = self.clone();
+        after.lapse(now);
+        let day = after.offered(now).map_or(Credits::ZERO, |l| l.remaining);
+        crate::ledger::lot::balance(&after.lots, now).checked_add(day).expect("balances fit")
     }
 
     /// Takes `amount` into a new hold until `deadline`, as a spend would take it.
@@ -95,7 +150,7 @@ impl Wallet {
         deadline: DateTime<Utc>,
     ) -> Result<(i64, Vec<Take>), Insufficient> {
         self.lapse(now);
-        let takes = take(&mut self.lots, amount, order, now)?;
+        let takes = self.take_with_the_day(amount, order, now)?;
         let id = self.next_id;
         self.next_id += 1;
         self.holds.push(WalletHold { id, parts: takes.iter().map(|t| (t.lot_id, t.amount)).collect(), deadline, open: true });
