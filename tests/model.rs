@@ -1,17 +1,23 @@
 //! Model-based test: random sequences of grants, spends, holds (capture, release, deadlines),
+//! purchases and refunds (their bonus remaining, held or spent), the day's free credits (carat),
 //! replays, status changes, clock moves and expiries go through the store and through the pure
 //! rules alone (`ledger::wallet`); the two must agree lot by lot, outcome by outcome, and in what
-//! a balance read shows (total, held, available) at every step, not only in conservation.
+//! a balance read shows (available, held) at every step, not only in conservation. Each run
+//! reports what it went through, and the suite fails if no run met a held or spent bonus.
 //!
-//! Short in CI; long with `cargo test --test main model::long -- --ignored`, or any size with
+//! Short in CI (3 seeds of 80 steps per program); long with `cargo test --test main model::long
+//! -- --ignored --nocapture` (20 seeds of 400 steps), or any size with
 //! `CREDITS_MODEL_SEEDS` and `CREDITS_MODEL_STEPS`.
 
 use crate::on_both;
 use crate::support::{Backend, TestApp};
 use chrono::{DateTime, Duration, Utc};
-use credits::ledger::wallet::{NotHeld, Settled, Wallet};
+use credits::ledger::refund::RefundRefusal;
+use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
 use credits::service::ServiceError;
+use credits::service::purchases::BONUS_ORIGIN;
+use credits::service::refunds::Requester;
 use credits::service::reservations::ReserveRequest;
 use credits::service::spending::{GrantRequest, SpendRequest};
 use rand::rngs::StdRng;
@@ -27,24 +33,33 @@ fn setting(name: &str, default: u64) -> u64 {
 
 async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     let (seeds, steps) = (setting("CREDITS_MODEL_SEEDS", SEEDS), setting("CREDITS_MODEL_STEPS", STEPS as u64) as usize);
-    let mut days_taken = 0;
+    let mut covered = Covered::default();
     for seed in 0..seeds {
-        run(backend, crate::support::LEDGER_PROGRAM, seed, steps).await;
+        covered.add(run(backend, crate::support::LEDGER_PROGRAM, seed, steps).await);
         // carat: the day's free credits as the last tier of every spend and hold.
-        days_taken += run(backend, "carat", seed, steps).await;
+        covered.add(run(backend, "carat", seed, steps).await);
+        // arkain: refunds that take back a first purchase's bonus, held, spent or remaining.
+        covered.add(run(backend, "arkain", seed, steps).await);
     }
-    assert!(days_taken > 0, "no carat run took the day's free credits: the model did not test them");
+    // The runs must have met what they are for, or the model tested nothing of it.
+    eprintln!("model on {backend:?}: {covered:?}");
+    assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
+    assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
 }
 
-/// The long run, for before a release: 40 seeds of 400 steps on each database.
+/// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "long: run with --ignored"]
 async fn long() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
-        for seed in 100..140 {
-            run(backend, crate::support::LEDGER_PROGRAM, seed, 400).await;
-            assert!(run(backend, "carat", seed, 400).await > 0, "400 steps take the day's free credits at least once");
+        let mut covered = Covered::default();
+        for seed in 100..120 {
+            for program in [crate::support::LEDGER_PROGRAM, "carat", "arkain"] {
+                covered.add(run(backend, program, seed, 400).await);
+            }
         }
+        eprintln!("model, long, on {backend:?}: {covered:?}");
+        assert!(covered.days_taken > 0 && covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
     }
 }
 
@@ -59,6 +74,15 @@ enum Outcome {
     NotActive,
     Settled(Settled),
     NotHeld,
+    Refunded(Refunded),
+    RefundRefused(RefundRefusal),
+}
+
+/// A purchase the model made: its terms, and whether it was refunded.
+struct Bought {
+    id: i64,
+    terms: RefundTerms,
+    refunded: bool,
 }
 
 struct Model {
@@ -68,9 +92,27 @@ struct Model {
     /// wallet hold id -> stored reservation id
     hold_ids: HashMap<i64, i64>,
     status: AccountStatus,
+    purchases: Vec<Bought>,
 }
 
 impl Model {
+    /// Stored lots the model does not know yet (made by the account's creation or a purchase),
+    /// in id order, granted in the model alike; returns (wallet id, stored lot).
+    async fn adopt_new_lots(&mut self, app: &TestApp, now: DateTime<Utc>) -> Vec<(i64, credits::entity::lot::Model)> {
+        let account = app.ledger.account("model").await.unwrap();
+        let (mut stored, _) = app.ledger.lots_page(account.id, true, None, 10_000).await.unwrap();
+        stored.sort_by_key(|l| l.id);
+        let known: std::collections::HashSet<i64> = self.lot_ids.values().copied().collect();
+        let mut adopted = Vec::new();
+        for row in stored.into_iter().filter(|l| !known.contains(&l.id)) {
+            let lot = credits::store::lots::to_rule(&row).unwrap();
+            let wallet_id = self.wallet.grant(lot.class, lot.source, lot.granted, now, lot.expires_at);
+            self.lot_ids.insert(wallet_id, row.id);
+            adopted.push((wallet_id, row));
+        }
+        adopted
+    }
+
     /// A take from a lot the rules just wrote (the day's free credits) learns its stored id
     /// from the store's take at the same place.
     fn learn(&mut self, takes: &[credits::ledger::Take], stored: &[(i64, Credits)]) {
@@ -84,8 +126,29 @@ impl Model {
     }
 }
 
-/// Returns how many days' free credits the run took.
-async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> usize {
+/// What the runs went through, so a suite that never met a rule fails instead of passing.
+#[derive(Debug, Default)]
+struct Covered {
+    days_taken: usize,
+    refunds: usize,
+    /// Refunds of a purchase that came with a bonus.
+    bonus_refunds: usize,
+    /// Refunds while a hold held some of the bonus, and after some of it was spent.
+    held_bonus_refunds: usize,
+    spent_bonus_refunds: usize,
+}
+
+impl Covered {
+    fn add(&mut self, other: Covered) {
+        self.days_taken += other.days_taken;
+        self.refunds += other.refunds;
+        self.bonus_refunds += other.bonus_refunds;
+        self.held_bonus_refunds += other.held_bonus_refunds;
+        self.spent_bonus_refunds += other.spent_bonus_refunds;
+    }
+}
+
+async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covered {
     let app = TestApp::spawn_with(backend, program).await;
     app.create_account("model").await;
     let order = app.ledger.program.consumption_order.clone();
@@ -93,13 +156,23 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> usize 
     let plan = app.ledger.program.plan(&app.ledger.program.default_plan).expect("the default plan");
     let mut wallet = Wallet::default();
     wallet.daily_free = plan.daily_free_credits;
-    let mut model = Model { wallet, lot_ids: HashMap::new(), hold_ids: HashMap::new(), status: AccountStatus::Active };
+    let mut model =
+        Model { wallet, lot_ids: HashMap::new(), hold_ids: HashMap::new(), status: AccountStatus::Active, purchases: Vec::new() };
+    // What the account's creation granted (arkain's monthly free credits).
+    model.adopt_new_lots(&app, app.clock.now()).await;
     let mut spends: Vec<(String, Credits, Outcome)> = Vec::new();
+    let mut covered = Covered::default();
 
     for step in 0..steps {
         let now = app.clock.now();
         let context = format!("{program}: seed {seed} step {step}");
-        let op = rng.random_range(0..14);
+        // arkain begins with its first purchase (the one with a bonus) and a hold, which takes
+        // the free credits and then the bonus: a later refund then meets a held bonus.
+        let op = match (program, step) {
+            ("arkain", 0) => 14,
+            ("arkain", 1) => 6,
+            _ => rng.random_range(0..16),
+        };
         if std::env::var_os("CREDITS_MODEL_TRACE").is_some() {
             eprintln!("{context}: op {op} at {now}; holds {:?}", model.wallet.holds);
         }
@@ -143,7 +216,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> usize 
             }
             6 => {
                 let amount = Credits::from_micros(rng.random_range(1..20_000_000i64));
-                let hold_for = Duration::minutes(rng.random_range(1..60));
+                let hold_for = Duration::minutes(rng.random_range(1..240));
                 let held = app
                     .ledger
                     .reserve(
@@ -219,6 +292,73 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> usize 
                 model.status = status;
             }
             11 => app.clock.set(now + Duration::minutes(rng.random_range(1..45))),
+            14 => {
+                let credits = Credits::from_whole(rng.random_range(50..120));
+                let key = format!("buy-{step}");
+                let purchase = match app.ledger.purchase("model", None, Some(credits), &key, now).await {
+                    Ok(purchase) => purchase,
+                    Err(ServiceError::AccountNotActive { .. }) => {
+                        assert_ne!(model.status, AccountStatus::Active, "{context}");
+                        continue_with(&app, &model, &context).await;
+                        continue;
+                    }
+                    Err(other) => panic!("{context}: purchase: {other:?}"),
+                };
+                let paid = app.ledger.confirm_purchase(purchase.id, &key, None, now).await.expect(&context);
+                let adopted = model.adopt_new_lots(&app, now).await;
+                let wallet_id = |stored: i64| adopted.iter().find(|(_, l)| l.id == stored).map(|(w, _)| *w).expect("the purchase's lots");
+                let paid_lot = wallet_id(paid.lot_id.expect("a paid purchase has its lot"));
+                let bonus_lots = adopted
+                    .iter()
+                    .filter(|(_, l)| l.origin_kind.as_deref() == Some(BONUS_ORIGIN) && l.origin_id == Some(paid.id.to_string()))
+                    .map(|(w, _)| *w)
+                    .collect();
+                assert_eq!(
+                    adopted.len(),
+                    1 + model.purchases.is_empty() as usize * usize::from(app.ledger.program.first_purchase_bonus.is_some()),
+                    "{context}: a purchase's lots"
+                );
+                let terms = RefundTerms {
+                    policy: app.ledger.program.refunds.policy,
+                    billed_minor: paid.price_minor,
+                    bought: credits,
+                    paid_lot,
+                    bonus_lots,
+                };
+                model.purchases.push(Bought { id: paid.id, terms, refunded: false });
+            }
+            15 if !model.purchases.is_empty() => {
+                let index = rng.random_range(0..model.purchases.len());
+                let key = format!("refund-{step}");
+                let stored = match app.ledger.refund_purchase(Requester::Operator, model.purchases[index].id, &key, None, now).await {
+                    Ok(receipt) => Outcome::Refunded(Refunded {
+                        refunded_minor: receipt.refunded_minor,
+                        credits: receipt.credits,
+                        revoked: receipt.revoked,
+                    }),
+                    Err(ServiceError::RefundNotAllowed(refusal)) => Outcome::RefundRefused(refusal),
+                    Err(other) => panic!("{context}: refund: {other:?}"),
+                };
+                let bought = &model.purchases[index];
+                let bonus = &bought.terms.bonus_lots;
+                let bonus_held = model.wallet.holds.iter().any(|h| h.open && h.parts.iter().any(|(lot, _)| bonus.contains(lot)));
+                let bonus_spent = bonus.iter().any(|lot| model.wallet.taken.get(lot).is_some_and(|c| !c.is_zero()));
+                let bought = &mut model.purchases[index];
+                let expected = if bought.refunded {
+                    Outcome::RefundRefused(RefundRefusal::NotPaid)
+                } else {
+                    match model.wallet.refund(&bought.terms, &order, now) {
+                        Ok(refunded) => {
+                            bought.refunded = true;
+                            covered.held_bonus_refunds += usize::from(bonus_held);
+                            covered.spent_bonus_refunds += usize::from(bonus_spent);
+                            Outcome::Refunded(refunded)
+                        }
+                        Err(refusal) => Outcome::RefundRefused(refusal),
+                    }
+                };
+                assert_eq!(stored, expected, "{context}: refund of purchase {}", bought.id);
+            }
             _ => {
                 // The workers' order: holds past their deadline, then lots past their expiry.
                 let released = app.ledger.expire_reservations(now, 1000).await.expect(&context);
@@ -232,7 +372,11 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> usize 
         continue_with(&app, &model, &context).await;
     }
     app.assert_audit_clean().await;
-    model.wallet.days_written.len()
+    let refunded = || model.purchases.iter().filter(|p| p.refunded);
+    covered.days_taken = model.wallet.days_written.len();
+    covered.refunds = refunded().count();
+    covered.bonus_refunds = refunded().filter(|p| !p.terms.bonus_lots.is_empty()).count();
+    covered
 }
 
 /// After every step: the same lots, the same cached balance, and the same balance read.

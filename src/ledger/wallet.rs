@@ -5,9 +5,12 @@
 
 use crate::ledger::amount::Credits;
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, take};
+use crate::ledger::lot::{allocate, balance};
+use crate::ledger::refund::{RefundPolicy, RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::split;
 use crate::ledger::time::{day_of, next_day_start};
 use chrono::{DateTime, NaiveDate, Utc};
+use std::collections::HashMap;
 
 /// Running totals per kind of movement, for the conservation equation of domain.md §2.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -17,6 +20,10 @@ pub struct Totals {
     pub expired: Credits,
     /// What open holds hold now.
     pub held: Credits,
+    /// Unused purchased credits refunded.
+    pub refunded: Credits,
+    /// Promotional credits of refunded purchases taken back (and what made up for spent ones).
+    pub revoked: Credits,
 }
 
 /// A hold: the parts it took, in order, and until when.
@@ -56,12 +63,40 @@ pub struct Wallet {
     pub daily_free: Option<Credits>,
     /// The days whose free credits a spend or hold took (and so wrote as a lot).
     pub days_written: Vec<NaiveDate>,
+    /// What spends and captures took from each lot: how much of a bonus was spent.
+    pub taken: HashMap<i64, Credits>,
     next_id: i64,
+}
+
+/// What a refund needs to know of its purchase (domain.md §5).
+#[derive(Debug, Clone)]
+pub struct RefundTerms {
+    pub policy: RefundPolicy,
+    pub billed_minor: i64,
+    pub bought: Credits,
+    pub paid_lot: i64,
+    pub bonus_lots: Vec<i64>,
+}
+
+/// A refund's outcome, as the store's receipt says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refunded {
+    pub refunded_minor: i64,
+    pub credits: Credits,
+    pub revoked: Credits,
 }
 
 impl Default for Wallet {
     fn default() -> Self {
-        Wallet { lots: Vec::new(), holds: Vec::new(), totals: Totals::default(), daily_free: None, days_written: Vec::new(), next_id: 1 }
+        Wallet {
+            lots: Vec::new(),
+            holds: Vec::new(),
+            totals: Totals::default(),
+            daily_free: None,
+            days_written: Vec::new(),
+            taken: HashMap::new(),
+            next_id: 1,
+        }
     }
 }
 
@@ -91,6 +126,9 @@ impl Wallet {
         self.lapse(now);
         let takes = self.take_with_the_day(amount, order, now)?;
         self.totals.spent = self.totals.spent.checked_add(amount).expect("totals fit");
+        for t in &takes {
+            self.note_taken(t.lot_id, t.amount);
+        }
         self.check();
         Ok(takes)
     }
@@ -138,7 +176,7 @@ impl Wallet {
         let mut after = self.clone();
         after.lapse(now);
         let day = after.offered(now).map_or(Credits::ZERO, |l| l.remaining);
-        crate::ledger::lot::balance(&after.lots, now).checked_add(day).expect("balances fit")
+        balance(&after.lots, now).checked_add(day).expect("balances fit")
     }
 
     /// Takes `amount` into a new hold until `deadline`, as a spend would take it.
@@ -180,7 +218,10 @@ impl Wallet {
         let hold = &mut self.holds[index];
         hold.open = false;
         let held = hold.amount();
-        let (_, returned) = split(&hold.parts, captured);
+        let (charged, returned) = split(&hold.parts, captured);
+        for (lot_id, amount) in charged {
+            self.note_taken(lot_id, amount);
+        }
         let mut expired = Credits::ZERO;
         for (lot_id, amount) in returned {
             let lot = self.lots.iter_mut().find(|l| l.id == lot_id).expect("a hold's lots exist");
@@ -196,6 +237,70 @@ impl Wallet {
         totals.spent = totals.spent.checked_add(captured).expect("totals fit");
         totals.expired = totals.expired.checked_add(expired).expect("totals fit");
         Settled { captured, released, expired }
+    }
+
+    fn note_taken(&mut self, lot_id: i64, amount: Credits) {
+        let sum = self.taken.entry(lot_id).or_default();
+        *sum = sum.checked_add(amount).expect("totals fit");
+    }
+
+    /// A refund under domain.md §5, as the store makes it: lapsed holds released first; refused
+    /// when the total (held included) is below the bonus received; the bonus taken back whole
+    /// (its remains revoked, holds holding some shrunk, what was spent made up from the unused
+    /// credits, then from the others in the program's order).
+    pub fn refund(&mut self, terms: &RefundTerms, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Refunded, RefundRefusal> {
+        self.lapse(now);
+        let lot = |lots: &[Lot], id: i64| lots.iter().position(|l| l.id == id).expect("the purchase's lots exist");
+        let paid = lot(&self.lots, terms.paid_lot);
+        let unused = if self.lots[paid].is_expired(now) { Credits::ZERO } else { self.lots[paid].remaining };
+        let is_bonus = |id: i64| terms.bonus_lots.contains(&id);
+        let bonus_granted: Credits = terms.bonus_lots.iter().map(|id| self.lots[lot(&self.lots, *id)].granted).sum();
+        let total = balance(&self.lots, now).checked_add(self.totals.held).expect("totals fit");
+        if total < bonus_granted {
+            return Err(RefundRefusal::PromotionalCreditsSpent);
+        }
+        let spent_bonus: Credits = terms.bonus_lots.iter().map(|id| self.taken.get(id).copied().unwrap_or_default()).sum();
+        let taken = take_back_spent_bonus(unused, spent_bonus);
+        let refunded_minor = refund_minor(terms.policy, terms.billed_minor, terms.bought, taken.unused_after)?;
+        let others: Vec<Lot> = self.lots.iter().filter(|l| l.id != terms.paid_lot && !is_bonus(l.id)).cloned().collect();
+        let from_others = if taken.from_others.is_zero() {
+            Vec::new()
+        } else {
+            allocate(&others, taken.from_others, order, now).map_err(|_| RefundRefusal::PromotionalCreditsSpent)?
+        };
+        // Holds shrink by the bonus they hold: it goes back to its lot, to be revoked below.
+        for hold in self.holds.iter_mut().filter(|h| h.open) {
+            for &(lot_id, amount) in hold.parts.iter().filter(|(id, _)| is_bonus(*id)) {
+                let index = lot(&self.lots, lot_id);
+                self.lots[index].remaining = self.lots[index].remaining.checked_add(amount).expect("a lot gets back what it gave");
+                self.totals.held = self.totals.held.checked_sub(amount).expect("the hold was counted");
+            }
+            hold.parts.retain(|(id, _)| !is_bonus(*id));
+            hold.open = !hold.parts.is_empty();
+        }
+        let mut revoked = Credits::ZERO;
+        let take_out = |lots: &mut Vec<Lot>, id: i64, amount: Credits| {
+            let index = lot(lots, id);
+            lots[index].remaining = lots[index].remaining.checked_sub(amount).expect("taken from what is there");
+        };
+        take_out(&mut self.lots, terms.paid_lot, taken.unused_after);
+        take_out(&mut self.lots, terms.paid_lot, taken.from_unused);
+        revoked = revoked.checked_add(taken.from_unused).expect("totals fit");
+        for t in &from_others {
+            take_out(&mut self.lots, t.lot_id, t.amount);
+            revoked = revoked.checked_add(t.amount).expect("totals fit");
+        }
+        for id in &terms.bonus_lots {
+            let index = lot(&self.lots, *id);
+            if self.lots[index].is_spendable(now) {
+                revoked = revoked.checked_add(self.lots[index].remaining).expect("totals fit");
+                self.lots[index].remaining = Credits::ZERO;
+            }
+        }
+        self.totals.refunded = self.totals.refunded.checked_add(taken.unused_after).expect("totals fit");
+        self.totals.revoked = self.totals.revoked.checked_add(revoked).expect("totals fit");
+        self.check();
+        Ok(Refunded { refunded_minor, credits: taken.unused_after, revoked })
     }
 
     /// Writes off every lot expired at `now`; returns (lot id, amount written off).
@@ -231,6 +336,8 @@ impl Wallet {
             .spent
             .checked_add(self.totals.expired)
             .and_then(|s| s.checked_add(self.totals.held))
+            .and_then(|s| s.checked_add(self.totals.refunded))
+            .and_then(|s| s.checked_add(self.totals.revoked))
             .and_then(|s| s.checked_add(self.remaining()));
         assert_eq!(Some(self.totals.granted), out, "conservation broken: {:?}", self.totals);
     }
