@@ -3,7 +3,7 @@
 //! the rule itself, then the audit.
 
 use crate::on_both;
-use crate::support::{Backend, TestApp, error_code};
+use crate::support::{Backend, TestApp, buy, error_code};
 use chrono::Duration;
 use serde_json::{Value, json};
 
@@ -17,27 +17,6 @@ const CAPTURE: &str = "mutation($r: ID!, $amt: CreditAmount!, $k: String!) {
 const RELEASE: &str = "mutation($r: ID!, $k: String!) {
     releaseReservation(input: {reservationId: $r, idempotencyKey: $k}) { status captured released } }";
 const BALANCE: &str = "query($a: ID!) { account(id: $a) { balance { total held available bars { source remaining held waiting } } } }";
-
-/// Buys `credits` as a custom amount and confirms the payment; returns the purchase id.
-async fn buy(app: &TestApp, account: &str, credits: &str, reference: &str) -> String {
-    let r = app
-        .gql(
-            &app.service,
-            "mutation($a: ID!, $c: CreditAmount, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, idempotencyKey: $k}) { id } }",
-            json!({ "a": account, "c": credits, "k": reference }),
-        )
-        .await;
-    let id = r["data"]["purchaseCredits"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
-    let paid = app
-        .gql(
-            &app.service,
-            "mutation($id: ID!, $r: String!) { confirmPurchase(input: {purchaseId: $id, paymentReference: $r}) { status } }",
-            json!({ "id": id, "r": reference }),
-        )
-        .await;
-    assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
-    id
-}
 
 async fn reserve(app: &TestApp, account: &str, amount: &str, key: &str, hold_seconds: Option<i64>) -> Value {
     app.gql(&app.service, RESERVE, json!({ "a": account, "amt": amount, "k": key, "s": hold_seconds })).await
@@ -59,7 +38,7 @@ async fn a_refund_takes_back_the_bonus_a_reservation_holds(backend: Backend) {
     let app = TestApp::spawn_with(backend, "arkain").await;
     app.create_account("buyer").await;
     // 50 monthly free credits, then 100 bought with a 30 bonus.
-    let purchase = buy(&app, "buyer", "100", "pay-1").await;
+    let purchase = buy(&app, "buyer", Some("100"), None, "pay-1").await;
     assert_eq!(totals(&balance(&app, "buyer").await), ("180", "0", "180"));
     // The hold takes the 50 free and the 30 bonus credits: the program's order.
     let held = reserve(&app, "buyer", "80", "r-1", Some(3600)).await;
@@ -89,7 +68,7 @@ async fn a_refund_takes_a_spent_bonus_out_of_the_unused_credits_first(backend: B
     let app = TestApp::spawn_with(backend, "arkain").await;
     app.create_account("buyer").await;
     assert!(app.spend("buyer", "50", "s-free").await["errors"].is_null(), "the 50 free credits go first");
-    let purchase = buy(&app, "buyer", "100", "pay-1").await;
+    let purchase = buy(&app, "buyer", Some("100"), None, "pay-1").await;
     assert!(app.spend("buyer", "40", "s-1").await["errors"].is_null());
     let refunded = app.gql(&app.user("buyer"), REFUND, json!({ "id": purchase, "k": "refund-1" })).await;
     assert_eq!(
@@ -102,7 +81,7 @@ async fn a_refund_takes_a_spent_bonus_out_of_the_unused_credits_first(backend: B
     // Not enough unused credits: the rest of the spent bonus comes from the account's others.
     app.create_account("second").await;
     assert!(app.spend("second", "50", "s-free").await["errors"].is_null());
-    let purchase = buy(&app, "second", "100", "pay-2").await;
+    let purchase = buy(&app, "second", Some("100"), None, "pay-2").await;
     app.grant("second", "40", "PAID", None, "g-1").await;
     // Promotional first: 30 bonus, then 90 bought (the purchase's lot is older than the grant).
     assert!(app.spend("second", "120", "s-1").await["errors"].is_null());
@@ -117,7 +96,7 @@ async fn a_refund_takes_a_spent_bonus_out_of_the_unused_credits_first(backend: B
 async fn a_refund_needs_a_total_balance_of_at_least_the_bonus(backend: Backend) {
     let app = TestApp::spawn_with(backend, "arkain").await;
     app.create_account("buyer").await;
-    let purchase = buy(&app, "buyer", "100", "pay-1").await;
+    let purchase = buy(&app, "buyer", Some("100"), None, "pay-1").await;
     // 50 free, 30 bonus, 80 bought spent; 20 left, 10 of them held: total 20 < 30.
     assert!(app.spend("buyer", "160", "s-1").await["errors"].is_null());
     assert!(reserve(&app, "buyer", "10", "r-1", None).await["errors"].is_null());
@@ -254,8 +233,8 @@ async fn the_audit_sums_past_the_range_of_an_i64(backend: Backend) {
 async fn the_service_refunds_on_a_users_behalf_within_the_users_window(backend: Backend) {
     let app = TestApp::spawn_with(backend, "arkain").await;
     app.create_account("buyer").await;
-    let first = buy(&app, "buyer", "100", "pay-1").await;
-    let second = buy(&app, "buyer", "60", "pay-2").await;
+    let first = buy(&app, "buyer", Some("100"), None, "pay-1").await;
+    let second = buy(&app, "buyer", Some("60"), None, "pay-2").await;
     let refunded = app.gql(&app.service, REFUND, json!({ "id": second, "k": "refund-1" })).await;
     assert_eq!(refunded["data"]["refundPurchase"]["refunded"], json!({ "amountMinor": 120 }), "{refunded}");
     app.clock.set(app.clock.now() + Duration::days(7));
@@ -268,7 +247,7 @@ async fn the_service_refunds_on_a_users_behalf_within_the_users_window(backend: 
 async fn a_purchase_history_leaves_out_purchases_never_paid(backend: Backend) {
     let app = TestApp::spawn_with(backend, "arkain").await;
     app.create_account("buyer").await;
-    buy(&app, "buyer", "100", "pay-1").await;
+    buy(&app, "buyer", Some("100"), None, "pay-1").await;
     let pending = app
         .gql(
             &app.service,

@@ -1,31 +1,10 @@
 use crate::on_both;
-use crate::support::{Backend, TestApp, error_code};
+use crate::support::{Backend, TestApp, buy, error_code};
 use chrono::Duration;
 use serde_json::{Value, json};
 
 const REFUND: &str = "mutation($id: ID!, $k: String!) {
     refundPurchase(input: {purchaseId: $id, idempotencyKey: $k}) { purchase { status refundedAmount { amountMinor } } refunded { amountMinor currency } credits revoked } }";
-
-/// Buys `credits` (custom amount or package) and confirms the payment; returns the purchase id.
-async fn buy(app: &TestApp, account: &str, credits: Option<&str>, package: Option<&str>, reference: &str) -> String {
-    let r = app
-        .gql(
-            &app.service,
-            "mutation($a: ID!, $c: CreditAmount, $p: String, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, package: $p, idempotencyKey: $k}) { id } }",
-            json!({ "a": account, "c": credits, "p": package, "k": reference }),
-        )
-        .await;
-    let id = r["data"]["purchaseCredits"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
-    let paid = app
-        .gql(
-            &app.service,
-            "mutation($id: ID!, $r: String!) { confirmPurchase(input: {purchaseId: $id, paymentReference: $r}) { status } }",
-            json!({ "id": id, "r": reference }),
-        )
-        .await;
-    assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
-    id
-}
 
 async fn refund(app: &TestApp, token: &str, id: &str, key: &str) -> Value {
     app.gql(token, REFUND, json!({ "id": id, "k": key })).await

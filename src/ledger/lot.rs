@@ -128,6 +128,20 @@ pub struct Lot {
 }
 
 impl Lot {
+    /// The day's free credits (carat) as a lot granted at `now`: free, ending at the next UTC
+    /// midnight, never carried over.
+    pub fn of_the_day(id: i64, amount: Credits, now: DateTime<Utc>) -> Lot {
+        Lot {
+            id,
+            class: LotClass::Free,
+            source: LotSource::DailyFree,
+            granted: amount,
+            remaining: amount,
+            granted_at: now,
+            expires_at: Some(crate::ledger::time::next_day_start(now)),
+        }
+    }
+
     /// Expiry is exclusive: at its expiry instant a lot is already gone.
     pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_some_and(|at| at <= now)

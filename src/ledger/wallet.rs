@@ -8,7 +8,7 @@ use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSourc
 use crate::ledger::lot::{allocate, balance};
 use crate::ledger::refund::{RefundPolicy, RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::split;
-use crate::ledger::time::{day_of, next_day_start};
+use crate::ledger::time::day_of;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
 
@@ -136,15 +136,7 @@ impl Wallet {
     /// The day's free credits not written yet, as the lot a take would write.
     fn offered(&self, now: DateTime<Utc>) -> Option<Lot> {
         let amount = self.daily_free?;
-        (!self.days_written.contains(&day_of(now))).then(|| Lot {
-            id: OFFERED,
-            class: LotClass::Free,
-            source: LotSource::DailyFree,
-            granted: amount,
-            remaining: amount,
-            granted_at: now,
-            expires_at: Some(next_day_start(now)),
-        })
+        (!self.days_written.contains(&day_of(now))).then(|| Lot::of_the_day(OFFERED, amount, now))
     }
 
     /// `take`, with the day's free credits offered last; written as a new lot if taken.

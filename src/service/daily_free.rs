@@ -6,7 +6,7 @@
 //! only a spend that takes from them writes the day's lot (with a once-per-day claim).
 
 use crate::entity::account;
-use crate::ledger::time::{day_of, next_day_start};
+use crate::ledger::time::day_of;
 use crate::ledger::{Credits, Lot, LotClass, LotSource, Take};
 use crate::program::Program;
 use crate::service::ServiceError;
@@ -28,18 +28,6 @@ async fn claimed_today(conn: &impl ConnectionTrait, account_id: i64, now: DateTi
     Ok(store::claims::find(conn, account_id, KIND, &day_of(now).to_string()).await?.is_some())
 }
 
-fn lot_of_the_day(id: i64, amount: Credits, now: DateTime<Utc>) -> Lot {
-    Lot {
-        id,
-        class: LotClass::Free,
-        source: LotSource::DailyFree,
-        granted: amount,
-        remaining: amount,
-        granted_at: now,
-        expires_at: Some(next_day_start(now)),
-    }
-}
-
 /// Today's free credits as a virtual lot (id `VIRTUAL_LOT_ID`) when the plan has them and they
 /// are not written yet: the last tier of every spend (`ConsumptionOrder::compare`), so counted in
 /// what an account may spend now, and written only when a spend takes from them.
@@ -53,7 +41,7 @@ pub async fn virtual_lot(
     if claimed_today(conn, account.id, now).await? {
         return Ok(None);
     }
-    Ok(Some(lot_of_the_day(VIRTUAL_LOT_ID, amount, now)))
+    Ok(Some(Lot::of_the_day(VIRTUAL_LOT_ID, amount, now)))
 }
 
 /// Whether the day's free credits are still waiting: other credits are left, which every spend

@@ -288,3 +288,24 @@ pub async fn unpoison(db: &sea_orm::DatabaseConnection, backend: Backend) {
     };
     db.execute_unprepared(drop).await.unwrap();
 }
+
+/// Buys `credits` (custom amount or package) and confirms the payment; returns the purchase id.
+pub async fn buy(app: &TestApp, account: &str, credits: Option<&str>, package: Option<&str>, reference: &str) -> String {
+    let r = app
+        .gql(
+            &app.service,
+            "mutation($a: ID!, $c: CreditAmount, $p: String, $k: String!) { purchaseCredits(input: {accountId: $a, credits: $c, package: $p, idempotencyKey: $k}) { id } }",
+            json!({ "a": account, "c": credits, "p": package, "k": reference }),
+        )
+        .await;
+    let id = r["data"]["purchaseCredits"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string();
+    let paid = app
+        .gql(
+            &app.service,
+            "mutation($id: ID!, $r: String!) { confirmPurchase(input: {purchaseId: $id, paymentReference: $r}) { status } }",
+            json!({ "id": id, "r": reference }),
+        )
+        .await;
+    assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
+    id
+}
