@@ -153,7 +153,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     let mut builder = schema_builder()
         .limit_depth(security.max_depth)
         .limit_complexity(security.max_complexity)
-        .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases })
+        .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
         .data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() })
         .data(crate::graphql::context::ClaimLimits {
             limiter: Arc::new(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60))),

@@ -155,4 +155,37 @@ async fn expired_in_journal(app: &TestApp) -> bool {
     row.try_get_by_index::<i64>(0).unwrap() == 1
 }
 
-on_both!(a_subscriber_sees_its_balance_and_every_change, a_change_made_by_a_worker_process_reaches_the_subscriber);
+/// A document whose fragments each spread the next one twice costs 2^depth fields to expand: it
+/// is refused before the library's validation expands it, with no token over HTTP, as a query or
+/// a mutation, and over the WebSocket (issue 17). Its time is for the harness, not asserted here.
+async fn a_fragment_fan_out_is_refused_before_it_is_expanded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("a").await;
+    let fan_out = |operation: &str, root: &str| {
+        let mut document = format!("{operation} {{ ...F0 }}");
+        for level in 0..30 {
+            document.push_str(&format!(" fragment F{level} on {root} {{ ...F{next} ...F{next} }}", next = level + 1));
+        }
+        document.push_str(&format!(" fragment F30 on {root} {{ __typename }}"));
+        document
+    };
+    for (operation, root) in [("query", "QueryRoot"), ("mutation", "MutationRoot")] {
+        let refused = gql_at(&app.client, &app.address, "no-token", &fan_out(operation, root), json!({})).await;
+        assert_eq!(refused["errors"][0]["extensions"]["code"], json!("BAD_USER_INPUT"), "{refused}");
+        assert!(refused["errors"][0]["message"].as_str().unwrap().contains("fragments are expanded"), "{refused}");
+    }
+    let mut socket = connect(&app.address, &app.user("a")).await;
+    send(&mut socket, json!({ "id": "1", "type": "subscribe", "payload": { "query": fan_out("query", "QueryRoot") } })).await;
+    let refused = next(&mut socket).await;
+    // The library answers a refused operation with a `next` carrying the errors, then `complete`.
+    assert_eq!(refused["type"], json!("next"), "{refused}");
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], json!("BAD_USER_INPUT"), "{refused}");
+    // The server is not held up: an ordinary read answers.
+    assert_eq!(app.balance("a").await, "0");
+}
+
+on_both!(
+    a_subscriber_sees_its_balance_and_every_change,
+    a_change_made_by_a_worker_process_reaches_the_subscriber,
+    a_fragment_fan_out_is_refused_before_it_is_expanded
+);

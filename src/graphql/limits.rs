@@ -8,11 +8,21 @@
 //!   the nesting of selections but not of argument values, and recurses once per level: an
 //!   argument nested a few hundred deep (`{a: {a: ...}}`, under 2 KB) overflowed the stack of a
 //!   debug build and aborted the process (found by tests/fuzz.rs).
+//! - Fields once fragments are expanded, counted over the fragment graph with each fragment's
+//!   size memoised, before the library's validation sees the document. The library's own
+//!   validation and complexity check expand every spread, so a ~1 KB document whose fragments
+//!   each spread the next one twice (`{ ...F0 } fragment F0 on QueryRoot { ...F1 ...F1 } ...`)
+//!   doubled its cost per level and held the server for seconds to minutes, with no token, over
+//!   HTTP and the WebSocket alike (issue 17), in the library's parse step already (its
+//!   recursion-depth check follows spreads). Counting here is linear in the document's size;
+//!   one that expands past `max_complexity` fields is refused, which the complexity limit would
+//!   refuse anyway (every field costs at least 1) once it had done the exponential work.
 
 use crate::graphql::error::code;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{ServerError, ServerResult, Variables};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The default `max_aliases`.
@@ -24,16 +34,25 @@ pub const MAX_NESTING: usize = 64;
 
 pub struct DocumentLimits {
     pub max_aliases: usize,
+    /// Fields in the document once every fragment spread is expanded: `max_complexity`.
+    pub max_fields: usize,
 }
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension { max_aliases: self.max_aliases })
+        Arc::new(DocumentLimitsExtension { max_aliases: self.max_aliases, max_fields: self.max_fields })
     }
 }
 
 struct DocumentLimitsExtension {
     max_aliases: usize,
+    max_fields: usize,
+}
+
+fn refusal(message: String) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code::BAD_USER_INPUT);
+    error
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -51,12 +70,23 @@ impl Extension for DocumentLimitsExtension {
             error.extensions.get_or_insert_with(Default::default).set("code", code::BAD_USER_INPUT);
             return Err(error);
         }
+        // Parsed here first and measured: the library's own parse step then walks the fragment
+        // graph without memoising (its recursion-depth check), exponentially on a fan-out.
+        // A document the parser refuses goes on to the library, which refuses it with its
+        // own message.
+        if let Ok(document) = async_graphql::parser::parse_query(query) {
+            let fields = expanded_fields(&document);
+            if fields > self.max_fields as u64 {
+                return Err(refusal(format!(
+                    "the request selects {fields} fields once its fragments are expanded; at most {} are allowed",
+                    self.max_fields
+                )));
+            }
+        }
         let document = next.run(ctx, query, variables).await?;
         let aliases = count_aliases(&document);
         if aliases > self.max_aliases {
-            let mut error = ServerError::new(format!("the request has {aliases} aliases; at most {} are allowed", self.max_aliases), None);
-            error.extensions.get_or_insert_with(Default::default).set("code", code::BAD_USER_INPUT);
-            return Err(error);
+            return Err(refusal(format!("the request has {aliases} aliases; at most {} are allowed", self.max_aliases)));
         }
         Ok(document)
     }
@@ -133,6 +163,57 @@ pub fn count_aliases(document: &ExecutableDocument) -> usize {
     operations + fragments
 }
 
+/// The most fields any operation or fragment of the document selects once fragment spreads are
+/// expanded, saturating instead of overflowing. Each fragment is sized once (memoised), so this
+/// is linear in the document however its fragments spread one another; a spread of an unknown
+/// fragment, or one caught in a cycle, counts 0 (validation refuses both afterwards).
+pub fn expanded_fields(document: &ExecutableDocument) -> u64 {
+    let mut sizes: HashMap<&str, Option<u64>> = HashMap::new();
+    let mut most = 0;
+    for (name, fragment) in &document.fragments {
+        most = most.max(fragment_size(document, name.as_str(), &fragment.node.selection_set.node, &mut sizes));
+    }
+    for (_, operation) in document.operations.iter() {
+        most = most.max(set_size(document, &operation.node.selection_set.node, &mut sizes));
+    }
+    most
+}
+
+/// `None` in `sizes` marks a fragment being sized: a spread of it from within is a cycle.
+fn fragment_size<'a>(
+    document: &'a ExecutableDocument,
+    name: &'a str,
+    set: &'a SelectionSet,
+    sizes: &mut HashMap<&'a str, Option<u64>>,
+) -> u64 {
+    match sizes.get(name) {
+        Some(Some(size)) => return *size,
+        Some(None) => return 0,
+        None => {}
+    }
+    sizes.insert(name, None);
+    let size = set_size(document, set, sizes);
+    sizes.insert(name, Some(size));
+    size
+}
+
+fn set_size<'a>(document: &'a ExecutableDocument, set: &'a SelectionSet, sizes: &mut HashMap<&'a str, Option<u64>>) -> u64 {
+    set.items.iter().fold(0u64, |sum, item| {
+        let size = match &item.node {
+            Selection::Field(field) => set_size(document, &field.node.selection_set.node, sizes).saturating_add(1),
+            Selection::InlineFragment(fragment) => set_size(document, &fragment.node.selection_set.node, sizes),
+            Selection::FragmentSpread(spread) => {
+                let name = spread.node.fragment_name.node.as_str();
+                match document.fragments.get(&spread.node.fragment_name.node) {
+                    Some(fragment) => fragment_size(document, name, &fragment.node.selection_set.node, sizes),
+                    None => 0,
+                }
+            }
+        };
+        sum.saturating_add(size)
+    })
+}
+
 fn in_set(set: &SelectionSet) -> usize {
     set.items
         .iter()
@@ -161,6 +242,27 @@ mod tests {
         let deep = format!("{{ q(o: {}1{}) {{ t }} }}", "{a: ".repeat(500), "}".repeat(500));
         assert_eq!(bracket_nesting(&deep), 502);
         assert_eq!(bracket_nesting("}}}} {"), 1, "stray closers do not go below zero");
+    }
+
+    #[test]
+    fn fields_are_counted_with_fragments_expanded_once_each() {
+        let fields = |query: &str| expanded_fields(&async_graphql::parser::parse_query(query).unwrap());
+        assert_eq!(fields("{ me { id balance { total } } }"), 4);
+        assert_eq!(fields("{ ...F ...F } fragment F on QueryRoot { me { id } }"), 4);
+        // Each level spreads the next twice: 2^40 fields from a document of a few KB, counted
+        // at once and saturating rather than overflowing at deeper levels.
+        let fan_out = |levels: usize| {
+            let mut query = String::from("{ ...F0 }");
+            for level in 0..levels {
+                query.push_str(&format!(" fragment F{level} on QueryRoot {{ ...F{next} ...F{next} }}", next = level + 1));
+            }
+            query.push_str(&format!(" fragment F{levels} on QueryRoot {{ __typename }}"));
+            query
+        };
+        assert_eq!(fields(&fan_out(40)), 1 << 40);
+        assert_eq!(fields(&fan_out(100)), u64::MAX);
+        // A cycle (refused by validation later) does not loop here.
+        assert_eq!(fields("{ ...A } fragment A on QueryRoot { id ...B } fragment B on QueryRoot { ...A }"), 1);
     }
 
     #[test]
