@@ -172,7 +172,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
         // random steps after.
         let op = match (program, step) {
             ("arkain", 0) => 14,
-            ("arkain", 1) if seed % 2 == 0 => 16,
+            ("arkain", 1) if seed.is_multiple_of(2) => 16,
             ("arkain", 1) => 17,
             ("arkain", 2) => 15,
             _ => rng.random_range(0..16),
