@@ -132,8 +132,8 @@ async fn a_hold_past_its_deadline_holds_nothing_before_the_worker_runs(backend: 
     let spent = app.spend("a", "100", "s-1").await;
     assert_eq!(spent["data"]["spendCredits"]["availableAfter"], json!("0"), "{spent}");
     assert_eq!(totals(&balance(&app, "a").await), ("0", "0", "0"));
-    let status = app.ledger.db.clone();
-    let rows = credits::store::reservations::lapsed(&status, &[app.ledger.account("a").await.unwrap().id], app.clock.now()).await.unwrap();
+    let account = app.ledger.account("a").await.unwrap();
+    let rows = credits::store::reservations::lapsed(&app.ledger.db, &[account.id], app.clock.now()).await.unwrap();
     assert!(rows.is_empty(), "both lapsed holds are released");
     app.assert_audit_clean().await;
 }

@@ -96,16 +96,6 @@ pub async fn open(conn: &impl ConnectionTrait, account_id: i64, now: DateTime<Ut
         .await
 }
 
-/// Held reservations of an account (any deadline), for a refund that takes back bonus credits.
-pub async fn held_by_account(conn: &impl ConnectionTrait, account_id: i64) -> Result<Vec<reservation::Model>, DbErr> {
-    reservation::Entity::find()
-        .filter(reservation::Column::AccountId.eq(account_id))
-        .filter(reservation::Column::Status.eq(ReservationStatus::Held.as_str()))
-        .order_by_asc(reservation::Column::Id)
-        .all(conn)
-        .await
-}
-
 /// Points a held reservation at a new hold entry holding `amount_micros` (a refund took part of it back).
 pub async fn shrink(conn: &impl ConnectionTrait, id: i64, hold_entry_id: i64, amount_micros: i64) -> Result<bool, DbErr> {
     let result = reservation::Entity::update_many()
