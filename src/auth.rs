@@ -111,6 +111,8 @@ impl AuthKeys {
         let token = header.strip_prefix("Bearer ").ok_or(AuthError::Invalid)?.trim();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
+        // A token issued to start later (`nbf`) is not valid yet; the library skips this unless asked.
+        validation.validate_nbf = true;
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);

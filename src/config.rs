@@ -206,16 +206,26 @@ impl Config {
         }
         let path = sqlite_file(&self.database_url()).ok_or(ConfigError::NoSecret)?.with_extension("secret");
         let io_err = |source| ConfigError::SecretFile { path: path.display().to_string(), source };
-        if let Ok(existing) = std::fs::read_to_string(&path) {
-            return Ok(existing.trim().as_bytes().to_vec());
-        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_err)?;
         }
-        let secret = hex::encode(rand::random::<[u8; 32]>());
-        write_private(&path, &secret).map_err(io_err)?;
-        tracing::info!(path = %path.display(), "generated an auth secret for the embedded database");
-        Ok(secret.into_bytes())
+        let generated = hex::encode(rand::random::<[u8; 32]>());
+        if publish_private(&path, &generated).map_err(io_err)? {
+            tracing::info!(path = %path.display(), "generated an auth secret for the embedded database");
+        }
+        // Whoever published first, the file's secret is the one every process signs with.
+        let kept = std::fs::read_to_string(&path).map_err(io_err)?;
+        let kept = kept.trim();
+        if kept.len() < MIN_SECRET_BYTES {
+            // An empty or short file would become the HS256 key: anyone could forge an admin.
+            return Err(ConfigError::Invalid(format!(
+                "the auth secret file {} holds {} bytes, fewer than {MIN_SECRET_BYTES}: delete it to have one generated, \
+                 or write a longer secret into it",
+                path.display(),
+                kept.len()
+            )));
+        }
+        Ok(kept.as_bytes().to_vec())
     }
 }
 
@@ -239,8 +249,18 @@ pub fn sqlite_file(url: &str) -> Option<PathBuf> {
     (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
 
-fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+/// Creates `path` holding `content`, readable by the owner only, unless it already exists;
+/// true if this call created it. The content is written to a private temporary file first and
+/// then hard-linked into place: a link never replaces an existing file and publishes a complete
+/// one, so processes racing on a fresh directory all end up reading one whole secret (creating
+/// the file and then writing it let a racer read it empty).
+fn publish_private(path: &Path, content: &str) -> std::io::Result<bool> {
     use std::io::Write;
+    if path.exists() {
+        return Ok(false);
+    }
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("secret");
+    let temporary = path.with_file_name(format!(".{name}.{}.{:x}", std::process::id(), rand::random::<u64>()));
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -248,10 +268,16 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(path) {
-        Ok(mut file) => file.write_all(content.as_bytes()),
-        // Another process generated it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+    let written = options.open(&temporary).and_then(|mut file| {
+        file.write_all(content.as_bytes())?;
+        file.sync_all()
+    });
+    let published = written.and_then(|()| std::fs::hard_link(&temporary, path));
+    let _ = std::fs::remove_file(&temporary);
+    match published {
+        Ok(()) => Ok(true),
+        // Another process published first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),
     }
 }
@@ -259,6 +285,21 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_published_secret_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credits.secret");
+        assert!(publish_private(&path, "first").unwrap());
+        assert!(!publish_private(&path, "second").unwrap(), "the second writer loses");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "first");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file is left");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+    }
 
     #[test]
     fn finds_the_sqlite_file() {

@@ -640,6 +640,13 @@ fn bad_tokens() -> Vec<(&'static str, Option<String>)> {
         ("wrong audience", Some(sign(claims("credits", "billing-api", now + 600), SECRET))),
         ("wrong issuer", Some(sign(claims("someone-else", "credits-api", now + 600), SECRET))),
         ("alg none", Some(unsigned)),
+        (
+            "not valid yet",
+            Some(sign(
+                json!({ "role": "admin", "iss": "credits", "aud": "credits-api", "iat": now, "nbf": now + 600, "exp": now + 1200 }),
+                SECRET,
+            )),
+        ),
     ]
 }
 

@@ -26,7 +26,14 @@ async fn every_request_is_authorized_by_role(backend: Backend) {
     assert_eq!(error_code(&me_as_service), "FORBIDDEN");
 
     let forged = AuthKeys::new(b"not-the-secret-not-the-secret-not!").issue(Role::Admin, None, Duration::from_secs(60)).unwrap();
-    for token in ["", "garbage", forged.as_str()] {
+    let now = chrono::Utc::now().timestamp();
+    let not_yet = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({ "role": "admin", "iss": "credits", "aud": "credits-api", "iat": now, "nbf": now + 600, "exp": now + 1200 }),
+        &jsonwebtoken::EncodingKey::from_secret(crate::support::SECRET),
+    )
+    .unwrap();
+    for token in ["", "garbage", forged.as_str(), not_yet.as_str()] {
         let r = app.gql(token, "{ me { id } }", json!({})).await;
         assert_eq!(error_code(&r), "UNAUTHENTICATED", "{token:?}");
     }

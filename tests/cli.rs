@@ -69,6 +69,59 @@ fn configuration_comes_from_a_file_and_the_environment() {
     }
 }
 
+/// An empty, blank or short secret file would become the HS256 key and let anyone forge an admin
+/// token: `token` and `serve` refuse it and say why.
+#[test]
+fn a_short_secret_file_is_refused() {
+    for content in ["", "   \n", "short-secret", &"x".repeat(31)] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("credits.secret"), content).unwrap();
+        let token = credits(dir.path()).args(["token", "--role", "admin"]).output().unwrap();
+        assert!(!token.status.success(), "{content:?} signed a token: {}", String::from_utf8_lossy(&token.stdout));
+        assert!(token.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&token.stderr).contains("fewer than 32"), "{}", String::from_utf8_lossy(&token.stderr));
+        let serve = credits(dir.path()).args(["serve", "--bind", "127.0.0.1:0"]).output().unwrap();
+        assert!(!serve.status.success(), "serve started with the secret {content:?}");
+        assert!(String::from_utf8_lossy(&serve.stderr).contains("fewer than 32"), "{}", String::from_utf8_lossy(&serve.stderr));
+    }
+}
+
+/// Sixteen `credits token` processes started at once on a fresh directory: one generated secret
+/// is published whole, and every token is signed with it (creating the file and then writing it
+/// let one racer sign with an empty key and another with a secret that was never kept).
+#[test]
+fn racing_processes_agree_on_one_generated_secret() {
+    // The window is short: several fresh directories make a lost race likely to show.
+    for _round in 0..RACE_ROUNDS {
+        let dir = tempfile::tempdir().unwrap();
+        let children: Vec<_> = (0..16)
+            .map(|_| credits(dir.path()).args(["token", "--role", "admin"]).stdout(std::process::Stdio::piped()).spawn().unwrap())
+            .collect();
+        let tokens: Vec<String> = children
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                String::from_utf8(out.stdout).unwrap().trim().to_string()
+            })
+            .collect();
+        let secret = std::fs::read_to_string(dir.path().join("credits.secret")).unwrap();
+        assert_eq!(secret.trim().len(), 64, "a whole generated secret: {secret:?}");
+        let keys = AuthKeys::new(secret.trim().as_bytes());
+        for token in &tokens {
+            assert_eq!(
+                keys.authenticate(Some(&format!("Bearer {token}"))),
+                Ok(Caller::Admin),
+                "every token is signed with the kept secret"
+            );
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+        assert!(names.iter().all(|name| !name.to_string_lossy().starts_with(".credits.secret")), "a temporary file was left: {names:?}");
+    }
+}
+
+const RACE_ROUNDS: usize = 40;
+
 /// `credits jobs --run` runs every job once and shows each job's runs and next run.
 #[test]
 fn jobs_runs_and_reports_every_job() {

@@ -164,6 +164,57 @@ impl Target {
     }
 }
 
+/// A document of `depth` fragments, each spreading the next one twice: 2^depth fields once
+/// expanded, in about 60 bytes a level (issue 17's fan-out attack).
+pub fn fan_out_document(depth: usize) -> String {
+    let mut document = String::from("{ ...F0 }");
+    for level in 0..depth {
+        document.push_str(&format!(" fragment F{level} on QueryRoot {{ ...F{next} ...F{next} }}", next = level + 1));
+    }
+    document.push_str(&format!(" fragment F{depth} on QueryRoot {{ __typename }}"));
+    document
+}
+
+impl Target {
+    /// Sends the fan-out document with no token; the outcome is Ok only if the server refused it
+    /// with a code (an answer with data, or without a code, is an error of this run).
+    pub async fn send_fan_out(&self, document: &str) -> Result<(), String> {
+        let response = self
+            .client
+            .post(self.url())
+            .json(&serde_json::json!({ "query": document }))
+            .send()
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        let body: serde_json::Value = response.json().await.map_err(|e| format!("body: {e}"))?;
+        match body["errors"][0]["extensions"]["code"].as_str() {
+            Some(_) if body["data"].is_null() => Ok(()),
+            _ => Err(format!("not refused with a code: {}", body.to_string().chars().take(300).collect::<String>())),
+        }
+    }
+}
+
+/// `attackers` closed-loop clients sending the fan-out document of `depth` while `readers`
+/// read a balance: (the refusals, the reads under attack).
+pub async fn under_attack(
+    target: Arc<Target>,
+    depth: usize,
+    attackers: usize,
+    readers: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> (Measured, Measured) {
+    let document = Arc::new(fan_out_document(depth));
+    let attack = {
+        let target = target.clone();
+        closed_loop_of(Pick::Hot, attackers, warmup, seconds, "attack-", move |_account, _key| {
+            let (target, document) = (target.clone(), document.clone());
+            async move { target.send_fan_out(&document).await }
+        })
+    };
+    tokio::join!(attack, closed_loop_reads(target, "bench-0", readers, warmup, seconds))
+}
+
 /// A fresh prefix for this run's idempotency keys.
 pub fn run_id() -> String {
     format!("{:016x}", rand::random::<u64>())

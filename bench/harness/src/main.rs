@@ -57,6 +57,9 @@ pub enum Scenario {
     /// A product's day: balance reads, history pages, check-ins and spends at once, over all the
     /// seeded accounts (`load::DayRequest` has the shares).
     Day,
+    /// Balance reads alone, then again while two clients with no token send the fan-out document
+    /// of `--fan-out-depth` (issue 17): how fast it is refused and what it costs the readers.
+    Hostile,
 }
 
 impl Scenario {
@@ -67,6 +70,7 @@ impl Scenario {
             Scenario::Reads => "reads",
             Scenario::Month => "month",
             Scenario::Day => "day",
+            Scenario::Hostile => "hostile",
         }
     }
 }
@@ -87,6 +91,12 @@ pub enum Side {
     ShortPast,
     /// One kind of request of the mixed day.
     Day(load::DayRequest),
+    /// Balance reads with nothing else running (the hostile scenario's reference).
+    ReadsAlone,
+    /// The fan-out documents, each refused.
+    FanOut,
+    /// Balance reads while the fan-out documents are sent.
+    ReadsAttacked,
 }
 
 impl Side {
@@ -99,6 +109,9 @@ impl Side {
             Side::LongPast => "1M entries",
             Side::ShortPast => "1k entries",
             Side::Day(request) => request.label(),
+            Side::ReadsAlone => "reads alone",
+            Side::FanOut => "fan-out",
+            Side::ReadsAttacked => "reads attacked",
         }
     }
 }
@@ -183,6 +196,9 @@ struct Args {
     /// Server processes on the one database; the clients' requests take turns over them.
     #[arg(long, default_value_t = 1)]
     servers: usize,
+    /// Fragment levels of the hostile scenario's document (2^depth fields once expanded).
+    #[arg(long, default_value_t = 26)]
+    fan_out_depth: usize,
     /// Add the service's `pg_notify` to the PostgreSQL baseline (an experiment: what the live
     /// balance feed costs).
     #[arg(long)]
@@ -366,6 +382,23 @@ async fn run_database(
                     }
                     continue;
                 }
+                Scenario::Hostile => {
+                    for &clients in &args.clients {
+                        let alone = load::closed_loop_reads(target.clone(), "bench-0", clients, warmup, seconds).await;
+                        let alone = row(scenario, db, clients, Side::ReadsAlone, &alone, peak_rss(&servers));
+                        print_row(&alone);
+                        let (refusals, attacked) =
+                            load::under_attack(target.clone(), args.fan_out_depth, 2, clients, warmup, seconds).await;
+                        let refusals = row(scenario, db, 2, Side::FanOut, &refusals, peak_rss(&servers));
+                        print_row(&refusals);
+                        let mut attacked = row(scenario, db, clients, Side::ReadsAttacked, &attacked, peak_rss(&servers));
+                        // For the attacked reads the last column is their p99 over the reads' alone.
+                        attacked.ratio = Some(attacked.p99 / alone.p99);
+                        print_row(&attacked);
+                        rows.extend([alone, refusals, attacked]);
+                    }
+                    continue;
+                }
                 Scenario::Many => Pick::Many(args.accounts),
                 Scenario::Hot => Pick::Hot,
                 Scenario::Reads => {
@@ -541,6 +574,19 @@ fn targets(rows: &[Row], months: &[(Db, month::JobRun)], args: &Args) {
                     p99.join(", ")
                 );
             }
+        }
+        for refusals in rows.iter().filter(|r| r.db == db && r.side == Side::FanOut) {
+            let attacked = rows.iter().find(|r| r.db == db && r.side == Side::ReadsAttacked).and_then(|r| r.ratio).unwrap_or(f64::NAN);
+            println!(
+                "  {:<8} fan-out document of depth {} (2^{} fields): refused in p50 {:.2} ms, p99 {:.2} ms, {} not refused; \
+                 balance read p99 under attack over alone: {attacked:.2} (no target: the figures)",
+                db.label(),
+                args.fan_out_depth,
+                args.fan_out_depth,
+                refusals.p50,
+                refusals.p99,
+                refusals.errors
+            );
         }
         for (_, run) in months.iter().filter(|(d, _)| *d == db) {
             let secs = run.elapsed.as_secs_f64();
