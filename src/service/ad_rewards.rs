@@ -7,13 +7,14 @@
 
 use crate::ads::VerifiedReward;
 use crate::ledger::time::day_of;
-use crate::ledger::{AccountStatus, LotClass, LotSource, balance};
+use crate::ledger::{LotClass, LotSource, balance};
 use crate::program::AdMode;
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::lucky::RandomGrant;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, daily_free, tx};
+use crate::service::{Ledger, ServiceError, daily_free};
 use crate::store::{self, idempotency::request_hash, is_unique_violation, lots};
 use chrono::{DateTime, Duration, Utc};
 
@@ -60,55 +61,52 @@ impl Ledger {
             (AdMode::Button, None) => None,
             (AdMode::Button, Some(_)) => return Err(ServiceError::bad_input("this program rewards a button, not an ad: no transactionId")),
         };
-        let hash = request_hash(&transaction_id);
-        let ttl = self.idempotency_ttl;
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, ledger, rule, transaction_id) =
-                (account.clone(), key.clone(), hash.clone(), self.clone(), rule.clone(), transaction_id.clone());
+        let request_hash = request_hash(&transaction_id);
+        let command = Command {
+            operation: "claim_ad_reward",
+            account,
+            key,
+            request_hash,
+            permit: Permit::ReceiveCredits,
+            fields: (rule, transaction_id),
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "claim_ad_reward", key: key.as_str(), request_hash: hash };
-                let (locked, keyed) =
-                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
-                        Opened::Done(stored) => return Ok(stored),
-                        Opened::Fresh(locked, keyed) => (locked, keyed),
-                    };
-                let plan = ledger.program.plan(&locked.plan);
+                let Run { txn, ledger, account, command, now } = run;
+                let (rule, transaction_id) = &command.fields;
+                let plan = ledger.program.plan(&account.plan);
                 if plan.is_none_or(|p| p.paid) {
-                    return keyed.refuse(txn, Refusal::NotEligible { why: "ad rewards are for free-plan accounts".into() }, now, ttl).await;
+                    return Ok(Err(Refusal::NotEligible { why: "ad rewards are for free-plan accounts".into() }));
                 }
-                let open = lots::open_for_account(txn, locked.id).await?;
+                let open = lots::open_for_account(txn, account.id).await?;
                 let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-                let virtual_free = daily_free::virtual_lot(txn, &ledger.program, &locked, now).await?;
+                let virtual_free = daily_free::virtual_lot(txn, &ledger.program, account, now).await?;
                 if !balance(&rules, now).is_zero() || virtual_free.is_some() {
                     let why = "the day's free credits and all other credits must be used up first".into();
-                    return keyed.refuse(txn, Refusal::NotEligible { why }, now, ttl).await;
+                    return Ok(Err(Refusal::NotEligible { why }));
                 }
                 let day = day_of(now);
-                let claimed_today = store::claims::count_with_prefix(txn, locked.id, KIND, &format!("{day}#")).await?;
+                let claimed_today = store::claims::count_with_prefix(txn, account.id, KIND, &format!("{day}#")).await?;
                 if claimed_today >= u64::from(rule.daily_cap) {
-                    return keyed
-                        .refuse(txn, Refusal::LimitReached { what: format!("today's {} ad rewards are claimed", rule.daily_cap) }, now, ttl)
-                        .await;
+                    return Ok(Err(Refusal::LimitReached { what: format!("today's {} ad rewards are claimed", rule.daily_cap) }));
                 }
-                if let Some(transaction_id) = &transaction_id {
+                if let Some(transaction_id) = transaction_id {
                     // Not found is not the key's outcome: the network's callback may still be on
                     // its way, and the app retries with the same key.
                     let not_found = || ServiceError::NotFound(format!("no verified ad {transaction_id:?} for this account yet"));
                     let verified = store::ad_rewards::find(txn, NETWORK, transaction_id).await?.ok_or_else(not_found)?;
-                    if verified.account_external_id != account.as_str() {
+                    if verified.account_external_id != command.account.as_str() {
                         return Err(not_found());
                     }
                     if !store::ad_rewards::mark_claimed(txn, verified.id, now).await? {
-                        return keyed
-                            .refuse(txn, Refusal::AlreadyClaimed { what: format!("ad {transaction_id:?} was already rewarded") }, now, ttl)
-                            .await;
+                        return Ok(Err(Refusal::AlreadyClaimed { what: format!("ad {transaction_id:?} was already rewarded") }));
                     }
                 }
                 let amount = ledger.draw(&rule.distribution, None);
                 let distribution = rule.distribution.to_string();
                 let why = format!("ad reward of {amount} from {distribution}");
                 let lot = lots::NewLot {
-                    account_id: locked.id,
+                    account_id: account.id,
                     class: LotClass::Promotional,
                     source: LotSource::AdReward,
                     amount,
@@ -117,17 +115,14 @@ impl Ledger {
                     origin_kind: Some(KIND),
                     origin_id: transaction_id.clone().or_else(|| Some(day.to_string())),
                 };
-                let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_ad_reward", now) };
+                let meta =
+                    EntryMeta { idempotency_key: Some(command.key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_ad_reward", now) };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
                 let period = format!("{day}#{}", claimed_today + 1);
-                store::claims::insert(txn, locked.id, KIND, &period, Some(lot.id), amount.micros(), now).await?;
-                let done =
-                    Stored::Done(RandomGrant { day, amount, lot_id: lot.id, entry_id: entry.id, expires_at: lot.expires_at, distribution });
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                store::claims::insert(txn, account.id, KIND, &period, Some(lot.id), amount.micros(), now).await?;
+                Ok(Ok(RandomGrant { day, amount, lot_id: lot.id, entry_id: entry.id, expires_at: lot.expires_at, distribution }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 }

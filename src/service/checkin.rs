@@ -2,11 +2,12 @@
 
 use crate::ledger::claims::streak;
 use crate::ledger::time::{day_of, next_day_start};
-use crate::ledger::{AccountStatus, Credits, LotClass, LotSource};
+use crate::ledger::{Credits, LotClass, LotSource};
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Ledger, ServiceError};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -41,23 +42,18 @@ impl Ledger {
         let account = ExternalId::parse(account)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         // The key alone decides a replay: the same key replays its first day's outcome.
-        let hash = request_hash(&KIND);
-        let ttl = self.idempotency_ttl;
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, rule) = (account.clone(), key.clone(), hash.clone(), rule.clone());
+        let command =
+            Command { operation: KIND, account, key, request_hash: request_hash(&KIND), permit: Permit::ReceiveCredits, fields: rule };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: KIND, key: key.as_str(), request_hash: hash };
-                let (locked, keyed) =
-                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
-                        Opened::Done(stored) => return Ok(stored),
-                        Opened::Fresh(locked, keyed) => (locked, keyed),
-                    };
+                let Run { txn, account, command, now, .. } = run;
+                let rule = &command.fields;
                 let day = day_of(now);
-                if store::claims::find(txn, locked.id, KIND, &day.to_string()).await?.is_some() {
-                    return keyed.refuse(txn, Refusal::AlreadyClaimed { what: format!("already checked in on {day}") }, now, ttl).await;
+                if store::claims::find(txn, account.id, KIND, &day.to_string()).await?.is_some() {
+                    return Ok(Err(Refusal::AlreadyClaimed { what: format!("already checked in on {day}") }));
                 }
                 let lot = lots::NewLot {
-                    account_id: locked.id,
+                    account_id: account.id,
                     class: LotClass::Promotional,
                     source: LotSource::CheckIn,
                     amount: rule.credits,
@@ -66,22 +62,14 @@ impl Ledger {
                     origin_kind: Some(KIND),
                     origin_id: Some(day.to_string()),
                 };
-                let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason: Some("daily check-in"), ..EntryMeta::now(KIND, now) };
+                let meta =
+                    EntryMeta { idempotency_key: Some(command.key.as_str()), reason: Some("daily check-in"), ..EntryMeta::now(KIND, now) };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
-                store::claims::insert(txn, locked.id, KIND, &day.to_string(), Some(lot.id), rule.credits.micros(), now).await?;
-                let done = Stored::Done(CheckInReceipt {
-                    day,
-                    lot_id: lot.id,
-                    entry_id: entry.id,
-                    amount: rule.credits,
-                    expires_at: lot.expires_at,
-                });
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                store::claims::insert(txn, account.id, KIND, &day.to_string(), Some(lot.id), rule.credits.micros(), now).await?;
+                Ok(Ok(CheckInReceipt { day, lot_id: lot.id, entry_id: entry.id, amount: rule.credits, expires_at: lot.expires_at }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     pub async fn check_in_status(&self, account_id: i64, now: DateTime<Utc>) -> Result<CheckInStatus, ServiceError> {

@@ -3,9 +3,10 @@
 
 use crate::entity::coupon;
 use crate::ledger::claims::{CouponRefusal, check_window, normalize_coupon_code};
-use crate::ledger::{AccountStatus, Credits, LotClass, LotSource, Validity};
+use crate::ledger::{Credits, LotClass, LotSource, Validity};
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::check_amount;
 use crate::service::{Ledger, ServiceError, tx};
@@ -117,43 +118,38 @@ impl Ledger {
         let account = ExternalId::parse(account)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let code = code_of(code)?;
-        let hash = request_hash(&code);
-        let ttl = self.idempotency_ttl;
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, code, hash) = (account.clone(), key.clone(), code.clone(), hash.clone());
+        let request_hash = request_hash(&code);
+        let command = Command { operation: "redeem_coupon", account, key, request_hash, permit: Permit::ReceiveCredits, fields: code };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "redeem_coupon", key: key.as_str(), request_hash: hash };
-                let (locked, keyed) =
-                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
-                        Opened::Done(stored) => return Ok(stored),
-                        Opened::Fresh(locked, keyed) => (locked, keyed),
-                    };
+                let Run { txn, account, command, now, .. } = run;
                 let since = now - chrono::Duration::minutes(FAILED_GUESS_WINDOW_MINUTES);
-                if store::coupons::failures_since(txn, locked.id, since).await? >= MAX_FAILED_GUESSES {
+                if store::coupons::failures_since(txn, account.id, since).await? >= MAX_FAILED_GUESSES {
                     // Not the key's outcome: the same key may try again once the window passes.
                     return Err(ServiceError::TooManyAttempts(format!(
                         "too many unknown coupon codes; try again in {FAILED_GUESS_WINDOW_MINUTES} minutes"
                     )));
                 }
-                let Some(coupon) = store::coupons::by_code(txn, &code).await? else {
-                    store::coupons::record_failure(txn, locked.id, now).await?;
-                    return keyed.refuse(txn, Refusal::Coupon(CouponRefusal::NotFound), now, ttl).await;
+                let Some(coupon) = store::coupons::by_code(txn, &command.fields).await? else {
+                    // The guess is recorded with the refusal: it counts towards the throttle.
+                    store::coupons::record_failure(txn, account.id, now).await?;
+                    return Ok(Err(Refusal::Coupon(CouponRefusal::NotFound)));
                 };
                 if let Err(refusal) = check_window(now, coupon.starts_at, coupon.ends_at, coupon.expires_at) {
-                    return keyed.refuse(txn, Refusal::Coupon(refusal), now, ttl).await;
+                    return Ok(Err(Refusal::Coupon(refusal)));
                 }
-                if store::coupons::redeemed_by(txn, coupon.id, locked.id).await? {
-                    return keyed.refuse(txn, Refusal::Coupon(CouponRefusal::AlreadyRedeemed), now, ttl).await;
+                if store::coupons::redeemed_by(txn, coupon.id, account.id).await? {
+                    return Ok(Err(Refusal::Coupon(CouponRefusal::AlreadyRedeemed)));
                 }
                 if !store::coupons::take_redemption(txn, coupon.id).await? {
-                    return keyed.refuse(txn, Refusal::Coupon(CouponRefusal::Exhausted), now, ttl).await;
+                    return Ok(Err(Refusal::Coupon(CouponRefusal::Exhausted)));
                 }
                 let validity: Option<Validity> =
                     coupon.valid_for.as_deref().map(str::parse).transpose().map_err(|e| anyhow::anyhow!("coupon {}: {e}", coupon.id))?;
                 let expires_at = coupon.expires_at.or_else(|| validity.and_then(|v| v.expires_at(now)));
                 let amount = Credits::from_micros(coupon.credits_micros);
                 let lot = lots::NewLot {
-                    account_id: locked.id,
+                    account_id: account.id,
                     class: LotClass::Promotional,
                     source: LotSource::Coupon,
                     amount,
@@ -162,16 +158,16 @@ impl Ledger {
                     origin_kind: Some("coupon"),
                     origin_id: Some(coupon.id.to_string()),
                 };
-                let meta =
-                    EntryMeta { idempotency_key: Some(key.as_str()), reason: Some(&coupon.code), ..EntryMeta::now("redeem_coupon", now) };
+                let meta = EntryMeta {
+                    idempotency_key: Some(command.key.as_str()),
+                    reason: Some(&coupon.code),
+                    ..EntryMeta::now("redeem_coupon", now)
+                };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
-                store::coupons::record_redemption(txn, coupon.id, locked.id, lot.id, now).await?;
-                let done = Stored::Done(RedeemReceipt { coupon_id: coupon.id, lot_id: lot.id, entry_id: entry.id, amount, expires_at });
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                store::coupons::record_redemption(txn, coupon.id, account.id, lot.id, now).await?;
+                Ok(Ok(RedeemReceipt { coupon_id: coupon.id, lot_id: lot.id, entry_id: entry.id, amount, expires_at }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 }

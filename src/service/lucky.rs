@@ -4,12 +4,13 @@
 
 use crate::entity::account;
 use crate::ledger::time::{day_of, next_day_start};
-use crate::ledger::{AccountStatus, Credits, LotClass, LotSource};
+use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Lucky, Program};
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Ledger, ServiceError};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -108,33 +109,29 @@ impl Ledger {
         }
         let account = ExternalId::parse(account)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
-        let hash = request_hash(&KIND);
-        let ttl = self.idempotency_ttl;
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, ledger) = (account.clone(), key.clone(), hash.clone(), self.clone());
+        let command = Command {
+            operation: "claim_lucky",
+            account,
+            key,
+            request_hash: request_hash(&KIND),
+            permit: Permit::ReceiveCredits,
+            fields: (),
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "claim_lucky", key: key.as_str(), request_hash: hash };
-                let (locked, keyed) =
-                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
-                        Opened::Done(stored) => return Ok(stored),
-                        Opened::Fresh(locked, keyed) => (locked, keyed),
-                    };
-                let (lucky, max) = match eligibility(&ledger.program, &locked, now) {
+                let Run { txn, ledger, account, command, now } = run;
+                let (lucky, max) = match eligibility(&ledger.program, account, now) {
                     Ok(found) => found,
-                    Err(why) => {
-                        return keyed.refuse(txn, Refusal::NotEligible { why }, now, ttl).await;
-                    }
+                    Err(why) => return Ok(Err(Refusal::NotEligible { why })),
                 };
                 let day = day_of(now);
-                if store::claims::find(txn, locked.id, KIND, &day.to_string()).await?.is_some() {
-                    return keyed
-                        .refuse(txn, Refusal::AlreadyClaimed { what: format!("lucky credits already claimed on {day}") }, now, ttl)
-                        .await;
+                if store::claims::find(txn, account.id, KIND, &day.to_string()).await?.is_some() {
+                    return Ok(Err(Refusal::AlreadyClaimed { what: format!("lucky credits already claimed on {day}") }));
                 }
                 let distribution = lucky.distribution.to_string();
                 // The reset's drop if there is one (capped again: the plan may have changed since);
                 // a subscriber who became eligible after the reset draws now.
-                let (amount, why) = match store::claims::find(txn, locked.id, DROP, &day.to_string()).await? {
+                let (amount, why) = match store::claims::find(txn, account.id, DROP, &day.to_string()).await? {
                     Some(drop) => {
                         let amount = Credits::from_micros(drop.amount_micros).min(max);
                         (amount, format!("lucky drop of {amount} for {day} from {distribution}, capped at {max}"))
@@ -146,7 +143,7 @@ impl Ledger {
                 };
                 assert!(amount <= max, "a lucky grant never exceeds the plan's maximum");
                 let lot = lots::NewLot {
-                    account_id: locked.id,
+                    account_id: account.id,
                     class: LotClass::Promotional,
                     source: LotSource::Lucky,
                     amount,
@@ -155,17 +152,14 @@ impl Ledger {
                     origin_kind: Some(KIND),
                     origin_id: Some(day.to_string()),
                 };
-                let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_lucky", now) };
+                let meta =
+                    EntryMeta { idempotency_key: Some(command.key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_lucky", now) };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
-                store::claims::insert(txn, locked.id, KIND, &day.to_string(), Some(lot.id), amount.micros(), now).await?;
-                let done =
-                    Stored::Done(RandomGrant { day, amount, lot_id: lot.id, entry_id: entry.id, expires_at: lot.expires_at, distribution });
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                store::claims::insert(txn, account.id, KIND, &day.to_string(), Some(lot.id), amount.micros(), now).await?;
+                Ok(Ok(RandomGrant { day, amount, lot_id: lot.id, entry_id: entry.id, expires_at: lot.expires_at, distribution }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 }
 

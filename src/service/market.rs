@@ -15,8 +15,9 @@ use crate::ledger::market::{self as rules, BudgetSource, HardwareClass, NoMatch,
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Market, Program};
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
-use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::{Keyed, Refusal, Stored};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::reservations::{HoldRequest, hold, settle_as};
 use crate::service::spending::check_amount;
@@ -347,17 +348,19 @@ impl Ledger {
         self.require_identity_to_spend(&account, true).await?;
         let hash =
             request_hash(&SubmitFields { workload: &name, priority, inputs: parsed.iter().map(|(i, b)| (i.as_str(), *b)).collect() });
-        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, program, name, parsed, market_rules) =
-                (account.clone(), key.clone(), hash.clone(), program.clone(), name.clone(), parsed.clone(), market_rules.clone());
+        let command = Command {
+            operation: "submit_job",
+            account,
+            key,
+            request_hash: hash,
+            permit: Permit::Active,
+            fields: (name, parsed, market_rules, priority),
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "submit_job", key: key.as_str(), request_hash: hash };
-                let (locked, keyed) =
-                    match keyed::open(txn, account.as_str(), request, |s| s == crate::ledger::AccountStatus::Active, now, ttl).await? {
-                        Opened::Done(stored) => return Ok(stored),
-                        Opened::Fresh(locked, keyed) => (locked, keyed),
-                    };
+                let Run { txn, ledger, account: locked, command, now } = run;
+                let (name, parsed, market_rules, priority) = &command.fields;
+                let (program, key, priority) = (&ledger.program, &command.key, *priority);
                 if !locked.identity_verified {
                     // Unverified since the check above: refused the same way, not stored.
                     return Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()));
@@ -450,14 +453,11 @@ impl Ledger {
                 }
                 let names = external_ids(txn, jobs.iter().filter_map(|j| j.provider_account_id)).await?;
                 let views: Vec<JobView> = jobs.iter().map(|j| view(j, &names)).collect();
-                let done = Stored::Done(views);
-                keyed.remember(txn, &done, now, ttl).await?;
                 tracing::info!(account.id = locked.id, workload = %name, jobs = jobs.len(), "jobs submitted");
-                Ok(done)
+                Ok(Ok(views))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// A running job finished (service): its held price moves to the provider, less the

@@ -12,13 +12,14 @@
 //! hold storage become inactive.
 
 use crate::entity::{account, container, meter, usage_line};
+use crate::ledger::Credits;
 use crate::ledger::metering::{Collection, Trigger, collect, day_segments, line_day, whole_seconds};
 use crate::ledger::pricing::{self, Metering, StorageInterval, TokenUsage};
 use crate::ledger::time::month_key;
-use crate::ledger::{AccountStatus, Credits};
 use crate::program::Program;
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::{debits_of, take_in_order};
 use crate::service::{Ledger, ServiceError, tx};
@@ -493,25 +494,26 @@ impl Ledger {
         let id = label("containerId", container)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         metering.tier(tier)?;
-        let hash = request_hash(&(&id, tier, code_supporter));
-        let (ttl, program, tier) = (self.idempotency_ttl, self.program.clone(), tier.to_string());
-        let stored = tx::write(&self.db, |txn| {
-            let (account, id, key, hash, program, tier) =
-                (account.clone(), id.clone(), key.clone(), hash.clone(), program.clone(), tier.clone());
+        let command = Command {
+            operation: "start_container",
+            account,
+            key,
+            request_hash: request_hash(&(&id, tier, code_supporter)),
+            permit: Permit::Active,
+            fields: (id, tier.to_string(), code_supporter),
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "start_container", key: key.as_str(), request_hash: hash };
-                let allowed = |status: AccountStatus| status == AccountStatus::Active;
-                let (locked, keyed) = match keyed::open(txn, account.as_str(), request, allowed, now, ttl).await? {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
+                let Run { txn, ledger, account: locked, command, now } = run;
+                let (id, tier, code_supporter) = &command.fields;
+                let (program, key, code_supporter) = (&ledger.program, &command.key, *code_supporter);
                 let metering = program.metering.as_ref().expect("checked above");
                 if let Err(e) = metering.tier_for_plan(&tier, &locked.plan) {
-                    return keyed.refuse(txn, Refusal::NotEligible { why: e.to_string() }, now, ttl).await;
+                    return Ok(Err(Refusal::NotEligible { why: e.to_string() }));
                 }
                 let existing = meters::container(txn, locked.id, &id).await?;
                 if existing.as_ref().is_some_and(|c| c.state == "running") {
-                    return keyed.refuse(txn, Refusal::InvalidState { what: format!("container {id} is already running") }, now, ttl).await;
+                    return Ok(Err(Refusal::InvalidState { what: format!("container {id} is already running") }));
                 }
                 let why = format!("storage while container {id} was stopped");
                 let args = SettleArgs {
@@ -541,14 +543,11 @@ impl Ledger {
                 };
                 // A running container raises the usage rate: an hour of it may be more than is left.
                 crate::service::notices::check_low_credits(txn, &program, locked.id, now).await?;
-                let done = Stored::Done(ContainerReceipt { container: ContainerView::from(&started), settlement });
-                keyed.remember(txn, &done, now, ttl).await?;
                 tracing::info!(account.id = locked.id, container = %id, tier = %tier, "container started");
-                Ok(done)
+                Ok(Ok(ContainerReceipt { container: ContainerView::from(&started), settlement }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// Stops a running container and charges its session in one deduction: its time at its tier,
@@ -565,22 +564,24 @@ impl Ledger {
         self.require_identity_to_spend(&account, false).await?;
         let id = label("containerId", container)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
-        let hash = request_hash(&id);
-        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
-        let stored = tx::write(&self.db, |txn| {
-            let (account, id, key, hash, program) = (account.clone(), id.clone(), key.clone(), hash.clone(), program.clone());
+        let command = Command {
+            operation: "stop_container",
+            account,
+            key,
+            request_hash: request_hash(&id),
+            // Usage that happened is charged whatever the account's status.
+            permit: Permit::Any,
+            fields: id,
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "stop_container", key: key.as_str(), request_hash: hash };
-                // Usage that happened is charged whatever the account's status.
-                let (locked, keyed) = match keyed::open(txn, account.as_str(), request, |_| true, now, ttl).await? {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
+                let Run { txn, ledger, account: locked, command, now } = run;
+                let (program, key, id) = (&ledger.program, &command.key, &command.fields);
                 let Some(found) = meters::container(txn, locked.id, &id).await? else {
                     return Err(ServiceError::NotFound(format!("no container {id} on this account")));
                 };
                 if found.state != "running" {
-                    return keyed.refuse(txn, Refusal::InvalidState { what: format!("container {id} is not running") }, now, ttl).await;
+                    return Ok(Err(Refusal::InvalidState { what: format!("container {id} is not running") }));
                 }
                 let why = format!("stop of container {id}");
                 let args = SettleArgs {
@@ -599,14 +600,11 @@ impl Ledger {
                     stopped.updated_at = now;
                     stopped = meters::save_container(txn, stopped).await?;
                 }
-                let done = Stored::Done(ContainerReceipt { container: ContainerView::from(&stopped), settlement });
-                keyed.remember(txn, &done, now, ttl).await?;
                 tracing::info!(account.id = locked.id, container = %id, "container stopped");
-                Ok(done)
+                Ok(Ok(ContainerReceipt { container: ContainerView::from(&stopped), settlement }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// Records a usage sample: storage and traffic accrue until the next settlement; an AI use
@@ -622,20 +620,19 @@ impl Ledger {
         self.require_identity_to_spend(&account, false).await?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let sample = self.check_sample(sample)?;
-        let hash = request_hash(&sample);
-        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
-        let ledger = self.clone();
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, program, sample, ledger) =
-                (account.clone(), key.clone(), hash.clone(), program.clone(), sample.clone(), ledger.clone());
+        let command = Command {
+            operation: "record_usage",
+            account,
+            key,
+            request_hash: request_hash(&sample),
+            // Storage and traffic that happened are recorded whatever the account's status.
+            permit: if matches!(sample, Sample::Ai { .. }) { Permit::Active } else { Permit::Any },
+            fields: sample,
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "record_usage", key: key.as_str(), request_hash: hash };
-                let is_ai = matches!(sample, Sample::Ai { .. });
-                let allowed = move |status: AccountStatus| !is_ai || status == AccountStatus::Active;
-                let (locked, keyed) = match keyed::open(txn, account.as_str(), request, allowed, now, ttl).await? {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
+                let Run { txn, ledger, account: locked, command, now } = run;
+                let (program, key, sample) = (&ledger.program, &command.key, command.fields.clone());
                 let metering = metering(&program)?;
                 let month = month_key(now);
                 let settlement = match sample {
@@ -732,13 +729,10 @@ impl Ledger {
                         settle(txn, &program, &locked, args, now).await?
                     }
                 };
-                let done = Stored::Done(UsageReceipt { settlement });
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                Ok(Ok(UsageReceipt { settlement }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// Validates a sample before anything is opened: input errors are never stored.

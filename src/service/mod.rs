@@ -9,6 +9,7 @@ pub mod clock;
 pub mod coupons;
 pub mod daily_free;
 pub mod error;
+pub mod executor;
 pub mod expiry;
 pub mod input;
 pub mod jobs;

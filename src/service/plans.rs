@@ -3,12 +3,12 @@
 //! `grant_plan_credits` on schedule; here it is a service function with an injected clock.
 
 use crate::entity::account;
+use crate::ledger::Credits;
 use crate::ledger::metering::Trigger;
 use crate::ledger::plans::Period;
-use crate::ledger::{AccountStatus, Credits};
 use crate::program::Program;
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{self, KeyedRequest, Opened, Stored};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots};
@@ -84,34 +84,30 @@ impl Ledger {
         if self.program.plan(plan).is_none() {
             return Err(ServiceError::bad_input(format!("unknown plan {plan:?}")));
         }
-        let hash = request_hash(&plan);
-        let (program, ttl, plan) = (self.program.clone(), self.idempotency_ttl, plan.to_string());
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, program, plan) = (account.clone(), key.clone(), hash.clone(), program.clone(), plan.clone());
+        let command = Command {
+            operation: "change_plan",
+            account,
+            key,
+            request_hash: request_hash(&plan),
+            permit: Permit::ReceiveCredits,
+            fields: plan.to_string(),
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let request = KeyedRequest { operation: "change_plan", key: key.as_str(), request_hash: hash };
-                let (locked, keyed) =
-                    match keyed::open(txn, account.as_str(), request, AccountStatus::may_receive_credits, now, ttl).await? {
-                        Opened::Done(stored) => return Ok(stored),
-                        Opened::Fresh(locked, keyed) => (locked, keyed),
-                    };
-                let change = if locked.plan == plan {
-                    PlanChange { plan, granted: None }
-                } else {
-                    // Everything accrued so far is charged at the old plan's quota, first.
-                    let key = Some(key.as_str());
-                    crate::service::metering::settle_all(txn, &program, &locked, Trigger::PlanChange, now, key, now).await?;
-                    let moved = store::accounts::set_plan(txn, locked, &plan, now).await?;
-                    tracing::info!(account.id = moved.id, account.plan = %plan, "plan changed");
-                    PlanChange { granted: grant_period_credits(txn, &program, &moved, now).await?, plan }
-                };
-                let done = Stored::Done(change);
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                let Run { txn, ledger, account, command, now } = run;
+                let plan = &command.fields;
+                if account.plan == *plan {
+                    return Ok(Ok(PlanChange { plan: plan.clone(), granted: None }));
+                }
+                // Everything accrued so far is charged at the old plan's quota, first.
+                let key = Some(command.key.as_str());
+                crate::service::metering::settle_all(txn, &ledger.program, account, Trigger::PlanChange, now, key, now).await?;
+                let moved = store::accounts::set_plan(txn, account.clone(), plan, now).await?;
+                tracing::info!(account.id = moved.id, account.plan = %plan, "plan changed");
+                Ok(Ok(PlanChange { granted: grant_period_credits(txn, &ledger.program, &moved, now).await?, plan: plan.clone() }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 }
 

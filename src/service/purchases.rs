@@ -2,10 +2,9 @@
 //! into a paid lot, exactly once per payment reference.
 
 use crate::entity::purchase;
-use crate::ledger::AccountStatus;
 use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{self, KeyedRequest, Opened, Stored};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, lots};
@@ -68,51 +67,41 @@ impl Ledger {
                 (None, None, *amount, price)
             }
         };
-        let hash = request_hash(&choice);
-        let (currency, ttl) = (self.program.currency.clone(), self.idempotency_ttl);
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, currency) = (account.clone(), key.clone(), hash.clone(), currency.clone());
-            let (package_code, package_name) = (package_code.clone(), package_name.clone());
-            Box::pin(async move {
-                let allowed = AccountStatus::may_receive_credits;
-                let (locked, keyed) = match keyed::open(
-                    txn,
-                    account.as_str(),
-                    KeyedRequest { operation: "purchase", key: key.as_str(), request_hash: hash },
-                    allowed,
-                    now,
-                    ttl,
-                )
-                .await?
-                {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
-                let created = purchase::ActiveModel {
-                    account_id: Set(locked.id),
-                    package_code: Set(package_code),
-                    package_name: Set(package_name),
-                    credits_micros: Set(credits.micros()),
-                    price_minor: Set(price_minor),
-                    currency: Set(currency),
-                    status: Set("pending".to_string()),
-                    payment_reference: Set(None),
-                    lot_id: Set(None),
-                    created_at: Set(now),
-                    paid_at: Set(None),
-                    refunded_minor: Set(None),
-                    refunded_at: Set(None),
-                    ..Default::default()
-                }
-                .insert(txn)
-                .await?;
-                let done = Stored::Done(PurchaseReceipt { purchase_id: created.id });
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+        let command = Command {
+            operation: "purchase",
+            account,
+            key,
+            request_hash: request_hash(&choice),
+            permit: Permit::ReceiveCredits,
+            fields: (package_code, package_name),
+        };
+        let receipt = self
+            .execute(command, now, |run| {
+                Box::pin(async move {
+                    let Run { txn, ledger, account, command, now } = run;
+                    let (package_code, package_name) = command.fields.clone();
+                    let created = purchase::ActiveModel {
+                        account_id: Set(account.id),
+                        package_code: Set(package_code),
+                        package_name: Set(package_name),
+                        credits_micros: Set(credits.micros()),
+                        price_minor: Set(price_minor),
+                        currency: Set(ledger.program.currency.clone()),
+                        status: Set("pending".to_string()),
+                        payment_reference: Set(None),
+                        lot_id: Set(None),
+                        created_at: Set(now),
+                        paid_at: Set(None),
+                        refunded_minor: Set(None),
+                        refunded_at: Set(None),
+                        ..Default::default()
+                    }
+                    .insert(txn)
+                    .await?;
+                    Ok(Ok(PurchaseReceipt { purchase_id: created.id }))
+                })
             })
-        })
-        .await?;
-        let receipt = stored.into_result()?;
+            .await?;
         store::purchases::by_id(&self.db, receipt.purchase_id)
             .await?
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("purchase {} vanished", receipt.purchase_id)))

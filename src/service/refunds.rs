@@ -6,12 +6,13 @@
 use crate::ledger::refund::{RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, Lot, allocate, balance};
-use crate::service::input::{IdempotencyKey, reason};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::executor::{Command, Permit, Run};
+use crate::service::input::{ExternalId, IdempotencyKey, reason};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::purchases::BONUS_ORIGIN;
 use crate::service::reservations::release_lapsed;
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Ledger, ServiceError};
 use crate::store::journal::EntryKind;
 use crate::store::{self, idempotency::request_hash, lots, reservations};
 use chrono::{DateTime, Utc};
@@ -59,29 +60,32 @@ impl Ledger {
     ) -> Result<RefundReceipt, ServiceError> {
         let key = IdempotencyKey::parse(idempotency_key)?;
         let why = why.map(reason).transpose()?;
-        let account = self.purchase_owner(purchase_id).await?;
-        let hash = request_hash(&(purchase_id, &why));
-        let (terms, ttl, program) = (self.program.refunds, self.idempotency_ttl, self.program.clone());
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, hash, why, program) = (account.clone(), key.clone(), hash.clone(), why.clone(), program.clone());
+        let account = ExternalId::parse(&self.purchase_owner(purchase_id).await?)?;
+        let command = Command {
+            operation: "refund",
+            account,
+            key,
+            request_hash: request_hash(&(purchase_id, &why)),
+            // Money back is never blocked by the account's status.
+            permit: Permit::Any,
+            fields: why,
+        };
+        let terms = self.program.refunds;
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                // Money back is never blocked by the account's status.
-                let request = KeyedRequest { operation: "refund", key: key.as_str(), request_hash: hash };
-                let (locked, keyed) = match keyed::open(txn, account.as_str(), request, |_| true, now, ttl).await? {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
+                let Run { txn, ledger, account: locked, command, now } = run;
+                let (program, key, why, account) = (&ledger.program, &command.key, &command.fields, &command.account);
                 let purchase =
                     store::purchases::by_id(txn, purchase_id).await?.ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} vanished"))?;
                 let (Some(paid_at), Some(lot_id), "paid") = (purchase.paid_at, purchase.lot_id, purchase.status.as_str()) else {
-                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::NotPaid), now, ttl).await;
+                    return Ok(Err(Refusal::Refund(RefundRefusal::NotPaid)));
                 };
                 let window = match requester {
                     Requester::User => terms.window,
                     Requester::Operator => terms.operator_window,
                 };
                 if window.expires_at(paid_at).is_some_and(|closes| now >= closes) {
-                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::WindowClosed), now, ttl).await;
+                    return Ok(Err(Refusal::Refund(RefundRefusal::WindowClosed)));
                 }
                 // Lapsed holds are released first: a refund sees the credits a read shows.
                 release_lapsed(txn, &[locked.id], now).await?;
@@ -100,14 +104,14 @@ impl Ledger {
                 let held = Credits::from_micros(holds.iter().map(|h| h.amount_micros).sum());
                 let total = balance(&rules, now).checked_add(held).ok_or_else(|| anyhow::anyhow!("an account's credits fit"))?;
                 if total < bonus_granted {
-                    return keyed.refuse(txn, Refusal::Refund(RefundRefusal::PromotionalCreditsSpent), now, ttl).await;
+                    return Ok(Err(Refusal::Refund(RefundRefusal::PromotionalCreditsSpent)));
                 }
                 let spent_bonus =
                     Credits::from_micros(store::journal::taken_from_lots(txn, &bonus_ids, &[EntryKind::Spend, EntryKind::Transfer]).await?);
                 let taken = take_back_spent_bonus(unused, spent_bonus);
                 let refunded_minor = match refund_minor(terms.policy, purchase.price_minor, bought, taken.unused_after) {
                     Ok(minor) => minor,
-                    Err(refusal) => return keyed.refuse(txn, Refusal::Refund(refusal), now, ttl).await,
+                    Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
                 };
                 // What the purchase's unused credits cannot make up comes from the account's other
                 // spendable credits, in the program's order; held credits cannot pay it.
@@ -117,7 +121,7 @@ impl Ledger {
                 } else {
                     match allocate(&others, taken.from_others, &program.consumption_order, now) {
                         Ok(takes) => takes,
-                        Err(_) => return keyed.refuse(txn, Refusal::Refund(RefundRefusal::PromotionalCreditsSpent), now, ttl).await,
+                        Err(_) => return Ok(Err(Refusal::Refund(RefundRefusal::PromotionalCreditsSpent))),
                     }
                 };
                 let meta = EntryMeta {
@@ -193,13 +197,10 @@ impl Ledger {
                 store::outbox::publish(txn, "purchase.refunded", Some(locked.id), &event, now).await?;
                 tracing::info!(account.id = locked.id, purchase.id = refunded.id, amount.minor = refunded_minor, "purchase refunded");
                 let credits = taken.unused_after;
-                let done = Stored::Done(RefundReceipt { purchase_id: refunded.id, refunded_minor, currency, credits, revoked });
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                Ok(Ok(RefundReceipt { purchase_id: refunded.id, refunded_minor, currency, credits, revoked }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 }
 

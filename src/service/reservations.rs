@@ -6,9 +6,10 @@
 
 use crate::entity::reservation;
 use crate::ledger::reservation::{self as rules, ReservationStatus};
-use crate::ledger::{AccountStatus, Credits, Lot, Take, balance};
+use crate::ledger::{Credits, Lot, Take, balance};
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::{check_amount, debits_of, take_in_order};
 use crate::service::{Ledger, ServiceError, tx};
@@ -149,41 +150,35 @@ impl Ledger {
         };
         let deadline = rules::deadline(now, hold_for).map_err(|e| ServiceError::bad_input(format!("holdSeconds: {e}")))?;
         self.require_identity_to_spend(&account, false).await?;
-        let hash = request_hash(&fields);
-        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, fields, hash, program) = (account.clone(), key.clone(), fields.clone(), hash.clone(), program.clone());
+        let command = Command {
+            operation: "reserve",
+            account,
+            key,
+            request_hash: request_hash(&fields),
+            permit: Permit::ChargeFor(fields.feature.clone()),
+            fields,
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let allowed = |status: AccountStatus| status.may_be_charged_for(&fields.feature);
-                let request = KeyedRequest { operation: "reserve", key: key.as_str(), request_hash: hash };
-                let (locked, keyed) = match keyed::open(txn, account.as_str(), request, allowed, now, ttl).await? {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
+                let Run { txn, ledger, account, command, now } = run;
+                let fields = &command.fields;
                 let request = HoldRequest {
                     amount: fields.amount,
                     feature: &fields.feature,
                     model: fields.model.as_deref(),
                     reason: fields.reason.as_deref(),
-                    key: key.as_str(),
+                    key: command.key.as_str(),
                     deadline,
                 };
-                let hold = match hold(txn, &program, &locked, request, now).await? {
+                let hold = match hold(txn, &ledger.program, account, request, now).await? {
                     Ok(hold) => hold,
-                    Err(short) => {
-                        let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
-                        return keyed.refuse(txn, refusal, now, ttl).await;
-                    }
+                    Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
                 };
-                let reservation = hold.reservation_id;
-                let done = Stored::Done(hold);
-                keyed.remember(txn, &done, now, ttl).await?;
-                tracing::info!(account.id = locked.id, reservation.id = reservation, amount.credits = %fields.amount, "credits held");
-                Ok(done)
+                tracing::info!(account.id = account.id, reservation.id = hold.reservation_id, amount.credits = %fields.amount, "credits held");
+                Ok(Ok(hold))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// Charges `amount` (at most what is held) of a held reservation and gives back the rest.
@@ -221,25 +216,25 @@ impl Ledger {
         }
         let owner =
             store::accounts::by_id(&self.db, found.account_id).await?.ok_or_else(|| anyhow::anyhow!("reservation {id} has no account"))?;
-        let operation = if captured.is_some() { "capture_reservation" } else { "release_reservation" };
-        let hash = request_hash(&SettleFields { reservation_id: id, captured });
-        let ttl = self.idempotency_ttl;
-        let stored = tx::write(&self.db, |txn| {
-            let (owner, key, hash) = (owner.external_id.clone(), key.clone(), hash.clone());
+        let command = Command {
+            operation: if captured.is_some() { "capture_reservation" } else { "release_reservation" },
+            account: ExternalId::parse(&owner.external_id)?,
+            key,
+            request_hash: request_hash(&SettleFields { reservation_id: id, captured }),
+            // Settling gives credits back or charges what is already held: any status may.
+            permit: Permit::Any,
+            fields: (),
+        };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                // Settling gives credits back or charges what is already held: any status may.
-                let request = KeyedRequest { operation, key: key.as_str(), request_hash: hash };
-                let (_, keyed) = match keyed::open(txn, &owner, request, |_| true, now, ttl).await? {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
+                let Run { txn, command, now, .. } = run;
                 // A hold's deadline is exact: past it nothing is held, released by the worker yet
                 // or not. The account's lapsed holds (this one included) are released first, as
                 // every operation on the account's credits does.
                 release_lapsed(txn, &[found.account_id], now).await?;
                 let current = reservations::by_id(txn, id).await?.ok_or_else(|| anyhow::anyhow!("reservation {id} vanished"))?;
                 if current.status != ReservationStatus::Held.as_str() {
-                    return keyed.refuse(txn, Refusal::ReservationNotHeld { status: current.status }, now, ttl).await;
+                    return Ok(Err(Refusal::ReservationNotHeld { status: current.status }));
                 }
                 if let Some(captured) = captured
                     && captured.micros() > current.amount_micros
@@ -252,14 +247,10 @@ impl Ledger {
                     Some(amount) => (ReservationStatus::Captured, amount),
                     None => (ReservationStatus::Released, Credits::ZERO),
                 };
-                let settlement = settle(txn, &current, status, captured, Some(key.as_str()), now).await?;
-                let done = Stored::Done(settlement);
-                keyed.remember(txn, &done, now, ttl).await?;
-                Ok(done)
+                Ok(Ok(settle(txn, &current, status, captured, Some(command.key.as_str()), now).await?))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// Releases held reservations past their deadline, at most `batch`; how many it settled.

@@ -1,14 +1,15 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
 use crate::entity::account;
-use crate::ledger::{AccountStatus, Credits, Insufficient, Lot, LotClass, LotSource, Take, Validity, allocate, balance};
+use crate::ledger::{Credits, Insufficient, Lot, LotClass, LotSource, Take, Validity, allocate, balance};
 use crate::program::Program;
 use crate::service::daily_free;
+use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::prices::PriceRef;
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Ledger, ServiceError};
 use crate::store::{idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -177,51 +178,37 @@ impl Ledger {
     /// One spend in its own transaction: the path of a batch that failed as a whole, so that
     /// each of its spends gets the outcome it would have had alone.
     pub(crate) async fn spend_alone(&self, spend: &ParsedSpend) -> Result<SpendReceipt, ServiceError> {
-        let (ttl, program, now) = (self.idempotency_ttl, self.program.clone(), spend.now);
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, fields, hash, program) =
-                (spend.account.clone(), spend.key.clone(), spend.fields.clone(), spend.hash.clone(), program.clone());
+        let command = Command {
+            operation: SPEND,
+            account: spend.account.clone(),
+            key: spend.key.clone(),
+            request_hash: spend.hash.clone(),
+            permit: Permit::ChargeFor(spend.fields.feature.clone()),
+            fields: &spend.fields,
+        };
+        self.execute(command, spend.now, |run| {
             Box::pin(async move {
-                let allowed = |status: AccountStatus| status.may_be_charged_for(&fields.feature);
-                let (locked, keyed) = match keyed::open(
-                    txn,
-                    account.as_str(),
-                    KeyedRequest { operation: SPEND, key: key.as_str(), request_hash: hash },
-                    allowed,
-                    now,
-                    ttl,
-                )
-                .await?
-                {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
-                let (rules, takes) = match take_in_order(txn, &program, &locked, fields.amount, now).await? {
+                let Run { txn, ledger, account, command, now } = run;
+                let fields = command.fields;
+                let (rules, takes) = match take_in_order(txn, &ledger.program, account, fields.amount, now).await? {
                     Ok(found) => found,
-                    Err(short) => {
-                        let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
-                        return keyed.refuse(txn, refusal, now, ttl).await;
-                    }
+                    Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
                 };
                 let debits = debits_of(&rules, &takes);
-                let entry = posting::debit(txn, locked.id, EntryKind::Spend, &debits, fields.entry_meta(&key, now)).await?;
-                crate::service::notices::check_low_credits(txn, &program, locked.id, now).await?;
+                let entry = posting::debit(txn, account.id, EntryKind::Spend, &debits, fields.entry_meta(&command.key, now)).await?;
+                crate::service::notices::check_low_credits(txn, &ledger.program, account.id, now).await?;
                 let available_before = balance(&rules, now);
-                let receipt = SpendReceipt {
+                tracing::info!(account.id = account.id, amount.credits = %fields.amount, feature = %fields.feature, "spent");
+                Ok(Ok(SpendReceipt {
                     entry_id: entry.id,
                     amount: fields.amount,
                     takes,
                     available_after: available_before.checked_sub(fields.amount).expect("allocate checked the balance"),
                     effective_at: now,
-                };
-                let done = Stored::Done(receipt);
-                keyed.remember(txn, &done, now, ttl).await?;
-                tracing::info!(account.id = locked.id, amount.credits = %fields.amount, feature = %fields.feature, "spent");
-                Ok(done)
+                }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// An operator's grant of any source and class, with an optional expiry.
@@ -254,45 +241,33 @@ impl Ledger {
             valid_for: request.valid_for.map(|v| v.canonical()),
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
-        let hash = request_hash(&fields);
-        let ttl = self.idempotency_ttl;
-        let stored = tx::write(&self.db, |txn| {
-            let (account, key, fields, hash) = (account.clone(), key.clone(), fields.clone(), hash.clone());
+        let request_hash = request_hash(&fields);
+        let command =
+            Command { operation: "grant", account, key, request_hash, permit: Permit::ReceiveCredits, fields: (fields, expires_at) };
+        self.execute(command, now, |run| {
             Box::pin(async move {
-                let allowed = AccountStatus::may_receive_credits;
-                let (locked, keyed) = match keyed::open(
-                    txn,
-                    account.as_str(),
-                    KeyedRequest { operation: "grant", key: key.as_str(), request_hash: hash },
-                    allowed,
-                    now,
-                    ttl,
-                )
-                .await?
-                {
-                    Opened::Done(stored) => return Ok(stored),
-                    Opened::Fresh(locked, keyed) => (locked, keyed),
-                };
+                let Run { txn, account, command, now, .. } = run;
+                let (fields, expires_at) = &command.fields;
                 let lot = lots::NewLot {
-                    account_id: locked.id,
+                    account_id: account.id,
                     class: fields.class,
                     source: fields.source,
                     amount: fields.amount,
                     granted_at: now,
-                    expires_at,
+                    expires_at: *expires_at,
                     origin_kind: Some("grant"),
-                    origin_id: Some(key.as_str().to_string()),
+                    origin_id: Some(command.key.as_str().to_string()),
                 };
-                let meta =
-                    EntryMeta { idempotency_key: Some(key.as_str()), reason: fields.reason.as_deref(), ..EntryMeta::now("grant", now) };
+                let meta = EntryMeta {
+                    idempotency_key: Some(command.key.as_str()),
+                    reason: fields.reason.as_deref(),
+                    ..EntryMeta::now("grant", now)
+                };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
-                let done = Stored::Done(GrantReceipt { entry_id: entry.id, lot_id: lot.id });
-                keyed.remember(txn, &done, now, ttl).await?;
-                tracing::info!(account.id = locked.id, amount.credits = %fields.amount, lot.source = %fields.source, "granted");
-                Ok(done)
+                tracing::info!(account.id = account.id, amount.credits = %fields.amount, lot.source = %fields.source, "granted");
+                Ok(Ok(GrantReceipt { entry_id: entry.id, lot_id: lot.id }))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 }

@@ -29,6 +29,16 @@ pub async fn write<T, F>(db: &DatabaseConnection, mut work: F) -> Result<T, Serv
 where
     F: for<'t> FnMut(&'t DatabaseTransaction) -> BoxFuture<'t, Result<T, ServiceError>>,
 {
+    write_with(db, &(), |txn, ()| work(txn)).await
+}
+
+/// `write`, with `context` lent to every attempt: the work borrows what it needs from it instead
+/// of cloning it into each attempt's future.
+pub async fn write_with<C, T, F>(db: &DatabaseConnection, context: &C, mut work: F) -> Result<T, ServiceError>
+where
+    C: ?Sized,
+    F: for<'t> FnMut(&'t DatabaseTransaction, &'t C) -> BoxFuture<'t, Result<T, ServiceError>>,
+{
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -44,7 +54,7 @@ where
                     ..Default::default()
                 })
                 .await?;
-            let value = work(&txn).await?;
+            let value = work(&txn, context).await?;
             txn.commit().await?;
             Ok(value)
         }
