@@ -24,12 +24,10 @@ use tokio::net::TcpStream;
 /// own, logs, the secret file.
 pub const RESERVED_DESCRIPTORS: u64 = 128;
 
-/// Refusals being written at once; each holds a descriptor for up to [`REFUSAL_TIME`]. Past it a
-/// connection is closed without an answer, which costs nothing.
+/// Refusals in progress at once (see [`Refusals`]); each holds a descriptor.
 pub const REFUSALS_IN_FLIGHT: usize = 32;
 
-/// How long a refusal may take to write its answer and read what the client sent (closing with
-/// unread data would reset the connection and could destroy the answer before it is read).
+/// How long a refused connection may take to send its request's head and read the answer.
 const REFUSAL_TIME: Duration = Duration::from_secs(2);
 
 /// The cap that fits in `descriptor_limit` (the soft `RLIMIT_NOFILE`; none: unlimited or
@@ -211,22 +209,52 @@ fn refusal_response(refusal: Refusal) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Answers a connection that was not admitted and closes it, off the accept loop; past
-/// [`REFUSALS_IN_FLIGHT`] it is closed at once.
-pub fn refuse(mut stream: TcpStream, refusal: Refusal, budget: &Arc<tokio::sync::Semaphore>) {
-    let Ok(permit) = budget.clone().try_acquire_owned() else { return };
-    tokio::spawn(async move {
-        let _permit = permit;
-        let _ = tokio::time::timeout(REFUSAL_TIME, async {
-            stream.write_all(&refusal_response(refusal)).await?;
-            stream.shutdown().await?;
-            // Read (and discard) the request until the client closes, so the close is orderly.
-            let mut sink = [0u8; 4096];
-            while stream.read(&mut sink).await? > 0 {}
-            Ok::<(), std::io::Error>(())
-        })
-        .await;
-    });
+/// The connections being refused. Each is answered once its request's head has arrived (an
+/// answer sent before the request confuses HTTP clients), so a refusal holds a descriptor for a
+/// moment, or up to [`REFUSAL_TIME`] for a client that sends nothing. At most
+/// [`REFUSALS_IN_FLIGHT`] are held: a new one drops the oldest, so a flood of silent connections
+/// cannot keep a real client, which sends its request at once, from hearing why it was refused.
+#[derive(Default)]
+pub struct Refusals {
+    in_flight: Mutex<std::collections::VecDeque<(u64, tokio::task::AbortHandle)>>,
+    next: AtomicU64,
+}
+
+impl Refusals {
+    pub fn refuse(self: &Arc<Self>, stream: TcpStream, refusal: Refusal) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if in_flight.len() >= REFUSALS_IN_FLIGHT
+            && let Some((_, oldest)) = in_flight.pop_front()
+        {
+            oldest.abort();
+        }
+        let refusals = self.clone();
+        let task = tokio::spawn(async move {
+            let _ = tokio::time::timeout(REFUSAL_TIME, answer(stream, refusal)).await;
+            refusals.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).retain(|(other, _)| *other != id);
+        });
+        in_flight.push_back((id, task.abort_handle()));
+    }
+}
+
+/// Reads the request's head, answers, and reads (discarding) whatever else the client sends until
+/// it closes: closing with unread data would reset the connection, and a reset can destroy the
+/// answer before the client reads it.
+async fn answer(mut stream: TcpStream, refusal: Refusal) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 || head.len() > 16 * 1024 {
+            return Ok(());
+        }
+        head.extend_from_slice(&buffer[..n]);
+    }
+    stream.write_all(&refusal_response(refusal)).await?;
+    stream.shutdown().await?;
+    while stream.read(&mut buffer).await? > 0 {}
+    Ok(())
 }
 
 #[cfg(test)]

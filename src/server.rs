@@ -10,7 +10,7 @@
 //!
 //! The body's deadline is `crate::body_timeout`, inside the router.
 
-use crate::connections::{Admission, Counted, REFUSALS_IN_FLIGHT};
+use crate::connections::{Admission, Counted, Refusals};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -39,7 +39,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip, settings.trusted_proxies.clone());
-    let refusals = Arc::new(tokio::sync::Semaphore::new(REFUSALS_IN_FLIGHT));
+    let refusals = Arc::new(Refusals::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
     // `stop` tells every connection to finish its request and close; each holds a `done` receiver
@@ -61,7 +61,7 @@ pub async fn serve(
         let slot = match admission.admit(peer.ip()) {
             Ok(slot) => slot,
             Err(refusal) => {
-                crate::connections::refuse(stream, refusal, &refusals);
+                refusals.refuse(stream, refusal);
                 continue;
             }
         };
