@@ -348,6 +348,19 @@ fn credits_command(data_dir: &std::path::Path, shell: &str, args: &[&str]) -> st
     command
 }
 
+/// A typo in `trusted_proxies` stops the start instead of silently trusting nobody (or anybody).
+#[test]
+fn a_malformed_trusted_proxy_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    for (variable, value) in [("CREDITS_TRUSTED_PROXIES", "10.0.0.0/8, 10.0.0.0/33"), ("CREDITS_TRUSTED_PROXY_HEADER", "x-real-ip")] {
+        let out =
+            credits_command(dir.path(), "exec \"$0\" \"$@\"", &["serve", "--bind", "127.0.0.1:0"]).env(variable, value).output().unwrap();
+        assert!(!out.status.success(), "{variable}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("trusted_prox"), "{stderr}");
+    }
+}
+
 /// Starts the binary under `ulimit -n 1024` and waits for its address.
 fn serve_with_1024_descriptors(data_dir: &std::path::Path, env: &[(&str, &str)]) -> (Server, String) {
     use std::io::BufRead;
