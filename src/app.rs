@@ -47,6 +47,23 @@ pub struct Security {
     /// client IP, in each process.
     pub claims_per_minute_per_account: u32,
     pub claims_per_minute_per_ip: u32,
+    /// How long a client has to send a request's headers, counted from the connection's start or
+    /// from the end of the previous response (so also how long an idle keep-alive connection is
+    /// kept); then the connection is closed. Default 10 s.
+    pub header_timeout: std::time::Duration,
+    /// How long a client has to send a whole request body, counted from the end of its headers;
+    /// then it gets 408 `TIMEOUT` and the connection is closed. Default 30 s.
+    pub body_timeout: std::time::Duration,
+    /// Open connections per process, WebSockets included; past it a new connection gets 503
+    /// `UNAVAILABLE` at once. Lowered at start to fit the descriptor limit
+    /// (`connections::fit_to_descriptors`), with a warning. Default 2,048.
+    pub max_connections: usize,
+    /// Open connections per client address (the TCP peer's; trusted proxies are held to
+    /// `max_connections` only); past it 429 `TOO_MANY_ATTEMPTS`. Default 256.
+    pub max_connections_per_ip: usize,
+    /// Proxies believed about the client's address (`client_address`); empty by default: the
+    /// forwarding headers are ignored and the address is the TCP peer's.
+    pub trusted_proxies: crate::client_address::TrustedProxies,
 }
 
 impl Default for Security {
@@ -62,13 +79,18 @@ impl Default for Security {
             max_batch_size: 1,
             claims_per_minute_per_account: 20,
             claims_per_minute_per_ip: 120,
+            header_timeout: std::time::Duration::from_secs(10),
+            body_timeout: std::time::Duration::from_secs(30),
+            max_connections: 2048,
+            max_connections_per_ip: 256,
+            trusted_proxies: crate::client_address::TrustedProxies::default(),
         }
     }
 }
 
 impl Security {
-    pub fn from_config(config: &Config) -> Security {
-        Security {
+    pub fn from_config(config: &Config) -> Result<Security, crate::config::ConfigError> {
+        Ok(Security {
             production: config.mode == "production",
             previous_auth_secret: config.auth_secret_previous.as_ref().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
             request_timeout: std::time::Duration::from_secs(config.request_timeout_seconds),
@@ -79,7 +101,12 @@ impl Security {
             max_batch_size: config.max_batch_size,
             claims_per_minute_per_account: config.claims_per_minute_per_account,
             claims_per_minute_per_ip: config.claims_per_minute_per_ip,
-        }
+            header_timeout: std::time::Duration::from_secs(config.header_timeout_seconds),
+            body_timeout: std::time::Duration::from_secs(config.body_timeout_seconds),
+            max_connections: config.max_connections,
+            max_connections_per_ip: config.max_connections_per_ip,
+            trusted_proxies: config.trusted_proxies()?,
+        })
     }
 
     pub fn auth_keys(&self, secret: &[u8]) -> AuthKeys {
@@ -102,7 +129,7 @@ impl Settings {
             idempotency_days: config.idempotency_days,
             ad_verifier: ad_verifier(config)?,
             webhooks: webhook_sender(config)?,
-            security: Security::from_config(config),
+            security: Security::from_config(config)?,
             spend_lanes: config.spend_lanes,
         })
     }

@@ -23,6 +23,12 @@
 //! | claims/min/account | `claims_per_minute_per_account` | `CREDITS_CLAIMS_PER_MINUTE_PER_ACCOUNT` | 20 |
 //! | claims/min/IP | `claims_per_minute_per_ip` | `CREDITS_CLAIMS_PER_MINUTE_PER_IP` | 120      |
 //! | spend lanes   | `spend_lanes`   | `CREDITS_SPEND_LANES` | 1 on SQLite, 4 on PostgreSQL (`service::batch`) |
+//! | header timeout | `header_timeout_seconds` | `CREDITS_HEADER_TIMEOUT_SECONDS` | 10 (also the keep-alive idle time) |
+//! | body timeout  | `body_timeout_seconds` | `CREDITS_BODY_TIMEOUT_SECONDS` | 30 (the whole body)     |
+//! | connections   | `max_connections` | `CREDITS_MAX_CONNECTIONS` | 2048, lowered to fit `ulimit -n` |
+//! | connections/IP | `max_connections_per_ip` | `CREDITS_MAX_CONNECTIONS_PER_IP` | 256             |
+//! | trusted proxies | `trusted_proxies` | `CREDITS_TRUSTED_PROXIES` | none (a list, or commas: `10.0.0.0/8,::1`) |
+//! | proxy header  | `trusted_proxy_header` | `CREDITS_TRUSTED_PROXY_HEADER` | `x-forwarded-for` (or `forwarded`) |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -63,6 +69,30 @@ pub struct Config {
     pub claims_per_minute_per_ip: u32,
     /// Lanes of concurrent spends committed together; none: the database's default.
     pub spend_lanes: Option<usize>,
+    pub header_timeout_seconds: u64,
+    pub body_timeout_seconds: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Addresses and CIDR networks of the reverse proxies in front of the service; a TOML list,
+    /// or one string with commas (as the environment variable gives it).
+    #[serde(deserialize_with = "list_or_commas")]
+    pub trusted_proxies: Vec<String>,
+    /// The header those proxies write: "x-forwarded-for" or "forwarded". Only that one is read.
+    pub trusted_proxy_header: String,
+}
+
+/// A list, or a string of comma-separated items (environment variables have no lists).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrCommas {
+        List(Vec<String>),
+        Commas(String),
+    }
+    Ok(match ListOrCommas::deserialize(deserializer)? {
+        ListOrCommas::List(list) => list,
+        ListOrCommas::Commas(items) => items.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+    })
 }
 
 impl Default for Config {
@@ -89,6 +119,12 @@ impl Default for Config {
             claims_per_minute_per_account: crate::app::Security::default().claims_per_minute_per_account,
             claims_per_minute_per_ip: crate::app::Security::default().claims_per_minute_per_ip,
             spend_lanes: None,
+            header_timeout_seconds: crate::app::Security::default().header_timeout.as_secs(),
+            body_timeout_seconds: crate::app::Security::default().body_timeout.as_secs(),
+            max_connections: crate::app::Security::default().max_connections,
+            max_connections_per_ip: crate::app::Security::default().max_connections_per_ip,
+            trusted_proxies: Vec::new(),
+            trusted_proxy_header: "x-forwarded-for".to_string(),
         }
     }
 }
@@ -140,6 +176,12 @@ impl Config {
                 "CLAIMS_PER_MINUTE_PER_ACCOUNT",
                 "CLAIMS_PER_MINUTE_PER_IP",
                 "SPEND_LANES",
+                "HEADER_TIMEOUT_SECONDS",
+                "BODY_TIMEOUT_SECONDS",
+                "MAX_CONNECTIONS",
+                "MAX_CONNECTIONS_PER_IP",
+                "TRUSTED_PROXIES",
+                "TRUSTED_PROXY_HEADER",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if config.mode != "development" && config.mode != "production" {
@@ -166,10 +208,23 @@ impl Config {
         if config.spend_lanes.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
             return Err(ConfigError::Invalid("spend_lanes must be 1 to 64".into()));
         }
+        if !(1..=300).contains(&config.header_timeout_seconds) || !(1..=600).contains(&config.body_timeout_seconds) {
+            return Err(ConfigError::Invalid("header_timeout_seconds must be 1 to 300 and body_timeout_seconds 1 to 600".into()));
+        }
+        if !(16..=1_000_000).contains(&config.max_connections) || !(1..=1_000_000).contains(&config.max_connections_per_ip) {
+            return Err(ConfigError::Invalid("max_connections must be 16 to 1000000 and max_connections_per_ip at least 1".into()));
+        }
+        config.trusted_proxies()?;
         if !(1..=3650).contains(&config.idempotency_days) {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
         }
         Ok(config)
+    }
+
+    /// The proxies whose forwarding header is believed (`client_address`).
+    pub fn trusted_proxies(&self) -> Result<crate::client_address::TrustedProxies, ConfigError> {
+        let header = self.trusted_proxy_header.parse().map_err(ConfigError::Invalid)?;
+        crate::client_address::TrustedProxies::parse(&self.trusted_proxies, header).map_err(ConfigError::Invalid)
     }
 
     /// The embedded default: a SQLite file (WAL) in the data directory.

@@ -45,6 +45,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql/ws", get(graphql_ws))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
+        // Inside the size limit, so a body read under the deadline is bounded in size too.
+        .layer(axum::middleware::from_fn_with_state(state.security.body_timeout, crate::body_timeout::read_body_within))
         .layer(RequestBodyLimitLayer::new(state.security.max_body_bytes))
         .layer(axum::middleware::map_response(too_large_with_a_code))
         .layer(TraceLayer::new_for_http())
@@ -86,7 +88,7 @@ async fn graphql_ws(State(state): State<HttpState>, headers: HeaderMap, protocol
 
 async fn graphql(
     State(state): State<HttpState>,
-    axum::extract::ConnectInfo(client): axum::extract::ConnectInfo<SocketAddr>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: Result<GraphQLBatchRequest, async_graphql_axum::rejection::GraphQLRejection>,
 ) -> Response {
@@ -111,7 +113,8 @@ async fn graphql(
     }
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller: Authentication = state.auth.authenticate(header);
-    let batch = batch.data(caller).data(crate::graphql::context::ClientIp(client.ip()));
+    let client = crate::client_address::client_address(peer, &headers, &state.security.trusted_proxies);
+    let batch = batch.data(caller).data(crate::graphql::context::ClientIp(client));
     let mut response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute_batch(batch)).await {
         Ok(response) => response,
         Err(_elapsed) => {
@@ -192,28 +195,42 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    connections: crate::server::ConnectionSettings,
 }
 
 impl Application {
     pub async fn bind(addr: &str, state: HttpState) -> std::io::Result<Application> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Application { listener, router: router(state) })
+        let security = &state.security;
+        let descriptors = crate::connections::descriptor_limit();
+        let max_connections = crate::connections::fit_to_descriptors(security.max_connections, descriptors);
+        if max_connections < security.max_connections {
+            tracing::warn!(
+                connections.configured = security.max_connections,
+                connections.max = max_connections,
+                descriptors.limit = descriptors,
+                "max_connections does not fit under the open-file limit (ulimit -n): lowered; raise the limit to allow more"
+            );
+        }
+        let connections = crate::server::ConnectionSettings {
+            header_timeout: security.header_timeout,
+            max_connections,
+            max_connections_per_ip: security.max_connections_per_ip,
+            trusted_proxies: security.trusted_proxies.clone(),
+        };
+        Ok(Application { listener, router: router(state), connections })
     }
 
     pub fn address(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The connection cap in force (the configured one, fitted to the descriptor limit).
+    pub fn max_connections(&self) -> usize {
+        self.connections.max_connections
+    }
+
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        use axum::serve::ListenerExt;
-        // Responses larger than a TCP segment (a page of history, a subscription's frames) would
-        // otherwise send their tail only after the client's delayed ACK (the same 40 ms stall
-        // as the database connections had: docs/benchmarks.md, change 5).
-        let listener = self.listener.tap_io(|stream| {
-            if let Err(err) = stream.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY on a connection");
-            }
-        });
-        axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(shutdown).await
+        crate::server::serve(self.listener, self.router, self.connections, shutdown).await
     }
 }

@@ -1,8 +1,8 @@
 //! Abuse control for claims (check-in, coupons, ad rewards, lucky credits): a fixed-window count
 //! per account and per client IP, in this process's memory. It bounds how fast one account or one
 //! address can hammer the claim paths; the once-per-period rules themselves live in the ledger
-//! and hold across processes whatever this allows. Behind a proxy, the IP is the proxy's (the
-//! forwarded headers are not trusted).
+//! and hold across processes whatever this allows. The IP is the TCP peer's, or behind a proxy
+//! listed in `trusted_proxies` the one it forwards (`crate::client_address`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

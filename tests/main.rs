@@ -13,6 +13,7 @@ mod checkin;
 mod cli;
 mod combinations;
 mod concurrency;
+mod connections;
 mod coupons;
 mod crash;
 mod daily_free;
