@@ -211,8 +211,14 @@ impl Connection {
     }
 }
 
+/// A close frame; its reason cut to the 123 bytes a control frame has room for (a longer one,
+/// such as the library's message for an unparsable message, would fail to send at all).
 fn close(code: u16, reason: &str) -> Message {
-    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Message::Close(Some(CloseFrame { code, reason: reason[..end].into() }))
 }
 
 /// A frame or message over the configured size (the read stops at its header).

@@ -37,3 +37,4 @@ mod schema;
 mod spending;
 mod subscriptions;
 mod webhooks;
+mod websocket;

@@ -12,11 +12,12 @@
 //!   would leave its outcome unknown for no gain.
 
 use crate::graphql::error::{code, server_error};
-use async_graphql::Response;
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextSubscribe};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest, NextSubscribe};
 use async_graphql::futures_util::stream::{self, BoxStream, StreamExt};
-use std::sync::Arc;
+use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use async_graphql::{Request, Response, ServerResult, Variables};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One WebSocket connection's limits, attached at `connection_init`.
@@ -53,21 +54,45 @@ pub struct SessionLimits;
 
 impl ExtensionFactory for SessionLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SessionLimitsExtension { executing: Arc::new(AtomicBool::new(false)) })
+        Arc::new(SessionLimitsExtension { operation_name: Mutex::new(None), executing: Arc::new(AtomicBool::new(false)) })
     }
 }
 
 /// One per operation: the library creates the extensions anew for each request.
 struct SessionLimitsExtension {
-    /// Set once the operation turns out to be a query or a mutation (only those reach `execute`).
+    operation_name: Mutex<Option<String>>,
+    /// Set once the document is parsed and the operation is a query or a mutation. (The
+    /// library's `execute` hook cannot tell: it also runs for each event of a subscription.)
     executing: Arc<AtomicBool>,
 }
 
 #[async_graphql::async_trait::async_trait]
 impl Extension for SessionLimitsExtension {
-    async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
-        self.executing.store(true, Ordering::Release);
-        next.run(ctx, operation_name).await
+    async fn prepare_request(&self, ctx: &ExtensionContext<'_>, request: Request, next: NextPrepareRequest<'_>) -> ServerResult<Request> {
+        *self.operation_name.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = request.operation_name.clone();
+        next.run(ctx, request).await
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let name = self.operation_name.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let kind = match (&document.operations, name) {
+            (DocumentOperations::Single(operation), _) => Some(operation.node.ty),
+            (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name.as_str()).map(|operation| operation.node.ty),
+            (DocumentOperations::Multiple(operations), None) => {
+                operations.values().next().filter(|_| operations.len() == 1).map(|operation| operation.node.ty)
+            }
+        };
+        if matches!(kind, Some(OperationType::Query | OperationType::Mutation)) {
+            self.executing.store(true, Ordering::Release);
+        }
+        Ok(document)
     }
 
     fn subscribe<'s>(
@@ -84,9 +109,13 @@ impl Extension for SessionLimitsExtension {
             let message = format!("at most {} operations may be open at once on one connection; complete one first", session.max_open);
             return stream::once(async move { Response::from_errors(vec![server_error(message, code::LIMIT_EXCEEDED)]) }).boxed();
         };
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if session.expires_at.is_some_and(|expires_at| expires_at.saturating_mul(1000) <= now_ms) {
+            return stream::once(async move { Response::from_errors(vec![expired()]) }).boxed();
+        }
         let stream = next.run(ctx, stream);
         let deadline = session.expires_at.map(|expires_at| {
-            let left = expires_at.saturating_mul(1000).saturating_sub(chrono::Utc::now().timestamp_millis());
+            let left = expires_at.saturating_mul(1000).saturating_sub(now_ms);
             Box::pin(tokio::time::sleep(Duration::from_millis(u64::try_from(left).unwrap_or(0))))
         });
         // The slot lives as long as the stream: until the operation completes, the client
@@ -109,14 +138,17 @@ impl Extension for SessionLimitsExtension {
                             continue;
                         }
                         state.ended = true;
-                        let error = server_error("the token has expired: connect again with a fresh one", code::UNAUTHENTICATED);
-                        return Some((Response::from_errors(vec![error]), state));
+                        return Some((Response::from_errors(vec![expired()]), state));
                     }
                 }
             }
         })
         .boxed()
     }
+}
+
+fn expired() -> async_graphql::ServerError {
+    server_error("the token has expired: connect again with a fresh one", code::UNAUTHENTICATED)
 }
 
 struct Guarded<'s> {
