@@ -19,13 +19,23 @@ pub fn url(http_address: &str) -> String {
 pub async fn open(http_address: &str) -> Result<Socket, tokio_tungstenite::tungstenite::Error> {
     let mut request = url(http_address).into_client_request().unwrap();
     request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
-    tokio_tungstenite::connect_async(request).await.map(|(socket, _)| socket)
+    // No Nagle: a small message would otherwise wait for the server's delayed ACK (40 ms).
+    tokio_tungstenite::connect_async_with_config(request, None, true).await.map(|(socket, _)| socket)
 }
 
 /// Connected and acknowledged, with `token` in the `connection_init` payload.
 pub async fn connect(http_address: &str, token: &str) -> Socket {
+    connect_as(http_address, Some(token)).await
+}
+
+/// Connected and acknowledged, with `token` in the `connection_init` payload if there is one.
+pub async fn connect_as(http_address: &str, token: Option<&str>) -> Socket {
     let mut socket = open(http_address).await.expect("the WebSocket connects");
-    send(&mut socket, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })).await;
+    let payload = match token {
+        Some(token) => json!({ "Authorization": format!("Bearer {token}") }),
+        None => json!({}),
+    };
+    send(&mut socket, json!({ "type": "connection_init", "payload": payload })).await;
     let ack = next(&mut socket).await;
     assert_eq!(ack["type"], json!("connection_ack"), "{ack}");
     socket
@@ -79,6 +89,29 @@ pub async fn execute(socket: &mut Socket, id: &str, query: &str, variables: Valu
     let complete = next(socket).await;
     assert_eq!((&complete["type"], &complete["id"]), (&json!("complete"), &json!(id)), "{complete}");
     answer["payload"].clone()
+}
+
+/// Several operations sent at once on one socket, so they run concurrently: their responses,
+/// in the order of `requests`, each checked to be followed by its `complete`.
+pub async fn execute_all(socket: &mut Socket, requests: &[(String, &str, &Value)]) -> Vec<Value> {
+    for (id, query, variables) in requests {
+        subscribe(socket, id, query, (*variables).clone()).await;
+    }
+    let mut answers: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
+    let mut completed = 0;
+    while completed < requests.len() {
+        let message = next(socket).await;
+        let id = message["id"].as_str().unwrap_or_else(|| panic!("{message}")).to_string();
+        match message["type"].as_str() {
+            Some("next") => assert!(answers.insert(id, message["payload"].clone()).is_none(), "one answer per query"),
+            Some("complete") => {
+                assert!(answers.contains_key(&id), "complete after the answer: {message}");
+                completed += 1;
+            }
+            _ => panic!("unexpected: {message}"),
+        }
+    }
+    requests.iter().map(|(id, _, _)| answers.remove(id).unwrap()).collect()
 }
 
 /// The `next` payload of operation `id`, skipping nothing: the next message must be it.
