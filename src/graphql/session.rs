@@ -54,7 +54,7 @@ pub struct SessionLimits;
 
 impl ExtensionFactory for SessionLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(SessionLimitsExtension { operation_name: Mutex::new(None), executing: Arc::new(AtomicBool::new(false)) })
+        Arc::new(SessionLimitsExtension { operation_name: Mutex::new(None), runs_to_end: Arc::new(AtomicBool::new(false)) })
     }
 }
 
@@ -63,7 +63,7 @@ struct SessionLimitsExtension {
     operation_name: Mutex<Option<String>>,
     /// Set once the document is parsed and the operation is a query or a mutation. (The
     /// library's `execute` hook cannot tell: it also runs for each event of a subscription.)
-    executing: Arc<AtomicBool>,
+    runs_to_end: Arc<AtomicBool>,
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -90,7 +90,7 @@ impl Extension for SessionLimitsExtension {
             }
         };
         if matches!(kind, Some(OperationType::Query | OperationType::Mutation)) {
-            self.executing.store(true, Ordering::Release);
+            self.runs_to_end.store(true, Ordering::Release);
         }
         Ok(document)
     }
@@ -120,7 +120,7 @@ impl Extension for SessionLimitsExtension {
         });
         // The slot lives as long as the stream: until the operation completes, the client
         // completes it, or the connection closes.
-        let state = Guarded { stream, deadline, executing: self.executing.clone(), ended: false, _slot: slot };
+        let state = Guarded { stream, deadline, runs_to_end: self.runs_to_end.clone(), ended: false, _slot: slot };
         stream::unfold(state, |mut state| async move {
             if state.ended {
                 return None;
@@ -132,7 +132,7 @@ impl Extension for SessionLimitsExtension {
                 tokio::select! {
                     response = state.stream.next() => return response.map(|response| (response, state)),
                     () = deadline => {
-                        if state.executing.load(Ordering::Acquire) {
+                        if state.runs_to_end.load(Ordering::Acquire) {
                             // A query or mutation sent while the token was valid finishes.
                             state.deadline = None;
                             continue;
@@ -154,7 +154,7 @@ fn expired() -> async_graphql::ServerError {
 struct Guarded<'s> {
     stream: BoxStream<'s, Response>,
     deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
-    executing: Arc<AtomicBool>,
+    runs_to_end: Arc<AtomicBool>,
     ended: bool,
     _slot: Slot,
 }

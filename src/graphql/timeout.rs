@@ -20,7 +20,8 @@ pub fn timeout_error() -> ServerError {
 /// Stops a query or mutation that runs longer than `timeout`. The execution is dropped, and with
 /// it any open transaction, which rolls back; a spend still waiting for its batch is cancelled.
 /// One already inside a committing batch completes, so the answer does not claim that nothing
-/// changed. Subscriptions are not bounded: they are meant to stay open.
+/// changed. A subscription stays open as long as it likes; the library runs each of its events
+/// through this hook too, so producing one event is bounded alike.
 pub struct RequestTimeout {
     pub timeout: Duration,
 }
