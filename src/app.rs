@@ -64,6 +64,18 @@ pub struct Security {
     /// Proxies believed about the client's address (`client_address`); empty by default: the
     /// forwarding headers are ignored and the address is the TCP peer's.
     pub trusted_proxies: crate::client_address::TrustedProxies,
+    /// Operations open at once on one WebSocket: subscriptions, and queries or mutations still
+    /// running. The next is refused with `LIMIT_EXCEEDED` until one ends. Default 20.
+    pub max_subscriptions_per_connection: usize,
+    /// `balanceChanged` subscriptions open at once on one account, over all connections of this
+    /// process; the next is refused with `LIMIT_EXCEEDED`. Default 100.
+    pub max_subscriptions_per_account: usize,
+    /// WebSocket connections open at once from one client address, in this process; the next
+    /// upgrade is answered 429 with `LIMIT_EXCEEDED`. Default 50.
+    pub max_websockets_per_address: usize,
+    /// A WebSocket that has sent no `connection_init` within this is closed with 4408, as
+    /// graphql-transport-ws specifies. Default 10 s.
+    pub websocket_init_timeout: std::time::Duration,
 }
 
 impl Default for Security {
@@ -84,6 +96,10 @@ impl Default for Security {
             max_connections: 2048,
             max_connections_per_ip: 256,
             trusted_proxies: crate::client_address::TrustedProxies::default(),
+            max_subscriptions_per_connection: 20,
+            max_subscriptions_per_account: 100,
+            max_websockets_per_address: 50,
+            websocket_init_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -106,6 +122,10 @@ impl Security {
             max_connections: config.max_connections,
             max_connections_per_ip: config.max_connections_per_ip,
             trusted_proxies: config.trusted_proxies()?,
+            max_subscriptions_per_connection: config.max_subscriptions_per_connection,
+            max_subscriptions_per_account: config.max_subscriptions_per_account,
+            max_websockets_per_address: config.max_websockets_per_address,
+            websocket_init_timeout: std::time::Duration::from_secs(config.websocket_init_timeout_seconds),
         })
     }
 
@@ -177,17 +197,24 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
     }
     let feed = crate::feed::BalanceFeed::start(&db);
     let security = settings.security.clone();
+    let watches =
+        crate::balance_watch::BalanceWatches::new(ledger.clone(), settings.clock.clone(), feed, security.max_subscriptions_per_account);
+    // Extensions run in this order, each around the next: codes are stamped on what all the
+    // others answer.
     let mut builder = schema_builder()
         .limit_depth(security.max_depth)
         .limit_complexity(security.max_complexity)
+        .extension(crate::graphql::error::ErrorCodes)
+        .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
+        .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })
         .data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() })
         .data(crate::graphql::context::ClaimLimits {
             limiter: Arc::new(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60))),
             per_account: security.claims_per_minute_per_account,
             per_ip: security.claims_per_minute_per_ip,
         })
-        .data(feed);
+        .data(watches);
     if security.production {
         builder = builder.disable_introspection();
     }
@@ -200,6 +227,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
         ledger: ledger.clone(),
         clock: settings.clock,
         ads,
+        websockets: crate::ws::WebSocketCounts::new(security.max_websockets_per_address),
         security,
     };
     let app = Application::bind(&settings.bind, state).await?;

@@ -65,6 +65,9 @@ pub enum AuthError {
     Missing,
     #[error("invalid or expired token")]
     Invalid,
+    /// A token that was valid when a WebSocket connection was opened has expired since.
+    #[error("the token has expired")]
+    Expired,
     #[error("a user token names its account")]
     UserWithoutAccount,
 }
@@ -107,6 +110,12 @@ impl AuthKeys {
 
     /// The caller named by an `Authorization: Bearer ...` header value.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Caller, AuthError> {
+        self.authenticate_until(header).map(|(caller, _)| caller)
+    }
+
+    /// The caller and the instant its token expires (`exp`, Unix seconds): a WebSocket keeps
+    /// the caller for as long as it is open, so it must know when to stop trusting it.
+    pub fn authenticate_until(&self, header: Option<&str>) -> Result<(Caller, i64), AuthError> {
         let header = header.ok_or(AuthError::Missing)?;
         let token = header.strip_prefix("Bearer ").ok_or(AuthError::Invalid)?.trim();
         let mut validation = Validation::new(Algorithm::HS256);
@@ -117,12 +126,13 @@ impl AuthKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
         let claims = self.decoding.iter().find_map(|key| decode::<Claims>(token, key, &validation).ok()).ok_or(AuthError::Invalid)?.claims;
-        match (claims.role, claims.sub) {
-            (Role::User, Some(account)) => Ok(Caller::User { account }),
-            (Role::User, None) => Err(AuthError::UserWithoutAccount),
-            (Role::Service, _) => Ok(Caller::Service),
-            (Role::Admin, _) => Ok(Caller::Admin),
-        }
+        let caller = match (claims.role, claims.sub) {
+            (Role::User, Some(account)) => Caller::User { account },
+            (Role::User, None) => return Err(AuthError::UserWithoutAccount),
+            (Role::Service, _) => Caller::Service,
+            (Role::Admin, _) => Caller::Admin,
+        };
+        Ok((caller, claims.exp))
     }
 }
 
@@ -141,6 +151,8 @@ mod tests {
         assert_eq!(keys.authenticate(None), Err(AuthError::Missing));
         assert_eq!(keys.authenticate(Some(&token)), Err(AuthError::Invalid));
         assert!(keys.issue(Role::User, None, Duration::from_secs(60)).is_err());
+        let (_, expires) = keys.authenticate_until(Some(&format!("Bearer {token}"))).unwrap();
+        assert!((expires - chrono::Utc::now().timestamp() - 60).abs() <= 1, "exp is the token's: {expires}");
     }
 
     #[test]

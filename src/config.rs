@@ -22,6 +22,10 @@
 //! | batch size    | `max_batch_size` | `CREDITS_MAX_BATCH_SIZE` | 1 (no batches)               |
 //! | claims/min/account | `claims_per_minute_per_account` | `CREDITS_CLAIMS_PER_MINUTE_PER_ACCOUNT` | 20 |
 //! | claims/min/IP | `claims_per_minute_per_ip` | `CREDITS_CLAIMS_PER_MINUTE_PER_IP` | 120      |
+//! | operations open per WebSocket | `max_subscriptions_per_connection` | `CREDITS_MAX_SUBSCRIPTIONS_PER_CONNECTION` | 20 |
+//! | subscriptions per account | `max_subscriptions_per_account` | `CREDITS_MAX_SUBSCRIPTIONS_PER_ACCOUNT` | 100 |
+//! | WebSockets per address | `max_websockets_per_address` | `CREDITS_MAX_WEBSOCKETS_PER_ADDRESS` | 50 |
+//! | `connection_init` timeout | `websocket_init_timeout_seconds` | `CREDITS_WEBSOCKET_INIT_TIMEOUT_SECONDS` | 10 |
 //! | spend lanes   | `spend_lanes`   | `CREDITS_SPEND_LANES` | 1 on SQLite, 4 on PostgreSQL (`service::batch`) |
 //! | header timeout | `header_timeout_seconds` | `CREDITS_HEADER_TIMEOUT_SECONDS` | 10 (also the keep-alive idle time) |
 //! | body timeout  | `body_timeout_seconds` | `CREDITS_BODY_TIMEOUT_SECONDS` | 30 (the whole body)     |
@@ -67,6 +71,16 @@ pub struct Config {
     pub max_batch_size: usize,
     pub claims_per_minute_per_account: u32,
     pub claims_per_minute_per_ip: u32,
+    /// Operations open at once on one WebSocket (subscriptions, and queries or mutations still
+    /// running); default 20.
+    pub max_subscriptions_per_connection: usize,
+    /// `balanceChanged` subscriptions open at once on one account, in each process; default 100.
+    pub max_subscriptions_per_account: usize,
+    /// WebSocket connections open at once from one client address, in each process; default 50.
+    pub max_websockets_per_address: usize,
+    /// A WebSocket that sends no `connection_init` within this many seconds is closed (4408);
+    /// default 10.
+    pub websocket_init_timeout_seconds: u64,
     /// Lanes of concurrent spends committed together; none: the database's default.
     pub spend_lanes: Option<usize>,
     pub header_timeout_seconds: u64,
@@ -118,6 +132,10 @@ impl Default for Config {
             max_batch_size: crate::app::Security::default().max_batch_size,
             claims_per_minute_per_account: crate::app::Security::default().claims_per_minute_per_account,
             claims_per_minute_per_ip: crate::app::Security::default().claims_per_minute_per_ip,
+            max_subscriptions_per_connection: crate::app::Security::default().max_subscriptions_per_connection,
+            max_subscriptions_per_account: crate::app::Security::default().max_subscriptions_per_account,
+            max_websockets_per_address: crate::app::Security::default().max_websockets_per_address,
+            websocket_init_timeout_seconds: crate::app::Security::default().websocket_init_timeout.as_secs(),
             spend_lanes: None,
             header_timeout_seconds: crate::app::Security::default().header_timeout.as_secs(),
             body_timeout_seconds: crate::app::Security::default().body_timeout.as_secs(),
@@ -175,6 +193,10 @@ impl Config {
                 "MAX_BATCH_SIZE",
                 "CLAIMS_PER_MINUTE_PER_ACCOUNT",
                 "CLAIMS_PER_MINUTE_PER_IP",
+                "MAX_SUBSCRIPTIONS_PER_CONNECTION",
+                "MAX_SUBSCRIPTIONS_PER_ACCOUNT",
+                "MAX_WEBSOCKETS_PER_ADDRESS",
+                "WEBSOCKET_INIT_TIMEOUT_SECONDS",
                 "SPEND_LANES",
                 "HEADER_TIMEOUT_SECONDS",
                 "BODY_TIMEOUT_SECONDS",
@@ -201,6 +223,18 @@ impl Config {
         }
         if config.claims_per_minute_per_account == 0 || config.claims_per_minute_per_ip == 0 {
             return Err(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));
+        }
+        if !(1..=1000).contains(&config.max_subscriptions_per_connection)
+            || !(1..=100_000).contains(&config.max_subscriptions_per_account)
+            || !(1..=100_000).contains(&config.max_websockets_per_address)
+        {
+            return Err(ConfigError::Invalid(
+                "max_subscriptions_per_connection must be 1 to 1000, max_subscriptions_per_account and max_websockets_per_address 1 to 100000"
+                    .into(),
+            ));
+        }
+        if !(1..=300).contains(&config.websocket_init_timeout_seconds) {
+            return Err(ConfigError::Invalid("websocket_init_timeout_seconds must be 1 to 300".into()));
         }
         if config.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
             return Err(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));

@@ -1,15 +1,14 @@
-//! The axum router: GraphQL at `/graphql` (GraphiQL on GET), `/health`, request limits.
+//! The axum router: GraphQL at `/graphql` (GraphiQL on GET) and `/graphql/ws` (`crate::ws`),
+//! `/health`, request limits.
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
 use crate::graphql::error::code;
 use crate::graphql::{Authentication, CreditsSchema};
 use crate::service::{Clock, Ledger, ServiceError};
-use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLProtocol, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::ws::WebSocketUpgrade;
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -37,12 +36,14 @@ pub struct HttpState {
     /// Verifies ad networks' server-side callbacks; none when no secret is configured.
     pub ads: Option<Arc<dyn AdVerifier>>,
     pub security: crate::app::Security,
+    /// WebSocket connections open per client address.
+    pub websockets: Arc<crate::ws::WebSocketCounts>,
 }
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
-        .route("/graphql/ws", get(graphql_ws))
+        .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
         // Inside the size limit, so a body read under the deadline is bounded in size too.
@@ -62,28 +63,6 @@ async fn too_large_with_a_code(response: Response) -> Response {
     let body =
         serde_json::json!({ "errors": [{ "message": "the request body is too large", "extensions": { "code": code::BAD_USER_INPUT } }] });
     (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
-}
-
-/// Subscriptions over WebSocket (graphql-transport-ws, or the older graphql-ws). The token comes
-/// in the `connection_init` payload (`{"Authorization": "Bearer ..."}`), since browsers cannot set
-/// headers on a WebSocket, or else from the upgrade request's `Authorization` header.
-async fn graphql_ws(State(state): State<HttpState>, headers: HeaderMap, protocol: GraphQLProtocol, upgrade: WebSocketUpgrade) -> Response {
-    let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let (auth, schema) = (state.auth.clone(), state.schema.clone());
-    upgrade.protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        GraphQLWebSocket::new(socket, schema, protocol)
-            .on_connection_init(move |payload| async move {
-                let from_payload = ["Authorization", "authorization"]
-                    .iter()
-                    .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
-                    .map(|v| if v.starts_with("Bearer ") { v.to_string() } else { format!("Bearer {v}") });
-                let caller: Authentication = auth.authenticate(from_payload.or(from_header).as_deref());
-                let mut data = async_graphql::Data::default();
-                data.insert(caller);
-                Ok(data)
-            })
-            .serve()
-    })
 }
 
 async fn graphql(
@@ -115,34 +94,17 @@ async fn graphql(
     let caller: Authentication = state.auth.authenticate(header);
     let client = crate::client_address::client_address(peer, &headers, &state.security.trusted_proxies);
     let batch = batch.data(caller).data(crate::graphql::context::ClientIp(client));
-    let mut response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute_batch(batch)).await {
+    let response = match tokio::time::timeout(state.security.request_timeout, state.schema.execute_batch(batch)).await {
         Ok(response) => response,
         Err(_elapsed) => {
             // The execution is dropped, and with it any open transaction, which rolls back; a
             // spend still waiting for its batch is cancelled. One already inside a committing
             // batch completes, so the answer must not claim that nothing changed.
             tracing::warn!(timeout_ms = state.security.request_timeout.as_millis() as u64, "request timed out");
-            let mut error = async_graphql::ServerError::new(
-                "the request took too long and was stopped before its answer: a mutation may or may not have completed; \
-                 retry it with the same idempotency key to get its outcome",
-                None,
-            );
-            error.extensions.get_or_insert_with(Default::default).set("code", code::TIMEOUT);
-            BatchResponse::Single(async_graphql::Response::from_errors(vec![error]))
+            BatchResponse::Single(async_graphql::Response::from_errors(vec![crate::graphql::timeout::timeout_error()]))
         }
     };
-    // Parse, validation and limit errors come from the library without a code: every error a
-    // client sees carries one.
-    let responses: Vec<&mut async_graphql::Response> = match &mut response {
-        BatchResponse::Single(one) => vec![one],
-        BatchResponse::Batch(many) => many.iter_mut().collect(),
-    };
-    for error in responses.into_iter().flat_map(|r| r.errors.iter_mut()) {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", code::BAD_USER_INPUT);
-        }
-    }
+    // Every error carries a code: `graphql::error::ErrorCodes` stamps those the library leaves out.
     GraphQLResponse::from(response).into_response()
 }
 
@@ -196,6 +158,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     connections: crate::server::ConnectionSettings,
+    schema: CreditsSchema,
 }
 
 impl Application {
@@ -218,7 +181,14 @@ impl Application {
             max_connections_per_ip: security.max_connections_per_ip,
             trusted_proxies: security.trusted_proxies.clone(),
         };
-        Ok(Application { listener, router: router(state), connections })
+        let schema = state.schema.clone();
+        Ok(Application { listener, router: router(state), connections, schema })
+    }
+
+    /// The schema served, and through `Schema::data` what it carries (tests read the balance
+    /// watchers' counts there).
+    pub fn schema(&self) -> &CreditsSchema {
+        &self.schema
     }
 
     pub fn address(&self) -> SocketAddr {

@@ -1,6 +1,12 @@
 //! The adversarial suite: every mutation of the schema gets a catalog of bad inputs (amounts,
 //! keys, ids, strings, numbers, enums, dates, tokens, replays and concurrent duplicates), one
-//! field at a time on top of a request that would succeed, through the real HTTP API.
+//! field at a time on top of a request that would succeed, through the real API over both
+//! transports (issue 17: the WebSocket skipped HTTP's limits and codes): HTTP (`/graphql`) and
+//! the WebSocket (`/graphql/ws`, one graphql-transport-ws connection per token). Every operation
+//! and every bad token is tried over both; the bad values alternate between them (every value
+//! of a catalog reaches both across the fields that use it), which keeps CI's time near what
+//! one transport took, and `CREDITS_ADVERSARIAL_TRANSPORTS=both` sends every value over both;
+//! the concurrent duplicates race over both transports at once.
 //!
 //! After each case: every error carries a documented code (never `INTERNAL_SERVER_ERROR`, never a
 //! dropped connection or a 5xx); a refused request left every table exactly as it was (a dump of
@@ -10,10 +16,29 @@
 //! Cases a program turns off are still sent: a disabled feature must refuse bad input too.
 
 use crate::on_both;
+use crate::support::ws::{Socket, connect_as, execute, execute_all};
 use crate::support::{Backend, SECRET, TestApp, TestDb};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Transport {
+    Http,
+    WebSocket,
+}
+
+const TRANSPORTS: [Transport; 2] = [Transport::Http, Transport::WebSocket];
+
+/// The transports a bad value is sent over: both when `CREDITS_ADVERSARIAL_TRANSPORTS=both`,
+/// else one, alternating from one value to the next.
+fn value_transports(alternate: &mut usize) -> Vec<Transport> {
+    if std::env::var("CREDITS_ADVERSARIAL_TRANSPORTS").is_ok_and(|v| v == "both") {
+        return TRANSPORTS.to_vec();
+    }
+    *alternate += 1;
+    vec![TRANSPORTS[*alternate % 2]]
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Who {
@@ -781,6 +806,11 @@ struct Run<'a> {
     dumper: Dumper,
     fixtures: Fixtures,
     counter: usize,
+    /// Picks the transport of the next bad value.
+    alternate: usize,
+    /// One WebSocket per token (the token is given once, at `connection_init`), for the
+    /// operation under test; closed after it.
+    sockets: BTreeMap<Option<String>, Socket>,
 }
 
 impl Run<'_> {
@@ -801,10 +831,32 @@ impl Run<'_> {
         }
     }
 
+    async fn socket(&mut self, token: Option<&str>) -> &mut Socket {
+        let key = token.map(str::to_string);
+        if !self.sockets.contains_key(&key) {
+            let socket = connect_as(&self.app.address, token).await;
+            self.sockets.insert(key.clone(), socket);
+        }
+        self.sockets.get_mut(&key).unwrap()
+    }
+
+    /// One request over `transport`; a dropped connection or a 5xx is a finding.
+    async fn send(&mut self, transport: Transport, token: Option<&str>, query: &str, variables: &Value) -> Value {
+        match transport {
+            Transport::Http => post(self.app, token, query, variables).await,
+            Transport::WebSocket => {
+                self.counter += 1;
+                let id = format!("op-{}", self.counter);
+                execute(self.socket(token).await, &id, query, variables.clone()).await
+            }
+        }
+    }
+
     /// Sends one case and checks what it did; true when it was refused.
-    async fn case(&mut self, op: &Op, label: &str, token: Option<&str>, variables: &Value, expect: Expect) -> bool {
+    async fn case(&mut self, op: &Op, transport: Transport, label: &str, token: Option<&str>, variables: &Value, expect: Expect) -> bool {
+        let label = &format!("{label} ({transport:?})");
         let before = self.dumper.dump(&self.app.ledger.db).await;
-        let r = post(self.app, token, op.query, variables).await;
+        let r = self.send(transport, token, op.query, variables).await;
         let (shown, answer) = (short(variables), short(&r));
         let after = self.dumper.dump(&self.app.ledger.db).await;
         let errors = r["errors"].as_array().cloned().unwrap_or_default();
@@ -822,7 +874,7 @@ impl Run<'_> {
         if changed == ["idempotency_keys"] {
             // A business refusal (not an input error) is the key's outcome, kept so that every
             // replay refuses alike: the replay must answer the same and change nothing.
-            let replay = post(self.app, token, op.query, variables).await;
+            let replay = self.send(transport, token, op.query, variables).await;
             assert_eq!(replay, r, "{}: {label}: the replay of a stored refusal answered differently", op.name);
             assert_eq!(changed_tables(&after, &self.dumper.dump(&self.app.ledger.db).await), Vec::<String>::new());
             return true;
@@ -844,8 +896,10 @@ impl Run<'_> {
             }
         }
         for (label, token) in tokens {
-            let variables = self.variables(op);
-            tally.count(self.case(op, label, token.as_deref(), &variables, Refused).await);
+            for transport in TRANSPORTS {
+                let variables = self.variables(op);
+                tally.count(self.case(op, transport, label, token.as_deref(), &variables, Refused).await);
+            }
         }
         // Bad values, one field at a time on a request that would succeed.
         let mut cases: Vec<(String, &str, Value, Expect)> = Vec::new();
@@ -875,17 +929,22 @@ impl Run<'_> {
         let (refused, either): (Vec<_>, Vec<_>) = cases.into_iter().partition(|(_, _, _, expect)| *expect == Refused);
         let token = self.token(op.who);
         for (label, path, value, expect) in refused {
-            let variables = self.with(op, path, value);
-            tally.count(self.case(op, &label, Some(&token), &variables, expect).await);
+            for transport in value_transports(&mut self.alternate) {
+                let variables = self.with(op, path, value.clone());
+                tally.count(self.case(op, transport, &label, Some(&token), &variables, expect).await);
+            }
         }
         if op.fields.iter().any(|(_, kind)| *kind == Kind::Key) {
             self.duplicates(op, &token, &mut tally).await;
         }
         for (label, path, value, expect) in either {
-            let variables = self.with(op, path, value);
-            tally.count(self.case(op, &label, Some(&token), &variables, expect).await);
+            for transport in value_transports(&mut self.alternate) {
+                let variables = self.with(op, path, value.clone());
+                tally.count(self.case(op, transport, &label, Some(&token), &variables, expect).await);
+            }
         }
         self.app.assert_audit_clean().await;
+        self.sockets.clear();
         tally
     }
 
@@ -900,12 +959,19 @@ impl Run<'_> {
         variables
     }
 
-    /// Concurrent duplicates of the valid request: one effect, one answer, and a replay
-    /// changes nothing.
+    /// Concurrent duplicates of the valid request, three over HTTP and three over the WebSocket
+    /// at once: one effect, one answer, and a replay over each transport changes nothing.
     async fn duplicates(&mut self, op: &Op, token: &str, tally: &mut Tally) {
         let variables = self.variables(op);
         let fresh = self.dumper.dump(&self.app.ledger.db).await;
-        let answers = futures::future::join_all((0..6).map(|_| post(self.app, Some(token), op.query, &variables))).await;
+        let app = self.app;
+        let requests: Vec<(String, &str, &Value)> = (0..3).map(|i| (format!("dup-{}-{i}", self.counter), op.query, &variables)).collect();
+        let socket = self.socket(Some(token)).await;
+        let (mut answers, over_ws) = futures::join!(
+            futures::future::join_all((0..3).map(|_| post(app, Some(token), op.query, &variables))),
+            execute_all(socket, &requests)
+        );
+        answers.extend(over_ws);
         for answer in &answers[1..] {
             assert_eq!(answer, &answers[0], "{}: concurrent duplicates answered differently: {variables}", op.name);
         }
@@ -916,19 +982,21 @@ impl Run<'_> {
             assert_ne!(changed_tables(&fresh, &settled), Vec::<String>::new(), "{}: accepted but the dump did not change", op.name);
             self.app.assert_audit_clean().await;
         }
-        let replay = post(self.app, Some(token), op.query, &variables).await;
-        assert_eq!(replay, answers[0], "{}: a replay answered differently", op.name);
+        for transport in TRANSPORTS {
+            let replay = self.send(transport, Some(token), op.query, &variables).await;
+            assert_eq!(replay, answers[0], "{}: a replay over {transport:?} answered differently", op.name);
+        }
         assert_eq!(
             changed_tables(&settled, &self.dumper.dump(&self.app.ledger.db).await),
             Vec::<String>::new(),
             "{}: a replay changed",
             op.name
         );
-        tally.cases += 7;
+        tally.cases += 8;
         if answers[0]["errors"].is_null() {
-            tally.accepted += 7;
+            tally.accepted += 8;
         } else {
-            tally.refused += 7;
+            tally.refused += 8;
             tally.duplicates_refused = answers[0]["errors"][0]["extensions"]["code"].as_str().map(str::to_string);
         }
     }
@@ -940,7 +1008,7 @@ async fn every_mutation_survives_the_catalog(backend: Backend) {
         let app = TestApp::spawn_on(TestDb::new(backend).await, backend, program).await;
         let fixtures = fixtures(&app, program).await;
         let dumper = Dumper::new(&app.ledger.db).await;
-        let mut run = Run { app: &app, dumper, fixtures, counter: 0 };
+        let mut run = Run { app: &app, dumper, fixtures, counter: 0, alternate: 0, sockets: BTreeMap::new() };
         for op in OPS.iter().filter(|op| op.program == program) {
             let tally = run.operation(op).await;
             let duplicates = tally.duplicates_refused.as_deref().map(|c| format!(" (duplicates refused alike: {c})")).unwrap_or_default();

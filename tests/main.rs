@@ -38,3 +38,4 @@ mod schema;
 mod spending;
 mod subscriptions;
 mod webhooks;
+mod websocket;

@@ -4,6 +4,8 @@ use crate::auth::AuthError;
 use crate::ledger::claims::CouponRefusal;
 use crate::service::ServiceError;
 use async_graphql::ErrorExtensions;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
+use async_graphql::futures_util::stream::{BoxStream, StreamExt};
 use std::sync::Arc;
 
 /// The documented, stable codes (see README "Errors").
@@ -32,6 +34,9 @@ pub mod code {
     pub const BALANCE_LIMIT_EXCEEDED: &str = "BALANCE_LIMIT_EXCEEDED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const TIMEOUT: &str = "TIMEOUT";
+    /// A cap on things open at once was reached (operations on one WebSocket, subscriptions on
+    /// one account, WebSockets from one address): close one, then retry.
+    pub const LIMIT_EXCEEDED: &str = "LIMIT_EXCEEDED";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
 
@@ -43,6 +48,8 @@ pub mod code {
 pub enum ApiError {
     Unauthenticated(AuthError),
     Forbidden(String),
+    /// A cap on things open at once (`code::LIMIT_EXCEEDED`).
+    LimitExceeded(String),
     Service(Arc<ServiceError>),
 }
 
@@ -59,6 +66,7 @@ impl ApiError {
         match self {
             ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
             ApiError::Forbidden(_) => code::FORBIDDEN,
+            ApiError::LimitExceeded(_) => code::LIMIT_EXCEEDED,
             ApiError::Service(e) => match &**e {
                 ServiceError::BadInput(_) => code::BAD_USER_INPUT,
                 ServiceError::NotFound(_) => code::NOT_FOUND,
@@ -101,7 +109,7 @@ impl From<ApiError> for async_graphql::Error {
                 "internal error".to_string()
             }
             ApiError::Unauthenticated(e) => e.to_string(),
-            ApiError::Forbidden(message) => message.clone(),
+            ApiError::Forbidden(message) | ApiError::LimitExceeded(message) => message.clone(),
             ApiError::Service(e) => e.to_string(),
         };
         let mut gql = async_graphql::Error::new(message);
@@ -117,6 +125,54 @@ impl From<ApiError> for async_graphql::Error {
         }
         gql
     }
+}
+
+/// Every error a client sees carries a code: the library's own parse, validation, depth and
+/// complexity errors come without one and get `BAD_USER_INPUT`. An extension, so that one place
+/// covers every transport: an HTTP request passes through `request`, every operation sent over
+/// the WebSocket (queries and mutations too) through `subscribe`. Registered first, so it sees
+/// what every other extension answers.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodes)
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for ErrorCodes {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> async_graphql::Response {
+        with_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, async_graphql::Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, async_graphql::Response> {
+        next.run(ctx, stream).map(with_codes).boxed()
+    }
+}
+
+/// `BAD_USER_INPUT` on each error that has no code: an error of ours always has one, so one
+/// without is the library refusing the request.
+pub fn with_codes(mut response: async_graphql::Response) -> async_graphql::Response {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", code::BAD_USER_INPUT);
+        }
+    }
+    response
+}
+
+/// A server error with its code, for refusals made outside a resolver.
+pub fn server_error(message: impl Into<String>, code: &'static str) -> async_graphql::ServerError {
+    let mut error = async_graphql::ServerError::new(message, None);
+    error.extensions.get_or_insert_with(Default::default).set("code", code);
+    error
 }
 
 #[cfg(test)]
@@ -136,6 +192,7 @@ mod tests {
     fn every_error_maps_to_its_code() {
         assert_eq!(code_of(ApiError::Unauthenticated(AuthError::Missing)), "UNAUTHENTICATED");
         assert_eq!(code_of(ApiError::Forbidden("no".into())), "FORBIDDEN");
+        assert_eq!(code_of(ApiError::LimitExceeded("no".into())), "LIMIT_EXCEEDED");
         assert_eq!(code_of(ServiceError::bad_input("x").into()), "BAD_USER_INPUT");
         assert_eq!(code_of(ServiceError::NotFound("x".into()).into()), "NOT_FOUND");
         assert_eq!(
@@ -163,6 +220,14 @@ mod tests {
             "ACCOUNT_NOT_ACTIVE"
         );
         assert_eq!(code_of(ServiceError::Internal(anyhow::anyhow!("secret detail")).into()), "INTERNAL_SERVER_ERROR");
+    }
+
+    #[test]
+    fn errors_without_a_code_get_one_and_codes_are_kept() {
+        let uncoded = async_graphql::ServerError::new("Unknown field", None);
+        let response = with_codes(async_graphql::Response::from_errors(vec![uncoded, server_error("slow", code::TIMEOUT)]));
+        let codes: Vec<_> = response.errors.iter().map(|e| e.extensions.as_ref().and_then(|x| x.get("code")).cloned()).collect();
+        assert_eq!(codes, vec![Some(async_graphql::Value::from("BAD_USER_INPUT")), Some(async_graphql::Value::from("TIMEOUT"))]);
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub mod market;
 pub mod metering;
 pub mod mutation;
 pub mod query;
+pub mod session;
 pub mod subscription;
+pub mod timeout;
 pub mod types;
 
 use async_graphql::{SDLExportOptions, Schema, SchemaBuilder};

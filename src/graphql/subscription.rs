@@ -1,7 +1,7 @@
 //! Subscriptions, over WebSocket (`/graphql/ws`, the graphql-transport-ws protocol).
 
 use crate::auth::Caller;
-use crate::feed::{BalanceFeed, FeedEvent};
+use crate::balance_watch::BalanceWatches;
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_account};
 use crate::graphql::error::ApiError;
@@ -9,7 +9,6 @@ use crate::graphql::types::Balance;
 use async_graphql::{Context, ID, SimpleObject, Subscription};
 use chrono::{DateTime, Utc};
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
 
 pub struct SubscriptionRoot;
 
@@ -39,36 +38,20 @@ impl SubscriptionRoot {
             }
         };
         require_account(ctx, &external_id)?;
-        let data = app(ctx);
-        let (ledger, clock) = (data.ledger.clone(), data.clock.clone());
-        let account = ledger.account(&external_id).await?;
-        let events = ctx.data_unchecked::<BalanceFeed>().subscribe();
-        let state = (ledger, clock, account, events, None::<(CreditAmount, CreditAmount)>, true);
-        Ok(futures_util::stream::unfold(state, |(ledger, clock, account, mut events, last, first)| async move {
-            let mut wake = first;
+        let account = app(ctx).ledger.account(&external_id).await?;
+        // One watcher per account reads the balance once per change for all its subscribers.
+        let watch = ctx.data_unchecked::<BalanceWatches>().watch(&account).map_err(|e| ApiError::LimitExceeded(e.to_string()))?;
+        Ok(futures_util::stream::unfold((watch, None::<(CreditAmount, CreditAmount)>), |(mut watch, last)| async move {
             loop {
-                if !wake {
-                    match events.recv().await {
-                        Ok(FeedEvent::Changed(id)) if id == account.id => {}
-                        Ok(FeedEvent::Changed(_)) => continue,
-                        Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => return None,
-                    }
-                }
-                wake = false;
-                let now = clock.now();
-                let Ok(view) = ledger.balance(&account, now).await else {
-                    tracing::warn!(account.id = account.id, "balance feed: cannot read the balance");
-                    continue;
-                };
+                let (view, at) = watch.next().await?;
                 let balance = Balance::from(view);
                 // Only changes are pushed: a resync that finds the same balance stays quiet.
                 let current = (balance.total, balance.held);
                 if last == Some(current) {
                     continue;
                 }
-                let update = BalanceUpdate { account_id: ID(account.external_id.clone()), balance, at: now };
-                return Some((update, (ledger, clock, account, events, Some(current), false)));
+                let update = BalanceUpdate { account_id: ID(watch.external_id().to_string()), balance, at };
+                return Some((update, (watch, Some(current))));
             }
         }))
     }

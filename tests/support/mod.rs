@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod ws;
+
 use credits::auth::{AuthKeys, Role};
 use credits::program::Program;
 use credits::service::{Clock, Ledger};
@@ -109,6 +111,8 @@ pub struct TestApp {
     pub service: String,
     pub admin: String,
     pub backend: Backend,
+    /// The schema served: what it carries (`Schema::data`), such as the balance watchers.
+    pub schema: credits::graphql::CreditsSchema,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     pub db: TestDb,
@@ -151,6 +155,7 @@ impl TestApp {
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());
+        let schema = app.schema().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             app.serve(async {
@@ -171,6 +176,7 @@ impl TestApp {
             service,
             admin,
             backend,
+            schema,
             shutdown: Some(tx),
             server: Some(server),
             db,

@@ -1,0 +1,245 @@
+//! One balance read per change per account, shared by all of that account's subscribers.
+//!
+//! Each `balanceChanged` subscription used to follow the feed and read the balance on its own:
+//! 10,000 subscriptions to one account read it 10,000 times per change. Here the subscribers of
+//! an account share one watcher, a task that follows the feed (`crate::feed`), reads the balance
+//! once per change (or resync) and hands the reading to all of them. The watcher starts with
+//! the account's first subscriber and ends with its last (subscribers are counted, and at most
+//! `max_per_account` may watch one account at once).
+//!
+//! The semantics are the subscription's as before: a subscriber's first value is read after it
+//! joined (joins that arrive together share that read), then each change is pushed; a resync
+//! or a lagging feed re-reads. Only-changes filtering stays with each subscriber, since each has
+//! seen its own last value.
+
+use crate::entity::account;
+use crate::feed::{BalanceFeed, FeedEvent};
+use crate::service::reads::BalanceView;
+use crate::service::{Clock, Ledger};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, broadcast, watch};
+
+/// How long a watcher waits before it reads again after a failed read.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The per-process registry of watched accounts.
+#[derive(Clone)]
+pub struct BalanceWatches {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ledger: Ledger,
+    clock: Clock,
+    feed: BalanceFeed,
+    max_per_account: usize,
+    accounts: Mutex<HashMap<i64, Watched>>,
+    /// Balance reads made by all watchers: what sharing saves, visible to tests and operators.
+    reads: Arc<AtomicU64>,
+}
+
+struct Watched {
+    subscribers: usize,
+    shared: Arc<Shared>,
+}
+
+/// Between one account's watcher and its subscribers.
+struct Shared {
+    latest: watch::Sender<Reading>,
+    /// Joins so far; a joining subscriber waits for a reading that covers its join.
+    joins: AtomicU64,
+    /// Wakes the watcher for a join.
+    joined: Notify,
+}
+
+#[derive(Clone, Default)]
+struct Reading {
+    /// The joins made before this read began.
+    covers: u64,
+    balance: Option<(BalanceView, DateTime<Utc>)>,
+    /// The feed is gone: no more readings will come.
+    ended: bool,
+}
+
+/// Refused: the account has as many subscribers as allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("at most {max} subscriptions may watch one account at once")]
+pub struct TooManyWatchers {
+    pub max: usize,
+}
+
+impl BalanceWatches {
+    pub fn new(ledger: Ledger, clock: Clock, feed: BalanceFeed, max_per_account: usize) -> BalanceWatches {
+        BalanceWatches {
+            inner: Arc::new(Inner {
+                ledger,
+                clock,
+                feed,
+                max_per_account,
+                accounts: Mutex::new(HashMap::new()),
+                reads: Arc::new(AtomicU64::new(0)),
+            }),
+        }
+    }
+
+    /// Balance reads made so far by every watcher of this process.
+    pub fn reads(&self) -> u64 {
+        self.inner.reads.load(Ordering::Relaxed)
+    }
+
+    /// Subscribers watching `account_id` now.
+    pub fn subscribers(&self, account_id: i64) -> usize {
+        self.lock().get(&account_id).map_or(0, |watched| watched.subscribers)
+    }
+
+    /// Joins the watcher of `account`, starting it if this is its first subscriber.
+    pub fn watch(&self, account: &account::Model) -> Result<BalanceWatch, TooManyWatchers> {
+        let mut accounts = self.lock();
+        let shared = match accounts.entry(account.id) {
+            Entry::Occupied(mut watched) => {
+                let watched = watched.get_mut();
+                if watched.subscribers >= self.inner.max_per_account {
+                    return Err(TooManyWatchers { max: self.inner.max_per_account });
+                }
+                watched.subscribers += 1;
+                watched.shared.clone()
+            }
+            Entry::Vacant(vacant) => {
+                if self.inner.max_per_account == 0 {
+                    return Err(TooManyWatchers { max: 0 });
+                }
+                let shared =
+                    Arc::new(Shared { latest: watch::channel(Reading::default()).0, joins: AtomicU64::new(0), joined: Notify::new() });
+                // Subscribed here, before any read, so no change after the first read is missed.
+                let events = self.inner.feed.subscribe();
+                tokio::spawn(follow(
+                    self.inner.ledger.clone(),
+                    self.inner.clock.clone(),
+                    account.clone(),
+                    shared.clone(),
+                    events,
+                    self.inner.reads.clone(),
+                ));
+                vacant.insert(Watched { subscribers: 1, shared: shared.clone() }).shared.clone()
+            }
+        };
+        // The receiver first, then the join: the reading that covers the join reaches it.
+        let receiver = shared.latest.subscribe();
+        let joined = shared.joins.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.joined.notify_one();
+        drop(accounts);
+        Ok(BalanceWatch { watches: self.clone(), account_id: account.id, external_id: account.external_id.clone(), receiver, joined })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Watched>> {
+        self.inner.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One subscriber's place at its account's watcher; leaving is dropping it.
+pub struct BalanceWatch {
+    watches: BalanceWatches,
+    account_id: i64,
+    external_id: String,
+    receiver: watch::Receiver<Reading>,
+    joined: u64,
+}
+
+impl BalanceWatch {
+    pub fn external_id(&self) -> &str {
+        &self.external_id
+    }
+
+    /// The next balance read for this subscriber (the first one after it joined, then one per
+    /// change); none once the feed is gone.
+    pub async fn next(&mut self) -> Option<(BalanceView, DateTime<Utc>)> {
+        loop {
+            self.receiver.changed().await.ok()?;
+            let reading = self.receiver.borrow_and_update().clone();
+            if reading.ended {
+                return None;
+            }
+            // A read that began before this subscriber joined does not count as its first.
+            if reading.covers >= self.joined
+                && let Some(balance) = reading.balance
+            {
+                return Some(balance);
+            }
+        }
+    }
+}
+
+impl Drop for BalanceWatch {
+    fn drop(&mut self) {
+        let mut accounts = self.watches.lock();
+        if let Some(watched) = accounts.get_mut(&self.account_id) {
+            watched.subscribers -= 1;
+            if watched.subscribers == 0 {
+                // The watcher ends once the last receiver is gone (this one, just after).
+                accounts.remove(&self.account_id);
+            }
+        }
+    }
+}
+
+/// The watcher of one account: reads its balance when a subscriber joins, on each change of it,
+/// and on a resync; ends when no subscriber is left.
+async fn follow(
+    ledger: Ledger,
+    clock: Clock,
+    account: account::Model,
+    shared: Arc<Shared>,
+    mut events: broadcast::Receiver<FeedEvent>,
+    reads: Arc<AtomicU64>,
+) {
+    let mut covered = 0u64;
+    let mut retry = false;
+    loop {
+        let waiting = shared.joins.load(Ordering::Acquire) > covered;
+        if !waiting && !retry {
+            tokio::select! {
+                () = shared.latest.closed() => return,
+                () = shared.joined.notified() => continue,
+                event = events.recv() => match event {
+                    Ok(FeedEvent::Changed(id)) if id == account.id => {}
+                    Ok(FeedEvent::Changed(_)) => continue,
+                    Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {
+                        shared.latest.send_modify(|reading| reading.ended = true);
+                        return;
+                    }
+                },
+            }
+        }
+        let covers = shared.joins.load(Ordering::Acquire);
+        let now = clock.now();
+        reads.fetch_add(1, Ordering::Relaxed);
+        // The account itself is read again too: its plan (and so its daily free credits) may
+        // have changed since the first subscriber came.
+        let balance = match ledger.account(&account.external_id).await {
+            Ok(current) => ledger.balance(&current, now).await,
+            Err(e) => Err(e),
+        };
+        match balance {
+            Ok(view) => {
+                covered = covers;
+                retry = false;
+                shared.latest.send_replace(Reading { covers, balance: Some((view, now)), ended: false });
+            }
+            Err(e) => {
+                tracing::warn!(account.id = account.id, error = ?e, "balance watch: cannot read the balance; retrying");
+                retry = true;
+                tokio::select! {
+                    () = shared.latest.closed() => return,
+                    () = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
+}
