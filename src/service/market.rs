@@ -365,7 +365,7 @@ impl Ledger {
                     // Unverified since the check above: refused the same way, not stored.
                     return Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()));
                 }
-                let mut offers = offers(txn, &name, true).await?;
+                let mut offers = offers(txn, name, true).await?;
                 let preference = bid_preference::Entity::find()
                     .filter(bid_preference::Column::AccountId.eq(locked.id))
                     .filter(bid_preference::Column::Workload.eq(name.as_str()))
@@ -404,7 +404,7 @@ impl Ledger {
                         settled_at: Set(None),
                         ..Default::default()
                     };
-                    let Some((budget, source)) = rules::resolve_budget(*bid, preference, average, default_price(&program, &name)) else {
+                    let Some((budget, source)) = rules::resolve_budget(*bid, preference, average, default_price(program, name)) else {
                         job.rejection_code = Set(Some("NO_PROVIDER".into()));
                         jobs.push(job.insert(txn).await?);
                         continue;
@@ -435,8 +435,8 @@ impl Ledger {
                     let hold_key = format!("job:{}#{index}", key.as_str());
                     let why = format!("{name} job held for provider {}", matched.provider_id);
                     let request =
-                        HoldRequest { amount: matched.price, feature: &name, model: None, reason: Some(&why), key: &hold_key, deadline };
-                    match hold(txn, &program, &locked, request, now).await? {
+                        HoldRequest { amount: matched.price, feature: name, model: None, reason: Some(&why), key: &hold_key, deadline };
+                    match hold(txn, program, locked, request, now).await? {
                         Err(_short) => job.rejection_code = Set(Some("INSUFFICIENT_CREDITS".into())),
                         Ok(held) => {
                             job.status = Set("running".into());

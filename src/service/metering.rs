@@ -508,10 +508,10 @@ impl Ledger {
                 let (id, tier, code_supporter) = &command.fields;
                 let (program, key, code_supporter) = (&ledger.program, &command.key, *code_supporter);
                 let metering = program.metering.as_ref().expect("checked above");
-                if let Err(e) = metering.tier_for_plan(&tier, &locked.plan) {
+                if let Err(e) = metering.tier_for_plan(tier, &locked.plan) {
                     return Ok(Err(Refusal::NotEligible { why: e.to_string() }));
                 }
-                let existing = meters::container(txn, locked.id, &id).await?;
+                let existing = meters::container(txn, locked.id, id).await?;
                 if existing.as_ref().is_some_and(|c| c.state == "running") {
                     return Ok(Err(Refusal::InvalidState { what: format!("container {id} is already running") }));
                 }
@@ -525,8 +525,8 @@ impl Ledger {
                     model: None,
                     why,
                 };
-                let settlement = settle(txn, &program, &locked, args, now).await?;
-                let started = match meters::container(txn, locked.id, &id).await? {
+                let settlement = settle(txn, program, locked, args, now).await?;
+                let started = match meters::container(txn, locked.id, id).await? {
                     Some(mut found) => {
                         found.tier = tier.clone();
                         found.code_supporter = code_supporter;
@@ -537,12 +537,12 @@ impl Ledger {
                     }
                     None => {
                         meters::meter(txn, locked.id, &month_key(now), now).await?;
-                        let new = meters::NewContainer { account_id: locked.id, external_id: &id, tier: &tier, code_supporter, now };
+                        let new = meters::NewContainer { account_id: locked.id, external_id: id, tier, code_supporter, now };
                         meters::insert_container(txn, new).await?
                     }
                 };
                 // A running container raises the usage rate: an hour of it may be more than is left.
-                crate::service::notices::check_low_credits(txn, &program, locked.id, now).await?;
+                crate::service::notices::check_low_credits(txn, program, locked.id, now).await?;
                 tracing::info!(account.id = locked.id, container = %id, tier = %tier, "container started");
                 Ok(Ok(ContainerReceipt { container: ContainerView::from(&started), settlement }))
             })
@@ -577,7 +577,7 @@ impl Ledger {
             Box::pin(async move {
                 let Run { txn, ledger, account: locked, command, now } = run;
                 let (program, key, id) = (&ledger.program, &command.key, &command.fields);
-                let Some(found) = meters::container(txn, locked.id, &id).await? else {
+                let Some(found) = meters::container(txn, locked.id, id).await? else {
                     return Err(ServiceError::NotFound(format!("no container {id} on this account")));
                 };
                 if found.state != "running" {
@@ -586,15 +586,15 @@ impl Ledger {
                 let why = format!("stop of container {id}");
                 let args = SettleArgs {
                     trigger: Trigger::Stop,
-                    scope: Scope::Container(&id),
+                    scope: Scope::Container(id),
                     until: now,
                     key: Some(key.as_str()),
                     feature: "container",
                     model: None,
                     why,
                 };
-                let settlement = settle(txn, &program, &locked, args, now).await?;
-                let mut stopped = meters::container(txn, locked.id, &id).await?.expect("settled above");
+                let settlement = settle(txn, program, locked, args, now).await?;
+                let mut stopped = meters::container(txn, locked.id, id).await?.expect("settled above");
                 if stopped.state == "running" {
                     stopped.state = "stopped".into();
                     stopped.updated_at = now;
@@ -633,7 +633,7 @@ impl Ledger {
             Box::pin(async move {
                 let Run { txn, ledger, account: locked, command, now } = run;
                 let (program, key, sample) = (&ledger.program, &command.key, command.fields.clone());
-                let metering = metering(&program)?;
+                let metering = metering(program)?;
                 let month = month_key(now);
                 let settlement = match sample {
                     Sample::Storage { container, gb } => {
@@ -643,7 +643,7 @@ impl Ledger {
                         // The old level counts up to now; the new one from now.
                         let containers = meters::containers(txn, locked.id).await?;
                         let mut meter = meters::meter(txn, locked.id, &month, now).await?;
-                        accrue_storage(quota_gb(&program, &locked), &containers, &mut meter, now)?;
+                        accrue_storage(quota_gb(program, locked), &containers, &mut meter, now)?;
                         meters::save_meter(txn, meter).await?;
                         found.storage_bytes = i64::try_from(pricing::gb_to_bytes(gb).expect("checked")).expect("bounded");
                         found.updated_at = now;
@@ -726,7 +726,7 @@ impl Ledger {
                             model: priced_model.as_deref(),
                             why,
                         };
-                        settle(txn, &program, &locked, args, now).await?
+                        settle(txn, program, locked, args, now).await?
                     }
                 };
                 Ok(Ok(UsageReceipt { settlement }))
