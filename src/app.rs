@@ -174,6 +174,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
         clock: settings.clock,
         ads,
         security,
+        jobs: workers::JobHealth::new(),
     };
     let app = Application::bind(&settings.bind, state).await?;
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");

@@ -272,10 +272,34 @@ impl Ledger {
 /// The workers tick jobs through this: the same service code as everything else.
 impl workers::RunsJobs for Ledger {
     async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<(), workers::JobError> {
-        let report = self.run_job(job, now).await.map_err(|e| workers::JobError(format!("{e:?}")))?;
+        let report = self.run_job(job, now).await.map_err(|e| workers::JobError::new(failure_kind(&e), format!("{e:?}")))?;
         if report.items > 0 || !report.periods.is_empty() {
             tracing::info!(job = job.name(), items = report.items, periods = ?report.periods, "job ran");
         }
         Ok(())
     }
+}
+
+/// What kind of failure a job's error is, for `/health` and the log: an unreachable or locked
+/// database is told apart from the job's own failures.
+fn failure_kind(error: &ServiceError) -> workers::FailureKind {
+    use sea_orm::{DbErr, RuntimeErr};
+    use workers::FailureKind;
+    if matches!(error, ServiceError::Busy) {
+        return FailureKind::DatabaseBusy;
+    }
+    let ServiceError::Internal(cause) = error else {
+        return FailureKind::Job;
+    };
+    for link in cause.chain() {
+        let Some(db) = link.downcast_ref::<DbErr>() else { continue };
+        return match db {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => FailureKind::DatabaseUnavailable,
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+                FailureKind::of_sqlx(e).unwrap_or(FailureKind::Job)
+            }
+            _ => FailureKind::Job,
+        };
+    }
+    FailureKind::Job
 }

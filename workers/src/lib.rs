@@ -6,15 +6,25 @@
 //! Exactly-once lives in the service (each period's run is keyed in the ledger's database), so
 //! every process may tick every job: ticks that find their period done do nothing.
 
+mod failure;
+mod health;
+mod supervise;
+
+pub use failure::FailureKind;
+pub use health::{Behind, BehindReason, JobHealth};
+pub use supervise::{Backoff, RESTART_BACKOFF};
+
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
 /// Every job, registered in this one place, named as an action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
     /// Continuously: write off lots past their expiry, in bounded batches.
     ExpireLots,
@@ -89,9 +99,19 @@ impl Job {
     }
 }
 
+/// A job's failure: its kind, which anyone may see, and a message for the log.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct JobError(pub String);
+#[error("{message}")]
+pub struct JobError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> JobError {
+        JobError { kind, message: message.into() }
+    }
+}
 
 /// What the jobs need from the ledger.
 pub trait RunsJobs: Clone + Send + Sync + 'static {
@@ -105,14 +125,23 @@ const PREPARE_ATTEMPTS: u32 = 10;
 /// How long a shutdown waits for running jobs before it stops them.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>) -> Result<(), BoxDynError> {
+/// How often the watchdog looks for jobs that fell behind or caught up (and logs the change).
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>, health: Data<JobHealth>) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
-    runner.run(*job, Utc::now()).await.map_err(|e| {
-        tracing::error!(job = job.name(), error = %e, "job failed");
-        Box::new(e) as BoxDynError
-    })?;
-    tracing::debug!(job = job.name(), duration_ms = started.elapsed().as_millis() as u64, "job ticked");
-    Ok(())
+    match runner.run(*job, Utc::now()).await {
+        Ok(()) => {
+            health.succeeded(*job);
+            tracing::debug!(job = job.name(), duration_ms = started.elapsed().as_millis() as u64, "job ticked");
+            Ok(())
+        }
+        Err(e) => {
+            health.failed(*job, e.kind);
+            tracing::error!(job = job.name(), error.kind = e.kind.as_str(), error = %e, "job failed");
+            Err(Box::new(e))
+        }
+    }
 }
 
 /// Where ticks are stored between the scheduler and the worker, so a tick survives a restart:
@@ -145,7 +174,7 @@ impl Storage {
                     tracing::debug!(attempt, error = %e, "job storage migrations raced; retrying");
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 }
-                Err(e) => return Err(JobError(format!("job storage: {e}"))),
+                Err(e) => return Err(JobError::new(FailureKind::JobStorage, format!("job storage: {e}"))),
             }
         }
     }
@@ -158,57 +187,100 @@ fn instance_id() -> String {
 }
 
 fn schedule_of(job: Job) -> Result<cron::Schedule, JobError> {
-    cron::Schedule::from_str(job.schedule()).map_err(|e| JobError(format!("{}: {e}", job.name())))
+    cron::Schedule::from_str(job.schedule()).map_err(|e| JobError::new(FailureKind::Job, format!("{}: {e}", job.name())))
 }
 
-/// Runs every job on its schedule until `shutdown` resolves; running jobs finish first. Each
-/// job's ticks go through its own queue in `storage`.
-pub async fn run<R: RunsJobs>(runner: R, storage: Storage, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), JobError> {
+/// A job's worker on `storage`, run until `stop` resolves: the scheduler's ticks go through the
+/// job's own queue.
+fn job_worker<R: RunsJobs>(
+    job: Job,
+    schedule: cron::Schedule,
+    runner: R,
+    storage: Storage,
+    health: JobHealth,
+) -> impl Fn(String, Shared<BoxFuture<'static, ()>>) -> BoxFuture<'static, Result<(), WorkerError>> + Send + Sync {
+    move |name, stop| {
+        let stop = stop.map(Ok::<(), std::io::Error>);
+        match &storage {
+            Storage::Sqlite(pool) => {
+                let queue = apalis_sqlite::SqliteStorage::<Tick>::new(pool).with_config(apalis_sqlite::Config::default().queue(job.name()));
+                WorkerBuilder::new(name)
+                    .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
+                    .data(job)
+                    .data(runner.clone())
+                    .data(health.clone())
+                    .build(on_tick::<R>)
+                    .run_until(stop)
+                    .boxed()
+            }
+            Storage::Postgres(pool) => {
+                let queue =
+                    apalis_postgres::PostgresStorage::<Tick>::new(pool).with_config(apalis_postgres::Config::default().queue(job.name()));
+                WorkerBuilder::new(name)
+                    .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
+                    .data(job)
+                    .data(runner.clone())
+                    .data(health.clone())
+                    .build(on_tick::<R>)
+                    .run_until(stop)
+                    .boxed()
+            }
+        }
+    }
+}
+
+/// Runs every job on its schedule until `shutdown` resolves; running jobs finish first, for at
+/// most `SHUTDOWN_TIMEOUT`. A job whose worker stops on an error (the database went away, a lock
+/// was held too long) is restarted with backoff (`supervise`). `health` learns each job's ticks,
+/// failures and restarts; a watchdog logs when a job falls behind and when it catches up.
+pub async fn run<R: RunsJobs>(
+    runner: R,
+    storage: Storage,
+    health: JobHealth,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
     storage.prepare().await?;
     // apalis registers workers by name in the shared storage: each process needs its own names,
     // or a second process's workers are refused (WORKER_ALREADY_EXISTS) and never tick.
     let instance = instance_id();
-    let mut monitor = Monitor::new();
+    let shutdown = supervise::shared(shutdown);
+    let mut supervisors = Vec::new();
     for job in Job::ALL {
         let schedule = schedule_of(job)?;
-        let runner = runner.clone();
-        let worker_name = format!("{}@{instance}", job.name());
-        monitor = match &storage {
-            Storage::Sqlite(pool) => {
-                let pool = pool.clone();
-                monitor.register(move |_restarts| {
-                    let queue =
-                        apalis_sqlite::SqliteStorage::<Tick>::new(&pool).with_config(apalis_sqlite::Config::default().queue(job.name()));
-                    WorkerBuilder::new(worker_name.clone())
-                        .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
-                        .data(job)
-                        .data(runner.clone())
-                        .build(on_tick::<R>)
-                })
-            }
-            Storage::Postgres(pool) => {
-                let pool = pool.clone();
-                monitor.register(move |_restarts| {
-                    let queue = apalis_postgres::PostgresStorage::<Tick>::new(&pool)
-                        .with_config(apalis_postgres::Config::default().queue(job.name()));
-                    WorkerBuilder::new(worker_name.clone())
-                        .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
-                        .data(job)
-                        .data(runner.clone())
-                        .build(on_tick::<R>)
-                })
-            }
-        };
+        health.register(job);
+        let worker = job_worker(job, schedule, runner.clone(), storage.clone(), health.clone());
+        supervisors.push(supervise::supervise(
+            job,
+            format!("{}@{instance}", job.name()),
+            worker,
+            RESTART_BACKOFF,
+            health.clone(),
+            shutdown.clone(),
+        ));
     }
+    let watchdog = {
+        let (health, shutdown) = (health.clone(), shutdown.clone());
+        async move {
+            let mut every = tokio::time::interval(WATCH_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => health.log_changes(),
+                    () = shutdown.clone() => return,
+                }
+            }
+        }
+    };
     tracing::info!(jobs = Job::ALL.len(), "workers started");
-    monitor
-        .shutdown_timeout(SHUTDOWN_TIMEOUT)
-        .run_with_signal(async move {
-            shutdown.await;
-            Ok(())
-        })
-        .await
-        .map_err(|e| JobError(e.to_string()))
+    let all = futures_util::future::join(futures_util::future::join_all(supervisors), watchdog);
+    tokio::select! {
+        _ = all => {}
+        () = async {
+            shutdown.clone().await;
+            tokio::time::sleep(SHUTDOWN_TIMEOUT).await;
+        } => tracing::warn!(timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64, "jobs still running at the shutdown timeout were stopped"),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
