@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod private_pg;
+
 use credits::auth::{AuthKeys, Role};
 use credits::program::Program;
 use credits::service::{Clock, Ledger};

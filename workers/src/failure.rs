@@ -56,7 +56,29 @@ impl FailureKind {
     /// the database's error (which do not all expose it as a `source`); `otherwise` when none
     /// of them is a database error that says more.
     pub fn of(error: &(dyn Error + 'static), otherwise: FailureKind) -> FailureKind {
-        find(error, 0).unwrap_or(otherwise)
+        find(error, 0).or_else(|| by_message(&error.to_string())).unwrap_or(otherwise)
+    }
+}
+
+/// Some of apalis's wrappers are generic over types this crate cannot name (a backend's
+/// `DurableError<PollError, CodecError>`) and keep the database's error out of `source`, but
+/// they all print it: as a last resort, the kind is read from sqlx's and the databases' own
+/// messages.
+fn by_message(message: &str) -> Option<FailureKind> {
+    const UNAVAILABLE: [&str; 5] = [
+        "pool timed out while waiting for an open connection",
+        "error communicating with database",
+        "attempted to acquire a connection on a closed pool",
+        "the database system is shutting down",
+        "the database system is starting up",
+    ];
+    const BUSY: [&str; 2] = ["database is locked", "database table is locked"];
+    if UNAVAILABLE.iter().any(|m| message.contains(m)) {
+        Some(FailureKind::DatabaseUnavailable)
+    } else if BUSY.iter().any(|m| message.contains(m)) {
+        Some(FailureKind::DatabaseBusy)
+    } else {
+        None
     }
 }
 
@@ -97,6 +119,13 @@ mod tests {
         assert_eq!(FailureKind::of(&wrapped, FailureKind::JobStorage), FailureKind::DatabaseUnavailable);
         let timed_out = PipeError::Inner(Box::new(apalis_postgres::Error::Database(sqlx::Error::PoolTimedOut)));
         assert_eq!(FailureKind::of(&timed_out, FailureKind::JobStorage), FailureKind::DatabaseUnavailable);
+        // As apalis prints a storage's poll error, whose type this crate cannot name.
+        let printed = std::io::Error::other(
+            "Failed to poll backend: PollNextError: The inner stream error: pool timed out while waiting for an open connection",
+        );
+        assert_eq!(FailureKind::of(&printed, FailureKind::JobStorage), FailureKind::DatabaseUnavailable);
+        let locked = std::io::Error::other("The inner stream error: error returned from database: (code: 5) database is locked");
+        assert_eq!(FailureKind::of(&locked, FailureKind::JobStorage), FailureKind::DatabaseBusy);
         let other = std::io::Error::other("something else");
         assert_eq!(FailureKind::of(&other, FailureKind::JobStorage), FailureKind::JobStorage);
     }

@@ -17,10 +17,18 @@ const OVERDUE_INTERVALS: u32 = 3;
 /// busy database may delay it by some seconds without anything being wrong.
 const MIN_OVERDUE: Duration = Duration::from_secs(60);
 
+/// A restarted worker counts as running again once it has gone this long without stopping (or
+/// once a tick succeeds): longer than the pool's acquire timeout (10 s) and SQLite's busy
+/// timeout (5 s), so a database still down stops it again before then. Until then the job stays
+/// behind, so a worker that fails at once after each restart never looks caught up, and a job
+/// that ticks hourly does not stay listed for an hour after its storage came back.
+pub const STEADY_AFTER_RESTART: Duration = Duration::from_secs(15);
+
 /// Why a job is behind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BehindReason {
-    /// Its worker stopped on an error and waits to be restarted.
+    /// Its worker stopped on an error and waits to be restarted, or was restarted less than
+    /// `STEADY_AFTER_RESTART` ago.
     Restarting,
     /// Its latest tick failed.
     Failing,
@@ -59,9 +67,15 @@ struct JobState {
     started: Instant,
     last_success: Option<(Instant, DateTime<Utc>)>,
     successes: u64,
-    consecutive_failures: u32,
+    /// Ticks failed since the last success.
+    tick_failures: u32,
+    /// Worker stops since the last success or the last steady run.
+    worker_stops: u32,
     last_error: Option<FailureKind>,
-    restarting: bool,
+    /// The worker stopped and waits for its restart.
+    stopped: bool,
+    /// When the worker was last restarted, until a tick succeeds.
+    restarted_at: Option<Instant>,
     /// What the watchdog last logged: Some(since) while it reported the job behind.
     reported_behind_since: Option<Instant>,
 }
@@ -71,9 +85,13 @@ impl JobState {
         let since = self.last_success.map_or(self.started, |(at, _)| at);
         let elapsed = now.saturating_duration_since(since);
         let overdue_after = (self.interval * OVERDUE_INTERVALS).max(MIN_OVERDUE);
-        let reason = if self.restarting {
+        let recovering = self.restarted_at.is_some_and(|at| now.saturating_duration_since(at) < STEADY_AFTER_RESTART);
+        // Once a restarted worker has run steadily, its stops are over: only ticks count.
+        let worker_stops = if self.stopped || recovering { self.worker_stops } else { 0 };
+        let consecutive_failures = self.tick_failures.saturating_add(worker_stops);
+        let reason = if self.stopped || recovering {
             BehindReason::Restarting
-        } else if self.consecutive_failures > 0 {
+        } else if self.tick_failures > 0 {
             BehindReason::Failing
         } else if elapsed > overdue_after {
             BehindReason::Overdue
@@ -83,7 +101,7 @@ impl JobState {
         Some(Behind {
             job,
             reason,
-            consecutive_failures: self.consecutive_failures,
+            consecutive_failures,
             last_error: self.last_error,
             last_success_at: self.last_success.map(|(_, at)| at),
             seconds_since_success: elapsed.as_secs(),
@@ -134,9 +152,11 @@ impl JobHealth {
                         started: Instant::now(),
                         last_success: None,
                         successes: 0,
-                        consecutive_failures: 0,
+                        tick_failures: 0,
+                        worker_stops: 0,
                         last_error: None,
-                        restarting: false,
+                        stopped: false,
+                        restarted_at: None,
                         reported_behind_since: None,
                     },
                 ),
@@ -148,30 +168,40 @@ impl JobHealth {
         self.update(job, |state| {
             state.last_success = Some((Instant::now(), Utc::now()));
             state.successes += 1;
-            state.consecutive_failures = 0;
-            state.restarting = false;
+            state.tick_failures = 0;
+            state.worker_stops = 0;
+            state.stopped = false;
+            state.restarted_at = None;
         });
     }
 
     pub(crate) fn failed(&self, job: Job, kind: FailureKind) {
         self.update(job, |state| {
-            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            state.tick_failures = state.tick_failures.saturating_add(1);
             state.last_error = Some(kind);
         });
     }
 
-    /// The job's worker stopped on an error; it is behind until a tick succeeds again.
+    /// The job's worker stopped on an error and waits for its restart.
     pub(crate) fn worker_stopped(&self, job: Job, kind: FailureKind) {
         self.update(job, |state| {
-            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            if state.restarted_at.is_some_and(|at| at.elapsed() >= STEADY_AFTER_RESTART) {
+                // The last restart had run steadily: this is a new outage.
+                state.worker_stops = 0;
+            }
+            state.worker_stops = state.worker_stops.saturating_add(1);
             state.last_error = Some(kind);
-            state.restarting = true;
+            state.stopped = true;
         });
     }
 
-    /// The job's worker runs again (it stays behind as failing until a tick succeeds).
+    /// The job's worker runs again; it stays behind until a tick succeeds or it has run for
+    /// `STEADY_AFTER_RESTART`.
     pub(crate) fn worker_restarted(&self, job: Job) {
-        self.update(job, |state| state.restarting = false);
+        self.update(job, |state| {
+            state.stopped = false;
+            state.restarted_at = Some(Instant::now());
+        });
     }
 
     /// Successful ticks so far: the supervisor resets its backoff when this moves.
@@ -253,7 +283,7 @@ mod tests {
         assert_eq!(health.behind()[0].reason, BehindReason::Restarting);
         assert_eq!(health.behind()[0].consecutive_failures, 2);
         health.worker_restarted(Job::ExpireLots);
-        assert_eq!(health.behind()[0].reason, BehindReason::Failing, "restarted, but no tick has succeeded yet");
+        assert_eq!(health.behind()[0].reason, BehindReason::Restarting, "restarted, neither ticked nor steady yet");
         health.succeeded(Job::ExpireLots);
         assert!(health.behind().is_empty());
         assert_eq!(health.successes(Job::ExpireLots), 1);
@@ -266,9 +296,11 @@ mod tests {
             started: Instant::now(),
             last_success: None,
             successes: 0,
-            consecutive_failures: 0,
+            tick_failures: 0,
+            worker_stops: 0,
             last_error: None,
-            restarting: false,
+            stopped: false,
+            restarted_at: None,
             reported_behind_since: None,
         };
         let now = state.started;
@@ -278,6 +310,32 @@ mod tests {
         let hourly = JobState { interval: Duration::from_secs(3600), ..state };
         assert!(hourly.behind(Job::PurgeIdempotencyKeys, now + Duration::from_secs(3 * 3600)).is_none());
         assert!(hourly.behind(Job::PurgeIdempotencyKeys, now + Duration::from_secs(3 * 3600 + 1)).is_some());
+    }
+
+    /// An hourly job whose worker was restarted is not behind once the worker has run steadily,
+    /// though it will not tick for up to an hour; a restarted worker's earlier tick failure
+    /// still counts until a tick succeeds.
+    #[test]
+    fn a_restarted_worker_is_caught_up_once_steady() {
+        let started = Instant::now();
+        let mut state = JobState {
+            interval: Duration::from_secs(3600),
+            started,
+            last_success: None,
+            successes: 0,
+            tick_failures: 0,
+            worker_stops: 2,
+            last_error: Some(FailureKind::DatabaseUnavailable),
+            stopped: false,
+            restarted_at: Some(started),
+            reported_behind_since: None,
+        };
+        let behind = state.behind(Job::PurgeIdempotencyKeys, started + Duration::from_secs(1)).expect("recovering");
+        assert_eq!((behind.reason, behind.consecutive_failures), (BehindReason::Restarting, 2));
+        assert!(state.behind(Job::PurgeIdempotencyKeys, started + STEADY_AFTER_RESTART).is_none());
+        state.tick_failures = 1;
+        let behind = state.behind(Job::PurgeIdempotencyKeys, started + STEADY_AFTER_RESTART).expect("its tick failed");
+        assert_eq!((behind.reason, behind.consecutive_failures), (BehindReason::Failing, 1));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! way to wait first, so a database that is down would be hammered in a tight loop, and its
 //! restart count never resets after a recovery.
 
+use crate::health::STEADY_AFTER_RESTART;
 use crate::{FailureKind, Job, JobHealth};
 use apalis::prelude::WorkerError;
 use futures_util::future::{BoxFuture, Shared};
@@ -83,6 +84,7 @@ pub(crate) async fn supervise(
         // restart registers under a name of its own.
         let name = if generation == 0 { base_name.clone() } else { format!("{base_name}.{generation}") };
         let successes_before = health.successes(job);
+        let started = std::time::Instant::now();
         let outcome = worker.run(name, shutdown.clone()).await;
         if is_done(&shutdown) {
             return;
@@ -91,7 +93,7 @@ pub(crate) async fn supervise(
             Ok(()) => FailureKind::JobStorage,
             Err(error) => FailureKind::of(error, FailureKind::JobStorage),
         };
-        if health.successes(job) != successes_before {
+        if health.successes(job) != successes_before || started.elapsed() >= STEADY_AFTER_RESTART {
             // It ran well before it stopped: this is a new outage, not the same one going on.
             failures_in_row = 0;
         }
