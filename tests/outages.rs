@@ -100,6 +100,43 @@ impl Serve {
     }
 }
 
+/// `credits worker`: the jobs alone, no HTTP; its log is all it has to say they are behind.
+struct Worker {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Worker {
+    fn start(database_url: &str, dir: &Path) -> Worker {
+        let log = dir.join("worker.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_credits"))
+            .arg("worker")
+            .env_remove("CREDITS_CONFIG")
+            .env("DATABASE_URL", database_url)
+            .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
+            .env("CREDITS_PROGRAM", LEDGER_PROGRAM)
+            .env("RUST_LOG", "info,sqlx=warn")
+            .env("NO_COLOR", "1")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
+            .spawn()
+            .expect("the credits binary starts");
+        Worker { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -236,6 +273,15 @@ async fn jobs_resume_after_postgres_outages(outage: Duration, rounds: u32) {
     let dir = tempfile::tempdir().unwrap();
     let mut serve = Serve::start(&url, dir.path(), &[]).await;
     jobs_started(&serve).await;
+    // A standalone worker beside it, which has no /health: its log must tell the story.
+    let mut worker = Worker::start(&url, dir.path());
+    eventually(
+        "the worker's jobs start",
+        Duration::from_secs(60),
+        || worker.log(),
+        || async { worker.log().contains("workers started").then_some(()) },
+    )
+    .await;
 
     for round in 0..rounds {
         let account = format!("held-{round}");
@@ -254,10 +300,22 @@ async fn jobs_resume_after_postgres_outages(outage: Duration, rounds: u32) {
         assert!(answers > 0);
         tokio::task::block_in_place(|| pg.start_again());
         jobs_caught_up(&mut serve, &url, &account).await;
+        let caught_up = "job caught up job=\"ExpireReservations\"";
+        eventually(
+            "the worker's log says its jobs caught up",
+            RECOVERY,
+            || worker.log(),
+            || async { (worker.log().matches(caught_up).count() > round as usize).then_some(()) },
+        )
+        .await;
     }
     let log = serve.log();
     assert!(log.contains("job is behind"), "the log says when jobs fall behind: {log}");
     assert!(log.contains("job caught up"), "and when they catch up: {log}");
+    let log = worker.log();
+    assert!(log.contains("serves no HTTP"), "the worker says it has no /health: {log}");
+    assert!(log.contains("job is behind job=\"ExpireReservations\""), "the worker's log says when jobs fall behind: {log}");
+    assert!(worker.child.try_wait().unwrap().is_none(), "the worker lives on: {log}");
     serve.stop_gracefully(Duration::from_secs(45)).await;
 }
 
