@@ -1,7 +1,11 @@
 //! Scheduled jobs on apalis. Each job is a cron schedule whose ticks call into the ledger
 //! through the small `RunsJobs` trait, which the root crate implements with the same service
 //! functions the API uses: the root binary depends on `workers`, never the other way round, so
-//! `serve` can run the monitor in-process and `worker` can run it alone.
+//! `serve` can run the jobs in-process and `worker` can run them alone.
+//!
+//! A job's worker that stops on an error (the database went away, a lock was held too long) is
+//! restarted with backoff (`supervise`); `JobHealth` says which of this process's jobs are
+//! behind, for `/health` and the log (`health`).
 //!
 //! Exactly-once lives in the service (each period's run is keyed in the ledger's database), so
 //! every process may tick every job: ticks that find their period done do nothing.
@@ -165,16 +169,21 @@ impl Storage {
         loop {
             attempt += 1;
             let result = match self {
-                Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await.map_err(|e| e.to_string()),
-                Storage::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| e.to_string()),
+                Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations()
+                    .run(pool)
+                    .await
+                    .map_err(|e| (FailureKind::of(&e, FailureKind::JobStorage), e.to_string())),
+                Storage::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool)
+                    .await
+                    .map_err(|e| (FailureKind::of(&e, FailureKind::JobStorage), e.to_string())),
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < PREPARE_ATTEMPTS => {
+                Err((_, e)) if attempt < PREPARE_ATTEMPTS => {
                     tracing::debug!(attempt, error = %e, "job storage migrations raced; retrying");
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 }
-                Err(e) => return Err(JobError::new(FailureKind::JobStorage, format!("job storage: {e}"))),
+                Err((kind, e)) => return Err(JobError::new(kind, format!("job storage: {e}"))),
             }
         }
     }
@@ -229,6 +238,38 @@ fn job_worker<R: RunsJobs>(
     }
 }
 
+/// Prepares the job storage, retrying with the workers' backoff while the database is
+/// unreachable: a process that starts during an outage must not end up serving without jobs.
+/// Meanwhile every job is behind (restarting). False when the shutdown came first.
+async fn prepare_until_ready(storage: &Storage, health: &JobHealth, shutdown: &Shared<BoxFuture<'static, ()>>) -> bool {
+    let mut failures_in_row = 0;
+    loop {
+        match storage.prepare().await {
+            Ok(()) => return true,
+            Err(e) => {
+                failures_in_row += 1;
+                for job in Job::ALL {
+                    health.worker_stopped(job, e.kind);
+                }
+                let delay = RESTART_BACKOFF.delay(failures_in_row);
+                tracing::warn!(
+                    error.kind = e.kind.as_str(),
+                    error = %e,
+                    failures_in_row,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot prepare the job storage; trying again"
+                );
+                if !supervise::pause(delay, shutdown).await {
+                    return false;
+                }
+                for job in Job::ALL {
+                    health.worker_restarted(job);
+                }
+            }
+        }
+    }
+}
+
 /// Runs every job on its schedule until `shutdown` resolves; running jobs finish first, for at
 /// most `SHUTDOWN_TIMEOUT`. A job whose worker stops on an error (the database went away, a lock
 /// was held too long) is restarted with backoff (`supervise`). `health` learns each job's ticks,
@@ -239,15 +280,20 @@ pub async fn run<R: RunsJobs>(
     health: JobHealth,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), JobError> {
-    storage.prepare().await?;
+    let shutdown = supervise::shared(shutdown);
+    let schedules = Job::ALL.map(|job| schedule_of(job).map(|schedule| (job, schedule)));
+    for job in Job::ALL {
+        health.register(job);
+    }
+    if !prepare_until_ready(&storage, &health, &shutdown).await {
+        return Ok(());
+    }
     // apalis registers workers by name in the shared storage: each process needs its own names,
     // or a second process's workers are refused (WORKER_ALREADY_EXISTS) and never tick.
     let instance = instance_id();
-    let shutdown = supervise::shared(shutdown);
     let mut supervisors = Vec::new();
-    for job in Job::ALL {
-        let schedule = schedule_of(job)?;
-        health.register(job);
+    for scheduled in schedules {
+        let (job, schedule) = scheduled?;
         let worker = job_worker(job, schedule, runner.clone(), storage.clone(), health.clone());
         supervisors.push(supervise::supervise(
             job,
@@ -286,6 +332,36 @@ pub async fn run<R: RunsJobs>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A storage that cannot be prepared (here: a file in a directory that does not exist) is
+    /// tried again and again, every job shown as restarting, until the shutdown.
+    #[tokio::test]
+    async fn preparing_the_storage_is_retried_until_the_shutdown() {
+        let pool = apalis_sqlite::SqlitePool::connect_lazy("sqlite:///nonexistent/credits-jobs/jobs.db").unwrap();
+        let health = JobHealth::new();
+        for job in Job::ALL {
+            health.register(job);
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = supervise::shared(async move {
+            let _ = stopped.await;
+        });
+        let preparing = {
+            let health = health.clone();
+            tokio::spawn(async move { prepare_until_ready(&Storage::Sqlite(pool), &health, &shutdown).await })
+        };
+        let all_behind = async {
+            while health.behind().len() < Job::ALL.len() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all_behind).await.expect("every job is behind");
+        assert!(health.behind().iter().all(|b| b.reason == BehindReason::Restarting));
+        assert!(!preparing.is_finished(), "still trying");
+        let _ = stop.send(());
+        let ready = tokio::time::timeout(Duration::from_secs(30), preparing).await.expect("stops on shutdown").unwrap();
+        assert!(!ready);
+    }
 
     #[test]
     fn every_schedule_parses() {

@@ -124,7 +124,7 @@ fn is_done(shutdown: &Shared<BoxFuture<'static, ()>>) -> bool {
 }
 
 /// Waits `delay`; false when the shutdown came first.
-async fn pause(delay: Duration, shutdown: &Shared<BoxFuture<'static, ()>>) -> bool {
+pub(crate) async fn pause(delay: Duration, shutdown: &Shared<BoxFuture<'static, ()>>) -> bool {
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = shutdown.clone() => false,
