@@ -303,3 +303,21 @@ fn failure_kind(error: &ServiceError) -> workers::FailureKind {
     }
     FailureKind::Job
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use workers::FailureKind;
+
+    #[test]
+    fn an_unreachable_or_locked_database_is_told_apart_from_a_failing_job() {
+        let timed_out = ServiceError::from(sea_orm::DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout));
+        assert_eq!(failure_kind(&timed_out), FailureKind::DatabaseUnavailable);
+        let refused = sea_orm::sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        let refused = ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(refused))));
+        assert_eq!(failure_kind(&refused), FailureKind::DatabaseUnavailable);
+        assert_eq!(failure_kind(&ServiceError::Busy), FailureKind::DatabaseBusy);
+        assert_eq!(failure_kind(&ServiceError::bad_input("no")), FailureKind::Job);
+        assert_eq!(failure_kind(&ServiceError::Internal(anyhow::anyhow!("a bug"))), FailureKind::Job);
+    }
+}
