@@ -281,29 +281,11 @@ pub async fn run<R: RunsJobs>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), JobError> {
     let shutdown = supervise::shared(shutdown);
-    let schedules = Job::ALL.map(|job| schedule_of(job).map(|schedule| (job, schedule)));
+    let schedules = Job::ALL.into_iter().map(|job| schedule_of(job).map(|schedule| (job, schedule))).collect::<Result<Vec<_>, _>>()?;
     for job in Job::ALL {
         health.register(job);
     }
-    if !prepare_until_ready(&storage, &health, &shutdown).await {
-        return Ok(());
-    }
-    // apalis registers workers by name in the shared storage: each process needs its own names,
-    // or a second process's workers are refused (WORKER_ALREADY_EXISTS) and never tick.
-    let instance = instance_id();
-    let mut supervisors = Vec::new();
-    for scheduled in schedules {
-        let (job, schedule) = scheduled?;
-        let worker = job_worker(job, schedule, runner.clone(), storage.clone(), health.clone());
-        supervisors.push(supervise::supervise(
-            job,
-            format!("{}@{instance}", job.name()),
-            worker,
-            RESTART_BACKOFF,
-            health.clone(),
-            shutdown.clone(),
-        ));
-    }
+    // The watchdog runs from the start, so that jobs held up by preparing the storage show too.
     let watchdog = {
         let (health, shutdown) = (health.clone(), shutdown.clone());
         async move {
@@ -317,16 +299,35 @@ pub async fn run<R: RunsJobs>(
             }
         }
     };
-    tracing::info!(jobs = Job::ALL.len(), "workers started");
-    let all = futures_util::future::join(futures_util::future::join_all(supervisors), watchdog);
+    let jobs = {
+        let shutdown = shutdown.clone();
+        async move {
+            if !prepare_until_ready(&storage, &health, &shutdown).await {
+                return;
+            }
+            // apalis registers workers by name in the shared storage: each process needs its own
+            // names, or a second process's workers are refused (WORKER_ALREADY_EXISTS) and never tick.
+            let instance = instance_id();
+            let mut supervisors = Vec::new();
+            for (job, schedule) in schedules {
+                let worker = job_worker(job, schedule, runner.clone(), storage.clone(), health.clone());
+                let name = format!("{}@{instance}", job.name());
+                supervisors.push(supervise::supervise(job, name, worker, RESTART_BACKOFF, health.clone(), shutdown.clone()));
+            }
+            tracing::info!(jobs = Job::ALL.len(), "workers started");
+            futures_util::future::join_all(supervisors).await;
+        }
+    };
     tokio::select! {
-        _ = all => {}
+        ((), ()) = futures_util::future::join(jobs, watchdog) => Ok(()),
         () = async {
             shutdown.clone().await;
             tokio::time::sleep(SHUTDOWN_TIMEOUT).await;
-        } => tracing::warn!(timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64, "jobs still running at the shutdown timeout were stopped"),
+        } => {
+            tracing::warn!(timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64, "jobs still running at the shutdown timeout were stopped");
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 #[cfg(test)]
