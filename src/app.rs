@@ -229,6 +229,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
         ads,
         websockets: crate::ws::WebSocketCounts::new(security.max_websockets_per_address),
         security,
+        jobs: workers::JobHealth::new(),
     };
     let app = Application::bind(&settings.bind, state).await?;
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");

@@ -38,7 +38,14 @@ pub struct HttpState {
     pub security: crate::app::Security,
     /// WebSocket connections open per client address.
     pub websockets: Arc<crate::ws::WebSocketCounts>,
+    /// This process's scheduled jobs and whether they keep up; none registered when the
+    /// process runs no workers (`serve --no-workers`).
+    pub jobs: workers::JobHealth,
 }
+
+/// How long `/health` waits for the database's answer: an unreachable server (whose pool would
+/// wait its whole acquire timeout) is reported as 503 at once instead of hanging the probe.
+pub const HEALTH_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn router(state: HttpState) -> Router {
     Router::new()
@@ -143,13 +150,41 @@ async fn graphiql(State(state): State<HttpState>) -> Response {
     Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish()).into_response()
 }
 
+/// 200 when the database answers within `HEALTH_DB_TIMEOUT`, else 503. The body also lists this
+/// process's jobs that are behind (`workers::JobHealth`): they do not change the status, since a
+/// job outage is not a reason to stop sending this process requests (a later `/readyz` may say
+/// otherwise), and another process's jobs never show here.
 async fn health(State(state): State<HttpState>) -> impl IntoResponse {
-    match state.db.ping().await {
-        Ok(()) => (StatusCode::OK, Json(serde_json::json!({ "status": "ok" }))),
-        Err(e) => {
+    let database = match tokio::time::timeout(HEALTH_DB_TIMEOUT, state.db.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => {
             tracing::error!(error = %e, "health check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": "database unreachable" })))
+            Some("database unreachable")
         }
+        Err(_elapsed) => {
+            tracing::error!(timeout_ms = HEALTH_DB_TIMEOUT.as_millis() as u64, "health check: the database did not answer in time");
+            Some("database unreachable")
+        }
+    };
+    let behind: Vec<serde_json::Value> = state
+        .jobs
+        .behind()
+        .into_iter()
+        .map(|b| {
+            serde_json::json!({
+                "job": b.job.name(),
+                "reason": b.reason.as_str(),
+                "consecutiveFailures": b.consecutive_failures,
+                "lastError": b.last_error.map(workers::FailureKind::as_str),
+                "lastSuccessAt": b.last_success_at.map(|at| at.to_rfc3339()),
+                "secondsSinceSuccess": b.seconds_since_success,
+            })
+        })
+        .collect();
+    let jobs = serde_json::json!({ "inProcess": state.jobs.jobs().len(), "behind": behind });
+    match database {
+        None => (StatusCode::OK, Json(serde_json::json!({ "status": "ok", "jobs": jobs }))),
+        Some(status) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "status": status, "jobs": jobs }))),
     }
 }
 
@@ -159,6 +194,7 @@ pub struct Application {
     router: Router,
     connections: crate::server::ConnectionSettings,
     schema: CreditsSchema,
+    jobs: workers::JobHealth,
 }
 
 impl Application {
@@ -181,14 +217,20 @@ impl Application {
             max_connections_per_ip: security.max_connections_per_ip,
             trusted_proxies: security.trusted_proxies.clone(),
         };
-        let schema = state.schema.clone();
-        Ok(Application { listener, router: router(state), connections, schema })
+        let (schema, jobs) = (state.schema.clone(), state.jobs.clone());
+        Ok(Application { listener, router: router(state), connections, schema, jobs })
     }
 
     /// The schema served, and through `Schema::data` what it carries (tests read the balance
     /// watchers' counts there).
     pub fn schema(&self) -> &CreditsSchema {
         &self.schema
+    }
+
+    /// This process's job health, which `/health` reports: hand it to `workers::run` when the
+    /// process runs the jobs too.
+    pub fn job_health(&self) -> workers::JobHealth {
+        self.jobs.clone()
     }
 
     pub fn address(&self) -> SocketAddr {

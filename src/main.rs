@@ -87,10 +87,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let jobs = (!no_workers).then(|| {
                 let mut stopped = stopped.clone();
                 let storage = credits::db::job_storage(&ledger.db);
-                tokio::spawn(workers::run(ledger, storage, async move {
+                tokio::spawn(workers::run(ledger, storage, app.job_health(), async move {
                     let _ = stopped.wait_for(|s| *s).await;
                 }))
             });
+            if no_workers {
+                tracing::info!("this process runs no scheduled jobs (--no-workers): /health lists none");
+            }
             app.serve(shutdown_signal()).await?;
             let _ = stop.send(true);
             if let Some(jobs) = jobs {
@@ -104,7 +107,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
             ledger.webhooks = credits::app::webhook_sender(&config)?;
             let storage = credits::db::job_storage(&ledger.db);
-            workers::run(ledger, storage, shutdown_signal()).await?;
+            // No HTTP server here, so no /health: jobs falling behind and catching up show in
+            // this log only (the watchdog in `workers::run`).
+            tracing::info!("this process serves no HTTP, so no /health: jobs behind are reported in this log");
+            workers::run(ledger, storage, workers::JobHealth::new(), shutdown_signal()).await?;
             tracing::info!("stopped");
         }
         Command::Migrate => {

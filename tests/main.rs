@@ -27,6 +27,7 @@ mod market;
 mod metering;
 mod model;
 mod notices;
+mod outages;
 mod plans;
 mod prices;
 mod purchases;

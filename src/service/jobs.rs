@@ -272,10 +272,52 @@ impl Ledger {
 /// The workers tick jobs through this: the same service code as everything else.
 impl workers::RunsJobs for Ledger {
     async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<(), workers::JobError> {
-        let report = self.run_job(job, now).await.map_err(|e| workers::JobError(format!("{e:?}")))?;
+        let report = self.run_job(job, now).await.map_err(|e| workers::JobError::new(failure_kind(&e), format!("{e:?}")))?;
         if report.items > 0 || !report.periods.is_empty() {
             tracing::info!(job = job.name(), items = report.items, periods = ?report.periods, "job ran");
         }
         Ok(())
+    }
+}
+
+/// What kind of failure a job's error is, for `/health` and the log: an unreachable or locked
+/// database is told apart from the job's own failures.
+fn failure_kind(error: &ServiceError) -> workers::FailureKind {
+    use sea_orm::{DbErr, RuntimeErr};
+    use workers::FailureKind;
+    if matches!(error, ServiceError::Busy) {
+        return FailureKind::DatabaseBusy;
+    }
+    let ServiceError::Internal(cause) = error else {
+        return FailureKind::Job;
+    };
+    for link in cause.chain() {
+        let Some(db) = link.downcast_ref::<DbErr>() else { continue };
+        return match db {
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => FailureKind::DatabaseUnavailable,
+            DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+                FailureKind::of_sqlx(e).unwrap_or(FailureKind::Job)
+            }
+            _ => FailureKind::Job,
+        };
+    }
+    FailureKind::Job
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use workers::FailureKind;
+
+    #[test]
+    fn an_unreachable_or_locked_database_is_told_apart_from_a_failing_job() {
+        let timed_out = ServiceError::from(sea_orm::DbErr::ConnectionAcquire(sea_orm::error::ConnAcquireErr::Timeout));
+        assert_eq!(failure_kind(&timed_out), FailureKind::DatabaseUnavailable);
+        let refused = sea_orm::sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        let refused = ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(refused))));
+        assert_eq!(failure_kind(&refused), FailureKind::DatabaseUnavailable);
+        assert_eq!(failure_kind(&ServiceError::Busy), FailureKind::DatabaseBusy);
+        assert_eq!(failure_kind(&ServiceError::bad_input("no")), FailureKind::Job);
+        assert_eq!(failure_kind(&ServiceError::Internal(anyhow::anyhow!("a bug"))), FailureKind::Job);
     }
 }

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod private_pg;
 pub mod ws;
 
 use credits::auth::{AuthKeys, Role};

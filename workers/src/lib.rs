@@ -1,20 +1,34 @@
 //! Scheduled jobs on apalis. Each job is a cron schedule whose ticks call into the ledger
 //! through the small `RunsJobs` trait, which the root crate implements with the same service
 //! functions the API uses: the root binary depends on `workers`, never the other way round, so
-//! `serve` can run the monitor in-process and `worker` can run it alone.
+//! `serve` can run the jobs in-process and `worker` can run them alone.
+//!
+//! A job's worker that stops on an error (the database went away, a lock was held too long) is
+//! restarted with backoff (`supervise`); `JobHealth` says which of this process's jobs are
+//! behind, for `/health` and the log (`health`).
 //!
 //! Exactly-once lives in the service (each period's run is keyed in the ledger's database), so
 //! every process may tick every job: ticks that find their period done do nothing.
 
+mod failure;
+mod health;
+mod supervise;
+
+pub use failure::FailureKind;
+pub use health::{Behind, BehindReason, JobHealth};
+pub use supervise::{Backoff, RESTART_BACKOFF};
+
 use apalis::prelude::*;
 use apalis_cron::{CronScheduler, Tick};
 use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
 /// Every job, registered in this one place, named as an action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Job {
     /// Continuously: write off lots past their expiry, in bounded batches.
     ExpireLots,
@@ -89,9 +103,19 @@ impl Job {
     }
 }
 
+/// A job's failure: its kind, which anyone may see, and a message for the log.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct JobError(pub String);
+#[error("{message}")]
+pub struct JobError {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> JobError {
+        JobError { kind, message: message.into() }
+    }
+}
 
 /// What the jobs need from the ledger.
 pub trait RunsJobs: Clone + Send + Sync + 'static {
@@ -105,14 +129,23 @@ const PREPARE_ATTEMPTS: u32 = 10;
 /// How long a shutdown waits for running jobs before it stops them.
 pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>) -> Result<(), BoxDynError> {
+/// How often the watchdog looks for jobs that fell behind or caught up (and logs the change).
+const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>, health: Data<JobHealth>) -> Result<(), BoxDynError> {
     let started = std::time::Instant::now();
-    runner.run(*job, Utc::now()).await.map_err(|e| {
-        tracing::error!(job = job.name(), error = %e, "job failed");
-        Box::new(e) as BoxDynError
-    })?;
-    tracing::debug!(job = job.name(), duration_ms = started.elapsed().as_millis() as u64, "job ticked");
-    Ok(())
+    match runner.run(*job, Utc::now()).await {
+        Ok(()) => {
+            health.succeeded(*job);
+            tracing::debug!(job = job.name(), duration_ms = started.elapsed().as_millis() as u64, "job ticked");
+            Ok(())
+        }
+        Err(e) => {
+            health.failed(*job, e.kind);
+            tracing::error!(job = job.name(), error.kind = e.kind.as_str(), error = %e, "job failed");
+            Err(Box::new(e))
+        }
+    }
 }
 
 /// Where ticks are stored between the scheduler and the worker, so a tick survives a restart:
@@ -136,16 +169,21 @@ impl Storage {
         loop {
             attempt += 1;
             let result = match self {
-                Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations().run(pool).await.map_err(|e| e.to_string()),
-                Storage::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool).await.map_err(|e| e.to_string()),
+                Storage::Sqlite(pool) => apalis_sqlite::SqliteStorage::migrations()
+                    .run(pool)
+                    .await
+                    .map_err(|e| (FailureKind::of(&e, FailureKind::JobStorage), e.to_string())),
+                Storage::Postgres(pool) => apalis_postgres::PostgresStorage::setup(pool)
+                    .await
+                    .map_err(|e| (FailureKind::of(&e, FailureKind::JobStorage), e.to_string())),
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err(e) if attempt < PREPARE_ATTEMPTS => {
+                Err((_, e)) if attempt < PREPARE_ATTEMPTS => {
                     tracing::debug!(attempt, error = %e, "job storage migrations raced; retrying");
                     tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
                 }
-                Err(e) => return Err(JobError(format!("job storage: {e}"))),
+                Err((kind, e)) => return Err(JobError::new(kind, format!("job storage: {e}"))),
             }
         }
     }
@@ -158,62 +196,173 @@ fn instance_id() -> String {
 }
 
 fn schedule_of(job: Job) -> Result<cron::Schedule, JobError> {
-    cron::Schedule::from_str(job.schedule()).map_err(|e| JobError(format!("{}: {e}", job.name())))
+    cron::Schedule::from_str(job.schedule()).map_err(|e| JobError::new(FailureKind::Job, format!("{}: {e}", job.name())))
 }
 
-/// Runs every job on its schedule until `shutdown` resolves; running jobs finish first. Each
-/// job's ticks go through its own queue in `storage`.
-pub async fn run<R: RunsJobs>(runner: R, storage: Storage, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), JobError> {
-    storage.prepare().await?;
-    // apalis registers workers by name in the shared storage: each process needs its own names,
-    // or a second process's workers are refused (WORKER_ALREADY_EXISTS) and never tick.
-    let instance = instance_id();
-    let mut monitor = Monitor::new();
-    for job in Job::ALL {
-        let schedule = schedule_of(job)?;
-        let runner = runner.clone();
-        let worker_name = format!("{}@{instance}", job.name());
-        monitor = match &storage {
+/// A job's worker on `storage`, run until `stop` resolves: the scheduler's ticks go through the
+/// job's own queue.
+fn job_worker<R: RunsJobs>(
+    job: Job,
+    schedule: cron::Schedule,
+    runner: R,
+    storage: Storage,
+    health: JobHealth,
+) -> impl Fn(String, Shared<BoxFuture<'static, ()>>) -> BoxFuture<'static, Result<(), WorkerError>> + Send + Sync {
+    move |name, stop| {
+        let stop = stop.map(Ok::<(), std::io::Error>);
+        match &storage {
             Storage::Sqlite(pool) => {
-                let pool = pool.clone();
-                monitor.register(move |_restarts| {
-                    let queue =
-                        apalis_sqlite::SqliteStorage::<Tick>::new(&pool).with_config(apalis_sqlite::Config::default().queue(job.name()));
-                    WorkerBuilder::new(worker_name.clone())
-                        .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
-                        .data(job)
-                        .data(runner.clone())
-                        .build(on_tick::<R>)
-                })
+                let queue = apalis_sqlite::SqliteStorage::<Tick>::new(pool).with_config(apalis_sqlite::Config::default().queue(job.name()));
+                WorkerBuilder::new(name)
+                    .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
+                    .data(job)
+                    .data(runner.clone())
+                    .data(health.clone())
+                    .build(on_tick::<R>)
+                    .run_until(stop)
+                    .boxed()
             }
             Storage::Postgres(pool) => {
-                let pool = pool.clone();
-                monitor.register(move |_restarts| {
-                    let queue = apalis_postgres::PostgresStorage::<Tick>::new(&pool)
-                        .with_config(apalis_postgres::Config::default().queue(job.name()));
-                    WorkerBuilder::new(worker_name.clone())
-                        .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
-                        .data(job)
-                        .data(runner.clone())
-                        .build(on_tick::<R>)
-                })
+                let queue =
+                    apalis_postgres::PostgresStorage::<Tick>::new(pool).with_config(apalis_postgres::Config::default().queue(job.name()));
+                WorkerBuilder::new(name)
+                    .backend(CronScheduler::new(schedule.clone()).pipe_to(queue))
+                    .data(job)
+                    .data(runner.clone())
+                    .data(health.clone())
+                    .build(on_tick::<R>)
+                    .run_until(stop)
+                    .boxed()
             }
-        };
+        }
     }
-    tracing::info!(jobs = Job::ALL.len(), "workers started");
-    monitor
-        .shutdown_timeout(SHUTDOWN_TIMEOUT)
-        .run_with_signal(async move {
-            shutdown.await;
+}
+
+/// Prepares the job storage, retrying with the workers' backoff while the database is
+/// unreachable: a process that starts during an outage must not end up serving without jobs.
+/// Meanwhile every job is behind (restarting). False when the shutdown came first.
+async fn prepare_until_ready(storage: &Storage, health: &JobHealth, shutdown: &Shared<BoxFuture<'static, ()>>) -> bool {
+    let mut failures_in_row = 0;
+    loop {
+        match storage.prepare().await {
+            Ok(()) => return true,
+            Err(e) => {
+                failures_in_row += 1;
+                for job in Job::ALL {
+                    health.worker_stopped(job, e.kind);
+                }
+                let delay = RESTART_BACKOFF.delay(failures_in_row);
+                tracing::warn!(
+                    error.kind = e.kind.as_str(),
+                    error = %e,
+                    failures_in_row,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "cannot prepare the job storage; trying again"
+                );
+                if !supervise::pause(delay, shutdown).await {
+                    return false;
+                }
+                for job in Job::ALL {
+                    health.worker_restarted(job);
+                }
+            }
+        }
+    }
+}
+
+/// Runs every job on its schedule until `shutdown` resolves; running jobs finish first, for at
+/// most `SHUTDOWN_TIMEOUT`. A job whose worker stops on an error (the database went away, a lock
+/// was held too long) is restarted with backoff (`supervise`). `health` learns each job's ticks,
+/// failures and restarts; a watchdog logs when a job falls behind and when it catches up.
+pub async fn run<R: RunsJobs>(
+    runner: R,
+    storage: Storage,
+    health: JobHealth,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), JobError> {
+    let shutdown = supervise::shared(shutdown);
+    let schedules = Job::ALL.into_iter().map(|job| schedule_of(job).map(|schedule| (job, schedule))).collect::<Result<Vec<_>, _>>()?;
+    for job in Job::ALL {
+        health.register(job);
+    }
+    // The watchdog runs from the start, so that jobs held up by preparing the storage show too.
+    let watchdog = {
+        let (health, shutdown) = (health.clone(), shutdown.clone());
+        async move {
+            let mut every = tokio::time::interval(WATCH_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => health.log_changes(),
+                    () = shutdown.clone() => return,
+                }
+            }
+        }
+    };
+    let jobs = {
+        let shutdown = shutdown.clone();
+        async move {
+            if !prepare_until_ready(&storage, &health, &shutdown).await {
+                return;
+            }
+            // apalis registers workers by name in the shared storage: each process needs its own
+            // names, or a second process's workers are refused (WORKER_ALREADY_EXISTS) and never tick.
+            let instance = instance_id();
+            let mut supervisors = Vec::new();
+            for (job, schedule) in schedules {
+                let worker = job_worker(job, schedule, runner.clone(), storage.clone(), health.clone());
+                let name = format!("{}@{instance}", job.name());
+                supervisors.push(supervise::supervise(job, name, worker, RESTART_BACKOFF, health.clone(), shutdown.clone()));
+            }
+            tracing::info!(jobs = Job::ALL.len(), "workers started");
+            futures_util::future::join_all(supervisors).await;
+        }
+    };
+    tokio::select! {
+        ((), ()) = futures_util::future::join(jobs, watchdog) => Ok(()),
+        () = async {
+            shutdown.clone().await;
+            tokio::time::sleep(SHUTDOWN_TIMEOUT).await;
+        } => {
+            tracing::warn!(timeout_ms = SHUTDOWN_TIMEOUT.as_millis() as u64, "jobs still running at the shutdown timeout were stopped");
             Ok(())
-        })
-        .await
-        .map_err(|e| JobError(e.to_string()))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A storage that cannot be prepared (here: a file in a directory that does not exist) is
+    /// tried again and again, every job shown as restarting, until the shutdown.
+    #[tokio::test]
+    async fn preparing_the_storage_is_retried_until_the_shutdown() {
+        let pool = apalis_sqlite::SqlitePool::connect_lazy("sqlite:///nonexistent/credits-jobs/jobs.db").unwrap();
+        let health = JobHealth::new();
+        for job in Job::ALL {
+            health.register(job);
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = supervise::shared(async move {
+            let _ = stopped.await;
+        });
+        let preparing = {
+            let health = health.clone();
+            tokio::spawn(async move { prepare_until_ready(&Storage::Sqlite(pool), &health, &shutdown).await })
+        };
+        let all_behind = async {
+            while health.behind().len() < Job::ALL.len() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), all_behind).await.expect("every job is behind");
+        assert!(health.behind().iter().all(|b| b.reason == BehindReason::Restarting));
+        assert!(!preparing.is_finished(), "still trying");
+        let _ = stop.send(());
+        let ready = tokio::time::timeout(Duration::from_secs(30), preparing).await.expect("stops on shutdown").unwrap();
+        assert!(!ready);
+    }
 
     #[test]
     fn every_schedule_parses() {
