@@ -19,6 +19,7 @@ use crate::ledger::AccountStatus;
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::{Ledger, ServiceError, tx};
+use crate::store;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use sea_orm::DatabaseTransaction;
@@ -83,10 +84,37 @@ impl Ledger {
         T: Serialize + DeserializeOwned + Send + Sync,
         B: for<'t> Fn(Run<'t, F>) -> BoxFuture<'t, Decision<T>> + Sync,
     {
+        self.execute_also_locking(command, &[], now, body).await
+    }
+
+    /// `execute` for an operation that moves credits between the command's account and others
+    /// (a market job pays its provider): all of them are locked first, in id order, so that two
+    /// such operations in opposite directions never wait on each other in a cycle.
+    pub(crate) async fn execute_also_locking<F, T, B>(
+        &self,
+        command: Command<F>,
+        others: &[i64],
+        now: DateTime<Utc>,
+        body: B,
+    ) -> Result<T, ServiceError>
+    where
+        F: Sync,
+        T: Serialize + DeserializeOwned + Send + Sync,
+        B: for<'t> Fn(Run<'t, F>) -> BoxFuture<'t, Decision<T>> + Sync,
+    {
         let ttl = self.idempotency_ttl;
-        let context = (self, command, body);
-        let stored = tx::write_with(&self.db, &context, |txn, (ledger, command, body)| {
+        let context = (self, command, body, others);
+        let stored = tx::write_with(&self.db, &context, |txn, (ledger, command, body, others)| {
             Box::pin(async move {
+                if !others.is_empty() {
+                    let own = store::accounts::by_external_id(txn, command.account.as_str())
+                        .await?
+                        .ok_or_else(|| ServiceError::NotFound(format!("no account {:?}", command.account.as_str())))?;
+                    let mut ids: Vec<i64> = others.iter().copied().chain([own.id]).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    store::accounts::lock_many(txn, &ids).await?;
+                }
                 let request =
                     KeyedRequest { operation: command.operation, key: command.key.as_str(), request_hash: command.request_hash.clone() };
                 let allowed = |status| command.permit.allows(status);

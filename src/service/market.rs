@@ -17,7 +17,7 @@ use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Market, Program};
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
-use crate::service::keyed::{Keyed, Refusal, Stored};
+use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::reservations::{HoldRequest, hold, settle_as};
 use crate::service::spending::check_amount;
@@ -485,27 +485,27 @@ impl Ledger {
         let found =
             market_job::Entity::find_by_id(id).one(&self.db).await?.ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
         let operation = if failure.is_some() { "fail_job" } else { "complete_job" };
-        let hash = request_hash(&(id, &failure));
-        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
-        let stored = tx::write(&self.db, |txn| {
-            let (key, hash, failure, program, market_rules) =
-                (key.clone(), hash.clone(), failure.clone(), program.clone(), market_rules.clone());
+        let consumer = store::accounts::by_id(&self.db, found.consumer_account_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("job {id} has no consumer account"))?;
+        let command = Command {
+            operation,
+            account: ExternalId::parse(&consumer.external_id)?,
+            key,
+            request_hash: request_hash(&(id, &failure)),
+            // Ending a job settles what is already held: any status may.
+            permit: Permit::Any,
+            fields: (failure, market_rules),
+        };
+        let provider: Vec<i64> = found.provider_account_id.into_iter().collect();
+        self.execute_also_locking(command, &provider, now, |run| {
             Box::pin(async move {
-                // Both accounts, in id order: two completions in opposite directions never deadlock.
-                let mut ids = vec![found.consumer_account_id];
-                ids.extend(found.provider_account_id);
-                ids.sort_unstable();
-                ids.dedup();
-                for account_id in &ids {
-                    store::accounts::lock(txn, *account_id).await?;
-                }
-                let keyed = Keyed { account_id: found.consumer_account_id, operation, key: key.as_str(), request_hash: hash };
-                if let Some(stored) = keyed.replay(txn).await? {
-                    return Ok(stored);
-                }
+                let Run { txn, ledger, command, now, .. } = run;
+                let (failure, market_rules) = &command.fields;
+                let (program, key) = (&ledger.program, &command.key);
                 let job = market_job::Entity::find_by_id(id).one(txn).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))?;
                 if job.status != "running" {
-                    return keyed.refuse(txn, Refusal::InvalidState { what: format!("job {id} is {}", job.status) }, now, ttl).await;
+                    return Ok(Err(Refusal::InvalidState { what: format!("job {id} is {}", job.status) }));
                 }
                 let reservation_id = job.reservation_id.ok_or_else(|| anyhow::anyhow!("running job {id} holds nothing"))?;
                 let reservation =
@@ -515,7 +515,7 @@ impl Ledger {
                     // failed then, whether or not the worker has released it yet; not paid.
                     crate::service::reservations::release_lapsed(txn, &[found.consumer_account_id], now).await?;
                     let what = format!("job {id} is failed: it passed its deadline {}", reservation.deadline.to_rfc3339());
-                    return keyed.refuse(txn, Refusal::InvalidState { what }, now, ttl).await;
+                    return Ok(Err(Refusal::InvalidState { what }));
                 }
                 let mut done = job.clone();
                 match failure {
@@ -574,13 +574,10 @@ impl Ledger {
                 active.reset(market_job::Column::SettledAt);
                 active.update(txn).await?;
                 let names = external_ids(txn, done.provider_account_id).await?;
-                let stored = Stored::Done(view(&done, &names));
-                keyed.remember(txn, &stored, now, ttl).await?;
-                Ok(stored)
+                Ok(Ok(view(&done, &names)))
             })
         })
-        .await?;
-        stored.into_result()
+        .await
     }
 
     /// A workload's market rate now (from the providers' asks), the suggested bid, and the
