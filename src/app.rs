@@ -185,16 +185,56 @@ fn pool_size(url: &str) -> u32 {
     if crate::db::is_sqlite(url) { 8 } else { 16 }
 }
 
-/// Connects, migrates and binds; the returned application is ready to serve.
-pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> {
-    let db = crate::db::connect(&settings.database_url, pool_size(&settings.database_url)).await?;
+/// What opening the ledger takes from the configuration.
+struct LedgerSettings<'a> {
+    database_url: &'a str,
+    pool: u32,
+    program: Program,
+    idempotency_days: u32,
+    webhooks: Option<Arc<WebhookSender>>,
+    spend_lanes: Option<usize>,
+}
+
+/// The one way a process opens the ledger: connect, migrate, then the program and every ledger
+/// setting (idempotency retention, webhooks, spend lanes). `serve` opens it through `build`,
+/// `worker` and `jobs` through `ledger_from_config`, so no subcommand skips a setting.
+async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Ledger> {
+    let db = crate::db::connect(settings.database_url, settings.pool).await?;
     crate::db::migrate(&db).await?;
-    let mut ledger = Ledger::new(db.clone(), Arc::new(settings.program));
+    let mut ledger = Ledger::new(db, Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     ledger.webhooks = settings.webhooks;
     if let Some(lanes) = settings.spend_lanes {
         ledger.spends = Arc::new(crate::service::batch::SpendQueue::new(lanes));
     }
+    Ok(ledger)
+}
+
+/// The ledger of a process that serves no API (`worker`, `jobs`), with `pool` connections.
+pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<Ledger> {
+    open_ledger(LedgerSettings {
+        database_url: &config.database_url(),
+        pool,
+        program: Program::load(&config.program)?,
+        idempotency_days: config.idempotency_days,
+        webhooks: webhook_sender(config)?,
+        spend_lanes: config.spend_lanes,
+    })
+    .await
+}
+
+/// Connects, migrates and binds; the returned application is ready to serve.
+pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> {
+    let ledger = open_ledger(LedgerSettings {
+        database_url: &settings.database_url,
+        pool: pool_size(&settings.database_url),
+        program: settings.program,
+        idempotency_days: settings.idempotency_days,
+        webhooks: settings.webhooks,
+        spend_lanes: settings.spend_lanes,
+    })
+    .await?;
+    let db = ledger.db.clone();
     let feed = crate::feed::BalanceFeed::start(&db);
     let security = settings.security.clone();
     let watches =

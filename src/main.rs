@@ -102,10 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("stopped");
         }
         Command::Worker => {
-            let db = credits::db::connect(&config.database_url(), 8).await?;
-            credits::db::migrate(&db).await?;
-            let mut ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
-            ledger.webhooks = credits::app::webhook_sender(&config)?;
+            let ledger = credits::app::ledger_from_config(&config, 8).await?;
             let storage = credits::db::job_storage(&ledger.db);
             // No HTTP server here, so no /health: jobs falling behind and catching up show in
             // this log only (the watchdog in `workers::run`).
@@ -123,10 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", keys.issue(role, account.as_deref(), ttl.into())?);
         }
         Command::Jobs { run } => {
-            let db = credits::db::connect(&config.database_url(), 4).await?;
-            credits::db::migrate(&db).await?;
-            let mut ledger = credits::service::Ledger::new(db, std::sync::Arc::new(credits::program::Program::load(&config.program)?));
-            ledger.webhooks = credits::app::webhook_sender(&config)?;
+            let ledger = credits::app::ledger_from_config(&config, 4).await?;
             let now = chrono::Utc::now();
             if run {
                 for job in credits::service::jobs::Job::ALL {
