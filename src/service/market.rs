@@ -539,7 +539,7 @@ impl Ledger {
                             }
                             let account_id = match account_id {
                                 Some(id) => id,
-                                None => platform_account(txn, &program, &market_rules, now).await?.id,
+                                None => platform_account(txn, program, market_rules, now).await?.id,
                             };
                             let lot = lots::NewLot {
                                 account_id,

@@ -631,102 +631,19 @@ impl Ledger {
         };
         self.execute(command, now, |run| {
             Box::pin(async move {
-                let Run { txn, ledger, account: locked, command, now } = run;
-                let (program, key, sample) = (&ledger.program, &command.key, command.fields.clone());
-                let metering = metering(program)?;
-                let month = month_key(now);
-                let settlement = match sample {
+                let Run { txn, ledger, account, command, now } = run;
+                let settlement = match command.fields.clone() {
                     Sample::Storage { container, gb } => {
-                        let Some(mut found) = meters::container(txn, locked.id, &container).await? else {
-                            return Err(ServiceError::NotFound(format!("no container {container} on this account")));
-                        };
-                        // The old level counts up to now; the new one from now.
-                        let containers = meters::containers(txn, locked.id).await?;
-                        let mut meter = meters::meter(txn, locked.id, &month, now).await?;
-                        accrue_storage(quota_gb(program, locked), &containers, &mut meter, now)?;
-                        meters::save_meter(txn, meter).await?;
-                        found.storage_bytes = i64::try_from(pricing::gb_to_bytes(gb).expect("checked")).expect("bounded");
-                        found.updated_at = now;
-                        meters::save_container(txn, found).await?;
+                        record_storage(txn, &ledger.program, account, &container, gb, now).await?;
                         None
                     }
                     Sample::Traffic { container, bytes } => {
-                        let Some(mut found) = meters::container(txn, locked.id, &container).await? else {
-                            return Err(ServiceError::NotFound(format!("no container {container} on this account")));
-                        };
-                        let mut meter = meters::meter(txn, locked.id, &month, now).await?;
-                        if meter.traffic_month != month {
-                            meter.traffic_month = month.clone();
-                            meter.traffic_month_bytes = 0;
-                        }
-                        let free = metering.traffic().free_bytes_per_month;
-                        let before = u64::try_from(meter.traffic_month_bytes).unwrap_or(0);
-                        let after = before.saturating_add(bytes);
-                        let billable = after.saturating_sub(free) - before.saturating_sub(free);
-                        meter.traffic_month_bytes =
-                            i64::try_from(after).map_err(|_| ServiceError::bad_input("traffic this month is out of range"))?;
-                        meters::save_meter(txn, meter).await?;
-                        found.pending_traffic_bytes += i64::try_from(billable).expect("bounded by the sample");
-                        found.updated_at = now;
-                        meters::save_container(txn, found).await?;
+                        record_traffic(txn, metering(&ledger.program)?, account, &container, bytes, now).await?;
                         None
                     }
                     Sample::Ai { kind, container, model, tokens, .. } => {
-                        let container_id = match &container {
-                            Some(id) => Some(
-                                meters::container(txn, locked.id, id)
-                                    .await?
-                                    .ok_or_else(|| ServiceError::NotFound(format!("no container {id} on this account")))?
-                                    .id,
-                            ),
-                            None => None,
-                        };
-                        let (feature, priced_model, amount) = ledger.price_ai(kind, model.as_deref(), tokens)?;
-                        let mut meter = meters::meter(txn, locked.id, &month, now).await?;
-                        let free = program
-                            .free_trial
-                            .as_ref()
-                            .is_some_and(|t| t.is_free(&feature, u32::try_from(meter.ai_trial_uses).unwrap_or(u32::MAX)));
-                        let amount = if free {
-                            meter.ai_trial_uses += 1;
-                            meters::save_meter(txn, meter.clone()).await?;
-                            Credits::ZERO
-                        } else {
-                            amount
-                        };
-                        let quantity = tokens.map_or(Decimal::ONE, |t| Decimal::from(t.input + t.output + t.cache_write + t.cache_read));
-                        let line = Draft {
-                            container_id,
-                            container: container.clone(),
-                            resource: "ai",
-                            kind: Some(kind.as_str()),
-                            model: priced_model.clone(),
-                            quantity,
-                            unit: if tokens.is_some() { "token" } else { "use" },
-                            started_at: now,
-                            ended_at: now,
-                            amount,
-                        };
-                        let why = if free {
-                            format!(
-                                "{} (free trial use {} of {})",
-                                kind.as_str(),
-                                meter.ai_trial_uses,
-                                program.free_trial.as_ref().map_or(0, |t| t.uses)
-                            )
-                        } else {
-                            kind.as_str().to_string()
-                        };
-                        let args = SettleArgs {
-                            trigger: Trigger::Ai,
-                            scope: Scope::Lines(vec![line]),
-                            until: now,
-                            key: Some(key.as_str()),
-                            feature: &feature,
-                            model: priced_model.as_deref(),
-                            why,
-                        };
-                        settle(txn, program, locked, args, now).await?
+                        let ai = AiUse { kind, container, model, tokens };
+                        charge_ai(txn, ledger, account, ai, &command.key, now).await?
                     }
                 };
                 Ok(Ok(UsageReceipt { settlement }))
@@ -902,4 +819,126 @@ impl Ledger {
             .map(|l| Ok((l.id, line_view(l, &containers)?)))
             .collect()
     }
+}
+
+/// A storage sample: the old level counts up to now, the new one from now.
+async fn record_storage(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    locked: &account::Model,
+    container: &str,
+    gb: Decimal,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let month = month_key(now);
+    let Some(mut found) = meters::container(txn, locked.id, container).await? else {
+        return Err(ServiceError::NotFound(format!("no container {container} on this account")));
+    };
+    let containers = meters::containers(txn, locked.id).await?;
+    let mut meter = meters::meter(txn, locked.id, &month, now).await?;
+    accrue_storage(quota_gb(program, locked), &containers, &mut meter, now)?;
+    meters::save_meter(txn, meter).await?;
+    found.storage_bytes = i64::try_from(pricing::gb_to_bytes(gb).expect("checked")).expect("bounded");
+    found.updated_at = now;
+    meters::save_container(txn, found).await?;
+    Ok(())
+}
+
+/// A traffic sample: what passes the month's free bytes waits for the container's next settlement.
+async fn record_traffic(
+    txn: &DatabaseTransaction,
+    metering: &Metering,
+    locked: &account::Model,
+    container: &str,
+    bytes: u64,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let month = month_key(now);
+    let Some(mut found) = meters::container(txn, locked.id, container).await? else {
+        return Err(ServiceError::NotFound(format!("no container {container} on this account")));
+    };
+    let mut meter = meters::meter(txn, locked.id, &month, now).await?;
+    if meter.traffic_month != month {
+        meter.traffic_month = month.clone();
+        meter.traffic_month_bytes = 0;
+    }
+    let free = metering.traffic().free_bytes_per_month;
+    let before = u64::try_from(meter.traffic_month_bytes).unwrap_or(0);
+    let after = before.saturating_add(bytes);
+    let billable = after.saturating_sub(free) - before.saturating_sub(free);
+    meter.traffic_month_bytes = i64::try_from(after).map_err(|_| ServiceError::bad_input("traffic this month is out of range"))?;
+    meters::save_meter(txn, meter).await?;
+    found.pending_traffic_bytes += i64::try_from(billable).expect("bounded by the sample");
+    found.updated_at = now;
+    meters::save_container(txn, found).await?;
+    Ok(())
+}
+
+/// One AI use, as `Sample::Ai` carries it.
+struct AiUse {
+    kind: AiKind,
+    container: Option<String>,
+    model: Option<String>,
+    tokens: Option<TokenUsage>,
+}
+
+/// An AI use is priced and charged at once, free while the program's trial uses last.
+async fn charge_ai(
+    txn: &DatabaseTransaction,
+    ledger: &Ledger,
+    locked: &account::Model,
+    ai: AiUse,
+    key: &IdempotencyKey,
+    now: DateTime<Utc>,
+) -> Result<Option<SettlementView>, ServiceError> {
+    let AiUse { kind, container, model, tokens } = ai;
+    let program = &ledger.program;
+    let month = month_key(now);
+    let container_id = match &container {
+        Some(id) => Some(
+            meters::container(txn, locked.id, id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("no container {id} on this account")))?
+                .id,
+        ),
+        None => None,
+    };
+    let (feature, priced_model, amount) = ledger.price_ai(kind, model.as_deref(), tokens)?;
+    let mut meter = meters::meter(txn, locked.id, &month, now).await?;
+    let free = program.free_trial.as_ref().is_some_and(|t| t.is_free(&feature, u32::try_from(meter.ai_trial_uses).unwrap_or(u32::MAX)));
+    let amount = if free {
+        meter.ai_trial_uses += 1;
+        meters::save_meter(txn, meter.clone()).await?;
+        Credits::ZERO
+    } else {
+        amount
+    };
+    let quantity = tokens.map_or(Decimal::ONE, |t| Decimal::from(t.input + t.output + t.cache_write + t.cache_read));
+    let line = Draft {
+        container_id,
+        container: container.clone(),
+        resource: "ai",
+        kind: Some(kind.as_str()),
+        model: priced_model.clone(),
+        quantity,
+        unit: if tokens.is_some() { "token" } else { "use" },
+        started_at: now,
+        ended_at: now,
+        amount,
+    };
+    let why = if free {
+        format!("{} (free trial use {} of {})", kind.as_str(), meter.ai_trial_uses, program.free_trial.as_ref().map_or(0, |t| t.uses))
+    } else {
+        kind.as_str().to_string()
+    };
+    let args = SettleArgs {
+        trigger: Trigger::Ai,
+        scope: Scope::Lines(vec![line]),
+        until: now,
+        key: Some(key.as_str()),
+        feature: &feature,
+        model: priced_model.as_deref(),
+        why,
+    };
+    settle(txn, program, locked, args, now).await
 }
