@@ -373,83 +373,22 @@ impl Ledger {
                     .await?
                     .map(|p| Credits::from_micros(p.bid_micros));
                 let average = rate_of(&offers).map(|r| r.average);
-                let deadline = now + market_rules.job_deadline;
+                let submission = Submission {
+                    program,
+                    consumer: locked,
+                    workload: name,
+                    priority,
+                    key,
+                    deadline: now + market_rules.job_deadline,
+                    preference,
+                    average,
+                    now,
+                };
                 let mut jobs = Vec::new();
                 for (index, (input, bid)) in parsed.iter().enumerate() {
-                    // A consumer never buys from itself.
-                    let candidates: Vec<Offer> = offers.iter().filter(|o| o.provider_id != locked.id).cloned().collect();
-                    let available: u64 = candidates.iter().map(|o| u64::from(o.capacity.saturating_sub(o.running))).sum();
                     // The submission's jobs not matched yet are the demand waiting on this market.
                     let queued = (parsed.len() - index) as u64;
-                    let surge = rules::surge(queued, available);
-                    let mut job = market_job::ActiveModel {
-                        consumer_account_id: Set(locked.id),
-                        provider_account_id: Set(None),
-                        workload: Set(name.clone()),
-                        input: Set(input.clone()),
-                        priority: Set(priority),
-                        bid_micros: Set(bid.map(|b| b.micros())),
-                        budget_micros: Set(None),
-                        budget_source: Set(None),
-                        price_micros: Set(None),
-                        surge: Set(false),
-                        status: Set("rejected".into()),
-                        rejection_code: Set(None),
-                        reservation_id: Set(None),
-                        earnings_micros: Set(None),
-                        fee_micros: Set(None),
-                        idempotency_key: Set(format!("{}#{index}", key.as_str())),
-                        created_at: Set(now),
-                        deadline: Set(deadline),
-                        settled_at: Set(None),
-                        ..Default::default()
-                    };
-                    let Some((budget, source)) = rules::resolve_budget(*bid, preference, average, default_price(program, name)) else {
-                        job.rejection_code = Set(Some("NO_PROVIDER".into()));
-                        jobs.push(job.insert(txn).await?);
-                        continue;
-                    };
-                    job.budget_micros = Set(Some(budget.micros()));
-                    job.budget_source = Set(Some(budget_source(source).into()));
-                    // Nothing free at any price: busy, whatever the surge would make of the prices.
-                    let matched = if available == 0 && !candidates.is_empty() {
-                        Err(NoMatch::AllBusy)
-                    } else {
-                        rules::choose(&candidates, budget, surge)
-                    };
-                    let matched = match matched {
-                        Ok(found) => found,
-                        Err(no) => {
-                            job.rejection_code = Set(Some(
-                                match no {
-                                    NoMatch::NoProviders => "NO_PROVIDER",
-                                    NoMatch::AllBusy => "ALL_BUSY",
-                                    NoMatch::OverBudget { .. } => "BID_TOO_LOW",
-                                }
-                                .into(),
-                            ));
-                            jobs.push(job.insert(txn).await?);
-                            continue;
-                        }
-                    };
-                    let hold_key = format!("job:{}#{index}", key.as_str());
-                    let why = format!("{name} job held for provider {}", matched.provider_id);
-                    let request =
-                        HoldRequest { amount: matched.price, feature: name, model: None, reason: Some(&why), key: &hold_key, deadline };
-                    match hold(txn, program, locked, request, now).await? {
-                        Err(_short) => job.rejection_code = Set(Some("INSUFFICIENT_CREDITS".into())),
-                        Ok(held) => {
-                            job.status = Set("running".into());
-                            job.surge = Set(surge > Decimal::ONE);
-                            job.provider_account_id = Set(Some(matched.provider_id));
-                            job.price_micros = Set(Some(matched.price.micros()));
-                            job.reservation_id = Set(Some(held.reservation_id));
-                            if let Some(offer) = offers.iter_mut().find(|o| o.provider_id == matched.provider_id) {
-                                offer.running += 1;
-                            }
-                        }
-                    }
-                    jobs.push(job.insert(txn).await?);
+                    jobs.push(place_job(txn, &submission, &mut offers, index, queued, input, *bid).await?);
                 }
                 let names = external_ids(txn, jobs.iter().filter_map(|j| j.provider_account_id)).await?;
                 let views: Vec<JobView> = jobs.iter().map(|j| view(j, &names)).collect();
@@ -527,39 +466,7 @@ impl Ledger {
                         tracing::info!(job.id = id, reason = %reason, "job failed; its hold returned");
                     }
                     None => {
-                        let price = Credits::from_micros(reservation.amount_micros);
-                        settle_as(txn, &reservation, ReservationStatus::Captured, price, EntryKind::Transfer, Some(key.as_str()), now)
-                            .await?;
-                        let (earnings, fee) = rules::split_fee(price, market_rules.fee_rate);
-                        let provider_id = job.provider_account_id.ok_or_else(|| anyhow::anyhow!("running job {id} has no provider"))?;
-                        let why = format!("{} job {id}", job.workload);
-                        for (account_id, amount, what) in [(Some(provider_id), earnings, "earnings"), (None, fee, "platform fee")] {
-                            if amount.is_zero() {
-                                continue;
-                            }
-                            let account_id = match account_id {
-                                Some(id) => id,
-                                None => platform_account(txn, program, market_rules, now).await?.id,
-                            };
-                            let lot = lots::NewLot {
-                                account_id,
-                                class: LotClass::Paid,
-                                source: LotSource::ProviderEarnings,
-                                amount,
-                                granted_at: now,
-                                expires_at: None,
-                                origin_kind: Some("market_job"),
-                                origin_id: Some(id.to_string()),
-                            };
-                            let reason = format!("{what} of {why}");
-                            let meta = EntryMeta {
-                                idempotency_key: Some(key.as_str()),
-                                feature: Some(&job.workload),
-                                reason: Some(&reason),
-                                ..EntryMeta::now(operation, now)
-                            };
-                            posting::credit(txn, lot, meta).await?;
-                        }
+                        let (earnings, fee) = pay_for_job(txn, program, market_rules, &job, &reservation, key, now).await?;
                         done.status = "completed".into();
                         done.earnings_micros = Some(earnings.micros());
                         done.fee_micros = Some(fee.micros());
@@ -663,4 +570,146 @@ fn budget_source(source: BudgetSource) -> &'static str {
         BudgetSource::AverageRate => "average_rate",
         BudgetSource::DefaultPrice => "default_price",
     }
+}
+
+/// A completed job's pay: its held price is captured, and moves to the provider as earnings,
+/// less the platform's fee to the platform's account; (earnings, fee).
+async fn pay_for_job(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    market_rules: &Market,
+    job: &market_job::Model,
+    reservation: &crate::entity::reservation::Model,
+    key: &IdempotencyKey,
+    now: DateTime<Utc>,
+) -> Result<(Credits, Credits), ServiceError> {
+    let id = job.id;
+    let price = Credits::from_micros(reservation.amount_micros);
+    settle_as(txn, reservation, ReservationStatus::Captured, price, EntryKind::Transfer, Some(key.as_str()), now).await?;
+    let (earnings, fee) = rules::split_fee(price, market_rules.fee_rate);
+    let provider_id = job.provider_account_id.ok_or_else(|| anyhow::anyhow!("running job {id} has no provider"))?;
+    let why = format!("{} job {id}", job.workload);
+    for (account_id, amount, what) in [(Some(provider_id), earnings, "earnings"), (None, fee, "platform fee")] {
+        if amount.is_zero() {
+            continue;
+        }
+        let account_id = match account_id {
+            Some(id) => id,
+            None => platform_account(txn, program, market_rules, now).await?.id,
+        };
+        let lot = lots::NewLot {
+            account_id,
+            class: LotClass::Paid,
+            source: LotSource::ProviderEarnings,
+            amount,
+            granted_at: now,
+            expires_at: None,
+            origin_kind: Some("market_job"),
+            origin_id: Some(id.to_string()),
+        };
+        let reason = format!("{what} of {why}");
+        let meta = EntryMeta {
+            idempotency_key: Some(key.as_str()),
+            feature: Some(&job.workload),
+            reason: Some(&reason),
+            ..EntryMeta::now("complete_job", now)
+        };
+        posting::credit(txn, lot, meta).await?;
+    }
+    Ok((earnings, fee))
+}
+
+/// What every job of one submission shares.
+struct Submission<'a> {
+    program: &'a Program,
+    consumer: &'a account::Model,
+    workload: &'a str,
+    priority: i32,
+    key: &'a IdempotencyKey,
+    deadline: DateTime<Utc>,
+    /// The consumer's standing bid for this workload, if any.
+    preference: Option<Credits>,
+    /// The market's average ask now, if anyone asks.
+    average: Option<Credits>,
+    now: DateTime<Utc>,
+}
+
+/// One job of a submission: its budget, its provider (never the consumer itself) and the hold
+/// of its price, or the reason it was rejected; written either way. `queued` is the submission's
+/// jobs not matched yet, the demand that sets the surge.
+async fn place_job(
+    txn: &DatabaseTransaction,
+    s: &Submission<'_>,
+    offers: &mut [Offer],
+    index: usize,
+    queued: u64,
+    input: &str,
+    bid: Option<Credits>,
+) -> Result<market_job::Model, ServiceError> {
+    // A consumer never buys from itself.
+    let candidates: Vec<Offer> = offers.iter().filter(|o| o.provider_id != s.consumer.id).cloned().collect();
+    let available: u64 = candidates.iter().map(|o| u64::from(o.capacity.saturating_sub(o.running))).sum();
+    let surge = rules::surge(queued, available);
+    let mut job = market_job::ActiveModel {
+        consumer_account_id: Set(s.consumer.id),
+        provider_account_id: Set(None),
+        workload: Set(s.workload.to_string()),
+        input: Set(input.to_string()),
+        priority: Set(s.priority),
+        bid_micros: Set(bid.map(|b| b.micros())),
+        budget_micros: Set(None),
+        budget_source: Set(None),
+        price_micros: Set(None),
+        surge: Set(false),
+        status: Set("rejected".into()),
+        rejection_code: Set(None),
+        reservation_id: Set(None),
+        earnings_micros: Set(None),
+        fee_micros: Set(None),
+        idempotency_key: Set(format!("{}#{index}", s.key.as_str())),
+        created_at: Set(s.now),
+        deadline: Set(s.deadline),
+        settled_at: Set(None),
+        ..Default::default()
+    };
+    let Some((budget, source)) = rules::resolve_budget(bid, s.preference, s.average, default_price(s.program, s.workload)) else {
+        job.rejection_code = Set(Some("NO_PROVIDER".into()));
+        return Ok(job.insert(txn).await?);
+    };
+    job.budget_micros = Set(Some(budget.micros()));
+    job.budget_source = Set(Some(budget_source(source).into()));
+    // Nothing free at any price: busy, whatever the surge would make of the prices.
+    let matched = if available == 0 && !candidates.is_empty() { Err(NoMatch::AllBusy) } else { rules::choose(&candidates, budget, surge) };
+    let matched = match matched {
+        Ok(found) => found,
+        Err(no) => {
+            job.rejection_code = Set(Some(
+                match no {
+                    NoMatch::NoProviders => "NO_PROVIDER",
+                    NoMatch::AllBusy => "ALL_BUSY",
+                    NoMatch::OverBudget { .. } => "BID_TOO_LOW",
+                }
+                .into(),
+            ));
+            return Ok(job.insert(txn).await?);
+        }
+    };
+    let hold_key = format!("job:{}#{index}", s.key.as_str());
+    let why = format!("{} job held for provider {}", s.workload, matched.provider_id);
+    let request =
+        HoldRequest { amount: matched.price, feature: s.workload, model: None, reason: Some(&why), key: &hold_key, deadline: s.deadline };
+    match hold(txn, s.program, s.consumer, request, s.now).await? {
+        Err(_short) => job.rejection_code = Set(Some("INSUFFICIENT_CREDITS".into())),
+        Ok(held) => {
+            job.status = Set("running".into());
+            job.surge = Set(surge > Decimal::ONE);
+            job.provider_account_id = Set(Some(matched.provider_id));
+            job.price_micros = Set(Some(matched.price.micros()));
+            job.reservation_id = Set(Some(held.reservation_id));
+            if let Some(offer) = offers.iter_mut().find(|o| o.provider_id == matched.provider_id) {
+                offer.running += 1;
+            }
+        }
+    }
+    Ok(job.insert(txn).await?)
 }
