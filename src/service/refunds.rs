@@ -3,9 +3,11 @@
 //! revoke entries on the promotional lots tied to it), and the payment system hears of it
 //! through the outbox, in the same transaction.
 
+use crate::entity::{journal_line, purchase, reservation};
 use crate::ledger::refund::{RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::ReservationStatus;
-use crate::ledger::{Credits, Lot, allocate, balance};
+use crate::ledger::{Credits, Lot, Take, allocate, balance};
+use crate::program::Refunds;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
 use crate::service::keyed::Refusal;
@@ -77,16 +79,10 @@ impl Ledger {
                 let (program, key, why, account) = (&ledger.program, &command.key, &command.fields, &command.account);
                 let purchase =
                     store::purchases::by_id(txn, purchase_id).await?.ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} vanished"))?;
-                let (Some(paid_at), Some(lot_id), "paid") = (purchase.paid_at, purchase.lot_id, purchase.status.as_str()) else {
-                    return Ok(Err(Refusal::Refund(RefundRefusal::NotPaid)));
+                let lot_id = match refundable(&purchase, &terms, requester, now) {
+                    Ok(lot_id) => lot_id,
+                    Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
                 };
-                let window = match requester {
-                    Requester::User => terms.window,
-                    Requester::Operator => terms.operator_window,
-                };
-                if window.expires_at(paid_at).is_some_and(|closes| now >= closes) {
-                    return Ok(Err(Refusal::Refund(RefundRefusal::WindowClosed)));
-                }
                 // Lapsed holds are released first: a refund sees the credits a read shows.
                 release_lapsed(txn, &[locked.id], now).await?;
                 let rules = read_lots(txn, locked.id, &[]).await?;
@@ -131,70 +127,14 @@ impl Ledger {
                 };
                 let revoke_reason = format!("promotional credits of refunded purchase {purchase_id}");
                 let revoke_meta = EntryMeta { reason: Some(&revoke_reason), ..meta };
-                // Holds holding bonus credits shrink by them: each such hold gives all its parts
-                // back, then holds again what was not bonus (a new hold entry), so a hold and its
-                // entry keep agreeing; the bonus parts are revoked with the rest below.
-                for hold in &holds {
-                    let parts: Vec<(i64, Credits)> = hold_lines
-                        .iter()
-                        .filter(|l| l.entry_id == hold.hold_entry_id)
-                        .map(|l| (l.lot_id, Credits::from_micros(-l.delta_micros)))
-                        .collect();
-                    if !parts.iter().any(|(lot, _)| bonus_ids.contains(lot)) {
-                        continue;
-                    }
-                    let ids: Vec<i64> = parts.iter().map(|(lot, _)| *lot).collect();
-                    let before = read_lots(txn, locked.id, &ids).await?;
-                    let returns: Vec<(&Lot, Credits)> = parts.iter().map(|(id, a)| (lot_of(&before, *id), *a)).collect();
-                    let why = format!("reservation {} shrinks: {revoke_reason}", hold.id);
-                    posting::restore(txn, locked.id, &returns, EntryMeta { reason: Some(&why), ..meta }).await?;
-                    let kept: Vec<(i64, Credits)> = parts.iter().filter(|(lot, _)| !bonus_ids.contains(lot)).copied().collect();
-                    let kept_micros: i64 = kept.iter().map(|(_, a)| a.micros()).sum();
-                    if kept.is_empty() {
-                        // Nothing but bonus was held: the hold ends, released to be revoked.
-                        reservations::settle(txn, hold.id, ReservationStatus::Released, None, now).await?;
-                        continue;
-                    }
-                    let after = read_lots(txn, locked.id, &ids).await?;
-                    let holds_again: Vec<(&Lot, Credits)> = kept.iter().map(|(id, a)| (lot_of(&after, *id), *a)).collect();
-                    let hold_meta = EntryMeta { reason: Some(&why), ..EntryMeta::now("reserve", now) };
-                    let entry = posting::debit(txn, locked.id, EntryKind::Hold, &holds_again, hold_meta).await?;
-                    reservations::shrink(txn, hold.id, entry.id, kept_micros).await?;
-                }
+                shrink_holds_of(txn, locked.id, &holds, &hold_lines, &bonus_ids, meta, &revoke_reason, now).await?;
                 let rules = read_lots(txn, locked.id, &[]).await?;
                 if !taken.unused_after.is_zero() {
                     posting::debit(txn, locked.id, EntryKind::Refund, &[(lot_of(&rules, lot_id), taken.unused_after)], meta).await?;
                 }
-                let rules = read_lots(txn, locked.id, &[]).await?;
-                let mut revocable: Vec<(&Lot, Credits)> = Vec::new();
-                if !taken.from_unused.is_zero() {
-                    revocable.push((lot_of(&rules, lot_id), taken.from_unused));
-                }
-                revocable.extend(from_others.iter().map(|t| (lot_of(&rules, t.lot_id), t.amount)));
-                revocable.extend(rules.iter().filter(|l| bonus_ids.contains(&l.id) && l.is_spendable(now)).map(|l| (l, l.remaining)));
-                // The held bonus parts went back to their lots above, so this is all of it.
-                let revoked = revocable
-                    .iter()
-                    .map(|(_, amount)| *amount)
-                    .try_fold(Credits::ZERO, Credits::checked_add)
-                    .ok_or_else(|| anyhow::anyhow!("sums fit"))?;
-                if !revocable.is_empty() {
-                    posting::debit(txn, locked.id, EntryKind::Revoke, &revocable, revoke_meta).await?;
-                }
+                let revoked = revoke(txn, locked.id, lot_id, &bonus_ids, taken.from_unused, &from_others, revoke_meta, now).await?;
                 let currency = purchase.currency.clone();
-                let mut refunded = purchase.into_active_model();
-                refunded.status = Set("refunded".to_string());
-                refunded.refunded_minor = Set(Some(refunded_minor));
-                refunded.refunded_at = Set(Some(now));
-                let refunded = refunded.update(txn).await?;
-                let event = serde_json::json!({
-                    "purchaseId": refunded.id,
-                    "accountId": account.as_str(),
-                    "paymentReference": refunded.payment_reference,
-                    "amountMinor": refunded_minor,
-                    "currency": currency,
-                });
-                store::outbox::publish(txn, "purchase.refunded", Some(locked.id), &event, now).await?;
+                let refunded = mark_refunded(txn, purchase, account, locked.id, refunded_minor, now).await?;
                 tracing::info!(account.id = locked.id, purchase.id = refunded.id, amount.minor = refunded_minor, "purchase refunded");
                 let credits = taken.unused_after;
                 Ok(Ok(RefundReceipt { purchase_id: refunded.id, refunded_minor, currency, credits, revoked }))
@@ -202,6 +142,122 @@ impl Ledger {
         })
         .await
     }
+}
+
+/// The purchase's paid lot, if it may be refunded now by `requester`; else why not.
+fn refundable(purchase: &purchase::Model, terms: &Refunds, requester: Requester, now: DateTime<Utc>) -> Result<i64, RefundRefusal> {
+    let (Some(paid_at), Some(lot_id), "paid") = (purchase.paid_at, purchase.lot_id, purchase.status.as_str()) else {
+        return Err(RefundRefusal::NotPaid);
+    };
+    let window = match requester {
+        Requester::User => terms.window,
+        Requester::Operator => terms.operator_window,
+    };
+    if window.expires_at(paid_at).is_some_and(|closes| now >= closes) {
+        return Err(RefundRefusal::WindowClosed);
+    }
+    Ok(lot_id)
+}
+
+/// Holds holding bonus credits shrink by them: each such hold gives all its parts back, then
+/// holds again what was not bonus (a new hold entry), so a hold and its entry keep agreeing; the
+/// bonus parts are revoked with the rest afterwards.
+#[allow(clippy::too_many_arguments)]
+async fn shrink_holds_of(
+    txn: &DatabaseTransaction,
+    account_id: i64,
+    holds: &[reservation::Model],
+    hold_lines: &[journal_line::Model],
+    bonus_ids: &[i64],
+    meta: EntryMeta<'_>,
+    revoke_reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    for hold in holds {
+        let parts: Vec<(i64, Credits)> = hold_lines
+            .iter()
+            .filter(|l| l.entry_id == hold.hold_entry_id)
+            .map(|l| (l.lot_id, Credits::from_micros(-l.delta_micros)))
+            .collect();
+        if !parts.iter().any(|(lot, _)| bonus_ids.contains(lot)) {
+            continue;
+        }
+        let ids: Vec<i64> = parts.iter().map(|(lot, _)| *lot).collect();
+        let before = read_lots(txn, account_id, &ids).await?;
+        let returns: Vec<(&Lot, Credits)> = parts.iter().map(|(id, a)| (lot_of(&before, *id), *a)).collect();
+        let why = format!("reservation {} shrinks: {revoke_reason}", hold.id);
+        posting::restore(txn, account_id, &returns, EntryMeta { reason: Some(&why), ..meta }).await?;
+        let kept: Vec<(i64, Credits)> = parts.iter().filter(|(lot, _)| !bonus_ids.contains(lot)).copied().collect();
+        let kept_micros: i64 = kept.iter().map(|(_, a)| a.micros()).sum();
+        if kept.is_empty() {
+            // Nothing but bonus was held: the hold ends, released to be revoked.
+            reservations::settle(txn, hold.id, ReservationStatus::Released, None, now).await?;
+            continue;
+        }
+        let after = read_lots(txn, account_id, &ids).await?;
+        let holds_again: Vec<(&Lot, Credits)> = kept.iter().map(|(id, a)| (lot_of(&after, *id), *a)).collect();
+        let hold_meta = EntryMeta { reason: Some(&why), ..EntryMeta::now("reserve", now) };
+        let entry = posting::debit(txn, account_id, EntryKind::Hold, &holds_again, hold_meta).await?;
+        reservations::shrink(txn, hold.id, entry.id, kept_micros).await?;
+    }
+    Ok(())
+}
+
+/// Revokes the bonus whole: what the purchase's unused credits make up of the spent bonus, what
+/// the account's other credits make up of the rest, and what remains of the bonus lots; how much.
+#[allow(clippy::too_many_arguments)]
+async fn revoke(
+    txn: &DatabaseTransaction,
+    account_id: i64,
+    paid_lot: i64,
+    bonus_ids: &[i64],
+    from_unused: Credits,
+    from_others: &[Take],
+    meta: EntryMeta<'_>,
+    now: DateTime<Utc>,
+) -> Result<Credits, ServiceError> {
+    let rules = read_lots(txn, account_id, &[]).await?;
+    let mut revocable: Vec<(&Lot, Credits)> = Vec::new();
+    if !from_unused.is_zero() {
+        revocable.push((lot_of(&rules, paid_lot), from_unused));
+    }
+    revocable.extend(from_others.iter().map(|t| (lot_of(&rules, t.lot_id), t.amount)));
+    revocable.extend(rules.iter().filter(|l| bonus_ids.contains(&l.id) && l.is_spendable(now)).map(|l| (l, l.remaining)));
+    // The held bonus parts went back to their lots above, so this is all of it.
+    let revoked = revocable
+        .iter()
+        .map(|(_, amount)| *amount)
+        .try_fold(Credits::ZERO, Credits::checked_add)
+        .ok_or_else(|| anyhow::anyhow!("sums fit"))?;
+    if !revocable.is_empty() {
+        posting::debit(txn, account_id, EntryKind::Revoke, &revocable, meta).await?;
+    }
+    Ok(revoked)
+}
+
+/// Marks the purchase refunded and tells the product (`purchase.refunded`, in the outbox).
+async fn mark_refunded(
+    txn: &DatabaseTransaction,
+    purchase: purchase::Model,
+    account: &ExternalId,
+    account_id: i64,
+    refunded_minor: i64,
+    now: DateTime<Utc>,
+) -> Result<purchase::Model, ServiceError> {
+    let mut refunded = purchase.into_active_model();
+    refunded.status = Set("refunded".to_string());
+    refunded.refunded_minor = Set(Some(refunded_minor));
+    refunded.refunded_at = Set(Some(now));
+    let refunded = refunded.update(txn).await?;
+    let event = serde_json::json!({
+        "purchaseId": refunded.id,
+        "accountId": account.as_str(),
+        "paymentReference": refunded.payment_reference,
+        "amountMinor": refunded_minor,
+        "currency": refunded.currency,
+    });
+    store::outbox::publish(txn, "purchase.refunded", Some(account_id), &event, now).await?;
+    Ok(refunded)
 }
 
 /// The account's open lots as rules, plus these lots whatever their state (a hold's lots that
