@@ -6,9 +6,10 @@
 //! the HTTP endpoint); the app's claim then redeems that verified reward, once.
 
 use crate::ads::VerifiedReward;
+use crate::entity::account;
 use crate::ledger::time::day_of;
 use crate::ledger::{LotClass, LotSource, balance};
-use crate::program::AdMode;
+use crate::program::{AdMode, Program};
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::Refusal;
@@ -17,6 +18,7 @@ use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, daily_free};
 use crate::store::{self, idempotency::request_hash, is_unique_violation, lots};
 use chrono::{DateTime, Duration, Utc};
+use sea_orm::DatabaseTransaction;
 
 const KIND: &str = "ad_reward";
 /// The network's name in stored rewards: the one verifier shipped signs with HMAC-SHA256.
@@ -74,15 +76,7 @@ impl Ledger {
             Box::pin(async move {
                 let Run { txn, ledger, account, command, now } = run;
                 let (rule, transaction_id) = &command.fields;
-                let plan = ledger.program.plan(&account.plan);
-                if plan.is_none_or(|p| p.paid) {
-                    return Ok(Err(Refusal::NotEligible { why: "ad rewards are for free-plan accounts".into() }));
-                }
-                let open = lots::open_for_account(txn, account.id).await?;
-                let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-                let virtual_free = daily_free::virtual_lot(txn, &ledger.program, account, now).await?;
-                if !balance(&rules, now).is_zero() || virtual_free.is_some() {
-                    let why = "the day's free credits and all other credits must be used up first".into();
+                if let Some(why) = not_eligible(txn, &ledger.program, account, now).await? {
                     return Ok(Err(Refusal::NotEligible { why }));
                 }
                 let day = day_of(now);
@@ -125,4 +119,24 @@ impl Ledger {
         })
         .await
     }
+}
+
+/// Why `account` may not earn an ad reward now, if it may not: only a free-plan account that has
+/// used up the day's free credits and has nothing else left may.
+async fn not_eligible(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    account: &account::Model,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, ServiceError> {
+    if program.plan(&account.plan).is_none_or(|p| p.paid) {
+        return Ok(Some("ad rewards are for free-plan accounts".into()));
+    }
+    let open = lots::open_for_account(txn, account.id).await?;
+    let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+    let virtual_free = daily_free::virtual_lot(txn, program, account, now).await?;
+    if !balance(&rules, now).is_zero() || virtual_free.is_some() {
+        return Ok(Some("the day's free credits and all other credits must be used up first".into()));
+    }
+    Ok(None)
 }

@@ -3,13 +3,14 @@
 
 use crate::entity::purchase;
 use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
+use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
+use sea_orm::{ActiveModelTrait, DatabaseTransaction, IntoActiveModel, Set};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,7 +128,7 @@ impl Ledger {
             )));
         }
 
-        let (validity, bonus, program) = (self.program.purchased_validity, self.program.first_purchase_bonus, self.program.clone());
+        let (validity, program) = (self.program.purchased_validity, self.program.clone());
         let reference = payment_reference.to_string();
         tx::write(&self.db, |txn| {
             let (reference, program) = (reference.clone(), program.clone());
@@ -174,30 +175,9 @@ impl Ledger {
                 let (lot, _) = posting::credit(txn, lot, meta).await?;
                 // A purchase starts a new cycle of the low-credit warning.
                 crate::service::notices::rearm_low_credits(txn, account.id).await?;
-                let first_purchase = store::purchases::count_paid(txn, account.id).await? == 0;
-                if first_purchase {
+                if store::purchases::count_paid(txn, account.id).await? == 0 {
                     crate::service::referrals::on_first_purchase(txn, &program, &pending, now).await?;
-                }
-                if let Some(bonus) = bonus
-                    && first_purchase
-                {
-                    let percent = bonus.percent / rust_decimal::Decimal::ONE_HUNDRED;
-                    let amount =
-                        Credits::charge(credits.to_decimal(), percent).map_err(|e| anyhow::anyhow!("first-purchase bonus: {e}"))?;
-                    if !amount.is_zero() {
-                        let bonus_lot = lots::NewLot {
-                            account_id: account.id,
-                            class: LotClass::Promotional,
-                            source: LotSource::FirstPurchaseBonus,
-                            amount,
-                            granted_at: now,
-                            expires_at: bonus.validity.expires_at(now),
-                            origin_kind: Some(BONUS_ORIGIN),
-                            origin_id: Some(pending.id.to_string()),
-                        };
-                        let meta = EntryMeta { reason: Some("first-purchase bonus"), ..EntryMeta::now("first_purchase_bonus", now) };
-                        posting::credit(txn, bonus_lot, meta).await?;
-                    }
+                    grant_first_purchase_bonus(txn, &program, &pending, credits, now).await?;
                 }
                 let mut paid = pending.into_active_model();
                 paid.status = Set("paid".to_string());
@@ -211,4 +191,36 @@ impl Ledger {
         })
         .await
     }
+}
+
+/// The program's first-purchase bonus, if it has one: a promotional lot of its percent of the
+/// credits bought, tied to the purchase (a refund takes it back whole).
+async fn grant_first_purchase_bonus(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    purchase: &purchase::Model,
+    credits: Credits,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let Some(bonus) = program.first_purchase_bonus else {
+        return Ok(());
+    };
+    let percent = bonus.percent / rust_decimal::Decimal::ONE_HUNDRED;
+    let amount = Credits::charge(credits.to_decimal(), percent).map_err(|e| anyhow::anyhow!("first-purchase bonus: {e}"))?;
+    if amount.is_zero() {
+        return Ok(());
+    }
+    let bonus_lot = lots::NewLot {
+        account_id: purchase.account_id,
+        class: LotClass::Promotional,
+        source: LotSource::FirstPurchaseBonus,
+        amount,
+        granted_at: now,
+        expires_at: bonus.validity.expires_at(now),
+        origin_kind: Some(BONUS_ORIGIN),
+        origin_id: Some(purchase.id.to_string()),
+    };
+    let meta = EntryMeta { reason: Some("first-purchase bonus"), ..EntryMeta::now("first_purchase_bonus", now) };
+    posting::credit(txn, bonus_lot, meta).await?;
+    Ok(())
 }
