@@ -12,10 +12,10 @@
 //! hold storage become inactive.
 
 use crate::entity::{account, container, meter, usage_line};
-use crate::ledger::Credits;
 use crate::ledger::metering::{Collection, Trigger, collect, day_segments, line_day, whole_seconds};
 use crate::ledger::pricing::{self, Metering, StorageInterval, TokenUsage};
 use crate::ledger::time::month_key;
+use crate::ledger::{Credits, Lot, Take};
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
@@ -299,54 +299,23 @@ async fn settle(
     let metering = metering(program)?;
     let mut containers = meters::containers(txn, account.id).await?;
     let mut meter = meters::meter(txn, account.id, &month_key(now), now).await?;
-    let mut lines = Vec::new();
-    let mut touched: Vec<i64> = Vec::new();
     // The container a stop stops anyway: not one that overuse stops.
     let own = match &args.scope {
         Scope::Container(id) => Some(id.to_string()),
         _ => None,
     };
-    match args.scope {
-        Scope::Lines(priced) => lines = priced,
+    let (mut lines, mut touched) = match args.scope {
+        Scope::Lines(priced) => (priced, Vec::new()),
         scope => {
             accrue_storage(quota_gb(program, account), &containers, &mut meter, args.until)?;
-            for container in &mut containers {
-                let in_scope = match scope {
-                    Scope::All => true,
-                    Scope::Container(id) => container.external_id == id,
-                    _ => false,
-                };
-                if in_scope {
-                    lines.extend(time_lines(metering, container, args.until)?);
-                    lines.extend(traffic_line(metering, container, args.until)?);
-                    touched.push(container.id);
-                }
-            }
-            lines.extend(storage_line(metering, &mut meter, args.until)?);
+            accrued_lines(metering, &scope, &mut containers, &mut meter, args.until)?
         }
-    }
+    };
     if lines.is_empty() {
         save(txn, &containers, &touched, meter).await?;
         return Ok(None);
     }
-    let total = sum(&lines);
-    let (collection, takes) = if total.is_zero() {
-        // A free use (a trial) is recorded, and nothing is taken.
-        (Collection { charged: Credits::ZERO, uncollected: Credits::ZERO }, None)
-    } else {
-        match take_in_order(txn, program, account, total, now).await? {
-            Ok(found) => (Collection { charged: total, uncollected: Credits::ZERO }, Some(found)),
-            Err(short) => {
-                let collection = collect(total, short.available);
-                let takes = if collection.charged.is_zero() {
-                    None
-                } else {
-                    Some(take_in_order(txn, program, account, collection.charged, now).await?.expect("what is available can be taken"))
-                };
-                (collection, takes)
-            }
-        }
-    };
+    let (collection, takes) = take_what_is_available(txn, program, account, sum(&lines), now).await?;
     let mut uncollected = collection.uncollected;
     let mut stopped = Vec::new();
     if !uncollected.is_zero() {
@@ -395,37 +364,10 @@ async fn settle(
         },
     )
     .await?;
-    let rows = lines
-        .iter()
-        .map(|l| usage_line::ActiveModel {
-            settlement_id: Set(settlement.id),
-            account_id: Set(account.id),
-            container_id: Set(l.container_id),
-            resource: Set(l.resource.to_string()),
-            kind: Set(l.kind.map(str::to_string)),
-            model: Set(l.model.clone()),
-            quantity: Set(l.quantity.to_string()),
-            unit: Set(l.unit.to_string()),
-            started_at: Set(l.started_at),
-            ended_at: Set(l.ended_at),
-            day: Set(line_day(l.started_at, l.ended_at).to_string()),
-            amount_micros: Set(l.amount.micros()),
-            ..Default::default()
-        })
-        .collect();
-    meters::insert_lines(txn, rows).await?;
+    meters::insert_lines(txn, usage_rows(settlement.id, account.id, &lines)).await?;
     save(txn, &containers, &touched, meter).await?;
     if !stopped.is_empty() || !uncollected.is_zero() {
-        meters::stop_all(txn, account.id, now).await?;
-        let command = serde_json::json!({
-            "command": "stop_all_containers",
-            "account": account.external_id,
-            "settlement": settlement.id,
-            "uncollected": uncollected.to_string(),
-            "containers": stopped,
-        });
-        store::outbox::publish(txn, "containers.stop_all", Some(account.id), &command, now).await?;
-        tracing::warn!(account.id = account.id, uncollected.credits = %uncollected, "overuse: containers stopped");
+        stop_all_for_overuse(txn, account, settlement.id, uncollected, &stopped, now).await?;
     }
     crate::service::notices::check_low_credits(txn, program, account.id, now).await?;
     tracing::info!(account.id = account.id, trigger = args.trigger.as_str(), total.credits = %total, charged.credits = %collection.charged, "usage settled");
@@ -819,6 +761,103 @@ impl Ledger {
             .map(|l| Ok((l.id, line_view(l, &containers)?)))
             .collect()
     }
+}
+
+/// The lines of the containers in `scope` (their time and traffic, which they are `touched` by)
+/// and the account's storage, up to `until`.
+fn accrued_lines(
+    metering: &Metering,
+    scope: &Scope<'_>,
+    containers: &mut [container::Model],
+    meter: &mut meter::Model,
+    until: DateTime<Utc>,
+) -> Result<(Vec<Draft>, Vec<i64>), ServiceError> {
+    let (mut lines, mut touched) = (Vec::new(), Vec::new());
+    for container in containers.iter_mut() {
+        let in_scope = match scope {
+            Scope::All => true,
+            Scope::Container(id) => container.external_id == *id,
+            _ => false,
+        };
+        if in_scope {
+            lines.extend(time_lines(metering, container, until)?);
+            lines.extend(traffic_line(metering, container, until)?);
+            touched.push(container.id);
+        }
+    }
+    lines.extend(storage_line(metering, meter, until)?);
+    Ok((lines, touched))
+}
+
+/// What a settlement of `total` collects: all of it, or what the account has (the rest is
+/// uncollected), with the takes that pay it; a free total takes nothing.
+async fn take_what_is_available(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    account: &account::Model,
+    total: Credits,
+    now: DateTime<Utc>,
+) -> Result<(Collection, Option<(Vec<Lot>, Vec<Take>)>), ServiceError> {
+    if total.is_zero() {
+        // A free use (a trial) is recorded, and nothing is taken.
+        return Ok((Collection { charged: Credits::ZERO, uncollected: Credits::ZERO }, None));
+    }
+    match take_in_order(txn, program, account, total, now).await? {
+        Ok(found) => Ok((Collection { charged: total, uncollected: Credits::ZERO }, Some(found))),
+        Err(short) => {
+            let collection = collect(total, short.available);
+            let takes = if collection.charged.is_zero() {
+                None
+            } else {
+                Some(take_in_order(txn, program, account, collection.charged, now).await?.expect("what is available can be taken"))
+            };
+            Ok((collection, takes))
+        }
+    }
+}
+
+/// A settlement's lines as rows.
+fn usage_rows(settlement_id: i64, account_id: i64, lines: &[Draft]) -> Vec<usage_line::ActiveModel> {
+    lines
+        .iter()
+        .map(|l| usage_line::ActiveModel {
+            settlement_id: Set(settlement_id),
+            account_id: Set(account_id),
+            container_id: Set(l.container_id),
+            resource: Set(l.resource.to_string()),
+            kind: Set(l.kind.map(str::to_string)),
+            model: Set(l.model.clone()),
+            quantity: Set(l.quantity.to_string()),
+            unit: Set(l.unit.to_string()),
+            started_at: Set(l.started_at),
+            ended_at: Set(l.ended_at),
+            day: Set(line_day(l.started_at, l.ended_at).to_string()),
+            amount_micros: Set(l.amount.micros()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// Overuse: every running container of the account stops, and the product is told to stop them.
+async fn stop_all_for_overuse(
+    txn: &DatabaseTransaction,
+    account: &account::Model,
+    settlement_id: i64,
+    uncollected: Credits,
+    stopped: &[String],
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    meters::stop_all(txn, account.id, now).await?;
+    let command = serde_json::json!({
+        "command": "stop_all_containers",
+        "account": account.external_id,
+        "settlement": settlement_id,
+        "uncollected": uncollected.to_string(),
+        "containers": stopped,
+    });
+    store::outbox::publish(txn, "containers.stop_all", Some(account.id), &command, now).await?;
+    tracing::warn!(account.id = account.id, uncollected.credits = %uncollected, "overuse: containers stopped");
+    Ok(())
 }
 
 /// A storage sample: the old level counts up to now, the new one from now.
