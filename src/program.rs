@@ -405,225 +405,7 @@ impl Program {
     pub fn parse(origin: &str, text: &str) -> Result<Program, ProgramError> {
         let invalid = |message: String| ProgramError::Invalid { name: origin.to_string(), message };
         let file: ProgramFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        let credits = |what: &str, value: Decimal| Credits::parse_positive(value).map_err(|e| invalid(format!("{what}: {e}")));
-        if file.currency.len() != 3 || !file.currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(invalid(format!("currency {:?} is not an ISO 4217 code", file.currency)));
-        }
-        if file.credit_price_minor <= Decimal::ZERO {
-            return Err(invalid("credit_price_minor must be positive".into()));
-        }
-        let consumption_order = ConsumptionOrder::new(file.consumption_order).map_err(invalid)?;
-        if file.plans.is_empty() || !file.plans.iter().any(|p| p.code == file.default_plan) {
-            return Err(invalid(format!("default_plan {:?} is not one of the plans", file.default_plan)));
-        }
-        let mut packages = Vec::new();
-        for p in file.packages {
-            if p.price_minor <= 0 {
-                return Err(invalid(format!("package {} has no price", p.code)));
-            }
-            if packages.iter().any(|q: &Package| q.code == p.code) {
-                return Err(invalid(format!("package {} is listed twice", p.code)));
-            }
-            packages.push(Package { credits: credits(&p.code, p.credits)?, code: p.code, name: p.name, price_minor: p.price_minor });
-        }
-        let grant = |what: &str, g: Option<GrantFile>| match g {
-            Some(g) => Ok::<_, ProgramError>(Some(Grant { credits: credits(what, g.credits)?, validity: g.validity })),
-            None => Ok(None),
-        };
-        let sign_up_grant = grant("sign_up_grant", file.sign_up_grant)?;
-        let check_in = grant("check_in", file.check_in)?;
-        let mut plans: Vec<Plan> = Vec::new();
-        for p in file.plans {
-            if p.code.is_empty()
-                || p.code.len() > MAX_PLAN_CODE_CHARS
-                || !p.code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-            {
-                return Err(invalid(format!("plan code {:?} must be 1 to {MAX_PLAN_CODE_CHARS} of a-z, 0-9, _", p.code)));
-            }
-            if plans.iter().any(|q| q.code == p.code) {
-                return Err(invalid(format!("plan {} is listed twice", p.code)));
-            }
-            // Storage is metered per byte: a quota finer than a byte could not be applied.
-            if p.storage_quota_gb.is_some_and(|gb| pricing::gb_to_bytes(gb).is_none()) {
-                return Err(invalid(format!("plan {}: storage_quota_gb must be whole bytes, >= 0", p.code)));
-            }
-            let optional = |what: &str, value: Option<Decimal>| value.map(|v| credits(&format!("{} {what}", p.code), v)).transpose();
-            plans.push(Plan {
-                monthly_credits: optional("monthly_credits", p.monthly_credits)?,
-                lucky_max_credits: optional("lucky_max_credits", p.lucky_max_credits)?,
-                daily_free_credits: optional("daily_free_credits", p.daily_free_credits)?,
-                price_minor: p.price_minor,
-                paid: p.paid,
-                storage_quota_gb: p.storage_quota_gb,
-                code: p.code,
-                name: p.name,
-            });
-        }
-        let refunds = match file.refunds {
-            Some(r) => Refunds { policy: r.policy, window: r.window, operator_window: r.operator_window },
-            None => Refunds { policy: RefundPolicy::Never, window: Validity::Never, operator_window: Validity::Never },
-        };
-        let first_purchase_bonus = match file.first_purchase_bonus {
-            Some(b) if b.percent <= Decimal::ZERO || b.percent > Decimal::from(1000) => {
-                return Err(invalid("first_purchase_bonus.percent must be in (0, 1000]".into()));
-            }
-            Some(b) => Some(FirstPurchaseBonus { percent: b.percent, validity: b.validity }),
-            None => None,
-        };
-        let lucky = match file.lucky {
-            Some(l) => {
-                l.distribution.validate().map_err(|e| invalid(format!("lucky: {e}")))?;
-                let day_start = |d: NaiveDate| d.and_time(NaiveTime::MIN).and_utc();
-                let ends_at = day_start(l.until) + chrono::Duration::days(1);
-                if l.from.is_some_and(|from| day_start(from) >= ends_at) {
-                    return Err(invalid("lucky: from is after until".into()));
-                }
-                Some(Lucky { starts_at: l.from.map(day_start), ends_at, validity: l.validity, distribution: l.distribution })
-            }
-            None => None,
-        };
-        let ad_rewards = match file.ad_rewards {
-            Some(a) => {
-                a.distribution.validate().map_err(|e| invalid(format!("ad_rewards: {e}")))?;
-                if !(1..=MAX_AD_REWARDS_PER_DAY).contains(&a.daily_cap) {
-                    return Err(invalid(format!("ad_rewards.daily_cap must be 1 to {MAX_AD_REWARDS_PER_DAY}")));
-                }
-                Some(AdRewards { mode: a.mode, validity: a.validity, daily_cap: a.daily_cap, distribution: a.distribution })
-            }
-            None => None,
-        };
-        let notices = match file.notices {
-            None => Notices::default(),
-            Some(n) => {
-                let low_credits = match (n.low_credits_hours_of_usage, n.low_credits_below) {
-                    (Some(_), Some(_)) => return Err(invalid("notices: low_credits_hours_of_usage or low_credits_below, not both".into())),
-                    (Some(0), None) => return Err(invalid("notices: low_credits_hours_of_usage must be at least 1".into())),
-                    (Some(hours), None) => {
-                        if file.metering.is_none() {
-                            return Err(invalid("notices: low_credits_hours_of_usage needs metered usage to have a rate".into()));
-                        }
-                        Some(LowCreditRule::HoursOfUsage(hours))
-                    }
-                    (None, Some(below)) => Some(LowCreditRule::Below(credits("notices.low_credits_below", below)?)),
-                    (None, None) => None,
-                };
-                let expiring_within = match n.expiring_within_days {
-                    Some(days) if (1..=MAX_EXPIRING_WITHIN_DAYS).contains(&days) => Some(chrono::Duration::days(days.into())),
-                    Some(_) => return Err(invalid(format!("notices: expiring_within_days must be 1 to {MAX_EXPIRING_WITHIN_DAYS}"))),
-                    None => None,
-                };
-                Notices { low_credits, expiring_within }
-            }
-        };
-        let market = match &file.market {
-            None => None,
-            Some(m) => {
-                if m.fee_rate < Decimal::ZERO || m.fee_rate >= Decimal::ONE {
-                    return Err(invalid("market: fee_rate must be in [0, 1)".into()));
-                }
-                if !(1..=7 * 24 * 60).contains(&m.job_deadline_minutes) {
-                    return Err(invalid("market: job_deadline_minutes must be 1 to 10080 (the longest hold)".into()));
-                }
-                if m.platform_account.is_empty() || m.platform_account.len() > 128 {
-                    return Err(invalid("market: platform_account must be 1 to 128 characters".into()));
-                }
-                Some(Market {
-                    platform_account: m.platform_account.clone(),
-                    fee_rate: m.fee_rate,
-                    job_deadline: chrono::Duration::minutes(m.job_deadline_minutes.into()),
-                })
-            }
-        };
-        let referrals = match file.referrals {
-            Some(r) => {
-                if r.minimum_purchase_minor < 0 || r.max_per_referrer == 0 {
-                    return Err(invalid("referrals: minimum_purchase_minor >= 0 and max_per_referrer >= 1".into()));
-                }
-                Some(Referrals {
-                    sign_up_credits: credits("referrals.sign_up_credits", r.sign_up_credits)?,
-                    purchase_credits: credits("referrals.purchase_credits", r.purchase_credits)?,
-                    minimum_purchase_minor: r.minimum_purchase_minor,
-                    hold: r.hold,
-                    validity: r.validity,
-                    max_per_referrer: r.max_per_referrer,
-                })
-            }
-            None => None,
-        };
-        let plan_credits = file.plan_credits.map(|p| PlanCredits { source: p.source, class: p.class, period: p.period });
-        if plan_credits.is_none() && plans.iter().any(|p| p.monthly_credits.is_some()) {
-            return Err(invalid("plans have monthly_credits but [plan_credits] does not say how they are granted".into()));
-        }
-        let catalog = Catalog::new(file.catalog).map_err(|e| invalid(format!("catalog: {e}")))?;
-        let token_pricing = match file.token_pricing {
-            Some(t) => {
-                let pricing =
-                    TokenPricing::new(t.feature, t.default_model, t.models).map_err(|e| invalid(format!("token_pricing: {e}")))?;
-                if catalog.has_feature(pricing.feature()) {
-                    return Err(invalid(format!("{} is priced both per use and per token", pricing.feature())));
-                }
-                Some(pricing)
-            }
-            None => None,
-        };
-        let free_trial = match file.free_trial {
-            Some(t) => {
-                let priced = |f: &String| catalog.has_feature(f) || token_pricing.as_ref().is_some_and(|p| p.feature() == f);
-                if !(1..=MAX_FREE_TRIAL_USES).contains(&t.uses) || t.features.is_empty() {
-                    return Err(invalid(format!("free_trial needs 1 to {MAX_FREE_TRIAL_USES} uses and at least one feature")));
-                }
-                if let Some(f) = t.features.iter().find(|f| !priced(f) || t.features.iter().filter(|g| g == f).count() > 1) {
-                    return Err(invalid(format!("free_trial: feature {f:?} is not priced, or is listed twice")));
-                }
-                Some(FreeTrial { uses: t.uses, features: t.features })
-            }
-            None => None,
-        };
-        let metering = match file.metering {
-            Some(m) => {
-                let free_bytes_per_month = pricing::gb_to_bytes(m.traffic.free_gb_per_month)
-                    .ok_or_else(|| invalid("metering.traffic.free_gb_per_month must be whole bytes, >= 0".into()))?;
-                let traffic = TrafficRate { credits_per_gb: m.traffic.credits_per_gb, free_bytes_per_month };
-                let metering = Metering::new(m.tiers, m.add_ons, m.storage, traffic).map_err(|e| invalid(format!("metering: {e}")))?;
-                for tier in metering.tiers() {
-                    if let Some(plan) = tier.plans.iter().flatten().find(|code| !plans.iter().any(|p| p.code == **code)) {
-                        return Err(invalid(format!("metering: tier {} names unknown plan {plan:?}", tier.code)));
-                    }
-                }
-                // Storage is charged over each plan's quota: say it, even when it is 0.
-                if let Some(plan) = plans.iter().find(|p| p.storage_quota_gb.is_none()) {
-                    return Err(invalid(format!("plan {} has no storage_quota_gb, but storage is metered", plan.code)));
-                }
-                Some(metering)
-            }
-            None => None,
-        };
-        Ok(Program {
-            name: file.name,
-            currency: file.currency,
-            credit_price_minor: file.credit_price_minor,
-            minimum_purchase: credits("minimum_purchase_credits", file.minimum_purchase_credits)?,
-            purchased_validity: file.purchased_validity,
-            consumption_order,
-            spending_requires_identity: file.spending_requires_identity,
-            default_plan: file.default_plan,
-            plans,
-            packages,
-            sign_up_grant,
-            check_in,
-            plan_credits,
-            refunds,
-            first_purchase_bonus,
-            lucky,
-            ad_rewards,
-            referrals,
-            notices,
-            market,
-            catalog,
-            token_pricing,
-            free_trial,
-            metering,
-        })
+        parse_sections(file).map_err(invalid)
     }
 
     pub fn plan(&self, code: &str) -> Option<&Plan> {
@@ -633,6 +415,230 @@ impl Program {
     pub fn package(&self, code: &str) -> Option<&Package> {
         self.packages.iter().find(|p| p.code == code)
     }
+}
+
+/// The program file, section by section: each section's rules in a function of its own; an
+/// error is the message `Program::parse` names the program in.
+fn parse_sections(file: ProgramFile) -> Result<Program, String> {
+    if file.currency.len() != 3 || !file.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        return Err(format!("currency {:?} is not an ISO 4217 code", file.currency));
+    }
+    if file.credit_price_minor <= Decimal::ZERO {
+        return Err("credit_price_minor must be positive".into());
+    }
+    let consumption_order = ConsumptionOrder::new(file.consumption_order)?;
+    if file.plans.is_empty() || !file.plans.iter().any(|p| p.code == file.default_plan) {
+        return Err(format!("default_plan {:?} is not one of the plans", file.default_plan));
+    }
+    let plans = parse_plans(file.plans)?;
+    let plan_credits = file.plan_credits.map(|p| PlanCredits { source: p.source, class: p.class, period: p.period });
+    if plan_credits.is_none() && plans.iter().any(|p| p.monthly_credits.is_some()) {
+        return Err("plans have monthly_credits but [plan_credits] does not say how they are granted".into());
+    }
+    let catalog = Catalog::new(file.catalog).map_err(|e| format!("catalog: {e}"))?;
+    let token_pricing = file.token_pricing.map(|t| parse_token_pricing(t, &catalog)).transpose()?;
+    let free_trial = file.free_trial.map(|t| parse_free_trial(t, &catalog, token_pricing.as_ref())).transpose()?;
+    let notices = file.notices.map(|n| parse_notices(n, file.metering.is_some())).transpose()?.unwrap_or_default();
+    Ok(Program {
+        name: file.name,
+        currency: file.currency,
+        credit_price_minor: file.credit_price_minor,
+        minimum_purchase: credits("minimum_purchase_credits", file.minimum_purchase_credits)?,
+        purchased_validity: file.purchased_validity,
+        consumption_order,
+        spending_requires_identity: file.spending_requires_identity,
+        default_plan: file.default_plan,
+        packages: parse_packages(file.packages)?,
+        sign_up_grant: file.sign_up_grant.map(|g| parse_grant("sign_up_grant", g)).transpose()?,
+        check_in: file.check_in.map(|g| parse_grant("check_in", g)).transpose()?,
+        plan_credits,
+        refunds: match file.refunds {
+            Some(r) => Refunds { policy: r.policy, window: r.window, operator_window: r.operator_window },
+            None => Refunds { policy: RefundPolicy::Never, window: Validity::Never, operator_window: Validity::Never },
+        },
+        first_purchase_bonus: file.first_purchase_bonus.map(parse_first_purchase_bonus).transpose()?,
+        lucky: file.lucky.map(parse_lucky).transpose()?,
+        ad_rewards: file.ad_rewards.map(parse_ad_rewards).transpose()?,
+        referrals: file.referrals.map(parse_referrals).transpose()?,
+        notices,
+        market: file.market.map(parse_market).transpose()?,
+        metering: file.metering.map(|m| parse_metering(m, &plans)).transpose()?,
+        plans,
+        catalog,
+        token_pricing,
+        free_trial,
+    })
+}
+
+/// An amount of credits a program names: positive, exact.
+fn credits(what: &str, value: Decimal) -> Result<Credits, String> {
+    Credits::parse_positive(value).map_err(|e| format!("{what}: {e}"))
+}
+
+fn parse_packages(files: Vec<PackageFile>) -> Result<Vec<Package>, String> {
+    let mut packages: Vec<Package> = Vec::new();
+    for p in files {
+        if p.price_minor <= 0 {
+            return Err(format!("package {} has no price", p.code));
+        }
+        if packages.iter().any(|q| q.code == p.code) {
+            return Err(format!("package {} is listed twice", p.code));
+        }
+        packages.push(Package { credits: credits(&p.code, p.credits)?, code: p.code, name: p.name, price_minor: p.price_minor });
+    }
+    Ok(packages)
+}
+
+fn parse_grant(what: &str, g: GrantFile) -> Result<Grant, String> {
+    Ok(Grant { credits: credits(what, g.credits)?, validity: g.validity })
+}
+
+fn parse_plans(files: Vec<PlanFile>) -> Result<Vec<Plan>, String> {
+    let mut plans: Vec<Plan> = Vec::new();
+    for p in files {
+        if p.code.is_empty()
+            || p.code.len() > MAX_PLAN_CODE_CHARS
+            || !p.code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return Err(format!("plan code {:?} must be 1 to {MAX_PLAN_CODE_CHARS} of a-z, 0-9, _", p.code));
+        }
+        if plans.iter().any(|q| q.code == p.code) {
+            return Err(format!("plan {} is listed twice", p.code));
+        }
+        // Storage is metered per byte: a quota finer than a byte could not be applied.
+        if p.storage_quota_gb.is_some_and(|gb| pricing::gb_to_bytes(gb).is_none()) {
+            return Err(format!("plan {}: storage_quota_gb must be whole bytes, >= 0", p.code));
+        }
+        let optional = |what: &str, value: Option<Decimal>| value.map(|v| credits(&format!("{} {what}", p.code), v)).transpose();
+        plans.push(Plan {
+            monthly_credits: optional("monthly_credits", p.monthly_credits)?,
+            lucky_max_credits: optional("lucky_max_credits", p.lucky_max_credits)?,
+            daily_free_credits: optional("daily_free_credits", p.daily_free_credits)?,
+            price_minor: p.price_minor,
+            paid: p.paid,
+            storage_quota_gb: p.storage_quota_gb,
+            code: p.code,
+            name: p.name,
+        });
+    }
+    Ok(plans)
+}
+
+fn parse_first_purchase_bonus(b: BonusFile) -> Result<FirstPurchaseBonus, String> {
+    if b.percent <= Decimal::ZERO || b.percent > Decimal::from(1000) {
+        return Err("first_purchase_bonus.percent must be in (0, 1000]".into());
+    }
+    Ok(FirstPurchaseBonus { percent: b.percent, validity: b.validity })
+}
+
+fn parse_lucky(l: LuckyFile) -> Result<Lucky, String> {
+    l.distribution.validate().map_err(|e| format!("lucky: {e}"))?;
+    let day_start = |d: NaiveDate| d.and_time(NaiveTime::MIN).and_utc();
+    let ends_at = day_start(l.until) + chrono::Duration::days(1);
+    if l.from.is_some_and(|from| day_start(from) >= ends_at) {
+        return Err("lucky: from is after until".into());
+    }
+    Ok(Lucky { starts_at: l.from.map(day_start), ends_at, validity: l.validity, distribution: l.distribution })
+}
+
+fn parse_ad_rewards(a: AdRewardsFile) -> Result<AdRewards, String> {
+    a.distribution.validate().map_err(|e| format!("ad_rewards: {e}"))?;
+    if !(1..=MAX_AD_REWARDS_PER_DAY).contains(&a.daily_cap) {
+        return Err(format!("ad_rewards.daily_cap must be 1 to {MAX_AD_REWARDS_PER_DAY}"));
+    }
+    Ok(AdRewards { mode: a.mode, validity: a.validity, daily_cap: a.daily_cap, distribution: a.distribution })
+}
+
+/// `metered`: the program meters usage, which a warning in hours of usage needs for its rate.
+fn parse_notices(n: NoticesFile, metered: bool) -> Result<Notices, String> {
+    let low_credits = match (n.low_credits_hours_of_usage, n.low_credits_below) {
+        (Some(_), Some(_)) => return Err("notices: low_credits_hours_of_usage or low_credits_below, not both".into()),
+        (Some(0), None) => return Err("notices: low_credits_hours_of_usage must be at least 1".into()),
+        (Some(hours), None) => {
+            if !metered {
+                return Err("notices: low_credits_hours_of_usage needs metered usage to have a rate".into());
+            }
+            Some(LowCreditRule::HoursOfUsage(hours))
+        }
+        (None, Some(below)) => Some(LowCreditRule::Below(credits("notices.low_credits_below", below)?)),
+        (None, None) => None,
+    };
+    let expiring_within = match n.expiring_within_days {
+        Some(days) if (1..=MAX_EXPIRING_WITHIN_DAYS).contains(&days) => Some(chrono::Duration::days(days.into())),
+        Some(_) => return Err(format!("notices: expiring_within_days must be 1 to {MAX_EXPIRING_WITHIN_DAYS}")),
+        None => None,
+    };
+    Ok(Notices { low_credits, expiring_within })
+}
+
+fn parse_market(m: MarketFile) -> Result<Market, String> {
+    if m.fee_rate < Decimal::ZERO || m.fee_rate >= Decimal::ONE {
+        return Err("market: fee_rate must be in [0, 1)".into());
+    }
+    if !(1..=7 * 24 * 60).contains(&m.job_deadline_minutes) {
+        return Err("market: job_deadline_minutes must be 1 to 10080 (the longest hold)".into());
+    }
+    if m.platform_account.is_empty() || m.platform_account.len() > 128 {
+        return Err("market: platform_account must be 1 to 128 characters".into());
+    }
+    Ok(Market {
+        platform_account: m.platform_account,
+        fee_rate: m.fee_rate,
+        job_deadline: chrono::Duration::minutes(m.job_deadline_minutes.into()),
+    })
+}
+
+fn parse_referrals(r: ReferralsFile) -> Result<Referrals, String> {
+    if r.minimum_purchase_minor < 0 || r.max_per_referrer == 0 {
+        return Err("referrals: minimum_purchase_minor >= 0 and max_per_referrer >= 1".into());
+    }
+    Ok(Referrals {
+        sign_up_credits: credits("referrals.sign_up_credits", r.sign_up_credits)?,
+        purchase_credits: credits("referrals.purchase_credits", r.purchase_credits)?,
+        minimum_purchase_minor: r.minimum_purchase_minor,
+        hold: r.hold,
+        validity: r.validity,
+        max_per_referrer: r.max_per_referrer,
+    })
+}
+
+/// A feature is priced once: per use (the catalog) or per token, never both.
+fn parse_token_pricing(t: TokenPricingFile, catalog: &Catalog) -> Result<TokenPricing, String> {
+    let pricing = TokenPricing::new(t.feature, t.default_model, t.models).map_err(|e| format!("token_pricing: {e}"))?;
+    if catalog.has_feature(pricing.feature()) {
+        return Err(format!("{} is priced both per use and per token", pricing.feature()));
+    }
+    Ok(pricing)
+}
+
+/// The trial's features must be priced (per use or per token), each listed once.
+fn parse_free_trial(t: FreeTrialFile, catalog: &Catalog, token_pricing: Option<&TokenPricing>) -> Result<FreeTrial, String> {
+    let priced = |f: &String| catalog.has_feature(f) || token_pricing.is_some_and(|p| p.feature() == f);
+    if !(1..=MAX_FREE_TRIAL_USES).contains(&t.uses) || t.features.is_empty() {
+        return Err(format!("free_trial needs 1 to {MAX_FREE_TRIAL_USES} uses and at least one feature"));
+    }
+    if let Some(f) = t.features.iter().find(|f| !priced(f) || t.features.iter().filter(|g| g == f).count() > 1) {
+        return Err(format!("free_trial: feature {f:?} is not priced, or is listed twice"));
+    }
+    Ok(FreeTrial { uses: t.uses, features: t.features })
+}
+
+/// Metering's tiers may name only the program's plans, and every plan says its storage quota.
+fn parse_metering(m: MeteringFile, plans: &[Plan]) -> Result<Metering, String> {
+    let free_bytes_per_month = pricing::gb_to_bytes(m.traffic.free_gb_per_month)
+        .ok_or_else(|| "metering.traffic.free_gb_per_month must be whole bytes, >= 0".to_string())?;
+    let traffic = TrafficRate { credits_per_gb: m.traffic.credits_per_gb, free_bytes_per_month };
+    let metering = Metering::new(m.tiers, m.add_ons, m.storage, traffic).map_err(|e| format!("metering: {e}"))?;
+    for tier in metering.tiers() {
+        if let Some(plan) = tier.plans.iter().flatten().find(|code| !plans.iter().any(|p| p.code == **code)) {
+            return Err(format!("metering: tier {} names unknown plan {plan:?}", tier.code));
+        }
+    }
+    // Storage is charged over each plan's quota: say it, even when it is 0.
+    if let Some(plan) = plans.iter().find(|p| p.storage_quota_gb.is_none()) {
+        return Err(format!("plan {} has no storage_quota_gb, but storage is metered", plan.code));
+    }
+    Ok(metering)
 }
 
 #[cfg(test)]
