@@ -7,7 +7,7 @@ use crate::entity::{journal_line, purchase, reservation};
 use crate::ledger::refund::{RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, Lot, Take, allocate, balance};
-use crate::program::Refunds;
+use crate::program::{Program, Refunds};
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
 use crate::service::keyed::Refusal;
@@ -86,15 +86,11 @@ impl Ledger {
                 // Lapsed holds are released first: a refund sees the credits a read shows.
                 release_lapsed(txn, &[locked.id], now).await?;
                 let rules = read_lots(txn, locked.id, &[]).await?;
-                let paid_lot = rules.iter().find(|l| l.id == lot_id && !l.is_expired(now));
-                let unused = paid_lot.map_or(Credits::ZERO, |l| l.remaining);
-                let bought = Credits::from_micros(purchase.credits_micros);
+                let unused = rules.iter().find(|l| l.id == lot_id && !l.is_expired(now)).map_or(Credits::ZERO, |l| l.remaining);
                 // The promotional credits granted with this purchase are taken back whole
                 // (domain.md §5): what remains of them, what holds hold of them, and what was
                 // spent of them, out of the unused credits first.
-                let bonus_lots = lots::by_origin(txn, locked.id, BONUS_ORIGIN, &purchase.id.to_string()).await?;
-                let bonus_ids: Vec<i64> = bonus_lots.iter().map(|l| l.id).collect();
-                let bonus_granted = Credits::from_micros(bonus_lots.iter().map(|l| l.granted_micros).sum());
+                let Bonus { ids: bonus_ids, granted: bonus_granted, spent: spent_bonus } = read_bonus(txn, locked.id, purchase.id).await?;
                 let holds = reservations::open(txn, locked.id, now).await?;
                 let hold_lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
                 let held = Credits::from_micros(holds.iter().map(|h| h.amount_micros).sum());
@@ -102,29 +98,18 @@ impl Ledger {
                 if total < bonus_granted {
                     return Ok(Err(Refusal::Refund(RefundRefusal::PromotionalCreditsSpent)));
                 }
-                let spent_bonus =
-                    Credits::from_micros(store::journal::taken_from_lots(txn, &bonus_ids, &[EntryKind::Spend, EntryKind::Transfer]).await?);
                 let taken = take_back_spent_bonus(unused, spent_bonus);
+                let bought = Credits::from_micros(purchase.credits_micros);
                 let refunded_minor = match refund_minor(terms.policy, purchase.price_minor, bought, taken.unused_after) {
                     Ok(minor) => minor,
                     Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
                 };
-                // What the purchase's unused credits cannot make up comes from the account's other
-                // spendable credits, in the program's order; held credits cannot pay it.
-                let others: Vec<Lot> = rules.iter().filter(|l| l.id != lot_id && !bonus_ids.contains(&l.id)).cloned().collect();
-                let from_others = if taken.from_others.is_zero() {
-                    Vec::new()
-                } else {
-                    match allocate(&others, taken.from_others, &program.consumption_order, now) {
-                        Ok(takes) => takes,
-                        Err(_) => return Ok(Err(Refusal::Refund(RefundRefusal::PromotionalCreditsSpent))),
-                    }
+                let from_others = match from_other_credits(&rules, lot_id, &bonus_ids, taken.from_others, program, now) {
+                    Ok(takes) => takes,
+                    Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
                 };
-                let meta = EntryMeta {
-                    idempotency_key: Some(key.as_str()),
-                    reason: why.as_deref().or(Some("refund")),
-                    ..EntryMeta::now("refund", now)
-                };
+                let reason = why.as_deref().or(Some("refund"));
+                let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason, ..EntryMeta::now("refund", now) };
                 let revoke_reason = format!("promotional credits of refunded purchase {purchase_id}");
                 let revoke_meta = EntryMeta { reason: Some(&revoke_reason), ..meta };
                 shrink_holds_of(txn, locked.id, &holds, &hold_lines, &bonus_ids, meta, &revoke_reason, now).await?;
@@ -133,11 +118,14 @@ impl Ledger {
                     posting::debit(txn, locked.id, EntryKind::Refund, &[(lot_of(&rules, lot_id), taken.unused_after)], meta).await?;
                 }
                 let revoked = revoke(txn, locked.id, lot_id, &bonus_ids, taken.from_unused, &from_others, revoke_meta, now).await?;
-                let currency = purchase.currency.clone();
                 let refunded = mark_refunded(txn, purchase, account, locked.id, refunded_minor, now).await?;
-                tracing::info!(account.id = locked.id, purchase.id = refunded.id, amount.minor = refunded_minor, "purchase refunded");
-                let credits = taken.unused_after;
-                Ok(Ok(RefundReceipt { purchase_id: refunded.id, refunded_minor, currency, credits, revoked }))
+                Ok(Ok(RefundReceipt {
+                    purchase_id: refunded.id,
+                    refunded_minor,
+                    currency: refunded.currency,
+                    credits: taken.unused_after,
+                    revoked,
+                }))
             })
         })
         .await
@@ -157,6 +145,39 @@ fn refundable(purchase: &purchase::Model, terms: &Refunds, requester: Requester,
         return Err(RefundRefusal::WindowClosed);
     }
     Ok(lot_id)
+}
+
+/// A purchase's first-purchase bonus: its lots, what they granted, and what was spent of them.
+struct Bonus {
+    ids: Vec<i64>,
+    granted: Credits,
+    spent: Credits,
+}
+
+async fn read_bonus(txn: &DatabaseTransaction, account_id: i64, purchase_id: i64) -> Result<Bonus, ServiceError> {
+    let lots = lots::by_origin(txn, account_id, BONUS_ORIGIN, &purchase_id.to_string()).await?;
+    let ids: Vec<i64> = lots.iter().map(|l| l.id).collect();
+    let granted = Credits::from_micros(lots.iter().map(|l| l.granted_micros).sum());
+    let spent = Credits::from_micros(store::journal::taken_from_lots(txn, &ids, &[EntryKind::Spend, EntryKind::Transfer]).await?);
+    Ok(Bonus { ids, granted, spent })
+}
+
+/// What the purchase's unused credits cannot make up of the spent bonus comes from the account's
+/// other spendable credits (not the paid lot, not the bonus), in the program's order; held credits
+/// cannot pay it.
+fn from_other_credits(
+    rules: &[Lot],
+    paid_lot: i64,
+    bonus_ids: &[i64],
+    amount: Credits,
+    program: &Program,
+    now: DateTime<Utc>,
+) -> Result<Vec<Take>, RefundRefusal> {
+    if amount.is_zero() {
+        return Ok(Vec::new());
+    }
+    let others: Vec<Lot> = rules.iter().filter(|l| l.id != paid_lot && !bonus_ids.contains(&l.id)).cloned().collect();
+    allocate(&others, amount, &program.consumption_order, now).map_err(|_| RefundRefusal::PromotionalCreditsSpent)
 }
 
 /// Holds holding bonus credits shrink by them: each such hold gives all its parts back, then
@@ -257,6 +278,7 @@ async fn mark_refunded(
         "currency": refunded.currency,
     });
     store::outbox::publish(txn, "purchase.refunded", Some(account_id), &event, now).await?;
+    tracing::info!(account.id = account_id, purchase.id = refunded.id, amount.minor = refunded_minor, "purchase refunded");
     Ok(refunded)
 }
 
