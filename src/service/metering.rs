@@ -300,16 +300,10 @@ async fn settle(
     let mut containers = meters::containers(txn, account.id).await?;
     let mut meter = meters::meter(txn, account.id, &month_key(now), now).await?;
     // The container a stop stops anyway: not one that overuse stops.
-    let own = match &args.scope {
-        Scope::Container(id) => Some(id.to_string()),
-        _ => None,
-    };
+    let own = if let Scope::Container(id) = &args.scope { Some(id.to_string()) } else { None };
     let (mut lines, mut touched) = match args.scope {
         Scope::Lines(priced) => (priced, Vec::new()),
-        scope => {
-            accrue_storage(quota_gb(program, account), &containers, &mut meter, args.until)?;
-            accrued_lines(metering, &scope, &mut containers, &mut meter, args.until)?
-        }
+        scope => accrued_lines(metering, quota_gb(program, account), &scope, &mut containers, &mut meter, args.until)?,
     };
     if lines.is_empty() {
         save(txn, &containers, &touched, meter).await?;
@@ -321,15 +315,9 @@ async fn settle(
     if !uncollected.is_zero() {
         // Overuse: every other running container stops now; its time is usage too, and nothing
         // is left to pay for it.
-        for container in &mut containers {
-            if container.state == "running" && own.as_deref() != Some(container.external_id.as_str()) {
-                let extra = time_lines(metering, container, now)?;
-                uncollected = uncollected.checked_add(sum(&extra)).expect("sums fit");
-                lines.extend(extra);
-                stopped.push(container.external_id.clone());
-                touched.push(container.id);
-            }
-        }
+        let extra = stop_the_others(metering, &mut containers, own.as_deref(), &mut stopped, &mut touched, now)?;
+        uncollected = uncollected.checked_add(sum(&extra)).expect("sums fit");
+        lines.extend(extra);
     }
     let total = sum(&lines);
     let entry = match takes {
@@ -345,10 +333,8 @@ async fn settle(
         }
         None => None,
     };
-    let month = match args.trigger {
-        Trigger::Monthly => month_key(args.until - Duration::microseconds(1)),
-        _ => month_key(now),
-    };
+    // A monthly settlement belongs to the month it closes.
+    let month = if args.trigger == Trigger::Monthly { month_key(args.until - Duration::microseconds(1)) } else { month_key(now) };
     let settlement = meters::insert_settlement(
         txn,
         meters::NewSettlement {
@@ -763,15 +749,38 @@ impl Ledger {
     }
 }
 
+/// The time lines of every running container but `own` (the one a stop stops anyway), each
+/// noted as `stopped` and `touched`.
+fn stop_the_others(
+    metering: &Metering,
+    containers: &mut [container::Model],
+    own: Option<&str>,
+    stopped: &mut Vec<String>,
+    touched: &mut Vec<i64>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Draft>, ServiceError> {
+    let mut lines = Vec::new();
+    for container in containers.iter_mut() {
+        if container.state == "running" && own != Some(container.external_id.as_str()) {
+            lines.extend(time_lines(metering, container, now)?);
+            stopped.push(container.external_id.clone());
+            touched.push(container.id);
+        }
+    }
+    Ok(lines)
+}
+
 /// The lines of the containers in `scope` (their time and traffic, which they are `touched` by)
-/// and the account's storage, up to `until`.
+/// and the account's storage over `quota_gb`, accrued up to `until`.
 fn accrued_lines(
     metering: &Metering,
+    quota_gb: Decimal,
     scope: &Scope<'_>,
     containers: &mut [container::Model],
     meter: &mut meter::Model,
     until: DateTime<Utc>,
 ) -> Result<(Vec<Draft>, Vec<i64>), ServiceError> {
+    accrue_storage(quota_gb, containers, meter, until)?;
     let (mut lines, mut touched) = (Vec::new(), Vec::new());
     for container in containers.iter_mut() {
         let in_scope = match scope {
