@@ -185,33 +185,23 @@ async fn account_with_a_short_hold(address: &str, account: &str) {
     let service = keys.issue(Role::Service, None, Duration::from_secs(3600)).unwrap();
     let admin = keys.issue(Role::Admin, None, Duration::from_secs(3600)).unwrap();
     let client = reqwest::Client::new();
-    let created = gql_at(
-        &client,
-        address,
-        &service,
-        "mutation($id: ID!) { createAccount(input: {externalId: $id}) { created } }",
-        json!({ "id": account }),
-    )
-    .await;
-    assert!(created["errors"].is_null(), "{created}");
-    let granted = gql_at(
-        &client,
-        address,
-        &admin,
-        "mutation($a: ID!) { grantCredits(input: {accountId: $a, amount: \"10\", class: PAID, idempotencyKey: \"g\"}) { lotId } }",
-        json!({ "a": account }),
-    )
-    .await;
-    assert!(granted["errors"].is_null(), "{granted}");
-    let held = gql_at(
-        &client,
-        address,
-        &service,
-        "mutation($a: ID!, $s: Int) { reserveCredits(input: {accountId: $a, amount: \"4\", idempotencyKey: \"r\", feature: \"video\", holdSeconds: $s}) { reservationId } }",
-        json!({ "a": account, "s": HOLD_SECONDS }),
-    )
-    .await;
-    assert!(held["errors"].is_null(), "{held}");
+    let steps = [
+        (&service, "mutation($a: ID!) { createAccount(input: {externalId: $a}) { created } }", json!({ "a": account })),
+        (
+            &admin,
+            "mutation($a: ID!) { grantCredits(input: {accountId: $a, amount: \"10\", class: PAID, idempotencyKey: \"g\"}) { lotId } }",
+            json!({ "a": account }),
+        ),
+        (
+            &service,
+            "mutation($a: ID!, $s: Int) { reserveCredits(input: {accountId: $a, amount: \"4\", idempotencyKey: \"r\", feature: \"video\", holdSeconds: $s}) { reservationId } }",
+            json!({ "a": account, "s": HOLD_SECONDS }),
+        ),
+    ];
+    for (token, query, variables) in steps {
+        let answer = gql_at(&client, address, token, query, variables).await;
+        assert!(answer["errors"].is_null(), "{query}: {answer}");
+    }
 }
 
 /// The reservation's status as stored: `held` until someone settles it (here: the job).

@@ -120,7 +120,7 @@ pub struct Keyed<'a> {
 
 impl Keyed<'_> {
     /// The stored outcome of this key, if it was used before with the same request.
-    pub async fn replay<T: DeserializeOwned>(&self, conn: &impl ConnectionTrait) -> Result<Option<Stored<T>>, ServiceError> {
+    async fn replay<T: DeserializeOwned>(&self, conn: &impl ConnectionTrait) -> Result<Option<Stored<T>>, ServiceError> {
         let Some(record) = idempotency::find(conn, self.account_id, self.operation, self.key).await? else {
             return Ok(None);
         };
@@ -135,7 +135,7 @@ impl Keyed<'_> {
     }
 
     /// Stores a business refusal as this key's outcome and returns it: every replay refuses alike.
-    pub async fn refuse<T: Serialize>(
+    async fn refuse<T: Serialize>(
         &self,
         conn: &impl ConnectionTrait,
         refusal: Refusal,

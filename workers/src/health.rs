@@ -81,6 +81,22 @@ struct JobState {
 }
 
 impl JobState {
+    /// A job registered now, on a schedule of `interval`, that has not ticked yet.
+    fn new(interval: Duration) -> JobState {
+        JobState {
+            interval,
+            started: Instant::now(),
+            last_success: None,
+            successes: 0,
+            tick_failures: 0,
+            worker_stops: 0,
+            last_error: None,
+            stopped: false,
+            restarted_at: None,
+            reported_behind_since: None,
+        }
+    }
+
     fn behind(&self, job: Job, now: Instant) -> Option<Behind> {
         let since = self.last_success.map_or(self.started, |(at, _)| at);
         let elapsed = now.saturating_duration_since(since);
@@ -143,24 +159,7 @@ impl JobHealth {
     pub(crate) fn register(&self, job: Job) {
         let interval = interval_of(job);
         self.with(|jobs| {
-            jobs.insert(
-                job.name(),
-                (
-                    job,
-                    JobState {
-                        interval,
-                        started: Instant::now(),
-                        last_success: None,
-                        successes: 0,
-                        tick_failures: 0,
-                        worker_stops: 0,
-                        last_error: None,
-                        stopped: false,
-                        restarted_at: None,
-                        reported_behind_since: None,
-                    },
-                ),
-            );
+            jobs.insert(job.name(), (job, JobState::new(interval)));
         });
     }
 
@@ -291,18 +290,7 @@ mod tests {
 
     #[test]
     fn a_job_without_a_successful_tick_for_three_intervals_is_overdue() {
-        let state = JobState {
-            interval: Duration::from_secs(10),
-            started: Instant::now(),
-            last_success: None,
-            successes: 0,
-            tick_failures: 0,
-            worker_stops: 0,
-            last_error: None,
-            stopped: false,
-            restarted_at: None,
-            reported_behind_since: None,
-        };
+        let state = JobState::new(Duration::from_secs(10));
         let now = state.started;
         assert!(state.behind(Job::ExpireLots, now + MIN_OVERDUE).is_none(), "never sooner than the minimum");
         let behind = state.behind(Job::ExpireLots, now + MIN_OVERDUE + Duration::from_secs(1)).expect("overdue");
