@@ -174,7 +174,7 @@ async fn append(
 }
 
 /// The journal entry a posting appends: its lines, and what `meta` says besides them.
-pub(crate) fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta: EntryMeta<'a>) -> journal::NewEntry<'a> {
+fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta: EntryMeta<'a>) -> journal::NewEntry<'a> {
     journal::NewEntry {
         account_id,
         kind,
