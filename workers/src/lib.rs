@@ -27,80 +27,66 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Every job, registered in this one place, named as an action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Job {
-    /// Continuously: write off lots past their expiry, in bounded batches.
-    ExpireLots,
-    /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
-    GrantMonthlyPlanCredits,
-    /// The 1st of each month: settle what every metered account accrued in the month that ended.
-    SettleMonthlyUsage,
-    /// Each day: subscription credits whose month from the plan's start came round.
-    RenewSubscriptions,
-    /// Continuously: referral purchase bonuses whose hold has passed.
-    ReleaseReferralBonuses,
-    /// Hourly: forget idempotency keys past their retention (30 days by default).
-    PurgeIdempotencyKeys,
-    /// Continuously: release reservations nobody captured or released by their deadline.
-    ExpireReservations,
-    /// Each day at 00:00: write off yesterday's daily free and lucky credits, let yesterday's
-    /// unclaimed lucky drops lapse, then draw the day's lucky drop for each paid subscriber.
-    ResetDailyCredits,
-    /// Hourly: tell account holders of credits that expire within the program's window, once per lot.
-    NotifyExpiringCredits,
-    /// Every 5 minutes: snapshot each workload's market rate, once per 5-minute mark.
-    SnapshotMarketRates,
-    /// Every 5 seconds: send due outbox events as signed webhooks, retrying failures with backoff.
-    DeliverWebhooks,
+/// Declares the jobs from one table: each row is a job's doc, its name (the identifier, named
+/// as an action) and its schedule (seconds first, UTC). The enum, `Job::ALL` (in the table's
+/// order, which `credits jobs` lists), `name` and `schedule` all come from that row, so adding a
+/// job here is one row; the root crate then gives it a handler (`service::jobs::catalog`).
+macro_rules! jobs {
+    ($($(#[$meta:meta])* $job:ident => $schedule:literal,)+) => {
+        /// Every job, declared once in the table below, named as an action.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Job {
+            $($(#[$meta])* $job,)+
+        }
+
+        impl Job {
+            /// Every job, in the table's order.
+            pub const ALL: [Job; [$(Job::$job),+].len()] = [$(Job::$job),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Job::$job => stringify!($job),)+
+                }
+            }
+
+            /// When the job ticks (seconds first, UTC).
+            pub fn schedule(self) -> &'static str {
+                match self {
+                    $(Job::$job => $schedule,)+
+                }
+            }
+        }
+    };
 }
 
-impl Job {
-    pub const ALL: [Job; 11] = [
-        Job::ExpireLots,
-        Job::ExpireReservations,
-        Job::ResetDailyCredits,
-        Job::SettleMonthlyUsage,
-        Job::GrantMonthlyPlanCredits,
-        Job::RenewSubscriptions,
-        Job::ReleaseReferralBonuses,
-        Job::PurgeIdempotencyKeys,
-        Job::NotifyExpiringCredits,
-        Job::SnapshotMarketRates,
-        Job::DeliverWebhooks,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::ExpireLots => "ExpireLots",
-            Job::GrantMonthlyPlanCredits => "GrantMonthlyPlanCredits",
-            Job::RenewSubscriptions => "RenewSubscriptions",
-            Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
-            Job::PurgeIdempotencyKeys => "PurgeIdempotencyKeys",
-            Job::ResetDailyCredits => "ResetDailyCredits",
-            Job::ExpireReservations => "ExpireReservations",
-            Job::SettleMonthlyUsage => "SettleMonthlyUsage",
-            Job::DeliverWebhooks => "DeliverWebhooks",
-            Job::NotifyExpiringCredits => "NotifyExpiringCredits",
-            Job::SnapshotMarketRates => "SnapshotMarketRates",
-        }
-    }
-
-    /// When the job ticks (seconds first, UTC). Periodic jobs also tick hourly, so that a
-    /// process started after 00:00 catches up without waiting a day.
-    pub fn schedule(self) -> &'static str {
-        match self {
-            // Every 10 seconds: a write-off shows in the journal (and in live balances) soon after
-            // the instant; an idle tick is one indexed query.
-            Job::ExpireLots | Job::ReleaseReferralBonuses | Job::ExpireReservations => "*/10 * * * * *",
-            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits | Job::SettleMonthlyUsage => "5 0 * * * *",
-            Job::PurgeIdempotencyKeys => "0 30 * * * *",
-            Job::NotifyExpiringCredits => "0 15 * * * *",
-            Job::SnapshotMarketRates => "1 */5 * * * *",
-            // Other systems learn of a change within seconds; an idle tick is one indexed query.
-            Job::DeliverWebhooks => "*/5 * * * * *",
-        }
-    }
+// Every 10 seconds for the continuous jobs: a write-off shows in the journal (and in live
+// balances) soon after the instant; an idle tick is one indexed query. Periodic jobs tick
+// hourly, so that a process started after 00:00 catches up without waiting a day.
+jobs! {
+    /// Continuously: write off lots past their expiry, in bounded batches.
+    ExpireLots => "*/10 * * * * *",
+    /// Continuously: release reservations nobody captured or released by their deadline.
+    ExpireReservations => "*/10 * * * * *",
+    /// Each day at 00:00: write off yesterday's daily free and lucky credits, let yesterday's
+    /// unclaimed lucky drops lapse, then draw the day's lucky drop for each paid subscriber.
+    ResetDailyCredits => "5 0 * * * *",
+    /// The 1st of each month: settle what every metered account accrued in the month that ended.
+    SettleMonthlyUsage => "5 0 * * * *",
+    /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
+    GrantMonthlyPlanCredits => "5 0 * * * *",
+    /// Each day: subscription credits whose month from the plan's start came round.
+    RenewSubscriptions => "5 0 * * * *",
+    /// Continuously: referral purchase bonuses whose hold has passed.
+    ReleaseReferralBonuses => "*/10 * * * * *",
+    /// Hourly: forget idempotency keys past their retention (30 days by default).
+    PurgeIdempotencyKeys => "0 30 * * * *",
+    /// Hourly: tell account holders of credits that expire within the program's window, once per lot.
+    NotifyExpiringCredits => "0 15 * * * *",
+    /// Every 5 minutes: snapshot each workload's market rate, once per 5-minute mark.
+    SnapshotMarketRates => "1 */5 * * * *",
+    /// Every 5 seconds: send due outbox events as signed webhooks, retrying failures with backoff.
+    /// Other systems learn of a change within seconds; an idle tick is one indexed query.
+    DeliverWebhooks => "*/5 * * * * *",
 }
 
 /// A job's failure: its kind, which anyone may see, and a message for the log.
