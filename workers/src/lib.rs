@@ -10,10 +10,12 @@
 //! Exactly-once lives in the service (each period's run is keyed in the ledger's database), so
 //! every process may tick every job: ticks that find their period done do nothing.
 
+mod error;
 mod failure;
 mod health;
 mod supervise;
 
+pub use error::{Cause, Chain, JobError};
 pub use failure::FailureKind;
 pub use health::{Behind, BehindReason, JobHealth};
 pub use supervise::{Backoff, RESTART_BACKOFF};
@@ -89,20 +91,6 @@ jobs! {
     DeliverWebhooks => "*/5 * * * * *",
 }
 
-/// A job's failure: its kind, which anyone may see, and a message for the log.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct JobError {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-impl JobError {
-    pub fn new(kind: FailureKind, message: impl Into<String>) -> JobError {
-        JobError { kind, message: message.into() }
-    }
-}
-
 /// What the jobs need from the ledger.
 pub trait RunsJobs: Clone + Send + Sync + 'static {
     /// Runs `job` at `now`: every due period, to completion or failure.
@@ -127,9 +115,18 @@ async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>, heal
             Ok(())
         }
         Err(e) => {
-            health.failed(*job, e.kind);
-            tracing::error!(job = job.name(), error.kind = e.kind.as_str(), error = %e, "job failed");
-            Err(Box::new(e))
+            health.failed(*job, e.kind());
+            tracing::error!(
+                job = job.name(),
+                error.kind = e.kind().as_str(),
+                error.retryable = e.retryable(),
+                error = %e.chain(),
+                "job failed"
+            );
+            // apalis stores a tick that failed for good as Killed, one a retry may help as
+            // Failed. Neither is re-run from the queue (no retry layer): the next tick runs the
+            // job again, and the log says whether that can help.
+            if e.retryable() { Err(Box::new(e)) } else { Err(Box::new(AbortError::new(e))) }
         }
     }
 }
@@ -235,12 +232,13 @@ async fn prepare_until_ready(storage: &Storage, health: &JobHealth, shutdown: &S
             Err(e) => {
                 failures_in_row += 1;
                 for job in Job::ALL {
-                    health.worker_stopped(job, e.kind);
+                    health.worker_stopped(job, e.kind());
                 }
                 let delay = RESTART_BACKOFF.delay(failures_in_row);
                 tracing::warn!(
-                    error.kind = e.kind.as_str(),
-                    error = %e,
+                    error.kind = e.kind().as_str(),
+                    error.retryable = e.retryable(),
+                    error = %e.chain(),
                     failures_in_row,
                     retry_in_ms = delay.as_millis() as u64,
                     "cannot prepare the job storage; trying again"

@@ -127,12 +127,26 @@ impl Ledger {
 /// The workers tick jobs through this: the same service code as everything else.
 impl workers::RunsJobs for Ledger {
     async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<(), workers::JobError> {
-        let report = self.run_job(job, now).await.map_err(|e| workers::JobError::new(failure_kind(&e), format!("{e:?}")))?;
+        let report = self.run_job(job, now).await.map_err(|e| job_error(job, e))?;
         if report.items > 0 || !report.periods.is_empty() {
             tracing::info!(job = job.name(), items = report.items, periods = ?report.periods, "job ran");
         }
         Ok(())
     }
+}
+
+/// A job's failure for the workers: its kind, whether a retry can help, and the service error
+/// itself as the cause, so the log shows its whole chain (down to the database's error).
+fn job_error(job: Job, error: ServiceError) -> workers::JobError {
+    let kind = failure_kind(&error);
+    workers::JobError::caused_by(kind, retryable(&error, kind), format!("{} failed", job.name()), error)
+}
+
+/// Whether running the job again can help: yes when the database was unreachable or busy; a
+/// refusal (bad input, a bad program, a disabled feature, a missing row) or a bug stays until
+/// someone changes something.
+fn retryable(error: &ServiceError, kind: workers::FailureKind) -> bool {
+    matches!(error, ServiceError::Busy) || kind.is_transient()
 }
 
 /// What kind of failure a job's error is, for `/health` and the log: an unreachable or locked
@@ -174,5 +188,23 @@ mod tests {
         assert_eq!(failure_kind(&ServiceError::Busy), FailureKind::DatabaseBusy);
         assert_eq!(failure_kind(&ServiceError::bad_input("no")), FailureKind::Job);
         assert_eq!(failure_kind(&ServiceError::Internal(anyhow::anyhow!("a bug"))), FailureKind::Job);
+    }
+
+    #[test]
+    fn a_job_error_keeps_the_service_error_and_says_whether_a_retry_helps() {
+        use std::error::Error;
+        let refused = sea_orm::sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        let refused = ServiceError::from(sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(refused))));
+        let down = job_error(Job::ExpireLots, refused);
+        assert!(down.retryable());
+        assert_eq!(down.kind(), FailureKind::DatabaseUnavailable);
+        let chain = down.chain().to_string();
+        assert!(chain.starts_with("ExpireLots failed: internal error") && chain.contains("refused"), "{chain}");
+        assert!(down.source().and_then(|s| s.downcast_ref::<ServiceError>()).is_some(), "the service error is the source");
+        assert!(job_error(Job::ExpireLots, ServiceError::Busy).retryable());
+        let bad_program = job_error(Job::GrantMonthlyPlanCredits, ServiceError::bad_input("no such plan"));
+        assert!(!bad_program.retryable());
+        assert_eq!(bad_program.kind(), FailureKind::Job);
+        assert!(!job_error(Job::ExpireLots, ServiceError::Internal(anyhow::anyhow!("a bug"))).retryable());
     }
 }
