@@ -1,15 +1,26 @@
 //! The GraphQL schema: built by a transport-free function; the HTTP layer mounts it and attaches
 //! each request's caller.
 
+pub mod accounts;
 pub mod amount;
+pub mod balance;
+pub mod claims;
 pub mod context;
 pub mod error;
+pub mod history;
 pub mod limits;
 pub mod market;
+pub mod market_root;
 pub mod metering;
+pub mod metering_root;
 pub mod mutation;
+pub mod prices;
+pub mod program;
+pub mod purchases;
 pub mod query;
+pub mod reservations;
 pub mod session;
+pub mod spending;
 pub mod subscription;
 pub mod timeout;
 pub mod types;
@@ -29,7 +40,7 @@ pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 1_000;
 
 pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY)
+    Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY)
 }
 
 /// The SDL as committed in `schema.graphql`.

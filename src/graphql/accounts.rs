@@ -1,0 +1,298 @@
+//! Accounts: the `Account` object with everything read through it, the caller's own account and
+//! any account, and creating an account and changing its status, plan and switches.
+
+use crate::auth::Caller;
+use crate::entity::account;
+use crate::graphql::amount::CreditAmount;
+use crate::graphql::context::{app, caller, require_account, require_service};
+use crate::graphql::error::{ApiError, ApiResult};
+use crate::graphql::types::*;
+use crate::service::reads::{page_size, parse_cursor};
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+/// An account: one wallet holder, keyed by the product's own user id.
+pub struct Account(pub account::Model);
+
+#[Object]
+impl Account {
+    /// The product's own id for this account.
+    async fn id(&self) -> ID {
+        ID(self.0.external_id.clone())
+    }
+    async fn plan(&self) -> &str {
+        &self.0.plan
+    }
+    async fn status(&self) -> ApiResult<AccountStatus> {
+        Ok(crate::service::accounts::status_of(&self.0)?.into())
+    }
+    async fn identity_verified(&self) -> bool {
+        self.0.identity_verified
+    }
+    async fn credit_mail_enabled(&self) -> bool {
+        self.0.credit_mail_enabled
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// The code friends sign up with, where the program has referrals.
+    async fn referral_code(&self) -> Option<&str> {
+        self.0.referral_code.as_deref()
+    }
+    /// How many friends signed up with this account's code.
+    async fn referral_count(&self, ctx: &Context<'_>) -> ApiResult<i64> {
+        Ok(app(ctx).ledger.referral_count(self.0.id).await? as i64)
+    }
+
+    /// Credits spendable now, with a status bar per source. Expired lots never count, even
+    /// before the worker has written them off.
+    async fn balance(&self, ctx: &Context<'_>) -> ApiResult<Balance> {
+        let app = app(ctx);
+        let view = app.ledger.balance(&self.0, app.clock.now()).await?;
+        Ok(Balance::from(view))
+    }
+
+    /// Lots, newest first; open ones only unless `includeClosed`.
+    async fn lots(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        #[graphql(default = false)] include_closed: bool,
+    ) -> ApiResult<Connection<String, Lot>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let app = app(ctx);
+        let (rows, more) = app.ledger.lots_page(self.0.id, include_closed, after, limit).await?;
+        let now = app.clock.now();
+        let mut connection = Connection::new(after.is_some(), more);
+        for row in rows {
+            connection.edges.push(Edge::new(row.id.to_string(), Lot::new(row, now)?));
+        }
+        Ok(connection)
+    }
+
+    /// The journal, newest first by sequence.
+    async fn history(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<HistoryFilter>,
+    ) -> ApiResult<Connection<String, JournalEntry>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let filter = filter.map(HistoryFilter::into_store).transpose()?.unwrap_or_default();
+        let (items, more) = app(ctx).ledger.history_page(self.0.id, &filter, after, limit).await?;
+        let mut connection = Connection::new(after.is_some(), more);
+        for item in items {
+            connection.edges.push(Edge::new(item.entry.id.to_string(), JournalEntry::try_from(item)?));
+        }
+        Ok(connection)
+    }
+
+    /// Today's check-in: claimed or not, when the next opens, the current streak.
+    async fn check_in_status(&self, ctx: &Context<'_>) -> ApiResult<CheckInStatus> {
+        let app = app(ctx);
+        let status = app.ledger.check_in_status(self.0.id, app.clock.now()).await?;
+        Ok(CheckInStatus {
+            enabled: status.enabled,
+            claimed_today: status.claimed_today,
+            next_available_at: status.next_available_at,
+            streak: status.streak as i32,
+            credits: status.credits.map(credits),
+        })
+    }
+
+    /// Today's lucky credits: whether this account may claim, and what it claimed.
+    async fn lucky_credits(&self, ctx: &Context<'_>) -> ApiResult<LuckyCredits> {
+        let app = app(ctx);
+        let status = app.ledger.lucky_status(&self.0, app.clock.now()).await?;
+        Ok(LuckyCredits {
+            eligible: status.eligible,
+            reason: status.reason,
+            claimed_today: status.claimed_today.is_some(),
+            drop_waiting: status.drop_waiting,
+            claimed: status.claimed_today.map(credits),
+            max_credits: status.max_credits.map(credits),
+            next_available_at: status.next_available_at,
+            promotion_ends_at: status.promotion_ends_at,
+        })
+    }
+
+    /// Whether the low-credit warning applies now and why: under an hour of the current usage
+    /// (arkain) or under a threshold (archipelag). The notification itself goes once per
+    /// purchase cycle (or crossing), and only with credit mail on.
+    async fn low_credits(&self, ctx: &Context<'_>) -> ApiResult<LowCredits> {
+        let status = app(ctx).ledger.low_credits(&self.0).await?;
+        Ok(LowCredits {
+            enabled: status.enabled,
+            applies: status.applies,
+            reason: status.reason,
+            balance: credits(status.balance),
+            rate_per_hour: status.rate_per_hour,
+            threshold: status.threshold.map(credits),
+            notified_at: status.notified_at,
+            credit_mail: status.credit_mail,
+        })
+    }
+
+    /// Market jobs this account submitted, newest first.
+    async fn jobs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, crate::graphql::market::MarketJob>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let (jobs, more) = app(ctx).ledger.jobs_page(self.0.id, after, limit).await?;
+        let mut connection = Connection::new(after.is_some(), more);
+        connection.edges.extend(jobs.into_iter().map(|j| Edge::new(j.id.to_string(), crate::graphql::market::MarketJob::from(j))));
+        Ok(connection)
+    }
+
+    /// Metered containers of this account.
+    async fn containers(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::graphql::metering::Container>> {
+        Ok(app(ctx).ledger.containers(self.0.id).await?.into_iter().map(Into::into).collect())
+    }
+
+    /// A month's usage page ("2026-11"; the current month when not given): what was used, what
+    /// was deducted, per resource, per container per day, and the AI logs.
+    async fn usage(&self, ctx: &Context<'_>, month: Option<String>) -> ApiResult<crate::graphql::metering::UsageReport> {
+        let app = app(ctx);
+        let month = month.unwrap_or_else(|| crate::ledger::time::month_key(app.clock.now()));
+        Ok(crate::graphql::metering::UsageReport::new(self.0.id, app.ledger.usage_report(self.0.id, &month).await?))
+    }
+
+    /// Purchases, newest first: date, package, credits, amount. Only what was bought (paid,
+    /// then perhaps refunded) unless `includePending` asks for purchases never paid too.
+    async fn purchases(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Page size, 1 to 100; 20 when omitted.")] first: Option<i32>,
+        #[graphql(desc = "The cursor of the last purchase of the previous page.")] after: Option<String>,
+        #[graphql(desc = "Also list purchases whose payment was never confirmed (status PENDING).", default = false)] include_pending: bool,
+    ) -> ApiResult<Connection<String, Purchase>> {
+        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        let (rows, more) = app(ctx).ledger.purchases_page(self.0.id, include_pending, after, limit).await?;
+        let mut connection = Connection::new(after.is_some(), more);
+        connection.edges.extend(rows.into_iter().map(|p| Edge::new(p.id.to_string(), Purchase(p))));
+        Ok(connection)
+    }
+}
+
+impl Account {
+    /// Loads an account the caller may see.
+    pub async fn load(ctx: &Context<'_>, external_id: &str) -> ApiResult<Account> {
+        require_account(ctx, external_id)?;
+        Ok(Account(app(ctx).ledger.account(external_id).await?))
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateAccountInput {
+    /// The product's own user id: 1 to 128 characters.
+    pub external_id: ID,
+    /// A plan code of the program; the program's default when omitted.
+    pub plan: Option<String>,
+    /// A friend's referral code, where the program has referrals.
+    pub referral_code: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateAccountPayload {
+    pub account: Account,
+    /// False when the account already existed: the call is idempotent on the external id.
+    pub created: bool,
+    /// Whether a given referral code counted (false once the referrer has reached the cap).
+    pub referral_accepted: Option<bool>,
+}
+
+#[derive(InputObject)]
+pub struct ChangePlanInput {
+    pub account_id: ID,
+    pub plan: String,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct ChangePlanPayload {
+    pub account: Account,
+    /// The new plan's credits for the current period, if they were granted now.
+    pub granted_lot_id: Option<ID>,
+    pub granted: Option<CreditAmount>,
+}
+
+#[derive(InputObject)]
+pub struct SetAccountStatusInput {
+    pub account_id: ID,
+    pub status: AccountStatus,
+}
+
+#[derive(Default)]
+pub struct AccountsQuery;
+
+#[Object]
+impl AccountsQuery {
+    /// The caller's own account (user tokens).
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<Account> {
+        match caller(ctx)? {
+            Caller::User { account } => Account::load(ctx, account).await,
+            _ => Err(ApiError::Forbidden("me is for user tokens; service and admin use account(id)".into())),
+        }
+    }
+    /// Any account (service, admin), or the caller's own (user).
+    async fn account(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Account> {
+        Account::load(ctx, &id).await
+    }
+}
+
+#[derive(Default)]
+pub struct AccountsMutation;
+
+#[Object]
+impl AccountsMutation {
+    /// Creates an account, or returns the existing one with the same external id (service).
+    async fn create_account(&self, ctx: &Context<'_>, input: CreateAccountInput) -> ApiResult<CreateAccountPayload> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        let (account, created, referral_accepted) = app
+            .ledger
+            .create_referred_account(&input.external_id, input.plan.as_deref(), input.referral_code.as_deref(), app.clock.now())
+            .await?;
+        Ok(CreateAccountPayload { account: Account(account), created, referral_accepted })
+    }
+
+    /// Moves an account to another plan (service, after payment; a user never changes its own
+    /// plan). Accrued usage is settled first; the new plan's credits for the current period are
+    /// granted unless this account already had them.
+    async fn change_plan(&self, ctx: &Context<'_>, input: ChangePlanInput) -> ApiResult<ChangePlanPayload> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        let change = app.ledger.change_plan(&input.account_id, &input.plan, &input.idempotency_key, app.clock.now()).await?;
+        let account = app.ledger.account(&input.account_id).await?;
+        Ok(ChangePlanPayload {
+            account: Account(account),
+            granted_lot_id: change.granted.as_ref().map(|g| ID(g.lot_id.to_string())),
+            granted: change.granted.map(|g| credits(g.amount)),
+        })
+    }
+
+    /// Turns the account's credit mail on or off: the low-credit warning and the expiring-credits
+    /// notice (user, or on behalf).
+    async fn set_credit_mail(&self, ctx: &Context<'_>, account_id: ID, enabled: bool) -> ApiResult<Account> {
+        require_account(ctx, &account_id)?;
+        Ok(Account(app(ctx).ledger.set_credit_mail(&account_id, enabled).await?))
+    }
+
+    /// Marks an account's identity verified, or not (service, admin): the market needs it.
+    async fn set_identity_verified(&self, ctx: &Context<'_>, account_id: ID, verified: bool) -> ApiResult<Account> {
+        require_service(ctx)?;
+        Ok(Account(app(ctx).ledger.set_identity_verified(&account_id, verified).await?))
+    }
+
+    /// Moves an account between ACTIVE, INACTIVE and SUSPENDED (service, admin).
+    async fn set_account_status(&self, ctx: &Context<'_>, input: SetAccountStatusInput) -> ApiResult<Account> {
+        require_service(ctx)?;
+        Ok(Account(app(ctx).ledger.set_status(&input.account_id, input.status.into()).await?))
+    }
+}

@@ -1,0 +1,141 @@
+//! Balances and lots: what an account holds, by class and by expiry, and the low-credit signal.
+
+use crate::entity::lot;
+use crate::graphql::amount::CreditAmount;
+use crate::graphql::types::*;
+use crate::ledger::{self, Credits};
+use crate::service::ServiceError;
+use crate::service::reads::BalanceView;
+use async_graphql::{ComplexObject, ID, SimpleObject};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// An account's credits now. `total = available + held`; the bars split both by source.
+#[derive(SimpleObject)]
+pub struct Balance {
+    /// The account's credits now: what it may spend plus what open reservations hold.
+    /// Expired lots never count, nor does a hold past its deadline (its credits are available
+    /// again).
+    pub total: CreditAmount,
+    /// Credits held by open reservations: taken from the lots until captured, released or past
+    /// their deadline.
+    pub held: CreditAmount,
+    /// `total - held`: what a spend or a new reservation may take now, the day's free credits
+    /// included (they are the last tier of every spend).
+    pub available: CreditAmount,
+    /// One bar per source, largest first. Their `remaining` add up to `available`, their `held`
+    /// to `held`.
+    pub bars: Vec<BalanceBar>,
+}
+
+/// The credits of one source (a status bar).
+#[derive(SimpleObject)]
+pub struct BalanceBar {
+    /// Where these credits came from.
+    pub source: LotSource,
+    /// What they are worth to the user (paid, promotional, free).
+    pub class: LotClass,
+    /// What a spend may take from this source now.
+    pub remaining: CreditAmount,
+    /// What open reservations hold of this source.
+    pub held: CreditAmount,
+    /// True for the day's free credits while other credits are left: they count in `available`
+    /// but are used only once every other credit is.
+    pub waiting: bool,
+    /// Remaining per expiry date, soonest first; a null `expiresAt` never expires.
+    pub expiries: Vec<Expiry>,
+}
+
+/// Credits of a bar that expire at one instant.
+#[derive(SimpleObject)]
+pub struct Expiry {
+    /// The exclusive instant they stop counting; null never expires.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// How many credits expire then.
+    pub remaining: CreditAmount,
+}
+
+impl From<BalanceView> for Balance {
+    fn from(view: BalanceView) -> Self {
+        let mut sorted = view.bars;
+        sorted.sort_by_key(|bar| std::cmp::Reverse(bar.remaining.checked_add(bar.held)));
+        let bars: Vec<BalanceBar> = sorted
+            .into_iter()
+            .map(|bar| BalanceBar {
+                source: bar.source.into(),
+                class: bar.class.into(),
+                remaining: credits(bar.remaining),
+                held: credits(bar.held),
+                waiting: bar.waiting,
+                expiries: bar
+                    .expiries
+                    .into_iter()
+                    .map(|(expires_at, remaining)| Expiry { expires_at, remaining: credits(remaining) })
+                    .collect(),
+            })
+            .collect();
+        let total = view.available.checked_add(view.held).expect("an account's credits fit");
+        Balance { total: credits(total), held: credits(view.held), available: credits(view.available), bars }
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Lot {
+    pub id: ID,
+    pub class: LotClass,
+    pub source: LotSource,
+    pub granted: CreditAmount,
+    pub remaining: CreditAmount,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Past its expiry instant; its credits no longer count.
+    pub expired: bool,
+    /// What the lot came from ("purchase", "grant", "account") and its id there.
+    pub origin_kind: Option<String>,
+    pub origin_id: Option<String>,
+}
+
+#[ComplexObject]
+impl Lot {
+    /// Credits of this lot spendable now.
+    async fn spendable(&self) -> CreditAmount {
+        if self.expired { CreditAmount(Credits::ZERO) } else { self.remaining }
+    }
+}
+
+impl Lot {
+    pub fn new(model: lot::Model, now: DateTime<Utc>) -> Result<Lot, ServiceError> {
+        let expired = model.expires_at.is_some_and(|at| at <= now);
+        Ok(Lot {
+            id: ID(model.id.to_string()),
+            class: model.class.parse::<ledger::LotClass>().map_err(corrupt)?.into(),
+            source: model.source.parse::<ledger::LotSource>().map_err(corrupt)?.into(),
+            granted: stored(model.granted_micros, || format!("lot {}", model.id))?,
+            remaining: stored(model.remaining_micros, || format!("lot {}", model.id))?,
+            granted_at: model.granted_at,
+            expires_at: model.expires_at,
+            expired,
+            origin_kind: model.origin_kind,
+            origin_id: model.origin_id,
+        })
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct LowCredits {
+    /// Whether this program warns of low credits at all.
+    pub enabled: bool,
+    pub applies: bool,
+    pub reason: Option<String>,
+    pub balance: CreditAmount,
+    /// What the account's running usage costs an hour now (metered programs).
+    pub rate_per_hour: Option<Decimal>,
+    /// The balance under which the nudge applies (threshold programs).
+    pub threshold: Option<CreditAmount>,
+    /// When this cycle's warning went out; null once a purchase (or, for a threshold, a
+    /// recovery) re-armed it.
+    pub notified_at: Option<DateTime<Utc>>,
+    /// Whether the account receives credit mail.
+    pub credit_mail: bool,
+}

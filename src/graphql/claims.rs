@@ -1,0 +1,244 @@
+//! Free credits a user claims: the daily check-in, lucky credits, ad rewards and coupons.
+
+use crate::graphql::amount::CreditAmount;
+use crate::graphql::context::{app, limit_claims, require_account, require_admin};
+use crate::graphql::error::ApiResult;
+use crate::graphql::types::*;
+use crate::ledger::{self};
+use crate::service::coupons::NewCoupon;
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, NaiveDate, Utc};
+
+#[derive(SimpleObject)]
+pub struct CheckInStatus {
+    /// Whether this program has a daily check-in.
+    pub enabled: bool,
+    pub claimed_today: bool,
+    /// Now if today is not claimed yet, else the next 00:00 UTC.
+    pub next_available_at: DateTime<Utc>,
+    /// Consecutive UTC days checked in, up to today (or yesterday, while today is still open).
+    pub streak: i32,
+    /// What one check-in grants.
+    pub credits: Option<CreditAmount>,
+}
+
+pub struct Coupon(pub crate::entity::coupon::Model);
+
+#[Object]
+impl Coupon {
+    async fn code(&self) -> &str {
+        &self.0.code
+    }
+    /// The credits one redemption grants.
+    async fn credits(&self) -> ApiResult<CreditAmount> {
+        Ok(stored(self.0.credits_micros, || format!("coupon {}", self.0.id))?)
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    /// How long the granted credits last from redemption, such as "30 days" or "1 month".
+    async fn valid_for(&self) -> ApiResult<Option<String>> {
+        // Stored in the canonical form ("1 months"); shown as people write it.
+        let stored = self.0.valid_for.as_deref().map(str::parse::<ledger::Validity>).transpose();
+        let validity = stored.map_err(|e| corrupt(format!("coupon {}: valid_for: {e}", self.0.id)))?;
+        Ok(validity.map(|v| v.to_string()))
+    }
+    async fn starts_at(&self) -> Option<DateTime<Utc>> {
+        self.0.starts_at
+    }
+    async fn ends_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ends_at
+    }
+    async fn max_redemptions(&self) -> Option<i64> {
+        self.0.max_redemptions
+    }
+    async fn redemptions(&self) -> i64 {
+        self.0.redemptions
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct LuckyCredits {
+    /// A paid subscriber, within the promotion's dates.
+    pub eligible: bool,
+    /// Why not, when not eligible.
+    pub reason: Option<String>,
+    pub claimed_today: bool,
+    /// The daily reset drew today's drop for this account and it waits to be claimed (the
+    /// banner); the amount stays a surprise until the claim.
+    pub drop_waiting: bool,
+    /// What today's claim drew.
+    pub claimed: Option<CreditAmount>,
+    /// The plan's maximum for one day's draw.
+    pub max_credits: Option<CreditAmount>,
+    /// Now, or the next 00:00 UTC once today's claim is made; null when not eligible.
+    pub next_available_at: Option<DateTime<Utc>>,
+    pub promotion_ends_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct CheckInInput {
+    pub account_id: ID,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct CheckInPayload {
+    /// The UTC day checked in.
+    pub day: NaiveDate,
+    pub lot_id: ID,
+    pub sequence: ID,
+    pub amount: CreditAmount,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct ClaimLuckyCreditsInput {
+    pub account_id: ID,
+    pub idempotency_key: String,
+}
+
+/// A random amount of credits drawn server-side (lucky credits, ad rewards).
+#[derive(SimpleObject)]
+pub struct RandomCreditsPayload {
+    pub day: NaiveDate,
+    /// What was drawn.
+    pub amount: CreditAmount,
+    pub lot_id: ID,
+    pub sequence: ID,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The distribution it was drawn from, as recorded in the journal.
+    pub distribution: String,
+}
+
+#[derive(InputObject)]
+pub struct ClaimAdRewardInput {
+    pub account_id: ID,
+    /// The ad network's transaction id of the verified ad (ad mode); none in button mode.
+    pub transaction_id: Option<String>,
+    pub idempotency_key: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateCouponInput {
+    /// 3 to 64 letters, digits, - or _; case-insensitive.
+    pub code: String,
+    /// The credits each redemption grants: more than 0, at most 1000000000.
+    pub credits: CreditAmount,
+    /// The granted credits expire at this instant...
+    pub expires_at: Option<DateTime<Utc>>,
+    /// ...or this long after redemption ("30 days"). Neither: they never expire.
+    pub valid_for: Option<String>,
+    /// The redemption window: from `startsAt` (inclusive) to `endsAt` (exclusive).
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    /// How many accounts may redeem it in total.
+    pub max_redemptions: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct RedeemCouponInput {
+    pub account_id: ID,
+    pub code: String,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct RedeemCouponPayload {
+    pub lot_id: ID,
+    pub sequence: ID,
+    pub amount: CreditAmount,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+pub struct ClaimsMutation;
+
+#[Object]
+impl ClaimsMutation {
+    /// Claims today's check-in credits, once per UTC day (user, or on behalf).
+    async fn check_in(&self, ctx: &Context<'_>, input: CheckInInput) -> ApiResult<CheckInPayload> {
+        require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt = app.ledger.check_in(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
+        Ok(CheckInPayload {
+            day: receipt.day,
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            amount: credits(receipt.amount),
+            expires_at: receipt.expires_at,
+        })
+    }
+
+    /// Claims today's lucky credits: a random amount up to the plan's maximum (paid subscribers,
+    /// once per UTC day, within the promotion's dates).
+    async fn claim_lucky_credits(&self, ctx: &Context<'_>, input: ClaimLuckyCreditsInput) -> ApiResult<RandomCreditsPayload> {
+        require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt = app.ledger.claim_lucky(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
+        Ok(RandomCreditsPayload {
+            day: receipt.day,
+            amount: credits(receipt.amount),
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            expires_at: receipt.expires_at,
+            distribution: receipt.distribution,
+        })
+    }
+
+    /// Redeems a verified ad view (or a button tap, where the program says so) for random
+    /// credits: free-plan accounts whose free and other credits are used up, up to a daily cap.
+    async fn claim_ad_reward(&self, ctx: &Context<'_>, input: ClaimAdRewardInput) -> ApiResult<RandomCreditsPayload> {
+        require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt =
+            app.ledger.claim_ad_reward(&input.account_id, input.transaction_id.as_deref(), &input.idempotency_key, app.clock.now()).await?;
+        Ok(RandomCreditsPayload {
+            day: receipt.day,
+            amount: credits(receipt.amount),
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            expires_at: receipt.expires_at,
+            distribution: receipt.distribution,
+        })
+    }
+
+    /// Creates a coupon (admin); idempotent on the code.
+    async fn create_coupon(&self, ctx: &Context<'_>, input: CreateCouponInput) -> ApiResult<Coupon> {
+        require_admin(ctx)?;
+        let valid_for = parse_validity(input.valid_for.as_deref())?;
+        let app = app(ctx);
+        let new = NewCoupon {
+            code: input.code,
+            credits: input.credits.0,
+            expires_at: input.expires_at,
+            valid_for,
+            starts_at: input.starts_at,
+            ends_at: input.ends_at,
+            max_redemptions: input.max_redemptions,
+            reason: input.reason,
+        };
+        Ok(Coupon(app.ledger.create_coupon(new, app.clock.now()).await?))
+    }
+
+    /// Redeems a coupon, once per account (user, or on behalf).
+    async fn redeem_coupon(&self, ctx: &Context<'_>, input: RedeemCouponInput) -> ApiResult<RedeemCouponPayload> {
+        require_account(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id)?;
+        let app = app(ctx);
+        let receipt = app.ledger.redeem_coupon(&input.account_id, &input.code, &input.idempotency_key, app.clock.now()).await?;
+        Ok(RedeemCouponPayload {
+            lot_id: ID(receipt.lot_id.to_string()),
+            sequence: ID(receipt.entry_id.to_string()),
+            amount: credits(receipt.amount),
+            expires_at: receipt.expires_at,
+        })
+    }
+}

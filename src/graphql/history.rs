@@ -1,0 +1,90 @@
+//! The journal as the API shows it: entries, their lines, and the history filter.
+
+use crate::entity::journal_line;
+use crate::graphql::amount::SignedCreditAmount;
+use crate::graphql::types::*;
+use crate::service::ServiceError;
+use crate::service::reads::HistoryItem;
+use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
+use async_graphql::{ID, InputObject, SimpleObject};
+use chrono::{DateTime, Utc};
+
+#[derive(SimpleObject)]
+pub struct JournalEntry {
+    /// The journal's sequence number: strictly increasing, the order of "newest first".
+    pub sequence: ID,
+    pub kind: EntryKind,
+    /// The net change to the account's credits (negative for a spend or expiry).
+    pub amount: SignedCreditAmount,
+    /// When the change took effect (an expiry is dated at the lot's expiry instant).
+    pub effective_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    pub operation: String,
+    pub idempotency_key: Option<String>,
+    pub feature: Option<String>,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+    pub lines: Vec<JournalLine>,
+}
+
+#[derive(SimpleObject)]
+pub struct JournalLine {
+    pub lot_id: ID,
+    /// The change to this lot (negative when credits left it).
+    pub amount: SignedCreditAmount,
+}
+
+impl From<&journal_line::Model> for JournalLine {
+    fn from(line: &journal_line::Model) -> Self {
+        JournalLine { lot_id: ID(line.lot_id.to_string()), amount: signed(line.delta_micros) }
+    }
+}
+
+impl TryFrom<HistoryItem> for JournalEntry {
+    type Error = ServiceError;
+
+    fn try_from(item: HistoryItem) -> Result<Self, ServiceError> {
+        let e = item.entry;
+        Ok(JournalEntry {
+            sequence: ID(e.id.to_string()),
+            kind: StoreKind::parse(&e.kind).ok_or_else(|| corrupt(format!("journal entry {}: kind {:?}", e.id, e.kind)))?.into(),
+            amount: signed(e.amount_micros),
+            effective_at: e.effective_at,
+            recorded_at: e.created_at,
+            operation: e.operation,
+            idempotency_key: e.idempotency_key,
+            feature: e.feature,
+            model: e.model,
+            reason: e.reason,
+            lines: item.lines.iter().map(JournalLine::from).collect(),
+        })
+    }
+}
+
+/// Filters on the journal; all given conditions must hold.
+#[derive(InputObject, Default)]
+pub struct HistoryFilter {
+    /// Only these kinds of entries.
+    pub kinds: Option<Vec<EntryKind>>,
+    pub feature: Option<String>,
+    /// Effective at or after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Effective strictly before this instant.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl HistoryFilter {
+    pub(crate) fn into_store(self) -> Result<StoreFilter, ServiceError> {
+        if let (Some(from), Some(until)) = (self.from, self.until)
+            && from >= until
+        {
+            return Err(crate::service::ServiceError::bad_input("from must be before until"));
+        }
+        let feature = self.feature.as_deref().map(|f| crate::service::input::label("feature", f)).transpose()?;
+        let kinds = self.kinds.unwrap_or_default();
+        if kinds.len() > StoreKind::ALL.len() {
+            return Err(crate::service::ServiceError::bad_input("too many kinds"));
+        }
+        Ok(StoreFilter { kinds: kinds.into_iter().map(Into::into).collect(), feature, from: self.from, until: self.until })
+    }
+}

@@ -1,0 +1,113 @@
+//! Spending and granting credits.
+
+use crate::graphql::amount::CreditAmount;
+use crate::graphql::context::{app, require_admin, require_service};
+use crate::graphql::error::ApiResult;
+use crate::graphql::types::*;
+use crate::service::spending::{GrantRequest, SpendRequest};
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+
+#[derive(InputObject)]
+pub struct SpendCreditsInput {
+    pub account_id: ID,
+    /// The credits to charge: more than 0, at most 1000000000. Give either this or `price`.
+    pub amount: Option<CreditAmount>,
+    /// Charge the price list's price of this use of `feature` instead of an amount (see
+    /// `priceQuote`); the receipt's amount is what was charged.
+    pub price: Option<PriceOptionsInput>,
+    /// The same key with the same request replays the first outcome.
+    pub idempotency_key: String,
+    /// What the credits paid for (chat, image, container, ...).
+    pub feature: String,
+    pub model: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct SpendTake {
+    pub lot_id: ID,
+    pub amount: CreditAmount,
+}
+
+#[derive(SimpleObject)]
+pub struct SpendCreditsPayload {
+    /// The journal entry of this spend (the same on every replay).
+    pub sequence: ID,
+    pub amount: CreditAmount,
+    /// The lots it came from, in the order they were used.
+    pub takes: Vec<SpendTake>,
+    /// What the account could still spend right after this spend.
+    pub available_after: CreditAmount,
+    pub effective_at: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct GrantCreditsInput {
+    pub account_id: ID,
+    /// The credits to grant: more than 0, at most 1000000000.
+    pub amount: CreditAmount,
+    pub class: LotClass,
+    #[graphql(default_with = "LotSource::Adjustment")]
+    pub source: LotSource,
+    /// An exact expiry instant...
+    pub expires_at: Option<DateTime<Utc>>,
+    /// ...or a validity from now: "168 hours", "30 days", "1 month". Neither: never expires.
+    pub valid_for: Option<String>,
+    pub reason: Option<String>,
+    pub idempotency_key: String,
+}
+
+#[derive(SimpleObject)]
+pub struct GrantCreditsPayload {
+    pub lot_id: ID,
+    pub sequence: ID,
+}
+
+#[derive(Default)]
+pub struct SpendingMutation;
+
+#[Object]
+impl SpendingMutation {
+    /// Charges an account, all or nothing, in the program's order of consumption (service).
+    async fn spend_credits(&self, ctx: &Context<'_>, input: SpendCreditsInput) -> ApiResult<SpendCreditsPayload> {
+        require_service(ctx)?;
+        let app = app(ctx);
+        let request = SpendRequest {
+            account: input.account_id.to_string(),
+            amount: input.amount.map(|a| a.0),
+            price: input.price.map(|p| p.into_ref(&input.feature)),
+            idempotency_key: input.idempotency_key,
+            feature: input.feature,
+            model: input.model,
+            reason: input.reason,
+        };
+        let receipt = app.ledger.spend(request, app.clock.now()).await?;
+        Ok(SpendCreditsPayload {
+            sequence: ID(receipt.entry_id.to_string()),
+            amount: credits(receipt.amount),
+            takes: receipt.takes.iter().map(|t| SpendTake { lot_id: ID(t.lot_id.to_string()), amount: credits(t.amount) }).collect(),
+            available_after: credits(receipt.available_after),
+            effective_at: receipt.effective_at,
+        })
+    }
+
+    /// Creates a lot of any source and class (admin).
+    async fn grant_credits(&self, ctx: &Context<'_>, input: GrantCreditsInput) -> ApiResult<GrantCreditsPayload> {
+        require_admin(ctx)?;
+        let valid_for = parse_validity(input.valid_for.as_deref())?;
+        let app = app(ctx);
+        let request = GrantRequest {
+            account: input.account_id.to_string(),
+            amount: input.amount.0,
+            class: input.class.into(),
+            source: input.source.into(),
+            expires_at: input.expires_at,
+            valid_for,
+            reason: input.reason,
+            idempotency_key: input.idempotency_key,
+        };
+        let receipt = app.ledger.grant(request, app.clock.now()).await?;
+        Ok(GrantCreditsPayload { lot_id: ID(receipt.lot_id.to_string()), sequence: ID(receipt.entry_id.to_string()) })
+    }
+}
