@@ -289,3 +289,33 @@ async fn two_worker_processes_both_register_their_workers(backend: Backend) {
 }
 
 on_both!(two_worker_processes_both_register_their_workers);
+
+/// A test that leaves a job run failed or an outbox event stuck fails when its `TestApp` is
+/// dropped, and says what it left; one that expects that says so and passes.
+async fn the_test_app_fails_a_test_that_leaves_a_job_failed(backend: Backend) {
+    let leave_failures = |expect: bool| async move {
+        let mut app = TestApp::spawn_with(backend, "arkain").await;
+        app.clock.set(at("2026-04-20T00:00:00Z"));
+        app.create_account("user-1").await;
+        let db = &app.ledger.db;
+        db.execute_unprepared("UPDATE accounts SET status = 'bogus' WHERE external_id = 'user-1'").await.unwrap();
+        assert!(app.ledger.run_job(Job::GrantMonthlyPlanCredits, at("2026-05-01T00:00:00Z")).await.is_err());
+        credits::store::outbox::publish(db, "test.stuck", None, &json!({}), app.clock.now()).await.unwrap();
+        let stuck = format!("UPDATE outbox SET attempts = {} WHERE topic = 'test.stuck'", crate::support::STUCK_AFTER_ATTEMPTS);
+        db.execute_unprepared(&stuck).await.unwrap();
+        let leftovers = app.job_leftovers().await;
+        assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+        assert!(leftovers[0].starts_with("job run GrantMonthlyPlanCredits 2026-05 failed: account"), "{leftovers:?}");
+        assert!(leftovers[1].contains("(test.stuck) undelivered after 10 attempts"), "{leftovers:?}");
+        if expect {
+            app.expect_job_failures();
+        }
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(app)))
+    };
+    let unexpected = leave_failures(false).await.expect_err("the check fails the test");
+    let message = unexpected.downcast_ref::<String>().expect("a message");
+    assert!(message.contains("left jobs failed") && message.contains("GrantMonthlyPlanCredits"), "{message}");
+    assert!(leave_failures(true).await.is_ok(), "expected failures pass");
+}
+
+on_both!(the_test_app_fails_a_test_that_leaves_a_job_failed);

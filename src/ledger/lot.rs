@@ -250,6 +250,24 @@ pub fn take(lots: &mut [Lot], amount: Credits, order: &ConsumptionOrder, now: Da
     Ok(takes)
 }
 
+/// A spend decided: which lots pay, and what the account may still spend right after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spent {
+    pub takes: Vec<Take>,
+    pub available_after: Credits,
+}
+
+/// The spend decision, the one every spend makes (a batch's, and a batch of one): `amount` from
+/// `lots` at `now` in the program's order, all or nothing, taken out of `lots` so that the next
+/// spend of the account under the same lock sees it (`take`). A refusal says how short the
+/// account is and leaves the lots as they were.
+pub fn spend(lots: &mut [Lot], amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Spent, Insufficient> {
+    let available_before = balance(lots, now);
+    let takes = take(lots, amount, order, now)?;
+    let available_after = available_before.checked_sub(amount).expect("take checked the balance");
+    Ok(Spent { takes, available_after })
+}
+
 /// The balance at `now`: remaining over lots not yet expired.
 pub fn balance(lots: &[Lot], now: DateTime<Utc>) -> Credits {
     lots.iter().filter(|l| !l.is_expired(now)).map(|l| l.remaining).sum()

@@ -22,6 +22,6 @@ pub mod wallet;
 
 pub use account::AccountStatus;
 pub use amount::{AmountError, Credits};
-pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, allocate, balance, take};
+pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Spent, Take, allocate, balance, spend, take};
 pub use pricing::PricingError;
 pub use time::Validity;

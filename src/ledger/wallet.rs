@@ -403,6 +403,27 @@ mod tests {
         assert_eq!(balance(&lots, now), Credits::ZERO);
     }
 
+    /// `spend` is `take` plus what is left to spend: each answer counts the spends before it.
+    #[test]
+    fn a_spend_decision_says_what_is_left_after_it() {
+        use crate::ledger::lot::{Spent, spend};
+        let mut w = Wallet::default();
+        let now = t0();
+        let free = w.grant(LotClass::Free, LotSource::MonthlyPlan, c(3), now, Some(now + Duration::days(1)));
+        let expired = w.grant(LotClass::Paid, LotSource::Purchase, c(9), now - Duration::days(2), Some(now - Duration::days(1)));
+        let paid = w.grant(LotClass::Paid, LotSource::Purchase, c(4), now, None);
+        let mut lots = w.lots.clone();
+        let first = spend(&mut lots, c(2), &arkain(), now).unwrap();
+        assert_eq!(first, Spent { takes: vec![Take { lot_id: free, amount: c(2) }], available_after: c(5) });
+        let second = spend(&mut lots, c(3), &arkain(), now).unwrap();
+        assert_eq!(second.takes, vec![Take { lot_id: free, amount: c(1) }, Take { lot_id: paid, amount: c(2) }]);
+        assert_eq!(second.available_after, c(2));
+        let before = lots.clone();
+        assert_eq!(spend(&mut lots, c(3), &arkain(), now), Err(Insufficient { requested: c(3), available: c(2) }));
+        assert_eq!(lots, before);
+        assert!(lots.iter().any(|l| l.id == expired && l.remaining == c(9)), "an expired lot is never taken");
+    }
+
     #[test]
     fn ties_break_by_grant_time_then_id() {
         let mut w = Wallet::default();

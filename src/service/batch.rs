@@ -11,30 +11,31 @@
 //! commits, so one flush and one round trip per table serve many spends.
 //!
 //! Each spend stays all or nothing and keyed: the outcome a spend gets is the one it would have
-//! had alone in arrival order, stored under its key in the same commit as its postings. A
-//! duplicate key inside a batch replays the first one's outcome (or is a conflict), like a
-//! duplicate that arrives later. A batch that fails as a whole (a database error in any of its
-//! statements) is rolled back and its spends run again one by one, so one bad spend cannot fail
-//! its neighbours.
+//! had alone in arrival order, stored under its key in the same commit as its postings. The key
+//! protocol is the executor's (`Ledger::execute_many`): a duplicate key inside a batch replays
+//! the first one's outcome (or is a conflict), like a duplicate that arrives later. This module
+//! holds only the spend decision and its postings (`spend_all`). A batch that fails as a whole (a
+//! database error in any of its statements) is rolled back and its spends run again one by one,
+//! each a batch of one, so one bad spend cannot fail its neighbours.
 
 use crate::entity::account;
-use crate::ledger::{Credits, Lot, Take, balance, take};
+use crate::ledger::{self, Credits, Lot, Spent};
 use crate::program::Program;
-use crate::service::accounts::status_of;
 use crate::service::daily_free;
-use crate::service::keyed::{Refusal, Stored};
+use crate::service::executor::{Dated, Decisions, Fresh, RunMany};
+use crate::service::keyed::Refusal;
 use crate::service::notices;
-use crate::service::posting;
+use crate::service::posting::{self, Debit};
 use crate::service::reservations;
-use crate::service::spending::{ParsedSpend, SPEND, SpendReceipt, SpendRequest};
-use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, idempotency, journal, lots};
+use crate::service::spending::{ParsedSpend, SpendFields, SpendReceipt, SpendRequest};
+use crate::service::{Ledger, ServiceError};
+use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use sea_orm::{DatabaseTransaction, DbBackend};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
@@ -167,27 +168,6 @@ impl SpendQueue {
     }
 }
 
-/// A spend as the batch decided it, before its journal entry has an id.
-enum Decided {
-    /// The outcome is known: a replay of a stored key, or a business refusal to store.
-    Stored(Stored<SpendReceipt>),
-    /// Spent: the index of its entry among the batch's new entries.
-    Spent {
-        entry: usize,
-        takes: Vec<Take>,
-        available_after: Credits,
-    },
-    /// A second request with a key that an earlier spend of this batch used, with the same request.
-    SameAs(usize),
-    Failed(ServiceError),
-}
-
-/// What a key already stands for, in the database or earlier in this batch.
-enum Seen {
-    Stored { hash: String, outcome: String },
-    InBatch { hash: String, index: usize },
-}
-
 impl Ledger {
     /// Charges several spends together, in this order, in one transaction per `MAX_BATCH`
     /// (for a caller that holds many at once, such as a backend reporting a period's usage). Each
@@ -209,10 +189,12 @@ impl Ledger {
                 Err(err) => outcomes.push(Some(Err(err))),
             }
         }
-        for chunk in parsed.chunks(MAX_BATCH) {
-            let spends: Vec<ParsedSpend> = chunk.iter().map(|(_, spend)| spend.clone()).collect();
-            for ((index, _), outcome) in chunk.iter().zip(self.spend_batch(Arc::new(spends)).await) {
-                outcomes[*index] = Some(outcome);
+        let mut parsed = parsed.into_iter().peekable();
+        while parsed.peek().is_some() {
+            let (indexes, spends): (Vec<usize>, Vec<Dated<SpendFields>>) =
+                parsed.by_ref().take(MAX_BATCH).map(|(index, spend)| (index, spend.into_command())).unzip();
+            for (index, outcome) in indexes.into_iter().zip(self.spend_batch(spends).await) {
+                outcomes[index] = Some(outcome);
             }
         }
         outcomes.into_iter().map(|o| o.expect("every spend has an outcome")).collect()
@@ -220,8 +202,8 @@ impl Ledger {
 
     async fn run_spends(self, lane: usize) {
         while let Some(batch) = self.spends.next_batch(lane) {
-            let (spends, replies): (Vec<ParsedSpend>, Vec<_>) = batch.into_iter().map(|w| (w.spend, w.reply)).unzip();
-            match AssertUnwindSafe(self.spend_batch(Arc::new(spends))).catch_unwind().await {
+            let (spends, replies): (Vec<Dated<SpendFields>>, Vec<_>) = batch.into_iter().map(|w| (w.spend.into_command(), w.reply)).unzip();
+            match AssertUnwindSafe(self.spend_batch(spends)).catch_unwind().await {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         // The caller may have gone away; its outcome is stored under its key.
@@ -235,26 +217,22 @@ impl Ledger {
         }
     }
 
-    async fn spend_batch(&self, spends: Arc<Vec<ParsedSpend>>) -> Vec<Result<SpendReceipt, ServiceError>> {
+    async fn spend_batch(&self, spends: Vec<Dated<SpendFields>>) -> Vec<Result<SpendReceipt, ServiceError>> {
         let counts = &self.spends;
         counts.batches.fetch_add(1, Ordering::Relaxed);
         counts.spends.fetch_add(spends.len() as u64, Ordering::Relaxed);
         counts.largest.fetch_max(spends.len() as u64, Ordering::Relaxed);
-        let (ttl, program) = (self.idempotency_ttl, self.program.clone());
-        let written = tx::write(&self.db, |txn| {
-            let (spends, program) = (spends.clone(), program.clone());
-            Box::pin(async move { write_batch(txn, &program, ttl, &spends).await })
-        })
-        .await;
-        match written {
-            Ok(outcomes) => outcomes.into_iter().map(|outcome| outcome.and_then(Stored::into_result)).collect(),
+        match self.execute_many(&spends, spend_body).await {
+            Ok(outcomes) => outcomes,
             Err(err) if spends.len() == 1 => vec![Err(err)],
             Err(err) => {
                 tracing::warn!(spends = spends.len(), error = %err, "a batch of spends failed; running its spends one by one");
                 self.spends.fallbacks.fetch_add(1, Ordering::Relaxed);
                 let mut outcomes = Vec::with_capacity(spends.len());
-                for spend in spends.iter() {
-                    outcomes.push(self.spend_alone(spend).await);
+                for spend in &spends {
+                    // A batch of one: the outcome the spend would have had alone.
+                    let alone = self.execute_many(std::slice::from_ref(spend), spend_body).await;
+                    outcomes.push(alone.and_then(|mut outcome| outcome.pop().expect("one outcome per spend")));
                 }
                 outcomes
             }
@@ -262,192 +240,146 @@ impl Ledger {
     }
 }
 
-/// The batch's transaction. The outer error is a database failure (the batch is retried or run
-/// one by one); the inner results are each spend's own outcome.
-async fn write_batch(
-    txn: &DatabaseTransaction,
-    program: &Program,
-    ttl: chrono::Duration,
-    spends: &[ParsedSpend],
-) -> Result<Vec<Result<Stored<SpendReceipt>, ServiceError>>, ServiceError> {
-    let mut externals: Vec<&str> = spends.iter().map(|s| s.account.as_str()).collect();
-    externals.sort_unstable();
-    externals.dedup();
-    let mut accounts: HashMap<String, account::Model> =
-        store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.external_id.clone(), a)).collect();
-    let account_ids: Vec<i64> = accounts.values().map(|a| a.id).collect();
-    // Holds past their deadline give their credits back before any spend is decided, as a read
-    // would show them; the batch's latest instant decides which have lapsed.
-    let latest = spends.iter().map(|s| s.now).max().expect("a batch is never empty");
-    if reservations::release_lapsed(txn, &account_ids, latest).await? > 0 {
-        // Their releases moved the cached balances the low-credit check starts from.
-        accounts =
-            store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.external_id.clone(), a)).collect();
+fn spend_body(run: RunMany<'_, SpendFields>) -> BoxFuture<'_, Decisions<SpendReceipt>> {
+    Box::pin(spend_all(run))
+}
+
+/// The body of a batch of spends: each fresh spend decided in arrival order against the lots as
+/// the earlier ones left them (the day's free credits written if a spend takes them), then all
+/// of them posted at once, one statement per table, and the low-credit rule checked once per
+/// account charged.
+async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
+    let RunMany { txn, ledger, accounts, fresh, latest } = run;
+    let program = &ledger.program;
+    let moved = release_lapsed(txn, accounts, latest).await?;
+    if fresh.is_empty() {
+        return Ok(Vec::new());
     }
-    let mut pairs: Vec<(i64, &str)> =
-        spends.iter().filter_map(|s| accounts.get(s.account.as_str()).map(|a| (a.id, s.key.as_str()))).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    let mut seen: HashMap<(i64, String), Seen> = idempotency::find_many(txn, SPEND, &pairs)
-        .await?
-        .into_iter()
-        .map(|r| ((r.account_id, r.key), Seen::Stored { hash: r.request_hash, outcome: r.outcome }))
-        .collect();
-    let mut wallets: HashMap<i64, Vec<Lot>> = HashMap::new();
-    let mut read: HashMap<i64, Credits> = HashMap::new();
-    for model in lots::open_for_accounts(txn, &account_ids).await? {
-        let lot = lots::to_rule(&model)?;
-        read.insert(lot.id, lot.remaining);
-        wallets.entry(model.account_id).or_default().push(lot);
+    let mut wallets = Wallets::read(txn, &fresh).await?;
+    let mut decided = Vec::with_capacity(fresh.len());
+    let mut debits = Vec::new();
+    for spend in &fresh {
+        let (account, fields) = (spend.account, &spend.command.fields);
+        let outcome = wallets.spend(txn, program, spend).await?;
+        if let Ok(spent) = &outcome {
+            let takes = spent.takes.iter().map(|t| (t.lot_id, t.amount)).collect();
+            let meta = fields.entry_meta(&spend.command.key, spend.now);
+            debits.push(Debit { account_id: account.id, kind: EntryKind::Spend, takes, meta });
+            tracing::info!(account.id = account.id, amount.credits = %fields.amount, feature = %fields.feature, "spent");
+        }
+        decided.push(outcome);
+    }
+    let mut entry_ids = posting::debit_many(txn, &wallets.read, &debits).await?.into_iter();
+    let charged: Vec<(&Fresh<'_, SpendFields>, &Spent)> =
+        fresh.iter().zip(&decided).filter_map(|(s, o)| Some((s, o.as_ref().ok()?))).collect();
+    check_low_after_batch(txn, program, accounts, &moved, &wallets.credited, &charged).await?;
+    let receipts = fresh.iter().zip(decided).map(|(spend, outcome)| {
+        outcome.map(|spent| SpendReceipt {
+            entry_id: entry_ids.next().expect("one entry per charge"),
+            amount: spend.command.fields.amount,
+            takes: spent.takes,
+            available_after: spent.available_after,
+            effective_at: spend.now,
+        })
+    });
+    Ok(receipts.collect())
+}
+
+/// Holds past their deadline give their credits back before any spend is decided, as a read
+/// would show them; the batch's latest instant decides which have lapsed. Their releases move the
+/// cached balances the low-credit check starts from: the balances after them, if any moved.
+async fn release_lapsed(
+    txn: &DatabaseTransaction,
+    accounts: &HashMap<i64, account::Model>,
+    latest: DateTime<Utc>,
+) -> Result<HashMap<i64, i64>, ServiceError> {
+    let ids: Vec<i64> = accounts.keys().copied().collect();
+    if reservations::release_lapsed(txn, &ids, latest).await? == 0 {
+        return Ok(HashMap::new());
+    }
+    Ok(store::accounts::lock_many(txn, &ids).await?.into_iter().map(|a| (a.id, a.balance_micros)).collect())
+}
+
+/// The lots of a batch's accounts, as the batch's spends leave them.
+struct Wallets {
+    lots: HashMap<i64, Vec<Lot>>,
+    /// Each lot's remaining credits as read under the lock (or as written, for the day's lot):
+    /// what the posting moves them from.
+    read: HashMap<i64, Credits>,
+    /// Per account: the day's free credits written for its spends.
+    credited: BTreeMap<i64, i64>,
+    /// The accounts whose day's free credits were looked up.
+    offered: HashSet<i64>,
+}
+
+impl Wallets {
+    /// The open lots of the accounts `fresh` charges, in one statement.
+    async fn read(txn: &DatabaseTransaction, fresh: &[Fresh<'_, SpendFields>]) -> Result<Wallets, ServiceError> {
+        let mut ids: Vec<i64> = fresh.iter().map(|s| s.account.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut wallets = Wallets { lots: HashMap::new(), read: HashMap::new(), credited: BTreeMap::new(), offered: HashSet::new() };
+        for model in lots::open_for_accounts(txn, &ids).await? {
+            let lot = lots::to_rule(&model)?;
+            wallets.read.insert(lot.id, lot.remaining);
+            wallets.lots.entry(model.account_id).or_default().push(lot);
+        }
+        Ok(wallets)
     }
 
-    // Each spend in arrival order, against the lots as the earlier ones left them.
-    let mut decided = Vec::with_capacity(spends.len());
-    // The spends whose key is new: their outcomes are stored.
-    let mut keyed_here = Vec::new();
-    let mut entries = Vec::new();
-    // Per account: the change the batch's spends and daily lots make to the cached balance.
-    let mut spent: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut credited: BTreeMap<i64, i64> = BTreeMap::new();
-    // The accounts whose day's free credits were looked up.
-    let mut day_offered: HashSet<i64> = HashSet::new();
-    for (index, spend) in spends.iter().enumerate() {
-        let Some(account) = accounts.get(spend.account.as_str()) else {
-            decided.push(Decided::Failed(ServiceError::NotFound(format!("no account {:?}", spend.account.as_str()))));
-            continue;
-        };
-        let key = (account.id, spend.key.as_str().to_string());
-        match seen.get(&key) {
-            Some(Seen::Stored { hash, .. } | Seen::InBatch { hash, .. }) if *hash != spend.hash => {
-                decided.push(Decided::Failed(ServiceError::IdempotencyConflict(format!(
-                    "idempotency key {:?} was already used for a different {SPEND} request",
-                    spend.key.as_str()
-                ))));
-                continue;
-            }
-            Some(Seen::Stored { outcome, .. }) => {
-                let stored = serde_json::from_str(outcome).map_err(|e| anyhow::anyhow!("stored outcome of spend key {:?}: {e}", key.1))?;
-                decided.push(Decided::Stored(stored));
-                continue;
-            }
-            Some(Seen::InBatch { index: first, .. }) => {
-                decided.push(Decided::SameAs(*first));
-                continue;
-            }
-            None => {}
-        }
-        seen.insert(key, Seen::InBatch { hash: spend.hash.clone(), index });
-        keyed_here.push(index);
-        let status = status_of(account)?;
-        if !status.may_be_charged_for(&spend.fields.feature) {
-            decided.push(Decided::Stored(Stored::Refused(Refusal::AccountNotActive { status: status.to_string() })));
-            continue;
-        }
-        let (now, amount) = (spend.now, spend.fields.amount);
-        let lots = wallets.entry(account.id).or_default();
-        if day_offered.insert(account.id) {
+    /// One spend decided (`ledger::spend`) against its account's lots as the earlier spends left
+    /// them, the day's free credits last; if it takes from them, the day's lot is written.
+    async fn spend(
+        &mut self,
+        txn: &DatabaseTransaction,
+        program: &Program,
+        spend: &Fresh<'_, SpendFields>,
+    ) -> Result<Result<Spent, Refusal>, ServiceError> {
+        let (account, amount, now) = (spend.account, spend.command.fields.amount, spend.now);
+        let lots = self.lots.entry(account.id).or_default();
+        if self.offered.insert(account.id) {
             // The day's free credits, the last tier, as a virtual lot until a spend takes them.
             lots.extend(daily_free::virtual_lot(txn, program, account, now).await?);
         }
-        let available_before = balance(lots, now);
-        match take(lots, amount, &program.consumption_order, now) {
-            Err(short) => {
-                let refusal = Refusal::InsufficientCredits { requested: short.requested, available: short.available };
-                decided.push(Decided::Stored(Stored::Refused(refusal)));
-            }
-            Ok(mut takes) => {
-                if let Some(written) = daily_free::write_if_taken(txn, account.id, lots, &mut takes, now).await? {
-                    let granted = lots.iter().find(|l| l.id == written).expect("the day's lot was just written").granted;
-                    read.insert(written, granted);
-                    *credited.entry(account.id).or_default() += granted.micros();
-                }
-                *spent.entry(account.id).or_default() -= amount.micros();
-                let lines = takes.iter().map(|t| (t.lot_id, -t.amount.micros())).collect();
-                let meta = spend.fields.entry_meta(&spend.key, now);
-                entries.push(posting::new_entry(account.id, journal::EntryKind::Spend, lines, meta));
-                let available_after = available_before.checked_sub(amount).expect("take checked the balance");
-                decided.push(Decided::Spent { entry: entries.len() - 1, takes, available_after });
-                tracing::info!(account.id = account.id, amount.credits = %amount, feature = %spend.fields.feature, "spent");
-            }
-        }
-    }
-
-    // The writes, one statement per table.
-    let mut changed: Vec<(i64, Credits, Credits)> = wallets
-        .values()
-        .flatten()
-        .filter(|lot| lot.id != daily_free::VIRTUAL_LOT_ID && read[&lot.id] != lot.remaining)
-        .map(|lot| (lot.id, read[&lot.id], lot.remaining))
-        .collect();
-    changed.sort_unstable_by_key(|(id, _, _)| *id);
-    lots::set_remaining_many(txn, &changed).await?;
-    let entry_ids = journal::append_many(txn, &entries).await?;
-    let deltas: Vec<(i64, i64)> = spent.iter().map(|(id, delta)| (*id, *delta)).collect();
-    store::accounts::add_to_balances(txn, &deltas).await?;
-    check_low_after_batch(txn, program, &accounts, &spent, &credited, spends).await?;
-
-    let outcomes: Vec<Result<Stored<SpendReceipt>, ServiceError>> = resolve(decided, &entry_ids, spends);
-    let mut records = Vec::with_capacity(keyed_here.len());
-    for index in keyed_here {
-        let spend = &spends[index];
-        let outcome = outcomes[index].as_ref().expect("a spend that used its key has an outcome");
-        records.push(idempotency::NewRecord {
-            account_id: accounts[spend.account.as_str()].id,
-            operation: SPEND,
-            key: spend.key.as_str(),
-            request_hash: &spend.hash,
-            outcome: serde_json::to_string(outcome).map_err(anyhow::Error::new)?,
-            now: spend.now,
-            expires_at: spend.now + ttl,
-        });
-    }
-    idempotency::insert_many(txn, records).await?;
-    Ok(outcomes)
-}
-
-/// Each spend's outcome, with the ids its entry got.
-fn resolve(decided: Vec<Decided>, entry_ids: &[i64], spends: &[ParsedSpend]) -> Vec<Result<Stored<SpendReceipt>, ServiceError>> {
-    let mut outcomes: Vec<Result<Stored<SpendReceipt>, ServiceError>> = Vec::with_capacity(decided.len());
-    for (index, decided) in decided.into_iter().enumerate() {
-        let outcome = match decided {
-            Decided::Stored(stored) => Ok(stored),
-            Decided::Spent { entry, takes, available_after } => Ok(Stored::Done(SpendReceipt {
-                entry_id: entry_ids[entry],
-                amount: spends[index].fields.amount,
-                takes,
-                available_after,
-                effective_at: spends[index].now,
-            })),
-            Decided::SameAs(first) => match &outcomes[first] {
-                Ok(stored) => Ok(stored.clone()),
-                Err(_) => unreachable!("a key is taken only by a spend that has an outcome"),
-            },
-            Decided::Failed(err) => Err(err),
+        let mut spent = match ledger::spend(lots, amount, &program.consumption_order, now) {
+            Ok(spent) => spent,
+            Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
         };
-        outcomes.push(outcome);
+        if let Some(written) = daily_free::write_if_taken(txn, account.id, lots, &mut spent.takes, now).await? {
+            let granted = lots.iter().find(|l| l.id == written).expect("the day's lot was just written").granted;
+            self.read.insert(written, granted);
+            *self.credited.entry(account.id).or_default() += granted.micros();
+        }
+        Ok(Ok(spent))
     }
-    outcomes
 }
 
 /// The low-credit check once per account the batch charged, on its balance after the batch: a
 /// balance only falls during a batch of spends, so the last one is the one a warning is about.
-/// Dated at the account's last spend.
+/// Dated at the account's last charge.
 async fn check_low_after_batch(
     txn: &DatabaseTransaction,
     program: &Program,
-    accounts: &HashMap<String, account::Model>,
-    spent: &BTreeMap<i64, i64>,
+    accounts: &HashMap<i64, account::Model>,
+    moved: &HashMap<i64, i64>,
     credited: &BTreeMap<i64, i64>,
-    spends: &[ParsedSpend],
+    charged: &[(&Fresh<'_, SpendFields>, &Spent)],
 ) -> Result<(), ServiceError> {
-    if program.notices.low_credits.is_none() || spent.is_empty() {
+    if program.notices.low_credits.is_none() || charged.is_empty() {
         return Ok(());
     }
-    let by_id: HashMap<i64, &account::Model> = accounts.values().map(|a| (a.id, a)).collect();
+    // Per account: what the batch spent, and when it last did.
+    let mut spent: BTreeMap<i64, (i64, DateTime<Utc>)> = BTreeMap::new();
+    for (spend, _) in charged {
+        let (total, last) = spent.entry(spend.account.id).or_insert((0, spend.now));
+        *total -= spend.command.fields.amount.micros();
+        *last = spend.now;
+    }
     let mut after = Vec::with_capacity(spent.len());
-    for account in spent.keys().map(|id| by_id[id]) {
-        let now = spends.iter().rev().find(|s| s.account.as_str() == account.external_id).expect("a charged account has spends").now;
-        let balance_micros = account.balance_micros + credited.get(&account.id).copied().unwrap_or(0) + spent[&account.id];
+    for (id, (total, now)) in spent {
+        let account = &accounts[&id];
+        let before = moved.get(&id).copied().unwrap_or(account.balance_micros);
+        let balance_micros = before + credited.get(&id).copied().unwrap_or(0) + total;
         after.push((account::Model { balance_micros, ..account.clone() }, now));
     }
     notices::check_low_credits_many(txn, program, &after).await

@@ -13,11 +13,17 @@
 //!    as a recorded coupon guess, commit with it), and committed with the body's writes.
 //!
 //! An `Err` from the body is not an outcome: nothing commits and the key stays free.
+//!
+//! `execute_many` is the same protocol for N commands of one operation in one transaction (a
+//! batch of spends, `service::batch`): one statement locks all their accounts in id order, one
+//! reads all their keys, one remembers all their outcomes, and the body decides every command
+//! that is its to decide at once. A key used twice in one batch is treated like a duplicate that
+//! arrives later: the same request replays the first one's outcome, another is a conflict.
 
 use crate::entity::account;
 use crate::ledger::AccountStatus;
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{self, KeyedRequest, Opened, Refusal, Stored};
+use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Refusal, Stored};
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store;
 use chrono::{DateTime, Utc};
@@ -25,6 +31,7 @@ use futures_util::future::BoxFuture;
 use sea_orm::DatabaseTransaction;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::HashMap;
 
 /// A keyed operation's request, past every input rule.
 pub(crate) struct Command<F> {
@@ -115,8 +122,7 @@ impl Ledger {
                     ids.dedup();
                     store::accounts::lock_many(txn, &ids).await?;
                 }
-                let request =
-                    KeyedRequest { operation: command.operation, key: command.key.as_str(), request_hash: command.request_hash.clone() };
+                let request = KeyedRequest { operation: command.operation, key: command.key.as_str(), request_hash: &command.request_hash };
                 let allowed = |status| command.permit.allows(status);
                 let (locked, keyed) = match keyed::open(txn, command.account.as_str(), request, allowed, now, ttl).await? {
                     Opened::Done(stored) => return Ok(stored),
@@ -133,4 +139,180 @@ impl Ledger {
         .await?;
         stored.into_result()
     }
+}
+
+/// One command of a batch, with the instant it was made at (its outcome is kept from then).
+pub(crate) type Dated<F> = (Command<F>, DateTime<Utc>);
+
+/// What a batch's body sees: the open transaction, every account of the batch locked, the
+/// commands that are the body's to decide, and the batch's latest instant.
+pub(crate) struct RunMany<'t, F> {
+    pub txn: &'t DatabaseTransaction,
+    pub ledger: &'t Ledger,
+    /// Every account the batch's commands name (those that exist), locked, by id.
+    pub accounts: &'t HashMap<i64, account::Model>,
+    /// The commands whose keys are fresh and whose accounts' status allows them, in arrival
+    /// order: the body returns one outcome for each, in this order.
+    pub fresh: Vec<Fresh<'t, F>>,
+    pub latest: DateTime<Utc>,
+}
+
+/// A command of a batch for the body to decide, with its locked account and its instant.
+pub(crate) struct Fresh<'t, F> {
+    pub command: &'t Command<F>,
+    pub account: &'t account::Model,
+    pub now: DateTime<Utc>,
+}
+
+/// A batch body's outcome: one per fresh command, done or refused (both kept under the key); an
+/// `Err` fails the whole batch (nothing commits).
+pub(crate) type Decisions<T> = Result<Vec<Result<T, Refusal>>, ServiceError>;
+
+/// Where one command of a batch stands before and after the body.
+enum Slot<T> {
+    /// Not an outcome, and nothing kept: an unknown account, or a key conflict.
+    Failed(ServiceError),
+    /// The key's stored outcome, replayed.
+    Replayed(Stored<T>),
+    /// The key was taken by an earlier command of this batch with the same request.
+    SameAs(usize),
+    /// This command takes its key on this account: its outcome (none until the body decides)
+    /// is remembered.
+    Keyed(i64, Option<Stored<T>>),
+}
+
+impl Ledger {
+    /// Runs N commands of one operation under the idempotency protocol in one transaction (the
+    /// module's comment). The outer error fails the batch as a whole (a database error: nothing
+    /// committed, every key stays free); the inner results are each command's own outcome.
+    pub(crate) async fn execute_many<F, T, B>(&self, commands: &[Dated<F>], body: B) -> Result<Vec<Result<T, ServiceError>>, ServiceError>
+    where
+        F: Sync,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync,
+        B: for<'t> Fn(RunMany<'t, F>) -> BoxFuture<'t, Decisions<T>> + Sync,
+    {
+        let Some(operation) = commands.first().map(|(command, _)| command.operation) else { return Ok(Vec::new()) };
+        assert!(commands.iter().all(|(c, _)| c.operation == operation), "a batch holds one operation");
+        let latest = commands.iter().map(|(_, now)| *now).max().expect("a batch is never empty here");
+        let stored = tx::write_with(&self.db, &(self, commands, body), |txn, (ledger, commands, body)| {
+            Box::pin(async move {
+                let accounts = lock_accounts(txn, commands).await?;
+                let mut slots = sort_keys(txn, commands, &accounts).await?;
+                let fresh: Vec<Fresh<'_, F>> = slots
+                    .iter()
+                    .zip(commands.iter())
+                    .filter_map(|(slot, (command, now))| match slot {
+                        Slot::Keyed(account_id, None) => Some(Fresh { command, account: &accounts[account_id], now: *now }),
+                        _ => None,
+                    })
+                    .collect();
+                let count = fresh.len();
+                let decided = body(RunMany { txn, ledger, accounts: &accounts, fresh, latest }).await?;
+                assert_eq!(decided.len(), count, "a batch body decides every fresh command");
+                let mut decided = decided.into_iter();
+                for slot in slots.iter_mut() {
+                    if let Slot::Keyed(_, outcome @ None) = slot {
+                        *outcome = Some(decided.next().expect("counted above").map_or_else(Stored::Refused, Stored::Done));
+                    }
+                }
+                remember_many(txn, commands, &slots, ledger.idempotency_ttl).await?;
+                Ok(resolve(slots))
+            })
+        })
+        .await?;
+        Ok(stored.into_iter().map(|outcome| outcome.and_then(Stored::into_result)).collect())
+    }
+}
+
+/// The accounts a batch names, locked in one statement in id order (so two batches never wait
+/// on each other in a cycle), by id. Unknown ones are absent.
+async fn lock_accounts<F>(txn: &DatabaseTransaction, commands: &[Dated<F>]) -> Result<HashMap<i64, account::Model>, ServiceError> {
+    let mut externals: Vec<&str> = commands.iter().map(|(c, _)| c.account.as_str()).collect();
+    externals.sort_unstable();
+    externals.dedup();
+    Ok(store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.id, a)).collect())
+}
+
+/// Each command's standing before the body runs, in arrival order: the batch's keys are read in
+/// one statement; a key seen earlier in the batch counts as used; a status refusal is the key's
+/// outcome.
+async fn sort_keys<F, T: DeserializeOwned>(
+    txn: &DatabaseTransaction,
+    commands: &[Dated<F>],
+    accounts: &HashMap<i64, account::Model>,
+) -> Result<Vec<Slot<T>>, ServiceError> {
+    let by_external: HashMap<&str, &account::Model> = accounts.values().map(|a| (a.external_id.as_str(), a)).collect();
+    let mut pairs: Vec<(i64, &str)> =
+        commands.iter().filter_map(|(c, _)| by_external.get(c.account.as_str()).map(|a| (a.id, c.key.as_str()))).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let operation = commands[0].0.operation;
+    let records: HashMap<(i64, String), _> =
+        store::idempotency::find_many(txn, operation, &pairs).await?.into_iter().map(|r| ((r.account_id, r.key.clone()), r)).collect();
+    // The first command of this batch to take each key: its index and request.
+    let mut taken: HashMap<(i64, &str), (usize, &str)> = HashMap::new();
+    let mut slots = Vec::with_capacity(commands.len());
+    for (index, (command, _)) in commands.iter().enumerate() {
+        let Some(account) = by_external.get(command.account.as_str()) else {
+            slots.push(Slot::Failed(ServiceError::NotFound(format!("no account {:?}", command.account.as_str()))));
+            continue;
+        };
+        let keyed = keyed_of(command, account.id);
+        let slot = if let Some(record) = records.get(&(account.id, command.key.as_str().to_string())) {
+            match keyed.check_same(&record.request_hash) {
+                Ok(()) => Slot::Replayed(keyed::stored_outcome(record)?),
+                Err(conflict) => Slot::Failed(conflict),
+            }
+        } else if let Some((first, hash)) = taken.get(&(account.id, command.key.as_str())) {
+            keyed.check_same(hash).map_or_else(Slot::Failed, |()| Slot::SameAs(*first))
+        } else {
+            taken.insert((account.id, command.key.as_str()), (index, &command.request_hash));
+            match keyed::admits(account, |status| command.permit.allows(status))? {
+                Ok(()) => Slot::Keyed(account.id, None),
+                Err(refusal) => Slot::Keyed(account.id, Some(Stored::Refused(refusal))),
+            }
+        };
+        slots.push(slot);
+    }
+    Ok(slots)
+}
+
+fn keyed_of<F>(command: &Command<F>, account_id: i64) -> Keyed<'_> {
+    Keyed { account_id, operation: command.operation, key: command.key.as_str(), request_hash: &command.request_hash }
+}
+
+/// Every outcome the batch's commands keep under their keys, in one statement.
+async fn remember_many<F, T: Serialize>(
+    txn: &DatabaseTransaction,
+    commands: &[Dated<F>],
+    slots: &[Slot<T>],
+    ttl: chrono::Duration,
+) -> Result<(), ServiceError> {
+    let mut records = Vec::new();
+    for ((command, now), slot) in commands.iter().zip(slots) {
+        if let Slot::Keyed(account_id, outcome) = slot {
+            let outcome = outcome.as_ref().expect("the body decided every keyed command");
+            records.push(keyed_of(command, *account_id).record(outcome, *now, ttl)?);
+        }
+    }
+    store::idempotency::insert_many(txn, records).await?;
+    Ok(())
+}
+
+/// Each command's outcome: a later duplicate gets its first's.
+fn resolve<T: Clone>(slots: Vec<Slot<T>>) -> Vec<Result<Stored<T>, ServiceError>> {
+    let mut outcomes: Vec<Result<Stored<T>, ServiceError>> = Vec::with_capacity(slots.len());
+    for slot in slots {
+        let outcome = match slot {
+            Slot::Failed(err) => Err(err),
+            Slot::Replayed(stored) => Ok(stored),
+            Slot::Keyed(_, outcome) => Ok(outcome.expect("the body decided every keyed command")),
+            Slot::SameAs(first) => match &outcomes[first] {
+                Ok(stored) => Ok(stored.clone()),
+                Err(_) => unreachable!("a key is taken only by a command that has an outcome"),
+            },
+        };
+        outcomes.push(outcome);
+    }
+    outcomes
 }

@@ -11,13 +11,13 @@
 use crate::entity::account;
 use crate::ledger::Credits;
 use crate::program::Program;
-use crate::service::posting::{self, EntryMeta};
+use crate::service::posting::{self, Debit, EntryMeta};
 use crate::service::{Ledger, ServiceError, notices, tx};
-use crate::store::{self, journal, journal::EntryKind, lots};
+use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
 use sea_orm::DatabaseTransaction;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The most lots one call looks at; the worker calls again until a batch comes back short.
@@ -136,8 +136,8 @@ async fn write_off(txn: &DatabaseTransaction, program: &Program, due: &Due, now:
     let account_ids: Vec<i64> = due.keys().copied().collect();
     let accounts = store::accounts::lock_many(txn, &account_ids).await?;
     let lot_ids: Vec<i64> = due.values().flatten().copied().collect();
-    let mut changes = Vec::new();
-    let mut entries = Vec::new();
+    let mut read = HashMap::new();
+    let mut debits = Vec::new();
     let mut lost: BTreeMap<i64, i64> = BTreeMap::new();
     let mut report = ExpiryReport { transactions: 1, ..ExpiryReport::default() };
     for model in lots::by_ids(txn, &lot_ids).await? {
@@ -146,16 +146,13 @@ async fn write_off(txn: &DatabaseTransaction, program: &Program, due: &Due, now:
         if !model.open || lot.remaining.is_zero() {
             continue;
         }
-        changes.push((lot.id, lot.remaining, Credits::ZERO));
+        read.insert(lot.id, lot.remaining);
         let meta = EntryMeta { reason: Some("expired"), effective_at: expires_at, ..EntryMeta::now("expire", now) };
-        entries.push(posting::new_entry(model.account_id, EntryKind::Expire, vec![(lot.id, -lot.remaining.micros())], meta));
+        debits.push(Debit { account_id: model.account_id, kind: EntryKind::Expire, takes: vec![(lot.id, lot.remaining)], meta });
         *lost.entry(model.account_id).or_default() -= lot.remaining.micros();
         report.add(ExpiryReport { lots: 1, credits: lot.remaining, transactions: 0 });
     }
-    lots::set_remaining_many(txn, &changes).await?;
-    journal::append_many(txn, &entries).await?;
-    let deltas: Vec<(i64, i64)> = lost.iter().map(|(id, delta)| (*id, *delta)).collect();
-    store::accounts::add_to_balances(txn, &deltas).await?;
+    posting::debit_many(txn, &read, &debits).await?;
     let after: Vec<(account::Model, DateTime<Utc>)> = accounts
         .into_iter()
         .filter_map(|a| lost.get(&a.id).map(|delta| (account::Model { balance_micros: a.balance_micros + delta, ..a }, now)))

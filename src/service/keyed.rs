@@ -3,7 +3,7 @@
 //! key is a conflict, and the first outcome, success or business refusal, is what every replay
 //! gets. Input errors are rejected before this point and never stored.
 
-use crate::entity::account;
+use crate::entity::{account, idempotency_key};
 use crate::ledger::claims::CouponRefusal;
 use crate::ledger::refund::RefundRefusal;
 use crate::ledger::{AccountStatus, Credits};
@@ -90,18 +90,29 @@ pub async fn open<'a, T: DeserializeOwned + Serialize>(
     if let Some(stored) = keyed.replay(txn).await? {
         return Ok(Opened::Done(stored));
     }
-    let status = status_of(&locked)?;
-    if !allowed(status) {
-        return Ok(Opened::Done(keyed.refuse(txn, Refusal::AccountNotActive { status: status.to_string() }, now, ttl).await?));
+    if let Err(refusal) = admits(&locked, allowed)? {
+        return Ok(Opened::Done(keyed.refuse(txn, refusal, now, ttl).await?));
     }
     Ok(Opened::Fresh(locked, keyed))
+}
+
+/// Whether the locked account's status allows the operation, and the refusal to keep under the
+/// key if not.
+pub(crate) fn admits(locked: &account::Model, allowed: impl FnOnce(AccountStatus) -> bool) -> Result<Result<(), Refusal>, ServiceError> {
+    let status = status_of(locked)?;
+    Ok(if allowed(status) { Ok(()) } else { Err(Refusal::AccountNotActive { status: status.to_string() }) })
+}
+
+/// The outcome a record keeps, as it was first given.
+pub(crate) fn stored_outcome<T: DeserializeOwned>(record: &idempotency_key::Model) -> Result<Stored<T>, ServiceError> {
+    serde_json::from_str(&record.outcome).map_err(|e| anyhow::anyhow!("stored outcome of key {}: {e}", record.id).into())
 }
 
 /// An operation's name, the caller's key, and the hash of the request's outcome-deciding fields.
 pub struct KeyedRequest<'a> {
     pub operation: &'static str,
     pub key: &'a str,
-    pub request_hash: String,
+    pub request_hash: &'a str,
 }
 
 pub enum Opened<'a, T> {
@@ -115,23 +126,35 @@ pub struct Keyed<'a> {
     pub account_id: i64,
     pub operation: &'static str,
     pub key: &'a str,
-    pub request_hash: String,
+    pub request_hash: &'a str,
 }
 
-impl Keyed<'_> {
+impl<'a> Keyed<'a> {
     /// The stored outcome of this key, if it was used before with the same request.
     async fn replay<T: DeserializeOwned>(&self, conn: &impl ConnectionTrait) -> Result<Option<Stored<T>>, ServiceError> {
-        let Some(record) = idempotency::find(conn, self.account_id, self.operation, self.key).await? else {
-            return Ok(None);
-        };
-        if record.request_hash != self.request_hash {
-            return Err(ServiceError::IdempotencyConflict(format!(
-                "idempotency key {:?} was already used for a different {} request",
-                self.key, self.operation
-            )));
+        match idempotency::find(conn, self.account_id, self.operation, self.key).await? {
+            Some(record) => self.replay_of(&record).map(Some),
+            None => Ok(None),
         }
-        let stored = serde_json::from_str(&record.outcome).map_err(|e| anyhow::anyhow!("stored outcome of key {}: {e}", record.id))?;
-        Ok(Some(stored))
+    }
+
+    /// What this key's stored record gives this request: its first outcome, or
+    /// `IDEMPOTENCY_CONFLICT` if the key was first used with another request.
+    fn replay_of<T: DeserializeOwned>(&self, record: &idempotency_key::Model) -> Result<Stored<T>, ServiceError> {
+        self.check_same(&record.request_hash)?;
+        stored_outcome(record)
+    }
+
+    /// `IDEMPOTENCY_CONFLICT` unless `first_hash`, the hash of the request that first used this
+    /// key (stored, or earlier in the same batch), is this request's.
+    pub(crate) fn check_same(&self, first_hash: &str) -> Result<(), ServiceError> {
+        if first_hash == self.request_hash {
+            return Ok(());
+        }
+        Err(ServiceError::IdempotencyConflict(format!(
+            "idempotency key {:?} was already used for a different {} request",
+            self.key, self.operation
+        )))
     }
 
     /// Stores a business refusal as this key's outcome and returns it: every replay refuses alike.
@@ -154,20 +177,27 @@ impl Keyed<'_> {
         now: DateTime<Utc>,
         ttl: chrono::Duration,
     ) -> Result<(), ServiceError> {
-        let outcome = serde_json::to_string(outcome).map_err(anyhow::Error::new)?;
-        idempotency::insert(
-            conn,
-            idempotency::NewRecord {
-                account_id: self.account_id,
-                operation: self.operation,
-                key: self.key,
-                request_hash: &self.request_hash,
-                outcome,
-                now,
-                expires_at: now + ttl,
-            },
-        )
-        .await?;
+        idempotency::insert(conn, self.record(outcome, now, ttl)?).await?;
         Ok(())
+    }
+
+    /// The row that keeps `outcome` under this key until `now + ttl`: what `remember` inserts,
+    /// and what a batch inserts for all its keys in one statement. Its serialized form is what
+    /// replays read back, so it must not change.
+    pub(crate) fn record<T: Serialize>(
+        &self,
+        outcome: &Stored<T>,
+        now: DateTime<Utc>,
+        ttl: chrono::Duration,
+    ) -> Result<idempotency::NewRecord<'a>, ServiceError> {
+        Ok(idempotency::NewRecord {
+            account_id: self.account_id,
+            operation: self.operation,
+            key: self.key,
+            request_hash: self.request_hash,
+            outcome: serde_json::to_string(outcome).map_err(anyhow::Error::new)?,
+            now,
+            expires_at: now + ttl,
+        })
     }
 }

@@ -11,7 +11,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
-use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots};
+use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
@@ -192,18 +192,10 @@ pub(crate) async fn grant_period_credits_many(
     let claimed: std::collections::HashSet<(i64, String)> =
         store::claims::find_many(txn, KIND, &pairs).await?.into_iter().map(|c| (c.account_id, c.period)).collect();
     due.retain(|(id, grant)| !claimed.contains(&(*id, grant.period_key.clone())));
-    let lots = lots::insert_many(txn, due.iter().map(|(id, grant)| grant.lot(program, *id, now)).collect()).await?;
-    let entries: Vec<_> = due
-        .iter()
-        .zip(&lots)
-        .map(|((id, grant), lot)| posting::new_entry(*id, EntryKind::Grant, vec![(lot.id, grant.amount.micros())], grant.meta(now)))
-        .collect();
-    store::journal::append_many(txn, &entries).await?;
-    let deltas: Vec<(i64, i64)> = due.iter().map(|(id, grant)| (*id, grant.amount.micros())).collect();
-    store::accounts::add_to_balances(txn, &deltas).await?;
+    let grants = due.iter().map(|(id, grant)| (grant.lot(program, *id, now), grant.meta(now))).collect();
     // An account at its limit fails the part, which then runs account by account: that one is
     // refused and named in the job's run, the others are granted.
-    posting::refuse_over_limit(txn, &due.iter().map(|(id, _)| *id).collect::<Vec<_>>()).await?;
+    let lots = posting::credit_many(txn, grants).await?;
     let claims = due
         .iter()
         .zip(&lots)

@@ -1,6 +1,10 @@
 //! Posting: the only way credits move. A posting changes lots, appends the journal entry that
 //! says so, and moves the account's cached balance, all in the caller's transaction, so the
 //! three can never disagree.
+//!
+//! The bulk forms (`credit_many`, `debit_many`) post many entries at once for the paths that
+//! move credits in batches (spends, plan grants, write-offs): one statement per table, each
+//! derived from the same list of entries.
 
 use crate::entity::{journal_entry, lot};
 use crate::ledger::amount::{MAX_BALANCE_CREDITS, MAX_BALANCE_MICROS};
@@ -10,6 +14,7 @@ use crate::store::journal::{self, EntryKind};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
+use std::collections::{BTreeMap, HashMap};
 
 /// What the journal entry of a posting says besides its lines.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +50,31 @@ pub async fn credit(
     Ok((lot, entry))
 }
 
+/// `credit` for many lots at once: the lots inserted in one statement, their entries appended in
+/// one, the balances moved in one, and the limit checked in one (an account past it fails the
+/// whole posting). Returns the lots in the order of `grants`. Each lot's (account, origin) must
+/// be distinct among them (`lots::insert_many`).
+pub async fn credit_many(
+    conn: &impl ConnectionTrait,
+    grants: Vec<(lots::NewLot<'_>, EntryMeta<'_>)>,
+) -> Result<Vec<lot::Model>, ServiceError> {
+    let (new, metas): (Vec<_>, Vec<_>) = grants.into_iter().unzip();
+    let lots = lots::insert_many(conn, new).await?;
+    let entries: Vec<_> = lots
+        .iter()
+        .zip(metas)
+        .map(|(lot, meta)| new_entry(lot.account_id, EntryKind::Grant, vec![(lot.id, lot.granted_micros)], meta))
+        .collect();
+    journal::append_many(conn, &entries).await?;
+    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
+    for lot in &lots {
+        *deltas.entry(lot.account_id).or_default() += lot.granted_micros;
+    }
+    store::accounts::add_to_balances(conn, &deltas.iter().map(|(id, delta)| (*id, *delta)).collect::<Vec<_>>()).await?;
+    refuse_over_limit(conn, &deltas.into_keys().collect::<Vec<_>>()).await?;
+    Ok(lots)
+}
+
 /// `BALANCE_LIMIT_EXCEEDED` if a posting just took one of these accounts past the most an account
 /// may hold (`MAX_BALANCE_CREDITS`, held credits included).
 pub async fn refuse_over_limit(conn: &impl ConnectionTrait, account_ids: &[i64]) -> Result<(), ServiceError> {
@@ -75,6 +105,41 @@ pub async fn debit(
     let entry = append(conn, account_id, kind, lines, meta).await?;
     store::accounts::add_to_balance(conn, account_id, -total.micros()).await?;
     Ok(entry)
+}
+
+/// One entry of `debit_many`: what it takes from its account's lots.
+pub struct Debit<'a> {
+    pub account_id: i64,
+    pub kind: EntryKind,
+    /// (lot id, amount taken from it), each amount more than zero.
+    pub takes: Vec<(i64, Credits)>,
+    pub meta: EntryMeta<'a>,
+}
+
+/// `debit` for many entries at once, one statement per table: each lot goes from what it held
+/// when read under its account's lock (`read`, by lot id) down by everything `debits` take from
+/// it, each debit appends its entry, and each account's cached balance goes down by its debits.
+/// Returns the entries' ids in the order of `debits`.
+pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Credits>, debits: &[Debit<'_>]) -> Result<Vec<i64>, DbErr> {
+    let held = |lot_id: &i64| *read.get(lot_id).expect("a debited lot was read under its account's lock");
+    let mut left: BTreeMap<i64, Credits> = BTreeMap::new();
+    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
+    for debit in debits {
+        for (lot_id, amount) in &debit.takes {
+            let remaining = left.entry(*lot_id).or_insert_with(|| held(lot_id));
+            *remaining = remaining.checked_sub(*amount).expect("a posting never overdraws a lot");
+            *deltas.entry(debit.account_id).or_default() -= amount.micros();
+        }
+    }
+    let changes: Vec<(i64, Credits, Credits)> = left.iter().map(|(id, new)| (*id, held(id), *new)).collect();
+    lots::set_remaining_many(conn, &changes).await?;
+    let entries: Vec<_> = debits
+        .iter()
+        .map(|d| new_entry(d.account_id, d.kind, d.takes.iter().map(|(lot_id, amount)| (*lot_id, -amount.micros())).collect(), d.meta))
+        .collect();
+    let ids = journal::append_many(conn, &entries).await?;
+    store::accounts::add_to_balances(conn, &deltas.into_iter().collect::<Vec<_>>()).await?;
+    Ok(ids)
 }
 
 /// Gives credits back to lots they were taken from (a reservation's release). A lot that was
@@ -109,7 +174,7 @@ async fn append(
 }
 
 /// The journal entry a posting appends: its lines, and what `meta` says besides them.
-pub(crate) fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta: EntryMeta<'a>) -> journal::NewEntry<'a> {
+fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta: EntryMeta<'a>) -> journal::NewEntry<'a> {
     journal::NewEntry {
         account_id,
         kind,

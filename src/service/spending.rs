@@ -1,16 +1,15 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
 use crate::entity::account;
-use crate::ledger::{Credits, Insufficient, Lot, LotClass, LotSource, Take, Validity, allocate, balance};
+use crate::ledger::{Credits, Insufficient, Lot, LotClass, LotSource, Take, Validity, allocate};
 use crate::program::Program;
 use crate::service::daily_free;
-use crate::service::executor::{Command, Permit, Run};
+use crate::service::executor::{Command, Dated, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
-use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::prices::PriceRef;
 use crate::service::{Ledger, ServiceError};
-use crate::store::{idempotency::request_hash, journal::EntryKind, lots};
+use crate::store::{idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
@@ -61,6 +60,14 @@ pub(crate) struct ParsedSpend {
     pub(crate) fields: SpendFields,
     pub(crate) hash: String,
     pub(crate) now: DateTime<Utc>,
+}
+
+impl ParsedSpend {
+    /// The spend as a command for the executor (`Ledger::execute_many`), with its instant.
+    pub(crate) fn into_command(self) -> Dated<SpendFields> {
+        let permit = Permit::ChargeFor(self.fields.feature.clone());
+        (Command { operation: SPEND, account: self.account, key: self.key, request_hash: self.hash, permit, fields: self.fields }, self.now)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +145,7 @@ pub(crate) fn debits_of<'a>(rules: &'a [Lot], takes: &[Take]) -> Vec<(&'a Lot, C
 impl Ledger {
     /// Charges an account, all or nothing, consuming lots in the program's order. Concurrent
     /// spends of this process are committed together (`service::batch`), each still all or
-    /// nothing and keyed.
+    /// nothing and keyed; a spend alone is a batch of one.
     pub async fn spend(&self, request: SpendRequest, now: DateTime<Utc>) -> Result<SpendReceipt, ServiceError> {
         let spend = self.parse_spend(request, now)?;
         self.require_identity_to_spend(&spend.account, false).await?;
@@ -173,42 +180,6 @@ impl Ledger {
         };
         let hash = request_hash(&fields);
         Ok(ParsedSpend { account, key, fields, hash, now })
-    }
-
-    /// One spend in its own transaction: the path of a batch that failed as a whole, so that
-    /// each of its spends gets the outcome it would have had alone.
-    pub(crate) async fn spend_alone(&self, spend: &ParsedSpend) -> Result<SpendReceipt, ServiceError> {
-        let command = Command {
-            operation: SPEND,
-            account: spend.account.clone(),
-            key: spend.key.clone(),
-            request_hash: spend.hash.clone(),
-            permit: Permit::ChargeFor(spend.fields.feature.clone()),
-            fields: &spend.fields,
-        };
-        self.execute(command, spend.now, |run| {
-            Box::pin(async move {
-                let Run { txn, ledger, account, command, now } = run;
-                let fields = command.fields;
-                let (rules, takes) = match take_in_order(txn, &ledger.program, account, fields.amount, now).await? {
-                    Ok(found) => found,
-                    Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
-                };
-                let debits = debits_of(&rules, &takes);
-                let entry = posting::debit(txn, account.id, EntryKind::Spend, &debits, fields.entry_meta(&command.key, now)).await?;
-                crate::service::notices::check_low_credits(txn, &ledger.program, account.id, now).await?;
-                let available_before = balance(&rules, now);
-                tracing::info!(account.id = account.id, amount.credits = %fields.amount, feature = %fields.feature, "spent");
-                Ok(Ok(SpendReceipt {
-                    entry_id: entry.id,
-                    amount: fields.amount,
-                    takes,
-                    available_after: available_before.checked_sub(fields.amount).expect("allocate checked the balance"),
-                    effective_at: now,
-                }))
-            })
-        })
-        .await
     }
 
     /// An operator's grant of any source and class, with an optional expiry.

@@ -116,6 +116,9 @@ pub struct TestApp {
     pub schema: credits::graphql::CreditsSchema,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// The test leaves a job run failed or an outbox event stuck on purpose
+    /// (`expect_job_failures`): the end-of-test check lets it pass.
+    job_failures_expected: bool,
     pub db: TestDb,
 }
 
@@ -181,8 +184,21 @@ impl TestApp {
             schema,
             shutdown: Some(tx),
             server: Some(server),
+            job_failures_expected: false,
             db,
         }
+    }
+
+    /// This test leaves a job run failed or an outbox event stuck on purpose: the check at its
+    /// end (`Drop`) does not fail it for that.
+    pub fn expect_job_failures(&mut self) {
+        self.job_failures_expected = true;
+    }
+
+    /// The failed job runs and stuck outbox events in the database now, one line each: what
+    /// fails a test that leaves them (`Drop`), unless it expects them.
+    pub async fn job_leftovers(&self) -> Vec<String> {
+        job_leftovers(&self.ledger.db).await
     }
 
     pub fn user(&self, account: &str) -> String {
@@ -240,6 +256,10 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Stops the server, then fails the test if it left a job run failed or an outbox event
+    /// stuck (as crates.io's test app does), unless it said it expects that. A test that is
+    /// already failing is not checked: a second panic would abort the whole binary and hide the
+    /// first failure.
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -247,7 +267,54 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
+        if self.job_failures_expected || std::thread::panicking() {
+            return;
+        }
+        let leftovers = leftovers_at(self.db.url.clone());
+        assert!(leftovers.is_empty(), "the test left jobs failed (call `expect_job_failures` if it means to):\n{}", leftovers.join("\n"));
     }
+}
+
+/// An outbox event whose delivery failed this often is stuck: the backoff reached its hourly
+/// cap at the 10th failure (`ledger::backoff`), so it is no longer waiting out a short retry.
+pub const STUCK_AFTER_ATTEMPTS: i32 = 10;
+
+/// The failed job runs and stuck outbox events in `db`, one line each.
+pub async fn job_leftovers(db: &sea_orm::DatabaseConnection) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = db.get_database_backend();
+    let mut found = Vec::new();
+    let failed_runs = "SELECT job, period, last_error FROM job_runs WHERE status = 'failed' ORDER BY id";
+    let rows = db.query_all_raw(Statement::from_string(backend, failed_runs)).await.expect("job runs can be read");
+    for row in rows {
+        let (job, period, error): (String, String, Option<String>) = row.try_get_many_by_index().expect("a job run");
+        found.push(format!("job run {job} {period} failed: {}", error.unwrap_or_default()));
+    }
+    let stuck = format!(
+        "SELECT id, topic, attempts, last_error FROM outbox WHERE delivered_at IS NULL AND attempts >= {STUCK_AFTER_ATTEMPTS} ORDER BY id"
+    );
+    let rows = db.query_all_raw(Statement::from_string(backend, stuck)).await.expect("the outbox can be read");
+    for row in rows {
+        let (id, topic, attempts, error): (i64, String, i32, Option<String>) = row.try_get_many_by_index().expect("an event");
+        found.push(format!("outbox event {id} ({topic}) undelivered after {attempts} attempts: {}", error.unwrap_or_default()));
+    }
+    found
+}
+
+/// `job_leftovers` from a `Drop`: on a thread with its own runtime and connection, since the
+/// test's runtime may be single-threaded and cannot be blocked on. A database that cannot be
+/// reached any more (a test that stopped its server) has nothing to check.
+fn leftovers_at(url: String) -> Vec<String> {
+    let check = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let Ok(db) = credits::db::connect(&url, 1).await else { return Vec::new() };
+            let found = job_leftovers(&db).await;
+            let _ = db.close().await;
+            found
+        })
+    });
+    check.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 pub async fn gql_at(client: &reqwest::Client, address: &str, token: &str, query: &str, variables: Value) -> Value {

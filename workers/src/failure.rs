@@ -29,6 +29,12 @@ impl FailureKind {
         }
     }
 
+    /// Whether a failure of this kind may pass on its own (the database comes back, the other
+    /// writer finishes), so that running the job again can help.
+    pub fn is_transient(self) -> bool {
+        matches!(self, FailureKind::DatabaseUnavailable | FailureKind::DatabaseBusy)
+    }
+
     /// The kind of a database error, if it says anything about availability or contention.
     pub fn of_sqlx(error: &sqlx::Error) -> Option<FailureKind> {
         match error {

@@ -10,10 +10,12 @@
 //! Exactly-once lives in the service (each period's run is keyed in the ledger's database), so
 //! every process may tick every job: ticks that find their period done do nothing.
 
+mod error;
 mod failure;
 mod health;
 mod supervise;
 
+pub use error::{Cause, Chain, JobError};
 pub use failure::FailureKind;
 pub use health::{Behind, BehindReason, JobHealth};
 pub use supervise::{Backoff, RESTART_BACKOFF};
@@ -27,94 +29,66 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Every job, registered in this one place, named as an action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Job {
+/// Declares the jobs from one table: each row is a job's doc, its name (the identifier, named
+/// as an action) and its schedule (seconds first, UTC). The enum, `Job::ALL` (in the table's
+/// order, which `credits jobs` lists), `name` and `schedule` all come from that row, so adding a
+/// job here is one row; the root crate then gives it a handler (`service::jobs::catalog`).
+macro_rules! jobs {
+    ($($(#[$meta:meta])* $job:ident => $schedule:literal,)+) => {
+        /// Every job, declared once in the table below, named as an action.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Job {
+            $($(#[$meta])* $job,)+
+        }
+
+        impl Job {
+            /// Every job, in the table's order.
+            pub const ALL: [Job; [$(Job::$job),+].len()] = [$(Job::$job),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Job::$job => stringify!($job),)+
+                }
+            }
+
+            /// When the job ticks (seconds first, UTC).
+            pub fn schedule(self) -> &'static str {
+                match self {
+                    $(Job::$job => $schedule,)+
+                }
+            }
+        }
+    };
+}
+
+// Every 10 seconds for the continuous jobs: a write-off shows in the journal (and in live
+// balances) soon after the instant; an idle tick is one indexed query. Periodic jobs tick
+// hourly, so that a process started after 00:00 catches up without waiting a day.
+jobs! {
     /// Continuously: write off lots past their expiry, in bounded batches.
-    ExpireLots,
-    /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
-    GrantMonthlyPlanCredits,
-    /// The 1st of each month: settle what every metered account accrued in the month that ended.
-    SettleMonthlyUsage,
-    /// Each day: subscription credits whose month from the plan's start came round.
-    RenewSubscriptions,
-    /// Continuously: referral purchase bonuses whose hold has passed.
-    ReleaseReferralBonuses,
-    /// Hourly: forget idempotency keys past their retention (30 days by default).
-    PurgeIdempotencyKeys,
+    ExpireLots => "*/10 * * * * *",
     /// Continuously: release reservations nobody captured or released by their deadline.
-    ExpireReservations,
+    ExpireReservations => "*/10 * * * * *",
     /// Each day at 00:00: write off yesterday's daily free and lucky credits, let yesterday's
     /// unclaimed lucky drops lapse, then draw the day's lucky drop for each paid subscriber.
-    ResetDailyCredits,
+    ResetDailyCredits => "5 0 * * * *",
+    /// The 1st of each month: settle what every metered account accrued in the month that ended.
+    SettleMonthlyUsage => "5 0 * * * *",
+    /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
+    GrantMonthlyPlanCredits => "5 0 * * * *",
+    /// Each day: subscription credits whose month from the plan's start came round.
+    RenewSubscriptions => "5 0 * * * *",
+    /// Continuously: referral purchase bonuses whose hold has passed.
+    ReleaseReferralBonuses => "*/10 * * * * *",
+    /// Hourly: forget idempotency keys past their retention (30 days by default).
+    PurgeIdempotencyKeys => "0 30 * * * *",
     /// Hourly: tell account holders of credits that expire within the program's window, once per lot.
-    NotifyExpiringCredits,
+    NotifyExpiringCredits => "0 15 * * * *",
     /// Every 5 minutes: snapshot each workload's market rate, once per 5-minute mark.
-    SnapshotMarketRates,
+    SnapshotMarketRates => "1 */5 * * * *",
     /// Every 5 seconds: send due outbox events as signed webhooks, retrying failures with backoff.
-    DeliverWebhooks,
-}
-
-impl Job {
-    pub const ALL: [Job; 11] = [
-        Job::ExpireLots,
-        Job::ExpireReservations,
-        Job::ResetDailyCredits,
-        Job::SettleMonthlyUsage,
-        Job::GrantMonthlyPlanCredits,
-        Job::RenewSubscriptions,
-        Job::ReleaseReferralBonuses,
-        Job::PurgeIdempotencyKeys,
-        Job::NotifyExpiringCredits,
-        Job::SnapshotMarketRates,
-        Job::DeliverWebhooks,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::ExpireLots => "ExpireLots",
-            Job::GrantMonthlyPlanCredits => "GrantMonthlyPlanCredits",
-            Job::RenewSubscriptions => "RenewSubscriptions",
-            Job::ReleaseReferralBonuses => "ReleaseReferralBonuses",
-            Job::PurgeIdempotencyKeys => "PurgeIdempotencyKeys",
-            Job::ResetDailyCredits => "ResetDailyCredits",
-            Job::ExpireReservations => "ExpireReservations",
-            Job::SettleMonthlyUsage => "SettleMonthlyUsage",
-            Job::DeliverWebhooks => "DeliverWebhooks",
-            Job::NotifyExpiringCredits => "NotifyExpiringCredits",
-            Job::SnapshotMarketRates => "SnapshotMarketRates",
-        }
-    }
-
-    /// When the job ticks (seconds first, UTC). Periodic jobs also tick hourly, so that a
-    /// process started after 00:00 catches up without waiting a day.
-    pub fn schedule(self) -> &'static str {
-        match self {
-            // Every 10 seconds: a write-off shows in the journal (and in live balances) soon after
-            // the instant; an idle tick is one indexed query.
-            Job::ExpireLots | Job::ReleaseReferralBonuses | Job::ExpireReservations => "*/10 * * * * *",
-            Job::GrantMonthlyPlanCredits | Job::RenewSubscriptions | Job::ResetDailyCredits | Job::SettleMonthlyUsage => "5 0 * * * *",
-            Job::PurgeIdempotencyKeys => "0 30 * * * *",
-            Job::NotifyExpiringCredits => "0 15 * * * *",
-            Job::SnapshotMarketRates => "1 */5 * * * *",
-            // Other systems learn of a change within seconds; an idle tick is one indexed query.
-            Job::DeliverWebhooks => "*/5 * * * * *",
-        }
-    }
-}
-
-/// A job's failure: its kind, which anyone may see, and a message for the log.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct JobError {
-    pub kind: FailureKind,
-    pub message: String,
-}
-
-impl JobError {
-    pub fn new(kind: FailureKind, message: impl Into<String>) -> JobError {
-        JobError { kind, message: message.into() }
-    }
+    /// Other systems learn of a change within seconds; an idle tick is one indexed query.
+    DeliverWebhooks => "*/5 * * * * *",
 }
 
 /// What the jobs need from the ledger.
@@ -141,9 +115,18 @@ async fn on_tick<R: RunsJobs>(_tick: Tick, job: Data<Job>, runner: Data<R>, heal
             Ok(())
         }
         Err(e) => {
-            health.failed(*job, e.kind);
-            tracing::error!(job = job.name(), error.kind = e.kind.as_str(), error = %e, "job failed");
-            Err(Box::new(e))
+            health.failed(*job, e.kind());
+            tracing::error!(
+                job = job.name(),
+                error.kind = e.kind().as_str(),
+                error.retryable = e.retryable(),
+                error = %e.chain(),
+                "job failed"
+            );
+            // apalis stores a tick that failed for good as Killed, one a retry may help as
+            // Failed. Neither is re-run from the queue (no retry layer): the next tick runs the
+            // job again, and the log says whether that can help.
+            if e.retryable() { Err(Box::new(e)) } else { Err(Box::new(AbortError::new(e))) }
         }
     }
 }
@@ -249,12 +232,13 @@ async fn prepare_until_ready(storage: &Storage, health: &JobHealth, shutdown: &S
             Err(e) => {
                 failures_in_row += 1;
                 for job in Job::ALL {
-                    health.worker_stopped(job, e.kind);
+                    health.worker_stopped(job, e.kind());
                 }
                 let delay = RESTART_BACKOFF.delay(failures_in_row);
                 tracing::warn!(
-                    error.kind = e.kind.as_str(),
-                    error = %e,
+                    error.kind = e.kind().as_str(),
+                    error.retryable = e.retryable(),
+                    error = %e.chain(),
                     failures_in_row,
                     retry_in_ms = delay.as_millis() as u64,
                     "cannot prepare the job storage; trying again"

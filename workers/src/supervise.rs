@@ -105,6 +105,7 @@ pub(crate) async fn supervise(
             Err(error) => tracing::warn!(
                 job = job.name(),
                 error.kind = kind.as_str(),
+                error.retryable = kind.is_transient(),
                 error = %error,
                 failures_in_row,
                 retry_in_ms = delay.as_millis() as u64,
