@@ -4,6 +4,7 @@
 use crate::on_both;
 use crate::support::{Backend, TestApp};
 use chrono::{DateTime, Duration, Utc};
+use credits::service::jobs::Job;
 use credits::service::retention::RetentionReport;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
 
@@ -100,7 +101,9 @@ async fn ledger_rows(db: &DatabaseConnection) -> Vec<i64> {
 }
 
 async fn purge_removes_exactly_the_operational_rows_past_their_retention(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    let mut app = TestApp::spawn(backend).await;
+    // A failed period marker is seeded on purpose: the purge must keep it.
+    app.expect_job_failures();
     let db = &app.ledger.db;
     credits::db::job_storage(db).prepare().await.expect("the job storage is prepared");
     let now = Utc::now();
@@ -194,6 +197,14 @@ async fn purge_goes_in_bounded_rounds(backend: Backend) {
         rounds += 1;
     }
     assert_eq!(rounds, 2, "10, 10, then 5 and drained");
+    assert_eq!(count(db, "SELECT COUNT(*) FROM outbox WHERE topic = 'test.retention'").await, 0);
+
+    // The scheduled job drains every kind in one tick, a bounded round at a time.
+    for i in 0..2500 {
+        event(db, &format!("more-{i:04}"), now - Duration::days(50), Some(now - Duration::days(40))).await;
+    }
+    let ran = app.ledger.run_job(Job::PurgeOperationalRows, now).await.expect("the job runs");
+    assert_eq!(ran.items, 2500);
     assert_eq!(count(db, "SELECT COUNT(*) FROM outbox WHERE topic = 'test.retention'").await, 0);
 }
 
