@@ -5,6 +5,7 @@ use crate::auth::AuthKeys;
 use crate::config::Config;
 use crate::graphql::{AppData, schema_builder};
 use crate::http::{Application, HttpState};
+use crate::ledger::retention::Retention;
 use crate::program::Program;
 use crate::service::webhooks::WebhookSender;
 use crate::service::{Clock, Ledger};
@@ -24,6 +25,8 @@ pub struct Settings {
     pub security: Security,
     /// Lanes of spends committed together (`service::batch`); none: the database's default.
     pub spend_lanes: Option<usize>,
+    /// How long operational rows are kept (`ledger::retention`).
+    pub retention: Retention,
 }
 
 /// The request limits and hardening switches, each with a safe default (docs/security.md).
@@ -151,6 +154,7 @@ impl Settings {
             webhooks: webhook_sender(config)?,
             security: Security::from_config(config)?,
             spend_lanes: config.spend_lanes,
+            retention: config.retention(),
         })
     }
 }
@@ -193,6 +197,7 @@ struct LedgerSettings<'a> {
     idempotency_days: u32,
     webhooks: Option<Arc<WebhookSender>>,
     spend_lanes: Option<usize>,
+    retention: Retention,
 }
 
 /// The one way a process opens the ledger: connect, migrate, then the program and every ledger
@@ -204,6 +209,7 @@ async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Ledger> {
     let mut ledger = Ledger::new(db, Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     ledger.webhooks = settings.webhooks;
+    ledger.retention = settings.retention;
     if let Some(lanes) = settings.spend_lanes {
         ledger.spends = Arc::new(crate::service::batch::SpendQueue::new(lanes));
     }
@@ -219,6 +225,7 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<Le
         idempotency_days: config.idempotency_days,
         webhooks: webhook_sender(config)?,
         spend_lanes: config.spend_lanes,
+        retention: config.retention(),
     })
     .await
 }
@@ -232,6 +239,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> 
         idempotency_days: settings.idempotency_days,
         webhooks: settings.webhooks,
         spend_lanes: settings.spend_lanes,
+        retention: settings.retention,
     })
     .await?;
     let db = ledger.db.clone();

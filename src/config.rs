@@ -33,9 +33,15 @@
 //! | connections/IP | `max_connections_per_ip` | `CREDITS_MAX_CONNECTIONS_PER_IP` | 256             |
 //! | trusted proxies | `trusted_proxies` | `CREDITS_TRUSTED_PROXIES` | none (a list, or commas: `10.0.0.0/8,::1`) |
 //! | proxy header  | `trusted_proxy_header` | `CREDITS_TRUSTED_PROXY_HEADER` | `x-forwarded-for` (or `forwarded`) |
+//! | scheduler ticks kept | `retain_job_ticks_days` | `CREDITS_RETAIN_JOB_TICKS_DAYS` | 7 |
+//! | delivered events kept | `retain_delivered_events_days` | `CREDITS_RETAIN_DELIVERED_EVENTS_DAYS` | 30 |
+//! | rate snapshots kept | `retain_rate_snapshots_days` | `CREDITS_RETAIN_RATE_SNAPSHOTS_DAYS` | 90 |
+//! | coupon guesses kept | `retain_coupon_failures_days` | `CREDITS_RETAIN_COUPON_FAILURES_DAYS` | 7 |
+//! | job period markers kept | `retain_job_markers_days` | `CREDITS_RETAIN_JOB_MARKERS_DAYS` | 90 (at least 31) |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
+use crate::ledger::retention::Retention;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -93,6 +99,16 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// The header those proxies write: "x-forwarded-for" or "forwarded". Only that one is read.
     pub trusted_proxy_header: String,
+    /// Days the scheduler's finished ticks are kept (`ledger::retention`).
+    pub retain_job_ticks_days: u32,
+    /// Days a delivered webhook event is kept, to be redelivered on request.
+    pub retain_delivered_events_days: u32,
+    /// Days market rate snapshots are kept.
+    pub retain_rate_snapshots_days: u32,
+    /// Days wrong coupon guesses are kept.
+    pub retain_coupon_failures_days: u32,
+    /// Days the scheduled jobs' period markers are kept; at least the catch-up horizon.
+    pub retain_job_markers_days: u32,
 }
 
 /// A list, or a string of comma-separated items (environment variables have no lists).
@@ -143,6 +159,11 @@ impl Default for Config {
             max_connections_per_ip: crate::app::Security::default().max_connections_per_ip,
             trusted_proxies: Vec::new(),
             trusted_proxy_header: "x-forwarded-for".to_string(),
+            retain_job_ticks_days: Retention::default().job_ticks_days,
+            retain_delivered_events_days: Retention::default().delivered_events_days,
+            retain_rate_snapshots_days: Retention::default().rate_snapshots_days,
+            retain_coupon_failures_days: Retention::default().coupon_failures_days,
+            retain_job_markers_days: Retention::default().job_markers_days,
         }
     }
 }
@@ -249,10 +270,22 @@ impl Config {
             return Err(ConfigError::Invalid("max_connections must be 16 to 1000000 and max_connections_per_ip at least 1".into()));
         }
         config.trusted_proxies()?;
+        config.retention().check().map_err(ConfigError::Invalid)?;
         if !(1..=3650).contains(&config.idempotency_days) {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
         }
         Ok(config)
+    }
+
+    /// How long operational rows are kept (`ledger::retention`).
+    pub fn retention(&self) -> Retention {
+        Retention {
+            job_ticks_days: self.retain_job_ticks_days,
+            delivered_events_days: self.retain_delivered_events_days,
+            rate_snapshots_days: self.retain_rate_snapshots_days,
+            coupon_failures_days: self.retain_coupon_failures_days,
+            job_markers_days: self.retain_job_markers_days,
+        }
     }
 
     /// The proxies whose forwarding header is believed (`client_address`).

@@ -1,7 +1,7 @@
 //! Connecting to the ledger's database and bringing its schema up to date.
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::SqliteJournalMode;
+use sea_orm::sqlx::sqlite::{SqliteAutoVacuum, SqliteJournalMode};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use std::time::Duration;
 
@@ -22,8 +22,15 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         {
             std::fs::create_dir_all(&dir).map_err(|e| DbErr::Custom(format!("cannot create {}: {e}", dir.display())))?;
         }
+        // Incremental auto-vacuum lets the retention job give purged pages back a bounded step
+        // at a time (`service::retention`). It takes effect on a new file only: SQLite applies
+        // it before the first table; an older file needs one `VACUUM` (README, "Retention").
         options.map_sqlx_sqlite_opts(|o| {
-            o.create_if_missing(true).journal_mode(SqliteJournalMode::Wal).busy_timeout(SQLITE_BUSY_TIMEOUT).foreign_keys(true)
+            o.create_if_missing(true)
+                .auto_vacuum(SqliteAutoVacuum::Incremental)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true)
         });
     }
     Database::connect(options).await

@@ -34,6 +34,7 @@ mod purchases;
 mod referrals;
 mod refunds;
 mod reservations;
+mod retention;
 mod roles;
 mod schema;
 mod spending;

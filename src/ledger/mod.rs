@@ -15,6 +15,7 @@ pub mod plans;
 pub mod pricing;
 pub mod refund;
 pub mod reservation;
+pub mod retention;
 pub mod schedule;
 pub mod time;
 pub mod wallet;

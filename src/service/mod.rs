@@ -26,6 +26,7 @@ pub mod reads;
 pub mod referrals;
 pub mod refunds;
 pub mod reservations;
+pub mod retention;
 pub mod spending;
 pub mod tx;
 pub mod webhooks;
@@ -62,6 +63,8 @@ pub struct Ledger {
     pub job_parallelism: usize,
     /// Items (lots written off, accounts granted) per transaction of those jobs.
     pub job_part: usize,
+    /// How long operational rows are kept (`retention`): ticks, delivered events, snapshots.
+    pub retention: crate::ledger::retention::Retention,
 }
 
 impl Ledger {
@@ -77,6 +80,7 @@ impl Ledger {
             draws: Arc::new(Mutex::new(StdRng::from_os_rng())),
             sweep_batch: jobs::ACCOUNT_BATCH,
             webhooks: None,
+            retention: crate::ledger::retention::Retention::default(),
             spends,
         }
     }

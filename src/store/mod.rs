@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod purchases;
 pub mod referrals;
 pub mod reservations;
+pub mod retention;
 
 use sea_orm::{DbErr, RuntimeErr};
 use std::ops::Deref;

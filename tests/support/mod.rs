@@ -156,6 +156,7 @@ impl TestApp {
             webhooks: None,
             security,
             spend_lanes: None,
+            retention: Default::default(),
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         let address = format!("http://{}", app.address());

@@ -82,6 +82,9 @@ jobs! {
     ReleaseReferralBonuses => "*/10 * * * * *",
     /// Hourly: forget idempotency keys past their retention (30 days by default).
     PurgeIdempotencyKeys => "0 30 * * * *",
+    /// Hourly: delete operational rows past their retention (the scheduler's ticks, delivered
+    /// events, rate snapshots, coupon guesses, old period markers), in bounded rounds.
+    PurgeOperationalRows => "0 45 * * * *",
     /// Hourly: tell account holders of credits that expire within the program's window, once per lot.
     NotifyExpiringCredits => "0 15 * * * *",
     /// Every 5 minutes: snapshot each workload's market rate, once per 5-minute mark.

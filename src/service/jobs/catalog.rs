@@ -8,6 +8,7 @@ use super::{JobHandler, JobReport, PURGE_BATCH};
 use crate::ledger::plans::PlanPeriod;
 use crate::ledger::schedule::{Cadence, Slot};
 use crate::service::notices::MAX_NOTICE_BATCH;
+use crate::service::retention::PURGE_ROWS;
 use crate::service::webhooks::{self, MAX_WEBHOOK_BATCH};
 use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH, reservations::MAX_RESERVATION_BATCH};
 use crate::store;
@@ -27,6 +28,7 @@ pub(crate) fn handler(job: Job) -> &'static dyn JobHandler {
         Job::RenewSubscriptions => &Sweeping(RenewSubscriptions),
         Job::ReleaseReferralBonuses => &Draining(ReleaseReferralBonuses),
         Job::PurgeIdempotencyKeys => &Draining(PurgeIdempotencyKeys),
+        Job::PurgeOperationalRows => &Draining(PurgeOperationalRows),
         Job::NotifyExpiringCredits => &Draining(NotifyExpiringCredits),
         Job::SnapshotMarketRates => &SnapshotMarketRates,
         Job::DeliverWebhooks => &DeliverWebhooks,
@@ -144,6 +146,17 @@ impl Drain for PurgeIdempotencyKeys {
     const BATCH: u64 = PURGE_BATCH;
     async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         Ok(store::idempotency::purge_expired(&ledger.db, now, PURGE_BATCH).await?)
+    }
+}
+
+pub(crate) struct PurgeOperationalRows;
+
+impl Drain for PurgeOperationalRows {
+    const BATCH: u64 = PURGE_ROWS;
+    /// A round deletes up to `BATCH` rows of each kind: while any kind is not drained, the
+    /// total is at least `BATCH` and the drain goes on; once all are, one more round at most.
+    async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        Ok(ledger.purge_operational_rows(now, PURGE_ROWS).await?.total())
     }
 }
 

@@ -1,0 +1,231 @@
+//! Retention (issue 19): the purge removes exactly the operational rows past their retention,
+//! and nothing of the ledger, the claims or the markers catching up needs.
+
+use crate::on_both;
+use crate::support::{Backend, TestApp};
+use chrono::{DateTime, Duration, Utc};
+use credits::service::jobs::Job;
+use credits::service::retention::RetentionReport;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, Value};
+
+/// Runs `sql` written with `$n` placeholders on either database.
+async fn exec(db: &DatabaseConnection, sql: &str, values: Vec<Value>) {
+    let backend = db.get_database_backend();
+    let sql = if backend == sea_orm::DbBackend::Sqlite { sql.replace('$', "?") } else { sql.to_string() };
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.unwrap_or_else(|e| panic!("{e}"));
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}
+
+async fn strings(db: &DatabaseConnection, sql: &str) -> Vec<String> {
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    rows.iter().map(|r| r.try_get_by_index::<String>(0).unwrap()).collect()
+}
+
+async fn event(db: &DatabaseConnection, payload: &str, created: DateTime<Utc>, delivered: Option<DateTime<Utc>>) {
+    exec(
+        db,
+        "INSERT INTO outbox (topic, account_id, payload, created_at, delivered_at, attempts) VALUES ('test.retention', NULL, $1, $2, $3, 1)",
+        vec![payload.into(), created.into(), delivered.into()],
+    )
+    .await;
+}
+
+async fn marker(db: &DatabaseConnection, job: &str, period: &str, status: &str, finished: Option<DateTime<Utc>>) {
+    let started = finished.unwrap_or_else(Utc::now) - Duration::minutes(1);
+    exec(
+        db,
+        "INSERT INTO job_runs (job, period, status, cursor, batches, items, attempts, started_at, updated_at, finished_at) \
+         VALUES ($1, $2, $3, 0, 1, 0, 1, $4, $4, $5)",
+        vec![job.into(), period.into(), status.into(), started.into(), finished.into()],
+    )
+    .await;
+}
+
+/// A scheduler tick in apalis's own table: `id`, status, attempts of 25, finished `done` ago.
+async fn tick(app: &TestApp, id: &str, status: &str, attempts: i32, done: Option<Duration>) {
+    let db = &app.ledger.db;
+    let done_at = done.map(|ago| Utc::now() - ago);
+    match app.backend {
+        Backend::Sqlite => {
+            let sql =
+                "INSERT INTO Jobs (job, id, job_type, status, attempts, max_attempts, done_at) VALUES (x'00', $1, 'Test', $2, $3, 25, $4)";
+            exec(db, sql, vec![id.into(), status.into(), attempts.into(), done_at.map(|d| d.timestamp()).into()]).await;
+        }
+        Backend::Postgres => {
+            let sql = "INSERT INTO apalis.jobs (job, id, job_type, status, attempts, max_attempts, done_at) \
+                       VALUES ('\\x00'::bytea, $1, 'Test', $2, $3, 25, $4)";
+            exec(db, sql, vec![id.into(), status.into(), attempts.into(), done_at.into()]).await;
+        }
+    }
+}
+
+/// A worker process registered with the scheduler, last seen `ago`.
+async fn worker(app: &TestApp, id: &str, ago: Duration) {
+    let seen = Utc::now() - ago;
+    let (sql, seen): (&str, Value) = match app.backend {
+        Backend::Sqlite => {
+            ("INSERT INTO Workers (id, worker_type, storage_name, last_seen) VALUES ($1, 'Test', 'Test', $2)", seen.timestamp().into())
+        }
+        Backend::Postgres => {
+            ("INSERT INTO apalis.workers (id, worker_type, storage_name, last_seen) VALUES ($1, 'Test', 'Test', $2)", seen.into())
+        }
+    };
+    exec(&app.ledger.db, sql, vec![id.into(), seen]).await;
+}
+
+fn workers_table(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "Workers",
+        Backend::Postgres => "apalis.workers",
+    }
+}
+
+fn ticks_table(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "Jobs",
+        Backend::Postgres => "apalis.jobs",
+    }
+}
+
+/// Rows of the tables that are never purged, in a fixed order.
+async fn ledger_rows(db: &DatabaseConnection) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in ["accounts", "lots", "journal_entries", "journal_lines", "purchases", "claims", "idempotency_keys"] {
+        counts.push(count(db, &format!("SELECT COUNT(*) FROM {table}")).await);
+    }
+    counts
+}
+
+async fn purge_removes_exactly_the_operational_rows_past_their_retention(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    // A failed period marker is seeded on purpose: the purge must keep it.
+    app.expect_job_failures();
+    let db = &app.ledger.db;
+    credits::db::job_storage(db).prepare().await.expect("the job storage is prepared");
+    let now = Utc::now();
+    let days = Duration::days;
+    app.create_account("user-1").await;
+    app.grant("user-1", "10", "PAID", None, "grant-1").await;
+    app.spend("user-1", "3", "spend-1").await;
+
+    // Delivered events: 30 days by default. One never delivered is kept, however old.
+    event(db, "old-delivered", now - days(41), Some(now - days(40))).await;
+    event(db, "recent-delivered", now - days(6), Some(now - days(5))).await;
+    event(db, "never-delivered", now - days(100), None).await;
+    // Rate snapshots: 90 days.
+    for (ago, workload) in [(days(100), "old"), (days(10), "recent")] {
+        exec(
+            db,
+            "INSERT INTO market_rate_snapshots (workload, at, average_micros, min_micros, max_micros, providers) VALUES ($1, $2, 1, 1, 1, 1)",
+            vec![workload.into(), (now - ago).into()],
+        )
+        .await;
+    }
+    // Wrong coupon guesses: 7 days.
+    let account = count(db, "SELECT id FROM accounts WHERE external_id = 'user-1'").await;
+    for ago in [days(8), Duration::hours(1)] {
+        exec(db, "INSERT INTO coupon_failures (account_id, attempted_at) VALUES ($1, $2)", vec![account.into(), (now - ago).into()]).await;
+    }
+    // Period markers: 90 days, never a run that is not done, never a job's latest done period.
+    marker(db, "TestA", "2025-12-31", "failed", None).await;
+    marker(db, "TestA", "2026-01-01", "done", Some(now - days(200))).await;
+    marker(db, "TestA", "2026-01-02", "done", Some(now - days(199))).await;
+    marker(db, "TestA", "2026-01-03", "running", None).await;
+    marker(db, "TestB", "2025-12", "done", Some(now - days(300))).await;
+    // The scheduler's ticks: 7 days after they finished, and only finished ones.
+    tick(&app, "done-old", "Done", 1, Some(days(10))).await;
+    tick(&app, "killed-old", "Killed", 1, Some(days(10))).await;
+    tick(&app, "failed-for-good", "Failed", 25, Some(days(10))).await;
+    tick(&app, "failed-will-retry", "Failed", 1, Some(days(10))).await;
+    tick(&app, "done-recent", "Done", 1, Some(days(1))).await;
+    tick(&app, "pending", "Pending", 0, None).await;
+    tick(&app, "running", "Running", 1, None).await;
+    // Worker registrations: one gone for 10 days, one gone as long but still holding a
+    // running tick's lock, one seen now.
+    worker(&app, "gone", Duration::days(10)).await;
+    worker(&app, "gone-holding-a-lock", Duration::days(10)).await;
+    worker(&app, "alive", Duration::zero()).await;
+    let lock = "UPDATE {ticks} SET lock_by = 'gone-holding-a-lock' WHERE id = 'running'".replace("{ticks}", ticks_table(backend));
+    exec(db, &lock, vec![]).await;
+    let ledger_before = ledger_rows(db).await;
+
+    let report = app.ledger.purge_operational_rows(now, 1000).await.expect("the purge runs");
+    let expected = RetentionReport {
+        scheduler_ticks: 3,
+        scheduler_workers: 1,
+        delivered_events: 1,
+        rate_snapshots: 1,
+        coupon_failures: 1,
+        job_markers: 1,
+    };
+    assert_eq!(report, expected);
+    assert!(report.drained(1000));
+
+    let events = strings(db, "SELECT payload FROM outbox WHERE topic = 'test.retention' ORDER BY payload").await;
+    assert_eq!(events, ["never-delivered", "recent-delivered"]);
+    assert_eq!(strings(db, "SELECT workload FROM market_rate_snapshots").await, ["recent"]);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM coupon_failures").await, 1);
+    let markers = strings(db, "SELECT period FROM job_runs WHERE job LIKE 'Test%' ORDER BY job, period").await;
+    assert_eq!(markers, ["2025-12-31", "2026-01-02", "2026-01-03", "2025-12"]);
+    let ticks = strings(db, &format!("SELECT id FROM {} WHERE job_type = 'Test' ORDER BY id", ticks_table(backend))).await;
+    assert_eq!(ticks, ["done-recent", "failed-will-retry", "pending", "running"]);
+    let workers = strings(db, &format!("SELECT id FROM {} WHERE worker_type = 'Test' ORDER BY id", workers_table(backend))).await;
+    assert_eq!(workers, ["alive", "gone-holding-a-lock"]);
+    assert_eq!(ledger_rows(db).await, ledger_before, "nothing of the ledger, the claims or the keys");
+
+    // A second round finds nothing more.
+    assert_eq!(app.ledger.purge_operational_rows(now, 1000).await.unwrap().total(), 0);
+    app.assert_audit_clean().await;
+}
+
+async fn purge_goes_in_bounded_rounds(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let db = &app.ledger.db;
+    let now = Utc::now();
+    for i in 0..25 {
+        event(db, &format!("event-{i:02}"), now - Duration::days(50), Some(now - Duration::days(40))).await;
+    }
+    // No job storage yet (a `serve --no-workers` database): the ticks are simply not there.
+    let first = app.ledger.purge_operational_rows(now, 10).await.unwrap();
+    assert_eq!((first.delivered_events, first.scheduler_ticks, first.drained(10)), (10, 0, false));
+    let mut rounds = 1;
+    while !app.ledger.purge_operational_rows(now, 10).await.unwrap().drained(10) {
+        rounds += 1;
+    }
+    assert_eq!(rounds, 2, "10, 10, then 5 and drained");
+    assert_eq!(count(db, "SELECT COUNT(*) FROM outbox WHERE topic = 'test.retention'").await, 0);
+
+    // The scheduled job drains every kind in one tick, a bounded round at a time.
+    for i in 0..2500 {
+        event(db, &format!("more-{i:04}"), now - Duration::days(50), Some(now - Duration::days(40))).await;
+    }
+    let ran = app.ledger.run_job(Job::PurgeOperationalRows, now).await.expect("the job runs");
+    assert_eq!(ran.items, 2500);
+    assert_eq!(count(db, "SELECT COUNT(*) FROM outbox WHERE topic = 'test.retention'").await, 0);
+}
+
+on_both!(purge_removes_exactly_the_operational_rows_past_their_retention, purge_goes_in_bounded_rounds);
+
+/// A new SQLite file gives purged pages back to the file system, without a full VACUUM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_sqlite_file_shrinks_after_a_purge() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let db = &app.ledger.db;
+    assert_eq!(count(db, "PRAGMA auto_vacuum").await, 2, "incremental auto-vacuum on a new file");
+    let now = Utc::now();
+    let payload = "x".repeat(4000);
+    for _ in 0..500 {
+        event(db, &payload, now - Duration::days(50), Some(now - Duration::days(40))).await;
+    }
+    let pages_before = count(db, "PRAGMA page_count").await;
+    while !app.ledger.purge_operational_rows(now, 200).await.unwrap().drained(200) {}
+    // The WAL holds the freed pages until a checkpoint moves them into the file.
+    exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", vec![]).await;
+    app.ledger.purge_operational_rows(now, 200).await.unwrap();
+    let pages_after = count(db, "PRAGMA page_count").await;
+    assert!(pages_after < pages_before / 2, "{pages_before} pages before, {pages_after} after");
+}
