@@ -1,7 +1,8 @@
 //! Containers, meters, settlements and their usage lines.
 
 use crate::entity::{container, meter, settlement, usage_line};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -147,11 +148,42 @@ pub async fn insert_settlement(conn: &impl ConnectionTrait, new: NewSettlement<'
     .await
 }
 
-pub async fn insert_lines(conn: &impl ConnectionTrait, lines: Vec<usage_line::ActiveModel>) -> Result<(), DbErr> {
+/// One priced line of a settlement, as it is stored.
+pub struct NewLine<'a> {
+    pub container_id: Option<i64>,
+    pub resource: &'a str,
+    pub kind: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub quantity: Decimal,
+    pub unit: &'a str,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+    /// The UTC day the line belongs to.
+    pub day: NaiveDate,
+    pub amount_micros: i64,
+}
+
+/// A settlement's lines, in one statement.
+pub async fn insert_lines(conn: &impl ConnectionTrait, settlement_id: i64, account_id: i64, lines: &[NewLine<'_>]) -> Result<(), DbErr> {
     if lines.is_empty() {
         return Ok(());
     }
-    usage_line::Entity::insert_many(lines).exec_without_returning(conn).await?;
+    let rows = lines.iter().map(|l| usage_line::ActiveModel {
+        settlement_id: Set(settlement_id),
+        account_id: Set(account_id),
+        container_id: Set(l.container_id),
+        resource: Set(l.resource.to_string()),
+        kind: Set(l.kind.map(str::to_string)),
+        model: Set(l.model.map(str::to_string)),
+        quantity: Set(l.quantity.to_string()),
+        unit: Set(l.unit.to_string()),
+        started_at: Set(l.started_at),
+        ended_at: Set(l.ended_at),
+        day: Set(l.day.to_string()),
+        amount_micros: Set(l.amount_micros),
+        ..Default::default()
+    });
+    usage_line::Entity::insert_many(rows).exec_without_returning(conn).await?;
     Ok(())
 }
 
