@@ -123,7 +123,7 @@ impl From<service::ContainerView> for Container {
             container_id: c.id,
             tier: c.tier,
             code_supporter: c.code_supporter,
-            state: c.state.to_uppercase(),
+            state: c.state.to_string().to_uppercase(),
             storage_gb: c.storage_gb,
             updated_at: c.updated_at,
         }
@@ -151,14 +151,14 @@ pub struct UsageLine {
 
 impl From<LineView> for UsageLine {
     fn from(l: LineView) -> Self {
-        let model = if l.kind.as_deref() == Some("chat") { l.model } else { None };
+        let model = if l.kind == Some(ServiceAiKind::Chat) { l.model } else { None };
         UsageLine {
             container_id: l.container,
-            resource: l.resource,
-            kind: l.kind,
+            resource: l.resource.to_string(),
+            kind: l.kind.map(|k| k.to_string()),
             model,
             quantity: l.quantity,
-            unit: l.unit,
+            unit: l.unit.to_string(),
             started_at: l.started_at,
             ended_at: l.ended_at,
             amount: credits(l.amount),
@@ -265,7 +265,7 @@ impl UsageReport {
             resources: report
                 .by_resource
                 .into_iter()
-                .map(|(resource, amount)| ResourceUsage { resource, amount: credits(amount) })
+                .map(|(resource, amount)| ResourceUsage { resource: resource.to_string(), amount: credits(amount) })
                 .collect(),
             account_id,
         }

@@ -1,9 +1,9 @@
 //! Container lifecycle: starting (which settles the storage used while stopped), stopping (which
 //! settles the session), and the list of an account's containers.
 
-use super::settle::{Scope, SettleArgs, settle};
+use super::settle::{SettleArgs, settle};
 use super::{ContainerReceipt, ContainerView, metering};
-use crate::ledger::metering::Trigger;
+use crate::ledger::metering::{ContainerState, Scope, Trigger};
 use crate::ledger::time::month_key;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
@@ -48,7 +48,7 @@ impl Ledger {
                     return Ok(Err(Refusal::NotEligible { why: e.to_string() }));
                 }
                 let existing = meters::container(txn, locked.id, id).await?;
-                if existing.as_ref().is_some_and(|c| c.state == "running") {
+                if existing.as_ref().is_some_and(|c| c.state == ContainerState::Running) {
                     return Ok(Err(Refusal::InvalidState { what: format!("container {id} is already running") }));
                 }
                 let why = format!("storage while container {id} was stopped");
@@ -66,10 +66,11 @@ impl Ledger {
                     Some(mut found) => {
                         found.tier = tier.clone();
                         found.code_supporter = code_supporter;
-                        found.state = "running".into();
+                        found.state = ContainerState::Running;
                         found.billed_until = now;
                         found.updated_at = now;
-                        meters::save_container(txn, found).await?
+                        meters::save_container(txn, &found).await?;
+                        found
                     }
                     None => {
                         meters::meter(txn, locked.id, &month_key(now), now).await?;
@@ -116,13 +117,13 @@ impl Ledger {
                 let Some(found) = meters::container(txn, locked.id, id).await? else {
                     return Err(ServiceError::NotFound(format!("no container {id} on this account")));
                 };
-                if found.state != "running" {
+                if found.state != ContainerState::Running {
                     return Ok(Err(Refusal::InvalidState { what: format!("container {id} is not running") }));
                 }
                 let why = format!("stop of container {id}");
                 let args = SettleArgs {
                     trigger: Trigger::Stop,
-                    scope: Scope::Container(id),
+                    scope: Scope::Container(id.clone()),
                     until: now,
                     key: Some(key.as_str()),
                     feature: "container",
@@ -131,10 +132,10 @@ impl Ledger {
                 };
                 let settlement = settle(txn, program, locked, args, now).await?;
                 let mut stopped = meters::container(txn, locked.id, id).await?.expect("settled above");
-                if stopped.state == "running" {
-                    stopped.state = "stopped".into();
+                if stopped.state == ContainerState::Running {
+                    stopped.state = ContainerState::Stopped;
                     stopped.updated_at = now;
-                    stopped = meters::save_container(txn, stopped).await?;
+                    meters::save_container(txn, &stopped).await?;
                 }
                 tracing::info!(account.id = locked.id, container = %id, "container stopped");
                 Ok(Ok(ContainerReceipt { container: ContainerView::from(&stopped), settlement }))
@@ -144,6 +145,6 @@ impl Ledger {
     }
 
     pub async fn containers(&self, account_id: i64) -> Result<Vec<ContainerView>, ServiceError> {
-        Ok(meters::containers(&self.db, account_id).await?.iter().map(ContainerView::from).collect())
+        Ok(meters::metered_containers(&self.db, account_id).await?.iter().map(ContainerView::from).collect())
     }
 }

@@ -19,9 +19,11 @@ mod usage;
 pub use reports::{UsageReport, parse_month};
 pub(crate) use settle::settle_all;
 
-use crate::entity::{account, container};
+pub use crate::ledger::metering::{AiKind, CODE_SUPPORTER};
+
+use crate::entity::account;
 use crate::ledger::Credits;
-use crate::ledger::metering::Trigger;
+use crate::ledger::metering::{ContainerState, MeteredContainer, Resource, Trigger, Unit, UsageLine};
 use crate::ledger::pricing::{Metering, TokenUsage};
 use crate::program::Program;
 use crate::service::ServiceError;
@@ -29,29 +31,10 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// The add-on the API calls `codeSupporter`.
-pub const CODE_SUPPORTER: &str = "code_supporter";
 /// The most storage one container reports: 1 PB, far above any plan, far below overflow.
 pub const MAX_STORAGE_GB: u64 = 1_000_000;
 /// The most traffic one sample reports: 1 PB.
 pub const MAX_TRAFFIC_BYTES: u64 = 1_000_000_000_000_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum AiKind {
-    AiSupporter,
-    Chat,
-    Snap,
-}
-
-impl AiKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AiKind::AiSupporter => "ai_supporter",
-            AiKind::Chat => "chat",
-            AiKind::Snap => "snap",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum Sample {
@@ -73,14 +56,30 @@ pub enum Sample {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LineView {
     pub container: Option<String>,
-    pub resource: String,
-    pub kind: Option<String>,
+    pub resource: Resource,
+    pub kind: Option<AiKind>,
     pub model: Option<String>,
     pub quantity: Decimal,
-    pub unit: String,
+    pub unit: Unit,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     pub amount: Credits,
+}
+
+impl From<&UsageLine> for LineView {
+    fn from(l: &UsageLine) -> Self {
+        LineView {
+            container: l.container.clone(),
+            resource: l.resource,
+            kind: l.kind,
+            model: l.model.clone(),
+            quantity: l.quantity,
+            unit: l.unit,
+            started_at: l.started_at,
+            ended_at: l.ended_at,
+            amount: l.amount,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,19 +99,19 @@ pub struct ContainerView {
     pub id: String,
     pub tier: String,
     pub code_supporter: bool,
-    pub state: String,
+    pub state: ContainerState,
     pub storage_gb: Decimal,
     pub updated_at: DateTime<Utc>,
 }
 
-impl From<&container::Model> for ContainerView {
-    fn from(c: &container::Model) -> Self {
+impl From<&MeteredContainer> for ContainerView {
+    fn from(c: &MeteredContainer) -> Self {
         ContainerView {
             id: c.external_id.clone(),
             tier: c.tier.clone(),
             code_supporter: c.code_supporter,
-            state: c.state.clone(),
-            storage_gb: Decimal::new(c.storage_bytes, 9).normalize(),
+            state: c.state,
+            storage_gb: Decimal::from_i128_with_scale(i128::from(c.storage_bytes), 9).normalize(),
             updated_at: c.updated_at,
         }
     }

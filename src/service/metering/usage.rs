@@ -1,11 +1,11 @@
 //! Usage intake: storage and traffic samples accrue until the next settlement; an AI use is priced
 //! and charged at once.
 
-use super::settle::{Draft, Scope, SettleArgs, accrue_storage, settle};
+use super::settle::{SettleArgs, settle};
 use super::{AiKind, MAX_STORAGE_GB, MAX_TRAFFIC_BYTES, Sample, SettlementView, UsageReceipt, metering, quota_gb};
 use crate::entity::account;
 use crate::ledger::Credits;
-use crate::ledger::metering::Trigger;
+use crate::ledger::metering::{self as rules, Resource, Scope, Trigger, Unit, UsageLine};
 use crate::ledger::pricing::{self, Metering, TokenUsage};
 use crate::ledger::time::month_key;
 use crate::program::Program;
@@ -118,7 +118,7 @@ impl Ledger {
                     return Err(ServiceError::bad_input("a use takes at least one token"));
                 }
                 let charge = pricing::price_question(pricing_rules, model, &tokens)?;
-                let feature = if kind == AiKind::Chat { pricing_rules.feature().to_string() } else { kind.as_str().to_string() };
+                let feature = if kind == AiKind::Chat { pricing_rules.feature().to_string() } else { kind.to_string() };
                 Ok((feature, Some(charge.model), charge.total))
             }
         }
@@ -138,13 +138,13 @@ async fn record_storage(
     let Some(mut found) = meters::container(txn, locked.id, container).await? else {
         return Err(ServiceError::NotFound(format!("no container {container} on this account")));
     };
-    let containers = meters::containers(txn, locked.id).await?;
+    let containers = meters::metered_containers(txn, locked.id).await?;
     let mut meter = meters::meter(txn, locked.id, &month, now).await?;
-    accrue_storage(quota_gb(program, locked), &containers, &mut meter, now)?;
-    meters::save_meter(txn, meter).await?;
-    found.storage_bytes = i64::try_from(pricing::gb_to_bytes(gb).expect("checked")).expect("bounded");
+    meter.storage = rules::accrue_storage(quota_gb(program, locked), &containers, meter.storage, now)?;
+    meters::save_meter(txn, locked.id, &meter).await?;
+    found.storage_bytes = pricing::gb_to_bytes(gb).expect("checked");
     found.updated_at = now;
-    meters::save_container(txn, found).await?;
+    meters::save_container(txn, &found).await?;
     Ok(())
 }
 
@@ -162,19 +162,15 @@ async fn record_traffic(
         return Err(ServiceError::NotFound(format!("no container {container} on this account")));
     };
     let mut meter = meters::meter(txn, locked.id, &month, now).await?;
-    if meter.traffic_month != month {
-        meter.traffic_month = month.clone();
-        meter.traffic_month_bytes = 0;
+    let billable = meter.add_traffic(&month, bytes, metering.traffic().free_bytes_per_month);
+    // The month's bytes are stored as a signed 64-bit count.
+    if i64::try_from(meter.traffic_month_bytes).is_err() {
+        return Err(ServiceError::bad_input("traffic this month is out of range"));
     }
-    let free = metering.traffic().free_bytes_per_month;
-    let before = u64::try_from(meter.traffic_month_bytes).unwrap_or(0);
-    let after = before.saturating_add(bytes);
-    let billable = after.saturating_sub(free) - before.saturating_sub(free);
-    meter.traffic_month_bytes = i64::try_from(after).map_err(|_| ServiceError::bad_input("traffic this month is out of range"))?;
-    meters::save_meter(txn, meter).await?;
-    found.pending_traffic_bytes += i64::try_from(billable).expect("bounded by the sample");
+    meters::save_meter(txn, locked.id, &meter).await?;
+    found.pending_traffic_bytes += billable;
     found.updated_at = now;
-    meters::save_container(txn, found).await?;
+    meters::save_container(txn, &found).await?;
     Ok(())
 }
 
@@ -209,31 +205,31 @@ async fn charge_ai(
     };
     let (feature, priced_model, amount) = ledger.price_ai(kind, model.as_deref(), tokens)?;
     let mut meter = meters::meter(txn, locked.id, &month, now).await?;
-    let free = program.free_trial.as_ref().is_some_and(|t| t.is_free(&feature, u32::try_from(meter.ai_trial_uses).unwrap_or(u32::MAX)));
+    let free = program.free_trial.as_ref().is_some_and(|t| t.is_free(&feature, meter.ai_trial_uses));
     let amount = if free {
         meter.ai_trial_uses += 1;
-        meters::save_meter(txn, meter.clone()).await?;
+        meters::save_meter(txn, locked.id, &meter).await?;
         Credits::ZERO
     } else {
         amount
     };
     let quantity = tokens.map_or(Decimal::ONE, |t| Decimal::from(t.input + t.output + t.cache_write + t.cache_read));
-    let line = Draft {
+    let line = UsageLine {
         container_id,
         container: container.clone(),
-        resource: "ai",
-        kind: Some(kind.as_str()),
+        resource: Resource::Ai,
+        kind: Some(kind),
         model: priced_model.clone(),
         quantity,
-        unit: if tokens.is_some() { "token" } else { "use" },
+        unit: if tokens.is_some() { Unit::Token } else { Unit::Use },
         started_at: now,
         ended_at: now,
         amount,
     };
     let why = if free {
-        format!("{} (free trial use {} of {})", kind.as_str(), meter.ai_trial_uses, program.free_trial.as_ref().map_or(0, |t| t.uses))
+        format!("{kind} (free trial use {} of {})", meter.ai_trial_uses, program.free_trial.as_ref().map_or(0, |t| t.uses))
     } else {
-        kind.as_str().to_string()
+        kind.to_string()
     };
     let args = SettleArgs {
         trigger: Trigger::Ai,
