@@ -32,10 +32,10 @@ fn stored(micros: i64, what: impl FnOnce() -> String) -> Result<CreditAmount, Se
 }
 
 macro_rules! mirror_enum {
-    ($(#[$meta:meta])* $name:ident <=> $domain:path { $($variant:ident),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident <=> $domain:path { $($(#[$variant_meta:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
+        #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+        pub enum $name { $($(#[$variant_meta])* $variant),+ }
 
         impl From<$domain> for $name {
             fn from(value: $domain) -> Self {
@@ -52,6 +52,7 @@ macro_rules! mirror_enum {
         }
     };
 }
+pub(crate) use mirror_enum;
 
 mirror_enum!(
     /// What a lot is worth to its holder: decides refunds and the order of consumption.
