@@ -219,7 +219,7 @@ impl From<SettlementView> for Settlement {
     fn from(s: SettlementView) -> Self {
         Settlement {
             settlement_id: ID(s.id.to_string()),
-            trigger: s.trigger.as_str().to_string(),
+            trigger: s.trigger.to_string(),
             total: credits(s.total),
             charged: credits(s.charged),
             uncollected: credits(s.uncollected),

@@ -45,8 +45,9 @@ pub fn parse_quantity(text: &str) -> Result<Decimal, QuantityError> {
     Decimal::try_from_i128_with_scale(mantissa, fraction.len() as u32).map_err(|_| QuantityError::TooLarge)
 }
 
-/// What a settlement was triggered by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// What a settlement was triggered by. Stored, and shown, as its snake_case name (`plan_change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
 pub enum Trigger {
     /// A container stopped: its time, add-on, and the account's storage and traffic so far.
     Stop,
@@ -58,18 +59,6 @@ pub enum Trigger {
     PlanChange,
     /// One AI use, charged as it happens.
     Ai,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Stop => "stop",
-            Trigger::Start => "start",
-            Trigger::Monthly => "monthly",
-            Trigger::PlanChange => "plan_change",
-            Trigger::Ai => "ai",
-        }
-    }
 }
 
 /// `[start, end)` cut at each UTC midnight, so each container line belongs to one day (the usage
@@ -597,6 +586,8 @@ mod tests {
             [Unit::Second, Unit::GbSecond, Unit::Byte, Unit::Token, Unit::Use].map(|u| u.to_string()),
             ["second", "gb_second", "byte", "token", "use"]
         );
+        let triggers = [Trigger::Stop, Trigger::Start, Trigger::Monthly, Trigger::PlanChange, Trigger::Ai];
+        assert_eq!(triggers.map(<&str>::from), ["stop", "start", "monthly", "plan_change", "ai"]);
         assert_eq!([AiKind::AiSupporter, AiKind::Chat, AiKind::Snap].map(|k| k.to_string()), ["ai_supporter", "chat", "snap"]);
         // Receipts kept before the kind was typed hold its text; request hashes use the name.
         assert_eq!(serde_json::from_str::<AiKind>("\"ai_supporter\"").unwrap(), AiKind::AiSupporter);

@@ -66,7 +66,7 @@ pub(super) async fn settle(
         txn,
         meters::NewSettlement {
             account_id: account.id,
-            trigger: trigger.as_str(),
+            trigger: trigger.into(),
             month: &month,
             total_micros: plan.total.micros(),
             charged_micros: plan.charged.micros(),
@@ -84,7 +84,7 @@ pub(super) async fn settle(
     }
     crate::service::notices::check_low_credits(txn, program, account.id, now).await?;
     let (total, charged) = (plan.total, plan.charged);
-    tracing::info!(account.id = account.id, trigger = trigger.as_str(), total.credits = %total, charged.credits = %charged, "usage settled");
+    tracing::info!(account.id = account.id, %trigger, total.credits = %total, charged.credits = %charged, "usage settled");
     Ok(Some(view(settlement.id, trigger, plan)))
 }
 
@@ -123,7 +123,7 @@ pub(crate) async fn settle_all(
     if program.metering.is_none() {
         return Ok(None);
     }
-    let why = format!("{} settlement of metered usage", trigger.as_str().replace('_', " "));
+    let why = format!("{} settlement of metered usage", trigger.to_string().replace('_', " "));
     let args = SettleArgs { trigger, scope: Scope::All, until, key, feature: "metered_usage", model: None, why };
     settle(txn, program, account, args, now).await
 }
