@@ -89,12 +89,12 @@ async fn a_stop_charges_the_session_in_one_deduction(backend: Backend) {
         settlement["lines"],
         json!([
             // 5400 s x 1.96 / 3600
-            line(Some("web"), "container", "5400", "second", "2.94"),
-            line(Some("web"), "addon", "5400", "second", "2.94"),
+            line(Some("web"), "CONTAINER", "5400", "SECOND", "2.94"),
+            line(Some("web"), "ADDON", "5400", "SECOND", "2.94"),
             // 0.5 GB past the free 10 GB, at 8 per GB
-            line(Some("web"), "traffic", "500000000", "byte", "4"),
+            line(Some("web"), "TRAFFIC", "500000000", "BYTE", "4"),
             // 1 GB over the 5 GB quota for 1.5 h, at 0.018 per GB-hour
-            line(None, "storage", "5400", "gb_second", "0.027"),
+            line(None, "STORAGE", "5400", "GB_SECOND", "0.027"),
         ])
     );
     assert_eq!(
@@ -108,7 +108,7 @@ async fn a_stop_charges_the_session_in_one_deduction(backend: Backend) {
     let restarted = start(&app, "a", "web", "micro", false, "s-2").await;
     let settlement = &restarted["data"]["startContainer"]["settlement"];
     assert_eq!(settlement["trigger"], json!("start"), "{restarted}");
-    assert_eq!(settlement["lines"], json!([line(None, "storage", "7200", "gb_second", "0.036")]), "2 h stopped, 1 GB over");
+    assert_eq!(settlement["lines"], json!([line(None, "STORAGE", "7200", "GB_SECOND", "0.036")]), "2 h stopped, 1 GB over");
     assert_eq!(error_code(&start(&app, "a", "web", "micro", false, "s-3").await), "INVALID_STATE", "already running");
 
     let after: rust_decimal::Decimal = app.balance("a").await.parse().unwrap();
@@ -118,8 +118,8 @@ async fn a_stop_charges_the_session_in_one_deduction(backend: Backend) {
     assert_eq!(
         report["resources"],
         json!([
-            { "resource": "container", "amount": "2.94" }, { "resource": "addon", "amount": "2.94" },
-            { "resource": "storage", "amount": "0.063" }, { "resource": "traffic", "amount": "4" }, { "resource": "ai", "amount": "0" },
+            { "resource": "CONTAINER", "amount": "2.94" }, { "resource": "ADDON", "amount": "2.94" },
+            { "resource": "STORAGE", "amount": "0.063" }, { "resource": "TRAFFIC", "amount": "4" }, { "resource": "AI", "amount": "0" },
         ])
     );
     assert_eq!(report["containerDay"].as_array().unwrap().len(), 3, "the container's time, add-on and traffic that day: {report}");
@@ -137,12 +137,12 @@ async fn a_session_across_midnight_is_logged_per_day(backend: Backend) {
     let stopped = stop(&app, "a", "web", "x").await;
     assert_eq!(
         stopped["data"]["stopContainer"]["settlement"]["lines"],
-        json!([line(Some("web"), "container", "1800", "second", "3.4"), line(Some("web"), "container", "3600", "second", "6.8")])
+        json!([line(Some("web"), "CONTAINER", "1800", "SECOND", "3.4"), line(Some("web"), "CONTAINER", "3600", "SECOND", "6.8")])
     );
     let first = usage(&app, "a", "2026-11", "2026-11-10").await;
-    assert_eq!(first["containerDay"], json!([{ "containerId": "web", "resource": "container", "quantity": "1800", "amount": "3.4" }]));
+    assert_eq!(first["containerDay"], json!([{ "containerId": "web", "resource": "CONTAINER", "quantity": "1800", "amount": "3.4" }]));
     let second = usage(&app, "a", "2026-11", "2026-11-11").await;
-    assert_eq!(second["containerDay"], json!([{ "containerId": "web", "resource": "container", "quantity": "3600", "amount": "6.8" }]));
+    assert_eq!(second["containerDay"], json!([{ "containerId": "web", "resource": "CONTAINER", "quantity": "3600", "amount": "6.8" }]));
     app.assert_audit_clean().await;
 }
 
@@ -248,9 +248,9 @@ async fn ai_uses_are_charged_at_once(backend: Backend) {
     assert_eq!(
         report["aiLogs"]["edges"],
         json!([
-            { "node": { "kind": "ai_supporter", "containerId": null, "model": null, "amount": "0.4" } },
-            { "node": { "kind": "snap", "containerId": null, "model": null, "amount": "5" } },
-            { "node": { "kind": "chat", "containerId": "web", "model": "claude-sonnet-4.6", "amount": "0.84" } },
+            { "node": { "kind": "AI_SUPPORTER", "containerId": null, "model": null, "amount": "0.4" } },
+            { "node": { "kind": "SNAP", "containerId": null, "model": null, "amount": "5" } },
+            { "node": { "kind": "CHAT", "containerId": "web", "model": "claude-sonnet-4.6", "amount": "0.84" } },
         ])
     );
     app.assert_audit_clean().await;
@@ -296,7 +296,7 @@ async fn a_plan_change_settles_at_the_old_quota(backend: Backend) {
     let stopped = stop(&app, "a", "web", "x").await;
     assert_eq!(
         stopped["data"]["stopContainer"]["settlement"]["lines"],
-        json!([line(Some("web"), "container", "3600", "second", "1.96")]),
+        json!([line(Some("web"), "CONTAINER", "3600", "SECOND", "1.96")]),
         "10 GB is within Membership's 15"
     );
     app.assert_audit_clean().await;

@@ -12,7 +12,7 @@ pub struct Model {
     pub external_id: String,
     pub tier: String,
     pub code_supporter: bool,
-    /// "running", "stopped" or "inactive".
+    /// `ledger::metering::ContainerState` as text: "running", "stopped" or "inactive".
     pub state: String,
     pub storage_bytes: i64,
     /// Running time is charged up to this instant.

@@ -10,14 +10,14 @@ pub struct Model {
     pub settlement_id: i64,
     pub account_id: i64,
     pub container_id: Option<i64>,
-    /// "container", "addon", "storage", "traffic", "ai".
+    /// `ledger::metering::Resource` as text: "container", "addon", "storage", "traffic", "ai".
     pub resource: String,
-    /// AI: "ai_supporter", "chat" or "snap".
+    /// AI: `ledger::metering::AiKind` as text, "ai_supporter", "chat" or "snap".
     pub kind: Option<String>,
     pub model: Option<String>,
     /// The exact quantity, as a decimal in `unit`.
     pub quantity: String,
-    /// "hour", "gb_hour", "gb", "token", "use".
+    /// `ledger::metering::Unit` as text: "second", "gb_second", "byte", "token", "use".
     pub unit: String,
     pub started_at: DateTimeUtc,
     pub ended_at: DateTimeUtc,

@@ -3,30 +3,67 @@
 use crate::graphql::amount::{CreditAmount, Quantity};
 use crate::graphql::context::app;
 use crate::graphql::error::ApiResult;
-use crate::graphql::types::credits;
-use crate::service::metering::{self as service, AiKind as ServiceAiKind, LineView, SettlementView};
+use crate::graphql::types::{credits, mirror_enum};
+use crate::ledger::metering as rules;
+use crate::service::metering::{self as service, LineView, SettlementView};
 use crate::service::reads::{page_size, parse_cursor};
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, InputObject, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-pub enum AiKind {
-    AiSupporter,
-    Chat,
-    Snap,
-}
-
-impl From<AiKind> for ServiceAiKind {
-    fn from(kind: AiKind) -> Self {
-        match kind {
-            AiKind::AiSupporter => ServiceAiKind::AiSupporter,
-            AiKind::Chat => ServiceAiKind::Chat,
-            AiKind::Snap => ServiceAiKind::Snap,
-        }
+mirror_enum!(
+    /// Which AI a use was of.
+    AiKind <=> rules::AiKind {
+        /// AI Supporter, priced by model and tokens.
+        AiSupporter,
+        /// Side Chat, priced by model and tokens.
+        Chat,
+        /// Snap, priced per use.
+        Snap,
     }
-}
+);
+mirror_enum!(
+    /// Where a container stands.
+    ContainerState <=> rules::ContainerState {
+        /// Running: its time is charged.
+        Running,
+        /// Stopped by the product, or for overuse while holding no storage.
+        Stopped,
+        /// Stopped for overuse while holding storage.
+        Inactive,
+    }
+);
+mirror_enum!(
+    /// What a usage line charges for.
+    UsageResource <=> rules::Resource {
+        /// A container's running time at its tier.
+        Container,
+        /// An add-on's time on a container (Code Supporter).
+        Addon,
+        /// The account's storage over its plan's quota, all containers together.
+        Storage,
+        /// A container's traffic over the month's free allowance.
+        Traffic,
+        /// One AI use.
+        Ai,
+    }
+);
+mirror_enum!(
+    /// The unit of a usage line's quantity.
+    UsageUnit <=> rules::Unit {
+        /// Running time of a container or an add-on.
+        Second,
+        /// Storage over the quota: gigabytes (10^9 bytes) times seconds.
+        GbSecond,
+        /// Traffic.
+        Byte,
+        /// Tokens of an AI use (AI Supporter, Chat).
+        Token,
+        /// One AI use priced per use (Snap).
+        Use,
+    }
+);
 
 #[derive(InputObject)]
 pub struct StartContainerInput {
@@ -111,8 +148,7 @@ pub struct Container {
     pub container_id: String,
     pub tier: String,
     pub code_supporter: bool,
-    /// RUNNING, STOPPED or INACTIVE (stopped for overuse while holding storage).
-    pub state: String,
+    pub state: ContainerState,
     pub storage_gb: Decimal,
     pub updated_at: DateTime<Utc>,
 }
@@ -123,7 +159,7 @@ impl From<service::ContainerView> for Container {
             container_id: c.id,
             tier: c.tier,
             code_supporter: c.code_supporter,
-            state: c.state.to_uppercase(),
+            state: c.state.into(),
             storage_gb: c.storage_gb,
             updated_at: c.updated_at,
         }
@@ -135,15 +171,13 @@ impl From<service::ContainerView> for Container {
 #[derive(SimpleObject)]
 pub struct UsageLine {
     pub container_id: Option<String>,
-    /// container, addon, storage, traffic, ai
-    pub resource: String,
-    /// AI: ai_supporter, chat or snap.
-    pub kind: Option<String>,
+    pub resource: UsageResource,
+    /// AI uses only.
+    pub kind: Option<AiKind>,
     /// Shown for Chat only.
     pub model: Option<String>,
     pub quantity: Decimal,
-    /// second, gb_second, byte, token, use
-    pub unit: String,
+    pub unit: UsageUnit,
     pub started_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
     pub amount: CreditAmount,
@@ -151,14 +185,14 @@ pub struct UsageLine {
 
 impl From<LineView> for UsageLine {
     fn from(l: LineView) -> Self {
-        let model = if l.kind.as_deref() == Some("chat") { l.model } else { None };
+        let model = if l.kind == Some(rules::AiKind::Chat) { l.model } else { None };
         UsageLine {
             container_id: l.container,
-            resource: l.resource,
-            kind: l.kind,
+            resource: l.resource.into(),
+            kind: l.kind.map(Into::into),
             model,
             quantity: l.quantity,
-            unit: l.unit,
+            unit: l.unit.into(),
             started_at: l.started_at,
             ended_at: l.ended_at,
             amount: credits(l.amount),
@@ -185,7 +219,7 @@ impl From<SettlementView> for Settlement {
     fn from(s: SettlementView) -> Self {
         Settlement {
             settlement_id: ID(s.id.to_string()),
-            trigger: s.trigger.as_str().to_string(),
+            trigger: s.trigger.to_string(),
             total: credits(s.total),
             charged: credits(s.charged),
             uncollected: credits(s.uncollected),
@@ -216,7 +250,7 @@ pub struct RecordUsagePayload {
 
 #[derive(SimpleObject)]
 pub struct ResourceUsage {
-    pub resource: String,
+    pub resource: UsageResource,
     pub amount: CreditAmount,
 }
 
@@ -230,7 +264,7 @@ pub struct UsageReport {
     /// What was actually deducted; less than `total` when usage went uncollected.
     pub deducted: CreditAmount,
     pub uncollected: CreditAmount,
-    /// container, addon, storage, traffic, ai: what each came to.
+    /// What each resource came to, every resource once.
     pub resources: Vec<ResourceUsage>,
     #[graphql(skip)]
     pub account_id: i64,
@@ -265,7 +299,7 @@ impl UsageReport {
             resources: report
                 .by_resource
                 .into_iter()
-                .map(|(resource, amount)| ResourceUsage { resource, amount: credits(amount) })
+                .map(|(resource, amount)| ResourceUsage { resource: resource.into(), amount: credits(amount) })
                 .collect(),
             account_id,
         }

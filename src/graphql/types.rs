@@ -25,10 +25,10 @@ pub(crate) fn stored(micros: i64, what: impl FnOnce() -> String) -> Result<Credi
 }
 
 macro_rules! mirror_enum {
-    ($(#[$meta:meta])* $name:ident <=> $domain:path { $($variant:ident),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident <=> $domain:path { $($(#[$variant_meta:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-        pub enum $name { $($variant),+ }
+        #[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+        pub enum $name { $($(#[$variant_meta])* $variant),+ }
 
         impl From<$domain> for $name {
             fn from(value: $domain) -> Self {
@@ -45,6 +45,7 @@ macro_rules! mirror_enum {
         }
     };
 }
+pub(crate) use mirror_enum;
 
 mirror_enum!(
     /// What a lot is worth to its holder: decides refunds and the order of consumption.

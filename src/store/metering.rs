@@ -1,20 +1,32 @@
-//! Containers, meters, settlements and their usage lines.
+//! Containers, meters, settlements and their usage lines. Rows the settlement works on are read
+//! as `ledger::metering` types and written from them; states, resources, kinds and units are
+//! stored as their text (`running`, `gb_second`).
 
 use crate::entity::{container, meter, settlement, usage_line};
+use crate::ledger::Credits;
+use crate::ledger::metering::{ContainerState, Meter, MeteredContainer, Resource, StorageMeter, UsageLine, line_day};
 use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use std::str::FromStr;
 
-pub async fn container(conn: &impl ConnectionTrait, account_id: i64, external_id: &str) -> Result<Option<container::Model>, DbErr> {
+pub async fn container(conn: &impl ConnectionTrait, account_id: i64, external_id: &str) -> Result<Option<MeteredContainer>, DbErr> {
     container::Entity::find()
         .filter(container::Column::AccountId.eq(account_id))
         .filter(container::Column::ExternalId.eq(external_id))
         .one(conn)
-        .await
+        .await?
+        .map(metered)
+        .transpose()
 }
 
+/// The account's containers in id order, as a settlement sees them.
+pub async fn metered_containers(conn: &impl ConnectionTrait, account_id: i64) -> Result<Vec<MeteredContainer>, DbErr> {
+    containers(conn, account_id).await?.into_iter().map(metered).collect()
+}
+
+/// The account's containers in id order, as rows (the low-credit notice reads their rates).
 pub async fn containers(conn: &impl ConnectionTrait, account_id: i64) -> Result<Vec<container::Model>, DbErr> {
     container::Entity::find().filter(container::Column::AccountId.eq(account_id)).order_by_asc(container::Column::Id).all(conn).await
 }
@@ -28,10 +40,6 @@ pub async fn containers_of_accounts(conn: &impl ConnectionTrait, account_ids: &[
         .await
 }
 
-pub async fn containers_by_ids(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<container::Model>, DbErr> {
-    container::Entity::find().filter(container::Column::Id.is_in(ids.iter().copied())).all(conn).await
-}
-
 pub struct NewContainer<'a> {
     pub account_id: i64,
     pub external_id: &'a str,
@@ -40,13 +48,13 @@ pub struct NewContainer<'a> {
     pub now: DateTime<Utc>,
 }
 
-pub async fn insert_container(conn: &impl ConnectionTrait, new: NewContainer<'_>) -> Result<container::Model, DbErr> {
-    container::ActiveModel {
+pub async fn insert_container(conn: &impl ConnectionTrait, new: NewContainer<'_>) -> Result<MeteredContainer, DbErr> {
+    let row = container::ActiveModel {
         account_id: Set(new.account_id),
         external_id: Set(new.external_id.to_string()),
         tier: Set(new.tier.to_string()),
         code_supporter: Set(new.code_supporter),
-        state: Set("running".into()),
+        state: Set(ContainerState::Running.to_string()),
         storage_bytes: Set(0),
         billed_until: Set(new.now),
         pending_traffic_bytes: Set(0),
@@ -55,31 +63,55 @@ pub async fn insert_container(conn: &impl ConnectionTrait, new: NewContainer<'_>
         ..Default::default()
     }
     .insert(conn)
-    .await
+    .await?;
+    metered(row)
 }
 
-pub async fn save_container(conn: &impl ConnectionTrait, model: container::Model) -> Result<container::Model, DbErr> {
-    let mut active = model.into_active_model();
-    for column in [
-        container::Column::Tier,
-        container::Column::CodeSupporter,
-        container::Column::State,
-        container::Column::StorageBytes,
-        container::Column::BilledUntil,
-        container::Column::PendingTrafficBytes,
-        container::Column::UpdatedAt,
-    ] {
-        active.reset(column);
-    }
-    active.update(conn).await
+/// Writes what a container's metering changes: tier, add-on, state, storage, how far it is
+/// charged, its pending traffic.
+pub async fn save_container(conn: &impl ConnectionTrait, c: &MeteredContainer) -> Result<(), DbErr> {
+    container::Entity::update_many()
+        .col_expr(container::Column::Tier, Expr::value(c.tier.clone()))
+        .col_expr(container::Column::CodeSupporter, Expr::value(c.code_supporter))
+        .col_expr(container::Column::State, Expr::value(c.state.to_string()))
+        .col_expr(container::Column::StorageBytes, Expr::value(signed("storage bytes", c.storage_bytes)?))
+        .col_expr(container::Column::BilledUntil, Expr::value(c.billed_until))
+        .col_expr(container::Column::PendingTrafficBytes, Expr::value(signed("traffic bytes", c.pending_traffic_bytes)?))
+        .col_expr(container::Column::UpdatedAt, Expr::value(c.updated_at))
+        .filter(container::Column::Id.eq(c.id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// A row as a settlement sees it; a state or a count that does not read is an error, never a
+/// default.
+fn metered(row: container::Model) -> Result<MeteredContainer, DbErr> {
+    let state = ContainerState::from_str(&row.state).map_err(|_| DbErr::Custom(format!("container {}: state {:?}", row.id, row.state)))?;
+    let unsigned = |what: &str, n: i64| u64::try_from(n).map_err(|_| DbErr::Custom(format!("container {}: negative {what}", row.id)));
+    Ok(MeteredContainer {
+        id: row.id,
+        storage_bytes: unsigned("storage", row.storage_bytes)?,
+        pending_traffic_bytes: unsigned("traffic", row.pending_traffic_bytes)?,
+        external_id: row.external_id,
+        tier: row.tier,
+        code_supporter: row.code_supporter,
+        state,
+        billed_until: row.billed_until,
+        updated_at: row.updated_at,
+    })
+}
+
+fn signed(what: &str, n: u64) -> Result<i64, DbErr> {
+    i64::try_from(n).map_err(|_| DbErr::Custom(format!("{what} {n} out of range")))
 }
 
 /// The account's meters, created on first use.
-pub async fn meter(conn: &impl ConnectionTrait, account_id: i64, month: &str, now: DateTime<Utc>) -> Result<meter::Model, DbErr> {
+pub async fn meter(conn: &impl ConnectionTrait, account_id: i64, month: &str, now: DateTime<Utc>) -> Result<Meter, DbErr> {
     if let Some(found) = meter::Entity::find_by_id(account_id).one(conn).await? {
-        return Ok(found);
+        return typed_meter(found);
     }
-    meter::ActiveModel {
+    let row = meter::ActiveModel {
         account_id: Set(account_id),
         storage_accrued_until: Set(now),
         storage_excess_gb_seconds: Set("0".into()),
@@ -88,21 +120,36 @@ pub async fn meter(conn: &impl ConnectionTrait, account_id: i64, month: &str, no
         ai_trial_uses: Set(0),
     }
     .insert(conn)
-    .await
+    .await?;
+    typed_meter(row)
 }
 
-pub async fn save_meter(conn: &impl ConnectionTrait, model: meter::Model) -> Result<meter::Model, DbErr> {
-    let mut active = model.into_active_model();
-    for column in [
-        meter::Column::StorageAccruedUntil,
-        meter::Column::StorageExcessGbSeconds,
-        meter::Column::TrafficMonth,
-        meter::Column::TrafficMonthBytes,
-        meter::Column::AiTrialUses,
-    ] {
-        active.reset(column);
-    }
-    active.update(conn).await
+pub async fn save_meter(conn: &impl ConnectionTrait, account_id: i64, m: &Meter) -> Result<(), DbErr> {
+    let uses = i32::try_from(m.ai_trial_uses).map_err(|_| DbErr::Custom(format!("meter {account_id}: trial uses out of range")))?;
+    meter::Entity::update_many()
+        .col_expr(meter::Column::StorageAccruedUntil, Expr::value(m.storage.accrued_until))
+        // Normalized, so the stored text of a value is always the same ("0", not "0.000").
+        .col_expr(meter::Column::StorageExcessGbSeconds, Expr::value(m.storage.excess_gb_seconds.normalize().to_string()))
+        .col_expr(meter::Column::TrafficMonth, Expr::value(m.traffic_month.clone()))
+        .col_expr(meter::Column::TrafficMonthBytes, Expr::value(signed("traffic this month", m.traffic_month_bytes)?))
+        .col_expr(meter::Column::AiTrialUses, Expr::value(uses))
+        .filter(meter::Column::AccountId.eq(account_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+fn typed_meter(row: meter::Model) -> Result<Meter, DbErr> {
+    let bad = |what: &str| DbErr::Custom(format!("meter {}: {what}", row.account_id));
+    Ok(Meter {
+        storage: StorageMeter {
+            accrued_until: row.storage_accrued_until,
+            excess_gb_seconds: Decimal::from_str(&row.storage_excess_gb_seconds).map_err(|e| bad(&e.to_string()))?,
+        },
+        traffic_month_bytes: u64::try_from(row.traffic_month_bytes).map_err(|_| bad("negative traffic"))?,
+        ai_trial_uses: u32::try_from(row.ai_trial_uses).map_err(|_| bad("negative trial uses"))?,
+        traffic_month: row.traffic_month,
+    })
 }
 
 /// Accounts with meters after `cursor`, in id order: the monthly settlement's sweep.
@@ -147,12 +194,52 @@ pub async fn insert_settlement(conn: &impl ConnectionTrait, new: NewSettlement<'
     .await
 }
 
-pub async fn insert_lines(conn: &impl ConnectionTrait, lines: Vec<usage_line::ActiveModel>) -> Result<(), DbErr> {
+/// A settlement's lines, in one statement.
+pub async fn insert_lines(conn: &impl ConnectionTrait, settlement_id: i64, account_id: i64, lines: &[UsageLine]) -> Result<(), DbErr> {
     if lines.is_empty() {
         return Ok(());
     }
-    usage_line::Entity::insert_many(lines).exec_without_returning(conn).await?;
+    let rows = lines.iter().map(|l| usage_line::ActiveModel {
+        settlement_id: Set(settlement_id),
+        account_id: Set(account_id),
+        container_id: Set(l.container_id),
+        resource: Set(l.resource.to_string()),
+        kind: Set(l.kind.map(|k| k.to_string())),
+        model: Set(l.model.clone()),
+        quantity: Set(l.quantity.to_string()),
+        unit: Set(l.unit.to_string()),
+        started_at: Set(l.started_at),
+        ended_at: Set(l.ended_at),
+        day: Set(line_day(l.started_at, l.ended_at).to_string()),
+        amount_micros: Set(l.amount.micros()),
+        ..Default::default()
+    });
+    usage_line::Entity::insert_many(rows).exec_without_returning(conn).await?;
     Ok(())
+}
+
+/// A stored usage line: its id (the AI logs page by it) and the line, whose `container` (the
+/// product's id) the reader fills in from `container_id`.
+pub struct StoredLine {
+    pub id: i64,
+    pub line: UsageLine,
+}
+
+fn stored_line(row: usage_line::Model) -> Result<StoredLine, DbErr> {
+    let bad = |what: &str, text: &str| DbErr::Custom(format!("usage line {}: {what} {text:?}", row.id));
+    let line = UsageLine {
+        container_id: row.container_id,
+        container: None,
+        resource: FromStr::from_str(&row.resource).map_err(|_| bad("resource", &row.resource))?,
+        kind: row.kind.as_deref().map(|k| FromStr::from_str(k).map_err(|_| bad("kind", k))).transpose()?,
+        model: row.model.clone(),
+        quantity: Decimal::from_str(&row.quantity).map_err(|_| bad("quantity", &row.quantity))?,
+        unit: FromStr::from_str(&row.unit).map_err(|_| bad("unit", &row.unit))?,
+        started_at: row.started_at,
+        ended_at: row.ended_at,
+        amount: Credits::from_micros(row.amount_micros),
+    };
+    Ok(StoredLine { id: row.id, line })
 }
 
 pub async fn settlements_in(conn: &impl ConnectionTrait, account_id: i64, month: &str) -> Result<Vec<settlement::Model>, DbErr> {
@@ -164,7 +251,7 @@ pub async fn settlements_in(conn: &impl ConnectionTrait, account_id: i64, month:
         .await
 }
 
-pub async fn lines_of(conn: &impl ConnectionTrait, settlement_ids: &[i64]) -> Result<Vec<usage_line::Model>, DbErr> {
+pub async fn lines_of(conn: &impl ConnectionTrait, settlement_ids: &[i64]) -> Result<Vec<StoredLine>, DbErr> {
     if settlement_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -172,17 +259,23 @@ pub async fn lines_of(conn: &impl ConnectionTrait, settlement_ids: &[i64]) -> Re
         .filter(usage_line::Column::SettlementId.is_in(settlement_ids.iter().copied()))
         .order_by_asc(usage_line::Column::Id)
         .all(conn)
-        .await
+        .await?
+        .into_iter()
+        .map(stored_line)
+        .collect()
 }
 
-pub async fn lines_on_day(conn: &impl ConnectionTrait, account_id: i64, day: &str) -> Result<Vec<usage_line::Model>, DbErr> {
+pub async fn lines_on_day(conn: &impl ConnectionTrait, account_id: i64, day: &str) -> Result<Vec<StoredLine>, DbErr> {
     usage_line::Entity::find()
         .filter(usage_line::Column::AccountId.eq(account_id))
         .filter(usage_line::Column::Day.eq(day))
         .filter(usage_line::Column::ContainerId.is_not_null())
         .order_by_asc(usage_line::Column::Id)
         .all(conn)
-        .await
+        .await?
+        .into_iter()
+        .map(stored_line)
+        .collect()
 }
 
 /// AI lines of an account in a month, newest first, before `before` (a line id).
@@ -192,28 +285,28 @@ pub async fn ai_lines(
     month: &str,
     before: Option<i64>,
     limit: u64,
-) -> Result<Vec<usage_line::Model>, DbErr> {
+) -> Result<Vec<StoredLine>, DbErr> {
     let mut query = usage_line::Entity::find()
         .filter(usage_line::Column::AccountId.eq(account_id))
-        .filter(usage_line::Column::Resource.eq("ai"))
+        .filter(usage_line::Column::Resource.eq(Resource::Ai.to_string()))
         .filter(usage_line::Column::Day.starts_with(format!("{month}-")));
     if let Some(before) = before {
         query = query.filter(usage_line::Column::Id.lt(before));
     }
-    query.order_by_desc(usage_line::Column::Id).limit(limit).all(conn).await
+    query.order_by_desc(usage_line::Column::Id).limit(limit).all(conn).await?.into_iter().map(stored_line).collect()
 }
 
 /// Marks every running container of an account stopped, and those holding storage inactive.
 pub async fn stop_all(conn: &impl ConnectionTrait, account_id: i64, now: DateTime<Utc>) -> Result<u64, DbErr> {
     let stopped = container::Entity::update_many()
-        .col_expr(container::Column::State, Expr::value("stopped"))
+        .col_expr(container::Column::State, Expr::value(ContainerState::Stopped.to_string()))
         .col_expr(container::Column::UpdatedAt, Expr::value(now))
         .filter(container::Column::AccountId.eq(account_id))
-        .filter(container::Column::State.eq("running"))
+        .filter(container::Column::State.eq(ContainerState::Running.to_string()))
         .exec(conn)
         .await?;
     container::Entity::update_many()
-        .col_expr(container::Column::State, Expr::value("inactive"))
+        .col_expr(container::Column::State, Expr::value(ContainerState::Inactive.to_string()))
         .filter(container::Column::AccountId.eq(account_id))
         .filter(container::Column::StorageBytes.gt(0))
         .exec(conn)
