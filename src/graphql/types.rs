@@ -5,7 +5,6 @@ use crate::graphql::amount::{CreditAmount, SignedCreditAmount};
 use crate::ledger::{self, Credits, Validity};
 use crate::service::ServiceError;
 use crate::store::journal::EntryKind as StoreKind;
-use async_graphql::Enum;
 
 pub fn credits(c: Credits) -> CreditAmount {
     CreditAmount(c)
