@@ -10,7 +10,7 @@
 //! accounts it moves credits between in id order. Nothing locks a provider row and then an
 //! account, so these orders cannot deadlock.
 
-use crate::entity::{account, asking_price, bid_preference, market_job, market_rate_snapshot, provider};
+use crate::entity::{account, market_job};
 use crate::ledger::market::{self as rules, BudgetSource, HardwareClass, NoMatch, Offer, Rate};
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, LotClass, LotSource};
@@ -22,13 +22,12 @@ use crate::service::posting::{self, EntryMeta};
 use crate::service::reservations::{HoldRequest, hold, settle_as};
 use crate::service::spending::check_amount;
 use crate::service::{Ledger, ServiceError, tx};
+use crate::store::accounts::Flag;
+use crate::store::market::{JobEnd, NewJob};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -117,59 +116,7 @@ fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -> JobView {
 }
 
 async fn external_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = i64>) -> Result<BTreeMap<i64, String>, ServiceError> {
-    let ids: Vec<i64> = ids.into_iter().collect();
-    let rows: Vec<(i64, String)> = account::Entity::find()
-        .select_only()
-        .column(account::Column::Id)
-        .column(account::Column::ExternalId)
-        .filter(account::Column::Id.is_in(ids))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    Ok(rows.into_iter().collect())
-}
-
-/// The asks for `workload` of every provider, with how many jobs each runs now; the providers'
-/// rows locked when `lock` (a match), in id order.
-async fn offers(conn: &impl ConnectionTrait, workload: &str, lock: bool) -> Result<Vec<Offer>, ServiceError> {
-    let mut query = provider::Entity::find().order_by_asc(provider::Column::AccountId);
-    if lock {
-        query = query.lock_exclusive();
-    }
-    let providers = query.all(conn).await?;
-    let asks: BTreeMap<i64, i64> = asking_price::Entity::find()
-        .filter(asking_price::Column::Workload.eq(workload))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|a| (a.provider_account_id, a.ask_micros))
-        .collect();
-    let running: Vec<(i64, i64)> = market_job::Entity::find()
-        .select_only()
-        .column(market_job::Column::ProviderAccountId)
-        .column_as(market_job::Column::Id.count(), "running")
-        .filter(market_job::Column::Status.eq("running"))
-        .group_by(market_job::Column::ProviderAccountId)
-        .into_tuple::<(Option<i64>, i64)>()
-        .all(conn)
-        .await?
-        .into_iter()
-        .filter_map(|(p, n)| p.map(|p| (p, n)))
-        .collect();
-    let running: BTreeMap<i64, i64> = running.into_iter().collect();
-    let mut offers = Vec::new();
-    for p in providers {
-        let Some(hardware) = HardwareClass::parse(&p.hardware_class) else { continue };
-        let ask = asks.get(&p.account_id).copied().unwrap_or(p.default_ask_micros);
-        offers.push(Offer {
-            provider_id: p.account_id,
-            ask: Credits::from_micros(ask),
-            hardware,
-            capacity: u32::try_from(p.capacity).unwrap_or(0),
-            running: u32::try_from(running.get(&p.account_id).copied().unwrap_or(0)).unwrap_or(u32::MAX),
-        });
-    }
-    Ok(offers)
+    Ok(store::accounts::external_ids(conn, ids).await?)
 }
 
 fn rate_of(offers: &[Offer]) -> Option<Rate> {
@@ -178,15 +125,8 @@ fn rate_of(offers: &[Offer]) -> Option<Rate> {
 
 /// A hold that ran out belonged to a running job: the job failed by its deadline.
 pub(crate) async fn on_hold_expired(txn: &DatabaseTransaction, reservation_id: i64, now: DateTime<Utc>) -> Result<(), ServiceError> {
-    market_job::Entity::update_many()
-        .col_expr(market_job::Column::Status, Expr::value("failed"))
-        .col_expr(market_job::Column::RejectionCode, Expr::value("DEADLINE"))
-        .col_expr(market_job::Column::SettledAt, Expr::value(now))
-        .filter(market_job::Column::ReservationId.eq(reservation_id))
-        .filter(market_job::Column::Status.eq("running"))
-        .exec(txn)
-        .await?;
-    Ok(())
+    let end = JobEnd { status: "failed", rejection_code: Some("DEADLINE"), earnings: None, fee: None, settled_at: now };
+    Ok(store::market::end_running_job_of_hold(txn, reservation_id, &end).await?)
 }
 
 /// The platform account the fees land on, created the first time it is needed.
@@ -211,11 +151,7 @@ impl Ledger {
             let account = account.clone();
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
-                account::Entity::update_many()
-                    .col_expr(account::Column::IdentityVerified, Expr::value(verified))
-                    .filter(account::Column::Id.eq(locked.id))
-                    .exec(txn)
-                    .await?;
+                store::accounts::set_flag(txn, locked.id, Flag::IdentityVerified, verified).await?;
                 Ok(account::Model { identity_verified: verified, ..locked })
             })
         })
@@ -257,38 +193,8 @@ impl Ledger {
                 if !locked.identity_verified {
                     return Err(ServiceError::IdentityNotVerified("a provider's identity must be verified first".into()));
                 }
-                let row = provider::ActiveModel {
-                    account_id: Set(locked.id),
-                    hardware_class: Set(hardware.as_str().to_string()),
-                    capacity: Set(capacity),
-                    default_ask_micros: Set(default_ask.micros()),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                };
-                provider::Entity::insert(row)
-                    .on_conflict(
-                        OnConflict::column(provider::Column::AccountId)
-                            .update_columns([
-                                provider::Column::HardwareClass,
-                                provider::Column::Capacity,
-                                provider::Column::DefaultAskMicros,
-                                provider::Column::UpdatedAt,
-                            ])
-                            .to_owned(),
-                    )
-                    .exec_without_returning(txn)
-                    .await?;
-                asking_price::Entity::delete_many().filter(asking_price::Column::ProviderAccountId.eq(locked.id)).exec(txn).await?;
-                for (name, ask) in &parsed {
-                    asking_price::ActiveModel {
-                        provider_account_id: Set(locked.id),
-                        workload: Set(name.clone()),
-                        ask_micros: Set(ask.micros()),
-                        ..Default::default()
-                    }
-                    .insert(txn)
-                    .await?;
-                }
+                store::market::upsert_provider(txn, locked.id, hardware, capacity, default_ask, now).await?;
+                store::market::replace_asks(txn, locked.id, &parsed).await?;
                 tracing::info!(account.id = locked.id, hardware = hardware.as_str(), capacity, "provider asks set");
                 Ok(parsed)
             })
@@ -302,20 +208,7 @@ impl Ledger {
         let account = self.account(account).await?;
         let name = workload(&self.program, workload_name)?;
         let bid = check_amount(bid)?;
-        let row = bid_preference::ActiveModel {
-            account_id: Set(account.id),
-            workload: Set(name),
-            bid_micros: Set(bid.micros()),
-            ..Default::default()
-        };
-        bid_preference::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([bid_preference::Column::AccountId, bid_preference::Column::Workload])
-                    .update_column(bid_preference::Column::BidMicros)
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
-            .await?;
+        store::market::upsert_bid_preference(&self.db, account.id, &name, bid).await?;
         Ok(bid)
     }
 
@@ -365,13 +258,8 @@ impl Ledger {
                     // Unverified since the check above: refused the same way, not stored.
                     return Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()));
                 }
-                let mut offers = offers(txn, name, true).await?;
-                let preference = bid_preference::Entity::find()
-                    .filter(bid_preference::Column::AccountId.eq(locked.id))
-                    .filter(bid_preference::Column::Workload.eq(name.as_str()))
-                    .one(txn)
-                    .await?
-                    .map(|p| Credits::from_micros(p.bid_micros));
+                let mut offers = store::market::offers(txn, name, true).await?;
+                let preference = store::market::bid_preference(txn, locked.id, name).await?;
                 let average = rate_of(&offers).map(|r| r.average);
                 let submission = Submission {
                     program,
@@ -421,8 +309,7 @@ impl Ledger {
         let market_rules = market(&self.program)?.clone();
         let id = job_id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ServiceError::NotFound(format!("no job {job_id:?}")))?;
         let key = IdempotencyKey::parse(idempotency_key)?;
-        let found =
-            market_job::Entity::find_by_id(id).one(&self.db).await?.ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
+        let found = store::market::job(&self.db, id).await?.ok_or_else(|| ServiceError::NotFound(format!("no job {id}")))?;
         let operation = if failure.is_some() { "fail_job" } else { "complete_job" };
         let consumer = store::accounts::by_id(&self.db, found.consumer_account_id)
             .await?
@@ -442,7 +329,7 @@ impl Ledger {
                 let Run { txn, ledger, command, now, .. } = run;
                 let (failure, market_rules) = &command.fields;
                 let (program, key) = (&ledger.program, &command.key);
-                let job = market_job::Entity::find_by_id(id).one(txn).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))?;
+                let job = store::market::job(txn, id).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))?;
                 if job.status != "running" {
                     return Ok(Err(Refusal::InvalidState { what: format!("job {id} is {}", job.status) }));
                 }
@@ -473,13 +360,14 @@ impl Ledger {
                     }
                 }
                 done.settled_at = Some(now);
-                let mut active: market_job::ActiveModel = done.clone().into();
-                active.reset(market_job::Column::Status);
-                active.reset(market_job::Column::RejectionCode);
-                active.reset(market_job::Column::EarningsMicros);
-                active.reset(market_job::Column::FeeMicros);
-                active.reset(market_job::Column::SettledAt);
-                active.update(txn).await?;
+                let end = JobEnd {
+                    status: &done.status,
+                    rejection_code: done.rejection_code.as_deref(),
+                    earnings: done.earnings_micros.map(Credits::from_micros),
+                    fee: done.fee_micros.map(Credits::from_micros),
+                    settled_at: now,
+                };
+                store::market::end_job(txn, id, &end).await?;
                 let names = external_ids(txn, done.provider_account_id).await?;
                 Ok(Ok(view(&done, &names)))
             })
@@ -492,25 +380,8 @@ impl Ledger {
     pub async fn market_rates(&self, workload_name: &str, history: u64) -> Result<RatesView, ServiceError> {
         market(&self.program)?;
         let name = workload(&self.program, workload_name)?;
-        let now = rate_of(&offers(&self.db, &name, false).await?);
-        let snapshots = market_rate_snapshot::Entity::find()
-            .filter(market_rate_snapshot::Column::Workload.eq(name.as_str()))
-            .order_by_desc(market_rate_snapshot::Column::At)
-            .limit(history.min(MAX_HISTORY))
-            .all(&self.db)
-            .await?;
-        let history = snapshots
-            .iter()
-            .map(|s| {
-                let rate = Rate {
-                    average: Credits::from_micros(s.average_micros),
-                    min: Credits::from_micros(s.min_micros),
-                    max: Credits::from_micros(s.max_micros),
-                    providers: u32::try_from(s.providers).unwrap_or(0),
-                };
-                (s.at, rate)
-            })
-            .collect();
+        let now = rate_of(&store::market::offers(&self.db, &name, false).await?);
+        let history = store::market::rate_snapshots(&self.db, &name, history.min(MAX_HISTORY)).await?;
         Ok(RatesView { workload: name, suggested_bid: now.as_ref().map(rules::suggested_bid), now, history })
     }
 
@@ -521,41 +392,20 @@ impl Ledger {
         }
         let at = now.duration_trunc(Duration::minutes(5)).map_err(anyhow::Error::new)?;
         let mut workloads: Vec<String> = self.program.catalog.entries().iter().map(|e| e.feature.clone()).collect();
-        let asked: Vec<String> =
-            asking_price::Entity::find().select_only().column(asking_price::Column::Workload).distinct().into_tuple().all(&self.db).await?;
-        workloads.extend(asked);
+        workloads.extend(store::market::asked_workloads(&self.db).await?);
         workloads.sort();
         workloads.dedup();
         let mut written = 0;
         for name in workloads {
-            let Some(rate) = rate_of(&offers(&self.db, &name, false).await?) else { continue };
-            let row = market_rate_snapshot::ActiveModel {
-                workload: Set(name),
-                at: Set(at),
-                average_micros: Set(rate.average.micros()),
-                min_micros: Set(rate.min.micros()),
-                max_micros: Set(rate.max.micros()),
-                providers: Set(i32::try_from(rate.providers).unwrap_or(i32::MAX)),
-                ..Default::default()
-            };
-            let inserted = market_rate_snapshot::Entity::insert(row)
-                .on_conflict(
-                    OnConflict::columns([market_rate_snapshot::Column::Workload, market_rate_snapshot::Column::At]).do_nothing().to_owned(),
-                )
-                .exec_without_returning(&self.db)
-                .await?;
-            written += inserted;
+            let Some(rate) = rate_of(&store::market::offers(&self.db, &name, false).await?) else { continue };
+            written += store::market::insert_rate_snapshot(&self.db, &name, at, &rate).await?;
         }
         Ok(written)
     }
 
     /// A consumer's jobs, newest first.
     pub async fn jobs_page(&self, account_id: i64, after: Option<i64>, limit: u64) -> Result<(Vec<JobView>, bool), ServiceError> {
-        let mut query = market_job::Entity::find().filter(market_job::Column::ConsumerAccountId.eq(account_id));
-        if let Some(after) = after {
-            query = query.filter(market_job::Column::Id.lt(after));
-        }
-        let mut rows = query.order_by_desc(market_job::Column::Id).limit(limit + 1).all(&self.db).await?;
+        let mut rows = store::market::jobs_page(&self.db, account_id, after, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         let names = external_ids(&self.db, rows.iter().filter_map(|j| j.provider_account_id)).await?;
@@ -650,48 +500,41 @@ async fn place_job(
     let candidates: Vec<Offer> = offers.iter().filter(|o| o.provider_id != s.consumer.id).cloned().collect();
     let available: u64 = candidates.iter().map(|o| u64::from(o.capacity.saturating_sub(o.running))).sum();
     let surge = rules::surge(queued, available);
-    let mut job = market_job::ActiveModel {
-        consumer_account_id: Set(s.consumer.id),
-        provider_account_id: Set(None),
-        workload: Set(s.workload.to_string()),
-        input: Set(input.to_string()),
-        priority: Set(s.priority),
-        bid_micros: Set(bid.map(|b| b.micros())),
-        budget_micros: Set(None),
-        budget_source: Set(None),
-        price_micros: Set(None),
-        surge: Set(false),
-        status: Set("rejected".into()),
-        rejection_code: Set(None),
-        reservation_id: Set(None),
-        earnings_micros: Set(None),
-        fee_micros: Set(None),
-        idempotency_key: Set(format!("{}#{index}", s.key.as_str())),
-        created_at: Set(s.now),
-        deadline: Set(s.deadline),
-        settled_at: Set(None),
-        ..Default::default()
+    let mut job = NewJob {
+        consumer_account_id: s.consumer.id,
+        provider_account_id: None,
+        workload: s.workload,
+        input,
+        priority: s.priority,
+        bid,
+        budget: None,
+        budget_source: None,
+        price: None,
+        surge: false,
+        status: "rejected",
+        rejection_code: None,
+        reservation_id: None,
+        idempotency_key: format!("{}#{index}", s.key.as_str()),
+        created_at: s.now,
+        deadline: s.deadline,
     };
     let Some((budget, source)) = rules::resolve_budget(bid, s.preference, s.average, default_price(s.program, s.workload)) else {
-        job.rejection_code = Set(Some("NO_PROVIDER".into()));
-        return Ok(job.insert(txn).await?);
+        job.rejection_code = Some("NO_PROVIDER");
+        return Ok(store::market::insert_job(txn, job).await?);
     };
-    job.budget_micros = Set(Some(budget.micros()));
-    job.budget_source = Set(Some(budget_source(source).into()));
+    job.budget = Some(budget);
+    job.budget_source = Some(budget_source(source));
     // Nothing free at any price: busy, whatever the surge would make of the prices.
     let matched = if available == 0 && !candidates.is_empty() { Err(NoMatch::AllBusy) } else { rules::choose(&candidates, budget, surge) };
     let matched = match matched {
         Ok(found) => found,
         Err(no) => {
-            job.rejection_code = Set(Some(
-                match no {
-                    NoMatch::NoProviders => "NO_PROVIDER",
-                    NoMatch::AllBusy => "ALL_BUSY",
-                    NoMatch::OverBudget { .. } => "BID_TOO_LOW",
-                }
-                .into(),
-            ));
-            return Ok(job.insert(txn).await?);
+            job.rejection_code = Some(match no {
+                NoMatch::NoProviders => "NO_PROVIDER",
+                NoMatch::AllBusy => "ALL_BUSY",
+                NoMatch::OverBudget { .. } => "BID_TOO_LOW",
+            });
+            return Ok(store::market::insert_job(txn, job).await?);
         }
     };
     let hold_key = format!("job:{}#{index}", s.key.as_str());
@@ -699,17 +542,17 @@ async fn place_job(
     let request =
         HoldRequest { amount: matched.price, feature: s.workload, model: None, reason: Some(&why), key: &hold_key, deadline: s.deadline };
     match hold(txn, s.program, s.consumer, request, s.now).await? {
-        Err(_short) => job.rejection_code = Set(Some("INSUFFICIENT_CREDITS".into())),
+        Err(_short) => job.rejection_code = Some("INSUFFICIENT_CREDITS"),
         Ok(held) => {
-            job.status = Set("running".into());
-            job.surge = Set(surge > Decimal::ONE);
-            job.provider_account_id = Set(Some(matched.provider_id));
-            job.price_micros = Set(Some(matched.price.micros()));
-            job.reservation_id = Set(Some(held.reservation_id));
+            job.status = "running";
+            job.surge = surge > Decimal::ONE;
+            job.provider_account_id = Some(matched.provider_id);
+            job.price = Some(matched.price);
+            job.reservation_id = Some(held.reservation_id);
             if let Some(offer) = offers.iter_mut().find(|o| o.provider_id == matched.provider_id) {
                 offer.running += 1;
             }
         }
     }
-    Ok(job.insert(txn).await?)
+    Ok(store::market::insert_job(txn, job).await?)
 }
