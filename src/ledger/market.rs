@@ -248,12 +248,12 @@ pub enum NoMatch {
 }
 
 impl NoMatch {
-    /// A stable code to store as a rejection reason.
+    /// The code a job rejected for this reason carries (`MarketJob.code`), as stored.
     pub fn code(self) -> &'static str {
         match self {
-            NoMatch::NoProviders => "no_providers",
-            NoMatch::AllBusy => "all_busy",
-            NoMatch::OverBudget { .. } => "over_budget",
+            NoMatch::NoProviders => "NO_PROVIDER",
+            NoMatch::AllBusy => "ALL_BUSY",
+            NoMatch::OverBudget { .. } => "BID_TOO_LOW",
         }
     }
 }
@@ -279,6 +279,35 @@ pub fn choose(offers: &[Offer], budget: Credits, surge: Decimal) -> Result<Match
         |available_only: bool| priced.iter().filter(|(o, _)| !available_only || o.available()).map(|(_, p)| p.unwrap_or(u128::MAX)).min();
     let cheapest = cheapest(true).or_else(|| cheapest(false)).unwrap_or(u128::MAX);
     Err(NoMatch::OverBudget { cheapest: Credits::from_micros(i64::try_from(cheapest).unwrap_or(i64::MAX)) })
+}
+
+/// One job of a submission, placed: the surge it was priced at, and its match or why none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub surge: Decimal,
+    pub result: Result<Match, NoMatch>,
+}
+
+/// Where one job of a submission goes. `offers` are every provider's for the workload,
+/// `consumer_id` the account submitting (it never buys from itself), `budget` the job's (see
+/// [`resolve_budget`]) and `queued` how many jobs of the submission are not matched yet, the
+/// demand that sets the [`surge`] against the other providers' [`available_capacity`]:
+///
+/// 1. no budget: [`NoMatch::NoProviders`]; a budget is missing only when nobody asks a price
+///    for the workload and it has no default price;
+/// 2. other providers, but none with a free slot: [`NoMatch::AllBusy`], whatever the prices
+///    (where [`choose`] would call busy offers over the budget [`NoMatch::OverBudget`]);
+/// 3. else [`choose`] among the other providers at the surge.
+pub fn place(offers: &[Offer], consumer_id: i64, budget: Option<Credits>, queued: u64) -> Placement {
+    let candidates: Vec<Offer> = offers.iter().filter(|o| o.provider_id != consumer_id).cloned().collect();
+    let available = available_capacity(&candidates);
+    let surge = surge(queued, available);
+    let result = match budget {
+        None => Err(NoMatch::NoProviders),
+        Some(_) if available == 0 && !candidates.is_empty() => Err(NoMatch::AllBusy),
+        Some(budget) => choose(&candidates, budget, surge),
+    };
+    Placement { surge, result }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,7 +541,30 @@ mod tests {
         // A free offer matches a zero budget.
         let free = [offer(7, "0", HardwareClass::Entry, 1, 0)];
         assert_eq!(choose(&free, Credits::ZERO, SURGE), Ok(Match { provider_id: 7, price: Credits::ZERO }));
-        assert_eq!(NoMatch::AllBusy.code(), "all_busy");
+        assert_eq!(NoMatch::AllBusy.code(), "ALL_BUSY");
+    }
+
+    #[test]
+    fn a_placement_skips_the_consumer_and_calls_a_market_without_free_slots_busy() {
+        let offers = [offer(1, "0.5", HardwareClass::Entry, 1, 0), offer(2, "2", HardwareClass::Entry, 1, 0)];
+        // Account 1 submits: its own cheaper offer is not a candidate.
+        assert_eq!(
+            place(&offers, 1, Some(credits("5")), 1),
+            Placement { surge: Decimal::ONE, result: Ok(Match { provider_id: 2, price: credits("2") }) }
+        );
+        // The demand is measured against the others' free slots: 3 queued > 2 x 1.
+        assert_eq!(place(&offers, 1, Some(credits("5")), 3).surge, SURGE);
+        assert_eq!(place(&offers, 1, Some(credits("5")), 3).result, Ok(Match { provider_id: 2, price: credits("2.5") }));
+        // No free slot anywhere: busy, though every busy offer is over the budget (choose says
+        // over budget there).
+        let busy = [offer(2, "3", HardwareClass::Entry, 1, 1), offer(3, "4", HardwareClass::Entry, 2, 2)];
+        assert_eq!(choose(&busy, credits("1"), SURGE), Err(NoMatch::OverBudget { cheapest: credits("3.75") }));
+        assert_eq!(place(&busy, 1, Some(credits("1")), 1).result, Err(NoMatch::AllBusy));
+        // Only the consumer's own offer: no providers.
+        assert_eq!(place(&offers[..1], 1, Some(credits("5")), 1).result, Err(NoMatch::NoProviders));
+        // No budget: no providers.
+        assert_eq!(place(&[], 1, None, 1), Placement { surge: SURGE, result: Err(NoMatch::NoProviders) });
+        assert_eq!(place(&offers, 7, None, 1).result, Err(NoMatch::NoProviders));
     }
 
     #[test]

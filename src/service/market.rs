@@ -11,7 +11,7 @@
 //! account, so these orders cannot deadlock.
 
 use crate::entity::{account, market_job};
-use crate::ledger::market::{self as rules, BudgetSource, HardwareClass, NoMatch, Offer, Rate};
+use crate::ledger::market::{self as rules, HardwareClass, Offer, Rate};
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Market, Program};
@@ -413,15 +413,6 @@ impl Ledger {
     }
 }
 
-fn budget_source(source: BudgetSource) -> &'static str {
-    match source {
-        BudgetSource::Bid => "bid",
-        BudgetSource::Preference => "preference",
-        BudgetSource::AverageRate => "average_rate",
-        BudgetSource::DefaultPrice => "default_price",
-    }
-}
-
 /// A completed job's pay: its held price is captured, and moves to the provider as earnings,
 /// less the platform's fee to the platform's account; (earnings, fee).
 async fn pay_for_job(
@@ -484,9 +475,9 @@ struct Submission<'a> {
     now: DateTime<Utc>,
 }
 
-/// One job of a submission: its budget, its provider (never the consumer itself) and the hold
-/// of its price, or the reason it was rejected; written either way. `queued` is the submission's
-/// jobs not matched yet, the demand that sets the surge.
+/// One job of a submission: its budget, its provider (the market's rule,
+/// `ledger::market::place`) and the hold of its price, or the reason it was rejected; written
+/// either way. `queued` is the submission's jobs not matched yet, the demand that sets the surge.
 async fn place_job(
     txn: &DatabaseTransaction,
     s: &Submission<'_>,
@@ -496,10 +487,6 @@ async fn place_job(
     input: &str,
     bid: Option<Credits>,
 ) -> Result<market_job::Model, ServiceError> {
-    // A consumer never buys from itself.
-    let candidates: Vec<Offer> = offers.iter().filter(|o| o.provider_id != s.consumer.id).cloned().collect();
-    let available: u64 = candidates.iter().map(|o| u64::from(o.capacity.saturating_sub(o.running))).sum();
-    let surge = rules::surge(queued, available);
     let mut job = NewJob {
         consumer_account_id: s.consumer.id,
         provider_account_id: None,
@@ -518,22 +505,14 @@ async fn place_job(
         created_at: s.now,
         deadline: s.deadline,
     };
-    let Some((budget, source)) = rules::resolve_budget(bid, s.preference, s.average, default_price(s.program, s.workload)) else {
-        job.rejection_code = Some("NO_PROVIDER");
-        return Ok(store::market::insert_job(txn, job).await?);
-    };
-    job.budget = Some(budget);
-    job.budget_source = Some(budget_source(source));
-    // Nothing free at any price: busy, whatever the surge would make of the prices.
-    let matched = if available == 0 && !candidates.is_empty() { Err(NoMatch::AllBusy) } else { rules::choose(&candidates, budget, surge) };
-    let matched = match matched {
+    let budget = rules::resolve_budget(bid, s.preference, s.average, default_price(s.program, s.workload));
+    job.budget = budget.map(|(amount, _)| amount);
+    job.budget_source = budget.map(|(_, source)| source.as_str());
+    let placement = rules::place(offers, s.consumer.id, job.budget, queued);
+    let matched = match placement.result {
         Ok(found) => found,
         Err(no) => {
-            job.rejection_code = Some(match no {
-                NoMatch::NoProviders => "NO_PROVIDER",
-                NoMatch::AllBusy => "ALL_BUSY",
-                NoMatch::OverBudget { .. } => "BID_TOO_LOW",
-            });
+            job.rejection_code = Some(no.code());
             return Ok(store::market::insert_job(txn, job).await?);
         }
     };
@@ -545,7 +524,7 @@ async fn place_job(
         Err(_short) => job.rejection_code = Some("INSUFFICIENT_CREDITS"),
         Ok(held) => {
             job.status = "running";
-            job.surge = surge > Decimal::ONE;
+            job.surge = placement.surge > Decimal::ONE;
             job.provider_account_id = Some(matched.provider_id);
             job.price = Some(matched.price);
             job.reservation_id = Some(held.reservation_id);
