@@ -248,12 +248,12 @@ pub enum NoMatch {
 }
 
 impl NoMatch {
-    /// The code a job rejected for this reason carries (`MarketJob.code`), as stored.
-    pub fn code(self) -> &'static str {
+    /// The code a job rejected for this reason carries.
+    pub fn code(self) -> JobCode {
         match self {
-            NoMatch::NoProviders => "NO_PROVIDER",
-            NoMatch::AllBusy => "ALL_BUSY",
-            NoMatch::OverBudget { .. } => "BID_TOO_LOW",
+            NoMatch::NoProviders => JobCode::NoProvider,
+            NoMatch::AllBusy => JobCode::AllBusy,
+            NoMatch::OverBudget { .. } => JobCode::BidTooLow,
         }
     }
 }
@@ -308,6 +308,45 @@ pub fn place(offers: &[Offer], consumer_id: i64, budget: Option<Credits>, queued
         Some(budget) => choose(&candidates, budget, surge),
     };
     Placement { surge, result }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------------
+
+/// Where a market job stands; stored (and kept in replayed outcomes) as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum JobStatus {
+    /// Matched with a provider, its price held from the consumer.
+    Running,
+    /// Finished: its price went to the provider, less the platform's fee.
+    Completed,
+    /// Failed, or passed its deadline: its price went back to the consumer.
+    Failed,
+    /// Never started: see its [`JobCode`].
+    Rejected,
+}
+
+/// Why a job was rejected or failed; stored (and kept in replayed outcomes) as its
+/// SCREAMING_SNAKE_CASE name, the code clients have always seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobCode {
+    /// No provider asks a price for the workload (see [`NoMatch::NoProviders`]).
+    NoProvider,
+    /// Providers within the budget exist, but none has a free slot.
+    AllBusy,
+    /// Every available provider's final price is over the job's budget.
+    BidTooLow,
+    /// The consumer could not cover the matched price.
+    InsufficientCredits,
+    /// The provider reported the job failed.
+    Failed,
+    /// The job outlived its deadline.
+    Deadline,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,7 +580,29 @@ mod tests {
         // A free offer matches a zero budget.
         let free = [offer(7, "0", HardwareClass::Entry, 1, 0)];
         assert_eq!(choose(&free, Credits::ZERO, SURGE), Ok(Match { provider_id: 7, price: Credits::ZERO }));
-        assert_eq!(NoMatch::AllBusy.code(), "ALL_BUSY");
+        assert_eq!(NoMatch::AllBusy.code(), JobCode::AllBusy);
+    }
+
+    #[test]
+    fn job_statuses_and_codes_keep_their_stored_names() {
+        let statuses = [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Rejected];
+        let names: Vec<&str> = statuses.iter().map(|s| <&str>::from(*s)).collect();
+        assert_eq!(names, ["running", "completed", "failed", "rejected"]);
+        let codes =
+            [JobCode::NoProvider, JobCode::AllBusy, JobCode::BidTooLow, JobCode::InsufficientCredits, JobCode::Failed, JobCode::Deadline];
+        let names: Vec<&str> = codes.iter().map(|c| <&str>::from(*c)).collect();
+        assert_eq!(names, ["NO_PROVIDER", "ALL_BUSY", "BID_TOO_LOW", "INSUFFICIENT_CREDITS", "FAILED", "DEADLINE"]);
+        for status in statuses {
+            assert_eq!(JobStatus::from_str(&status.to_string()), Ok(status));
+            assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{status}\""));
+        }
+        for code in codes {
+            assert_eq!(JobCode::from_str(&code.to_string()), Ok(code));
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{code}\""));
+        }
+        assert!(JobStatus::from_str("RUNNING").is_err() && JobCode::from_str("all_busy").is_err());
+        let rejections = [NoMatch::NoProviders, NoMatch::AllBusy, NoMatch::OverBudget { cheapest: Credits::ZERO }];
+        assert_eq!(rejections.map(NoMatch::code), [JobCode::NoProvider, JobCode::AllBusy, JobCode::BidTooLow]);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use crate::entity::{asking_price, bid_preference, market_job, market_rate_snapshot, provider};
 use crate::ledger::Credits;
-use crate::ledger::market::{HardwareClass, Offer, Rate};
+use crate::ledger::market::{HardwareClass, JobCode, JobStatus, Offer, Rate};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
@@ -53,7 +53,7 @@ async fn running_per_provider(conn: &impl ConnectionTrait) -> Result<BTreeMap<i6
         .select_only()
         .column(market_job::Column::ProviderAccountId)
         .column_as(market_job::Column::Id.count(), "running")
-        .filter(market_job::Column::Status.eq("running"))
+        .filter(market_job::Column::Status.eq(<&str>::from(JobStatus::Running)))
         .group_by(market_job::Column::ProviderAccountId)
         .into_tuple()
         .all(conn)
@@ -164,8 +164,8 @@ pub struct NewJob<'a> {
     pub budget_source: Option<&'a str>,
     pub price: Option<Credits>,
     pub surge: bool,
-    pub status: &'a str,
-    pub rejection_code: Option<&'a str>,
+    pub status: JobStatus,
+    pub rejection_code: Option<JobCode>,
     pub reservation_id: Option<i64>,
     pub idempotency_key: String,
     pub created_at: DateTime<Utc>,
@@ -185,7 +185,7 @@ pub async fn insert_job(conn: &impl ConnectionTrait, new: NewJob<'_>) -> Result<
         price_micros: Set(new.price.map(|p| p.micros())),
         surge: Set(new.surge),
         status: Set(new.status.to_string()),
-        rejection_code: Set(new.rejection_code.map(str::to_string)),
+        rejection_code: Set(new.rejection_code.map(|c| c.to_string())),
         reservation_id: Set(new.reservation_id),
         earnings_micros: Set(None),
         fee_micros: Set(None),
@@ -199,25 +199,34 @@ pub async fn insert_job(conn: &impl ConnectionTrait, new: NewJob<'_>) -> Result<
     .await
 }
 
+/// A stored job's status and code, as the rules' types.
+pub fn job_state(job: &market_job::Model) -> Result<(JobStatus, Option<JobCode>), DbErr> {
+    let corrupt = |what: &str| DbErr::Type(format!("market job {}: unknown {what}", job.id));
+    let status = job.status.parse().map_err(|_| corrupt("status"))?;
+    let code = job.rejection_code.as_deref().map(str::parse).transpose().map_err(|_| corrupt("code"))?;
+    Ok((status, code))
+}
+
 pub async fn job(conn: &impl ConnectionTrait, id: i64) -> Result<Option<market_job::Model>, DbErr> {
     market_job::Entity::find_by_id(id).one(conn).await
 }
 
 /// How a job ended: its status and code, the provider's earnings and the platform's fee (a
 /// completed job), and when.
-pub struct JobEnd<'a> {
-    pub status: &'a str,
-    pub rejection_code: Option<&'a str>,
+pub struct JobEnd {
+    pub status: JobStatus,
+    pub rejection_code: Option<JobCode>,
     pub earnings: Option<Credits>,
     pub fee: Option<Credits>,
     pub settled_at: DateTime<Utc>,
 }
 
-/// Writes how a job ended; the job must exist.
-pub async fn end_job(conn: &impl ConnectionTrait, id: i64, end: &JobEnd<'_>) -> Result<(), DbErr> {
+/// Writes how a job ended (the job must exist), and returns it as it now stands.
+pub async fn end_job(conn: &impl ConnectionTrait, job: market_job::Model, end: &JobEnd) -> Result<market_job::Model, DbErr> {
+    let id = job.id;
     let result = market_job::Entity::update_many()
-        .col_expr(market_job::Column::Status, Expr::value(end.status))
-        .col_expr(market_job::Column::RejectionCode, Expr::value(end.rejection_code))
+        .col_expr(market_job::Column::Status, Expr::value(<&str>::from(end.status)))
+        .col_expr(market_job::Column::RejectionCode, Expr::value(end.rejection_code.map(<&str>::from)))
         .col_expr(market_job::Column::EarningsMicros, Expr::value(end.earnings.map(|e| e.micros())))
         .col_expr(market_job::Column::FeeMicros, Expr::value(end.fee.map(|f| f.micros())))
         .col_expr(market_job::Column::SettledAt, Expr::value(end.settled_at))
@@ -227,17 +236,24 @@ pub async fn end_job(conn: &impl ConnectionTrait, id: i64, end: &JobEnd<'_>) -> 
     if result.rows_affected != 1 {
         return Err(DbErr::RecordNotUpdated);
     }
-    Ok(())
+    Ok(market_job::Model {
+        status: end.status.to_string(),
+        rejection_code: end.rejection_code.map(|c| c.to_string()),
+        earnings_micros: end.earnings.map(|e| e.micros()),
+        fee_micros: end.fee.map(|f| f.micros()),
+        settled_at: Some(end.settled_at),
+        ..job
+    })
 }
 
 /// The running job that the reservation held the price of, if any, ends as `end` says.
-pub async fn end_running_job_of_hold(conn: &impl ConnectionTrait, reservation_id: i64, end: &JobEnd<'_>) -> Result<(), DbErr> {
+pub async fn end_running_job_of_hold(conn: &impl ConnectionTrait, reservation_id: i64, end: &JobEnd) -> Result<(), DbErr> {
     market_job::Entity::update_many()
-        .col_expr(market_job::Column::Status, Expr::value(end.status))
-        .col_expr(market_job::Column::RejectionCode, Expr::value(end.rejection_code))
+        .col_expr(market_job::Column::Status, Expr::value(<&str>::from(end.status)))
+        .col_expr(market_job::Column::RejectionCode, Expr::value(end.rejection_code.map(<&str>::from)))
         .col_expr(market_job::Column::SettledAt, Expr::value(end.settled_at))
         .filter(market_job::Column::ReservationId.eq(reservation_id))
-        .filter(market_job::Column::Status.eq("running"))
+        .filter(market_job::Column::Status.eq(<&str>::from(JobStatus::Running)))
         .exec(conn)
         .await?;
     Ok(())

@@ -4,7 +4,7 @@
 use super::{default_price, market, rate_of, workload};
 use crate::entity::{account, market_job};
 use crate::ledger::Credits;
-use crate::ledger::market::{self as rules, Offer};
+use crate::ledger::market::{self as rules, JobCode, JobStatus, Offer};
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
@@ -27,8 +27,8 @@ pub struct JobView {
     pub workload: String,
     pub input: String,
     pub priority: i32,
-    pub status: String,
-    pub rejection_code: Option<String>,
+    pub status: JobStatus,
+    pub rejection_code: Option<JobCode>,
     pub provider: Option<String>,
     pub budget: Option<Credits>,
     pub budget_source: Option<String>,
@@ -53,14 +53,15 @@ struct SubmitFields<'a> {
     inputs: Vec<(&'a str, Option<Credits>)>,
 }
 
-pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -> JobView {
-    JobView {
+pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -> Result<JobView, ServiceError> {
+    let (status, rejection_code) = store::market::job_state(job)?;
+    Ok(JobView {
         id: job.id,
         workload: job.workload.clone(),
         input: job.input.clone(),
         priority: job.priority,
-        status: job.status.clone(),
-        rejection_code: job.rejection_code.clone(),
+        status,
+        rejection_code,
         provider: job.provider_account_id.and_then(|id| providers.get(&id).cloned()),
         budget: job.budget_micros.map(Credits::from_micros),
         budget_source: job.budget_source.clone(),
@@ -70,7 +71,7 @@ pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -
         earnings: job.earnings_micros.map(Credits::from_micros),
         fee: job.fee_micros.map(Credits::from_micros),
         deadline: job.deadline,
-    }
+    })
 }
 
 impl Ledger {
@@ -141,7 +142,7 @@ impl Ledger {
                     jobs.push(place_job(txn, &submission, &mut offers, index, queued, input, *bid).await?);
                 }
                 let names = store::accounts::external_ids(txn, jobs.iter().filter_map(|j| j.provider_account_id)).await?;
-                let views: Vec<JobView> = jobs.iter().map(|j| view(j, &names)).collect();
+                let views = jobs.iter().map(|j| view(j, &names)).collect::<Result<Vec<JobView>, _>>()?;
                 tracing::info!(account.id = locked.id, workload = %name, jobs = jobs.len(), "jobs submitted");
                 Ok(Ok(views))
             })
@@ -155,7 +156,7 @@ impl Ledger {
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
         let names = store::accounts::external_ids(&self.db, rows.iter().filter_map(|j| j.provider_account_id)).await?;
-        Ok((rows.iter().map(|j| view(j, &names)).collect(), more))
+        Ok((rows.iter().map(|j| view(j, &names)).collect::<Result<_, _>>()?, more))
     }
 }
 
@@ -197,7 +198,7 @@ async fn place_job(
         budget_source: None,
         price: None,
         surge: false,
-        status: "rejected",
+        status: JobStatus::Rejected,
         rejection_code: None,
         reservation_id: None,
         idempotency_key: format!("{}#{index}", s.key.as_str()),
@@ -220,9 +221,9 @@ async fn place_job(
     let request =
         HoldRequest { amount: matched.price, feature: s.workload, model: None, reason: Some(&why), key: &hold_key, deadline: s.deadline };
     match hold(txn, s.program, s.consumer, request, s.now).await? {
-        Err(_short) => job.rejection_code = Some("INSUFFICIENT_CREDITS"),
+        Err(_short) => job.rejection_code = Some(JobCode::InsufficientCredits),
         Ok(held) => {
-            job.status = "running";
+            job.status = JobStatus::Running;
             job.surge = placement.surge > Decimal::ONE;
             job.provider_account_id = Some(matched.provider_id);
             job.price = Some(matched.price);

@@ -4,7 +4,7 @@
 use super::jobs::{JobView, view};
 use super::market;
 use crate::entity::{account, market_job};
-use crate::ledger::market as rules;
+use crate::ledger::market::{self as rules, JobCode, JobStatus};
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Market, Program};
@@ -20,7 +20,7 @@ use sea_orm::DatabaseTransaction;
 
 /// A hold that ran out belonged to a running job: the job failed by its deadline.
 pub(crate) async fn on_hold_expired(txn: &DatabaseTransaction, reservation_id: i64, now: DateTime<Utc>) -> Result<(), ServiceError> {
-    let end = JobEnd { status: "failed", rejection_code: Some("DEADLINE"), earnings: None, fee: None, settled_at: now };
+    let end = JobEnd { status: JobStatus::Failed, rejection_code: Some(JobCode::Deadline), earnings: None, fee: None, settled_at: now };
     Ok(store::market::end_running_job_of_hold(txn, reservation_id, &end).await?)
 }
 
@@ -82,8 +82,9 @@ impl Ledger {
                 let (failure, market_rules) = &command.fields;
                 let (program, key) = (&ledger.program, &command.key);
                 let job = store::market::job(txn, id).await?.ok_or_else(|| anyhow::anyhow!("job {id} vanished"))?;
-                if job.status != "running" {
-                    return Ok(Err(Refusal::InvalidState { what: format!("job {id} is {}", job.status) }));
+                let (status, _) = store::market::job_state(&job)?;
+                if status != JobStatus::Running {
+                    return Ok(Err(Refusal::InvalidState { what: format!("job {id} is {status}") }));
                 }
                 let reservation_id = job.reservation_id.ok_or_else(|| anyhow::anyhow!("running job {id} holds nothing"))?;
                 let reservation =
@@ -95,33 +96,29 @@ impl Ledger {
                     let what = format!("job {id} is failed: it passed its deadline {}", reservation.deadline.to_rfc3339());
                     return Ok(Err(Refusal::InvalidState { what }));
                 }
-                let mut done = job.clone();
-                match failure {
+                // A running job has no code, earnings or fee yet.
+                let end = match failure {
                     Some(reason) => {
                         settle_as(txn, &reservation, ReservationStatus::Released, Credits::ZERO, EntryKind::Spend, Some(key.as_str()), now)
                             .await?;
-                        done.status = "failed".into();
-                        done.rejection_code = Some("FAILED".into());
                         tracing::info!(job.id = id, reason = %reason, "job failed; its hold returned");
+                        JobEnd {
+                            status: JobStatus::Failed,
+                            rejection_code: Some(JobCode::Failed),
+                            earnings: None,
+                            fee: None,
+                            settled_at: now,
+                        }
                     }
                     None => {
                         let (earnings, fee) = pay_for_job(txn, program, market_rules, &job, &reservation, key, now).await?;
-                        done.status = "completed".into();
-                        done.earnings_micros = Some(earnings.micros());
-                        done.fee_micros = Some(fee.micros());
+                        let (earnings, fee) = (Some(earnings), Some(fee));
+                        JobEnd { status: JobStatus::Completed, rejection_code: None, earnings, fee, settled_at: now }
                     }
-                }
-                done.settled_at = Some(now);
-                let end = JobEnd {
-                    status: &done.status,
-                    rejection_code: done.rejection_code.as_deref(),
-                    earnings: done.earnings_micros.map(Credits::from_micros),
-                    fee: done.fee_micros.map(Credits::from_micros),
-                    settled_at: now,
                 };
-                store::market::end_job(txn, id, &end).await?;
+                let done = store::market::end_job(txn, job, &end).await?;
                 let names = store::accounts::external_ids(txn, done.provider_account_id).await?;
-                Ok(Ok(view(&done, &names)))
+                Ok(Ok(view(&done, &names)?))
             })
         })
         .await
