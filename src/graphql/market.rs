@@ -2,12 +2,13 @@
 
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::types::credits;
-use crate::ledger::market::{HardwareClass as Hardware, Rate};
+use crate::ledger::market::Rate;
 use crate::service::market::{JobView, RatesView};
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::ledger::market::HardwareClass")]
 pub enum HardwareClass {
     /// x2.0
     Enterprise,
@@ -19,18 +20,6 @@ pub enum HardwareClass {
     Entry,
     /// x0.5
     CpuOnly,
-}
-
-impl From<HardwareClass> for Hardware {
-    fn from(h: HardwareClass) -> Self {
-        match h {
-            HardwareClass::Enterprise => Hardware::Enterprise,
-            HardwareClass::HighEnd => Hardware::HighEnd,
-            HardwareClass::MidRange => Hardware::MidRange,
-            HardwareClass::Entry => Hardware::Entry,
-            HardwareClass::CpuOnly => Hardware::CpuOnly,
-        }
-    }
 }
 
 /// Where a market job stands.

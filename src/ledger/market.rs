@@ -34,7 +34,6 @@ use crate::ledger::amount::MAX_OPERATION_MICROS;
 use crate::ledger::{AmountError, Credits};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A batch submission holds 1 to 100 inputs.
 pub const MAX_BATCH: usize = 100;
@@ -50,9 +49,10 @@ pub const SUGGESTED_BID_FACTOR: Decimal = Decimal::from_parts(105, 0, 0, false, 
 // Hardware
 // ---------------------------------------------------------------------------------------------
 
-/// A provider's hardware class, which scales its ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A provider's hardware class, which scales its ask; stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum HardwareClass {
     Enterprise,
     HighEnd,
@@ -79,27 +79,6 @@ impl HardwareClass {
     /// Enterprise 2.0, High-End 1.5, Mid-Range 1.2, Entry 1.0, CPU-only 0.5.
     pub fn multiplier(self) -> Decimal {
         Decimal::new(i64::from(self.tenths()), 1)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HardwareClass::Enterprise => "enterprise",
-            HardwareClass::HighEnd => "high_end",
-            HardwareClass::MidRange => "mid_range",
-            HardwareClass::Entry => "entry",
-            HardwareClass::CpuOnly => "cpu_only",
-        }
-    }
-
-    /// The stored name, exactly as [`HardwareClass::as_str`] writes it.
-    pub fn parse(s: &str) -> Option<HardwareClass> {
-        HardwareClass::ALL.into_iter().find(|h| h.as_str() == s)
-    }
-}
-
-impl fmt::Display for HardwareClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -171,9 +150,10 @@ fn exact_price_micros(ask: Credits, hardware: HardwareClass, surge: Decimal) -> 
 // Budget
 // ---------------------------------------------------------------------------------------------
 
-/// Where a job's budget came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a job's budget came from; stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum BudgetSource {
     /// The job's own `bid_price`.
     Bid,
@@ -187,25 +167,6 @@ pub enum BudgetSource {
 
 impl BudgetSource {
     pub const ALL: [BudgetSource; 4] = [BudgetSource::Bid, BudgetSource::Preference, BudgetSource::AverageRate, BudgetSource::DefaultPrice];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BudgetSource::Bid => "bid",
-            BudgetSource::Preference => "preference",
-            BudgetSource::AverageRate => "average_rate",
-            BudgetSource::DefaultPrice => "default_price",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<BudgetSource> {
-        BudgetSource::ALL.into_iter().find(|b| b.as_str() == s)
-    }
-}
-
-impl fmt::Display for BudgetSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A job's budget: the first present of the job's bid, the consumer's saved preference, the
@@ -464,12 +425,13 @@ mod tests {
         let multipliers: Vec<Decimal> = HardwareClass::ALL.iter().map(|h| h.multiplier()).collect();
         assert_eq!(multipliers, [dec("2.0"), dec("1.5"), dec("1.2"), dec("1.0"), dec("0.5")]);
         for h in HardwareClass::ALL {
-            assert_eq!(HardwareClass::parse(h.as_str()), Some(h));
-            assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{}\"", h.as_str()));
+            assert_eq!(HardwareClass::from_str(&h.to_string()), Ok(h));
+            assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{h}\""));
         }
-        assert_eq!(HardwareClass::HighEnd.as_str(), "high_end");
-        assert_eq!(HardwareClass::parse("High-End"), None);
-        assert_eq!(HardwareClass::parse(""), None);
+        let names: Vec<&str> = HardwareClass::ALL.iter().map(|h| <&str>::from(*h)).collect();
+        assert_eq!(names, ["enterprise", "high_end", "mid_range", "entry", "cpu_only"]);
+        assert!(HardwareClass::from_str("High-End").is_err());
+        assert!(HardwareClass::from_str("").is_err());
     }
 
     #[test]
@@ -526,8 +488,9 @@ mod tests {
         assert_eq!(resolve_budget(None, None, None, None), None);
         assert_eq!(resolve_budget(Some(Credits::ZERO), Some(credits("5")), None, None), Some((Credits::ZERO, BudgetSource::Bid)));
         for source in BudgetSource::ALL {
-            assert_eq!(BudgetSource::parse(source.as_str()), Some(source));
-            assert_eq!(serde_json::to_string(&source).unwrap(), format!("\"{}\"", source.as_str()));
+            assert_eq!(BudgetSource::from_str(&source.to_string()), Ok(source));
+            assert!(["bid", "preference", "average_rate", "default_price"].contains(&<&str>::from(source)));
+            assert_eq!(serde_json::to_string(&source).unwrap(), format!("\"{source}\""));
         }
     }
 

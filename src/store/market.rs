@@ -34,7 +34,7 @@ pub async fn offers(conn: &impl ConnectionTrait, workload: &str, lock: bool) -> 
     let running = running_per_provider(conn).await?;
     let mut offers = Vec::new();
     for p in providers {
-        let Some(hardware) = HardwareClass::parse(&p.hardware_class) else { continue };
+        let Ok(hardware) = p.hardware_class.parse::<HardwareClass>() else { continue };
         let ask = asks.get(&p.account_id).copied().unwrap_or(p.default_ask_micros);
         offers.push(Offer {
             provider_id: p.account_id,
@@ -72,7 +72,7 @@ pub async fn upsert_provider(
 ) -> Result<(), DbErr> {
     let row = provider::ActiveModel {
         account_id: Set(account_id),
-        hardware_class: Set(hardware.as_str().to_string()),
+        hardware_class: Set(hardware.to_string()),
         capacity: Set(capacity),
         default_ask_micros: Set(default_ask.micros()),
         created_at: Set(now),

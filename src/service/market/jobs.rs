@@ -207,7 +207,7 @@ async fn place_job(
     };
     let budget = rules::resolve_budget(bid, s.preference, s.average, default_price(s.program, s.workload));
     job.budget = budget.map(|(amount, _)| amount);
-    job.budget_source = budget.map(|(_, source)| source.as_str());
+    job.budget_source = budget.map(|(_, source)| <&str>::from(source));
     let placement = rules::place(offers, s.consumer.id, job.budget, queued);
     let matched = match placement.result {
         Ok(found) => found,

@@ -66,7 +66,7 @@ impl Ledger {
                 }
                 store::market::upsert_provider(txn, locked.id, hardware, capacity, default_ask, now).await?;
                 store::market::replace_asks(txn, locked.id, &parsed).await?;
-                tracing::info!(account.id = locked.id, hardware = hardware.as_str(), capacity, "provider asks set");
+                tracing::info!(account.id = locked.id, hardware = <&str>::from(hardware), capacity, "provider asks set");
                 Ok(parsed)
             })
         })
