@@ -2,12 +2,13 @@
 
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::types::credits;
-use crate::ledger::market::{HardwareClass as Hardware, Rate};
+use crate::ledger::market::Rate;
 use crate::service::market::{JobView, RatesView};
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::ledger::market::HardwareClass")]
 pub enum HardwareClass {
     /// x2.0
     Enterprise,
@@ -21,16 +22,36 @@ pub enum HardwareClass {
     CpuOnly,
 }
 
-impl From<HardwareClass> for Hardware {
-    fn from(h: HardwareClass) -> Self {
-        match h {
-            HardwareClass::Enterprise => Hardware::Enterprise,
-            HardwareClass::HighEnd => Hardware::HighEnd,
-            HardwareClass::MidRange => Hardware::MidRange,
-            HardwareClass::Entry => Hardware::Entry,
-            HardwareClass::CpuOnly => Hardware::CpuOnly,
-        }
-    }
+/// Where a market job stands.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::ledger::market::JobStatus")]
+pub enum MarketJobStatus {
+    /// Matched with a provider, its price held from the consumer.
+    Running,
+    /// Finished: its price went to the provider, less the platform's fee.
+    Completed,
+    /// Failed, or passed its deadline: its price went back to the consumer.
+    Failed,
+    /// Never started: its `code` says why.
+    Rejected,
+}
+
+/// Why a market job was rejected or failed.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::ledger::market::JobCode")]
+pub enum MarketJobCode {
+    /// Rejected: no provider asks a price for the workload.
+    NoProvider,
+    /// Rejected: providers within the budget exist, but none has a free slot.
+    AllBusy,
+    /// Rejected: every available provider's final price is over the job's budget.
+    BidTooLow,
+    /// Rejected: the consumer could not cover the matched price.
+    InsufficientCredits,
+    /// Failed: the provider reported the job failed (failJob).
+    Failed,
+    /// Failed: the job outlived its deadline.
+    Deadline,
 }
 
 #[derive(InputObject)]
@@ -94,11 +115,9 @@ pub struct MarketJob {
     pub workload: String,
     pub input: String,
     pub priority: i32,
-    /// RUNNING (matched, its price held), COMPLETED, FAILED or REJECTED.
-    pub status: String,
-    /// Why it was rejected or failed: NO_PROVIDER, ALL_BUSY, BID_TOO_LOW, INSUFFICIENT_CREDITS,
-    /// FAILED, DEADLINE.
-    pub code: Option<String>,
+    pub status: MarketJobStatus,
+    /// Why it was rejected or failed.
+    pub code: Option<MarketJobCode>,
     /// The provider's account id.
     pub provider: Option<ID>,
     pub budget: Option<CreditAmount>,
@@ -121,8 +140,8 @@ impl From<JobView> for MarketJob {
             workload: j.workload,
             input: j.input,
             priority: j.priority,
-            status: j.status.to_uppercase(),
-            code: j.rejection_code,
+            status: j.status.into(),
+            code: j.rejection_code.map(Into::into),
             provider: j.provider.map(ID),
             budget: j.budget.map(credits),
             budget_source: j.budget_source.map(|s| s.to_uppercase()),

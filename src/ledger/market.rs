@@ -34,7 +34,6 @@ use crate::ledger::amount::MAX_OPERATION_MICROS;
 use crate::ledger::{AmountError, Credits};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
 /// A batch submission holds 1 to 100 inputs.
 pub const MAX_BATCH: usize = 100;
@@ -50,9 +49,10 @@ pub const SUGGESTED_BID_FACTOR: Decimal = Decimal::from_parts(105, 0, 0, false, 
 // Hardware
 // ---------------------------------------------------------------------------------------------
 
-/// A provider's hardware class, which scales its ask.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A provider's hardware class, which scales its ask; stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum HardwareClass {
     Enterprise,
     HighEnd,
@@ -79,27 +79,6 @@ impl HardwareClass {
     /// Enterprise 2.0, High-End 1.5, Mid-Range 1.2, Entry 1.0, CPU-only 0.5.
     pub fn multiplier(self) -> Decimal {
         Decimal::new(i64::from(self.tenths()), 1)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HardwareClass::Enterprise => "enterprise",
-            HardwareClass::HighEnd => "high_end",
-            HardwareClass::MidRange => "mid_range",
-            HardwareClass::Entry => "entry",
-            HardwareClass::CpuOnly => "cpu_only",
-        }
-    }
-
-    /// The stored name, exactly as [`HardwareClass::as_str`] writes it.
-    pub fn parse(s: &str) -> Option<HardwareClass> {
-        HardwareClass::ALL.into_iter().find(|h| h.as_str() == s)
-    }
-}
-
-impl fmt::Display for HardwareClass {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -171,9 +150,10 @@ fn exact_price_micros(ask: Credits, hardware: HardwareClass, surge: Decimal) -> 
 // Budget
 // ---------------------------------------------------------------------------------------------
 
-/// Where a job's budget came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Where a job's budget came from; stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum BudgetSource {
     /// The job's own `bid_price`.
     Bid,
@@ -187,25 +167,6 @@ pub enum BudgetSource {
 
 impl BudgetSource {
     pub const ALL: [BudgetSource; 4] = [BudgetSource::Bid, BudgetSource::Preference, BudgetSource::AverageRate, BudgetSource::DefaultPrice];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BudgetSource::Bid => "bid",
-            BudgetSource::Preference => "preference",
-            BudgetSource::AverageRate => "average_rate",
-            BudgetSource::DefaultPrice => "default_price",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<BudgetSource> {
-        BudgetSource::ALL.into_iter().find(|b| b.as_str() == s)
-    }
-}
-
-impl fmt::Display for BudgetSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A job's budget: the first present of the job's bid, the consumer's saved preference, the
@@ -248,12 +209,12 @@ pub enum NoMatch {
 }
 
 impl NoMatch {
-    /// A stable code to store as a rejection reason.
-    pub fn code(self) -> &'static str {
+    /// The code a job rejected for this reason carries.
+    pub fn code(self) -> JobCode {
         match self {
-            NoMatch::NoProviders => "no_providers",
-            NoMatch::AllBusy => "all_busy",
-            NoMatch::OverBudget { .. } => "over_budget",
+            NoMatch::NoProviders => JobCode::NoProvider,
+            NoMatch::AllBusy => JobCode::AllBusy,
+            NoMatch::OverBudget { .. } => JobCode::BidTooLow,
         }
     }
 }
@@ -279,6 +240,74 @@ pub fn choose(offers: &[Offer], budget: Credits, surge: Decimal) -> Result<Match
         |available_only: bool| priced.iter().filter(|(o, _)| !available_only || o.available()).map(|(_, p)| p.unwrap_or(u128::MAX)).min();
     let cheapest = cheapest(true).or_else(|| cheapest(false)).unwrap_or(u128::MAX);
     Err(NoMatch::OverBudget { cheapest: Credits::from_micros(i64::try_from(cheapest).unwrap_or(i64::MAX)) })
+}
+
+/// One job of a submission, placed: the surge it was priced at, and its match or why none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    pub surge: Decimal,
+    pub result: Result<Match, NoMatch>,
+}
+
+/// Where one job of a submission goes. `offers` are every provider's for the workload,
+/// `consumer_id` the account submitting (it never buys from itself), `budget` the job's (see
+/// [`resolve_budget`]) and `queued` how many jobs of the submission are not matched yet, the
+/// demand that sets the [`surge`] against the other providers' [`available_capacity`]:
+///
+/// 1. no budget: [`NoMatch::NoProviders`]; a budget is missing only when nobody asks a price
+///    for the workload and it has no default price;
+/// 2. other providers, but none with a free slot: [`NoMatch::AllBusy`], whatever the prices
+///    (where [`choose`] would call busy offers over the budget [`NoMatch::OverBudget`]);
+/// 3. else [`choose`] among the other providers at the surge.
+pub fn place(offers: &[Offer], consumer_id: i64, budget: Option<Credits>, queued: u64) -> Placement {
+    let candidates: Vec<Offer> = offers.iter().filter(|o| o.provider_id != consumer_id).cloned().collect();
+    let available = available_capacity(&candidates);
+    let surge = surge(queued, available);
+    let result = match budget {
+        None => Err(NoMatch::NoProviders),
+        Some(_) if available == 0 && !candidates.is_empty() => Err(NoMatch::AllBusy),
+        Some(budget) => choose(&candidates, budget, surge),
+    };
+    Placement { surge, result }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------------
+
+/// Where a market job stands; stored (and kept in replayed outcomes) as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum JobStatus {
+    /// Matched with a provider, its price held from the consumer.
+    Running,
+    /// Finished: its price went to the provider, less the platform's fee.
+    Completed,
+    /// Failed, or passed its deadline: its price went back to the consumer.
+    Failed,
+    /// Never started: see its [`JobCode`].
+    Rejected,
+}
+
+/// Why a job was rejected or failed; stored (and kept in replayed outcomes) as its
+/// SCREAMING_SNAKE_CASE name, the code clients have always seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::EnumString, strum::IntoStaticStr, strum::Display)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobCode {
+    /// No provider asks a price for the workload (see [`NoMatch::NoProviders`]).
+    NoProvider,
+    /// Providers within the budget exist, but none has a free slot.
+    AllBusy,
+    /// Every available provider's final price is over the job's budget.
+    BidTooLow,
+    /// The consumer could not cover the matched price.
+    InsufficientCredits,
+    /// The provider reported the job failed.
+    Failed,
+    /// The job outlived its deadline.
+    Deadline,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,12 +425,13 @@ mod tests {
         let multipliers: Vec<Decimal> = HardwareClass::ALL.iter().map(|h| h.multiplier()).collect();
         assert_eq!(multipliers, [dec("2.0"), dec("1.5"), dec("1.2"), dec("1.0"), dec("0.5")]);
         for h in HardwareClass::ALL {
-            assert_eq!(HardwareClass::parse(h.as_str()), Some(h));
-            assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{}\"", h.as_str()));
+            assert_eq!(HardwareClass::from_str(&h.to_string()), Ok(h));
+            assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{h}\""));
         }
-        assert_eq!(HardwareClass::HighEnd.as_str(), "high_end");
-        assert_eq!(HardwareClass::parse("High-End"), None);
-        assert_eq!(HardwareClass::parse(""), None);
+        let names: Vec<&str> = HardwareClass::ALL.iter().map(|h| <&str>::from(*h)).collect();
+        assert_eq!(names, ["enterprise", "high_end", "mid_range", "entry", "cpu_only"]);
+        assert!(HardwareClass::from_str("High-End").is_err());
+        assert!(HardwareClass::from_str("").is_err());
     }
 
     #[test]
@@ -458,8 +488,9 @@ mod tests {
         assert_eq!(resolve_budget(None, None, None, None), None);
         assert_eq!(resolve_budget(Some(Credits::ZERO), Some(credits("5")), None, None), Some((Credits::ZERO, BudgetSource::Bid)));
         for source in BudgetSource::ALL {
-            assert_eq!(BudgetSource::parse(source.as_str()), Some(source));
-            assert_eq!(serde_json::to_string(&source).unwrap(), format!("\"{}\"", source.as_str()));
+            assert_eq!(BudgetSource::from_str(&source.to_string()), Ok(source));
+            assert!(["bid", "preference", "average_rate", "default_price"].contains(&<&str>::from(source)));
+            assert_eq!(serde_json::to_string(&source).unwrap(), format!("\"{source}\""));
         }
     }
 
@@ -512,7 +543,52 @@ mod tests {
         // A free offer matches a zero budget.
         let free = [offer(7, "0", HardwareClass::Entry, 1, 0)];
         assert_eq!(choose(&free, Credits::ZERO, SURGE), Ok(Match { provider_id: 7, price: Credits::ZERO }));
-        assert_eq!(NoMatch::AllBusy.code(), "all_busy");
+        assert_eq!(NoMatch::AllBusy.code(), JobCode::AllBusy);
+    }
+
+    #[test]
+    fn job_statuses_and_codes_keep_their_stored_names() {
+        let statuses = [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Rejected];
+        let names: Vec<&str> = statuses.iter().map(|s| <&str>::from(*s)).collect();
+        assert_eq!(names, ["running", "completed", "failed", "rejected"]);
+        let codes =
+            [JobCode::NoProvider, JobCode::AllBusy, JobCode::BidTooLow, JobCode::InsufficientCredits, JobCode::Failed, JobCode::Deadline];
+        let names: Vec<&str> = codes.iter().map(|c| <&str>::from(*c)).collect();
+        assert_eq!(names, ["NO_PROVIDER", "ALL_BUSY", "BID_TOO_LOW", "INSUFFICIENT_CREDITS", "FAILED", "DEADLINE"]);
+        for status in statuses {
+            assert_eq!(JobStatus::from_str(&status.to_string()), Ok(status));
+            assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{status}\""));
+        }
+        for code in codes {
+            assert_eq!(JobCode::from_str(&code.to_string()), Ok(code));
+            assert_eq!(serde_json::to_string(&code).unwrap(), format!("\"{code}\""));
+        }
+        assert!(JobStatus::from_str("RUNNING").is_err() && JobCode::from_str("all_busy").is_err());
+        let rejections = [NoMatch::NoProviders, NoMatch::AllBusy, NoMatch::OverBudget { cheapest: Credits::ZERO }];
+        assert_eq!(rejections.map(NoMatch::code), [JobCode::NoProvider, JobCode::AllBusy, JobCode::BidTooLow]);
+    }
+
+    #[test]
+    fn a_placement_skips_the_consumer_and_calls_a_market_without_free_slots_busy() {
+        let offers = [offer(1, "0.5", HardwareClass::Entry, 1, 0), offer(2, "2", HardwareClass::Entry, 1, 0)];
+        // Account 1 submits: its own cheaper offer is not a candidate.
+        assert_eq!(
+            place(&offers, 1, Some(credits("5")), 1),
+            Placement { surge: Decimal::ONE, result: Ok(Match { provider_id: 2, price: credits("2") }) }
+        );
+        // The demand is measured against the others' free slots: 3 queued > 2 x 1.
+        assert_eq!(place(&offers, 1, Some(credits("5")), 3).surge, SURGE);
+        assert_eq!(place(&offers, 1, Some(credits("5")), 3).result, Ok(Match { provider_id: 2, price: credits("2.5") }));
+        // No free slot anywhere: busy, though every busy offer is over the budget (choose says
+        // over budget there).
+        let busy = [offer(2, "3", HardwareClass::Entry, 1, 1), offer(3, "4", HardwareClass::Entry, 2, 2)];
+        assert_eq!(choose(&busy, credits("1"), SURGE), Err(NoMatch::OverBudget { cheapest: credits("3.75") }));
+        assert_eq!(place(&busy, 1, Some(credits("1")), 1).result, Err(NoMatch::AllBusy));
+        // Only the consumer's own offer: no providers.
+        assert_eq!(place(&offers[..1], 1, Some(credits("5")), 1).result, Err(NoMatch::NoProviders));
+        // No budget: no providers.
+        assert_eq!(place(&[], 1, None, 1), Placement { surge: SURGE, result: Err(NoMatch::NoProviders) });
+        assert_eq!(place(&offers, 7, None, 1).result, Err(NoMatch::NoProviders));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::service::spending::check_amount;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
-use sea_orm::Set;
 use serde::{Deserialize, Serialize};
 
 /// At most this many unknown codes per account within the window; then TOO_MANY_ATTEMPTS.
@@ -84,23 +83,18 @@ impl Ledger {
                     }
                     return Err(ServiceError::IdempotencyConflict(format!("coupon {code} already exists with other terms")));
                 }
-                let created = store::coupons::insert(
-                    txn,
-                    coupon::ActiveModel {
-                        code: Set(code),
-                        credits_micros: Set(credits.micros()),
-                        expires_at: Set(expires_at),
-                        valid_for: Set(valid_for),
-                        starts_at: Set(starts_at),
-                        ends_at: Set(ends_at),
-                        max_redemptions: Set(new.max_redemptions),
-                        redemptions: Set(0),
-                        reason: Set(reason),
-                        created_at: Set(now),
-                        ..Default::default()
-                    },
-                )
-                .await?;
+                let row = store::coupons::NewCouponRow {
+                    code,
+                    credits,
+                    expires_at,
+                    valid_for,
+                    starts_at,
+                    ends_at,
+                    max_redemptions: new.max_redemptions,
+                    reason,
+                    created_at: now,
+                };
+                let created = store::coupons::insert(txn, row).await?;
                 tracing::info!(coupon.id = created.id, amount.credits = %credits, "coupon created");
                 Ok(created)
             })

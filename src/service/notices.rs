@@ -11,10 +11,10 @@ use crate::ledger::{Credits, LotSource};
 use crate::program::Program;
 use crate::service::{Ledger, ServiceError, tx};
 use crate::store;
+use crate::store::accounts::Flag;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use std::collections::BTreeMap;
 
 /// Lots looked at per expiry-notice batch.
@@ -52,7 +52,8 @@ fn usage_rate_of(program: &Program, account: &account::Model, containers: &[cont
     // quota over all containers), so the warning and the charge never disagree.
     let hour = pricing::SECONDS_PER_HOUR;
     let mut rate = Credits::ZERO;
-    for container in containers.iter().filter(|c| c.state == "running") {
+    let running: &str = crate::ledger::metering::ContainerState::Running.into();
+    for container in containers.iter().filter(|c| c.state == running) {
         rate = rate.checked_add(pricing::container_charge(metering, &container.tier, hour)?).expect("rates fit");
         if container.code_supporter {
             let add_on = pricing::add_on_charge(metering, crate::service::metering::CODE_SUPPORTER, &container.tier, hour)?;
@@ -177,14 +178,7 @@ async fn set_notified(conn: &impl ConnectionTrait, account_id: i64, at: Option<D
 }
 
 async fn set_notified_many(conn: &impl ConnectionTrait, account_ids: &[i64], at: Option<DateTime<Utc>>) -> Result<(), ServiceError> {
-    for chunk in account_ids.chunks(1000) {
-        account::Entity::update_many()
-            .col_expr(account::Column::LowCreditsNotifiedAt, Expr::value(at))
-            .filter(account::Column::Id.is_in(chunk.iter().copied()))
-            .exec(conn)
-            .await?;
-    }
-    Ok(())
+    Ok(store::accounts::set_low_credits_notified(conn, account_ids, at).await?)
 }
 
 impl Ledger {
@@ -212,11 +206,7 @@ impl Ledger {
             let account = account.clone();
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
-                account::Entity::update_many()
-                    .col_expr(account::Column::CreditMailEnabled, Expr::value(enabled))
-                    .filter(account::Column::Id.eq(locked.id))
-                    .exec(txn)
-                    .await?;
+                store::accounts::set_flag(txn, locked.id, Flag::CreditMail, enabled).await?;
                 Ok(account::Model { credit_mail_enabled: enabled, ..locked })
             })
         })
@@ -228,16 +218,7 @@ impl Ledger {
     /// once (marked in the notice's transaction); how many lots the batch looked at.
     pub async fn notify_expiring(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, ServiceError> {
         let Some(window) = self.program.notices.expiring_within else { return Ok(0) };
-        let due: Vec<lot::Model> = lot::Entity::find()
-            .filter(lot::Column::Open.eq(true))
-            .filter(lot::Column::ExpiryNoticeSent.eq(false))
-            .filter(lot::Column::ExpiresAt.gt(now))
-            .filter(lot::Column::ExpiresAt.lte(now + window))
-            .order_by_asc(lot::Column::ExpiresAt)
-            .order_by_asc(lot::Column::Id)
-            .limit(batch.clamp(1, MAX_NOTICE_BATCH))
-            .all(&self.db)
-            .await?;
+        let due = store::lots::expiring_unannounced(&self.db, now, now + window, batch.clamp(1, MAX_NOTICE_BATCH)).await?;
         let seen = due.len() as u64;
         let mut by_account: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
         for lot in &due {
@@ -249,12 +230,7 @@ impl Ledger {
                 Box::pin(async move {
                     let Some(account) = store::accounts::lock(txn, account_id).await? else { return Ok::<_, ServiceError>(()) };
                     // Re-read under the lock: a spend may have used some up since.
-                    let lots = lot::Entity::find()
-                        .filter(lot::Column::Id.is_in(ids.clone()))
-                        .filter(lot::Column::ExpiryNoticeSent.eq(false))
-                        .order_by_asc(lot::Column::ExpiresAt)
-                        .all(txn)
-                        .await?;
+                    let lots = store::lots::unannounced_among(txn, &ids).await?;
                     let worthy: Vec<&lot::Model> = lots
                         .iter()
                         .filter(|l| l.open && l.remaining_micros > 0)
@@ -275,11 +251,8 @@ impl Ledger {
                         });
                         store::outbox::publish(txn, "credits.expiring", Some(account.id), &event, now).await?;
                     }
-                    lot::Entity::update_many()
-                        .col_expr(lot::Column::ExpiryNoticeSent, Expr::value(true))
-                        .filter(lot::Column::Id.is_in(lots.iter().map(|l| l.id)))
-                        .exec(txn)
-                        .await?;
+                    let announced: Vec<i64> = lots.iter().map(|l| l.id).collect();
+                    store::lots::mark_expiry_announced(txn, &announced).await?;
                     Ok(())
                 })
             })

@@ -8,9 +8,10 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Ledger, ServiceError, tx};
+use crate::store::purchases::NewPurchase;
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, DatabaseTransaction, IntoActiveModel, Set};
+use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,24 +82,16 @@ impl Ledger {
                 Box::pin(async move {
                     let Run { txn, ledger, account, command, now } = run;
                     let (package_code, package_name) = command.fields.clone();
-                    let created = purchase::ActiveModel {
-                        account_id: Set(account.id),
-                        package_code: Set(package_code),
-                        package_name: Set(package_name),
-                        credits_micros: Set(credits.micros()),
-                        price_minor: Set(price_minor),
-                        currency: Set(ledger.program.currency.clone()),
-                        status: Set("pending".to_string()),
-                        payment_reference: Set(None),
-                        lot_id: Set(None),
-                        created_at: Set(now),
-                        paid_at: Set(None),
-                        refunded_minor: Set(None),
-                        refunded_at: Set(None),
-                        ..Default::default()
-                    }
-                    .insert(txn)
-                    .await?;
+                    let new = NewPurchase {
+                        account_id: account.id,
+                        package_code,
+                        package_name,
+                        credits_micros: credits.micros(),
+                        price_minor,
+                        currency: ledger.program.currency.clone(),
+                        created_at: now,
+                    };
+                    let created = store::purchases::insert_pending(txn, new).await?;
                     Ok(Ok(PurchaseReceipt { purchase_id: created.id }))
                 })
             })
@@ -179,12 +172,7 @@ impl Ledger {
                     crate::service::referrals::on_first_purchase(txn, &program, &pending, now).await?;
                     grant_first_purchase_bonus(txn, &program, &pending, credits, now).await?;
                 }
-                let mut paid = pending.into_active_model();
-                paid.status = Set("paid".to_string());
-                paid.payment_reference = Set(Some(reference.clone()));
-                paid.lot_id = Set(Some(lot.id));
-                paid.paid_at = Set(Some(now));
-                let paid = paid.update(txn).await?;
+                let paid = store::purchases::mark_paid(txn, pending, &reference, lot.id, now).await?;
                 tracing::info!(account.id = account.id, purchase.id = paid.id, amount.credits = %credits, "purchase confirmed");
                 Ok(paid)
             })

@@ -2,6 +2,7 @@ use crate::entity::account;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use std::collections::BTreeMap;
 
 pub async fn by_external_id(conn: &impl ConnectionTrait, external_id: &str) -> Result<Option<account::Model>, DbErr> {
     account::Entity::find().filter(account::Column::ExternalId.eq(external_id)).one(conn).await
@@ -174,4 +175,50 @@ pub async fn over_limit(conn: &impl ConnectionTrait, ids: &[i64], max_micros: i6
     );
     let rows = conn.query_all_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await?;
     rows.iter().map(|r| r.try_get_by_index::<i64>(0)).collect()
+}
+
+/// The product's ids of these accounts, by internal id (unknown ids are absent).
+pub async fn external_ids(conn: &impl ConnectionTrait, ids: impl IntoIterator<Item = i64>) -> Result<BTreeMap<i64, String>, DbErr> {
+    let ids: Vec<i64> = ids.into_iter().collect();
+    let rows: Vec<(i64, String)> = account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .column(account::Column::ExternalId)
+        .filter(account::Column::Id.is_in(ids))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// An account's yes-or-no settings, each one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// Whether its identity is verified (the market needs it).
+    IdentityVerified,
+    /// Whether it gets the credit mail (low-credit and expiry notices).
+    CreditMail,
+}
+
+/// Sets one flag of an account; the caller holds the account's lock.
+pub async fn set_flag(conn: &impl ConnectionTrait, id: i64, flag: Flag, value: bool) -> Result<(), DbErr> {
+    let column = match flag {
+        Flag::IdentityVerified => account::Column::IdentityVerified,
+        Flag::CreditMail => account::Column::CreditMailEnabled,
+    };
+    account::Entity::update_many().col_expr(column, Expr::value(value)).filter(account::Column::Id.eq(id)).exec(conn).await?;
+    Ok(())
+}
+
+/// Sets (or, with None, clears) when these accounts were last warned of low credits,
+/// `ACCOUNTS_PER_UPDATE` accounts per statement.
+pub async fn set_low_credits_notified(conn: &impl ConnectionTrait, ids: &[i64], at: Option<DateTime<Utc>>) -> Result<(), DbErr> {
+    for chunk in ids.chunks(ACCOUNTS_PER_UPDATE) {
+        account::Entity::update_many()
+            .col_expr(account::Column::LowCreditsNotifiedAt, Expr::value(at))
+            .filter(account::Column::Id.is_in(chunk.iter().copied()))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
 }

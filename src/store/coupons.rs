@@ -1,4 +1,5 @@
 use crate::entity::{coupon, coupon_failure, coupon_redemption};
+use crate::ledger::Credits;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, Set};
@@ -7,8 +8,35 @@ pub async fn by_code(conn: &impl ConnectionTrait, code: &str) -> Result<Option<c
     coupon::Entity::find().filter(coupon::Column::Code.eq(code)).one(conn).await
 }
 
-pub async fn insert(conn: &impl ConnectionTrait, coupon: coupon::ActiveModel) -> Result<coupon::Model, DbErr> {
-    coupon.insert(conn).await
+/// A coupon as an operator defines it; it starts with no redemptions.
+pub struct NewCouponRow {
+    pub code: String,
+    pub credits: Credits,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub valid_for: Option<String>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub max_redemptions: Option<i64>,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn insert(conn: &impl ConnectionTrait, new: NewCouponRow) -> Result<coupon::Model, DbErr> {
+    coupon::ActiveModel {
+        code: Set(new.code),
+        credits_micros: Set(new.credits.micros()),
+        expires_at: Set(new.expires_at),
+        valid_for: Set(new.valid_for),
+        starts_at: Set(new.starts_at),
+        ends_at: Set(new.ends_at),
+        max_redemptions: Set(new.max_redemptions),
+        redemptions: Set(0),
+        reason: Set(new.reason),
+        created_at: Set(new.created_at),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
 }
 
 /// Counts one redemption if the cap allows it; false when the coupon is exhausted. The condition

@@ -149,6 +149,48 @@ pub async fn due_for_expiry(conn: &impl ConnectionTrait, now: DateTime<Utc>, lim
         .await
 }
 
+/// Open lots expiring in `(now, until]` whose expiry notice has not gone out, soonest first
+/// (ties by id): one batch of `limit` for the expiring-credits notice.
+pub async fn expiring_unannounced(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<lot::Model>, DbErr> {
+    lot::Entity::find()
+        .filter(lot::Column::Open.eq(true))
+        .filter(lot::Column::ExpiryNoticeSent.eq(false))
+        .filter(lot::Column::ExpiresAt.gt(now))
+        .filter(lot::Column::ExpiresAt.lte(until))
+        .order_by_asc(lot::Column::ExpiresAt)
+        .order_by_asc(lot::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// Those of these lots whose expiry notice has not gone out, soonest expiry first, whatever
+/// else changed since they were read.
+pub async fn unannounced_among(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<lot::Model>, DbErr> {
+    lot::Entity::find()
+        .filter(lot::Column::Id.is_in(ids.iter().copied()))
+        .filter(lot::Column::ExpiryNoticeSent.eq(false))
+        .order_by_asc(lot::Column::ExpiresAt)
+        .all(conn)
+        .await
+}
+
+/// Marks these lots' expiry as announced: no later notice names them again.
+pub async fn mark_expiry_announced(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<(), DbErr> {
+    use sea_orm::sea_query::Expr;
+    lot::Entity::update_many()
+        .col_expr(lot::Column::ExpiryNoticeSent, Expr::value(true))
+        .filter(lot::Column::Id.is_in(ids.iter().copied()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// The rules' view of a stored lot.
 pub fn to_rule(model: &lot::Model) -> Result<Lot, DbErr> {
     let corrupt = |what: String| DbErr::Type(format!("lot {}: {what}", model.id));

@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod job_runs;
 pub mod journal;
 pub mod lots;
+pub mod market;
 pub mod metering;
 pub mod outbox;
 pub mod purchases;

@@ -1,5 +1,8 @@
 use crate::entity::purchase;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
+};
 
 pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<purchase::Model>, DbErr> {
     purchase::Entity::find_by_id(id).one(conn).await
@@ -35,4 +38,53 @@ pub async fn count_paid(conn: &impl ConnectionTrait, account_id: i64) -> Result<
         .filter(purchase::Column::PaidAt.is_not_null())
         .count(conn)
         .await
+}
+
+/// A purchase as it is first recorded: priced, not paid yet.
+pub struct NewPurchase {
+    pub account_id: i64,
+    pub package_code: Option<String>,
+    pub package_name: Option<String>,
+    pub credits_micros: i64,
+    pub price_minor: i64,
+    pub currency: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Records a pending purchase.
+pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Result<purchase::Model, DbErr> {
+    purchase::ActiveModel {
+        account_id: Set(new.account_id),
+        package_code: Set(new.package_code),
+        package_name: Set(new.package_name),
+        credits_micros: Set(new.credits_micros),
+        price_minor: Set(new.price_minor),
+        currency: Set(new.currency),
+        status: Set("pending".to_string()),
+        payment_reference: Set(None),
+        lot_id: Set(None),
+        created_at: Set(new.created_at),
+        paid_at: Set(None),
+        refunded_minor: Set(None),
+        refunded_at: Set(None),
+        ..Default::default()
+    }
+    .insert(conn)
+    .await
+}
+
+/// Marks a pending purchase paid under `payment_reference`, with the lot it granted.
+pub async fn mark_paid(
+    conn: &impl ConnectionTrait,
+    pending: purchase::Model,
+    payment_reference: &str,
+    lot_id: i64,
+    now: DateTime<Utc>,
+) -> Result<purchase::Model, DbErr> {
+    let mut paid = pending.into_active_model();
+    paid.status = Set("paid".to_string());
+    paid.payment_reference = Set(Some(payment_reference.to_string()));
+    paid.lot_id = Set(Some(lot_id));
+    paid.paid_at = Set(Some(now));
+    paid.update(conn).await
 }

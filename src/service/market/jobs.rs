@@ -1,0 +1,237 @@
+//! Jobs: a consumer submits a batch, each job is matched by the ledger's rule and its price
+//! held, or rejected with a code; a consumer's jobs page by page.
+
+use super::{default_price, market, rate_of, workload};
+use crate::entity::{account, market_job};
+use crate::ledger::Credits;
+use crate::ledger::market::{self as rules, JobCode, JobStatus, Offer};
+use crate::program::Program;
+use crate::service::executor::{Command, Permit, Run};
+use crate::service::input::{ExternalId, IdempotencyKey};
+use crate::service::reservations::{HoldRequest, hold};
+use crate::service::spending::check_amount;
+use crate::service::{Ledger, ServiceError};
+use crate::store::{self, idempotency::request_hash, market::NewJob};
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::DatabaseTransaction;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Longest job input kept.
+pub const MAX_INPUT_CHARS: usize = 2000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: i64,
+    pub workload: String,
+    pub input: String,
+    pub priority: i32,
+    pub status: JobStatus,
+    pub rejection_code: Option<JobCode>,
+    pub provider: Option<String>,
+    pub budget: Option<Credits>,
+    pub budget_source: Option<String>,
+    pub price: Option<Credits>,
+    pub surge: bool,
+    pub reservation_id: Option<i64>,
+    pub earnings: Option<Credits>,
+    pub fee: Option<Credits>,
+    pub deadline: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct JobInput {
+    pub input: String,
+    pub bid: Option<Credits>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct SubmitFields<'a> {
+    workload: &'a str,
+    priority: i32,
+    inputs: Vec<(&'a str, Option<Credits>)>,
+}
+
+pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -> Result<JobView, ServiceError> {
+    let (status, rejection_code) = store::market::job_state(job)?;
+    Ok(JobView {
+        id: job.id,
+        workload: job.workload.clone(),
+        input: job.input.clone(),
+        priority: job.priority,
+        status,
+        rejection_code,
+        provider: job.provider_account_id.and_then(|id| providers.get(&id).cloned()),
+        budget: job.budget_micros.map(Credits::from_micros),
+        budget_source: job.budget_source.clone(),
+        price: job.price_micros.map(Credits::from_micros),
+        surge: job.surge,
+        reservation_id: job.reservation_id,
+        earnings: job.earnings_micros.map(Credits::from_micros),
+        fee: job.fee_micros.map(Credits::from_micros),
+        deadline: job.deadline,
+    })
+}
+
+impl Ledger {
+    /// Submits 1 to 100 jobs of one workload: each is matched, its price held, and started, or
+    /// rejected with a code (`NO_PROVIDER`, `ALL_BUSY`, `BID_TOO_LOW`, `INSUFFICIENT_CREDITS`).
+    pub async fn submit_jobs(
+        &self,
+        account: &str,
+        workload_name: &str,
+        inputs: Vec<JobInput>,
+        priority: i32,
+        idempotency_key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<JobView>, ServiceError> {
+        let market_rules = market(&self.program)?.clone();
+        let account = ExternalId::parse(account)?;
+        let key = IdempotencyKey::parse(idempotency_key)?;
+        let name = workload(&self.program, workload_name)?;
+        if inputs.is_empty() || inputs.len() > rules::MAX_BATCH {
+            return Err(ServiceError::bad_input(format!("a submission holds 1 to {} inputs", rules::MAX_BATCH)));
+        }
+        if !(0..=i32::from(rules::MAX_PRIORITY)).contains(&priority) {
+            return Err(ServiceError::bad_input(format!("priority must be 0 to {}", rules::MAX_PRIORITY)));
+        }
+        let mut parsed = Vec::new();
+        for job in &inputs {
+            let input = crate::service::input::text("an input", &job.input, MAX_INPUT_CHARS)?;
+            parsed.push((input, job.bid.map(check_amount).transpose()?));
+        }
+        self.require_identity_to_spend(&account, true).await?;
+        let hash =
+            request_hash(&SubmitFields { workload: &name, priority, inputs: parsed.iter().map(|(i, b)| (i.as_str(), *b)).collect() });
+        let command = Command {
+            operation: "submit_job",
+            account,
+            key,
+            request_hash: hash,
+            permit: Permit::Active,
+            fields: (name, parsed, market_rules, priority),
+        };
+        self.execute(command, now, |run| {
+            Box::pin(async move {
+                let Run { txn, ledger, account: locked, command, now } = run;
+                let (name, parsed, market_rules, priority) = &command.fields;
+                let (program, key, priority) = (&ledger.program, &command.key, *priority);
+                if !locked.identity_verified {
+                    // Unverified since the check above: refused the same way, not stored.
+                    return Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()));
+                }
+                let mut offers = store::market::offers(txn, name, true).await?;
+                let preference = store::market::bid_preference(txn, locked.id, name).await?;
+                let average = rate_of(&offers).map(|r| r.average);
+                let submission = Submission {
+                    program,
+                    consumer: locked,
+                    workload: name,
+                    priority,
+                    key,
+                    deadline: now + market_rules.job_deadline,
+                    preference,
+                    average,
+                    now,
+                };
+                let mut jobs = Vec::new();
+                for (index, (input, bid)) in parsed.iter().enumerate() {
+                    // The submission's jobs not matched yet are the demand waiting on this market.
+                    let queued = (parsed.len() - index) as u64;
+                    jobs.push(place_job(txn, &submission, &mut offers, index, queued, input, *bid).await?);
+                }
+                let names = store::accounts::external_ids(txn, jobs.iter().filter_map(|j| j.provider_account_id)).await?;
+                let views = jobs.iter().map(|j| view(j, &names)).collect::<Result<Vec<JobView>, _>>()?;
+                tracing::info!(account.id = locked.id, workload = %name, jobs = jobs.len(), "jobs submitted");
+                Ok(Ok(views))
+            })
+        })
+        .await
+    }
+
+    /// A consumer's jobs, newest first.
+    pub async fn jobs_page(&self, account_id: i64, after: Option<i64>, limit: u64) -> Result<(Vec<JobView>, bool), ServiceError> {
+        let mut rows = store::market::jobs_page(&self.db, account_id, after, limit + 1).await?;
+        let more = rows.len() as u64 > limit;
+        rows.truncate(limit as usize);
+        let names = store::accounts::external_ids(&self.db, rows.iter().filter_map(|j| j.provider_account_id)).await?;
+        Ok((rows.iter().map(|j| view(j, &names)).collect::<Result<_, _>>()?, more))
+    }
+}
+
+/// What every job of one submission shares.
+struct Submission<'a> {
+    program: &'a Program,
+    consumer: &'a account::Model,
+    workload: &'a str,
+    priority: i32,
+    key: &'a IdempotencyKey,
+    deadline: DateTime<Utc>,
+    /// The consumer's standing bid for this workload, if any.
+    preference: Option<Credits>,
+    /// The market's average ask now, if anyone asks.
+    average: Option<Credits>,
+    now: DateTime<Utc>,
+}
+
+/// One job of a submission: its budget, its provider (the market's rule,
+/// `ledger::market::place`) and the hold of its price, or the reason it was rejected; written
+/// either way. `queued` is the submission's jobs not matched yet, the demand that sets the surge.
+async fn place_job(
+    txn: &DatabaseTransaction,
+    s: &Submission<'_>,
+    offers: &mut [Offer],
+    index: usize,
+    queued: u64,
+    input: &str,
+    bid: Option<Credits>,
+) -> Result<market_job::Model, ServiceError> {
+    let mut job = NewJob {
+        consumer_account_id: s.consumer.id,
+        provider_account_id: None,
+        workload: s.workload,
+        input,
+        priority: s.priority,
+        bid,
+        budget: None,
+        budget_source: None,
+        price: None,
+        surge: false,
+        status: JobStatus::Rejected,
+        rejection_code: None,
+        reservation_id: None,
+        idempotency_key: format!("{}#{index}", s.key.as_str()),
+        created_at: s.now,
+        deadline: s.deadline,
+    };
+    let budget = rules::resolve_budget(bid, s.preference, s.average, default_price(s.program, s.workload));
+    job.budget = budget.map(|(amount, _)| amount);
+    job.budget_source = budget.map(|(_, source)| <&str>::from(source));
+    let placement = rules::place(offers, s.consumer.id, job.budget, queued);
+    let matched = match placement.result {
+        Ok(found) => found,
+        Err(no) => {
+            job.rejection_code = Some(no.code());
+            return Ok(store::market::insert_job(txn, job).await?);
+        }
+    };
+    let hold_key = format!("job:{}#{index}", s.key.as_str());
+    let why = format!("{} job held for provider {}", s.workload, matched.provider_id);
+    let request =
+        HoldRequest { amount: matched.price, feature: s.workload, model: None, reason: Some(&why), key: &hold_key, deadline: s.deadline };
+    match hold(txn, s.program, s.consumer, request, s.now).await? {
+        Err(_short) => job.rejection_code = Some(JobCode::InsufficientCredits),
+        Ok(held) => {
+            job.status = JobStatus::Running;
+            job.surge = placement.surge > Decimal::ONE;
+            job.provider_account_id = Some(matched.provider_id);
+            job.price = Some(matched.price);
+            job.reservation_id = Some(held.reservation_id);
+            if let Some(offer) = offers.iter_mut().find(|o| o.provider_id == matched.provider_id) {
+                offer.running += 1;
+            }
+        }
+    }
+    Ok(store::market::insert_job(txn, job).await?)
+}
