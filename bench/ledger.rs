@@ -14,7 +14,7 @@
 use chrono::Utc;
 use credits::ledger::{Credits, LotClass, LotSource};
 use credits::program::Program;
-use credits::service::Ledger;
+use credits::service::Engine;
 use credits::service::spending::{GrantRequest, SpendRequest};
 use sea_orm::ConnectionTrait;
 use std::sync::Arc;
@@ -48,7 +48,7 @@ async fn main() {
 async fn run(backend: &str, url: &str, sweep_accounts: usize) {
     let db = credits::db::connect(url, 16).await.expect("connect");
     credits::db::migrate(&db).await.expect("migrate");
-    let ledger = Arc::new(Ledger::new(db, Arc::new(Program::load("arkain").unwrap())));
+    let ledger = Arc::new(Engine::new(db, Arc::new(Program::load("arkain").unwrap())));
     for i in 0..8 {
         ledger.create_account(&format!("acct-{i}"), None, Utc::now()).await.unwrap();
         grant(&ledger, &format!("acct-{i}"), "10000000").await;
@@ -77,7 +77,7 @@ async fn run(backend: &str, url: &str, sweep_accounts: usize) {
     sweep(backend, url, sweep_accounts).await;
 }
 
-async fn grant(ledger: &Ledger, account: &str, amount: &str) {
+async fn grant(ledger: &Engine, account: &str, amount: &str) {
     let request = GrantRequest {
         account: account.into(),
         amount: Credits::parse_str(amount).unwrap(),
@@ -91,7 +91,7 @@ async fn grant(ledger: &Ledger, account: &str, amount: &str) {
     ledger.grant(request, Utc::now()).await.expect("grant");
 }
 
-async fn spend(ledger: &Ledger, account: &str, key: &str) {
+async fn spend(ledger: &Engine, account: &str, key: &str) {
     let request = SpendRequest {
         account: account.into(),
         amount: Some(Credits::from_micros(10_000)),
@@ -105,7 +105,7 @@ async fn spend(ledger: &Ledger, account: &str, key: &str) {
 }
 
 /// Spends per second with `clients` concurrent tasks, each on the account `pick(client)` names.
-async fn spends(ledger: &Arc<Ledger>, clients: usize, pick: impl Fn(usize) -> String) -> f64 {
+async fn spends(ledger: &Arc<Engine>, clients: usize, pick: impl Fn(usize) -> String) -> f64 {
     let run = rand::random::<u32>();
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -124,7 +124,7 @@ async fn spends(ledger: &Arc<Ledger>, clients: usize, pick: impl Fn(usize) -> St
     per_second(clients * SPENDS_PER_CLIENT, started.elapsed())
 }
 
-async fn reads(ledger: &Ledger, account: &str) -> f64 {
+async fn reads(ledger: &Engine, account: &str) -> f64 {
     let account = ledger.account(account).await.unwrap();
     let started = Instant::now();
     for _ in 0..READS {
@@ -141,7 +141,7 @@ fn per_second(count: usize, elapsed: Duration) -> f64 {
 /// grant February's credits to all of them, in the job's batches.
 async fn sweep(backend: &str, url: &str, count: usize) {
     let db = credits::db::connect(url, 16).await.expect("connect");
-    let ledger = Ledger::new(db.clone(), Arc::new(Program::load("arkain").unwrap()));
+    let ledger = Engine::new(db.clone(), Arc::new(Program::load("arkain").unwrap()));
     let january = "2026-01-15T00:00:00Z";
     for chunk in (0..count).collect::<Vec<_>>().chunks(1000) {
         let rows: Vec<String> =

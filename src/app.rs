@@ -8,7 +8,7 @@ use crate::http::{Application, HttpState};
 use crate::ledger::retention::Retention;
 use crate::program::Program;
 use crate::service::webhooks::WebhookSender;
-use crate::service::{Clock, Ledger};
+use crate::service::{Clock, Engine};
 use std::sync::Arc;
 
 pub struct Settings {
@@ -203,10 +203,10 @@ struct LedgerSettings<'a> {
 /// The one way a process opens the ledger: connect, migrate, then the program and every ledger
 /// setting (idempotency retention, webhooks, spend lanes). `serve` opens it through `build`,
 /// `worker` and `jobs` through `ledger_from_config`, so no subcommand skips a setting.
-async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Ledger> {
+async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Engine> {
     let db = crate::db::connect(settings.database_url, settings.pool).await?;
     crate::db::migrate(&db).await?;
-    let mut ledger = Ledger::new(db, Arc::new(settings.program));
+    let mut ledger = Engine::new(db, Arc::new(settings.program));
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     ledger.webhooks = settings.webhooks;
     ledger.retention = settings.retention;
@@ -217,7 +217,7 @@ async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Ledger> {
 }
 
 /// The ledger of a process that serves no API (`worker`, `jobs`), with `pool` connections.
-pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<Ledger> {
+pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<Engine> {
     open_ledger(LedgerSettings {
         database_url: &config.database_url(),
         pool,
@@ -231,7 +231,7 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<Le
 }
 
 /// Connects, migrates and binds; the returned application is ready to serve.
-pub async fn build(settings: Settings) -> anyhow::Result<(Application, Ledger)> {
+pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> {
     let ledger = open_ledger(LedgerSettings {
         database_url: &settings.database_url,
         pool: pool_size(&settings.database_url),

@@ -15,7 +15,7 @@
 use crate::entity::account;
 use crate::feed::{BalanceFeed, FeedEvent};
 use crate::service::reads::BalanceView;
-use crate::service::{Clock, Ledger};
+use crate::service::{Clock, Engine};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -35,7 +35,7 @@ pub struct BalanceWatches {
 }
 
 struct Inner {
-    ledger: Ledger,
+    ledger: Engine,
     clock: Clock,
     feed: BalanceFeed,
     max_per_account: usize,
@@ -75,7 +75,7 @@ pub struct TooManyWatchers {
 }
 
 impl BalanceWatches {
-    pub fn new(ledger: Ledger, clock: Clock, feed: BalanceFeed, max_per_account: usize) -> BalanceWatches {
+    pub fn new(ledger: Engine, clock: Clock, feed: BalanceFeed, max_per_account: usize) -> BalanceWatches {
         BalanceWatches {
             inner: Arc::new(Inner {
                 ledger,
@@ -191,7 +191,7 @@ impl Drop for BalanceWatch {
 /// The watcher of one account: reads its balance when a subscriber joins, on each change of it,
 /// and on a resync; ends when no subscriber is left.
 async fn follow(
-    ledger: Ledger,
+    ledger: Engine,
     clock: Clock,
     account: account::Model,
     shared: Arc<Shared>,

@@ -5,7 +5,7 @@ use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
 use crate::graphql::error::code;
 use crate::graphql::{Authentication, CreditsSchema};
-use crate::service::{Clock, Ledger, ServiceError};
+use crate::service::{Clock, Engine, ServiceError};
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
@@ -31,7 +31,7 @@ pub struct HttpState {
     pub schema: CreditsSchema,
     pub auth: Arc<AuthKeys>,
     pub db: DatabaseConnection,
-    pub ledger: Ledger,
+    pub ledger: Engine,
     pub clock: Clock,
     /// Verifies ad networks' server-side callbacks; none when no secret is configured.
     pub ads: Option<Arc<dyn AdVerifier>>,

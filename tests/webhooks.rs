@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use credits::entity::outbox;
-use credits::service::Ledger;
+use credits::service::Engine;
 use credits::service::jobs::Job;
 use credits::service::webhooks::{WebhookSender, verify_signature};
 use credits::store;
@@ -95,17 +95,17 @@ impl Drop for Receiver {
     }
 }
 
-async fn publish(ledger: &Ledger, topic: &str, account_id: Option<i64>, data: Value, now: DateTime<Utc>) -> i64 {
+async fn publish(ledger: &Engine, topic: &str, account_id: Option<i64>, data: Value, now: DateTime<Utc>) -> i64 {
     store::outbox::publish(&ledger.db, topic, account_id, &data, now).await.unwrap();
     latest_event(ledger).await.id
 }
 
-async fn latest_event(ledger: &Ledger) -> outbox::Model {
+async fn latest_event(ledger: &Engine) -> outbox::Model {
     use sea_orm::{EntityTrait, QueryOrder};
     outbox::Entity::find().order_by_desc(outbox::Column::Id).one(&ledger.db).await.unwrap().expect("an event")
 }
 
-async fn event(ledger: &Ledger, id: i64) -> outbox::Model {
+async fn event(ledger: &Engine, id: i64) -> outbox::Model {
     store::outbox::by_id(&ledger.db, id).await.unwrap().expect("the event")
 }
 
@@ -296,7 +296,7 @@ async fn events_survive_a_crash(backend: Backend) {
 
     let receiver = Receiver::start(0).await;
     let db = credits::db::connect(&app.db.url, 2).await.unwrap();
-    let mut fresh = Ledger::new(db, app.ledger.program.clone());
+    let mut fresh = Engine::new(db, app.ledger.program.clone());
     fresh.webhooks = Some(receiver.sender());
     fresh.run_job(Job::DeliverWebhooks, t + Duration::seconds(1)).await.unwrap();
     let sent: Vec<Value> = receiver.received().iter().map(Received::json).collect();

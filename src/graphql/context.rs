@@ -2,13 +2,13 @@
 
 use crate::auth::{AuthError, Caller};
 use crate::graphql::error::ApiError;
-use crate::service::{Clock, Ledger};
+use crate::service::{Clock, Engine};
 use async_graphql::Context;
 
 /// What the schema carries for every request.
 #[derive(Clone)]
 pub struct AppData {
-    pub ledger: Ledger,
+    pub ledger: Engine,
     pub clock: Clock,
 }
 

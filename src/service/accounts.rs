@@ -2,11 +2,11 @@ use crate::entity::account;
 use crate::ledger::{AccountStatus, LotClass, LotSource};
 use crate::service::input::ExternalId;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
 
-impl Ledger {
+impl Engine {
     /// A program that needs a verified identity to spend (archipelag) refuses an unverified
     /// account here: like authentication, before the idempotency key is looked at, and never
     /// stored (domain.md, amounts and limits). `market` says the market needs it whatever the

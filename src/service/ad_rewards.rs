@@ -15,7 +15,7 @@ use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::Refusal;
 use crate::service::lucky::RandomGrant;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, daily_free};
+use crate::service::{Engine, ServiceError, daily_free};
 use crate::store::{self, idempotency::request_hash, is_unique_violation, lots};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::DatabaseTransaction;
@@ -27,7 +27,7 @@ pub const NETWORK: &str = "hmac";
 pub const CALLBACK_MAX_AGE_MINUTES: i64 = 60;
 pub const CALLBACK_MAX_SKEW_MINUTES: i64 = 5;
 
-impl Ledger {
+impl Engine {
     /// Records a verified ad view; a repeated callback for the same transaction is a no-op.
     /// Returns whether it was new.
     pub async fn record_verified_ad(&self, reward: &VerifiedReward, now: DateTime<Utc>) -> Result<bool, ServiceError> {

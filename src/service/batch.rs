@@ -12,7 +12,7 @@
 //!
 //! Each spend stays all or nothing and keyed: the outcome a spend gets is the one it would have
 //! had alone in arrival order, stored under its key in the same commit as its postings. The key
-//! protocol is the executor's (`Ledger::execute_many`): a duplicate key inside a batch replays
+//! protocol is the executor's (`Engine::execute_many`): a duplicate key inside a batch replays
 //! the first one's outcome (or is a conflict), like a duplicate that arrives later. This module
 //! holds only the spend decision and its postings (`spend_all`). A batch that fails as a whole (a
 //! database error in any of its statements) is rolled back and its spends run again one by one,
@@ -28,7 +28,7 @@ use crate::service::notices;
 use crate::service::posting::{self, Debit};
 use crate::service::reservations;
 use crate::service::spending::{ParsedSpend, SpendFields, SpendReceipt, SpendRequest};
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -132,7 +132,7 @@ impl SpendQueue {
     /// Queues `spend` in its account's lane and waits for its outcome, starting the lane's
     /// runner if none is at work. Runners are tasks of their own: a caller that goes away does
     /// not cancel the batch its spend is in (the outcome is stored under its key either way).
-    pub(crate) async fn submit(&self, ledger: &Ledger, spend: ParsedSpend) -> Result<SpendReceipt, ServiceError> {
+    pub(crate) async fn submit(&self, ledger: &Engine, spend: ParsedSpend) -> Result<SpendReceipt, ServiceError> {
         let (reply, answer) = oneshot::channel();
         let lane = self.lane_of(spend.account.as_str());
         let start_runner = {
@@ -168,7 +168,7 @@ impl SpendQueue {
     }
 }
 
-impl Ledger {
+impl Engine {
     /// Charges several spends together, in this order, in one transaction per `MAX_BATCH`
     /// (for a caller that holds many at once, such as a backend reporting a period's usage). Each
     /// spend is still all or nothing and keyed: the results are what each would have got alone,

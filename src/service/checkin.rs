@@ -7,7 +7,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,7 +35,7 @@ pub struct CheckInStatus {
     pub credits: Option<Credits>,
 }
 
-impl Ledger {
+impl Engine {
     pub async fn check_in(&self, account: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<CheckInReceipt, ServiceError> {
         let rule =
             self.program.check_in.clone().ok_or_else(|| ServiceError::FeatureDisabled("this program has no daily check-in".into()))?;

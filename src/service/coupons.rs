@@ -9,7 +9,7 @@ use crate::service::input::{ExternalId, IdempotencyKey, reason};
 use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::check_amount;
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,7 @@ fn code_of(code: &str) -> Result<String, ServiceError> {
     normalize_coupon_code(code).ok_or_else(|| ServiceError::bad_input("a coupon code is 3 to 64 letters, digits, - or _"))
 }
 
-impl Ledger {
+impl Engine {
     /// Creates a coupon; idempotent on the code: the same definition returns the existing coupon,
     /// a different one is IDEMPOTENCY_CONFLICT.
     pub async fn create_coupon(&self, new: NewCoupon, now: DateTime<Utc>) -> Result<coupon::Model, ServiceError> {

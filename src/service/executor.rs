@@ -24,7 +24,7 @@ use crate::entity::account;
 use crate::ledger::AccountStatus;
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Refusal, Stored};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -73,7 +73,7 @@ impl Permit {
 /// What a body sees: the open transaction, the locked account, the command and the instant.
 pub(crate) struct Run<'t, F> {
     pub txn: &'t DatabaseTransaction,
-    pub ledger: &'t Ledger,
+    pub ledger: &'t Engine,
     pub account: &'t account::Model,
     pub command: &'t Command<F>,
     pub now: DateTime<Utc>,
@@ -83,7 +83,7 @@ pub(crate) struct Run<'t, F> {
 /// (nothing kept).
 pub(crate) type Decision<T> = Result<Result<T, Refusal>, ServiceError>;
 
-impl Ledger {
+impl Engine {
     /// Runs `body` for `command` under the idempotency protocol (the module's comment).
     pub(crate) async fn execute<F, T, B>(&self, command: Command<F>, now: DateTime<Utc>, body: B) -> Result<T, ServiceError>
     where
@@ -148,7 +148,7 @@ pub(crate) type Dated<F> = (Command<F>, DateTime<Utc>);
 /// commands that are the body's to decide, and the batch's latest instant.
 pub(crate) struct RunMany<'t, F> {
     pub txn: &'t DatabaseTransaction,
-    pub ledger: &'t Ledger,
+    pub ledger: &'t Engine,
     /// Every account the batch's commands name (those that exist), locked, by id.
     pub accounts: &'t HashMap<i64, account::Model>,
     /// The commands whose keys are fresh and whose accounts' status allows them, in arrival
@@ -181,7 +181,7 @@ enum Slot<T> {
     Keyed(i64, Option<Stored<T>>),
 }
 
-impl Ledger {
+impl Engine {
     /// Runs N commands of one operation under the idempotency protocol in one transaction (the
     /// module's comment). The outer error fails the batch as a whole (a database error: nothing
     /// committed, every key stays free); the inner results are each command's own outcome.

@@ -12,7 +12,7 @@ use crate::entity::account;
 use crate::ledger::Credits;
 use crate::program::Program;
 use crate::service::posting::{self, Debit, EntryMeta};
-use crate::service::{Ledger, ServiceError, notices, tx};
+use crate::service::{Engine, ServiceError, notices, tx};
 use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
@@ -43,7 +43,7 @@ impl ExpiryReport {
 /// Due lots, by account.
 type Due = BTreeMap<i64, BTreeSet<i64>>;
 
-impl Ledger {
+impl Engine {
     /// Writes off up to `batch` due lots: split by account into parts of about `job_part` lots
     /// (an account's lots stay together), each its own transaction, `job_parallelism` of them at once
     /// (their accounts are disjoint, so they never wait on each other).
@@ -118,7 +118,7 @@ impl Ledger {
     }
 }
 
-impl Ledger {
+impl Engine {
     async fn write_off(&self, due: Arc<Due>, now: DateTime<Utc>) -> Result<ExpiryReport, ServiceError> {
         let program = self.program.clone();
         tx::write(&self.db, |txn| {

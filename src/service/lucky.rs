@@ -10,7 +10,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -60,7 +60,7 @@ fn eligibility<'p>(program: &'p Program, account: &account::Model, now: DateTime
     }
 }
 
-impl Ledger {
+impl Engine {
     /// The plans whose subscribers get a lucky drop on `day`: none outside the promotion.
     pub(crate) fn lucky_plans(&self, day: NaiveDate) -> Vec<String> {
         let Some(lucky) = &self.program.lucky else { return Vec::new() };

@@ -43,9 +43,11 @@ use std::sync::{Arc, Mutex};
 /// How long an idempotency key's outcome is kept (domain.md §2: at least 30 days).
 pub const DEFAULT_IDEMPOTENCY_DAYS: i64 = 30;
 
-/// The ledger's use cases over one database and one program.
+/// The ledger's use cases over one database and one program: every operation of the API and
+/// of the jobs is a method on it (named `Engine` so that it is not confused with the rules in
+/// `crate::ledger`).
 #[derive(Clone)]
-pub struct Ledger {
+pub struct Engine {
     pub db: DatabaseConnection,
     pub program: Arc<Program>,
     pub idempotency_ttl: chrono::Duration,
@@ -67,11 +69,11 @@ pub struct Ledger {
     pub retention: crate::ledger::retention::Retention,
 }
 
-impl Ledger {
-    pub fn new(db: DatabaseConnection, program: Arc<Program>) -> Ledger {
+impl Engine {
+    pub fn new(db: DatabaseConnection, program: Arc<Program>) -> Engine {
         let backend = db.get_database_backend();
         let spends = Arc::new(batch::SpendQueue::new(batch::default_lanes(backend)));
-        Ledger {
+        Engine {
             job_parallelism: batch::default_lanes(backend),
             job_part: jobs::ITEMS_PER_TRANSACTION,
             db,

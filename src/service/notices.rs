@@ -9,7 +9,7 @@ use crate::ledger::notices::{self, LowCreditRule};
 use crate::ledger::pricing;
 use crate::ledger::{Credits, LotSource};
 use crate::program::Program;
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store;
 use crate::store::accounts::Flag;
 use chrono::{DateTime, Utc};
@@ -181,7 +181,7 @@ async fn set_notified_many(conn: &impl ConnectionTrait, account_ids: &[i64], at:
     Ok(store::accounts::set_low_credits_notified(conn, account_ids, at).await?)
 }
 
-impl Ledger {
+impl Engine {
     pub async fn low_credits(&self, account: &account::Model) -> Result<LowCredits, ServiceError> {
         let (rule, balance, rate, reason) = evaluate(&self.db, &self.program, account).await?;
         Ok(LowCredits {

@@ -10,7 +10,7 @@ use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -33,7 +33,7 @@ pub struct PlanChange {
     pub granted: Option<PlanGrant>,
 }
 
-impl Ledger {
+impl Engine {
     /// Grants the account's current plan credits for the period containing `now`, once: a second
     /// call in the same period, from any process, grants nothing.
     pub async fn grant_plan_credits(&self, account: &str, now: DateTime<Utc>) -> Result<Option<PlanGrant>, ServiceError> {

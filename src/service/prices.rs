@@ -2,7 +2,7 @@
 //! token-priced AI models, as the API asks for them.
 
 use crate::ledger::pricing::{self, PricingError, Quote, QuoteLine, QuoteOptions, TokenUsage};
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -28,7 +28,7 @@ impl From<PricingError> for ServiceError {
     }
 }
 
-impl Ledger {
+impl Engine {
     /// The price of one use, with its breakdown, before the use is made.
     pub fn price_quote(&self, reference: &PriceRef) -> Result<Quote, ServiceError> {
         if let Some(tokens) = self.program.token_pricing.as_ref().filter(|t| t.feature() == reference.feature) {

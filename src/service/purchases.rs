@@ -7,7 +7,7 @@ use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::purchases::NewPurchase;
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
@@ -29,7 +29,7 @@ pub const MAX_PAYMENT_REFERENCE_CHARS: usize = 128;
 /// The origin of promotional lots tied to a purchase: they go if the purchase is refunded.
 pub const BONUS_ORIGIN: &str = "purchase_bonus";
 
-impl Ledger {
+impl Engine {
     /// Prices a package or a custom amount (whole credits, at least the program's minimum) and
     /// records a pending purchase.
     pub async fn purchase(

@@ -3,7 +3,7 @@
 use crate::entity::{account, journal_entry, journal_line, lot, purchase};
 use crate::ledger::{Credits, Lot, LotClass, LotSource};
 use crate::service::daily_free;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{self, journal::HistoryFilter, lots};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -98,7 +98,7 @@ pub struct HistoryItem {
     pub lines: Vec<journal_line::Model>,
 }
 
-impl Ledger {
+impl Engine {
     /// The balance at `now`, with today's daily free credits as a virtual lot where due.
     pub async fn balance(&self, account: &account::Model, now: DateTime<Utc>) -> Result<BalanceView, ServiceError> {
         let open = lots::open_for_account(&self.db, account.id).await?;

@@ -7,7 +7,7 @@ use crate::entity::{account, purchase};
 use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Program, Referrals};
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -60,7 +60,7 @@ async fn grant(
 pub(crate) async fn on_sign_up(
     txn: &DatabaseTransaction,
     program: &Program,
-    ledger: &Ledger,
+    ledger: &Engine,
     new: account::Model,
     referral_code: Option<&str>,
     now: DateTime<Utc>,
@@ -109,7 +109,7 @@ pub(crate) async fn on_first_purchase(
     Ok(())
 }
 
-impl Ledger {
+impl Engine {
     /// Grants the purchase bonuses whose hold has passed at `now`, at most `batch` of them; a
     /// bonus whose purchase was refunded meanwhile is cancelled. Returns how many were granted.
     pub async fn release_referral_bonuses(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, ServiceError> {

@@ -14,7 +14,7 @@ use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::purchases::BONUS_ORIGIN;
 use crate::service::reservations::release_lapsed;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::journal::EntryKind;
 use crate::store::{self, idempotency::request_hash, lots, reservations};
 use chrono::{DateTime, Utc};
@@ -39,7 +39,7 @@ pub struct RefundReceipt {
     pub revoked: Credits,
 }
 
-impl Ledger {
+impl Engine {
     /// The external id of the account a purchase belongs to.
     pub async fn purchase_owner(&self, purchase_id: i64) -> Result<String, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("no purchase {purchase_id}"));

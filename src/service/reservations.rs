@@ -12,7 +12,7 @@ use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::{check_amount, debits_of, take_in_order};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots, reservations};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
@@ -131,7 +131,7 @@ pub(crate) async fn hold(
     }))
 }
 
-impl Ledger {
+impl Engine {
     /// Holds credits of an account, taken in the program's order, until captured, released or
     /// past the deadline.
     pub async fn reserve(&self, request: ReserveRequest, now: DateTime<Utc>) -> Result<Hold, ServiceError> {

@@ -3,7 +3,7 @@
 //! bounded rounds until every kind is drained; each delete is its own short statement, so a
 //! purge never holds a lock for long, and a crash halfway loses nothing: the next tick goes on.
 
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::retention as purge;
 use chrono::{DateTime, Utc};
 use sea_orm::DbBackend;
@@ -39,7 +39,7 @@ impl RetentionReport {
     }
 }
 
-impl Ledger {
+impl Engine {
     /// One round: at most `limit` rows of each kind past its retention at `now`, then, on a
     /// SQLite file that allows it, a bounded step of giving the freed pages back.
     pub async fn purge_operational_rows(&self, now: DateTime<Utc>, limit: u64) -> Result<RetentionReport, ServiceError> {

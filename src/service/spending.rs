@@ -8,7 +8,7 @@ use crate::service::executor::{Command, Dated, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::prices::PriceRef;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -63,7 +63,7 @@ pub(crate) struct ParsedSpend {
 }
 
 impl ParsedSpend {
-    /// The spend as a command for the executor (`Ledger::execute_many`), with its instant.
+    /// The spend as a command for the executor (`Engine::execute_many`), with its instant.
     pub(crate) fn into_command(self) -> Dated<SpendFields> {
         let permit = Permit::ChargeFor(self.fields.feature.clone());
         (Command { operation: SPEND, account: self.account, key: self.key, request_hash: self.hash, permit, fields: self.fields }, self.now)
@@ -142,7 +142,7 @@ pub(crate) fn debits_of<'a>(rules: &'a [Lot], takes: &[Take]) -> Vec<(&'a Lot, C
     takes.iter().map(|t| (rules.iter().find(|l| l.id == t.lot_id).expect("takes come from these lots"), t.amount)).collect()
 }
 
-impl Ledger {
+impl Engine {
     /// Charges an account, all or nothing, consuming lots in the program's order. Concurrent
     /// spends of this process are committed together (`service::batch`), each still all or
     /// nothing and keyed; a spend alone is a batch of one.

@@ -15,7 +15,7 @@
 use crate::entity::outbox;
 use crate::ledger::backoff::retry_delay;
 use crate::ledger::time::truncate;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
@@ -215,7 +215,7 @@ pub(crate) fn run_instant(start: DateTime<Utc>, started: Instant) -> DateTime<Ut
     truncate(start).checked_add_signed(elapsed).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-impl Ledger {
+impl Engine {
     /// Sends at most `batch` due events, oldest first, each under its own lease; see the module
     /// documentation. Errors only for the database: a failed delivery is recorded, not returned.
     pub async fn deliver_webhooks(&self, sender: &WebhookSender, now: DateTime<Utc>, batch: u64) -> Result<DeliveryReport, ServiceError> {

@@ -11,7 +11,7 @@ pub mod ws;
 
 use credits::auth::{AuthKeys, Role};
 use credits::program::Program;
-use credits::service::{Clock, Ledger};
+use credits::service::{Clock, Engine};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -105,7 +105,7 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub address: String,
-    pub ledger: Ledger,
+    pub ledger: Engine,
     pub clock: Clock,
     pub client: reqwest::Client,
     pub keys: AuthKeys,

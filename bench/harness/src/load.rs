@@ -414,13 +414,13 @@ pub async fn paced(target: Arc<Target>, pick: Pick, rate: f64, max_in_flight: us
     measured
 }
 
-/// The same spends through the credits library in this process (`Ledger::spend`, its own pool
+/// The same spends through the credits library in this process (`Engine::spend`, its own pool
 /// of the server's size), no HTTP or GraphQL: what the server adds on top of its ledger.
 pub async fn in_process(url: &str, pick: Pick, clients: usize, warmup: Duration, seconds: Duration) -> anyhow::Result<Measured> {
     use credits::service::spending::SpendRequest;
     let pool = if credits::db::is_sqlite(url) { 8 } else { 16 };
     let db = credits::db::connect(url, pool).await?;
-    let ledger = Arc::new(credits::service::Ledger::new(db.clone(), Arc::new(credits::program::Program::load("arkain")?)));
+    let ledger = Arc::new(credits::service::Engine::new(db.clone(), Arc::new(credits::program::Program::load("arkain")?)));
     let amount = credits::ledger::Credits::parse_str(AMOUNT).map_err(|e| anyhow::anyhow!("{AMOUNT}: {e}"))?;
     let total = closed_loop_of(pick, clients, warmup, seconds, "ledger-", move |account, key| {
         let ledger = ledger.clone();

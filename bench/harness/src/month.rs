@@ -1,6 +1,6 @@
 //! The month's end (issue 9): every account's monthly plan lot expires at one instant and the
 //! next month's plan credits are granted to every account. Both run through the service code the
-//! workers call (`Ledger::run_job`), in this process with the worker's pool, with the clock set
+//! workers call (`Engine::run_job`), in this process with the worker's pool, with the clock set
 //! just past the month's end; the harness times each job from its first batch to its last.
 
 use chrono::{DateTime, Datelike, NaiveTime, Utc};
@@ -110,7 +110,7 @@ fn sql_instant(db: &sea_orm::DatabaseConnection, at: DateTime<Utc>) -> String {
 pub async fn run(url: &str, month_end: DateTime<Utc>) -> anyhow::Result<Vec<JobRun>> {
     let db = credits::db::connect(url, 8).await?;
     let program = credits::program::Program::load("arkain")?;
-    let ledger = Arc::new(credits::service::Ledger::new(db.clone(), Arc::new(program)));
+    let ledger = Arc::new(credits::service::Engine::new(db.clone(), Arc::new(program)));
     let at = month_end + chrono::Duration::seconds(1);
     let mut runs = Vec::new();
     for job in [Job::ExpireLots, Job::GrantMonthlyPlanCredits] {

@@ -10,7 +10,7 @@ use crate::ledger::schedule::{Cadence, Slot};
 use crate::service::notices::MAX_NOTICE_BATCH;
 use crate::service::retention::PURGE_ROWS;
 use crate::service::webhooks::{self, MAX_WEBHOOK_BATCH};
-use crate::service::{Ledger, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH, reservations::MAX_RESERVATION_BATCH};
+use crate::service::{Engine, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH, reservations::MAX_RESERVATION_BATCH};
 use crate::store;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -41,7 +41,7 @@ pub(crate) trait Drain: Sync {
     /// Items one batch takes at most.
     const BATCH: u64;
     /// One batch at `now`: how many items it handled.
-    fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> impl Future<Output = Result<u64, ServiceError>> + Send;
+    fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> impl Future<Output = Result<u64, ServiceError>> + Send;
 }
 
 /// A `Drain` as a job.
@@ -51,7 +51,7 @@ impl<D: Drain> JobHandler for Draining<D> {
     fn run<'a>(
         &'a self,
         _job: Job,
-        ledger: &'a Ledger,
+        ledger: &'a Engine,
         now: DateTime<Utc>,
         budget: &'a mut u32,
     ) -> BoxFuture<'a, Result<JobReport, ServiceError>> {
@@ -60,14 +60,14 @@ impl<D: Drain> JobHandler for Draining<D> {
 }
 
 /// A periodic job: for each due period of its cadence, a sweep over accounts in batches behind
-/// a cursor kept in `job_runs` (`Ledger::run_periodic`).
+/// a cursor kept in `job_runs` (`Engine::run_periodic`).
 pub(crate) trait Sweep: Sync {
     const CADENCE: Cadence;
 
     /// Work that must come before the due periods; false when the budget ran out first.
     fn before_periods(
         &self,
-        _ledger: &Ledger,
+        _ledger: &Engine,
         _budget: &mut u32,
         _now: DateTime<Utc>,
     ) -> impl Future<Output = Result<bool, ServiceError>> + Send {
@@ -77,7 +77,7 @@ pub(crate) trait Sweep: Sync {
     /// The next accounts of the sweep of `slot` after `cursor` (an account id), at most `limit`.
     fn accounts_after(
         &self,
-        ledger: &Ledger,
+        ledger: &Engine,
         slot: &Slot,
         now: DateTime<Utc>,
         cursor: i64,
@@ -86,12 +86,12 @@ pub(crate) trait Sweep: Sync {
 
     /// The batch's accounts at once; false when this sweep has no batched form (each account
     /// then runs alone). An error also falls back to `run_one`, which names the failing account.
-    fn run_batch(&self, _ledger: &Ledger, _ids: &[i64], _now: DateTime<Utc>) -> impl Future<Output = Result<bool, ServiceError>> + Send {
+    fn run_batch(&self, _ledger: &Engine, _ids: &[i64], _now: DateTime<Utc>) -> impl Future<Output = Result<bool, ServiceError>> + Send {
         async { Ok(false) }
     }
 
     /// One account's share of the period, idempotent (a once-per-period claim).
-    fn run_one(&self, ledger: &Ledger, id: i64, slot: &Slot, now: DateTime<Utc>) -> impl Future<Output = Result<(), ServiceError>> + Send;
+    fn run_one(&self, ledger: &Engine, id: i64, slot: &Slot, now: DateTime<Utc>) -> impl Future<Output = Result<(), ServiceError>> + Send;
 }
 
 /// A `Sweep` as a job.
@@ -105,7 +105,7 @@ impl<S: Sweep> JobHandler for Sweeping<S> {
     fn run<'a>(
         &'a self,
         job: Job,
-        ledger: &'a Ledger,
+        ledger: &'a Engine,
         now: DateTime<Utc>,
         budget: &'a mut u32,
     ) -> BoxFuture<'a, Result<JobReport, ServiceError>> {
@@ -117,7 +117,7 @@ pub(crate) struct ExpireLots;
 
 impl Drain for ExpireLots {
     const BATCH: u64 = MAX_EXPIRY_BATCH;
-    async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         Ok(ledger.expire_due(now, MAX_EXPIRY_BATCH).await?.lots)
     }
 }
@@ -126,7 +126,7 @@ pub(crate) struct ExpireReservations;
 
 impl Drain for ExpireReservations {
     const BATCH: u64 = MAX_RESERVATION_BATCH;
-    async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         ledger.expire_reservations(now, MAX_RESERVATION_BATCH).await
     }
 }
@@ -135,7 +135,7 @@ pub(crate) struct ReleaseReferralBonuses;
 
 impl Drain for ReleaseReferralBonuses {
     const BATCH: u64 = MAX_RELEASE_BATCH;
-    async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         ledger.release_referral_bonuses(now, MAX_RELEASE_BATCH).await
     }
 }
@@ -144,7 +144,7 @@ pub(crate) struct PurgeIdempotencyKeys;
 
 impl Drain for PurgeIdempotencyKeys {
     const BATCH: u64 = PURGE_BATCH;
-    async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         Ok(store::idempotency::purge_expired(&ledger.db, now, PURGE_BATCH).await?)
     }
 }
@@ -155,7 +155,7 @@ impl Drain for PurgeOperationalRows {
     const BATCH: u64 = PURGE_ROWS;
     /// A round deletes up to `BATCH` rows of each kind: while any kind is not drained, the
     /// total is at least `BATCH` and the drain goes on; once all are, one more round at most.
-    async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         Ok(ledger.purge_operational_rows(now, PURGE_ROWS).await?.total())
     }
 }
@@ -164,7 +164,7 @@ pub(crate) struct NotifyExpiringCredits;
 
 impl Drain for NotifyExpiringCredits {
     const BATCH: u64 = MAX_NOTICE_BATCH;
-    async fn batch(&self, ledger: &Ledger, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         ledger.notify_expiring(now, MAX_NOTICE_BATCH).await
     }
 }
@@ -176,7 +176,7 @@ impl JobHandler for SnapshotMarketRates {
     fn run<'a>(
         &'a self,
         _job: Job,
-        ledger: &'a Ledger,
+        ledger: &'a Engine,
         now: DateTime<Utc>,
         _budget: &'a mut u32,
     ) -> BoxFuture<'a, Result<JobReport, ServiceError>> {
@@ -196,7 +196,7 @@ impl JobHandler for DeliverWebhooks {
     fn run<'a>(
         &'a self,
         _job: Job,
-        ledger: &'a Ledger,
+        ledger: &'a Engine,
         now: DateTime<Utc>,
         budget: &'a mut u32,
     ) -> BoxFuture<'a, Result<JobReport, ServiceError>> {
@@ -218,7 +218,7 @@ impl JobHandler for DeliverWebhooks {
 }
 
 /// The plans with plan credits of `wanted`'s kind of period, if the program grants those.
-fn plans_granting(ledger: &Ledger, wanted: PlanPeriod) -> Vec<String> {
+fn plans_granting(ledger: &Engine, wanted: PlanPeriod) -> Vec<String> {
     match ledger.program.plan_credits {
         Some(rule) if rule.period == wanted => {
             ledger.program.plans.iter().filter(|p| p.monthly_credits.is_some()).map(|p| p.code.clone()).collect()
@@ -234,7 +234,7 @@ impl Sweep for GrantMonthlyPlanCredits {
 
     async fn accounts_after(
         &self,
-        ledger: &Ledger,
+        ledger: &Engine,
         _slot: &Slot,
         _now: DateTime<Utc>,
         cursor: i64,
@@ -244,11 +244,11 @@ impl Sweep for GrantMonthlyPlanCredits {
         Ok(store::accounts::ids_on_plans_after(&ledger.db, &plans, cursor, limit).await?)
     }
 
-    async fn run_batch(&self, ledger: &Ledger, ids: &[i64], now: DateTime<Utc>) -> Result<bool, ServiceError> {
+    async fn run_batch(&self, ledger: &Engine, ids: &[i64], now: DateTime<Utc>) -> Result<bool, ServiceError> {
         ledger.grant_in_parallel(ids, now).await.map(|_| true)
     }
 
-    async fn run_one(&self, ledger: &Ledger, id: i64, _slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    async fn run_one(&self, ledger: &Engine, id: i64, _slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
         ledger.grant_plan_credits_by_id(id, now).await.map(drop)
     }
 }
@@ -260,7 +260,7 @@ impl Sweep for RenewSubscriptions {
 
     async fn accounts_after(
         &self,
-        ledger: &Ledger,
+        ledger: &Engine,
         _slot: &Slot,
         _now: DateTime<Utc>,
         cursor: i64,
@@ -270,11 +270,11 @@ impl Sweep for RenewSubscriptions {
         Ok(store::accounts::ids_on_plans_after(&ledger.db, &plans, cursor, limit).await?)
     }
 
-    async fn run_batch(&self, ledger: &Ledger, ids: &[i64], now: DateTime<Utc>) -> Result<bool, ServiceError> {
+    async fn run_batch(&self, ledger: &Engine, ids: &[i64], now: DateTime<Utc>) -> Result<bool, ServiceError> {
         ledger.grant_in_parallel(ids, now).await.map(|_| true)
     }
 
-    async fn run_one(&self, ledger: &Ledger, id: i64, _slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    async fn run_one(&self, ledger: &Engine, id: i64, _slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
         ledger.grant_plan_credits_by_id(id, now).await.map(drop)
     }
 }
@@ -287,7 +287,7 @@ impl Sweep for ResetDailyCredits {
     /// Yesterday's daily free and lucky lots ended at today's start: write them off (dated at
     /// their expiry) before the day's drop, as the continuous job would. Once covers every
     /// caught-up day.
-    async fn before_periods(&self, ledger: &Ledger, budget: &mut u32, now: DateTime<Utc>) -> Result<bool, ServiceError> {
+    async fn before_periods(&self, ledger: &Engine, budget: &mut u32, now: DateTime<Utc>) -> Result<bool, ServiceError> {
         Ok(ledger.drain(budget, || ExpireLots.batch(ledger, now), ExpireLots::BATCH).await?.complete)
     }
 
@@ -295,7 +295,7 @@ impl Sweep for ResetDailyCredits {
     /// no longer be claimed.
     async fn accounts_after(
         &self,
-        ledger: &Ledger,
+        ledger: &Engine,
         slot: &Slot,
         now: DateTime<Utc>,
         cursor: i64,
@@ -305,7 +305,7 @@ impl Sweep for ResetDailyCredits {
         Ok(store::accounts::ids_on_plans_after(&ledger.db, &plans, cursor, limit).await?)
     }
 
-    async fn run_one(&self, ledger: &Ledger, id: i64, slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    async fn run_one(&self, ledger: &Engine, id: i64, slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
         ledger.drop_lucky_by_id(id, slot.starts_at.date_naive(), now).await.map(drop)
     }
 }
@@ -317,7 +317,7 @@ impl Sweep for SettleMonthlyUsage {
 
     async fn accounts_after(
         &self,
-        ledger: &Ledger,
+        ledger: &Engine,
         _slot: &Slot,
         _now: DateTime<Utc>,
         cursor: i64,
@@ -326,7 +326,7 @@ impl Sweep for SettleMonthlyUsage {
         Ok(store::metering::metered_accounts_after(&ledger.db, cursor, limit).await?)
     }
 
-    async fn run_one(&self, ledger: &Ledger, id: i64, slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
+    async fn run_one(&self, ledger: &Engine, id: i64, slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
         ledger.settle_month_by_id(id, slot.starts_at, now).await
     }
 }

@@ -9,17 +9,17 @@ mod catalog;
 mod sweep;
 
 use crate::ledger::schedule::Cadence;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use std::future::Future;
 
-/// Accounts per batch of a sweep by default (`Ledger::sweep_batch`): the cursor moves once per
-/// batch. Plan grants take a batch in transactions of `Ledger::job_part` accounts, run side by
+/// Accounts per batch of a sweep by default (`Engine::sweep_batch`): the cursor moves once per
+/// batch. Plan grants take a batch in transactions of `Engine::job_part` accounts, run side by
 /// side; the other sweeps give each account its own short transaction.
 pub const ACCOUNT_BATCH: u64 = 4000;
-/// Items per transaction of the jobs that split a batch into parts (`Ledger::job_part`): bounds
+/// Items per transaction of the jobs that split a batch into parts (`Engine::job_part`): bounds
 /// how long a part holds its accounts' locks.
 pub const ITEMS_PER_TRANSACTION: usize = 1000;
 /// Idempotency records deleted per statement.
@@ -45,7 +45,7 @@ pub(crate) trait JobHandler: Sync {
     fn run<'a>(
         &'a self,
         job: Job,
-        ledger: &'a Ledger,
+        ledger: &'a Engine,
         now: DateTime<Utc>,
         budget: &'a mut u32,
     ) -> BoxFuture<'a, Result<JobReport, ServiceError>>;
@@ -61,7 +61,7 @@ pub struct JobReport {
     pub complete: bool,
 }
 
-impl Ledger {
+impl Engine {
     /// Runs `job` at `now` to completion.
     pub async fn run_job(&self, job: Job, now: DateTime<Utc>) -> Result<JobReport, ServiceError> {
         self.run_job_bounded(job, now, u32::MAX).await
@@ -125,7 +125,7 @@ impl Ledger {
 }
 
 /// The workers tick jobs through this: the same service code as everything else.
-impl workers::RunsJobs for Ledger {
+impl workers::RunsJobs for Engine {
     async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<(), workers::JobError> {
         let report = self.run_job(job, now).await.map_err(|e| job_error(job, e))?;
         if report.items > 0 || !report.periods.is_empty() {

@@ -6,12 +6,12 @@
 use super::JobReport;
 use super::catalog::Sweep;
 use crate::ledger::schedule::Slot;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store;
 use chrono::{DateTime, Utc};
 use workers::Job;
 
-impl Ledger {
+impl Engine {
     pub(super) async fn run_periodic<S: Sweep>(
         &self,
         job: Job,

@@ -10,7 +10,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::reservations::{HoldRequest, hold};
 use crate::service::spending::check_amount;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{self, idempotency::request_hash, market::NewJob};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -74,7 +74,7 @@ pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -
     })
 }
 
-impl Ledger {
+impl Engine {
     /// Submits 1 to 100 jobs of one workload: each is matched, its price held, and started, or
     /// rejected with a code (`NO_PROVIDER`, `ALL_BUSY`, `BID_TOO_LOW`, `INSUFFICIENT_CREDITS`).
     pub async fn submit_jobs(

@@ -7,14 +7,14 @@ use crate::ledger::Credits;
 use crate::ledger::market::HardwareClass;
 use crate::service::input::ExternalId;
 use crate::service::spending::check_amount;
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, accounts::Flag};
 use chrono::{DateTime, Utc};
 
 /// Asks per provider.
 pub const MAX_ASKS: usize = 100;
 
-impl Ledger {
+impl Engine {
     /// Marks an account's identity verified or not (service, admin): the market needs it.
     pub async fn set_identity_verified(&self, account: &str, verified: bool) -> Result<account::Model, ServiceError> {
         let account = ExternalId::parse(account)?;

@@ -4,7 +4,7 @@
 use super::{market, rate_of, workload};
 use crate::ledger::Credits;
 use crate::ledger::market::{self as rules, Rate};
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
@@ -19,7 +19,7 @@ pub struct RatesView {
     pub history: Vec<(DateTime<Utc>, Rate)>,
 }
 
-impl Ledger {
+impl Engine {
     /// A workload's market rate now (from the providers' asks), the suggested bid, and the
     /// 5-minute snapshots, newest first.
     pub async fn market_rates(&self, workload_name: &str, history: u64) -> Result<RatesView, ServiceError> {

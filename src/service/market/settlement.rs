@@ -13,7 +13,7 @@ use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::reservations::settle_as;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots, market::JobEnd};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
@@ -38,7 +38,7 @@ async fn platform_account(
     Ok(store::accounts::lock_by_external_id(txn, &market.platform_account).await?.expect("inserted above"))
 }
 
-impl Ledger {
+impl Engine {
     /// A running job finished (service): its held price moves to the provider, less the
     /// platform's fee, exactly once.
     pub async fn complete_job(&self, job_id: &str, idempotency_key: &str, now: DateTime<Utc>) -> Result<JobView, ServiceError> {

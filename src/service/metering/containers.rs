@@ -8,11 +8,11 @@ use crate::ledger::time::month_key;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
 use crate::service::keyed::Refusal;
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{idempotency::request_hash, metering as meters};
 use chrono::{DateTime, Utc};
 
-impl Ledger {
+impl Engine {
     /// Starts (or restarts) a container at a tier; a restart first charges the storage used
     /// while it was stopped.
     pub async fn start_container(

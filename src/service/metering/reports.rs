@@ -3,7 +3,7 @@
 use super::LineView;
 use crate::ledger::Credits;
 use crate::ledger::metering::{MeteredContainer, Resource};
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::metering::{self as meters, StoredLine};
 
 /// A month's usage page (domain.md §7): what was used, what was deducted, and the difference.
@@ -36,7 +36,7 @@ fn line_view(stored: StoredLine, containers: &[MeteredContainer]) -> LineView {
     LineView::from(&line)
 }
 
-impl Ledger {
+impl Engine {
     pub async fn usage_report(&self, account_id: i64, month: &str) -> Result<UsageReport, ServiceError> {
         let month = parse_month(month)?;
         let settlements = meters::settlements_in(&self.db, account_id, &month).await?;

@@ -10,7 +10,7 @@ use crate::ledger::{Credits, Lot, Take};
 use crate::program::Program;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::{debits_of, take_in_order};
-use crate::service::{Ledger, ServiceError, tx};
+use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, journal::EntryKind, metering as meters};
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::DatabaseTransaction;
@@ -128,7 +128,7 @@ pub(crate) async fn settle_all(
     settle(txn, program, account, args, now).await
 }
 
-impl Ledger {
+impl Engine {
     /// The monthly settlement of one account (the worker's sweep): everything accrued up to the
     /// month's start. Idempotent: what it charged moved the meters past that instant.
     pub(crate) async fn settle_month_by_id(

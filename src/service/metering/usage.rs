@@ -11,13 +11,13 @@ use crate::ledger::time::month_key;
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
-use crate::service::{Ledger, ServiceError};
+use crate::service::{Engine, ServiceError};
 use crate::store::{idempotency::request_hash, metering as meters};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::DatabaseTransaction;
 
-impl Ledger {
+impl Engine {
     /// Records a usage sample: storage and traffic accrue until the next settlement; an AI use
     /// is priced and charged at once (free while the program's trial uses last).
     pub async fn record_usage(
@@ -185,7 +185,7 @@ struct AiUse {
 /// An AI use is priced and charged at once, free while the program's trial uses last.
 async fn charge_ai(
     txn: &DatabaseTransaction,
-    ledger: &Ledger,
+    ledger: &Engine,
     locked: &account::Model,
     ai: AiUse,
     key: &IdempotencyKey,
