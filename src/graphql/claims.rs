@@ -114,6 +114,20 @@ pub struct RandomCreditsPayload {
     pub distribution: String,
 }
 
+/// Lucky credits and ad rewards are both a random grant, shown the same way.
+impl From<crate::service::lucky::RandomGrant> for RandomCreditsPayload {
+    fn from(grant: crate::service::lucky::RandomGrant) -> Self {
+        RandomCreditsPayload {
+            day: grant.day,
+            amount: credits(grant.amount),
+            lot_id: ID(grant.lot_id.to_string()),
+            sequence: ID(grant.entry_id.to_string()),
+            expires_at: grant.expires_at,
+            distribution: grant.distribution,
+        }
+    }
+}
+
 #[derive(InputObject)]
 pub struct ClaimAdRewardInput {
     pub account_id: ID,
@@ -182,14 +196,7 @@ impl ClaimsMutation {
         limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
         let receipt = app.ledger.claim_lucky(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
-        Ok(RandomCreditsPayload {
-            day: receipt.day,
-            amount: credits(receipt.amount),
-            lot_id: ID(receipt.lot_id.to_string()),
-            sequence: ID(receipt.entry_id.to_string()),
-            expires_at: receipt.expires_at,
-            distribution: receipt.distribution,
-        })
+        Ok(receipt.into())
     }
 
     /// Redeems a verified ad view (or a button tap, where the program says so) for random
@@ -200,14 +207,7 @@ impl ClaimsMutation {
         let app = app(ctx);
         let receipt =
             app.ledger.claim_ad_reward(&input.account_id, input.transaction_id.as_deref(), &input.idempotency_key, app.clock.now()).await?;
-        Ok(RandomCreditsPayload {
-            day: receipt.day,
-            amount: credits(receipt.amount),
-            lot_id: ID(receipt.lot_id.to_string()),
-            sequence: ID(receipt.entry_id.to_string()),
-            expires_at: receipt.expires_at,
-            distribution: receipt.distribution,
-        })
+        Ok(receipt.into())
     }
 
     /// Creates a coupon (admin); idempotent on the code.

@@ -24,8 +24,8 @@ pub(crate) fn handler(job: Job) -> &'static dyn JobHandler {
         Job::ExpireReservations => &Draining(ExpireReservations),
         Job::ResetDailyCredits => &Sweeping(ResetDailyCredits),
         Job::SettleMonthlyUsage => &Sweeping(SettleMonthlyUsage),
-        Job::GrantMonthlyPlanCredits => &Sweeping(GrantMonthlyPlanCredits),
-        Job::RenewSubscriptions => &Sweeping(RenewSubscriptions),
+        Job::GrantMonthlyPlanCredits => &Sweeping(GrantPlanCredits::<true>),
+        Job::RenewSubscriptions => &Sweeping(GrantPlanCredits::<false>),
         Job::ReleaseReferralBonuses => &Draining(ReleaseReferralBonuses),
         Job::PurgeIdempotencyKeys => &Draining(PurgeIdempotencyKeys),
         Job::PurgeOperationalRows => &Draining(PurgeOperationalRows),
@@ -227,36 +227,12 @@ fn plans_granting(ledger: &Engine, wanted: PlanPeriod) -> Vec<String> {
     }
 }
 
-pub(crate) struct GrantMonthlyPlanCredits;
+/// The plan-credit sweeps: calendar-month plans on the 1st (`GrantMonthlyPlanCredits`, `MONTHLY`)
+/// and subscriptions whose month from the plan's start came round, daily (`RenewSubscriptions`).
+pub(crate) struct GrantPlanCredits<const MONTHLY: bool>;
 
-impl Sweep for GrantMonthlyPlanCredits {
-    const CADENCE: Cadence = Cadence::Monthly;
-
-    async fn accounts_after(
-        &self,
-        ledger: &Engine,
-        _slot: &Slot,
-        _now: DateTime<Utc>,
-        cursor: i64,
-        limit: u64,
-    ) -> Result<Vec<i64>, ServiceError> {
-        let plans = plans_granting(ledger, PlanPeriod::CalendarMonth);
-        Ok(store::accounts::ids_on_plans_after(&ledger.db, &plans, cursor, limit).await?)
-    }
-
-    async fn run_batch(&self, ledger: &Engine, ids: &[i64], now: DateTime<Utc>) -> Result<bool, ServiceError> {
-        ledger.grant_in_parallel(ids, now).await.map(|_| true)
-    }
-
-    async fn run_one(&self, ledger: &Engine, id: i64, _slot: &Slot, now: DateTime<Utc>) -> Result<(), ServiceError> {
-        ledger.grant_plan_credits_by_id(id, now).await.map(drop)
-    }
-}
-
-pub(crate) struct RenewSubscriptions;
-
-impl Sweep for RenewSubscriptions {
-    const CADENCE: Cadence = Cadence::Daily;
+impl<const MONTHLY: bool> Sweep for GrantPlanCredits<MONTHLY> {
+    const CADENCE: Cadence = if MONTHLY { Cadence::Monthly } else { Cadence::Daily };
 
     async fn accounts_after(
         &self,
@@ -266,7 +242,8 @@ impl Sweep for RenewSubscriptions {
         cursor: i64,
         limit: u64,
     ) -> Result<Vec<i64>, ServiceError> {
-        let plans = plans_granting(ledger, PlanPeriod::FromRecharge);
+        let period = if MONTHLY { PlanPeriod::CalendarMonth } else { PlanPeriod::FromRecharge };
+        let plans = plans_granting(ledger, period);
         Ok(store::accounts::ids_on_plans_after(&ledger.db, &plans, cursor, limit).await?)
     }
 
