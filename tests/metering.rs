@@ -99,7 +99,7 @@ async fn a_stop_charges_the_session_in_one_deduction(backend: Backend) {
     );
     assert_eq!(
         (&settlement["trigger"], &settlement["total"], &settlement["charged"], &settlement["uncollected"]),
-        (&json!("stop"), &json!("9.907"), &json!("9.907"), &json!("0"))
+        (&json!("STOP"), &json!("9.907"), &json!("9.907"), &json!("0"))
     );
     assert_eq!(stop(&app, "a", "web", "x-1").await["data"], stopped["data"], "a replay charges nothing more");
     assert_eq!(error_code(&stop(&app, "a", "web", "x-2").await), "INVALID_STATE");
@@ -107,7 +107,7 @@ async fn a_stop_charges_the_session_in_one_deduction(backend: Backend) {
     app.clock.set(at("2026-11-10T13:30:00Z"));
     let restarted = start(&app, "a", "web", "micro", false, "s-2").await;
     let settlement = &restarted["data"]["startContainer"]["settlement"];
-    assert_eq!(settlement["trigger"], json!("start"), "{restarted}");
+    assert_eq!(settlement["trigger"], json!("START"), "{restarted}");
     assert_eq!(settlement["lines"], json!([line(None, "STORAGE", "7200", "GB_SECOND", "0.036")]), "2 h stopped, 1 GB over");
     assert_eq!(error_code(&start(&app, "a", "web", "micro", false, "s-3").await), "INVALID_STATE", "already running");
 

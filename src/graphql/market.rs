@@ -7,6 +7,20 @@ use crate::service::market::{JobView, RatesView};
 use async_graphql::{Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
+/// Where a market job's budget came from, in the order they are tried.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::ledger::market::BudgetSource")]
+pub enum BudgetSource {
+    /// The job's own bid price.
+    Bid,
+    /// The consumer's saved bid preference for the workload.
+    Preference,
+    /// The workload's current average market rate.
+    AverageRate,
+    /// The workload's default price in the program.
+    DefaultPrice,
+}
+
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "crate::ledger::market::HardwareClass")]
 pub enum HardwareClass {
@@ -121,8 +135,8 @@ pub struct MarketJob {
     /// The provider's account id.
     pub provider: Option<ID>,
     pub budget: Option<CreditAmount>,
-    /// BID, PREFERENCE, AVERAGE_RATE or DEFAULT_PRICE.
-    pub budget_source: Option<String>,
+    /// Where the budget came from.
+    pub budget_source: Option<BudgetSource>,
     /// The final price: ask x hardware multiplier x surge; never above the budget.
     pub price: Option<CreditAmount>,
     pub surge: bool,
@@ -144,7 +158,7 @@ impl From<JobView> for MarketJob {
             code: j.rejection_code.map(Into::into),
             provider: j.provider.map(ID),
             budget: j.budget.map(credits),
-            budget_source: j.budget_source.map(|s| s.to_uppercase()),
+            budget_source: j.budget_source.map(Into::into),
             price: j.price.map(credits),
             surge: j.surge,
             reservation_id: j.reservation_id.map(|id| ID(id.to_string())),

@@ -8,7 +8,7 @@ use crate::ledger::metering as rules;
 use crate::service::metering::{self as service, LineView, SettlementView};
 use crate::service::reads::{page_size, parse_cursor};
 use async_graphql::connection::{Connection, Edge};
-use async_graphql::{ComplexObject, Context, ID, InputObject, SimpleObject};
+use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
@@ -200,12 +200,28 @@ impl From<LineView> for UsageLine {
     }
 }
 
+/// What a deduction of metered usage was triggered by.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::ledger::metering::Trigger")]
+pub enum SettlementTrigger {
+    /// A container stopped: its time, add-on, and the account's storage and traffic so far.
+    Stop,
+    /// A container started: the storage used while it was stopped.
+    Start,
+    /// The 1st of the month: everything accrued by every container.
+    Monthly,
+    /// A plan change: everything accrued so far, at the old plan's quota.
+    PlanChange,
+    /// One AI use, charged as it happens.
+    Ai,
+}
+
 /// One deduction of metered usage.
 #[derive(SimpleObject)]
 pub struct Settlement {
     pub settlement_id: ID,
-    /// stop, start, monthly, plan_change, ai
-    pub trigger: String,
+    /// What the deduction was triggered by.
+    pub trigger: SettlementTrigger,
     pub total: CreditAmount,
     /// What was actually taken: less than `total` on overuse.
     pub charged: CreditAmount,
@@ -219,7 +235,7 @@ impl From<SettlementView> for Settlement {
     fn from(s: SettlementView) -> Self {
         Settlement {
             settlement_id: ID(s.id.to_string()),
-            trigger: s.trigger.to_string(),
+            trigger: s.trigger.into(),
             total: credits(s.total),
             charged: credits(s.charged),
             uncollected: credits(s.uncollected),

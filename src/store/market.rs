@@ -4,7 +4,7 @@
 
 use crate::entity::{asking_price, bid_preference, market_job, market_rate_snapshot, provider};
 use crate::ledger::Credits;
-use crate::ledger::market::{HardwareClass, JobCode, JobStatus, Offer, Rate};
+use crate::ledger::market::{BudgetSource, HardwareClass, JobCode, JobStatus, Offer, Rate};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
@@ -205,6 +205,12 @@ pub fn job_state(job: &market_job::Model) -> Result<(JobStatus, Option<JobCode>)
     let status = job.status.parse().map_err(|_| corrupt("status"))?;
     let code = job.rejection_code.as_deref().map(str::parse).transpose().map_err(|_| corrupt("code"))?;
     Ok((status, code))
+}
+
+/// Where a stored job's budget came from, read back from its text.
+pub fn budget_source(job: &market_job::Model) -> Result<Option<BudgetSource>, DbErr> {
+    let corrupt = || DbErr::Type(format!("market job {}: unknown budget source", job.id));
+    job.budget_source.as_deref().map(str::parse).transpose().map_err(|_| corrupt())
 }
 
 pub async fn job(conn: &impl ConnectionTrait, id: i64) -> Result<Option<market_job::Model>, DbErr> {

@@ -4,7 +4,7 @@
 use super::{default_price, market, rate_of, workload};
 use crate::entity::{account, market_job};
 use crate::ledger::Credits;
-use crate::ledger::market::{self as rules, JobCode, JobStatus, Offer};
+use crate::ledger::market::{self as rules, BudgetSource, JobCode, JobStatus, Offer};
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
@@ -31,7 +31,7 @@ pub struct JobView {
     pub rejection_code: Option<JobCode>,
     pub provider: Option<String>,
     pub budget: Option<Credits>,
-    pub budget_source: Option<String>,
+    pub budget_source: Option<BudgetSource>,
     pub price: Option<Credits>,
     pub surge: bool,
     pub reservation_id: Option<i64>,
@@ -64,7 +64,7 @@ pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -
         rejection_code,
         provider: job.provider_account_id.and_then(|id| providers.get(&id).cloned()),
         budget: job.budget_micros.map(Credits::from_micros),
-        budget_source: job.budget_source.clone(),
+        budget_source: store::market::budget_source(job)?,
         price: job.price_micros.map(Credits::from_micros),
         surge: job.surge,
         reservation_id: job.reservation_id,
