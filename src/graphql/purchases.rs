@@ -19,10 +19,15 @@ pub struct Money {
     pub currency: String,
 }
 
+/// Where a purchase stands.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::ledger::money::PurchaseStatus")]
 pub enum PurchaseStatus {
+    /// Created, waiting for the payment to be confirmed.
     Pending,
+    /// Paid: its credits were granted.
     Paid,
+    /// Refunded, in full or in part.
     Refunded,
 }
 
@@ -52,12 +57,8 @@ impl Purchase {
     }
     /// PENDING until the payment is confirmed, then PAID; REFUNDED after a refund.
     async fn status(&self) -> ApiResult<PurchaseStatus> {
-        match self.0.status.as_str() {
-            "pending" => Ok(PurchaseStatus::Pending),
-            "paid" => Ok(PurchaseStatus::Paid),
-            "refunded" => Ok(PurchaseStatus::Refunded),
-            other => Err(corrupt(format!("purchase {}: status {other:?}", self.0.id)).into()),
-        }
+        let status = self.0.status.parse::<crate::ledger::money::PurchaseStatus>();
+        Ok(status.map_err(|_| corrupt(format!("purchase {}: status {:?}", self.0.id, self.0.status)))?.into())
     }
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.0.paid_at

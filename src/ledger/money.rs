@@ -2,6 +2,18 @@
 //! its ISO currency code).
 
 use crate::ledger::amount::{Credits, MICROS_PER_CREDIT};
+
+/// Where a purchase stands; stored as its snake_case name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr, strum::Display)]
+#[strum(serialize_all = "snake_case")]
+pub enum PurchaseStatus {
+    /// Created, waiting for the payment to be confirmed.
+    Pending,
+    /// Paid: its credits were granted.
+    Paid,
+    /// Refunded, in full or in part.
+    Refunded,
+}
 use rust_decimal::{Decimal, RoundingStrategy};
 
 /// The price of `credits` at `minor_per_credit` (which may be fractional, e.g. 0.2 cents),

@@ -2,6 +2,7 @@
 //! into a paid lot, exactly once per payment reference.
 
 use crate::entity::purchase;
+use crate::ledger::money::PurchaseStatus;
 use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
@@ -139,7 +140,7 @@ impl Engine {
                         "payment reference {reference:?} already confirmed another purchase"
                     )));
                 }
-                if pending.status != "pending" {
+                if store::purchases::status_of(&pending)? != PurchaseStatus::Pending {
                     return Err(ServiceError::IdempotencyConflict(format!(
                         "purchase {purchase_id} was already confirmed with another payment reference"
                     )));

@@ -4,6 +4,7 @@
 //! that purchase was refunded meanwhile. The release is a service function the workers run.
 
 use crate::entity::{account, purchase};
+use crate::ledger::money::PurchaseStatus;
 use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Program, Referrals};
 use crate::service::posting::{self, EntryMeta};
@@ -133,7 +134,7 @@ impl Engine {
                         Some(id) => store::purchases::by_id(txn, id).await?,
                         None => None,
                     };
-                    if purchase.is_none_or(|p| p.status != "paid") {
+                    if purchase.is_none_or(|p| !matches!(store::purchases::status_of(&p), Ok(PurchaseStatus::Paid))) {
                         store::referrals::set_status(txn, current.id, "held", "cancelled").await?;
                         return Ok(false);
                     }

@@ -4,6 +4,7 @@
 //! through the outbox, in the same transaction.
 
 use crate::entity::{journal_line, purchase, reservation};
+use crate::ledger::money::PurchaseStatus;
 use crate::ledger::refund::{RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, Lot, Take, allocate, balance};
@@ -134,7 +135,8 @@ impl Engine {
 
 /// The purchase's paid lot, if it may be refunded now by `requester`; else why not.
 fn refundable(purchase: &purchase::Model, terms: &Refunds, requester: Requester, now: DateTime<Utc>) -> Result<i64, RefundRefusal> {
-    let (Some(paid_at), Some(lot_id), "paid") = (purchase.paid_at, purchase.lot_id, purchase.status.as_str()) else {
+    let status = store::purchases::status_of(purchase).ok();
+    let (Some(paid_at), Some(lot_id), Some(PurchaseStatus::Paid)) = (purchase.paid_at, purchase.lot_id, status) else {
         return Err(RefundRefusal::NotPaid);
     };
     let window = match requester {
@@ -266,7 +268,7 @@ async fn mark_refunded(
     now: DateTime<Utc>,
 ) -> Result<purchase::Model, ServiceError> {
     let mut refunded = purchase.into_active_model();
-    refunded.status = Set("refunded".to_string());
+    refunded.status = Set(PurchaseStatus::Refunded.to_string());
     refunded.refunded_minor = Set(Some(refunded_minor));
     refunded.refunded_at = Set(Some(now));
     let refunded = refunded.update(txn).await?;

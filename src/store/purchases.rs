@@ -1,4 +1,5 @@
 use crate::entity::purchase;
+use crate::ledger::money::PurchaseStatus;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
@@ -52,6 +53,11 @@ pub struct NewPurchase {
 }
 
 /// Records a pending purchase.
+/// A stored purchase's status, read back from its text.
+pub fn status_of(purchase: &purchase::Model) -> Result<PurchaseStatus, DbErr> {
+    purchase.status.parse().map_err(|_| DbErr::Type(format!("purchase {}: unknown status {:?}", purchase.id, purchase.status)))
+}
+
 pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Result<purchase::Model, DbErr> {
     purchase::ActiveModel {
         account_id: Set(new.account_id),
@@ -60,7 +66,7 @@ pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Re
         credits_micros: Set(new.credits_micros),
         price_minor: Set(new.price_minor),
         currency: Set(new.currency),
-        status: Set("pending".to_string()),
+        status: Set(PurchaseStatus::Pending.to_string()),
         payment_reference: Set(None),
         lot_id: Set(None),
         created_at: Set(new.created_at),
@@ -82,7 +88,7 @@ pub async fn mark_paid(
     now: DateTime<Utc>,
 ) -> Result<purchase::Model, DbErr> {
     let mut paid = pending.into_active_model();
-    paid.status = Set("paid".to_string());
+    paid.status = Set(PurchaseStatus::Paid.to_string());
     paid.payment_reference = Set(Some(payment_reference.to_string()));
     paid.lot_id = Set(Some(lot_id));
     paid.paid_at = Set(Some(now));
