@@ -16,7 +16,10 @@ pub struct Settings {
     pub program: Program,
     pub auth_secret: Vec<u8>,
     pub bind: String,
+    /// Where "now" comes from, unless `test_clock` is set.
     pub clock: Clock,
+    /// Run on the database's test clock (`Clock::Test`), started where this says on a fresh one.
+    pub test_clock: Option<TestClockStart>,
     pub idempotency_days: u32,
     /// Verifies ad networks' callbacks; none: the callback endpoint answers 503.
     pub ad_verifier: Option<Arc<dyn AdVerifier>>,
@@ -28,6 +31,10 @@ pub struct Settings {
     /// How long operational rows are kept (`ledger::retention`).
     pub retention: Retention,
 }
+
+/// A test clock's start on a database's first start; none: the wall time then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestClockStart(pub Option<chrono::DateTime<chrono::Utc>>);
 
 /// The request limits and hardening switches, each with a safe default (docs/security.md).
 #[derive(Debug, Clone)]
@@ -149,6 +156,7 @@ impl Settings {
             auth_secret: config.auth_secret()?,
             bind: config.bind.clone(),
             clock: Clock::System,
+            test_clock: config.test_clock()?,
             idempotency_days: config.idempotency_days,
             ad_verifier: ad_verifier(config)?,
             webhooks: webhook_sender(config)?,
@@ -198,6 +206,8 @@ struct LedgerSettings<'a> {
     webhooks: Option<Arc<WebhookSender>>,
     spend_lanes: Option<usize>,
     retention: Retention,
+    clock: Clock,
+    test_clock: Option<TestClockStart>,
 }
 
 /// The one way a process opens the ledger: connect, migrate, then the program and every ledger
@@ -210,6 +220,14 @@ async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Engine> {
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     ledger.webhooks = settings.webhooks;
     ledger.retention = settings.retention;
+    ledger.clock = match settings.test_clock {
+        Some(TestClockStart(start)) => {
+            let clock = Clock::start_test(&ledger.db, start).await?;
+            tracing::warn!(now = %clock.now(), "this deployment runs on a TEST CLOCK: time stands still until an admin advances it");
+            clock
+        }
+        None => settings.clock,
+    };
     if let Some(lanes) = settings.spend_lanes {
         ledger.spends = Arc::new(crate::service::batch::SpendQueue::new(lanes));
     }
@@ -226,6 +244,8 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<En
         webhooks: webhook_sender(config)?,
         spend_lanes: config.spend_lanes,
         retention: config.retention(),
+        clock: Clock::System,
+        test_clock: config.test_clock()?,
     })
     .await
 }
@@ -240,13 +260,29 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         webhooks: settings.webhooks,
         spend_lanes: settings.spend_lanes,
         retention: settings.retention,
+        clock: settings.clock,
+        test_clock: settings.test_clock,
     })
     .await?;
+    let clock = ledger.clock.clone();
+    if clock.is_test() {
+        // Live balances read the clock without a request to refresh it: a second's lag at most
+        // behind an advance made by another process.
+        let (clock, db) = (clock.clone(), ledger.db.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                if let Err(e) = clock.refresh(&db).await {
+                    tracing::debug!(error = %e, "could not read the test clock");
+                }
+            }
+        });
+    }
     let db = ledger.db.clone();
     let feed = crate::feed::BalanceFeed::start(&db);
     let security = settings.security.clone();
-    let watches =
-        crate::balance_watch::BalanceWatches::new(ledger.clone(), settings.clock.clone(), feed, security.max_subscriptions_per_account);
+    let watches = crate::balance_watch::BalanceWatches::new(ledger.clone(), clock.clone(), feed, security.max_subscriptions_per_account);
     // Extensions run in this order, each around the next: codes are stamped on what all the
     // others answer.
     let mut builder = schema_builder()
@@ -256,7 +292,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
         .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })
-        .data(AppData { ledger: ledger.clone(), clock: settings.clock.clone() })
+        .data(AppData { ledger: ledger.clone(), clock: clock.clone() })
         .data(crate::graphql::context::ClaimLimits {
             limiter: Arc::new(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60))),
             per_account: security.claims_per_minute_per_account,
@@ -273,7 +309,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         auth: Arc::new(security.auth_keys(&settings.auth_secret)),
         db,
         ledger: ledger.clone(),
-        clock: settings.clock,
+        clock,
         ads,
         websockets: crate::ws::WebSocketCounts::new(security.max_websockets_per_address),
         security,

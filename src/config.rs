@@ -38,6 +38,8 @@
 //! | rate snapshots kept | `retain_rate_snapshots_days` | `CREDITS_RETAIN_RATE_SNAPSHOTS_DAYS` | 90 |
 //! | coupon guesses kept | `retain_coupon_failures_days` | `CREDITS_RETAIN_COUPON_FAILURES_DAYS` | 7 |
 //! | job period markers kept | `retain_job_markers_days` | `CREDITS_RETAIN_JOB_MARKERS_DAYS` | 90 (at least 31) |
+//! | clock         | `clock`         | `CREDITS_CLOCK`       | `system`; `test`: a clock admins move (`advanceClock`), refused in production |
+//! | test clock start | `clock_start` | `CREDITS_CLOCK_START` | the wall time of the first start (RFC 3339) |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -109,6 +111,11 @@ pub struct Config {
     pub retain_coupon_failures_days: u32,
     /// Days the scheduled jobs' period markers are kept; at least the catch-up horizon.
     pub retain_job_markers_days: u32,
+    /// "system", or "test": a frozen clock stored in the database that admins move forward
+    /// (`advanceClock`), for integrators to see month ends and expiries. Refused in production.
+    pub clock: String,
+    /// Where a test clock starts on a database's first start (RFC 3339); else the wall time.
+    pub clock_start: Option<String>,
 }
 
 /// A list, or a string of comma-separated items (environment variables have no lists).
@@ -164,6 +171,8 @@ impl Default for Config {
             retain_rate_snapshots_days: Retention::default().rate_snapshots_days,
             retain_coupon_failures_days: Retention::default().coupon_failures_days,
             retain_job_markers_days: Retention::default().job_markers_days,
+            clock: "system".to_string(),
+            clock_start: None,
         }
     }
 }
@@ -225,11 +234,19 @@ impl Config {
                 "MAX_CONNECTIONS_PER_IP",
                 "TRUSTED_PROXIES",
                 "TRUSTED_PROXY_HEADER",
+                "RETAIN_JOB_TICKS_DAYS",
+                "RETAIN_DELIVERED_EVENTS_DAYS",
+                "RETAIN_RATE_SNAPSHOTS_DAYS",
+                "RETAIN_COUPON_FAILURES_DAYS",
+                "RETAIN_JOB_MARKERS_DAYS",
+                "CLOCK",
+                "CLOCK_START",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if config.mode != "development" && config.mode != "production" {
             return Err(ConfigError::Invalid(format!("mode {:?}: \"development\" or \"production\"", config.mode)));
         }
+        config.test_clock()?;
         if !(1..=300).contains(&config.request_timeout_seconds) {
             return Err(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
         }
@@ -275,6 +292,36 @@ impl Config {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
         }
         Ok(config)
+    }
+
+    /// Whether this deployment runs on a test clock, and where that clock starts on a fresh
+    /// database (none: the wall time). A test clock lets an admin move time for every account,
+    /// so production mode refuses it.
+    pub fn test_clock(&self) -> Result<Option<crate::app::TestClockStart>, ConfigError> {
+        match self.clock.as_str() {
+            "system" if self.clock_start.is_some() => {
+                Err(ConfigError::Invalid("clock_start (CREDITS_CLOCK_START) is for a test clock: set clock = \"test\" too".into()))
+            }
+            "system" => Ok(None),
+            "test" if self.mode == "production" => Err(ConfigError::Invalid(
+                "clock = \"test\" (CREDITS_CLOCK=test) is refused in production mode: a test clock lets an admin move time for every \
+                 account. Use it on a development or staging deployment with its own database"
+                    .into(),
+            )),
+            "test" => {
+                let start = self
+                    .clock_start
+                    .as_deref()
+                    .map(|s| {
+                        chrono::DateTime::parse_from_rfc3339(s.trim()).map(|at| at.to_utc()).map_err(|e| {
+                            ConfigError::Invalid(format!("clock_start {s:?}: an RFC 3339 instant such as 2026-01-31T12:00:00Z ({e})"))
+                        })
+                    })
+                    .transpose()?;
+                Ok(Some(crate::app::TestClockStart(start)))
+            }
+            other => Err(ConfigError::Invalid(format!("clock {other:?}: \"system\" or \"test\""))),
+        }
     }
 
     /// How long operational rows are kept (`ledger::retention`).

@@ -97,6 +97,10 @@ async fn graphql(
             return refuse(format!("a batch holds 1 to {max} requests, this one {}", requests.len()));
         }
     }
+    // On a test clock, another process may have moved it: each request takes the stored instant.
+    if let Err(e) = state.clock.refresh(&state.db).await {
+        tracing::warn!(error = %e, "could not read the test clock; this request uses the last instant read");
+    }
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     let caller: Authentication = state.auth.authenticate(header);
     let client = crate::client_address::client_address(peer, &headers, &state.security.trusted_proxies);
@@ -122,6 +126,9 @@ async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) 
     let Some(verifier) = &state.ads else {
         return reply(StatusCode::SERVICE_UNAVAILABLE, "ad verification is not configured");
     };
+    if let Err(e) = state.clock.refresh(&state.db).await {
+        tracing::warn!(error = %e, "could not read the test clock; this callback uses the last instant read");
+    }
     let reward = match verifier.verify(query.as_deref().unwrap_or_default()) {
         Ok(reward) => reward,
         Err(e @ (AdError::Unsigned | AdError::BadSignature)) => {

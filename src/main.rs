@@ -121,7 +121,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Jobs { run } => {
             let ledger = credits::app::ledger_from_config(&config, 4).await?;
-            let now = chrono::Utc::now();
+            let now = ledger.clock.tick_instant(&ledger.db, chrono::Utc::now()).await?;
             if run {
                 for job in credits::service::jobs::Job::ALL {
                     let report = ledger.run_job(job, now).await?;
@@ -147,7 +147,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit => {
             let db = credits::db::connect(&config.database_url(), 2).await?;
-            let report = credits::audit::run(&db, chrono::Utc::now()).await?;
+            // On a test clock, balances are audited at the clock's instant.
+            let now = match config.test_clock()? {
+                Some(_) => credits::store::test_clock::read(&db).await?.unwrap_or_else(chrono::Utc::now),
+                None => chrono::Utc::now(),
+            };
+            let report = credits::audit::run(&db, now).await?;
             println!("{report}");
             if !report.is_clean() {
                 return Ok(ExitCode::FAILURE);

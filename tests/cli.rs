@@ -63,6 +63,11 @@ fn configuration_comes_from_a_file_and_the_environment() {
     assert!(!missing.status.success());
     let short = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_AUTH_SECRET", "short").output().unwrap();
     assert!(!short.status.success(), "a short secret is refused");
+    // The retention settings are read from the environment too (the markers' floor is 31 days).
+    for (days, ok) in [("10", false), ("31", true)] {
+        let out = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_RETAIN_JOB_MARKERS_DAYS", days).output().unwrap();
+        assert_eq!(out.status.success(), ok, "CREDITS_RETAIN_JOB_MARKERS_DAYS={days}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     for (lanes, ok) in [("0", false), ("65", false), ("many", false), ("8", true)] {
         let out = credits(dir.path()).args(["token", "--role", "service"]).env("CREDITS_SPEND_LANES", lanes).output().unwrap();
         assert_eq!(out.status.success(), ok, "CREDITS_SPEND_LANES={lanes}: {}", String::from_utf8_lossy(&out.stderr));

@@ -39,5 +39,6 @@ mod roles;
 mod schema;
 mod spending;
 mod subscriptions;
+mod test_clock;
 mod webhooks;
 mod websocket;

@@ -16,6 +16,7 @@ mod m20261129_000010_add_outbox_delivery;
 mod m20261129_000011_add_notice_state;
 mod m20261129_000012_create_market;
 mod m20261130_000013_leave_room_for_updates;
+mod m20261202_000014_create_test_clock;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000011_add_notice_state::Migration),
             Box::new(m20261129_000012_create_market::Migration),
             Box::new(m20261130_000013_leave_room_for_updates::Migration),
+            Box::new(m20261202_000014_create_test_clock::Migration),
         ]
     }
 }

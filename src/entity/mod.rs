@@ -23,4 +23,5 @@ pub mod purchase;
 pub mod referral;
 pub mod reservation;
 pub mod settlement;
+pub mod test_clock;
 pub mod usage_line;

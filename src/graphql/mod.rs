@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod amount;
 pub mod balance;
 pub mod claims;
+pub mod clock;
 pub mod context;
 pub mod error;
 pub mod history;

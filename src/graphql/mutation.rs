@@ -2,6 +2,7 @@
 
 use crate::graphql::accounts::AccountsMutation;
 use crate::graphql::claims::ClaimsMutation;
+use crate::graphql::clock::ClockMutation;
 use crate::graphql::market_root::MarketMutation;
 use crate::graphql::metering_root::MeteringMutation;
 use crate::graphql::purchases::PurchasesMutation;
@@ -18,4 +19,5 @@ pub struct MutationRoot(
     ClaimsMutation,
     MarketMutation,
     MeteringMutation,
+    ClockMutation,
 );

@@ -51,6 +51,12 @@ pub struct ProgramInfo {
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
     pub consumption_order: Vec<Vec<LotClass>>,
     pub plans: Vec<Plan>,
+    /// The service's current instant, by which balances, expiries, claims and refund windows
+    /// are judged: the test clock's on a deployment that runs one (`testClock`).
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// This deployment runs on a test clock that admins move (`advanceClock`); time stands still
+    /// between advances.
+    pub test_clock: bool,
 }
 
 #[derive(Default)]
@@ -76,6 +82,8 @@ impl ProgramQuery {
             purchased_validity: program.purchased_validity.to_string(),
             consumption_order: program.consumption_order.tiers().iter().map(|t| t.iter().map(|c| (*c).into()).collect()).collect(),
             plans: program.plans.iter().map(|p| Plan::new(p, &program.currency)).collect(),
+            now: app(ctx).clock.now(),
+            test_clock: app(ctx).clock.is_test(),
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod refund;
 pub mod reservation;
 pub mod retention;
 pub mod schedule;
+pub mod test_clock;
 pub mod time;
 pub mod wallet;
 

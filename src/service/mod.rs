@@ -28,6 +28,7 @@ pub mod refunds;
 pub mod reservations;
 pub mod retention;
 pub mod spending;
+pub mod test_clock;
 pub mod tx;
 pub mod webhooks;
 
@@ -67,6 +68,9 @@ pub struct Engine {
     pub job_part: usize,
     /// How long operational rows are kept (`retention`): ticks, delivered events, snapshots.
     pub retention: crate::ledger::retention::Retention,
+    /// Where scheduled ticks take "now" from (`Clock::tick_instant`) and what
+    /// `advance_clock` moves: the system clock unless the deployment runs a test clock.
+    pub clock: Clock,
 }
 
 impl Engine {
@@ -83,6 +87,7 @@ impl Engine {
             sweep_batch: jobs::ACCOUNT_BATCH,
             webhooks: None,
             retention: crate::ledger::retention::Retention::default(),
+            clock: Clock::System,
             spends,
         }
     }

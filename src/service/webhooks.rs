@@ -246,7 +246,12 @@ impl Engine {
                 None => None,
             };
             let sent = match envelope(&event, account.as_deref()) {
-                Ok(body) => sender.send(&event_id(event.id), body, run_instant(now, started)).await,
+                // Receivers compare the signature's timestamp with their own clocks: on a test
+                // clock it stays the wall time.
+                Ok(body) => {
+                    let signed_at = if self.clock.is_test() { Utc::now() } else { run_instant(now, started) };
+                    sender.send(&event_id(event.id), body, signed_at).await
+                }
                 Err(e) => Err(SendError::Payload(e)),
             };
             let done_at = run_instant(now, started);

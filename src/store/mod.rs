@@ -16,6 +16,7 @@ pub mod purchases;
 pub mod referrals;
 pub mod reservations;
 pub mod retention;
+pub mod test_clock;
 
 use sea_orm::{DbErr, RuntimeErr};
 use std::ops::Deref;

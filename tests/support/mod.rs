@@ -150,6 +150,7 @@ impl TestApp {
             auth_secret: SECRET.to_vec(),
             bind: "127.0.0.1:0".to_string(),
             clock: clock.clone(),
+            test_clock: None,
             idempotency_days: 30,
             ad_verifier: Some(std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET))),
             // Tests that deliver webhooks set `ledger.webhooks` to their own receiver.

@@ -127,6 +127,8 @@ impl Engine {
 /// The workers tick jobs through this: the same service code as everything else.
 impl workers::RunsJobs for Engine {
     async fn run(&self, job: Job, now: DateTime<Utc>) -> Result<(), workers::JobError> {
+        // On a test clock a tick runs at the clock's instant, not the wall's.
+        let now = self.clock.tick_instant(&self.db, now).await.map_err(|e| job_error(job, e.into()))?;
         let report = self.run_job(job, now).await.map_err(|e| job_error(job, e))?;
         if report.items > 0 || !report.periods.is_empty() {
             tracing::info!(job = job.name(), items = report.items, periods = ?report.periods, "job ran");
