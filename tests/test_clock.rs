@@ -331,3 +331,51 @@ async fn a_test_clock_is_refused_in_production_and_absent_by_default() {
 fn dec(s: &str) -> rust_decimal::Decimal {
     s.parse().unwrap_or_else(|_| panic!("a decimal: {s}"))
 }
+
+/// Two processes advance the same clock at once while spends arrive: each month's plan credits
+/// are granted once, the clock ends at the target, and the audit is clean at its instant.
+async fn concurrent_advances_in_two_processes_do_each_period_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let first = ClockServer::start(&db.url, "arkain", "2026-01-15T12:00:00Z").await;
+    let second = ClockServer::start(&db.url, "arkain", "2026-01-15T12:00:00Z").await;
+    first.create_account("raced", Some("membership")).await;
+    let target = "2026-03-15T12:00:00Z";
+    let spends = (0..20).map(|n| {
+        let server = if n % 2 == 0 { &first } else { &second };
+        async move {
+            server
+                .gql(
+                    &token(Role::Service, None),
+                    "mutation($k: String!) { spendCredits(input: {accountId: \"raced\", amount: \"1\", idempotencyKey: $k, feature: \"chat\"}) { sequence } }",
+                    json!({ "k": format!("spend-{n}") }),
+                )
+                .await
+        }
+    });
+    let (a, b, spent) =
+        tokio::join!(first.advance(Some(target), None), second.advance(Some(target), None), futures_util::future::join_all(spends));
+    let outcomes: Vec<_> = [&a, &b].iter().map(|r| if r["errors"].is_null() { "ok" } else { error_code(r) }).collect();
+    assert!(outcomes.contains(&"ok"), "one advance at least completes: {a} {b}\n{}\n{}", first.log(), second.log());
+    assert!(
+        outcomes.iter().all(|o| *o == "ok" || *o == "BAD_USER_INPUT"),
+        "the other completes too or finds the clock there: {a} {b}\n{}\n{}",
+        first.log(),
+        second.log()
+    );
+    for r in &spent {
+        assert!(r["errors"].is_null() || error_code(r) == "INSUFFICIENT_CREDITS", "{r}");
+    }
+    assert_eq!(first.now().await, "2026-03-15T12:00:00+00:00");
+    assert_eq!(second.now().await, "2026-03-15T12:00:00+00:00");
+    let history = first.history("raced").await;
+    let plan: Vec<_> = history.iter().filter(|(op, _, _)| op == "plan_credits").map(|(_, _, at)| at.as_str()).collect();
+    assert_eq!(plan, vec!["2026-01-15T12:00:00+00:00", "2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"], "{history:?}");
+    let expired = history.iter().filter(|(op, _, _)| op == "expire").count();
+    assert_eq!(expired, 2, "January's and February's credits ended once each: {history:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let audit = clock_command(&db.url, "arkain", "2026-01-15T12:00:00Z", dir.path()).arg("audit").output().unwrap();
+    assert!(audit.status.success(), "{}{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
+}
+
+on_both!(concurrent_advances_in_two_processes_do_each_period_once);

@@ -38,12 +38,15 @@ impl Engine {
         let stops = stops(from, to);
         let mut jobs: Vec<(Job, JobReport)> = Job::ALL.iter().map(|job| (*job, JobReport::default())).collect();
         for stop in &stops {
-            store::test_clock::move_to(&self.db, *stop, Utc::now()).await?;
-            // Another process's advance may have gone further: its instant is the one to run at.
-            self.clock.refresh(&self.db).await?;
-            let now = self.clock.now();
+            let now = persist(|| async {
+                store::test_clock::move_to(&self.db, *stop, Utc::now()).await?;
+                // Another process's advance may have gone further: its instant is the one to run at.
+                self.clock.refresh(&self.db).await?;
+                Ok(self.clock.now())
+            })
+            .await?;
             for (job, total) in &mut jobs {
-                let ran = self.run_job(*job, now).await?;
+                let ran = persist(|| self.run_job(*job, now)).await?;
                 total.items += ran.items;
                 total.periods.extend(ran.periods);
                 total.complete = true;
@@ -53,5 +56,29 @@ impl Engine {
         jobs.retain(|(_, report)| report.items > 0 || !report.periods.is_empty());
         tracing::info!(from = %from, to = %self.clock.now(), stops = stops.len(), "test clock advanced");
         Ok(AdvanceReport { from, to: self.clock.now(), stops: stops.len(), jobs })
+    }
+}
+
+/// Attempts of one step of an advance before its error is the answer.
+const ATTEMPTS: u32 = 8;
+
+/// Runs `step` again after a short wait while its error is one a retry can help with (a busy
+/// or briefly unreachable database: another process advancing, or the workers, hold the
+/// SQLite writer). Every step is idempotent: a job's periods are keyed, a move is forward only.
+async fn persist<T, F, Fut>(mut step: F) -> Result<T, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ServiceError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(e) if attempt < ATTEMPTS && crate::service::jobs::retry_can_help(&e) => {
+                tracing::debug!(attempt, error = %e, "a step of the clock's advance is retried");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
     }
 }

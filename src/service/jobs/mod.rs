@@ -144,6 +144,11 @@ fn job_error(job: Job, error: ServiceError) -> workers::JobError {
     workers::JobError::caused_by(kind, retryable(&error, kind), format!("{} failed", job.name()), error)
 }
 
+/// Whether running a job again, at once or after a short wait, can help with `error`.
+pub(crate) fn retry_can_help(error: &ServiceError) -> bool {
+    retryable(error, failure_kind(error))
+}
+
 /// Whether running the job again can help: yes when the database was unreachable or busy; a
 /// refusal (bad input, a bad program, a disabled feature, a missing row) or a bug stays until
 /// someone changes something.
