@@ -90,3 +90,71 @@ async fn carat_subscriptions_renew_a_month_from_their_start(backend: Backend) {
 }
 
 on_both!(arkain_plan_credits_come_each_calendar_month_and_end_with_it, carat_subscriptions_renew_a_month_from_their_start);
+
+/// The continuous renewal grants each subscription at its own instant, once, however often it
+/// runs; an account that left for a plan without credits, or cannot receive credits, stops
+/// waiting instead of being picked at every tick.
+async fn the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest(backend: Backend) {
+    use credits::service::jobs::Job;
+    let app = TestApp::spawn_with(backend, "carat").await;
+    app.clock.set(at("2026-01-31T10:00:00Z"));
+    for id in ["stays", "leaves", "suspended"] {
+        let r = app
+            .gql(
+                &app.service,
+                "mutation($id: ID!) { createAccount(input: {externalId: $id, plan: \"plus\"}) { created } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let left = app.gql(&app.service, CHANGE, json!({ "a": "leaves", "p": "free", "k": "down" })).await;
+    assert!(left["errors"].is_null(), "{left}");
+    let r = app
+        .gql(
+            &app.service,
+            "mutation { setAccountStatus(input: {accountId: \"suspended\", status: SUSPENDED}) { status } }",
+            json!({}),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+
+    let renews_at = || async {
+        use sea_orm::{EntityTrait, QueryOrder};
+        credits::entity::account::Entity::find()
+            .order_by_asc(credits::entity::account::Column::Id)
+            .all(&app.ledger.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.external_id, a.renews_at))
+            .collect::<Vec<_>>()
+    };
+    let due = at("2026-02-28T10:00:00Z");
+    assert!(renews_at().await.iter().all(|(_, r)| *r == Some(due)), "{:?}", renews_at().await);
+
+    let early = app.ledger.run_job(Job::RenewDueSubscriptions, due - Duration::microseconds(1)).await.unwrap();
+    assert_eq!(early.items, 0, "not before the instant");
+    let on_time = app.ledger.run_job(Job::RenewDueSubscriptions, due + Duration::seconds(7)).await.unwrap();
+    assert_eq!(on_time.items, 3, "the three waiting accounts are taken");
+    assert_eq!(
+        renews_at().await,
+        vec![("stays".to_string(), Some(at("2026-03-31T10:00:00Z"))), ("leaves".to_string(), None), ("suspended".to_string(), None),]
+    );
+    app.clock.set(due + Duration::seconds(7));
+    assert_eq!(app.balance("stays").await, "10000", "renewed");
+    assert_eq!(app.balance("leaves").await, "100", "the Plus month ended; Free has only its daily free credits");
+    let again = app.ledger.run_job(Job::RenewDueSubscriptions, due + Duration::minutes(1)).await.unwrap();
+    assert_eq!(again.items, 0, "nobody is picked twice");
+    // The renewal is dated at its instant, not when the job came round.
+    let history =
+        app.gql(&app.service, "{ account(id: \"stays\") { history(first: 1) { nodes { operation effectiveAt } } } }", json!({})).await;
+    assert_eq!(
+        history["data"]["account"]["history"]["nodes"][0],
+        json!({ "operation": "plan_credits", "effectiveAt": "2026-02-28T10:00:00+00:00" }),
+        "{history}"
+    );
+    app.assert_audit_clean().await;
+}
+
+on_both!(the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest);

@@ -379,3 +379,30 @@ async fn concurrent_advances_in_two_processes_do_each_period_once(backend: Backe
 }
 
 on_both!(concurrent_advances_in_two_processes_do_each_period_once);
+
+/// A carat subscription renews at the instant its month ends, not at the next daily run; a jump
+/// past a renewal dates it at that instant.
+async fn a_subscription_renews_at_its_own_instant(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = ClockServer::start(&db.url, "carat", "2026-01-30T09:00:00Z").await;
+    server.create_account("cam", Some("plus")).await;
+    server.advance_ok(Some("2026-02-28T08:59:59.999999Z"), None).await;
+    assert_eq!(dec(&server.balance("cam").await), dec("10000"), "the first month still runs");
+    let renewal = server.advance_ok(Some("2026-02-28T09:00:00Z"), None).await;
+    assert_eq!(ran(&renewal, "RenewDueSubscriptions").map(|r| r["items"].clone()), Some(json!(1)), "{renewal}");
+    assert_eq!(dec(&server.balance("cam").await), dec("10000"), "the next month's credits at the same instant");
+
+    // Past the next renewal (Jan 30 + 2 months = Mar 30, 09:00) in one jump.
+    server.advance_ok(Some("2026-04-05T00:00:00Z"), None).await;
+    let history = server.history("cam").await;
+    let dated = |op: &str| -> Vec<String> { history.iter().filter(|(o, _, _)| o == op).map(|(_, _, at)| at.clone()).collect() };
+    assert_eq!(
+        dated("plan_credits"),
+        vec!["2026-01-30T09:00:00+00:00", "2026-02-28T09:00:00+00:00", "2026-03-30T09:00:00+00:00"],
+        "{history:?}"
+    );
+    assert_eq!(dated("expire"), vec!["2026-02-28T09:00:00+00:00", "2026-03-30T09:00:00+00:00"], "{history:?}");
+    assert_eq!(dec(&server.balance("cam").await), dec("10000"));
+}
+
+on_both!(a_subscription_renews_at_its_own_instant);

@@ -16,8 +16,8 @@ gql() { # token, query, [variables]
 say() { printf '%-58s %s\n' "$1" "$2"; }
 balance() { gql "$SERVICE" 'query($a: ID!) { account(id: $a) { balance { total } } }' "{\"a\":\"$1\"}" | jq -r .data.account.balance.total; }
 advance() { # to or by, value
-  gql "$ADMIN" "mutation(\$v: ${3:-String}) { advanceClock($1: \$v) { now stops ran { job periods } } }" "{\"v\":\"$2\"}" \
-    | jq -r '.data.advanceClock | "\(.now) after \(.stops) stop(s); ran: \([.ran[] | select(.periods != [] or .job == "ExpireLots") | .job] | join(", "))"'
+  gql "$ADMIN" "mutation(\$v: ${3:-String}) { advanceClock($1: \$v) { now stops ran { job periods items } } }" "{\"v\":\"$2\"}" \
+    | jq -r '.data.advanceClock | "\(.now) after \(.stops) stop(s); ran: \([.ran[] | select(.periods != [] or .items > 0) | .job] | join(", "))"'
 }
 buy() { # account, credits or package field, value -> purchase id
   local id
@@ -75,9 +75,7 @@ carat() {
   say "advance to 2026-02-28T08:59:59.999999Z" "$(advance to 2026-02-28T08:59:59.999999Z DateTime)"
   say "  the plan's month and the top-up's still run" "$(balance cam)"
   say "advance to 2026-02-28T09:00:00Z: both months end" "$(advance to 2026-02-28T09:00:00Z DateTime)"
-  say "  (the renewal waits for the next daily run)" "$(balance cam)"
-  say "advance by \"end of month\"" "$(advance by 'end of month')"
-  say "  renewed: 10,000 credits until 2026-03-30T09:00Z" "$(balance cam)"
+  say "  renewed at that instant: 10,000 until 2026-03-30T09:00Z" "$(balance cam)"
 }
 
 archipelag() {

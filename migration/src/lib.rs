@@ -17,6 +17,7 @@ mod m20261129_000011_add_notice_state;
 mod m20261129_000012_create_market;
 mod m20261130_000013_leave_room_for_updates;
 mod m20261202_000014_create_test_clock;
+mod m20261202_000015_add_accounts_renews_at;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000012_create_market::Migration),
             Box::new(m20261130_000013_leave_room_for_updates::Migration),
             Box::new(m20261202_000014_create_test_clock::Migration),
+            Box::new(m20261202_000015_add_accounts_renews_at::Migration),
         ]
     }
 }

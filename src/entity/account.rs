@@ -20,6 +20,9 @@ pub struct Model {
     pub referral_code: Option<String>,
     /// When this purchase cycle's low-credit warning went out; none once re-armed.
     pub low_credits_notified_at: Option<DateTimeUtc>,
+    /// When this subscription's next month starts (`from_recharge` plans), for the renewal at
+    /// that instant; none when no renewal is due.
+    pub renews_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

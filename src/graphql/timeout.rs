@@ -8,6 +8,20 @@ use async_graphql::{Response, ServerError};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a test clock's advance may take (`advanceClock`): it runs every job at every
+/// midnight it crosses, up to 400 days of them, and answers when that is done.
+pub const ADVANCE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Marks a request that advances a test clock (`http.rs` attaches it on a test-clock
+/// deployment only): it gets `ADVANCE_TIMEOUT` instead of the request timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct Unhurried;
+
+/// The timeout of a request: `ADVANCE_TIMEOUT` for one that advances a test clock.
+pub fn timeout_for(configured: Duration, unhurried: bool) -> Duration {
+    if unhurried { configured.max(ADVANCE_TIMEOUT) } else { configured }
+}
+
 /// What a client is told when its operation was stopped: the same over every transport.
 pub fn timeout_error() -> ServerError {
     server_error(
@@ -35,10 +49,11 @@ impl ExtensionFactory for RequestTimeout {
 #[async_graphql::async_trait::async_trait]
 impl Extension for RequestTimeout {
     async fn execute(&self, ctx: &ExtensionContext<'_>, operation_name: Option<&str>, next: NextExecute<'_>) -> Response {
-        match tokio::time::timeout(self.timeout, next.run(ctx, operation_name)).await {
+        let timeout = timeout_for(self.timeout, ctx.data_opt::<Unhurried>().is_some());
+        match tokio::time::timeout(timeout, next.run(ctx, operation_name)).await {
             Ok(response) => response,
             Err(_elapsed) => {
-                tracing::warn!(timeout_ms = self.timeout.as_millis() as u64, "operation timed out");
+                tracing::warn!(timeout_ms = timeout.as_millis() as u64, "operation timed out");
                 Response::from_errors(vec![timeout_error()])
             }
         }

@@ -5,7 +5,7 @@
 use crate::entity::account;
 use crate::ledger::Credits;
 use crate::ledger::metering::Trigger;
-use crate::ledger::plans::Period;
+use crate::ledger::plans::{Period, PlanPeriod};
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
@@ -69,6 +69,43 @@ impl Engine {
         .await
     }
 
+    /// Renews the subscriptions whose next month has started by `now` (`renews_at`), at most
+    /// `batch` accounts in one transaction, so a renewal comes at its own instant rather than at
+    /// the next daily sweep; how many accounts it took. Accounts passed over (no longer on a
+    /// plan with credits, not receiving credits) stop waiting; the daily sweep picks them up
+    /// again when they are due credits. A batch the database refuses (an account at its balance
+    /// limit) goes account by account, and an account refused alone is left to the daily sweep,
+    /// which names it in its run.
+    pub async fn renew_due_subscriptions(&self, now: DateTime<Utc>, batch: u64) -> Result<u64, ServiceError> {
+        let ids = store::accounts::due_renewals(&self.db, now, batch).await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        if let Err(e) = self.renew_accounts(&ids, now).await {
+            tracing::warn!(accounts = ids.len(), error = %e, "a batch of renewals failed; renewing one by one");
+            for id in &ids {
+                if let Err(e) = self.renew_accounts(&[*id], now).await {
+                    tracing::warn!(account.id = id, error = %e, "renewal refused; the daily sweep retries it");
+                    store::accounts::clear_due_renewals(&self.db, &[*id], now).await?;
+                }
+            }
+        }
+        Ok(ids.len() as u64)
+    }
+
+    async fn renew_accounts(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        let (program, ids) = (self.program.clone(), std::sync::Arc::new(ids.to_vec()));
+        tx::write(&self.db, |txn| {
+            let (program, ids) = (program.clone(), ids.clone());
+            Box::pin(async move {
+                let granted = grant_period_credits_many(txn, &program, &ids, now).await?;
+                store::accounts::clear_due_renewals(txn, &ids, now).await?;
+                Ok(granted)
+            })
+        })
+        .await
+    }
+
     /// Moves an account to another plan (service, after payment). What the account has accrued
     /// so far is settled first, in the same transaction; then the new plan's credits for the
     /// current period are granted, unless this account already had that plan's credits for it.
@@ -118,6 +155,11 @@ struct DueGrant<'p> {
     amount: Credits,
     ends_at: DateTime<Utc>,
     plan_name: &'p str,
+    /// When the grant is dated: `now`, or the instant a renewal fell due when that is the one
+    /// this account was waiting for (`renews_at`), however late the job that grants it runs.
+    granted_at: DateTime<Utc>,
+    /// A subscription month (`from_recharge`): the account then waits for `ends_at` to renew.
+    renews: bool,
 }
 
 fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Option<DueGrant<'p>> {
@@ -128,19 +170,24 @@ fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<U
     };
     let amount = plan.monthly_credits?;
     let anchor = account.plan_since.unwrap_or(account.created_at);
-    let Period { key, ends_at, .. } = rule.period.period_at(anchor, now);
-    Some(DueGrant { period_key: format!("{}:{key}", plan.code), amount, ends_at, plan_name: &plan.name })
+    let Period { key, starts_at, ends_at } = rule.period.period_at(anchor, now);
+    let granted_at = match account.renews_at {
+        Some(due) if due == starts_at && due <= now => due,
+        _ => now,
+    };
+    let renews = rule.period == PlanPeriod::FromRecharge;
+    Some(DueGrant { period_key: format!("{}:{key}", plan.code), amount, ends_at, plan_name: &plan.name, granted_at, renews })
 }
 
 impl DueGrant<'_> {
-    fn lot(&self, program: &Program, account_id: i64, now: DateTime<Utc>) -> lots::NewLot<'static> {
+    fn lot(&self, program: &Program, account_id: i64) -> lots::NewLot<'static> {
         let rule = program.plan_credits.expect("a due grant has a rule");
         lots::NewLot {
             account_id,
             class: rule.class,
             source: rule.source,
             amount: self.amount,
-            granted_at: now,
+            granted_at: self.granted_at,
             expires_at: Some(self.ends_at),
             origin_kind: Some("plan"),
             origin_id: Some(self.period_key.clone()),
@@ -148,7 +195,15 @@ impl DueGrant<'_> {
     }
 
     fn meta(&self, now: DateTime<Utc>) -> EntryMeta<'_> {
-        EntryMeta { reason: Some(self.plan_name), ..EntryMeta::now(KIND, now) }
+        EntryMeta { reason: Some(self.plan_name), effective_at: self.granted_at, ..EntryMeta::now(KIND, now) }
+    }
+
+    /// Points the account at its next renewal, where it is a subscription and not there yet.
+    async fn wait_for_renewal(&self, txn: &DatabaseTransaction, account: &account::Model) -> Result<(), ServiceError> {
+        if self.renews && account.renews_at != Some(self.ends_at) {
+            store::accounts::set_renews_at(txn, account.id, Some(self.ends_at)).await?;
+        }
+        Ok(())
     }
 }
 
@@ -161,10 +216,11 @@ pub(crate) async fn grant_period_credits(
     now: DateTime<Utc>,
 ) -> Result<Option<PlanGrant>, ServiceError> {
     let Some(due) = due_grant(program, account, now) else { return Ok(None) };
+    due.wait_for_renewal(txn, account).await?;
     if store::claims::find(txn, account.id, KIND, &due.period_key).await?.is_some() {
         return Ok(None);
     }
-    let (lot, _) = posting::credit(txn, due.lot(program, account.id, now), due.meta(now)).await?;
+    let (lot, _) = posting::credit(txn, due.lot(program, account.id), due.meta(now)).await?;
     store::claims::insert(txn, account.id, KIND, &due.period_key, Some(lot.id), due.amount.micros(), now).await?;
     Ok(Some(PlanGrant { lot_id: lot.id, amount: due.amount, period_key: due.period_key, expires_at: due.ends_at }))
 }
@@ -185,6 +241,7 @@ pub(crate) async fn grant_period_credits_many(
             continue;
         }
         if let Some(grant) = due_grant(program, &account, now) {
+            grant.wait_for_renewal(txn, &account).await?;
             due.push((account.id, grant));
         }
     }
@@ -192,7 +249,7 @@ pub(crate) async fn grant_period_credits_many(
     let claimed: std::collections::HashSet<(i64, String)> =
         store::claims::find_many(txn, KIND, &pairs).await?.into_iter().map(|c| (c.account_id, c.period)).collect();
     due.retain(|(id, grant)| !claimed.contains(&(*id, grant.period_key.clone())));
-    let grants = due.iter().map(|(id, grant)| (grant.lot(program, *id, now), grant.meta(now))).collect();
+    let grants = due.iter().map(|(id, grant)| (grant.lot(program, *id), grant.meta(now))).collect();
     // An account at its limit fails the part, which then runs account by account: that one is
     // refused and named in the job's run, the others are granted.
     let lots = posting::credit_many(txn, grants).await?;

@@ -222,3 +222,44 @@ pub async fn set_low_credits_notified(conn: &impl ConnectionTrait, ids: &[i64], 
     }
     Ok(())
 }
+
+/// Ids of accounts whose subscription's next month has started by `now`, oldest first: one
+/// batch of the continuous renewal.
+pub async fn due_renewals(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<i64>, DbErr> {
+    account::Entity::find()
+        .select_only()
+        .column(account::Column::Id)
+        .filter(account::Column::RenewsAt.lte(now))
+        .order_by_asc(account::Column::RenewsAt)
+        .order_by_asc(account::Column::Id)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await
+}
+
+/// Sets when an account's subscription next renews (none: no renewal due); the caller holds
+/// the account's lock.
+pub async fn set_renews_at(conn: &impl ConnectionTrait, id: i64, at: Option<DateTime<Utc>>) -> Result<(), DbErr> {
+    account::Entity::update_many()
+        .col_expr(account::Column::RenewsAt, Expr::value(at))
+        .filter(account::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Clears the renewal instant of those of `ids` still due at `now`: accounts the renewal
+/// passed over (no longer on a plan with credits, or not receiving credits), so they are not
+/// picked again and again. The daily sweep sets it again once they are due credits.
+pub async fn clear_due_renewals(conn: &impl ConnectionTrait, ids: &[i64], now: DateTime<Utc>) -> Result<(), DbErr> {
+    for chunk in ids.chunks(ACCOUNTS_PER_UPDATE) {
+        account::Entity::update_many()
+            .col_expr(account::Column::RenewsAt, Expr::value(Option::<DateTime<Utc>>::None))
+            .filter(account::Column::Id.is_in(chunk.iter().copied()))
+            .filter(account::Column::RenewsAt.lte(now))
+            .exec(conn)
+            .await?;
+    }
+    Ok(())
+}

@@ -76,7 +76,12 @@ jobs! {
     SettleMonthlyUsage => "5 0 * * * *",
     /// The 1st of each month: the monthly plan credits of every account (calendar-month plans).
     GrantMonthlyPlanCredits => "5 0 * * * *",
-    /// Each day: subscription credits whose month from the plan's start came round.
+    /// Continuously: subscription credits whose month from the plan's start came round, at
+    /// that instant (each waiting account's `renews_at`).
+    RenewDueSubscriptions => "*/10 * * * * *",
+    /// Each day: the sweep behind the continuous renewal, for subscriptions it does not see
+    /// (accounts from before it, accounts reactivated mid-month); it also names an account a
+    /// renewal is refused for.
     RenewSubscriptions => "5 0 * * * *",
     /// Continuously: referral purchase bonuses whose hold has passed.
     ReleaseReferralBonuses => "*/10 * * * * *",

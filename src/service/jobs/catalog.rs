@@ -25,6 +25,7 @@ pub(crate) fn handler(job: Job) -> &'static dyn JobHandler {
         Job::ResetDailyCredits => &Sweeping(ResetDailyCredits),
         Job::SettleMonthlyUsage => &Sweeping(SettleMonthlyUsage),
         Job::GrantMonthlyPlanCredits => &Sweeping(GrantPlanCredits::<true>),
+        Job::RenewDueSubscriptions => &Draining(RenewDueSubscriptions),
         Job::RenewSubscriptions => &Sweeping(GrantPlanCredits::<false>),
         Job::ReleaseReferralBonuses => &Draining(ReleaseReferralBonuses),
         Job::PurgeIdempotencyKeys => &Draining(PurgeIdempotencyKeys),
@@ -128,6 +129,15 @@ impl Drain for ExpireReservations {
     const BATCH: u64 = MAX_RESERVATION_BATCH;
     async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         ledger.expire_reservations(now, MAX_RESERVATION_BATCH).await
+    }
+}
+
+pub(crate) struct RenewDueSubscriptions;
+
+impl Drain for RenewDueSubscriptions {
+    const BATCH: u64 = super::ITEMS_PER_TRANSACTION as u64;
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        ledger.renew_due_subscriptions(now, Self::BATCH).await
     }
 }
 
