@@ -1,6 +1,7 @@
 //! Model-based test: random sequences of grants, spends, holds (capture, release, deadlines),
 //! purchases and refunds (their bonus remaining, held or spent), the day's free credits (carat),
-//! replays, status changes, clock moves and expiries go through the store and through the pure
+//! replays, status changes, clock moves (also as a test clock's advance, whose jobs run at each
+//! stop) and expiries go through the store and through the pure
 //! rules alone (`ledger::wallet`); the two must agree lot by lot, outcome by outcome, and in what
 //! a balance read shows (available, held) at every step, not only in conservation. Each run
 //! reports what it went through, and the suite fails if no run met a held or spent bonus.
@@ -13,9 +14,11 @@ use crate::on_both;
 use crate::support::{Backend, TestApp};
 use chrono::{DateTime, Duration, Utc};
 use credits::ledger::refund::RefundRefusal;
+use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
 use credits::service::ServiceError;
+use credits::service::jobs::Job;
 use credits::service::purchases::BONUS_ORIGIN;
 use credits::service::refunds::Requester;
 use credits::service::reservations::ReserveRequest;
@@ -35,16 +38,18 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     let (seeds, steps) = (setting("CREDITS_MODEL_SEEDS", SEEDS), setting("CREDITS_MODEL_STEPS", STEPS as u64) as usize);
     let mut covered = Covered::default();
     for seed in 0..seeds {
-        covered.add(run(backend, crate::support::LEDGER_PROGRAM, seed, steps).await);
+        // Odd seeds on a test clock: the clock moves are advances, whose jobs the model mirrors.
+        covered.add(run(backend, crate::support::LEDGER_PROGRAM, seed, steps, seed % 2 == 1).await);
         // carat: the day's free credits as the last tier of every spend and hold.
-        covered.add(run(backend, "carat", seed, steps).await);
+        covered.add(run(backend, "carat", seed, steps, false).await);
         // arkain: refunds that take back a first purchase's bonus, held, spent or remaining.
-        covered.add(run(backend, "arkain", seed, steps).await);
+        covered.add(run(backend, "arkain", seed, steps, false).await);
     }
     // The runs must have met what they are for, or the model tested nothing of it.
     eprintln!("model on {backend:?}: {covered:?}");
     assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
     assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
+    assert!(covered.advances > 0 && covered.midnights > 0, "{covered:?}");
 }
 
 /// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
@@ -55,7 +60,7 @@ async fn long() {
         let mut covered = Covered::default();
         for seed in 100..120 {
             for program in [crate::support::LEDGER_PROGRAM, "carat", "arkain"] {
-                covered.add(run(backend, program, seed, 400).await);
+                covered.add(run(backend, program, seed, 400, program == crate::support::LEDGER_PROGRAM && seed % 2 == 1).await);
             }
         }
         eprintln!("model, long, on {backend:?}: {covered:?}");
@@ -136,6 +141,9 @@ struct Covered {
     /// Refunds while a hold held some of the bonus, and after some of it was spent.
     held_bonus_refunds: usize,
     spent_bonus_refunds: usize,
+    /// Test-clock advances, and the midnights they stopped at.
+    advances: usize,
+    midnights: usize,
 }
 
 impl Covered {
@@ -145,11 +153,18 @@ impl Covered {
         self.bonus_refunds += other.bonus_refunds;
         self.held_bonus_refunds += other.held_bonus_refunds;
         self.spent_bonus_refunds += other.spent_bonus_refunds;
+        self.advances += other.advances;
+        self.midnights += other.midnights;
     }
 }
 
-async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covered {
-    let app = TestApp::spawn_with(backend, program).await;
+async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_clock: bool) -> Covered {
+    // A test clock starts shortly before a month's end, so its advances cross midnights.
+    let app = if test_clock {
+        TestApp::spawn_on_test_clock(backend, program, "2026-01-31T23:50:00Z".parse().unwrap()).await
+    } else {
+        TestApp::spawn_with(backend, program).await
+    };
     app.create_account("model").await;
     let order = app.ledger.program.consumption_order.clone();
     let mut rng = StdRng::seed_from_u64(seed);
@@ -294,6 +309,22 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                 };
                 app.ledger.set_status("model", status).await.expect(&context);
                 model.status = status;
+            }
+            11 if test_clock => {
+                // The advance runs every job at each stop; the model mirrors the two that touch
+                // this account's credits, in the jobs' order: expiry, then lapsed holds.
+                let to = now + Duration::minutes(rng.random_range(1..45));
+                let report = app.ledger.advance_clock(Advance::To(to)).await.expect(&context);
+                let (mut expired, mut lapsed) = (0, 0);
+                for stop in stops(now, to) {
+                    expired += model.wallet.expire(stop).len();
+                    lapsed += model.wallet.lapse(stop).len();
+                    covered.midnights += usize::from(stop < to);
+                }
+                let items = |job| report.jobs.iter().find(|(j, _)| *j == job).map_or(0, |(_, r)| r.items as usize);
+                assert_eq!(items(Job::ExpireLots), expired, "{context}: lots written off by the advance");
+                assert_eq!(items(Job::ExpireReservations), lapsed, "{context}: holds released by the advance");
+                covered.advances += 1;
             }
             11 => app.clock.set(now + Duration::minutes(rng.random_range(1..45))),
             14 => {

@@ -111,11 +111,7 @@ async fn the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest(ba
     let left = app.gql(&app.service, CHANGE, json!({ "a": "leaves", "p": "free", "k": "down" })).await;
     assert!(left["errors"].is_null(), "{left}");
     let r = app
-        .gql(
-            &app.service,
-            "mutation { setAccountStatus(input: {accountId: \"suspended\", status: SUSPENDED}) { status } }",
-            json!({}),
-        )
+        .gql(&app.service, "mutation { setAccountStatus(input: {accountId: \"suspended\", status: SUSPENDED}) { status } }", json!({}))
         .await;
     assert!(r["errors"].is_null(), "{r}");
 

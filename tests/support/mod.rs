@@ -143,6 +143,25 @@ impl TestApp {
 
     /// With other limits or switches than the defaults (production mode, a short timeout, ...).
     pub async fn spawn_secured(db: TestDb, backend: Backend, program: &str, security: credits::app::Security) -> TestApp {
+        TestApp::spawn_clocked(db, backend, program, security, None).await
+    }
+
+    /// On a deployment's test clock starting at `start`, moved by `ledger.advance_clock` (not
+    /// `clock.set`, which panics on it).
+    pub async fn spawn_on_test_clock(backend: Backend, program: &str, start: chrono::DateTime<chrono::Utc>) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let security =
+            credits::app::Security { claims_per_minute_per_account: 100_000, claims_per_minute_per_ip: 100_000, ..Default::default() };
+        TestApp::spawn_clocked(db, backend, program, security, Some(start)).await
+    }
+
+    async fn spawn_clocked(
+        db: TestDb,
+        backend: Backend,
+        program: &str,
+        security: credits::app::Security,
+        test_clock: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> TestApp {
         let clock = Clock::manual(chrono::Utc::now());
         let settings = credits::app::Settings {
             database_url: db.url.clone(),
@@ -150,7 +169,7 @@ impl TestApp {
             auth_secret: SECRET.to_vec(),
             bind: "127.0.0.1:0".to_string(),
             clock: clock.clone(),
-            test_clock: None,
+            test_clock: test_clock.map(|start| credits::app::TestClockStart(Some(start))),
             idempotency_days: 30,
             ad_verifier: Some(std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET))),
             // Tests that deliver webhooks set `ledger.webhooks` to their own receiver.
@@ -160,6 +179,8 @@ impl TestApp {
             retention: Default::default(),
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
+        // On a test clock, the clock the app reads is the ledger's.
+        let clock = if ledger.clock.is_test() { ledger.clock.clone() } else { clock };
         let address = format!("http://{}", app.address());
         let schema = app.schema().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
