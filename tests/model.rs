@@ -15,11 +15,11 @@ use chrono::{DateTime, Duration, Utc};
 use credits::ledger::refund::RefundRefusal;
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
-use credits::service::ServiceError;
 use credits::service::purchases::BONUS_ORIGIN;
 use credits::service::refunds::Requester;
 use credits::service::reservations::ReserveRequest;
 use credits::service::spending::{GrantRequest, SpendRequest};
+use credits::service::{Refusal, ServiceError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -192,7 +192,9 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                         let wallet_id = model.wallet.grant(class, LotSource::Adjustment, Credits::from_micros(micros), now, expires_at);
                         model.lot_ids.insert(wallet_id, receipt.lot_id);
                     }
-                    Err(ServiceError::AccountNotActive { .. }) => assert!(!model.status.may_receive_credits(), "{context}"),
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
+                        assert!(!model.status.may_receive_credits(), "{context}")
+                    }
                     Err(other) => panic!("{context}: grant: {other:?}"),
                 }
             }
@@ -239,7 +241,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                 let expected = if model.status == AccountStatus::Active {
                     model.wallet.hold(amount, &order, now, now + hold_for)
                 } else {
-                    assert!(matches!(held, Err(ServiceError::AccountNotActive { .. })), "{context}: hold: {held:?}");
+                    assert!(matches!(held, Err(ServiceError::Refused(Refusal::AccountNotActive { .. }))), "{context}: hold: {held:?}");
                     continue_with(&app, &model, &context).await;
                     continue;
                 };
@@ -250,7 +252,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                         assert_eq!(stored, model.stored(&takes), "{context}: hold of {amount}");
                         model.hold_ids.insert(wallet_id, hold.reservation_id);
                     }
-                    (Err(ServiceError::InsufficientCredits { available, .. }), Err(short)) => {
+                    (Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })), Err(short)) => {
                         assert_eq!(available, short.available, "{context}: hold of {amount} refused");
                     }
                     (held, expected) => panic!("{context}: hold of {amount}: store {held:?}, rules {expected:?}"),
@@ -270,7 +272,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                 };
                 let stored = match stored {
                     Ok(s) => Outcome::Settled(Settled { captured: s.captured, released: s.released, expired: s.expired }),
-                    Err(ServiceError::ReservationNotHeld(_)) => Outcome::NotHeld,
+                    Err(ServiceError::Refused(Refusal::ReservationNotHeld { .. })) => Outcome::NotHeld,
                     Err(other) => panic!("{context}: settle: {other:?}"),
                 };
                 let expected = match model.wallet.settle(hold.id, capture, now) {
@@ -301,7 +303,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                 let key = format!("buy-{step}");
                 let purchase = match app.ledger.purchase("model", None, Some(credits), &key, now).await {
                     Ok(purchase) => purchase,
-                    Err(ServiceError::AccountNotActive { .. }) => {
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
                         assert_ne!(model.status, AccountStatus::Active, "{context}");
                         continue_with(&app, &model, &context).await;
                         continue;
@@ -340,7 +342,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                         credits: receipt.credits,
                         revoked: receipt.revoked,
                     }),
-                    Err(ServiceError::RefundNotAllowed(refusal)) => Outcome::RefundRefused(refusal),
+                    Err(ServiceError::Refused(Refusal::Refund(refusal))) => Outcome::RefundRefused(refusal),
                     Err(other) => panic!("{context}: refund: {other:?}"),
                 };
                 let bought = &model.purchases[index];
@@ -414,8 +416,8 @@ async fn spend(app: &TestApp, key: &str, amount: Credits, now: DateTime<Utc>) ->
     };
     match app.ledger.spend(request, now).await {
         Ok(receipt) => Outcome::Took(receipt.takes.iter().map(|t| (t.lot_id, t.amount)).collect()),
-        Err(ServiceError::InsufficientCredits { available, .. }) => Outcome::Short { available },
-        Err(ServiceError::AccountNotActive { .. }) => Outcome::NotActive,
+        Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })) => Outcome::Short { available },
+        Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => Outcome::NotActive,
         Err(other) => panic!("unexpected {other:?}"),
     }
 }

@@ -2,7 +2,7 @@ use crate::entity::account;
 use crate::ledger::{AccountStatus, LotClass, LotSource};
 use crate::service::input::ExternalId;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Engine, ServiceError, tx};
+use crate::service::{Engine, Refusal, ServiceError, tx};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
 
@@ -16,9 +16,7 @@ impl Engine {
             return Ok(());
         }
         match store::accounts::by_external_id(&self.db, account.as_str()).await? {
-            Some(found) if !found.identity_verified => {
-                Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()))
-            }
+            Some(found) if !found.identity_verified => Err(Refusal::identity_required("spending credits needs a verified identity").into()),
             _ => Ok(()),
         }
     }

@@ -21,9 +21,9 @@
 use crate::entity::account;
 use crate::ledger::{self, Credits, Lot, Spent};
 use crate::program::Program;
+use crate::service::Refusal;
 use crate::service::daily_free;
 use crate::service::executor::{Dated, Decisions, Fresh, RunMany};
-use crate::service::keyed::Refusal;
 use crate::service::notices;
 use crate::service::posting::{self, Debit};
 use crate::service::reservations;

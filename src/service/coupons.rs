@@ -4,9 +4,9 @@
 use crate::entity::coupon;
 use crate::ledger::claims::{CouponRefusal, check_window, normalize_coupon_code};
 use crate::ledger::{Credits, LotClass, LotSource, Validity};
+use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
-use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::check_amount;
 use crate::service::{Engine, ServiceError, tx};

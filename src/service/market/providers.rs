@@ -7,7 +7,7 @@ use crate::ledger::Credits;
 use crate::ledger::market::HardwareClass;
 use crate::service::input::ExternalId;
 use crate::service::spending::check_amount;
-use crate::service::{Engine, ServiceError, tx};
+use crate::service::{Engine, Refusal, ServiceError, tx};
 use crate::store::{self, accounts::Flag};
 use chrono::{DateTime, Utc};
 
@@ -62,7 +62,7 @@ impl Engine {
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
                 if !locked.identity_verified {
-                    return Err(ServiceError::IdentityNotVerified("a provider's identity must be verified first".into()));
+                    return Err(Refusal::identity_required("a provider's identity must be verified first").into());
                 }
                 store::market::upsert_provider(txn, locked.id, hardware, capacity, default_ask, now).await?;
                 store::market::replace_asks(txn, locked.id, &parsed).await?;
