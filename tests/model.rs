@@ -16,6 +16,7 @@ use credits::ledger::refund::RefundRefusal;
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
 use credits::service::purchases::BONUS_ORIGIN;
+use credits::service::reads::LotView;
 use credits::service::refunds::Requester;
 use credits::service::reservations::ReserveRequest;
 use credits::service::spending::{GrantRequest, SpendRequest};
@@ -98,16 +99,16 @@ struct Model {
 impl Model {
     /// Stored lots the model does not know yet (made by the account's creation or a purchase),
     /// in id order, granted in the model alike; returns (wallet id, stored lot).
-    async fn adopt_new_lots(&mut self, app: &TestApp, now: DateTime<Utc>) -> Vec<(i64, credits::entity::lot::Model)> {
+    async fn adopt_new_lots(&mut self, app: &TestApp, now: DateTime<Utc>) -> Vec<(i64, LotView)> {
         let account = app.ledger.account("model").await.unwrap();
         let (mut stored, _) = app.ledger.lots_page(account.id, true, None, 10_000).await.unwrap();
-        stored.sort_by_key(|l| l.id);
+        stored.sort_by_key(|l| l.lot.id);
         let known: std::collections::HashSet<i64> = self.lot_ids.values().copied().collect();
         let mut adopted = Vec::new();
-        for row in stored.into_iter().filter(|l| !known.contains(&l.id)) {
-            let lot = credits::store::lots::to_rule(&row).unwrap();
+        for row in stored.into_iter().filter(|l| !known.contains(&l.lot.id)) {
+            let lot = &row.lot;
             let wallet_id = self.wallet.grant(lot.class, lot.source, lot.granted, now, lot.expires_at);
-            self.lot_ids.insert(wallet_id, row.id);
+            self.lot_ids.insert(wallet_id, lot.id);
             adopted.push((wallet_id, row));
         }
         adopted
@@ -312,7 +313,8 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize) -> Covere
                 };
                 let paid = app.ledger.confirm_purchase(purchase.id, &key, None, now).await.expect(&context);
                 let adopted = model.adopt_new_lots(&app, now).await;
-                let wallet_id = |stored: i64| adopted.iter().find(|(_, l)| l.id == stored).map(|(w, _)| *w).expect("the purchase's lots");
+                let wallet_id =
+                    |stored: i64| adopted.iter().find(|(_, l)| l.lot.id == stored).map(|(w, _)| *w).expect("the purchase's lots");
                 let paid_lot = wallet_id(paid.lot_id.expect("a paid purchase has its lot"));
                 let bonus_lots = adopted
                     .iter()
@@ -427,11 +429,11 @@ async fn compare_lots(app: &TestApp, wallet: &Wallet, lot_ids: &HashMap<i64, i64
     let (stored, _) = app.ledger.lots_page(account.id, true, None, 10_000).await.unwrap();
     assert_eq!(stored.len(), wallet.lots.len(), "{context}: number of lots");
     for lot in &wallet.lots {
-        let row = stored.iter().find(|r| r.id == lot_ids[&lot.id]).expect("every lot is stored");
-        assert_eq!(row.remaining_micros, lot.remaining.micros(), "{context}: lot {}", lot.id);
+        let row = &stored.iter().find(|r| r.lot.id == lot_ids[&lot.id]).expect("every lot is stored").lot;
+        assert_eq!(row.remaining, lot.remaining, "{context}: lot {}", lot.id);
         assert_eq!(row.expires_at, lot.expires_at, "{context}: lot {} expiry", lot.id);
     }
-    assert_eq!(account.balance_micros, wallet.remaining().micros(), "{context}: cached balance");
+    assert_eq!(account.balance, wallet.remaining(), "{context}: cached balance");
 }
 
 /// A read at `now` shows what the rules say, lapsed holds counted as available before any

@@ -339,7 +339,7 @@ impl Wallets {
         let lots = self.lots.entry(account.id).or_default();
         if self.offered.insert(account.id) {
             // The day's free credits, the last tier, as a virtual lot until a spend takes them.
-            lots.extend(daily_free::virtual_lot(txn, program, account, now).await?);
+            lots.extend(daily_free::virtual_lot(txn, program, account.id, &account.plan, now).await?);
         }
         let mut spent = match ledger::spend(lots, amount, &program.consumption_order, now) {
             Ok(spent) => spent,

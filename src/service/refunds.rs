@@ -14,6 +14,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::purchases::BONUS_ORIGIN;
+use crate::service::purchases::PurchaseView;
 use crate::service::reservations::release_lapsed;
 use crate::service::{Engine, ServiceError};
 use crate::store::journal::EntryKind;
@@ -49,8 +50,9 @@ impl Engine {
         Ok(account.external_id)
     }
 
-    pub async fn purchase_by_id(&self, purchase_id: i64) -> Result<crate::entity::purchase::Model, ServiceError> {
-        store::purchases::by_id(&self.db, purchase_id).await?.ok_or_else(|| ServiceError::NotFound(format!("no purchase {purchase_id}")))
+    pub async fn purchase_by_id(&self, purchase_id: i64) -> Result<PurchaseView, ServiceError> {
+        let found = store::purchases::by_id(&self.db, purchase_id).await?;
+        PurchaseView::of(found.ok_or_else(|| ServiceError::NotFound(format!("no purchase {purchase_id}")))?)
     }
 
     pub async fn refund_purchase(

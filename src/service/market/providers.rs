@@ -5,6 +5,7 @@ use super::{market, workload};
 use crate::entity::account;
 use crate::ledger::Credits;
 use crate::ledger::market::HardwareClass;
+use crate::service::accounts::AccountView;
 use crate::service::input::ExternalId;
 use crate::service::spending::check_amount;
 use crate::service::{Engine, Refusal, ServiceError, tx};
@@ -16,14 +17,14 @@ pub const MAX_ASKS: usize = 100;
 
 impl Engine {
     /// Marks an account's identity verified or not (service, admin): the market needs it.
-    pub async fn set_identity_verified(&self, account: &str, verified: bool) -> Result<account::Model, ServiceError> {
+    pub async fn set_identity_verified(&self, account: &str, verified: bool) -> Result<AccountView, ServiceError> {
         let account = ExternalId::parse(account)?;
         tx::write(&self.db, |txn| {
             let account = account.clone();
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
                 store::accounts::set_flag(txn, locked.id, Flag::IdentityVerified, verified).await?;
-                Ok(account::Model { identity_verified: verified, ..locked })
+                AccountView::of(account::Model { identity_verified: verified, ..locked })
             })
         })
         .await
