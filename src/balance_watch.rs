@@ -12,8 +12,8 @@
 //! or a lagging feed re-reads. Only-changes filtering stays with each subscriber, since each has
 //! seen its own last value.
 
-use crate::entity::account;
 use crate::feed::{BalanceFeed, FeedEvent};
+use crate::service::accounts::AccountView;
 use crate::service::reads::BalanceView;
 use crate::service::{Clock, Engine};
 use chrono::{DateTime, Utc};
@@ -99,7 +99,7 @@ impl BalanceWatches {
     }
 
     /// Joins the watcher of `account`, starting it if this is its first subscriber.
-    pub fn watch(&self, account: &account::Model) -> Result<BalanceWatch, TooManyWatchers> {
+    pub fn watch(&self, account: &AccountView) -> Result<BalanceWatch, TooManyWatchers> {
         let mut accounts = self.lock();
         let shared = match accounts.entry(account.id) {
             Entry::Occupied(mut watched) => {
@@ -193,7 +193,7 @@ impl Drop for BalanceWatch {
 async fn follow(
     ledger: Engine,
     clock: Clock,
-    account: account::Model,
+    account: AccountView,
     shared: Arc<Shared>,
     mut events: broadcast::Receiver<FeedEvent>,
     reads: Arc<AtomicU64>,

@@ -161,10 +161,13 @@ fn request(account: &str, amount: &str, key: &str) -> SpendRequest {
     }
 }
 
+/// An outcome's kind: `ok`, the refusal's name, or the error's.
 fn code(outcome: &Result<SpendReceipt, ServiceError>) -> String {
+    let name = |debug: String| debug.split(['(', ' ', '{']).next().unwrap().to_string();
     match outcome {
         Ok(_) => "ok".to_string(),
-        Err(err) => format!("{err:?}").split(['(', ' ', '{']).next().unwrap().to_string(),
+        Err(ServiceError::Refused(refusal)) => name(format!("{refusal:?}")),
+        Err(err) => name(format!("{err:?}")),
     }
 }
 

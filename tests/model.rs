@@ -17,12 +17,13 @@ use credits::ledger::refund::RefundRefusal;
 use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
-use credits::service::ServiceError;
 use credits::service::jobs::Job;
 use credits::service::purchases::BONUS_ORIGIN;
+use credits::service::reads::LotView;
 use credits::service::refunds::Requester;
 use credits::service::reservations::ReserveRequest;
 use credits::service::spending::{GrantRequest, SpendRequest};
+use credits::service::{Refusal, ServiceError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -103,16 +104,16 @@ struct Model {
 impl Model {
     /// Stored lots the model does not know yet (made by the account's creation or a purchase),
     /// in id order, granted in the model alike; returns (wallet id, stored lot).
-    async fn adopt_new_lots(&mut self, app: &TestApp, now: DateTime<Utc>) -> Vec<(i64, credits::entity::lot::Model)> {
+    async fn adopt_new_lots(&mut self, app: &TestApp, now: DateTime<Utc>) -> Vec<(i64, LotView)> {
         let account = app.ledger.account("model").await.unwrap();
         let (mut stored, _) = app.ledger.lots_page(account.id, true, None, 10_000).await.unwrap();
-        stored.sort_by_key(|l| l.id);
+        stored.sort_by_key(|l| l.lot.id);
         let known: std::collections::HashSet<i64> = self.lot_ids.values().copied().collect();
         let mut adopted = Vec::new();
-        for row in stored.into_iter().filter(|l| !known.contains(&l.id)) {
-            let lot = credits::store::lots::to_rule(&row).unwrap();
+        for row in stored.into_iter().filter(|l| !known.contains(&l.lot.id)) {
+            let lot = &row.lot;
             let wallet_id = self.wallet.grant(lot.class, lot.source, lot.granted, now, lot.expires_at);
-            self.lot_ids.insert(wallet_id, row.id);
+            self.lot_ids.insert(wallet_id, lot.id);
             adopted.push((wallet_id, row));
         }
         adopted
@@ -207,7 +208,9 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                         let wallet_id = model.wallet.grant(class, LotSource::Adjustment, Credits::from_micros(micros), now, expires_at);
                         model.lot_ids.insert(wallet_id, receipt.lot_id);
                     }
-                    Err(ServiceError::AccountNotActive { .. }) => assert!(!model.status.may_receive_credits(), "{context}"),
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
+                        assert!(!model.status.may_receive_credits(), "{context}")
+                    }
                     Err(other) => panic!("{context}: grant: {other:?}"),
                 }
             }
@@ -254,7 +257,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 let expected = if model.status == AccountStatus::Active {
                     model.wallet.hold(amount, &order, now, now + hold_for)
                 } else {
-                    assert!(matches!(held, Err(ServiceError::AccountNotActive { .. })), "{context}: hold: {held:?}");
+                    assert!(matches!(held, Err(ServiceError::Refused(Refusal::AccountNotActive { .. }))), "{context}: hold: {held:?}");
                     continue_with(&app, &model, &context).await;
                     continue;
                 };
@@ -265,7 +268,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                         assert_eq!(stored, model.stored(&takes), "{context}: hold of {amount}");
                         model.hold_ids.insert(wallet_id, hold.reservation_id);
                     }
-                    (Err(ServiceError::InsufficientCredits { available, .. }), Err(short)) => {
+                    (Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })), Err(short)) => {
                         assert_eq!(available, short.available, "{context}: hold of {amount} refused");
                     }
                     (held, expected) => panic!("{context}: hold of {amount}: store {held:?}, rules {expected:?}"),
@@ -285,7 +288,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 };
                 let stored = match stored {
                     Ok(s) => Outcome::Settled(Settled { captured: s.captured, released: s.released, expired: s.expired }),
-                    Err(ServiceError::ReservationNotHeld(_)) => Outcome::NotHeld,
+                    Err(ServiceError::Refused(Refusal::ReservationNotHeld { .. })) => Outcome::NotHeld,
                     Err(other) => panic!("{context}: settle: {other:?}"),
                 };
                 let expected = match model.wallet.settle(hold.id, capture, now) {
@@ -332,7 +335,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 let key = format!("buy-{step}");
                 let purchase = match app.ledger.purchase("model", None, Some(credits), &key, now).await {
                     Ok(purchase) => purchase,
-                    Err(ServiceError::AccountNotActive { .. }) => {
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
                         assert_ne!(model.status, AccountStatus::Active, "{context}");
                         continue_with(&app, &model, &context).await;
                         continue;
@@ -341,7 +344,8 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 };
                 let paid = app.ledger.confirm_purchase(purchase.id, &key, None, now).await.expect(&context);
                 let adopted = model.adopt_new_lots(&app, now).await;
-                let wallet_id = |stored: i64| adopted.iter().find(|(_, l)| l.id == stored).map(|(w, _)| *w).expect("the purchase's lots");
+                let wallet_id =
+                    |stored: i64| adopted.iter().find(|(_, l)| l.lot.id == stored).map(|(w, _)| *w).expect("the purchase's lots");
                 let paid_lot = wallet_id(paid.lot_id.expect("a paid purchase has its lot"));
                 let bonus_lots = adopted
                     .iter()
@@ -371,7 +375,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                         credits: receipt.credits,
                         revoked: receipt.revoked,
                     }),
-                    Err(ServiceError::RefundNotAllowed(refusal)) => Outcome::RefundRefused(refusal),
+                    Err(ServiceError::Refused(Refusal::Refund(refusal))) => Outcome::RefundRefused(refusal),
                     Err(other) => panic!("{context}: refund: {other:?}"),
                 };
                 let bought = &model.purchases[index];
@@ -445,8 +449,8 @@ async fn spend(app: &TestApp, key: &str, amount: Credits, now: DateTime<Utc>) ->
     };
     match app.ledger.spend(request, now).await {
         Ok(receipt) => Outcome::Took(receipt.takes.iter().map(|t| (t.lot_id, t.amount)).collect()),
-        Err(ServiceError::InsufficientCredits { available, .. }) => Outcome::Short { available },
-        Err(ServiceError::AccountNotActive { .. }) => Outcome::NotActive,
+        Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })) => Outcome::Short { available },
+        Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => Outcome::NotActive,
         Err(other) => panic!("unexpected {other:?}"),
     }
 }
@@ -456,11 +460,11 @@ async fn compare_lots(app: &TestApp, wallet: &Wallet, lot_ids: &HashMap<i64, i64
     let (stored, _) = app.ledger.lots_page(account.id, true, None, 10_000).await.unwrap();
     assert_eq!(stored.len(), wallet.lots.len(), "{context}: number of lots");
     for lot in &wallet.lots {
-        let row = stored.iter().find(|r| r.id == lot_ids[&lot.id]).expect("every lot is stored");
-        assert_eq!(row.remaining_micros, lot.remaining.micros(), "{context}: lot {}", lot.id);
+        let row = &stored.iter().find(|r| r.lot.id == lot_ids[&lot.id]).expect("every lot is stored").lot;
+        assert_eq!(row.remaining, lot.remaining, "{context}: lot {}", lot.id);
         assert_eq!(row.expires_at, lot.expires_at, "{context}: lot {} expiry", lot.id);
     }
-    assert_eq!(account.balance_micros, wallet.remaining().micros(), "{context}: cached balance");
+    assert_eq!(account.balance, wallet.remaining(), "{context}: cached balance");
 }
 
 /// A read at `now` shows what the rules say, lapsed holds counted as available before any

@@ -95,6 +95,12 @@ async fn arkain_referrals_reward_both_sides_and_hold_the_purchase_bonus(backend:
     assert_eq!(referral(&app, "carol").await.as_deref(), Some("900"));
     assert_eq!(referral(&app, "alice").await.as_deref(), Some("1500"), "300 x 3 sign-ups + 600");
     assert_eq!(referral(&app, "bob").await.as_deref(), Some("300"));
+    // The bonus statuses are stored as the text they always were.
+    for (friend, stored) in [("bob", "none"), ("carol", "granted"), ("dave", "cancelled")] {
+        let id = app.ledger.account(friend).await.unwrap().id;
+        let row = credits::store::referrals::of_referred(&app.ledger.db, id).await.unwrap().expect("a referral");
+        assert_eq!(row.bonus_status, stored, "{friend}");
+    }
 
     // At most 10 referrals: the 11th friend signs up, without referral credits.
     for i in 4..=10 {

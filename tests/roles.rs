@@ -86,6 +86,8 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
     ),
     ("createCoupon", r#"mutation { createCoupon(input: {code: "ROLES-ACC", credits: "1"}) { code } }"#, No, No, No, Yes),
+    // On the system clock an admin is told FEATURE_DISABLED; the others are refused first.
+    ("advanceClock", r#"mutation { advanceClock(by: "1 day") { now } }"#, No, No, No, Yes),
     (
         "redeemCoupon",
         r#"mutation { redeemCoupon(input: {accountId: "ACC", code: "NOPE", idempotencyKey: "k"}) { amount } }"#,

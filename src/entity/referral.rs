@@ -10,7 +10,8 @@ pub struct Model {
     pub referred_id: i64,
     pub created_at: DateTimeUtc,
     /// "none" until the friend's first qualifying purchase, then "held" until `release_at`, then
-    /// "granted", or "cancelled" if that purchase was refunded meanwhile.
+    /// "granted", or "cancelled" if that purchase was refunded meanwhile: the text of
+    /// `ledger::referral::BonusStatus`, read back by `store::referrals::status_of`.
     pub bonus_status: String,
     pub purchase_id: Option<i64>,
     pub release_at: Option<DateTimeUtc>,

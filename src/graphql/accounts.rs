@@ -2,18 +2,18 @@
 //! any account, and creating an account and changing its status, plan and switches.
 
 use crate::auth::Caller;
-use crate::entity::account;
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
 use crate::graphql::types::*;
+use crate::service::accounts::AccountView;
 use crate::service::reads::{page_size, parse_cursor};
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
 /// An account: one wallet holder, keyed by the product's own user id.
-pub struct Account(pub account::Model);
+pub struct Account(pub AccountView);
 
 #[Object]
 impl Account {
@@ -24,8 +24,8 @@ impl Account {
     async fn plan(&self) -> &str {
         &self.0.plan
     }
-    async fn status(&self) -> ApiResult<AccountStatus> {
-        Ok(crate::service::accounts::status_of(&self.0)?.into())
+    async fn status(&self) -> AccountStatus {
+        self.0.status.into()
     }
     async fn identity_verified(&self) -> bool {
         self.0.identity_verified
@@ -67,7 +67,7 @@ impl Account {
         let now = app.clock.now();
         let mut connection = Connection::new(after.is_some(), more);
         for row in rows {
-            connection.edges.push(Edge::new(row.id.to_string(), Lot::new(row, now)?));
+            connection.edges.push(Edge::new(row.lot.id.to_string(), Lot::new(row, now)));
         }
         Ok(connection)
     }

@@ -1,11 +1,9 @@
 //! Balances and lots: what an account holds, by class and by expiry, and the low-credit signal.
 
-use crate::entity::lot;
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::types::*;
-use crate::ledger::{self, Credits};
-use crate::service::ServiceError;
-use crate::service::reads::BalanceView;
+use crate::ledger::Credits;
+use crate::service::reads::{BalanceView, LotView};
 use async_graphql::{ComplexObject, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -105,20 +103,20 @@ impl Lot {
 }
 
 impl Lot {
-    pub fn new(model: lot::Model, now: DateTime<Utc>) -> Result<Lot, ServiceError> {
-        let expired = model.expires_at.is_some_and(|at| at <= now);
-        Ok(Lot {
-            id: ID(model.id.to_string()),
-            class: model.class.parse::<ledger::LotClass>().map_err(corrupt)?.into(),
-            source: model.source.parse::<ledger::LotSource>().map_err(corrupt)?.into(),
-            granted: stored(model.granted_micros, || format!("lot {}", model.id))?,
-            remaining: stored(model.remaining_micros, || format!("lot {}", model.id))?,
-            granted_at: model.granted_at,
-            expires_at: model.expires_at,
-            expired,
-            origin_kind: model.origin_kind,
-            origin_id: model.origin_id,
-        })
+    pub fn new(view: LotView, now: DateTime<Utc>) -> Lot {
+        let LotView { lot, origin_kind, origin_id } = view;
+        Lot {
+            id: ID(lot.id.to_string()),
+            class: lot.class.into(),
+            source: lot.source.into(),
+            granted: credits(lot.granted),
+            remaining: credits(lot.remaining),
+            granted_at: lot.granted_at,
+            expires_at: lot.expires_at,
+            expired: lot.expires_at.is_some_and(|at| at <= now),
+            origin_kind,
+            origin_id,
+        }
     }
 }
 

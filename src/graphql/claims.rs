@@ -4,8 +4,7 @@ use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, limit_claims, require_account, require_admin};
 use crate::graphql::error::ApiResult;
 use crate::graphql::types::*;
-use crate::ledger::{self};
-use crate::service::coupons::NewCoupon;
+use crate::service::coupons::{CouponView, NewCoupon};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -22,7 +21,7 @@ pub struct CheckInStatus {
     pub credits: Option<CreditAmount>,
 }
 
-pub struct Coupon(pub crate::entity::coupon::Model);
+pub struct Coupon(pub CouponView);
 
 #[Object]
 impl Coupon {
@@ -30,18 +29,16 @@ impl Coupon {
         &self.0.code
     }
     /// The credits one redemption grants.
-    async fn credits(&self) -> ApiResult<CreditAmount> {
-        Ok(stored(self.0.credits_micros, || format!("coupon {}", self.0.id))?)
+    async fn credits(&self) -> CreditAmount {
+        credits(self.0.credits)
     }
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
     /// How long the granted credits last from redemption, such as "30 days" or "1 month".
-    async fn valid_for(&self) -> ApiResult<Option<String>> {
-        // Stored in the canonical form ("1 months"); shown as people write it.
-        let stored = self.0.valid_for.as_deref().map(str::parse::<ledger::Validity>).transpose();
-        let validity = stored.map_err(|e| corrupt(format!("coupon {}: valid_for: {e}", self.0.id)))?;
-        Ok(validity.map(|v| v.to_string()))
+    async fn valid_for(&self) -> Option<String> {
+        // Shown as people write it ("1 month"), not in the stored canonical form ("1 months").
+        self.0.valid_for.map(|v| v.to_string())
     }
     async fn starts_at(&self) -> Option<DateTime<Utc>> {
         self.0.starts_at

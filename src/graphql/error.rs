@@ -2,7 +2,7 @@
 
 use crate::auth::AuthError;
 use crate::ledger::claims::CouponRefusal;
-use crate::service::ServiceError;
+use crate::service::{Refusal, ServiceError};
 use async_graphql::ErrorExtensions;
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe};
 use async_graphql::futures_util::stream::{BoxStream, StreamExt};
@@ -70,25 +70,28 @@ impl ApiError {
             ApiError::Service(e) => match &**e {
                 ServiceError::BadInput(_) => code::BAD_USER_INPUT,
                 ServiceError::NotFound(_) => code::NOT_FOUND,
-                ServiceError::InsufficientCredits { .. } => code::INSUFFICIENT_CREDITS,
-                ServiceError::IdempotencyConflict(_) => code::IDEMPOTENCY_CONFLICT,
-                ServiceError::AccountNotActive { .. } => code::ACCOUNT_NOT_ACTIVE,
-                ServiceError::AlreadyClaimed(_) => code::ALREADY_CLAIMED,
-                ServiceError::Coupon(refusal) => match refusal {
-                    CouponRefusal::NotFound => code::COUPON_NOT_FOUND,
-                    CouponRefusal::NotYetValid => code::COUPON_NOT_YET_VALID,
-                    CouponRefusal::Expired => code::COUPON_EXPIRED,
-                    CouponRefusal::Exhausted => code::COUPON_EXHAUSTED,
-                    CouponRefusal::AlreadyRedeemed => code::COUPON_ALREADY_REDEEMED,
+                // A business refusal: one code per kind, one per coupon refusal.
+                ServiceError::Refused(refusal) => match refusal {
+                    Refusal::InsufficientCredits { .. } => code::INSUFFICIENT_CREDITS,
+                    Refusal::AccountNotActive { .. } => code::ACCOUNT_NOT_ACTIVE,
+                    Refusal::AlreadyClaimed { .. } => code::ALREADY_CLAIMED,
+                    Refusal::Coupon(refusal) => match refusal {
+                        CouponRefusal::NotFound => code::COUPON_NOT_FOUND,
+                        CouponRefusal::NotYetValid => code::COUPON_NOT_YET_VALID,
+                        CouponRefusal::Expired => code::COUPON_EXPIRED,
+                        CouponRefusal::Exhausted => code::COUPON_EXHAUSTED,
+                        CouponRefusal::AlreadyRedeemed => code::COUPON_ALREADY_REDEEMED,
+                    },
+                    Refusal::Refund(_) => code::REFUND_NOT_ALLOWED,
+                    Refusal::NotEligible { .. } => code::NOT_ELIGIBLE,
+                    Refusal::LimitReached { .. } => code::DAILY_LIMIT_REACHED,
+                    Refusal::ReservationNotHeld { .. } => code::RESERVATION_NOT_HELD,
+                    Refusal::InvalidState { .. } => code::INVALID_STATE,
+                    Refusal::IdentityNotVerified | Refusal::IdentityRequired { .. } => code::IDENTITY_NOT_VERIFIED,
                 },
-                ServiceError::RefundNotAllowed(_) => code::REFUND_NOT_ALLOWED,
+                ServiceError::IdempotencyConflict(_) => code::IDEMPOTENCY_CONFLICT,
                 ServiceError::TooManyAttempts(_) => code::TOO_MANY_ATTEMPTS,
                 ServiceError::FeatureDisabled(_) => code::FEATURE_DISABLED,
-                ServiceError::NotEligible(_) => code::NOT_ELIGIBLE,
-                ServiceError::LimitReached(_) => code::DAILY_LIMIT_REACHED,
-                ServiceError::ReservationNotHeld(_) => code::RESERVATION_NOT_HELD,
-                ServiceError::InvalidState(_) => code::INVALID_STATE,
-                ServiceError::IdentityNotVerified(_) => code::IDENTITY_NOT_VERIFIED,
                 ServiceError::BalanceLimitExceeded(_) => code::BALANCE_LIMIT_EXCEEDED,
                 ServiceError::Busy => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
@@ -115,7 +118,7 @@ impl From<ApiError> for async_graphql::Error {
         let mut gql = async_graphql::Error::new(message);
         gql = gql.extend_with(|_, ext| ext.set("code", code));
         if let ApiError::Service(e) = &err
-            && let ServiceError::InsufficientCredits { requested, available } = &**e
+            && let ServiceError::Refused(Refusal::InsufficientCredits { requested, available }) = &**e
         {
             let (requested, available) = (requested.to_string(), available.to_string());
             gql = gql.extend_with(|_, ext| {
@@ -188,6 +191,10 @@ mod tests {
         }
     }
 
+    fn refused(refusal: Refusal) -> ApiError {
+        ServiceError::Refused(refusal).into()
+    }
+
     #[test]
     fn every_error_maps_to_its_code() {
         assert_eq!(code_of(ApiError::Unauthenticated(AuthError::Missing)), "UNAUTHENTICATED");
@@ -195,31 +202,52 @@ mod tests {
         assert_eq!(code_of(ApiError::LimitExceeded("no".into())), "LIMIT_EXCEEDED");
         assert_eq!(code_of(ServiceError::bad_input("x").into()), "BAD_USER_INPUT");
         assert_eq!(code_of(ServiceError::NotFound("x".into()).into()), "NOT_FOUND");
-        assert_eq!(
-            code_of(ServiceError::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO }.into()),
-            "INSUFFICIENT_CREDITS"
-        );
         assert_eq!(code_of(ServiceError::IdempotencyConflict("x".into()).into()), "IDEMPOTENCY_CONFLICT");
         assert_eq!(code_of(ServiceError::Busy.into()), "UNAVAILABLE");
-        assert_eq!(code_of(ServiceError::ReservationNotHeld("x".into()).into()), "RESERVATION_NOT_HELD");
-        assert_eq!(code_of(ServiceError::InvalidState("x".into()).into()), "INVALID_STATE");
-        assert_eq!(code_of(ServiceError::AlreadyClaimed("x".into()).into()), "ALREADY_CLAIMED");
-        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotFound).into()), "COUPON_NOT_FOUND");
-        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::NotYetValid).into()), "COUPON_NOT_YET_VALID");
-        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::Expired).into()), "COUPON_EXPIRED");
-        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::Exhausted).into()), "COUPON_EXHAUSTED");
-        assert_eq!(code_of(ServiceError::Coupon(CouponRefusal::AlreadyRedeemed).into()), "COUPON_ALREADY_REDEEMED");
         assert_eq!(code_of(ServiceError::TooManyAttempts("x".into()).into()), "TOO_MANY_ATTEMPTS");
-        let refusal = crate::ledger::refund::RefundRefusal::WindowClosed;
-        assert_eq!(code_of(ServiceError::RefundNotAllowed(refusal).into()), "REFUND_NOT_ALLOWED");
         assert_eq!(code_of(ServiceError::FeatureDisabled("x".into()).into()), "FEATURE_DISABLED");
-        assert_eq!(code_of(ServiceError::NotEligible("x".into()).into()), "NOT_ELIGIBLE");
-        assert_eq!(code_of(ServiceError::LimitReached("x".into()).into()), "DAILY_LIMIT_REACHED");
-        assert_eq!(
-            code_of(ServiceError::AccountNotActive { status: crate::ledger::AccountStatus::Suspended, message: "x".into() }.into()),
-            "ACCOUNT_NOT_ACTIVE"
-        );
+        assert_eq!(code_of(ServiceError::BalanceLimitExceeded("x".into()).into()), "BALANCE_LIMIT_EXCEEDED");
         assert_eq!(code_of(ServiceError::Internal(anyhow::anyhow!("secret detail")).into()), "INTERNAL_SERVER_ERROR");
+    }
+
+    #[test]
+    fn every_refusal_maps_to_its_code() {
+        let x = || "x".to_string();
+        let cases = [
+            (Refusal::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO }, "INSUFFICIENT_CREDITS"),
+            (Refusal::AccountNotActive { status: crate::ledger::AccountStatus::Suspended }, "ACCOUNT_NOT_ACTIVE"),
+            (Refusal::AlreadyClaimed { what: x() }, "ALREADY_CLAIMED"),
+            (Refusal::Coupon(CouponRefusal::NotFound), "COUPON_NOT_FOUND"),
+            (Refusal::Coupon(CouponRefusal::NotYetValid), "COUPON_NOT_YET_VALID"),
+            (Refusal::Coupon(CouponRefusal::Expired), "COUPON_EXPIRED"),
+            (Refusal::Coupon(CouponRefusal::Exhausted), "COUPON_EXHAUSTED"),
+            (Refusal::Coupon(CouponRefusal::AlreadyRedeemed), "COUPON_ALREADY_REDEEMED"),
+            (Refusal::Refund(crate::ledger::refund::RefundRefusal::WindowClosed), "REFUND_NOT_ALLOWED"),
+            (Refusal::NotEligible { why: x() }, "NOT_ELIGIBLE"),
+            (Refusal::LimitReached { what: x() }, "DAILY_LIMIT_REACHED"),
+            (Refusal::ReservationNotHeld { status: x() }, "RESERVATION_NOT_HELD"),
+            (Refusal::InvalidState { what: x() }, "INVALID_STATE"),
+            (Refusal::IdentityNotVerified, "IDENTITY_NOT_VERIFIED"),
+            (Refusal::IdentityRequired { why: x() }, "IDENTITY_NOT_VERIFIED"),
+        ];
+        for (refusal, code) in cases {
+            assert_eq!(code_of(refused(refusal.clone())), code, "{refusal:?}");
+        }
+    }
+
+    /// `INSUFFICIENT_CREDITS` says how much was asked and how much there was; no other code
+    /// carries more than its code.
+    #[test]
+    fn insufficient_credits_carries_the_amounts() {
+        let short = Refusal::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO };
+        let gql: async_graphql::Error = refused(short).into();
+        let extensions = gql.extensions.expect("extensions");
+        assert_eq!(extensions.get("requested"), Some(&async_graphql::Value::from("2")));
+        assert_eq!(extensions.get("available"), Some(&async_graphql::Value::from("0")));
+        let gql: async_graphql::Error = refused(Refusal::AccountNotActive { status: crate::ledger::AccountStatus::Inactive }).into();
+        let extensions = gql.extensions.expect("extensions");
+        assert_eq!((extensions.get("code").is_some(), extensions.get("requested"), extensions.get("status")), (true, None, None));
+        assert_eq!(gql.message, "account is inactive: an inactive account can be charged only for storage");
     }
 
     #[test]

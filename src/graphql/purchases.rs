@@ -1,12 +1,12 @@
 //! Purchases: the packages on sale, buying credits, confirming the payment, and refunds.
 
 use crate::auth::Caller;
-use crate::entity::purchase;
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
 use crate::graphql::types::*;
 use crate::service::ServiceError;
+use crate::service::purchases::PurchaseView;
 use crate::service::refunds::Requester;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -31,7 +31,7 @@ pub enum PurchaseStatus {
     Refunded,
 }
 
-pub struct Purchase(pub purchase::Model);
+pub struct Purchase(pub PurchaseView);
 
 #[Object]
 impl Purchase {
@@ -49,16 +49,15 @@ impl Purchase {
         self.0.package_name.as_deref()
     }
     /// The credits bought.
-    async fn credits(&self) -> ApiResult<CreditAmount> {
-        Ok(stored(self.0.credits_micros, || format!("purchase {}", self.0.id))?)
+    async fn credits(&self) -> CreditAmount {
+        credits(self.0.credits)
     }
     async fn amount(&self) -> Money {
         Money { amount_minor: self.0.price_minor, currency: self.0.currency.clone() }
     }
     /// PENDING until the payment is confirmed, then PAID; REFUNDED after a refund.
-    async fn status(&self) -> ApiResult<PurchaseStatus> {
-        let status = self.0.status.parse::<crate::ledger::money::PurchaseStatus>();
-        Ok(status.map_err(|_| corrupt(format!("purchase {}: status {:?}", self.0.id, self.0.status)))?.into())
+    async fn status(&self) -> PurchaseStatus {
+        self.0.status.into()
     }
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.0.paid_at

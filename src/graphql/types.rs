@@ -15,14 +15,6 @@ pub fn signed(micros: i64) -> SignedCreditAmount {
     SignedCreditAmount::from_micros(micros)
 }
 
-/// A stored amount of micro-credits that the database's CHECK constraints keep non-negative.
-pub(crate) fn stored(micros: i64, what: impl FnOnce() -> String) -> Result<CreditAmount, ServiceError> {
-    if micros < 0 {
-        return Err(corrupt(format!("{}: negative credits {micros}", what())));
-    }
-    Ok(CreditAmount(Credits::from_micros(micros)))
-}
-
 macro_rules! mirror_enum {
     ($(#[$meta:meta])* $name:ident <=> $domain:path { $($(#[$variant_meta:meta])* $variant:ident),+ $(,)? }) => {
         $(#[$meta])*

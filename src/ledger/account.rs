@@ -4,7 +4,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Stored as its lowercase name, in the accounts table and (serde) in a kept refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AccountStatus {
     Active,
     Inactive,
@@ -66,6 +68,7 @@ mod tests {
         assert!(!AccountStatus::Suspended.may_receive_credits());
         for status in AccountStatus::ALL {
             assert_eq!(status.as_str().parse::<AccountStatus>(), Ok(status));
+            assert_eq!(serde_json::to_string(&status).unwrap(), format!("{:?}", status.as_str()), "serde stores the same text");
         }
     }
 }

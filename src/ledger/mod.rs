@@ -13,6 +13,7 @@ pub mod money;
 pub mod notices;
 pub mod plans;
 pub mod pricing;
+pub mod referral;
 pub mod refund;
 pub mod reservation;
 pub mod retention;

@@ -1,10 +1,54 @@
 use crate::entity::account;
-use crate::ledger::{AccountStatus, LotClass, LotSource};
+use crate::ledger::{AccountStatus, Credits, LotClass, LotSource};
 use crate::service::input::ExternalId;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Engine, ServiceError, tx};
+use crate::service::{Engine, Refusal, ServiceError, tx};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
+
+/// An account as the use cases answer it: typed, with nothing of how it is stored. The GraphQL
+/// `Account` is built from it; its other reads (balance, lots, lucky credits, ...) take it too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountView {
+    /// The ledger's own id, what the account's other reads are keyed on; never shown.
+    pub id: i64,
+    /// The product's own id for this account.
+    pub external_id: String,
+    pub plan: String,
+    pub status: AccountStatus,
+    pub identity_verified: bool,
+    pub credit_mail_enabled: bool,
+    /// The cached balance (the sum of its lots' remaining, kept with the journal): what the
+    /// low-credit rule reads.
+    pub balance: Credits,
+    pub created_at: DateTime<Utc>,
+    /// The code friends sign up with, where the program has referrals.
+    pub referral_code: Option<String>,
+    /// When this purchase cycle's low-credit warning went out; none once re-armed.
+    pub low_credits_notified_at: Option<DateTime<Utc>>,
+}
+
+impl AccountView {
+    /// The stored row, read back: an unknown status or a negative balance is a corrupt row.
+    pub(crate) fn of(row: account::Model) -> Result<AccountView, ServiceError> {
+        let status = status_of(&row)?;
+        if row.balance_micros < 0 {
+            return Err(anyhow::anyhow!("account {}: negative cached balance {}", row.id, row.balance_micros).into());
+        }
+        Ok(AccountView {
+            id: row.id,
+            status,
+            balance: Credits::from_micros(row.balance_micros),
+            external_id: row.external_id,
+            plan: row.plan,
+            identity_verified: row.identity_verified,
+            credit_mail_enabled: row.credit_mail_enabled,
+            created_at: row.created_at,
+            referral_code: row.referral_code,
+            low_credits_notified_at: row.low_credits_notified_at,
+        })
+    }
+}
 
 impl Engine {
     /// A program that needs a verified identity to spend (archipelag) refuses an unverified
@@ -16,9 +60,7 @@ impl Engine {
             return Ok(());
         }
         match store::accounts::by_external_id(&self.db, account.as_str()).await? {
-            Some(found) if !found.identity_verified => {
-                Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()))
-            }
+            Some(found) if !found.identity_verified => Err(Refusal::identity_required("spending credits needs a verified identity").into()),
             _ => Ok(()),
         }
     }
@@ -30,7 +72,7 @@ impl Engine {
         external_id: &str,
         plan: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(account::Model, bool), ServiceError> {
+    ) -> Result<(AccountView, bool), ServiceError> {
         let (account, created, _) = self.create_referred_account(external_id, plan, None, now).await?;
         Ok((account, created))
     }
@@ -43,7 +85,7 @@ impl Engine {
         plan: Option<&str>,
         referral_code: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<(account::Model, bool, Option<bool>), ServiceError> {
+    ) -> Result<(AccountView, bool, Option<bool>), ServiceError> {
         let external_id = ExternalId::parse(external_id)?;
         if let Some(plan) = plan
             && self.program.plan(plan).is_none()
@@ -64,7 +106,7 @@ impl Engine {
                             existing.plan
                         )));
                     }
-                    return Ok((existing, false, None));
+                    return Ok((AccountView::of(existing)?, false, None));
                 }
                 let account = store::accounts::insert(txn, external_id.as_str(), &plan, now).await?;
                 if let Some(grant) = &program.sign_up_grant {
@@ -85,35 +127,34 @@ impl Engine {
                     crate::service::referrals::on_sign_up(txn, &program, &ledger, account.clone(), referral_code.as_deref(), now).await?;
                 let account = store::accounts::by_id(txn, account.id).await?.ok_or_else(|| anyhow::anyhow!("account vanished"))?;
                 tracing::info!(account.id = account.id, account.plan = %account.plan, "account created");
-                Ok((account, true, referral_accepted))
+                Ok((AccountView::of(account)?, true, referral_accepted))
             })
         })
         .await
     }
 
     /// Moves an account between active, inactive and suspended. Idempotent by nature.
-    pub async fn set_status(&self, external_id: &str, status: AccountStatus) -> Result<account::Model, ServiceError> {
+    pub async fn set_status(&self, external_id: &str, status: AccountStatus) -> Result<AccountView, ServiceError> {
         let external_id = ExternalId::parse(external_id)?;
         tx::write(&self.db, |txn| {
             let external_id = external_id.clone();
             Box::pin(async move {
                 let locked = lock_by_external_id(txn, external_id.as_str()).await?;
                 if locked.status == status.as_str() {
-                    return Ok(locked);
+                    return AccountView::of(locked);
                 }
                 let updated = store::accounts::set_status(txn, locked, status.as_str()).await?;
                 tracing::info!(account.id = updated.id, account.status = %status, "account status changed");
-                Ok(updated)
+                AccountView::of(updated)
             })
         })
         .await
     }
 
-    pub async fn account(&self, external_id: &str) -> Result<account::Model, ServiceError> {
+    pub async fn account(&self, external_id: &str) -> Result<AccountView, ServiceError> {
         let external_id = ExternalId::parse(external_id)?;
-        store::accounts::by_external_id(&self.db, external_id.as_str())
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("no account {:?}", external_id.as_str())))
+        let found = store::accounts::by_external_id(&self.db, external_id.as_str()).await?;
+        AccountView::of(found.ok_or_else(|| ServiceError::NotFound(format!("no account {:?}", external_id.as_str())))?)
     }
 }
 

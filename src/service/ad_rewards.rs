@@ -10,9 +10,9 @@ use crate::entity::account;
 use crate::ledger::time::day_of;
 use crate::ledger::{LotClass, LotSource, balance};
 use crate::program::{AdMode, Program};
+use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::Refusal;
 use crate::service::lucky::RandomGrant;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Engine, ServiceError, daily_free};
@@ -134,7 +134,7 @@ async fn not_eligible(
     }
     let open = lots::open_for_account(txn, account.id).await?;
     let rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-    let virtual_free = daily_free::virtual_lot(txn, program, account, now).await?;
+    let virtual_free = daily_free::virtual_lot(txn, program, account.id, &account.plan, now).await?;
     if !balance(&rules, now).is_zero() || virtual_free.is_some() {
         return Ok(Some("the day's free credits and all other credits must be used up first".into()));
     }

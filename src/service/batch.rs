@@ -21,9 +21,9 @@
 use crate::entity::account;
 use crate::ledger::{self, Credits, Lot, Spent};
 use crate::program::Program;
+use crate::service::Refusal;
 use crate::service::daily_free;
 use crate::service::executor::{Dated, Decisions, Fresh, RunMany};
-use crate::service::keyed::Refusal;
 use crate::service::notices;
 use crate::service::posting::{self, Debit};
 use crate::service::reservations;
@@ -339,7 +339,7 @@ impl Wallets {
         let lots = self.lots.entry(account.id).or_default();
         if self.offered.insert(account.id) {
             // The day's free credits, the last tier, as a virtual lot until a spend takes them.
-            lots.extend(daily_free::virtual_lot(txn, program, account, now).await?);
+            lots.extend(daily_free::virtual_lot(txn, program, account.id, &account.plan, now).await?);
         }
         let mut spent = match ledger::spend(lots, amount, &program.consumption_order, now) {
             Ok(spent) => spent,

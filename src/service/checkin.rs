@@ -3,9 +3,9 @@
 use crate::ledger::claims::streak;
 use crate::ledger::time::{day_of, next_day_start};
 use crate::ledger::{Credits, LotClass, LotSource};
+use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Engine, ServiceError};
 use crate::store::{self, idempotency::request_hash, lots};

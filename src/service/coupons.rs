@@ -4,9 +4,9 @@
 use crate::entity::coupon;
 use crate::ledger::claims::{CouponRefusal, check_window, normalize_coupon_code};
 use crate::ledger::{Credits, LotClass, LotSource, Validity};
+use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
-use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::check_amount;
 use crate::service::{Engine, ServiceError, tx};
@@ -40,6 +40,49 @@ pub struct RedeemReceipt {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A coupon as the use cases answer it: typed, with nothing of how it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponView {
+    pub id: i64,
+    /// Upper-cased: codes are case-insensitive.
+    pub code: String,
+    /// The credits one redemption grants.
+    pub credits: Credits,
+    /// A fixed expiry for the granted credits...
+    pub expires_at: Option<DateTime<Utc>>,
+    /// ...or a validity counted from redemption.
+    pub valid_for: Option<Validity>,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: Option<DateTime<Utc>>,
+    pub max_redemptions: Option<i64>,
+    pub redemptions: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl CouponView {
+    /// The stored row, read back: negative credits or an unreadable validity is a corrupt row.
+    fn of(row: coupon::Model) -> Result<CouponView, ServiceError> {
+        let corrupt = |what: String| ServiceError::Internal(anyhow::anyhow!("coupon {}: {what}", row.id));
+        if row.credits_micros < 0 {
+            return Err(corrupt(format!("negative credits {}", row.credits_micros)));
+        }
+        // Stored in the canonical form ("1 months").
+        let valid_for = row.valid_for.as_deref().map(str::parse::<Validity>).transpose().map_err(|e| corrupt(format!("valid_for: {e}")))?;
+        Ok(CouponView {
+            id: row.id,
+            code: row.code,
+            credits: Credits::from_micros(row.credits_micros),
+            expires_at: row.expires_at,
+            valid_for,
+            starts_at: row.starts_at,
+            ends_at: row.ends_at,
+            max_redemptions: row.max_redemptions,
+            redemptions: row.redemptions,
+            created_at: row.created_at,
+        })
+    }
+}
+
 fn code_of(code: &str) -> Result<String, ServiceError> {
     normalize_coupon_code(code).ok_or_else(|| ServiceError::bad_input("a coupon code is 3 to 64 letters, digits, - or _"))
 }
@@ -47,7 +90,7 @@ fn code_of(code: &str) -> Result<String, ServiceError> {
 impl Engine {
     /// Creates a coupon; idempotent on the code: the same definition returns the existing coupon,
     /// a different one is IDEMPOTENCY_CONFLICT.
-    pub async fn create_coupon(&self, new: NewCoupon, now: DateTime<Utc>) -> Result<coupon::Model, ServiceError> {
+    pub async fn create_coupon(&self, new: NewCoupon, now: DateTime<Utc>) -> Result<CouponView, ServiceError> {
         let code = code_of(&new.code)?;
         let credits = check_amount(new.credits)?;
         if new.expires_at.is_some() && new.valid_for.is_some() {
@@ -79,7 +122,7 @@ impl Engine {
                         && existing.ends_at == ends_at
                         && existing.max_redemptions == new.max_redemptions;
                     if same {
-                        return Ok(existing);
+                        return CouponView::of(existing);
                     }
                     return Err(ServiceError::IdempotencyConflict(format!("coupon {code} already exists with other terms")));
                 }
@@ -96,7 +139,7 @@ impl Engine {
                 };
                 let created = store::coupons::insert(txn, row).await?;
                 tracing::info!(coupon.id = created.id, amount.credits = %credits, "coupon created");
-                Ok(created)
+                CouponView::of(created)
             })
         })
         .await

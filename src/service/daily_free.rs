@@ -5,7 +5,6 @@
 //! They cost nothing for accounts that never show up: a read shows them as a virtual lot, and
 //! only a spend that takes from them writes the day's lot (with a once-per-day claim).
 
-use crate::entity::account;
 use crate::ledger::time::day_of;
 use crate::ledger::{Credits, Lot, LotClass, LotSource, Take};
 use crate::program::Program;
@@ -20,8 +19,8 @@ pub const KIND: &str = "daily_free";
 pub const VIRTUAL_LOT_ID: i64 = 0;
 
 /// The day's amount, if the account's plan has daily free credits.
-fn daily_amount(program: &Program, account: &account::Model) -> Option<Credits> {
-    program.plan(&account.plan)?.daily_free_credits
+fn daily_amount(program: &Program, plan: &str) -> Option<Credits> {
+    program.plan(plan)?.daily_free_credits
 }
 
 async fn claimed_today(conn: &impl ConnectionTrait, account_id: i64, now: DateTime<Utc>) -> Result<bool, ServiceError> {
@@ -34,11 +33,12 @@ async fn claimed_today(conn: &impl ConnectionTrait, account_id: i64, now: DateTi
 pub async fn virtual_lot(
     conn: &impl ConnectionTrait,
     program: &Program,
-    account: &account::Model,
+    account_id: i64,
+    plan: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Lot>, ServiceError> {
-    let Some(amount) = daily_amount(program, account) else { return Ok(None) };
-    if claimed_today(conn, account.id, now).await? {
+    let Some(amount) = daily_amount(program, plan) else { return Ok(None) };
+    if claimed_today(conn, account_id, now).await? {
         return Ok(None);
     }
     Ok(Some(Lot::of_the_day(VIRTUAL_LOT_ID, amount, now)))

@@ -1,44 +1,29 @@
 use crate::ledger::claims::CouponRefusal;
 use crate::ledger::refund::RefundRefusal;
 use crate::ledger::{AccountStatus, Credits};
+use serde::{Deserialize, Serialize};
 
 /// What a use case can refuse or fail with. The GraphQL layer maps each variant to one stable
-/// code, in one place.
+/// code, in one place (`graphql/error.rs`).
+///
+/// A business refusal is `Refused(Refusal)`: the same value whether it was just decided, kept
+/// under an idempotency key, or replayed from one, so there is nothing to map between the two.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("{0}")]
     BadInput(String),
     #[error("{0}")]
     NotFound(String),
-    #[error("insufficient credits: {requested} requested, {available} available")]
-    InsufficientCredits { requested: Credits, available: Credits },
+    /// A business refusal (insufficient credits, a status that does not allow the operation, an
+    /// exhausted coupon, ...): the outcome of a keyed operation, so kept under its key.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
     #[error("{0}")]
     IdempotencyConflict(String),
-    #[error("account is {status}: {message}")]
-    AccountNotActive { status: AccountStatus, message: String },
-    #[error("{0}")]
-    AlreadyClaimed(String),
-    #[error("{}", coupon_message(*.0))]
-    Coupon(CouponRefusal),
-    #[error("refund not allowed: {0}")]
-    RefundNotAllowed(RefundRefusal),
     #[error("{0}")]
     TooManyAttempts(String),
     #[error("{0}")]
     FeatureDisabled(String),
-    #[error("{0}")]
-    NotEligible(String),
-    #[error("{0}")]
-    LimitReached(String),
-    /// The market needs a verified identity.
-    #[error("{0}")]
-    IdentityNotVerified(String),
-    /// The thing is not in a state that allows this (a container already running).
-    #[error("{0}")]
-    InvalidState(String),
-    /// The reservation was already captured, released or expired.
-    #[error("{0}")]
-    ReservationNotHeld(String),
     /// The account's credits would pass `ledger::amount::MAX_BALANCE_CREDITS`.
     #[error("{0}")]
     BalanceLimitExceeded(String),
@@ -46,6 +31,58 @@ pub enum ServiceError {
     Busy,
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
+}
+
+/// Business refusals: the outcomes of an operation that are not a success but are its answer,
+/// so a keyed operation keeps them under its key and every replay refuses alike. Refusals made
+/// before the key is read (an unverified identity, an ineligible tier) use the same type and
+/// are simply never stored.
+///
+/// The serde form is what `idempotency_keys.outcome` holds (`{"InsufficientCredits":{...}}`,
+/// `"IdentityNotVerified"`): renaming a variant or a field, or changing how a field
+/// serializes, breaks the replay of outcomes already stored. `tests` below pins it.
+/// The messages are what clients read in `errors[].message`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("insufficient credits: {requested} requested, {available} available")]
+    InsufficientCredits { requested: Credits, available: Credits },
+    /// The account's status does not allow the operation; stored as the status's text.
+    #[error("account is {status}: {}", refused_because(*status))]
+    AccountNotActive { status: AccountStatus },
+    #[error("{what}")]
+    AlreadyClaimed { what: String },
+    #[error("{}", coupon_message(*.0))]
+    Coupon(CouponRefusal),
+    #[error("refund not allowed: {0}")]
+    Refund(RefundRefusal),
+    #[error("{why}")]
+    NotEligible { why: String },
+    #[error("{what}")]
+    LimitReached { what: String },
+    /// The reservation was already captured, released or expired (its stored status).
+    #[error("the reservation is already {status}")]
+    ReservationNotHeld { status: String },
+    /// The thing is not in a state that allows this (a container already running).
+    #[error("{what}")]
+    InvalidState { what: String },
+    /// The market's submission once kept this under its key; the check now runs before the key
+    /// (`IdentityRequired`), so nothing builds it, but stored outcomes still replay it.
+    #[error("spending on the market needs a verified identity")]
+    IdentityNotVerified,
+    /// A verified identity is needed first (to spend on a program that says so, to submit to
+    /// the market, to register as a provider): checked before the key, so never stored.
+    #[error("{why}")]
+    IdentityRequired { why: String },
+}
+
+impl Refusal {
+    pub fn not_eligible(why: impl Into<String>) -> Refusal {
+        Refusal::NotEligible { why: why.into() }
+    }
+
+    pub fn identity_required(why: impl Into<String>) -> Refusal {
+        Refusal::IdentityRequired { why: why.into() }
+    }
 }
 
 impl From<sea_orm::DbErr> for ServiceError {
@@ -59,12 +96,29 @@ impl ServiceError {
         ServiceError::BadInput(message.into())
     }
 
+    /// The business refusal this error is, if it is one.
+    pub fn refusal(&self) -> Option<&Refusal> {
+        match self {
+            ServiceError::Refused(refusal) => Some(refusal),
+            _ => None,
+        }
+    }
+
     /// The database error behind an internal error, if any.
     pub fn db_err(&self) -> Option<&sea_orm::DbErr> {
         match self {
             ServiceError::Internal(e) => e.downcast_ref::<sea_orm::DbErr>(),
             _ => None,
         }
+    }
+}
+
+/// Why an account's status refuses an operation.
+pub fn refused_because(status: AccountStatus) -> &'static str {
+    match status {
+        AccountStatus::Active => "active accounts are not refused",
+        AccountStatus::Inactive => "an inactive account can be charged only for storage",
+        AccountStatus::Suspended => "a suspended account can only be read",
     }
 }
 
@@ -75,5 +129,51 @@ fn coupon_message(refusal: CouponRefusal) -> &'static str {
         CouponRefusal::Expired => "this coupon has expired",
         CouponRefusal::Exhausted => "this coupon has been fully redeemed",
         CouponRefusal::AlreadyRedeemed => "this account already redeemed this coupon",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Outcomes as `idempotency_keys.outcome` held them before `Refusal` and `ServiceError`
+    /// became one enum (credits as micro-credits), with the message each replayed with then;
+    /// the last one is new and never stored, here for its message.
+    const STORED: [(&str, &str); 12] = [
+        (r#"{"InsufficientCredits":{"requested":2500000,"available":1000000}}"#, "insufficient credits: 2.5 requested, 1 available"),
+        (r#"{"AccountNotActive":{"status":"suspended"}}"#, "account is suspended: a suspended account can only be read"),
+        (r#"{"AccountNotActive":{"status":"inactive"}}"#, "account is inactive: an inactive account can be charged only for storage"),
+        (r#"{"AlreadyClaimed":{"what":"already checked in on 2026-01-02"}}"#, "already checked in on 2026-01-02"),
+        (r#"{"Coupon":"Exhausted"}"#, "this coupon has been fully redeemed"),
+        (r#"{"Refund":"WindowClosed"}"#, "refund not allowed: the refund window has closed"),
+        (r#"{"NotEligible":{"why":"not a free plan"}}"#, "not a free plan"),
+        (r#"{"LimitReached":{"what":"today's 3 ad rewards are claimed"}}"#, "today's 3 ad rewards are claimed"),
+        (r#"{"ReservationNotHeld":{"status":"captured"}}"#, "the reservation is already captured"),
+        (r#"{"InvalidState":{"what":"container 7 is not running"}}"#, "container 7 is not running"),
+        (r#""IdentityNotVerified""#, "spending on the market needs a verified identity"),
+        (r#"{"IdentityRequired":{"why":"a provider's identity must be verified first"}}"#, "a provider's identity must be verified first"),
+    ];
+
+    #[test]
+    fn stored_refusals_read_back_byte_for_byte_with_their_messages() {
+        for (stored, message) in STORED {
+            let refusal: Refusal = serde_json::from_str(stored).unwrap_or_else(|e| panic!("{stored}: {e}"));
+            assert_eq!(serde_json::to_string(&refusal).unwrap(), stored, "the stored form is kept");
+            assert_eq!(ServiceError::from(refusal).to_string(), message, "{stored}");
+        }
+    }
+
+    #[test]
+    fn every_coupon_refusal_has_its_message() {
+        let messages = [
+            (CouponRefusal::NotFound, "no such coupon"),
+            (CouponRefusal::NotYetValid, "this coupon cannot be redeemed yet"),
+            (CouponRefusal::Expired, "this coupon has expired"),
+            (CouponRefusal::Exhausted, "this coupon has been fully redeemed"),
+            (CouponRefusal::AlreadyRedeemed, "this account already redeemed this coupon"),
+        ];
+        for (refusal, message) in messages {
+            assert_eq!(Refusal::Coupon(refusal).to_string(), message);
+        }
     }
 }

@@ -23,8 +23,8 @@
 use crate::entity::account;
 use crate::ledger::AccountStatus;
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Refusal, Stored};
-use crate::service::{Engine, ServiceError, tx};
+use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Stored};
+use crate::service::{Engine, Refusal, ServiceError, tx};
 use crate::store;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;

@@ -4,11 +4,9 @@
 //! gets. Input errors are rejected before this point and never stored.
 
 use crate::entity::{account, idempotency_key};
-use crate::ledger::claims::CouponRefusal;
-use crate::ledger::refund::RefundRefusal;
-use crate::ledger::{AccountStatus, Credits};
-use crate::service::ServiceError;
+use crate::ledger::AccountStatus;
 use crate::service::accounts::{lock_by_external_id, status_of};
+use crate::service::{Refusal, ServiceError};
 use crate::store::idempotency;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
@@ -19,50 +17,6 @@ use serde::{Deserialize, Serialize};
 pub enum Stored<T> {
     Done(T),
     Refused(Refusal),
-}
-
-/// Business refusals that are part of an operation's outcome and so are replayed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum Refusal {
-    InsufficientCredits { requested: Credits, available: Credits },
-    AccountNotActive { status: String },
-    AlreadyClaimed { what: String },
-    Coupon(CouponRefusal),
-    Refund(RefundRefusal),
-    NotEligible { why: String },
-    LimitReached { what: String },
-    ReservationNotHeld { status: String },
-    InvalidState { what: String },
-    IdentityNotVerified,
-}
-
-impl From<Refusal> for ServiceError {
-    fn from(refusal: Refusal) -> Self {
-        match refusal {
-            Refusal::InsufficientCredits { requested, available } => ServiceError::InsufficientCredits { requested, available },
-            Refusal::AlreadyClaimed { what } => ServiceError::AlreadyClaimed(what),
-            Refusal::Coupon(refusal) => ServiceError::Coupon(refusal),
-            Refusal::Refund(refusal) => ServiceError::RefundNotAllowed(refusal),
-            Refusal::NotEligible { why } => ServiceError::NotEligible(why),
-            Refusal::LimitReached { what } => ServiceError::LimitReached(what),
-            Refusal::InvalidState { what } => ServiceError::InvalidState(what),
-            Refusal::IdentityNotVerified => ServiceError::IdentityNotVerified("spending on the market needs a verified identity".into()),
-            Refusal::ReservationNotHeld { status } => ServiceError::ReservationNotHeld(format!("the reservation is already {status}")),
-            Refusal::AccountNotActive { status } => {
-                let status = status.parse().unwrap_or(AccountStatus::Suspended);
-                ServiceError::AccountNotActive { status, message: refused_because(status).to_string() }
-            }
-        }
-    }
-}
-
-/// Why an account's status refuses an operation.
-pub fn refused_because(status: AccountStatus) -> &'static str {
-    match status {
-        AccountStatus::Active => "active accounts are not refused",
-        AccountStatus::Inactive => "an inactive account can be charged only for storage",
-        AccountStatus::Suspended => "a suspended account can only be read",
-    }
 }
 
 impl<T> Stored<T> {
@@ -100,7 +54,7 @@ pub async fn open<'a, T: DeserializeOwned + Serialize>(
 /// key if not.
 pub(crate) fn admits(locked: &account::Model, allowed: impl FnOnce(AccountStatus) -> bool) -> Result<Result<(), Refusal>, ServiceError> {
     let status = status_of(locked)?;
-    Ok(if allowed(status) { Ok(()) } else { Err(Refusal::AccountNotActive { status: status.to_string() }) })
+    Ok(if allowed(status) { Ok(()) } else { Err(Refusal::AccountNotActive { status }) })
 }
 
 /// The outcome a record keeps, as it was first given.

@@ -2,13 +2,13 @@
 //! their plan's maximum, valid 24 hours from claiming, only within the promotion's dates. The
 //! journal entry records what was drawn and from which distribution.
 
-use crate::entity::account;
 use crate::ledger::time::{day_of, next_day_start};
 use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Lucky, Program};
+use crate::service::Refusal;
+use crate::service::accounts::AccountView;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
-use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Engine, ServiceError};
 use crate::store::{self, idempotency::request_hash, lots};
@@ -46,7 +46,7 @@ pub struct RandomGrant {
 }
 
 /// The promotion and the plan's maximum, or why this account cannot claim now.
-fn eligibility<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Result<(&'p Lucky, Credits), String> {
+fn eligibility<'p>(program: &'p Program, plan: &str, now: DateTime<Utc>) -> Result<(&'p Lucky, Credits), String> {
     let lucky = program.lucky.as_ref().ok_or("this program has no lucky credits")?;
     if lucky.starts_at.is_some_and(|start| now < start) {
         return Err("the lucky-credit promotion has not started".into());
@@ -54,7 +54,7 @@ fn eligibility<'p>(program: &'p Program, account: &account::Model, now: DateTime
     if now >= lucky.ends_at {
         return Err("the lucky-credit promotion has ended".into());
     }
-    match program.plan(&account.plan) {
+    match program.plan(plan) {
         Some(plan) if plan.paid => plan.lucky_max_credits.map(|max| (lucky, max)).ok_or_else(|| "this plan has no lucky credits".into()),
         _ => Err("lucky credits are for paid subscribers".into()),
     }
@@ -76,7 +76,7 @@ impl Engine {
     pub(crate) async fn drop_lucky_by_id(&self, account_id: i64, day: NaiveDate, now: DateTime<Utc>) -> Result<bool, ServiceError> {
         let Some(account) = store::accounts::by_id(&self.db, account_id).await? else { return Ok(false) };
         let at = now.max(day.and_time(chrono::NaiveTime::MIN).and_utc());
-        let Ok((lucky, max)) = eligibility(&self.program, &account, at) else { return Ok(false) };
+        let Ok((lucky, max)) = eligibility(&self.program, &account.plan, at) else { return Ok(false) };
         if !crate::service::accounts::status_of(&account)?.may_receive_credits() {
             return Ok(false);
         }
@@ -84,11 +84,11 @@ impl Engine {
         Ok(store::claims::insert_if_absent(&self.db, account.id, DROP, &day.to_string(), amount.micros(), now).await?)
     }
 
-    pub async fn lucky_status(&self, account: &account::Model, now: DateTime<Utc>) -> Result<LuckyStatus, ServiceError> {
+    pub async fn lucky_status(&self, account: &AccountView, now: DateTime<Utc>) -> Result<LuckyStatus, ServiceError> {
         let claim = store::claims::find(&self.db, account.id, KIND, &day_of(now).to_string()).await?;
         let claimed_today = claim.map(|c| Credits::from_micros(c.amount_micros));
         let dropped = store::claims::find(&self.db, account.id, DROP, &day_of(now).to_string()).await?.is_some();
-        let (eligible, reason, max_credits) = match eligibility(&self.program, account, now) {
+        let (eligible, reason, max_credits) = match eligibility(&self.program, &account.plan, now) {
             Ok((_, max)) => (true, None, Some(max)),
             Err(why) => (false, Some(why), None),
         };
@@ -120,7 +120,7 @@ impl Engine {
         self.execute(command, now, |run| {
             Box::pin(async move {
                 let Run { txn, ledger, account, command, now } = run;
-                let (lucky, max) = match eligibility(&ledger.program, account, now) {
+                let (lucky, max) = match eligibility(&ledger.program, &account.plan, now) {
                     Ok(found) => found,
                     Err(why) => return Ok(Err(Refusal::NotEligible { why })),
                 };

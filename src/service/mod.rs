@@ -33,7 +33,7 @@ pub mod tx;
 pub mod webhooks;
 
 pub use clock::Clock;
-pub use error::ServiceError;
+pub use error::{Refusal, ServiceError};
 
 use crate::program::Program;
 use rand::SeedableRng;

@@ -9,6 +9,7 @@ use crate::ledger::notices::{self, LowCreditRule};
 use crate::ledger::pricing;
 use crate::ledger::{Credits, LotSource};
 use crate::program::Program;
+use crate::service::accounts::AccountView;
 use crate::service::{Engine, ServiceError, tx};
 use crate::store;
 use crate::store::accounts::Flag;
@@ -36,17 +37,22 @@ pub struct LowCredits {
 }
 
 /// What the account's running usage costs an hour: its running containers' tiers and add-ons,
-/// and its storage over the plan's quota.
-pub(crate) async fn usage_rate(conn: &impl ConnectionTrait, program: &Program, account: &account::Model) -> Result<Decimal, ServiceError> {
+/// and its storage over its plan's quota.
+pub(crate) async fn usage_rate(
+    conn: &impl ConnectionTrait,
+    program: &Program,
+    account_id: i64,
+    plan: &str,
+) -> Result<Decimal, ServiceError> {
     if program.metering.is_none() {
         return Ok(Decimal::ZERO);
     }
-    let containers = store::metering::containers(conn, account.id).await?;
-    usage_rate_of(program, account, &containers)
+    let containers = store::metering::containers(conn, account_id).await?;
+    usage_rate_of(program, plan, &containers)
 }
 
 /// `usage_rate` over the account's containers, already read.
-fn usage_rate_of(program: &Program, account: &account::Model, containers: &[container::Model]) -> Result<Decimal, ServiceError> {
+fn usage_rate_of(program: &Program, plan: &str, containers: &[container::Model]) -> Result<Decimal, ServiceError> {
     let Some(metering) = program.metering.as_ref() else { return Ok(Decimal::ZERO) };
     // An hour of each, priced by the same rules a settlement uses (the add-on free on GPU, the
     // quota over all containers), so the warning and the charge never disagree.
@@ -61,21 +67,10 @@ fn usage_rate_of(program: &Program, account: &account::Model, containers: &[cont
         }
     }
     let stored = u64::try_from(containers.iter().map(|c| c.storage_bytes).sum::<i64>()).unwrap_or(0);
-    let quota = program.plan(&account.plan).and_then(|p| p.storage_quota_gb).unwrap_or(Decimal::ZERO);
+    let quota = program.plan(plan).and_then(|p| p.storage_quota_gb).unwrap_or(Decimal::ZERO);
     let over = pricing::gb_seconds_over_quota(quota, &[pricing::StorageInterval { bytes: stored, seconds: hour }])?;
     rate = rate.checked_add(pricing::storage_charge(metering, over)?).expect("rates fit");
     Ok(rate.to_decimal())
-}
-
-async fn evaluate(
-    conn: &impl ConnectionTrait,
-    program: &Program,
-    account: &account::Model,
-) -> Result<(Option<LowCreditRule>, Credits, Decimal, Option<String>), ServiceError> {
-    let balance = Credits::from_micros(account.balance_micros.max(0));
-    let rate = usage_rate(conn, program, account).await?;
-    let reason = program.notices.low_credits.and_then(|rule| notices::low_credits(rule, balance, rate));
-    Ok((program.notices.low_credits, balance, rate, reason))
 }
 
 /// Called by every use case that lowers a balance or raises a usage rate, in its transaction,
@@ -90,7 +85,7 @@ pub(crate) async fn check_low_credits(
         return Ok(());
     }
     let Some(account) = store::accounts::by_id(txn, account_id).await? else { return Ok(()) };
-    let rate = usage_rate(txn, program, &account).await?;
+    let rate = usage_rate(txn, program, account.id, &account.plan).await?;
     apply(txn, low_credit_actions(program, [(&account, rate, now)])).await
 }
 
@@ -114,7 +109,7 @@ pub(crate) async fn check_low_credits_many(
     }
     let mut rated = Vec::with_capacity(accounts.len());
     for (account, now) in accounts {
-        rated.push((account, usage_rate_of(program, account, containers.get(&account.id).map_or(&[], Vec::as_slice))?, *now));
+        rated.push((account, usage_rate_of(program, &account.plan, containers.get(&account.id).map_or(&[], Vec::as_slice))?, *now));
     }
     apply(txn, low_credit_actions(program, rated)).await
 }
@@ -182,8 +177,10 @@ async fn set_notified_many(conn: &impl ConnectionTrait, account_ids: &[i64], at:
 }
 
 impl Engine {
-    pub async fn low_credits(&self, account: &account::Model) -> Result<LowCredits, ServiceError> {
-        let (rule, balance, rate, reason) = evaluate(&self.db, &self.program, account).await?;
+    pub async fn low_credits(&self, account: &AccountView) -> Result<LowCredits, ServiceError> {
+        let (rule, balance) = (self.program.notices.low_credits, account.balance);
+        let rate = usage_rate(&self.db, &self.program, account.id, &account.plan).await?;
+        let reason = rule.and_then(|rule| notices::low_credits(rule, balance, rate));
         Ok(LowCredits {
             enabled: rule.is_some(),
             applies: reason.is_some(),
@@ -200,14 +197,14 @@ impl Engine {
     }
 
     /// Turns the account's credit mail (the low-credit and expiry notices) on or off.
-    pub async fn set_credit_mail(&self, account: &str, enabled: bool) -> Result<account::Model, ServiceError> {
+    pub async fn set_credit_mail(&self, account: &str, enabled: bool) -> Result<AccountView, ServiceError> {
         let account = crate::service::input::ExternalId::parse(account)?;
         tx::write(&self.db, |txn| {
             let account = account.clone();
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
                 store::accounts::set_flag(txn, locked.id, Flag::CreditMail, enabled).await?;
-                Ok(account::Model { credit_mail_enabled: enabled, ..locked })
+                AccountView::of(account::Model { credit_mail_enabled: enabled, ..locked })
             })
         })
         .await

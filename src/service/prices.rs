@@ -2,7 +2,7 @@
 //! token-priced AI models, as the API asks for them.
 
 use crate::ledger::pricing::{self, PricingError, Quote, QuoteLine, QuoteOptions, TokenUsage};
-use crate::service::{Engine, ServiceError};
+use crate::service::{Engine, Refusal, ServiceError};
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -22,7 +22,7 @@ pub struct PriceRef {
 impl From<PricingError> for ServiceError {
     fn from(err: PricingError) -> Self {
         match err {
-            PricingError::TierNotOnPlan { .. } => ServiceError::NotEligible(err.to_string()),
+            PricingError::TierNotOnPlan { .. } => Refusal::not_eligible(err.to_string()).into(),
             _ => ServiceError::bad_input(err.to_string()),
         }
     }

@@ -26,6 +26,55 @@ struct PurchaseReceipt {
     purchase_id: i64,
 }
 
+/// A purchase as the use cases answer it: typed, with nothing of how it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurchaseView {
+    pub id: i64,
+    pub created_at: DateTime<Utc>,
+    pub package_code: Option<String>,
+    /// The package's name; none for a custom amount.
+    pub package_name: Option<String>,
+    /// The credits bought.
+    pub credits: Credits,
+    /// The price, in the currency's minor unit.
+    pub price_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+    pub status: PurchaseStatus,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub payment_reference: Option<String>,
+    /// What was paid back, in the same minor unit, once refunded.
+    pub refunded_minor: Option<i64>,
+    pub refunded_at: Option<DateTime<Utc>>,
+    /// The paid lot, once confirmed.
+    pub lot_id: Option<i64>,
+}
+
+impl PurchaseView {
+    /// The stored row, read back: an unknown status or negative credits is a corrupt row.
+    pub(crate) fn of(row: purchase::Model) -> Result<PurchaseView, ServiceError> {
+        let status = store::purchases::status_of(&row)?;
+        if row.credits_micros < 0 {
+            return Err(anyhow::anyhow!("purchase {}: negative credits {}", row.id, row.credits_micros).into());
+        }
+        Ok(PurchaseView {
+            id: row.id,
+            created_at: row.created_at,
+            package_code: row.package_code,
+            package_name: row.package_name,
+            credits: Credits::from_micros(row.credits_micros),
+            price_minor: row.price_minor,
+            currency: row.currency,
+            status,
+            paid_at: row.paid_at,
+            payment_reference: row.payment_reference,
+            refunded_minor: row.refunded_minor,
+            refunded_at: row.refunded_at,
+            lot_id: row.lot_id,
+        })
+    }
+}
+
 pub const MAX_PAYMENT_REFERENCE_CHARS: usize = 128;
 /// The origin of promotional lots tied to a purchase: they go if the purchase is refunded.
 pub const BONUS_ORIGIN: &str = "purchase_bonus";
@@ -40,7 +89,7 @@ impl Engine {
         credits: Option<Credits>,
         idempotency_key: &str,
         now: DateTime<Utc>,
-    ) -> Result<purchase::Model, ServiceError> {
+    ) -> Result<PurchaseView, ServiceError> {
         let account = ExternalId::parse(account)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
         let choice = match (package, credits) {
@@ -97,9 +146,8 @@ impl Engine {
                 })
             })
             .await?;
-        store::purchases::by_id(&self.db, receipt.purchase_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("purchase {} vanished", receipt.purchase_id)))
+        let created = store::purchases::by_id(&self.db, receipt.purchase_id).await?;
+        PurchaseView::of(created.ok_or_else(|| anyhow::anyhow!("purchase {} vanished", receipt.purchase_id))?)
     }
 
     /// The payment succeeded: grant the paid lot. A suspended account still gets what it paid
@@ -112,7 +160,7 @@ impl Engine {
         payment_reference: &str,
         amount_minor: Option<i64>,
         now: DateTime<Utc>,
-    ) -> Result<purchase::Model, ServiceError> {
+    ) -> Result<PurchaseView, ServiceError> {
         if payment_reference.is_empty()
             || payment_reference.chars().count() > MAX_PAYMENT_REFERENCE_CHARS
             || !payment_reference.chars().all(|c| c.is_ascii_graphic())
@@ -134,7 +182,7 @@ impl Engine {
                 let pending = store::purchases::by_id(txn, purchase_id).await?.ok_or_else(not_found)?;
                 if let Some(used) = store::purchases::by_payment_reference(txn, &reference).await? {
                     if used.id == pending.id {
-                        return Ok(used);
+                        return PurchaseView::of(used);
                     }
                     return Err(ServiceError::IdempotencyConflict(format!(
                         "payment reference {reference:?} already confirmed another purchase"
@@ -175,7 +223,7 @@ impl Engine {
                 }
                 let paid = store::purchases::mark_paid(txn, pending, &reference, lot.id, now).await?;
                 tracing::info!(account.id = account.id, purchase.id = paid.id, amount.credits = %credits, "purchase confirmed");
-                Ok(paid)
+                PurchaseView::of(paid)
             })
         })
         .await

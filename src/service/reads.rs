@@ -1,8 +1,10 @@
 //! Reads: balance with its status bars, lots, history and purchases, each a bounded page.
 
-use crate::entity::{account, journal_entry, journal_line, lot, purchase};
+use crate::entity::{journal_entry, journal_line, lot};
 use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use crate::service::accounts::AccountView;
 use crate::service::daily_free;
+use crate::service::purchases::PurchaseView;
 use crate::service::{Engine, ServiceError};
 use crate::store::{self, journal::HistoryFilter, lots};
 use chrono::{DateTime, Utc};
@@ -93,6 +95,23 @@ pub fn balance_view(open: &[Lot], held: &[HeldPart], now: DateTime<Utc>) -> Bala
     BalanceView { available: sum(|b| b.remaining), held: sum(|b| b.held), bars }
 }
 
+/// A stored lot as reads answer it: the rules' lot, and what it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LotView {
+    pub lot: Lot,
+    /// What the lot came from ("purchase", "grant", "account", ...) and its id there.
+    pub origin_kind: Option<String>,
+    pub origin_id: Option<String>,
+}
+
+impl LotView {
+    /// The stored row, read back: an unknown class or source, or negative credits, is a
+    /// corrupt row.
+    fn of(row: lot::Model) -> Result<LotView, ServiceError> {
+        Ok(LotView { lot: lots::to_rule(&row)?, origin_kind: row.origin_kind, origin_id: row.origin_id })
+    }
+}
+
 pub struct HistoryItem {
     pub entry: journal_entry::Model,
     pub lines: Vec<journal_line::Model>,
@@ -100,11 +119,11 @@ pub struct HistoryItem {
 
 impl Engine {
     /// The balance at `now`, with today's daily free credits as a virtual lot where due.
-    pub async fn balance(&self, account: &account::Model, now: DateTime<Utc>) -> Result<BalanceView, ServiceError> {
+    pub async fn balance(&self, account: &AccountView, now: DateTime<Utc>) -> Result<BalanceView, ServiceError> {
         let open = lots::open_for_account(&self.db, account.id).await?;
         let mut rules: Vec<Lot> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
         crate::service::reservations::return_lapsed(&self.db, account.id, &mut rules, now).await?;
-        rules.extend(daily_free::virtual_lot(&self.db, &self.program, account, now).await?);
+        rules.extend(daily_free::virtual_lot(&self.db, &self.program, account.id, &account.plan, now).await?);
         let held = self.held_parts(account.id, now).await?;
         Ok(balance_view(&rules, &held, now))
     }
@@ -137,11 +156,11 @@ impl Engine {
         include_closed: bool,
         after: Option<i64>,
         limit: u64,
-    ) -> Result<(Vec<lot::Model>, bool), ServiceError> {
+    ) -> Result<(Vec<LotView>, bool), ServiceError> {
         let mut rows = lots::page(&self.db, account_id, include_closed, after, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        Ok((rows, more))
+        Ok((rows.into_iter().map(LotView::of).collect::<Result<_, _>>()?, more))
     }
 
     pub async fn history_page(
@@ -173,11 +192,11 @@ impl Engine {
         include_pending: bool,
         after: Option<i64>,
         limit: u64,
-    ) -> Result<(Vec<purchase::Model>, bool), ServiceError> {
+    ) -> Result<(Vec<PurchaseView>, bool), ServiceError> {
         let mut rows = store::purchases::page(&self.db, account_id, include_pending, after, limit + 1).await?;
         let more = rows.len() as u64 > limit;
         rows.truncate(limit as usize);
-        Ok((rows, more))
+        Ok((rows.into_iter().map(PurchaseView::of).collect::<Result<_, _>>()?, more))
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::entity::{account, purchase};
 use crate::ledger::money::PurchaseStatus;
+use crate::ledger::referral::BonusStatus;
 use crate::ledger::{Credits, LotClass, LotSource};
 use crate::program::{Program, Referrals};
 use crate::service::posting::{self, EntryMeta};
@@ -127,7 +128,7 @@ impl Engine {
                     store::accounts::lock(txn, first).await?;
                     store::accounts::lock(txn, second).await?;
                     let Some(current) = store::referrals::by_id(txn, referral.id).await? else { return Ok(false) };
-                    if current.bonus_status != "held" {
+                    if store::referrals::status_of(&current)? != BonusStatus::Held {
                         return Ok(false);
                     }
                     let purchase = match current.purchase_id {
@@ -135,14 +136,14 @@ impl Engine {
                         None => None,
                     };
                     if purchase.is_none_or(|p| !matches!(store::purchases::status_of(&p), Ok(PurchaseStatus::Paid))) {
-                        store::referrals::set_status(txn, current.id, "held", "cancelled").await?;
+                        store::referrals::set_status(txn, current.id, BonusStatus::Held, BonusStatus::Cancelled).await?;
                         return Ok(false);
                     }
                     let origin = current.id.to_string();
                     grant(txn, &rule, current.referred_id, rule.purchase_credits, "referral: first purchase", &origin, now).await?;
                     grant(txn, &rule, current.referrer_id, rule.purchase_credits, "referral: a friend's first purchase", &origin, now)
                         .await?;
-                    store::referrals::set_status(txn, current.id, "held", "granted").await?;
+                    store::referrals::set_status(txn, current.id, BonusStatus::Held, BonusStatus::Granted).await?;
                     Ok(true)
                 })
             })

@@ -9,11 +9,12 @@ use crate::ledger::refund::{RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::ReservationStatus;
 use crate::ledger::{Credits, Lot, Take, allocate, balance};
 use crate::program::{Program, Refunds};
+use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
-use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::purchases::BONUS_ORIGIN;
+use crate::service::purchases::PurchaseView;
 use crate::service::reservations::release_lapsed;
 use crate::service::{Engine, ServiceError};
 use crate::store::journal::EntryKind;
@@ -49,8 +50,9 @@ impl Engine {
         Ok(account.external_id)
     }
 
-    pub async fn purchase_by_id(&self, purchase_id: i64) -> Result<crate::entity::purchase::Model, ServiceError> {
-        store::purchases::by_id(&self.db, purchase_id).await?.ok_or_else(|| ServiceError::NotFound(format!("no purchase {purchase_id}")))
+    pub async fn purchase_by_id(&self, purchase_id: i64) -> Result<PurchaseView, ServiceError> {
+        let found = store::purchases::by_id(&self.db, purchase_id).await?;
+        PurchaseView::of(found.ok_or_else(|| ServiceError::NotFound(format!("no purchase {purchase_id}")))?)
     }
 
     pub async fn refund_purchase(

@@ -7,9 +7,9 @@
 use crate::entity::reservation;
 use crate::ledger::reservation::{self as rules, ReservationStatus};
 use crate::ledger::{Credits, Lot, Take, balance};
+use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
-use crate::service::keyed::Refusal;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::{check_amount, debits_of, take_in_order};
 use crate::service::{Engine, ServiceError, tx};

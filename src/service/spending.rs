@@ -127,7 +127,7 @@ pub(crate) async fn take_in_order(
     crate::service::reservations::release_lapsed(txn, &[locked.id], now).await?;
     let open = lots::open_for_account(txn, locked.id).await?;
     let mut rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-    rules.extend(daily_free::virtual_lot(txn, program, locked, now).await?);
+    rules.extend(daily_free::virtual_lot(txn, program, locked.id, &locked.plan, now).await?);
     let mut takes = match allocate(&rules, amount, &program.consumption_order, now) {
         Ok(takes) => takes,
         Err(short) => return Ok(Err(short)),

@@ -194,6 +194,9 @@ pub async fn mark_expiry_announced(conn: &impl ConnectionTrait, ids: &[i64]) -> 
 /// The rules' view of a stored lot.
 pub fn to_rule(model: &lot::Model) -> Result<Lot, DbErr> {
     let corrupt = |what: String| DbErr::Type(format!("lot {}: {what}", model.id));
+    if model.granted_micros < 0 || model.remaining_micros < 0 {
+        return Err(corrupt(format!("negative credits {} of {}", model.remaining_micros, model.granted_micros)));
+    }
     Ok(Lot {
         id: model.id,
         class: model.class.parse().map_err(corrupt)?,

@@ -10,7 +10,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::reservations::{HoldRequest, hold};
 use crate::service::spending::check_amount;
-use crate::service::{Engine, ServiceError};
+use crate::service::{Engine, Refusal, ServiceError};
 use crate::store::{self, idempotency::request_hash, market::NewJob};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -119,7 +119,7 @@ impl Engine {
                 let (program, key, priority) = (&ledger.program, &command.key, *priority);
                 if !locked.identity_verified {
                     // Unverified since the check above: refused the same way, not stored.
-                    return Err(ServiceError::IdentityNotVerified("spending credits needs a verified identity".into()));
+                    return Err(Refusal::identity_required("spending credits needs a verified identity").into());
                 }
                 let mut offers = store::market::offers(txn, name, true).await?;
                 let preference = store::market::bid_preference(txn, locked.id, name).await?;

@@ -5,9 +5,10 @@ use super::{market, workload};
 use crate::entity::account;
 use crate::ledger::Credits;
 use crate::ledger::market::HardwareClass;
+use crate::service::accounts::AccountView;
 use crate::service::input::ExternalId;
 use crate::service::spending::check_amount;
-use crate::service::{Engine, ServiceError, tx};
+use crate::service::{Engine, Refusal, ServiceError, tx};
 use crate::store::{self, accounts::Flag};
 use chrono::{DateTime, Utc};
 
@@ -16,14 +17,14 @@ pub const MAX_ASKS: usize = 100;
 
 impl Engine {
     /// Marks an account's identity verified or not (service, admin): the market needs it.
-    pub async fn set_identity_verified(&self, account: &str, verified: bool) -> Result<account::Model, ServiceError> {
+    pub async fn set_identity_verified(&self, account: &str, verified: bool) -> Result<AccountView, ServiceError> {
         let account = ExternalId::parse(account)?;
         tx::write(&self.db, |txn| {
             let account = account.clone();
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
                 store::accounts::set_flag(txn, locked.id, Flag::IdentityVerified, verified).await?;
-                Ok(account::Model { identity_verified: verified, ..locked })
+                AccountView::of(account::Model { identity_verified: verified, ..locked })
             })
         })
         .await
@@ -62,7 +63,7 @@ impl Engine {
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
                 if !locked.identity_verified {
-                    return Err(ServiceError::IdentityNotVerified("a provider's identity must be verified first".into()));
+                    return Err(Refusal::identity_required("a provider's identity must be verified first").into());
                 }
                 store::market::upsert_provider(txn, locked.id, hardware, capacity, default_ask, now).await?;
                 store::market::replace_asks(txn, locked.id, &parsed).await?;
