@@ -4,6 +4,7 @@
 //! and idempotency record are there, nothing is recorded twice, and the audit is clean.
 
 use crate::on_both;
+use crate::support::serve::{ServeProcess, credits_command};
 use crate::support::{Backend, SECRET, TestDb};
 use credits::auth::{AuthKeys, Role};
 use rand::{Rng, SeedableRng};
@@ -11,7 +12,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,57 +37,21 @@ const REDEEM: &str = "mutation($a: ID!, $c: String!, $k: String!) { redeemCoupon
 /// Refusals that are a key's stored outcome, so a replay must repeat them.
 const STORED_REFUSALS: [&str; 4] = ["INSUFFICIENT_CREDITS", "ALREADY_CLAIMED", "COUPON_ALREADY_REDEEMED", "COUPON_EXHAUSTED"];
 
-/// The server process; killed (SIGKILL) and reaped when dropped, so a panic never leaks it.
-pub(crate) struct Server {
-    pub(crate) child: Child,
-    pub(crate) address: String,
-}
+/// The server, `serve --no-workers` (`support::serve`): killed (SIGKILL) mid-load by the test,
+/// and when dropped, so a panic never leaks it.
+pub(crate) struct Server;
 
 impl Server {
-    pub(crate) async fn start(database_url: &str, dir: &Path, name: &str) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("a log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_credits"))
-            .args(["serve", "--no-workers", "--bind", &format!("127.0.0.1:{port}")])
-            .env_remove("CREDITS_CONFIG")
+    pub(crate) async fn start(database_url: &str, dir: &Path, name: &str) -> ServeProcess {
+        let mut command = credits_command();
+        command
             .env("DATABASE_URL", database_url)
             .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
             .env("CREDITS_PROGRAM", PROGRAM)
             .env("CREDITS_CLAIMS_PER_MINUTE_PER_ACCOUNT", "100000")
             .env("CREDITS_CLAIMS_PER_MINUTE_PER_IP", "100000")
-            .env("RUST_LOG", "warn")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the credits binary starts");
-        let mut server = Server { child, address: format!("http://127.0.0.1:{port}") };
-        let client = reqwest::Client::new();
-        for _ in 0..300 {
-            if client.get(format!("{}/health", server.address)).send().await.is_ok_and(|r| r.status() == 200) {
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
-                panic!("the server exited before it was healthy ({status}): {log}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the server process did not become healthy");
-    }
-
-    /// SIGKILL: no shutdown, no flush, no chance to finish what is in flight.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        let status = self.child.wait().expect("reap the server");
-        assert!(!status.success(), "the server was killed, not stopped: {status}");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            .env("RUST_LOG", "warn");
+        ServeProcess::start(command, &["--no-workers"], dir, name).await
     }
 }
 

@@ -15,6 +15,7 @@
 //! `#[ignore]`d (`cargo test --test main -- outages:: --ignored`).
 
 use crate::support::private_pg::PrivatePostgres;
+use crate::support::serve::{ServeProcess, credits_command};
 use crate::support::{LEDGER_PROGRAM, SECRET, gql_at};
 use credits::auth::{AuthKeys, Role};
 use serde_json::{Value, json};
@@ -33,71 +34,17 @@ const HOLD_SECONDS: i64 = 4;
 const POLL: Duration = Duration::from_millis(250);
 
 /// `credits serve` with its jobs in process; its log (stderr, info) goes to a file the test
-/// reads. Killed and reaped when dropped, so a panic never leaks it.
-struct Serve {
-    child: Child,
-    address: String,
-    log: PathBuf,
-}
-
-impl Serve {
-    async fn start(database_url: &str, dir: &Path, flags: &[&str]) -> Serve {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = dir.join(format!("serve-{port}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_credits"))
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .args(flags)
-            .env_remove("CREDITS_CONFIG")
-            .env("DATABASE_URL", database_url)
-            .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
-            .env("CREDITS_PROGRAM", LEDGER_PROGRAM)
-            .env("RUST_LOG", "info,sqlx=warn")
-            .env("NO_COLOR", "1")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("a log file"))
-            .spawn()
-            .expect("the credits binary starts");
-        let mut serve = Serve { child, address: format!("http://127.0.0.1:{port}"), log };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
-            if client.get(format!("{}/health", serve.address)).send().await.is_ok_and(|r| r.status() == 200) {
-                return serve;
-            }
-            if let Ok(Some(status)) = serve.child.try_wait() {
-                panic!("the server exited before it was healthy ({status}): {}", serve.log());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the server did not become healthy: {}", serve.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn assert_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the server exited ({status}): {}", self.log());
-        }
-    }
-
-    /// SIGTERM, then the process must exit cleanly within `bound` (a hang bound: the jobs'
-    /// shutdown timeout is 30 s).
-    async fn stop_gracefully(mut self, bound: Duration) {
-        let signalled = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(signalled.success());
-        let started = Instant::now();
-        while started.elapsed() < bound {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "{status}: {}", self.log());
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the server did not stop within {bound:?} of SIGTERM: {}", self.log());
-    }
+/// reads (`support::serve`).
+async fn start_serve(database_url: &str, dir: &Path, flags: &[&str]) -> ServeProcess {
+    let mut command = credits_command();
+    command
+        .env("DATABASE_URL", database_url)
+        .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
+        .env("CREDITS_PROGRAM", LEDGER_PROGRAM)
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env("NO_COLOR", "1");
+    let name = if flags.is_empty() { "serve" } else { "serve-api-only" };
+    ServeProcess::start(command, flags, dir, name).await
 }
 
 /// `credits worker`: the jobs alone, no HTTP; its log is all it has to say they are behind.
@@ -131,13 +78,6 @@ impl Worker {
 }
 
 impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -216,7 +156,7 @@ async fn stored_status(database_url: &str, account: &str) -> Option<String> {
 
 /// The server answers before its jobs run (their storage is prepared first): an outage must
 /// start after they do. `/health` lists this process's jobs, none behind.
-async fn jobs_started(serve: &Serve) {
+async fn jobs_started(serve: &ServeProcess) {
     eventually(
         "the server's jobs start",
         Duration::from_secs(60),
@@ -230,7 +170,7 @@ async fn jobs_started(serve: &Serve) {
 }
 
 /// After an outage: the job expired the hold, and `/health` is 200 with no job behind.
-async fn jobs_caught_up(serve: &mut Serve, database_url: &str, account: &str) {
+async fn jobs_caught_up(serve: &mut ServeProcess, database_url: &str, account: &str) {
     eventually(
         &format!("ExpireReservations expires {account}'s hold after the outage"),
         RECOVERY,
@@ -260,7 +200,7 @@ async fn jobs_resume_after_postgres_outages(outage: Duration, rounds: u32) {
     let pg = tokio::task::spawn_blocking(PrivatePostgres::start).await.unwrap();
     let url = pg.create_database("credits_outage").await;
     let dir = tempfile::tempdir().unwrap();
-    let mut serve = Serve::start(&url, dir.path(), &[]).await;
+    let mut serve = start_serve(&url, dir.path(), &[]).await;
     jobs_started(&serve).await;
     // A standalone worker beside it, which has no /health: its log must tell the story.
     let mut worker = Worker::start(&url, dir.path());
@@ -314,11 +254,11 @@ async fn jobs_resume_after_sqlite_locks(hold: Duration, rounds: u32) {
     use sea_orm::sqlx::{Connection, SqliteConnection};
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("credits.db").display());
-    let mut serve = Serve::start(&url, dir.path(), &[]).await;
+    let mut serve = start_serve(&url, dir.path(), &[]).await;
     jobs_started(&serve).await;
     // A second process on the same database that runs no jobs: the first one's jobs falling
     // behind must not show in its health.
-    let api_only = Serve::start(&url, dir.path(), &["--no-workers"]).await;
+    let api_only = start_serve(&url, dir.path(), &["--no-workers"]).await;
 
     for round in 0..rounds {
         let account = format!("held-{round}");

@@ -214,6 +214,7 @@ fn the_table_covers_every_mutation() {
     // Field lines are `name(args): Type` or `name: Type`; doc strings sit between `"""` lines.
     let mut in_doc = false;
     let mut names = Vec::new();
+    let mut depth = 0;
     for line in body.lines().skip(1).map(str::trim) {
         if line.starts_with("\"\"\"") {
             in_doc = !in_doc || line.len() > 3 && line.ends_with("\"\"\"");
@@ -221,6 +222,12 @@ fn the_table_covers_every_mutation() {
             continue;
         }
         if in_doc {
+            continue;
+        }
+        // Arguments with descriptions are printed one per line inside the field's parentheses.
+        let inside_arguments = depth > 0;
+        depth += line.matches('(').count() as i32 - line.matches(')').count() as i32;
+        if inside_arguments {
             continue;
         }
         if let Some(name) = line.split(['(', ':']).next().filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric())) {

@@ -2,52 +2,32 @@
 //! each database, moved with `advanceClock` as an integrator would.
 
 use crate::on_both;
+use crate::support::serve::{ServeProcess, credits_command};
 use crate::support::{Backend, SECRET, TestApp, TestDb, error_code, gql_at};
 use credits::auth::{AuthKeys, Role};
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-/// A `credits serve` process on a test clock, with its scheduled jobs; killed when dropped.
+/// A `credits serve` process on a test clock, with its scheduled jobs (`support::serve`).
 struct ClockServer {
-    child: Child,
-    address: String,
-    log: std::path::PathBuf,
+    serve: ServeProcess,
     _dir: tempfile::TempDir,
 }
 
 impl ClockServer {
     async fn start(database_url: &str, program: &str, clock_start: &str) -> ClockServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = dir.path().join("serve.log");
-        let child = clock_command(database_url, program, clock_start, dir.path())
-            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("the credits binary starts");
-        let mut server = ClockServer { child, address: format!("http://127.0.0.1:{port}"), log, _dir: dir };
-        let client = reqwest::Client::new();
-        // Bounded wait for a condition, not a sleep standing in for one.
-        for _ in 0..300 {
-            if client.get(format!("{}/health", server.address)).send().await.is_ok_and(|r| r.status() == 200) {
-                return server;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("the server exited before it was healthy ({status}): {}", server.log());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the server did not become healthy: {}", server.log());
+        let serve = ServeProcess::start(clock_command(database_url, program, clock_start), &[], dir.path(), "serve").await;
+        ClockServer { serve, _dir: dir }
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.serve.log()
     }
 
     async fn gql(&self, token: &str, query: &str, variables: Value) -> Value {
-        gql_at(&reqwest::Client::new(), &self.address, token, query, variables).await
+        gql_at(&reqwest::Client::new(), &self.serve.address, token, query, variables).await
     }
 
     async fn now(&self) -> String {
@@ -115,24 +95,15 @@ impl ClockServer {
     }
 }
 
-impl Drop for ClockServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn clock_command(database_url: &str, program: &str, clock_start: &str, dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
+fn clock_command(database_url: &str, program: &str, clock_start: &str) -> Command {
+    let mut command = credits_command();
     command
-        .env_remove("CREDITS_CONFIG")
         .env("DATABASE_URL", database_url)
         .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
         .env("CREDITS_PROGRAM", program)
         .env("CREDITS_CLOCK", "test")
         .env("CREDITS_CLOCK_START", clock_start)
-        .env("RUST_LOG", "warn")
-        .current_dir(dir);
+        .env("RUST_LOG", "warn");
     command
 }
 
@@ -309,7 +280,8 @@ on_both!(processes_share_the_clock_which_moves_forward_only);
 async fn a_test_clock_is_refused_in_production_and_absent_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("credits.db").display());
-    let out = clock_command(&url, "arkain", "2026-01-01T00:00:00Z", dir.path())
+    let out = clock_command(&url, "arkain", "2026-01-01T00:00:00Z")
+        .current_dir(dir.path())
         .env("CREDITS_MODE", "production")
         .args(["serve", "--bind", "127.0.0.1:0"])
         .output()
@@ -317,7 +289,8 @@ async fn a_test_clock_is_refused_in_production_and_absent_by_default() {
     assert!(!out.status.success(), "production started on a test clock");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refused in production mode"), "{stderr}");
-    let bad_start = clock_command(&url, "arkain", "yesterday", dir.path()).args(["serve", "--bind", "127.0.0.1:0"]).output().unwrap();
+    let bad_start =
+        clock_command(&url, "arkain", "yesterday").current_dir(dir.path()).args(["serve", "--bind", "127.0.0.1:0"]).output().unwrap();
     assert!(!bad_start.status.success());
     assert!(String::from_utf8_lossy(&bad_start.stderr).contains("clock_start"), "{}", String::from_utf8_lossy(&bad_start.stderr));
 
@@ -374,7 +347,7 @@ async fn concurrent_advances_in_two_processes_do_each_period_once(backend: Backe
     assert_eq!(expired, 2, "January's and February's credits ended once each: {history:?}");
 
     let dir = tempfile::tempdir().unwrap();
-    let audit = clock_command(&db.url, "arkain", "2026-01-15T12:00:00Z", dir.path()).arg("audit").output().unwrap();
+    let audit = clock_command(&db.url, "arkain", "2026-01-15T12:00:00Z").current_dir(dir.path()).arg("audit").output().unwrap();
     assert!(audit.status.success(), "{}{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));
 }
 

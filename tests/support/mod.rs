@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod private_pg;
+pub mod serve;
 pub mod ws;
 
 use credits::auth::{AuthKeys, Role};
