@@ -208,7 +208,27 @@ async fn purge_goes_in_bounded_rounds(backend: Backend) {
     assert_eq!(count(db, "SELECT COUNT(*) FROM outbox WHERE topic = 'test.retention'").await, 0);
 }
 
-on_both!(purge_removes_exactly_the_operational_rows_past_their_retention, purge_goes_in_bounded_rounds);
+/// The scheduler stamps its rows with the wall time: on a test clock months ahead, its live
+/// workers are kept and only those the wall says are stale go.
+async fn on_a_test_clock_the_schedulers_rows_are_judged_by_the_wall(backend: Backend) {
+    use credits::ledger::Validity;
+    use credits::ledger::test_clock::Advance;
+    let app = TestApp::spawn_on_test_clock(backend, crate::support::LEDGER_PROGRAM, Utc::now()).await;
+    credits::db::job_storage(&app.ledger.db).prepare().await.unwrap();
+    worker(&app, "alive", Duration::minutes(1)).await;
+    worker(&app, "stale", Duration::days(30)).await;
+    let advanced = app.ledger.advance_clock(Advance::By(Validity::Months(3))).await.unwrap();
+    assert!(advanced.stops > 80, "{advanced:?}");
+    let db = &app.ledger.db;
+    let workers = strings(db, &format!("SELECT id FROM {} WHERE worker_type = 'Test' ORDER BY id", workers_table(backend))).await;
+    assert_eq!(workers, ["alive"]);
+}
+
+on_both!(
+    purge_removes_exactly_the_operational_rows_past_their_retention,
+    purge_goes_in_bounded_rounds,
+    on_a_test_clock_the_schedulers_rows_are_judged_by_the_wall
+);
 
 /// A new SQLite file gives purged pages back to the file system, without a full VACUUM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

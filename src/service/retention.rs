@@ -44,11 +44,14 @@ impl Engine {
     /// SQLite file that allows it, a bounded step of giving the freed pages back.
     pub async fn purge_operational_rows(&self, now: DateTime<Utc>, limit: u64) -> Result<RetentionReport, ServiceError> {
         let cutoffs = self.retention.cutoffs(now);
+        // The scheduler stamps its ticks and workers with the wall time, whatever the ledger's
+        // clock: on a test clock, judging them by its instant would delete live workers' rows.
+        let scheduler = if self.clock.is_test() { self.retention.cutoffs(Utc::now()) } else { cutoffs };
         let db = &self.db;
         let report = RetentionReport {
             // Ticks first: a worker's registration goes once no tick points at it.
-            scheduler_ticks: purge::purge_scheduler_ticks(db, cutoffs.job_ticks, limit).await?,
-            scheduler_workers: purge::purge_scheduler_workers(db, cutoffs.job_ticks, limit).await?,
+            scheduler_ticks: purge::purge_scheduler_ticks(db, scheduler.job_ticks, limit).await?,
+            scheduler_workers: purge::purge_scheduler_workers(db, scheduler.job_ticks, limit).await?,
             delivered_events: purge::purge_delivered_events(db, cutoffs.delivered_events, limit).await?,
             rate_snapshots: purge::purge_rate_snapshots(db, cutoffs.rate_snapshots, limit).await?,
             coupon_failures: purge::purge_coupon_failures(db, cutoffs.coupon_failures, limit).await?,
