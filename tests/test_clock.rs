@@ -234,6 +234,25 @@ async fn a_refund_on_day_7_passes_and_on_day_8_is_refused(backend: Backend) {
                 .await
         }
     };
+    // Claims are judged by the clock too: one check-in a day.
+    let check_in = |key: &'static str| {
+        let server = &server;
+        async move {
+            let r = server
+                .gql(
+                    &token(Role::User, Some("early")),
+                    "mutation($k: String!) { checkIn(input: {accountId: \"early\", idempotencyKey: $k}) { day } }",
+                    json!({ "k": key }),
+                )
+                .await;
+            if r["errors"].is_null() { "ok".to_string() } else { error_code(&r).to_string() }
+        }
+    };
+    assert_eq!(check_in("c-1").await, "ok");
+    assert_eq!(check_in("c-2").await, "ALREADY_CLAIMED");
+    server.advance_ok(None, Some("1 day")).await;
+    assert_eq!(check_in("c-3").await, "ok", "the next day by the clock");
+
     // Day 7: the last microsecond of the seventh 24 hours.
     server.advance_ok(Some("2026-03-08T09:59:59.999999Z"), None).await;
     let on_day_7 = refund("early", purchases[0].clone()).await;

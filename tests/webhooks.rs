@@ -227,6 +227,32 @@ async fn a_failing_receiver_gets_the_same_event_again_after_its_backoff(backend:
     assert_eq!(receiver.received().len(), 3, "acknowledged: not sent again");
 }
 
+/// On a test clock, an advance retries a failed delivery when its backoff has passed by the
+/// clock, and the event keeps the clock's dates; the signature's timestamp stays on the wall,
+/// which is what the receiver compares it with.
+async fn on_a_test_clock_retries_follow_the_clock_and_signatures_the_wall(backend: Backend) {
+    use credits::ledger::test_clock::Advance;
+    let start: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
+    let mut app = TestApp::spawn_on_test_clock(backend, crate::support::LEDGER_PROGRAM, start).await;
+    let receiver = Receiver::start(1).await;
+    app.ledger.webhooks = Some(receiver.sender());
+    let id = publish(&app.ledger, "purchase.refunded", None, json!({ "n": 1 }), app.clock.now()).await;
+    app.ledger.run_job(Job::DeliverWebhooks, app.clock.now()).await.unwrap();
+    let failed = event(&app.ledger, id).await;
+    assert_eq!((failed.attempts, failed.next_attempt_at), (1, Some(start + Duration::seconds(10))));
+
+    let advanced = app.ledger.advance_clock(Advance::To(start + Duration::seconds(10))).await.unwrap();
+    assert!(advanced.jobs.iter().any(|(job, ran)| *job == Job::DeliverWebhooks && ran.items == 1), "{advanced:?}");
+    let received = receiver.received();
+    assert_eq!(received.len(), 2, "retried by the advance");
+    assert_eq!(event(&app.ledger, id).await.delivered_at, Some(start + Duration::seconds(10)), "dated by the clock");
+    assert!(
+        verify_signature(WEBHOOK_SECRET, &received[1].signature, &received[1].body, Utc::now(), tolerance()),
+        "signed at the wall time"
+    );
+    assert!(!verify_signature(WEBHOOK_SECRET, &received[1].signature, &received[1].body, start, tolerance()));
+}
+
 /// Events are never dropped: past the one-hour cap they keep being tried hourly, and are
 /// delivered once the receiver recovers.
 async fn retries_never_give_up_and_settle_at_hourly(backend: Backend) {
@@ -388,3 +414,5 @@ on_both!(
     events_survive_a_crash,
     an_unreachable_receiver_stops_the_run
 );
+
+on_both!(on_a_test_clock_retries_follow_the_clock_and_signatures_the_wall);
