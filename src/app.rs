@@ -86,6 +86,10 @@ pub struct Security {
     /// A WebSocket that has sent no `connection_init` within this is closed with 4408, as
     /// graphql-transport-ws specifies. Default 10 s.
     pub websocket_init_timeout: std::time::Duration,
+    /// Browser origins allowed to call the API (`crate::cors`); none by default.
+    pub cors: crate::cors::CorsOrigins,
+    /// Directives on one field of a document; more is refused. Default 4.
+    pub max_directives: usize,
 }
 
 impl Default for Security {
@@ -110,6 +114,8 @@ impl Default for Security {
             max_subscriptions_per_account: 100,
             max_websockets_per_address: 50,
             websocket_init_timeout: std::time::Duration::from_secs(10),
+            cors: crate::cors::CorsOrigins::None,
+            max_directives: crate::graphql::MAX_DIRECTIVES,
         }
     }
 }
@@ -136,6 +142,8 @@ impl Security {
             max_subscriptions_per_account: config.max_subscriptions_per_account,
             max_websockets_per_address: config.max_websockets_per_address,
             websocket_init_timeout: std::time::Duration::from_secs(config.websocket_init_timeout_seconds),
+            cors: config.cors_origins()?,
+            max_directives: config.max_directives,
         })
     }
 
@@ -288,6 +296,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
     let mut builder = schema_builder()
         .limit_depth(security.max_depth)
         .limit_complexity(security.max_complexity)
+        .limit_directives(security.max_directives)
         .extension(crate::graphql::error::ErrorCodes)
         .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
@@ -300,7 +309,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         })
         .data(watches);
     if security.production {
-        builder = builder.disable_introspection();
+        // Suggestions ("Did you mean ...?") would give away the schema introspection hides.
+        builder = builder.disable_introspection().disable_suggestions();
     }
     let schema = builder.finish();
     let ads = settings.ad_verifier;

@@ -32,6 +32,8 @@
 //! | connections   | `max_connections` | `CREDITS_MAX_CONNECTIONS` | 2048, lowered to fit `ulimit -n` |
 //! | connections/IP | `max_connections_per_ip` | `CREDITS_MAX_CONNECTIONS_PER_IP` | 256             |
 //! | trusted proxies | `trusted_proxies` | `CREDITS_TRUSTED_PROXIES` | none (a list, or commas: `10.0.0.0/8,::1`) |
+//! | CORS origins  | `cors_origins`  | `CREDITS_CORS_ORIGINS` | none (a list, or commas: `https://app.example.com,http://localhost:5173`; `*` only in development) |
+//! | directives per field | `max_directives` | `CREDITS_MAX_DIRECTIVES` | 4                   |
 //! | proxy header  | `trusted_proxy_header` | `CREDITS_TRUSTED_PROXY_HEADER` | `x-forwarded-for` (or `forwarded`) |
 //! | scheduler ticks kept | `retain_job_ticks_days` | `CREDITS_RETAIN_JOB_TICKS_DAYS` | 7 |
 //! | delivered events kept | `retain_delivered_events_days` | `CREDITS_RETAIN_DELIVERED_EVENTS_DAYS` | 30 |
@@ -101,6 +103,12 @@ pub struct Config {
     pub trusted_proxies: Vec<String>,
     /// The header those proxies write: "x-forwarded-for" or "forwarded". Only that one is read.
     pub trusted_proxy_header: String,
+    /// Origins of browser apps allowed to call the API (`crate::cors`); a TOML list, or one
+    /// string with commas. Empty by default; `*` (any origin) only in development mode.
+    #[serde(deserialize_with = "list_or_commas")]
+    pub cors_origins: Vec<String>,
+    /// Directives on one field of a document (`@skip`, `@include`, ...); more is refused.
+    pub max_directives: usize,
     /// Days the scheduler's finished ticks are kept (`ledger::retention`).
     pub retain_job_ticks_days: u32,
     /// Days a delivered webhook event is kept, to be redelivered on request.
@@ -166,6 +174,8 @@ impl Default for Config {
             max_connections_per_ip: crate::app::Security::default().max_connections_per_ip,
             trusted_proxies: Vec::new(),
             trusted_proxy_header: "x-forwarded-for".to_string(),
+            cors_origins: Vec::new(),
+            max_directives: crate::graphql::MAX_DIRECTIVES,
             retain_job_ticks_days: Retention::default().job_ticks_days,
             retain_delivered_events_days: Retention::default().delivered_events_days,
             retain_rate_snapshots_days: Retention::default().rate_snapshots_days,
@@ -234,6 +244,8 @@ impl Config {
                 "MAX_CONNECTIONS_PER_IP",
                 "TRUSTED_PROXIES",
                 "TRUSTED_PROXY_HEADER",
+                "CORS_ORIGINS",
+                "MAX_DIRECTIVES",
                 "RETAIN_JOB_TICKS_DAYS",
                 "RETAIN_DELIVERED_EVENTS_DAYS",
                 "RETAIN_RATE_SNAPSHOTS_DAYS",
@@ -287,6 +299,10 @@ impl Config {
             return Err(ConfigError::Invalid("max_connections must be 16 to 1000000 and max_connections_per_ip at least 1".into()));
         }
         config.trusted_proxies()?;
+        config.cors_origins()?;
+        if !(1..=50).contains(&config.max_directives) {
+            return Err(ConfigError::Invalid("max_directives must be 1 to 50".into()));
+        }
         config.retention().check().map_err(ConfigError::Invalid)?;
         if !(1..=3650).contains(&config.idempotency_days) {
             return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
@@ -322,6 +338,11 @@ impl Config {
             }
             other => Err(ConfigError::Invalid(format!("clock {other:?}: \"system\" or \"test\""))),
         }
+    }
+
+    /// The browser origins allowed to call the API (`crate::cors`).
+    pub fn cors_origins(&self) -> Result<crate::cors::CorsOrigins, ConfigError> {
+        crate::cors::CorsOrigins::parse(&self.cors_origins, self.mode == "production").map_err(ConfigError::Invalid)
     }
 
     /// How long operational rows are kept (`ledger::retention`).

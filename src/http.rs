@@ -19,8 +19,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tower_http::LatencyUnit;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 /// The largest request body accepted by default (`max_body_bytes`); a bigger one gets 413
 /// before it is parsed.
@@ -47,8 +49,13 @@ pub struct HttpState {
 /// wait its whole acquire timeout) is reported as 503 at once instead of hanging the probe.
 pub const HEALTH_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// The routes, inside their layers. Each `layer` wraps what is above it, so a request meets them
+/// from the bottom up: its id first (so every response and log line has one), then CORS (so a
+/// preflight is answered before any limit, and a refusal by a limit still reaches the browser app
+/// readably), the span and access log, then the limits.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let cors = state.security.cors.layer();
+    let router = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/health", get(health))
@@ -57,7 +64,19 @@ pub fn router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.security.body_timeout, crate::body_timeout::read_body_within))
         .layer(RequestBodyLimitLayer::new(state.security.max_body_bytes))
         .layer(axum::middleware::map_response(too_large_with_a_code))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::request_id::span_for)
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
+        );
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router
+        .layer(PropagateRequestIdLayer::new(crate::request_id::HEADER))
+        .layer(SetRequestIdLayer::new(crate::request_id::HEADER, MakeRequestUuid))
+        .layer(axum::middleware::map_request(crate::request_id::drop_unusable))
         .with_state(state)
 }
 

@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 /// graphql-transport-ws: "Connection initialisation timeout".
 pub const CLOSE_INIT_TIMEOUT: u16 = 4408;
@@ -112,9 +113,15 @@ pub async fn graphql_ws(
         Connection { schema: state.schema.clone(), auth: state.auth.clone(), from_header, address, security: state.security.clone() };
     // Both limits, so that neither one frame nor many fragments get past the body limit.
     let max = state.security.max_body_bytes;
-    upgrade.max_message_size(max).max_frame_size(max).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
-        connection.serve(socket, protocol).await;
-        drop(slot);
+    // The session runs in a task of its own: it keeps the upgrade request's span, so its log
+    // lines carry that request's id.
+    let span = tracing::Span::current();
+    upgrade.max_message_size(max).max_frame_size(max).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
+        async move {
+            connection.serve(socket, protocol).await;
+            drop(slot);
+        }
+        .instrument(span)
     })
 }
 

@@ -65,8 +65,12 @@ async fn production_mode_rotation_and_timeouts(backend: Backend) {
     let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, security).await;
     let introspection = app.gql(&app.service, "{ __schema { queryType { name } } }", json!({})).await;
     assert_eq!(introspection["data"]["__schema"], json!(null), "introspection answers nothing: {introspection}");
-    let graphiql = app.client.get(format!("{}/graphql", app.address)).send().await.unwrap();
+    let graphiql = app.client.get(format!("{}/graphql", app.address)).header("accept", "text/html").send().await.unwrap();
     assert_eq!(graphiql.status(), 404);
+    // A misspelt field is refused without naming the right one, which would give the schema away.
+    let misspelt = app.gql(&app.service, "{ programm { name } }", json!({})).await;
+    assert_eq!(error_code(&misspelt), "BAD_USER_INPUT", "{misspelt}");
+    assert!(!misspelt.to_string().contains("Did you mean"), "production suggests nothing: {misspelt}");
 
     let old = AuthKeys::new(&previous).issue(Role::Service, None, std::time::Duration::from_secs(60)).unwrap();
     let created = app.gql(&old, "mutation { createAccount(input: {externalId: \"r\"}) { created } }", json!({})).await;
@@ -162,7 +166,7 @@ async fn claims_are_rate_limited_per_account_and_address(backend: Backend) {
 /// batches are off by default and, when configured, bounded in size. A refused request changes
 /// nothing.
 async fn aliases_and_batches_are_bounded(backend: Backend) {
-    let security = credits::app::Security { max_aliases: 5, max_batch_size: 3, ..Default::default() };
+    let security = credits::app::Security { max_aliases: 5, max_batch_size: 3, max_directives: 1, ..Default::default() };
     let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, security).await;
     app.create_account("a").await;
     let creates = |n: usize| {
@@ -170,6 +174,16 @@ async fn aliases_and_batches_are_bounded(backend: Backend) {
             (0..n).map(|i| format!("c{i}: createAccount(input: {{externalId: \"alias-{i}\"}}) {{ created }}")).collect();
         format!("mutation {{ {} }}", fields.join(" "))
     };
+    // Development mode suggests the field meant.
+    let misspelt = app.gql(&app.service, "{ programm { name } }", json!({})).await;
+    assert!(misspelt.to_string().contains("Did you mean \\\"program\\\"?"), "{misspelt}");
+    // Directives are bounded per field (one here): two on a field are refused before anything runs.
+    let one = app.gql(&app.service, "{ plans @include(if: true) { code } }", json!({})).await;
+    assert!(one["errors"].is_null(), "{one}");
+    let two = app.gql(&app.service, "{ plans @include(if: true) @skip(if: false) { code } }", json!({})).await;
+    assert_eq!(error_code(&two), "BAD_USER_INPUT", "{two}");
+    assert!(two["errors"][0]["message"].as_str().unwrap().contains("number of directives"), "{two}");
+    assert!(two["data"].is_null(), "{two}");
     let five = app.gql(&app.service, &creates(5), json!({})).await;
     assert_eq!(five["data"]["c4"]["created"], json!(true), "5 aliases are allowed: {five}");
     let six = app.gql(&app.service, &creates(6), json!({})).await;

@@ -39,6 +39,8 @@ pub type CreditsSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// by the resolvers, body size by the HTTP layer.
 pub const MAX_DEPTH: usize = 12;
 pub const MAX_COMPLEXITY: usize = 1_000;
+/// Directives on one field: `@skip` and `@include` together need two; dozens only cost parsing.
+pub const MAX_DIRECTIVES: usize = 4;
 
 pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot).limit_depth(MAX_DEPTH).limit_complexity(MAX_COMPLEXITY)
