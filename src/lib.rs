@@ -15,6 +15,7 @@ pub mod connections;
 pub mod db;
 pub mod entity;
 pub mod feed;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod ledger;
