@@ -1,17 +1,16 @@
 //! The axum router: GraphQL at `/graphql` (GraphiQL on GET) and `/graphql/ws` (`crate::ws`),
-//! `/health`, request limits.
+//! GraphiQL's embedded assets at `/graphiql/...` (`crate::graphiql`), `/health`, request limits.
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
 use crate::graphql::error::code;
 use crate::graphql::{Authentication, CreditsSchema};
 use crate::service::{Clock, Engine, ServiceError};
-use async_graphql::http::GraphiQLSource;
 use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use sea_orm::DatabaseConnection;
@@ -58,6 +57,7 @@ pub fn router(state: HttpState) -> Router {
     let router = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
+        .route("/graphiql/{*path}", get(crate::graphiql::asset))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
         // Inside the size limit, so a body read under the deadline is bounded in size too.
@@ -180,12 +180,13 @@ async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) 
     }
 }
 
+/// The GraphiQL page, served from the binary with its assets (`crate::graphiql`): it works with
+/// no network beyond this server. Off in production mode.
 async fn graphiql(State(state): State<HttpState>) -> Response {
     if state.security.production {
-        let body = serde_json::json!({ "errors": [{ "message": "GraphiQL is off in production mode", "extensions": { "code": code::NOT_FOUND } }] });
-        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+        return crate::graphiql::off_in_production();
     }
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish()).into_response()
+    crate::graphiql::page()
 }
 
 /// 200 when the database answers within `HEALTH_DB_TIMEOUT`, else 503. The body also lists this

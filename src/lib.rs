@@ -16,6 +16,7 @@ pub mod cors;
 pub mod db;
 pub mod entity;
 pub mod feed;
+pub mod graphiql;
 pub mod graphql;
 pub mod http;
 pub mod ledger;

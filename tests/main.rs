@@ -20,6 +20,7 @@ mod crash;
 mod daily_free;
 mod expiry;
 mod fuzz;
+mod graphiql;
 mod history;
 mod jobs;
 mod limits;

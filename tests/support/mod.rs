@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod private_pg;
 pub mod serve;
 pub mod ws;
