@@ -214,8 +214,13 @@ async fn connections_page_both_ways_with_opaque_cursors(backend: Backend) {
     let lots = Listed::new("lots", ", $closed: Boolean!", "lots(ARGS, includeClosed: $closed) { SEL }", "id remaining", "/data/me/lots");
     let history =
         Listed::new("history", ", $filter: HistoryFilter", "history(ARGS, filter: $filter) { SEL }", "sequence kind", "/data/me/history");
-    let purchases =
-        Listed::new("purchases", ", $pending: Boolean!", "purchases(ARGS, includePending: $pending) { SEL }", "id status", "/data/me/purchases");
+    let purchases = Listed::new(
+        "purchases",
+        ", $pending: Boolean!",
+        "purchases(ARGS, includePending: $pending) { SEL }",
+        "id status",
+        "/data/me/purchases",
+    );
     let ai_logs = Listed::new("aiLogs", "", "usage { aiLogs(ARGS) { SEL } }", "kind amount", "/data/me/usage/aiLogs");
 
     let all_lots = walk(&app, &user, &lots, json!({ "closed": true })).await;
@@ -244,7 +249,12 @@ async fn connections_page_both_ways_with_opaque_cursors(backend: Backend) {
     assert_eq!(uses.len(), 7);
 
     // A cursor of one list is refused by every other, saying whose it is.
-    let samples = [(&lots, json!({ "closed": true }), &all_lots), (&history, json!({ "filter": null }), &journal), (&purchases, json!({ "pending": true }), &bought), (&ai_logs, json!({}), &uses)];
+    let samples = [
+        (&lots, json!({ "closed": true }), &all_lots),
+        (&history, json!({ "filter": null }), &journal),
+        (&purchases, json!({ "pending": true }), &bought),
+        (&ai_logs, json!({}), &uses),
+    ];
     for (from, _, edges_of) in &samples {
         for (to, extra, _) in &samples {
             if from.name == to.name {
@@ -267,9 +277,8 @@ on_both!(connections_page_both_ways_with_opaque_cursors);
 async fn market_jobs_page_both_ways(backend: Backend) {
     let app = TestApp::spawn_with(backend, "archipelag").await;
     app.create_account("c").await;
-    let verified = app
-        .gql(&app.service, "mutation { setIdentityVerified(accountId: \"c\", verified: true) { identityVerified } }", json!({}))
-        .await;
+    let verified =
+        app.gql(&app.service, "mutation { setIdentityVerified(accountId: \"c\", verified: true) { identityVerified } }", json!({})).await;
     assert!(verified["errors"].is_null(), "{verified}");
     let user = app.user("c");
     let jobs = Listed::new("jobs", "", "jobs(ARGS) { SEL }", "jobId status", "/data/me/jobs");

@@ -5,9 +5,9 @@ use crate::auth::Caller;
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
+use crate::graphql::paging::{Counted, Paged, connection};
 use crate::graphql::types::*;
 use crate::service::accounts::AccountView;
-use crate::graphql::paging::{Counted, Paged, connection};
 use crate::service::paging::{self, List};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
@@ -57,15 +57,24 @@ impl Account {
     async fn lots(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given.")]
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
-        #[graphql(desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`.")]
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
         last: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         before: Option<String>,
-        #[graphql(desc = "Also list closed lots: nothing left in them (used up, written off at expiry, revoked).", default = false)] include_closed: bool,
+        #[graphql(desc = "Also list closed lots: nothing left in them (used up, written off at expiry, revoked).", default = false)]
+        include_closed: bool,
     ) -> ApiResult<Paged<Lot>> {
         let window = paging::window(List::Lots, first, after.as_deref(), last, before.as_deref())?;
         let app = app(ctx);
@@ -78,13 +87,21 @@ impl Account {
     async fn history(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given.")]
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
-        #[graphql(desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`.")]
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
         last: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         before: Option<String>,
         #[graphql(desc = "Only entries of these kinds, with this feature, within this time; `totalCount` counts with it too.")]
         filter: Option<HistoryFilter>,
@@ -147,13 +164,21 @@ impl Account {
     async fn jobs(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given.")]
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
-        #[graphql(desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`.")]
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
         last: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         before: Option<String>,
     ) -> ApiResult<Paged<crate::graphql::market::MarketJob>> {
         let window = paging::window(List::Jobs, first, after.as_deref(), last, before.as_deref())?;
@@ -179,13 +204,21 @@ impl Account {
     async fn purchases(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given.")]
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
-        #[graphql(desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`.")]
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
         last: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         before: Option<String>,
         #[graphql(desc = "Also list purchases whose payment was never confirmed (status PENDING).", default = false)] include_pending: bool,
     ) -> ApiResult<Paged<Purchase>> {

@@ -3,10 +3,10 @@
 use crate::graphql::amount::{CreditAmount, Quantity};
 use crate::graphql::context::app;
 use crate::graphql::error::ApiResult;
+use crate::graphql::paging::{Counted, Paged, connection};
 use crate::graphql::types::{credits, mirror_enum};
 use crate::ledger::metering as rules;
 use crate::service::metering::{self as service, LineView, SettlementView};
-use crate::graphql::paging::{Counted, Paged, connection};
 use crate::service::paging::{self, List};
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -297,13 +297,21 @@ impl UsageReport {
     async fn ai_logs(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given.")]
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
-        #[graphql(desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`.")]
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
         last: Option<i32>,
-        #[graphql(desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT.")]
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         before: Option<String>,
     ) -> ApiResult<Paged<UsageLine>> {
         let window = paging::window(List::AiLogs, first, after.as_deref(), last, before.as_deref())?;

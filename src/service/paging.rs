@@ -93,10 +93,18 @@ pub fn decode(list: List, argument: &str, text: &str) -> Result<i64, ServiceErro
 /// means). With neither, the page is `DEFAULT_PAGE_SIZE` from the start, or back from `before`
 /// when `before` alone is given (what a client going back means). `after` and `before` together
 /// bound the range both ways.
-pub fn window(list: List, first: Option<i32>, after: Option<&str>, last: Option<i32>, before: Option<&str>) -> Result<Window, ServiceError> {
+pub fn window(
+    list: List,
+    first: Option<i32>,
+    after: Option<&str>,
+    last: Option<i32>,
+    before: Option<&str>,
+) -> Result<Window, ServiceError> {
     let (from_end, size) = match (first, last) {
         (Some(_), Some(_)) => {
-            return Err(ServiceError::bad_input("`first` and `last` cannot be used together: page forward with `first`/`after`, back with `last`/`before`"));
+            return Err(ServiceError::bad_input(
+                "`first` and `last` cannot be used together: page forward with `first`/`after`, back with `last`/`before`",
+            ));
         }
         (Some(first), None) => (false, page_size("first", first)?),
         (None, Some(last)) => (true, page_size("last", last)?),
@@ -132,10 +140,19 @@ mod tests {
     fn old_and_malformed_cursors_are_refused() {
         let old = decode(List::History, "after", "42").unwrap_err().to_string();
         assert!(old.contains("old format"), "{old}");
-        for bad in ["", "abc", "////", &URL_SAFE_NO_PAD.encode("v2:lots:1"), &URL_SAFE_NO_PAD.encode("v1:lots:0"),
-            &URL_SAFE_NO_PAD.encode("v1:lots:-3"), &URL_SAFE_NO_PAD.encode("v1:lots:007"), &URL_SAFE_NO_PAD.encode("v1:lots:+7"),
-            &URL_SAFE_NO_PAD.encode("v1:nope:7"), &URL_SAFE_NO_PAD.encode("v1:lots"), &"A".repeat(1000)]
-        {
+        for bad in [
+            "",
+            "abc",
+            "////",
+            &URL_SAFE_NO_PAD.encode("v2:lots:1"),
+            &URL_SAFE_NO_PAD.encode("v1:lots:0"),
+            &URL_SAFE_NO_PAD.encode("v1:lots:-3"),
+            &URL_SAFE_NO_PAD.encode("v1:lots:007"),
+            &URL_SAFE_NO_PAD.encode("v1:lots:+7"),
+            &URL_SAFE_NO_PAD.encode("v1:nope:7"),
+            &URL_SAFE_NO_PAD.encode("v1:lots"),
+            &"A".repeat(1000),
+        ] {
             assert!(matches!(decode(List::Lots, "after", bad), Err(ServiceError::BadInput(_))), "{bad:?}");
         }
     }
@@ -144,9 +161,15 @@ mod tests {
     fn windows_follow_the_arguments() {
         let c = cursor(List::Jobs, 9);
         assert_eq!(window(List::Jobs, None, None, None, None).unwrap(), Window { after: None, before: None, from_end: false, limit: 20 });
-        assert_eq!(window(List::Jobs, Some(5), Some(&c), None, None).unwrap(), Window { after: Some(9), before: None, from_end: false, limit: 5 });
-        assert_eq!(window(List::Jobs, None, None, Some(3), Some(&c)).unwrap(), Window { after: None, before: Some(9), from_end: true, limit: 3 });
-        assert_eq!(window(List::Jobs, None, None, None, Some(&c)).unwrap().from_end, true, "`before` alone goes back");
+        assert_eq!(
+            window(List::Jobs, Some(5), Some(&c), None, None).unwrap(),
+            Window { after: Some(9), before: None, from_end: false, limit: 5 }
+        );
+        assert_eq!(
+            window(List::Jobs, None, None, Some(3), Some(&c)).unwrap(),
+            Window { after: None, before: Some(9), from_end: true, limit: 3 }
+        );
+        assert!(window(List::Jobs, None, None, None, Some(&c)).unwrap().from_end, "`before` alone goes back");
         assert!(window(List::Jobs, Some(1), None, Some(1), None).is_err());
         for n in [0, -1, 101, i32::MAX, i32::MIN] {
             assert!(window(List::Jobs, Some(n), None, None, None).is_err());

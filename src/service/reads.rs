@@ -158,7 +158,12 @@ impl Engine {
         Ok(store::journal::count(&self.db, account_id, filter).await?)
     }
 
-    pub async fn purchases_page(&self, account_id: i64, include_pending: bool, window: &Window) -> Result<Page<PurchaseView>, ServiceError> {
+    pub async fn purchases_page(
+        &self,
+        account_id: i64,
+        include_pending: bool,
+        window: &Window,
+    ) -> Result<Page<PurchaseView>, ServiceError> {
         store::purchases::page(&self.db, account_id, include_pending, window).await?.try_map(PurchaseView::of)
     }
 

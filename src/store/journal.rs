@@ -1,6 +1,6 @@
 use crate::entity::{journal_entry, journal_line};
-use chrono::{DateTime, Utc};
 use crate::store::keyset::{self, Page, Window};
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Select, Set};
 use std::fmt;
 

@@ -1,8 +1,9 @@
 //! Keyset paging for the API's connections. Every list the API pages (lots, journal entries,
 //! purchases, market jobs, AI usage lines) is one account's rows newest first by id: the id is
-//! unique, so it alone is the key (no tie-break needed), and each list has an index that starts
-//! with the account and ends with the id (SQLite's indexes end with the rowid anyway), so a page
-//! reads `limit + 1` rows from a cursor instead of skipping an offset or loading the list.
+//! unique, so it alone is the key (no tie-break needed). A page reads `limit + 1` rows from its
+//! cursor instead of skipping an offset or loading the list. The journal, purchases and jobs have
+//! an index on (account, id) that a page walks directly; lots and usage lines have one starting
+//! with the account, so a page reads one account's rows at most.
 
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 
@@ -28,7 +29,11 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
-        Ok(Page { items: self.items.into_iter().map(f).collect::<Result<_, _>>()?, has_previous: self.has_previous, has_next: self.has_next })
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
+            has_previous: self.has_previous,
+            has_next: self.has_next,
+        })
     }
 }
 

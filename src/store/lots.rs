@@ -1,7 +1,7 @@
 use crate::entity::lot;
 use crate::ledger::{Credits, Lot, LotClass, LotSource};
-use chrono::{DateTime, Utc};
 use crate::store::keyset::{self, Page, Window};
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set};
 
 pub struct NewLot<'a> {

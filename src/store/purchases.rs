@@ -1,7 +1,7 @@
 use crate::entity::purchase;
 use crate::ledger::money::PurchaseStatus;
-use chrono::{DateTime, Utc};
 use crate::store::keyset::{self, Page, Window};
+use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, Select, Set};
 
 pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<purchase::Model>, DbErr> {
