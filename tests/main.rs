@@ -30,6 +30,7 @@ mod metering;
 mod model;
 mod notices;
 mod outages;
+mod paging;
 mod plans;
 mod prices;
 mod purchases;

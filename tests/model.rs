@@ -18,6 +18,7 @@ use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
 use credits::service::jobs::Job;
+use credits::service::paging::Window;
 use credits::service::purchases::BONUS_ORIGIN;
 use credits::service::reads::LotView;
 use credits::service::refunds::Requester;
@@ -27,6 +28,9 @@ use credits::service::{Refusal, ServiceError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
+
+/// Every lot of the model's account in one read: far more than a run makes.
+const EVERY_LOT: Window = Window { after: None, before: None, from_end: false, limit: 10_000 };
 
 const SEEDS: u64 = 3;
 const STEPS: usize = 80;
@@ -106,7 +110,7 @@ impl Model {
     /// in id order, granted in the model alike; returns (wallet id, stored lot).
     async fn adopt_new_lots(&mut self, app: &TestApp, now: DateTime<Utc>) -> Vec<(i64, LotView)> {
         let account = app.ledger.account("model").await.unwrap();
-        let (mut stored, _) = app.ledger.lots_page(account.id, true, None, 10_000).await.unwrap();
+        let mut stored = app.ledger.lots_page(account.id, true, &EVERY_LOT).await.unwrap().items;
         stored.sort_by_key(|l| l.lot.id);
         let known: std::collections::HashSet<i64> = self.lot_ids.values().copied().collect();
         let mut adopted = Vec::new();
@@ -457,7 +461,7 @@ async fn spend(app: &TestApp, key: &str, amount: Credits, now: DateTime<Utc>) ->
 
 async fn compare_lots(app: &TestApp, wallet: &Wallet, lot_ids: &HashMap<i64, i64>, context: &str) {
     let account = app.ledger.account("model").await.unwrap();
-    let (stored, _) = app.ledger.lots_page(account.id, true, None, 10_000).await.unwrap();
+    let stored = app.ledger.lots_page(account.id, true, &EVERY_LOT).await.unwrap().items;
     assert_eq!(stored.len(), wallet.lots.len(), "{context}: number of lots");
     for lot in &wallet.lots {
         let row = &stored.iter().find(|r| r.lot.id == lot_ids[&lot.id]).expect("every lot is stored").lot;

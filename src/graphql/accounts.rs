@@ -5,10 +5,10 @@ use crate::auth::Caller;
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
+use crate::graphql::paging::{Counted, Paged, connection};
 use crate::graphql::types::*;
 use crate::service::accounts::AccountView;
-use crate::service::reads::{page_size, parse_cursor};
-use async_graphql::connection::{Connection, Edge};
+use crate::service::paging::{self, List};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -57,37 +57,61 @@ impl Account {
     async fn lots(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
-        #[graphql(default = false)] include_closed: bool,
-    ) -> ApiResult<Connection<String, Lot>> {
-        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
+        last: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
+        before: Option<String>,
+        #[graphql(desc = "Also list closed lots: nothing left in them (used up, written off at expiry, revoked).", default = false)]
+        include_closed: bool,
+    ) -> ApiResult<Paged<Lot>> {
+        let window = paging::window(List::Lots, first, after.as_deref(), last, before.as_deref())?;
         let app = app(ctx);
-        let (rows, more) = app.ledger.lots_page(self.0.id, include_closed, after, limit).await?;
+        let page = app.ledger.lots_page(self.0.id, include_closed, &window).await?;
         let now = app.clock.now();
-        let mut connection = Connection::new(after.is_some(), more);
-        for row in rows {
-            connection.edges.push(Edge::new(row.lot.id.to_string(), Lot::new(row, now)));
-        }
-        Ok(connection)
+        connection(List::Lots, page, Counted::Lots { account_id: self.0.id, include_closed }, |row| Ok((row.lot.id, Lot::new(row, now))))
     }
 
     /// The journal, newest first by sequence.
     async fn history(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
+        last: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
+        before: Option<String>,
+        #[graphql(desc = "Only entries of these kinds, with this feature, within this time; `totalCount` counts with it too.")]
         filter: Option<HistoryFilter>,
-    ) -> ApiResult<Connection<String, JournalEntry>> {
-        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
+    ) -> ApiResult<Paged<JournalEntry>> {
+        let window = paging::window(List::History, first, after.as_deref(), last, before.as_deref())?;
         let filter = filter.map(HistoryFilter::into_store).transpose()?.unwrap_or_default();
-        let (items, more) = app(ctx).ledger.history_page(self.0.id, &filter, after, limit).await?;
-        let mut connection = Connection::new(after.is_some(), more);
-        for item in items {
-            connection.edges.push(Edge::new(item.entry.id.to_string(), JournalEntry::try_from(item)?));
-        }
-        Ok(connection)
+        let page = app(ctx).ledger.history_page(self.0.id, &filter, &window).await?;
+        connection(List::History, page, Counted::History { account_id: self.0.id, filter }, |item| {
+            Ok((item.entry.id, JournalEntry::try_from(item)?))
+        })
     }
 
     /// Today's check-in: claimed or not, when the next opens, the current streak.
@@ -140,14 +164,26 @@ impl Account {
     async fn jobs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
         after: Option<String>,
-    ) -> ApiResult<Connection<String, crate::graphql::market::MarketJob>> {
-        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
-        let (jobs, more) = app(ctx).ledger.jobs_page(self.0.id, after, limit).await?;
-        let mut connection = Connection::new(after.is_some(), more);
-        connection.edges.extend(jobs.into_iter().map(|j| Edge::new(j.id.to_string(), crate::graphql::market::MarketJob::from(j))));
-        Ok(connection)
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
+        last: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
+        before: Option<String>,
+    ) -> ApiResult<Paged<crate::graphql::market::MarketJob>> {
+        let window = paging::window(List::Jobs, first, after.as_deref(), last, before.as_deref())?;
+        let page = app(ctx).ledger.jobs_page(self.0.id, &window).await?;
+        connection(List::Jobs, page, Counted::Jobs { account_id: self.0.id }, |j| Ok((j.id, crate::graphql::market::MarketJob::from(j))))
     }
 
     /// Metered containers of this account.
@@ -168,15 +204,27 @@ impl Account {
     async fn purchases(
         &self,
         ctx: &Context<'_>,
-        #[graphql(desc = "Page size, 1 to 100; 20 when omitted.")] first: Option<i32>,
-        #[graphql(desc = "The cursor of the last purchase of the previous page.")] after: Option<String>,
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
+        after: Option<String>,
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
+        last: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
+        before: Option<String>,
         #[graphql(desc = "Also list purchases whose payment was never confirmed (status PENDING).", default = false)] include_pending: bool,
-    ) -> ApiResult<Connection<String, Purchase>> {
-        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
-        let (rows, more) = app(ctx).ledger.purchases_page(self.0.id, include_pending, after, limit).await?;
-        let mut connection = Connection::new(after.is_some(), more);
-        connection.edges.extend(rows.into_iter().map(|p| Edge::new(p.id.to_string(), Purchase(p))));
-        Ok(connection)
+    ) -> ApiResult<Paged<Purchase>> {
+        let window = paging::window(List::Purchases, first, after.as_deref(), last, before.as_deref())?;
+        let page = app(ctx).ledger.purchases_page(self.0.id, include_pending, &window).await?;
+        connection(List::Purchases, page, Counted::Purchases { account_id: self.0.id, include_pending }, |p| Ok((p.id, Purchase(p))))
     }
 }
 

@@ -3,11 +3,11 @@
 use crate::graphql::amount::{CreditAmount, Quantity};
 use crate::graphql::context::app;
 use crate::graphql::error::ApiResult;
+use crate::graphql::paging::{Counted, Paged, connection};
 use crate::graphql::types::{credits, mirror_enum};
 use crate::ledger::metering as rules;
 use crate::service::metering::{self as service, LineView, SettlementView};
-use crate::service::reads::{page_size, parse_cursor};
-use async_graphql::connection::{Connection, Edge};
+use crate::service::paging::{self, List};
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
@@ -294,14 +294,30 @@ impl UsageReport {
     }
 
     /// The month's AI uses, newest first: type, container, and the model for Chat only.
-    async fn ai_logs(&self, ctx: &Context<'_>, first: Option<i32>, after: Option<String>) -> ApiResult<Connection<String, UsageLine>> {
-        let (limit, after) = (page_size(first)?, parse_cursor(after.as_deref())?);
-        let mut rows = app(ctx).ledger.ai_logs(self.account_id, &self.month, after, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        let mut connection = Connection::new(after.is_some(), more);
-        connection.edges.extend(rows.into_iter().map(|(id, line)| Edge::new(id.to_string(), UsageLine::from(line))));
-        Ok(connection)
+    async fn ai_logs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "Page size from the start of the list, or from `after`: 1 to 100. Not with `last`. With neither `first` nor `last` a page holds 20: from the start, or back from `before` when `before` alone is given."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (an edge's `cursor`; `pageInfo.endCursor` for the next page): the page starts after it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
+        after: Option<String>,
+        #[graphql(
+            desc = "Page size from the end of the list, or back from `before`: 1 to 100. The nodes still come in the list's order. Not with `first`."
+        )]
+        last: Option<i32>,
+        #[graphql(
+            desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
+        )]
+        before: Option<String>,
+    ) -> ApiResult<Paged<UsageLine>> {
+        let window = paging::window(List::AiLogs, first, after.as_deref(), last, before.as_deref())?;
+        let page = app(ctx).ledger.ai_logs(self.account_id, &self.month, &window).await?;
+        let counted = Counted::AiLogs { account_id: self.account_id, month: self.month.clone() };
+        connection(List::AiLogs, page, counted, |(id, line)| Ok((id, UsageLine::from(line))))
     }
 }
 

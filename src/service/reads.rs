@@ -4,30 +4,12 @@ use crate::entity::{journal_entry, journal_line, lot};
 use crate::ledger::{Credits, Lot, LotClass, LotSource};
 use crate::service::accounts::AccountView;
 use crate::service::daily_free;
+use crate::service::paging::{Page, Window};
 use crate::service::purchases::PurchaseView;
 use crate::service::{Engine, ServiceError};
 use crate::store::{self, journal::HistoryFilter, lots};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-
-/// The hard maximum of any page; a larger `first` is refused, not silently cut.
-pub const MAX_PAGE_SIZE: u64 = 100;
-pub const DEFAULT_PAGE_SIZE: u64 = 20;
-
-pub fn page_size(first: Option<i32>) -> Result<u64, ServiceError> {
-    match first {
-        None => Ok(DEFAULT_PAGE_SIZE),
-        Some(n) if n >= 1 && (n as u64) <= MAX_PAGE_SIZE => Ok(n as u64),
-        Some(n) => Err(ServiceError::bad_input(format!("first must be between 1 and {MAX_PAGE_SIZE}, not {n}"))),
-    }
-}
-
-/// Cursors are the sequence number or id of the last row seen, in decimal.
-pub fn parse_cursor(after: Option<&str>) -> Result<Option<i64>, ServiceError> {
-    after
-        .map(|c| c.parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| ServiceError::bad_input("after is not a cursor from this list")))
-        .transpose()
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bar {
@@ -149,54 +131,44 @@ impl Engine {
             .collect()
     }
 
-    /// One page of lots, newest first, plus whether there are more.
-    pub async fn lots_page(
-        &self,
-        account_id: i64,
-        include_closed: bool,
-        after: Option<i64>,
-        limit: u64,
-    ) -> Result<(Vec<LotView>, bool), ServiceError> {
-        let mut rows = lots::page(&self.db, account_id, include_closed, after, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        Ok((rows.into_iter().map(LotView::of).collect::<Result<_, _>>()?, more))
+    /// One page of lots, newest first.
+    pub async fn lots_page(&self, account_id: i64, include_closed: bool, window: &Window) -> Result<Page<LotView>, ServiceError> {
+        lots::page(&self.db, account_id, include_closed, window).await?.try_map(LotView::of)
     }
 
-    pub async fn history_page(
-        &self,
-        account_id: i64,
-        filter: &HistoryFilter,
-        after: Option<i64>,
-        limit: u64,
-    ) -> Result<(Vec<HistoryItem>, bool), ServiceError> {
-        let mut entries = store::journal::page(&self.db, account_id, filter, after, limit + 1).await?;
-        let more = entries.len() as u64 > limit;
-        entries.truncate(limit as usize);
-        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    /// How many lots `lots_page` pages through.
+    pub async fn lots_count(&self, account_id: i64, include_closed: bool) -> Result<u64, ServiceError> {
+        Ok(lots::count(&self.db, account_id, include_closed).await?)
+    }
+
+    /// One page of the journal, newest first, each entry with its lines.
+    pub async fn history_page(&self, account_id: i64, filter: &HistoryFilter, window: &Window) -> Result<Page<HistoryItem>, ServiceError> {
+        let entries = store::journal::page(&self.db, account_id, filter, window).await?;
+        let ids: Vec<i64> = entries.items.iter().map(|e| e.id).collect();
         let mut lines = store::journal::lines_of(&self.db, &ids).await?;
-        let items = entries
-            .into_iter()
-            .map(|entry| {
-                let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut lines).into_iter().partition(|l| l.entry_id == entry.id);
-                lines = rest;
-                HistoryItem { entry, lines: mine }
-            })
-            .collect();
-        Ok((items, more))
+        entries.try_map(|entry| {
+            let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut lines).into_iter().partition(|l| l.entry_id == entry.id);
+            lines = rest;
+            Ok(HistoryItem { entry, lines: mine })
+        })
+    }
+
+    /// How many entries pass `filter`; its cost grows with the account's journal.
+    pub async fn history_count(&self, account_id: i64, filter: &HistoryFilter) -> Result<u64, ServiceError> {
+        Ok(store::journal::count(&self.db, account_id, filter).await?)
     }
 
     pub async fn purchases_page(
         &self,
         account_id: i64,
         include_pending: bool,
-        after: Option<i64>,
-        limit: u64,
-    ) -> Result<(Vec<PurchaseView>, bool), ServiceError> {
-        let mut rows = store::purchases::page(&self.db, account_id, include_pending, after, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        Ok((rows.into_iter().map(PurchaseView::of).collect::<Result<_, _>>()?, more))
+        window: &Window,
+    ) -> Result<Page<PurchaseView>, ServiceError> {
+        store::purchases::page(&self.db, account_id, include_pending, window).await?.try_map(PurchaseView::of)
+    }
+
+    pub async fn purchases_count(&self, account_id: i64, include_pending: bool) -> Result<u64, ServiceError> {
+        Ok(store::purchases::count(&self.db, account_id, include_pending).await?)
     }
 }
 
@@ -233,14 +205,5 @@ mod tests {
         let check_in = view.bars.iter().find(|b| b.source == LotSource::CheckIn).unwrap();
         assert_eq!(check_in.remaining, Credits::from_whole(10));
         assert_eq!(check_in.expiries[0].0, Some(now + Duration::days(1)));
-    }
-
-    #[test]
-    fn pages_are_bounded() {
-        assert_eq!(page_size(None).unwrap(), DEFAULT_PAGE_SIZE);
-        assert!(page_size(Some(0)).is_err());
-        assert!(page_size(Some(101)).is_err());
-        assert!(parse_cursor(Some("abc")).is_err());
-        assert_eq!(parse_cursor(Some("42")).unwrap(), Some(42));
     }
 }

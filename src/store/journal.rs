@@ -1,6 +1,7 @@
 use crate::entity::{journal_entry, journal_line};
+use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Select, Set};
 use std::fmt;
 
 /// What a journal entry records.
@@ -186,14 +187,8 @@ pub struct HistoryFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
-/// Newest first by sequence, strictly before `before_id` when paging on.
-pub async fn page(
-    conn: &impl ConnectionTrait,
-    account_id: i64,
-    filter: &HistoryFilter,
-    before_id: Option<i64>,
-    limit: u64,
-) -> Result<Vec<journal_entry::Model>, DbErr> {
+/// An account's entries that pass `filter`.
+fn matching(account_id: i64, filter: &HistoryFilter) -> Select<journal_entry::Entity> {
     let mut query = journal_entry::Entity::find().filter(journal_entry::Column::AccountId.eq(account_id));
     if !filter.kinds.is_empty() {
         query = query.filter(journal_entry::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
@@ -207,10 +202,23 @@ pub async fn page(
     if let Some(until) = filter.until {
         query = query.filter(journal_entry::Column::EffectiveAt.lt(until));
     }
-    if let Some(before) = before_id {
-        query = query.filter(journal_entry::Column::Id.lt(before));
-    }
-    query.order_by_desc(journal_entry::Column::Id).limit(limit).all(conn).await
+    query
+}
+
+/// A page of an account's history, newest first by sequence (`journal_account_sequence`).
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    filter: &HistoryFilter,
+    window: &Window,
+) -> Result<Page<journal_entry::Model>, DbErr> {
+    keyset::newest_first(conn, matching(account_id, filter), journal_entry::Column::Id, window).await
+}
+
+/// How many entries pass `filter`. It reads every entry of the account (the kind, feature and
+/// instant are not indexed), so its cost grows with the account's journal.
+pub async fn count(conn: &impl ConnectionTrait, account_id: i64, filter: &HistoryFilter) -> Result<u64, DbErr> {
+    keyset::count(conn, matching(account_id, filter)).await
 }
 
 pub async fn lines_of(conn: &impl ConnectionTrait, entry_ids: &[i64]) -> Result<Vec<journal_line::Model>, DbErr> {

@@ -1,7 +1,8 @@
 use crate::entity::lot;
 use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set};
 
 pub struct NewLot<'a> {
     pub account_id: i64,
@@ -46,21 +47,18 @@ pub async fn open_for_account(conn: &impl ConnectionTrait, account_id: i64) -> R
         .await
 }
 
-pub async fn page(
-    conn: &impl ConnectionTrait,
-    account_id: i64,
-    include_closed: bool,
-    before_id: Option<i64>,
-    limit: u64,
-) -> Result<Vec<lot::Model>, DbErr> {
-    let mut query = lot::Entity::find().filter(lot::Column::AccountId.eq(account_id));
-    if !include_closed {
-        query = query.filter(lot::Column::Open.eq(true));
-    }
-    if let Some(before) = before_id {
-        query = query.filter(lot::Column::Id.lt(before));
-    }
-    query.order_by_desc(lot::Column::Id).limit(limit).all(conn).await
+/// An account's lots, newest first; open ones only unless `include_closed`.
+fn of_account(account_id: i64, include_closed: bool) -> Select<lot::Entity> {
+    let query = lot::Entity::find().filter(lot::Column::AccountId.eq(account_id));
+    if include_closed { query } else { query.filter(lot::Column::Open.eq(true)) }
+}
+
+pub async fn page(conn: &impl ConnectionTrait, account_id: i64, include_closed: bool, window: &Window) -> Result<Page<lot::Model>, DbErr> {
+    keyset::newest_first(conn, of_account(account_id, include_closed), lot::Column::Id, window).await
+}
+
+pub async fn count(conn: &impl ConnectionTrait, account_id: i64, include_closed: bool) -> Result<u64, DbErr> {
+    keyset::count(conn, of_account(account_id, include_closed)).await
 }
 
 /// Sets a lot's remaining amount, closing it at zero. The old value in the filter makes a lost

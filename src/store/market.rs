@@ -5,6 +5,7 @@
 use crate::entity::{asking_price, bid_preference, market_job, market_rate_snapshot, provider};
 use crate::ledger::Credits;
 use crate::ledger::market::{BudgetSource, HardwareClass, JobCode, JobStatus, Offer, Rate};
+use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
@@ -265,18 +266,18 @@ pub async fn end_running_job_of_hold(conn: &impl ConnectionTrait, reservation_id
     Ok(())
 }
 
-/// A page of a consumer's jobs, newest first: `limit` of them with ids below `before`.
-pub async fn jobs_page(
-    conn: &impl ConnectionTrait,
-    consumer_account_id: i64,
-    before: Option<i64>,
-    limit: u64,
-) -> Result<Vec<market_job::Model>, DbErr> {
-    let mut query = market_job::Entity::find().filter(market_job::Column::ConsumerAccountId.eq(consumer_account_id));
-    if let Some(before) = before {
-        query = query.filter(market_job::Column::Id.lt(before));
-    }
-    query.order_by_desc(market_job::Column::Id).limit(limit).all(conn).await
+fn jobs_of(consumer_account_id: i64) -> sea_orm::Select<market_job::Entity> {
+    market_job::Entity::find().filter(market_job::Column::ConsumerAccountId.eq(consumer_account_id))
+}
+
+/// A page of a consumer's jobs, newest first (`market_jobs_consumer`).
+pub async fn jobs_page(conn: &impl ConnectionTrait, consumer_account_id: i64, window: &Window) -> Result<Page<market_job::Model>, DbErr> {
+    keyset::newest_first(conn, jobs_of(consumer_account_id), market_job::Column::Id, window).await
+}
+
+/// How many jobs the consumer submitted in all.
+pub async fn jobs_count(conn: &impl ConnectionTrait, consumer_account_id: i64) -> Result<u64, DbErr> {
+    keyset::count(conn, jobs_of(consumer_account_id)).await
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 use crate::entity::{container, meter, settlement, usage_line};
 use crate::ledger::Credits;
 use crate::ledger::metering::{ContainerState, Meter, MeteredContainer, Resource, StorageMeter, UsageLine, line_day};
+use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::Expr;
@@ -278,22 +279,22 @@ pub async fn lines_on_day(conn: &impl ConnectionTrait, account_id: i64, day: &st
         .collect()
 }
 
-/// AI lines of an account in a month, newest first, before `before` (a line id).
-pub async fn ai_lines(
-    conn: &impl ConnectionTrait,
-    account_id: i64,
-    month: &str,
-    before: Option<i64>,
-    limit: u64,
-) -> Result<Vec<StoredLine>, DbErr> {
-    let mut query = usage_line::Entity::find()
+/// AI lines of an account in a month.
+fn ai_lines_of(account_id: i64, month: &str) -> sea_orm::Select<usage_line::Entity> {
+    usage_line::Entity::find()
         .filter(usage_line::Column::AccountId.eq(account_id))
         .filter(usage_line::Column::Resource.eq(Resource::Ai.to_string()))
-        .filter(usage_line::Column::Day.starts_with(format!("{month}-")));
-    if let Some(before) = before {
-        query = query.filter(usage_line::Column::Id.lt(before));
-    }
-    query.order_by_desc(usage_line::Column::Id).limit(limit).all(conn).await?.into_iter().map(stored_line).collect()
+        .filter(usage_line::Column::Day.starts_with(format!("{month}-")))
+}
+
+/// A page of an account's AI lines in a month, newest first.
+pub async fn ai_lines(conn: &impl ConnectionTrait, account_id: i64, month: &str, window: &Window) -> Result<Page<StoredLine>, DbErr> {
+    keyset::newest_first(conn, ai_lines_of(account_id, month), usage_line::Column::Id, window).await?.try_map(stored_line)
+}
+
+/// How many AI lines the account has in the month.
+pub async fn ai_lines_count(conn: &impl ConnectionTrait, account_id: i64, month: &str) -> Result<u64, DbErr> {
+    keyset::count(conn, ai_lines_of(account_id, month)).await
 }
 
 /// Marks every running container of an account stopped, and those holding storage inactive.

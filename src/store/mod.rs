@@ -8,6 +8,7 @@ pub mod coupons;
 pub mod idempotency;
 pub mod job_runs;
 pub mod journal;
+pub mod keyset;
 pub mod lots;
 pub mod market;
 pub mod metering;

@@ -1,9 +1,8 @@
 use crate::entity::purchase;
 use crate::ledger::money::PurchaseStatus;
+use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, Select, Set};
 
 pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<purchase::Model>, DbErr> {
     purchase::Entity::find_by_id(id).one(conn).await
@@ -13,22 +12,25 @@ pub async fn by_payment_reference(conn: &impl ConnectionTrait, reference: &str) 
     purchase::Entity::find().filter(purchase::Column::PaymentReference.eq(reference)).one(conn).await
 }
 
+/// An account's purchases; never-paid ones only with `include_unpaid`.
+fn of_account(account_id: i64, include_unpaid: bool) -> Select<purchase::Entity> {
+    let query = purchase::Entity::find().filter(purchase::Column::AccountId.eq(account_id));
+    if include_unpaid { query } else { query.filter(purchase::Column::PaidAt.is_not_null()) }
+}
+
 /// A page of an account's purchases, newest first; never-paid ones only with `include_unpaid`.
 pub async fn page(
     conn: &impl ConnectionTrait,
     account_id: i64,
     include_unpaid: bool,
-    before_id: Option<i64>,
-    limit: u64,
-) -> Result<Vec<purchase::Model>, DbErr> {
-    let mut query = purchase::Entity::find().filter(purchase::Column::AccountId.eq(account_id));
-    if !include_unpaid {
-        query = query.filter(purchase::Column::PaidAt.is_not_null());
-    }
-    if let Some(before) = before_id {
-        query = query.filter(purchase::Column::Id.lt(before));
-    }
-    query.order_by_desc(purchase::Column::Id).limit(limit).all(conn).await
+    window: &Window,
+) -> Result<Page<purchase::Model>, DbErr> {
+    keyset::newest_first(conn, of_account(account_id, include_unpaid), purchase::Column::Id, window).await
+}
+
+/// How many purchases `page` lists in all.
+pub async fn count(conn: &impl ConnectionTrait, account_id: i64, include_unpaid: bool) -> Result<u64, DbErr> {
+    keyset::count(conn, of_account(account_id, include_unpaid)).await
 }
 
 /// Purchases of an account that were ever paid (refunded ones included).

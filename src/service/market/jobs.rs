@@ -8,6 +8,7 @@ use crate::ledger::market::{self as rules, BudgetSource, JobCode, JobStatus, Off
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
+use crate::service::paging::{Page, Window};
 use crate::service::reservations::{HoldRequest, hold};
 use crate::service::spending::check_amount;
 use crate::service::{Engine, Refusal, ServiceError};
@@ -151,12 +152,15 @@ impl Engine {
     }
 
     /// A consumer's jobs, newest first.
-    pub async fn jobs_page(&self, account_id: i64, after: Option<i64>, limit: u64) -> Result<(Vec<JobView>, bool), ServiceError> {
-        let mut rows = store::market::jobs_page(&self.db, account_id, after, limit + 1).await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(limit as usize);
-        let names = store::accounts::external_ids(&self.db, rows.iter().filter_map(|j| j.provider_account_id)).await?;
-        Ok((rows.iter().map(|j| view(j, &names)).collect::<Result<_, _>>()?, more))
+    pub async fn jobs_page(&self, account_id: i64, window: &Window) -> Result<Page<JobView>, ServiceError> {
+        let rows = store::market::jobs_page(&self.db, account_id, window).await?;
+        let names = store::accounts::external_ids(&self.db, rows.items.iter().filter_map(|j| j.provider_account_id)).await?;
+        rows.try_map(|j| view(&j, &names))
+    }
+
+    /// How many jobs the consumer submitted in all.
+    pub async fn jobs_count(&self, account_id: i64) -> Result<u64, ServiceError> {
+        Ok(store::market::jobs_count(&self.db, account_id).await?)
     }
 }
 

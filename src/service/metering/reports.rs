@@ -3,6 +3,7 @@
 use super::LineView;
 use crate::ledger::Credits;
 use crate::ledger::metering::{MeteredContainer, Resource};
+use crate::service::paging::{Page, Window};
 use crate::service::{Engine, ServiceError};
 use crate::store::metering::{self as meters, StoredLine};
 
@@ -63,17 +64,17 @@ impl Engine {
         Ok(meters::lines_on_day(&self.db, account_id, &day.to_string()).await?.into_iter().map(|l| line_view(l, &containers)).collect())
     }
 
-    /// AI uses of a month, newest first, with their line ids for paging.
-    pub async fn ai_logs(
-        &self,
-        account_id: i64,
-        month: &str,
-        before: Option<i64>,
-        limit: u64,
-    ) -> Result<Vec<(i64, LineView)>, ServiceError> {
+    /// AI uses of a month, newest first, with their line ids for the cursors.
+    pub async fn ai_logs(&self, account_id: i64, month: &str, window: &Window) -> Result<Page<(i64, LineView)>, ServiceError> {
         let month = parse_month(month)?;
         let containers = meters::metered_containers(&self.db, account_id).await?;
-        let lines = meters::ai_lines(&self.db, account_id, &month, before, limit).await?;
-        Ok(lines.into_iter().map(|l| (l.id, line_view(l, &containers))).collect())
+        let lines = meters::ai_lines(&self.db, account_id, &month, window).await?;
+        lines.try_map(|l| Ok((l.id, line_view(l, &containers))))
+    }
+
+    /// How many AI uses the month holds.
+    pub async fn ai_logs_count(&self, account_id: i64, month: &str) -> Result<u64, ServiceError> {
+        let month = parse_month(month)?;
+        Ok(meters::ai_lines_count(&self.db, account_id, &month).await?)
     }
 }
