@@ -16,6 +16,7 @@ pub mod db;
 pub mod entity;
 pub mod feed;
 pub mod graphql;
+pub mod graphql_http;
 pub mod http;
 pub mod ledger;
 pub mod program;

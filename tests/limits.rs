@@ -65,7 +65,7 @@ async fn production_mode_rotation_and_timeouts(backend: Backend) {
     let app = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, crate::support::LEDGER_PROGRAM, security).await;
     let introspection = app.gql(&app.service, "{ __schema { queryType { name } } }", json!({})).await;
     assert_eq!(introspection["data"]["__schema"], json!(null), "introspection answers nothing: {introspection}");
-    let graphiql = app.client.get(format!("{}/graphql", app.address)).send().await.unwrap();
+    let graphiql = app.client.get(format!("{}/graphql", app.address)).header("accept", "text/html").send().await.unwrap();
     assert_eq!(graphiql.status(), 404);
 
     let old = AuthKeys::new(&previous).issue(Role::Service, None, std::time::Duration::from_secs(60)).unwrap();
@@ -192,8 +192,7 @@ async fn aliases_and_batches_are_bounded(backend: Backend) {
     assert_eq!(four.status(), 400);
     let body: serde_json::Value = four.json().await.unwrap();
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
-    // An empty array decodes as one empty request (serde reads a struct from a sequence): refused
-    // with a code all the same.
+    // An empty array is a batch of nothing: refused with a code.
     let empty: serde_json::Value = post(json!([])).await.json().await.unwrap();
     assert_eq!(error_code(&empty), "BAD_USER_INPUT", "{empty}");
     app.assert_audit_clean().await;

@@ -20,6 +20,8 @@ mod daily_free;
 mod expiry;
 mod fuzz;
 mod history;
+mod http_conformance;
+mod http_transport;
 mod jobs;
 mod limits;
 mod lucky;
