@@ -3,8 +3,8 @@
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
-use crate::graphql::error::code;
 use crate::graphql::CreditsSchema;
+use crate::graphql::error::code;
 use crate::service::{Clock, Engine, ServiceError};
 use async_graphql::http::GraphiQLSource;
 use axum::extract::{RawQuery, State};

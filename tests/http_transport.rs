@@ -102,9 +102,12 @@ async fn accept_chooses_graphiql_or_data(backend: Backend) {
     assert!(header(&page, CONTENT_TYPE).starts_with("text/html"), "a browser gets the page");
 
     let typename = [("query", "{ __typename }")];
-    for (accept, content_type) in
-        [(Some("application/json"), "application/json"), (Some("*/*"), "application/json"), (None, "application/json"), (Some(GRAPHQL_RESPONSE), GRAPHQL_RESPONSE)]
-    {
+    for (accept, content_type) in [
+        (Some("application/json"), "application/json"),
+        (Some("*/*"), "application/json"),
+        (None, "application/json"),
+        (Some(GRAPHQL_RESPONSE), GRAPHQL_RESPONSE),
+    ] {
         let (status, answered, body) = read(get(&app, &typename, accept, None).await).await;
         assert_eq!((status, &body), (200, &json!({ "data": { "__typename": "QueryRoot" } })), "{accept:?}");
         assert!(answered.starts_with(content_type), "{accept:?}: {answered}");
@@ -138,7 +141,8 @@ async fn request_errors_are_4xx_without_data_in_graphql_response_json(backend: B
         assert!(content_type.starts_with("application/json"), "{content_type}");
     }
     // An error raised while executing is not a request error: 200 and its `data`.
-    let (status, _, answer) = read(post(&app, &json!({ "query": "{ account(id: \"nobody\") { id } }" }), Some(GRAPHQL_RESPONSE), token).await).await;
+    let (status, _, answer) =
+        read(post(&app, &json!({ "query": "{ account(id: \"nobody\") { id } }" }), Some(GRAPHQL_RESPONSE), token).await).await;
     assert_eq!((status, error_code(&answer)), (200, "NOT_FOUND"), "{answer}");
     assert_eq!(answer.get("data"), Some(&Value::Null), "{answer}");
     // A body that is not a request: 400 in both types.

@@ -52,21 +52,15 @@ pub async fn get(
 }
 
 /// `POST /graphql`: one request, or a batch (an array) if `max_batch_size` allows.
-pub async fn post(
-    State(state): State<HttpState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub async fn post(State(state): State<HttpState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: Bytes) -> Response {
     let exchange = Exchange::new(&headers, false);
     let Some(media) = negotiation::response_type(header_text(&headers, header::ACCEPT)) else { return exchange.not_acceptable() };
     if !negotiation::is_json_body(header_text(&headers, header::CONTENT_TYPE)) {
         let message = "a POST body must be a GraphQL request in JSON, sent as `Content-Type: application/json`";
         return exchange.refuse(media, StatusCode::UNSUPPORTED_MEDIA_TYPE, message.to_string());
     }
-    let (requests, batched) = match params::from_json_body(&body) {
-        Ok(params::Body::Single(request)) => (vec![request], false),
-        Ok(params::Body::Batch(requests)) => (requests, true),
+    let params::Body { requests, batched } = match params::from_json_body(&body) {
+        Ok(body) => body,
         Err(message) => return exchange.refuse(media, StatusCode::BAD_REQUEST, format!("not a GraphQL request: {message}")),
     };
     if batched {

@@ -166,7 +166,11 @@ mod tests {
         assert_eq!(response_type(Some("application/graphql-response+json")), Some(Graphql));
         assert_eq!(response_type(Some("application/graphql-response+json, application/json;q=0.9")), Some(Graphql));
         assert_eq!(response_type(Some("application/graphql-response+json;q=0.5, application/json")), Some(Json));
-        assert_eq!(response_type(Some("application/json, application/graphql-response+json")), Some(Graphql), "named equally: the new type");
+        assert_eq!(
+            response_type(Some("application/json, application/graphql-response+json")),
+            Some(Graphql),
+            "named equally: the new type"
+        );
         assert_eq!(response_type(Some("application/graphql-response+json, */*")), Some(Graphql));
         assert_eq!(response_type(Some("APPLICATION/JSON; charset=utf-8")), Some(Json));
         assert_eq!(response_type(Some("application/json;q=0.8, */*;q=0.1")), Some(Json));

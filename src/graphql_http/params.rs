@@ -15,26 +15,26 @@ struct Params {
     extensions: Option<Map<String, Value>>,
 }
 
-/// A JSON body: one request (an object) or a batch (an array of them). `Err` says what is wrong,
-/// for the client.
-pub enum Body {
-    Single(Request),
-    Batch(Vec<Request>),
+/// A JSON body: one request (an object), or a batch (an array of them, perhaps of one).
+pub struct Body {
+    pub requests: Vec<Request>,
+    pub batched: bool,
 }
 
+/// `Err` says what is wrong, for the client.
 pub fn from_json_body(body: &[u8]) -> Result<Body, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err("the body is empty: send the request as a JSON object".to_string());
     }
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
     match value {
-        Value::Object(object) => Ok(Body::Single(request(from_object(object)?)?)),
+        Value::Object(object) => Ok(Body { requests: vec![request(from_object(object)?)?], batched: false }),
         Value::Array(items) => {
             let requests = items.into_iter().enumerate().map(|(index, item)| match item {
                 Value::Object(object) => from_object(object).and_then(request).map_err(|e| format!("request {index} of the batch: {e}")),
                 _ => Err(format!("request {index} of the batch is not a JSON object")),
             });
-            Ok(Body::Batch(requests.collect::<Result<_, _>>()?))
+            Ok(Body { requests: requests.collect::<Result<_, _>>()?, batched: true })
         }
         _ => Err("the body is not a GraphQL request: send a JSON object (or, for a batch, an array of them)".to_string()),
     }
@@ -124,17 +124,17 @@ mod tests {
     use super::*;
 
     fn single(body: &str) -> Result<Request, String> {
-        match from_json_body(body.as_bytes())? {
-            Body::Single(request) => Ok(request),
-            Body::Batch(_) => panic!("a batch"),
-        }
+        let mut body = from_json_body(body.as_bytes())?;
+        assert!(!body.batched && body.requests.len() == 1, "one request");
+        Ok(body.requests.remove(0))
     }
 
     #[test]
     fn a_json_request_is_read_with_its_parameters() {
-        let request =
-            single(r#"{"query": "query Q($n: String!) { a }", "operationName": "Q", "variables": {"n": "x"}, "extensions": {"k": 1}, "other": 2}"#)
-                .unwrap();
+        let request = single(
+            r#"{"query": "query Q($n: String!) { a }", "operationName": "Q", "variables": {"n": "x"}, "extensions": {"k": 1}, "other": 2}"#,
+        )
+        .unwrap();
         assert_eq!(request.query, "query Q($n: String!) { a }");
         assert_eq!(request.operation_name.as_deref(), Some("Q"));
         assert_eq!(request.variables.get("n"), Some(&async_graphql::Value::from("x")));
@@ -174,10 +174,10 @@ mod tests {
 
     #[test]
     fn a_batch_is_a_list_of_requests() {
-        match from_json_body(br#"[{"query": "{ a }"}, {"query": "{ b }"}]"#).unwrap() {
-            Body::Batch(requests) => assert_eq!(requests.iter().map(|r| r.query.as_str()).collect::<Vec<_>>(), ["{ a }", "{ b }"]),
-            Body::Single(_) => panic!("not a batch"),
-        }
+        let body = from_json_body(br#"[{"query": "{ a }"}, {"query": "{ b }"}]"#).unwrap();
+        assert!(body.batched);
+        assert_eq!(body.requests.iter().map(|r| r.query.as_str()).collect::<Vec<_>>(), ["{ a }", "{ b }"]);
+        assert!(from_json_body(br#"[{"query": "{ a }"}]"#).unwrap().batched, "an array of one is still a batch");
         assert!(from_json_body(br#"[{"query": "{ a }"}, {"query": 1}]"#).is_err());
     }
 
