@@ -298,6 +298,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         .limit_complexity(security.max_complexity)
         .limit_directives(security.max_directives)
         .extension(crate::graphql::error::ErrorCodes)
+        .extension(crate::graphql::transport::HttpRules)
         .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
         .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })

@@ -1,15 +1,14 @@
-//! The axum router: GraphQL at `/graphql` (GraphiQL on GET) and `/graphql/ws` (`crate::ws`),
-//! GraphiQL's embedded assets at `/graphiql/...` (`crate::graphiql`), `/health`, request limits.
+//! The axum router: GraphQL at `/graphql` (`crate::graphql_http`; GraphiQL for a browser's GET)
+//! and `/graphql/ws` (`crate::ws`), GraphiQL's embedded assets at `/graphiql/...`
+//! (`crate::graphiql`), `/health`, request limits.
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
+use crate::graphql::CreditsSchema;
 use crate::graphql::error::code;
-use crate::graphql::{Authentication, CreditsSchema};
 use crate::service::{Clock, Engine, ServiceError};
-use async_graphql::{BatchRequest, BatchResponse};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -55,7 +54,7 @@ pub const HEALTH_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 pub fn router(state: HttpState) -> Router {
     let cors = state.security.cors.layer();
     let router = Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql", get(crate::graphql_http::get).post(crate::graphql_http::post))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/graphiql/{*path}", get(crate::graphiql::asset))
         .route("/health", get(health))
@@ -91,65 +90,6 @@ async fn too_large_with_a_code(response: Response) -> Response {
     (StatusCode::PAYLOAD_TOO_LARGE, Json(body)).into_response()
 }
 
-async fn graphql(
-    State(state): State<HttpState>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: Result<GraphQLBatchRequest, async_graphql_axum::rejection::GraphQLRejection>,
-) -> Response {
-    // A body that is not a GraphQL request (malformed JSON, a wrong content type) or a batch
-    // larger than allowed gets an answer in GraphQL's shape, with a code, like every other refusal.
-    let refuse = |message: String| {
-        let body = serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code::BAD_USER_INPUT } }] });
-        (StatusCode::BAD_REQUEST, Json(body)).into_response()
-    };
-    let batch = match request {
-        Ok(request) => request.into_inner(),
-        Err(rejection) => return refuse(format!("not a GraphQL request: {}", rejection.0)),
-    };
-    if let BatchRequest::Batch(requests) = &batch {
-        let max = state.security.max_batch_size;
-        if max <= 1 {
-            return refuse("batches are not accepted: send one request per body".to_string());
-        }
-        if requests.is_empty() || requests.len() > max {
-            return refuse(format!("a batch holds 1 to {max} requests, this one {}", requests.len()));
-        }
-    }
-    // On a test clock, another process may have moved it: each request takes the stored instant.
-    if let Err(e) = state.clock.refresh(&state.db).await {
-        tracing::warn!(error = %e, "could not read the test clock; this request uses the last instant read");
-    }
-    let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let caller: Authentication = state.auth.authenticate(header);
-    let client = crate::client_address::client_address(peer, &headers, &state.security.trusted_proxies);
-    let mut batch = batch.data(caller).data(crate::graphql::context::ClientIp(client));
-    // An advance of a test clock answers when the work it runs is done, which may take minutes;
-    // only a test-clock deployment lets a request mentioning it wait that long.
-    let unhurried = state.clock.is_test() && advances_the_clock(&batch);
-    if unhurried {
-        batch = batch.data(crate::graphql::timeout::Unhurried);
-    }
-    let timeout = crate::graphql::timeout::timeout_for(state.security.request_timeout, unhurried);
-    let response = match tokio::time::timeout(timeout, state.schema.execute_batch(batch)).await {
-        Ok(response) => response,
-        Err(_elapsed) => {
-            // The execution is dropped, and with it any open transaction, which rolls back; a
-            // spend still waiting for its batch is cancelled. One already inside a committing
-            // batch completes, so the answer must not claim that nothing changed.
-            tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
-            BatchResponse::Single(async_graphql::Response::from_errors(vec![crate::graphql::timeout::timeout_error()]))
-        }
-    };
-    // Every error carries a code: `graphql::error::ErrorCodes` stamps those the library leaves out.
-    GraphQLResponse::from(response).into_response()
-}
-
-/// Whether a request's document mentions `advanceClock`.
-fn advances_the_clock(batch: &BatchRequest) -> bool {
-    batch.iter().any(|request| request.query.contains("advanceClock"))
-}
-
 /// The ad network's server-side verification callback. Networks retry until they get a 200, so
 /// a repeated callback answers 200 too; a bad signature is 403 and never retried into success.
 async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) -> impl IntoResponse {
@@ -180,9 +120,10 @@ async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) 
     }
 }
 
-/// The GraphiQL page, served from the binary with its assets (`crate::graphiql`): it works with
-/// no network beyond this server. Off in production mode.
-async fn graphiql(State(state): State<HttpState>) -> Response {
+/// The GraphiQL page, for a GET whose `Accept` prefers HTML (`graphql_http::get` decides),
+/// served from the binary with its assets (`crate::graphiql`): it works with no network beyond
+/// this server. Off in production mode.
+pub(crate) async fn graphiql(State(state): State<HttpState>) -> Response {
     if state.security.production {
         return crate::graphiql::off_in_production();
     }

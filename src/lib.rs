@@ -18,6 +18,7 @@ pub mod entity;
 pub mod feed;
 pub mod graphiql;
 pub mod graphql;
+pub mod graphql_http;
 pub mod http;
 pub mod ledger;
 pub mod program;

@@ -1142,7 +1142,12 @@ async fn check_answer(client: &reqwest::Client, address: &str, tokens: &[Option<
     if status == 413 && size <= credits::http::MAX_BODY_BYTES {
         return Err(format!("413 for a body of {size} bytes"));
     }
-    if status != 200 && status != 400 && status != 413 {
+    // 415 is for a body not declared as JSON, and only for that.
+    let undeclared = !credits::graphql_http::negotiation::is_json_body(request.content_type.as_deref());
+    if status == 415 && !undeclared {
+        return Err(format!("415 for a body declared as JSON ({:?}): {text}", request.content_type));
+    }
+    if status != 200 && status != 400 && status != 413 && status != 415 {
         return Err(format!("HTTP {status}: {text}"));
     }
     let answer: Value = serde_json::from_slice(&bytes).map_err(|e| format!("HTTP {status}, not JSON ({e}): {text}"))?;

@@ -206,8 +206,7 @@ async fn aliases_and_batches_are_bounded(backend: Backend) {
     assert_eq!(four.status(), 400);
     let body: serde_json::Value = four.json().await.unwrap();
     assert_eq!(error_code(&body), "BAD_USER_INPUT", "{body}");
-    // An empty array decodes as one empty request (serde reads a struct from a sequence): refused
-    // with a code all the same.
+    // An empty array is a batch of nothing: refused with a code.
     let empty: serde_json::Value = post(json!([])).await.json().await.unwrap();
     assert_eq!(error_code(&empty), "BAD_USER_INPUT", "{empty}");
     app.assert_audit_clean().await;

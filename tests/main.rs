@@ -22,6 +22,8 @@ mod expiry;
 mod fuzz;
 mod graphiql;
 mod history;
+mod http_conformance;
+mod http_transport;
 mod jobs;
 mod limits;
 mod lucky;

@@ -25,6 +25,7 @@ pub mod session;
 pub mod spending;
 pub mod subscription;
 pub mod timeout;
+pub mod transport;
 pub mod types;
 
 use async_graphql::{SDLExportOptions, Schema, SchemaBuilder};
