@@ -86,6 +86,9 @@ pub struct Security {
     /// A WebSocket that has sent no `connection_init` within this is closed with 4408, as
     /// graphql-transport-ws specifies. Default 10 s.
     pub websocket_init_timeout: std::time::Duration,
+    /// Run only the documents the operator (`credits persisted add`) or the server's own pages
+    /// registered, and learn none through APQ (`graphql::persisted`). Default off.
+    pub persisted_only: bool,
 }
 
 impl Default for Security {
@@ -110,6 +113,7 @@ impl Default for Security {
             max_subscriptions_per_account: 100,
             max_websockets_per_address: 50,
             websocket_init_timeout: std::time::Duration::from_secs(10),
+            persisted_only: false,
         }
     }
 }
@@ -136,6 +140,7 @@ impl Security {
             max_subscriptions_per_account: config.max_subscriptions_per_account,
             max_websockets_per_address: config.max_websockets_per_address,
             websocket_init_timeout: std::time::Duration::from_secs(config.websocket_init_timeout_seconds),
+            persisted_only: config.persisted_only,
         })
     }
 
@@ -250,6 +255,12 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<En
     .await
 }
 
+/// The GraphQL documents of the server's own pages, registered at every start
+/// (`service::persisted::register_server_documents`). GraphiQL sends what its user types, so it
+/// has none (and is off in production, where `persisted_only` is meant for); the portal and
+/// the console add the documents they send here.
+pub const SERVER_DOCUMENTS: &[&str] = &[];
+
 /// Connects, migrates and binds; the returned application is ready to serve.
 pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> {
     let ledger = open_ledger(LedgerSettings {
@@ -283,12 +294,21 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
     let feed = crate::feed::BalanceFeed::start(&db);
     let security = settings.security.clone();
     let watches = crate::balance_watch::BalanceWatches::new(ledger.clone(), clock.clone(), feed, security.max_subscriptions_per_account);
+    // The server's own pages register their documents before the first request, so
+    // `persisted_only` never refuses them.
+    crate::service::persisted::register_server_documents(&db, SERVER_DOCUMENTS).await?;
+    let documents = crate::service::persisted::PersistedDocuments::new(db.clone(), security.persisted_only);
+    if security.persisted_only {
+        tracing::info!("persisted_only: only registered documents run (credits persisted add)");
+    }
     // Extensions run in this order, each around the next: codes are stamped on what all the
     // others answer.
     let mut builder = schema_builder()
         .limit_depth(security.max_depth)
         .limit_complexity(security.max_complexity)
         .extension(crate::graphql::error::ErrorCodes)
+        // Before the limits: a hash-only request becomes its stored text, which they then check.
+        .extension(crate::graphql::persisted::PersistedQueries { documents })
         .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
         .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })

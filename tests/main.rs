@@ -28,6 +28,7 @@ mod metering;
 mod model;
 mod notices;
 mod outages;
+mod persisted;
 mod plans;
 mod prices;
 mod purchases;

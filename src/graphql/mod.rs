@@ -15,6 +15,7 @@ pub mod market_root;
 pub mod metering;
 pub mod metering_root;
 pub mod mutation;
+pub mod persisted;
 pub mod prices;
 pub mod program;
 pub mod purchases;

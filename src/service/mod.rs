@@ -18,6 +18,7 @@ pub mod lucky;
 pub mod market;
 pub mod metering;
 pub mod notices;
+pub mod persisted;
 pub mod plans;
 pub mod posting;
 pub mod prices;
