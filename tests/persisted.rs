@@ -163,7 +163,7 @@ async fn the_cli_registers_files_and_directories(backend: Backend) {
     std::fs::create_dir_all(pages.join("nested")).unwrap();
     let both = "query Name { program { name } }\nquery Currency { program { currency } }\n";
     std::fs::write(pages.join("both.graphql"), both).unwrap();
-    let currency = "query Currency($x: Int) { program { currency } }";
+    let currency = "query Currency($skip: Boolean!) { program { currency name @skip(if: $skip) } }";
     std::fs::write(pages.join("nested").join("currency.graphql"), currency).unwrap();
     std::fs::write(pages.join("notes.txt"), "not a document").unwrap();
 
@@ -213,8 +213,8 @@ async fn the_cli_registers_files_and_directories(backend: Backend) {
     let strict = TestApp::spawn_secured(db, backend, LEDGER_PROGRAM, security(true)).await;
     let name = by_hash(&strict, &strict.service, &hash_of(PROGRAM_NAME), json!({})).await;
     assert_eq!(name["data"]["program"]["name"], json!("ledger-fixture"), "{name}");
-    let from_dir = post(&strict, &strict.service, json!({ "query": currency, "variables": { "x": 1 } })).await;
-    assert!(from_dir["data"]["program"]["currency"].is_string(), "{from_dir}");
+    let from_dir = post(&strict, &strict.service, json!({ "query": currency, "variables": { "skip": true } })).await;
+    assert!(from_dir["data"]["program"]["currency"].is_string() && from_dir["data"]["program"].get("name").is_none(), "{from_dir}");
     let both_by_name = post(&strict, &strict.service, json!({ "extensions": apq(&hash_of(both)), "operationName": "Name" })).await;
     assert_eq!(both_by_name["data"]["program"]["name"], json!("ledger-fixture"), "{both_by_name}");
     let unlisted = post(&strict, &strict.service, json!({ "query": PROGRAM_CURRENCY })).await;
