@@ -308,7 +308,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         .limit_complexity(security.max_complexity)
         .extension(crate::graphql::error::ErrorCodes)
         // Before the limits: a hash-only request becomes its stored text, which they then check.
-        .extension(crate::graphql::persisted::PersistedQueries { documents })
+        .extension(crate::graphql::persisted::PersistedQueries { documents: documents.clone() })
         .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
         .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })
@@ -334,6 +334,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         websockets: crate::ws::WebSocketCounts::new(security.max_websockets_per_address),
         security,
         jobs: workers::JobHealth::new(),
+        persisted: documents,
     };
     let app = Application::bind(&settings.bind, state).await?;
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");
