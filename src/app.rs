@@ -90,6 +90,9 @@ pub struct Security {
     pub cors: crate::cors::CorsOrigins,
     /// Directives on one field of a document; more is refused. Default 4.
     pub max_directives: usize,
+    /// Run only the documents the operator (`credits persisted add`) or the server's own pages
+    /// registered, and learn none through APQ (`graphql::persisted`). Default off.
+    pub persisted_only: bool,
 }
 
 impl Default for Security {
@@ -116,6 +119,7 @@ impl Default for Security {
             websocket_init_timeout: std::time::Duration::from_secs(10),
             cors: crate::cors::CorsOrigins::None,
             max_directives: crate::graphql::MAX_DIRECTIVES,
+            persisted_only: false,
         }
     }
 }
@@ -144,6 +148,7 @@ impl Security {
             websocket_init_timeout: std::time::Duration::from_secs(config.websocket_init_timeout_seconds),
             cors: config.cors_origins()?,
             max_directives: config.max_directives,
+            persisted_only: config.persisted_only,
         })
     }
 
@@ -258,6 +263,12 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<En
     .await
 }
 
+/// The GraphQL documents of the server's own pages, registered at every start
+/// (`service::persisted::register_server_documents`). GraphiQL sends what its user types, so it
+/// has none (and is off in production, where `persisted_only` is meant for); the portal and
+/// the console add the documents they send here.
+pub const SERVER_DOCUMENTS: &[&str] = &[];
+
 /// Connects, migrates and binds; the returned application is ready to serve.
 pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> {
     let ledger = open_ledger(LedgerSettings {
@@ -291,6 +302,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
     let feed = crate::feed::BalanceFeed::start(&db);
     let security = settings.security.clone();
     let watches = crate::balance_watch::BalanceWatches::new(ledger.clone(), clock.clone(), feed, security.max_subscriptions_per_account);
+    // The server's own pages register their documents before the first request, so
+    // `persisted_only` never refuses them.
+    crate::service::persisted::register_server_documents(&db, SERVER_DOCUMENTS).await?;
+    let documents = crate::service::persisted::PersistedDocuments::new(db.clone(), security.persisted_only);
+    if security.persisted_only {
+        tracing::info!("persisted_only: only registered documents run (credits persisted add)");
+    }
     // Extensions run in this order, each around the next: codes are stamped on what all the
     // others answer.
     let mut builder = schema_builder()
@@ -299,6 +317,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         .limit_directives(security.max_directives)
         .extension(crate::graphql::error::ErrorCodes)
         .extension(crate::graphql::transport::HttpRules)
+        // Before the limits: a hash-only request becomes its stored text, which they then check.
+        .extension(crate::graphql::persisted::PersistedQueries { documents: documents.clone() })
         .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
         .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })
@@ -325,6 +345,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         websockets: crate::ws::WebSocketCounts::new(security.max_websockets_per_address),
         security,
         jobs: workers::JobHealth::new(),
+        persisted: documents,
     };
     let app = Application::bind(&settings.bind, state).await?;
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");

@@ -42,6 +42,7 @@
 //! | job period markers kept | `retain_job_markers_days` | `CREDITS_RETAIN_JOB_MARKERS_DAYS` | 90 (at least 31) |
 //! | clock         | `clock`         | `CREDITS_CLOCK`       | `system`; `test`: a clock admins move (`advanceClock`), refused in production |
 //! | test clock start | `clock_start` | `CREDITS_CLOCK_START` | the wall time of the first start (RFC 3339) |
+//! | allow-list only | `persisted_only` | `CREDITS_PERSISTED_ONLY` | `false`; `true`: only documents registered with `credits persisted add` (or by the server's pages) run, and APQ learns none |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -124,6 +125,9 @@ pub struct Config {
     pub clock: String,
     /// Where a test clock starts on a database's first start (RFC 3339); else the wall time.
     pub clock_start: Option<String>,
+    /// Run only registered documents (`credits persisted add`, and the server's own pages'),
+    /// by hash or as text; APQ learns nothing new (`graphql::persisted`).
+    pub persisted_only: bool,
 }
 
 /// A list, or a string of comma-separated items (environment variables have no lists).
@@ -183,6 +187,7 @@ impl Default for Config {
             retain_job_markers_days: Retention::default().job_markers_days,
             clock: "system".to_string(),
             clock_start: None,
+            persisted_only: crate::app::Security::default().persisted_only,
         }
     }
 }
@@ -253,6 +258,7 @@ impl Config {
                 "RETAIN_JOB_MARKERS_DAYS",
                 "CLOCK",
                 "CLOCK_START",
+                "PERSISTED_ONLY",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if config.mode != "development" && config.mode != "production" {

@@ -41,6 +41,10 @@ pub struct HttpState {
     /// This process's scheduled jobs and whether they keep up; none registered when the
     /// process runs no workers (`serve --no-workers`).
     pub jobs: workers::JobHealth,
+    /// The persisted documents the schema's extension runs (`graphql::persisted`), for a
+    /// transport decision that needs the text behind a hash-only request: a GET must not run a
+    /// mutation, and a hash-only GET carries no text to tell.
+    pub persisted: Arc<crate::service::persisted::PersistedDocuments>,
 }
 
 /// How long `/health` waits for the database's answer: an unreachable server (whose pool would

@@ -51,6 +51,27 @@ enum Command {
         #[arg(long)]
         run: bool,
     },
+    /// Persisted GraphQL documents: the allow-list that `persisted_only` runs.
+    Persisted {
+        #[command(subcommand)]
+        command: PersistedCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PersistedCommand {
+    /// Register documents as the operator's: each FILE, and each `.graphql` file under each DIR
+    /// (one document per file, however many operations it holds). Prints each one's hash.
+    Add {
+        #[arg(required = true, value_name = "FILE|DIR")]
+        paths: Vec<PathBuf>,
+    },
+    /// List the registered documents: hash, origin, when, operation names.
+    List {
+        /// Also list the documents clients registered through automatic persisted queries.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -147,6 +168,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Persisted { command } => {
+            let db = credits::db::connect(&config.database_url(), 1).await?;
+            credits::db::migrate(&db).await?;
+            match command {
+                PersistedCommand::Add { paths } => {
+                    let files = persisted_files(&paths)?;
+                    for file in files {
+                        let document =
+                            std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                        let origin = credits::service::persisted::Origin::Operator;
+                        let hash = credits::service::persisted::register(&db, &document, origin)
+                            .await
+                            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                        println!("{hash}  {}", file.display());
+                    }
+                }
+                PersistedCommand::List { all } => {
+                    for persisted in credits::service::persisted::list(&db, all).await? {
+                        let operations = operation_names(&persisted.document);
+                        println!(
+                            "{}  {:<8} {}  {operations}",
+                            persisted.hash,
+                            persisted.origin.as_str(),
+                            persisted.created_at.to_rfc3339()
+                        );
+                    }
+                }
+            }
+        }
         Command::Audit => {
             let db = credits::db::connect(&config.database_url(), 2).await?;
             // On a test clock, balances are audited at the clock's instant.
@@ -162,6 +212,54 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The files `persisted add` registers: each path given that is a file, and every `.graphql`
+/// file under each directory given (recursively, in name order). An empty result is an error:
+/// an operator who registered nothing should hear so.
+fn persisted_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    fn walk(dir: &std::path::Path, into: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", dir.display()))?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, into)?;
+            } else if path.extension().is_some_and(|e| e == "graphql") {
+                into.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let before = files.len();
+            walk(path, &mut files)?;
+            if files.len() == before {
+                anyhow::bail!("{} holds no .graphql file", path.display());
+            }
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
+/// The names of a document's operations, for `persisted list` ("(anonymous)" for one without).
+fn operation_names(document: &str) -> String {
+    use async_graphql::parser::types::DocumentOperations;
+    match async_graphql::parser::parse_query(document).map(|d| d.operations) {
+        Ok(DocumentOperations::Single(_)) => "(anonymous)".to_string(),
+        Ok(DocumentOperations::Multiple(operations)) => {
+            let mut names: Vec<&str> = operations.keys().map(|name| name.as_str()).collect();
+            names.sort_unstable();
+            names.join(",")
+        }
+        Err(_) => "(unparsable)".to_string(),
+    }
 }
 
 #[cfg(unix)]

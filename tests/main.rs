@@ -33,6 +33,7 @@ mod model;
 mod notices;
 mod outages;
 mod paging;
+mod persisted;
 mod plans;
 mod prices;
 mod purchases;

@@ -18,6 +18,7 @@ mod m20261129_000012_create_market;
 mod m20261130_000013_leave_room_for_updates;
 mod m20261202_000014_create_test_clock;
 mod m20261202_000015_add_accounts_renews_at;
+mod m20261203_000016_create_persisted_queries;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000013_leave_room_for_updates::Migration),
             Box::new(m20261202_000014_create_test_clock::Migration),
             Box::new(m20261202_000015_add_accounts_renews_at::Migration),
+            Box::new(m20261203_000016_create_persisted_queries::Migration),
         ]
     }
 }

@@ -18,6 +18,7 @@ pub mod market_job;
 pub mod market_rate_snapshot;
 pub mod meter;
 pub mod outbox;
+pub mod persisted_query;
 pub mod provider;
 pub mod purchase;
 pub mod referral;

@@ -37,6 +37,11 @@ pub mod code {
     /// A cap on things open at once was reached (operations on one WebSocket, subscriptions on
     /// one account, WebSockets from one address): close one, then retry.
     pub const LIMIT_EXCEEDED: &str = "LIMIT_EXCEEDED";
+    /// A hash-only request (`extensions.persistedQuery`) whose hash the server does not know:
+    /// Apollo clients then send the full query with its hash.
+    pub const PERSISTED_QUERY_NOT_FOUND: &str = "PERSISTED_QUERY_NOT_FOUND";
+    /// With `persisted_only` on, a document the operator (or the server) did not register.
+    pub const PERSISTED_QUERY_NOT_ALLOWED: &str = "PERSISTED_QUERY_NOT_ALLOWED";
     pub const INTERNAL: &str = "INTERNAL_SERVER_ERROR";
 }
 
@@ -50,6 +55,11 @@ pub enum ApiError {
     Forbidden(String),
     /// A cap on things open at once (`code::LIMIT_EXCEEDED`).
     LimitExceeded(String),
+    /// A hash-only request for a hash the server does not know (or, with `persisted_only` on,
+    /// that only a client taught it).
+    PersistedQueryNotFound,
+    /// With `persisted_only` on, a document that is not on the allow-list.
+    PersistedQueryNotAllowed,
     Service(Arc<ServiceError>),
 }
 
@@ -67,6 +77,8 @@ impl ApiError {
             ApiError::Unauthenticated(_) => code::UNAUTHENTICATED,
             ApiError::Forbidden(_) => code::FORBIDDEN,
             ApiError::LimitExceeded(_) => code::LIMIT_EXCEEDED,
+            ApiError::PersistedQueryNotFound => code::PERSISTED_QUERY_NOT_FOUND,
+            ApiError::PersistedQueryNotAllowed => code::PERSISTED_QUERY_NOT_ALLOWED,
             ApiError::Service(e) => match &**e {
                 ServiceError::BadInput(_) => code::BAD_USER_INPUT,
                 ServiceError::NotFound(_) => code::NOT_FOUND,
@@ -113,6 +125,11 @@ impl From<ApiError> for async_graphql::Error {
             }
             ApiError::Unauthenticated(e) => e.to_string(),
             ApiError::Forbidden(message) | ApiError::LimitExceeded(message) => message.clone(),
+            // Apollo clients match this exact message as well as the code.
+            ApiError::PersistedQueryNotFound => "PersistedQueryNotFound".to_string(),
+            ApiError::PersistedQueryNotAllowed => {
+                "this server runs only registered documents (persisted_only): register it with `credits persisted add`".to_string()
+            }
             ApiError::Service(e) => e.to_string(),
         };
         let mut gql = async_graphql::Error::new(message);
@@ -171,6 +188,17 @@ pub fn with_codes(mut response: async_graphql::Response) -> async_graphql::Respo
     response
 }
 
+impl ApiError {
+    /// The error as a request-level error (no location, no path), for refusals made before the
+    /// document is parsed.
+    pub fn into_request_error(self) -> async_graphql::ServerError {
+        let error: async_graphql::Error = self.into();
+        let mut server_error = async_graphql::ServerError::new(error.message, None);
+        server_error.extensions = error.extensions;
+        server_error
+    }
+}
+
 /// A server error with its code, for refusals made outside a resolver.
 pub fn server_error(message: impl Into<String>, code: &'static str) -> async_graphql::ServerError {
     let mut error = async_graphql::ServerError::new(message, None);
@@ -200,6 +228,8 @@ mod tests {
         assert_eq!(code_of(ApiError::Unauthenticated(AuthError::Missing)), "UNAUTHENTICATED");
         assert_eq!(code_of(ApiError::Forbidden("no".into())), "FORBIDDEN");
         assert_eq!(code_of(ApiError::LimitExceeded("no".into())), "LIMIT_EXCEEDED");
+        assert_eq!(code_of(ApiError::PersistedQueryNotFound), "PERSISTED_QUERY_NOT_FOUND");
+        assert_eq!(code_of(ApiError::PersistedQueryNotAllowed), "PERSISTED_QUERY_NOT_ALLOWED");
         assert_eq!(code_of(ServiceError::bad_input("x").into()), "BAD_USER_INPUT");
         assert_eq!(code_of(ServiceError::NotFound("x".into()).into()), "NOT_FOUND");
         assert_eq!(code_of(ServiceError::IdempotencyConflict("x".into()).into()), "IDEMPOTENCY_CONFLICT");
@@ -256,6 +286,15 @@ mod tests {
         let response = with_codes(async_graphql::Response::from_errors(vec![uncoded, server_error("slow", code::TIMEOUT)]));
         let codes: Vec<_> = response.errors.iter().map(|e| e.extensions.as_ref().and_then(|x| x.get("code")).cloned()).collect();
         assert_eq!(codes, vec![Some(async_graphql::Value::from("BAD_USER_INPUT")), Some(async_graphql::Value::from("TIMEOUT"))]);
+    }
+
+    /// Apollo clients retry with the full query on this code or on this exact message.
+    #[test]
+    fn an_unknown_persisted_query_speaks_apollos_words() {
+        let error = ApiError::PersistedQueryNotFound.into_request_error();
+        assert_eq!(error.message, "PersistedQueryNotFound");
+        assert!(error.locations.is_empty());
+        assert_eq!(error.extensions.and_then(|e| e.get("code").cloned()), Some(async_graphql::Value::from("PERSISTED_QUERY_NOT_FOUND")));
     }
 
     #[test]

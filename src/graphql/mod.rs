@@ -16,6 +16,7 @@ pub mod metering;
 pub mod metering_root;
 pub mod mutation;
 pub mod paging;
+pub mod persisted;
 pub mod prices;
 pub mod program;
 pub mod purchases;

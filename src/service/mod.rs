@@ -19,6 +19,7 @@ pub mod market;
 pub mod metering;
 pub mod notices;
 pub mod paging;
+pub mod persisted;
 pub mod plans;
 pub mod posting;
 pub mod prices;

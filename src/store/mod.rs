@@ -13,6 +13,7 @@ pub mod lots;
 pub mod market;
 pub mod metering;
 pub mod outbox;
+pub mod persisted_queries;
 pub mod purchases;
 pub mod referrals;
 pub mod reservations;

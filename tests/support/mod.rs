@@ -87,6 +87,14 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The same database, for a second app on it (another process of a fleet): dropping it
+    /// drops nothing, so the original must outlive it.
+    pub fn shared(&self) -> TestDb {
+        TestDb { url: self.url.clone(), pg_name: None, _dir: None }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else { return };
