@@ -243,6 +243,50 @@ async fn a_mutation_by_hash_is_still_idempotent(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// Hash-only requests are GET-able (what makes them cacheable by a CDN): a stored query runs
+/// from the URL alone, an unknown hash answers `PERSISTED_QUERY_NOT_FOUND`, and a stored mutation
+/// is refused with 405 and does not run, although the URL holds no text to see it in.
+async fn hash_only_requests_work_over_get_and_mutations_do_not(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("alice").await;
+    app.grant("alice", "10", "PROMOTIONAL", None, "grant-1").await;
+    let get = |hash: String, variables: Value| {
+        let app = &app;
+        async move {
+            let extensions = apq(&hash).to_string();
+            let variables = variables.to_string();
+            let response = app
+                .client
+                .get(format!("{}/graphql", app.address))
+                .query(&[("extensions", extensions.as_str()), ("variables", variables.as_str())])
+                .bearer_auth(&app.service)
+                .header("accept", "application/json")
+                .send()
+                .await
+                .expect("an answer");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("a JSON body"))
+        }
+    };
+    let query = "query Total($a: ID!) { account(id: $a) { balance { total } } }";
+    let (status, unknown) = get(hash_of(query), json!({ "a": "alice" })).await;
+    assert_eq!(status, 200, "{unknown}");
+    assert_not_found(&unknown);
+    with_hash(&app, &app.service, query, json!({ "a": "alice" })).await;
+    let (status, known) = get(hash_of(query), json!({ "a": "alice" })).await;
+    assert_eq!((status, &known["data"]["account"]["balance"]["total"]), (200, &json!("10")), "{known}");
+
+    let spend = "mutation Spend($k: String!) {
+        spendCredits(input: {accountId: \"alice\", amount: \"3\", idempotencyKey: $k, feature: \"chat\"}) { availableAfter } }";
+    let learned = with_hash(&app, &app.service, spend, json!({ "k": "post-1" })).await;
+    assert_eq!(learned["data"]["spendCredits"]["availableAfter"], json!("7"), "{learned}");
+    let (status, refused) = get(hash_of(spend), json!({ "k": "get-1" })).await;
+    assert_eq!(status, 405, "a stored mutation by GET: {refused}");
+    assert!(refused["errors"][0]["extensions"]["code"].is_string(), "{refused}");
+    assert_eq!(app.balance("alice").await, "7", "the GET spent nothing");
+    app.assert_audit_clean().await;
+}
+
 /// The WebSocket goes through the same rules: a hash learned over HTTP runs there, and
 /// `persisted_only` refuses there what it refuses over HTTP.
 async fn the_websocket_obeys_the_same_rules(backend: Backend) {
@@ -280,4 +324,5 @@ on_both!(
     the_cli_registers_files_and_directories,
     a_mutation_by_hash_is_still_idempotent,
     the_websocket_obeys_the_same_rules,
+    hash_only_requests_work_over_get_and_mutations_do_not,
 );
