@@ -161,3 +161,30 @@ async fn the_setting_is_checked_at_start() {
     let config = credits::config::Config::load(Some(&file)).unwrap();
     assert_eq!(config.cors_origins, vec!["https://a.example.com".to_string(), "http://localhost:5173".to_string()]);
 }
+
+/// A real browser app on another origin (a page Chromium loads from its own port) calls the API
+/// with a user token: the browser's preflight is answered, the answer is readable, and the
+/// request id is exposed to the app; a server that does not name the origin is refused by the
+/// browser itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_app_on_another_origin_calls_the_api() {
+    let app_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let origin = format!("http://127.0.0.1:{app_port}");
+    let app = app_allowing(&[&origin]).await;
+    app.create_account("ana").await;
+    app.grant("ana", "12", "PROMOTIONAL", None, "g-1").await;
+    let closed = TestApp::spawn(Backend::Sqlite).await;
+    let token = app.user("ana");
+    let env = [("DENIED_API", closed.address.as_str()), ("TOKEN", token.as_str()), ("APP_PORT", &app_port.to_string())];
+    let Some(script) = crate::support::browser::BrowserScript::start("cors.mjs", &app.address, &env).await else {
+        return;
+    };
+    let seen = script.finish().await;
+    assert_eq!(seen["allowed"]["status"], 200, "{seen}");
+    assert_eq!(seen["allowed"]["body"]["data"]["me"]["id"], "ana", "{seen}");
+    // The same reading as the product's backend gets (the 12 granted plus arkain's daily free credits).
+    let direct = app.gql(&app.service, "{ account(id: \"ana\") { balance { available } } }", json!({})).await;
+    assert_eq!(seen["allowed"]["body"]["data"]["me"]["balance"], direct["data"]["account"]["balance"], "{seen}");
+    assert!(seen["allowed"]["requestId"].as_str().is_some_and(|id| id.len() == 36), "x-request-id readable by the app: {seen}");
+    assert!(seen["denied"]["refused"].as_str().is_some_and(|e| e.contains("TypeError")), "the browser refuses the other server: {seen}");
+}
