@@ -1,0 +1,3 @@
+// The History page: written by the pages helper (issue 22); a placeholder until then.
+import { h } from '../dom.js';
+export async function render(root) { root.append(h('h1', {}, 'History'), h('p', {}, 'Coming soon.')); }

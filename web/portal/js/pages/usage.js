@@ -1,0 +1,3 @@
+// The Usage page: written by the pages helper (issue 22); a placeholder until then.
+import { h } from '../dom.js';
+export async function render(root) { root.append(h('h1', {}, 'Usage'), h('p', {}, 'Coming soon.')); }
