@@ -35,6 +35,7 @@ mod outages;
 mod paging;
 mod persisted;
 mod plans;
+mod portal_session;
 mod prices;
 mod purchases;
 mod referrals;

@@ -17,6 +17,7 @@ pub mod metering_root;
 pub mod mutation;
 pub mod paging;
 pub mod persisted;
+pub mod portal;
 pub mod prices;
 pub mod program;
 pub mod purchases;
