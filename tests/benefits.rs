@@ -226,7 +226,8 @@ async fn referral_bonuses_show_while_on_hold(backend: Backend) {
 }
 
 const CREATE_COUPON: &str = "mutation($in: CreateCouponInput!) { createCoupon(input: $in) { code } }";
-const REDEEM: &str = "mutation($a: ID!, $c: String!, $k: String!) { redeemCoupon(input: {accountId: $a, code: $c, idempotencyKey: $k}) { amount } }";
+const REDEEM: &str =
+    "mutation($a: ID!, $c: String!, $k: String!) { redeemCoupon(input: {accountId: $a, code: $c, idempotencyKey: $k}) { amount } }";
 
 async fn coupon(app: &TestApp, code: &str, credits: &str, valid_for: &str) {
     let r = app.gql(&app.admin, CREATE_COUPON, json!({ "in": { "code": code, "credits": credits, "validFor": valid_for } })).await;

@@ -165,7 +165,11 @@ struct DueGrant<'p> {
 /// The plan credits of the period containing `now` for `account`, if its plan grants credits:
 /// the plan, its amount per period and the period. What a grant is due for, and what the
 /// account's benefits show (`service::benefits`). No database.
-pub(crate) fn current_period<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Option<(&'p Plan, Credits, Period)> {
+pub(crate) fn current_period<'p>(
+    program: &'p Program,
+    account: &account::Model,
+    now: DateTime<Utc>,
+) -> Option<(&'p Plan, Credits, Period)> {
     let rule = program.plan_credits?;
     let Some(plan) = program.plan(&account.plan) else {
         tracing::warn!(account.id = account.id, account.plan = %account.plan, "account on a plan the program no longer has");
