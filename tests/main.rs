@@ -9,6 +9,7 @@ mod adversarial;
 mod audit;
 mod auth;
 mod batching;
+mod benefits;
 mod checkin;
 mod cli;
 mod combinations;

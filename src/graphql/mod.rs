@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod amount;
 pub mod balance;
+pub mod benefits;
 pub mod claims;
 pub mod clock;
 pub mod context;
