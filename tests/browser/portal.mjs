@@ -91,6 +91,8 @@ run(async () => {
     await page.click('[data-testid="simulate"]');
     await page.waitForSelector('[data-testid="pending"] .outcome-ok', { timeout: WAIT_MS });
     paid = await text(page, '[data-testid="pending"] .outcome-ok');
+    // The history is drawn again after the payment.
+    await page.waitForSelector('.purchase[data-status="PAID"]', { timeout: WAIT_MS });
   }
   await page.waitForSelector('.purchase', { timeout: WAIT_MS });
   const purchases = await page.locator('.purchase .status').allTextContents();
