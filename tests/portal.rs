@@ -222,15 +222,17 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
     // The backend's spend, live, with no reload.
     assert_eq!(seen["totalAfterSpend"], after_spend, "{seen}");
     assert_eq!(seen["notReloaded"], true, "{seen}");
+    assert!(seen["lastActivity"].as_str().unwrap().starts_with("Spent · chat-3"), "{seen}");
     // 75 credits at 2 cents (arkain): priced before paying.
     assert_eq!(seen["customPrice"], "Price: 1.50 USD", "{seen}");
-    // A package bought with the simulated payment (development mode): paid, and the balance
-    // the overview shows afterwards is the server's.
+    // A package bought with the simulated payment (development mode): paid, then refunded, and
+    // the balance the overview shows afterwards is the server's.
     assert!(seen["checkoutNote"].as_str().unwrap().contains("simulated"), "{seen}");
     assert_eq!(seen["paid"], "Paid (simulated): 100 credits added.", "{seen}");
     assert_eq!(seen["purchases"][0], "Paid", "{seen}");
+    // Then refunded from the page, inside arkain's 7 days.
+    assert!(seen["refunded"].as_str().unwrap().contains("Refunded"), "{seen}");
     assert_eq!(seen["totalAfterBuying"], after_buying, "{seen}");
-    assert_ne!(after_buying, after_spend);
     // A phone: nothing wider than the screen.
     for (page, widths) in seen["phone"].as_object().unwrap() {
         assert!(widths["scrollWidth"].as_i64() <= widths["clientWidth"].as_i64(), "{page} scrolls sideways on a phone: {widths}");
