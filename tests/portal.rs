@@ -7,6 +7,7 @@
 
 use crate::on_both;
 use crate::support::browser::BrowserScript;
+use crate::support::ws;
 use crate::support::{Backend, LEDGER_PROGRAM, TestApp, TestDb, error_code};
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY};
 use serde_json::{Value, json};
@@ -144,6 +145,19 @@ async fn persisted_only_runs_the_portals_operations(backend: Backend) {
     assert!(buy["data"]["creditPackages"].is_array(), "{buy}");
     let other = app.gql(&user, "query { me { id } }", json!({})).await;
     assert_eq!(error_code(&other), "PERSISTED_QUERY_NOT_ALLOWED", "{other}");
+
+    // The live balance, over the WebSocket, from the same document.
+    let mut socket = ws::connect(&app.address, &user).await;
+    ws::send(
+        &mut socket,
+        json!({ "id": "live", "type": "subscribe", "payload": { "query": DOCUMENT, "operationName": "PortalBalanceChanged", "variables": {} } }),
+    )
+    .await;
+    let first = ws::next_payload(&mut socket, "live").await;
+    assert_eq!(first["data"]["balanceChanged"]["accountId"], "strict-user", "{first}");
+    ws::subscribe(&mut socket, "other", "subscription { balanceChanged { accountId } }", json!({})).await;
+    let refused = ws::next(&mut socket).await;
+    assert_eq!(ws::code_of(&refused["payload"]), "PERSISTED_QUERY_NOT_ALLOWED", "{refused}");
 }
 
 on_both!(persisted_only_runs_the_portals_operations);
