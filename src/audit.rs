@@ -68,6 +68,137 @@ pub async fn wide_sum(db: &DatabaseConnection, column: &str, from: &str) -> Resu
     Ok(i128::from(high) * (1i128 << 32) + i128::from(low))
 }
 
+/// The row-level checks, over the whole database or one account's rows (`account`, the ledger's
+/// id): each query lists (id, stored, what the journal says) for the rows that disagree.
+fn checks(account: Option<i64>) -> [(&'static str, String); 7] {
+    // An integer from our own database, never user text, so it is written into the SQL.
+    let only = |column: &str| account.map_or(String::new(), |id| format!(" AND {column} = {id}"));
+    [
+        (
+            "held reservation differs from its hold entry",
+            format!(
+                "SELECT r.id, r.amount_micros, -je.amount_micros FROM reservations r JOIN journal_entries je ON je.id = r.hold_entry_id \
+                 WHERE r.status = 'held' AND (je.kind <> 'hold' OR je.account_id <> r.account_id OR je.amount_micros <> -r.amount_micros){}",
+                only("r.account_id")
+            ),
+        ),
+        (
+            "lot remaining differs from its journal lines",
+            format!(
+                "SELECT l.id, l.remaining_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
+                 LEFT JOIN journal_lines jl ON jl.lot_id = l.id WHERE 1 = 1{} GROUP BY l.id, l.remaining_micros \
+                 HAVING l.remaining_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
+                only("l.account_id")
+            ),
+        ),
+        (
+            "lot granted differs from its grant line",
+            format!(
+                "SELECT l.id, l.granted_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
+                 LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
+                 LEFT JOIN journal_entries je ON je.id = jl.entry_id AND je.kind = 'grant' \
+                 WHERE (je.id IS NOT NULL OR jl.id IS NULL){} GROUP BY l.id, l.granted_micros \
+                 HAVING l.granted_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
+                only("l.account_id")
+            ),
+        ),
+        (
+            "journal entry differs from the sum of its lines",
+            format!(
+                "SELECT je.id, je.amount_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_entries je \
+                 LEFT JOIN journal_lines jl ON jl.entry_id = je.id WHERE 1 = 1{} GROUP BY je.id, je.amount_micros \
+                 HAVING je.amount_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
+                only("je.account_id")
+            ),
+        ),
+        (
+            "cached balance differs from the journal",
+            format!(
+                "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je \
+                 WHERE je.account_id = a.id), 0) AS BIGINT) FROM accounts a \
+                 WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je WHERE je.account_id = a.id), 0) AS BIGINT){}",
+                only("a.id")
+            ),
+        ),
+        (
+            "cached balance differs from the sum of lots",
+            format!(
+                "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT) \
+                 FROM accounts a \
+                 WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT){}",
+                only("a.id")
+            ),
+        ),
+        (
+            "lot out of bounds or open flag wrong",
+            format!(
+                "SELECT id, remaining_micros, granted_micros FROM lots WHERE (remaining_micros < 0 OR remaining_micros > granted_micros \
+                 OR (remaining_micros = 0 AND open) OR (remaining_micros > 0 AND NOT open)){}",
+                only("account_id")
+            ),
+        ),
+    ]
+}
+
+/// Runs `checks`, listing at most `MAX_LISTED` problems of each.
+async fn check_rows(db: &DatabaseConnection, account: Option<i64>) -> Result<Vec<String>, DbErr> {
+    let mut problems = Vec::new();
+    for (what, sql) in checks(account) {
+        let found = rows(db, &sql).await?;
+        for row in found.iter().take(MAX_LISTED) {
+            let id: i64 = row.try_get_by_index(0)?;
+            let stored: i64 = row.try_get_by_index(1)?;
+            let expected: i64 = row.try_get_by_index(2)?;
+            problems.push(format!("{what}: id {id}: stored {stored} micro-credits, journal says {expected}"));
+        }
+        if found.len() > MAX_LISTED {
+            problems.push(format!("{what}: {} more", found.len() - MAX_LISTED));
+        }
+    }
+    Ok(problems)
+}
+
+/// One account's audit: the row checks on its rows, and its own conservation (its journal's
+/// total is what its lots hold; its open holds are its hold entries). Cheap: it reads one
+/// account's rows, on their indexes, so the console may run it inline. Transfers between
+/// accounts are checked by the whole audit only.
+pub async fn run_for_account(db: &DatabaseConnection, account_id: i64, now: DateTime<Utc>) -> Result<AuditReport, DbErr> {
+    let mut report = AuditReport {
+        accounts: 1,
+        lots: scalar(db, &format!("SELECT COUNT(*) FROM lots WHERE account_id = {account_id}")).await?,
+        entries: scalar(db, &format!("SELECT COUNT(*) FROM journal_entries WHERE account_id = {account_id}")).await?,
+        ..Default::default()
+    };
+    report.problems = check_rows(db, Some(account_id)).await?;
+    let journal_total = wide_sum(db, "amount_micros", &format!("journal_entries WHERE account_id = {account_id}")).await?;
+    let remaining = wide_sum(db, "remaining_micros", &format!("lots WHERE account_id = {account_id}")).await?;
+    if journal_total != remaining {
+        report.problems.push(format!("the journal's total {journal_total} differs from what the lots hold {remaining}"));
+    }
+    report.held_micros =
+        wide_sum(db, "amount_micros", &format!("reservations WHERE status = 'held' AND account_id = {account_id}")).await?;
+    let held_in_journal = -wide_sum(
+        db,
+        "je.amount_micros",
+        &format!(
+            "journal_entries je JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held' AND r.account_id = {account_id}"
+        ),
+    )
+    .await?;
+    if held_in_journal != report.held_micros {
+        report.problems.push(format!("held credits {} differ from their hold entries {held_in_journal}", report.held_micros));
+    }
+    use crate::entity::lot;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    report.pending_expiry_lots = lot::Entity::find()
+        .filter(lot::Column::AccountId.eq(account_id))
+        .filter(lot::Column::Open.eq(true))
+        .filter(lot::Column::ExpiresAt.lte(crate::ledger::time::truncate(now)))
+        .count(db)
+        .await? as i64;
+    Ok(report)
+}
+
 pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditReport, DbErr> {
     let mut report = AuditReport {
         accounts: scalar(db, "SELECT COUNT(*) FROM accounts").await?,
@@ -76,62 +207,7 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
         ..Default::default()
     };
 
-    let checks: [(&str, &str); 7] = [
-        (
-            "held reservation differs from its hold entry",
-            "SELECT r.id, r.amount_micros, -je.amount_micros FROM reservations r JOIN journal_entries je ON je.id = r.hold_entry_id \
-             WHERE r.status = 'held' AND (je.kind <> 'hold' OR je.account_id <> r.account_id OR je.amount_micros <> -r.amount_micros)",
-        ),
-        (
-            "lot remaining differs from its journal lines",
-            "SELECT l.id, l.remaining_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
-             LEFT JOIN journal_lines jl ON jl.lot_id = l.id GROUP BY l.id, l.remaining_micros \
-             HAVING l.remaining_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
-        ),
-        (
-            "lot granted differs from its grant line",
-            "SELECT l.id, l.granted_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
-             LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
-             LEFT JOIN journal_entries je ON je.id = jl.entry_id AND je.kind = 'grant' \
-             WHERE je.id IS NOT NULL OR jl.id IS NULL GROUP BY l.id, l.granted_micros \
-             HAVING l.granted_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
-        ),
-        (
-            "journal entry differs from the sum of its lines",
-            "SELECT je.id, je.amount_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_entries je \
-             LEFT JOIN journal_lines jl ON jl.entry_id = je.id GROUP BY je.id, je.amount_micros \
-             HAVING je.amount_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
-        ),
-        (
-            "cached balance differs from the journal",
-            "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je \
-             WHERE je.account_id = a.id), 0) AS BIGINT) FROM accounts a \
-             WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je WHERE je.account_id = a.id), 0) AS BIGINT)",
-        ),
-        (
-            "cached balance differs from the sum of lots",
-            "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT) \
-             FROM accounts a \
-             WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT)",
-        ),
-        (
-            "lot out of bounds or open flag wrong",
-            "SELECT id, remaining_micros, granted_micros FROM lots WHERE remaining_micros < 0 OR remaining_micros > granted_micros \
-             OR (remaining_micros = 0 AND open) OR (remaining_micros > 0 AND NOT open)",
-        ),
-    ];
-    for (what, sql) in checks {
-        let found = rows(db, sql).await?;
-        for row in found.iter().take(MAX_LISTED) {
-            let id: i64 = row.try_get_by_index(0)?;
-            let stored: i64 = row.try_get_by_index(1)?;
-            let expected: i64 = row.try_get_by_index(2)?;
-            report.problems.push(format!("{what}: id {id}: stored {stored} micro-credits, journal says {expected}"));
-        }
-        if found.len() > MAX_LISTED {
-            report.problems.push(format!("{what}: {} more", found.len() - MAX_LISTED));
-        }
-    }
+    report.problems = check_rows(db, None).await?;
 
     // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + held +
     // remaining. Every kind's lines are signed, so the journal's total must equal the lots'

@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod ad_rewards;
+mod admin;
 mod adversarial;
 mod audit;
 mod auth;

@@ -112,7 +112,22 @@ async fn the_program_says_what_the_portal_shows(backend: Backend) {
 }
 
 on_both!(a_portal_session_is_a_user_token_in_the_fragment, a_simulated_payment_pays_once);
-on_both!(the_program_says_what_the_portal_shows);
+/// The catalog: what can be priced and spent, and the market's workloads.
+async fn the_program_lists_its_catalog(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "archipelag").await;
+    let answer = app.gql(&app.user("anyone"), "{ program { catalog { feature model name credits default } } }", json!({})).await;
+    assert_eq!(
+        answer["data"]["program"]["catalog"],
+        json!([
+            { "feature": "llm-chat", "model": "standard", "name": "LLM chat", "credits": "2", "default": true },
+            { "feature": "llm-chat", "model": "high-quality", "name": "LLM chat, high quality", "credits": "10", "default": false },
+            { "feature": "image", "model": null, "name": "Image generation", "credits": "20", "default": false },
+        ]),
+        "{answer}"
+    );
+}
+
+on_both!(the_program_says_what_the_portal_shows, the_program_lists_its_catalog);
 
 const SECRET: &str = "a-secret-of-at-least-thirty-two-bytes!!";
 

@@ -25,6 +25,7 @@ pub struct Coupon(pub CouponView);
 
 #[Object]
 impl Coupon {
+    /// The code users type, upper-cased (codes are case-insensitive).
     async fn code(&self) -> &str {
         &self.0.code
     }
@@ -32,6 +33,7 @@ impl Coupon {
     async fn credits(&self) -> CreditAmount {
         credits(self.0.credits)
     }
+    /// A fixed instant the granted credits expire at (or `validFor`, or neither: they never do).
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
@@ -40,18 +42,27 @@ impl Coupon {
         // Shown as people write it ("1 month"), not in the stored canonical form ("1 months").
         self.0.valid_for.map(|v| v.to_string())
     }
+    /// The coupon may be redeemed from this instant; null: from its creation.
     async fn starts_at(&self) -> Option<DateTime<Utc>> {
         self.0.starts_at
     }
+    /// The coupon may be redeemed until this instant; null: with no end.
     async fn ends_at(&self) -> Option<DateTime<Utc>> {
         self.0.ends_at
     }
+    /// The most redemptions over all accounts; null: no cap.
     async fn max_redemptions(&self) -> Option<i64> {
         self.0.max_redemptions
     }
+    /// Redemptions so far (each account redeems a coupon once).
     async fn redemptions(&self) -> i64 {
         self.0.redemptions
     }
+    /// Redemptions left under the cap; null where there is no cap.
+    async fn remaining_redemptions(&self) -> Option<i64> {
+        self.0.max_redemptions.map(|max| (max - self.0.redemptions).max(0))
+    }
+    /// When the operator created it.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }

@@ -2,6 +2,7 @@
 //! each request's caller.
 
 pub mod accounts;
+pub mod admin;
 pub mod amount;
 pub mod balance;
 pub mod benefits;

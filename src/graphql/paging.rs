@@ -23,6 +23,8 @@ pub enum Counted {
     Purchases { account_id: i64, include_pending: bool },
     Jobs { account_id: i64 },
     AiLogs { account_id: i64, month: String },
+    Accounts { search: String },
+    Coupons,
 }
 
 /// The connection's own field beyond edges and `pageInfo`. The count is run by its resolver, so
@@ -34,7 +36,7 @@ impl TotalCount {
     /// How many items the whole list holds with the same arguments (`includeClosed`,
     /// `includePending`, `filter`, the month), whatever page this is. Counted when selected, by
     /// one COUNT: cheap on `lots`, `purchases`, `jobs` and a month's `aiLogs` (one account's rows,
-    /// on an index). On `history` it reads every journal entry of the account that the filter
+    /// on an index) and on `coupons`; `accounts(search:)` reads every account's id. On `history` it reads every journal entry of the account that the filter
     /// keeps, so its cost grows with the account's journal: ask for it once (on the first page,
     /// say), not on every page.
     async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<i64> {
@@ -45,6 +47,8 @@ impl TotalCount {
             Counted::Purchases { account_id, include_pending } => ledger.purchases_count(*account_id, *include_pending).await?,
             Counted::Jobs { account_id } => ledger.jobs_count(*account_id).await?,
             Counted::AiLogs { account_id, month } => ledger.ai_logs_count(*account_id, month).await?,
+            Counted::Accounts { search } => ledger.search_accounts_count(search).await?,
+            Counted::Coupons => ledger.coupons_count().await?,
         };
         // A COUNT is never negative, and a list never holds 2^63 rows.
         Ok(i64::try_from(count).unwrap_or(i64::MAX))

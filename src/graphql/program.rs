@@ -74,6 +74,24 @@ pub struct ProgramInfo {
     pub market: bool,
     /// The program has referral codes (`account.referralCode`).
     pub referrals: bool,
+    /// The features priced per use, with their models: what `spendCredits` and `priceQuote`
+    /// name, and, where the program has a market, its workloads (`marketRates(workload:)`).
+    pub catalog: Vec<CatalogItem>,
+}
+
+/// One feature (and model) priced per use.
+#[derive(SimpleObject)]
+pub struct CatalogItem {
+    /// The feature's code, as requests name it ("llm-chat").
+    pub feature: String,
+    /// The model's code, where the feature has a choice of models.
+    pub model: Option<String>,
+    /// What users see ("LLM chat, high quality").
+    pub name: String,
+    /// Credits per use at the default options (`priceQuote` scales them by options).
+    pub credits: Decimal,
+    /// The feature's model when a request names none.
+    pub default: bool,
 }
 
 /// How a program's ad rewards are earned.
@@ -123,6 +141,18 @@ impl ProgramQuery {
             metering: program.metering.is_some(),
             market: program.market.is_some(),
             referrals: program.referrals.is_some(),
+            catalog: program
+                .catalog
+                .entries()
+                .iter()
+                .map(|e| CatalogItem {
+                    feature: e.feature.clone(),
+                    model: e.model.clone(),
+                    name: e.name.clone(),
+                    credits: e.credits,
+                    default: e.default,
+                })
+                .collect(),
         })
     }
 }

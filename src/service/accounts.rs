@@ -158,6 +158,35 @@ impl Engine {
     }
 }
 
+/// The operator's account search (the console's): accounts whose id starts with the search,
+/// newest first. The search is an account id or its beginning, checked as one.
+impl Engine {
+    pub async fn search_accounts(
+        &self,
+        search: &str,
+        window: &crate::store::keyset::Window,
+    ) -> Result<crate::store::keyset::Page<AccountView>, ServiceError> {
+        let prefix = ExternalId::parse(search)?;
+        store::accounts::search_page(&self.db, prefix.as_str(), window).await?.try_map(AccountView::of)
+    }
+
+    pub async fn search_accounts_count(&self, search: &str) -> Result<u64, ServiceError> {
+        let prefix = ExternalId::parse(search)?;
+        Ok(crate::store::keyset::count(&self.db, store::accounts::with_id_prefix(prefix.as_str())).await?)
+    }
+
+    /// One account's audit (`crate::audit::run_for_account`), for the operator.
+    pub async fn audit_account(
+        &self,
+        external_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(AccountView, crate::audit::AuditReport), ServiceError> {
+        let account = self.account(external_id).await?;
+        let report = crate::audit::run_for_account(&self.db, account.id, now).await?;
+        Ok((account, report))
+    }
+}
+
 /// Resolves and locks an account inside a write transaction.
 pub(crate) async fn lock_by_external_id(txn: &sea_orm::DatabaseTransaction, external_id: &str) -> Result<account::Model, ServiceError> {
     store::accounts::lock_by_external_id(txn, external_id)

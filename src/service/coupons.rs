@@ -208,3 +208,17 @@ impl Engine {
         .await
     }
 }
+
+impl Engine {
+    /// Every coupon, newest first, with its redemptions so far (the operator's list).
+    pub async fn coupons_page(
+        &self,
+        window: &crate::store::keyset::Window,
+    ) -> Result<crate::store::keyset::Page<CouponView>, ServiceError> {
+        store::coupons::page(&self.db, window).await?.try_map(CouponView::of)
+    }
+
+    pub async fn coupons_count(&self) -> Result<u64, ServiceError> {
+        Ok(store::coupons::count(&self.db).await?)
+    }
+}

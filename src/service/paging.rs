@@ -31,10 +31,14 @@ pub enum List {
     Purchases,
     Jobs,
     AiLogs,
+    /// The operator's account search.
+    Accounts,
+    /// The operator's coupon list.
+    Coupons,
 }
 
 impl List {
-    const ALL: [List; 5] = [List::Lots, List::History, List::Purchases, List::Jobs, List::AiLogs];
+    const ALL: [List; 7] = [List::Lots, List::History, List::Purchases, List::Jobs, List::AiLogs, List::Accounts, List::Coupons];
 
     /// The name written into its cursors, and the field's name in the schema.
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,8 @@ impl List {
             List::Purchases => "purchases",
             List::Jobs => "jobs",
             List::AiLogs => "aiLogs",
+            List::Accounts => "accounts",
+            List::Coupons => "coupons",
         }
     }
 }

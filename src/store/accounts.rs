@@ -263,3 +263,24 @@ pub async fn clear_due_renewals(conn: &impl ConnectionTrait, ids: &[i64], now: D
     }
     Ok(())
 }
+
+/// Accounts whose external id starts with `prefix`, exactly (case-sensitive, `%` and `_` plain
+/// characters) on both databases: `substr` compares characters, where `LIKE` is case-blind on
+/// SQLite and a range would follow PostgreSQL's collation. It reads the whole table: an
+/// operator's search, not a hot path.
+pub fn with_id_prefix(prefix: &str) -> sea_orm::Select<account::Entity> {
+    use sea_orm::sea_query::Func;
+    // int4 arguments: PostgreSQL has no substr(text, integer, bigint). Ids are at most 128 characters.
+    let length = i32::try_from(prefix.chars().count()).unwrap_or(i32::MAX);
+    let head = Func::cust("substr").arg(Expr::col(account::Column::ExternalId)).arg(1i32).arg(length);
+    account::Entity::find().filter(Expr::expr(head).eq(prefix))
+}
+
+/// A page of `with_id_prefix`, newest account first.
+pub async fn search_page(
+    conn: &impl ConnectionTrait,
+    prefix: &str,
+    window: &crate::store::keyset::Window,
+) -> Result<crate::store::keyset::Page<account::Model>, DbErr> {
+    crate::store::keyset::newest_first(conn, with_id_prefix(prefix), account::Column::Id, window).await
+}

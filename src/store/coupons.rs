@@ -103,3 +103,16 @@ pub async fn failures_since(conn: &impl ConnectionTrait, account_id: i64, since:
         .count(conn)
         .await
 }
+
+/// A page of every coupon, newest first.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    window: &crate::store::keyset::Window,
+) -> Result<crate::store::keyset::Page<coupon::Model>, DbErr> {
+    crate::store::keyset::newest_first(conn, coupon::Entity::find(), coupon::Column::Id, window).await
+}
+
+/// How many coupons there are.
+pub async fn count(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    coupon::Entity::find().count(conn).await
+}
