@@ -35,6 +35,7 @@ mod outages;
 mod paging;
 mod persisted;
 mod plans;
+mod portal_pages;
 mod prices;
 mod purchases;
 mod referrals;
