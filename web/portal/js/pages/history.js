@@ -89,7 +89,7 @@ export async function render(root, app) {
     fetch: async (args) => {
       // The count reads every matching entry: asked for on a first page only.
       const withCount = args.after == null && args.before == null;
-      return (await app.gql('HistoryPage', { filter, withCount, ...args })).me.history;
+      return (await app.gql('PortalHistory', { filter, withCount, ...args })).me.history;
     },
     show: (nodes) => h('ol', { class: 'entries' }, ...nodes.map(entry)),
   });

@@ -129,7 +129,7 @@ export async function render(root, app) {
 
   async function show(workload) {
     if (shown.has(workload)) return;
-    const data = await app.gql('MarketRates', { workload, history: HISTORY });
+    const data = await app.gql('PortalMarketRates', { workload, history: HISTORY });
     if (shown.has(workload)) return;
     shown.add(workload);
     rates.append(workloadCard(data.marketRates));
@@ -153,7 +153,7 @@ export async function render(root, app) {
     name: 'Jobs',
     pageSize: JOBS_PAGE,
     empty: 'You have not submitted any jobs.',
-    fetch: async (args) => (await app.gql('MarketJobs', args)).me.jobs,
+    fetch: async (args) => (await app.gql('PortalMarketJobs', args)).me.jobs,
     show: jobsTable,
   });
 
@@ -165,7 +165,7 @@ export async function render(root, app) {
 
   // The workloads the user's recent jobs ran, most recent first.
   try {
-    const recent = (await app.gql('MarketJobs', { first: WORKLOAD_SCAN })).me.jobs.nodes;
+    const recent = (await app.gql('PortalMarketJobs', { first: WORKLOAD_SCAN })).me.jobs.nodes;
     const workloads = [...new Set(recent.map((job) => job.workload))];
     await Promise.all(workloads.map(show));
     // Promise.all appends in completion order: put the cards back in the jobs' order.

@@ -95,7 +95,7 @@ export async function render(root, app) {
     name: 'AI uses',
     pageSize: AI_PAGE,
     empty: 'No AI uses this month.',
-    fetch: async (args) => (await app.gql('UsageAiLogs', { month, ...args })).me.usage.aiLogs,
+    fetch: async (args) => (await app.gql('PortalUsageAiLogs', { month, ...args })).me.usage.aiLogs,
     show: (nodes) =>
       tableWrap(
         h(
@@ -149,7 +149,7 @@ export async function render(root, app) {
     clear(dayBody);
     dayBody.setAttribute('aria-busy', 'true');
     try {
-      const data = await app.gql('UsageContainerDay', { month, day });
+      const data = await app.gql('PortalUsageContainerDay', { month, day });
       const lines = data.me.usage.containerDay;
       if (!lines.length) {
         dayBody.append(h('p', { class: 'empty' }, 'No container usage on this day.'));
@@ -224,7 +224,7 @@ export async function render(root, app) {
     summary.setAttribute('aria-busy', 'true');
     let data;
     try {
-      data = await app.gql('UsageMonth', { month: wanted });
+      data = await app.gql('PortalUsageMonth', { month: wanted });
     } catch (error) {
       clear(summary);
       summary.append(h('p', { class: 'error', role: 'alert' }, error.message));
