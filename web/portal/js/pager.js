@@ -14,8 +14,8 @@ import { h, clear } from './dom.js';
 export function pagedList({ name, pageSize, fetch, show, empty, newer = 'Newer', older = 'Older' }) {
   const body = h('div', { class: 'paged-body', 'aria-live': 'polite' });
   const status = h('p', { class: 'paged-status' });
-  const newerButton = h('button', { type: 'button', class: 'secondary', 'data-page': 'newer' }, `← ${newer}`);
-  const olderButton = h('button', { type: 'button', class: 'secondary', 'data-page': 'older' }, `${older} →`);
+  const newerButton = h('button', { type: 'button', class: 'button button-quiet', 'data-page': 'newer' }, `← ${newer}`);
+  const olderButton = h('button', { type: 'button', class: 'button button-quiet', 'data-page': 'older' }, `${older} →`);
   const nav = h('nav', { class: 'pager', 'aria-label': `${name} pages` }, newerButton, status, olderButton);
   const element = h('div', { class: 'paged', 'data-list': name }, body, nav);
   let pageInfo = null;

@@ -77,8 +77,8 @@ export async function render(root, app) {
     h(
       'div',
       { class: 'actions' },
-      h('button', { type: 'submit' }, 'Apply'),
-      h('button', { type: 'reset', class: 'secondary' }, 'Clear'),
+      h('button', { type: 'submit', class: 'button' }, 'Apply'),
+      h('button', { type: 'reset', class: 'button button-quiet' }, 'Clear'),
     ),
   );
   let filter = null;

@@ -123,7 +123,7 @@ export async function render(root, app) {
     'form',
     { class: 'filters lookup', id: 'market-lookup', 'aria-label': 'Look up a workload' },
     h('div', { class: 'field' }, h('label', { for: 'market-workload' }, 'Workload'), lookupInput),
-    h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Show its rate')),
+    h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'button' }, 'Show its rate')),
     lookupError,
   );
 
@@ -158,7 +158,7 @@ export async function render(root, app) {
   });
 
   root.append(
-    h('section', { class: 'card' }, h('h2', {}, 'Rates'), h('p', { class: 'note' }, 'The workloads of your jobs; look up any other by name.'), lookup),
+    h('section', { class: 'card' }, h('h2', {}, 'Rates'), h('p', { class: 'muted' }, 'The workloads of your jobs; look up any other by name.'), lookup),
     rates,
     h('section', { class: 'card', id: 'market-jobs' }, h('h2', {}, 'Your jobs'), jobs.element),
   );
