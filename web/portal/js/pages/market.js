@@ -61,7 +61,7 @@ function workloadCard(rates) {
     card.append(
       lineChart({
         title: `${rates.workload}: average rate every 5 minutes, in credits, times in UTC`,
-        caption: 'Last hour, every 5 minutes (UTC): average, with the lowest to highest ask shaded',
+        caption: `The last ${HISTORY} marks, every 5 minutes (UTC): the average, and the lowest to highest ask shaded`,
         points,
         columns: [
           { heading: 'Average', cell: (p) => formatCredits(p.value) },
