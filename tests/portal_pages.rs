@@ -79,6 +79,11 @@ fn assert_clean(seen: &Value) {
     assert_eq!(seen["dialogs"], json!([]), "something ran script: {}", seen["dialogs"]);
     for (hash, fit) in seen["phone"].as_object().unwrap() {
         assert!(fit["scrollWidth"].as_i64().unwrap() <= fit["innerWidth"].as_i64().unwrap(), "{hash} scrolls sideways at 390 px: {fit}");
+        assert_eq!(fit["axe"], json!([]), "axe-core finds serious problems on {hash} at 390 px");
+    }
+    for page in ["usage", "history", "market"] {
+        let found = if page == "usage" { &seen[page]["current"]["axe"] } else { &seen[page]["axe"] };
+        assert!(found.is_null() || *found == json!([]), "axe-core finds serious problems on {page}: {found}");
     }
 }
 

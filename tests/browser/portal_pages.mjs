@@ -6,8 +6,13 @@
 // History) or `market` (Market); for `metering`: OTHER_MONTH a month to pick, HISTORY_FILTERS a
 // JSON list of {name, kind, feature, from, to}; SCREENSHOTS a folder to save
 // portal-{usage,history,market}.png in (not set: none).
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { openPage, result, run, step, WAIT_MS } from './lib.mjs';
+
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const base = process.argv[2];
 const { TOKEN, MODE, OTHER_MONTH, HISTORY_FILTERS, SCREENSHOTS } = process.env;
@@ -55,6 +60,17 @@ async function pager(page, name) {
 /** What the page shows that a phone could not: wider than the viewport means sideways scroll. */
 async function phoneFit(page) {
   return page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
+}
+
+/** axe-core's violations of impact serious or critical on the page as it is now, one line each
+ *  (injected through evaluate, which the page's CSP does not govern). */
+async function axe(page) {
+  const violations = await page.evaluate(async (source) => {
+    (0, eval)(source);
+    const outcome = await window.axe.run(document, { resultTypes: ['violations'] });
+    return outcome.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(' ')) }));
+  }, AXE);
+  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.targets.join(', ')}`);
 }
 
 async function shot(page, name) {
@@ -107,6 +123,7 @@ async function usagePage(page) {
   const current = await readUsage(page);
   current.charts = await readCharts(page, '#usage-resources');
   current.aiPager = await pager(page, 'AI uses');
+  current.axe = await axe(page);
   await shot(page, 'usage');
   step('usage');
 
@@ -130,6 +147,7 @@ async function historyPage(page) {
   await go(page, '#/history');
   await loadedAfter(page, 'History', 0);
   const pages = [{ sequences: await historySequences(page), pager: await pager(page, 'History') }];
+  const axeFound = await axe(page);
   await shot(page, 'history');
   await turn(page, 'History', 'older');
   pages.push({ sequences: await historySequences(page), pager: await pager(page, 'History') });
@@ -165,7 +183,7 @@ async function historyPage(page) {
     }
     filtered[filter.name] = { first, pager: firstPager, second };
   }
-  return { pages, reasons, injected, filtered };
+  return { pages, reasons, injected, filtered, axe: axeFound };
 }
 
 async function readMarket(page) {
@@ -187,6 +205,7 @@ async function marketPage(page) {
   const cards = await readMarket(page);
   const charts = await readCharts(page, '#market-rates');
   const jobs = [{ jobs: await jobIds(page), pager: await pager(page, 'Jobs') }];
+  const axeFound = await axe(page);
   await shot(page, 'market');
   await turn(page, 'Jobs', 'older');
   jobs.push({ jobs: await jobIds(page), pager: await pager(page, 'Jobs') });
@@ -197,7 +216,7 @@ async function marketPage(page) {
   await page.click('#market-lookup button[type="submit"]');
   await page.waitForSelector('#market-lookup .error:not([hidden])', { timeout: WAIT_MS });
   const refusal = await page.textContent('#market-lookup .error');
-  return { cards, charts, jobs, refusal };
+  return { cards, charts, jobs, refusal, axe: axeFound };
 }
 
 run(async () => {
@@ -237,7 +256,7 @@ run(async () => {
     await go(page, hash);
     await page.waitForSelector(ready, { timeout: WAIT_MS });
     await page.waitForFunction(() => ![...document.querySelectorAll('[aria-busy]')].length, null, { timeout: WAIT_MS });
-    seen.phone[hash] = await phoneFit(page);
+    seen.phone[hash] = { ...(await phoneFit(page)), axe: await axe(page) };
   }
 
   await browser.close();

@@ -10,6 +10,14 @@
 // size bars and place points, where a float's last digit does not matter.
 import { h, svg } from './dom.js';
 
+/**
+ * A box that scrolls a wide table sideways on a narrow screen (the page itself never does). It
+ * can take the focus and is named, so a keyboard user can scroll it too.
+ */
+export function scrollBox(label, child) {
+  return h('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': label }, child);
+}
+
 /** A value's position along [0, 1] between `low` and `high`; the middle when they are equal. */
 function scale(value, low, high) {
   if (!(high > low)) return 0.5;
@@ -160,6 +168,6 @@ export function lineChart({ title, points, columns, caption }) {
     'figure',
     { class: 'chart chart-line-figure' },
     h('figcaption', {}, caption ?? title),
-    h('div', { class: 'chart-body' }, picture, h('div', { class: 'table-wrap' }, table)),
+    h('div', { class: 'chart-body' }, picture, scrollBox(`${title}, as a table`, table)),
   );
 }

@@ -5,7 +5,7 @@
 // Every figure is the server's string: nothing is summed here. The current month and day are
 // the server's (`program.now`, on a test clock too), not the browser's.
 import { h, clear, formatCredits, formatDateTime } from '../dom.js';
-import { barChart } from '../chart.js';
+import { barChart, scrollBox } from '../chart.js';
 import { pagedList } from '../pager.js';
 
 const MONTHS_BACK = 12;
@@ -66,9 +66,6 @@ function figure(label, value, key) {
   return h('div', { class: 'figure', 'data-figure': key }, h('dt', {}, label), h('dd', {}, formatCredits(value)));
 }
 
-function tableWrap(table) {
-  return h('div', { class: 'table-wrap' }, table);
-}
 
 export async function render(root, app) {
   clear(root);
@@ -97,7 +94,8 @@ export async function render(root, app) {
     empty: 'No AI uses this month.',
     fetch: async (args) => (await app.gql('PortalUsageAiLogs', { month, ...args })).me.usage.aiLogs,
     show: (nodes) =>
-      tableWrap(
+      scrollBox(
+        'AI uses',
         h(
           'table',
           { class: 'data ai-logs' },
@@ -178,7 +176,8 @@ export async function render(root, app) {
             'div',
             { class: 'container-log', 'data-container': containerId },
             heading,
-            tableWrap(
+            scrollBox(
+              `${containerId || 'All containers'} on ${day}`,
               h(
                 'table',
                 { class: 'data' },
