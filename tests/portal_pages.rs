@@ -447,3 +447,47 @@ fn history_averages(data: &Value) -> Vec<String> {
 }
 
 on_both!(usage_and_history_pages_show_what_the_api_gives, market_page_shows_rates_and_jobs);
+
+/// The portal's document, as the page sends it: the whole text with an operation name.
+async fn portal_operation(app: &TestApp, token: &str, operation: &str, variables: Value) -> Value {
+    let document = include_str!("../web/portal/portal.graphql");
+    let response = app
+        .client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(token)
+        .json(&json!({ "query": document, "operationName": operation, "variables": variables }))
+        .send()
+        .await
+        .unwrap();
+    response.json().await.unwrap()
+}
+
+/// Without a browser too: each operation the three pages send runs for a user, within the
+/// server's limits, on the whole document (which the server validates as one).
+async fn the_pages_operations_run_for_a_user(backend: Backend) {
+    let metered = TestApp::spawn(backend).await;
+    metered.create_account("u").await;
+    let user = metered.user("u");
+    let month = ok(&metered, &user, "{ me { usage { month } } }", json!({})).await["me"]["usage"]["month"].as_str().unwrap().to_string();
+    for (operation, variables) in [
+        ("PortalUsageMonth", json!({ "month": null })),
+        ("PortalUsageContainerDay", json!({ "month": month, "day": format!("{month}-01") })),
+        ("PortalUsageAiLogs", json!({ "month": month, "first": 10 })),
+        ("PortalHistory", json!({ "filter": { "kinds": ["GRANT"], "feature": "chat", "from": "2026-01-01T00:00:00Z" }, "first": 10, "withCount": true })),
+        ("PortalHistory", json!({ "last": 10, "withCount": false })),
+    ] {
+        let r = portal_operation(&metered, &user, operation, variables).await;
+        assert!(r["errors"].is_null() && r["data"].is_object(), "{operation}: {r}");
+    }
+    let market = TestApp::spawn_with(backend, "archipelag").await;
+    market.create_account("c").await;
+    let user = market.user("c");
+    for (operation, variables) in
+        [("PortalMarketRates", json!({ "workload": "llm-chat", "history": 12 })), ("PortalMarketJobs", json!({ "first": 10 }))]
+    {
+        let r = portal_operation(&market, &user, operation, variables).await;
+        assert!(r["errors"].is_null() && r["data"].is_object(), "{operation}: {r}");
+    }
+}
+
+on_both!(the_pages_operations_run_for_a_user);
