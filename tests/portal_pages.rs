@@ -36,7 +36,8 @@ async fn container(app: &TestApp, mutation: &str, account: &str, id: &str, tier:
 async fn record(app: &TestApp, account: &str, mut sample: Value, key: &str) {
     sample["accountId"] = json!(account);
     sample["idempotencyKey"] = json!(key);
-    ok(app, &app.service, "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { settlement { total } } }", json!({ "i": sample })).await;
+    ok(app, &app.service, "mutation($i: RecordUsageInput!) { recordUsage(input: $i) { settlement { total } } }", json!({ "i": sample }))
+        .await;
 }
 
 async fn grant(app: &TestApp, account: &str, amount: &str, reason: &str, key: &str) {
@@ -221,8 +222,7 @@ async fn usage_and_history_pages_show_what_the_api_gives(backend: Backend) {
     assert_eq!(current["months"].as_array().unwrap().len(), 13, "this month and a year back");
     assert_month_shown(current, november);
     assert_eq!(current["day"], "2026-11-10", "today's container log first");
-    let web_lines: Vec<&Value> =
-        november["containerDay"].as_array().unwrap().iter().filter(|l| l["containerId"] == json!("web")).collect();
+    let web_lines: Vec<&Value> = november["containerDay"].as_array().unwrap().iter().filter(|l| l["containerId"] == json!("web")).collect();
     let log = current["containers"].as_array().unwrap().iter().find(|c| c["container"] == "web").unwrap_or_else(|| panic!("{current}"));
     assert_eq!(log["tags"], json!(["tier micro", "Code Supporter"]), "{log}");
     let shown: Vec<(String, String)> =
@@ -313,8 +313,13 @@ async fn usage_and_history_pages_show_what_the_api_gives(backend: Backend) {
 }
 
 async fn verify(app: &TestApp, account: &str) {
-    ok(app, &app.service, "mutation($a: ID!) { setIdentityVerified(accountId: $a, verified: true) { identityVerified } }", json!({ "a": account }))
-        .await;
+    ok(
+        app,
+        &app.service,
+        "mutation($a: ID!) { setIdentityVerified(accountId: $a, verified: true) { identityVerified } }",
+        json!({ "a": account }),
+    )
+    .await;
 }
 
 async fn asks(app: &TestApp, account: &str, hardware: &str, capacity: i32, default: &str, prices: Value) {
@@ -361,7 +366,9 @@ async fn market_page_shows_rates_and_jobs(backend: Backend) {
         asks(&app, "p1", "ENTRY", 20, "3", json!([{ "workload": "llm-chat", "price": price }])).await;
     }
     // Thirteen jobs: eight chats (one input holds markup), a refused low bid, then four images.
-    let chats: Vec<Value> = (0..8).map(|i| json!({ "input": if i == 0 { "<i>hello</i>".to_string() } else { format!("question {i}") }, "bidPrice": "5" })).collect();
+    let chats: Vec<Value> = (0..8)
+        .map(|i| json!({ "input": if i == 0 { "<i>hello</i>".to_string() } else { format!("question {i}") }, "bidPrice": "5" }))
+        .collect();
     submit(&app, "c", "llm-chat", json!(chats), "chats").await;
     submit(&app, "c", "llm-chat", json!([{ "input": "cheap", "bidPrice": "0.5" }]), "low").await;
     let images: Vec<Value> = (0..4).map(|i| json!({ "input": format!("a picture {i}"), "bidPrice": "10" })).collect();
@@ -411,12 +418,18 @@ async fn market_page_shows_rates_and_jobs(backend: Backend) {
         assert_eq!(history.len(), 3, "three marks: {rates}");
         assert_eq!((&chart["role"], &chart["points"], &chart["line"], &chart["styled"]), (&json!("img"), &json!(3), &json!(1), &json!(0)));
         // The table lists the snapshots newest first, as the API does, with their figures.
-        let table: Vec<Vec<String>> = chart["rows"].as_array().unwrap().iter().map(|r| strings(&r.as_array().unwrap()[1..].to_vec().into())).collect();
+        let table: Vec<Vec<String>> =
+            chart["rows"].as_array().unwrap().iter().map(|r| strings(&r.as_array().unwrap()[1..].to_vec().into())).collect();
         let expected: Vec<Vec<String>> = history
             .iter()
             .map(|s| {
                 let r = &s["rate"];
-                vec![r["average"].as_str().unwrap().into(), r["min"].as_str().unwrap().into(), r["max"].as_str().unwrap().into(), r["providers"].to_string()]
+                vec![
+                    r["average"].as_str().unwrap().into(),
+                    r["min"].as_str().unwrap().into(),
+                    r["max"].as_str().unwrap().into(),
+                    r["providers"].to_string(),
+                ]
             })
             .collect();
         assert_eq!(table, expected, "{workload}");
@@ -430,13 +443,15 @@ async fn market_page_shows_rates_and_jobs(backend: Backend) {
     assert_eq!(llm, ["2.75", "3.25", "3"], "the ask moved between the marks (newest first)");
 
     // Jobs: ten, the other three, back to the first ten.
-    let shown = |page: &Value| -> Vec<String> { page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect() };
+    let shown =
+        |page: &Value| -> Vec<String> { page["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect() };
     assert_eq!(shown(&market["jobs"][0]), ids(&first));
     assert_eq!(shown(&market["jobs"][1]), ids(&second));
     assert_eq!(shown(&market["jobs"][2]), ids(&first));
     assert_eq!(market["jobs"][0]["pager"], json!({ "newer": false, "older": true, "status": "13 in all" }));
     assert_eq!(market["jobs"][1]["pager"]["older"], false);
-    let all: Vec<&Value> = market["jobs"][0]["jobs"].as_array().unwrap().iter().chain(market["jobs"][1]["jobs"].as_array().unwrap()).collect();
+    let all: Vec<&Value> =
+        market["jobs"][0]["jobs"].as_array().unwrap().iter().chain(market["jobs"][1]["jobs"].as_array().unwrap()).collect();
     assert!(all.iter().any(|j| j["input"] == "<i>hello</i>"), "an input with markup shows as text");
     assert!(all.iter().any(|j| j["status"] == "REJECTED"), "the low bid is listed, rejected");
     assert_eq!(market["refusal"], json!(refusal), "the server's message for an unknown workload");
@@ -473,7 +488,10 @@ async fn the_pages_operations_run_for_a_user(backend: Backend) {
         ("PortalUsageMonth", json!({ "month": null })),
         ("PortalUsageContainerDay", json!({ "month": month, "day": format!("{month}-01") })),
         ("PortalUsageAiLogs", json!({ "month": month, "first": 10 })),
-        ("PortalHistory", json!({ "filter": { "kinds": ["GRANT"], "feature": "chat", "from": "2026-01-01T00:00:00Z" }, "first": 10, "withCount": true })),
+        (
+            "PortalHistory",
+            json!({ "filter": { "kinds": ["GRANT"], "feature": "chat", "from": "2026-01-01T00:00:00Z" }, "first": 10, "withCount": true }),
+        ),
         ("PortalHistory", json!({ "last": 10, "withCount": false })),
     ] {
         let r = portal_operation(&metered, &user, operation, variables).await;

@@ -89,7 +89,7 @@ function jobsTable(nodes) {
           'div',
           { class: 'entry-head' },
           h('span', { class: `kind status-${job.status.toLowerCase()}` }, STATUS[job.status] || job.status),
-          h('span', { class: 'amount' }, job.price ? formatCredits(job.price) : job.budget ? `budget ${formatCredits(job.budget)}` : '—'),
+          h('span', { class: 'amount' }, job.price ? `${formatCredits(job.price)} credits` : job.budget ? `budget ${formatCredits(job.budget)}` : '—'),
         ),
         // The job's input is the user's own text: shown as text.
         h('p', { class: 'reason job-input' }, job.input),
