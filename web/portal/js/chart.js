@@ -3,7 +3,7 @@
 //
 // Accessible by construction: the <svg> is one image (role="img") whose aria-label reads every
 // number, and the same numbers stand in a table beside it, so nothing is only in the picture.
-// No `style=` attributes (the portal's CSP is `style-src 'self'`): geometry goes in SVG
+// No inline style attributes (the portal's CSP is `style-src 'self'`): geometry goes in SVG
 // attributes, colours in CSS classes (pages.css).
 //
 // The numbers shown are the server's strings, as given; they are turned into JS numbers only to
