@@ -205,6 +205,8 @@ async fn usage_and_history_pages_show_what_the_api_gives(backend: Backend) {
     let env = [
         ("TOKEN", token.as_str()),
         ("MODE", "metering"),
+        // The page reads the date filter in the browser's time zone, as it shows the times.
+        ("TZ", "UTC"),
         ("OTHER_MONTH", "2026-10"),
         ("HISTORY_FILTERS", filters_text.as_str()),
         ("SCREENSHOTS", shots.as_str()),
@@ -290,12 +292,12 @@ async fn usage_and_history_pages_show_what_the_api_gives(backend: Backend) {
             api_filter["feature"] = json!(feature);
         }
         if let Some(from) = filter["from"].as_str() {
-            api_filter["from"] = json!(format!("{from}T00:00:00Z"));
+            api_filter["from"] = json!(format!("{from}T00:00:00.000Z"));
         }
         if let Some(to) = filter["to"].as_str() {
             // The page's "to" is inclusive: until the next day's start.
             let next = chrono::NaiveDate::parse_from_str(to, "%Y-%m-%d").unwrap() + Duration::days(1);
-            api_filter["until"] = json!(format!("{next}T00:00:00Z"));
+            api_filter["until"] = json!(format!("{next}T00:00:00.000Z"));
         }
         let expected = history_pages(&app, "u", api_filter, 2).await;
         let shown = &history["filtered"][name];

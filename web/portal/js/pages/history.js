@@ -18,10 +18,13 @@ export const KINDS = {
   TRANSFER: 'Transferred',
 };
 
-/** "2026-11-10" -> the next day's date, for an inclusive "to" date (`until` is exclusive). */
-function nextDay(date) {
+/**
+ * The instant a date picked in the form starts, in the reader's time zone (the one the entries'
+ * times are shown in); `days` later for an inclusive "to" date (`until` is exclusive).
+ */
+function startOf(date, days = 0) {
   const [year, month, day] = date.split('-').map(Number);
-  return new Date(Date.UTC(year, month - 1, day + 1)).toISOString().slice(0, 10);
+  return new Date(year, month - 1, day + days).toISOString();
 }
 
 /** The filter the form describes, or null for none. */
@@ -33,8 +36,8 @@ function filterOf(form) {
   const to = form.elements.to.value;
   if (kind) filter.kinds = [kind];
   if (feature) filter.feature = feature;
-  if (from) filter.from = `${from}T00:00:00Z`;
-  if (to) filter.until = `${nextDay(to)}T00:00:00Z`;
+  if (from) filter.from = startOf(from);
+  if (to) filter.until = startOf(to, 1);
   return Object.keys(filter).length ? filter : null;
 }
 
