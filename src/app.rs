@@ -265,9 +265,10 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<En
 
 /// The GraphQL documents of the server's own pages, registered at every start
 /// (`service::persisted::register_server_documents`). GraphiQL sends what its user types, so it
-/// has none (and is off in production, where `persisted_only` is meant for); the portal and
-/// the console add the documents they send here.
-pub const SERVER_DOCUMENTS: &[&str] = &[];
+/// has none (and is off in production, where `persisted_only` is meant for). The portal sends
+/// every operation from one document (`web/portal/portal.graphql`), registered here; a console
+/// adds its own the same way.
+pub const SERVER_DOCUMENTS: &[&str] = &[crate::portal::DOCUMENT];
 
 /// Connects, migrates and binds; the returned application is ready to serve.
 pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> {

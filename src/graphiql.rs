@@ -9,25 +9,14 @@
 //! bundles; the Headers tab's `Authorization` travels in `connection_init` (see
 //! `web/graphiql/credits-graphiql.js`). In production mode the page and its assets are off.
 
-use crate::graphql::error::code;
 use crate::http::HttpState;
-use axum::Json;
+pub use crate::web_asset::Caching;
+use crate::web_asset::{WebFile, etag_of_digest};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::sync::LazyLock;
-
-/// How long a browser may keep an asset without asking again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caching {
-    /// A vendored file: its path names the package's version, so the bytes behind a path never
-    /// change and a browser keeps them for a year without asking.
-    Immutable,
-    /// One of this repository's own files, which change with the server: the browser asks each
-    /// time and gets 304 while its copy's ETag still matches.
-    Revalidate,
-}
 
 /// A file served under `/graphiql/`.
 pub struct Asset {
@@ -89,21 +78,12 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
      frame-ancestors 'none'";
 
 /// The assets' ETags (a prefix of the sha256 of their bytes), in `ASSETS`' order, computed once.
-static ETAGS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
-    ASSETS
-        .iter()
-        .map(|asset| {
-            let digest = hex::encode(Sha256::digest(asset.bytes));
-            HeaderValue::from_str(&format!("\"{}\"", &digest[..32])).expect("hex digits make a valid header value")
-        })
-        .collect()
-});
+static ETAGS: LazyLock<Vec<HeaderValue>> =
+    LazyLock::new(|| ASSETS.iter().map(|asset| etag_of_digest(&Sha256::digest(asset.bytes))).collect());
 
 /// The answer to any GraphiQL request in production mode, where the page and its assets are off.
 pub fn off_in_production() -> Response {
-    let body =
-        serde_json::json!({ "errors": [{ "message": "GraphiQL is off in production mode", "extensions": { "code": code::NOT_FOUND } }] });
-    (StatusCode::NOT_FOUND, Json(body)).into_response()
+    crate::web_asset::not_found("GraphiQL is off in production mode")
 }
 
 /// The page, with the policy that keeps it to this server, never stored by caches (it names
@@ -128,28 +108,19 @@ pub async fn asset(State(state): State<HttpState>, Path(path): Path<String>, hea
         return off_in_production();
     }
     let Some(index) = ASSETS.iter().position(|asset| asset.path == path) else {
-        let body = serde_json::json!({ "errors": [{ "message": "no such GraphiQL file", "extensions": { "code": code::NOT_FOUND } }] });
-        return (StatusCode::NOT_FOUND, Json(body)).into_response();
+        return crate::web_asset::not_found("no such GraphiQL file");
     };
     let asset = &ASSETS[index];
-    let etag = ETAGS[index].clone();
-    let cache_control = match asset.caching {
-        Caching::Immutable => "public, max-age=31536000, immutable",
-        Caching::Revalidate => "no-cache",
-    };
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == "*" || tag.trim() == etag));
-    let common = [
-        (header::CACHE_CONTROL, HeaderValue::from_static(cache_control)),
-        (header::ETAG, etag),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-    ];
-    if fresh {
-        return (StatusCode::NOT_MODIFIED, common).into_response();
-    }
-    (common, [(header::CONTENT_TYPE, asset.content_type)], asset.bytes).into_response()
+    crate::web_asset::answer(
+        &headers,
+        WebFile {
+            content_type: asset.content_type,
+            caching: asset.caching,
+            etag: ETAGS[index].clone(),
+            bytes: asset.bytes.into(),
+            extra: &[],
+        },
+    )
 }
 
 #[cfg(test)]

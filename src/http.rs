@@ -1,6 +1,7 @@
 //! The axum router: GraphQL at `/graphql` (`crate::graphql_http`; GraphiQL for a browser's GET)
 //! and `/graphql/ws` (`crate::ws`), GraphiQL's embedded assets at `/graphiql/...`
-//! (`crate::graphiql`), `/health`, request limits.
+//! (`crate::graphiql`), the customer portal at `/portal` (`crate::portal`), `/health`, request
+//! limits.
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
@@ -61,6 +62,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql", get(crate::graphql_http::get).post(crate::graphql_http::post))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/graphiql/{*path}", get(crate::graphiql::asset))
+        .route("/portal", get(crate::portal::page))
+        .route("/portal/", get(crate::portal::page))
+        .route("/portal/{*path}", get(crate::portal::asset))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
         // Inside the size limit, so a body read under the deadline is bounded in size too.

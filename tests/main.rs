@@ -35,6 +35,7 @@ mod outages;
 mod paging;
 mod persisted;
 mod plans;
+mod portal;
 mod portal_pages;
 mod prices;
 mod purchases;

@@ -115,8 +115,8 @@ export async function render(root, app) {
     if (verdict.ok) buy({ credits: amount.value.trim() }, submit);
   });
 
-  async function drawHistory() {
-    const fresh = await app.gql('PortalBuy');
+  async function drawHistory(loaded = null) {
+    const fresh = loaded || (await app.gql('PortalBuy'));
     const nodes = fresh.me.purchases.nodes;
     const list = h('ul', { class: 'purchases' });
     for (const purchase of nodes) {
@@ -167,5 +167,5 @@ export async function render(root, app) {
     pendingSlot,
     historySlot,
   );
-  await drawHistory();
+  await drawHistory(data);
 }

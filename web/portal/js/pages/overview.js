@@ -154,9 +154,10 @@ function benefitsSection(benefits) {
   return h('section', { class: 'card', 'aria-labelledby': 'benefits-title' }, h('h2', { id: 'benefits-title' }, 'Benefits in use'), list);
 }
 
-/** A button that runs `action`, shows the outcome next to it, and refreshes the page's data. */
+/** A button that runs `action` and shows its outcome (the server's message on a refusal) next
+ *  to it; both stay in the page across refreshes, so focus and the message are kept. */
 function actionButton(label, action, app, after) {
-  const outcome = h('p', { class: 'outcome', 'aria-live': 'polite' });
+  const outcome = h('p', { class: 'outcome' });
   const button = h('button', { type: 'button', class: 'button' }, label);
   button.addEventListener('click', async () => {
     button.disabled = true;
@@ -180,58 +181,39 @@ function actionButton(label, action, app, after) {
   return [button, outcome];
 }
 
-function claimsSection(me, program, app, refresh) {
-  const items = [];
-  const check = me.checkInStatus;
-  if (check.enabled) {
-    const [button, outcome] = actionButton(
-      'Check in',
-      async () => {
-        const data = await app.gql('PortalCheckIn', { input: { accountId: app.accountId, idempotencyKey: app.idempotencyKey() } });
-        return `Checked in: ${credits(data.checkIn.amount)} added.`;
-      },
-      app,
-      refresh,
-    );
-    button.dataset.testid = 'check-in';
-    items.push(
-      h(
-        'div',
-        { class: 'claim', 'data-testid': 'claim-check-in' },
-        h('h3', {}, 'Daily check-in'),
-        h('p', {}, `Streak: ${check.streak} ${check.streak === 1 ? 'day' : 'days'}.`, ' ', check.claimedToday ? `You checked in today. Next check-in from ${formatDateTime(check.nextAvailableAt)}.` : check.credits ? `Check in today for ${credits(check.credits)}.` : 'Check in today.'),
-        button,
-        outcome,
-      ),
-    );
-  }
-  const lucky = me.luckyCredits;
-  const hasLucky = lucky.eligible || lucky.claimedToday || lucky.maxCredits || lucky.promotionEndsAt;
-  if (hasLucky) {
-    const claim = lucky.eligible && !lucky.claimedToday;
-    const [button, outcome] = actionButton(
-      'Claim lucky credits',
-      async () => {
-        const data = await app.gql('PortalClaimLuckyCredits', { input: { accountId: app.accountId, idempotencyKey: app.idempotencyKey() } });
-        return `Lucky you: ${credits(data.claimLuckyCredits.amount)} added.`;
-      },
-      app,
-      refresh,
-    );
-    items.push(
-      h(
-        'div',
-        { class: ['claim', claim ? 'claim-lucky' : null], 'data-testid': 'claim-lucky' },
-        h('h3', {}, "Today's lucky credits"),
-        lucky.claimedToday && lucky.claimed
-          ? h('p', {}, `You got ${credits(lucky.claimed)} today.`)
-          : h('p', {}, lucky.maxCredits ? `A surprise amount of up to ${credits(lucky.maxCredits)}, once a day.` : 'A surprise amount, once a day.'),
-        lucky.promotionEndsAt ? h('p', { class: 'muted' }, `Promotion ends ${formatDate(lucky.promotionEndsAt)}.`) : null,
-        !lucky.eligible && lucky.reason ? h('p', { class: 'muted' }, lucky.reason) : null,
-        claim ? [button, outcome] : null,
-      ),
-    );
-  }
+/**
+ * The claims the program offers, built once; `update(me)` rewrites their status from fresh
+ * data without replacing buttons or the coupon field (a live update must not clear what the
+ * user is typing or move their focus).
+ */
+function claimsCard(program, app, refresh) {
+  const checkStatus = h('p');
+  const [checkButton, checkOutcome] = actionButton(
+    'Check in',
+    async () => {
+      const data = await app.gql('PortalCheckIn', { input: { accountId: app.accountId, idempotencyKey: app.idempotencyKey() } });
+      return `Checked in: ${credits(data.checkIn.amount)} added.`;
+    },
+    app,
+    refresh,
+  );
+  checkButton.dataset.testid = 'check-in';
+  const checkIn = h('div', { class: 'claim', 'data-testid': 'claim-check-in', hidden: true }, h('h3', {}, 'Daily check-in'), checkStatus, checkButton, checkOutcome);
+
+  const luckyStatus = h('div');
+  const [luckyButton, luckyOutcome] = actionButton(
+    'Claim lucky credits',
+    async () => {
+      const data = await app.gql('PortalClaimLuckyCredits', { input: { accountId: app.accountId, idempotencyKey: app.idempotencyKey() } });
+      return `Lucky you: ${credits(data.claimLuckyCredits.amount)} added.`;
+    },
+    app,
+    refresh,
+  );
+  luckyButton.dataset.testid = 'claim-lucky-button';
+  const lucky = h('div', { class: 'claim', 'data-testid': 'claim-lucky', hidden: true }, h('h3', {}, "Today's lucky credits"), luckyStatus, luckyButton, luckyOutcome);
+
+  let ad = null;
   if (program.adRewardMode === 'BUTTON') {
     const [button, outcome] = actionButton(
       'Claim reward',
@@ -242,19 +224,39 @@ function claimsSection(me, program, app, refresh) {
       app,
       refresh,
     );
-    items.push(h('div', { class: 'claim', 'data-testid': 'claim-ad' }, h('h3', {}, 'Reward'), h('p', {}, 'Claim your reward credits.'), button, outcome));
+    ad = h('div', { class: 'claim', 'data-testid': 'claim-ad' }, h('h3', {}, 'Reward'), h('p', {}, 'Claim your reward credits.'), button, outcome);
   } else if (program.adRewardMode === 'AD') {
-    items.push(h('div', { class: 'claim', 'data-testid': 'claim-ad' }, h('h3', {}, 'Ad rewards'), h('p', {}, 'Watch an ad in the app to earn reward credits.')));
+    ad = h('div', { class: 'claim', 'data-testid': 'claim-ad' }, h('h3', {}, 'Ad rewards'), h('p', {}, 'Watch an ad in the app to earn reward credits.'));
   }
-  items.push(couponForm(app, refresh));
-  return h('section', { class: 'card claims', 'aria-labelledby': 'claims-title' }, h('h2', { id: 'claims-title' }, 'Claims'), items);
+
+  const el = h('section', { class: 'card claims', 'aria-labelledby': 'claims-title' }, h('h2', { id: 'claims-title' }, 'Claims'), checkIn, lucky, ad, couponForm(app, refresh));
+
+  function update(me) {
+    const check = me.checkInStatus;
+    checkIn.hidden = !check.enabled;
+    checkStatus.textContent = `Streak: ${check.streak} ${check.streak === 1 ? 'day' : 'days'}. ${
+      check.claimedToday ? `You checked in today. Next check-in from ${formatDateTime(check.nextAvailableAt)}.` : check.credits ? `Check in today for ${credits(check.credits)}.` : 'Check in today.'
+    }`;
+
+    const l = me.luckyCredits;
+    lucky.hidden = !(l.eligible || l.claimedToday || l.maxCredits || l.promotionEndsAt);
+    const claimable = l.eligible && !l.claimedToday;
+    lucky.classList.toggle('claim-lucky', claimable);
+    luckyButton.hidden = !claimable;
+    clear(luckyStatus).append(
+      l.claimedToday && l.claimed ? h('p', {}, `You got ${credits(l.claimed)} today.`) : h('p', {}, l.maxCredits ? `A surprise amount of up to ${credits(l.maxCredits)}, once a day.` : 'A surprise amount, once a day.'),
+      l.promotionEndsAt ? h('p', { class: 'muted' }, `Promotion ends ${formatDate(l.promotionEndsAt)}.`) : null,
+      !l.eligible && l.reason ? h('p', { class: 'muted' }, l.reason) : null,
+    );
+  }
+  return { el, update };
 }
 
 function couponForm(app, refresh) {
   const input = h('input', { id: 'coupon-code', name: 'code', type: 'text', autocomplete: 'off', spellcheck: 'false', maxlength: '64', required: true });
   const button = h('button', { type: 'submit', class: 'button' }, 'Redeem');
-  const outcome = h('p', { class: 'outcome', 'aria-live': 'polite' });
-  const form = h('form', { class: 'claim coupon', 'data-testid': 'coupon' }, h('h3', {}, 'Redeem a coupon'), h('div', { class: 'inline-field' }, h('label', { for: 'coupon-code' }, 'Coupon code'), h('div', { class: 'field-row' }, input, button)), outcome);
+  const outcome = h('p', { class: 'outcome' });
+  const form = h('form', { class: 'claim coupon', 'data-testid': 'coupon' }, h('h3', {}, 'Redeem a coupon'), h('label', { for: 'coupon-code' }, 'Coupon code'), h('div', { class: 'field-row' }, input, button), outcome);
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const code = input.value.trim();
@@ -302,8 +304,12 @@ function activitySection(entries) {
 
 export async function render(root, app) {
   const balanceSlot = h('div', { class: 'slot-balance' });
-  const restSlot = h('div', { class: 'slot-rest' });
-  root.append(h('h1', {}, 'Overview'), balanceSlot, restSlot);
+  const lowSlot = h('div');
+  const benefitsSlot = h('div');
+  const activitySlot = h('div');
+  let refresh = null;
+  const claims = claimsCard(app.program, app, () => refresh());
+  root.append(h('h1', {}, 'Overview'), lowSlot, balanceSlot, h('div', { class: 'grid' }, claims.el, h('div', { class: 'stack' }, benefitsSlot, activitySlot)));
   let latest = null;
   let now = app.program.now;
 
@@ -315,7 +321,7 @@ export async function render(root, app) {
   };
 
   let loading = null;
-  const refresh = async () => {
+  refresh = async () => {
     // One load at a time; a change during a load asks for one more after it.
     if (loading) {
       loading.again = true;
@@ -328,10 +334,10 @@ export async function render(root, app) {
         const data = await app.gql('PortalOverview');
         now = data.program.now;
         drawBalance(data.me.balance);
-        clear(restSlot).append(
-          lowCreditsBanner(data.me.lowCredits) || '',
-          h('div', { class: 'grid' }, claimsSection(data.me, app.program, app, refresh), benefitsSection(data.me.benefits) || '', activitySection(data.me.history.nodes)),
-        );
+        clear(lowSlot).append(lowCreditsBanner(data.me.lowCredits) || '');
+        claims.update(data.me);
+        clear(benefitsSlot).append(benefitsSection(data.me.benefits) || '');
+        clear(activitySlot).append(activitySection(data.me.history.nodes));
       } while (loading.again);
     })().finally(() => {
       loading = null;

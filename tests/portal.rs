@@ -1,0 +1,219 @@
+//! The customer portal (`/portal`, `src/portal.rs`, files in `web/portal/`): served from the
+//! binary with a strict Content-Security-Policy and revalidated caching, on in production mode
+//! too; its one GraphQL document runs under `persisted_only`; and in Chromium, with every host
+//! but the server unreachable, a user checks in, is refused a second check-in with the server's
+//! message, sees a backend spend arrive live, buys credits, and the page holds up on a phone and
+//! under axe-core (`tests/browser/portal.mjs`).
+
+use crate::on_both;
+use crate::support::browser::BrowserScript;
+use crate::support::{Backend, LEDGER_PROGRAM, TestApp, TestDb, error_code};
+use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY};
+use serde_json::{Value, json};
+
+const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+                      font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const DOCUMENT: &str = include_str!("../web/portal/portal.graphql");
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client.get(format!("{}{path}", app.address)).send().await.unwrap()
+}
+
+/// The paths the page loads (`src="..."`, `href="..."`), except the empty `data:` icon.
+fn references(html: &str) -> Vec<String> {
+    [" src=\"", " href=\""]
+        .iter()
+        .flat_map(|attribute| html.split(attribute).skip(1).map(|rest| rest[..rest.find('"').unwrap()].to_string()))
+        .filter(|reference| reference != "data:,")
+        .collect()
+}
+
+/// The page and each of its files: from the server, with the policy, `nosniff`, no Referer, and
+/// an ETag the browser revalidates with (`no-cache`, then 304).
+async fn the_portal_is_served(app: &TestApp) {
+    for path in ["/portal", "/portal/"] {
+        let response = get(app, path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers[CONTENT_TYPE], "text/html; charset=utf-8");
+        assert_eq!(headers[CONTENT_SECURITY_POLICY], POLICY);
+        assert_eq!(headers[REFERRER_POLICY], "no-referrer");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers[CACHE_CONTROL], "no-cache");
+        let html = response.text().await.unwrap();
+        assert_eq!(html, std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/web/portal/index.html")).unwrap());
+        let again = app.client.get(format!("{}{path}", app.address)).header(IF_NONE_MATCH, headers[ETAG].clone()).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let html = get(app, "/portal").await.text().await.unwrap();
+    let references = references(&html);
+    assert_eq!(references, vec!["/portal/js/app.js", "/portal/style.css"], "{references:?}");
+    for path in ["/portal/js/app.js", "/portal/style.css", "/portal/js/pages/overview.js", "/portal/portal.graphql"] {
+        let response = get(app, path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let expected = match path.rsplit_once('.').unwrap().1 {
+            "js" => "text/javascript; charset=utf-8",
+            "css" => "text/css; charset=utf-8",
+            _ => "text/plain; charset=utf-8",
+        };
+        assert_eq!(response.headers()[CONTENT_TYPE], expected, "{path}");
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-cache", "{path}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff", "{path}");
+        let etag = response.headers()[ETAG].clone();
+        let file = std::fs::read(format!("{}/web/{}", env!("CARGO_MANIFEST_DIR"), &path[1..])).unwrap();
+        assert_eq!(response.bytes().await.unwrap().as_ref(), file.as_slice(), "{path}");
+        let again = app.client.get(format!("{}{path}", app.address)).header(IF_NONE_MATCH, etag).send().await.unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    // (A client resolves `..` segments before sending, so a climb out of /portal/ can only come
+    // percent-encoded: the server decodes it and refuses it.)
+    for path in [
+        "/portal/nothing.js",
+        "/portal/..%2f..%2fCargo.toml",
+        "/portal/js%2f..%2f..%2fsrc%2fmain.rs",
+        "/portal/.hidden.js",
+        "/portal/notes.md",
+    ] {
+        let response = get(app, path).await;
+        assert_eq!(response.status(), 404, "{path}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND", "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_and_its_files_come_from_the_server() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    the_portal_is_served(&app).await;
+}
+
+/// Unlike GraphiQL, the portal is for the program's users: on in production mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn production_mode_serves_the_portal() {
+    let security = credits::app::Security { production: true, ..Default::default() };
+    let app = TestApp::spawn_secured(TestDb::new(Backend::Sqlite).await, Backend::Sqlite, LEDGER_PROGRAM, security).await;
+    the_portal_is_served(&app).await;
+}
+
+/// A deployment that runs only registered documents still runs the portal's: the server
+/// registers `portal.graphql` at start, and the page sends that whole text with an operation
+/// name. Any other text is refused.
+async fn persisted_only_runs_the_portals_operations(backend: Backend) {
+    let security = credits::app::Security {
+        persisted_only: true,
+        claims_per_minute_per_account: 100_000,
+        claims_per_minute_per_ip: 100_000,
+        ..Default::default()
+    };
+    // The account is made through a second, open process on the same database: the test's
+    // helper sends a document the strict one would refuse.
+    let open = TestApp::spawn_with(backend, "arkain").await;
+    open.create_account("strict-user").await;
+    let app = TestApp::spawn_secured(open.db.shared(), backend, "arkain", security).await;
+    let user = app.user("strict-user");
+    let run = |operation: &'static str, variables: Value| {
+        let (client, address, user) = (app.client.clone(), app.address.clone(), user.clone());
+        async move {
+            client
+                .post(format!("{address}/graphql"))
+                .bearer_auth(user)
+                .json(&json!({ "query": DOCUMENT, "operationName": operation, "variables": variables }))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let start = run("PortalStart", json!({})).await;
+    assert_eq!(start["data"]["me"]["id"], "strict-user", "{start}");
+    let overview = run("PortalOverview", json!({})).await;
+    assert!(overview["data"]["me"]["balance"]["total"].is_string(), "{overview}");
+    let checked_in = run("PortalCheckIn", json!({ "input": { "accountId": "strict-user", "idempotencyKey": "strict-1" } })).await;
+    assert_eq!(checked_in["data"]["checkIn"]["amount"], "5", "{checked_in}");
+    let buy = run("PortalBuy", json!({})).await;
+    assert!(buy["data"]["creditPackages"].is_array(), "{buy}");
+    let other = app.gql(&user, "query { me { id } }", json!({})).await;
+    assert_eq!(error_code(&other), "PERSISTED_QUERY_NOT_ALLOWED", "{other}");
+}
+
+on_both!(persisted_only_runs_the_portals_operations);
+
+const MARKUP: &str = "<img src=x onerror=alert(1)> welcome gift";
+
+/// The whole portal in Chromium (see the module's comment and `tests/browser/portal.mjs`).
+async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    app.create_account("portal-user").await;
+    let granted = app
+        .gql(
+            &app.admin,
+            "mutation($r: String!) { grantCredits(input: {accountId: \"portal-user\", amount: \"20\", class: PROMOTIONAL,
+               source: EVENT, validFor: \"30 days\", reason: $r, idempotencyKey: \"gift\"}) { lotId } }",
+            json!({ "r": MARKUP }),
+        )
+        .await;
+    assert!(granted["errors"].is_null(), "{granted}");
+    let total_at_start = app.balance("portal-user").await;
+    let token = app.user("portal-user");
+    let url = format!("{}/portal#token={token}", app.address);
+    // Screenshots for docs/ from one run only (the SQLite one), when asked for.
+    let screenshots = match (backend, std::env::var("PORTAL_SCREENSHOTS")) {
+        (Backend::Sqlite, Ok(dir)) => dir,
+        _ => String::new(),
+    };
+    let env = [("URL", url.as_str()), ("REASON", MARKUP), ("SIMULATED", "0"), ("PORTAL_SCREENSHOTS", screenshots.as_str())];
+    let Some(mut script) = BrowserScript::start("portal.mjs", &app.address, &env).await else {
+        return;
+    };
+    script.reached("checked-in").await;
+    let after_check_in = app.balance("portal-user").await;
+    script.reached("ready-for-spend").await;
+    let spent = app.spend("portal-user", "3", "backend-spend").await;
+    assert!(spent["errors"].is_null(), "{spent}");
+    let after_spend = app.balance("portal-user").await;
+    let seen = script.finish().await;
+
+    // The token left the address bar for this tab's storage at once.
+    assert_eq!(seen["addressBar"], format!("{}/portal#/overview", app.address), "{seen}");
+    assert_eq!(seen["stored"], true);
+    assert_eq!(seen["totalAtStart"], total_at_start, "{seen}");
+    // The reason is text: shown, and no element made of it.
+    assert_eq!(seen["reasonShown"], true, "{seen}");
+    assert_eq!(seen["images"], 0, "{seen}");
+    // The check-in: its bar, and the new total.
+    assert_eq!(seen["checkInBar"], "5 credits", "{seen}");
+    assert_eq!(seen["totalAfterCheckIn"], after_check_in, "{seen}");
+    // The second check-in: the server's own message, in place and announced.
+    let user = app.user("portal-user");
+    let again = app
+        .gql(&user, "mutation { checkIn(input: {accountId: \"portal-user\", idempotencyKey: \"from-test\"}) { amount } }", json!({}))
+        .await;
+    assert_eq!(error_code(&again), "ALREADY_CLAIMED", "{again}");
+    let message = again["errors"][0]["message"].as_str().unwrap();
+    assert_eq!(seen["refusal"], message, "{seen}");
+    assert!(seen["announced"].as_str().unwrap().contains(message), "{seen}");
+    // The backend's spend, live, with no reload.
+    assert_eq!(seen["totalAfterSpend"], after_spend, "{seen}");
+    assert_eq!(seen["notReloaded"], true, "{seen}");
+    // 75 credits at 2 cents (arkain): priced before paying.
+    assert_eq!(seen["customPrice"], "Price: 1.50 USD", "{seen}");
+    assert_eq!(seen["purchases"][0], "Pending payment", "{seen}");
+    // A phone: nothing wider than the screen.
+    for (page, widths) in seen["phone"].as_object().unwrap() {
+        assert!(widths["scrollWidth"].as_i64() <= widths["clientWidth"].as_i64(), "{page} scrolls sideways on a phone: {widths}");
+    }
+    assert_eq!(seen["expiredText"], "This link has expired", "{seen}");
+    for (page, violations) in seen["axe"].as_object().unwrap() {
+        assert_eq!(violations, &json!([]), "axe-core on {page}");
+    }
+    assert_eq!(seen["foreign"], json!([]), "the page tried to reach another host: {seen}");
+    assert_eq!(seen["problems"], json!([]), "errors in the page (a policy violation, a failed load): {seen}");
+    let socket = format!("{}/graphql/ws", app.address.replace("http://", "ws://"));
+    assert!(seen["websockets"].as_array().unwrap().iter().all(|s| s == &json!(socket)), "{seen}");
+}
+
+on_both!(a_user_uses_the_portal_in_chromium);
