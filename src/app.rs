@@ -30,6 +30,8 @@ pub struct Settings {
     pub spend_lanes: Option<usize>,
     /// How long operational rows are kept (`ledger::retention`).
     pub retention: Retention,
+    /// The portal's and the checkout's links (`public_url`, `checkout_url`).
+    pub links: crate::links::Links,
 }
 
 /// A test clock's start on a database's first start; none: the wall time then.
@@ -176,6 +178,7 @@ impl Settings {
             security: Security::from_config(config)?,
             spend_lanes: config.spend_lanes,
             retention: config.retention(),
+            links: config.links()?,
         })
     }
 }
@@ -302,6 +305,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
     let db = ledger.db.clone();
     let feed = crate::feed::BalanceFeed::start(&db);
     let security = settings.security.clone();
+    let production = security.production;
     let watches = crate::balance_watch::BalanceWatches::new(ledger.clone(), clock.clone(), feed, security.max_subscriptions_per_account);
     // The server's own pages register their documents before the first request, so
     // `persisted_only` never refuses them.
@@ -334,11 +338,13 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         // Suggestions ("Did you mean ...?") would give away the schema introspection hides.
         builder = builder.disable_introspection().disable_suggestions();
     }
-    let schema = builder.finish();
+    let auth = Arc::new(security.auth_keys(&settings.auth_secret));
+    let links = settings.links.clone();
+    let schema = builder.data(auth.clone()).data(links.clone()).finish();
     let ads = settings.ad_verifier;
     let state = HttpState {
         schema,
-        auth: Arc::new(security.auth_keys(&settings.auth_secret)),
+        auth,
         db,
         ledger: ledger.clone(),
         clock,
@@ -349,6 +355,9 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         persisted: documents,
     };
     let app = Application::bind(&settings.bind, state).await?;
+    if !production {
+        links.default_to_bound_address(app.address());
+    }
     tracing::info!(address = %app.address(), program = %ledger.program.name, "listening");
     Ok((app, ledger))
 }

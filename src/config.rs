@@ -42,6 +42,8 @@
 //! | job period markers kept | `retain_job_markers_days` | `CREDITS_RETAIN_JOB_MARKERS_DAYS` | 90 (at least 31) |
 //! | clock         | `clock`         | `CREDITS_CLOCK`       | `system`; `test`: a clock admins move (`advanceClock`), refused in production |
 //! | test clock start | `clock_start` | `CREDITS_CLOCK_START` | the wall time of the first start (RFC 3339) |
+//! | public URL    | `public_url`    | `CREDITS_PUBLIC_URL`  | none: the bound address in development; required for portal links in production |
+//! | checkout page | `checkout_url`  | `CREDITS_CHECKOUT_URL` | none: a simulated payment in development, the app's own in production (placeholders `{purchase_id}`, `{credits}`, `{amount_minor}`, `{currency}`) |
 //! | allow-list only | `persisted_only` | `CREDITS_PERSISTED_ONLY` | `false`; `true`: only documents registered with `credits persisted add` (or by the server's pages) run, and APQ learns none |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
@@ -128,6 +130,10 @@ pub struct Config {
     /// Run only registered documents (`credits persisted add`, and the server's own pages'),
     /// by hash or as text; APQ learns nothing new (`graphql::persisted`).
     pub persisted_only: bool,
+    /// Where users reach this server, for the links it hands out (the portal's).
+    pub public_url: Option<String>,
+    /// The program's checkout page for a purchase, a template (`crate::links::CheckoutTemplate`).
+    pub checkout_url: Option<String>,
 }
 
 /// A list, or a string of comma-separated items (environment variables have no lists).
@@ -188,6 +194,8 @@ impl Default for Config {
             clock: "system".to_string(),
             clock_start: None,
             persisted_only: crate::app::Security::default().persisted_only,
+            public_url: None,
+            checkout_url: None,
         }
     }
 }
@@ -259,12 +267,15 @@ impl Config {
                 "CLOCK",
                 "CLOCK_START",
                 "PERSISTED_ONLY",
+                "PUBLIC_URL",
+                "CHECKOUT_URL",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if config.mode != "development" && config.mode != "production" {
             return Err(ConfigError::Invalid(format!("mode {:?}: \"development\" or \"production\"", config.mode)));
         }
         config.test_clock()?;
+        config.links()?;
         if !(1..=300).contains(&config.request_timeout_seconds) {
             return Err(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
         }
@@ -347,6 +358,19 @@ impl Config {
     }
 
     /// The browser origins allowed to call the API (`crate::cors`).
+    /// The portal's and the checkout's links (`crate::links`).
+    pub fn links(&self) -> Result<crate::links::Links, ConfigError> {
+        use crate::links::{Checkout, CheckoutTemplate, Links, parse_public_url};
+        let public_url =
+            self.public_url.as_deref().filter(|s| !s.is_empty()).map(parse_public_url).transpose().map_err(ConfigError::Invalid)?;
+        let checkout = match self.checkout_url.as_deref().filter(|s| !s.is_empty()) {
+            Some(template) => Checkout::External(CheckoutTemplate::parse(template).map_err(ConfigError::Invalid)?),
+            None if self.mode == "production" => Checkout::None,
+            None => Checkout::Simulated,
+        };
+        Ok(Links::new(public_url, checkout))
+    }
+
     pub fn cors_origins(&self) -> Result<crate::cors::CorsOrigins, ConfigError> {
         crate::cors::CorsOrigins::parse(&self.cors_origins, self.mode == "production").map_err(ConfigError::Invalid)
     }

@@ -21,6 +21,7 @@ pub mod graphql;
 pub mod graphql_http;
 pub mod http;
 pub mod ledger;
+pub mod links;
 pub mod portal;
 pub mod program;
 pub mod ratelimit;

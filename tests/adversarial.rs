@@ -80,7 +80,7 @@ struct Op {
     who: Who,
     query: &'static str,
     /// Valid variables; `$KEY` becomes a fresh idempotency key and `$N` a fresh number per
-    /// case, `$PENDING`, `$PAID`, `$BOB_PAID`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
+    /// case, `$PENDING`, `$UNPAID` (left for simulatePayment), `$PAID`, `$BOB_PAID`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
     base: &'static str,
     fields: &'static [(&'static str, Kind)],
 }
@@ -133,6 +133,22 @@ const OPS: &[Op] = &[
         query: "mutation($input: ConfirmPurchaseInput!) { confirmPurchase(input: $input) { id status } }",
         base: r#"{"input": {"purchaseId": "$PENDING", "paymentReference": "ref-$N"}}"#,
         fields: &[("input.purchaseId", Kind::Id), ("input.paymentReference", Kind::Text), ("input.amountMinor", Kind::Int)],
+    },
+    Op {
+        name: "simulatePayment",
+        program: "arkain",
+        who: Who::User("alice"),
+        query: "mutation($p: ID!) { simulatePayment(purchaseId: $p) { id status } }",
+        base: r#"{"p": "$UNPAID"}"#,
+        fields: &[("p", Kind::Id)],
+    },
+    Op {
+        name: "createPortalSession",
+        program: "arkain",
+        who: Who::Service,
+        query: "mutation($a: ID!, $t: Int) { createPortalSession(accountId: $a, ttl: $t) { url expiresAt } }",
+        base: r#"{"a": "alice", "t": 600}"#,
+        fields: &[("a", Kind::Account), ("t", Kind::Int)],
     },
     Op {
         name: "refundPurchase",
@@ -706,7 +722,9 @@ async fn fixtures(app: &TestApp, program: &str) -> Fixtures {
             let purchase =
                 "mutation($a: ID!, $k: String!) { purchaseCredits(input: {accountId: $a, credits: \"50\", idempotencyKey: $k}) { id } }";
             let confirm = "mutation($p: ID!) { confirmPurchase(input: {purchaseId: $p, paymentReference: $p}) { id } }";
-            for (name, account, paid) in [("PENDING", "alice", false), ("PAID", "alice", true), ("BOB_PAID", "bob", true)] {
+            for (name, account, paid) in
+                [("PENDING", "alice", false), ("UNPAID", "alice", false), ("PAID", "alice", true), ("BOB_PAID", "bob", true)]
+            {
                 let id = ok(app, &service, purchase, json!({ "a": account, "k": name }), &["purchaseCredits", "id"]).await;
                 if paid {
                     ok(app, &service, confirm, json!({ "p": id }), &["confirmPurchase", "id"]).await;
@@ -915,6 +933,9 @@ impl Run<'_> {
                 }
             }
         }
+        if op.name == "simulatePayment" {
+            cases.push(("p another account's".into(), "p", json!(self.fixtures.ids["BOB_PAID"]), Refused));
+        }
         if op.name == "refundPurchase" {
             cases.push(("input.purchaseId another account's".into(), "input.purchaseId", json!(self.fixtures.ids["BOB_PAID"]), Refused));
         }
@@ -934,7 +955,8 @@ impl Run<'_> {
                 tally.count(self.case(op, transport, &label, Some(&token), &variables, expect).await);
             }
         }
-        if op.fields.iter().any(|(_, kind)| *kind == Kind::Key) {
+        // simulatePayment has no key: it is idempotent on its purchase.
+        if op.fields.iter().any(|(_, kind)| *kind == Kind::Key) || op.name == "simulatePayment" {
             self.duplicates(op, &token, &mut tally).await;
         }
         for (label, path, value, expect) in either {

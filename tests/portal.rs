@@ -160,12 +160,24 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
     let total_at_start = app.balance("portal-user").await;
     let token = app.user("portal-user");
     let url = format!("{}/portal#token={token}", app.address);
+    // A token the server refuses, as it refuses an expired one (UNAUTHENTICATED): signed with
+    // another secret, since an expired one would still pass within the clock leeway.
+    let expired = credits::auth::AuthKeys::new(b"not-this-servers-secret-not-this-servers")
+        .issue(credits::auth::Role::User, Some("portal-user"), std::time::Duration::from_secs(3600))
+        .unwrap();
+    let expired_url = format!("{}/portal#token={expired}", app.address);
     // Screenshots for docs/ from one run only (the SQLite one), when asked for.
     let screenshots = match (backend, std::env::var("PORTAL_SCREENSHOTS")) {
         (Backend::Sqlite, Ok(dir)) => dir,
         _ => String::new(),
     };
-    let env = [("URL", url.as_str()), ("REASON", MARKUP), ("SIMULATED", "0"), ("PORTAL_SCREENSHOTS", screenshots.as_str())];
+    let env = [
+        ("URL", url.as_str()),
+        ("EXPIRED_URL", expired_url.as_str()),
+        ("REASON", MARKUP),
+        ("SIMULATED", "0"),
+        ("PORTAL_SCREENSHOTS", screenshots.as_str()),
+    ];
     let Some(mut script) = BrowserScript::start("portal.mjs", &app.address, &env).await else {
         return;
     };
@@ -207,6 +219,20 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
         assert!(widths["scrollWidth"].as_i64() <= widths["clientWidth"].as_i64(), "{page} scrolls sideways on a phone: {widths}");
     }
     assert_eq!(seen["expiredText"], "This link has expired", "{seen}");
+    assert_eq!(seen["expiredLink"]["heading"], "This link has expired", "{seen}");
+    assert_eq!(seen["expiredLink"]["stored"], Value::Null, "an expired token is forgotten: {seen}");
+    assert_eq!(seen["expiredLink"]["addressBar"], format!("{}/portal#/overview", app.address), "{seen}");
+    // Money and prices without floats (half away from zero, as the server's `price_of`).
+    assert_eq!(
+        seen["formats"],
+        json!({
+            "money": ["1.50 USD", "0.05 USD", "1,234,567.89 USD", "1,500 JPY", "-2.50 EUR"],
+            "price": ["150", "2", "200", "0", "10"],
+            "credits": ["1,234.5", "-3", "0.000001", "10"],
+            "text": "<p>&lt;b&gt;bold&lt;/b&gt;</p>",
+        }),
+        "{seen}"
+    );
     for (page, violations) in seen["axe"].as_object().unwrap() {
         assert_eq!(violations, &json!([]), "axe-core on {page}");
     }

@@ -158,6 +158,7 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
         Yes,
     ),
+    ("benefits", r#"{ account(id: "ACC") { benefits { kind credits endsAt } } }"#, Yes, No, Yes, Yes),
     ("priceQuote", r#"{ priceQuote(feature: "snap") { total } }"#, Yes, Yes, Yes, Yes),
     ("creditPackages", r#"{ creditPackages { code } plans { code } program { name } }"#, Yes, Yes, Yes, Yes),
 ];

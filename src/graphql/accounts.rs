@@ -53,6 +53,15 @@ impl Account {
         Ok(Balance::from(view))
     }
 
+    /// The promotions applied to the account now, in this order of kinds: PLAN_CREDITS,
+    /// DAILY_FREE_CREDITS, LUCKY_CREDITS, FIRST_PURCHASE_BONUS, then REFERRAL_BONUS and COUPON
+    /// entries newest first, at most 50 of each. Nothing is granted by reading them.
+    async fn benefits(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::graphql::benefits::Benefit>> {
+        let app = app(ctx);
+        let benefits = app.ledger.benefits(&self.0, app.clock.now()).await?;
+        Ok(benefits.into_iter().map(Into::into).collect())
+    }
+
     /// Lots, newest first; open ones only unless `includeClosed`.
     async fn lots(
         &self,

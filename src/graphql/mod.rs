@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod amount;
 pub mod balance;
+pub mod benefits;
 pub mod claims;
 pub mod clock;
 pub mod context;
@@ -17,6 +18,7 @@ pub mod metering_root;
 pub mod mutation;
 pub mod paging;
 pub mod persisted;
+pub mod portal;
 pub mod prices;
 pub mod program;
 pub mod purchases;

@@ -5,6 +5,7 @@ use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
 use crate::graphql::market_root::MarketMutation;
 use crate::graphql::metering_root::MeteringMutation;
+use crate::graphql::portal::PortalMutation;
 use crate::graphql::purchases::PurchasesMutation;
 use crate::graphql::reservations::ReservationsMutation;
 use crate::graphql::spending::SpendingMutation;
@@ -20,4 +21,5 @@ pub struct MutationRoot(
     MarketMutation,
     MeteringMutation,
     ClockMutation,
+    PortalMutation,
 );

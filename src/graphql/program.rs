@@ -57,6 +57,34 @@ pub struct ProgramInfo {
     /// This deployment runs on a test clock that admins move (`advanceClock`); time stands still
     /// between advances.
     pub test_clock: bool,
+    /// How a user pays for a purchase: the program's checkout page, a simulated payment
+    /// (development), or the product's own app.
+    pub checkout: crate::graphql::portal::CheckoutMode,
+    /// How ad rewards are earned, or null where the program has none.
+    pub ad_reward_mode: Option<AdRewardMode>,
+    /// How long after buying a user may refund a purchase themselves ("7 days"), or null where
+    /// users cannot (the operator may still, within its own window).
+    pub refund_window: Option<String>,
+    /// Credits expiring within this ("7 days") are called out to the user (the expiring-credits
+    /// notice); null where the program sends no such notice.
+    pub expiring_within: Option<String>,
+    /// The program meters usage (`account.usage`, containers, AI logs).
+    pub metering: bool,
+    /// The program runs a compute market (`marketRates`, `submitJob`, `account.jobs`).
+    pub market: bool,
+    /// The program has referral codes (`account.referralCode`).
+    pub referrals: bool,
+}
+
+/// How a program's ad rewards are earned.
+#[derive(async_graphql::Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::program::AdMode")]
+pub enum AdRewardMode {
+    /// Watching an ad in the product's app: the ad network verifies the view
+    /// (`claimAdReward` with its transaction id, or the network's callback).
+    Ad,
+    /// Pressing a button (`claimAdReward` without a transaction id).
+    Button,
 }
 
 #[derive(Default)]
@@ -84,6 +112,23 @@ impl ProgramQuery {
             plans: program.plans.iter().map(|p| Plan::new(p, &program.currency)).collect(),
             now: app(ctx).clock.now(),
             test_clock: app(ctx).clock.is_test(),
+            checkout: crate::graphql::portal::links(ctx)
+                .map_or(crate::graphql::portal::CheckoutMode::Simulated, |links| (&links.checkout).into()),
+            ad_reward_mode: program.ad_rewards.as_ref().map(|ads| ads.mode.into()),
+            refund_window: match program.refunds.policy {
+                crate::ledger::refund::RefundPolicy::Never => None,
+                _ => Some(program.refunds.window.to_string()),
+            },
+            expiring_within: program.notices.expiring_within.map(describe_duration),
+            metering: program.metering.is_some(),
+            market: program.market.is_some(),
+            referrals: program.referrals.is_some(),
         })
     }
+}
+
+/// A whole number of days or hours as words ("7 days", "36 hours"), as validities are written.
+fn describe_duration(length: chrono::Duration) -> String {
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    if length.num_hours() % 24 == 0 { plural(length.num_days(), "day") } else { plural(length.num_hours(), "hour") }
 }

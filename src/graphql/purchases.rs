@@ -76,6 +76,17 @@ impl Purchase {
     async fn lot_id(&self) -> Option<ID> {
         self.0.lot_id.map(|id| ID(id.to_string()))
     }
+    /// Where the user pays for it: the program's checkout page for this purchase while it is
+    /// PENDING, where one is configured (`program.checkout` is EXTERNAL); else null.
+    async fn checkout_url(&self, ctx: &Context<'_>) -> Option<String> {
+        let links = crate::graphql::portal::links(ctx)?;
+        match (&links.checkout, self.0.status) {
+            (crate::links::Checkout::External(template), crate::ledger::money::PurchaseStatus::Pending) => {
+                Some(template.fill(self.0.id, &self.0.credits.to_string(), self.0.price_minor, &self.0.currency))
+            }
+            _ => None,
+        }
+    }
 }
 
 #[derive(SimpleObject)]

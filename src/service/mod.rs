@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod ad_rewards;
 pub mod batch;
+pub mod benefits;
 pub mod checkin;
 pub mod clock;
 pub mod coupons;

@@ -6,7 +6,7 @@ use crate::entity::account;
 use crate::ledger::Credits;
 use crate::ledger::metering::Trigger;
 use crate::ledger::plans::{Period, PlanPeriod};
-use crate::program::Program;
+use crate::program::{Plan, Program};
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::posting::{self, EntryMeta};
@@ -162,7 +162,14 @@ struct DueGrant<'p> {
     renews: bool,
 }
 
-fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Option<DueGrant<'p>> {
+/// The plan credits of the period containing `now` for `account`, if its plan grants credits:
+/// the plan, its amount per period and the period. What a grant is due for, and what the
+/// account's benefits show (`service::benefits`). No database.
+pub(crate) fn current_period<'p>(
+    program: &'p Program,
+    account: &account::Model,
+    now: DateTime<Utc>,
+) -> Option<(&'p Plan, Credits, Period)> {
     let rule = program.plan_credits?;
     let Some(plan) = program.plan(&account.plan) else {
         tracing::warn!(account.id = account.id, account.plan = %account.plan, "account on a plan the program no longer has");
@@ -170,7 +177,12 @@ fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<U
     };
     let amount = plan.monthly_credits?;
     let anchor = account.plan_since.unwrap_or(account.created_at);
-    let Period { key, starts_at, ends_at } = rule.period.period_at(anchor, now);
+    Some((plan, amount, rule.period.period_at(anchor, now)))
+}
+
+fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Option<DueGrant<'p>> {
+    let rule = program.plan_credits?;
+    let (plan, amount, Period { key, starts_at, ends_at }) = current_period(program, account, now)?;
     let granted_at = match account.renews_at {
         Some(due) if due == starts_at && due <= now => due,
         _ => now,

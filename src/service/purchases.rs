@@ -150,6 +150,14 @@ impl Engine {
         PurchaseView::of(created.ok_or_else(|| anyhow::anyhow!("purchase {} vanished", receipt.purchase_id))?)
     }
 
+    /// Pays a pending purchase with a fake payment, for trying the whole flow without a payment
+    /// provider (the portal's "simulated payment", development mode only: the caller checks the
+    /// mode). It is `confirm_purchase` with a reference made from the purchase id, so paying
+    /// twice, or at once from two tabs, pays it once.
+    pub async fn simulate_payment(&self, purchase_id: i64, now: DateTime<Utc>) -> Result<PurchaseView, ServiceError> {
+        self.confirm_purchase(purchase_id, &simulated_reference(purchase_id), None, now).await
+    }
+
     /// The payment succeeded: grant the paid lot. A suspended account still gets what it paid
     /// for: the money was taken, and the books must say so. Idempotent on the payment reference; a
     /// reference already used for another purchase, or a purchase already paid under another
@@ -260,4 +268,10 @@ async fn grant_first_purchase_bonus(
     let meta = EntryMeta { reason: Some("first-purchase bonus"), ..EntryMeta::now("first_purchase_bonus", now) };
     posting::credit(txn, bonus_lot, meta).await?;
     Ok(())
+}
+
+/// The payment reference of a simulated payment: recognisable in the purchase history and the
+/// journal, and one per purchase.
+pub fn simulated_reference(purchase_id: i64) -> String {
+    format!("simulated-{purchase_id}")
 }

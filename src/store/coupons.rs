@@ -8,6 +8,14 @@ pub async fn by_code(conn: &impl ConnectionTrait, code: &str) -> Result<Option<c
     coupon::Entity::find().filter(coupon::Column::Code.eq(code)).one(conn).await
 }
 
+/// The coupons with these ids (those that exist), in no particular order.
+pub async fn by_ids(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<coupon::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    coupon::Entity::find().filter(coupon::Column::Id.is_in(ids.iter().copied())).all(conn).await
+}
+
 /// A coupon as an operator defines it; it starts with no redemptions.
 pub struct NewCouponRow {
     pub code: String,

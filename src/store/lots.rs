@@ -47,6 +47,28 @@ pub async fn open_for_account(conn: &impl ConnectionTrait, account_id: i64) -> R
         .await
 }
 
+/// An account's open lots of one source with credits left and not expired at `now`, newest
+/// first, at most `limit`: the coupon lots of the account's benefits.
+pub async fn spendable_of_source(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    source: LotSource,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<lot::Model>, DbErr> {
+    use sea_orm::Condition;
+    lot::Entity::find()
+        .filter(lot::Column::AccountId.eq(account_id))
+        .filter(lot::Column::Open.eq(true))
+        .filter(lot::Column::Source.eq(source.as_str()))
+        .filter(lot::Column::RemainingMicros.gt(0))
+        .filter(Condition::any().add(lot::Column::ExpiresAt.is_null()).add(lot::Column::ExpiresAt.gt(now)))
+        .order_by_desc(lot::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
 /// An account's lots, newest first; open ones only unless `include_closed`.
 fn of_account(account_id: i64, include_closed: bool) -> Select<lot::Entity> {
     let query = lot::Entity::find().filter(lot::Column::AccountId.eq(account_id));

@@ -12,6 +12,14 @@ pub async fn by_payment_reference(conn: &impl ConnectionTrait, reference: &str) 
     purchase::Entity::find().filter(purchase::Column::PaymentReference.eq(reference)).one(conn).await
 }
 
+/// The purchases with these ids (those that exist), in no particular order.
+pub async fn by_ids(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<purchase::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    purchase::Entity::find().filter(purchase::Column::Id.is_in(ids.iter().copied())).all(conn).await
+}
+
 /// An account's purchases; never-paid ones only with `include_unpaid`.
 fn of_account(account_id: i64, include_unpaid: bool) -> Select<purchase::Entity> {
     let query = purchase::Entity::find().filter(purchase::Column::AccountId.eq(account_id));

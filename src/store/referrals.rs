@@ -75,3 +75,16 @@ pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) ->
         .all(conn)
         .await
 }
+
+/// Referrals whose purchase bonus is on hold and would go to `account_id` (as the referrer or as
+/// the friend), newest first, at most `limit`.
+pub async fn held_for_account(conn: &impl ConnectionTrait, account_id: i64, limit: u64) -> Result<Vec<referral::Model>, DbErr> {
+    use sea_orm::Condition;
+    referral::Entity::find()
+        .filter(referral::Column::BonusStatus.eq(<&str>::from(BonusStatus::Held)))
+        .filter(Condition::any().add(referral::Column::ReferrerId.eq(account_id)).add(referral::Column::ReferredId.eq(account_id)))
+        .order_by_desc(referral::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}

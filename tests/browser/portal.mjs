@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { openPage, result, run, step, WAIT_MS } from './lib.mjs';
 
 const base = process.argv[2];
-const { URL: PORTAL_URL, REASON, SIMULATED, PORTAL_SCREENSHOTS } = process.env;
+const { URL: PORTAL_URL, EXPIRED_URL, REASON, SIMULATED, PORTAL_SCREENSHOTS } = process.env;
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
@@ -127,7 +127,27 @@ run(async () => {
   await fresh.goto(new URL('/portal', base).href, { waitUntil: 'load' });
   await fresh.waitForSelector('.expired', { timeout: WAIT_MS });
   const expiredText = await fresh.locator('.expired h1').textContent();
+  // A link whose token has expired: the same page, and the token is not kept.
+  await fresh.goto(EXPIRED_URL, { waitUntil: 'load' });
+  await fresh.waitForSelector('.expired', { timeout: WAIT_MS });
+  const expiredLink = {
+    heading: await fresh.locator('.expired h1').textContent(),
+    stored: await fresh.evaluate(() => sessionStorage.getItem('credits.portal.token')),
+    addressBar: fresh.url(),
+  };
   await fresh.close();
+
+  // The page's own formatting, run in the page (the module is this server's, so the policy
+  // lets it load): money and prices by string arithmetic, never floats.
+  const formats = await page.evaluate(async () => {
+    const dom = await import('/portal/js/dom.js');
+    return {
+      money: [dom.formatMoney(150, 'USD'), dom.formatMoney(5, 'USD'), dom.formatMoney(123456789, 'USD'), dom.formatMoney(1500, 'JPY'), dom.formatMoney(-250, 'EUR')],
+      price: [dom.priceMinor('75', '2'), dom.priceMinor('3', '0.5'), dom.priceMinor('1000', '0.2'), dom.priceMinor('0.1', '0.5'), dom.priceMinor('33.333333', '0.3')].map(String),
+      credits: [dom.formatCredits('1234.500'), dom.formatCredits('-3'), dom.formatCredits('0.000001'), dom.formatCredits('10.0')],
+      text: dom.h('p', {}, '<b>bold</b>').outerHTML,
+    };
+  });
 
   await browser.close();
   result({
@@ -150,6 +170,8 @@ run(async () => {
     totalAfterBuying,
     phone,
     expiredText,
+    expiredLink,
+    formats,
     axe: { overview: axeOverview, buy: axeBuy, phone: axePhone },
     requests,
     websockets,

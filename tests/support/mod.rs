@@ -187,6 +187,7 @@ impl TestApp {
             security,
             spend_lanes: None,
             retention: Default::default(),
+            links: Default::default(),
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         // On a test clock, the clock the app reads is the ledger's.

@@ -120,6 +120,14 @@ function watchConnection() {
 
 async function start() {
   watchConnection();
+  // A new portal link opened in this tab while the portal is already here changes only the
+  // fragment, which does not reload the page: take its token, then start again with it.
+  window.addEventListener('hashchange', () => {
+    if (/(^#|&)token=/.test(location.hash)) {
+      loadSession();
+      location.reload();
+    }
+  });
   if (!loadSession()) {
     showExpired();
     return;

@@ -1,6 +1,6 @@
 // Building the page without markup strings: every text the server sends (reasons, coupon codes,
 // names) becomes a TEXT node, so nothing a user or a backend wrote can turn into an element.
-// Nothing in the portal uses innerHTML or its relatives (a unit test in src/portal.rs checks).
+// Nothing in the portal parses a string as markup (a unit test in src/portal.rs checks).
 // Amounts are decimal strings from the server; they are formatted and multiplied as strings and
 // BigInts, never as floats.
 

@@ -69,7 +69,7 @@ export async function render(root, app) {
     } else if (checkout === 'EXTERNAL' && purchase.checkoutUrl) {
       card.append(h('p', {}, h('a', { href: purchase.checkoutUrl, rel: 'noreferrer' }, 'Go to the payment page')));
     } else {
-      card.append(h('p', {}, paymentNote(checkout)));
+      card.append(h('p', {}, 'Pay for it in the app; the credits arrive here as soon as it is paid.'));
     }
     return card;
   }
@@ -79,7 +79,7 @@ export async function render(root, app) {
   for (const pkg of creditPackages) {
     const button = h('button', { type: 'button', class: 'button', 'data-package': pkg.code }, `Buy for ${formatMoney(pkg.price.amountMinor, pkg.price.currency)}`);
     button.addEventListener('click', () => buy({ package: pkg.code }, button));
-    packages.append(h('li', { class: 'package' }, h('span', { class: 'package-name' }, pkg.name), h('span', { class: 'package-credits' }, `${formatCredits(pkg.credits)} credits`), button));
+    packages.append(h('li', { class: 'package' }, h('span', { class: 'package-name' }, pkg.name), pkg.name === `${formatCredits(pkg.credits)} credits` ? null : h('span', { class: 'package-credits' }, `${formatCredits(pkg.credits)} credits`), button));
   }
 
   // A custom amount, priced as the user types.

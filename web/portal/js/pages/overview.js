@@ -291,9 +291,9 @@ function activitySection(entries) {
       h(
         'li',
         { class: 'activity-item' },
-        h('span', { class: 'activity-when' }, formatDateTime(entry.effectiveAt)),
         h('span', { class: 'activity-what' }, KINDS[entry.kind] || words(entry.kind), entry.feature ? ` · ${entry.feature}` : ''),
         h('span', { class: ['activity-amount', negative ? 'negative' : 'positive'] }, `${negative ? '' : '+'}${formatCredits(entry.amount)}`),
+        h('span', { class: 'activity-when' }, formatDateTime(entry.effectiveAt)),
         entry.reason ? h('span', { class: 'activity-reason' }, entry.reason) : null,
       ),
     );
