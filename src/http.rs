@@ -63,7 +63,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/graphiql/{*path}", get(crate::graphiql::asset))
         .route("/portal", get(crate::portal::page))
-        .route("/portal/", get(crate::portal::page))
+        .route("/portal/", get(crate::portal::to_page))
         .route("/portal/{*path}", get(crate::portal::asset))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))

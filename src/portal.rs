@@ -11,8 +11,8 @@
 
 use crate::web_asset::{Caching, WebFile, etag_of_digest};
 use axum::extract::Path;
-use axum::http::{HeaderMap, HeaderName, header};
-use axum::response::Response;
+use axum::http::{HeaderMap, HeaderName, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 #[derive(rust_embed::RustEmbed)]
 #[folder = "web/portal/"]
@@ -75,9 +75,16 @@ fn file(path: &str, request: &HeaderMap) -> Response {
     )
 }
 
-/// `GET /portal` (and `/portal/`): the page.
+/// `GET /portal`: the page.
 pub async fn page(headers: HeaderMap) -> Response {
     file("index.html", &headers)
+}
+
+/// `GET /portal/`: to `/portal`, where the page's relative references resolve (they are
+/// relative so that the portal also works under a reverse proxy's path prefix). The location is
+/// relative too, for the same reason.
+pub async fn to_page() -> Response {
+    (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, "../portal")]).into_response()
 }
 
 /// `GET /portal/{*path}`: one of the portal's files, or 404 in GraphQL's error shape.

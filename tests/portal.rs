@@ -32,6 +32,11 @@ fn references(html: &str) -> Vec<String> {
 /// The page and each of its files: from the server, with the policy, `nosniff`, no Referer, and
 /// an ETag the browser revalidates with (`no-cache`, then 304).
 async fn the_portal_is_served(app: &TestApp) {
+    // `/portal/` leads to `/portal`, where the page's relative references resolve.
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let slash = no_redirects.get(format!("{}/portal/", app.address)).send().await.unwrap();
+    assert_eq!(slash.status(), 308);
+    assert_eq!(slash.headers()[reqwest::header::LOCATION], "../portal");
     for path in ["/portal", "/portal/"] {
         let response = get(app, path).await;
         assert_eq!(response.status(), 200, "{path}");
@@ -48,7 +53,8 @@ async fn the_portal_is_served(app: &TestApp) {
     }
     let html = get(app, "/portal").await.text().await.unwrap();
     let references = references(&html);
-    assert_eq!(references, vec!["/portal/js/app.js", "/portal/style.css", "/portal/pages.css"], "{references:?}");
+    // Relative to /portal, so that a path prefix in front of the server keeps working.
+    assert_eq!(references, vec!["portal/js/app.js", "portal/style.css", "portal/pages.css"], "{references:?}");
     for path in [
         "/portal/js/app.js",
         "/portal/style.css",
@@ -165,8 +171,12 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
         .await;
     assert!(granted["errors"].is_null(), "{granted}");
     let total_at_start = app.balance("portal-user").await;
-    let token = app.user("portal-user");
-    let url = format!("{}/portal#token={token}", app.address);
+    // The backend opens the portal for its user, and redirects the browser to the URL.
+    let opened =
+        app.gql(&app.service, "mutation { createPortalSession(accountId: \"portal-user\", ttl: 900) { token url } }", json!({})).await;
+    let token = opened["data"]["createPortalSession"]["token"].as_str().unwrap_or_else(|| panic!("{opened}"));
+    let url = opened["data"]["createPortalSession"]["url"].as_str().unwrap().to_string();
+    assert_eq!(url, format!("{}/portal#token={token}", app.address));
     // A token the server refuses, as it refuses an expired one (UNAUTHENTICATED): signed with
     // another secret, since an expired one would still pass within the clock leeway.
     let expired = credits::auth::AuthKeys::new(b"not-this-servers-secret-not-this-servers")
@@ -182,7 +192,7 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
         ("URL", url.as_str()),
         ("EXPIRED_URL", expired_url.as_str()),
         ("REASON", MARKUP),
-        ("SIMULATED", "0"),
+        ("SIMULATED", "1"),
         ("PORTAL_SCREENSHOTS", screenshots.as_str()),
     ];
     let Some(mut script) = BrowserScript::start("portal.mjs", &app.address, &env).await else {
@@ -195,6 +205,7 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
     assert!(spent["errors"].is_null(), "{spent}");
     let after_spend = app.balance("portal-user").await;
     let seen = script.finish().await;
+    let after_buying = app.balance("portal-user").await;
 
     // The token left the address bar for this tab's storage at once.
     assert_eq!(seen["addressBar"], format!("{}/portal#/overview", app.address), "{seen}");
@@ -218,9 +229,17 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
     // The backend's spend, live, with no reload.
     assert_eq!(seen["totalAfterSpend"], after_spend, "{seen}");
     assert_eq!(seen["notReloaded"], true, "{seen}");
+    assert!(seen["lastActivity"].as_str().unwrap().starts_with("Spent · chat-3"), "{seen}");
     // 75 credits at 2 cents (arkain): priced before paying.
     assert_eq!(seen["customPrice"], "Price: 1.50 USD", "{seen}");
-    assert_eq!(seen["purchases"][0], "Pending payment", "{seen}");
+    // A package bought with the simulated payment (development mode): paid, then refunded, and
+    // the balance the overview shows afterwards is the server's.
+    assert!(seen["checkoutNote"].as_str().unwrap().contains("simulated"), "{seen}");
+    assert_eq!(seen["paid"], "Paid (simulated): 100 credits added.", "{seen}");
+    assert_eq!(seen["purchases"][0], "Paid", "{seen}");
+    // Then refunded from the page, inside arkain's 7 days.
+    assert!(seen["refunded"].as_str().unwrap().contains("Refunded"), "{seen}");
+    assert_eq!(seen["totalAfterBuying"], after_buying, "{seen}");
     // A phone: nothing wider than the screen.
     for (page, widths) in seen["phone"].as_object().unwrap() {
         assert!(widths["scrollWidth"].as_i64() <= widths["clientWidth"].as_i64(), "{page} scrolls sideways on a phone: {widths}");

@@ -74,6 +74,9 @@ run(async () => {
   await page.waitForFunction((before) => document.querySelector('[data-testid="total"]')?.textContent !== before, totalBeforeSpend, { timeout: WAIT_MS });
   const totalAfterSpend = await text(page, '[data-testid="total"]');
   const notReloaded = await page.evaluate(() => window.portalNotReloaded === true);
+  // The rest of the page follows: the spend shows in the recent activity.
+  await page.waitForSelector('.activity-what:text-matches("^Spent")', { timeout: WAIT_MS });
+  const lastActivity = await text(page, '.activity-item');
   step('live');
   await shoot(page, 'overview');
   const axeOverview = await axe(page);
@@ -91,11 +94,20 @@ run(async () => {
     await page.click('[data-testid="simulate"]');
     await page.waitForSelector('[data-testid="pending"] .outcome-ok', { timeout: WAIT_MS });
     paid = await text(page, '[data-testid="pending"] .outcome-ok');
+    // The history is drawn again after the payment.
+    await page.waitForSelector('.purchase[data-status="PAID"]', { timeout: WAIT_MS });
   }
   await page.waitForSelector('.purchase', { timeout: WAIT_MS });
   const purchases = await page.locator('.purchase .status').allTextContents();
   await shoot(page, 'buy');
   const axeBuy = await axe(page);
+  // A refund inside the program's window (the server decides; it says why when it refuses).
+  let refunded = null;
+  if (SIMULATED === '1') {
+    await page.click('button[data-refund]');
+    await page.waitForSelector('.purchase[data-status="REFUNDED"]', { timeout: WAIT_MS });
+    refunded = await page.locator('.purchase[data-status="REFUNDED"]').first().textContent();
+  }
   await page.click('nav a[href="#/overview"]');
   await page.waitForSelector('[data-testid="total"]', { timeout: WAIT_MS });
   const totalAfterBuying = await text(page, '[data-testid="total"]');
@@ -163,6 +175,8 @@ run(async () => {
     totalBeforeSpend,
     totalAfterSpend,
     notReloaded,
+    lastActivity,
+    refunded,
     customPrice,
     checkoutNote,
     paid,

@@ -16,11 +16,19 @@ export class ApiError extends Error {
   }
 }
 
+// Paths from this module's own URL, so the portal works under a path prefix (a `public_url`
+// such as https://example.com/credits behind a reverse proxy): this file is
+// {prefix}/portal/js/api.js.
+const DOCUMENT_URL = new URL('../portal.graphql', import.meta.url).href;
+const GRAPHQL_URL = new URL('../../graphql', import.meta.url).href;
+const WEBSOCKET_URL = new URL('../../graphql/ws', import.meta.url);
+WEBSOCKET_URL.protocol = WEBSOCKET_URL.protocol === 'https:' ? 'wss:' : 'ws:';
+
 let documentText = null;
 
 function loadDocument() {
   if (!documentText) {
-    documentText = fetch('/portal/portal.graphql', { credentials: 'omit' }).then(async (response) => {
+    documentText = fetch(DOCUMENT_URL, { credentials: 'omit' }).then(async (response) => {
       if (!response.ok) throw new ApiError('UNAVAILABLE', 'The portal could not load. Reload the page to try again.', response.headers.get('x-request-id'));
       return response.text();
     });
@@ -41,7 +49,7 @@ export async function gql(operationName, variables = {}) {
   const query = await loadDocument();
   let response;
   try {
-    response = await fetch('/graphql', {
+    response = await fetch(GRAPHQL_URL, {
       method: 'POST',
       credentials: 'omit',
       headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${token() || ''}` },
@@ -126,9 +134,7 @@ export function subscribe(operationName, variables, onNext, onError) {
     }
     if (stopped) return;
     setState('connecting');
-    const url = new URL('/graphql/ws', location.href);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(url.href, 'graphql-transport-ws');
+    const ws = new WebSocket(WEBSOCKET_URL.href, 'graphql-transport-ws');
     socket = ws;
     ws.addEventListener('open', () => {
       ws.send(JSON.stringify({ type: 'connection_init', payload: { Authorization: `Bearer ${token() || ''}` } }));
