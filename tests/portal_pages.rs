@@ -1,10 +1,11 @@
 //! The portal's Usage, History and Market pages in Chromium (`tests/browser/portal_pages.mjs`)
 //! against the real server on both databases: the data is made through the API with a service
-//! token, the page is opened with a user token, and what the page shows is compared with what
-//! the API answers for the same month, day, filter or page. Also: a reason holding markup shows
-//! as text, no request leaves the server's origin, nothing fails in the console, and each page
-//! fits a 390 px wide phone. `PORTAL_SCREENSHOTS=docs` saves `docs/portal-{usage,history,market}.png`
-//! (from the SQLite run).
+//! token, the page is opened as a backend opens it for its user (the link `createPortalSession`
+//! returns), and what the page shows is compared with what the API answers for the same month,
+//! day, filter or page. Also: a reason holding markup shows as text, no request leaves the
+//! server's origin, nothing fails in the console, axe-core finds nothing serious, and each page
+//! fits a 390 px wide phone. `PORTAL_SCREENSHOTS=docs` saves
+//! `docs/portal-{usage,history,market}.png` (from the SQLite run).
 
 use crate::on_both;
 use crate::support::browser::BrowserScript;
@@ -86,6 +87,12 @@ fn assert_clean(seen: &Value) {
         let found = if page == "usage" { &seen[page]["current"]["axe"] } else { &seen[page]["axe"] };
         assert!(found.is_null() || *found == json!([]), "axe-core finds serious problems on {page}: {found}");
     }
+}
+
+/// The portal link a backend gets for its user (`createPortalSession`): the token in the fragment.
+async fn portal_link(app: &TestApp, account: &str) -> String {
+    let opened = ok(app, &app.service, "mutation($a: ID!) { createPortalSession(accountId: $a) { url } }", json!({ "a": account })).await;
+    opened["createPortalSession"]["url"].as_str().unwrap().to_string()
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -199,11 +206,11 @@ async fn usage_and_history_pages_show_what_the_api_gives(backend: Backend) {
         { "name": "chat", "kind": "SPEND", "feature": "chat" },
         { "name": "dates", "from": "2026-10-22", "to": "2026-10-24" },
     ]);
-    let token = app.user("u");
+    let link = portal_link(&app, "u").await;
     let shots = screenshots(backend);
     let filters_text = filters.to_string();
     let env = [
-        ("TOKEN", token.as_str()),
+        ("URL", link.as_str()),
         ("MODE", "metering"),
         // The page reads the date filter in the browser's time zone, as it shows the times.
         ("TZ", "UTC"),
@@ -394,9 +401,9 @@ async fn market_page_shows_rates_and_jobs(backend: Backend) {
     let unknown = app.gql(&user, RATES, json!({ "w": "no-such-workload" })).await;
     let refusal = unknown["errors"][0]["message"].as_str().unwrap_or_else(|| panic!("{unknown}")).to_string();
 
-    let token = app.user("c");
+    let link = portal_link(&app, "c").await;
     let shots = screenshots(backend);
-    let env = [("TOKEN", token.as_str()), ("MODE", "market"), ("SCREENSHOTS", shots.as_str())];
+    let env = [("URL", link.as_str()), ("MODE", "market"), ("SCREENSHOTS", shots.as_str())];
     let Some(script) = BrowserScript::start("portal_pages.mjs", &app.address, &env).await else {
         return;
     };

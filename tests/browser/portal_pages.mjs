@@ -2,7 +2,7 @@
 // network cut off from everything but it. The script only drives the pages and reads what they
 // show; the Rust test (tests/portal_pages.rs) made the data through the API and compares.
 //
-// Inputs: argv[2] the server's base URL; TOKEN a user token; MODE `metering` (Usage, then
+// Inputs: argv[2] the server's base URL; URL the portal link (…/portal#token=…); MODE `metering` (Usage, then
 // History) or `market` (Market); for `metering`: OTHER_MONTH a month to pick, HISTORY_FILTERS a
 // JSON list of {name, kind, feature, from, to}; SCREENSHOTS a folder to save
 // portal-{usage,history,market}.png in (not set: none).
@@ -15,7 +15,7 @@ const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const base = process.argv[2];
-const { TOKEN, MODE, OTHER_MONTH, HISTORY_FILTERS, SCREENSHOTS } = process.env;
+const { URL: PORTAL_URL, MODE, OTHER_MONTH, HISTORY_FILTERS, SCREENSHOTS } = process.env;
 
 async function go(page, hash) {
   await page.evaluate((hash) => {
@@ -226,7 +226,7 @@ run(async () => {
     dialogs.push(dialog.message());
     dialog.dismiss();
   });
-  const response = await page.goto(`${new URL('/portal', base).href}#token=${TOKEN}`, { waitUntil: 'load' });
+  const response = await page.goto(PORTAL_URL, { waitUntil: 'load' });
   if (response.status() !== 200) throw new Error(`GET /portal answered ${response.status()}`);
   // The session takes the token out of the address at once.
   await page.waitForFunction(() => !window.location.hash.includes('token='), null, { timeout: WAIT_MS });
