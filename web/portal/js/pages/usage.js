@@ -84,6 +84,8 @@ export async function render(root, app) {
     { class: 'card', id: 'usage-containers' },
     h('h2', {}, 'Container logs'),
     h('div', { class: 'field' }, h('label', { for: 'usage-day' }, 'Day'), daySelect),
+    // A usage line carries no tier: the tier shown is the container's now (Account.containers).
+    h('p', { class: 'muted' }, "Each container's lines that day (UTC), with its tier now."),
     dayBody,
   );
   let month = null;
