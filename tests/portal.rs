@@ -269,3 +269,70 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
 }
 
 on_both!(a_user_uses_the_portal_in_chromium);
+
+/// Opens the portal for `account` through `createPortalSession`, as a backend does.
+async fn portal_link(app: &TestApp, account: &str) -> String {
+    let opened = app.gql(&app.service, "mutation($a: ID!) { createPortalSession(accountId: $a) { url } }", json!({ "a": account })).await;
+    opened["data"]["createPortalSession"]["url"].as_str().unwrap_or_else(|| panic!("{opened}")).to_string()
+}
+
+fn assert_clean(seen: &Value) {
+    assert_eq!(seen["axe"], json!([]), "axe-core: {seen}");
+    assert_eq!(seen["foreign"], json!([]), "the page tried to reach another host: {seen}");
+    assert_eq!(seen["problems"], json!([]), "errors in the page: {seen}");
+}
+
+/// carat: a Plus subscriber claims today's lucky credits from the page (a 24-hour lot, so it is
+/// called out as expiring within the program's 3 days); ad rewards come from watching an ad in
+/// the app, which the page says instead of offering a button.
+async fn a_subscriber_claims_lucky_credits_in_the_portal(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "carat").await;
+    // Inside carat's lucky promotion (until 2026-04-30).
+    app.clock.set(chrono::DateTime::parse_from_rfc3339("2026-04-01T12:00:00Z").unwrap().to_utc());
+    let created = app
+        .gql(&app.service, "mutation { createAccount(input: {externalId: \"lucky-user\", plan: \"plus\"}) { created } }", json!({}))
+        .await;
+    assert_eq!(created["data"]["createAccount"]["created"], true, "{created}");
+    let url = portal_link(&app, "lucky-user").await;
+    let Some(script) = BrowserScript::start("portal-claims.mjs", &app.address, &[("URL", url.as_str()), ("CLAIM_LUCKY", "1")]).await else {
+        return;
+    };
+    let seen = script.finish().await;
+    assert_clean(&seen);
+    let before = &seen["before"];
+    assert_eq!(before["luckyButton"], 1, "{seen}");
+    assert!(before["lucky"][0].as_str().unwrap().contains("up to 700 credits"), "{seen}");
+    assert!(before["ad"][0].as_str().unwrap().contains("Watch an ad in the app"), "{seen}");
+    assert!(before["benefits"].as_array().unwrap().iter().any(|b| b.as_str().unwrap().starts_with("Plan credits: Plus")), "{seen}");
+    let claimed = seen["claimed"].as_str().unwrap();
+    let lucky = app.gql(&app.user("lucky-user"), "{ me { luckyCredits { claimed } } }", json!({})).await;
+    let amount = lucky["data"]["me"]["luckyCredits"]["claimed"].as_str().unwrap_or_else(|| panic!("{lucky}"));
+    assert_eq!(claimed, format!("Lucky you: {amount} credits added."), "{seen}");
+    assert!(seen["after"]["lucky"][0].as_str().unwrap().contains(&format!("You got {amount} credits today")), "{seen}");
+    assert!(seen["after"]["expiring"].as_array().unwrap().iter().any(|e| e.as_str().unwrap().contains("(lucky credits) expire")), "{seen}");
+}
+
+/// archipelag: under its 10-credit threshold the low-credit banner shows; the market's page is
+/// in the navigation.
+async fn the_low_credit_banner_shows_in_the_portal(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "archipelag").await;
+    app.create_account("low-user").await;
+    let verified =
+        app.gql(&app.service, "mutation { setIdentityVerified(accountId: \"low-user\", verified: true) { id } }", json!({})).await;
+    assert!(verified["errors"].is_null(), "{verified}");
+    let balance = app.balance("low-user").await;
+    let spend = format!("{}", balance.parse::<i64>().unwrap() - 4);
+    let spent = app.spend("low-user", &spend, "down-to-four").await;
+    assert!(spent["errors"].is_null(), "{spent}");
+    let url = portal_link(&app, "low-user").await;
+    let Some(script) = BrowserScript::start("portal-claims.mjs", &app.address, &[("URL", url.as_str())]).await else {
+        return;
+    };
+    let seen = script.finish().await;
+    assert_clean(&seen);
+    let low = seen["before"]["low"][0].as_str().unwrap_or_else(|| panic!("no low-credit banner: {seen}"));
+    assert!(low.contains("Your credits are running low") && low.contains("4 credits left"), "{seen}");
+    assert!(seen["before"]["nav"].as_array().unwrap().contains(&json!("Market")), "{seen}");
+}
+
+on_both!(a_subscriber_claims_lucky_credits_in_the_portal, the_low_credit_banner_shows_in_the_portal);

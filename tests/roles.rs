@@ -44,6 +44,8 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
         Yes,
     ),
+    ("simulatePayment", r#"mutation { simulatePayment(purchaseId: "PUR") { id } }"#, Yes, No, Yes, Yes),
+    ("createPortalSession", r#"mutation { createPortalSession(accountId: "ACC") { url } }"#, No, No, Yes, Yes),
     ("refundPurchase", r#"mutation { refundPurchase(input: {purchaseId: "PUR", idempotencyKey: "k"}) { credits } }"#, Yes, No, Yes, Yes),
     (
         "spendCredits",
