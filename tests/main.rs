@@ -38,6 +38,7 @@ mod paging;
 mod persisted;
 mod plans;
 mod portal;
+mod portal_pages;
 mod portal_session;
 mod prices;
 mod purchases;

@@ -55,8 +55,15 @@ async fn the_portal_is_served(app: &TestApp) {
     let html = get(app, "/portal").await.text().await.unwrap();
     let references = references(&html);
     // Relative to /portal, so that a path prefix in front of the server keeps working.
-    assert_eq!(references, vec!["portal/js/app.js", "portal/style.css"], "{references:?}");
-    for path in ["/portal/js/app.js", "/portal/style.css", "/portal/js/pages/overview.js", "/portal/portal.graphql"] {
+    assert_eq!(references, vec!["portal/js/app.js", "portal/style.css", "portal/pages.css"], "{references:?}");
+    for path in [
+        "/portal/js/app.js",
+        "/portal/style.css",
+        "/portal/pages.css",
+        "/portal/js/pages/overview.js",
+        "/portal/js/chart.js",
+        "/portal/portal.graphql",
+    ] {
         let response = get(app, path).await;
         assert_eq!(response.status(), 200, "{path}");
         let expected = match path.rsplit_once('.').unwrap().1 {
