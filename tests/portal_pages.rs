@@ -398,6 +398,17 @@ async fn market_page_shows_rates_and_jobs(backend: Backend) {
         }
     }
     assert_eq!(workloads, ["image", "llm-chat"], "newest first");
+    // The page shows the catalog's workloads first, in its order, then any other the jobs ran.
+    let catalog = ok(&app, &user, "{ program { catalog { feature } } }", json!({})).await;
+    let features = catalog["program"]["catalog"].as_array().unwrap().iter().map(|c| c["feature"].as_str().unwrap().to_string());
+    let mut shown: Vec<String> = Vec::new();
+    for workload in features.chain(workloads.iter().cloned()) {
+        if !shown.contains(&workload) {
+            shown.push(workload);
+        }
+    }
+    assert_eq!(shown, ["llm-chat", "image"]);
+    let workloads = shown;
     let unknown = app.gql(&user, RATES, json!({ "w": "no-such-workload" })).await;
     let refusal = unknown["errors"][0]["message"].as_str().unwrap_or_else(|| panic!("{unknown}")).to_string();
 

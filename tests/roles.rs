@@ -211,32 +211,7 @@ async fn every_operation_enforces_its_roles(backend: Backend) {
 /// Every mutation of the schema has a row.
 #[test]
 fn the_table_covers_every_mutation() {
-    let sdl = credits::graphql::sdl();
-    let start = sdl.find("type MutationRoot {").expect("a mutation type");
-    let body = &sdl[start..sdl[start..].find("\n}").map(|end| start + end).unwrap()];
-    // Field lines are `name(args): Type` or `name: Type`; doc strings sit between `"""` lines.
-    let mut in_doc = false;
-    let mut names = Vec::new();
-    let mut depth = 0;
-    for line in body.lines().skip(1).map(str::trim) {
-        if line.starts_with("\"\"\"") {
-            in_doc = !in_doc || line.len() > 3 && line.ends_with("\"\"\"");
-            in_doc = in_doc && !(line.len() > 3 && line.ends_with("\"\"\""));
-            continue;
-        }
-        if in_doc {
-            continue;
-        }
-        // Arguments with descriptions are printed one per line inside the field's parentheses.
-        let inside_arguments = depth > 0;
-        depth += line.matches('(').count() as i32 - line.matches(')').count() as i32;
-        if inside_arguments {
-            continue;
-        }
-        if let Some(name) = line.split(['(', ':']).next().filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric())) {
-            names.push(name);
-        }
-    }
+    let names = crate::support::mutation_names();
     assert!(names.len() > 20, "{names:?}");
     for name in names {
         assert!(TABLE.iter().any(|(op, ..)| *op == name), "no role row for {name}");

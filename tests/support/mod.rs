@@ -417,3 +417,20 @@ pub async fn buy(app: &TestApp, account: &str, credits: Option<&str>, package: O
     assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
     id
 }
+
+/// The mutation fields the schema serves, read by the GraphQL parser (not by lines: a field's
+/// arguments may be printed on lines of their own), for the tests that must cover every one.
+pub fn mutation_names() -> Vec<String> {
+    use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
+    let document = async_graphql::parser::parse_schema(credits::graphql::sdl()).expect("the SDL parses");
+    let mut names = Vec::new();
+    for definition in document.definitions {
+        if let TypeSystemDefinition::Type(ty) = definition
+            && ty.node.name.node == "MutationRoot"
+            && let TypeKind::Object(object) = &ty.node.kind
+        {
+            names.extend(object.fields.iter().map(|field| field.node.name.node.to_string()));
+        }
+    }
+    names
+}

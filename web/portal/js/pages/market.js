@@ -2,9 +2,8 @@
 // providers), the suggested bid, and the 5-minute history as a chart; then the user's jobs a page
 // at a time.
 //
-// Which workloads: the API names no list of them (a workload is a feature of the program's
-// catalog, which ProgramInfo does not expose), so the page shows the workloads of the user's
-// own jobs and lets the user look up any other by name. See the report for issue 22.
+// Which workloads: the features of the program's catalog (`program.catalog`), in its order, then
+// any other workload the user's own jobs ran; any other can be looked up by name.
 import { h, clear, formatCredits, formatDateTime } from '../dom.js';
 import { lineChart } from '../chart.js';
 import { pagedList } from '../pager.js';
@@ -158,15 +157,16 @@ export async function render(root, app) {
   });
 
   root.append(
-    h('section', { class: 'card' }, h('h2', {}, 'Rates'), h('p', { class: 'muted' }, 'The workloads of your jobs; look up any other by name.'), lookup),
+    h('section', { class: 'card' }, h('h2', {}, 'Rates'), h('p', { class: 'muted' }, 'The program\'s workloads and those of your jobs; look up any other by name.'), lookup),
     rates,
     h('section', { class: 'card', id: 'market-jobs' }, h('h2', {}, 'Your jobs'), jobs.element),
   );
 
-  // The workloads the user's recent jobs ran, most recent first.
+  // The catalog's workloads, then those the user's recent jobs ran (most recent first).
   try {
     const recent = (await app.gql('PortalMarketJobs', { first: WORKLOAD_SCAN })).me.jobs.nodes;
-    const workloads = [...new Set(recent.map((job) => job.workload))];
+    const catalog = ((app.program && app.program.catalog) || []).map((item) => item.feature);
+    const workloads = [...new Set([...catalog, ...recent.map((job) => job.workload)])];
     await Promise.all(workloads.map(show));
     // Promise.all appends in completion order: put the cards back in the jobs' order.
     for (const workload of workloads) {
