@@ -18,11 +18,29 @@ pub type Paged<N> = Connection<String, N, TotalCount>;
 /// What a connection's `totalCount` counts: the list, with the arguments its pages were read
 /// with (the filters, not the page's window).
 pub enum Counted {
-    Lots { account_id: i64, include_closed: bool },
-    History { account_id: i64, filter: HistoryFilter },
-    Purchases { account_id: i64, include_pending: bool },
-    Jobs { account_id: i64 },
-    AiLogs { account_id: i64, month: String },
+    Lots {
+        account_id: i64,
+        include_closed: bool,
+    },
+    History {
+        account_id: i64,
+        filter: HistoryFilter,
+    },
+    Purchases {
+        account_id: i64,
+        include_pending: bool,
+    },
+    Jobs {
+        account_id: i64,
+    },
+    AiLogs {
+        account_id: i64,
+        month: String,
+    },
+    /// The outbox, all events or those of one status (admin).
+    Outbox {
+        status: Option<crate::service::operations::OutboxStatus>,
+    },
 }
 
 /// The connection's own field beyond edges and `pageInfo`. The count is run by its resolver, so
@@ -45,6 +63,7 @@ impl TotalCount {
             Counted::Purchases { account_id, include_pending } => ledger.purchases_count(*account_id, *include_pending).await?,
             Counted::Jobs { account_id } => ledger.jobs_count(*account_id).await?,
             Counted::AiLogs { account_id, month } => ledger.ai_logs_count(*account_id, month).await?,
+            Counted::Outbox { status } => ledger.outbox_count(*status).await?,
         };
         // A COUNT is never negative, and a list never holds 2^63 rows.
         Ok(i64::try_from(count).unwrap_or(i64::MAX))

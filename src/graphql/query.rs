@@ -2,10 +2,11 @@
 
 use crate::graphql::accounts::AccountsQuery;
 use crate::graphql::market_root::MarketQuery;
+use crate::graphql::operations::OperationsQuery;
 use crate::graphql::prices::PricesQuery;
 use crate::graphql::program::ProgramQuery;
 use crate::graphql::purchases::PurchasesQuery;
 use async_graphql::MergedObject;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(AccountsQuery, PurchasesQuery, PricesQuery, MarketQuery, ProgramQuery);
+pub struct QueryRoot(AccountsQuery, PurchasesQuery, PricesQuery, MarketQuery, ProgramQuery, OperationsQuery);

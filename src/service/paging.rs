@@ -31,10 +31,11 @@ pub enum List {
     Purchases,
     Jobs,
     AiLogs,
+    Outbox,
 }
 
 impl List {
-    const ALL: [List; 5] = [List::Lots, List::History, List::Purchases, List::Jobs, List::AiLogs];
+    const ALL: [List; 6] = [List::Lots, List::History, List::Purchases, List::Jobs, List::AiLogs, List::Outbox];
 
     /// The name written into its cursors, and the field's name in the schema.
     pub fn as_str(self) -> &'static str {
@@ -44,6 +45,7 @@ impl List {
             List::Purchases => "purchases",
             List::Jobs => "jobs",
             List::AiLogs => "aiLogs",
+            List::Outbox => "outbox",
         }
     }
 }
