@@ -240,6 +240,9 @@ fn parse_event_id(id: &ID) -> Result<i64, ServiceError> {
     }
 }
 
+/// Periods `jobRuns` answers when not told.
+const DEFAULT_JOB_RUNS: i32 = 12;
+
 #[derive(Default)]
 pub struct OperationsQuery;
 
@@ -260,10 +263,12 @@ impl OperationsQuery {
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The job.")] job: JobName,
-        #[graphql(desc = "How many periods, newest first: 1 to 100.", default = 12)] limit: i32,
+        #[graphql(desc = "How many periods, newest first: 1 to 100; 12 (a year of a monthly job) when omitted or null.")] limit: Option<
+            i32,
+        >,
     ) -> ApiResult<Vec<JobRun>> {
         require_admin(ctx)?;
-        let limit = u64::try_from(limit).unwrap_or(0);
+        let limit = u64::try_from(limit.unwrap_or(DEFAULT_JOB_RUNS)).unwrap_or(0);
         let runs = app(ctx).ledger.job_runs(job.into(), limit).await?;
         Ok(runs.into_iter().map(JobRun).collect())
     }
