@@ -206,6 +206,24 @@ const OPS: &[Op] = &[
         fields: &[("input.reservationId", Kind::Id), ("input.idempotencyKey", Kind::Key)],
     },
     Op {
+        name: "runJob",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($j: JobName!) { runJob(job: $j) { items periods } }",
+        base: r#"{"j": "EXPIRE_RESERVATIONS"}"#,
+        fields: &[("j", Kind::Enum)],
+    },
+    // No webhook receiver in this suite: the valid request is FEATURE_DISABLED, and every bad
+    // one must be refused with a documented code and change nothing.
+    Op {
+        name: "redeliverEvent",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($id: ID!) { redeliverEvent(id: $id) { status } }",
+        base: r#"{"id": "1"}"#,
+        fields: &[("id", Kind::Id)],
+    },
+    Op {
         name: "grantCredits",
         program: "arkain",
         who: Who::Admin,
