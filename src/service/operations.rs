@@ -281,3 +281,43 @@ impl Engine {
         self.outbox_event(id).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_is_marked_running_once_until_its_run_ends() {
+        let jobs = Arc::new(RunningJobs::default());
+        let first = jobs.start(Job::ExpireLots).expect("not running yet");
+        assert!(jobs.start(Job::ExpireLots).is_none(), "a second run of the same job is refused");
+        let other = jobs.start(Job::DeliverWebhooks).expect("another job is independent");
+        drop(first);
+        assert!(jobs.start(Job::ExpireLots).is_some(), "free again once the first run ended");
+        drop(other);
+    }
+
+    #[test]
+    fn an_event_is_pending_failed_or_delivered_and_names_its_account() {
+        let at = DateTime::from_timestamp(1_790_000_000, 0).unwrap();
+        let row = |attempts: i32, delivered_at: Option<DateTime<Utc>>| outbox::Model {
+            id: 7,
+            topic: "purchase.refunded".into(),
+            account_id: Some(3),
+            payload: "{}".into(),
+            created_at: at,
+            delivered_at,
+            attempts,
+            next_attempt_at: None,
+            last_error: None,
+        };
+        let accounts = BTreeMap::from([(3, "alice".to_string())]);
+        let view = |attempts, delivered| OutboxEventView::of(row(attempts, delivered), &accounts).unwrap();
+        assert_eq!(view(0, None).status, OutboxStatus::Pending);
+        assert_eq!(view(2, None).status, OutboxStatus::Failed);
+        assert_eq!(view(2, Some(at)).status, OutboxStatus::Delivered);
+        assert_eq!((view(0, None).event_id, view(0, None).account), ("evt_7".to_string(), Some("alice".to_string())));
+        assert!(OutboxEventView::of(row(-1, None), &accounts).is_err(), "a negative count is a corrupt row");
+        assert!(matches!(JobRunStatus::parse("bogus"), Err(ServiceError::Internal(_))));
+    }
+}
