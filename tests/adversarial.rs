@@ -142,16 +142,6 @@ const OPS: &[Op] = &[
         base: r#"{"p": "$UNPAID"}"#,
         fields: &[("p", Kind::Id)],
     },
-    // On a deployment without a test clock every advance is refused (FEATURE_DISABLED) and
-    // changes nothing; its bad values on a test clock are in tests/test_clock.rs.
-    Op {
-        name: "advanceClock",
-        program: "arkain",
-        who: Who::Admin,
-        query: "mutation($by: String, $to: DateTime) { advanceClock(by: $by, to: $to) { now } }",
-        base: r#"{"by": "1 day"}"#,
-        fields: &[("by", Kind::Validity), ("to", Kind::Date)],
-    },
     Op {
         name: "createPortalSession",
         program: "arkain",
@@ -214,6 +204,34 @@ const OPS: &[Op] = &[
         query: "mutation($input: ReleaseReservationInput!) { releaseReservation(input: $input) { status } }",
         base: r#"{"input": {"reservationId": "$RES2", "idempotencyKey": "$KEY"}}"#,
         fields: &[("input.reservationId", Kind::Id), ("input.idempotencyKey", Kind::Key)],
+    },
+    Op {
+        name: "runJob",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($j: JobName!) { runJob(job: $j) { items periods } }",
+        base: r#"{"j": "EXPIRE_RESERVATIONS"}"#,
+        fields: &[("j", Kind::Enum)],
+    },
+    // No webhook receiver in this suite: the valid request is FEATURE_DISABLED, and every bad
+    // one must be refused with a documented code and change nothing.
+    Op {
+        name: "redeliverEvent",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($id: ID!) { redeliverEvent(id: $id) { status } }",
+        base: r#"{"id": "1"}"#,
+        fields: &[("id", Kind::Id)],
+    },
+    // On the system clock the valid request is FEATURE_DISABLED (a test clock is a deployment
+    // setting); bad input must still be refused with a documented code and change nothing.
+    Op {
+        name: "advanceClock",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($by: String, $to: DateTime) { advanceClock(by: $by, to: $to) { now } }",
+        base: r#"{"by": "1 day"}"#,
+        fields: &[("by", Kind::Validity), ("to", Kind::Date)],
     },
     Op {
         name: "grantCredits",

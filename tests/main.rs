@@ -33,6 +33,7 @@ mod market;
 mod metering;
 mod model;
 mod notices;
+mod operations;
 mod outages;
 mod paging;
 mod persisted;

@@ -90,6 +90,10 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     ("createCoupon", r#"mutation { createCoupon(input: {code: "ROLES-ACC", credits: "1"}) { code } }"#, No, No, No, Yes),
     // On the system clock an admin is told FEATURE_DISABLED; the others are refused first.
     ("advanceClock", r#"mutation { advanceClock(by: "1 day") { now } }"#, No, No, No, Yes),
+    // The operator's machinery (issue 23): admin only. An admin's runJob runs a job with
+    // nothing to do here; redeliverEvent is FEATURE_DISABLED without a webhook receiver.
+    ("runJob", r#"mutation { runJob(job: EXPIRE_RESERVATIONS) { items } }"#, No, No, No, Yes),
+    ("redeliverEvent", r#"mutation { redeliverEvent(id: "1") { status } }"#, No, No, No, Yes),
     (
         "redeemCoupon",
         r#"mutation { redeemCoupon(input: {accountId: "ACC", code: "NOPE", idempotencyKey: "k"}) { amount } }"#,
@@ -163,6 +167,9 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     ("benefits", r#"{ account(id: "ACC") { benefits { kind credits endsAt } } }"#, Yes, No, Yes, Yes),
     ("priceQuote", r#"{ priceQuote(feature: "snap") { total } }"#, Yes, Yes, Yes, Yes),
     ("creditPackages", r#"{ creditPackages { code } plans { code } program { name } }"#, Yes, Yes, Yes, Yes),
+    ("scheduledJobs", r#"{ scheduledJobs { name latestRun { status } } }"#, No, No, No, Yes),
+    ("jobRuns", r#"{ jobRuns(job: GRANT_MONTHLY_PLAN_CREDITS) { period } }"#, No, No, No, Yes),
+    ("outbox", r#"{ outbox(status: FAILED, first: 5) { totalCount edges { node { eventId } } } }"#, No, No, No, Yes),
 ];
 
 async fn every_operation_enforces_its_roles(backend: Backend) {

@@ -17,6 +17,7 @@ pub mod market_root;
 pub mod metering;
 pub mod metering_root;
 pub mod mutation;
+pub mod operations;
 pub mod paging;
 pub mod persisted;
 pub mod portal;

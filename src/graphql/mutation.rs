@@ -5,6 +5,7 @@ use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
 use crate::graphql::market_root::MarketMutation;
 use crate::graphql::metering_root::MeteringMutation;
+use crate::graphql::operations::OperationsMutation;
 use crate::graphql::portal::PortalMutation;
 use crate::graphql::purchases::PurchasesMutation;
 use crate::graphql::reservations::ReservationsMutation;
@@ -22,4 +23,5 @@ pub struct MutationRoot(
     MeteringMutation,
     ClockMutation,
     PortalMutation,
+    OperationsMutation,
 );

@@ -18,13 +18,33 @@ pub type Paged<N> = Connection<String, N, TotalCount>;
 /// What a connection's `totalCount` counts: the list, with the arguments its pages were read
 /// with (the filters, not the page's window).
 pub enum Counted {
-    Lots { account_id: i64, include_closed: bool },
-    History { account_id: i64, filter: HistoryFilter },
-    Purchases { account_id: i64, include_pending: bool },
-    Jobs { account_id: i64 },
-    AiLogs { account_id: i64, month: String },
-    Accounts { search: String },
+    Lots {
+        account_id: i64,
+        include_closed: bool,
+    },
+    History {
+        account_id: i64,
+        filter: HistoryFilter,
+    },
+    Purchases {
+        account_id: i64,
+        include_pending: bool,
+    },
+    Jobs {
+        account_id: i64,
+    },
+    AiLogs {
+        account_id: i64,
+        month: String,
+    },
+    Accounts {
+        search: String,
+    },
     Coupons,
+    /// The outbox, all events or those of one status (admin).
+    Outbox {
+        status: Option<crate::service::operations::OutboxStatus>,
+    },
 }
 
 /// The connection's own field beyond edges and `pageInfo`. The count is run by its resolver, so
@@ -49,6 +69,7 @@ impl TotalCount {
             Counted::AiLogs { account_id, month } => ledger.ai_logs_count(*account_id, month).await?,
             Counted::Accounts { search } => ledger.search_accounts_count(search).await?,
             Counted::Coupons => ledger.coupons_count().await?,
+            Counted::Outbox { status } => ledger.outbox_count(*status).await?,
         };
         // A COUNT is never negative, and a list never holds 2^63 rows.
         Ok(i64::try_from(count).unwrap_or(i64::MAX))

@@ -19,6 +19,7 @@ pub mod lucky;
 pub mod market;
 pub mod metering;
 pub mod notices;
+pub mod operations;
 pub mod paging;
 pub mod persisted;
 pub mod plans;
@@ -74,6 +75,8 @@ pub struct Engine {
     /// Where scheduled ticks take "now" from (`Clock::tick_instant`) and what
     /// `advance_clock` moves: the system clock unless the deployment runs a test clock.
     pub clock: Clock,
+    /// The jobs an operator started (`runJob`) that are still running in this process.
+    pub operator_jobs: Arc<operations::RunningJobs>,
 }
 
 impl Engine {
@@ -91,6 +94,7 @@ impl Engine {
             webhooks: None,
             retention: crate::ledger::retention::Retention::default(),
             clock: Clock::System,
+            operator_jobs: Arc::default(),
             spends,
         }
     }

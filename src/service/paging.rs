@@ -35,10 +35,13 @@ pub enum List {
     Accounts,
     /// The operator's coupon list.
     Coupons,
+    /// The webhook outbox (admin).
+    Outbox,
 }
 
 impl List {
-    const ALL: [List; 7] = [List::Lots, List::History, List::Purchases, List::Jobs, List::AiLogs, List::Accounts, List::Coupons];
+    const ALL: [List; 8] =
+        [List::Lots, List::History, List::Purchases, List::Jobs, List::AiLogs, List::Accounts, List::Coupons, List::Outbox];
 
     /// The name written into its cursors, and the field's name in the schema.
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl List {
             List::AiLogs => "aiLogs",
             List::Accounts => "accounts",
             List::Coupons => "coupons",
+            List::Outbox => "outbox",
         }
     }
 }

@@ -215,6 +215,18 @@ pub(crate) fn run_instant(start: DateTime<Utc>, started: Instant) -> DateTime<Ut
     truncate(start).checked_add_signed(elapsed).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// What one attempt at one event came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// Acknowledged with a 2xx.
+    Delivered,
+    /// Sent and failed; due again after its backoff. `unreachable`: no answer at all.
+    Failed { unreachable: bool },
+    /// Another worker holds (or took) the event: this call left it alone. `unreachable`: this
+    /// call did send it, got no answer, and lost its lease before recording that.
+    Skipped { unreachable: bool },
+}
+
 impl Engine {
     /// Sends at most `batch` due events, oldest first, each under its own lease; see the module
     /// documentation. Errors only for the database: a failed delivery is recorded, not returned.
@@ -229,58 +241,80 @@ impl Engine {
                 report.stopped = true;
                 break;
             }
-            let lease_until = run_instant(now, started) + DELIVERY_LEASE;
-            if !store::outbox::claim(&self.db, event.id, event.next_attempt_at, lease_until).await? {
-                report.skipped += 1;
-                continue;
-            }
-            let account = match event.account_id {
-                Some(id) => match accounts.get(&id) {
-                    Some(known) => known.clone(),
-                    None => {
-                        let external = store::accounts::by_id(&self.db, id).await?.map(|a| a.external_id);
-                        accounts.insert(id, external.clone());
-                        external
-                    }
-                },
-                None => None,
-            };
-            let sent = match envelope(&event, account.as_deref()) {
-                // Receivers compare the signature's timestamp with their own clocks: on a test
-                // clock it stays the wall time.
-                Ok(body) => {
-                    let signed_at = if self.clock.is_test() { Utc::now() } else { run_instant(now, started) };
-                    sender.send(&event_id(event.id), body, signed_at).await
-                }
-                Err(e) => Err(SendError::Payload(e)),
-            };
-            let done_at = run_instant(now, started);
-            // This attempt's number; if it fails, also the failure count the backoff follows.
-            let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
-            match sent {
-                Ok(()) => {
-                    store::outbox::mark_delivered(&self.db, event.id, done_at).await?;
-                    report.delivered += 1;
-                    tracing::debug!(event.id = event.id, event.topic = %event.topic, attempts = attempt, "webhook delivered");
-                }
-                Err(e) => {
+            match self.attempt_delivery(sender, event, now, started, &mut accounts).await? {
+                Attempt::Delivered => report.delivered += 1,
+                Attempt::Failed { unreachable } => {
+                    report.failed += 1;
                     // An unreachable receiver is likely down for every event: stop here rather
                     // than spend a timeout on each; the others stay due for the next call.
-                    report.stopped = matches!(e, SendError::Unreachable(_));
-                    let error = format!("{:#}", anyhow::Error::new(e));
-                    let retry_at = done_at + retry_delay(attempt);
-                    if store::outbox::record_failure(&self.db, event.id, lease_until, retry_at, &error).await? {
-                        report.failed += 1;
-                        tracing::warn!(event.id = event.id, event.topic = %event.topic, attempts = attempt, retry_at = %retry_at, error = %error, "webhook not delivered; will retry");
-                    } else {
-                        // Our lease ran out and another worker took the event: its attempt counts.
-                        report.skipped += 1;
-                        tracing::warn!(event.id = event.id, error = %error, "webhook not delivered, and its lease was lost");
-                    }
+                    report.stopped = unreachable;
+                }
+                Attempt::Skipped { unreachable } => {
+                    report.skipped += 1;
+                    report.stopped = unreachable;
                 }
             }
         }
         Ok(report)
+    }
+
+    /// One attempt at `event` (as read while due), under its own lease: takes the lease, POSTs,
+    /// records the outcome. `accounts` caches external ids across a batch.
+    pub(crate) async fn attempt_delivery(
+        &self,
+        sender: &WebhookSender,
+        event: outbox::Model,
+        now: DateTime<Utc>,
+        started: Instant,
+        accounts: &mut HashMap<i64, Option<String>>,
+    ) -> Result<Attempt, ServiceError> {
+        let lease_until = run_instant(now, started) + DELIVERY_LEASE;
+        if !store::outbox::claim(&self.db, event.id, event.next_attempt_at, lease_until).await? {
+            return Ok(Attempt::Skipped { unreachable: false });
+        }
+        let account = match event.account_id {
+            Some(id) => match accounts.get(&id) {
+                Some(known) => known.clone(),
+                None => {
+                    let external = store::accounts::by_id(&self.db, id).await?.map(|a| a.external_id);
+                    accounts.insert(id, external.clone());
+                    external
+                }
+            },
+            None => None,
+        };
+        let sent = match envelope(&event, account.as_deref()) {
+            // Receivers compare the signature's timestamp with their own clocks: on a test
+            // clock it stays the wall time.
+            Ok(body) => {
+                let signed_at = if self.clock.is_test() { Utc::now() } else { run_instant(now, started) };
+                sender.send(&event_id(event.id), body, signed_at).await
+            }
+            Err(e) => Err(SendError::Payload(e)),
+        };
+        let done_at = run_instant(now, started);
+        // This attempt's number; if it fails, also the failure count the backoff follows.
+        let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
+        match sent {
+            Ok(()) => {
+                store::outbox::mark_delivered(&self.db, event.id, done_at).await?;
+                tracing::debug!(event.id = event.id, event.topic = %event.topic, attempts = attempt, "webhook delivered");
+                Ok(Attempt::Delivered)
+            }
+            Err(e) => {
+                let unreachable = matches!(e, SendError::Unreachable(_));
+                let error = format!("{:#}", anyhow::Error::new(e));
+                let retry_at = done_at + retry_delay(attempt);
+                if store::outbox::record_failure(&self.db, event.id, lease_until, retry_at, &error).await? {
+                    tracing::warn!(event.id = event.id, event.topic = %event.topic, attempts = attempt, retry_at = %retry_at, error = %error, "webhook not delivered; will retry");
+                    Ok(Attempt::Failed { unreachable })
+                } else {
+                    // Our lease ran out and another worker took the event: its attempt counts.
+                    tracing::warn!(event.id = event.id, error = %error, "webhook not delivered, and its lease was lost");
+                    Ok(Attempt::Skipped { unreachable })
+                }
+            }
+        }
     }
 }
 

@@ -127,3 +127,53 @@ pub async fn record_failure(
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// Which events an operator lists (`outbox(status:)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// Every event.
+    All,
+    /// Not delivered yet, whether tried or not: the backlog.
+    Undelivered,
+    /// Not delivered, and at least one attempt failed.
+    Failed,
+    /// Acknowledged by the receiver.
+    Delivered,
+}
+
+fn listed(listing: Listing) -> sea_orm::Select<outbox::Entity> {
+    let query = outbox::Entity::find();
+    match listing {
+        Listing::All => query,
+        Listing::Undelivered => query.filter(outbox::Column::DeliveredAt.is_null()),
+        Listing::Failed => query.filter(outbox::Column::DeliveredAt.is_null()).filter(outbox::Column::Attempts.gt(0)),
+        Listing::Delivered => query.filter(outbox::Column::DeliveredAt.is_not_null()),
+    }
+}
+
+/// One page of the events `listing` keeps, newest first by id.
+pub async fn page(
+    conn: &impl ConnectionTrait,
+    listing: Listing,
+    window: &crate::store::keyset::Window,
+) -> Result<crate::store::keyset::Page<outbox::Model>, DbErr> {
+    crate::store::keyset::newest_first(conn, listed(listing), outbox::Column::Id, window).await
+}
+
+/// How many events `page` lists in all.
+pub async fn count(conn: &impl ConnectionTrait, listing: Listing) -> Result<u64, DbErr> {
+    crate::store::keyset::count(conn, listed(listing)).await
+}
+
+/// Makes the event due now for an operator's redelivery: no lease, no retry time and, for a
+/// delivered event, no delivery (it is sent again, under the same event id). Attempts and the
+/// last error are kept: they are the event's history. False if there is no such event.
+pub async fn reopen(conn: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
+    let result = outbox::Entity::update_many()
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(outbox::Column::DeliveredAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(outbox::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected == 1)
+}

@@ -153,7 +153,7 @@ impl TestApp {
 
     /// With other limits or switches than the defaults (production mode, a short timeout, ...).
     pub async fn spawn_secured(db: TestDb, backend: Backend, program: &str, security: credits::app::Security) -> TestApp {
-        TestApp::spawn_clocked(db, backend, program, security, None).await
+        TestApp::spawn_clocked(db, backend, program, security, None, None).await
     }
 
     /// On a deployment's test clock starting at `start`, moved by `ledger.advance_clock` (not
@@ -162,7 +162,20 @@ impl TestApp {
         let db = TestDb::new(backend).await;
         let security =
             credits::app::Security { claims_per_minute_per_account: 100_000, claims_per_minute_per_ip: 100_000, ..Default::default() };
-        TestApp::spawn_clocked(db, backend, program, security, Some(start)).await
+        TestApp::spawn_clocked(db, backend, program, security, Some(start), None).await
+    }
+
+    /// With the server's own webhook receiver configured, for what the API does with it
+    /// (`redeliverEvent`); other tests set `ledger.webhooks` on their side only.
+    pub async fn spawn_with_webhooks(
+        backend: Backend,
+        program: &str,
+        webhooks: std::sync::Arc<credits::service::webhooks::WebhookSender>,
+    ) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let security =
+            credits::app::Security { claims_per_minute_per_account: 100_000, claims_per_minute_per_ip: 100_000, ..Default::default() };
+        TestApp::spawn_clocked(db, backend, program, security, None, Some(webhooks)).await
     }
 
     async fn spawn_clocked(
@@ -171,6 +184,7 @@ impl TestApp {
         program: &str,
         security: credits::app::Security,
         test_clock: Option<chrono::DateTime<chrono::Utc>>,
+        webhooks: Option<std::sync::Arc<credits::service::webhooks::WebhookSender>>,
     ) -> TestApp {
         let clock = Clock::manual(chrono::Utc::now());
         let settings = credits::app::Settings {
@@ -182,8 +196,9 @@ impl TestApp {
             test_clock: test_clock.map(|start| credits::app::TestClockStart(Some(start))),
             idempotency_days: 30,
             ad_verifier: Some(std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET))),
-            // Tests that deliver webhooks set `ledger.webhooks` to their own receiver.
-            webhooks: None,
+            // Tests that deliver webhooks set `ledger.webhooks` to their own receiver, or give the
+            // server one (`spawn_with_webhooks`).
+            webhooks,
             security,
             spend_lanes: None,
             retention: Default::default(),
