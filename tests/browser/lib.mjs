@@ -8,6 +8,8 @@
 //   STEP name          a point reached (the Rust test may act on it, e.g. change a balance)
 //   RESULT {json}      the last line: what the script saw, for the Rust test to assert
 // and it exits non-zero on any failure, with the reason on stderr.
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 /** The waits for the page: bounded, so a broken page fails the test instead of hanging it. */
@@ -82,4 +84,23 @@ export async function run(body) {
     console.error(error && error.stack ? error.stack : String(error));
     process.exit(1);
   }
+}
+
+/** axe-core's script, pinned in package.json. */
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/**
+ * axe-core's violations of impact serious or critical on the page as it is now, one line each
+ * ("rule (impact): target, target"). It is injected through evaluate, which the page's
+ * Content-Security-Policy does not govern, so the page needs no exception for it.
+ */
+export async function axe(page) {
+  const violations = await page.evaluate(async (source) => {
+    (0, eval)(source);
+    const outcome = await window.axe.run(document, { resultTypes: ['violations'] });
+    return outcome.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(' ')) }));
+  }, AXE);
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.id} (${v.impact}): ${v.targets.join(', ')}`);
 }

@@ -9,29 +9,14 @@
 // checkout is SIMULATED; PORTAL_SCREENSHOTS a folder for docs/portal-*.png (optional).
 // Steps: "loaded", "checked-in", "refused", "ready-for-spend" (the Rust test then spends),
 // "live", "bought", "phone", then RESULT.
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { openPage, result, run, step, WAIT_MS } from './lib.mjs';
+import { axe, openPage, result, run, step, WAIT_MS } from './lib.mjs';
 
 const base = process.argv[2];
 const { URL: PORTAL_URL, EXPIRED_URL, REASON, SIMULATED, PORTAL_SCREENSHOTS } = process.env;
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const text = (page, selector) => page.locator(selector).first().textContent({ timeout: WAIT_MS });
 
-/** Runs axe-core in the page (evaluate is not subject to the page's CSP) and returns the
- *  violations of impact serious or critical, each as "rule: target, target". */
-async function axe(page) {
-  const violations = await page.evaluate(async (source) => {
-    // eslint-disable-next-line no-eval
-    (0, eval)(source);
-    const outcome = await window.axe.run(document, { resultTypes: ['violations'] });
-    return outcome.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(' ')) }));
-  }, AXE);
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.targets.join(', ')}`);
-}
 
 async function shoot(page, name) {
   if (PORTAL_SCREENSHOTS) await page.screenshot({ path: join(PORTAL_SCREENSHOTS, `portal-${name}.png`), fullPage: true });

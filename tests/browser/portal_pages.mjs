@@ -6,13 +6,9 @@
 // History) or `market` (Market); for `metering`: OTHER_MONTH a month to pick, HISTORY_FILTERS a
 // JSON list of {name, kind, feature, from, to}; SCREENSHOTS a folder to save
 // portal-{usage,history,market}.png in (not set: none).
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { openPage, result, run, step, WAIT_MS } from './lib.mjs';
+import { axe, openPage, result, run, step, WAIT_MS } from './lib.mjs';
 
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 const base = process.argv[2];
 const { URL: PORTAL_URL, MODE, OTHER_MONTH, HISTORY_FILTERS, SCREENSHOTS } = process.env;
@@ -62,16 +58,6 @@ async function phoneFit(page) {
   return page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
 }
 
-/** axe-core's violations of impact serious or critical on the page as it is now, one line each
- *  (injected through evaluate, which the page's CSP does not govern). */
-async function axe(page) {
-  const violations = await page.evaluate(async (source) => {
-    (0, eval)(source);
-    const outcome = await window.axe.run(document, { resultTypes: ['violations'] });
-    return outcome.violations.map((v) => ({ id: v.id, impact: v.impact, targets: v.nodes.map((n) => n.target.join(' ')) }));
-  }, AXE);
-  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.targets.join(', ')}`);
-}
 
 async function shot(page, name) {
   if (!SCREENSHOTS) return;
