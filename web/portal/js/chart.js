@@ -29,6 +29,34 @@ function magnitude(text) {
   return Number.isFinite(value) ? value : 0;
 }
 
+/** The chart itself: one SVG image whose accessible name (`label`) reads every number. */
+function picture(width, height, label, parts) {
+  return svg(
+    'svg',
+    {
+      class: 'chart-svg',
+      viewBox: `0 0 ${width} ${height}`,
+      width: '100%',
+      preserveAspectRatio: 'xMinYMin meet',
+      role: 'img',
+      'aria-label': label,
+    },
+    ...parts,
+  );
+}
+
+/** The same numbers as a table: `headings` for the columns, each row's first cell its heading. */
+function numbersTable(title, headings, rows) {
+  const [first, ...rest] = headings;
+  return h(
+    'table',
+    { class: 'chart-table' },
+    h('caption', { class: 'visually-hidden' }, title),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, first), ...rest.map((heading) => h('th', { scope: 'col', class: 'num' }, heading)))),
+    h('tbody', {}, ...rows.map(([label, ...cells]) => h('tr', {}, h('th', { scope: 'row' }, label), ...cells.map((cell) => h('td', { class: 'num' }, cell))))),
+  );
+}
+
 /**
  * A horizontal bar chart: one row per item, longest bar for the largest value.
  *
@@ -57,34 +85,17 @@ export function barChart({ title, items, caption, valueHeading = 'Credits', clas
       svg('text', { x: labelWidth + length + 6, y: y + 17, class: 'chart-value' }, item.shown ?? item.value),
     );
   });
-  const picture = svg(
-    'svg',
-    {
-      class: 'chart-svg',
-      viewBox: `0 0 ${width} ${height}`,
-      width: '100%',
-      preserveAspectRatio: 'xMinYMin meet',
-      role: 'img',
-      'aria-label': `${title}: ${spoken || 'nothing'}`,
-    },
-    ...rows,
-  );
-  const table = h(
-    'table',
-    { class: 'chart-table' },
-    h('caption', { class: 'visually-hidden' }, title),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Item'), h('th', { scope: 'col', class: 'num' }, valueHeading))),
-    h(
-      'tbody',
-      {},
-      ...items.map((item) => h('tr', {}, h('th', { scope: 'row' }, item.label), h('td', { class: 'num' }, item.shown ?? item.value))),
-    ),
+  const image = picture(width, height, `${title}: ${spoken || 'nothing'}`, rows);
+  const table = numbersTable(
+    title,
+    ['Item', valueHeading],
+    items.map((item) => [item.label, item.shown ?? item.value]),
   );
   return h(
     'figure',
     { class: `chart chart-bars ${className}`.trim() },
     h('figcaption', {}, caption ?? title),
-    h('div', { class: 'chart-body' }, picture, table),
+    h('div', { class: 'chart-body' }, image, table),
   );
 }
 
@@ -137,37 +148,20 @@ export function lineChart({ title, points, columns, caption }) {
       parts.push(svg('circle', { cx: x(i).toFixed(1), cy: y(p.value).toFixed(1), r: 3, class: 'chart-point' }, svg('title', {}, `${p.label}: ${p.value}`)));
     });
   }
-  const picture = svg(
-    'svg',
-    {
-      class: 'chart-svg',
-      viewBox: `0 0 ${width} ${height}`,
-      width: '100%',
-      preserveAspectRatio: 'xMinYMin meet',
-      role: 'img',
-      'aria-label': `${title}: ${spoken || 'no data yet'}`,
-    },
-    ...parts,
-  );
-  const table = h(
-    'table',
-    { class: 'chart-table' },
-    h('caption', { class: 'visually-hidden' }, title),
-    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Time'), ...columns.map((c) => h('th', { scope: 'col', class: 'num' }, c.heading)))),
-    h(
-      'tbody',
-      {},
-      // Newest first in the table, as the server lists them.
-      ...points
-        .slice()
-        .reverse()
-        .map((p) => h('tr', {}, h('th', { scope: 'row' }, p.label), ...columns.map((c) => h('td', { class: 'num' }, c.cell(p))))),
-    ),
+  const image = picture(width, height, `${title}: ${spoken || 'no data yet'}`, parts);
+  const table = numbersTable(
+    title,
+    ['Time', ...columns.map((c) => c.heading)],
+    // Newest first in the table, as the server lists them.
+    points
+      .slice()
+      .reverse()
+      .map((p) => [p.label, ...columns.map((c) => c.cell(p))]),
   );
   return h(
     'figure',
     { class: 'chart chart-line-figure' },
     h('figcaption', {}, caption ?? title),
-    h('div', { class: 'chart-body' }, picture, scrollBox(`${title}, as a table`, table)),
+    h('div', { class: 'chart-body' }, image, scrollBox(`${title}, as a table`, table)),
   );
 }
