@@ -151,15 +151,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     println!("{:<24} ran: {} item(s), periods {:?}", job.name(), report.items, report.periods);
                 }
             }
-            for (job, next, runs) in ledger.job_status(now).await? {
-                let next = next.map_or("continuous".to_string(), |at| at.to_rfc3339());
-                println!("{:<24} next: {next}", job.name());
-                for r in runs {
+            // The same views the operator's API answers (`scheduledJobs`, `jobRuns`).
+            for scheduled in ledger.scheduled_jobs(now).await? {
+                let next = scheduled.next_start.map_or("continuous".to_string(), |at| at.to_rfc3339());
+                println!("{:<24} next: {next}", scheduled.job.name());
+                for r in ledger.job_runs(scheduled.job, 3).await? {
                     let error = r.last_error.as_deref().unwrap_or("-");
                     println!(
                         "  {} {:<8} items {:<6} batches {:<4} attempts {} updated {} error {error}",
                         r.period,
-                        r.status,
+                        format!("{:?}", r.status).to_lowercase(),
                         r.items,
                         r.batches,
                         r.attempts,

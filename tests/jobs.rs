@@ -71,10 +71,9 @@ async fn a_failed_run_is_recorded_and_resumed_without_double_effect(backend: Bac
     db.execute_unprepared("UPDATE accounts SET status = 'bogus' WHERE external_id = 'user-6'").await.unwrap();
     let may = at("2026-05-01T00:00:00Z");
     assert!(app.ledger.run_job(Job::GrantMonthlyPlanCredits, may).await.is_err());
-    let status = app.ledger.job_status(may).await.unwrap();
-    let (_, _, runs) = status.iter().find(|(job, _, _)| *job == Job::GrantMonthlyPlanCredits).unwrap();
+    let runs = app.ledger.job_runs(Job::GrantMonthlyPlanCredits, 3).await.unwrap();
     let may_run = runs.iter().find(|r| r.period == "2026-05").unwrap();
-    assert_eq!(may_run.status, "failed");
+    assert_eq!(may_run.status, credits::service::operations::JobRunStatus::Failed);
     assert!(may_run.last_error.as_deref().unwrap().contains("account"), "{may_run:?}");
     let granted_before = plan_lots_in(&app, may).await.len();
     assert!((4..10).contains(&granted_before), "{granted_before}");
@@ -125,7 +124,7 @@ async fn continuous_jobs_drain_their_queues(backend: Backend) {
     assert_eq!((report.items, report.complete), (3, true));
     assert_eq!(app.ledger.run_job(Job::ExpireLots, now + Duration::hours(1)).await.unwrap().items, 0);
     assert_eq!(app.ledger.run_job(Job::ReleaseReferralBonuses, now).await.unwrap().items, 0, "no referrals in this program");
-    let status = app.ledger.job_status(now).await.unwrap();
+    let status = app.ledger.scheduled_jobs(now).await.unwrap();
     assert_eq!(status.len(), Job::ALL.len());
 
     // Idempotency keys are kept 30 days, then forgotten: the key is free for a new request.

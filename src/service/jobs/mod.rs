@@ -10,7 +10,6 @@ mod sweep;
 
 use crate::ledger::schedule::Cadence;
 use crate::service::{Engine, ServiceError};
-use crate::store;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use std::future::Future;
@@ -108,19 +107,6 @@ impl Engine {
             .buffer_unordered(self.job_parallelism.max(1))
             .try_fold(0, |total, granted| async move { Ok(total + granted) })
             .await
-    }
-
-    /// Each job's latest runs and when it runs next, for `credits jobs`.
-    pub async fn job_status(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(Job, Option<DateTime<Utc>>, Vec<crate::entity::job_run::Model>)>, ServiceError> {
-        let mut status = Vec::new();
-        for job in Job::ALL {
-            let runs = store::job_runs::recent(&self.db, job.name(), 3).await?;
-            status.push((job, cadence(job).map(|c| c.next_start(now)), runs));
-        }
-        Ok(status)
     }
 }
 
