@@ -350,3 +350,40 @@ async fn the_low_credit_banner_shows_in_the_portal(backend: Backend) {
 }
 
 on_both!(a_subscriber_claims_lucky_credits_in_the_portal, the_low_credit_banner_shows_in_the_portal);
+
+/// The Buy page prices a custom amount before paying with its own copy of the ledger's rule
+/// (`web/portal/js/dom.js` `priceMinor`, exact BigInt arithmetic, so it needs no request per
+/// keystroke). This pins the copy to `ledger::money::price_of` over whole and fractional rates
+/// and the rounding edges, so the two cannot drift apart.
+#[test]
+fn the_pages_price_rule_is_the_ledgers() {
+    use credits::ledger::{Credits, money::price_of};
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+    let rates = ["2", "0.2", "0.25", "0.5", "1.999", "0.000001", "37"];
+    let amounts = ["1", "2", "3", "5", "7", "10", "12.5", "50", "75", "99.999999", "1234567", "2.5", "0.000001"];
+    let mut cases = Vec::new();
+    for rate in rates {
+        for amount in amounts {
+            let expected = price_of(Credits::parse_str(amount).unwrap(), Decimal::from_str(rate).unwrap()).unwrap();
+            cases.push((amount, rate, expected));
+        }
+    }
+    let module = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web/portal/js/dom.js");
+    let script = format!(
+        "import({:?}).then((m) => console.log(JSON.stringify({}.map(([c, r]) => String(m.priceMinor(c, r))))))",
+        module.display().to_string(),
+        serde_json::to_string(&cases.iter().map(|(c, r, _)| [*c, *r]).collect::<Vec<_>>()).unwrap()
+    );
+    let output = match std::process::Command::new("node").args(["--input-type=module", "-e", &script]).output() {
+        Ok(output) => output,
+        Err(e) if std::env::var_os("CI").is_none() => return eprintln!("SKIPPED: no node ({e})"),
+        Err(e) => panic!("CI is set, so node must run: {e}"),
+    };
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let page: Vec<String> = serde_json::from_slice(&output.stdout).unwrap();
+    for ((amount, rate, expected), shown) in cases.iter().zip(&page) {
+        assert_eq!(shown, &expected.to_string(), "{amount} credits at {rate} minor units each");
+    }
+    assert_eq!(page.len(), rates.len() * amounts.len());
+}
