@@ -34,6 +34,7 @@ mod metering;
 mod model;
 mod notices;
 mod operations;
+mod operator_records;
 mod outages;
 mod paging;
 mod persisted;
