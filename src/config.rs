@@ -45,6 +45,9 @@
 //! | public URL    | `public_url`    | `CREDITS_PUBLIC_URL`  | none: the bound address in development; required for portal links in production |
 //! | checkout page | `checkout_url`  | `CREDITS_CHECKOUT_URL` | none: a simulated payment in development, the app's own in production (placeholders `{purchase_id}`, `{credits}`, `{amount_minor}`, `{currency}`) |
 //! | allow-list only | `persisted_only` | `CREDITS_PERSISTED_ONLY` | `false`; `true`: only documents registered with `credits persisted add` (or by the server's pages) run, and APQ learns none |
+//! | metrics listener | `metrics_bind` | `CREDITS_METRICS_BIND` | `127.0.0.1:9464`; `off` (or empty): no metrics listener |
+//! | metrics token | `metrics_token` | `CREDITS_METRICS_TOKEN` | none; 32+ characters: `/metrics` also on the main listener with this bearer token |
+//! | log format    | `log_format`    | `CREDITS_LOG_FORMAT`  | `text`; `json`: one JSON object per line |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -58,6 +61,9 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub database_url: Option<String>,
     pub bind: String,
+    pub metrics_bind: String,
+    pub metrics_token: Option<String>,
+    pub log_format: String,
     pub program: String,
     pub auth_secret: Option<String>,
     pub data_dir: PathBuf,
@@ -155,6 +161,9 @@ impl Default for Config {
         Config {
             database_url: None,
             bind: "127.0.0.1:8080".to_string(),
+            metrics_bind: DEFAULT_METRICS_BIND.to_string(),
+            metrics_token: None,
+            log_format: "text".to_string(),
             program: crate::program::DEFAULT_PRESET.to_string(),
             auth_secret: None,
             data_dir: PathBuf::from("data"),
@@ -208,6 +217,16 @@ pub enum ConfigError {
     NoSecret,
     #[error("cannot keep the generated auth secret at {path}: {source}")]
     SecretFile { path: String, source: std::io::Error },
+}
+
+/// Where `/metrics` listens by default: loopback, for a scraper on the same host (or a sidecar).
+pub const DEFAULT_METRICS_BIND: &str = "127.0.0.1:9464";
+
+/// How log lines are written: `text` for people, `json` (one object per line) for collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// The shortest secret accepted: HS256 keys shorter than the hash are weak.
@@ -268,6 +287,9 @@ impl Config {
                 "CLOCK_START",
                 "PERSISTED_ONLY",
                 "PUBLIC_URL",
+                "METRICS_BIND",
+                "METRICS_TOKEN",
+                "LOG_FORMAT",
                 "CHECKOUT_URL",
             ]));
         let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -369,6 +391,26 @@ impl Config {
             None => Checkout::Simulated,
         };
         Ok(Links::new(public_url, checkout))
+    }
+
+    /// The metrics token, if set: at least 32 characters, since it opens `/metrics` on the
+    /// public listener.
+    pub fn metrics_token(&self) -> Result<Option<String>, ConfigError> {
+        match self.metrics_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(token) if token.len() < MIN_SECRET_BYTES => {
+                Err(ConfigError::Invalid(format!("metrics_token has fewer than {MIN_SECRET_BYTES} characters")))
+            }
+            token => Ok(token.map(str::to_string)),
+        }
+    }
+
+    /// How log lines are written.
+    pub fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.log_format.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(ConfigError::Invalid(format!("log_format {other:?}: \"text\" or \"json\""))),
+        }
     }
 
     pub fn cors_origins(&self) -> Result<crate::cors::CorsOrigins, ConfigError> {

@@ -29,5 +29,6 @@ pub mod request_id;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod web_asset;
 pub mod ws;

@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use credits::auth::{AuthKeys, Role};
-use credits::config::Config;
+use credits::config::{Config, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,13 +89,11 @@ enum PersistedCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: in a file or a log collector they are noise around every field.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // The configuration says how to log, so it is read first; what it refuses is printed, and
+    // the command then fails with it again below.
+    let format = Config::load(cli.config.as_deref()).ok().and_then(|c| c.log_format().ok()).unwrap_or(LogFormat::Text);
+    init_logging(format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
@@ -106,12 +104,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info,sqlx=warn`), as text or one JSON object
+/// per line. Colours only on a terminal: in a file or a log collector they are noise around
+/// every field.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Schema = cli.command {
         println!("{}", credits::graphql::sdl().trim_end());
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = Config::load(cli.config.as_deref())?;
+    config.log_format()?;
     match cli.command {
         Command::Schema => unreachable!("handled above"),
         Command::Serve { bind, no_workers } => {
@@ -140,11 +151,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Worker => {
             let ledger = credits::app::ledger_from_config(&config, 8).await?;
+            // A worker has no API, but its jobs' metrics are served like a server's.
+            let security = credits::app::Security::from_config(&config)?;
+            let metrics = credits::http::metrics_listener(security.metrics_bind.as_deref(), &ledger.db).await;
             let storage = credits::db::job_storage(&ledger.db);
             // No HTTP server here, so no /health: jobs falling behind and catching up show in
             // this log only (the watchdog in `workers::run`).
             tracing::info!("this process serves no HTTP, so no /health: jobs behind are reported in this log");
             workers::run(ledger, storage, workers::JobHealth::new(), shutdown_signal()).await?;
+            if let Some(metrics) = metrics {
+                metrics.abort();
+            }
             tracing::info!("stopped");
         }
         Command::Migrate => {
