@@ -226,7 +226,7 @@ pub struct Application {
     listener: TcpListener,
     /// `/metrics` on its own listener (`metrics_bind`), if one is set and could be bound.
     metrics: Option<TcpListener>,
-    db: sea_orm::DatabaseConnection,
+    ledger: crate::service::Engine,
     router: Router,
     connections: crate::server::ConnectionSettings,
     schema: CreditsSchema,
@@ -254,8 +254,8 @@ impl Application {
             trusted_proxies: security.trusted_proxies.clone(),
         };
         let metrics = bind_metrics(security.metrics_bind.as_deref()).await;
-        let (schema, jobs, db) = (state.schema.clone(), state.jobs.clone(), state.db.clone());
-        Ok(Application { listener, metrics, db, router: router(state), connections, schema, jobs })
+        let (schema, jobs, ledger) = (state.schema.clone(), state.jobs.clone(), state.ledger.clone());
+        Ok(Application { listener, metrics, ledger, router: router(state), connections, schema, jobs })
     }
 
     /// Where `/metrics` is served on its own listener, if it is.
@@ -285,7 +285,7 @@ impl Application {
     }
 
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let metrics = self.metrics.map(|listener| serve_metrics(listener, self.db.clone()));
+        let metrics = self.metrics.map(|listener| serve_metrics(listener, self.ledger.clone()));
         let served = crate::server::serve(self.listener, self.router, self.connections, shutdown).await;
         if let Some(metrics) = metrics {
             metrics.abort();
@@ -312,8 +312,8 @@ async fn bind_metrics(address: Option<&str>) -> Option<TcpListener> {
     }
 }
 
-fn serve_metrics(listener: TcpListener, db: sea_orm::DatabaseConnection) -> tokio::task::JoinHandle<std::io::Result<()>> {
-    let router = Router::new().route("/metrics", get(metrics_on_own_listener)).with_state(db);
+fn serve_metrics(listener: TcpListener, ledger: crate::service::Engine) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let router = Router::new().route("/metrics", get(metrics_on_own_listener)).with_state(ledger);
     tokio::spawn(async move { axum::serve(listener, router).await })
 }
 
@@ -321,20 +321,20 @@ fn serve_metrics(listener: TcpListener, db: sea_orm::DatabaseConnection) -> toki
 /// handle is aborted.
 pub async fn metrics_listener(
     address: Option<&str>,
-    db: &sea_orm::DatabaseConnection,
+    ledger: &crate::service::Engine,
 ) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
     let listener = bind_metrics(address).await?;
-    Some(serve_metrics(listener, db.clone()))
+    Some(serve_metrics(listener, ledger.clone()))
 }
 
 /// The metrics listener's one route: it is bound to loopback (or wherever the operator put it),
 /// so it asks for no token.
-async fn metrics_on_own_listener(State(db): State<sea_orm::DatabaseConnection>) -> Response {
-    metrics_text(&db).await
+async fn metrics_on_own_listener(State(ledger): State<crate::service::Engine>) -> Response {
+    metrics_text(&ledger).await
 }
 
-async fn metrics_text(db: &sea_orm::DatabaseConnection) -> Response {
-    let body = crate::telemetry::scrape(db).await;
+async fn metrics_text(ledger: &crate::service::Engine) -> Response {
+    let body = crate::telemetry::scrape(ledger).await;
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
@@ -347,7 +347,7 @@ async fn metrics_with_token(State(state): State<HttpState>, headers: axum::http:
     };
     let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match given {
-        Some(token) if Sha256::digest(token.trim().as_bytes()) == Sha256::digest(expected.as_bytes()) => metrics_text(&state.db).await,
+        Some(token) if Sha256::digest(token.trim().as_bytes()) == Sha256::digest(expected.as_bytes()) => metrics_text(&state.ledger).await,
         _ => (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], "metrics need the metrics token\n")
             .into_response(),
     }

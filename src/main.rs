@@ -153,7 +153,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ledger = credits::app::ledger_from_config(&config, 8).await?;
             // A worker has no API, but its jobs' metrics are served like a server's.
             let security = credits::app::Security::from_config(&config)?;
-            let metrics = credits::http::metrics_listener(security.metrics_bind.as_deref(), &ledger.db).await;
+            let metrics = credits::http::metrics_listener(security.metrics_bind.as_deref(), &ledger).await;
             let storage = credits::db::job_storage(&ledger.db);
             // No HTTP server here, so no /health: jobs falling behind and catching up show in
             // this log only (the watchdog in `workers::run`).

@@ -25,9 +25,17 @@ pub const WEBSOCKET_OPERATIONS_OPEN: &str = "credits_websocket_operations_open";
 pub const DB_POOL_CONNECTIONS: &str = "credits_db_pool_connections";
 pub const DB_POOL_MAX: &str = "credits_db_pool_max_connections";
 pub const SCRAPE_ERRORS: &str = "credits_scrape_errors_total";
+pub const SPEND_BATCH_SIZE: &str = "credits_spend_batch_size";
+pub const SPEND_BATCH_FALLBACKS: &str = "credits_spend_batch_fallbacks_total";
+pub const SPENDS_WAITING: &str = "credits_spends_waiting";
+pub const SPEND_LANES: &str = "credits_spend_lanes";
+pub const TRANSACTION_RETRIES: &str = "credits_transaction_retries_total";
+pub const TRANSACTION_CONFLICTS: &str = "credits_transaction_conflicts_total";
 
 /// Latency buckets, in seconds: a spend takes milliseconds, a month-end job minutes.
 const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Spends committed together: 1 alone, up to the batch bound under load.
+const BATCH_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 const JOB_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 1800.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -39,6 +47,7 @@ pub fn handle() -> &'static PrometheusHandle {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Full(GRAPHQL_DURATION.into()), &LATENCY_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(JOB_DURATION.into()), &JOB_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(SPEND_BATCH_SIZE.into()), &BATCH_BUCKETS))
             .expect("the buckets are valid");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -78,12 +87,24 @@ fn describe() {
     );
     describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections of this process, by state (in_use, idle), at scrape time.");
     describe_gauge!(DB_POOL_MAX, "The database pool's maximum size.");
+    describe_histogram!(SPEND_BATCH_SIZE, "Spends committed together in one transaction (group commit).");
+    describe_counter!(SPEND_BATCH_FALLBACKS, "Batches of spends that failed as a whole and were run one by one.");
+    describe_gauge!(SPENDS_WAITING, "Spends queued for a batch and not taken yet, at scrape time.");
+    describe_gauge!(SPEND_LANES, "Lanes of spend batches this process keeps in flight (spend_lanes).");
+    describe_counter!(
+        TRANSACTION_RETRIES,
+        "Write transactions retried after a transient conflict (SQLite BUSY, serialization failures, deadlocks, unique-key races)."
+    );
+    describe_counter!(TRANSACTION_CONFLICTS, "Write transactions that kept conflicting and were answered BUSY.");
     describe_counter!(SCRAPE_ERRORS, "Scrape-time reads that failed (the database did not answer); their gauges keep the last value.");
 }
 
 /// The text a scrape answers: scrape-time values refreshed from `db`, then everything rendered.
-pub async fn scrape(db: &sea_orm::DatabaseConnection) -> String {
+pub async fn scrape(ledger: &crate::service::Engine) -> String {
     let handle = handle();
+    let db = &ledger.db;
+    metrics::gauge!(SPENDS_WAITING).set(ledger.spends.waiting() as f64);
+    metrics::gauge!(SPEND_LANES).set(ledger.spends.lanes() as f64);
     if let Err(e) = refresh_outbox(db).await {
         metrics::counter!(SCRAPE_ERRORS).increment(1);
         tracing::warn!(error = %e, "metrics: could not read the outbox");

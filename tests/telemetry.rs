@@ -58,6 +58,8 @@ async fn metrics_move_with_traffic(backend: Backend) {
         "{after}"
     );
     assert!(value(&after, "credits_db_pool_max_connections") >= 1.0, "{after}");
+    assert!(value(&after, "credits_spend_batch_size_count") - value(&before, "credits_spend_batch_size_count") >= 2.0, "{after}");
+    assert!(after.contains("\ncredits_spends_waiting ") && value(&after, "credits_spend_lanes") >= 1.0, "{after}");
 
     // On the main listener, only with the token.
     let main = format!("{}/metrics", app.address);
