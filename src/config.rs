@@ -233,7 +233,9 @@ pub enum LogFormat {
 const MIN_SECRET_BYTES: usize = 32;
 
 impl Config {
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    /// Defaults, then the file, then the environment, unchecked (`credits config check` lists
+    /// every problem of it; everything else calls `load`).
+    pub fn read(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("CREDITS_CONFIG").map(PathBuf::from));
         match file {
@@ -292,61 +294,91 @@ impl Config {
                 "LOG_FORMAT",
                 "CHECKOUT_URL",
             ]));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if config.mode != "development" && config.mode != "production" {
-            return Err(ConfigError::Invalid(format!("mode {:?}: \"development\" or \"production\"", config.mode)));
+        figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The configuration, checked: the first problem is the error.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = Config::read(file)?;
+        if let Some(first) = config.problems().into_iter().next() {
+            return Err(first);
         }
-        config.test_clock()?;
-        config.links()?;
-        if !(1..=300).contains(&config.request_timeout_seconds) {
-            return Err(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
+        Ok(config)
+    }
+
+    /// Every problem of the settings `load` checks, in the order it checks them.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.mode != "development" && self.mode != "production" {
+            problems.push(ConfigError::Invalid(format!("mode {:?}: \"development\" or \"production\"", self.mode)));
         }
-        if !(1024..=16 * 1024 * 1024).contains(&config.max_body_bytes) {
-            return Err(ConfigError::Invalid("max_body_bytes must be 1 KiB to 16 MiB".into()));
+        if let Err(e) = self.test_clock() {
+            problems.push(e);
         }
-        if !(4..=64).contains(&config.max_depth) || !(50..=100_000).contains(&config.max_complexity) {
-            return Err(ConfigError::Invalid("max_depth must be 4 to 64 and max_complexity 50 to 100000".into()));
+        if let Err(e) = self.log_format() {
+            problems.push(e);
         }
-        if !(1..=1000).contains(&config.max_aliases) || !(1..=100).contains(&config.max_batch_size) {
-            return Err(ConfigError::Invalid("max_aliases must be 1 to 1000 and max_batch_size 1 to 100".into()));
+        if let Err(e) = self.metrics_token() {
+            problems.push(e);
         }
-        if config.claims_per_minute_per_account == 0 || config.claims_per_minute_per_ip == 0 {
-            return Err(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));
+        if let Err(e) = self.links() {
+            problems.push(e);
         }
-        if !(1..=1000).contains(&config.max_subscriptions_per_connection)
-            || !(1..=100_000).contains(&config.max_subscriptions_per_account)
-            || !(1..=100_000).contains(&config.max_websockets_per_address)
+        if !(1..=300).contains(&self.request_timeout_seconds) {
+            problems.push(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            problems.push(ConfigError::Invalid("max_body_bytes must be 1 KiB to 16 MiB".into()));
+        }
+        if !(4..=64).contains(&self.max_depth) || !(50..=100_000).contains(&self.max_complexity) {
+            problems.push(ConfigError::Invalid("max_depth must be 4 to 64 and max_complexity 50 to 100000".into()));
+        }
+        if !(1..=1000).contains(&self.max_aliases) || !(1..=100).contains(&self.max_batch_size) {
+            problems.push(ConfigError::Invalid("max_aliases must be 1 to 1000 and max_batch_size 1 to 100".into()));
+        }
+        if self.claims_per_minute_per_account == 0 || self.claims_per_minute_per_ip == 0 {
+            problems.push(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));
+        }
+        if !(1..=1000).contains(&self.max_subscriptions_per_connection)
+            || !(1..=100_000).contains(&self.max_subscriptions_per_account)
+            || !(1..=100_000).contains(&self.max_websockets_per_address)
         {
-            return Err(ConfigError::Invalid(
+            problems.push(ConfigError::Invalid(
                 "max_subscriptions_per_connection must be 1 to 1000, max_subscriptions_per_account and max_websockets_per_address 1 to 100000"
                     .into(),
             ));
         }
-        if !(1..=300).contains(&config.websocket_init_timeout_seconds) {
-            return Err(ConfigError::Invalid("websocket_init_timeout_seconds must be 1 to 300".into()));
+        if !(1..=300).contains(&self.websocket_init_timeout_seconds) {
+            problems.push(ConfigError::Invalid("websocket_init_timeout_seconds must be 1 to 300".into()));
         }
-        if config.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
-            return Err(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));
+        if self.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
+            problems.push(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));
         }
-        if config.spend_lanes.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
-            return Err(ConfigError::Invalid("spend_lanes must be 1 to 64".into()));
+        if self.spend_lanes.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
+            problems.push(ConfigError::Invalid("spend_lanes must be 1 to 64".into()));
         }
-        if !(1..=300).contains(&config.header_timeout_seconds) || !(1..=600).contains(&config.body_timeout_seconds) {
-            return Err(ConfigError::Invalid("header_timeout_seconds must be 1 to 300 and body_timeout_seconds 1 to 600".into()));
+        if !(1..=300).contains(&self.header_timeout_seconds) || !(1..=600).contains(&self.body_timeout_seconds) {
+            problems.push(ConfigError::Invalid("header_timeout_seconds must be 1 to 300 and body_timeout_seconds 1 to 600".into()));
         }
-        if !(16..=1_000_000).contains(&config.max_connections) || !(1..=1_000_000).contains(&config.max_connections_per_ip) {
-            return Err(ConfigError::Invalid("max_connections must be 16 to 1000000 and max_connections_per_ip at least 1".into()));
+        if !(16..=1_000_000).contains(&self.max_connections) || !(1..=1_000_000).contains(&self.max_connections_per_ip) {
+            problems.push(ConfigError::Invalid("max_connections must be 16 to 1000000 and max_connections_per_ip at least 1".into()));
         }
-        config.trusted_proxies()?;
-        config.cors_origins()?;
-        if !(1..=50).contains(&config.max_directives) {
-            return Err(ConfigError::Invalid("max_directives must be 1 to 50".into()));
+        if let Err(e) = self.trusted_proxies() {
+            problems.push(e);
         }
-        config.retention().check().map_err(ConfigError::Invalid)?;
-        if !(1..=3650).contains(&config.idempotency_days) {
-            return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
+        if let Err(e) = self.cors_origins() {
+            problems.push(e);
         }
-        Ok(config)
+        if !(1..=50).contains(&self.max_directives) {
+            problems.push(ConfigError::Invalid("max_directives must be 1 to 50".into()));
+        }
+        if let Err(e) = self.retention().check() {
+            problems.push(ConfigError::Invalid(e));
+        }
+        if !(1..=3650).contains(&self.idempotency_days) {
+            problems.push(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
+        }
+        problems
     }
 
     /// Whether this deployment runs on a test clock, and where that clock starts on a fresh

@@ -11,6 +11,7 @@ pub mod balance_watch;
 pub mod body_timeout;
 pub mod client_address;
 pub mod config;
+pub mod config_check;
 pub mod connections;
 pub mod cors;
 pub mod db;

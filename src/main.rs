@@ -65,11 +65,24 @@ enum Command {
         #[arg(long)]
         run: bool,
     },
+    /// The configuration: `config check` prints it as resolved (secrets masked) and every
+    /// problem in it; exit 1 if there is any.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Persisted GraphQL documents: the allow-list that `persisted_only` runs.
     Persisted {
         #[command(subcommand)]
         command: PersistedCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved configuration (defaults, file, environment; secrets masked) and every
+    /// problem found in it, without starting anything or writing anything.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,10 +134,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         println!("{}", credits::graphql::sdl().trim_end());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Config { command: ConfigCommand::Check } = cli.command {
+        let config = Config::read(cli.config.as_deref())?;
+        print!("{}", credits::config_check::masked(&config));
+        let problems = credits::config_check::problems(&config);
+        if problems.is_empty() {
+            println!("# no problems found");
+            return Ok(ExitCode::SUCCESS);
+        }
+        for problem in &problems {
+            eprintln!("problem: {problem}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
     config.log_format()?;
     match cli.command {
-        Command::Schema => unreachable!("handled above"),
+        Command::Schema | Command::Config { .. } => unreachable!("handled above"),
         Command::Serve { bind, no_workers } => {
             if let Some(bind) = bind {
                 config.bind = bind;
