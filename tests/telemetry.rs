@@ -154,3 +154,108 @@ fn logs_are_json_or_plain_text() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("log_format"), "{}", String::from_utf8_lossy(&refused.stderr));
 }
+
+/// Secrets and tokens never reach the logs: a server run at debug level is sent every kind of
+/// credential (tokens of each role, a bad one, a console link's code and the session it opens, a
+/// portal session, a WebSocket's `connection_init`, a signed ad callback, the metrics token),
+/// and its whole log is searched for each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_is_ever_logged() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [
+        ("CREDITS_AUTH_SECRET", "auth-secret-0123456789-auth-secret-0123456789"),
+        ("CREDITS_WEBHOOK_SECRET", "webhook-secret-0123456789-webhook-secret-0123"),
+        ("CREDITS_AD_SECRET", "ad-secret-0123456789-ad-secret-0123456789-ad"),
+        ("CREDITS_METRICS_TOKEN", "metrics-token-0123456789-metrics-token-012345"),
+    ];
+    let credits = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"));
+        command
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("CREDITS_CONFIG")
+            .env("CREDITS_DATA_DIR", dir.path())
+            .env("CREDITS_METRICS_BIND", "off")
+            .env("CREDITS_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
+            .env("RUST_LOG", "debug,sqlx=debug,hyper=info,h2=info,reqwest=info,tower=info,rustls=info")
+            .current_dir(dir.path());
+        for (name, value) in secrets {
+            command.env(name, value);
+        }
+        command
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("http://127.0.0.1:{port}");
+    let mut server =
+        credits(&["serve", "--bind", &format!("127.0.0.1:{port}")]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = |args: &'static [&'static str]| {
+        let mut command = credits(args);
+        async move { String::from_utf8(command.output().await.unwrap().stdout).unwrap().trim().to_string() }
+    };
+    let service = token(&["token", "--role", "service"]).await;
+    let admin = token(&["token", "--role", "admin", "--subject", "ops"]).await;
+    let user = token(&["token", "--role", "user", "--account", "alice"]).await;
+    let link = token(&["console-link", "--subject", "ops"]).await;
+    let code = link.split("#code=").nth(1).expect("a console link").to_string();
+    let gql =
+        |token: &str, query: &str| client.post(format!("{address}/graphql")).bearer_auth(token).json(&json!({ "query": query })).send();
+    gql(&service, r#"mutation { createAccount(input: {externalId: "alice"}) { created } }"#).await.unwrap();
+    gql(&user, "{ me { balance { total } } }").await.unwrap();
+    gql(&admin, r#"mutation { grantCredits(input: {accountId: "alice", amount: "5", class: PAID, idempotencyKey: "g"}) { lotId } }"#)
+        .await
+        .unwrap();
+    gql("not-a-real-token-but-secret-looking-0123456789", "{ me { id } }").await.unwrap();
+    let session: serde_json::Value = client
+        .post(format!("{address}/graphql"))
+        .json(&json!({ "query": format!("mutation {{ openConsoleSession(code: \"{code}\") {{ token }} }}") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let console = session["data"]["openConsoleSession"]["token"].as_str().unwrap_or_else(|| panic!("{session}")).to_string();
+    gql(&console, "{ viewer { subject } }").await.unwrap();
+    let portal: serde_json::Value =
+        gql(&service, r#"mutation { createPortalSession(accountId: "alice") { token } }"#).await.unwrap().json().await.unwrap();
+    let portal = portal["data"]["createPortalSession"]["token"].as_str().unwrap_or_else(|| panic!("{portal}")).to_string();
+    client.get(format!("{address}/metrics")).bearer_auth(secrets[3].1).send().await.unwrap();
+    client.get(format!("{address}/callbacks/ads?user_id=alice&transaction_id=t1&signature=00")).send().await.unwrap();
+    {
+        use futures::{SinkExt, StreamExt};
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://127.0.0.1:{port}/graphql/ws"))
+                .unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {user}") } });
+        socket.send(tokio_tungstenite::tungstenite::Message::Text(init.to_string().into())).await.unwrap();
+        let _ack = socket.next().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.start_kill().unwrap();
+    let output = server.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("console session opened") && log.contains("request"), "the log is the server's: {log}");
+    let tokens = [&service, &admin, &user, &console, &portal];
+    for (name, value) in secrets
+        .iter()
+        .map(|(n, v)| (*n, *v))
+        .chain(tokens.iter().map(|t| ("a token", t.as_str())))
+        .chain([("the console code", code.as_str()), ("a bad token", "not-a-real-token-but-secret-looking")])
+    {
+        assert!(!value.is_empty());
+        // A JWT's signature is its secret part; its header is the same for every token.
+        let needle = value.rsplit('.').next().unwrap();
+        assert!(!log.contains(needle), "{name} is in the log");
+    }
+    assert!(!log.contains("Bearer "), "an Authorization header is in the log");
+}
