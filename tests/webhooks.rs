@@ -29,6 +29,8 @@ struct Received {
     event_id: String,
     signature: String,
     body: Vec<u8>,
+    /// Every header, names in lower case.
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 impl Received {
@@ -58,6 +60,7 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: a
         event_id: header("credits-event-id"),
         signature: header("credits-signature"),
         body: body.to_vec(),
+        headers: headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect(),
     });
     let failing = state.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
@@ -416,3 +419,60 @@ on_both!(
 );
 
 on_both!(on_a_test_clock_retries_follow_the_clock_and_signatures_the_wall);
+
+/// Our requests verify with the Standard Webhooks spec's own library (npm `standardwebhooks`, run
+/// by `tests/browser/standard_webhooks.mjs`), given `whsec_` + base64 of our secret; a body
+/// changed by one byte does not. `webhook-id` is the event id receivers de-duplicate on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_verify_with_a_standard_webhooks_library() {
+    let receiver = Receiver::start(0).await;
+    let mut app = TestApp::spawn_with(Backend::Sqlite, "arkain").await;
+    app.ledger.webhooks = Some(receiver.sender());
+    app.create_account("alice").await;
+    buy_and_refund(&app, "alice").await;
+    let now = chrono::Utc::now();
+    app.ledger.run_job(Job::DeliverWebhooks, now).await.unwrap();
+    let received = receiver.received();
+    assert!(!received.is_empty(), "events were sent");
+    for request in &received {
+        assert_eq!(request.headers["webhook-id"], request.event_id);
+        assert!(request.headers["webhook-signature"].starts_with("v1,"), "{:?}", request.headers);
+        let timestamp: i64 = request.headers["webhook-timestamp"].parse().unwrap();
+        assert!((timestamp - now.timestamp()).abs() <= 5, "{timestamp}");
+    }
+    let scripts = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !scripts.join("node_modules/standardwebhooks").is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI is set, so tests/browser/node_modules must hold standardwebhooks (npm ci --prefix tests/browser)"
+        );
+        eprintln!("SKIPPED the Standard Webhooks library check: npm ci --prefix tests/browser");
+        return;
+    }
+    let input = json!({
+        "secret": credits::service::webhooks::standard_secret(WEBHOOK_SECRET),
+        "requests": received.iter().map(|r| json!({ "headers": r.headers, "body": String::from_utf8(r.body.clone()).unwrap() })).collect::<Vec<_>>(),
+    });
+    let mut node = tokio::process::Command::new("node")
+        .arg(scripts.join("standard_webhooks.mjs"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs");
+    use tokio::io::AsyncWriteExt;
+    let mut stdin = node.stdin.take().unwrap();
+    stdin.write_all(input.to_string().as_bytes()).await.unwrap();
+    drop(stdin);
+    let output = node.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("{stdout}{}", String::from_utf8_lossy(&output.stderr)));
+    let results: Vec<Value> = serde_json::from_str(line).unwrap();
+    assert_eq!(results.len(), received.len());
+    for result in results {
+        assert_eq!(result, json!({ "verified": true, "error": null, "tamperedRefused": true }));
+    }
+}

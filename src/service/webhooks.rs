@@ -11,6 +11,11 @@
 //!
 //! Each request carries `Credits-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret,
 //! "<t>.<body>")>`, as Stripe signs its webhooks; `verify_signature` is the receiver's side.
+//! It also carries the Standard Webhooks headers (standardwebhooks.com): `webhook-id` (the event
+//! id), `webhook-timestamp` (unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256(key,
+//! "<id>.<timestamp>.<body>")>`, so a receiver can verify with that spec's libraries. The spec's
+//! key is the bytes behind a `whsec_<base64>` secret; ours are the configured secret's bytes, so
+//! the receiver's secret is `whsec_` + base64 of `webhook_secret` (`standard_secret`).
 
 use crate::entity::outbox;
 use crate::ledger::backoff::retry_delay;
@@ -40,6 +45,10 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 pub const EVENT_ID_HEADER: &str = "Credits-Event-Id";
 pub const SIGNATURE_HEADER: &str = "Credits-Signature";
+/// The Standard Webhooks headers.
+pub const STANDARD_ID_HEADER: &str = "webhook-id";
+pub const STANDARD_TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const STANDARD_SIGNATURE_HEADER: &str = "webhook-signature";
 
 /// The public id of an outbox event: stable across retries, so receivers de-duplicate on it.
 pub fn event_id(outbox_id: i64) -> String {
@@ -106,12 +115,16 @@ impl WebhookSender {
     /// One attempt: POSTs `body`, signed at `at`. Ok only for a 2xx.
     pub async fn send(&self, event_id: &str, body: Vec<u8>, at: DateTime<Utc>) -> Result<(), SendError> {
         let signature = sign(&self.secret, at.timestamp(), &body);
+        let standard = sign_standard(&self.secret, event_id, at.timestamp(), &body);
         let response = self
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(EVENT_ID_HEADER, event_id)
             .header(SIGNATURE_HEADER, signature)
+            .header(STANDARD_ID_HEADER, event_id)
+            .header(STANDARD_TIMESTAMP_HEADER, at.timestamp().to_string())
+            .header(STANDARD_SIGNATURE_HEADER, standard)
             .body(body)
             .send()
             .await
@@ -132,6 +145,22 @@ fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
 /// The `Credits-Signature` value for `body` sent at `timestamp` (unix seconds).
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
+}
+
+/// The `webhook-signature` value (Standard Webhooks) for event `id`'s `body` sent at `timestamp`.
+pub fn sign_standard(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The secret a Standard Webhooks library is given to verify our requests: `whsec_` and the
+/// base64 of the configured secret's bytes.
+pub fn standard_secret(secret: &[u8]) -> String {
+    use base64::Engine as _;
+    format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(secret))
 }
 
 /// The most comma-separated parts of a signature header looked at.
