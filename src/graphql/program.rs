@@ -10,7 +10,9 @@ use rust_decimal::Decimal;
 /// A plan with its monthly credits and limits.
 #[derive(SimpleObject)]
 pub struct Plan {
+    /// The code requests name (`createAccount`, `changePlan`, `account.plan`).
     pub code: String,
+    /// The name shown to users.
     pub name: String,
     /// Credits granted each period (a calendar month, or a month from the plan's start).
     pub monthly_credits: Option<CreditAmount>,
@@ -41,15 +43,19 @@ impl Plan {
 /// The program this deployment runs.
 #[derive(SimpleObject)]
 pub struct ProgramInfo {
+    /// The program's name (the preset's, such as "arkain").
     pub name: String,
+    /// The ISO 4217 code of the currency purchases are priced in.
     pub currency: String,
     /// Minor units per credit; may be fractional.
     pub credit_price_minor: Decimal,
+    /// The fewest credits a custom purchase may buy.
     pub minimum_purchase: CreditAmount,
     /// "never", "end of month", or a count and unit such as "1 month" or "30 days".
     pub purchased_validity: String,
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
     pub consumption_order: Vec<Vec<LotClass>>,
+    /// The program's plans (as `plans`).
     pub plans: Vec<Plan>,
     /// The service's current instant, by which balances, expiries, claims and refund windows
     /// are judged: the test clock's on a deployment that runs one (`testClock`).
