@@ -12,24 +12,9 @@ fn schema_file_is_current() {
 const BUILT_IN_TYPES: &[&str] = &["Boolean", "String", "Int", "Float", "ID"];
 const BUILT_IN_DIRECTIVES: &[&str] = &["include", "skip", "deprecated", "specifiedBy", "oneOf"];
 
-/// Why a connection type has no description: async-graphql's `Connection` object is declared
-/// without one and offers no way to give it one (its `ConnectionNameType` sets only the name).
-/// Describing it would mean replacing async-graphql's connection type with our own; its fields
-/// (`edges`, `nodes`, `pageInfo`, `totalCount`) and its edge type are described.
-const CONNECTION: &str = "async-graphql's Connection takes no type description";
-
 /// Items async-graphql describes for us or not at all, that cannot get a description without
 /// changing the API: (schema coordinate, why).
 const UNDESCRIBABLE: &[(&str, &str)] = &[
-    ("AccountConnection", CONNECTION),
-    ("AdminActionConnection", CONNECTION),
-    ("CouponConnection", CONNECTION),
-    ("JournalEntryConnection", CONNECTION),
-    ("LotConnection", CONNECTION),
-    ("MarketJobConnection", CONNECTION),
-    ("OutboxEventConnection", CONNECTION),
-    ("PurchaseConnection", CONNECTION),
-    ("UsageLineConnection", CONNECTION),
     // async-graphql's `rust_decimal` scalar is registered without a description, and a type of
     // ours named "Decimal" would collide with it (or, renamed, change the contract). Every
     // field of this type says its format instead: a decimal string such as "6.5".
