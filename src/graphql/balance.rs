@@ -143,7 +143,8 @@ pub struct LowCredits {
     /// The balance the rule was checked against: the account's stored balance (the sum of its
     /// lots' remaining).
     pub balance: CreditAmount,
-    /// What the account's running usage costs an hour now (metered programs).
+    /// What the account's running usage costs an hour now, in credits, exact, as a decimal
+    /// string ("6.8"); null where the program does not meter usage.
     pub rate_per_hour: Option<Decimal>,
     /// The balance under which the nudge applies (threshold programs).
     pub threshold: Option<CreditAmount>,

@@ -242,7 +242,7 @@ impl ClaimsMutation {
     }
 
     /// Claims today's lucky credits: a random amount up to the plan's maximum (paid subscribers,
-    /// once per UTC day, within the promotion's dates).
+    /// once per UTC day, within the promotion's dates; user, or on behalf).
     async fn claim_lucky_credits(
         &self,
         ctx: &Context<'_>,
@@ -256,7 +256,8 @@ impl ClaimsMutation {
     }
 
     /// Redeems a verified ad view (or a button tap, where the program says so) for random
-    /// credits: free-plan accounts whose free and other credits are used up, up to a daily cap.
+    /// credits: free-plan accounts whose free and other credits are used up, up to a daily cap
+    /// (user, or on behalf).
     async fn claim_ad_reward(
         &self,
         ctx: &Context<'_>,

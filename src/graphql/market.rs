@@ -25,15 +25,15 @@ pub enum BudgetSource {
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "crate::ledger::market::HardwareClass")]
 pub enum HardwareClass {
-    /// x2.0
+    /// Enterprise hardware: asks x 2.0.
     Enterprise,
-    /// x1.5
+    /// High-end hardware: asks x 1.5.
     HighEnd,
-    /// x1.2
+    /// Mid-range hardware: asks x 1.2.
     MidRange,
-    /// x1.0
+    /// Entry hardware: asks x 1.0.
     Entry,
-    /// x0.5
+    /// CPU only, no GPU: asks x 0.5.
     CpuOnly,
 }
 

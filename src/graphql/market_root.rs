@@ -15,7 +15,7 @@ pub struct MarketQuery;
 #[Object]
 impl MarketQuery {
     /// A workload's market rate: now (average, lowest and highest ask, providers), a suggested
-    /// bid, and up to `history` 5-minute snapshots, newest first.
+    /// bid, and up to `history` 5-minute snapshots, newest first (any token).
     async fn market_rates(
         &self,
         ctx: &Context<'_>,
@@ -51,7 +51,8 @@ impl MarketMutation {
     }
 
     /// Saves the consumer's budget for a workload, used when a job names no bid: `bidPrice`, the
-    /// most one job may cost, in credits (more than 0). Returns the saved budget.
+    /// most one job may cost, in credits (more than 0). Returns the saved budget (user, or on
+    /// behalf).
     async fn set_bid_preference(
         &self,
         ctx: &Context<'_>,

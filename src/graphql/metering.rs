@@ -56,7 +56,7 @@ mirror_enum!(
         Second,
         /// Storage over the quota: gigabytes (10^9 bytes) times seconds.
         GbSecond,
-        /// Traffic.
+        /// Bytes of traffic (10^9 bytes = 1 GB).
         Byte,
         /// Tokens of an AI use (AI Supporter, Chat).
         Token,

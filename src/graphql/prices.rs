@@ -114,7 +114,7 @@ pub struct PricesQuery;
 #[Object]
 impl PricesQuery {
     /// The price of one use of a feature before it is made: the catalog's per-use price scaled
-    /// by the options, or a token-priced model's price for the given tokens.
+    /// by the options, or a token-priced model's price for the given tokens (any token).
     async fn price_quote(
         &self,
         ctx: &Context<'_>,

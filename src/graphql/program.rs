@@ -20,7 +20,8 @@ pub struct Plan {
     pub price: Option<Money>,
     /// A paid subscription.
     pub paid: bool,
-    /// Free storage before storage is charged, in GB.
+    /// Free storage before storage is charged, in GB (10^9 bytes), as a decimal string ("5");
+    /// null where the plan has no quota.
     pub storage_quota_gb: Option<Decimal>,
     /// The most lucky credits one daily draw can give.
     pub lucky_max_credits: Option<CreditAmount>,
@@ -47,7 +48,7 @@ pub struct ProgramInfo {
     pub name: String,
     /// The ISO 4217 code of the currency purchases are priced in.
     pub currency: String,
-    /// Minor units per credit; may be fractional.
+    /// Minor units of the currency per credit, as a decimal string; may be fractional ("0.5").
     pub credit_price_minor: Decimal,
     /// The fewest credits a custom purchase may buy.
     pub minimum_purchase: CreditAmount,
@@ -94,7 +95,8 @@ pub struct CatalogItem {
     pub model: Option<String>,
     /// What users see ("LLM chat, high quality").
     pub name: String,
-    /// Credits per use at the default options (`priceQuote` scales them by options).
+    /// Credits per use at the default options (`priceQuote` scales them by options), as a
+    /// decimal string.
     pub credits: Decimal,
     /// The feature's model when a request names none.
     pub default: bool,
@@ -116,13 +118,13 @@ pub struct ProgramQuery;
 
 #[Object]
 impl ProgramQuery {
-    /// The plans of this program.
+    /// The plans of this program (any token).
     async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
         caller(ctx)?;
         let program = &app(ctx).ledger.program;
         Ok(program.plans.iter().map(|p| Plan::new(p, &program.currency)).collect())
     }
-    /// The rules this deployment runs.
+    /// The rules this deployment runs (any token).
     async fn program(&self, ctx: &Context<'_>) -> ApiResult<ProgramInfo> {
         caller(ctx)?;
         let program = &app(ctx).ledger.program;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 pub struct Money {
     /// An integer amount of the currency's minor unit (cents for USD).
     pub amount_minor: i64,
-    /// ISO 4217.
+    /// The currency's ISO 4217 code ("USD").
     pub currency: String,
 }
 
@@ -170,7 +170,7 @@ pub struct PurchasesQuery;
 
 #[Object]
 impl PurchasesQuery {
-    /// The packages on sale, with their prices.
+    /// The packages on sale, with their prices (any token).
     async fn credit_packages(&self, ctx: &Context<'_>) -> ApiResult<Vec<CreditPackage>> {
         caller(ctx)?;
         let program = &app(ctx).ledger.program;
@@ -192,7 +192,8 @@ pub struct PurchasesMutation;
 
 #[Object]
 impl PurchasesMutation {
-    /// Creates a pending purchase priced in money; `confirmPurchase` pays it.
+    /// Creates a pending purchase priced in money; `confirmPurchase` pays it (user, or on
+    /// behalf).
     async fn purchase_credits(
         &self,
         ctx: &Context<'_>,

@@ -61,10 +61,11 @@ pub struct GrantCreditsInput {
     pub amount: CreditAmount,
     /// The new lot's class: decides refunds and the order of consumption.
     pub class: LotClass,
-    /// The new lot's source; ADJUSTMENT when not given.
+    /// The new lot's source; ADJUSTMENT when not given. PROVIDER_EARNINGS is refused (only
+    /// completed market jobs earn it).
     #[graphql(default_with = "LotSource::Adjustment")]
     pub source: LotSource,
-    /// An exact expiry instant...
+    /// An exact expiry instant (exclusive), in the future; not with `validFor`...
     pub expires_at: Option<DateTime<Utc>>,
     /// ...or a validity from now: "168 hours", "30 days", "1 month". Neither: never expires.
     pub valid_for: Option<String>,
