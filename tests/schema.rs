@@ -14,12 +14,7 @@ const BUILT_IN_DIRECTIVES: &[&str] = &["include", "skip", "deprecated", "specifi
 
 /// Items async-graphql describes for us or not at all, that cannot get a description without
 /// changing the API: (schema coordinate, why).
-const UNDESCRIBABLE: &[(&str, &str)] = &[
-    // async-graphql's `rust_decimal` scalar is registered without a description, and a type of
-    // ours named "Decimal" would collide with it (or, renamed, change the contract). Every
-    // field of this type says its format instead: a decimal string such as "6.5".
-    ("Decimal", "async-graphql's Decimal scalar takes no description"),
-];
+const UNDESCRIBABLE: &[(&str, &str)] = &[];
 
 /// Every type, field, argument, input field and enum value of the schema apps code against has a
 /// description, read the way a client reads it: through introspection of the served schema.

@@ -3,6 +3,7 @@
 
 use crate::auth::Caller;
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
 use crate::graphql::paging::{Counted, Paged, connection};
@@ -171,7 +172,7 @@ impl Account {
             applies: status.applies,
             reason: status.reason,
             balance: credits(status.balance),
-            rate_per_hour: status.rate_per_hour,
+            rate_per_hour: status.rate_per_hour.map(DecimalValue),
             threshold: status.threshold.map(credits),
             notified_at: status.notified_at,
             credit_mail: status.credit_mail,

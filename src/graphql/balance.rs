@@ -1,12 +1,12 @@
 //! Balances and lots: what an account holds, by class and by expiry, and the low-credit signal.
 
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::types::*;
 use crate::ledger::Credits;
 use crate::service::reads::{BalanceView, LotView};
 use async_graphql::{ComplexObject, ID, SimpleObject};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 
 /// An account's credits now. `total = available + held`; the bars split both by source.
 #[derive(SimpleObject)]
@@ -145,7 +145,7 @@ pub struct LowCredits {
     pub balance: CreditAmount,
     /// What the account's running usage costs an hour now, in credits, exact, as a decimal
     /// string ("6.8"); null where the program does not meter usage.
-    pub rate_per_hour: Option<Decimal>,
+    pub rate_per_hour: Option<DecimalValue>,
     /// The balance under which the nudge applies (threshold programs).
     pub threshold: Option<CreditAmount>,
     /// When this cycle's warning went out; null once a purchase (or, for a threshold, a

@@ -1,5 +1,6 @@
 //! The metering part of the schema: containers, usage samples, settlements and the usage page.
 
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::amount::{CreditAmount, Quantity};
 use crate::graphql::context::app;
 use crate::graphql::error::ApiResult;
@@ -10,7 +11,6 @@ use crate::service::metering::{self as service, LineView, SettlementView};
 use crate::service::paging::{self, List};
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 
 mirror_enum!(
     /// Which AI a use was of.
@@ -177,7 +177,7 @@ pub struct Container {
     /// Running, stopped, or inactive.
     pub state: ContainerState,
     /// Its storage as last sampled, in GB (10^9 bytes), as a decimal string ("6.5").
-    pub storage_gb: Decimal,
+    pub storage_gb: DecimalValue,
     /// When its state or storage last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -189,7 +189,7 @@ impl From<service::ContainerView> for Container {
             tier: c.tier,
             code_supporter: c.code_supporter,
             state: c.state.into(),
-            storage_gb: c.storage_gb,
+            storage_gb: DecimalValue(c.storage_gb),
             updated_at: c.updated_at,
         }
     }
@@ -209,7 +209,7 @@ pub struct UsageLine {
     /// Shown for Chat only.
     pub model: Option<String>,
     /// How much was used, in `unit`, exact, as a decimal string ("3600", "0.5").
-    pub quantity: Decimal,
+    pub quantity: DecimalValue,
     /// The unit of `quantity`.
     pub unit: UsageUnit,
     /// Container and add-on lines: the start of the priced seconds (within one UTC day).
@@ -230,7 +230,7 @@ impl From<LineView> for UsageLine {
             resource: l.resource.into(),
             kind: l.kind.map(Into::into),
             model,
-            quantity: l.quantity,
+            quantity: DecimalValue(l.quantity),
             unit: l.unit.into(),
             started_at: l.started_at,
             ended_at: l.ended_at,

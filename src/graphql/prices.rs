@@ -1,11 +1,11 @@
 //! Prices: quoting one use of a feature before it is made.
 
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::context::{app, caller};
 use crate::graphql::error::ApiResult;
 use crate::graphql::types::*;
 use async_graphql::{Context, InputObject, Object, SimpleObject};
-use rust_decimal::Decimal;
 
 /// A use of a priced feature: its model and options (the defaults when not given), or for a
 /// token-priced feature, the tokens one question used.
@@ -94,7 +94,7 @@ pub struct PriceQuoteLine {
     /// As a decimal string: credits for the base line, a multiplier for an option, or a token
     /// count. A length factor that is not a finite decimal is shown to 28 digits; the total
     /// uses the exact ratio.
-    pub factor: Decimal,
+    pub factor: DecimalValue,
 }
 
 impl From<crate::ledger::pricing::Quote> for PriceQuote {
@@ -103,7 +103,7 @@ impl From<crate::ledger::pricing::Quote> for PriceQuote {
             feature: q.feature,
             model: q.model,
             total: credits(q.total),
-            lines: q.lines.into_iter().map(|l| PriceQuoteLine { label: l.label, factor: l.factor }).collect(),
+            lines: q.lines.into_iter().map(|l| PriceQuoteLine { label: l.label, factor: DecimalValue(l.factor) }).collect(),
         }
     }
 }

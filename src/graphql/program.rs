@@ -1,11 +1,11 @@
 //! The program this deployment runs: its plans and its rules.
 
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::context::{app, caller};
 use crate::graphql::error::ApiResult;
 use crate::graphql::types::*;
 use async_graphql::{Context, Object, SimpleObject};
-use rust_decimal::Decimal;
 
 /// A plan with its monthly credits and limits.
 #[derive(SimpleObject)]
@@ -22,7 +22,7 @@ pub struct Plan {
     pub paid: bool,
     /// Free storage before storage is charged, in GB (10^9 bytes), as a decimal string ("5");
     /// null where the plan has no quota.
-    pub storage_quota_gb: Option<Decimal>,
+    pub storage_quota_gb: Option<DecimalValue>,
     /// The most lucky credits one daily draw can give.
     pub lucky_max_credits: Option<CreditAmount>,
 }
@@ -35,7 +35,7 @@ impl Plan {
             monthly_credits: plan.monthly_credits.map(credits),
             price: plan.price_minor.map(|amount_minor| Money { amount_minor, currency: currency.to_string() }),
             paid: plan.paid,
-            storage_quota_gb: plan.storage_quota_gb,
+            storage_quota_gb: plan.storage_quota_gb.map(DecimalValue),
             lucky_max_credits: plan.lucky_max_credits.map(credits),
         }
     }
@@ -49,7 +49,7 @@ pub struct ProgramInfo {
     /// The ISO 4217 code of the currency purchases are priced in.
     pub currency: String,
     /// Minor units of the currency per credit, as a decimal string; may be fractional ("0.5").
-    pub credit_price_minor: Decimal,
+    pub credit_price_minor: DecimalValue,
     /// The fewest credits a custom purchase may buy.
     pub minimum_purchase: CreditAmount,
     /// "never", "end of month", or a count and unit such as "1 month" or "30 days".
@@ -97,7 +97,7 @@ pub struct CatalogItem {
     pub name: String,
     /// Credits per use at the default options (`priceQuote` scales them by options), as a
     /// decimal string.
-    pub credits: Decimal,
+    pub credits: DecimalValue,
     /// The feature's model when a request names none.
     pub default: bool,
 }
@@ -131,7 +131,7 @@ impl ProgramQuery {
         Ok(ProgramInfo {
             name: program.name.clone(),
             currency: program.currency.clone(),
-            credit_price_minor: program.credit_price_minor,
+            credit_price_minor: DecimalValue(program.credit_price_minor),
             minimum_purchase: credits(program.minimum_purchase),
             purchased_validity: program.purchased_validity.to_string(),
             consumption_order: program.consumption_order.tiers().iter().map(|t| t.iter().map(|c| (*c).into()).collect()).collect(),
@@ -157,7 +157,7 @@ impl ProgramQuery {
                     feature: e.feature.clone(),
                     model: e.model.clone(),
                     name: e.name.clone(),
-                    credits: e.credits,
+                    credits: DecimalValue(e.credits),
                     default: e.default,
                 })
                 .collect(),
