@@ -3,6 +3,7 @@
 
 use crate::auth::Caller;
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
 use crate::graphql::paging::{Counted, Paged, connection};
@@ -15,24 +16,33 @@ use chrono::{DateTime, Utc};
 /// An account: one wallet holder, keyed by the product's own user id.
 pub struct Account(pub AccountView);
 
+/// An account: one wallet holder, keyed by the product's own user id. A user token reads its
+/// own account only; service and admin tokens read any.
 #[Object]
 impl Account {
     /// The product's own id for this account.
     async fn id(&self) -> ID {
         ID(self.0.external_id.clone())
     }
+    /// The code of the account's plan in this program (see `plans`).
     async fn plan(&self) -> &str {
         &self.0.plan
     }
+    /// ACTIVE, INACTIVE (charged only for storage) or SUSPENDED (read only).
     async fn status(&self) -> AccountStatus {
         self.0.status.into()
     }
+    /// Whether the product's backend marked the identity verified (`setIdentityVerified`):
+    /// the market needs it to spend and to sell.
     async fn identity_verified(&self) -> bool {
         self.0.identity_verified
     }
+    /// Whether the account receives credit mail: the low-credit warning and the
+    /// expiring-credits notice (`setCreditMail`).
     async fn credit_mail_enabled(&self) -> bool {
         self.0.credit_mail_enabled
     }
+    /// When the service created the account.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -162,7 +172,7 @@ impl Account {
             applies: status.applies,
             reason: status.reason,
             balance: credits(status.balance),
-            rate_per_hour: status.rate_per_hour,
+            rate_per_hour: status.rate_per_hour.map(DecimalValue),
             threshold: status.threshold.map(credits),
             notified_at: status.notified_at,
             credit_mail: status.credit_mail,
@@ -202,7 +212,11 @@ impl Account {
 
     /// A month's usage page ("2026-11"; the current month when not given): what was used, what
     /// was deducted, per resource, per container per day, and the AI logs.
-    async fn usage(&self, ctx: &Context<'_>, month: Option<String>) -> ApiResult<crate::graphql::metering::UsageReport> {
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A UTC month as \"YYYY-MM\" (\"2026-11\"); the current month when not given.")] month: Option<String>,
+    ) -> ApiResult<crate::graphql::metering::UsageReport> {
         let app = app(ctx);
         let month = month.unwrap_or_else(|| crate::ledger::time::month_key(app.clock.now()));
         Ok(crate::graphql::metering::UsageReport::new(self.0.id, app.ledger.usage_report(self.0.id, &month).await?))
@@ -245,6 +259,7 @@ impl Account {
     }
 }
 
+/// A new account (service).
 #[derive(InputObject)]
 pub struct CreateAccountInput {
     /// The product's own user id: 1 to 128 characters.
@@ -255,8 +270,10 @@ pub struct CreateAccountInput {
     pub referral_code: Option<String>,
 }
 
+/// What `createAccount` did.
 #[derive(SimpleObject)]
 pub struct CreateAccountPayload {
+    /// The account: new, or the one that already had this external id.
     pub account: Account,
     /// False when the account already existed: the call is idempotent on the external id.
     pub created: bool,
@@ -264,24 +281,35 @@ pub struct CreateAccountPayload {
     pub referral_accepted: Option<bool>,
 }
 
+/// A move to another plan (service).
 #[derive(InputObject)]
 pub struct ChangePlanInput {
+    /// The account's external id.
     pub account_id: ID,
+    /// The new plan's code (see `plans`); an unknown code is BAD_USER_INPUT.
     pub plan: String,
+    /// 1 to 128 printable ASCII characters; the same key with the same request replays the
+    /// first outcome, with another request it is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// What `changePlan` did.
 #[derive(SimpleObject)]
 pub struct ChangePlanPayload {
+    /// The account, on its new plan.
     pub account: Account,
     /// The new plan's credits for the current period, if they were granted now.
     pub granted_lot_id: Option<ID>,
+    /// The credits of that grant; null when none were granted now.
     pub granted: Option<CreditAmount>,
 }
 
+/// An account's new status (service, admin).
 #[derive(InputObject)]
 pub struct SetAccountStatusInput {
+    /// The account's external id.
     pub account_id: ID,
+    /// The status to set.
     pub status: AccountStatus,
 }
 
@@ -298,7 +326,11 @@ impl AccountsQuery {
         }
     }
     /// Any account (service, admin), or the caller's own (user).
-    async fn account(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Account> {
+    async fn account(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's external id (the product's own user id).")] id: ID,
+    ) -> ApiResult<Account> {
         Account::load(ctx, &id).await
     }
 }
@@ -309,7 +341,11 @@ pub struct AccountsMutation;
 #[Object]
 impl AccountsMutation {
     /// Creates an account, or returns the existing one with the same external id (service).
-    async fn create_account(&self, ctx: &Context<'_>, input: CreateAccountInput) -> ApiResult<CreateAccountPayload> {
+    async fn create_account(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The external id, and optionally a plan and a referral code.")] input: CreateAccountInput,
+    ) -> ApiResult<CreateAccountPayload> {
         require_service(ctx)?;
         let app = app(ctx);
         let (account, created, referral_accepted) = app
@@ -322,7 +358,11 @@ impl AccountsMutation {
     /// Moves an account to another plan (service, after payment; a user never changes its own
     /// plan). Accrued usage is settled first; the new plan's credits for the current period are
     /// granted unless this account already had them.
-    async fn change_plan(&self, ctx: &Context<'_>, input: ChangePlanInput) -> ApiResult<ChangePlanPayload> {
+    async fn change_plan(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the new plan and an idempotency key.")] input: ChangePlanInput,
+    ) -> ApiResult<ChangePlanPayload> {
         require_service(ctx)?;
         let app = app(ctx);
         let change = app.ledger.change_plan(&input.account_id, &input.plan, &input.idempotency_key, app.clock.now()).await?;
@@ -336,19 +376,33 @@ impl AccountsMutation {
 
     /// Turns the account's credit mail on or off: the low-credit warning and the expiring-credits
     /// notice (user, or on behalf).
-    async fn set_credit_mail(&self, ctx: &Context<'_>, account_id: ID, enabled: bool) -> ApiResult<Account> {
+    async fn set_credit_mail(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's external id; a user token may name only its own.")] account_id: ID,
+        #[graphql(desc = "True to receive credit mail, false to stop it.")] enabled: bool,
+    ) -> ApiResult<Account> {
         require_account(ctx, &account_id)?;
         Ok(Account(app(ctx).ledger.set_credit_mail(&account_id, enabled).await?))
     }
 
     /// Marks an account's identity verified, or not (service, admin): the market needs it.
-    async fn set_identity_verified(&self, ctx: &Context<'_>, account_id: ID, verified: bool) -> ApiResult<Account> {
+    async fn set_identity_verified(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's external id.")] account_id: ID,
+        #[graphql(desc = "True once the product has verified the identity; false withdraws it.")] verified: bool,
+    ) -> ApiResult<Account> {
         require_service(ctx)?;
         Ok(Account(app(ctx).ledger.set_identity_verified(&account_id, verified).await?))
     }
 
     /// Moves an account between ACTIVE, INACTIVE and SUSPENDED (service, admin).
-    async fn set_account_status(&self, ctx: &Context<'_>, input: SetAccountStatusInput) -> ApiResult<Account> {
+    async fn set_account_status(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account and its new status.")] input: SetAccountStatusInput,
+    ) -> ApiResult<Account> {
         require_service(ctx)?;
         Ok(Account(app(ctx).ledger.set_status(&input.account_id, input.status.into()).await?))
     }

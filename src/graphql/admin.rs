@@ -40,6 +40,8 @@ pub struct AccountAudit {
 /// One operator action from the operators' log.
 pub struct AdminAction(pub AdminActionView);
 
+/// One operator action from the operators' log: a mutation an admin token made that
+/// succeeded (admin).
 #[Object]
 impl AdminAction {
     /// The entry's id in the log.

@@ -126,6 +126,39 @@ impl ScalarType for Quantity {
     }
 }
 
+/// An exact decimal that is not an amount of credits (a rate, a quantity, a multiplier, a
+/// percentage). The schema calls it `Decimal`, as async-graphql's `rust_decimal` scalar did, and
+/// writes it the same way (`Decimal`'s `Display`); it is ours only so the scalar has a
+/// description. Only ever an output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecimalValue(pub Decimal);
+
+impl From<Decimal> for DecimalValue {
+    fn from(value: Decimal) -> Self {
+        DecimalValue(value)
+    }
+}
+
+/// An exact decimal number that is not an amount of credits (a rate, a quantity, a
+/// multiplier, a percentage), as a JSON string of digits with an optional leading "-" and
+/// decimal point, such as "6.8", "0.018" or "30"; never an exponent, never a JSON number. It
+/// may carry more places than a CreditAmount (up to 28). Each field says its unit. Only ever an
+/// output.
+#[Scalar(name = "Decimal")]
+impl ScalarType for DecimalValue {
+    /// No input takes one; a string is read as `rust_decimal` reads it.
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match &value {
+            Value::String(text) => text.parse::<Decimal>().map(DecimalValue).map_err(|e| refusal(InputValueError::custom(e))),
+            _ => Err(refusal(InputValueError::expected_type(value))),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::String(self.0.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +202,15 @@ mod tests {
         assert!(!Quantity::is_valid(&Value::from(6)), "a JSON number");
         assert!(!Quantity::is_valid(&Value::from("1e3")));
         assert_eq!(Quantity(Decimal::new(1500, 3)).to_value(), Value::from("1.5"));
+    }
+
+    #[test]
+    fn decimals_are_written_as_async_graphql_wrote_them() {
+        for text in ["6.8", "0.018", "30", "5.000", "-1.5", "0.0000004"] {
+            let decimal: Decimal = text.parse().unwrap();
+            assert_eq!(DecimalValue(decimal).to_value(), Value::String(decimal.to_string()), "{text}");
+            assert_eq!(DecimalValue::parse(Value::from(text)).unwrap(), DecimalValue(decimal));
+        }
     }
 
     /// The schema's descriptions state the grammars the ledger checks.

@@ -26,6 +26,7 @@ pub enum AuditStatus {
 /// One whole-ledger audit an operator asked for.
 pub struct AuditRun(pub AuditRunView);
 
+/// One whole-ledger audit an operator asked for (admin).
 #[Object]
 impl AuditRun {
     /// The run's id.

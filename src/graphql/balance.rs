@@ -1,12 +1,12 @@
 //! Balances and lots: what an account holds, by class and by expiry, and the low-credit signal.
 
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::types::*;
 use crate::ledger::Credits;
 use crate::service::reads::{BalanceView, LotView};
 use async_graphql::{ComplexObject, ID, SimpleObject};
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 
 /// An account's credits now. `total = available + held`; the bars split both by source.
 #[derive(SimpleObject)]
@@ -77,20 +77,30 @@ impl From<BalanceView> for Balance {
     }
 }
 
+/// One grant of credits: what it came with, what is left, and when it expires.
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct Lot {
+    /// The lot's id, as named by journal lines and spend takes.
     pub id: ID,
+    /// What the credits are worth to the holder (paid, promotional, free).
     pub class: LotClass,
+    /// Where the credits came from.
     pub source: LotSource,
+    /// The credits the lot was granted with.
     pub granted: CreditAmount,
+    /// What is left of them, never below 0 (an expired lot keeps its remaining until the
+    /// expiry job writes it off; `spendable` is then 0).
     pub remaining: CreditAmount,
+    /// When the grant took effect.
     pub granted_at: DateTime<Utc>,
+    /// The exclusive instant the lot stops counting; null: never expires.
     pub expires_at: Option<DateTime<Utc>>,
     /// Past its expiry instant; its credits no longer count.
     pub expired: bool,
     /// What the lot came from ("purchase", "grant", "account") and its id there.
     pub origin_kind: Option<String>,
+    /// The id of that origin (a purchase's id, ...); null when the lot names none.
     pub origin_id: Option<String>,
 }
 
@@ -120,15 +130,22 @@ impl Lot {
     }
 }
 
+/// The low-credit warning: whether it applies to the account now, and why.
 #[derive(SimpleObject)]
 pub struct LowCredits {
     /// Whether this program warns of low credits at all.
     pub enabled: bool,
+    /// True when the balance is low by the program's rule (under an hour of the current usage,
+    /// or under `threshold`); always false when the program does not warn.
     pub applies: bool,
+    /// Why it applies, in words ("4 credits is under 10"); null when it does not.
     pub reason: Option<String>,
+    /// The balance the rule was checked against: the account's stored balance (the sum of its
+    /// lots' remaining).
     pub balance: CreditAmount,
-    /// What the account's running usage costs an hour now (metered programs).
-    pub rate_per_hour: Option<Decimal>,
+    /// What the account's running usage costs an hour now, in credits, exact, as a decimal
+    /// string ("6.8"); null where the program does not meter usage.
+    pub rate_per_hour: Option<DecimalValue>,
     /// The balance under which the nudge applies (threshold programs).
     pub threshold: Option<CreditAmount>,
     /// When this cycle's warning went out; null once a purchase (or, for a threshold, a

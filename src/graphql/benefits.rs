@@ -2,11 +2,11 @@
 //! Its shape is the portal's contract (issue 22): fields are only ever added.
 
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::types::{credits, mirror_enum};
 use crate::service::benefits as view;
 use async_graphql::SimpleObject;
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 
 mirror_enum!(
     /// What kind of promotion a benefit is.
@@ -37,7 +37,7 @@ pub struct Benefit {
     /// remains in the coupon's lot; FIRST_PURCHASE_BONUS: null.
     pub credits: Option<CreditAmount>,
     /// FIRST_PURCHASE_BONUS: the bonus, in percent of the credits bought ("30"). Null otherwise.
-    pub percent: Option<Decimal>,
+    pub percent: Option<DecimalValue>,
     /// When the period or promotion started, where known: PLAN_CREDITS the period's start,
     /// DAILY_FREE_CREDITS today's 00:00 UTC, LUCKY_CREDITS the promotion's first instant (null
     /// when it has no start date), COUPON when the lot was granted.
@@ -57,7 +57,7 @@ impl From<view::Benefit> for Benefit {
         Benefit {
             kind: b.kind.into(),
             credits: b.credits.map(credits),
-            percent: b.percent,
+            percent: b.percent.map(DecimalValue),
             starts_at: b.starts_at,
             ends_at: b.ends_at,
             code: b.code,

@@ -8,10 +8,12 @@ use crate::service::coupons::{CouponView, NewCoupon};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
 
+/// The daily check-in as it stands today (UTC).
 #[derive(SimpleObject)]
 pub struct CheckInStatus {
     /// Whether this program has a daily check-in.
     pub enabled: bool,
+    /// Whether today's (UTC) check-in was claimed.
     pub claimed_today: bool,
     /// Now if today is not claimed yet, else the next 00:00 UTC.
     pub next_available_at: DateTime<Utc>,
@@ -23,6 +25,7 @@ pub struct CheckInStatus {
 
 pub struct Coupon(pub CouponView);
 
+/// A coupon: a code that grants credits once per account (admin reads; `redeemCoupon` uses it).
 #[Object]
 impl Coupon {
     /// The code users type, upper-cased (codes are case-insensitive).
@@ -68,12 +71,14 @@ impl Coupon {
     }
 }
 
+/// Today's lucky credits (UTC day) for one account.
 #[derive(SimpleObject)]
 pub struct LuckyCredits {
     /// A paid subscriber, within the promotion's dates.
     pub eligible: bool,
     /// Why not, when not eligible.
     pub reason: Option<String>,
+    /// Whether today's lucky credits were claimed (`claimed` says how many).
     pub claimed_today: bool,
     /// The daily reset drew today's drop for this account and it waits to be claimed (the
     /// banner); the amount stays a surprise until the claim.
@@ -84,39 +89,58 @@ pub struct LuckyCredits {
     pub max_credits: Option<CreditAmount>,
     /// Now, or the next 00:00 UTC once today's claim is made; null when not eligible.
     pub next_available_at: Option<DateTime<Utc>>,
+    /// The promotion's end (exclusive: the end of its last UTC day); null where the program has
+    /// no lucky credits.
     pub promotion_ends_at: Option<DateTime<Utc>>,
 }
 
+/// A check-in (user, or on behalf).
 #[derive(InputObject)]
 pub struct CheckInInput {
+    /// The account's external id; a user token may name only its own.
     pub account_id: ID,
+    /// 1 to 128 printable ASCII characters. The same key replays the first claim's success;
+    /// another key once the claim is made is ALREADY_CLAIMED.
     pub idempotency_key: String,
 }
 
+/// A check-in's grant.
 #[derive(SimpleObject)]
 pub struct CheckInPayload {
     /// The UTC day checked in.
     pub day: NaiveDate,
+    /// The lot granted.
     pub lot_id: ID,
+    /// The journal entry of the grant.
     pub sequence: ID,
+    /// The credits granted.
     pub amount: CreditAmount,
+    /// When they expire; null: never.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A claim of today's lucky credits (user, or on behalf).
 #[derive(InputObject)]
 pub struct ClaimLuckyCreditsInput {
+    /// The account's external id; a user token may name only its own.
     pub account_id: ID,
+    /// 1 to 128 printable ASCII characters. The same key replays the first claim's success;
+    /// another key once the claim is made is ALREADY_CLAIMED.
     pub idempotency_key: String,
 }
 
 /// A random amount of credits drawn server-side (lucky credits, ad rewards).
 #[derive(SimpleObject)]
 pub struct RandomCreditsPayload {
+    /// The UTC day the claim counts for.
     pub day: NaiveDate,
     /// What was drawn.
     pub amount: CreditAmount,
+    /// The lot granted.
     pub lot_id: ID,
+    /// The journal entry of the grant.
     pub sequence: ID,
+    /// When the credits expire; null: never.
     pub expires_at: Option<DateTime<Utc>>,
     /// The distribution it was drawn from, as recorded in the journal.
     pub distribution: String,
@@ -136,14 +160,18 @@ impl From<crate::service::lucky::RandomGrant> for RandomCreditsPayload {
     }
 }
 
+/// A claim of an ad reward (user, or on behalf).
 #[derive(InputObject)]
 pub struct ClaimAdRewardInput {
+    /// The account's external id; a user token may name only its own.
     pub account_id: ID,
     /// The ad network's transaction id of the verified ad (ad mode); none in button mode.
     pub transaction_id: Option<String>,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome.
     pub idempotency_key: String,
 }
 
+/// A new coupon (admin).
 #[derive(InputObject)]
 pub struct CreateCouponInput {
     /// 3 to 64 letters, digits, - or _; case-insensitive.
@@ -156,24 +184,36 @@ pub struct CreateCouponInput {
     pub valid_for: Option<String>,
     /// The redemption window: from `startsAt` (inclusive) to `endsAt` (exclusive).
     pub starts_at: Option<DateTime<Utc>>,
+    /// The end of the redemption window (exclusive); null: no end.
     pub ends_at: Option<DateTime<Utc>>,
     /// How many accounts may redeem it in total.
     pub max_redemptions: Option<i64>,
+    /// Free text recorded with the coupon's grants: up to 500 characters.
     pub reason: Option<String>,
 }
 
+/// A coupon redemption (user, or on behalf).
 #[derive(InputObject)]
 pub struct RedeemCouponInput {
+    /// The account's external id; a user token may name only its own.
     pub account_id: ID,
+    /// The coupon's code, in any case.
     pub code: String,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// A redemption's grant.
 #[derive(SimpleObject)]
 pub struct RedeemCouponPayload {
+    /// The lot granted.
     pub lot_id: ID,
+    /// The journal entry of the grant.
     pub sequence: ID,
+    /// The credits granted.
     pub amount: CreditAmount,
+    /// When they expire; null: never.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -183,7 +223,11 @@ pub struct ClaimsMutation;
 #[Object]
 impl ClaimsMutation {
     /// Claims today's check-in credits, once per UTC day (user, or on behalf).
-    async fn check_in(&self, ctx: &Context<'_>, input: CheckInInput) -> ApiResult<CheckInPayload> {
+    async fn check_in(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account and an idempotency key.")] input: CheckInInput,
+    ) -> ApiResult<CheckInPayload> {
         require_account(ctx, &input.account_id)?;
         limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
@@ -198,8 +242,12 @@ impl ClaimsMutation {
     }
 
     /// Claims today's lucky credits: a random amount up to the plan's maximum (paid subscribers,
-    /// once per UTC day, within the promotion's dates).
-    async fn claim_lucky_credits(&self, ctx: &Context<'_>, input: ClaimLuckyCreditsInput) -> ApiResult<RandomCreditsPayload> {
+    /// once per UTC day, within the promotion's dates; user, or on behalf).
+    async fn claim_lucky_credits(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account and an idempotency key.")] input: ClaimLuckyCreditsInput,
+    ) -> ApiResult<RandomCreditsPayload> {
         require_account(ctx, &input.account_id)?;
         limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
@@ -208,8 +256,13 @@ impl ClaimsMutation {
     }
 
     /// Redeems a verified ad view (or a button tap, where the program says so) for random
-    /// credits: free-plan accounts whose free and other credits are used up, up to a daily cap.
-    async fn claim_ad_reward(&self, ctx: &Context<'_>, input: ClaimAdRewardInput) -> ApiResult<RandomCreditsPayload> {
+    /// credits: free-plan accounts whose free and other credits are used up, up to a daily cap
+    /// (user, or on behalf).
+    async fn claim_ad_reward(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the ad's transaction id (ad mode), and an idempotency key.")] input: ClaimAdRewardInput,
+    ) -> ApiResult<RandomCreditsPayload> {
         require_account(ctx, &input.account_id)?;
         limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);
@@ -219,7 +272,11 @@ impl ClaimsMutation {
     }
 
     /// Creates a coupon (admin); idempotent on the code.
-    async fn create_coupon(&self, ctx: &Context<'_>, input: CreateCouponInput) -> ApiResult<Coupon> {
+    async fn create_coupon(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The code, the credits it grants, their validity, and the redemption window and cap.")] input: CreateCouponInput,
+    ) -> ApiResult<Coupon> {
         require_admin(ctx)?;
         let valid_for = parse_validity(input.valid_for.as_deref())?;
         let app = app(ctx);
@@ -237,7 +294,11 @@ impl ClaimsMutation {
     }
 
     /// Redeems a coupon, once per account (user, or on behalf).
-    async fn redeem_coupon(&self, ctx: &Context<'_>, input: RedeemCouponInput) -> ApiResult<RedeemCouponPayload> {
+    async fn redeem_coupon(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the coupon's code, and an idempotency key.")] input: RedeemCouponInput,
+    ) -> ApiResult<RedeemCouponPayload> {
         require_account(ctx, &input.account_id)?;
         limit_claims(ctx, &input.account_id)?;
         let app = app(ctx);

@@ -9,6 +9,7 @@ use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter
 use async_graphql::{ID, InputObject, SimpleObject};
 use chrono::{DateTime, Utc};
 
+/// One change to an account's credits, as the append-only journal recorded it; never edited.
 #[derive(SimpleObject)]
 pub struct JournalEntry {
     /// The journal's sequence number: strictly increasing, the order of "newest first".
@@ -38,6 +39,7 @@ pub struct JournalEntry {
     pub lines: Vec<JournalLine>,
 }
 
+/// One lot's part of a journal entry.
 #[derive(SimpleObject)]
 pub struct JournalLine {
     /// The lot changed.
@@ -79,6 +81,7 @@ impl TryFrom<HistoryItem> for JournalEntry {
 pub struct HistoryFilter {
     /// Only these kinds of entries.
     pub kinds: Option<Vec<EntryKind>>,
+    /// Only entries for this feature (exact; letters, digits and `._:/-`, up to 64 characters).
     pub feature: Option<String>,
     /// Effective at or after this instant.
     pub from: Option<DateTime<Utc>>,

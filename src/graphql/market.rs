@@ -21,18 +21,19 @@ pub enum BudgetSource {
     DefaultPrice,
 }
 
+/// A provider's hardware: its asks are multiplied by the class's multiplier.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "crate::ledger::market::HardwareClass")]
 pub enum HardwareClass {
-    /// x2.0
+    /// Enterprise hardware: asks x 2.0.
     Enterprise,
-    /// x1.5
+    /// High-end hardware: asks x 1.5.
     HighEnd,
-    /// x1.2
+    /// Mid-range hardware: asks x 1.2.
     MidRange,
-    /// x1.0
+    /// Entry hardware: asks x 1.0.
     Entry,
-    /// x0.5
+    /// CPU only, no GPU: asks x 0.5.
     CpuOnly,
 }
 
@@ -68,31 +69,42 @@ pub enum MarketJobCode {
     Deadline,
 }
 
+/// A provider's ask for one workload.
 #[derive(InputObject)]
 pub struct WorkloadAskInput {
+    /// The workload: a feature of the program's catalog (letters, digits and `._:/-`, up to
+    /// 64 characters), each listed once.
     pub workload: String,
     /// Credits per job, before the hardware multiplier and any surge.
     pub price: CreditAmount,
 }
 
+/// A provider's hardware, capacity and asks (the provider, or on behalf).
 #[derive(InputObject)]
 pub struct SetAskingPricesInput {
+    /// The provider's external id; its identity must be verified.
     pub account_id: ID,
+    /// The provider's hardware, whose multiplier scales every ask.
     pub hardware_class: HardwareClass,
-    /// Jobs the provider runs at once.
+    /// Jobs the provider runs at once: 1 to 10000.
     pub capacity: i32,
     /// The ask for workloads without their own.
     pub default_price: CreditAmount,
+    /// Asks for particular workloads, at most 100; they replace all earlier ones.
     #[graphql(default)]
     pub prices: Vec<WorkloadAskInput>,
 }
 
+/// A provider's ask for one workload, as saved.
 #[derive(SimpleObject)]
 pub struct WorkloadAsk {
+    /// The workload.
     pub workload: String,
+    /// Credits per job, before the hardware multiplier and any surge.
     pub price: CreditAmount,
 }
 
+/// One job to submit.
 #[derive(InputObject)]
 pub struct JobInputItem {
     /// What the job is to do (at most 2,000 characters).
@@ -102,21 +114,30 @@ pub struct JobInputItem {
     pub bid_price: Option<CreditAmount>,
 }
 
+/// Jobs to submit (user, or on behalf); the account's identity must be verified.
 #[derive(InputObject)]
 pub struct SubmitJobInput {
+    /// The consumer's external id; a user token may name only its own.
     pub account_id: ID,
+    /// The workload every input runs as: a feature of the program's catalog.
     pub workload: String,
     /// 1 to 100 inputs, each its own job.
     pub inputs: Vec<JobInputItem>,
     /// 0 to 100.
     #[graphql(default = 50)]
     pub priority: i32,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// A job's end, as the provider's side reports it (service).
 #[derive(InputObject)]
 pub struct EndJobInput {
+    /// The job (`MarketJob.jobId`).
     pub job_id: ID,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
     /// Why it failed (failJob only).
     pub reason: Option<String>,
@@ -125,25 +146,37 @@ pub struct EndJobInput {
 /// A job on the market.
 #[derive(SimpleObject)]
 pub struct MarketJob {
+    /// The job's id (for `completeJob` and `failJob`).
     pub job_id: ID,
+    /// The workload it runs as.
     pub workload: String,
+    /// What the job is to do, as submitted.
     pub input: String,
+    /// Its priority, 0 to 100, as submitted.
     pub priority: i32,
+    /// Where it stands.
     pub status: MarketJobStatus,
     /// Why it was rejected or failed.
     pub code: Option<MarketJobCode>,
     /// The provider's account id.
     pub provider: Option<ID>,
+    /// The most the job may cost; null when none could be set (no bid, preference, rate or
+    /// default price).
     pub budget: Option<CreditAmount>,
     /// Where the budget came from.
     pub budget_source: Option<BudgetSource>,
     /// The final price: ask x hardware multiplier x surge; never above the budget.
     pub price: Option<CreditAmount>,
+    /// Whether the surge factor (x1.25: queued jobs over twice the free capacity) was applied.
     pub surge: bool,
+    /// The reservation holding the price from the consumer; null when the job never matched.
     pub reservation_id: Option<ID>,
     /// What the provider earned, and the platform's fee (completed jobs).
     pub earnings: Option<CreditAmount>,
+    /// The platform's fee, taken from the price (completed jobs); null otherwise.
     pub fee: Option<CreditAmount>,
+    /// When the job must have completed: after it, its price goes back to the consumer and the
+    /// provider is not paid.
     pub deadline: DateTime<Utc>,
 }
 
@@ -169,11 +202,16 @@ impl From<JobView> for MarketJob {
     }
 }
 
+/// A workload's rate from the providers' asks (before hardware multipliers and surge).
 #[derive(SimpleObject)]
 pub struct MarketRate {
+    /// The average ask.
     pub average: CreditAmount,
+    /// The lowest ask.
     pub min: CreditAmount,
+    /// The highest ask.
     pub max: CreditAmount,
+    /// How many providers ask a price for the workload.
     pub providers: i32,
 }
 
@@ -188,9 +226,12 @@ impl From<Rate> for MarketRate {
     }
 }
 
+/// A 5-minute snapshot of a workload's rate.
 #[derive(SimpleObject)]
 pub struct MarketRateAt {
+    /// The 5-minute mark it was taken at.
     pub at: DateTime<Utc>,
+    /// The rate then.
     pub rate: MarketRate,
 }
 
@@ -198,9 +239,13 @@ pub struct MarketRateAt {
 /// and the 5-minute snapshots, newest first.
 #[derive(SimpleObject)]
 pub struct MarketRates {
+    /// The workload.
     pub workload: String,
+    /// The rate now; null when no provider asks a price for it.
     pub now: Option<MarketRate>,
+    /// The average rate x 1.05; null when there is no rate now.
     pub suggested_bid: Option<CreditAmount>,
+    /// Snapshots, newest first: at most `history` of them (at most 288, a day).
     pub history: Vec<MarketRateAt>,
 }
 

@@ -1,5 +1,6 @@
 //! The metering part of the schema: containers, usage samples, settlements and the usage page.
 
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::amount::{CreditAmount, Quantity};
 use crate::graphql::context::app;
 use crate::graphql::error::ApiResult;
@@ -10,7 +11,6 @@ use crate::service::metering::{self as service, LineView, SettlementView};
 use crate::service::paging::{self, List};
 use async_graphql::{ComplexObject, Context, Enum, ID, InputObject, SimpleObject};
 use chrono::{DateTime, NaiveDate, Utc};
-use rust_decimal::Decimal;
 
 mirror_enum!(
     /// Which AI a use was of.
@@ -56,7 +56,7 @@ mirror_enum!(
         Second,
         /// Storage over the quota: gigabytes (10^9 bytes) times seconds.
         GbSecond,
-        /// Traffic.
+        /// Bytes of traffic (10^9 bytes = 1 GB).
         Byte,
         /// Tokens of an AI use (AI Supporter, Chat).
         Token,
@@ -65,8 +65,10 @@ mirror_enum!(
     }
 );
 
+/// A container to start (service).
 #[derive(InputObject)]
 pub struct StartContainerInput {
+    /// The account's external id.
     pub account_id: ID,
     /// The product's id for the container.
     pub container_id: String,
@@ -75,34 +77,48 @@ pub struct StartContainerInput {
     /// The Code Supporter add-on (free on GPU tiers).
     #[graphql(default)]
     pub code_supporter: bool,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// A container to stop (service).
 #[derive(InputObject)]
 pub struct StopContainerInput {
+    /// The account's external id.
     pub account_id: ID,
+    /// The product's id for the container (letters, digits and `._:/-`, up to 64 characters).
     pub container_id: String,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// A storage sample: a container's storage now.
 #[derive(InputObject)]
 pub struct StorageSampleInput {
+    /// The product's id for the container (letters, digits and `._:/-`, up to 64 characters).
     pub container_id: String,
     /// The container's storage now, in GB (1 GB = 10^9 bytes): 0 to 1000000, at most 9 decimal
     /// places.
     pub gb: Quantity,
 }
 
+/// A traffic sample: bytes a container moved.
 #[derive(InputObject)]
 pub struct TrafficSampleInput {
+    /// The product's id for the container (letters, digits and `._:/-`, up to 64 characters).
     pub container_id: String,
     /// Bytes moved since the last sample: a whole number, 1 to 1000000000000000 (10^15).
     pub bytes: Quantity,
 }
 
+/// One AI use.
 #[derive(InputObject)]
 pub struct AiUsageInput {
+    /// Which AI was used: decides the pricing (tokens or per use).
     pub kind: AiKind,
+    /// The container it was used from, if any (shown in the AI logs).
     pub container_id: Option<String>,
     /// Chat and AI Supporter: the model (the program's default when not given).
     pub model: Option<String>,
@@ -113,10 +129,16 @@ pub struct AiUsageInput {
 /// Exactly one of `storage`, `traffic`, `ai`.
 #[derive(InputObject)]
 pub struct RecordUsageInput {
+    /// The account's external id.
     pub account_id: ID,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
+    /// A storage sample; accrues until the next settlement.
     pub storage: Option<StorageSampleInput>,
+    /// A traffic sample; accrues until the next settlement.
     pub traffic: Option<TrafficSampleInput>,
+    /// An AI use; charged at once.
     pub ai: Option<AiUsageInput>,
 }
 
@@ -143,13 +165,20 @@ impl RecordUsageInput {
     }
 }
 
+/// A metered container of an account.
 #[derive(SimpleObject)]
 pub struct Container {
+    /// The product's id for the container.
     pub container_id: String,
+    /// Its performance tier (`micro`, `small`, ...).
     pub tier: String,
+    /// Whether the Code Supporter add-on runs with it.
     pub code_supporter: bool,
+    /// Running, stopped, or inactive.
     pub state: ContainerState,
-    pub storage_gb: Decimal,
+    /// Its storage as last sampled, in GB (10^9 bytes), as a decimal string ("6.5").
+    pub storage_gb: DecimalValue,
+    /// When its state or storage last changed.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -160,7 +189,7 @@ impl From<service::ContainerView> for Container {
             tier: c.tier,
             code_supporter: c.code_supporter,
             state: c.state.into(),
-            storage_gb: c.storage_gb,
+            storage_gb: DecimalValue(c.storage_gb),
             updated_at: c.updated_at,
         }
     }
@@ -170,16 +199,26 @@ impl From<service::ContainerView> for Container {
 /// AI use. Each line is computed exactly and rounded once, half up, to 0.000001 credit.
 #[derive(SimpleObject)]
 pub struct UsageLine {
+    /// The container the line is for; null for storage (the account's, all containers
+    /// together) and for an AI use that named none.
     pub container_id: Option<String>,
+    /// What the line charges for.
     pub resource: UsageResource,
     /// AI uses only.
     pub kind: Option<AiKind>,
     /// Shown for Chat only.
     pub model: Option<String>,
-    pub quantity: Decimal,
+    /// How much was used, in `unit`, exact, as a decimal string ("3600", "0.5").
+    pub quantity: DecimalValue,
+    /// The unit of `quantity`.
     pub unit: UsageUnit,
+    /// Container and add-on lines: the start of the priced seconds (within one UTC day).
+    /// Storage, traffic and AI lines: the instant they were priced, as `endedAt`.
     pub started_at: DateTime<Utc>,
+    /// Container and add-on lines: the end of the priced seconds (exclusive). Storage,
+    /// traffic and AI lines: the instant they were priced.
     pub ended_at: DateTime<Utc>,
+    /// Its price, rounded once, half up, to 0.000001 credit.
     pub amount: CreditAmount,
 }
 
@@ -191,7 +230,7 @@ impl From<LineView> for UsageLine {
             resource: l.resource.into(),
             kind: l.kind.map(Into::into),
             model,
-            quantity: l.quantity,
+            quantity: DecimalValue(l.quantity),
             unit: l.unit.into(),
             started_at: l.started_at,
             ended_at: l.ended_at,
@@ -219,13 +258,17 @@ pub enum SettlementTrigger {
 /// One deduction of metered usage.
 #[derive(SimpleObject)]
 pub struct Settlement {
+    /// The settlement's id.
     pub settlement_id: ID,
     /// What the deduction was triggered by.
     pub trigger: SettlementTrigger,
+    /// What the usage came to: the sum of `lines`.
     pub total: CreditAmount,
     /// What was actually taken: less than `total` on overuse.
     pub charged: CreditAmount,
+    /// `total - charged`: usage recorded but not paid (overuse); not taken from later credits.
     pub uncollected: CreditAmount,
+    /// The priced lines.
     pub lines: Vec<UsageLine>,
     /// Containers stopped for overuse (the stop-all command is in the outbox).
     pub stopped_containers: Vec<String>,
@@ -245,8 +288,10 @@ impl From<SettlementView> for Settlement {
     }
 }
 
+/// A container after a start or stop, and what it charged.
 #[derive(SimpleObject)]
 pub struct ContainerPayload {
+    /// The container now.
     pub container: Container,
     /// What starting or stopping charged, if anything accrued.
     pub settlement: Option<Settlement>,
@@ -258,15 +303,19 @@ impl From<service::ContainerReceipt> for ContainerPayload {
     }
 }
 
+/// What recording a usage sample charged.
 #[derive(SimpleObject)]
 pub struct RecordUsagePayload {
     /// AI uses are charged at once; storage and traffic accrue until the next settlement.
     pub settlement: Option<Settlement>,
 }
 
+/// What one resource came to in a month.
 #[derive(SimpleObject)]
 pub struct ResourceUsage {
+    /// The resource.
     pub resource: UsageResource,
+    /// The sum of its lines in the month's settlements.
     pub amount: CreditAmount,
 }
 
@@ -274,11 +323,13 @@ pub struct ResourceUsage {
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct UsageReport {
+    /// The UTC month, "YYYY-MM".
     pub month: String,
     /// What the month's usage came to.
     pub total: CreditAmount,
     /// What was actually deducted; less than `total` when usage went uncollected.
     pub deducted: CreditAmount,
+    /// `total - deducted`: usage recorded but not paid (overuse).
     pub uncollected: CreditAmount,
     /// What each resource came to, every resource once.
     pub resources: Vec<ResourceUsage>,
@@ -289,7 +340,11 @@ pub struct UsageReport {
 #[ComplexObject]
 impl UsageReport {
     /// Every container's lines on one UTC day.
-    async fn container_day(&self, ctx: &Context<'_>, day: NaiveDate) -> ApiResult<Vec<UsageLine>> {
+    async fn container_day(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The UTC day, \"YYYY-MM-DD\".")] day: NaiveDate,
+    ) -> ApiResult<Vec<UsageLine>> {
         Ok(app(ctx).ledger.container_day(self.account_id, day).await?.into_iter().map(Into::into).collect())
     }
 

@@ -14,6 +14,9 @@ use crate::graphql::reservations::ReservationsMutation;
 use crate::graphql::spending::SpendingMutation;
 use async_graphql::MergedObject;
 
+/// What can be done: accounts, purchases, spending and reservations, claims, the market,
+/// metering, and the operator's actions. Each field says which roles may call it; every
+/// credit-moving mutation takes an idempotency key, and an error changes nothing.
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(
     AccountsMutation,

@@ -85,6 +85,7 @@ pub enum JobRunStatus {
 /// One period of a periodic job.
 pub struct JobRun(JobRunView);
 
+/// One period of a periodic job: how its run went (admin).
 #[Object]
 impl JobRun {
     /// The period: a UTC day ("2026-02-01") or month ("2026-02").
@@ -128,6 +129,7 @@ impl JobRun {
 /// A scheduled job, for a dashboard: its schedule, when it runs next, its latest period.
 pub struct ScheduledJob(ScheduledJobView);
 
+/// A scheduled job, for a dashboard: its schedule, when it runs next, its latest period (admin).
 #[Object]
 impl ScheduledJob {
     /// The job.
@@ -185,6 +187,8 @@ pub enum OutboxStatus {
 /// An event for another system, delivered as a signed webhook.
 pub struct OutboxEvent(OutboxEventView);
 
+/// An event for another system (a refund for the payment system, a notice, a stop-container
+/// command), delivered as a signed webhook (admin).
 #[Object]
 impl OutboxEvent {
     /// The event's id in the outbox: what `redeliverEvent` takes.

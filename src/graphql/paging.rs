@@ -9,11 +9,57 @@ use crate::graphql::context::app;
 use crate::graphql::error::ApiResult;
 use crate::service::paging::{List, Page, cursor};
 use crate::store::journal::HistoryFilter;
-use async_graphql::connection::{Connection, Edge};
-use async_graphql::{Context, Object, OutputType};
+use async_graphql::connection::{Edge, EmptyFields, PageInfo};
+use async_graphql::{Context, Object, OutputType, TypeName};
+use std::borrow::Cow;
 
-/// A connection of `N` with `totalCount`.
-pub type Paged<N> = Connection<String, N, TotalCount>;
+/// A connection of `N` with `totalCount`: the `{N}Connection` type, with async-graphql's
+/// `{N}Edge` and `PageInfo`. It is ours rather than async-graphql's `Connection` only so the type
+/// has a description (that one takes none); names, fields and their order are the same.
+pub struct Paged<N: OutputType> {
+    edges: Vec<Edge<String, N, EmptyFields>>,
+    has_previous_page: bool,
+    has_next_page: bool,
+    total_count: TotalCount,
+}
+
+impl<N: OutputType> TypeName for Paged<N> {
+    fn type_name() -> Cow<'static, str> {
+        // async-graphql's `DefaultConnectionName`: the node's name and "Connection".
+        format!("{}Connection", N::type_name()).into()
+    }
+}
+
+/// One page of a list (a cursor connection): its edges (a cursor and a node each), the nodes
+/// alone, `pageInfo` to move to the next or previous page, and `totalCount`. The field that
+/// returns it takes `first`/`after` or `last`/`before`; a page holds at most 100 items.
+#[Object(name_type)]
+impl<N: OutputType> Paged<N> {
+    /// Information to aid in pagination.
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_previous_page: self.has_previous_page,
+            has_next_page: self.has_next_page,
+            start_cursor: self.edges.first().map(|edge| edge.cursor.clone()),
+            end_cursor: self.edges.last().map(|edge| edge.cursor.clone()),
+        }
+    }
+
+    /// A list of edges.
+    async fn edges(&self) -> &[Edge<String, N, EmptyFields>] {
+        &self.edges
+    }
+
+    /// A list of nodes.
+    async fn nodes(&self) -> Vec<&N> {
+        self.edges.iter().map(|edge| &edge.node).collect()
+    }
+
+    #[graphql(flatten)]
+    async fn total_count(&self) -> &TotalCount {
+        &self.total_count
+    }
+}
 
 /// What a connection's `totalCount` counts: the list, with the arguments its pages were read
 /// with (the filters, not the page's window).
@@ -82,17 +128,17 @@ impl TotalCount {
 }
 
 /// The connection of one page of `list`: each item becomes its row id (for the cursor) and its
-/// node. `pageInfo`'s start and end cursors are the first and last edges' (async-graphql).
+/// node. `pageInfo`'s start and end cursors are the first and last edges'.
 pub fn connection<T, N: OutputType>(
     list: List,
     page: Page<T>,
     counted: Counted,
     mut edge: impl FnMut(T) -> ApiResult<(i64, N)>,
 ) -> ApiResult<Paged<N>> {
-    let mut connection = Connection::with_additional_fields(page.has_previous, page.has_next, TotalCount(counted));
+    let mut edges = Vec::with_capacity(page.items.len());
     for item in page.items {
         let (id, node) = edge(item)?;
-        connection.edges.push(Edge::new(cursor(list, id), node));
+        edges.push(Edge::new(cursor(list, id), node));
     }
-    Ok(connection)
+    Ok(Paged { edges, has_previous_page: page.has_previous, has_next_page: page.has_next, total_count: TotalCount(counted) })
 }

@@ -1,16 +1,18 @@
 //! The program this deployment runs: its plans and its rules.
 
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::amount::DecimalValue;
 use crate::graphql::context::{app, caller};
 use crate::graphql::error::ApiResult;
 use crate::graphql::types::*;
 use async_graphql::{Context, Object, SimpleObject};
-use rust_decimal::Decimal;
 
 /// A plan with its monthly credits and limits.
 #[derive(SimpleObject)]
 pub struct Plan {
+    /// The code requests name (`createAccount`, `changePlan`, `account.plan`).
     pub code: String,
+    /// The name shown to users.
     pub name: String,
     /// Credits granted each period (a calendar month, or a month from the plan's start).
     pub monthly_credits: Option<CreditAmount>,
@@ -18,8 +20,9 @@ pub struct Plan {
     pub price: Option<Money>,
     /// A paid subscription.
     pub paid: bool,
-    /// Free storage before storage is charged, in GB.
-    pub storage_quota_gb: Option<Decimal>,
+    /// Free storage before storage is charged, in GB (10^9 bytes), as a decimal string ("5");
+    /// null where the plan has no quota.
+    pub storage_quota_gb: Option<DecimalValue>,
     /// The most lucky credits one daily draw can give.
     pub lucky_max_credits: Option<CreditAmount>,
 }
@@ -32,7 +35,7 @@ impl Plan {
             monthly_credits: plan.monthly_credits.map(credits),
             price: plan.price_minor.map(|amount_minor| Money { amount_minor, currency: currency.to_string() }),
             paid: plan.paid,
-            storage_quota_gb: plan.storage_quota_gb,
+            storage_quota_gb: plan.storage_quota_gb.map(DecimalValue),
             lucky_max_credits: plan.lucky_max_credits.map(credits),
         }
     }
@@ -41,15 +44,19 @@ impl Plan {
 /// The program this deployment runs.
 #[derive(SimpleObject)]
 pub struct ProgramInfo {
+    /// The program's name (the preset's, such as "arkain").
     pub name: String,
+    /// The ISO 4217 code of the currency purchases are priced in.
     pub currency: String,
-    /// Minor units per credit; may be fractional.
-    pub credit_price_minor: Decimal,
+    /// Minor units of the currency per credit, as a decimal string; may be fractional ("0.5").
+    pub credit_price_minor: DecimalValue,
+    /// The fewest credits a custom purchase may buy.
     pub minimum_purchase: CreditAmount,
     /// "never", "end of month", or a count and unit such as "1 month" or "30 days".
     pub purchased_validity: String,
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
     pub consumption_order: Vec<Vec<LotClass>>,
+    /// The program's plans (as `plans`).
     pub plans: Vec<Plan>,
     /// The service's current instant, by which balances, expiries, claims and refund windows
     /// are judged: the test clock's on a deployment that runs one (`testClock`).
@@ -88,8 +95,9 @@ pub struct CatalogItem {
     pub model: Option<String>,
     /// What users see ("LLM chat, high quality").
     pub name: String,
-    /// Credits per use at the default options (`priceQuote` scales them by options).
-    pub credits: Decimal,
+    /// Credits per use at the default options (`priceQuote` scales them by options), as a
+    /// decimal string.
+    pub credits: DecimalValue,
     /// The feature's model when a request names none.
     pub default: bool,
 }
@@ -110,20 +118,20 @@ pub struct ProgramQuery;
 
 #[Object]
 impl ProgramQuery {
-    /// The plans of this program.
+    /// The plans of this program (any token).
     async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
         caller(ctx)?;
         let program = &app(ctx).ledger.program;
         Ok(program.plans.iter().map(|p| Plan::new(p, &program.currency)).collect())
     }
-    /// The rules this deployment runs.
+    /// The rules this deployment runs (any token).
     async fn program(&self, ctx: &Context<'_>) -> ApiResult<ProgramInfo> {
         caller(ctx)?;
         let program = &app(ctx).ledger.program;
         Ok(ProgramInfo {
             name: program.name.clone(),
             currency: program.currency.clone(),
-            credit_price_minor: program.credit_price_minor,
+            credit_price_minor: DecimalValue(program.credit_price_minor),
             minimum_purchase: credits(program.minimum_purchase),
             purchased_validity: program.purchased_validity.to_string(),
             consumption_order: program.consumption_order.tiers().iter().map(|t| t.iter().map(|c| (*c).into()).collect()).collect(),
@@ -149,7 +157,7 @@ impl ProgramQuery {
                     feature: e.feature.clone(),
                     model: e.model.clone(),
                     name: e.name.clone(),
-                    credits: e.credits,
+                    credits: DecimalValue(e.credits),
                     default: e.default,
                 })
                 .collect(),

@@ -11,11 +11,12 @@ use crate::service::refunds::Requester;
 use async_graphql::{Context, Enum, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+/// An amount of money: an integer of the currency's minor unit, never floating point.
 #[derive(SimpleObject)]
 pub struct Money {
     /// An integer amount of the currency's minor unit (cents for USD).
     pub amount_minor: i64,
-    /// ISO 4217.
+    /// The currency's ISO 4217 code ("USD").
     pub currency: String,
 }
 
@@ -33,14 +34,18 @@ pub enum PurchaseStatus {
 
 pub struct Purchase(pub PurchaseView);
 
+/// A purchase of credits for money: pending until its payment is confirmed.
 #[Object]
 impl Purchase {
+    /// The purchase's id (for `confirmPurchase` and `refundPurchase`).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
+    /// When it was created (`purchaseCredits`).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// The package's code, or null for a custom amount.
     async fn package_code(&self) -> Option<&str> {
         self.0.package_code.as_deref()
     }
@@ -52,6 +57,7 @@ impl Purchase {
     async fn credits(&self) -> CreditAmount {
         credits(self.0.credits)
     }
+    /// The price, in the program's currency.
     async fn amount(&self) -> Money {
         Money { amount_minor: self.0.price_minor, currency: self.0.currency.clone() }
     }
@@ -59,9 +65,11 @@ impl Purchase {
     async fn status(&self) -> PurchaseStatus {
         self.0.status.into()
     }
+    /// When the payment was confirmed; null while PENDING.
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
         self.0.paid_at
     }
+    /// The payment system's reference given to `confirmPurchase`; null while PENDING.
     async fn payment_reference(&self) -> Option<&str> {
         self.0.payment_reference.as_deref()
     }
@@ -69,6 +77,7 @@ impl Purchase {
     async fn refunded_amount(&self) -> Option<Money> {
         self.0.refunded_minor.map(|amount_minor| Money { amount_minor, currency: self.0.currency.clone() })
     }
+    /// When it was refunded; null unless REFUNDED.
     async fn refunded_at(&self) -> Option<DateTime<Utc>> {
         self.0.refunded_at
     }
@@ -89,26 +98,37 @@ impl Purchase {
     }
 }
 
+/// A package of credits on sale.
 #[derive(SimpleObject)]
 pub struct CreditPackage {
+    /// The code `purchaseCredits` takes.
     pub code: String,
+    /// The name shown to users.
     pub name: String,
+    /// The credits it grants.
     pub credits: CreditAmount,
+    /// Its price, in the program's currency.
     pub price: Money,
 }
 
+/// A purchase to create (user, or on behalf): a package or a custom amount.
 #[derive(InputObject)]
 pub struct PurchaseCreditsInput {
+    /// The account's external id; a user token may name only its own.
     pub account_id: ID,
     /// A package code from `creditPackages`...
     pub package: Option<String>,
     /// ...or a custom whole number of credits, at least the program's minimum.
     pub credits: Option<CreditAmount>,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// A confirmed payment (service).
 #[derive(InputObject)]
 pub struct ConfirmPurchaseInput {
+    /// The purchase paid (`purchaseCredits`' `id`).
     pub purchase_id: ID,
     /// The payment system's reference: confirming is idempotent on it.
     pub payment_reference: String,
@@ -116,15 +136,22 @@ pub struct ConfirmPurchaseInput {
     pub amount_minor: Option<i64>,
 }
 
+/// A refund of a purchase.
 #[derive(InputObject)]
 pub struct RefundPurchaseInput {
+    /// The purchase to refund.
     pub purchase_id: ID,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
+    /// Free text recorded with the refund: up to 500 characters.
     pub reason: Option<String>,
 }
 
+/// What a refund paid back and took back.
 #[derive(SimpleObject)]
 pub struct RefundPurchasePayload {
+    /// The purchase, now REFUNDED.
     pub purchase: Purchase,
     /// The money paid back.
     pub refunded: Money,
@@ -143,7 +170,7 @@ pub struct PurchasesQuery;
 
 #[Object]
 impl PurchasesQuery {
-    /// The packages on sale, with their prices.
+    /// The packages on sale, with their prices (any token).
     async fn credit_packages(&self, ctx: &Context<'_>) -> ApiResult<Vec<CreditPackage>> {
         caller(ctx)?;
         let program = &app(ctx).ledger.program;
@@ -165,8 +192,13 @@ pub struct PurchasesMutation;
 
 #[Object]
 impl PurchasesMutation {
-    /// Creates a pending purchase priced in money; `confirmPurchase` pays it.
-    async fn purchase_credits(&self, ctx: &Context<'_>, input: PurchaseCreditsInput) -> ApiResult<Purchase> {
+    /// Creates a pending purchase priced in money; `confirmPurchase` pays it (user, or on
+    /// behalf).
+    async fn purchase_credits(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, a package or custom credits, and an idempotency key.")] input: PurchaseCreditsInput,
+    ) -> ApiResult<Purchase> {
         require_account(ctx, &input.account_id)?;
         let app = app(ctx);
         let purchase = app
@@ -177,7 +209,11 @@ impl PurchasesMutation {
     }
 
     /// The payment succeeded: the purchase becomes a paid lot (service).
-    async fn confirm_purchase(&self, ctx: &Context<'_>, input: ConfirmPurchaseInput) -> ApiResult<Purchase> {
+    async fn confirm_purchase(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The purchase, the payment reference, and optionally the amount charged.")] input: ConfirmPurchaseInput,
+    ) -> ApiResult<Purchase> {
         require_service(ctx)?;
         let id = input
             .purchase_id
@@ -190,7 +226,11 @@ impl PurchasesMutation {
 
     /// Refunds a purchase under the program's terms: an admin within the operator's window, the
     /// account's user (or the service on the user's behalf) within the refund window.
-    async fn refund_purchase(&self, ctx: &Context<'_>, input: RefundPurchaseInput) -> ApiResult<RefundPurchasePayload> {
+    async fn refund_purchase(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The purchase, an idempotency key, and a reason.")] input: RefundPurchaseInput,
+    ) -> ApiResult<RefundPurchasePayload> {
         let id = parse_purchase_id(&input.purchase_id)?;
         let app = app(ctx);
         let requester = match caller(ctx)? {

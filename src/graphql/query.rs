@@ -11,6 +11,8 @@ use crate::graphql::program::ProgramQuery;
 use crate::graphql::purchases::PurchasesQuery;
 use async_graphql::MergedObject;
 
+/// What can be read: accounts and their credits, the program's prices and rules, the market,
+/// and the operator's views. Each field says which roles may read it.
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
     AccountsQuery,

@@ -9,24 +9,33 @@ use crate::service::reservations::ReserveRequest;
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+/// A hold on an account's credits (service).
 #[derive(InputObject)]
 pub struct ReserveCreditsInput {
+    /// The account's external id.
     pub account_id: ID,
     /// The credits to hold: more than 0, at most 1000000000.
     pub amount: CreditAmount,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
     /// What the held credits will pay for.
     pub feature: String,
+    /// The model used, if any (letters, digits and `._:/-`, up to 64 characters).
     pub model: Option<String>,
+    /// Free text shown in the history: up to 500 characters.
     pub reason: Option<String>,
     /// How long the hold lasts before it is released on its own: 1 second to 7 days; 1 hour
     /// when not given.
     pub hold_seconds: Option<i64>,
 }
 
+/// The hold: the same on every replay of its key.
 #[derive(SimpleObject)]
 pub struct ReserveCreditsPayload {
+    /// The reservation, for `captureReservation` and `releaseReservation`.
     pub reservation_id: ID,
+    /// The credits held.
     pub amount: CreditAmount,
     /// The journal entry that took the credits from the lots.
     pub sequence: ID,
@@ -38,29 +47,42 @@ pub struct ReserveCreditsPayload {
     pub available_after: CreditAmount,
 }
 
+/// A capture of a held reservation (service).
 #[derive(InputObject)]
 pub struct CaptureReservationInput {
+    /// The reservation (`reserveCredits`' `reservationId`).
     pub reservation_id: ID,
     /// At most the held amount; 0 charges nothing (a release).
     pub amount: CreditAmount,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// A release of a held reservation (service).
 #[derive(InputObject)]
 pub struct ReleaseReservationInput {
+    /// The reservation (`reserveCredits`' `reservationId`).
     pub reservation_id: ID,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// How a reservation was settled.
 #[derive(SimpleObject)]
 pub struct SettlementPayload {
+    /// The reservation settled.
     pub reservation_id: ID,
+    /// CAPTURED or RELEASED.
     pub status: ReservationStatus,
+    /// The credits charged (0 for a release).
     pub captured: CreditAmount,
     /// Given back to the lots the credits came from.
     pub released: CreditAmount,
     /// The part of `released` that landed on lots past their expiry and was written off.
     pub expired: CreditAmount,
+    /// When it was settled.
     pub settled_at: DateTime<Utc>,
 }
 
@@ -85,7 +107,11 @@ impl ReservationsMutation {
     /// Holds credits for work whose cost is known only at its end (service): taken from the lots
     /// at once in the program's order, so nobody else can spend them, until captured, released
     /// or past the deadline.
-    async fn reserve_credits(&self, ctx: &Context<'_>, input: ReserveCreditsInput) -> ApiResult<ReserveCreditsPayload> {
+    async fn reserve_credits(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the amount, how long to hold, and an idempotency key.")] input: ReserveCreditsInput,
+    ) -> ApiResult<ReserveCreditsPayload> {
         require_service(ctx)?;
         let app = app(ctx);
         let request = ReserveRequest {
@@ -109,7 +135,11 @@ impl ReservationsMutation {
     }
 
     /// Charges at most the held amount of a reservation and gives the rest back (service).
-    async fn capture_reservation(&self, ctx: &Context<'_>, input: CaptureReservationInput) -> ApiResult<SettlementPayload> {
+    async fn capture_reservation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The reservation, the amount to charge, and an idempotency key.")] input: CaptureReservationInput,
+    ) -> ApiResult<SettlementPayload> {
         require_service(ctx)?;
         let app = app(ctx);
         let settlement = app.ledger.capture(&input.reservation_id, input.amount.0, &input.idempotency_key, app.clock.now()).await?;
@@ -117,7 +147,11 @@ impl ReservationsMutation {
     }
 
     /// Gives a reservation's held credits back in full (service).
-    async fn release_reservation(&self, ctx: &Context<'_>, input: ReleaseReservationInput) -> ApiResult<SettlementPayload> {
+    async fn release_reservation(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The reservation and an idempotency key.")] input: ReleaseReservationInput,
+    ) -> ApiResult<SettlementPayload> {
         require_service(ctx)?;
         let app = app(ctx);
         Ok(app.ledger.release(&input.reservation_id, &input.idempotency_key, app.clock.now()).await?.into())

@@ -8,8 +8,10 @@ use crate::service::spending::{GrantRequest, SpendRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
+/// A charge (service): an amount or a price-list use, with an idempotency key.
 #[derive(InputObject)]
 pub struct SpendCreditsInput {
+    /// The account's external id.
     pub account_id: ID,
     /// The credits to charge: more than 0, at most 1000000000. Give either this or `price`.
     pub amount: Option<CreditAmount>,
@@ -20,47 +22,66 @@ pub struct SpendCreditsInput {
     pub idempotency_key: String,
     /// What the credits paid for (chat, image, container, ...).
     pub feature: String,
+    /// The model used, if any (letters, digits and `._:/-`, up to 64 characters).
     pub model: Option<String>,
+    /// Free text shown in the history: up to 500 characters.
     pub reason: Option<String>,
 }
 
+/// Credits taken from one lot.
 #[derive(SimpleObject)]
 pub struct SpendTake {
+    /// The lot they came from.
     pub lot_id: ID,
+    /// How many credits.
     pub amount: CreditAmount,
 }
 
+/// The receipt of a spend: the same on every replay of its key.
 #[derive(SimpleObject)]
 pub struct SpendCreditsPayload {
     /// The journal entry of this spend (the same on every replay).
     pub sequence: ID,
+    /// The credits charged.
     pub amount: CreditAmount,
     /// The lots it came from, in the order they were used.
     pub takes: Vec<SpendTake>,
     /// What the account could still spend right after this spend.
     pub available_after: CreditAmount,
+    /// When the spend took effect.
     pub effective_at: DateTime<Utc>,
 }
 
+/// An operator's grant (admin).
 #[derive(InputObject)]
 pub struct GrantCreditsInput {
+    /// The account's external id.
     pub account_id: ID,
     /// The credits to grant: more than 0, at most 1000000000.
     pub amount: CreditAmount,
+    /// The new lot's class: decides refunds and the order of consumption.
     pub class: LotClass,
+    /// The new lot's source; ADJUSTMENT when not given. PROVIDER_EARNINGS is refused (only
+    /// completed market jobs earn it).
     #[graphql(default_with = "LotSource::Adjustment")]
     pub source: LotSource,
-    /// An exact expiry instant...
+    /// An exact expiry instant (exclusive), in the future; not with `validFor`...
     pub expires_at: Option<DateTime<Utc>>,
     /// ...or a validity from now: "168 hours", "30 days", "1 month". Neither: never expires.
     pub valid_for: Option<String>,
+    /// Free text shown in the history: up to 500 characters.
     pub reason: Option<String>,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
 }
 
+/// The grant's lot and journal entry.
 #[derive(SimpleObject)]
 pub struct GrantCreditsPayload {
+    /// The new lot.
     pub lot_id: ID,
+    /// The journal entry of the grant.
     pub sequence: ID,
 }
 
@@ -70,7 +91,11 @@ pub struct SpendingMutation;
 #[Object]
 impl SpendingMutation {
     /// Charges an account, all or nothing, in the program's order of consumption (service).
-    async fn spend_credits(&self, ctx: &Context<'_>, input: SpendCreditsInput) -> ApiResult<SpendCreditsPayload> {
+    async fn spend_credits(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the amount or price, and an idempotency key.")] input: SpendCreditsInput,
+    ) -> ApiResult<SpendCreditsPayload> {
         require_service(ctx)?;
         let app = app(ctx);
         let request = SpendRequest {
@@ -93,7 +118,11 @@ impl SpendingMutation {
     }
 
     /// Creates a lot of any source and class (admin).
-    async fn grant_credits(&self, ctx: &Context<'_>, input: GrantCreditsInput) -> ApiResult<GrantCreditsPayload> {
+    async fn grant_credits(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the amount, the lot's class, source and expiry, and an idempotency key.")] input: GrantCreditsInput,
+    ) -> ApiResult<GrantCreditsPayload> {
         require_admin(ctx)?;
         let valid_for = parse_validity(input.valid_for.as_deref())?;
         let app = app(ctx);

@@ -15,11 +15,15 @@ pub struct SubscriptionRoot;
 /// An account's balance at an instant.
 #[derive(SimpleObject)]
 pub struct BalanceUpdate {
+    /// The account's external id.
     pub account_id: ID,
+    /// Its balance then.
     pub balance: Balance,
+    /// The instant the balance was read at.
     pub at: DateTime<Utc>,
 }
 
+/// Subscriptions, over WebSocket (`/graphql/ws`, the graphql-transport-ws protocol).
 #[Subscription]
 impl SubscriptionRoot {
     /// The account's balance now, then again each time its credits change, whoever changed them
@@ -28,6 +32,9 @@ impl SubscriptionRoot {
     async fn balance_changed(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "The account's external id: required for service and admin tokens; a user token may leave it out or name only its own."
+        )]
         account_id: Option<ID>,
     ) -> Result<impl Stream<Item = BalanceUpdate> + use<>, ApiError> {
         let external_id = match (caller(ctx)?, account_id) {

@@ -40,27 +40,97 @@ pub(crate) use mirror_enum;
 
 mirror_enum!(
     /// What a lot is worth to its holder: decides refunds and the order of consumption.
-    LotClass <=> ledger::LotClass { Paid, Promotional, Free }
+    LotClass <=> ledger::LotClass {
+        /// Bought with money (purchases, subscriptions) or earned on the market.
+        Paid,
+        /// Given by a promotion (check-in, referral, coupon, bonus, lucky credits, ...).
+        Promotional,
+        /// Given by the plan (monthly plan credits, daily free credits).
+        Free
+    }
 );
 mirror_enum!(
     /// Where a lot came from.
     LotSource <=> ledger::LotSource {
-        Purchase, Subscription, MonthlyPlan, CheckIn, Referral, SignUp, Coupon, Feedback, Event,
-        FirstPurchaseBonus, DailyFree, AdReward, Lucky, ProviderEarnings, Adjustment,
+        /// Credits bought (`purchaseCredits`, then `confirmPurchase`).
+        Purchase,
+        /// A subscription's credits for its period.
+        Subscription,
+        /// A plan's monthly credits.
+        MonthlyPlan,
+        /// The daily check-in.
+        CheckIn,
+        /// A referral bonus, to the referrer or the friend.
+        Referral,
+        /// Credits granted when the account was created.
+        SignUp,
+        /// A redeemed coupon.
+        Coupon,
+        /// An operator's grant for feedback.
+        Feedback,
+        /// An operator's grant for an event (a survey, ...).
+        Event,
+        /// The bonus granted with a first purchase; it is revoked if that purchase is refunded.
+        FirstPurchaseBonus,
+        /// The day's free credits; they do not carry over to the next UTC day.
+        DailyFree,
+        /// A claimed ad reward.
+        AdReward,
+        /// Claimed daily lucky credits.
+        Lucky,
+        /// What a market provider earned for the jobs it ran.
+        ProviderEarnings,
+        /// An operator's grant with no other source (`grantCredits`' default).
+        Adjustment,
     }
 );
 mirror_enum!(
     /// Active accounts do everything; inactive ones can be charged only for storage; suspended
     /// ones can only be read.
-    AccountStatus <=> ledger::AccountStatus { Active, Inactive, Suspended }
+    AccountStatus <=> ledger::AccountStatus {
+        /// Reads and every operation.
+        Active,
+        /// Keeps its credits; may be charged only for storage.
+        Inactive,
+        /// May only be read.
+        Suspended
+    }
 );
 mirror_enum!(
     /// What a journal entry records.
-    EntryKind <=> StoreKind { Grant, Spend, Expire, Refund, Revoke, Adjust, Transfer, Hold, Release }
+    EntryKind <=> StoreKind {
+        /// Credits granted: a new lot (purchase, plan, claim, coupon, operator grant, ...).
+        Grant,
+        /// Credits charged: a spend, a captured reservation, a metered settlement.
+        Spend,
+        /// A lot's remainder written off at its expiry instant.
+        Expire,
+        /// A refunded purchase's unused credits taken back.
+        Refund,
+        /// Promotional credits taken back (the bonus of a refunded purchase).
+        Revoke,
+        /// A correction of an account's credits, up or down.
+        Adjust,
+        /// Credits moved from a market consumer to the provider when a job completes.
+        Transfer,
+        /// Credits taken from lots into a reservation.
+        Hold,
+        /// Held credits given back to the lots they came from.
+        Release
+    }
 );
 mirror_enum!(
     /// Where a reservation stands: held until captured, released, or past its deadline.
-    ReservationStatus <=> crate::ledger::reservation::ReservationStatus { Held, Captured, Released, Expired }
+    ReservationStatus <=> crate::ledger::reservation::ReservationStatus {
+        /// Open: its credits are held until captured, released or its deadline.
+        Held,
+        /// Captured: the charged part was spent and the rest given back.
+        Captured,
+        /// Released: everything given back.
+        Released,
+        /// Its deadline passed: everything given back, as if released.
+        Expired
+    }
 );
 
 /// A stored value the code does not know: the database was changed behind the service's back.
