@@ -1,7 +1,7 @@
 //! The axum router: GraphQL at `/graphql` (`crate::graphql_http`; GraphiQL for a browser's GET)
 //! and `/graphql/ws` (`crate::ws`), GraphiQL's embedded assets at `/graphiql/...`
-//! (`crate::graphiql`), the customer portal at `/portal` (`crate::portal`), `/health`, request
-//! limits.
+//! (`crate::graphiql`), the customer portal at `/portal` (`crate::portal`), the operator console
+//! at `/console` (`crate::console`), `/health`, request limits.
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
@@ -65,6 +65,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/portal", get(crate::portal::page))
         .route("/portal/", get(crate::portal::to_page))
         .route("/portal/{*path}", get(crate::portal::asset))
+        .route("/console", get(crate::console::page))
+        .route("/console/", get(crate::console::to_page))
+        .route("/console/{*path}", get(crate::console::asset))
         .route("/health", get(health))
         .route("/callbacks/ads", get(ad_callback))
         // Inside the size limit, so a body read under the deadline is bounded in size too.

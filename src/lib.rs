@@ -12,6 +12,7 @@ pub mod body_timeout;
 pub mod client_address;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod cors;
 pub mod db;
 pub mod entity;

@@ -14,6 +14,7 @@ mod benefits;
 mod checkin;
 mod cli;
 mod combinations;
+mod console;
 mod concurrency;
 mod connections;
 mod cors;

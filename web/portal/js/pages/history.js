@@ -41,7 +41,8 @@ function filterOf(form) {
   return Object.keys(filter).length ? filter : null;
 }
 
-function entry(node) {
+/** One journal entry; `extra` adds tags to its line of details (the console's operator). */
+export function entry(node, extra = []) {
   const negative = node.amount.startsWith('-');
   const details = [];
   if (node.feature) details.push(h('span', { class: 'tag' }, node.feature));
@@ -57,7 +58,7 @@ function entry(node) {
     ),
     // Text, never markup: whatever the reason holds is shown as characters.
     node.reason ? h('p', { class: 'reason' }, node.reason) : '',
-    h('div', { class: 'entry-meta' }, h('time', { datetime: node.effectiveAt }, formatDateTime(node.effectiveAt)), ...details),
+    h('div', { class: 'entry-meta' }, h('time', { datetime: node.effectiveAt }, formatDateTime(node.effectiveAt)), ...details, ...extra),
   );
 }
 
