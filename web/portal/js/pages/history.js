@@ -95,7 +95,7 @@ export async function render(root, app) {
       const withCount = args.after == null && args.before == null;
       return (await app.gql('PortalHistory', { filter, withCount, ...args })).me.history;
     },
-    show: (nodes) => h('ol', { class: 'entries' }, ...nodes.map(entry)),
+    show: (nodes) => h('ol', { class: 'entries' }, ...nodes.map((node) => entry(node))),
   });
   form.addEventListener('submit', (event) => {
     event.preventDefault();
