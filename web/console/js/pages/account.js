@@ -141,8 +141,8 @@ function settings(app, current, refresh) {
           h('div', { class: 'figure' }, h('dt', {}, 'Held'), h('dd', {}, formatCredits(a.held))),
           h('div', { class: 'figure' }, h('dt', {}, 'Awaiting expiry'), h('dd', {}, String(a.lotsAwaitingExpiry))),
         ),
-        a.problems.length ? h('ul', { class: 'problems' }, ...a.problems.map((p) => h('li', {}, p))) : null,
       );
+      if (a.problems.length) auditResult.append(h('ul', { class: 'problems' }, ...a.problems.map((p) => h('li', {}, p))));
       return a.clean ? `Audit clean at ${formatDateTime(a.at)}.` : `Audit found ${a.problems.length} problem(s).`;
     }),
   );
