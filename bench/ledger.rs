@@ -87,6 +87,7 @@ async fn grant(ledger: &Engine, account: &str, amount: &str) {
         valid_for: None,
         reason: None,
         idempotency_key: format!("grant-{}", rand::random::<u64>()),
+        actor: None,
     };
     ledger.grant(request, Utc::now()).await.expect("grant");
 }

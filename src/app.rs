@@ -327,6 +327,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         .extension(crate::graphql::session::SessionLimits)
         .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
         .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })
+        // Inside the timeout: a mutation cut short by it is not logged as done.
+        .extension(crate::graphql::admin_log::AdminLog)
         .data(AppData { ledger: ledger.clone(), clock: clock.clone() })
         .data(crate::graphql::context::ClaimLimits {
             limiter: Arc::new(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60))),

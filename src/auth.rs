@@ -35,12 +35,36 @@ impl fmt::Display for Role {
     }
 }
 
-/// Who is calling. A user acts on one account, the token's subject, and nothing else.
+/// Who is calling. A user acts on one account, the token's subject, and nothing else. An
+/// admin token names the operator it was issued to (its subject), which is recorded with
+/// everything that operator does; tokens issued before subjects existed name none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     User { account: String },
     Service,
-    Admin,
+    Admin { subject: Option<String> },
+}
+
+/// What an admin token that names nobody is recorded as.
+pub const UNNAMED_ADMIN: &str = "admin";
+
+impl Caller {
+    /// Who an operator's action is recorded under: the admin token's subject; none for users and
+    /// the service, whose actions their own records (the account, the idempotency key) explain.
+    pub fn actor(&self) -> Option<&str> {
+        match self {
+            Caller::Admin { subject } => Some(subject.as_deref().unwrap_or(UNNAMED_ADMIN)),
+            Caller::User { .. } | Caller::Service => None,
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        match self {
+            Caller::User { .. } => Role::User,
+            Caller::Service => Role::Service,
+            Caller::Admin { .. } => Role::Admin,
+        }
+    }
 }
 
 /// Who issues our tokens and whom they are for: a token minted for another system with the
@@ -70,6 +94,17 @@ pub enum AuthError {
     Expired,
     #[error("a user token names its account")]
     UserWithoutAccount,
+    #[error("an admin token names its operator (a subject of 1 to 128 characters, no control characters)")]
+    AdminWithoutSubject,
+    #[error("this console link is unknown, used or expired: make a new one with `credits console-link`")]
+    UnknownLink,
+}
+
+/// An operator's name as admin tokens carry it: 1 to 128 characters, no control characters and
+/// no surrounding spaces, since it is shown in history and logs as it is.
+pub fn check_subject(subject: &str) -> Result<(), AuthError> {
+    let fits = (1..=128).contains(&subject.chars().count()) && subject.trim() == subject && !subject.chars().any(char::is_control);
+    if fits { Ok(()) } else { Err(AuthError::AdminWithoutSubject) }
 }
 
 /// Signs with the current secret; accepts the current one and, while a rotation is under way,
@@ -91,15 +126,20 @@ impl AuthKeys {
         self
     }
 
-    pub fn issue(&self, role: Role, account: Option<&str>, ttl: std::time::Duration) -> Result<String, AuthError> {
-        if role == Role::User && account.is_none() {
-            return Err(AuthError::UserWithoutAccount);
+    /// A token for `role`; `subject` is the account a user token acts on, or the operator an
+    /// admin token is issued to (both required).
+    pub fn issue(&self, role: Role, subject: Option<&str>, ttl: std::time::Duration) -> Result<String, AuthError> {
+        match (role, subject) {
+            (Role::User, None) => return Err(AuthError::UserWithoutAccount),
+            (Role::Admin, None) => return Err(AuthError::AdminWithoutSubject),
+            (Role::Admin, Some(name)) => check_subject(name)?,
+            _ => {}
         }
         let now = chrono::Utc::now().timestamp();
         let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
         let claims = Claims {
             role,
-            sub: account.map(str::to_string),
+            sub: subject.map(str::to_string),
             iss: ISSUER.to_string(),
             aud: AUDIENCE.to_string(),
             iat: now,
@@ -130,7 +170,7 @@ impl AuthKeys {
             (Role::User, Some(account)) => Caller::User { account },
             (Role::User, None) => return Err(AuthError::UserWithoutAccount),
             (Role::Service, _) => Caller::Service,
-            (Role::Admin, _) => Caller::Admin,
+            (Role::Admin, subject) => Caller::Admin { subject },
         };
         Ok((caller, claims.exp))
     }
@@ -163,7 +203,7 @@ mod tests {
             |iss: &str, aud: &str, exp: i64| Claims { role: Role::Admin, sub: None, iss: iss.into(), aud: aud.into(), iat: now - 120, exp };
         let sign = |c: Claims| format!("Bearer {}", encode(&Header::new(Algorithm::HS256), &c, &keys.encoding).unwrap());
         assert_eq!(keys.authenticate(Some(&sign(claims(ISSUER, AUDIENCE, now - 60)))), Err(AuthError::Invalid), "expired");
-        assert_eq!(keys.authenticate(Some(&sign(claims(ISSUER, AUDIENCE, now + 60)))), Ok(Caller::Admin));
+        assert_eq!(keys.authenticate(Some(&sign(claims(ISSUER, AUDIENCE, now + 60)))), Ok(Caller::Admin { subject: None }));
         assert_eq!(keys.authenticate(Some(&sign(claims("someone-else", AUDIENCE, now + 60)))), Err(AuthError::Invalid), "issuer");
         assert_eq!(keys.authenticate(Some(&sign(claims(ISSUER, "another-api", now + 60)))), Err(AuthError::Invalid), "audience");
         // A token with none of them, as another system with the same secret might mint.

@@ -82,12 +82,29 @@ impl Links {
     /// The portal's URL with `token` in its fragment, or none when no public URL is known. A
     /// fragment never leaves the browser: it reaches no server log, proxy or `Referer`.
     pub fn portal(&self, token: &str) -> Option<String> {
-        let mut url = self.public_url.get()?.clone();
-        let path = format!("{}/portal", url.path().trim_end_matches('/'));
-        url.set_path(&path);
-        url.set_query(None);
-        url.set_fragment(Some(&format!("token={token}")));
-        Some(url.to_string())
+        Some(page(self.public_url.get()?, "portal", &format!("token={token}")))
+    }
+}
+
+/// The URL of the console with a one-time link's `code` in its fragment, under `public_url`.
+pub fn console(public_url: &Url, code: &str) -> String {
+    page(public_url, "console", &format!("code={code}"))
+}
+
+/// `page` under `public_url` (which may have a path prefix), with `fragment`.
+fn page(public_url: &Url, page: &str, fragment: &str) -> String {
+    let mut url = public_url.clone();
+    let path = format!("{}/{page}", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url.set_query(None);
+    url.set_fragment(Some(fragment));
+    url.to_string()
+}
+
+impl Links {
+    /// The configured public URL, if one is known yet.
+    pub fn public_url(&self) -> Option<&Url> {
+        self.public_url.get()
     }
 }
 

@@ -37,10 +37,24 @@ enum Command {
         #[arg(long)]
         role: Role,
         /// The account a user token acts on (the product's own id).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "subject")]
         account: Option<String>,
+        /// The operator an admin token is for (required with `--role admin`): recorded with
+        /// every action taken with it, e.g. "alice@ops".
+        #[arg(long)]
+        subject: Option<String>,
         /// How long the token is valid, e.g. "1h", "30d".
         #[arg(long, default_value = "24h")]
+        ttl: humantime::Duration,
+    },
+    /// Print a one-time link into the operator console for OPERATOR: it works once, for
+    /// `--ttl`, and opens a one-hour admin session in that browser tab only.
+    ConsoleLink {
+        /// The operator the session is for, recorded with every action taken in it.
+        #[arg(long)]
+        subject: String,
+        /// How long the link works before it is used, e.g. "10m" (at most 24h).
+        #[arg(long, default_value = "10m")]
         ttl: humantime::Duration,
     },
     /// Check conservation and that every balance equals the journal; non-zero exit if not.
@@ -138,9 +152,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             credits::db::migrate(&db).await?;
             eprintln!("migrated");
         }
-        Command::Token { role, account, ttl } => {
+        Command::Token { role, account, subject, ttl } => {
             let keys = AuthKeys::new(&config.auth_secret()?);
-            println!("{}", keys.issue(role, account.as_deref(), ttl.into())?);
+            let named = match role {
+                Role::User => account,
+                Role::Admin => subject,
+                Role::Service if account.is_some() || subject.is_some() => {
+                    anyhow::bail!("a service token names no account or subject")
+                }
+                Role::Service => None,
+            };
+            println!("{}", keys.issue(role, named.as_deref(), ttl.into())?);
+        }
+        Command::ConsoleLink { subject, ttl } => {
+            let public_url = match config.links()?.public_url() {
+                Some(url) => url.clone(),
+                None => credits::links::parse_public_url(&format!("http://{}", config.bind)).map_err(|e| anyhow::anyhow!(e))?,
+            };
+            let ledger = credits::app::ledger_from_config(&config, 1).await?;
+            let ttl = chrono::Duration::from_std(ttl.into())?;
+            let code = ledger.create_console_link(&subject, ttl, chrono::Utc::now()).await?;
+            println!("{}", credits::links::console(&public_url, &code));
         }
         Command::Jobs { run } => {
             let ledger = credits::app::ledger_from_config(&config, 4).await?;

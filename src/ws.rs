@@ -174,6 +174,9 @@ impl Connection {
                 let caller: Authentication = authenticated.map(|(caller, _)| caller);
                 let mut data = async_graphql::Data::default();
                 data.insert(caller);
+                if let Some(at) = expires_at {
+                    data.insert(crate::graphql::context::TokenExpiry(at));
+                }
                 data.insert(crate::graphql::context::ClientIp(address));
                 data.insert(Session::new(max_open, expires_at));
                 Ok(data)

@@ -223,6 +223,20 @@ const OPS: &[Op] = &[
         base: r#"{"id": "1"}"#,
         fields: &[("id", Kind::Id)],
     },
+    // Queues the whole audit, or answers the one already queued: no arguments to spoil, and
+    // only an admin may.
+    Op { name: "startAudit", program: "arkain", who: Who::Admin, query: "mutation { startAudit { id status } }", base: "{}", fields: &[] },
+    // No valid code here (a link is made by the CLI): the valid-looking request is
+    // UNAUTHENTICATED, and every odd code must be refused alike and change nothing (a code is
+    // never half-redeemed).
+    Op {
+        name: "openConsoleSession",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($code: String!) { openConsoleSession(code: $code) { subject } }",
+        base: r#"{"code": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        fields: &[("code", Kind::Text)],
+    },
     // On the system clock the valid request is FEATURE_DISABLED (a test clock is a deployment
     // setting); bad input must still be refused with a documented code and change nothing.
     Op {
@@ -595,8 +609,10 @@ const DOCUMENTED: &[&str] = &[
 /// guesses (that is its job).
 const MAY_CHANGE_ON_REFUSAL: &[&str] = &["coupon_failures"];
 
-/// Tables that are not the service's state.
-const NOT_STATE: &[&str] = &["seaql_migrations", "Jobs", "Workers", "_sqlx_migrations"];
+/// Tables that are not the service's state. `admin_actions` is the operators' log: every
+/// accepted admin request adds a row, replays included (it records what was asked, not what
+/// changed); tests/operator_records.rs checks what it holds.
+const NOT_STATE: &[&str] = &["seaql_migrations", "Jobs", "Workers", "_sqlx_migrations", "admin_actions"];
 
 /// The whole database as text, a string per table, rows sorted.
 struct Dumper {

@@ -25,7 +25,7 @@ async fn every_request_is_authorized_by_role(backend: Backend) {
     let me_as_service = app.gql(&app.service, "{ me { id } }", json!({})).await;
     assert_eq!(error_code(&me_as_service), "FORBIDDEN");
 
-    let forged = AuthKeys::new(b"not-the-secret-not-the-secret-not!").issue(Role::Admin, None, Duration::from_secs(60)).unwrap();
+    let forged = AuthKeys::new(b"not-the-secret-not-the-secret-not!").issue(Role::Admin, Some("ops"), Duration::from_secs(60)).unwrap();
     let now = chrono::Utc::now().timestamp();
     let not_yet = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

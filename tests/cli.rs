@@ -25,9 +25,18 @@ fn token_prints_only_a_token_signed_with_the_embedded_secret() {
     let keys = AuthKeys::new(secret.trim().as_bytes());
     assert_eq!(keys.authenticate(Some(&format!("Bearer {}", stdout.trim()))), Ok(Caller::User { account: "alice".into() }));
 
-    let second = credits(dir.path()).args(["token", "--role", "admin", "--ttl", "1h"]).output().unwrap();
+    let second = credits(dir.path()).args(["token", "--role", "admin", "--subject", "alice@ops", "--ttl", "1h"]).output().unwrap();
     let token = String::from_utf8(second.stdout).unwrap();
-    assert_eq!(keys.authenticate(Some(&format!("Bearer {}", token.trim()))), Ok(Caller::Admin), "the same secret signs every token");
+    assert_eq!(
+        keys.authenticate(Some(&format!("Bearer {}", token.trim()))),
+        Ok(Caller::Admin { subject: Some("alice@ops".into()) }),
+        "the same secret signs every token, and an admin token names its operator"
+    );
+    let nameless = credits(dir.path()).args(["token", "--role", "admin"]).output().unwrap();
+    assert!(!nameless.status.success(), "an admin token must name its operator");
+    assert!(String::from_utf8_lossy(&nameless.stderr).contains("subject"), "{}", String::from_utf8_lossy(&nameless.stderr));
+    let blank = credits(dir.path()).args(["token", "--role", "admin", "--subject", " "]).output().unwrap();
+    assert!(!blank.status.success(), "a blank subject names nobody");
 
     let no_account = credits(dir.path()).args(["token", "--role", "user"]).output().unwrap();
     assert!(!no_account.status.success(), "a user token must name its account");
@@ -81,7 +90,7 @@ fn a_short_secret_file_is_refused() {
     for content in ["", "   \n", "short-secret", &"x".repeat(31)] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("credits.secret"), content).unwrap();
-        let token = credits(dir.path()).args(["token", "--role", "admin"]).output().unwrap();
+        let token = credits(dir.path()).args(["token", "--role", "admin", "--subject", "ops"]).output().unwrap();
         assert!(!token.status.success(), "{content:?} signed a token: {}", String::from_utf8_lossy(&token.stdout));
         assert!(token.stdout.is_empty());
         assert!(String::from_utf8_lossy(&token.stderr).contains("fewer than 32"), "{}", String::from_utf8_lossy(&token.stderr));
@@ -100,7 +109,13 @@ fn racing_processes_agree_on_one_generated_secret() {
     for _round in 0..RACE_ROUNDS {
         let dir = tempfile::tempdir().unwrap();
         let children: Vec<_> = (0..16)
-            .map(|_| credits(dir.path()).args(["token", "--role", "admin"]).stdout(std::process::Stdio::piped()).spawn().unwrap())
+            .map(|_| {
+                credits(dir.path())
+                    .args(["token", "--role", "admin", "--subject", "ops"])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
             .collect();
         let tokens: Vec<String> = children
             .into_iter()
@@ -116,7 +131,7 @@ fn racing_processes_agree_on_one_generated_secret() {
         for token in &tokens {
             assert_eq!(
                 keys.authenticate(Some(&format!("Bearer {token}"))),
-                Ok(Caller::Admin),
+                Ok(Caller::Admin { subject: Some("ops".into()) }),
                 "every token is signed with the kept secret"
             );
         }
@@ -156,4 +171,35 @@ fn worker_starts_and_stops_gracefully_on_sigterm() {
     let status = worker.wait().unwrap();
     assert!(status.success(), "{status:?}: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
+}
+
+/// `console-link` prints one URL into the console with a one-time code in its fragment; only
+/// the code's SHA-256 is stored. Each call makes a new link; a link is for a named operator and
+/// lives at most a day.
+#[tokio::test]
+async fn console_link_prints_a_one_time_url_and_stores_only_its_hash() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| credits(dir.path()).arg("console-link").args(args).output().unwrap();
+    let first = run(&["--subject", "alice@ops"]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    let code = stdout.trim().strip_prefix("http://127.0.0.1:8080/console#code=").unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(code.len(), 43, "{code}");
+    let second = String::from_utf8(run(&["--subject", "alice@ops", "--ttl", "1h"]).stdout).unwrap();
+    assert_ne!(second.trim(), stdout.trim(), "a new code each time");
+    assert!(!run(&["--subject", "alice@ops", "--ttl", "25h"]).status.success(), "a day at most");
+    assert!(!run(&[]).status.success(), "a link names its operator");
+
+    let db = credits::db::connect(&format!("sqlite://{}", dir.path().join("credits.db").display()), 1).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT code_hash, subject FROM console_links ORDER BY id"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let hash: String = rows[0].try_get("", "code_hash").unwrap();
+    assert_eq!(hash, hex::encode(sha2::Sha256::digest(code.as_bytes())), "the hash, never the code");
+    assert_eq!(rows[0].try_get::<String>("", "subject").unwrap(), "alice@ops");
 }

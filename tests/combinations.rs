@@ -199,6 +199,7 @@ async fn a_grant_past_the_balance_limit_is_refused_and_changes_nothing(backend: 
             valid_for: None,
             reason: None,
             idempotency_key: format!("g-{i}"),
+            actor: None,
         };
         app.ledger.grant(request, now).await.unwrap();
     }

@@ -221,7 +221,7 @@ async fn acknowledged_operations_survive_a_sigkill(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let keys = AuthKeys::new(SECRET);
     let service = keys.issue(Role::Service, None, Duration::from_secs(3600)).unwrap();
-    let admin = keys.issue(Role::Admin, None, Duration::from_secs(3600)).unwrap();
+    let admin = keys.issue(Role::Admin, Some("ops"), Duration::from_secs(3600)).unwrap();
     let mut server = Server::start(&db.url, dir.path(), "first").await;
     let client = reqwest::Client::new();
 

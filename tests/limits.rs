@@ -75,7 +75,8 @@ async fn production_mode_rotation_and_timeouts(backend: Backend) {
     let old = AuthKeys::new(&previous).issue(Role::Service, None, std::time::Duration::from_secs(60)).unwrap();
     let created = app.gql(&old, "mutation { createAccount(input: {externalId: \"r\"}) { created } }", json!({})).await;
     assert_eq!(created["data"]["createAccount"]["created"], json!(true), "a token of the previous secret: {created}");
-    let foreign = AuthKeys::new(b"a-secret-nobody-configured-here!").issue(Role::Admin, None, std::time::Duration::from_secs(60)).unwrap();
+    let foreign =
+        AuthKeys::new(b"a-secret-nobody-configured-here!").issue(Role::Admin, Some("ops"), std::time::Duration::from_secs(60)).unwrap();
     assert_eq!(error_code(&app.gql(&foreign, "{ plans { code } }", json!({})).await), "UNAUTHENTICATED");
 
     let hurried = credits::app::Security { request_timeout: std::time::Duration::from_nanos(1), ..Default::default() };

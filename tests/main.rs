@@ -35,6 +35,7 @@ mod metering;
 mod model;
 mod notices;
 mod operations;
+mod operator_records;
 mod outages;
 mod paging;
 mod persisted;

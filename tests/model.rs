@@ -379,7 +379,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
             15 if !model.purchases.is_empty() => {
                 let index = rng.random_range(0..model.purchases.len());
                 let key = format!("refund-{step}");
-                let stored = match app.ledger.refund_purchase(Requester::Operator, model.purchases[index].id, &key, None, now).await {
+                let stored = match app.ledger.refund_purchase(Requester::Operator, None, model.purchases[index].id, &key, None, now).await {
                     Ok(receipt) => Outcome::Refunded(Refunded {
                         refunded_minor: receipt.refunded_minor,
                         credits: receipt.credits,
@@ -444,6 +444,7 @@ fn grant(micros: i64, class: LotClass, expires_at: Option<DateTime<Utc>>, key: S
         valid_for: None,
         reason: None,
         idempotency_key: key,
+        actor: None,
     }
 }
 

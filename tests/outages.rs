@@ -123,7 +123,7 @@ where
 async fn account_with_a_short_hold(address: &str, account: &str) {
     let keys = AuthKeys::new(SECRET);
     let service = keys.issue(Role::Service, None, Duration::from_secs(3600)).unwrap();
-    let admin = keys.issue(Role::Admin, None, Duration::from_secs(3600)).unwrap();
+    let admin = keys.issue(Role::Admin, Some("ops"), Duration::from_secs(3600)).unwrap();
     let client = reqwest::Client::new();
     let steps = [
         (&service, "mutation($a: ID!) { createAccount(input: {externalId: $a}) { created } }", json!({ "a": account })),

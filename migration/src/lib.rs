@@ -19,6 +19,7 @@ mod m20261130_000013_leave_room_for_updates;
 mod m20261202_000014_create_test_clock;
 mod m20261202_000015_add_accounts_renews_at;
 mod m20261203_000016_create_persisted_queries;
+mod m20261203_000017_add_operator_records;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_create_test_clock::Migration),
             Box::new(m20261202_000015_add_accounts_renews_at::Migration),
             Box::new(m20261203_000016_create_persisted_queries::Migration),
+            Box::new(m20261203_000017_add_operator_records::Migration),
         ]
     }
 }

@@ -16,6 +16,8 @@ pub struct Model {
     pub feature: Option<String>,
     pub model: Option<String>,
     pub reason: Option<String>,
+    /// The admin subject of the operator who made the entry; none for every other entry.
+    pub actor: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -2,9 +2,12 @@
 
 pub mod account;
 pub mod ad_reward;
+pub mod admin_action;
 pub mod asking_price;
+pub mod audit_run;
 pub mod bid_preference;
 pub mod claim;
+pub mod console_link;
 pub mod container;
 pub mod coupon;
 pub mod coupon_failure;

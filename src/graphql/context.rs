@@ -15,6 +15,10 @@ pub struct AppData {
 /// Attached by the HTTP handler to each request.
 pub type Authentication = Result<Caller, AuthError>;
 
+/// When the request's token expires (Unix seconds), attached beside a valid `Authentication`.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenExpiry(pub i64);
+
 pub fn app<'a>(ctx: &Context<'a>) -> &'a AppData {
     ctx.data_unchecked::<AppData>()
 }
@@ -30,14 +34,14 @@ pub fn caller<'a>(ctx: &Context<'a>) -> Result<&'a Caller, ApiError> {
 /// The product's backend or the operator.
 pub fn require_service(ctx: &Context<'_>) -> Result<(), ApiError> {
     match caller(ctx)? {
-        Caller::Service | Caller::Admin => Ok(()),
+        Caller::Service | Caller::Admin { .. } => Ok(()),
         Caller::User { .. } => Err(ApiError::Forbidden("this operation needs a service or admin token".into())),
     }
 }
 
 pub fn require_admin(ctx: &Context<'_>) -> Result<(), ApiError> {
     match caller(ctx)? {
-        Caller::Admin => Ok(()),
+        Caller::Admin { .. } => Ok(()),
         _ => Err(ApiError::Forbidden("this operation needs an admin token".into())),
     }
 }
@@ -45,7 +49,7 @@ pub fn require_admin(ctx: &Context<'_>) -> Result<(), ApiError> {
 /// A user acts on its own account only; service and admin act on any.
 pub fn require_account(ctx: &Context<'_>, account: &str) -> Result<(), ApiError> {
     match caller(ctx)? {
-        Caller::Service | Caller::Admin => Ok(()),
+        Caller::Service | Caller::Admin { .. } => Ok(()),
         Caller::User { account: own } if own == account => Ok(()),
         Caller::User { .. } => Err(ApiError::Forbidden("a user token acts on its own account only".into())),
     }
@@ -73,7 +77,7 @@ pub fn limit_claims(ctx: &Context<'_>, account: &str) -> Result<(), ApiError> {
         ApiError::from(crate::service::ServiceError::TooManyAttempts(format!("too many claims from this {whom}; retry in {seconds} s")))
     };
     limits.limiter.check(&format!("account:{account}"), limits.per_account, now).map_err(|s| refuse(s, "account"))?;
-    let trusted = matches!(caller(ctx), Ok(Caller::Service | Caller::Admin));
+    let trusted = matches!(caller(ctx), Ok(Caller::Service | Caller::Admin { .. }));
     if let Some(ClientIp(ip)) = ctx.data_opt::<ClientIp>().filter(|_| !trusted) {
         limits.limiter.check(&format!("ip:{ip}"), limits.per_ip, now).map_err(|s| refuse(s, "address"))?;
     }

@@ -13,22 +13,34 @@ use chrono::{DateTime, Utc};
 pub struct JournalEntry {
     /// The journal's sequence number: strictly increasing, the order of "newest first".
     pub sequence: ID,
+    /// What kind of change it is.
     pub kind: EntryKind,
     /// The net change to the account's credits (negative for a spend or expiry).
     pub amount: SignedCreditAmount,
     /// When the change took effect (an expiry is dated at the lot's expiry instant).
     pub effective_at: DateTime<Utc>,
+    /// When the entry was written.
     pub recorded_at: DateTime<Utc>,
+    /// The operation that wrote it (`spend`, `grant`, `refund`, `expire`, ...).
     pub operation: String,
+    /// The idempotency key of the request that wrote it, if it came from one.
     pub idempotency_key: Option<String>,
+    /// The feature a spend was for, if it named one.
     pub feature: Option<String>,
+    /// The model a spend was for, if it named one.
     pub model: Option<String>,
+    /// Why: the reason given with the request, or what the service says of its own entries.
     pub reason: Option<String>,
+    /// The operator who made the entry (an admin token's subject; "admin" for a token that
+    /// names none); null for entries made by the service, users and scheduled jobs.
+    pub actor: Option<String>,
+    /// Its lines: the change to each lot it touched, which sum to `amount`.
     pub lines: Vec<JournalLine>,
 }
 
 #[derive(SimpleObject)]
 pub struct JournalLine {
+    /// The lot changed.
     pub lot_id: ID,
     /// The change to this lot (negative when credits left it).
     pub amount: SignedCreditAmount,
@@ -56,6 +68,7 @@ impl TryFrom<HistoryItem> for JournalEntry {
             feature: e.feature,
             model: e.model,
             reason: e.reason,
+            actor: e.actor,
             lines: item.lines.iter().map(JournalLine::from).collect(),
         })
     }

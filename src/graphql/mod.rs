@@ -3,11 +3,14 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod admin_log;
 pub mod amount;
+pub mod audits;
 pub mod balance;
 pub mod benefits;
 pub mod claims;
 pub mod clock;
+pub mod console;
 pub mod context;
 pub mod error;
 pub mod history;

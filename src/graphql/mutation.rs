@@ -1,8 +1,10 @@
 //! The mutation root: one object per domain, merged (`MergedObject`), each in its domain's module.
 
 use crate::graphql::accounts::AccountsMutation;
+use crate::graphql::audits::AuditsMutation;
 use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
+use crate::graphql::console::ConsoleMutation;
 use crate::graphql::market_root::MarketMutation;
 use crate::graphql::metering_root::MeteringMutation;
 use crate::graphql::operations::OperationsMutation;
@@ -24,4 +26,6 @@ pub struct MutationRoot(
     ClockMutation,
     PortalMutation,
     OperationsMutation,
+    AuditsMutation,
+    ConsoleMutation,
 );

@@ -44,6 +44,8 @@ pub enum JobName {
     SnapshotMarketRates,
     /// Every 5 seconds: sends due outbox events as signed webhooks, retrying failures.
     DeliverWebhooks,
+    /// Every 10 seconds: runs the whole-ledger audit an operator asked for (`startAudit`).
+    AuditLedger,
 }
 
 /// How a job's work is keyed.

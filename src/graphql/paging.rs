@@ -45,6 +45,10 @@ pub enum Counted {
     Outbox {
         status: Option<crate::service::operations::OutboxStatus>,
     },
+    /// The operators' log, everyone's or one operator's (admin).
+    AdminActions {
+        subject: Option<String>,
+    },
 }
 
 /// The connection's own field beyond edges and `pageInfo`. The count is run by its resolver, so
@@ -70,6 +74,7 @@ impl TotalCount {
             Counted::Accounts { search } => ledger.search_accounts_count(search).await?,
             Counted::Coupons => ledger.coupons_count().await?,
             Counted::Outbox { status } => ledger.outbox_count(*status).await?,
+            Counted::AdminActions { subject } => ledger.admin_actions_count(subject.as_deref()).await?,
         };
         // A COUNT is never negative, and a list never holds 2^63 rows.
         Ok(i64::try_from(count).unwrap_or(i64::MAX))

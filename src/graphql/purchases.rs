@@ -194,7 +194,7 @@ impl PurchasesMutation {
         let id = parse_purchase_id(&input.purchase_id)?;
         let app = app(ctx);
         let requester = match caller(ctx)? {
-            Caller::Admin => Requester::Operator,
+            Caller::Admin { .. } => Requester::Operator,
             Caller::User { account } => {
                 if app.ledger.purchase_owner(id).await.ok().as_deref() != Some(account.as_str()) {
                     return Err(ApiError::Forbidden("a user refunds its own purchases only".into()));
@@ -205,7 +205,9 @@ impl PurchasesMutation {
             // within the user's window (the operator's longer one stays admin only).
             Caller::Service => Requester::User,
         };
-        let receipt = app.ledger.refund_purchase(requester, id, &input.idempotency_key, input.reason.as_deref(), app.clock.now()).await?;
+        let actor = caller(ctx)?.actor();
+        let receipt =
+            app.ledger.refund_purchase(requester, actor, id, &input.idempotency_key, input.reason.as_deref(), app.clock.now()).await?;
         let purchase = app.ledger.purchase_by_id(id).await?;
         Ok(RefundPurchasePayload {
             purchase: Purchase(purchase),

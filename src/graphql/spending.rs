@@ -1,7 +1,7 @@
 //! Spending and granting credits.
 
 use crate::graphql::amount::CreditAmount;
-use crate::graphql::context::{app, require_admin, require_service};
+use crate::graphql::context::{app, caller, require_admin, require_service};
 use crate::graphql::error::ApiResult;
 use crate::graphql::types::*;
 use crate::service::spending::{GrantRequest, SpendRequest};
@@ -106,6 +106,7 @@ impl SpendingMutation {
             valid_for,
             reason: input.reason,
             idempotency_key: input.idempotency_key,
+            actor: caller(ctx)?.actor().map(str::to_string),
         };
         let receipt = app.ledger.grant(request, app.clock.now()).await?;
         Ok(GrantCreditsPayload { lot_id: ID(receipt.lot_id.to_string()), sequence: ID(receipt.entry_id.to_string()) })

@@ -14,7 +14,7 @@ pub mod params;
 
 use crate::graphql::error::code;
 use crate::graphql::transport::OverHttp;
-use crate::graphql::{Authentication, context::ClientIp, timeout};
+use crate::graphql::{Authentication, context::ClientIp, context::TokenExpiry, timeout};
 use crate::http::HttpState;
 use async_graphql::{BatchRequest, BatchResponse};
 use axum::body::Bytes;
@@ -141,7 +141,9 @@ async fn execute(
     if let Err(e) = state.clock.refresh(&state.db).await {
         tracing::warn!(error = %e, "could not read the test clock; this request uses the last instant read");
     }
-    let caller: Authentication = state.auth.authenticate(header_text(headers, header::AUTHORIZATION));
+    let authenticated = state.auth.authenticate_until(header_text(headers, header::AUTHORIZATION));
+    let expiry = authenticated.as_ref().ok().map(|(_, expires_at)| TokenExpiry(*expires_at));
+    let caller: Authentication = authenticated.map(|(caller, _)| caller);
     let client = crate::client_address::client_address(peer, headers, &state.security.trusted_proxies);
     // An advance of a test clock answers when the work it runs is done, which may take minutes;
     // only a test-clock deployment lets a request mentioning it wait that long.
@@ -153,7 +155,10 @@ async fn execute(
             // Each request of a batch has its own: one's request error is not another's.
             let over_http = OverHttp::new(exchange.get);
             http.push(over_http.clone());
-            let request = request.data(caller.clone()).data(ClientIp(client)).data(over_http);
+            let mut request = request.data(caller.clone()).data(ClientIp(client)).data(over_http);
+            if let Some(expiry) = expiry {
+                request = request.data(expiry);
+            }
             if unhurried { request.data(timeout::Unhurried) } else { request }
         })
         .collect();

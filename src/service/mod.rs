@@ -3,10 +3,13 @@
 
 pub mod accounts;
 pub mod ad_rewards;
+pub mod admin_log;
+pub mod audits;
 pub mod batch;
 pub mod benefits;
 pub mod checkin;
 pub mod clock;
+pub mod console_links;
 pub mod coupons;
 pub mod daily_free;
 pub mod error;

@@ -37,11 +37,22 @@ pub enum List {
     Coupons,
     /// The webhook outbox (admin).
     Outbox,
+    /// The operators' log (admin).
+    AdminActions,
 }
 
 impl List {
-    const ALL: [List; 8] =
-        [List::Lots, List::History, List::Purchases, List::Jobs, List::AiLogs, List::Accounts, List::Coupons, List::Outbox];
+    const ALL: [List; 9] = [
+        List::Lots,
+        List::History,
+        List::Purchases,
+        List::Jobs,
+        List::AiLogs,
+        List::Accounts,
+        List::Coupons,
+        List::Outbox,
+        List::AdminActions,
+    ];
 
     /// The name written into its cursors, and the field's name in the schema.
     pub fn as_str(self) -> &'static str {
@@ -54,6 +65,7 @@ impl List {
             List::Accounts => "accounts",
             List::Coupons => "coupons",
             List::Outbox => "outbox",
+            List::AdminActions => "adminActions",
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct EntryMeta<'a> {
     pub feature: Option<&'a str>,
     pub model: Option<&'a str>,
     pub reason: Option<&'a str>,
+    /// The admin subject of the operator who made the entry (`Caller::actor`).
+    pub actor: Option<&'a str>,
     pub effective_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
 }
@@ -31,7 +33,16 @@ pub struct EntryMeta<'a> {
 impl<'a> EntryMeta<'a> {
     /// An entry that takes effect when it is recorded.
     pub fn now(operation: &'a str, now: DateTime<Utc>) -> EntryMeta<'a> {
-        EntryMeta { operation, idempotency_key: None, feature: None, model: None, reason: None, effective_at: now, recorded_at: now }
+        EntryMeta {
+            operation,
+            idempotency_key: None,
+            feature: None,
+            model: None,
+            reason: None,
+            actor: None,
+            effective_at: now,
+            recorded_at: now,
+        }
     }
 }
 
@@ -185,6 +196,7 @@ fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta:
         feature: meta.feature,
         model: meta.model,
         reason: meta.reason,
+        actor: meta.actor,
         lines,
     }
 }

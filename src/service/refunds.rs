@@ -55,9 +55,12 @@ impl Engine {
         PurchaseView::of(found.ok_or_else(|| ServiceError::NotFound(format!("no purchase {purchase_id}")))?)
     }
 
+    /// `actor`: the operator refunding (`Caller::actor`), kept on the entries; not part of the
+    /// request's hash.
     pub async fn refund_purchase(
         &self,
         requester: Requester,
+        actor: Option<&str>,
         purchase_id: i64,
         idempotency_key: &str,
         why: Option<&str>,
@@ -73,13 +76,14 @@ impl Engine {
             request_hash: request_hash(&(purchase_id, &why)),
             // Money back is never blocked by the account's status.
             permit: Permit::Any,
-            fields: why,
+            fields: (why, actor.map(str::to_string)),
         };
         let terms = self.program.refunds;
         self.execute(command, now, |run| {
             Box::pin(async move {
                 let Run { txn, ledger, account: locked, command, now } = run;
-                let (program, key, why, account) = (&ledger.program, &command.key, &command.fields, &command.account);
+                let (program, key, account) = (&ledger.program, &command.key, &command.account);
+                let (why, actor) = &command.fields;
                 let purchase =
                     store::purchases::by_id(txn, purchase_id).await?.ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} vanished"))?;
                 let lot_id = match refundable(&purchase, &terms, requester, now) {
@@ -112,7 +116,8 @@ impl Engine {
                     Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
                 };
                 let reason = why.as_deref().or(Some("refund"));
-                let meta = EntryMeta { idempotency_key: Some(key.as_str()), reason, ..EntryMeta::now("refund", now) };
+                let meta =
+                    EntryMeta { idempotency_key: Some(key.as_str()), reason, actor: actor.as_deref(), ..EntryMeta::now("refund", now) };
                 let revoke_reason = format!("promotional credits of refunded purchase {purchase_id}");
                 let revoke_meta = EntryMeta { reason: Some(&revoke_reason), ..meta };
                 shrink_holds_of(txn, locked.id, &holds, &hold_lines, &bonus_ids, meta, &revoke_reason, now).await?;

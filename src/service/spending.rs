@@ -90,6 +90,9 @@ pub struct GrantRequest {
     pub valid_for: Option<Validity>,
     pub reason: Option<String>,
     pub idempotency_key: String,
+    /// The operator granting (`Caller::actor`), kept on the entry. Not part of the request's
+    /// hash: the same grant replayed by another operator is the same grant.
+    pub actor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -213,12 +216,13 @@ impl Engine {
             reason: request.reason.as_deref().map(reason).transpose()?,
         };
         let request_hash = request_hash(&fields);
+        let actor = request.actor;
         let command =
-            Command { operation: "grant", account, key, request_hash, permit: Permit::ReceiveCredits, fields: (fields, expires_at) };
+            Command { operation: "grant", account, key, request_hash, permit: Permit::ReceiveCredits, fields: (fields, expires_at, actor) };
         self.execute(command, now, |run| {
             Box::pin(async move {
                 let Run { txn, account, command, now, .. } = run;
-                let (fields, expires_at) = &command.fields;
+                let (fields, expires_at, actor) = &command.fields;
                 let lot = lots::NewLot {
                     account_id: account.id,
                     class: fields.class,
@@ -232,6 +236,7 @@ impl Engine {
                 let meta = EntryMeta {
                     idempotency_key: Some(command.key.as_str()),
                     reason: fields.reason.as_deref(),
+                    actor: actor.as_deref(),
                     ..EntryMeta::now("grant", now)
                 };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;

@@ -68,6 +68,8 @@ pub struct NewEntry<'a> {
     pub feature: Option<&'a str>,
     pub model: Option<&'a str>,
     pub reason: Option<&'a str>,
+    /// The admin subject of the operator who made it; none for everything else.
+    pub actor: Option<&'a str>,
     /// (lot id, signed change to its remaining amount)
     pub lines: Vec<(i64, i64)>,
 }
@@ -94,7 +96,7 @@ const ENTRIES_PER_INSERT: usize = 1000;
 /// (in no promised order) are matched to the entries asked for. Two entries alike in all of it
 /// are interchangeable, so either may take either id. Instants count to the microsecond, which
 /// is what PostgreSQL keeps.
-type Content = (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>);
+type Content = (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
 
 fn content_of_row(e: &journal_entry::Model) -> Content {
     (
@@ -108,6 +110,7 @@ fn content_of_row(e: &journal_entry::Model) -> Content {
         e.feature.clone(),
         e.model.clone(),
         e.reason.clone(),
+        e.actor.clone(),
     )
 }
 
@@ -125,6 +128,7 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
         feature: Set(new.feature.map(str::to_string)),
         model: Set(new.model.map(str::to_string)),
         reason: Set(new.reason.map(str::to_string)),
+        actor: Set(new.actor.map(str::to_string)),
         ..Default::default()
     }
 }
@@ -152,6 +156,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
                 new.feature.map(str::to_string),
                 new.model.map(str::to_string),
                 new.reason.map(str::to_string),
+                new.actor.map(str::to_string),
             );
             // An instant the database stored otherwise than asked would end here: an error the
             // caller rolls back, not a panic.

@@ -3,7 +3,10 @@
 
 pub mod accounts;
 pub mod ad_rewards;
+pub mod admin_actions;
+pub mod audit_runs;
 pub mod claims;
+pub mod console_links;
 pub mod coupons;
 pub mod idempotency;
 pub mod job_runs;

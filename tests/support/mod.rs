@@ -25,6 +25,9 @@ pub const AD_SECRET: &[u8] = b"ad-network-test-secret";
 
 pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 
+/// The operator `TestApp::admin` names: what the journal and the operators' log record.
+pub const ADMIN_SUBJECT: &str = "ops@test";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -220,7 +223,7 @@ impl TestApp {
         });
         let keys = AuthKeys::new(SECRET);
         let service = keys.issue(Role::Service, None, Duration::from_secs(3600)).unwrap();
-        let admin = keys.issue(Role::Admin, None, Duration::from_secs(3600)).unwrap();
+        let admin = keys.issue(Role::Admin, Some(ADMIN_SUBJECT), Duration::from_secs(3600)).unwrap();
         TestApp {
             address,
             ledger,

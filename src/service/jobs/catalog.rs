@@ -33,6 +33,7 @@ pub(crate) fn handler(job: Job) -> &'static dyn JobHandler {
         Job::NotifyExpiringCredits => &Draining(NotifyExpiringCredits),
         Job::SnapshotMarketRates => &SnapshotMarketRates,
         Job::DeliverWebhooks => &DeliverWebhooks,
+        Job::AuditLedger => &Draining(AuditLedger),
     }
 }
 
@@ -167,6 +168,16 @@ impl Drain for PurgeOperationalRows {
     /// total is at least `BATCH` and the drain goes on; once all are, one more round at most.
     async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         Ok(ledger.purge_operational_rows(now, PURGE_ROWS).await?.total())
+    }
+}
+
+pub(crate) struct AuditLedger;
+
+impl Drain for AuditLedger {
+    /// One requested audit per batch: a batch that ran one asks for another, an idle one ends.
+    const BATCH: u64 = 1;
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        ledger.run_requested_audit(now).await
     }
 }
 
