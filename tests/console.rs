@@ -108,6 +108,9 @@ async fn persisted_only_runs_the_consoles_operations(backend: Backend) {
 
 on_both!(persisted_only_runs_the_consoles_operations);
 
+/// The operator the console link is for.
+const OPERATOR: &str = "olga@ops";
+
 fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
@@ -155,12 +158,19 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
         _ => String::new(),
     };
     let bad_token = credits::auth::AuthKeys::new(b"not-this-servers-secret-not-this-servers")
-        .issue(credits::auth::Role::Admin, None, std::time::Duration::from_secs(3600))
+        .issue(credits::auth::Role::Admin, Some("mallory"), std::time::Duration::from_secs(3600))
         .unwrap();
     let user_token = app.user("acme-alice");
+    // The operator's link, made the way `credits console-link` makes it.
+    let code = app.ledger.create_console_link(OPERATOR, chrono::Duration::minutes(10), app.clock.now()).await.unwrap();
+    let link = credits::links::console(&credits::links::parse_public_url(&app.address).unwrap(), &code);
+    // A token pasted into the form, for a second operator.
+    let pasted = app.keys.issue(credits::auth::Role::Admin, Some("pat@ops"), std::time::Duration::from_secs(600)).unwrap();
     let event_id = failed_event["id"].as_str().unwrap().to_string();
     let env = [
-        ("TOKEN", app.admin.as_str()),
+        ("LINK", link.as_str()),
+        ("TOKEN", pasted.as_str()),
+        ("AUDIT", "1"),
         ("BAD_TOKEN", bad_token.as_str()),
         ("USER_TOKEN", user_token.as_str()),
         ("SEARCH", "acme-"),
@@ -174,9 +184,16 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     };
     script.reached("event-failed-seen").await;
     receiver.heal();
+    // The page queued the whole audit; a worker runs it (here, the job run at once).
+    script.reached("audit-queued").await;
+    let audited = app.gql(&app.admin, "mutation { runJob(job: AUDIT_LEDGER) { items } }", json!({})).await;
+    assert!(audited["errors"].is_null(), "{audited}");
     let seen = script.finish().await;
 
-    // Signed in with a pasted token: kept in this tab's session storage only.
+    // Signed in through the link: its code left the address bar at once, and the admin token
+    // it was exchanged for is kept in this tab's session storage only.
+    assert_eq!(seen["signIn"]["addressBarAtOnce"], format!("{}/console#/accounts", app.address), "{seen}");
+    assert_eq!(seen["signIn"]["viewer"], OPERATOR, "{seen}");
     assert_eq!(seen["signIn"]["stored"], true, "{seen}");
     assert_eq!(seen["signIn"]["localStorage"], 0, "{seen}");
     assert_eq!(seen["signIn"]["cookies"], "", "{seen}");
@@ -184,13 +201,15 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     assert_eq!(seen["found"], json!(["acme-bob", "acme-alice"]), "{seen}");
     // The grant: its entry heads the history with the reason.
     let history = app
-        .gql(&app.admin, "{ account(id: \"acme-alice\") { balance { total } history(first: 1) { nodes { sequence reason } } } }", json!({}))
+        .gql(&app.admin, "{ account(id: \"acme-alice\") { balance { total } history(first: 1) { nodes { sequence reason actor } } } }", json!({}))
         .await;
     let newest = &history["data"]["account"]["history"]["nodes"][0];
     assert_eq!(newest["reason"], "Goodwill for the outage", "{history}");
     assert_eq!(seen["granted"]["outcome"], "Granted 25 credits.", "{seen}");
     assert_eq!(seen["granted"]["firstEntry"]["sequence"], newest["sequence"], "{seen}");
     assert_eq!(seen["granted"]["firstEntry"]["reason"], "Goodwill for the outage", "{seen}");
+    assert_eq!(seen["granted"]["firstEntry"]["actor"], OPERATOR, "the entry names the operator: {seen}");
+    assert_eq!(newest["actor"], OPERATOR, "{history}");
     assert_eq!(seen["granted"]["total"], history["data"]["account"]["balance"]["total"], "{seen}");
     // The failed event, then redelivered to the healed receiver under the same event id.
     assert!(seen["webhook"]["failedError"].as_str().unwrap().contains("HTTP 500"), "{seen}");
@@ -205,19 +224,39 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     assert!(seen["jobs"]["ranNow"].as_str().unwrap().starts_with("Purge idempotency keys ran"), "{seen}");
     // Coupons: created from the page and listed with its cap.
     assert_eq!(seen["coupon"]["row"], json!(["SPRING-26", "10", "0", "100 of 100"]), "{seen}");
+    // The whole audit, run in the background, shown with what the API says of it.
+    let runs = app.gql(&app.admin, "{ auditRuns(first: 1) { id status requestedBy accounts } }", json!({})).await;
+    let run = &runs["data"]["auditRuns"][0];
+    assert_eq!(run["requestedBy"], OPERATOR, "{runs}");
+    assert_eq!(seen["audit"]["status"], run["status"], "{seen}");
+    assert!(seen["audit"]["queued"].as_str().unwrap().contains("queued"), "{seen}");
+    assert_eq!(seen["audit"]["row"][0], run["id"], "{seen}");
+    // The admin log: this operator's actions, newest first, each with its account.
+    let log: Vec<Vec<String>> = serde_json::from_value(seen["log"].clone()).unwrap();
+    assert!(log.iter().all(|row| row[0] == OPERATOR), "{log:?}");
+    let actions: Vec<&str> = log.iter().map(|row| row[1].as_str()).collect();
+    assert_eq!(actions, ["startAudit", "createCoupon", "runJob", "redeliverEvent", "grantCredits"], "{log:?}");
+    assert_eq!(log[4][2], "acme-alice", "{log:?}");
     // Refusals: a token the server does not accept, a user's token, and signing out.
     assert_eq!(seen["refused"]["bad"]["message"], "Your session has ended: it expired or the server refused it. Sign in again.", "{seen}");
     assert_eq!(seen["refused"]["bad"]["stored"], Value::Null, "{seen}");
     assert_eq!(seen["refused"]["user"]["message"], "That token is not an operator’s: the console needs an admin token.", "{seen}");
     assert_eq!(seen["refused"]["signedOut"]["message"], "You are signed out.", "{seen}");
     assert_eq!(seen["refused"]["signedOut"]["stored"], Value::Null, "{seen}");
+    // The link worked once; a pasted admin token signs in too.
+    assert!(seen["refused"]["linkAgain"]["message"].as_str().unwrap().contains("does not work any more"), "{seen}");
+    assert_eq!(seen["refused"]["linkAgain"]["addressBar"], format!("{}/console#/accounts", app.address), "{seen}");
+    assert_eq!(seen["pasted"]["viewer"], "pat@ops", "{seen}");
+    assert_eq!(seen["pasted"]["stored"], true, "{seen}");
+    assert_eq!(seen["pasted"]["localStorage"], 0, "{seen}");
+    assert_eq!(seen["pasted"]["cookies"], "", "{seen}");
     for (page, widths) in seen["phone"].as_object().unwrap() {
         assert!(widths["scrollWidth"].as_i64() <= widths["clientWidth"].as_i64(), "{page} scrolls sideways on a phone: {widths}");
     }
     for (page, violations) in seen["axe"].as_object().unwrap() {
         assert_eq!(violations, &json!([]), "axe-core on {page}");
     }
-    assert!(seen["axe"].as_object().unwrap().len() >= 7, "{seen}");
+    assert!(seen["axe"].as_object().unwrap().len() >= 9, "{seen}");
     assert_eq!(seen["foreign"], json!([]), "the page tried to reach another host: {seen}");
     assert_eq!(seen["problems"], json!([]), "errors in the page (a policy violation, a failed load): {seen}");
 }

@@ -71,7 +71,6 @@ run(async () => {
     await page.goto(new URL('/console', base).href, { waitUntil: 'load' });
     await page.waitForSelector('#sign-in-form', { timeout: WAIT_MS });
     axeOf.signIn = await axe(page);
-    await shoot(page, 'sign-in');
     await signInWith(page, env.TOKEN);
   }
   await page.waitForSelector('#sign-out', { timeout: WAIT_MS });
@@ -206,13 +205,23 @@ run(async () => {
   refused.bad = await refusedWith(page, env.BAD_TOKEN);
   refused.user = await refusedWith(page, env.USER_TOKEN);
   axeOf.refused = await axe(page);
+  await shoot(page, 'sign-in');
   if (env.LINK) {
     // The link's code worked once: opening it again is refused.
     await page.goto(env.LINK, { waitUntil: 'load' });
     await page.waitForSelector('#sign-in-message', { timeout: WAIT_MS });
     refused.linkAgain = { message: await page.textContent('#sign-in-message'), addressBar: page.url() };
   }
+  // A pasted admin token signs in too.
+  await signInWith(page, env.TOKEN);
+  await page.waitForSelector('#sign-out', { timeout: WAIT_MS });
+  const pasted = {
+    viewer: await page.textContent('#viewer-subject'),
+    stored: (await page.evaluate(() => sessionStorage.getItem('credits.console.token'))) !== null,
+    localStorage: await page.evaluate(() => localStorage.length),
+    cookies: await page.evaluate(() => document.cookie),
+  };
 
   await browser.close();
-  result({ signIn, found, granted, webhook, jobs, coupon, audit, log, refused, phone, axe: axeOf, problems, foreign: foreign() });
+  result({ signIn, found, granted, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
 });
