@@ -11,7 +11,7 @@ use crate::on_both;
 use crate::portal::{a_page_is_served, run_in_document};
 use crate::support::browser::BrowserScript;
 use crate::support::receiver::Receiver;
-use crate::support::{Backend, LEDGER_PROGRAM, TestApp, TestDb, error_code};
+use crate::support::{Backend, LEDGER_PROGRAM, TestApp, TestDb, buy, error_code};
 use serde_json::{Value, json};
 
 const DOCUMENT: &str = include_str!("../web/console/console.graphql");
@@ -139,6 +139,10 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     let runs = app.gql(&app.admin, "{ jobRuns(job: GRANT_MONTHLY_PLAN_CREDITS) { period status lastError } }", json!({})).await;
     let job_error = runs["data"]["jobRuns"][0]["lastError"].as_str().unwrap_or_else(|| panic!("{runs}")).to_string();
 
+    // A paid purchase, for the refund button.
+    let purchase = buy(&app, "acme-alice", Some("100"), None, "console-purchase").await;
+    let total_before_grant = app.balance("acme-alice").await;
+
     // A failed delivery: the receiver answers 500.
     let alice = credits::store::accounts::by_external_id(db, "acme-alice").await.unwrap().expect("the account").id;
     credits::store::outbox::publish(db, "purchase.refunded", Some(alice), &json!({ "purchaseId": "7" }), app.clock.now()).await.unwrap();
@@ -175,6 +179,7 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
         ("USER_TOKEN", user_token.as_str()),
         ("SEARCH", "acme-"),
         ("ACCOUNT", "acme-alice"),
+        ("PURCHASE", purchase.as_str()),
         ("EVENT", event_id.as_str()),
         ("FAILED_JOB", "GRANT_MONTHLY_PLAN_CREDITS"),
         ("CONSOLE_SCREENSHOTS", screenshots.as_str()),
@@ -199,18 +204,34 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     assert_eq!(seen["signIn"]["cookies"], "", "{seen}");
     // Found by prefix, newest first, only those.
     assert_eq!(seen["found"], json!(["acme-bob", "acme-alice"]), "{seen}");
-    // The grant: its entry heads the history with the reason.
+    // The grant: its entry headed the history when it was made, with the reason and the
+    // operator (the refund's entries came after it).
     let history = app
-        .gql(&app.admin, "{ account(id: \"acme-alice\") { balance { total } history(first: 1) { nodes { sequence reason actor } } } }", json!({}))
+        .gql(
+            &app.admin,
+            "{ account(id: \"acme-alice\") { balance { total } history(first: 10) { nodes { sequence reason actor } } } }",
+            json!({}),
+        )
         .await;
-    let newest = &history["data"]["account"]["history"]["nodes"][0];
-    assert_eq!(newest["reason"], "Goodwill for the outage", "{history}");
+    let grant = history["data"]["account"]["history"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["sequence"] == seen["granted"]["firstEntry"]["sequence"])
+        .unwrap_or_else(|| panic!("the entry the page showed: {seen} {history}"))
+        .clone();
+    assert_eq!(grant["reason"], "Goodwill for the outage", "{history}");
+    assert_eq!(grant["actor"], OPERATOR, "{history}");
     assert_eq!(seen["granted"]["outcome"], "Granted 25 credits.", "{seen}");
-    assert_eq!(seen["granted"]["firstEntry"]["sequence"], newest["sequence"], "{seen}");
     assert_eq!(seen["granted"]["firstEntry"]["reason"], "Goodwill for the outage", "{seen}");
     assert_eq!(seen["granted"]["firstEntry"]["actor"], OPERATOR, "the entry names the operator: {seen}");
-    assert_eq!(newest["actor"], OPERATOR, "{history}");
-    assert_eq!(seen["granted"]["total"], history["data"]["account"]["balance"]["total"], "{seen}");
+    let granted_total = total_before_grant.parse::<rust_decimal::Decimal>().unwrap() + rust_decimal::Decimal::from(25);
+    assert_eq!(seen["granted"]["total"], granted_total.to_string(), "{seen}");
+    // The refund: the purchase refunded, and the total the page then shows is the server's.
+    assert!(seen["refund"]["outcome"].as_str().unwrap().starts_with("Refunded "), "{seen}");
+    assert_eq!(seen["refund"]["total"], history["data"]["account"]["balance"]["total"], "{seen}");
+    let refunded = app.gql(&app.admin, "{ account(id: \"acme-alice\") { purchases { nodes { id status } } } }", json!({})).await;
+    assert_eq!(refunded["data"]["account"]["purchases"]["nodes"][0], json!({ "id": purchase, "status": "REFUNDED" }), "{refunded}");
     // The failed event, then redelivered to the healed receiver under the same event id.
     assert!(seen["webhook"]["failedError"].as_str().unwrap().contains("HTTP 500"), "{seen}");
     assert_eq!(seen["webhook"]["outcome"], format!("Event {} delivered.", failed_event["eventId"].as_str().unwrap()), "{seen}");
@@ -235,8 +256,8 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     let log: Vec<Vec<String>> = serde_json::from_value(seen["log"].clone()).unwrap();
     assert!(log.iter().all(|row| row[0] == OPERATOR), "{log:?}");
     let actions: Vec<&str> = log.iter().map(|row| row[1].as_str()).collect();
-    assert_eq!(actions, ["startAudit", "createCoupon", "runJob", "redeliverEvent", "grantCredits"], "{log:?}");
-    assert_eq!(log[4][2], "acme-alice", "{log:?}");
+    assert_eq!(actions, ["startAudit", "createCoupon", "runJob", "redeliverEvent", "refundPurchase", "grantCredits"], "{log:?}");
+    assert_eq!(log[5][2], "acme-alice", "{log:?}");
     // Refusals: a token the server does not accept, a user's token, and signing out.
     assert_eq!(seen["refused"]["bad"]["message"], "Your session has ended: it expired or the server refused it. Sign in again.", "{seen}");
     assert_eq!(seen["refused"]["bad"]["stored"], Value::Null, "{seen}");

@@ -8,7 +8,7 @@
 //
 // Inputs: argv[2] the server's base URL; TOKEN an admin token to paste; LINK a console link
 // (optional); BAD_TOKEN a token the server refuses; USER_TOKEN a user's token; SEARCH a prefix;
-// ACCOUNT the account to grant to; EVENT the outbox id of a failed event; FAILED_JOB the job
+// ACCOUNT the account to grant to; PURCHASE a paid purchase of it to refund; EVENT the outbox id of a failed event; FAILED_JOB the job
 // with a failed period; AUDIT "1" when the server has the ledger audit and admin log;
 // CONSOLE_SCREENSHOTS a folder for docs/console-*.png (optional).
 // Steps: "event-failed-seen" (the Rust test then heals the receiver), "audit-queued" (with
@@ -110,6 +110,11 @@ run(async () => {
   // Audit this account.
   await page.click('#audit-account-button');
   granted.audit = (await outcomeOf(page, 'audit-outcome')).text;
+  // Refund its purchase.
+  await page.click(`button[data-refund="${env.PURCHASE}"]`);
+  const refund = { outcome: (await outcomeOf(page, 'refund-outcome')).text };
+  await page.waitForSelector(`tr[data-purchase="${env.PURCHASE}"] [data-status="REFUNDED"]`, { timeout: WAIT_MS });
+  refund.total = (await page.textContent('#account-total')).replace(/,/g, '');
   axeOf.account = await axe(page);
   await shoot(page, 'account');
 
@@ -223,5 +228,5 @@ run(async () => {
   };
 
   await browser.close();
-  result({ signIn, found, granted, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
+  result({ signIn, found, granted, refund, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
 });
