@@ -232,6 +232,10 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     assert_eq!(seen["refund"]["total"], history["data"]["account"]["balance"]["total"], "{seen}");
     let refunded = app.gql(&app.admin, "{ account(id: \"acme-alice\") { purchases { nodes { id status } } } }", json!({})).await;
     assert_eq!(refunded["data"]["account"]["purchases"]["nodes"][0], json!({ "id": purchase, "status": "REFUNDED" }), "{refunded}");
+    // Identity verified from the page.
+    assert_eq!(seen["verified"], json!({ "outcome": "Identity marked verified.", "button": "Mark identity not verified" }), "{seen}");
+    let identity = app.gql(&app.admin, "{ account(id: \"acme-alice\") { identityVerified } }", json!({})).await;
+    assert_eq!(identity["data"]["account"]["identityVerified"], true, "{identity}");
     // The failed event, then redelivered to the healed receiver under the same event id.
     assert!(seen["webhook"]["failedError"].as_str().unwrap().contains("HTTP 500"), "{seen}");
     assert_eq!(seen["webhook"]["outcome"], format!("Event {} delivered.", failed_event["eventId"].as_str().unwrap()), "{seen}");
@@ -256,8 +260,12 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     let log: Vec<Vec<String>> = serde_json::from_value(seen["log"].clone()).unwrap();
     assert!(log.iter().all(|row| row[0] == OPERATOR), "{log:?}");
     let actions: Vec<&str> = log.iter().map(|row| row[1].as_str()).collect();
-    assert_eq!(actions, ["startAudit", "createCoupon", "runJob", "redeliverEvent", "refundPurchase", "grantCredits"], "{log:?}");
-    assert_eq!(log[5][2], "acme-alice", "{log:?}");
+    assert_eq!(
+        actions,
+        ["startAudit", "createCoupon", "runJob", "redeliverEvent", "setIdentityVerified", "refundPurchase", "grantCredits"],
+        "{log:?}"
+    );
+    assert_eq!((&log[4][2], &log[6][2]), (&"acme-alice".to_string(), &"acme-alice".to_string()), "{log:?}");
     // Refusals: a token the server does not accept, a user's token, and signing out.
     assert_eq!(seen["refused"]["bad"]["message"], "Your session has ended: it expired or the server refused it. Sign in again.", "{seen}");
     assert_eq!(seen["refused"]["bad"]["stored"], Value::Null, "{seen}");

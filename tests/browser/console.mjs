@@ -115,6 +115,11 @@ run(async () => {
   const refund = { outcome: (await outcomeOf(page, 'refund-outcome')).text };
   await page.waitForSelector(`tr[data-purchase="${env.PURCHASE}"] [data-status="REFUNDED"]`, { timeout: WAIT_MS });
   refund.total = (await page.textContent('#account-total')).replace(/,/g, '');
+  // Mark its identity verified.
+  await page.click('#verify-button');
+  const verified = { outcome: (await outcomeOf(page, 'verify-outcome')).text };
+  await page.waitForFunction(() => document.getElementById('account-verified')?.textContent === 'Verified', null, { timeout: WAIT_MS });
+  verified.button = await page.textContent('#verify-button');
   axeOf.account = await axe(page);
   await shoot(page, 'account');
 
@@ -228,5 +233,5 @@ run(async () => {
   };
 
   await browser.close();
-  result({ signIn, found, granted, refund, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
+  result({ signIn, found, granted, refund, verified, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
 });
