@@ -232,6 +232,8 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     assert_eq!(seen["refund"]["total"], history["data"]["account"]["balance"]["total"], "{seen}");
     let refunded = app.gql(&app.admin, "{ account(id: \"acme-alice\") { purchases { nodes { id status } } } }", json!({})).await;
     assert_eq!(refunded["data"]["account"]["purchases"]["nodes"][0], json!({ "id": purchase, "status": "REFUNDED" }), "{refunded}");
+    // Suspended, then active again.
+    assert_eq!(seen["statuses"], json!(["Status is now Suspended.", "Status is now Active."]), "{seen}");
     // Identity verified from the page.
     assert_eq!(seen["verified"], json!({ "outcome": "Identity marked verified.", "button": "Mark identity not verified" }), "{seen}");
     let identity = app.gql(&app.admin, "{ account(id: \"acme-alice\") { identityVerified } }", json!({})).await;
@@ -262,10 +264,22 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     let actions: Vec<&str> = log.iter().map(|row| row[1].as_str()).collect();
     assert_eq!(
         actions,
-        ["startAudit", "createCoupon", "runJob", "redeliverEvent", "setIdentityVerified", "refundPurchase", "grantCredits"],
+        [
+            "startAudit",
+            "createCoupon",
+            "runJob",
+            "redeliverEvent",
+            "setAccountStatus",
+            "setAccountStatus",
+            "setIdentityVerified",
+            "refundPurchase",
+            "grantCredits"
+        ],
         "{log:?}"
     );
-    assert_eq!((&log[4][2], &log[6][2]), (&"acme-alice".to_string(), &"acme-alice".to_string()), "{log:?}");
+    for named in [4, 5, 6, 8] {
+        assert_eq!(log[named][2], "acme-alice", "{log:?}");
+    }
     // Refusals: a token the server does not accept, a user's token, and signing out.
     assert_eq!(seen["refused"]["bad"]["message"], "Your session has ended: it expired or the server refused it. Sign in again.", "{seen}");
     assert_eq!(seen["refused"]["bad"]["stored"], Value::Null, "{seen}");

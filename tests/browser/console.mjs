@@ -120,6 +120,16 @@ run(async () => {
   const verified = { outcome: (await outcomeOf(page, 'verify-outcome')).text };
   await page.waitForFunction(() => document.getElementById('account-verified')?.textContent === 'Verified', null, { timeout: WAIT_MS });
   verified.button = await page.textContent('#verify-button');
+  // Suspend it, then make it active again.
+  const statuses = [];
+  for (const status of ['SUSPENDED', 'ACTIVE']) {
+    // The line keeps the last outcome until the next one: cleared, to wait for this one.
+    await page.evaluate(() => document.getElementById('status-outcome').classList.remove('outcome-ok', 'outcome-error'));
+    await page.selectOption('#status-select', status);
+    await page.click('#status-form button[type="submit"]');
+    await page.waitForFunction((status) => document.querySelector('#account-status [data-status]')?.dataset.status === status, status, { timeout: WAIT_MS });
+    statuses.push((await outcomeOf(page, 'status-outcome')).text);
+  }
   axeOf.account = await axe(page);
   await shoot(page, 'account');
 
@@ -196,7 +206,9 @@ run(async () => {
 
   // A phone: nothing wider than the screen.
   await page.setViewportSize({ width: 390, height: 844 });
-  for (const [hash, route] of [['#/accounts', 'accounts'], [`#/account/${env.ACCOUNT}`, 'account'], ['#/jobs', 'jobs'], ['#/webhooks', 'webhooks'], ['#/coupons', 'coupons']]) {
+  const routes = [['#/accounts', 'accounts'], [`#/account/${env.ACCOUNT}`, 'account'], ['#/jobs', 'jobs'], ['#/webhooks', 'webhooks'], ['#/coupons', 'coupons']];
+  if (env.AUDIT === '1') routes.push(['#/audit', 'audit'], ['#/log', 'log']);
+  for (const [hash, route] of routes) {
     await go(page, hash, route);
     phone[route] = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth }));
   }
@@ -233,5 +245,5 @@ run(async () => {
   };
 
   await browser.close();
-  result({ signIn, found, granted, refund, verified, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
+  result({ signIn, found, granted, refund, verified, statuses, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
 });
