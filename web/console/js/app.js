@@ -50,7 +50,7 @@ function showSignIn(message) {
     'form',
     { class: 'sign-in-form', id: 'sign-in-form', 'aria-labelledby': 'sign-in-title' },
     h('div', { class: 'field' }, h('label', { for: 'sign-in-token' }, 'Admin token'), field),
-    h('p', { class: 'muted', id: 'sign-in-help' }, 'Open a link from `credits console-link`, or paste a token from `credits token --role admin --subject NAME`. It is kept in this tab only.'),
+    h('p', { class: 'muted', id: 'sign-in-help' }, 'Open a link from ', h('code', {}, 'credits console-link'), ', or paste a token from ', h('code', {}, 'credits token --role admin --subject NAME'), '. It is kept in this tab only.'),
     h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'button' }, 'Sign in')),
   );
   field.setAttribute('aria-describedby', 'sign-in-help');
