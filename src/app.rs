@@ -43,6 +43,12 @@ pub struct TestClockStart(pub Option<chrono::DateTime<chrono::Utc>>);
 pub struct Security {
     /// No introspection and no GraphiQL.
     pub production: bool,
+    /// Where `/metrics` is served on a listener of its own (loopback by default in the config);
+    /// none: no such listener.
+    pub metrics_bind: Option<String>,
+    /// A static bearer token that also serves `/metrics` on the main listener; none: it is 404
+    /// there.
+    pub metrics_token: Option<String>,
     /// A token secret being rotated out: still accepted, never used to sign.
     pub previous_auth_secret: Option<Vec<u8>>,
     /// A GraphQL request that takes longer is answered `TIMEOUT`: its open transaction rolls back
@@ -101,6 +107,8 @@ impl Default for Security {
     fn default() -> Self {
         Security {
             production: false,
+            metrics_bind: None,
+            metrics_token: None,
             previous_auth_secret: None,
             request_timeout: std::time::Duration::from_secs(30),
             max_body_bytes: crate::http::MAX_BODY_BYTES,
@@ -130,6 +138,8 @@ impl Security {
     pub fn from_config(config: &Config) -> Result<Security, crate::config::ConfigError> {
         Ok(Security {
             production: config.mode == "production",
+            metrics_bind: Some(config.metrics_bind.trim()).filter(|b| !b.is_empty() && *b != "off").map(str::to_string),
+            metrics_token: config.metrics_token()?,
             previous_auth_secret: config.auth_secret_previous.as_ref().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
             request_timeout: std::time::Duration::from_secs(config.request_timeout_seconds),
             max_body_bytes: config.max_body_bytes,
@@ -275,6 +285,8 @@ pub const SERVER_DOCUMENTS: &[&str] = &[crate::portal::DOCUMENT, crate::console:
 
 /// Connects, migrates and binds; the returned application is ready to serve.
 pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> {
+    // Before anything is counted: metrics recorded before the recorder exists are lost.
+    crate::telemetry::handle();
     let ledger = open_ledger(LedgerSettings {
         database_url: &settings.database_url,
         pool: pool_size(&settings.database_url),
@@ -321,6 +333,8 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         .limit_complexity(security.max_complexity)
         .limit_directives(security.max_directives)
         .extension(crate::graphql::error::ErrorCodes)
+        // Inside the codes, outside the rest: a request the limits refuse is counted.
+        .extension(crate::graphql::telemetry::RequestMetrics)
         .extension(crate::graphql::transport::HttpRules)
         // Before the limits: a hash-only request becomes its stored text, which they then check.
         .extension(crate::graphql::persisted::PersistedQueries { documents: documents.clone() })
@@ -355,6 +369,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         security,
         jobs: workers::JobHealth::new(),
         persisted: documents,
+        migrations_current: Arc::default(),
     };
     let app = Application::bind(&settings.bind, state).await?;
     if !production {

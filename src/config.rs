@@ -45,6 +45,9 @@
 //! | public URL    | `public_url`    | `CREDITS_PUBLIC_URL`  | none: the bound address in development; required for portal links in production |
 //! | checkout page | `checkout_url`  | `CREDITS_CHECKOUT_URL` | none: a simulated payment in development, the app's own in production (placeholders `{purchase_id}`, `{credits}`, `{amount_minor}`, `{currency}`) |
 //! | allow-list only | `persisted_only` | `CREDITS_PERSISTED_ONLY` | `false`; `true`: only documents registered with `credits persisted add` (or by the server's pages) run, and APQ learns none |
+//! | metrics listener | `metrics_bind` | `CREDITS_METRICS_BIND` | `127.0.0.1:9464`; `off` (or empty): no metrics listener |
+//! | metrics token | `metrics_token` | `CREDITS_METRICS_TOKEN` | none; 32+ characters: `/metrics` also on the main listener with this bearer token |
+//! | log format    | `log_format`    | `CREDITS_LOG_FORMAT`  | `text`; `json`: one JSON object per line |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -58,6 +61,9 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub database_url: Option<String>,
     pub bind: String,
+    pub metrics_bind: String,
+    pub metrics_token: Option<String>,
+    pub log_format: String,
     pub program: String,
     pub auth_secret: Option<String>,
     pub data_dir: PathBuf,
@@ -155,6 +161,9 @@ impl Default for Config {
         Config {
             database_url: None,
             bind: "127.0.0.1:8080".to_string(),
+            metrics_bind: DEFAULT_METRICS_BIND.to_string(),
+            metrics_token: None,
+            log_format: "text".to_string(),
             program: crate::program::DEFAULT_PRESET.to_string(),
             auth_secret: None,
             data_dir: PathBuf::from("data"),
@@ -210,11 +219,23 @@ pub enum ConfigError {
     SecretFile { path: String, source: std::io::Error },
 }
 
+/// Where `/metrics` listens by default: loopback, for a scraper on the same host (or a sidecar).
+pub const DEFAULT_METRICS_BIND: &str = "127.0.0.1:9464";
+
+/// How log lines are written: `text` for people, `json` (one object per line) for collectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
 /// The shortest secret accepted: HS256 keys shorter than the hash are weak.
 const MIN_SECRET_BYTES: usize = 32;
 
 impl Config {
-    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+    /// Defaults, then the file, then the environment, unchecked (`credits config check` lists
+    /// every problem of it; everything else calls `load`).
+    pub fn read(file: Option<&Path>) -> Result<Config, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         let file = file.map(Path::to_path_buf).or_else(|| std::env::var_os("CREDITS_CONFIG").map(PathBuf::from));
         match file {
@@ -268,63 +289,96 @@ impl Config {
                 "CLOCK_START",
                 "PERSISTED_ONLY",
                 "PUBLIC_URL",
+                "METRICS_BIND",
+                "METRICS_TOKEN",
+                "LOG_FORMAT",
                 "CHECKOUT_URL",
             ]));
-        let config: Config = figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        if config.mode != "development" && config.mode != "production" {
-            return Err(ConfigError::Invalid(format!("mode {:?}: \"development\" or \"production\"", config.mode)));
+        figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The configuration, checked: the first problem is the error.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let config = Config::read(file)?;
+        if let Some(first) = config.problems().into_iter().next() {
+            return Err(first);
         }
-        config.test_clock()?;
-        config.links()?;
-        if !(1..=300).contains(&config.request_timeout_seconds) {
-            return Err(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
+        Ok(config)
+    }
+
+    /// Every problem of the settings `load` checks, in the order it checks them.
+    pub fn problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
+        if self.mode != "development" && self.mode != "production" {
+            problems.push(ConfigError::Invalid(format!("mode {:?}: \"development\" or \"production\"", self.mode)));
         }
-        if !(1024..=16 * 1024 * 1024).contains(&config.max_body_bytes) {
-            return Err(ConfigError::Invalid("max_body_bytes must be 1 KiB to 16 MiB".into()));
+        if let Err(e) = self.test_clock() {
+            problems.push(e);
         }
-        if !(4..=64).contains(&config.max_depth) || !(50..=100_000).contains(&config.max_complexity) {
-            return Err(ConfigError::Invalid("max_depth must be 4 to 64 and max_complexity 50 to 100000".into()));
+        if let Err(e) = self.log_format() {
+            problems.push(e);
         }
-        if !(1..=1000).contains(&config.max_aliases) || !(1..=100).contains(&config.max_batch_size) {
-            return Err(ConfigError::Invalid("max_aliases must be 1 to 1000 and max_batch_size 1 to 100".into()));
+        if let Err(e) = self.metrics_token() {
+            problems.push(e);
         }
-        if config.claims_per_minute_per_account == 0 || config.claims_per_minute_per_ip == 0 {
-            return Err(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));
+        if let Err(e) = self.links() {
+            problems.push(e);
         }
-        if !(1..=1000).contains(&config.max_subscriptions_per_connection)
-            || !(1..=100_000).contains(&config.max_subscriptions_per_account)
-            || !(1..=100_000).contains(&config.max_websockets_per_address)
+        if !(1..=300).contains(&self.request_timeout_seconds) {
+            problems.push(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            problems.push(ConfigError::Invalid("max_body_bytes must be 1 KiB to 16 MiB".into()));
+        }
+        if !(4..=64).contains(&self.max_depth) || !(50..=100_000).contains(&self.max_complexity) {
+            problems.push(ConfigError::Invalid("max_depth must be 4 to 64 and max_complexity 50 to 100000".into()));
+        }
+        if !(1..=1000).contains(&self.max_aliases) || !(1..=100).contains(&self.max_batch_size) {
+            problems.push(ConfigError::Invalid("max_aliases must be 1 to 1000 and max_batch_size 1 to 100".into()));
+        }
+        if self.claims_per_minute_per_account == 0 || self.claims_per_minute_per_ip == 0 {
+            problems.push(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));
+        }
+        if !(1..=1000).contains(&self.max_subscriptions_per_connection)
+            || !(1..=100_000).contains(&self.max_subscriptions_per_account)
+            || !(1..=100_000).contains(&self.max_websockets_per_address)
         {
-            return Err(ConfigError::Invalid(
+            problems.push(ConfigError::Invalid(
                 "max_subscriptions_per_connection must be 1 to 1000, max_subscriptions_per_account and max_websockets_per_address 1 to 100000"
                     .into(),
             ));
         }
-        if !(1..=300).contains(&config.websocket_init_timeout_seconds) {
-            return Err(ConfigError::Invalid("websocket_init_timeout_seconds must be 1 to 300".into()));
+        if !(1..=300).contains(&self.websocket_init_timeout_seconds) {
+            problems.push(ConfigError::Invalid("websocket_init_timeout_seconds must be 1 to 300".into()));
         }
-        if config.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
-            return Err(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));
+        if self.auth_secret_previous.as_ref().is_some_and(|s| !s.is_empty() && s.len() < MIN_SECRET_BYTES) {
+            problems.push(ConfigError::Invalid(format!("CREDITS_AUTH_SECRET_PREVIOUS must be at least {MIN_SECRET_BYTES} bytes")));
         }
-        if config.spend_lanes.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
-            return Err(ConfigError::Invalid("spend_lanes must be 1 to 64".into()));
+        if self.spend_lanes.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
+            problems.push(ConfigError::Invalid("spend_lanes must be 1 to 64".into()));
         }
-        if !(1..=300).contains(&config.header_timeout_seconds) || !(1..=600).contains(&config.body_timeout_seconds) {
-            return Err(ConfigError::Invalid("header_timeout_seconds must be 1 to 300 and body_timeout_seconds 1 to 600".into()));
+        if !(1..=300).contains(&self.header_timeout_seconds) || !(1..=600).contains(&self.body_timeout_seconds) {
+            problems.push(ConfigError::Invalid("header_timeout_seconds must be 1 to 300 and body_timeout_seconds 1 to 600".into()));
         }
-        if !(16..=1_000_000).contains(&config.max_connections) || !(1..=1_000_000).contains(&config.max_connections_per_ip) {
-            return Err(ConfigError::Invalid("max_connections must be 16 to 1000000 and max_connections_per_ip at least 1".into()));
+        if !(16..=1_000_000).contains(&self.max_connections) || !(1..=1_000_000).contains(&self.max_connections_per_ip) {
+            problems.push(ConfigError::Invalid("max_connections must be 16 to 1000000 and max_connections_per_ip at least 1".into()));
         }
-        config.trusted_proxies()?;
-        config.cors_origins()?;
-        if !(1..=50).contains(&config.max_directives) {
-            return Err(ConfigError::Invalid("max_directives must be 1 to 50".into()));
+        if let Err(e) = self.trusted_proxies() {
+            problems.push(e);
         }
-        config.retention().check().map_err(ConfigError::Invalid)?;
-        if !(1..=3650).contains(&config.idempotency_days) {
-            return Err(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
+        if let Err(e) = self.cors_origins() {
+            problems.push(e);
         }
-        Ok(config)
+        if !(1..=50).contains(&self.max_directives) {
+            problems.push(ConfigError::Invalid("max_directives must be 1 to 50".into()));
+        }
+        if let Err(e) = self.retention().check() {
+            problems.push(ConfigError::Invalid(e));
+        }
+        if !(1..=3650).contains(&self.idempotency_days) {
+            problems.push(ConfigError::Invalid("idempotency_days must be between 1 and 3650".into()));
+        }
+        problems
     }
 
     /// Whether this deployment runs on a test clock, and where that clock starts on a fresh
@@ -369,6 +423,26 @@ impl Config {
             None => Checkout::Simulated,
         };
         Ok(Links::new(public_url, checkout))
+    }
+
+    /// The metrics token, if set: at least 32 characters, since it opens `/metrics` on the
+    /// public listener.
+    pub fn metrics_token(&self) -> Result<Option<String>, ConfigError> {
+        match self.metrics_token.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+            Some(token) if token.len() < MIN_SECRET_BYTES => {
+                Err(ConfigError::Invalid(format!("metrics_token has fewer than {MIN_SECRET_BYTES} characters")))
+            }
+            token => Ok(token.map(str::to_string)),
+        }
+    }
+
+    /// How log lines are written.
+    pub fn log_format(&self) -> Result<LogFormat, ConfigError> {
+        match self.log_format.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(ConfigError::Invalid(format!("log_format {other:?}: \"text\" or \"json\""))),
+        }
     }
 
     pub fn cors_origins(&self) -> Result<crate::cors::CorsOrigins, ConfigError> {

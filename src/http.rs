@@ -1,7 +1,8 @@
 //! The axum router: GraphQL at `/graphql` (`crate::graphql_http`; GraphiQL for a browser's GET)
 //! and `/graphql/ws` (`crate::ws`), GraphiQL's embedded assets at `/graphiql/...`
 //! (`crate::graphiql`), the customer portal at `/portal` (`crate::portal`), the operator console
-//! at `/console` (`crate::console`), `/health`, request limits.
+//! at `/console` (`crate::console`), `/metrics`, `/livez` and `/readyz` (`/health` its old
+//! name), request limits.
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
@@ -46,6 +47,8 @@ pub struct HttpState {
     /// transport decision that needs the text behind a hash-only request: a GET must not run a
     /// mutation, and a hash-only GET carries no text to tell.
     pub persisted: Arc<crate::service::persisted::PersistedDocuments>,
+    /// Set once `/readyz` found every migration applied (`migrations_pending`).
+    pub migrations_current: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long `/health` waits for the database's answer: an unreachable server (whose pool would
@@ -68,7 +71,11 @@ pub fn router(state: HttpState) -> Router {
         .route("/console", get(crate::console::page))
         .route("/console/", get(crate::console::to_page))
         .route("/console/{*path}", get(crate::console::asset))
-        .route("/health", get(health))
+        .route("/metrics", get(metrics_with_token))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        // What `/readyz` answers: the name older deployments probe.
+        .route("/health", get(readyz))
         .route("/callbacks/ads", get(ad_callback))
         // Inside the size limit, so a body read under the deadline is bounded in size too.
         .layer(axum::middleware::from_fn_with_state(state.security.body_timeout, crate::body_timeout::read_body_within))
@@ -88,6 +95,32 @@ pub fn router(state: HttpState) -> Router {
         .layer(SetRequestIdLayer::new(crate::request_id::HEADER, MakeRequestUuid))
         .layer(axum::middleware::map_request(crate::request_id::drop_unusable))
         .with_state(state)
+}
+
+/// Whether the database lacks a migration this binary knows (a server started against a
+/// database another deployment has not migrated yet, or a failed `credits migrate`). Once
+/// current, it stays current (nothing un-migrates a database), so the answer is kept and later
+/// probes skip the query.
+async fn migrations_pending(state: &HttpState) -> Option<&'static str> {
+    use migration::MigratorTrait;
+    if state.migrations_current.load(std::sync::atomic::Ordering::Acquire) {
+        return None;
+    }
+    match tokio::time::timeout(HEALTH_DB_TIMEOUT, migration::Migrator::get_pending_migrations(&state.db)).await {
+        Ok(Ok(pending)) if pending.is_empty() => {
+            state.migrations_current.store(true, std::sync::atomic::Ordering::Release);
+            None
+        }
+        Ok(Ok(pending)) => {
+            tracing::error!(pending = pending.len(), "readiness: the database lacks migrations; run `credits migrate`");
+            Some("migrations pending")
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "readiness: could not read the applied migrations");
+            Some("database unreachable")
+        }
+        Err(_elapsed) => Some("database unreachable"),
+    }
 }
 
 /// The body limit answers 413 in plain text; clients get it in GraphQL's shape, with a code,
@@ -141,11 +174,20 @@ pub(crate) async fn graphiql(State(state): State<HttpState>) -> Response {
     crate::graphiql::page()
 }
 
-/// 200 when the database answers within `HEALTH_DB_TIMEOUT`, else 503. The body also lists this
-/// process's jobs that are behind (`workers::JobHealth`): they do not change the status, since a
-/// job outage is not a reason to stop sending this process requests (a later `/readyz` may say
-/// otherwise), and another process's jobs never show here.
-async fn health(State(state): State<HttpState>) -> impl IntoResponse {
+/// The process is up and serving: 200, touching nothing else. A liveness probe that checked
+/// the database would have an orchestrator restart every server during a database outage, which
+/// helps nothing (they recover by themselves once it is back).
+async fn livez() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Whether this process should get requests: 200 when the database answers within
+/// `HEALTH_DB_TIMEOUT` and has every migration this binary knows, else 503 with the reason.
+/// The body also lists this process's own scheduled jobs that are behind
+/// (`workers::JobHealth`); they do not change the status, since a job outage is not a reason to
+/// stop sending this process requests, and another process's jobs never show here (job lag
+/// everywhere is a metric with an alert rule: docs/operations.md).
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let database = match tokio::time::timeout(HEALTH_DB_TIMEOUT, state.db.ping()).await {
         Ok(Ok(())) => None,
         Ok(Err(e)) => {
@@ -156,6 +198,10 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
             tracing::error!(timeout_ms = HEALTH_DB_TIMEOUT.as_millis() as u64, "health check: the database did not answer in time");
             Some("database unreachable")
         }
+    };
+    let database = match database {
+        None => migrations_pending(&state).await,
+        unreachable => unreachable,
     };
     let behind: Vec<serde_json::Value> = state
         .jobs
@@ -182,6 +228,9 @@ async fn health(State(state): State<HttpState>) -> impl IntoResponse {
 /// A bound server: tests bind port 0 and read the address back.
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` on its own listener (`metrics_bind`), if one is set and could be bound.
+    metrics: Option<TcpListener>,
+    ledger: crate::service::Engine,
     router: Router,
     connections: crate::server::ConnectionSettings,
     schema: CreditsSchema,
@@ -208,8 +257,14 @@ impl Application {
             max_connections_per_ip: security.max_connections_per_ip,
             trusted_proxies: security.trusted_proxies.clone(),
         };
-        let (schema, jobs) = (state.schema.clone(), state.jobs.clone());
-        Ok(Application { listener, router: router(state), connections, schema, jobs })
+        let metrics = bind_metrics(security.metrics_bind.as_deref()).await;
+        let (schema, jobs, ledger) = (state.schema.clone(), state.jobs.clone(), state.ledger.clone());
+        Ok(Application { listener, metrics, ledger, router: router(state), connections, schema, jobs })
+    }
+
+    /// Where `/metrics` is served on its own listener, if it is.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The schema served, and through `Schema::data` what it carries (tests read the balance
@@ -234,6 +289,70 @@ impl Application {
     }
 
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        crate::server::serve(self.listener, self.router, self.connections, shutdown).await
+        let metrics = self.metrics.map(|listener| serve_metrics(listener, self.ledger.clone()));
+        let served = crate::server::serve(self.listener, self.router, self.connections, shutdown).await;
+        if let Some(metrics) = metrics {
+            metrics.abort();
+        }
+        served
+    }
+}
+
+/// Binds the metrics listener at `address`, if one is set. Not fatal when it cannot be bound:
+/// two servers on one host with the default address would otherwise not both start; the second
+/// serves no metrics, and says so.
+async fn bind_metrics(address: Option<&str>) -> Option<TcpListener> {
+    let address = address?;
+    crate::telemetry::handle();
+    match TcpListener::bind(address).await {
+        Ok(listener) => {
+            tracing::info!(address = %listener.local_addr().ok()?, "metrics at /metrics");
+            Some(listener)
+        }
+        Err(e) => {
+            tracing::error!(address, error = %e, "metrics_bind could not be bound: this process serves no /metrics listener (set metrics_bind per process)");
+            None
+        }
+    }
+}
+
+fn serve_metrics(listener: TcpListener, ledger: crate::service::Engine) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let router = Router::new().route("/metrics", get(metrics_on_own_listener)).with_state(ledger);
+    tokio::spawn(async move { axum::serve(listener, router).await })
+}
+
+/// For a process without the API (`credits worker`): its metrics listener, serving until the
+/// handle is aborted.
+pub async fn metrics_listener(
+    address: Option<&str>,
+    ledger: &crate::service::Engine,
+) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let listener = bind_metrics(address).await?;
+    Some(serve_metrics(listener, ledger.clone()))
+}
+
+/// The metrics listener's one route: it is bound to loopback (or wherever the operator put it),
+/// so it asks for no token.
+async fn metrics_on_own_listener(State(ledger): State<crate::service::Engine>) -> Response {
+    metrics_text(&ledger).await
+}
+
+async fn metrics_text(ledger: &crate::service::Engine) -> Response {
+    let body = crate::telemetry::scrape(ledger).await;
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// `/metrics` on the main listener, when `metrics_token` is set: only with that bearer token
+/// (compared as SHA-256 digests, so the comparison's time says nothing of the token); else 401.
+async fn metrics_with_token(State(state): State<HttpState>, headers: axum::http::HeaderMap) -> Response {
+    use sha2::{Digest, Sha256};
+    let Some(expected) = state.security.metrics_token.as_deref() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let given = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(token) if Sha256::digest(token.trim().as_bytes()) == Sha256::digest(expected.as_bytes()) => metrics_text(&state.ledger).await,
+        _ => (StatusCode::UNAUTHORIZED, [(axum::http::header::WWW_AUTHENTICATE, "Bearer")], "metrics need the metrics token\n")
+            .into_response(),
     }
 }

@@ -1,6 +1,6 @@
 use clap::{Parser, Subcommand};
 use credits::auth::{AuthKeys, Role};
-use credits::config::Config;
+use credits::config::{Config, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -65,11 +65,24 @@ enum Command {
         #[arg(long)]
         run: bool,
     },
+    /// The configuration: `config check` prints it as resolved (secrets masked) and every
+    /// problem in it; exit 1 if there is any.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Persisted GraphQL documents: the allow-list that `persisted_only` runs.
     Persisted {
         #[command(subcommand)]
         command: PersistedCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved configuration (defaults, file, environment; secrets masked) and every
+    /// problem found in it, without starting anything or writing anything.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,13 +102,11 @@ enum PersistedCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into()))
-        .with_writer(std::io::stderr)
-        // Colours only on a terminal: in a file or a log collector they are noise around every field.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    // The configuration says how to log, so it is read first; what it refuses is printed, and
+    // the command then fails with it again below.
+    let format = Config::load(cli.config.as_deref()).ok().and_then(|c| c.log_format().ok()).unwrap_or(LogFormat::Text);
+    init_logging(format);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
@@ -106,14 +117,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default `info,sqlx=warn`), as text or one JSON object
+/// per line. Colours only on a terminal: in a file or a log collector they are noise around
+/// every field.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Schema = cli.command {
         println!("{}", credits::graphql::sdl().trim_end());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Config { command: ConfigCommand::Check } = cli.command {
+        let config = Config::read(cli.config.as_deref())?;
+        print!("{}", credits::config_check::masked(&config));
+        let problems = credits::config_check::problems(&config);
+        if problems.is_empty() {
+            println!("# no problems found");
+            return Ok(ExitCode::SUCCESS);
+        }
+        for problem in &problems {
+            eprintln!("problem: {problem}");
+        }
+        return Ok(ExitCode::FAILURE);
+    }
     let mut config = Config::load(cli.config.as_deref())?;
+    config.log_format()?;
     match cli.command {
-        Command::Schema => unreachable!("handled above"),
+        Command::Schema | Command::Config { .. } => unreachable!("handled above"),
         Command::Serve { bind, no_workers } => {
             if let Some(bind) = bind {
                 config.bind = bind;
@@ -140,11 +177,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Worker => {
             let ledger = credits::app::ledger_from_config(&config, 8).await?;
+            // A worker has no API, but its jobs' metrics are served like a server's.
+            let security = credits::app::Security::from_config(&config)?;
+            let metrics = credits::http::metrics_listener(security.metrics_bind.as_deref(), &ledger).await;
             let storage = credits::db::job_storage(&ledger.db);
             // No HTTP server here, so no /health: jobs falling behind and catching up show in
             // this log only (the watchdog in `workers::run`).
             tracing::info!("this process serves no HTTP, so no /health: jobs behind are reported in this log");
             workers::run(ledger, storage, workers::JobHealth::new(), shutdown_signal()).await?;
+            if let Some(metrics) = metrics {
+                metrics.abort();
+            }
             tracing::info!("stopped");
         }
         Command::Migrate => {

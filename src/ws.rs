@@ -55,6 +55,7 @@ impl WebSocketCounts {
             return None;
         }
         *count += 1;
+        metrics::gauge!(crate::telemetry::WEBSOCKETS_OPEN).increment(1.0);
         Some(ConnectionSlot { counts: self.clone(), address })
     }
 }
@@ -66,6 +67,7 @@ struct ConnectionSlot {
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
+        metrics::gauge!(crate::telemetry::WEBSOCKETS_OPEN).decrement(1.0);
         let mut open = self.counts.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(count) = open.get_mut(&self.address) {
             *count -= 1;

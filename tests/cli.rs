@@ -203,3 +203,34 @@ async fn console_link_prints_a_one_time_url_and_stores_only_its_hash() {
     assert_eq!(hash, hex::encode(sha2::Sha256::digest(code.as_bytes())), "the hash, never the code");
     assert_eq!(rows[0].try_get::<String>("", "subject").unwrap(), "alice@ops");
 }
+
+/// `config check` prints the resolved configuration with every secret masked, and every problem
+/// at once (exit 1); a good configuration exits 0. It writes nothing: no secret is generated.
+#[test]
+fn config_check_masks_secrets_and_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-real-secret-a-real-secret-a-real-secret";
+    let bad = credits(dir.path())
+        .args(["config", "check"])
+        .env("CREDITS_AUTH_SECRET", secret)
+        .env("DATABASE_URL", "postgres://user:db-password@localhost/credits")
+        .env("CREDITS_MAX_DEPTH", "2")
+        .env("CREDITS_LOG_FORMAT", "xml")
+        .env("CREDITS_METRICS_TOKEN", "short")
+        .env("CREDITS_WEBHOOK_URL", "https://hooks.example.com/in")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let (stdout, stderr) = (String::from_utf8(bad.stdout).unwrap(), String::from_utf8(bad.stderr).unwrap());
+    assert!(!stdout.contains(secret) && !stdout.contains("db-password") && !stderr.contains(secret), "{stdout}{stderr}");
+    assert!(stdout.contains("auth_secret = \"********\"") && stdout.contains("postgres://user:********@localhost/credits"), "{stdout}");
+    assert!(stdout.contains("max_depth = 2"), "{stdout}");
+    for problem in ["max_depth", "log_format", "metrics_token", "WEBHOOK_SECRET"] {
+        assert!(stderr.lines().any(|l| l.starts_with("problem:") && l.contains(problem)), "{problem} in {stderr}");
+    }
+
+    let good = credits(dir.path()).args(["config", "check"]).output().unwrap();
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    assert!(String::from_utf8_lossy(&good.stdout).contains("# no problems found"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
+}

@@ -54,6 +54,7 @@ mod roles;
 mod schema;
 mod spending;
 mod subscriptions;
+mod telemetry;
 mod test_clock;
 mod webhooks;
 mod websocket;

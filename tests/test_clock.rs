@@ -38,7 +38,7 @@ impl ClockServer {
 
     async fn advance(&self, to: Option<&str>, by: Option<&str>) -> Value {
         self.gql(
-            &token(Role::Admin, None),
+            &token(Role::Admin, Some("ops")),
             "mutation($to: DateTime, $by: String) { advanceClock(to: $to, by: $by) { from now stops ran { job periods items } } }",
             json!({ "to": to, "by": by }),
         )
@@ -126,7 +126,7 @@ async fn a_lot_ending_at_the_month_end_counts_until_its_last_microsecond(backend
     let before = server.balance("ends").await;
     let granted = server
         .gql(
-            &token(Role::Admin, None),
+            &token(Role::Admin, Some("ops")),
             "mutation { grantCredits(input: {accountId: \"ends\", amount: \"100\", class: PROMOTIONAL, validFor: \"end of month\", idempotencyKey: \"g-1\"}) { lotId } }",
             json!({}),
         )

@@ -32,6 +32,7 @@ pub mod reservations;
 pub mod session;
 pub mod spending;
 pub mod subscription;
+pub mod telemetry;
 pub mod timeout;
 pub mod transport;
 pub mod types;

@@ -37,6 +37,7 @@ impl Session {
     /// A place for one more operation, given back when the slot is dropped.
     fn open(&self) -> Option<Slot> {
         self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < self.max_open).then_some(open + 1)).ok()?;
+        metrics::gauge!(crate::telemetry::WEBSOCKET_OPERATIONS_OPEN).increment(1.0);
         Some(Slot(self.open.clone()))
     }
 }
@@ -45,6 +46,7 @@ struct Slot(Arc<AtomicUsize>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        metrics::gauge!(crate::telemetry::WEBSOCKET_OPERATIONS_OPEN).decrement(1.0);
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -222,12 +222,14 @@ impl Engine {
         counts.batches.fetch_add(1, Ordering::Relaxed);
         counts.spends.fetch_add(spends.len() as u64, Ordering::Relaxed);
         counts.largest.fetch_max(spends.len() as u64, Ordering::Relaxed);
+        metrics::histogram!(crate::telemetry::SPEND_BATCH_SIZE).record(spends.len() as f64);
         match self.execute_many(&spends, spend_body).await {
             Ok(outcomes) => outcomes,
             Err(err) if spends.len() == 1 => vec![Err(err)],
             Err(err) => {
                 tracing::warn!(spends = spends.len(), error = %err, "a batch of spends failed; running its spends one by one");
                 self.spends.fallbacks.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::telemetry::SPEND_BATCH_FALLBACKS).increment(1);
                 let mut outcomes = Vec::with_capacity(spends.len());
                 for spend in &spends {
                     // A batch of one: the outcome the spend would have had alone.

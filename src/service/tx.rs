@@ -61,10 +61,12 @@ where
         .await;
         match result {
             Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
+                metrics::counter!(crate::telemetry::TRANSACTION_RETRIES).increment(1);
                 tracing::debug!(attempt, error = %err_chain(&err), "retrying a write transaction");
                 tokio::time::sleep(backoff(attempt)).await;
             }
             Err(err) if retryable(&err) => {
+                metrics::counter!(crate::telemetry::TRANSACTION_CONFLICTS).increment(1);
                 tracing::warn!(attempts = attempt, error = %err_chain(&err), "a write transaction kept conflicting");
                 return Err(ServiceError::Busy);
             }

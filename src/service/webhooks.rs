@@ -297,11 +297,13 @@ impl Engine {
         let attempt = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
         match sent {
             Ok(()) => {
+                metrics::counter!(crate::telemetry::WEBHOOK_ATTEMPTS, "outcome" => "delivered").increment(1);
                 store::outbox::mark_delivered(&self.db, event.id, done_at).await?;
                 tracing::debug!(event.id = event.id, event.topic = %event.topic, attempts = attempt, "webhook delivered");
                 Ok(Attempt::Delivered)
             }
             Err(e) => {
+                metrics::counter!(crate::telemetry::WEBHOOK_ATTEMPTS, "outcome" => "failed").increment(1);
                 let unreachable = matches!(e, SendError::Unreachable(_));
                 let error = format!("{:#}", anyhow::Error::new(e));
                 let retry_at = done_at + retry_delay(attempt);

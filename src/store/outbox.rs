@@ -177,3 +177,37 @@ pub async fn reopen(conn: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr>
         .await?;
     Ok(result.rows_affected == 1)
 }
+
+/// The undelivered events, as metrics show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub undelivered: u64,
+    /// Of those, the ones with at least one failed attempt.
+    pub failing: u64,
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// One aggregate over the undelivered events (the partial index on them keeps it cheap).
+pub async fn backlog(conn: &impl ConnectionTrait) -> Result<Backlog, DbErr> {
+    use sea_orm::FromQueryResult;
+    #[derive(FromQueryResult)]
+    struct Row {
+        undelivered: i64,
+        failing: Option<i64>,
+        oldest: Option<DateTime<Utc>>,
+    }
+    let row = outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::Id.count(), "undelivered")
+        .column_as(sea_orm::sea_query::Expr::cust("SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END)"), "failing")
+        .column_as(outbox::Column::CreatedAt.min(), "oldest")
+        .filter(outbox::Column::DeliveredAt.is_null())
+        .into_model::<Row>()
+        .one(conn)
+        .await?;
+    Ok(row.map_or(Backlog::default(), |r| Backlog {
+        undelivered: u64::try_from(r.undelivered).unwrap_or(0),
+        failing: u64::try_from(r.failing.unwrap_or(0)).unwrap_or(0),
+        oldest: r.oldest,
+    }))
+}

@@ -119,6 +119,8 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub address: String,
+    /// `http://...` of the metrics listener, when `Security::metrics_bind` asked for one.
+    pub metrics_address: Option<String>,
     pub ledger: Engine,
     pub clock: Clock,
     pub client: reqwest::Client,
@@ -212,6 +214,7 @@ impl TestApp {
         // On a test clock, the clock the app reads is the ledger's.
         let clock = if ledger.clock.is_test() { ledger.clock.clone() } else { clock };
         let address = format!("http://{}", app.address());
+        let metrics_address = app.metrics_address().map(|a| format!("http://{a}"));
         let schema = app.schema().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -226,6 +229,7 @@ impl TestApp {
         let admin = keys.issue(Role::Admin, Some(ADMIN_SUBJECT), Duration::from_secs(3600)).unwrap();
         TestApp {
             address,
+            metrics_address,
             ledger,
             clock,
             client: reqwest::Client::new(),

@@ -70,7 +70,10 @@ impl Engine {
     /// resumes where this one stopped.
     pub async fn run_job_bounded(&self, job: Job, now: DateTime<Utc>, max_batches: u32) -> Result<JobReport, ServiceError> {
         let mut budget = max_batches;
-        catalog::handler(job).run(job, self, now, &mut budget).await
+        let started = std::time::Instant::now();
+        let ran = catalog::handler(job).run(job, self, now, &mut budget).await;
+        observe(job, &ran, started.elapsed());
+        ran
     }
 
     /// Repeats a batch until one comes back shorter than `size` or the budget is spent.
@@ -120,6 +123,22 @@ impl workers::RunsJobs for Engine {
             tracing::info!(job = job.name(), items = report.items, periods = ?report.periods, "job ran");
         }
         Ok(())
+    }
+}
+
+/// A run's metrics (`crate::telemetry`), whoever ran it (a worker's tick, an operator's `runJob`): its outcome, time and items, and on success the
+/// instant, from which lag behind the schedule is read (`time() - ...`).
+fn observe(job: Job, ran: &Result<JobReport, ServiceError>, took: std::time::Duration) {
+    use crate::telemetry::{JOB_DURATION, JOB_ITEMS, JOB_LAST_SUCCESS, JOB_RUNS};
+    let name = job.name();
+    metrics::histogram!(JOB_DURATION, "job" => name).record(took.as_secs_f64());
+    match ran {
+        Ok(report) => {
+            metrics::counter!(JOB_RUNS, "job" => name, "outcome" => "ok").increment(1);
+            metrics::counter!(JOB_ITEMS, "job" => name).increment(report.items);
+            metrics::gauge!(JOB_LAST_SUCCESS, "job" => name).set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+        Err(_) => metrics::counter!(JOB_RUNS, "job" => name, "outcome" => "failed").increment(1),
     }
 }
 

@@ -1,0 +1,261 @@
+//! Running it in production (issue 24): `/metrics` in the Prometheus text format moves with real
+//! traffic; `/livez` and `/readyz`; logs as JSON or plain text.
+
+use crate::on_both;
+use crate::support::{Backend, TestApp, TestDb, error_code};
+use serde_json::json;
+
+const TOKEN: &str = "metrics-token-metrics-token-metrics-token";
+
+/// The value of the series `name{labels}` (labels exactly as rendered), or 0 if absent.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+async fn scrape(app: &TestApp) -> String {
+    let url = format!("{}/metrics", app.metrics_address.as_deref().expect("a metrics listener"));
+    let response = app.client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let kind = response.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    response.text().await.unwrap()
+}
+
+async fn metrics_move_with_traffic(backend: Backend) {
+    let security =
+        credits::app::Security { metrics_bind: Some("127.0.0.1:0".into()), metrics_token: Some(TOKEN.into()), ..Default::default() };
+    let app = TestApp::spawn_secured(TestDb::new(backend).await, backend, "arkain", security).await;
+    app.create_account("alice").await;
+    let before = scrape(&app).await;
+    let ok = r#"credits_graphql_requests_total{field="spendCredits",code="OK"}"#;
+    let refused = r#"credits_graphql_requests_total{field="spendCredits",code="INSUFFICIENT_CREDITS"}"#;
+    let invalid = r#"credits_graphql_requests_total{field="(request)",code="BAD_USER_INPUT"}"#;
+
+    assert!(app.spend("alice", "1", "m-1").await["errors"].is_null());
+    assert!(app.spend("alice", "1", "m-2").await["errors"].is_null());
+    assert_eq!(error_code(&app.spend("alice", "1000000", "m-3").await), "INSUFFICIENT_CREDITS");
+    assert_eq!(error_code(&app.gql(&app.service, "{ not valid", json!({})).await), "BAD_USER_INPUT");
+    // A client's operation name never becomes a label.
+    app.gql(&app.service, "query SomethingUnique123 { program { name } }", json!({})).await;
+    app.ledger.run_job(credits::service::jobs::Job::ExpireLots, app.clock.now()).await.unwrap();
+
+    let after = scrape(&app).await;
+    // Other tests in this process count too: each counter grew by at least what this one did.
+    assert!(value(&after, ok) - value(&before, ok) >= 2.0, "{after}");
+    assert!(value(&after, refused) - value(&before, refused) >= 1.0, "{after}");
+    assert!(value(&after, invalid) - value(&before, invalid) >= 1.0, "{after}");
+    assert!(!after.contains("SomethingUnique123"), "operation names are not labels");
+    assert!(after.contains(r#"credits_graphql_request_duration_seconds_bucket{field="spendCredits",le="0.005"}"#), "{after}");
+    assert!(value(&after, r#"credits_job_runs_total{job="ExpireLots",outcome="ok"}"#) >= 1.0, "{after}");
+    assert!(after.contains(r#"credits_job_last_success_timestamp_seconds{job="ExpireLots"}"#), "{after}");
+    assert!(after.contains("# HELP credits_outbox_backlog "), "{after}");
+    assert!(after.contains("credits_outbox_oldest_undelivered_age_seconds "), "{after}");
+    assert!(
+        value(&after, r#"credits_db_pool_connections{state="idle"}"#) + value(&after, r#"credits_db_pool_connections{state="in_use"}"#)
+            >= 1.0,
+        "{after}"
+    );
+    assert!(value(&after, "credits_db_pool_max_connections") >= 1.0, "{after}");
+    assert!(value(&after, "credits_spend_batch_size_count") - value(&before, "credits_spend_batch_size_count") >= 2.0, "{after}");
+    assert!(after.contains("\ncredits_spends_waiting ") && value(&after, "credits_spend_lanes") >= 1.0, "{after}");
+
+    // On the main listener, only with the token.
+    let main = format!("{}/metrics", app.address);
+    assert_eq!(app.client.get(&main).send().await.unwrap().status(), 401);
+    assert_eq!(app.client.get(&main).bearer_auth("wrong").send().await.unwrap().status(), 401);
+    let with_token = app.client.get(&main).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(with_token.status(), 200);
+    assert!(with_token.text().await.unwrap().contains("credits_graphql_requests_total"));
+}
+
+async fn without_a_token_metrics_stay_off_the_main_listener(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    assert_eq!(app.metrics_address, None, "no listener unless asked");
+    assert_eq!(app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().status(), 404);
+}
+
+async fn live_and_ready(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let get = |path: &str| app.client.get(format!("{}{path}", app.address)).send();
+    let live = get("/livez").await.unwrap();
+    assert_eq!(live.status(), 200);
+    // A database without this binary's last migration is not ready: the server was started
+    // against a database nobody migrated yet.
+    use sea_orm::ConnectionTrait;
+    let db = &app.ledger.db;
+    let last = "m20261203_000017_add_operator_records";
+    db.execute_unprepared(&format!("DELETE FROM seaql_migrations WHERE version = '{last}'")).await.unwrap();
+    let pending = get("/readyz").await.unwrap();
+    assert_eq!(pending.status(), 503);
+    assert_eq!(pending.json::<serde_json::Value>().await.unwrap()["status"], json!("migrations pending"));
+    assert_eq!(get("/livez").await.unwrap().status(), 200, "alive all the same");
+    db.execute_unprepared(&format!("INSERT INTO seaql_migrations (version, applied_at) VALUES ('{last}', 0)")).await.unwrap();
+    for path in ["/readyz", "/health"] {
+        let ready = get(path).await.unwrap();
+        assert_eq!(ready.status(), 200, "{path}");
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(body["status"], json!("ok"), "{path}: {body}");
+        assert!(body["jobs"]["behind"].is_array(), "{body}");
+    }
+}
+
+on_both!(metrics_move_with_traffic, without_a_token_metrics_stay_off_the_main_listener, live_and_ready);
+
+/// `log_format = "json"`: one JSON object per line on stderr; text has no colour codes when
+/// stderr is not a terminal; anything else is refused.
+#[test]
+fn logs_are_json_or_plain_text() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    for format in ["json", "text"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_credits"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--no-workers"])
+            .env_remove("DATABASE_URL")
+            .env_remove("CREDITS_CONFIG")
+            .env("CREDITS_DATA_DIR", dir.path())
+            .env("CREDITS_METRICS_BIND", "off")
+            .env("CREDITS_LOG_FORMAT", format)
+            .current_dir(dir.path())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            let listening = line.contains("listening");
+            seen.push(line);
+            if listening {
+                break;
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(seen.iter().any(|l| l.contains("listening")), "{seen:?}");
+        for line in &seen {
+            assert!(!line.contains('\u{1b}'), "no colour codes off a terminal: {line:?}");
+            if format == "json" {
+                let object: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert!(object["level"].is_string() && object["fields"].is_object() && object["timestamp"].is_string(), "{object}");
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_credits"))
+        .args(["migrate"])
+        .env("CREDITS_DATA_DIR", dir.path())
+        .env("CREDITS_LOG_FORMAT", "xml")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("log_format"), "{}", String::from_utf8_lossy(&refused.stderr));
+}
+
+/// Secrets and tokens never reach the logs: a server run at debug level is sent every kind of
+/// credential (tokens of each role, a bad one, a console link's code and the session it opens, a
+/// portal session, a WebSocket's `connection_init`, a signed ad callback, the metrics token),
+/// and its whole log is searched for each of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_or_token_is_ever_logged() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [
+        ("CREDITS_AUTH_SECRET", "auth-secret-0123456789-auth-secret-0123456789"),
+        ("CREDITS_WEBHOOK_SECRET", "webhook-secret-0123456789-webhook-secret-0123"),
+        ("CREDITS_AD_SECRET", "ad-secret-0123456789-ad-secret-0123456789-ad"),
+        ("CREDITS_METRICS_TOKEN", "metrics-token-0123456789-metrics-token-012345"),
+    ];
+    let credits = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"));
+        command
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("CREDITS_CONFIG")
+            .env("CREDITS_DATA_DIR", dir.path())
+            .env("CREDITS_METRICS_BIND", "off")
+            .env("CREDITS_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
+            .env("RUST_LOG", "debug,sqlx=debug,hyper=info,h2=info,reqwest=info,tower=info,rustls=info")
+            .current_dir(dir.path());
+        for (name, value) in secrets {
+            command.env(name, value);
+        }
+        command
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("http://127.0.0.1:{port}");
+    let mut server =
+        credits(&["serve", "--bind", &format!("127.0.0.1:{port}")]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let token = |args: &'static [&'static str]| {
+        let mut command = credits(args);
+        async move { String::from_utf8(command.output().await.unwrap().stdout).unwrap().trim().to_string() }
+    };
+    let service = token(&["token", "--role", "service"]).await;
+    let admin = token(&["token", "--role", "admin", "--subject", "ops"]).await;
+    let user = token(&["token", "--role", "user", "--account", "alice"]).await;
+    let link = token(&["console-link", "--subject", "ops"]).await;
+    let code = link.split("#code=").nth(1).expect("a console link").to_string();
+    let gql =
+        |token: &str, query: &str| client.post(format!("{address}/graphql")).bearer_auth(token).json(&json!({ "query": query })).send();
+    gql(&service, r#"mutation { createAccount(input: {externalId: "alice"}) { created } }"#).await.unwrap();
+    gql(&user, "{ me { balance { total } } }").await.unwrap();
+    gql(&admin, r#"mutation { grantCredits(input: {accountId: "alice", amount: "5", class: PAID, idempotencyKey: "g"}) { lotId } }"#)
+        .await
+        .unwrap();
+    gql("not-a-real-token-but-secret-looking-0123456789", "{ me { id } }").await.unwrap();
+    let session: serde_json::Value = client
+        .post(format!("{address}/graphql"))
+        .json(&json!({ "query": format!("mutation {{ openConsoleSession(code: \"{code}\") {{ token }} }}") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let console = session["data"]["openConsoleSession"]["token"].as_str().unwrap_or_else(|| panic!("{session}")).to_string();
+    gql(&console, "{ viewer { subject } }").await.unwrap();
+    let portal: serde_json::Value =
+        gql(&service, r#"mutation { createPortalSession(accountId: "alice") { token } }"#).await.unwrap().json().await.unwrap();
+    let portal = portal["data"]["createPortalSession"]["token"].as_str().unwrap_or_else(|| panic!("{portal}")).to_string();
+    client.get(format!("{address}/metrics")).bearer_auth(secrets[3].1).send().await.unwrap();
+    client.get(format!("{address}/callbacks/ads?user_id=alice&transaction_id=t1&signature=00")).send().await.unwrap();
+    {
+        use futures::{SinkExt, StreamExt};
+        let mut request =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://127.0.0.1:{port}/graphql/ws"))
+                .unwrap();
+        request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+        let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let init = json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {user}") } });
+        socket.send(tokio_tungstenite::tungstenite::Message::Text(init.to_string().into())).await.unwrap();
+        let _ack = socket.next().await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.start_kill().unwrap();
+    let output = server.wait_with_output().await.unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("console session opened") && log.contains("request"), "the log is the server's: {log}");
+    let tokens = [&service, &admin, &user, &console, &portal];
+    for (name, value) in secrets
+        .iter()
+        .map(|(n, v)| (*n, *v))
+        .chain(tokens.iter().map(|t| ("a token", t.as_str())))
+        .chain([("the console code", code.as_str()), ("a bad token", "not-a-real-token-but-secret-looking")])
+    {
+        assert!(!value.is_empty());
+        // A JWT's signature is its secret part; its header is the same for every token.
+        let needle = value.rsplit('.').next().unwrap();
+        assert!(!log.contains(needle), "{name} is in the log");
+    }
+    assert!(!log.contains("Bearer "), "an Authorization header is in the log");
+}
