@@ -279,9 +279,9 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<En
 /// The GraphQL documents of the server's own pages, registered at every start
 /// (`service::persisted::register_server_documents`). GraphiQL sends what its user types, so it
 /// has none (and is off in production, where `persisted_only` is meant for). The portal sends
-/// every operation from one document (`web/portal/portal.graphql`), registered here; a console
-/// adds its own the same way.
-pub const SERVER_DOCUMENTS: &[&str] = &[crate::portal::DOCUMENT];
+/// every operation from one document (`web/portal/portal.graphql`), registered here; the console
+/// its own (`web/console/console.graphql`) the same way.
+pub const SERVER_DOCUMENTS: &[&str] = &[crate::portal::DOCUMENT, crate::console::DOCUMENT];
 
 /// Connects, migrates and binds; the returned application is ready to serve.
 pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> {

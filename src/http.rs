@@ -1,7 +1,8 @@
 //! The axum router: GraphQL at `/graphql` (`crate::graphql_http`; GraphiQL for a browser's GET)
 //! and `/graphql/ws` (`crate::ws`), GraphiQL's embedded assets at `/graphiql/...`
-//! (`crate::graphiql`), the customer portal at `/portal` (`crate::portal`), `/health`, request
-//! limits.
+//! (`crate::graphiql`), the customer portal at `/portal` (`crate::portal`), the operator console
+//! at `/console` (`crate::console`), `/metrics`, `/livez` and `/readyz` (`/health` its old
+//! name), request limits.
 
 use crate::ads::{AdError, AdVerifier};
 use crate::auth::AuthKeys;
@@ -67,6 +68,9 @@ pub fn router(state: HttpState) -> Router {
         .route("/portal", get(crate::portal::page))
         .route("/portal/", get(crate::portal::to_page))
         .route("/portal/{*path}", get(crate::portal::asset))
+        .route("/console", get(crate::console::page))
+        .route("/console/", get(crate::console::to_page))
+        .route("/console/{*path}", get(crate::console::asset))
         .route("/metrics", get(metrics_with_token))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))

@@ -13,6 +13,7 @@ pub mod client_address;
 pub mod config;
 pub mod config_check;
 pub mod connections;
+pub mod console;
 pub mod cors;
 pub mod db;
 pub mod entity;

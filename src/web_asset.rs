@@ -1,13 +1,16 @@
 //! The answer to a GET for one of the server's own web files (GraphiQL's at `/graphiql/...`,
-//! the portal's at `/portal/...`): its content type, caching, an ETag made from its bytes so a
-//! browser revalidates with `If-None-Match` and gets 304 while its copy is current, and
-//! `nosniff`. Shared so that both pages answer the same way.
+//! the portal's at `/portal/...`, the console's at `/console/...`): its content type, caching,
+//! an ETag made from its bytes so a browser revalidates with `If-None-Match` and gets 304 while
+//! its copy is current, and `nosniff`. Shared so that every page answers the same way; the
+//! portal and the console also share the strict Content-Security-Policy and the rules for which
+//! embedded file a path may name (`embedded_page_file`).
 
 use crate::graphql::error::code;
 use axum::Json;
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 
 /// How long a browser may keep a file without asking again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +81,92 @@ pub fn not_found(message: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
+/// Only this server's scripts, styles, images and connections (the WebSocket included: CSP
+/// level 3 counts a same-host `ws:`/`wss:` URL as 'self'); no inline script or style, no
+/// `<base>`, no form posts, and no framing by another site (clickjacking a refund button).
+/// The portal's and the console's pages are both served with it.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// Sent with every portal and console file: the policy, and no `Referer` to anything the page
+/// links to.
+pub static PAGE_HEADERS: &[(HeaderName, &str)] =
+    &[(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY), (header::REFERRER_POLICY, "no-referrer")];
+
+/// The content type of a page's file by its extension; a file of any other kind is not served,
+/// so nothing reaches a browser with a guessed type.
+pub fn content_type(path: &str) -> Option<&'static str> {
+    let extension = path.rsplit_once('.')?.1;
+    Some(match extension {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "graphql" => "text/plain; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        _ => return None,
+    })
+}
+
+/// A path under a page's prefix that names a file inside its folder: relative, no `..`, no
+/// backslash, no hidden files.
+pub fn is_plain(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && path.split('/').all(|part| !part.is_empty() && !part.starts_with('.'))
+}
+
+/// One file of an embedded page (the portal's `web/portal/`, the console's `web/console/`):
+/// served with the page's policy and revalidated caching, or 404 in GraphQL's error shape when
+/// the path is not plain, of an unknown kind, or not in the folder. `what` names the page in
+/// the 404's message.
+pub fn embedded_page_file<Files: rust_embed::RustEmbed>(path: &str, request: &HeaderMap, what: &str) -> Response {
+    let (Some(content_type), true) = (content_type(path), is_plain(path)) else {
+        return not_found(&format!("no such {what} file"));
+    };
+    let Some(file) = Files::get(path) else {
+        return not_found(&format!("no such {what} file"));
+    };
+    let bytes: Cow<'static, [u8]> = file.data;
+    answer(
+        request,
+        WebFile {
+            content_type,
+            caching: Caching::Revalidate,
+            etag: etag_of_digest(&file.metadata.sha256_hash()),
+            bytes: bytes.into_owned().into(),
+            extra: PAGE_HEADERS,
+        },
+    )
+}
+
+/// The scripts of an embedded page hold no way to turn text into markup, and its `index.html`
+/// no inline script or style: what the policy forbids, checked before a browser would refuse
+/// it. Returns the first offence found, for a unit test to show.
+pub fn markup_offence<Files: rust_embed::RustEmbed>(folder: &str) -> Option<String> {
+    let index = String::from_utf8(Files::get("index.html")?.data.into_owned()).ok()?;
+    if index.contains("style=\"") || index.contains("<style") {
+        return Some(format!("an inline style in {folder}/index.html"));
+    }
+    for (at, _) in index.match_indices("<script") {
+        let tag = &index[at..at + index[at..].find('>').unwrap_or(index.len() - at)];
+        if !tag.contains(" src=\"") {
+            return Some(format!("an inline script in {folder}/index.html: {tag}"));
+        }
+    }
+    for path in Files::iter().filter(|path| path.ends_with(".js")) {
+        let text = String::from_utf8(Files::get(&path)?.data.into_owned()).ok()?;
+        for forbidden in ["innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"] {
+            if text.contains(forbidden) {
+                return Some(format!("{folder}/{path} uses {forbidden}"));
+            }
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +182,18 @@ mod tests {
         assert!(!is_fresh(&headers, &etag));
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
         assert!(is_fresh(&headers, &etag));
+    }
+
+    #[test]
+    fn only_plain_paths_of_known_kinds_are_served() {
+        for path in ["index.html", "js/app.js", "js/pages/overview.js", "style.css", "portal.graphql"] {
+            assert!(is_plain(path) && content_type(path).is_some(), "{path}");
+        }
+        for path in ["../Cargo.toml", "js/../../src/main.rs", "/etc/passwd", ".hidden.js", "js//app.js", "a\\b.js", ""] {
+            assert!(!is_plain(path), "{path}");
+        }
+        assert_eq!(content_type("notes.md"), None);
+        assert_eq!(content_type("noextension"), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod cli;
 mod combinations;
 mod concurrency;
 mod connections;
+mod console;
 mod cors;
 mod coupons;
 mod crash;

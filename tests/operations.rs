@@ -2,16 +2,12 @@
 //! running a job now, the webhook outbox and redelivering an event, through the real API.
 
 use crate::on_both;
+use crate::support::receiver::Receiver;
 use crate::support::{Backend, TestApp, error_code};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use credits::service::jobs::Job;
-use credits::service::webhooks::WebhookSender;
 use credits::store;
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 
 const WEBHOOK_SECRET: &[u8] = b"operations-test-secret-operations-test";
 
@@ -147,52 +143,9 @@ async fn a_failed_job_run_shows_its_error_and_is_resumed(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
-/// A webhook endpoint on a real socket: answers 500 until healed, then 200; records the
-/// `Credits-Event-Id` of every request.
-#[derive(Clone, Default)]
-struct ReceiverState {
-    event_ids: Arc<Mutex<Vec<String>>>,
-    healthy: Arc<AtomicBool>,
-}
-
-async fn receive(State(state): State<ReceiverState>, headers: HeaderMap) -> StatusCode {
-    let id = headers.get("credits-event-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    state.event_ids.lock().unwrap().push(id);
-    if state.healthy.load(Ordering::SeqCst) { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR }
-}
-
-struct Receiver {
-    url: String,
-    state: ReceiverState,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Receiver {
-    async fn start() -> Receiver {
-        let state = ReceiverState::default();
-        let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("the receiver runs");
-        });
-        Receiver { url, state, server }
-    }
-
-    fn event_ids(&self) -> Vec<String> {
-        self.state.event_ids.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
 async fn the_outbox_shows_a_failed_delivery_and_redelivery_sends_the_same_event(backend: Backend) {
-    let receiver = Receiver::start().await;
-    let sender = Arc::new(WebhookSender::new(&receiver.url, WEBHOOK_SECRET).expect("a valid sender"));
+    let receiver = Receiver::start(u32::MAX).await;
+    let sender = receiver.sender(WEBHOOK_SECRET);
     let app = TestApp::spawn_with_webhooks(backend, "arkain", sender).await;
     let t = app.clock.now();
     app.create_account("buyer").await;
@@ -242,7 +195,7 @@ async fn the_outbox_shows_a_failed_delivery_and_redelivery_sends_the_same_event(
 
     // The receiver recovers: redelivering sends the same event now, without waiting out the
     // backoff, and it is delivered.
-    receiver.state.healthy.store(true, Ordering::SeqCst);
+    receiver.heal();
     let r = app.gql(&app.admin, REDELIVER, json!({ "id": id })).await;
     let redelivered = &r["data"]["redeliverEvent"];
     assert_eq!(

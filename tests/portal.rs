@@ -12,7 +12,7 @@ use crate::support::{Backend, LEDGER_PROGRAM, TestApp, TestDb, error_code};
 use reqwest::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, REFERRER_POLICY};
 use serde_json::{Value, json};
 
-const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+pub(crate) const POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
                       font-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 const DOCUMENT: &str = include_str!("../web/portal/portal.graphql");
@@ -30,16 +30,20 @@ fn references(html: &str) -> Vec<String> {
         .collect()
 }
 
-/// The page and each of its files: from the server, with the policy, `nosniff`, no Referer, and
-/// an ETag the browser revalidates with (`no-cache`, then 304).
-async fn the_portal_is_served(app: &TestApp) {
-    // `/portal/` leads to `/portal`, where the page's relative references resolve.
+/// The page at `/{page}` and each of `files` (paths under `/`): from the server, with the
+/// policy, `nosniff`, no Referer, and an ETag the browser revalidates with (`no-cache`, then
+/// 304); the page's own references are `references`, relative so that a path prefix in front of
+/// the server keeps working; and what is not one of its files is 404. Shared with the console
+/// (`tests/console.rs`), which is served the same way.
+pub(crate) async fn a_page_is_served(app: &TestApp, page: &str, references_expected: &[&str], files: &[&str]) {
+    // `/{page}/` leads to `/{page}`, where the page's relative references resolve.
     let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let slash = no_redirects.get(format!("{}/portal/", app.address)).send().await.unwrap();
+    let slash = no_redirects.get(format!("{}/{page}/", app.address)).send().await.unwrap();
     assert_eq!(slash.status(), 308);
-    assert_eq!(slash.headers()[reqwest::header::LOCATION], "../portal");
-    for path in ["/portal", "/portal/"] {
-        let response = get(app, path).await;
+    assert_eq!(slash.headers()[reqwest::header::LOCATION], format!("../{page}"));
+    let index = std::fs::read_to_string(format!("{}/web/{page}/index.html", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    for path in [format!("/{page}"), format!("/{page}/")] {
+        let response = get(app, &path).await;
         assert_eq!(response.status(), 200, "{path}");
         let headers = response.headers().clone();
         assert_eq!(headers[CONTENT_TYPE], "text/html; charset=utf-8");
@@ -48,24 +52,17 @@ async fn the_portal_is_served(app: &TestApp) {
         assert_eq!(headers["x-content-type-options"], "nosniff");
         assert_eq!(headers[CACHE_CONTROL], "no-cache");
         let html = response.text().await.unwrap();
-        assert_eq!(html, std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/web/portal/index.html")).unwrap());
+        assert_eq!(html, index);
         let again = app.client.get(format!("{}{path}", app.address)).header(IF_NONE_MATCH, headers[ETAG].clone()).send().await.unwrap();
         assert_eq!(again.status(), 304, "{path}");
     }
-    let html = get(app, "/portal").await.text().await.unwrap();
+    let html = get(app, &format!("/{page}")).await.text().await.unwrap();
     let references = references(&html);
-    // Relative to /portal, so that a path prefix in front of the server keeps working.
-    assert_eq!(references, vec!["portal/js/app.js", "portal/style.css", "portal/pages.css"], "{references:?}");
-    for path in [
-        "/portal/js/app.js",
-        "/portal/style.css",
-        "/portal/pages.css",
-        "/portal/js/pages/overview.js",
-        "/portal/js/chart.js",
-        "/portal/portal.graphql",
-    ] {
+    assert_eq!(references, references_expected, "{references:?}");
+    for path in files {
         let response = get(app, path).await;
         assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()[CONTENT_SECURITY_POLICY], POLICY, "{path}");
         let expected = match path.rsplit_once('.').unwrap().1 {
             "js" => "text/javascript; charset=utf-8",
             "css" => "text/css; charset=utf-8",
@@ -81,20 +78,32 @@ async fn the_portal_is_served(app: &TestApp) {
         assert_eq!(again.status(), 304, "{path}");
         assert!(again.bytes().await.unwrap().is_empty());
     }
-    // (A client resolves `..` segments before sending, so a climb out of /portal/ can only come
-    // percent-encoded: the server decodes it and refuses it.)
-    for path in [
-        "/portal/nothing.js",
-        "/portal/..%2f..%2fCargo.toml",
-        "/portal/js%2f..%2f..%2fsrc%2fmain.rs",
-        "/portal/.hidden.js",
-        "/portal/notes.md",
-    ] {
-        let response = get(app, path).await;
+    // (A client resolves `..` segments before sending, so a climb out of the page's folder can
+    // only come percent-encoded: the server decodes it and refuses it.)
+    for file in ["nothing.js", "..%2f..%2fCargo.toml", "js%2f..%2f..%2fsrc%2fmain.rs", ".hidden.js", "notes.md"] {
+        let path = format!("/{page}/{file}");
+        let response = get(app, &path).await;
         assert_eq!(response.status(), 404, "{path}");
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["errors"][0]["extensions"]["code"], "NOT_FOUND", "{path}: {body}");
     }
+}
+
+async fn the_portal_is_served(app: &TestApp) {
+    a_page_is_served(
+        app,
+        "portal",
+        &["portal/js/app.js", "portal/style.css", "portal/pages.css"],
+        &[
+            "/portal/js/app.js",
+            "/portal/style.css",
+            "/portal/pages.css",
+            "/portal/js/pages/overview.js",
+            "/portal/js/chart.js",
+            "/portal/portal.graphql",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,6 +118,21 @@ async fn production_mode_serves_the_portal() {
     let security = credits::app::Security { production: true, ..Default::default() };
     let app = TestApp::spawn_secured(TestDb::new(Backend::Sqlite).await, Backend::Sqlite, LEDGER_PROGRAM, security).await;
     the_portal_is_served(&app).await;
+}
+
+/// Runs `operation` of a page's whole `document` (as the page sends it: the full text and an
+/// operation name), as `token`; the whole answer.
+pub(crate) async fn run_in_document(app: &TestApp, token: &str, document: &str, operation: &str, variables: Value) -> Value {
+    app.client
+        .post(format!("{}/graphql", app.address))
+        .bearer_auth(token)
+        .json(&json!({ "query": document, "operationName": operation, "variables": variables }))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
 }
 
 /// A deployment that runs only registered documents still runs the portal's: the server
@@ -127,21 +151,7 @@ async fn persisted_only_runs_the_portals_operations(backend: Backend) {
     open.create_account("strict-user").await;
     let app = TestApp::spawn_secured(open.db.shared(), backend, "arkain", security).await;
     let user = app.user("strict-user");
-    let run = |operation: &'static str, variables: Value| {
-        let (client, address, user) = (app.client.clone(), app.address.clone(), user.clone());
-        async move {
-            client
-                .post(format!("{address}/graphql"))
-                .bearer_auth(user)
-                .json(&json!({ "query": DOCUMENT, "operationName": operation, "variables": variables }))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let run = |operation: &'static str, variables: Value| run_in_document(&app, &user, DOCUMENT, operation, variables);
     let start = run("PortalStart", json!({})).await;
     assert_eq!(start["data"]["me"]["id"], "strict-user", "{start}");
     let overview = run("PortalOverview", json!({})).await;

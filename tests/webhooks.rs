@@ -2,9 +2,8 @@
 //! driven by hand at chosen instants (no sleeps): a retry comes exactly when its backoff says.
 
 use crate::on_both;
+use crate::support::receiver::{Received, Receiver};
 use crate::support::{Backend, TestApp};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Duration, Utc};
 use credits::entity::outbox;
 use credits::service::Engine;
@@ -13,89 +12,12 @@ use credits::service::webhooks::{WebhookSender, verify_signature};
 use credits::store;
 use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 
 const WEBHOOK_SECRET: &[u8] = b"webhook-test-secret-webhook-test-secret";
 
 /// How far a receiver accepts a signature's timestamp from its own clock.
 fn tolerance() -> Duration {
     Duration::minutes(5)
-}
-
-/// One request as the receiver got it.
-#[derive(Debug, Clone)]
-struct Received {
-    event_id: String,
-    signature: String,
-    body: Vec<u8>,
-    /// Every header, names in lower case.
-    headers: std::collections::BTreeMap<String, String>,
-}
-
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).expect("a JSON body")
-    }
-}
-
-#[derive(Clone, Default)]
-struct ReceiverState {
-    requests: Arc<Mutex<Vec<Received>>>,
-    /// Requests still to be answered with a 500.
-    failures_left: Arc<AtomicU32>,
-}
-
-/// A webhook endpoint on a real socket: records every request, and answers the first
-/// `failures_left` of them with 500, the rest with 200.
-struct Receiver {
-    url: String,
-    state: ReceiverState,
-    server: tokio::task::JoinHandle<()>,
-}
-
-async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    state.requests.lock().unwrap().push(Received {
-        event_id: header("credits-event-id"),
-        signature: header("credits-signature"),
-        body: body.to_vec(),
-        headers: headers.iter().map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string())).collect(),
-    });
-    let failing = state.failures_left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
-    if failing { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK }
-}
-
-impl Receiver {
-    async fn start(fail_first: u32) -> Receiver {
-        let state = ReceiverState::default();
-        state.failures_left.store(fail_first, Ordering::SeqCst);
-        let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
-        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("the receiver runs");
-        });
-        Receiver { url, state, server }
-    }
-
-    fn sender(&self) -> Arc<WebhookSender> {
-        Arc::new(WebhookSender::new(&self.url, WEBHOOK_SECRET).expect("a valid sender"))
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.requests.lock().unwrap().clone()
-    }
-
-    fn heal(&self) {
-        self.state.failures_left.store(0, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
 }
 
 async fn publish(ledger: &Engine, topic: &str, account_id: Option<i64>, data: Value, now: DateTime<Utc>) -> i64 {
@@ -155,7 +77,7 @@ async fn events_are_signed_delivered_once_and_never_resent(backend: Backend) {
     assert!(event(&app.ledger, refund_event.id).await.delivered_at.is_none());
 
     let receiver = Receiver::start(0).await;
-    app.ledger.webhooks = Some(receiver.sender());
+    app.ledger.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
     let report = app.ledger.run_job(Job::DeliverWebhooks, t).await.unwrap();
     assert_eq!((report.items, report.complete), (2, true));
     let received = receiver.received();
@@ -198,7 +120,7 @@ async fn a_failing_receiver_gets_the_same_event_again_after_its_backoff(backend:
     let mut app = TestApp::spawn(backend).await;
     let t = app.clock.now();
     let receiver = Receiver::start(2).await;
-    app.ledger.webhooks = Some(receiver.sender());
+    app.ledger.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
     let id = publish(&app.ledger, "purchase.refunded", None, json!({ "n": 1 }), t).await;
 
     app.ledger.run_job(Job::DeliverWebhooks, t).await.unwrap();
@@ -238,7 +160,7 @@ async fn on_a_test_clock_retries_follow_the_clock_and_signatures_the_wall(backen
     let start: DateTime<Utc> = "2026-03-01T12:00:00Z".parse().unwrap();
     let mut app = TestApp::spawn_on_test_clock(backend, crate::support::LEDGER_PROGRAM, start).await;
     let receiver = Receiver::start(1).await;
-    app.ledger.webhooks = Some(receiver.sender());
+    app.ledger.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
     let id = publish(&app.ledger, "purchase.refunded", None, json!({ "n": 1 }), app.clock.now()).await;
     app.ledger.run_job(Job::DeliverWebhooks, app.clock.now()).await.unwrap();
     let failed = event(&app.ledger, id).await;
@@ -262,7 +184,7 @@ async fn retries_never_give_up_and_settle_at_hourly(backend: Backend) {
     let mut app = TestApp::spawn(backend).await;
     let t = app.clock.now();
     let receiver = Receiver::start(u32::MAX).await;
-    app.ledger.webhooks = Some(receiver.sender());
+    app.ledger.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
     let id = publish(&app.ledger, "purchase.refunded", None, json!({}), t).await;
     let mut at = t;
     let mut waits = Vec::new();
@@ -287,7 +209,7 @@ async fn concurrent_runs_send_each_event_once(backend: Backend) {
     let mut app = TestApp::spawn(backend).await;
     let t = app.clock.now();
     let receiver = Receiver::start(0).await;
-    let sender = receiver.sender();
+    let sender = receiver.sender(WEBHOOK_SECRET);
     app.ledger.webhooks = Some(sender.clone());
     for n in 0..20 {
         publish(&app.ledger, "purchase.refunded", None, json!({ "n": n }), t).await;
@@ -326,7 +248,7 @@ async fn events_survive_a_crash(backend: Backend) {
     let receiver = Receiver::start(0).await;
     let db = credits::db::connect(&app.db.url, 2).await.unwrap();
     let mut fresh = Engine::new(db, app.ledger.program.clone());
-    fresh.webhooks = Some(receiver.sender());
+    fresh.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
     fresh.run_job(Job::DeliverWebhooks, t + Duration::seconds(1)).await.unwrap();
     let sent: Vec<Value> = receiver.received().iter().map(Received::json).collect();
     assert_eq!(sent.len(), 1, "{sent:?}");
@@ -427,7 +349,7 @@ on_both!(on_a_test_clock_retries_follow_the_clock_and_signatures_the_wall);
 async fn requests_verify_with_a_standard_webhooks_library() {
     let receiver = Receiver::start(0).await;
     let mut app = TestApp::spawn_with(Backend::Sqlite, "arkain").await;
-    app.ledger.webhooks = Some(receiver.sender());
+    app.ledger.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
     app.create_account("alice").await;
     buy_and_refund(&app, "alice").await;
     let now = chrono::Utc::now();

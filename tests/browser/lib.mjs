@@ -104,3 +104,19 @@ export async function axe(page) {
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => `${v.id} (${v.impact}): ${v.targets.join(', ')}`);
 }
+
+/** Waits until the paged list `name` (the portal's pager.js, which the console uses too) has loaded once more than `before` times. */
+export async function loadedAfter(page, name, before) {
+  await page.waitForFunction(
+    ([name, before]) => {
+      const list = document.querySelector(`.paged[data-list="${name}"]`);
+      return list && Number(list.dataset.loaded || 0) > before && !list.hasAttribute('aria-busy');
+    },
+    [name, before],
+    { timeout: WAIT_MS },
+  );
+}
+
+export async function loadCount(page, name) {
+  return page.evaluate((name) => Number(document.querySelector(`.paged[data-list="${name}"]`)?.dataset.loaded || 0), name);
+}

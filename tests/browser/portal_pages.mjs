@@ -7,7 +7,7 @@
 // JSON list of {name, kind, feature, from, to}; SCREENSHOTS a folder to save
 // portal-{usage,history,market}.png in (not set: none).
 import path from 'node:path';
-import { axe, openPage, result, run, step, WAIT_MS } from './lib.mjs';
+import { axe, loadCount, loadedAfter, openPage, result, run, step, WAIT_MS } from './lib.mjs';
 
 
 const base = process.argv[2];
@@ -17,22 +17,6 @@ async function go(page, hash) {
   await page.evaluate((hash) => {
     window.location.hash = hash;
   }, hash);
-}
-
-/** Waits until the paged list `name` has loaded once more than `before` times. */
-async function loadedAfter(page, name, before) {
-  await page.waitForFunction(
-    ([name, before]) => {
-      const list = document.querySelector(`.paged[data-list="${name}"]`);
-      return list && Number(list.dataset.loaded || 0) > before && !list.hasAttribute('aria-busy');
-    },
-    [name, before],
-    { timeout: WAIT_MS },
-  );
-}
-
-async function loadCount(page, name) {
-  return page.evaluate((name) => Number(document.querySelector(`.paged[data-list="${name}"]`)?.dataset.loaded || 0), name);
 }
 
 /** Clicks the list's Newer or Older button and waits for the page it loads. */

@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod private_pg;
+pub mod receiver;
 pub mod serve;
 pub mod ws;
 

@@ -2,9 +2,10 @@
 // (`subscribe`, the graphql-transport-ws protocol written out here). Every operation is one of
 // the named operations in /portal/portal.graphql, fetched once; each request sends that whole
 // document with an operation name, so a `persisted_only` server (which registered the
-// document at start) runs it.
+// document at start) runs it. The operator console (web/console) uses this same module with
+// its own document and token (`configure`).
 
-import { token } from './session.js';
+import { token as portalToken } from './session.js';
 
 /** A refusal or failure: the server's code and message, and the request's id for support. */
 export class ApiError extends Error {
@@ -19,17 +20,28 @@ export class ApiError extends Error {
 // Paths from this module's own URL, so the portal works under a path prefix (a `public_url`
 // such as https://example.com/credits behind a reverse proxy): this file is
 // {prefix}/portal/js/api.js.
-const DOCUMENT_URL = new URL('../portal.graphql', import.meta.url).href;
+let documentUrl = new URL('../portal.graphql', import.meta.url).href;
+let token = portalToken;
 const GRAPHQL_URL = new URL('../../graphql', import.meta.url).href;
 const WEBSOCKET_URL = new URL('../../graphql/ws', import.meta.url);
 WEBSOCKET_URL.protocol = WEBSOCKET_URL.protocol === 'https:' ? 'wss:' : 'ws:';
 
 let documentText = null;
 
+/**
+ * Another page's document and token (the console's): `documentUrl` the absolute URL of its
+ * .graphql file, `token()` its session's bearer token or null. Called once, before any request.
+ */
+export function configure(options) {
+  documentUrl = options.documentUrl;
+  token = options.token;
+  documentText = null;
+}
+
 function loadDocument() {
   if (!documentText) {
-    documentText = fetch(DOCUMENT_URL, { credentials: 'omit' }).then(async (response) => {
-      if (!response.ok) throw new ApiError('UNAVAILABLE', 'The portal could not load. Reload the page to try again.', response.headers.get('x-request-id'));
+    documentText = fetch(documentUrl, { credentials: 'omit' }).then(async (response) => {
+      if (!response.ok) throw new ApiError('UNAVAILABLE', 'The page could not load. Reload it to try again.', response.headers.get('x-request-id'));
       return response.text();
     });
     documentText.catch(() => {
@@ -52,7 +64,9 @@ export async function gql(operationName, variables = {}) {
     response = await fetch(GRAPHQL_URL, {
       method: 'POST',
       credentials: 'omit',
-      headers: { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${token() || ''}` },
+      // No token, no header: an operation that needs none (the console's openConsoleSession)
+      // is then not refused for an empty bearer.
+      headers: { 'content-type': 'application/json', accept: 'application/json', ...(token() ? { authorization: `Bearer ${token()}` } : {}) },
       body: JSON.stringify({ query, operationName, variables }),
     });
   } catch {

@@ -41,7 +41,8 @@ function filterOf(form) {
   return Object.keys(filter).length ? filter : null;
 }
 
-function entry(node) {
+/** One journal entry; `extra` adds tags to its line of details (the console's operator). */
+export function entry(node, extra = []) {
   const negative = node.amount.startsWith('-');
   const details = [];
   if (node.feature) details.push(h('span', { class: 'tag' }, node.feature));
@@ -57,7 +58,7 @@ function entry(node) {
     ),
     // Text, never markup: whatever the reason holds is shown as characters.
     node.reason ? h('p', { class: 'reason' }, node.reason) : '',
-    h('div', { class: 'entry-meta' }, h('time', { datetime: node.effectiveAt }, formatDateTime(node.effectiveAt)), ...details),
+    h('div', { class: 'entry-meta' }, h('time', { datetime: node.effectiveAt }, formatDateTime(node.effectiveAt)), ...details, ...extra),
   );
 }
 
@@ -94,7 +95,7 @@ export async function render(root, app) {
       const withCount = args.after == null && args.before == null;
       return (await app.gql('PortalHistory', { filter, withCount, ...args })).me.history;
     },
-    show: (nodes) => h('ol', { class: 'entries' }, ...nodes.map(entry)),
+    show: (nodes) => h('ol', { class: 'entries' }, ...nodes.map((node) => entry(node))),
   });
   form.addEventListener('submit', (event) => {
     event.preventDefault();
