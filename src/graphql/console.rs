@@ -59,11 +59,15 @@ impl ConsoleQuery {
     async fn viewer(&self, ctx: &Context<'_>) -> ApiResult<Viewer> {
         let caller = caller(ctx)?;
         let expires_at = ctx.data_opt::<TokenExpiry>().and_then(|TokenExpiry(at)| DateTime::from_timestamp(*at, 0));
-        Ok(match caller {
-            Caller::User { account } => Viewer { role: TokenRole::User, account_id: Some(ID(account.clone())), subject: None, expires_at },
-            Caller::Service => Viewer { role: TokenRole::Service, account_id: None, subject: None, expires_at },
-            Caller::Admin { subject } => Viewer { role: TokenRole::Admin, account_id: None, subject: subject.clone(), expires_at },
-        })
+        let account_id = match caller {
+            Caller::User { account } => Some(ID(account.clone())),
+            _ => None,
+        };
+        let subject = match caller {
+            Caller::Admin { subject } => subject.clone(),
+            _ => None,
+        };
+        Ok(Viewer { role: caller.role().into(), account_id, subject, expires_at })
     }
 }
 

@@ -95,11 +95,6 @@ impl Engine {
         audit_runs::latest(&self.db, limit).await?.into_iter().map(AuditRunView::of).collect()
     }
 
-    pub async fn audit_run(&self, id: i64) -> Result<AuditRunView, ServiceError> {
-        let row = audit_runs::by_id(&self.db, id).await?.ok_or_else(|| ServiceError::NotFound(format!("no audit run {id}")))?;
-        AuditRunView::of(row)
-    }
-
     /// Runs the oldest requested audit, if any is due: 1 if one ran (whatever it found), 0 if
     /// none was waiting or another worker took it first.
     pub async fn run_requested_audit(&self, now: DateTime<Utc>) -> Result<u64, ServiceError> {
