@@ -101,14 +101,14 @@ impl BalanceWatches {
     /// Joins the watcher of `account`, starting it if this is its first subscriber.
     pub fn watch(&self, account: &AccountView) -> Result<BalanceWatch, TooManyWatchers> {
         let mut accounts = self.lock();
-        let shared = match accounts.entry(account.id) {
+        let (shared, first) = match accounts.entry(account.id) {
             Entry::Occupied(mut watched) => {
                 let watched = watched.get_mut();
                 if watched.subscribers >= self.inner.max_per_account {
                     return Err(TooManyWatchers { max: self.inner.max_per_account });
                 }
                 watched.subscribers += 1;
-                watched.shared.clone()
+                (watched.shared.clone(), false)
             }
             Entry::Vacant(vacant) => {
                 if self.inner.max_per_account == 0 {
@@ -116,23 +116,29 @@ impl BalanceWatches {
                 }
                 let shared =
                     Arc::new(Shared { latest: watch::channel(Reading::default()).0, joins: AtomicU64::new(0), joined: Notify::new() });
-                // Subscribed here, before any read, so no change after the first read is missed.
-                let events = self.inner.feed.subscribe();
-                tokio::spawn(follow(
-                    self.inner.ledger.clone(),
-                    self.inner.clock.clone(),
-                    account.clone(),
-                    shared.clone(),
-                    events,
-                    self.inner.reads.clone(),
-                ));
-                vacant.insert(Watched { subscribers: 1, shared: shared.clone() }).shared.clone()
+                (vacant.insert(Watched { subscribers: 1, shared: shared.clone() }).shared.clone(), true)
             }
         };
         // The receiver first, then the join: the reading that covers the join reaches it.
         let receiver = shared.latest.subscribe();
         let joined = shared.joins.fetch_add(1, Ordering::AcqRel) + 1;
         shared.joined.notify_one();
+        if first {
+            // Started only once this receiver exists: the watcher ends when it sees no receiver,
+            // and on a multi-threaded runtime it may run before this function returns (it once
+            // did, saw none, and left every subscriber of the account without a value).
+            // Subscribed to the feed here, before any read, so no change after the first read
+            // is missed.
+            let events = self.inner.feed.subscribe();
+            tokio::spawn(follow(
+                self.inner.ledger.clone(),
+                self.inner.clock.clone(),
+                account.clone(),
+                shared.clone(),
+                events,
+                self.inner.reads.clone(),
+            ));
+        }
         drop(accounts);
         Ok(BalanceWatch { watches: self.clone(), account_id: account.id, external_id: account.external_id.clone(), receiver, joined })
     }

@@ -161,7 +161,6 @@ fn logs_are_json_or_plain_text() {
 /// and its whole log is searched for each of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_or_token_is_ever_logged() {
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let secrets = [
         ("CREDITS_AUTH_SECRET", "auth-secret-0123456789-auth-secret-0123456789"),
@@ -169,12 +168,12 @@ async fn no_secret_or_token_is_ever_logged() {
         ("CREDITS_AD_SECRET", "ad-secret-0123456789-ad-secret-0123456789-ad"),
         ("CREDITS_METRICS_TOKEN", "metrics-token-0123456789-metrics-token-012345"),
     ];
-    let credits = |args: &[&str]| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"));
+    // The binary with this run's secrets; the server's log goes to a file (a pipe nobody reads
+    // would block it once full), and its wait for readiness is bounded and fails with that log.
+    let credits = || {
+        let mut command = crate::support::serve::credits_command();
         command
-            .args(args)
             .env_remove("DATABASE_URL")
-            .env_remove("CREDITS_CONFIG")
             .env("CREDITS_DATA_DIR", dir.path())
             .env("CREDITS_METRICS_BIND", "off")
             .env("CREDITS_WEBHOOK_URL", "http://127.0.0.1:9/unreachable")
@@ -185,19 +184,13 @@ async fn no_secret_or_token_is_ever_logged() {
         }
         command
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let address = format!("http://127.0.0.1:{port}");
-    let mut server =
-        credits(&["serve", "--bind", &format!("127.0.0.1:{port}")]).stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut server = crate::support::serve::ServeProcess::start(credits(), &[], dir.path(), "serve").await;
+    let address = server.address.clone();
+    let port = address.rsplit(':').next().unwrap().to_string();
     let client = reqwest::Client::new();
-    for _ in 0..300 {
-        if client.get(format!("{address}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
     let token = |args: &'static [&'static str]| {
-        let mut command = credits(args);
+        let mut command = tokio::process::Command::from(credits());
+        command.args(args);
         async move { String::from_utf8(command.output().await.unwrap().stdout).unwrap().trim().to_string() }
     };
     let service = token(&["token", "--role", "service"]).await;
@@ -241,9 +234,9 @@ async fn no_secret_or_token_is_ever_logged() {
         let _ack = socket.next().await;
     }
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    server.start_kill().unwrap();
-    let output = server.wait_with_output().await.unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    server.assert_alive();
+    server.kill();
+    let log = server.log();
     assert!(log.contains("console session opened") && log.contains("request"), "the log is the server's: {log}");
     let tokens = [&service, &admin, &user, &console, &portal];
     for (name, value) in secrets
