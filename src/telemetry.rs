@@ -31,6 +31,8 @@ pub const SPENDS_WAITING: &str = "credits_spends_waiting";
 pub const SPEND_LANES: &str = "credits_spend_lanes";
 pub const TRANSACTION_RETRIES: &str = "credits_transaction_retries_total";
 pub const TRANSACTION_CONFLICTS: &str = "credits_transaction_conflicts_total";
+pub const TRANSACTION_WAIT: &str = "credits_transaction_wait_seconds";
+pub const CREDITS_MOVED: &str = "credits_moved_micros_total";
 
 /// Latency buckets, in seconds: a spend takes milliseconds, a month-end job minutes.
 const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -48,6 +50,7 @@ pub fn handle() -> &'static PrometheusHandle {
             .set_buckets_for_metric(Matcher::Full(GRAPHQL_DURATION.into()), &LATENCY_BUCKETS)
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(JOB_DURATION.into()), &JOB_BUCKETS))
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(SPEND_BATCH_SIZE.into()), &BATCH_BUCKETS))
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(TRANSACTION_WAIT.into()), &LATENCY_BUCKETS))
             .expect("the buckets are valid");
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
@@ -94,6 +97,15 @@ fn describe() {
     describe_counter!(
         TRANSACTION_RETRIES,
         "Write transactions retried after a transient conflict (SQLite BUSY, serialization failures, deadlocks, unique-key races)."
+    );
+    describe_histogram!(
+        TRANSACTION_WAIT,
+        Unit::Seconds,
+        "Time a write transaction waited before its work began, by stage: turn (SQLite: this process's queue for the file's write lock) and begin (a pool connection, then BEGIN)."
+    );
+    describe_counter!(
+        CREDITS_MOVED,
+        "Credits moved by committed postings, in micros (1 credit = 1,000,000), by entry kind (grant, spend, expire, refund, revoke, hold, release, ...), lot class and lot source."
     );
     describe_counter!(TRANSACTION_CONFLICTS, "Write transactions that kept conflicting and were answered BUSY.");
     describe_counter!(SCRAPE_ERRORS, "Scrape-time reads that failed (the database did not answer); their gauges keep the last value.");

@@ -14,6 +14,11 @@ fn value(text: &str, series: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
+/// The sum of every series whose name and first labels are `prefix`.
+fn sum(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|line| line.starts_with(prefix)).map(|line| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()).sum()
+}
+
 async fn scrape(app: &TestApp) -> String {
     let url = format!("{}/metrics", app.metrics_address.as_deref().expect("a metrics listener"));
     let response = app.client.get(url).send().await.unwrap();
@@ -33,6 +38,7 @@ async fn metrics_move_with_traffic(backend: Backend) {
     let refused = r#"credits_graphql_requests_total{field="spendCredits",code="INSUFFICIENT_CREDITS"}"#;
     let invalid = r#"credits_graphql_requests_total{field="(request)",code="BAD_USER_INPUT"}"#;
 
+    assert!(app.grant("alice", "5", "PAID", None, "g-1").await["errors"].is_null());
     assert!(app.spend("alice", "1", "m-1").await["errors"].is_null());
     assert!(app.spend("alice", "1", "m-2").await["errors"].is_null());
     assert_eq!(error_code(&app.spend("alice", "1000000", "m-3").await), "INSUFFICIENT_CREDITS");
@@ -59,6 +65,13 @@ async fn metrics_move_with_traffic(backend: Backend) {
     );
     assert!(value(&after, "credits_db_pool_max_connections") >= 1.0, "{after}");
     assert!(value(&after, "credits_spend_batch_size_count") - value(&before, "credits_spend_batch_size_count") >= 2.0, "{after}");
+    // Credits moved, in micros, by kind, class and source: the grant and the two spends.
+    let grants = r#"credits_moved_micros_total{kind="grant",class="paid",source="#;
+    assert!(sum(&after, grants) - sum(&before, grants) >= 5_000_000.0, "{after}");
+    let spends = r#"credits_moved_micros_total{kind="spend","#;
+    assert!(sum(&after, spends) - sum(&before, spends) >= 2_000_000.0, "{after}");
+    let begins = r#"credits_transaction_wait_seconds_count{stage="begin"}"#;
+    assert!(value(&after, begins) - value(&before, begins) >= 3.0, "{after}");
     assert!(after.contains("\ncredits_spends_waiting ") && value(&after, "credits_spend_lanes") >= 1.0, "{after}");
 
     // On the main listener, only with the token.

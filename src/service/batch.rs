@@ -19,7 +19,7 @@
 //! each a batch of one, so one bad spend cannot fail its neighbours.
 
 use crate::entity::account;
-use crate::ledger::{self, Credits, Lot, Spent};
+use crate::ledger::{self, Lot, Spent};
 use crate::program::Program;
 use crate::service::Refusal;
 use crate::service::daily_free;
@@ -307,7 +307,7 @@ struct Wallets {
     lots: HashMap<i64, Vec<Lot>>,
     /// Each lot's remaining credits as read under the lock (or as written, for the day's lot):
     /// what the posting moves them from.
-    read: HashMap<i64, Credits>,
+    read: HashMap<i64, posting::Held>,
     /// Per account: the day's free credits written for its spends.
     credited: BTreeMap<i64, i64>,
     /// The accounts whose day's free credits were looked up.
@@ -323,7 +323,7 @@ impl Wallets {
         let mut wallets = Wallets { lots: HashMap::new(), read: HashMap::new(), credited: BTreeMap::new(), offered: HashSet::new() };
         for model in lots::open_for_accounts(txn, &ids).await? {
             let lot = lots::to_rule(&model)?;
-            wallets.read.insert(lot.id, lot.remaining);
+            wallets.read.insert(lot.id, posting::Held::from(&lot));
             wallets.lots.entry(model.account_id).or_default().push(lot);
         }
         Ok(wallets)
@@ -348,8 +348,9 @@ impl Wallets {
             Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
         };
         if let Some(written) = daily_free::write_if_taken(txn, account.id, lots, &mut spent.takes, now).await? {
-            let granted = lots.iter().find(|l| l.id == written).expect("the day's lot was just written").granted;
-            self.read.insert(written, granted);
+            let lot = lots.iter().find(|l| l.id == written).expect("the day's lot was just written");
+            let granted = lot.granted;
+            self.read.insert(written, posting::Held { remaining: granted, ..posting::Held::from(lot) });
             *self.credited.entry(account.id).or_default() += granted.micros();
         }
         Ok(Ok(spent))

@@ -146,7 +146,7 @@ async fn write_off(txn: &DatabaseTransaction, program: &Program, due: &Due, now:
         if !model.open || lot.remaining.is_zero() {
             continue;
         }
-        read.insert(lot.id, lot.remaining);
+        read.insert(lot.id, posting::Held::from(&lot));
         let meta = EntryMeta { reason: Some("expired"), effective_at: expires_at, ..EntryMeta::now("expire", now) };
         debits.push(Debit { account_id: model.account_id, kind: EntryKind::Expire, takes: vec![(lot.id, lot.remaining)], meta });
         *lost.entry(model.account_id).or_default() -= lot.remaining.micros();

@@ -21,6 +21,7 @@ pub mod keyed;
 pub mod lucky;
 pub mod market;
 pub mod metering;
+pub mod moved;
 pub mod notices;
 pub mod operations;
 pub mod paging;

@@ -8,8 +8,8 @@
 
 use crate::entity::{journal_entry, lot};
 use crate::ledger::amount::{MAX_BALANCE_CREDITS, MAX_BALANCE_MICROS};
-use crate::ledger::{Credits, Lot};
-use crate::service::ServiceError;
+use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use crate::service::{ServiceError, moved};
 use crate::store::journal::{self, EntryKind};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
@@ -54,6 +54,7 @@ pub async fn credit(
     meta: EntryMeta<'_>,
 ) -> Result<(lot::Model, journal_entry::Model), ServiceError> {
     let (account_id, amount) = (new.account_id, new.amount);
+    moved::note(EntryKind::Grant, new.class, new.source, amount.micros());
     let lot = lots::insert(conn, new).await?;
     let entry = append(conn, account_id, EntryKind::Grant, vec![(lot.id, amount.micros())], meta).await?;
     store::accounts::add_to_balance(conn, account_id, amount.micros()).await?;
@@ -70,6 +71,9 @@ pub async fn credit_many(
     grants: Vec<(lots::NewLot<'_>, EntryMeta<'_>)>,
 ) -> Result<Vec<lot::Model>, ServiceError> {
     let (new, metas): (Vec<_>, Vec<_>) = grants.into_iter().unzip();
+    for lot in &new {
+        moved::note(EntryKind::Grant, lot.class, lot.source, lot.amount.micros());
+    }
     let lots = lots::insert_many(conn, new).await?;
     let entries: Vec<_> = lots
         .iter()
@@ -110,6 +114,7 @@ pub async fn debit(
     for (lot, amount) in takes {
         let left = lot.remaining.checked_sub(*amount).expect("a posting never overdraws a lot");
         lots::set_remaining(conn, lot.id, lot.remaining, left).await?;
+        moved::note(kind, lot.class, lot.source, amount.micros());
         total = total.checked_add(*amount).expect("sums fit");
     }
     let lines = takes.iter().map(|(lot, amount)| (lot.id, -amount.micros())).collect();
@@ -127,22 +132,38 @@ pub struct Debit<'a> {
     pub meta: EntryMeta<'a>,
 }
 
+/// A lot as read under its account's lock: what `debit_many` takes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Held {
+    pub remaining: Credits,
+    pub class: LotClass,
+    pub source: LotSource,
+}
+
+impl From<&Lot> for Held {
+    fn from(lot: &Lot) -> Held {
+        Held { remaining: lot.remaining, class: lot.class, source: lot.source }
+    }
+}
+
 /// `debit` for many entries at once, one statement per table: each lot goes from what it held
 /// when read under its account's lock (`read`, by lot id) down by everything `debits` take from
 /// it, each debit appends its entry, and each account's cached balance goes down by its debits.
 /// Returns the entries' ids in the order of `debits`.
-pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Credits>, debits: &[Debit<'_>]) -> Result<Vec<i64>, DbErr> {
+pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Held>, debits: &[Debit<'_>]) -> Result<Vec<i64>, DbErr> {
     let held = |lot_id: &i64| *read.get(lot_id).expect("a debited lot was read under its account's lock");
     let mut left: BTreeMap<i64, Credits> = BTreeMap::new();
     let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
     for debit in debits {
         for (lot_id, amount) in &debit.takes {
-            let remaining = left.entry(*lot_id).or_insert_with(|| held(lot_id));
+            let lot = held(lot_id);
+            let remaining = left.entry(*lot_id).or_insert(lot.remaining);
             *remaining = remaining.checked_sub(*amount).expect("a posting never overdraws a lot");
             *deltas.entry(debit.account_id).or_default() -= amount.micros();
+            moved::note(debit.kind, lot.class, lot.source, amount.micros());
         }
     }
-    let changes: Vec<(i64, Credits, Credits)> = left.iter().map(|(id, new)| (*id, held(id), *new)).collect();
+    let changes: Vec<(i64, Credits, Credits)> = left.iter().map(|(id, new)| (*id, held(id).remaining, *new)).collect();
     lots::set_remaining_many(conn, &changes).await?;
     let entries: Vec<_> = debits
         .iter()
@@ -166,6 +187,7 @@ pub async fn restore(
         let back = lot.remaining.checked_add(*amount).expect("sums fit");
         assert!(back <= lot.granted, "a lot never gets back more than was taken from it");
         lots::set_remaining(conn, lot.id, lot.remaining, back).await?;
+        moved::note(EntryKind::Release, lot.class, lot.source, amount.micros());
         total = total.checked_add(*amount).expect("sums fit");
     }
     let lines = returns.iter().map(|(lot, amount)| (lot.id, amount.micros())).collect();

@@ -10,14 +10,14 @@
 //! instead of queueing; the benchmark (docs/benchmarks.md) showed p99s in the hundreds of ms and
 //! flat throughput from that. Other processes still meet the busy handler.
 
-use crate::service::ServiceError;
+use crate::service::{ServiceError, moved};
 use crate::store::{is_transient, is_unique_violation};
 use futures_util::future::BoxFuture;
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbBackend, SqliteTransactionMode, TransactionOptions, TransactionTrait};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -42,23 +42,34 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = async {
+        let (result, moved) = moved::collect(async {
             // Held until the transaction ends; a retry queues again behind the others.
+            let queued = Instant::now();
             let _turn = match writer_turns(db) {
-                Some(turns) => Some(turns.lock_owned().await),
+                Some(turns) => {
+                    let turn = turns.lock_owned().await;
+                    metrics::histogram!(crate::telemetry::TRANSACTION_WAIT, "stage" => "turn").record(queued.elapsed());
+                    Some(turn)
+                }
                 None => None,
             };
+            let beginning = Instant::now();
             let txn = db
                 .begin_with_options(TransactionOptions {
                     sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                     ..Default::default()
                 })
                 .await?;
+            metrics::histogram!(crate::telemetry::TRANSACTION_WAIT, "stage" => "begin").record(beginning.elapsed());
             let value = work(&txn, context).await?;
             txn.commit().await?;
             Ok(value)
-        }
+        })
         .await;
+        if result.is_ok() {
+            // Committed: only now do its movements count.
+            moved.record();
+        }
         match result {
             Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
                 metrics::counter!(crate::telemetry::TRANSACTION_RETRIES).increment(1);
