@@ -340,7 +340,96 @@ on_both!(
     an_unreachable_receiver_stops_the_run
 );
 
-on_both!(on_a_test_clock_retries_follow_the_clock_and_signatures_the_wall);
+on_both!(on_a_test_clock_retries_follow_the_clock_and_signatures_the_wall, every_event_sent_matches_its_topics_schema);
+
+/// docs/webhooks/{topic}.schema.json, each a valid draft 2020-12 schema, by topic.
+fn topic_schemas() -> std::collections::BTreeMap<String, jsonschema::Validator> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/webhooks");
+    let mut schemas = std::collections::BTreeMap::new();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let path = file.unwrap().path();
+        let Some(topic) = path.file_name().unwrap().to_str().unwrap().strip_suffix(".schema.json").map(str::to_string) else { continue };
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        jsonschema::meta::validate(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(schema["properties"]["topic"]["const"], json!(topic), "{} names its topic", path.display());
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .should_validate_formats(true)
+            .build(&schema)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        schemas.insert(topic, validator);
+    }
+    schemas
+}
+
+/// The schemas in docs/webhooks say what receivers get: every topic the service publishes is made
+/// to happen through the API and the jobs (a refund, a low balance, credits about to expire, a
+/// settlement that runs short), delivered to a real receiver, and each body sent must match its
+/// topic's schema, which refuses fields it does not list. Every schema is met at least once.
+async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
+    let schemas = topic_schemas();
+    let receiver = Receiver::start(0).await;
+    let mut app = TestApp::spawn_with(backend, "arkain").await;
+    app.ledger.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    app.clock.set(at("2026-11-10T10:00:00Z"));
+    // purchase.refunded
+    app.create_account("buyer").await;
+    buy_and_refund(&app, "buyer").await;
+    // credits.low: 6 credits left cover less than an hour of a small container (6.8 an hour).
+    app.create_account("low").await;
+    let start = |account: &'static str, container: &'static str, tier: &'static str| {
+        app.gql(
+            &app.service,
+            "mutation($a: ID!, $c: String!, $t: String!) { startContainer(input: {accountId: $a, containerId: $c, tier: $t, idempotencyKey: $c}) { container { state } } }",
+            json!({ "a": account, "c": container, "t": tier }),
+        )
+    };
+    let started = start("low", "web", "small").await;
+    assert!(started["errors"].is_null(), "{started}");
+    assert!(app.spend("low", "44", "s-1").await["errors"].is_null());
+    // credits.expiring: a promotional lot ending within the notice window.
+    app.create_account("expiring").await;
+    assert!(app.grant("expiring", "7", "PROMOTIONAL", Some(at("2026-11-12T00:00:00Z")), "soon").await["errors"].is_null());
+    app.ledger.run_job(Job::NotifyExpiringCredits, at("2026-11-10T10:15:00Z")).await.unwrap();
+    // containers.stop_all: ten hours of a small container (68 credits) on the plan's 50.
+    app.create_account("over").await;
+    assert!(start("over", "big", "small").await["errors"].is_null());
+    assert!(start("over", "tiny", "micro").await["errors"].is_null());
+    app.clock.set(at("2026-11-10T20:00:00Z"));
+    let stopped = app
+        .gql(
+            &app.service,
+            r#"mutation { stopContainer(input: {accountId: "over", containerId: "big", idempotencyKey: "stop"}) { container { state } } }"#,
+            json!({}),
+        )
+        .await;
+    assert!(stopped["errors"].is_null(), "{stopped}");
+
+    app.ledger.run_job(Job::DeliverWebhooks, Utc::now()).await.unwrap();
+    let received = receiver.received();
+    let mut seen = std::collections::BTreeSet::new();
+    for request in &received {
+        let body = request.json();
+        let topic = body["topic"].as_str().unwrap_or_else(|| panic!("a topic: {body}")).to_string();
+        let schema = schemas.get(&topic).unwrap_or_else(|| panic!("docs/webhooks has no schema for {topic}"));
+        let errors: Vec<String> = schema.iter_errors(&body).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        assert!(errors.is_empty(), "{topic}: {errors:?}\n{body:#}");
+        seen.insert(topic);
+    }
+    assert_eq!(seen, schemas.keys().cloned().collect(), "every schema met a real event: {received:?}");
+
+    // The schemas are strict enough to catch drift: an extra field, or an amount as a number.
+    let refunded = received.iter().map(Received::json).find(|b| b["topic"] == json!("purchase.refunded")).unwrap();
+    let mut extra = refunded.clone();
+    extra["data"]["unlisted"] = json!(1);
+    assert!(!schemas["purchase.refunded"].is_valid(&extra));
+    let low = received.iter().map(Received::json).find(|b| b["topic"] == json!("credits.low")).unwrap();
+    let mut number = low.clone();
+    number["data"]["balance"] = json!(6);
+    assert!(!schemas["credits.low"].is_valid(&number));
+    app.assert_audit_clean().await;
+}
 
 /// Our requests verify with the Standard Webhooks spec's own library (npm `standardwebhooks`, run
 /// by `tests/browser/standard_webhooks.mjs`), given `whsec_` + base64 of our secret; a body
