@@ -80,7 +80,7 @@ struct Op {
     who: Who,
     query: &'static str,
     /// Valid variables; `$KEY` becomes a fresh idempotency key and `$N` a fresh number per
-    /// case, `$PENDING`, `$UNPAID` (left for simulatePayment), `$PAID`, `$BOB_PAID`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
+    /// case, `$PENDING`, `$UNPAID` (left for simulatePayment), `$PAID`, `$BOB_PAID`, `$LOT`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
     base: &'static str,
     fields: &'static [(&'static str, Kind)],
 }
@@ -222,6 +222,15 @@ const OPS: &[Op] = &[
         query: "mutation($id: ID!) { redeliverEvent(id: $id) { status } }",
         base: r#"{"id": "1"}"#,
         fields: &[("id", Kind::Id)],
+    },
+    // The first accepted void takes the lot; every later one finds nothing left (INVALID_STATE).
+    Op {
+        name: "voidLot",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($input: VoidLotInput!) { voidLot(input: $input) { voided } }",
+        base: r#"{"input": {"lotId": "$LOT", "reason": "adversarial", "idempotencyKey": "$KEY"}}"#,
+        fields: &[("input.lotId", Kind::Id), ("input.reason", Kind::Text), ("input.idempotencyKey", Kind::Key)],
     },
     // Queues the whole audit, or answers the one already queued: no arguments to spoil, and
     // only an admin may.
@@ -775,6 +784,9 @@ async fn fixtures(app: &TestApp, program: &str) -> Fixtures {
                 }
                 ids.insert(name, id.as_str().unwrap().to_string());
             }
+            let grant = "mutation { grantCredits(input: {accountId: \"alice\", amount: \"100\", class: PROMOTIONAL, idempotencyKey: \"LOT\"}) { lotId } }";
+            let lot = ok(app, &admin, grant, json!({}), &["grantCredits", "lotId"]).await;
+            ids.insert("LOT", lot.as_str().unwrap().to_string());
             let reserve = "mutation($k: String!) { reserveCredits(input: {accountId: \"alice\", amount: \"10\", feature: \"chat\", idempotencyKey: $k}) { reservationId } }";
             for name in ["RES", "RES2"] {
                 let id = ok(app, &service, reserve, json!({ "k": name }), &["reserveCredits", "reservationId"]).await;

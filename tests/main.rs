@@ -17,6 +17,7 @@ mod combinations;
 mod concurrency;
 mod connections;
 mod console;
+mod corrections;
 mod cors;
 mod coupons;
 mod crash;

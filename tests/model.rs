@@ -17,6 +17,7 @@ use credits::ledger::refund::RefundRefusal;
 use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
+use credits::service::corrections::VoidRequest;
 use credits::service::jobs::Job;
 use credits::service::paging::Window;
 use credits::service::purchases::BONUS_ORIGIN;
@@ -55,6 +56,7 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
     assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
     assert!(covered.advances > 0 && covered.midnights > 0, "{covered:?}");
+    assert!(covered.voids > 0, "{covered:?}");
 }
 
 /// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
@@ -149,6 +151,8 @@ struct Covered {
     /// Test-clock advances, and the midnights they stopped at.
     advances: usize,
     midnights: usize,
+    /// Operators' voids that took credits.
+    voids: usize,
 }
 
 impl Covered {
@@ -160,6 +164,7 @@ impl Covered {
         self.spent_bonus_refunds += other.spent_bonus_refunds;
         self.advances += other.advances;
         self.midnights += other.midnights;
+        self.voids += other.voids;
     }
 }
 
@@ -195,7 +200,11 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
             ("arkain", 1) if seed.is_multiple_of(2) => 16,
             ("arkain", 1) => 17,
             ("arkain", 2) => 15,
-            _ => rng.random_range(0..16),
+            // 18: an operator's void of a random lot, as often as a refund.
+            _ => match rng.random_range(0..17) {
+                16 => 18,
+                op => op,
+            },
         };
         if std::env::var_os("CREDITS_MODEL_TRACE").is_some() {
             eprintln!("{context}: op {op} at {now}; holds {:?}", model.wallet.holds);
@@ -407,6 +416,33 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     }
                 };
                 assert_eq!(stored, expected, "{context}: refund of purchase {}", bought.id);
+            }
+            18 if !model.lot_ids.is_empty() => {
+                let known: Vec<i64> = model.wallet.lots.iter().map(|l| l.id).filter(|id| model.lot_ids.contains_key(id)).collect();
+                let wallet_id = known[rng.random_range(0..known.len())];
+                let request = VoidRequest {
+                    lot_id: model.lot_ids[&wallet_id],
+                    reason: "model".into(),
+                    idempotency_key: format!("void-{step}"),
+                    actor: Some("model@ops".into()),
+                };
+                let stored = app.ledger.void_lot(request, now).await;
+                // A void releases the account's lapsed holds first, refused or not.
+                model.wallet.lapse(now);
+                match (stored, model.wallet.void(wallet_id, now)) {
+                    (Ok(receipt), Ok(voided)) => {
+                        assert_eq!(receipt.voided, voided, "{context}: void of lot {wallet_id}");
+                        covered.voids += 1;
+                    }
+                    (Err(ServiceError::Refused(Refusal::InvalidState { what })), Err(refusal)) => {
+                        // The messages name the lot by its own id on each side: compare why.
+                        let (stored, expected) = (what.as_str(), refusal.to_string());
+                        let why = |m: &str| ["nothing remains", "expired at", "held by a reservation"].into_iter().find(|k| m.contains(k));
+                        assert!(why(stored).is_some(), "{context}: {stored}");
+                        assert_eq!(why(stored), why(&expected), "{context}: void of lot {wallet_id}: {stored} / {expected}");
+                    }
+                    (stored, expected) => panic!("{context}: void of lot {wallet_id}: store {stored:?}, rules {expected:?}"),
+                }
             }
             _ => {
                 // The workers' order: holds past their deadline, then lots past their expiry.

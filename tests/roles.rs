@@ -95,6 +95,8 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     ("runJob", r#"mutation { runJob(job: EXPIRE_RESERVATIONS) { items } }"#, No, No, No, Yes),
     ("redeliverEvent", r#"mutation { redeliverEvent(id: "1") { status } }"#, No, No, No, Yes),
     ("startAudit", r#"mutation { startAudit { status } }"#, No, No, No, Yes),
+    // Corrections (issue 25): a named admin only (an admin may be told NOT_FOUND here).
+    ("voidLot", r#"mutation { voidLot(input: {lotId: "1", reason: "roles", idempotencyKey: "k"}) { voided } }"#, No, No, No, Yes),
     (
         "redeemCoupon",
         r#"mutation { redeemCoupon(input: {accountId: "ACC", code: "NOPE", idempotencyKey: "k"}) { amount } }"#,

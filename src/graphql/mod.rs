@@ -12,6 +12,7 @@ pub mod claims;
 pub mod clock;
 pub mod console;
 pub mod context;
+pub mod corrections;
 pub mod error;
 pub mod history;
 pub mod limits;

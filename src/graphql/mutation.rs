@@ -5,6 +5,7 @@ use crate::graphql::audits::AuditsMutation;
 use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
 use crate::graphql::console::ConsoleMutation;
+use crate::graphql::corrections::CorrectionsMutation;
 use crate::graphql::market_root::MarketMutation;
 use crate::graphql::metering_root::MeteringMutation;
 use crate::graphql::operations::OperationsMutation;
@@ -31,4 +32,5 @@ pub struct MutationRoot(
     OperationsMutation,
     AuditsMutation,
     ConsoleMutation,
+    CorrectionsMutation,
 );

@@ -116,7 +116,9 @@ mirror_enum!(
         /// Credits taken from lots into a reservation.
         Hold,
         /// Held credits given back to the lots they came from.
-        Release
+        Release,
+        /// What remained of a lot, voided by an operator (`voidLot`), with the reason and who did it.
+        Void
     }
 );
 mirror_enum!(

@@ -5,6 +5,7 @@ pub mod account;
 pub mod amount;
 pub mod backoff;
 pub mod claims;
+pub mod corrections;
 pub mod draw;
 pub mod lot;
 pub mod market;

@@ -4,6 +4,7 @@
 //! lapsed at their deadline by the next operation that needs the account's credits.
 
 use crate::ledger::amount::Credits;
+use crate::ledger::corrections::{self, VoidRefusal};
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, take};
 use crate::ledger::lot::{allocate, balance};
 use crate::ledger::refund::{RefundPolicy, RefundRefusal, refund_minor, take_back_spent_bonus};
@@ -24,6 +25,8 @@ pub struct Totals {
     pub refunded: Credits,
     /// Promotional credits of refunded purchases taken back (and what made up for spent ones).
     pub revoked: Credits,
+    /// What operators voided of lots (`ledger::corrections`).
+    pub voided: Credits,
 }
 
 /// A hold: the parts it took, in order, and until when.
@@ -307,6 +310,23 @@ impl Wallet {
         written_off
     }
 
+    /// Voids what remains of lot `lot_id` (`corrections::void`): what open holds drew from it
+    /// refuses it.
+    pub fn void(&mut self, lot_id: i64, now: DateTime<Utc>) -> Result<Credits, VoidRefusal> {
+        let held: Credits = self
+            .holds
+            .iter()
+            .filter(|h| h.open)
+            .flat_map(|h| h.parts.iter().filter(|(id, _)| *id == lot_id).map(|(_, a)| *a))
+            .fold(Credits::ZERO, |s, a| s.checked_add(a).expect("holds fit"));
+        let lot = self.lots.iter_mut().find(|l| l.id == lot_id).expect("a lot of this wallet");
+        let voided = corrections::void(lot, held, now)?;
+        lot.remaining = Credits::ZERO;
+        self.totals.voided = self.totals.voided.checked_add(voided).expect("totals fit");
+        self.check();
+        Ok(voided)
+    }
+
     pub fn remaining(&self) -> Credits {
         self.lots.iter().map(|l| l.remaining).sum()
     }
@@ -330,6 +350,7 @@ impl Wallet {
             .and_then(|s| s.checked_add(self.totals.held))
             .and_then(|s| s.checked_add(self.totals.refunded))
             .and_then(|s| s.checked_add(self.totals.revoked))
+            .and_then(|s| s.checked_add(self.totals.voided))
             .and_then(|s| s.checked_add(self.remaining()));
         assert_eq!(Some(self.totals.granted), out, "conservation broken: {:?}", self.totals);
     }

@@ -10,6 +10,7 @@ pub mod benefits;
 pub mod checkin;
 pub mod clock;
 pub mod console_links;
+pub mod corrections;
 pub mod coupons;
 pub mod daily_free;
 pub mod error;

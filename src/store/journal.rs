@@ -18,10 +18,12 @@ pub enum EntryKind {
     Hold,
     /// Held credits given back to the lots they came from.
     Release,
+    /// What remained of a lot, voided by an operator (`ledger::corrections`).
+    Void,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 9] = [
+    pub const ALL: [EntryKind; 10] = [
         EntryKind::Grant,
         EntryKind::Spend,
         EntryKind::Expire,
@@ -31,6 +33,7 @@ impl EntryKind {
         EntryKind::Transfer,
         EntryKind::Hold,
         EntryKind::Release,
+        EntryKind::Void,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +47,7 @@ impl EntryKind {
             EntryKind::Transfer => "transfer",
             EntryKind::Hold => "hold",
             EntryKind::Release => "release",
+            EntryKind::Void => "void",
         }
     }
 

@@ -1,0 +1,76 @@
+//! Operators' corrections of a ledger (admin, with a named operator): `voidLot`.
+
+use crate::auth::Caller;
+use crate::graphql::amount::CreditAmount;
+use crate::graphql::context::{app, caller};
+use crate::graphql::error::{ApiError, ApiResult};
+use crate::graphql::types::credits;
+use crate::service::ServiceError;
+use crate::service::corrections::VoidRequest;
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+
+#[derive(Default)]
+pub struct CorrectionsMutation;
+
+/// What to void, and why.
+#[derive(InputObject)]
+pub struct VoidLotInput {
+    /// The lot (`Lot.id`).
+    pub lot_id: ID,
+    /// Why, shown in the account's history with the operator's name: 1 to 500 characters.
+    pub reason: String,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
+    pub idempotency_key: String,
+}
+
+/// A void, as recorded.
+#[derive(SimpleObject)]
+pub struct VoidLotPayload {
+    /// The voided lot.
+    pub lot_id: ID,
+    /// The account the lot belongs to (its external id).
+    pub account_id: ID,
+    /// The credits voided: all that remained of the lot.
+    pub voided: CreditAmount,
+    /// The journal entry of the void (kind VOID).
+    pub sequence: ID,
+}
+
+/// The operator a correction is recorded under: corrections need a named admin token.
+fn operator(ctx: &Context<'_>) -> Result<String, ApiError> {
+    match caller(ctx)? {
+        Caller::Admin { subject: Some(subject) } => Ok(subject.clone()),
+        Caller::Admin { subject: None } => Err(ApiError::Forbidden(
+            "corrections are recorded under the operator's name: use a token made with `credits token --role admin --subject NAME` or a console session"
+                .into(),
+        )),
+        _ => Err(ApiError::Forbidden("this operation needs an admin token".into())),
+    }
+}
+
+#[Object]
+impl CorrectionsMutation {
+    /// Voids what remains of a lot (admin, named operator): its credits leave the account for
+    /// good, in a VOID entry with the reason and the operator's name. What was spent of the lot
+    /// stays spent. Refused with INVALID_STATE when nothing remains, when the lot has expired
+    /// (its write-off owns it), or while a reservation holds credits drawn from it (capture or
+    /// release it first); NOT_FOUND for an unknown lot. Works on an account of any status.
+    async fn void_lot(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The lot, the reason, and an idempotency key.")] input: VoidLotInput,
+    ) -> ApiResult<VoidLotPayload> {
+        let actor = operator(ctx)?;
+        let lot_id = input.lot_id.parse::<i64>().map_err(|_| ServiceError::NotFound(format!("no lot {:?}", input.lot_id.as_str())))?;
+        let app = app(ctx);
+        let request = VoidRequest { lot_id, reason: input.reason, idempotency_key: input.idempotency_key, actor: Some(actor) };
+        let receipt = app.ledger.void_lot(request, app.clock.now()).await?;
+        Ok(VoidLotPayload {
+            lot_id: ID(receipt.lot_id.to_string()),
+            account_id: ID(receipt.account),
+            voided: credits(receipt.voided),
+            sequence: ID(receipt.entry_id.to_string()),
+        })
+    }
+}

@@ -1,0 +1,99 @@
+//! Operators' corrections (issue 25): `void_lot` takes what remains of a lot out of its account
+//! for good, in a VOID entry with the operator's reason and name. The rule is
+//! `ledger::corrections::void`; this is the keyed, journaled, audited way it runs.
+
+use crate::ledger::Credits;
+use crate::ledger::corrections;
+use crate::service::executor::{Command, Permit, Run};
+use crate::service::input::{ExternalId, IdempotencyKey, reason};
+use crate::service::posting::{self, EntryMeta};
+use crate::service::reservations::release_lapsed;
+use crate::service::{Engine, Refusal, ServiceError};
+use crate::store::idempotency::request_hash;
+use crate::store::journal::EntryKind;
+use crate::store::{self, lots};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone)]
+pub struct VoidRequest {
+    pub lot_id: i64,
+    /// Why, in the operator's words: kept on the entry, shown in history. Required.
+    pub reason: String,
+    pub idempotency_key: String,
+    /// The operator voiding (`Caller::actor`), kept on the entry; not part of the request hash.
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct VoidFields {
+    lot_id: i64,
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoidReceipt {
+    pub lot_id: i64,
+    /// The account's external id.
+    pub account: String,
+    pub voided: Credits,
+    pub entry_id: i64,
+}
+
+impl Engine {
+    /// Voids what remains of lot `lot_id`, once per key: refused (`INVALID_STATE`, kept under the
+    /// key) when nothing remains, when the lot has expired (the write-off owns it), or while a
+    /// reservation holds credits drawn from it. Any account status: a suspended account's
+    /// credits are the ones most often voided.
+    pub async fn void_lot(&self, request: VoidRequest, now: DateTime<Utc>) -> Result<VoidReceipt, ServiceError> {
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let why = reason(&request.reason)?;
+        if why.trim().is_empty() {
+            return Err(ServiceError::bad_input("reason is required: say why the credits are voided"));
+        }
+        let not_found = || ServiceError::NotFound(format!("no lot {}", request.lot_id));
+        let lot = lots::by_ids(&self.db, &[request.lot_id]).await?.into_iter().next().ok_or_else(not_found)?;
+        let owner = store::accounts::by_id(&self.db, lot.account_id).await?.ok_or_else(not_found)?;
+        let fields = VoidFields { lot_id: lot.id, reason: why };
+        let request_hash = request_hash(&fields);
+        let command = Command {
+            operation: "void",
+            account: ExternalId::parse(&owner.external_id)?,
+            key,
+            request_hash,
+            permit: Permit::Any,
+            fields: (fields, request.actor),
+        };
+        self.execute(command, now, |run| {
+            Box::pin(async move {
+                let Run { txn, account, command, now, .. } = run;
+                let (fields, actor) = &command.fields;
+                // Lapsed holds are released first: a void sees the lot as a read shows it.
+                release_lapsed(txn, &[account.id], now).await?;
+                let model = lots::by_ids(txn, &[fields.lot_id])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("lot {} vanished", fields.lot_id))?;
+                let lot = lots::to_rule(&model)?;
+                let holds = store::reservations::open(txn, account.id, now).await?;
+                let lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
+                let held = Credits::from_micros(lines.iter().filter(|l| l.lot_id == lot.id).map(|l| -l.delta_micros).sum());
+                let voided = match corrections::void(&lot, held, now) {
+                    Ok(voided) => voided,
+                    Err(refusal) => return Ok(Err(Refusal::InvalidState { what: refusal.to_string() })),
+                };
+                let meta = EntryMeta {
+                    idempotency_key: Some(command.key.as_str()),
+                    reason: Some(&fields.reason),
+                    actor: actor.as_deref(),
+                    ..EntryMeta::now("void", now)
+                };
+                let entry = posting::debit(txn, account.id, EntryKind::Void, &[(&lot, voided)], meta).await?;
+                tracing::info!(account.id = account.id, lot.id = lot.id, amount.credits = %voided, "lot voided");
+                Ok(Ok(VoidReceipt { lot_id: lot.id, account: account.external_id.clone(), voided, entry_id: entry.id }))
+            })
+        })
+        .await
+    }
+}

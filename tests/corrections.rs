@@ -1,0 +1,164 @@
+//! Operators' corrections (issue 25): `voidLot` through the real API on both databases. What
+//! remains of a lot leaves the account in a VOID entry with the reason and the operator's name;
+//! a replay is the first outcome; an empty, expired or held lot is refused and nothing changes;
+//! corrections need a named admin; concurrent voids of one lot void it once.
+
+use crate::on_both;
+use crate::support::{ADMIN_SUBJECT, Backend, TestApp, error_code};
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+const VOID: &str = "mutation($l: ID!, $r: String!, $k: String!) { voidLot(input: {lotId: $l, reason: $r, idempotencyKey: $k}) { lotId accountId voided sequence } }";
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+/// An admin token as issued before tokens named their operator (`credits token` no longer
+/// makes one): still accepted, recorded as "admin", but not enough for a correction.
+fn unnamed_admin_token() -> String {
+    let now = Utc::now().timestamp();
+    let claims = json!({ "role": "admin", "iss": credits::auth::ISSUER, "aud": credits::auth::AUDIENCE, "iat": now, "exp": now + 600 });
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(crate::support::SECRET))
+        .unwrap()
+}
+
+async fn void(app: &TestApp, token: &str, lot: &str, key: &str) -> Value {
+    app.gql(token, VOID, json!({ "l": lot, "r": "granted to the wrong account", "k": key })).await
+}
+
+async fn lot_id(app: &TestApp, account: &str, amount: &str, key: &str, expires_at: Option<DateTime<Utc>>) -> String {
+    let granted = app.grant(account, amount, "PROMOTIONAL", expires_at, key).await;
+    granted["data"]["grantCredits"]["lotId"].as_str().unwrap_or_else(|| panic!("{granted}")).to_string()
+}
+
+async fn remaining(app: &TestApp, account: &str, lot: &str) -> String {
+    let query = "query($a: ID!) { account(id: $a) { lots(first: 50, includeClosed: true) { nodes { id remaining } } } }";
+    let r = app.gql(&app.service, query, json!({ "a": account })).await;
+    let lots = r["data"]["account"]["lots"]["nodes"].as_array().unwrap_or_else(|| panic!("{r}"));
+    let row = lots.iter().find(|l| l["id"] == json!(lot)).unwrap_or_else(|| panic!("{r}"));
+    row["remaining"].as_str().unwrap().to_string()
+}
+
+async fn a_void_takes_what_remains_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("a").await;
+    let lot = lot_id(&app, "a", "10", "g-1", None).await;
+    assert!(app.grant("a", "5", "PAID", None, "g-2").await["errors"].is_null());
+    assert!(app.spend("a", "4", "s-1").await["errors"].is_null());
+    let before = app.balance("a").await;
+    let remaining_before = remaining(&app, "a", &lot).await;
+    assert_ne!(remaining_before, "0");
+
+    let voided = void(&app, &app.admin, &lot, "v-1").await;
+    assert!(voided["errors"].is_null(), "{voided}");
+    let payload = &voided["data"]["voidLot"];
+    assert_eq!((&payload["accountId"], &payload["lotId"], &payload["voided"]), (&json!("a"), &json!(lot), &json!(remaining_before)));
+    assert_eq!(remaining(&app, "a", &lot).await, "0");
+    // The balance fell by exactly what was voided.
+    let after = app.balance("a").await;
+    let credits = |s: &str| credits::ledger::Credits::parse_str(s).unwrap();
+    assert_eq!(credits(&before).checked_sub(credits(&remaining_before)).unwrap(), credits(&after));
+    let remaining_of_lot = remaining_before;
+
+    // In the history: a VOID entry with the reason and the operator's name.
+    let history = app
+        .gql(
+            &app.service,
+            "query($a: ID!) { account(id: $a) { history(first: 1) { nodes { sequence kind amount reason actor } } } }",
+            json!({ "a": "a" }),
+        )
+        .await;
+    let entry = &history["data"]["account"]["history"]["nodes"][0];
+    assert_eq!(
+        (&entry["kind"], &entry["reason"], &entry["actor"], &entry["sequence"]),
+        (&json!("VOID"), &json!("granted to the wrong account"), &json!(ADMIN_SUBJECT), &payload["sequence"]),
+        "{history}"
+    );
+    assert_eq!(entry["amount"], json!(format!("-{remaining_of_lot}")), "{history}");
+
+    // A replay is the first outcome and changes nothing; the key with another lot conflicts.
+    assert_eq!(void(&app, &app.admin, &lot, "v-1").await, voided);
+    assert_eq!(app.balance("a").await, after);
+    let other = lot_id(&app, "a", "1", "g-3", None).await;
+    assert_eq!(error_code(&void(&app, &app.admin, &other, "v-1").await), "IDEMPOTENCY_CONFLICT");
+    // A second void of the same lot finds nothing left.
+    let again = void(&app, &app.admin, &lot, "v-2").await;
+    assert_eq!(error_code(&again), "INVALID_STATE", "{again}");
+    assert!(again["errors"][0]["message"].as_str().unwrap().contains("nothing remains"), "{again}");
+    app.assert_audit_clean().await;
+}
+
+async fn what_cannot_be_voided_is_refused_and_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.clock.set(at("2026-11-10T10:00:00Z"));
+    app.create_account("a").await;
+    let lot = lot_id(&app, "a", "10", "g-1", Some(at("2026-11-10T12:00:00Z"))).await;
+
+    // Held: a reservation holds credits drawn from the lot.
+    let held = app
+        .gql(&app.service, "mutation { reserveCredits(input: {accountId: \"a\", amount: \"3\", feature: \"chat\", idempotencyKey: \"h1\"}) { reservationId } }", json!({}))
+        .await;
+    let reservation = held["data"]["reserveCredits"]["reservationId"].as_str().unwrap_or_else(|| panic!("{held}")).to_string();
+    let refused = void(&app, &app.admin, &lot, "v-held").await;
+    assert_eq!(error_code(&refused), "INVALID_STATE", "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("held by a reservation"), "{refused}");
+    assert_eq!(app.balance("a").await, "10", "the total counts held credits; nothing was voided");
+    // Released, the lot can be voided whole (under a new key: the refusal is the old one's outcome).
+    let released = app
+        .gql(
+            &app.service,
+            "mutation($r: ID!) { releaseReservation(input: {reservationId: $r, idempotencyKey: \"r1\"}) { released } }",
+            json!({ "r": reservation }),
+        )
+        .await;
+    assert!(released["errors"].is_null(), "{released}");
+    assert_eq!(void(&app, &app.admin, &lot, "v-held").await, refused, "a refusal is the key's outcome too");
+
+    // Expired: the write-off owns it, whether it ran yet or not.
+    let expiring = lot_id(&app, "a", "2", "g-2", Some(at("2026-11-10T11:00:00Z"))).await;
+    app.clock.set(at("2026-11-10T11:00:00Z"));
+    let expired = void(&app, &app.admin, &expiring, "v-expired").await;
+    assert_eq!(error_code(&expired), "INVALID_STATE", "{expired}");
+    assert!(expired["errors"][0]["message"].as_str().unwrap().contains("expired"), "{expired}");
+
+    // Unknown lots, bad input, and who may void.
+    assert_eq!(error_code(&void(&app, &app.admin, "999999", "v-x").await), "NOT_FOUND");
+    assert_eq!(error_code(&void(&app, &app.admin, "not-a-lot", "v-x").await), "NOT_FOUND");
+    let blank = app.gql(&app.admin, VOID, json!({ "l": lot, "r": "  ", "k": "v-blank" })).await;
+    assert_eq!(error_code(&blank), "BAD_USER_INPUT", "{blank}");
+    let unnamed = unnamed_admin_token();
+    for token in [&app.service, &app.user("a"), &unnamed] {
+        let r = void(&app, token, &lot, "v-who").await;
+        assert_eq!(error_code(&r), "FORBIDDEN", "{r}");
+    }
+    assert_eq!(app.balance("a").await, "10", "nothing changed");
+
+    let whole = void(&app, &app.admin, &lot, "v-whole").await;
+    assert_eq!(whole["data"]["voidLot"]["voided"], json!("10"), "{whole}");
+    assert_eq!(app.balance("a").await, "0");
+    app.assert_audit_clean().await;
+}
+
+/// Six operators void one lot at once, each under their own key: one void takes it, the others
+/// find nothing left; the lot is voided once.
+async fn concurrent_voids_of_one_lot_void_it_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("a").await;
+    let lot = lot_id(&app, "a", "10", "g-1", None).await;
+    let results = futures::future::join_all((0..6).map(|i| {
+        let (app, lot) = (&app, lot.clone());
+        async move { void(app, &app.admin, &lot, &format!("v-{i}")).await }
+    }))
+    .await;
+    let done: Vec<_> = results.iter().filter(|r| r["errors"].is_null()).collect();
+    assert_eq!(done.len(), 1, "{results:?}");
+    assert_eq!(done[0]["data"]["voidLot"]["voided"], json!("10"));
+    for r in results.iter().filter(|r| !r["errors"].is_null()) {
+        assert_eq!(error_code(r), "INVALID_STATE", "{r}");
+    }
+    assert_eq!(app.balance("a").await, "0");
+    app.assert_audit_clean().await;
+}
+
+on_both!(a_void_takes_what_remains_once, what_cannot_be_voided_is_refused_and_changes_nothing, concurrent_voids_of_one_lot_void_it_once);
