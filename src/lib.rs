@@ -32,5 +32,6 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod traces;
 pub mod web_asset;
 pub mod ws;
