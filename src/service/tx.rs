@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use tracing::Instrument;
 
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -39,39 +40,75 @@ where
     C: ?Sized,
     F: for<'t> FnMut(&'t DatabaseTransaction, &'t C) -> BoxFuture<'t, Result<T, ServiceError>>,
 {
+    // One span for the transaction and all its attempts (`crate::traces`): a retry shows as
+    // `db.transaction.attempts` above 1 rather than as sibling spans to match up.
+    let span = tracing::info_span!(
+        "db.transaction",
+        db.system = db_system(db),
+        db.transaction.attempts = tracing::field::Empty,
+        db.transaction.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
     let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = async {
-            // Held until the transaction ends; a retry queues again behind the others.
-            let _turn = match writer_turns(db) {
-                Some(turns) => Some(turns.lock_owned().await),
-                None => None,
-            };
-            let txn = db
-                .begin_with_options(TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..Default::default()
-                })
-                .await?;
-            let value = work(&txn, context).await?;
-            txn.commit().await?;
-            Ok(value)
-        }
-        .await;
-        match result {
-            Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
-                metrics::counter!(crate::telemetry::TRANSACTION_RETRIES).increment(1);
-                tracing::debug!(attempt, error = %err_chain(&err), "retrying a write transaction");
-                tokio::time::sleep(backoff(attempt)).await;
+    let outcome = async {
+        loop {
+            attempt += 1;
+            let result = async {
+                // Held until the transaction ends; a retry queues again behind the others.
+                let _turn = match writer_turns(db) {
+                    Some(turns) => Some(turns.lock_owned().await),
+                    None => None,
+                };
+                let txn = db
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..Default::default()
+                    })
+                    .await?;
+                let value = work(&txn, context).await?;
+                txn.commit().await?;
+                Ok(value)
             }
-            Err(err) if retryable(&err) => {
-                metrics::counter!(crate::telemetry::TRANSACTION_CONFLICTS).increment(1);
-                tracing::warn!(attempts = attempt, error = %err_chain(&err), "a write transaction kept conflicting");
-                return Err(ServiceError::Busy);
+            .await;
+            match result {
+                Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
+                    metrics::counter!(crate::telemetry::TRANSACTION_RETRIES).increment(1);
+                    tracing::debug!(attempt, error = %err_chain(&err), "retrying a write transaction");
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(err) if retryable(&err) => {
+                    metrics::counter!(crate::telemetry::TRANSACTION_CONFLICTS).increment(1);
+                    tracing::warn!(attempts = attempt, error = %err_chain(&err), "a write transaction kept conflicting");
+                    return Err(ServiceError::Busy);
+                }
+                other => return other,
             }
-            other => return other,
         }
+    }
+    .instrument(span.clone())
+    .await;
+    span.record("db.transaction.attempts", attempt);
+    // A refusal (insufficient credits, a conflict of keys) rolls back by design; only the
+    // unexpected and the given-up-on mark the span as failed.
+    let (label, failed) = match &outcome {
+        Ok(_) => ("committed", false),
+        Err(ServiceError::Busy) => ("conflicted", true),
+        Err(ServiceError::Internal(_)) => ("failed", true),
+        Err(_) => ("rolled_back", false),
+    };
+    span.record("db.transaction.outcome", label);
+    if failed {
+        span.record("otel.status_code", "ERROR");
+    }
+    outcome
+}
+
+/// The `db.system` of a transaction's span (OpenTelemetry's names for the two backends).
+fn db_system(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::Sqlite => "sqlite",
+        _ => "other",
     }
 }
 
