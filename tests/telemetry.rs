@@ -315,6 +315,17 @@ async fn spans_reach_an_otlp_http_receiver() {
     let request_id = grant.headers()["x-request-id"].to_str().unwrap().to_string();
     let body: serde_json::Value = grant.json().await.unwrap();
     assert!(body["errors"].is_null() && body["data"]["grantCredits"]["lotId"].is_string(), "{body}");
+    // A spend is committed by a lane's runner, a task of its own (group commit): its span is
+    // carried there, so the spend's transaction is in its request's trace too.
+    let spend = graphql(
+        &service,
+        json!({ "query": r#"mutation { spendCredits(input: {accountId: "alice", amount: "2", idempotencyKey: "s-1", feature: "chat"}) { sequence } }"# }),
+    )
+    .await
+    .unwrap();
+    let spend_request_id = spend.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = spend.json().await.unwrap();
+    assert!(body["errors"].is_null(), "{body}");
     let log = server.log();
     server.stop_gracefully(std::time::Duration::from_secs(30)).await;
     assert!(log.contains("traces: exporting spans over OTLP/HTTP"), "{log}");
@@ -326,7 +337,10 @@ async fn spans_reach_an_otlp_http_receiver() {
     assert!(spans.iter().all(|s| s.service == "credits"), "service.name: {spans:#?}");
     // Span names from a closed set: nothing a client chose.
     for name in &names {
-        assert!(["http.request", "graphql.field", "db.transaction", "job.run"].contains(name), "unexpected span {name:?}: {names:?}");
+        assert!(
+            ["http.request", "graphql.field", "db.transaction", "job.run", "spend.batch"].contains(name),
+            "unexpected span {name:?}: {names:?}"
+        );
     }
     let request = spans
         .iter()
@@ -351,6 +365,19 @@ async fn spans_reach_an_otlp_http_receiver() {
     assert_eq!(transaction.attribute("db.system"), Some("sqlite"), "{transaction:#?}");
     assert_eq!(transaction.attribute("db.transaction.outcome"), Some("committed"), "{transaction:#?}");
     assert!(transaction.attribute("db.transaction.attempts").is_some_and(|n| n.parse::<u32>().unwrap() >= 1), "{transaction:#?}");
+    let spend_request = spans
+        .iter()
+        .find(|s| s.name == "http.request" && s.attribute("request_id") == Some(spend_request_id.as_str()))
+        .unwrap_or_else(|| panic!("no http.request span for the spend: {spans:#?}"));
+    let batch = spans
+        .iter()
+        .find(|s| s.name == "spend.batch" && descends_from(&spans, s, spend_request))
+        .unwrap_or_else(|| panic!("no spend.batch span in the spend's trace: {spans:#?}"));
+    assert_eq!(batch.attribute("spend.batch.size"), Some("1"), "{batch:#?}");
+    assert!(
+        spans.iter().any(|s| s.name == "db.transaction" && descends_from(&spans, s, batch)),
+        "the spend's transaction is under its batch: {spans:#?}"
+    );
     // `jobs --run` runs every job once: each run is a span with its name and outcome.
     let job = spans
         .iter()
