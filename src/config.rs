@@ -48,6 +48,7 @@
 //! | metrics listener | `metrics_bind` | `CREDITS_METRICS_BIND` | `127.0.0.1:9464`; `off` (or empty): no metrics listener |
 //! | metrics token | `metrics_token` | `CREDITS_METRICS_TOKEN` | none; 32+ characters: `/metrics` also on the main listener with this bearer token |
 //! | log format    | `log_format`    | `CREDITS_LOG_FORMAT`  | `text`; `json`: one JSON object per line |
+//! | traces        | `otlp_endpoint` | `CREDITS_OTLP_ENDPOINT` (else `OTEL_EXPORTER_OTLP_ENDPOINT`) | none: no traces; an OTLP/HTTP base URL such as `http://127.0.0.1:4318` (spans go to its `/v1/traces`) |
 //!
 //! The file is `--config PATH`, else `CREDITS_CONFIG`, else `credits.toml` if it exists.
 
@@ -64,6 +65,8 @@ pub struct Config {
     pub metrics_bind: String,
     pub metrics_token: Option<String>,
     pub log_format: String,
+    /// The OTLP/HTTP base URL traces are sent to (`crate::traces`); none: no traces.
+    pub otlp_endpoint: Option<String>,
     pub program: String,
     pub auth_secret: Option<String>,
     pub data_dir: PathBuf,
@@ -164,6 +167,7 @@ impl Default for Config {
             metrics_bind: DEFAULT_METRICS_BIND.to_string(),
             metrics_token: None,
             log_format: "text".to_string(),
+            otlp_endpoint: None,
             program: crate::program::DEFAULT_PRESET.to_string(),
             auth_secret: None,
             data_dir: PathBuf::from("data"),
@@ -246,6 +250,9 @@ impl Config {
             None if Path::new("credits.toml").exists() => figment = figment.merge(Toml::file("credits.toml")),
             None => {}
         }
+        // The OpenTelemetry variable every collector's documentation names; like any variable it
+        // overrides the file, and CREDITS_OTLP_ENDPOINT, merged after it, wins over it.
+        figment = figment.merge(Env::raw().only(&["OTEL_EXPORTER_OTLP_ENDPOINT"]).map(|_| "otlp_endpoint".into()));
         figment =
             figment.merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database_url".into())).merge(Env::prefixed("CREDITS_").only(&[
                 "BIND",
@@ -292,6 +299,7 @@ impl Config {
                 "METRICS_BIND",
                 "METRICS_TOKEN",
                 "LOG_FORMAT",
+                "OTLP_ENDPOINT",
                 "CHECKOUT_URL",
             ]));
         figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))
@@ -316,6 +324,9 @@ impl Config {
             problems.push(e);
         }
         if let Err(e) = self.log_format() {
+            problems.push(e);
+        }
+        if let Err(e) = self.traces() {
             problems.push(e);
         }
         if let Err(e) = self.metrics_token() {
@@ -442,6 +453,14 @@ impl Config {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
             other => Err(ConfigError::Invalid(format!("log_format {other:?}: \"text\" or \"json\""))),
+        }
+    }
+
+    /// Where traces are sent (`crate::traces`), if anywhere: an empty value is none.
+    pub fn traces(&self) -> Result<Option<crate::traces::TracesEndpoint>, ConfigError> {
+        match self.otlp_endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            None => Ok(None),
+            Some(base) => crate::traces::TracesEndpoint::parse(base).map(Some).map_err(|e| ConfigError::Invalid(e.to_string())),
         }
     }
 

@@ -18,6 +18,7 @@ pub fn masked(config: &Config) -> String {
         }
     }
     shown.database_url = Some(mask_password(&config.database_url()));
+    shown.otlp_endpoint = config.otlp_endpoint.as_deref().map(mask_password);
     toml::to_string(&shown).unwrap_or_else(|e| format!("# the configuration could not be printed: {e}\n"))
 }
 

@@ -81,11 +81,9 @@ pub fn router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.security.body_timeout, crate::body_timeout::read_body_within))
         .layer(RequestBodyLimitLayer::new(state.security.max_body_bytes))
         .layer(axum::middleware::map_response(too_large_with_a_code))
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(crate::request_id::span_for)
-                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis)),
-        );
+        .layer(TraceLayer::new_for_http().make_span_with(crate::request_id::span_for).on_response(crate::request_id::RecordStatus(
+            DefaultOnResponse::new().level(tracing::Level::INFO).latency_unit(LatencyUnit::Millis),
+        )));
     let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,

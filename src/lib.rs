@@ -3,6 +3,10 @@
 //! `ledger` holds the rules with no I/O; `store` the queries; `service` the use cases;
 //! `graphql` and `http` the thin transport around them.
 
+// The merged mutation root's resolver, with every domain's fields behind tracing's instrumented
+// futures, is a deeply nested async type: its layout passes the default query depth of 128.
+#![recursion_limit = "256"]
+
 pub mod ads;
 pub mod app;
 pub mod audit;
@@ -32,5 +36,6 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod traces;
 pub mod web_asset;
 pub mod ws;

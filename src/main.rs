@@ -103,30 +103,63 @@ enum PersistedCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The configuration says how to log, so it is read first; what it refuses is printed, and
-    // the command then fails with it again below.
-    let format = Config::load(cli.config.as_deref()).ok().and_then(|c| c.log_format().ok()).unwrap_or(LogFormat::Text);
-    init_logging(format);
+    // The configuration says how to log and where traces go, so it is read first; what it
+    // refuses is printed, and the command then fails with it again below.
+    let config = Config::load(cli.config.as_deref()).ok();
+    let format = config.as_ref().and_then(|c| c.log_format().ok()).unwrap_or(LogFormat::Text);
+    let endpoint = config.as_ref().and_then(|c| c.traces().ok().flatten());
+    let traces = init_logging(format, endpoint.as_ref());
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // After the runtime's work (a server's graceful stop, a worker's, a one-off command), so the
+    // last spans, the shutdown's own among them, are sent before the process ends.
+    if let Some(traces) = traces
+        && let Err(e) = traces.shutdown()
+    {
+        eprintln!("warning: {e}");
     }
+    code
 }
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info,sqlx=warn`), as text or one JSON object
 /// per line. Colours only on a terminal: in a file or a log collector they are noise around
 /// every field.
-fn init_logging(format: LogFormat) {
+///
+/// With an OTLP endpoint, spans are also exported (`credits::traces`): at info level and above
+/// whatever `RUST_LOG` says, so a quieter log keeps the same traces, and a debug log does not
+/// send every statement to the collector.
+fn init_logging(format: LogFormat, endpoint: Option<&credits::traces::TracesEndpoint>) -> Option<credits::traces::Traces> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (traces, otel, refused) = match endpoint.map(credits::traces::Traces::start) {
+        None => (None, None, None),
+        Some(Ok((traces, layer))) => {
+            let spans = Targets::new().with_default(LevelFilter::INFO).with_target("sqlx", LevelFilter::WARN);
+            (Some(traces), Some(layer.with_filter(spans)), None)
+        }
+        Some(Err(e)) => (None, None, Some(e)),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,sqlx=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
+    };
+    tracing_subscriber::registry().with(otel).with(fmt.with_filter(filter)).init();
+    match (&traces, endpoint, refused) {
+        (Some(_), Some(endpoint), _) => tracing::info!(traces.url = %endpoint.shown(), "traces: exporting spans over OTLP/HTTP"),
+        (_, _, Some(e)) => tracing::error!(error = %e, "traces: off, the exporter could not be built"),
+        _ => tracing::debug!("traces: off (no otlp_endpoint)"),
     }
+    traces
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -30,11 +30,38 @@ pub async fn drop_unusable(mut request: Request) -> Request {
     request
 }
 
-/// The span a request's log lines are written in: its method, its path (never the query string,
-/// which on a GET query may hold variables) and its id.
+/// The span a request's log lines are written in, and its trace's root (`crate::traces`): its
+/// method, its route (the router's pattern, e.g. `/portal/{*path}`, so traces group by it), its
+/// path (never the query string, which on a GET query may hold variables), its id, and once
+/// answered its status (`record_status`).
 pub fn span_for<B>(request: &axum::http::Request<B>) -> Span {
     let id = request.headers().get(&HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map_or("", |p| p.as_str());
+    tracing::info_span!(
+        "http.request",
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = route,
+        url.path = %request.uri().path(),
+        request_id = %id,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records a response's status on its request's span, then writes the access log line as
+/// before. A 5xx marks the span (and so the trace) as failed; a 4xx is the client's doing.
+#[derive(Clone)]
+pub struct RecordStatus(pub tower_http::trace::DefaultOnResponse);
+
+impl<B> tower_http::trace::OnResponse<B> for RecordStatus {
+    fn on_response(self, response: &axum::http::Response<B>, latency: std::time::Duration, span: &Span) {
+        span.record("http.response.status_code", response.status().as_u16());
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+        self.0.on_response(response, latency, span);
+    }
 }
 
 #[cfg(test)]

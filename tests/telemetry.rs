@@ -265,3 +265,196 @@ async fn no_secret_or_token_is_ever_logged() {
     }
     assert!(!log.contains("Bearer "), "an Authorization header is in the log");
 }
+
+/// The binary with a fresh SQLite data dir and nothing of the caller's telemetry settings; the
+/// caller adds where traces go (or not).
+fn traced_credits(dir: &std::path::Path) -> std::process::Command {
+    let mut command = crate::support::serve::credits_command();
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("CREDITS_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("RUST_LOG")
+        .env("CREDITS_DATA_DIR", dir)
+        .env("CREDITS_METRICS_BIND", "off")
+        .current_dir(dir);
+    command
+}
+
+async fn output_of(mut command: std::process::Command, args: &[&str]) -> String {
+    command.args(args);
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// Traces over OTLP/HTTP (issue 24): the real binary, pointed at a receiver this test starts,
+/// sends the spans of a request that moves credits (the request's, with the id its response
+/// carried; the resolver's; the transaction's, in the same trace), then, run as `jobs --run`,
+/// a span per job run. The last spans arrive because a graceful stop flushes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_otlp_http_receiver() {
+    use crate::support::otlp::{OtlpReceiver, descends_from};
+    let receiver = OtlpReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let credits = || {
+        let mut command = traced_credits(dir.path());
+        command.env("CREDITS_OTLP_ENDPOINT", &receiver.endpoint);
+        command
+    };
+    let server = crate::support::serve::ServeProcess::start(credits(), &["--no-workers"], dir.path(), "serve").await;
+    let service = output_of(credits(), &["token", "--role", "service"]).await;
+    let admin = output_of(credits(), &["token", "--role", "admin", "--subject", "ops"]).await;
+    let client = reqwest::Client::new();
+    let graphql =
+        |token: &str, body: serde_json::Value| client.post(format!("{}/graphql", server.address)).bearer_auth(token).json(&body).send();
+    let created =
+        graphql(&service, json!({ "query": r#"mutation { createAccount(input: {externalId: "alice"}) { created } }"# })).await.unwrap();
+    assert_eq!(created.status(), 200);
+    // A distinctive operation name and variable: neither may become a span's name or attribute.
+    let grant = graphql(
+        &admin,
+        json!({
+            "query": "mutation GrantOperationName4711($key: String!) { grantCredits(input: {accountId: \"alice\", amount: \"5\", \
+                      class: PAID, idempotencyKey: $key}) { lotId } }",
+            "operationName": "GrantOperationName4711",
+            "variables": { "key": "variable-value-0815" },
+        }),
+    )
+    .await
+    .unwrap();
+    let request_id = grant.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = grant.json().await.unwrap();
+    assert!(body["errors"].is_null() && body["data"]["grantCredits"]["lotId"].is_string(), "{body}");
+    // A spend is committed by a lane's runner, a task of its own (group commit): its span is
+    // carried there, so the spend's transaction is in its request's trace too.
+    let spend = graphql(
+        &service,
+        json!({ "query": r#"mutation { spendCredits(input: {accountId: "alice", amount: "2", idempotencyKey: "s-1", feature: "chat"}) { sequence } }"# }),
+    )
+    .await
+    .unwrap();
+    let spend_request_id = spend.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: serde_json::Value = spend.json().await.unwrap();
+    assert!(body["errors"].is_null(), "{body}");
+    let log = server.log();
+    server.stop_gracefully(std::time::Duration::from_secs(30)).await;
+    assert!(log.contains("traces: exporting spans over OTLP/HTTP"), "{log}");
+    output_of(credits(), &["jobs", "--run"]).await;
+
+    let spans = receiver.spans();
+    let names: std::collections::BTreeSet<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    assert!(receiver.requests().iter().all(|r| r == "POST /v1/traces application/x-protobuf"), "{:?}", receiver.requests());
+    assert!(spans.iter().all(|s| s.service == "credits"), "service.name: {spans:#?}");
+    // Span names from a closed set: nothing a client chose.
+    for name in &names {
+        assert!(
+            ["http.request", "graphql.field", "db.transaction", "job.run", "spend.batch"].contains(name),
+            "unexpected span {name:?}: {names:?}"
+        );
+    }
+    let request = spans
+        .iter()
+        .find(|s| s.name == "http.request" && s.attribute("request_id") == Some(request_id.as_str()))
+        .unwrap_or_else(|| panic!("no http.request span with request_id {request_id}: {spans:#?}"));
+    assert_eq!(request.attribute("http.request.method"), Some("POST"), "{request:#?}");
+    assert_eq!(request.attribute("http.route"), Some("/graphql"), "{request:#?}");
+    assert_eq!(request.attribute("http.response.status_code"), Some("200"), "{request:#?}");
+    assert!(request.parent_span_id.is_empty(), "the request's span is its trace's root: {request:#?}");
+    let field = spans
+        .iter()
+        .find(|s| s.name == "graphql.field" && s.attribute("graphql.field.name") == Some("grantCredits"))
+        .unwrap_or_else(|| panic!("no graphql.field span for grantCredits: {spans:#?}"));
+    assert!(descends_from(&spans, field, request), "the resolver's span is in the request's trace: {field:#?} {request:#?}");
+    assert_eq!(field.attribute("graphql.operation.type"), Some("mutation"));
+    assert_eq!(field.attribute("graphql.outcome"), Some("OK"));
+    let transaction = spans
+        .iter()
+        .find(|s| s.name == "db.transaction" && descends_from(&spans, s, field))
+        .unwrap_or_else(|| panic!("no db.transaction span under the grant's resolver: {spans:#?}"));
+    assert!(descends_from(&spans, transaction, request));
+    assert_eq!(transaction.attribute("db.system"), Some("sqlite"), "{transaction:#?}");
+    assert_eq!(transaction.attribute("db.transaction.outcome"), Some("committed"), "{transaction:#?}");
+    assert!(transaction.attribute("db.transaction.attempts").is_some_and(|n| n.parse::<u32>().unwrap() >= 1), "{transaction:#?}");
+    let spend_request = spans
+        .iter()
+        .find(|s| s.name == "http.request" && s.attribute("request_id") == Some(spend_request_id.as_str()))
+        .unwrap_or_else(|| panic!("no http.request span for the spend: {spans:#?}"));
+    let batch = spans
+        .iter()
+        .find(|s| s.name == "spend.batch" && descends_from(&spans, s, spend_request))
+        .unwrap_or_else(|| panic!("no spend.batch span in the spend's trace: {spans:#?}"));
+    assert_eq!(batch.attribute("spend.batch.size"), Some("1"), "{batch:#?}");
+    assert!(
+        spans.iter().any(|s| s.name == "db.transaction" && descends_from(&spans, s, batch)),
+        "the spend's transaction is under its batch: {spans:#?}"
+    );
+    // `jobs --run` runs every job once: each run is a span with its name and outcome.
+    let job = spans
+        .iter()
+        .find(|s| s.name == "job.run" && s.attribute("job.name") == Some("ExpireLots"))
+        .unwrap_or_else(|| panic!("no job.run span for ExpireLots: {names:?}"));
+    assert_eq!(job.attribute("job.outcome"), Some("ok"), "{job:#?}");
+    assert!(job.attribute("job.items").is_some(), "{job:#?}");
+    // No token, variable or operation name anywhere in what was sent, events included.
+    let everything = format!("{spans:?}");
+    for needle in [service.rsplit('.').next().unwrap(), admin.rsplit('.').next().unwrap(), "variable-value-0815", "GrantOperationName4711"]
+    {
+        assert!(!everything.contains(needle), "{needle:?} was sent in a span");
+    }
+}
+
+/// With no endpoint configured no exporter is built, and nothing is sent: even with the
+/// variable the OpenTelemetry exporter reads by itself when given no endpoint pointing at a
+/// live receiver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_endpoint_no_span_is_sent() {
+    let receiver = crate::support::otlp::OtlpReceiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = traced_credits(dir.path());
+    command
+        .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", format!("{}/v1/traces", receiver.endpoint))
+        .env("RUST_LOG", "info,sqlx=warn,credits=debug");
+    let server = crate::support::serve::ServeProcess::start(command, &["--no-workers"], dir.path(), "serve").await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/graphql", server.address))
+        .json(&json!({ "query": "{ program { name } }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let log = server.log();
+    server.stop_gracefully(std::time::Duration::from_secs(30)).await;
+    assert!(log.contains("traces: off"), "{log}");
+    assert!(!log.contains("traces: exporting"), "{log}");
+    assert_eq!(receiver.requests(), Vec::<String>::new());
+}
+
+/// `config check` shows where traces go (the standard variable counts, ours wins over it) and
+/// reports a malformed endpoint as a problem.
+#[test]
+fn config_check_shows_and_checks_the_otlp_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |vars: &[(&str, &str)]| {
+        let mut command = traced_credits(dir.path());
+        command.args(["config", "check"]);
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stdout).to_string(), String::from_utf8_lossy(&output.stderr).to_string())
+    };
+    let (ok, stdout, _) = check(&[]);
+    assert!(ok && !stdout.contains("otlp_endpoint"), "off by default: {stdout}");
+    let (ok, stdout, stderr) = check(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.internal:4318")]);
+    assert!(ok && stdout.contains(r#"otlp_endpoint = "http://collector.internal:4318""#), "{stdout}{stderr}");
+    let (ok, stdout, stderr) =
+        check(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.internal:4318"), ("CREDITS_OTLP_ENDPOINT", "http://127.0.0.1:4318")]);
+    assert!(ok && stdout.contains(r#"otlp_endpoint = "http://127.0.0.1:4318""#), "{stdout}{stderr}");
+    let (ok, stdout, _) = check(&[("CREDITS_OTLP_ENDPOINT", "https://user:hunter2@collector.internal")]);
+    assert!(ok && stdout.contains("otlp_endpoint") && !stdout.contains("hunter2"), "a password in the URL is masked: {stdout}");
+    let (ok, _, stderr) = check(&[("CREDITS_OTLP_ENDPOINT", "collector:4317")]);
+    assert!(!ok && stderr.contains("problem:") && stderr.contains("otlp_endpoint"), "{stderr}");
+}

@@ -39,6 +39,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 /// Spends per transaction at most: bounds a transaction's statements and how long it holds its
 /// locks.
@@ -76,6 +77,9 @@ struct Lane {
 struct Waiting {
     spend: ParsedSpend,
     reply: oneshot::Sender<Result<SpendReceipt, ServiceError>>,
+    /// The span the spend was submitted in (its request's): the batch's span goes under the
+    /// first one's and links to the others', so each request's trace reaches its transaction.
+    span: tracing::Span,
 }
 
 /// Counts since the process started: how well spends were grouped.
@@ -137,7 +141,7 @@ impl SpendQueue {
         let lane = self.lane_of(spend.account.as_str());
         let start_runner = {
             let mut state = self.lane(lane);
-            state.waiting.push_back(Waiting { spend, reply });
+            state.waiting.push_back(Waiting { spend, reply, span: tracing::Span::current() });
             !std::mem::replace(&mut state.running, true)
         };
         if start_runner {
@@ -202,8 +206,9 @@ impl Engine {
 
     async fn run_spends(self, lane: usize) {
         while let Some(batch) = self.spends.next_batch(lane) {
+            let span = batch_span(&batch);
             let (spends, replies): (Vec<Dated<SpendFields>>, Vec<_>) = batch.into_iter().map(|w| (w.spend.into_command(), w.reply)).unzip();
-            match AssertUnwindSafe(self.spend_batch(spends)).catch_unwind().await {
+            match AssertUnwindSafe(self.spend_batch(spends).instrument(span)).catch_unwind().await {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         // The caller may have gone away; its outcome is stored under its key.
@@ -240,6 +245,22 @@ impl Engine {
             }
         }
     }
+}
+
+/// A batch's `spend.batch` span (`crate::traces`): the runner is a task of its own, so without
+/// this a spend's transaction would be in no request's trace. It is a child of the first spend's
+/// span and links to the others' (a span has one parent; a batch serves several requests).
+fn batch_span(batch: &[Waiting]) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let parent = batch.first().map(|w| w.span.id()).unwrap_or_default();
+    let span = tracing::info_span!(parent: parent, "spend.batch", spend.batch.size = batch.len());
+    if !span.is_disabled() {
+        for waiting in batch.iter().skip(1) {
+            use opentelemetry::trace::TraceContextExt;
+            span.add_link(waiting.span.context().span().span_context().clone());
+        }
+    }
+    span
 }
 
 fn spend_body(run: RunMany<'_, SpendFields>) -> BoxFuture<'_, Decisions<SpendReceipt>> {

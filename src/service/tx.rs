@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 pub const MAX_ATTEMPTS: u32 = 8;
 
@@ -39,50 +40,86 @@ where
     C: ?Sized,
     F: for<'t> FnMut(&'t DatabaseTransaction, &'t C) -> BoxFuture<'t, Result<T, ServiceError>>,
 {
+    // One span for the transaction and all its attempts (`crate::traces`): a retry shows as
+    // `db.transaction.attempts` above 1 rather than as sibling spans to match up.
+    let span = tracing::info_span!(
+        "db.transaction",
+        db.system = db_system(db),
+        db.transaction.attempts = tracing::field::Empty,
+        db.transaction.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
     let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let (result, moved) = moved::collect(async {
-            // Held until the transaction ends; a retry queues again behind the others.
-            let queued = Instant::now();
-            let _turn = match writer_turns(db) {
-                Some(turns) => {
-                    let turn = turns.lock_owned().await;
-                    metrics::histogram!(crate::telemetry::TRANSACTION_WAIT, "stage" => "turn").record(queued.elapsed());
-                    Some(turn)
+    let outcome = async {
+        loop {
+            attempt += 1;
+            let (result, moved) = moved::collect(async {
+                // Held until the transaction ends; a retry queues again behind the others.
+                let queued = Instant::now();
+                let _turn = match writer_turns(db) {
+                    Some(turns) => {
+                        let turn = turns.lock_owned().await;
+                        metrics::histogram!(crate::telemetry::TRANSACTION_WAIT, "stage" => "turn").record(queued.elapsed());
+                        Some(turn)
+                    }
+                    None => None,
+                };
+                let beginning = Instant::now();
+                let txn = db
+                    .begin_with_options(TransactionOptions {
+                        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                        ..Default::default()
+                    })
+                    .await?;
+                metrics::histogram!(crate::telemetry::TRANSACTION_WAIT, "stage" => "begin").record(beginning.elapsed());
+                let value = work(&txn, context).await?;
+                txn.commit().await?;
+                Ok(value)
+            })
+            .await;
+            if result.is_ok() {
+                // Committed: only now do its movements count.
+                moved.record();
+            }
+            match result {
+                Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
+                    metrics::counter!(crate::telemetry::TRANSACTION_RETRIES).increment(1);
+                    tracing::debug!(attempt, error = %err_chain(&err), "retrying a write transaction");
+                    tokio::time::sleep(backoff(attempt)).await;
                 }
-                None => None,
-            };
-            let beginning = Instant::now();
-            let txn = db
-                .begin_with_options(TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..Default::default()
-                })
-                .await?;
-            metrics::histogram!(crate::telemetry::TRANSACTION_WAIT, "stage" => "begin").record(beginning.elapsed());
-            let value = work(&txn, context).await?;
-            txn.commit().await?;
-            Ok(value)
-        })
-        .await;
-        if result.is_ok() {
-            // Committed: only now do its movements count.
-            moved.record();
-        }
-        match result {
-            Err(err) if attempt < MAX_ATTEMPTS && retryable(&err) => {
-                metrics::counter!(crate::telemetry::TRANSACTION_RETRIES).increment(1);
-                tracing::debug!(attempt, error = %err_chain(&err), "retrying a write transaction");
-                tokio::time::sleep(backoff(attempt)).await;
+                Err(err) if retryable(&err) => {
+                    metrics::counter!(crate::telemetry::TRANSACTION_CONFLICTS).increment(1);
+                    tracing::warn!(attempts = attempt, error = %err_chain(&err), "a write transaction kept conflicting");
+                    return Err(ServiceError::Busy);
+                }
+                other => return other,
             }
-            Err(err) if retryable(&err) => {
-                metrics::counter!(crate::telemetry::TRANSACTION_CONFLICTS).increment(1);
-                tracing::warn!(attempts = attempt, error = %err_chain(&err), "a write transaction kept conflicting");
-                return Err(ServiceError::Busy);
-            }
-            other => return other,
         }
+    }
+    .instrument(span.clone())
+    .await;
+    span.record("db.transaction.attempts", attempt);
+    // A refusal (insufficient credits, a conflict of keys) rolls back by design; only the
+    // unexpected and the given-up-on mark the span as failed.
+    let (label, failed) = match &outcome {
+        Ok(_) => ("committed", false),
+        Err(ServiceError::Busy) => ("conflicted", true),
+        Err(ServiceError::Internal(_)) => ("failed", true),
+        Err(_) => ("rolled_back", false),
+    };
+    span.record("db.transaction.outcome", label);
+    if failed {
+        span.record("otel.status_code", "ERROR");
+    }
+    outcome
+}
+
+/// The `db.system` of a transaction's span (OpenTelemetry's names for the two backends).
+fn db_system(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Postgres => "postgresql",
+        DbBackend::Sqlite => "sqlite",
+        _ => "other",
     }
 }
 

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod otlp;
 pub mod private_pg;
 pub mod receiver;
 pub mod serve;

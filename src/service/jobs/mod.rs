@@ -13,6 +13,7 @@ use crate::service::{Engine, ServiceError};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 use std::future::Future;
+use tracing::Instrument;
 
 /// Accounts per batch of a sweep by default (`Engine::sweep_batch`): the cursor moves once per
 /// batch. Plan grants take a batch in transactions of `Engine::job_part` accounts, run side by
@@ -70,8 +71,28 @@ impl Engine {
     /// resumes where this one stopped.
     pub async fn run_job_bounded(&self, job: Job, now: DateTime<Utc>, max_batches: u32) -> Result<JobReport, ServiceError> {
         let mut budget = max_batches;
+        // One span per run (`crate::traces`), whoever ran it; its transactions are its children.
+        let span = tracing::info_span!(
+            "job.run",
+            job.name = job.name(),
+            job.items = tracing::field::Empty,
+            job.complete = tracing::field::Empty,
+            job.outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
         let started = std::time::Instant::now();
-        let ran = catalog::handler(job).run(job, self, now, &mut budget).await;
+        let ran = catalog::handler(job).run(job, self, now, &mut budget).instrument(span.clone()).await;
+        match &ran {
+            Ok(report) => {
+                span.record("job.items", report.items);
+                span.record("job.complete", report.complete);
+                span.record("job.outcome", "ok");
+            }
+            Err(_) => {
+                span.record("job.outcome", "error");
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         observe(job, &ran, started.elapsed());
         ran
     }
