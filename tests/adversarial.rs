@@ -66,6 +66,8 @@ enum Kind {
     Text,
     /// A numeric id of a purchase, reservation or job.
     Id,
+    /// An optional numeric id (a lot to take from): the same catalog, but null is valid.
+    OptionalId,
     Int,
     Bool,
     Enum,
@@ -231,6 +233,20 @@ const OPS: &[Op] = &[
         query: "mutation($input: VoidLotInput!) { voidLot(input: $input) { voided } }",
         base: r#"{"input": {"lotId": "$LOT", "reason": "adversarial", "idempotencyKey": "$KEY"}}"#,
         fields: &[("input.lotId", Kind::Id), ("input.reason", Kind::Text), ("input.idempotencyKey", Kind::Key)],
+    },
+    Op {
+        name: "adjustCredits",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($input: AdjustCreditsInput!) { adjustCredits(input: $input) { amount } }",
+        base: r#"{"input": {"accountId": "bob", "amount": "1", "reason": "adversarial", "idempotencyKey": "$KEY"}}"#,
+        fields: &[
+            ("input.accountId", Kind::Account),
+            ("input.amount", Kind::Amount),
+            ("input.lotId", Kind::OptionalId),
+            ("input.reason", Kind::Text),
+            ("input.idempotencyKey", Kind::Key),
+        ],
     },
     // Queues the whole audit, or answers the one already queued: no arguments to spoil, and
     // only an admin may.
@@ -548,6 +564,10 @@ fn catalog(kind: Kind) -> Vec<(&'static str, Value, Expect)> {
             ("SQL", json!("'); DELETE FROM journal; -- $N"), Either),
             ("markup", json!("<script>alert($N)</script>"), Either),
         ],
+        Kind::OptionalId => catalog(Kind::Id)
+            .into_iter()
+            .map(|(label, value, expect)| (label, value.clone(), if value.is_null() { Either } else { expect }))
+            .collect(),
         Kind::Id => vec![
             ("unknown", json!("999999"), Refused),
             ("zero", json!("0"), Refused),

@@ -161,4 +161,63 @@ async fn concurrent_voids_of_one_lot_void_it_once(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+const ADJUST: &str = "mutation($a: ID!, $amt: CreditAmount!, $l: ID, $k: String!) { adjustCredits(input: {accountId: $a, amount: $amt, lotId: $l, reason: \"chargeback\", idempotencyKey: $k}) { amount lots { lotId amount } sequence } }";
+
+async fn adjust(app: &TestApp, token: &str, account: &str, amount: &str, lot: Option<&str>, key: &str) -> Value {
+    app.gql(token, ADJUST, json!({ "a": account, "amt": amount, "l": lot, "k": key })).await
+}
+
+/// A manual debit takes from the named lot or in the program's order, all or nothing, in an
+/// ADJUST entry with the reason and the operator; a replay is the first outcome.
+async fn a_manual_debit_takes_from_the_named_lot_or_in_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_account("a").await;
+    app.create_account("b").await;
+    let promo = lot_id(&app, "a", "4", "g-1", None).await;
+    let paid = app.grant("a", "10", "PAID", None, "g-2").await["data"]["grantCredits"]["lotId"].as_str().unwrap().to_string();
+    let other = lot_id(&app, "b", "5", "g-3", None).await;
+
+    let from_paid = adjust(&app, &app.admin, "a", "3", Some(&paid), "d-1").await;
+    assert!(from_paid["errors"].is_null(), "{from_paid}");
+    assert_eq!(from_paid["data"]["adjustCredits"]["lots"], json!([{ "lotId": paid, "amount": "3" }]));
+    assert_eq!(remaining(&app, "a", &paid).await, "7");
+    assert_eq!(remaining(&app, "a", &promo).await, "4", "the named lot only");
+    assert_eq!(adjust(&app, &app.admin, "a", "3", Some(&paid), "d-1").await, from_paid, "a replay");
+    assert_eq!(app.balance("a").await, "11");
+
+    // In the program's order: the whole amount, from as many lots as it takes.
+    let in_order = adjust(&app, &app.admin, "a", "9", None, "d-2").await;
+    assert!(in_order["errors"].is_null(), "{in_order}");
+    let lots = in_order["data"]["adjustCredits"]["lots"].as_array().unwrap();
+    assert_eq!(lots.len(), 2, "{in_order}");
+    assert_eq!(app.balance("a").await, "2");
+    let history = app
+        .gql(
+            &app.service,
+            "query($a: ID!) { account(id: $a) { history(first: 1) { nodes { sequence kind amount reason actor } } } }",
+            json!({ "a": "a" }),
+        )
+        .await;
+    let entry = &history["data"]["account"]["history"]["nodes"][0];
+    assert_eq!(
+        (&entry["kind"], &entry["amount"], &entry["reason"], &entry["actor"], &entry["sequence"]),
+        (&json!("ADJUST"), &json!("-9"), &json!("chargeback"), &json!(ADMIN_SUBJECT), &in_order["data"]["adjustCredits"]["sequence"]),
+        "{history}"
+    );
+
+    // All or nothing; another account's lot is not found; bad amounts are input errors.
+    let short = adjust(&app, &app.admin, "a", "3", None, "d-3").await;
+    assert_eq!(error_code(&short), "INSUFFICIENT_CREDITS", "{short}");
+    assert_eq!(short["errors"][0]["extensions"]["available"], json!("2"), "{short}");
+    assert_eq!(error_code(&adjust(&app, &app.admin, "a", "1", Some(&other), "d-4").await), "NOT_FOUND");
+    assert_eq!(error_code(&adjust(&app, &app.admin, "a", "0", None, "d-5").await), "BAD_USER_INPUT");
+    assert_eq!(error_code(&adjust(&app, &app.service, "a", "1", None, "d-6").await), "FORBIDDEN");
+    assert_eq!(error_code(&adjust(&app, &unnamed_admin_token(), "a", "1", None, "d-6").await), "FORBIDDEN");
+    assert_eq!(app.balance("a").await, "2");
+    assert_eq!(app.balance("b").await, "5");
+    app.assert_audit_clean().await;
+}
+
+on_both!(a_manual_debit_takes_from_the_named_lot_or_in_order);
+
 on_both!(a_void_takes_what_remains_once, what_cannot_be_voided_is_refused_and_changes_nothing, concurrent_voids_of_one_lot_void_it_once);

@@ -17,7 +17,7 @@ use credits::ledger::refund::RefundRefusal;
 use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
-use credits::service::corrections::VoidRequest;
+use credits::service::corrections::{AdjustRequest, VoidRequest};
 use credits::service::jobs::Job;
 use credits::service::paging::Window;
 use credits::service::purchases::BONUS_ORIGIN;
@@ -56,7 +56,7 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
     assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
     assert!(covered.advances > 0 && covered.midnights > 0, "{covered:?}");
-    assert!(covered.voids > 0, "{covered:?}");
+    assert!(covered.voids > 0 && covered.adjustments > 0, "{covered:?}");
 }
 
 /// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
@@ -151,8 +151,9 @@ struct Covered {
     /// Test-clock advances, and the midnights they stopped at.
     advances: usize,
     midnights: usize,
-    /// Operators' voids that took credits.
+    /// Operators' voids and debits that took credits.
     voids: usize,
+    adjustments: usize,
 }
 
 impl Covered {
@@ -165,6 +166,7 @@ impl Covered {
         self.advances += other.advances;
         self.midnights += other.midnights;
         self.voids += other.voids;
+        self.adjustments += other.adjustments;
     }
 }
 
@@ -200,9 +202,11 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
             ("arkain", 1) if seed.is_multiple_of(2) => 16,
             ("arkain", 1) => 17,
             ("arkain", 2) => 15,
-            // 18: an operator's void of a random lot, as often as a refund.
-            _ => match rng.random_range(0..17) {
+            // 18: an operator's void of a random lot; 19: an operator's debit, from a random lot or
+            // in the program's order; each as often as a refund.
+            _ => match rng.random_range(0..18) {
                 16 => 18,
+                17 => 19,
                 op => op,
             },
         };
@@ -443,6 +447,31 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     }
                     (stored, expected) => panic!("{context}: void of lot {wallet_id}: store {stored:?}, rules {expected:?}"),
                 }
+            }
+            19 => {
+                let amount = Credits::from_micros(rng.random_range(1..25_000_000i64));
+                let known: Vec<i64> = model.wallet.lots.iter().map(|l| l.id).filter(|id| model.lot_ids.contains_key(id)).collect();
+                let from = (!known.is_empty() && rng.random_bool(0.5)).then(|| known[rng.random_range(0..known.len())]);
+                let request = AdjustRequest {
+                    account: "model".into(),
+                    amount,
+                    lot_id: from.map(|id| model.lot_ids[&id]),
+                    reason: "model".into(),
+                    idempotency_key: format!("adjust-{step}"),
+                    actor: Some("model@ops".into()),
+                };
+                let stored = match app.ledger.adjust_credits(request, now).await {
+                    Ok(receipt) => Outcome::Took(receipt.takes),
+                    Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })) => Outcome::Short { available },
+                    Err(other) => panic!("{context}: adjust: {other:?}"),
+                };
+                let expected = match model.wallet.adjust_down(amount, from, &order, now) {
+                    Ok(takes) => Outcome::Took(model.stored(&takes)),
+                    Err(short) => Outcome::Short { available: short.available },
+                };
+                // A refused debit releases lapsed holds too (the model's adjust_down lapses first).
+                assert_eq!(stored, expected, "{context}: debit of {amount} from {from:?}");
+                covered.adjustments += usize::from(matches!(stored, Outcome::Took(_)));
             }
             _ => {
                 // The workers' order: holds past their deadline, then lots past their expiry.

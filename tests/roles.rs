@@ -98,6 +98,14 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     // Corrections (issue 25): a named admin only (an admin may be told NOT_FOUND here).
     ("voidLot", r#"mutation { voidLot(input: {lotId: "1", reason: "roles", idempotencyKey: "k"}) { voided } }"#, No, No, No, Yes),
     (
+        "adjustCredits",
+        r#"mutation { adjustCredits(input: {accountId: "ACC", amount: "1", reason: "roles", idempotencyKey: "k"}) { amount } }"#,
+        No,
+        No,
+        No,
+        Yes,
+    ),
+    (
         "redeemCoupon",
         r#"mutation { redeemCoupon(input: {accountId: "ACC", code: "NOPE", idempotencyKey: "k"}) { amount } }"#,
         Yes,

@@ -1,4 +1,4 @@
-//! Operators' corrections of a ledger (admin, with a named operator): `voidLot`.
+//! Operators' corrections of a ledger (admin, with a named operator): `voidLot`, `adjustCredits`.
 
 use crate::auth::Caller;
 use crate::graphql::amount::CreditAmount;
@@ -6,7 +6,7 @@ use crate::graphql::context::{app, caller};
 use crate::graphql::error::{ApiError, ApiResult};
 use crate::graphql::types::credits;
 use crate::service::ServiceError;
-use crate::service::corrections::VoidRequest;
+use crate::service::corrections::{AdjustRequest, VoidRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 
 #[derive(Default)]
@@ -34,6 +34,43 @@ pub struct VoidLotPayload {
     /// The credits voided: all that remained of the lot.
     pub voided: CreditAmount,
     /// The journal entry of the void (kind VOID).
+    pub sequence: ID,
+}
+
+/// A manual debit: how much, from where, and why.
+#[derive(InputObject)]
+pub struct AdjustCreditsInput {
+    /// The account's external id.
+    pub account_id: ID,
+    /// The credits to take: more than 0, at most 1000000000.
+    pub amount: CreditAmount,
+    /// The one lot to take them from (`Lot.id`, a lot of this account); when left out, the
+    /// account's lots in the program's order of consumption (never the day's free credits).
+    pub lot_id: Option<ID>,
+    /// Why, shown in the account's history with the operator's name: 1 to 500 characters.
+    pub reason: String,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
+    pub idempotency_key: String,
+}
+
+/// Credits taken from one lot.
+#[derive(SimpleObject)]
+pub struct LotDebit {
+    /// The lot.
+    pub lot_id: ID,
+    /// The credits taken from it.
+    pub amount: CreditAmount,
+}
+
+/// A manual debit, as recorded.
+#[derive(SimpleObject)]
+pub struct AdjustCreditsPayload {
+    /// The credits taken.
+    pub amount: CreditAmount,
+    /// Where they were taken from, in the order taken.
+    pub lots: Vec<LotDebit>,
+    /// The journal entry of the debit (kind ADJUST).
     pub sequence: ID,
 }
 
@@ -70,6 +107,42 @@ impl CorrectionsMutation {
             lot_id: ID(receipt.lot_id.to_string()),
             account_id: ID(receipt.account),
             voided: credits(receipt.voided),
+            sequence: ID(receipt.entry_id.to_string()),
+        })
+    }
+
+    /// Debits an account by hand (admin, named operator), in an ADJUST entry with the reason and
+    /// the operator's name: from the lot named, or from the account's lots in the program's
+    /// order (never the day's free credits). All or nothing: INSUFFICIENT_CREDITS says what was
+    /// available (of that lot, when one is named); NOT_FOUND for a lot that is not the
+    /// account's. Works on an account of any status. To give credits, use `grantCredits`.
+    async fn adjust_credits(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account, the amount, the lot if one, the reason, and an idempotency key.")] input: AdjustCreditsInput,
+    ) -> ApiResult<AdjustCreditsPayload> {
+        let actor = operator(ctx)?;
+        let lot_id = match &input.lot_id {
+            Some(id) => Some(id.parse::<i64>().map_err(|_| ServiceError::NotFound(format!("no lot {:?}", id.as_str())))?),
+            None => None,
+        };
+        let app = app(ctx);
+        let request = AdjustRequest {
+            account: input.account_id.to_string(),
+            amount: input.amount.0,
+            lot_id,
+            reason: input.reason,
+            idempotency_key: input.idempotency_key,
+            actor: Some(actor),
+        };
+        let receipt = app.ledger.adjust_credits(request, app.clock.now()).await?;
+        Ok(AdjustCreditsPayload {
+            amount: credits(receipt.amount),
+            lots: receipt
+                .takes
+                .into_iter()
+                .map(|(lot, amount)| LotDebit { lot_id: ID(lot.to_string()), amount: credits(amount) })
+                .collect(),
             sequence: ID(receipt.entry_id.to_string()),
         })
     }

@@ -1,4 +1,5 @@
-//! Operators' corrections of a ledger (issue 25): voiding what remains of a lot.
+//! Operators' corrections of a ledger (issue 25): voiding what remains of a lot, and debiting
+//! an account by hand.
 //!
 //! A void takes a lot's remaining credits out of the account for good, in a VOID entry with the
 //! operator's reason: a grant made by mistake, credits given to the wrong account, a fraud. What
@@ -6,6 +7,7 @@
 //! to void while held: the void is refused until the hold is captured or released, so a later
 //! release never brings voided credits back.
 
+use crate::ledger::lot::{ConsumptionOrder, Insufficient, Take, take};
 use crate::ledger::{Credits, Lot};
 use chrono::{DateTime, Utc};
 
@@ -35,6 +37,26 @@ pub fn void(lot: &Lot, held_from_it: Credits, now: DateTime<Utc>) -> Result<Cred
     Ok(lot.remaining)
 }
 
+/// A manual debit (an ADJUST entry): `amount` taken from the account's `lots` in the program's
+/// order, or from the one lot `from` names, all or nothing, as a spend would take it but never
+/// from the day's free credits (which are not the account's until a spend takes them). The lots
+/// are left as the debit leaves them; a refusal says what was available and changes nothing.
+pub fn adjust_down(
+    lots: &mut [Lot],
+    amount: Credits,
+    from: Option<i64>,
+    order: &ConsumptionOrder,
+    now: DateTime<Utc>,
+) -> Result<Vec<Take>, Insufficient> {
+    match from {
+        None => take(lots, amount, order, now),
+        Some(id) => match lots.iter_mut().find(|l| l.id == id) {
+            Some(lot) => take(std::slice::from_mut(lot), amount, order, now),
+            None => Err(Insufficient { requested: amount, available: Credits::ZERO }),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +78,27 @@ mod tests {
 
     fn t0() -> DateTime<Utc> {
         "2026-12-03T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_debit_takes_in_the_programs_order_or_from_the_named_lot() {
+        let order = ConsumptionOrder::new(vec![vec![LotClass::Free, LotClass::Promotional], vec![LotClass::Paid]]).unwrap();
+        let mut paid = lot(10, None);
+        paid.id = 8;
+        paid.class = LotClass::Paid;
+        let mut lots = vec![paid, lot(4, Some(60))];
+        let takes = adjust_down(&mut lots, Credits::from_whole(6), None, &order, t0()).unwrap();
+        assert_eq!(takes, vec![Take { lot_id: 7, amount: Credits::from_whole(4) }, Take { lot_id: 8, amount: Credits::from_whole(2) }]);
+        let takes = adjust_down(&mut lots, Credits::from_whole(3), Some(8), &order, t0()).unwrap();
+        assert_eq!(takes, vec![Take { lot_id: 8, amount: Credits::from_whole(3) }]);
+        assert_eq!(lots[0].remaining, Credits::from_whole(5));
+        // More than the named lot holds, an unknown lot, an expired one: refused, nothing taken.
+        let short = adjust_down(&mut lots, Credits::from_whole(6), Some(8), &order, t0());
+        assert_eq!(short, Err(Insufficient { requested: Credits::from_whole(6), available: Credits::from_whole(5) }));
+        assert_eq!(adjust_down(&mut lots, Credits::from_whole(1), Some(99), &order, t0()).unwrap_err().available, Credits::ZERO);
+        let mut expired = vec![lot(4, Some(0))];
+        assert_eq!(adjust_down(&mut expired, Credits::from_whole(1), Some(7), &order, t0()).unwrap_err().available, Credits::ZERO);
+        assert_eq!(lots[0].remaining, Credits::from_whole(5));
     }
 
     #[test]

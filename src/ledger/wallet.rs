@@ -27,6 +27,8 @@ pub struct Totals {
     pub revoked: Credits,
     /// What operators voided of lots (`ledger::corrections`).
     pub voided: Credits,
+    /// What operators debited by hand (`corrections::adjust_down`).
+    pub adjusted_down: Credits,
 }
 
 /// A hold: the parts it took, in order, and until when.
@@ -327,6 +329,22 @@ impl Wallet {
         Ok(voided)
     }
 
+    /// An operator's debit (`corrections::adjust_down`): holds past their deadline give their
+    /// credits back first; never the day's free credits.
+    pub fn adjust_down(
+        &mut self,
+        amount: Credits,
+        from: Option<i64>,
+        order: &ConsumptionOrder,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Take>, Insufficient> {
+        self.lapse(now);
+        let takes = corrections::adjust_down(&mut self.lots, amount, from, order, now)?;
+        self.totals.adjusted_down = self.totals.adjusted_down.checked_add(amount).expect("totals fit");
+        self.check();
+        Ok(takes)
+    }
+
     pub fn remaining(&self) -> Credits {
         self.lots.iter().map(|l| l.remaining).sum()
     }
@@ -351,6 +369,7 @@ impl Wallet {
             .and_then(|s| s.checked_add(self.totals.refunded))
             .and_then(|s| s.checked_add(self.totals.revoked))
             .and_then(|s| s.checked_add(self.totals.voided))
+            .and_then(|s| s.checked_add(self.totals.adjusted_down))
             .and_then(|s| s.checked_add(self.remaining()));
         assert_eq!(Some(self.totals.granted), out, "conservation broken: {:?}", self.totals);
     }

@@ -1,13 +1,15 @@
 //! Operators' corrections (issue 25): `void_lot` takes what remains of a lot out of its account
-//! for good, in a VOID entry with the operator's reason and name. The rule is
-//! `ledger::corrections::void`; this is the keyed, journaled, audited way it runs.
+//! for good, in a VOID entry; `adjust_credits` debits an account by hand, in an ADJUST entry;
+//! both with the operator's reason and name. The rules are in `ledger::corrections`; this is the
+//! keyed, journaled, audited way they run.
 
-use crate::ledger::Credits;
 use crate::ledger::corrections;
+use crate::ledger::{Credits, Lot};
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
 use crate::service::posting::{self, EntryMeta};
 use crate::service::reservations::release_lapsed;
+use crate::service::spending::check_amount;
 use crate::service::{Engine, Refusal, ServiceError};
 use crate::store::idempotency::request_hash;
 use crate::store::journal::EntryKind;
@@ -40,17 +42,104 @@ pub struct VoidReceipt {
     pub entry_id: i64,
 }
 
+#[derive(Debug, Clone)]
+pub struct AdjustRequest {
+    pub account: String,
+    pub amount: Credits,
+    /// The one lot to take from; none: the account's lots in the program's order.
+    pub lot_id: Option<i64>,
+    pub reason: String,
+    pub idempotency_key: String,
+    /// The operator (`Caller::actor`), kept on the entry; not part of the request hash.
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct AdjustFields {
+    amount: Credits,
+    lot_id: Option<i64>,
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdjustReceipt {
+    pub entry_id: i64,
+    pub amount: Credits,
+    /// (lot id, credits taken from it), in the order taken.
+    pub takes: Vec<(i64, Credits)>,
+}
+
+/// A correction's reason: required, and a reason's bounds.
+fn required_reason(value: &str, what: &str) -> Result<String, ServiceError> {
+    let why = reason(value)?;
+    if why.trim().is_empty() {
+        return Err(ServiceError::bad_input(format!("reason is required: say why the credits are {what}")));
+    }
+    Ok(why)
+}
+
 impl Engine {
+    /// Debits `amount` from an account by hand, once per key, in an ADJUST entry: from the lot
+    /// named (which must be the account's) or from its lots in the program's order, never from
+    /// the day's free credits; all or nothing (`INSUFFICIENT_CREDITS` says what was available).
+    /// Any account status.
+    pub async fn adjust_credits(&self, request: AdjustRequest, now: DateTime<Utc>) -> Result<AdjustReceipt, ServiceError> {
+        let account = ExternalId::parse(&request.account)?;
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let amount = check_amount(request.amount)?;
+        let why = required_reason(&request.reason, "debited")?;
+        if let Some(lot_id) = request.lot_id {
+            let owner = match lots::by_ids(&self.db, &[lot_id]).await?.into_iter().next() {
+                Some(lot) => store::accounts::by_id(&self.db, lot.account_id).await?.map(|a| a.external_id),
+                None => None,
+            };
+            if owner.as_deref() != Some(account.as_str()) {
+                return Err(ServiceError::NotFound(format!("no lot {lot_id} on account {}", account.as_str())));
+            }
+        }
+        let fields = AdjustFields { amount, lot_id: request.lot_id, reason: why };
+        let request_hash = request_hash(&fields);
+        let command = Command { operation: "adjust", account, key, request_hash, permit: Permit::Any, fields: (fields, request.actor) };
+        self.execute(command, now, |run| {
+            Box::pin(async move {
+                let Run { txn, ledger, account, command, now, .. } = run;
+                let (fields, actor) = &command.fields;
+                // Lapsed holds are released first: a debit sees the credits a read shows.
+                release_lapsed(txn, &[account.id], now).await?;
+                let read: Vec<Lot> = lots::open_for_account(txn, account.id).await?.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
+                let mut left = read.clone();
+                let takes = match corrections::adjust_down(&mut left, fields.amount, fields.lot_id, &ledger.program.consumption_order, now)
+                {
+                    Ok(takes) => takes,
+                    Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
+                };
+                let debits: Vec<(&Lot, Credits)> =
+                    takes.iter().map(|t| (read.iter().find(|l| l.id == t.lot_id).expect("a take from a lot read"), t.amount)).collect();
+                let meta = EntryMeta {
+                    idempotency_key: Some(command.key.as_str()),
+                    reason: Some(&fields.reason),
+                    actor: actor.as_deref(),
+                    ..EntryMeta::now("adjust", now)
+                };
+                let entry = posting::debit(txn, account.id, EntryKind::Adjust, &debits, meta).await?;
+                tracing::info!(account.id = account.id, amount.credits = %fields.amount, "credits debited by an operator");
+                Ok(Ok(AdjustReceipt {
+                    entry_id: entry.id,
+                    amount: fields.amount,
+                    takes: takes.iter().map(|t| (t.lot_id, t.amount)).collect(),
+                }))
+            })
+        })
+        .await
+    }
+
     /// Voids what remains of lot `lot_id`, once per key: refused (`INVALID_STATE`, kept under the
     /// key) when nothing remains, when the lot has expired (the write-off owns it), or while a
     /// reservation holds credits drawn from it. Any account status: a suspended account's
     /// credits are the ones most often voided.
     pub async fn void_lot(&self, request: VoidRequest, now: DateTime<Utc>) -> Result<VoidReceipt, ServiceError> {
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
-        let why = reason(&request.reason)?;
-        if why.trim().is_empty() {
-            return Err(ServiceError::bad_input("reason is required: say why the credits are voided"));
-        }
+        let why = required_reason(&request.reason, "voided")?;
         let not_found = || ServiceError::NotFound(format!("no lot {}", request.lot_id));
         let lot = lots::by_ids(&self.db, &[request.lot_id]).await?.into_iter().next().ok_or_else(not_found)?;
         let owner = store::accounts::by_id(&self.db, lot.account_id).await?.ok_or_else(not_found)?;
