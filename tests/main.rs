@@ -22,6 +22,7 @@ mod coupons;
 mod crash;
 mod daily_free;
 mod expiry;
+mod export;
 mod fuzz;
 mod graphiql;
 mod history;
