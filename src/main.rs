@@ -71,6 +71,26 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Write the ledger as one consistent snapshot: every ledger table as JSON lines that
+    /// `import` loads, or the journal's lines as CSV; a checksum line ends either.
+    Export {
+        /// Only what was recorded at or after this instant (RFC 3339, or YYYY-MM-DD for its
+        /// midnight UTC): an incremental export for a warehouse, which `import` refuses.
+        #[arg(long, value_parser = credits::service::export::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// jsonl (every ledger table; what `import` reads) or csv (journal lines).
+        #[arg(long, default_value = "jsonl")]
+        format: credits::service::export::Format,
+        /// Where to write it (default: stdout).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Load a whole JSONL export into an empty database (FILE, or `-` for stdin), then audit
+    /// it; non-zero exit if the file is refused or the audit fails.
+    Import {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Persisted GraphQL documents: the allow-list that `persisted_only` runs.
     Persisted {
         #[command(subcommand)]
@@ -304,6 +324,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         );
                     }
                 }
+            }
+        }
+        Command::Export { since, format, output } => {
+            let db = credits::db::connect(&config.database_url(), 1).await?;
+            let now = chrono::Utc::now();
+            let summary = match output {
+                Some(path) => {
+                    let file = std::fs::File::create(&path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+                    credits::service::export::export(&db, format, since, now, file).await?
+                }
+                None => credits::service::export::export(&db, format, since, now, std::io::stdout().lock()).await?,
+            };
+            eprintln!("exported {} rows, {}", summary.rows, summary.checksum);
+        }
+        Command::Import { file } => {
+            use credits::service::export::ImportSource;
+            let source = if file.as_os_str() == "-" { ImportSource::Stdin } else { ImportSource::File(file) };
+            let db = credits::db::connect(&config.database_url(), 2).await?;
+            let summary = credits::service::export::import(&db, &source).await?;
+            for (table, rows) in &summary.tables {
+                eprintln!("{:<20} {rows}", table.name());
+            }
+            eprintln!("imported {} rows, {}", summary.rows, summary.checksum);
+            let report = credits::audit::run(&db, chrono::Utc::now()).await?;
+            println!("{report}");
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Audit => {

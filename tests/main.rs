@@ -23,6 +23,7 @@ mod coupons;
 mod crash;
 mod daily_free;
 mod expiry;
+mod export;
 mod fuzz;
 mod graphiql;
 mod history;

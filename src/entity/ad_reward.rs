@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// An ad view the network verified server-side; redeemed once by the app's claim.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "ad_rewards")]
 pub struct Model {
     #[sea_orm(primary_key)]

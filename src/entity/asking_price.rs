@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A provider's ask for one workload, credits per job.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "asking_prices")]
 pub struct Model {
     #[sea_orm(primary_key)]

@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// A metered container (arkain): its tier and add-on, whether it runs, its storage, and how far
 /// its running time and traffic are accounted.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "containers")]
 pub struct Model {
     #[sea_orm(primary_key)]

@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// A consumer's job on the market: how its budget was found, which provider it cleared with at
 /// what price, the reservation holding that price, and how it ended.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "market_jobs")]
 pub struct Model {
     #[sea_orm(primary_key)]

@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// An account's meters: storage over the quota is an account-wide measure (all containers
 /// together), and so are the month's traffic and the AI free trial.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "meters")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

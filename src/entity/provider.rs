@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// A market provider ("island"): its hardware, how many jobs it runs at once, its default ask.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "providers")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// Credits held for an account's pending work: "held" until captured, released or expired.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "reservations")]
 pub struct Model {
     #[sea_orm(primary_key)]

@@ -1,7 +1,7 @@
 use sea_orm::entity::prelude::*;
 
 /// One deduction of metered usage: what it came to, what was actually taken, and what was not.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "settlements")]
 pub struct Model {
     #[sea_orm(primary_key)]

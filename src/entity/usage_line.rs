@@ -2,7 +2,7 @@ use sea_orm::entity::prelude::*;
 
 /// One priced line of a settlement: a container's hours in one UTC day, its add-on, the
 /// account's storage or traffic, or one AI use.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "usage_lines")]
 pub struct Model {
     #[sea_orm(primary_key)]

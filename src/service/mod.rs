@@ -16,6 +16,7 @@ pub mod daily_free;
 pub mod error;
 pub mod executor;
 pub mod expiry;
+pub mod export;
 pub mod input;
 pub mod jobs;
 pub mod keyed;

@@ -8,6 +8,7 @@ pub mod audit_runs;
 pub mod claims;
 pub mod console_links;
 pub mod coupons;
+pub mod export;
 pub mod idempotency;
 pub mod job_runs;
 pub mod journal;

@@ -11,6 +11,7 @@
 
 mod baseline;
 mod chart;
+mod export;
 mod load;
 mod month;
 mod seed;
@@ -60,6 +61,10 @@ pub enum Scenario {
     /// Balance reads alone, then again while two clients with no token send the fan-out document
     /// of `--fan-out-depth` (issue 17): how fast it is refused and what it costs the readers.
     Hostile,
+    /// `credits export` of the seeded accounts and a long past (`--export-lots` used-up lots,
+    /// ten journal entries each), then `credits import` of it into a fresh database: time and
+    /// peak RSS of each (the issue's target: a 1M-entry export under 100 MB).
+    Export,
 }
 
 impl Scenario {
@@ -71,6 +76,7 @@ impl Scenario {
             Scenario::Month => "month",
             Scenario::Day => "day",
             Scenario::Hostile => "hostile",
+            Scenario::Export => "export",
         }
     }
 }
@@ -122,6 +128,8 @@ struct Results {
     rows: Vec<Row>,
     /// The month's jobs, timed.
     months: Vec<(Db, month::JobRun)>,
+    /// Export and import, timed and measured.
+    exports: Vec<(Db, export::Run)>,
 }
 
 /// One measured run.
@@ -193,6 +201,10 @@ struct Args {
     /// Accounts of the `month` scenario, each with a plan lot expiring at the month's end.
     #[arg(long, default_value_t = 1_000_000)]
     month_accounts: usize,
+    /// Used-up lots of the `export` scenario's long-past account (ten journal entries and ten
+    /// lines each: 100,000 makes 1M entries).
+    #[arg(long, default_value_t = 100_000)]
+    export_lots: usize,
     /// Server processes on the one database; the clients' requests take turns over them.
     #[arg(long, default_value_t = 1)]
     servers: usize,
@@ -298,7 +310,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         let (url, dropper) = match db {
             Db::Sqlite => (format!("sqlite://{}?mode=rwc", workdir.path().join("bench.db").display()), None),
             Db::Postgres => {
-                let (url, admin, name) = create_pg_database(&args.pg_url).await?;
+                let (url, admin, name) = create_pg_database(&args.pg_url, "").await?;
                 (url, Some((admin, name)))
             }
         };
@@ -311,8 +323,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         }
         clean &= result?;
     }
-    let Results { rows, months } = results;
+    let Results { rows, months, exports } = results;
     targets(&rows, &months, &args);
+    export_targets(&exports);
     if !rows.is_empty() {
         chart::draw(&args.chart, &rows, &args.db)?;
         println!("chart: {}", args.chart.display());
@@ -320,9 +333,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     Ok(clean)
 }
 
-/// `credits_bench_<pid>` beside the admin URL's database; returns its URL.
-async fn create_pg_database(admin_url: &str) -> anyhow::Result<(String, sea_orm::DatabaseConnection, String)> {
-    let name = format!("credits_bench_{}", std::process::id());
+/// `credits_bench_<pid><suffix>` beside the admin URL's database; returns its URL.
+async fn create_pg_database(admin_url: &str, suffix: &str) -> anyhow::Result<(String, sea_orm::DatabaseConnection, String)> {
+    let name = format!("credits_bench_{}{suffix}", std::process::id());
     let admin = credits::db::connect(admin_url, 1).await.with_context(|| format!("connect to {admin_url}"))?;
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
     admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await?;
@@ -341,7 +354,7 @@ async fn run_database(
     workdir: &Path,
     results: &mut Results,
 ) -> anyhow::Result<bool> {
-    let Results { rows, months } = results;
+    let Results { rows, months, exports } = results;
     let seeded = seed::seed(url, args.accounts).await?;
     eprintln!("{}: seeded {} accounts in {:.1} s", db.label(), args.accounts, seeded.as_secs_f64());
     if args.scenarios.contains(&Scenario::Reads) {
@@ -370,8 +383,8 @@ async fn run_database(
     let outcome = async {
         for &scenario in &args.scenarios {
             let pick = match scenario {
-                // Runs after the servers have stopped, below.
-                Scenario::Month => continue,
+                // Run after the servers have stopped, below.
+                Scenario::Month | Scenario::Export => continue,
                 Scenario::Day => {
                     for &clients in &args.clients {
                         for (request, measured) in load::mixed_day(target.clone(), args.accounts, clients, warmup, seconds).await {
@@ -495,7 +508,63 @@ async fn run_database(
             months.push((db, run));
         }
     }
+    if args.scenarios.contains(&Scenario::Export) {
+        exports.push((db, export_scenario(args, db, url, credits_bin, workdir).await?));
+    }
     audit(credits_bin, url, workdir).await
+}
+
+/// Seeds the long past (unless the reads scenario did), exports it and imports it into a fresh
+/// database of the same kind (dropped after).
+async fn export_scenario(args: &Args, db: Db, url: &str, credits_bin: &Path, workdir: &Path) -> anyhow::Result<export::Run> {
+    if !args.scenarios.contains(&Scenario::Reads) {
+        let seeded = seed::seed_history(url, args.export_lots, 100).await?;
+        eprintln!(
+            "{}: seeded bench-big ({} lots, {} journal entries) in {:.1} s",
+            db.label(),
+            args.export_lots,
+            args.export_lots * 10,
+            seeded.as_secs_f64()
+        );
+    }
+    let (target, dropper) = match db {
+        Db::Sqlite => (format!("sqlite://{}?mode=rwc", workdir.join("imported.db").display()), None),
+        Db::Postgres => {
+            let (url, admin, name) = create_pg_database(&args.pg_url, "_import").await?;
+            (url, Some((admin, name)))
+        }
+    };
+    let run = export::run(credits_bin, url, &target, workdir).await;
+    if let Some((admin, name)) = dropper {
+        admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await?;
+    }
+    let run = run?;
+    for (what, m) in [("export", &run.export), ("import", &run.import)] {
+        println!(
+            "{what}   {:<8} {} rows, {:.1} MB: {:.1} s ({:.0} rows/s), peak RSS {:.1} MiB",
+            db.label(),
+            run.rows,
+            run.bytes as f64 / 1e6,
+            m.elapsed.as_secs_f64(),
+            run.rows as f64 / m.elapsed.as_secs_f64(),
+            m.peak_rss_mib
+        );
+    }
+    Ok(run)
+}
+
+/// The issue's export target: peak RSS under 100 MB, whatever the ledger's size.
+fn export_targets(exports: &[(Db, export::Run)]) {
+    for (db, run) in exports {
+        let verdict = if run.export.peak_rss_mib * 1.048_576 < 100.0 { "met" } else { "MISSED" };
+        println!(
+            "  {:<8} export of {} rows: peak RSS {:.1} MiB (target < 100 MB): {verdict}; import {:.1} MiB, audit passed",
+            db.label(),
+            run.rows,
+            run.export.peak_rss_mib,
+            run.import.peak_rss_mib
+        );
+    }
 }
 
 /// `credits audit` against the benchmark's database: it must exit 0.
