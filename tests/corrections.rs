@@ -32,6 +32,13 @@ async fn lot_id(app: &TestApp, account: &str, amount: &str, key: &str, expires_a
     granted["data"]["grantCredits"]["lotId"].as_str().unwrap_or_else(|| panic!("{granted}")).to_string()
 }
 
+/// The account's newest journal entry, as its history shows it.
+async fn latest_entry(app: &TestApp, account: &str) -> Value {
+    let query = "query($a: ID!) { account(id: $a) { history(first: 1) { nodes { sequence kind amount reason actor } } } }";
+    let history = app.gql(&app.service, query, json!({ "a": account })).await;
+    history["data"]["account"]["history"]["nodes"][0].clone()
+}
+
 async fn remaining(app: &TestApp, account: &str, lot: &str) -> String {
     let query = "query($a: ID!) { account(id: $a) { lots(first: 50, includeClosed: true) { nodes { id remaining } } } }";
     let r = app.gql(&app.service, query, json!({ "a": account })).await;
@@ -62,20 +69,13 @@ async fn a_void_takes_what_remains_once(backend: Backend) {
     let remaining_of_lot = remaining_before;
 
     // In the history: a VOID entry with the reason and the operator's name.
-    let history = app
-        .gql(
-            &app.service,
-            "query($a: ID!) { account(id: $a) { history(first: 1) { nodes { sequence kind amount reason actor } } } }",
-            json!({ "a": "a" }),
-        )
-        .await;
-    let entry = &history["data"]["account"]["history"]["nodes"][0];
+    let entry = &latest_entry(&app, "a").await;
     assert_eq!(
         (&entry["kind"], &entry["reason"], &entry["actor"], &entry["sequence"]),
         (&json!("VOID"), &json!("granted to the wrong account"), &json!(ADMIN_SUBJECT), &payload["sequence"]),
-        "{history}"
+        "{entry}"
     );
-    assert_eq!(entry["amount"], json!(format!("-{remaining_of_lot}")), "{history}");
+    assert_eq!(entry["amount"], json!(format!("-{remaining_of_lot}")), "{entry}");
 
     // A replay is the first outcome and changes nothing; the key with another lot conflicts.
     assert_eq!(void(&app, &app.admin, &lot, "v-1").await, voided);
@@ -191,18 +191,11 @@ async fn a_manual_debit_takes_from_the_named_lot_or_in_order(backend: Backend) {
     let lots = in_order["data"]["adjustCredits"]["lots"].as_array().unwrap();
     assert_eq!(lots.len(), 2, "{in_order}");
     assert_eq!(app.balance("a").await, "2");
-    let history = app
-        .gql(
-            &app.service,
-            "query($a: ID!) { account(id: $a) { history(first: 1) { nodes { sequence kind amount reason actor } } } }",
-            json!({ "a": "a" }),
-        )
-        .await;
-    let entry = &history["data"]["account"]["history"]["nodes"][0];
+    let entry = &latest_entry(&app, "a").await;
     assert_eq!(
         (&entry["kind"], &entry["amount"], &entry["reason"], &entry["actor"], &entry["sequence"]),
         (&json!("ADJUST"), &json!("-9"), &json!("chargeback"), &json!(ADMIN_SUBJECT), &in_order["data"]["adjustCredits"]["sequence"]),
-        "{history}"
+        "{entry}"
     );
 
     // All or nothing; another account's lot is not found; bad amounts are input errors.
