@@ -74,6 +74,11 @@ pub struct AdjustCreditsPayload {
     pub sequence: ID,
 }
 
+/// A lot id as the API shows it; anything else names no lot.
+fn parse_lot_id(id: &ID) -> Result<i64, ServiceError> {
+    id.parse::<i64>().map_err(|_| ServiceError::NotFound(format!("no lot {:?}", id.as_str())))
+}
+
 /// The operator a correction is recorded under: corrections need a named admin token.
 fn operator(ctx: &Context<'_>) -> Result<String, ApiError> {
     match caller(ctx)? {
@@ -99,7 +104,7 @@ impl CorrectionsMutation {
         #[graphql(desc = "The lot, the reason, and an idempotency key.")] input: VoidLotInput,
     ) -> ApiResult<VoidLotPayload> {
         let actor = operator(ctx)?;
-        let lot_id = input.lot_id.parse::<i64>().map_err(|_| ServiceError::NotFound(format!("no lot {:?}", input.lot_id.as_str())))?;
+        let lot_id = parse_lot_id(&input.lot_id)?;
         let app = app(ctx);
         let request = VoidRequest { lot_id, reason: input.reason, idempotency_key: input.idempotency_key, actor: Some(actor) };
         let receipt = app.ledger.void_lot(request, app.clock.now()).await?;
@@ -122,10 +127,7 @@ impl CorrectionsMutation {
         #[graphql(desc = "The account, the amount, the lot if one, the reason, and an idempotency key.")] input: AdjustCreditsInput,
     ) -> ApiResult<AdjustCreditsPayload> {
         let actor = operator(ctx)?;
-        let lot_id = match &input.lot_id {
-            Some(id) => Some(id.parse::<i64>().map_err(|_| ServiceError::NotFound(format!("no lot {:?}", id.as_str())))?),
-            None => None,
-        };
+        let lot_id = input.lot_id.as_ref().map(parse_lot_id).transpose()?;
         let app = app(ctx);
         let request = AdjustRequest {
             account: input.account_id.to_string(),
