@@ -82,7 +82,7 @@ struct Op {
     who: Who,
     query: &'static str,
     /// Valid variables; `$KEY` becomes a fresh idempotency key and `$N` a fresh number per
-    /// case, `$PENDING`, `$UNPAID` (left for simulatePayment), `$PAID`, `$BOB_PAID`, `$LOT`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
+    /// case, `$PENDING`, `$UNPAID` (left for simulatePayment), `$PAID`, `$BOB_PAID`, `$LOT`, `$LOT2`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
     base: &'static str,
     fields: &'static [(&'static str, Kind)],
 }
@@ -244,6 +244,21 @@ const OPS: &[Op] = &[
             ("input.accountId", Kind::Account),
             ("input.amount", Kind::Amount),
             ("input.lotId", Kind::OptionalId),
+            ("input.reason", Kind::Text),
+            ("input.idempotencyKey", Kind::Key),
+        ],
+    },
+    // Each accepted change moves the expiry (a later one, or one into the past, which expires
+    // the lot at once; after that every change is INVALID_STATE: never reopened).
+    Op {
+        name: "changeLotExpiry",
+        program: "arkain",
+        who: Who::Admin,
+        query: "mutation($input: ChangeLotExpiryInput!) { changeLotExpiry(input: $input) { expiresAt } }",
+        base: r#"{"input": {"lotId": "$LOT2", "expiresAt": "2030-01-01T00:00:00Z", "reason": "adversarial", "idempotencyKey": "$KEY"}}"#,
+        fields: &[
+            ("input.lotId", Kind::Id),
+            ("input.expiresAt", Kind::Date),
             ("input.reason", Kind::Text),
             ("input.idempotencyKey", Kind::Key),
         ],
@@ -807,6 +822,10 @@ async fn fixtures(app: &TestApp, program: &str) -> Fixtures {
             let grant = "mutation { grantCredits(input: {accountId: \"alice\", amount: \"100\", class: PROMOTIONAL, idempotencyKey: \"LOT\"}) { lotId } }";
             let lot = ok(app, &admin, grant, json!({}), &["grantCredits", "lotId"]).await;
             ids.insert("LOT", lot.as_str().unwrap().to_string());
+            // A lot of its own for `changeLotExpiry`, whose cases may expire it.
+            let grant = "mutation { grantCredits(input: {accountId: \"alice\", amount: \"100\", class: PROMOTIONAL, idempotencyKey: \"LOT2\"}) { lotId } }";
+            let lot = ok(app, &admin, grant, json!({}), &["grantCredits", "lotId"]).await;
+            ids.insert("LOT2", lot.as_str().unwrap().to_string());
             let reserve = "mutation($k: String!) { reserveCredits(input: {accountId: \"alice\", amount: \"10\", feature: \"chat\", idempotencyKey: $k}) { reservationId } }";
             for name in ["RES", "RES2"] {
                 let id = ok(app, &service, reserve, json!({ "k": name }), &["reserveCredits", "reservationId"]).await;

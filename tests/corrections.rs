@@ -1,7 +1,8 @@
 //! Operators' corrections (issue 25): `voidLot` through the real API on both databases. What
 //! remains of a lot leaves the account in a VOID entry with the reason and the operator's name;
 //! a replay is the first outcome; an empty, expired or held lot is refused and nothing changes;
-//! corrections need a named admin; concurrent voids of one lot void it once.
+//! corrections need a named admin; concurrent voids of one lot void it once. `adjustCredits`
+//! and `changeLotExpiry` likewise.
 
 use crate::on_both;
 use crate::support::{ADMIN_SUBJECT, Backend, TestApp, error_code};
@@ -210,6 +211,185 @@ async fn a_manual_debit_takes_from_the_named_lot_or_in_order(backend: Backend) {
     assert_eq!(app.balance("b").await, "5");
     app.assert_audit_clean().await;
 }
+
+const EXPIRY: &str = "mutation($l: ID!, $e: DateTime!, $k: String!) { changeLotExpiry(input: {lotId: $l, expiresAt: $e, reason: \"goodwill\", idempotencyKey: $k}) { lotId accountId previousExpiresAt expiresAt expired sequence } }";
+
+async fn change_expiry(app: &TestApp, token: &str, lot: &str, to: &str, key: &str) -> Value {
+    app.gql(token, EXPIRY, json!({ "l": lot, "e": to, "k": key })).await
+}
+
+async fn expiry_of(app: &TestApp, account: &str, lot: &str) -> Value {
+    let query = "query($a: ID!) { account(id: $a) { lots(first: 50, includeClosed: true) { nodes { id expiresAt } } } }";
+    let r = app.gql(&app.service, query, json!({ "a": account })).await;
+    let lots = r["data"]["account"]["lots"]["nodes"].as_array().unwrap_or_else(|| panic!("{r}"));
+    lots.iter().find(|l| l["id"] == json!(lot)).unwrap_or_else(|| panic!("{r}"))["expiresAt"].clone()
+}
+
+/// An expiry moved later keeps the lot spendable past its old expiry, in an EXPIRY_CHANGE entry
+/// that says from what to what, by whom and why; a replay is the first outcome.
+async fn an_expiry_moves_later_and_the_history_says_so(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.clock.set(at("2026-11-10T10:00:00Z"));
+    app.create_account("a").await;
+    let lot = lot_id(&app, "a", "10", "g-1", Some(at("2026-11-10T12:00:00Z"))).await;
+
+    let moved = change_expiry(&app, &app.admin, &lot, "2026-12-31T00:00:00Z", "e-1").await;
+    assert!(moved["errors"].is_null(), "{moved}");
+    let payload = &moved["data"]["changeLotExpiry"];
+    assert_eq!(payload["previousExpiresAt"], json!("2026-11-10T12:00:00+00:00"), "{moved}");
+    assert_eq!(payload["expiresAt"], json!("2026-12-31T00:00:00+00:00"), "{moved}");
+    assert_eq!((&payload["expired"], &payload["accountId"]), (&json!("0"), &json!("a")));
+    assert_eq!(expiry_of(&app, "a", &lot).await, payload["expiresAt"]);
+
+    let query = "query($a: ID!) { account(id: $a) { history(first: 1) { nodes { sequence kind amount reason actor lines { lotId amount } expiryChange { lotId previousExpiresAt expiresAt } } } } }";
+    let history = app.gql(&app.service, query, json!({ "a": "a" })).await;
+    let entry = &history["data"]["account"]["history"]["nodes"][0];
+    assert_eq!(
+        (&entry["kind"], &entry["amount"], &entry["reason"], &entry["actor"], &entry["sequence"]),
+        (&json!("EXPIRY_CHANGE"), &json!("0"), &json!("goodwill"), &json!(ADMIN_SUBJECT), &payload["sequence"]),
+        "{entry}"
+    );
+    assert_eq!(entry["lines"], json!([]), "it moves no credits: {entry}");
+    assert_eq!(
+        entry["expiryChange"],
+        json!({ "lotId": lot, "previousExpiresAt": payload["previousExpiresAt"], "expiresAt": payload["expiresAt"] }),
+        "{entry}"
+    );
+
+    // A replay is the first outcome; the key with another instant conflicts; the same expiry
+    // again under a new key is refused.
+    assert_eq!(change_expiry(&app, &app.admin, &lot, "2026-12-31T00:00:00Z", "e-1").await, moved);
+    assert_eq!(error_code(&change_expiry(&app, &app.admin, &lot, "2027-01-31T00:00:00Z", "e-1").await), "IDEMPOTENCY_CONFLICT");
+    let same = change_expiry(&app, &app.admin, &lot, "2026-12-31T00:00:00Z", "e-2").await;
+    assert_eq!(error_code(&same), "INVALID_STATE", "{same}");
+
+    // Past its old expiry the lot still counts, and the expiry job leaves it alone.
+    app.clock.set(at("2026-11-20T00:00:00Z"));
+    let written_off = app.ledger.expire_due(app.clock.now(), 1000).await.unwrap();
+    assert_eq!(written_off.lots, 0);
+    assert_eq!(app.balance("a").await, "10");
+    assert!(app.spend("a", "4", "s-1").await["errors"].is_null());
+    // Moved earlier again (still in the future), it expires then, and the job writes it off.
+    let earlier = change_expiry(&app, &app.admin, &lot, "2026-11-21T00:00:00Z", "e-3").await;
+    assert_eq!(earlier["data"]["changeLotExpiry"]["expired"], json!("0"), "{earlier}");
+    app.clock.set(at("2026-11-21T00:00:00Z"));
+    assert_eq!(app.balance("a").await, "0", "an expired lot never counts, written off or not");
+    let written_off = app.ledger.expire_due(app.clock.now(), 1000).await.unwrap();
+    assert_eq!((written_off.lots, written_off.credits.to_string()), (1, "6".to_string()));
+    // Expired, it is never reopened.
+    let reopen = change_expiry(&app, &app.admin, &lot, "2027-01-01T00:00:00Z", "e-4").await;
+    assert_eq!(error_code(&reopen), "INVALID_STATE", "{reopen}");
+    assert!(reopen["errors"][0]["message"].as_str().unwrap().contains("never reopened"), "{reopen}");
+    app.assert_audit_clean().await;
+}
+
+/// An expiry moved to now, or into the past, expires the lot at once, dated now: what remains is
+/// written off with the operator's name, and what a reservation held from it expires when the
+/// reservation gives it back.
+async fn an_expiry_moved_into_the_past_expires_the_lot_now(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.clock.set(at("2026-11-10T10:00:00Z"));
+    app.create_account("a").await;
+    let lot = lot_id(&app, "a", "10", "g-1", None).await;
+    let held = app
+        .gql(&app.service, "mutation { reserveCredits(input: {accountId: \"a\", amount: \"3\", feature: \"chat\", idempotencyKey: \"h1\"}) { reservationId } }", json!({}))
+        .await;
+    let reservation = held["data"]["reserveCredits"]["reservationId"].as_str().unwrap_or_else(|| panic!("{held}")).to_string();
+
+    let moved = change_expiry(&app, &app.admin, &lot, "2026-11-01T00:00:00Z", "e-1").await;
+    assert!(moved["errors"].is_null(), "{moved}");
+    let payload = &moved["data"]["changeLotExpiry"];
+    assert_eq!((&payload["previousExpiresAt"], &payload["expiresAt"]), (&json!(null), &json!("2026-11-10T10:00:00+00:00")), "{moved}");
+    assert_eq!(payload["expired"], json!("7"), "what remained, not what is held");
+    assert_eq!(remaining(&app, "a", &lot).await, "0");
+    assert_eq!(app.balance("a").await, "3", "the held credits are still held");
+
+    let query = "query($a: ID!) { account(id: $a) { history(first: 2) { nodes { kind amount effectiveAt reason actor } } } }";
+    let history = app.gql(&app.service, query, json!({ "a": "a" })).await;
+    let nodes = &history["data"]["account"]["history"]["nodes"];
+    assert_eq!(nodes[0]["kind"], json!("EXPIRE"), "{history}");
+    assert_eq!(
+        (&nodes[0]["amount"], &nodes[0]["effectiveAt"], &nodes[0]["actor"], &nodes[0]["reason"]),
+        (&json!("-7"), &json!("2026-11-10T10:00:00+00:00"), &json!(ADMIN_SUBJECT), &json!("goodwill")),
+        "{history}"
+    );
+    assert_eq!(nodes[1]["kind"], json!("EXPIRY_CHANGE"), "{history}");
+
+    // Released, the held credits return to an expired lot: they expire, not come back.
+    let released = app
+        .gql(
+            &app.service,
+            "mutation($r: ID!) { releaseReservation(input: {reservationId: $r, idempotencyKey: \"r1\"}) { released } }",
+            json!({ "r": reservation }),
+        )
+        .await;
+    assert!(released["errors"].is_null(), "{released}");
+    assert_eq!(app.balance("a").await, "0");
+    app.ledger.expire_due(app.clock.now(), 1000).await.unwrap();
+    assert_eq!(app.balance("a").await, "0");
+    assert_eq!(remaining(&app, "a", &lot).await, "0");
+    app.assert_audit_clean().await;
+}
+
+/// Refusals change nothing: an empty lot, the day's free credits, an unknown lot, bad input and
+/// every role but a named admin.
+async fn what_cannot_be_moved_is_refused_and_changes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.clock.set(at("2026-11-10T10:00:00Z"));
+    app.create_account("a").await;
+    let empty = lot_id(&app, "a", "2", "g-1", Some(at("2026-11-11T00:00:00Z"))).await;
+    assert!(app.spend("a", "2", "s-1").await["errors"].is_null());
+    let refused = change_expiry(&app, &app.admin, &empty, "2026-12-01T00:00:00Z", "e-1").await;
+    assert_eq!(error_code(&refused), "INVALID_STATE", "{refused}");
+    assert!(refused["errors"][0]["message"].as_str().unwrap().contains("nothing remains"), "{refused}");
+
+    let lot = lot_id(&app, "a", "5", "g-2", Some(at("2026-11-11T00:00:00Z"))).await;
+    assert_eq!(error_code(&change_expiry(&app, &app.admin, "999999", "2026-12-01T00:00:00Z", "e-x").await), "NOT_FOUND");
+    assert_eq!(error_code(&change_expiry(&app, &app.admin, "lot-1", "2026-12-01T00:00:00Z", "e-x").await), "NOT_FOUND");
+    let blank = app
+        .gql(&app.admin, EXPIRY.replace("goodwill", " ").as_str(), json!({ "l": lot, "e": "2026-12-01T00:00:00Z", "k": "e-blank" }))
+        .await;
+    assert_eq!(error_code(&blank), "BAD_USER_INPUT", "{blank}");
+    let unnamed = unnamed_admin_token();
+    for token in [&app.service, &app.user("a"), &unnamed] {
+        let r = change_expiry(&app, token, &lot, "2026-12-01T00:00:00Z", "e-who").await;
+        assert_eq!(error_code(&r), "FORBIDDEN", "{r}");
+    }
+    assert_eq!(expiry_of(&app, "a", &lot).await, json!("2026-11-11T00:00:00+00:00"), "nothing changed");
+    assert_eq!(app.balance("a").await, "5");
+    app.assert_audit_clean().await;
+}
+
+/// Operators moving one lot's expiry at once, each to another instant under their own key:
+/// every change applies in turn, each entry says the expiry it found, and the lot ends at the
+/// last one recorded.
+async fn concurrent_expiry_changes_chain(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.clock.set(at("2026-11-10T10:00:00Z"));
+    app.create_account("a").await;
+    let lot = lot_id(&app, "a", "10", "g-1", Some(at("2026-11-11T00:00:00Z"))).await;
+    let results = futures::future::join_all((0..6).map(|i| {
+        let (app, lot) = (&app, lot.clone());
+        async move { change_expiry(app, &app.admin, &lot, &format!("2026-12-0{}T00:00:00Z", i + 1), &format!("e-{i}")).await }
+    }))
+    .await;
+    let mut changes: Vec<&Value> = results.iter().map(|r| &r["data"]["changeLotExpiry"]).collect();
+    assert!(results.iter().all(|r| r["errors"].is_null()), "{results:?}");
+    changes.sort_by_key(|c| c["sequence"].as_str().unwrap().parse::<i64>().unwrap());
+    assert_eq!(changes[0]["previousExpiresAt"], json!("2026-11-11T00:00:00+00:00"));
+    for pair in changes.windows(2) {
+        assert_eq!(pair[1]["previousExpiresAt"], pair[0]["expiresAt"], "each change saw the one before: {changes:?}");
+    }
+    assert_eq!(expiry_of(&app, "a", &lot).await, changes[5]["expiresAt"]);
+    app.assert_audit_clean().await;
+}
+
+on_both!(
+    an_expiry_moves_later_and_the_history_says_so,
+    an_expiry_moved_into_the_past_expires_the_lot_now,
+    what_cannot_be_moved_is_refused_and_changes_nothing,
+    concurrent_expiry_changes_chain
+);
 
 on_both!(a_manual_debit_takes_from_the_named_lot_or_in_order);
 

@@ -1,8 +1,8 @@
 //! Model-based test: random sequences of grants, spends, holds (capture, release, deadlines),
 //! purchases and refunds (their bonus remaining, held or spent), the day's free credits (carat),
-//! replays, status changes, clock moves (also as a test clock's advance, whose jobs run at each
-//! stop) and expiries go through the store and through the pure
-//! rules alone (`ledger::wallet`); the two must agree lot by lot, outcome by outcome, and in what
+//! operators' voids, debits and expiry changes, replays, status changes, clock moves (also as a
+//! test clock's advance, whose jobs run at each stop) and expiries go through the store and
+//! through the pure rules alone (`ledger::wallet`); the two must agree lot by lot, outcome by outcome, and in what
 //! a balance read shows (available, held) at every step, not only in conservation. Each run
 //! reports what it went through, and the suite fails if no run met a held or spent bonus.
 //!
@@ -17,7 +17,7 @@ use credits::ledger::refund::RefundRefusal;
 use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
-use credits::service::corrections::{AdjustRequest, VoidRequest};
+use credits::service::corrections::{AdjustRequest, ExpiryRequest, VoidRequest};
 use credits::service::jobs::Job;
 use credits::service::paging::Window;
 use credits::service::purchases::BONUS_ORIGIN;
@@ -56,7 +56,7 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
     assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
     assert!(covered.advances > 0 && covered.midnights > 0, "{covered:?}");
-    assert!(covered.voids > 0 && covered.adjustments > 0, "{covered:?}");
+    assert!(covered.voids > 0 && covered.adjustments > 0 && covered.expiry_changes > 0, "{covered:?}");
 }
 
 /// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
@@ -154,6 +154,8 @@ struct Covered {
     /// Operators' voids and debits that took credits.
     voids: usize,
     adjustments: usize,
+    /// Operators' moves of a lot's expiry that applied.
+    expiry_changes: usize,
 }
 
 impl Covered {
@@ -167,6 +169,7 @@ impl Covered {
         self.midnights += other.midnights;
         self.voids += other.voids;
         self.adjustments += other.adjustments;
+        self.expiry_changes += other.expiry_changes;
     }
 }
 
@@ -203,10 +206,12 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
             ("arkain", 1) => 17,
             ("arkain", 2) => 15,
             // 18: an operator's void of a random lot; 19: an operator's debit, from a random lot or
-            // in the program's order; each as often as a refund.
-            _ => match rng.random_range(0..18) {
+            // in the program's order; 20: an operator's move of a random lot's expiry, later or
+            // earlier (into the past too); each as often as a refund.
+            _ => match rng.random_range(0..19) {
                 16 => 18,
                 17 => 19,
+                18 => 20,
                 op => op,
             },
         };
@@ -472,6 +477,36 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 // A refused debit releases lapsed holds too (the model's adjust_down lapses first).
                 assert_eq!(stored, expected, "{context}: debit of {amount} from {from:?}");
                 covered.adjustments += usize::from(matches!(stored, Outcome::Took(_)));
+            }
+            20 if !model.lot_ids.is_empty() => {
+                let known: Vec<i64> = model.wallet.lots.iter().map(|l| l.id).filter(|id| model.lot_ids.contains_key(id)).collect();
+                let wallet_id = known[rng.random_range(0..known.len())];
+                let to = now + Duration::minutes(rng.random_range(-60..240));
+                let request = ExpiryRequest {
+                    lot_id: model.lot_ids[&wallet_id],
+                    expires_at: to,
+                    reason: "model".into(),
+                    idempotency_key: format!("expiry-{step}"),
+                    actor: Some("model@ops".into()),
+                };
+                let stored = app.ledger.change_lot_expiry(request, now).await;
+                // A change releases the account's lapsed holds first, refused or not.
+                model.wallet.lapse(now);
+                match (stored, model.wallet.change_expiry(wallet_id, to, now)) {
+                    (Ok(receipt), Ok((change, written_off))) => {
+                        assert_eq!((receipt.change, receipt.written_off), (change, written_off), "{context}: expiry of lot {wallet_id}");
+                        covered.expiry_changes += 1;
+                    }
+                    (Err(ServiceError::Refused(Refusal::InvalidState { what })), Err(refusal)) => {
+                        let (stored, expected) = (what.as_str(), refusal.to_string());
+                        let why = |m: &str| {
+                            ["expired at", "nothing remains", "already expires", "day's free"].into_iter().find(|k| m.contains(k))
+                        };
+                        assert!(why(stored).is_some(), "{context}: {stored}");
+                        assert_eq!(why(stored), why(&expected), "{context}: expiry of lot {wallet_id}: {stored} / {expected}");
+                    }
+                    (stored, expected) => panic!("{context}: expiry of lot {wallet_id}: store {stored:?}, rules {expected:?}"),
+                }
             }
             _ => {
                 // The workers' order: holds past their deadline, then lots past their expiry.

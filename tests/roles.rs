@@ -106,6 +106,14 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
     ),
     (
+        "changeLotExpiry",
+        r#"mutation { changeLotExpiry(input: {lotId: "1", expiresAt: "2030-01-01T00:00:00Z", reason: "roles", idempotencyKey: "k"}) { expiresAt } }"#,
+        No,
+        No,
+        No,
+        Yes,
+    ),
+    (
         "redeemCoupon",
         r#"mutation { redeemCoupon(input: {accountId: "ACC", code: "NOPE", idempotencyKey: "k"}) { amount } }"#,
         Yes,

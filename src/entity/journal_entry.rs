@@ -18,6 +18,9 @@ pub struct Model {
     pub reason: Option<String>,
     /// The admin subject of the operator who made the entry; none for every other entry.
     pub actor: Option<String>,
+    /// What the lines cannot say, as JSON: the old and new expiry of an expiry change. Null for
+    /// every other entry.
+    pub detail: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

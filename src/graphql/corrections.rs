@@ -1,4 +1,5 @@
-//! Operators' corrections of a ledger (admin, with a named operator): `voidLot`, `adjustCredits`.
+//! Operators' corrections of a ledger (admin, with a named operator): `voidLot`, `adjustCredits`,
+//! `changeLotExpiry`.
 
 use crate::auth::Caller;
 use crate::graphql::amount::CreditAmount;
@@ -6,8 +7,9 @@ use crate::graphql::context::{app, caller};
 use crate::graphql::error::{ApiError, ApiResult};
 use crate::graphql::types::credits;
 use crate::service::ServiceError;
-use crate::service::corrections::{AdjustRequest, VoidRequest};
+use crate::service::corrections::{AdjustRequest, ExpiryRequest, VoidRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use chrono::{DateTime, Utc};
 
 #[derive(Default)]
 pub struct CorrectionsMutation;
@@ -71,6 +73,40 @@ pub struct AdjustCreditsPayload {
     /// Where they were taken from, in the order taken.
     pub lots: Vec<LotDebit>,
     /// The journal entry of the debit (kind ADJUST).
+    pub sequence: ID,
+}
+
+/// A lot's new expiry, and why.
+#[derive(InputObject)]
+pub struct ChangeLotExpiryInput {
+    /// The lot (`Lot.id`).
+    pub lot_id: ID,
+    /// The new expiry (RFC 3339), later or earlier than the lot's. An instant not later than now
+    /// expires the lot at once, dated now (never in the past).
+    pub expires_at: DateTime<Utc>,
+    /// Why, shown in the account's history with the operator's name: 1 to 500 characters.
+    pub reason: String,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
+    /// the same key with another request is IDEMPOTENCY_CONFLICT.
+    pub idempotency_key: String,
+}
+
+/// An expiry change, as recorded.
+#[derive(SimpleObject)]
+pub struct ChangeLotExpiryPayload {
+    /// The lot.
+    pub lot_id: ID,
+    /// The account the lot belongs to (its external id).
+    pub account_id: ID,
+    /// The lot's expiry before the change; null when it never expired.
+    pub previous_expires_at: Option<DateTime<Utc>>,
+    /// The lot's expiry now: the instant asked for, or the instant of the change when the one
+    /// asked for was not later.
+    pub expires_at: DateTime<Utc>,
+    /// What the change wrote off at once (an EXPIRE entry): what remained of the lot when it was
+    /// moved to now; 0 otherwise.
+    pub expired: CreditAmount,
+    /// The journal entry of the change (kind EXPIRY_CHANGE).
     pub sequence: ID,
 }
 
@@ -145,6 +181,40 @@ impl CorrectionsMutation {
                 .into_iter()
                 .map(|(lot, amount)| LotDebit { lot_id: ID(lot.to_string()), amount: credits(amount) })
                 .collect(),
+            sequence: ID(receipt.entry_id.to_string()),
+        })
+    }
+
+    /// Moves a lot's expiry later or earlier (admin, named operator), in an EXPIRY_CHANGE entry
+    /// with the reason and the operator's name. An instant not later than now expires the lot
+    /// at once, dated now: what remains is written off in an EXPIRE entry, and what a
+    /// reservation holds from it expires when released (as any hold's part of an expired lot).
+    /// A later expiry makes the expiring-credits notice due again. Refused with INVALID_STATE
+    /// for a lot already expired (written off or due to be: never reopened), one with nothing
+    /// remaining nor held, the day's free credits, or the expiry it already has; NOT_FOUND for
+    /// an unknown lot. Works on an account of any status.
+    async fn change_lot_expiry(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The lot, its new expiry, the reason, and an idempotency key.")] input: ChangeLotExpiryInput,
+    ) -> ApiResult<ChangeLotExpiryPayload> {
+        let actor = operator(ctx)?;
+        let lot_id = parse_lot_id(&input.lot_id)?;
+        let app = app(ctx);
+        let request = ExpiryRequest {
+            lot_id,
+            expires_at: input.expires_at,
+            reason: input.reason,
+            idempotency_key: input.idempotency_key,
+            actor: Some(actor),
+        };
+        let receipt = app.ledger.change_lot_expiry(request, app.clock.now()).await?;
+        Ok(ChangeLotExpiryPayload {
+            lot_id: ID(receipt.lot_id.to_string()),
+            account_id: ID(receipt.account),
+            previous_expires_at: receipt.change.from,
+            expires_at: receipt.change.to,
+            expired: credits(receipt.written_off),
             sequence: ID(receipt.entry_id.to_string()),
         })
     }

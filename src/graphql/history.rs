@@ -4,6 +4,7 @@ use crate::entity::journal_line;
 use crate::graphql::amount::SignedCreditAmount;
 use crate::graphql::types::*;
 use crate::service::ServiceError;
+use crate::service::corrections::ExpiryDetail;
 use crate::service::reads::HistoryItem;
 use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
 use async_graphql::{ID, InputObject, SimpleObject};
@@ -37,6 +38,19 @@ pub struct JournalEntry {
     pub actor: Option<String>,
     /// Its lines: the change to each lot it touched, which sum to `amount`.
     pub lines: Vec<JournalLine>,
+    /// For an EXPIRY_CHANGE entry, the lot's old and new expiry; null for every other kind.
+    pub expiry_change: Option<LotExpiryChange>,
+}
+
+/// A lot's expiry as an operator moved it (`changeLotExpiry`).
+#[derive(SimpleObject)]
+pub struct LotExpiryChange {
+    /// The lot.
+    pub lot_id: ID,
+    /// Its expiry before; null when it never expired.
+    pub previous_expires_at: Option<DateTime<Utc>>,
+    /// Its expiry after.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// One lot's part of a journal entry.
@@ -72,6 +86,11 @@ impl TryFrom<HistoryItem> for JournalEntry {
             reason: e.reason,
             actor: e.actor,
             lines: item.lines.iter().map(JournalLine::from).collect(),
+            expiry_change: ExpiryDetail::of(e.detail.as_deref()).map(|d| LotExpiryChange {
+                lot_id: ID(d.lot_id.to_string()),
+                previous_expires_at: d.from,
+                expires_at: d.to,
+            }),
         })
     }
 }

@@ -103,7 +103,8 @@ mirror_enum!(
         Grant,
         /// Credits charged: a spend, a captured reservation, a metered settlement.
         Spend,
-        /// A lot's remainder written off at its expiry instant.
+        /// A lot's remainder written off at its expiry instant (or at once, by an operator's
+        /// `changeLotExpiry` to now, with their name and reason).
         Expire,
         /// A refunded purchase's unused credits taken back.
         Refund,
@@ -118,7 +119,11 @@ mirror_enum!(
         /// Held credits given back to the lots they came from.
         Release,
         /// What remained of a lot, voided by an operator (`voidLot`), with the reason and who did it.
-        Void
+        Void,
+        /// An operator moved a lot's expiry (`changeLotExpiry`): amount 0 and no lines (it moves
+        /// no credits); the lot and its old and new expiry in `expiryChange`. One moved to now is followed by an
+        /// EXPIRE entry of what remained.
+        ExpiryChange
     }
 );
 mirror_enum!(

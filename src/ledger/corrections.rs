@@ -1,5 +1,5 @@
-//! Operators' corrections of a ledger (issue 25): voiding what remains of a lot, and debiting
-//! an account by hand.
+//! Operators' corrections of a ledger (issue 25): voiding what remains of a lot, debiting an
+//! account by hand, and moving a lot's expiry.
 //!
 //! A void takes a lot's remaining credits out of the account for good, in a VOID entry with the
 //! operator's reason: a grant made by mistake, credits given to the wrong account, a fraud. What
@@ -8,7 +8,7 @@
 //! release never brings voided credits back.
 
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Take, take};
-use crate::ledger::{Credits, Lot};
+use crate::ledger::{Credits, Lot, LotSource};
 use chrono::{DateTime, Utc};
 
 /// Why a lot cannot be voided now.
@@ -55,6 +55,53 @@ pub fn adjust_down(
             None => Err(Insufficient { requested: amount, available: Credits::ZERO }),
         },
     }
+}
+
+/// Why a lot's expiry cannot be moved now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+pub enum ExpiryRefusal {
+    #[error("lot {lot_id} expired at {at}: an expired lot is written off, never reopened")]
+    Expired { lot_id: i64, at: DateTime<Utc> },
+    #[error("nothing remains of lot {lot_id}, and none of it is held: there is no expiry to move")]
+    NothingRemains { lot_id: i64 },
+    #[error("lot {lot_id} already expires at {at}")]
+    Unchanged { lot_id: i64, at: DateTime<Utc> },
+    #[error("lot {lot_id} is the day's free credits, which end at the next daily reset by rule")]
+    DailyFree { lot_id: i64 },
+}
+
+/// A lot's expiry as an operator moves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExpiryChange {
+    /// The expiry before (none: the lot never expired).
+    pub from: Option<DateTime<Utc>>,
+    /// The expiry after: the instant asked for, or `now` when that was not later than now.
+    pub to: DateTime<Utc>,
+    /// The lot expires at once: its remaining credits are written off now, in an EXPIRE entry
+    /// dated now (what a reservation holds from it expires when released, as any hold's part of
+    /// an expired lot does).
+    pub expires_now: bool,
+}
+
+/// Moves `lot`'s expiry to `to` at `now`: later or earlier; an instant not later than now
+/// expires the lot at once, dated now, never in the past, so no read already made changes. A
+/// lot already expired is never reopened (its write-off owns it, done or due), and a lot with
+/// nothing remaining nor held has no expiry left to move.
+pub fn change_expiry(lot: &Lot, held_from_it: Credits, to: DateTime<Utc>, now: DateTime<Utc>) -> Result<ExpiryChange, ExpiryRefusal> {
+    if let Some(at) = lot.expires_at.filter(|_| lot.is_expired(now)) {
+        return Err(ExpiryRefusal::Expired { lot_id: lot.id, at });
+    }
+    if lot.source == LotSource::DailyFree {
+        return Err(ExpiryRefusal::DailyFree { lot_id: lot.id });
+    }
+    if lot.remaining.is_zero() && held_from_it.is_zero() {
+        return Err(ExpiryRefusal::NothingRemains { lot_id: lot.id });
+    }
+    let to = to.max(now);
+    if lot.expires_at == Some(to) {
+        return Err(ExpiryRefusal::Unchanged { lot_id: lot.id, at: to });
+    }
+    Ok(ExpiryChange { from: lot.expires_at, to, expires_now: to == now })
 }
 
 #[cfg(test)]
@@ -116,5 +163,35 @@ mod tests {
         assert_eq!(void(&lot(4, None), held, t0()), Err(VoidRefusal::Held { lot_id: 7, held }));
         // Held credits are refused even when nothing else remains: the release would bring them back.
         assert_eq!(void(&lot(0, None), held, t0()), Err(VoidRefusal::Held { lot_id: 7, held }));
+    }
+
+    #[test]
+    fn an_expiry_moves_later_or_earlier() {
+        let moved = change_expiry(&lot(4, Some(60)), Credits::ZERO, t0() + Duration::days(30), t0()).unwrap();
+        assert_eq!(moved, ExpiryChange { from: Some(t0() + Duration::minutes(60)), to: t0() + Duration::days(30), expires_now: false });
+        let moved = change_expiry(&lot(4, None), Credits::ZERO, t0() + Duration::minutes(5), t0()).unwrap();
+        assert_eq!(moved, ExpiryChange { from: None, to: t0() + Duration::minutes(5), expires_now: false });
+        // Empty but held from: a release brings credits back, so their expiry still matters.
+        assert!(change_expiry(&lot(0, Some(60)), Credits::from_whole(1), t0() + Duration::days(1), t0()).is_ok());
+    }
+
+    #[test]
+    fn an_expiry_moved_into_the_past_expires_the_lot_now() {
+        for to in [t0() - Duration::days(3), t0()] {
+            let moved = change_expiry(&lot(4, Some(60)), Credits::ZERO, to, t0()).unwrap();
+            assert_eq!(moved, ExpiryChange { from: Some(t0() + Duration::minutes(60)), to: t0(), expires_now: true });
+        }
+    }
+
+    #[test]
+    fn an_expired_empty_unchanged_or_daily_lot_is_refused() {
+        let later = t0() + Duration::days(1);
+        // At its expiry instant a lot is expired: it is never reopened, written off yet or not.
+        assert_eq!(change_expiry(&lot(4, Some(0)), Credits::ZERO, later, t0()), Err(ExpiryRefusal::Expired { lot_id: 7, at: t0() }));
+        assert_eq!(change_expiry(&lot(0, Some(60)), Credits::ZERO, later, t0()), Err(ExpiryRefusal::NothingRemains { lot_id: 7 }));
+        let same = t0() + Duration::minutes(60);
+        assert_eq!(change_expiry(&lot(4, Some(60)), Credits::ZERO, same, t0()), Err(ExpiryRefusal::Unchanged { lot_id: 7, at: same }));
+        let daily = Lot::of_the_day(9, Credits::from_whole(3), t0());
+        assert_eq!(change_expiry(&daily, Credits::ZERO, later, t0()), Err(ExpiryRefusal::DailyFree { lot_id: 9 }));
     }
 }

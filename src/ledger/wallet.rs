@@ -4,7 +4,7 @@
 //! lapsed at their deadline by the next operation that needs the account's credits.
 
 use crate::ledger::amount::Credits;
-use crate::ledger::corrections::{self, VoidRefusal};
+use crate::ledger::corrections::{self, ExpiryChange, ExpiryRefusal, VoidRefusal};
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, take};
 use crate::ledger::lot::{allocate, balance};
 use crate::ledger::refund::{RefundPolicy, RefundRefusal, refund_minor, take_back_spent_bonus};
@@ -312,21 +312,42 @@ impl Wallet {
         written_off
     }
 
-    /// Voids what remains of lot `lot_id` (`corrections::void`): what open holds drew from it
-    /// refuses it.
-    pub fn void(&mut self, lot_id: i64, now: DateTime<Utc>) -> Result<Credits, VoidRefusal> {
-        let held: Credits = self
-            .holds
+    /// What open holds drew from lot `lot_id` and still hold.
+    fn held_from(&self, lot_id: i64) -> Credits {
+        self.holds
             .iter()
             .filter(|h| h.open)
             .flat_map(|h| h.parts.iter().filter(|(id, _)| *id == lot_id).map(|(_, a)| *a))
-            .fold(Credits::ZERO, |s, a| s.checked_add(a).expect("holds fit"));
+            .fold(Credits::ZERO, |s, a| s.checked_add(a).expect("holds fit"))
+    }
+
+    /// Voids what remains of lot `lot_id` (`corrections::void`): what open holds drew from it
+    /// refuses it.
+    pub fn void(&mut self, lot_id: i64, now: DateTime<Utc>) -> Result<Credits, VoidRefusal> {
+        let held = self.held_from(lot_id);
         let lot = self.lots.iter_mut().find(|l| l.id == lot_id).expect("a lot of this wallet");
         let voided = corrections::void(lot, held, now)?;
         lot.remaining = Credits::ZERO;
         self.totals.voided = self.totals.voided.checked_add(voided).expect("totals fit");
         self.check();
         Ok(voided)
+    }
+
+    /// Moves lot `lot_id`'s expiry (`corrections::change_expiry`); one moved to now is written
+    /// off at once, and what holds drew from it expires when they give it back.
+    pub fn change_expiry(&mut self, lot_id: i64, to: DateTime<Utc>, now: DateTime<Utc>) -> Result<(ExpiryChange, Credits), ExpiryRefusal> {
+        let held = self.held_from(lot_id);
+        let lot = self.lots.iter_mut().find(|l| l.id == lot_id).expect("a lot of this wallet");
+        let change = corrections::change_expiry(lot, held, to, now)?;
+        lot.expires_at = Some(change.to);
+        let mut written_off = Credits::ZERO;
+        if change.expires_now {
+            written_off = lot.remaining;
+            lot.remaining = Credits::ZERO;
+            self.totals.expired = self.totals.expired.checked_add(written_off).expect("totals fit");
+        }
+        self.check();
+        Ok((change, written_off))
     }
 
     /// An operator's debit (`corrections::adjust_down`): holds past their deadline give their

@@ -1,9 +1,10 @@
 //! Operators' corrections (issue 25): `void_lot` takes what remains of a lot out of its account
 //! for good, in a VOID entry; `adjust_credits` debits an account by hand, in an ADJUST entry;
-//! both with the operator's reason and name. The rules are in `ledger::corrections`; this is the
+//! `change_lot_expiry` moves a lot's expiry, in an EXPIRY_CHANGE entry (and an EXPIRE one when
+//! moved to now); each with the operator's reason and name. The rules are in `ledger::corrections`; this is the
 //! keyed, journaled, audited way they run.
 
-use crate::ledger::corrections;
+use crate::ledger::corrections::{self, ExpiryChange};
 use crate::ledger::{Credits, Lot};
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, reason};
@@ -67,6 +68,60 @@ pub struct AdjustReceipt {
     pub amount: Credits,
     /// (lot id, credits taken from it), in the order taken.
     pub takes: Vec<(i64, Credits)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExpiryRequest {
+    pub lot_id: i64,
+    /// The new expiry; an instant not later than now expires the lot at once, dated now.
+    pub expires_at: DateTime<Utc>,
+    pub reason: String,
+    pub idempotency_key: String,
+    /// The operator (`Caller::actor`), kept on the entries; not part of the request hash.
+    pub actor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ExpiryFields {
+    lot_id: i64,
+    expires_at: DateTime<Utc>,
+    reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryReceipt {
+    pub lot_id: i64,
+    /// The account's external id.
+    pub account: String,
+    pub change: ExpiryChange,
+    /// What the lot's expiry wrote off at once (zero unless moved to now).
+    pub written_off: Credits,
+    /// The EXPIRY_CHANGE entry.
+    pub entry_id: i64,
+    /// The EXPIRE entry that wrote the lot off, when it was moved to now and held credits.
+    pub write_off_entry_id: Option<i64>,
+}
+
+/// An expiry change as its entry's detail keeps it (`JournalEntry.expiryChange`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpiryDetail {
+    pub lot_id: i64,
+    pub from: Option<DateTime<Utc>>,
+    pub to: DateTime<Utc>,
+}
+
+impl ExpiryDetail {
+    pub const KEY: &'static str = "expiry_change";
+
+    /// The detail of an entry, if it is an expiry change's.
+    pub fn of(detail: Option<&str>) -> Option<ExpiryDetail> {
+        let value: serde_json::Value = serde_json::from_str(detail?).ok()?;
+        serde_json::from_value(value.get(Self::KEY)?.clone()).ok()
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::json!({ Self::KEY: self }).to_string()
+    }
 }
 
 /// A correction's reason: required, and a reason's bounds.
@@ -165,9 +220,7 @@ impl Engine {
                     .next()
                     .ok_or_else(|| anyhow::anyhow!("lot {} vanished", fields.lot_id))?;
                 let lot = lots::to_rule(&model)?;
-                let holds = store::reservations::open(txn, account.id, now).await?;
-                let lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
-                let held = Credits::from_micros(lines.iter().filter(|l| l.lot_id == lot.id).map(|l| -l.delta_micros).sum());
+                let held = held_from(txn, account.id, lot.id, now).await?;
                 let voided = match corrections::void(&lot, held, now) {
                     Ok(voided) => voided,
                     Err(refusal) => return Ok(Err(Refusal::InvalidState { what: refusal.to_string() })),
@@ -185,4 +238,86 @@ impl Engine {
         })
         .await
     }
+
+    /// Moves lot `lot_id`'s expiry, once per key: later or earlier; an instant not later than
+    /// now expires the lot at once, dated now, and writes off what remains of it in an EXPIRE
+    /// entry. Refused (`INVALID_STATE`, kept under the key) for a lot already expired (never
+    /// reopened), one with nothing remaining nor held, the day's free credits, or an expiry it
+    /// already has. Any account status.
+    pub async fn change_lot_expiry(&self, request: ExpiryRequest, now: DateTime<Utc>) -> Result<ExpiryReceipt, ServiceError> {
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let why = required_reason(&request.reason, "given a new expiry")?;
+        let not_found = || ServiceError::NotFound(format!("no lot {}", request.lot_id));
+        let lot = lots::by_ids(&self.db, &[request.lot_id]).await?.into_iter().next().ok_or_else(not_found)?;
+        let owner = store::accounts::by_id(&self.db, lot.account_id).await?.ok_or_else(not_found)?;
+        let fields = ExpiryFields { lot_id: lot.id, expires_at: request.expires_at, reason: why };
+        let request_hash = request_hash(&fields);
+        let command = Command {
+            operation: "change_expiry",
+            account: ExternalId::parse(&owner.external_id)?,
+            key,
+            request_hash,
+            permit: Permit::Any,
+            fields: (fields, request.actor),
+        };
+        self.execute(command, now, |run| {
+            Box::pin(async move {
+                let Run { txn, account, command, now, .. } = run;
+                let (fields, actor) = &command.fields;
+                // Lapsed holds are released first: the change sees the lot as a read shows it.
+                release_lapsed(txn, &[account.id], now).await?;
+                let model = lots::by_ids(txn, &[fields.lot_id])
+                    .await?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| anyhow::anyhow!("lot {} vanished", fields.lot_id))?;
+                let lot = lots::to_rule(&model)?;
+                let held = held_from(txn, account.id, lot.id, now).await?;
+                let change = match corrections::change_expiry(&lot, held, fields.expires_at, now) {
+                    Ok(change) => change,
+                    Err(refusal) => return Ok(Err(Refusal::InvalidState { what: refusal.to_string() })),
+                };
+                lots::set_expiry(txn, lot.id, change.to).await?;
+                let detail = ExpiryDetail { lot_id: lot.id, from: change.from, to: change.to }.to_json();
+                let meta = EntryMeta {
+                    idempotency_key: Some(command.key.as_str()),
+                    reason: Some(&fields.reason),
+                    actor: actor.as_deref(),
+                    detail: Some(&detail),
+                    ..EntryMeta::now("change_expiry", now)
+                };
+                let entry = posting::mark(txn, account.id, EntryKind::ExpiryChange, meta).await?;
+                let mut write_off = None;
+                if change.expires_now && !lot.remaining.is_zero() {
+                    // Written off here rather than by the job: the operator sees it done, and the
+                    // entry carries their name and reason.
+                    let meta = EntryMeta {
+                        idempotency_key: Some(command.key.as_str()),
+                        reason: Some(&fields.reason),
+                        actor: actor.as_deref(),
+                        ..EntryMeta::now("change_expiry", now)
+                    };
+                    write_off = Some(posting::debit(txn, account.id, EntryKind::Expire, &[(&lot, lot.remaining)], meta).await?.id);
+                }
+                let written_off = if write_off.is_some() { lot.remaining } else { Credits::ZERO };
+                tracing::info!(account.id = account.id, lot.id = lot.id, expires_at = %change.to, "lot expiry moved");
+                Ok(Ok(ExpiryReceipt {
+                    lot_id: lot.id,
+                    account: account.external_id.clone(),
+                    change,
+                    written_off,
+                    entry_id: entry.id,
+                    write_off_entry_id: write_off,
+                }))
+            })
+        })
+        .await
+    }
+}
+
+/// What the account's open reservations hold that they drew from lot `lot_id`.
+async fn held_from(txn: &sea_orm::DatabaseTransaction, account_id: i64, lot_id: i64, now: DateTime<Utc>) -> Result<Credits, ServiceError> {
+    let holds = store::reservations::open(txn, account_id, now).await?;
+    let lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
+    Ok(Credits::from_micros(lines.iter().filter(|l| l.lot_id == lot_id).map(|l| -l.delta_micros).sum()))
 }

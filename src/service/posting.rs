@@ -26,6 +26,8 @@ pub struct EntryMeta<'a> {
     pub reason: Option<&'a str>,
     /// The admin subject of the operator who made the entry (`Caller::actor`).
     pub actor: Option<&'a str>,
+    /// What the lines cannot say (JSON), kept on the entry: an expiry change's old and new expiry.
+    pub detail: Option<&'a str>,
     pub effective_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
 }
@@ -40,6 +42,7 @@ impl<'a> EntryMeta<'a> {
             model: None,
             reason: None,
             actor: None,
+            detail: None,
             effective_at: now,
             recorded_at: now,
         }
@@ -121,6 +124,17 @@ pub async fn debit(
     let entry = append(conn, account_id, kind, lines, meta).await?;
     store::accounts::add_to_balance(conn, account_id, -total.micros()).await?;
     Ok(entry)
+}
+
+/// An entry that moves no credits but says something happened to a lot (an expiry change): no
+/// lines, what happened in `meta.detail`.
+pub async fn mark(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    kind: EntryKind,
+    meta: EntryMeta<'_>,
+) -> Result<journal_entry::Model, DbErr> {
+    append(conn, account_id, kind, Vec::new(), meta).await
 }
 
 /// One entry of `debit_many`: what it takes from its account's lots.
@@ -219,6 +233,7 @@ fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta:
         model: meta.model,
         reason: meta.reason,
         actor: meta.actor,
+        detail: meta.detail,
         lines,
     }
 }

@@ -20,10 +20,13 @@ pub enum EntryKind {
     Release,
     /// What remained of a lot, voided by an operator (`ledger::corrections`).
     Void,
+    /// An operator moved a lot's expiry: no lines (it moves no credits), the lot and its old and
+    /// new expiry in the entry's detail (an expiry moved to now is followed by an EXPIRE).
+    ExpiryChange,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 10] = [
+    pub const ALL: [EntryKind; 11] = [
         EntryKind::Grant,
         EntryKind::Spend,
         EntryKind::Expire,
@@ -34,6 +37,7 @@ impl EntryKind {
         EntryKind::Hold,
         EntryKind::Release,
         EntryKind::Void,
+        EntryKind::ExpiryChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +52,7 @@ impl EntryKind {
             EntryKind::Hold => "hold",
             EntryKind::Release => "release",
             EntryKind::Void => "void",
+            EntryKind::ExpiryChange => "expiry_change",
         }
     }
 
@@ -74,6 +79,8 @@ pub struct NewEntry<'a> {
     pub reason: Option<&'a str>,
     /// The admin subject of the operator who made it; none for everything else.
     pub actor: Option<&'a str>,
+    /// What the lines cannot say (JSON): the old and new expiry of an expiry change.
+    pub detail: Option<&'a str>,
     /// (lot id, signed change to its remaining amount)
     pub lines: Vec<(i64, i64)>,
 }
@@ -81,6 +88,9 @@ pub struct NewEntry<'a> {
 /// Appends an entry and its lines. The entry's amount is the sum of its lines, by construction.
 pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<journal_entry::Model, DbErr> {
     let entry = row(&new).insert(conn).await?;
+    if new.lines.is_empty() {
+        return Ok(entry);
+    }
     let lines = new.lines.iter().map(|(lot_id, delta)| journal_line::ActiveModel {
         entry_id: Set(entry.id),
         lot_id: Set(*lot_id),
@@ -119,7 +129,9 @@ fn content_of_row(e: &journal_entry::Model) -> Content {
 }
 
 fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
-    assert!(!new.lines.is_empty(), "a journal entry touches at least one lot");
+    // Only an expiry change has no lines: it moves nothing (lines are never zero, a CHECK says
+    // so), and its detail names the lot.
+    assert!(!new.lines.is_empty() || new.kind == EntryKind::ExpiryChange, "a journal entry touches at least one lot");
     assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
     journal_entry::ActiveModel {
         account_id: Set(new.account_id),
@@ -133,6 +145,7 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
         model: Set(new.model.map(str::to_string)),
         reason: Set(new.reason.map(str::to_string)),
         actor: Set(new.actor.map(str::to_string)),
+        detail: Set(new.detail.map(str::to_string)),
         ..Default::default()
     }
 }

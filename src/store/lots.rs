@@ -36,6 +36,18 @@ fn active(new: NewLot<'_>) -> lot::ActiveModel {
     }
 }
 
+/// Moves a lot's expiry (an operator's `changeLotExpiry`). The expiring-credits notice is due
+/// again: the one sent, if any, named the old instant.
+pub async fn set_expiry(conn: &impl ConnectionTrait, lot_id: i64, expires_at: DateTime<Utc>) -> Result<(), DbErr> {
+    lot::Entity::update_many()
+        .col_expr(lot::Column::ExpiresAt, sea_orm::sea_query::Expr::value(expires_at))
+        .col_expr(lot::Column::ExpiryNoticeSent, sea_orm::sea_query::Expr::value(false))
+        .filter(lot::Column::Id.eq(lot_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
 /// Lots that still hold credits, including any past expiry whose write-off has not run yet:
 /// callers filter by their instant with the pure rules.
 pub async fn open_for_account(conn: &impl ConnectionTrait, account_id: i64) -> Result<Vec<lot::Model>, DbErr> {
