@@ -85,6 +85,7 @@ async fn grant(ledger: &Engine, account: &str, amount: &str) {
         source: LotSource::Adjustment,
         expires_at: None,
         valid_for: None,
+        priority: None,
         reason: None,
         idempotency_key: format!("grant-{}", rand::random::<u64>()),
         actor: None,

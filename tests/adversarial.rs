@@ -300,6 +300,7 @@ const OPS: &[Op] = &[
             ("input.source", Kind::Enum),
             ("input.expiresAt", Kind::Date),
             ("input.validFor", Kind::Validity),
+            ("input.priority", Kind::Int),
             ("input.reason", Kind::Text),
             ("input.idempotencyKey", Kind::Key),
         ],

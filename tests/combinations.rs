@@ -198,6 +198,7 @@ async fn a_grant_past_the_balance_limit_is_refused_and_changes_nothing(backend: 
             expires_at: None,
             valid_for: None,
             reason: None,
+            priority: None,
             idempotency_key: format!("g-{i}"),
             actor: None,
         };

@@ -46,6 +46,7 @@ mod portal;
 mod portal_pages;
 mod portal_session;
 mod prices;
+mod priority;
 mod purchases;
 mod referrals;
 mod refunds;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use credits::ledger::refund::RefundRefusal;
 use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
-use credits::ledger::{AccountStatus, Credits, LotClass, LotSource};
+use credits::ledger::{AccountStatus, Credits, LotClass, LotSource, Priority};
 use credits::service::corrections::{AdjustRequest, ExpiryRequest, VoidRequest};
 use credits::service::jobs::Job;
 use credits::service::paging::Window;
@@ -56,7 +56,7 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
     assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
     assert!(covered.advances > 0 && covered.midnights > 0, "{covered:?}");
-    assert!(covered.voids > 0 && covered.adjustments > 0 && covered.expiry_changes > 0, "{covered:?}");
+    assert!(covered.voids > 0 && covered.adjustments > 0 && covered.expiry_changes > 0 && covered.prioritized > 0, "{covered:?}");
 }
 
 /// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
@@ -156,6 +156,8 @@ struct Covered {
     adjustments: usize,
     /// Operators' moves of a lot's expiry that applied.
     expiry_changes: usize,
+    /// Grants that named a priority.
+    prioritized: usize,
 }
 
 impl Covered {
@@ -170,6 +172,7 @@ impl Covered {
         self.voids += other.voids;
         self.adjustments += other.adjustments;
         self.expiry_changes += other.expiry_changes;
+        self.prioritized += other.prioritized;
     }
 }
 
@@ -223,11 +226,20 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 let class = LotClass::ALL[rng.random_range(0..3)];
                 let micros = rng.random_range(1..40_000_000i64);
                 let expires_at = rng.random_bool(0.6).then(|| now + Duration::minutes(rng.random_range(1..120)));
-                let granted = app.ledger.grant(grant(micros, class, expires_at, format!("grant-{step}")), now).await;
+                // A third of the grants name a priority, a few of them the same as the default.
+                let priority = rng.random_bool(0.35).then(|| rng.random_range(40..=60));
+                let mut request = grant(micros, class, expires_at, format!("grant-{step}"));
+                request.priority = priority;
+                let granted = app.ledger.grant(request, now).await;
                 match granted {
                     Ok(receipt) => {
                         assert!(model.status.may_receive_credits(), "{context}: a grant to a {} account", model.status);
                         let wallet_id = model.wallet.grant(class, LotSource::Adjustment, Credits::from_micros(micros), now, expires_at);
+                        if let Some(p) = priority {
+                            let lot = model.wallet.lots.iter_mut().find(|l| l.id == wallet_id).expect("just granted");
+                            lot.priority = Priority::new(p).expect("in range");
+                            covered.prioritized += 1;
+                        }
                         model.lot_ids.insert(wallet_id, receipt.lot_id);
                     }
                     Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
@@ -542,6 +554,7 @@ fn grant(micros: i64, class: LotClass, expires_at: Option<DateTime<Utc>>, key: S
         source: LotSource::Adjustment,
         expires_at,
         valid_for: None,
+        priority: None,
         reason: None,
         idempotency_key: key,
         actor: None,

@@ -18,6 +18,8 @@ pub struct Model {
     pub open: bool,
     /// Its expiry was announced (the expiring-credits notice goes once per lot).
     pub expiry_notice_sent: bool,
+    /// 0 to 100: within its tier of the order of consumption, a lower priority is used first.
+    pub priority: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

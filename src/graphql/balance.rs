@@ -96,6 +96,9 @@ pub struct Lot {
     pub granted_at: DateTime<Utc>,
     /// The exclusive instant the lot stops counting; null: never expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// 0 to 100: within its tier of the order of consumption, lots of a lower priority are used
+    /// first, before soonest expiry. 50 unless its grant set one.
+    pub priority: i32,
     /// Past its expiry instant; its credits no longer count.
     pub expired: bool,
     /// What the lot came from ("purchase", "grant", "account") and its id there.
@@ -123,6 +126,7 @@ impl Lot {
             remaining: credits(lot.remaining),
             granted_at: lot.granted_at,
             expires_at: lot.expires_at,
+            priority: lot.priority.get().into(),
             expired: lot.expires_at.is_some_and(|at| at <= now),
             origin_kind,
             origin_id,

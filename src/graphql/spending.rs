@@ -69,6 +69,10 @@ pub struct GrantCreditsInput {
     pub expires_at: Option<DateTime<Utc>>,
     /// ...or a validity from now: "168 hours", "30 days", "1 month". Neither: never expires.
     pub valid_for: Option<String>,
+    /// The new lot's priority, 0 to 100: within its tier of the program's order of consumption,
+    /// lots of a lower priority are used first, before soonest expiry (the tiers still come
+    /// first). 50 when left out, the priority of every lot granted without one.
+    pub priority: Option<i64>,
     /// Free text shown in the history: up to 500 characters.
     pub reason: Option<String>,
     /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
@@ -133,6 +137,7 @@ impl SpendingMutation {
             source: input.source.into(),
             expires_at: input.expires_at,
             valid_for,
+            priority: input.priority,
             reason: input.reason,
             idempotency_key: input.idempotency_key,
             actor: caller(ctx)?.actor().map(str::to_string),

@@ -120,6 +120,7 @@ mod tests {
             remaining: Credits::from_whole(remaining),
             granted_at: now - Duration::hours(1),
             expires_at: expires_in.map(|m| now + Duration::minutes(m)),
+            priority: crate::ledger::Priority::DEFAULT,
         }
     }
 

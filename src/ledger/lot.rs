@@ -125,6 +125,51 @@ pub struct Lot {
     pub remaining: Credits,
     pub granted_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// 0 to 100 (`Priority`): within its tier, a lower priority is used first.
+    pub priority: Priority,
+}
+
+/// A lot's priority within its tier of the order of consumption: 0 to 100, lower used first,
+/// before soonest expiry; `DEFAULT` (50) when a grant names none, so lots granted without one
+/// keep the order they always had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u8", into = "u8")]
+pub struct Priority(u8);
+
+impl Priority {
+    pub const DEFAULT: Priority = Priority(50);
+    pub const MAX: u8 = 100;
+
+    pub fn new(value: i64) -> Result<Priority, String> {
+        match u8::try_from(value) {
+            Ok(v) if v <= Priority::MAX => Ok(Priority(v)),
+            _ => Err(format!("priority {value} is out of range: 0 to {} (lower is used first)", Priority::MAX)),
+        }
+    }
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl Default for Priority {
+    fn default() -> Priority {
+        Priority::DEFAULT
+    }
+}
+
+impl TryFrom<u8> for Priority {
+    type Error = String;
+
+    fn try_from(value: u8) -> Result<Priority, String> {
+        Priority::new(value.into())
+    }
+}
+
+impl From<Priority> for u8 {
+    fn from(p: Priority) -> u8 {
+        p.0
+    }
 }
 
 impl Lot {
@@ -139,6 +184,7 @@ impl Lot {
             remaining: amount,
             granted_at: now,
             expires_at: Some(crate::ledger::time::next_day_start(now)),
+            priority: Priority::DEFAULT,
         }
     }
 
@@ -153,8 +199,8 @@ impl Lot {
 }
 
 /// The program's order of consumption: ordered tiers of lot classes, then the day's free
-/// credits. Within a tier the lot that expires first goes first (never-expiring last), then the
-/// oldest grant, then the lowest id.
+/// credits. Within a tier the lowest priority goes first, then the lot that expires first
+/// (never-expiring last), then the oldest grant, then the lowest id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsumptionOrder {
     tiers: Vec<Vec<LotClass>>,
@@ -193,6 +239,7 @@ impl ConsumptionOrder {
         last(a)
             .cmp(&last(b))
             .then(self.tier_of(a.class).cmp(&self.tier_of(b.class)))
+            .then(a.priority.cmp(&b.priority))
             .then(expiry)
             .then(a.granted_at.cmp(&b.granted_at))
             .then(a.id.cmp(&b.id))
@@ -271,4 +318,60 @@ pub fn spend(lots: &mut [Lot], amount: Credits, order: &ConsumptionOrder, now: D
 /// The balance at `now`: remaining over lots not yet expired.
 pub fn balance(lots: &[Lot], now: DateTime<Utc>) -> Credits {
     lots.iter().filter(|l| !l.is_expired(now)).map(|l| l.remaining).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn lot(id: i64, class: LotClass, priority: u8, expires_in_days: Option<i64>) -> Lot {
+        let now = t0();
+        Lot {
+            id,
+            class,
+            source: LotSource::Adjustment,
+            granted: Credits::from_whole(10),
+            remaining: Credits::from_whole(10),
+            granted_at: now - Duration::days(1),
+            expires_at: expires_in_days.map(|d| now + Duration::days(d)),
+            priority: Priority::new(priority.into()).unwrap(),
+        }
+    }
+
+    fn t0() -> DateTime<Utc> {
+        "2026-12-03T10:00:00Z".parse().unwrap()
+    }
+
+    fn order_of(lots: &[Lot], order: &ConsumptionOrder) -> Vec<i64> {
+        let total: Credits = lots.iter().map(|l| l.remaining).sum();
+        allocate(lots, total, order, t0()).unwrap().iter().map(|t| t.lot_id).collect()
+    }
+
+    #[test]
+    fn within_a_tier_a_lower_priority_goes_before_a_sooner_expiry() {
+        let order = ConsumptionOrder::new(vec![vec![LotClass::Free, LotClass::Promotional], vec![LotClass::Paid]]).unwrap();
+        let lots = [
+            lot(1, LotClass::Promotional, 50, Some(1)),
+            lot(2, LotClass::Promotional, 10, Some(30)),
+            lot(3, LotClass::Free, 50, Some(2)),
+            lot(4, LotClass::Promotional, 90, None),
+            // The tiers come first: priority 0 in a later tier still waits.
+            lot(5, LotClass::Paid, 0, Some(1)),
+        ];
+        assert_eq!(order_of(&lots, &order), vec![2, 1, 3, 4, 5]);
+        // Equal priorities fall back to the soonest expiry, as before priorities existed.
+        let same = [lot(1, LotClass::Promotional, 50, Some(9)), lot(2, LotClass::Promotional, 50, Some(3))];
+        assert_eq!(order_of(&same, &order), vec![2, 1]);
+    }
+
+    #[test]
+    fn a_priority_is_0_to_100() {
+        assert_eq!(Priority::new(0).unwrap().get(), 0);
+        assert_eq!(Priority::new(100).unwrap().get(), 100);
+        assert!(Priority::new(101).is_err());
+        assert!(Priority::new(-1).is_err());
+        assert_eq!(Priority::default(), Priority::DEFAULT);
+        assert!(serde_json::from_str::<Priority>("101").is_err());
+    }
 }

@@ -25,6 +25,6 @@ pub mod wallet;
 
 pub use account::AccountStatus;
 pub use amount::{AmountError, Credits};
-pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Spent, Take, allocate, balance, spend, take};
+pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Priority, Spent, Take, allocate, balance, spend, take};
 pub use pricing::PricingError;
 pub use time::Validity;

@@ -5,7 +5,7 @@
 
 use crate::ledger::amount::Credits;
 use crate::ledger::corrections::{self, ExpiryChange, ExpiryRefusal, VoidRefusal};
-use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Take, take};
+use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Priority, Take, take};
 use crate::ledger::lot::{allocate, balance};
 use crate::ledger::refund::{RefundPolicy, RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::split;
@@ -119,7 +119,16 @@ impl Wallet {
     ) -> i64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.lots.push(Lot { id, class, source, granted: amount, remaining: amount, granted_at: now, expires_at });
+        self.lots.push(Lot {
+            id,
+            class,
+            source,
+            granted: amount,
+            remaining: amount,
+            granted_at: now,
+            expires_at,
+            priority: Priority::DEFAULT,
+        });
         self.totals.granted = self.totals.granted.checked_add(amount).expect("totals fit");
         self.check();
         id

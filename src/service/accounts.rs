@@ -119,6 +119,7 @@ impl Engine {
                         expires_at: grant.validity.expires_at(now),
                         origin_kind: Some("account"),
                         origin_id: Some(account.id.to_string()),
+                        priority: crate::ledger::Priority::DEFAULT,
                     };
                     posting::credit(txn, lot, EntryMeta { reason: Some("sign-up grant"), ..EntryMeta::now("sign_up", now) }).await?;
                 }

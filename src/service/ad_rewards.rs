@@ -108,6 +108,7 @@ impl Engine {
                     expires_at: rule.validity.expires_at(now),
                     origin_kind: Some(KIND),
                     origin_id: transaction_id.clone().or_else(|| Some(day.to_string())),
+                    priority: crate::ledger::Priority::DEFAULT,
                 };
                 let meta =
                     EntryMeta { idempotency_key: Some(command.key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_ad_reward", now) };

@@ -61,6 +61,7 @@ impl Engine {
                     expires_at: rule.validity.expires_at(now),
                     origin_kind: Some(KIND),
                     origin_id: Some(day.to_string()),
+                    priority: crate::ledger::Priority::DEFAULT,
                 };
                 let meta =
                     EntryMeta { idempotency_key: Some(command.key.as_str()), reason: Some("daily check-in"), ..EntryMeta::now(KIND, now) };

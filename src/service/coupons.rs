@@ -194,6 +194,7 @@ impl Engine {
                     expires_at,
                     origin_kind: Some("coupon"),
                     origin_id: Some(coupon.id.to_string()),
+                    priority: crate::ledger::Priority::DEFAULT,
                 };
                 let meta = EntryMeta {
                     idempotency_key: Some(command.key.as_str()),

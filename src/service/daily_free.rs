@@ -74,6 +74,7 @@ pub async fn write_if_taken(
         expires_at: lot.expires_at,
         origin_kind: Some(KIND),
         origin_id: Some(day.clone()),
+        priority: crate::ledger::Priority::DEFAULT,
     };
     let (stored, _) = posting::credit(conn, new, EntryMeta { reason: Some("daily free credits"), ..EntryMeta::now(KIND, now) }).await?;
     store::claims::insert(conn, account_id, KIND, &day, Some(stored.id), lot.granted.micros(), now).await?;

@@ -203,6 +203,7 @@ impl DueGrant<'_> {
             expires_at: Some(self.ends_at),
             origin_kind: Some("plan"),
             origin_id: Some(self.period_key.clone()),
+            priority: crate::ledger::Priority::DEFAULT,
         }
     }
 

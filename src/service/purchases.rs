@@ -219,6 +219,7 @@ impl Engine {
                     expires_at: validity.expires_at(now),
                     origin_kind: Some("purchase"),
                     origin_id: Some(pending.id.to_string()),
+                    priority: crate::ledger::Priority::DEFAULT,
                 };
                 let meta =
                     EntryMeta { idempotency_key: Some(&reference), reason: Some("purchase"), ..EntryMeta::now("confirm_purchase", now) };
@@ -264,6 +265,7 @@ async fn grant_first_purchase_bonus(
         expires_at: bonus.validity.expires_at(now),
         origin_kind: Some(BONUS_ORIGIN),
         origin_id: Some(purchase.id.to_string()),
+        priority: crate::ledger::Priority::DEFAULT,
     };
     let meta = EntryMeta { reason: Some("first-purchase bonus"), ..EntryMeta::now("first_purchase_bonus", now) };
     posting::credit(txn, bonus_lot, meta).await?;

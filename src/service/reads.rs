@@ -188,6 +188,7 @@ mod tests {
             remaining: Credits::from_whole(remaining),
             granted_at: now - Duration::days(1),
             expires_at,
+            priority: crate::ledger::Priority::DEFAULT,
         };
         let view = balance_view(
             &[

@@ -51,6 +51,7 @@ async fn grant(
         expires_at: rule.validity.expires_at(now),
         origin_kind: Some("referral"),
         origin_id: Some(origin.to_string()),
+        priority: crate::ledger::Priority::DEFAULT,
     };
     posting::credit(txn, lot, EntryMeta { reason: Some(why), ..EntryMeta::now("referral", now) }).await?;
     Ok(())

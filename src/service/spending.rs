@@ -1,7 +1,7 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
 use crate::entity::account;
-use crate::ledger::{Credits, Insufficient, Lot, LotClass, LotSource, Take, Validity, allocate};
+use crate::ledger::{Credits, Insufficient, Lot, LotClass, LotSource, Priority, Take, Validity, allocate};
 use crate::program::Program;
 use crate::service::daily_free;
 use crate::service::executor::{Command, Dated, Permit, Run};
@@ -88,6 +88,8 @@ pub struct GrantRequest {
     pub source: LotSource,
     pub expires_at: Option<DateTime<Utc>>,
     pub valid_for: Option<Validity>,
+    /// Within its tier, a lower priority is used first (0 to 100); none: `Priority::DEFAULT`.
+    pub priority: Option<i64>,
     pub reason: Option<String>,
     pub idempotency_key: String,
     /// The operator granting (`Caller::actor`), kept on the entry. Not part of the request's
@@ -103,6 +105,10 @@ struct GrantFields {
     expires_at: Option<DateTime<Utc>>,
     valid_for: Option<String>,
     reason: Option<String>,
+    /// Left out of the hash when not given, so a grant without one hashes as grants always did
+    /// and a key stored before priorities existed still replays.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    priority: Option<Priority>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,6 +220,7 @@ impl Engine {
             expires_at: request.expires_at.map(crate::ledger::time::truncate),
             valid_for: request.valid_for.map(|v| v.canonical()),
             reason: request.reason.as_deref().map(reason).transpose()?,
+            priority: request.priority.map(Priority::new).transpose().map_err(ServiceError::bad_input)?,
         };
         let request_hash = request_hash(&fields);
         let actor = request.actor;
@@ -232,6 +239,7 @@ impl Engine {
                     expires_at: *expires_at,
                     origin_kind: Some("grant"),
                     origin_id: Some(command.key.as_str().to_string()),
+                    priority: fields.priority.unwrap_or_default(),
                 };
                 let meta = EntryMeta {
                     idempotency_key: Some(command.key.as_str()),
@@ -245,5 +253,32 @@ impl Engine {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A grant's fields as they were hashed before priorities: a key stored then must replay
+    /// now, so a grant that names no priority hashes exactly as it did.
+    #[derive(Serialize)]
+    struct GrantFieldsBefore {
+        amount: Credits,
+        class: LotClass,
+        source: LotSource,
+        expires_at: Option<DateTime<Utc>>,
+        valid_for: Option<String>,
+        reason: Option<String>,
+    }
+
+    #[test]
+    fn a_grant_without_a_priority_hashes_as_before() {
+        let (amount, class, source) = (Credits::from_whole(5), LotClass::Promotional, LotSource::Adjustment);
+        let before = GrantFieldsBefore { amount, class, source, expires_at: None, valid_for: Some("30 days".into()), reason: None };
+        let now = GrantFields { amount, class, source, expires_at: None, valid_for: Some("30 days".into()), reason: None, priority: None };
+        assert_eq!(request_hash(&before), request_hash(&now));
+        let named = GrantFields { priority: Some(Priority::DEFAULT), ..now };
+        assert_ne!(request_hash(&before), request_hash(&named), "naming a priority is another request");
     }
 }

@@ -1,5 +1,5 @@
 use crate::entity::lot;
-use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use crate::ledger::{Credits, Lot, LotClass, LotSource, Priority};
 use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set};
@@ -13,6 +13,7 @@ pub struct NewLot<'a> {
     pub expires_at: Option<DateTime<Utc>>,
     pub origin_kind: Option<&'a str>,
     pub origin_id: Option<String>,
+    pub priority: Priority,
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, new: NewLot<'_>) -> Result<lot::Model, DbErr> {
@@ -32,6 +33,7 @@ fn active(new: NewLot<'_>) -> lot::ActiveModel {
         origin_kind: Set(new.origin_kind.map(str::to_string)),
         origin_id: Set(new.origin_id),
         open: Set(true),
+        priority: Set(new.priority.get().into()),
         ..Default::default()
     }
 }
@@ -237,6 +239,7 @@ pub fn to_rule(model: &lot::Model) -> Result<Lot, DbErr> {
         remaining: Credits::from_micros(model.remaining_micros),
         granted_at: model.granted_at,
         expires_at: model.expires_at,
+        priority: Priority::new(model.priority.into()).map_err(corrupt)?,
     })
 }
 

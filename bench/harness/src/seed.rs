@@ -53,6 +53,7 @@ async fn seed_range(db: &DatabaseConnection, range: std::ops::Range<usize>, now:
                 expires_at,
                 origin_kind: Some("bench-seed"),
                 origin_id: None,
+                priority: credits::ledger::Priority::DEFAULT,
             };
             posting::credit(&txn, lot, EntryMeta::now("grant", now)).await?;
         }
@@ -109,6 +110,7 @@ pub async fn seed_history(url: &str, big_lots: usize, small_lots: usize) -> anyh
             expires_at: None,
             origin_kind: Some("bench-seed"),
             origin_id: None,
+            priority: credits::ledger::Priority::DEFAULT,
         };
         posting::credit(&txn, open, EntryMeta::now("grant", now)).await?;
         txn.commit().await?;

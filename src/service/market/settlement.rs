@@ -159,6 +159,7 @@ async fn pay_for_job(
             expires_at: None,
             origin_kind: Some("market_job"),
             origin_id: Some(id.to_string()),
+            priority: crate::ledger::Priority::DEFAULT,
         };
         let reason = format!("{what} of {why}");
         let meta = EntryMeta {
