@@ -18,6 +18,8 @@ pub struct Model {
     pub reason: Option<String>,
     /// The admin subject of the operator who made the entry; none for every other entry.
     pub actor: Option<String>,
+    /// The caller's metadata (`service::metadata`): canonical JSON, keys sorted; none when not given.
+    pub metadata: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

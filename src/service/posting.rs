@@ -26,6 +26,8 @@ pub struct EntryMeta<'a> {
     pub reason: Option<&'a str>,
     /// The admin subject of the operator who made the entry (`Caller::actor`).
     pub actor: Option<&'a str>,
+    /// The caller's metadata, as stored (`Metadata::as_json`).
+    pub metadata: Option<&'a str>,
     pub effective_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
 }
@@ -40,6 +42,7 @@ impl<'a> EntryMeta<'a> {
             model: None,
             reason: None,
             actor: None,
+            metadata: None,
             effective_at: now,
             recorded_at: now,
         }
@@ -219,6 +222,7 @@ fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta:
         model: meta.model,
         reason: meta.reason,
         actor: meta.actor,
+        metadata: meta.metadata,
         lines,
     }
 }

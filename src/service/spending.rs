@@ -6,6 +6,7 @@ use crate::program::Program;
 use crate::service::daily_free;
 use crate::service::executor::{Command, Dated, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
+use crate::service::metadata::Metadata;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::prices::PriceRef;
 use crate::service::{Engine, ServiceError};
@@ -25,6 +26,8 @@ pub struct SpendRequest {
     pub feature: String,
     pub model: Option<String>,
     pub reason: Option<String>,
+    /// Kept on the entry and shown in history; part of the request the key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 /// The operation name spends are keyed under.
@@ -38,6 +41,10 @@ pub(crate) struct SpendFields {
     pub(crate) feature: String,
     pub(crate) model: Option<String>,
     pub(crate) reason: Option<String>,
+    /// Left out when none, so a spend without metadata hashes as it did before metadata existed
+    /// (keys stored then still replay): `tests/metadata.rs` pins that hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metadata: Option<Metadata>,
 }
 
 impl SpendFields {
@@ -47,6 +54,7 @@ impl SpendFields {
             feature: Some(&self.feature),
             model: self.model.as_deref(),
             reason: self.reason.as_deref(),
+            metadata: self.metadata.as_ref().map(Metadata::as_json),
             ..EntryMeta::now(SPEND, now)
         }
     }
@@ -93,6 +101,8 @@ pub struct GrantRequest {
     /// The operator granting (`Caller::actor`), kept on the entry. Not part of the request's
     /// hash: the same grant replayed by another operator is the same grant.
     pub actor: Option<String>,
+    /// Kept on the entry and shown in history; part of the request the key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -103,6 +113,9 @@ struct GrantFields {
     expires_at: Option<DateTime<Utc>>,
     valid_for: Option<String>,
     reason: Option<String>,
+    /// Left out when none: a grant without metadata hashes as before metadata existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +193,7 @@ impl Engine {
             feature,
             model: price.and_then(|p| p.model).or(request.model).as_deref().map(|m| label("model", m)).transpose()?,
             reason: request.reason.as_deref().map(reason).transpose()?,
+            metadata: request.metadata,
         };
         let hash = request_hash(&fields);
         Ok(ParsedSpend { account, key, fields, hash, now })
@@ -214,6 +228,7 @@ impl Engine {
             expires_at: request.expires_at.map(crate::ledger::time::truncate),
             valid_for: request.valid_for.map(|v| v.canonical()),
             reason: request.reason.as_deref().map(reason).transpose()?,
+            metadata: request.metadata,
         };
         let request_hash = request_hash(&fields);
         let actor = request.actor;
@@ -237,6 +252,7 @@ impl Engine {
                     idempotency_key: Some(command.key.as_str()),
                     reason: fields.reason.as_deref(),
                     actor: actor.as_deref(),
+                    metadata: fields.metadata.as_ref().map(Metadata::as_json),
                     ..EntryMeta::now("grant", now)
                 };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
