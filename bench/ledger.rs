@@ -89,6 +89,7 @@ async fn grant(ledger: &Engine, account: &str, amount: &str) {
         reason: None,
         idempotency_key: format!("grant-{}", rand::random::<u64>()),
         actor: None,
+        metadata: None,
     };
     ledger.grant(request, Utc::now()).await.expect("grant");
 }
@@ -102,6 +103,7 @@ async fn spend(ledger: &Engine, account: &str, key: &str) {
         feature: "bench".into(),
         model: None,
         reason: None,
+        metadata: None,
     };
     ledger.spend(request, Utc::now()).await.expect("spend");
 }

@@ -74,6 +74,8 @@ enum Kind {
     Date,
     /// A validity such as "30 days".
     Validity,
+    /// A `Metadata` object: string keys of `[A-Za-z0-9_.-]`, string values, bounded.
+    Metadata,
 }
 
 struct Op {
@@ -126,7 +128,12 @@ const OPS: &[Op] = &[
         who: Who::User("alice"),
         query: "mutation($input: PurchaseCreditsInput!) { purchaseCredits(input: $input) { id } }",
         base: r#"{"input": {"accountId": "alice", "credits": "50", "idempotencyKey": "$KEY"}}"#,
-        fields: &[("input.accountId", Kind::Account), ("input.credits", Kind::Amount), ("input.idempotencyKey", Kind::Key)],
+        fields: &[
+            ("input.accountId", Kind::Account),
+            ("input.credits", Kind::Amount),
+            ("input.idempotencyKey", Kind::Key),
+            ("input.metadata", Kind::Metadata),
+        ],
     },
     Op {
         name: "confirmPurchase",
@@ -173,6 +180,7 @@ const OPS: &[Op] = &[
             ("input.model", Kind::Label),
             ("input.reason", Kind::Text),
             ("input.idempotencyKey", Kind::Key),
+            ("input.metadata", Kind::Metadata),
         ],
     },
     Op {
@@ -188,6 +196,7 @@ const OPS: &[Op] = &[
             ("input.holdSeconds", Kind::Int),
             ("input.reason", Kind::Text),
             ("input.idempotencyKey", Kind::Key),
+            ("input.metadata", Kind::Metadata),
         ],
     },
     Op {
@@ -303,6 +312,7 @@ const OPS: &[Op] = &[
             ("input.priority", Kind::Int),
             ("input.reason", Kind::Text),
             ("input.idempotencyKey", Kind::Key),
+            ("input.metadata", Kind::Metadata),
         ],
     },
     Op {
@@ -454,6 +464,7 @@ const OPS: &[Op] = &[
             ("input.inputs.0.input", Kind::Text),
             ("input.inputs.0.bidPrice", Kind::Amount),
             ("input.priority", Kind::Int),
+            ("input.metadata", Kind::Metadata),
             ("input.idempotencyKey", Kind::Key),
         ],
     },
@@ -613,6 +624,28 @@ fn catalog(kind: Kind) -> Vec<(&'static str, Value, Expect)> {
             ("number", json!(1_700_000_000), Refused),
             ("year 1", json!("0001-01-01T00:00:00Z"), Either),
             ("year 9999", json!("9999-12-31T23:59:59Z"), Either),
+        ],
+        Kind::Metadata => vec![
+            ("list", json!(["a"]), Refused),
+            ("string", json!("k=v"), Refused),
+            ("number value", json!({ "n": 1 }), Refused),
+            ("float value", json!({ "n": 0.1 }), Refused),
+            ("null value", json!({ "n": null }), Refused),
+            ("nested object", json!({ "o": { "k": "v" } }), Refused),
+            ("empty key", json!({ "": "v" }), Refused),
+            ("key with a space", json!({ "a b": "v" }), Refused),
+            ("SQL key", json!({ "k') OR 1=1 --": "v" }), Refused),
+            ("JSON path key", json!({ "$.a[0]": "v" }), Refused),
+            ("41-character key", json!({ "k".repeat(41): "v" }), Refused),
+            ("empty value", json!({ "k": "" }), Refused),
+            ("NUL value", json!({ "k": "a\u{0}b" }), Refused),
+            ("501-character value", json!({ "k": "v".repeat(501) }), Refused),
+            ("17 keys", Value::Object((0..17).map(|i| (format!("k{i}"), json!("v"))).collect()), Refused),
+            ("over 4096 bytes", Value::Object((0..16).map(|i| (format!("k{i}"), json!("v".repeat(400)))).collect()), Refused),
+            ("20k characters", json!({ "k": long(20_000) }), Refused),
+            ("empty object", json!({}), Either),
+            ("unicode value", json!({ "k": "理由 🔥" }), Either),
+            ("SQL value", json!({ "k": "'); DELETE FROM journal_entries; --" }), Either),
         ],
         Kind::Validity => vec![
             ("negative", json!("-1 days"), Refused),

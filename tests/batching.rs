@@ -158,6 +158,7 @@ fn request(account: &str, amount: &str, key: &str) -> SpendRequest {
         feature: "chat".to_string(),
         model: None,
         reason: None,
+        metadata: None,
     }
 }
 

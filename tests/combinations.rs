@@ -201,6 +201,7 @@ async fn a_grant_past_the_balance_limit_is_refused_and_changes_nothing(backend: 
             priority: None,
             idempotency_key: format!("g-{i}"),
             actor: None,
+            metadata: None,
         };
         app.ledger.grant(request, now).await.unwrap();
     }

@@ -33,6 +33,7 @@ mod jobs;
 mod limits;
 mod lucky;
 mod market;
+mod metadata;
 mod metering;
 mod model;
 mod notices;

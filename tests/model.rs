@@ -19,6 +19,7 @@ use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
 use credits::ledger::{AccountStatus, Credits, LotClass, LotSource, Priority};
 use credits::service::corrections::{AdjustRequest, ExpiryRequest, VoidRequest};
 use credits::service::jobs::Job;
+use credits::service::metadata::Metadata;
 use credits::service::paging::Window;
 use credits::service::purchases::BONUS_ORIGIN;
 use credits::service::reads::LotView;
@@ -284,6 +285,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                             model: None,
                             reason: None,
                             hold_seconds: Some(hold_for.num_seconds()),
+                            metadata: metadata_for(&format!("hold-{step}")),
                         },
                         now,
                     )
@@ -367,7 +369,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
             14 => {
                 let credits = Credits::from_whole(rng.random_range(50..120));
                 let key = format!("buy-{step}");
-                let purchase = match app.ledger.purchase("model", None, Some(credits), &key, now).await {
+                let purchase = match app.ledger.purchase("model", None, Some(credits), metadata_for(&key), &key, now).await {
                     Ok(purchase) => purchase,
                     Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
                         assert_ne!(model.status, AccountStatus::Active, "{context}");
@@ -556,9 +558,22 @@ fn grant(micros: i64, class: LotClass, expires_at: Option<DateTime<Utc>>, key: S
         valid_for: None,
         priority: None,
         reason: None,
+        metadata: metadata_for(&key),
         idempotency_key: key,
         actor: None,
     }
+}
+
+/// Metadata picked by the key (so a replay sends the same request): none for about a third of
+/// the keys, else one to three pairs. It must never change an outcome, which the model checks.
+fn metadata_for(key: &str) -> Option<Metadata> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let pick = hasher.finish();
+    let pairs = (0..pick % 3).map(|i| (format!("k.{i}"), format!("{key} {}", pick >> (8 * i) & 0xff)));
+    let pairs: Vec<_> = std::iter::once(("key".to_string(), key.to_string())).chain(pairs).collect();
+    if pick.is_multiple_of(3) { None } else { Metadata::parse(pairs).expect("bounded metadata") }
 }
 
 async fn spend(app: &TestApp, key: &str, amount: Credits, now: DateTime<Utc>) -> Outcome {
@@ -570,6 +585,7 @@ async fn spend(app: &TestApp, key: &str, amount: Credits, now: DateTime<Utc>) ->
         feature: "model".into(),
         model: None,
         reason: None,
+        metadata: metadata_for(key),
     };
     match app.ledger.spend(request, now).await {
         Ok(receipt) => Outcome::Took(receipt.takes.iter().map(|t| (t.lot_id, t.amount)).collect()),

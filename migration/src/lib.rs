@@ -21,6 +21,7 @@ mod m20261202_000015_add_accounts_renews_at;
 mod m20261203_000016_create_persisted_queries;
 mod m20261203_000017_add_operator_records;
 mod m20261203_000018_add_entry_detail;
+mod m20261203_000019_add_metadata;
 mod m20261203_000021_add_lot_priority;
 
 pub struct Migrator;
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000016_create_persisted_queries::Migration),
             Box::new(m20261203_000017_add_operator_records::Migration),
             Box::new(m20261203_000018_add_entry_detail::Migration),
+            Box::new(m20261203_000019_add_metadata::Migration),
             Box::new(m20261203_000021_add_lot_priority::Migration),
         ]
     }

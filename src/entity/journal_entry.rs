@@ -21,6 +21,8 @@ pub struct Model {
     /// What the lines cannot say, as JSON: the old and new expiry of an expiry change. Null for
     /// every other entry.
     pub detail: Option<String>,
+    /// The caller's metadata (`service::metadata`): canonical JSON, keys sorted; none when not given.
+    pub metadata: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,8 @@ pub struct Model {
     /// Its expiry was announced (the expiring-credits notice goes once per lot).
     pub expiry_notice_sent: bool,
     /// 0 to 100: within its tier of the order of consumption, a lower priority is used first.
+    /// An export from before priorities has none: 50, as the migration gave every lot.
+    #[serde(default = "default_priority")]
     pub priority: i32,
 }
 
@@ -26,3 +28,7 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+fn default_priority() -> i32 {
+    crate::ledger::Priority::DEFAULT.get().into()
+}

@@ -27,6 +27,8 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub deadline: DateTimeUtc,
     pub settled_at: Option<DateTimeUtc>,
+    /// The caller's metadata (`service::metadata`): canonical JSON, keys sorted; none when not given.
+    pub metadata: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -19,6 +19,8 @@ pub struct Model {
     pub paid_at: Option<DateTimeUtc>,
     pub refunded_minor: Option<i64>,
     pub refunded_at: Option<DateTimeUtc>,
+    /// The caller's metadata (`service::metadata`): canonical JSON, keys sorted; none when not given.
+    pub metadata: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

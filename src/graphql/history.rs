@@ -2,9 +2,11 @@
 
 use crate::entity::journal_line;
 use crate::graphql::amount::SignedCreditAmount;
+use crate::graphql::metadata::{Metadata, MetadataFilter};
 use crate::graphql::types::*;
 use crate::service::ServiceError;
 use crate::service::corrections::ExpiryDetail;
+use crate::service::metadata::{Metadata as Parsed, MetadataMatch};
 use crate::service::reads::HistoryItem;
 use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
 use async_graphql::{ID, InputObject, SimpleObject};
@@ -36,6 +38,9 @@ pub struct JournalEntry {
     /// The operator who made the entry (an admin token's subject; "admin" for a token that
     /// names none); null for entries made by the service, users and scheduled jobs.
     pub actor: Option<String>,
+    /// The metadata the request that wrote it carried (a grant, spend, reservation and its
+    /// capture or release, purchase payment, or market job), or null.
+    pub metadata: Option<Metadata>,
     /// Its lines: the change to each lot it touched, which sum to `amount`.
     pub lines: Vec<JournalLine>,
     /// For an EXPIRY_CHANGE entry, the lot's old and new expiry; null for every other kind.
@@ -85,6 +90,7 @@ impl TryFrom<HistoryItem> for JournalEntry {
             model: e.model,
             reason: e.reason,
             actor: e.actor,
+            metadata: Metadata::of(e.metadata.as_deref().map(Parsed::from_stored).transpose()?),
             lines: item.lines.iter().map(JournalLine::from).collect(),
             expiry_change: ExpiryDetail::of(e.detail.as_deref()).map(|d| LotExpiryChange {
                 lot_id: ID(d.lot_id.to_string()),
@@ -106,6 +112,10 @@ pub struct HistoryFilter {
     pub from: Option<DateTime<Utc>>,
     /// Effective strictly before this instant.
     pub until: Option<DateTime<Utc>>,
+    /// Only entries whose metadata has this key with exactly this value. Not indexed: it is
+    /// checked on the account's entries the other conditions leave, newest first, so a rare
+    /// value can read much of a long history (narrow it with `from`, `until` or `kinds`).
+    pub metadata: Option<MetadataFilter>,
 }
 
 impl HistoryFilter {
@@ -120,6 +130,7 @@ impl HistoryFilter {
         if kinds.len() > StoreKind::ALL.len() {
             return Err(crate::service::ServiceError::bad_input("too many kinds"));
         }
-        Ok(StoreFilter { kinds: kinds.into_iter().map(Into::into).collect(), feature, from: self.from, until: self.until })
+        let metadata = self.metadata.map(|m| MetadataMatch::parse(&m.key, &m.value)).transpose()?.map(|m| (m.key, m.value));
+        Ok(StoreFilter { kinds: kinds.into_iter().map(Into::into).collect(), feature, from: self.from, until: self.until, metadata })
     }
 }

@@ -1,6 +1,7 @@
 //! The market part of the schema: providers' asks, jobs, and market rates.
 
 use crate::graphql::amount::CreditAmount;
+use crate::graphql::metadata::Metadata;
 use crate::graphql::types::credits;
 use crate::ledger::market::Rate;
 use crate::service::market::{JobView, RatesView};
@@ -129,6 +130,10 @@ pub struct SubmitJobInput {
     /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
     /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
+    /// Your own key-value pairs, kept on every job of the submission (`MarketJob.metadata`), its
+    /// hold, and the consumer's entries of its completion or failure, shown in history (bounds:
+    /// the `Metadata` scalar). Part of the request the idempotency key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 /// A job's end, as the provider's side reports it (service).
@@ -178,6 +183,8 @@ pub struct MarketJob {
     /// When the job must have completed: after it, its price goes back to the consumer and the
     /// provider is not paid.
     pub deadline: DateTime<Utc>,
+    /// The metadata the job was submitted with, or null.
+    pub metadata: Option<Metadata>,
 }
 
 impl From<JobView> for MarketJob {
@@ -198,6 +205,7 @@ impl From<JobView> for MarketJob {
             earnings: j.earnings.map(credits),
             fee: j.fee.map(credits),
             deadline: j.deadline,
+            metadata: Metadata::of(j.metadata),
         }
     }
 }

@@ -6,7 +6,7 @@ use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::ApiResult;
 use crate::graphql::market::{EndJobInput, MarketJob, SetAskingPricesInput, SubmitJobInput, WorkloadAsk};
 use crate::graphql::types::*;
-use crate::service::market::JobInput;
+use crate::service::market::{JobInput, SubmitRequest};
 use async_graphql::{Context, ID, Object};
 
 #[derive(Default)]
@@ -76,7 +76,17 @@ impl MarketMutation {
         let inputs = input.inputs.into_iter().map(|i| JobInput { input: i.input, bid: i.bid_price.map(|b| b.0) }).collect();
         let jobs = app
             .ledger
-            .submit_jobs(&input.account_id, &input.workload, inputs, input.priority, &input.idempotency_key, app.clock.now())
+            .submit_jobs(
+                SubmitRequest {
+                    account: &input.account_id,
+                    workload: &input.workload,
+                    inputs,
+                    priority: input.priority,
+                    metadata: crate::graphql::metadata::into_parsed(input.metadata),
+                    idempotency_key: &input.idempotency_key,
+                },
+                app.clock.now(),
+            )
             .await?;
         Ok(jobs.into_iter().map(Into::into).collect())
     }

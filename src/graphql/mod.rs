@@ -18,6 +18,7 @@ pub mod history;
 pub mod limits;
 pub mod market;
 pub mod market_root;
+pub mod metadata;
 pub mod metering;
 pub mod metering_root;
 pub mod mutation;

@@ -4,6 +4,7 @@ use crate::auth::Caller;
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
+use crate::graphql::metadata::{Metadata, into_parsed};
 use crate::graphql::types::*;
 use crate::service::ServiceError;
 use crate::service::purchases::PurchaseView;
@@ -85,6 +86,10 @@ impl Purchase {
     async fn lot_id(&self) -> Option<ID> {
         self.0.lot_id.map(|id| ID(id.to_string()))
     }
+    /// The metadata the purchase was made with (`purchaseCredits`), or null.
+    async fn metadata(&self) -> Option<Metadata> {
+        Metadata::of(self.0.metadata.clone())
+    }
     /// Where the user pays for it: the program's checkout page for this purchase while it is
     /// PENDING, where one is configured (`program.checkout` is EXTERNAL); else null.
     async fn checkout_url(&self, ctx: &Context<'_>) -> Option<String> {
@@ -123,6 +128,10 @@ pub struct PurchaseCreditsInput {
     /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
     /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
+    /// Your own key-value pairs, kept on the purchase (`Purchase.metadata`) and on the grant entry
+    /// of its payment, shown in history (bounds: the `Metadata` scalar). Part of the request the
+    /// idempotency key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 /// A confirmed payment (service).
@@ -203,7 +212,14 @@ impl PurchasesMutation {
         let app = app(ctx);
         let purchase = app
             .ledger
-            .purchase(&input.account_id, input.package.as_deref(), input.credits.map(|c| c.0), &input.idempotency_key, app.clock.now())
+            .purchase(
+                &input.account_id,
+                input.package.as_deref(),
+                input.credits.map(|c| c.0),
+                into_parsed(input.metadata),
+                &input.idempotency_key,
+                app.clock.now(),
+            )
             .await?;
         Ok(Purchase(purchase))
     }

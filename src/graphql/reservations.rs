@@ -3,6 +3,7 @@
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, require_service};
 use crate::graphql::error::ApiResult;
+use crate::graphql::metadata::{Metadata, into_parsed};
 use crate::graphql::spending::SpendTake;
 use crate::graphql::types::*;
 use crate::service::reservations::ReserveRequest;
@@ -28,6 +29,10 @@ pub struct ReserveCreditsInput {
     /// How long the hold lasts before it is released on its own: 1 second to 7 days; 1 hour
     /// when not given.
     pub hold_seconds: Option<i64>,
+    /// Your own key-value pairs, kept on the reservation, its hold entry and the entries of its
+    /// capture or release, shown in history (bounds: the `Metadata` scalar). Part of the request
+    /// the idempotency key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 /// The hold: the same on every replay of its key.
@@ -122,6 +127,7 @@ impl ReservationsMutation {
             model: input.model,
             reason: input.reason,
             hold_seconds: input.hold_seconds,
+            metadata: into_parsed(input.metadata),
         };
         let hold = app.ledger.reserve(request, app.clock.now()).await?;
         Ok(ReserveCreditsPayload {

@@ -3,6 +3,7 @@
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::context::{app, caller, require_admin, require_service};
 use crate::graphql::error::ApiResult;
+use crate::graphql::metadata::{Metadata, into_parsed};
 use crate::graphql::types::*;
 use crate::service::spending::{GrantRequest, SpendRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
@@ -26,6 +27,9 @@ pub struct SpendCreditsInput {
     pub model: Option<String>,
     /// Free text shown in the history: up to 500 characters.
     pub reason: Option<String>,
+    /// Your own key-value pairs, kept on the spend's journal entry and shown in history (bounds:
+    /// the `Metadata` scalar). Part of the request the idempotency key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 /// Credits taken from one lot.
@@ -78,6 +82,9 @@ pub struct GrantCreditsInput {
     /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome;
     /// the same key with another request is IDEMPOTENCY_CONFLICT.
     pub idempotency_key: String,
+    /// Your own key-value pairs, kept on the grant's journal entry and shown in history (bounds:
+    /// the `Metadata` scalar). Part of the request the idempotency key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 /// The grant's lot and journal entry.
@@ -110,6 +117,7 @@ impl SpendingMutation {
             feature: input.feature,
             model: input.model,
             reason: input.reason,
+            metadata: into_parsed(input.metadata),
         };
         let receipt = app.ledger.spend(request, app.clock.now()).await?;
         Ok(SpendCreditsPayload {
@@ -141,6 +149,7 @@ impl SpendingMutation {
             reason: input.reason,
             idempotency_key: input.idempotency_key,
             actor: caller(ctx)?.actor().map(str::to_string),
+            metadata: into_parsed(input.metadata),
         };
         let receipt = app.ledger.grant(request, app.clock.now()).await?;
         Ok(GrantCreditsPayload { lot_id: ID(receipt.lot_id.to_string()), sequence: ID(receipt.entry_id.to_string()) })

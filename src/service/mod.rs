@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod keyed;
 pub mod lucky;
 pub mod market;
+pub mod metadata;
 pub mod metering;
 pub mod moved;
 pub mod notices;

@@ -28,6 +28,8 @@ pub struct EntryMeta<'a> {
     pub actor: Option<&'a str>,
     /// What the lines cannot say (JSON), kept on the entry: an expiry change's old and new expiry.
     pub detail: Option<&'a str>,
+    /// The caller's metadata, as stored (`Metadata::as_json`).
+    pub metadata: Option<&'a str>,
     pub effective_at: DateTime<Utc>,
     pub recorded_at: DateTime<Utc>,
 }
@@ -43,6 +45,7 @@ impl<'a> EntryMeta<'a> {
             reason: None,
             actor: None,
             detail: None,
+            metadata: None,
             effective_at: now,
             recorded_at: now,
         }
@@ -234,6 +237,7 @@ fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta:
         reason: meta.reason,
         actor: meta.actor,
         detail: meta.detail,
+        metadata: meta.metadata,
         lines,
     }
 }

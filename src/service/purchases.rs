@@ -7,6 +7,7 @@ use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
+use crate::service::metadata::Metadata;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::{Engine, ServiceError, tx};
 use crate::store::purchases::NewPurchase;
@@ -19,6 +20,17 @@ use serde::{Deserialize, Serialize};
 pub enum PurchaseChoice {
     Package(String),
     Credits(Credits),
+}
+
+/// What a purchase's key stands for. The choice is flattened into the object, so without
+/// metadata this serializes exactly as the bare `PurchaseChoice` that was hashed before metadata
+/// existed (`{"Credits":"100"}`): keys stored then still replay (`tests/metadata.rs`).
+#[derive(Debug, Clone, Serialize)]
+struct PurchaseFields<'a> {
+    #[serde(flatten)]
+    choice: &'a PurchaseChoice,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Metadata>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +60,8 @@ pub struct PurchaseView {
     pub refunded_at: Option<DateTime<Utc>>,
     /// The paid lot, once confirmed.
     pub lot_id: Option<i64>,
+    /// What the purchase was made with; its paid lot's grant entry carries it too.
+    pub metadata: Option<Metadata>,
 }
 
 impl PurchaseView {
@@ -71,6 +85,7 @@ impl PurchaseView {
             refunded_minor: row.refunded_minor,
             refunded_at: row.refunded_at,
             lot_id: row.lot_id,
+            metadata: row.metadata.as_deref().map(Metadata::from_stored).transpose()?,
         })
     }
 }
@@ -87,6 +102,7 @@ impl Engine {
         account: &str,
         package: Option<&str>,
         credits: Option<Credits>,
+        metadata: Option<Metadata>,
         idempotency_key: &str,
         now: DateTime<Utc>,
     ) -> Result<PurchaseView, ServiceError> {
@@ -123,15 +139,15 @@ impl Engine {
             operation: "purchase",
             account,
             key,
-            request_hash: request_hash(&choice),
+            request_hash: request_hash(&PurchaseFields { choice: &choice, metadata: metadata.as_ref() }),
             permit: Permit::ReceiveCredits,
-            fields: (package_code, package_name),
+            fields: (package_code, package_name, metadata),
         };
         let receipt = self
             .execute(command, now, |run| {
                 Box::pin(async move {
                     let Run { txn, ledger, account, command, now } = run;
-                    let (package_code, package_name) = command.fields.clone();
+                    let (package_code, package_name, metadata) = command.fields.clone();
                     let new = NewPurchase {
                         account_id: account.id,
                         package_code,
@@ -140,6 +156,7 @@ impl Engine {
                         price_minor,
                         currency: ledger.program.currency.clone(),
                         created_at: now,
+                        metadata: metadata.map(|m| m.as_json().to_string()),
                     };
                     let created = store::purchases::insert_pending(txn, new).await?;
                     Ok(Ok(PurchaseReceipt { purchase_id: created.id }))
@@ -221,8 +238,12 @@ impl Engine {
                     origin_id: Some(pending.id.to_string()),
                     priority: crate::ledger::Priority::DEFAULT,
                 };
-                let meta =
-                    EntryMeta { idempotency_key: Some(&reference), reason: Some("purchase"), ..EntryMeta::now("confirm_purchase", now) };
+                let meta = EntryMeta {
+                    idempotency_key: Some(&reference),
+                    reason: Some("purchase"),
+                    metadata: pending.metadata.as_deref(),
+                    ..EntryMeta::now("confirm_purchase", now)
+                };
                 let (lot, _) = posting::credit(txn, lot, meta).await?;
                 // A purchase starts a new cycle of the low-credit warning.
                 crate::service::notices::rearm_low_credits(txn, account.id).await?;

@@ -10,6 +10,7 @@ use crate::ledger::{Credits, Lot, Take, balance};
 use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
+use crate::service::metadata::Metadata;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::{check_amount, debits_of, take_in_order};
 use crate::service::{Engine, ServiceError, tx};
@@ -31,6 +32,8 @@ pub struct ReserveRequest {
     pub reason: Option<String>,
     /// How long to hold; `rules::DEFAULT_HOLD` when none.
     pub hold_seconds: Option<i64>,
+    /// Kept on the reservation and on its hold, capture and release entries.
+    pub metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +43,9 @@ struct ReserveFields {
     model: Option<String>,
     reason: Option<String>,
     hold_seconds: Option<i64>,
+    /// Left out when none: a hold without metadata hashes as before metadata existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +87,7 @@ pub(crate) struct HoldRequest<'a> {
     pub reason: Option<&'a str>,
     pub key: &'a str,
     pub deadline: DateTime<Utc>,
+    pub metadata: Option<&'a Metadata>,
 }
 
 /// Takes `amount` from a locked account's lots into a new reservation, or says how short it is.
@@ -101,6 +108,7 @@ pub(crate) async fn hold(
         feature: Some(request.feature),
         model: request.model,
         reason: Some(request.reason.unwrap_or(&why)),
+        metadata: request.metadata.map(Metadata::as_json),
         ..EntryMeta::now("reserve", now)
     };
     let entry = posting::debit(txn, locked.id, EntryKind::Hold, &debits_of(&lots, &takes), meta).await?;
@@ -117,6 +125,7 @@ pub(crate) async fn hold(
             hold_entry_id: entry.id,
             created_at: now,
             deadline: request.deadline,
+            metadata: request.metadata.map(Metadata::as_json),
         },
     )
     .await?;
@@ -143,6 +152,7 @@ impl Engine {
             model: request.model.as_deref().map(|m| label("model", m)).transpose()?,
             reason: request.reason.as_deref().map(reason).transpose()?,
             hold_seconds: request.hold_seconds,
+            metadata: request.metadata,
         };
         let hold_for = match request.hold_seconds {
             Some(seconds) => Some(Duration::try_seconds(seconds).ok_or_else(|| ServiceError::bad_input("holdSeconds is out of range"))?),
@@ -169,6 +179,7 @@ impl Engine {
                     reason: fields.reason.as_deref(),
                     key: command.key.as_str(),
                     deadline,
+                    metadata: fields.metadata.as_ref(),
                 };
                 let hold = match hold(txn, &ledger.program, account, request, now).await? {
                     Ok(hold) => hold,
@@ -368,6 +379,9 @@ pub(crate) async fn settle_as(
         feature: Some(&reservation.feature),
         model: reservation.model.as_deref(),
         reason: Some(&why),
+        // What the reservation was made with goes on with its credits (a capture's spend, a
+        // release); a write-off of what returned to an expired lot is the lot's, so none there.
+        metadata: reservation.metadata.as_deref(),
         ..EntryMeta::now(operation, now)
     };
     let returns: Vec<(&Lot, Credits)> =

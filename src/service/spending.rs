@@ -6,6 +6,7 @@ use crate::program::Program;
 use crate::service::daily_free;
 use crate::service::executor::{Command, Dated, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
+use crate::service::metadata::Metadata;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::prices::PriceRef;
 use crate::service::{Engine, ServiceError};
@@ -25,6 +26,8 @@ pub struct SpendRequest {
     pub feature: String,
     pub model: Option<String>,
     pub reason: Option<String>,
+    /// Kept on the entry and shown in history; part of the request the key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 /// The operation name spends are keyed under.
@@ -38,6 +41,10 @@ pub(crate) struct SpendFields {
     pub(crate) feature: String,
     pub(crate) model: Option<String>,
     pub(crate) reason: Option<String>,
+    /// Left out when none, so a spend without metadata hashes as it did before metadata existed
+    /// (keys stored then still replay): `tests/metadata.rs` pins that hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metadata: Option<Metadata>,
 }
 
 impl SpendFields {
@@ -47,6 +54,7 @@ impl SpendFields {
             feature: Some(&self.feature),
             model: self.model.as_deref(),
             reason: self.reason.as_deref(),
+            metadata: self.metadata.as_ref().map(Metadata::as_json),
             ..EntryMeta::now(SPEND, now)
         }
     }
@@ -95,6 +103,8 @@ pub struct GrantRequest {
     /// The operator granting (`Caller::actor`), kept on the entry. Not part of the request's
     /// hash: the same grant replayed by another operator is the same grant.
     pub actor: Option<String>,
+    /// Kept on the entry and shown in history; part of the request the key stands for.
+    pub metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,6 +119,9 @@ struct GrantFields {
     /// and a key stored before priorities existed still replays.
     #[serde(skip_serializing_if = "Option::is_none")]
     priority: Option<Priority>,
+    /// Left out when none: a grant without metadata hashes as before metadata existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,6 +199,7 @@ impl Engine {
             feature,
             model: price.and_then(|p| p.model).or(request.model).as_deref().map(|m| label("model", m)).transpose()?,
             reason: request.reason.as_deref().map(reason).transpose()?,
+            metadata: request.metadata,
         };
         let hash = request_hash(&fields);
         Ok(ParsedSpend { account, key, fields, hash, now })
@@ -221,6 +235,7 @@ impl Engine {
             valid_for: request.valid_for.map(|v| v.canonical()),
             reason: request.reason.as_deref().map(reason).transpose()?,
             priority: request.priority.map(Priority::new).transpose().map_err(ServiceError::bad_input)?,
+            metadata: request.metadata,
         };
         let request_hash = request_hash(&fields);
         let actor = request.actor;
@@ -245,6 +260,7 @@ impl Engine {
                     idempotency_key: Some(command.key.as_str()),
                     reason: fields.reason.as_deref(),
                     actor: actor.as_deref(),
+                    metadata: fields.metadata.as_ref().map(Metadata::as_json),
                     ..EntryMeta::now("grant", now)
                 };
                 let (lot, entry) = posting::credit(txn, lot, meta).await?;
@@ -276,7 +292,16 @@ mod tests {
     fn a_grant_without_a_priority_hashes_as_before() {
         let (amount, class, source) = (Credits::from_whole(5), LotClass::Promotional, LotSource::Adjustment);
         let before = GrantFieldsBefore { amount, class, source, expires_at: None, valid_for: Some("30 days".into()), reason: None };
-        let now = GrantFields { amount, class, source, expires_at: None, valid_for: Some("30 days".into()), reason: None, priority: None };
+        let now = GrantFields {
+            amount,
+            class,
+            source,
+            expires_at: None,
+            valid_for: Some("30 days".into()),
+            reason: None,
+            priority: None,
+            metadata: None,
+        };
         assert_eq!(request_hash(&before), request_hash(&now));
         let named = GrantFields { priority: Some(Priority::DEFAULT), ..now };
         assert_ne!(request_hash(&before), request_hash(&named), "naming a priority is another request");

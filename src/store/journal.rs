@@ -1,7 +1,8 @@
 use crate::entity::{journal_entry, journal_line};
 use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Select, Set};
+use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Select, Set};
 use std::fmt;
 
 /// What a journal entry records.
@@ -81,6 +82,8 @@ pub struct NewEntry<'a> {
     pub actor: Option<&'a str>,
     /// What the lines cannot say (JSON): the old and new expiry of an expiry change.
     pub detail: Option<&'a str>,
+    /// The caller's metadata as stored: canonical JSON (`service::metadata`).
+    pub metadata: Option<&'a str>,
     /// (lot id, signed change to its remaining amount)
     pub lines: Vec<(i64, i64)>,
 }
@@ -103,14 +106,15 @@ pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<jo
 
 /// Journal lines per insert statement: bounds its bound parameters.
 const LINES_PER_INSERT: usize = 2000;
-/// Journal entries per insert statement (ten columns each).
+/// Journal entries per insert statement (twelve columns each).
 const ENTRIES_PER_INSERT: usize = 1000;
 
 /// What an inserted entry says, as the database gives it back: how the ids RETURNING hands out
 /// (in no promised order) are matched to the entries asked for. Two entries alike in all of it
 /// are interchangeable, so either may take either id. Instants count to the microsecond, which
 /// is what PostgreSQL keeps.
-type Content = (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+type Content =
+    (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
 
 fn content_of_row(e: &journal_entry::Model) -> Content {
     (
@@ -125,6 +129,7 @@ fn content_of_row(e: &journal_entry::Model) -> Content {
         e.model.clone(),
         e.reason.clone(),
         e.actor.clone(),
+        e.metadata.clone(),
     )
 }
 
@@ -146,6 +151,7 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
         reason: Set(new.reason.map(str::to_string)),
         actor: Set(new.actor.map(str::to_string)),
         detail: Set(new.detail.map(str::to_string)),
+        metadata: Set(new.metadata.map(str::to_string)),
         ..Default::default()
     }
 }
@@ -174,6 +180,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
                 new.model.map(str::to_string),
                 new.reason.map(str::to_string),
                 new.actor.map(str::to_string),
+                new.metadata.map(str::to_string),
             );
             // An instant the database stored otherwise than asked would end here: an error the
             // caller rolls back, not a panic.
@@ -207,10 +214,29 @@ pub struct HistoryFilter {
     pub feature: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// Entries whose metadata has this key with exactly this value. The key is checked by the
+    /// caller (`service::metadata::key`: letters, digits and `_ . -`), so it is safe in a JSON path.
+    pub metadata: Option<(String, String)>,
+}
+
+/// The condition "the stored metadata has `key` equal to `value`", in each database's JSON
+/// functions over the text column: SQLite's `json_extract` with the path `$."key"`, PostgreSQL's
+/// `->>` on the text cast to `jsonb`. Both bind the key and the value as parameters. No index
+/// serves it: it is evaluated on the account's entries the other conditions leave (those are
+/// found through `journal_account_sequence`), newest first, until a page is full, so a key that
+/// matches rarely reads much of the account's journal, as the other filters do (`count`).
+fn metadata_is(backend: DbBackend, key: &str, value: &str) -> SimpleExpr {
+    debug_assert!(key.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)), "a checked key");
+    match backend {
+        // sea-query numbers a custom expression's values as `$1`, `$2` on PostgreSQL (it leaves
+        // `?` as it is there) and renumbers them within the statement.
+        DbBackend::Postgres => Expr::cust_with_values("CAST(\"metadata\" AS jsonb) ->> $1 = $2", [key, value]),
+        _ => Expr::cust_with_values("json_extract(\"metadata\", ?) = ?", [format!("$.\"{key}\""), value.to_string()]),
+    }
 }
 
 /// An account's entries that pass `filter`.
-fn matching(account_id: i64, filter: &HistoryFilter) -> Select<journal_entry::Entity> {
+fn matching(backend: DbBackend, account_id: i64, filter: &HistoryFilter) -> Select<journal_entry::Entity> {
     let mut query = journal_entry::Entity::find().filter(journal_entry::Column::AccountId.eq(account_id));
     if !filter.kinds.is_empty() {
         query = query.filter(journal_entry::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
@@ -224,6 +250,9 @@ fn matching(account_id: i64, filter: &HistoryFilter) -> Select<journal_entry::En
     if let Some(until) = filter.until {
         query = query.filter(journal_entry::Column::EffectiveAt.lt(until));
     }
+    if let Some((key, value)) = &filter.metadata {
+        query = query.filter(journal_entry::Column::Metadata.is_not_null()).filter(metadata_is(backend, key, value));
+    }
     query
 }
 
@@ -234,13 +263,13 @@ pub async fn page(
     filter: &HistoryFilter,
     window: &Window,
 ) -> Result<Page<journal_entry::Model>, DbErr> {
-    keyset::newest_first(conn, matching(account_id, filter), journal_entry::Column::Id, window).await
+    keyset::newest_first(conn, matching(conn.get_database_backend(), account_id, filter), journal_entry::Column::Id, window).await
 }
 
 /// How many entries pass `filter`. It reads every entry of the account (the kind, feature and
 /// instant are not indexed), so its cost grows with the account's journal.
 pub async fn count(conn: &impl ConnectionTrait, account_id: i64, filter: &HistoryFilter) -> Result<u64, DbErr> {
-    keyset::count(conn, matching(account_id, filter)).await
+    keyset::count(conn, matching(conn.get_database_backend(), account_id, filter)).await
 }
 
 pub async fn lines_of(conn: &impl ConnectionTrait, entry_ids: &[i64]) -> Result<Vec<journal_line::Model>, DbErr> {

@@ -171,6 +171,8 @@ pub struct NewJob<'a> {
     pub idempotency_key: String,
     pub created_at: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
+    /// The submission's metadata as stored (canonical JSON), on each of its jobs.
+    pub metadata: Option<&'a str>,
 }
 
 pub async fn insert_job(conn: &impl ConnectionTrait, new: NewJob<'_>) -> Result<market_job::Model, DbErr> {
@@ -194,6 +196,7 @@ pub async fn insert_job(conn: &impl ConnectionTrait, new: NewJob<'_>) -> Result<
         created_at: Set(new.created_at),
         deadline: Set(new.deadline),
         settled_at: Set(None),
+        metadata: Set(new.metadata.map(str::to_string)),
         ..Default::default()
     }
     .insert(conn)

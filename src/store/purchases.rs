@@ -60,6 +60,8 @@ pub struct NewPurchase {
     pub price_minor: i64,
     pub currency: String,
     pub created_at: DateTime<Utc>,
+    /// The caller's metadata as stored (canonical JSON); its payment's grant carries it on.
+    pub metadata: Option<String>,
 }
 
 /// Records a pending purchase.
@@ -83,6 +85,7 @@ pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Re
         paid_at: Set(None),
         refunded_minor: Set(None),
         refunded_at: Set(None),
+        metadata: Set(new.metadata),
         ..Default::default()
     }
     .insert(conn)

@@ -14,6 +14,8 @@ pub struct NewReservation<'a> {
     pub hold_entry_id: i64,
     pub created_at: DateTime<Utc>,
     pub deadline: DateTime<Utc>,
+    /// The caller's metadata as stored (canonical JSON); a capture or release carries it on.
+    pub metadata: Option<&'a str>,
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, new: NewReservation<'_>) -> Result<reservation::Model, DbErr> {
@@ -30,6 +32,7 @@ pub async fn insert(conn: &impl ConnectionTrait, new: NewReservation<'_>) -> Res
         created_at: Set(new.created_at),
         deadline: Set(new.deadline),
         settled_at: Set(None),
+        metadata: Set(new.metadata.map(str::to_string)),
         ..Default::default()
     }
     .insert(conn)

@@ -433,6 +433,7 @@ pub async fn in_process(url: &str, pick: Pick, clients: usize, warmup: Duration,
                 feature: "bench".into(),
                 model: None,
                 reason: None,
+                metadata: None,
             };
             ledger.spend(request, chrono::Utc::now()).await.map(|_| ()).map_err(|e| format!("ledger: {e}"))
         }

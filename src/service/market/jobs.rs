@@ -8,6 +8,7 @@ use crate::ledger::market::{self as rules, BudgetSource, JobCode, JobStatus, Off
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
+use crate::service::metadata::Metadata;
 use crate::service::paging::{Page, Window};
 use crate::service::reservations::{HoldRequest, hold};
 use crate::service::spending::check_amount;
@@ -39,6 +40,22 @@ pub struct JobView {
     pub earnings: Option<Credits>,
     pub fee: Option<Credits>,
     pub deadline: DateTime<Utc>,
+    /// The submission's metadata. Kept in the key's stored outcome only when there is some, so
+    /// outcomes stored before metadata existed read back, and new ones without it look the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Metadata>,
+}
+
+/// A submission of jobs, as the API gives it.
+#[derive(Debug, Clone)]
+pub struct SubmitRequest<'a> {
+    pub account: &'a str,
+    pub workload: &'a str,
+    pub inputs: Vec<JobInput>,
+    pub priority: i32,
+    /// On every job of the submission and on their holds.
+    pub metadata: Option<Metadata>,
+    pub idempotency_key: &'a str,
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +69,9 @@ struct SubmitFields<'a> {
     workload: &'a str,
     priority: i32,
     inputs: Vec<(&'a str, Option<Credits>)>,
+    /// Left out when none: a submission without metadata hashes as before metadata existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Metadata>,
 }
 
 pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -> Result<JobView, ServiceError> {
@@ -72,21 +92,15 @@ pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -
         earnings: job.earnings_micros.map(Credits::from_micros),
         fee: job.fee_micros.map(Credits::from_micros),
         deadline: job.deadline,
+        metadata: job.metadata.as_deref().map(Metadata::from_stored).transpose()?,
     })
 }
 
 impl Engine {
     /// Submits 1 to 100 jobs of one workload: each is matched, its price held, and started, or
     /// rejected with a code (`NO_PROVIDER`, `ALL_BUSY`, `BID_TOO_LOW`, `INSUFFICIENT_CREDITS`).
-    pub async fn submit_jobs(
-        &self,
-        account: &str,
-        workload_name: &str,
-        inputs: Vec<JobInput>,
-        priority: i32,
-        idempotency_key: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<JobView>, ServiceError> {
+    pub async fn submit_jobs(&self, request: SubmitRequest<'_>, now: DateTime<Utc>) -> Result<Vec<JobView>, ServiceError> {
+        let SubmitRequest { account, workload: workload_name, inputs, priority, metadata, idempotency_key } = request;
         let market_rules = market(&self.program)?.clone();
         let account = ExternalId::parse(account)?;
         let key = IdempotencyKey::parse(idempotency_key)?;
@@ -103,20 +117,20 @@ impl Engine {
             parsed.push((input, job.bid.map(check_amount).transpose()?));
         }
         self.require_identity_to_spend(&account, true).await?;
-        let hash =
-            request_hash(&SubmitFields { workload: &name, priority, inputs: parsed.iter().map(|(i, b)| (i.as_str(), *b)).collect() });
+        let inputs = parsed.iter().map(|(i, b)| (i.as_str(), *b)).collect();
+        let hash = request_hash(&SubmitFields { workload: &name, priority, inputs, metadata: metadata.as_ref() });
         let command = Command {
             operation: "submit_job",
             account,
             key,
             request_hash: hash,
             permit: Permit::Active,
-            fields: (name, parsed, market_rules, priority),
+            fields: (name, parsed, market_rules, priority, metadata),
         };
         self.execute(command, now, |run| {
             Box::pin(async move {
                 let Run { txn, ledger, account: locked, command, now } = run;
-                let (name, parsed, market_rules, priority) = &command.fields;
+                let (name, parsed, market_rules, priority, metadata) = &command.fields;
                 let (program, key, priority) = (&ledger.program, &command.key, *priority);
                 if !locked.identity_verified {
                     // Unverified since the check above: refused the same way, not stored.
@@ -134,6 +148,7 @@ impl Engine {
                     deadline: now + market_rules.job_deadline,
                     preference,
                     average,
+                    metadata: metadata.as_ref(),
                     now,
                 };
                 let mut jobs = Vec::new();
@@ -176,6 +191,8 @@ struct Submission<'a> {
     preference: Option<Credits>,
     /// The market's average ask now, if anyone asks.
     average: Option<Credits>,
+    /// On every job, and on its hold (so the hold's capture or release carries it on).
+    metadata: Option<&'a Metadata>,
     now: DateTime<Utc>,
 }
 
@@ -208,6 +225,7 @@ async fn place_job(
         idempotency_key: format!("{}#{index}", s.key.as_str()),
         created_at: s.now,
         deadline: s.deadline,
+        metadata: s.metadata.map(Metadata::as_json),
     };
     let budget = rules::resolve_budget(bid, s.preference, s.average, default_price(s.program, s.workload));
     job.budget = budget.map(|(amount, _)| amount);
@@ -222,8 +240,15 @@ async fn place_job(
     };
     let hold_key = format!("job:{}#{index}", s.key.as_str());
     let why = format!("{} job held for provider {}", s.workload, matched.provider_id);
-    let request =
-        HoldRequest { amount: matched.price, feature: s.workload, model: None, reason: Some(&why), key: &hold_key, deadline: s.deadline };
+    let request = HoldRequest {
+        amount: matched.price,
+        feature: s.workload,
+        model: None,
+        reason: Some(&why),
+        key: &hold_key,
+        deadline: s.deadline,
+        metadata: s.metadata,
+    };
     match hold(txn, s.program, s.consumer, request, s.now).await? {
         Err(_short) => job.rejection_code = Some(JobCode::InsufficientCredits),
         Ok(held) => {

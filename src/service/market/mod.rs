@@ -15,7 +15,7 @@ mod providers;
 mod rates;
 mod settlement;
 
-pub use jobs::{JobInput, JobView, MAX_INPUT_CHARS};
+pub use jobs::{JobInput, JobView, MAX_INPUT_CHARS, SubmitRequest};
 pub use providers::MAX_ASKS;
 pub use rates::{MAX_HISTORY, RatesView};
 pub(crate) use settlement::on_hold_expired;
