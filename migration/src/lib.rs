@@ -20,6 +20,7 @@ mod m20261202_000014_create_test_clock;
 mod m20261202_000015_add_accounts_renews_at;
 mod m20261203_000016_create_persisted_queries;
 mod m20261203_000017_add_operator_records;
+mod m20261203_000020_add_balance_after;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_add_accounts_renews_at::Migration),
             Box::new(m20261203_000016_create_persisted_queries::Migration),
             Box::new(m20261203_000017_add_operator_records::Migration),
+            Box::new(m20261203_000020_add_balance_after::Migration),
         ]
     }
 }

@@ -1,7 +1,7 @@
 //! The journal as the API shows it: entries, their lines, and the history filter.
 
 use crate::entity::journal_line;
-use crate::graphql::amount::SignedCreditAmount;
+use crate::graphql::amount::{CreditAmount, SignedCreditAmount};
 use crate::graphql::types::*;
 use crate::service::ServiceError;
 use crate::service::reads::HistoryItem;
@@ -37,6 +37,11 @@ pub struct JournalEntry {
     pub actor: Option<String>,
     /// Its lines: the change to each lot it touched, which sum to `amount`.
     pub lines: Vec<JournalLine>,
+    /// The account's balance as recorded right after this entry, in sequence order: what its
+    /// lots held then, in total. Held credits are not in it (a hold takes them out of the lots
+    /// until it is settled), and a lot past its expiry still is until its EXPIRE entry writes it
+    /// off: `account.balanceAt` answers what a read at an instant showed.
+    pub balance_after: CreditAmount,
 }
 
 /// One lot's part of a journal entry.
@@ -72,6 +77,10 @@ impl TryFrom<HistoryItem> for JournalEntry {
             reason: e.reason,
             actor: e.actor,
             lines: item.lines.iter().map(JournalLine::from).collect(),
+            balance_after: match e.balance_after_micros {
+                micros if micros >= 0 => credits(crate::ledger::Credits::from_micros(micros)),
+                micros => return Err(corrupt(format!("journal entry {}: balance after {micros}", e.id))),
+            },
         })
     }
 }

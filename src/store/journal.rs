@@ -76,6 +76,17 @@ pub struct NewEntry<'a> {
     pub actor: Option<&'a str>,
     /// (lot id, signed change to its remaining amount)
     pub lines: Vec<(i64, i64)>,
+    /// The account's recorded balance once this entry is posted: the posting moves the cached
+    /// balance first and writes what it became (`posting`), so entries of one account, written
+    /// under its lock, carry a running sum in sequence order.
+    pub balance_after_micros: i64,
+}
+
+impl NewEntry<'_> {
+    /// The entry's net change: the sum of its lines.
+    pub fn amount_micros(&self) -> i64 {
+        self.lines.iter().map(|(_, delta)| delta).sum()
+    }
 }
 
 /// Appends an entry and its lines. The entry's amount is the sum of its lines, by construction.
@@ -100,7 +111,7 @@ const ENTRIES_PER_INSERT: usize = 1000;
 /// (in no promised order) are matched to the entries asked for. Two entries alike in all of it
 /// are interchangeable, so either may take either id. Instants count to the microsecond, which
 /// is what PostgreSQL keeps.
-type Content = (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+type Content = (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, i64);
 
 fn content_of_row(e: &journal_entry::Model) -> Content {
     (
@@ -115,6 +126,7 @@ fn content_of_row(e: &journal_entry::Model) -> Content {
         e.model.clone(),
         e.reason.clone(),
         e.actor.clone(),
+        e.balance_after_micros,
     )
 }
 
@@ -124,7 +136,7 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
     journal_entry::ActiveModel {
         account_id: Set(new.account_id),
         kind: Set(new.kind.as_str().to_string()),
-        amount_micros: Set(new.lines.iter().map(|(_, delta)| delta).sum()),
+        amount_micros: Set(new.amount_micros()),
         effective_at: Set(new.effective_at),
         created_at: Set(new.created_at),
         operation: Set(new.operation.to_string()),
@@ -133,6 +145,7 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
         model: Set(new.model.map(str::to_string)),
         reason: Set(new.reason.map(str::to_string)),
         actor: Set(new.actor.map(str::to_string)),
+        balance_after_micros: Set(new.balance_after_micros),
         ..Default::default()
     }
 }
@@ -152,7 +165,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
             let content = (
                 new.account_id,
                 new.kind.as_str().to_string(),
-                new.lines.iter().map(|(_, delta)| delta).sum(),
+                new.amount_micros(),
                 new.effective_at.timestamp_micros(),
                 new.created_at.timestamp_micros(),
                 new.operation.to_string(),
@@ -161,6 +174,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
                 new.model.map(str::to_string),
                 new.reason.map(str::to_string),
                 new.actor.map(str::to_string),
+                new.balance_after_micros,
             );
             // An instant the database stored otherwise than asked would end here: an error the
             // caller rolls back, not a panic.
@@ -170,6 +184,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
                 .ok_or_else(|| DbErr::Custom(format!("journal entry of account {} came back unlike any asked for", new.account_id)))
         })
         .collect::<Result<_, _>>()?;
+    in_sequence(entries, &ids)?;
     let lines: Vec<journal_line::ActiveModel> = entries
         .iter()
         .zip(&ids)
@@ -186,6 +201,37 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
         journal_line::Entity::insert_many(chunk.to_vec()).exec_without_returning(conn).await?;
     }
     Ok(ids)
+}
+
+/// The running balances `append_many` was given hold in sequence order only if each account's
+/// entries took ids in the order given. One multi-row INSERT hands out ids in row order on both
+/// databases; this turns a database that did otherwise into an error the caller rolls back,
+/// rather than balances recorded out of order.
+fn in_sequence(entries: &[NewEntry<'_>], ids: &[i64]) -> Result<(), DbErr> {
+    let mut last: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+    for (new, id) in entries.iter().zip(ids) {
+        if let Some(previous) = last.insert(new.account_id, *id)
+            && previous > *id
+        {
+            return Err(DbErr::Custom(format!("journal entries of account {} took ids out of their order", new.account_id)));
+        }
+    }
+    Ok(())
+}
+
+/// Sets every entry's `balance_after_micros` to the running sum of `amount_micros` over its
+/// account's entries in sequence order: what posting writes, for entries loaded without it
+/// (an import of an export made before the column). The same statement as the migration's
+/// backfill (`m20261203_000020_add_balance_after`).
+pub async fn recompute_balances_after(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    conn.execute_unprepared(
+        "UPDATE journal_entries SET balance_after_micros = r.running \
+         FROM (SELECT id, CAST(SUM(amount_micros) OVER (PARTITION BY account_id ORDER BY id \
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS BIGINT) AS running FROM journal_entries) AS r \
+         WHERE journal_entries.id = r.id",
+    )
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default)]
