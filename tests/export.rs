@@ -294,7 +294,58 @@ async fn csv_export_parses_and_adds_up(backend: Backend) {
     assert!(!refused.status.success());
 }
 
+/// An export made before journal entries carried `balance_after_micros` (migration 000020):
+/// its entries load without it, and the import gives each the running balance the migration
+/// gave old entries, so the copy is the same ledger as the source.
+async fn an_export_from_before_balance_after_gets_it_recomputed(backend: Backend) {
+    use sha2::Digest;
+    let source = build_ledger(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let exported = export_to(&source.app.db.url, &dir.path().join("ledger.jsonl"), &[]).await;
+    assert!(exported.contains("\"balance_after_micros\":"), "a current export carries it");
+    let field = without_balance_after(&exported);
+    let mut body = String::new();
+    for line in field.lines().filter(|l| !l.starts_with("{\"checksum\"")) {
+        let line = if line.starts_with("{\"format\"") {
+            let mut header: Value = serde_json::from_str(line).unwrap();
+            header["schema"] = json!("m20261203_000017_add_operator_records");
+            header.to_string()
+        } else {
+            line.to_string()
+        };
+        body.push_str(&line);
+        body.push('\n');
+    }
+    let rows = body.lines().filter(|l| l.starts_with("{\"table\"")).count();
+    let checksum = format!("sha256:{}", hex::encode(sha2::Sha256::digest(body.as_bytes())));
+    body.push_str(&format!("{}\n", json!({ "checksum": checksum, "rows": rows })));
+    let old = dir.path().join("old.jsonl");
+    std::fs::write(&old, &body).unwrap();
+
+    let target = TestDb::new(backend).await;
+    let imported = credits(&target.url, &["import", old.to_str().unwrap()], None).await;
+    assert!(imported.status.success(), "import failed: {}\n{}", text(&imported.stderr), text(&imported.stdout));
+    let again = export_to(&target.url, &dir.path().join("again.jsonl"), &[]).await;
+    assert_eq!(row_lines(&again), row_lines(&exported), "balances after recomputed as they were written");
+}
+
+/// The export's text without any `"balance_after_micros":N` field, as an older binary wrote it.
+fn without_balance_after(export: &str) -> String {
+    let key = ",\"balance_after_micros\":";
+    let mut out = String::with_capacity(export.len());
+    let mut rest = export;
+    while let Some(at) = rest.find(key) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + key.len()..];
+        let end = after.find(|c: char| c != '-' && !c.is_ascii_digit()).unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 on_both!(
+    an_export_from_before_balance_after_gets_it_recomputed,
     a_ledger_survives_export_and_import,
     import_refuses_what_is_not_a_whole_intact_export,
     since_exports_only_what_changed,

@@ -542,10 +542,30 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
     covered
 }
 
-/// After every step: the same lots, the same cached balance, and the same balance read.
+/// After every step: the same lots, the same cached balance, the same balance read, and the
+/// same balance over time.
 async fn continue_with(app: &TestApp, model: &Model, context: &str) {
     compare_lots(app, &model.wallet, &model.lot_ids, context).await;
     compare_reads(app, &model.wallet, app.clock.now(), context).await;
+    compare_over_time(app, &model.wallet, app.clock.now(), context).await;
+}
+
+/// The newest entry recorded the balance the model holds, and `balance_at(now)` answers what a
+/// read shows now, less the day's free credits not written yet (a read offers them; the
+/// journal has them only once a spend takes from them).
+async fn compare_over_time(app: &TestApp, wallet: &Wallet, now: DateTime<Utc>, context: &str) {
+    let account = app.ledger.account("model").await.unwrap();
+    let newest = Window { after: None, before: None, from_end: false, limit: 1 };
+    let page = app.ledger.history_page(account.id, &Default::default(), &newest).await.unwrap();
+    let recorded = page.items.first().map_or(0, |item| item.entry.balance_after_micros);
+    assert_eq!(recorded, wallet.remaining().micros(), "{context}: newest entry's balance after");
+    let at = app.ledger.balance_at(&account, now, now).await.unwrap().expect("the account exists");
+    let offered = match wallet.daily_free {
+        Some(amount) if !wallet.days_written.contains(&credits::ledger::time::day_of(now)) => amount,
+        _ => Credits::ZERO,
+    };
+    assert_eq!(at.available, wallet.available(now).checked_sub(offered).unwrap(), "{context}: available at now");
+    assert_eq!(at.held, wallet.held_at(now), "{context}: held at now");
 }
 
 fn grant(micros: i64, class: LotClass, expires_at: Option<DateTime<Utc>>, key: String) -> GrantRequest {

@@ -22,6 +22,7 @@ mod m20261203_000016_create_persisted_queries;
 mod m20261203_000017_add_operator_records;
 mod m20261203_000018_add_entry_detail;
 mod m20261203_000019_add_metadata;
+mod m20261203_000020_add_balance_after;
 mod m20261203_000021_add_lot_priority;
 
 pub struct Migrator;
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000017_add_operator_records::Migration),
             Box::new(m20261203_000018_add_entry_detail::Migration),
             Box::new(m20261203_000019_add_metadata::Migration),
+            Box::new(m20261203_000020_add_balance_after::Migration),
             Box::new(m20261203_000021_add_lot_priority::Migration),
         ]
     }

@@ -23,6 +23,12 @@ pub struct Model {
     pub detail: Option<String>,
     /// The caller's metadata (`service::metadata`): canonical JSON, keys sorted; none when not given.
     pub metadata: Option<String>,
+    /// The account's recorded balance right after this entry, in sequence order: the running sum
+    /// of `amount_micros` (the sum of its lots' remaining, held credits not included). Exports
+    /// made before the column lack it: `credits import` then recomputes it (serde's default
+    /// only lets such a row load).
+    #[serde(default)]
+    pub balance_after_micros: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

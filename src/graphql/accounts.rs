@@ -63,6 +63,20 @@ impl Account {
         Ok(Balance::from(view))
     }
 
+    /// What a balance read at `at` showed: available and held apart, from the journal as
+    /// recorded up to `at` (see `BalanceAt`). Null when the account did not exist yet at `at`;
+    /// an instant after now is BAD_USER_INPUT. Its cost does not grow with the account's
+    /// history before `at`.
+    async fn balance_at(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The instant, RFC 3339 (\"2026-03-01T12:00:00Z\"); at most now. Counted to the microsecond.")] at: DateTime<Utc>,
+    ) -> ApiResult<Option<crate::graphql::balance_at::BalanceAt>> {
+        let app = app(ctx);
+        let view = app.ledger.balance_at(&self.0, at, app.clock.now()).await?;
+        Ok(view.map(Into::into))
+    }
+
     /// The promotions applied to the account now, in this order of kinds: PLAN_CREDITS,
     /// DAILY_FREE_CREDITS, LUCKY_CREDITS, FIRST_PURCHASE_BONUS, then REFERRAL_BONUS and COUPON
     /// entries newest first, at most 50 of each. Nothing is granted by reading them.

@@ -1,7 +1,7 @@
 //! The journal as the API shows it: entries, their lines, and the history filter.
 
 use crate::entity::journal_line;
-use crate::graphql::amount::SignedCreditAmount;
+use crate::graphql::amount::{CreditAmount, SignedCreditAmount};
 use crate::graphql::metadata::{Metadata, MetadataFilter};
 use crate::graphql::types::*;
 use crate::service::ServiceError;
@@ -43,6 +43,11 @@ pub struct JournalEntry {
     pub metadata: Option<Metadata>,
     /// Its lines: the change to each lot it touched, which sum to `amount`.
     pub lines: Vec<JournalLine>,
+    /// The account's balance as recorded right after this entry, in sequence order: what its
+    /// lots held then, in total. Held credits are not in it (a hold takes them out of the lots
+    /// until it is settled), and a lot past its expiry still is until its EXPIRE entry writes it
+    /// off: `account.balanceAt` answers what a read at an instant showed.
+    pub balance_after: CreditAmount,
     /// For an EXPIRY_CHANGE entry, the lot's old and new expiry; null for every other kind.
     pub expiry_change: Option<LotExpiryChange>,
 }
@@ -97,6 +102,10 @@ impl TryFrom<HistoryItem> for JournalEntry {
                 previous_expires_at: d.from,
                 expires_at: d.to,
             }),
+            balance_after: match e.balance_after_micros {
+                micros if micros >= 0 => credits(crate::ledger::Credits::from_micros(micros)),
+                micros => return Err(corrupt(format!("journal entry {}: balance after {micros}", e.id))),
+            },
         })
     }
 }

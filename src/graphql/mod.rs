@@ -7,6 +7,7 @@ pub mod admin_log;
 pub mod amount;
 pub mod audits;
 pub mod balance;
+pub mod balance_at;
 pub mod benefits;
 pub mod claims;
 pub mod clock;

@@ -184,6 +184,10 @@ pub fn schema_version() -> String {
     migration::Migrator::migrations().last().map(|m| m.name().to_string()).unwrap_or_default()
 }
 
+/// The migration that gave journal entries `balance_after_micros`; migration names sort by
+/// their date and sequence, so an export whose schema sorts before it has no such field.
+const BALANCE_AFTER_SINCE: &str = "m20261203_000020_add_balance_after";
+
 fn known_schema(name: &str) -> bool {
     use migration::MigratorTrait;
     migration::Migrator::migrations().iter().any(|m| m.name() == name)
@@ -538,6 +542,11 @@ pub async fn import(db: &DatabaseConnection, source: &ImportSource) -> Result<Im
                     flush(&txn, table, &mut batch, number).await?;
                 }
                 let checksum = check_end(&mut lines, claimed, total)?;
+                if header.schema.as_str() < BALANCE_AFTER_SINCE {
+                    // An export from before entries carried their balance: every entry loaded
+                    // with 0, so each gets the running sum the migration gave old entries.
+                    crate::store::journal::recompute_balances_after(&txn).await?;
+                }
                 for table in Table::ALL {
                     rows::reset_sequence(&txn, table).await?;
                 }

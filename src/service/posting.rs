@@ -62,8 +62,8 @@ pub async fn credit(
     let (account_id, amount) = (new.account_id, new.amount);
     moved::note(EntryKind::Grant, new.class, new.source, amount.micros());
     let lot = lots::insert(conn, new).await?;
-    let entry = append(conn, account_id, EntryKind::Grant, vec![(lot.id, amount.micros())], meta).await?;
-    store::accounts::add_to_balance(conn, account_id, amount.micros()).await?;
+    let balance_after = store::accounts::add_to_balance(conn, account_id, amount.micros()).await?;
+    let entry = append(conn, account_id, EntryKind::Grant, vec![(lot.id, amount.micros())], meta, balance_after).await?;
     refuse_over_limit(conn, &[account_id]).await?;
     Ok((lot, entry))
 }
@@ -81,17 +81,15 @@ pub async fn credit_many(
         moved::note(EntryKind::Grant, lot.class, lot.source, lot.amount.micros());
     }
     let lots = lots::insert_many(conn, new).await?;
-    let entries: Vec<_> = lots
+    let mut entries: Vec<_> = lots
         .iter()
         .zip(metas)
         .map(|(lot, meta)| new_entry(lot.account_id, EntryKind::Grant, vec![(lot.id, lot.granted_micros)], meta))
         .collect();
+    let deltas = net_by_account(&entries);
+    let balances = store::accounts::add_to_balances(conn, &deltas.iter().map(|(id, delta)| (*id, *delta)).collect::<Vec<_>>()).await?;
+    running_balances(&mut entries, &deltas, &balances);
     journal::append_many(conn, &entries).await?;
-    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
-    for lot in &lots {
-        *deltas.entry(lot.account_id).or_default() += lot.granted_micros;
-    }
-    store::accounts::add_to_balances(conn, &deltas.iter().map(|(id, delta)| (*id, *delta)).collect::<Vec<_>>()).await?;
     refuse_over_limit(conn, &deltas.into_keys().collect::<Vec<_>>()).await?;
     Ok(lots)
 }
@@ -124,9 +122,8 @@ pub async fn debit(
         total = total.checked_add(*amount).expect("sums fit");
     }
     let lines = takes.iter().map(|(lot, amount)| (lot.id, -amount.micros())).collect();
-    let entry = append(conn, account_id, kind, lines, meta).await?;
-    store::accounts::add_to_balance(conn, account_id, -total.micros()).await?;
-    Ok(entry)
+    let balance_after = store::accounts::add_to_balance(conn, account_id, -total.micros()).await?;
+    append(conn, account_id, kind, lines, meta, balance_after).await
 }
 
 /// An entry that moves no credits but says something happened to a lot (an expiry change): no
@@ -137,7 +134,9 @@ pub async fn mark(
     kind: EntryKind,
     meta: EntryMeta<'_>,
 ) -> Result<journal_entry::Model, DbErr> {
-    append(conn, account_id, kind, Vec::new(), meta).await
+    // Nothing moves, so the balance after is the balance: read where every posting reads it.
+    let balance_after = store::accounts::add_to_balance(conn, account_id, 0).await?;
+    append(conn, account_id, kind, Vec::new(), meta, balance_after).await
 }
 
 /// One entry of `debit_many`: what it takes from its account's lots.
@@ -170,25 +169,47 @@ impl From<&Lot> for Held {
 pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Held>, debits: &[Debit<'_>]) -> Result<Vec<i64>, DbErr> {
     let held = |lot_id: &i64| *read.get(lot_id).expect("a debited lot was read under its account's lock");
     let mut left: BTreeMap<i64, Credits> = BTreeMap::new();
-    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
     for debit in debits {
         for (lot_id, amount) in &debit.takes {
             let lot = held(lot_id);
             let remaining = left.entry(*lot_id).or_insert(lot.remaining);
             *remaining = remaining.checked_sub(*amount).expect("a posting never overdraws a lot");
-            *deltas.entry(debit.account_id).or_default() -= amount.micros();
             moved::note(debit.kind, lot.class, lot.source, amount.micros());
         }
     }
     let changes: Vec<(i64, Credits, Credits)> = left.iter().map(|(id, new)| (*id, held(id).remaining, *new)).collect();
     lots::set_remaining_many(conn, &changes).await?;
-    let entries: Vec<_> = debits
+    let mut entries: Vec<_> = debits
         .iter()
         .map(|d| new_entry(d.account_id, d.kind, d.takes.iter().map(|(lot_id, amount)| (*lot_id, -amount.micros())).collect(), d.meta))
         .collect();
-    let ids = journal::append_many(conn, &entries).await?;
-    store::accounts::add_to_balances(conn, &deltas.into_iter().collect::<Vec<_>>()).await?;
-    Ok(ids)
+    let deltas = net_by_account(&entries);
+    let balances = store::accounts::add_to_balances(conn, &deltas.iter().map(|(id, delta)| (*id, *delta)).collect::<Vec<_>>()).await?;
+    running_balances(&mut entries, &deltas, &balances);
+    journal::append_many(conn, &entries).await
+}
+
+/// Each account's net change over `entries`.
+fn net_by_account(entries: &[journal::NewEntry<'_>]) -> BTreeMap<i64, i64> {
+    let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();
+    for entry in entries {
+        *deltas.entry(entry.account_id).or_default() += entry.amount_micros();
+    }
+    deltas
+}
+
+/// Gives each entry its account's balance right after it, when one statement posts several
+/// entries of an account: the balance before them all is what the update left (`balances`)
+/// less their net change (`deltas`), and each entry adds its own amount in the order given,
+/// which is the order their ids are handed out in (`journal::append_many` checks it).
+fn running_balances(entries: &mut [journal::NewEntry<'_>], deltas: &BTreeMap<i64, i64>, balances: &BTreeMap<i64, i64>) {
+    let mut running: BTreeMap<i64, i64> =
+        deltas.iter().map(|(id, delta)| (*id, balances.get(id).expect("every posted account was updated") - delta)).collect();
+    for entry in entries {
+        let balance = running.get_mut(&entry.account_id).expect("every posted account was updated");
+        *balance += entry.amount_micros();
+        entry.balance_after_micros = *balance;
+    }
 }
 
 /// Gives credits back to lots they were taken from (a reservation's release). A lot that was
@@ -208,9 +229,8 @@ pub async fn restore(
         total = total.checked_add(*amount).expect("sums fit");
     }
     let lines = returns.iter().map(|(lot, amount)| (lot.id, amount.micros())).collect();
-    let entry = append(conn, account_id, EntryKind::Release, lines, meta).await?;
-    store::accounts::add_to_balance(conn, account_id, total.micros()).await?;
-    Ok(entry)
+    let balance_after = store::accounts::add_to_balance(conn, account_id, total.micros()).await?;
+    append(conn, account_id, EntryKind::Release, lines, meta, balance_after).await
 }
 
 async fn append(
@@ -219,11 +239,13 @@ async fn append(
     kind: EntryKind,
     lines: Vec<(i64, i64)>,
     meta: EntryMeta<'_>,
+    balance_after_micros: i64,
 ) -> Result<journal_entry::Model, DbErr> {
-    journal::append(conn, new_entry(account_id, kind, lines, meta)).await
+    journal::append(conn, journal::NewEntry { balance_after_micros, ..new_entry(account_id, kind, lines, meta) }).await
 }
 
-/// The journal entry a posting appends: its lines, and what `meta` says besides them.
+/// The journal entry a posting appends: its lines, and what `meta` says besides them; its
+/// balance after is set once the account's balance has moved.
 fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta: EntryMeta<'a>) -> journal::NewEntry<'a> {
     journal::NewEntry {
         account_id,
@@ -239,5 +261,6 @@ fn new_entry<'a>(account_id: i64, kind: EntryKind, lines: Vec<(i64, i64)>, meta:
         detail: meta.detail,
         metadata: meta.metadata,
         lines,
+        balance_after_micros: 0,
     }
 }

@@ -40,26 +40,29 @@ pub async fn insert(conn: &impl ConnectionTrait, external_id: &str, plan: &str, 
     .await
 }
 
-/// Moves the cached balance by `delta_micros`, in the same transaction as the journal entry.
-pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: i64) -> Result<(), DbErr> {
-    let result = account::Entity::update_many()
-        .col_expr(account::Column::BalanceMicros, Expr::col(account::Column::BalanceMicros).add(delta_micros))
-        .filter(account::Column::Id.eq(id))
-        .exec(conn)
-        .await?;
-    if result.rows_affected != 1 {
-        return Err(DbErr::RecordNotUpdated);
-    }
-    // Live balances (`crate::feed`): PostgreSQL delivers this at commit, and never on rollback.
-    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        let notify = sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [crate::feed::CHANNEL.into(), id.to_string().into()],
-        );
-        conn.execute_raw(notify).await?;
-    }
-    Ok(())
+/// Moves the cached balance by `delta_micros`, in the same transaction as the journal entry,
+/// and returns the balance it now holds (what the entry records as its `balance_after_micros`).
+pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: i64) -> Result<i64, DbErr> {
+    use sea_orm::{DbBackend, Statement};
+    let backend = conn.get_database_backend();
+    // Live balances (`crate::feed`): PostgreSQL delivers the notification at commit, and never
+    // on rollback.
+    let statement = if backend == DbBackend::Postgres {
+        Statement::from_sql_and_values(
+            backend,
+            "UPDATE accounts SET balance_micros = balance_micros + $1 WHERE id = $2 \
+             RETURNING balance_micros, pg_notify($3, CAST(id AS TEXT))",
+            [delta_micros.into(), id.into(), crate::feed::CHANNEL.into()],
+        )
+    } else {
+        Statement::from_sql_and_values(
+            backend,
+            "UPDATE accounts SET balance_micros = balance_micros + ? WHERE id = ? RETURNING balance_micros",
+            [delta_micros.into(), id.into()],
+        )
+    };
+    let row = conn.query_one_raw(statement).await?.ok_or(DbErr::RecordNotUpdated)?;
+    row.try_get_by_index::<i64>(0)
 }
 
 /// `lock_by_external_id` for many accounts in one statement, locked in id order (so two batches
@@ -79,10 +82,11 @@ const ACCOUNTS_PER_UPDATE: usize = 1000;
 /// `add_to_balance` for many accounts, one statement per `ACCOUNTS_PER_UPDATE`: (account id,
 /// delta), ids distinct. The deltas are joined as a `VALUES` list (linear, where a `CASE` of
 /// every id is evaluated for every row); on PostgreSQL the same statement sends each account's
-/// balance notification (see `add_to_balance`).
-pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)]) -> Result<(), DbErr> {
+/// balance notification (see `add_to_balance`). Returns each account's new balance.
+pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)]) -> Result<BTreeMap<i64, i64>, DbErr> {
     use sea_orm::{DbBackend, Statement, Value};
     let backend = conn.get_database_backend();
+    let mut balances = BTreeMap::new();
     for chunk in deltas.chunks(ACCOUNTS_PER_UPDATE) {
         let mut values: Vec<Value> = chunk.iter().flat_map(|(id, delta)| [Value::from(*id), Value::from(*delta)]).collect();
         let rows = super::values_rows(backend, chunk.len(), 2, 0);
@@ -90,18 +94,22 @@ pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)])
             "WITH v(id, delta) AS (VALUES {rows}) \
              UPDATE accounts SET balance_micros = accounts.balance_micros + v.delta FROM v WHERE accounts.id = v.id"
         );
-        let updated = if backend == DbBackend::Postgres {
+        let sql = if backend == DbBackend::Postgres {
             values.push(Value::from(crate::feed::CHANNEL));
-            let sql = format!("{sql} RETURNING pg_notify(${}, CAST(accounts.id AS TEXT))", values.len());
-            conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?.len() as u64
+            format!("{sql} RETURNING accounts.id, accounts.balance_micros, pg_notify(${}, CAST(accounts.id AS TEXT))", values.len())
         } else {
-            conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?.rows_affected()
+            // SQLite's RETURNING sees only the table updated.
+            format!("{sql} RETURNING id, balance_micros")
         };
-        if updated != chunk.len() as u64 {
+        let updated = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        if updated.len() != chunk.len() {
             return Err(DbErr::RecordNotUpdated);
         }
+        for row in updated {
+            balances.insert(row.try_get_by_index::<i64>(0)?, row.try_get_by_index::<i64>(1)?);
+        }
     }
-    Ok(())
+    Ok(balances)
 }
 
 /// `lock` for many accounts in one statement, in id order (so two batches never wait on each

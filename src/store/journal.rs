@@ -86,6 +86,17 @@ pub struct NewEntry<'a> {
     pub metadata: Option<&'a str>,
     /// (lot id, signed change to its remaining amount)
     pub lines: Vec<(i64, i64)>,
+    /// The account's recorded balance once this entry is posted: the posting moves the cached
+    /// balance first and writes what it became (`posting`), so entries of one account, written
+    /// under its lock, carry a running sum in sequence order.
+    pub balance_after_micros: i64,
+}
+
+impl NewEntry<'_> {
+    /// The entry's net change: the sum of its lines.
+    pub fn amount_micros(&self) -> i64 {
+        self.lines.iter().map(|(_, delta)| delta).sum()
+    }
 }
 
 /// Appends an entry and its lines. The entry's amount is the sum of its lines, by construction.
@@ -106,15 +117,15 @@ pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<jo
 
 /// Journal lines per insert statement: bounds its bound parameters.
 const LINES_PER_INSERT: usize = 2000;
-/// Journal entries per insert statement (twelve columns each).
+/// Journal entries per insert statement (fourteen columns each: 14,000 parameters).
 const ENTRIES_PER_INSERT: usize = 1000;
 
 /// What an inserted entry says, as the database gives it back: how the ids RETURNING hands out
 /// (in no promised order) are matched to the entries asked for. Two entries alike in all of it
 /// are interchangeable, so either may take either id. Instants count to the microsecond, which
 /// is what PostgreSQL keeps.
-type Content =
-    (i64, String, i64, i64, i64, String, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+/// (Its optional texts are grouped: a tuple is hashable up to twelve members.)
+type Content = (i64, String, i64, i64, i64, String, [Option<String>; 6], i64);
 
 fn content_of_row(e: &journal_entry::Model) -> Content {
     (
@@ -124,12 +135,8 @@ fn content_of_row(e: &journal_entry::Model) -> Content {
         e.effective_at.timestamp_micros(),
         e.created_at.timestamp_micros(),
         e.operation.clone(),
-        e.idempotency_key.clone(),
-        e.feature.clone(),
-        e.model.clone(),
-        e.reason.clone(),
-        e.actor.clone(),
-        e.metadata.clone(),
+        [e.idempotency_key.clone(), e.feature.clone(), e.model.clone(), e.reason.clone(), e.actor.clone(), e.metadata.clone()],
+        e.balance_after_micros,
     )
 }
 
@@ -141,7 +148,7 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
     journal_entry::ActiveModel {
         account_id: Set(new.account_id),
         kind: Set(new.kind.as_str().to_string()),
-        amount_micros: Set(new.lines.iter().map(|(_, delta)| delta).sum()),
+        amount_micros: Set(new.amount_micros()),
         effective_at: Set(new.effective_at),
         created_at: Set(new.created_at),
         operation: Set(new.operation.to_string()),
@@ -152,6 +159,7 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
         actor: Set(new.actor.map(str::to_string)),
         detail: Set(new.detail.map(str::to_string)),
         metadata: Set(new.metadata.map(str::to_string)),
+        balance_after_micros: Set(new.balance_after_micros),
         ..Default::default()
     }
 }
@@ -171,16 +179,12 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
             let content = (
                 new.account_id,
                 new.kind.as_str().to_string(),
-                new.lines.iter().map(|(_, delta)| delta).sum(),
+                new.amount_micros(),
                 new.effective_at.timestamp_micros(),
                 new.created_at.timestamp_micros(),
                 new.operation.to_string(),
-                new.idempotency_key.map(str::to_string),
-                new.feature.map(str::to_string),
-                new.model.map(str::to_string),
-                new.reason.map(str::to_string),
-                new.actor.map(str::to_string),
-                new.metadata.map(str::to_string),
+                [new.idempotency_key, new.feature, new.model, new.reason, new.actor, new.metadata].map(|t| t.map(str::to_string)),
+                new.balance_after_micros,
             );
             // An instant the database stored otherwise than asked would end here: an error the
             // caller rolls back, not a panic.
@@ -190,6 +194,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
                 .ok_or_else(|| DbErr::Custom(format!("journal entry of account {} came back unlike any asked for", new.account_id)))
         })
         .collect::<Result<_, _>>()?;
+    in_sequence(entries, &ids)?;
     let lines: Vec<journal_line::ActiveModel> = entries
         .iter()
         .zip(&ids)
@@ -206,6 +211,37 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
         journal_line::Entity::insert_many(chunk.to_vec()).exec_without_returning(conn).await?;
     }
     Ok(ids)
+}
+
+/// The running balances `append_many` was given hold in sequence order only if each account's
+/// entries took ids in the order given. One multi-row INSERT hands out ids in row order on both
+/// databases; this turns a database that did otherwise into an error the caller rolls back,
+/// rather than balances recorded out of order.
+fn in_sequence(entries: &[NewEntry<'_>], ids: &[i64]) -> Result<(), DbErr> {
+    let mut last: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+    for (new, id) in entries.iter().zip(ids) {
+        if let Some(previous) = last.insert(new.account_id, *id)
+            && previous > *id
+        {
+            return Err(DbErr::Custom(format!("journal entries of account {} took ids out of their order", new.account_id)));
+        }
+    }
+    Ok(())
+}
+
+/// Sets every entry's `balance_after_micros` to the running sum of `amount_micros` over its
+/// account's entries in sequence order: what posting writes, for entries loaded without it
+/// (an import of an export made before the column). The same statement as the migration's
+/// backfill (`m20261203_000020_add_balance_after`).
+pub async fn recompute_balances_after(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
+    conn.execute_unprepared(
+        "UPDATE journal_entries SET balance_after_micros = r.running \
+         FROM (SELECT id, CAST(SUM(amount_micros) OVER (PARTITION BY account_id ORDER BY id \
+               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS BIGINT) AS running FROM journal_entries) AS r \
+         WHERE journal_entries.id = r.id",
+    )
+    .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default)]

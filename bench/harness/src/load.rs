@@ -14,6 +14,8 @@ pub const AMOUNT_MICROS: i64 = 10_000;
 
 const BALANCE: &str = "query Balance($a: ID!) { account(id: $a) { balance { total available held } } }";
 
+const BALANCE_AT: &str = "query BalanceAt($a: ID!, $t: DateTime!) { account(id: $a) { balanceAt(at: $t) { available held sequence } } }";
+
 const HISTORY: &str = "query History($a: ID!) { account(id: $a) { history(first: 20) { edges { node { kind amount effectiveAt } } } } }";
 
 const CHECK_IN: &str = "mutation CheckIn($input: CheckInInput!) { checkIn(input: $input) { amount day } }";
@@ -121,6 +123,12 @@ impl Target {
     /// One balance read; an error is a transport failure, a non-2xx status, or a GraphQL error.
     pub async fn read_balance(&self, account: &str) -> Result<(), String> {
         let body = serde_json::json!({ "query": BALANCE, "variables": { "a": account } });
+        self.post(&body).await
+    }
+
+    /// One `balanceAt` read of `account` at `at`.
+    pub async fn read_balance_at(&self, account: &str, at: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+        let body = serde_json::json!({ "query": BALANCE_AT, "variables": { "a": account, "t": at.to_rfc3339() } });
         self.post(&body).await
     }
 
@@ -241,6 +249,22 @@ pub async fn closed_loop_reads(
     closed_loop_of(Pick::Account(account), clients, warmup, seconds, "", move |account, _key| {
         let target = target.clone();
         async move { target.read_balance(&account).await }
+    })
+    .await
+}
+
+/// `closed_loop` of `balanceAt` reads of one account at one instant.
+pub async fn closed_loop_balance_at(
+    target: Arc<Target>,
+    account: &'static str,
+    at: chrono::DateTime<chrono::Utc>,
+    clients: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> Measured {
+    closed_loop_of(Pick::Account(account), clients, warmup, seconds, "", move |account, _key| {
+        let target = target.clone();
+        async move { target.read_balance_at(&account, at).await }
     })
     .await
 }

@@ -16,6 +16,7 @@ mod load;
 mod month;
 mod seed;
 mod server;
+mod timeline;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
@@ -65,6 +66,10 @@ pub enum Scenario {
     /// ten journal entries each), then `credits import` of it into a fresh database: time and
     /// peak RSS of each (the issue's target: a 1M-entry export under 100 MB).
     Export,
+    /// `balanceAt` of an account with a 1M-entry timeline (`--timeline-lots`, 100 entries each,
+    /// about 60 lots expired but not yet written off at any instant) at three instants, side by
+    /// side with a plain balance read of the same account (issue 25).
+    BalanceAt,
 }
 
 impl Scenario {
@@ -77,6 +82,7 @@ impl Scenario {
             Scenario::Day => "day",
             Scenario::Hostile => "hostile",
             Scenario::Export => "export",
+            Scenario::BalanceAt => "balance-at",
         }
     }
 }
@@ -103,6 +109,10 @@ pub enum Side {
     FanOut,
     /// Balance reads while the fan-out documents are sent.
     ReadsAttacked,
+    /// `balanceAt` this percent of the way through the timeline.
+    At(u8),
+    /// A plain balance read of the timeline's account, beside the `balanceAt` reads.
+    BalanceNow,
 }
 
 impl Side {
@@ -118,6 +128,11 @@ impl Side {
             Side::ReadsAlone => "reads alone",
             Side::FanOut => "fan-out",
             Side::ReadsAttacked => "reads attacked",
+            Side::At(1) => "at 1%",
+            Side::At(50) => "at 50%",
+            Side::At(99) => "at 99%",
+            Side::At(_) => "at",
+            Side::BalanceNow => "balance now",
         }
     }
 }
@@ -205,6 +220,10 @@ struct Args {
     /// lines each: 100,000 makes 1M entries).
     #[arg(long, default_value_t = 100_000)]
     export_lots: usize,
+    /// Lots of the `balance-at` scenario's timeline, one a minute, 100 journal entries each
+    /// (10,000: 1M entries).
+    #[arg(long, default_value_t = 10_000)]
+    timeline_lots: usize,
     /// Server processes on the one database; the clients' requests take turns over them.
     #[arg(long, default_value_t = 1)]
     servers: usize,
@@ -367,6 +386,21 @@ async fn run_database(
             seeded.as_secs_f64()
         );
     }
+    let timeline = if args.scenarios.contains(&Scenario::BalanceAt) {
+        let (timeline, took) = timeline::seed(url, args.timeline_lots).await?;
+        eprintln!(
+            "{}: seeded {} ({} lots, {} journal entries over {} minutes) in {:.1} s",
+            db.label(),
+            timeline::ACCOUNT,
+            args.timeline_lots,
+            args.timeline_lots * 100,
+            timeline.minutes,
+            took.as_secs_f64()
+        );
+        Some(timeline)
+    } else {
+        None
+    };
     if db == Db::Sqlite {
         println!("sqlite: {}", baseline::sqlite_settings(url).await?);
     }
@@ -409,6 +443,30 @@ async fn run_database(
                         attacked.ratio = Some(attacked.p99 / alone.p99);
                         print_row(&attacked);
                         rows.extend([alone, refusals, attacked]);
+                    }
+                    continue;
+                }
+                Scenario::BalanceAt => {
+                    let timeline = timeline.context("the timeline is seeded with its scenario")?;
+                    let account = timeline::ACCOUNT;
+                    for &clients in &args.clients {
+                        // All four at once, N clients each, so a noisy moment falls on all alike.
+                        let (early, middle, late, now) = tokio::join!(
+                            load::closed_loop_balance_at(target.clone(), account, timeline.at(1), clients, warmup, seconds),
+                            load::closed_loop_balance_at(target.clone(), account, timeline.at(50), clients, warmup, seconds),
+                            load::closed_loop_balance_at(target.clone(), account, timeline.at(99), clients, warmup, seconds),
+                            load::closed_loop_reads(target.clone(), account, clients, warmup, seconds)
+                        );
+                        let now = row(scenario, db, clients, Side::BalanceNow, &now, peak_rss(&servers));
+                        for (percent, measured) in [(1, early), (50, middle), (99, late)] {
+                            let mut at = row(scenario, db, clients, Side::At(percent), &measured, peak_rss(&servers));
+                            // The last column: p99 of balanceAt over p99 of the plain read.
+                            at.ratio = Some(at.p99 / now.p99);
+                            print_row(&at);
+                            rows.push(at);
+                        }
+                        print_row(&now);
+                        rows.push(now);
                     }
                     continue;
                 }

@@ -88,10 +88,10 @@ pub async fn seed_history(url: &str, big_lots: usize, small_lots: usize) -> anyh
         txn.execute_unprepared(&format!(
             "WITH RECURSIVE g(k) AS (SELECT 0 UNION ALL SELECT k + 1 FROM g WHERE k < 9) \
              INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, \
-                                          idempotency_key, feature, model, reason) \
+                                          idempotency_key, feature, model, reason, balance_after_micros) \
              SELECT {id}, CASE WHEN g.k = 0 THEN 'grant' ELSE 'spend' END, CASE WHEN g.k = 0 THEN 9000000 ELSE -1000000 END, \
                     l.granted_at, l.granted_at, CASE WHEN g.k = 0 THEN 'grant' ELSE 'spend' END, NULL, \
-                    CASE WHEN g.k = 0 THEN NULL ELSE 'bench' END, NULL, CAST(l.id AS TEXT) \
+                    CASE WHEN g.k = 0 THEN NULL ELSE 'bench' END, NULL, CAST(l.id AS TEXT), (9 - g.k) * 1000000 \
              FROM lots l, g WHERE l.account_id = {id} AND l.origin_kind = 'bench-history' ORDER BY l.id, g.k"
         ))
         .await?;
