@@ -67,6 +67,7 @@ pub async fn seed(url: &str, lots: usize) -> anyhow::Result<(Timeline, std::time
             origin_id: Set(None),
             open: Set(false),
             expiry_notice_sent: Set(false),
+            priority: Set(credits::ledger::Priority::DEFAULT.get().into()),
         })
         .collect();
     for chunk in lot_rows.chunks(ROWS_PER_INSERT) {
@@ -108,6 +109,8 @@ pub async fn seed(url: &str, lots: usize) -> anyhow::Result<(Timeline, std::time
                 model: Set(None),
                 reason: Set(None),
                 actor: Set(None),
+                detail: Set(None),
+                metadata: Set(None),
                 balance_after_micros: Set(balance),
             });
             lines.push(journal_line::ActiveModel {
