@@ -33,6 +33,19 @@ async fn lot_id(app: &TestApp, account: &str, amount: &str, key: &str, expires_a
     granted["data"]["grantCredits"]["lotId"].as_str().unwrap_or_else(|| panic!("{granted}")).to_string()
 }
 
+/// A reservation of 3 credits on account "a": its id.
+async fn reserve_3(app: &TestApp) -> String {
+    let query = "mutation { reserveCredits(input: {accountId: \"a\", amount: \"3\", feature: \"chat\", idempotencyKey: \"h1\"}) { reservationId } }";
+    let held = app.gql(&app.service, query, json!({})).await;
+    held["data"]["reserveCredits"]["reservationId"].as_str().unwrap_or_else(|| panic!("{held}")).to_string()
+}
+
+async fn release(app: &TestApp, reservation: &str) {
+    let query = "mutation($r: ID!) { releaseReservation(input: {reservationId: $r, idempotencyKey: \"r1\"}) { released } }";
+    let released = app.gql(&app.service, query, json!({ "r": reservation })).await;
+    assert!(released["errors"].is_null(), "{released}");
+}
+
 /// The account's newest journal entry, as its history shows it.
 async fn latest_entry(app: &TestApp, account: &str) -> Value {
     let query = "query($a: ID!) { account(id: $a) { history(first: 1) { nodes { sequence kind amount reason actor } } } }";
@@ -97,23 +110,13 @@ async fn what_cannot_be_voided_is_refused_and_changes_nothing(backend: Backend) 
     let lot = lot_id(&app, "a", "10", "g-1", Some(at("2026-11-10T12:00:00Z"))).await;
 
     // Held: a reservation holds credits drawn from the lot.
-    let held = app
-        .gql(&app.service, "mutation { reserveCredits(input: {accountId: \"a\", amount: \"3\", feature: \"chat\", idempotencyKey: \"h1\"}) { reservationId } }", json!({}))
-        .await;
-    let reservation = held["data"]["reserveCredits"]["reservationId"].as_str().unwrap_or_else(|| panic!("{held}")).to_string();
+    let reservation = reserve_3(&app).await;
     let refused = void(&app, &app.admin, &lot, "v-held").await;
     assert_eq!(error_code(&refused), "INVALID_STATE", "{refused}");
     assert!(refused["errors"][0]["message"].as_str().unwrap().contains("held by a reservation"), "{refused}");
     assert_eq!(app.balance("a").await, "10", "the total counts held credits; nothing was voided");
     // Released, the lot can be voided whole (under a new key: the refusal is the old one's outcome).
-    let released = app
-        .gql(
-            &app.service,
-            "mutation($r: ID!) { releaseReservation(input: {reservationId: $r, idempotencyKey: \"r1\"}) { released } }",
-            json!({ "r": reservation }),
-        )
-        .await;
-    assert!(released["errors"].is_null(), "{released}");
+    release(&app, &reservation).await;
     assert_eq!(void(&app, &app.admin, &lot, "v-held").await, refused, "a refusal is the key's outcome too");
 
     // Expired: the write-off owns it, whether it ran yet or not.
@@ -291,10 +294,7 @@ async fn an_expiry_moved_into_the_past_expires_the_lot_now(backend: Backend) {
     app.clock.set(at("2026-11-10T10:00:00Z"));
     app.create_account("a").await;
     let lot = lot_id(&app, "a", "10", "g-1", None).await;
-    let held = app
-        .gql(&app.service, "mutation { reserveCredits(input: {accountId: \"a\", amount: \"3\", feature: \"chat\", idempotencyKey: \"h1\"}) { reservationId } }", json!({}))
-        .await;
-    let reservation = held["data"]["reserveCredits"]["reservationId"].as_str().unwrap_or_else(|| panic!("{held}")).to_string();
+    let reservation = reserve_3(&app).await;
 
     let moved = change_expiry(&app, &app.admin, &lot, "2026-11-01T00:00:00Z", "e-1").await;
     assert!(moved["errors"].is_null(), "{moved}");
@@ -316,14 +316,7 @@ async fn an_expiry_moved_into_the_past_expires_the_lot_now(backend: Backend) {
     assert_eq!(nodes[1]["kind"], json!("EXPIRY_CHANGE"), "{history}");
 
     // Released, the held credits return to an expired lot: they expire, not come back.
-    let released = app
-        .gql(
-            &app.service,
-            "mutation($r: ID!) { releaseReservation(input: {reservationId: $r, idempotencyKey: \"r1\"}) { released } }",
-            json!({ "r": reservation }),
-        )
-        .await;
-    assert!(released["errors"].is_null(), "{released}");
+    release(&app, &reservation).await;
     assert_eq!(app.balance("a").await, "0");
     app.ledger.expire_due(app.clock.now(), 1000).await.unwrap();
     assert_eq!(app.balance("a").await, "0");

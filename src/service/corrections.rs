@@ -188,6 +188,15 @@ impl Engine {
         .await
     }
 
+    /// The account lot `lot_id` belongs to, which a correction of the lot runs under:
+    /// `NOT_FOUND` when there is no such lot.
+    async fn owner_of_lot(&self, lot_id: i64) -> Result<ExternalId, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("no lot {lot_id}"));
+        let lot = lots::by_ids(&self.db, &[lot_id]).await?.into_iter().next().ok_or_else(not_found)?;
+        let owner = store::accounts::by_id(&self.db, lot.account_id).await?.ok_or_else(not_found)?;
+        ExternalId::parse(&owner.external_id)
+    }
+
     /// Voids what remains of lot `lot_id`, once per key: refused (`INVALID_STATE`, kept under the
     /// key) when nothing remains, when the lot has expired (the write-off owns it), or while a
     /// reservation holds credits drawn from it. Any account status: a suspended account's
@@ -195,32 +204,16 @@ impl Engine {
     pub async fn void_lot(&self, request: VoidRequest, now: DateTime<Utc>) -> Result<VoidReceipt, ServiceError> {
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
         let why = required_reason(&request.reason, "voided")?;
-        let not_found = || ServiceError::NotFound(format!("no lot {}", request.lot_id));
-        let lot = lots::by_ids(&self.db, &[request.lot_id]).await?.into_iter().next().ok_or_else(not_found)?;
-        let owner = store::accounts::by_id(&self.db, lot.account_id).await?.ok_or_else(not_found)?;
-        let fields = VoidFields { lot_id: lot.id, reason: why };
+        let owner = self.owner_of_lot(request.lot_id).await?;
+        let fields = VoidFields { lot_id: request.lot_id, reason: why };
         let request_hash = request_hash(&fields);
-        let command = Command {
-            operation: "void",
-            account: ExternalId::parse(&owner.external_id)?,
-            key,
-            request_hash,
-            permit: Permit::Any,
-            fields: (fields, request.actor),
-        };
+        let command =
+            Command { operation: "void", account: owner, key, request_hash, permit: Permit::Any, fields: (fields, request.actor) };
         self.execute(command, now, |run| {
             Box::pin(async move {
                 let Run { txn, account, command, now, .. } = run;
                 let (fields, actor) = &command.fields;
-                // Lapsed holds are released first: a void sees the lot as a read shows it.
-                release_lapsed(txn, &[account.id], now).await?;
-                let model = lots::by_ids(txn, &[fields.lot_id])
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("lot {} vanished", fields.lot_id))?;
-                let lot = lots::to_rule(&model)?;
-                let held = held_from(txn, account.id, lot.id, now).await?;
+                let (lot, held) = lot_as_read(txn, account.id, fields.lot_id, now).await?;
                 let voided = match corrections::void(&lot, held, now) {
                     Ok(voided) => voided,
                     Err(refusal) => return Ok(Err(Refusal::InvalidState { what: refusal.to_string() })),
@@ -247,32 +240,16 @@ impl Engine {
     pub async fn change_lot_expiry(&self, request: ExpiryRequest, now: DateTime<Utc>) -> Result<ExpiryReceipt, ServiceError> {
         let key = IdempotencyKey::parse(&request.idempotency_key)?;
         let why = required_reason(&request.reason, "given a new expiry")?;
-        let not_found = || ServiceError::NotFound(format!("no lot {}", request.lot_id));
-        let lot = lots::by_ids(&self.db, &[request.lot_id]).await?.into_iter().next().ok_or_else(not_found)?;
-        let owner = store::accounts::by_id(&self.db, lot.account_id).await?.ok_or_else(not_found)?;
-        let fields = ExpiryFields { lot_id: lot.id, expires_at: request.expires_at, reason: why };
+        let owner = self.owner_of_lot(request.lot_id).await?;
+        let fields = ExpiryFields { lot_id: request.lot_id, expires_at: request.expires_at, reason: why };
         let request_hash = request_hash(&fields);
-        let command = Command {
-            operation: "change_expiry",
-            account: ExternalId::parse(&owner.external_id)?,
-            key,
-            request_hash,
-            permit: Permit::Any,
-            fields: (fields, request.actor),
-        };
+        let command =
+            Command { operation: "change_expiry", account: owner, key, request_hash, permit: Permit::Any, fields: (fields, request.actor) };
         self.execute(command, now, |run| {
             Box::pin(async move {
                 let Run { txn, account, command, now, .. } = run;
                 let (fields, actor) = &command.fields;
-                // Lapsed holds are released first: the change sees the lot as a read shows it.
-                release_lapsed(txn, &[account.id], now).await?;
-                let model = lots::by_ids(txn, &[fields.lot_id])
-                    .await?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| anyhow::anyhow!("lot {} vanished", fields.lot_id))?;
-                let lot = lots::to_rule(&model)?;
-                let held = held_from(txn, account.id, lot.id, now).await?;
+                let (lot, held) = lot_as_read(txn, account.id, fields.lot_id, now).await?;
                 let change = match corrections::change_expiry(&lot, held, fields.expires_at, now) {
                     Ok(change) => change,
                     Err(refusal) => return Ok(Err(Refusal::InvalidState { what: refusal.to_string() })),
@@ -315,9 +292,20 @@ impl Engine {
     }
 }
 
-/// What the account's open reservations hold that they drew from lot `lot_id`.
-async fn held_from(txn: &sea_orm::DatabaseTransaction, account_id: i64, lot_id: i64, now: DateTime<Utc>) -> Result<Credits, ServiceError> {
+/// Lot `lot_id` of the locked account as a read at `now` shows it, and what the account's open
+/// reservations hold that they drew from it. Lapsed holds are released first, so a correction
+/// sees what a read shows, refused or not.
+async fn lot_as_read(
+    txn: &sea_orm::DatabaseTransaction,
+    account_id: i64,
+    lot_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(Lot, Credits), ServiceError> {
+    release_lapsed(txn, &[account_id], now).await?;
+    let model = lots::by_ids(txn, &[lot_id]).await?.into_iter().next().ok_or_else(|| anyhow::anyhow!("lot {lot_id} vanished"))?;
+    let lot = lots::to_rule(&model)?;
     let holds = store::reservations::open(txn, account_id, now).await?;
     let lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
-    Ok(Credits::from_micros(lines.iter().filter(|l| l.lot_id == lot_id).map(|l| -l.delta_micros).sum()))
+    let held = Credits::from_micros(lines.iter().filter(|l| l.lot_id == lot_id).map(|l| -l.delta_micros).sum());
+    Ok((lot, held))
 }
