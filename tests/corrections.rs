@@ -384,6 +384,49 @@ on_both!(
     concurrent_expiry_changes_chain
 );
 
+/// The corrections over the WebSocket: the same operations, the same named-operator rule, and
+/// the same keys as over HTTP (a replay over HTTP is the socket's outcome); a balance
+/// subscription on the socket sees each move.
+async fn corrections_work_over_the_websocket(backend: Backend) {
+    use crate::support::ws::{connect, execute, next_payload, subscribe};
+    let app = TestApp::spawn(backend).await;
+    app.clock.set(at("2026-11-10T10:00:00Z"));
+    app.create_account("a").await;
+    let voided_lot = lot_id(&app, "a", "4", "g-1", None).await;
+    let moved_lot = lot_id(&app, "a", "6", "g-2", None).await;
+    assert!(app.grant("a", "10", "PAID", None, "g-3").await["errors"].is_null());
+
+    // One socket watches (its pushes may come at any moment), another sends the corrections.
+    let mut watch = connect(&app.address, &app.admin).await;
+    let mut socket = connect(&app.address, &app.admin).await;
+    subscribe(&mut watch, "balance", "subscription { balanceChanged(accountId: \"a\") { balance { total } } }", json!({})).await;
+    let total = |v: &Value| v["data"]["balanceChanged"]["balance"]["total"].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
+    assert_eq!(total(&next_payload(&mut watch, "balance").await), "20");
+
+    let voided = execute(&mut socket, "void", VOID, json!({ "l": voided_lot, "r": "fraud", "k": "ws-v" })).await;
+    assert_eq!(voided["data"]["voidLot"]["voided"], json!("4"), "{voided}");
+    assert_eq!(total(&next_payload(&mut watch, "balance").await), "16");
+    let debited = execute(&mut socket, "adjust", ADJUST, json!({ "a": "a", "amt": "1", "l": null, "k": "ws-d" })).await;
+    assert_eq!(debited["data"]["adjustCredits"]["amount"], json!("1"), "{debited}");
+    assert_eq!(total(&next_payload(&mut watch, "balance").await), "15");
+    let moved = execute(&mut socket, "expiry", EXPIRY, json!({ "l": moved_lot, "e": "2026-11-01T00:00:00Z", "k": "ws-e" })).await;
+    // The debit took its credit from this promotional lot (the program's order): 5 remain.
+    assert_eq!(moved["data"]["changeLotExpiry"]["expired"], json!("5"), "{moved}");
+    assert_eq!(total(&next_payload(&mut watch, "balance").await), "10");
+
+    // One key, whichever transport: the HTTP replay is the socket's outcome.
+    let replay = change_expiry(&app, &app.admin, &moved_lot, "2026-11-01T00:00:00Z", "ws-e").await;
+    assert_eq!(replay["data"], moved["data"]);
+    // A token without an operator's name is refused over the socket too.
+    let mut unnamed = connect(&app.address, &unnamed_admin_token()).await;
+    let refused = execute(&mut unnamed, "void", VOID, json!({ "l": moved_lot, "r": "x", "k": "ws-x" })).await;
+    assert_eq!(error_code(&refused), "FORBIDDEN", "{refused}");
+    assert_eq!(app.balance("a").await, "10");
+    app.assert_audit_clean().await;
+}
+
+on_both!(corrections_work_over_the_websocket);
+
 on_both!(a_manual_debit_takes_from_the_named_lot_or_in_order);
 
 on_both!(a_void_takes_what_remains_once, what_cannot_be_voided_is_refused_and_changes_nothing, concurrent_voids_of_one_lot_void_it_once);
