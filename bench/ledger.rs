@@ -86,6 +86,8 @@ async fn grant(ledger: &Engine, account: &str, amount: &str) {
         expires_at: None,
         valid_for: None,
         priority: None,
+        effective_at: None,
+        features: None,
         reason: None,
         idempotency_key: format!("grant-{}", rand::random::<u64>()),
         actor: None,

@@ -4,7 +4,7 @@
 //! counted and accepted: reads exclude them already.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use std::fmt;
 
 #[derive(Debug, Default)]
@@ -70,9 +70,11 @@ pub async fn wide_sum(db: &DatabaseConnection, column: &str, from: &str) -> Resu
 
 /// The row-level checks, over the whole database or one account's rows (`account`, the ledger's
 /// id): each query lists (id, stored, what the journal says) for the rows that disagree.
-fn checks(account: Option<i64>) -> [(&'static str, String); 7] {
+fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 9] {
     // An integer from our own database, never user text, so it is written into the SQL.
     let only = |column: &str| account.map_or(String::new(), |id| format!(" AND {column} = {id}"));
+    // Where a scope (a JSON array of names without quotes in them) names a feature.
+    let position = if backend == DbBackend::Postgres { "strpos" } else { "instr" };
     [
         (
             "held reservation differs from its hold entry",
@@ -137,13 +139,36 @@ fn checks(account: Option<i64>) -> [(&'static str, String); 7] {
                 only("account_id")
             ),
         ),
+        (
+            // Before its start a lot may only be voided or ended by an operator: no use takes
+            // from it. (id: the journal line; stored: what it took.)
+            "lot drawn before its start",
+            format!(
+                "SELECT jl.id, jl.delta_micros, 0 FROM journal_lines jl JOIN lots l ON l.id = jl.lot_id \
+                 JOIN journal_entries je ON je.id = jl.entry_id \
+                 WHERE l.effective_at IS NOT NULL AND jl.delta_micros < 0 AND je.created_at < l.effective_at \
+                 AND je.kind NOT IN ('void', 'expire'){}",
+                only("l.account_id")
+            ),
+        ),
+        (
+            // A use of a feature takes only unscoped lots and lots scoped to it.
+            "lot drawn by a use outside its scope",
+            format!(
+                "SELECT jl.id, jl.delta_micros, 0 FROM journal_lines jl JOIN lots l ON l.id = jl.lot_id \
+                 JOIN journal_entries je ON je.id = jl.entry_id \
+                 WHERE l.features IS NOT NULL AND jl.delta_micros < 0 AND je.kind IN ('spend', 'hold', 'transfer') \
+                 AND je.feature IS NOT NULL AND {position}(l.features, '\"' || je.feature || '\"') = 0{}",
+                only("l.account_id")
+            ),
+        ),
     ]
 }
 
 /// Runs `checks`, listing at most `MAX_LISTED` problems of each.
 async fn check_rows(db: &DatabaseConnection, account: Option<i64>) -> Result<Vec<String>, DbErr> {
     let mut problems = Vec::new();
-    for (what, sql) in checks(account) {
+    for (what, sql) in checks(db.get_database_backend(), account) {
         let found = rows(db, &sql).await?;
         for row in found.iter().take(MAX_LISTED) {
             let id: i64 = row.try_get_by_index(0)?;

@@ -199,6 +199,8 @@ async fn a_grant_past_the_balance_limit_is_refused_and_changes_nothing(backend: 
             valid_for: None,
             reason: None,
             priority: None,
+            effective_at: None,
+            features: None,
             idempotency_key: format!("g-{i}"),
             actor: None,
             metadata: None,

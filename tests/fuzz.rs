@@ -204,7 +204,7 @@ fn check_wallet((tiers, ops): (Vec<Vec<usize>>, Vec<WalletOp>)) -> Result<(), Te
                 let before = wallet.lots.clone();
                 let totals_before = wallet.totals;
                 let available: i128 = model.iter().filter(|l| l.live(now)).map(|l| l.remaining).sum();
-                match wallet.spend(Credits::from_micros(micros), &order, now) {
+                match wallet.spend(Credits::from_micros(micros), &order, now, "use") {
                     Ok(takes) => {
                         prop_assert!(i128::from(micros) <= available, "spent {micros} of {available}");
                         // The model: spendable lots by tier, soonest expiry (never last), oldest

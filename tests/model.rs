@@ -16,7 +16,7 @@ use chrono::{DateTime, Duration, Utc};
 use credits::ledger::refund::RefundRefusal;
 use credits::ledger::test_clock::{Advance, stops};
 use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
-use credits::ledger::{AccountStatus, Credits, LotClass, LotSource, Priority};
+use credits::ledger::{AccountStatus, Credits, Features, LotClass, LotSource, Priority, Purpose, available_for};
 use credits::service::corrections::{AdjustRequest, ExpiryRequest, VoidRequest};
 use credits::service::jobs::Job;
 use credits::service::metadata::Metadata;
@@ -57,7 +57,15 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
     assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
     assert!(covered.advances > 0 && covered.midnights > 0, "{covered:?}");
-    assert!(covered.voids > 0 && covered.adjustments > 0 && covered.expiry_changes > 0 && covered.prioritized > 0, "{covered:?}");
+    assert!(
+        covered.voids > 0
+            && covered.adjustments > 0
+            && covered.expiry_changes > 0
+            && covered.prioritized > 0
+            && covered.upcoming > 0
+            && covered.scoped > 0,
+        "{covered:?}"
+    );
 }
 
 /// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
@@ -159,6 +167,9 @@ struct Covered {
     expiry_changes: usize,
     /// Grants that named a priority.
     prioritized: usize,
+    /// Grants that start later, and grants scoped to features.
+    upcoming: usize,
+    scoped: usize,
 }
 
 impl Covered {
@@ -174,6 +185,8 @@ impl Covered {
         self.adjustments += other.adjustments;
         self.expiry_changes += other.expiry_changes;
         self.prioritized += other.prioritized;
+        self.upcoming += other.upcoming;
+        self.scoped += other.scoped;
     }
 }
 
@@ -187,6 +200,9 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
     app.create_account("model").await;
     let order = app.ledger.program.consumption_order.clone();
     let mut rng = StdRng::seed_from_u64(seed);
+    // The starts and scopes of grants come from their own stream, so that adding them left the
+    // sequence of operations each seed makes as it was.
+    let mut shapes = StdRng::seed_from_u64(seed.wrapping_add(0x0005_c09e));
     let plan = app.ledger.program.plan(&app.ledger.program.default_plan).expect("the default plan");
     let mut wallet = Wallet::default();
     wallet.daily_free = plan.daily_free_credits;
@@ -229,18 +245,33 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 let expires_at = rng.random_bool(0.6).then(|| now + Duration::minutes(rng.random_range(1..120)));
                 // A third of the grants name a priority, a few of them the same as the default.
                 let priority = rng.random_bool(0.35).then(|| rng.random_range(40..=60));
+                // A fifth start later (and expire later still, if they expire at all); a fifth are
+                // scoped, half to the feature the model's spends and holds name, half to another
+                // that only an operator's debit takes.
+                let effective_at = shapes.random_bool(0.2).then(|| now + Duration::minutes(shapes.random_range(1..90)));
+                let expires_at = match (effective_at, expires_at) {
+                    (Some(start), Some(_)) => Some(start + Duration::minutes(shapes.random_range(1..120))),
+                    (_, expires_at) => expires_at,
+                };
+                let features = shapes.random_bool(0.2).then(|| if shapes.random_bool(0.5) { "model" } else { "other" });
                 let mut request = grant(micros, class, expires_at, format!("grant-{step}"));
                 request.priority = priority;
+                request.effective_at = effective_at;
+                request.features = features.map(|f| vec![f.to_string(), "extra".to_string()]);
                 let granted = app.ledger.grant(request, now).await;
                 match granted {
                     Ok(receipt) => {
                         assert!(model.status.may_receive_credits(), "{context}: a grant to a {} account", model.status);
                         let wallet_id = model.wallet.grant(class, LotSource::Adjustment, Credits::from_micros(micros), now, expires_at);
+                        let lot = model.wallet.lots.iter_mut().find(|l| l.id == wallet_id).expect("just granted");
                         if let Some(p) = priority {
-                            let lot = model.wallet.lots.iter_mut().find(|l| l.id == wallet_id).expect("just granted");
                             lot.priority = Priority::new(p).expect("in range");
                             covered.prioritized += 1;
                         }
+                        lot.effective_at = effective_at;
+                        lot.features = features.map(|f| Features::new(vec![f.to_string(), "extra".to_string()]).expect("names"));
+                        covered.upcoming += usize::from(effective_at.is_some());
+                        covered.scoped += usize::from(features.is_some());
                         model.lot_ids.insert(wallet_id, receipt.lot_id);
                     }
                     Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
@@ -256,7 +287,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 // Every spend request releases the account's lapsed holds first, refused or not.
                 model.wallet.lapse(now);
                 let expected = if model.status == AccountStatus::Active {
-                    match model.wallet.spend(amount, &order, now) {
+                    match model.wallet.spend(amount, &order, now, "model") {
                         Ok(takes) => {
                             if let Outcome::Took(stored) = &stored {
                                 model.learn(&takes, stored);
@@ -291,7 +322,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     )
                     .await;
                 let expected = if model.status == AccountStatus::Active {
-                    model.wallet.hold(amount, &order, now, now + hold_for)
+                    model.wallet.hold(amount, &order, now, now + hold_for, "model")
                 } else {
                     assert!(matches!(held, Err(ServiceError::Refused(Refusal::AccountNotActive { .. }))), "{context}: hold: {held:?}");
                     continue_with(&app, &model, &context).await;
@@ -514,7 +545,9 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     (Err(ServiceError::Refused(Refusal::InvalidState { what })), Err(refusal)) => {
                         let (stored, expected) = (what.as_str(), refusal.to_string());
                         let why = |m: &str| {
-                            ["expired at", "nothing remains", "already expires", "day's free"].into_iter().find(|k| m.contains(k))
+                            ["expired at", "nothing remains", "already expires", "day's free", "starts at"]
+                                .into_iter()
+                                .find(|k| m.contains(k))
                         };
                         assert!(why(stored).is_some(), "{context}: {stored}");
                         assert_eq!(why(stored), why(&expected), "{context}: expiry of lot {wallet_id}: {stored} / {expected}");
@@ -577,6 +610,8 @@ fn grant(micros: i64, class: LotClass, expires_at: Option<DateTime<Utc>>, key: S
         expires_at,
         valid_for: None,
         priority: None,
+        effective_at: None,
+        features: None,
         reason: None,
         metadata: metadata_for(&key),
         idempotency_key: key,
@@ -623,6 +658,7 @@ async fn compare_lots(app: &TestApp, wallet: &Wallet, lot_ids: &HashMap<i64, i64
         let row = &stored.iter().find(|r| r.lot.id == lot_ids[&lot.id]).expect("every lot is stored").lot;
         assert_eq!(row.remaining, lot.remaining, "{context}: lot {}", lot.id);
         assert_eq!(row.expires_at, lot.expires_at, "{context}: lot {} expiry", lot.id);
+        assert_eq!((&row.effective_at, &row.features), (&lot.effective_at, &lot.features), "{context}: lot {} start and scope", lot.id);
     }
     assert_eq!(account.balance, wallet.remaining(), "{context}: cached balance");
 }
@@ -634,6 +670,14 @@ async fn compare_reads(app: &TestApp, wallet: &Wallet, now: DateTime<Utc>, conte
     let view = app.ledger.balance(&account, now).await.unwrap();
     assert_eq!(view.available, wallet.available(now), "{context}: available");
     assert_eq!(view.held, wallet.held_at(now), "{context}: held");
+    let upcoming: Credits = wallet.lots.iter().filter(|l| l.is_upcoming(now) && !l.is_expired(now)).map(|l| l.remaining).sum();
+    assert_eq!(view.upcoming.iter().map(|u| u.1).sum::<Credits>(), upcoming, "{context}: upcoming");
+    // The feature the model uses: what is scoped to others is left out of what it may spend.
+    let mut lapsed = wallet.clone();
+    lapsed.lapse(now);
+    let offered = wallet.available(now).checked_sub(credits::ledger::balance(&lapsed.lots, now)).expect("the day's part");
+    let for_model = available_for(&lapsed.lots, now, Purpose::Feature("model")).checked_add(offered).unwrap();
+    assert_eq!(view.available_for("model"), for_model, "{context}: available for the model's feature");
 }
 
 on_both!(store_and_rules_agree_lot_by_lot);

@@ -22,6 +22,12 @@ pub struct Model {
     /// An export from before priorities has none: 50, as the migration gave every lot.
     #[serde(default = "default_priority")]
     pub priority: i32,
+    /// A future-effective lot's start: upcoming, not spendable, before it. None: from its grant.
+    #[serde(default)]
+    pub effective_at: Option<DateTimeUtc>,
+    /// A scoped lot's features, a JSON array of names (`ledger::Features`); none pays for any use.
+    #[serde(default)]
+    pub features: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 /// An account's credits now. `total = available + held`; the bars split both by source.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct Balance {
     /// The account's credits now: what it may spend plus what open reservations hold.
     /// Expired lots never count, nor does a hold past its deadline (its credits are available
@@ -19,11 +20,46 @@ pub struct Balance {
     /// their deadline.
     pub held: CreditAmount,
     /// `total - held`: what a spend or a new reservation may take now, the day's free credits
-    /// included (they are the last tier of every spend).
+    /// included (they are the last tier of every spend), and credits scoped to features
+    /// included: `scoped` says which part is, `availableFor` what one feature may take.
     pub available: CreditAmount,
     /// One bar per source, largest first. Their `remaining` add up to `available`, their `held`
     /// to `held`.
     pub bars: Vec<BalanceBar>,
+    /// The part of `available` that only some features may use, per scope (grants made with
+    /// `features`); empty when every credit pays for any use.
+    pub scoped: Vec<ScopedCredits>,
+    /// Credits granted to start later (`effectiveAt`), per start, soonest first: not in
+    /// `available` or `total` until then.
+    pub upcoming: Vec<UpcomingCredits>,
+}
+
+#[ComplexObject]
+impl Balance {
+    /// What a spend, reservation or settlement for `feature` may take now: `available` less
+    /// the credits scoped to other features only.
+    async fn available_for(&self, #[graphql(desc = "A feature name, as spends name it.")] feature: String) -> CreditAmount {
+        let elsewhere: Credits = self.scoped.iter().filter(|s| !s.features.contains(&feature)).map(|s| s.available.0).sum();
+        credits(self.available.0.checked_sub(elsewhere).expect("scoped credits are part of what is available"))
+    }
+}
+
+/// Credits only some features may use.
+#[derive(SimpleObject)]
+pub struct ScopedCredits {
+    /// The features these credits pay for, sorted.
+    pub features: Vec<String>,
+    /// What uses of those features may take of them now.
+    pub available: CreditAmount,
+}
+
+/// Credits of future-effective grants that start at one instant.
+#[derive(SimpleObject)]
+pub struct UpcomingCredits {
+    /// The instant they become spendable.
+    pub effective_at: DateTime<Utc>,
+    /// How many credits start then.
+    pub amount: CreditAmount,
 }
 
 /// The credits of one source (a status bar).
@@ -73,7 +109,22 @@ impl From<BalanceView> for Balance {
             })
             .collect();
         let total = view.available.checked_add(view.held).expect("an account's credits fit");
-        Balance { total: credits(total), held: credits(view.held), available: credits(view.available), bars }
+        Balance {
+            total: credits(total),
+            held: credits(view.held),
+            available: credits(view.available),
+            bars,
+            scoped: view
+                .scoped
+                .into_iter()
+                .map(|(features, amount)| ScopedCredits { features: features.names().to_vec(), available: credits(amount) })
+                .collect(),
+            upcoming: view
+                .upcoming
+                .into_iter()
+                .map(|(effective_at, amount)| UpcomingCredits { effective_at, amount: credits(amount) })
+                .collect(),
+        }
     }
 }
 
@@ -101,6 +152,13 @@ pub struct Lot {
     pub priority: i32,
     /// Past its expiry instant; its credits no longer count.
     pub expired: bool,
+    /// A future-effective lot's start: before it the lot is upcoming. Null: spendable from
+    /// `grantedAt`.
+    pub effective_at: Option<DateTime<Utc>>,
+    /// Before its `effectiveAt`: shown, not spendable, not in `available`.
+    pub upcoming: bool,
+    /// The features the lot may pay for, sorted; null: any use.
+    pub features: Option<Vec<String>>,
     /// What the lot came from ("purchase", "grant", "account") and its id there.
     pub origin_kind: Option<String>,
     /// The id of that origin (a purchase's id, ...); null when the lot names none.
@@ -109,9 +167,9 @@ pub struct Lot {
 
 #[ComplexObject]
 impl Lot {
-    /// Credits of this lot spendable now.
+    /// Credits of this lot spendable now: none while it is upcoming or once it expired.
     async fn spendable(&self) -> CreditAmount {
-        if self.expired { CreditAmount(Credits::ZERO) } else { self.remaining }
+        if self.expired || self.upcoming { CreditAmount(Credits::ZERO) } else { self.remaining }
     }
 }
 
@@ -127,7 +185,10 @@ impl Lot {
             granted_at: lot.granted_at,
             expires_at: lot.expires_at,
             priority: lot.priority.get().into(),
-            expired: lot.expires_at.is_some_and(|at| at <= now),
+            expired: lot.is_expired(now),
+            effective_at: lot.effective_at,
+            upcoming: lot.is_upcoming(now),
+            features: lot.features.map(|f| f.names().to_vec()),
             origin_kind,
             origin_id,
         }

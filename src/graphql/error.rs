@@ -135,12 +135,15 @@ impl From<ApiError> for async_graphql::Error {
         let mut gql = async_graphql::Error::new(message);
         gql = gql.extend_with(|_, ext| ext.set("code", code));
         if let ApiError::Service(e) = &err
-            && let ServiceError::Refused(Refusal::InsufficientCredits { requested, available }) = &**e
+            && let ServiceError::Refused(Refusal::InsufficientCredits { requested, available, feature }) = &**e
         {
             let (requested, available) = (requested.to_string(), available.to_string());
             gql = gql.extend_with(|_, ext| {
                 ext.set("requested", requested.clone());
                 ext.set("available", available.clone());
+                if let Some(feature) = feature {
+                    ext.set("feature", feature.clone());
+                }
             });
         }
         gql
@@ -244,7 +247,10 @@ mod tests {
     fn every_refusal_maps_to_its_code() {
         let x = || "x".to_string();
         let cases = [
-            (Refusal::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO }, "INSUFFICIENT_CREDITS"),
+            (
+                Refusal::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO, feature: None },
+                "INSUFFICIENT_CREDITS",
+            ),
             (Refusal::AccountNotActive { status: crate::ledger::AccountStatus::Suspended }, "ACCOUNT_NOT_ACTIVE"),
             (Refusal::AlreadyClaimed { what: x() }, "ALREADY_CLAIMED"),
             (Refusal::Coupon(CouponRefusal::NotFound), "COUPON_NOT_FOUND"),
@@ -269,7 +275,7 @@ mod tests {
     /// carries more than its code.
     #[test]
     fn insufficient_credits_carries_the_amounts() {
-        let short = Refusal::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO };
+        let short = Refusal::InsufficientCredits { requested: Credits::from_whole(2), available: Credits::ZERO, feature: None };
         let gql: async_graphql::Error = refused(short).into();
         let extensions = gql.extensions.expect("extensions");
         assert_eq!(extensions.get("requested"), Some(&async_graphql::Value::from("2")));

@@ -71,8 +71,19 @@ pub struct GrantCreditsInput {
     pub source: LotSource,
     /// An exact expiry instant (exclusive), in the future; not with `validFor`...
     pub expires_at: Option<DateTime<Utc>>,
-    /// ...or a validity from now: "168 hours", "30 days", "1 month". Neither: never expires.
+    /// ...or a validity from now (from `effectiveAt` when given): "168 hours", "30 days",
+    /// "1 month". Neither: never expires.
     pub valid_for: Option<String>,
+    /// A future instant from which the credits may be spent. Until then the lot is upcoming:
+    /// listed with its start, shown in `Balance.upcoming`, not in `available`, and no spend,
+    /// hold or settlement takes from it. Left out: spendable at once. Must be in the future,
+    /// and before the expiry.
+    pub effective_at: Option<DateTime<Utc>>,
+    /// The features these credits may pay for: 1 to 16 names, as spends, reservations, metered
+    /// usage and market jobs name their feature (docs/operations.md lists the ones the service
+    /// itself charges under). Left out: any use. A use of another feature never takes from
+    /// the lot; an operator's `adjustCredits` may.
+    pub features: Option<Vec<String>>,
     /// The new lot's priority, 0 to 100: within its tier of the program's order of consumption,
     /// lots of a lower priority are used first, before soonest expiry (the tiers still come
     /// first). 50 when left out, the priority of every lot granted without one.
@@ -146,6 +157,8 @@ impl SpendingMutation {
             expires_at: input.expires_at,
             valid_for,
             priority: input.priority,
+            effective_at: input.effective_at,
+            features: input.features,
             reason: input.reason,
             idempotency_key: input.idempotency_key,
             actor: caller(ctx)?.actor().map(str::to_string),

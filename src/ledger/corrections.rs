@@ -7,7 +7,7 @@
 //! to void while held: the void is refused until the hold is captured or released, so a later
 //! release never brings voided credits back.
 
-use crate::ledger::lot::{ConsumptionOrder, Insufficient, Take, take};
+use crate::ledger::lot::{ConsumptionOrder, Insufficient, Purpose, Take, take};
 use crate::ledger::{Credits, Lot, LotSource};
 use chrono::{DateTime, Utc};
 
@@ -49,10 +49,10 @@ pub fn adjust_down(
     now: DateTime<Utc>,
 ) -> Result<Vec<Take>, Insufficient> {
     match from {
-        None => take(lots, amount, order, now),
+        None => take(lots, amount, order, now, Purpose::Any),
         Some(id) => match lots.iter_mut().find(|l| l.id == id) {
-            Some(lot) => take(std::slice::from_mut(lot), amount, order, now),
-            None => Err(Insufficient { requested: amount, available: Credits::ZERO }),
+            Some(lot) => take(std::slice::from_mut(lot), amount, order, now, Purpose::Any),
+            None => Err(Insufficient::short(amount, Credits::ZERO)),
         },
     }
 }
@@ -68,6 +68,8 @@ pub enum ExpiryRefusal {
     Unchanged { lot_id: i64, at: DateTime<Utc> },
     #[error("lot {lot_id} is the day's free credits, which end at the next daily reset by rule")]
     DailyFree { lot_id: i64 },
+    #[error("lot {lot_id} starts at {starts_at}: a later expiry, or one not later than now to end it before it starts")]
+    BeforeStart { lot_id: i64, starts_at: DateTime<Utc> },
 }
 
 /// A lot's expiry as an operator moves it.
@@ -98,6 +100,11 @@ pub fn change_expiry(lot: &Lot, held_from_it: Credits, to: DateTime<Utc>, now: D
         return Err(ExpiryRefusal::NothingRemains { lot_id: lot.id });
     }
     let to = to.max(now);
+    // An upcoming lot may end before it starts (at once), never between now and its start: a
+    // lot that expires before it may be spent is no grant at all.
+    if let Some(starts_at) = lot.effective_at.filter(|at| to > now && to <= *at) {
+        return Err(ExpiryRefusal::BeforeStart { lot_id: lot.id, starts_at });
+    }
     if lot.expires_at == Some(to) {
         return Err(ExpiryRefusal::Unchanged { lot_id: lot.id, at: to });
     }
@@ -121,6 +128,8 @@ mod tests {
             granted_at: now - Duration::hours(1),
             expires_at: expires_in.map(|m| now + Duration::minutes(m)),
             priority: crate::ledger::Priority::DEFAULT,
+            effective_at: None,
+            features: None,
         }
     }
 
@@ -142,7 +151,7 @@ mod tests {
         assert_eq!(lots[0].remaining, Credits::from_whole(5));
         // More than the named lot holds, an unknown lot, an expired one: refused, nothing taken.
         let short = adjust_down(&mut lots, Credits::from_whole(6), Some(8), &order, t0());
-        assert_eq!(short, Err(Insufficient { requested: Credits::from_whole(6), available: Credits::from_whole(5) }));
+        assert_eq!(short, Err(Insufficient::short(Credits::from_whole(6), Credits::from_whole(5))));
         assert_eq!(adjust_down(&mut lots, Credits::from_whole(1), Some(99), &order, t0()).unwrap_err().available, Credits::ZERO);
         let mut expired = vec![lot(4, Some(0))];
         assert_eq!(adjust_down(&mut expired, Credits::from_whole(1), Some(7), &order, t0()).unwrap_err().available, Credits::ZERO);

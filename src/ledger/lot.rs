@@ -127,6 +127,75 @@ pub struct Lot {
     pub expires_at: Option<DateTime<Utc>>,
     /// 0 to 100 (`Priority`): within its tier, a lower priority is used first.
     pub priority: Priority,
+    /// A future-effective grant's start: before it the lot is upcoming, shown but not
+    /// spendable. `None`: spendable from its grant.
+    pub effective_at: Option<DateTime<Utc>>,
+    /// The features a scoped lot may pay for; `None` pays for any use.
+    pub features: Option<Features>,
+}
+
+/// Whether `value` is a name the API takes for a feature, model or resource: 1 to 64 letters,
+/// digits and `._:/-`.
+pub fn is_name(value: &str) -> bool {
+    (1..=MAX_NAME_CHARS).contains(&value.chars().count()) && value.chars().all(|c| c.is_ascii_alphanumeric() || "._:/-".contains(c))
+}
+
+/// The longest feature, model or resource name.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// The features a scoped lot may pay for: 1 to `MAX` names, sorted and without repeats, so
+/// that a scope has one form wherever it is kept or compared (storage, hashes, balances).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct Features(Vec<String>);
+
+impl Features {
+    pub const MAX: usize = 16;
+
+    pub fn new(names: Vec<String>) -> Result<Features, String> {
+        if let Some(bad) = names.iter().find(|n| !is_name(n)) {
+            return Err(format!("feature {bad:?} is not a feature name: 1 to {MAX_NAME_CHARS} letters, digits and . _ : / -"));
+        }
+        let mut names = names;
+        names.sort_unstable();
+        names.dedup();
+        if names.is_empty() || names.len() > Features::MAX {
+            return Err(format!("a lot is scoped to 1 to {} features; leave features out for credits any use may take", Features::MAX));
+        }
+        Ok(Features(names))
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn contains(&self, feature: &str) -> bool {
+        self.0.binary_search_by(|n| n.as_str().cmp(feature)).is_ok()
+    }
+}
+
+impl TryFrom<Vec<String>> for Features {
+    type Error = String;
+
+    fn try_from(names: Vec<String>) -> Result<Features, String> {
+        Features::new(names)
+    }
+}
+
+impl From<Features> for Vec<String> {
+    fn from(f: Features) -> Vec<String> {
+        f.0
+    }
+}
+
+/// What a draw on an account's lots is for, which decides the lots that may pay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose<'a> {
+    /// A use of this feature (a spend, a hold, a settlement): unscoped lots and the lots scoped
+    /// to it.
+    Feature(&'a str),
+    /// Not a use: an operator's debit, a refund taking back a bonus. Any lot, scoped or not.
+    Any,
 }
 
 /// A lot's priority within its tier of the order of consumption: 0 to 100, lower used first,
@@ -185,6 +254,8 @@ impl Lot {
             granted_at: now,
             expires_at: Some(crate::ledger::time::next_day_start(now)),
             priority: Priority::DEFAULT,
+            effective_at: None,
+            features: None,
         }
     }
 
@@ -193,8 +264,21 @@ impl Lot {
         self.expires_at.is_some_and(|at| at <= now)
     }
 
+    /// A future-effective lot before its start: shown as upcoming, not spendable.
+    pub fn is_upcoming(&self, now: DateTime<Utc>) -> bool {
+        self.effective_at.is_some_and(|at| at > now)
+    }
+
     pub fn is_spendable(&self, now: DateTime<Utc>) -> bool {
-        !self.remaining.is_zero() && !self.is_expired(now)
+        !self.remaining.is_zero() && !self.is_expired(now) && !self.is_upcoming(now)
+    }
+
+    /// Whether a draw for `purpose` may take from this lot (spendable or not).
+    pub fn applies_to(&self, purpose: Purpose<'_>) -> bool {
+        match (purpose, &self.features) {
+            (Purpose::Any, _) | (_, None) => true,
+            (Purpose::Feature(feature), Some(scope)) => scope.contains(feature),
+        }
     }
 }
 
@@ -257,17 +341,36 @@ pub struct Take {
 #[error("insufficient credits: {requested} requested, {available} available")]
 pub struct Insufficient {
     pub requested: Credits,
+    /// What the draw's purpose could take: for a feature, the unscoped credits and the ones
+    /// scoped to it.
     pub available: Credits,
+    /// Spendable credits scoped to other features only, which this draw could not take.
+    pub elsewhere: Credits,
 }
 
-/// Decides which lots pay for `amount` at `now`: all or nothing. Expired and empty lots are
-/// skipped, whatever the caller passed in.
-pub fn allocate(lots: &[Lot], amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+impl Insufficient {
+    /// A refusal with nothing scoped elsewhere to mention.
+    pub fn short(requested: Credits, available: Credits) -> Insufficient {
+        Insufficient { requested, available, elsewhere: Credits::ZERO }
+    }
+}
+
+/// Decides which lots pay for `amount` at `now` for `purpose`: all or nothing. Expired, empty
+/// and upcoming lots are skipped, whatever the caller passed in, and so are the lots scoped to
+/// other features.
+pub fn allocate(
+    lots: &[Lot],
+    amount: Credits,
+    order: &ConsumptionOrder,
+    now: DateTime<Utc>,
+    purpose: Purpose<'_>,
+) -> Result<Vec<Take>, Insufficient> {
     assert!(!amount.is_zero(), "a spend of zero is rejected before the rules are asked");
-    let mut spendable: Vec<&Lot> = lots.iter().filter(|l| l.is_spendable(now)).collect();
+    let (mut spendable, elsewhere): (Vec<&Lot>, Vec<&Lot>) =
+        lots.iter().filter(|l| l.is_spendable(now)).partition(|l| l.applies_to(purpose));
     let available: Credits = spendable.iter().map(|l| l.remaining).sum();
     if available < amount {
-        return Err(Insufficient { requested: amount, available });
+        return Err(Insufficient { requested: amount, available, elsewhere: elsewhere.iter().map(|l| l.remaining).sum() });
     }
     spendable.sort_by(|a, b| order.compare(a, b));
     let mut left = amount;
@@ -288,8 +391,14 @@ pub fn allocate(lots: &[Lot], amount: Credits, order: &ConsumptionOrder, now: Da
 /// `allocate`, then takes the amounts out of `lots`: how spends that follow one another under one
 /// account lock see each other's takes (a batch of spends, `service::batch`). On a refusal the
 /// lots are left as they were.
-pub fn take(lots: &mut [Lot], amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
-    let takes = allocate(lots, amount, order, now)?;
+pub fn take(
+    lots: &mut [Lot],
+    amount: Credits,
+    order: &ConsumptionOrder,
+    now: DateTime<Utc>,
+    purpose: Purpose<'_>,
+) -> Result<Vec<Take>, Insufficient> {
+    let takes = allocate(lots, amount, order, now, purpose)?;
     for take in &takes {
         let lot = lots.iter_mut().find(|l| l.id == take.lot_id).expect("allocate returns the given lots");
         lot.remaining = lot.remaining.checked_sub(take.amount).expect("allocate never takes more than remains");
@@ -305,19 +414,31 @@ pub struct Spent {
 }
 
 /// The spend decision, the one every spend makes (a batch's, and a batch of one): `amount` from
-/// `lots` at `now` in the program's order, all or nothing, taken out of `lots` so that the next
-/// spend of the account under the same lock sees it (`take`). A refusal says how short the
-/// account is and leaves the lots as they were.
-pub fn spend(lots: &mut [Lot], amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Spent, Insufficient> {
+/// the `lots` that apply to `feature`, at `now` in the program's order, all or nothing, taken
+/// out of `lots` so that the next spend of the account under the same lock sees it (`take`). A
+/// refusal says how short the account is for that feature and leaves the lots as they were.
+pub fn spend(
+    lots: &mut [Lot],
+    amount: Credits,
+    order: &ConsumptionOrder,
+    now: DateTime<Utc>,
+    feature: &str,
+) -> Result<Spent, Insufficient> {
     let available_before = balance(lots, now);
-    let takes = take(lots, amount, order, now)?;
+    let takes = take(lots, amount, order, now, Purpose::Feature(feature))?;
     let available_after = available_before.checked_sub(amount).expect("take checked the balance");
     Ok(Spent { takes, available_after })
 }
 
-/// The balance at `now`: remaining over lots not yet expired.
+/// The balance at `now`: what remains of the lots spendable now, scoped or not (upcoming and
+/// expired lots do not count).
 pub fn balance(lots: &[Lot], now: DateTime<Utc>) -> Credits {
-    lots.iter().filter(|l| !l.is_expired(now)).map(|l| l.remaining).sum()
+    lots.iter().filter(|l| l.is_spendable(now)).map(|l| l.remaining).sum()
+}
+
+/// What a draw for `purpose` could take at `now`.
+pub fn available_for(lots: &[Lot], now: DateTime<Utc>, purpose: Purpose<'_>) -> Credits {
+    lots.iter().filter(|l| l.is_spendable(now) && l.applies_to(purpose)).map(|l| l.remaining).sum()
 }
 
 #[cfg(test)]
@@ -336,6 +457,8 @@ mod tests {
             granted_at: now - Duration::days(1),
             expires_at: expires_in_days.map(|d| now + Duration::days(d)),
             priority: Priority::new(priority.into()).unwrap(),
+            effective_at: None,
+            features: None,
         }
     }
 
@@ -345,7 +468,7 @@ mod tests {
 
     fn order_of(lots: &[Lot], order: &ConsumptionOrder) -> Vec<i64> {
         let total: Credits = lots.iter().map(|l| l.remaining).sum();
-        allocate(lots, total, order, t0()).unwrap().iter().map(|t| t.lot_id).collect()
+        allocate(lots, total, order, t0(), Purpose::Any).unwrap().iter().map(|t| t.lot_id).collect()
     }
 
     #[test]
@@ -363,6 +486,66 @@ mod tests {
         // Equal priorities fall back to the soonest expiry, as before priorities existed.
         let same = [lot(1, LotClass::Promotional, 50, Some(9)), lot(2, LotClass::Promotional, 50, Some(3))];
         assert_eq!(order_of(&same, &order), vec![2, 1]);
+    }
+
+    fn scoped(mut lot: Lot, names: &[&str]) -> Lot {
+        lot.features = Some(Features::new(names.iter().map(|n| n.to_string()).collect()).unwrap());
+        lot
+    }
+
+    #[test]
+    fn a_use_takes_unscoped_lots_and_the_ones_scoped_to_it_in_the_usual_order() {
+        let order = ConsumptionOrder::new(vec![vec![LotClass::Free, LotClass::Promotional], vec![LotClass::Paid]]).unwrap();
+        let lots = [
+            lot(1, LotClass::Paid, 50, Some(1)),
+            scoped(lot(2, LotClass::Promotional, 50, Some(5)), &["ai", "storage"]),
+            scoped(lot(3, LotClass::Promotional, 50, Some(2)), &["container"]),
+            lot(4, LotClass::Free, 50, Some(9)),
+        ];
+        let takes = |amount, feature| allocate(&lots, Credits::from_whole(amount), &order, t0(), Purpose::Feature(feature));
+        let ids = |t: Vec<Take>| t.iter().map(|t| t.lot_id).collect::<Vec<_>>();
+        assert_eq!(ids(takes(30, "ai").unwrap()), vec![2, 4, 1]);
+        assert_eq!(ids(takes(30, "container").unwrap()), vec![3, 4, 1]);
+        // Short for a feature: what applies is available, what is scoped elsewhere is named apart.
+        assert_eq!(
+            takes(31, "ai"),
+            Err(Insufficient {
+                requested: Credits::from_whole(31),
+                available: Credits::from_whole(30),
+                elsewhere: Credits::from_whole(10)
+            })
+        );
+        assert_eq!(takes(21, "chat").unwrap_err().available, Credits::from_whole(20));
+        // Not a use: every lot.
+        assert_eq!(allocate(&lots, Credits::from_whole(40), &order, t0(), Purpose::Any).unwrap().len(), 4);
+        assert_eq!(available_for(&lots, t0(), Purpose::Feature("storage")), Credits::from_whole(30));
+        assert_eq!(balance(&lots, t0()), Credits::from_whole(40), "the balance counts scoped credits too");
+    }
+
+    #[test]
+    fn an_upcoming_lot_is_not_spendable_before_it_starts() {
+        let order = ConsumptionOrder::new(vec![vec![LotClass::Free, LotClass::Promotional, LotClass::Paid]]).unwrap();
+        let mut upcoming = lot(1, LotClass::Paid, 0, None);
+        upcoming.effective_at = Some(t0() + Duration::hours(1));
+        let lots = [upcoming, lot(2, LotClass::Paid, 50, None)];
+        assert_eq!(balance(&lots, t0()), Credits::from_whole(10));
+        assert_eq!(allocate(&lots, Credits::from_whole(11), &order, t0(), Purpose::Any).unwrap_err().available, Credits::from_whole(10));
+        let later = t0() + Duration::hours(1);
+        assert!(lots[0].is_spendable(later), "effective at its start instant");
+        assert_eq!(allocate(&lots, Credits::from_whole(11), &order, later, Purpose::Any).unwrap()[0].lot_id, 1);
+    }
+
+    #[test]
+    fn a_scope_has_one_form() {
+        let f = |names: &[&str]| Features::new(names.iter().map(|n| n.to_string()).collect());
+        assert_eq!(f(&["b", "a", "b"]).unwrap().names(), ["a", "b"]);
+        assert!(f(&[]).is_err());
+        assert!(f(&["has space"]).is_err());
+        assert!(f(&[""]).is_err());
+        let many: Vec<String> = (0..17).map(|i| format!("f{i}")).collect();
+        assert!(Features::new(many).is_err());
+        assert!(serde_json::from_str::<Features>("[]").is_err());
+        assert_eq!(serde_json::to_string(&f(&["z", "a"]).unwrap()).unwrap(), r#"["a","z"]"#);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod amount;
 pub mod backoff;
+pub mod balance_at;
 pub mod claims;
 pub mod corrections;
 pub mod draw;
@@ -25,6 +26,9 @@ pub mod wallet;
 
 pub use account::AccountStatus;
 pub use amount::{AmountError, Credits};
-pub use lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Priority, Spent, Take, allocate, balance, spend, take};
+pub use lot::{
+    ConsumptionOrder, Features, Insufficient, Lot, LotClass, LotSource, Priority, Purpose, Spent, Take, allocate, available_for, balance,
+    spend, take,
+};
 pub use pricing::PricingError;
 pub use time::Validity;

@@ -5,7 +5,7 @@
 
 use crate::ledger::amount::Credits;
 use crate::ledger::corrections::{self, ExpiryChange, ExpiryRefusal, VoidRefusal};
-use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Priority, Take, take};
+use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Priority, Purpose, Take, take};
 use crate::ledger::lot::{allocate, balance};
 use crate::ledger::refund::{RefundPolicy, RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::split;
@@ -128,17 +128,25 @@ impl Wallet {
             granted_at: now,
             expires_at,
             priority: Priority::DEFAULT,
+            effective_at: None,
+            features: None,
         });
         self.totals.granted = self.totals.granted.checked_add(amount).expect("totals fit");
         self.check();
         id
     }
 
-    /// An all-or-nothing spend; holds past their deadline give their credits back first, and the
-    /// day's free credits are the last tier.
-    pub fn spend(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+    /// An all-or-nothing spend for `feature`; holds past their deadline give their credits back
+    /// first, and the day's free credits are the last tier.
+    pub fn spend(
+        &mut self,
+        amount: Credits,
+        order: &ConsumptionOrder,
+        now: DateTime<Utc>,
+        feature: &str,
+    ) -> Result<Vec<Take>, Insufficient> {
         self.lapse(now);
-        let takes = self.take_with_the_day(amount, order, now)?;
+        let takes = self.take_with_the_day(amount, order, now, Purpose::Feature(feature))?;
         self.totals.spent = self.totals.spent.checked_add(amount).expect("totals fit");
         for t in &takes {
             self.note_taken(t.lot_id, t.amount);
@@ -154,10 +162,16 @@ impl Wallet {
     }
 
     /// `take`, with the day's free credits offered last; written as a new lot if taken.
-    fn take_with_the_day(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<Take>, Insufficient> {
+    fn take_with_the_day(
+        &mut self,
+        amount: Credits,
+        order: &ConsumptionOrder,
+        now: DateTime<Utc>,
+        purpose: Purpose<'_>,
+    ) -> Result<Vec<Take>, Insufficient> {
         let offered = self.offered(now);
         self.lots.extend(offered);
-        let taken = take(&mut self.lots, amount, order, now);
+        let taken = take(&mut self.lots, amount, order, now, purpose);
         let Some(index) = self.lots.iter().position(|l| l.id == OFFERED) else { return taken };
         let mut takes = taken.inspect_err(|_| {
             self.lots.retain(|l| l.id != OFFERED);
@@ -185,16 +199,17 @@ impl Wallet {
         balance(&after.lots, now).checked_add(day).expect("balances fit")
     }
 
-    /// Takes `amount` into a new hold until `deadline`, as a spend would take it.
+    /// Takes `amount` into a new hold for `feature` until `deadline`, as a spend would take it.
     pub fn hold(
         &mut self,
         amount: Credits,
         order: &ConsumptionOrder,
         now: DateTime<Utc>,
         deadline: DateTime<Utc>,
+        feature: &str,
     ) -> Result<(i64, Vec<Take>), Insufficient> {
         self.lapse(now);
-        let takes = self.take_with_the_day(amount, order, now)?;
+        let takes = self.take_with_the_day(amount, order, now, Purpose::Feature(feature))?;
         let id = self.next_id;
         self.next_id += 1;
         self.holds.push(WalletHold { id, parts: takes.iter().map(|t| (t.lot_id, t.amount)).collect(), deadline, open: true });
@@ -272,7 +287,7 @@ impl Wallet {
         let from_others = if taken.from_others.is_zero() {
             Vec::new()
         } else {
-            allocate(&others, taken.from_others, order, now).map_err(|_| RefundRefusal::PromotionalCreditsSpent)?
+            allocate(&others, taken.from_others, order, now, Purpose::Any).map_err(|_| RefundRefusal::PromotionalCreditsSpent)?
         };
         // Holds shrink by the bonus they hold: it goes back to its lot, to be revoked below.
         for hold in self.holds.iter_mut().filter(|h| h.open) {
@@ -435,7 +450,7 @@ mod tests {
         let paid = w.grant(LotClass::Paid, LotSource::Purchase, c(100), now, None);
         let promo_late = w.grant(LotClass::Promotional, LotSource::CheckIn, c(5), now, Some(now + Duration::days(30)));
         let free_soon = w.grant(LotClass::Free, LotSource::MonthlyPlan, c(50), now, Some(now + Duration::seconds(1)));
-        let takes = w.spend(c(60), &arkain(), now).unwrap();
+        let takes = w.spend(c(60), &arkain(), now, "use").unwrap();
         assert_eq!(
             takes,
             vec![Take { lot_id: free_soon, amount: c(50) }, Take { lot_id: promo_late, amount: c(5) }, Take { lot_id: paid, amount: c(5) },]
@@ -448,7 +463,7 @@ mod tests {
         let now = t0();
         let free = w.grant(LotClass::Free, LotSource::DailyFree, c(100), now, Some(now + Duration::hours(1)));
         let topup = w.grant(LotClass::Paid, LotSource::Purchase, c(10), now, Some(now + Duration::days(28)));
-        let takes = w.spend(c(15), &carat(), now).unwrap();
+        let takes = w.spend(c(15), &carat(), now, "use").unwrap();
         assert_eq!(takes, vec![Take { lot_id: topup, amount: c(10) }, Take { lot_id: free, amount: c(5) }]);
     }
 
@@ -461,15 +476,15 @@ mod tests {
         let free = w.grant(LotClass::Free, LotSource::MonthlyPlan, c(3), now, Some(now + Duration::days(1)));
         let paid = w.grant(LotClass::Paid, LotSource::Purchase, c(4), now, None);
         let mut lots = w.lots.clone();
-        assert_eq!(take(&mut lots, c(2), &arkain(), now).unwrap(), vec![Take { lot_id: free, amount: c(2) }]);
+        assert_eq!(take(&mut lots, c(2), &arkain(), now, Purpose::Any).unwrap(), vec![Take { lot_id: free, amount: c(2) }]);
         assert_eq!(
-            take(&mut lots, c(2), &arkain(), now).unwrap(),
+            take(&mut lots, c(2), &arkain(), now, Purpose::Any).unwrap(),
             vec![Take { lot_id: free, amount: c(1) }, Take { lot_id: paid, amount: c(1) }]
         );
         let before = lots.clone();
-        assert_eq!(take(&mut lots, c(4), &arkain(), now), Err(Insufficient { requested: c(4), available: c(3) }));
+        assert_eq!(take(&mut lots, c(4), &arkain(), now, Purpose::Any), Err(Insufficient::short(c(4), c(3))));
         assert_eq!(lots, before);
-        assert_eq!(take(&mut lots, c(3), &arkain(), now).unwrap(), vec![Take { lot_id: paid, amount: c(3) }]);
+        assert_eq!(take(&mut lots, c(3), &arkain(), now, Purpose::Any).unwrap(), vec![Take { lot_id: paid, amount: c(3) }]);
         assert_eq!(balance(&lots, now), Credits::ZERO);
     }
 
@@ -483,13 +498,13 @@ mod tests {
         let expired = w.grant(LotClass::Paid, LotSource::Purchase, c(9), now - Duration::days(2), Some(now - Duration::days(1)));
         let paid = w.grant(LotClass::Paid, LotSource::Purchase, c(4), now, None);
         let mut lots = w.lots.clone();
-        let first = spend(&mut lots, c(2), &arkain(), now).unwrap();
+        let first = spend(&mut lots, c(2), &arkain(), now, "use").unwrap();
         assert_eq!(first, Spent { takes: vec![Take { lot_id: free, amount: c(2) }], available_after: c(5) });
-        let second = spend(&mut lots, c(3), &arkain(), now).unwrap();
+        let second = spend(&mut lots, c(3), &arkain(), now, "use").unwrap();
         assert_eq!(second.takes, vec![Take { lot_id: free, amount: c(1) }, Take { lot_id: paid, amount: c(2) }]);
         assert_eq!(second.available_after, c(2));
         let before = lots.clone();
-        assert_eq!(spend(&mut lots, c(3), &arkain(), now), Err(Insufficient { requested: c(3), available: c(2) }));
+        assert_eq!(spend(&mut lots, c(3), &arkain(), now, "use"), Err(Insufficient::short(c(3), c(2))));
         assert_eq!(lots, before);
         assert!(lots.iter().any(|l| l.id == expired && l.remaining == c(9)), "an expired lot is never taken");
     }
@@ -501,7 +516,7 @@ mod tests {
         let later = w.grant(LotClass::Paid, LotSource::Purchase, c(1), now + Duration::seconds(1), None);
         let first = w.grant(LotClass::Paid, LotSource::Purchase, c(1), now, None);
         let second = w.grant(LotClass::Paid, LotSource::Purchase, c(1), now, None);
-        let takes = w.spend(c(3), &arkain(), now + Duration::seconds(2)).unwrap();
+        let takes = w.spend(c(3), &arkain(), now + Duration::seconds(2), "use").unwrap();
         let ids: Vec<i64> = takes.iter().map(|t| t.lot_id).collect();
         assert_eq!(ids, vec![first, second, later]);
     }
@@ -514,7 +529,7 @@ mod tests {
         w.grant(LotClass::Free, LotSource::MonthlyPlan, c(50), now, Some(expiry));
         assert_eq!(balance(&w.lots, expiry - Duration::microseconds(1)), c(50));
         assert_eq!(balance(&w.lots, expiry), Credits::ZERO);
-        let refused = w.spend(c(1), &arkain(), expiry).unwrap_err();
+        let refused = w.spend(c(1), &arkain(), expiry, "use").unwrap_err();
         assert_eq!(refused.available, Credits::ZERO);
         assert_eq!(w.expire(expiry), vec![(1, c(50))]);
     }
@@ -525,7 +540,7 @@ mod tests {
         let now = t0();
         w.grant(LotClass::Paid, LotSource::Purchase, c(10), now, None);
         let before = w.lots.clone();
-        assert_eq!(w.spend(c(11), &arkain(), now), Err(Insufficient { requested: c(11), available: c(10) }));
+        assert_eq!(w.spend(c(11), &arkain(), now, "use"), Err(Insufficient::short(c(11), c(10))));
         assert_eq!(w.lots, before);
     }
 
@@ -572,7 +587,7 @@ mod tests {
                         let amount = Credits::from_micros(micros);
                         let available = balance(&w.lots, now);
                         let before = w.lots.clone();
-                        match w.spend(amount, &order, now) {
+                        match w.spend(amount, &order, now, "use") {
                             Ok(takes) => {
                                 prop_assert!(amount <= available);
                                 prop_assert_eq!(takes.iter().map(|t| t.amount).sum::<Credits>(), amount);

@@ -120,6 +120,8 @@ impl Engine {
                         origin_kind: Some("account"),
                         origin_id: Some(account.id.to_string()),
                         priority: crate::ledger::Priority::DEFAULT,
+                        effective_at: None,
+                        features: None,
                     };
                     posting::credit(txn, lot, EntryMeta { reason: Some("sign-up grant"), ..EntryMeta::now("sign_up", now) }).await?;
                 }

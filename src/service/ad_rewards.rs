@@ -109,6 +109,8 @@ impl Engine {
                     origin_kind: Some(KIND),
                     origin_id: transaction_id.clone().or_else(|| Some(day.to_string())),
                     priority: crate::ledger::Priority::DEFAULT,
+                    effective_at: None,
+                    features: None,
                 };
                 let meta =
                     EntryMeta { idempotency_key: Some(command.key.as_str()), reason: Some(&why), ..EntryMeta::now("claim_ad_reward", now) };

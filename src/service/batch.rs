@@ -364,9 +364,9 @@ impl Wallets {
             // The day's free credits, the last tier, as a virtual lot until a spend takes them.
             lots.extend(daily_free::virtual_lot(txn, program, account.id, &account.plan, now).await?);
         }
-        let mut spent = match ledger::spend(lots, amount, &program.consumption_order, now) {
+        let mut spent = match ledger::spend(lots, amount, &program.consumption_order, now, &spend.command.fields.feature) {
             Ok(spent) => spent,
-            Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
+            Err(short) => return Ok(Err(Refusal::short(short, Some(&spend.command.fields.feature)))),
         };
         if let Some(written) = daily_free::write_if_taken(txn, account.id, lots, &mut spent.takes, now).await? {
             let lot = lots.iter().find(|l| l.id == written).expect("the day's lot was just written");

@@ -62,6 +62,8 @@ impl Engine {
                     origin_kind: Some(KIND),
                     origin_id: Some(day.to_string()),
                     priority: crate::ledger::Priority::DEFAULT,
+                    effective_at: None,
+                    features: None,
                 };
                 let meta =
                     EntryMeta { idempotency_key: Some(command.key.as_str()), reason: Some("daily check-in"), ..EntryMeta::now(KIND, now) };

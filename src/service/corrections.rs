@@ -166,7 +166,7 @@ impl Engine {
                 let takes = match corrections::adjust_down(&mut left, fields.amount, fields.lot_id, &ledger.program.consumption_order, now)
                 {
                     Ok(takes) => takes,
-                    Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
+                    Err(short) => return Ok(Err(Refusal::short(short, None))),
                 };
                 let debits: Vec<(&Lot, Credits)> =
                     takes.iter().map(|t| (read.iter().find(|l| l.id == t.lot_id).expect("a take from a lot read"), t.amount)).collect();

@@ -195,6 +195,8 @@ impl Engine {
                     origin_kind: Some("coupon"),
                     origin_id: Some(coupon.id.to_string()),
                     priority: crate::ledger::Priority::DEFAULT,
+                    effective_at: None,
+                    features: None,
                 };
                 let meta = EntryMeta {
                     idempotency_key: Some(command.key.as_str()),

@@ -75,6 +75,8 @@ pub async fn write_if_taken(
         origin_kind: Some(KIND),
         origin_id: Some(day.clone()),
         priority: crate::ledger::Priority::DEFAULT,
+        effective_at: None,
+        features: None,
     };
     let (stored, _) = posting::credit(conn, new, EntryMeta { reason: Some("daily free credits"), ..EntryMeta::now(KIND, now) }).await?;
     store::claims::insert(conn, account_id, KIND, &day, Some(stored.id), lot.granted.micros(), now).await?;

@@ -44,8 +44,16 @@ pub enum ServiceError {
 /// The messages are what clients read in `errors[].message`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
-    #[error("insufficient credits: {requested} requested, {available} available")]
-    InsufficientCredits { requested: Credits, available: Credits },
+    /// `feature` is named when credits scoped to other features were left out: `available`
+    /// is then what that feature could take. Left out of the stored form when none, so outcomes
+    /// stored before scoped credits replay alike.
+    #[error("insufficient credits: {requested} requested, {available} available{}", for_feature(feature.as_deref()))]
+    InsufficientCredits {
+        requested: Credits,
+        available: Credits,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feature: Option<String>,
+    },
     /// The account's status does not allow the operation; stored as the status's text.
     #[error("account is {status}: {}", refused_because(*status))]
     AccountNotActive { status: AccountStatus },
@@ -78,6 +86,16 @@ pub enum Refusal {
 impl Refusal {
     pub fn not_eligible(why: impl Into<String>) -> Refusal {
         Refusal::NotEligible { why: why.into() }
+    }
+
+    /// The refusal of a draw for `feature` (none: not a use) that the account's lots cannot
+    /// pay: it names the feature when credits scoped to others were there but not for it.
+    pub fn short(short: crate::ledger::Insufficient, feature: Option<&str>) -> Refusal {
+        Refusal::InsufficientCredits {
+            requested: short.requested,
+            available: short.available,
+            feature: feature.filter(|_| !short.elsewhere.is_zero()).map(str::to_string),
+        }
     }
 
     pub fn identity_required(why: impl Into<String>) -> Refusal {
@@ -122,6 +140,10 @@ pub fn refused_because(status: AccountStatus) -> &'static str {
     }
 }
 
+fn for_feature(feature: Option<&str>) -> String {
+    feature.map(|f| format!(" for feature {f:?} (credits scoped to other features cannot pay for it)")).unwrap_or_default()
+}
+
 fn coupon_message(refusal: CouponRefusal) -> &'static str {
     match refusal {
         CouponRefusal::NotFound => "no such coupon",
@@ -138,9 +160,14 @@ mod tests {
 
     /// Outcomes as `idempotency_keys.outcome` held them before `Refusal` and `ServiceError`
     /// became one enum (credits as micro-credits), with the message each replayed with then;
-    /// the last one is new and never stored, here for its message.
-    const STORED: [(&str, &str); 12] = [
+    /// the last one is new and never stored, here for its message. The second is the form a
+    /// refusal for a feature takes since scoped credits.
+    const STORED: [(&str, &str); 13] = [
         (r#"{"InsufficientCredits":{"requested":2500000,"available":1000000}}"#, "insufficient credits: 2.5 requested, 1 available"),
+        (
+            r#"{"InsufficientCredits":{"requested":2500000,"available":1000000,"feature":"ai"}}"#,
+            "insufficient credits: 2.5 requested, 1 available for feature \"ai\" (credits scoped to other features cannot pay for it)",
+        ),
         (r#"{"AccountNotActive":{"status":"suspended"}}"#, "account is suspended: a suspended account can only be read"),
         (r#"{"AccountNotActive":{"status":"inactive"}}"#, "account is inactive: an inactive account can be charged only for storage"),
         (r#"{"AlreadyClaimed":{"what":"already checked in on 2026-01-02"}}"#, "already checked in on 2026-01-02"),

@@ -4,7 +4,7 @@ use crate::service::ServiceError;
 
 pub const MAX_KEY_CHARS: usize = 128;
 pub const MAX_EXTERNAL_ID_CHARS: usize = 128;
-pub const MAX_LABEL_CHARS: usize = 64;
+pub const MAX_LABEL_CHARS: usize = crate::ledger::lot::MAX_NAME_CHARS;
 pub const MAX_REASON_CHARS: usize = 500;
 
 fn bounded(what: &str, value: &str, max: usize) -> Result<(), ServiceError> {

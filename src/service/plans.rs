@@ -204,6 +204,8 @@ impl DueGrant<'_> {
             origin_kind: Some("plan"),
             origin_id: Some(self.period_key.clone()),
             priority: crate::ledger::Priority::DEFAULT,
+            effective_at: None,
+            features: None,
         }
     }
 

@@ -237,6 +237,8 @@ impl Engine {
                     origin_kind: Some("purchase"),
                     origin_id: Some(pending.id.to_string()),
                     priority: crate::ledger::Priority::DEFAULT,
+                    effective_at: None,
+                    features: None,
                 };
                 let meta = EntryMeta {
                     idempotency_key: Some(&reference),
@@ -287,6 +289,8 @@ async fn grant_first_purchase_bonus(
         origin_kind: Some(BONUS_ORIGIN),
         origin_id: Some(purchase.id.to_string()),
         priority: crate::ledger::Priority::DEFAULT,
+        effective_at: None,
+        features: None,
     };
     let meta = EntryMeta { reason: Some("first-purchase bonus"), ..EntryMeta::now("first_purchase_bonus", now) };
     posting::credit(txn, bonus_lot, meta).await?;

@@ -1,7 +1,7 @@
 //! Reads: balance with its status bars, lots, history and purchases, each a bounded page.
 
 use crate::entity::{journal_entry, journal_line, lot};
-use crate::ledger::{Credits, Lot, LotClass, LotSource};
+use crate::ledger::{Credits, Features, Lot, LotClass, LotSource};
 use crate::service::accounts::AccountView;
 use crate::service::daily_free;
 use crate::service::paging::{Page, Window};
@@ -34,6 +34,20 @@ pub struct BalanceView {
     pub held: Credits,
     /// One bar per source; their `remaining` add up to `available` and their `held` to `held`.
     pub bars: Vec<Bar>,
+    /// The part of `available` scoped to features, per scope: a use of a feature outside a
+    /// scope cannot take that part.
+    pub scoped: Vec<(Features, Credits)>,
+    /// Credits of future-effective grants, not in `available` until their start: per start,
+    /// soonest first.
+    pub upcoming: Vec<(DateTime<Utc>, Credits)>,
+}
+
+impl BalanceView {
+    /// What a use of `feature` may take now: the unscoped credits and those scoped to it.
+    pub fn available_for(&self, feature: &str) -> Credits {
+        let elsewhere: Credits = self.scoped.iter().filter(|(scope, _)| !scope.contains(feature)).map(|(_, c)| *c).sum();
+        self.available.checked_sub(elsewhere).expect("scoped credits are part of what is available")
+    }
 }
 
 /// One held part of an open reservation, by the source and class of the lot it came from.
@@ -74,7 +88,25 @@ pub fn balance_view(open: &[Lot], held: &[HeldPart], now: DateTime<Utc>) -> Bala
         bar.waiting = bar.source == LotSource::DailyFree && waiting && !bar.remaining.is_zero();
     }
     let sum = |of: fn(&Bar) -> Credits| bars.iter().map(of).fold(Credits::ZERO, |s, c| s.checked_add(c).expect("balances fit"));
-    BalanceView { available: sum(|b| b.remaining), held: sum(|b| b.held), bars }
+    let mut scoped: BTreeMap<&Features, Credits> = BTreeMap::new();
+    for lot in open.iter().filter(|l| l.is_spendable(now)) {
+        if let Some(scope) = &lot.features {
+            let sum = scoped.entry(scope).or_default();
+            *sum = sum.checked_add(lot.remaining).expect("balances fit");
+        }
+    }
+    let mut upcoming: BTreeMap<DateTime<Utc>, Credits> = BTreeMap::new();
+    for lot in open.iter().filter(|l| l.is_upcoming(now) && !l.is_expired(now) && !l.remaining.is_zero()) {
+        let sum = upcoming.entry(lot.effective_at.expect("an upcoming lot has a start")).or_default();
+        *sum = sum.checked_add(lot.remaining).expect("balances fit");
+    }
+    BalanceView {
+        available: sum(|b| b.remaining),
+        held: sum(|b| b.held),
+        bars,
+        scoped: scoped.into_iter().map(|(f, c)| (f.clone(), c)).collect(),
+        upcoming: upcoming.into_iter().collect(),
+    }
 }
 
 /// A stored lot as reads answer it: the rules' lot, and what it came from.
@@ -189,6 +221,8 @@ mod tests {
             granted_at: now - Duration::days(1),
             expires_at,
             priority: crate::ledger::Priority::DEFAULT,
+            effective_at: None,
+            features: None,
         };
         let view = balance_view(
             &[

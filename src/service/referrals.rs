@@ -52,6 +52,8 @@ async fn grant(
         origin_kind: Some("referral"),
         origin_id: Some(origin.to_string()),
         priority: crate::ledger::Priority::DEFAULT,
+        effective_at: None,
+        features: None,
     };
     posting::credit(txn, lot, EntryMeta { reason: Some(why), ..EntryMeta::now("referral", now) }).await?;
     Ok(())

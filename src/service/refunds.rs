@@ -7,7 +7,7 @@ use crate::entity::{journal_line, purchase, reservation};
 use crate::ledger::money::PurchaseStatus;
 use crate::ledger::refund::{RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::ReservationStatus;
-use crate::ledger::{Credits, Lot, Take, allocate, balance};
+use crate::ledger::{Credits, Lot, Purpose, Take, allocate, balance};
 use crate::program::{Program, Refunds};
 use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
@@ -186,7 +186,7 @@ fn from_other_credits(
         return Ok(Vec::new());
     }
     let others: Vec<Lot> = rules.iter().filter(|l| l.id != paid_lot && !bonus_ids.contains(&l.id)).cloned().collect();
-    allocate(&others, amount, &program.consumption_order, now).map_err(|_| RefundRefusal::PromotionalCreditsSpent)
+    allocate(&others, amount, &program.consumption_order, now, Purpose::Any).map_err(|_| RefundRefusal::PromotionalCreditsSpent)
 }
 
 /// Holds holding bonus credits shrink by them: each such hold gives all its parts back, then

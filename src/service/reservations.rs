@@ -6,7 +6,7 @@
 
 use crate::entity::reservation;
 use crate::ledger::reservation::{self as rules, ReservationStatus};
-use crate::ledger::{Credits, Lot, Take, balance};
+use crate::ledger::{Credits, Lot, Purpose, Take, balance};
 use crate::service::Refusal;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
@@ -98,7 +98,7 @@ pub(crate) async fn hold(
     request: HoldRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<Result<Hold, crate::ledger::Insufficient>, ServiceError> {
-    let (lots, takes) = match take_in_order(txn, program, locked, request.amount, now).await? {
+    let (lots, takes) = match take_in_order(txn, program, locked, request.amount, now, Purpose::Feature(request.feature)).await? {
         Ok(found) => found,
         Err(short) => return Ok(Err(short)),
     };
@@ -183,7 +183,7 @@ impl Engine {
                 };
                 let hold = match hold(txn, &ledger.program, account, request, now).await? {
                     Ok(hold) => hold,
-                    Err(short) => return Ok(Err(Refusal::InsufficientCredits { requested: short.requested, available: short.available })),
+                    Err(short) => return Ok(Err(Refusal::short(short, Some(&fields.feature)))),
                 };
                 tracing::info!(account.id = account.id, reservation.id = hold.reservation_id, amount.credits = %fields.amount, "credits held");
                 Ok(Ok(hold))

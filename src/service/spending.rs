@@ -1,7 +1,7 @@
 //! Spending and operator grants: the keyed, atomic moves of credits.
 
 use crate::entity::account;
-use crate::ledger::{Credits, Insufficient, Lot, LotClass, LotSource, Priority, Take, Validity, allocate};
+use crate::ledger::{Credits, Features, Insufficient, Lot, LotClass, LotSource, Priority, Purpose, Take, Validity, allocate};
 use crate::program::Program;
 use crate::service::daily_free;
 use crate::service::executor::{Command, Dated, Permit, Run};
@@ -98,6 +98,11 @@ pub struct GrantRequest {
     pub valid_for: Option<Validity>,
     /// Within its tier, a lower priority is used first (0 to 100); none: `Priority::DEFAULT`.
     pub priority: Option<i64>,
+    /// A future start: the credits are upcoming, not spendable, until then. `valid_for` counts
+    /// from it. None: spendable at once.
+    pub effective_at: Option<DateTime<Utc>>,
+    /// The features the credits may pay for (`ledger::Features`); none: any use.
+    pub features: Option<Vec<String>>,
     pub reason: Option<String>,
     pub idempotency_key: String,
     /// The operator granting (`Caller::actor`), kept on the entry. Not part of the request's
@@ -122,6 +127,13 @@ struct GrantFields {
     /// Left out when none: a grant without metadata hashes as before metadata existed.
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Metadata>,
+    /// Left out when none, as priority is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effective_at: Option<DateTime<Utc>>,
+    /// Left out when none, as priority is; in its one sorted form, so the same scope given in
+    /// another order is the same request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features: Option<Features>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +148,7 @@ pub fn check_amount(value: Credits) -> Result<Credits, ServiceError> {
     value.require_positive().map_err(|e| ServiceError::bad_input(format!("amount: {e}")))
 }
 
-/// Which of a locked account's lots pay for `amount` at `now`, in the program's order with the
+/// Which of a locked account's lots pay for `amount` at `now` for `purpose`, in the program's order with the
 /// day's free credits last (writing the day's lot if the takes need it): all or nothing. Holds
 /// past their deadline are released first, so the spend sees what a read shows.
 pub(crate) async fn take_in_order(
@@ -145,12 +157,13 @@ pub(crate) async fn take_in_order(
     locked: &account::Model,
     amount: Credits,
     now: DateTime<Utc>,
+    purpose: Purpose<'_>,
 ) -> Result<Result<(Vec<Lot>, Vec<Take>), Insufficient>, ServiceError> {
     crate::service::reservations::release_lapsed(txn, &[locked.id], now).await?;
     let open = lots::open_for_account(txn, locked.id).await?;
     let mut rules: Vec<_> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
     rules.extend(daily_free::virtual_lot(txn, program, locked.id, &locked.plan, now).await?);
-    let mut takes = match allocate(&rules, amount, &program.consumption_order, now) {
+    let mut takes = match allocate(&rules, amount, &program.consumption_order, now, purpose) {
         Ok(takes) => takes,
         Err(short) => return Ok(Err(short)),
     };
@@ -217,16 +230,24 @@ impl Engine {
         if request.expires_at.is_some() && request.valid_for.is_some() {
             return Err(ServiceError::bad_input("give either expiresAt or validFor, not both"));
         }
+        let effective_at = request.effective_at.map(crate::ledger::time::truncate);
+        if effective_at.is_some_and(|at| at <= now) {
+            return Err(ServiceError::bad_input("effectiveAt must be in the future; leave it out for credits spendable at once"));
+        }
+        // A future grant's validity counts from its start, as the credits' life does.
+        let starts_at = effective_at.unwrap_or(now);
         let expires_at = match (request.expires_at, request.valid_for) {
             (Some(at), None) => Some(crate::ledger::time::truncate(at)),
-            (None, Some(validity)) => validity.expires_at(now),
+            (None, Some(validity)) => validity.expires_at(starts_at),
             _ => None,
         };
         if let Some(at) = expires_at
-            && at <= now
+            && at <= starts_at
         {
-            return Err(ServiceError::bad_input("expiresAt must be in the future"));
+            let what = if effective_at.is_some() { "expiresAt must be later than effectiveAt" } else { "expiresAt must be in the future" };
+            return Err(ServiceError::bad_input(what));
         }
+        let features = request.features.map(Features::new).transpose().map_err(|e| ServiceError::bad_input(format!("features: {e}")))?;
         let fields = GrantFields {
             amount,
             class: request.class,
@@ -236,6 +257,8 @@ impl Engine {
             reason: request.reason.as_deref().map(reason).transpose()?,
             priority: request.priority.map(Priority::new).transpose().map_err(ServiceError::bad_input)?,
             metadata: request.metadata,
+            effective_at,
+            features,
         };
         let request_hash = request_hash(&fields);
         let actor = request.actor;
@@ -255,6 +278,8 @@ impl Engine {
                     origin_kind: Some("grant"),
                     origin_id: Some(command.key.as_str().to_string()),
                     priority: fields.priority.unwrap_or_default(),
+                    effective_at: fields.effective_at,
+                    features: fields.features.clone(),
                 };
                 let meta = EntryMeta {
                     idempotency_key: Some(command.key.as_str()),
@@ -301,6 +326,8 @@ mod tests {
             reason: None,
             priority: None,
             metadata: None,
+            effective_at: None,
+            features: None,
         };
         assert_eq!(request_hash(&before), request_hash(&now));
         let named = GrantFields { priority: Some(Priority::DEFAULT), ..now };

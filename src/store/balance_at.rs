@@ -8,6 +8,8 @@
 //!   (`lots_account_open`) and lots whose write-off (EXPIRE, dated at the lot's expiry) was
 //!   recorded after the instant (`journal_write_offs_recorded`), each read back to that entry by
 //!   its later lines (`journal_lines_lot_entry`);
+//! - `upcoming_on_books`: lots granted by the instant to start after it, with what they held
+//!   then (`lots_account_effective`, partial: only such lots are in it);
 //! - `holds_on_books`: the parts of reservations made by the instant and not settled by it:
 //!   held now (`reservations_account_status`) or settled after it (`reservations_account_settled`).
 //!
@@ -18,20 +20,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-/// The newest entry recorded at or before an instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Recorded {
-    pub entry_id: i64,
-    pub balance_after_micros: i64,
-}
-
-/// One held part of a reservation still on the books at the instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeldPart {
-    pub deadline: DateTime<Utc>,
-    pub micros: i64,
-    pub lot_expires_at: Option<DateTime<Utc>>,
-}
+pub use crate::ledger::balance_at::{HeldPart, Recorded};
 
 /// `?` placeholders as the backend writes them (`$1`, `$2`, ... on PostgreSQL).
 fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
@@ -79,6 +68,31 @@ pub async fn expired_on_books(
                JOIN lots l ON l.id = c.lot_id \
                WHERE l.expires_at <= ?";
     let values = vec![entry_id.into(), account_id.into(), true.into(), at.into(), account_id.into(), at.into(), at.into(), at.into()];
+    let rows = conn.query_all_raw(statement(conn.get_database_backend(), sql, values)).await?;
+    let mut lots = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (lot_id, held_then): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+        if held_then > 0 {
+            lots.push((lot_id, held_then));
+        }
+    }
+    Ok(lots)
+}
+
+/// Lots of the account granted by `at` that start after it (and had not expired by it: an
+/// upcoming lot an operator ended at once is in `expired_on_books`), with what they held in the
+/// state after entry `entry_id`, more than zero.
+pub async fn upcoming_on_books(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    at: DateTime<Utc>,
+    entry_id: i64,
+) -> Result<Vec<(i64, i64)>, DbErr> {
+    let sql = "SELECT l.id, CAST(l.remaining_micros - COALESCE((SELECT SUM(x.delta_micros) FROM journal_lines x \
+                      WHERE x.lot_id = l.id AND x.entry_id > ?), 0) AS BIGINT) AS held_then \
+               FROM lots l WHERE l.account_id = ? AND l.effective_at > ? AND l.granted_at <= ? \
+               AND (l.expires_at IS NULL OR l.expires_at > ?)";
+    let values = vec![entry_id.into(), account_id.into(), at.into(), at.into(), at.into()];
     let rows = conn.query_all_raw(statement(conn.get_database_backend(), sql, values)).await?;
     let mut lots = Vec::with_capacity(rows.len());
     for row in rows {

@@ -1,5 +1,5 @@
 use crate::entity::lot;
-use crate::ledger::{Credits, Lot, LotClass, LotSource, Priority};
+use crate::ledger::{Credits, Features, Lot, LotClass, LotSource, Priority};
 use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set};
@@ -14,6 +14,10 @@ pub struct NewLot<'a> {
     pub origin_kind: Option<&'a str>,
     pub origin_id: Option<String>,
     pub priority: Priority,
+    /// A future-effective grant's start (`Lot::effective_at`).
+    pub effective_at: Option<DateTime<Utc>>,
+    /// A scoped grant's features (`Lot::features`).
+    pub features: Option<Features>,
 }
 
 pub async fn insert(conn: &impl ConnectionTrait, new: NewLot<'_>) -> Result<lot::Model, DbErr> {
@@ -34,6 +38,8 @@ fn active(new: NewLot<'_>) -> lot::ActiveModel {
         origin_id: Set(new.origin_id),
         open: Set(true),
         priority: Set(new.priority.get().into()),
+        effective_at: Set(new.effective_at),
+        features: Set(new.features.as_ref().map(|f| serde_json::to_string(f).expect("names serialize"))),
         ..Default::default()
     }
 }
@@ -240,6 +246,12 @@ pub fn to_rule(model: &lot::Model) -> Result<Lot, DbErr> {
         granted_at: model.granted_at,
         expires_at: model.expires_at,
         priority: Priority::new(model.priority.into()).map_err(corrupt)?,
+        effective_at: model.effective_at,
+        features: model
+            .features
+            .as_deref()
+            .map(|f| serde_json::from_str(f).map_err(|e| corrupt(format!("features {f:?}: {e}"))))
+            .transpose()?,
     })
 }
 

@@ -54,6 +54,8 @@ async fn seed_range(db: &DatabaseConnection, range: std::ops::Range<usize>, now:
                 origin_kind: Some("bench-seed"),
                 origin_id: None,
                 priority: credits::ledger::Priority::DEFAULT,
+                effective_at: None,
+                features: None,
             };
             posting::credit(&txn, lot, EntryMeta::now("grant", now)).await?;
         }
@@ -111,6 +113,8 @@ pub async fn seed_history(url: &str, big_lots: usize, small_lots: usize) -> anyh
             origin_kind: Some("bench-seed"),
             origin_id: None,
             priority: credits::ledger::Priority::DEFAULT,
+            effective_at: None,
+            features: None,
         };
         posting::credit(&txn, open, EntryMeta::now("grant", now)).await?;
         txn.commit().await?;

@@ -68,6 +68,8 @@ pub async fn seed(url: &str, lots: usize) -> anyhow::Result<(Timeline, std::time
             open: Set(false),
             expiry_notice_sent: Set(false),
             priority: Set(credits::ledger::Priority::DEFAULT.get().into()),
+            effective_at: Set(None),
+            features: Set(None),
         })
         .collect();
     for chunk in lot_rows.chunks(ROWS_PER_INSERT) {

@@ -160,6 +160,8 @@ async fn pay_for_job(
             origin_kind: Some("market_job"),
             origin_id: Some(id.to_string()),
             priority: crate::ledger::Priority::DEFAULT,
+            effective_at: None,
+            features: None,
         };
         let reason = format!("{what} of {why}");
         let meta = EntryMeta {

@@ -6,7 +6,7 @@ use super::{LineView, SettlementView, metering, quota_gb};
 use crate::entity::account;
 use crate::ledger::metering::{self as rules, Collection, Meter, Scope, SettlementPlan, Trigger, collect};
 use crate::ledger::time::month_key;
-use crate::ledger::{Credits, Lot, Take};
+use crate::ledger::{Credits, Lot, Purpose, Take};
 use crate::program::Program;
 use crate::service::posting::{self, EntryMeta};
 use crate::service::spending::{debits_of, take_in_order};
@@ -40,7 +40,7 @@ pub(super) async fn settle(
     let SettleArgs { trigger, scope, until, key, feature, model, why } = args;
     let accrual = rules::accrue(rates, quota_gb(program, account), scope, containers, meter.storage, until)?;
     // A free total (nothing accrued, a trial use) takes nothing and reads no lots.
-    let (collection, takes) = take_what_is_available(txn, program, account, accrual.total(), now).await?;
+    let (collection, takes) = take_what_is_available(txn, program, account, accrual.total(), feature, now).await?;
     let plan = rules::plan(rates, accrual, collection, now)?;
     meter.storage = plan.storage;
     if plan.lines.is_empty() {
@@ -157,20 +157,25 @@ async fn take_what_is_available(
     program: &Program,
     account: &account::Model,
     total: Credits,
+    feature: &str,
     now: DateTime<Utc>,
 ) -> Result<(Collection, Option<(Vec<Lot>, Vec<Take>)>), ServiceError> {
     if total.is_zero() {
         // A free use (a trial) is recorded, and nothing is taken.
         return Ok((Collection { charged: Credits::ZERO, uncollected: Credits::ZERO }, None));
     }
-    match take_in_order(txn, program, account, total, now).await? {
+    match take_in_order(txn, program, account, total, now, Purpose::Feature(feature)).await? {
         Ok(found) => Ok((Collection { charged: total, uncollected: Credits::ZERO }, Some(found))),
         Err(short) => {
             let collection = collect(total, short.available);
             let takes = if collection.charged.is_zero() {
                 None
             } else {
-                Some(take_in_order(txn, program, account, collection.charged, now).await?.expect("what is available can be taken"))
+                Some(
+                    take_in_order(txn, program, account, collection.charged, now, Purpose::Feature(feature))
+                        .await?
+                        .expect("what is available can be taken"),
+                )
             };
             Ok((collection, takes))
         }
