@@ -76,6 +76,8 @@ enum Kind {
     Validity,
     /// A `Metadata` object: string keys of `[A-Za-z0-9_.-]`, string values, bounded.
     Metadata,
+    /// A lot's scope: a list of 1 to 16 feature names.
+    Features,
 }
 
 struct Op {
@@ -310,6 +312,8 @@ const OPS: &[Op] = &[
             ("input.expiresAt", Kind::Date),
             ("input.validFor", Kind::Validity),
             ("input.priority", Kind::Int),
+            ("input.effectiveAt", Kind::Date),
+            ("input.features", Kind::Features),
             ("input.reason", Kind::Text),
             ("input.idempotencyKey", Kind::Key),
             ("input.metadata", Kind::Metadata),
@@ -646,6 +650,24 @@ fn catalog(kind: Kind) -> Vec<(&'static str, Value, Expect)> {
             ("empty object", json!({}), Either),
             ("unicode value", json!({ "k": "理由 🔥" }), Either),
             ("SQL value", json!({ "k": "'); DELETE FROM journal_entries; --" }), Either),
+        ],
+        Kind::Features => vec![
+            ("empty list", json!([]), Refused),
+            ("empty name", json!([""]), Refused),
+            ("name with a space", json!(["a b"]), Refused),
+            ("65-character name", json!(["f".repeat(65)]), Refused),
+            ("17 names", json!((0..17).map(|i| format!("f{i}")).collect::<Vec<_>>()), Refused),
+            ("20k characters", json!([long(20_000)]), Refused),
+            ("quote", json!(["a\"b"]), Refused),
+            ("SQL", json!(["x'); DELETE FROM lots; --"]), Refused),
+            ("LIKE wildcard", json!(["ai%"]), Refused),
+            ("unicode", json!(["功能"]), Refused),
+            ("null name", json!([null]), Refused),
+            ("nested list", json!([["ai"]]), Refused),
+            ("number", json!([7]), Refused),
+            // One name is coerced to a list of one (GraphQL's input coercion).
+            ("one name", json!("ai"), Either),
+            ("repeats", json!(["ai", "ai"]), Either),
         ],
         Kind::Validity => vec![
             ("negative", json!("-1 days"), Refused),
