@@ -136,7 +136,36 @@ async fn concurrent_uses_of_two_features_never_take_more_than_each_may(backend: 
     app.assert_audit_clean().await;
 }
 
+/// Over the WebSocket: a scoped, future grant and a refused use read as over HTTP (the
+/// refusal's `feature` extension too), and one key is one request across transports.
+async fn scoped_and_future_grants_work_over_the_websocket(backend: Backend) {
+    use crate::support::ws::{connect, execute};
+    let app = TestApp::spawn(backend).await;
+    let t0 = chrono::DateTime::parse_from_rfc3339("2026-11-10T10:00:00Z").unwrap().to_utc();
+    app.clock.set(t0);
+    app.create_account("a").await;
+    lot_of(&app, "4", "PAID", None, "g-1").await;
+    let mut socket = connect(&app.address, &app.admin).await;
+    let future = "mutation($s: DateTime!) { grantCredits(input: {accountId: \"a\", amount: \"9\", class: PROMOTIONAL,
+        features: [\"ai\"], effectiveAt: $s, idempotencyKey: \"ws-g\"}) { lotId } }";
+    let start = (t0 + chrono::Duration::hours(1)).to_rfc3339();
+    let granted = execute(&mut socket, "grant", future, json!({ "s": start })).await;
+    assert!(granted["data"]["grantCredits"]["lotId"].is_string(), "{granted}");
+    let read = execute(&mut socket, "read", BALANCE, json!({})).await;
+    let balance = &read["data"]["account"]["balance"];
+    assert_eq!((&balance["available"], &balance["scoped"]), (&json!("4"), &json!([])), "upcoming credits are not scoped yet: {read}");
+    app.clock.set(t0 + chrono::Duration::hours(1));
+    let short = execute(&mut socket, "spend", SPEND, json!({ "amt": "5", "f": "storage", "k": "ws-s" })).await;
+    assert_eq!(error_code(&short), "INSUFFICIENT_CREDITS", "{short}");
+    assert_eq!(short["errors"][0]["extensions"]["feature"], json!("storage"), "{short}");
+    assert_eq!(spend(&app, "5", "storage", "ws-s").await["errors"], short["errors"], "the key's outcome, over HTTP too");
+    let took = execute(&mut socket, "spend", SPEND, json!({ "amt": "12", "f": "ai", "k": "ws-a" })).await;
+    assert_eq!(took["data"]["spendCredits"]["availableAfter"], json!("1"), "{took}");
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    scoped_and_future_grants_work_over_the_websocket,
     a_use_takes_only_the_credits_scoped_to_its_feature,
     bad_scopes_are_refused_and_one_scope_is_one_request,
     concurrent_uses_of_two_features_never_take_more_than_each_may
