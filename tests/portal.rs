@@ -194,6 +194,20 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
         )
         .await;
     assert!(granted["errors"].is_null(), "{granted}");
+    // Credits only snap may use, and credits that start in two days: shown apart.
+    let starts = (app.clock.now() + chrono::Duration::days(2)).to_rfc3339();
+    let apart = app
+        .gql(
+            &app.admin,
+            "mutation($s: DateTime!) {
+               scoped: grantCredits(input: {accountId: \"portal-user\", amount: \"7\", class: PROMOTIONAL, features: [\"snap\"],
+                 idempotencyKey: \"scoped\"}) { lotId }
+               upcoming: grantCredits(input: {accountId: \"portal-user\", amount: \"40\", class: PROMOTIONAL, effectiveAt: $s,
+                 idempotencyKey: \"upcoming\"}) { lotId } }",
+            json!({ "s": starts }),
+        )
+        .await;
+    assert!(apart["errors"].is_null(), "{apart}");
     let total_at_start = app.balance("portal-user").await;
     // The backend opens the portal for its user, and redirects the browser to the URL.
     let opened =
@@ -235,6 +249,8 @@ async fn a_user_uses_the_portal_in_chromium(backend: Backend) {
     assert_eq!(seen["addressBar"], format!("{}/portal#/overview", app.address), "{seen}");
     assert_eq!(seen["stored"], true);
     assert_eq!(seen["totalAtStart"], total_at_start, "{seen}");
+    assert_eq!(seen["scopedShown"], "7 credits only for snap", "{seen}");
+    assert!(seen["upcomingShown"].as_str().unwrap().starts_with("40 credits coming "), "{seen}");
     // The reason is text: shown, and no element made of it.
     assert_eq!(seen["reasonShown"], true, "{seen}");
     assert_eq!(seen["images"], 0, "{seen}");

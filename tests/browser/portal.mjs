@@ -31,6 +31,8 @@ run(async () => {
   const addressBar = page.url();
   const stored = await page.evaluate(() => sessionStorage.getItem('credits.portal.token'));
   const totalAtStart = await text(page, '[data-testid="total"]');
+  const scopedShown = await text(page, '[data-testid="scoped"]');
+  const upcomingShown = await text(page, '[data-testid="upcoming"]');
   const reasonShown = (await page.locator('.activity-reason', { hasText: REASON }).count()) > 0;
   const images = await page.locator('main img').count();
   step('loaded');
@@ -151,6 +153,8 @@ run(async () => {
     addressBar,
     stored: stored !== null,
     totalAtStart,
+    scopedShown,
+    upcomingShown,
     reasonShown,
     images,
     checkInBar,

@@ -36,6 +36,8 @@ const KINDS = {
   RELEASE: 'Released',
   TRANSFER: 'Transfer',
   ADJUST: 'Adjusted',
+  VOID: 'Voided',
+  EXPIRY_CHANGE: 'Expiry changed',
 };
 
 function credits(amount) {
@@ -62,6 +64,21 @@ function balanceSection(balance) {
       h('div', {}, h('dt', {}, 'Available'), h('dd', { 'data-testid': 'available' }, formatCredits(balance.available))),
       h('div', {}, h('dt', {}, 'Held for work in progress'), h('dd', { 'data-testid': 'held' }, formatCredits(balance.held))),
     ),
+    // Credits only some uses may take, and credits granted to start later (not in the total).
+    balance.scoped.length > 0
+      ? h(
+          'ul',
+          { class: 'balance-notes', 'data-testid': 'scoped' },
+          balance.scoped.map((s) => h('li', {}, `${credits(s.available)} only for ${s.features.join(', ')}`)),
+        )
+      : null,
+    balance.upcoming.length > 0
+      ? h(
+          'ul',
+          { class: 'balance-notes', 'data-testid': 'upcoming' },
+          balance.upcoming.map((u) => h('li', {}, `${credits(u.amount)} coming ${formatDateTime(u.effectiveAt)}`)),
+        )
+      : null,
   );
 }
 
