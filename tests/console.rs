@@ -141,6 +141,16 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
 
     // A paid purchase, for the refund button.
     let purchase = buy(&app, "acme-alice", Some("100"), None, "console-purchase").await;
+    // A lot with terms of its own, for the lots table: a start, a scope and a priority.
+    let termed = app
+        .gql(
+            &app.admin,
+            "mutation { grantCredits(input: {accountId: \"acme-alice\", amount: \"3\", class: PROMOTIONAL, priority: 10,
+               features: [\"snap\", \"side-chat\"], effectiveAt: \"2026-06-01T00:00:00Z\", idempotencyKey: \"termed\"}) { lotId } }",
+            json!({}),
+        )
+        .await;
+    assert!(termed["errors"].is_null(), "{termed}");
     let total_before_grant = app.balance("acme-alice").await;
 
     // A failed delivery: the receiver answers 500.
@@ -204,6 +214,10 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     assert_eq!(seen["signIn"]["cookies"], "", "{seen}");
     // Found by prefix, newest first, only those.
     assert_eq!(seen["found"], json!(["acme-bob", "acme-alice"]), "{seen}");
+    let terms = seen["lotTerms"].as_array().unwrap_or_else(|| panic!("{seen}"));
+    assert_eq!(terms.len(), 1, "{seen}");
+    let terms = terms[0].as_str().unwrap();
+    assert!(terms.starts_with("starts ") && terms.ends_with("; only side-chat, snap; priority 10"), "{terms}");
     // The grant: its entry headed the history when it was made, with the reason and the
     // operator (the refund's entries came after it).
     let history = app

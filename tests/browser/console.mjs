@@ -107,6 +107,9 @@ run(async () => {
     return { sequence: li.dataset.sequence, kind: li.dataset.kind, reason: li.querySelector('.reason')?.textContent ?? null, actor: li.querySelector('.actor')?.dataset.actor ?? null, text: li.textContent };
   });
   const granted = { outcome: grantOutcome.text, ok: grantOutcome.ok, firstEntry, total: (await page.textContent('#account-total')).replace(/,/g, '') };
+  // The lots' terms: a start, a scope, a priority where a grant set them.
+  await loaded(page, 'Lots', 0);
+  const lotTerms = await page.evaluate(() => [...document.querySelectorAll('tr[data-lot]')].map((tr) => tr.cells[7].textContent).filter(Boolean));
   // Audit this account.
   await page.click('#audit-account-button');
   granted.audit = (await outcomeOf(page, 'audit-outcome')).text;
@@ -245,5 +248,5 @@ run(async () => {
   };
 
   await browser.close();
-  result({ signIn, found, granted, refund, verified, statuses, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
+  result({ signIn, found, granted, lotTerms, refund, verified, statuses, webhook, jobs, coupon, audit, log, refused, pasted, phone, axe: axeOf, problems, foreign: foreign() });
 });

@@ -161,6 +161,15 @@ function settings(app, current, refresh) {
   return { element, update };
 }
 
+/** What sets a lot apart from the program's defaults: its start, its scope, its priority. */
+function terms(lot) {
+  const parts = [];
+  if (lot.effectiveAt) parts.push(`${lot.upcoming ? 'starts' : 'started'} ${formatDateTime(lot.effectiveAt)}`);
+  if (lot.features) parts.push(`only ${lot.features.join(', ')}`);
+  if (lot.priority !== 50) parts.push(`priority ${lot.priority}`);
+  return parts.join('; ');
+}
+
 function lots(app, id) {
   return pagedList({
     name: 'Lots',
@@ -170,10 +179,10 @@ function lots(app, id) {
     show: (nodes) =>
       table(
         'Lots, open and closed',
-        ['Lot', 'Source', 'Class', ['Granted', { num: true }], ['Remaining', { num: true }], 'Granted at', 'Expires', 'Origin'],
+        ['Lot', 'Source', 'Class', ['Granted', { num: true }], ['Remaining', { num: true }], 'Granted at', 'Expires', 'Terms', 'Origin'],
         nodes.map((l) => ({
           attrs: { 'data-lot': l.id, class: l.expired || l.remaining === '0' ? 'closed' : null },
-          cells: [l.id, words(l.source), words(l.class), formatCredits(l.granted), formatCredits(l.remaining), formatDateTime(l.grantedAt), l.expiresAt ? `${formatDateTime(l.expiresAt)}${l.expired ? ' (expired)' : ''}` : 'Never', l.originKind ? `${l.originKind} ${l.originId || ''}` : ''],
+          cells: [l.id, words(l.source), words(l.class), formatCredits(l.granted), formatCredits(l.remaining), formatDateTime(l.grantedAt), l.expiresAt ? `${formatDateTime(l.expiresAt)}${l.expired ? ' (expired)' : ''}` : 'Never', terms(l), l.originKind ? `${l.originKind} ${l.originId || ''}` : ''],
         })),
       ),
   });
