@@ -70,7 +70,7 @@ pub async fn wide_sum(db: &DatabaseConnection, column: &str, from: &str) -> Resu
 
 /// The row-level checks, over the whole database or one account's rows (`account`, the ledger's
 /// id): each query lists (id, stored, what the journal says) for the rows that disagree.
-fn checks(account: Option<i64>) -> [(&'static str, String); 7] {
+fn checks(account: Option<i64>) -> [(&'static str, String); 9] {
     // An integer from our own database, never user text, so it is written into the SQL.
     let only = |column: &str| account.map_or(String::new(), |id| format!(" AND {column} = {id}"));
     [
@@ -92,11 +92,13 @@ fn checks(account: Option<i64>) -> [(&'static str, String); 7] {
             ),
         ),
         (
+            // A lot is made by a GRANT, or by the line into it of the ROLLOVER that made it.
             "lot granted differs from its grant line",
             format!(
                 "SELECT l.id, l.granted_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
                  LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
-                 LEFT JOIN journal_entries je ON je.id = jl.entry_id AND je.kind = 'grant' \
+                 LEFT JOIN journal_entries je ON je.id = jl.entry_id \
+                 AND (je.kind = 'grant' OR (je.kind = 'rollover' AND jl.delta_micros > 0)) \
                  WHERE (je.id IS NOT NULL OR jl.id IS NULL){} GROUP BY l.id, l.granted_micros \
                  HAVING l.granted_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
                 only("l.account_id")
@@ -127,6 +129,29 @@ fn checks(account: Option<i64>) -> [(&'static str, String); 7] {
                  FROM accounts a \
                  WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT){}",
                 only("a.id")
+            ),
+        ),
+        (
+            // A rollover mints nothing: one line out of a lot, the same amount into another.
+            "rollover entry is not one move between two lots",
+            format!(
+                "SELECT je.id, je.amount_micros, 0 FROM journal_entries je WHERE je.kind = 'rollover' \
+                 AND (je.amount_micros <> 0 OR (SELECT COUNT(*) FROM journal_lines jl WHERE jl.entry_id = je.id) <> 2){}",
+                only("je.account_id")
+            ),
+        ),
+        (
+            // `ledger::rollover`: only a plan lot carries, into a ROLLOVER lot of the same account
+            // and class, never more than the plan lot was granted (so never a rollover again).
+            "rollover lot not carried from a plan lot of its account",
+            format!(
+                "SELECT n.id, n.granted_micros, o.granted_micros FROM journal_entries je \
+                 JOIN journal_lines jin ON jin.entry_id = je.id AND jin.delta_micros > 0 JOIN lots n ON n.id = jin.lot_id \
+                 JOIN journal_lines jout ON jout.entry_id = je.id AND jout.delta_micros < 0 JOIN lots o ON o.id = jout.lot_id \
+                 WHERE je.kind = 'rollover' AND (n.source <> 'rollover' OR o.origin_kind IS NULL OR o.origin_kind <> 'plan' \
+                 OR n.account_id <> o.account_id OR n.account_id <> je.account_id OR n.class <> o.class \
+                 OR n.granted_micros > o.granted_micros){}",
+                only("je.account_id")
             ),
         ),
         (

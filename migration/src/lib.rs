@@ -24,6 +24,7 @@ mod m20261203_000018_add_entry_detail;
 mod m20261203_000019_add_metadata;
 mod m20261203_000020_add_balance_after;
 mod m20261203_000021_add_lot_priority;
+mod m20261203_000023_add_rollover_index;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000019_add_metadata::Migration),
             Box::new(m20261203_000020_add_balance_after::Migration),
             Box::new(m20261203_000021_add_lot_priority::Migration),
+            Box::new(m20261203_000023_add_rollover_index::Migration),
         ]
     }
 }
