@@ -818,6 +818,15 @@ per_minute = true"#,
     }
 
     #[test]
+    fn the_rollover_example_and_fixture_load_with_their_options() {
+        let example = Program::parse("example", include_str!("../docs/examples/rollover.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(example.plan("pro").unwrap().rollover, Some(Rollover { max: Credits::from_whole(500), periods: 2 }));
+        assert_eq!(example.plan("starter").unwrap().rollover, None);
+        let fixture = Program::parse("fixture", include_str!("../tests/fixtures/rollover.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fixture.plan("free").unwrap().rollover, Some(Rollover { max: Credits::from_whole(20), periods: 2 }));
+    }
+
+    #[test]
     fn a_plan_may_roll_its_credits_over_within_bounds() {
         let arkain = include_str!("../config/presets/arkain.toml");
         let with = |option: &str| arkain.replacen(r#"monthly_credits = "50""#, &format!("monthly_credits = \"50\"\n{option}"), 1);
