@@ -48,6 +48,16 @@ async fn spend(app: &TestApp, account: &str, amount: &str, key: &str) {
 
 async fn at_month_end_up_to_the_max_rolls_over_and_the_rest_expires(backend: Backend) {
     let app = TestApp::spawn_with(backend, FIXTURE).await;
+    // The option as clients read it.
+    let plans = app.gql(&app.service, "{ plans { code rollover { max periods } } }", json!({})).await;
+    assert_eq!(
+        plans["data"]["plans"],
+        json!([
+            { "code": "free", "rollover": { "max": "20", "periods": 2 } },
+            { "code": "membership", "rollover": { "max": "50", "periods": 1 } },
+            { "code": "basic", "rollover": null },
+        ])
+    );
     app.clock.set(at("2026-01-10T12:00:00Z"));
     let now = app.clock.now();
     for name in ["under", "over", "left", "basic"] {
