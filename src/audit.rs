@@ -3,6 +3,7 @@
 //! conserved (domain.md §2). Lots past expiry that the worker has not written off yet are
 //! counted and accepted: reads exclude them already.
 
+use crate::program::Program;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use std::fmt;
@@ -221,6 +222,46 @@ pub async fn run_for_account(db: &DatabaseConnection, account_id: i64, now: Date
         .filter(lot::Column::ExpiresAt.lte(crate::ledger::time::truncate(now)))
         .count(db)
         .await? as i64;
+    Ok(report)
+}
+
+/// Checks that need the program's rules, over the whole database or one account's rows: each
+/// rollover lot within its plan's `max` (`ledger::rollover`). Compared with the program the
+/// audit runs with: a plan whose `max` was lowered since reports the larger carries made under
+/// the old one (say so in the change, or keep the old maximum), and a plan that no longer rolls
+/// over is not checked.
+pub async fn check_program(db: &DatabaseConnection, program: &Program, account: Option<i64>) -> Result<Vec<String>, DbErr> {
+    let only = account.map_or(String::new(), |id| format!(" AND account_id = {id}"));
+    let mut problems = Vec::new();
+    for plan in &program.plans {
+        let Some(rollover) = plan.rollover else { continue };
+        // Plan codes are [a-z0-9_] (`program::parse_plans`), so the code is written into the
+        // SQL; `substr` rather than LIKE, where `_` would match any character.
+        let prefix = format!("{}:", plan.code);
+        let sql = format!(
+            "SELECT id, granted_micros, CAST({max} AS BIGINT) FROM lots WHERE source = 'rollover' \
+             AND substr(origin_id, 1, {len}) = '{prefix}' AND granted_micros > {max}{only}",
+            max = rollover.max.micros(),
+            len = prefix.len(),
+        );
+        let found = rows(db, &sql).await?;
+        for row in found.iter().take(MAX_LISTED) {
+            let (id, granted, max): (i64, i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+            problems
+                .push(format!("rollover lot over its plan's max: id {id}: carried {granted} micro-credits, plan {} max {max}", plan.code));
+        }
+        if found.len() > MAX_LISTED {
+            problems.push(format!("rollover lot over its plan's max: {} more", found.len() - MAX_LISTED));
+        }
+    }
+    Ok(problems)
+}
+
+/// `run`, with the checks that need the program (`check_program`): what `credits audit`, the
+/// operators' audits and the tests run.
+pub async fn run_with_program(db: &DatabaseConnection, program: &Program, now: DateTime<Utc>) -> Result<AuditReport, DbErr> {
+    let mut report = run(db, now).await?;
+    report.problems.extend(check_program(db, program, None).await?);
     Ok(report)
 }
 
