@@ -3,6 +3,7 @@
 //! conserved (domain.md §2). Lots past expiry that the worker has not written off yet are
 //! counted and accepted: reads exclude them already.
 
+use crate::program::Program;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 use std::fmt;
@@ -70,7 +71,7 @@ pub async fn wide_sum(db: &DatabaseConnection, column: &str, from: &str) -> Resu
 
 /// The row-level checks, over the whole database or one account's rows (`account`, the ledger's
 /// id): each query lists (id, stored, what the journal says) for the rows that disagree.
-fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 9] {
+fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 11] {
     // An integer from our own database, never user text, so it is written into the SQL.
     let only = |column: &str| account.map_or(String::new(), |id| format!(" AND {column} = {id}"));
     // Where a scope (a JSON array of names without quotes in them) names a feature.
@@ -94,11 +95,13 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             ),
         ),
         (
+            // A lot is made by a GRANT, or by the line into it of the ROLLOVER that made it.
             "lot granted differs from its grant line",
             format!(
                 "SELECT l.id, l.granted_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
                  LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
-                 LEFT JOIN journal_entries je ON je.id = jl.entry_id AND je.kind = 'grant' \
+                 LEFT JOIN journal_entries je ON je.id = jl.entry_id \
+                 AND (je.kind = 'grant' OR (je.kind = 'rollover' AND jl.delta_micros > 0)) \
                  WHERE (je.id IS NOT NULL OR jl.id IS NULL){} GROUP BY l.id, l.granted_micros \
                  HAVING l.granted_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
                 only("l.account_id")
@@ -129,6 +132,29 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
                  FROM accounts a \
                  WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(l.remaining_micros) FROM lots l WHERE l.account_id = a.id), 0) AS BIGINT){}",
                 only("a.id")
+            ),
+        ),
+        (
+            // A rollover mints nothing: one line out of a lot, the same amount into another.
+            "rollover entry is not one move between two lots",
+            format!(
+                "SELECT je.id, je.amount_micros, 0 FROM journal_entries je WHERE je.kind = 'rollover' \
+                 AND (je.amount_micros <> 0 OR (SELECT COUNT(*) FROM journal_lines jl WHERE jl.entry_id = je.id) <> 2){}",
+                only("je.account_id")
+            ),
+        ),
+        (
+            // `ledger::rollover`: only a plan lot carries, into a ROLLOVER lot of the same account
+            // and class, never more than the plan lot was granted (so never a rollover again).
+            "rollover lot not carried from a plan lot of its account",
+            format!(
+                "SELECT n.id, n.granted_micros, o.granted_micros FROM journal_entries je \
+                 JOIN journal_lines jin ON jin.entry_id = je.id AND jin.delta_micros > 0 JOIN lots n ON n.id = jin.lot_id \
+                 JOIN journal_lines jout ON jout.entry_id = je.id AND jout.delta_micros < 0 JOIN lots o ON o.id = jout.lot_id \
+                 WHERE je.kind = 'rollover' AND (n.source <> 'rollover' OR o.origin_kind IS NULL OR o.origin_kind <> 'plan' \
+                 OR n.account_id <> o.account_id OR n.account_id <> je.account_id OR n.class <> o.class \
+                 OR n.granted_micros > o.granted_micros){}",
+                only("je.account_id")
             ),
         ),
         (
@@ -221,6 +247,46 @@ pub async fn run_for_account(db: &DatabaseConnection, account_id: i64, now: Date
         .filter(lot::Column::ExpiresAt.lte(crate::ledger::time::truncate(now)))
         .count(db)
         .await? as i64;
+    Ok(report)
+}
+
+/// Checks that need the program's rules, over the whole database or one account's rows: each
+/// rollover lot within its plan's `max` (`ledger::rollover`). Compared with the program the
+/// audit runs with: a plan whose `max` was lowered since reports the larger carries made under
+/// the old one (say so in the change, or keep the old maximum), and a plan that no longer rolls
+/// over is not checked.
+pub async fn check_program(db: &DatabaseConnection, program: &Program, account: Option<i64>) -> Result<Vec<String>, DbErr> {
+    let only = account.map_or(String::new(), |id| format!(" AND account_id = {id}"));
+    let mut problems = Vec::new();
+    for plan in &program.plans {
+        let Some(rollover) = plan.rollover else { continue };
+        // Plan codes are [a-z0-9_] (`program::parse_plans`), so the code is written into the
+        // SQL; `substr` rather than LIKE, where `_` would match any character.
+        let prefix = format!("{}:", plan.code);
+        let sql = format!(
+            "SELECT id, granted_micros, CAST({max} AS BIGINT) FROM lots WHERE source = 'rollover' \
+             AND substr(origin_id, 1, {len}) = '{prefix}' AND granted_micros > {max}{only}",
+            max = rollover.max.micros(),
+            len = prefix.len(),
+        );
+        let found = rows(db, &sql).await?;
+        for row in found.iter().take(MAX_LISTED) {
+            let (id, granted, max): (i64, i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?, row.try_get_by_index(2)?);
+            problems
+                .push(format!("rollover lot over its plan's max: id {id}: carried {granted} micro-credits, plan {} max {max}", plan.code));
+        }
+        if found.len() > MAX_LISTED {
+            problems.push(format!("rollover lot over its plan's max: {} more", found.len() - MAX_LISTED));
+        }
+    }
+    Ok(problems)
+}
+
+/// `run`, with the checks that need the program (`check_program`): what `credits audit`, the
+/// operators' audits and the tests run.
+pub async fn run_with_program(db: &DatabaseConnection, program: &Program, now: DateTime<Utc>) -> Result<AuditReport, DbErr> {
+    let mut report = run(db, now).await?;
+    report.problems.extend(check_program(db, program, None).await?);
     Ok(report)
 }
 

@@ -360,7 +360,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Some(_) => credits::store::test_clock::read(&db).await?.unwrap_or_else(chrono::Utc::now),
                 None => chrono::Utc::now(),
             };
-            let report = credits::audit::run(&db, now).await?;
+            let program = credits::program::Program::load(&config.program)?;
+            let report = credits::audit::run_with_program(&db, &program, now).await?;
             println!("{report}");
             if !report.is_clean() {
                 return Ok(ExitCode::FAILURE);

@@ -9,6 +9,7 @@ use crate::ledger::pricing::{
     TrafficRate,
 };
 use crate::ledger::refund::RefundPolicy;
+use crate::ledger::rollover::Rollover;
 use crate::ledger::{ConsumptionOrder, Credits, LotClass, LotSource, Validity};
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use rust_decimal::Decimal;
@@ -172,6 +173,19 @@ struct PlanFile {
     /// Credits given each UTC day to an account with no paid or promotional credits left.
     #[serde(default)]
     daily_free_credits: Option<Decimal>,
+    /// Unused plan credits carried into the next periods (`ledger::rollover`); none: they end
+    /// with their period.
+    #[serde(default)]
+    rollover: Option<RolloverFile>,
+}
+
+/// `rollover = { max = "500", periods = 2 }`: at most `max` credits of a period's plan credits
+/// carry over, valid until the end of the `periods`th period after it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloverFile {
+    max: Decimal,
+    periods: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -323,6 +337,8 @@ pub struct Plan {
     pub storage_quota_gb: Option<Decimal>,
     pub lucky_max_credits: Option<Credits>,
     pub daily_free_credits: Option<Credits>,
+    /// What of the plan's credits carries into later periods, if any.
+    pub rollover: Option<Rollover>,
 }
 
 /// Daily lucky credits for paid subscribers, within the promotion's dates.
@@ -510,7 +526,16 @@ fn parse_plans(files: Vec<PlanFile>) -> Result<Vec<Plan>, String> {
             return Err(format!("plan {}: storage_quota_gb must be whole bytes, >= 0", p.code));
         }
         let optional = |what: &str, value: Option<Decimal>| value.map(|v| credits(&format!("{} {what}", p.code), v)).transpose();
+        let rollover = match (&p.rollover, p.monthly_credits) {
+            (Some(_), None) => return Err(format!("plan {}: rollover needs monthly_credits to carry over", p.code)),
+            (Some(r), Some(_)) => Some(
+                Rollover::new(credits(&format!("plan {} rollover.max", p.code), r.max)?, r.periods)
+                    .map_err(|e| format!("plan {}: {e}", p.code))?,
+            ),
+            (None, _) => None,
+        };
         plans.push(Plan {
+            rollover,
             monthly_credits: optional("monthly_credits", p.monthly_credits)?,
             lucky_max_credits: optional("lucky_max_credits", p.lucky_max_credits)?,
             daily_free_credits: optional("daily_free_credits", p.daily_free_credits)?,
@@ -790,6 +815,47 @@ per_minute = true"#,
         let carat = include_str!("../config/presets/carat.toml");
         let two_defaults = carat.replacen(r#"name = "Sora 2""#, "name = \"Sora 2\"\ndefault = true", 1);
         assert!(two_defaults != carat && Program::parse("t", &two_defaults).is_err(), "one default model per feature");
+    }
+
+    #[test]
+    fn the_rollover_example_and_fixture_load_with_their_options() {
+        let example = Program::parse("example", include_str!("../docs/examples/rollover.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(example.plan("pro").unwrap().rollover, Some(Rollover { max: Credits::from_whole(500), periods: 2 }));
+        assert_eq!(example.plan("starter").unwrap().rollover, None);
+        let fixture = Program::parse("fixture", include_str!("../tests/fixtures/rollover.toml")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fixture.plan("free").unwrap().rollover, Some(Rollover { max: Credits::from_whole(20), periods: 2 }));
+    }
+
+    #[test]
+    fn a_plan_may_roll_its_credits_over_within_bounds() {
+        let arkain = include_str!("../config/presets/arkain.toml");
+        let with = |option: &str| arkain.replacen(r#"monthly_credits = "50""#, &format!("monthly_credits = \"50\"\n{option}"), 1);
+        let program = Program::parse("t", &with(r#"rollover = { max = "20.5", periods = 2 }"#)).unwrap_or_else(|e| panic!("{e}"));
+        let rollover = program.plan("free").unwrap().rollover.unwrap();
+        assert_eq!((rollover.max.to_string().as_str(), rollover.periods), ("20.5", 2));
+        assert_eq!(program.plan("membership").unwrap().rollover, None, "absent: no rollover");
+        for bad in [
+            r#"rollover = { max = "0", periods = 1 }"#,
+            r#"rollover = { max = "-5", periods = 1 }"#,
+            r#"rollover = { max = "0.0000001", periods = 1 }"#,
+            r#"rollover = { max = "10", periods = 0 }"#,
+            r#"rollover = { max = "10", periods = 13 }"#,
+            r#"rollover = { max = "10" }"#,
+            r#"rollover = { max = "10", periods = 1, forever = true }"#,
+        ] {
+            let message = Program::parse("t", &with(bad)).map(|_| ()).unwrap_err().to_string();
+            assert!(message.contains("rollover") || message.contains("periods"), "{bad}: {message}");
+        }
+        // A plan without credits of its own has nothing to carry.
+        let carat = include_str!("../config/presets/carat.toml");
+        let no_credits =
+            carat.replacen(r#"daily_free_credits = "100""#, "daily_free_credits = \"100\"\nrollover = { max = \"10\", periods = 1 }", 1);
+        let message = Program::parse("t", &no_credits).map(|_| ()).unwrap_err().to_string();
+        assert!(message.contains("rollover needs monthly_credits"), "{message}");
+        // No preset has it: none of the source products documents rollover.
+        for name in Program::preset_names() {
+            assert!(Program::load(name).unwrap().plans.iter().all(|p| p.rollover.is_none()), "{name}");
+        }
     }
 
     #[test]

@@ -56,6 +56,7 @@ mod request_id;
 mod reservations;
 mod retention;
 mod roles;
+mod rollover;
 mod schema;
 mod scoped;
 mod spending;

@@ -6,6 +6,10 @@
 //! a balance read shows (available, held) at every step, not only in conservation. Each run
 //! reports what it went through, and the suite fails if no run met a held or spent bonus.
 //!
+//! A fourth program (`tests/fixtures/rollover.toml`, on a test clock) has plan credits that roll
+//! over: its runs jump to near each month's end, and the rules carry a plan lot's unused credits
+//! into a new lot at its end as the store's write-off does, compared lot by lot like the rest.
+//!
 //! Short in CI (3 seeds of 80 steps per program); long with `cargo test --test main model::long
 //! -- --ignored --nocapture` (20 seeds of 400 steps), or any size with
 //! `CREDITS_MODEL_SEEDS` and `CREDITS_MODEL_STEPS`.
@@ -15,7 +19,7 @@ use crate::support::{Backend, TestApp};
 use chrono::{DateTime, Duration, Utc};
 use credits::ledger::refund::RefundRefusal;
 use credits::ledger::test_clock::{Advance, stops};
-use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet};
+use credits::ledger::wallet::{NotHeld, RefundTerms, Refunded, Settled, Wallet, WalletPlan};
 use credits::ledger::{AccountStatus, Credits, Features, LotClass, LotSource, Priority, Purpose, available_for};
 use credits::service::corrections::{AdjustRequest, ExpiryRequest, VoidRequest};
 use credits::service::jobs::Job;
@@ -34,6 +38,9 @@ use std::collections::HashMap;
 /// Every lot of the model's account in one read: far more than a run makes.
 const EVERY_LOT: Window = Window { after: None, before: None, from_end: false, limit: 10_000 };
 
+/// Calendar-month plan credits with rollover (Free: up to 20 of 30, for 2 months).
+const ROLLOVER_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/rollover.toml");
+
 const SEEDS: u64 = 3;
 const STEPS: usize = 80;
 
@@ -51,6 +58,8 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
         covered.add(run(backend, "carat", seed, steps, false).await);
         // arkain: refunds that take back a first purchase's bonus, held, spent or remaining.
         covered.add(run(backend, "arkain", seed, steps, false).await);
+        // Plan credits that roll over at each month's end, on a test clock.
+        covered.add(run(backend, ROLLOVER_PROGRAM, seed, steps, true).await);
     }
     // The runs must have met what they are for, or the model tested nothing of it.
     eprintln!("model on {backend:?}: {covered:?}");
@@ -66,6 +75,7 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
             && covered.scoped > 0,
         "{covered:?}"
     );
+    assert!(covered.carried > 0 && covered.month_ends > 0, "{covered:?}");
 }
 
 /// The long run, for before a release: 20 seeds of 400 steps of each program on each database.
@@ -75,8 +85,9 @@ async fn long() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let mut covered = Covered::default();
         for seed in 100..120 {
-            for program in [crate::support::LEDGER_PROGRAM, "carat", "arkain"] {
-                covered.add(run(backend, program, seed, 400, program == crate::support::LEDGER_PROGRAM && seed % 2 == 1).await);
+            for program in [crate::support::LEDGER_PROGRAM, "carat", "arkain", ROLLOVER_PROGRAM] {
+                let test_clock = program == ROLLOVER_PROGRAM || (program == crate::support::LEDGER_PROGRAM && seed % 2 == 1);
+                covered.add(run(backend, program, seed, 400, test_clock).await);
             }
         }
         eprintln!("model, long, on {backend:?}: {covered:?}");
@@ -123,12 +134,31 @@ impl Model {
         let account = app.ledger.account("model").await.unwrap();
         let mut stored = app.ledger.lots_page(account.id, true, &EVERY_LOT).await.unwrap().items;
         stored.sort_by_key(|l| l.lot.id);
+        // Lots the rules carried over at a write-off learn their stored ids first: the stored
+        // rollover lot of the same plan period. They are the rules' own, not adopted.
+        for carried in self.wallet.carried.clone() {
+            if self.lot_ids.contains_key(&carried.lot) {
+                continue;
+            }
+            let key = self.wallet.plan_lots.get(&carried.from).cloned();
+            let known: std::collections::HashSet<i64> = self.lot_ids.values().copied().collect();
+            let row = stored
+                .iter()
+                .find(|l| l.lot.source == LotSource::Rollover && l.origin_id == key && !known.contains(&l.lot.id))
+                .unwrap_or_else(|| panic!("the store carried {carried:?} too"));
+            self.lot_ids.insert(carried.lot, row.lot.id);
+        }
         let known: std::collections::HashSet<i64> = self.lot_ids.values().copied().collect();
         let mut adopted = Vec::new();
         for row in stored.into_iter().filter(|l| !known.contains(&l.lot.id)) {
             let lot = &row.lot;
+            assert_ne!(lot.source, LotSource::Rollover, "a rollover the rules did not make: {row:?}");
             let wallet_id = self.wallet.grant(lot.class, lot.source, lot.granted, now, lot.expires_at);
             self.lot_ids.insert(wallet_id, lot.id);
+            // A plan grant (at sign-up or a month's start): the rules learn it may roll over.
+            if row.origin_kind.as_deref() == Some("plan") {
+                self.wallet.plan_lots.insert(wallet_id, row.origin_id.clone().expect("a plan lot names its period"));
+            }
             adopted.push((wallet_id, row));
         }
         adopted
@@ -170,6 +200,9 @@ struct Covered {
     /// Grants that start later, and grants scoped to features.
     upcoming: usize,
     scoped: usize,
+    /// Plan lots that carried credits over at their end, and month ends crossed.
+    carried: usize,
+    month_ends: usize,
 }
 
 impl Covered {
@@ -187,6 +220,8 @@ impl Covered {
         self.prioritized += other.prioritized;
         self.upcoming += other.upcoming;
         self.scoped += other.scoped;
+        self.carried += other.carried;
+        self.month_ends += other.month_ends;
     }
 }
 
@@ -210,7 +245,18 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
         Model { wallet, lot_ids: HashMap::new(), hold_ids: HashMap::new(), status: AccountStatus::Active, purchases: Vec::new() };
     // What the account's creation granted (arkain's monthly free credits).
     model.adopt_new_lots(&app, app.clock.now()).await;
-    let mut spends: Vec<(String, Credits, Outcome)> = Vec::new();
+    if let (Some(_), Some(rule)) = (plan.rollover, app.ledger.program.plan_credits) {
+        // Where plan credits roll over, the account moves to the plan with the larger credits
+        // and stays there: its first plan's lot is then of a plan it left, and ends whole.
+        let now = app.clock.now();
+        let better = app.ledger.program.plans.iter().filter(|p| p.rollover.is_some()).max_by_key(|p| p.monthly_credits).expect("a plan");
+        app.ledger.change_plan("model", &better.code, "plan-0", now).await.expect("the plan changes");
+        let rollover = better.rollover.expect("it rolls over");
+        model.wallet.plan = Some(WalletPlan { code: better.code.clone(), anchor: now, schedule: rule.period, rollover });
+        model.adopt_new_lots(&app, now).await;
+    }
+    // Each spend with its instant: a replay is of a key still kept (30 days by default).
+    let mut spends: Vec<(String, Credits, Outcome, DateTime<Utc>)> = Vec::new();
     let mut covered = Covered::default();
 
     for step in 0..steps {
@@ -300,7 +346,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     Outcome::NotActive
                 };
                 assert_eq!(stored, expected, "{context}: spend of {amount}");
-                spends.push((key, amount, stored));
+                spends.push((key, amount, stored, now));
             }
             6 | 16 => {
                 let amount = if op == 16 { Credits::from_whole(60) } else { Credits::from_micros(rng.random_range(1..20_000_000i64)) };
@@ -366,7 +412,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
             }
             9 if !spends.is_empty() => {
                 // A replay, possibly much later: the first outcome, and no change to any lot.
-                let (key, amount, first) = spends[rng.random_range(0..spends.len())].clone();
+                let (key, amount, first, _) = spends[rng.random_range(0..spends.len())].clone();
                 assert_eq!(spend(&app, &key, amount, now).await, first, "{context}: replay of {key}");
                 model.wallet.lapse(now);
             }
@@ -381,22 +427,21 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 model.status = status;
             }
             11 if test_clock => {
-                // The advance runs every job at each stop; the model mirrors the two that touch
-                // this account's credits, in the jobs' order: expiry, then lapsed holds.
                 let to = now + Duration::minutes(rng.random_range(1..45));
-                let report = app.ledger.advance_clock(Advance::To(to)).await.expect(&context);
-                let (mut expired, mut lapsed) = (0, 0);
-                for stop in stops(now, to) {
-                    expired += model.wallet.expire(stop).len();
-                    lapsed += model.wallet.lapse(stop).len();
-                    covered.midnights += usize::from(stop < to);
-                }
-                let items = |job| report.jobs.iter().find(|(j, _)| *j == job).map_or(0, |(_, r)| r.items as usize);
-                assert_eq!(items(Job::ExpireLots), expired, "{context}: lots written off by the advance");
-                assert_eq!(items(Job::ExpireReservations), lapsed, "{context}: holds released by the advance");
-                covered.advances += 1;
+                advance(&app, &mut model, now, to, &context, &mut covered).await;
             }
             11 => app.clock.set(now + Duration::minutes(rng.random_range(1..45))),
+            12 | 13 if test_clock && model.wallet.plan.is_some() => {
+                // To shortly before the month's end, the jobs run at each midnight on the way;
+                // the next small advances cross the end, where plan lots roll over.
+                let to = credits::ledger::time::next_month_start(now) - Duration::minutes(rng.random_range(5..30));
+                if to > now {
+                    advance(&app, &mut model, now, to, &context, &mut covered).await;
+                    // The advance's purge forgets keys past their retention: those spends are
+                    // no longer replays.
+                    spends.retain(|(.., at)| to - *at < Duration::days(29));
+                }
+            }
             14 => {
                 let credits = Credits::from_whole(rng.random_range(50..120));
                 let key = format!("buy-{step}");
@@ -560,9 +605,14 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                 let released = app.ledger.expire_reservations(now, 1000).await.expect(&context);
                 assert_eq!(released as usize, model.wallet.lapse(now).len(), "{context}: holds released by the worker");
                 let stored = app.ledger.expire_due(now, 1000).await.expect(&context);
+                let carried_before = model.wallet.carried.len();
                 let expected = model.wallet.expire(now);
                 assert_eq!(stored.lots as usize, expected.len(), "{context}: lots written off");
                 assert_eq!(stored.credits, expected.iter().map(|(_, c)| *c).sum::<Credits>(), "{context}: credits written off");
+                let carried: Credits = model.wallet.carried[carried_before..].iter().map(|c| c.amount).sum();
+                assert_eq!(stored.carried, carried, "{context}: credits carried over");
+                covered.carried += model.wallet.carried.len() - carried_before;
+                model.adopt_new_lots(&app, now).await;
             }
         }
         continue_with(&app, &model, &context).await;
@@ -573,6 +623,27 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
     covered.refunds = refunded().count();
     covered.bonus_refunds = refunded().filter(|p| !p.terms.bonus_lots.is_empty()).count();
     covered
+}
+
+/// A test clock's advance from `now` to `to`: it runs every job at each stop; the model mirrors
+/// the two that touch this account's credits, in the jobs' order (expiry, with its rollovers,
+/// then lapsed holds), and adopts what the plan grants at a month's start gave.
+async fn advance(app: &TestApp, model: &mut Model, now: DateTime<Utc>, to: DateTime<Utc>, context: &str, covered: &mut Covered) {
+    let report = app.ledger.advance_clock(Advance::To(to)).await.expect(context);
+    let (mut expired, mut lapsed) = (0, 0);
+    let carried_before = model.wallet.carried.len();
+    for stop in stops(now, to) {
+        expired += model.wallet.expire(stop).len();
+        lapsed += model.wallet.lapse(stop).len();
+        covered.midnights += usize::from(stop < to);
+        covered.month_ends += usize::from(stop < to && stop == credits::ledger::time::next_month_start(stop - Duration::microseconds(1)));
+    }
+    let items = |job| report.jobs.iter().find(|(j, _)| *j == job).map_or(0, |(_, r)| r.items as usize);
+    assert_eq!(items(Job::ExpireLots), expired, "{context}: lots written off by the advance");
+    assert_eq!(items(Job::ExpireReservations), lapsed, "{context}: holds released by the advance");
+    covered.carried += model.wallet.carried.len() - carried_before;
+    covered.advances += 1;
+    model.adopt_new_lots(app, to).await;
 }
 
 /// After every step: the same lots, the same cached balance, the same balance read, and the

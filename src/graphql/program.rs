@@ -25,6 +25,20 @@ pub struct Plan {
     pub storage_quota_gb: Option<DecimalValue>,
     /// The most lucky credits one daily draw can give.
     pub lucky_max_credits: Option<CreditAmount>,
+    /// What of a period's unused plan credits carries into later periods; null: they end with
+    /// their period.
+    pub rollover: Option<PlanRollover>,
+}
+
+/// A plan's rollover: at a period's end, what its plan credits left (up to `max`) carries into a
+/// ROLLOVER lot, valid until the end of the `periods`th period after. Rolled-over credits never
+/// roll again, and credits a reservation holds at the period's end do not carry.
+#[derive(SimpleObject)]
+pub struct PlanRollover {
+    /// The most credits one period carries over.
+    pub max: CreditAmount,
+    /// How many later periods the carried credits stay valid for (1: to the end of the next).
+    pub periods: i32,
 }
 
 impl Plan {
@@ -37,6 +51,9 @@ impl Plan {
             paid: plan.paid,
             storage_quota_gb: plan.storage_quota_gb.map(DecimalValue),
             lucky_max_credits: plan.lucky_max_credits.map(credits),
+            rollover: plan
+                .rollover
+                .map(|r| PlanRollover { max: credits(r.max), periods: i32::try_from(r.periods).expect("at most MAX_ROLLOVER_PERIODS") }),
         }
     }
 }

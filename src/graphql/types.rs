@@ -82,6 +82,9 @@ mirror_enum!(
         ProviderEarnings,
         /// An operator's grant with no other source (`grantCredits`' default).
         Adjustment,
+        /// Unused plan credits carried over from the period that ended (the plan's `rollover`
+        /// option), valid for the program's number of later periods; never rolled again.
+        Rollover,
     }
 );
 mirror_enum!(
@@ -123,7 +126,11 @@ mirror_enum!(
         /// An operator moved a lot's expiry (`changeLotExpiry`): amount 0 and no lines (it moves
         /// no credits); the lot and its old and new expiry in `expiryChange`. One moved to now is followed by an
         /// EXPIRE entry of what remained.
-        ExpiryChange
+        ExpiryChange,
+        /// At a period's end, the plan credits left (up to the plan's rollover maximum) moved
+        /// from the ending plan lot into a new ROLLOVER lot of the same account: amount 0, one
+        /// line out of the old lot and one into the new. What did not carry follows as EXPIRE.
+        Rollover
     }
 );
 mirror_enum!(

@@ -60,10 +60,12 @@ pub enum LotSource {
     Lucky,
     ProviderEarnings,
     Adjustment,
+    /// A plan lot's unused credits carried into the next periods (`ledger::rollover`).
+    Rollover,
 }
 
 impl LotSource {
-    pub const ALL: [LotSource; 15] = [
+    pub const ALL: [LotSource; 16] = [
         LotSource::Purchase,
         LotSource::Subscription,
         LotSource::MonthlyPlan,
@@ -79,6 +81,7 @@ impl LotSource {
         LotSource::Lucky,
         LotSource::ProviderEarnings,
         LotSource::Adjustment,
+        LotSource::Rollover,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl LotSource {
             LotSource::Lucky => "lucky",
             LotSource::ProviderEarnings => "provider_earnings",
             LotSource::Adjustment => "adjustment",
+            LotSource::Rollover => "rollover",
         }
     }
 }

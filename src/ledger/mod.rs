@@ -19,6 +19,7 @@ pub mod referral;
 pub mod refund;
 pub mod reservation;
 pub mod retention;
+pub mod rollover;
 pub mod schedule;
 pub mod test_clock;
 pub mod time;

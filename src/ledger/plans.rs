@@ -28,6 +28,17 @@ pub struct Period {
 /// The most renewals looked through: a century of months.
 const MAX_RENEWALS: u32 = 1200;
 
+/// A plan grant's key, as its claim and its lot's `origin_id` carry it: the plan's code, then
+/// the period's key (plan codes have no `:`, so the first one splits them again).
+pub fn grant_key(plan_code: &str, period_key: &str) -> String {
+    format!("{plan_code}:{period_key}")
+}
+
+/// The plan code and period key of a `grant_key`.
+pub fn split_grant_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once(':')
+}
+
 impl PlanPeriod {
     /// The period containing `now` for a plan that started at `anchor`.
     pub fn period_at(self, anchor: DateTime<Utc>, now: DateTime<Utc>) -> Period {
@@ -47,6 +58,12 @@ impl PlanPeriod {
                 Period { key: format!("{}#{n}", anchor.timestamp()), starts_at: renewal(n), ends_at: renewal(n + 1) }
             }
         }
+    }
+
+    /// The end of the `n`th period after `period` (1: the end of the next one), counted on the
+    /// same anchor, so a subscription's months do not drift.
+    pub fn end_after(self, anchor: DateTime<Utc>, period: &Period, n: u32) -> DateTime<Utc> {
+        (0..n).fold(period.ends_at, |end, _| self.period_at(anchor, end).ends_at)
     }
 }
 
@@ -84,5 +101,24 @@ mod tests {
         // Thirty-day month.
         let april = PlanPeriod::FromRecharge.period_at(at(2026, 3, 31, 0), at(2026, 4, 30, 0));
         assert_eq!((april.starts_at, april.ends_at), (at(2026, 4, 30, 0), at(2026, 5, 31, 0)));
+    }
+
+    #[test]
+    fn periods_after_one_count_on_its_anchor() {
+        let anchor = at(2026, 1, 31, 10);
+        let first = PlanPeriod::FromRecharge.period_at(anchor, anchor);
+        assert_eq!(PlanPeriod::FromRecharge.end_after(anchor, &first, 0), at(2026, 2, 28, 10));
+        // Feb 28 -> Mar 31 -> Apr 30: from the anchor, never Mar 28.
+        assert_eq!(PlanPeriod::FromRecharge.end_after(anchor, &first, 1), at(2026, 3, 31, 10));
+        assert_eq!(PlanPeriod::FromRecharge.end_after(anchor, &first, 2), at(2026, 4, 30, 10));
+        let january = PlanPeriod::CalendarMonth.period_at(anchor, at(2026, 1, 15, 0));
+        assert_eq!(PlanPeriod::CalendarMonth.end_after(anchor, &january, 2), at(2026, 4, 1, 0));
+    }
+
+    #[test]
+    fn grant_keys_split_back_into_plan_and_period() {
+        let key = grant_key("free", "1769853600#3");
+        assert_eq!(split_grant_key(&key), Some(("free", "1769853600#3")));
+        assert_eq!(split_grant_key("no-plan"), None);
     }
 }

@@ -7,8 +7,10 @@ use crate::ledger::amount::Credits;
 use crate::ledger::corrections::{self, ExpiryChange, ExpiryRefusal, VoidRefusal};
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Priority, Purpose, Take, take};
 use crate::ledger::lot::{allocate, balance};
+use crate::ledger::plans::{PlanPeriod, split_grant_key};
 use crate::ledger::refund::{RefundPolicy, RefundRefusal, refund_minor, take_back_spent_bonus};
 use crate::ledger::reservation::split;
+use crate::ledger::rollover::{self, PlanLot, Rollover};
 use crate::ledger::time::day_of;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::collections::HashMap;
@@ -59,6 +61,23 @@ pub struct Settled {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NotHeld;
 
+/// The account's plan, where its credits roll over (`ledger::rollover`): what the rule needs.
+#[derive(Debug, Clone)]
+pub struct WalletPlan {
+    pub code: String,
+    pub anchor: DateTime<Utc>,
+    pub schedule: PlanPeriod,
+    pub rollover: Rollover,
+}
+
+/// Credits a plan lot carried into a new lot when it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Carried {
+    pub from: i64,
+    pub lot: i64,
+    pub amount: Credits,
+}
+
 #[derive(Debug, Clone)]
 pub struct Wallet {
     pub lots: Vec<Lot>,
@@ -70,6 +89,12 @@ pub struct Wallet {
     pub days_written: Vec<NaiveDate>,
     /// What spends and captures took from each lot: how much of a bonus was spent.
     pub taken: HashMap<i64, Credits>,
+    /// The plan whose credits roll over, if they do.
+    pub plan: Option<WalletPlan>,
+    /// Plan lots, with their grant key (`plans::grant_key`): the lots that may roll over.
+    pub plan_lots: HashMap<i64, String>,
+    /// Every carry the write-offs made, in order.
+    pub carried: Vec<Carried>,
     next_id: i64,
 }
 
@@ -100,6 +125,9 @@ impl Default for Wallet {
             daily_free: None,
             days_written: Vec::new(),
             taken: HashMap::new(),
+            plan: None,
+            plan_lots: HashMap::new(),
+            carried: Vec::new(),
             next_id: 1,
         }
     }
@@ -324,16 +352,50 @@ impl Wallet {
         Ok(Refunded { refunded_minor, credits: taken.unused_after, revoked })
     }
 
-    /// Writes off every lot expired at `now`; returns (lot id, amount written off).
+    /// Ends every lot expired at `now` that still holds credits: a plan lot first carries what
+    /// its plan's rollover takes into a new lot (`carried`), then the rest is written off.
+    /// Returns (lot id, amount written off) per lot ended, the amount zero where all carried.
     pub fn expire(&mut self, now: DateTime<Utc>) -> Vec<(i64, Credits)> {
-        let mut written_off = Vec::new();
-        for lot in self.lots.iter_mut().filter(|l| l.is_expired(now) && !l.remaining.is_zero()) {
-            written_off.push((lot.id, lot.remaining));
+        let ending: Vec<usize> =
+            (0..self.lots.len()).filter(|i| self.lots[*i].is_expired(now) && !self.lots[*i].remaining.is_zero()).collect();
+        let mut ended = Vec::new();
+        for index in ending {
+            if let Some(carry) = self.carry_of(&self.lots[index]) {
+                let from = &mut self.lots[index];
+                from.remaining = from.remaining.checked_sub(carry.amount).expect("a carry never overdraws a lot");
+                let (class, priority, from_id, features) = (from.class, from.priority, from.id, from.features.clone());
+                let id = self.next_id;
+                self.next_id += 1;
+                self.lots.push(Lot {
+                    id,
+                    class,
+                    source: LotSource::Rollover,
+                    granted: carry.amount,
+                    remaining: carry.amount,
+                    granted_at: now,
+                    expires_at: Some(carry.expires_at),
+                    priority,
+                    effective_at: None,
+                    features,
+                });
+                self.carried.push(Carried { from: from_id, lot: id, amount: carry.amount });
+            }
+            let lot = &mut self.lots[index];
+            ended.push((lot.id, lot.remaining));
             self.totals.expired = self.totals.expired.checked_add(lot.remaining).expect("totals fit");
             lot.remaining = Credits::ZERO;
         }
         self.check();
-        written_off
+        ended
+    }
+
+    /// What `lot` carries over as it ends, by the plan's rollover: none for a lot that is not a
+    /// plan lot (a carried lot never is), or without a plan that rolls.
+    fn carry_of(&self, lot: &Lot) -> Option<rollover::Carry> {
+        let plan = self.plan.as_ref()?;
+        let (code, period_key) = split_grant_key(self.plan_lots.get(&lot.id)?)?;
+        let at = PlanLot { plan: code, period_key, account_plan: &plan.code, anchor: plan.anchor, schedule: plan.schedule };
+        rollover::carry(plan.rollover, lot, &at)
     }
 
     /// What open holds drew from lot `lot_id` and still hold.
@@ -532,6 +594,26 @@ mod tests {
         let refused = w.spend(c(1), &arkain(), expiry, "use").unwrap_err();
         assert_eq!(refused.available, Credits::ZERO);
         assert_eq!(w.expire(expiry), vec![(1, c(50))]);
+    }
+
+    #[test]
+    fn a_plan_lot_carries_up_to_the_max_once_and_the_carried_lot_never_rolls_again() {
+        let mut w = Wallet::default();
+        let jan = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
+        let feb = Utc.with_ymd_and_hms(2026, 2, 1, 0, 0, 0).unwrap();
+        let apr = Utc.with_ymd_and_hms(2026, 4, 1, 0, 0, 0).unwrap();
+        let rule = Rollover::new(c(20), 2).unwrap();
+        w.plan = Some(WalletPlan { code: "free".into(), anchor: jan, schedule: PlanPeriod::CalendarMonth, rollover: rule });
+        let plan_lot = w.grant(LotClass::Free, LotSource::MonthlyPlan, c(30), jan, Some(feb));
+        w.plan_lots.insert(plan_lot, "free:2026-01".into());
+        let other = w.grant(LotClass::Free, LotSource::CheckIn, c(5), jan, Some(feb));
+        assert_eq!(w.expire(feb), vec![(plan_lot, c(10)), (other, c(5))]);
+        assert_eq!(w.carried.len(), 1);
+        let carried = w.lots.iter().find(|l| l.id == w.carried[0].lot).unwrap().clone();
+        assert_eq!((carried.source, carried.remaining, carried.expires_at), (LotSource::Rollover, c(20), Some(apr)));
+        assert_eq!(w.expire(feb), vec![], "once");
+        assert_eq!(w.expire(apr), vec![(carried.id, c(20))], "a carried lot expires whole");
+        assert_eq!(w.carried.len(), 1);
     }
 
     #[test]

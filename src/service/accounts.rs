@@ -185,7 +185,8 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(AccountView, crate::audit::AuditReport), ServiceError> {
         let account = self.account(external_id).await?;
-        let report = crate::audit::run_for_account(&self.db, account.id, now).await?;
+        let mut report = crate::audit::run_for_account(&self.db, account.id, now).await?;
+        report.problems.extend(crate::audit::check_program(&self.db, &self.program, Some(account.id)).await?);
         Ok((account, report))
     }
 }

@@ -104,7 +104,7 @@ impl Engine {
             return Ok(0);
         }
         let started = std::time::Instant::now();
-        let report = crate::audit::run(&self.db, now).await;
+        let report = crate::audit::run_with_program(&self.db, &self.program, now).await;
         // Dated by the clock the run was taken at (a test clock's instant, on one), plus the time
         // it took.
         let finished = crate::ledger::time::truncate(now + Duration::from_std(started.elapsed()).unwrap_or(Duration::zero()));

@@ -12,7 +12,7 @@ use crate::entity::account;
 use crate::ledger::Credits;
 use crate::program::Program;
 use crate::service::posting::{self, Debit, EntryMeta};
-use crate::service::{Engine, ServiceError, notices, tx};
+use crate::service::{Engine, ServiceError, notices, rollover, tx};
 use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
@@ -25,8 +25,12 @@ pub const MAX_EXPIRY_BATCH: u64 = 20_000;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ExpiryReport {
+    /// Lots ended: written off, carried over (a plan's rollover), or both.
     pub lots: u64,
+    /// Credits written off.
     pub credits: Credits,
+    /// Credits carried into rollover lots (`service::rollover`).
+    pub carried: Credits,
     /// Transactions committed: one per part of a batch, plus one per account where a part failed
     /// and went account by account.
     pub transactions: u64,
@@ -36,6 +40,7 @@ impl ExpiryReport {
     fn add(&mut self, other: ExpiryReport) {
         self.lots += other.lots;
         self.credits = self.credits.checked_add(other.credits).expect("sums fit");
+        self.carried = self.carried.checked_add(other.carried).expect("sums fit");
         self.transactions += other.transactions;
     }
 }
@@ -80,7 +85,7 @@ impl Engine {
             }
         }
         if report.lots > 0 {
-            tracing::info!(lots = report.lots, amount.credits = %report.credits, transactions = report.transactions, "expired lots written off");
+            tracing::info!(lots = report.lots, amount.credits = %report.credits, carried.credits = %report.carried, transactions = report.transactions, "expired lots written off");
         }
         // The rest were written off; the job reports the failure and comes back to it.
         match failed {
@@ -130,31 +135,42 @@ impl Engine {
 }
 
 /// One transaction's write-off: each account's due lots, re-read under its lock (a spend or
-/// another worker may have used up or written off some since they were chosen), each lot's
-/// remaining credits in a journal entry of its own dated at its expiry.
+/// another worker may have used up or written off some since they were chosen); a plan lot's
+/// unused credits carried over first where its plan rolls them (`service::rollover`), then each
+/// lot's remaining credits in a journal entry of its own dated at its expiry.
 async fn write_off(txn: &DatabaseTransaction, program: &Program, due: &Due, now: DateTime<Utc>) -> Result<ExpiryReport, ServiceError> {
     let account_ids: Vec<i64> = due.keys().copied().collect();
-    let accounts = store::accounts::lock_many(txn, &account_ids).await?;
+    let accounts: BTreeMap<i64, account::Model> =
+        store::accounts::lock_many(txn, &account_ids).await?.into_iter().map(|a| (a.id, a)).collect();
     let lot_ids: Vec<i64> = due.values().flatten().copied().collect();
     let mut read = HashMap::new();
-    let mut debits = Vec::new();
-    let mut lost: BTreeMap<i64, i64> = BTreeMap::new();
-    let mut report = ExpiryReport { transactions: 1, ..ExpiryReport::default() };
+    let mut ending = Vec::new();
     for model in lots::by_ids(txn, &lot_ids).await? {
         let lot = lots::to_rule(&model)?;
-        let Some(expires_at) = lot.expires_at.filter(|_| lot.is_expired(now)) else { continue };
-        if !model.open || lot.remaining.is_zero() {
+        if !lot.is_expired(now) || !model.open || lot.remaining.is_zero() {
             continue;
         }
         read.insert(lot.id, posting::Held::from(&lot));
+        ending.push((model, lot));
+    }
+    let carried = rollover::carry_over(txn, program, &accounts, &ending, &mut read, now).await?;
+    let mut debits = Vec::new();
+    let mut lost: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut report = ExpiryReport { transactions: 1, carried, lots: ending.len() as u64, ..ExpiryReport::default() };
+    for (model, lot) in &ending {
+        let rest = read[&lot.id].remaining;
+        if rest.is_zero() {
+            continue;
+        }
+        let expires_at = lot.expires_at.expect("an expired lot has an expiry");
         let meta = EntryMeta { reason: Some("expired"), effective_at: expires_at, ..EntryMeta::now("expire", now) };
-        debits.push(Debit { account_id: model.account_id, kind: EntryKind::Expire, takes: vec![(lot.id, lot.remaining)], meta });
-        *lost.entry(model.account_id).or_default() -= lot.remaining.micros();
-        report.add(ExpiryReport { lots: 1, credits: lot.remaining, transactions: 0 });
+        debits.push(Debit { account_id: model.account_id, kind: EntryKind::Expire, takes: vec![(lot.id, rest)], meta });
+        *lost.entry(model.account_id).or_default() -= rest.micros();
+        report.credits = report.credits.checked_add(rest).expect("sums fit");
     }
     posting::debit_many(txn, &read, &debits).await?;
     let after: Vec<(account::Model, DateTime<Utc>)> = accounts
-        .into_iter()
+        .into_values()
         .filter_map(|a| lost.get(&a.id).map(|delta| (account::Model { balance_micros: a.balance_micros + delta, ..a }, now)))
         .collect();
     notices::check_low_credits_many(txn, program, &after).await?;

@@ -39,6 +39,7 @@ pub mod referrals;
 pub mod refunds;
 pub mod reservations;
 pub mod retention;
+pub mod rollover;
 pub mod spending;
 pub mod test_clock;
 pub mod tx;

@@ -17,6 +17,8 @@ use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
 const KIND: &str = "plan_credits";
+/// A plan lot's `origin_kind`; its `origin_id` is the grant key (`ledger::plans::grant_key`).
+pub(crate) const PLAN_ORIGIN: &str = "plan";
 
 /// A plan's credits granted for one period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,8 +178,12 @@ pub(crate) fn current_period<'p>(
         return None;
     };
     let amount = plan.monthly_credits?;
-    let anchor = account.plan_since.unwrap_or(account.created_at);
-    Some((plan, amount, rule.period.period_at(anchor, now)))
+    Some((plan, amount, rule.period.period_at(anchor_of(account), now)))
+}
+
+/// The instant an account's plan periods count from: when it moved to its plan, or was created.
+pub(crate) fn anchor_of(account: &account::Model) -> DateTime<Utc> {
+    account.plan_since.unwrap_or(account.created_at)
 }
 
 fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<Utc>) -> Option<DueGrant<'p>> {
@@ -188,7 +194,14 @@ fn due_grant<'p>(program: &'p Program, account: &account::Model, now: DateTime<U
         _ => now,
     };
     let renews = rule.period == PlanPeriod::FromRecharge;
-    Some(DueGrant { period_key: format!("{}:{key}", plan.code), amount, ends_at, plan_name: &plan.name, granted_at, renews })
+    Some(DueGrant {
+        period_key: crate::ledger::plans::grant_key(&plan.code, &key),
+        amount,
+        ends_at,
+        plan_name: &plan.name,
+        granted_at,
+        renews,
+    })
 }
 
 impl DueGrant<'_> {
@@ -201,7 +214,7 @@ impl DueGrant<'_> {
             amount: self.amount,
             granted_at: self.granted_at,
             expires_at: Some(self.ends_at),
-            origin_kind: Some("plan"),
+            origin_kind: Some(PLAN_ORIGIN),
             origin_id: Some(self.period_key.clone()),
             priority: crate::ledger::Priority::DEFAULT,
             effective_at: None,

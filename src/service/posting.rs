@@ -189,6 +189,55 @@ pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Held>, 
     journal::append_many(conn, &entries).await
 }
 
+/// One move of `carry_many`: credits out of a lot into a new lot of the same account.
+pub struct Carry<'a> {
+    /// The lot the credits leave, as read under its account's lock (`read` of `carry_many`).
+    pub from: i64,
+    /// The lot they go to: its amount is what moves.
+    pub to: lots::NewLot<'a>,
+    pub meta: EntryMeta<'a>,
+}
+
+/// Moves credits from lots into new lots of the same accounts (a plan's rollover), one entry of
+/// `kind` each with a line out and a line in: nothing is minted or taken, so no balance moves,
+/// yet each entry records the balance it leaves, like any other. Returns the new lots in the
+/// order of `carries`; each new lot's (account, origin) must be distinct among them.
+pub async fn carry_many(
+    conn: &impl ConnectionTrait,
+    kind: EntryKind,
+    read: &HashMap<i64, Held>,
+    carries: Vec<Carry<'_>>,
+) -> Result<Vec<lot::Model>, DbErr> {
+    if carries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held = |lot_id: &i64| *read.get(lot_id).expect("a carried lot was read under its account's lock");
+    let mut left: BTreeMap<i64, Credits> = BTreeMap::new();
+    for carry in &carries {
+        let from = held(&carry.from);
+        let remaining = left.entry(carry.from).or_insert(from.remaining);
+        *remaining = remaining.checked_sub(carry.to.amount).expect("a carry never overdraws a lot");
+        moved::note(kind, from.class, from.source, carry.to.amount.micros());
+        moved::note(kind, carry.to.class, carry.to.source, carry.to.amount.micros());
+    }
+    let changes: Vec<(i64, Credits, Credits)> = left.iter().map(|(id, new)| (*id, held(id).remaining, *new)).collect();
+    lots::set_remaining_many(conn, &changes).await?;
+    let (new, metas): (Vec<_>, Vec<_>) = carries.into_iter().map(|c| ((c.from, c.to), c.meta)).unzip();
+    let (froms, new): (Vec<i64>, Vec<_>) = new.into_iter().unzip();
+    let lots = lots::insert_many(conn, new).await?;
+    let mut entries: Vec<_> = lots
+        .iter()
+        .zip(froms.iter().zip(metas))
+        .map(|(to, (from, meta))| new_entry(to.account_id, kind, vec![(*from, -to.granted_micros), (to.id, to.granted_micros)], meta))
+        .collect();
+    // Every delta is zero: the update moves nothing and returns each account's balance.
+    let deltas = net_by_account(&entries);
+    let balances = store::accounts::add_to_balances(conn, &deltas.iter().map(|(id, delta)| (*id, *delta)).collect::<Vec<_>>()).await?;
+    running_balances(&mut entries, &deltas, &balances);
+    journal::append_many(conn, &entries).await?;
+    Ok(lots)
+}
+
 /// Each account's net change over `entries`.
 fn net_by_account(entries: &[journal::NewEntry<'_>]) -> BTreeMap<i64, i64> {
     let mut deltas: BTreeMap<i64, i64> = BTreeMap::new();

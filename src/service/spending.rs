@@ -227,6 +227,11 @@ impl Engine {
             // Earnings come only from completed jobs: the audit matches them to the transfers.
             return Err(ServiceError::bad_input("provider earnings come from completed market jobs, not grants"));
         }
+        if request.source == LotSource::Rollover {
+            // A rollover lot is made only by moving a plan lot's credits: the audit matches each
+            // to the ROLLOVER line that made it.
+            return Err(ServiceError::bad_input("rolled-over credits come from a plan's rollover at a period's end, not grants"));
+        }
         if request.expires_at.is_some() && request.valid_for.is_some() {
             return Err(ServiceError::bad_input("give either expiresAt or validFor, not both"));
         }

@@ -5,9 +5,11 @@
 //!   recorded (`journal_account_recorded`);
 //! - `expired_on_books`: lots that had expired by the instant but were still on the books in that
 //!   entry's state, with what they held then: lots still open now past their expiry
-//!   (`lots_account_open`) and lots whose write-off (EXPIRE, dated at the lot's expiry) was
-//!   recorded after the instant (`journal_write_offs_recorded`), each read back to that entry by
-//!   its later lines (`journal_lines_lot_entry`);
+//!   (`lots_account_open`) and lots whose write-off (EXPIRE, dated at the lot's expiry) or
+//!   rollover (ROLLOVER, dated alike) was recorded after the instant
+//!   (`journal_write_offs_recorded`, `journal_rollovers_recorded`), each read back to that entry
+//!   by its later lines (`journal_lines_lot_entry`); a rollover's new lot is not past its expiry,
+//!   so only the old lot's line counts;
 //! - `upcoming_on_books`: lots granted by the instant to start after it, with what they held
 //!   then (`lots_account_effective`, partial: only such lots are in it);
 //! - `holds_on_books`: the parts of reservations made by the instant and not settled by it:
@@ -64,10 +66,25 @@ pub async fn expired_on_books(
                FROM (SELECT o.id AS lot_id FROM lots o WHERE o.account_id = ? AND o.\"open\" = ? AND o.expires_at <= ? \
                      UNION \
                      SELECT jl.lot_id FROM journal_entries je JOIN journal_lines jl ON jl.entry_id = je.id \
-                     WHERE je.account_id = ? AND je.kind = 'expire' AND je.created_at > ? AND je.effective_at <= ?) c \
+                     WHERE je.account_id = ? AND je.kind = 'expire' AND je.created_at > ? AND je.effective_at <= ? \
+                     UNION \
+                     SELECT jl.lot_id FROM journal_entries je JOIN journal_lines jl ON jl.entry_id = je.id \
+                     WHERE je.account_id = ? AND je.kind = 'rollover' AND je.created_at > ? AND je.effective_at <= ?) c \
                JOIN lots l ON l.id = c.lot_id \
                WHERE l.expires_at <= ?";
-    let values = vec![entry_id.into(), account_id.into(), true.into(), at.into(), account_id.into(), at.into(), at.into(), at.into()];
+    let values = vec![
+        entry_id.into(),
+        account_id.into(),
+        true.into(),
+        at.into(),
+        account_id.into(),
+        at.into(),
+        at.into(),
+        account_id.into(),
+        at.into(),
+        at.into(),
+        at.into(),
+    ];
     let rows = conn.query_all_raw(statement(conn.get_database_backend(), sql, values)).await?;
     let mut lots = Vec::with_capacity(rows.len());
     for row in rows {

@@ -24,10 +24,14 @@ pub enum EntryKind {
     /// An operator moved a lot's expiry: no lines (it moves no credits), the lot and its old and
     /// new expiry in the entry's detail (an expiry moved to now is followed by an EXPIRE).
     ExpiryChange,
+    /// A plan lot's unused credits carried into a new lot of the same account at its period's
+    /// end (`ledger::rollover`): two lines, out of the old lot and into the new one, summing
+    /// to zero; dated at the old lot's expiry, like the EXPIRE of whatever did not carry.
+    Rollover,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 11] = [
+    pub const ALL: [EntryKind; 12] = [
         EntryKind::Grant,
         EntryKind::Spend,
         EntryKind::Expire,
@@ -39,6 +43,7 @@ impl EntryKind {
         EntryKind::Release,
         EntryKind::Void,
         EntryKind::ExpiryChange,
+        EntryKind::Rollover,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +59,7 @@ impl EntryKind {
             EntryKind::Release => "release",
             EntryKind::Void => "void",
             EntryKind::ExpiryChange => "expiry_change",
+            EntryKind::Rollover => "rollover",
         }
     }
 

@@ -307,7 +307,8 @@ impl TestApp {
     }
 
     pub async fn assert_audit_clean(&self) {
-        let report = credits::audit::run(&self.ledger.db, self.clock.now()).await.expect("the audit runs");
+        let report =
+            credits::audit::run_with_program(&self.ledger.db, &self.ledger.program, self.clock.now()).await.expect("the audit runs");
         assert!(report.is_clean(), "{report}");
     }
 }

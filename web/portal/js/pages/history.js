@@ -16,6 +16,7 @@ export const KINDS = {
   REVOKE: 'Revoked',
   ADJUST: 'Adjusted',
   TRANSFER: 'Transferred',
+  ROLLOVER: 'Rolled over',
 };
 
 /**

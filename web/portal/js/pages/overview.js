@@ -20,6 +20,7 @@ const SOURCES = {
   PROVIDER_EARNINGS: 'Provider earnings',
   PURCHASE: 'Purchased credits',
   REFERRAL: 'Referral bonus',
+  ROLLOVER: 'Rolled-over plan credits',
   SIGN_UP: 'Sign-up bonus',
   SUBSCRIPTION: 'Subscription credits',
 };
@@ -35,6 +36,7 @@ const KINDS = {
   HOLD: 'Held',
   RELEASE: 'Released',
   TRANSFER: 'Transfer',
+  ROLLOVER: 'Rolled over',
   ADJUST: 'Adjusted',
   VOID: 'Voided',
   EXPIRY_CHANGE: 'Expiry changed',
