@@ -25,6 +25,7 @@ mod m20261203_000019_add_metadata;
 mod m20261203_000020_add_balance_after;
 mod m20261203_000021_add_lot_priority;
 mod m20261203_000022_add_lot_start_and_scope;
+mod m20261203_000024_add_purchase_end;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000020_add_balance_after::Migration),
             Box::new(m20261203_000021_add_lot_priority::Migration),
             Box::new(m20261203_000022_add_lot_start_and_scope::Migration),
+            Box::new(m20261203_000024_add_purchase_end::Migration),
         ]
     }
 }
