@@ -121,6 +121,12 @@ async fn the_job_expires_pending_purchases_at_their_lifetime(backend: Backend) {
     assert_eq!(events(&app, "buyer").await.len(), 1);
     assert_eq!(app.balance("buyer").await, "0");
 
+    // The simulated checkout (development) closed with it: no money was taken.
+    let simulated =
+        app.gql(&app.user("buyer"), "mutation($p: ID!) { simulatePayment(purchaseId: $p) { status } }", json!({ "p": id })).await;
+    assert_eq!(error_code(&simulated), "INVALID_STATE", "{simulated}");
+    assert_eq!(purchase(&app, "buyer", &id).await, expired);
+
     // The money came after all: a confirmation is proof of payment, honoured.
     let late = app.gql(&app.service, CONFIRM, json!({ "id": id, "ref": "pay-late" })).await;
     assert_eq!(late["data"]["confirmPurchase"]["status"], json!("PAID"), "{late}");

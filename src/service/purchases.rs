@@ -182,7 +182,22 @@ impl Engine {
     /// provider (the portal's "simulated payment", development mode only: the caller checks the
     /// mode). It is `confirm_purchase` with a reference made from the purchase id, so paying
     /// twice, or at once from two tabs, pays it once.
+    ///
+    /// It stands in for a checkout page, and a checkout closes when the purchase ends: an
+    /// expired purchase (or one past its lifetime) is refused with `INVALID_STATE`, unlike a
+    /// real payment's late confirmation, since no money was taken. Paying an already paid one
+    /// still answers it.
     pub async fn simulate_payment(&self, purchase_id: i64, now: DateTime<Utc>) -> Result<PurchaseView, ServiceError> {
+        let found = store::purchases::by_id(&self.db, purchase_id).await?;
+        let found = found.ok_or_else(|| ServiceError::NotFound(format!("no purchase {purchase_id}")))?;
+        let past = match store::purchases::status_of(&found)? {
+            PurchaseStatus::Expired => true,
+            PurchaseStatus::Pending => crate::ledger::purchase::is_past_lifetime(found.created_at, self.program.pending_lifetime, now),
+            _ => false,
+        };
+        if past {
+            return Err(Refusal::InvalidState { what: format!("purchase {purchase_id}: its checkout expired; make a new purchase") }.into());
+        }
         self.confirm_purchase(purchase_id, &simulated_reference(purchase_id), None, now).await
     }
 
