@@ -43,6 +43,10 @@ struct ProgramFile {
     credit_price_minor: Decimal,
     minimum_purchase_credits: Decimal,
     purchased_validity: Validity,
+    /// How long a pending purchase waits for its payment before it expires: hours or days, 1
+    /// hour to 30 days; 24 hours when not given.
+    #[serde(default = "default_pending_purchase_lifetime")]
+    pending_purchase_lifetime: Validity,
     consumption_order: Vec<Vec<LotClass>>,
     /// Spending credits in any way needs a verified identity (archipelag, seed 003).
     #[serde(default)]
@@ -214,6 +218,10 @@ struct MarketFile {
     job_deadline_minutes: u32,
 }
 
+fn default_pending_purchase_lifetime() -> Validity {
+    Validity::Hours(24)
+}
+
 fn default_job_deadline_minutes() -> u32 {
     60
 }
@@ -380,6 +388,11 @@ pub struct Program {
     pub credit_price_minor: Decimal,
     pub minimum_purchase: Credits,
     pub purchased_validity: Validity,
+    /// How long a pending purchase waits for its payment (`pending_purchase_lifetime`, as
+    /// written) ...
+    pub pending_purchase_lifetime: Validity,
+    /// ... and as a duration: at `created_at` + this, it is expired.
+    pub pending_lifetime: chrono::Duration,
     pub consumption_order: ConsumptionOrder,
     /// Every way of spending credits (spends, holds, market jobs) needs a verified identity.
     pub spending_requires_identity: bool,
@@ -461,6 +474,8 @@ fn parse_sections(file: ProgramFile) -> Result<Program, String> {
         credit_price_minor: file.credit_price_minor,
         minimum_purchase: credits("minimum_purchase_credits", file.minimum_purchase_credits)?,
         purchased_validity: file.purchased_validity,
+        pending_purchase_lifetime: file.pending_purchase_lifetime,
+        pending_lifetime: crate::ledger::purchase::pending_lifetime(file.pending_purchase_lifetime)?,
         consumption_order,
         spending_requires_identity: file.spending_requires_identity,
         default_plan: file.default_plan,
@@ -778,6 +793,27 @@ mod tests {
         let fixture = Program::parse("fixture", include_str!("../tests/fixtures/ledger.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert!(fixture.metering.is_some() && fixture.token_pricing.is_some() && fixture.catalog.has_feature("snap"));
         assert!(fixture.free_trial.is_none());
+    }
+
+    #[test]
+    fn a_pending_purchase_waits_24_hours_unless_the_program_says_otherwise() {
+        for name in Program::preset_names() {
+            let program = Program::load(name).unwrap();
+            assert_eq!((program.pending_purchase_lifetime, program.pending_lifetime), (Validity::Hours(24), chrono::Duration::hours(24)));
+        }
+        let good = include_str!("../config/presets/arkain.toml");
+        let set = |lifetime: &str| {
+            good.replacen(
+                "purchased_validity = \"never\"",
+                &format!("purchased_validity = \"never\"\npending_purchase_lifetime = {lifetime}"),
+                1,
+            )
+        };
+        let two_days = Program::parse("t", &set("\"2 days\"")).unwrap();
+        assert_eq!((two_days.pending_purchase_lifetime, two_days.pending_lifetime), (Validity::Days(2), chrono::Duration::days(2)));
+        for refused in ["\"never\"", "\"1 month\"", "\"0 hours\"", "\"31 days\"", "\"soon\"", "24"] {
+            assert!(Program::parse("t", &set(refused)).is_err(), "{refused} is refused");
+        }
     }
 
     #[test]

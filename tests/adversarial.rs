@@ -86,7 +86,8 @@ struct Op {
     who: Who,
     query: &'static str,
     /// Valid variables; `$KEY` becomes a fresh idempotency key and `$N` a fresh number per
-    /// case, `$PENDING`, `$UNPAID` (left for simulatePayment), `$PAID`, `$BOB_PAID`, `$LOT`, `$LOT2`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
+    /// case, `$PENDING`, `$UNPAID` (left for simulatePayment), `$TO_CANCEL`, `$TO_FAIL` (pending, for
+    /// cancelPurchase and failPurchase), `$PAID`, `$BOB_PAID`, `$LOT`, `$LOT2`, `$RES`, `$RES2`, `$JOB`, `$JOB2` fixtures' ids.
     base: &'static str,
     fields: &'static [(&'static str, Kind)],
 }
@@ -144,6 +145,27 @@ const OPS: &[Op] = &[
         query: "mutation($input: ConfirmPurchaseInput!) { confirmPurchase(input: $input) { id status } }",
         base: r#"{"input": {"purchaseId": "$PENDING", "paymentReference": "ref-$N"}}"#,
         fields: &[("input.purchaseId", Kind::Id), ("input.paymentReference", Kind::Text), ("input.amountMinor", Kind::Int)],
+    },
+    Op {
+        name: "cancelPurchase",
+        program: "arkain",
+        who: Who::Service,
+        query: "mutation($input: CancelPurchaseInput!) { cancelPurchase(input: $input) { id status endedAt endReason } }",
+        base: r#"{"input": {"purchaseId": "$TO_CANCEL", "reason": "adversarial", "idempotencyKey": "$KEY"}}"#,
+        fields: &[("input.purchaseId", Kind::Id), ("input.reason", Kind::Text), ("input.idempotencyKey", Kind::Key)],
+    },
+    Op {
+        name: "failPurchase",
+        program: "arkain",
+        who: Who::Service,
+        query: "mutation($input: FailPurchaseInput!) { failPurchase(input: $input) { id status endReason failedPaymentReference } }",
+        base: r#"{"input": {"purchaseId": "$TO_FAIL", "reason": "declined", "paymentReference": "pi-$N", "idempotencyKey": "$KEY"}}"#,
+        fields: &[
+            ("input.purchaseId", Kind::Id),
+            ("input.reason", Kind::Text),
+            ("input.paymentReference", Kind::Text),
+            ("input.idempotencyKey", Kind::Key),
+        ],
     },
     Op {
         name: "simulatePayment",
@@ -866,9 +888,14 @@ async fn fixtures(app: &TestApp, program: &str) -> Fixtures {
             let purchase =
                 "mutation($a: ID!, $k: String!) { purchaseCredits(input: {accountId: $a, credits: \"50\", idempotencyKey: $k}) { id } }";
             let confirm = "mutation($p: ID!) { confirmPurchase(input: {purchaseId: $p, paymentReference: $p}) { id } }";
-            for (name, account, paid) in
-                [("PENDING", "alice", false), ("UNPAID", "alice", false), ("PAID", "alice", true), ("BOB_PAID", "bob", true)]
-            {
+            for (name, account, paid) in [
+                ("PENDING", "alice", false),
+                ("UNPAID", "alice", false),
+                ("PAID", "alice", true),
+                ("BOB_PAID", "bob", true),
+                ("TO_CANCEL", "alice", false),
+                ("TO_FAIL", "alice", false),
+            ] {
                 let id = ok(app, &service, purchase, json!({ "a": account, "k": name }), &["purchaseCredits", "id"]).await;
                 if paid {
                     ok(app, &service, confirm, json!({ "p": id }), &["confirmPurchase", "id"]).await;

@@ -49,6 +49,7 @@ mod portal_pages;
 mod portal_session;
 mod prices;
 mod priority;
+mod purchase_end;
 mod purchases;
 mod referrals;
 mod refunds;

@@ -46,6 +46,15 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     ),
     ("simulatePayment", r#"mutation { simulatePayment(purchaseId: "PUR") { id } }"#, Yes, No, Yes, Yes),
     ("createPortalSession", r#"mutation { createPortalSession(accountId: "ACC") { url } }"#, No, No, Yes, Yes),
+    ("cancelPurchase", r#"mutation { cancelPurchase(input: {purchaseId: "PUR", idempotencyKey: "cancel"}) { status } }"#, No, No, Yes, Yes),
+    (
+        "failPurchase",
+        r#"mutation { failPurchase(input: {purchaseId: "PUR", reason: "declined", idempotencyKey: "fail"}) { status } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
     ("refundPurchase", r#"mutation { refundPurchase(input: {purchaseId: "PUR", idempotencyKey: "k"}) { credits } }"#, Yes, No, Yes, Yes),
     (
         "spendCredits",

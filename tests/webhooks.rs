@@ -364,7 +364,7 @@ fn topic_schemas() -> std::collections::BTreeMap<String, jsonschema::Validator> 
 
 /// The schemas in docs/webhooks say what receivers get: every topic the service publishes is made
 /// to happen through the API and the jobs (a refund, a low balance, credits about to expire, a
-/// settlement that runs short), delivered to a real receiver, and each body sent must match its
+/// settlement that runs short, purchases cancelled, failed and expired), delivered to a real receiver, and each body sent must match its
 /// topic's schema, which refuses fields it does not list. Every schema is met at least once.
 async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
     let schemas = topic_schemas();
@@ -376,6 +376,36 @@ async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
     // purchase.refunded
     app.create_account("buyer").await;
     buy_and_refund(&app, "buyer").await;
+    // purchase.cancelled, purchase.failed, purchase.expired: three checkouts that end unpaid.
+    app.create_account("unpaid").await;
+    let mut unpaid = Vec::new();
+    for key in ["to-cancel", "to-fail", "to-expire"] {
+        let r = app
+            .gql(
+                &app.service,
+                "mutation($k: String!) { purchaseCredits(input: {accountId: \"unpaid\", credits: \"50\", idempotencyKey: $k}) { id } }",
+                json!({ "k": key }),
+            )
+            .await;
+        unpaid.push(r["data"]["purchaseCredits"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string());
+    }
+    let cancelled = app
+        .gql(
+            &app.service,
+            "mutation($id: ID!) { cancelPurchase(input: {purchaseId: $id, reason: \"closed\", idempotencyKey: \"c\"}) { status } }",
+            json!({ "id": unpaid[0] }),
+        )
+        .await;
+    assert_eq!(cancelled["data"]["cancelPurchase"]["status"], json!("CANCELLED"), "{cancelled}");
+    let failed = app
+        .gql(
+            &app.service,
+            "mutation($id: ID!) { failPurchase(input: {purchaseId: $id, reason: \"declined\", paymentReference: \"pi_1\", idempotencyKey: \"f\"}) { status } }",
+            json!({ "id": unpaid[1] }),
+        )
+        .await;
+    assert_eq!(failed["data"]["failPurchase"]["status"], json!("FAILED"), "{failed}");
+    assert_eq!(app.ledger.run_job(Job::ExpirePendingPurchases, at("2026-11-11T10:00:00Z")).await.unwrap().items, 1);
     // credits.low: 6 credits left cover less than an hour of a small container (6.8 an hour).
     app.create_account("low").await;
     let start = |account: &'static str, container: &'static str, tier: &'static str| {

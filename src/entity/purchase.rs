@@ -21,6 +21,13 @@ pub struct Model {
     pub refunded_at: Option<DateTimeUtc>,
     /// The caller's metadata (`service::metadata`): canonical JSON, keys sorted; none when not given.
     pub metadata: Option<String>,
+    /// When a purchase that was never paid ended (cancelled, failed, or its expiry instant);
+    /// kept if an expired purchase is paid late. None for every row before migration 000024.
+    pub ended_at: Option<DateTimeUtc>,
+    /// Why it ended: the caller's reason, or the expiry's.
+    pub end_reason: Option<String>,
+    /// The payment system's reference of a failed payment (`failPurchase`), if it gave one.
+    pub failure_reference: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

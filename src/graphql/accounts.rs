@@ -237,7 +237,8 @@ impl Account {
     }
 
     /// Purchases, newest first: date, package, credits, amount. Only what was bought (paid,
-    /// then perhaps refunded) unless `includePending` asks for purchases never paid too.
+    /// then perhaps refunded) unless `includePending` asks for purchases never paid too
+    /// (pending, cancelled, failed, expired).
     async fn purchases(
         &self,
         ctx: &Context<'_>,
@@ -257,7 +258,11 @@ impl Account {
             desc = "An opaque cursor of this list (`pageInfo.startCursor` for the page before): the page ends before it. A cursor of another list, or a plain number (the old format), is BAD_USER_INPUT."
         )]
         before: Option<String>,
-        #[graphql(desc = "Also list purchases whose payment was never confirmed (status PENDING).", default = false)] include_pending: bool,
+        #[graphql(
+            desc = "Also list purchases whose payment was never confirmed: PENDING, and those that ended unpaid (CANCELLED, FAILED, EXPIRED).",
+            default = false
+        )]
+        include_pending: bool,
     ) -> ApiResult<Paged<Purchase>> {
         let window = paging::window(List::Purchases, first, after.as_deref(), last, before.as_deref())?;
         let page = app(ctx).ledger.purchases_page(self.0.id, include_pending, &window).await?;

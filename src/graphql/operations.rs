@@ -44,6 +44,9 @@ pub enum JobName {
     SnapshotMarketRates,
     /// Every 5 seconds: sends due outbox events as signed webhooks, retrying failures.
     DeliverWebhooks,
+    /// Every minute: expires pending purchases not paid within the program's
+    /// `pendingPurchaseLifetime`, each dated at its own expiry instant.
+    ExpirePendingPurchases,
     /// Every 10 seconds: runs the whole-ledger audit an operator asked for (`startAudit`).
     AuditLedger,
 }

@@ -100,7 +100,8 @@ impl PortalMutation {
     /// payment provider: only where `program.checkout` is SIMULATED (development mode with no
     /// `checkout_url`), else `FEATURE_DISABLED`. The purchase's user, or the service or admin on
     /// its behalf. Paying again answers the paid purchase; its payment reference is
-    /// `simulated-{id}`.
+    /// `simulated-{id}`. An ended purchase (EXPIRED, or past `expiresAt`; CANCELLED, FAILED) is
+    /// INVALID_STATE: its checkout closed.
     async fn simulate_payment(
         &self,
         ctx: &Context<'_>,

@@ -71,6 +71,9 @@ pub struct ProgramInfo {
     pub minimum_purchase: CreditAmount,
     /// "never", "end of month", or a count and unit such as "1 month" or "30 days".
     pub purchased_validity: String,
+    /// How long a pending purchase waits for its payment before it expires ("24 hours" unless
+    /// the program says otherwise): hours or days.
+    pub pending_purchase_lifetime: String,
     /// Tiers of lot classes, consumed in order; soonest expiry first within a tier.
     pub consumption_order: Vec<Vec<LotClass>>,
     /// The program's plans (as `plans`).
@@ -151,6 +154,7 @@ impl ProgramQuery {
             credit_price_minor: DecimalValue(program.credit_price_minor),
             minimum_purchase: credits(program.minimum_purchase),
             purchased_validity: program.purchased_validity.to_string(),
+            pending_purchase_lifetime: program.pending_purchase_lifetime.to_string(),
             consumption_order: program.consumption_order.tiers().iter().map(|t| t.iter().map(|c| (*c).into()).collect()).collect(),
             plans: program.plans.iter().map(|p| Plan::new(p, &program.currency)).collect(),
             now: app(ctx).clock.now(),

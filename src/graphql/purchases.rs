@@ -31,6 +31,15 @@ pub enum PurchaseStatus {
     Paid,
     /// Refunded, in full or in part.
     Refunded,
+    /// Ended unpaid: called off by the product (`cancelPurchase`). Final: a later payment
+    /// confirmation is refused (INVALID_STATE).
+    Cancelled,
+    /// Ended unpaid: its payment failed (`failPurchase`). Final: a later payment confirmation is
+    /// refused (INVALID_STATE).
+    Failed,
+    /// Ended unpaid: not paid within the program's `pendingPurchaseLifetime`. A payment
+    /// confirmed after that is still honoured (the money was taken): the purchase becomes PAID.
+    Expired,
 }
 
 pub struct Purchase(pub PurchaseView);
@@ -62,9 +71,34 @@ impl Purchase {
     async fn amount(&self) -> Money {
         Money { amount_minor: self.0.price_minor, currency: self.0.currency.clone() }
     }
-    /// PENDING until the payment is confirmed, then PAID; REFUNDED after a refund.
+    /// PENDING until the payment is confirmed, then PAID; REFUNDED after a refund. A purchase
+    /// never paid ends CANCELLED, FAILED or EXPIRED (see `endedAt`, `endReason`).
     async fn status(&self) -> PurchaseStatus {
         self.0.status.into()
+    }
+    /// While PENDING: the instant it expires unless paid first (`createdAt` plus the program's
+    /// `pendingPurchaseLifetime`; exclusive, and exact even before the expiry job has run).
+    /// Null once it is not pending.
+    async fn expires_at(&self, ctx: &Context<'_>) -> Option<DateTime<Utc>> {
+        let lifetime = app(ctx).ledger.program.pending_lifetime;
+        (self.0.status == crate::ledger::money::PurchaseStatus::Pending)
+            .then(|| crate::ledger::purchase::pending_until(self.0.created_at, lifetime))
+    }
+    /// When it ended unpaid: when it was cancelled or failed, or the instant it expired. Null
+    /// while PENDING and for a purchase paid before it ended; a purchase EXPIRED and then paid
+    /// late (now PAID) keeps its expiry here.
+    async fn ended_at(&self) -> Option<DateTime<Utc>> {
+        self.0.ended_at
+    }
+    /// Why it ended unpaid: the reason given to `cancelPurchase` (null if none) or
+    /// `failPurchase`, or the expiry's ("not paid within 1 day(s)"). Null while it has not ended.
+    async fn end_reason(&self) -> Option<&str> {
+        self.0.end_reason.as_deref()
+    }
+    /// The payment system's reference of the failed attempt given to `failPurchase`, if any;
+    /// null otherwise. Not `paymentReference`, which names the payment that paid it.
+    async fn failed_payment_reference(&self) -> Option<&str> {
+        self.0.failure_reference.as_deref()
     }
     /// When the payment was confirmed; null while PENDING.
     async fn paid_at(&self) -> Option<DateTime<Utc>> {
@@ -143,6 +177,35 @@ pub struct ConfirmPurchaseInput {
     pub payment_reference: String,
     /// What was charged, in minor units; checked against the price when given.
     pub amount_minor: Option<i64>,
+}
+
+/// A pending purchase to call off (service): its checkout will not be paid.
+#[derive(InputObject)]
+pub struct CancelPurchaseInput {
+    /// The purchase to cancel (`purchaseCredits`' `id`); it must be PENDING.
+    pub purchase_id: ID,
+    /// Why, kept as `Purchase.endReason` and sent in the `purchase.cancelled` event: up to 500
+    /// characters.
+    pub reason: Option<String>,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome
+    /// (a refusal included); the same key with another request is IDEMPOTENCY_CONFLICT.
+    pub idempotency_key: String,
+}
+
+/// A failed payment of a pending purchase (service).
+#[derive(InputObject)]
+pub struct FailPurchaseInput {
+    /// The purchase whose payment failed (`purchaseCredits`' `id`); it must be PENDING.
+    pub purchase_id: ID,
+    /// Why the payment failed (the payment system's decline reason, say): 1 to 500 characters,
+    /// kept as `Purchase.endReason` and sent in the `purchase.failed` event.
+    pub reason: String,
+    /// The payment system's reference of the failed attempt, if it has one: 1 to 128
+    /// characters, kept as `Purchase.failedPaymentReference`.
+    pub payment_reference: Option<String>,
+    /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome
+    /// (a refusal included); the same key with another request is IDEMPOTENCY_CONFLICT.
+    pub idempotency_key: String,
 }
 
 /// A refund of a purchase.
@@ -224,7 +287,9 @@ impl PurchasesMutation {
         Ok(Purchase(purchase))
     }
 
-    /// The payment succeeded: the purchase becomes a paid lot (service).
+    /// The payment succeeded: the purchase becomes a paid lot (service). Honoured for an EXPIRED
+    /// purchase too (the money was taken); refused with INVALID_STATE for a CANCELLED or FAILED
+    /// one.
     async fn confirm_purchase(
         &self,
         ctx: &Context<'_>,
@@ -237,6 +302,42 @@ impl PurchasesMutation {
             .map_err(|_| ServiceError::NotFound(format!("no purchase {:?}", input.purchase_id.as_str())))?;
         let app = app(ctx);
         let purchase = app.ledger.confirm_purchase(id, &input.payment_reference, input.amount_minor, app.clock.now()).await?;
+        Ok(Purchase(purchase))
+    }
+
+    /// Calls off a PENDING purchase (service): it becomes CANCELLED, for good (a later
+    /// `confirmPurchase` is refused), and `purchase.cancelled` goes to the webhook outbox. A
+    /// purchase that is not pending (its lifetime over included) is INVALID_STATE; an unknown
+    /// one NOT_FOUND.
+    async fn cancel_purchase(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The purchase, an optional reason, and an idempotency key.")] input: CancelPurchaseInput,
+    ) -> ApiResult<Purchase> {
+        require_service(ctx)?;
+        let id = parse_purchase_id(&input.purchase_id)?;
+        let app = app(ctx);
+        let purchase = app.ledger.cancel_purchase(id, input.reason.as_deref(), &input.idempotency_key, app.clock.now()).await?;
+        Ok(Purchase(purchase))
+    }
+
+    /// Records that a PENDING purchase's payment failed (service): it becomes FAILED, for good
+    /// (a later `confirmPurchase` is refused; the buyer starts a new purchase), and
+    /// `purchase.failed` goes to the webhook outbox. A purchase that is not pending (its
+    /// lifetime over included) is INVALID_STATE; an unknown one NOT_FOUND.
+    async fn fail_purchase(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The purchase, why its payment failed, the attempt's reference, and an idempotency key.")]
+        input: FailPurchaseInput,
+    ) -> ApiResult<Purchase> {
+        require_service(ctx)?;
+        let id = parse_purchase_id(&input.purchase_id)?;
+        let app = app(ctx);
+        let purchase = app
+            .ledger
+            .fail_purchase(id, &input.reason, input.payment_reference.as_deref(), &input.idempotency_key, app.clock.now())
+            .await?;
         Ok(Purchase(purchase))
     }
 

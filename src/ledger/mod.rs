@@ -15,6 +15,7 @@ pub mod money;
 pub mod notices;
 pub mod plans;
 pub mod pricing;
+pub mod purchase;
 pub mod referral;
 pub mod refund;
 pub mod reservation;

@@ -13,6 +13,12 @@ pub enum PurchaseStatus {
     Paid,
     /// Refunded, in full or in part.
     Refunded,
+    /// Ended unpaid: the buyer or the product called it off (`cancelPurchase`).
+    Cancelled,
+    /// Ended unpaid: the payment was declined or failed (`failPurchase`).
+    Failed,
+    /// Ended unpaid: nobody paid it within the program's pending lifetime.
+    Expired,
 }
 use rust_decimal::{Decimal, RoundingStrategy};
 

@@ -33,6 +33,7 @@ pub mod persisted;
 pub mod plans;
 pub mod posting;
 pub mod prices;
+pub mod purchase_end;
 pub mod purchases;
 pub mod reads;
 pub mod referrals;

@@ -3,13 +3,14 @@
 
 use crate::entity::purchase;
 use crate::ledger::money::PurchaseStatus;
+use crate::ledger::purchase::{PurchaseEvent, transition};
 use crate::ledger::{Credits, LotClass, LotSource, money::price_of};
 use crate::program::Program;
 use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::metadata::Metadata;
 use crate::service::posting::{self, EntryMeta};
-use crate::service::{Engine, ServiceError, tx};
+use crate::service::{Engine, Refusal, ServiceError, tx};
 use crate::store::purchases::NewPurchase;
 use crate::store::{self, idempotency::request_hash, lots};
 use chrono::{DateTime, Utc};
@@ -62,6 +63,13 @@ pub struct PurchaseView {
     pub lot_id: Option<i64>,
     /// What the purchase was made with; its paid lot's grant entry carries it too.
     pub metadata: Option<Metadata>,
+    /// When it ended unpaid (cancelled, failed, or the expiry instant); kept by a purchase
+    /// paid after it expired.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Why it ended unpaid: the caller's reason, or the expiry's.
+    pub end_reason: Option<String>,
+    /// A failed payment's reference (`fail_purchase`), if one was given.
+    pub failure_reference: Option<String>,
 }
 
 impl PurchaseView {
@@ -86,6 +94,9 @@ impl PurchaseView {
             refunded_at: row.refunded_at,
             lot_id: row.lot_id,
             metadata: row.metadata.as_deref().map(Metadata::from_stored).transpose()?,
+            ended_at: row.ended_at,
+            end_reason: row.end_reason,
+            failure_reference: row.failure_reference,
         })
     }
 }
@@ -171,7 +182,22 @@ impl Engine {
     /// provider (the portal's "simulated payment", development mode only: the caller checks the
     /// mode). It is `confirm_purchase` with a reference made from the purchase id, so paying
     /// twice, or at once from two tabs, pays it once.
+    ///
+    /// It stands in for a checkout page, and a checkout closes when the purchase ends: an
+    /// expired purchase (or one past its lifetime) is refused with `INVALID_STATE`, unlike a
+    /// real payment's late confirmation, since no money was taken. Paying an already paid one
+    /// still answers it.
     pub async fn simulate_payment(&self, purchase_id: i64, now: DateTime<Utc>) -> Result<PurchaseView, ServiceError> {
+        let found = store::purchases::by_id(&self.db, purchase_id).await?;
+        let found = found.ok_or_else(|| ServiceError::NotFound(format!("no purchase {purchase_id}")))?;
+        let past = match store::purchases::status_of(&found)? {
+            PurchaseStatus::Expired => true,
+            PurchaseStatus::Pending => crate::ledger::purchase::is_past_lifetime(found.created_at, self.program.pending_lifetime, now),
+            _ => false,
+        };
+        if past {
+            return Err(Refusal::InvalidState { what: format!("purchase {purchase_id}: its checkout expired; make a new purchase") }.into());
+        }
         self.confirm_purchase(purchase_id, &simulated_reference(purchase_id), None, now).await
     }
 
@@ -179,6 +205,12 @@ impl Engine {
     /// for: the money was taken, and the books must say so. Idempotent on the payment reference; a
     /// reference already used for another purchase, or a purchase already paid under another
     /// reference, is a conflict. `amount_minor`, when given, must match the price.
+    ///
+    /// A payment that arrives after the purchase expired is honoured for the same reason (a
+    /// reference is proof the money was taken; `ledger::purchase::transition`): the purchase
+    /// becomes paid and keeps its `ended_at`. A cancelled or failed purchase refuses it with
+    /// `INVALID_STATE`: the product said that payment would not happen, so a person must look
+    /// (and refund through the payment system if it did).
     pub async fn confirm_purchase(
         &self,
         purchase_id: i64,
@@ -213,10 +245,17 @@ impl Engine {
                         "payment reference {reference:?} already confirmed another purchase"
                     )));
                 }
-                if store::purchases::status_of(&pending)? != PurchaseStatus::Pending {
-                    return Err(ServiceError::IdempotencyConflict(format!(
-                        "purchase {purchase_id} was already confirmed with another payment reference"
-                    )));
+                match store::purchases::status_of(&pending)? {
+                    PurchaseStatus::Pending | PurchaseStatus::Expired => {}
+                    PurchaseStatus::Paid | PurchaseStatus::Refunded => {
+                        return Err(ServiceError::IdempotencyConflict(format!(
+                            "purchase {purchase_id} was already confirmed with another payment reference"
+                        )));
+                    }
+                    ended @ (PurchaseStatus::Cancelled | PurchaseStatus::Failed) => {
+                        let refused = transition(ended, PurchaseEvent::Pay).expect_err("the rule refuses paying an ended purchase");
+                        return Err(Refusal::InvalidState { what: format!("purchase {purchase_id}: {refused}") }.into());
+                    }
                 }
                 if let Some(paid) = amount_minor
                     && paid != pending.price_minor
@@ -253,7 +292,11 @@ impl Engine {
                     crate::service::referrals::on_first_purchase(txn, &program, &pending, now).await?;
                     grant_first_purchase_bonus(txn, &program, &pending, credits, now).await?;
                 }
-                let paid = store::purchases::mark_paid(txn, pending, &reference, lot.id, now).await?;
+                let paid = store::purchases::mark_paid(txn, pending, &reference, lot.id, now)
+                    .await?
+                    // Read under the account's lock as pending or expired, and nothing else ends a
+                    // purchase but under that lock or from pending: this rolls the grant back.
+                    .ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} changed while it was being paid"))?;
                 tracing::info!(account.id = account.id, purchase.id = paid.id, amount.credits = %credits, "purchase confirmed");
                 PurchaseView::of(paid)
             })

@@ -12,6 +12,15 @@ pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<accoun
     account::Entity::find_by_id(id).one(conn).await
 }
 
+/// The accounts with these ids (those that exist), in no particular order. Bounded by the
+/// caller's list (a job's batch).
+pub async fn by_ids(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<account::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    account::Entity::find().filter(account::Column::Id.is_in(ids.iter().copied())).all(conn).await
+}
+
 /// The per-account serialization point: `FOR UPDATE` on PostgreSQL. On SQLite the clause is
 /// dropped and the immediate transaction already holds the database's write lock.
 pub async fn lock(conn: &impl ConnectionTrait, id: i64) -> Result<Option<account::Model>, DbErr> {

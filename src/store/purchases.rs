@@ -2,7 +2,8 @@ use crate::entity::purchase;
 use crate::ledger::money::PurchaseStatus;
 use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, Select, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Select, Set};
 
 pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<purchase::Model>, DbErr> {
     purchase::Entity::find_by_id(id).one(conn).await
@@ -86,24 +87,95 @@ pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Re
         refunded_minor: Set(None),
         refunded_at: Set(None),
         metadata: Set(new.metadata),
+        ended_at: Set(None),
+        end_reason: Set(None),
+        failure_reference: Set(None),
         ..Default::default()
     }
     .insert(conn)
     .await
 }
 
-/// Marks a pending purchase paid under `payment_reference`, with the lot it granted.
+/// Marks a purchase paid under `payment_reference`, with the lot it granted, if it is still
+/// pending or expired (a late payment, `ledger::purchase::transition`): one conditional
+/// statement, so an end that committed first is never overwritten by accident. An expired
+/// purchase keeps its `ended_at` and `end_reason`. `None` when it was in neither status.
 pub async fn mark_paid(
     conn: &impl ConnectionTrait,
     pending: purchase::Model,
     payment_reference: &str,
     lot_id: i64,
     now: DateTime<Utc>,
-) -> Result<purchase::Model, DbErr> {
-    let mut paid = pending.into_active_model();
-    paid.status = Set(PurchaseStatus::Paid.to_string());
-    paid.payment_reference = Set(Some(payment_reference.to_string()));
-    paid.lot_id = Set(Some(lot_id));
-    paid.paid_at = Set(Some(now));
-    paid.update(conn).await
+) -> Result<Option<purchase::Model>, DbErr> {
+    let changed = purchase::Entity::update_many()
+        .col_expr(purchase::Column::Status, Expr::value(PurchaseStatus::Paid.to_string()))
+        .col_expr(purchase::Column::PaymentReference, Expr::value(payment_reference))
+        .col_expr(purchase::Column::LotId, Expr::value(lot_id))
+        .col_expr(purchase::Column::PaidAt, Expr::value(now))
+        .filter(purchase::Column::Id.eq(pending.id))
+        .filter(purchase::Column::Status.is_in([PurchaseStatus::Pending.to_string(), PurchaseStatus::Expired.to_string()]))
+        .exec(conn)
+        .await?;
+    if changed.rows_affected == 0 {
+        return Ok(None);
+    }
+    by_id(conn, pending.id).await
+}
+
+/// How a purchase that was never paid ended.
+pub struct End<'a> {
+    /// Cancelled, failed or expired.
+    pub status: PurchaseStatus,
+    /// When: the call's instant, or the expiry instant.
+    pub at: DateTime<Utc>,
+    pub reason: Option<&'a str>,
+    /// A failed payment's reference, if the payment system gave one.
+    pub failure_reference: Option<&'a str>,
+}
+
+/// Ends a purchase if it is still pending: one conditional statement (`WHERE status =
+/// 'pending'`), so of a cancellation, a failure, the expiry job and a confirmation racing on
+/// one purchase, exactly one moves it. `None` when it was no longer pending (or is unknown).
+pub async fn end_pending(conn: &impl ConnectionTrait, id: i64, end: End<'_>) -> Result<Option<purchase::Model>, DbErr> {
+    debug_assert!(end.status.ended_unpaid(), "an end is cancelled, failed or expired");
+    let changed = purchase::Entity::update_many()
+        .col_expr(purchase::Column::Status, Expr::value(end.status.to_string()))
+        .col_expr(purchase::Column::EndedAt, Expr::value(end.at))
+        .col_expr(purchase::Column::EndReason, Expr::value(end.reason.map(str::to_string)))
+        .col_expr(purchase::Column::FailureReference, Expr::value(end.failure_reference.map(str::to_string)))
+        .filter(purchase::Column::Id.eq(id))
+        .filter(purchase::Column::Status.eq(PurchaseStatus::Pending.to_string()))
+        .exec(conn)
+        .await?;
+    if changed.rows_affected == 0 {
+        return Ok(None);
+    }
+    by_id(conn, id).await
+}
+
+/// The oldest pending purchases created before `cutoff` (their lifetime ran out by then), at
+/// most `limit`: the expiry job's batch, read through `purchases_pending_created`.
+pub async fn pending_created_before(conn: &impl ConnectionTrait, cutoff: DateTime<Utc>, limit: u64) -> Result<Vec<purchase::Model>, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    purchase::Entity::find()
+        .filter(purchase::Column::Status.eq(PurchaseStatus::Pending.to_string()))
+        .filter(purchase::Column::CreatedAt.lte(cutoff))
+        .order_by_asc(purchase::Column::CreatedAt)
+        .order_by_asc(purchase::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await
+}
+
+/// An account's latest purchases, newest first, at most `limit`: enough to count its failed
+/// payments in a row (`ledger::purchase::failures_in_a_row`).
+pub async fn latest_statuses(conn: &impl ConnectionTrait, account_id: i64, limit: u64) -> Result<Vec<PurchaseStatus>, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let rows = purchase::Entity::find()
+        .filter(purchase::Column::AccountId.eq(account_id))
+        .order_by_desc(purchase::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    rows.iter().map(status_of).collect()
 }

@@ -97,6 +97,9 @@ jobs! {
     /// Every 5 seconds: send due outbox events as signed webhooks, retrying failures with backoff.
     /// Other systems learn of a change within seconds; an idle tick is one indexed query.
     DeliverWebhooks => "*/5 * * * * *",
+    /// Every minute: expire pending purchases nobody paid within the program's lifetime (24 hours
+    /// by default), in bounded batches; each is dated at its own expiry instant.
+    ExpirePendingPurchases => "20 * * * * *",
     /// Every 10 seconds: run the whole-ledger audit an operator asked for (`startAudit`), if one
     /// waits; an idle tick is one indexed query.
     AuditLedger => "*/10 * * * * *",

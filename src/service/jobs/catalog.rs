@@ -8,6 +8,7 @@ use super::{JobHandler, JobReport, PURGE_BATCH};
 use crate::ledger::plans::PlanPeriod;
 use crate::ledger::schedule::{Cadence, Slot};
 use crate::service::notices::MAX_NOTICE_BATCH;
+use crate::service::purchase_end::MAX_PURCHASE_EXPIRY_BATCH;
 use crate::service::retention::PURGE_ROWS;
 use crate::service::webhooks::{self, MAX_WEBHOOK_BATCH};
 use crate::service::{Engine, ServiceError, expiry::MAX_EXPIRY_BATCH, referrals::MAX_RELEASE_BATCH, reservations::MAX_RESERVATION_BATCH};
@@ -33,6 +34,7 @@ pub(crate) fn handler(job: Job) -> &'static dyn JobHandler {
         Job::NotifyExpiringCredits => &Draining(NotifyExpiringCredits),
         Job::SnapshotMarketRates => &SnapshotMarketRates,
         Job::DeliverWebhooks => &DeliverWebhooks,
+        Job::ExpirePendingPurchases => &Draining(ExpirePendingPurchases),
         Job::AuditLedger => &Draining(AuditLedger),
     }
 }
@@ -168,6 +170,17 @@ impl Drain for PurgeOperationalRows {
     /// total is at least `BATCH` and the drain goes on; once all are, one more round at most.
     async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         Ok(ledger.purge_operational_rows(now, PURGE_ROWS).await?.total())
+    }
+}
+
+/// Pending purchases past their lifetime: one conditional update each (`WHERE status =
+/// 'pending'`), so several workers, a caller's cancellation and a confirmation can race on one.
+pub(crate) struct ExpirePendingPurchases;
+
+impl Drain for ExpirePendingPurchases {
+    const BATCH: u64 = MAX_PURCHASE_EXPIRY_BATCH;
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        ledger.expire_pending_purchases(now, MAX_PURCHASE_EXPIRY_BATCH).await
     }
 }
 

@@ -6,7 +6,7 @@
 
 import { clear, compareDecimal, formatCredits, formatDateTime, formatMoney, h, parseDecimal, priceMinor } from '../dom.js';
 
-const STATUS = { PAID: 'Paid', PENDING: 'Pending payment', REFUNDED: 'Refunded' };
+const STATUS = { PAID: 'Paid', PENDING: 'Pending payment', REFUNDED: 'Refunded', CANCELLED: 'Cancelled', FAILED: 'Payment failed', EXPIRED: 'Expired unpaid' };
 
 function paymentNote(checkout) {
   if (checkout === 'EXTERNAL') return 'You will be taken to the payment page to pay.';
