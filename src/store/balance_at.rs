@@ -85,15 +85,7 @@ pub async fn expired_on_books(
         at.into(),
         at.into(),
     ];
-    let rows = conn.query_all_raw(statement(conn.get_database_backend(), sql, values)).await?;
-    let mut lots = Vec::with_capacity(rows.len());
-    for row in rows {
-        let (lot_id, held_then): (i64, i64) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
-        if held_then > 0 {
-            lots.push((lot_id, held_then));
-        }
-    }
-    Ok(lots)
+    lots_held_then(conn, sql, values).await
 }
 
 /// Lots of the account granted by `at` that start after it (and had not expired by it: an
@@ -110,6 +102,11 @@ pub async fn upcoming_on_books(
                FROM lots l WHERE l.account_id = ? AND l.effective_at > ? AND l.granted_at <= ? \
                AND (l.expires_at IS NULL OR l.expires_at > ?)";
     let values = vec![entry_id.into(), account_id.into(), at.into(), at.into(), at.into()];
+    lots_held_then(conn, sql, values).await
+}
+
+/// Runs a query of (lot id, what it held then) and keeps the lots that held something.
+async fn lots_held_then(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Result<Vec<(i64, i64)>, DbErr> {
     let rows = conn.query_all_raw(statement(conn.get_database_backend(), sql, values)).await?;
     let mut lots = Vec::with_capacity(rows.len());
     for row in rows {
