@@ -17,6 +17,8 @@ export const KINDS = {
   ADJUST: 'Adjusted',
   TRANSFER: 'Transferred',
   ROLLOVER: 'Rolled over',
+  VOID: 'Voided',
+  EXPIRY_CHANGE: 'Expiry changed',
 };
 
 /**
