@@ -47,6 +47,10 @@ struct ProgramFile {
     /// hour to 30 days; 24 hours when not given.
     #[serde(default = "default_pending_purchase_lifetime")]
     pending_purchase_lifetime: Validity,
+    /// Failed auto top-up payments in a row after which auto top-up turns itself off: 1 to 10,
+    /// 3 when not given.
+    #[serde(default = "default_auto_topup_max_failures")]
+    auto_topup_max_failures: u32,
     consumption_order: Vec<Vec<LotClass>>,
     /// Spending credits in any way needs a verified identity (archipelag, seed 003).
     #[serde(default)]
@@ -222,6 +226,10 @@ fn default_pending_purchase_lifetime() -> Validity {
     Validity::Hours(24)
 }
 
+fn default_auto_topup_max_failures() -> u32 {
+    3
+}
+
 fn default_job_deadline_minutes() -> u32 {
     60
 }
@@ -393,6 +401,8 @@ pub struct Program {
     pub pending_purchase_lifetime: Validity,
     /// ... and as a duration: at `created_at` + this, it is expired.
     pub pending_lifetime: chrono::Duration,
+    /// Failed auto top-up payments in a row after which it turns itself off.
+    pub auto_topup_max_failures: u32,
     pub consumption_order: ConsumptionOrder,
     /// Every way of spending credits (spends, holds, market jobs) needs a verified identity.
     pub spending_requires_identity: bool,
@@ -476,6 +486,10 @@ fn parse_sections(file: ProgramFile) -> Result<Program, String> {
         purchased_validity: file.purchased_validity,
         pending_purchase_lifetime: file.pending_purchase_lifetime,
         pending_lifetime: crate::ledger::purchase::pending_lifetime(file.pending_purchase_lifetime)?,
+        auto_topup_max_failures: match file.auto_topup_max_failures {
+            n @ 1..=10 => n,
+            n => return Err(format!("auto_topup_max_failures must be 1 to 10, not {n}")),
+        },
         consumption_order,
         spending_requires_identity: file.spending_requires_identity,
         default_plan: file.default_plan,

@@ -118,6 +118,21 @@ const OPS: &[Op] = &[
         fields: &[("a", Kind::Account), ("e", Kind::Bool)],
     },
     Op {
+        name: "setAutoTopUp",
+        program: "arkain",
+        who: Who::User("alice"),
+        query: "mutation($input: SetAutoTopUpInput!) { setAutoTopUp(input: $input) { enabled threshold amount monthlyCap } }",
+        base: r#"{"input": {"accountId": "alice", "enabled": true, "threshold": "10", "amount": "50", "monthlyCap": "500"}}"#,
+        fields: &[
+            ("input.accountId", Kind::Account),
+            ("input.enabled", Kind::Bool),
+            ("input.threshold", Kind::Amount),
+            ("input.amount", Kind::Amount),
+            ("input.targetBalance", Kind::Amount),
+            ("input.monthlyCap", Kind::Amount),
+        ],
+    },
+    Op {
         name: "changePlan",
         program: "arkain",
         who: Who::Service,

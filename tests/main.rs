@@ -9,6 +9,7 @@ mod admin;
 mod adversarial;
 mod audit;
 mod auth;
+mod auto_topup;
 mod balance_at;
 mod batching;
 mod benefits;

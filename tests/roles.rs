@@ -20,6 +20,7 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     ("setAccountStatus", r#"mutation { setAccountStatus(input: {accountId: "ACC", status: ACTIVE}) { id } }"#, No, No, Yes, Yes),
     ("setIdentityVerified", r#"mutation { setIdentityVerified(accountId: "ACC", verified: false) { id } }"#, No, No, Yes, Yes),
     ("setCreditMail", r#"mutation { setCreditMail(accountId: "ACC", enabled: true) { id } }"#, Yes, No, Yes, Yes),
+    ("setAutoTopUp", r#"mutation { setAutoTopUp(input: {accountId: "ACC", enabled: false}) { enabled } }"#, Yes, No, Yes, Yes),
     (
         "changePlan",
         r#"mutation { changePlan(input: {accountId: "ACC", plan: "free", idempotencyKey: "k"}) { grantedLotId } }"#,

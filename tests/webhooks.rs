@@ -364,7 +364,8 @@ fn topic_schemas() -> std::collections::BTreeMap<String, jsonschema::Validator> 
 
 /// The schemas in docs/webhooks say what receivers get: every topic the service publishes is made
 /// to happen through the API and the jobs (a refund, a low balance, credits about to expire, a
-/// settlement that runs short, purchases cancelled, failed and expired), delivered to a real receiver, and each body sent must match its
+/// settlement that runs short, purchases cancelled, failed and expired, auto top-ups asked for, capped and
+/// turned off), delivered to a real receiver, and each body sent must match its
 /// topic's schema, which refuses fields it does not list. Every schema is met at least once.
 async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
     let schemas = topic_schemas();
@@ -435,6 +436,52 @@ async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
         )
         .await;
     assert!(stopped["errors"].is_null(), "{stopped}");
+
+    // purchase.auto_topup_requested and auto_topup.disabled: three top-ups whose payments fail
+    // (a threshold no balance here reaches: every spend finds the account under it).
+    app.create_account("auto").await;
+    assert!(app.grant("auto", "100", "PAID", None, "fund-auto").await["errors"].is_null());
+    let auto_topup = |account: &'static str| {
+        app.gql(
+            &app.service,
+            "mutation($a: ID!) { setAutoTopUp(input: {accountId: $a, enabled: true, threshold: \"100000\", amount: \"50\", monthlyCap: \"50\"}) { enabled } }",
+            json!({ "a": account }),
+        )
+    };
+    let pending_top_up = async |account: &str| {
+        let r = app
+            .gql(&app.service, "query($a: ID!) { account(id: $a) { autoTopUp { pendingPurchase { id } } } }", json!({ "a": account }))
+            .await;
+        r["data"]["account"]["autoTopUp"]["pendingPurchase"]["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_string()
+    };
+    assert!(auto_topup("auto").await["errors"].is_null());
+    for n in 0..3 {
+        assert!(app.spend("auto", "5", &format!("auto-{n}")).await["errors"].is_null());
+        let id = pending_top_up("auto").await;
+        let failed = app
+            .gql(
+                &app.service,
+                "mutation($id: ID!, $k: String!) { failPurchase(input: {purchaseId: $id, reason: \"declined\", idempotencyKey: $k}) { status } }",
+                json!({ "id": id, "k": format!("auto-fail-{n}") }),
+            )
+            .await;
+        assert_eq!(failed["data"]["failPurchase"]["status"], json!("FAILED"), "{failed}");
+    }
+    // auto_topup.cap_reached: a cap of one top-up, paid, and the balance under the threshold again.
+    app.create_account("capped").await;
+    assert!(app.grant("capped", "100", "PAID", None, "fund-capped").await["errors"].is_null());
+    assert!(auto_topup("capped").await["errors"].is_null());
+    assert!(app.spend("capped", "20", "capped-1").await["errors"].is_null());
+    let id = pending_top_up("capped").await;
+    let paid = app
+        .gql(
+            &app.service,
+            "mutation($id: ID!) { confirmPurchase(input: {purchaseId: $id, paymentReference: \"capped-pay\"}) { status } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
+    assert!(app.spend("capped", "60", "capped-2").await["errors"].is_null());
 
     app.ledger.run_job(Job::DeliverWebhooks, Utc::now()).await.unwrap();
     let received = receiver.received();

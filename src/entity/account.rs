@@ -23,6 +23,9 @@ pub struct Model {
     /// When this subscription's next month starts (`from_recharge` plans), for the renewal at
     /// that instant; none when no renewal is due.
     pub renews_at: Option<DateTimeUtc>,
+    /// Auto top-up's threshold while it is on (a copy of `auto_topups.threshold_micros`): the
+    /// spend path sees from the row it locked whether to look further.
+    pub auto_topup_below_micros: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

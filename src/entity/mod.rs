@@ -5,6 +5,7 @@ pub mod ad_reward;
 pub mod admin_action;
 pub mod asking_price;
 pub mod audit_run;
+pub mod auto_topup;
 pub mod bid_preference;
 pub mod claim;
 pub mod console_link;

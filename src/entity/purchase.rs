@@ -28,6 +28,8 @@ pub struct Model {
     pub end_reason: Option<String>,
     /// The payment system's reference of a failed payment (`failPurchase`), if it gave one.
     pub failure_reference: Option<String>,
+    /// Made by auto top-up rather than asked for by the user.
+    pub auto_topup: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -193,6 +193,12 @@ impl Account {
         })
     }
 
+    /// The account's auto top-up (`setAutoTopUp`), or null if none was ever set.
+    async fn auto_top_up(&self, ctx: &Context<'_>) -> ApiResult<Option<crate::graphql::auto_topup::AutoTopUp>> {
+        let app = app(ctx);
+        Ok(app.ledger.auto_topup(self.0.id, app.clock.now()).await?.map(crate::graphql::auto_topup::AutoTopUp))
+    }
+
     /// Market jobs this account submitted, newest first.
     async fn jobs(
         &self,

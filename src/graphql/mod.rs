@@ -6,6 +6,7 @@ pub mod admin;
 pub mod admin_log;
 pub mod amount;
 pub mod audits;
+pub mod auto_topup;
 pub mod balance;
 pub mod balance_at;
 pub mod benefits;

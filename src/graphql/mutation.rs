@@ -2,6 +2,7 @@
 
 use crate::graphql::accounts::AccountsMutation;
 use crate::graphql::audits::AuditsMutation;
+use crate::graphql::auto_topup::AutoTopUpMutation;
 use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
 use crate::graphql::console::ConsoleMutation;
@@ -22,6 +23,7 @@ use async_graphql::MergedObject;
 pub struct MutationRoot(
     AccountsMutation,
     PurchasesMutation,
+    AutoTopUpMutation,
     SpendingMutation,
     ReservationsMutation,
     ClaimsMutation,

@@ -120,6 +120,10 @@ impl Purchase {
     async fn lot_id(&self) -> Option<ID> {
         self.0.lot_id.map(|id| ID(id.to_string()))
     }
+    /// True when auto top-up made it (`setAutoTopUp`) rather than the user's `purchaseCredits`.
+    async fn auto_top_up(&self) -> bool {
+        self.0.auto_topup
+    }
     /// The metadata the purchase was made with (`purchaseCredits`), or null.
     async fn metadata(&self) -> Option<Metadata> {
         Metadata::of(self.0.metadata.clone())

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod amount;
+pub mod auto_topup;
 pub mod backoff;
 pub mod balance_at;
 pub mod claims;

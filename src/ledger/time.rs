@@ -51,6 +51,11 @@ pub fn next_day_start(instant: DateTime<Utc>) -> DateTime<Utc> {
     next.and_time(NaiveTime::MIN).and_utc()
 }
 
+/// The first instant of `instant`'s UTC month.
+pub fn month_start(instant: DateTime<Utc>) -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(instant.year(), instant.month(), 1).expect("the first of a month exists").and_time(NaiveTime::MIN).and_utc()
+}
+
 /// The first instant of the UTC month after `instant`'s.
 pub fn next_month_start(instant: DateTime<Utc>) -> DateTime<Utc> {
     let (year, month) = if instant.month() == 12 { (instant.year() + 1, 1) } else { (instant.year(), instant.month() + 1) };

@@ -378,9 +378,9 @@ impl Wallets {
     }
 }
 
-/// The low-credit check once per account the batch charged, on its balance after the batch: a
-/// balance only falls during a batch of spends, so the last one is the one a warning is about.
-/// Dated at the account's last charge.
+/// The low-credit check and auto top-up once per account the batch charged, on its balance
+/// after the batch: a balance only falls during a batch of spends, so the last one is the one a
+/// warning or a top-up is about. Dated at the account's last charge.
 async fn check_low_after_batch(
     txn: &DatabaseTransaction,
     program: &Program,
@@ -389,7 +389,9 @@ async fn check_low_after_batch(
     credited: &BTreeMap<i64, i64>,
     charged: &[(&Fresh<'_, SpendFields>, &Spent)],
 ) -> Result<(), ServiceError> {
-    if program.notices.low_credits.is_none() || charged.is_empty() {
+    // Without the warning and without auto top-up on any charged account there is nothing to do.
+    let auto_topup = charged.iter().any(|(spend, _)| spend.account.auto_topup_below_micros.is_some());
+    if charged.is_empty() || (program.notices.low_credits.is_none() && !auto_topup) {
         return Ok(());
     }
     // Per account: what the batch spent, and when it last did.

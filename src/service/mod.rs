@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod ad_rewards;
 pub mod admin_log;
 pub mod audits;
+pub mod auto_topup;
 pub mod balance_at;
 pub mod batch;
 pub mod benefits;

@@ -74,17 +74,19 @@ fn usage_rate_of(program: &Program, plan: &str, containers: &[container::Model])
 }
 
 /// Called by every use case that lowers a balance or raises a usage rate, in its transaction,
-/// after its postings: sends the warning if it is due, and re-arms a threshold rule that recovered.
+/// after its postings: asks for an auto top-up if one is due (`service::auto_topup`), sends the
+/// warning if it is due, and re-arms a threshold rule that recovered.
 pub(crate) async fn check_low_credits(
     txn: &DatabaseTransaction,
     program: &Program,
     account_id: i64,
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
+    let Some(account) = store::accounts::by_id(txn, account_id).await? else { return Ok(()) };
+    crate::service::auto_topup::after_lowering(txn, program, &[(&account, now)]).await?;
     if program.notices.low_credits.is_none() {
         return Ok(());
     }
-    let Some(account) = store::accounts::by_id(txn, account_id).await? else { return Ok(()) };
     let rate = usage_rate(txn, program, account.id, &account.plan).await?;
     apply(txn, low_credit_actions(program, [(&account, rate, now)])).await
 }
@@ -97,6 +99,8 @@ pub(crate) async fn check_low_credits_many(
     program: &Program,
     accounts: &[(account::Model, DateTime<Utc>)],
 ) -> Result<(), ServiceError> {
+    let lowered: Vec<(&account::Model, DateTime<Utc>)> = accounts.iter().map(|(a, at)| (a, *at)).collect();
+    crate::service::auto_topup::after_lowering(txn, program, &lowered).await?;
     if program.notices.low_credits.is_none() || accounts.is_empty() {
         return Ok(());
     }

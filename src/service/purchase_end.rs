@@ -115,8 +115,10 @@ impl Engine {
             fields: (why, reference),
         };
         let lifetime = self.program.pending_lifetime;
+        let program = self.program.clone();
         let receipt = self
             .execute(command, now, |run| {
+                let program = program.clone();
                 Box::pin(async move {
                     let Run { txn, account, command, now, .. } = run;
                     let (why, reference) = &command.fields;
@@ -144,6 +146,9 @@ impl Engine {
                         return Ok(Err(Refusal::InvalidState { what: format!("purchase {purchase_id} is already {now_status}") }));
                     };
                     publish_end(txn, &ended, &command.account, now).await?;
+                    if status == PurchaseStatus::Failed {
+                        crate::service::auto_topup::on_failed(txn, &program, &ended, &command.account, now).await?;
+                    }
                     tracing::info!(account.id = account.id, purchase.id = purchase_id, purchase.status = %status, "purchase ended");
                     Ok(Ok(EndReceipt { purchase_id }))
                 })
@@ -201,7 +206,7 @@ impl Engine {
 
 /// Expires `pending` if it still is, dated at its expiry instant, with its event (recorded at
 /// `now`, when the change commits). False when something else ended it first.
-async fn expire_one(
+pub(crate) async fn expire_one(
     txn: &impl ConnectionTrait,
     pending: &purchase::Model,
     account: &ExternalId,

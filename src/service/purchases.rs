@@ -70,6 +70,8 @@ pub struct PurchaseView {
     pub end_reason: Option<String>,
     /// A failed payment's reference (`fail_purchase`), if one was given.
     pub failure_reference: Option<String>,
+    /// Made by auto top-up (`service::auto_topup`).
+    pub auto_topup: bool,
 }
 
 impl PurchaseView {
@@ -97,6 +99,7 @@ impl PurchaseView {
             ended_at: row.ended_at,
             end_reason: row.end_reason,
             failure_reference: row.failure_reference,
+            auto_topup: row.auto_topup,
         })
     }
 }
@@ -168,6 +171,7 @@ impl Engine {
                         currency: ledger.program.currency.clone(),
                         created_at: now,
                         metadata: metadata.map(|m| m.as_json().to_string()),
+                        auto_topup: false,
                     };
                     let created = store::purchases::insert_pending(txn, new).await?;
                     Ok(Ok(PurchaseReceipt { purchase_id: created.id }))
@@ -297,6 +301,7 @@ impl Engine {
                     // Read under the account's lock as pending or expired, and nothing else ends a
                     // purchase but under that lock or from pending: this rolls the grant back.
                     .ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} changed while it was being paid"))?;
+                crate::service::auto_topup::on_paid(txn, &paid).await?;
                 tracing::info!(account.id = account.id, purchase.id = paid.id, amount.credits = %credits, "purchase confirmed");
                 PurchaseView::of(paid)
             })

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod ad_rewards;
 pub mod admin_actions;
 pub mod audit_runs;
+pub mod auto_topups;
 pub mod balance_at;
 pub mod claims;
 pub mod console_links;

@@ -63,6 +63,8 @@ pub struct NewPurchase {
     pub created_at: DateTime<Utc>,
     /// The caller's metadata as stored (canonical JSON); its payment's grant carries it on.
     pub metadata: Option<String>,
+    /// Made by auto top-up.
+    pub auto_topup: bool,
 }
 
 /// Records a pending purchase.
@@ -90,6 +92,7 @@ pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Re
         ended_at: Set(None),
         end_reason: Set(None),
         failure_reference: Set(None),
+        auto_topup: Set(new.auto_topup),
         ..Default::default()
     }
     .insert(conn)
