@@ -12,6 +12,7 @@ use crate::graphql::operations::OperationsMutation;
 use crate::graphql::portal::PortalMutation;
 use crate::graphql::purchases::PurchasesMutation;
 use crate::graphql::reservations::ReservationsMutation;
+use crate::graphql::spend_limits::SpendLimitsMutation;
 use crate::graphql::spending::SpendingMutation;
 use async_graphql::MergedObject;
 
@@ -33,4 +34,5 @@ pub struct MutationRoot(
     AuditsMutation,
     ConsoleMutation,
     CorrectionsMutation,
+    SpendLimitsMutation,
 );
