@@ -21,6 +21,14 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     ("setIdentityVerified", r#"mutation { setIdentityVerified(accountId: "ACC", verified: false) { id } }"#, No, No, Yes, Yes),
     ("setCreditMail", r#"mutation { setCreditMail(accountId: "ACC", enabled: true) { id } }"#, Yes, No, Yes, Yes),
     (
+        "setSpendLimits",
+        r#"mutation { setSpendLimits(input: {accountId: "ACC", limits: [{period: DAY, max: "100"}], maxPerCharge: "50"}) { maxPerCharge } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
         "changePlan",
         r#"mutation { changePlan(input: {accountId: "ACC", plan: "free", idempotencyKey: "k"}) { grantedLotId } }"#,
         No,

@@ -27,7 +27,7 @@ fn at(text: &str) -> DateTime<Utc> {
 }
 
 async fn set(app: &TestApp, token: &str, account: &str, limits: Value, max_per_charge: Option<&str>) -> Value {
-    let input = json!({ "account": account, "limits": limits, "maxPerCharge": max_per_charge });
+    let input = json!({ "accountId": account, "limits": limits, "maxPerCharge": max_per_charge });
     app.gql(token, SET, json!({ "i": input })).await
 }
 
@@ -186,7 +186,11 @@ async fn market_jobs_over_a_cap_are_rejected(backend: Backend) {
     for id in ["c", "p"] {
         app.create_account(id).await;
         let r = app
-            .gql(&app.service, "mutation($a: ID!) { setIdentityVerified(accountId: $a, verified: true) { identityVerified } }", json!({ "a": id }))
+            .gql(
+                &app.service,
+                "mutation($a: ID!) { setIdentityVerified(accountId: $a, verified: true) { identityVerified } }",
+                json!({ "a": id }),
+            )
             .await;
         assert!(r["errors"].is_null(), "{r}");
     }
@@ -284,7 +288,7 @@ async fn the_set_is_validated_and_keyed(backend: Backend) {
     assert_eq!(error_code(&set(&app, &app.user("b"), "a", json!([day("1")]), None).await), "FORBIDDEN");
     assert_eq!(error_code(&set(&app, &app.service, "nobody", json!([day("1")]), None).await), "NOT_FOUND");
 
-    let keyed = |limits: Value| json!({ "i": { "account": "a", "limits": limits, "idempotencyKey": "k-1" } });
+    let keyed = |limits: Value| json!({ "i": { "accountId": "a", "limits": limits, "idempotencyKey": "k-1" } });
     let first = app.gql(&app.user("a"), SET, keyed(json!([day("5")]))).await;
     assert_eq!(first["data"]["setSpendLimits"]["limits"][0]["max"], json!("5"), "{first}");
     assert!(app.gql(&app.user("a"), SET, keyed(json!([day("5")]))).await["errors"].is_null(), "a replay");

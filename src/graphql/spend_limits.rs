@@ -53,7 +53,7 @@ pub struct SpendLimitInput {
 #[derive(InputObject)]
 pub struct SetSpendLimitsInput {
     /// The account's external id; a user token may name only its own.
-    pub account: ID,
+    pub account_id: ID,
     /// At most 32, no two for the same feature and period; an empty list (with no
     /// `maxPerCharge`) clears the limits.
     pub limits: Vec<SpendLimitInput>,
@@ -136,15 +136,11 @@ impl SpendLimitsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The account, its whole set of limits, and an optional idempotency key.")] input: SetSpendLimitsInput,
     ) -> ApiResult<SpendLimits> {
-        require_account(ctx, &input.account)?;
+        require_account(ctx, &input.account_id)?;
         let app = app(ctx);
         let request = SetSpendLimitsRequest {
-            account: input.account.0,
-            limits: input
-                .limits
-                .into_iter()
-                .map(|l| LimitInput { feature: l.feature, period: l.period.into(), max: l.max.0 })
-                .collect(),
+            account: input.account_id.0,
+            limits: input.limits.into_iter().map(|l| LimitInput { feature: l.feature, period: l.period.into(), max: l.max.0 }).collect(),
             max_per_charge: input.max_per_charge.map(|m| m.0),
             idempotency_key: input.idempotency_key,
         };

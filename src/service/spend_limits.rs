@@ -87,7 +87,8 @@ pub(crate) fn rules_of(rows: &[spend_limit::Model]) -> Result<Limits, ServiceErr
             max_per_charge = Some(max);
             continue;
         }
-        let period = Period::parse(&row.period).ok_or_else(|| anyhow::anyhow!("spend limit {}: unknown period {:?}", row.id, row.period))?;
+        let period =
+            Period::parse(&row.period).ok_or_else(|| anyhow::anyhow!("spend limit {}: unknown period {:?}", row.id, row.period))?;
         let feature = (row.scope != EVERY_FEATURE).then(|| row.scope.clone());
         limits.push(Limit { feature, period, max });
     }
