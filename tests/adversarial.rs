@@ -133,6 +133,22 @@ const OPS: &[Op] = &[
         ],
     },
     Op {
+        name: "setSpendLimits",
+        program: "arkain",
+        who: Who::User("alice"),
+        query: "mutation($input: SetSpendLimitsInput!) { setSpendLimits(input: $input) { maxPerCharge } }",
+        base: r#"{"input": {"accountId": "alice", "limits": [{"feature": "chat", "period": "DAY", "max": "100"}], "maxPerCharge": "50", "idempotencyKey": "$KEY"}}"#,
+        fields: &[
+            ("input.accountId", Kind::Account),
+            ("input.limits.0.feature", Kind::Label),
+            ("input.limits.0.period", Kind::Enum),
+            ("input.limits.0.max", Kind::Amount),
+            // The key is optional here (null is a valid value), so `Kind::Key`'s "null must be
+            // refused" does not apply; the base still sends one.
+            ("input.maxPerCharge", Kind::Amount),
+        ],
+    },
+    Op {
         name: "changePlan",
         program: "arkain",
         who: Who::Service,

@@ -61,6 +61,7 @@ mod roles;
 mod rollover;
 mod schema;
 mod scoped;
+mod spend_limits;
 mod spending;
 mod subscriptions;
 mod telemetry;

@@ -22,6 +22,14 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     ("setCreditMail", r#"mutation { setCreditMail(accountId: "ACC", enabled: true) { id } }"#, Yes, No, Yes, Yes),
     ("setAutoTopUp", r#"mutation { setAutoTopUp(input: {accountId: "ACC", enabled: false}) { enabled } }"#, Yes, No, Yes, Yes),
     (
+        "setSpendLimits",
+        r#"mutation { setSpendLimits(input: {accountId: "ACC", limits: [{period: DAY, max: "100"}], maxPerCharge: "50"}) { maxPerCharge } }"#,
+        Yes,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
         "changePlan",
         r#"mutation { changePlan(input: {accountId: "ACC", plan: "free", idempotencyKey: "k"}) { grantedLotId } }"#,
         No,

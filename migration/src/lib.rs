@@ -28,6 +28,7 @@ mod m20261203_000022_add_lot_start_and_scope;
 mod m20261203_000023_add_rollover_index;
 mod m20261203_000024_add_purchase_end;
 mod m20261203_000025_add_auto_topup;
+mod m20261203_000027_create_spend_limits;
 
 pub struct Migrator;
 
@@ -60,6 +61,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000023_add_rollover_index::Migration),
             Box::new(m20261203_000024_add_purchase_end::Migration),
             Box::new(m20261203_000025_add_auto_topup::Migration),
+            Box::new(m20261203_000027_create_spend_limits::Migration),
         ]
     }
 }

@@ -28,5 +28,8 @@ pub mod purchase;
 pub mod referral;
 pub mod reservation;
 pub mod settlement;
+pub mod spend_limit;
+pub mod spend_limit_hold;
+pub mod spend_usage;
 pub mod test_clock;
 pub mod usage_line;

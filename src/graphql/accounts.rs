@@ -86,6 +86,12 @@ impl Account {
         Ok(benefits.into_iter().map(Into::into).collect())
     }
 
+    /// The spend limits the account's user set (`setSpendLimits`), each with what its current
+    /// period has used, what remains, when it resets and whether it was exceeded.
+    async fn spend_limits(&self, ctx: &Context<'_>) -> ApiResult<crate::graphql::spend_limits::SpendLimits> {
+        crate::graphql::spend_limits::of_account(ctx, self).await
+    }
+
     /// Lots, newest first; open ones only unless `includeClosed`.
     async fn lots(
         &self,

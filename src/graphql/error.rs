@@ -32,6 +32,8 @@ pub mod code {
     pub const INVALID_STATE: &str = "INVALID_STATE";
     pub const IDENTITY_NOT_VERIFIED: &str = "IDENTITY_NOT_VERIFIED";
     pub const BALANCE_LIMIT_EXCEEDED: &str = "BALANCE_LIMIT_EXCEEDED";
+    /// A spend limit the account's user set would be passed (`setSpendLimits`).
+    pub const SPEND_LIMIT_REACHED: &str = "SPEND_LIMIT_REACHED";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
     pub const TIMEOUT: &str = "TIMEOUT";
     /// A cap on things open at once was reached (operations on one WebSocket, subscriptions on
@@ -100,6 +102,7 @@ impl ApiError {
                     Refusal::ReservationNotHeld { .. } => code::RESERVATION_NOT_HELD,
                     Refusal::InvalidState { .. } => code::INVALID_STATE,
                     Refusal::IdentityNotVerified | Refusal::IdentityRequired { .. } => code::IDENTITY_NOT_VERIFIED,
+                    Refusal::SpendLimitReached { .. } => code::SPEND_LIMIT_REACHED,
                 },
                 ServiceError::IdempotencyConflict(_) => code::IDEMPOTENCY_CONFLICT,
                 ServiceError::TooManyAttempts(_) => code::TOO_MANY_ATTEMPTS,
@@ -143,6 +146,26 @@ impl From<ApiError> for async_graphql::Error {
                 ext.set("available", available.clone());
                 if let Some(feature) = feature {
                     ext.set("feature", feature.clone());
+                }
+            });
+        }
+        if let ApiError::Service(e) = &err
+            && let ServiceError::Refused(Refusal::SpendLimitReached { feature, period, limit, used, requested, resets_at }) = &**e
+        {
+            // Credits as strings (exact), the instant as RFC 3339; the per-charge maximum never
+            // resets, so it has no resetsAt.
+            let (period, limit, used, requested) = (period.clone(), limit.to_string(), used.to_string(), requested.to_string());
+            let resets_at = resets_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+            gql = gql.extend_with(|_, ext| {
+                ext.set("period", period.clone());
+                ext.set("limit", limit.clone());
+                ext.set("used", used.clone());
+                ext.set("requested", requested.clone());
+                if let Some(feature) = feature {
+                    ext.set("feature", feature.clone());
+                }
+                if let Some(at) = &resets_at {
+                    ext.set("resetsAt", at.clone());
                 }
             });
         }
@@ -265,6 +288,17 @@ mod tests {
             (Refusal::InvalidState { what: x() }, "INVALID_STATE"),
             (Refusal::IdentityNotVerified, "IDENTITY_NOT_VERIFIED"),
             (Refusal::IdentityRequired { why: x() }, "IDENTITY_NOT_VERIFIED"),
+            (
+                Refusal::SpendLimitReached {
+                    feature: None,
+                    period: "CHARGE".into(),
+                    limit: Credits::from_whole(1),
+                    used: Credits::ZERO,
+                    requested: Credits::from_whole(2),
+                    resets_at: None,
+                },
+                "SPEND_LIMIT_REACHED",
+            ),
         ];
         for (refusal, code) in cases {
             assert_eq!(code_of(refused(refusal.clone())), code, "{refusal:?}");
@@ -284,6 +318,28 @@ mod tests {
         let extensions = gql.extensions.expect("extensions");
         assert_eq!((extensions.get("code").is_some(), extensions.get("requested"), extensions.get("status")), (true, None, None));
         assert_eq!(gql.message, "account is inactive: an inactive account can be charged only for storage");
+    }
+
+    #[test]
+    fn a_spend_limit_refusal_carries_the_limit_and_when_it_resets() {
+        use chrono::TimeZone;
+        let reached = Refusal::SpendLimitReached {
+            feature: Some("ai".into()),
+            period: "DAY".into(),
+            limit: Credits::from_whole(100),
+            used: Credits::from_micros(99_500_000),
+            requested: Credits::from_whole(1),
+            resets_at: Some(chrono::Utc.with_ymd_and_hms(2026, 12, 4, 0, 0, 0).unwrap()),
+        };
+        let extensions = async_graphql::Error::from(refused(reached)).extensions.expect("extensions");
+        let get = |k: &str| extensions.get(k).cloned();
+        assert_eq!(get("code"), Some(async_graphql::Value::from("SPEND_LIMIT_REACHED")));
+        assert_eq!(get("feature"), Some(async_graphql::Value::from("ai")));
+        assert_eq!(get("period"), Some(async_graphql::Value::from("DAY")));
+        assert_eq!(get("limit"), Some(async_graphql::Value::from("100")));
+        assert_eq!(get("used"), Some(async_graphql::Value::from("99.5")));
+        assert_eq!(get("requested"), Some(async_graphql::Value::from("1")));
+        assert_eq!(get("resetsAt"), Some(async_graphql::Value::from("2026-12-04T00:00:00Z")));
     }
 
     #[test]

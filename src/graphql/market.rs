@@ -68,6 +68,9 @@ pub enum MarketJobCode {
     Failed,
     /// Failed: the job outlived its deadline.
     Deadline,
+    /// Rejected: the job's price would pass a spend limit the consumer set (`setSpendLimits`;
+    /// `Account.spendLimits` shows which and when it resets).
+    SpendLimitReached,
 }
 
 /// A provider's ask for one workload.

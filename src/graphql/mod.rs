@@ -34,6 +34,7 @@ pub mod purchases;
 pub mod query;
 pub mod reservations;
 pub mod session;
+pub mod spend_limits;
 pub mod spending;
 pub mod subscription;
 pub mod telemetry;

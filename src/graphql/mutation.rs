@@ -13,6 +13,7 @@ use crate::graphql::operations::OperationsMutation;
 use crate::graphql::portal::PortalMutation;
 use crate::graphql::purchases::PurchasesMutation;
 use crate::graphql::reservations::ReservationsMutation;
+use crate::graphql::spend_limits::SpendLimitsMutation;
 use crate::graphql::spending::SpendingMutation;
 use async_graphql::MergedObject;
 
@@ -35,4 +36,5 @@ pub struct MutationRoot(
     AuditsMutation,
     ConsoleMutation,
     CorrectionsMutation,
+    SpendLimitsMutation,
 );

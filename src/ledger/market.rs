@@ -308,6 +308,8 @@ pub enum JobCode {
     Failed,
     /// The job outlived its deadline.
     Deadline,
+    /// The job's price would pass a spend limit the consumer set (`setSpendLimits`).
+    SpendLimitReached,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,10 +553,17 @@ mod tests {
         let statuses = [JobStatus::Running, JobStatus::Completed, JobStatus::Failed, JobStatus::Rejected];
         let names: Vec<&str> = statuses.iter().map(|s| <&str>::from(*s)).collect();
         assert_eq!(names, ["running", "completed", "failed", "rejected"]);
-        let codes =
-            [JobCode::NoProvider, JobCode::AllBusy, JobCode::BidTooLow, JobCode::InsufficientCredits, JobCode::Failed, JobCode::Deadline];
+        let codes = [
+            JobCode::NoProvider,
+            JobCode::AllBusy,
+            JobCode::BidTooLow,
+            JobCode::InsufficientCredits,
+            JobCode::Failed,
+            JobCode::Deadline,
+            JobCode::SpendLimitReached,
+        ];
         let names: Vec<&str> = codes.iter().map(|c| <&str>::from(*c)).collect();
-        assert_eq!(names, ["NO_PROVIDER", "ALL_BUSY", "BID_TOO_LOW", "INSUFFICIENT_CREDITS", "FAILED", "DEADLINE"]);
+        assert_eq!(names, ["NO_PROVIDER", "ALL_BUSY", "BID_TOO_LOW", "INSUFFICIENT_CREDITS", "FAILED", "DEADLINE", "SPEND_LIMIT_REACHED"]);
         for status in statuses {
             assert_eq!(JobStatus::from_str(&status.to_string()), Ok(status));
             assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{status}\""));

@@ -23,6 +23,7 @@ pub mod reservation;
 pub mod retention;
 pub mod rollover;
 pub mod schedule;
+pub mod spend_limits;
 pub mod test_clock;
 pub mod time;
 pub mod wallet;

@@ -27,6 +27,7 @@ use crate::service::executor::{Dated, Decisions, Fresh, RunMany};
 use crate::service::notices;
 use crate::service::posting::{self, Debit};
 use crate::service::reservations;
+use crate::service::spend_limits::LimitBook;
 use crate::service::spending::{ParsedSpend, SpendFields, SpendReceipt, SpendRequest};
 use crate::service::{Engine, ServiceError};
 use crate::store::{self, journal::EntryKind, lots};
@@ -279,12 +280,23 @@ async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
         return Ok(Vec::new());
     }
     let mut wallets = Wallets::read(txn, &fresh).await?;
+    let mut limits = spend_limits_of(txn, &fresh).await?;
     let mut decided = Vec::with_capacity(fresh.len());
     let mut debits = Vec::new();
     for spend in &fresh {
         let (account, fields) = (spend.account, &spend.command.fields);
+        // The account's own spend limits first, against the counters as the batch's earlier
+        // spends left them (`service::spend_limits` says why before the credits).
+        let counters = match limits.check(account.id, &fields.feature, fields.amount, spend.now) {
+            Ok(counters) => counters,
+            Err(refusal) => {
+                decided.push(Err(refusal));
+                continue;
+            }
+        };
         let outcome = wallets.spend(txn, program, spend).await?;
         if let Ok(spent) = &outcome {
+            limits.count(account.id, &counters, fields.amount);
             let takes = spent.takes.iter().map(|t| (t.lot_id, t.amount)).collect();
             let meta = fields.entry_meta(&spend.command.key, spend.now);
             debits.push(Debit { account_id: account.id, kind: EntryKind::Spend, takes, meta });
@@ -293,6 +305,7 @@ async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
         decided.push(outcome);
     }
     let mut entry_ids = posting::debit_many(txn, &wallets.read, &debits).await?.into_iter();
+    limits.write(txn).await?;
     let charged: Vec<(&Fresh<'_, SpendFields>, &Spent)> =
         fresh.iter().zip(&decided).filter_map(|(s, o)| Some((s, o.as_ref().ok()?))).collect();
     check_low_after_batch(txn, program, accounts, &moved, &wallets.credited, &charged).await?;
@@ -306,6 +319,14 @@ async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
         })
     });
     Ok(receipts.collect())
+}
+
+/// The spend limits of the accounts `fresh` charges and their counters for the spends' periods.
+async fn spend_limits_of(txn: &DatabaseTransaction, fresh: &[Fresh<'_, SpendFields>]) -> Result<LimitBook, ServiceError> {
+    let mut ids: Vec<i64> = fresh.iter().map(|s| s.account.id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    LimitBook::read(txn, &ids, fresh.iter().map(|s| &s.now)).await
 }
 
 /// Holds past their deadline give their credits back before any spend is decided, as a read

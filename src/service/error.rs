@@ -81,6 +81,21 @@ pub enum Refusal {
     /// the market, to register as a provider): checked before the key, so never stored.
     #[error("{why}")]
     IdentityRequired { why: String },
+    /// A spend limit the account's user set (`setSpendLimits`) would be passed: `period` is
+    /// "DAY", "MONTH" or "CHARGE" (the maximum per single charge, which never resets); `feature`
+    /// is none for a limit on every feature; `used` is what the period had counted before this
+    /// charge. Stored under the key and replayed like `InsufficientCredits`.
+    #[error("{}", spend_limit_message(feature.as_deref(), period, *limit, *used, *requested, resets_at.as_ref()))]
+    SpendLimitReached {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        feature: Option<String>,
+        period: String,
+        limit: Credits,
+        used: Credits,
+        requested: Credits,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resets_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 impl Refusal {
@@ -144,6 +159,25 @@ fn for_feature(feature: Option<&str>) -> String {
     feature.map(|f| format!(" for feature {f:?} (credits scoped to other features cannot pay for it)")).unwrap_or_default()
 }
 
+fn spend_limit_message(
+    feature: Option<&str>,
+    period: &str,
+    limit: Credits,
+    used: Credits,
+    requested: Credits,
+    resets_at: Option<&chrono::DateTime<chrono::Utc>>,
+) -> String {
+    let scope = feature.map(|f| format!(" for feature {f:?}")).unwrap_or_default();
+    match (period, resets_at) {
+        ("CHARGE", _) | (_, None) => format!("spend limit reached: {requested} requested, over the maximum of {limit} per charge{scope}"),
+        (period, Some(at)) => format!(
+            "spend limit reached: {requested} requested, {used} of the {} limit of {limit}{scope} used; it resets at {}",
+            period.to_ascii_lowercase().replace("day", "daily").replace("month", "monthly"),
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    }
+}
+
 fn coupon_message(refusal: CouponRefusal) -> &'static str {
     match refusal {
         CouponRefusal::NotFound => "no such coupon",
@@ -162,7 +196,7 @@ mod tests {
     /// became one enum (credits as micro-credits), with the message each replayed with then;
     /// the last one is new and never stored, here for its message. The second is the form a
     /// refusal for a feature takes since scoped credits.
-    const STORED: [(&str, &str); 13] = [
+    const STORED: [(&str, &str); 15] = [
         (r#"{"InsufficientCredits":{"requested":2500000,"available":1000000}}"#, "insufficient credits: 2.5 requested, 1 available"),
         (
             r#"{"InsufficientCredits":{"requested":2500000,"available":1000000,"feature":"ai"}}"#,
@@ -179,6 +213,14 @@ mod tests {
         (r#"{"InvalidState":{"what":"container 7 is not running"}}"#, "container 7 is not running"),
         (r#""IdentityNotVerified""#, "spending on the market needs a verified identity"),
         (r#"{"IdentityRequired":{"why":"a provider's identity must be verified first"}}"#, "a provider's identity must be verified first"),
+        (
+            r#"{"SpendLimitReached":{"feature":"ai","period":"DAY","limit":100000000,"used":95000000,"requested":10000000,"resets_at":"2026-12-04T00:00:00Z"}}"#,
+            "spend limit reached: 10 requested, 95 of the daily limit of 100 for feature \"ai\" used; it resets at 2026-12-04T00:00:00Z",
+        ),
+        (
+            r#"{"SpendLimitReached":{"period":"CHARGE","limit":5000000,"used":0,"requested":6000000}}"#,
+            "spend limit reached: 6 requested, over the maximum of 5 per charge",
+        ),
     ];
 
     #[test]

@@ -42,6 +42,7 @@ pub mod refunds;
 pub mod reservations;
 pub mod retention;
 pub mod rollover;
+pub mod spend_limits;
 pub mod spending;
 pub mod test_clock;
 pub mod tx;

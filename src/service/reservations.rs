@@ -12,6 +12,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey, label, reason};
 use crate::service::metadata::Metadata;
 use crate::service::posting::{self, EntryMeta};
+use crate::service::spend_limits;
 use crate::service::spending::{check_amount, debits_of, take_in_order};
 use crate::service::{Engine, ServiceError, tx};
 use crate::store::{self, idempotency::request_hash, journal::EntryKind, lots, reservations};
@@ -90,17 +91,31 @@ pub(crate) struct HoldRequest<'a> {
     pub metadata: Option<&'a Metadata>,
 }
 
-/// Takes `amount` from a locked account's lots into a new reservation, or says how short it is.
+/// Why a hold was not taken.
+pub(crate) enum HoldRefused {
+    /// The account's lots cannot pay it.
+    Short(crate::ledger::Insufficient),
+    /// A spend limit of the account's user (`Refusal::SpendLimitReached`).
+    Limit(Refusal),
+}
+
+/// Takes `amount` from a locked account's lots into a new reservation, or says why not: a spend
+/// limit it would pass (checked first, `service::spend_limits`), or how short the lots are. The
+/// hold counts against the limits when taken; settling it gives the room back (`settle_as`).
 pub(crate) async fn hold(
     txn: &DatabaseTransaction,
     program: &crate::program::Program,
     locked: &crate::entity::account::Model,
     request: HoldRequest<'_>,
     now: DateTime<Utc>,
-) -> Result<Result<Hold, crate::ledger::Insufficient>, ServiceError> {
+) -> Result<Result<Hold, HoldRefused>, ServiceError> {
+    let counters = match spend_limits::check_hold(txn, locked.id, request.feature, request.amount, now).await? {
+        Ok(counters) => counters,
+        Err(refusal) => return Ok(Err(HoldRefused::Limit(refusal))),
+    };
     let (lots, takes) = match take_in_order(txn, program, locked, request.amount, now, Purpose::Feature(request.feature)).await? {
         Ok(found) => found,
-        Err(short) => return Ok(Err(short)),
+        Err(short) => return Ok(Err(HoldRefused::Short(short))),
     };
     let why = format!("held until {}", request.deadline.to_rfc3339());
     let meta = EntryMeta {
@@ -129,6 +144,7 @@ pub(crate) async fn hold(
         },
     )
     .await?;
+    spend_limits::count_hold(txn, locked.id, reservation.id, &counters, request.amount).await?;
     let available_after = balance(&lots, now).checked_sub(request.amount).expect("allocate checked the balance");
     Ok(Ok(Hold {
         reservation_id: reservation.id,
@@ -183,7 +199,8 @@ impl Engine {
                 };
                 let hold = match hold(txn, &ledger.program, account, request, now).await? {
                     Ok(hold) => hold,
-                    Err(short) => return Ok(Err(Refusal::short(short, Some(&fields.feature)))),
+                    Err(HoldRefused::Short(short)) => return Ok(Err(Refusal::short(short, Some(&fields.feature)))),
+                    Err(HoldRefused::Limit(refusal)) => return Ok(Err(refusal)),
                 };
                 tracing::info!(account.id = account.id, reservation.id = hold.reservation_id, amount.credits = %fields.amount, "credits held");
                 Ok(Ok(hold))
@@ -421,6 +438,9 @@ pub(crate) async fn settle_as(
         expired = expired.checked_add(*amount).expect("sums fit");
     }
 
+    // The room the hold took under the account's spend limits comes back, less what was
+    // captured, to the periods it was counted in.
+    spend_limits::give_back(txn, reservation.id, captured).await?;
     let captured_micros = (status == ReservationStatus::Captured).then_some(captured.micros());
     assert!(reservations::settle(txn, reservation.id, status, captured_micros, now).await?, "settled under the account lock");
     let released = held.checked_sub(captured).expect("split checked the capture");

@@ -7,7 +7,7 @@
 
 use crate::entity::{
     account, ad_reward, asking_price, bid_preference, claim, container, coupon, coupon_redemption, idempotency_key, journal_entry,
-    journal_line, lot, market_job, meter, provider, purchase, referral, reservation, settlement, usage_line,
+    journal_line, lot, market_job, meter, provider, purchase, referral, reservation, settlement, spend_limit, usage_line,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
@@ -41,6 +41,7 @@ macro_rules! dispatch {
             Table::AskingPrices => $f::<asking_price::Entity>($($arg),*)$(.$await)?,
             Table::BidPreferences => $f::<bid_preference::Entity>($($arg),*)$(.$await)?,
             Table::MarketJobs => $f::<market_job::Entity>($($arg),*)$(.$await)?,
+            Table::SpendLimits => $f::<spend_limit::Entity>($($arg),*)$(.$await)?,
         }
     };
 }
@@ -74,11 +75,15 @@ pub enum Table {
     AskingPrices,
     BidPreferences,
     MarketJobs,
+    /// The caps users set (issue 26). Their usage counters (`spend_usage`) and what each hold
+    /// counted (`spend_limit_holds`) are left out: keyed by their period, not by an id, they
+    /// restart at zero on a restored deployment, which counts from then on.
+    SpendLimits,
 }
 
 impl Table {
     /// Every table, in load order.
-    pub const ALL: [Table; 20] = [
+    pub const ALL: [Table; 21] = [
         Table::Accounts,
         Table::Lots,
         Table::JournalEntries,
@@ -99,6 +104,7 @@ impl Table {
         Table::AskingPrices,
         Table::BidPreferences,
         Table::MarketJobs,
+        Table::SpendLimits,
     ];
 
     /// The table's name in the database, which is also its name in an export.
@@ -129,7 +135,8 @@ impl Table {
             | Table::Containers
             | Table::Settlements
             | Table::Providers
-            | Table::MarketJobs => "created_at",
+            | Table::MarketJobs
+            | Table::SpendLimits => "created_at",
             Table::Lots => "granted_at",
             Table::AdRewards => "verified_at",
             Table::JournalLines => return Some(Expr::col(Alias::new("entry_id")).in_subquery(entries_since(since))),

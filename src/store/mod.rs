@@ -24,6 +24,7 @@ pub mod purchases;
 pub mod referrals;
 pub mod reservations;
 pub mod retention;
+pub mod spend_limits;
 pub mod test_clock;
 
 use sea_orm::{DbErr, RuntimeErr};

@@ -10,7 +10,7 @@ use crate::service::executor::{Command, Permit, Run};
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::metadata::Metadata;
 use crate::service::paging::{Page, Window};
-use crate::service::reservations::{HoldRequest, hold};
+use crate::service::reservations::{HoldRefused, HoldRequest, hold};
 use crate::service::spending::check_amount;
 use crate::service::{Engine, Refusal, ServiceError};
 use crate::store::{self, idempotency::request_hash, market::NewJob};
@@ -98,7 +98,8 @@ pub(super) fn view(job: &market_job::Model, providers: &BTreeMap<i64, String>) -
 
 impl Engine {
     /// Submits 1 to 100 jobs of one workload: each is matched, its price held, and started, or
-    /// rejected with a code (`NO_PROVIDER`, `ALL_BUSY`, `BID_TOO_LOW`, `INSUFFICIENT_CREDITS`).
+    /// rejected with a code (`NO_PROVIDER`, `ALL_BUSY`, `BID_TOO_LOW`, `INSUFFICIENT_CREDITS`,
+    /// `SPEND_LIMIT_REACHED`).
     pub async fn submit_jobs(&self, request: SubmitRequest<'_>, now: DateTime<Utc>) -> Result<Vec<JobView>, ServiceError> {
         let SubmitRequest { account, workload: workload_name, inputs, priority, metadata, idempotency_key } = request;
         let market_rules = market(&self.program)?.clone();
@@ -250,7 +251,10 @@ async fn place_job(
         metadata: s.metadata,
     };
     match hold(txn, s.program, s.consumer, request, s.now).await? {
-        Err(_short) => job.rejection_code = Some(JobCode::InsufficientCredits),
+        Err(HoldRefused::Short(_)) => job.rejection_code = Some(JobCode::InsufficientCredits),
+        // Like a short account: the job is rejected with its code and the submission's other
+        // jobs go on (a submission answers per job); the limit's details are on `spendLimits`.
+        Err(HoldRefused::Limit(_)) => job.rejection_code = Some(JobCode::SpendLimitReached),
         Ok(held) => {
             job.status = JobStatus::Running;
             job.surge = placement.surge > Decimal::ONE;

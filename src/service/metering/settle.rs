@@ -56,7 +56,11 @@ pub(super) async fn settle(
                 reason: Some(&why),
                 ..EntryMeta::now("settle_usage", now)
             };
-            Some(posting::debit(txn, account.id, EntryKind::Spend, &debits_of(&lots, &takes), meta).await?)
+            let entry = posting::debit(txn, account.id, EntryKind::Spend, &debits_of(&lots, &takes), meta).await?;
+            // Usage that already happened is charged, never refused by a spend limit; it is
+            // counted, and may pass the cap (the limit's state then says `exceeded`).
+            crate::service::spend_limits::count_metered(txn, account.id, feature, plan.charged, now).await?;
+            Some(entry)
         }
         None => None,
     };
