@@ -61,6 +61,7 @@ mod rollover;
 mod schema;
 mod scoped;
 mod spending;
+mod statements;
 mod subscriptions;
 mod telemetry;
 mod test_clock;

@@ -34,6 +34,7 @@ pub mod query;
 pub mod reservations;
 pub mod session;
 pub mod spending;
+pub mod statements;
 pub mod subscription;
 pub mod telemetry;
 pub mod timeout;

@@ -22,6 +22,7 @@ pub mod reservation;
 pub mod retention;
 pub mod rollover;
 pub mod schedule;
+pub mod statement;
 pub mod test_clock;
 pub mod time;
 pub mod wallet;

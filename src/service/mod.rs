@@ -42,6 +42,7 @@ pub mod reservations;
 pub mod retention;
 pub mod rollover;
 pub mod spending;
+pub mod statements;
 pub mod test_clock;
 pub mod tx;
 pub mod webhooks;

@@ -23,6 +23,7 @@ pub mod purchases;
 pub mod referrals;
 pub mod reservations;
 pub mod retention;
+pub mod statements;
 pub mod test_clock;
 
 use sea_orm::{DbErr, RuntimeErr};
