@@ -395,9 +395,8 @@ async fn a_user_reads_a_statement_in_the_portal(backend: Backend) {
     assert!(spent["errors"].is_null(), "{spent}");
     app.clock.set(at("2026-04-05T10:00:00Z"));
     app.ledger.expire_due(app.clock.now(), 100).await.unwrap();
-    let api = app
-        .gql(&app.user("statement-user"), "{ me { statement(month: \"2026-03\") { digest json closing expired } } }", json!({}))
-        .await;
+    let api =
+        app.gql(&app.user("statement-user"), "{ me { statement(month: \"2026-03\") { digest json closing expired } } }", json!({})).await;
     let api = &api["data"]["me"]["statement"];
     let url = portal_link(&app, "statement-user").await;
     let screenshots = match (backend, std::env::var("PORTAL_SCREENSHOTS")) {
@@ -426,7 +425,11 @@ async fn a_user_reads_a_statement_in_the_portal(backend: Backend) {
     assert_eq!(seen["printed"], json!({ "nav": false, "form": false, "download": false, "statement": true }), "{seen}");
 }
 
-on_both!(a_subscriber_claims_lucky_credits_in_the_portal, the_low_credit_banner_shows_in_the_portal, a_user_reads_a_statement_in_the_portal);
+on_both!(
+    a_subscriber_claims_lucky_credits_in_the_portal,
+    the_low_credit_banner_shows_in_the_portal,
+    a_user_reads_a_statement_in_the_portal
+);
 
 /// The Buy page prices a custom amount before paying with its own copy of the ledger's rule
 /// (`web/portal/js/dom.js` `priceMinor`, exact BigInt arithmetic, so it needs no request per

@@ -6,6 +6,7 @@
 // PORTAL_SCREENSHOTS a folder for docs/portal-statement.png (optional).
 // Prints RESULT with what was seen, axe-core's serious/critical violations, and any foreign
 // request or page error.
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { axe, openPage, result, run, WAIT_MS } from './lib.mjs';
 
@@ -39,9 +40,10 @@ run(async () => {
     digest: await text(page, '#statement-digest'),
   };
   if (PORTAL_SCREENSHOTS) await page.screenshot({ path: join(PORTAL_SCREENSHOTS, 'portal-statement.png'), fullPage: true });
-  // The link's document, as a download would save it.
-  seen.downloaded = await page.evaluate(async () => (await fetch(document.querySelector('#statement-download').href)).text());
-  seen.downloadName = await page.locator('#statement-download').getAttribute('download');
+  // The link's document, downloaded as a user would (the page's policy lets no script fetch it).
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: WAIT_MS }), page.click('#statement-download')]);
+  seen.downloaded = readFileSync(await download.path(), 'utf8');
+  seen.downloadName = download.suggestedFilename();
   await page.emulateMedia({ media: 'print' });
   seen.printed = {
     nav: await page.locator('nav').isVisible(),
