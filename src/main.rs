@@ -91,6 +91,12 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Monthly statements: `show` prints an account's statement of a month as its JSON
+    /// document; `verify` recomputes such a document from the database.
+    Statement {
+        #[command(subcommand)]
+        command: StatementCommand,
+    },
     /// Persisted GraphQL documents: the allow-list that `persisted_only` runs.
     Persisted {
         #[command(subcommand)]
@@ -103,6 +109,27 @@ enum ConfigCommand {
     /// Print the resolved configuration (defaults, file, environment; secrets masked) and every
     /// problem found in it, without starting anything or writing anything.
     Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum StatementCommand {
+    /// Print the statement of an account for a month as one line of canonical JSON
+    /// (docs/statements.md): the month in progress is as of now (on a test clock, its instant).
+    Show {
+        /// The account (the product's own id).
+        #[arg(long)]
+        account: String,
+        /// The month, YYYY-MM (UTC).
+        #[arg(long)]
+        month: String,
+    },
+    /// Recompute FILE's statement (its account and month, as of its `asOf`) from the database:
+    /// exit 0 printing "statement verified" when every field, the digest included, matches;
+    /// else name each field that differs and exit 1.
+    Verify {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -323,6 +350,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             persisted.created_at.to_rfc3339()
                         );
                     }
+                }
+            }
+        }
+        Command::Statement { command } => {
+            let ledger = credits::app::ledger_from_config(&config, 2).await?;
+            match command {
+                StatementCommand::Show { account, month } => {
+                    let now = ledger.clock.tick_instant(&ledger.db, chrono::Utc::now()).await?;
+                    let account = ledger.account(&account).await?;
+                    println!("{}", ledger.statement(&account, &month, now).await?.json());
+                }
+                StatementCommand::Verify { file } => {
+                    let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+                    let verification = ledger.verify_statement(text.trim_end()).await?;
+                    if !verification.differences.is_empty() {
+                        for difference in &verification.differences {
+                            println!("differs: {difference}");
+                        }
+                        println!("statement does not match the database");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    println!("statement verified");
                 }
             }
         }

@@ -99,6 +99,8 @@ fn domain_rules() {
         target("reservation", 256, reservation_strategy(), check_reservation),
         target("refund", 256, refund_strategy(), check_refund),
         target("validity", 256, validity_strategy(), check_validity),
+        target("statement", 128, statement_strategy(), check_statement),
+        target("month", 256, re("[0-9]{0,5}-?[0-9]{0,3}|.{0,9}"), check_month),
     ];
     let started = Instant::now();
     // Every target runs at least one round; then round-robin until the budget is spent.
@@ -1258,4 +1260,76 @@ async fn an_argument_nested_hundreds_deep_does_not_kill_the_server() {
             assert!(answer["errors"][0]["extensions"]["code"].is_string(), "{answer}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Monthly statements: whatever the entries, the sums add up, per lot and overall
+// ---------------------------------------------------------------------------------------------
+
+type StatementInput = (Vec<i64>, Vec<(usize, Vec<(i64, i64)>, Option<usize>)>);
+
+fn statement_strategy() -> impl Strategy<Value = StatementInput> {
+    let line = (0i64..5, prop_oneof![-5_000_000i64..-1, 1i64..5_000_000]);
+    (
+        proptest::collection::vec(0i64..50_000_000, 5),
+        proptest::collection::vec((0usize..6, proptest::collection::vec(line, 0..4), proptest::option::of(0usize..3)), 0..40),
+    )
+}
+
+fn check_statement((opening, entries): StatementInput) -> Result<(), TestCaseError> {
+    use credits::ledger::statement::{Builder, Entry, Line, LotInfo, Window, entry_line};
+    use sha2::{Digest, Sha256};
+    const KINDS: [&str; 6] = ["grant", "spend", "expire", "refund", "hold", "release"];
+    let month = "2026-03".parse().unwrap();
+    let from = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+    let window = Window::new(month, from + chrono::Duration::days(45)).unwrap();
+    let mut builder = Builder::new(window, opening.iter().enumerate().map(|(lot, m)| (lot as i64, *m)));
+    let mut text = String::new();
+    for (i, (kind, lines, feature)) in entries.iter().enumerate() {
+        let entry = Entry {
+            id: i as i64 + 1,
+            kind: KINDS[*kind].to_string(),
+            operation: "op".into(),
+            effective_at: from + chrono::Duration::hours(i as i64),
+            recorded_at: from + chrono::Duration::hours(i as i64),
+            amount_micros: lines.iter().map(|(_, d)| d).sum(),
+            feature: feature.map(|f| format!("feature-{f}")),
+            model: None,
+            reason: None,
+            lines: lines.iter().map(|&(lot_id, delta_micros)| Line { lot_id, delta_micros }).collect(),
+        };
+        text.push_str(&entry_line(&entry));
+        builder.add(&entry).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    }
+    let lots =
+        (0..5).map(|id| (id, LotInfo { source: "event".into(), class: "paid".into(), granted_at: from, expires_at: None })).collect();
+    let statement = builder.finish(&lots).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let net: i64 = statement.movements.iter().map(|(_, m)| m).sum();
+    prop_assert_eq!(statement.opening + net, statement.closing);
+    prop_assert_eq!(statement.opening, opening.iter().sum::<i64>());
+    for row in &statement.lots {
+        prop_assert_eq!(row.opening + row.credited - row.debited - row.expired, row.closing);
+    }
+    prop_assert_eq!(statement.lots.iter().map(|r| r.closing).sum::<i64>(), statement.closing);
+    prop_assert_eq!(statement.entry_count, entries.len() as u64);
+    let digest: String = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    prop_assert_eq!(statement.digest, digest);
+    Ok(())
+}
+
+/// A month parses exactly when it is `YYYY-MM` of a real month from 2000 on, and writes back as given.
+fn check_month(text: String) -> Result<(), TestCaseError> {
+    let parsed = text.parse::<credits::ledger::statement::Month>();
+    let shaped = text.is_ascii()
+        && text.len() == 7
+        && text.as_bytes()[4] == b'-'
+        && text[..4].bytes().all(|b| b.is_ascii_digit())
+        && text[5..].bytes().all(|b| b.is_ascii_digit())
+        && text[..4].parse::<i32>().is_ok_and(|y| y >= 2000)
+        && text[5..].parse::<u32>().is_ok_and(|m| (1..=12).contains(&m));
+    prop_assert_eq!(parsed.is_ok(), shaped, "{:?}", text);
+    if let Ok(month) = parsed {
+        prop_assert_eq!(month.to_string(), text);
+    }
+    Ok(())
 }

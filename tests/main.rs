@@ -63,6 +63,7 @@ mod schema;
 mod scoped;
 mod spend_limits;
 mod spending;
+mod statements;
 mod subscriptions;
 mod telemetry;
 mod test_clock;

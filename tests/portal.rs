@@ -375,7 +375,61 @@ async fn the_low_credit_banner_shows_in_the_portal(backend: Backend) {
     assert!(seen["before"]["nav"].as_array().unwrap().contains(&json!("Market")), "{seen}");
 }
 
-on_both!(a_subscriber_claims_lucky_credits_in_the_portal, the_low_credit_banner_shows_in_the_portal);
+/// arkain: the Statement page shows March's figures as the API computes them, its digest and
+/// its JSON document (the "Download JSON" link), and printing hides the navigation.
+async fn a_user_reads_a_statement_in_the_portal(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    app.clock.set(at("2026-03-02T10:00:00Z"));
+    app.create_account("statement-user").await;
+    let granted = app
+        .gql(
+            &app.admin,
+            "mutation { grantCredits(input: {accountId: \"statement-user\", amount: \"20\", class: PROMOTIONAL, source: COUPON,
+               expiresAt: \"2026-03-10T00:00:00Z\", idempotencyKey: \"coupon\"}) { lotId } }",
+            json!({}),
+        )
+        .await;
+    assert!(granted["errors"].is_null(), "{granted}");
+    let spent = app.spend("statement-user", "5", "chat-1").await;
+    assert!(spent["errors"].is_null(), "{spent}");
+    app.clock.set(at("2026-04-05T10:00:00Z"));
+    app.ledger.expire_due(app.clock.now(), 100).await.unwrap();
+    let api =
+        app.gql(&app.user("statement-user"), "{ me { statement(month: \"2026-03\") { digest json closing expired } } }", json!({})).await;
+    let api = &api["data"]["me"]["statement"];
+    let url = portal_link(&app, "statement-user").await;
+    let screenshots = match (backend, std::env::var("PORTAL_SCREENSHOTS")) {
+        (Backend::Sqlite, Ok(dir)) => dir,
+        _ => String::new(),
+    };
+    let env = [("URL", url.as_str()), ("MONTH", "2026-03"), ("PORTAL_SCREENSHOTS", screenshots.as_str())];
+    let Some(script) = BrowserScript::start("portal-statement.mjs", &app.address, &env).await else {
+        return;
+    };
+    let seen = script.finish().await;
+    assert_clean(&seen);
+    // It opens on the month in progress, then shows the month picked.
+    assert_eq!((seen["currentMonth"].clone(), seen["currentComplete"].clone()), (json!("2026-04"), json!("false")), "{seen}");
+    assert_eq!(seen["complete"], "true", "{seen}");
+    // The plan's 50 (valid to April 1) and the coupon's 20; 5 spent on chat, the coupon's 15 expired.
+    assert_eq!((seen["opening"].as_str(), seen["closing"].as_str()), (Some("0"), Some("50")), "{seen}");
+    assert_eq!((seen["expired"].as_str(), seen["refunded"].as_str()), (Some("15"), Some("0")), "{seen}");
+    assert_eq!((api["closing"].as_str(), api["expired"].as_str()), (Some("50"), Some("15")), "{api}");
+    assert_eq!(seen["sources"], json!([["COUPON", "20"], ["MONTHLY_PLAN", "50"]]), "{seen}");
+    assert_eq!(seen["features"], json!([["chat", "5"]]), "{seen}");
+    assert_eq!(seen["lots"].as_array().unwrap().len(), 2, "{seen}");
+    assert_eq!(seen["digest"], api["digest"], "{seen}");
+    assert_eq!(seen["downloaded"], api["json"], "the link saves the statement's document");
+    assert_eq!(seen["downloadName"], "statement-statement-user-2026-03.json");
+    assert_eq!(seen["printed"], json!({ "nav": false, "form": false, "download": false, "statement": true }), "{seen}");
+}
+
+on_both!(
+    a_subscriber_claims_lucky_credits_in_the_portal,
+    the_low_credit_banner_shows_in_the_portal,
+    a_user_reads_a_statement_in_the_portal
+);
 
 /// The Buy page prices a custom amount before paying with its own copy of the ledger's rule
 /// (`web/portal/js/dom.js` `priceMinor`, exact BigInt arithmetic, so it needs no request per

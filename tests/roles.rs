@@ -202,6 +202,7 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
     ),
     ("benefits", r#"{ account(id: "ACC") { benefits { kind credits endsAt } } }"#, Yes, No, Yes, Yes),
+    ("statement", r#"{ account(id: "ACC") { statement(month: "2026-01") { digest json } } }"#, Yes, No, Yes, Yes),
     ("priceQuote", r#"{ priceQuote(feature: "snap") { total } }"#, Yes, Yes, Yes, Yes),
     ("creditPackages", r#"{ creditPackages { code } plans { code } program { name } }"#, Yes, Yes, Yes, Yes),
     ("scheduledJobs", r#"{ scheduledJobs { name latestRun { status } } }"#, No, No, No, Yes),

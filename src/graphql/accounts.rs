@@ -77,6 +77,21 @@ impl Account {
         Ok(view.map(Into::into))
     }
 
+    /// The account's statement for a UTC month: opening and closing balance, grants by source,
+    /// spends by feature, expiries, refunds, every entry kind's movement and every lot's month,
+    /// with a SHA-256 digest of the month's journal entries (docs/statements.md). The month in
+    /// progress is as of now (`complete` false). A month before the account existed is a
+    /// statement of nothing; a malformed month, or one that has not started, is BAD_USER_INPUT.
+    async fn statement(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The month, \"YYYY-MM\" (UTC), e.g. \"2026-03\"; at most the current month.")] month: String,
+    ) -> ApiResult<crate::graphql::statements::Statement> {
+        let app = app(ctx);
+        let view = app.ledger.statement(&self.0, &month, app.clock.now()).await?;
+        Ok(crate::graphql::statements::Statement::try_from(view)?)
+    }
+
     /// The promotions applied to the account now, in this order of kinds: PLAN_CREDITS,
     /// DAILY_FREE_CREDITS, LUCKY_CREDITS, FIRST_PURCHASE_BONUS, then REFERRAL_BONUS and COUPON
     /// entries newest first, at most 50 of each. Nothing is granted by reading them.

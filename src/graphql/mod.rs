@@ -36,6 +36,7 @@ pub mod reservations;
 pub mod session;
 pub mod spend_limits;
 pub mod spending;
+pub mod statements;
 pub mod subscription;
 pub mod telemetry;
 pub mod timeout;

@@ -24,6 +24,7 @@ pub mod retention;
 pub mod rollover;
 pub mod schedule;
 pub mod spend_limits;
+pub mod statement;
 pub mod test_clock;
 pub mod time;
 pub mod wallet;

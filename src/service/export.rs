@@ -194,7 +194,7 @@ fn known_schema(name: &str) -> bool {
 }
 
 /// A read-only transaction that sees one instant of the database throughout.
-async fn snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+pub(crate) async fn snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
     match db.get_database_backend() {
         DbBackend::Postgres => db.begin_with_config(Some(IsolationLevel::RepeatableRead), Some(AccessMode::ReadOnly)).await,
         // A deferred transaction on SQLite in WAL mode reads the snapshot of its first read.

@@ -44,6 +44,7 @@ pub mod retention;
 pub mod rollover;
 pub mod spend_limits;
 pub mod spending;
+pub mod statements;
 pub mod test_clock;
 pub mod tx;
 pub mod webhooks;

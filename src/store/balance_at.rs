@@ -25,7 +25,7 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 pub use crate::ledger::balance_at::{HeldPart, Recorded};
 
 /// `?` placeholders as the backend writes them (`$1`, `$2`, ... on PostgreSQL).
-fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     if backend != DbBackend::Postgres {
         return Statement::from_sql_and_values(backend, sql, values);
     }

@@ -25,6 +25,7 @@ pub mod referrals;
 pub mod reservations;
 pub mod retention;
 pub mod spend_limits;
+pub mod statements;
 pub mod test_clock;
 
 use sea_orm::{DbErr, RuntimeErr};

@@ -1,5 +1,5 @@
 // The portal's shell: takes the session, loads the program and the account, draws the header
-// and navigation, and routes on the fragment (#/overview, #/buy, #/usage, #/history, #/market)
+// and navigation, and routes on the fragment (#/overview, #/buy, #/usage, #/history, #/statement, #/market)
 // to a page module. A page exports `render(root, app)` and may return a cleanup function (to
 // stop a subscription), called before the next page renders.
 
@@ -13,6 +13,7 @@ const PAGES = [
   { route: 'buy', label: 'Buy credits', load: () => import('./pages/buy.js'), shown: () => true },
   { route: 'usage', label: 'Usage', load: () => import('./pages/usage.js'), shown: (program) => program.metering === true },
   { route: 'history', label: 'History', load: () => import('./pages/history.js'), shown: () => true },
+  { route: 'statement', label: 'Statement', load: () => import('./pages/statement.js'), shown: () => true },
   { route: 'market', label: 'Market', load: () => import('./pages/market.js'), shown: (program) => program.market === true },
 ];
 
