@@ -22,6 +22,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+/// The example program with gifts on (`[gifts]`), which no preset has.
+const GIFTS_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/gifts.toml");
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Transport {
     Http,
@@ -365,6 +368,20 @@ const OPS: &[Op] = &[
         query: "mutation($input: RedeemCouponInput!) { redeemCoupon(input: $input) { amount } }",
         base: r#"{"input": {"accountId": "alice", "code": "ADV-OK", "idempotencyKey": "$KEY"}}"#,
         fields: &[("input.accountId", Kind::Account), ("input.code", Kind::Label), ("input.idempotencyKey", Kind::Key)],
+    },
+    Op {
+        name: "giftCredits",
+        program: GIFTS_PROGRAM,
+        who: Who::Service,
+        query: "mutation($input: GiftCreditsInput!) { giftCredits(input: $input) { amount sentSequence } }",
+        base: r#"{"input": {"fromAccount": "alice", "toAccount": "bob", "amount": "1", "idempotencyKey": "$KEY", "note": "adversarial"}}"#,
+        fields: &[
+            ("input.fromAccount", Kind::Account),
+            ("input.toAccount", Kind::Account),
+            ("input.amount", Kind::Amount),
+            ("input.note", Kind::Text),
+            ("input.idempotencyKey", Kind::Key),
+        ],
     },
     Op {
         name: "checkIn",
@@ -1204,7 +1221,7 @@ impl Run<'_> {
 
 async fn every_mutation_survives_the_catalog(backend: Backend) {
     let mut total = Tally::default();
-    for program in ["arkain", "carat", "archipelag"] {
+    for program in ["arkain", "carat", "archipelag", GIFTS_PROGRAM] {
         let app = TestApp::spawn_on(TestDb::new(backend).await, backend, program).await;
         let fixtures = fixtures(&app, program).await;
         let dumper = Dumper::new(&app.ledger.db).await;

@@ -6,6 +6,7 @@ use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
 use crate::graphql::console::ConsoleMutation;
 use crate::graphql::corrections::CorrectionsMutation;
+use crate::graphql::gifts::GiftsMutation;
 use crate::graphql::market_root::MarketMutation;
 use crate::graphql::metering_root::MeteringMutation;
 use crate::graphql::operations::OperationsMutation;
@@ -33,4 +34,5 @@ pub struct MutationRoot(
     AuditsMutation,
     ConsoleMutation,
     CorrectionsMutation,
+    GiftsMutation,
 );

@@ -81,6 +81,10 @@ pub enum Refusal {
     /// the market, to register as a provider): checked before the key, so never stored.
     #[error("{why}")]
     IdentityRequired { why: String },
+    /// A gift larger than the sender's giftable credits: only paid, unscoped credits spendable
+    /// now can be gifted (`ledger::gift`). Answered as INSUFFICIENT_CREDITS.
+    #[error("insufficient credits to gift: {requested} requested, {giftable} available (only paid credits can be gifted)")]
+    GiftShort { requested: Credits, giftable: Credits },
 }
 
 impl Refusal {
@@ -162,7 +166,7 @@ mod tests {
     /// became one enum (credits as micro-credits), with the message each replayed with then;
     /// the last one is new and never stored, here for its message. The second is the form a
     /// refusal for a feature takes since scoped credits.
-    const STORED: [(&str, &str); 13] = [
+    const STORED: [(&str, &str); 14] = [
         (r#"{"InsufficientCredits":{"requested":2500000,"available":1000000}}"#, "insufficient credits: 2.5 requested, 1 available"),
         (
             r#"{"InsufficientCredits":{"requested":2500000,"available":1000000,"feature":"ai"}}"#,
@@ -179,6 +183,10 @@ mod tests {
         (r#"{"InvalidState":{"what":"container 7 is not running"}}"#, "container 7 is not running"),
         (r#""IdentityNotVerified""#, "spending on the market needs a verified identity"),
         (r#"{"IdentityRequired":{"why":"a provider's identity must be verified first"}}"#, "a provider's identity must be verified first"),
+        (
+            r#"{"GiftShort":{"requested":50000000,"giftable":20000000}}"#,
+            "insufficient credits to gift: 50 requested, 20 available (only paid credits can be gifted)",
+        ),
     ];
 
     #[test]
