@@ -89,7 +89,7 @@ impl GiftsMutation {
         // A gift gives away the sender's credits: a user acts for its own account only, and an
         // admin token is not a party to it (admins correct credits with adjustCredits).
         if matches!(caller(ctx)?, Caller::Admin { .. }) {
-            return Err(crate::graphql::error::ApiError::Forbidden("giftCredits needs a user or service token".into()).into());
+            return Err(crate::graphql::error::ApiError::Forbidden("giftCredits needs a user or service token".into()));
         }
         require_account(ctx, &from)?;
         let app = app(ctx);
