@@ -61,6 +61,8 @@ enum Kind {
     Key,
     /// An existing account the caller acts on.
     Account,
+    /// The same, where a user's token may leave it out (its own account): null is valid.
+    OptionalAccount,
     /// A new account's external id.
     NewAccount,
     /// A name looked up or stored as a label: feature, model, plan, tier, workload, coupon code.
@@ -372,12 +374,14 @@ const OPS: &[Op] = &[
     Op {
         name: "giftCredits",
         program: GIFTS_PROGRAM,
-        who: Who::Service,
+        who: Who::User("alice"),
         query: "mutation($input: GiftCreditsInput!) { giftCredits(input: $input) { amount sentSequence } }",
         base: r#"{"input": {"fromAccount": "alice", "toAccount": "bob", "amount": "1", "idempotencyKey": "$KEY", "note": "adversarial"}}"#,
         fields: &[
-            ("input.fromAccount", Kind::Account),
-            ("input.toAccount", Kind::Account),
+            ("input.fromAccount", Kind::OptionalAccount),
+            // Another account is the valid recipient: the catalog of ids, whose odd but valid ones
+            // (unicode, SQL) name no account (NOT_FOUND).
+            ("input.toAccount", Kind::NewAccount),
             ("input.amount", Kind::Amount),
             ("input.note", Kind::Text),
             ("input.idempotencyKey", Kind::Key),
@@ -634,6 +638,10 @@ fn catalog(kind: Kind) -> Vec<(&'static str, Value, Expect)> {
             ("SQL", json!("'); DELETE FROM journal; -- $N"), Either),
             ("markup", json!("<script>alert($N)</script>"), Either),
         ],
+        Kind::OptionalAccount => catalog(Kind::Account)
+            .into_iter()
+            .map(|(label, value, expect)| (label, value.clone(), if value.is_null() { Either } else { expect }))
+            .collect(),
         Kind::OptionalId => catalog(Kind::Id)
             .into_iter()
             .map(|(label, value, expect)| (label, value.clone(), if value.is_null() { Either } else { expect }))
@@ -1123,7 +1131,7 @@ impl Run<'_> {
         }
         if matches!(op.who, Who::User(_)) {
             for (path, kind) in op.fields {
-                if *kind == Kind::Account {
+                if matches!(kind, Kind::Account | Kind::OptionalAccount) {
                     cases.push((format!("{path} another account's"), path, json!("bob"), Refused));
                 }
             }
