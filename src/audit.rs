@@ -71,7 +71,7 @@ pub async fn wide_sum(db: &DatabaseConnection, column: &str, from: &str) -> Resu
 
 /// The row-level checks, over the whole database or one account's rows (`account`, the ledger's
 /// id): each query lists (id, stored, what the journal says) for the rows that disagree.
-fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 11] {
+fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 12] {
     // An integer from our own database, never user text, so it is written into the SQL.
     let only = |column: &str| account.map_or(String::new(), |id| format!(" AND {column} = {id}"));
     // Where a scope (a JSON array of names without quotes in them) names a feature.
@@ -95,13 +95,14 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             ),
         ),
         (
-            // A lot is made by a GRANT, or by the line into it of the ROLLOVER that made it.
+            // A lot is made by a GRANT, or by the line into it of the ROLLOVER or GIFT_RECEIVED
+            // that made it.
             "lot granted differs from its grant line",
             format!(
                 "SELECT l.id, l.granted_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
                  LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
                  LEFT JOIN journal_entries je ON je.id = jl.entry_id \
-                 AND (je.kind = 'grant' OR (je.kind = 'rollover' AND jl.delta_micros > 0)) \
+                 AND (je.kind = 'grant' OR (je.kind IN ('rollover', 'gift_received') AND jl.delta_micros > 0)) \
                  WHERE (je.id IS NOT NULL OR jl.id IS NULL){} GROUP BY l.id, l.granted_micros \
                  HAVING l.granted_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
                 only("l.account_id")
@@ -154,6 +155,21 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
                  WHERE je.kind = 'rollover' AND (n.source <> 'rollover' OR o.origin_kind IS NULL OR o.origin_kind <> 'plan' \
                  OR n.account_id <> o.account_id OR n.account_id <> je.account_id OR n.class <> o.class \
                  OR n.granted_micros > o.granted_micros){}",
+                only("je.account_id")
+            ),
+        ),
+        (
+            // A gift mints nothing (`service::gifts`): a GIFT_RECEIVED entry's lines go into GIFT
+            // lots (paid, unscoped) whose origin is a GIFT_SENT entry of another account that
+            // took exactly as much. (id: the received entry; stored: its amount; expected: what
+            // the sent entry took, 0 when there is none.)
+            "gift received differs from what was sent",
+            format!(
+                "SELECT je.id, je.amount_micros, COALESCE(-s.amount_micros, 0) FROM journal_entries je \
+                 JOIN journal_lines jl ON jl.entry_id = je.id JOIN lots l ON l.id = jl.lot_id \
+                 LEFT JOIN journal_entries s ON l.origin_kind = 'gift' AND CAST(s.id AS TEXT) = l.origin_id AND s.kind = 'gift_sent' \
+                 WHERE je.kind = 'gift_received' AND (s.id IS NULL OR s.account_id = je.account_id OR s.amount_micros <> -je.amount_micros \
+                 OR l.source <> 'gift' OR l.class <> 'paid' OR l.features IS NOT NULL OR jl.delta_micros <= 0){}",
                 only("je.account_id")
             ),
         ),
@@ -317,6 +333,16 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
     let earned = wide_sum(db, "granted_micros", "lots WHERE source = 'provider_earnings'").await?;
     if transferred_out != earned {
         report.problems.push(format!("transfers out {transferred_out} differ from provider and platform earnings {earned}"));
+    }
+    // Gifts: what senders gave is exactly what recipients received, and every gift is a pair.
+    let gifted = -wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'gift_sent'").await?;
+    let received = wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'gift_received'").await?;
+    let gifts_sent = scalar(db, "SELECT COUNT(*) FROM journal_entries WHERE kind = 'gift_sent'").await?;
+    let gifts_received = scalar(db, "SELECT COUNT(*) FROM journal_entries WHERE kind = 'gift_received'").await?;
+    if gifted != received || gifts_sent != gifts_received {
+        report.problems.push(format!(
+            "gifts sent ({gifts_sent}, {gifted} micro-credits) differ from gifts received ({gifts_received}, {received} micro-credits)"
+        ));
     }
     if held_in_journal != report.held_micros {
         report.problems.push(format!("held credits {} differ from their hold entries {held_in_journal}", report.held_micros));

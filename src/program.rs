@@ -2,6 +2,7 @@
 //! (`config/presets/`) that reproduce the three source products; `arkain` is the default.
 
 use crate::ledger::draw::Distribution;
+use crate::ledger::gift::GiftLimits;
 use crate::ledger::notices::LowCreditRule;
 use crate::ledger::plans::PlanPeriod;
 use crate::ledger::pricing::{
@@ -93,6 +94,22 @@ struct ProgramFile {
     /// Metered resources (containers, storage, traffic), where the product has them.
     #[serde(default)]
     metering: Option<MeteringFile>,
+    /// Gifts of paid credits between users (`giftCredits`); off when absent.
+    #[serde(default)]
+    gifts: Option<GiftsFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GiftsFile {
+    /// The most credits a sender may give per UTC day, e.g. "500".
+    daily_limit: Decimal,
+    /// The most credits one gift may carry.
+    #[serde(default)]
+    max_per_gift: Option<Decimal>,
+    /// The most gifts a sender may make per UTC day.
+    #[serde(default)]
+    daily_count: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -424,6 +441,8 @@ pub struct Program {
     pub token_pricing: Option<TokenPricing>,
     pub free_trial: Option<FreeTrial>,
     pub metering: Option<Metering>,
+    /// Gifts between users, with their per-day limits; `None`: `giftCredits` is off.
+    pub gifts: Option<GiftLimits>,
 }
 
 impl Program {
@@ -508,6 +527,7 @@ fn parse_sections(file: ProgramFile) -> Result<Program, String> {
         notices,
         market: file.market.map(parse_market).transpose()?,
         metering: file.metering.map(|m| parse_metering(m, &plans)).transpose()?,
+        gifts: file.gifts.map(parse_gifts).transpose()?,
         plans,
         catalog,
         token_pricing,
@@ -640,6 +660,12 @@ fn parse_market(m: MarketFile) -> Result<Market, String> {
         fee_rate: m.fee_rate,
         job_deadline: chrono::Duration::minutes(m.job_deadline_minutes.into()),
     })
+}
+
+fn parse_gifts(g: GiftsFile) -> Result<GiftLimits, String> {
+    let daily_limit = credits("gifts.daily_limit", g.daily_limit)?;
+    let max_per_gift = g.max_per_gift.map(|m| credits("gifts.max_per_gift", m)).transpose()?;
+    GiftLimits::new(daily_limit, max_per_gift, g.daily_count)
 }
 
 fn parse_referrals(r: ReferralsFile) -> Result<Referrals, String> {
@@ -874,6 +900,33 @@ per_minute = true"#,
         assert_eq!(example.plan("starter").unwrap().rollover, None);
         let fixture = Program::parse("fixture", include_str!("../tests/fixtures/rollover.toml")).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(fixture.plan("free").unwrap().rollover, Some(Rollover { max: Credits::from_whole(20), periods: 2 }));
+    }
+
+    #[test]
+    fn gifts_are_off_in_every_preset_and_the_example_turns_them_on_within_bounds() {
+        for name in Program::preset_names() {
+            assert_eq!(Program::load(name).unwrap().gifts, None, "{name}: gifts are off unless a product documents them");
+        }
+        let example = include_str!("../docs/examples/gifts.toml");
+        let gifts = Program::parse("example", example).unwrap_or_else(|e| panic!("{e}")).gifts.unwrap();
+        assert_eq!(
+            (gifts.daily_limit, gifts.max_per_gift, gifts.daily_count),
+            (Credits::from_whole(500), Some(Credits::from_whole(300)), Some(5))
+        );
+        for (from, to) in [
+            (r#"daily_limit = "500""#, r#"daily_limit = "0""#),
+            (r#"daily_limit = "500""#, r#"daily_limit = "-1""#),
+            (r#"daily_limit = "500""#, r#"daily_limit = "0.0000001""#),
+            (r#"daily_limit = "500""#, ""),
+            (r#"max_per_gift = "300""#, r#"max_per_gift = "501""#),
+            ("daily_count = 5", "daily_count = 0"),
+            ("daily_count = 5", "daily_count = 1001"),
+            ("daily_count = 5", "daily_count = 5\nweekly_limit = \"1\""),
+        ] {
+            let bad = example.replacen(from, to, 1);
+            assert!(bad != example, "{from} is not in the example");
+            assert!(Program::parse("t", &bad).is_err(), "{from} -> {to} should be refused");
+        }
     }
 
     #[test]

@@ -22,6 +22,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+/// The example program with gifts on (`[gifts]`), which no preset has.
+const GIFTS_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/gifts.toml");
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Transport {
     Http,
@@ -58,6 +61,8 @@ enum Kind {
     Key,
     /// An existing account the caller acts on.
     Account,
+    /// The same, where a user's token may leave it out (its own account): null is valid.
+    OptionalAccount,
     /// A new account's external id.
     NewAccount,
     /// A name looked up or stored as a label: feature, model, plan, tier, workload, coupon code.
@@ -398,6 +403,22 @@ const OPS: &[Op] = &[
         fields: &[("input.accountId", Kind::Account), ("input.code", Kind::Label), ("input.idempotencyKey", Kind::Key)],
     },
     Op {
+        name: "giftCredits",
+        program: GIFTS_PROGRAM,
+        who: Who::User("alice"),
+        query: "mutation($input: GiftCreditsInput!) { giftCredits(input: $input) { amount sentSequence } }",
+        base: r#"{"input": {"fromAccount": "alice", "toAccount": "bob", "amount": "1", "idempotencyKey": "$KEY", "note": "adversarial"}}"#,
+        fields: &[
+            ("input.fromAccount", Kind::OptionalAccount),
+            // Another account is the valid recipient: the catalog of ids, whose odd but valid ones
+            // (unicode, SQL) name no account (NOT_FOUND).
+            ("input.toAccount", Kind::NewAccount),
+            ("input.amount", Kind::Amount),
+            ("input.note", Kind::Text),
+            ("input.idempotencyKey", Kind::Key),
+        ],
+    },
+    Op {
         name: "checkIn",
         program: "arkain",
         who: Who::User("alice"),
@@ -648,6 +669,10 @@ fn catalog(kind: Kind) -> Vec<(&'static str, Value, Expect)> {
             ("SQL", json!("'); DELETE FROM journal; -- $N"), Either),
             ("markup", json!("<script>alert($N)</script>"), Either),
         ],
+        Kind::OptionalAccount => catalog(Kind::Account)
+            .into_iter()
+            .map(|(label, value, expect)| (label, value.clone(), if value.is_null() { Either } else { expect }))
+            .collect(),
         Kind::OptionalId => catalog(Kind::Id)
             .into_iter()
             .map(|(label, value, expect)| (label, value.clone(), if value.is_null() { Either } else { expect }))
@@ -1137,7 +1162,7 @@ impl Run<'_> {
         }
         if matches!(op.who, Who::User(_)) {
             for (path, kind) in op.fields {
-                if *kind == Kind::Account {
+                if matches!(kind, Kind::Account | Kind::OptionalAccount) {
                     cases.push((format!("{path} another account's"), path, json!("bob"), Refused));
                 }
             }
@@ -1235,7 +1260,7 @@ impl Run<'_> {
 
 async fn every_mutation_survives_the_catalog(backend: Backend) {
     let mut total = Tally::default();
-    for program in ["arkain", "carat", "archipelag"] {
+    for program in ["arkain", "carat", "archipelag", GIFTS_PROGRAM] {
         let app = TestApp::spawn_on(TestDb::new(backend).await, backend, program).await;
         let fixtures = fixtures(&app, program).await;
         let dumper = Dumper::new(&app.ledger.db).await;

@@ -27,6 +27,7 @@ mod daily_free;
 mod expiry;
 mod export;
 mod fuzz;
+mod gifts;
 mod graphiql;
 mod history;
 mod http_conformance;

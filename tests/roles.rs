@@ -140,6 +140,15 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
     ),
     ("checkIn", r#"mutation { checkIn(input: {accountId: "ACC", idempotencyKey: "k"}) { amount } }"#, Yes, No, Yes, Yes),
+    // A user gives from its own account only; the service for any; an admin is not a party.
+    (
+        "giftCredits",
+        r#"mutation { giftCredits(input: {fromAccount: "ACC", toAccount: "someone", amount: "1", idempotencyKey: "k"}) { amount } }"#,
+        Yes,
+        No,
+        Yes,
+        No,
+    ),
     (
         "claimLuckyCredits",
         r#"mutation { claimLuckyCredits(input: {accountId: "ACC", idempotencyKey: "k"}) { amount } }"#,

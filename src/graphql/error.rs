@@ -86,7 +86,7 @@ impl ApiError {
                 ServiceError::NotFound(_) => code::NOT_FOUND,
                 // A business refusal: one code per kind, one per coupon refusal.
                 ServiceError::Refused(refusal) => match refusal {
-                    Refusal::InsufficientCredits { .. } => code::INSUFFICIENT_CREDITS,
+                    Refusal::InsufficientCredits { .. } | Refusal::GiftShort { .. } => code::INSUFFICIENT_CREDITS,
                     Refusal::AccountNotActive { .. } => code::ACCOUNT_NOT_ACTIVE,
                     Refusal::AlreadyClaimed { .. } => code::ALREADY_CLAIMED,
                     Refusal::Coupon(refusal) => match refusal {
@@ -167,6 +167,15 @@ impl From<ApiError> for async_graphql::Error {
                 if let Some(at) = &resets_at {
                     ext.set("resetsAt", at.clone());
                 }
+            });
+        }
+        if let ApiError::Service(e) = &err
+            && let ServiceError::Refused(Refusal::GiftShort { requested, giftable }) = &**e
+        {
+            let (requested, available) = (requested.to_string(), giftable.to_string());
+            gql = gql.extend_with(|_, ext| {
+                ext.set("requested", requested.clone());
+                ext.set("available", available.clone());
             });
         }
         gql
@@ -287,6 +296,7 @@ mod tests {
             (Refusal::ReservationNotHeld { status: x() }, "RESERVATION_NOT_HELD"),
             (Refusal::InvalidState { what: x() }, "INVALID_STATE"),
             (Refusal::IdentityNotVerified, "IDENTITY_NOT_VERIFIED"),
+            (Refusal::GiftShort { requested: Credits::from_whole(2), giftable: Credits::ZERO }, "INSUFFICIENT_CREDITS"),
             (Refusal::IdentityRequired { why: x() }, "IDENTITY_NOT_VERIFIED"),
             (
                 Refusal::SpendLimitReached {

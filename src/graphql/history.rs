@@ -6,6 +6,7 @@ use crate::graphql::metadata::{Metadata, MetadataFilter};
 use crate::graphql::types::*;
 use crate::service::ServiceError;
 use crate::service::corrections::ExpiryDetail;
+use crate::service::gifts::GiftDetail;
 use crate::service::metadata::{Metadata as Parsed, MetadataMatch};
 use crate::service::reads::HistoryItem;
 use crate::store::journal::{EntryKind as StoreKind, HistoryFilter as StoreFilter};
@@ -50,6 +51,9 @@ pub struct JournalEntry {
     pub balance_after: CreditAmount,
     /// For an EXPIRY_CHANGE entry, the lot's old and new expiry; null for every other kind.
     pub expiry_change: Option<LotExpiryChange>,
+    /// The other side of a gift: the recipient's external id on a GIFT_SENT entry, the
+    /// sender's on a GIFT_RECEIVED one; null for every other kind.
+    pub counterparty: Option<ID>,
 }
 
 /// A lot's expiry as an operator moved it (`changeLotExpiry`).
@@ -83,9 +87,10 @@ impl TryFrom<HistoryItem> for JournalEntry {
 
     fn try_from(item: HistoryItem) -> Result<Self, ServiceError> {
         let e = item.entry;
+        let kind = StoreKind::parse(&e.kind).ok_or_else(|| corrupt(format!("journal entry {}: kind {:?}", e.id, e.kind)))?;
         Ok(JournalEntry {
             sequence: ID(e.id.to_string()),
-            kind: StoreKind::parse(&e.kind).ok_or_else(|| corrupt(format!("journal entry {}: kind {:?}", e.id, e.kind)))?.into(),
+            kind: kind.into(),
             amount: signed(e.amount_micros),
             effective_at: e.effective_at,
             recorded_at: e.created_at,
@@ -97,6 +102,10 @@ impl TryFrom<HistoryItem> for JournalEntry {
             actor: e.actor,
             metadata: Metadata::of(e.metadata.as_deref().map(Parsed::from_stored).transpose()?),
             lines: item.lines.iter().map(JournalLine::from).collect(),
+            counterparty: match kind {
+                StoreKind::GiftSent | StoreKind::GiftReceived => GiftDetail::of(e.detail.as_deref()).map(|d| ID(d.counterparty)),
+                _ => None,
+            },
             expiry_change: ExpiryDetail::of(e.detail.as_deref()).map(|d| LotExpiryChange {
                 lot_id: ID(d.lot_id.to_string()),
                 previous_expires_at: d.from,

@@ -16,6 +16,7 @@ pub mod console;
 pub mod context;
 pub mod corrections;
 pub mod error;
+pub mod gifts;
 pub mod history;
 pub mod limits;
 pub mod market;

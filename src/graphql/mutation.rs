@@ -7,6 +7,7 @@ use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
 use crate::graphql::console::ConsoleMutation;
 use crate::graphql::corrections::CorrectionsMutation;
+use crate::graphql::gifts::GiftsMutation;
 use crate::graphql::market_root::MarketMutation;
 use crate::graphql::metering_root::MeteringMutation;
 use crate::graphql::operations::OperationsMutation;
@@ -37,4 +38,5 @@ pub struct MutationRoot(
     ConsoleMutation,
     CorrectionsMutation,
     SpendLimitsMutation,
+    GiftsMutation,
 );

@@ -66,7 +66,8 @@ pub struct GrantCreditsInput {
     /// The new lot's class: decides refunds and the order of consumption.
     pub class: LotClass,
     /// The new lot's source; ADJUSTMENT when not given. PROVIDER_EARNINGS is refused (only
-    /// completed market jobs earn it), and so is ROLLOVER (only a plan's rollover makes it).
+    /// completed market jobs earn it), and so are ROLLOVER (only a plan's rollover makes it)
+    /// and GIFT (only `giftCredits` makes it).
     #[graphql(default_with = "LotSource::Adjustment")]
     pub source: LotSource,
     /// An exact expiry instant (exclusive), in the future; not with `validFor`...

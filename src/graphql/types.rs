@@ -85,6 +85,9 @@ mirror_enum!(
         /// Unused plan credits carried over from the period that ended (the plan's `rollover`
         /// option), valid for the program's number of later periods; never rolled again.
         Rollover,
+        /// Paid credits another user gave this account (`giftCredits`), one lot per part of the
+        /// gift, each with the expiry the sender's credits had.
+        Gift,
     }
 );
 mirror_enum!(
@@ -130,7 +133,13 @@ mirror_enum!(
         /// At a period's end, the plan credits left (up to the plan's rollover maximum) moved
         /// from the ending plan lot into a new ROLLOVER lot of the same account: amount 0, one
         /// line out of the old lot and one into the new. What did not carry follows as EXPIRE.
-        Rollover
+        Rollover,
+        /// Paid credits this account gave another (`giftCredits`): lines out of its paid lots;
+        /// `counterparty` names the recipient.
+        GiftSent,
+        /// Paid credits another account gave this one: lines into new GIFT lots that keep the
+        /// given credits' expiry; `counterparty` names the sender.
+        GiftReceived
     }
 );
 mirror_enum!(

@@ -62,10 +62,12 @@ pub enum LotSource {
     Adjustment,
     /// A plan lot's unused credits carried into the next periods (`ledger::rollover`).
     Rollover,
+    /// Paid credits another user gave this account (`ledger::gift`), with the expiry they had.
+    Gift,
 }
 
 impl LotSource {
-    pub const ALL: [LotSource; 16] = [
+    pub const ALL: [LotSource; 17] = [
         LotSource::Purchase,
         LotSource::Subscription,
         LotSource::MonthlyPlan,
@@ -82,6 +84,7 @@ impl LotSource {
         LotSource::ProviderEarnings,
         LotSource::Adjustment,
         LotSource::Rollover,
+        LotSource::Gift,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +105,7 @@ impl LotSource {
             LotSource::ProviderEarnings => "provider_earnings",
             LotSource::Adjustment => "adjustment",
             LotSource::Rollover => "rollover",
+            LotSource::Gift => "gift",
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod balance_at;
 pub mod claims;
 pub mod corrections;
 pub mod draw;
+pub mod gift;
 pub mod lot;
 pub mod market;
 pub mod metering;

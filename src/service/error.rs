@@ -96,6 +96,10 @@ pub enum Refusal {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resets_at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// A gift larger than the sender's giftable credits: only paid, unscoped credits spendable
+    /// now can be gifted (`ledger::gift`). Answered as INSUFFICIENT_CREDITS.
+    #[error("insufficient credits to gift: {requested} requested, {giftable} available (only paid credits can be gifted)")]
+    GiftShort { requested: Credits, giftable: Credits },
 }
 
 impl Refusal {
@@ -196,7 +200,7 @@ mod tests {
     /// became one enum (credits as micro-credits), with the message each replayed with then;
     /// the last one is new and never stored, here for its message. The second is the form a
     /// refusal for a feature takes since scoped credits.
-    const STORED: [(&str, &str); 15] = [
+    const STORED: [(&str, &str); 16] = [
         (r#"{"InsufficientCredits":{"requested":2500000,"available":1000000}}"#, "insufficient credits: 2.5 requested, 1 available"),
         (
             r#"{"InsufficientCredits":{"requested":2500000,"available":1000000,"feature":"ai"}}"#,
@@ -220,6 +224,10 @@ mod tests {
         (
             r#"{"SpendLimitReached":{"period":"CHARGE","limit":5000000,"used":0,"requested":6000000}}"#,
             "spend limit reached: 6 requested, over the maximum of 5 per charge",
+        ),
+        (
+            r#"{"GiftShort":{"requested":50000000,"giftable":20000000}}"#,
+            "insufficient credits to gift: 50 requested, 20 available (only paid credits can be gifted)",
         ),
     ];
 

@@ -19,6 +19,7 @@ pub mod error;
 pub mod executor;
 pub mod expiry;
 pub mod export;
+pub mod gifts;
 pub mod input;
 pub mod jobs;
 pub mod keyed;

@@ -68,6 +68,31 @@ pub async fn credit(
     Ok((lot, entry))
 }
 
+/// Credits an account with several new lots in one entry of `kind` (a gift received: one lot
+/// per part of the gift), one line into each; unless the account's credits would then pass the
+/// limit, like `credit`. Returns the lots in the order of `new` and the entry.
+pub async fn credit_parts(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    kind: EntryKind,
+    new: Vec<lots::NewLot<'_>>,
+    meta: EntryMeta<'_>,
+) -> Result<(Vec<lot::Model>, journal_entry::Model), ServiceError> {
+    assert!(new.iter().all(|l| l.account_id == account_id), "one entry credits one account");
+    let mut made = Vec::with_capacity(new.len());
+    let mut total: i64 = 0;
+    for lot in new {
+        moved::note(kind, lot.class, lot.source, lot.amount.micros());
+        total = total.checked_add(lot.amount.micros()).ok_or_else(|| anyhow::anyhow!("a gift's parts fit"))?;
+        made.push(lots::insert(conn, lot).await?);
+    }
+    let balance_after = store::accounts::add_to_balance(conn, account_id, total).await?;
+    let lines = made.iter().map(|l| (l.id, l.granted_micros)).collect();
+    let entry = append(conn, account_id, kind, lines, meta, balance_after).await?;
+    refuse_over_limit(conn, &[account_id]).await?;
+    Ok((made, entry))
+}
+
 /// `credit` for many lots at once: the lots inserted in one statement, their entries appended in
 /// one, the balances moved in one, and the limit checked in one (an account past it fails the
 /// whole posting). Returns the lots in the order of `grants`. Each lot's (account, origin) must

@@ -232,6 +232,10 @@ impl Engine {
             // to the ROLLOVER line that made it.
             return Err(ServiceError::bad_input("rolled-over credits come from a plan's rollover at a period's end, not grants"));
         }
+        if request.source == LotSource::Gift {
+            // A gift lot is made only by a gift: the audit matches each to the sender's entry.
+            return Err(ServiceError::bad_input("gifted credits come from another account's giftCredits, not grants"));
+        }
         if request.expires_at.is_some() && request.valid_for.is_some() {
             return Err(ServiceError::bad_input("give either expiresAt or validFor, not both"));
         }

@@ -28,10 +28,16 @@ pub enum EntryKind {
     /// end (`ledger::rollover`): two lines, out of the old lot and into the new one, summing
     /// to zero; dated at the old lot's expiry, like the EXPIRE of whatever did not carry.
     Rollover,
+    /// A gift out of this account (`ledger::gift`): lines out of the sender's paid lots; its
+    /// detail names the recipient.
+    GiftSent,
+    /// A gift into this account: lines into the new GIFT lots, one per part of the gift with
+    /// the expiry it had; its detail names the sender and the GIFT_SENT entry it pairs with.
+    GiftReceived,
 }
 
 impl EntryKind {
-    pub const ALL: [EntryKind; 12] = [
+    pub const ALL: [EntryKind; 14] = [
         EntryKind::Grant,
         EntryKind::Spend,
         EntryKind::Expire,
@@ -44,6 +50,8 @@ impl EntryKind {
         EntryKind::Void,
         EntryKind::ExpiryChange,
         EntryKind::Rollover,
+        EntryKind::GiftSent,
+        EntryKind::GiftReceived,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +68,8 @@ impl EntryKind {
             EntryKind::Void => "void",
             EntryKind::ExpiryChange => "expiry_change",
             EntryKind::Rollover => "rollover",
+            EntryKind::GiftSent => "gift_sent",
+            EntryKind::GiftReceived => "gift_received",
         }
     }
 
@@ -340,4 +350,27 @@ pub async fn taken_from_lots(conn: &impl ConnectionTrait, lot_ids: &[i64], kinds
     );
     let row = conn.query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await?;
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
+}
+
+/// What an account gave in gifts recorded in `[from, until)`: (micro-credits, gifts). On the
+/// journal's (account, recorded) index, so a day's sum reads that day's entries only.
+pub async fn gifts_sent_between(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<(i64, i64), DbErr> {
+    use sea_orm::QuerySelect;
+    let row = journal_entry::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT)"), "sent")
+        .column_as(Expr::cust("CAST(COUNT(*) AS BIGINT)"), "gifts")
+        .filter(journal_entry::Column::AccountId.eq(account_id))
+        .filter(journal_entry::Column::Kind.eq(EntryKind::GiftSent.as_str()))
+        .filter(journal_entry::Column::CreatedAt.gte(from))
+        .filter(journal_entry::Column::CreatedAt.lt(until))
+        .into_tuple::<(i64, i64)>()
+        .one(conn)
+        .await?;
+    Ok(row.unwrap_or((0, 0)))
 }
