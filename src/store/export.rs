@@ -6,8 +6,8 @@
 //! (micro-credits) as JSON integers, instants as RFC 3339 text. Exact on both databases.
 
 use crate::entity::{
-    account, ad_reward, asking_price, bid_preference, claim, container, coupon, coupon_redemption, idempotency_key, journal_entry,
-    journal_line, lot, market_job, meter, provider, purchase, referral, reservation, settlement, spend_limit, usage_line,
+    account, ad_reward, asking_price, auto_topup, bid_preference, claim, container, coupon, coupon_redemption, idempotency_key,
+    journal_entry, journal_line, lot, market_job, meter, provider, purchase, referral, reservation, settlement, spend_limit, usage_line,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
@@ -42,6 +42,7 @@ macro_rules! dispatch {
             Table::BidPreferences => $f::<bid_preference::Entity>($($arg),*)$(.$await)?,
             Table::MarketJobs => $f::<market_job::Entity>($($arg),*)$(.$await)?,
             Table::SpendLimits => $f::<spend_limit::Entity>($($arg),*)$(.$await)?,
+            Table::AutoTopups => $f::<auto_topup::Entity>($($arg),*)$(.$await)?,
         }
     };
 }
@@ -79,11 +80,12 @@ pub enum Table {
     /// counted (`spend_limit_holds`) are left out: keyed by their period, not by an id, they
     /// restart at zero on a restored deployment, which counts from then on.
     SpendLimits,
+    AutoTopups,
 }
 
 impl Table {
     /// Every table, in load order.
-    pub const ALL: [Table; 21] = [
+    pub const ALL: [Table; 22] = [
         Table::Accounts,
         Table::Lots,
         Table::JournalEntries,
@@ -105,6 +107,7 @@ impl Table {
         Table::BidPreferences,
         Table::MarketJobs,
         Table::SpendLimits,
+        Table::AutoTopups,
     ];
 
     /// The table's name in the database, which is also its name in an export.
@@ -137,6 +140,8 @@ impl Table {
             | Table::Providers
             | Table::MarketJobs
             | Table::SpendLimits => "created_at",
+            // A setting is rewritten in place: an export since takes the ones changed since.
+            Table::AutoTopups => "updated_at",
             Table::Lots => "granted_at",
             Table::AdRewards => "verified_at",
             Table::JournalLines => return Some(Expr::col(Alias::new("entry_id")).in_subquery(entries_since(since))),
