@@ -19,6 +19,8 @@ export const KINDS = {
   ROLLOVER: 'Rolled over',
   VOID: 'Voided',
   EXPIRY_CHANGE: 'Expiry changed',
+  GIFT_SENT: 'Gift sent',
+  GIFT_RECEIVED: 'Gift received',
 };
 
 /**

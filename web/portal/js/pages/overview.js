@@ -15,6 +15,7 @@ const SOURCES = {
   EVENT: 'Event credits',
   FEEDBACK: 'Feedback rewards',
   FIRST_PURCHASE_BONUS: 'First purchase bonus',
+  GIFT: 'Gifts received',
   LUCKY: 'Lucky credits',
   MONTHLY_PLAN: 'Monthly plan credits',
   PROVIDER_EARNINGS: 'Provider earnings',
@@ -40,6 +41,8 @@ const KINDS = {
   ADJUST: 'Adjusted',
   VOID: 'Voided',
   EXPIRY_CHANGE: 'Expiry changed',
+  GIFT_SENT: 'Gift sent',
+  GIFT_RECEIVED: 'Gift received',
 };
 
 function credits(amount) {
