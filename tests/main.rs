@@ -60,6 +60,7 @@ mod reservations;
 mod retention;
 mod roles;
 mod rollover;
+mod runway;
 mod schema;
 mod scoped;
 mod spend_limits;

@@ -29,6 +29,7 @@ mod m20261203_000023_add_rollover_index;
 mod m20261203_000024_add_purchase_end;
 mod m20261203_000025_add_auto_topup;
 mod m20261203_000027_create_spend_limits;
+mod m20261204_000026_drop_auto_topup_pending_purchase;
 
 pub struct Migrator;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000024_add_purchase_end::Migration),
             Box::new(m20261203_000025_add_auto_topup::Migration),
             Box::new(m20261203_000027_create_spend_limits::Migration),
+            Box::new(m20261204_000026_drop_auto_topup_pending_purchase::Migration),
         ]
     }
 }

@@ -13,8 +13,6 @@ pub struct Model {
     /// Top up to this balance.
     pub target_micros: Option<i64>,
     pub monthly_cap_micros: i64,
-    /// The last purchase auto top-up made; while it is pending no other is made.
-    pub pending_purchase_id: Option<i64>,
     /// Failed top-up payments since the last one that went through (or since it was set).
     pub failures_in_a_row: i32,
     /// When, and why, it turned itself off; none while on or when the user turned it off.

@@ -60,7 +60,7 @@ impl Account {
     async fn balance(&self, ctx: &Context<'_>) -> ApiResult<Balance> {
         let app = app(ctx);
         let view = app.ledger.balance(&self.0, app.clock.now()).await?;
-        Ok(Balance::from(view))
+        Ok(Balance::of(view, self.0.external_id.clone()))
     }
 
     /// What a balance read at `at` showed: available and held apart, from the journal as

@@ -2,10 +2,13 @@
 
 use crate::graphql::amount::CreditAmount;
 use crate::graphql::amount::DecimalValue;
+use crate::graphql::context::app;
+use crate::graphql::error::ApiResult;
+use crate::graphql::runway::Runway;
 use crate::graphql::types::*;
 use crate::ledger::Credits;
 use crate::service::reads::{BalanceView, LotView};
-use async_graphql::{ComplexObject, ID, SimpleObject};
+use async_graphql::{ComplexObject, Context, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 
 /// An account's credits now. `total = available + held`; the bars split both by source.
@@ -32,10 +35,22 @@ pub struct Balance {
     /// Credits granted to start later (`effectiveAt`), per start, soonest first: not in
     /// `available` or `total` until then.
     pub upcoming: Vec<UpcomingCredits>,
+    /// The account's external id, for `runway`, which reads more than the balance view holds.
+    #[graphql(skip)]
+    pub account_id: String,
 }
 
 #[ComplexObject]
 impl Balance {
+    /// How long these credits last at the account's burn rate, and how many expire before that
+    /// rate reaches them (see `Runway`). Computed when asked for, at the time of the read (with
+    /// `balanceChanged`, at each push), so a client that does not select it pays nothing.
+    async fn runway(&self, ctx: &Context<'_>) -> ApiResult<Runway> {
+        let app = app(ctx);
+        let account = app.ledger.account(&self.account_id).await?;
+        Ok(Runway(app.ledger.runway(&account, app.clock.now()).await?))
+    }
+
     /// What a spend, reservation or settlement for `feature` may take now: `available` less
     /// the credits scoped to other features only.
     async fn available_for(&self, #[graphql(desc = "A feature name, as spends name it.")] feature: String) -> CreditAmount {
@@ -89,8 +104,9 @@ pub struct Expiry {
     pub remaining: CreditAmount,
 }
 
-impl From<BalanceView> for Balance {
-    fn from(view: BalanceView) -> Self {
+impl Balance {
+    /// The balance `view` of the account `account_id` (its external id).
+    pub fn of(view: BalanceView, account_id: String) -> Self {
         let mut sorted = view.bars;
         sorted.sort_by_key(|bar| std::cmp::Reverse(bar.remaining.checked_add(bar.held)));
         let bars: Vec<BalanceBar> = sorted
@@ -124,6 +140,7 @@ impl From<BalanceView> for Balance {
                 .into_iter()
                 .map(|(effective_at, amount)| UpcomingCredits { effective_at, amount: credits(amount) })
                 .collect(),
+            account_id,
         }
     }
 }

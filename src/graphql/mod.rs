@@ -34,6 +34,7 @@ pub mod program;
 pub mod purchases;
 pub mod query;
 pub mod reservations;
+pub mod runway;
 pub mod session;
 pub mod spend_limits;
 pub mod spending;

@@ -51,7 +51,7 @@ impl SubscriptionRoot {
         Ok(futures_util::stream::unfold((watch, None::<(CreditAmount, CreditAmount)>), |(mut watch, last)| async move {
             loop {
                 let (view, at) = watch.next().await?;
-                let balance = Balance::from(view);
+                let balance = Balance::of(view, watch.external_id().to_string());
                 // Only changes are pushed: a resync that finds the same balance stays quiet.
                 let current = (balance.total, balance.held);
                 if last == Some(current) {

@@ -23,6 +23,7 @@ pub mod refund;
 pub mod reservation;
 pub mod retention;
 pub mod rollover;
+pub mod runway;
 pub mod schedule;
 pub mod spend_limits;
 pub mod statement;

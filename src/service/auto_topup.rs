@@ -227,7 +227,6 @@ async fn request(
         auto_topup: true,
     };
     let created = store::purchases::insert_pending(txn, new).await?;
-    store::auto_topups::set_pending(txn, account.id, created.id, now).await?;
     let event = serde_json::json!({
         "purchaseId": created.id,
         "accountId": account.external_id,

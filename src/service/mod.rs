@@ -43,6 +43,7 @@ pub mod refunds;
 pub mod reservations;
 pub mod retention;
 pub mod rollover;
+pub mod runway;
 pub mod spend_limits;
 pub mod spending;
 pub mod statements;

@@ -74,15 +74,21 @@ fn usage_rate_of(program: &Program, plan: &str, containers: &[container::Model])
 }
 
 /// Called by every use case that lowers a balance or raises a usage rate, in its transaction,
-/// after its postings: asks for an auto top-up if one is due (`service::auto_topup`), sends the
-/// warning if it is due, and re-arms a threshold rule that recovered.
+/// after its postings, with the account's row as it locked it: asks for an auto top-up if one is
+/// due (`service::auto_topup`), sends the warning if it is due, and re-arms a threshold rule that
+/// recovered. With neither the warning nor auto top-up on, it reads nothing: the locked row says
+/// whether auto top-up is on (no posting changes that), and only then is the balance after the
+/// postings read.
 pub(crate) async fn check_low_credits(
     txn: &DatabaseTransaction,
     program: &Program,
-    account_id: i64,
+    locked: &account::Model,
     now: DateTime<Utc>,
 ) -> Result<(), ServiceError> {
-    let Some(account) = store::accounts::by_id(txn, account_id).await? else { return Ok(()) };
+    if program.notices.low_credits.is_none() && locked.auto_topup_below_micros.is_none() {
+        return Ok(());
+    }
+    let Some(account) = store::accounts::by_id(txn, locked.id).await? else { return Ok(()) };
     crate::service::auto_topup::after_lowering(txn, program, &[(&account, now)]).await?;
     if program.notices.low_credits.is_none() {
         return Ok(());

@@ -127,7 +127,7 @@ pub(crate) async fn hold(
         ..EntryMeta::now("reserve", now)
     };
     let entry = posting::debit(txn, locked.id, EntryKind::Hold, &debits_of(&lots, &takes), meta).await?;
-    crate::service::notices::check_low_credits(txn, program, locked.id, now).await?;
+    crate::service::notices::check_low_credits(txn, program, locked, now).await?;
     let reservation = reservations::insert(
         txn,
         reservations::NewReservation {

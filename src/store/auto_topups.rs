@@ -37,7 +37,6 @@ pub async fn put(
         amount_micros: Set(setting.amount_micros),
         target_micros: Set(setting.target_micros),
         monthly_cap_micros: Set(setting.monthly_cap_micros),
-        pending_purchase_id: Set(None),
         failures_in_a_row: Set(0),
         disabled_at: Set(None),
         disabled_reason: Set(None),
@@ -72,17 +71,6 @@ async fn set_threshold_copy(conn: &impl ConnectionTrait, account_id: i64, below:
     account::Entity::update_many()
         .col_expr(account::Column::AutoTopupBelowMicros, Expr::value(below))
         .filter(account::Column::Id.eq(account_id))
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
-/// Records the purchase auto top-up just made.
-pub async fn set_pending(conn: &impl ConnectionTrait, account_id: i64, purchase_id: i64, now: DateTime<Utc>) -> Result<(), DbErr> {
-    auto_topup::Entity::update_many()
-        .col_expr(auto_topup::Column::PendingPurchaseId, Expr::value(purchase_id))
-        .col_expr(auto_topup::Column::UpdatedAt, Expr::value(now))
-        .filter(auto_topup::Column::AccountId.eq(account_id))
         .exec(conn)
         .await?;
     Ok(())

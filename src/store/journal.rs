@@ -374,3 +374,28 @@ pub async fn gifts_sent_between(
         .await?;
     Ok(row.unwrap_or((0, 0)))
 }
+
+/// The net of an account's spends, holds and releases recorded in `(since, until]`, in
+/// micro-credits (negative when use took credits): the runway's recent burn. A hold released in
+/// the window nets to nothing and one captured to what was captured. On the journal's
+/// (account, recorded) index, so it reads the window's entries only.
+pub async fn net_use_between(
+    conn: &impl ConnectionTrait,
+    account_id: i64,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    use sea_orm::QuerySelect;
+    let kinds = [EntryKind::Spend, EntryKind::Hold, EntryKind::Release].map(EntryKind::as_str);
+    let net = journal_entry::Entity::find()
+        .select_only()
+        .column_as(Expr::cust("CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT)"), "net")
+        .filter(journal_entry::Column::AccountId.eq(account_id))
+        .filter(journal_entry::Column::Kind.is_in(kinds))
+        .filter(journal_entry::Column::CreatedAt.gt(since))
+        .filter(journal_entry::Column::CreatedAt.lte(until))
+        .into_tuple::<i64>()
+        .one(conn)
+        .await?;
+    Ok(net.unwrap_or(0))
+}

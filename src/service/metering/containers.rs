@@ -79,7 +79,7 @@ impl Engine {
                     }
                 };
                 // A running container raises the usage rate: an hour of it may be more than is left.
-                crate::service::notices::check_low_credits(txn, program, locked.id, now).await?;
+                crate::service::notices::check_low_credits(txn, program, locked, now).await?;
                 tracing::info!(account.id = locked.id, container = %id, tier = %tier, "container started");
                 Ok(Ok(ContainerReceipt { container: ContainerView::from(&started), settlement }))
             })

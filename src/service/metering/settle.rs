@@ -86,7 +86,7 @@ pub(super) async fn settle(
     if !plan.stopped.is_empty() || !plan.uncollected.is_zero() {
         stop_all_for_overuse(txn, account, settlement.id, plan.uncollected, &plan.stopped, now).await?;
     }
-    crate::service::notices::check_low_credits(txn, program, account.id, now).await?;
+    crate::service::notices::check_low_credits(txn, program, account, now).await?;
     let (total, charged) = (plan.total, plan.charged);
     tracing::info!(account.id = account.id, %trigger, total.credits = %total, charged.credits = %charged, "usage settled");
     Ok(Some(view(settlement.id, trigger, plan)))
