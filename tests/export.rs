@@ -13,6 +13,7 @@ const ACCOUNTS: [&str; 4] = ["ann", "bob", "cat", "dan"];
 const BALANCE: &str = "query($a: ID!) { account(id: $a) { balance { total held available } } }";
 const REFUND: &str = "mutation($id: ID!, $k: String!) {
     refundPurchase(input: {purchaseId: $id, idempotencyKey: $k}) { purchase { status } refunded { amountMinor currency } credits revoked } }";
+const RELEASE: &str = "mutation($r: ID!, $k: String!) { releaseReservation(input: {reservationId: $r, idempotencyKey: $k}) { status } }";
 const RESERVE: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
     reserveCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"video\", holdSeconds: 3600}) { reservationId amount } }";
 
@@ -66,6 +67,8 @@ struct Built {
     refunded_purchase: String,
     /// The spend replayed on the copy, and what it answered on the original.
     spend: Value,
+    /// cat's open hold, counted against its spend limits.
+    hold: String,
 }
 
 /// Purchases (one refunded), grants of three classes, spends, a coupon, an open reservation
@@ -101,10 +104,28 @@ async fn build_ledger(backend: Backend) -> Built {
     // cat's promotional lot expires and is written off; then a hold stays open.
     app.clock.set(now + Duration::hours(2));
     assert_eq!(app.ledger.expire_due(app.clock.now(), 100).await.unwrap().lots, 1);
+    // cat has a spend limit, which the spend and the open hold count against.
+    let limits = app
+        .gql(
+            &app.service,
+            "mutation { setSpendLimits(input: {accountId: \"cat\", limits: [{period: DAY, max: \"100\"}, {feature: \"video\", period: MONTH, max: \"50\"}]}) { maxPerCharge } }",
+            json!({}),
+        )
+        .await;
+    assert!(limits["errors"].is_null(), "{limits}");
+    assert!(app.spend("cat", "1.5", "s-cat-1").await["errors"].is_null());
     let held = app.gql(&app.service, RESERVE, json!({ "a": "cat", "amt": "4", "k": "hold-cat" })).await;
     assert!(held["errors"].is_null(), "{held}");
+    let hold = held["data"]["reserveCredits"]["reservationId"].as_str().unwrap().to_string();
     app.assert_audit_clean().await;
-    Built { app, open_purchase, refunded_purchase: refunded, spend }
+    Built { app, open_purchase, refunded_purchase: refunded, spend, hold }
+}
+
+/// cat's spend limits, each with what its current period counted.
+async fn spend_limits(app: &TestApp) -> Value {
+    let r = app.gql(&app.service, "query { account(id: \"cat\") { spendLimits { limits { feature period max used } } } }", json!({})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    r["data"]["account"]["spendLimits"].clone()
 }
 
 async fn balances(app: &TestApp) -> Vec<Value> {
@@ -132,6 +153,10 @@ async fn round_trip(from: Backend, to: Backend) {
         assert!(exported.contains(&format!("{{\"table\":\"{table}\"")), "no {table} row in the export");
     }
     assert!(!exported.contains("\"table\":\"outbox\""), "the outbox is operational, not ledger state");
+    // The spend limits' counters and what the open hold counted travel too.
+    for table in ["spend_limits", "spend_usage", "spend_limit_holds"] {
+        assert!(exported.contains(&format!("{{\"table\":\"{table}\"")), "no {table} row in the export");
+    }
 
     let target = TestDb::new(to).await;
     let imported = credits(&target.url, &["import", file.to_str().unwrap()], None).await;
@@ -146,6 +171,14 @@ async fn round_trip(from: Backend, to: Backend) {
     copy.clock.set(source.app.clock.now());
     assert_eq!(balances(&copy).await, balances(&source.app).await);
     copy.assert_audit_clean().await;
+    // The copy goes on counting where the source was (not from zero), and settling the hold
+    // gives its room back there.
+    assert_eq!(spend_limits(&copy).await, spend_limits(&source.app).await);
+    assert_eq!(spend_limits(&copy).await["limits"][0]["used"], json!("4"), "the month's video cap: the hold");
+    assert_eq!(spend_limits(&copy).await["limits"][1]["used"], json!("5.5"), "the day's cap: the spend and the hold");
+    let released = copy.gql(&copy.service, RELEASE, json!({ "r": source.hold, "k": "release-cat" })).await;
+    assert!(released["errors"].is_null(), "{released}");
+    assert_eq!(spend_limits(&copy).await["limits"][1]["used"], json!("1.5"), "the release gave the hold's room back");
 
     // A replay answers as the original did, and charges nothing more.
     let before = copy.balance("ann").await;
@@ -254,7 +287,7 @@ async fn since_exports_only_what_changed(backend: Backend) {
         .filter(|l| l.starts_with("{\"table\":\"journal_entries\""))
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["row"]["kind"].clone())
         .collect();
-    assert_eq!(recent_entries, vec![json!("expire"), json!("hold")], "{recent}");
+    assert_eq!(recent_entries, vec![json!("expire"), json!("spend"), json!("hold")], "{recent}");
 }
 
 /// The CSV for accountants: one record per journal line under a fixed header, amounts exact, and

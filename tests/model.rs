@@ -10,7 +10,11 @@
 //! over: its runs jump to near each month's end, and the rules carry a plan lot's unused credits
 //! into a new lot at its end as the store's write-off does, compared lot by lot like the rest.
 //!
-//! Short in CI (3 seeds of 80 steps per program); long with `cargo test --test main model::long
+//! A second model (`gifts_and_spend_limits_agree`, at the end) runs three accounts on the gifts
+//! example program: gifts among them under the per-day limits, and spend limits set, cleared,
+//! met and given back by holds, against a wallet per account and the model's own counters.
+//!
+//! Short in CI (3 seeds of 80 steps per program, 200 for the gifts model); long with `cargo test --test main model::long
 //! -- --ignored --nocapture` (20 seeds of 400 steps), or any size with
 //! `CREDITS_MODEL_SEEDS` and `CREDITS_MODEL_STEPS`.
 
@@ -752,3 +756,619 @@ async fn compare_reads(app: &TestApp, wallet: &Wallet, now: DateTime<Utc>, conte
 }
 
 on_both!(store_and_rules_agree_lot_by_lot);
+
+// ---------------------------------------------------------------------------------------------
+// Gifts and spend limits (issue 26), among several accounts.
+//
+// Three accounts on the gifts example program (`[gifts]`: 500 credits and 5 gifts per sender and
+// UTC day, 300 per gift) take random grants (paid, promotional, free; some expiring, some scoped),
+// spends and holds for two features, captures and releases, gifts in every direction (and replays
+// of their keys), spend limits set and cleared (per feature or for every feature, per day or
+// month, and a maximum per charge), status changes, clock moves across midnights and a month's
+// end, and the workers. The model is a `Wallet` per account plus its own bookkeeping of the
+// limits' counters (what a spend or hold counted, what a settled or lapsed hold gives back, to
+// the periods it was counted in) and of what each sender gave per day. It predicts every
+// outcome (a gift's parts and expiries, each refusal with its numbers), every lot, balance, read
+// and limit state; the store must agree after every step.
+// ---------------------------------------------------------------------------------------------
+
+/// Gifts on, with per-day limits (`[gifts]`).
+const GIFTS_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/gifts.toml");
+const PARTIES: [&str; 3] = ["m0", "m1", "m2"];
+const FEATURES: [&str; 2] = ["model", "other"];
+
+/// A limit's counter in the model: account index, scope ("*" for every feature), period key.
+type CounterKey = (usize, String, String);
+
+/// What a charge (a spend or a hold) came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Charge {
+    Took(Vec<(i64, Credits)>),
+    Short { available: Credits },
+    NotActive,
+    Limited(Refusal),
+}
+
+/// What a gift came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Given {
+    /// (sender's stored lot, amount, expiry kept) per part, and the sender's balance after.
+    Gave {
+        parts: Vec<(i64, Credits, Option<DateTime<Utc>>)>,
+        balance_after: Credits,
+    },
+    BadInput,
+    NotActive(AccountStatus),
+    DayLimit(String),
+    Short {
+        requested: Credits,
+        giftable: Credits,
+    },
+}
+
+struct Party {
+    wallet: Wallet,
+    lot_ids: HashMap<i64, i64>,
+    hold_ids: HashMap<i64, i64>,
+    status: AccountStatus,
+    /// The limits as set: (feature, period, max), in the order the rule reports them.
+    limits: Vec<(Option<String>, credits::ledger::spend_limits::Period, Credits)>,
+    max_per_charge: Option<Credits>,
+    /// wallet hold id -> the counters it added to and what it added.
+    counted: HashMap<i64, (Vec<CounterKey>, Credits)>,
+}
+
+#[derive(Default)]
+struct Book {
+    usage: HashMap<CounterKey, Credits>,
+    /// (sender, UTC day) -> credits given and gifts made that day.
+    sent: HashMap<(usize, chrono::NaiveDate), (Credits, u32)>,
+}
+
+#[derive(Debug, Default)]
+struct GiftsCovered {
+    gifts: usize,
+    gifts_with_expiry: usize,
+    gift_replays: usize,
+    day_credit_limits: usize,
+    day_count_limits: usize,
+    gifts_short: usize,
+    gifts_to_suspended: usize,
+    bad_gifts: usize,
+    day_limits_hit: usize,
+    month_limits_hit: usize,
+    charge_limits_hit: usize,
+    holds_limited: usize,
+    rooms_given_back: usize,
+    given_back_after_midnight: usize,
+}
+
+fn period_key(period: credits::ledger::spend_limits::Period, now: DateTime<Utc>) -> String {
+    match period {
+        credits::ledger::spend_limits::Period::Day => now.format("%Y-%m-%d").to_string(),
+        credits::ledger::spend_limits::Period::Month => now.format("%Y-%m").to_string(),
+    }
+}
+
+fn period_end(period: credits::ledger::spend_limits::Period, now: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::Datelike;
+    let day = now.date_naive();
+    let next = match period {
+        credits::ledger::spend_limits::Period::Day => day.succ_opt().unwrap(),
+        credits::ledger::spend_limits::Period::Month if day.month() == 12 => chrono::NaiveDate::from_ymd_opt(day.year() + 1, 1, 1).unwrap(),
+        credits::ledger::spend_limits::Period::Month => chrono::NaiveDate::from_ymd_opt(day.year(), day.month() + 1, 1).unwrap(),
+    };
+    next.and_hms_opt(0, 0, 0).unwrap().and_utc()
+}
+
+impl Book {
+    fn used(&self, key: &CounterKey) -> Credits {
+        self.usage.get(key).copied().unwrap_or(Credits::ZERO)
+    }
+
+    /// A charge of `amount` for `feature` on `party`'s account: the counters it adds to, or the
+    /// refusal naming the first limit it passes (the per-charge maximum first).
+    fn check(&self, index: usize, party: &Party, feature: &str, amount: Credits, now: DateTime<Utc>) -> Result<Vec<CounterKey>, Refusal> {
+        if let Some(max) = party.max_per_charge
+            && amount > max
+        {
+            return Err(Refusal::SpendLimitReached {
+                feature: None,
+                period: "CHARGE".into(),
+                limit: max,
+                used: Credits::ZERO,
+                requested: amount,
+                resets_at: None,
+            });
+        }
+        let mut counters = Vec::new();
+        for (scope_feature, period, max) in &party.limits {
+            if scope_feature.as_deref().is_some_and(|f| f != feature) {
+                continue;
+            }
+            let key = (index, scope_feature.clone().unwrap_or_else(|| "*".into()), period_key(*period, now));
+            let used = self.used(&key);
+            if used.checked_add(amount).unwrap() > *max {
+                return Err(Refusal::SpendLimitReached {
+                    feature: scope_feature.clone(),
+                    period: match period {
+                        credits::ledger::spend_limits::Period::Day => "DAY".into(),
+                        credits::ledger::spend_limits::Period::Month => "MONTH".into(),
+                    },
+                    limit: *max,
+                    used,
+                    requested: amount,
+                    resets_at: Some(period_end(*period, now)),
+                });
+            }
+            counters.push(key);
+        }
+        Ok(counters)
+    }
+
+    fn add(&mut self, counters: &[CounterKey], amount: Credits) {
+        for key in counters {
+            let used = self.usage.entry(key.clone()).or_insert(Credits::ZERO);
+            *used = used.checked_add(amount).unwrap();
+        }
+    }
+
+    /// A hold that ended gives back what it counted less what was captured, to the periods it
+    /// was counted in.
+    fn give_back(&mut self, party: &mut Party, hold_id: i64, captured: Credits, now: DateTime<Utc>, covered: &mut GiftsCovered) {
+        let Some((counters, amount)) = party.counted.remove(&hold_id) else { return };
+        let back = amount.checked_sub(captured).unwrap();
+        if back.is_zero() {
+            return;
+        }
+        covered.rooms_given_back += 1;
+        for key in &counters {
+            covered.given_back_after_midnight +=
+                usize::from(key.2.len() == 10 && key.2 != period_key(credits::ledger::spend_limits::Period::Day, now));
+            let used = self.usage.get_mut(key).expect("a hold's counter exists");
+            *used = used.checked_sub(back).unwrap();
+        }
+    }
+
+    /// The account's holds past their deadline end as the store releases them, giving their room back.
+    fn lapse(&mut self, party: &mut Party, now: DateTime<Utc>, covered: &mut GiftsCovered) -> usize {
+        let lapsed = party.wallet.lapse(now);
+        for (hold_id, _) in &lapsed {
+            self.give_back(party, *hold_id, Credits::ZERO, now, covered);
+        }
+        lapsed.len()
+    }
+}
+
+async fn gifts_and_spend_limits_agree(backend: Backend) {
+    let (seeds, steps) = (setting("CREDITS_MODEL_SEEDS", SEEDS), setting("CREDITS_MODEL_STEPS", 200));
+    let mut covered = GiftsCovered::default();
+    for seed in 0..seeds {
+        run_gifts(backend, seed, steps as usize, &mut covered).await;
+    }
+    eprintln!("gifts and limits model on {backend:?}: {covered:?}");
+    let c = &covered;
+    assert!(c.gifts > 0 && c.gifts_with_expiry > 0 && c.gift_replays > 0 && c.bad_gifts > 0, "{c:?}");
+    assert!(c.day_credit_limits > 0 && c.day_count_limits > 0 && c.gifts_short > 0 && c.gifts_to_suspended > 0, "{c:?}");
+    assert!(c.day_limits_hit > 0 && c.month_limits_hit > 0 && c.charge_limits_hit > 0 && c.holds_limited > 0, "{c:?}");
+    assert!(c.rooms_given_back > 0 && c.given_back_after_midnight > 0, "{c:?}");
+}
+
+async fn run_gifts(backend: Backend, seed: u64, steps: usize, covered: &mut GiftsCovered) {
+    use credits::ledger::gift::DayLimit;
+    use credits::ledger::spend_limits::{Limit, Limits, Period};
+    use credits::service::gifts::GiftRequest;
+    use credits::service::spend_limits::{LimitInput, SetSpendLimitsRequest};
+
+    let app = TestApp::spawn_with(backend, GIFTS_PROGRAM).await;
+    // Two days before a month's end: the runs cross midnights and the month.
+    app.clock.set("2026-02-26T08:00:00Z".parse().unwrap());
+    let gift_rules = app.ledger.program.gifts.expect("the program has gifts");
+    let order = app.ledger.program.consumption_order.clone();
+    let plan = app.ledger.program.plan(&app.ledger.program.default_plan).expect("the default plan");
+    let mut parties = Vec::new();
+    for name in PARTIES {
+        app.create_account(name).await;
+        let account = app.ledger.account(name).await.unwrap();
+        let stored = app.ledger.lots_page(account.id, true, &EVERY_LOT).await.unwrap().items;
+        assert!(stored.is_empty(), "the gifts program grants nothing at sign-up");
+        let mut wallet = Wallet::default();
+        wallet.daily_free = plan.daily_free_credits;
+        parties.push(Party {
+            wallet,
+            lot_ids: HashMap::new(),
+            hold_ids: HashMap::new(),
+            status: AccountStatus::Active,
+            limits: Vec::new(),
+            max_per_charge: None,
+            counted: HashMap::new(),
+        });
+    }
+    let mut book = Book::default();
+    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(0x61f7));
+    // Each account starts with paid credits and limits, so that holds are counted and gifts
+    // made from the first steps; the random steps change both.
+    for (i, name) in PARTIES.into_iter().enumerate() {
+        let now = app.clock.now();
+        let mut request = grant(300_000_000, LotClass::Paid, None, format!("start-{name}"));
+        (request.account, request.metadata) = (name.into(), None);
+        let receipt = app.ledger.grant(request, now).await.expect("the first grant");
+        let id = parties[i].wallet.grant(LotClass::Paid, LotSource::Adjustment, Credits::from_whole(300), now, None);
+        parties[i].lot_ids.insert(id, receipt.lot_id);
+        let limits = vec![
+            LimitInput { feature: None, period: Period::Day, max: Credits::from_whole(rng.random_range(100..300)) },
+            LimitInput { feature: Some("model".into()), period: Period::Month, max: Credits::from_whole(rng.random_range(300..900)) },
+        ];
+        let request = SetSpendLimitsRequest { account: name.into(), limits: limits.clone(), max_per_charge: None, idempotency_key: None };
+        app.ledger.set_spend_limits(request, now).await.expect("limits are set");
+        let rules = limits.iter().map(|l| Limit { feature: l.feature.clone(), period: l.period, max: l.max }).collect();
+        let ordered = Limits::new(rules, None).expect("valid limits");
+        parties[i].limits = ordered.limits().iter().map(|l| (l.feature.clone(), l.period, l.max)).collect();
+    }
+    // Gifts made, with their request and first outcome, for replays.
+    let mut gifts: Vec<(GiftRequest, Given)> = Vec::new();
+
+    for step in 0..steps {
+        let now = app.clock.now();
+        let context = format!("gifts: seed {seed} step {step} at {now}");
+        let i = rng.random_range(0..PARTIES.len());
+        let name = PARTIES[i];
+        let op = match rng.random_range(0..18) {
+            17 => 7,
+            op => op,
+        };
+        if std::env::var_os("CREDITS_MODEL_TRACE").is_some() {
+            eprintln!("{context}: op {op} on {name}");
+        }
+        match op {
+            0 | 1 => {
+                let class = [LotClass::Paid, LotClass::Paid, LotClass::Paid, LotClass::Promotional, LotClass::Free][rng.random_range(0..5)];
+                let micros = rng.random_range(20_000_000..400_000_000i64);
+                let expires_at = rng.random_bool(0.5).then(|| now + Duration::minutes(rng.random_range(30..4000)));
+                let scoped = rng.random_bool(0.15);
+                let mut request = grant(micros, class, expires_at, format!("grant-{step}"));
+                request.account = name.into();
+                request.metadata = None;
+                request.features = scoped.then(|| vec!["model".to_string()]);
+                match app.ledger.grant(request, now).await {
+                    Ok(receipt) => {
+                        let party = &mut parties[i];
+                        assert!(party.status.may_receive_credits(), "{context}: a grant to a {} account", party.status);
+                        let id = party.wallet.grant(class, LotSource::Adjustment, Credits::from_micros(micros), now, expires_at);
+                        if scoped {
+                            let lot = party.wallet.lots.iter_mut().find(|l| l.id == id).unwrap();
+                            lot.features = Some(Features::new(vec!["model".to_string()]).unwrap());
+                        }
+                        party.lot_ids.insert(id, receipt.lot_id);
+                    }
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
+                        assert!(!parties[i].status.may_receive_credits(), "{context}")
+                    }
+                    Err(other) => panic!("{context}: grant: {other:?}"),
+                }
+            }
+            2..=4 => {
+                let feature = FEATURES[rng.random_range(0..2)];
+                let amount = Credits::from_micros(rng.random_range(1..120_000_000i64));
+                let key = format!("spend-{step}");
+                let request = SpendRequest {
+                    account: name.into(),
+                    amount: Some(amount),
+                    price: None,
+                    idempotency_key: key,
+                    feature: feature.into(),
+                    model: None,
+                    reason: None,
+                    metadata: None,
+                };
+                let stored = match app.ledger.spend(request, now).await {
+                    Ok(receipt) => Charge::Took(receipt.takes.iter().map(|t| (t.lot_id, t.amount)).collect()),
+                    Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })) => Charge::Short { available },
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => Charge::NotActive,
+                    Err(ServiceError::Refused(refusal @ Refusal::SpendLimitReached { .. })) => Charge::Limited(refusal),
+                    Err(other) => panic!("{context}: spend: {other:?}"),
+                };
+                // A spend releases the account's lapsed holds first, refused or not.
+                let party = &mut parties[i];
+                book.lapse(party, now, covered);
+                let expected = if !party.status.may_be_charged_for(feature) {
+                    Charge::NotActive
+                } else {
+                    match book.check(i, party, feature, amount, now) {
+                        Err(refusal) => Charge::Limited(refusal),
+                        Ok(counters) => match party.wallet.spend(amount, &order, now, feature) {
+                            Ok(takes) => {
+                                book.add(&counters, amount);
+                                Charge::Took(takes.iter().map(|t| (party.lot_ids[&t.lot_id], t.amount)).collect())
+                            }
+                            Err(short) => Charge::Short { available: short.available },
+                        },
+                    }
+                };
+                note_limit(&expected, covered, false);
+                assert_eq!(stored, expected, "{context}: spend of {amount} for {feature} by {name}");
+            }
+            5 | 6 => {
+                let feature = FEATURES[rng.random_range(0..2)];
+                let amount = Credits::from_micros(rng.random_range(1..100_000_000i64));
+                // Some holds outlive a midnight: settled the next day, they give the room back
+                // to the day they were counted in.
+                let hold_for = Duration::minutes(rng.random_range(10..2000));
+                let request = ReserveRequest {
+                    account: name.into(),
+                    amount,
+                    idempotency_key: format!("hold-{step}"),
+                    feature: feature.into(),
+                    model: None,
+                    reason: None,
+                    hold_seconds: Some(hold_for.num_seconds()),
+                    metadata: None,
+                };
+                let mut reservation = None;
+                let stored = match app.ledger.reserve(request, now).await {
+                    Ok(hold) => {
+                        reservation = Some(hold.reservation_id);
+                        Charge::Took(hold.takes.iter().map(|t| (t.lot_id, t.amount)).collect())
+                    }
+                    Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })) => Charge::Short { available },
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => Charge::NotActive,
+                    Err(ServiceError::Refused(refusal @ Refusal::SpendLimitReached { .. })) => Charge::Limited(refusal),
+                    Err(other) => panic!("{context}: hold: {other:?}"),
+                };
+                let party = &mut parties[i];
+                let expected = if !party.status.may_be_charged_for(feature) {
+                    // Refused before the account's credits are touched: nothing lapses.
+                    Charge::NotActive
+                } else {
+                    // Lapsed holds first (their room too), then the limits, then the credits.
+                    book.lapse(party, now, covered);
+                    match book.check(i, party, feature, amount, now) {
+                        Err(refusal) => Charge::Limited(refusal),
+                        Ok(counters) => match party.wallet.hold(amount, &order, now, now + hold_for, feature) {
+                            Ok((hold_id, takes)) => {
+                                book.add(&counters, amount);
+                                if !counters.is_empty() {
+                                    party.counted.insert(hold_id, (counters, amount));
+                                }
+                                party.hold_ids.insert(hold_id, reservation.unwrap_or_default());
+                                Charge::Took(takes.iter().map(|t| (party.lot_ids[&t.lot_id], t.amount)).collect())
+                            }
+                            Err(short) => Charge::Short { available: short.available },
+                        },
+                    }
+                };
+                note_limit(&expected, covered, true);
+                assert_eq!(stored, expected, "{context}: hold of {amount} for {feature} by {name}");
+            }
+            7 | 8 if !parties[i].wallet.holds.is_empty() => {
+                let party = &mut parties[i];
+                let hold = party.wallet.holds[rng.random_range(0..party.wallet.holds.len())].clone();
+                let reservation = party.hold_ids[&hold.id].to_string();
+                let key = format!("settle-{step}");
+                let capture = rng.random_bool(0.5).then(|| Credits::from_micros(rng.random_range(0..=hold.amount().micros())));
+                let stored = match capture {
+                    Some(amount) => app.ledger.capture(&reservation, amount, &key, now).await,
+                    None => app.ledger.release(&reservation, &key, now).await,
+                };
+                let stored = match stored {
+                    Ok(s) => Outcome::Settled(Settled { captured: s.captured, released: s.released, expired: s.expired }),
+                    Err(ServiceError::Refused(Refusal::ReservationNotHeld { .. })) => Outcome::NotHeld,
+                    Err(other) => panic!("{context}: settle: {other:?}"),
+                };
+                book.lapse(party, now, covered);
+                let expected = match party.wallet.settle(hold.id, capture, now) {
+                    Ok(settled) => {
+                        book.give_back(party, hold.id, settled.captured, now, covered);
+                        Outcome::Settled(settled)
+                    }
+                    Err(NotHeld) => Outcome::NotHeld,
+                };
+                assert_eq!(stored, expected, "{context}: settle {capture:?} of hold {}", hold.id);
+            }
+            9..=11 => {
+                // Mostly to another account; now and then to the sender's own (bad input).
+                let to = if rng.random_bool(0.05) { i } else { (i + rng.random_range(1..PARTIES.len())) % PARTIES.len() };
+                // Mostly small gifts, so that a day meets its count; some large, past the
+                // day's credits or the per-gift maximum.
+                let most = if rng.random_bool(0.5) { 60_000_000 } else { 320_000_000i64 };
+                let amount = Credits::from_micros(rng.random_range(1..most));
+                let request =
+                    GiftRequest { from: name.into(), to: PARTIES[to].into(), amount, note: None, idempotency_key: format!("gift-{step}") };
+                let receipt = app.ledger.gift(request.clone(), now).await;
+                let stored = match &receipt {
+                    Ok(receipt) => Given::Gave {
+                        parts: receipt.lots.iter().map(|l| (l.from_lot_id, l.amount, l.expires_at)).collect(),
+                        balance_after: receipt.balance_after,
+                    },
+                    Err(ServiceError::BadInput(_)) => Given::BadInput,
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { status })) => Given::NotActive(*status),
+                    Err(ServiceError::Refused(Refusal::LimitReached { what })) => Given::DayLimit(what.clone()),
+                    Err(ServiceError::Refused(Refusal::GiftShort { requested, giftable })) => {
+                        Given::Short { requested: *requested, giftable: *giftable }
+                    }
+                    Err(other) => panic!("{context}: gift: {other:?}"),
+                };
+                let day = now.date_naive();
+                let (sent, count) = book.sent.get(&(i, day)).copied().unwrap_or((Credits::ZERO, 0));
+                let resets_at = period_end(Period::Day, now);
+                let expected = if to == i || gift_rules.max_per_gift.is_some_and(|max| amount > max) {
+                    covered.bad_gifts += 1;
+                    Given::BadInput
+                } else if parties[i].status != AccountStatus::Active {
+                    Given::NotActive(parties[i].status)
+                } else if !parties[to].status.may_receive_credits() {
+                    covered.gifts_to_suspended += 1;
+                    Given::NotActive(parties[to].status)
+                } else if let Some(max) = gift_rules.daily_count.filter(|max| count >= *max) {
+                    covered.day_count_limits += 1;
+                    Given::DayLimit(DayLimit::Count { max, resets_at }.to_string())
+                } else if sent.checked_add(amount).unwrap() > gift_rules.daily_limit {
+                    covered.day_credit_limits += 1;
+                    let left = gift_rules.daily_limit.checked_sub(sent).unwrap();
+                    Given::DayLimit(DayLimit::Credits { limit: gift_rules.daily_limit, left, resets_at }.to_string())
+                } else {
+                    // Under both accounts' locks: the sender's lapsed holds are released first.
+                    book.lapse(&mut parties[i], now, covered);
+                    match parties[i].wallet.gift_out(amount, &order, now) {
+                        Ok(parts) => {
+                            let made = parties[to].wallet.gift_in(&parts, now);
+                            let Ok(receipt) = &receipt else { panic!("{context}: the rules gave {parts:?}, the store {stored:?}") };
+                            assert_eq!(made.len(), receipt.lots.len(), "{context}: the recipient's lots");
+                            for (wallet_id, lot) in made.iter().zip(&receipt.lots) {
+                                parties[to].lot_ids.insert(*wallet_id, lot.lot_id);
+                            }
+                            book.sent.insert((i, day), (sent.checked_add(amount).unwrap(), count + 1));
+                            covered.gifts += 1;
+                            covered.gifts_with_expiry += usize::from(parts.iter().any(|p| p.expires_at.is_some()));
+                            let sender = &parties[i];
+                            Given::Gave {
+                                parts: parts.iter().map(|p| (sender.lot_ids[&p.from_lot], p.amount, p.expires_at)).collect(),
+                                balance_after: credits::ledger::balance(&sender.wallet.lots, now),
+                            }
+                        }
+                        Err(short) => {
+                            covered.gifts_short += 1;
+                            Given::Short { requested: amount, giftable: short.available }
+                        }
+                    }
+                };
+                assert_eq!(stored, expected, "{context}: gift of {amount} from {name} to {}", PARTIES[to]);
+                if expected != Given::BadInput {
+                    gifts.push((request, stored));
+                }
+            }
+            12 if !gifts.is_empty() => {
+                // A replay, possibly on another day and after statuses changed: the first
+                // outcome, and nothing moves.
+                let (request, first) = gifts[rng.random_range(0..gifts.len())].clone();
+                let again = match app.ledger.gift(request.clone(), now).await {
+                    Ok(receipt) => Given::Gave {
+                        parts: receipt.lots.iter().map(|l| (l.from_lot_id, l.amount, l.expires_at)).collect(),
+                        balance_after: receipt.balance_after,
+                    },
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { status })) => Given::NotActive(status),
+                    Err(ServiceError::Refused(Refusal::LimitReached { what })) => Given::DayLimit(what),
+                    Err(ServiceError::Refused(Refusal::GiftShort { requested, giftable })) => Given::Short { requested, giftable },
+                    Err(other) => panic!("{context}: gift replay: {other:?}"),
+                };
+                assert_eq!(again, first, "{context}: replay of {}", request.idempotency_key);
+                covered.gift_replays += 1;
+            }
+            13 => {
+                let mut limits = Vec::new();
+                let mut max_per_charge = None;
+                if rng.random_bool(0.8) {
+                    let candidates = [
+                        (Some("model"), Period::Day),
+                        (Some("model"), Period::Month),
+                        (None, Period::Day),
+                        (None, Period::Month),
+                        (Some("other"), Period::Day),
+                    ];
+                    for (feature, period) in candidates {
+                        if rng.random_bool(0.4) {
+                            let max = Credits::from_whole(rng.random_range(20..400));
+                            limits.push(LimitInput { feature: feature.map(str::to_string), period, max });
+                        }
+                    }
+                    max_per_charge = rng.random_bool(0.3).then(|| Credits::from_whole(rng.random_range(30..150)));
+                }
+                let request = SetSpendLimitsRequest {
+                    account: name.into(),
+                    limits: limits.clone(),
+                    max_per_charge,
+                    idempotency_key: rng.random_bool(0.5).then(|| format!("limits-{step}")),
+                };
+                let party = &mut parties[i];
+                match app.ledger.set_spend_limits(request, now).await {
+                    Ok(_) => {
+                        assert!(party.status.may_receive_credits(), "{context}: limits set on a {} account", party.status);
+                        // The rule's one order: scoped to a feature first, by name, day before month.
+                        let rules = limits.iter().map(|l| Limit { feature: l.feature.clone(), period: l.period, max: l.max }).collect();
+                        let ordered = Limits::new(rules, max_per_charge).expect("valid limits");
+                        party.limits = ordered.limits().iter().map(|l| (l.feature.clone(), l.period, l.max)).collect();
+                        party.max_per_charge = max_per_charge;
+                    }
+                    Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => {
+                        assert!(!party.status.may_receive_credits(), "{context}")
+                    }
+                    Err(other) => panic!("{context}: set limits: {other:?}"),
+                }
+            }
+            14 => app.clock.set(now + Duration::minutes(rng.random_range(1..300))),
+            15 => {
+                let status = match rng.random_range(0..8) {
+                    0 => AccountStatus::Suspended,
+                    1 => AccountStatus::Inactive,
+                    _ => AccountStatus::Active,
+                };
+                app.ledger.set_status(name, status).await.expect(&context);
+                parties[i].status = status;
+            }
+            _ => {
+                // The workers: holds past their deadline (their room back), then lots past expiry.
+                let released = app.ledger.expire_reservations(now, 1000).await.expect(&context);
+                let lapsed: usize = parties.iter_mut().map(|p| book.lapse(p, now, covered)).sum();
+                assert_eq!(released as usize, lapsed, "{context}: holds released by the worker");
+                let stored = app.ledger.expire_due(now, 1000).await.expect(&context);
+                let expired: Vec<(i64, Credits)> = parties.iter_mut().flat_map(|p| p.wallet.expire(now)).collect();
+                assert_eq!(stored.lots as usize, expired.len(), "{context}: lots written off");
+                assert_eq!(stored.credits, expired.iter().map(|(_, c)| *c).sum::<Credits>(), "{context}: credits written off");
+            }
+        }
+        for (index, party) in parties.iter().enumerate() {
+            compare_party(&app, index, party, &book, &format!("{context}, {}", PARTIES[index])).await;
+        }
+    }
+    app.assert_audit_clean().await;
+}
+
+fn note_limit(outcome: &Charge, covered: &mut GiftsCovered, hold: bool) {
+    if let Charge::Limited(Refusal::SpendLimitReached { period, .. }) = outcome {
+        match period.as_str() {
+            "DAY" => covered.day_limits_hit += 1,
+            "MONTH" => covered.month_limits_hit += 1,
+            _ => covered.charge_limits_hit += 1,
+        }
+        covered.holds_limited += usize::from(hold);
+    }
+}
+
+/// One account: its lots, cached balance and reads as the rules have them, and its spend limits
+/// with what each one's current period counted.
+async fn compare_party(app: &TestApp, index: usize, party: &Party, book: &Book, context: &str) {
+    let now = app.clock.now();
+    let account = app.ledger.account(PARTIES[index]).await.unwrap();
+    let stored = app.ledger.lots_page(account.id, true, &EVERY_LOT).await.unwrap().items;
+    assert_eq!(stored.len(), party.wallet.lots.len(), "{context}: number of lots");
+    for lot in &party.wallet.lots {
+        let row = &stored.iter().find(|r| r.lot.id == party.lot_ids[&lot.id]).expect("every lot is stored").lot;
+        assert_eq!(
+            (row.remaining, row.expires_at, row.source, row.class),
+            (lot.remaining, lot.expires_at, lot.source, lot.class),
+            "{context}: lot {}",
+            lot.id
+        );
+        assert_eq!(row.features, lot.features, "{context}: lot {} scope", lot.id);
+    }
+    assert_eq!(account.balance, party.wallet.remaining(), "{context}: cached balance");
+    let view = app.ledger.balance(&account, now).await.unwrap();
+    assert_eq!((view.available, view.held), (party.wallet.available(now), party.wallet.held_at(now)), "{context}: balance read");
+
+    let limits = app.ledger.spend_limits(account.id, now).await.unwrap();
+    let expected: Vec<_> = party
+        .limits
+        .iter()
+        .map(|(feature, period, max)| {
+            let used = book.used(&(index, feature.clone().unwrap_or_else(|| "*".into()), period_key(*period, now)));
+            let remaining = max.checked_sub(used).filter(|r| !r.micros().is_negative()).unwrap_or(Credits::ZERO);
+            (feature.clone(), *period, *max, used, remaining, period_end(*period, now), used > *max)
+        })
+        .collect();
+    let shown: Vec<_> =
+        limits.limits.iter().map(|l| (l.feature.clone(), l.period, l.max, l.used, l.remaining, l.resets_at, l.exceeded)).collect();
+    assert_eq!(shown, expected, "{context}: spend limits");
+    assert_eq!(limits.max_per_charge, party.max_per_charge, "{context}: maximum per charge");
+}
+
+on_both!(gifts_and_spend_limits_agree);

@@ -161,6 +161,7 @@ async fn purge_removes_exactly_the_operational_rows_past_their_retention(backend
         rate_snapshots: 1,
         coupon_failures: 1,
         job_markers: 1,
+        spend_counters: 0,
     };
     assert_eq!(report, expected);
     assert!(report.drained(1000));
@@ -224,10 +225,85 @@ async fn on_a_test_clock_the_schedulers_rows_are_judged_by_the_wall(backend: Bac
     assert_eq!(workers, ["alive"]);
 }
 
+/// Spend-limit counters of periods over a day ago go; the current periods', yesterday's, and
+/// one an open hold counted in stay (settling the hold gives its room back there, and the next
+/// purge takes it). The limits read the same before and after.
+async fn spend_counters_of_past_periods_go(backend: Backend) {
+    use credits::ledger::Credits;
+    use credits::ledger::spend_limits::Period;
+    use credits::service::reservations::ReserveRequest;
+    use credits::service::spend_limits::{LimitInput, SetSpendLimitsRequest};
+    use credits::service::spending::SpendRequest;
+    let app = TestApp::spawn(backend).await;
+    let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+    app.clock.set(at("2026-01-02T00:00:00Z"));
+    app.create_account("capped").await;
+    assert!(app.grant("capped", "1000", "PAID", None, "fund").await["errors"].is_null());
+    let limits = vec![
+        LimitInput { feature: None, period: Period::Day, max: Credits::from_whole(500) },
+        LimitInput { feature: None, period: Period::Month, max: Credits::from_whole(5000) },
+    ];
+    let request = SetSpendLimitsRequest { account: "capped".into(), limits, max_per_charge: None, idempotency_key: None };
+    app.ledger.set_spend_limits(request, app.clock.now()).await.unwrap();
+    let ledger = &app.ledger;
+    let spend = |key: &str, amount: i64, now: &str| {
+        let request = SpendRequest {
+            account: "capped".into(),
+            amount: Some(Credits::from_whole(amount)),
+            price: None,
+            idempotency_key: key.into(),
+            feature: "chat".into(),
+            model: None,
+            reason: None,
+            metadata: None,
+        };
+        let now = at(now);
+        async move { ledger.spend(request, now).await.unwrap() }
+    };
+    spend("jan", 10, "2026-01-15T10:00:00Z").await;
+    spend("feb", 20, "2026-02-27T10:00:00Z").await;
+    let hold = ReserveRequest {
+        account: "capped".into(),
+        amount: Credits::from_whole(30),
+        idempotency_key: "hold".into(),
+        feature: "chat".into(),
+        model: None,
+        reason: None,
+        // Open past the purge (a lapsed hold would be released by the next spend).
+        hold_seconds: Some(3 * 86_400),
+        metadata: None,
+    };
+    let held = app.ledger.reserve(hold, at("2026-03-08T10:00:00Z")).await.unwrap();
+    spend("yesterday", 40, "2026-03-09T23:00:00Z").await;
+    spend("today", 50, "2026-03-10T09:00:00Z").await;
+    let db = &app.ledger.db;
+    let keys = || strings(db, "SELECT period_key FROM spend_usage ORDER BY period_key");
+    assert_eq!(keys().await, ["2026-01", "2026-01-15", "2026-02", "2026-02-27", "2026-03", "2026-03-08", "2026-03-09", "2026-03-10"]);
+    let account = app.ledger.account("capped").await.unwrap();
+    let now = at("2026-03-10T12:00:00Z");
+    let before = app.ledger.spend_limits(account.id, now).await.unwrap();
+
+    let report = app.ledger.purge_operational_rows(now, 1000).await.unwrap();
+    assert_eq!(report.spend_counters, 4, "{report:?}");
+    assert_eq!(keys().await, ["2026-03", "2026-03-08", "2026-03-09", "2026-03-10"], "the hold's day stays");
+    assert_eq!(app.ledger.spend_limits(account.id, now).await.unwrap(), before);
+    let used: Vec<Credits> = before.limits.iter().map(|l| l.used).collect();
+    assert_eq!(used, [Credits::from_whole(50), Credits::from_whole(120)], "today's and March's");
+
+    // The hold settled gives its room back to the day it was counted in; then that day goes.
+    app.ledger.release(&held.reservation_id.to_string(), "release", now).await.unwrap();
+    let march = count(db, "SELECT used_micros FROM spend_usage WHERE period_key = '2026-03'").await;
+    assert_eq!(march, Credits::from_whole(90).micros());
+    assert_eq!(app.ledger.purge_operational_rows(now, 1000).await.unwrap().spend_counters, 1);
+    assert_eq!(keys().await, ["2026-03", "2026-03-09", "2026-03-10"]);
+    app.assert_audit_clean().await;
+}
+
 on_both!(
     purge_removes_exactly_the_operational_rows_past_their_retention,
     purge_goes_in_bounded_rounds,
-    on_a_test_clock_the_schedulers_rows_are_judged_by_the_wall
+    on_a_test_clock_the_schedulers_rows_are_judged_by_the_wall,
+    spend_counters_of_past_periods_go
 );
 
 /// A new SQLite file gives purged pages back to the file system, without a full VACUUM.

@@ -179,6 +179,27 @@ async fn holds_count_and_settling_gives_room_back(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// A hold past its deadline holds nothing, released yet or not: a new hold is checked against
+/// the limits after the lapsed one gave its room back, as a spend is (before, a hold was
+/// refused SPEND_LIMIT_REACHED counting a hold that had lapsed, where a spend went through).
+async fn a_lapsed_hold_gives_its_room_back_before_a_new_hold_is_checked(backend: Backend) {
+    let app = funded(backend, None, "a", "1000").await;
+    set_ok(&app, "a", json!([{ "period": "DAY", "max": "100" }]), None).await;
+    let reserve = |amount: &'static str, key: &'static str| {
+        let app = &app;
+        async move { app.gql(&app.service, RESERVE, json!({ "a": "a", "amt": amount, "k": key, "s": 60 })).await }
+    };
+    assert!(reserve("80", "r-1").await["errors"].is_null());
+    let refused = reserve("30", "r-2").await;
+    assert_eq!((error_code(&refused), &extensions(&refused)["used"]), ("SPEND_LIMIT_REACHED", &json!("80")), "{refused}");
+    // Past the first hold's deadline, no job has run: the new hold finds the room.
+    app.clock.set(at("2026-12-03T10:01:00Z"));
+    let held = reserve("30", "r-3").await;
+    assert!(held["errors"].is_null(), "{held}");
+    assert_eq!(used(&app, "a", 0).await, "30", "the lapsed hold was released and gave its 80 back");
+    app.assert_audit_clean().await;
+}
+
 /// A market job whose price would pass the consumer's cap is rejected with its code, and the
 /// submission's outcome replays under its key; within the cap a job runs and counts.
 async fn market_jobs_over_a_cap_are_rejected(backend: Backend) {
@@ -299,6 +320,7 @@ on_both!(
     a_daily_cap_refuses_the_spend_that_would_cross_it,
     monthly_feature_caps_and_the_maximum_per_charge,
     holds_count_and_settling_gives_room_back,
+    a_lapsed_hold_gives_its_room_back_before_a_new_hold_is_checked,
     market_jobs_over_a_cap_are_rejected,
     metered_usage_is_charged_and_shows_the_cap_exceeded,
     concurrent_spends_against_a_cap_fit_exactly,

@@ -13,6 +13,9 @@ use credits::store;
 use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
 
+/// The example program with gifts between users on (`[gifts]`), which no preset has.
+const GIFTS_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/gifts.toml");
+
 const WEBHOOK_SECRET: &[u8] = b"webhook-test-secret-webhook-test-secret";
 
 /// How far a receiver accepts a signature's timestamp from its own clock.
@@ -365,7 +368,7 @@ fn topic_schemas() -> std::collections::BTreeMap<String, jsonschema::Validator> 
 /// The schemas in docs/webhooks say what receivers get: every topic the service publishes is made
 /// to happen through the API and the jobs (a refund, a low balance, credits about to expire, a
 /// settlement that runs short, purchases cancelled, failed and expired, auto top-ups asked for, capped and
-/// turned off), delivered to a real receiver, and each body sent must match its
+/// turned off, a gift), delivered to a real receiver, and each body sent must match its
 /// topic's schema, which refuses fields it does not list. Every schema is met at least once.
 async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
     let schemas = topic_schemas();
@@ -482,6 +485,29 @@ async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
         .await;
     assert_eq!(paid["data"]["confirmPurchase"]["status"], json!("PAID"), "{paid}");
     assert!(app.spend("capped", "60", "capped-2").await["errors"].is_null());
+
+    // gift.sent: on a program with gifts (none of the presets), to the same receiver; a replay
+    // of the gift's key publishes nothing more.
+    let mut gifts = TestApp::spawn_with(backend, GIFTS_PROGRAM).await;
+    gifts.ledger.webhooks = Some(receiver.sender(WEBHOOK_SECRET));
+    gifts.create_account("giver").await;
+    gifts.create_account("taker").await;
+    assert!(gifts.grant("giver", "80", "PAID", None, "fund-giver").await["errors"].is_null());
+    let gift = "mutation { giftCredits(input: {fromAccount: \"giver\", toAccount: \"taker\", amount: \"30.5\", idempotencyKey: \"g-1\"}) { sentSequence receivedSequence } }";
+    let given = gifts.gql(&gifts.service, gift, json!({})).await;
+    assert!(given["errors"].is_null(), "{given}");
+    assert_eq!(gifts.gql(&gifts.service, gift, json!({})).await, given, "a replay");
+    gifts.ledger.run_job(Job::DeliverWebhooks, Utc::now()).await.unwrap();
+    let sent: Vec<Value> = receiver.received().iter().map(Received::json).filter(|b| b["topic"] == json!("gift.sent")).collect();
+    assert_eq!(sent.len(), 1, "one event per gift: {sent:?}");
+    let data = &sent[0]["data"];
+    assert_eq!(sent[0]["account"], json!("giver"));
+    assert_eq!((&data["fromAccountId"], &data["toAccountId"], &data["credits"]), (&json!("giver"), &json!("taker"), &json!("30.5")));
+    let sequence = |field: &str| given["data"]["giftCredits"][field].as_str().unwrap().parse::<i64>().unwrap();
+    assert_eq!(
+        (&data["sentSequence"], &data["receivedSequence"]),
+        (&json!(sequence("sentSequence")), &json!(sequence("receivedSequence")))
+    );
 
     app.ledger.run_job(Job::DeliverWebhooks, Utc::now()).await.unwrap();
     let received = receiver.received();

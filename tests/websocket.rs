@@ -393,7 +393,142 @@ async fn one_balance_read_per_change_is_shared(backend: Backend) {
     assert!(ended.is_ok(), "the watcher is let go with its last subscriber");
 }
 
+/// The example program with gifts between users on (`[gifts]`: 500 credits and 5 gifts per
+/// sender and day, 300 per gift).
+const GIFTS_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/gifts.toml");
+const SET_AUTO_TOP_UP: &str = "mutation($input: SetAutoTopUpInput!) { setAutoTopUp(input: $input) {
+    enabled threshold amount targetBalance monthlyCap boughtThisMonth failuresInARow maxFailures disabledAt pendingPurchase { credits status } } }";
+const SET_SPEND_LIMITS: &str = "mutation($i: SetSpendLimitsInput!) {
+    setSpendLimits(input: $i) { maxPerCharge limits { feature period max used remaining resetsAt exceeded } } }";
+const SPEND_FOR: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
+    spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { amount availableAfter } }";
+const GIFT: &str = "mutation($f: ID, $t: ID!, $a: CreditAmount!, $k: String!) {
+    giftCredits(input: {fromAccount: $f, toAccount: $t, amount: $a, idempotencyKey: $k}) {
+      fromAccount toAccount amount sentSequence receivedSequence balanceAfter effectiveAt lots { lotId fromLotId amount expiresAt } } }";
+
+/// The same operation for account `h` over HTTP and for account `w` over the socket (two
+/// accounts in the same state): both responses.
+async fn on_each(
+    app: &TestApp,
+    token: &str,
+    socket: &mut crate::support::ws::Socket,
+    id: &str,
+    query: &str,
+    variables: impl Fn(&str) -> Value,
+) -> (Value, Value) {
+    let http = app.gql(token, query, variables("h")).await;
+    let ws = execute(socket, id, query, variables("w")).await;
+    (http, ws)
+}
+
+/// A gift's payload without what names its accounts, entries or lots, which differ between two
+/// accounts in the same state.
+fn gift_shape(r: &Value) -> Value {
+    let g = &r["data"]["giftCredits"];
+    let lots: Vec<Value> =
+        g["lots"].as_array().unwrap_or_else(|| panic!("{r}")).iter().map(|l| json!([l["amount"], l["expiresAt"]])).collect();
+    json!({ "amount": g["amount"], "balanceAfter": g["balanceAfter"], "effectiveAt": g["effectiveAt"], "lots": lots })
+}
+
+/// Issue 26's mutations run over `/graphql/ws` as over HTTP: `setAutoTopUp`, `setSpendLimits`
+/// (and the `SPEND_LIMIT_REACHED` a spend then meets) and `giftCredits` give the same payloads
+/// and the same errors with the same extensions on both transports, for two accounts in the
+/// same state; a gift's key replays over either transport with the first answer, and the same
+/// key with another amount is `IDEMPOTENCY_CONFLICT` on both.
+async fn issue_26_mutations_answer_alike_over_both_transports(backend: Backend) {
+    let app = TestApp::spawn_with(backend, GIFTS_PROGRAM).await;
+    app.clock.set("2026-12-03T10:00:00Z".parse().unwrap());
+    let expires = Some("2027-02-01T00:00:00Z".parse().unwrap());
+    for name in ["h", "w", "to"] {
+        app.create_account(name).await;
+        assert!(app.grant(name, "400", "PAID", expires, &format!("fund-{name}")).await["errors"].is_null());
+    }
+    let mut socket = connect(&app.address, &app.service).await;
+    let service = app.service.clone();
+
+    // setAutoTopUp: set, then refused alike.
+    let auto = |threshold: &'static str| move |a: &str| json!({ "input": { "accountId": a, "enabled": true, "threshold": threshold, "amount": "100", "monthlyCap": "500" } });
+    let (http, ws) = on_each(&app, &service, &mut socket, "auto", SET_AUTO_TOP_UP, auto("50")).await;
+    assert!(http["errors"].is_null(), "{http}");
+    assert_eq!(ws, http);
+    assert_eq!(ws["data"]["setAutoTopUp"]["threshold"], json!("50"), "{ws}");
+    let (http, ws) = on_each(&app, &service, &mut socket, "auto-bad", SET_AUTO_TOP_UP, auto("-1")).await;
+    assert_eq!(code_of(&ws), "BAD_USER_INPUT", "{ws}");
+    assert_eq!(ws["errors"], http["errors"]);
+    // A user may not set another account's (the same refusal over its own socket).
+    let mut user_socket = connect(&app.address, &app.user("w")).await;
+    let input = auto("50")("h");
+    let http = app.gql(&app.user("w"), SET_AUTO_TOP_UP, input.clone()).await;
+    let ws = execute(&mut user_socket, "auto-other", SET_AUTO_TOP_UP, input).await;
+    assert_eq!(code_of(&ws), "FORBIDDEN", "{ws}");
+    assert_eq!(ws["errors"], http["errors"]);
+
+    // setSpendLimits, and the refusals a spend then meets, extensions and all.
+    let limits =
+        |a: &str| json!({ "i": { "accountId": a, "limits": [{ "feature": "chat", "period": "DAY", "max": "30" }], "maxPerCharge": "20" } });
+    let (http, ws) = on_each(&app, &service, &mut socket, "limits", SET_SPEND_LIMITS, limits).await;
+    assert!(http["errors"].is_null(), "{http}");
+    assert_eq!(ws, http);
+    let twice = |a: &str| json!({ "i": { "accountId": a, "limits": [{ "feature": "chat", "period": "DAY", "max": "1" }, { "feature": "chat", "period": "DAY", "max": "2" }] } });
+    let (http, ws) = on_each(&app, &service, &mut socket, "limits-bad", SET_SPEND_LIMITS, twice).await;
+    assert_eq!(code_of(&ws), "BAD_USER_INPUT", "{ws}");
+    assert_eq!(ws["errors"], http["errors"]);
+    let spend = |amount: &'static str, key: &'static str| move |a: &str| json!({ "a": a, "amt": amount, "k": key });
+    let (http, ws) = on_each(&app, &service, &mut socket, "s-1", SPEND_FOR, spend("25", "s-1")).await;
+    assert_eq!(code_of(&ws), "SPEND_LIMIT_REACHED", "{ws}");
+    assert_eq!(ws["errors"][0]["extensions"]["period"], json!("CHARGE"), "{ws}");
+    assert_eq!(ws["errors"], http["errors"]);
+    let (http, ws) = on_each(&app, &service, &mut socket, "s-2", SPEND_FOR, spend("15", "s-2")).await;
+    assert!(ws["errors"].is_null(), "{ws}");
+    assert_eq!(ws, http);
+    let (http, ws) = on_each(&app, &service, &mut socket, "s-3", SPEND_FOR, spend("16", "s-3")).await;
+    assert_eq!(code_of(&ws), "SPEND_LIMIT_REACHED", "{ws}");
+    assert_eq!((&ws["errors"][0]["extensions"]["period"], &ws["errors"][0]["extensions"]["used"]), (&json!("DAY"), &json!("15")), "{ws}");
+    assert_eq!(ws["errors"], http["errors"]);
+    // The refusal is kept under its key: a replay over the other transport answers alike.
+    assert_eq!(app.gql(&service, SPEND_FOR, spend("16", "s-3")("w")).await["errors"], ws["errors"]);
+
+    // giftCredits: the same gift from each, then replays of its key over both transports.
+    let gift = |amount: &'static str, key: &'static str| move |a: &str| json!({ "f": a, "t": "to", "a": amount, "k": key });
+    let (http, ws) = on_each(&app, &service, &mut socket, "g-1", GIFT, gift("30", "g-1")).await;
+    assert!(http["errors"].is_null() && ws["errors"].is_null(), "{http}\n{ws}");
+    assert_eq!(gift_shape(&ws), gift_shape(&http));
+    assert_eq!(ws["data"]["giftCredits"]["balanceAfter"], json!("355"), "{ws}");
+    let replay = execute(&mut socket, "g-1-again", GIFT, gift("30", "g-1")("w")).await;
+    assert_eq!(replay, ws, "a replay over the socket");
+    assert_eq!(app.gql(&service, GIFT, gift("30", "g-1")("w")).await, ws, "a replay over HTTP of a gift made over the socket");
+    assert_eq!(
+        execute(&mut socket, "g-1-http", GIFT, gift("30", "g-1")("h")).await,
+        http,
+        "a replay over the socket of one made over HTTP"
+    );
+    assert_eq!(app.balance("w").await, "355", "replays move nothing");
+    let (http, ws) = on_each(&app, &service, &mut socket, "g-1-other", GIFT, gift("31", "g-1")).await;
+    assert_eq!(code_of(&ws), "IDEMPOTENCY_CONFLICT", "{ws}");
+    assert_eq!(code_of(&http), "IDEMPOTENCY_CONFLICT", "{http}");
+    // Refusals: over the per-gift maximum, more than the giftable credits, the day's limit.
+    for (id, amount, key, code) in [
+        ("g-2", "301", "g-2", "BAD_USER_INPUT"),
+        ("g-3", "300", "g-3", ""),
+        ("g-4", "100", "g-4", "INSUFFICIENT_CREDITS"),
+        ("g-5", "171", "g-5", "DAILY_LIMIT_REACHED"),
+    ] {
+        let (http, ws) = on_each(&app, &service, &mut socket, id, GIFT, gift(amount, key)).await;
+        if code.is_empty() {
+            assert!(ws["errors"].is_null(), "{ws}");
+            assert_eq!(gift_shape(&ws), gift_shape(&http));
+        } else {
+            assert_eq!(code_of(&ws), code, "{ws}");
+            assert_eq!(ws["errors"], http["errors"], "{id}");
+        }
+    }
+    let to = app.balance("to").await;
+    assert_eq!(to, "1060", "400 and two gifts of 30 and 300 from each");
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    issue_26_mutations_answer_alike_over_both_transports,
     the_claim_limit_per_address_counts_both_transports,
     the_request_timeout_holds_over_the_websocket,
     the_21st_open_operation_on_a_connection_is_refused,

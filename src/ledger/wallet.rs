@@ -5,6 +5,7 @@
 
 use crate::ledger::amount::Credits;
 use crate::ledger::corrections::{self, ExpiryChange, ExpiryRefusal, VoidRefusal};
+use crate::ledger::gift::{self, GiftPart};
 use crate::ledger::lot::{ConsumptionOrder, Insufficient, Lot, LotClass, LotSource, Priority, Purpose, Take, take};
 use crate::ledger::lot::{allocate, balance};
 use crate::ledger::plans::{PlanPeriod, split_grant_key};
@@ -31,6 +32,8 @@ pub struct Totals {
     pub voided: Credits,
     /// What operators debited by hand (`corrections::adjust_down`).
     pub adjusted_down: Credits,
+    /// Paid credits given to other accounts (`ledger::gift`); the recipient counts them granted.
+    pub gifted: Credits,
 }
 
 /// A hold: the parts it took, in order, and until when.
@@ -452,6 +455,27 @@ impl Wallet {
         Ok(takes)
     }
 
+    /// Gives `amount` of the paid, unscoped, spendable credits away (`ledger::gift::choose`),
+    /// all or nothing, after lapsed holds are given back: the parts, each with the expiry the
+    /// recipient's lot keeps (`gift_in`).
+    pub fn gift_out(&mut self, amount: Credits, order: &ConsumptionOrder, now: DateTime<Utc>) -> Result<Vec<GiftPart>, Insufficient> {
+        self.lapse(now);
+        let parts = gift::choose(&self.lots, amount, order, now)?;
+        for part in &parts {
+            let lot = self.lots.iter_mut().find(|l| l.id == part.from_lot).expect("choose returns the given lots");
+            lot.remaining = lot.remaining.checked_sub(part.amount).expect("choose takes what a lot holds");
+            self.note_taken(part.from_lot, part.amount);
+        }
+        self.totals.gifted = self.totals.gifted.checked_add(amount).expect("totals fit");
+        self.check();
+        Ok(parts)
+    }
+
+    /// Receives the parts of a gift: one paid GIFT lot each, with the expiry it had.
+    pub fn gift_in(&mut self, parts: &[GiftPart], now: DateTime<Utc>) -> Vec<i64> {
+        parts.iter().map(|p| self.grant(LotClass::Paid, LotSource::Gift, p.amount, now, p.expires_at)).collect()
+    }
+
     pub fn remaining(&self) -> Credits {
         self.lots.iter().map(|l| l.remaining).sum()
     }
@@ -477,6 +501,7 @@ impl Wallet {
             .and_then(|s| s.checked_add(self.totals.revoked))
             .and_then(|s| s.checked_add(self.totals.voided))
             .and_then(|s| s.checked_add(self.totals.adjusted_down))
+            .and_then(|s| s.checked_add(self.totals.gifted))
             .and_then(|s| s.checked_add(self.remaining()));
         assert_eq!(Some(self.totals.granted), out, "conservation broken: {:?}", self.totals);
     }

@@ -8,7 +8,7 @@
 //! GIFT_RECEIVED on the recipient (lines into new GIFT lots, one per part, each with the expiry
 //! of the lot it came from, `ledger::gift`). Each entry's detail names the other account, and
 //! the received one the sent entry it pairs with, which the audit checks; each GIFT lot's origin
-//! is the sent entry.
+//! is the sent entry. A `gift.sent` event goes to the outbox in the same transaction.
 //!
 //! Refunds stay safe without a rule of their own: the credits gifted leave the sender's purchase
 //! lot, so a refund of that purchase finds them used (its unused credits are what the lot still
@@ -28,6 +28,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 const OPERATION: &str = "gift";
+/// The webhook topic of a gift made (docs/webhooks/gift.sent.schema.json), about the sender.
+pub const GIFT_SENT_TOPIC: &str = "gift.sent";
 /// The origin kind of a GIFT lot; its origin id is the GIFT_SENT entry.
 pub const GIFT_ORIGIN: &str = "gift";
 
@@ -200,6 +202,16 @@ impl Engine {
                     ..EntryMeta::now(OPERATION, now)
                 };
                 let (made, received) = posting::credit_parts(txn, to_id, EntryKind::GiftReceived, new_lots, received_meta).await?;
+                // The product hears of it (`gift.sent`) exactly when the gift commits.
+                let event = serde_json::json!({
+                    "fromAccountId": sender.external_id,
+                    "toAccountId": to.as_str(),
+                    "credits": amount.to_string(),
+                    "sentSequence": sent.id,
+                    "receivedSequence": received.id,
+                    "effectiveAt": now.to_rfc3339(),
+                });
+                store::outbox::publish(txn, GIFT_SENT_TOPIC, Some(sender.id), &event, now).await?;
                 tracing::info!(
                     account.id = sender.id,
                     recipient.id = to_id,

@@ -109,6 +109,9 @@ pub(crate) async fn hold(
     request: HoldRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<Result<Hold, HoldRefused>, ServiceError> {
+    // Holds past their deadline are released first, their room under the limits with them: a
+    // hold's deadline is exact, so a new hold is checked against what is still held, as a spend is.
+    release_lapsed(txn, &[locked.id], now).await?;
     let counters = match spend_limits::check_hold(txn, locked.id, request.feature, request.amount, now).await? {
         Ok(counters) => counters,
         Err(refusal) => return Ok(Err(HoldRefused::Limit(refusal))),

@@ -3,6 +3,7 @@
 //! bounded rounds until every kind is drained; each delete is its own short statement, so a
 //! purge never holds a lock for long, and a crash halfway loses nothing: the next tick goes on.
 
+use crate::ledger::spend_limits::Period;
 use crate::service::{Engine, ServiceError};
 use crate::store::retention as purge;
 use chrono::{DateTime, Utc};
@@ -22,6 +23,8 @@ pub struct RetentionReport {
     pub rate_snapshots: u64,
     pub coupon_failures: u64,
     pub job_markers: u64,
+    /// Spend-limit usage counters of periods over (`store::retention::purge_spend_counters`).
+    pub spend_counters: u64,
 }
 
 impl RetentionReport {
@@ -34,8 +37,16 @@ impl RetentionReport {
         self.counts().iter().all(|&count| count < limit)
     }
 
-    fn counts(&self) -> [u64; 6] {
-        [self.scheduler_ticks, self.scheduler_workers, self.delivered_events, self.rate_snapshots, self.coupon_failures, self.job_markers]
+    fn counts(&self) -> [u64; 7] {
+        [
+            self.scheduler_ticks,
+            self.scheduler_workers,
+            self.delivered_events,
+            self.rate_snapshots,
+            self.coupon_failures,
+            self.job_markers,
+            self.spend_counters,
+        ]
     }
 }
 
@@ -56,6 +67,13 @@ impl Engine {
             rate_snapshots: purge::purge_rate_snapshots(db, cutoffs.rate_snapshots, limit).await?,
             coupon_failures: purge::purge_coupon_failures(db, cutoffs.coupon_failures, limit).await?,
             job_markers: purge::purge_job_markers(db, cutoffs.job_markers, limit).await?,
+            spend_counters: {
+                // Periods that ended a day or more before `now`: a charge decided just before a
+                // midnight and committed just after it still finds its period's counter.
+                let grace = now - chrono::Duration::days(1);
+                let (day, month) = (Period::Day.key(grace), Period::Month.key(grace));
+                purge::purge_spend_counters(db, &day, &month, limit).await?
+            },
         };
         if report.total() > 0 {
             tracing::debug!(?report, "purged operational rows past their retention");

@@ -7,7 +7,8 @@
 
 use crate::entity::{
     account, ad_reward, asking_price, auto_topup, bid_preference, claim, container, coupon, coupon_redemption, idempotency_key,
-    journal_entry, journal_line, lot, market_job, meter, provider, purchase, referral, reservation, settlement, spend_limit, usage_line,
+    journal_entry, journal_line, lot, market_job, meter, provider, purchase, referral, reservation, settlement, spend_limit,
+    spend_limit_hold, spend_usage, usage_line,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
@@ -43,6 +44,8 @@ macro_rules! dispatch {
             Table::MarketJobs => $f::<market_job::Entity>($($arg),*)$(.$await)?,
             Table::SpendLimits => $f::<spend_limit::Entity>($($arg),*)$(.$await)?,
             Table::AutoTopups => $f::<auto_topup::Entity>($($arg),*)$(.$await)?,
+            Table::SpendUsage => $f::<spend_usage::Entity>($($arg),*)$(.$await)?,
+            Table::SpendLimitHolds => $f::<spend_limit_hold::Entity>($($arg),*)$(.$await)?,
         }
     };
 }
@@ -76,16 +79,21 @@ pub enum Table {
     AskingPrices,
     BidPreferences,
     MarketJobs,
-    /// The caps users set (issue 26). Their usage counters (`spend_usage`) and what each hold
-    /// counted (`spend_limit_holds`) are left out: keyed by their period, not by an id, they
-    /// restart at zero on a restored deployment, which counts from then on.
+    /// The caps users set (issue 26).
     SpendLimits,
     AutoTopups,
+    /// The spend limits' usage counters, so a restore goes on counting the periods it is in
+    /// (a restore that counted from zero would let a user pass a cap by the day's usage).
+    /// Keyed by (account, scope, period), not by an id: paged by position (`page`).
+    SpendUsage,
+    /// What each open hold counted, so that settling it on the restored deployment gives the
+    /// room back. Keyed by (reservation, scope, period): paged by position.
+    SpendLimitHolds,
 }
 
 impl Table {
     /// Every table, in load order.
-    pub const ALL: [Table; 22] = [
+    pub const ALL: [Table; 24] = [
         Table::Accounts,
         Table::Lots,
         Table::JournalEntries,
@@ -108,6 +116,8 @@ impl Table {
         Table::MarketJobs,
         Table::SpendLimits,
         Table::AutoTopups,
+        Table::SpendUsage,
+        Table::SpendLimitHolds,
     ];
 
     /// The table's name in the database, which is also its name in an export.
@@ -153,7 +163,9 @@ impl Table {
                     .to_owned();
                 return Some(Expr::col(Alias::new("settlement_id")).in_subquery(settlements));
             }
-            Table::Meters | Table::AskingPrices | Table::BidPreferences => return None,
+            // Counters move in place and have no creation instant: a feed of what changed
+            // since has nothing to say about them.
+            Table::Meters | Table::AskingPrices | Table::BidPreferences | Table::SpendUsage | Table::SpendLimitHolds => return None,
         };
         Some(at_or_after(created))
     }
@@ -189,7 +201,8 @@ pub struct RowPage {
 }
 
 /// At most `limit` rows of `table` with a key above `after` (all from the start when none), in
-/// key order; only those of an incremental export since `since` when given. `None` when the
+/// key order (for the tables keyed by several columns, `after` is a position in that order:
+/// `page_by_position`); only those of an incremental export since `since` when given. `None` when the
 /// table is not part of an export since `since` at all.
 pub async fn page(
     conn: &impl ConnectionTrait,
@@ -205,7 +218,38 @@ pub async fn page(
             None => return Ok(None),
         },
     };
-    dispatch!(table, page_of(conn, filter, after, limit).await).map(Some)
+    match table {
+        Table::SpendUsage => {
+            let order = [spend_usage::Column::AccountId, spend_usage::Column::Scope, spend_usage::Column::PeriodKey];
+            page_by_position::<spend_usage::Entity>(conn, &order, after, limit).await.map(Some)
+        }
+        Table::SpendLimitHolds => {
+            let order = [spend_limit_hold::Column::ReservationId, spend_limit_hold::Column::Scope, spend_limit_hold::Column::PeriodKey];
+            page_by_position::<spend_limit_hold::Entity>(conn, &order, after, limit).await.map(Some)
+        }
+        _ => dispatch!(table, page_of(conn, filter, after, limit).await).map(Some),
+    }
+}
+
+/// A page of a table whose key is several columns: in the key's order, from the `after`-th row
+/// (none: the first), and `last_key` the position where the next page starts. The export reads
+/// in one snapshot transaction, so positions do not move between pages; these tables hold a
+/// few rows per account and period, so the offset stays small.
+async fn page_by_position<E>(conn: &impl ConnectionTrait, order: &[E::Column], after: Option<i64>, limit: u64) -> Result<RowPage, DbErr>
+where
+    E: EntityTrait,
+    E::Model: serde::Serialize + Sync,
+{
+    let start = after.unwrap_or(0);
+    let mut query = E::find();
+    for column in order {
+        query = query.order_by_asc(*column);
+    }
+    let offset = u64::try_from(start).map_err(|_| DbErr::Custom(format!("{}: a negative position", table_name::<E>())))?;
+    let models = query.offset(offset).limit(limit).all(conn).await?;
+    let rows = models.iter().map(|m| serde_json::to_string(m).map_err(|e| DbErr::Json(e.to_string()))).collect::<Result<Vec<_>, _>>()?;
+    let last_key = (!rows.is_empty()).then(|| start + rows.len() as i64);
+    Ok(RowPage { rows, last_key })
 }
 
 async fn page_of<E>(conn: &impl ConnectionTrait, filter: Option<SimpleExpr>, after: Option<i64>, limit: u64) -> Result<RowPage, DbErr>

@@ -1,6 +1,7 @@
 //! Deleting operational rows past their retention (`ledger::retention`), a bounded batch per
 //! statement so that no purge holds a lock or grows a transaction without end. Nothing here
-//! touches the ledger's tables or the claims.
+//! touches the ledger's tables or the claims; the spend limits' counters of periods long over
+//! are the one kind of account state it removes (they can no longer decide anything).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
@@ -21,6 +22,20 @@ pub async fn purge_delivered_events(conn: &impl ConnectionTrait, before: DateTim
     let sql = "DELETE FROM outbox WHERE id IN \
                (SELECT id FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1 ORDER BY id LIMIT $2)";
     delete(conn, sql, vec![before.into(), (limit as i64).into()]).await
+}
+
+/// Spend-limit usage counters of periods before `day_key` ("YYYY-MM-DD", for day counters) and
+/// `month_key` ("YYYY-MM", for month counters), never one that an open hold counted in (its
+/// settlement gives the room back there). Day and month keys differ in length, and each compares
+/// in time order as text.
+pub async fn purge_spend_counters(conn: &impl ConnectionTrait, day_key: &str, month_key: &str, limit: u64) -> Result<u64, DbErr> {
+    let sql = "DELETE FROM spend_usage WHERE (account_id, scope, period_key) IN \
+               (SELECT u.account_id, u.scope, u.period_key FROM spend_usage u \
+                WHERE ((LENGTH(u.period_key) = 10 AND u.period_key < $1) OR (LENGTH(u.period_key) = 7 AND u.period_key < $2)) \
+                AND NOT EXISTS (SELECT 1 FROM spend_limit_holds h \
+                    WHERE h.account_id = u.account_id AND h.scope = u.scope AND h.period_key = u.period_key) \
+                ORDER BY u.account_id, u.scope, u.period_key LIMIT $3)";
+    delete(conn, sql, vec![day_key.into(), month_key.into(), (limit as i64).into()]).await
 }
 
 /// Market rate snapshots taken before `before`.
