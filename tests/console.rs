@@ -319,3 +319,83 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
 }
 
 on_both!(an_operator_uses_the_console_in_chromium);
+
+/// The account page shows the auto top-up and spend limits the user set, as the API gives them
+/// (a failed payment counted, what a limit used), and the operator turns auto top-up
+/// off: the API then says it is off, with the setting kept.
+async fn an_operator_sees_and_turns_off_auto_top_up(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    app.create_account("dana").await;
+    let user = app.user("dana");
+    let set = app
+        .gql(
+            &user,
+            "mutation { setAutoTopUp(input: {accountId: \"dana\", enabled: true, threshold: \"500\", amount: \"100\", monthlyCap: \"1000\"}) {
+               pendingPurchase { id } } }",
+            json!({}),
+        )
+        .await;
+    // 50 plan credits are under 500: a top-up is asked for at once; its payment fails.
+    let pending = set["data"]["setAutoTopUp"]["pendingPurchase"]["id"].as_str().unwrap_or_else(|| panic!("{set}")).to_string();
+    let failed = app
+        .gql(
+            &app.service,
+            "mutation($id: ID!) { failPurchase(input: {purchaseId: $id, reason: \"card declined\", idempotencyKey: \"f1\"}) { status } }",
+            json!({ "id": pending }),
+        )
+        .await;
+    assert!(failed["errors"].is_null(), "{failed}");
+    let limits = app
+        .gql(
+            &user,
+            "mutation { setSpendLimits(input: {accountId: \"dana\", maxPerCharge: \"20\",
+               limits: [{feature: \"chat\", period: DAY, max: \"4\"}, {period: MONTH, max: \"40\"}]}) { maxPerCharge } }",
+            json!({}),
+        )
+        .await;
+    assert!(limits["errors"].is_null(), "{limits}");
+    let spent = app.spend("dana", "3", "chat-3").await;
+    assert!(spent["errors"].is_null(), "{spent}");
+    let api = app.gql(&app.admin, "{ account(id: \"dana\") { autoTopUp { boughtThisMonth pendingPurchase { id } } } }", json!({})).await;
+    let screenshots = match (backend, std::env::var("CONSOLE_SCREENSHOTS")) {
+        (Backend::Sqlite, Ok(dir)) => dir,
+        _ => String::new(),
+    };
+    let env = [("TOKEN", app.admin.as_str()), ("ACCOUNT", "dana"), ("CONSOLE_SCREENSHOTS", screenshots.as_str())];
+    let Some(script) = BrowserScript::start("console-controls.mjs", &app.address, &env).await else {
+        return;
+    };
+    let seen = script.finish().await;
+    assert_eq!(seen["foreign"], json!([]), "{seen}");
+    assert_eq!(seen["problems"], json!([]), "{seen}");
+    assert_eq!(seen["axe"], json!([]), "axe-core on the account page");
+    let before = &seen["before"];
+    for word in ["null", "undefined", "NaN", "[object"] {
+        assert!(!before["text"].as_str().unwrap().contains(word), "{word} on the page: {seen}");
+    }
+    assert_eq!(before["enabled"], "true", "{seen}");
+    assert_eq!(before["summary"], "On When its credits fall under 500, buy 100 each time; at most 1,000 a month.", "{seen}");
+    assert_eq!(before["failures"], "1 of 3", "{seen}");
+    // The spend after the failure asked for another top-up, as the API says.
+    let api = &api["data"]["account"]["autoTopUp"];
+    assert_eq!(before["bought"], format!("{} of 1,000", api["boughtThisMonth"].as_str().unwrap()), "{seen} {api}");
+    let pending_now = api["pendingPurchase"]["id"].as_str().unwrap_or_else(|| panic!("another top-up: {api}"));
+    assert_ne!(pending_now, pending, "the failed one is not pending");
+    assert_eq!(before["pending"], format!("#{pending_now}, 100 credits"), "{seen}");
+    assert_eq!(before["offButton"], true, "{seen}");
+    assert_eq!(before["limits"][0][0], "chat:DAY", "{seen}");
+    assert_eq!(before["limits"][0].as_array().unwrap()[1..5], [json!("chat"), json!("Day"), json!("4"), json!("3")], "{seen}");
+    assert_eq!(before["limits"][1][0], "*:MONTH", "{seen}");
+    assert_eq!(before["perCharge"], "At most 20 credits per charge.", "{seen}");
+    assert_eq!(seen["outcome"], "Auto top-up turned off. The user can turn it on again.", "{seen}");
+    assert_eq!(seen["after"]["enabled"], "false", "{seen}");
+    assert_eq!(seen["after"]["offButton"], false, "{seen}");
+    let now = app.gql(&app.admin, "{ account(id: \"dana\") { autoTopUp { enabled threshold amount monthlyCap } } }", json!({})).await;
+    assert_eq!(
+        now["data"]["account"]["autoTopUp"],
+        json!({ "enabled": false, "threshold": "500", "amount": "100", "monthlyCap": "1000" }),
+        "off, the setting kept: {now}"
+    );
+}
+
+on_both!(an_operator_sees_and_turns_off_auto_top_up);

@@ -100,6 +100,8 @@ async fn the_portal_is_served(app: &TestApp) {
             "/portal/pages.css",
             "/portal/js/pages/overview.js",
             "/portal/js/chart.js",
+            "/portal/js/pages/settings.js",
+            "/portal/js/errors.js",
             "/portal/portal.graphql",
         ],
     )

@@ -5,7 +5,9 @@
 //! day, filter or page. Also: a reason holding markup shows as text, no request leaves the
 //! server's origin, nothing fails in the console, axe-core finds nothing serious, and each page
 //! fits a 390 px wide phone. `PORTAL_SCREENSHOTS=docs` saves
-//! `docs/portal-{usage,history,market}.png` (from the SQLite run).
+//! `docs/portal-{usage,history,market}.png` (from the SQLite run). The Settings page
+//! (`tests/browser/portal-settings.mjs`): auto top-up, spend limits and gifts changed in the page
+//! and checked through the API (`docs/portal-settings.png`).
 
 use crate::on_both;
 use crate::support::browser::BrowserScript;
@@ -529,3 +531,194 @@ async fn the_pages_operations_run_for_a_user(backend: Backend) {
 }
 
 on_both!(the_pages_operations_run_for_a_user);
+
+const GIFTS_PROGRAM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/gifts.toml");
+const CONTROLS: &str = "query($a: ID!) { account(id: $a) {
+    autoTopUp { enabled threshold amount targetBalance monthlyCap boughtThisMonth failuresInARow maxFailures pendingPurchase { id credits } }
+    spendLimits { maxPerCharge limits { feature period max used remaining exceeded } } } }";
+const GIFTS_OF: &str = "query($a: ID!) { account(id: $a) { history(first: 10, filter: {kinds: [GIFT_SENT, GIFT_RECEIVED]}) {
+    nodes { kind amount reason counterparty } } } }";
+
+async fn controls_of(app: &TestApp, account: &str) -> Value {
+    ok(app, &app.service, CONTROLS, json!({ "a": account })).await["account"].clone()
+}
+
+/// Settings (a program with gifts): in Chromium, a user turns auto top-up on (first refused for
+/// an amount under the minimum purchase, with the server's BAD_USER_INPUT message and the field
+/// marked, and nothing saved), sets spend limits (first refused for a duplicate), sees what they
+/// used after a spend and what a failed top-up payment did, and sends a gift whose answer is
+/// lost: sent again under the same idempotency key, it is given once. A gift to an unknown
+/// account shows NOT_FOUND's message.
+async fn a_user_changes_settings_and_sends_credits_in_the_portal(backend: Backend) {
+    let app = TestApp::spawn_with(backend, GIFTS_PROGRAM).await;
+    for id in ["alice", "bob"] {
+        app.create_account(id).await;
+    }
+    let granted = app.grant("alice", "200", "PAID", None, "alice-paid").await;
+    assert!(granted["errors"].is_null(), "{granted}");
+    let link = portal_link(&app, "alice").await;
+    let shots = screenshots(backend);
+    let env = [("URL", link.as_str()), ("MODE", "gifts"), ("RECIPIENT", "bob"), ("PORTAL_SCREENSHOTS", shots.as_str())];
+    let Some(mut script) = BrowserScript::start("portal-settings.mjs", &app.address, &env).await else {
+        return;
+    };
+    script.reached("auto-refused").await;
+    assert_eq!(controls_of(&app, "alice").await["autoTopUp"], Value::Null, "a refused setting saves nothing");
+    script.reached("auto-saved").await;
+    let saved = controls_of(&app, "alice").await;
+    let auto = &saved["autoTopUp"];
+    assert_eq!(
+        (&auto["enabled"], &auto["threshold"], &auto["amount"], &auto["targetBalance"], &auto["monthlyCap"]),
+        (&json!(true), &json!("250"), &json!("100"), &Value::Null, &json!("500")),
+        "{saved}"
+    );
+    // 200 credits under a threshold of 250: a top-up was asked for at once.
+    let pending = auto["pendingPurchase"]["id"].as_str().unwrap_or_else(|| panic!("a pending top-up: {saved}")).to_string();
+    script.reached("limits-refused").await;
+    assert_eq!(controls_of(&app, "alice").await["spendLimits"], json!({ "maxPerCharge": null, "limits": [] }), "nothing saved");
+    script.reached("limits-saved").await;
+    // A spend the limits count, and the top-up's payment failing.
+    spend(&app, "alice", "5", "chat", "chat-5").await;
+    ok(
+        &app,
+        &app.service,
+        "mutation($id: ID!) { failPurchase(input: {purchaseId: $id, reason: \"card declined\", idempotencyKey: \"declined\"}) { status } }",
+        json!({ "id": pending }),
+    )
+    .await;
+    let later = controls_of(&app, "alice").await;
+    let seen = script.finish().await;
+    assert_eq!(seen["foreign"], json!([]), "the page tried to reach another host: {}", seen["foreign"]);
+    assert_eq!(seen["problems"], json!([]), "errors in the page: {}", seen["problems"]);
+    assert!(seen["expectedProblems"].as_i64().unwrap() <= 1, "only the lost answer failed to load: {seen}");
+    for (when, violations) in seen["axe"].as_object().unwrap() {
+        assert_eq!(violations, &json!([]), "axe-core on the Settings page ({when})");
+    }
+    assert!(seen["phone"]["scrollWidth"].as_i64() <= seen["phone"]["innerWidth"].as_i64(), "{seen}");
+    assert!(seen["nav"].as_array().unwrap().contains(&json!("Settings")), "{seen}");
+    assert_eq!(seen["gift"], 1, "the program has gifts: the form is there");
+    assert_eq!(seen["stray"], json!([]), "no value went missing on the page: {seen}");
+    assert_eq!(seen["first"]["enabled"], "false", "{seen}");
+
+    // Auto top-up: refused by the server for the amount, then by the page for its form; saved.
+    assert_eq!(seen["enabledByKeyboard"], true);
+    let refused = &seen["autoRefused"];
+    assert_eq!((&refused["ok"], &refused["code"]), (&json!(false), &json!("BAD_USER_INPUT")), "{seen}");
+    let text = refused["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "Please check what you entered: The amount must be a whole number of credits, at least the minimum purchase of 50"
+        ),
+        "{text}"
+    );
+    assert_eq!(refused["invalid"], json!(["auto-top-up-amount"]), "the field at fault is marked: {seen}");
+    assert_eq!(refused["focused"], "auto-top-up-amount", "and the keyboard is on it: {seen}");
+    assert_eq!(seen["autoMalformed"]["invalid"], json!(["auto-top-up-amount"]), "{seen}");
+    assert_eq!(seen["autoSaved"]["text"], "Auto top-up is on.", "{seen}");
+    assert_eq!(seen["autoAfterSave"]["enabled"], "true", "{seen}");
+    assert_eq!(seen["autoAfterSave"]["pending"], json!(pending), "the waiting top-up is shown: {seen}");
+
+    // Spend limits: the duplicate refused with the server's words, then the set saved.
+    let limits_refused = &seen["limitsRefused"];
+    assert_eq!(limits_refused["code"], "BAD_USER_INPUT", "{seen}");
+    assert!(limits_refused["text"].as_str().unwrap().contains("two limits for feature \"chat\" per day"), "{seen}");
+    assert_eq!(seen["limitsSaved"]["text"], "Spend limits saved.", "{seen}");
+    assert_eq!(seen["limitFocus"], "limit-feature-0", "a new limit takes the keyboard: {seen}");
+    // What the page shows after the spend is what the API says.
+    let api_limits: Vec<Value> = later["spendLimits"]["limits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            json!({
+                "limit": format!("{}:{}", l["feature"].as_str().unwrap_or("*"), l["period"].as_str().unwrap()),
+                "max": l["max"], "used": l["used"], "remaining": l["remaining"], "exceeded": l["exceeded"].to_string(),
+            })
+        })
+        .collect();
+    assert_eq!(api_limits.len(), 3, "{later}");
+    assert_eq!(seen["limitsLater"], json!(api_limits), "{seen}");
+    assert_eq!(seen["limitsLater"][0], json!({ "limit": "chat:DAY", "max": "30", "used": "5", "remaining": "25", "exceeded": "false" }));
+    assert_eq!(seen["perCharge"], later["spendLimits"]["maxPerCharge"], "{seen}");
+    assert_eq!(later["spendLimits"]["maxPerCharge"], "10");
+    // The failed payment counted, as the API says.
+    let auto_later = &later["autoTopUp"];
+    assert_eq!(auto_later["failuresInARow"], 1, "{later}");
+    assert_eq!(seen["autoLater"]["failures"], format!("1 of {}", auto_later["maxFailures"]), "{seen}");
+    assert_eq!(seen["autoLater"]["bought"], format!("{} of 500", auto_later["boughtThisMonth"].as_str().unwrap()), "{seen} {later}");
+    assert_eq!(seen["autoLater"]["pending"], auto_later["pendingPurchase"]["id"], "{seen} {later}");
+    assert_eq!(
+        seen["formLater"],
+        json!({ "enabled": true, "threshold": "250", "amount": "100", "cap": "500", "limits": 3 }),
+        "the form holds the saved setting"
+    );
+
+    // The gift: the lost answer, the retry under the same key, one gift given.
+    assert_eq!(seen["giftLost"]["code"], "NETWORK", "{seen}");
+    assert!(seen["giftLost"]["text"].as_str().unwrap().ends_with("Send again: it will not be sent twice."), "{seen}");
+    assert_eq!(seen["giftRetried"]["text"], "Sent 25 credits to bob. You have 170 credits left.", "{seen}");
+    assert_eq!(seen["giftFormCleared"], true);
+    let keys = seen["giftKeys"].as_array().unwrap();
+    assert_eq!(keys.len(), 3, "{seen}");
+    assert_eq!(keys[0], keys[1], "the retry sent the same key: {seen}");
+    assert_ne!(keys[1], keys[2], "a new gift, a new key: {seen}");
+    let received = ok(&app, &app.service, GIFTS_OF, json!({ "a": "bob" })).await;
+    assert_eq!(
+        received["account"]["history"]["nodes"],
+        json!([{ "kind": "GIFT_RECEIVED", "amount": "25", "reason": "Happy birthday <b>Bob</b>", "counterparty": "alice" }]),
+        "given once: {received}"
+    );
+    assert_eq!(seen["giftNotFound"]["code"], "NOT_FOUND", "{seen}");
+    assert!(seen["giftNotFound"]["text"].as_str().unwrap().starts_with("Not found: No account \"nobody-here\""), "{seen}");
+    assert_eq!(seen["giftNotFound"]["invalid"], json!(["gift-to"]), "{seen}");
+}
+
+/// Without `[gifts]` the Settings page has no form to send credits.
+async fn settings_without_gifts_has_no_gift_form(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    app.create_account("carol").await;
+    let link = portal_link(&app, "carol").await;
+    let env = [("URL", link.as_str()), ("MODE", "nogifts")];
+    let Some(script) = BrowserScript::start("portal-settings.mjs", &app.address, &env).await else {
+        return;
+    };
+    let seen = script.finish().await;
+    assert_eq!((&seen["foreign"], &seen["problems"]), (&json!([]), &json!([])), "{seen}");
+    assert_eq!(seen["gift"], 0, "{seen}");
+    assert_eq!(seen["first"]["enabled"], "false", "{seen}");
+    assert_eq!(seen["axe"]["first"], json!([]), "{seen}");
+    let program = ok(&app, &app.user("carol"), "{ program { gifts { dailyLimit } } }", json!({})).await;
+    assert_eq!(program["program"]["gifts"], Value::Null);
+}
+
+on_both!(a_user_changes_settings_and_sends_credits_in_the_portal, settings_without_gifts_has_no_gift_form);
+
+/// Each operation the Settings page sends runs for a user on the whole document.
+async fn the_settings_operations_run_for_a_user(backend: Backend) {
+    let app = TestApp::spawn_with(backend, GIFTS_PROGRAM).await;
+    for id in ["u", "v"] {
+        app.create_account(id).await;
+    }
+    let granted = app.grant("u", "60", "PAID", None, "u-paid").await;
+    assert!(granted["errors"].is_null(), "{granted}");
+    let user = app.user("u");
+    let start = portal_operation(&app, &user, "PortalStart", json!({})).await;
+    assert_eq!(start["data"]["program"]["gifts"], json!({ "dailyLimit": "500", "maxPerGift": "300", "dailyCount": 5 }), "{start}");
+    for (operation, variables) in [
+        ("PortalSettings", json!({})),
+        (
+            "PortalSetAutoTopUp",
+            json!({ "input": { "accountId": "u", "enabled": true, "threshold": "10", "targetBalance": "100", "monthlyCap": "200" } }),
+        ),
+        (
+            "PortalSetSpendLimits",
+            json!({ "input": { "accountId": "u", "limits": [{ "feature": null, "period": "MONTH", "max": "90" }], "idempotencyKey": "l-1" } }),
+        ),
+        ("PortalGiftCredits", json!({ "input": { "toAccount": "v", "amount": "5", "idempotencyKey": "g-1" } })),
+    ] {
+        let r = portal_operation(&app, &user, operation, variables).await;
+        assert!(r["errors"].is_null() && r["data"].is_object(), "{operation}: {r}");
+    }
+}
+
+on_both!(the_settings_operations_run_for_a_user);

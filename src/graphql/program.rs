@@ -104,6 +104,21 @@ pub struct ProgramInfo {
     /// The features priced per use, with their models: what `spendCredits` and `priceQuote`
     /// name, and, where the program has a market, its workloads (`marketRates(workload:)`).
     pub catalog: Vec<CatalogItem>,
+    /// Gifts between users (`giftCredits`) and their limits; null where the program has none
+    /// (`giftCredits` is then FEATURE_DISABLED).
+    pub gifts: Option<GiftRules>,
+}
+
+/// The program's gifts of paid credits between users (its `[gifts]` section): limits per sender
+/// and UTC day, over all recipients.
+#[derive(SimpleObject)]
+pub struct GiftRules {
+    /// The most credits a sender may give in one UTC day.
+    pub daily_limit: CreditAmount,
+    /// The most credits one gift may carry; null: up to `dailyLimit`.
+    pub max_per_gift: Option<CreditAmount>,
+    /// The most gifts a sender may make in one UTC day; null: no such count.
+    pub daily_count: Option<u32>,
 }
 
 /// One feature (and model) priced per use.
@@ -182,6 +197,11 @@ impl ProgramQuery {
                     default: e.default,
                 })
                 .collect(),
+            gifts: program.gifts.map(|g| GiftRules {
+                daily_limit: credits(g.daily_limit),
+                max_per_gift: g.max_per_gift.map(credits),
+                daily_count: g.daily_count,
+            }),
         })
     }
 }

@@ -1,5 +1,6 @@
 // The portal's shell: takes the session, loads the program and the account, draws the header
-// and navigation, and routes on the fragment (#/overview, #/buy, #/usage, #/history, #/statement, #/market)
+// and navigation, and routes on the fragment (#/overview, #/buy, #/usage, #/history, #/statement, #/market,
+// #/settings)
 // to a page module. A page exports `render(root, app)` and may return a cleanup function (to
 // stop a subscription), called before the next page renders.
 
@@ -15,6 +16,7 @@ const PAGES = [
   { route: 'history', label: 'History', load: () => import('./pages/history.js'), shown: () => true },
   { route: 'statement', label: 'Statement', load: () => import('./pages/statement.js'), shown: () => true },
   { route: 'market', label: 'Market', load: () => import('./pages/market.js'), shown: (program) => program.market === true },
+  { route: 'settings', label: 'Settings', load: () => import('./pages/settings.js'), shown: () => true },
 ];
 
 const page = document.getElementById('page');

@@ -1,5 +1,6 @@
 // One account (#/account/ID): its state and balance, the operator's actions on it (grant
-// credits, set status, verify identity, audit it), then its lots (open and closed), history
+// credits, set status, verify identity, audit it), the controls its user set (auto top-up, with
+// a button to turn it off, and spend limits with what each used), then its lots (open and closed), history
 // (each entry's operator when an admin made it), purchases (with a refund button), containers
 // and market jobs. Lists are paged with the server's cursors (the portal's pager). Every
 // credit-moving action sends an idempotency key made for that submission, kept for a retry of
@@ -161,6 +162,74 @@ function settings(app, current, refresh) {
   return { element, update };
 }
 
+/** How much a top-up buys: a fixed amount or up to a target balance. */
+function topUpSize(auto) {
+  return auto.amount ? `${formatCredits(auto.amount)} each time` : `up to a balance of ${formatCredits(auto.targetBalance)}`;
+}
+
+/**
+ * The controls the account's user set: auto top-up (its setting, this month, failures, why it
+ * turned itself off, the purchase waiting for payment; "Turn off" while it is on) and spend
+ * limits (per period, with what each used). Built once; `update(account)` redraws the figures.
+ */
+function controls(app, current, refresh) {
+  const autoBox = h('div', { id: 'auto-top-up-state' });
+  const limitsBox = h('div', { id: 'spend-limits-state' });
+  const off = h('button', { type: 'button', class: 'button button-quiet', id: 'auto-top-up-off' }, 'Turn off auto top-up');
+  const line = outcome('auto-top-up-outcome');
+  off.addEventListener('click', () =>
+    act(app, off, line, async () => {
+      await app.gql('ConsoleSetAutoTopUp', { input: { accountId: current().id, enabled: false } });
+      await refresh();
+      return 'Auto top-up turned off. The user can turn it on again.';
+    }),
+  );
+  const update = (account) => {
+    const auto = account.autoTopUp;
+    if (!auto) {
+      clear(autoBox).append(h('p', { class: 'muted', 'data-enabled': 'false' }, 'Never set.'));
+    } else {
+      clear(autoBox).append(
+        h('p', { 'data-enabled': String(auto.enabled) }, h('span', { class: ['status', auto.enabled ? 'status-on' : 'status-off'] }, auto.enabled ? 'On' : 'Off'), ` When its credits fall under ${formatCredits(auto.threshold)}, buy ${topUpSize(auto)}; at most ${formatCredits(auto.monthlyCap)} a month.`),
+        // (DOM's append writes null as text: only what is there.)
+        ...(auto.disabledReason ? [h('p', { class: 'outcome outcome-error', id: 'auto-top-up-disabled' }, `Turned itself off ${formatDateTime(auto.disabledAt)}: ${auto.disabledReason}`)] : []),
+        h(
+          'dl',
+          { class: 'figures' },
+          h('div', { class: 'figure' }, h('dt', {}, 'Bought this month'), h('dd', { id: 'auto-top-up-bought' }, `${formatCredits(auto.boughtThisMonth)} of ${formatCredits(auto.monthlyCap)}`)),
+          h('div', { class: 'figure' }, h('dt', {}, 'Failures in a row'), h('dd', { id: 'auto-top-up-failures' }, `${auto.failuresInARow} of ${auto.maxFailures}`)),
+          h('div', { class: 'figure' }, h('dt', {}, 'Pending purchase'), h('dd', { id: 'auto-top-up-pending' }, auto.pendingPurchase ? `#${auto.pendingPurchase.id}, ${formatCredits(auto.pendingPurchase.credits)} credits` : 'None')),
+          h('div', { class: 'figure' }, h('dt', {}, 'Changed'), h('dd', {}, formatDateTime(auto.updatedAt))),
+        ),
+      );
+    }
+    off.hidden = !(auto && auto.enabled);
+    const limits = account.spendLimits;
+    clear(limitsBox).append(
+      limits.limits.length
+        ? table(
+            'Spend limits',
+            ['Feature', 'Period', ['Limit', { num: true }], ['Used', { num: true }], ['Left', { num: true }], 'Resets', 'State'],
+            limits.limits.map((l) => ({
+              attrs: { 'data-limit': `${l.feature || '*'}:${l.period}` },
+              cells: [l.feature || 'All features', words(l.period), formatCredits(l.max), formatCredits(l.used), formatCredits(l.remaining), formatDateTime(l.resetsAt), l.exceeded ? h('span', { class: 'status status-over' }, 'Over the limit') : 'Within'],
+            })),
+          )
+        : h('p', { class: 'muted' }, 'No limits per day or month.'),
+      h('p', { id: 'spend-limits-per-charge' }, limits.maxPerCharge ? `At most ${formatCredits(limits.maxPerCharge)} credits per charge.` : 'No maximum per charge.'),
+    );
+  };
+  update(current());
+  const element = h(
+    'section',
+    { class: 'card', id: 'customer-controls', 'aria-labelledby': 'customer-controls-title' },
+    h('h2', { id: 'customer-controls-title' }, 'Auto top-up and spend limits'),
+    h('div', { class: 'controls-part' }, h('h3', {}, 'Auto top-up'), autoBox, h('div', { class: 'action-row' }, off), line),
+    h('div', { class: 'controls-part' }, h('h3', {}, 'Spend limits'), limitsBox),
+  );
+  return { element, update };
+}
+
 /** What sets a lot apart from the program's defaults: its start, its scope, its priority. */
 function terms(lot) {
   const parts = [];
@@ -287,13 +356,18 @@ export async function render(root, app) {
   let account = null;
   const { list: purchaseList, line: refundLine } = purchases(app, id, () => refresh());
   let actions = null;
+  let customer = null;
+  const controlsBox = h('div');
 
   /** Reads the account again and redraws what an action changes. */
   async function refresh() {
     account = (await app.gql('ConsoleAccount', { id })).account;
     if (!actions) actions = settings(app, () => account, refresh);
     actions.update(account);
+    if (!customer) customer = controls(app, () => account, refresh);
+    customer.update(account);
     clear(top).append(summary(account), actions.element);
+    if (!controlsBox.firstChild) controlsBox.append(customer.element);
     clear(containerBox).append(containers(account));
     await Promise.all([historyList.reset(), lotList.reset(), purchaseList.reset()]);
   }
@@ -304,6 +378,7 @@ export async function render(root, app) {
     h('h1', { id: 'account-title' }, `Account ${id}`),
     top,
     grantForm(app, id, () => refresh()),
+    controlsBox,
     card('history', 'History', historyList.element),
     card('lots', 'Lots', lotList.element),
     card('purchases', 'Purchases', purchaseList.element, refundLine),
