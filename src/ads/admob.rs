@@ -479,6 +479,21 @@ mod tests {
     }
 
     #[test]
+    fn a_callback_signed_by_openssl_verifies() {
+        // Made outside this code (README, "testing locally"): `openssl ecparam -name prime256v1
+        // -genkey`, the public key as SPKI DER in base64, and `openssl dgst -sha256 -sign` over
+        // the percent-decoded query, web-safe base64 without padding.
+        let document = r#"{"keys":[{"keyId":1,"base64":"MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAErxZ2fajCEX51BusFZiZQJsJjTACn7ivCgaHKrjTy61rQ07SGPl+1D7mVRhW37oBM6LWE84FlggkdVtwhJ/VGMA=="}]}"#;
+        let query = "ad_network=5450213213286189855&ad_unit=2747237135&custom_data=%7B%22a%22%3A1%7D&reward_amount=1\
+                     &reward_item=Bonus%20credits&timestamp=1790000000123&transaction_id=openssl-1&user_id=watcher\
+                     &signature=MEQCIFRR4-EUciCOQlfeBATUg3wrI_Nen-CWW3xPr2XpLa2bAiAz4-c_JYmAYTuFiU-di9UN8xRqfTt_KNGiR4YL4dlmuw&key_id=1";
+        let keys = VerifierKeys::parse(document).unwrap();
+        let reward = verify(&keys, query).unwrap();
+        assert_eq!((reward.account.as_str(), reward.transaction_id.as_str(), reward.timestamp), ("watcher", "openssl-1", 1_790_000_000));
+        assert_eq!(verify(&keys, &query.replace("openssl-1", "openssl-2")), Err(AdError::BadSignature));
+    }
+
+    #[test]
     fn key_documents_are_read_like_googles() {
         // Google's document has carried a key on another curve beside the P-256 ones (Tink's
         // example): it is skipped, not fatal.
