@@ -224,7 +224,7 @@ impl KeyCache {
         let mut state = self.state.lock().await;
         let fresh = state.fetched_at.is_some_and(|at| now.saturating_duration_since(at) < KEYS_MAX_AGE);
         if fresh && let Some(key) = state.keys.as_ref().and_then(|keys| keys.get(key_id)) {
-            return Ok(key.clone());
+            return Ok(*key);
         }
         let may_fetch = state.attempted_at.is_none_or(|at| now.saturating_duration_since(at) >= self.refresh_interval);
         if may_fetch {
@@ -241,7 +241,7 @@ impl KeyCache {
         }
         match &state.keys {
             None => Err(AdError::KeysUnavailable),
-            Some(keys) => keys.get(key_id).cloned().ok_or(AdError::UnknownKey(key_id)),
+            Some(keys) => keys.get(key_id).copied().ok_or(AdError::UnknownKey(key_id)),
         }
     }
 }
@@ -517,9 +517,12 @@ mod tests {
         assert!(VerifierKeys::parse(&format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(MAX_KEYS_BYTES))).is_err(), "too large");
     }
 
+    /// What the fake key server answers now.
+    type Document = Arc<Mutex<Result<String, String>>>;
+
     /// A key source that counts its fetches and serves whatever document it holds now.
     struct Counting {
-        document: Arc<Mutex<Result<String, String>>>,
+        document: Document,
         fetches: Arc<AtomicUsize>,
     }
 
@@ -535,7 +538,7 @@ mod tests {
         }
     }
 
-    fn counting(document: String) -> (KeyCache, Arc<Mutex<Result<String, String>>>, Arc<AtomicUsize>) {
+    fn counting(document: String) -> (KeyCache, Document, Arc<AtomicUsize>) {
         let document = Arc::new(Mutex::new(Ok(document)));
         let fetches = Arc::new(AtomicUsize::new(0));
         let source = Counting { document: document.clone(), fetches: fetches.clone() };
