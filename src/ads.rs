@@ -1,13 +1,27 @@
 //! Server-side verification of ad rewards. Ad networks call our endpoint when a user finished a
-//! rewarded ad; each signs differently (AdMob with ECDSA keys it publishes, others with a shared
-//! HMAC secret), so verification sits behind a small trait. Shipped: HMAC-SHA256 over the query
-//! string, the layout several networks use.
+//! rewarded ad; each signs differently, so verification sits behind a small trait. Shipped:
+//! HMAC-SHA256 over the query string, the layout several networks use (here), and AdMob's ECDSA
+//! P-256 signatures checked with the verifier keys Google publishes (`admob`, with the sources
+//! of those keys in `key_sources`).
 
+pub mod admob;
+pub mod key_sources;
+
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+/// The network a verified reward is stored under (`ad_rewards.network`): a transaction id is
+/// unique within its network.
+pub const HMAC_NETWORK: &str = "hmac";
+pub const ADMOB_NETWORK: &str = "admob";
+/// Every network a stored reward may name, for the claim that redeems it by transaction id.
+pub const NETWORKS: [&str; 2] = [HMAC_NETWORK, ADMOB_NETWORK];
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedReward {
+    /// Which network's signature vouched for it (`HMAC_NETWORK`, `ADMOB_NETWORK`).
+    pub network: &'static str,
     pub transaction_id: String,
     /// The product's user id the network was given when the ad was shown.
     pub account: String,
@@ -25,11 +39,21 @@ pub enum AdError {
     Missing(&'static str),
     #[error("the callback's {0} is malformed")]
     Malformed(&'static str),
+    /// Signed with a key the network has not published (or not yet, and we fetched its keys
+    /// too recently to look again).
+    #[error("the callback names verifier key {0}, which is not among the network's published keys")]
+    UnknownKey(u64),
+    /// The network's verifier keys could not be had (never fetched successfully): nothing can be
+    /// verified until they are.
+    #[error("the network's verifier keys are unavailable")]
+    KeysUnavailable,
 }
 
 pub trait AdVerifier: Send + Sync {
-    /// Checks a callback's raw query string (as received, still percent-encoded).
-    fn verify(&self, query: &str) -> Result<VerifiedReward, AdError>;
+    /// Checks a callback's raw query string (as received, still percent-encoded). Async because
+    /// a verifier may have to fetch the network's keys first; it is called before any database
+    /// work, never inside a transaction.
+    fn verify<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<VerifiedReward, AdError>>;
 }
 
 /// `...&signature=<hex HMAC-SHA256 of everything before "&signature=">`, with `user_id`,
@@ -52,8 +76,9 @@ impl HmacSha256Verifier {
     }
 }
 
-impl AdVerifier for HmacSha256Verifier {
-    fn verify(&self, query: &str) -> Result<VerifiedReward, AdError> {
+impl HmacSha256Verifier {
+    /// `AdVerifier::verify`, which needs nothing but the secret.
+    pub fn check(&self, query: &str) -> Result<VerifiedReward, AdError> {
         let (signed, signature) = query.rsplit_once("&signature=").ok_or(AdError::Unsigned)?;
         let signature = hex::decode(signature).map_err(|_| AdError::Unsigned)?;
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
@@ -64,16 +89,28 @@ impl AdVerifier for HmacSha256Verifier {
     }
 }
 
+impl AdVerifier for HmacSha256Verifier {
+    fn verify<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<VerifiedReward, AdError>> {
+        Box::pin(std::future::ready(self.check(query)))
+    }
+}
+
 /// For local development and integration tests against an ad network's test mode: accepts
 /// unsigned callbacks. Anyone who can reach the endpoint can mint rewards with it, so it is
 /// chosen only by naming it in the configuration (`ad_verifier = "unsigned-test"`), and the
 /// server logs a warning at start.
 pub struct UnsignedTestVerifier;
 
-impl AdVerifier for UnsignedTestVerifier {
-    fn verify(&self, query: &str) -> Result<VerifiedReward, AdError> {
+impl UnsignedTestVerifier {
+    pub fn check(&self, query: &str) -> Result<VerifiedReward, AdError> {
         let signed = query.rsplit_once("&signature=").map_or(query, |(signed, _)| signed);
         parse_reward(signed)
+    }
+}
+
+impl AdVerifier for UnsignedTestVerifier {
+    fn verify<'a>(&'a self, query: &'a str) -> BoxFuture<'a, Result<VerifiedReward, AdError>> {
+        Box::pin(std::future::ready(self.check(query)))
     }
 }
 
@@ -84,6 +121,7 @@ fn parse_reward(signed: &str) -> Result<VerifiedReward, AdError> {
             .and_then(|v| (!v.is_empty() && v.len() <= 128).then_some(v).ok_or(AdError::Malformed(name)))
     };
     Ok(VerifiedReward {
+        network: HMAC_NETWORK,
         transaction_id: param("transaction_id")?,
         account: param("user_id")?,
         timestamp: param("timestamp")?.parse().map_err(|_| AdError::Malformed("timestamp"))?,
@@ -103,19 +141,27 @@ mod tests {
     fn signed_callbacks_verify_and_tampered_ones_do_not() {
         let network = HmacSha256Verifier::new(b"network-secret");
         let query = network.sign("ad_unit=1&user_id=user%40example.com&transaction_id=tx-1&timestamp=1790000000");
-        let reward = network.verify(&query).unwrap();
-        assert_eq!(reward, VerifiedReward { transaction_id: "tx-1".into(), account: "user@example.com".into(), timestamp: 1_790_000_000 });
-        assert_eq!(network.verify(&query.replace("tx-1", "tx-2")), Err(AdError::BadSignature));
-        assert_eq!(HmacSha256Verifier::new(b"another").verify(&query), Err(AdError::BadSignature));
-        assert_eq!(network.verify("user_id=a&transaction_id=t&timestamp=1"), Err(AdError::Unsigned));
+        let reward = network.check(&query).unwrap();
+        assert_eq!(
+            reward,
+            VerifiedReward {
+                network: HMAC_NETWORK,
+                transaction_id: "tx-1".into(),
+                account: "user@example.com".into(),
+                timestamp: 1_790_000_000
+            }
+        );
+        assert_eq!(network.check(&query.replace("tx-1", "tx-2")), Err(AdError::BadSignature));
+        assert_eq!(HmacSha256Verifier::new(b"another").check(&query), Err(AdError::BadSignature));
+        assert_eq!(network.check("user_id=a&transaction_id=t&timestamp=1"), Err(AdError::Unsigned));
         let missing = network.sign("user_id=a&timestamp=1");
-        assert_eq!(network.verify(&missing), Err(AdError::Missing("transaction_id")));
+        assert_eq!(network.check(&missing), Err(AdError::Missing("transaction_id")));
     }
 
     #[test]
     fn the_test_verifier_takes_unsigned_callbacks_but_still_needs_the_fields() {
-        let reward = UnsignedTestVerifier.verify("user_id=a&transaction_id=t&timestamp=5").unwrap();
+        let reward = UnsignedTestVerifier.check("user_id=a&transaction_id=t&timestamp=5").unwrap();
         assert_eq!(reward.transaction_id, "t");
-        assert_eq!(UnsignedTestVerifier.verify("user_id=a&timestamp=5"), Err(AdError::Missing("transaction_id")));
+        assert_eq!(UnsignedTestVerifier.check("user_id=a&timestamp=5"), Err(AdError::Missing("transaction_id")));
     }
 }

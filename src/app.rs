@@ -1,5 +1,7 @@
 //! Startup shared by `main` and the tests: connect, migrate, build the schema and the router.
 
+use crate::ads::admob::{AdMobVerifier, KeyCache, VerifierKeys};
+use crate::ads::key_sources::{FileKeySource, UrlKeySource};
 use crate::ads::{AdVerifier, HmacSha256Verifier, UnsignedTestVerifier};
 use crate::auth::AuthKeys;
 use crate::config::Config;
@@ -194,16 +196,36 @@ impl Settings {
 }
 
 fn ad_verifier(config: &Config) -> anyhow::Result<Option<Arc<dyn AdVerifier>>> {
-    let secret = config.ad_secret.as_deref().filter(|s| !s.is_empty());
-    match (config.ad_verifier.as_str(), secret) {
-        ("hmac", Some(secret)) => Ok(Some(Arc::new(HmacSha256Verifier::new(secret.as_bytes())))),
-        ("hmac", None) => Ok(None),
-        ("unsigned-test", _) => {
+    use crate::config::AdVerification;
+    match config.ad_verification()? {
+        AdVerification::Off => Ok(None),
+        AdVerification::Hmac(secret) => Ok(Some(Arc::new(HmacSha256Verifier::new(&secret)))),
+        AdVerification::UnsignedTest => {
             tracing::warn!("ad callbacks are NOT verified (ad_verifier = \"unsigned-test\"): never use this in production");
             Ok(Some(Arc::new(UnsignedTestVerifier)))
         }
-        (other, _) => anyhow::bail!("unknown ad_verifier {other:?}: \"hmac\" or \"unsigned-test\""),
+        AdVerification::AdMob(keys) => Ok(Some(Arc::new(admob_verifier(&keys.from, keys.refresh_interval)?))),
     }
+}
+
+/// AdMob's verifier over its keys' source. A key file is read now, so a missing or broken one
+/// stops the start; the URL is fetched on the first callback (the server starts without Google).
+pub fn admob_verifier(from: &crate::config::AdMobKeysFrom, refresh_interval: std::time::Duration) -> anyhow::Result<AdMobVerifier> {
+    use crate::config::AdMobKeysFrom;
+    let cache = match from {
+        AdMobKeysFrom::Url(url) => {
+            tracing::info!(admob.source = %url, "ad callbacks are verified as AdMob's, with the keys published there");
+            KeyCache::new(Box::new(UrlKeySource::new(url.clone()).map_err(anyhow::Error::msg)?), refresh_interval)
+        }
+        AdMobKeysFrom::File(path) => {
+            let source = FileKeySource::new(path.clone());
+            let keys =
+                source.read_now().and_then(|json| VerifierKeys::parse(&json)).map_err(|e| anyhow::anyhow!("admob_keys_file: {e}"))?;
+            tracing::info!(admob.source = %path.display(), admob.keys = keys.len(), "ad callbacks are verified as AdMob's, with the keys in this file");
+            KeyCache::preloaded(Box::new(source), refresh_interval, keys, std::time::Instant::now())
+        }
+    };
+    Ok(AdMobVerifier::new(cache))
 }
 
 /// The webhook sender for the configured receiver, if any; called once per process at start

@@ -9,7 +9,10 @@
 //! | data dir      | `data_dir`      | `CREDITS_DATA_DIR`    | `data`                           |
 //! | key retention | `idempotency_days` | `CREDITS_IDEMPOTENCY_DAYS` | 30                         |
 //! | ad callbacks  | `ad_secret`     | `CREDITS_AD_SECRET`   | none: the callback answers 503   |
-//! | ad verifier   | `ad_verifier`   | `CREDITS_AD_VERIFIER` | `hmac` (or `unsigned-test`)      |
+//! | ad verifier   | `ad_verifier`   | `CREDITS_AD_VERIFIER` | `hmac` (or `admob`, `unsigned-test`) |
+//! | AdMob keys URL | `admob_keys_url` | `CREDITS_ADMOB_KEYS_URL` | Google's verifier keys (`ads::admob::DEFAULT_KEYS_URL`) |
+//! | AdMob key file | `admob_keys_file` | `CREDITS_ADMOB_KEYS_FILE` | none; set: the keys are read from it instead of the URL |
+//! | AdMob key refresh | `admob_keys_refresh_seconds` | `CREDITS_ADMOB_KEYS_REFRESH_SECONDS` | 300: the least time between two fetches of the keys |
 //! | webhook URL   | `webhook_url`   | `CREDITS_WEBHOOK_URL` | none: events stay in the outbox  |
 //! | webhook key   | `webhook_secret` | `CREDITS_WEBHOOK_SECRET` | none; 32+ bytes with a URL   |
 //! | old token secret | `auth_secret_previous` | `CREDITS_AUTH_SECRET_PREVIOUS` | none; accepted during a rotation |
@@ -74,9 +77,17 @@ pub struct Config {
     pub idempotency_days: u32,
     /// The secret ad networks sign their server-side callbacks with (HMAC-SHA256).
     pub ad_secret: Option<String>,
-    /// "hmac" (the default) or "unsigned-test", which accepts unsigned callbacks: for local
-    /// development only.
+    /// "hmac" (the default), "admob" (AdMob's ECDSA signatures, `ads::admob`) or
+    /// "unsigned-test", which accepts unsigned callbacks: for local development only.
     pub ad_verifier: String,
+    /// Where AdMob's verifier keys are fetched from (`ad_verifier = "admob"`).
+    pub admob_keys_url: String,
+    /// A file holding AdMob's verifier keys (the document the URL serves), used instead of the
+    /// URL: for a deployment without access to Google, or to pin the keys.
+    pub admob_keys_file: Option<String>,
+    /// The least time between two fetches (or reads) of the AdMob keys, however many callbacks
+    /// name a key id we do not hold.
+    pub admob_keys_refresh_seconds: u64,
     /// Where outbox events are POSTed as signed webhooks; none: they wait in the outbox.
     pub webhook_url: Option<String>,
     /// The secret webhooks are signed with (HMAC-SHA256); required with a URL.
@@ -174,6 +185,9 @@ impl Default for Config {
             idempotency_days: crate::service::DEFAULT_IDEMPOTENCY_DAYS as u32,
             ad_secret: None,
             ad_verifier: "hmac".to_string(),
+            admob_keys_url: crate::ads::admob::DEFAULT_KEYS_URL.to_string(),
+            admob_keys_file: None,
+            admob_keys_refresh_seconds: crate::ads::admob::DEFAULT_REFRESH_INTERVAL.as_secs(),
             webhook_url: None,
             webhook_secret: None,
             auth_secret_previous: None,
@@ -262,6 +276,9 @@ impl Config {
                 "IDEMPOTENCY_DAYS",
                 "AD_SECRET",
                 "AD_VERIFIER",
+                "ADMOB_KEYS_URL",
+                "ADMOB_KEYS_FILE",
+                "ADMOB_KEYS_REFRESH_SECONDS",
                 "WEBHOOK_URL",
                 "WEBHOOK_SECRET",
                 "AUTH_SECRET_PREVIOUS",
@@ -493,6 +510,42 @@ impl Config {
         }
     }
 
+    /// How ad callbacks are verified (`ad_verifier` and the settings it reads), as plain data the
+    /// app builds its verifier from.
+    pub fn ad_verification(&self) -> Result<AdVerification, ConfigError> {
+        match self.ad_verifier.as_str() {
+            "hmac" => Ok(match self.ad_secret.as_deref().filter(|s| !s.is_empty()) {
+                Some(secret) => AdVerification::Hmac(secret.as_bytes().to_vec()),
+                None => AdVerification::Off,
+            }),
+            "unsigned-test" => Ok(AdVerification::UnsignedTest),
+            "admob" => {
+                let refresh_seconds = self.admob_keys_refresh_seconds;
+                if !(10..=86_400).contains(&refresh_seconds) {
+                    return Err(ConfigError::Invalid("admob_keys_refresh_seconds must be 10 to 86400".into()));
+                }
+                let refresh_interval = std::time::Duration::from_secs(refresh_seconds);
+                if let Some(path) = self.admob_keys_file.as_deref().filter(|p| !p.trim().is_empty()) {
+                    return Ok(AdVerification::AdMob(AdMobKeys { from: AdMobKeysFrom::File(PathBuf::from(path)), refresh_interval }));
+                }
+                let url = url::Url::parse(self.admob_keys_url.trim())
+                    .map_err(|e| ConfigError::Invalid(format!("admob_keys_url {:?}: {e}", self.admob_keys_url)))?;
+                match url.scheme() {
+                    "https" => {}
+                    "http" if self.mode != "production" => {}
+                    "http" => {
+                        return Err(ConfigError::Invalid(
+                            "admob_keys_url must be https in production mode: the keys decide which callbacks mint credits".into(),
+                        ));
+                    }
+                    other => return Err(ConfigError::Invalid(format!("admob_keys_url: an https URL, not {other:?}"))),
+                }
+                Ok(AdVerification::AdMob(AdMobKeys { from: AdMobKeysFrom::Url(url), refresh_interval }))
+            }
+            other => Err(ConfigError::Invalid(format!("ad_verifier {other:?}: \"hmac\", \"admob\" or \"unsigned-test\""))),
+        }
+    }
+
     /// The webhook receiver, if one is configured. A URL without a strong secret is refused:
     /// the receiver could not tell our events from forged ones.
     pub fn webhook(&self) -> Result<Option<WebhookEndpoint>, ConfigError> {
@@ -540,6 +593,44 @@ impl Config {
         }
         Ok(kept.as_bytes().to_vec())
     }
+}
+
+/// How ad callbacks are verified (`Config::ad_verification`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum AdVerification {
+    /// No verifier: `/callbacks/ads` answers 503 (`ad_verifier = "hmac"` without a secret).
+    Off,
+    /// HMAC-SHA256 with this shared secret.
+    Hmac(Vec<u8>),
+    /// AdMob's ECDSA signatures, checked with its published keys.
+    AdMob(AdMobKeys),
+    /// Unsigned callbacks accepted: local development only.
+    UnsignedTest,
+}
+
+/// Never prints the secret.
+impl std::fmt::Debug for AdVerification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdVerification::Off => f.write_str("Off"),
+            AdVerification::Hmac(_) => f.write_str("Hmac(<redacted>)"),
+            AdVerification::AdMob(keys) => f.debug_tuple("AdMob").field(keys).finish(),
+            AdVerification::UnsignedTest => f.write_str("UnsignedTest"),
+        }
+    }
+}
+
+/// Where AdMob's verifier keys come from, and the least time between two fetches of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdMobKeys {
+    pub from: AdMobKeysFrom,
+    pub refresh_interval: std::time::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdMobKeysFrom {
+    Url(url::Url),
+    File(PathBuf),
 }
 
 /// A webhook receiver and the secret its requests are signed with.
@@ -620,6 +711,31 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:/tmp/x.db"), Some(PathBuf::from("/tmp/x.db")));
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://localhost/credits"), None);
+    }
+
+    #[test]
+    fn the_ad_verifier_is_chosen_by_name() {
+        let mut config = Config::default();
+        assert_eq!(config.ad_verification().unwrap(), AdVerification::Off, "hmac without a secret");
+        config.ad_secret = Some("network-secret".into());
+        assert_eq!(config.ad_verification().unwrap(), AdVerification::Hmac(b"network-secret".to_vec()));
+        config.ad_verifier = "admob".into();
+        let google = AdMobKeys {
+            from: AdMobKeysFrom::Url(url::Url::parse(crate::ads::admob::DEFAULT_KEYS_URL).unwrap()),
+            refresh_interval: std::time::Duration::from_secs(300),
+        };
+        assert_eq!(config.ad_verification().unwrap(), AdVerification::AdMob(google), "Google's keys by default; the secret is not used");
+        config.admob_keys_url = "http://127.0.0.1:9/keys.json".into();
+        assert!(config.ad_verification().is_ok(), "plain HTTP in development (a local test server)");
+        config.mode = "production".into();
+        assert!(config.ad_verification().unwrap_err().to_string().contains("https"));
+        config.admob_keys_file = Some("/etc/credits/admob-keys.json".into());
+        let AdVerification::AdMob(keys) = config.ad_verification().unwrap() else { panic!("admob") };
+        assert_eq!(keys.from, AdMobKeysFrom::File(PathBuf::from("/etc/credits/admob-keys.json")), "the file wins over the URL");
+        config.admob_keys_refresh_seconds = 1;
+        assert!(config.ad_verification().unwrap_err().to_string().contains("admob_keys_refresh_seconds"));
+        config.ad_verifier = "ecdsa".into();
+        assert!(config.ad_verification().unwrap_err().to_string().contains("\"admob\""));
     }
 
     #[test]

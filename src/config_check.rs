@@ -44,13 +44,7 @@ pub fn problems(config: &Config) -> Vec<String> {
     check("program", crate::program::Program::load(&config.program).map(|_| ()).map_err(|e| format!("{e:#}")));
     check("auth_secret", auth_secret(config));
     check("webhook", config.webhook().map(|_| ()).map_err(text));
-    check(
-        "ad_verifier",
-        match config.ad_verifier.as_str() {
-            "hmac" | "unsigned-test" => Ok(()),
-            other => Err(format!("{other:?}: \"hmac\" or \"unsigned-test\"")),
-        },
-    );
+    check("ad_verifier", config.ad_verification().map(|_| ()).map_err(text));
     check("database_url", {
         let url = config.database_url();
         if url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://") {

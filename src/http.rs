@@ -142,13 +142,20 @@ async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) 
     if let Err(e) = state.clock.refresh(&state.db).await {
         tracing::warn!(error = %e, "could not read the test clock; this callback uses the last instant read");
     }
-    let reward = match verifier.verify(query.as_deref().unwrap_or_default()) {
+    // Verified before any database work: a verifier that fetches its keys never does so inside
+    // a transaction.
+    let reward = match verifier.verify(query.as_deref().unwrap_or_default()).await {
         Ok(reward) => reward,
-        Err(e @ (AdError::Unsigned | AdError::BadSignature)) => {
+        Err(e @ (AdError::Unsigned | AdError::BadSignature | AdError::UnknownKey(_))) => {
             tracing::warn!(error = %e, "ad callback refused");
             return reply(StatusCode::FORBIDDEN, "invalid signature");
         }
-        Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(e @ AdError::KeysUnavailable) => {
+            // The network retries; nothing can be verified until its keys are fetched.
+            tracing::error!(error = %e, "ad callback not verified");
+            return reply(StatusCode::SERVICE_UNAVAILABLE, "the verifier keys are unavailable");
+        }
+        Err(e @ (AdError::Missing(_) | AdError::Malformed(_))) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
     };
     match state.ledger.record_verified_ad(&reward, state.clock.now()).await {
         Ok(true) => reply(StatusCode::OK, "recorded"),

@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod ad_rewards;
 mod admin;
+mod admob;
 mod adversarial;
 mod audit;
 mod auth;

@@ -5,7 +5,7 @@
 //! In ad mode the network's server-side callback is verified first (`record_verified_ad`, from
 //! the HTTP endpoint); the app's claim then redeems that verified reward, once.
 
-use crate::ads::VerifiedReward;
+use crate::ads::{NETWORKS, VerifiedReward};
 use crate::entity::account;
 use crate::ledger::time::day_of;
 use crate::ledger::{LotClass, LotSource, balance};
@@ -21,8 +21,6 @@ use chrono::{DateTime, Duration, Utc};
 use sea_orm::DatabaseTransaction;
 
 const KIND: &str = "ad_reward";
-/// The network's name in stored rewards: the one verifier shipped signs with HMAC-SHA256.
-pub const NETWORK: &str = "hmac";
 /// How old a callback may be when it arrives, and how far ahead of our clock.
 pub const CALLBACK_MAX_AGE_MINUTES: i64 = 60;
 pub const CALLBACK_MAX_SKEW_MINUTES: i64 = 5;
@@ -38,7 +36,7 @@ impl Engine {
             return Err(ServiceError::bad_input("the callback is stale or from the future"));
         }
         self.account(account.as_str()).await?;
-        match store::ad_rewards::insert(&self.db, NETWORK, &reward.transaction_id, account.as_str(), now).await {
+        match store::ad_rewards::insert(&self.db, reward.network, &reward.transaction_id, account.as_str(), now).await {
             Ok(()) => Ok(true),
             Err(e) if is_unique_violation(&e) => Ok(false),
             Err(e) => Err(e.into()),
@@ -88,10 +86,10 @@ impl Engine {
                     // Not found is not the key's outcome: the network's callback may still be on
                     // its way, and the app retries with the same key.
                     let not_found = || ServiceError::NotFound(format!("no verified ad {transaction_id:?} for this account yet"));
-                    let verified = store::ad_rewards::find(txn, NETWORK, transaction_id).await?.ok_or_else(not_found)?;
-                    if verified.account_external_id != command.account.as_str() {
-                        return Err(not_found());
-                    }
+                    // Whichever network verified it (a deployment that changed networks may hold
+                    // rewards of both); one still unclaimed first.
+                    let verified = store::ad_rewards::find_for_account(txn, &NETWORKS, transaction_id, command.account.as_str()).await?;
+                    let verified = verified.ok_or_else(not_found)?;
                     if !store::ad_rewards::mark_claimed(txn, verified.id, now).await? {
                         return Ok(Err(Refusal::AlreadyClaimed { what: format!("ad {transaction_id:?} was already rewarded") }));
                     }

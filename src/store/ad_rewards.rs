@@ -1,7 +1,7 @@
 use crate::entity::ad_reward;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
 
 pub async fn insert(
     conn: &impl ConnectionTrait,
@@ -23,12 +23,26 @@ pub async fn insert(
     Ok(())
 }
 
-pub async fn find(conn: &impl ConnectionTrait, network: &str, transaction_id: &str) -> Result<Option<ad_reward::Model>, DbErr> {
-    ad_reward::Entity::find()
-        .filter(ad_reward::Column::Network.eq(network))
+/// The reward of `account` with `transaction_id` from any of `networks`, one not yet claimed
+/// first (at most one row per network: the unique index on network and transaction id).
+pub async fn find_for_account(
+    conn: &impl ConnectionTrait,
+    networks: &[&str],
+    transaction_id: &str,
+    account: &str,
+) -> Result<Option<ad_reward::Model>, DbErr> {
+    let rows = ad_reward::Entity::find()
+        .filter(ad_reward::Column::Network.is_in(networks.iter().copied()))
         .filter(ad_reward::Column::TransactionId.eq(transaction_id))
-        .one(conn)
-        .await
+        .filter(ad_reward::Column::AccountExternalId.eq(account))
+        .order_by_asc(ad_reward::Column::Id)
+        .all(conn)
+        .await?;
+    let unclaimed = rows.iter().position(|row| row.claimed_at.is_none());
+    Ok(match unclaimed {
+        Some(index) => rows.into_iter().nth(index),
+        None => rows.into_iter().next(),
+    })
 }
 
 /// Marks a verified reward claimed; false if it already was.

@@ -185,6 +185,18 @@ impl TestApp {
         TestApp::spawn_clocked(db, backend, program, security, None, Some(webhooks)).await
     }
 
+    /// With another verifier of ad callbacks than the HMAC one every other test app has (AdMob's).
+    pub async fn spawn_with_ad_verifier(
+        backend: Backend,
+        program: &str,
+        ad_verifier: std::sync::Arc<dyn credits::ads::AdVerifier>,
+    ) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let security =
+            credits::app::Security { claims_per_minute_per_account: 100_000, claims_per_minute_per_ip: 100_000, ..Default::default() };
+        TestApp::spawn_verified(db, backend, program, security, None, None, ad_verifier).await
+    }
+
     async fn spawn_clocked(
         db: TestDb,
         backend: Backend,
@@ -192,6 +204,19 @@ impl TestApp {
         security: credits::app::Security,
         test_clock: Option<chrono::DateTime<chrono::Utc>>,
         webhooks: Option<std::sync::Arc<credits::service::webhooks::WebhookSender>>,
+    ) -> TestApp {
+        let hmac = std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET));
+        TestApp::spawn_verified(db, backend, program, security, test_clock, webhooks, hmac).await
+    }
+
+    async fn spawn_verified(
+        db: TestDb,
+        backend: Backend,
+        program: &str,
+        security: credits::app::Security,
+        test_clock: Option<chrono::DateTime<chrono::Utc>>,
+        webhooks: Option<std::sync::Arc<credits::service::webhooks::WebhookSender>>,
+        ad_verifier: std::sync::Arc<dyn credits::ads::AdVerifier>,
     ) -> TestApp {
         let clock = Clock::manual(chrono::Utc::now());
         let settings = credits::app::Settings {
@@ -202,7 +227,7 @@ impl TestApp {
             clock: clock.clone(),
             test_clock: test_clock.map(|start| credits::app::TestClockStart(Some(start))),
             idempotency_days: 30,
-            ad_verifier: Some(std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET))),
+            ad_verifier: Some(ad_verifier),
             // Tests that deliver webhooks set `ledger.webhooks` to their own receiver, or give the
             // server one (`spawn_with_webhooks`).
             webhooks,
