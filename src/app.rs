@@ -34,6 +34,8 @@ pub struct Settings {
     pub retention: Retention,
     /// The portal's and the checkout's links (`public_url`, `checkout_url`).
     pub links: crate::links::Links,
+    /// Stripe's webhook secrets and API client (`crate::stripe`); the default: no Stripe.
+    pub stripe: crate::stripe::StripeSettings,
 }
 
 /// A test clock's start on a database's first start; none: the wall time then.
@@ -191,6 +193,7 @@ impl Settings {
             spend_lanes: config.spend_lanes,
             retention: config.retention(),
             links: config.links()?,
+            stripe: config.stripe()?,
         })
     }
 }
@@ -256,6 +259,7 @@ struct LedgerSettings<'a> {
     retention: Retention,
     clock: Clock,
     test_clock: Option<TestClockStart>,
+    stripe: crate::stripe::StripeSettings,
 }
 
 /// The one way a process opens the ledger: connect, migrate, then the program and every ledger
@@ -268,6 +272,7 @@ async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Engine> {
     ledger.idempotency_ttl = chrono::Duration::days(i64::from(settings.idempotency_days));
     ledger.webhooks = settings.webhooks;
     ledger.retention = settings.retention;
+    ledger.stripe = settings.stripe;
     ledger.clock = match settings.test_clock {
         Some(TestClockStart(start)) => {
             let clock = Clock::start_test(&ledger.db, start).await?;
@@ -294,6 +299,7 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<En
         retention: config.retention(),
         clock: Clock::System,
         test_clock: config.test_clock()?,
+        stripe: config.stripe()?,
     })
     .await
 }
@@ -319,6 +325,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         retention: settings.retention,
         clock: settings.clock,
         test_clock: settings.test_clock,
+        stripe: settings.stripe,
     })
     .await?;
     let clock = ledger.clock.clone();
@@ -377,7 +384,10 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         builder = builder.disable_introspection().disable_suggestions();
     }
     let auth = Arc::new(security.auth_keys(&settings.auth_secret));
-    let links = settings.links.clone();
+    let mut links = settings.links.clone();
+    if ledger.stripe.client.is_some() {
+        links.checkout = crate::links::Checkout::Stripe;
+    }
     let schema = builder.data(auth.clone()).data(links.clone()).finish();
     let ads = settings.ad_verifier;
     let state = HttpState {

@@ -47,6 +47,13 @@
 //! | test clock start | `clock_start` | `CREDITS_CLOCK_START` | the wall time of the first start (RFC 3339) |
 //! | public URL    | `public_url`    | `CREDITS_PUBLIC_URL`  | none: the bound address in development; required for portal links in production |
 //! | checkout page | `checkout_url`  | `CREDITS_CHECKOUT_URL` | none: a simulated payment in development, the app's own in production (placeholders `{purchase_id}`, `{credits}`, `{amount_minor}`, `{currency}`) |
+//! | Stripe webhook secret | `stripe_webhook_secret` | `CREDITS_STRIPE_WEBHOOK_SECRET` | none: `/webhooks/stripe` answers 503 (the endpoint's `whsec_...`) |
+//! | Stripe secret being rotated out | `stripe_webhook_secret_previous` | `CREDITS_STRIPE_WEBHOOK_SECRET_PREVIOUS` | none |
+//! | Stripe signature tolerance | `stripe_webhook_tolerance_seconds` | `CREDITS_STRIPE_WEBHOOK_TOLERANCE_SECONDS` | 300 |
+//! | Stripe API key | `stripe_secret_key` | `CREDITS_STRIPE_SECRET_KEY` | none: no Checkout Sessions, refunds not sent to Stripe (`sk_...` or a restricted `rk_...`) |
+//! | Stripe API base | `stripe_api_base` | `CREDITS_STRIPE_API_BASE` | `https://api.stripe.com` |
+//! | after paying | `stripe_success_url` | `CREDITS_STRIPE_SUCCESS_URL` | required with the key (`{purchase_id}`, and Stripe's `{CHECKOUT_SESSION_ID}`) |
+//! | after giving up | `stripe_cancel_url` | `CREDITS_STRIPE_CANCEL_URL` | required with the key |
 //! | allow-list only | `persisted_only` | `CREDITS_PERSISTED_ONLY` | `false`; `true`: only documents registered with `credits persisted add` (or by the server's pages) run, and APQ learns none |
 //! | metrics listener | `metrics_bind` | `CREDITS_METRICS_BIND` | `127.0.0.1:9464`; `off` (or empty): no metrics listener |
 //! | metrics token | `metrics_token` | `CREDITS_METRICS_TOKEN` | none; 32+ characters: `/metrics` also on the main listener with this bearer token |
@@ -154,6 +161,16 @@ pub struct Config {
     pub public_url: Option<String>,
     /// The program's checkout page for a purchase, a template (`crate::links::CheckoutTemplate`).
     pub checkout_url: Option<String>,
+    /// The signing secret of the Stripe webhook endpoint (`crate::stripe::signature`).
+    pub stripe_webhook_secret: Option<String>,
+    /// The endpoint's previous signing secret, accepted during a rotation.
+    pub stripe_webhook_secret_previous: Option<String>,
+    pub stripe_webhook_tolerance_seconds: u64,
+    /// Stripe's API key: with it, purchases get a Checkout Session and refunds go to Stripe.
+    pub stripe_secret_key: Option<String>,
+    pub stripe_api_base: String,
+    pub stripe_success_url: Option<String>,
+    pub stripe_cancel_url: Option<String>,
 }
 
 /// A list, or a string of comma-separated items (environment variables have no lists).
@@ -223,6 +240,13 @@ impl Default for Config {
             persisted_only: crate::app::Security::default().persisted_only,
             public_url: None,
             checkout_url: None,
+            stripe_webhook_secret: None,
+            stripe_webhook_secret_previous: None,
+            stripe_webhook_tolerance_seconds: crate::stripe::DEFAULT_TOLERANCE.as_secs(),
+            stripe_secret_key: None,
+            stripe_api_base: crate::stripe::client::DEFAULT_API_BASE.to_string(),
+            stripe_success_url: None,
+            stripe_cancel_url: None,
         }
     }
 }
@@ -318,6 +342,13 @@ impl Config {
                 "LOG_FORMAT",
                 "OTLP_ENDPOINT",
                 "CHECKOUT_URL",
+                "STRIPE_WEBHOOK_SECRET",
+                "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+                "STRIPE_WEBHOOK_TOLERANCE_SECONDS",
+                "STRIPE_SECRET_KEY",
+                "STRIPE_API_BASE",
+                "STRIPE_SUCCESS_URL",
+                "STRIPE_CANCEL_URL",
             ]));
         figment.extract().map_err(|e| ConfigError::Invalid(e.to_string()))
     }
@@ -350,6 +381,9 @@ impl Config {
             problems.push(e);
         }
         if let Err(e) = self.links() {
+            problems.push(e);
+        }
+        if let Err(e) = self.stripe() {
             problems.push(e);
         }
         if !(1..=300).contains(&self.request_timeout_seconds) {
@@ -445,7 +479,14 @@ impl Config {
         use crate::links::{Checkout, CheckoutTemplate, Links, parse_public_url};
         let public_url =
             self.public_url.as_deref().filter(|s| !s.is_empty()).map(parse_public_url).transpose().map_err(ConfigError::Invalid)?;
+        let stripe = self.stripe_secret_key.as_deref().is_some_and(|k| !k.trim().is_empty());
         let checkout = match self.checkout_url.as_deref().filter(|s| !s.is_empty()) {
+            Some(_) if stripe => {
+                return Err(ConfigError::Invalid(
+                    "checkout_url and stripe_secret_key are two ways to take payments: set one (with the key, purchases pay on Stripe Checkout)".into(),
+                ));
+            }
+            None if stripe => Checkout::Stripe,
             Some(template) => Checkout::External(CheckoutTemplate::parse(template).map_err(ConfigError::Invalid)?),
             None if self.mode == "production" => Checkout::None,
             None => Checkout::Simulated,
@@ -559,6 +600,38 @@ impl Config {
                 "CREDITS_WEBHOOK_URL is set, so CREDITS_WEBHOOK_SECRET (webhook_secret) must be set too, at least {min} bytes"
             ))),
         }
+    }
+
+    /// Stripe, as configured: webhook secrets (the current one first), the tolerance, and an API
+    /// client when a key is set, which needs both return URLs.
+    pub fn stripe(&self) -> Result<crate::stripe::StripeSettings, ConfigError> {
+        let set = |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+        let webhook_secrets: Vec<String> =
+            [&self.stripe_webhook_secret, &self.stripe_webhook_secret_previous].into_iter().filter_map(set).collect();
+        if set(&self.stripe_webhook_secret_previous).is_some() && set(&self.stripe_webhook_secret).is_none() {
+            return Err(ConfigError::Invalid("stripe_webhook_secret_previous is for a rotation: set stripe_webhook_secret too".into()));
+        }
+        if !(1..=3600).contains(&self.stripe_webhook_tolerance_seconds) {
+            return Err(ConfigError::Invalid("stripe_webhook_tolerance_seconds must be 1 to 3600".into()));
+        }
+        let client = match set(&self.stripe_secret_key) {
+            None => None,
+            Some(key) => {
+                let (Some(success), Some(cancel)) = (set(&self.stripe_success_url), set(&self.stripe_cancel_url)) else {
+                    return Err(ConfigError::Invalid(
+                        "CREDITS_STRIPE_SECRET_KEY is set, so stripe_success_url and stripe_cancel_url must be set too (where Checkout sends the user back)".into(),
+                    ));
+                };
+                let client = crate::stripe::client::StripeClient::new(&self.stripe_api_base, &key, &success, &cancel)
+                    .map_err(ConfigError::Invalid)?;
+                Some(std::sync::Arc::new(client))
+            }
+        };
+        Ok(crate::stripe::StripeSettings {
+            webhook_secrets,
+            tolerance: std::time::Duration::from_secs(self.stripe_webhook_tolerance_seconds),
+            client,
+        })
     }
 
     /// The configured secret, or for a SQLite file the one kept beside it, generated on first use

@@ -10,9 +10,16 @@ const MASK: &str = "********";
 /// `config` as TOML, with every secret (and a database URL's password) masked.
 pub fn masked(config: &Config) -> String {
     let mut shown = config.clone();
-    for secret in
-        [&mut shown.auth_secret, &mut shown.auth_secret_previous, &mut shown.webhook_secret, &mut shown.ad_secret, &mut shown.metrics_token]
-    {
+    for secret in [
+        &mut shown.auth_secret,
+        &mut shown.auth_secret_previous,
+        &mut shown.webhook_secret,
+        &mut shown.ad_secret,
+        &mut shown.metrics_token,
+        &mut shown.stripe_webhook_secret,
+        &mut shown.stripe_webhook_secret_previous,
+        &mut shown.stripe_secret_key,
+    ] {
         if secret.as_deref().is_some_and(|s| !s.is_empty()) {
             *secret = Some(MASK.to_string());
         }

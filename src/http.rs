@@ -77,6 +77,7 @@ pub fn router(state: HttpState) -> Router {
         // What `/readyz` answers: the name older deployments probe.
         .route("/health", get(readyz))
         .route("/callbacks/ads", get(ad_callback))
+        .route("/webhooks/stripe", axum::routing::post(stripe_webhook))
         // Inside the size limit, so a body read under the deadline is bounded in size too.
         .layer(axum::middleware::from_fn_with_state(state.security.body_timeout, crate::body_timeout::read_body_within))
         .layer(RequestBodyLimitLayer::new(state.security.max_body_bytes))
@@ -164,6 +165,40 @@ async fn ad_callback(State(state): State<HttpState>, RawQuery(query): RawQuery) 
         Err(ServiceError::NotFound(_)) => reply(StatusCode::NOT_FOUND, "unknown account"),
         Err(e) => {
             tracing::error!(error = ?e, "ad callback failed");
+            reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// Stripe's webhook: the signature checked over the raw body before anything else, then the
+/// event applied (`service::stripe`). 400 for a bad signature or a body that is not an event
+/// (Stripe shows it in the dashboard and changes nothing here); 200 for every verified event,
+/// ignored ones and repeats included, so Stripe stops sending it; 500 when our database failed,
+/// so Stripe sends it again later.
+async fn stripe_webhook(State(state): State<HttpState>, headers: axum::http::HeaderMap, body: axum::body::Bytes) -> impl IntoResponse {
+    let reply = |status: StatusCode, message: &str| (status, Json(serde_json::json!({ "status": message })));
+    let stripe = &state.ledger.stripe;
+    if stripe.webhook_secrets.is_empty() {
+        return reply(StatusCode::SERVICE_UNAVAILABLE, "Stripe webhooks are not configured");
+    }
+    let header = headers.get("stripe-signature").and_then(|v| v.to_str().ok());
+    // Stripe signs with the wall clock, whatever clock the ledger runs on.
+    let tolerance = i64::try_from(stripe.tolerance.as_secs()).unwrap_or(i64::MAX);
+    if let Err(e) = crate::stripe::signature::verify(header, &body, &stripe.webhook_secrets, tolerance, chrono::Utc::now().timestamp()) {
+        tracing::warn!(error = %e, "stripe webhook refused");
+        return reply(StatusCode::BAD_REQUEST, &e.to_string());
+    }
+    let event = match crate::stripe::events::Event::parse(&body) {
+        Ok(event) => event,
+        Err(e) => return reply(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if let Err(e) = state.clock.refresh(&state.db).await {
+        tracing::warn!(error = %e, "could not read the test clock; this event uses the last instant read");
+    }
+    match state.ledger.handle_stripe_event(&event, state.clock.now()).await {
+        Ok(outcome) => reply(StatusCode::OK, outcome.as_str()),
+        Err(e) => {
+            tracing::error!(error = ?e, stripe.event = %event.id, "stripe event failed; Stripe will send it again");
             reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }

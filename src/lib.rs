@@ -35,6 +35,7 @@ pub mod request_id;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod stripe;
 pub mod telemetry;
 pub mod traces;
 pub mod web_asset;

@@ -10,6 +10,9 @@ use url::Url;
 pub enum Checkout {
     /// The program's checkout page: this template with the purchase's placeholders filled in.
     External(CheckoutTemplate),
+    /// Stripe Checkout (`stripe_secret_key`): each pending purchase has a Checkout Session of
+    /// its own, made when it is (`Engine::purchase`), whose page is its `checkoutUrl`.
+    Stripe,
     /// Development mode with no checkout page: the portal offers a labelled fake payment
     /// (`simulatePayment`), so the whole flow can be tried without a payment provider.
     Simulated,

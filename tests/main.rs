@@ -67,6 +67,7 @@ mod scoped;
 mod spend_limits;
 mod spending;
 mod statements;
+mod stripe;
 mod subscriptions;
 mod telemetry;
 mod test_clock;

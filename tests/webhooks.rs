@@ -3,7 +3,7 @@
 
 use crate::on_both;
 use crate::support::receiver::{Received, Receiver};
-use crate::support::{Backend, TestApp};
+use crate::support::{Backend, TestApp, buy};
 use chrono::{DateTime, Duration, Utc};
 use credits::entity::outbox;
 use credits::service::Engine;
@@ -508,6 +508,22 @@ async fn every_event_sent_matches_its_topics_schema(backend: Backend) {
         (&data["sentSequence"], &data["receivedSequence"]),
         (&json!(sequence("sentSequence")), &json!(sequence("receivedSequence")))
     );
+
+    // purchase.needs_attention: Stripe took a payment for a purchase that does not exist; and
+    // purchase.refunded from a refund made in Stripe's dashboard (`source`).
+    let stripe_event = |id: &str, kind: &str, object: Value| {
+        let body = json!({ "id": id, "object": "event", "type": kind, "data": { "object": object } });
+        credits::stripe::events::Event::parse(body.to_string().as_bytes()).unwrap()
+    };
+    let stray = json!({ "id": "pi_stray", "object": "payment_intent", "amount": 100, "amount_received": 100, "currency": "usd", "metadata": { "purchase_id": "999999" } });
+    let outcome =
+        app.ledger.handle_stripe_event(&stripe_event("evt_stray", "payment_intent.succeeded", stray), app.clock.now()).await.unwrap();
+    assert_eq!(outcome, credits::service::stripe::Outcome::NeedsAttention);
+    app.create_account("dashboard").await;
+    buy(&app, "dashboard", Some("100"), None, "pi_dashboard").await;
+    let charge = json!({ "id": "ch_1", "object": "charge", "amount": 200, "amount_refunded": 200, "currency": "usd", "payment_intent": "pi_dashboard" });
+    let outcome = app.ledger.handle_stripe_event(&stripe_event("evt_dash", "charge.refunded", charge), app.clock.now()).await.unwrap();
+    assert_eq!(outcome, credits::service::stripe::Outcome::RefundApplied);
 
     app.ledger.run_job(Job::DeliverWebhooks, Utc::now()).await.unwrap();
     let received = receiver.received();

@@ -30,6 +30,7 @@ mod m20261203_000024_add_purchase_end;
 mod m20261203_000025_add_auto_topup;
 mod m20261203_000027_create_spend_limits;
 mod m20261204_000026_drop_auto_topup_pending_purchase;
+mod m20261204_000029_add_stripe;
 
 pub struct Migrator;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000025_add_auto_topup::Migration),
             Box::new(m20261203_000027_create_spend_limits::Migration),
             Box::new(m20261204_000026_drop_auto_topup_pending_purchase::Migration),
+            Box::new(m20261204_000029_add_stripe::Migration),
         ]
     }
 }

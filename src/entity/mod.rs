@@ -31,5 +31,6 @@ pub mod settlement;
 pub mod spend_limit;
 pub mod spend_limit_hold;
 pub mod spend_usage;
+pub mod stripe_event;
 pub mod test_clock;
 pub mod usage_line;

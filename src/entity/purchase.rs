@@ -30,6 +30,12 @@ pub struct Model {
     pub failure_reference: Option<String>,
     /// Made by auto top-up rather than asked for by the user.
     pub auto_topup: bool,
+    /// The Stripe Checkout Session made for it (`stripe::client`), if one was.
+    pub checkout_session_id: Option<String>,
+    /// That session's payment page, handed out while the purchase is pending.
+    pub checkout_url: Option<String>,
+    /// The refund asked of Stripe for it (`refundPurchase`), once Stripe answered.
+    pub stripe_refund_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -36,7 +36,8 @@ pub struct PortalSession {
 /// How the portal's user pays for a purchase (`program.checkout`).
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 pub enum CheckoutMode {
-    /// The program's checkout page (`checkout_url`): a pending purchase's `checkoutUrl` leads there.
+    /// A payment page outside this server: a pending purchase's `checkoutUrl` leads there (the
+    /// program's checkout page, `checkout_url`, or the purchase's Stripe Checkout Session).
     External,
     /// Development mode with no checkout page: `simulatePayment` pays with a fake payment.
     Simulated,
@@ -47,7 +48,7 @@ pub enum CheckoutMode {
 impl From<&Checkout> for CheckoutMode {
     fn from(checkout: &Checkout) -> CheckoutMode {
         match checkout {
-            Checkout::External(_) => CheckoutMode::External,
+            Checkout::External(_) | Checkout::Stripe => CheckoutMode::External,
             Checkout::Simulated => CheckoutMode::Simulated,
             Checkout::None => CheckoutMode::None,
         }

@@ -128,9 +128,13 @@ impl Purchase {
     async fn metadata(&self) -> Option<Metadata> {
         Metadata::of(self.0.metadata.clone())
     }
-    /// Where the user pays for it: the program's checkout page for this purchase while it is
-    /// PENDING, where one is configured (`program.checkout` is EXTERNAL); else null.
+    /// Where the user pays for it while it is PENDING: its Stripe Checkout Session's page, or
+    /// the program's checkout page for it, where one is configured (`program.checkout` is
+    /// EXTERNAL); else null.
     async fn checkout_url(&self, ctx: &Context<'_>) -> Option<String> {
+        if self.0.status == crate::ledger::money::PurchaseStatus::Pending && self.0.checkout_url.is_some() {
+            return self.0.checkout_url.clone();
+        }
         let links = crate::graphql::portal::links(ctx)?;
         match (&links.checkout, self.0.status) {
             (crate::links::Checkout::External(template), crate::ledger::money::PurchaseStatus::Pending) => {

@@ -28,6 +28,10 @@ pub enum RefundRefusal {
     PromotionalCreditsSpent,
     #[error("the purchase is not paid, or already refunded")]
     NotPaid,
+    /// A refund made at the payment provider (`external_refund_take`) stands for more credits
+    /// than the purchase has left unused.
+    #[error("the money refunded stands for more credits than are left unused of this purchase")]
+    ExceedsUnused,
 }
 
 /// The money refunded for `unused` of `bought` credits billed `billed_minor`.
@@ -47,6 +51,41 @@ pub fn refund_minor(policy: RefundPolicy, billed_minor: i64, bought: Credits, un
             Ok(i64::try_from(refund).expect("a refund never exceeds what was billed"))
         }
     }
+}
+
+/// The credits a refund made at the payment provider takes back (Stripe's dashboard,
+/// `service::stripe`): in proportion to the money, `refunded_total_minor` of `billed_minor`
+/// refunded so far (`refunded_before_minor` of it already applied), rounded up to the
+/// micro-credit, so that the parts of several partial refunds add up to exactly what the whole
+/// stands for. The program's rules still hold: a program that never refunds, or refunds only an
+/// unused purchase, refuses what it would refuse a user, and no refund takes more than the
+/// purchase has left unused (`unused`).
+pub fn external_refund_take(
+    policy: RefundPolicy,
+    bought: Credits,
+    billed_minor: i64,
+    refunded_before_minor: i64,
+    refunded_total_minor: i64,
+    unused: Credits,
+) -> Result<Credits, RefundRefusal> {
+    assert!(!bought.is_zero() && billed_minor > 0);
+    assert!(0 <= refunded_before_minor && refunded_before_minor < refunded_total_minor);
+    let stands_for = |minor: i64| {
+        let minor = i128::from(minor.min(billed_minor));
+        let numerator = i128::from(bought.micros()) * minor;
+        let denominator = i128::from(billed_minor);
+        Credits::from_micros(i64::try_from((numerator + denominator - 1) / denominator).expect("at most what was bought"))
+    };
+    match policy {
+        RefundPolicy::Never => return Err(RefundRefusal::NotRefundable),
+        RefundPolicy::UnusedOnly if refunded_before_minor == 0 && unused != bought => return Err(RefundRefusal::PartlyUsed),
+        _ => {}
+    }
+    let take = stands_for(refunded_total_minor).checked_sub(stands_for(refunded_before_minor)).expect("more money stands for more credits");
+    if take > unused {
+        return Err(RefundRefusal::ExceedsUnused);
+    }
+    Ok(take)
 }
 
 /// How a refund takes back the promotional credits of its purchase that were already spent
@@ -73,6 +112,25 @@ pub fn take_back_spent_bonus(unused: Credits, spent_bonus: Credits) -> SpentBonu
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_provider_refund_takes_credits_in_proportion_and_partial_ones_add_up() {
+        use super::*;
+        let bought = Credits::from_micros(100_000_000); // 100 credits for 999 cents
+        let take = |before, total, unused| external_refund_take(RefundPolicy::ProRata, bought, 999, before, total, unused);
+        assert_eq!(take(0, 999, bought), Ok(bought));
+        // 333 + 333 + 333 cents: each part rounded up, the parts add up to the whole.
+        let parts = [take(0, 333, bought).unwrap(), take(333, 666, bought).unwrap(), take(666, 999, bought).unwrap()];
+        assert_eq!(parts.iter().map(|c| c.micros()).sum::<i64>(), bought.micros());
+        assert_eq!(parts[0], Credits::from_micros(33_333_334));
+        // More refunded than billed counts as the whole.
+        assert_eq!(take(0, 5_000, bought), Ok(bought));
+        assert_eq!(take(0, 999, Credits::from_micros(99_000_000)), Err(RefundRefusal::ExceedsUnused));
+        assert_eq!(external_refund_take(RefundPolicy::Never, bought, 999, 0, 999, bought), Err(RefundRefusal::NotRefundable));
+        let partly = Credits::from_micros(50_000_000);
+        assert_eq!(external_refund_take(RefundPolicy::UnusedOnly, bought, 999, 0, 100, partly), Err(RefundRefusal::PartlyUsed));
+        assert_eq!(external_refund_take(RefundPolicy::UnusedOnly, bought, 999, 0, 999, bought), Ok(bought));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

@@ -29,6 +29,10 @@ pub enum ServiceError {
     BalanceLimitExceeded(String),
     #[error("the ledger is busy; try again")]
     Busy,
+    /// A service the operation needs (the payment provider) could not be reached or refused;
+    /// what was done is kept, and the same call with the same key finishes it.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }

@@ -47,6 +47,7 @@ pub mod runway;
 pub mod spend_limits;
 pub mod spending;
 pub mod statements;
+pub mod stripe;
 pub mod test_clock;
 pub mod tx;
 pub mod webhooks;
@@ -92,6 +93,8 @@ pub struct Engine {
     pub clock: Clock,
     /// The jobs an operator started (`runJob`) that are still running in this process.
     pub operator_jobs: Arc<operations::RunningJobs>,
+    /// Stripe's webhook secrets and API client (`crate::stripe`); empty: no Stripe.
+    pub stripe: crate::stripe::StripeSettings,
 }
 
 impl Engine {
@@ -107,6 +110,7 @@ impl Engine {
             draws: Arc::new(Mutex::new(StdRng::from_os_rng())),
             sweep_batch: jobs::ACCOUNT_BATCH,
             webhooks: None,
+            stripe: crate::stripe::StripeSettings::default(),
             retention: crate::ledger::retention::Retention::default(),
             clock: Clock::System,
             operator_jobs: Arc::default(),

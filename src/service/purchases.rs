@@ -72,6 +72,8 @@ pub struct PurchaseView {
     pub failure_reference: Option<String>,
     /// Made by auto top-up (`service::auto_topup`).
     pub auto_topup: bool,
+    /// Its Stripe Checkout Session's page, if one was made (`Engine::purchase` with Stripe).
+    pub checkout_url: Option<String>,
 }
 
 impl PurchaseView {
@@ -100,6 +102,7 @@ impl PurchaseView {
             end_reason: row.end_reason,
             failure_reference: row.failure_reference,
             auto_topup: row.auto_topup,
+            checkout_url: row.checkout_url,
         })
     }
 }
@@ -179,7 +182,43 @@ impl Engine {
             })
             .await?;
         let created = store::purchases::by_id(&self.db, receipt.purchase_id).await?;
-        PurchaseView::of(created.ok_or_else(|| anyhow::anyhow!("purchase {} vanished", receipt.purchase_id))?)
+        let created = created.ok_or_else(|| anyhow::anyhow!("purchase {} vanished", receipt.purchase_id))?;
+        PurchaseView::of(self.with_checkout(created, now).await?)
+    }
+
+    /// With Stripe, a pending purchase gets its Checkout Session: made after the purchase
+    /// committed (no transaction waits on Stripe), under an idempotency key of the purchase's,
+    /// so a replayed `purchaseCredits`, or two at once, hand out the same session. When Stripe
+    /// cannot be reached the purchase stays recorded and the call answers `UNAVAILABLE`; the
+    /// same call with the same key makes the session then.
+    async fn with_checkout(&self, purchase: purchase::Model, now: DateTime<Utc>) -> Result<purchase::Model, ServiceError> {
+        let Some(stripe) = &self.stripe.client else {
+            return Ok(purchase);
+        };
+        if purchase.checkout_session_id.is_some() || store::purchases::status_of(&purchase)? != PurchaseStatus::Pending {
+            return Ok(purchase);
+        }
+        let name = match &purchase.package_name {
+            Some(name) => name.clone(),
+            None => format!("{} credits", Credits::from_micros(purchase.credits_micros)),
+        };
+        let request = crate::stripe::client::CheckoutRequest {
+            purchase_id: purchase.id,
+            name: &name,
+            amount_minor: purchase.price_minor,
+            currency: &purchase.currency,
+            pending_until: crate::ledger::purchase::pending_until(purchase.created_at, self.program.pending_lifetime),
+            now,
+        };
+        let session = stripe.create_checkout_session(&request).await.map_err(|e| {
+            tracing::warn!(purchase.id = purchase.id, error = %e, "no Checkout Session for the purchase");
+            ServiceError::Unavailable(format!(
+                "purchase {} is recorded, but its payment page could not be made ({e}); call again with the same idempotencyKey",
+                purchase.id
+            ))
+        })?;
+        let stored = store::purchases::set_checkout(&self.db, purchase.id, &session.id, &session.url).await?;
+        Ok(stored.ok_or_else(|| anyhow::anyhow!("purchase {} vanished", purchase.id))?)
     }
 
     /// Pays a pending purchase with a fake payment, for trying the whole flow without a payment
@@ -222,6 +261,18 @@ impl Engine {
         amount_minor: Option<i64>,
         now: DateTime<Utc>,
     ) -> Result<PurchaseView, ServiceError> {
+        Ok(self.confirm(purchase_id, payment_reference, amount_minor, now).await?.0)
+    }
+
+    /// `confirm_purchase`, and whether this call paid it (false: it was paid by this reference
+    /// before, by a repeat or a concurrent confirmation).
+    pub(crate) async fn confirm(
+        &self,
+        purchase_id: i64,
+        payment_reference: &str,
+        amount_minor: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(PurchaseView, bool), ServiceError> {
         if payment_reference.is_empty()
             || payment_reference.chars().count() > MAX_PAYMENT_REFERENCE_CHARS
             || !payment_reference.chars().all(|c| c.is_ascii_graphic())
@@ -243,7 +294,7 @@ impl Engine {
                 let pending = store::purchases::by_id(txn, purchase_id).await?.ok_or_else(not_found)?;
                 if let Some(used) = store::purchases::by_payment_reference(txn, &reference).await? {
                     if used.id == pending.id {
-                        return PurchaseView::of(used);
+                        return Ok((PurchaseView::of(used)?, false));
                     }
                     return Err(ServiceError::IdempotencyConflict(format!(
                         "payment reference {reference:?} already confirmed another purchase"
@@ -303,7 +354,7 @@ impl Engine {
                     .ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} changed while it was being paid"))?;
                 crate::service::auto_topup::on_paid(txn, &paid).await?;
                 tracing::info!(account.id = account.id, purchase.id = paid.id, amount.credits = %credits, "purchase confirmed");
-                PurchaseView::of(paid)
+                Ok((PurchaseView::of(paid)?, true))
             })
         })
         .await

@@ -79,69 +79,111 @@ impl Engine {
             fields: (why, actor.map(str::to_string)),
         };
         let terms = self.program.refunds;
-        self.execute(command, now, |run| {
-            Box::pin(async move {
-                let Run { txn, ledger, account: locked, command, now } = run;
-                let (program, key, account) = (&ledger.program, &command.key, &command.account);
-                let (why, actor) = &command.fields;
-                let purchase =
-                    store::purchases::by_id(txn, purchase_id).await?.ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} vanished"))?;
-                let lot_id = match refundable(&purchase, &terms, requester, now) {
-                    Ok(lot_id) => lot_id,
-                    Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
-                };
-                // Lapsed holds are released first: a refund sees the credits a read shows.
-                release_lapsed(txn, &[locked.id], now).await?;
-                let rules = read_lots(txn, locked.id, &[]).await?;
-                let unused = rules.iter().find(|l| l.id == lot_id && !l.is_expired(now)).map_or(Credits::ZERO, |l| l.remaining);
-                // The promotional credits granted with this purchase are taken back whole
-                // (domain.md §5): what remains of them, what holds hold of them, and what was
-                // spent of them, out of the unused credits first.
-                let Bonus { ids: bonus_ids, granted: bonus_granted, spent: spent_bonus } = read_bonus(txn, locked.id, purchase.id).await?;
-                let holds = reservations::open(txn, locked.id, now).await?;
-                let hold_lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
-                let held = Credits::from_micros(holds.iter().map(|h| h.amount_micros).sum());
-                let total = balance(&rules, now).checked_add(held).ok_or_else(|| anyhow::anyhow!("an account's credits fit"))?;
-                if total < bonus_granted {
-                    return Ok(Err(Refusal::Refund(RefundRefusal::PromotionalCreditsSpent)));
-                }
-                let taken = take_back_spent_bonus(unused, spent_bonus);
-                let bought = Credits::from_micros(purchase.credits_micros);
-                let refunded_minor = match refund_minor(terms.policy, purchase.price_minor, bought, taken.unused_after) {
-                    Ok(minor) => minor,
-                    Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
-                };
-                let from_others = match from_other_credits(&rules, lot_id, &bonus_ids, taken.from_others, program, now) {
-                    Ok(takes) => takes,
-                    Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
-                };
-                let reason = why.as_deref().or(Some("refund"));
-                let meta =
-                    EntryMeta { idempotency_key: Some(key.as_str()), reason, actor: actor.as_deref(), ..EntryMeta::now("refund", now) };
-                let revoke_reason = format!("promotional credits of refunded purchase {purchase_id}");
-                let revoke_meta = EntryMeta { reason: Some(&revoke_reason), ..meta };
-                shrink_holds_of(txn, locked.id, &holds, &hold_lines, &bonus_ids, meta, &revoke_reason, now).await?;
-                let rules = read_lots(txn, locked.id, &[]).await?;
-                if !taken.unused_after.is_zero() {
-                    posting::debit(txn, locked.id, EntryKind::Refund, &[(lot_of(&rules, lot_id), taken.unused_after)], meta).await?;
-                }
-                let revoked = revoke(txn, locked.id, lot_id, &bonus_ids, taken.from_unused, &from_others, revoke_meta, now).await?;
-                let refunded = mark_refunded(txn, purchase, account, locked.id, refunded_minor, now).await?;
-                Ok(Ok(RefundReceipt {
-                    purchase_id: refunded.id,
-                    refunded_minor,
-                    currency: refunded.currency,
-                    credits: taken.unused_after,
-                    revoked,
-                }))
+        let receipt = self
+            .execute(command, now, |run| {
+                Box::pin(async move {
+                    let Run { txn, ledger, account: locked, command, now } = run;
+                    let (program, key, account) = (&ledger.program, &command.key, &command.account);
+                    let (why, actor) = &command.fields;
+                    let purchase = store::purchases::by_id(txn, purchase_id)
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("purchase {purchase_id} vanished"))?;
+                    let lot_id = match refundable(&purchase, &terms, requester, now) {
+                        Ok(lot_id) => lot_id,
+                        Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
+                    };
+                    // Lapsed holds are released first: a refund sees the credits a read shows.
+                    release_lapsed(txn, &[locked.id], now).await?;
+                    let rules = read_lots(txn, locked.id, &[]).await?;
+                    let unused = rules.iter().find(|l| l.id == lot_id && !l.is_expired(now)).map_or(Credits::ZERO, |l| l.remaining);
+                    // The promotional credits granted with this purchase are taken back whole
+                    // (domain.md §5): what remains of them, what holds hold of them, and what was
+                    // spent of them, out of the unused credits first.
+                    let Bonus { ids: bonus_ids, granted: bonus_granted, spent: spent_bonus } =
+                        read_bonus(txn, locked.id, purchase.id).await?;
+                    let holds = reservations::open(txn, locked.id, now).await?;
+                    let hold_lines = store::journal::lines_of(txn, &holds.iter().map(|h| h.hold_entry_id).collect::<Vec<_>>()).await?;
+                    let held = Credits::from_micros(holds.iter().map(|h| h.amount_micros).sum());
+                    let total = balance(&rules, now).checked_add(held).ok_or_else(|| anyhow::anyhow!("an account's credits fit"))?;
+                    if total < bonus_granted {
+                        return Ok(Err(Refusal::Refund(RefundRefusal::PromotionalCreditsSpent)));
+                    }
+                    let taken = take_back_spent_bonus(unused, spent_bonus);
+                    let bought = Credits::from_micros(purchase.credits_micros);
+                    let refunded_minor = match refund_minor(terms.policy, purchase.price_minor, bought, taken.unused_after) {
+                        Ok(minor) => minor,
+                        Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
+                    };
+                    let from_others = match from_other_credits(&rules, lot_id, &bonus_ids, taken.from_others, program, now) {
+                        Ok(takes) => takes,
+                        Err(refusal) => return Ok(Err(Refusal::Refund(refusal))),
+                    };
+                    let reason = why.as_deref().or(Some("refund"));
+                    let meta =
+                        EntryMeta { idempotency_key: Some(key.as_str()), reason, actor: actor.as_deref(), ..EntryMeta::now("refund", now) };
+                    let revoke_reason = format!("promotional credits of refunded purchase {purchase_id}");
+                    let revoke_meta = EntryMeta { reason: Some(&revoke_reason), ..meta };
+                    shrink_holds_of(txn, locked.id, &holds, &hold_lines, &bonus_ids, meta, &revoke_reason, now).await?;
+                    let rules = read_lots(txn, locked.id, &[]).await?;
+                    if !taken.unused_after.is_zero() {
+                        posting::debit(txn, locked.id, EntryKind::Refund, &[(lot_of(&rules, lot_id), taken.unused_after)], meta).await?;
+                    }
+                    let revoked = revoke(txn, locked.id, lot_id, &bonus_ids, taken.from_unused, &from_others, revoke_meta, now).await?;
+                    let refunded = mark_refunded(txn, purchase, account, locked.id, refunded_minor, now).await?;
+                    Ok(Ok(RefundReceipt {
+                        purchase_id: refunded.id,
+                        refunded_minor,
+                        currency: refunded.currency,
+                        credits: taken.unused_after,
+                        revoked,
+                    }))
+                })
             })
-        })
-        .await
+            .await?;
+        self.refund_at_stripe(&receipt).await?;
+        Ok(receipt)
+    }
+
+    /// A purchase paid through Stripe gets its money back through Stripe: asked after the
+    /// ledger's refund committed, under an idempotency key of the purchase's (one refund per
+    /// purchase goes through the API), and recorded (`stripe_refund_id`) so that its
+    /// `charge.refunded` is known as ours. When Stripe cannot be reached the ledger's refund
+    /// stands and the call answers `UNAVAILABLE`: the same call with the same key replays the
+    /// refund and asks Stripe again.
+    async fn refund_at_stripe(&self, receipt: &RefundReceipt) -> Result<(), ServiceError> {
+        let Some(stripe) = &self.stripe.client else {
+            return Ok(());
+        };
+        let purchase = store::purchases::by_id(&self.db, receipt.purchase_id).await?;
+        let purchase = purchase.ok_or_else(|| anyhow::anyhow!("purchase {} vanished", receipt.purchase_id))?;
+        let Some(payment_intent) = purchase.payment_reference.as_deref().filter(|r| r.starts_with("pi_")) else {
+            // Not paid through Stripe (the product confirmed it with its own reference).
+            return Ok(());
+        };
+        if purchase.stripe_refund_id.is_some() || receipt.refunded_minor == 0 {
+            return Ok(());
+        }
+        let key = format!("credits-refund-{}", purchase.id);
+        let refund = stripe.create_refund(payment_intent, receipt.refunded_minor, purchase.id, &key).await.map_err(|e| {
+            tracing::warn!(purchase.id = purchase.id, error = %e, "the refund was not sent to Stripe");
+            ServiceError::Unavailable(format!(
+                "purchase {} is refunded in the ledger, but Stripe could not be asked for the money back ({e}); call again with the same idempotencyKey",
+                purchase.id
+            ))
+        })?;
+        store::purchases::set_stripe_refund(&self.db, purchase.id, &refund.id).await?;
+        tracing::info!(purchase.id = purchase.id, stripe.refund = %refund.id, stripe.status = %refund.status, "refund sent to Stripe");
+        Ok(())
     }
 }
 
 /// The purchase's paid lot, if it may be refunded now by `requester`; else why not.
-fn refundable(purchase: &purchase::Model, terms: &Refunds, requester: Requester, now: DateTime<Utc>) -> Result<i64, RefundRefusal> {
+pub(crate) fn refundable(
+    purchase: &purchase::Model,
+    terms: &Refunds,
+    requester: Requester,
+    now: DateTime<Utc>,
+) -> Result<i64, RefundRefusal> {
     let status = store::purchases::status_of(purchase).ok();
     let (Some(paid_at), Some(lot_id), Some(PurchaseStatus::Paid)) = (purchase.paid_at, purchase.lot_id, status) else {
         return Err(RefundRefusal::NotPaid);
@@ -157,13 +199,13 @@ fn refundable(purchase: &purchase::Model, terms: &Refunds, requester: Requester,
 }
 
 /// A purchase's first-purchase bonus: its lots, what they granted, and what was spent of them.
-struct Bonus {
-    ids: Vec<i64>,
-    granted: Credits,
-    spent: Credits,
+pub(crate) struct Bonus {
+    pub ids: Vec<i64>,
+    pub granted: Credits,
+    pub spent: Credits,
 }
 
-async fn read_bonus(txn: &DatabaseTransaction, account_id: i64, purchase_id: i64) -> Result<Bonus, ServiceError> {
+pub(crate) async fn read_bonus(txn: &DatabaseTransaction, account_id: i64, purchase_id: i64) -> Result<Bonus, ServiceError> {
     let lots = lots::by_origin(txn, account_id, BONUS_ORIGIN, &purchase_id.to_string()).await?;
     let ids: Vec<i64> = lots.iter().map(|l| l.id).collect();
     let granted = Credits::from_micros(lots.iter().map(|l| l.granted_micros).sum());
@@ -293,7 +335,7 @@ async fn mark_refunded(
 
 /// The account's open lots as rules, plus these lots whatever their state (a hold's lots that
 /// it emptied), read afresh after a posting moved them.
-async fn read_lots(txn: &DatabaseTransaction, account_id: i64, also: &[i64]) -> Result<Vec<Lot>, ServiceError> {
+pub(crate) async fn read_lots(txn: &DatabaseTransaction, account_id: i64, also: &[i64]) -> Result<Vec<Lot>, ServiceError> {
     let mut models = lots::open_for_account(txn, account_id).await?;
     let missing: Vec<i64> = also.iter().copied().filter(|id| !models.iter().any(|m| m.id == *id)).collect();
     if !missing.is_empty() {
@@ -302,6 +344,6 @@ async fn read_lots(txn: &DatabaseTransaction, account_id: i64, also: &[i64]) -> 
     Ok(models.iter().map(lots::to_rule).collect::<Result<_, _>>()?)
 }
 
-fn lot_of(lots: &[Lot], id: i64) -> &Lot {
+pub(crate) fn lot_of(lots: &[Lot], id: i64) -> &Lot {
     lots.iter().find(|l| l.id == id).expect("the lot was read under the account lock")
 }

@@ -93,6 +93,9 @@ pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Re
         end_reason: Set(None),
         failure_reference: Set(None),
         auto_topup: Set(new.auto_topup),
+        checkout_session_id: Set(None),
+        checkout_url: Set(None),
+        stripe_refund_id: Set(None),
         ..Default::default()
     }
     .insert(conn)
@@ -181,4 +184,28 @@ pub async fn latest_statuses(conn: &impl ConnectionTrait, account_id: i64, limit
         .all(conn)
         .await?;
     rows.iter().map(status_of).collect()
+}
+
+/// Records the Checkout Session made for a purchase, unless one is recorded already (two
+/// replays racing to make it get the same session from Stripe, by its idempotency key, so
+/// either write is the same). The purchase as stored after.
+pub async fn set_checkout(conn: &impl ConnectionTrait, id: i64, session_id: &str, url: &str) -> Result<Option<purchase::Model>, DbErr> {
+    purchase::Entity::update_many()
+        .col_expr(purchase::Column::CheckoutSessionId, Expr::value(session_id))
+        .col_expr(purchase::Column::CheckoutUrl, Expr::value(url))
+        .filter(purchase::Column::Id.eq(id))
+        .filter(purchase::Column::CheckoutSessionId.is_null())
+        .exec(conn)
+        .await?;
+    by_id(conn, id).await
+}
+
+/// Records the refund Stripe made for a purchase at our request.
+pub async fn set_stripe_refund(conn: &impl ConnectionTrait, id: i64, refund_id: &str) -> Result<(), DbErr> {
+    purchase::Entity::update_many()
+        .col_expr(purchase::Column::StripeRefundId, Expr::value(refund_id))
+        .filter(purchase::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
 }

@@ -194,7 +194,16 @@ impl TestApp {
         let db = TestDb::new(backend).await;
         let security =
             credits::app::Security { claims_per_minute_per_account: 100_000, claims_per_minute_per_ip: 100_000, ..Default::default() };
-        TestApp::spawn_verified(db, backend, program, security, None, None, ad_verifier).await
+        TestApp::spawn_verified(db, backend, program, security, None, None, ad_verifier, Default::default()).await
+    }
+
+    /// With Stripe configured: its webhook secrets, and an API client if the test gives one.
+    pub async fn spawn_with_stripe(backend: Backend, program: &str, stripe: credits::stripe::StripeSettings) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let security =
+            credits::app::Security { claims_per_minute_per_account: 100_000, claims_per_minute_per_ip: 100_000, ..Default::default() };
+        let hmac = std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET));
+        TestApp::spawn_verified(db, backend, program, security, None, None, hmac, stripe).await
     }
 
     async fn spawn_clocked(
@@ -206,9 +215,10 @@ impl TestApp {
         webhooks: Option<std::sync::Arc<credits::service::webhooks::WebhookSender>>,
     ) -> TestApp {
         let hmac = std::sync::Arc::new(credits::ads::HmacSha256Verifier::new(AD_SECRET));
-        TestApp::spawn_verified(db, backend, program, security, test_clock, webhooks, hmac).await
+        TestApp::spawn_verified(db, backend, program, security, test_clock, webhooks, hmac, Default::default()).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn spawn_verified(
         db: TestDb,
         backend: Backend,
@@ -217,6 +227,7 @@ impl TestApp {
         test_clock: Option<chrono::DateTime<chrono::Utc>>,
         webhooks: Option<std::sync::Arc<credits::service::webhooks::WebhookSender>>,
         ad_verifier: std::sync::Arc<dyn credits::ads::AdVerifier>,
+        stripe: credits::stripe::StripeSettings,
     ) -> TestApp {
         let clock = Clock::manual(chrono::Utc::now());
         let settings = credits::app::Settings {
@@ -235,6 +246,7 @@ impl TestApp {
             spend_lanes: None,
             retention: Default::default(),
             links: Default::default(),
+            stripe,
         };
         let (app, ledger) = credits::app::build(settings).await.expect("the app starts");
         // On a test clock, the clock the app reads is the ledger's.
