@@ -411,6 +411,37 @@ async fn checkout_and_refunds_go_through_stripe(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// The portal's "Buy credits" hands off to the purchase's Checkout page, in Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_portal_hands_off_to_stripe_checkout() {
+    let fake = FakeStripe::default();
+    let base = fake.start().await;
+    let client = StripeClient::new(&base, "sk_test_fake", "https://app.example.com/paid", "https://app.example.com/buy").unwrap();
+    let app = TestApp::spawn_with_stripe(Backend::Sqlite, PROGRAM, settings(Some(client))).await;
+    app.create_account("payer").await;
+    let opened = app.gql(&app.service, "mutation { createPortalSession(accountId: \"payer\") { url } }", json!({})).await;
+    let url = opened["data"]["createPortalSession"]["url"].as_str().unwrap_or_else(|| panic!("{opened}")).to_string();
+    let env = [("URL", url.as_str()), ("CHECKOUT", "https://checkout.stripe.com/")];
+    let Some(script) = crate::support::browser::BrowserScript::start("portal-stripe.mjs", &app.address, &env).await else {
+        return;
+    };
+    let seen = script.finish().await;
+    let sessions = fake.calls_to("/v1/checkout/sessions");
+    assert_eq!(sessions.len(), 1, "one session for the one purchase: {sessions:?}");
+    let made = &sessions[0].0;
+    assert_eq!(seen["sentTo"], json!("https://checkout.stripe.com/c/pay/cs_test_1"), "{seen}");
+    assert_eq!(seen["navigation"], json!(true), "the page itself goes there: {seen}");
+    assert!(seen["checkoutNote"].as_str().unwrap().contains("payment page"), "{seen}");
+    // The hand-off is listed as requested and as blocked: nothing else left the server.
+    let foreign: std::collections::BTreeSet<&str> = seen["foreign"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(foreign, ["https://checkout.stripe.com/c/pay/cs_test_1"].into(), "{seen}");
+    assert_eq!(seen["problems"], json!([]), "{seen}");
+    // The package's price went to Stripe.
+    let packages = app.gql(&app.service, "{ creditPackages { code price { amountMinor } } }", json!({})).await;
+    let first = &packages["data"]["creditPackages"][0];
+    assert_eq!(made["line_items[0][price_data][unit_amount]"], first["price"]["amountMinor"].to_string(), "{packages}");
+}
+
 on_both!(
     payments_confirm_once_whichever_event_comes_first,
     bad_signatures_are_refused_and_change_nothing,
