@@ -1337,6 +1337,81 @@ async fn ad_proofs_are_verified_and_replays_change_nothing(backend: Backend) {
     println!("adversarial {backend:?} ad proofs: {tried} cases");
 }
 
+/// Stripe's events, the way paid credits enter from outside with Stripe: forged, tampered,
+/// stale, unsigned and malformed posts to `/webhooks/stripe` answer 400 and change nothing; the
+/// real event pays its purchase once, and Stripe's redeliveries (all at once) change nothing.
+async fn stripe_events_are_verified_and_replays_change_nothing(backend: Backend) {
+    const WHSEC: &str = "whsec_adversarial";
+    let stripe = credits::stripe::StripeSettings {
+        webhook_secrets: vec![WHSEC.to_string()],
+        tolerance: credits::stripe::DEFAULT_TOLERANCE,
+        client: None,
+    };
+    let app = TestApp::spawn_with_stripe(backend, crate::support::LEDGER_PROGRAM, stripe).await;
+    app.create_account("carol").await;
+    let made = app
+        .gql(
+            &app.service,
+            "mutation { purchaseCredits(input: {accountId: \"carol\", credits: \"100\", idempotencyKey: \"p\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = made["data"]["purchaseCredits"]["id"].as_str().unwrap_or_else(|| panic!("{made}")).to_string();
+    let dumper = Dumper::new(&app.ledger.db).await;
+    let body = |purchase: &str, amount: i64| {
+        json!({ "id": "evt_paid", "object": "event", "type": "payment_intent.succeeded", "data": { "object": {
+            "id": "pi_1", "object": "payment_intent", "amount": amount, "amount_received": amount, "currency": "usd",
+            "metadata": { "purchase_id": purchase } } } })
+        .to_string()
+    };
+    let now = chrono::Utc::now().timestamp();
+    let sign = |text: &str, secret: &str, at: i64| credits::stripe::signature::sign(text.as_bytes(), secret, at);
+    let real = body(&id, 200);
+    let post = |text: String, header: Option<String>| {
+        let app = &app;
+        async move {
+            let mut request = app.client.post(format!("{}/webhooks/stripe", app.address)).body(text);
+            if let Some(header) = header {
+                request = request.header("Stripe-Signature", header);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    let cases: Vec<(&str, String, Option<String>)> = vec![
+        ("unsigned", real.clone(), None),
+        ("signed by another secret", real.clone(), Some(sign(&real, "whsec_impostor", now))),
+        ("purchase changed after signing", body("12345", 200), Some(sign(&real, WHSEC, now))),
+        ("amount changed after signing", body(&id, 1), Some(sign(&real, WHSEC, now))),
+        ("stale", real.clone(), Some(sign(&real, WHSEC, now - 3600))),
+        ("from the future", real.clone(), Some(sign(&real, WHSEC, now + 3600))),
+        ("signature cut short", real.clone(), Some(sign(&real, WHSEC, now)[..40].to_string())),
+        ("only a v0", real.clone(), Some(sign(&real, WHSEC, now).replace("v1=", "v0="))),
+        ("timestamp out of range", real.clone(), Some(format!("t=99999999999999999999,v1={}", "0".repeat(64)))),
+        ("garbage header", real.clone(), Some("%%%,,,===".to_string())),
+        ("signed, but not an event", "[1,2,3]".to_string(), Some(sign("[1,2,3]", WHSEC, now))),
+        ("signed, but not JSON", "pay me".to_string(), Some(sign("pay me", WHSEC, now))),
+    ];
+    let mut tried = 0;
+    for (label, text, header) in cases {
+        let before = dumper.dump(&app.ledger.db).await;
+        let status = post(text, header).await;
+        assert_eq!(status, 400, "{label}");
+        assert_eq!(changed_tables(&before, &dumper.dump(&app.ledger.db).await), Vec::<String>::new(), "{label} changed something");
+        tried += 1;
+    }
+    assert_eq!(app.balance("carol").await, "0");
+    assert_eq!(post(real.clone(), Some(sign(&real, WHSEC, now))).await, 200, "the real event");
+    assert_eq!(app.balance("carol").await, "100");
+    let recorded = dumper.dump(&app.ledger.db).await;
+    let replays =
+        futures::future::join_all((0..5).map(|_| post(real.clone(), Some(sign(&real, WHSEC, chrono::Utc::now().timestamp()))))).await;
+    assert_eq!(replays, vec![200; 5], "Stripe redelivers until it gets a 2xx");
+    assert_eq!(changed_tables(&recorded, &dumper.dump(&app.ledger.db).await), Vec::<String>::new(), "redeliveries change nothing");
+    tried += 6;
+    app.assert_audit_clean().await;
+    println!("adversarial {backend:?} stripe events: {tried} cases");
+}
+
 /// Every mutation of the schema is in the suite, so a new one cannot slip by.
 #[test]
 fn the_suite_covers_every_mutation() {
@@ -1347,4 +1422,8 @@ fn the_suite_covers_every_mutation() {
     assert!(missing.is_empty(), "no adversarial cases for {missing:?}");
 }
 
-on_both!(every_mutation_survives_the_catalog, ad_proofs_are_verified_and_replays_change_nothing);
+on_both!(
+    every_mutation_survives_the_catalog,
+    ad_proofs_are_verified_and_replays_change_nothing,
+    stripe_events_are_verified_and_replays_change_nothing
+);
