@@ -27,6 +27,19 @@ pub struct VerifiedReward {
     pub account: String,
     /// Unix seconds at which the network says the ad was completed.
     pub timestamp: i64,
+    /// What the app gave the ad as `custom_data`, when it is usable as a claim's id (1 to 128
+    /// printable ASCII characters, once): the app chooses it before showing the ad and claims
+    /// with it, since AdMob tells only the server the transaction id.
+    pub custom_data: Option<String>,
+}
+
+/// A callback's `custom_data`, if it can serve as a claim id; anything else an app puts there
+/// (JSON, long text) is not an error, only not a claim id.
+pub(crate) fn claim_id(signed: &str) -> Option<String> {
+    let mut values = form_urlencoded::parse(signed.as_bytes()).filter(|(key, _)| key == "custom_data").map(|(_, value)| value);
+    let value = values.next()?;
+    let usable = values.next().is_none() && (1..=128).contains(&value.len()) && value.chars().all(|c| c.is_ascii_graphic());
+    usable.then(|| value.into_owned())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,6 +138,7 @@ fn parse_reward(signed: &str) -> Result<VerifiedReward, AdError> {
         transaction_id: param("transaction_id")?,
         account: param("user_id")?,
         timestamp: param("timestamp")?.parse().map_err(|_| AdError::Malformed("timestamp"))?,
+        custom_data: claim_id(signed),
     })
 }
 
@@ -148,7 +162,8 @@ mod tests {
                 network: HMAC_NETWORK,
                 transaction_id: "tx-1".into(),
                 account: "user@example.com".into(),
-                timestamp: 1_790_000_000
+                timestamp: 1_790_000_000,
+                custom_data: None,
             }
         );
         assert_eq!(network.check(&query.replace("tx-1", "tx-2")), Err(AdError::BadSignature));

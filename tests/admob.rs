@@ -180,6 +180,20 @@ async fn admob_callbacks_reward_through_the_endpoint_with_fetched_keys(backend: 
     let claimed = app.gql(&app.user("watcher"), CLAIM, json!({ "a": "watcher", "t": "tx-2", "k": "c-3" })).await;
     assert!(claimed["errors"].is_null(), "{claimed}");
 
+    // AdMob tells only the server the transaction id: the app gives each ad view an id of its
+    // own as `custom_data` and claims with that.
+    spend_all(&app, "watcher", "s-custom").await;
+    let own_id =
+        admob_query("watcher", "tx-5", now_ms).replace("custom_data=%7B%22placement%22%3A%22out-of-credits%22%7D", "custom_data=view-7f3a");
+    assert_eq!(callback(client, &app.address, &google.sign(&own_id)).await, 200);
+    let claimed = app.gql(&app.user("watcher"), CLAIM, json!({ "a": "watcher", "t": "view-7f3a", "k": "c-4" })).await;
+    assert!(claimed["errors"].is_null(), "{claimed}");
+    spend_all(&app, "watcher", "s-custom-2").await;
+    let again = app.gql(&app.user("watcher"), CLAIM, json!({ "a": "watcher", "t": "tx-5", "k": "c-5" })).await;
+    assert_eq!(error_code(&again), "ALREADY_CLAIMED", "one view, one reward, by either id: {again}");
+    let elsewhere = app.gql(&app.user("thief"), CLAIM, json!({ "a": "thief", "t": "view-7f3a", "k": "c-6" })).await;
+    assert_ne!(error_code(&elsewhere), "", "another account's view is not found: {elsewhere}");
+
     // The existing rules hold for AdMob's callbacks: timestamps in milliseconds, fresh only;
     // a known account; a user id required.
     let two_hours_ms = 2 * 3600 * 1000;

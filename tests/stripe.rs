@@ -295,6 +295,24 @@ async fn fake_sessions(State(fake): State<FakeStripe>, headers: HeaderMap, body:
     })
 }
 
+async fn fake_payment_intents(State(fake): State<FakeStripe>, headers: HeaderMap, body: String) -> (StatusCode, axum::Json<Value>) {
+    let form: HashMap<String, String> = form_urlencoded::parse(body.as_bytes()).into_owned().collect();
+    if form.get("payment_method").map(String::as_str) == Some("pm_card_chargeDeclined") {
+        // Stripe's answer to a declined off-session charge: 402, a card_error naming the
+        // PaymentIntent it made.
+        fake.calls.lock().unwrap().push(("/v1/payment_intents".into(), form, String::new()));
+        let error = json!({ "error": { "type": "card_error", "code": "card_declined", "decline_code": "generic_decline",
+            "message": "Your card was declined.", "payment_intent": { "id": "pi_declined", "object": "payment_intent", "status": "requires_payment_method" } } });
+        return (StatusCode::PAYMENT_REQUIRED, axum::Json(error));
+    }
+    fake.answer("/v1/payment_intents", &headers, &body, |form, n| {
+        let amount = form["amount"].parse::<i64>().unwrap();
+        json!({ "id": format!("pi_test_{n}"), "object": "payment_intent", "status": "succeeded", "amount": amount,
+            "amount_received": amount, "currency": form["currency"], "customer": form["customer"],
+            "metadata": { "purchase_id": form["metadata[purchase_id]"], "credits_flow": form["metadata[credits_flow]"] } })
+    })
+}
+
 async fn fake_refunds(State(fake): State<FakeStripe>, headers: HeaderMap, body: String) -> (StatusCode, axum::Json<Value>) {
     fake.answer("/v1/refunds", &headers, &body, |form, n| {
         json!({ "id": format!("re_test_{n}"), "object": "refund", "status": "succeeded",
@@ -329,6 +347,7 @@ impl FakeStripe {
         let router = axum::Router::new()
             .route("/v1/checkout/sessions", post(fake_sessions))
             .route("/v1/refunds", post(fake_refunds))
+            .route("/v1/payment_intents", post(fake_payment_intents))
             .with_state(self.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -411,6 +430,57 @@ async fn checkout_and_refunds_go_through_stripe(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+const SET_TOP_UP: &str = "mutation($m: StripePaymentMethodInput) { setAutoTopUp(input: {accountId: \"payer\", enabled: true,
+    threshold: \"50\", amount: \"100\", monthlyCap: \"1000\", stripePaymentMethod: $m}) { paysWithStripe failuresInARow } }";
+
+async fn auto_top_ups_are_charged_off_session(backend: Backend) {
+    let fake = FakeStripe::default();
+    let base = fake.start().await;
+    let client = StripeClient::new(&base, "sk_test_fake", "https://app.example.com/paid", "https://app.example.com/buy").unwrap();
+    let app = TestApp::spawn_with_stripe(backend, PROGRAM, settings(Some(client))).await;
+    app.create_account("payer").await;
+    assert!(app.grant("payer", "100", "PAID", None, "fund").await["errors"].is_null());
+    let card = json!({ "customer": "cus_1", "paymentMethod": "pm_card_visa" });
+    // The card is the product's to save, not the user's.
+    let by_user = app.gql(&app.user("payer"), SET_TOP_UP, json!({ "m": card })).await;
+    assert_eq!(error_code(&by_user), "FORBIDDEN", "{by_user}");
+    let bad = app.gql(&app.service, SET_TOP_UP, json!({ "m": { "customer": "me", "paymentMethod": "pm_1" } })).await;
+    assert_eq!(error_code(&bad), "BAD_USER_INPUT", "{bad}");
+    let set = app.gql(&app.service, SET_TOP_UP, json!({ "m": card })).await;
+    assert_eq!(set["data"]["setAutoTopUp"]["paysWithStripe"], json!(true), "{set}");
+
+    // Under the threshold: a pending top-up, charged by the job to the saved card.
+    assert!(app.spend("payer", "60", "s-1").await["errors"].is_null());
+    let job = credits::service::jobs::Job::ChargeAutoTopUps;
+    assert_eq!(app.ledger.run_job(job, app.clock.now()).await.unwrap().items, 1);
+    assert_eq!(app.balance("payer").await, "140");
+    let charges = fake.calls_to("/v1/payment_intents");
+    assert_eq!(charges.len(), 1, "{charges:?}");
+    let (form, key) = &charges[0];
+    let id = form["metadata[purchase_id]"].clone();
+    assert_eq!(*key, format!("credits-topup-{id}"));
+    assert_eq!((form["amount"].as_str(), form["currency"].as_str()), ("200", "usd"));
+    assert_eq!((form["customer"].as_str(), form["payment_method"].as_str()), ("cus_1", "pm_card_visa"));
+    assert_eq!((form["off_session"].as_str(), form["confirm"].as_str()), ("true", "true"));
+    let paid = purchase_status(&app, &id).await;
+    assert_eq!((&paid["status"], &paid["paymentReference"]), (&json!("PAID"), &json!("pi_test_1")), "{paid}");
+    // Its webhook finds it paid; the job finds nothing more to charge.
+    let succeeded = event("evt_1", "payment_intent.succeeded", intent(&id, "pi_test_1", 200, Some("auto_topup")));
+    assert_eq!(deliver(&app, &succeeded).await, "already_applied");
+    assert_eq!(app.ledger.run_job(job, app.clock.now()).await.unwrap().items, 0);
+
+    // A declined card fails the top-up, which counts toward turning auto top-up off.
+    let declined = json!({ "customer": "cus_1", "paymentMethod": "pm_card_chargeDeclined" });
+    assert!(app.gql(&app.service, SET_TOP_UP, json!({ "m": declined })).await["errors"].is_null());
+    assert!(app.spend("payer", "100", "s-2").await["errors"].is_null());
+    assert_eq!(app.ledger.run_job(job, app.clock.now()).await.unwrap().items, 1);
+    assert_eq!(app.balance("payer").await, "40");
+    let r = app.gql(&app.service, "{ account(id: \"payer\") { autoTopUp { failuresInARow pendingPurchase { id } } } }", json!({})).await;
+    assert_eq!(r["data"]["account"]["autoTopUp"], json!({ "failuresInARow": 1, "pendingPurchase": null }), "{r}");
+    assert_eq!(app.ledger.run_job(job, app.clock.now()).await.unwrap().items, 0, "a failed top-up is not charged again");
+    app.assert_audit_clean().await;
+}
+
 /// The portal's "Buy credits" hands off to the purchase's Checkout page, in Chromium.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_portal_hands_off_to_stripe_checkout() {
@@ -449,4 +519,5 @@ on_both!(
     what_the_rules_refuse_is_announced_to_the_operator_once,
     dashboard_refunds_follow_the_rules_and_ours_are_known,
     checkout_and_refunds_go_through_stripe,
+    auto_top_ups_are_charged_off_session,
 );

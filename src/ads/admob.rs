@@ -111,6 +111,7 @@ fn parse_reward(raw_content: &str) -> Result<VerifiedReward, AdError> {
         transaction_id: param("transaction_id")?,
         account: param("user_id")?,
         timestamp: millis.div_euclid(1000),
+        custom_data: super::claim_id(raw_content),
     })
 }
 
@@ -352,6 +353,8 @@ mod tests {
                 transaction_id: "18fa792de1bca816048293fc71035638".into(),
                 account: "user@example.com".into(),
                 timestamp: NOW_MS / 1000,
+                // Short printable custom data may serve as the app's claim id.
+                custom_data: Some(r#"{"level":3}"#.into()),
             }
         );
     }

@@ -11,6 +11,9 @@ pub struct Model {
     pub account_external_id: String,
     pub verified_at: DateTimeUtc,
     pub claimed_at: Option<DateTimeUtc>,
+    /// The id the app gave the ad (`custom_data`), which its claim may name instead of the
+    /// transaction id; none when the callback had none usable.
+    pub custom_data: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

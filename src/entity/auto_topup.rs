@@ -21,6 +21,10 @@ pub struct Model {
     /// The month ("2026-12") whose cap was last announced as reached: once per month.
     pub cap_reached_month: Option<String>,
     pub updated_at: DateTimeUtc,
+    /// The Stripe customer and saved payment method a top-up is charged to, off-session
+    /// (`service::stripe_topups`); set by the product's backend, none without Stripe.
+    pub stripe_customer_id: Option<String>,
+    pub stripe_payment_method_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -36,6 +36,9 @@ pub struct Model {
     pub checkout_url: Option<String>,
     /// The refund asked of Stripe for it (`refundPurchase`), once Stripe answered.
     pub stripe_refund_id: Option<String>,
+    /// The PaymentIntent made off-session for an auto top-up (`service::stripe_topups`), once
+    /// Stripe answered.
+    pub stripe_payment_intent_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

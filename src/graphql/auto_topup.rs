@@ -2,7 +2,7 @@
 //! that sets it.
 
 use crate::graphql::amount::CreditAmount;
-use crate::graphql::context::{app, require_account};
+use crate::graphql::context::{app, require_account, require_service};
 use crate::graphql::error::{ApiError, ApiResult};
 use crate::graphql::purchases::Purchase;
 use crate::graphql::types::credits;
@@ -80,6 +80,11 @@ impl AutoTopUp {
     async fn pending_purchase(&self) -> Option<Purchase> {
         self.0.pending_purchase.clone().map(Purchase)
     }
+    /// True when the product saved a card for Stripe to charge top-ups to
+    /// (`stripePaymentMethod`); the ids stay with the product.
+    async fn pays_with_stripe(&self) -> bool {
+        self.0.pays_with_stripe
+    }
     /// When the setting last changed (set, a top-up asked for, a failure counted).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
@@ -103,6 +108,20 @@ pub struct SetAutoTopUpInput {
     /// At most this many credits bought by auto top-up per calendar month (UTC): whole credits,
     /// at least one top-up. Required when on.
     pub monthly_cap: Option<CreditAmount>,
+    /// The card to charge top-ups to through Stripe (service or admin only: the product's
+    /// backend saved it with a SetupIntent). Kept until another is given; without it, or without
+    /// Stripe configured, the product charges each top-up itself on
+    /// `purchase.auto_topup_requested`.
+    pub stripe_payment_method: Option<StripePaymentMethodInput>,
+}
+
+/// A saved Stripe payment method: its customer and its id.
+#[derive(InputObject)]
+pub struct StripePaymentMethodInput {
+    /// The Stripe customer (`cus_...`).
+    pub customer: String,
+    /// One of its payment methods (`pm_...`), saved for off-session use.
+    pub payment_method: String,
 }
 
 impl SetAutoTopUpInput {
@@ -138,8 +157,12 @@ impl AutoTopUpMutation {
         #[graphql(desc = "The account, on or off, and the setting.")] input: SetAutoTopUpInput,
     ) -> ApiResult<Option<AutoTopUp>> {
         require_account(ctx, &input.account_id)?;
+        if input.stripe_payment_method.is_some() {
+            require_service(ctx)?;
+        }
         let request = input.request()?;
         let app = app(ctx);
-        Ok(app.ledger.set_auto_topup(&input.account_id, request, app.clock.now()).await?.map(AutoTopUp))
+        let method = input.stripe_payment_method.map(|m| (m.customer, m.payment_method));
+        Ok(app.ledger.set_auto_topup(&input.account_id, request, method, app.clock.now()).await?.map(AutoTopUp))
     }
 }

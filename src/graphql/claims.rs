@@ -165,7 +165,9 @@ impl From<crate::service::lucky::RandomGrant> for RandomCreditsPayload {
 pub struct ClaimAdRewardInput {
     /// The account's external id; a user token may name only its own.
     pub account_id: ID,
-    /// The ad network's transaction id of the verified ad (ad mode); none in button mode.
+    /// The verified ad (ad mode): the network's transaction id, or the id the app gave the ad
+    /// as its `custom_data` before showing it (AdMob tells only the server the transaction id;
+    /// use an id of your own per ad view). None in button mode.
     pub transaction_id: Option<String>,
     /// 1 to 128 printable ASCII characters. A retry with the same key replays the first outcome.
     pub idempotency_key: String,

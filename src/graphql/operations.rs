@@ -49,6 +49,9 @@ pub enum JobName {
     ExpirePendingPurchases,
     /// Every 10 seconds: runs the whole-ledger audit an operator asked for (`startAudit`).
     AuditLedger,
+    /// Every 10 seconds: charges pending auto top-ups to the card the product saved, through
+    /// Stripe (only with a Stripe key).
+    ChargeAutoTopUps,
 }
 
 /// How a job's work is keyed.

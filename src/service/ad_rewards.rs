@@ -36,7 +36,16 @@ impl Engine {
             return Err(ServiceError::bad_input("the callback is stale or from the future"));
         }
         self.account(account.as_str()).await?;
-        match store::ad_rewards::insert(&self.db, reward.network, &reward.transaction_id, account.as_str(), now).await {
+        match store::ad_rewards::insert(
+            &self.db,
+            reward.network,
+            &reward.transaction_id,
+            reward.custom_data.as_deref(),
+            account.as_str(),
+            now,
+        )
+        .await
+        {
             Ok(()) => Ok(true),
             Err(e) if is_unique_violation(&e) => Ok(false),
             Err(e) => Err(e.into()),

@@ -60,6 +60,8 @@ pub struct AutoTopUpView {
     /// The purchase it is waiting on, if one is pending.
     pub pending_purchase: Option<PurchaseView>,
     pub updated_at: DateTime<Utc>,
+    /// A Stripe payment method is saved for it.
+    pub pays_with_stripe: bool,
 }
 
 impl Engine {
@@ -67,19 +69,31 @@ impl Engine {
     /// setting twice is the same state. Turning it on while the account is already under the
     /// threshold asks for a top-up at once, in the same transaction.
     /// None when it is turned off and was never set.
+    ///
+    /// `payment_method`: the Stripe customer and saved payment method to charge top-ups to
+    /// (`service::stripe_topups`), kept until another is given; saved in the same transaction,
+    /// so a top-up asked for at once is charged to it.
     pub async fn set_auto_topup(
         &self,
         account: &str,
         request: AutoTopUpRequest,
+        payment_method: Option<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<Option<AutoTopUpView>, ServiceError> {
         let external = ExternalId::parse(account)?;
+        if let Some((customer, method)) = &payment_method {
+            let customer = crate::service::input::foreign_id("stripePaymentMethod.customer", customer)?;
+            let method = crate::service::input::foreign_id("stripePaymentMethod.paymentMethod", method)?;
+            if !customer.starts_with("cus_") || !["pm_", "card_", "src_"].iter().any(|p| method.starts_with(p)) {
+                return Err(ServiceError::bad_input("stripePaymentMethod: a customer (cus_...) and one of its payment methods (pm_...)"));
+            }
+        }
         if let AutoTopUpRequest::On(setting) = request {
             setting.validate(self.program.minimum_purchase).map_err(|e| ServiceError::bad_input(e.to_string()))?;
         }
         let program = self.program.clone();
         let account_id = tx::write(&self.db, |txn| {
-            let (external, program) = (external.clone(), program.clone());
+            let (external, program, payment_method) = (external.clone(), program.clone(), payment_method.clone());
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, external.as_str()).await?;
                 let new = match request {
@@ -92,6 +106,9 @@ impl Engine {
                     },
                 };
                 store::auto_topups::put(txn, locked.id, new, now).await?;
+                if let Some((customer, method)) = &payment_method {
+                    store::auto_topups::set_payment_method(txn, locked.id, customer, method).await?;
+                }
                 tracing::info!(account.id = locked.id, auto_topup.enabled = new.enabled, "auto top-up set");
                 if new.enabled {
                     let locked = store::accounts::by_id(txn, locked.id).await?.ok_or_else(|| anyhow::anyhow!("account vanished"))?;
@@ -120,6 +137,7 @@ impl Engine {
             disabled_reason: row.disabled_reason,
             pending_purchase: pending.map(PurchaseView::of).transpose()?,
             updated_at: row.updated_at,
+            pays_with_stripe: row.stripe_payment_method_id.is_some(),
         }))
     }
 }

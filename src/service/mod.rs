@@ -48,6 +48,7 @@ pub mod spend_limits;
 pub mod spending;
 pub mod statements;
 pub mod stripe;
+pub mod stripe_topups;
 pub mod test_clock;
 pub mod tx;
 pub mod webhooks;

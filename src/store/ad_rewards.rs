@@ -1,12 +1,13 @@
 use crate::entity::ad_reward;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, ExprTrait, QueryFilter, QueryOrder, Set};
 
 pub async fn insert(
     conn: &impl ConnectionTrait,
     network: &str,
     transaction_id: &str,
+    custom_data: Option<&str>,
     account: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
@@ -16,6 +17,7 @@ pub async fn insert(
         account_external_id: Set(account.to_string()),
         verified_at: Set(now),
         claimed_at: Set(None),
+        custom_data: Set(custom_data.map(str::to_string)),
         ..Default::default()
     }
     .insert(conn)
@@ -23,8 +25,8 @@ pub async fn insert(
     Ok(())
 }
 
-/// The reward of `account` with `transaction_id` from any of `networks`, one not yet claimed
-/// first (at most one row per network: the unique index on network and transaction id).
+/// The reward of `account` with `transaction_id` from any of `networks`, or whose app-given id
+/// (`custom_data`) is that, one not yet claimed first.
 pub async fn find_for_account(
     conn: &impl ConnectionTrait,
     networks: &[&str],
@@ -33,7 +35,7 @@ pub async fn find_for_account(
 ) -> Result<Option<ad_reward::Model>, DbErr> {
     let rows = ad_reward::Entity::find()
         .filter(ad_reward::Column::Network.is_in(networks.iter().copied()))
-        .filter(ad_reward::Column::TransactionId.eq(transaction_id))
+        .filter(ad_reward::Column::TransactionId.eq(transaction_id).or(ad_reward::Column::CustomData.eq(transaction_id)))
         .filter(ad_reward::Column::AccountExternalId.eq(account))
         .order_by_asc(ad_reward::Column::Id)
         .all(conn)

@@ -42,6 +42,9 @@ pub async fn put(
         disabled_reason: Set(None),
         cap_reached_month: Set(None),
         updated_at: Set(now),
+        // Not among the columns a new setting replaces: the saved card stays.
+        stripe_customer_id: Set(None),
+        stripe_payment_method_id: Set(None),
     };
     use auto_topup::Column as C;
     auto_topup::Entity::insert(row)
@@ -149,4 +152,42 @@ pub async fn pending_purchase(conn: &impl ConnectionTrait, account_id: i64) -> R
         .filter(purchase::Column::Status.eq(PurchaseStatus::Pending.to_string()))
         .one(conn)
         .await
+}
+
+/// Saves the Stripe customer and payment method an account's top-ups are charged to.
+pub async fn set_payment_method(conn: &impl ConnectionTrait, account_id: i64, customer: &str, payment_method: &str) -> Result<(), DbErr> {
+    auto_topup::Entity::update_many()
+        .col_expr(auto_topup::Column::StripeCustomerId, sea_orm::sea_query::Expr::value(customer))
+        .col_expr(auto_topup::Column::StripePaymentMethodId, sea_orm::sea_query::Expr::value(payment_method))
+        .filter(auto_topup::Column::AccountId.eq(account_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Pending auto top-ups not yet sent to Stripe whose account has a saved payment method, oldest
+/// first, at most `limit`, each with that method's customer and id.
+pub async fn to_charge(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<(purchase::Model, String, String)>, DbErr> {
+    use sea_orm::{QueryOrder, QuerySelect};
+    let pending = purchase::Entity::find()
+        .filter(purchase::Column::AutoTopup.eq(true))
+        .filter(purchase::Column::Status.eq(PurchaseStatus::Pending.to_string()))
+        .filter(purchase::Column::StripePaymentIntentId.is_null())
+        .order_by_asc(purchase::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?;
+    if pending.is_empty() {
+        return Ok(Vec::new());
+    }
+    let settings =
+        auto_topup::Entity::find().filter(auto_topup::Column::AccountId.is_in(pending.iter().map(|p| p.account_id))).all(conn).await?;
+    Ok(pending
+        .into_iter()
+        .filter_map(|p| {
+            let setting = settings.iter().find(|s| s.account_id == p.account_id)?;
+            let (customer, method) = (setting.stripe_customer_id.clone()?, setting.stripe_payment_method_id.clone()?);
+            Some((p, customer, method))
+        })
+        .collect())
 }

@@ -96,6 +96,7 @@ pub async fn insert_pending(conn: &impl ConnectionTrait, new: NewPurchase) -> Re
         checkout_session_id: Set(None),
         checkout_url: Set(None),
         stripe_refund_id: Set(None),
+        stripe_payment_intent_id: Set(None),
         ..Default::default()
     }
     .insert(conn)
@@ -204,6 +205,16 @@ pub async fn set_checkout(conn: &impl ConnectionTrait, id: i64, session_id: &str
 pub async fn set_stripe_refund(conn: &impl ConnectionTrait, id: i64, refund_id: &str) -> Result<(), DbErr> {
     purchase::Entity::update_many()
         .col_expr(purchase::Column::StripeRefundId, Expr::value(refund_id))
+        .filter(purchase::Column::Id.eq(id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Records the PaymentIntent Stripe made for an auto top-up.
+pub async fn set_payment_intent(conn: &impl ConnectionTrait, id: i64, payment_intent: &str) -> Result<(), DbErr> {
+    purchase::Entity::update_many()
+        .col_expr(purchase::Column::StripePaymentIntentId, Expr::value(payment_intent))
         .filter(purchase::Column::Id.eq(id))
         .exec(conn)
         .await?;

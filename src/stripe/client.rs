@@ -15,6 +15,8 @@ pub const CALL_TIMEOUT: StdDuration = StdDuration::from_secs(20);
 /// `metadata.credits_flow` of a PaymentIntent made by our Checkout Session: a failed attempt on
 /// it does not end the purchase (`events::Failure::checkout_may_retry`).
 pub const CHECKOUT_FLOW: &str = "checkout";
+/// `metadata.credits_flow` of an auto top-up's PaymentIntent.
+pub const AUTO_TOPUP_FLOW: &str = "auto_topup";
 /// Stripe takes a session's `expires_at` between 30 minutes and 24 hours after it is made.
 const SESSION_LIFETIME_MIN: Duration = Duration::minutes(30);
 const SESSION_LIFETIME_MAX: Duration = Duration::hours(24);
@@ -26,7 +28,14 @@ pub enum StripeError {
     Unreachable(String),
     /// Stripe refused the call; its error's type, code and message.
     #[error("Stripe refused: {message} ({kind}{code})")]
-    Refused { status: u16, kind: String, code: String, message: String },
+    Refused {
+        status: u16,
+        kind: String,
+        code: String,
+        message: String,
+        /// A declined payment's PaymentIntent (`error.payment_intent.id`).
+        payment_intent: Option<String>,
+    },
 }
 
 /// The settings of outbound calls.
@@ -65,6 +74,26 @@ pub struct CheckoutRequest<'a> {
 pub struct Session {
     pub id: String,
     pub url: String,
+}
+
+/// An auto top-up's charge on a saved card.
+#[derive(Debug, Clone)]
+pub struct OffSessionPayment<'a> {
+    pub purchase_id: i64,
+    pub amount_minor: i64,
+    pub currency: &'a str,
+    /// `cus_...` and `pm_...`, as the product saved them.
+    pub customer: &'a str,
+    pub payment_method: &'a str,
+    pub description: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentIntent {
+    pub id: String,
+    /// `succeeded`, `processing`, `requires_action`, `requires_payment_method`, ...
+    pub status: String,
+    pub amount_received: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,6 +177,31 @@ impl StripeClient {
         }
     }
 
+    /// Charges a saved payment method for an auto top-up, off-session and confirmed at once,
+    /// keyed per purchase: `credits-topup-<id>`. The PaymentIntent carries the purchase id, so its
+    /// events lead back to it. A decline is `Refused` with the PaymentIntent's id.
+    pub async fn create_off_session_payment(&self, request: &OffSessionPayment<'_>) -> Result<PaymentIntent, StripeError> {
+        let id = request.purchase_id.to_string();
+        let form = [
+            ("amount", request.amount_minor.to_string()),
+            ("currency", request.currency.to_ascii_lowercase()),
+            ("customer", request.customer.to_string()),
+            ("payment_method", request.payment_method.to_string()),
+            ("off_session", "true".to_string()),
+            ("confirm", "true".to_string()),
+            ("description", request.description.to_string()),
+            ("metadata[purchase_id]", id.clone()),
+            ("metadata[credits_flow]", AUTO_TOPUP_FLOW.to_string()),
+        ];
+        let body = self.post("/v1/payment_intents", &form, &format!("credits-topup-{id}")).await?;
+        match (body["id"].as_str(), body["status"].as_str()) {
+            (Some(id), Some(status)) => {
+                Ok(PaymentIntent { id: id.to_string(), status: status.to_string(), amount_received: body["amount_received"].as_i64() })
+            }
+            _ => Err(StripeError::Unreachable("the PaymentIntent has no id or status".into())),
+        }
+    }
+
     async fn post(&self, path: &str, form: &[(&str, String)], idempotency_key: &str) -> Result<serde_json::Value, StripeError> {
         let url = self.api_base.join(path).map_err(|e| StripeError::Unreachable(e.to_string()))?;
         let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str()))).finish();
@@ -177,6 +231,7 @@ impl StripeClient {
             kind: text("type"),
             code: if code.is_empty() { code } else { format!(", {code}") },
             message: text("message"),
+            payment_intent: error["payment_intent"]["id"].as_str().map(str::to_string),
         })
     }
 }

@@ -103,6 +103,9 @@ jobs! {
     /// Every 10 seconds: run the whole-ledger audit an operator asked for (`startAudit`), if one
     /// waits; an idle tick is one indexed query.
     AuditLedger => "*/10 * * * * *",
+    /// Every 10 seconds: charge pending auto top-ups to the card the product saved, through
+    /// Stripe (only with a Stripe key; an idle tick is one indexed query).
+    ChargeAutoTopUps => "*/10 * * * * *",
 }
 
 /// What the jobs need from the ledger.

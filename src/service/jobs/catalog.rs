@@ -36,6 +36,7 @@ pub(crate) fn handler(job: Job) -> &'static dyn JobHandler {
         Job::DeliverWebhooks => &DeliverWebhooks,
         Job::ExpirePendingPurchases => &Draining(ExpirePendingPurchases),
         Job::AuditLedger => &Draining(AuditLedger),
+        Job::ChargeAutoTopUps => &Draining(ChargeAutoTopUps),
     }
 }
 
@@ -181,6 +182,16 @@ impl Drain for ExpirePendingPurchases {
     const BATCH: u64 = MAX_PURCHASE_EXPIRY_BATCH;
     async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         ledger.expire_pending_purchases(now, MAX_PURCHASE_EXPIRY_BATCH).await
+    }
+}
+
+/// Pending auto top-ups charged through Stripe (`service::stripe_topups`).
+pub(crate) struct ChargeAutoTopUps;
+
+impl Drain for ChargeAutoTopUps {
+    const BATCH: u64 = crate::service::stripe_topups::MAX_TOPUP_CHARGE_BATCH;
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        ledger.charge_auto_topups(now, Self::BATCH).await
     }
 }
 
