@@ -69,6 +69,7 @@ async fn store_and_rules_agree_lot_by_lot(backend: Backend) {
     eprintln!("model on {backend:?}: {covered:?}");
     assert!(covered.days_taken > 0 && covered.refunds > 0 && covered.bonus_refunds > 0, "{covered:?}");
     assert!(covered.held_bonus_refunds > 0 && covered.spent_bonus_refunds > 0, "{covered:?}");
+    assert!(covered.dashboard_refunds > 0 && covered.dashboard_refusals > 0, "{covered:?}");
     assert!(covered.advances > 0 && covered.midnights > 0, "{covered:?}");
     assert!(
         covered.voids > 0
@@ -119,6 +120,8 @@ struct Bought {
     id: i64,
     terms: RefundTerms,
     refunded: bool,
+    /// The money refunded so far, through the API or in Stripe's dashboard.
+    refunded_minor: i64,
 }
 
 struct Model {
@@ -191,6 +194,9 @@ struct Covered {
     /// Refunds while a hold held some of the bonus, and after some of it was spent.
     held_bonus_refunds: usize,
     spent_bonus_refunds: usize,
+    /// Refunds made in Stripe's dashboard, applied and refused by the rules.
+    dashboard_refunds: usize,
+    dashboard_refusals: usize,
     /// Test-clock advances, and the midnights they stopped at.
     advances: usize,
     midnights: usize,
@@ -216,6 +222,8 @@ impl Covered {
         self.bonus_refunds += other.bonus_refunds;
         self.held_bonus_refunds += other.held_bonus_refunds;
         self.spent_bonus_refunds += other.spent_bonus_refunds;
+        self.dashboard_refunds += other.dashboard_refunds;
+        self.dashboard_refusals += other.dashboard_refusals;
         self.advances += other.advances;
         self.midnights += other.midnights;
         self.voids += other.voids;
@@ -278,10 +286,12 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
             // 18: an operator's void of a random lot; 19: an operator's debit, from a random lot or
             // in the program's order; 20: an operator's move of a random lot's expiry, later or
             // earlier (into the past too); each as often as a refund.
-            _ => match rng.random_range(0..19) {
+            // 21: a refund made in Stripe's dashboard, announced by its `charge.refunded`.
+            _ => match rng.random_range(0..20) {
                 16 => 18,
                 17 => 19,
                 18 => 20,
+                19 => 21,
                 op => op,
             },
         };
@@ -486,7 +496,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     paid_lot,
                     bonus_lots,
                 };
-                model.purchases.push(Bought { id: paid.id, terms, refunded: false });
+                model.purchases.push(Bought { id: paid.id, terms, refunded: false, refunded_minor: 0 });
             }
             15 if !model.purchases.is_empty() => {
                 let index = rng.random_range(0..model.purchases.len());
@@ -511,6 +521,7 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     match model.wallet.refund(&bought.terms, &order, now) {
                         Ok(refunded) => {
                             bought.refunded = true;
+                            bought.refunded_minor = refunded.refunded_minor;
                             covered.held_bonus_refunds += usize::from(bonus_held);
                             covered.spent_bonus_refunds += usize::from(bonus_spent);
                             Outcome::Refunded(refunded)
@@ -519,6 +530,32 @@ async fn run(backend: Backend, program: &str, seed: u64, steps: usize, test_cloc
                     }
                 };
                 assert_eq!(stored, expected, "{context}: refund of purchase {}", bought.id);
+            }
+            21 if model.purchases.iter().any(|b| b.refunded_minor < b.terms.billed_minor) => {
+                let open: Vec<usize> = (0..model.purchases.len())
+                    .filter(|i| model.purchases[*i].refunded_minor < model.purchases[*i].terms.billed_minor)
+                    .collect();
+                let index = open[rng.random_range(0..open.len())];
+                let (id, before, billed) =
+                    (model.purchases[index].id, model.purchases[index].refunded_minor, model.purchases[index].terms.billed_minor);
+                let total = rng.random_range(before + 1..=billed);
+                let reference =
+                    credits::store::purchases::by_id(&app.ledger.db, id).await.unwrap().and_then(|p| p.payment_reference).expect("paid");
+                let body = serde_json::json!({ "id": format!("evt_model_{step}"), "object": "event", "type": "charge.refunded", "data": { "object": {
+                    "id": format!("ch_{step}"), "object": "charge", "amount": billed, "amount_refunded": total,
+                    "currency": app.ledger.program.currency.to_lowercase(), "payment_intent": reference } } });
+                let event = credits::stripe::events::Event::parse(body.to_string().as_bytes()).unwrap();
+                let stored = app.ledger.handle_stripe_event(&event, now).await.expect(&context);
+                let bought = &mut model.purchases[index];
+                match (stored, model.wallet.external_refund(&bought.terms, before, total, now)) {
+                    (credits::service::stripe::Outcome::RefundApplied, Ok(_)) => {
+                        bought.refunded = true;
+                        bought.refunded_minor = total;
+                        covered.dashboard_refunds += 1;
+                    }
+                    (credits::service::stripe::Outcome::NeedsAttention, Err(_)) => covered.dashboard_refusals += 1,
+                    (stored, expected) => panic!("{context}: dashboard refund of purchase {id}: store {stored:?}, rules {expected:?}"),
+                }
             }
             18 if !model.lot_ids.is_empty() => {
                 let known: Vec<i64> = model.wallet.lots.iter().map(|l| l.id).filter(|id| model.lot_ids.contains_key(id)).collect();

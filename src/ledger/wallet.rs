@@ -355,6 +355,55 @@ impl Wallet {
         Ok(Refunded { refunded_minor, credits: taken.unused_after, revoked })
     }
 
+    /// A refund made at the payment provider (Stripe's dashboard), as `service::stripe` applies
+    /// it: lapsed holds released first; the credits `refunded_total_minor` stands for beyond
+    /// `refunded_before_minor` taken from the purchase's unused credits
+    /// (`refund::external_refund_take`); with the first such refund, the bonus revoked whole, or
+    /// the refund refused when any of it is spent or held. What it took from the paid lot.
+    pub fn external_refund(
+        &mut self,
+        terms: &RefundTerms,
+        refunded_before_minor: i64,
+        refunded_total_minor: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Credits, RefundRefusal> {
+        self.lapse(now);
+        let lot = |lots: &[Lot], id: i64| lots.iter().position(|l| l.id == id).expect("the purchase's lots exist");
+        let paid = lot(&self.lots, terms.paid_lot);
+        let unused = if self.lots[paid].is_expired(now) { Credits::ZERO } else { self.lots[paid].remaining };
+        let take = crate::ledger::refund::external_refund_take(
+            terms.policy,
+            terms.bought,
+            terms.billed_minor,
+            refunded_before_minor,
+            refunded_total_minor,
+            unused,
+        )?;
+        let first = refunded_before_minor == 0;
+        let bonus: Vec<usize> = terms.bonus_lots.iter().map(|id| lot(&self.lots, *id)).collect();
+        let granted: Credits = bonus.iter().map(|i| self.lots[*i].granted).sum();
+        let left: Credits = bonus
+            .iter()
+            .filter(|i| self.lots[**i].is_spendable(now) && !self.lots[**i].remaining.is_zero())
+            .map(|i| self.lots[*i].remaining)
+            .sum();
+        if first && left != granted {
+            return Err(RefundRefusal::PromotionalCreditsSpent);
+        }
+        self.lots[paid].remaining = self.lots[paid].remaining.checked_sub(take).expect("taken from what is unused");
+        self.totals.refunded = self.totals.refunded.checked_add(take).expect("totals fit");
+        if first {
+            for i in bonus {
+                if self.lots[i].is_spendable(now) {
+                    let remaining = std::mem::replace(&mut self.lots[i].remaining, Credits::ZERO);
+                    self.totals.revoked = self.totals.revoked.checked_add(remaining).expect("totals fit");
+                }
+            }
+        }
+        self.check();
+        Ok(take)
+    }
+
     /// Ends every lot expired at `now` that still holds credits: a plan lot first carries what
     /// its plan's rollover takes into a new lot (`carried`), then the rest is written off.
     /// Returns (lot id, amount written off) per lot ended, the amount zero where all carried.
