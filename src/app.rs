@@ -66,9 +66,13 @@ pub struct Security {
     /// Requests per JSON array body; 1 refuses batches.
     pub max_batch_size: usize,
     /// Claims (check-in, coupons, ad rewards, lucky credits) per minute, per account and per
-    /// client IP, in each process.
+    /// client IP: counted in the database, so across every process on it, unless
+    /// `claim_limits_in_memory`.
     pub claims_per_minute_per_account: u32,
     pub claims_per_minute_per_ip: u32,
+    /// Count claims in each process's memory instead (`claim_limits = "memory"`): no write per
+    /// claim, but each process of a fleet allows the limits on its own. Default off.
+    pub claim_limits_in_memory: bool,
     /// How long a client has to send a request's headers, counted from the connection's start or
     /// from the end of the previous response (so also how long an idle keep-alive connection is
     /// kept); then the connection is closed. Default 10 s.
@@ -122,6 +126,7 @@ impl Default for Security {
             max_batch_size: 1,
             claims_per_minute_per_account: 20,
             claims_per_minute_per_ip: 120,
+            claim_limits_in_memory: false,
             header_timeout: std::time::Duration::from_secs(10),
             body_timeout: std::time::Duration::from_secs(30),
             max_connections: 2048,
@@ -153,6 +158,7 @@ impl Security {
             max_batch_size: config.max_batch_size,
             claims_per_minute_per_account: config.claims_per_minute_per_account,
             claims_per_minute_per_ip: config.claims_per_minute_per_ip,
+            claim_limits_in_memory: config.claim_limits == "memory",
             header_timeout: std::time::Duration::from_secs(config.header_timeout_seconds),
             body_timeout: std::time::Duration::from_secs(config.body_timeout_seconds),
             max_connections: config.max_connections,
@@ -374,7 +380,11 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         .extension(crate::graphql::admin_log::AdminLog)
         .data(AppData { ledger: ledger.clone(), clock: clock.clone() })
         .data(crate::graphql::context::ClaimLimits {
-            limiter: Arc::new(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60))),
+            counter: Arc::new(if security.claim_limits_in_memory {
+                crate::ratelimit::ClaimCounter::Memory(crate::ratelimit::RateLimiter::new(std::time::Duration::from_secs(60)))
+            } else {
+                crate::ratelimit::ClaimCounter::Database { db: db.clone(), window: std::time::Duration::from_secs(60) }
+            }),
             per_account: security.claims_per_minute_per_account,
             per_ip: security.claims_per_minute_per_ip,
         })

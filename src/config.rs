@@ -25,6 +25,7 @@
 //! | batch size    | `max_batch_size` | `CREDITS_MAX_BATCH_SIZE` | 1 (no batches)               |
 //! | claims/min/account | `claims_per_minute_per_account` | `CREDITS_CLAIMS_PER_MINUTE_PER_ACCOUNT` | 20 |
 //! | claims/min/IP | `claims_per_minute_per_ip` | `CREDITS_CLAIMS_PER_MINUTE_PER_IP` | 120      |
+//! | where claims are counted | `claim_limits` | `CREDITS_CLAIM_LIMITS` | `database` (shared by every process); `memory` (each process its own) |
 //! | operations open per WebSocket | `max_subscriptions_per_connection` | `CREDITS_MAX_SUBSCRIPTIONS_PER_CONNECTION` | 20 |
 //! | subscriptions per account | `max_subscriptions_per_account` | `CREDITS_MAX_SUBSCRIPTIONS_PER_ACCOUNT` | 100 |
 //! | WebSockets per address | `max_websockets_per_address` | `CREDITS_MAX_WEBSOCKETS_PER_ADDRESS` | 50 |
@@ -111,6 +112,8 @@ pub struct Config {
     pub max_batch_size: usize,
     pub claims_per_minute_per_account: u32,
     pub claims_per_minute_per_ip: u32,
+    /// "database" (the default: one count for the whole fleet) or "memory" (per process).
+    pub claim_limits: String,
     /// Operations open at once on one WebSocket (subscriptions, and queries or mutations still
     /// running); default 20.
     pub max_subscriptions_per_connection: usize,
@@ -217,6 +220,7 @@ impl Default for Config {
             max_batch_size: crate::app::Security::default().max_batch_size,
             claims_per_minute_per_account: crate::app::Security::default().claims_per_minute_per_account,
             claims_per_minute_per_ip: crate::app::Security::default().claims_per_minute_per_ip,
+            claim_limits: "database".to_string(),
             max_subscriptions_per_connection: crate::app::Security::default().max_subscriptions_per_connection,
             max_subscriptions_per_account: crate::app::Security::default().max_subscriptions_per_account,
             max_websockets_per_address: crate::app::Security::default().max_websockets_per_address,
@@ -315,6 +319,7 @@ impl Config {
                 "MAX_BATCH_SIZE",
                 "CLAIMS_PER_MINUTE_PER_ACCOUNT",
                 "CLAIMS_PER_MINUTE_PER_IP",
+                "CLAIM_LIMITS",
                 "MAX_SUBSCRIPTIONS_PER_CONNECTION",
                 "MAX_SUBSCRIPTIONS_PER_ACCOUNT",
                 "MAX_WEBSOCKETS_PER_ADDRESS",
@@ -397,6 +402,9 @@ impl Config {
         }
         if !(1..=1000).contains(&self.max_aliases) || !(1..=100).contains(&self.max_batch_size) {
             problems.push(ConfigError::Invalid("max_aliases must be 1 to 1000 and max_batch_size 1 to 100".into()));
+        }
+        if self.claim_limits != "database" && self.claim_limits != "memory" {
+            problems.push(ConfigError::Invalid(format!("claim_limits {:?}: \"database\" or \"memory\"", self.claim_limits)));
         }
         if self.claims_per_minute_per_account == 0 || self.claims_per_minute_per_ip == 0 {
             problems.push(ConfigError::Invalid("claims_per_minute_per_account and claims_per_minute_per_ip must be at least 1".into()));

@@ -789,8 +789,9 @@ const MAY_CHANGE_ON_REFUSAL: &[&str] = &["coupon_failures"];
 
 /// Tables that are not the service's state. `admin_actions` is the operators' log: every
 /// accepted admin request adds a row, replays included (it records what was asked, not what
-/// changed); tests/operator_records.rs checks what it holds.
-const NOT_STATE: &[&str] = &["seaql_migrations", "Jobs", "Workers", "_sqlx_migrations", "admin_actions"];
+/// changed); tests/operator_records.rs checks what it holds. `claim_rates` counts claim
+/// attempts, refused ones included, as a rate limit must (tests/limits.rs checks it).
+const NOT_STATE: &[&str] = &["seaql_migrations", "Jobs", "Workers", "_sqlx_migrations", "admin_actions", "claim_rates"];
 
 /// The whole database as text, a string per table, rows sorted.
 struct Dumper {

@@ -163,6 +163,48 @@ async fn claims_are_rate_limited_per_account_and_address(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// Two processes on one database hold one claim limit between them (issue 28): the counts are
+/// in the database, not in each process. With `claim_limits = "memory"` each would allow its own.
+async fn claim_limits_hold_across_processes(backend: Backend) {
+    let security = || credits::app::Security { claims_per_minute_per_account: 3, claims_per_minute_per_ip: 100, ..Default::default() };
+    let first = TestApp::spawn_secured(crate::support::TestDb::new(backend).await, backend, "arkain", security()).await;
+    let second = TestApp::spawn_secured(first.db.shared(), backend, "arkain", security()).await;
+    first.create_account("a").await;
+    async fn redeem(app: &TestApp, key: &str) -> serde_json::Value {
+        app.gql(
+            &app.user("a"),
+            "mutation($k: String!) { redeemCoupon(input: {accountId: \"a\", code: \"NO-SUCH-CODE\", idempotencyKey: $k}) { amount } }",
+            json!({ "k": key }),
+        )
+        .await
+    }
+    assert_eq!(error_code(&redeem(&first, "k-1").await), "COUPON_NOT_FOUND");
+    assert_eq!(error_code(&redeem(&second, "k-2").await), "COUPON_NOT_FOUND");
+    assert_eq!(error_code(&redeem(&first, "k-3").await), "COUPON_NOT_FOUND");
+    // Each process has seen at most two: only a shared count stops these.
+    let limited = redeem(&second, "k-4").await;
+    assert_eq!(error_code(&limited), "TOO_MANY_ATTEMPTS", "{limited}");
+    assert_eq!(error_code(&redeem(&first, "k-5").await), "TOO_MANY_ATTEMPTS");
+    let message = limited["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("retry in"), "{message}");
+    // Concurrent claims from both processes: of 10 more on a fresh account, exactly 3 pass.
+    first.create_account("b").await;
+    let burst = (0..10).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        async move {
+            app.gql(
+                &app.user("b"),
+                "mutation($k: String!) { redeemCoupon(input: {accountId: \"b\", code: \"NO-SUCH-CODE\", idempotencyKey: $k}) { amount } }",
+                json!({ "k": format!("b-{i}") }),
+            )
+            .await
+        }
+    });
+    let outcomes: Vec<String> = futures_util::future::join_all(burst).await.iter().map(|r| error_code(r).to_string()).collect();
+    assert_eq!(outcomes.iter().filter(|c| *c == "COUPON_NOT_FOUND").count(), 3, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|c| *c == "TOO_MANY_ATTEMPTS").count(), 7, "{outcomes:?}");
+}
+
 /// Aliases are bounded per document (one request cannot repeat a mutation thirty times);
 /// batches are off by default and, when configured, bounded in size. A refused request changes
 /// nothing.
@@ -214,6 +256,7 @@ async fn aliases_and_batches_are_bounded(backend: Backend) {
 }
 
 on_both!(
+    claim_limits_hold_across_processes,
     aliases_and_batches_are_bounded,
     oversized_deep_and_malformed_requests_are_refused,
     production_mode_rotation_and_timeouts,

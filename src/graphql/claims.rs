@@ -231,7 +231,7 @@ impl ClaimsMutation {
         #[graphql(desc = "The account and an idempotency key.")] input: CheckInInput,
     ) -> ApiResult<CheckInPayload> {
         require_account(ctx, &input.account_id)?;
-        limit_claims(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id).await?;
         let app = app(ctx);
         let receipt = app.ledger.check_in(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
         Ok(CheckInPayload {
@@ -251,7 +251,7 @@ impl ClaimsMutation {
         #[graphql(desc = "The account and an idempotency key.")] input: ClaimLuckyCreditsInput,
     ) -> ApiResult<RandomCreditsPayload> {
         require_account(ctx, &input.account_id)?;
-        limit_claims(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id).await?;
         let app = app(ctx);
         let receipt = app.ledger.claim_lucky(&input.account_id, &input.idempotency_key, app.clock.now()).await?;
         Ok(receipt.into())
@@ -266,7 +266,7 @@ impl ClaimsMutation {
         #[graphql(desc = "The account, the ad's transaction id (ad mode), and an idempotency key.")] input: ClaimAdRewardInput,
     ) -> ApiResult<RandomCreditsPayload> {
         require_account(ctx, &input.account_id)?;
-        limit_claims(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id).await?;
         let app = app(ctx);
         let receipt =
             app.ledger.claim_ad_reward(&input.account_id, input.transaction_id.as_deref(), &input.idempotency_key, app.clock.now()).await?;
@@ -302,7 +302,7 @@ impl ClaimsMutation {
         #[graphql(desc = "The account, the coupon's code, and an idempotency key.")] input: RedeemCouponInput,
     ) -> ApiResult<RedeemCouponPayload> {
         require_account(ctx, &input.account_id)?;
-        limit_claims(ctx, &input.account_id)?;
+        limit_claims(ctx, &input.account_id).await?;
         let app = app(ctx);
         let receipt = app.ledger.redeem_coupon(&input.account_id, &input.code, &input.idempotency_key, app.clock.now()).await?;
         Ok(RedeemCouponPayload {

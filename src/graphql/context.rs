@@ -59,9 +59,9 @@ pub fn require_account(ctx: &Context<'_>, account: &str) -> Result<(), ApiError>
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
 
-/// Per-process limits on claims (see `crate::ratelimit`).
+/// The limits on claims and where they are counted (see `crate::ratelimit`).
 pub struct ClaimLimits {
-    pub limiter: std::sync::Arc<crate::ratelimit::RateLimiter>,
+    pub counter: std::sync::Arc<crate::ratelimit::ClaimCounter>,
     pub per_account: u32,
     pub per_ip: u32,
 }
@@ -70,16 +70,15 @@ pub struct ClaimLimits {
 /// past the limits. The address limit is for users farming claims over many accounts; the
 /// product's backend checks in on behalf of all its users from a few addresses, so a service or
 /// admin token is held to the per-account limit only.
-pub fn limit_claims(ctx: &Context<'_>, account: &str) -> Result<(), ApiError> {
+pub async fn limit_claims(ctx: &Context<'_>, account: &str) -> Result<(), ApiError> {
     let Some(limits) = ctx.data_opt::<ClaimLimits>() else { return Ok(()) };
-    let now = std::time::Instant::now();
     let refuse = |seconds: u64, whom: &str| {
         ApiError::from(crate::service::ServiceError::TooManyAttempts(format!("too many claims from this {whom}; retry in {seconds} s")))
     };
-    limits.limiter.check(&format!("account:{account}"), limits.per_account, now).map_err(|s| refuse(s, "account"))?;
+    limits.counter.check(&format!("account:{account}"), limits.per_account).await.map_err(|s| refuse(s, "account"))?;
     let trusted = matches!(caller(ctx), Ok(Caller::Service | Caller::Admin { .. }));
     if let Some(ClientIp(ip)) = ctx.data_opt::<ClientIp>().filter(|_| !trusted) {
-        limits.limiter.check(&format!("ip:{ip}"), limits.per_ip, now).map_err(|s| refuse(s, "address"))?;
+        limits.counter.check(&format!("ip:{ip}"), limits.per_ip).await.map_err(|s| refuse(s, "address"))?;
     }
     Ok(())
 }

@@ -55,8 +55,8 @@ macro_rules! dispatch {
 ///
 /// Left out, as operational rather than ledger state (docs/architecture.md, "Export and
 /// import"): the webhook outbox, job runs, audit runs, the admin log, console links, persisted
-/// queries, coupon failures (a 1-hour throttle), market rate snapshots (derived every 5
-/// minutes) and the test clock.
+/// queries, coupon failures (a 1-hour throttle), the claim rate counters (a 1-minute window),
+/// received Stripe events, market rate snapshots (derived every 5 minutes) and the test clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     Accounts,
