@@ -116,6 +116,17 @@ async fn purge_removes_exactly_the_operational_rows_past_their_retention(backend
     event(db, "old-delivered", now - days(41), Some(now - days(40))).await;
     event(db, "recent-delivered", now - days(6), Some(now - days(5))).await;
     event(db, "never-delivered", now - days(100), None).await;
+    // Received Stripe events: as long as delivered events.
+    for (id, ago) in [("evt_old", days(31)), ("evt_recent", days(2))] {
+        let received = credits::store::stripe_events::Received {
+            event_id: id,
+            event_type: "charge.refunded",
+            purchase_id: None,
+            outcome: "ignored",
+            detail: None,
+        };
+        assert!(credits::store::stripe_events::record(db, received, now - ago).await.unwrap());
+    }
     // Rate snapshots: 90 days.
     for (ago, workload) in [(days(100), "old"), (days(10), "recent")] {
         exec(
@@ -162,8 +173,10 @@ async fn purge_removes_exactly_the_operational_rows_past_their_retention(backend
         coupon_failures: 1,
         job_markers: 1,
         spend_counters: 0,
+        stripe_events: 1,
     };
     assert_eq!(report, expected);
+    assert_eq!(strings(db, "SELECT event_id FROM stripe_events").await, ["evt_recent"]);
     assert!(report.drained(1000));
 
     let events = strings(db, "SELECT payload FROM outbox WHERE topic = 'test.retention' ORDER BY payload").await;

@@ -3,8 +3,8 @@
 //! The ledger (accounts, lots, journal, purchases, reservations) and the claims (the
 //! once-per-day markers and streaks) are never purged: they are the record and the rules read
 //! them. Everything else is operational and ages out: the scheduler's finished ticks, delivered
-//! webhook events, market rate snapshots, failed coupon guesses and old period markers of the
-//! scheduled jobs (never the latest one of a job, and never inside the catch-up horizon).
+//! webhook events (and received Stripe events), market rate snapshots, failed coupon guesses and
+//! old period markers of the scheduled jobs (never the latest one of a job, and never inside the catch-up horizon).
 
 use crate::ledger::schedule::MAX_CATCH_UP_DAYS;
 use chrono::{DateTime, Duration, Utc};
@@ -27,7 +27,8 @@ impl Default for Retention {
             // A tick says only that the scheduler fired; a week covers any investigation of a
             // missed run, and job_runs keeps the periods' own record.
             job_ticks_days: 7,
-            // Long enough to redeliver an event a receiver lost, on request.
+            // Long enough to redeliver an event a receiver lost, on request. Received Stripe
+            // events are kept as long (Stripe redelivers for 3 days).
             delivered_events_days: 30,
             // A quarter of rate history for charts and disputes about a job's price.
             rate_snapshots_days: 90,

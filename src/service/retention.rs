@@ -25,6 +25,8 @@ pub struct RetentionReport {
     pub job_markers: u64,
     /// Spend-limit usage counters of periods over (`store::retention::purge_spend_counters`).
     pub spend_counters: u64,
+    /// Received Stripe events, kept as long as delivered webhook events.
+    pub stripe_events: u64,
 }
 
 impl RetentionReport {
@@ -37,7 +39,7 @@ impl RetentionReport {
         self.counts().iter().all(|&count| count < limit)
     }
 
-    fn counts(&self) -> [u64; 7] {
+    fn counts(&self) -> [u64; 8] {
         [
             self.scheduler_ticks,
             self.scheduler_workers,
@@ -46,6 +48,7 @@ impl RetentionReport {
             self.coupon_failures,
             self.job_markers,
             self.spend_counters,
+            self.stripe_events,
         ]
     }
 }
@@ -74,6 +77,7 @@ impl Engine {
                 let (day, month) = (Period::Day.key(grace), Period::Month.key(grace));
                 purge::purge_spend_counters(db, &day, &month, limit).await?
             },
+            stripe_events: purge::purge_stripe_events(db, cutoffs.delivered_events, limit).await?,
         };
         if report.total() > 0 {
             tracing::debug!(?report, "purged operational rows past their retention");

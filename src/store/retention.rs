@@ -45,6 +45,14 @@ pub async fn purge_rate_snapshots(conn: &impl ConnectionTrait, before: DateTime<
     delete(conn, sql, vec![before.into(), (limit as i64).into()]).await
 }
 
+/// Stripe events received before `before` (Stripe redelivers an event for up to 3 days; each
+/// effect is idempotent on its own key besides).
+pub async fn purge_stripe_events(conn: &impl ConnectionTrait, before: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
+    let sql = "DELETE FROM stripe_events WHERE event_id IN \
+               (SELECT event_id FROM stripe_events WHERE received_at < $1 ORDER BY received_at LIMIT $2)";
+    delete(conn, sql, vec![before.into(), (limit as i64).into()]).await
+}
+
 /// Wrong coupon guesses made before `before` (they throttle only within minutes).
 pub async fn purge_coupon_failures(conn: &impl ConnectionTrait, before: DateTime<Utc>, limit: u64) -> Result<u64, DbErr> {
     let sql = "DELETE FROM coupon_failures WHERE id IN \
