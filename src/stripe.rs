@@ -13,7 +13,7 @@ pub mod events;
 pub mod signature;
 
 /// What the configuration says about Stripe; each part optional.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StripeSettings {
     /// The endpoint's signing secrets (`whsec_...`): the current one, and during a rotation the
     /// one going out. Empty: `/webhooks/stripe` answers 503.
@@ -23,6 +23,14 @@ pub struct StripeSettings {
     pub tolerance: std::time::Duration,
     /// Calls to Stripe's API; none without an API key.
     pub client: Option<std::sync::Arc<client::StripeClient>>,
+}
+
+impl Default for StripeSettings {
+    /// No Stripe: no secrets, no client, Stripe's own tolerance (a derived zero would refuse
+    /// every signature once secrets are added).
+    fn default() -> Self {
+        StripeSettings { webhook_secrets: Vec::new(), tolerance: DEFAULT_TOLERANCE, client: None }
+    }
 }
 
 impl std::fmt::Debug for StripeSettings {

@@ -191,8 +191,12 @@ async fn admob_callbacks_reward_through_the_endpoint_with_fetched_keys(backend: 
     spend_all(&app, "watcher", "s-custom-2").await;
     let again = app.gql(&app.user("watcher"), CLAIM, json!({ "a": "watcher", "t": "tx-5", "k": "c-5" })).await;
     assert_eq!(error_code(&again), "ALREADY_CLAIMED", "one view, one reward, by either id: {again}");
+    // Another account, eligible for an ad reward, does not find this view by its id.
+    app.create_account("thief").await;
+    spend_all(&app, "thief", "s-thief").await;
     let elsewhere = app.gql(&app.user("thief"), CLAIM, json!({ "a": "thief", "t": "view-7f3a", "k": "c-6" })).await;
-    assert_ne!(error_code(&elsewhere), "", "another account's view is not found: {elsewhere}");
+    assert_eq!(error_code(&elsewhere), "NOT_FOUND", "another account's view is not found: {elsewhere}");
+    assert!(elsewhere["errors"][0]["message"].as_str().unwrap().contains("no verified ad"), "{elsewhere}");
 
     // The existing rules hold for AdMob's callbacks: timestamps in milliseconds, fresh only;
     // a known account; a user id required.
