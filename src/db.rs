@@ -8,13 +8,20 @@ use std::time::Duration;
 /// How long a SQLite writer waits for the lock before BUSY; the service then retries boundedly.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a statement waits for a connection from the pool. While the database is down, sqlx
+/// keeps trying to connect until this runs out, so it is how long a request takes to be told
+/// `UNAVAILABLE` in an outage (`store::unreachable`); well inside the request timeout (30 s by
+/// default), and far above any wait for a connection a healthy, loaded pool has shown
+/// (docs/benchmarks.md).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub fn is_sqlite(url: &str) -> bool {
     url.starts_with("sqlite:")
 }
 
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut options = ConnectOptions::new(url.to_string());
-    options.max_connections(max_connections).min_connections(1).acquire_timeout(Duration::from_secs(10)).sqlx_logging(false);
+    options.max_connections(max_connections).min_connections(1).acquire_timeout(ACQUIRE_TIMEOUT).sqlx_logging(false);
     if is_sqlite(url) {
         // A fresh machine has no data directory yet; every command may be the first.
         if let Some(dir) =

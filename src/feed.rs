@@ -161,5 +161,5 @@ fn send(feed: &Weak<broadcast::Sender<FeedEvent>>, event: FeedEvent) -> bool {
 }
 
 fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(10))
+    Duration::from_millis(250u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5))
 }

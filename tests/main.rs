@@ -25,6 +25,7 @@ mod cors;
 mod coupons;
 mod crash;
 mod daily_free;
+mod db_faults;
 mod expiry;
 mod export;
 mod fuzz;

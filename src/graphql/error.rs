@@ -69,7 +69,7 @@ pub type ApiResult<T> = std::result::Result<T, ApiError>;
 
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
-        ApiError::Service(Arc::new(err))
+        ApiError::Service(Arc::new(err.settled()))
     }
 }
 

@@ -126,9 +126,23 @@ impl Refusal {
     }
 }
 
+/// What a request is told when the database cannot be reached or written: whether a write
+/// whose commit was cut off had landed is not known, so the answer says how to find out.
+pub const DATABASE_DOWN: &str =
+    "the database cannot be reached right now; retry later (a mutation with the same idempotency key: it may have completed)";
+pub const DATABASE_FULL: &str =
+    "the database cannot write (its disk is full or failing); nothing was changed by this request, retry once an operator has made room";
+
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(err: sea_orm::DbErr) -> Self {
-        ServiceError::Internal(anyhow::Error::new(err))
+        match crate::store::unreachable(&err) {
+            Some(why) => {
+                // The operator's signal: the request only learns that it may retry.
+                tracing::warn!(error = %err, "the database is unavailable");
+                ServiceError::unavailable_database(why)
+            }
+            None => ServiceError::Internal(anyhow::Error::new(err)),
+        }
     }
 }
 
@@ -142,6 +156,26 @@ impl ServiceError {
         match self {
             ServiceError::Refused(refusal) => Some(refusal),
             _ => None,
+        }
+    }
+
+    pub fn unavailable_database(why: crate::store::Unreachable) -> ServiceError {
+        ServiceError::Unavailable(
+            match why {
+                crate::store::Unreachable::Down => DATABASE_DOWN,
+                crate::store::Unreachable::Full => DATABASE_FULL,
+            }
+            .to_string(),
+        )
+    }
+
+    /// An internal error that is in fact the database being unreachable (one that reached here
+    /// wrapped in `anyhow` rather than converted by `From<DbErr>`) becomes `Unavailable`; the
+    /// GraphQL layer passes every error through this before choosing its code.
+    pub fn settled(self) -> ServiceError {
+        match self.db_err().and_then(crate::store::unreachable) {
+            Some(why) => ServiceError::unavailable_database(why),
+            None => self,
         }
     }
 

@@ -57,6 +57,45 @@ pub fn is_transient(err: &DbErr) -> bool {
     }
 }
 
+/// Why the database could not be used at all, as opposed to refusing a statement: the server
+/// unreachable or going away (connections refused or cut, a pool that found no connection in its
+/// acquire timeout, PostgreSQL's connection exceptions `08*` and its shutdown codes `57P01-03`,
+/// too many connections `53300`), or no room to write (PostgreSQL's `53100`, SQLite's `SQLITE_FULL`
+/// and I/O errors). The request is answered `UNAVAILABLE` (`ServiceError::Unavailable`): nothing
+/// about it is wrong, and the same call later (with the same key) finishes it.
+pub fn unreachable(err: &DbErr) -> Option<Unreachable> {
+    use sea_orm::sqlx::Error;
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) => return Some(Unreachable::Down),
+        DbErr::Conn(e) | DbErr::Exec(e) | DbErr::Query(e) => e,
+        _ => return None,
+    };
+    let RuntimeErr::SqlxError(e) = runtime else {
+        // sea-orm's own connection errors (a closed connection) carry no sqlx error.
+        return matches!(err, DbErr::Conn(_)).then_some(Unreachable::Down);
+    };
+    match e.deref() {
+        Error::Io(_) | Error::Tls(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed => Some(Unreachable::Down),
+        Error::Database(db) => match db.code().as_deref() {
+            Some("53100" | "13") => Some(Unreachable::Full),
+            // SQLITE_IOERR and its extended codes (the low byte is the primary code).
+            Some(code) if code.parse::<u32>().is_ok_and(|c| c & 0xff == 10) => Some(Unreachable::Full),
+            Some(code) if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") => Some(Unreachable::Down),
+            _ => None,
+        },
+        _ => matches!(err, DbErr::Conn(_)).then_some(Unreachable::Down),
+    }
+}
+
+/// What `unreachable` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The server cannot be reached, or is going away or starting up.
+    Down,
+    /// The database cannot write: its disk is full, or its file cannot be written.
+    Full,
+}
+
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
@@ -73,4 +112,20 @@ pub(crate) fn values_rows(backend: sea_orm::DbBackend, rows: usize, columns: usi
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::ConnAcquireErr;
+
+    #[test]
+    fn a_pool_without_connections_is_the_database_down_and_other_errors_are_not() {
+        assert_eq!(unreachable(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)), Some(Unreachable::Down));
+        assert_eq!(unreachable(&DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed)), Some(Unreachable::Down));
+        let io = sea_orm::sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(unreachable(&DbErr::Exec(RuntimeErr::SqlxError(std::sync::Arc::new(io)))), Some(Unreachable::Down));
+        assert_eq!(unreachable(&DbErr::RecordNotFound("x".into())), None);
+        assert_eq!(unreachable(&DbErr::Custom("a bug".into())), None);
+    }
 }

@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod otlp;
 pub mod private_pg;
+pub mod proxy;
 pub mod receiver;
 pub mod serve;
 pub mod ws;

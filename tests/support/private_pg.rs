@@ -117,6 +117,12 @@ impl PrivatePostgres {
         self.pg_ctl(&["stop", "-m", "fast"]);
     }
 
+    /// Stops the server as a crash would: `pg_ctl stop -m immediate`, no checkpoint, every
+    /// connection cut; the next start recovers from the WAL.
+    pub fn stop_immediately(&self) {
+        self.pg_ctl(&["stop", "-m", "immediate"]);
+    }
+
     /// Starts the server (again) on the same port and data directory, and returns once it
     /// accepts connections.
     pub fn start_again(&self) {
