@@ -58,6 +58,9 @@ pub struct Security {
     /// A GraphQL request that takes longer is answered `TIMEOUT`: its open transaction rolls back
     /// and a spend still queued for its batch is cancelled, but one in a committing batch completes.
     pub request_timeout: std::time::Duration,
+    /// How long a shutdown (SIGTERM) waits for in-flight requests to finish and WebSockets to
+    /// close before the process exits anyway (`crate::drain`).
+    pub shutdown_timeout: std::time::Duration,
     pub max_body_bytes: usize,
     pub max_depth: usize,
     pub max_complexity: usize,
@@ -119,6 +122,7 @@ impl Default for Security {
             metrics_token: None,
             previous_auth_secret: None,
             request_timeout: std::time::Duration::from_secs(30),
+            shutdown_timeout: std::time::Duration::from_secs(30),
             max_body_bytes: crate::http::MAX_BODY_BYTES,
             max_depth: crate::graphql::MAX_DEPTH,
             max_complexity: crate::graphql::MAX_COMPLEXITY,
@@ -151,6 +155,7 @@ impl Security {
             metrics_token: config.metrics_token()?,
             previous_auth_secret: config.auth_secret_previous.as_ref().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()),
             request_timeout: std::time::Duration::from_secs(config.request_timeout_seconds),
+            shutdown_timeout: std::time::Duration::from_secs(config.shutdown_timeout_seconds),
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_depth,
             max_complexity: config.max_complexity,
@@ -412,6 +417,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         jobs: workers::JobHealth::new(),
         persisted: documents,
         migrations_current: Arc::default(),
+        drain: crate::drain::Drain::new(),
     };
     let app = Application::bind(&settings.bind, state).await?;
     if !production {

@@ -18,6 +18,7 @@
 //! | old token secret | `auth_secret_previous` | `CREDITS_AUTH_SECRET_PREVIOUS` | none; accepted during a rotation |
 //! | mode          | `mode`          | `CREDITS_MODE`        | `development`; `production` turns off introspection and GraphiQL |
 //! | request timeout | `request_timeout_seconds` | `CREDITS_REQUEST_TIMEOUT_SECONDS` | 30           |
+//! | shutdown bound | `shutdown_timeout_seconds` | `CREDITS_SHUTDOWN_TIMEOUT_SECONDS` | 30 (SIGTERM: in-flight requests finish, WebSockets close with 1001, then exit) |
 //! | body limit    | `max_body_bytes` | `CREDITS_MAX_BODY_BYTES` | 65536                        |
 //! | query depth   | `max_depth`     | `CREDITS_MAX_DEPTH`   | 12                               |
 //! | complexity    | `max_complexity` | `CREDITS_MAX_COMPLEXITY` | 1000                         |
@@ -105,6 +106,8 @@ pub struct Config {
     /// "development" or "production".
     pub mode: String,
     pub request_timeout_seconds: u64,
+    /// How long `serve` drains on SIGTERM before it exits anyway (`crate::drain`); default 30.
+    pub shutdown_timeout_seconds: u64,
     pub max_body_bytes: usize,
     pub max_depth: usize,
     pub max_complexity: usize,
@@ -213,6 +216,7 @@ impl Default for Config {
             auth_secret_previous: None,
             mode: "development".to_string(),
             request_timeout_seconds: crate::app::Security::default().request_timeout.as_secs(),
+            shutdown_timeout_seconds: crate::app::Security::default().shutdown_timeout.as_secs(),
             max_body_bytes: crate::app::Security::default().max_body_bytes,
             max_depth: crate::app::Security::default().max_depth,
             max_complexity: crate::app::Security::default().max_complexity,
@@ -312,6 +316,7 @@ impl Config {
                 "AUTH_SECRET_PREVIOUS",
                 "MODE",
                 "REQUEST_TIMEOUT_SECONDS",
+                "SHUTDOWN_TIMEOUT_SECONDS",
                 "MAX_BODY_BYTES",
                 "MAX_DEPTH",
                 "MAX_COMPLEXITY",
@@ -393,6 +398,9 @@ impl Config {
         }
         if !(1..=300).contains(&self.request_timeout_seconds) {
             problems.push(ConfigError::Invalid("request_timeout_seconds must be 1 to 300".into()));
+        }
+        if !(1..=3600).contains(&self.shutdown_timeout_seconds) {
+            problems.push(ConfigError::Invalid("shutdown_timeout_seconds must be 1 to 3600".into()));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
             problems.push(ConfigError::Invalid("max_body_bytes must be 1 KiB to 16 MiB".into()));

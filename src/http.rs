@@ -49,6 +49,8 @@ pub struct HttpState {
     pub persisted: Arc<crate::service::persisted::PersistedDocuments>,
     /// Set once `/readyz` found every migration applied (`migrations_pending`).
     pub migrations_current: Arc<std::sync::atomic::AtomicBool>,
+    /// Told when the server shuts down; every connection and WebSocket holds it until it ends.
+    pub drain: crate::drain::Drain,
 }
 
 /// How long `/health` waits for the database's answer: an unreachable server (whose pool would
@@ -275,6 +277,7 @@ pub struct Application {
     connections: crate::server::ConnectionSettings,
     schema: CreditsSchema,
     jobs: workers::JobHealth,
+    drain: crate::drain::Drain,
 }
 
 impl Application {
@@ -296,10 +299,11 @@ impl Application {
             max_connections,
             max_connections_per_ip: security.max_connections_per_ip,
             trusted_proxies: security.trusted_proxies.clone(),
+            drain_timeout: security.shutdown_timeout,
         };
         let metrics = bind_metrics(security.metrics_bind.as_deref()).await;
-        let (schema, jobs, ledger) = (state.schema.clone(), state.jobs.clone(), state.ledger.clone());
-        Ok(Application { listener, metrics, ledger, router: router(state), connections, schema, jobs })
+        let (schema, jobs, ledger, drain) = (state.schema.clone(), state.jobs.clone(), state.ledger.clone(), state.drain.clone());
+        Ok(Application { listener, metrics, ledger, router: router(state), connections, schema, jobs, drain })
     }
 
     /// Where `/metrics` is served on its own listener, if it is.
@@ -330,7 +334,7 @@ impl Application {
 
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let metrics = self.metrics.map(|listener| serve_metrics(listener, self.ledger.clone()));
-        let served = crate::server::serve(self.listener, self.router, self.connections, shutdown).await;
+        let served = crate::server::serve(self.listener, self.router, self.connections, self.drain, shutdown).await;
         if let Some(metrics) = metrics {
             metrics.abort();
         }

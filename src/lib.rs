@@ -20,6 +20,7 @@ pub mod connections;
 pub mod console;
 pub mod cors;
 pub mod db;
+pub mod drain;
 pub mod entity;
 pub mod feed;
 pub mod graphiql;

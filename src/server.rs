@@ -30,22 +30,23 @@ pub struct ConnectionSettings {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub trusted_proxies: crate::client_address::TrustedProxies,
+    /// How long a shutdown waits for in-flight requests and WebSockets (`crate::drain`).
+    pub drain_timeout: Duration,
 }
 
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     settings: ConnectionSettings,
+    drain: crate::drain::Drain,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let admission = Admission::new(settings.max_connections, settings.max_connections_per_ip, settings.trusted_proxies.clone());
     let refusals = Arc::new(Refusals::default());
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout);
-    // `stop` tells every connection to finish its request and close; each holds a `done` receiver
-    // until it has, so shutdown can wait for them.
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let (done, finished) = tokio::sync::watch::channel(());
+    // On shutdown the drain tells every connection to finish its request and close (and every
+    // WebSocket to close, `ws`); each holds the drain until it has, so shutdown can wait for them.
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -78,12 +79,13 @@ pub async fn serve(
             router.clone().oneshot(request.map(Body::new))
         });
         let http = http.clone();
-        let mut stopping = stopping.clone();
-        let finished = finished.clone();
+        let stopped = drain.stopped();
+        let hold = drain.hold();
         tokio::spawn(async move {
             let connection = http.serve_connection(io, service).with_upgrades();
             let mut connection = std::pin::pin!(connection);
             let mut told = false;
+            let mut stopped = std::pin::pin!(stopped);
             loop {
                 tokio::select! {
                     result = connection.as_mut() => {
@@ -93,19 +95,27 @@ pub async fn serve(
                         }
                         break;
                     }
-                    _ = stopping.wait_for(|stop| *stop), if !told => {
+                    () = &mut stopped, if !told => {
                         told = true;
                         connection.as_mut().graceful_shutdown();
                     }
                 }
             }
-            drop(finished);
+            drop(hold);
         });
     }
+    // New connections are refused from here on.
     drop(listener);
-    let _ = stop.send(true);
-    drop(finished);
-    done.closed().await;
+    drain.stop();
+    let open = drain.holding();
+    tracing::info!(open, bound_s = settings.drain_timeout.as_secs(), "draining: finishing in-flight requests, closing WebSockets");
+    if tokio::time::timeout(settings.drain_timeout, drain.finished()).await.is_err() {
+        tracing::warn!(
+            left = drain.holding(),
+            bound_s = settings.drain_timeout.as_secs(),
+            "drain: shutdown_timeout_seconds passed with connections still open; they are cut"
+        );
+    }
     Ok(())
 }
 

@@ -111,8 +111,14 @@ pub async fn graphql_ws(
         return refuse(StatusCode::TOO_MANY_REQUESTS, message, code::LIMIT_EXCEEDED);
     };
     let from_header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let connection =
-        Connection { schema: state.schema.clone(), auth: state.auth.clone(), from_header, address, security: state.security.clone() };
+    let connection = Connection {
+        schema: state.schema.clone(),
+        auth: state.auth.clone(),
+        from_header,
+        address,
+        security: state.security.clone(),
+        drain: state.drain.clone(),
+    };
     // Both limits, so that neither one frame nor many fragments get past the body limit.
     let max = state.security.max_body_bytes;
     // The session runs in a task of its own: it keeps the upgrade request's span, so its log
@@ -133,10 +139,15 @@ struct Connection {
     from_header: Option<String>,
     address: IpAddr,
     security: crate::app::Security,
+    /// The server's shutdown: the session holds it until it has closed (`crate::drain`).
+    drain: crate::drain::Drain,
 }
 
 impl Connection {
     async fn serve(self, socket: WebSocket, protocol: WebSocketProtocols) {
+        let _hold = self.drain.hold();
+        let stopped = self.drain.stopped();
+        futures_util::pin_mut!(stopped);
         let (mut sink, stream) = socket.split();
         let too_big = Arc::new(AtomicBool::new(false));
         let input = {
@@ -202,6 +213,12 @@ impl Connection {
                     }
                     None => break,
                 },
+                () = &mut stopped => {
+                    // Its subscriptions end here; the client reconnects (to another server).
+                    tracing::debug!(client.address = %address, "WebSocket closed: the server is shutting down");
+                    let _ = sink.send(close(crate::drain::CLOSE_GOING_AWAY, "the server is shutting down; reconnect")).await;
+                    return;
+                }
                 () = &mut init_deadline, if !initialised.load(Ordering::Acquire) => {
                     tracing::info!(client.address = %address, "WebSocket closed: no connection_init in time");
                     let _ = sink.send(close(CLOSE_INIT_TIMEOUT, "Connection initialisation timeout")).await;

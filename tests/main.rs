@@ -26,6 +26,7 @@ mod coupons;
 mod crash;
 mod daily_free;
 mod db_faults;
+mod drain;
 mod expiry;
 mod export;
 mod fuzz;

@@ -69,17 +69,32 @@ impl ServeProcess {
 
     /// SIGTERM, then the process must exit cleanly within `bound` (a hang bound).
     pub async fn stop_gracefully(mut self, bound: Duration) {
+        self.terminate();
+        self.exits_cleanly_within(bound).await;
+    }
+
+    /// Sends SIGTERM, and returns at once.
+    pub fn terminate(&self) {
         let signalled = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(signalled.success());
+    }
+
+    /// Whether the process has exited (and is reaped).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
+    }
+
+    /// Waits for the process to exit with success, for at most `bound`; how long it took.
+    pub async fn exits_cleanly_within(&mut self, bound: Duration) -> Duration {
         let started = Instant::now();
         while started.elapsed() < bound {
             if let Some(status) = self.child.try_wait().unwrap() {
                 assert!(status.success(), "{status}: {}", self.log());
-                return;
+                return started.elapsed();
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the server did not stop within {bound:?} of SIGTERM: {}", self.log());
+        panic!("the server did not stop within {bound:?}: {}", self.log());
     }
 }
 
