@@ -108,7 +108,7 @@ impl ApiError {
                 ServiceError::TooManyAttempts(_) => code::TOO_MANY_ATTEMPTS,
                 ServiceError::FeatureDisabled(_) => code::FEATURE_DISABLED,
                 ServiceError::BalanceLimitExceeded(_) => code::BALANCE_LIMIT_EXCEEDED,
-                ServiceError::Busy | ServiceError::Unavailable(_) => code::UNAVAILABLE,
+                ServiceError::Busy | ServiceError::Unavailable(_) | ServiceError::DatabaseUnavailable { .. } => code::UNAVAILABLE,
                 ServiceError::Internal(_) => code::INTERNAL,
             },
         }

@@ -234,7 +234,9 @@ impl Engine {
             Err(err) if spends.len() == 1 => vec![Err(err)],
             // The database is down or full: one by one would meet the same, each after its own
             // wait for a connection, and hold the lane for minutes. Every spend gets the answer.
-            Err(ServiceError::Unavailable(why)) => spends.iter().map(|_| Err(ServiceError::Unavailable(why.clone()))).collect(),
+            Err(ServiceError::DatabaseUnavailable { why, cause }) => {
+                spends.iter().map(|_| Err(ServiceError::DatabaseUnavailable { why, cause: cause.clone() })).collect()
+            }
             Err(err) => {
                 tracing::warn!(spends = spends.len(), error = %err, "a batch of spends failed; running its spends one by one");
                 self.spends.fallbacks.fetch_add(1, Ordering::Relaxed);

@@ -33,6 +33,15 @@ pub enum ServiceError {
     /// what was done is kept, and the same call with the same key finishes it.
     #[error("{0}")]
     Unavailable(String),
+    /// The database could not be reached, or could not write (`store::unreachable`): nothing
+    /// about the request is wrong, and the same call later (with the same key) finishes it. The
+    /// database's error is kept as the source, for the log and for the jobs' failure kinds.
+    #[error("{}", database_message(*why))]
+    DatabaseUnavailable {
+        why: crate::store::Unreachable,
+        #[source]
+        cause: sea_orm::DbErr,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -128,10 +137,16 @@ impl Refusal {
 
 /// What a request is told when the database cannot be reached or written: whether a write
 /// whose commit was cut off had landed is not known, so the answer says how to find out.
-pub const DATABASE_DOWN: &str =
-    "the database cannot be reached right now; retry later (a mutation with the same idempotency key: it may have completed)";
-pub const DATABASE_FULL: &str =
-    "the database cannot write (its disk is full or failing); nothing was changed by this request, retry once an operator has made room";
+fn database_message(why: crate::store::Unreachable) -> &'static str {
+    match why {
+        crate::store::Unreachable::Down => {
+            "the database cannot be reached right now; retry later (a mutation with the same idempotency key: it may have completed)"
+        }
+        crate::store::Unreachable::Full => {
+            "the database cannot write (its disk is full or failing); nothing was changed by this request, retry once an operator has made room"
+        }
+    }
+}
 
 impl From<sea_orm::DbErr> for ServiceError {
     fn from(err: sea_orm::DbErr) -> Self {
@@ -139,7 +154,7 @@ impl From<sea_orm::DbErr> for ServiceError {
             Some(why) => {
                 // The operator's signal: the request only learns that it may retry.
                 tracing::warn!(error = %err, "the database is unavailable");
-                ServiceError::unavailable_database(why)
+                ServiceError::DatabaseUnavailable { why, cause: err }
             }
             None => ServiceError::Internal(anyhow::Error::new(err)),
         }
@@ -159,22 +174,12 @@ impl ServiceError {
         }
     }
 
-    pub fn unavailable_database(why: crate::store::Unreachable) -> ServiceError {
-        ServiceError::Unavailable(
-            match why {
-                crate::store::Unreachable::Down => DATABASE_DOWN,
-                crate::store::Unreachable::Full => DATABASE_FULL,
-            }
-            .to_string(),
-        )
-    }
-
     /// An internal error that is in fact the database being unreachable (one that reached here
     /// wrapped in `anyhow` rather than converted by `From<DbErr>`) becomes `Unavailable`; the
     /// GraphQL layer passes every error through this before choosing its code.
     pub fn settled(self) -> ServiceError {
-        match self.db_err().and_then(crate::store::unreachable) {
-            Some(why) => ServiceError::unavailable_database(why),
+        match self.db_err().and_then(|cause| Some((crate::store::unreachable(cause)?, cause.clone()))) {
+            Some((why, cause)) => ServiceError::DatabaseUnavailable { why, cause },
             None => self,
         }
     }

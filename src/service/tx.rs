@@ -105,7 +105,7 @@ where
         Ok(_) => ("committed", false),
         Err(ServiceError::Busy) => ("conflicted", true),
         Err(ServiceError::Internal(_)) => ("failed", true),
-        Err(ServiceError::Unavailable(_)) => ("unavailable", true),
+        Err(ServiceError::DatabaseUnavailable { .. }) => ("unavailable", true),
         Err(_) => ("rolled_back", false),
     };
     span.record("db.transaction.outcome", label);

@@ -61,7 +61,7 @@ pub fn is_transient(err: &DbErr) -> bool {
 /// unreachable or going away (connections refused or cut, a pool that found no connection in its
 /// acquire timeout, PostgreSQL's connection exceptions `08*` and its shutdown codes `57P01-03`,
 /// too many connections `53300`), or no room to write (PostgreSQL's `53100`, SQLite's `SQLITE_FULL`
-/// and I/O errors). The request is answered `UNAVAILABLE` (`ServiceError::Unavailable`): nothing
+/// and I/O errors). The request is answered `UNAVAILABLE` (`ServiceError::DatabaseUnavailable`): nothing
 /// about it is wrong, and the same call later (with the same key) finishes it.
 pub fn unreachable(err: &DbErr) -> Option<Unreachable> {
     use sea_orm::sqlx::Error;

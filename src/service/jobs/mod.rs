@@ -187,8 +187,10 @@ fn retryable(error: &ServiceError, kind: workers::FailureKind) -> bool {
 fn failure_kind(error: &ServiceError) -> workers::FailureKind {
     use sea_orm::{DbErr, RuntimeErr};
     use workers::FailureKind;
-    if matches!(error, ServiceError::Busy) {
-        return FailureKind::DatabaseBusy;
+    match error {
+        ServiceError::Busy => return FailureKind::DatabaseBusy,
+        ServiceError::DatabaseUnavailable { .. } => return FailureKind::DatabaseUnavailable,
+        _ => {}
     }
     let ServiceError::Internal(cause) = error else {
         return FailureKind::Job;
@@ -232,7 +234,7 @@ mod tests {
         assert!(down.retryable());
         assert_eq!(down.kind(), FailureKind::DatabaseUnavailable);
         let chain = down.chain().to_string();
-        assert!(chain.starts_with("ExpireLots failed: internal error") && chain.contains("refused"), "{chain}");
+        assert!(chain.starts_with("ExpireLots failed: the database cannot be reached") && chain.contains("refused"), "{chain}");
         assert!(down.source().and_then(|s| s.downcast_ref::<ServiceError>()).is_some(), "the service error is the source");
         assert!(job_error(Job::ExpireLots, ServiceError::Busy).retryable());
         let bad_program = job_error(Job::GrantMonthlyPlanCredits, ServiceError::bad_input("no such plan"));
