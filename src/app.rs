@@ -30,6 +30,8 @@ pub struct Settings {
     pub security: Security,
     /// Lanes of spends committed together (`service::batch`); none: the database's default.
     pub spend_lanes: Option<usize>,
+    /// Accounts per step of a job's sweep; none: the default (`config::Config::sweep_batch`).
+    pub sweep_batch: Option<u64>,
     /// How long operational rows are kept (`ledger::retention`).
     pub retention: Retention,
     /// The portal's and the checkout's links (`public_url`, `checkout_url`).
@@ -202,6 +204,7 @@ impl Settings {
             webhooks: webhook_sender(config)?,
             security: Security::from_config(config)?,
             spend_lanes: config.spend_lanes,
+            sweep_batch: config.sweep_batch,
             retention: config.retention(),
             links: config.links()?,
             stripe: config.stripe()?,
@@ -267,6 +270,7 @@ struct LedgerSettings<'a> {
     idempotency_days: u32,
     webhooks: Option<Arc<WebhookSender>>,
     spend_lanes: Option<usize>,
+    sweep_batch: Option<u64>,
     retention: Retention,
     clock: Clock,
     test_clock: Option<TestClockStart>,
@@ -292,6 +296,9 @@ async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Engine> {
         }
         None => settings.clock,
     };
+    if let Some(batch) = settings.sweep_batch {
+        ledger.sweep_batch = batch;
+    }
     if let Some(lanes) = settings.spend_lanes {
         ledger.spends = Arc::new(crate::service::batch::SpendQueue::new(lanes));
     }
@@ -307,6 +314,7 @@ pub async fn ledger_from_config(config: &Config, pool: u32) -> anyhow::Result<En
         idempotency_days: config.idempotency_days,
         webhooks: webhook_sender(config)?,
         spend_lanes: config.spend_lanes,
+        sweep_batch: config.sweep_batch,
         retention: config.retention(),
         clock: Clock::System,
         test_clock: config.test_clock()?,
@@ -333,6 +341,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         idempotency_days: settings.idempotency_days,
         webhooks: settings.webhooks,
         spend_lanes: settings.spend_lanes,
+        sweep_batch: settings.sweep_batch,
         retention: settings.retention,
         clock: settings.clock,
         test_clock: settings.test_clock,

@@ -32,6 +32,7 @@
 //! | WebSockets per address | `max_websockets_per_address` | `CREDITS_MAX_WEBSOCKETS_PER_ADDRESS` | 50 |
 //! | `connection_init` timeout | `websocket_init_timeout_seconds` | `CREDITS_WEBSOCKET_INIT_TIMEOUT_SECONDS` | 10 |
 //! | spend lanes   | `spend_lanes`   | `CREDITS_SPEND_LANES` | 1 on SQLite, 4 on PostgreSQL (`service::batch`) |
+//! | sweep batch   | `sweep_batch`   | `CREDITS_SWEEP_BATCH` | 4000 accounts per step of a job's sweep (`service::jobs`) |
 //! | header timeout | `header_timeout_seconds` | `CREDITS_HEADER_TIMEOUT_SECONDS` | 10 (also the keep-alive idle time) |
 //! | body timeout  | `body_timeout_seconds` | `CREDITS_BODY_TIMEOUT_SECONDS` | 30 (the whole body)     |
 //! | connections   | `max_connections` | `CREDITS_MAX_CONNECTIONS` | 2048, lowered to fit `ulimit -n` |
@@ -129,6 +130,9 @@ pub struct Config {
     pub websocket_init_timeout_seconds: u64,
     /// Lanes of concurrent spends committed together; none: the database's default.
     pub spend_lanes: Option<usize>,
+    /// Accounts per step of a scheduled job's sweep (the cursor in `job_runs` moves once per
+    /// step); none: `service::jobs::ACCOUNT_BATCH`.
+    pub sweep_batch: Option<u64>,
     pub header_timeout_seconds: u64,
     pub body_timeout_seconds: u64,
     pub max_connections: usize,
@@ -230,6 +234,7 @@ impl Default for Config {
             max_websockets_per_address: crate::app::Security::default().max_websockets_per_address,
             websocket_init_timeout_seconds: crate::app::Security::default().websocket_init_timeout.as_secs(),
             spend_lanes: None,
+            sweep_batch: None,
             header_timeout_seconds: crate::app::Security::default().header_timeout.as_secs(),
             body_timeout_seconds: crate::app::Security::default().body_timeout.as_secs(),
             max_connections: crate::app::Security::default().max_connections,
@@ -330,6 +335,7 @@ impl Config {
                 "MAX_WEBSOCKETS_PER_ADDRESS",
                 "WEBSOCKET_INIT_TIMEOUT_SECONDS",
                 "SPEND_LANES",
+                "SWEEP_BATCH",
                 "HEADER_TIMEOUT_SECONDS",
                 "BODY_TIMEOUT_SECONDS",
                 "MAX_CONNECTIONS",
@@ -434,6 +440,9 @@ impl Config {
         }
         if self.spend_lanes.is_some_and(|lanes| !(1..=64).contains(&lanes)) {
             problems.push(ConfigError::Invalid("spend_lanes must be 1 to 64".into()));
+        }
+        if self.sweep_batch.is_some_and(|batch| !(1..=100_000).contains(&batch)) {
+            problems.push(ConfigError::Invalid("sweep_batch must be 1 to 100000".into()));
         }
         if !(1..=300).contains(&self.header_timeout_seconds) || !(1..=600).contains(&self.body_timeout_seconds) {
             problems.push(ConfigError::Invalid("header_timeout_seconds must be 1 to 300 and body_timeout_seconds 1 to 600".into()));

@@ -71,6 +71,7 @@ mod spending;
 mod statements;
 mod stripe;
 mod subscriptions;
+mod takeover;
 mod telemetry;
 mod test_clock;
 mod upcoming;

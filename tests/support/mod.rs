@@ -245,6 +245,7 @@ impl TestApp {
             webhooks,
             security,
             spend_lanes: None,
+            sweep_batch: None,
             retention: Default::default(),
             links: Default::default(),
             stripe,
