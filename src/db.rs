@@ -43,6 +43,20 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(options).await
 }
 
+/// What a database error says about the deployment rather than the statement: PostgreSQL's
+/// 42P05 (a prepared statement of that name exists) and 26000 (none of that name does) come
+/// from a connection pooler that hands one server connection to several clients in turn
+/// (PgBouncer in transaction or statement mode), which the service's driver cannot run behind.
+pub fn hint(err: &DbErr) -> Option<&'static str> {
+    match crate::store::db_error_code(err).as_deref() {
+        Some("42P05" | "26000") => Some(
+            "the database connection is shared between clients mid-session: behind PgBouncer, use pool_mode = session \
+             (transaction mode breaks the driver's prepared statements; see README, \"Behind PgBouncer\")",
+        ),
+        _ => None,
+    }
+}
+
 /// How often migrating is tried before a process gives up.
 const MIGRATE_ATTEMPTS: u32 = 10;
 

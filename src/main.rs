@@ -161,6 +161,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            if let Some(hint) = e.chain().find_map(|cause| cause.downcast_ref::<sea_orm::DbErr>().and_then(credits::db::hint)) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::FAILURE
         }
     };

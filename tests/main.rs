@@ -48,6 +48,7 @@ mod operator_records;
 mod outages;
 mod paging;
 mod persisted;
+mod pgbouncer;
 mod plans;
 mod portal;
 mod portal_pages;

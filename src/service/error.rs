@@ -156,7 +156,12 @@ impl From<sea_orm::DbErr> for ServiceError {
                 tracing::warn!(error = %err, "the database is unavailable");
                 ServiceError::DatabaseUnavailable { why, cause: err }
             }
-            None => ServiceError::Internal(anyhow::Error::new(err)),
+            None => {
+                if let Some(hint) = crate::db::hint(&err) {
+                    tracing::error!(error = %err, hint, "the database connection is not usable as deployed");
+                }
+                ServiceError::Internal(anyhow::Error::new(err))
+            }
         }
     }
 }

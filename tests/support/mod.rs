@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod otlp;
+pub mod pgbouncer;
 pub mod private_pg;
 pub mod proxy;
 pub mod receiver;
