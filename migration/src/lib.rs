@@ -33,6 +33,7 @@ mod m20261204_000026_drop_auto_topup_pending_purchase;
 mod m20261204_000029_add_stripe;
 mod m20261204_000030_add_ad_reward_custom_data;
 mod m20261204_000031_create_claim_rates;
+mod m20261204_000032_add_outbox_lease;
 
 pub struct Migrator;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000029_add_stripe::Migration),
             Box::new(m20261204_000030_add_ad_reward_custom_data::Migration),
             Box::new(m20261204_000031_create_claim_rates::Migration),
+            Box::new(m20261204_000032_add_outbox_lease::Migration),
         ]
     }
 }

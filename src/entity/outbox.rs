@@ -17,11 +17,13 @@ pub struct Model {
     pub delivered_at: Option<DateTimeUtc>,
     /// Failed delivery attempts so far.
     pub attempts: i32,
-    /// When the event may be sent (again): none means now. While a worker is sending it, this
-    /// is the end of that worker's lease.
+    /// When the event may be sent (again), on the ledger's clock: none means now.
     pub next_attempt_at: Option<DateTimeUtc>,
     /// Why the last attempt failed, truncated.
     pub last_error: Option<String>,
+    /// While an attempt is sending the event: the end of its lease, on wall time (a test clock
+    /// may jump past any lease on the ledger's clock). None when no attempt holds it.
+    pub leased_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

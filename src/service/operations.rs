@@ -156,7 +156,11 @@ impl OutboxEventView {
             created_at: row.created_at,
             status,
             attempts,
-            next_attempt_at: row.next_attempt_at,
+            // While an attempt holds it, the lease's end (wall time) is when it is tried next.
+            next_attempt_at: match row.leased_until {
+                Some(lease) if lease > Utc::now() => Some(lease),
+                _ => row.next_attempt_at,
+            },
             last_error: row.last_error,
             delivered_at: row.delivered_at,
             payload: row.payload,
@@ -310,6 +314,7 @@ mod tests {
             attempts,
             next_attempt_at: None,
             last_error: None,
+            leased_until: None,
         };
         let accounts = BTreeMap::from([(3, "alice".to_string())]);
         let view = |attempts, delivered| OutboxEventView::of(row(attempts, delivered), &accounts).unwrap();

@@ -261,7 +261,7 @@ impl Engine {
     /// documentation. Errors only for the database: a failed delivery is recorded, not returned.
     pub async fn deliver_webhooks(&self, sender: &WebhookSender, now: DateTime<Utc>, batch: u64) -> Result<DeliveryReport, ServiceError> {
         let started = Instant::now();
-        let due = store::outbox::due(&self.db, truncate(now), batch.clamp(1, MAX_WEBHOOK_BATCH)).await?;
+        let due = store::outbox::due(&self.db, truncate(now), Utc::now(), batch.clamp(1, MAX_WEBHOOK_BATCH)).await?;
         let mut report = DeliveryReport::default();
         // Accounts' external ids within this batch; events of one account come in runs.
         let mut accounts: HashMap<i64, Option<String>> = HashMap::new();
@@ -297,8 +297,9 @@ impl Engine {
         started: Instant,
         accounts: &mut HashMap<i64, Option<String>>,
     ) -> Result<Attempt, ServiceError> {
-        let lease_until = run_instant(now, started) + DELIVERY_LEASE;
-        if !store::outbox::claim(&self.db, event.id, event.next_attempt_at, lease_until).await? {
+        // Wall time: a lease is about this process, and a test clock may jump past any instant.
+        let lease_until = truncate(Utc::now()) + DELIVERY_LEASE;
+        if !store::outbox::claim(&self.db, &event, lease_until).await? {
             return Ok(Attempt::Skipped { unreachable: false });
         }
         let account = match event.account_id {
@@ -412,6 +413,7 @@ mod tests {
             attempts: 0,
             next_attempt_at: None,
             last_error: None,
+            leased_until: None,
         };
         let body: serde_json::Value = serde_json::from_slice(&envelope(&event, Some("alice")).unwrap()).unwrap();
         assert_eq!(

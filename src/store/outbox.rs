@@ -56,37 +56,39 @@ pub async fn by_id(conn: &impl ConnectionTrait, id: i64) -> Result<Option<outbox
     outbox::Entity::find_by_id(id).one(conn).await
 }
 
-/// At most `limit` undelivered events that are due at `now` (never tried, or their retry time
-/// or a crashed worker's lease has passed), oldest first.
-pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, limit: u64) -> Result<Vec<outbox::Model>, DbErr> {
+/// At most `limit` undelivered events that are due at `now` on the ledger's clock (never tried,
+/// or their retry time has passed) and held by no attempt at `wall` (no lease, or a crashed
+/// worker's lease has run out), oldest first.
+pub async fn due(conn: &impl ConnectionTrait, now: DateTime<Utc>, wall: DateTime<Utc>, limit: u64) -> Result<Vec<outbox::Model>, DbErr> {
     outbox::Entity::find()
         .filter(outbox::Column::DeliveredAt.is_null())
         .filter(Condition::any().add(outbox::Column::NextAttemptAt.is_null()).add(outbox::Column::NextAttemptAt.lte(now)))
+        .filter(Condition::any().add(outbox::Column::LeasedUntil.is_null()).add(outbox::Column::LeasedUntil.lte(wall)))
         .order_by_asc(outbox::Column::Id)
         .limit(limit)
         .all(conn)
         .await
 }
 
-/// Takes the event for one delivery attempt, until `lease_until`: a compare-and-set on the
-/// `next_attempt_at` the caller read, so of several workers that read the same due event exactly
-/// one wins; the others get false and leave it alone. A worker that dies holding the lease
-/// delays the event until the lease ends, then the event is due again.
-pub async fn claim(
-    conn: &impl ConnectionTrait,
-    id: i64,
-    seen_next_attempt_at: Option<DateTime<Utc>>,
-    lease_until: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let seen = match seen_next_attempt_at {
+/// Takes the event for one delivery attempt, until `lease_until` (wall time): a compare-and-set
+/// on the `next_attempt_at` and `leased_until` the caller read, so of several workers that read
+/// the same due event exactly one wins; the others get false and leave it alone. A worker that
+/// dies holding the lease delays the event until the lease ends, then the event is due again.
+pub async fn claim(conn: &impl ConnectionTrait, seen: &outbox::Model, lease_until: DateTime<Utc>) -> Result<bool, DbErr> {
+    let next_attempt = match seen.next_attempt_at {
         Some(at) => outbox::Column::NextAttemptAt.eq(at),
         None => outbox::Column::NextAttemptAt.is_null(),
     };
+    let lease = match seen.leased_until {
+        Some(at) => outbox::Column::LeasedUntil.eq(at),
+        None => outbox::Column::LeasedUntil.is_null(),
+    };
     let result = outbox::Entity::update_many()
-        .col_expr(outbox::Column::NextAttemptAt, Expr::value(lease_until))
-        .filter(outbox::Column::Id.eq(id))
+        .col_expr(outbox::Column::LeasedUntil, Expr::value(lease_until))
+        .filter(outbox::Column::Id.eq(seen.id))
         .filter(outbox::Column::DeliveredAt.is_null())
-        .filter(seen)
+        .filter(next_attempt)
+        .filter(lease)
         .exec(conn)
         .await?;
     Ok(result.rows_affected == 1)
@@ -98,6 +100,7 @@ pub async fn mark_delivered(conn: &impl ConnectionTrait, id: i64, now: DateTime<
     let result = outbox::Entity::update_many()
         .col_expr(outbox::Column::DeliveredAt, Expr::value(now))
         .col_expr(outbox::Column::NextAttemptAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(outbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
         .filter(outbox::Column::Id.eq(id))
         .filter(outbox::Column::DeliveredAt.is_null())
         .exec(conn)
@@ -120,9 +123,10 @@ pub async fn record_failure(
         .col_expr(outbox::Column::Attempts, Expr::col(outbox::Column::Attempts).add(1))
         .col_expr(outbox::Column::NextAttemptAt, Expr::value(retry_at))
         .col_expr(outbox::Column::LastError, Expr::value(error))
+        .col_expr(outbox::Column::LeasedUntil, Expr::value(Option::<DateTime<Utc>>::None))
         .filter(outbox::Column::Id.eq(id))
         .filter(outbox::Column::DeliveredAt.is_null())
-        .filter(outbox::Column::NextAttemptAt.eq(lease_until))
+        .filter(outbox::Column::LeasedUntil.eq(lease_until))
         .exec(conn)
         .await?;
     Ok(result.rows_affected == 1)
@@ -165,8 +169,9 @@ pub async fn count(conn: &impl ConnectionTrait, listing: Listing) -> Result<u64,
     crate::store::keyset::count(conn, listed(listing)).await
 }
 
-/// Makes the event due now for an operator's redelivery: no lease, no retry time and, for a
-/// delivered event, no delivery (it is sent again, under the same event id). Attempts and the
+/// Makes the event due now for an operator's redelivery: no retry time and, for a delivered
+/// event, no delivery (it is sent again, under the same event id). A lease an attempt holds is
+/// kept: that attempt is sending it now, and a second one at once is what leases prevent. Attempts and the
 /// last error are kept: they are the event's history. False if there is no such event.
 pub async fn reopen(conn: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
     let result = outbox::Entity::update_many()
