@@ -29,6 +29,7 @@ mod db_faults;
 mod drain;
 mod expiry;
 mod export;
+mod fleet;
 mod fuzz;
 mod gifts;
 mod graphiql;
