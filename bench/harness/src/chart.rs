@@ -23,9 +23,13 @@ fn color(scenario: Scenario) -> RGBColor {
         Scenario::Many => RGBColor(31, 119, 180),
         Scenario::Hot => RGBColor(214, 39, 40),
         // Timed once, not drawn against concurrency.
-        Scenario::Reads | Scenario::Month | Scenario::Day | Scenario::Hostile | Scenario::Export | Scenario::BalanceAt => {
-            RGBColor(44, 160, 44)
-        }
+        Scenario::Reads
+        | Scenario::Month
+        | Scenario::Day
+        | Scenario::Hostile
+        | Scenario::Export
+        | Scenario::BalanceAt
+        | Scenario::Footprint => RGBColor(44, 160, 44),
     }
 }
 

@@ -12,6 +12,7 @@
 mod baseline;
 mod chart;
 mod export;
+mod footprint;
 mod load;
 mod month;
 mod seed;
@@ -70,6 +71,10 @@ pub enum Scenario {
     /// about 60 lots expired but not yet written off at any instant) at three instants, side by
     /// side with a plain balance read of the same account (issue 25).
     BalanceAt,
+    /// PostgreSQL only: spends over all the seeded accounts, measured from the database's side:
+    /// WAL bytes, rows and bytes per table, and the CPU of the database's backends, per spend
+    /// (issue 29, docs/scaling.md).
+    Footprint,
 }
 
 impl Scenario {
@@ -83,6 +88,7 @@ impl Scenario {
             Scenario::Hostile => "hostile",
             Scenario::Export => "export",
             Scenario::BalanceAt => "balance-at",
+            Scenario::Footprint => "footprint",
         }
     }
 }
@@ -345,7 +351,8 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let Results { rows, months, exports } = results;
     targets(&rows, &months, &args);
     export_targets(&exports);
-    if !rows.is_empty() {
+    // The chart is of the spend scenarios: a run of others leaves the committed one alone.
+    if rows.iter().any(|r| matches!(r.scenario, Scenario::Many | Scenario::Hot)) {
         chart::draw(&args.chart, &rows, &args.db)?;
         println!("chart: {}", args.chart.display());
     }
@@ -468,6 +475,27 @@ async fn run_database(
                         print_row(&now);
                         rows.push(now);
                     }
+                    continue;
+                }
+                Scenario::Footprint => {
+                    if db != Db::Postgres {
+                        println!("footprint: PostgreSQL only, skipped on {}", db.label());
+                        continue;
+                    }
+                    let probe = credits::db::connect(url, 1).await?;
+                    for &clients in &args.clients {
+                        let before = footprint::snapshot(&probe).await?;
+                        let measured = load::closed_loop(target.clone(), Pick::Many(args.accounts), clients, warmup, seconds).await;
+                        let spends = row(scenario, db, clients, Side::Credits, &measured, peak_rss(&servers));
+                        print_row(&spends);
+                        rows.push(spends);
+                        // Backends report their table counters when they go idle, at most every
+                        // 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL).
+                        tokio::time::sleep(Duration::from_secs(11)).await;
+                        let after = footprint::snapshot(&probe).await?;
+                        footprint::print(clients, &footprint::between(&probe, &before, &after).await?);
+                    }
+                    let _ = probe.close().await;
                     continue;
                 }
                 Scenario::Many => Pick::Many(args.accounts),
