@@ -6,7 +6,7 @@
 //!   answered and committed, and the process exits cleanly only after it;
 //! - a request that never finishes does not hold the process past `shutdown_timeout_seconds`.
 
-use crate::support::serve::{ServeProcess, credits_command};
+use crate::support::serve::{ServeProcess, service_command};
 use crate::support::{LEDGER_PROGRAM, SECRET, gql_at, ws};
 use credits::auth::{AuthKeys, Role};
 use serde_json::json;
@@ -22,14 +22,8 @@ fn token(role: Role) -> String {
 }
 
 async fn start(database_url: &str, dir: &std::path::Path, shutdown_timeout_seconds: u64) -> ServeProcess {
-    let mut command = credits_command();
-    command
-        .env("DATABASE_URL", database_url)
-        .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
-        .env("CREDITS_PROGRAM", LEDGER_PROGRAM)
-        .env("CREDITS_SHUTDOWN_TIMEOUT_SECONDS", shutdown_timeout_seconds.to_string())
-        .env("RUST_LOG", "info,sqlx=warn")
-        .env("NO_COLOR", "1");
+    let mut command = service_command(database_url, LEDGER_PROGRAM);
+    command.env("CREDITS_SHUTDOWN_TIMEOUT_SECONDS", shutdown_timeout_seconds.to_string());
     ServeProcess::start(command, &[], dir, "serve").await
 }
 

@@ -38,7 +38,7 @@
 
 use crate::support::SECRET;
 use crate::support::private_pg::PrivatePostgres;
-use crate::support::serve::{ServeProcess, credits_command};
+use crate::support::serve::{ServeProcess, WorkerProcess, credits_command};
 use crate::support::ws;
 use chrono::{DateTime, Utc};
 use credits::auth::{AuthKeys, Role};
@@ -47,8 +47,7 @@ use rust_decimal::Decimal;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -182,39 +181,6 @@ fn fleet_env(command: &mut Command, database_url: &str, webhook_url: &str, name:
         .env("NO_COLOR", "1");
 }
 
-/// `credits worker`: the jobs alone, no HTTP; its log is all it says (as in `tests/outages.rs`).
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn start(database_url: &str, webhook_url: &str, dir: &Path, name: &str) -> Worker {
-        let log = dir.join(format!("{name}.log"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_credits"));
-        fleet_env(&mut command, database_url, webhook_url, name);
-        let child = command
-            .arg("worker")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("a log file"))
-            .spawn()
-            .expect("the credits binary starts");
-        Worker { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Whether process `pid` runs: it exists and is not a zombie (Linux's `/proc/<pid>/stat`).
 fn running(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -231,7 +197,7 @@ fn tail(log: &str, lines: usize) -> String {
 
 struct Fleet {
     servers: Vec<ServeProcess>,
-    workers: Vec<Worker>,
+    workers: Vec<WorkerProcess>,
     database_url: String,
     webhook_url: String,
     dir: tempfile::TempDir,
@@ -251,7 +217,14 @@ impl Fleet {
         let mut servers = vec![serve("serve-0".into()).await];
         let (one, two) = tokio::join!(serve("serve-1".into()), serve("serve-2".into()));
         servers.extend([one, two]);
-        let workers: Vec<Worker> = (0..2).map(|n| Worker::start(database_url, webhook_url, dir.path(), &format!("worker-{n}"))).collect();
+        let workers: Vec<WorkerProcess> = (0..2)
+            .map(|n| {
+                let name = format!("worker-{n}");
+                let mut command = credits_command();
+                fleet_env(&mut command, database_url, webhook_url, &name);
+                WorkerProcess::start(command, dir.path(), &name)
+            })
+            .collect();
         let fleet = Fleet { servers, workers, database_url: database_url.to_string(), webhook_url: webhook_url.to_string(), dir };
         // The load starts once both workers tick: webhook delivery and the expiries are theirs.
         let started = Instant::now();

@@ -15,12 +15,11 @@
 //! `#[ignore]`d (`cargo test --test main -- outages:: --ignored`).
 
 use crate::support::private_pg::PrivatePostgres;
-use crate::support::serve::{ServeProcess, credits_command};
+use crate::support::serve::{ServeProcess, WorkerProcess, service_command};
 use crate::support::{LEDGER_PROGRAM, SECRET, gql_at};
 use credits::auth::{AuthKeys, Role};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A request to `/health` that takes longer has hung: a failure, not a measurement.
@@ -36,52 +35,8 @@ const POLL: Duration = Duration::from_millis(250);
 /// `credits serve` with its jobs in process; its log (stderr, info) goes to a file the test
 /// reads (`support::serve`).
 async fn start_serve(database_url: &str, dir: &Path, flags: &[&str]) -> ServeProcess {
-    let mut command = credits_command();
-    command
-        .env("DATABASE_URL", database_url)
-        .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
-        .env("CREDITS_PROGRAM", LEDGER_PROGRAM)
-        .env("RUST_LOG", "info,sqlx=warn")
-        .env("NO_COLOR", "1");
     let name = if flags.is_empty() { "serve" } else { "serve-api-only" };
-    ServeProcess::start(command, flags, dir, name).await
-}
-
-/// `credits worker`: the jobs alone, no HTTP; its log is all it has to say they are behind.
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Worker {
-    fn start(database_url: &str, dir: &Path) -> Worker {
-        let log = dir.join("worker.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_credits"))
-            .arg("worker")
-            .env_remove("CREDITS_CONFIG")
-            .env("DATABASE_URL", database_url)
-            .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
-            .env("CREDITS_PROGRAM", LEDGER_PROGRAM)
-            .env("RUST_LOG", "info,sqlx=warn")
-            .env("NO_COLOR", "1")
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("a log file"))
-            .spawn()
-            .expect("the credits binary starts");
-        Worker { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    ServeProcess::start(service_command(database_url, LEDGER_PROGRAM), flags, dir, name).await
 }
 
 /// `/health`'s status and body; panics if it does not answer within `HEALTH_HANG`.
@@ -203,7 +158,7 @@ async fn jobs_resume_after_postgres_outages(outage: Duration, rounds: u32) {
     let mut serve = start_serve(&url, dir.path(), &[]).await;
     jobs_started(&serve).await;
     // A standalone worker beside it, which has no /health: its log must tell the story.
-    let mut worker = Worker::start(&url, dir.path());
+    let mut worker = WorkerProcess::start(service_command(&url, LEDGER_PROGRAM), dir.path(), "worker");
     eventually(
         "the worker's jobs start",
         Duration::from_secs(60),

@@ -8,7 +8,7 @@
 //!   that points to session mode, rather than fail obscurely. README, "Behind PgBouncer".
 
 use crate::support::pgbouncer::PgBouncer;
-use crate::support::serve::{ServeProcess, credits_command};
+use crate::support::serve::{ServeProcess, service_command};
 use crate::support::{Backend, LEDGER_PROGRAM, SECRET, TestDb, gql_at, ws};
 use credits::auth::{AuthKeys, Role};
 use serde_json::json;
@@ -24,14 +24,7 @@ fn token(role: Role) -> String {
 }
 
 fn command(database_url: &str) -> Command {
-    let mut command = credits_command();
-    command
-        .env("DATABASE_URL", database_url)
-        .env("CREDITS_AUTH_SECRET", std::str::from_utf8(SECRET).unwrap())
-        .env("CREDITS_PROGRAM", LEDGER_PROGRAM)
-        .env("RUST_LOG", "info,sqlx=warn")
-        .env("NO_COLOR", "1");
-    command
+    service_command(database_url, LEDGER_PROGRAM)
 }
 
 fn database_name(url: &str) -> String {

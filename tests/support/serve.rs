@@ -22,6 +22,53 @@ pub fn credits_command() -> Command {
     command
 }
 
+/// The binary with what most process tests give it: the database, the tests' token secret,
+/// `program`, and an info log without colours for the test to read.
+pub fn service_command(database_url: &str, program: &str) -> Command {
+    let mut command = credits_command();
+    command
+        .env("DATABASE_URL", database_url)
+        .env("CREDITS_AUTH_SECRET", std::str::from_utf8(super::SECRET).unwrap())
+        .env("CREDITS_PROGRAM", program)
+        .env("RUST_LOG", "info,sqlx=warn")
+        .env("NO_COLOR", "1");
+    command
+}
+
+/// `credits worker` as a child process: the jobs alone, no HTTP, so its log (in a file) is all
+/// it says; killed and reaped when dropped.
+pub struct WorkerProcess {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl WorkerProcess {
+    /// Runs `command` (from `credits_command`, with its environment) as `worker`, its stderr in
+    /// `dir/{name}.log`.
+    pub fn start(mut command: Command, dir: &Path, name: &str) -> WorkerProcess {
+        let log = dir.join(format!("{name}.log"));
+        let child = command
+            .arg("worker")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("a log file"))
+            .spawn()
+            .expect("the credits binary starts");
+        WorkerProcess { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl ServeProcess {
     /// Runs `command` (from `credits_command`, with its environment) as `serve --bind` on a free
     /// port with `flags`, its stderr in `dir/{name}.log`, and waits until it is healthy.
