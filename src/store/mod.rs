@@ -48,13 +48,11 @@ pub fn db_error_code(err: &DbErr) -> Option<String> {
 }
 
 /// Contention that a bounded retry of the whole transaction resolves: SQLite's BUSY/LOCKED
-/// (primary and extended codes) and PostgreSQL's serialization failure and deadlock.
+/// (primary and extended codes) and PostgreSQL's serialization failure and deadlock. A pool
+/// with no connection is not contention but the database away (`unreachable`): the pool has
+/// already waited for it, so retrying the transaction would only wait again.
 pub fn is_transient(err: &DbErr) -> bool {
-    match db_error_code(err).as_deref() {
-        Some("5" | "6" | "261" | "262" | "517" | "40001" | "40P01") => true,
-        Some(_) => false,
-        None => matches!(err, DbErr::ConnectionAcquire(_)),
-    }
+    matches!(db_error_code(err).as_deref(), Some("5" | "6" | "261" | "262" | "517" | "40001" | "40P01"))
 }
 
 /// Why the database could not be used at all, as opposed to refusing a statement: the server
