@@ -71,7 +71,7 @@ pub async fn wide_sum(db: &DatabaseConnection, column: &str, from: &str) -> Resu
 
 /// The row-level checks, over the whole database or one account's rows (`account`, the ledger's
 /// id): each query lists (id, stored, what the journal says) for the rows that disagree.
-fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 12] {
+fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 13] {
     // An integer from our own database, never user text, so it is written into the SQL.
     let only = |column: &str| account.map_or(String::new(), |id| format!(" AND {column} = {id}"));
     // Where a scope (a JSON array of names without quotes in them) names a feature.
@@ -80,7 +80,7 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
         (
             "held reservation differs from its hold entry",
             format!(
-                "SELECT r.id, r.amount_micros, -je.amount_micros FROM reservations r JOIN journal_entries je ON je.id = r.hold_entry_id \
+                "SELECT r.id, r.amount_micros, -je.amount_micros FROM reservations r JOIN journal_entries_all je ON je.id = r.hold_entry_id \
                  WHERE r.status = 'held' AND (je.kind <> 'hold' OR je.account_id <> r.account_id OR je.amount_micros <> -r.amount_micros){}",
                 only("r.account_id")
             ),
@@ -89,7 +89,7 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             "lot remaining differs from its journal lines",
             format!(
                 "SELECT l.id, l.remaining_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
-                 LEFT JOIN journal_lines jl ON jl.lot_id = l.id WHERE 1 = 1{} GROUP BY l.id, l.remaining_micros \
+                 LEFT JOIN journal_lines_all jl ON jl.lot_id = l.id WHERE 1 = 1{} GROUP BY l.id, l.remaining_micros \
                  HAVING l.remaining_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
                 only("l.account_id")
             ),
@@ -100,8 +100,8 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             "lot granted differs from its grant line",
             format!(
                 "SELECT l.id, l.granted_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM lots l \
-                 LEFT JOIN journal_lines jl ON jl.lot_id = l.id \
-                 LEFT JOIN journal_entries je ON je.id = jl.entry_id \
+                 LEFT JOIN journal_lines_all jl ON jl.lot_id = l.id \
+                 LEFT JOIN journal_entries_all je ON je.id = jl.entry_id \
                  AND (je.kind = 'grant' OR (je.kind IN ('rollover', 'gift_received') AND jl.delta_micros > 0)) \
                  WHERE (je.id IS NOT NULL OR jl.id IS NULL){} GROUP BY l.id, l.granted_micros \
                  HAVING l.granted_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
@@ -111,8 +111,8 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
         (
             "journal entry differs from the sum of its lines",
             format!(
-                "SELECT je.id, je.amount_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_entries je \
-                 LEFT JOIN journal_lines jl ON jl.entry_id = je.id WHERE 1 = 1{} GROUP BY je.id, je.amount_micros \
+                "SELECT je.id, je.amount_micros, CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_entries_all je \
+                 LEFT JOIN journal_lines_all jl ON jl.entry_id = je.id WHERE 1 = 1{} GROUP BY je.id, je.amount_micros \
                  HAVING je.amount_micros <> CAST(COALESCE(SUM(jl.delta_micros), 0) AS BIGINT)",
                 only("je.account_id")
             ),
@@ -120,9 +120,9 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
         (
             "cached balance differs from the journal",
             format!(
-                "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je \
+                "SELECT a.id, a.balance_micros, CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries_all je \
                  WHERE je.account_id = a.id), 0) AS BIGINT) FROM accounts a \
-                 WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries je WHERE je.account_id = a.id), 0) AS BIGINT){}",
+                 WHERE a.balance_micros <> CAST(COALESCE((SELECT SUM(je.amount_micros) FROM journal_entries_all je WHERE je.account_id = a.id), 0) AS BIGINT){}",
                 only("a.id")
             ),
         ),
@@ -139,8 +139,8 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             // A rollover mints nothing: one line out of a lot, the same amount into another.
             "rollover entry is not one move between two lots",
             format!(
-                "SELECT je.id, je.amount_micros, 0 FROM journal_entries je WHERE je.kind = 'rollover' \
-                 AND (je.amount_micros <> 0 OR (SELECT COUNT(*) FROM journal_lines jl WHERE jl.entry_id = je.id) <> 2){}",
+                "SELECT je.id, je.amount_micros, 0 FROM journal_entries_all je WHERE je.kind = 'rollover' \
+                 AND (je.amount_micros <> 0 OR (SELECT COUNT(*) FROM journal_lines_all jl WHERE jl.entry_id = je.id) <> 2){}",
                 only("je.account_id")
             ),
         ),
@@ -149,9 +149,9 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             // and class, never more than the plan lot was granted (so never a rollover again).
             "rollover lot not carried from a plan lot of its account",
             format!(
-                "SELECT n.id, n.granted_micros, o.granted_micros FROM journal_entries je \
-                 JOIN journal_lines jin ON jin.entry_id = je.id AND jin.delta_micros > 0 JOIN lots n ON n.id = jin.lot_id \
-                 JOIN journal_lines jout ON jout.entry_id = je.id AND jout.delta_micros < 0 JOIN lots o ON o.id = jout.lot_id \
+                "SELECT n.id, n.granted_micros, o.granted_micros FROM journal_entries_all je \
+                 JOIN journal_lines_all jin ON jin.entry_id = je.id AND jin.delta_micros > 0 JOIN lots n ON n.id = jin.lot_id \
+                 JOIN journal_lines_all jout ON jout.entry_id = je.id AND jout.delta_micros < 0 JOIN lots o ON o.id = jout.lot_id \
                  WHERE je.kind = 'rollover' AND (n.source <> 'rollover' OR o.origin_kind IS NULL OR o.origin_kind <> 'plan' \
                  OR n.account_id <> o.account_id OR n.account_id <> je.account_id OR n.class <> o.class \
                  OR n.granted_micros > o.granted_micros){}",
@@ -165,9 +165,9 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             // the sent entry took, 0 when there is none.)
             "gift received differs from what was sent",
             format!(
-                "SELECT je.id, je.amount_micros, COALESCE(-s.amount_micros, 0) FROM journal_entries je \
-                 JOIN journal_lines jl ON jl.entry_id = je.id JOIN lots l ON l.id = jl.lot_id \
-                 LEFT JOIN journal_entries s ON l.origin_kind = 'gift' AND CAST(s.id AS TEXT) = l.origin_id AND s.kind = 'gift_sent' \
+                "SELECT je.id, je.amount_micros, COALESCE(-s.amount_micros, 0) FROM journal_entries_all je \
+                 JOIN journal_lines_all jl ON jl.entry_id = je.id JOIN lots l ON l.id = jl.lot_id \
+                 LEFT JOIN journal_entries_all s ON l.origin_kind = 'gift' AND CAST(s.id AS TEXT) = l.origin_id AND s.kind = 'gift_sent' \
                  WHERE je.kind = 'gift_received' AND (s.id IS NULL OR s.account_id = je.account_id OR s.amount_micros <> -je.amount_micros \
                  OR l.source <> 'gift' OR l.class <> 'paid' OR l.features IS NOT NULL OR jl.delta_micros <= 0){}",
                 only("je.account_id")
@@ -186,10 +186,21 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             // from it. (id: the journal line; stored: what it took.)
             "lot drawn before its start",
             format!(
-                "SELECT jl.id, jl.delta_micros, 0 FROM journal_lines jl JOIN lots l ON l.id = jl.lot_id \
-                 JOIN journal_entries je ON je.id = jl.entry_id \
+                "SELECT jl.id, jl.delta_micros, 0 FROM journal_lines_all jl JOIN lots l ON l.id = jl.lot_id \
+                 JOIN journal_entries_all je ON je.id = jl.entry_id \
                  WHERE l.effective_at IS NOT NULL AND jl.delta_micros < 0 AND je.created_at < l.effective_at \
                  AND je.kind NOT IN ('void', 'expire'){}",
+                only("l.account_id")
+            ),
+        ),
+        (
+            // No foreign key says it on PostgreSQL's journal by month (migration 000033): every
+            // line has its entry, recorded at the same instant (so in the same month). (id: the
+            // line; stored: its change.)
+            "journal line without its entry",
+            format!(
+                "SELECT jl.id, jl.delta_micros, 0 FROM journal_lines_all jl JOIN lots l ON l.id = jl.lot_id \
+                 WHERE NOT EXISTS (SELECT 1 FROM journal_entries_all je WHERE je.id = jl.entry_id AND je.created_at = jl.created_at){}",
                 only("l.account_id")
             ),
         ),
@@ -197,8 +208,8 @@ fn checks(backend: DbBackend, account: Option<i64>) -> [(&'static str, String); 
             // A use of a feature takes only unscoped lots and lots scoped to it.
             "lot drawn by a use outside its scope",
             format!(
-                "SELECT jl.id, jl.delta_micros, 0 FROM journal_lines jl JOIN lots l ON l.id = jl.lot_id \
-                 JOIN journal_entries je ON je.id = jl.entry_id \
+                "SELECT jl.id, jl.delta_micros, 0 FROM journal_lines_all jl JOIN lots l ON l.id = jl.lot_id \
+                 JOIN journal_entries_all je ON je.id = jl.entry_id \
                  WHERE l.features IS NOT NULL AND jl.delta_micros < 0 AND je.kind IN ('spend', 'hold', 'transfer') \
                  AND je.feature IS NOT NULL AND {position}(l.features, '\"' || je.feature || '\"') = 0{}",
                 only("l.account_id")
@@ -233,11 +244,11 @@ pub async fn run_for_account(db: &DatabaseConnection, account_id: i64, now: Date
     let mut report = AuditReport {
         accounts: 1,
         lots: scalar(db, &format!("SELECT COUNT(*) FROM lots WHERE account_id = {account_id}")).await?,
-        entries: scalar(db, &format!("SELECT COUNT(*) FROM journal_entries WHERE account_id = {account_id}")).await?,
+        entries: scalar(db, &format!("SELECT COUNT(*) FROM journal_entries_all WHERE account_id = {account_id}")).await?,
         ..Default::default()
     };
     report.problems = check_rows(db, Some(account_id)).await?;
-    let journal_total = wide_sum(db, "amount_micros", &format!("journal_entries WHERE account_id = {account_id}")).await?;
+    let journal_total = wide_sum(db, "amount_micros", &format!("journal_entries_all WHERE account_id = {account_id}")).await?;
     let remaining = wide_sum(db, "remaining_micros", &format!("lots WHERE account_id = {account_id}")).await?;
     if journal_total != remaining {
         report.problems.push(format!("the journal's total {journal_total} differs from what the lots hold {remaining}"));
@@ -248,7 +259,7 @@ pub async fn run_for_account(db: &DatabaseConnection, account_id: i64, now: Date
         db,
         "je.amount_micros",
         &format!(
-            "journal_entries je JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held' AND r.account_id = {account_id}"
+            "journal_entries_all je JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held' AND r.account_id = {account_id}"
         ),
     )
     .await?;
@@ -310,35 +321,43 @@ pub async fn run(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<AuditRep
     let mut report = AuditReport {
         accounts: scalar(db, "SELECT COUNT(*) FROM accounts").await?,
         lots: scalar(db, "SELECT COUNT(*) FROM lots").await?,
-        entries: scalar(db, "SELECT COUNT(*) FROM journal_entries").await?,
+        entries: scalar(db, "SELECT COUNT(*) FROM journal_entries_all").await?,
         ..Default::default()
     };
 
     report.problems = check_rows(db, None).await?;
+    // An archived month is read through the views like any other; what it held when archived
+    // is recorded apart, so a month detached, dropped or edited since shows here.
+    for (recorded, (entries, lines, amount, line_amount)) in crate::store::journal_months::archived_months_changed(db).await? {
+        report.problems.push(format!(
+            "archived journal month {} changed: {} entries, {} lines, {} and {} micro-credits when archived; now {entries}, {lines}, {amount} and {line_amount}",
+            recorded.month, recorded.entries, recorded.lines, recorded.amount_micros, recorded.line_micros
+        ));
+    }
 
     // Conservation by kind of movement: granted + adjusted up = spent + expired + ... + held +
     // remaining. Every kind's lines are signed, so the journal's total must equal the lots'
     // total; what holds took and releases did not give back is exactly what is held.
-    let journal_total = wide_sum(db, "amount_micros", "journal_entries").await?;
-    let granted = wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'grant'").await?;
-    let outflow = -wide_sum(db, "amount_micros", "journal_entries WHERE kind <> 'grant'").await?;
+    let journal_total = wide_sum(db, "amount_micros", "journal_entries_all").await?;
+    let granted = wide_sum(db, "amount_micros", "journal_entries_all WHERE kind = 'grant'").await?;
+    let outflow = -wide_sum(db, "amount_micros", "journal_entries_all WHERE kind <> 'grant'").await?;
     let remaining = wide_sum(db, "remaining_micros", "lots").await?;
     report.held_micros = wide_sum(db, "amount_micros", "reservations WHERE status = 'held'").await?;
     let held_in_journal =
-        -wide_sum(db, "je.amount_micros", "journal_entries je JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held'")
+        -wide_sum(db, "je.amount_micros", "journal_entries_all je JOIN reservations r ON r.hold_entry_id = je.id WHERE r.status = 'held'")
             .await?;
     // Transfers: what consumers' completed jobs paid is exactly what providers and the platform
     // were credited for them.
-    let transferred_out = -wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'transfer'").await?;
+    let transferred_out = -wide_sum(db, "amount_micros", "journal_entries_all WHERE kind = 'transfer'").await?;
     let earned = wide_sum(db, "granted_micros", "lots WHERE source = 'provider_earnings'").await?;
     if transferred_out != earned {
         report.problems.push(format!("transfers out {transferred_out} differ from provider and platform earnings {earned}"));
     }
     // Gifts: what senders gave is exactly what recipients received, and every gift is a pair.
-    let gifted = -wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'gift_sent'").await?;
-    let received = wide_sum(db, "amount_micros", "journal_entries WHERE kind = 'gift_received'").await?;
-    let gifts_sent = scalar(db, "SELECT COUNT(*) FROM journal_entries WHERE kind = 'gift_sent'").await?;
-    let gifts_received = scalar(db, "SELECT COUNT(*) FROM journal_entries WHERE kind = 'gift_received'").await?;
+    let gifted = -wide_sum(db, "amount_micros", "journal_entries_all WHERE kind = 'gift_sent'").await?;
+    let received = wide_sum(db, "amount_micros", "journal_entries_all WHERE kind = 'gift_received'").await?;
+    let gifts_sent = scalar(db, "SELECT COUNT(*) FROM journal_entries_all WHERE kind = 'gift_sent'").await?;
+    let gifts_received = scalar(db, "SELECT COUNT(*) FROM journal_entries_all WHERE kind = 'gift_received'").await?;
     if gifted != received || gifts_sent != gifts_received {
         report.problems.push(format!(
             "gifts sent ({gifts_sent}, {gifted} micro-credits) differ from gifts received ({gifts_received}, {received} micro-credits)"

@@ -102,6 +102,30 @@ enum Command {
         #[command(subcommand)]
         command: PersistedCommand,
     },
+    /// The journal by month (PostgreSQL): `months` lists each month and where it is; `archive`
+    /// moves a month that has ended out of the live tables, still read by every query.
+    Journal {
+        #[command(subcommand)]
+        command: JournalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JournalCommand {
+    /// Each month of the journal: live or archived, and its entries and lines (counted: a read
+    /// of the whole journal). Also the entries outside any month's partition.
+    Months,
+    /// Archive MONTH (YYYY-MM, ended): detach its partitions from the live tables and keep them
+    /// in the `journal_archive` schema, closed to changes; the audit, statements, history and
+    /// exports still read it. Running it again finishes a run that stopped, or does nothing.
+    Archive {
+        #[arg(long, value_parser = parse_month)]
+        month: credits::store::journal_months::Month,
+    },
+}
+
+fn parse_month(text: &str) -> Result<credits::store::journal_months::Month, String> {
+    credits::store::journal_months::Month::parse(text).ok_or_else(|| format!("{text:?} is not a month: write YYYY-MM"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -324,6 +348,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         r.attempts,
                         r.updated_at.to_rfc3339()
                     );
+                }
+            }
+        }
+        Command::Journal { command } => {
+            let ledger = credits::app::ledger_from_config(&config, 2).await?;
+            if !credits::store::journal_months::is_partitioned(&ledger.db).await? {
+                anyhow::bail!("this database keeps the journal in one table: months are kept and archived on PostgreSQL only");
+            }
+            match command {
+                JournalCommand::Months => {
+                    use credits::store::journal_months::{self as months, Place};
+                    for row in months::months(&ledger.db).await? {
+                        let place = match row.place {
+                            Place::Live => "live",
+                            Place::Archived => "archived",
+                        };
+                        println!("{}  {place:<8}  {} entries  {} lines", row.month, row.entries, row.lines);
+                    }
+                    println!("outside any month: {} entries", months::outside_months(&ledger.db).await?);
+                }
+                JournalCommand::Archive { month } => {
+                    let now = ledger.clock.tick_instant(&ledger.db, chrono::Utc::now()).await?;
+                    let archived = ledger.archive_journal_month(month, now).await?;
+                    let record = &archived.record;
+                    if archived.now {
+                        println!("{month} archived: {} entries, {} lines", record.entries, record.lines);
+                        eprintln!("the live journal was locked for {} ms", archived.locked.as_millis());
+                    } else {
+                        println!("{month} already archived: {} entries, {} lines", record.entries, record.lines);
+                    }
                 }
             }
         }

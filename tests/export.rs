@@ -18,7 +18,7 @@ const RESERVE: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
     reserveCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"video\", holdSeconds: 3600}) { reservationId amount } }";
 
 /// Runs `credits ARGS` against `url`, with nothing else configured.
-async fn credits(url: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
+pub(crate) async fn credits(url: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_credits"));
     command
@@ -42,7 +42,7 @@ async fn credits(url: &str, args: &[&str], stdin: Option<&[u8]>) -> std::process
     child.wait_with_output().await.unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 

@@ -37,6 +37,7 @@ mod history;
 mod http_conformance;
 mod http_transport;
 mod jobs;
+mod journal_months;
 mod limits;
 mod lucky;
 mod market;

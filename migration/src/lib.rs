@@ -34,6 +34,7 @@ mod m20261204_000029_add_stripe;
 mod m20261204_000030_add_ad_reward_custom_data;
 mod m20261204_000031_create_claim_rates;
 mod m20261204_000032_add_outbox_lease;
+mod m20261204_000033_partition_journal;
 
 pub struct Migrator;
 
@@ -72,6 +73,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000030_add_ad_reward_custom_data::Migration),
             Box::new(m20261204_000031_create_claim_rates::Migration),
             Box::new(m20261204_000032_add_outbox_lease::Migration),
+            Box::new(m20261204_000033_partition_journal::Migration),
         ]
     }
 }

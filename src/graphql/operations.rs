@@ -52,6 +52,9 @@ pub enum JobName {
     /// Every 10 seconds: charges pending auto top-ups to the card the product saved, through
     /// Stripe (only with a Stripe key).
     ChargeAutoTopUps,
+    /// Hourly: on PostgreSQL, creates the journal's monthly partitions for this month and the
+    /// next two (nothing on SQLite).
+    PrepareJournalMonths,
 }
 
 /// How a job's work is keyed.

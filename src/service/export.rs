@@ -187,6 +187,8 @@ pub fn schema_version() -> String {
 /// The migration that gave journal entries `balance_after_micros`; migration names sort by
 /// their date and sequence, so an export whose schema sorts before it has no such field.
 const BALANCE_AFTER_SINCE: &str = "m20261203_000020_add_balance_after";
+/// The first schema whose journal lines carry their entry's instant (`journal_line::created_at`).
+const LINE_INSTANT_SINCE: &str = "m20261204_000033_partition_journal";
 
 fn known_schema(name: &str) -> bool {
     use migration::MigratorTrait;
@@ -547,6 +549,10 @@ pub async fn import(db: &DatabaseConnection, source: &ImportSource) -> Result<Im
                     // with 0, so each gets the running sum the migration gave old entries.
                     crate::store::journal::recompute_balances_after(&txn).await?;
                 }
+                if header.schema.as_str() < LINE_INSTANT_SINCE {
+                    // Lines loaded with a placeholder instant take their entry's.
+                    crate::store::journal::fill_line_instants(&txn).await?;
+                }
                 for table in Table::ALL {
                     rows::reset_sequence(&txn, table).await?;
                 }
@@ -561,6 +567,17 @@ pub async fn import(db: &DatabaseConnection, source: &ImportSource) -> Result<Im
 
 async fn flush(txn: &DatabaseTransaction, table: Table, batch: &mut Vec<serde_json::Value>, line: u64) -> Result<(), ImportError> {
     let rows = std::mem::replace(batch, Vec::with_capacity(BATCH_ROWS));
+    if table == Table::JournalEntries {
+        // On PostgreSQL's journal by month, the months of these entries get their partitions
+        // first (their lines follow them), rather than all landing in the default partition.
+        let instants = rows.iter().filter_map(|row| row.get("created_at")?.as_str()?.parse::<DateTime<Utc>>().ok());
+        if let (Some(first), Some(last)) = instants.fold((None, None), |(lo, hi): (Option<DateTime<Utc>>, Option<DateTime<Utc>>), t| {
+            (Some(lo.map_or(t, |lo| lo.min(t))), Some(hi.map_or(t, |hi| hi.max(t))))
+        }) {
+            use crate::store::journal_months::{Month, ensure};
+            ensure(txn, Month::of(first), Month::of(last)).await.map_err(|e| ImportError::Load { line, source: e.into() })?;
+        }
+    }
     rows::insert_batch(txn, table, rows).await.map_err(|source| ImportError::Load { line, source })?;
     Ok(())
 }

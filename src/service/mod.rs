@@ -22,6 +22,7 @@ pub mod export;
 pub mod gifts;
 pub mod input;
 pub mod jobs;
+pub mod journal_months;
 pub mod keyed;
 pub mod lucky;
 pub mod market;

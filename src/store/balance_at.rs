@@ -45,7 +45,7 @@ pub(crate) fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> St
 /// The account's newest entry recorded at or before `at` (latest recorded instant, then highest
 /// sequence); none if it had none by then.
 pub async fn last_recorded(conn: &impl ConnectionTrait, account_id: i64, at: DateTime<Utc>) -> Result<Option<Recorded>, DbErr> {
-    let sql = "SELECT id, balance_after_micros FROM journal_entries WHERE account_id = ? AND created_at <= ? \
+    let sql = "SELECT id, balance_after_micros FROM journal_entries_all WHERE account_id = ? AND created_at <= ? \
                ORDER BY created_at DESC, id DESC LIMIT 1";
     let row = conn.query_one_raw(statement(conn.get_database_backend(), sql, vec![account_id.into(), at.into()])).await?;
     row.map(|r| Ok(Recorded { entry_id: r.try_get_by_index(0)?, balance_after_micros: r.try_get_by_index(1)? })).transpose()
@@ -61,14 +61,14 @@ pub async fn expired_on_books(
     entry_id: i64,
 ) -> Result<Vec<(i64, i64)>, DbErr> {
     // The write-offs' predicate repeats the partial index's word for word.
-    let sql = "SELECT c.lot_id, CAST(l.remaining_micros - COALESCE((SELECT SUM(x.delta_micros) FROM journal_lines x \
+    let sql = "SELECT c.lot_id, CAST(l.remaining_micros - COALESCE((SELECT SUM(x.delta_micros) FROM journal_lines_all x \
                       WHERE x.lot_id = c.lot_id AND x.entry_id > ?), 0) AS BIGINT) AS held_then \
                FROM (SELECT o.id AS lot_id FROM lots o WHERE o.account_id = ? AND o.\"open\" = ? AND o.expires_at <= ? \
                      UNION \
-                     SELECT jl.lot_id FROM journal_entries je JOIN journal_lines jl ON jl.entry_id = je.id \
+                     SELECT jl.lot_id FROM journal_entries_all je JOIN journal_lines_all jl ON jl.entry_id = je.id \
                      WHERE je.account_id = ? AND je.kind = 'expire' AND je.created_at > ? AND je.effective_at <= ? \
                      UNION \
-                     SELECT jl.lot_id FROM journal_entries je JOIN journal_lines jl ON jl.entry_id = je.id \
+                     SELECT jl.lot_id FROM journal_entries_all je JOIN journal_lines_all jl ON jl.entry_id = je.id \
                      WHERE je.account_id = ? AND je.kind = 'rollover' AND je.created_at > ? AND je.effective_at <= ?) c \
                JOIN lots l ON l.id = c.lot_id \
                WHERE l.expires_at <= ?";
@@ -97,7 +97,7 @@ pub async fn upcoming_on_books(
     at: DateTime<Utc>,
     entry_id: i64,
 ) -> Result<Vec<(i64, i64)>, DbErr> {
-    let sql = "SELECT l.id, CAST(l.remaining_micros - COALESCE((SELECT SUM(x.delta_micros) FROM journal_lines x \
+    let sql = "SELECT l.id, CAST(l.remaining_micros - COALESCE((SELECT SUM(x.delta_micros) FROM journal_lines_all x \
                       WHERE x.lot_id = l.id AND x.entry_id > ?), 0) AS BIGINT) AS held_then \
                FROM lots l WHERE l.account_id = ? AND l.effective_at > ? AND l.granted_at <= ? \
                AND (l.expires_at IS NULL OR l.expires_at > ?)";
@@ -127,7 +127,7 @@ pub async fn holds_on_books(conn: &impl ConnectionTrait, account_id: i64, at: Da
                      UNION \
                      SELECT id, deadline, hold_entry_id FROM reservations \
                      WHERE account_id = ? AND settled_at > ? AND created_at <= ?) r \
-               JOIN journal_lines jl ON jl.entry_id = r.hold_entry_id \
+               JOIN journal_lines_all jl ON jl.entry_id = r.hold_entry_id \
                JOIN lots l ON l.id = jl.lot_id";
     let values = vec![account_id.into(), at.into(), account_id.into(), at.into(), at.into()];
     let rows = conn.query_all_raw(statement(conn.get_database_backend(), sql, values)).await?;

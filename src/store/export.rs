@@ -10,6 +10,7 @@ use crate::entity::{
     journal_entry, journal_line, lot, market_job, meter, provider, purchase, referral, reservation, settlement, spend_limit,
     spend_limit_hold, spend_usage, usage_line,
 };
+use crate::store::journal::every_month;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, Query, SimpleExpr};
 use sea_orm::{
@@ -175,7 +176,7 @@ impl Table {
 fn entries_since(since: DateTime<Utc>) -> sea_orm::sea_query::SelectStatement {
     Query::select()
         .column(Alias::new("id"))
-        .from(Alias::new("journal_entries"))
+        .from(Alias::new(crate::store::journal_months::ENTRIES_ALL))
         .and_where(Expr::col(Alias::new("created_at")).gte(since))
         .to_owned()
 }
@@ -258,7 +259,7 @@ where
     E::Model: serde::Serialize + Sync,
 {
     let key = key_column::<E>()?;
-    let mut query = E::find();
+    let mut query = every_month(E::find());
     if let Some(filter) = filter {
         query = query.filter(filter);
     }
@@ -284,7 +285,7 @@ pub async fn is_empty(conn: &impl ConnectionTrait, table: Table) -> Result<bool,
 
 async fn is_empty_of<E: EntityTrait>(conn: &impl ConnectionTrait) -> Result<bool, DbErr> {
     let key = key_column::<E>()?;
-    Ok(E::find().select_only().column(key).limit(1).into_tuple::<i64>().one(conn).await?.is_none())
+    Ok(every_month(E::find()).select_only().column(key).limit(1).into_tuple::<i64>().one(conn).await?.is_none())
 }
 
 /// Why a batch of exported rows could not be written.
@@ -366,7 +367,7 @@ pub async fn ledger_lines(
     after: Option<i64>,
     limit: u64,
 ) -> Result<Vec<LedgerLine>, DbErr> {
-    let mut query = journal_line::Entity::find();
+    let mut query = every_month(journal_line::Entity::find());
     if let Some(since) = since {
         query = query.filter(journal_line::Column::EntryId.in_subquery(entries_since(since)));
     }
@@ -379,7 +380,7 @@ pub async fn ledger_lines(
     }
     let entry_ids: HashSet<i64> = lines.iter().map(|l| l.entry_id).collect();
     let lot_ids: HashSet<i64> = lines.iter().map(|l| l.lot_id).collect();
-    let entries: HashMap<i64, journal_entry::Model> = journal_entry::Entity::find()
+    let entries: HashMap<i64, journal_entry::Model> = every_month(journal_entry::Entity::find())
         .filter(journal_entry::Column::Id.is_in(entry_ids))
         .all(conn)
         .await?

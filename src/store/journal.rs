@@ -1,8 +1,11 @@
 use crate::entity::{journal_entry, journal_line};
+use crate::store::journal_months;
 use crate::store::keyset::{self, Page, Window};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, SimpleExpr};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, Select, Set};
+use sea_orm::sea_query::{Alias, Expr, SimpleExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryTrait, Select, Set,
+};
 use std::fmt;
 
 /// What a journal entry records.
@@ -125,6 +128,7 @@ pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<jo
         entry_id: Set(entry.id),
         lot_id: Set(*lot_id),
         delta_micros: Set(*delta),
+        created_at: Set(entry.created_at),
         ..Default::default()
     });
     journal_line::Entity::insert_many(lines).exec(conn).await?;
@@ -219,6 +223,7 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
                 entry_id: Set(*entry_id),
                 lot_id: Set(*lot_id),
                 delta_micros: Set(*delta),
+                created_at: Set(new.created_at),
                 ..Default::default()
             })
         })
@@ -243,6 +248,22 @@ fn in_sequence(entries: &[NewEntry<'_>], ids: &[i64]) -> Result<(), DbErr> {
         }
     }
     Ok(())
+}
+
+/// Gives every journal line loaded without an instant (an export made before lines had one:
+/// `journal_line::before_lines_had_an_instant`) its entry's. On PostgreSQL the update moves
+/// each line to its month's partition.
+pub async fn fill_line_instants(conn: &impl ConnectionTrait) -> Result<u64, DbErr> {
+    let placeholder = journal_line::before_lines_had_an_instant();
+    let result = journal_line::Entity::update_many()
+        .col_expr(
+            journal_line::Column::CreatedAt,
+            Expr::cust("(SELECT je.created_at FROM journal_entries je WHERE je.id = journal_lines.entry_id)"),
+        )
+        .filter(journal_line::Column::CreatedAt.eq(placeholder))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
 }
 
 /// Sets every entry's `balance_after_micros` to the running sum of `amount_micros` over its
@@ -287,9 +308,23 @@ fn metadata_is(backend: DbBackend, key: &str, value: &str) -> SimpleExpr {
     }
 }
 
+/// `query` over every month of the journal, archived ones included: it reads the view
+/// (`journal_months::ENTRIES_ALL`, `LINES_ALL`) under the table's own name, so the entity's
+/// columns still name it. Every read of the journal goes through here; writes go to the tables.
+pub fn every_month<E: EntityTrait>(mut query: Select<E>) -> Select<E> {
+    let table = E::default().table_name();
+    let view = match table {
+        "journal_entries" => journal_months::ENTRIES_ALL,
+        "journal_lines" => journal_months::LINES_ALL,
+        _ => return query,
+    };
+    QueryTrait::query(&mut query).from_clear().from_as(Alias::new(view), Alias::new(table));
+    query
+}
+
 /// An account's entries that pass `filter`.
 fn matching(backend: DbBackend, account_id: i64, filter: &HistoryFilter) -> Select<journal_entry::Entity> {
-    let mut query = journal_entry::Entity::find().filter(journal_entry::Column::AccountId.eq(account_id));
+    let mut query = every_month(journal_entry::Entity::find()).filter(journal_entry::Column::AccountId.eq(account_id));
     if !filter.kinds.is_empty() {
         query = query.filter(journal_entry::Column::Kind.is_in(filter.kinds.iter().map(|k| k.as_str())));
     }
@@ -328,7 +363,7 @@ pub async fn lines_of(conn: &impl ConnectionTrait, entry_ids: &[i64]) -> Result<
     if entry_ids.is_empty() {
         return Ok(Vec::new());
     }
-    journal_line::Entity::find()
+    every_month(journal_line::Entity::find())
         .filter(journal_line::Column::EntryId.is_in(entry_ids.iter().copied()))
         .order_by_asc(journal_line::Column::Id)
         .all(conn)
@@ -345,8 +380,8 @@ pub async fn taken_from_lots(conn: &impl ConnectionTrait, lot_ids: &[i64], kinds
     let ids = lot_ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
     let kinds = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT CAST(COALESCE(-SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_lines jl \
-         JOIN journal_entries je ON je.id = jl.entry_id WHERE jl.lot_id IN ({ids}) AND je.kind IN ({kinds})"
+        "SELECT CAST(COALESCE(-SUM(jl.delta_micros), 0) AS BIGINT) FROM journal_lines_all jl \
+         JOIN journal_entries_all je ON je.id = jl.entry_id WHERE jl.lot_id IN ({ids}) AND je.kind IN ({kinds})"
     );
     let row = conn.query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await?;
     Ok(row.map(|r| r.try_get_by_index::<i64>(0)).transpose()?.unwrap_or(0))
@@ -361,7 +396,7 @@ pub async fn gifts_sent_between(
     until: DateTime<Utc>,
 ) -> Result<(i64, i64), DbErr> {
     use sea_orm::QuerySelect;
-    let row = journal_entry::Entity::find()
+    let row = every_month(journal_entry::Entity::find())
         .select_only()
         .column_as(Expr::cust("CAST(COALESCE(-SUM(amount_micros), 0) AS BIGINT)"), "sent")
         .column_as(Expr::cust("CAST(COUNT(*) AS BIGINT)"), "gifts")
@@ -387,7 +422,7 @@ pub async fn net_use_between(
 ) -> Result<i64, DbErr> {
     use sea_orm::QuerySelect;
     let kinds = [EntryKind::Spend, EntryKind::Hold, EntryKind::Release].map(EntryKind::as_str);
-    let net = journal_entry::Entity::find()
+    let net = every_month(journal_entry::Entity::find())
         .select_only()
         .column_as(Expr::cust("CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT)"), "net")
         .filter(journal_entry::Column::AccountId.eq(account_id))

@@ -14,6 +14,7 @@ pub mod export;
 pub mod idempotency;
 pub mod job_runs;
 pub mod journal;
+pub mod journal_months;
 pub mod keyset;
 pub mod lots;
 pub mod market;

@@ -13,8 +13,8 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 /// database: its cost grows with the account's history before `from`, its answer with the
 /// number of lots.
 pub async fn opening_by_lot(conn: &impl ConnectionTrait, account_id: i64, from: DateTime<Utc>) -> Result<Vec<(i64, i64)>, DbErr> {
-    let sql = "SELECT jl.lot_id, CAST(SUM(jl.delta_micros) AS BIGINT) FROM journal_lines jl \
-               JOIN journal_entries je ON je.id = jl.entry_id \
+    let sql = "SELECT jl.lot_id, CAST(SUM(jl.delta_micros) AS BIGINT) FROM journal_lines_all jl \
+               JOIN journal_entries_all je ON je.id = jl.entry_id \
                WHERE je.account_id = ? AND je.effective_at < ? GROUP BY jl.lot_id ORDER BY jl.lot_id";
     let rows = conn.query_all_raw(statement(conn.get_database_backend(), sql, vec![account_id.into(), from.into()])).await?;
     rows.into_iter().map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?))).collect()
@@ -30,7 +30,7 @@ pub async fn entries_after(
     after: Option<i64>,
     limit: u64,
 ) -> Result<Vec<journal_entry::Model>, DbErr> {
-    let mut query = journal_entry::Entity::find()
+    let mut query = crate::store::journal::every_month(journal_entry::Entity::find())
         .filter(journal_entry::Column::AccountId.eq(account_id))
         .filter(journal_entry::Column::EffectiveAt.gte(from))
         .filter(journal_entry::Column::EffectiveAt.lt(until));

@@ -106,6 +106,9 @@ jobs! {
     /// Every 10 seconds: charge pending auto top-ups to the card the product saved, through
     /// Stripe (only with a Stripe key; an idle tick is one indexed query).
     ChargeAutoTopUps => "*/10 * * * * *",
+    /// Hourly: on PostgreSQL, create the journal's partitions of this month and the next two
+    /// that do not exist yet (an idle tick is two catalog queries; nothing on SQLite).
+    PrepareJournalMonths => "0 50 * * * *",
 }
 
 /// What the jobs need from the ledger.

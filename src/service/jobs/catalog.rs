@@ -37,6 +37,7 @@ pub(crate) fn handler(job: Job) -> &'static dyn JobHandler {
         Job::ExpirePendingPurchases => &Draining(ExpirePendingPurchases),
         Job::AuditLedger => &Draining(AuditLedger),
         Job::ChargeAutoTopUps => &Draining(ChargeAutoTopUps),
+        Job::PrepareJournalMonths => &Draining(PrepareJournalMonths),
     }
 }
 
@@ -182,6 +183,17 @@ impl Drain for ExpirePendingPurchases {
     const BATCH: u64 = MAX_PURCHASE_EXPIRY_BATCH;
     async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
         ledger.expire_pending_purchases(now, MAX_PURCHASE_EXPIRY_BATCH).await
+    }
+}
+
+/// The journal's partitions for this month and the next ones (`service::journal_months`): one
+/// batch creates every missing month (a handful at most), so it never comes back full.
+pub(crate) struct PrepareJournalMonths;
+
+impl Drain for PrepareJournalMonths {
+    const BATCH: u64 = u64::MAX;
+    async fn batch(&self, ledger: &Engine, now: DateTime<Utc>) -> Result<u64, ServiceError> {
+        Ok(ledger.prepare_journal_months(now).await?)
     }
 }
 
