@@ -69,6 +69,7 @@ mod rollover;
 mod runway;
 mod schema;
 mod scoped;
+mod sharding;
 mod spend_limits;
 mod spending;
 mod statements;
