@@ -179,26 +179,8 @@ async fn postgres_up(db: &SchemaManagerConnection<'_>) -> Result<(), DbErr> {
         "CREATE INDEX journal_lines_lot_entry ON journal_lines (lot_id, entry_id)".to_string(),
         // The archive: the same columns, partitioned alike, and closed to writes.
         "CREATE SCHEMA journal_archive".to_string(),
-        "CREATE TABLE journal_archive.entries (LIKE journal_entries INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (created_at)"
-            .to_string(),
-        "ALTER TABLE journal_archive.entries ALTER COLUMN id DROP DEFAULT".to_string(),
-        "CREATE TABLE journal_archive.lines (LIKE journal_lines INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (created_at)"
-            .to_string(),
-        "ALTER TABLE journal_archive.lines ALTER COLUMN id DROP DEFAULT".to_string(),
         "CREATE FUNCTION journal_archive.refuse_change() RETURNS trigger LANGUAGE plpgsql AS \
          $$BEGIN RAISE EXCEPTION 'an archived month of the journal does not change' USING ERRCODE = 'read_only_sql_transaction'; END$$"
-            .to_string(),
-        "CREATE TRIGGER archived_entries_do_not_change BEFORE INSERT OR UPDATE OR DELETE ON journal_archive.entries \
-         FOR EACH ROW EXECUTE FUNCTION journal_archive.refuse_change()"
-            .to_string(),
-        "CREATE TRIGGER archived_entries_are_not_truncated BEFORE TRUNCATE ON journal_archive.entries \
-         FOR EACH STATEMENT EXECUTE FUNCTION journal_archive.refuse_change()"
-            .to_string(),
-        "CREATE TRIGGER archived_lines_do_not_change BEFORE INSERT OR UPDATE OR DELETE ON journal_archive.lines \
-         FOR EACH ROW EXECUTE FUNCTION journal_archive.refuse_change()"
-            .to_string(),
-        "CREATE TRIGGER archived_lines_are_not_truncated BEFORE TRUNCATE ON journal_archive.lines \
-         FOR EACH STATEMENT EXECUTE FUNCTION journal_archive.refuse_change()"
             .to_string(),
         // What each archived month held when it was archived: the audit recounts it.
         "CREATE TABLE journal_archive.months (\
@@ -209,6 +191,23 @@ async fn postgres_up(db: &SchemaManagerConnection<'_>) -> Result<(), DbErr> {
             line_micros bigint NOT NULL, \
             archived_at timestamptz NOT NULL)"
             .to_string(),
+    ]);
+    for (archive, live) in [("entries", "journal_entries"), ("lines", "journal_lines")] {
+        sql.extend([
+            format!("CREATE TABLE journal_archive.{archive} (LIKE {live} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE (created_at)"),
+            format!("ALTER TABLE journal_archive.{archive} ALTER COLUMN id DROP DEFAULT"),
+            format!(
+                "CREATE TRIGGER archived_{archive}_do_not_change BEFORE INSERT OR UPDATE OR DELETE ON journal_archive.{archive} \
+                 FOR EACH ROW EXECUTE FUNCTION journal_archive.refuse_change()"
+            ),
+            format!(
+                "CREATE TRIGGER archived_{archive}_are_not_truncated BEFORE TRUNCATE ON journal_archive.{archive} \
+                 FOR EACH STATEMENT EXECUTE FUNCTION journal_archive.refuse_change()"
+            ),
+        ]);
+    }
+    // Reads of every month: live and archived in one.
+    sql.extend([
         format!(
             "CREATE VIEW journal_entries_all AS SELECT {ENTRY_COLUMNS} FROM journal_entries \
              UNION ALL SELECT {ENTRY_COLUMNS} FROM journal_archive.entries"

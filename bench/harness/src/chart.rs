@@ -29,7 +29,8 @@ fn color(scenario: Scenario) -> RGBColor {
         | Scenario::Hostile
         | Scenario::Export
         | Scenario::BalanceAt
-        | Scenario::Footprint => RGBColor(44, 160, 44),
+        | Scenario::Footprint
+        | Scenario::Replica => RGBColor(44, 160, 44),
     }
 }
 

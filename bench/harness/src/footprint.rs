@@ -4,7 +4,8 @@
 //!
 //! Measured around a closed loop of spends over many accounts, from PostgreSQL's own counters:
 //! `pg_current_wal_lsn()`, `pg_stat_user_tables`, `pg_total_relation_size`, and the CPU time of
-//! the backends of `pg_stat_activity` for this database (`/proc/<pid>/stat`; the server is local).
+//! the backends of `pg_stat_activity` for this database (`/proc/<pid>/stat`; the server is local),
+//! beside the CPU of the service's `serve` processes and of this load generator.
 //! The denominator is the journal entries written in between (one per spend; the servers run
 //! with `--no-workers`, so nothing else writes). Background processes (WAL writer, checkpointer)
 //! are shared by every database on the server and not counted in the CPU figure.
@@ -27,6 +28,9 @@ pub struct Snapshot {
     journal_entries: i64,
     /// CPU ticks of each backend connected to the database now.
     backend_ticks: BTreeMap<u32, u64>,
+    /// CPU ticks of the service's processes (`serve`), and of this load generator.
+    server_ticks: u64,
+    client_ticks: u64,
 }
 
 async fn rows(db: &DatabaseConnection, sql: &str) -> anyhow::Result<Vec<sea_orm::QueryResult>> {
@@ -51,7 +55,8 @@ fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-pub async fn snapshot(db: &DatabaseConnection) -> anyhow::Result<Snapshot> {
+/// `servers`: the pids of the `credits serve` processes under load.
+pub async fn snapshot(db: &DatabaseConnection, servers: &[u32]) -> anyhow::Result<Snapshot> {
     let wal_lsn: String = rows(db, "SELECT pg_current_wal_lsn()::text").await?[0].try_get_by_index(0)?;
     let mut tables = BTreeMap::new();
     let sql = "SELECT relname::text, n_tup_ins, n_tup_upd, n_tup_del, pg_total_relation_size(relid) FROM pg_stat_user_tables";
@@ -73,7 +78,9 @@ pub async fn snapshot(db: &DatabaseConnection) -> anyhow::Result<Snapshot> {
             backend_ticks.insert(pid, t);
         }
     }
-    Ok(Snapshot { wal_lsn, tables, journal_entries, backend_ticks })
+    let server_ticks = servers.iter().filter_map(|pid| ticks(*pid)).sum();
+    let client_ticks = ticks(std::process::id()).unwrap_or(0);
+    Ok(Snapshot { wal_lsn, tables, journal_entries, backend_ticks, server_ticks, client_ticks })
 }
 
 /// What happened between two snapshots, per spend.
@@ -84,6 +91,10 @@ pub struct Footprint {
     pub tables: Vec<(String, f64, f64, f64, f64)>,
     /// Milliseconds of CPU of the database's backends per spend (those connected at both ends).
     pub backend_cpu_ms_per_spend: f64,
+    /// Milliseconds of CPU of the service's processes per spend (HTTP, GraphQL, the ledger).
+    pub server_cpu_ms_per_spend: f64,
+    /// Milliseconds of CPU of this load generator per spend.
+    pub client_cpu_ms_per_spend: f64,
 }
 
 pub async fn between(db: &DatabaseConnection, before: &Snapshot, after: &Snapshot) -> anyhow::Result<Footprint> {
@@ -101,8 +112,15 @@ pub async fn between(db: &DatabaseConnection, before: &Snapshot, after: &Snapsho
         }
     }
     let ticks: u64 = after.backend_ticks.iter().filter_map(|(pid, t)| before.backend_ticks.get(pid).map(|b| t.saturating_sub(*b))).sum();
-    let cpu_ms = ticks as f64 / ticks_per_second() * 1000.0;
-    Ok(Footprint { spends, wal_bytes_per_spend: per(wal), tables, backend_cpu_ms_per_spend: cpu_ms / spends as f64 })
+    let ms = |ticks: u64| ticks as f64 / ticks_per_second() * 1000.0 / spends as f64;
+    Ok(Footprint {
+        spends,
+        wal_bytes_per_spend: per(wal),
+        tables,
+        backend_cpu_ms_per_spend: ms(ticks),
+        server_cpu_ms_per_spend: ms(after.server_ticks.saturating_sub(before.server_ticks)),
+        client_cpu_ms_per_spend: ms(after.client_ticks.saturating_sub(before.client_ticks)),
+    })
 }
 
 pub fn print(clients: usize, footprint: &Footprint) {
@@ -112,6 +130,12 @@ pub fn print(clients: usize, footprint: &Footprint) {
         footprint.wal_bytes_per_spend,
         footprint.backend_cpu_ms_per_spend,
         1000.0 / footprint.backend_cpu_ms_per_spend
+    );
+    println!(
+        "footprint postgres {clients:>3} clients: the service's CPU {:.3} ms/spend ({:.0} spends/s per core); the load generator's {:.3} ms/spend",
+        footprint.server_cpu_ms_per_spend,
+        1000.0 / footprint.server_cpu_ms_per_spend,
+        footprint.client_cpu_ms_per_spend
     );
     println!("footprint   {:<28} {:>10} {:>10} {:>10} {:>12}", "table", "ins/spend", "upd/spend", "del/spend", "bytes/spend");
     let (mut ins, mut upd, mut del, mut bytes) = (0.0, 0.0, 0.0, 0.0);

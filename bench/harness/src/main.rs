@@ -15,6 +15,7 @@ mod export;
 mod footprint;
 mod load;
 mod month;
+mod replica;
 mod seed;
 mod server;
 mod timeline;
@@ -75,6 +76,10 @@ pub enum Scenario {
     /// WAL bytes, rows and bytes per table, and the CPU of the database's backends, per spend
     /// (issue 29, docs/scaling.md).
     Footprint,
+    /// PostgreSQL only, with `--replica-url`: spends over all the seeded accounts on the primary,
+    /// with the replica's lag in bytes sampled and a client that looks for its own spend on the
+    /// replica right after it is answered (docs/scaling.md, "Read replicas").
+    Replica,
 }
 
 impl Scenario {
@@ -89,6 +94,7 @@ impl Scenario {
             Scenario::Export => "export",
             Scenario::BalanceAt => "balance-at",
             Scenario::Footprint => "footprint",
+            Scenario::Replica => "replica",
         }
     }
 }
@@ -240,6 +246,10 @@ struct Args {
     /// balance feed costs).
     #[arg(long)]
     baseline_notify: bool,
+    /// A streaming replica of `--pg-url`'s server, for the `replica` scenario (`bench/replica.sh`
+    /// starts such a pair); the benchmark's database is read there by name.
+    #[arg(long)]
+    replica_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -484,7 +494,8 @@ async fn run_database(
                     }
                     let probe = credits::db::connect(url, 1).await?;
                     for &clients in &args.clients {
-                        let before = footprint::snapshot(&probe).await?;
+                        let pids: Vec<u32> = servers.iter().map(|server| server.pid).collect();
+                        let before = footprint::snapshot(&probe, &pids).await?;
                         let measured = load::closed_loop(target.clone(), Pick::Many(args.accounts), clients, warmup, seconds).await;
                         let spends = row(scenario, db, clients, Side::Credits, &measured, peak_rss(&servers));
                         print_row(&spends);
@@ -492,10 +503,32 @@ async fn run_database(
                         // Backends report their table counters when they go idle, at most every
                         // 10 s (PostgreSQL 15's PGSTAT_IDLE_INTERVAL).
                         tokio::time::sleep(Duration::from_secs(11)).await;
-                        let after = footprint::snapshot(&probe).await?;
+                        let after = footprint::snapshot(&probe, &pids).await?;
                         footprint::print(clients, &footprint::between(&probe, &before, &after).await?);
                     }
                     let _ = probe.close().await;
+                    continue;
+                }
+                Scenario::Replica => {
+                    let Some(replica_url) = args.replica_url.as_deref().filter(|_| db == Db::Postgres) else {
+                        println!("replica: PostgreSQL with --replica-url only, skipped on {}", db.label());
+                        continue;
+                    };
+                    // The benchmark's database, by name, on the replica's server.
+                    let name = url.rsplit_once('/').map(|(_, name)| name).context("the database URL names its database")?;
+                    let server = replica_url.rsplit_once('/').map(|(server, _)| server).context("--replica-url ends in /DATABASE")?;
+                    let primary = credits::db::connect(url, 1).await?;
+                    let replica = credits::db::connect(&format!("{server}/{name}"), 1).await?;
+                    for &clients in &args.clients {
+                        let (measured, report) =
+                            replica::measure(target.clone(), &primary, &replica, args.accounts as u64, clients, warmup, seconds).await?;
+                        let spends = row(scenario, db, clients, Side::Credits, &measured, peak_rss(&servers));
+                        print_row(&spends);
+                        rows.push(spends);
+                        replica::print(clients, &report);
+                    }
+                    let _ = primary.close().await;
+                    let _ = replica.close().await;
                     continue;
                 }
                 Scenario::Many => Pick::Many(args.accounts),
