@@ -241,13 +241,15 @@ impl Fleet {
     }
 
     /// The end of every process's log, for a failure's message.
+    /// Each process's errors (the first 20: an internal error's cause is logged once, and may be
+    /// long before the end) and the end of its log.
     fn logs(&self) -> String {
+        let logs = self.servers.iter().enumerate().map(|(n, server)| (format!("serve-{n}"), server.log()));
+        let logs = logs.chain(self.workers.iter().enumerate().map(|(n, worker)| (format!("worker-{n}"), worker.log())));
         let mut all = String::new();
-        for (n, server) in self.servers.iter().enumerate() {
-            all.push_str(&format!("--- serve-{n} ---\n{}\n", tail(&server.log(), 40)));
-        }
-        for (n, worker) in self.workers.iter().enumerate() {
-            all.push_str(&format!("--- worker-{n} ---\n{}\n", tail(&worker.log(), 40)));
+        for (name, log) in logs {
+            let errors: Vec<&str> = log.lines().filter(|line| line.contains(" ERROR ")).take(20).collect();
+            all.push_str(&format!("--- {name}: errors ---\n{}\n--- {name}: end ---\n{}\n", errors.join("\n"), tail(&log, 40)));
         }
         all
     }

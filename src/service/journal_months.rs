@@ -47,9 +47,7 @@ impl Engine {
         for _ in 0..MONTHS_AHEAD {
             through = through.next();
         }
-        let txn = self.db.begin().await?;
-        let created = months::ensure(&txn, this, through).await?;
-        txn.commit().await?;
+        let created = months::ensure(&self.db, this, through).await?;
         for month in &created {
             tracing::info!(%month, "journal month prepared");
         }

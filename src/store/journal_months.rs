@@ -11,7 +11,7 @@
 //! SQLite keeps one table each: these functions say so (`is_partitioned` false) and do nothing.
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TransactionSession, TransactionTrait};
 use std::fmt;
 
 /// Entries of every month, live and archived (a view; on SQLite the table itself).
@@ -176,44 +176,53 @@ async fn one_at_a_time(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
 }
 
 /// Creates the partitions of `from` through `through` that do not exist yet and returns the
-/// months created. A month already archived is left alone, and so is a month some of whose
+/// months that got one. A month already archived is left alone, and so is a month some of whose
 /// rows sit in the default partition (PostgreSQL would refuse the partition): those stay in the
-/// default partition, where they are read as any other. Nothing on SQLite. Call it in a
-/// transaction: it holds a lock until that ends, so racing callers create each month once.
-pub async fn ensure(conn: &impl ConnectionTrait, from: Month, through: Month) -> Result<Vec<Month>, DbErr> {
+/// default partition, where they are read as any other. Nothing on SQLite.
+///
+/// Each partition is made in a transaction of its own (a savepoint inside the caller's, if it
+/// has one), holding one table's lock at a time: creating a partition locks its table against
+/// every read and write, and a transaction holding both tables' locks deadlocked with a
+/// capture (which reads the hold's lines, then writes an entry) in the fleet test. Lines come
+/// first: until its entries' partition exists a month's entries go to the default partition,
+/// and their lines then find theirs.
+pub async fn ensure<C: ConnectionTrait + TransactionTrait>(conn: &C, from: Month, through: Month) -> Result<Vec<Month>, DbErr> {
     if !is_partitioned(conn).await? {
         return Ok(Vec::new());
     }
-    one_at_a_time(conn).await?;
-    let mut existing = partitions(conn, "journal_entries").await?;
-    existing.extend(partitions(conn, "journal_archive.entries").await?);
     let mut created = Vec::new();
     let mut month = from;
     while month <= through {
-        if !existing.contains(&month) {
-            let crowded = count(
-                conn,
-                format!("SELECT COUNT(*) FROM (SELECT 1 FROM journal_entries_default WHERE {} LIMIT 1) AS d", month.range_sql()),
-            )
-            .await?
-                > 0;
-            if crowded {
-                tracing::warn!(%month, "journal rows of this month sit in the default partition; no partition is made for it");
-            } else {
-                let suffix = month.suffix();
-                let bounds = month.bounds();
-                for sql in [
-                    format!("CREATE TABLE IF NOT EXISTS journal_entries_{suffix} PARTITION OF journal_entries {bounds}"),
-                    format!("CREATE TABLE IF NOT EXISTS journal_lines_{suffix} PARTITION OF journal_lines {bounds}"),
-                ] {
-                    conn.execute_unprepared(&sql).await?;
-                }
-                created.push(month);
-            }
+        let mut made = false;
+        for table in ["journal_lines", "journal_entries"] {
+            made |= create_partition(conn, table, month).await?;
+        }
+        if made {
+            created.push(month);
         }
         month = month.next();
     }
     Ok(created)
+}
+
+/// `table`'s partition of `month`, unless it exists (live or archived) or rows of the month sit
+/// in the default partition; true when it was made.
+async fn create_partition<C: ConnectionTrait + TransactionTrait>(conn: &C, table: &str, month: Month) -> Result<bool, DbErr> {
+    let txn = conn.begin().await?;
+    one_at_a_time(&txn).await?;
+    let name = format!("{table}_{}", month.suffix());
+    let exists = count(&txn, format!("SELECT COUNT(*) FROM pg_class WHERE relname = '{name}' AND relkind IN ('r', 'p')")).await? > 0;
+    let crowded = !exists
+        && count(&txn, format!("SELECT COUNT(*) FROM (SELECT 1 FROM {table}_default WHERE {} LIMIT 1) AS d", month.range_sql())).await? > 0;
+    if crowded {
+        tracing::warn!(%month, table, "journal rows of this month sit in the default partition; no partition is made for it");
+    }
+    let make = !exists && !crowded;
+    if make {
+        txn.execute_unprepared(&format!("CREATE TABLE {name} PARTITION OF {table} {}", month.bounds())).await?;
+    }
+    txn.commit().await?;
+    Ok(make)
 }
 
 /// What an archived month held when it was archived.
