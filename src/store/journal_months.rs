@@ -278,7 +278,10 @@ pub async fn archived(conn: &impl ConnectionTrait) -> Result<Vec<ArchivedMonth>,
 /// An archived month whose partitions no longer hold what they held when it was archived
 /// (detached, dropped, or changed with the trigger disabled): (what was recorded, what is there).
 pub async fn archived_months_changed(conn: &impl ConnectionTrait) -> Result<Vec<(ArchivedMonth, (i64, i64, i64, i64))>, DbErr> {
-    let present = partitions_or_empty(conn).await?;
+    if !is_partitioned(conn).await? {
+        return Ok(Vec::new());
+    }
+    let present = partitions(conn, "journal_archive.entries").await?;
     let mut changed = Vec::new();
     for recorded in archived(conn).await? {
         let now = if present.contains(&recorded.month) { tally(conn, "journal_archive", recorded.month).await? } else { (0, 0, 0, 0) };
@@ -287,13 +290,6 @@ pub async fn archived_months_changed(conn: &impl ConnectionTrait) -> Result<Vec<
         }
     }
     Ok(changed)
-}
-
-async fn partitions_or_empty(conn: &impl ConnectionTrait) -> Result<Vec<Month>, DbErr> {
-    if !is_partitioned(conn).await? {
-        return Ok(Vec::new());
-    }
-    partitions(conn, "journal_archive.entries").await
 }
 
 /// Where archiving a month stands.
