@@ -244,6 +244,24 @@ const OPS: &[Op] = &[
         ],
     },
     Op {
+        name: "spendCreditsBatch",
+        program: "arkain",
+        who: Who::Service,
+        query: "mutation($input: SpendCreditsBatchInput!) { spendCreditsBatch(input: $input) { results { ok receipt { sequence amount } error { code } } } }",
+        // One item: a bad value refuses its item only, and a second, good item would be charged
+        // (items are independent), which the suite would read as a refusal that changed something.
+        base: r#"{"input": {"items": [{"accountId": "alice", "amount": "1", "feature": "chat", "idempotencyKey": "$KEY", "reason": "adversarial"}]}}"#,
+        fields: &[
+            ("input.items.0.accountId", Kind::Account),
+            ("input.items.0.amount", Kind::Amount),
+            ("input.items.0.feature", Kind::Label),
+            ("input.items.0.model", Kind::Label),
+            ("input.items.0.reason", Kind::Text),
+            ("input.items.0.idempotencyKey", Kind::Key),
+            ("input.items.0.metadata", Kind::Metadata),
+        ],
+    },
+    Op {
         name: "reserveCredits",
         program: "arkain",
         who: Who::Service,
@@ -481,6 +499,22 @@ const OPS: &[Op] = &[
             ("input.ai.tokens.input", Kind::Int),
             ("input.ai.tokens.output", Kind::Int),
             ("input.ai.containerId", Kind::Label),
+        ],
+    },
+    Op {
+        name: "recordUsageBatch",
+        program: "arkain",
+        who: Who::Service,
+        query: "mutation($input: RecordUsageBatchInput!) { recordUsageBatch(input: $input) { results { ok receipt { settlement { total } } error { code } } } }",
+        // One item, as for spendCreditsBatch.
+        base: r#"{"input": {"items": [{"accountId": "alice", "idempotencyKey": "$KEY", "ai": {"kind": "CHAT", "model": "gpt-5-nano", "tokens": {"input": 1000, "output": 100}}}]}}"#,
+        fields: &[
+            ("input.items.0.accountId", Kind::Account),
+            ("input.items.0.idempotencyKey", Kind::Key),
+            ("input.items.0.ai.kind", Kind::Enum),
+            ("input.items.0.ai.model", Kind::Label),
+            ("input.items.0.ai.tokens.input", Kind::Int),
+            ("input.items.0.ai.containerId", Kind::Label),
         ],
     },
     Op {
@@ -1112,15 +1146,14 @@ impl Run<'_> {
         let r = self.send(transport, token, op.query, variables).await;
         let (shown, answer) = (short(variables), short(&r));
         let after = self.dumper.dump(&self.app.ledger.db).await;
-        let errors = r["errors"].as_array().cloned().unwrap_or_default();
-        if errors.is_empty() {
+        let codes = refusals(&r);
+        if codes.is_empty() {
             assert_eq!(expect, Either, "{}: {label} was accepted: {shown} -> {answer}", op.name);
             self.app.assert_audit_clean().await;
             return false;
         }
-        for error in &errors {
-            let code = error["extensions"]["code"].as_str().unwrap_or("(none)");
-            assert!(DOCUMENTED.contains(&code), "{}: {label} answered {code}: {shown} -> {answer}", op.name);
+        for code in &codes {
+            assert!(DOCUMENTED.contains(&code.as_str()), "{}: {label} answered {code}: {shown} -> {answer}", op.name);
         }
         let changed: Vec<String> =
             changed_tables(&before, &after).into_iter().filter(|t| !MAY_CHANGE_ON_REFUSAL.contains(&t.as_str())).collect();
@@ -1173,6 +1206,11 @@ impl Run<'_> {
         }
         if op.name == "refundPurchase" {
             cases.push(("input.purchaseId another account's".into(), "input.purchaseId", json!(self.fixtures.ids["BOB_PAID"]), Refused));
+        }
+        if op.name == "spendCreditsBatch" || op.name == "recordUsageBatch" {
+            let one = self.variables(op)["input"]["items"][0].clone();
+            cases.push(("input.items none".into(), "input.items", json!([]), Refused));
+            cases.push(("input.items 101".into(), "input.items", json!(vec![one; 101]), Refused));
         }
         if op.name == "submitJob" {
             cases.push(("input.inputs none".into(), "input.inputs", json!([]), Refused));
@@ -1235,7 +1273,7 @@ impl Run<'_> {
         let settled = self.dumper.dump(&self.app.ledger.db).await;
         // The dump sees changes: an accepted request changed something (which shows that an
         // unchanged dump after a refusal means something).
-        if answers[0]["errors"].is_null() {
+        if refusals(&answers[0]).is_empty() {
             assert_ne!(changed_tables(&fresh, &settled), Vec::<String>::new(), "{}: accepted but the dump did not change", op.name);
             self.app.assert_audit_clean().await;
         }
@@ -1250,13 +1288,28 @@ impl Run<'_> {
             op.name
         );
         tally.cases += 8;
-        if answers[0]["errors"].is_null() {
-            tally.accepted += 8;
-        } else {
-            tally.refused += 8;
-            tally.duplicates_refused = answers[0]["errors"][0]["extensions"]["code"].as_str().map(str::to_string);
+        match refusals(&answers[0]).first() {
+            None => tally.accepted += 8,
+            Some(code) => {
+                tally.refused += 8;
+                tally.duplicates_refused = Some(code.clone());
+            }
         }
     }
+}
+
+/// The codes an answer refused with: the request's errors, and a bulk mutation's refused items
+/// (`results[].error`, which answer in `data`: one item's refusal is not the request's).
+fn refusals(r: &Value) -> Vec<String> {
+    let request = r["errors"].as_array().into_iter().flatten().map(|e| e["extensions"]["code"].as_str().unwrap_or("(none)").to_string());
+    let items = r["data"]
+        .as_object()
+        .into_iter()
+        .flat_map(|data| data.values())
+        .flat_map(|payload| payload["results"].as_array().into_iter().flatten())
+        .filter(|result| result["ok"] == json!(false))
+        .map(|result| result["error"]["code"].as_str().unwrap_or("(none)").to_string());
+    request.chain(items).collect()
 }
 
 async fn every_mutation_survives_the_catalog(backend: Backend) {

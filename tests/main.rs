@@ -14,6 +14,7 @@ mod auto_topup;
 mod balance_at;
 mod batching;
 mod benefits;
+mod bulk;
 mod checkin;
 mod cli;
 mod combinations;

@@ -1,4 +1,4 @@
-//! Model-based test: random sequences of grants, spends, holds (capture, release, deadlines),
+//! Model-based test: random sequences of grants, spends (a third of them in bulk), holds (capture, release, deadlines),
 //! purchases and refunds (their bonus remaining, held or spent), the day's free credits (carat),
 //! operators' voids, debits and expiry changes, replays, status changes, clock moves (also as a
 //! test clock's advance, whose jobs run at each stop) and expiries go through the store and
@@ -754,7 +754,18 @@ async fn spend(app: &TestApp, key: &str, amount: Credits, now: DateTime<Utc>) ->
         reason: None,
         metadata: metadata_for(key),
     };
-    match app.ledger.spend(request, now).await {
+    // A third of the spends go the bulk way (`spend_many`, what `spendCreditsBatch` runs), twice
+    // in one batch: the repeat must replay the first outcome, and the first is held to the rules
+    // like any spend.
+    let answer = if key.bytes().map(u64::from).sum::<u64>().is_multiple_of(3) {
+        let mut outcomes = app.ledger.spend_many(vec![request.clone(), request], now).await;
+        let (repeat, first) = (outcomes.pop().expect("two outcomes"), outcomes.pop().expect("two outcomes"));
+        assert_eq!(format!("{repeat:?}"), format!("{first:?}"), "{key}: a key repeated in a batch replays");
+        first
+    } else {
+        app.ledger.spend(request, now).await
+    };
+    match answer {
         Ok(receipt) => Outcome::Took(receipt.takes.iter().map(|t| (t.lot_id, t.amount)).collect()),
         Err(ServiceError::Refused(Refusal::InsufficientCredits { available, .. })) => Outcome::Short { available },
         Err(ServiceError::Refused(Refusal::AccountNotActive { .. })) => Outcome::NotActive,

@@ -118,8 +118,21 @@ impl ApiError {
 impl From<ApiError> for async_graphql::Error {
     fn from(err: ApiError) -> Self {
         let code = err.code();
-        // Internal details are logged in full and never returned.
-        let message = match &err {
+        let details = err.details();
+        let gql = async_graphql::Error::new(err.message());
+        gql.extend_with(|_, ext| {
+            ext.set("code", code);
+            for (name, value) in &details {
+                ext.set(*name, value.clone());
+            }
+        })
+    }
+}
+
+impl ApiError {
+    /// What the client is told. Internal details are logged in full and never returned.
+    pub fn message(&self) -> String {
+        match self {
             ApiError::Service(e) if matches!(&**e, ServiceError::Internal(_)) => {
                 if let ServiceError::Internal(cause) = &**e {
                     tracing::error!(error = format!("{cause:#}"), "internal error");
@@ -134,51 +147,37 @@ impl From<ApiError> for async_graphql::Error {
                 "this server runs only registered documents (persisted_only): register it with `credits persisted add`".to_string()
             }
             ApiError::Service(e) => e.to_string(),
-        };
-        let mut gql = async_graphql::Error::new(message);
-        gql = gql.extend_with(|_, ext| ext.set("code", code));
-        if let ApiError::Service(e) = &err
-            && let ServiceError::Refused(Refusal::InsufficientCredits { requested, available, feature }) = &**e
-        {
-            let (requested, available) = (requested.to_string(), available.to_string());
-            gql = gql.extend_with(|_, ext| {
-                ext.set("requested", requested.clone());
-                ext.set("available", available.clone());
-                if let Some(feature) = feature {
-                    ext.set("feature", feature.clone());
-                }
-            });
         }
-        if let ApiError::Service(e) = &err
-            && let ServiceError::Refused(Refusal::SpendLimitReached { feature, period, limit, used, requested, resets_at }) = &**e
-        {
-            // Credits as strings (exact), the instant as RFC 3339; the per-charge maximum never
-            // resets, so it has no resetsAt.
-            let (period, limit, used, requested) = (period.clone(), limit.to_string(), used.to_string(), requested.to_string());
-            let resets_at = resets_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
-            gql = gql.extend_with(|_, ext| {
-                ext.set("period", period.clone());
-                ext.set("limit", limit.clone());
-                ext.set("used", used.clone());
-                ext.set("requested", requested.clone());
-                if let Some(feature) = feature {
-                    ext.set("feature", feature.clone());
-                }
-                if let Some(at) = &resets_at {
-                    ext.set("resetsAt", at.clone());
-                }
-            });
+    }
+
+    /// The figures a refusal carries besides its code (an error's `extensions`, a batch item's
+    /// `error.details`): credits as exact strings, instants as RFC 3339.
+    pub fn details(&self) -> Vec<(&'static str, String)> {
+        let ApiError::Service(e) = self else { return Vec::new() };
+        let ServiceError::Refused(refusal) = &**e else { return Vec::new() };
+        let mut details = Vec::new();
+        match refusal {
+            Refusal::InsufficientCredits { requested, available, feature } => {
+                details.push(("requested", requested.to_string()));
+                details.push(("available", available.to_string()));
+                details.extend(feature.clone().map(|f| ("feature", f)));
+            }
+            Refusal::SpendLimitReached { feature, period, limit, used, requested, resets_at } => {
+                // The per-charge maximum never resets, so it has no resetsAt.
+                details.push(("period", period.clone()));
+                details.push(("limit", limit.to_string()));
+                details.push(("used", used.to_string()));
+                details.push(("requested", requested.to_string()));
+                details.extend(feature.clone().map(|f| ("feature", f)));
+                details.extend(resets_at.map(|at| ("resetsAt", at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))));
+            }
+            Refusal::GiftShort { requested, giftable } => {
+                details.push(("requested", requested.to_string()));
+                details.push(("available", giftable.to_string()));
+            }
+            _ => {}
         }
-        if let ApiError::Service(e) = &err
-            && let ServiceError::Refused(Refusal::GiftShort { requested, giftable }) = &**e
-        {
-            let (requested, available) = (requested.to_string(), giftable.to_string());
-            gql = gql.extend_with(|_, ext| {
-                ext.set("requested", requested.clone());
-                ext.set("available", available.clone());
-            });
-        }
-        gql
+        details
     }
 }
 

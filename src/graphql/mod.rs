@@ -10,6 +10,7 @@ pub mod auto_topup;
 pub mod balance;
 pub mod balance_at;
 pub mod benefits;
+pub mod bulk;
 pub mod claims;
 pub mod clock;
 pub mod console;

@@ -3,6 +3,7 @@
 use crate::graphql::accounts::AccountsMutation;
 use crate::graphql::audits::AuditsMutation;
 use crate::graphql::auto_topup::AutoTopUpMutation;
+use crate::graphql::bulk::BulkMutation;
 use crate::graphql::claims::ClaimsMutation;
 use crate::graphql::clock::ClockMutation;
 use crate::graphql::console::ConsoleMutation;
@@ -27,6 +28,7 @@ pub struct MutationRoot(
     PurchasesMutation,
     AutoTopUpMutation,
     SpendingMutation,
+    BulkMutation,
     ReservationsMutation,
     ClaimsMutation,
     MarketMutation,

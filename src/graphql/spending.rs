@@ -5,7 +5,7 @@ use crate::graphql::context::{app, caller, require_admin, require_service};
 use crate::graphql::error::ApiResult;
 use crate::graphql::metadata::{Metadata, into_parsed};
 use crate::graphql::types::*;
-use crate::service::spending::{GrantRequest, SpendRequest};
+use crate::service::spending::{GrantRequest, SpendReceipt, SpendRequest};
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use chrono::{DateTime, Utc};
 
@@ -32,6 +32,22 @@ pub struct SpendCreditsInput {
     pub metadata: Option<Metadata>,
 }
 
+impl SpendCreditsInput {
+    /// The request the service takes.
+    pub fn into_request(self) -> SpendRequest {
+        SpendRequest {
+            account: self.account_id.to_string(),
+            amount: self.amount.map(|a| a.0),
+            price: self.price.map(|p| p.into_ref(&self.feature)),
+            idempotency_key: self.idempotency_key,
+            feature: self.feature,
+            model: self.model,
+            reason: self.reason,
+            metadata: into_parsed(self.metadata),
+        }
+    }
+}
+
 /// Credits taken from one lot.
 #[derive(SimpleObject)]
 pub struct SpendTake {
@@ -54,6 +70,18 @@ pub struct SpendCreditsPayload {
     pub available_after: CreditAmount,
     /// When the spend took effect.
     pub effective_at: DateTime<Utc>,
+}
+
+impl From<SpendReceipt> for SpendCreditsPayload {
+    fn from(receipt: SpendReceipt) -> Self {
+        SpendCreditsPayload {
+            sequence: ID(receipt.entry_id.to_string()),
+            amount: credits(receipt.amount),
+            takes: receipt.takes.iter().map(|t| SpendTake { lot_id: ID(t.lot_id.to_string()), amount: credits(t.amount) }).collect(),
+            available_after: credits(receipt.available_after),
+            effective_at: receipt.effective_at,
+        }
+    }
 }
 
 /// An operator's grant (admin).
@@ -121,24 +149,8 @@ impl SpendingMutation {
     ) -> ApiResult<SpendCreditsPayload> {
         require_service(ctx)?;
         let app = app(ctx);
-        let request = SpendRequest {
-            account: input.account_id.to_string(),
-            amount: input.amount.map(|a| a.0),
-            price: input.price.map(|p| p.into_ref(&input.feature)),
-            idempotency_key: input.idempotency_key,
-            feature: input.feature,
-            model: input.model,
-            reason: input.reason,
-            metadata: into_parsed(input.metadata),
-        };
-        let receipt = app.ledger.spend(request, app.clock.now()).await?;
-        Ok(SpendCreditsPayload {
-            sequence: ID(receipt.entry_id.to_string()),
-            amount: credits(receipt.amount),
-            takes: receipt.takes.iter().map(|t| SpendTake { lot_id: ID(t.lot_id.to_string()), amount: credits(t.amount) }).collect(),
-            available_after: credits(receipt.available_after),
-            effective_at: receipt.effective_at,
-        })
+        let receipt = app.ledger.spend(input.into_request(), app.clock.now()).await?;
+        Ok(receipt.into())
     }
 
     /// Creates a lot of any source and class (admin).

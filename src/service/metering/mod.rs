@@ -18,6 +18,7 @@ mod usage;
 
 pub use reports::{UsageReport, parse_month};
 pub(crate) use settle::settle_all;
+pub use usage::UsageRequest;
 
 pub use crate::ledger::metering::{AiKind, CODE_SUPPORTER};
 

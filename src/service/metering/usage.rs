@@ -9,13 +9,16 @@ use crate::ledger::metering::{self as rules, Resource, Scope, Trigger, Unit, Usa
 use crate::ledger::pricing::{self, Metering, TokenUsage};
 use crate::ledger::time::month_key;
 use crate::program::Program;
-use crate::service::executor::{Command, Permit, Run};
+use crate::service::batch::MAX_BATCH;
+use crate::service::executor::{Command, Dated, Decisions, Permit, Run, RunMany};
 use crate::service::input::{ExternalId, IdempotencyKey, label};
 use crate::service::{Engine, ServiceError};
-use crate::store::{idempotency::request_hash, metering as meters};
+use crate::store::{self, idempotency::request_hash, metering as meters};
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use rust_decimal::Decimal;
 use sea_orm::DatabaseTransaction;
+use std::collections::HashSet;
 
 impl Engine {
     /// Records a usage sample: storage and traffic accrue until the next settlement; an AI use
@@ -27,11 +30,52 @@ impl Engine {
         idempotency_key: &str,
         now: DateTime<Utc>,
     ) -> Result<UsageReceipt, ServiceError> {
-        let account = ExternalId::parse(account)?;
+        let request = UsageRequest { account: account.to_string(), sample, idempotency_key: idempotency_key.to_string() };
+        let command = self.usage_command(request).await?;
+        self.execute(command, now, |run| {
+            Box::pin(async move {
+                let Run { txn, ledger, account, command, now } = run;
+                Ok(Ok(record_one(txn, ledger, account, command, now).await?))
+            })
+        })
+        .await
+    }
+
+    /// Records several samples, in this order, in one transaction per `MAX_BATCH` (a backend
+    /// flushing many containers' samples at once). Each is still keyed and all or nothing, and
+    /// gets the outcome it would have had alone, one after the other: an input error refuses
+    /// that sample only. A batch that fails as a whole (a sample whose container is unknown, an
+    /// AI use the account cannot pay, a database error) is rolled back and its samples recorded
+    /// one by one, so one bad sample cannot fail its neighbours.
+    pub async fn record_usage_many(&self, requests: Vec<UsageRequest>, now: DateTime<Utc>) -> Vec<Result<UsageReceipt, ServiceError>> {
+        let mut outcomes: Vec<Option<Result<UsageReceipt, ServiceError>>> = Vec::with_capacity(requests.len());
+        let mut parsed = Vec::new();
+        for request in requests {
+            match self.usage_command(request).await {
+                Ok(command) => {
+                    parsed.push((outcomes.len(), (command, now)));
+                    outcomes.push(None);
+                }
+                Err(err) => outcomes.push(Some(Err(err))),
+            }
+        }
+        let mut parsed = parsed.into_iter().peekable();
+        while parsed.peek().is_some() {
+            let (indexes, commands): (Vec<usize>, Vec<Dated<Sample>>) = parsed.by_ref().take(MAX_BATCH).unzip();
+            for (index, outcome) in indexes.into_iter().zip(self.record_batch(&commands).await) {
+                outcomes[index] = Some(outcome);
+            }
+        }
+        outcomes.into_iter().map(|o| o.expect("every sample has an outcome")).collect()
+    }
+
+    /// A sample request past every input rule, as a command.
+    async fn usage_command(&self, request: UsageRequest) -> Result<Command<Sample>, ServiceError> {
+        let account = ExternalId::parse(&request.account)?;
         self.require_identity_to_spend(&account, false).await?;
-        let key = IdempotencyKey::parse(idempotency_key)?;
-        let sample = self.check_sample(sample)?;
-        let command = Command {
+        let key = IdempotencyKey::parse(&request.idempotency_key)?;
+        let sample = self.check_sample(request.sample)?;
+        Ok(Command {
             operation: "record_usage",
             account,
             key,
@@ -39,28 +83,26 @@ impl Engine {
             // Storage and traffic that happened are recorded whatever the account's status.
             permit: if matches!(sample, Sample::Ai { .. }) { Permit::Active } else { Permit::Any },
             fields: sample,
-        };
-        self.execute(command, now, |run| {
-            Box::pin(async move {
-                let Run { txn, ledger, account, command, now } = run;
-                let settlement = match command.fields.clone() {
-                    Sample::Storage { container, gb } => {
-                        record_storage(txn, &ledger.program, account, &container, gb, now).await?;
-                        None
-                    }
-                    Sample::Traffic { container, bytes } => {
-                        record_traffic(txn, metering(&ledger.program)?, account, &container, bytes, now).await?;
-                        None
-                    }
-                    Sample::Ai { kind, container, model, tokens, .. } => {
-                        let ai = AiUse { kind, container, model, tokens };
-                        charge_ai(txn, ledger, account, ai, &command.key, now).await?
-                    }
-                };
-                Ok(Ok(UsageReceipt { settlement }))
-            })
         })
-        .await
+    }
+
+    async fn record_batch(&self, commands: &[Dated<Sample>]) -> Vec<Result<UsageReceipt, ServiceError>> {
+        match self.execute_many(commands, usage_body).await {
+            Ok(outcomes) => outcomes,
+            Err(err) if commands.len() == 1 => vec![Err(err)],
+            Err(ServiceError::DatabaseUnavailable { why, cause }) => {
+                commands.iter().map(|_| Err(ServiceError::DatabaseUnavailable { why, cause: cause.clone() })).collect()
+            }
+            Err(_) => {
+                let mut outcomes = Vec::with_capacity(commands.len());
+                for command in commands {
+                    // A batch of one: the outcome the sample would have had alone.
+                    let alone = self.execute_many(std::slice::from_ref(command), usage_body).await;
+                    outcomes.push(alone.and_then(|mut outcome| outcome.pop().expect("one outcome per sample")));
+                }
+                outcomes
+            }
+        }
     }
 
     /// Validates a sample before anything is opened: input errors are never stored.
@@ -123,6 +165,59 @@ impl Engine {
             }
         }
     }
+}
+
+/// One sample of `record_usage_many`.
+#[derive(Debug, Clone)]
+pub struct UsageRequest {
+    pub account: String,
+    pub sample: Sample,
+    pub idempotency_key: String,
+}
+
+fn usage_body(run: RunMany<'_, Sample>) -> BoxFuture<'_, Decisions<UsageReceipt>> {
+    Box::pin(async move {
+        let RunMany { txn, ledger, fresh, .. } = run;
+        let mut seen = HashSet::new();
+        let mut decided = Vec::with_capacity(fresh.len());
+        for item in &fresh {
+            // A later sample of an account must see what the earlier ones wrote to its row (a
+            // settlement moves the cached balance): it is read again, under the lock it holds.
+            let account = if seen.insert(item.account.id) {
+                item.account.clone()
+            } else {
+                store::accounts::lock_many(txn, &[item.account.id]).await?.pop().expect("the account is locked by this batch")
+            };
+            decided.push(Ok(record_one(txn, ledger, &account, item.command, item.now).await?));
+        }
+        Ok(decided)
+    })
+}
+
+/// One sample recorded against its locked account: the body of `record_usage` and of each
+/// sample of a batch.
+async fn record_one(
+    txn: &DatabaseTransaction,
+    ledger: &Engine,
+    account: &account::Model,
+    command: &Command<Sample>,
+    now: DateTime<Utc>,
+) -> Result<UsageReceipt, ServiceError> {
+    let settlement = match command.fields.clone() {
+        Sample::Storage { container, gb } => {
+            record_storage(txn, &ledger.program, account, &container, gb, now).await?;
+            None
+        }
+        Sample::Traffic { container, bytes } => {
+            record_traffic(txn, metering(&ledger.program)?, account, &container, bytes, now).await?;
+            None
+        }
+        Sample::Ai { kind, container, model, tokens, .. } => {
+            let ai = AiUse { kind, container, model, tokens };
+            charge_ai(txn, ledger, account, ai, &command.key, now).await?
+        }
+    };
+    Ok(UsageReceipt { settlement })
 }
 
 /// A storage sample: the old level counts up to now, the new one from now.
