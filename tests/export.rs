@@ -329,7 +329,8 @@ async fn csv_export_parses_and_adds_up(backend: Backend) {
 
 /// An export made before journal entries carried `balance_after_micros` (migration 000020):
 /// its entries load without it, and the import gives each the running balance the migration
-/// gave old entries, so the copy is the same ledger as the source.
+/// gave old entries, so the copy is the same ledger as the source. Its journal lines have no
+/// `created_at` either (migration 000033): each takes its entry's.
 async fn an_export_from_before_balance_after_gets_it_recomputed(backend: Backend) {
     use sha2::Digest;
     let source = build_ledger(backend).await;
@@ -343,6 +344,12 @@ async fn an_export_from_before_balance_after_gets_it_recomputed(backend: Backend
             let mut header: Value = serde_json::from_str(line).unwrap();
             header["schema"] = json!("m20261203_000017_add_operator_records");
             header.to_string()
+        } else if line.starts_with("{\"table\":\"journal_lines\"") {
+            // Lines had no instant of their own before migration 000033: the import gives each
+            // its entry's (`journal::fill_line_instants`).
+            let mut record: Value = serde_json::from_str(line).unwrap();
+            assert!(record["row"].as_object_mut().unwrap().remove("created_at").is_some(), "a current export carries it: {line}");
+            format!("{{\"table\":\"journal_lines\",\"row\":{}}}", record["row"])
         } else {
             line.to_string()
         };
@@ -359,7 +366,7 @@ async fn an_export_from_before_balance_after_gets_it_recomputed(backend: Backend
     let imported = credits(&target.url, &["import", old.to_str().unwrap()], None).await;
     assert!(imported.status.success(), "import failed: {}\n{}", text(&imported.stderr), text(&imported.stdout));
     let again = export_to(&target.url, &dir.path().join("again.jsonl"), &[]).await;
-    assert_eq!(row_lines(&again), row_lines(&exported), "balances after recomputed as they were written");
+    assert_eq!(row_lines(&again), row_lines(&exported), "balances after, and lines' instants, recomputed as they were written");
 }
 
 /// The export's text without any `"balance_after_micros":N` field, as an older binary wrote it.
