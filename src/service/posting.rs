@@ -203,13 +203,14 @@ pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Held>, 
         }
     }
     let changes: Vec<(i64, Credits, Credits)> = left.iter().map(|(id, new)| (*id, held(id).remaining, *new)).collect();
-    lots::set_remaining_many(conn, &changes).await?;
     let mut entries: Vec<_> = debits
         .iter()
         .map(|d| new_entry(d.account_id, d.kind, d.takes.iter().map(|(lot_id, amount)| (*lot_id, -amount.micros())).collect(), d.meta))
         .collect();
     let deltas = net_by_account(&entries);
-    let balances = store::accounts::add_to_balances(conn, &deltas.iter().map(|(id, delta)| (*id, *delta)).collect::<Vec<_>>()).await?;
+    let deltas: Vec<(i64, i64)> = deltas.iter().map(|(id, delta)| (*id, *delta)).collect();
+    let balances = store::accounts::move_lots_and_balances(conn, &changes, &deltas).await?;
+    let deltas: BTreeMap<i64, i64> = deltas.into_iter().collect();
     running_balances(&mut entries, &deltas, &balances);
     journal::append_many(conn, &entries).await
 }

@@ -121,6 +121,51 @@ pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)])
     Ok(balances)
 }
 
+/// PostgreSQL: `lots::set_remaining_many` and `add_to_balances` in ONE statement, for a posting
+/// that moves both (a round trip fewer per spend batch): every lot must still hold its old value
+/// and every account must exist, or nothing is returned but an error (the caller rolls back).
+/// Falls back to the two statements on SQLite or past one statement's bounds.
+pub async fn move_lots_and_balances(
+    conn: &impl ConnectionTrait,
+    lots: &[(i64, crate::ledger::Credits, crate::ledger::Credits)],
+    deltas: &[(i64, i64)],
+) -> Result<BTreeMap<i64, i64>, DbErr> {
+    use sea_orm::{DbBackend, Statement, Value};
+    let backend = conn.get_database_backend();
+    if backend != DbBackend::Postgres || lots.is_empty() || lots.len() > ACCOUNTS_PER_UPDATE || deltas.len() > ACCOUNTS_PER_UPDATE {
+        super::lots::set_remaining_many(conn, lots).await?;
+        return add_to_balances(conn, deltas).await;
+    }
+    let mut values: Vec<Value> =
+        lots.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]).collect();
+    let lot_rows = super::values_rows(backend, lots.len(), 3, 0);
+    let delta_rows = super::values_rows(backend, deltas.len(), 2, values.len());
+    values.extend(deltas.iter().flat_map(|(id, delta)| [Value::from(*id), Value::from(*delta)]));
+    values.push(Value::from(crate::feed::CHANNEL));
+    let sql = format!(
+        "WITH v(id, old, new) AS (VALUES {lot_rows}), \
+         moved AS (UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
+                   WHERE lots.id = v.id AND lots.remaining_micros = v.old RETURNING lots.id), \
+         d(id, delta) AS (VALUES {delta_rows}), \
+         b AS (UPDATE accounts SET balance_micros = accounts.balance_micros + d.delta FROM d WHERE accounts.id = d.id \
+               RETURNING accounts.id, accounts.balance_micros, pg_notify(${}, CAST(accounts.id AS TEXT))) \
+         SELECT b.id, b.balance_micros, (SELECT count(*) FROM moved) FROM b",
+        values.len()
+    );
+    let updated = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    if updated.len() != deltas.len() {
+        return Err(DbErr::RecordNotUpdated);
+    }
+    let mut balances = BTreeMap::new();
+    for row in updated {
+        if row.try_get_by_index::<i64>(2)? != lots.len() as i64 {
+            return Err(DbErr::RecordNotUpdated);
+        }
+        balances.insert(row.try_get_by_index::<i64>(0)?, row.try_get_by_index::<i64>(1)?);
+    }
+    Ok(balances)
+}
+
 /// `lock` for many accounts in one statement, in id order (so two batches never wait on each
 /// other in a cycle). Unknown ids are simply absent.
 pub async fn lock_many(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<account::Model>, DbErr> {
