@@ -280,12 +280,20 @@ fn spend_body(run: RunMany<'_, SpendFields>) -> BoxFuture<'_, Decisions<SpendRec
 async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
     let RunMany { txn, ledger, accounts, fresh, latest } = run;
     let program = &ledger.program;
-    let moved = release_lapsed(txn, accounts, latest).await?;
+    // Every locked account's lapsed holds, open lots and limits at once (`store::spend_reads`).
+    let mut ids: Vec<i64> = accounts.keys().copied().collect();
+    ids.sort_unstable();
+    let mut reads = store::spend_reads::read(txn, &ids, latest).await?;
+    let moved = release_lapsed(txn, accounts, &reads.lapsed, latest).await?;
     if fresh.is_empty() {
         return Ok(Vec::new());
     }
-    let mut wallets = Wallets::read(txn, &fresh).await?;
-    let mut limits = spend_limits_of(txn, &fresh).await?;
+    if !reads.lapsed.is_empty() {
+        // The releases gave credits back to lots (reopening some): read them as they are now.
+        reads.lots = lots::open_for_accounts(txn, &ids).await?;
+    }
+    let mut wallets = Wallets::from_lots(reads.lots)?;
+    let mut limits = LimitBook::from_rows(txn, reads.limits, fresh.iter().map(|s| &s.now)).await?;
     let mut decided = Vec::with_capacity(fresh.len());
     let mut debits = Vec::new();
     for spend in &fresh {
@@ -326,26 +334,19 @@ async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
     Ok(receipts.collect())
 }
 
-/// The spend limits of the accounts `fresh` charges and their counters for the spends' periods.
-async fn spend_limits_of(txn: &DatabaseTransaction, fresh: &[Fresh<'_, SpendFields>]) -> Result<LimitBook, ServiceError> {
-    let mut ids: Vec<i64> = fresh.iter().map(|s| s.account.id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    LimitBook::read(txn, &ids, fresh.iter().map(|s| &s.now)).await
-}
-
 /// Holds past their deadline give their credits back before any spend is decided, as a read
 /// would show them; the batch's latest instant decides which have lapsed. Their releases move the
 /// cached balances the low-credit check starts from: the balances after them, if any moved.
 async fn release_lapsed(
     txn: &DatabaseTransaction,
     accounts: &HashMap<i64, account::Model>,
+    lapsed: &[crate::entity::reservation::Model],
     latest: DateTime<Utc>,
 ) -> Result<HashMap<i64, i64>, ServiceError> {
-    let ids: Vec<i64> = accounts.keys().copied().collect();
-    if reservations::release_lapsed(txn, &ids, latest).await? == 0 {
+    if reservations::release(txn, lapsed, latest).await? == 0 {
         return Ok(HashMap::new());
     }
+    let ids: Vec<i64> = accounts.keys().copied().collect();
     Ok(store::accounts::lock_many(txn, &ids).await?.into_iter().map(|a| (a.id, a.balance_micros)).collect())
 }
 
@@ -362,13 +363,10 @@ struct Wallets {
 }
 
 impl Wallets {
-    /// The open lots of the accounts `fresh` charges, in one statement.
-    async fn read(txn: &DatabaseTransaction, fresh: &[Fresh<'_, SpendFields>]) -> Result<Wallets, ServiceError> {
-        let mut ids: Vec<i64> = fresh.iter().map(|s| s.account.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
+    /// The batch's accounts' open lots, as read under their locks.
+    fn from_lots(open: Vec<crate::entity::lot::Model>) -> Result<Wallets, ServiceError> {
         let mut wallets = Wallets { lots: HashMap::new(), read: HashMap::new(), credited: BTreeMap::new(), offered: HashSet::new() };
-        for model in lots::open_for_accounts(txn, &ids).await? {
+        for model in open {
             let lot = lots::to_rule(&model)?;
             wallets.read.insert(lot.id, posting::Held::from(&lot));
             wallets.lots.entry(model.account_id).or_default().push(lot);

@@ -320,7 +320,12 @@ impl Engine {
 /// lapsed failed by its deadline. Returns how many it released.
 pub(crate) async fn release_lapsed(txn: &DatabaseTransaction, account_ids: &[i64], now: DateTime<Utc>) -> Result<usize, ServiceError> {
     let lapsed = reservations::lapsed(txn, account_ids, now).await?;
-    for reservation in &lapsed {
+    release(txn, &lapsed, now).await
+}
+
+/// `release_lapsed` for holds already read (`store::spend_reads`).
+pub(crate) async fn release(txn: &DatabaseTransaction, lapsed: &[reservation::Model], now: DateTime<Utc>) -> Result<usize, ServiceError> {
+    for reservation in lapsed {
         settle(txn, reservation, ReservationStatus::Expired, Credits::ZERO, None, now).await?;
         crate::service::market::on_hold_expired(txn, reservation.id, now).await?;
     }

@@ -137,8 +137,18 @@ impl LimitBook {
         account_ids: &[i64],
         instants: impl IntoIterator<Item = &'a DateTime<Utc>>,
     ) -> Result<LimitBook, ServiceError> {
+        LimitBook::from_rows(conn, stored::for_accounts(conn, account_ids).await?, instants).await
+    }
+
+    /// `read` with the limits already read (`store::spend_reads`): a statement for the counters
+    /// only when some account has a limit.
+    pub(crate) async fn from_rows<'a>(
+        conn: &impl ConnectionTrait,
+        limits: Vec<spend_limit::Model>,
+        instants: impl IntoIterator<Item = &'a DateTime<Utc>>,
+    ) -> Result<LimitBook, ServiceError> {
         let mut rows: BTreeMap<i64, Vec<spend_limit::Model>> = BTreeMap::new();
-        for row in stored::for_accounts(conn, account_ids).await? {
+        for row in limits {
             rows.entry(row.account_id).or_default().push(row);
         }
         let mut book = LimitBook::default();

@@ -26,6 +26,7 @@ pub mod referrals;
 pub mod reservations;
 pub mod retention;
 pub mod spend_limits;
+pub mod spend_reads;
 pub mod statements;
 pub mod stripe_events;
 pub mod test_clock;
