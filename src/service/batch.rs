@@ -283,7 +283,9 @@ async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
     // Every locked account's lapsed holds, open lots and limits at once (`store::spend_reads`).
     let mut ids: Vec<i64> = accounts.keys().copied().collect();
     ids.sort_unstable();
-    let mut reads = store::spend_reads::read(txn, &ids, latest).await?;
+    // Containers only where the low-credit warning counts hours of usage: the check reads them.
+    let with_containers = program.metering.is_some() && program.notices.low_credits.is_some();
+    let mut reads = store::spend_reads::read(txn, &ids, latest, with_containers).await?;
     let moved = release_lapsed(txn, accounts, &reads.lapsed, latest).await?;
     if fresh.is_empty() {
         return Ok(Vec::new());
@@ -321,7 +323,7 @@ async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
     limits.write(txn).await?;
     let charged: Vec<(&Fresh<'_, SpendFields>, &Spent)> =
         fresh.iter().zip(&decided).filter_map(|(s, o)| Some((s, o.as_ref().ok()?))).collect();
-    check_low_after_batch(txn, program, accounts, &moved, &wallets.credited, &charged).await?;
+    check_low_after_batch(txn, program, accounts, &moved, &wallets.credited, &charged, reads.containers).await?;
     let receipts = fresh.iter().zip(decided).map(|(spend, outcome)| {
         outcome.map(|spent| SpendReceipt {
             entry_id: entry_ids.next().expect("one entry per charge"),
@@ -412,6 +414,7 @@ async fn check_low_after_batch(
     moved: &HashMap<i64, i64>,
     credited: &BTreeMap<i64, i64>,
     charged: &[(&Fresh<'_, SpendFields>, &Spent)],
+    containers: Option<Vec<crate::entity::container::Model>>,
 ) -> Result<(), ServiceError> {
     // Without the warning and without auto top-up on any charged account there is nothing to do.
     let auto_topup = charged.iter().any(|(spend, _)| spend.account.auto_topup_below_micros.is_some());
@@ -432,5 +435,5 @@ async fn check_low_after_batch(
         let balance_micros = before + credited.get(&id).copied().unwrap_or(0) + total;
         after.push((account::Model { balance_micros, ..account.clone() }, now));
     }
-    notices::check_low_credits_many(txn, program, &after).await
+    notices::check_low_credits_with(txn, program, &after, containers).await
 }

@@ -105,6 +105,17 @@ pub(crate) async fn check_low_credits_many(
     program: &Program,
     accounts: &[(account::Model, DateTime<Utc>)],
 ) -> Result<(), ServiceError> {
+    check_low_credits_with(txn, program, accounts, None).await
+}
+
+/// `check_low_credits_many` with the accounts' containers already read (`store::spend_reads`),
+/// or none to read them here.
+pub(crate) async fn check_low_credits_with(
+    txn: &DatabaseTransaction,
+    program: &Program,
+    accounts: &[(account::Model, DateTime<Utc>)],
+    read: Option<Vec<container::Model>>,
+) -> Result<(), ServiceError> {
     let lowered: Vec<(&account::Model, DateTime<Utc>)> = accounts.iter().map(|(a, at)| (a, *at)).collect();
     crate::service::auto_topup::after_lowering(txn, program, &lowered).await?;
     if program.notices.low_credits.is_none() || accounts.is_empty() {
@@ -113,7 +124,11 @@ pub(crate) async fn check_low_credits_many(
     let mut containers: std::collections::HashMap<i64, Vec<container::Model>> = std::collections::HashMap::new();
     if program.metering.is_some() {
         let ids: Vec<i64> = accounts.iter().map(|(a, _)| a.id).collect();
-        for container in store::metering::containers_of_accounts(txn, &ids).await? {
+        let all = match read {
+            Some(read) => read,
+            None => store::metering::containers_of_accounts(txn, &ids).await?,
+        };
+        for container in all.into_iter().filter(|c| ids.contains(&c.account_id)) {
             containers.entry(container.account_id).or_default().push(container);
         }
     }
