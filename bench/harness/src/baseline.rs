@@ -6,22 +6,25 @@
 //! 3. read the account's open lots in the program's order (arkain: free and promotional by
 //!    soonest expiry, then paid), with their row lock on PostgreSQL, and take the amount from
 //!    them in that order;
-//! 4. append one journal entry and one journal line per lot taken.
+//! 4. append one journal entry (with the account's balance after it, and the spend's key) and
+//!    one journal line per lot taken (recorded at the entry's instant: the lines are kept by
+//!    month with their entry since migration 000033, and the audit checks that they match).
 //!
 //! PostgreSQL runs it as a pgbench custom script (3 and 4 in one statement); SQLite as a tight
 //! in-process loop over the service's own connection settings (`credits::db::connect`: WAL,
 //! the same `synchronous` level, busy timeout, foreign keys) with `BEGIN IMMEDIATE`.
 
-use crate::load::{AMOUNT_MICROS, Measured, Pick};
+use crate::load::{AMOUNT_MICROS, Items, Measured, Pick};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use sea_orm::sqlx;
 use std::path::Path;
 use std::time::Duration;
 
-/// A request hash and a stored outcome of the sizes the service writes.
-const REQUEST_HASH: &str = "5f1c2e0d9a7b4c3e8f6a1d2b3c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60";
-const OUTCOME: &str = r#"{"Done":{"entry_id":1234567,"amount":"0.01","takes":[{"lot_id":12345,"amount":"0.01"}],"available_after":"1999999.99","effective_at":"2026-11-30T00:00:00.123456Z"}}"#;
+/// A request hash and a stored outcome of the sizes the service writes (the limit baseline's
+/// too).
+pub const REQUEST_HASH: &str = "5f1c2e0d9a7b4c3e8f6a1d2b3c4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60";
+pub const OUTCOME: &str = r#"{"Done":{"entry_id":1234567,"amount":"0.01","takes":[{"lot_id":12345,"amount":"0.01"}],"available_after":"1999999.99","effective_at":"2026-11-30T00:00:00.123456Z"}}"#;
 
 /// The pgbench script for a scenario: a random account out of `accounts`, or always `bench-0`.
 /// With `notify`, the script also sends the service's `pg_notify` of the balance change.
@@ -32,12 +35,14 @@ pub fn pgbench_script(pick: Pick, notify: bool) -> String {
         Pick::Account(_) => unreachable!("the baselines spend on bench-<n> accounts; reads have no baseline"),
     };
     let notify = if notify { "SELECT pg_notify('credits_balance', :acc::text);\n" } else { "" };
+    // `now()` is the transaction's start: the entry and its lines are recorded at one instant.
     format!(
         r#"{account}
+\set key random(0, 9223372036854775806)
 BEGIN;
-UPDATE accounts SET balance_micros = balance_micros - {AMOUNT_MICROS} WHERE external_id = 'bench-' || :n RETURNING id AS acc \gset
+UPDATE accounts SET balance_micros = balance_micros - {AMOUNT_MICROS} WHERE external_id = 'bench-' || :n RETURNING id AS acc, balance_micros AS after \gset
 INSERT INTO idempotency_keys (account_id, operation, key, request_hash, outcome, created_at, expires_at)
-  VALUES (:acc, 'spend', 'pgbench-' || gen_random_uuid(), '{REQUEST_HASH}', '{OUTCOME}', now(), now() + interval '30 days');
+  VALUES (:acc, 'spend', 'pgbench-' || :key, '{REQUEST_HASH}', '{OUTCOME}', now(), now() + interval '30 days');
 WITH locked AS MATERIALIZED (
     SELECT id, class, expires_at, remaining_micros FROM lots WHERE account_id = :acc AND open ORDER BY id FOR UPDATE
 ), ordered AS (
@@ -50,17 +55,15 @@ WITH locked AS MATERIALIZED (
     UPDATE lots l SET remaining_micros = l.remaining_micros - t.take, open = l.remaining_micros - t.take > 0
     FROM takes t WHERE l.id = t.id RETURNING l.id, t.take
 ), entry AS (
-    INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, feature)
-    SELECT :acc, 'spend', -SUM(take), now(), now(), 'spend', 'pgbench', 'bench' FROM moved RETURNING id
+    INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, feature, balance_after_micros)
+    SELECT :acc, 'spend', -SUM(take), now(), now(), 'spend', 'pgbench-' || :key, 'bench', :after FROM moved RETURNING id
 )
-INSERT INTO journal_lines (entry_id, lot_id, delta_micros) SELECT entry.id, moved.id, -moved.take FROM entry, moved;
+INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) SELECT entry.id, moved.id, -moved.take, now() FROM entry, moved;
 {notify}COMMIT;
 "#
     )
 }
 
-/// `pgbench -n -f script -c N -j N -T warmup+seconds`, with a per-transaction log from which
-/// the last `seconds` are measured the way the HTTP clients are.
 /// How to run pgbench: the executable, where its script and logs go, and whether the script
 /// also sends the service's `pg_notify`.
 pub struct Pgbench<'a> {
@@ -69,6 +72,8 @@ pub struct Pgbench<'a> {
     pub notify: bool,
 }
 
+/// The per-spend baseline: `pgbench -n -f script -c N -j N -T warmup+seconds`, with a
+/// per-transaction log from which the last `seconds` are measured the way the HTTP clients are.
 pub async fn pgbench(
     bench: &Pgbench<'_>,
     url: &str,
@@ -77,17 +82,42 @@ pub async fn pgbench(
     warmup: Duration,
     seconds: Duration,
 ) -> anyhow::Result<Measured> {
-    let Pgbench { exe: pgbench, workdir, notify } = *bench;
-    let tag = format!(
-        "pgbench-{}-{clients}",
-        match pick {
-            Pick::Many(_) => "many",
-            Pick::Hot => "hot",
-            Pick::Account(account) => account,
-        }
-    );
+    let script = Script { tag: format!("pgbench-{}-{clients}", pick_label(pick)), text: pgbench_script(pick, bench.notify), spends: 1 };
+    run_pgbench(bench, url, &script, clients, warmup, seconds).await
+}
+
+/// A pgbench custom script: its text, the name its file and logs take, and how many spends each
+/// of its transactions makes.
+pub struct Script {
+    pub tag: String,
+    pub text: String,
+    pub spends: usize,
+}
+
+/// A name for a pick in file names.
+pub fn pick_label(pick: Pick) -> &'static str {
+    match pick {
+        Pick::Many(_) => "many",
+        Pick::Hot => "hot",
+        Pick::Account(account) => account,
+    }
+}
+
+/// Runs `script` (saved as `{tag}.sql`) under pgbench for warm-up + window: the latency is a
+/// transaction's, the throughput counts spends, and a failed transaction fails all its spends.
+pub async fn run_pgbench(
+    bench: &Pgbench<'_>,
+    url: &str,
+    script: &Script,
+    clients: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> anyhow::Result<Measured> {
+    let Pgbench { exe: pgbench, workdir, .. } = *bench;
+    let Script { tag, text, spends } = script;
+    let spends = *spends;
     let script = workdir.join(format!("{tag}.sql"));
-    std::fs::write(&script, pgbench_script(pick, notify))?;
+    std::fs::write(&script, text)?;
     let logs = workdir.join(format!("{tag}-log"));
     std::fs::create_dir_all(&logs)?;
     let total = (warmup + seconds).as_secs().max(1);
@@ -127,9 +157,11 @@ pub async fn pgbench(
     let mut measured = Measured::new(seconds.as_secs_f64());
     for (done, latency) in transactions {
         match latency {
-            Ok(micros) if done.saturating_sub(micros) >= from => measured.record(Ok(micros)),
+            Ok(micros) if done.saturating_sub(micros) >= from => {
+                measured.record_items(micros, Items { ok: spends as u64, ..Items::default() })
+            }
             Ok(_) => {}
-            Err(line) if done >= from => measured.record(Err(format!("pgbench: {line}"))),
+            Err(line) if done >= from => measured.record_items(0, Items::all_failed(spends, format!("pgbench: {line}"))),
             Err(_) => {}
         }
     }
@@ -170,9 +202,10 @@ async fn sqlite_spend(pool: &sqlx::SqlitePool, account: &str, key: &str) -> Resu
     let mut conn = pool.acquire().await?;
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
     let result = async {
-        let now = Utc::now();
-        let account_id: i64 =
-            sqlx::query_scalar("UPDATE accounts SET balance_micros = balance_micros - ? WHERE external_id = ? RETURNING id")
+        // To the microsecond, as the service records instants.
+        let now = credits::ledger::time::truncate(Utc::now());
+        let (account_id, after): (i64, i64) =
+            sqlx::query_as("UPDATE accounts SET balance_micros = balance_micros - ? WHERE external_id = ? RETURNING id, balance_micros")
                 .bind(AMOUNT_MICROS)
                 .bind(account)
                 .fetch_one(&mut *conn)
@@ -219,21 +252,24 @@ async fn sqlite_spend(pool: &sqlx::SqlitePool, account: &str, key: &str) -> Resu
             return Err(sqlx::Error::Protocol("insufficient credits in the baseline".into()));
         }
         let entry: i64 = sqlx::query_scalar(
-            "INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, feature) \
-             VALUES (?, 'spend', ?, ?, ?, 'spend', ?, 'bench') RETURNING id",
+            "INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, feature, \
+             balance_after_micros) VALUES (?, 'spend', ?, ?, ?, 'spend', ?, 'bench', ?) RETURNING id",
         )
         .bind(account_id)
         .bind(-AMOUNT_MICROS)
         .bind(now)
         .bind(now)
         .bind(key)
+        .bind(after)
         .fetch_one(&mut *conn)
         .await?;
         for (lot, take) in takes {
-            sqlx::query("INSERT INTO journal_lines (entry_id, lot_id, delta_micros) VALUES (?, ?, ?)")
+            // Recorded at its entry's instant (migration 000033; the audit checks it).
+            sqlx::query("INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) VALUES (?, ?, ?, ?)")
                 .bind(entry)
                 .bind(lot)
                 .bind(-take)
+                .bind(now)
                 .execute(&mut *conn)
                 .await?;
         }

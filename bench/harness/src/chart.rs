@@ -1,5 +1,6 @@
 //! The chart: per database, throughput and p99 latency against concurrency, credits over HTTP
-//! (solid) and the hand-written SQL baseline (dashed), for each scenario.
+//! (solid), the hand-written SQL baseline (dashed) and the limit baseline (dotted: the service's
+//! rows in batches), for each spend scenario.
 
 use crate::{Db, Row, Scenario, Side};
 use anyhow::anyhow;
@@ -14,7 +15,8 @@ const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 struct Line {
     label: String,
     color: RGBColor,
-    dashed: bool,
+    /// Dash and gap in pixels; none for a solid line.
+    dash: Option<(u32, u32)>,
     points: Vec<(f64, f64)>,
 }
 
@@ -38,7 +40,7 @@ fn color(scenario: Scenario) -> RGBColor {
 fn lines(rows: &[Row], db: Db, metric: impl Fn(&Row) -> f64) -> Vec<Line> {
     let mut lines = Vec::new();
     for scenario in [Scenario::Many, Scenario::Hot] {
-        for side in [Side::Credits, Side::Baseline] {
+        for side in [Side::Credits, Side::Baseline, Side::Limit] {
             let points: Vec<(f64, f64)> = rows
                 .iter()
                 .filter(|r| r.db == db && r.scenario == scenario && r.side == side)
@@ -48,16 +50,12 @@ fn lines(rows: &[Row], db: Db, metric: impl Fn(&Row) -> f64) -> Vec<Line> {
             if points.is_empty() {
                 continue;
             }
-            let who = match side {
-                Side::Credits => "credits (HTTP)",
-                _ => "baseline (SQL)",
+            let (who, dash) = match side {
+                Side::Credits => ("credits (HTTP)", None),
+                Side::Limit => ("limit (SQL, batched)", Some((3, 4))),
+                _ => ("baseline (SQL)", Some((10, 6))),
             };
-            lines.push(Line {
-                label: format!("{}: {who}", scenario.label()),
-                color: color(scenario),
-                dashed: side != Side::Credits,
-                points,
-            });
+            lines.push(Line { label: format!("{}: {who}", scenario.label()), color: color(scenario), dash, points });
         }
     }
     lines
@@ -129,13 +127,18 @@ where
     for line in lines {
         let color = line.color;
         let style = color.stroke_width(2);
-        let drawn = if line.dashed {
-            chart.draw_series(DashedLineSeries::new(line.points.clone(), 10, 6, style))?
-        } else {
-            chart.draw_series(LineSeries::new(line.points.clone(), style))?
+        let drawn = match line.dash {
+            Some((size, spacing)) => chart.draw_series(DashedLineSeries::new(line.points.clone(), size, spacing, style))?,
+            None => chart.draw_series(LineSeries::new(line.points.clone(), style))?,
         };
         // The legend shows the dash: two segments with a gap for a baseline, touching otherwise.
-        let (a, b) = if line.dashed { (8, 14) } else { (12, 12) };
+        let (a, b) = match line.dash {
+            Some((size, spacing)) => {
+                let a = (size as i32).min(8);
+                (a, a + spacing as i32)
+            }
+            None => (12, 12),
+        };
         drawn.label(line.label.clone()).legend(move |(x, y)| {
             EmptyElement::at((x, y))
                 + PathElement::new(vec![(0, 0), (a, 0)], color.stroke_width(2))

@@ -41,11 +41,30 @@ impl Pick {
             Pick::Account(account) => account.to_string(),
         }
     }
+
+    /// The accounts of `n` spends sent together (a limit baseline's transaction): `n` distinct
+    /// accounts out of `Many` (each account at most once while there are as many accounts as
+    /// spends; round after round of one random order otherwise), or `n` times the one account of
+    /// `Hot`.
+    pub fn accounts(self, rng: &mut impl Rng, n: usize) -> Vec<String> {
+        match self {
+            Pick::Many(accounts) => {
+                let order = rand::seq::index::sample(rng, accounts, n.min(accounts));
+                (0..n).map(|i| format!("bench-{}", order.index(i % order.len()))).collect()
+            }
+            Pick::Hot | Pick::Account(_) => (0..n).map(|_| self.account(rng)).collect(),
+        }
+    }
 }
 
 /// What one run measured inside its window.
 pub struct Measured {
+    /// Requests (or transactions) answered, each with a latency.
     pub ok: u64,
+    /// What the throughput counts: spends charged (or reads answered). One per request, except
+    /// for transactions of several spends (the limit baseline).
+    pub items: u64,
+    /// Failed spends (or reads): a failed request of several spends counts each of them.
     pub errors: u64,
     /// Latencies of the successful requests, in microseconds.
     pub latency: Histogram<u64>,
@@ -53,13 +72,31 @@ pub struct Measured {
     pub first_error: Option<String>,
 }
 
+/// What one request (or transaction) of several spends came to: spends charged, spends failed,
+/// and why the first failed one did.
+#[derive(Debug, Default)]
+pub struct Items {
+    pub ok: u64,
+    pub failed: u64,
+    pub error: Option<String>,
+}
+
+impl Items {
+    /// Every one of `n` spends failed, for one reason (a transport error, a GraphQL error, a
+    /// transaction rolled back).
+    pub fn all_failed(n: usize, error: String) -> Items {
+        Items { ok: 0, failed: n as u64, error: Some(error) }
+    }
+}
+
 impl Measured {
     pub fn new(seconds: f64) -> Measured {
-        Measured { ok: 0, errors: 0, latency: histogram(), seconds, first_error: None }
+        Measured { ok: 0, items: 0, errors: 0, latency: histogram(), seconds, first_error: None }
     }
 
+    /// Spends (or reads) per second.
     pub fn throughput(&self) -> f64 {
-        self.ok as f64 / self.seconds
+        self.items as f64 / self.seconds
     }
 
     pub fn ms(&self, quantile: f64) -> f64 {
@@ -74,6 +111,7 @@ impl Measured {
         match outcome {
             Ok(micros) => {
                 self.ok += 1;
+                self.items += 1;
                 self.latency.saturating_record(micros.max(1));
             }
             Err(e) => {
@@ -83,8 +121,23 @@ impl Measured {
         }
     }
 
+    /// One request (or transaction) of several spends that took `micros`: its latency counts if
+    /// any of its spends was charged; each spend counts as charged or failed.
+    pub fn record_items(&mut self, micros: u64, items: Items) {
+        if items.ok > 0 {
+            self.ok += 1;
+            self.latency.saturating_record(micros.max(1));
+        }
+        self.items += items.ok;
+        self.errors += items.failed;
+        if let Some(e) = items.error {
+            self.first_error.get_or_insert(e);
+        }
+    }
+
     pub fn merge(&mut self, other: Measured) {
         self.ok += other.ok;
+        self.items += other.items;
         self.errors += other.errors;
         self.latency.add(&other.latency).expect("histograms of the same bounds");
         if self.first_error.is_none() {
@@ -294,6 +347,43 @@ where
                 let done = Instant::now();
                 if sent >= from && done <= end {
                     measured.record(outcome.map(|()| (done - sent).as_micros() as u64));
+                }
+            }
+            measured
+        });
+    }
+    let mut total = Measured::new(seconds.as_secs_f64());
+    while let Some(measured) = tasks.join_next().await {
+        total.merge(measured.expect("a client task"));
+    }
+    total
+}
+
+/// The closed loop around requests (or transactions) of several spends each: `send` gets a key
+/// prefix of its own per call (`{prefix}{run}-{client}-{seq}`; item `i` takes `-{i}` after it)
+/// and says what came of each spend. Latencies are per request; the throughput counts spends.
+pub async fn closed_loop_items<F, Fut>(clients: usize, warmup: Duration, seconds: Duration, prefix: &str, send: F) -> Measured
+where
+    F: Fn(String) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Items> + Send,
+{
+    let run = format!("{prefix}{}", run_id());
+    let start = Instant::now();
+    let (from, end) = (start + warmup, start + warmup + seconds);
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let (send, run) = (send.clone(), run.clone());
+        tasks.spawn(async move {
+            let mut measured = Measured::new(seconds.as_secs_f64());
+            for seq in 0u64.. {
+                let sent = Instant::now();
+                if sent >= end {
+                    break;
+                }
+                let items = send(format!("{run}-{client}-{seq}")).await;
+                let done = Instant::now();
+                if sent >= from && done <= end {
+                    measured.record_items((done - sent).as_micros() as u64, items);
                 }
             }
             measured

@@ -4,15 +4,18 @@
 //! Per database it creates a fresh database (a temporary SQLite file, or `credits_bench_<pid>`
 //! on PostgreSQL, dropped at the end), seeds `--accounts` accounts, starts the release server
 //! (`serve --no-workers`) on a free port, then for each scenario and concurrency runs real
-//! `spendCredits` mutations over HTTP and then the hand-written SQL baseline (pgbench, or an
-//! in-process SQLite loop) on the same database. It prints one line per run, a paced run at half
-//! the peak rate for the latency target, the issue's targets, the `credits audit` result (which
-//! must pass), and draws the chart.
+//! `spendCredits` mutations over HTTP and then two hand-written SQL baselines (pgbench, or an
+//! in-process SQLite loop) on the same database: the per-spend baseline (one spend per
+//! transaction) and the limit baseline (`limit.rs`: the service's rows for a spend, set-based,
+//! `--batch-size` spends per transaction). It prints one line per run, a
+//! paced run at half the peak rate for the latency target, the issue's targets, the results as
+//! markdown tables, the `credits audit` result (which must pass), and draws the chart.
 
 mod baseline;
 mod chart;
 mod export;
 mod footprint;
+mod limit;
 mod load;
 mod month;
 mod replica;
@@ -103,8 +106,11 @@ impl Scenario {
 pub enum Side {
     /// The real server over HTTP.
     Credits,
-    /// Hand-written SQL on the same database.
+    /// Hand-written SQL on the same database, one spend per transaction.
     Baseline,
+    /// The service's rows for a spend in set-based SQL, `--batch-size` spends per transaction
+    /// (`limit.rs`).
+    Limit,
     /// The server at a fixed rate, half the peak.
     Paced,
     /// The credits library in this process, no HTTP (`--in-process`).
@@ -132,6 +138,7 @@ impl Side {
         match self {
             Side::Credits => "credits",
             Side::Baseline => "baseline",
+            Side::Limit => "limit",
             Side::Paced => "paced",
             Side::Ledger => "in-process",
             Side::LongPast => "1M entries",
@@ -172,7 +179,7 @@ pub struct Row {
     pub max: f64,
     pub errors: u64,
     pub rss_mib: Option<f64>,
-    /// credits / baseline at the same concurrency (on baseline rows).
+    /// credits / this at the same concurrency (on baseline and limit rows).
     pub ratio: Option<f64>,
     /// The arrival rate asked for (paced rows).
     pub rate: Option<f64>,
@@ -190,6 +197,9 @@ struct Args {
     /// Scenarios: many (spends over all accounts), hot (every spend on one account).
     #[arg(long, value_delimiter = ',', default_value = "many,hot")]
     scenarios: Vec<Scenario>,
+    /// Spends per transaction of the limit baseline.
+    #[arg(long, default_value_t = limit::BATCH)]
+    batch_size: usize,
     /// Measured seconds per run.
     #[arg(long, default_value_t = 10)]
     seconds: u64,
@@ -320,6 +330,7 @@ fn row(scenario: Scenario, db: Db, clients: usize, side: Side, measured: &Measur
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    anyhow::ensure!(args.batch_size >= 1, "--batch-size: at least one spend per transaction");
     let credits_bin = match &args.credits_bin {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("credits"),
@@ -361,12 +372,78 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let Results { rows, months, exports } = results;
     targets(&rows, &months, &args);
     export_targets(&exports);
+    markdown(&rows, &args);
     // The chart is of the spend scenarios: a run of others leaves the committed one alone.
     if rows.iter().any(|r| matches!(r.scenario, Scenario::Many | Scenario::Hot)) {
         chart::draw(&args.chart, &rows, &args.db)?;
         println!("chart: {}", args.chart.display());
     }
     Ok(clean)
+}
+
+/// `n` with thousands separated by commas, rounded to a whole number ("1,478").
+fn thousands(n: f64) -> String {
+    if !n.is_finite() {
+        return "-".to_string();
+    }
+    let digits = format!("{:.0}", n.abs());
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    if n < 0.0 { format!("-{out}") } else { out }
+}
+
+/// The spend scenarios as markdown tables, one per database: the service beside both baselines
+/// at each concurrency, as docs/benchmarks.md shows them.
+fn markdown(rows: &[Row], args: &Args) {
+    let scenarios = [Scenario::Many, Scenario::Hot];
+    if !rows.iter().any(|r| scenarios.contains(&r.scenario) && r.side == Side::Credits) {
+        return;
+    }
+    println!(
+        "\nThroughput in spends per second. Latencies in ms: per request for credits (one spend), per transaction for the \
+         baselines (baseline: one spend; limit: {batch} spends). Ratios: credits over each baseline, measured in the same \
+         run at the same concurrency.",
+        batch = args.batch_size
+    );
+    let ms = |row: Option<&Row>, pick: fn(&Row) -> f64| row.map_or("-".to_string(), |r| format!("{:.1}", pick(r)));
+    let ratio = |ours: &Row, other: Option<&Row>| other.map_or("-".to_string(), |o| format!("**{:.2}**", ours.throughput / o.throughput));
+    for &db in &args.db {
+        let find = |scenario: Scenario, clients: usize, side: Side| {
+            rows.iter().find(|r| r.db == db && r.scenario == scenario && r.clients == clients && r.side == side)
+        };
+        println!("\n**{}**\n", db.label());
+        println!(
+            "| scenario | clients | credits spends/s | p50 ms | p99 ms | baseline spends/s | baseline p99 ms | limit spends/s | limit p99 ms \
+             | credits / baseline | credits / limit | errors |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for scenario in scenarios {
+            for &clients in &args.clients {
+                let Some(ours) = find(scenario, clients, Side::Credits) else { continue };
+                let (base, limit) = (find(scenario, clients, Side::Baseline), find(scenario, clients, Side::Limit));
+                let errors = ours.errors + base.map_or(0, |r| r.errors) + limit.map_or(0, |r| r.errors);
+                println!(
+                    "| {} | {clients} | {} | {:.2} | {:.1} | {} | {} | {} | {} | {} | {} | {errors} |",
+                    scenario.label(),
+                    thousands(ours.throughput),
+                    ours.p50,
+                    ours.p99,
+                    base.map_or("-".to_string(), |r| thousands(r.throughput)),
+                    ms(base, |r| r.p99),
+                    limit.map_or("-".to_string(), |r| thousands(r.throughput)),
+                    ms(limit, |r| r.p99),
+                    ratio(ours, base),
+                    ratio(ours, limit),
+                );
+            }
+        }
+    }
+    println!();
 }
 
 /// `credits_bench_<pid><suffix>` beside the admin URL's database; returns its URL.
@@ -574,8 +651,12 @@ async fn run_database(
                 let mut base = row(scenario, db, clients, Side::Baseline, &base, None);
                 base.ratio = Some(ours.throughput / base.throughput);
                 print_row(&base);
+                let mut limit = row(scenario, db, clients, Side::Limit, &limit_run(args, db, url, workdir, pick, clients).await?, None);
+                limit.ratio = Some(ours.throughput / limit.throughput);
+                print_row(&limit);
                 rows.push(ours);
                 rows.push(base);
+                rows.push(limit);
             }
             if !args.no_paced && scenario == Scenario::Many {
                 let peak = rows
@@ -631,6 +712,19 @@ async fn run_database(
         exports.push((db, export_scenario(args, db, url, credits_bin, workdir).await?));
     }
     audit(credits_bin, url, workdir).await
+}
+
+/// The limit baseline (`limit.rs`) on `db` at `clients` clients, `--batch-size` spends per
+/// transaction.
+async fn limit_run(args: &Args, db: Db, url: &str, workdir: &Path, pick: Pick, clients: usize) -> anyhow::Result<Measured> {
+    let (warmup, seconds) = (Duration::from_secs(args.warmup), Duration::from_secs(args.seconds));
+    match db {
+        Db::Postgres => {
+            let bench = baseline::Pgbench { exe: &args.pgbench, workdir, notify: args.baseline_notify };
+            limit::pgbench(&bench, url, pick, args.batch_size, clients, warmup, seconds).await
+        }
+        Db::Sqlite => limit::sqlite_loop(url, pick, args.batch_size, clients, warmup, seconds).await,
+    }
 }
 
 /// Seeds the long past (unless the reads scenario did), exports it and imports it into a fresh
@@ -730,6 +824,18 @@ fn targets(rows: &[Row], months: &[(Db, month::JobRun)], args: &Args) {
                     "  {:<8} hot account: credits/baseline {hot:.2} (target >= {goal}, {processes}): {}",
                     db.label(),
                     verdict(hot >= goal)
+                );
+            }
+        }
+        for scenario in [Scenario::Many, Scenario::Hot] {
+            let limit = peak(db, scenario, Side::Credits) / peak(db, scenario, Side::Limit);
+            if limit.is_finite() {
+                println!(
+                    "  {:<8} {} {}: credits/limit {limit:.2} (no target: the distance to the database's own batches of {})",
+                    db.label(),
+                    scenario.label(),
+                    if scenario == Scenario::Hot { "account" } else { "accounts" },
+                    args.batch_size
                 );
             }
         }
