@@ -24,6 +24,7 @@ fn color(scenario: Scenario) -> RGBColor {
     match scenario {
         Scenario::Many => RGBColor(31, 119, 180),
         Scenario::Hot => RGBColor(214, 39, 40),
+        Scenario::Bulk => RGBColor(148, 103, 189),
         // Timed once, not drawn against concurrency.
         Scenario::Reads
         | Scenario::Month
@@ -39,7 +40,7 @@ fn color(scenario: Scenario) -> RGBColor {
 /// The lines of one database and one metric.
 fn lines(rows: &[Row], db: Db, metric: impl Fn(&Row) -> f64) -> Vec<Line> {
     let mut lines = Vec::new();
-    for scenario in [Scenario::Many, Scenario::Hot] {
+    for scenario in [Scenario::Many, Scenario::Hot, Scenario::Bulk] {
         for side in [Side::Credits, Side::Baseline, Side::Limit] {
             let points: Vec<(f64, f64)> = rows
                 .iter()

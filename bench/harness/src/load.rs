@@ -22,6 +22,10 @@ const CHECK_IN: &str = "mutation CheckIn($input: CheckInInput!) { checkIn(input:
 
 const SPEND: &str = "mutation Spend($input: SpendCreditsInput!) { spendCredits(input: $input) { sequence availableAfter } }";
 
+/// Many spends in one request; each item is a `SpendCreditsInput`, as `SPEND` sends one.
+const SPEND_BATCH: &str = "mutation SpendBatch($items: [SpendCreditsInput!]!) { spendCreditsBatch(input: { items: $items }) \
+     { results { index ok error { code message } receipt { sequence } } } }";
+
 /// Which account each spend charges.
 #[derive(Debug, Clone, Copy)]
 pub enum Pick {
@@ -42,10 +46,10 @@ impl Pick {
         }
     }
 
-    /// The accounts of `n` spends sent together (a limit baseline's transaction): `n` distinct
-    /// accounts out of `Many` (each account at most once while there are as many accounts as
-    /// spends; round after round of one random order otherwise), or `n` times the one account of
-    /// `Hot`.
+    /// The accounts of `n` spends sent together (a bulk request, a limit baseline's
+    /// transaction): `n` distinct accounts out of `Many` (each account at most once while there
+    /// are as many accounts as spends; round after round of one random order otherwise), or `n`
+    /// times the one account of `Hot`.
     pub fn accounts(self, rng: &mut impl Rng, n: usize) -> Vec<String> {
         match self {
             Pick::Many(accounts) => {
@@ -62,7 +66,7 @@ pub struct Measured {
     /// Requests (or transactions) answered, each with a latency.
     pub ok: u64,
     /// What the throughput counts: spends charged (or reads answered). One per request, except
-    /// for transactions of several spends (the limit baseline).
+    /// for requests and transactions of several spends (the bulk scenario, the limit baseline).
     pub items: u64,
     /// Failed spends (or reads): a failed request of several spends counts each of them.
     pub errors: u64,
@@ -192,6 +196,44 @@ impl Target {
             "variables": { "input": { "accountId": account, "amount": AMOUNT, "feature": "bench", "idempotencyKey": key } },
         });
         self.post(&body).await
+    }
+
+    /// Spends sent together in one `spendCreditsBatch` request, (account, key) each: what came
+    /// of each item. An item with `ok: false` fails alone; a transport error, a non-2xx status or
+    /// a GraphQL error fails them all.
+    pub async fn spend_batch(&self, spends: &[(String, String)]) -> Items {
+        let items: Vec<serde_json::Value> = spends
+            .iter()
+            .map(|(account, key)| serde_json::json!({ "accountId": account, "amount": AMOUNT, "feature": "bench", "idempotencyKey": key }))
+            .collect();
+        let body = serde_json::json!({ "query": SPEND_BATCH, "variables": { "items": items } });
+        let n = spends.len();
+        let response =
+            match self.client.post(self.url()).header(reqwest::header::AUTHORIZATION, &self.authorization).json(&body).send().await {
+                Ok(response) => response,
+                Err(e) => return Items::all_failed(n, format!("transport: {e}")),
+            };
+        let status = response.status();
+        let text = match response.text().await {
+            Ok(text) => text,
+            Err(e) => return Items::all_failed(n, format!("body: {e}")),
+        };
+        let short = || text.chars().take(300).collect::<String>();
+        let answer: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(answer) if status.is_success() => answer,
+            _ => return Items::all_failed(n, format!("HTTP {status}: {}", short())),
+        };
+        let results = match answer["data"]["spendCreditsBatch"]["results"].as_array() {
+            Some(results) if answer.get("errors").is_none_or(serde_json::Value::is_null) => results,
+            _ => return Items::all_failed(n, format!("HTTP {status}: {}", short())),
+        };
+        let charged = |r: &&serde_json::Value| r["ok"].as_bool() == Some(true) && !r["receipt"].is_null();
+        let ok = results.iter().filter(charged).count().min(n);
+        // The first refused item's code and message; an item missing from `results` fails too.
+        let error =
+            results.iter().find(|r| !charged(r)).map(|r| format!("item {}: {} {}", r["index"], r["error"]["code"], r["error"]["message"]));
+        let error = error.or_else(|| (ok < n).then(|| format!("{} results for {n} items", results.len())));
+        Items { ok: ok as u64, failed: (n - ok) as u64, error }
     }
 
     /// The first page of an account's history.
@@ -394,6 +436,30 @@ where
         total.merge(measured.expect("a client task"));
     }
     total
+}
+
+/// The bulk scenario: `clients` closed-loop clients, each sending `spendCreditsBatch` requests of
+/// `batch` spends of `AMOUNT`, each for a distinct random one of `accounts` accounts with a key
+/// of its own.
+pub async fn closed_loop_bulk(
+    target: Arc<Target>,
+    accounts: usize,
+    batch: usize,
+    clients: usize,
+    warmup: Duration,
+    seconds: Duration,
+) -> Measured {
+    closed_loop_items(clients, warmup, seconds, "bulk-", move |key| {
+        let target = target.clone();
+        let spends: Vec<(String, String)> = Pick::Many(accounts)
+            .accounts(&mut rand::rng(), batch)
+            .into_iter()
+            .enumerate()
+            .map(|(i, account)| (account, format!("{key}-{i}")))
+            .collect();
+        async move { target.spend_batch(&spends).await }
+    })
+    .await
 }
 
 /// What a product's day asks of the service, by share of requests: mostly balance reads from

@@ -7,7 +7,8 @@
 //! `spendCredits` mutations over HTTP and then two hand-written SQL baselines (pgbench, or an
 //! in-process SQLite loop) on the same database: the per-spend baseline (one spend per
 //! transaction) and the limit baseline (`limit.rs`: the service's rows for a spend, set-based,
-//! `--batch-size` spends per transaction). It prints one line per run, a
+//! `--batch-size` spends per transaction). The `bulk` scenario sends `spendCreditsBatch`
+//! requests of `--batch-size` spends beside the limit baseline. It prints one line per run, a
 //! paced run at half the peak rate for the latency target, the issue's targets, the results as
 //! markdown tables, the `credits audit` result (which must pass), and draws the chart.
 
@@ -55,6 +56,9 @@ pub enum Scenario {
     Many,
     /// Every spend on one account.
     Hot,
+    /// `spendCreditsBatch` requests of `--batch-size` spends, each on a distinct random one of
+    /// the seeded accounts, side by side with the limit baseline (issue 30).
+    Bulk,
     /// Balance reads of an account with a long past (1M journal entries, 100k used-up lots)
     /// against one with a short past (1k entries, 100 lots).
     Reads,
@@ -90,6 +94,7 @@ impl Scenario {
         match self {
             Scenario::Many => "many",
             Scenario::Hot => "hot",
+            Scenario::Bulk => "bulk",
             Scenario::Reads => "reads",
             Scenario::Month => "month",
             Scenario::Day => "day",
@@ -179,7 +184,8 @@ pub struct Row {
     pub max: f64,
     pub errors: u64,
     pub rss_mib: Option<f64>,
-    /// credits / this at the same concurrency (on baseline and limit rows).
+    /// credits / this at the same concurrency (on baseline and limit rows; on a bulk scenario's
+    /// limit row, bulk / limit).
     pub ratio: Option<f64>,
     /// The arrival rate asked for (paced rows).
     pub rate: Option<f64>,
@@ -194,10 +200,11 @@ struct Args {
     /// Concurrent clients, one run each (the full sweep: 1,2,4,8,16,32).
     #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
     clients: Vec<usize>,
-    /// Scenarios: many (spends over all accounts), hot (every spend on one account).
+    /// Scenarios: many (spends over all accounts), hot (every spend on one account), bulk
+    /// (`spendCreditsBatch` requests of `--batch-size` spends over all accounts), and more.
     #[arg(long, value_delimiter = ',', default_value = "many,hot")]
     scenarios: Vec<Scenario>,
-    /// Spends per transaction of the limit baseline.
+    /// Spends per transaction of the limit baseline, and per request of the bulk scenario.
     #[arg(long, default_value_t = limit::BATCH)]
     batch_size: usize,
     /// Measured seconds per run.
@@ -330,7 +337,7 @@ fn row(scenario: Scenario, db: Db, clients: usize, side: Side, measured: &Measur
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    anyhow::ensure!(args.batch_size >= 1, "--batch-size: at least one spend per transaction");
+    anyhow::ensure!(args.batch_size >= 1, "--batch-size: at least one spend per transaction and request");
     let credits_bin = match &args.credits_bin {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("credits"),
@@ -374,7 +381,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     export_targets(&exports);
     markdown(&rows, &args);
     // The chart is of the spend scenarios: a run of others leaves the committed one alone.
-    if rows.iter().any(|r| matches!(r.scenario, Scenario::Many | Scenario::Hot)) {
+    if rows.iter().any(|r| matches!(r.scenario, Scenario::Many | Scenario::Hot | Scenario::Bulk)) {
         chart::draw(&args.chart, &rows, &args.db)?;
         println!("chart: {}", args.chart.display());
     }
@@ -400,14 +407,14 @@ fn thousands(n: f64) -> String {
 /// The spend scenarios as markdown tables, one per database: the service beside both baselines
 /// at each concurrency, as docs/benchmarks.md shows them.
 fn markdown(rows: &[Row], args: &Args) {
-    let scenarios = [Scenario::Many, Scenario::Hot];
+    let scenarios = [Scenario::Many, Scenario::Hot, Scenario::Bulk];
     if !rows.iter().any(|r| scenarios.contains(&r.scenario) && r.side == Side::Credits) {
         return;
     }
     println!(
-        "\nThroughput in spends per second. Latencies in ms: per request for credits (one spend), per transaction for the \
-         baselines (baseline: one spend; limit: {batch} spends). Ratios: credits over each baseline, measured in the same \
-         run at the same concurrency.",
+        "\nThroughput in spends per second. Latencies in ms: per request for credits (one spend; bulk: {batch} spends), per \
+         transaction for the baselines (baseline: one spend; limit: {batch} spends). Ratios: credits (bulk: its spends) over \
+         each baseline, measured in the same run at the same concurrency.",
         batch = args.batch_size
     );
     let ms = |row: Option<&Row>, pick: fn(&Row) -> f64| row.map_or("-".to_string(), |r| format!("{:.1}", pick(r)));
@@ -610,6 +617,22 @@ async fn run_database(
                 }
                 Scenario::Many => Pick::Many(args.accounts),
                 Scenario::Hot => Pick::Hot,
+                Scenario::Bulk => {
+                    for &clients in &args.clients {
+                        let bulk = load::closed_loop_bulk(target.clone(), args.accounts, args.batch_size, clients, warmup, seconds).await;
+                        let bulk = row(scenario, db, clients, Side::Credits, &bulk, peak_rss(&servers));
+                        print_row(&bulk);
+                        // Its natural comparison: the same spends in the database's own batches.
+                        let pick = Pick::Many(args.accounts);
+                        let mut limit =
+                            row(scenario, db, clients, Side::Limit, &limit_run(args, db, url, workdir, pick, clients).await?, None);
+                        limit.ratio = Some(bulk.throughput / limit.throughput);
+                        print_row(&limit);
+                        rows.push(bulk);
+                        rows.push(limit);
+                    }
+                    continue;
+                }
                 Scenario::Reads => {
                     for &clients in &args.clients {
                         // Both accounts at once, N clients each, so a noisy moment of the
@@ -827,14 +850,17 @@ fn targets(rows: &[Row], months: &[(Db, month::JobRun)], args: &Args) {
                 );
             }
         }
-        for scenario in [Scenario::Many, Scenario::Hot] {
+        for scenario in [Scenario::Many, Scenario::Hot, Scenario::Bulk] {
             let limit = peak(db, scenario, Side::Credits) / peak(db, scenario, Side::Limit);
             if limit.is_finite() {
+                let (what, who) = match scenario {
+                    Scenario::Hot => ("hot account", "credits"),
+                    Scenario::Bulk => ("bulk requests", "bulk"),
+                    _ => ("many accounts", "credits"),
+                };
                 println!(
-                    "  {:<8} {} {}: credits/limit {limit:.2} (no target: the distance to the database's own batches of {})",
+                    "  {:<8} {what}: {who}/limit {limit:.2} (no target: the distance to the database's own batches of {})",
                     db.label(),
-                    scenario.label(),
-                    if scenario == Scenario::Hot { "account" } else { "accounts" },
                     args.batch_size
                 );
             }
