@@ -7,6 +7,11 @@
 //! the account's first subscriber and ends with its last (subscribers are counted, and at most
 //! `max_per_account` may watch one account at once).
 //!
+//! Watchers do not each follow the feed: with 10,000 watched accounts every change woke 10,000
+//! tasks to find it was not theirs (about 2 ms of CPU a spend; docs/benchmarks.md, "Idle
+//! subscribers"). One dispatcher per process follows the feed and wakes only the watcher of the
+//! account that changed (all of them for a resync, or when it fell behind).
+//!
 //! The semantics are the subscription's as before: a subscriber's first value is read after it
 //! joined (joins that arrive together share that read), then each change is pushed; a resync
 //! or a lagging feed re-reads. Only-changes filtering stays with each subscriber, since each has
@@ -19,7 +24,7 @@ use crate::service::{Clock, Engine};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast::error::RecvError;
@@ -42,6 +47,10 @@ struct Inner {
     accounts: Mutex<HashMap<i64, Watched>>,
     /// Balance reads made by all watchers: what sharing saves, visible to tests and operators.
     reads: Arc<AtomicU64>,
+    /// Whether the dispatcher was started (with the first watcher: it needs the runtime).
+    dispatching: AtomicBool,
+    /// The feed has closed: watchers started from now on end after their first reading.
+    feed_closed: AtomicBool,
 }
 
 struct Watched {
@@ -56,6 +65,11 @@ struct Shared {
     joins: AtomicU64,
     /// Wakes the watcher for a join.
     joined: Notify,
+    /// Wakes the watcher for a change of its account (or a resync): one permit stands for any
+    /// number of changes, since one reading after them covers them all.
+    changed: Notify,
+    /// The feed is gone: the watcher sends its last reading as ended.
+    ended: AtomicBool,
 }
 
 #[derive(Clone, Default)]
@@ -84,6 +98,8 @@ impl BalanceWatches {
                 max_per_account,
                 accounts: Mutex::new(HashMap::new()),
                 reads: Arc::new(AtomicU64::new(0)),
+                dispatching: AtomicBool::new(false),
+                feed_closed: AtomicBool::new(false),
             }),
         }
     }
@@ -114,8 +130,13 @@ impl BalanceWatches {
                 if self.inner.max_per_account == 0 {
                     return Err(TooManyWatchers { max: 0 });
                 }
-                let shared =
-                    Arc::new(Shared { latest: watch::channel(Reading::default()).0, joins: AtomicU64::new(0), joined: Notify::new() });
+                let shared = Arc::new(Shared {
+                    latest: watch::channel(Reading::default()).0,
+                    joins: AtomicU64::new(0),
+                    joined: Notify::new(),
+                    changed: Notify::new(),
+                    ended: AtomicBool::new(self.inner.feed_closed.load(Ordering::Acquire)),
+                });
                 (vacant.insert(Watched { subscribers: 1, shared: shared.clone() }).shared.clone(), true)
             }
         };
@@ -123,19 +144,22 @@ impl BalanceWatches {
         let receiver = shared.latest.subscribe();
         let joined = shared.joins.fetch_add(1, Ordering::AcqRel) + 1;
         shared.joined.notify_one();
+        if !self.inner.dispatching.swap(true, Ordering::AcqRel) {
+            // Under the registry's lock, before this first watcher reads: no change after its
+            // first read is missed.
+            tokio::spawn(dispatch(Arc::downgrade(&self.inner), self.inner.feed.subscribe()));
+        }
         if first {
             // Started only once this receiver exists: the watcher ends when it sees no receiver,
             // and on a multi-threaded runtime it may run before this function returns (it once
-            // did, saw none, and left every subscriber of the account without a value).
-            // Subscribed to the feed here, before any read, so no change after the first read
-            // is missed.
-            let events = self.inner.feed.subscribe();
+            // did, saw none, and left every subscriber of the account without a value). It is
+            // in the registry already, so the dispatcher wakes it for any change committed
+            // after its first read began.
             tokio::spawn(follow(
                 self.inner.ledger.clone(),
                 self.inner.clock.clone(),
                 account.clone(),
                 shared.clone(),
-                events,
                 self.inner.reads.clone(),
             ));
         }
@@ -194,33 +218,58 @@ impl Drop for BalanceWatch {
     }
 }
 
+/// The process's one follower of the feed: wakes the watcher of each account that changed, and
+/// every watcher for a resync or when it fell behind. Ends with the registry, or with the feed
+/// (then every watcher, and every one started later, ends after its reading).
+async fn dispatch(registry: std::sync::Weak<Inner>, mut events: broadcast::Receiver<FeedEvent>) {
+    loop {
+        let event = events.recv().await;
+        let Some(inner) = registry.upgrade() else { return };
+        let accounts = inner.accounts.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match event {
+            Ok(FeedEvent::Changed(id)) => {
+                if let Some(watched) = accounts.get(&id) {
+                    watched.shared.changed.notify_one();
+                }
+            }
+            Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {
+                for watched in accounts.values() {
+                    watched.shared.changed.notify_one();
+                }
+            }
+            Err(RecvError::Closed) => {
+                inner.feed_closed.store(true, Ordering::Release);
+                for watched in accounts.values() {
+                    watched.shared.ended.store(true, Ordering::Release);
+                    watched.shared.changed.notify_one();
+                }
+                return;
+            }
+        }
+    }
+}
+
 /// The watcher of one account: reads its balance when a subscriber joins, on each change of it,
 /// and on a resync; ends when no subscriber is left.
-async fn follow(
-    ledger: Engine,
-    clock: Clock,
-    account: AccountView,
-    shared: Arc<Shared>,
-    mut events: broadcast::Receiver<FeedEvent>,
-    reads: Arc<AtomicU64>,
-) {
+async fn follow(ledger: Engine, clock: Clock, account: AccountView, shared: Arc<Shared>, reads: Arc<AtomicU64>) {
     let mut covered = 0u64;
     let mut retry = false;
     loop {
         let waiting = shared.joins.load(Ordering::Acquire) > covered;
         if !waiting && !retry {
+            if shared.ended.load(Ordering::Acquire) {
+                shared.latest.send_modify(|reading| reading.ended = true);
+                return;
+            }
             tokio::select! {
                 () = shared.latest.closed() => return,
                 () = shared.joined.notified() => continue,
-                event = events.recv() => match event {
-                    Ok(FeedEvent::Changed(id)) if id == account.id => {}
-                    Ok(FeedEvent::Changed(_)) => continue,
-                    Ok(FeedEvent::Resync) | Err(RecvError::Lagged(_)) => {}
-                    Err(RecvError::Closed) => {
+                () = shared.changed.notified() => {
+                    if shared.ended.load(Ordering::Acquire) {
                         shared.latest.send_modify(|reading| reading.ended = true);
                         return;
                     }
-                },
+                }
             }
         }
         let covers = shared.joins.load(Ordering::Acquire);

@@ -92,6 +92,9 @@ fn protocol_of(headers: &HeaderMap) -> Option<WebSocketProtocols> {
 /// The token comes in the `connection_init` payload (`{"Authorization": "Bearer ..."}`), since
 /// browsers cannot set headers on a WebSocket, or else from the upgrade request's
 /// `Authorization` header.
+/// Each WebSocket's read and write buffer, in bytes, before a message needs more.
+const WEBSOCKET_BUFFER: usize = 4096;
+
 pub async fn graphql_ws(
     State(state): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -124,13 +127,22 @@ pub async fn graphql_ws(
     // The session runs in a task of its own: it keeps the upgrade request's span, so its log
     // lines carry that request's id.
     let span = tracing::Span::current();
-    upgrade.max_message_size(max).max_frame_size(max).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| {
-        async move {
-            connection.serve(socket, protocol).await;
-            drop(slot);
-        }
-        .instrument(span)
-    })
+    // Small buffers: a connection mostly idles with a subscription or two, and tungstenite's
+    // defaults (128 KiB to read, 128 KiB to write) made 500 idle sockets 64 MB (docs/benchmarks.md,
+    // "Idle subscribers"). Both grow for a larger message, up to the limits above.
+    upgrade
+        .read_buffer_size(WEBSOCKET_BUFFER)
+        .write_buffer_size(WEBSOCKET_BUFFER)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .protocols(ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            async move {
+                connection.serve(socket, protocol).await;
+                drop(slot);
+            }
+            .instrument(span)
+        })
 }
 
 struct Connection {
