@@ -33,7 +33,8 @@ fn color(scenario: Scenario) -> RGBColor {
         | Scenario::Export
         | Scenario::BalanceAt
         | Scenario::Footprint
-        | Scenario::Replica => RGBColor(44, 160, 44),
+        | Scenario::Replica
+        | Scenario::Subscribers => RGBColor(44, 160, 44),
     }
 }
 

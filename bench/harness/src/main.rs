@@ -22,6 +22,7 @@ mod month;
 mod replica;
 mod seed;
 mod server;
+mod subscribers;
 mod timeline;
 
 use anyhow::{Context, bail};
@@ -87,6 +88,9 @@ pub enum Scenario {
     /// with the replica's lag in bytes sampled and a client that looks for its own spend on the
     /// replica right after it is answered (docs/scaling.md, "Read replicas").
     Replica,
+    /// One `balanceChanged` subscriber on each seeded account, on one server: its memory, the
+    /// pushes' latency, and spends with them against spends without (issue 30, `subscribers.rs`).
+    Subscribers,
 }
 
 impl Scenario {
@@ -103,6 +107,7 @@ impl Scenario {
             Scenario::BalanceAt => "balance-at",
             Scenario::Footprint => "footprint",
             Scenario::Replica => "replica",
+            Scenario::Subscribers => "subscribers",
         }
     }
 }
@@ -613,6 +618,10 @@ async fn run_database(
                     }
                     let _ = primary.close().await;
                     let _ = replica.close().await;
+                    continue;
+                }
+                Scenario::Subscribers => {
+                    subscribers::run(db, &servers[0], &token, args.accounts, &args.clients, warmup, seconds).await?;
                     continue;
                 }
                 Scenario::Many => Pick::Many(args.accounts),
