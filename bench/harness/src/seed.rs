@@ -32,6 +32,18 @@ pub async fn seed(url: &str, accounts: usize) -> anyhow::Result<std::time::Durat
         done??;
     }
     if !credits::db::is_sqlite(url) {
+        // A running service's keys table is never empty (it keeps 30 days of them): ten past
+        // keys per account. With an empty one, ANALYZE records it empty, and each connection's
+        // first plans of the batch's key lookup (a join with a VALUES list) are cached as a
+        // whole-table scan; PostgreSQL keeps such a generic plan until the statistics change
+        // (autovacuum, about a minute later), by when the table holds thousands of keys and the
+        // scan spilled ~100 MB/s of temporary files (../shared/perf-notes.md, docs/benchmarks.md).
+        db.execute_unprepared(
+            "INSERT INTO idempotency_keys (account_id, operation, key, request_hash, outcome, created_at, expires_at) \
+             SELECT a.id, 'spend', 'history-' || a.id || '-' || g, repeat('0', 64), '{}', now() - interval '1 day', now() + interval '29 days' \
+             FROM accounts a CROSS JOIN generate_series(1, 10) AS g",
+        )
+        .await?;
         // What autovacuum does within a minute of a bulk load: without it the first runs plan
         // their joins for empty tables (hash joins over whole-table scans, measured at 4 ms a
         // statement of the limit baseline's batch), and later runs do not.
