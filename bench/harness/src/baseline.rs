@@ -198,6 +198,21 @@ pub async fn sqlite_loop(url: &str, pick: Pick, clients: usize, warmup: Duration
     Ok(total)
 }
 
+/// Ends a SQLite transaction begun with `BEGIN IMMEDIATE`: its commit if `result` is `Ok`, else
+/// its rollback and the error.
+pub async fn finish(conn: &mut sqlx::SqliteConnection, result: Result<(), sqlx::Error>) -> Result<(), sqlx::Error> {
+    match result {
+        Ok(()) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(e)
+        }
+    }
+}
+
 async fn sqlite_spend(pool: &sqlx::SqlitePool, account: &str, key: &str) -> Result<(), sqlx::Error> {
     let mut conn = pool.acquire().await?;
     sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
@@ -276,14 +291,5 @@ async fn sqlite_spend(pool: &sqlx::SqlitePool, account: &str, key: &str) -> Resu
         Ok::<_, sqlx::Error>(())
     }
     .await;
-    match result {
-        Ok(()) => {
-            sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(e)
-        }
-    }
+    finish(&mut conn, result).await
 }

@@ -269,14 +269,5 @@ async fn sqlite_batch(pool: &sqlx::SqlitePool, accounts: &[String], key: &str) -
         Ok::<_, sqlx::Error>(())
     }
     .await;
-    match result {
-        Ok(()) => {
-            sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(e)
-        }
-    }
+    baseline::finish(&mut conn, result).await
 }

@@ -215,6 +215,27 @@ impl Spender {
 }
 
 /// `clients` closed-loop clients spending on random accounts for `warmup + seconds`.
+/// `spends` at each client count, each printed as it ends (`what`: the phase's name).
+#[allow(clippy::too_many_arguments)]
+async fn phases(
+    spender: &Arc<Spender>,
+    db: Db,
+    pid: u32,
+    accounts: u32,
+    clients: &[usize],
+    warmup: Duration,
+    seconds: Duration,
+    what: &str,
+) -> Vec<Phase> {
+    let mut runs = Vec::with_capacity(clients.len());
+    for &n in clients {
+        let phase = spends(spender, pid, accounts, n, warmup, seconds).await;
+        print_phase(db, n, what, &phase);
+        runs.push(phase);
+    }
+    runs
+}
+
 async fn spends(spender: &Arc<Spender>, pid: u32, accounts: u32, clients: usize, warmup: Duration, seconds: Duration) -> Phase {
     let run = crate::load::run_id();
     let cpu_before = cpu_seconds(pid);
@@ -587,12 +608,7 @@ pub async fn run(
     });
     let pid = server.pid;
 
-    let mut without = Vec::new();
-    for &n in clients {
-        let phase = spends(&spender, pid, accounts, n, warmup, seconds).await;
-        print_phase(db, n, "no subscribers", &phase);
-        without.push(phase);
-    }
+    let without = phases(&spender, db, pid, accounts, clients, warmup, seconds, "no subscribers").await;
 
     let before = Memory::read(pid)?;
     let opening = Instant::now();
@@ -620,12 +636,7 @@ pub async fn run(
         subscribed.threads
     );
 
-    let mut with = Vec::new();
-    for &n in clients {
-        let phase = spends(&spender, pid, accounts, n, warmup, seconds).await;
-        print_phase(db, n, "with subscribers", &phase);
-        with.push(phase);
-    }
+    let with = phases(&spender, db, pid, accounts, clients, warmup, seconds, "with subscribers").await;
     tokio::time::sleep(GRACE).await;
     let loaded = Memory::read(pid)?;
     let (pushes, problems) = subscribers.close().await;
@@ -634,12 +645,7 @@ pub async fn run(
         eprintln!("  subscribers {}: {problem}", db.label());
     }
 
-    let mut after = Vec::new();
-    for &n in clients {
-        let phase = spends(&spender, pid, accounts, n, warmup, seconds).await;
-        print_phase(db, n, "after closing", &phase);
-        after.push(phase);
-    }
+    let after = phases(&spender, db, pid, accounts, clients, warmup, seconds, "after closing").await;
     let end = Memory::read(pid)?;
 
     let mut by_account: HashMap<u32, Vec<&Push>> = HashMap::new();
