@@ -198,8 +198,9 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
     }
 }
 
-/// `append` for many entries: one statement per `ENTRIES_PER_INSERT` entries and one per
-/// `LINES_PER_INSERT` lines. Ids come back in the order of `entries`.
+/// `append` for many entries. Ids come back in the order of `entries`. PostgreSQL: entries and
+/// their lines together, one statement per run of them (`append_with_lines`); SQLite: one
+/// statement per `ENTRIES_PER_INSERT` entries and one per `LINES_PER_INSERT` lines.
 pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
     if conn.get_database_backend() == DbBackend::Postgres {
         let mut ids = Vec::with_capacity(entries.len());
