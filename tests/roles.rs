@@ -74,6 +74,14 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
         Yes,
     ),
     (
+        "spendCreditsBatch",
+        r#"mutation { spendCreditsBatch(input: {items: [{accountId: "ACC", amount: "1", idempotencyKey: "kb", feature: "x"}]}) { results { ok } } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
         "reserveCredits",
         r#"mutation { reserveCredits(input: {accountId: "ACC", amount: "1", idempotencyKey: "k", feature: "x"}) { amount } }"#,
         No,
@@ -177,6 +185,14 @@ const TABLE: &[(&str, &str, May, May, May, May)] = &[
     (
         "recordUsage",
         r#"mutation { recordUsage(input: {accountId: "ACC", idempotencyKey: "k", ai: {kind: SNAP}}) { settlement { total } } }"#,
+        No,
+        No,
+        Yes,
+        Yes,
+    ),
+    (
+        "recordUsageBatch",
+        r#"mutation { recordUsageBatch(input: {items: [{accountId: "ACC", idempotencyKey: "kb", ai: {kind: SNAP}}]}) { results { ok } } }"#,
         No,
         No,
         Yes,
