@@ -11,6 +11,7 @@ pub mod ads;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod balance_reader;
 pub mod balance_watch;
 pub mod body_timeout;
 pub mod client_address;

@@ -12,6 +12,7 @@ mod audit;
 mod auth;
 mod auto_topup;
 mod balance_at;
+mod balance_reads;
 mod batching;
 mod benefits;
 mod bulk;

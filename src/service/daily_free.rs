@@ -13,6 +13,7 @@ use crate::service::posting::{self, EntryMeta};
 use crate::store::{self, lots};
 use chrono::{DateTime, Utc};
 use sea_orm::ConnectionTrait;
+use std::collections::{HashMap, HashSet};
 
 pub const KIND: &str = "daily_free";
 /// The id a virtual lot carries in reads; stored lots start at 1.
@@ -42,6 +43,28 @@ pub async fn virtual_lot(
         return Ok(None);
     }
     Ok(Some(Lot::of_the_day(VIRTUAL_LOT_ID, amount, now)))
+}
+
+/// `virtual_lot` for many accounts (id and plan) in one read of their claims: the accounts whose
+/// plan has daily free credits not yet written today, with the day's virtual lot.
+pub async fn virtual_lots(
+    conn: &impl ConnectionTrait,
+    program: &Program,
+    accounts: &[(i64, &str)],
+    now: DateTime<Utc>,
+) -> Result<HashMap<i64, Lot>, ServiceError> {
+    let today = day_of(now).to_string();
+    let due: Vec<(i64, Credits)> = accounts.iter().filter_map(|(id, plan)| Some((*id, daily_amount(program, plan)?))).collect();
+    if due.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let pairs: Vec<(i64, &str)> = due.iter().map(|(id, _)| (*id, today.as_str())).collect();
+    let claimed: HashSet<i64> = store::claims::find_many(conn, KIND, &pairs).await?.into_iter().map(|c| c.account_id).collect();
+    Ok(due
+        .into_iter()
+        .filter(|(id, _)| !claimed.contains(id))
+        .map(|(id, amount)| (id, Lot::of_the_day(VIRTUAL_LOT_ID, amount, now)))
+        .collect())
 }
 
 /// Whether the day's free credits are still waiting: other credits are left, which every spend

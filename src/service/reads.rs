@@ -9,7 +9,7 @@ use crate::service::purchases::PurchaseView;
 use crate::service::{Engine, ServiceError};
 use crate::store::{self, journal::HistoryFilter, lots};
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bar {
@@ -134,33 +134,67 @@ pub struct HistoryItem {
 impl Engine {
     /// The balance at `now`, with today's daily free credits as a virtual lot where due.
     pub async fn balance(&self, account: &AccountView, now: DateTime<Utc>) -> Result<BalanceView, ServiceError> {
-        let open = lots::open_for_account(&self.db, account.id).await?;
-        let mut rules: Vec<Lot> = open.iter().map(lots::to_rule).collect::<Result<_, _>>()?;
-        crate::service::reservations::return_lapsed(&self.db, account.id, &mut rules, now).await?;
-        rules.extend(daily_free::virtual_lot(&self.db, &self.program, account.id, &account.plan, now).await?);
-        let held = self.held_parts(account.id, now).await?;
-        Ok(balance_view(&rules, &held, now))
+        let mut views = self.balances_of(std::slice::from_ref(account), now).await?;
+        Ok(views.remove(&account.id).expect("a balance for every account asked"))
     }
 
-    /// What the account's open reservations hold, part by part, by the lot each part came from.
-    async fn held_parts(&self, account_id: i64, now: DateTime<Utc>) -> Result<Vec<HeldPart>, ServiceError> {
-        let holds = store::reservations::open(&self.db, account_id, now).await?;
-        if holds.is_empty() {
-            return Ok(Vec::new());
+    /// `balance` for many accounts at once: each kind of row (open lots, holds, their lines, the
+    /// day's claims) read in one statement for all of them, so a hundred balances cost the round
+    /// trips of one (the balance watchers read the accounts that changed together,
+    /// `crate::balance_reader`). Holds past their deadline count as given back, as a spend
+    /// would release them first.
+    pub async fn balances_of(&self, accounts: &[AccountView], now: DateTime<Utc>) -> Result<HashMap<i64, BalanceView>, ServiceError> {
+        let ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
+        let mut lots_of: HashMap<i64, Vec<Lot>> = HashMap::new();
+        for model in lots::open_for_accounts(&self.db, &ids).await? {
+            lots_of.entry(model.account_id).or_default().push(lots::to_rule(&model)?);
         }
+        let holds = store::reservations::held(&self.db, &ids).await?;
         let entries: Vec<i64> = holds.iter().map(|r| r.hold_entry_id).collect();
         let lines = store::journal::lines_of(&self.db, &entries).await?;
-        let ids: Vec<i64> = lines.iter().map(|l| l.lot_id).collect();
-        let found = lots::by_ids(&self.db, &ids).await?;
-        lines
-            .iter()
-            .map(|line| {
-                let lot =
-                    found.iter().find(|l| l.id == line.lot_id).ok_or_else(|| anyhow::anyhow!("a hold's lot {} is gone", line.lot_id))?;
-                let rule = lots::to_rule(lot)?;
-                Ok(HeldPart { source: rule.source, class: rule.class, amount: Credits::from_micros(-line.delta_micros) })
-            })
-            .collect()
+        // The lots holds took from that are closed now (a hold can empty a lot): a lapsed hold
+        // gives back to them, and an open hold's part is shown by its lot's source.
+        let open_ids: HashSet<i64> = lots_of.values().flatten().map(|l| l.id).collect();
+        let mut closed_ids: Vec<i64> = lines.iter().map(|l| l.lot_id).filter(|id| !open_ids.contains(id)).collect();
+        closed_ids.sort_unstable();
+        closed_ids.dedup();
+        let mut closed: HashMap<i64, Lot> = HashMap::new();
+        if !closed_ids.is_empty() {
+            for model in lots::by_ids(&self.db, &closed_ids).await? {
+                closed.insert(model.id, lots::to_rule(&model)?);
+            }
+        }
+        let plans: Vec<(i64, &str)> = accounts.iter().map(|a| (a.id, a.plan.as_str())).collect();
+        let mut daily = daily_free::virtual_lots(&self.db, &self.program, &plans, now).await?;
+        let mut lines_of: HashMap<i64, Vec<&journal_line::Model>> = HashMap::new();
+        for line in &lines {
+            lines_of.entry(line.entry_id).or_default().push(line);
+        }
+        let mut views = HashMap::with_capacity(accounts.len());
+        for account in accounts {
+            let mut rules = lots_of.remove(&account.id).unwrap_or_default();
+            let mut held = Vec::new();
+            for hold in holds.iter().filter(|h| h.account_id == account.id) {
+                for line in lines_of.get(&hold.hold_entry_id).into_iter().flatten() {
+                    let amount = Credits::from_micros(-line.delta_micros);
+                    if hold.deadline <= now {
+                        // Lapsed: its credits are back in the lot it took them from.
+                        if !rules.iter().any(|l| l.id == line.lot_id) {
+                            rules.push(closed.get(&line.lot_id).cloned().ok_or_else(|| lot_gone(line.lot_id))?);
+                        }
+                        let lot = rules.iter_mut().find(|l| l.id == line.lot_id).expect("pushed above");
+                        lot.remaining = lot.remaining.checked_add(amount).expect("a lot's credits fit");
+                    } else {
+                        let lot = rules.iter().find(|l| l.id == line.lot_id).or_else(|| closed.get(&line.lot_id));
+                        let lot = lot.ok_or_else(|| lot_gone(line.lot_id))?;
+                        held.push(HeldPart { source: lot.source, class: lot.class, amount });
+                    }
+                }
+            }
+            rules.extend(daily.remove(&account.id));
+            views.insert(account.id, balance_view(&rules, &held, now));
+        }
+        Ok(views)
     }
 
     /// One page of lots, newest first.
@@ -202,6 +236,10 @@ impl Engine {
     pub async fn purchases_count(&self, account_id: i64, include_pending: bool) -> Result<u64, ServiceError> {
         Ok(store::purchases::count(&self.db, account_id, include_pending).await?)
     }
+}
+
+fn lot_gone(lot_id: i64) -> ServiceError {
+    anyhow::anyhow!("a hold's lot {lot_id} is gone").into()
 }
 
 #[cfg(test)]

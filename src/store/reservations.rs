@@ -88,6 +88,21 @@ pub async fn lapsed(conn: &impl ConnectionTrait, account_ids: &[i64], now: DateT
         .await
 }
 
+/// Every hold of these accounts still marked held, lapsed or not, by account and id: a read
+/// of many balances splits them at its instant (`Engine::balances_of`).
+pub async fn held(conn: &impl ConnectionTrait, account_ids: &[i64]) -> Result<Vec<reservation::Model>, DbErr> {
+    if account_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    reservation::Entity::find()
+        .filter(reservation::Column::AccountId.is_in(account_ids.iter().copied()))
+        .filter(reservation::Column::Status.eq(ReservationStatus::Held.as_str()))
+        .order_by_asc(reservation::Column::AccountId)
+        .order_by_asc(reservation::Column::Id)
+        .all(conn)
+        .await
+}
+
 /// An account's open holds: held and before their deadline.
 pub async fn open(conn: &impl ConnectionTrait, account_id: i64, now: DateTime<Utc>) -> Result<Vec<reservation::Model>, DbErr> {
     reservation::Entity::find()
