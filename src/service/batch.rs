@@ -23,13 +23,14 @@ use crate::ledger::{self, Lot, Spent};
 use crate::program::Program;
 use crate::service::Refusal;
 use crate::service::daily_free;
-use crate::service::executor::{Dated, Decisions, Fresh, RunMany};
+use crate::service::executor::{Dated, Decisions, Fresh, Locked, Prefetched, RunMany};
 use crate::service::notices;
 use crate::service::posting::{self, Debit};
 use crate::service::reservations;
 use crate::service::spend_limits::LimitBook;
 use crate::service::spending::{ParsedSpend, SpendFields, SpendReceipt, SpendRequest};
 use crate::service::{Engine, ServiceError};
+use crate::store::spend_reads::AccountReads;
 use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
@@ -229,7 +230,7 @@ impl Engine {
         counts.spends.fetch_add(spends.len() as u64, Ordering::Relaxed);
         counts.largest.fetch_max(spends.len() as u64, Ordering::Relaxed);
         metrics::histogram!(crate::telemetry::SPEND_BATCH_SIZE).record(spends.len() as f64);
-        match self.execute_many(&spends, spend_body).await {
+        match self.execute_many_reading(&spends, spend_reads, spend_body).await {
             Ok(outcomes) => outcomes,
             Err(err) if spends.len() == 1 => vec![Err(err)],
             // The database is down or full: one by one would meet the same, each after its own
@@ -244,7 +245,7 @@ impl Engine {
                 let mut outcomes = Vec::with_capacity(spends.len());
                 for spend in &spends {
                     // A batch of one: the outcome the spend would have had alone.
-                    let alone = self.execute_many(std::slice::from_ref(spend), spend_body).await;
+                    let alone = self.execute_many_reading(std::slice::from_ref(spend), spend_reads, spend_body).await;
                     outcomes.push(alone.and_then(|mut outcome| outcome.pop().expect("one outcome per spend")));
                 }
                 outcomes
@@ -269,29 +270,39 @@ fn batch_span(batch: &[Waiting]) -> tracing::Span {
     span
 }
 
-fn spend_body(run: RunMany<'_, SpendFields>) -> BoxFuture<'_, Decisions<SpendReceipt>> {
+fn spend_body(run: RunMany<'_, SpendFields, AccountReads>) -> BoxFuture<'_, Decisions<SpendReceipt>> {
     Box::pin(spend_all(run))
+}
+
+/// A batch's keys and every locked account's lapsed holds, open lots and limits at once
+/// (`store::spend_reads`): one statement on PostgreSQL.
+fn spend_reads(locked: Locked<'_>) -> BoxFuture<'_, Prefetched<AccountReads>> {
+    Box::pin(async move {
+        let program = &locked.ledger.program;
+        // Containers only where the low-credit warning counts hours of usage: the check reads them.
+        let with_containers = program.metering.is_some() && program.notices.low_credits.is_some();
+        let mut reads =
+            store::spend_reads::read(locked.txn, &locked.account_ids, locked.latest, with_containers, locked.operation, &locked.keys)
+                .await?;
+        Ok((std::mem::take(&mut reads.keys), reads))
+    })
 }
 
 /// The body of a batch of spends: each fresh spend decided in arrival order against the lots as
 /// the earlier ones left them (the day's free credits written if a spend takes them), then all
 /// of them posted at once, one statement per table, and the low-credit rule checked once per
 /// account charged.
-async fn spend_all(run: RunMany<'_, SpendFields>) -> Decisions<SpendReceipt> {
-    let RunMany { txn, ledger, accounts, fresh, latest } = run;
+async fn spend_all(run: RunMany<'_, SpendFields, AccountReads>) -> Decisions<SpendReceipt> {
+    let RunMany { txn, ledger, accounts, fresh, latest, mut reads } = run;
     let program = &ledger.program;
-    // Every locked account's lapsed holds, open lots and limits at once (`store::spend_reads`).
-    let mut ids: Vec<i64> = accounts.keys().copied().collect();
-    ids.sort_unstable();
-    // Containers only where the low-credit warning counts hours of usage: the check reads them.
-    let with_containers = program.metering.is_some() && program.notices.low_credits.is_some();
-    let mut reads = store::spend_reads::read(txn, &ids, latest, with_containers).await?;
     let moved = release_lapsed(txn, accounts, &reads.lapsed, latest).await?;
     if fresh.is_empty() {
         return Ok(Vec::new());
     }
     if !reads.lapsed.is_empty() {
         // The releases gave credits back to lots (reopening some): read them as they are now.
+        let mut ids: Vec<i64> = accounts.keys().copied().collect();
+        ids.sort_unstable();
         reads.lots = lots::open_for_accounts(txn, &ids).await?;
     }
     let mut wallets = Wallets::from_lots(reads.lots)?;

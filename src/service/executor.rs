@@ -20,7 +20,7 @@
 //! that is its to decide at once. A key used twice in one batch is treated like a duplicate that
 //! arrives later: the same request replays the first one's outcome, another is a conflict.
 
-use crate::entity::account;
+use crate::entity::{account, idempotency_key};
 use crate::ledger::AccountStatus;
 use crate::service::input::{ExternalId, IdempotencyKey};
 use crate::service::keyed::{self, Keyed, KeyedRequest, Opened, Stored};
@@ -144,9 +144,33 @@ impl Engine {
 /// One command of a batch, with the instant it was made at (its outcome is kept from then).
 pub(crate) type Dated<F> = (Command<F>, DateTime<Utc>);
 
+/// What a batch reads once its accounts are locked, before anything is decided: the keys its
+/// commands use, and what the operation's body will read about the accounts. Reading both in
+/// one statement saves a round trip per batch (a spend's, `store::spend_reads`); an operation
+/// that reads nothing ahead uses `keys_only`.
+pub(crate) struct Locked<'t> {
+    pub txn: &'t DatabaseTransaction,
+    pub ledger: &'t Engine,
+    pub operation: &'static str,
+    /// The locked accounts' ids, ascending.
+    pub account_ids: Vec<i64>,
+    /// The (account, key) pairs the batch's commands use, sorted, each once.
+    pub keys: Vec<(i64, &'t str)>,
+    pub latest: DateTime<Utc>,
+}
+
+/// The stored records of the batch's keys (those that exist), and the operation's own reads.
+pub(crate) type Prefetched<R> = Result<(Vec<idempotency_key::Model>, R), ServiceError>;
+
+/// The prefetch of an operation that reads nothing ahead of its body: the keys alone.
+pub(crate) fn keys_only(locked: Locked<'_>) -> BoxFuture<'_, Prefetched<()>> {
+    Box::pin(async move { Ok((store::idempotency::find_many(locked.txn, locked.operation, &locked.keys).await?, ())) })
+}
+
 /// What a batch's body sees: the open transaction, every account of the batch locked, the
-/// commands that are the body's to decide, and the batch's latest instant.
-pub(crate) struct RunMany<'t, F> {
+/// commands that are the body's to decide, the batch's latest instant, and what the prefetch
+/// read.
+pub(crate) struct RunMany<'t, F, R = ()> {
     pub txn: &'t DatabaseTransaction,
     pub ledger: &'t Engine,
     /// Every account the batch's commands name (those that exist), locked, by id.
@@ -155,6 +179,7 @@ pub(crate) struct RunMany<'t, F> {
     /// order: the body returns one outcome for each, in this order.
     pub fresh: Vec<Fresh<'t, F>>,
     pub latest: DateTime<Utc>,
+    pub reads: R,
 }
 
 /// A command of a batch for the body to decide, with its locked account and its instant.
@@ -191,13 +216,36 @@ impl Engine {
         T: Serialize + DeserializeOwned + Clone + Send + Sync,
         B: for<'t> Fn(RunMany<'t, F>) -> BoxFuture<'t, Decisions<T>> + Sync,
     {
+        self.execute_many_reading(commands, keys_only, body).await
+    }
+
+    /// `execute_many` whose key lookup is `prefetch`, which may read the body's rows with it
+    /// (`Locked`). It runs after the lock, so it sees what the transactions the lock waited for
+    /// committed, keys included.
+    pub(crate) async fn execute_many_reading<F, T, R, P, B>(
+        &self,
+        commands: &[Dated<F>],
+        prefetch: P,
+        body: B,
+    ) -> Result<Vec<Result<T, ServiceError>>, ServiceError>
+    where
+        F: Sync,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync,
+        R: Send,
+        P: for<'t> Fn(Locked<'t>) -> BoxFuture<'t, Prefetched<R>> + Sync,
+        B: for<'t> Fn(RunMany<'t, F, R>) -> BoxFuture<'t, Decisions<T>> + Sync,
+    {
         let Some(operation) = commands.first().map(|(command, _)| command.operation) else { return Ok(Vec::new()) };
         assert!(commands.iter().all(|(c, _)| c.operation == operation), "a batch holds one operation");
         let latest = commands.iter().map(|(_, now)| *now).max().expect("a batch is never empty here");
-        let stored = tx::write_with(&self.db, &(self, commands, body), |txn, (ledger, commands, body)| {
+        let stored = tx::write_with(&self.db, &(self, commands, prefetch, body), |txn, (ledger, commands, prefetch, body)| {
             Box::pin(async move {
                 let accounts = lock_accounts(txn, commands).await?;
-                let mut slots = sort_keys(txn, commands, &accounts).await?;
+                let mut account_ids: Vec<i64> = accounts.keys().copied().collect();
+                account_ids.sort_unstable();
+                let keys = key_pairs(commands, &accounts);
+                let (records, reads) = prefetch(Locked { txn, ledger, operation, account_ids, keys, latest }).await?;
+                let mut slots = sort_keys(commands, &accounts, records)?;
                 let fresh: Vec<Fresh<'_, F>> = slots
                     .iter()
                     .zip(commands.iter())
@@ -207,7 +255,7 @@ impl Engine {
                     })
                     .collect();
                 let count = fresh.len();
-                let decided = body(RunMany { txn, ledger, accounts: &accounts, fresh, latest }).await?;
+                let decided = body(RunMany { txn, ledger, accounts: &accounts, fresh, latest, reads }).await?;
                 assert_eq!(decided.len(), count, "a batch body decides every fresh command");
                 let mut decided = decided.into_iter();
                 for slot in slots.iter_mut() {
@@ -233,22 +281,26 @@ async fn lock_accounts<F>(txn: &DatabaseTransaction, commands: &[Dated<F>]) -> R
     Ok(store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.id, a)).collect())
 }
 
-/// Each command's standing before the body runs, in arrival order: the batch's keys are read in
-/// one statement; a key seen earlier in the batch counts as used; a status refusal is the key's
-/// outcome.
-async fn sort_keys<F, T: DeserializeOwned>(
-    txn: &DatabaseTransaction,
-    commands: &[Dated<F>],
-    accounts: &HashMap<i64, account::Model>,
-) -> Result<Vec<Slot<T>>, ServiceError> {
-    let by_external: HashMap<&str, &account::Model> = accounts.values().map(|a| (a.external_id.as_str(), a)).collect();
+/// The (account, key) pairs of the commands whose accounts exist, sorted, each once.
+fn key_pairs<'c, F>(commands: &'c [Dated<F>], accounts: &HashMap<i64, account::Model>) -> Vec<(i64, &'c str)> {
+    let by_external: HashMap<&str, i64> = accounts.values().map(|a| (a.external_id.as_str(), a.id)).collect();
     let mut pairs: Vec<(i64, &str)> =
-        commands.iter().filter_map(|(c, _)| by_external.get(c.account.as_str()).map(|a| (a.id, c.key.as_str()))).collect();
+        commands.iter().filter_map(|(c, _)| by_external.get(c.account.as_str()).map(|id| (*id, c.key.as_str()))).collect();
     pairs.sort_unstable();
     pairs.dedup();
-    let operation = commands[0].0.operation;
-    let records: HashMap<(i64, String), _> =
-        store::idempotency::find_many(txn, operation, &pairs).await?.into_iter().map(|r| ((r.account_id, r.key.clone()), r)).collect();
+    pairs
+}
+
+/// Each command's standing before the body runs, in arrival order, given the stored records of
+/// the batch's keys: a key seen earlier in the batch counts as used; a status refusal is the
+/// key's outcome.
+fn sort_keys<F, T: DeserializeOwned>(
+    commands: &[Dated<F>],
+    accounts: &HashMap<i64, account::Model>,
+    records: Vec<idempotency_key::Model>,
+) -> Result<Vec<Slot<T>>, ServiceError> {
+    let by_external: HashMap<&str, &account::Model> = accounts.values().map(|a| (a.external_id.as_str(), a)).collect();
+    let records: HashMap<(i64, String), _> = records.into_iter().map(|r| ((r.account_id, r.key.clone()), r)).collect();
     // The first command of this batch to take each key: its index and request.
     let mut taken: HashMap<(i64, &str), (usize, &str)> = HashMap::new();
     let mut slots = Vec::with_capacity(commands.len());

@@ -1,20 +1,22 @@
-//! What a batch of spends reads about its accounts once they are locked: their holds past the
-//! deadline (released before anything is decided), their open lots, their spend limits and,
-//! where the low-credit warning counts hours of usage, their containers (a spend never changes
-//! them). On PostgreSQL all of it comes back from ONE statement (each row as JSON, tagged with
-//! its table): up to three round trips fewer per batch, which is what a spend costs at low
-//! concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the transactions
-//! the lock waited for committed. SQLite, in-process, keeps one statement per table.
+//! What a batch of spends reads once its accounts are locked: the records of its idempotency
+//! keys, and the accounts' holds past the deadline (released before anything is decided), open
+//! lots, spend limits and, where the low-credit warning counts hours of usage, containers (a
+//! spend never changes them). On PostgreSQL all of it comes back from ONE statement (each row as
+//! JSON, tagged with its table): up to four round trips fewer per batch, which is what a spend
+//! costs at low concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the
+//! transactions the lock waited for committed. SQLite, in-process, keeps one statement per table.
 
-use crate::entity::{container, lot, reservation, spend_limit};
+use crate::entity::{container, idempotency_key, lot, reservation, spend_limit};
 use crate::ledger::reservation::ReservationStatus;
-use crate::store::{lots, metering, reservations, spend_limits};
+use crate::store::{idempotency, lots, metering, reservations, spend_limits};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
-/// The locked accounts' rows a spend decision needs.
+/// The locked accounts' rows a spend decision needs, and the stored records of the batch's keys.
 #[derive(Debug, Default)]
 pub struct AccountReads {
+    /// The records of the (account, key) pairs asked for that exist (`idempotency::find_many`).
+    pub keys: Vec<idempotency_key::Model>,
     /// Held reservations past their deadline, by deadline then id (`reservations::lapsed`).
     pub lapsed: Vec<reservation::Model>,
     /// Open lots, by id (`lots::open_for_accounts`).
@@ -25,12 +27,21 @@ pub struct AccountReads {
     pub containers: Option<Vec<container::Model>>,
 }
 
-pub async fn read(conn: &impl ConnectionTrait, account_ids: &[i64], now: DateTime<Utc>, containers: bool) -> Result<AccountReads, DbErr> {
+/// The rows of `account_ids` (locked) at `now`, and the records of `keys` under `operation`.
+pub async fn read(
+    conn: &impl ConnectionTrait,
+    account_ids: &[i64],
+    now: DateTime<Utc>,
+    containers: bool,
+    operation: &str,
+    keys: &[(i64, &str)],
+) -> Result<AccountReads, DbErr> {
     if account_ids.is_empty() {
         return Ok(AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() });
     }
     if conn.get_database_backend() != DbBackend::Postgres {
         return Ok(AccountReads {
+            keys: idempotency::find_many(conn, operation, keys).await?,
             lapsed: reservations::lapsed(conn, account_ids, now).await?,
             lots: lots::open_for_accounts(conn, account_ids).await?,
             limits: spend_limits::for_accounts(conn, account_ids).await?,
@@ -38,12 +49,23 @@ pub async fn read(conn: &impl ConnectionTrait, account_ids: &[i64], now: DateTim
         });
     }
     let ids = (1..=account_ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
-    let (status_at, now_at) = (account_ids.len() + 1, account_ids.len() + 2);
+    let (status_at, now_at, operation_at) = (account_ids.len() + 1, account_ids.len() + 2, account_ids.len() + 3);
+    // The keys as `idempotency::find_many` looks them up (a VALUES list joined on the whole
+    // unique index), tagged 4.
+    let keys_part = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " UNION ALL SELECT 4, to_jsonb(k)::text FROM (VALUES {}) AS v JOIN idempotency_keys k \
+              ON k.account_id = v.column1 AND k.key = v.column2 AND k.operation = ${operation_at}",
+            super::values_rows(DbBackend::Postgres, keys.len(), 2, operation_at)
+        )
+    };
     let sql = format!(
         "SELECT 0 AS part, to_jsonb(r)::text AS row FROM reservations r \
            WHERE r.account_id IN ({ids}) AND r.status = ${status_at} AND r.deadline <= ${now_at} \
          UNION ALL SELECT 1, to_jsonb(l)::text FROM lots l WHERE l.account_id IN ({ids}) AND l.\"open\" \
-         UNION ALL SELECT 2, to_jsonb(s)::text FROM spend_limits s WHERE s.account_id IN ({ids}){}",
+         UNION ALL SELECT 2, to_jsonb(s)::text FROM spend_limits s WHERE s.account_id IN ({ids}){}{keys_part}",
         if containers {
             format!(" UNION ALL SELECT 3, to_jsonb(c)::text FROM containers c WHERE c.account_id IN ({ids})")
         } else {
@@ -53,6 +75,8 @@ pub async fn read(conn: &impl ConnectionTrait, account_ids: &[i64], now: DateTim
     let mut values: Vec<Value> = account_ids.iter().map(|id| Value::from(*id)).collect();
     values.push(Value::from(ReservationStatus::Held.as_str()));
     values.push(Value::from(now));
+    values.push(Value::from(operation));
+    values.extend(keys.iter().flat_map(|(account_id, key)| [Value::from(*account_id), Value::from(*key)]));
     let mut reads = AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() };
     for row in conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await? {
         let (part, text): (i32, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
@@ -61,6 +85,7 @@ pub async fn read(conn: &impl ConnectionTrait, account_ids: &[i64], now: DateTim
             0 => reads.lapsed.push(serde_json::from_str(&text).map_err(bad)?),
             1 => reads.lots.push(serde_json::from_str(&text).map_err(bad)?),
             2 => reads.limits.push(serde_json::from_str(&text).map_err(bad)?),
+            4 => reads.keys.push(serde_json::from_str(&text).map_err(bad)?),
             _ => reads.containers.get_or_insert_with(Vec::new).push(serde_json::from_str(&text).map_err(bad)?),
         }
     }
