@@ -4,6 +4,12 @@ use credits::config::{Config, LogFormat};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc, not glibc's malloc: with many long-lived connections and subscriptions the heap
+/// fragments and glibc's allocator searched its bins for a quarter of the server's CPU
+/// (docs/benchmarks.md, "Idle subscribers").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Credits: a prepaid credit ledger served over GraphQL.
 #[derive(Debug, Parser)]
 #[command(name = "credits", version, about)]

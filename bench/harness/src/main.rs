@@ -236,6 +236,9 @@ struct Args {
     /// Skip the paced run at half the peak rate (the latency target).
     #[arg(long)]
     no_paced: bool,
+    /// Paced runs at half the peak rate, one after the other (the target asks for three).
+    #[arg(long, default_value_t = 1)]
+    paced_runs: usize,
     /// Tokio worker threads of this load generator (it shares the machine with the server and
     /// the database, so it is kept small).
     #[arg(long, default_value_t = 1)]
@@ -698,11 +701,13 @@ async fn run_database(
                     .fold(0.0, f64::max);
                 if peak > 0.0 {
                     let rate = peak / 2.0;
-                    let paced = load::paced(target.clone(), pick, rate, 256, warmup, seconds).await;
-                    let mut paced = row(scenario, db, 0, Side::Paced, &paced, peak_rss(&servers));
-                    paced.rate = Some(rate);
-                    print_row(&paced);
-                    rows.push(paced);
+                    for _ in 0..args.paced_runs.max(1) {
+                        let paced = load::paced(target.clone(), pick, rate, 256, warmup, seconds).await;
+                        let mut paced = row(scenario, db, 0, Side::Paced, &paced, peak_rss(&servers));
+                        paced.rate = Some(rate);
+                        print_row(&paced);
+                        rows.push(paced);
+                    }
                 }
             }
         }
@@ -882,13 +887,17 @@ fn targets(rows: &[Row], months: &[(Db, month::JobRun)], args: &Args) {
                 verdict(reads <= 1.5)
             );
         }
-        if let Some(paced) = rows.iter().find(|r| r.db == db && r.side == Side::Paced) {
+        let paced: Vec<&Row> = rows.iter().filter(|r| r.db == db && r.side == Side::Paced).collect();
+        if let Some(first) = paced.first() {
+            let each: Vec<String> = paced.iter().map(|r| format!("{:.2}", r.p99)).collect();
+            let worst = paced.iter().map(|r| r.p99).fold(0.0, f64::max);
             println!(
-                "  {:<8} p99 at half peak ({:.0}/s, many accounts): {:.2} ms (target < 20 ms): {}",
+                "  {:<8} p99 at half peak ({:.0}/s, many accounts), {} run(s): {} ms (target < 10 ms in each): {}",
                 db.label(),
-                paced.rate.unwrap_or(0.0),
-                paced.p99,
-                verdict(paced.p99 < 20.0)
+                first.rate.unwrap_or(0.0),
+                paced.len(),
+                each.join(", "),
+                verdict(worst < 10.0)
             );
         }
         for &clients in &args.clients {
