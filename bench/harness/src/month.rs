@@ -29,7 +29,9 @@ pub fn next_month_start(now: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// `month-0` .. `month-{accounts-1}` on the free plan, each with this month's plan lot (expiring
-/// at `month_end`), its grant entry and line, its claim, and the balance to match. Set-based SQL,
+/// at `month_end`), its grant entry (with the balance after it) and line (with the entry's
+/// instant, which places it in its month's partition on PostgreSQL), its claim, and the balance
+/// to match. Set-based SQL,
 /// the same text on both databases, in slices of 100k accounts per transaction.
 pub async fn seed(url: &str, accounts: usize, month_end: DateTime<Utc>) -> anyhow::Result<Duration> {
     let started = Instant::now();
@@ -61,15 +63,15 @@ pub async fn seed(url: &str, accounts: usize, month_end: DateTime<Utc>) -> anyho
         // The lot's id rides in `reason` from the entries to their lines, then is replaced.
         txn.execute_unprepared(&format!(
             "INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, \
-                                          idempotency_key, feature, model, reason) \
+                                          idempotency_key, feature, model, reason, balance_after_micros) \
              SELECT l.account_id, 'grant', {PLAN_MICROS}, {granted}, {granted}, 'plan_credits', NULL, NULL, NULL, \
-                    'seed:' || CAST(l.id AS TEXT) \
+                    'seed:' || CAST(l.id AS TEXT), {PLAN_MICROS} \
              FROM lots l WHERE l.id > {lots_before} ORDER BY l.id"
         ))
         .await?;
         txn.execute_unprepared(&format!(
-            "INSERT INTO journal_lines (entry_id, lot_id, delta_micros) \
-             SELECT e.id, CAST(SUBSTR(e.reason, 6) AS BIGINT), e.amount_micros FROM journal_entries e \
+            "INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) \
+             SELECT e.id, CAST(SUBSTR(e.reason, 6) AS BIGINT), e.amount_micros, e.created_at FROM journal_entries e \
              WHERE e.id > {entries_before} AND e.reason LIKE 'seed:%'"
         ))
         .await?;
