@@ -2,13 +2,14 @@
 //! together, up to `MAX_BATCH` per read (`Engine::balances_of`).
 //!
 //! Each watcher (`crate::balance_watch`) used to read its account on its own: the account row,
-//! its lots, its holds, its day's claim, about five statements per change. Under a steady stream
-//! of spends on watched accounts that was most of what subscribers cost a spend, and 10,000
-//! subscribers joining at once made 10,000 concurrent reads whose buffers the allocator kept
-//! (docs/benchmarks.md, "Idle subscribers"). Here a read waits in one queue; one task at a time
-//! takes everything waiting and reads it in one go, the way spends are grouped into one commit
-//! (`service::batch`). Under no load a read is a batch of one; under load the batch grows while
-//! the previous one is read, and the queue bounds how many reads are in flight.
+//! its lots, its holds, its day's claim, about five statements per change, and 10,000
+//! subscribers joining at once made 10,000 concurrent reads. Here a read waits in one queue; one
+//! task at a time takes everything waiting and reads it in one go, the way spends are grouped
+//! into one commit (`service::batch`). Under no load a read is a batch of one; under load the
+//! batch grows while the previous one is read, and the queue bounds how many reads are in
+//! flight. (Measured: at 16 clients over 10,000 watched accounts a read finds one or two
+//! accounts waiting, and the reads were not what subscribers cost a spend; the allocator was,
+//! docs/benchmarks.md change 11.)
 //!
 //! A reading always starts after its request was queued, so a watcher woken by a change gets a
 //! reading that covers that change.

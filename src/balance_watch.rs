@@ -13,9 +13,8 @@
 //! account that changed (all of them for a resync, or when it fell behind).
 //!
 //! Nor do watchers read on their own: a read waits in the `crate::balance_reader` queue, which
-//! reads every account waiting at once (a few statements for up to 500 accounts), so the cost of
-//! a push falls as changes come faster, and 10,000 subscribers joining together make a few dozen
-//! reads, not 10,000 at once.
+//! reads every account waiting at once (a few statements for up to 500 accounts), so 10,000
+//! subscribers joining together make a few dozen reads, not 10,000 at once.
 //!
 //! The semantics are the subscription's as before: a subscriber's first value is read after it
 //! joined (joins that arrive together share that read), then each change is pushed; a resync
