@@ -133,8 +133,10 @@ pub async fn move_lots_and_balances(
     use sea_orm::{DbBackend, Statement, Value};
     let backend = conn.get_database_backend();
     if backend != DbBackend::Postgres || lots.is_empty() || lots.len() > ACCOUNTS_PER_UPDATE || deltas.len() > ACCOUNTS_PER_UPDATE {
+        // Accounts before lots, as below.
+        let balances = add_to_balances(conn, deltas).await?;
         super::lots::set_remaining_many(conn, lots).await?;
-        return add_to_balances(conn, deltas).await;
+        return Ok(balances);
     }
     let mut values: Vec<Value> =
         lots.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]).collect();
@@ -142,13 +144,18 @@ pub async fn move_lots_and_balances(
     let delta_rows = super::values_rows(backend, deltas.len(), 2, values.len());
     values.extend(deltas.iter().flat_map(|(id, delta)| [Value::from(*id), Value::from(*delta)]));
     values.push(Value::from(crate::feed::CHANNEL));
+    // The accounts' update comes first: PostgreSQL takes each table's write lock in the order
+    // the statement names them, and the journal archive locks `accounts` then `lots`
+    // (`journal_months::detach_to_archive`). Lots first, a spend held `lots` and waited for
+    // `accounts` while the archive held `accounts` and waited for `lots`: a deadlock, seen in
+    // tests/fleet.rs.
     let sql = format!(
-        "WITH v(id, old, new) AS (VALUES {lot_rows}), \
-         moved AS (UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
-                   WHERE lots.id = v.id AND lots.remaining_micros = v.old RETURNING lots.id), \
-         d(id, delta) AS (VALUES {delta_rows}), \
+        "WITH d(id, delta) AS (VALUES {delta_rows}), \
          b AS (UPDATE accounts SET balance_micros = accounts.balance_micros + d.delta FROM d WHERE accounts.id = d.id \
-               RETURNING accounts.id, accounts.balance_micros, pg_notify(${}, CAST(accounts.id AS TEXT))) \
+               RETURNING accounts.id, accounts.balance_micros, pg_notify(${}, CAST(accounts.id AS TEXT))), \
+         v(id, old, new) AS (VALUES {lot_rows}), \
+         moved AS (UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
+                   WHERE lots.id = v.id AND lots.remaining_micros = v.old RETURNING lots.id) \
          SELECT b.id, b.balance_micros, (SELECT count(*) FROM moved) FROM b",
         values.len()
     );
