@@ -868,7 +868,8 @@ fn months(first: &str, last: chrono::NaiveDate) -> BTreeSet<String> {
 
 async fn run_fleet(shape: Shape) {
     let began = Instant::now();
-    let pg = tokio::task::spawn_blocking(|| PrivatePostgres::start_with(&[("max_connections", "300")])).await.unwrap();
+    let pg =
+        tokio::task::spawn_blocking(|| PrivatePostgres::start_with(&[("max_connections", "300"), ("log_lock_waits", "on")])).await.unwrap();
     let database_url = pg.create_database("credits_fleet").await;
     let (hooks, webhook_url, receiver) = Hooks::start(RECEIVER_DELAY, true).await;
     let fleet = Arc::new(Fleet::start(&database_url, &webhook_url).await);
@@ -936,7 +937,13 @@ async fn run_fleet(shape: Shape) {
     let clock = clock.await.unwrap();
     let load_took = load_began.elapsed();
     fleet.assert_alive();
-    assert!(clock.failures.is_empty(), "the clock's steps:\n{}\n{}", clock.failures.join("\n"), fleet.logs());
+    assert!(
+        clock.failures.is_empty(),
+        "the clock's steps:\n{}\n{}\nPostgreSQL's deadlocks:\n{}",
+        clock.failures.join("\n"),
+        fleet.logs(),
+        pg.deadlocks()
+    );
 
     // Settle: the receiver stops failing; while holds wait for their deadline (an hour of clock
     // time) or failed deliveries for their backoff, the clock moves 20 minutes at a time (the
@@ -1381,7 +1388,20 @@ async fn run_fleet(shape: Shape) {
         settled_in.as_secs_f64(),
         began.elapsed().as_secs_f64(),
     );
-    assert!(failures.is_empty(), "{} problem(s):\n{}\n{}", failures.len(), failures.join("\n"), fleet.logs());
+    // A deadlock PostgreSQL broke is retried and need not fail the run; it is shown all the same,
+    // since two of the fleet's statements took their locks in opposite orders.
+    let deadlocks = pg.deadlocks();
+    if !deadlocks.is_empty() {
+        eprintln!("{}: PostgreSQL broke deadlocks (retried):\n{deadlocks}", shape.name);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} problem(s):\n{}\n{}\nPostgreSQL's deadlocks:\n{}",
+        failures.len(),
+        failures.join("\n"),
+        fleet.logs(),
+        pg.deadlocks()
+    );
     receiver.abort();
 }
 

@@ -318,6 +318,50 @@ async fn spends_during_an_archive_all_succeed() {
     app.assert_audit_clean().await;
 }
 
+/// A month made ahead of time while a posting stands between its two steps (its lot updated,
+/// the journal not yet touched): the posting goes on and the month is made. `CREATE TABLE ...
+/// PARTITION OF` locks the journal's table first and the table its foreign key points at
+/// second, the opposite of a posting's order; PostgreSQL broke that cycle by failing one of
+/// them (the fleet test's deadlocks at each month's start), until the partition took the
+/// referenced table's lock first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_month_made_ahead_waits_for_a_posting_between_its_steps() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.create_account("ahead").await;
+    ok(app.grant("ahead", "100", "PAID", None, "ahead-grant").await);
+    let lot = count(&app.ledger.db, "SELECT MAX(id) FROM lots").await;
+    // Past the months the server prepares, so this one is still to be made.
+    let mut month = Month::of(Utc::now());
+    for _ in 0..=months::MONTHS_AHEAD {
+        month = month.next();
+    }
+
+    let posting = app.ledger.db.begin().await.unwrap();
+    posting.execute_unprepared(&format!("UPDATE lots SET remaining_micros = remaining_micros WHERE id = {lot}")).await.unwrap();
+    let maker = {
+        let db = app.ledger.db.clone();
+        tokio::spawn(async move { months::ensure(&db, month, month).await })
+    };
+    // The maker is waiting for the posting by now; the posting reads the journal's lines, as a
+    // capture does before it writes.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let read = posting
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT COUNT(*) FROM journal_lines WHERE lot_id = {lot}")))
+        .await;
+    assert!(read.is_ok(), "the posting's read of the journal: {read:?}");
+    posting.commit().await.unwrap();
+    let made = maker.await.unwrap().unwrap();
+    assert_eq!(made, vec![month], "the month was made once the posting ended");
+    let partitions =
+        count(&app.ledger.db, &format!("SELECT COUNT(*) FROM pg_class WHERE relname LIKE 'journal_%_{}'", month_suffix(month))).await;
+    assert_eq!(partitions, 2, "its entries' and its lines' partitions");
+}
+
+fn month_suffix(month: Month) -> String {
+    format!("y{:04}m{:02}", month.year, month.month)
+}
+
 /// The views and the archive list their columns: a column added to the journal and not to
 /// them would be missing from every read (or refused by the next archive). This fails then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

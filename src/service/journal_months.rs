@@ -3,7 +3,7 @@
 //! PostgreSQL only; the how is in `store::journal_months`.
 
 use crate::service::Engine;
-use crate::store::journal_months::{self as months, ArchiveState, ArchivedMonth, MONTHS_AHEAD, Month};
+use crate::store::journal_months::{self as months, ArchiveState, ArchivedMonth, MONTHS_AHEAD, Month, waited_too_long};
 use chrono::{DateTime, Utc};
 use sea_orm::{DbErr, TransactionTrait};
 
@@ -32,11 +32,6 @@ pub struct Archived {
 
 /// Tries of the locked step of an archive before its error is the answer.
 const ARCHIVE_ATTEMPTS: u32 = 5;
-
-/// A lock not had within `lock_timeout` (55P03), or this transaction chosen to break a deadlock.
-fn waited_too_long(err: &DbErr) -> bool {
-    matches!(crate::store::db_error_code(err).as_deref(), Some("55P03" | "40P01"))
-}
 
 impl Engine {
     /// Creates the journal's partitions of `now`'s month and the `MONTHS_AHEAD` after it that do

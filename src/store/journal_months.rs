@@ -185,7 +185,8 @@ async fn one_at_a_time(conn: &impl ConnectionTrait) -> Result<(), DbErr> {
 /// every read and write, and a transaction holding both tables' locks deadlocked with a
 /// capture (which reads the hold's lines, then writes an entry) in the fleet test. Lines come
 /// first: until its entries' partition exists a month's entries go to the default partition,
-/// and their lines then find theirs.
+/// and their lines then find theirs. A partition whose locks were not had in time
+/// (`PARTITION_LOCK_TIMEOUT_MS`) is tried again, up to `PARTITION_ATTEMPTS` times.
 pub async fn ensure<C: ConnectionTrait + TransactionTrait>(conn: &C, from: Month, through: Month) -> Result<Vec<Month>, DbErr> {
     if !is_partitioned(conn).await? {
         return Ok(Vec::new());
@@ -195,7 +196,17 @@ pub async fn ensure<C: ConnectionTrait + TransactionTrait>(conn: &C, from: Month
     while month <= through {
         let mut made = false;
         for table in ["journal_lines", "journal_entries"] {
-            made |= create_partition(conn, table, month).await?;
+            let mut attempt = 1;
+            made |= loop {
+                match create_partition(conn, table, month).await {
+                    Err(e) if attempt < PARTITION_ATTEMPTS && waited_too_long(&e) => {
+                        tracing::info!(%month, table, attempt, error = %e, "a journal partition waits for its locks; trying again");
+                        tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(attempt))).await;
+                        attempt += 1;
+                    }
+                    other => break other?,
+                }
+            };
         }
         if made {
             created.push(month);
@@ -205,11 +216,40 @@ pub async fn ensure<C: ConnectionTrait + TransactionTrait>(conn: &C, from: Month
     Ok(created)
 }
 
+/// How long making a partition waits for a lock before it gives up and tries again. Below
+/// PostgreSQL's default `deadlock_timeout` (1 s): should it wait in a cycle after all, it is the
+/// one to give up, before PostgreSQL picks a spend to break the cycle.
+pub const PARTITION_LOCK_TIMEOUT_MS: u32 = 500;
+
+/// Tries of one partition before its error is the answer (the hourly job then fails, and runs
+/// again; the months are made `MONTHS_AHEAD` of need).
+const PARTITION_ATTEMPTS: u32 = 8;
+
+/// A lock not had within `lock_timeout` (55P03), or this transaction chosen to break a deadlock
+/// (40P01): nothing was changed, and trying again can succeed.
+pub fn waited_too_long(err: &DbErr) -> bool {
+    matches!(super::db_error_code(err).as_deref(), Some("55P03" | "40P01"))
+}
+
+/// The table a partition's foreign key points at: creating the partition adds the key's
+/// triggers to it, which takes that table's SHARE ROW EXCLUSIVE lock.
+fn referenced(table: &str) -> &'static str {
+    if table == "journal_lines" { "lots" } else { "accounts" }
+}
+
 /// `table`'s partition of `month`, unless it exists (live or archived) or rows of the month sit
 /// in the default partition; true when it was made.
+///
+/// The locks come in the writers' order. A posting updates `accounts` and `lots`, then inserts
+/// into the journal; `CREATE TABLE ... PARTITION OF` locks the journal's table first, then (for
+/// the foreign key) the referenced table, so a posting between its two steps and the creation
+/// waited on each other (the fleet test's deadlocks, at every month's start). The referenced
+/// table is locked first here: postings already past it finish, later ones wait for the
+/// creation, which is quick.
 async fn create_partition<C: ConnectionTrait + TransactionTrait>(conn: &C, table: &str, month: Month) -> Result<bool, DbErr> {
     let txn = conn.begin().await?;
     one_at_a_time(&txn).await?;
+    txn.execute_unprepared(&format!("SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT_MS}ms'")).await?;
     let name = format!("{table}_{}", month.suffix());
     let exists = count(&txn, format!("SELECT COUNT(*) FROM pg_class WHERE relname = '{name}' AND relkind IN ('r', 'p')")).await? > 0;
     let crowded = !exists
@@ -219,6 +259,7 @@ async fn create_partition<C: ConnectionTrait + TransactionTrait>(conn: &C, table
     }
     let make = !exists && !crowded;
     if make {
+        txn.execute_unprepared(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", referenced(table))).await?;
         txn.execute_unprepared(&format!("CREATE TABLE {name} PARTITION OF {table} {}", month.bounds())).await?;
     }
     txn.commit().await?;

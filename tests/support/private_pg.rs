@@ -144,6 +144,20 @@ impl PrivatePostgres {
         std::fs::read_to_string(self.log_file()).unwrap_or_default()
     }
 
+    /// Every deadlock PostgreSQL reported so far, each with the lines that follow it (the two
+    /// processes, their statements, the failing statement), for a failing test's message.
+    pub fn deadlocks(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let mut reports = Vec::new();
+        for (n, line) in lines.iter().enumerate() {
+            if line.contains("deadlock detected") {
+                reports.push(lines[n..(n + 16).min(lines.len())].join("\n"));
+            }
+        }
+        reports.join("\n---\n")
+    }
+
     fn pg_ctl(&self, args: &[&str]) {
         let data = self.data_dir();
         let mut all = vec!["-D", path_str(&data), "-w", "-t", "60"];
