@@ -98,7 +98,7 @@ impl BalanceReader {
             let mut ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
             ids.sort_unstable();
             ids.dedup();
-            let mut readings = match self.read_many(&ids).await {
+            let readings = match self.read_many(&ids).await {
                 Ok(readings) => readings,
                 Err(e) => {
                     tracing::warn!(accounts = ids.len(), error = ?e, "balance reader: cannot read the balances");
@@ -109,7 +109,6 @@ impl BalanceReader {
                 // Several requests for one account (rare: one watcher per account) share it.
                 let _ = reply.send(readings.get(&id).cloned());
             }
-            readings.clear();
         }
     }
 

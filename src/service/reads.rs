@@ -1,6 +1,6 @@
 //! Reads: balance with its status bars, lots, history and purchases, each a bounded page.
 
-use crate::entity::{journal_entry, journal_line, lot};
+use crate::entity::{journal_entry, journal_line, lot, reservation};
 use crate::ledger::{Credits, Features, Lot, LotClass, LotSource};
 use crate::service::accounts::AccountView;
 use crate::service::daily_free;
@@ -170,11 +170,15 @@ impl Engine {
         for line in &lines {
             lines_of.entry(line.entry_id).or_default().push(line);
         }
+        let mut holds_of: HashMap<i64, Vec<&reservation::Model>> = HashMap::new();
+        for hold in &holds {
+            holds_of.entry(hold.account_id).or_default().push(hold);
+        }
         let mut views = HashMap::with_capacity(accounts.len());
         for account in accounts {
             let mut rules = lots_of.remove(&account.id).unwrap_or_default();
             let mut held = Vec::new();
-            for hold in holds.iter().filter(|h| h.account_id == account.id) {
+            for hold in holds_of.remove(&account.id).into_iter().flatten() {
                 for line in lines_of.get(&hold.hold_entry_id).into_iter().flatten() {
                     let amount = Credits::from_micros(-line.delta_micros);
                     if hold.deadline <= now {
