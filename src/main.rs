@@ -7,6 +7,8 @@ use std::process::ExitCode;
 /// mimalloc, not glibc's malloc: with many long-lived connections and subscriptions the heap
 /// fragments and glibc's allocator searched its bins for a quarter of the server's CPU
 /// (docs/benchmarks.md, "Idle subscribers").
+/// A build without the `mimalloc` feature keeps the system's allocator, for heap profilers.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
