@@ -5,11 +5,9 @@
 //! its lots, its holds, its day's claim, about five statements per change, and 10,000
 //! subscribers joining at once made 10,000 concurrent reads. Here a read waits in one queue; one
 //! task at a time takes everything waiting and reads it in one go, the way spends are grouped
-//! into one commit (`service::batch`). Under no load a read is a batch of one; under load the
-//! batch grows while the previous one is read, and the queue bounds how many reads are in
-//! flight. (Measured: at 16 clients over 10,000 watched accounts a read finds one or two
-//! accounts waiting, and the reads were not what subscribers cost a spend; the allocator was,
-//! docs/benchmarks.md change 11.)
+//! into one commit (`service::batch`). Each read first waits `LINGER` for others to join it:
+//! without that, at 16 clients over 10,000 watched accounts a read found one or two accounts
+//! waiting (docs/benchmarks.md, changes 11 and 13).
 //!
 //! A reading always starts after its request was queued, so a watcher woken by a change gets a
 //! reading that covers that change.
@@ -24,6 +22,13 @@ use tokio::sync::oneshot;
 
 /// Accounts read together at most: bounds a read's statements and parameters.
 pub const MAX_BATCH: usize = 500;
+
+/// How long a read waits for more accounts before it starts (unless `MAX_BATCH` are waiting).
+/// Without it, a read under steady load found one or two accounts waiting (each spend's change
+/// arrives on its own), and a subscribed account's spend cost about four reading statements
+/// on top of its own seven. A push is that much later; its target is a p99 under 100 ms
+/// (docs/benchmarks.md, change 13).
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// An account read again (its plan decides its daily free credits), its balance, and the
 /// instant of the reading.
@@ -40,6 +45,8 @@ struct Inner {
     state: Mutex<State>,
     /// Reads made (each of up to `MAX_BATCH` accounts): how well requests were grouped.
     batches: AtomicU64,
+    /// How long a read waits for others to join it (`LINGER`).
+    linger: std::time::Duration,
 }
 
 #[derive(Default)]
@@ -51,7 +58,13 @@ struct State {
 
 impl BalanceReader {
     pub fn new(ledger: Engine, clock: Clock) -> BalanceReader {
-        BalanceReader { inner: Arc::new(Inner { ledger, clock, state: Mutex::new(State::default()), batches: AtomicU64::new(0) }) }
+        BalanceReader::with_linger(ledger, clock, LINGER)
+    }
+
+    /// A reader whose reads wait `linger` for others to join them.
+    pub fn with_linger(ledger: Engine, clock: Clock, linger: std::time::Duration) -> BalanceReader {
+        let state = Mutex::new(State::default());
+        BalanceReader { inner: Arc::new(Inner { ledger, clock, state, batches: AtomicU64::new(0), linger }) }
     }
 
     /// The account's balance, read after this call began; none if the read failed (logged
@@ -83,6 +96,9 @@ impl BalanceReader {
     /// as `read`'s check, so a request is never left without a reader).
     async fn run(self) {
         loop {
+            if self.state().waiting.len() < MAX_BATCH {
+                tokio::time::sleep(self.inner.linger).await;
+            }
             let batch: Vec<(i64, oneshot::Sender<Option<Reading>>)> = {
                 let mut state = self.state();
                 // A watcher that has gone (its last subscriber left) needs no reading.

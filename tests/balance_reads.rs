@@ -120,4 +120,42 @@ async fn concurrent_requests_share_a_read(backend: Backend) {
     assert_eq!(found.unwrap().1.available.to_string(), "1");
 }
 
-on_both!(holds_lapsed_and_open_read_together, daily_free_credits_read_together, concurrent_requests_share_a_read);
+/// Requests that arrive one after another within a read's linger share that read: a change
+/// each, as spends of subscribed accounts arrive, are not read one by one. (A long linger here,
+/// so that a slow machine's timers cannot split them.)
+async fn requests_arriving_within_the_linger_share_a_read(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let names = ["l0", "l1", "l2", "l3", "l4"];
+    for name in names {
+        app.create_account(name).await;
+        app.grant(name, "7", "PAID", None, "g").await;
+    }
+    let accounts = views(&app, &names).await;
+    let reader = BalanceReader::with_linger(app.ledger.clone(), app.clock.clone(), std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let requests = accounts.iter().enumerate().map(|(i, account)| {
+        let reader = reader.clone();
+        let id = account.id;
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100 * i as u64)).await;
+            reader.read(id).await
+        }
+    });
+    let readings = futures::future::join_all(requests).await;
+    assert!(readings.iter().all(|r| r.as_ref().is_some_and(|(_, view, _)| view.available.to_string() == "7")));
+    assert_eq!(reader.batches(), 1, "five requests 100 ms apart within a 2 s linger");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2), "the read waited for its linger");
+    // With no linger, the same requests are read one by one.
+    let eager = BalanceReader::with_linger(app.ledger.clone(), app.clock.clone(), std::time::Duration::ZERO);
+    for (i, account) in accounts.iter().enumerate() {
+        assert!(eager.read(account.id).await.is_some());
+        assert_eq!(eager.batches(), i as u64 + 1);
+    }
+}
+
+on_both!(
+    holds_lapsed_and_open_read_together,
+    daily_free_credits_read_together,
+    concurrent_requests_share_a_read,
+    requests_arriving_within_the_linger_share_a_read
+);
