@@ -25,7 +25,7 @@ use crate::balance_reader::BalanceReader;
 use crate::feed::{BalanceFeed, FeedEvent};
 use crate::service::accounts::AccountView;
 use crate::service::reads::BalanceView;
-use crate::service::{Clock, Engine};
+use crate::service::{Clock, Engine, ServiceError};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -38,6 +38,9 @@ use tokio::sync::{Notify, broadcast, watch};
 /// How long a watcher waits before it reads again after a failed read.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// New subscriptions' account lookups in flight at once (`BalanceWatches::account`).
+const LOOKUPS: usize = 32;
+
 /// The per-process registry of watched accounts.
 #[derive(Clone)]
 pub struct BalanceWatches {
@@ -45,6 +48,9 @@ pub struct BalanceWatches {
 }
 
 struct Inner {
+    ledger: Engine,
+    /// Turns for `account`'s lookups.
+    lookups: tokio::sync::Semaphore,
     reader: BalanceReader,
     feed: BalanceFeed,
     max_per_account: usize,
@@ -96,7 +102,9 @@ impl BalanceWatches {
     pub fn new(ledger: Engine, clock: Clock, feed: BalanceFeed, max_per_account: usize) -> BalanceWatches {
         BalanceWatches {
             inner: Arc::new(Inner {
-                reader: BalanceReader::new(ledger, clock),
+                reader: BalanceReader::new(ledger.clone(), clock),
+                ledger,
+                lookups: tokio::sync::Semaphore::new(LOOKUPS),
                 feed,
                 max_per_account,
                 accounts: Mutex::new(HashMap::new()),
@@ -110,6 +118,16 @@ impl BalanceWatches {
     /// Balance reads made so far by every watcher of this process.
     pub fn reads(&self) -> u64 {
         self.inner.reads.load(Ordering::Relaxed)
+    }
+
+    /// The account a new subscription names, looked up `LOOKUPS` at a time. A lookup in flight
+    /// holds its query's future (about 15 KiB, boxed by the database layer) while it waits for a
+    /// connection, and 10,000 subscriptions arriving together held 148 MB of them at once
+    /// (heaptrack; docs/benchmarks.md, change 13): most of the server's peak. Waiting for a turn
+    /// holds next to nothing.
+    pub async fn account(&self, external_id: &str) -> Result<AccountView, ServiceError> {
+        let _turn = self.inner.lookups.acquire().await.expect("the semaphore is never closed");
+        self.inner.ledger.account(external_id).await
     }
 
     /// Subscribers watching `account_id` now.

@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::balance_watch::BalanceWatches;
 use crate::graphql::amount::CreditAmount;
-use crate::graphql::context::{app, caller, require_account};
+use crate::graphql::context::{caller, require_account};
 use crate::graphql::error::ApiError;
 use crate::graphql::types::Balance;
 use async_graphql::{Context, ID, SimpleObject, Subscription};
@@ -45,9 +45,10 @@ impl SubscriptionRoot {
             }
         };
         require_account(ctx, &external_id)?;
-        let account = app(ctx).ledger.account(&external_id).await?;
+        let watches = ctx.data_unchecked::<BalanceWatches>();
+        let account = watches.account(&external_id).await?;
         // One watcher per account reads the balance once per change for all its subscribers.
-        let watch = ctx.data_unchecked::<BalanceWatches>().watch(&account).map_err(|e| ApiError::LimitExceeded(e.to_string()))?;
+        let watch = watches.watch(&account).map_err(|e| ApiError::LimitExceeded(e.to_string()))?;
         Ok(futures_util::stream::unfold((watch, None::<(CreditAmount, CreditAmount)>), |(mut watch, last)| async move {
             loop {
                 let (view, at) = watch.next().await?;
