@@ -356,6 +356,16 @@ async fn a_month_made_ahead_waits_for_a_posting_between_its_steps() {
     let partitions =
         count(&app.ledger.db, &format!("SELECT COUNT(*) FROM pg_class WHERE relname LIKE 'journal_%_{}'", month_suffix(month))).await;
     assert_eq!(partitions, 2, "its entries' and its lines' partitions");
+
+    // Made inside a caller's transaction (as an import does), the caller keeps its own
+    // lock_timeout: the partition's short one ends with the partition.
+    let caller = app.ledger.db.begin().await.unwrap();
+    caller.execute_unprepared("SET LOCAL lock_timeout = '7s'").await.unwrap();
+    let after = month.next();
+    assert_eq!(months::ensure(&caller, after, after).await.unwrap(), vec![after]);
+    let shown = caller.query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW lock_timeout")).await.unwrap().unwrap();
+    assert_eq!(shown.try_get_by_index::<String>(0).unwrap(), "7s");
+    caller.commit().await.unwrap();
 }
 
 fn month_suffix(month: Month) -> String {

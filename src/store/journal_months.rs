@@ -231,6 +231,15 @@ pub fn waited_too_long(err: &DbErr) -> bool {
     matches!(super::db_error_code(err).as_deref(), Some("55P03" | "40P01"))
 }
 
+/// A setting's value now (`current_setting`).
+async fn setting(conn: &impl ConnectionTrait, name: &str) -> Result<String, DbErr> {
+    let row = conn
+        .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, "SELECT current_setting($1)", [name.into()]))
+        .await?
+        .ok_or_else(|| DbErr::Custom(format!("no value for {name}")))?;
+    row.try_get_by_index(0)
+}
+
 /// The table a partition's foreign key points at: creating the partition adds the key's
 /// triggers to it, which takes that table's SHARE ROW EXCLUSIVE lock.
 fn referenced(table: &str) -> &'static str {
@@ -249,6 +258,9 @@ fn referenced(table: &str) -> &'static str {
 async fn create_partition<C: ConnectionTrait + TransactionTrait>(conn: &C, table: &str, month: Month) -> Result<bool, DbErr> {
     let txn = conn.begin().await?;
     one_at_a_time(&txn).await?;
+    // `SET LOCAL` inside a savepoint (an import makes its months in its own transaction) would
+    // last until that transaction's end: the caller's setting is put back before committing.
+    let caller_timeout = setting(&txn, "lock_timeout").await?;
     txn.execute_unprepared(&format!("SET LOCAL lock_timeout = '{PARTITION_LOCK_TIMEOUT_MS}ms'")).await?;
     let name = format!("{table}_{}", month.suffix());
     let exists = count(&txn, format!("SELECT COUNT(*) FROM pg_class WHERE relname = '{name}' AND relkind IN ('r', 'p')")).await? > 0;
@@ -262,6 +274,8 @@ async fn create_partition<C: ConnectionTrait + TransactionTrait>(conn: &C, table
         txn.execute_unprepared(&format!("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE", referenced(table))).await?;
         txn.execute_unprepared(&format!("CREATE TABLE {name} PARTITION OF {table} {}", month.bounds())).await?;
     }
+    let restore = "SELECT set_config('lock_timeout', $1, true)";
+    txn.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, restore, [caller_timeout.into()])).await?;
     txn.commit().await?;
     Ok(make)
 }
