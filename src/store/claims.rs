@@ -117,29 +117,8 @@ pub struct NewClaim<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// `insert` for many claims: on PostgreSQL in one statement, one array per column
-/// (`store::pg_array`); on SQLite one statement per `CLAIMS_PER_STATEMENT`.
+/// `insert` for many claims, one statement per `CLAIMS_PER_STATEMENT`.
 pub async fn insert_many(conn: &impl ConnectionTrait, claims: Vec<NewClaim<'_>>) -> Result<(), DbErr> {
-    use sea_orm::{DbBackend, Statement};
-    let backend = conn.get_database_backend();
-    if backend == DbBackend::Postgres {
-        if claims.is_empty() {
-            return Ok(());
-        }
-        let values = vec![
-            super::pg_array(claims.iter().map(|c| c.account_id)),
-            super::pg_array(claims.iter().map(|c| c.kind)),
-            super::pg_array(claims.iter().map(|c| c.period.as_str())),
-            super::pg_array(claims.iter().map(|c| c.lot_id)),
-            super::pg_array(claims.iter().map(|c| c.amount_micros)),
-            super::pg_array(claims.iter().map(|c| c.now)),
-        ];
-        let sql = "INSERT INTO claims (account_id, kind, period, lot_id, amount_micros, created_at) \
-                   SELECT * FROM UNNEST(CAST($1 AS bigint[]), CAST($2 AS text[]), CAST($3 AS text[]), CAST($4 AS bigint[]), \
-                   CAST($5 AS bigint[]), CAST($6 AS timestamptz[]))";
-        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-        return Ok(());
-    }
     let rows: Vec<claim::ActiveModel> = claims
         .into_iter()
         .map(|c| claim::ActiveModel {

@@ -135,9 +135,9 @@ pub async fn append(conn: &impl ConnectionTrait, new: NewEntry<'_>) -> Result<jo
     Ok(entry)
 }
 
-/// Journal lines per insert statement on SQLite: bounds its bound parameters.
+/// Journal lines per insert statement: bounds its bound parameters.
 const LINES_PER_INSERT: usize = 2000;
-/// Journal entries per insert statement on SQLite (fourteen columns each: 14,000 parameters).
+/// Journal entries per insert statement (fourteen columns each: 14,000 parameters).
 const ENTRIES_PER_INSERT: usize = 1000;
 
 /// What an inserted entry says, as the database gives it back: how the ids RETURNING hands out
@@ -174,15 +174,11 @@ fn content_of_row(e: &journal_entry::Model) -> Content {
     )
 }
 
-fn check_lines(new: &NewEntry<'_>) {
+fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
     // Only an expiry change has no lines: it moves nothing (lines are never zero, a CHECK says
     // so), and its detail names the lot.
     assert!(!new.lines.is_empty() || new.kind == EntryKind::ExpiryChange, "a journal entry touches at least one lot");
     assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
-}
-
-fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
-    check_lines(new);
     journal_entry::ActiveModel {
         account_id: Set(new.account_id),
         kind: Set(new.kind.as_str().to_string()),
@@ -203,14 +199,15 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
 }
 
 /// `append` for many entries. Ids come back in the order of `entries`. PostgreSQL: entries and
-/// their lines together in one statement (`append_with_lines`); SQLite: one statement per
-/// `ENTRIES_PER_INSERT` entries and one per `LINES_PER_INSERT` lines.
+/// their lines together, one statement per run of them (`append_with_lines`); SQLite: one
+/// statement per `ENTRIES_PER_INSERT` entries and one per `LINES_PER_INSERT` lines.
 pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
     if conn.get_database_backend() == DbBackend::Postgres {
-        if entries.is_empty() {
-            return Ok(Vec::new());
+        let mut ids = Vec::with_capacity(entries.len());
+        for chunk in pg_chunks(entries) {
+            ids.extend(append_with_lines(conn, chunk).await?);
         }
-        return append_with_lines(conn, entries).await;
+        return Ok(ids);
     }
     let mut ids_by_content: std::collections::HashMap<Content, Vec<i64>> = std::collections::HashMap::with_capacity(entries.len());
     for chunk in entries.chunks(ENTRIES_PER_INSERT) {
@@ -250,62 +247,67 @@ pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) 
     Ok(ids)
 }
 
-/// PostgreSQL: the entries and their lines in ONE statement (a round trip fewer for every
-/// posting, a spend's included; docs/benchmarks.md), each column one array parameter
-/// (`store::pg_array`), so the statement's text is the same whatever the number of rows. The
-/// entries are inserted in the order given and each line finds its entry by that position (`ord`),
-/// which holds only if the ids came out in the same order: the rows that come back are checked to
-/// be exactly the entries asked for, in order, by id; anything else is an error, and the caller's
-/// transaction, lines and all, rolls back.
-async fn append_with_lines(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
-    use super::pg_array;
-    use sea_orm::{FromQueryResult, Statement};
-    for new in entries {
-        check_lines(new);
+/// Bound parameters per statement on PostgreSQL at most (its limit is 65,535): fourteen per entry
+/// and four per line.
+const PG_PARAMETERS: usize = 60_000;
+
+/// `entries` cut into runs that `append_with_lines` can write in one statement each.
+fn pg_chunks<'e, 'a>(entries: &'e [NewEntry<'a>]) -> Vec<&'e [NewEntry<'a>]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut parameters) = (0, 0);
+    for (index, entry) in entries.iter().enumerate() {
+        let cost = 14 + 4 * entry.lines.len();
+        if index > start && (parameters + cost > PG_PARAMETERS || index - start == ENTRIES_PER_INSERT) {
+            chunks.push(&entries[start..index]);
+            (start, parameters) = (index, 0);
+        }
+        parameters += cost;
     }
-    let lines: Vec<(i64, i64, i64, DateTime<Utc>)> = entries
+    if start < entries.len() {
+        chunks.push(&entries[start..]);
+    }
+    chunks
+}
+
+/// PostgreSQL: the entries and their lines in ONE statement (a round trip fewer for every
+/// posting, a spend's included; docs/benchmarks.md). The entries are inserted in the order given
+/// and each line finds its entry by that position (`ord`), which holds only if the ids came out
+/// in the same order: the rows that come back are checked to be exactly the entries asked for,
+/// in order, by id; anything else is an error, and the caller's transaction, lines and all,
+/// rolls back.
+async fn append_with_lines(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
+    use sea_orm::{FromQueryResult, QueryTrait, Statement};
+    let insert = journal_entry::Entity::insert_many(entries.iter().map(row)).build(DbBackend::Postgres);
+    let mut values = insert.values.map(|v| v.0).unwrap_or_default();
+    let offset = values.len();
+    let lines: Vec<(usize, i64, i64, DateTime<Utc>)> = entries
         .iter()
         .enumerate()
-        .flat_map(|(ord, new)| new.lines.iter().map(move |(lot_id, delta)| (ord as i64 + 1, *lot_id, *delta, new.created_at)))
+        .flat_map(|(ord, new)| new.lines.iter().map(move |(lot_id, delta)| (ord + 1, *lot_id, *delta, new.created_at)))
         .collect();
-    let values = vec![
-        pg_array(entries.iter().map(|e| e.account_id)),
-        pg_array(entries.iter().map(|e| e.kind.as_str())),
-        pg_array(entries.iter().map(NewEntry::amount_micros)),
-        pg_array(entries.iter().map(|e| e.effective_at)),
-        pg_array(entries.iter().map(|e| e.created_at)),
-        pg_array(entries.iter().map(|e| e.operation)),
-        pg_array(entries.iter().map(|e| e.idempotency_key)),
-        pg_array(entries.iter().map(|e| e.feature)),
-        pg_array(entries.iter().map(|e| e.model)),
-        pg_array(entries.iter().map(|e| e.reason)),
-        pg_array(entries.iter().map(|e| e.actor)),
-        pg_array(entries.iter().map(|e| e.detail)),
-        pg_array(entries.iter().map(|e| e.metadata)),
-        pg_array(entries.iter().map(|e| e.balance_after_micros)),
-        pg_array(lines.iter().map(|l| l.0)),
-        pg_array(lines.iter().map(|l| l.1)),
-        pg_array(lines.iter().map(|l| l.2)),
-        pg_array(lines.iter().map(|l| l.3)),
-    ];
-    // `WITH ORDINALITY` numbers the rows as given; the insert takes them, and so their ids, in
-    // that order (checked below).
-    let sql = "WITH e AS (INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, \
-                   idempotency_key, feature, model, reason, actor, detail, metadata, balance_after_micros) \
-                   SELECT account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, feature, model, \
-                   reason, actor, detail, metadata, balance_after_micros \
-                   FROM UNNEST(CAST($1 AS bigint[]), CAST($2 AS text[]), CAST($3 AS bigint[]), CAST($4 AS timestamptz[]), \
-                   CAST($5 AS timestamptz[]), CAST($6 AS text[]), CAST($7 AS text[]), CAST($8 AS text[]), CAST($9 AS text[]), \
-                   CAST($10 AS text[]), CAST($11 AS text[]), CAST($12 AS text[]), CAST($13 AS text[]), CAST($14 AS bigint[])) \
-                   WITH ORDINALITY AS n(account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, \
-                   feature, model, reason, actor, detail, metadata, balance_after_micros, ord) \
-                   ORDER BY ord RETURNING *), \
-               ordered AS (SELECT id, row_number() OVER (ORDER BY id) AS ord FROM e), \
-               l AS (INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) \
-                   SELECT ordered.id, v.lot_id, v.delta, v.created_at \
-                   FROM UNNEST(CAST($15 AS bigint[]), CAST($16 AS bigint[]), CAST($17 AS bigint[]), CAST($18 AS timestamptz[])) \
-                   AS v(ord, lot_id, delta, created_at) JOIN ordered ON ordered.ord = v.ord) \
-               SELECT * FROM e";
+    let sql = if lines.is_empty() {
+        format!("{} RETURNING *", insert.sql)
+    } else {
+        let rows = (0..lines.len())
+            .map(|i| {
+                let n = offset + 4 * i;
+                format!("(${}::bigint, ${}::bigint, ${}::bigint, ${}::timestamptz)", n + 1, n + 2, n + 3, n + 4)
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (ord, lot_id, delta, created_at) in &lines {
+            values.extend([(*ord as i64).into(), (*lot_id).into(), (*delta).into(), (*created_at).into()]);
+        }
+        format!(
+            "WITH e AS ({} RETURNING *), \
+             ordered AS (SELECT id, row_number() OVER (ORDER BY id) AS ord FROM e), \
+             l AS (INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) \
+                   SELECT ordered.id, v.lot_id, v.delta, v.created_at FROM (VALUES {rows}) AS v(ord, lot_id, delta, created_at) \
+                   JOIN ordered ON ordered.ord = v.ord) \
+             SELECT * FROM e",
+            insert.sql
+        )
+    };
     let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
     let mut inserted: Vec<journal_entry::Model> = journal_entry::Model::find_by_statement(statement).all(conn).await?;
     inserted.sort_by_key(|e| e.id);

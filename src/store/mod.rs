@@ -114,104 +114,10 @@ pub(crate) fn values_rows(backend: sea_orm::DbBackend, rows: usize, columns: usi
         .join(", ")
 }
 
-/// One value of a PostgreSQL array in the array's text form (`pg_array`).
-pub(crate) trait PgElement {
-    fn write_to(&self, out: &mut String);
-}
-
-impl PgElement for i64 {
-    fn write_to(&self, out: &mut String) {
-        use std::fmt::Write;
-        write!(out, "{self}").expect("a String takes any write");
-    }
-}
-
-impl PgElement for i32 {
-    fn write_to(&self, out: &mut String) {
-        i64::from(*self).write_to(out)
-    }
-}
-
-impl PgElement for bool {
-    fn write_to(&self, out: &mut String) {
-        out.push_str(if *self { "t" } else { "f" });
-    }
-}
-
-impl PgElement for &str {
-    /// Always quoted, with `"` and `\` escaped: any text, a comma, a brace, a space or the word
-    /// NULL included, comes back as it went in.
-    fn write_to(&self, out: &mut String) {
-        out.push('"');
-        for c in self.chars() {
-            if c == '"' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('"');
-    }
-}
-
-impl PgElement for String {
-    fn write_to(&self, out: &mut String) {
-        self.as_str().write_to(out)
-    }
-}
-
-impl PgElement for chrono::DateTime<chrono::Utc> {
-    /// To the microsecond, truncated, as sqlx binds an instant and PostgreSQL keeps it.
-    fn write_to(&self, out: &mut String) {
-        use std::fmt::Write;
-        write!(out, "\"{}\"", self.format("%Y-%m-%d %H:%M:%S%.6f+00")).expect("a String takes any write");
-    }
-}
-
-impl<T: PgElement> PgElement for Option<T> {
-    fn write_to(&self, out: &mut String) {
-        match self {
-            Some(value) => value.write_to(out),
-            None => out.push_str("NULL"),
-        }
-    }
-}
-
-/// PostgreSQL: one column of a batch as ONE bound parameter, an array in its text form, for a
-/// statement to take apart with `UNNEST(CAST($n AS bigint[]), CAST($m AS text[]), ...)`. A
-/// batch's statement then has one parameter per column instead of one per cell of a `VALUES`
-/// list: the same text whatever the batch's size, a few parameters to bind and send instead of
-/// thousands, and no bound on the rows of one statement (docs/benchmarks.md, "The month's end").
-/// The text is cast to the array type by PostgreSQL's own input function.
-pub(crate) fn pg_array<T: PgElement>(items: impl IntoIterator<Item = T>) -> sea_orm::Value {
-    let mut out = String::from("{");
-    for (i, item) in items.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        item.write_to(&mut out);
-    }
-    out.push('}');
-    sea_orm::Value::from(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use sea_orm::ConnAcquireErr;
-
-    #[test]
-    fn array_parameters_quote_text_and_spell_nulls() {
-        let text = |v: sea_orm::Value| match v {
-            sea_orm::Value::String(Some(s)) => s,
-            other => panic!("a text parameter, not {other:?}"),
-        };
-        assert_eq!(text(pg_array([1i64, -2, 3])), "{1,-2,3}");
-        assert_eq!(text(pg_array(Vec::<i64>::new())), "{}");
-        assert_eq!(text(pg_array([Some("a \"b\" \\ c,{}"), None, Some("NULL")])), r#"{"a \"b\" \\ c,{}",NULL,"NULL"}"#);
-        let at = chrono::DateTime::from_timestamp_micros(1_764_547_201_123_456).expect("an instant");
-        assert_eq!(text(pg_array([Some(at), None])), r#"{"2025-12-01 00:00:01.123456+00",NULL}"#);
-        assert_eq!(text(pg_array([true, false])), "{t,f}");
-    }
 
     #[test]
     fn a_pool_without_connections_is_the_database_down_and_other_errors_are_not() {
