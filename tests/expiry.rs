@@ -233,7 +233,62 @@ async fn a_batch_in_parts_writes_off_each_lot_once(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// A write-off part large enough for PostgreSQL's array statements
+/// (`store::pg_array::FROM_ROWS` lots and more) writes exactly what small parts (`VALUES` lists)
+/// write: the same entries, lines, lots and balances, account for account.
+async fn a_large_write_off_part_writes_what_small_ones_do(backend: Backend) {
+    use credits::store::pg_array::FROM_ROWS;
+    let mut app = TestApp::spawn(backend).await;
+    let first = app.clock.now() + Duration::hours(1);
+    let second = first + Duration::hours(1);
+    let per_half = FROM_ROWS + 2;
+    for i in 0..2 * per_half {
+        let account = format!("acc-{i:03}");
+        app.create_account(&account).await;
+        let expiry = if i < per_half { first } else { second };
+        app.grant(&account, "4", "FREE", Some(expiry), "g-free").await;
+        app.grant(&account, "20", "PAID", None, "g-paid").await;
+        if (i % per_half).is_multiple_of(3) {
+            // Some lots partly spent, alike in both halves: the write-off takes what is left.
+            assert!(app.spend(&account, "1.5", "s-1").await["errors"].is_null());
+        }
+    }
+    app.ledger.job_part = 1000;
+    app.clock.set(first);
+    let large = app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap();
+    assert_eq!((large.lots, large.transactions), (per_half as u64, 1), "one part");
+    app.ledger.job_part = 10;
+    app.clock.set(second);
+    let small = app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap();
+    assert_eq!(small.lots, per_half as u64);
+    assert!(small.transactions > 1, "parts of ten");
+    assert_eq!(large.credits, small.credits);
+    // Each write-off as everything written for it but its ids and instants, counted per half.
+    let split = query_i64(&app, &format!("SELECT id FROM accounts WHERE external_id = 'acc-{per_half:03}'")).await;
+    let sql = format!(
+        "SELECT sig, SUM(CASE WHEN account_id < {split} THEN 1 ELSE 0 END), SUM(CASE WHEN account_id < {split} THEN 0 ELSE 1 END) \
+         FROM (SELECT l.account_id, l.class || '|' || l.source || '|' || CAST(l.granted_micros AS TEXT) || '|' || \
+               CAST(l.remaining_micros AS TEXT) || '|' || CAST(l.\"open\" AS TEXT) || '|' || e.kind || '|' || \
+               CAST(e.amount_micros AS TEXT) || '|' || CAST(e.balance_after_micros AS TEXT) || '|' || \
+               COALESCE(e.operation, '-') || '|' || COALESCE(e.reason, '-') || '|' || CAST(jl.delta_micros AS TEXT) || '|' || \
+               CAST(a.balance_micros AS TEXT) AS sig \
+               FROM lots l JOIN journal_lines jl ON jl.lot_id = l.id JOIN journal_entries e ON e.id = jl.entry_id \
+               JOIN accounts a ON a.id = l.account_id WHERE e.kind = 'expire') AS w GROUP BY sig"
+    );
+    let db = &app.ledger.db;
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    let counts: Vec<(String, i64, i64)> =
+        rows.iter().map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap(), r.try_get_by_index(2).unwrap())).collect();
+    assert_eq!(counts.iter().map(|c| c.1).sum::<i64>(), per_half as i64, "{counts:?}");
+    assert_eq!(counts.len(), 2, "spent or not: {counts:?}");
+    for (sig, in_large, in_small) in &counts {
+        assert_eq!(in_large, in_small, "written alike in both halves: {sig}");
+    }
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    a_large_write_off_part_writes_what_small_ones_do,
     a_batch_in_parts_writes_off_each_lot_once,
     expired_lots_never_count_and_are_written_off_at_their_instant,
     the_expiry_step_drains_a_backlog_in_batches,

@@ -186,7 +186,58 @@ async fn one_batch_grants_many_accounts_once(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// A grant batch large enough for PostgreSQL's array statements (`store::pg_array::FROM_ROWS`
+/// rows and more) writes exactly what small batches (`VALUES` lists) write: the same lots,
+/// entries, lines, claims and balances, account for account.
+async fn a_large_grant_batch_writes_what_small_ones_do(backend: Backend) {
+    use credits::store::pg_array::FROM_ROWS;
+    let app = TestApp::spawn_with(backend, "arkain").await;
+    app.clock.set(at("2026-06-10T08:00:00Z"));
+    let accounts = 2 * (FROM_ROWS + 2);
+    for i in 0..accounts {
+        app.create_account(&format!("user-{i:03}")).await;
+    }
+    let db = &app.ledger.db;
+    let mut ids = Vec::new();
+    for i in 0..accounts {
+        ids.push(credits::store::accounts::by_external_id(db, &format!("user-{i:03}")).await.unwrap().unwrap().id);
+    }
+    let when = at("2026-07-01T00:01:00Z");
+    app.clock.set(when);
+    let (large, small) = ids.split_at(accounts / 2);
+    assert_eq!(app.ledger.grant_plan_credits_many(large, when).await.unwrap(), large.len() as u64, "one batch");
+    for part in small.chunks(10) {
+        assert_eq!(app.ledger.grant_plan_credits_many(part, when).await.unwrap(), part.len() as u64);
+    }
+    // Each July grant as everything written for it but its ids, counted in each half.
+    let split = small[0];
+    let sql = format!(
+        "SELECT sig, SUM(CASE WHEN account_id < {split} THEN 1 ELSE 0 END), SUM(CASE WHEN account_id < {split} THEN 0 ELSE 1 END) \
+         FROM (SELECT l.account_id, l.class || '|' || l.source || '|' || COALESCE(CAST(l.granted_micros AS TEXT), '-') || '|' || \
+               COALESCE(CAST(l.remaining_micros AS TEXT), '-') || '|' || COALESCE(CAST(l.granted_at AS TEXT), '-') || '|' || COALESCE(CAST(l.expires_at AS TEXT), '-') \
+               || '|' || COALESCE(l.origin_kind, '-') || '|' || COALESCE(CAST(l.priority AS TEXT), '-') || '|' || COALESCE(CAST(l.effective_at AS TEXT), '-') || '|' \
+               || COALESCE(l.features, '-') || '|' || e.kind || '|' || COALESCE(CAST(e.amount_micros AS TEXT), '-') || '|' || \
+               COALESCE(CAST(e.balance_after_micros AS TEXT), '-') || '|' || COALESCE(CAST(e.effective_at AS TEXT), '-') || '|' || COALESCE(CAST(e.created_at AS TEXT), '-') \
+               || '|' || COALESCE(e.operation, '-') || '|' || COALESCE(e.reason, '-') || '|' || COALESCE(e.actor, '-') || '|' || \
+               COALESCE(CAST(jl.delta_micros AS TEXT), '-') || '|' || c.kind || '|' || COALESCE(CAST(c.amount_micros AS TEXT), '-') || '|' || \
+               COALESCE(CAST(c.created_at AS TEXT), '-') || '|' || COALESCE(CAST(a.balance_micros AS TEXT), '-') AS sig \
+               FROM lots l JOIN journal_lines jl ON jl.lot_id = l.id JOIN journal_entries e ON e.id = jl.entry_id \
+               JOIN claims c ON c.lot_id = l.id JOIN accounts a ON a.id = l.account_id \
+               WHERE l.source = 'monthly_plan' AND c.period LIKE '%:2026-07') AS g GROUP BY sig"
+    );
+    let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
+    let counts: Vec<(String, i64, i64)> =
+        rows.iter().map(|r| (r.try_get_by_index(0).unwrap(), r.try_get_by_index(1).unwrap(), r.try_get_by_index(2).unwrap())).collect();
+    assert_eq!(counts.iter().map(|c| c.1).sum::<i64>(), large.len() as i64, "{counts:?}");
+    for (sig, in_large, in_small) in &counts {
+        assert_eq!(in_large, in_small, "written alike in both halves: {sig}");
+    }
+    assert_eq!(app.ledger.grant_plan_credits_many(&ids, when).await.unwrap(), 0, "granted once");
+    app.assert_audit_clean().await;
+}
+
 on_both!(
+    a_large_grant_batch_writes_what_small_ones_do,
     one_batch_grants_many_accounts_once,
     monthly_plan_credits_are_granted_once_per_month_in_resumable_batches,
     a_failed_run_is_recorded_and_resumed_without_double_effect,

@@ -1,4 +1,5 @@
 use crate::entity::account;
+use crate::store::pg_array;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
@@ -90,12 +91,31 @@ const ACCOUNTS_PER_UPDATE: usize = 1000;
 
 /// `add_to_balance` for many accounts, one statement per `ACCOUNTS_PER_UPDATE`: (account id,
 /// delta), ids distinct. The deltas are joined as a `VALUES` list (linear, where a `CASE` of
-/// every id is evaluated for every row); on PostgreSQL the same statement sends each account's
-/// balance notification (see `add_to_balance`). Returns each account's new balance.
+/// every id is evaluated for every row), or for a large batch on PostgreSQL two arrays
+/// (`store::pg_array`); on PostgreSQL the same statement sends each account's balance
+/// notification (see `add_to_balance`). Returns each account's new balance.
 pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)]) -> Result<BTreeMap<i64, i64>, DbErr> {
     use sea_orm::{DbBackend, Statement, Value};
     let backend = conn.get_database_backend();
     let mut balances = BTreeMap::new();
+    if pg_array::for_rows(backend, deltas.len()) {
+        let values = vec![
+            pg_array::of(deltas.iter().map(|(id, _)| *id)),
+            pg_array::of(deltas.iter().map(|(_, delta)| *delta)),
+            Value::from(crate::feed::CHANNEL),
+        ];
+        let sql = "UPDATE accounts SET balance_micros = accounts.balance_micros + v.delta \
+                   FROM UNNEST(CAST($1 AS bigint[]), CAST($2 AS bigint[])) AS v(id, delta) WHERE accounts.id = v.id \
+                   RETURNING accounts.id, accounts.balance_micros, pg_notify($3, CAST(accounts.id AS TEXT))";
+        let updated = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        if updated.len() != deltas.len() {
+            return Err(DbErr::RecordNotUpdated);
+        }
+        for row in updated {
+            balances.insert(row.try_get_by_index::<i64>(0)?, row.try_get_by_index::<i64>(1)?);
+        }
+        return Ok(balances);
+    }
     for chunk in deltas.chunks(ACCOUNTS_PER_UPDATE) {
         let mut values: Vec<Value> = chunk.iter().flat_map(|(id, delta)| [Value::from(*id), Value::from(*delta)]).collect();
         let rows = super::values_rows(backend, chunk.len(), 2, 0);
@@ -124,7 +144,8 @@ pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)])
 /// PostgreSQL: `lots::set_remaining_many` and `add_to_balances` in ONE statement, for a posting
 /// that moves both (a round trip fewer per spend batch): every lot must still hold its old value
 /// and every account must exist, or nothing is returned but an error (the caller rolls back).
-/// Falls back to the two statements on SQLite or past one statement's bounds.
+/// Falls back to the two statements on SQLite or past one statement's bounds. A large batch's
+/// rows are arrays (`store::pg_array`), a small one's `VALUES` lists.
 pub async fn move_lots_and_balances(
     conn: &impl ConnectionTrait,
     lots: &[(i64, crate::ledger::Credits, crate::ledger::Credits)],
@@ -132,17 +153,28 @@ pub async fn move_lots_and_balances(
 ) -> Result<BTreeMap<i64, i64>, DbErr> {
     use sea_orm::{DbBackend, Statement, Value};
     let backend = conn.get_database_backend();
-    if backend != DbBackend::Postgres || lots.is_empty() || lots.len() > ACCOUNTS_PER_UPDATE || deltas.len() > ACCOUNTS_PER_UPDATE {
+    let arrays = pg_array::for_rows(backend, lots.len().max(deltas.len()));
+    let too_many = lots.len() > ACCOUNTS_PER_UPDATE || deltas.len() > ACCOUNTS_PER_UPDATE;
+    if backend != DbBackend::Postgres || lots.is_empty() || (too_many && !arrays) {
         // Accounts before lots, as below.
         let balances = add_to_balances(conn, deltas).await?;
         super::lots::set_remaining_many(conn, lots).await?;
         return Ok(balances);
     }
-    let mut values: Vec<Value> =
-        lots.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]).collect();
-    let lot_rows = super::values_rows(backend, lots.len(), 3, 0);
-    let delta_rows = super::values_rows(backend, deltas.len(), 2, values.len());
-    values.extend(deltas.iter().flat_map(|(id, delta)| [Value::from(*id), Value::from(*delta)]));
+    let (mut values, delta_rows, lot_rows, channel) = if arrays {
+        let mut values = super::lots::changes_arrays(lots);
+        values.extend([pg_array::of(deltas.iter().map(|(id, _)| *id)), pg_array::of(deltas.iter().map(|(_, delta)| *delta))]);
+        let deltas = "SELECT * FROM UNNEST(CAST($4 AS bigint[]), CAST($5 AS bigint[]))".to_string();
+        (values, deltas, super::lots::CHANGES_UNNEST.to_string(), 6)
+    } else {
+        let mut values: Vec<Value> =
+            lots.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]).collect();
+        let lot_rows = format!("VALUES {}", super::values_rows(backend, lots.len(), 3, 0));
+        let delta_rows = format!("VALUES {}", super::values_rows(backend, deltas.len(), 2, values.len()));
+        values.extend(deltas.iter().flat_map(|(id, delta)| [Value::from(*id), Value::from(*delta)]));
+        let channel = values.len() + 1;
+        (values, delta_rows, lot_rows, channel)
+    };
     values.push(Value::from(crate::feed::CHANNEL));
     // The accounts' update comes first: PostgreSQL takes each table's write lock in the order
     // the statement names them, and the journal archive locks `accounts` then `lots`
@@ -150,14 +182,13 @@ pub async fn move_lots_and_balances(
     // `accounts` while the archive held `accounts` and waited for `lots`: a deadlock, seen in
     // tests/fleet.rs.
     let sql = format!(
-        "WITH d(id, delta) AS (VALUES {delta_rows}), \
+        "WITH d(id, delta) AS ({delta_rows}), \
          b AS (UPDATE accounts SET balance_micros = accounts.balance_micros + d.delta FROM d WHERE accounts.id = d.id \
-               RETURNING accounts.id, accounts.balance_micros, pg_notify(${}, CAST(accounts.id AS TEXT))), \
-         v(id, old, new) AS (VALUES {lot_rows}), \
+               RETURNING accounts.id, accounts.balance_micros, pg_notify(${channel}, CAST(accounts.id AS TEXT))), \
+         v(id, old, new) AS ({lot_rows}), \
          moved AS (UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
                    WHERE lots.id = v.id AND lots.remaining_micros = v.old RETURNING lots.id) \
-         SELECT b.id, b.balance_micros, (SELECT count(*) FROM moved) FROM b",
-        values.len()
+         SELECT b.id, b.balance_micros, (SELECT count(*) FROM moved) FROM b"
     );
     let updated = conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
     if updated.len() != deltas.len() {
@@ -235,14 +266,24 @@ pub async fn over_limit(conn: &impl ConnectionTrait, ids: &[i64], max_micros: i6
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
     // Each held amount and the balance are below the limit plus one operation, so this sum of a
     // few terms fits an i64.
-    let sql = format!(
-        "SELECT a.id FROM accounts a WHERE a.id IN ({list}) AND a.balance_micros + COALESCE((SELECT SUM(r.amount_micros) \
-         FROM reservations r WHERE r.account_id = a.id AND r.status = 'held'), 0) > {max_micros} ORDER BY a.id"
-    );
-    let rows = conn.query_all_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await?;
+    let held = "a.balance_micros + COALESCE((SELECT SUM(r.amount_micros) \
+                FROM reservations r WHERE r.account_id = a.id AND r.status = 'held'), 0)";
+    let backend = conn.get_database_backend();
+    let statement = if pg_array::for_rows(backend, ids.len()) {
+        // One statement for every large batch, prepared once per connection, where a list of
+        // a thousand ids written into the text is parsed and planned anew for each part.
+        let sql = format!("SELECT a.id FROM accounts a WHERE a.id = ANY(CAST($1 AS bigint[])) AND {held} > $2 ORDER BY a.id");
+        sea_orm::Statement::from_sql_and_values(backend, sql, [pg_array::of(ids.iter().copied()), max_micros.into()])
+    } else {
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+        sea_orm::Statement::from_string(
+            backend,
+            format!("SELECT a.id FROM accounts a WHERE a.id IN ({list}) AND {held} > {max_micros} ORDER BY a.id"),
+        )
+    };
+    let rows = conn.query_all_raw(statement).await?;
     rows.iter().map(|r| r.try_get_by_index::<i64>(0)).collect()
 }
 

@@ -117,8 +117,27 @@ pub struct NewClaim<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// `insert` for many claims, one statement per `CLAIMS_PER_STATEMENT`.
+/// `insert` for many claims, one statement per `CLAIMS_PER_STATEMENT`, or for a large batch on
+/// PostgreSQL one statement of arrays (`store::pg_array`).
 pub async fn insert_many(conn: &impl ConnectionTrait, claims: Vec<NewClaim<'_>>) -> Result<(), DbErr> {
+    use super::pg_array;
+    use sea_orm::Statement;
+    let backend = conn.get_database_backend();
+    if pg_array::for_rows(backend, claims.len()) {
+        let values = vec![
+            pg_array::of(claims.iter().map(|c| c.account_id)),
+            pg_array::of(claims.iter().map(|c| c.kind)),
+            pg_array::of(claims.iter().map(|c| c.period.as_str())),
+            pg_array::of(claims.iter().map(|c| c.lot_id)),
+            pg_array::of(claims.iter().map(|c| c.amount_micros)),
+            pg_array::of(claims.iter().map(|c| c.now)),
+        ];
+        let sql = "INSERT INTO claims (account_id, kind, period, lot_id, amount_micros, created_at) \
+                   SELECT * FROM UNNEST(CAST($1 AS bigint[]), CAST($2 AS text[]), CAST($3 AS text[]), CAST($4 AS bigint[]), \
+                   CAST($5 AS bigint[]), CAST($6 AS timestamptz[]))";
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+        return Ok(());
+    }
     let rows: Vec<claim::ActiveModel> = claims
         .into_iter()
         .map(|c| claim::ActiveModel {

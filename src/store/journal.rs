@@ -1,10 +1,12 @@
 use crate::entity::{journal_entry, journal_line};
 use crate::store::journal_months;
 use crate::store::keyset::{self, Page, Window};
+use crate::store::pg_array;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QueryTrait, Select, Set,
+    Statement,
 };
 use std::fmt;
 
@@ -174,11 +176,15 @@ fn content_of_row(e: &journal_entry::Model) -> Content {
     )
 }
 
-fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
+fn check_lines(new: &NewEntry<'_>) {
     // Only an expiry change has no lines: it moves nothing (lines are never zero, a CHECK says
     // so), and its detail names the lot.
     assert!(!new.lines.is_empty() || new.kind == EntryKind::ExpiryChange, "a journal entry touches at least one lot");
     assert!(new.lines.iter().all(|(_, delta)| *delta != 0), "journal lines are never zero");
+}
+
+fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
+    check_lines(new);
     journal_entry::ActiveModel {
         account_id: Set(new.account_id),
         kind: Set(new.kind.as_str().to_string()),
@@ -199,13 +205,17 @@ fn row(new: &NewEntry<'_>) -> journal_entry::ActiveModel {
 }
 
 /// `append` for many entries. Ids come back in the order of `entries`. PostgreSQL: entries and
-/// their lines together, one statement per run of them (`append_with_lines`); SQLite: one
+/// their lines together (`append_with_lines`), a large batch in one statement of arrays
+/// (`store::pg_array`), a small one in one `VALUES` statement per run of them; SQLite: one
 /// statement per `ENTRIES_PER_INSERT` entries and one per `LINES_PER_INSERT` lines.
 pub async fn append_many(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
+    if pg_array::for_rows(conn.get_database_backend(), entries.len()) {
+        return append_with_lines(conn, entries, arrays_statement(entries)).await;
+    }
     if conn.get_database_backend() == DbBackend::Postgres {
         let mut ids = Vec::with_capacity(entries.len());
         for chunk in pg_chunks(entries) {
-            ids.extend(append_with_lines(conn, chunk).await?);
+            ids.extend(append_with_lines(conn, chunk, values_statement(chunk)).await?);
         }
         return Ok(ids);
     }
@@ -270,13 +280,25 @@ fn pg_chunks<'e, 'a>(entries: &'e [NewEntry<'a>]) -> Vec<&'e [NewEntry<'a>]> {
 }
 
 /// PostgreSQL: the entries and their lines in ONE statement (a round trip fewer for every
-/// posting, a spend's included; docs/benchmarks.md). The entries are inserted in the order given
-/// and each line finds its entry by that position (`ord`), which holds only if the ids came out
-/// in the same order: the rows that come back are checked to be exactly the entries asked for,
-/// in order, by id; anything else is an error, and the caller's transaction, lines and all,
-/// rolls back.
-async fn append_with_lines(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]) -> Result<Vec<i64>, DbErr> {
-    use sea_orm::{FromQueryResult, QueryTrait, Statement};
+/// posting, a spend's included; docs/benchmarks.md), `statement` (`values_statement` or
+/// `arrays_statement`). The entries are inserted in the order given and each line finds its
+/// entry by that position (`ord`), which holds only if the ids came out in the same order: the
+/// rows that come back are checked to be exactly the entries asked for, in order, by id; anything
+/// else is an error, and the caller's transaction, lines and all, rolls back.
+async fn append_with_lines(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>], statement: Statement) -> Result<Vec<i64>, DbErr> {
+    use sea_orm::FromQueryResult;
+    let mut inserted: Vec<journal_entry::Model> = journal_entry::Model::find_by_statement(statement).all(conn).await?;
+    inserted.sort_by_key(|e| e.id);
+    let in_order =
+        inserted.len() == entries.len() && inserted.iter().zip(entries).all(|(got, asked)| content_of_row(got) == content_of(asked));
+    if !in_order {
+        return Err(DbErr::Custom("journal entries came back unlike, or out of the order of, those asked for".into()));
+    }
+    Ok(inserted.into_iter().map(|e| e.id).collect())
+}
+
+/// `append_with_lines`' statement for a run of entries, each cell a parameter of a `VALUES` list.
+fn values_statement(entries: &[NewEntry<'_>]) -> Statement {
     let insert = journal_entry::Entity::insert_many(entries.iter().map(row)).build(DbBackend::Postgres);
     let mut values = insert.values.map(|v| v.0).unwrap_or_default();
     let offset = values.len();
@@ -308,15 +330,59 @@ async fn append_with_lines(conn: &impl ConnectionTrait, entries: &[NewEntry<'_>]
             insert.sql
         )
     };
-    let statement = Statement::from_sql_and_values(DbBackend::Postgres, sql, values);
-    let mut inserted: Vec<journal_entry::Model> = journal_entry::Model::find_by_statement(statement).all(conn).await?;
-    inserted.sort_by_key(|e| e.id);
-    let in_order =
-        inserted.len() == entries.len() && inserted.iter().zip(entries).all(|(got, asked)| content_of_row(got) == content_of(asked));
-    if !in_order {
-        return Err(DbErr::Custom("journal entries came back unlike, or out of the order of, those asked for".into()));
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
+}
+
+/// `append_with_lines`' statement for a large batch: each column one array parameter
+/// (`store::pg_array`), so the text is the same whatever the number of rows.
+fn arrays_statement(entries: &[NewEntry<'_>]) -> Statement {
+    for new in entries {
+        check_lines(new);
     }
-    Ok(inserted.into_iter().map(|e| e.id).collect())
+    let lines: Vec<(i64, i64, i64, DateTime<Utc>)> = entries
+        .iter()
+        .enumerate()
+        .flat_map(|(ord, new)| new.lines.iter().map(move |(lot_id, delta)| (ord as i64 + 1, *lot_id, *delta, new.created_at)))
+        .collect();
+    let values = vec![
+        pg_array::of(entries.iter().map(|e| e.account_id)),
+        pg_array::of(entries.iter().map(|e| e.kind.as_str())),
+        pg_array::of(entries.iter().map(NewEntry::amount_micros)),
+        pg_array::of(entries.iter().map(|e| e.effective_at)),
+        pg_array::of(entries.iter().map(|e| e.created_at)),
+        pg_array::of(entries.iter().map(|e| e.operation)),
+        pg_array::of(entries.iter().map(|e| e.idempotency_key)),
+        pg_array::of(entries.iter().map(|e| e.feature)),
+        pg_array::of(entries.iter().map(|e| e.model)),
+        pg_array::of(entries.iter().map(|e| e.reason)),
+        pg_array::of(entries.iter().map(|e| e.actor)),
+        pg_array::of(entries.iter().map(|e| e.detail)),
+        pg_array::of(entries.iter().map(|e| e.metadata)),
+        pg_array::of(entries.iter().map(|e| e.balance_after_micros)),
+        pg_array::of(lines.iter().map(|l| l.0)),
+        pg_array::of(lines.iter().map(|l| l.1)),
+        pg_array::of(lines.iter().map(|l| l.2)),
+        pg_array::of(lines.iter().map(|l| l.3)),
+    ];
+    // `WITH ORDINALITY` numbers the rows as given; the insert takes them, and so their ids, in
+    // that order (checked by `append_with_lines`).
+    let sql = "WITH e AS (INSERT INTO journal_entries (account_id, kind, amount_micros, effective_at, created_at, operation, \
+                   idempotency_key, feature, model, reason, actor, detail, metadata, balance_after_micros) \
+                   SELECT account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, feature, model, \
+                   reason, actor, detail, metadata, balance_after_micros \
+                   FROM UNNEST(CAST($1 AS bigint[]), CAST($2 AS text[]), CAST($3 AS bigint[]), CAST($4 AS timestamptz[]), \
+                   CAST($5 AS timestamptz[]), CAST($6 AS text[]), CAST($7 AS text[]), CAST($8 AS text[]), CAST($9 AS text[]), \
+                   CAST($10 AS text[]), CAST($11 AS text[]), CAST($12 AS text[]), CAST($13 AS text[]), CAST($14 AS bigint[])) \
+                   WITH ORDINALITY AS n(account_id, kind, amount_micros, effective_at, created_at, operation, idempotency_key, \
+                   feature, model, reason, actor, detail, metadata, balance_after_micros, ord) \
+                   ORDER BY ord RETURNING *), \
+               ordered AS (SELECT id, row_number() OVER (ORDER BY id) AS ord FROM e), \
+               l AS (INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) \
+                   SELECT ordered.id, v.lot_id, v.delta, v.created_at \
+                   FROM UNNEST(CAST($15 AS bigint[]), CAST($16 AS bigint[]), CAST($17 AS bigint[]), CAST($18 AS timestamptz[])) \
+                   AS v(ord, lot_id, delta, created_at) JOIN ordered ON ordered.ord = v.ord) \
+               SELECT * FROM e";
+    Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
 }
 
 /// The running balances `append_many` was given hold in sequence order only if each account's

@@ -1,6 +1,7 @@
 use crate::entity::lot;
 use crate::ledger::{Credits, Features, Lot, LotClass, LotSource, Priority};
 use crate::store::keyset::{self, Page, Window};
+use crate::store::pg_array;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set};
 
@@ -123,11 +124,25 @@ pub async fn set_remaining(conn: &impl ConnectionTrait, lot_id: i64, old: Credit
 /// Rows changed per statement by `set_remaining_many`: bounds its bound parameters.
 const LOTS_PER_UPDATE: usize = 1000;
 
-/// `set_remaining` for many lots, one statement per `LOTS_PER_UPDATE`: (lot id, old, new), ids
-/// distinct. The changes are joined as a `VALUES` list; every row must still hold its old value.
+/// `set_remaining` for many lots: (lot id, old, new), ids distinct. The changes are joined as a
+/// list: a `VALUES` list, one statement per `LOTS_PER_UPDATE`, or for a large batch on
+/// PostgreSQL three arrays in one statement (`store::pg_array`). Every row must still hold its
+/// old value.
 pub async fn set_remaining_many(conn: &impl ConnectionTrait, changes: &[(i64, Credits, Credits)]) -> Result<(), DbErr> {
     use sea_orm::{Statement, Value};
     let backend = conn.get_database_backend();
+    if pg_array::for_rows(backend, changes.len()) {
+        let sql = format!(
+            "WITH v(id, old, new) AS ({CHANGES_UNNEST}) \
+             UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
+             WHERE lots.id = v.id AND lots.remaining_micros = v.old"
+        );
+        let result = conn.execute_raw(Statement::from_sql_and_values(backend, sql, changes_arrays(changes))).await?;
+        if result.rows_affected() != changes.len() as u64 {
+            return Err(DbErr::RecordNotUpdated);
+        }
+        return Ok(());
+    }
     for chunk in changes.chunks(LOTS_PER_UPDATE) {
         let values: Vec<Value> =
             chunk.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]).collect();
@@ -145,25 +160,77 @@ pub async fn set_remaining_many(conn: &impl ConnectionTrait, changes: &[(i64, Cr
     Ok(())
 }
 
-/// Lots inserted per statement by `insert_many`: bounds its bound parameters.
+/// PostgreSQL: the rows of `set_remaining_many` (id, old, new) out of its three arrays, `$1` to
+/// `$3` (`changes_arrays`).
+pub(crate) const CHANGES_UNNEST: &str = "SELECT * FROM UNNEST(CAST($1 AS bigint[]), CAST($2 AS bigint[]), CAST($3 AS bigint[]))";
+
+/// The three array parameters of `CHANGES_UNNEST`.
+pub(crate) fn changes_arrays(changes: &[(i64, Credits, Credits)]) -> Vec<sea_orm::Value> {
+    vec![
+        pg_array::of(changes.iter().map(|(id, _, _)| *id)),
+        pg_array::of(changes.iter().map(|(_, old, _)| old.micros())),
+        pg_array::of(changes.iter().map(|(_, _, new)| new.micros())),
+    ]
+}
+
+/// Lots inserted per statement by `insert_many` in the `VALUES` form: bounds its bound
+/// parameters.
 const LOTS_PER_INSERT: usize = 1000;
 
-/// `insert` for many lots, one statement per `LOTS_PER_INSERT`; the rows come back in the order
-/// of `new`. Each lot's (account, origin kind, origin id) must be distinct among them: that is
-/// how the inserted rows are matched to the requests (RETURNING promises no order).
+/// `insert` for many lots, one statement per `LOTS_PER_INSERT`, or for a large batch on
+/// PostgreSQL one statement of arrays (`unnest_insert`); the rows come back in the order of
+/// `new`. Each lot's (account, origin kind, origin id) must be distinct among them: that is how
+/// the inserted rows are matched to the requests (RETURNING promises no order).
 pub async fn insert_many(conn: &impl ConnectionTrait, new: Vec<NewLot<'_>>) -> Result<Vec<lot::Model>, DbErr> {
     type Origin = (i64, Option<String>, Option<String>);
     let origin_of = |new: &NewLot<'_>| -> Origin { (new.account_id, new.origin_kind.map(str::to_string), new.origin_id.clone()) };
     let wanted: Vec<Origin> = new.iter().map(origin_of).collect();
     let mut inserted: std::collections::HashMap<Origin, lot::Model> = std::collections::HashMap::with_capacity(new.len());
-    let rows: Vec<lot::ActiveModel> = new.into_iter().map(active).collect();
-    for chunk in rows.chunks(LOTS_PER_INSERT) {
-        for model in lot::Entity::insert_many(chunk.to_vec()).exec_with_returning(conn).await? {
-            let origin = (model.account_id, model.origin_kind.clone(), model.origin_id.clone());
-            assert!(inserted.insert(origin, model).is_none(), "lots inserted together have distinct origins");
+    let mut keep = |model: lot::Model| {
+        let origin = (model.account_id, model.origin_kind.clone(), model.origin_id.clone());
+        assert!(inserted.insert(origin, model).is_none(), "lots inserted together have distinct origins");
+    };
+    if pg_array::for_rows(conn.get_database_backend(), new.len()) {
+        unnest_insert(conn, &new).await?.into_iter().for_each(&mut keep);
+    } else {
+        let rows: Vec<lot::ActiveModel> = new.into_iter().map(active).collect();
+        for chunk in rows.chunks(LOTS_PER_INSERT) {
+            lot::Entity::insert_many(chunk.to_vec()).exec_with_returning(conn).await?.into_iter().for_each(&mut keep);
         }
     }
     Ok(wanted.iter().map(|origin| inserted.remove(origin).expect("every lot asked for was inserted")).collect())
+}
+
+/// PostgreSQL: `insert_many`'s rows in one statement, one array per column; the same columns as
+/// `active` sets, the others (`expiry_notice_sent`) their defaults.
+async fn unnest_insert(conn: &impl ConnectionTrait, new: &[NewLot<'_>]) -> Result<Vec<lot::Model>, DbErr> {
+    use sea_orm::{DbBackend, FromQueryResult, Statement};
+    assert!(new.iter().all(|l| !l.amount.is_zero()), "a lot is never granted empty");
+    let features: Vec<Option<String>> =
+        new.iter().map(|l| l.features.as_ref().map(|f| serde_json::to_string(f).expect("names serialize"))).collect();
+    let values = vec![
+        pg_array::of(new.iter().map(|l| l.account_id)),
+        pg_array::of(new.iter().map(|l| l.class.as_str())),
+        pg_array::of(new.iter().map(|l| l.source.as_str())),
+        pg_array::of(new.iter().map(|l| l.amount.micros())),
+        pg_array::of(new.iter().map(|l| l.granted_at)),
+        pg_array::of(new.iter().map(|l| l.expires_at)),
+        pg_array::of(new.iter().map(|l| l.origin_kind)),
+        pg_array::of(new.iter().map(|l| l.origin_id.as_deref())),
+        pg_array::of(new.iter().map(|l| i32::from(l.priority.get()))),
+        pg_array::of(new.iter().map(|l| l.effective_at)),
+        pg_array::of(features.iter().map(Option::as_deref)),
+    ];
+    let sql = "INSERT INTO lots (account_id, class, source, granted_micros, remaining_micros, granted_at, expires_at, \
+               origin_kind, origin_id, \"open\", priority, effective_at, features) \
+               SELECT account_id, class, source, amount, amount, granted_at, expires_at, origin_kind, origin_id, true, \
+               priority, effective_at, features \
+               FROM UNNEST(CAST($1 AS bigint[]), CAST($2 AS text[]), CAST($3 AS text[]), CAST($4 AS bigint[]), \
+               CAST($5 AS timestamptz[]), CAST($6 AS timestamptz[]), CAST($7 AS text[]), CAST($8 AS text[]), \
+               CAST($9 AS integer[]), CAST($10 AS timestamptz[]), CAST($11 AS text[])) \
+               AS n(account_id, class, source, amount, granted_at, expires_at, origin_kind, origin_id, priority, effective_at, features) \
+               RETURNING *";
+    lot::Model::find_by_statement(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).all(conn).await
 }
 
 /// Open lots of any of these accounts, in id order.

@@ -21,6 +21,7 @@ pub mod market;
 pub mod metering;
 pub mod outbox;
 pub mod persisted_queries;
+pub mod pg_array;
 pub mod purchases;
 pub mod referrals;
 pub mod reservations;
