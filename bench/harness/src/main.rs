@@ -230,9 +230,11 @@ struct Args {
     /// The pgbench executable.
     #[arg(long, default_value = "pgbench")]
     pgbench: String,
-    /// Where to draw the chart (PNG).
-    #[arg(long, default_value = "docs/benchmarks-spends.png")]
-    chart: PathBuf,
+    /// Where to draw the chart (PNG); by default `credits-bench-spends.png` in the temporary
+    /// directory, so that no run overwrites the committed `docs/benchmarks-spends.png` unless
+    /// asked to (`--chart docs/benchmarks-spends.png`).
+    #[arg(long)]
+    chart: Option<PathBuf>,
     /// Skip the paced run at half the peak rate (the latency target).
     #[arg(long)]
     no_paced: bool,
@@ -390,8 +392,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     markdown(&rows, &args);
     // The chart is of the spend scenarios: a run of others leaves the committed one alone.
     if rows.iter().any(|r| matches!(r.scenario, Scenario::Many | Scenario::Hot | Scenario::Bulk)) {
-        chart::draw(&args.chart, &rows, &args.db)?;
-        println!("chart: {}", args.chart.display());
+        let chart = args.chart.clone().unwrap_or_else(|| std::env::temp_dir().join("credits-bench-spends.png"));
+        chart::draw(&chart, &rows, &args.db)?;
+        println!("chart: {}", chart.display());
     }
     Ok(clean)
 }
