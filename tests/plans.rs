@@ -153,4 +153,30 @@ async fn the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest(ba
     app.assert_audit_clean().await;
 }
 
-on_both!(the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest);
+/// Subscriptions of different anchors renewed in one batch each wait for their own next renewal
+/// (the batch points them all in one statement).
+async fn a_batch_of_renewals_points_each_at_its_own_next(backend: Backend) {
+    use credits::service::jobs::Job;
+    use sea_orm::EntityTrait;
+    let app = TestApp::spawn_with(backend, "carat").await;
+    for (id, created) in [("mid-month", "2026-01-15T09:00:00Z"), ("month-end", "2026-01-31T10:00:00Z")] {
+        app.clock.set(at(created));
+        let r = app
+            .gql(
+                &app.service,
+                "mutation($id: ID!) { createAccount(input: {externalId: $id, plan: \"plus\"}) { created } }",
+                json!({ "id": id }),
+            )
+            .await;
+        assert!(r["errors"].is_null(), "{r}");
+    }
+    let renewed = app.ledger.run_job(Job::RenewDueSubscriptions, at("2026-03-01T00:00:00Z")).await.unwrap();
+    assert_eq!(renewed.items, 2, "both overdue, one batch");
+    let accounts = credits::entity::account::Entity::find().all(&app.ledger.db).await.unwrap();
+    let next: std::collections::BTreeMap<_, _> = accounts.into_iter().map(|a| (a.external_id, a.renews_at)).collect();
+    assert_eq!(next["mid-month"], Some(at("2026-03-15T09:00:00Z")));
+    assert_eq!(next["month-end"], Some(at("2026-03-31T10:00:00Z")));
+    app.assert_audit_clean().await;
+}
+
+on_both!(the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest, a_batch_of_renewals_points_each_at_its_own_next);

@@ -226,10 +226,15 @@ impl DueGrant<'_> {
         EntryMeta { reason: Some(self.plan_name), effective_at: self.granted_at, ..EntryMeta::now(KIND, now) }
     }
 
-    /// Points the account at its next renewal, where it is a subscription and not there yet.
+    /// The account's next renewal, where it is a subscription and not pointed at it yet.
+    fn next_renewal(&self, account: &account::Model) -> Option<DateTime<Utc>> {
+        (self.renews && account.renews_at != Some(self.ends_at)).then_some(self.ends_at)
+    }
+
+    /// Points the account at its next renewal (`next_renewal`).
     async fn wait_for_renewal(&self, txn: &DatabaseTransaction, account: &account::Model) -> Result<(), ServiceError> {
-        if self.renews && account.renews_at != Some(self.ends_at) {
-            store::accounts::set_renews_at(txn, account.id, Some(self.ends_at)).await?;
+        if let Some(at) = self.next_renewal(account) {
+            store::accounts::set_renews_at(txn, account.id, Some(at)).await?;
         }
         Ok(())
     }
@@ -263,16 +268,18 @@ pub(crate) async fn grant_period_credits_many(
     account_ids: &[i64],
     now: DateTime<Utc>,
 ) -> Result<u64, ServiceError> {
-    let mut due = Vec::new();
+    let (mut due, mut renewals) = (Vec::new(), Vec::new());
     for account in store::accounts::lock_many(txn, account_ids).await? {
         if !crate::service::accounts::status_of(&account)?.may_receive_credits() {
             continue;
         }
         if let Some(grant) = due_grant(program, &account, now) {
-            grant.wait_for_renewal(txn, &account).await?;
+            renewals.extend(grant.next_renewal(&account).map(|at| (account.id, at)));
             due.push((account.id, grant));
         }
     }
+    // One statement for the part, where each subscription was a round trip of its own.
+    store::accounts::set_renews_at_many(txn, &renewals).await?;
     let pairs: Vec<(i64, &str)> = due.iter().map(|(id, grant)| (*id, grant.period_key.as_str())).collect();
     let claimed: std::collections::HashSet<(i64, String)> =
         store::claims::find_many(txn, KIND, &pairs).await?.into_iter().map(|c| (c.account_id, c.period)).collect();

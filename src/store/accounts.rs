@@ -359,6 +359,22 @@ pub async fn set_renews_at(conn: &impl ConnectionTrait, id: i64, at: Option<Date
     Ok(())
 }
 
+/// `set_renews_at` for many accounts, one statement per `ACCOUNTS_PER_UPDATE`: (account id,
+/// next renewal), ids distinct, joined as a `VALUES` list; the caller holds their locks.
+pub async fn set_renews_at_many(conn: &impl ConnectionTrait, renewals: &[(i64, DateTime<Utc>)]) -> Result<(), DbErr> {
+    use sea_orm::{Statement, Value};
+    let backend = conn.get_database_backend();
+    for chunk in renewals.chunks(ACCOUNTS_PER_UPDATE) {
+        let values: Vec<Value> = chunk.iter().flat_map(|(id, at)| [Value::from(*id), Value::from(*at)]).collect();
+        let sql = format!(
+            "WITH v(id, at) AS (VALUES {}) UPDATE accounts SET renews_at = v.at FROM v WHERE accounts.id = v.id",
+            super::values_rows(backend, chunk.len(), 2, 0)
+        );
+        conn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    }
+    Ok(())
+}
+
 /// Clears the renewal instant of those of `ids` still due at `now`: accounts the renewal
 /// passed over (no longer on a plan with credits, or not receiving credits), so they are not
 /// picked again and again. The daily sweep sets it again once they are due credits.

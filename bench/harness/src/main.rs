@@ -390,7 +390,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     targets(&rows, &months, &args);
     export_targets(&exports);
     markdown(&rows, &args);
-    // The chart is of the spend scenarios: a run of others leaves the committed one alone.
+    // The chart is of the spend scenarios: a run of others draws none.
     if rows.iter().any(|r| matches!(r.scenario, Scenario::Many | Scenario::Hot | Scenario::Bulk)) {
         let chart = args.chart.clone().unwrap_or_else(|| std::env::temp_dir().join("credits-bench-spends.png"));
         chart::draw(&chart, &rows, &args.db)?;
