@@ -91,6 +91,18 @@ async fn carat_subscriptions_renew_a_month_from_their_start(backend: Backend) {
 
 on_both!(arkain_plan_credits_come_each_calendar_month_and_end_with_it, carat_subscriptions_renew_a_month_from_their_start);
 
+/// Creates `id` on carat's Plus plan, a subscription that renews a month from its start.
+async fn create_on_plus(app: &TestApp, id: &str) {
+    let r = app
+        .gql(
+            &app.service,
+            "mutation($id: ID!) { createAccount(input: {externalId: $id, plan: \"plus\"}) { created } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(r["errors"].is_null(), "{r}");
+}
+
 /// The continuous renewal grants each subscription at its own instant, once, however often it
 /// runs; an account that left for a plan without credits, or cannot receive credits, stops
 /// waiting instead of being picked at every tick.
@@ -99,14 +111,7 @@ async fn the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest(ba
     let app = TestApp::spawn_with(backend, "carat").await;
     app.clock.set(at("2026-01-31T10:00:00Z"));
     for id in ["stays", "leaves", "suspended"] {
-        let r = app
-            .gql(
-                &app.service,
-                "mutation($id: ID!) { createAccount(input: {externalId: $id, plan: \"plus\"}) { created } }",
-                json!({ "id": id }),
-            )
-            .await;
-        assert!(r["errors"].is_null(), "{r}");
+        create_on_plus(&app, id).await;
     }
     let left = app.gql(&app.service, CHANGE, json!({ "a": "leaves", "p": "free", "k": "down" })).await;
     assert!(left["errors"].is_null(), "{left}");
@@ -161,14 +166,7 @@ async fn a_batch_of_renewals_points_each_at_its_own_next(backend: Backend) {
     let app = TestApp::spawn_with(backend, "carat").await;
     for (id, created) in [("mid-month", "2026-01-15T09:00:00Z"), ("month-end", "2026-01-31T10:00:00Z")] {
         app.clock.set(at(created));
-        let r = app
-            .gql(
-                &app.service,
-                "mutation($id: ID!) { createAccount(input: {externalId: $id, plan: \"plus\"}) { created } }",
-                json!({ "id": id }),
-            )
-            .await;
-        assert!(r["errors"].is_null(), "{r}");
+        create_on_plus(&app, id).await;
     }
     let renewed = app.ledger.run_job(Job::RenewDueSubscriptions, at("2026-03-01T00:00:00Z")).await.unwrap();
     assert_eq!(renewed.items, 2, "both overdue, one batch");
