@@ -255,7 +255,9 @@ async fn a_large_write_off_part_writes_what_small_ones_do(backend: Backend) {
     }
     app.ledger.job_part = 1000;
     app.clock.set(first);
-    let large = app.ledger.expire_due(app.clock.now(), MAX_EXPIRY_BATCH).await.unwrap();
+    // With a worker's nanoseconds, which the arrays' text drops as PostgreSQL does: the part's
+    // entries are still matched to their ids (a mismatch would fail the part and go one by one).
+    let large = app.ledger.expire_due(app.clock.now() + Duration::nanoseconds(987), MAX_EXPIRY_BATCH).await.unwrap();
     assert_eq!((large.lots, large.transactions), (per_half as u64, 1), "one part");
     app.ledger.job_part = 10;
     app.clock.set(second);
