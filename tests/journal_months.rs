@@ -368,6 +368,29 @@ async fn a_month_made_ahead_waits_for_a_posting_between_its_steps() {
     caller.commit().await.unwrap();
 }
 
+/// A partition or an archive that waited too long for its locks fails with PostgreSQL's lock
+/// timeout (55P03): the database busy, which the job's next run (or the test clock's next
+/// attempt) can get past, and not a failure of the job itself. A fleet run once gave up its
+/// clock advance on it, answered as an internal error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lock_timeout_is_the_database_busy() {
+    use sea_orm::TransactionTrait;
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let holder = app.ledger.db.begin().await.unwrap();
+    holder.execute_unprepared("LOCK TABLE lots IN SHARE ROW EXCLUSIVE MODE").await.unwrap();
+    let waiter = app.ledger.db.begin().await.unwrap();
+    waiter.execute_unprepared("SET LOCAL lock_timeout = '50ms'").await.unwrap();
+    let err = waiter.execute_unprepared("LOCK TABLE lots IN SHARE ROW EXCLUSIVE MODE").await.unwrap_err();
+    assert!(months::waited_too_long(&err), "{err}");
+    let (sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(sqlx)) | sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(sqlx))) = &err
+    else {
+        panic!("a driver's error: {err:?}")
+    };
+    assert_eq!(workers::FailureKind::of_sqlx(sqlx), Some(workers::FailureKind::DatabaseBusy));
+    waiter.rollback().await.unwrap();
+    holder.rollback().await.unwrap();
+}
+
 fn month_suffix(month: Month) -> String {
     format!("y{:04}m{:02}", month.year, month.month)
 }

@@ -11,7 +11,7 @@ pub enum FailureKind {
     /// server shutting down.
     DatabaseUnavailable,
     /// The database was reached but is locked by another writer (SQLite BUSY/LOCKED) or refused
-    /// the transaction for contention (PostgreSQL serialization failure, deadlock).
+    /// the transaction for contention (PostgreSQL serialization failure, deadlock, lock timeout).
     DatabaseBusy,
     /// The job storage (apalis's queue) failed in some other way.
     JobStorage,
@@ -47,8 +47,9 @@ impl FailureKind {
             sqlx::Error::Database(db) => match db.code().as_deref() {
                 // SQLite BUSY and LOCKED, primary and extended codes.
                 Some("5" | "6" | "261" | "262" | "517") => Some(FailureKind::DatabaseBusy),
-                // PostgreSQL: serialization failure, deadlock.
-                Some("40001" | "40P01") => Some(FailureKind::DatabaseBusy),
+                // PostgreSQL: serialization failure, deadlock, a lock not had within the
+                // statement's `lock_timeout` (the journal's partitions and archive set one).
+                Some("40001" | "40P01" | "55P03") => Some(FailureKind::DatabaseBusy),
                 // PostgreSQL: connection exceptions (class 08), the server shutting down or not
                 // yet accepting connections (57P01-57P03).
                 Some(code) if code.starts_with("08") || code.starts_with("57P") => Some(FailureKind::DatabaseUnavailable),
