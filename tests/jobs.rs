@@ -177,9 +177,12 @@ async fn one_batch_grants_many_accounts_once(backend: Backend) {
     assert_eq!((report.items, report.periods.clone()), (30, vec!["2026-07".to_string()]), "30 accounts swept");
     let granted = plan_lots_in(&app, july).await;
     assert_eq!(granted, vec![1; 29], "every account but the suspended one, user-11 once");
-    let claims = "SELECT COUNT(*) FROM claims WHERE kind = 'plan_credits' AND period LIKE '%:2026-07'";
+    let keys = "SELECT COUNT(*) FROM lots WHERE origin_kind = 'plan' AND origin_id LIKE '%:2026-07'";
+    let count = db.query_one_raw(Statement::from_string(db.get_database_backend(), keys)).await.unwrap().unwrap();
+    assert_eq!(count.try_get_by_index::<i64>(0).unwrap(), 29, "a plan lot per grant, each the grant's key");
+    let claims = "SELECT COUNT(*) FROM claims WHERE kind = 'plan_credits'";
     let count = db.query_one_raw(Statement::from_string(db.get_database_backend(), claims)).await.unwrap().unwrap();
-    assert_eq!(count.try_get_by_index::<i64>(0).unwrap(), 29);
+    assert_eq!(count.try_get_by_index::<i64>(0).unwrap(), 0, "the plan lot is the grant's claim: no claim row besides");
     assert_eq!(app.balance("user-00").await, "50", "July's (June's ended with June)");
     assert_eq!(app.balance("user-11").await, "1000", "the membership's, granted with the change");
     assert_eq!(app.balance("user-07").await, "0", "suspended: none for July");
@@ -188,7 +191,7 @@ async fn one_batch_grants_many_accounts_once(backend: Backend) {
 
 /// A grant batch large enough for PostgreSQL's array statements (`store::pg_array::FROM_ROWS`
 /// rows and more) writes exactly what small batches (`VALUES` lists) write: the same lots,
-/// entries, lines, claims and balances, account for account.
+/// entries, lines and balances, account for account.
 async fn a_large_grant_batch_writes_what_small_ones_do(backend: Backend) {
     use credits::store::pg_array::FROM_ROWS;
     let app = TestApp::spawn_with(backend, "arkain").await;
@@ -219,11 +222,10 @@ async fn a_large_grant_batch_writes_what_small_ones_do(backend: Backend) {
                || COALESCE(l.features, '-') || '|' || e.kind || '|' || COALESCE(CAST(e.amount_micros AS TEXT), '-') || '|' || \
                COALESCE(CAST(e.balance_after_micros AS TEXT), '-') || '|' || COALESCE(CAST(e.effective_at AS TEXT), '-') || '|' || COALESCE(CAST(e.created_at AS TEXT), '-') \
                || '|' || COALESCE(e.operation, '-') || '|' || COALESCE(e.reason, '-') || '|' || COALESCE(e.actor, '-') || '|' || \
-               COALESCE(CAST(jl.delta_micros AS TEXT), '-') || '|' || c.kind || '|' || COALESCE(CAST(c.amount_micros AS TEXT), '-') || '|' || \
-               COALESCE(CAST(c.created_at AS TEXT), '-') || '|' || COALESCE(CAST(a.balance_micros AS TEXT), '-') AS sig \
+               COALESCE(CAST(jl.delta_micros AS TEXT), '-') || '|' || COALESCE(CAST(a.balance_micros AS TEXT), '-') AS sig \
                FROM lots l JOIN journal_lines jl ON jl.lot_id = l.id JOIN journal_entries e ON e.id = jl.entry_id \
-               JOIN claims c ON c.lot_id = l.id JOIN accounts a ON a.id = l.account_id \
-               WHERE l.source = 'monthly_plan' AND c.period LIKE '%:2026-07') AS g GROUP BY sig"
+               JOIN accounts a ON a.id = l.account_id \
+               WHERE l.source = 'monthly_plan' AND l.origin_id LIKE '%:2026-07') AS g GROUP BY sig"
     );
     let rows = db.query_all_raw(Statement::from_string(db.get_database_backend(), sql)).await.unwrap();
     let counts: Vec<(String, i64, i64)> =

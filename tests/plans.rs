@@ -178,3 +178,63 @@ async fn a_batch_of_renewals_points_each_at_its_own_next(backend: Backend) {
 }
 
 on_both!(the_continuous_renewal_grants_at_the_instant_and_lets_go_of_the_rest, a_batch_of_renewals_points_each_at_its_own_next);
+
+/// Migration 000034 makes the plan lot its own claim: a database whose grants were claimed in
+/// `claims` keeps them, even for a lot that does not name its grant key, and the unique index
+/// on the grant key refuses a second plan lot for a period.
+async fn plan_grants_claimed_before_the_migration_stay_granted(backend: Backend) {
+    use credits::ledger::{Credits, LotClass, LotSource, Priority};
+    use credits::store::{self, lots::NewLot};
+    use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    let db = crate::support::TestDb::new(backend).await;
+    let conn = credits::db::connect(&db.url, 1).await.unwrap();
+    let names: Vec<String> = migration::Migrator::migrations().iter().map(|m| m.name().to_string()).collect();
+    let before = names.iter().position(|n| n == "m20261205_000034_plan_grants_by_lot").expect("the migration") as u32;
+    migration::Migrator::up(&conn, Some(before)).await.unwrap();
+    let (june, july) = (at("2026-06-20T08:00:00Z"), at("2026-07-01T00:00:00Z"));
+    // Three accounts on arkain's free plan (50 a calendar month): July claimed by a lot naming
+    // its key, July claimed by a lot naming nothing, and nothing claimed.
+    let mut ids = Vec::new();
+    for (name, origin) in [("named", Some("plan")), ("unnamed", None), ("unclaimed", None)] {
+        let account = store::accounts::insert(&conn, name, "free", june).await.unwrap();
+        ids.push(account.id);
+        if name == "unclaimed" {
+            continue;
+        }
+        let lot = NewLot {
+            account_id: account.id,
+            class: LotClass::Free,
+            source: LotSource::MonthlyPlan,
+            amount: Credits::from_micros(50_000_000),
+            granted_at: july,
+            expires_at: Some(at("2026-08-01T00:00:00Z")),
+            origin_kind: origin,
+            origin_id: origin.map(|_| "free:2026-07".to_string()),
+            priority: Priority::DEFAULT,
+            effective_at: None,
+            features: None,
+        };
+        let lot = store::lots::insert(&conn, lot).await.unwrap();
+        store::claims::insert(&conn, account.id, "plan_credits", "free:2026-07", Some(lot.id), 50_000_000, july).await.unwrap();
+    }
+    let _ = conn.close().await;
+
+    let app = TestApp::spawn_on(db, backend, "arkain").await;
+    let when = at("2026-07-10T08:00:00Z");
+    assert_eq!(app.ledger.grant_plan_credits("named", when).await.unwrap(), None, "claimed before: not again");
+    assert_eq!(app.ledger.grant_plan_credits("unnamed", when).await.unwrap(), None, "claimed, its lot named since");
+    assert_eq!(app.ledger.grant_plan_credits_many(&ids, when).await.unwrap(), 1, "the batch: only the unclaimed one");
+    assert_eq!(app.ledger.grant_plan_credits("unclaimed", when).await.unwrap(), None, "granted once");
+    let db = &app.ledger.db;
+    let second = format!(
+        "INSERT INTO lots (account_id, class, source, granted_micros, remaining_micros, granted_at, origin_kind, origin_id, open) \
+         SELECT account_id, class, source, granted_micros, remaining_micros, granted_at, origin_kind, origin_id, open \
+         FROM lots WHERE account_id = {} AND origin_kind = 'plan'",
+        ids[1]
+    );
+    let refused = db.execute_unprepared(&second).await.expect_err("a second plan lot for a grant key");
+    assert!(refused.to_string().to_lowercase().contains("unique"), "{refused}");
+}
+
+on_both!(plan_grants_claimed_before_the_migration_stay_granted);

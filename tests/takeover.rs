@@ -3,8 +3,8 @@
 //!
 //! The sweep keeps its place in `job_runs` (a cursor moved once per `sweep_batch` accounts, in
 //! the same transaction as the batch's grants), so whoever runs the job next resumes there: no
-//! account is skipped and none is granted twice (each grant is keyed per account and month in
-//! `claims`, in the grant's own transaction). Here the first process is `credits jobs --run`
+//! account is skipped and none is granted twice (each grant's lot is keyed per account and
+//! month by a unique index, in the grant's own transaction). Here the first process is `credits jobs --run`
 //! with a small `sweep_batch`, killed once its cursor has moved; the second is the same command,
 //! as a `credits worker`'s next tick would be (the monthly grant ticks hourly).
 
@@ -113,11 +113,10 @@ async fn a_sweep_killed_midway_is_finished_by_another_process_once_per_account()
     assert_eq!(status, "done", "{}", String::from_utf8_lossy(&second.stdout));
     assert_eq!(total as usize, ACCOUNTS, "the run's items: each account once, from both processes together");
 
-    // Each account holds one plan grant per month: a claim per account and month, and a plan
-    // lot per claim (a lot without its claim would be a grant made twice).
+    // Each account holds one plan grant per month: a plan lot per account and grant key.
     let months = counts(
         &db,
-        "SELECT period, COUNT(*), COUNT(DISTINCT account_id) FROM claims WHERE kind = 'plan_credits' GROUP BY period ORDER BY period",
+        "SELECT origin_id, COUNT(*), COUNT(DISTINCT account_id) FROM lots WHERE origin_kind = 'plan' GROUP BY origin_id ORDER BY origin_id",
     )
     .await;
     let latest = months.last().expect("plan grants were made");
@@ -125,11 +124,10 @@ async fn a_sweep_killed_midway_is_finished_by_another_process_once_per_account()
     for (period, grants, accounts) in &months {
         assert_eq!(grants, accounts, "{period}: no account twice");
     }
-    let claims: i64 = months.iter().map(|m| m.1).sum();
-    let lots =
-        counts(&db, "SELECT 'plan', COUNT(*), COUNT(DISTINCT account_id::text || '/' || origin_id) FROM lots WHERE origin_kind = 'plan'")
-            .await;
-    assert_eq!((lots[0].1, lots[0].2), (claims, claims), "a plan lot per claim, one per account and grant key");
+    let entries =
+        counts(&db, "SELECT 'plan', COUNT(*), COUNT(DISTINCT account_id) FROM journal_entries WHERE operation = 'plan_credits'").await;
+    let lots: i64 = months.iter().map(|m| m.1).sum();
+    assert_eq!(entries[0].1, lots, "a grant entry per plan lot: {entries:?}");
 
     let audit = command(&test_db.url, dir.path()).arg("audit").output().unwrap();
     assert!(audit.status.success(), "{}\n{}", String::from_utf8_lossy(&audit.stdout), String::from_utf8_lossy(&audit.stderr));

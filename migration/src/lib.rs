@@ -35,6 +35,7 @@ mod m20261204_000030_add_ad_reward_custom_data;
 mod m20261204_000031_create_claim_rates;
 mod m20261204_000032_add_outbox_lease;
 mod m20261204_000033_partition_journal;
+mod m20261205_000034_plan_grants_by_lot;
 
 pub struct Migrator;
 
@@ -74,6 +75,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000031_create_claim_rates::Migration),
             Box::new(m20261204_000032_add_outbox_lease::Migration),
             Box::new(m20261204_000033_partition_journal::Migration),
+            Box::new(m20261205_000034_plan_grants_by_lot::Migration),
         ]
     }
 }

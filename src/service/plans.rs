@@ -16,9 +16,10 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
+/// The journal entry's kind of a plan grant. Before migration 000034 it was also the kind of
+/// the grant's claim; the plan lot is its own claim now (`lots::PLAN_ORIGIN`).
 const KIND: &str = "plan_credits";
-/// A plan lot's `origin_kind`; its `origin_id` is the grant key (`ledger::plans::grant_key`).
-pub(crate) const PLAN_ORIGIN: &str = "plan";
+pub(crate) use crate::store::lots::PLAN_ORIGIN;
 
 /// A plan's credits granted for one period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,17 +251,17 @@ pub(crate) async fn grant_period_credits(
 ) -> Result<Option<PlanGrant>, ServiceError> {
     let Some(due) = due_grant(program, account, now) else { return Ok(None) };
     due.wait_for_renewal(txn, account).await?;
-    if store::claims::find(txn, account.id, KIND, &due.period_key).await?.is_some() {
+    if !lots::plan_grants_held(txn, &[(account.id, &due.period_key)]).await?.is_empty() {
         return Ok(None);
     }
     let (lot, _) = posting::credit(txn, due.lot(program, account.id), due.meta(now)).await?;
-    store::claims::insert(txn, account.id, KIND, &due.period_key, Some(lot.id), due.amount.micros(), now).await?;
     Ok(Some(PlanGrant { lot_id: lot.id, amount: due.amount, period_key: due.period_key, expires_at: due.ends_at }))
 }
 
 /// `grant_period_credits` for many accounts in one transaction (a sweep's batch at the start of
-/// a month): the accounts locked in one statement in id order, their claims read in one, and the
-/// lots, journal entries, balances and claims written in one statement per table. Accounts that
+/// a month): the accounts locked in one statement in id order, the plan lots they already have
+/// for the period read in one, and the lots, journal entries and balances written in one
+/// statement per table. Accounts that
 /// may not receive credits, or already have this period's, are passed over. How many were granted.
 pub(crate) async fn grant_period_credits_many(
     txn: &DatabaseTransaction,
@@ -281,25 +282,11 @@ pub(crate) async fn grant_period_credits_many(
     // One statement for the part, where each subscription was a round trip of its own.
     store::accounts::set_renews_at_many(txn, &renewals).await?;
     let pairs: Vec<(i64, &str)> = due.iter().map(|(id, grant)| (*id, grant.period_key.as_str())).collect();
-    let claimed: std::collections::HashSet<(i64, String)> =
-        store::claims::find_many(txn, KIND, &pairs).await?.into_iter().map(|c| (c.account_id, c.period)).collect();
-    due.retain(|(id, grant)| !claimed.contains(&(*id, grant.period_key.clone())));
+    let held: std::collections::HashSet<(i64, String)> = lots::plan_grants_held(txn, &pairs).await?.into_iter().collect();
+    due.retain(|(id, grant)| !held.contains(&(*id, grant.period_key.clone())));
     let grants = due.iter().map(|(id, grant)| (grant.lot(program, *id), grant.meta(now))).collect();
     // An account at its limit fails the part, which then runs account by account: that one is
     // refused and named in the job's run, the others are granted.
-    let lots = posting::credit_many(txn, grants).await?;
-    let claims = due
-        .iter()
-        .zip(&lots)
-        .map(|((id, grant), lot)| store::claims::NewClaim {
-            account_id: *id,
-            kind: KIND,
-            period: grant.period_key.clone(),
-            lot_id: Some(lot.id),
-            amount_micros: grant.amount.micros(),
-            now,
-        })
-        .collect();
-    store::claims::insert_many(txn, claims).await?;
+    posting::credit_many(txn, grants).await?;
     Ok(due.len() as u64)
 }

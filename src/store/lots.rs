@@ -333,6 +333,35 @@ pub async fn by_origin(conn: &impl ConnectionTrait, account_id: i64, kind: &str,
         .await
 }
 
+/// A plan grant's `origin_kind`; its `origin_id` is the grant key (`ledger::plans::grant_key`).
+/// A unique index on (account, grant key) among these lots is what makes a grant once per
+/// period (migration 000034): the lot is its own claim.
+pub const PLAN_ORIGIN: &str = "plan";
+
+/// Which of these (account, grant key) pairs already have their plan lot, in one statement per
+/// `PAIRS_PER_STATEMENT` on the partial unique index (`lots_plan_grant`), whose predicate the
+/// query repeats as a literal so that the planner may use it.
+pub async fn plan_grants_held(conn: &impl ConnectionTrait, pairs: &[(i64, &str)]) -> Result<Vec<(i64, String)>, DbErr> {
+    use sea_orm::{Statement, Value};
+    let backend = conn.get_database_backend();
+    let mut held = Vec::new();
+    for chunk in pairs.chunks(PAIRS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT l.account_id, l.origin_id FROM (VALUES {}) AS v JOIN lots l \
+             ON l.account_id = v.column1 AND l.origin_kind = '{PLAN_ORIGIN}' AND l.origin_id = v.column2",
+            super::values_rows(backend, chunk.len(), 2, 0)
+        );
+        let values: Vec<Value> = chunk.iter().flat_map(|(account, key)| [Value::from(*account), Value::from(*key)]).collect();
+        for row in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
+            held.push((row.try_get_by_index(0)?, row.try_get_by_index(1)?));
+        }
+    }
+    Ok(held)
+}
+
+/// Pairs per statement of `plan_grants_held`: bounds its bound parameters.
+const PAIRS_PER_STATEMENT: usize = 1000;
+
 /// Lots by id, whatever their state (a reservation's lots, used up or expired since).
 pub async fn by_ids(conn: &impl ConnectionTrait, ids: &[i64]) -> Result<Vec<lot::Model>, DbErr> {
     lot::Entity::find().filter(lot::Column::Id.is_in(ids.iter().copied())).order_by_asc(lot::Column::Id).all(conn).await

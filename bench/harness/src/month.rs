@@ -30,9 +30,9 @@ pub fn next_month_start(now: DateTime<Utc>) -> DateTime<Utc> {
 
 /// `month-0` .. `month-{accounts-1}` on the free plan, each with this month's plan lot (expiring
 /// at `month_end`), its grant entry (with the balance after it) and line (with the entry's
-/// instant, which places it in its month's partition on PostgreSQL), its claim, and the balance
-/// to match. Set-based SQL,
-/// the same text on both databases, in slices of 100k accounts per transaction.
+/// instant, which places it in its month's partition on PostgreSQL) and the balance to match;
+/// the lot's grant key is its claim on the month (migration 000034). Set-based SQL, the same
+/// text on both databases, in slices of 100k accounts per transaction.
 pub async fn seed(url: &str, accounts: usize, month_end: DateTime<Utc>) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let db = credits::db::connect(url, 1).await?;
@@ -77,11 +77,6 @@ pub async fn seed(url: &str, accounts: usize, month_end: DateTime<Utc>) -> anyho
         .await?;
         txn.execute_unprepared(&format!("UPDATE journal_entries SET reason = 'Free' WHERE id > {entries_before} AND reason LIKE 'seed:%'"))
             .await?;
-        txn.execute_unprepared(&format!(
-            "INSERT INTO claims (account_id, kind, period, lot_id, amount_micros, created_at) \
-             SELECT l.account_id, 'plan_credits', '{period}', l.id, {PLAN_MICROS}, {granted} FROM lots l WHERE l.id > {lots_before}"
-        ))
-        .await?;
         txn.commit().await?;
     }
     if !credits::db::is_sqlite(url) {

@@ -118,7 +118,7 @@ impl Engine {
 
     /// A sweep batch's plan grants, in transactions of `job_part` accounts,
     /// `job_parallelism` at once (disjoint accounts never wait on each other). The grants are
-    /// once per period by their claims, so a part that committed before another failed is
+    /// once per period by their plan lots' unique grant keys, so a part that committed before another failed is
     /// harmless when the batch is retried.
     async fn grant_in_parallel(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, ServiceError> {
         use futures_util::{StreamExt, TryStreamExt, stream};
