@@ -235,6 +235,13 @@ async fn plan_grants_claimed_before_the_migration_stay_granted(backend: Backend)
     );
     let refused = db.execute_unprepared(&second).await.expect_err("a second plan lot for a grant key");
     assert!(refused.to_string().to_lowercase().contains("unique"), "{refused}");
+
+    // Going back: the lot granted since gets the claim the code before would look for.
+    migration::Migrator::down(db, Some(1)).await.unwrap();
+    let claims = "SELECT COUNT(*), COUNT(DISTINCT account_id) FROM claims WHERE kind = 'plan_credits' AND period = 'free:2026-07'";
+    let row = db.query_one_raw(sea_orm::Statement::from_string(db.get_database_backend(), claims)).await.unwrap().unwrap();
+    let counted: (i64, i64) = (row.try_get_by_index(0).unwrap(), row.try_get_by_index(1).unwrap());
+    assert_eq!(counted, (3, 3), "the two claims kept and one for the lot granted after the migration");
 }
 
 on_both!(plan_grants_claimed_before_the_migration_stay_granted);
