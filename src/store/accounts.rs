@@ -144,7 +144,7 @@ pub async fn add_to_balances(conn: &impl ConnectionTrait, deltas: &[(i64, i64)])
 /// PostgreSQL: `lots::set_remaining_many` and `add_to_balances` in ONE statement, for a posting
 /// that moves both (a round trip fewer per spend batch): every lot must still hold its old value
 /// and every account must exist, or nothing is returned but an error (the caller rolls back).
-/// Falls back to the two statements on SQLite or past one statement's bounds. A large batch's
+/// Falls back to the two statements on SQLite (or with no lot to move). A large batch's
 /// rows are arrays (`store::pg_array`), a small one's `VALUES` lists.
 pub async fn move_lots_and_balances(
     conn: &impl ConnectionTrait,
@@ -154,8 +154,10 @@ pub async fn move_lots_and_balances(
     use sea_orm::{DbBackend, Statement, Value};
     let backend = conn.get_database_backend();
     let arrays = pg_array::for_rows(backend, lots.len().max(deltas.len()));
-    let too_many = lots.len() > ACCOUNTS_PER_UPDATE || deltas.len() > ACCOUNTS_PER_UPDATE;
-    if backend != DbBackend::Postgres || lots.is_empty() || (too_many && !arrays) {
+    // More rows than one `VALUES` statement takes (`ACCOUNTS_PER_UPDATE`) are always the array
+    // form on PostgreSQL, whose parameters do not grow with the rows.
+    const _: () = assert!(pg_array::FROM_ROWS <= ACCOUNTS_PER_UPDATE);
+    if backend != DbBackend::Postgres || lots.is_empty() {
         // Accounts before lots, as below.
         let balances = add_to_balances(conn, deltas).await?;
         super::lots::set_remaining_many(conn, lots).await?;
