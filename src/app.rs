@@ -297,7 +297,7 @@ async fn open_ledger(settings: LedgerSettings<'_>) -> anyhow::Result<Engine> {
         None => settings.clock,
     };
     if let Some(batch) = settings.sweep_batch {
-        ledger.sweep_batch = batch;
+        ledger.sweep_batch = Some(batch);
     }
     if let Some(lanes) = settings.spend_lanes {
         ledger.spends = Arc::new(crate::service::batch::SpendQueue::new(lanes));

@@ -32,7 +32,7 @@
 //! | WebSockets per address | `max_websockets_per_address` | `CREDITS_MAX_WEBSOCKETS_PER_ADDRESS` | 50 |
 //! | `connection_init` timeout | `websocket_init_timeout_seconds` | `CREDITS_WEBSOCKET_INIT_TIMEOUT_SECONDS` | 10 |
 //! | spend lanes   | `spend_lanes`   | `CREDITS_SPEND_LANES` | 1 on SQLite, 4 on PostgreSQL (`service::batch`) |
-//! | sweep batch   | `sweep_batch`   | `CREDITS_SWEEP_BATCH` | 4000 accounts per step of a job's sweep (`service::jobs`) |
+//! | sweep batch   | `sweep_batch`   | `CREDITS_SWEEP_BATCH` | accounts per step of a job's sweep (`service::jobs`): 20000 for the plan grants, 4000 for the others |
 //! | header timeout | `header_timeout_seconds` | `CREDITS_HEADER_TIMEOUT_SECONDS` | 10 (also the keep-alive idle time) |
 //! | body timeout  | `body_timeout_seconds` | `CREDITS_BODY_TIMEOUT_SECONDS` | 30 (the whole body)     |
 //! | connections   | `max_connections` | `CREDITS_MAX_CONNECTIONS` | 2048, lowered to fit `ulimit -n` |
@@ -131,7 +131,8 @@ pub struct Config {
     /// Lanes of concurrent spends committed together; none: the database's default.
     pub spend_lanes: Option<usize>,
     /// Accounts per step of a scheduled job's sweep (the cursor in `job_runs` moves once per
-    /// step); none: `service::jobs::ACCOUNT_BATCH`.
+    /// step); none: each sweep's own (`service::jobs::GRANT_BATCH` for the plan grants,
+    /// `service::jobs::ACCOUNT_BATCH` for the others).
     pub sweep_batch: Option<u64>,
     pub header_timeout_seconds: u64,
     pub body_timeout_seconds: u64,

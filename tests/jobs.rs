@@ -24,7 +24,7 @@ async fn plan_lots_in(app: &TestApp, month_start: DateTime<Utc>) -> Vec<i64> {
 
 async fn monthly_plan_credits_are_granted_once_per_month_in_resumable_batches(backend: Backend) {
     let mut app = TestApp::spawn_with(backend, "arkain").await;
-    app.ledger.sweep_batch = 10;
+    app.ledger.sweep_batch = Some(10);
     app.clock.set(at("2026-01-15T12:00:00Z"));
     for i in 0..25 {
         app.create_account(&format!("user-{i:02}")).await;
@@ -61,7 +61,7 @@ async fn monthly_plan_credits_are_granted_once_per_month_in_resumable_batches(ba
 
 async fn a_failed_run_is_recorded_and_resumed_without_double_effect(backend: Backend) {
     let mut app = TestApp::spawn_with(backend, "arkain").await;
-    app.ledger.sweep_batch = 4;
+    app.ledger.sweep_batch = Some(4);
     app.clock.set(at("2026-04-20T00:00:00Z"));
     for i in 0..10 {
         app.create_account(&format!("user-{i}")).await;
@@ -88,7 +88,7 @@ async fn a_failed_run_is_recorded_and_resumed_without_double_effect(backend: Bac
 
 async fn daily_renewals_catch_up_missed_days_in_order(backend: Backend) {
     let mut app = TestApp::spawn_with(backend, "carat").await;
-    app.ledger.sweep_batch = 3;
+    app.ledger.sweep_batch = Some(3);
     app.clock.set(at("2026-01-30T09:00:00Z"));
     for i in 0..5 {
         let r = app
@@ -143,7 +143,7 @@ async fn continuous_jobs_drain_their_queues(backend: Backend) {
 /// change this month) gets none again, and each grant is its own lot, entry and claim.
 async fn one_batch_grants_many_accounts_once(backend: Backend) {
     let mut app = TestApp::spawn_with(backend, "arkain").await;
-    app.ledger.sweep_batch = 1000;
+    app.ledger.sweep_batch = Some(1000);
     // The sweep's batch in parts of 7 accounts, side by side on PostgreSQL.
     app.ledger.job_part = 7;
     app.clock.set(at("2026-06-10T08:00:00Z"));

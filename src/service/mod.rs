@@ -78,7 +78,8 @@ pub struct Engine {
     /// generator; tests seed it to check distributions.
     pub draws: Arc<Mutex<StdRng>>,
     /// Accounts per batch of a scheduled sweep.
-    pub sweep_batch: u64,
+    /// None: each sweep's own default (`Sweep::STEP`).
+    pub sweep_batch: Option<u64>,
     /// Where the outbox is delivered; none: events stay in the outbox until one is configured.
     pub webhooks: Option<Arc<webhooks::WebhookSender>>,
     /// Spends waiting to be committed together (`batch`), shared by the clones of this ledger.
@@ -110,7 +111,7 @@ impl Engine {
             program,
             idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS),
             draws: Arc::new(Mutex::new(StdRng::from_os_rng())),
-            sweep_batch: jobs::ACCOUNT_BATCH,
+            sweep_batch: None,
             webhooks: None,
             stripe: crate::stripe::StripeSettings::default(),
             retention: crate::ledger::retention::Retention::default(),

@@ -69,6 +69,8 @@ impl<D: Drain> JobHandler for Draining<D> {
 /// a cursor kept in `job_runs` (`Engine::run_periodic`).
 pub(crate) trait Sweep: Sync {
     const CADENCE: Cadence;
+    /// Accounts per step of the cursor unless `sweep_batch` is configured.
+    const STEP: u64 = super::ACCOUNT_BATCH;
 
     /// Work that must come before the due periods; false when the budget ran out first.
     fn before_periods(
@@ -290,6 +292,7 @@ pub(crate) struct GrantPlanCredits<const MONTHLY: bool>;
 
 impl<const MONTHLY: bool> Sweep for GrantPlanCredits<MONTHLY> {
     const CADENCE: Cadence = if MONTHLY { Cadence::Monthly } else { Cadence::Daily };
+    const STEP: u64 = super::GRANT_BATCH;
 
     async fn accounts_after(
         &self,

@@ -16,9 +16,14 @@ use std::future::Future;
 use tracing::Instrument;
 
 /// Accounts per batch of a sweep by default (`Engine::sweep_batch`): the cursor moves once per
-/// batch. Plan grants take a batch in transactions of `Engine::job_part` accounts, run side by
-/// side; the other sweeps give each account its own short transaction.
+/// batch. The sweeps without a batched form give each account its own short transaction, so a
+/// batch of theirs stays short enough for a stopping worker's drain.
 pub const ACCOUNT_BATCH: u64 = 4000;
+/// The same for the plan grants, which take a batch in transactions of `Engine::job_part`
+/// accounts, `Engine::job_parallelism` side by side: twenty parts a step, since at each step the
+/// parts wait for the slowest of them and for the cursor (at four parts a step the month's
+/// grants left the cores idle a sixth of the time; docs/benchmarks.md, change 18).
+pub const GRANT_BATCH: u64 = 20_000;
 /// Items per transaction of the jobs that split a batch into parts (`Engine::job_part`): bounds
 /// how long a part holds its accounts' locks.
 pub const ITEMS_PER_TRANSACTION: usize = 1000;

@@ -51,12 +51,13 @@ impl Engine {
         let run = store::job_runs::claim(&self.db, job.name(), &slot.key, now).await?;
         let mut cursor = run.cursor;
         let mut finished = run.status == "done";
+        let step = self.sweep_batch.unwrap_or(S::STEP);
         while !finished {
             if *budget == 0 {
                 return Ok(false);
             }
             *budget -= 1;
-            let ids = sweep.accounts_after(self, slot, now, cursor, self.sweep_batch).await?;
+            let ids = sweep.accounts_after(self, slot, now, cursor, step).await?;
             // A batch at once where the sweep has that form; if it fails, account by account,
             // which also names the account that failed.
             let batched = !ids.is_empty()
@@ -85,7 +86,7 @@ impl Engine {
                 finished = current.status == "done";
                 continue;
             }
-            if (ids.len() as u64) < self.sweep_batch {
+            if (ids.len() as u64) < step {
                 store::job_runs::finish(&self.db, run.id, now).await?;
                 finished = true;
             }
