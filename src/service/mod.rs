@@ -77,8 +77,7 @@ pub struct Engine {
     /// Random draws (lucky credits, ad rewards): seeded from the OS, a cryptographically secure
     /// generator; tests seed it to check distributions.
     pub draws: Arc<Mutex<StdRng>>,
-    /// Accounts per batch of a scheduled sweep.
-    /// None: each sweep's own default (`Sweep::STEP`).
+    /// Accounts per batch of a scheduled sweep; none: each sweep's own default (`Sweep::STEP`).
     pub sweep_batch: Option<u64>,
     /// Where the outbox is delivered; none: events stay in the outbox until one is configured.
     pub webhooks: Option<Arc<webhooks::WebhookSender>>,

@@ -261,8 +261,8 @@ pub(crate) async fn grant_period_credits(
 /// `grant_period_credits` for many accounts in one transaction (a sweep's batch at the start of
 /// a month): the accounts locked in one statement in id order, the plan lots they already have
 /// for the period read in one, and the lots, journal entries and balances written in one
-/// statement per table. Accounts that
-/// may not receive credits, or already have this period's, are passed over. How many were granted.
+/// statement per table. Accounts that may not receive credits, or already have this period's,
+/// are passed over. How many were granted.
 pub(crate) async fn grant_period_credits_many(
     txn: &DatabaseTransaction,
     program: &Program,

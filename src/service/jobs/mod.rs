@@ -22,7 +22,7 @@ pub const ACCOUNT_BATCH: u64 = 4000;
 /// The same for the plan grants, which take a batch in transactions of `Engine::job_part`
 /// accounts, `Engine::job_parallelism` side by side: twenty parts a step, since at each step the
 /// parts wait for the slowest of them and for the cursor (at four parts a step the month's
-/// grants left the cores idle a sixth of the time; docs/benchmarks.md, change 18).
+/// grants left the cores idle a sixth of the time; docs/benchmarks.md, changes 17 and 18).
 pub const GRANT_BATCH: u64 = 20_000;
 /// Items per transaction of the jobs that split a batch into parts (`Engine::job_part`): bounds
 /// how long a part holds its accounts' locks.
@@ -122,9 +122,9 @@ impl Engine {
     }
 
     /// A sweep batch's plan grants, in transactions of `job_part` accounts,
-    /// `job_parallelism` at once (disjoint accounts never wait on each other). The grants are
-    /// once per period by their plan lots' unique grant keys, so a part that committed before another failed is
-    /// harmless when the batch is retried.
+    /// `job_parallelism` at once (disjoint accounts never wait on each other). A grant is once
+    /// per period by its plan lot's grant key, unique per account, so a part that committed
+    /// before another failed is harmless when the batch is retried.
     async fn grant_in_parallel(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, ServiceError> {
         use futures_util::{StreamExt, TryStreamExt, stream};
         let parts: Vec<Vec<i64>> = ids.chunks(self.job_part.max(1)).map(<[i64]>::to_vec).collect();
