@@ -8,11 +8,13 @@
 
 use crate::on_both;
 use crate::support::{Backend, TestApp, error_code, poison, unpoison};
+use credits::ledger::Credits;
 use credits::service::ServiceError;
 use credits::service::spending::{SpendReceipt, SpendRequest};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 const SPEND: &str = "mutation($a: ID!, $amt: CreditAmount!, $k: String!) {
     spendCredits(input: {accountId: $a, amount: $amt, idempotencyKey: $k, feature: \"chat\"}) { sequence amount availableAfter takes { lotId amount } } }";
@@ -243,6 +245,138 @@ async fn a_spend_that_fails_in_the_database_does_not_fail_its_batch(backend: Bac
     let retried = app.gql(&app.service, SPEND, json!({ "a": "erin", "amt": "1", "k": "poison" })).await;
     assert_eq!(outcome(&retried), "ok", "{retried}");
     assert_eq!(app.balance("erin").await, "37");
+    app.assert_audit_clean().await;
+}
+
+/// The statements an engine of `app`'s program runs on its own connection, as run.
+fn counted_engine(app: &TestApp, db: DatabaseConnection) -> (credits::service::Engine, Arc<Mutex<Vec<String>>>) {
+    let statements: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut db = db;
+    let seen = statements.clone();
+    db.set_metric_callback(move |info| seen.lock().unwrap().push(info.statement.sql.clone()));
+    (credits::service::Engine::new(db, app.ledger.program.clone()), statements)
+}
+
+/// PostgreSQL: a spend alone is three statements inside its transaction (the accounts' lock;
+/// the read of its key, holds, lots, limits and an entry id; one write of its lot, balance,
+/// entry, lines and key: `store::keyed_debits`), and writes what a posting writes: the entry the
+/// receipt names, with the balance after, its lines, and the key's record that replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_spend_alone_is_three_statements_on_postgres() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.create_account("gina").await;
+    let now = app.clock.now();
+    app.grant("gina", "2", "FREE", Some(now + chrono::Duration::days(3)), "g-1").await;
+    app.grant("gina", "10", "PAID", None, "g-2").await;
+    let (engine, statements) = counted_engine(&app, credits::db::connect(&app.db.url, 2).await.unwrap());
+
+    let receipt = engine.spend(request("gina", "2.5", "s-1"), now).await.unwrap();
+    let run = std::mem::take(&mut *statements.lock().unwrap());
+    assert_eq!(run.len(), 3, "{run:#?}");
+    assert!(run[0].contains("FOR UPDATE") && run[1].contains("nextval('journal_entry_ids')"), "{run:#?}");
+    for table in
+        ["UPDATE accounts", "UPDATE lots", "INSERT INTO journal_entries", "INSERT INTO journal_lines", "INSERT INTO idempotency_keys"]
+    {
+        assert!(run[2].contains(table), "{table} in {}", run[2]);
+    }
+    assert_eq!((receipt.takes.len(), receipt.available_after.to_string()), (2, "9.5".to_string()));
+    let row = app
+        .ledger
+        .db
+        .query_one_raw(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT e.amount_micros, e.balance_after_micros, e.idempotency_key, count(l.id), sum(l.delta_micros)::bigint \
+             FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id WHERE e.id = $1 \
+             GROUP BY e.amount_micros, e.balance_after_micros, e.idempotency_key",
+            [receipt.entry_id.into()],
+        ))
+        .await
+        .unwrap()
+        .expect("the receipt's entry");
+    let entry: (i64, i64, Option<String>, i64, i64) = (
+        row.try_get_by_index(0).unwrap(),
+        row.try_get_by_index(1).unwrap(),
+        row.try_get_by_index(2).unwrap(),
+        row.try_get_by_index(3).unwrap(),
+        row.try_get_by_index(4).unwrap(),
+    );
+    assert_eq!(entry, (-2_500_000, 9_500_000, Some("s-1".to_string()), 2, -2_500_000));
+    assert_eq!(app.balance("gina").await, "9.5");
+
+    // Its key replays it: the lock and the read, nothing written.
+    assert_eq!(engine.spend(request("gina", "2.5", "s-1"), now).await.unwrap(), receipt);
+    assert_eq!(statements.lock().unwrap().len(), 2, "{:#?}", statements.lock().unwrap());
+    // The next spend's entry comes after it in the account's sequence.
+    let next = engine.spend(request("gina", "1", "s-2"), now).await.unwrap();
+    assert!(next.entry_id > receipt.entry_id);
+    app.assert_audit_clean().await;
+}
+
+/// PostgreSQL: the one statement writes nothing unless every balance and lot is still what the
+/// batch read under its locks, and every part wrote the rows asked of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read() {
+    use credits::store::{idempotency::NewRecord, journal, keyed_debits};
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.create_account("hank").await;
+    let now = app.clock.now();
+    app.grant("hank", "5", "PAID", None, "g-h").await;
+    let db = &app.ledger.db;
+    let one = |sql: &str| {
+        let sql = sql.to_string();
+        async move {
+            let row = db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await.unwrap().unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        }
+    };
+    let (account, lot) = (
+        one("SELECT id FROM accounts WHERE external_id = 'hank'").await,
+        one("SELECT l.id FROM lots l JOIN accounts a ON a.id = l.account_id WHERE a.external_id = 'hank'").await,
+    );
+    let entry_id = one("SELECT nextval('journal_entry_ids')").await;
+    let debits = |balance_before: i64, lot_before: i64| keyed_debits::Debits {
+        lots: vec![(lot, Credits::from_micros(lot_before), Credits::from_micros(lot_before - 1_000_000))],
+        balances: vec![(account, balance_before, balance_before - 1_000_000)],
+        entries: vec![(
+            entry_id,
+            journal::NewEntry {
+                account_id: account,
+                kind: journal::EntryKind::Spend,
+                effective_at: now,
+                created_at: now,
+                operation: "spend",
+                idempotency_key: Some("w-1"),
+                feature: Some("chat"),
+                model: None,
+                reason: None,
+                actor: None,
+                detail: None,
+                metadata: None,
+                lines: vec![(lot, -1_000_000)],
+                balance_after_micros: balance_before - 1_000_000,
+            },
+        )],
+    };
+    let record = || NewRecord {
+        account_id: account,
+        operation: "spend",
+        key: "w-1",
+        request_hash: "h",
+        outcome: "{}".to_string(),
+        now,
+        expires_at: now + chrono::Duration::days(1),
+    };
+    for (balance, lot_remaining, ok) in [(4_000_000, 5_000_000, false), (5_000_000, 4_000_000, false), (5_000_000, 5_000_000, true)] {
+        let txn = db.begin().await.unwrap();
+        let wrote = keyed_debits::write(&txn, keyed_debits::prepare(&debits(balance, lot_remaining)), &[record()]).await;
+        assert_eq!(wrote.is_ok(), ok, "balance {balance}, lot {lot_remaining}: {wrote:?}");
+        if ok {
+            txn.commit().await.unwrap();
+        }
+    }
+    assert_eq!(app.balance("hank").await, "4");
+    assert_eq!(one("SELECT count(*) FROM idempotency_keys WHERE key = 'w-1'").await, 1);
+    assert_eq!(one(&format!("SELECT count(*) FROM journal_entries WHERE id = {entry_id}")).await, 1);
     app.assert_audit_clean().await;
 }
 

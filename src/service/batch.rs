@@ -285,9 +285,10 @@ fn spend_reads(locked: Locked<'_>) -> BoxFuture<'_, Prefetched<AccountReads>> {
         let program = &locked.ledger.program;
         // Containers only where the low-credit warning counts hours of usage: the check reads them.
         let with_containers = program.metering.is_some() && program.notices.low_credits.is_some();
+        // An entry id per key: each fresh spend posts at most one entry (`numbered_debits`).
+        let (ids, keys) = (locked.keys.len(), &locked.keys);
         let mut reads =
-            store::spend_reads::read(locked.txn, &locked.account_ids, locked.latest, with_containers, locked.operation, &locked.keys)
-                .await?;
+            store::spend_reads::read(locked.txn, &locked.account_ids, locked.latest, with_containers, locked.operation, keys, ids).await?;
         Ok((std::mem::take(&mut reads.keys), reads))
     })
 }
@@ -297,8 +298,10 @@ fn spend_reads(locked: Locked<'_>) -> BoxFuture<'_, Prefetched<AccountReads>> {
 /// of them posted at once, one statement per table, and the low-credit rule checked once per
 /// account charged.
 async fn spend_all(run: RunMany<'_, SpendFields, AccountReads>) -> Decisions<SpendReceipt> {
-    let RunMany { txn, ledger, accounts, fresh, latest, mut reads } = run;
+    let RunMany { txn, ledger, accounts, fresh, latest, mut reads, posting } = run;
     let program = &ledger.program;
+    let entry_ids = std::mem::take(&mut reads.entry_ids);
+    let released = !reads.lapsed.is_empty();
     let moved = release_lapsed(txn, accounts, &reads.lapsed, latest).await?;
     if fresh.is_empty() {
         return Ok(Vec::new());
@@ -334,7 +337,20 @@ async fn spend_all(run: RunMany<'_, SpendFields, AccountReads>) -> Decisions<Spe
         }
         decided.push(outcome);
     }
-    let mut entry_ids = posting::debit_many(txn, &wallets.read, &debits).await?.into_iter();
+    let numbered = if released || !wallets.credited.is_empty() {
+        // The holds' releases or the day's lot posted entries after the ids were taken: the
+        // debits' entries must come after theirs in the account's sequence.
+        None
+    } else {
+        numbered_debits(accounts, &wallets.read, &debits, &entry_ids)
+    };
+    let mut entry_ids = match numbered {
+        Some((debits, ids)) => {
+            *posting = Some(debits);
+            ids.into_iter()
+        }
+        None => posting::debit_many(txn, &wallets.read, &debits).await?.into_iter(),
+    };
     limits.write(txn).await?;
     let charged: Vec<(&Fresh<'_, SpendFields>, &Spent)> =
         fresh.iter().zip(&decided).filter_map(|(s, o)| Some((s, o.as_ref().ok()?))).collect();
@@ -349,6 +365,29 @@ async fn spend_all(run: RunMany<'_, SpendFields, AccountReads>) -> Decisions<Spe
         })
     });
     Ok(receipts.collect())
+}
+
+/// The batch's debits for the executor to write with its keys in one statement
+/// (`store::keyed_debits`), and their entries' ids; none where they must be written on their own:
+/// on SQLite (no ids were taken), with nothing to debit, past one statement's parameters, or when
+/// an account charged has auto top-up, which reads its lots after the debits.
+fn numbered_debits(
+    accounts: &HashMap<i64, account::Model>,
+    read: &HashMap<i64, posting::Held>,
+    debits: &[Debit<'_>],
+    ids: &[i64],
+) -> Option<(store::keyed_debits::Prepared, Vec<i64>)> {
+    let lines = debits.iter().map(|d| d.takes.len()).sum();
+    if debits.is_empty()
+        || ids.len() < debits.len()
+        || !store::keyed_debits::fit(debits.len(), lines, ids.len())
+        || debits.iter().any(|d| accounts[&d.account_id].auto_topup_below_micros.is_some())
+    {
+        return None;
+    }
+    let numbered = posting::numbered_debits(read, debits, ids, |id| accounts[&id].balance_micros)?;
+    let ids = numbered.entries.iter().map(|(id, _)| *id).collect();
+    Some((store::keyed_debits::prepare(&numbered), ids))
 }
 
 /// Holds past their deadline give their credits back before any spend is decided, as a read

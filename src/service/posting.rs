@@ -192,6 +192,40 @@ impl From<&Lot> for Held {
 /// it, each debit appends its entry, and each account's cached balance goes down by its debits.
 /// Returns the entries' ids in the order of `debits`.
 pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Held>, debits: &[Debit<'_>]) -> Result<Vec<i64>, DbErr> {
+    let (changes, mut entries) = debit_rows(read, debits);
+    let deltas = net_by_account(&entries);
+    let deltas: Vec<(i64, i64)> = deltas.iter().map(|(id, delta)| (*id, *delta)).collect();
+    let balances = store::accounts::move_lots_and_balances(conn, &changes, &deltas).await?;
+    let deltas: BTreeMap<i64, i64> = deltas.into_iter().collect();
+    running_balances(&mut entries, &deltas, &balances);
+    journal::append_many(conn, &entries).await
+}
+
+/// `debit_many`'s rows, numbered and with their balances after, for `store::keyed_debits` to
+/// write with the batch's keys: each debit's entry takes the next of `ids` (taken from the
+/// journal's sequence under the accounts' locks, ascending), and each account's balances run
+/// from `locked`, its cached balance as locked (nothing else may have posted to it since).
+/// None if there are more debits than ids.
+pub fn numbered_debits<'a>(
+    read: &HashMap<i64, Held>,
+    debits: &[Debit<'a>],
+    ids: &[i64],
+    locked: impl Fn(i64) -> i64,
+) -> Option<store::keyed_debits::Debits<'a>> {
+    if debits.len() > ids.len() {
+        return None;
+    }
+    let (lots, mut entries) = debit_rows(read, debits);
+    let deltas = net_by_account(&entries);
+    let balances: Vec<(i64, i64, i64)> = deltas.iter().map(|(id, delta)| (*id, locked(*id), locked(*id) + delta)).collect();
+    let after: BTreeMap<i64, i64> = balances.iter().map(|(id, _, after)| (*id, *after)).collect();
+    running_balances(&mut entries, &deltas, &after);
+    Some(store::keyed_debits::Debits { lots, balances, entries: ids.iter().copied().zip(entries).collect() })
+}
+
+/// What `debits` do to the lots read under the lock ((lot id, remaining as read, remaining
+/// after)), and their entries, balances after not yet set.
+fn debit_rows<'a>(read: &HashMap<i64, Held>, debits: &[Debit<'a>]) -> (Vec<(i64, Credits, Credits)>, Vec<journal::NewEntry<'a>>) {
     let held = |lot_id: &i64| *read.get(lot_id).expect("a debited lot was read under its account's lock");
     let mut left: BTreeMap<i64, Credits> = BTreeMap::new();
     for debit in debits {
@@ -202,17 +236,12 @@ pub async fn debit_many(conn: &impl ConnectionTrait, read: &HashMap<i64, Held>, 
             moved::note(debit.kind, lot.class, lot.source, amount.micros());
         }
     }
-    let changes: Vec<(i64, Credits, Credits)> = left.iter().map(|(id, new)| (*id, held(id).remaining, *new)).collect();
-    let mut entries: Vec<_> = debits
+    let changes = left.iter().map(|(id, new)| (*id, held(id).remaining, *new)).collect();
+    let entries = debits
         .iter()
         .map(|d| new_entry(d.account_id, d.kind, d.takes.iter().map(|(lot_id, amount)| (*lot_id, -amount.micros())).collect(), d.meta))
         .collect();
-    let deltas = net_by_account(&entries);
-    let deltas: Vec<(i64, i64)> = deltas.iter().map(|(id, delta)| (*id, *delta)).collect();
-    let balances = store::accounts::move_lots_and_balances(conn, &changes, &deltas).await?;
-    let deltas: BTreeMap<i64, i64> = deltas.into_iter().collect();
-    running_balances(&mut entries, &deltas, &balances);
-    journal::append_many(conn, &entries).await
+    (changes, entries)
 }
 
 /// One move of `carry_many`: credits out of a lot into a new lot of the same account.

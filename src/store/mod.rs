@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod job_runs;
 pub mod journal;
 pub mod journal_months;
+pub mod keyed_debits;
 pub mod keyset;
 pub mod lots;
 pub mod market;
