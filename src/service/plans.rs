@@ -16,8 +16,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseTransaction;
 use serde::{Deserialize, Serialize};
 
-/// The journal entry's kind of a plan grant. Before migration 000034 it was also the kind of
-/// the grant's claim; the plan lot is its own claim now (`lots::PLAN_ORIGIN`).
+/// A plan grant's journal entry's `operation` (its kind is `grant`). Before migration 000034 it
+/// was also the kind of the grant's claim; the plan lot is its own claim now
+/// (`lots::PLAN_ORIGIN`).
 const KIND: &str = "plan_credits";
 pub(crate) use crate::store::lots::PLAN_ORIGIN;
 
