@@ -28,7 +28,7 @@ pub struct Settings {
     /// Delivers the outbox as signed webhooks; none: events stay in the outbox.
     pub webhooks: Option<Arc<WebhookSender>>,
     pub security: Security,
-    /// Lanes of spends committed together (`service::batch`); none: the database's default.
+    /// Batches of concurrent spends in flight at most (`service::batch`); none: the database's default.
     pub spend_lanes: Option<usize>,
     /// Accounts per step of a job's sweep; none: the default (`config::Config::sweep_batch`).
     pub sweep_batch: Option<u64>,

@@ -128,7 +128,7 @@ pub struct Config {
     /// A WebSocket that sends no `connection_init` within this many seconds is closed (4408);
     /// default 10.
     pub websocket_init_timeout_seconds: u64,
-    /// Lanes of concurrent spends committed together; none: the database's default.
+    /// Batches of concurrent spends in flight at most (`service::batch`); none: the database's default.
     pub spend_lanes: Option<usize>,
     /// Accounts per step of a scheduled job's sweep (the cursor in `job_runs` moves once per
     /// step); none: each sweep's own (`service::jobs::GRANT_BATCH` for the plan grants,

@@ -248,6 +248,43 @@ async fn a_spend_that_fails_in_the_database_does_not_fail_its_batch(backend: Bac
     app.assert_audit_clean().await;
 }
 
+/// PostgreSQL (four batches in flight): while one account's batch waits on its row, the other
+/// accounts' spends are answered; that account's next spends wait for its batch and follow it in
+/// order. (With lanes by account hash, an account sharing the held one's lane waited too.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_spend_never_waits_for_another_accounts_batch() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let others: Vec<String> = (0..12).map(|i| format!("other-{i}")).collect();
+    for id in std::iter::once("held").chain(others.iter().map(String::as_str)) {
+        app.create_account(id).await;
+        app.grant(id, "10", "PAID", None, &format!("g-{id}")).await;
+    }
+    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
+    let lock = hold_accounts(&blocker, &["held"]).await;
+    let spend = |account: &str, key: &str| {
+        let (client, address, token) = (app.client.clone(), app.address.clone(), app.service.clone());
+        let variables = json!({ "a": account, "amt": "1", "k": key });
+        tokio::spawn(async move { crate::support::gql_at(&client, &address, &token, SPEND, variables).await })
+    };
+    let first = spend("held", "h-1");
+    let second = spend("held", "h-2");
+    for (i, account) in others.iter().enumerate() {
+        let answered = tokio::time::timeout(std::time::Duration::from_secs(20), spend(account, &format!("o-{i}"))).await;
+        let response = answered.unwrap_or_else(|_| panic!("{account}'s spend waited for the held account's batch")).unwrap();
+        assert_eq!(outcome(&response), "ok", "{response}");
+    }
+    assert!(!first.is_finished() && !second.is_finished(), "the held account's spends wait for its row");
+    lock.commit().await.unwrap();
+    // Each saw the other's take or none, whichever arrived first.
+    let mut after: Vec<Value> = vec![];
+    for answer in [first.await.unwrap(), second.await.unwrap()] {
+        after.push(answer["data"]["spendCredits"]["availableAfter"].clone());
+    }
+    after.sort_by_key(|v| v.to_string());
+    assert_eq!(after, [json!("8"), json!("9")]);
+    app.assert_audit_clean().await;
+}
+
 /// The statements an engine of `app`'s program runs on its own connection, as run.
 fn counted_engine(app: &TestApp, db: DatabaseConnection) -> (credits::service::Engine, Arc<Mutex<Vec<String>>>) {
     let statements: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -2,13 +2,14 @@
 //!
 //! A spend alone is a dozen statements and a commit, most of it per-spend overhead: the lock,
 //! the key lookup, the lots, the writes, the flush. Concurrent spends of one process therefore
-//! queue here, in one of a few lanes by account (`default_lanes`), and each lane's runner takes
-//! what is waiting (up to `MAX_BATCH`) into one transaction: the accounts are locked in one statement (in id order, so two batches never
-//! wait on each other in a cycle), keys and lots read in one statement each, every spend decided
-//! in memory by the same rules in arrival order (a later spend of an account sees the earlier
-//! one's takes), and the writes go out as one statement per table. Under no load a batch is one
-//! spend and costs what a spend alone did; under load a batch grows while the previous one
-//! commits, so one flush and one round trip per table serve many spends.
+//! queue here, and a few runners (`default_lanes`) each take what is waiting (up to
+//! `MAX_BATCH`, never an account another runner's batch holds) into one transaction: the
+//! accounts are locked in one statement (in id order, so two batches never wait on each other in
+//! a cycle), keys and lots read in one statement, every spend decided in memory by the same rules
+//! in arrival order (a later spend of an account sees the earlier one's takes), and the writes go
+//! out in as few statements as the database allows. Under no load a batch is one spend and costs
+//! what a spend alone did; under load a batch grows while the previous ones commit, so one flush
+//! and one round trip per statement serve many spends.
 //!
 //! Each spend stays all or nothing and keyed: the outcome a spend gets is the one it would have
 //! had alone in arrival order, stored under its key in the same commit as its postings. The key
@@ -51,12 +52,16 @@ pub const MAX_BATCH: usize = 64;
 // faster than arrays at this size (`store::pg_array`).
 const _: () = assert!(MAX_BATCH < crate::store::pg_array::FROM_ROWS);
 
-/// Lanes per process: a spend waits in the lane its account hashes to, and each lane has at
-/// most one batch in flight. All of one account's spends thus meet in one lane and are committed
-/// together under one lock instead of queueing behind each other on the account row (the hot
-/// account); different accounts spread over the lanes, so batches overlap (one's commit flush
-/// with another's statements). SQLite commits one writer at a time, so one lane loses nothing
-/// there. Measured in docs/benchmarks.md.
+/// Batches in flight per process at most (`spend_lanes`). A spend waits in one queue; while
+/// fewer batches than this are at work, a new one starts at once with everything waiting whose
+/// account is not in a batch at work, so a spend at low load never waits for another account's
+/// batch (with lanes by account hash, two clients whose accounts shared a lane waited for each
+/// other's commit; docs/benchmarks.md, change 20). Under load every runner is busy and the queue
+/// grows, so the next batch takes many spends: one commit for all of them. An account is in one
+/// batch at a time: all of its spends that wait go into the next batch that takes it, in arrival
+/// order, and are committed together under one lock instead of queueing behind each other on the
+/// account's row (the hot account). SQLite commits one writer at a time, so one batch in flight
+/// loses nothing there.
 pub fn default_lanes(backend: DbBackend) -> usize {
     match backend {
         DbBackend::Sqlite => 1,
@@ -64,9 +69,11 @@ pub fn default_lanes(backend: DbBackend) -> usize {
     }
 }
 
-/// The spends waiting for a batch, by lane.
+/// The spends waiting for a batch, and the batches at work.
 pub struct SpendQueue {
-    lanes: Vec<Mutex<Lane>>,
+    state: Mutex<Queue>,
+    /// Batches in flight at most.
+    lanes: usize,
     batches: AtomicU64,
     spends: AtomicU64,
     largest: AtomicU64,
@@ -74,10 +81,12 @@ pub struct SpendQueue {
 }
 
 #[derive(Default)]
-struct Lane {
+struct Queue {
     waiting: VecDeque<Waiting>,
-    /// Whether a runner is at work on this lane.
-    running: bool,
+    /// Runners at work (each runs one batch at a time), at most `lanes`.
+    running: usize,
+    /// The accounts of the batches at work: their spends wait for them to commit.
+    in_flight: HashSet<String>,
 }
 
 struct Waiting {
@@ -101,9 +110,10 @@ pub struct BatchStats {
 
 impl SpendQueue {
     pub fn new(lanes: usize) -> SpendQueue {
-        assert!(lanes >= 1, "a queue without lanes never answers");
+        assert!(lanes >= 1, "a queue without runners never answers");
         SpendQueue {
-            lanes: (0..lanes).map(|_| Mutex::new(Lane::default())).collect(),
+            state: Mutex::new(Queue::default()),
+            lanes,
             batches: AtomicU64::new(0),
             spends: AtomicU64::new(0),
             largest: AtomicU64::new(0),
@@ -122,59 +132,71 @@ impl SpendQueue {
 
     /// Spends queued and not yet taken into a batch.
     pub fn waiting(&self) -> usize {
-        (0..self.lanes.len()).map(|lane| self.lane(lane).waiting.len()).sum()
+        self.queue().waiting.len()
     }
 
+    /// Batches in flight at most.
     pub fn lanes(&self) -> usize {
-        self.lanes.len()
+        self.lanes
     }
 
-    fn lane(&self, lane: usize) -> std::sync::MutexGuard<'_, Lane> {
-        // Nothing panics while holding it: the state is a queue and a flag.
-        self.lanes[lane].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // Nothing panics while holding it: the state is a queue, a count and a set.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn lane_of(&self, account: &str) -> usize {
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        (BuildHasherDefault::<DefaultHasher>::default().hash_one(account) % self.lanes.len() as u64) as usize
-    }
-
-    /// Queues `spend` in its account's lane and waits for its outcome, starting the lane's
-    /// runner if none is at work. Runners are tasks of their own: a caller that goes away does
-    /// not cancel the batch its spend is in (the outcome is stored under its key either way).
+    /// Queues `spend` and waits for its outcome, starting a runner if fewer than `lanes` are at
+    /// work. Runners are tasks of their own: a caller that goes away does not cancel the batch
+    /// its spend is in (the outcome is stored under its key either way).
     pub(crate) async fn submit(&self, ledger: &Engine, spend: ParsedSpend) -> Result<SpendReceipt, ServiceError> {
         let (reply, answer) = oneshot::channel();
-        let lane = self.lane_of(spend.account.as_str());
         let start_runner = {
-            let mut state = self.lane(lane);
-            state.waiting.push_back(Waiting { spend, reply, span: tracing::Span::current() });
-            !std::mem::replace(&mut state.running, true)
+            let mut queue = self.queue();
+            queue.waiting.push_back(Waiting { spend, reply, span: tracing::Span::current() });
+            let start = queue.running < self.lanes;
+            queue.running += usize::from(start);
+            start
         };
         if start_runner {
-            tokio::spawn(ledger.clone().run_spends(lane));
+            tokio::spawn(ledger.clone().run_spends());
         }
         answer.await.unwrap_or_else(|_| Err(ServiceError::Internal(anyhow::anyhow!("the batch holding this spend failed unexpectedly"))))
     }
 
-    /// The lane's next batch, or none: then its runner has stopped (decided under the same lock
-    /// as `submit`'s check, so a spend is never left waiting with no runner).
-    fn next_batch(&self, lane: usize) -> Option<Vec<Waiting>> {
-        let mut state = self.lane(lane);
-        if state.waiting.is_empty() {
-            state.running = false;
-            return None;
+    /// A runner's next batch, once its last one (`done`: that batch's accounts) has committed or
+    /// failed: up to `MAX_BATCH` waiting spends, in arrival order, of accounts no other batch
+    /// at work holds. None if there are none: the runner stops (decided under the same lock as
+    /// `submit`'s start, and a spend left waiting for an account at work is taken by that
+    /// account's runner when it comes back here, so no spend is left without a runner).
+    fn next_batch(&self, done: &[String]) -> Option<Vec<Waiting>> {
+        let mut queue = self.queue();
+        for account in done {
+            queue.in_flight.remove(account);
         }
         // A spend whose caller has gone (its request timed out or was dropped while it waited)
         // is cancelled here, before any transaction: its answer said it may not have happened,
         // and a retry with its key runs it afresh. Once taken into a batch, it commits or not
         // with the batch, and its outcome is stored under its key either way.
-        state.waiting.retain(|w| !w.reply.is_closed());
-        if state.waiting.is_empty() {
-            state.running = false;
+        queue.waiting.retain(|w| !w.reply.is_closed());
+        let Queue { waiting, in_flight, .. } = &mut *queue;
+        let mut taken = Vec::new();
+        let mut left = VecDeque::with_capacity(waiting.len());
+        for w in waiting.drain(..) {
+            if taken.len() < MAX_BATCH && !in_flight.contains(w.spend.account.as_str()) {
+                taken.push(w);
+            } else {
+                left.push_back(w);
+            }
+        }
+        *waiting = left;
+        for w in &taken {
+            in_flight.insert(w.spend.account.as_str().to_string());
+        }
+        if taken.is_empty() {
+            queue.running -= 1;
             return None;
         }
-        let n = state.waiting.len().min(MAX_BATCH);
-        Some(state.waiting.drain(..n).collect())
+        Some(taken)
     }
 }
 
@@ -210,9 +232,11 @@ impl Engine {
         outcomes.into_iter().map(|o| o.expect("every spend has an outcome")).collect()
     }
 
-    async fn run_spends(self, lane: usize) {
-        while let Some(batch) = self.spends.next_batch(lane) {
+    async fn run_spends(self) {
+        let mut done: Vec<String> = Vec::new();
+        while let Some(batch) = self.spends.next_batch(&done) {
             let span = batch_span(&batch);
+            done = batch.iter().map(|w| w.spend.account.as_str().to_string()).collect();
             let (spends, replies): (Vec<Dated<SpendFields>>, Vec<_>) = batch.into_iter().map(|w| (w.spend.into_command(), w.reply)).unzip();
             match AssertUnwindSafe(self.spend_batch(spends).instrument(span)).catch_unwind().await {
                 Ok(outcomes) => {
