@@ -189,6 +189,14 @@ fn running(pid: u32) -> bool {
     matches!(state, Some(state) if state != "Z" && state != "X")
 }
 
+/// What a log says where it first panicked: the 20 lines before the panic's message and the
+/// 30 after it (the start of its backtrace), which a log's tail, all backtrace, leaves out.
+fn around_panic(log: &str) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    let at = all.iter().position(|line| line.contains("panicked")).unwrap_or(0);
+    all[at.saturating_sub(20)..(at + 30).min(all.len())].join("\n")
+}
+
 /// The last `lines` lines of a log, for a failure's message.
 fn tail(log: &str, lines: usize) -> String {
     let all: Vec<&str> = log.lines().collect();
@@ -258,11 +266,11 @@ impl Fleet {
     fn assert_alive(&self) {
         for (n, server) in self.servers.iter().enumerate() {
             let log = server.log();
-            assert!(!log.contains("panicked"), "serve-{n} panicked:\n{}", tail(&log, 80));
+            assert!(!log.contains("panicked"), "serve-{n} panicked:\n{}", around_panic(&log));
         }
         for (n, worker) in self.workers.iter().enumerate() {
             let log = worker.log();
-            assert!(!log.contains("panicked"), "worker-{n} panicked:\n{}", tail(&log, 80));
+            assert!(!log.contains("panicked"), "worker-{n} panicked:\n{}", around_panic(&log));
         }
         // `ServeProcess::assert_alive` takes `&mut`, and a process that exited stays a zombie
         // until reaped: its state says so.
