@@ -152,8 +152,10 @@ impl SpendQueue {
         let (reply, answer) = oneshot::channel();
         let start_runner = {
             let mut queue = self.queue();
+            // An account a batch at work holds is that batch's runner's to take next: another
+            // runner would only find it held and stop (a hot account's every spend did).
+            let start = queue.running < self.lanes && !queue.in_flight.contains(spend.account.as_str());
             queue.waiting.push_back(Waiting { spend, reply, span: tracing::Span::current() });
-            let start = queue.running < self.lanes;
             queue.running += usize::from(start);
             start
         };
@@ -180,15 +182,16 @@ impl SpendQueue {
         queue.waiting.retain(|w| !w.reply.is_closed());
         let Queue { waiting, in_flight, .. } = &mut *queue;
         let mut taken = Vec::new();
-        let mut left = VecDeque::with_capacity(waiting.len());
-        for w in waiting.drain(..) {
-            if taken.len() < MAX_BATCH && !in_flight.contains(w.spend.account.as_str()) {
-                taken.push(w);
+        // In place, in arrival order, stopping once the batch is full: the spends passed over
+        // keep their places.
+        let mut at = 0;
+        while at < waiting.len() && taken.len() < MAX_BATCH {
+            if in_flight.contains(waiting[at].spend.account.as_str()) {
+                at += 1;
             } else {
-                left.push_back(w);
+                taken.push(waiting.remove(at).expect("in range"));
             }
         }
-        *waiting = left;
         for w in &taken {
             in_flight.insert(w.spend.account.as_str().to_string());
         }
@@ -403,7 +406,6 @@ fn numbered_debits(
 ) -> Option<(store::keyed_debits::Prepared, Vec<i64>)> {
     let lines = debits.iter().map(|d| d.takes.len()).sum();
     if debits.is_empty()
-        || ids.len() < debits.len()
         || !store::keyed_debits::fit(debits.len(), lines, ids.len())
         || debits.iter().any(|d| accounts[&d.account_id].auto_topup_below_micros.is_some())
     {

@@ -119,28 +119,24 @@ pub fn prepare(debits: &Debits<'_>) -> Prepared {
 pub async fn write(conn: &impl ConnectionTrait, debits: Prepared, records: &[NewRecord<'_>]) -> Result<(), DbErr> {
     assert_eq!(conn.get_database_backend(), DbBackend::Postgres, "one statement for the debits and keys is PostgreSQL's");
     let Prepared { parts, mut values, asked } = debits;
-    // No record kept is not a spend batch's case (each fresh spend keeps its outcome), but the
-    // statement does not depend on it.
-    let keys = if records.is_empty() {
-        "k AS (SELECT 1 WHERE false)".to_string()
-    } else {
-        let key_rows = super::values_rows(DbBackend::Postgres, records.len(), PER_RECORD, values.len());
-        for r in records {
-            values.extend([
-                Value::from(r.account_id),
-                Value::from(r.operation),
-                Value::from(r.key),
-                Value::from(r.request_hash),
-                Value::from(r.outcome.as_str()),
-                Value::from(r.now),
-                Value::from(r.expires_at),
-            ]);
-        }
-        format!(
-            "k AS (INSERT INTO idempotency_keys (account_id, operation, key, request_hash, outcome, created_at, expires_at) \
-                   VALUES {key_rows} RETURNING 1)"
-        )
-    };
+    // Every fresh spend keeps its outcome, so a batch with debits has records.
+    assert!(!records.is_empty(), "debits come with the records of the keys that made them");
+    let key_rows = super::values_rows(DbBackend::Postgres, records.len(), PER_RECORD, values.len());
+    for r in records {
+        values.extend([
+            Value::from(r.account_id),
+            Value::from(r.operation),
+            Value::from(r.key),
+            Value::from(r.request_hash),
+            Value::from(r.outcome.as_str()),
+            Value::from(r.now),
+            Value::from(r.expires_at),
+        ]);
+    }
+    let keys = format!(
+        "k AS (INSERT INTO idempotency_keys (account_id, operation, key, request_hash, outcome, created_at, expires_at) \
+               VALUES {key_rows} RETURNING 1)"
+    );
     let sql = format!(
         "{parts}{keys} SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM moved), (SELECT count(*) FROM e), \
                 (SELECT count(*) FROM l), (SELECT count(*) FROM k)"
