@@ -199,6 +199,7 @@ async fn an_operator_uses_the_console_in_chromium(backend: Backend) {
     };
     script.reached("event-failed-seen").await;
     receiver.heal();
+    script.resume("healed").await;
     // The page queued the whole audit; a worker runs it (here, the job run at once).
     script.reached("audit-queued").await;
     let audited = app.gql(&app.admin, "mutation { runJob(job: AUDIT_LEDGER) { items } }", json!({})).await;

@@ -587,6 +587,8 @@ async fn a_user_changes_settings_and_sends_credits_in_the_portal(backend: Backen
     )
     .await;
     let later = controls_of(&app, "alice").await;
+    // Only now may the page read again: before, it could show the limits without the spend.
+    script.resume("spent").await;
     let seen = script.finish().await;
     assert_eq!(seen["foreign"], json!([]), "the page tried to reach another host: {}", seen["foreign"]);
     assert_eq!(seen["problems"], json!([]), "errors in the page: {}", seen["problems"]);

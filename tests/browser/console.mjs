@@ -11,10 +11,11 @@
 // ACCOUNT the account to grant to; PURCHASE a paid purchase of it to refund; EVENT the outbox id of a failed event; FAILED_JOB the job
 // with a failed period; AUDIT "1" when the server has the ledger audit and admin log;
 // CONSOLE_SCREENSHOTS a folder for docs/console-*.png (optional).
-// Steps: "event-failed-seen" (the Rust test then heals the receiver), "audit-queued" (with
+// Steps: "event-failed-seen" (the Rust test then heals the receiver and resumes the script with
+// "healed"), "audit-queued" (with
 // AUDIT: the Rust test then runs the audit job), then RESULT.
 import { join } from 'node:path';
-import { axe, loadCount as loads, loadedAfter as loaded, openPage, result, run, step, WAIT_MS } from './lib.mjs';
+import { axe, loadCount as loads, loadedAfter as loaded, openPage, result, resumed, run, step, WAIT_MS } from './lib.mjs';
 
 const base = process.argv[2];
 const env = process.env;
@@ -145,6 +146,8 @@ run(async () => {
   axeOf.webhooks = await axe(page);
   await shoot(page, 'webhooks');
   step('event-failed-seen');
+  // Redelivered only once the Rust test has healed the receiver (it says so on stdin).
+  await resumed('healed');
   await page.click(`${row} button[data-redeliver]`);
   const redelivered = await outcomeOf(page, 'redeliver-outcome');
   webhook.outcome = redelivered.text;

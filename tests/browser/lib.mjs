@@ -7,9 +7,12 @@
 // with its inputs in the environment. It talks back on stdout, one line each:
 //   STEP name          a point reached (the Rust test may act on it, e.g. change a balance)
 //   RESULT {json}      the last line: what the script saw, for the Rust test to assert
+// and where the page must not go on before the Rust test has acted, the script waits in
+// `resumed(name)` for the test's `GO name` line on its stdin.
 // and it exits non-zero on any failure, with the reason on stderr.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
 /** The waits for the page: bounded, so a broken page fails the test instead of hanging it. */
@@ -17,6 +20,24 @@ export const WAIT_MS = 30_000;
 
 export function step(name) {
   console.log(`STEP ${name}`);
+}
+
+/**
+ * Waits for the Rust test's `GO name` line on stdin (BrowserScript::resume): after a step the
+ * test acts on, so the page reads only once the test has acted. Stdin is let go after each line,
+ * so the script can end.
+ */
+export async function resumed(name) {
+  const lines = createInterface({ input: process.stdin });
+  try {
+    for await (const line of lines) {
+      if (line === `GO ${name}`) return;
+      throw new Error(`expected "GO ${name}" on stdin, got "${line}"`);
+    }
+    throw new Error(`stdin closed before "GO ${name}"`);
+  } finally {
+    lines.close();
+  }
 }
 
 export function result(value) {

@@ -8,9 +8,10 @@
 // RECIPIENT the account to give to; PORTAL_SCREENSHOTS a folder for docs/portal-settings.png
 // (optional).
 // Steps (MODE=gifts): "auto-refused", "auto-saved", "limits-refused", "limits-saved" (the Rust
-// test then spends and fails the top-up's payment), "gift-sent", then RESULT.
+// test then spends, fails the top-up's payment, and resumes the script with "spent"),
+// "gift-sent", then RESULT.
 import { join } from 'node:path';
-import { axe, openPage, result, run, step, WAIT_MS } from './lib.mjs';
+import { axe, openPage, result, resumed, run, step, WAIT_MS } from './lib.mjs';
 
 const base = process.argv[2];
 const { URL: PORTAL_URL, MODE, RECIPIENT, PORTAL_SCREENSHOTS } = process.env;
@@ -120,7 +121,8 @@ run(async () => {
   seen.limitsAfterSave = await limitRows(page);
   step('limits-saved');
 
-  // Read again, after the Rust test's spend and failed payment.
+  // Read again, once the Rust test has spent and failed the payment (it says so on stdin).
+  await resumed('spent');
   await openSettings(page);
   seen.limitsLater = await limitRows(page);
   seen.perCharge = await page.getAttribute('#spend-limits-per-charge', 'data-max');

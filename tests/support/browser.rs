@@ -12,8 +12,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdout, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 /// How long a script may take to reach a step, or to finish: its own waits are shorter
 /// (`WAIT_MS`), so this only catches a hung browser.
@@ -47,6 +47,7 @@ fn missing() -> Option<String> {
 pub struct BrowserScript {
     name: String,
     child: Child,
+    stdin: Option<ChildStdin>,
     stdout: Lines<BufReader<ChildStdout>>,
 }
 
@@ -66,7 +67,7 @@ impl BrowserScript {
             .arg(scripts_dir().join(script))
             .arg(base_url)
             .env("CHROMIUM", chromium())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
@@ -75,7 +76,8 @@ impl BrowserScript {
         }
         let mut child = command.spawn().expect("node starts");
         let stdout = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        Some(BrowserScript { name: script.to_string(), child, stdout })
+        let stdin = child.stdin.take().expect("piped stdin");
+        Some(BrowserScript { name: script.to_string(), child, stdin: Some(stdin), stdout })
     }
 
     /// The script's next line, or a failure with its stderr when it ended or hung.
@@ -106,8 +108,18 @@ impl BrowserScript {
         }
     }
 
+    /// Lets a script waiting in `resumed(name)` (lib.mjs) go on: for a step after which the test
+    /// changes something the page then reads, so the page cannot read before the change.
+    pub async fn resume(&mut self, name: &str) {
+        let stdin = self.stdin.as_mut().expect("the script's stdin is open until it finishes");
+        stdin.write_all(format!("GO {name}\n").as_bytes()).await.expect("the script reads its stdin");
+        stdin.flush().await.expect("the script reads its stdin");
+    }
+
     /// Waits for the script's `RESULT` and its successful exit, and returns the result.
     pub async fn finish(mut self) -> Value {
+        // Closed, so a script still listening on it can end.
+        self.stdin = None;
         let result = loop {
             let line = self.next_line().await;
             if let Some(json) = line.strip_prefix("RESULT ") {
