@@ -31,7 +31,7 @@
 //! | subscriptions per account | `max_subscriptions_per_account` | `CREDITS_MAX_SUBSCRIPTIONS_PER_ACCOUNT` | 100 |
 //! | WebSockets per address | `max_websockets_per_address` | `CREDITS_MAX_WEBSOCKETS_PER_ADDRESS` | 50 |
 //! | `connection_init` timeout | `websocket_init_timeout_seconds` | `CREDITS_WEBSOCKET_INIT_TIMEOUT_SECONDS` | 10 |
-//! | spend lanes   | `spend_lanes`   | `CREDITS_SPEND_LANES` | 1 on SQLite, 4 on PostgreSQL (`service::batch`) |
+//! | spend lanes   | `spend_lanes`   | `CREDITS_SPEND_LANES` | 1 on SQLite, 2 on PostgreSQL (`service::batch`) |
 //! | sweep batch   | `sweep_batch`   | `CREDITS_SWEEP_BATCH` | accounts per step of a job's sweep (`service::jobs`): 20000 for the plan grants, 4000 for the others |
 //! | header timeout | `header_timeout_seconds` | `CREDITS_HEADER_TIMEOUT_SECONDS` | 10 (also the keep-alive idle time) |
 //! | body timeout  | `body_timeout_seconds` | `CREDITS_BODY_TIMEOUT_SECONDS` | 30 (the whole body)     |

@@ -61,11 +61,15 @@ const _: () = assert!(MAX_BATCH < crate::store::pg_array::FROM_ROWS);
 /// batch at a time: all of its spends that wait go into the next batch that takes it, in arrival
 /// order, and are committed together under one lock instead of queueing behind each other on the
 /// account's row (the hot account). SQLite commits one writer at a time, so one batch in flight
-/// loses nothing there.
+/// loses nothing there. On PostgreSQL two: a second batch overlaps its statements with the first
+/// one's, which one client's spends cannot fill, but every batch's `pg_notify` queues its commit
+/// behind the others' (PostgreSQL holds the notify lock through the flush), so a third and fourth
+/// batch mostly waited while holding their accounts, and split the queue into smaller batches
+/// (at 8-32 clients two runners gave 8-11% more spends than four; docs/benchmarks.md, change 21).
 pub fn default_lanes(backend: DbBackend) -> usize {
     match backend {
         DbBackend::Sqlite => 1,
-        _ => 4,
+        _ => 2,
     }
 }
 

@@ -104,7 +104,7 @@ impl Engine {
         let backend = db.get_database_backend();
         let spends = Arc::new(batch::SpendQueue::new(batch::default_lanes(backend)));
         Engine {
-            job_parallelism: batch::default_lanes(backend),
+            job_parallelism: jobs::parts_side_by_side(backend),
             job_part: jobs::ITEMS_PER_TRANSACTION,
             db,
             program,

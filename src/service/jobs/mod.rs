@@ -27,6 +27,17 @@ pub const GRANT_BATCH: u64 = 20_000;
 /// Items per transaction of the jobs that split a batch into parts (`Engine::job_part`): bounds
 /// how long a part holds its accounts' locks.
 pub const ITEMS_PER_TRANSACTION: usize = 1000;
+/// Transactions a job that splits a batch into parts runs side by side (`Engine::job_parallelism`):
+/// the month's write-offs and grants take many rows per part and commit far less often than
+/// spends, so four parts keep PostgreSQL's cores busy (docs/benchmarks.md, changes 6 and 18);
+/// SQLite commits one writer at a time.
+pub fn parts_side_by_side(backend: sea_orm::DbBackend) -> usize {
+    match backend {
+        sea_orm::DbBackend::Sqlite => 1,
+        _ => 4,
+    }
+}
+
 /// Idempotency records deleted per statement.
 pub const PURGE_BATCH: u64 = 1000;
 
