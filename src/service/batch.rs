@@ -65,7 +65,8 @@ const _: () = assert!(MAX_BATCH < crate::store::pg_array::FROM_ROWS);
 /// one's, which one client's spends cannot fill, but every batch's `pg_notify` queues its commit
 /// behind the others' (PostgreSQL holds the notify lock through the flush), so a third and fourth
 /// batch mostly waited while holding their accounts, and split the queue into smaller batches
-/// (at 8-32 clients two runners gave 8-11% more spends than four; docs/benchmarks.md, change 21).
+/// (at 8-32 clients two runners gave up to 16% more spends than four, at 4 clients 1-6% fewer;
+/// docs/benchmarks.md, change 21).
 pub fn default_lanes(backend: DbBackend) -> usize {
     match backend {
         DbBackend::Sqlite => 1,

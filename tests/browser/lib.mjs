@@ -7,9 +7,9 @@
 // with its inputs in the environment. It talks back on stdout, one line each:
 //   STEP name          a point reached (the Rust test may act on it, e.g. change a balance)
 //   RESULT {json}      the last line: what the script saw, for the Rust test to assert
-// and where the page must not go on before the Rust test has acted, the script waits in
-// `resumed(name)` for the test's `GO name` line on its stdin.
-// and it exits non-zero on any failure, with the reason on stderr.
+// and it exits non-zero on any failure, with the reason on stderr. Where the page must not go on
+// before the Rust test has acted, the script waits in `resumed(name)` for the test's `GO name`
+// line on its stdin (BrowserScript::resume).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';

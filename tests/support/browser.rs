@@ -112,8 +112,15 @@ impl BrowserScript {
     /// changes something the page then reads, so the page cannot read before the change.
     pub async fn resume(&mut self, name: &str) {
         let stdin = self.stdin.as_mut().expect("the script's stdin is open until it finishes");
-        stdin.write_all(format!("GO {name}\n").as_bytes()).await.expect("the script reads its stdin");
-        stdin.flush().await.expect("the script reads its stdin");
+        let line = format!("GO {name}\n");
+        let sent = match stdin.write_all(line.as_bytes()).await {
+            Ok(()) => stdin.flush().await,
+            Err(e) => Err(e),
+        };
+        // A script that already ended cannot read it: say why it ended, as `next_line` does.
+        if let Err(e) = sent {
+            self.fail(&format!("could not be resumed with \"{name}\" ({e})")).await;
+        }
     }
 
     /// Waits for the script's `RESULT` and its successful exit, and returns the result.
