@@ -388,7 +388,7 @@ pub async fn build(settings: Settings) -> anyhow::Result<(Application, Engine)> 
         // Before the limits: a hash-only request becomes its stored text, which they then check.
         .extension(crate::graphql::persisted::PersistedQueries { documents: documents.clone() })
         .extension(crate::graphql::session::SessionLimits)
-        .extension(crate::graphql::limits::DocumentLimits { max_aliases: security.max_aliases, max_fields: security.max_complexity })
+        .extension(crate::graphql::limits::DocumentLimits::new(security.max_aliases, security.max_complexity))
         .extension(crate::graphql::timeout::RequestTimeout { timeout: security.request_timeout })
         // Inside the timeout: a mutation cut short by it is not logged as done.
         .extension(crate::graphql::admin_log::AdminLog)

@@ -17,13 +17,16 @@
 //!   recursion-depth check follows spreads). Counting here is linear in the document's size;
 //!   one that expands past `max_complexity` fields is refused, which the complexity limit would
 //!   refuse anyway (every field costs at least 1) once it had done the exponential work.
+//!
+//! The document parsed for these checks is the one the library runs (a request is parsed once),
+//! and a text that passed is kept parsed for the next request that sends it ([`ParsedDocuments`]).
 
 use crate::graphql::error::code;
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// The default `max_aliases`.
 pub const MAX_ALIASES: usize = 30;
@@ -33,20 +36,28 @@ pub const MAX_ALIASES: usize = 30;
 pub const MAX_NESTING: usize = 64;
 
 pub struct DocumentLimits {
-    pub max_aliases: usize,
+    max_aliases: usize,
     /// Fields in the document once every fragment spread is expanded: `max_complexity`.
-    pub max_fields: usize,
+    max_fields: usize,
+    parsed: Arc<ParsedDocuments>,
+}
+
+impl DocumentLimits {
+    pub fn new(max_aliases: usize, max_fields: usize) -> Self {
+        DocumentLimits { max_aliases, max_fields, parsed: Arc::new(ParsedDocuments::default()) }
+    }
 }
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension { max_aliases: self.max_aliases, max_fields: self.max_fields })
+        Arc::new(DocumentLimitsExtension { max_aliases: self.max_aliases, max_fields: self.max_fields, parsed: self.parsed.clone() })
     }
 }
 
 struct DocumentLimitsExtension {
     max_aliases: usize,
     max_fields: usize,
+    parsed: Arc<ParsedDocuments>,
 }
 
 fn refusal(message: String) -> ServerError {
@@ -55,40 +66,112 @@ fn refusal(message: String) -> ServerError {
     error
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentLimitsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
+impl DocumentLimitsExtension {
+    /// The document parsed and within the limits, from the cache when this text passed before;
+    /// `None` when the parser refuses it (the library then refuses it with its own message).
+    fn checked(&self, query: &str) -> ServerResult<Option<ExecutableDocument>> {
+        if let Some(document) = self.parsed.get(query) {
+            return Ok(Some(document));
+        }
         let nesting = bracket_nesting(query);
         if nesting > MAX_NESTING {
-            let mut error = ServerError::new(format!("the request nests brackets {nesting} deep; at most {MAX_NESTING} are allowed"), None);
-            error.extensions.get_or_insert_with(Default::default).set("code", code::BAD_USER_INPUT);
-            return Err(error);
+            return Err(refusal(format!("the request nests brackets {nesting} deep; at most {MAX_NESTING} are allowed")));
         }
-        // Parsed here first and measured: the library's own parse step then walks the fragment
+        let Ok(document) = async_graphql::parser::parse_query(query) else {
+            return Ok(None);
+        };
+        // Measured before the library sees it: the library's parse step walks the fragment
         // graph without memoising (its recursion-depth check), exponentially on a fan-out.
-        // A document the parser refuses goes on to the library, which refuses it with its
-        // own message.
-        if let Ok(document) = async_graphql::parser::parse_query(query) {
-            let fields = expanded_fields(&document);
-            if fields > self.max_fields as u64 {
-                return Err(refusal(format!(
-                    "the request selects {fields} fields once its fragments are expanded; at most {} are allowed",
-                    self.max_fields
-                )));
-            }
+        let fields = expanded_fields(&document);
+        if fields > self.max_fields as u64 {
+            return Err(refusal(format!(
+                "the request selects {fields} fields once its fragments are expanded; at most {} are allowed",
+                self.max_fields
+            )));
         }
-        let document = next.run(ctx, query, variables).await?;
         let aliases = count_aliases(&document);
         if aliases > self.max_aliases {
             return Err(refusal(format!("the request has {aliases} aliases; at most {} are allowed", self.max_aliases)));
         }
-        Ok(document)
+        self.parsed.keep(query, &document);
+        Ok(Some(document))
+    }
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DocumentLimitsExtension {
+    /// Checks the document and hands it to the library parsed (`set_parsed_query`), so a request
+    /// is parsed once, not here and again in the library's parse step, and a document seen
+    /// before not at all. The library's own checks of the parsed document (recursion depth,
+    /// directives) still run on it.
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if let Some(document) = self.checked(&request.query)? {
+            request.set_parsed_query(document);
+        }
+        next.run(ctx, request).await
+    }
+}
+
+/// Documents that parsed and passed the limits, by their text. Clients send a handful of
+/// documents over and over with different variables; parsing one costs ~10 µs of CPU (pest),
+/// cloning it ~0.3 µs. Bounded in entries and in the size of a document kept: two generations,
+/// the older dropped whole when the newer fills, and a hit in the older moves to the newer, so
+/// documents in use stay while a stream of one-off documents only costs their own parse.
+#[derive(Default)]
+pub struct ParsedDocuments {
+    generations: Mutex<Generations>,
+}
+
+#[derive(Default)]
+struct Generations {
+    newer: HashMap<Box<str>, ExecutableDocument>,
+    older: HashMap<Box<str>, ExecutableDocument>,
+}
+
+impl ParsedDocuments {
+    /// Entries per generation.
+    pub const GENERATION: usize = 256;
+    /// Longer documents are parsed each time: few clients send them, and they would make the
+    /// cache's memory a multiple of the request body limit.
+    pub const LONGEST: usize = 8 * 1024;
+
+    fn get(&self, query: &str) -> Option<ExecutableDocument> {
+        let mut generations = self.generations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(document) = generations.newer.get(query) {
+            return Some(document.clone());
+        }
+        let (text, document) = generations.older.remove_entry(query)?;
+        let copy = document.clone();
+        generations.insert(text, document);
+        Some(copy)
+    }
+
+    fn keep(&self, query: &str, document: &ExecutableDocument) {
+        if query.len() > Self::LONGEST {
+            return;
+        }
+        let mut generations = self.generations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        generations.insert(query.into(), document.clone());
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let generations = self.generations.lock().unwrap();
+        generations.newer.len() + generations.older.len()
+    }
+}
+
+impl Generations {
+    fn insert(&mut self, text: Box<str>, document: ExecutableDocument) {
+        if self.newer.len() >= ParsedDocuments::GENERATION {
+            self.older = std::mem::take(&mut self.newer);
+        }
+        self.newer.insert(text, document);
     }
 }
 
@@ -263,6 +346,30 @@ mod tests {
         assert_eq!(fields(&fan_out(100)), u64::MAX);
         // A cycle (refused by validation later) does not loop here.
         assert_eq!(fields("{ ...A } fragment A on QueryRoot { id ...B } fragment B on QueryRoot { ...A }"), 1);
+    }
+
+    #[test]
+    fn a_document_that_passed_is_kept_parsed_and_the_cache_stays_bounded() {
+        let cache = ParsedDocuments::default();
+        let spend = "mutation S($i: SpendCreditsInput!) { spendCredits(input: $i) { sequence } }";
+        let document = async_graphql::parser::parse_query(spend).unwrap();
+        assert!(cache.get(spend).is_none());
+        cache.keep(spend, &document);
+        let kept = cache.get(spend).expect("kept");
+        assert_eq!(format!("{kept:?}"), format!("{document:?}"), "the same document, not a re-parse of another text");
+        // A stream of one-off documents: at most two generations are held, and a document in
+        // use (asked for between them) survives the turnover.
+        for i in 0..ParsedDocuments::GENERATION * 5 {
+            let text = format!("{{ a{i} }}");
+            cache.keep(&text, &async_graphql::parser::parse_query(&text).unwrap());
+            if i % 100 == 0 {
+                assert!(cache.get(spend).is_some(), "dropped after {i} one-off documents");
+            }
+            assert!(cache.len() <= 2 * ParsedDocuments::GENERATION);
+        }
+        let long = format!("{{ {} }}", "a ".repeat(ParsedDocuments::LONGEST));
+        cache.keep(&long, &async_graphql::parser::parse_query(&long).unwrap());
+        assert!(cache.get(&long).is_none(), "a document longer than LONGEST is not kept");
     }
 
     #[test]
