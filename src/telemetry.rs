@@ -27,6 +27,7 @@ pub const DB_POOL_MAX: &str = "credits_db_pool_max_connections";
 pub const SCRAPE_ERRORS: &str = "credits_scrape_errors_total";
 pub const SPEND_BATCH_SIZE: &str = "credits_spend_batch_size";
 pub const SPEND_BATCH_FALLBACKS: &str = "credits_spend_batch_fallbacks_total";
+pub const SPEND_BATCH_SKIPPED: &str = "credits_spend_batch_skipped_total";
 pub const SPENDS_WAITING: &str = "credits_spends_waiting";
 pub const SPEND_LANES: &str = "credits_spend_lanes";
 pub const TRANSACTION_RETRIES: &str = "credits_transaction_retries_total";
@@ -92,6 +93,10 @@ fn describe() {
     describe_gauge!(DB_POOL_MAX, "The database pool's maximum size.");
     describe_histogram!(SPEND_BATCH_SIZE, "Spends committed together in one transaction (group commit).");
     describe_counter!(SPEND_BATCH_FALLBACKS, "Batches of spends that failed as a whole and were run one by one.");
+    describe_counter!(
+        SPEND_BATCH_SKIPPED,
+        "Spends left out of their batch because another transaction held their account, then run on their own."
+    );
     describe_gauge!(SPENDS_WAITING, "Spends queued for a batch and not taken yet, at scrape time.");
     describe_gauge!(SPEND_LANES, "Lanes of spend batches this process keeps in flight (spend_lanes).");
     describe_counter!(

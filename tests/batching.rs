@@ -294,6 +294,54 @@ async fn a_spend_never_waits_for_another_accounts_batch() {
     app.assert_audit_clean().await;
 }
 
+/// PostgreSQL: a batch of several accounts does not wait for one that another transaction holds
+/// (another process's batch, an operator's write). It commits the others and runs the held
+/// account's spends after, together, once the lock goes: each outcome as it would have been.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_commits_its_other_accounts_while_one_is_held_elsewhere() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    let others: Vec<String> = (0..6).map(|i| format!("other-{i}")).collect();
+    for id in std::iter::once("held").chain(others.iter().map(String::as_str)) {
+        app.create_account(id).await;
+        app.grant(id, "10", "PAID", None, &format!("g-{id}")).await;
+    }
+    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
+    let lock = hold_accounts(&blocker, &["held"]).await;
+    let mut requests = vec![request("held", "1", "h-1")];
+    requests.extend(others.iter().enumerate().map(|(i, account)| request(account, "2", &format!("o-{i}"))));
+    requests.push(request("held", "3", "h-2"));
+    requests.push(request("nobody", "1", "n-1"));
+    let before = app.ledger.spends.stats();
+    let ledger = app.ledger.clone();
+    let now = app.clock.now();
+    let batch = tokio::spawn(async move { ledger.spend_many(requests, now).await });
+    // The other accounts' spends are committed (read on another connection) while the held
+    // account's still wait for its row.
+    let committed = async {
+        for account in &others {
+            while app.balance(account).await != "8" {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), committed).await.expect("the other accounts waited for the held one");
+    assert!(!batch.is_finished(), "the held account's spends wait for its row");
+    assert_eq!(app.balance("held").await, "10");
+    lock.commit().await.unwrap();
+    let outcomes = batch.await.unwrap();
+    let kinds: Vec<String> = outcomes.iter().map(code).collect();
+    let mut expected = vec!["ok".to_string(); 8];
+    expected.push("NotFound".to_string());
+    assert_eq!(kinds, expected);
+    // The held account's two spends in arrival order, after the lock: 10 - 1, then - 3.
+    let after = |i: usize| outcomes[i].as_ref().unwrap().available_after.to_string();
+    assert_eq!((after(0), after(7)), ("9".to_string(), "6".to_string()));
+    assert_eq!(app.balance("held").await, "6");
+    let stats = app.ledger.spends.stats();
+    assert_eq!((stats.batches - before.batches, stats.skipped - before.skipped, stats.fallbacks - before.fallbacks), (1, 3, 0));
+    app.assert_audit_clean().await;
+}
+
 /// The statements an engine of `app`'s program runs on its own connection, as run.
 fn counted_engine(app: &TestApp, db: DatabaseConnection) -> (credits::service::Engine, Arc<Mutex<Vec<String>>>) {
     let statements: Arc<Mutex<Vec<String>>> = Arc::default();

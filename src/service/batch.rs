@@ -24,7 +24,7 @@ use crate::ledger::{self, Lot, Spent};
 use crate::program::Program;
 use crate::service::Refusal;
 use crate::service::daily_free;
-use crate::service::executor::{Dated, Decisions, Fresh, Locked, Prefetched, RunMany};
+use crate::service::executor::{AccountLocks, Dated, Decisions, Fresh, Locked, Prefetched, RunMany};
 use crate::service::notices;
 use crate::service::posting::{self, Debit};
 use crate::service::reservations;
@@ -83,6 +83,7 @@ pub struct SpendQueue {
     spends: AtomicU64,
     largest: AtomicU64,
     fallbacks: AtomicU64,
+    skipped: AtomicU64,
 }
 
 #[derive(Default)]
@@ -111,6 +112,9 @@ pub struct BatchStats {
     pub largest: u64,
     /// Batches that failed as a whole and ran their spends one by one.
     pub fallbacks: u64,
+    /// Spends left out of their batch because another transaction held their account (or it
+    /// does not exist): run after that batch, in a batch of their own, instead of holding it up.
+    pub skipped: u64,
 }
 
 impl SpendQueue {
@@ -123,6 +127,7 @@ impl SpendQueue {
             spends: AtomicU64::new(0),
             largest: AtomicU64::new(0),
             fallbacks: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
         }
     }
 
@@ -132,6 +137,7 @@ impl SpendQueue {
             spends: self.spends.load(Ordering::Relaxed),
             largest: self.largest.load(Ordering::Relaxed),
             fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
         }
     }
 
@@ -266,7 +272,29 @@ impl Engine {
         counts.spends.fetch_add(spends.len() as u64, Ordering::Relaxed);
         counts.largest.fetch_max(spends.len() as u64, Ordering::Relaxed);
         metrics::histogram!(crate::telemetry::SPEND_BATCH_SIZE).record(spends.len() as f64);
-        match self.execute_many_reading(&spends, spend_reads, spend_body).await {
+        // A batch of several accounts on PostgreSQL does not wait for one that another
+        // transaction holds (another process's batch, an operator's grant): it leaves that
+        // account out, commits the rest, and then runs the spends it left out together, waiting
+        // for their accounts. Waiting held every spend of the batch for that one lock. One
+        // account's batch waits at once: leaving it out would only run it again to wait. SQLite
+        // has one writer at a time, no row locks to meet.
+        let accounts: HashSet<&str> = spends.iter().map(|(command, _)| command.account.as_str()).collect();
+        if accounts.len() > 1 && self.db.get_database_backend() == DbBackend::Postgres {
+            match self.execute_many_reading(&spends, AccountLocks::SkipHeld, spend_reads, spend_body).await {
+                Ok(outcomes) => return self.run_skipped(spends, outcomes).await,
+                Err(ServiceError::DatabaseUnavailable { why, cause }) => {
+                    return spends.iter().map(|_| Err(ServiceError::DatabaseUnavailable { why, cause: cause.clone() })).collect();
+                }
+                // Nothing committed: run as any batch below, and one by one if it fails again.
+                Err(_) => {}
+            }
+        }
+        self.spend_waiting(&spends).await
+    }
+
+    /// A batch that waits for its accounts' locks; if it fails as a whole, its spends one by one.
+    async fn spend_waiting(&self, spends: &[Dated<SpendFields>]) -> Vec<Result<SpendReceipt, ServiceError>> {
+        match self.execute_many_reading(spends, AccountLocks::Wait, spend_reads, spend_body).await {
             Ok(outcomes) => outcomes,
             Err(err) if spends.len() == 1 => vec![Err(err)],
             // The database is down or full: one by one would meet the same, each after its own
@@ -279,14 +307,44 @@ impl Engine {
                 self.spends.fallbacks.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!(crate::telemetry::SPEND_BATCH_FALLBACKS).increment(1);
                 let mut outcomes = Vec::with_capacity(spends.len());
-                for spend in &spends {
+                for spend in spends {
                     // A batch of one: the outcome the spend would have had alone.
-                    let alone = self.execute_many_reading(std::slice::from_ref(spend), spend_reads, spend_body).await;
+                    let alone = self.execute_many_reading(std::slice::from_ref(spend), AccountLocks::Wait, spend_reads, spend_body).await;
                     outcomes.push(alone.and_then(|mut outcome| outcome.pop().expect("one outcome per spend")));
                 }
                 outcomes
             }
         }
+    }
+
+    /// The outcomes of a batch that left out the accounts it found held, with the spends it
+    /// left out run now as a batch that waits for them, in arrival order. An unknown account
+    /// looks the same to the first batch (no row locked) and gets its answer in the second.
+    async fn run_skipped(
+        &self,
+        spends: Vec<Dated<SpendFields>>,
+        outcomes: Vec<Result<SpendReceipt, ServiceError>>,
+    ) -> Vec<Result<SpendReceipt, ServiceError>> {
+        let mut all = Vec::with_capacity(outcomes.len());
+        let (mut again, mut places) = (Vec::new(), Vec::new());
+        for (spend, outcome) in spends.into_iter().zip(outcomes) {
+            match outcome {
+                Err(ServiceError::NotFound(_)) => {
+                    places.push(all.len());
+                    all.push(None);
+                    again.push(spend);
+                }
+                outcome => all.push(Some(outcome)),
+            }
+        }
+        if !again.is_empty() {
+            self.spends.skipped.fetch_add(again.len() as u64, Ordering::Relaxed);
+            metrics::counter!(crate::telemetry::SPEND_BATCH_SKIPPED).increment(again.len() as u64);
+            for (place, outcome) in places.into_iter().zip(self.spend_waiting(&again).await) {
+                all[place] = Some(outcome);
+            }
+        }
+        all.into_iter().map(|outcome| outcome.expect("every spend has an outcome")).collect()
     }
 }
 

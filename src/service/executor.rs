@@ -220,7 +220,7 @@ impl Engine {
         T: Serialize + DeserializeOwned + Clone + Send + Sync,
         B: for<'t> Fn(RunMany<'t, F>) -> BoxFuture<'t, Decisions<T>> + Sync,
     {
-        self.execute_many_reading(commands, keys_only, body).await
+        self.execute_many_reading(commands, AccountLocks::Wait, keys_only, body).await
     }
 
     /// `execute_many` whose key lookup is `prefetch`, which may read the body's rows with it
@@ -229,6 +229,7 @@ impl Engine {
     pub(crate) async fn execute_many_reading<F, T, R, P, B>(
         &self,
         commands: &[Dated<F>],
+        locks: AccountLocks,
         prefetch: P,
         body: B,
     ) -> Result<Vec<Result<T, ServiceError>>, ServiceError>
@@ -244,7 +245,7 @@ impl Engine {
         let latest = commands.iter().map(|(_, now)| *now).max().expect("a batch is never empty here");
         let stored = tx::write_with(&self.db, &(self, commands, prefetch, body), |txn, (ledger, commands, prefetch, body)| {
             Box::pin(async move {
-                let accounts = lock_accounts(txn, commands).await?;
+                let accounts = lock_accounts(txn, commands, locks).await?;
                 let mut account_ids: Vec<i64> = accounts.keys().copied().collect();
                 account_ids.sort_unstable();
                 let keys = key_pairs(commands, &accounts);
@@ -279,11 +280,30 @@ impl Engine {
 
 /// The accounts a batch names, locked in one statement in id order (so two batches never wait
 /// on each other in a cycle), by id. Unknown ones are absent.
-async fn lock_accounts<F>(txn: &DatabaseTransaction, commands: &[Dated<F>]) -> Result<HashMap<i64, account::Model>, ServiceError> {
+async fn lock_accounts<F>(
+    txn: &DatabaseTransaction,
+    commands: &[Dated<F>],
+    locks: AccountLocks,
+) -> Result<HashMap<i64, account::Model>, ServiceError> {
     let mut externals: Vec<&str> = commands.iter().map(|(c, _)| c.account.as_str()).collect();
     externals.sort_unstable();
     externals.dedup();
-    Ok(store::accounts::lock_many_by_external_id(txn, &externals).await?.into_iter().map(|a| (a.id, a)).collect())
+    let locked = match locks {
+        AccountLocks::Wait => store::accounts::lock_many_by_external_id(txn, &externals).await?,
+        AccountLocks::SkipHeld => store::accounts::lock_free_by_external_id(txn, &externals).await?,
+    };
+    Ok(locked.into_iter().map(|a| (a.id, a)).collect())
+}
+
+/// How a batch locks its accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AccountLocks {
+    /// Waits for each account another transaction holds.
+    Wait,
+    /// Leaves out an account another transaction holds (PostgreSQL's `SKIP LOCKED`): its
+    /// commands fail as an unknown account's do (`ServiceError::NotFound`), and it is the
+    /// caller's to run them again with `Wait`. The rest of the batch does not wait for it.
+    SkipHeld,
 }
 
 /// The (account, key) pairs of the commands whose accounts exist, sorted, each once.

@@ -86,6 +86,18 @@ pub async fn lock_many_by_external_id(conn: &impl ConnectionTrait, external_ids:
         .await
 }
 
+/// `lock_many_by_external_id` without waiting (`FOR UPDATE SKIP LOCKED`): an account another
+/// transaction holds is left out, as an unknown one is. SQLite has no row locks (its writers
+/// take turns for the whole database), so there it is the same as the waiting lock.
+pub async fn lock_free_by_external_id(conn: &impl ConnectionTrait, external_ids: &[&str]) -> Result<Vec<account::Model>, DbErr> {
+    account::Entity::find()
+        .filter(account::Column::ExternalId.is_in(external_ids.iter().copied()))
+        .order_by_asc(account::Column::Id)
+        .lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked)
+        .all(conn)
+        .await
+}
+
 /// Balances moved per statement by `add_to_balances`: bounds its bound parameters.
 const ACCOUNTS_PER_UPDATE: usize = 1000;
 
