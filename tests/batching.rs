@@ -30,6 +30,19 @@ async fn hold_accounts(db: &DatabaseConnection, accounts: &[&str]) -> DatabaseTr
     txn
 }
 
+/// Accounts `held` and `other-0` .. `other-{n-1}`, 10 paid credits each, and a transaction on a
+/// connection of its own holding `held` (the connection is returned to outlive it).
+async fn others_and_one_held(app: &TestApp, n: usize) -> (Vec<String>, DatabaseConnection, DatabaseTransaction) {
+    let others: Vec<String> = (0..n).map(|i| format!("other-{i}")).collect();
+    for id in std::iter::once("held").chain(others.iter().map(String::as_str)) {
+        app.create_account(id).await;
+        app.grant(id, "10", "PAID", None, &format!("g-{id}")).await;
+    }
+    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
+    let lock = hold_accounts(&blocker, &["held"]).await;
+    (others, blocker, lock)
+}
+
 /// Sends every (account, amount, key) at once while the accounts are held, lets go once they
 /// all wait, and returns the responses in the order given.
 async fn spend_in_one_burst(app: &TestApp, held: &[&str], spends: &[(&str, &str, String)]) -> Vec<Value> {
@@ -256,13 +269,7 @@ async fn a_spend_that_fails_in_the_database_does_not_fail_its_batch(backend: Bac
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_spend_never_waits_for_another_accounts_batch() {
     let app = TestApp::spawn(Backend::Postgres).await;
-    let others: Vec<String> = (0..12).map(|i| format!("other-{i}")).collect();
-    for id in std::iter::once("held").chain(others.iter().map(String::as_str)) {
-        app.create_account(id).await;
-        app.grant(id, "10", "PAID", None, &format!("g-{id}")).await;
-    }
-    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
-    let lock = hold_accounts(&blocker, &["held"]).await;
+    let (others, _blocker, lock) = others_and_one_held(&app, 12).await;
     let spend = |account: &str, key: &str| {
         let (client, address, token) = (app.client.clone(), app.address.clone(), app.service.clone());
         let variables = json!({ "a": account, "amt": "1", "k": key });
@@ -300,13 +307,7 @@ async fn a_spend_never_waits_for_another_accounts_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_commits_its_other_accounts_while_one_is_held_elsewhere() {
     let app = TestApp::spawn(Backend::Postgres).await;
-    let others: Vec<String> = (0..6).map(|i| format!("other-{i}")).collect();
-    for id in std::iter::once("held").chain(others.iter().map(String::as_str)) {
-        app.create_account(id).await;
-        app.grant(id, "10", "PAID", None, &format!("g-{id}")).await;
-    }
-    let blocker = credits::db::connect(&app.db.url, 1).await.unwrap();
-    let lock = hold_accounts(&blocker, &["held"]).await;
+    let (others, _blocker, lock) = others_and_one_held(&app, 6).await;
     let mut requests = vec![request("held", "1", "h-1")];
     requests.extend(others.iter().enumerate().map(|(i, account)| request(account, "2", &format!("o-{i}"))));
     requests.push(request("held", "3", "h-2"));
