@@ -118,10 +118,12 @@ impl Extension for DocumentLimitsExtension {
 }
 
 /// Documents that parsed and passed the limits, by their text. Clients send a handful of
-/// documents over and over with different variables; parsing one costs ~10 µs of CPU (pest),
-/// cloning it ~0.3 µs. Bounded in entries and in the size of a document kept: two generations,
-/// the older dropped whole when the newer fills, and a hit in the older moves to the newer, so
-/// documents in use stay while a stream of one-off documents only costs their own parse.
+/// documents over and over with different variables: parsing the bench's spend document costs
+/// ~10 µs of CPU (pest), cloning it ~0.3 µs, and each request of the portal's and console's
+/// pages runs a document of ~8 KB. Bounded in entries, in the text held and in the size of a
+/// document kept: two generations, the older dropped whole when the newer fills, and a hit in
+/// the older moves to the newer, so documents in use stay while a stream of one-off documents
+/// only costs their own parse.
 #[derive(Default)]
 pub struct ParsedDocuments {
     generations: Mutex<Generations>,
@@ -130,15 +132,19 @@ pub struct ParsedDocuments {
 #[derive(Default)]
 struct Generations {
     newer: HashMap<Box<str>, ExecutableDocument>,
+    /// The length of the newer generation's texts.
+    newer_bytes: usize,
     older: HashMap<Box<str>, ExecutableDocument>,
 }
 
 impl ParsedDocuments {
-    /// Entries per generation.
-    pub const GENERATION: usize = 256;
-    /// Longer documents are parsed each time: few clients send them, and they would make the
-    /// cache's memory a multiple of the request body limit.
-    pub const LONGEST: usize = 8 * 1024;
+    /// Documents per generation at most.
+    pub const GENERATION: usize = 128;
+    /// Text per generation at most: the parsed documents' memory grows with it.
+    pub const GENERATION_BYTES: usize = 256 * 1024;
+    /// Longer documents are parsed each time: a client sending many of them would turn the
+    /// generations over at once anyway.
+    pub const LONGEST: usize = 16 * 1024;
 
     fn get(&self, query: &str) -> Option<ExecutableDocument> {
         let mut generations = self.generations.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -160,17 +166,20 @@ impl ParsedDocuments {
     }
 
     #[cfg(test)]
-    fn len(&self) -> usize {
+    fn held(&self) -> (usize, usize) {
         let generations = self.generations.lock().unwrap();
-        generations.newer.len() + generations.older.len()
+        let older_bytes: usize = generations.older.keys().map(|text| text.len()).sum();
+        (generations.newer.len() + generations.older.len(), generations.newer_bytes + older_bytes)
     }
 }
 
 impl Generations {
     fn insert(&mut self, text: Box<str>, document: ExecutableDocument) {
-        if self.newer.len() >= ParsedDocuments::GENERATION {
+        if self.newer.len() >= ParsedDocuments::GENERATION || self.newer_bytes + text.len() > ParsedDocuments::GENERATION_BYTES {
             self.older = std::mem::take(&mut self.newer);
+            self.newer_bytes = 0;
         }
+        self.newer_bytes += text.len();
         self.newer.insert(text, document);
     }
 }
@@ -357,18 +366,25 @@ mod tests {
         cache.keep(spend, &document);
         let kept = cache.get(spend).expect("kept");
         assert_eq!(format!("{kept:?}"), format!("{document:?}"), "the same document, not a re-parse of another text");
-        // A stream of one-off documents: at most two generations are held, and a document in
-        // use (asked for between them) survives the turnover.
+        // The server's own pages send one document each for every request: kept.
+        for page in crate::app::SERVER_DOCUMENTS {
+            cache.keep(page, &async_graphql::parser::parse_query(page).unwrap());
+            assert!(cache.get(page).is_some(), "a page's document of {} bytes", page.len());
+        }
+        // A stream of one-off documents, short then long: at most two generations are held,
+        // and a document in use (asked for between them) survives the turnover.
         for i in 0..ParsedDocuments::GENERATION * 5 {
-            let text = format!("{{ a{i} }}");
-            cache.keep(&text, &async_graphql::parser::parse_query(&text).unwrap());
-            if i % 100 == 0 {
+            // Kept with any parsed document: the cache goes by the text's length.
+            let text = if i % 2 == 0 { format!("{{ a{i} }}") } else { format!("{{ a{i} {} }}", "b ".repeat(4000)) };
+            cache.keep(&text, &document);
+            if i % 50 == 0 {
                 assert!(cache.get(spend).is_some(), "dropped after {i} one-off documents");
             }
-            assert!(cache.len() <= 2 * ParsedDocuments::GENERATION);
+            let (documents, bytes) = cache.held();
+            assert!(documents <= 2 * ParsedDocuments::GENERATION && bytes <= 2 * ParsedDocuments::GENERATION_BYTES, "{documents} {bytes}");
         }
         let long = format!("{{ {} }}", "a ".repeat(ParsedDocuments::LONGEST));
-        cache.keep(&long, &async_graphql::parser::parse_query(&long).unwrap());
+        cache.keep(&long, &document);
         assert!(cache.get(&long).is_none(), "a document longer than LONGEST is not kept");
     }
 
