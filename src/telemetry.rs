@@ -95,7 +95,7 @@ fn describe() {
     describe_counter!(SPEND_BATCH_FALLBACKS, "Batches of spends that failed as a whole and were run one by one.");
     describe_counter!(
         SPEND_BATCH_SKIPPED,
-        "Spends left out of their batch because another transaction held their account, then run on their own."
+        "Spends left out of their batch because another transaction held their account (or it does not exist), then run in a batch of their own."
     );
     describe_gauge!(SPENDS_WAITING, "Spends queued for a batch and not taken yet, at scrape time.");
     describe_gauge!(SPEND_LANES, "Lanes of spend batches this process keeps in flight (spend_lanes).");

@@ -278,8 +278,8 @@ impl Engine {
         // for their accounts. Waiting held every spend of the batch for that one lock. One
         // account's batch waits at once: leaving it out would only run it again to wait. SQLite
         // has one writer at a time, no row locks to meet.
-        let accounts: HashSet<&str> = spends.iter().map(|(command, _)| command.account.as_str()).collect();
-        if accounts.len() > 1 && self.db.get_database_backend() == DbBackend::Postgres {
+        let several = spends.iter().any(|(command, _)| command.account.as_str() != spends[0].0.account.as_str());
+        if several && self.db.get_database_backend() == DbBackend::Postgres {
             match self.execute_many_reading(&spends, AccountLocks::SkipHeld, spend_reads, spend_body).await {
                 Ok(outcomes) => return self.run_skipped(spends, outcomes).await,
                 Err(ServiceError::DatabaseUnavailable { why, cause }) => {

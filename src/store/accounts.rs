@@ -78,24 +78,19 @@ pub async fn add_to_balance(conn: &impl ConnectionTrait, id: i64, delta_micros: 
 /// `lock_by_external_id` for many accounts in one statement, locked in id order (so two batches
 /// never wait on each other in a cycle). Unknown ids are simply absent.
 pub async fn lock_many_by_external_id(conn: &impl ConnectionTrait, external_ids: &[&str]) -> Result<Vec<account::Model>, DbErr> {
-    account::Entity::find()
-        .filter(account::Column::ExternalId.is_in(external_ids.iter().copied()))
-        .order_by_asc(account::Column::Id)
-        .lock_exclusive()
-        .all(conn)
-        .await
+    by_external_ids_in_id_order(external_ids).lock_exclusive().all(conn).await
 }
 
 /// `lock_many_by_external_id` without waiting (`FOR UPDATE SKIP LOCKED`): an account another
-/// transaction holds is left out, as an unknown one is. SQLite has no row locks (its writers
-/// take turns for the whole database), so there it is the same as the waiting lock.
+/// transaction holds is left out, as an unknown one is. PostgreSQL only: SQLite has no row
+/// locks (its writers take turns for the whole database).
 pub async fn lock_free_by_external_id(conn: &impl ConnectionTrait, external_ids: &[&str]) -> Result<Vec<account::Model>, DbErr> {
-    account::Entity::find()
-        .filter(account::Column::ExternalId.is_in(external_ids.iter().copied()))
-        .order_by_asc(account::Column::Id)
-        .lock_with_behavior(sea_orm::sea_query::LockType::Update, sea_orm::sea_query::LockBehavior::SkipLocked)
-        .all(conn)
-        .await
+    use sea_orm::sea_query::{LockBehavior, LockType};
+    by_external_ids_in_id_order(external_ids).lock_with_behavior(LockType::Update, LockBehavior::SkipLocked).all(conn).await
+}
+
+fn by_external_ids_in_id_order(external_ids: &[&str]) -> sea_orm::Select<account::Entity> {
+    account::Entity::find().filter(account::Column::ExternalId.is_in(external_ids.iter().copied())).order_by_asc(account::Column::Id)
 }
 
 /// Balances moved per statement by `add_to_balances`: bounds its bound parameters.
