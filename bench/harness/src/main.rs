@@ -18,6 +18,7 @@ mod export;
 mod footprint;
 mod limit;
 mod load;
+mod machine;
 mod month;
 mod replica;
 mod seed;
@@ -30,7 +31,7 @@ use clap::{Parser, ValueEnum};
 use credits::auth::{AuthKeys, Role};
 use load::{Measured, Pick, Target};
 use sea_orm::ConnectionTrait;
-use server::Server;
+use server::{BatchCounts, Server};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -326,6 +327,29 @@ fn print_row(row: &Row) {
     );
 }
 
+/// What a run of the service did besides its answers, printed under its row: how busy the
+/// machine was (warm-up included) and how the servers grouped its spends.
+struct Watch {
+    cpu: machine::CpuTimes,
+    batches: BatchCounts,
+}
+
+impl Watch {
+    async fn start(servers: &[Server], metrics: &reqwest::Client) -> Watch {
+        Watch { cpu: machine::CpuTimes::now(), batches: Watch::batches(servers, metrics).await }
+    }
+
+    async fn batches(servers: &[Server], metrics: &reqwest::Client) -> BatchCounts {
+        BatchCounts::sum(futures_util::future::join_all(servers.iter().map(|s| s.batch_counts(metrics))).await)
+    }
+
+    async fn print(self, servers: &[Server], metrics: &reqwest::Client) {
+        let busy = machine::CpuTimes::now().busy_since(self.cpu);
+        let batches = Watch::batches(servers, metrics).await.since(self.batches);
+        println!("{:>40} machine CPU busy {:.0}%; {}", "", busy * 100.0, batches.describe());
+    }
+}
+
 fn row(scenario: Scenario, db: Db, clients: usize, side: Side, measured: &Measured, rss_mib: Option<f64>) -> Row {
     if let Some(e) = &measured.first_error {
         eprintln!("  first error of {} errors ({} {} {clients} {}): {e}", measured.errors, scenario.label(), db.label(), side.label());
@@ -526,6 +550,7 @@ async fn run_database(
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let target = Arc::new(Target::new(&bases, &token)?);
     let (warmup, seconds) = (Duration::from_secs(args.warmup), Duration::from_secs(args.seconds));
+    let metrics = reqwest::Client::new();
     let outcome = async {
         for &scenario in &args.scenarios {
             let pick = match scenario {
@@ -634,9 +659,11 @@ async fn run_database(
                 Scenario::Hot => Pick::Hot,
                 Scenario::Bulk => {
                     for &clients in &args.clients {
+                        let watch = Watch::start(&servers, &metrics).await;
                         let bulk = load::closed_loop_bulk(target.clone(), args.accounts, args.batch_size, clients, warmup, seconds).await;
                         let bulk = row(scenario, db, clients, Side::Credits, &bulk, peak_rss(&servers));
                         print_row(&bulk);
+                        watch.print(&servers, &metrics).await;
                         // Its natural comparison: the same spends in the database's own batches.
                         let pick = Pick::Many(args.accounts);
                         let mut limit =
@@ -669,9 +696,11 @@ async fn run_database(
                 }
             };
             for &clients in &args.clients {
+                let watch = Watch::start(&servers, &metrics).await;
                 let ours = load::closed_loop(target.clone(), pick, clients, warmup, seconds).await;
                 let ours = row(scenario, db, clients, Side::Credits, &ours, peak_rss(&servers));
                 print_row(&ours);
+                watch.print(&servers, &metrics).await;
                 if args.in_process {
                     let ledger = load::in_process(url, pick, clients, warmup, seconds).await?;
                     let mut ledger = row(scenario, db, clients, Side::Ledger, &ledger, None);
@@ -679,6 +708,7 @@ async fn run_database(
                     print_row(&ledger);
                     rows.push(ledger);
                 }
+                let machine = machine::CpuTimes::now();
                 let base = match db {
                     Db::Postgres => {
                         let bench = baseline::Pgbench { exe: &args.pgbench, workdir, notify: args.baseline_notify };
@@ -689,6 +719,7 @@ async fn run_database(
                 let mut base = row(scenario, db, clients, Side::Baseline, &base, None);
                 base.ratio = Some(ours.throughput / base.throughput);
                 print_row(&base);
+                println!("{:>40} machine CPU busy {:.0}%", "", machine::CpuTimes::now().busy_since(machine) * 100.0);
                 let mut limit = row(scenario, db, clients, Side::Limit, &limit_run(args, db, url, workdir, pick, clients).await?, None);
                 limit.ratio = Some(ours.throughput / limit.throughput);
                 print_row(&limit);
