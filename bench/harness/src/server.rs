@@ -42,7 +42,7 @@ impl BatchCounts {
         })
     }
 
-    /// `batches 1,234 (2.3 spends each), 5 spends skipped`.
+    /// `1234 batches (2.3 spends each), 5 spends skipped`.
     pub fn describe(self) -> String {
         let each = if self.batches > 0.0 { self.spends / self.batches } else { 0.0 };
         format!("{:.0} batches ({each:.1} spends each), {:.0} spends skipped", self.batches, self.skipped)
