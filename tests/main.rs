@@ -68,6 +68,7 @@ mod reservations;
 mod retention;
 mod roles;
 mod rollover;
+mod round_trips;
 mod runway;
 mod schema;
 mod scoped;

@@ -13,6 +13,7 @@ pub mod private_pg;
 pub mod proxy;
 pub mod receiver;
 pub mod serve;
+pub mod wire;
 pub mod ws;
 
 use credits::auth::{AuthKeys, Role};

@@ -165,6 +165,14 @@ pub trait Connection: Send {
     #[doc(hidden)]
     fn should_flush(&self) -> bool;
 
+    /// Credits' change (vendor/README.md): readies a connection given back to its pool, sending
+    /// what is queued (a rollback) and reading what is still owed. A driver that can tell a
+    /// clean connection without a round trip overrides it; the default pings, as upstream does.
+    #[doc(hidden)]
+    fn ready_for_release(&mut self) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        self.ping()
+    }
+
     /// Establish a new database connection.
     ///
     /// A value of [`Options`][Self::Options] is parsed from the provided connection string. This parsing

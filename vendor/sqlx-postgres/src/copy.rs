@@ -148,6 +148,8 @@ pub struct PgCopyIn<C: DerefMut<Target = PgConnection>> {
 impl<C: DerefMut<Target = PgConnection>> PgCopyIn<C> {
     async fn begin(mut conn: C, statement: &str) -> Result<Self> {
         conn.wait_until_ready().await?;
+        // Credits' change: `COPY` cannot carry a deferred `BEGIN`.
+        conn.settle_deferred_begin().await?;
         conn.inner.stream.send(Query(statement)).await?;
 
         let response = match conn.inner.stream.recv_expect::<CopyInResponse>().await {
@@ -323,6 +325,8 @@ async fn pg_begin_copy_out<'c, C: DerefMut<Target = PgConnection> + Send + 'c>(
     statement: &str,
 ) -> Result<BoxStream<'c, Result<Bytes>>> {
     conn.wait_until_ready().await?;
+    // Credits' change: `COPY` cannot carry a deferred `BEGIN`.
+    conn.settle_deferred_begin().await?;
     conn.inner.stream.send(Query(statement)).await?;
 
     let _: CopyOutResponse = conn.inner.stream.recv_expect().await?;

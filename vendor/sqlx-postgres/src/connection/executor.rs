@@ -206,8 +206,22 @@ impl PgConnection {
         let mut logger = QueryLogger::new(query, self.inner.log_settings.clone());
         let sql = logger.sql().as_str();
 
+        // Credits' change: refuse to run outside the transaction whose `BEGIN` failed.
+        if self.inner.begin_failed {
+            return Err(Error::BeginFailed);
+        }
+
         // before we continue, wait until we are "ready" to accept more queries
         self.wait_until_ready().await?;
+
+        // Credits' change (vendor/README.md): a deferred `BEGIN` goes in this statement's flush
+        // if the statement is a named prepared one. Otherwise it is sent alone first: a simple
+        // query cannot carry it in the same sync, and the unnamed `Parse` of `BEGIN` would
+        // replace an unnamed statement prepared for this query.
+        if self.inner.begin_deferred && !(arguments.is_some() && persistent) {
+            self.settle_deferred_begin().await?;
+        }
+        let mut begin_answer_due = false;
 
         let mut metadata: Arc<PgStatementMetadata>;
 
@@ -238,6 +252,31 @@ impl PgConnection {
 
             // consume messages till `ReadyForQuery` before bind and execute
             self.wait_until_ready().await?;
+
+            // Credits' change: the deferred `BEGIN`, in the same sync as the statement, so that
+            // if it fails the server skips the statement rather than running it outside a
+            // transaction. Its `CommandComplete` is the first answer `begin_answer_due` skips.
+            if self.inner.begin_deferred {
+                self.inner.begin_deferred = false;
+                begin_answer_due = true;
+                self.inner.stream.write_msg(Parse {
+                    statement: StatementId::UNNAMED,
+                    query: "BEGIN",
+                    param_types: &[],
+                })?;
+                self.inner.stream.write_msg(Bind {
+                    portal: PortalId::UNNAMED,
+                    statement: StatementId::UNNAMED,
+                    formats: &[],
+                    num_params: 0,
+                    params: &[],
+                    result_formats: &[],
+                })?;
+                self.inner.stream.write_msg(message::Execute {
+                    portal: PortalId::UNNAMED,
+                    limit: 0,
+                })?;
+            }
 
             // bind to attach the arguments to the statement and create a portal
             self.inner.stream.write_msg(Bind {
@@ -294,7 +333,16 @@ impl PgConnection {
 
         Ok(try_stream! {
             loop {
-                let message = self.inner.stream.recv().await?;
+                let message = match self.inner.stream.recv().await {
+                    Ok(message) => message,
+                    Err(error) => {
+                        // Credits' change: an error before `BEGIN`'s answer is `BEGIN`'s.
+                        if begin_answer_due {
+                            self.inner.begin_failed = true;
+                        }
+                        return Err(error);
+                    }
+                };
 
                 match message.format {
                     BackendMessageFormat::BindComplete
@@ -314,6 +362,12 @@ impl PgConnection {
                     BackendMessageFormat::CommandComplete => {
                         // a SQL command completed normally
                         let cc: CommandComplete = message.decode()?;
+
+                        // Credits' change: the deferred `BEGIN`'s answer is not the statement's.
+                        if begin_answer_due {
+                            begin_answer_due = false;
+                            continue;
+                        }
 
                         let rows_affected = cc.rows_affected();
                         logger.increase_rows_affected(rows_affected);

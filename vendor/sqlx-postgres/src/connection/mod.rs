@@ -75,6 +75,15 @@ pub struct PgConnectionInner {
     transaction_status: TransactionStatus,
     pub(crate) transaction_depth: usize,
 
+    // Credits' change (vendor/README.md): a `BEGIN` not sent yet. `begin` sets it instead of
+    // waiting for the server's answer; the transaction's first statement sends it in the same
+    // flush as itself (`run`), or `settle_deferred_begin` sends it alone first.
+    pub(crate) begin_deferred: bool,
+
+    // Credits' change: a deferred `BEGIN` failed, so the statements sent after it would run
+    // outside any transaction. Every statement is refused until the transaction ends.
+    pub(crate) begin_failed: bool,
+
     log_settings: LogSettings,
 }
 
@@ -137,6 +146,25 @@ impl PgConnection {
         self.inner.stream.write_msg(Query(query))?;
         self.inner.pending_ready_for_query_count += 1;
 
+        Ok(())
+    }
+
+    /// Credits' change: sends a deferred `BEGIN` on its own and waits for its answer, for what
+    /// cannot carry it in its own flush (a simple query, `COPY`, an unnamed statement).
+    pub(crate) async fn settle_deferred_begin(&mut self) -> Result<(), Error> {
+        if !self.inner.begin_deferred {
+            return Ok(());
+        }
+        self.inner.begin_deferred = false;
+        self.queue_simple_query("BEGIN")?;
+        let began = self.wait_until_ready().await;
+        if began.is_err() || !self.in_transaction() {
+            self.inner.begin_failed = true;
+        }
+        began?;
+        if self.inner.begin_failed {
+            return Err(Error::BeginFailed);
+        }
         Ok(())
     }
 
@@ -242,6 +270,22 @@ impl Connection for PgConnection {
     #[doc(hidden)]
     fn should_flush(&self) -> bool {
         !self.inner.stream.write_buffer().is_empty()
+    }
+
+    // Credits' change (vendor/README.md): a connection given back to the pool is flushed (a
+    // queued rollback sent) and drained (answers still owed read), with no round trip when
+    // nothing is queued or owed. One whose exchange broke off (an I/O error mid-statement)
+    // always owes a `ReadyForQuery`, so reading it fails and the pool closes the connection.
+    // A transaction left open (depth above zero) would be a bug upstream's ping does not catch
+    // either; it is refused here all the same.
+    fn ready_for_release(&mut self) -> impl Future<Output = Result<(), Error>> + Send + '_ {
+        async move {
+            self.wait_until_ready().await?;
+            if self.inner.transaction_depth > 0 || !matches!(self.inner.transaction_status, TransactionStatus::Idle) {
+                return Err(err_protocol!("a connection given back inside a transaction"));
+            }
+            Ok(())
+        }
     }
 }
 
