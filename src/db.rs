@@ -16,7 +16,7 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// On PostgreSQL, a pooled connection is pinged before it is handed out only once it has been
-/// idle this long. The pool's default pings on every checkout: a round trip of six in a spend's
+/// idle this long. The pool's default pings on every checkout: a round trip more for every
 /// transaction, for a check that catches only a connection that died since its last use, which a
 /// busy pool's connections were moments ago. One that died anyway fails its statement, is
 /// closed when given back (vendor/README.md), and the request is told `UNAVAILABLE`, as any
