@@ -352,13 +352,13 @@ fn counted_engine(app: &TestApp, db: DatabaseConnection) -> (credits::service::E
     (credits::service::Engine::new(db, app.ledger.program.clone()), statements)
 }
 
-/// PostgreSQL: a spend alone is three statements inside its transaction (the accounts' lock;
+/// A spend alone is three calls to the database inside its transaction (the accounts' lock;
 /// the read of its key, holds, lots, limits and an entry id; one write of its lot, balance,
-/// entry, lines and key: `store::keyed_debits`), and writes what a posting writes: the entry the
-/// receipt names, with the balance after, its lines, and the key's record that replays it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_spend_alone_is_three_statements_on_postgres() {
-    let app = TestApp::spawn(Backend::Postgres).await;
+/// entry, lines and key: `store::keyed_debits`; one statement each on PostgreSQL, a call of a
+/// statement per table on SQLite), and writes what a posting writes: the entry the receipt
+/// names, with the balance after, its lines, and the key's record that replays it.
+async fn a_spend_alone_is_three_calls(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
     app.create_account("gina").await;
     let now = app.clock.now();
     app.grant("gina", "2", "FREE", Some(now + chrono::Duration::days(3)), "g-1").await;
@@ -368,7 +368,11 @@ async fn a_spend_alone_is_three_statements_on_postgres() {
     let receipt = engine.spend(request("gina", "2.5", "s-1"), now).await.unwrap();
     let run = std::mem::take(&mut *statements.lock().unwrap());
     assert_eq!(run.len(), 3, "{run:#?}");
-    assert!(run[0].contains("FOR UPDATE") && run[1].contains("nextval('journal_entry_ids')"), "{run:#?}");
+    let (lock, ids) = match backend {
+        Backend::Postgres => ("FOR UPDATE", "nextval('journal_entry_ids')"),
+        Backend::Sqlite => ("FROM \"accounts\"", "sqlite_sequence"),
+    };
+    assert!(run[0].contains(lock) && run[1].contains(ids), "{run:#?}");
     for table in
         ["UPDATE accounts", "UPDATE lots", "INSERT INTO journal_entries", "INSERT INTO journal_lines", "INSERT INTO idempotency_keys"]
     {
@@ -379,10 +383,13 @@ async fn a_spend_alone_is_three_statements_on_postgres() {
         .ledger
         .db
         .query_one_raw(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT e.amount_micros, e.balance_after_micros, e.idempotency_key, count(l.id), sum(l.delta_micros)::bigint \
-             FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id WHERE e.id = $1 \
-             GROUP BY e.amount_micros, e.balance_after_micros, e.idempotency_key",
+            app.ledger.db.get_database_backend(),
+            format!(
+                "SELECT e.amount_micros, e.balance_after_micros, e.idempotency_key, count(l.id), CAST(sum(l.delta_micros) AS bigint) \
+                 FROM journal_entries e JOIN journal_lines l ON l.entry_id = e.id WHERE e.id = {} \
+                 GROUP BY e.amount_micros, e.balance_after_micros, e.idempotency_key",
+                if backend == Backend::Postgres { "$1" } else { "?" }
+            ),
             [receipt.entry_id.into()],
         ))
         .await
@@ -404,15 +411,31 @@ async fn a_spend_alone_is_three_statements_on_postgres() {
     // The next spend's entry comes after it in the account's sequence.
     let next = engine.spend(request("gina", "1", "s-2"), now).await.unwrap();
     assert!(next.entry_id > receipt.entry_id);
+    // Entries numbered by the database (a grant) and by the batch's read interleave in order.
+    app.grant("gina", "1", "PAID", None, "g-3").await;
+    let granted = app
+        .ledger
+        .db
+        .query_one_raw(sea_orm::Statement::from_string(
+            app.ledger.db.get_database_backend(),
+            "SELECT max(id) FROM journal_entries WHERE kind = 'grant'",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap();
+    let last = engine.spend(request("gina", "1", "s-3"), now).await.unwrap();
+    assert!(granted > next.entry_id && last.entry_id > granted, "{} < {granted} < {}", next.entry_id, last.entry_id);
     app.assert_audit_clean().await;
 }
 
-/// PostgreSQL: the one statement writes nothing unless every balance and lot is still what the
-/// batch read under its locks, and every part wrote the rows asked of it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read() {
+/// The one write writes nothing unless every balance and lot is still what the batch read under
+/// its locks, and every part wrote the rows asked of it.
+async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read(backend: Backend) {
     use credits::store::{idempotency::NewRecord, journal, keyed_debits};
-    let app = TestApp::spawn(Backend::Postgres).await;
+    let app = TestApp::spawn(backend).await;
+    let db_backend = app.ledger.db.get_database_backend();
     app.create_account("hank").await;
     let now = app.clock.now();
     app.grant("hank", "5", "PAID", None, "g-h").await;
@@ -420,7 +443,7 @@ async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read() {
     let one = |sql: &str| {
         let sql = sql.to_string();
         async move {
-            let row = db.query_one_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await.unwrap().unwrap();
+            let row = db.query_one_raw(sea_orm::Statement::from_string(db_backend, sql)).await.unwrap().unwrap();
             row.try_get_by_index::<i64>(0).unwrap()
         }
     };
@@ -428,7 +451,10 @@ async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read() {
         one("SELECT id FROM accounts WHERE external_id = 'hank'").await,
         one("SELECT l.id FROM lots l JOIN accounts a ON a.id = l.account_id WHERE a.external_id = 'hank'").await,
     );
-    let entry_id = one("SELECT nextval('journal_entry_ids')").await;
+    let entry_id = match backend {
+        Backend::Postgres => one("SELECT nextval('journal_entry_ids')").await,
+        Backend::Sqlite => one("SELECT max(id) + 1 FROM journal_entries").await,
+    };
     let debits = |balance_before: i64, lot_before: i64| keyed_debits::Debits {
         lots: vec![(lot, Credits::from_micros(lot_before), Credits::from_micros(lot_before - 1_000_000))],
         balances: vec![(account, balance_before, balance_before - 1_000_000)],
@@ -463,7 +489,7 @@ async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read() {
     };
     for (balance, lot_remaining, ok) in [(4_000_000, 5_000_000, false), (5_000_000, 4_000_000, false), (5_000_000, 5_000_000, true)] {
         let txn = db.begin().await.unwrap();
-        let wrote = keyed_debits::write(&txn, keyed_debits::prepare(&debits(balance, lot_remaining)), &[record()]).await;
+        let wrote = keyed_debits::write(&txn, keyed_debits::prepare(db_backend, &debits(balance, lot_remaining)), &[record()]).await;
         assert_eq!(wrote.is_ok(), ok, "balance {balance}, lot {lot_remaining}: {wrote:?}");
         if ok {
             txn.commit().await.unwrap();
@@ -478,5 +504,7 @@ async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read() {
 on_both!(
     concurrent_spends_are_committed_together_and_each_is_exact,
     a_batch_decides_its_spends_in_order,
-    a_spend_that_fails_in_the_database_does_not_fail_its_batch
+    a_spend_that_fails_in_the_database_does_not_fail_its_batch,
+    a_spend_alone_is_three_calls,
+    the_one_write_refuses_a_balance_or_a_lot_not_as_read
 );

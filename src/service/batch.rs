@@ -36,7 +36,7 @@ use crate::store::{self, journal::EntryKind, lots};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use sea_orm::{DatabaseTransaction, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Mutex;
@@ -432,7 +432,7 @@ async fn spend_all(run: RunMany<'_, SpendFields, AccountReads>) -> Decisions<Spe
         // debits' entries must come after theirs in the account's sequence.
         None
     } else {
-        numbered_debits(accounts, &wallets.read, &debits, &entry_ids)
+        numbered_debits(txn.get_database_backend(), accounts, &wallets.read, &debits, &entry_ids)
     };
     let mut entry_ids = match numbered {
         Some((debits, ids)) => {
@@ -459,9 +459,10 @@ async fn spend_all(run: RunMany<'_, SpendFields, AccountReads>) -> Decisions<Spe
 
 /// The batch's debits for the executor to write with its keys in one statement
 /// (`store::keyed_debits`), and their entries' ids; none where they must be written on their own:
-/// on SQLite (no ids were taken), with nothing to debit, past one statement's parameters, or when
-/// an account charged has auto top-up, which reads its lots after the debits.
+/// with nothing to debit, past one statement's parameters, or when an account charged has auto
+/// top-up, which reads its lots after the debits.
 fn numbered_debits(
+    backend: DbBackend,
     accounts: &HashMap<i64, account::Model>,
     read: &HashMap<i64, posting::Held>,
     debits: &[Debit<'_>],
@@ -469,14 +470,14 @@ fn numbered_debits(
 ) -> Option<(store::keyed_debits::Prepared, Vec<i64>)> {
     let lines = debits.iter().map(|d| d.takes.len()).sum();
     if debits.is_empty()
-        || !store::keyed_debits::fit(debits.len(), lines, ids.len())
+        || !store::keyed_debits::fit(backend, debits.len(), lines, ids.len())
         || debits.iter().any(|d| accounts[&d.account_id].auto_topup_below_micros.is_some())
     {
         return None;
     }
     let numbered = posting::numbered_debits(read, debits, ids, |id| accounts[&id].balance_micros)?;
     let ids = numbered.entries.iter().map(|(id, _)| *id).collect();
-    Some((store::keyed_debits::prepare(&numbered), ids))
+    Some((store::keyed_debits::prepare(backend, &numbered), ids))
 }
 
 /// Holds past their deadline give their credits back before any spend is decided, as a read

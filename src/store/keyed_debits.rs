@@ -1,4 +1,5 @@
-//! PostgreSQL: a batch of debits and the records of the batch's keys in ONE statement.
+//! A batch of debits and the records of the batch's keys in ONE statement on PostgreSQL, in one
+//! call on SQLite.
 //!
 //! A spend batch otherwise writes in three statements after its read: the lots and balances
 //! (`accounts::move_lots_and_balances`), the entries and their lines (`journal::append_many`),
@@ -13,6 +14,12 @@
 //! compare-and-set on the balance each account had when locked, the lots' on what each held, and
 //! the statement returns how many rows each part wrote; a count unlike the one asked for is an
 //! error and the caller's transaction rolls back.
+//!
+//! SQLite has no writes inside `WITH`, so there the parts are statements of their own, sent in
+//! one call (sqlx-sqlite runs them one after the other on the connection's thread: one hand-over
+//! to it and back instead of five; docs/benchmarks.md, change 28). The two updates return a row
+//! per row they changed, counted as above; the inserts have no `ON CONFLICT`, so each writes all
+//! of its rows or fails the call.
 
 use crate::ledger::Credits;
 use crate::store::idempotency::NewRecord;
@@ -21,6 +28,9 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
 /// Bound parameters the statement may take: PostgreSQL's limit is 65,535 per statement.
 const MAX_PARAMETERS: usize = 60_000;
+/// SQLite's limit is 32,766 a statement (`SQLITE_MAX_VARIABLE_NUMBER`); under it for the whole
+/// call, any one statement is too.
+const MAX_PARAMETERS_SQLITE: usize = 30_000;
 
 /// One batch's debits, decided and numbered: everything the statement writes but the keys.
 pub struct Debits<'a> {
@@ -37,9 +47,10 @@ pub struct Debits<'a> {
 /// statement's parameters (a spend that takes from thousands of lots does not: it is written the
 /// usual way). Counted before anything is numbered: each line may be a lot of its own, and each
 /// entry an account.
-pub fn fit(entries: usize, lines: usize, records: usize) -> bool {
+pub fn fit(backend: DbBackend, entries: usize, lines: usize, records: usize) -> bool {
+    let max = if backend == DbBackend::Postgres { MAX_PARAMETERS } else { MAX_PARAMETERS_SQLITE };
     // The feed's channel is one parameter more.
-    (PER_LOT + PER_LINE) * lines + (PER_BALANCE + PER_ENTRY) * entries + PER_RECORD * records < MAX_PARAMETERS
+    (PER_LOT + PER_LINE) * lines + (PER_BALANCE + PER_ENTRY) * entries + PER_RECORD * records < max
 }
 
 const PER_LOT: usize = 3;
@@ -51,7 +62,9 @@ const PER_RECORD: usize = 7;
 /// `Debits` as the statement's first parts and their parameters, owning everything, so the
 /// batch's body can leave them to the executor, which writes them with the keys (`write`).
 pub struct Prepared {
-    /// The `WITH` parts up to the keys', each ending in a comma.
+    backend: DbBackend,
+    /// PostgreSQL: the `WITH` parts up to the keys', each ending in a comma. SQLite: the
+    /// statements up to the keys', each ending in a semicolon.
     parts: String,
     values: Vec<Value>,
     /// Rows asked of each part: balances, lots, entries, lines.
@@ -61,11 +74,11 @@ pub struct Prepared {
 /// `debits` as the parts of `write`'s statement. The accounts' update comes first, then the
 /// lots', as in `accounts::move_lots_and_balances` (the journal archive locks them in that
 /// order), then the journal.
-pub fn prepare(debits: &Debits<'_>) -> Prepared {
+pub fn prepare(backend: DbBackend, debits: &Debits<'_>) -> Prepared {
     assert!(!debits.entries.is_empty() && !debits.lots.is_empty(), "a debit takes from a lot");
     let mut values: Vec<Value> = Vec::new();
     // Each part's placeholders are numbered after the parameters before it.
-    let rows = |columns: usize, count: usize, values: &[Value]| super::values_rows(DbBackend::Postgres, count, columns, values.len());
+    let rows = |columns: usize, count: usize, values: &[Value]| super::values_rows(backend, count, columns, values.len());
     let balance_rows = rows(PER_BALANCE, debits.balances.len(), &values);
     values.extend(debits.balances.iter().flat_map(|(id, before, after)| [Value::from(*id), Value::from(*before), Value::from(*after)]));
     let lot_rows = rows(PER_LOT, debits.lots.len(), &values);
@@ -97,6 +110,21 @@ pub fn prepare(debits: &Debits<'_>) -> Prepared {
     values.extend(
         lines.iter().flat_map(|(entry, lot, delta, at)| [Value::from(*entry), Value::from(*lot), Value::from(*delta), Value::from(*at)]),
     );
+    let asked = [debits.balances.len(), debits.lots.len(), debits.entries.len(), lines.len()];
+    if backend != DbBackend::Postgres {
+        let parts = format!(
+            "WITH d(id, before, after) AS (VALUES {balance_rows}) \
+             UPDATE accounts SET balance_micros = d.after FROM d \
+             WHERE accounts.id = d.id AND accounts.balance_micros = d.before RETURNING 0 AS part; \
+             WITH v(id, old, new) AS (VALUES {lot_rows}) \
+             UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
+             WHERE lots.id = v.id AND lots.remaining_micros = v.old RETURNING 1 AS part; \
+             INSERT INTO journal_entries (id, account_id, kind, amount_micros, effective_at, created_at, operation, \
+                 idempotency_key, feature, model, reason, actor, detail, metadata, balance_after_micros) VALUES {entry_rows}; \
+             INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) VALUES {line_rows}; "
+        );
+        return Prepared { backend, parts, values, asked };
+    }
     values.push(Value::from(crate::feed::CHANNEL));
     let channel = values.len();
     let parts = format!(
@@ -112,16 +140,17 @@ pub fn prepare(debits: &Debits<'_>) -> Prepared {
                VALUES {entry_rows} RETURNING 1), \
          l AS (INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) VALUES {line_rows} RETURNING 1), "
     );
-    Prepared { parts, values, asked: [debits.balances.len(), debits.lots.len(), debits.entries.len(), lines.len()] }
+    Prepared { backend, parts, values, asked }
 }
 
-/// Writes `debits` (`prepare`) and `records` in one statement (PostgreSQL only; `fit` first).
+/// Writes `debits` (`prepare`) and `records` in one statement, or one call on SQLite (`fit`
+/// first).
 pub async fn write(conn: &impl ConnectionTrait, debits: Prepared, records: &[NewRecord<'_>]) -> Result<(), DbErr> {
-    assert_eq!(conn.get_database_backend(), DbBackend::Postgres, "one statement for the debits and keys is PostgreSQL's");
-    let Prepared { parts, mut values, asked } = debits;
+    let Prepared { backend, parts, mut values, asked } = debits;
+    assert_eq!(conn.get_database_backend(), backend, "prepared for another database");
     // Every fresh spend keeps its outcome, so a batch with debits has records.
     assert!(!records.is_empty(), "debits come with the records of the keys that made them");
-    let key_rows = super::values_rows(DbBackend::Postgres, records.len(), PER_RECORD, values.len());
+    let key_rows = super::values_rows(backend, records.len(), PER_RECORD, values.len());
     for r in records {
         values.extend([
             Value::from(r.account_id),
@@ -132,6 +161,22 @@ pub async fn write(conn: &impl ConnectionTrait, debits: Prepared, records: &[New
             Value::from(r.now),
             Value::from(r.expires_at),
         ]);
+    }
+    if backend != DbBackend::Postgres {
+        let sql = format!(
+            "{parts}INSERT INTO idempotency_keys (account_id, operation, key, request_hash, outcome, created_at, expires_at) \
+             VALUES {key_rows}"
+        );
+        let mut wrote = [0_usize; 2];
+        for row in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
+            let part = usize::try_from(row.try_get::<i32>("", "part")?).ok().filter(|p| *p < 2);
+            wrote[part.ok_or_else(|| DbErr::Custom("the debits returned a row of no part".into()))?] += 1;
+        }
+        if wrote != [asked[0], asked[1]] {
+            // A balance or a lot no longer what was read under the lock: nothing may commit.
+            return Err(DbErr::Custom(format!("the debits wrote {wrote:?} rows (balances, lots), not {:?}", &asked[..2])));
+        }
+        return Ok(());
     }
     let keys = format!(
         "k AS (INSERT INTO idempotency_keys (account_id, operation, key, request_hash, outcome, created_at, expires_at) \
@@ -156,12 +201,15 @@ pub async fn write(conn: &impl ConnectionTrait, debits: Prepared, records: &[New
 
 #[cfg(test)]
 mod tests {
-    use super::fit;
+    use super::{DbBackend, fit};
 
     #[test]
     fn a_full_batch_fits_and_a_spend_over_thousands_of_lots_does_not() {
         // 64 spends (`service::batch::MAX_BATCH`), each over 20 lots, with their keys.
-        assert!(fit(64, 64 * 20, 64));
-        assert!(!fit(1, 10_000, 1));
+        for backend in [DbBackend::Postgres, DbBackend::Sqlite] {
+            assert!(fit(backend, 64, 64 * 20, 64));
+            assert!(!fit(backend, 1, 10_000, 1));
+        }
+        assert!(fit(DbBackend::Postgres, 1, 5_000, 1) && !fit(DbBackend::Sqlite, 1, 5_000, 1));
     }
 }

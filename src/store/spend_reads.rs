@@ -5,11 +5,11 @@
 //! JSON, tagged with its table), with the journal entry ids the batch's debits will take
 //! (`store::keyed_debits`): up to four round trips fewer per batch, which is what a spend costs
 //! at low concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the
-//! transactions the lock waited for committed. SQLite, in-process, keeps one statement per table.
+//! transactions the lock waited for committed. SQLite gets the same in one call of a statement per
+//! table (`read_sqlite`).
 
 use crate::entity::{container, idempotency_key, lot, reservation, spend_limit};
 use crate::ledger::reservation::ReservationStatus;
-use crate::store::{idempotency, lots, metering, reservations, spend_limits};
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
 
@@ -26,14 +26,14 @@ pub struct AccountReads {
     pub limits: Vec<spend_limit::Model>,
     /// Containers, by id (`metering::containers_of_accounts`), when asked for.
     pub containers: Option<Vec<container::Model>>,
-    /// PostgreSQL: journal entry ids taken from their sequence, ascending, as many as asked for
-    /// (`store::keyed_debits` says why). Ids a batch does not use are gaps in the sequence, as
-    /// a rolled-back insert's are. None on SQLite.
+    /// Journal entry ids for the batch's debits, ascending, as many as asked for
+    /// (`store::keyed_debits` says why): on PostgreSQL taken from their sequence (ids a batch
+    /// does not use are gaps in it, as a rolled-back insert's are), on SQLite the next ones.
     pub entry_ids: Vec<i64>,
 }
 
-/// The rows of `account_ids` (locked) at `now`, the records of `keys` under `operation`, and on
-/// PostgreSQL `entry_ids` new journal entry ids.
+/// The rows of `account_ids` (locked) at `now`, the records of `keys` under `operation`, and
+/// `entry_ids` new journal entry ids.
 pub async fn read(
     conn: &impl ConnectionTrait,
     account_ids: &[i64],
@@ -47,14 +47,7 @@ pub async fn read(
         return Ok(AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() });
     }
     if conn.get_database_backend() != DbBackend::Postgres {
-        return Ok(AccountReads {
-            keys: idempotency::find_many(conn, operation, keys).await?,
-            lapsed: reservations::lapsed(conn, account_ids, now).await?,
-            lots: lots::open_for_accounts(conn, account_ids).await?,
-            limits: spend_limits::for_accounts(conn, account_ids).await?,
-            containers: if containers { Some(metering::containers_of_accounts(conn, account_ids).await?) } else { None },
-            entry_ids: Vec::new(),
-        });
+        return read_sqlite(conn, account_ids, now, containers, operation, keys, entry_ids).await;
     }
     let ids = (1..=account_ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
     let (status_at, now_at, operation_at) = (account_ids.len() + 1, account_ids.len() + 2, account_ids.len() + 3);
@@ -109,6 +102,11 @@ pub async fn read(
             _ => reads.containers.get_or_insert_with(Vec::new).push(serde_json::from_str(&text).map_err(bad)?),
         }
     }
+    Ok(sorted(reads))
+}
+
+/// `AccountReads` in the order its fields promise.
+fn sorted(mut reads: AccountReads) -> AccountReads {
     reads.lapsed.sort_by_key(|r| (r.deadline, r.id));
     reads.lots.sort_by_key(|l| l.id);
     reads.limits.sort_by_key(|s| s.id);
@@ -116,5 +114,69 @@ pub async fn read(
     if let Some(containers) = &mut reads.containers {
         containers.sort_by_key(|c| c.id);
     }
-    Ok(reads)
+    reads
+}
+
+/// SQLite: the same reads as one call with a statement per table, each row tagged with its
+/// table in a first column. sqlx-sqlite runs every statement on the connection's own thread, and
+/// each call is a hand-over to that thread and back: one call instead of four or five
+/// (docs/benchmarks.md, change 28). The entry ids are the next ones the journal would hand out
+/// (SQLite's `AUTOINCREMENT`: past both the largest id ever used and the largest present); under
+/// `BEGIN IMMEDIATE` no other connection writes until the batch commits, and an id the batch's
+/// own transaction took meanwhile fails the insert on the primary key rather than reuse it.
+async fn read_sqlite(
+    conn: &impl ConnectionTrait,
+    account_ids: &[i64],
+    now: DateTime<Utc>,
+    containers: bool,
+    operation: &str,
+    keys: &[(i64, &str)],
+    entry_ids: usize,
+) -> Result<AccountReads, DbErr> {
+    use sea_orm::FromQueryResult;
+    let ids = vec!["?"; account_ids.len()].join(", ");
+    let id_values = || account_ids.iter().map(|id| Value::from(*id));
+    let mut sql = format!(
+        "SELECT 0 AS part, r.* FROM reservations r WHERE r.account_id IN ({ids}) AND r.status = ? AND r.deadline <= ?; \
+         SELECT 1 AS part, l.* FROM lots l WHERE l.account_id IN ({ids}) AND l.\"open\"; \
+         SELECT 2 AS part, s.* FROM spend_limits s WHERE s.account_id IN ({ids});"
+    );
+    let mut values: Vec<Value> = id_values().collect();
+    values.extend([Value::from(ReservationStatus::Held.as_str()), Value::from(now)]);
+    values.extend(id_values().chain(id_values()));
+    if containers {
+        sql.push_str(&format!(" SELECT 3 AS part, c.* FROM containers c WHERE c.account_id IN ({ids});"));
+        values.extend(id_values());
+    }
+    if !keys.is_empty() {
+        // As `idempotency::find_many` looks them up: a VALUES list joined on the whole unique index.
+        sql.push_str(&format!(
+            " SELECT 4 AS part, k.* FROM (VALUES {}) AS v JOIN idempotency_keys k \
+              ON k.account_id = v.column1 AND k.key = v.column2 AND k.operation = ?;",
+            super::values_rows(DbBackend::Sqlite, keys.len(), 2, 0)
+        ));
+        values.extend(keys.iter().flat_map(|(account_id, key)| [Value::from(*account_id), Value::from(*key)]));
+        values.push(Value::from(operation));
+    }
+    if entry_ids > 0 {
+        sql.push_str(
+            " SELECT 5 AS part, max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal_entries'), 0), \
+                                  coalesce((SELECT max(id) FROM journal_entries), 0)) AS last;",
+        );
+    }
+    let mut reads = AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() };
+    for row in conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await? {
+        match row.try_get::<i32>("", "part")? {
+            0 => reads.lapsed.push(reservation::Model::from_query_result(&row, "")?),
+            1 => reads.lots.push(lot::Model::from_query_result(&row, "")?),
+            2 => reads.limits.push(spend_limit::Model::from_query_result(&row, "")?),
+            3 => reads.containers.get_or_insert_with(Vec::new).push(container::Model::from_query_result(&row, "")?),
+            4 => reads.keys.push(idempotency_key::Model::from_query_result(&row, "")?),
+            _ => {
+                let last: i64 = row.try_get("", "last")?;
+                reads.entry_ids = (1..=entry_ids as i64).map(|n| last + n).collect();
+            }
+        }
+    }
+    Ok(sorted(reads))
 }
