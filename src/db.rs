@@ -15,12 +15,13 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// (docs/benchmarks.md).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// On PostgreSQL, a pooled connection is pinged before it is handed out only once it has been
-/// idle this long. The pool's default pings on every checkout: a round trip more for every
-/// transaction, for a check that catches only a connection that died since its last use, which a
-/// busy pool's connections were moments ago. One that died anyway fails its statement, is
-/// closed when given back (vendor/README.md), and the request is told `UNAVAILABLE`, as any
-/// request in an outage is (docs/benchmarks.md, change 26).
+/// A pooled connection is pinged before it is handed out only once it has been idle this long.
+/// The pool's default pings on every checkout: on PostgreSQL a round trip more for every
+/// transaction, on SQLite a hand-over to the connection's thread and back, for a check that
+/// catches only a connection that died since its last use, which a busy pool's connections were
+/// moments ago. One that died anyway fails its statement, is closed when given back
+/// (vendor/README.md), and the request is told `UNAVAILABLE`, as any request in an outage is
+/// (docs/benchmarks.md, changes 26 and 28). A SQLite connection dies only with its thread.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 pub fn is_sqlite(url: &str) -> bool {
@@ -48,9 +49,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
                 .foreign_keys(true)
         });
     }
-    if !is_sqlite(url) {
-        options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
-    }
+    options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
     Database::connect(options).await
 }
 
