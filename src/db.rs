@@ -50,6 +50,24 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         });
     }
     options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
+    if is_sqlite(url) {
+        // A connection whose `COMMIT` failed (a full disk) can be left inside its transaction
+        // with the rollback refused, and sea-orm begins every later transaction on it as a
+        // `SAVEPOINT` inside that one: their commits would be releases that never reach the
+        // file, acknowledged all the same, while the connection holds the write lock. Such a
+        // connection is closed here instead (SQLite rolls the transaction back) and replaced.
+        // By the time a connection is idle its queued rollback has run (the pool pings it when
+        // given back), so the depth read here is its own; on PostgreSQL the driver refuses such
+        // a connection when it is given back (vendor/README.md).
+        options.map_sqlx_sqlite_before_acquire(|conn, _| {
+            use sqlx_core::transaction::TransactionManager;
+            let idle = <sea_orm::sqlx::Sqlite as sea_orm::sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0;
+            if !idle {
+                tracing::warn!("a SQLite connection was left inside a transaction; closing it");
+            }
+            Box::pin(async move { Ok(idle) })
+        });
+    }
     Database::connect(options).await
 }
 
