@@ -51,8 +51,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     }
     options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
     if is_sqlite(url) {
-        // A connection whose `COMMIT` failed (a full disk) can be left inside its transaction
-        // with the rollback refused, and sea-orm begins every later transaction on it as a
+        // A connection whose `COMMIT` failed (a full disk) can be left inside its transaction,
+        // its rollback not ending it (why is not yet known), and sea-orm begins every later transaction on it as a
         // `SAVEPOINT` inside that one: their commits would be releases that never reach the
         // file, acknowledged all the same, while the connection holds the write lock. Such a
         // connection is closed here instead (SQLite rolls the transaction back) and replaced.

@@ -306,6 +306,10 @@ impl SmallDisk {
             .arg(dir.path())
             .status()
             .is_ok_and(|s| s.success());
+        if !mounted {
+            assert!(std::env::var_os("CI").is_none(), "CI runs as root and must run this test: mounting a tmpfs failed");
+            eprintln!("skipped: mounting a tmpfs needs root");
+        }
         mounted.then_some(SmallDisk { dir })
     }
 
@@ -343,11 +347,7 @@ impl Drop for SmallDisk {
 /// every key is charged once and the audit is clean.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_on_a_full_disk_refuses_writes_clearly_and_keeps_its_file_whole() {
-    let Some(disk) = SmallDisk::mount(16) else {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root and must run this test: mounting a tmpfs failed");
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    };
+    let Some(disk) = SmallDisk::mount(16) else { return };
     let url = format!("sqlite://{}?mode=rwc", disk.path().join("credits.db").display());
     let dir = tempfile::tempdir().unwrap();
     let mut serve = start_serve(&url, dir.path()).await;
@@ -444,11 +444,7 @@ async fn sqlite_on_a_full_disk_refuses_writes_clearly_and_keeps_its_file_whole()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_connection_whose_commit_failed_is_not_used_again() {
     use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
-    let Some(disk) = SmallDisk::mount(16) else {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root and must run this test: mounting a tmpfs failed");
-        eprintln!("skipped: mounting a tmpfs needs root");
-        return;
-    };
+    let Some(disk) = SmallDisk::mount(16) else { return };
     let url = format!("sqlite://{}?mode=rwc", disk.path().join("t.db").display());
     // One connection, so every transaction meets the one a failed commit left behind.
     let db = credits::db::connect(&url, 1).await.unwrap();
