@@ -51,24 +51,73 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     }
     options.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
     if is_sqlite(url) {
-        // A connection whose `COMMIT` failed (a full disk) can be left inside its transaction,
-        // its rollback not ending it (why is not yet known), and sea-orm begins every later transaction on it as a
-        // `SAVEPOINT` inside that one: their commits would be releases that never reach the
-        // file, acknowledged all the same, while the connection holds the write lock. Such a
-        // connection is closed here instead (SQLite rolls the transaction back) and replaced.
-        // By the time a connection is idle its queued rollback has run (the pool pings it when
-        // given back), so the depth read here is its own; on PostgreSQL the driver refuses such
-        // a connection when it is given back (vendor/README.md).
+        // A `COMMIT` that fails for want of space (SQLITE_FULL) ends the transaction in SQLite,
+        // which rolls it back itself; sqlx-sqlite still counts it open (depth 1), and the
+        // rollback queued when the transaction is dropped fails ("no transaction is active") and
+        // is ignored. sea-orm then begins the connection's next transaction as a `SAVEPOINT`,
+        // which SQLite runs as a transaction of its own until one is rolled back: `ROLLBACK TO`
+        // leaves SQLite's transaction open (and the file's write lock held), and every later
+        // commit on the connection is a release inside it, acknowledged and never written
+        // (docs/benchmarks.md, changes 28 and 29). Such a connection is closed here instead
+        // (SQLite rolls back what it holds) and replaced.
+        // By the time a connection is idle its queued rollback has run (the pool pings one given
+        // back inside a transaction, vendor/README.md), so the depth read here is its own; on
+        // PostgreSQL the driver refuses such a connection when it is given back.
         options.map_sqlx_sqlite_before_acquire(|conn, _| {
-            use sqlx_core::transaction::TransactionManager;
-            let idle = <sea_orm::sqlx::Sqlite as sea_orm::sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0;
-            if !idle {
-                tracing::warn!("a SQLite connection was left inside a transaction; closing it");
-            }
+            let idle = outside_transactions(conn);
             Box::pin(async move { Ok(idle) })
         });
     }
     Database::connect(options).await
+}
+
+/// Whether a pooled SQLite connection may be handed out: it is not inside a transaction
+/// (`connect`, on why one can be). Logs the one that is not.
+fn outside_transactions(conn: &mut sea_orm::sqlx::SqliteConnection) -> bool {
+    use sqlx_core::transaction::TransactionManager;
+    let idle = <sea_orm::sqlx::Sqlite as sea_orm::sqlx::Database>::TransactionManager::get_transaction_depth(conn) == 0;
+    if !idle {
+        tracing::warn!("a SQLite connection was left inside a transaction; closing it");
+    }
+    idle
+}
+
+/// The connection a process's write transactions run on (`service::tx`): on SQLite one
+/// connection of its own to the same file, on PostgreSQL the pool itself.
+///
+/// SQLite writes one transaction at a time per file, and this process's write transactions
+/// already queue for it (`tx::writer_turns`). Spread over the pool they ran on its connections in
+/// turn (sqlx hands idle connections out first in, first out), and SQLite drops a connection's
+/// page cache whenever another connection has committed since its last transaction: every write
+/// transaction read again every page it touched, from the operating system, a `pread` each
+/// (docs/benchmarks.md, changes 28 and 29). On one connection the pages the last write left stay
+/// cached; reads keep the pool, and run beside the writes as WAL lets them. The connection is
+/// opened on first use, kept open, and not pinged at checkout (it dies only with its thread); one
+/// left inside a transaction is closed and replaced, as in the pool. An in-memory database stays
+/// on the pool: a second pool could not reach it once the first closed its last connection.
+pub fn writer(db: &DatabaseConnection) -> DatabaseConnection {
+    if db.get_database_backend() != sea_orm::DatabaseBackend::Sqlite {
+        return db.clone();
+    }
+    let options = (*db.get_sqlite_connection_pool().connect_options()).clone();
+    let file = options.get_filename().to_string_lossy();
+    if file.contains("in-memory") || file.contains(":memory:") {
+        return db.clone();
+    }
+    drop(file);
+    let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .test_before_acquire(false)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .before_acquire(|conn, _| {
+            let idle = outside_transactions(conn);
+            Box::pin(async move { Ok(idle) })
+        })
+        .connect_lazy_with(options);
+    sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
 }
 
 /// What a database error says about the deployment rather than the statement: PostgreSQL's

@@ -344,12 +344,17 @@ async fn a_batch_commits_its_other_accounts_while_one_is_held_elsewhere() {
 }
 
 /// The statements an engine of `app`'s program runs on its own connection, as run.
-fn counted_engine(app: &TestApp, db: DatabaseConnection) -> (credits::service::Engine, Arc<Mutex<Vec<String>>>) {
-    let statements: Arc<Mutex<Vec<String>>> = Arc::default();
-    let mut db = db;
-    let seen = statements.clone();
-    db.set_metric_callback(move |info| seen.lock().unwrap().push(info.statement.sql.clone()));
-    (credits::service::Engine::new(db, app.ledger.program.clone()), statements)
+/// The statements a connection ran, in order, as its metric callback saw them.
+type Statements = Arc<Mutex<Vec<String>>>;
+
+fn counted_engine(app: &TestApp, db: DatabaseConnection) -> (credits::service::Engine, Statements) {
+    let statements = Statements::default();
+    let mut engine = credits::service::Engine::new(db, app.ledger.program.clone());
+    for db in [&mut engine.db, &mut engine.writer] {
+        let seen = statements.clone();
+        db.set_metric_callback(move |info| seen.lock().unwrap().push(info.statement.sql.clone()));
+    }
+    (engine, statements)
 }
 
 /// A spend alone is three calls to the database inside its transaction (the accounts' lock;
@@ -508,3 +513,47 @@ on_both!(
     a_spend_alone_is_three_calls,
     the_one_write_refuses_a_balance_or_a_lot_not_as_read
 );
+
+/// SQLite: a process's write transactions run on one connection of their own (`db::writer`), so
+/// the pages the last write left stay in its cache, while reads keep the pool and go on beside
+/// them. Concurrent spends and reads: every write is the writer's, every read the pool's, and
+/// the writer never holds more than its one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_writes_run_on_one_connection_of_their_own() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let accounts: Vec<String> = (0..6).map(|i| format!("w-{i}")).collect();
+    for id in &accounts {
+        app.create_account(id).await;
+        app.grant(id, "10", "PAID", None, &format!("g-{id}")).await;
+    }
+    let mut engine = credits::service::Engine::new(credits::db::connect(&app.db.url, 4).await.unwrap(), app.ledger.program.clone());
+    let (on_pool, on_writer) = (Statements::default(), Statements::default());
+    for (db, seen) in [(&mut engine.db, on_pool.clone()), (&mut engine.writer, on_writer.clone())] {
+        db.set_metric_callback(move |info| seen.lock().unwrap().push(info.statement.sql.clone()));
+    }
+    let engine = Arc::new(engine);
+    let now = app.clock.now();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let (engine, account) = (engine.clone(), accounts[i % accounts.len()].clone());
+            tokio::spawn(async move {
+                let receipt = engine.spend(request(&account, "1", &format!("s-{i}")), now).await;
+                let view = engine.account(&account).await.unwrap();
+                engine.balance(&view, now).await.unwrap();
+                receipt
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().expect("each spend has 10 credits to take 1 from");
+    }
+    let writes = |sql: &String| ["INSERT INTO", "UPDATE ", "DELETE FROM"].iter().any(|verb| sql.to_uppercase().contains(verb));
+    let (pool, writer) = (on_pool.lock().unwrap().clone(), on_writer.lock().unwrap().clone());
+    assert!(writer.iter().any(writes), "the spends' writes ran on the writer: {writer:#?}");
+    assert!(!pool.is_empty() && !pool.iter().any(writes), "the pool served the reads and no write: {pool:#?}");
+    assert_eq!(engine.writer.get_sqlite_connection_pool().size(), 1, "one connection writes");
+    for id in &accounts {
+        assert_eq!(app.balance(id).await, "6");
+    }
+    app.assert_audit_clean().await;
+}

@@ -94,7 +94,7 @@ impl Engine {
         }
         let plan = plan.unwrap_or(&self.program.default_plan).to_string();
         let (program, referral_code) = (self.program.clone(), referral_code.map(str::to_string));
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (external_id, plan, program, ledger, referral_code) =
                 (external_id.clone(), plan.clone(), program.clone(), self.clone(), referral_code.clone());
             Box::pin(async move {
@@ -139,7 +139,7 @@ impl Engine {
     /// Moves an account between active, inactive and suspended. Idempotent by nature.
     pub async fn set_status(&self, external_id: &str, status: AccountStatus) -> Result<AccountView, ServiceError> {
         let external_id = ExternalId::parse(external_id)?;
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let external_id = external_id.clone();
             Box::pin(async move {
                 let locked = lock_by_external_id(txn, external_id.as_str()).await?;

@@ -92,7 +92,7 @@ impl Engine {
             setting.validate(self.program.minimum_purchase).map_err(|e| ServiceError::bad_input(e.to_string()))?;
         }
         let program = self.program.clone();
-        let account_id = tx::write(&self.db, |txn| {
+        let account_id = tx::write(&self.writer, |txn| {
             let (external, program, payment_method) = (external.clone(), program.clone(), payment_method.clone());
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, external.as_str()).await?;

@@ -111,7 +111,7 @@ impl Engine {
         }
         let reason = new.reason.as_deref().map(reason).transpose()?;
         let valid_for = new.valid_for.map(|v| v.canonical());
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (code, valid_for, reason) = (code.clone(), valid_for.clone(), reason.clone());
             Box::pin(async move {
                 if let Some(existing) = store::coupons::by_code(txn, &code).await? {

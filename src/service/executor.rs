@@ -111,7 +111,7 @@ impl Engine {
     {
         let ttl = self.idempotency_ttl;
         let context = (self, command, body, others);
-        let stored = tx::write_with(&self.db, &context, |txn, (ledger, command, body, others)| {
+        let stored = tx::write_with(&self.writer, &context, |txn, (ledger, command, body, others)| {
             Box::pin(async move {
                 if !others.is_empty() {
                     let own = store::accounts::by_external_id(txn, command.account.as_str())
@@ -243,7 +243,7 @@ impl Engine {
         let Some(operation) = commands.first().map(|(command, _)| command.operation) else { return Ok(Vec::new()) };
         assert!(commands.iter().all(|(c, _)| c.operation == operation), "a batch holds one operation");
         let latest = commands.iter().map(|(_, now)| *now).max().expect("a batch is never empty here");
-        let stored = tx::write_with(&self.db, &(self, commands, prefetch, body), |txn, (ledger, commands, prefetch, body)| {
+        let stored = tx::write_with(&self.writer, &(self, commands, prefetch, body), |txn, (ledger, commands, prefetch, body)| {
             Box::pin(async move {
                 let accounts = lock_accounts(txn, commands, locks).await?;
                 let mut account_ids: Vec<i64> = accounts.keys().copied().collect();

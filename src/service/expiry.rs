@@ -126,7 +126,7 @@ impl Engine {
 impl Engine {
     async fn write_off(&self, due: Arc<Due>, now: DateTime<Utc>) -> Result<ExpiryReport, ServiceError> {
         let program = self.program.clone();
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (due, program) = (due.clone(), program.clone());
             Box::pin(async move { write_off(txn, &program, &due, now).await })
         })

@@ -71,7 +71,11 @@ pub const DEFAULT_IDEMPOTENCY_DAYS: i64 = 30;
 /// `crate::ledger`).
 #[derive(Clone)]
 pub struct Engine {
+    /// Reads, and the writes outside `tx::write` (jobs' bookkeeping, the outbox's deliveries).
     pub db: DatabaseConnection,
+    /// Where `tx::write`'s transactions run: `db::writer` (on SQLite a connection of its own,
+    /// which keeps its page cache between write transactions; on PostgreSQL `db` itself).
+    pub writer: DatabaseConnection,
     pub program: Arc<Program>,
     pub idempotency_ttl: chrono::Duration,
     /// Random draws (lucky credits, ad rewards): seeded from the OS, a cryptographically secure
@@ -106,6 +110,7 @@ impl Engine {
         Engine {
             job_parallelism: jobs::parts_side_by_side(backend),
             job_part: jobs::ITEMS_PER_TRANSACTION,
+            writer: crate::db::writer(&db),
             db,
             program,
             idempotency_ttl: chrono::Duration::days(DEFAULT_IDEMPOTENCY_DAYS),

@@ -224,7 +224,7 @@ impl Engine {
     /// Turns the account's credit mail (the low-credit and expiry notices) on or off.
     pub async fn set_credit_mail(&self, account: &str, enabled: bool) -> Result<AccountView, ServiceError> {
         let account = crate::service::input::ExternalId::parse(account)?;
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let account = account.clone();
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
@@ -247,7 +247,7 @@ impl Engine {
             by_account.entry(lot.account_id).or_default().push(lot.id);
         }
         for (account_id, ids) in by_account {
-            tx::write(&self.db, |txn| {
+            tx::write(&self.writer, |txn| {
                 let ids = ids.clone();
                 Box::pin(async move {
                     let Some(account) = store::accounts::lock(txn, account_id).await? else { return Ok::<_, ServiceError>(()) };

@@ -48,7 +48,7 @@ impl Engine {
     /// `grant_plan_credits` for an account by its id: what the workers' sweeps call.
     pub async fn grant_plan_credits_by_id(&self, account_id: i64, now: DateTime<Utc>) -> Result<Option<PlanGrant>, ServiceError> {
         let program = self.program.clone();
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let program = program.clone();
             Box::pin(async move {
                 let Some(locked) = store::accounts::lock(txn, account_id).await? else { return Ok(None) };
@@ -66,7 +66,7 @@ impl Engine {
     pub async fn grant_plan_credits_many(&self, account_ids: &[i64], now: DateTime<Utc>) -> Result<u64, ServiceError> {
         let program = self.program.clone();
         let ids = std::sync::Arc::new(account_ids.to_vec());
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (program, ids) = (program.clone(), ids.clone());
             Box::pin(async move { grant_period_credits_many(txn, &program, &ids, now).await })
         })
@@ -99,7 +99,7 @@ impl Engine {
 
     async fn renew_accounts(&self, ids: &[i64], now: DateTime<Utc>) -> Result<u64, ServiceError> {
         let (program, ids) = (self.program.clone(), std::sync::Arc::new(ids.to_vec()));
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (program, ids) = (program.clone(), ids.clone());
             Box::pin(async move {
                 let granted = grant_period_credits_many(txn, &program, &ids, now).await?;

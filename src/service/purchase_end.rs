@@ -175,7 +175,7 @@ impl Engine {
             let owner = owner.ok_or_else(|| anyhow::anyhow!("purchase {}: no account", pending.id))?;
             batch.push((ExternalId::parse(&owner.external_id)?, pending));
         }
-        let expired = tx::write_with(&self.db, &batch, |txn, batch| {
+        let expired = tx::write_with(&self.writer, &batch, |txn, batch| {
             Box::pin(async move {
                 let mut expired = 0u64;
                 for (account, pending) in batch {

@@ -284,7 +284,7 @@ impl Engine {
 
         let (validity, program) = (self.program.purchased_validity, self.program.clone());
         let reference = payment_reference.to_string();
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (reference, program) = (reference.clone(), program.clone());
             Box::pin(async move {
                 let not_found = || ServiceError::NotFound(format!("no purchase {purchase_id}"));

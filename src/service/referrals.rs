@@ -123,7 +123,7 @@ impl Engine {
         let mut granted = 0;
         for referral in due {
             let rule = rule.clone();
-            let released = tx::write(&self.db, |txn| {
+            let released = tx::write(&self.writer, |txn| {
                 let rule = rule.clone();
                 Box::pin(async move {
                     // Both accounts' locks, in id order, so two releases never deadlock.

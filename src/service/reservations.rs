@@ -289,7 +289,7 @@ impl Engine {
         let due = reservations::due(&self.db, now, batch.clamp(1, MAX_RESERVATION_BATCH)).await?;
         let mut settled = 0;
         for found in due {
-            let done = tx::write(&self.db, |txn| {
+            let done = tx::write(&self.writer, |txn| {
                 let found = found.clone();
                 Box::pin(async move {
                     store::accounts::lock(txn, found.account_id).await?;

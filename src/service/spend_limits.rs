@@ -299,7 +299,7 @@ impl Engine {
                 .await?
             }
             None => {
-                tx::write(&self.db, |txn| {
+                tx::write(&self.writer, |txn| {
                     let (account, limits) = (account.clone(), limits.clone());
                     Box::pin(async move {
                         let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;

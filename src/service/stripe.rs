@@ -129,7 +129,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Outcome, ServiceError> {
         let (event, why) = (event.clone(), why.clone());
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (event, why) = (event.clone(), why.clone());
             Box::pin(async move { attention_in(txn, &event, purchase_id, &why, now).await })
         })

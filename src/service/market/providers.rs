@@ -19,7 +19,7 @@ impl Engine {
     /// Marks an account's identity verified or not (service, admin): the market needs it.
     pub async fn set_identity_verified(&self, account: &str, verified: bool) -> Result<AccountView, ServiceError> {
         let account = ExternalId::parse(account)?;
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let account = account.clone();
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;
@@ -58,7 +58,7 @@ impl Engine {
             }
             parsed.push((name, check_amount(price)?));
         }
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let (account, parsed) = (account.clone(), parsed.clone());
             Box::pin(async move {
                 let locked = crate::service::accounts::lock_by_external_id(txn, account.as_str()).await?;

@@ -142,7 +142,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<(), ServiceError> {
         let program = self.program.clone();
-        tx::write(&self.db, |txn| {
+        tx::write(&self.writer, |txn| {
             let program = program.clone();
             Box::pin(async move {
                 let Some(locked) = store::accounts::lock(txn, account_id).await? else { return Ok(()) };
