@@ -481,3 +481,38 @@ async fn sqlite_a_connection_whose_commit_failed_is_not_used_again() {
     let other = credits::db::connect(&url, 1).await.expect("no connection holds the file's write lock");
     assert_eq!((count(other.clone(), 3000).await, count(other, 1).await), (acknowledged, 20), "every acknowledged commit is in the file");
 }
+
+/// SQLite: a connection given back to its pool is not pinged when it is outside any transaction
+/// (vendor/sqlx-core, `ready_for_release`), and one given back with its rollback still queued
+/// (a transaction dropped without a commit, as every refusal is) waits for it. On one connection,
+/// kept all along (its temporary table stays): no dropped transaction's row reaches the file,
+/// every committed one does, and the next transaction is never a savepoint inside a dropped one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_connection_given_back_is_clean_for_the_next() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let db = credits::db::connect(&url, 1).await.unwrap();
+    db.execute_unprepared("CREATE TABLE t (id INTEGER PRIMARY KEY, kept INTEGER NOT NULL)").await.unwrap();
+    db.execute_unprepared("CREATE TEMP TABLE this_connection (x INTEGER)").await.unwrap();
+    let options =
+        sea_orm::TransactionOptions { sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate), ..Default::default() };
+    for i in 0..200 {
+        let txn = db.begin_with_options(options).await.unwrap();
+        txn.execute_unprepared(&format!("INSERT INTO t (kept) VALUES ({})", i % 2)).await.unwrap();
+        if i % 2 == 1 {
+            txn.commit().await.unwrap();
+        } else {
+            drop(txn);
+        }
+    }
+    db.execute_unprepared("SELECT count(*) FROM this_connection").await.expect("the pool kept its one connection");
+    let other = credits::db::connect(&url, 1).await.expect("no connection holds the file's write lock");
+    let row = other
+        .query_one_raw(Statement::from_string(other.get_database_backend(), "SELECT count(*), sum(kept) FROM t"))
+        .await
+        .unwrap()
+        .unwrap();
+    let (rows, kept) = (row.try_get_by_index::<i64>(0).unwrap(), row.try_get_by_index::<i64>(1).unwrap());
+    assert_eq!((rows, kept), (100, 100), "the 100 committed rows, none of the 100 dropped");
+}

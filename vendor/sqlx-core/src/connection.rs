@@ -167,10 +167,20 @@ pub trait Connection: Send {
 
     /// Credits' change (vendor/README.md): readies a connection given back to its pool, sending
     /// what is queued (a rollback) and reading what is still owed. A driver that can tell a
-    /// clean connection without a round trip overrides it; the default pings, as upstream does.
+    /// clean connection without a round trip overrides it (sqlx-postgres). The default pings, as
+    /// upstream does, unless the connection is outside any transaction: for SQLite, the only
+    /// other driver Credits builds, the depth is what the connection's thread counted after the
+    /// last `COMMIT` or `ROLLBACK` it ran, so 0 means no rollback is queued, and whatever else is
+    /// queued (a statement whose caller went away) runs before the next user's, in order. The
+    /// ping was a hand-over to that thread and back for every connection given back.
     #[doc(hidden)]
     fn ready_for_release(&mut self) -> impl Future<Output = Result<(), Error>> + Send + '_ {
-        self.ping()
+        async move {
+            if <Self::Database as Database>::TransactionManager::get_transaction_depth(self) == 0 {
+                return Ok(());
+            }
+            self.ping().await
+        }
     }
 
     /// Establish a new database connection.
