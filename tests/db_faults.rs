@@ -437,10 +437,12 @@ async fn sqlite_on_a_full_disk_refuses_writes_clearly_and_keeps_its_file_whole()
     );
 }
 
-/// SQLite: a connection whose `COMMIT` failed for want of space is not used again. It was left
-/// inside its transaction, and every later transaction on it ran as a savepoint inside that
-/// one: acknowledged, never written to the file, visible to that connection alone. Every commit
-/// acknowledged on a full disk, and after it, is seen by a connection of its own.
+/// SQLite: a connection whose `COMMIT` failed for want of space is not used again. SQLite had
+/// rolled that transaction back, sqlx still counted it open, and every later transaction on the
+/// connection ran as a savepoint: once one was refused, SQLite's transaction stayed open and the
+/// later ones were releases inside it, acknowledged, never written to the file, visible to that
+/// connection alone (`db::connect` says more). Every commit acknowledged on a full disk, and
+/// after it, is seen by a connection of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_connection_whose_commit_failed_is_not_used_again() {
     use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
