@@ -24,7 +24,7 @@ use crate::ledger::{self, Lot, Spent};
 use crate::program::Program;
 use crate::service::Refusal;
 use crate::service::daily_free;
-use crate::service::executor::{AccountLocks, Dated, Decisions, Fresh, Locked, Prefetched, RunMany};
+use crate::service::executor::{AccountLocks, Dated, Decisions, Fresh, Named, Prefetch, Prefetched, RunMany};
 use crate::service::notices;
 use crate::service::posting::{self, Debit};
 use crate::service::reservations;
@@ -369,17 +369,27 @@ fn spend_body(run: RunMany<'_, SpendFields, AccountReads>) -> BoxFuture<'_, Deci
 }
 
 /// A batch's keys and every locked account's lapsed holds, open lots and limits at once
-/// (`store::spend_reads`): one statement on PostgreSQL.
-fn spend_reads(locked: Locked<'_>) -> BoxFuture<'_, Prefetched<AccountReads>> {
+/// (`store::spend_reads`): after the lock on PostgreSQL, one statement; on SQLite one call that
+/// reads the accounts too.
+fn spend_reads(named: Named<'_>) -> BoxFuture<'_, Prefetched<AccountReads>> {
     Box::pin(async move {
-        let program = &locked.ledger.program;
+        let program = &named.ledger.program;
         // Containers only where the low-credit warning counts hours of usage: the check reads them.
         let with_containers = program.metering.is_some() && program.notices.low_credits.is_some();
+        let (txn, operation, latest) = (named.txn, named.operation, named.latest);
         // An entry id per key: each fresh spend posts at most one entry (`numbered_debits`).
-        let (ids, keys) = (locked.keys.len(), &locked.keys);
-        let mut reads =
-            store::spend_reads::read(locked.txn, &locked.account_ids, locked.latest, with_containers, locked.operation, keys, ids).await?;
-        Ok((std::mem::take(&mut reads.keys), reads))
+        let (locked, mut reads) = if named.read_under_the_database_lock() {
+            let ids = named.pairs.len();
+            let (accounts, reads) =
+                store::spend_reads::read_sqlite(txn, &named.externals, &named.pairs, latest, with_containers, operation, ids).await?;
+            (named.locked(accounts), reads)
+        } else {
+            let locked = named.lock().await?;
+            let (ids, keys) = (locked.keys.len(), &locked.keys);
+            let reads = store::spend_reads::read(txn, &locked.account_ids, latest, with_containers, operation, keys, ids).await?;
+            (locked, reads)
+        };
+        Ok(Prefetch { accounts: locked.accounts, records: std::mem::take(&mut reads.keys), reads })
     })
 }
 

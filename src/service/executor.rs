@@ -15,9 +15,10 @@
 //! An `Err` from the body is not an outcome: nothing commits and the key stays free.
 //!
 //! `execute_many` is the same protocol for N commands of one operation in one transaction (a
-//! batch of spends, `service::batch`): one statement locks all their accounts in id order, one
-//! reads all their keys, one remembers all their outcomes, and the body decides every command
-//! that is its to decide at once. A key used twice in one batch is treated like a duplicate that
+//! batch of spends, `service::batch`): one statement locks all their accounts in id order (on
+//! SQLite, whose write transaction holds the whole database, a spend's batch reads them in the
+//! same call as the rest: `Named`), one reads all their keys, one remembers all their outcomes,
+//! and the body decides every command that is its to decide at once. A key used twice in one batch is treated like a duplicate that
 //! arrives later: the same request replays the first one's outcome, another is a conflict.
 
 use crate::entity::{account, idempotency_key};
@@ -28,7 +29,7 @@ use crate::service::{Engine, Refusal, ServiceError, tx};
 use crate::store;
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
-use sea_orm::DatabaseTransaction;
+use sea_orm::{ConnectionTrait, DatabaseTransaction};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -144,27 +145,87 @@ impl Engine {
 /// One command of a batch, with the instant it was made at (its outcome is kept from then).
 pub(crate) type Dated<F> = (Command<F>, DateTime<Utc>);
 
-/// What a batch reads once its accounts are locked, before anything is decided: the keys its
-/// commands use, and what the operation's body will read about the accounts. Reading both in
-/// one statement saves a round trip per batch (a spend's, `store::spend_reads`); an operation
-/// that reads nothing ahead uses `keys_only`.
-pub(crate) struct Locked<'t> {
+/// A batch before anything is read: the accounts and keys its commands name. Its prefetch
+/// locks the accounts (`Named::lock`) and reads the keys and what the operation's body will read
+/// about the accounts (`Locked`); one statement saves a round trip per batch (a spend's,
+/// `store::spend_reads`). On SQLite, where `BEGIN IMMEDIATE` already excludes every other
+/// writer, reading the accounts is their lock, so a prefetch may read them in the same call as
+/// the rest (`Named::read_under_the_database_lock`). An operation that reads nothing ahead uses
+/// `keys_only`.
+pub(crate) struct Named<'t> {
     pub txn: &'t DatabaseTransaction,
     pub ledger: &'t Engine,
     pub operation: &'static str,
+    /// The external ids of the accounts the commands name, sorted, each once.
+    pub externals: Vec<&'t str>,
+    /// The (account's external id, key) pairs the commands use, sorted, each once.
+    pub pairs: Vec<(&'t str, &'t str)>,
+    pub locks: AccountLocks,
+    pub latest: DateTime<Utc>,
+}
+
+impl<'t> Named<'t> {
+    /// Locks the named accounts that exist in one statement, in id order (so two batches never
+    /// wait on each other in a cycle).
+    pub async fn lock(self) -> Result<Locked<'t>, ServiceError> {
+        let locked = match self.locks {
+            AccountLocks::Wait => store::accounts::lock_many_by_external_id(self.txn, &self.externals).await?,
+            AccountLocks::SkipHeld => store::accounts::lock_free_by_external_id(self.txn, &self.externals).await?,
+        };
+        Ok(self.locked(locked))
+    }
+
+    /// Whether a plain read of the accounts locks them: SQLite's write transactions hold the
+    /// whole database from their `BEGIN IMMEDIATE` (`service::tx`), and it has no row locks to
+    /// skip.
+    pub fn read_under_the_database_lock(&self) -> bool {
+        self.txn.get_database_backend() == sea_orm::DbBackend::Sqlite && self.locks == AccountLocks::Wait
+    }
+
+    /// The batch once `accounts`, those of the named that exist, are locked: by `lock`, or read
+    /// by the prefetch itself where `read_under_the_database_lock`.
+    pub fn locked(self, accounts: Vec<account::Model>) -> Locked<'t> {
+        let by_external: HashMap<&str, i64> = accounts.iter().map(|a| (a.external_id.as_str(), a.id)).collect();
+        let mut keys: Vec<(i64, &str)> =
+            self.pairs.iter().filter_map(|(account, key)| by_external.get(account).map(|id| (*id, *key))).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut account_ids: Vec<i64> = accounts.iter().map(|a| a.id).collect();
+        account_ids.sort_unstable();
+        let accounts = accounts.into_iter().map(|a| (a.id, a)).collect();
+        Locked { txn: self.txn, operation: self.operation, accounts, account_ids, keys }
+    }
+}
+
+/// A batch whose accounts are locked, for its prefetch to read the rest.
+pub(crate) struct Locked<'t> {
+    pub txn: &'t DatabaseTransaction,
+    pub operation: &'static str,
+    /// Every account the batch's commands name (those that exist), locked, by id.
+    pub accounts: HashMap<i64, account::Model>,
     /// The locked accounts' ids, ascending.
     pub account_ids: Vec<i64>,
     /// The (account, key) pairs the batch's commands use, sorted, each once.
     pub keys: Vec<(i64, &'t str)>,
-    pub latest: DateTime<Utc>,
 }
 
-/// The stored records of the batch's keys (those that exist), and the operation's own reads.
-pub(crate) type Prefetched<R> = Result<(Vec<idempotency_key::Model>, R), ServiceError>;
+/// What a prefetch hands the executor: the locked accounts, by id; the stored records of the
+/// batch's keys (those that exist); and the operation's own reads.
+pub(crate) struct Prefetch<R> {
+    pub accounts: HashMap<i64, account::Model>,
+    pub records: Vec<idempotency_key::Model>,
+    pub reads: R,
+}
 
-/// The prefetch of an operation that reads nothing ahead of its body: the keys alone.
-pub(crate) fn keys_only(locked: Locked<'_>) -> BoxFuture<'_, Prefetched<()>> {
-    Box::pin(async move { Ok((store::idempotency::find_many(locked.txn, locked.operation, &locked.keys).await?, ())) })
+pub(crate) type Prefetched<R> = Result<Prefetch<R>, ServiceError>;
+
+/// The prefetch of an operation that reads nothing ahead of its body: the lock, and the keys.
+pub(crate) fn keys_only(named: Named<'_>) -> BoxFuture<'_, Prefetched<()>> {
+    Box::pin(async move {
+        let locked = named.lock().await?;
+        let records = store::idempotency::find_many(locked.txn, locked.operation, &locked.keys).await?;
+        Ok(Prefetch { accounts: locked.accounts, records, reads: () })
+    })
 }
 
 /// What a batch's body sees: the open transaction, every account of the batch locked, the
@@ -223,9 +284,9 @@ impl Engine {
         self.execute_many_reading(commands, AccountLocks::Wait, keys_only, body).await
     }
 
-    /// `execute_many` whose key lookup is `prefetch`, which may read the body's rows with it
-    /// (`Locked`). It runs after the lock, so it sees what the transactions the lock waited for
-    /// committed, keys included.
+    /// `execute_many` whose lock and key lookup are `prefetch`'s, which may read the body's rows
+    /// with them (`Named`). Its reads come after the lock, so they see what the transactions the
+    /// lock waited for committed, keys included.
     pub(crate) async fn execute_many_reading<F, T, R, P, B>(
         &self,
         commands: &[Dated<F>],
@@ -237,7 +298,7 @@ impl Engine {
         F: Sync,
         T: Serialize + DeserializeOwned + Clone + Send + Sync,
         R: Send,
-        P: for<'t> Fn(Locked<'t>) -> BoxFuture<'t, Prefetched<R>> + Sync,
+        P: for<'t> Fn(Named<'t>) -> BoxFuture<'t, Prefetched<R>> + Sync,
         B: for<'t> Fn(RunMany<'t, F, R>) -> BoxFuture<'t, Decisions<T>> + Sync,
     {
         let Some(operation) = commands.first().map(|(command, _)| command.operation) else { return Ok(Vec::new()) };
@@ -245,11 +306,9 @@ impl Engine {
         let latest = commands.iter().map(|(_, now)| *now).max().expect("a batch is never empty here");
         let stored = tx::write_with(&self.writer, &(self, commands, prefetch, body), |txn, (ledger, commands, prefetch, body)| {
             Box::pin(async move {
-                let accounts = lock_accounts(txn, commands, locks).await?;
-                let mut account_ids: Vec<i64> = accounts.keys().copied().collect();
-                account_ids.sort_unstable();
-                let keys = key_pairs(commands, &accounts);
-                let (records, reads) = prefetch(Locked { txn, ledger, operation, account_ids, keys, latest }).await?;
+                let (externals, pairs) = named(commands);
+                let named = Named { txn, ledger, operation, externals, pairs, locks, latest };
+                let Prefetch { accounts, records, reads } = prefetch(named).await?;
                 let mut slots = sort_keys(commands, &accounts, records)?;
                 let fresh: Vec<Fresh<'_, F>> = slots
                     .iter()
@@ -278,23 +337,6 @@ impl Engine {
     }
 }
 
-/// The accounts a batch names, locked in one statement in id order (so two batches never wait
-/// on each other in a cycle), by id. Unknown ones are absent.
-async fn lock_accounts<F>(
-    txn: &DatabaseTransaction,
-    commands: &[Dated<F>],
-    locks: AccountLocks,
-) -> Result<HashMap<i64, account::Model>, ServiceError> {
-    let mut externals: Vec<&str> = commands.iter().map(|(c, _)| c.account.as_str()).collect();
-    externals.sort_unstable();
-    externals.dedup();
-    let locked = match locks {
-        AccountLocks::Wait => store::accounts::lock_many_by_external_id(txn, &externals).await?,
-        AccountLocks::SkipHeld => store::accounts::lock_free_by_external_id(txn, &externals).await?,
-    };
-    Ok(locked.into_iter().map(|a| (a.id, a)).collect())
-}
-
 /// How a batch locks its accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum AccountLocks {
@@ -306,14 +348,16 @@ pub(crate) enum AccountLocks {
     SkipHeld,
 }
 
-/// The (account, key) pairs of the commands whose accounts exist, sorted, each once.
-fn key_pairs<'c, F>(commands: &'c [Dated<F>], accounts: &HashMap<i64, account::Model>) -> Vec<(i64, &'c str)> {
-    let by_external: HashMap<&str, i64> = accounts.values().map(|a| (a.external_id.as_str(), a.id)).collect();
-    let mut pairs: Vec<(i64, &str)> =
-        commands.iter().filter_map(|(c, _)| by_external.get(c.account.as_str()).map(|id| (*id, c.key.as_str()))).collect();
+/// The external ids a batch's commands name, and the (external id, key) pairs they use: each
+/// sorted, each once.
+fn named<F>(commands: &[Dated<F>]) -> (Vec<&str>, Vec<(&str, &str)>) {
+    let mut externals: Vec<&str> = commands.iter().map(|(c, _)| c.account.as_str()).collect();
+    externals.sort_unstable();
+    externals.dedup();
+    let mut pairs: Vec<(&str, &str)> = commands.iter().map(|(c, _)| (c.account.as_str(), c.key.as_str())).collect();
     pairs.sort_unstable();
     pairs.dedup();
-    pairs
+    (externals, pairs)
 }
 
 /// Each command's standing before the body runs, in arrival order, given the stored records of

@@ -5,10 +5,10 @@
 //! JSON, tagged with its table), with the journal entry ids the batch's debits will take
 //! (`store::keyed_debits`): up to four round trips fewer per batch, which is what a spend costs
 //! at low concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the
-//! transactions the lock waited for committed. SQLite gets the same in one call of a statement per
-//! table (`read_sqlite`).
+//! transactions the lock waited for committed. SQLite gets the same, and the accounts themselves,
+//! in one call of a statement per table (`read_sqlite`).
 
-use crate::entity::{container, idempotency_key, lot, reservation, spend_limit};
+use crate::entity::{account, container, idempotency_key, lot, reservation, spend_limit};
 use crate::ledger::reservation::ReservationStatus;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
@@ -32,8 +32,8 @@ pub struct AccountReads {
     pub entry_ids: Vec<i64>,
 }
 
-/// The rows of `account_ids` (locked) at `now`, the records of `keys` under `operation`, and
-/// `entry_ids` new journal entry ids.
+/// PostgreSQL: the rows of `account_ids` (locked) at `now`, the records of `keys` under
+/// `operation`, and `entry_ids` new journal entry ids.
 pub async fn read(
     conn: &impl ConnectionTrait,
     account_ids: &[i64],
@@ -45,9 +45,6 @@ pub async fn read(
 ) -> Result<AccountReads, DbErr> {
     if account_ids.is_empty() {
         return Ok(AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() });
-    }
-    if conn.get_database_backend() != DbBackend::Postgres {
-        return read_sqlite(conn, account_ids, now, containers, operation, keys, entry_ids).await;
     }
     let ids = (1..=account_ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
     let (status_at, now_at, operation_at) = (account_ids.len() + 1, account_ids.len() + 2, account_ids.len() + 3);
@@ -117,45 +114,57 @@ fn sorted(mut reads: AccountReads) -> AccountReads {
     reads
 }
 
-/// SQLite: the same reads as one call with a statement per table, each row tagged with its
-/// table in a first column. sqlx-sqlite runs every statement on the connection's own thread, and
-/// each call is a hand-over to that thread and back: one call instead of four or five
-/// (docs/benchmarks.md, change 28). The entry ids are the next ones the journal would hand out
-/// (SQLite's `AUTOINCREMENT`: past both the largest id ever used and the largest present); under
-/// `BEGIN IMMEDIATE` no other connection writes until the batch commits, and an id the batch's
-/// own transaction took meanwhile fails the insert on the primary key rather than reuse it.
-async fn read_sqlite(
+/// SQLite: `read` for the accounts named by `externals` (those that exist, by id), read in the
+/// same call, and the records of `pairs` (external id, key): one call with a statement per
+/// table, each row tagged with its table in a first column. sqlx-sqlite runs every statement on
+/// the connection's own thread, and each call is a hand-over to that thread and back: one call
+/// instead of five or six (docs/benchmarks.md, changes 28 and 30). It must run inside a write
+/// transaction: `BEGIN IMMEDIATE` holds the whole database, so reading the accounts locks them
+/// (`executor::Named`). The entry ids are the next ones the journal would hand out (SQLite's
+/// `AUTOINCREMENT`: past both the largest id ever used and the largest present); no other
+/// connection writes until the batch commits, and an id the batch's own transaction took
+/// meanwhile fails the insert on the primary key rather than reuse it.
+pub async fn read_sqlite(
     conn: &impl ConnectionTrait,
-    account_ids: &[i64],
+    externals: &[&str],
+    pairs: &[(&str, &str)],
     now: DateTime<Utc>,
     containers: bool,
     operation: &str,
-    keys: &[(i64, &str)],
     entry_ids: usize,
-) -> Result<AccountReads, DbErr> {
+) -> Result<(Vec<account::Model>, AccountReads), DbErr> {
     use sea_orm::FromQueryResult;
-    let ids = vec!["?"; account_ids.len()].join(", ");
-    let id_values = || account_ids.iter().map(|id| Value::from(*id));
+    let mut reads = AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() };
+    if externals.is_empty() {
+        return Ok((Vec::new(), reads));
+    }
+    let named = vec!["?"; externals.len()].join(", ");
+    let names = || externals.iter().map(|id| Value::from(*id));
+    // Each table's rows by the accounts' external ids: the unique index finds the ids, the
+    // table's own index on `account_id` its rows.
+    let ids = format!("SELECT id FROM accounts WHERE external_id IN ({named})");
     let mut sql = format!(
-        "SELECT 0 AS part, r.* FROM reservations r WHERE r.account_id IN ({ids}) AND r.status = ? AND r.deadline <= ?; \
+        "SELECT 6 AS part, a.* FROM accounts a WHERE a.external_id IN ({named}); \
+         SELECT 0 AS part, r.* FROM reservations r WHERE r.account_id IN ({ids}) AND r.status = ? AND r.deadline <= ?; \
          SELECT 1 AS part, l.* FROM lots l WHERE l.account_id IN ({ids}) AND l.\"open\"; \
          SELECT 2 AS part, s.* FROM spend_limits s WHERE s.account_id IN ({ids});"
     );
-    let mut values: Vec<Value> = id_values().collect();
+    let mut values: Vec<Value> = names().chain(names()).collect();
     values.extend([Value::from(ReservationStatus::Held.as_str()), Value::from(now)]);
-    values.extend(id_values().chain(id_values()));
+    values.extend(names().chain(names()));
     if containers {
         sql.push_str(&format!(" SELECT 3 AS part, c.* FROM containers c WHERE c.account_id IN ({ids});"));
-        values.extend(id_values());
+        values.extend(names());
     }
-    if !keys.is_empty() {
-        // As `idempotency::find_many` looks them up: a VALUES list joined on the whole unique index.
+    if !pairs.is_empty() {
+        // As `idempotency::find_many` looks them up (a VALUES list joined on the whole unique
+        // index), through the accounts' external ids.
         sql.push_str(&format!(
-            " SELECT 4 AS part, k.* FROM (VALUES {}) AS v JOIN idempotency_keys k \
-              ON k.account_id = v.column1 AND k.key = v.column2 AND k.operation = ?;",
-            super::values_rows(DbBackend::Sqlite, keys.len(), 2, 0)
+            " SELECT 4 AS part, k.* FROM (VALUES {}) AS v JOIN accounts a ON a.external_id = v.column1 \
+              JOIN idempotency_keys k ON k.account_id = a.id AND k.key = v.column2 AND k.operation = ?;",
+            super::values_rows(DbBackend::Sqlite, pairs.len(), 2, 0)
         ));
-        values.extend(keys.iter().flat_map(|(account_id, key)| [Value::from(*account_id), Value::from(*key)]));
+        values.extend(pairs.iter().flat_map(|(account, key)| [Value::from(*account), Value::from(*key)]));
         values.push(Value::from(operation));
     }
     if entry_ids > 0 {
@@ -164,7 +173,7 @@ async fn read_sqlite(
                                   coalesce((SELECT max(id) FROM journal_entries), 0)) AS last;",
         );
     }
-    let mut reads = AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() };
+    let mut accounts = Vec::with_capacity(externals.len());
     for row in conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await? {
         match row.try_get::<i32>("", "part")? {
             0 => reads.lapsed.push(reservation::Model::from_query_result(&row, "")?),
@@ -172,11 +181,16 @@ async fn read_sqlite(
             2 => reads.limits.push(spend_limit::Model::from_query_result(&row, "")?),
             3 => reads.containers.get_or_insert_with(Vec::new).push(container::Model::from_query_result(&row, "")?),
             4 => reads.keys.push(idempotency_key::Model::from_query_result(&row, "")?),
+            6 => accounts.push(account::Model::from_query_result(&row, "")?),
             _ => {
                 let last: i64 = row.try_get("", "last")?;
                 reads.entry_ids = (1..=entry_ids as i64).map(|n| last + n).collect();
             }
         }
     }
-    Ok(sorted(reads))
+    if accounts.is_empty() {
+        // None of the named accounts exists: nothing of theirs to read, no entry to number.
+        return Ok((accounts, AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() }));
+    }
+    Ok((accounts, sorted(reads)))
 }
