@@ -120,6 +120,20 @@ pub fn writer(db: &DatabaseConnection) -> DatabaseConnection {
     sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool)
 }
 
+/// Whether two connections share one pool (`writer` of a PostgreSQL or in-memory database is
+/// the pool itself): a clone shares its pool's options, a pool of its own has options of its own.
+pub fn same_pool(a: &DatabaseConnection, b: &DatabaseConnection) -> bool {
+    match (a.get_database_backend(), b.get_database_backend()) {
+        (sea_orm::DatabaseBackend::Postgres, sea_orm::DatabaseBackend::Postgres) => {
+            std::sync::Arc::ptr_eq(&a.get_postgres_connection_pool().connect_options(), &b.get_postgres_connection_pool().connect_options())
+        }
+        (sea_orm::DatabaseBackend::Sqlite, sea_orm::DatabaseBackend::Sqlite) => {
+            std::sync::Arc::ptr_eq(&a.get_sqlite_connection_pool().connect_options(), &b.get_sqlite_connection_pool().connect_options())
+        }
+        _ => false,
+    }
+}
+
 /// What a database error says about the deployment rather than the statement: PostgreSQL's
 /// 42P05 (a prepared statement of that name exists) and 26000 (none of that name does) come
 /// from a connection pooler that hands one server connection to several clients in turn

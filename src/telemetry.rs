@@ -89,8 +89,14 @@ fn describe() {
         WEBSOCKET_OPERATIONS_OPEN,
         "Operations (subscriptions, and queries or mutations still running) open over WebSockets on this process."
     );
-    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections of this process, by state (in_use, idle), at scrape time.");
-    describe_gauge!(DB_POOL_MAX, "The database pool's maximum size.");
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database connections of this process (its pool's and, on a SQLite file, its write connection), by state (in_use, idle), at scrape time."
+    );
+    describe_gauge!(
+        DB_POOL_MAX,
+        "The most database connections this process opens (its pool's size and, on a SQLite file, its write connection)."
+    );
     describe_histogram!(SPEND_BATCH_SIZE, "Spends committed together in one transaction (group commit).");
     describe_counter!(SPEND_BATCH_FALLBACKS, "Batches of spends that failed as a whole and were run one by one.");
     describe_counter!(
@@ -126,7 +132,7 @@ pub async fn scrape(ledger: &crate::service::Engine) -> String {
         metrics::counter!(SCRAPE_ERRORS).increment(1);
         tracing::warn!(error = %e, "metrics: could not read the outbox");
     }
-    refresh_pool(db);
+    refresh_pool(ledger);
     handle.render()
 }
 
@@ -140,7 +146,33 @@ async fn refresh_outbox(db: &sea_orm::DatabaseConnection) -> Result<(), sea_orm:
     Ok(())
 }
 
-fn refresh_pool(db: &sea_orm::DatabaseConnection) {
+fn refresh_pool(ledger: &crate::service::Engine) {
+    let pools = pool_counts(ledger);
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(pools.in_use));
+    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(pools.idle));
+    metrics::gauge!(DB_POOL_MAX).set(f64::from(pools.max));
+}
+
+/// A process's database connections at one instant, as the pool gauges show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCounts {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+/// The pool's connections and, on a SQLite file, the write connection's too (`db::writer`: a
+/// pool of its own), so the gauges count every connection the process holds.
+pub fn pool_counts(ledger: &crate::service::Engine) -> PoolCounts {
+    let mut counts = one_pool(&ledger.db);
+    if !crate::db::same_pool(&ledger.db, &ledger.writer) {
+        let writer = one_pool(&ledger.writer);
+        counts = PoolCounts { in_use: counts.in_use + writer.in_use, idle: counts.idle + writer.idle, max: counts.max + writer.max };
+    }
+    counts
+}
+
+fn one_pool(db: &sea_orm::DatabaseConnection) -> PoolCounts {
     let (size, idle, max) = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             let pool = db.get_postgres_connection_pool();
@@ -152,7 +184,5 @@ fn refresh_pool(db: &sea_orm::DatabaseConnection) {
         }
     };
     let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
-    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(size - idle));
-    metrics::gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
-    metrics::gauge!(DB_POOL_MAX).set(f64::from(max));
+    PoolCounts { in_use: size - idle, idle, max }
 }

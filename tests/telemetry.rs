@@ -116,7 +116,36 @@ async fn live_and_ready(backend: Backend) {
     }
 }
 
-on_both!(metrics_move_with_traffic, without_a_token_metrics_stay_off_the_main_listener, live_and_ready);
+/// The pool gauges count every connection the process holds: on a SQLite file its write
+/// connection is a pool of its own (`db::writer`), on PostgreSQL writes share the pool.
+async fn pool_gauges_count_the_write_connection(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let pool_max = match backend {
+        Backend::Postgres => app.ledger.db.get_postgres_connection_pool().options().get_max_connections(),
+        Backend::Sqlite => app.ledger.db.get_sqlite_connection_pool().options().get_max_connections(),
+    };
+    app.create_account("pia").await;
+    assert!(app.grant("pia", "5", "PAID", None, "g-1").await["errors"].is_null());
+    let counts = credits::telemetry::pool_counts(&app.ledger);
+    match backend {
+        Backend::Postgres => assert_eq!(counts.max, pool_max, "{counts:?}"),
+        Backend::Sqlite => {
+            assert_eq!(counts.max, pool_max + 1, "{counts:?}");
+            // The grant wrote on the writer, which stays open.
+            assert_eq!(app.ledger.writer.get_sqlite_connection_pool().size(), 1);
+        }
+    }
+    // A pool connection at least, and the writer on SQLite.
+    let opened = if backend == Backend::Sqlite { 2 } else { 1 };
+    assert!(counts.in_use + counts.idle >= opened, "{counts:?}");
+}
+
+on_both!(
+    metrics_move_with_traffic,
+    without_a_token_metrics_stay_off_the_main_listener,
+    live_and_ready,
+    pool_gauges_count_the_write_connection
+);
 
 /// `log_format = "json"`: one JSON object per line on stderr; text has no colour codes when
 /// stderr is not a terminal; anything else is refused.
