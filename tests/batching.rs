@@ -444,6 +444,37 @@ async fn a_spend_alone_is_three_calls_two_on_sqlite(backend: Backend) {
     app.assert_audit_clean().await;
 }
 
+/// On a plan with daily free credits (carat) a spend's read also says whether each account's day
+/// was claimed, so the day's credits cost no statement of their own: the same calls as above,
+/// before the day's lot is written and after, and the claim read ahead is right both times (one
+/// day's credits offered once).
+async fn a_spend_reads_the_days_claim_with_the_rest(backend: Backend) {
+    let app = TestApp::spawn_with(backend, "carat").await;
+    app.create_account("dina").await;
+    let now = app.clock.now();
+    app.grant("dina", "10", "PAID", None, "g-1").await;
+    let (engine, statements) = counted_engine(&app, credits::db::connect(&app.db.url, 2).await.unwrap());
+    let calls = match backend {
+        Backend::Postgres => 3,
+        Backend::Sqlite => 2,
+    };
+
+    // Paid credits first: the day's 100 are counted, not written.
+    let first = engine.spend(request("dina", "1", "d-1"), now).await.unwrap();
+    assert_eq!(first.available_after.to_string(), "109");
+    assert_eq!(std::mem::take(&mut *statements.lock().unwrap()).len(), calls, "the day's claim read with the rest");
+    // Past the paid credits: the day's lot and its claim are written.
+    let second = engine.spend(request("dina", "50", "d-2"), now).await.unwrap();
+    assert_eq!(second.available_after.to_string(), "59");
+    statements.lock().unwrap().clear();
+    // Claimed now: the next spend takes from the written lot, and no second day is offered.
+    let third = engine.spend(request("dina", "1", "d-3"), now).await.unwrap();
+    assert_eq!(third.available_after.to_string(), "58");
+    assert_eq!(std::mem::take(&mut *statements.lock().unwrap()).len(), calls);
+    assert_eq!(app.balance("dina").await, "58");
+    app.assert_audit_clean().await;
+}
+
 /// The one write writes nothing unless every balance and lot is still what the batch read under
 /// its locks, and every part wrote the rows asked of it.
 async fn the_one_write_refuses_a_balance_or_a_lot_not_as_read(backend: Backend) {
@@ -520,6 +551,7 @@ on_both!(
     a_batch_decides_its_spends_in_order,
     a_spend_that_fails_in_the_database_does_not_fail_its_batch,
     a_spend_alone_is_three_calls_two_on_sqlite,
+    a_spend_reads_the_days_claim_with_the_rest,
     the_one_write_refuses_a_balance_or_a_lot_not_as_read
 );
 

@@ -377,16 +377,21 @@ fn spend_reads(named: Named<'_>) -> BoxFuture<'_, Prefetched<AccountReads>> {
         // Containers only where the low-credit warning counts hours of usage: the check reads them.
         let with_containers = program.metering.is_some() && program.notices.low_credits.is_some();
         let (txn, operation, latest) = (named.txn, named.operation, named.latest);
+        // The day's claims where a plan has daily free credits: whether each account's are
+        // still to be offered (`Wallets::spend`), read here rather than one statement each.
+        let day = daily_free::offered(program).then(|| crate::ledger::time::day_of(latest).to_string());
+        let claim = day.as_deref().map(|day| (daily_free::KIND, day));
         // An entry id per key: each fresh spend posts at most one entry (`numbered_debits`).
         let (locked, mut reads) = if named.read_under_the_database_lock() {
             let ids = named.pairs.len();
             let (accounts, reads) =
-                store::spend_reads::read_sqlite(txn, &named.externals, &named.pairs, latest, with_containers, operation, ids).await?;
+                store::spend_reads::read_sqlite(txn, &named.externals, &named.pairs, latest, with_containers, operation, ids, claim)
+                    .await?;
             (named.locked(accounts), reads)
         } else {
             let locked = named.lock().await?;
             let (ids, keys) = (locked.keys.len(), &locked.keys);
-            let reads = store::spend_reads::read(txn, &locked.account_ids, latest, with_containers, operation, keys, ids).await?;
+            let reads = store::spend_reads::read(txn, &locked.account_ids, latest, with_containers, operation, keys, ids, claim).await?;
             (locked, reads)
         };
         Ok(Prefetch { accounts: locked.accounts, records: std::mem::take(&mut reads.keys), reads })
@@ -412,7 +417,8 @@ async fn spend_all(run: RunMany<'_, SpendFields, AccountReads>) -> Decisions<Spe
         ids.sort_unstable();
         reads.lots = lots::open_for_accounts(txn, &ids).await?;
     }
-    let mut wallets = Wallets::from_lots(reads.lots)?;
+    let claimed = reads.claimed.take();
+    let mut wallets = Wallets::from_lots(reads.lots, claimed)?;
     let mut limits = LimitBook::from_rows(txn, reads.limits, fresh.iter().map(|s| &s.now)).await?;
     let mut decided = Vec::with_capacity(fresh.len());
     let mut debits = Vec::new();
@@ -516,12 +522,15 @@ struct Wallets {
     credited: BTreeMap<i64, i64>,
     /// The accounts whose day's free credits were looked up.
     offered: HashSet<i64>,
+    /// The day's claims of the batch's accounts, read with their lots (`spend_reads`).
+    claimed: Option<store::spend_reads::Claimed>,
 }
 
 impl Wallets {
     /// The batch's accounts' open lots, as read under their locks.
-    fn from_lots(open: Vec<crate::entity::lot::Model>) -> Result<Wallets, ServiceError> {
-        let mut wallets = Wallets { lots: HashMap::new(), read: HashMap::new(), credited: BTreeMap::new(), offered: HashSet::new() };
+    fn from_lots(open: Vec<crate::entity::lot::Model>, claimed: Option<store::spend_reads::Claimed>) -> Result<Wallets, ServiceError> {
+        let mut wallets =
+            Wallets { lots: HashMap::new(), read: HashMap::new(), credited: BTreeMap::new(), offered: HashSet::new(), claimed };
         for model in open {
             let lot = lots::to_rule(&model)?;
             wallets.read.insert(lot.id, posting::Held::from(&lot));
@@ -541,8 +550,15 @@ impl Wallets {
         let (account, amount, now) = (spend.account, spend.command.fields.amount, spend.now);
         let lots = self.lots.entry(account.id).or_default();
         if self.offered.insert(account.id) {
-            // The day's free credits, the last tier, as a virtual lot until a spend takes them.
-            lots.extend(daily_free::virtual_lot(txn, program, account.id, &account.plan, now).await?);
+            // The day's free credits, the last tier, as a virtual lot until a spend takes them:
+            // from the claims read ahead when they are of this spend's day (a batch may straddle
+            // midnight), else looked up.
+            let day = crate::ledger::time::day_of(now).to_string();
+            let read = self.claimed.as_ref().filter(|c| c.kind == daily_free::KIND && c.period == day);
+            lots.extend(match read {
+                Some(claimed) => daily_free::virtual_lot_of(program, &account.plan, now, claimed.accounts.contains(&account.id)),
+                None => daily_free::virtual_lot(txn, program, account.id, &account.plan, now).await?,
+            });
         }
         let mut spent = match ledger::spend(lots, amount, &program.consumption_order, now, &spend.command.fields.feature) {
             Ok(spent) => spent,

@@ -24,6 +24,18 @@ fn daily_amount(program: &Program, plan: &str) -> Option<Credits> {
     program.plan(plan)?.daily_free_credits
 }
 
+/// Whether any plan of the program has daily free credits: only then does a spend batch read the
+/// day's claims ahead (`store::spend_reads`).
+pub fn offered(program: &Program) -> bool {
+    program.plans.iter().any(|plan| plan.daily_free_credits.is_some())
+}
+
+/// `virtual_lot` for an account whose day's claim was read ahead (`claimed`: whether it exists).
+pub fn virtual_lot_of(program: &Program, plan: &str, now: DateTime<Utc>, claimed: bool) -> Option<Lot> {
+    let amount = daily_amount(program, plan)?;
+    (!claimed).then(|| Lot::of_the_day(VIRTUAL_LOT_ID, amount, now))
+}
+
 async fn claimed_today(conn: &impl ConnectionTrait, account_id: i64, now: DateTime<Utc>) -> Result<bool, ServiceError> {
     Ok(store::claims::find(conn, account_id, KIND, &day_of(now).to_string()).await?.is_some())
 }
@@ -38,11 +50,10 @@ pub async fn virtual_lot(
     plan: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Lot>, ServiceError> {
-    let Some(amount) = daily_amount(program, plan) else { return Ok(None) };
-    if claimed_today(conn, account_id, now).await? {
+    if daily_amount(program, plan).is_none() {
         return Ok(None);
     }
-    Ok(Some(Lot::of_the_day(VIRTUAL_LOT_ID, amount, now)))
+    Ok(virtual_lot_of(program, plan, now, claimed_today(conn, account_id, now).await?))
 }
 
 /// `virtual_lot` for many accounts (id and plan) in one read of their claims: the accounts whose

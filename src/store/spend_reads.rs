@@ -1,10 +1,11 @@
 //! What a batch of spends reads once its accounts are locked: the records of its idempotency
 //! keys, and the accounts' holds past the deadline (released before anything is decided), open
-//! lots, spend limits and, where the low-credit warning counts hours of usage, containers (a
-//! spend never changes them). On PostgreSQL all of it comes back from ONE statement (each row as
-//! JSON, tagged with its table), with the journal entry ids the batch's debits will take
-//! (`store::keyed_debits`): up to four round trips fewer per batch, which is what a spend costs
-//! at low concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the
+//! lots, spend limits, where the low-credit warning counts hours of usage containers (a spend
+//! never changes them), and where a plan has daily free credits the accounts' claims of the day
+//! (whether the day's credits are still to be offered: `service::daily_free`). On PostgreSQL all
+//! of it comes back from ONE statement (each row as JSON, tagged with its table), with the
+//! journal entry ids the batch's debits will take (`store::keyed_debits`): up to four round trips
+//! fewer per batch, which is what a spend costs at low concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the
 //! transactions the lock waited for committed. SQLite gets the same, and the accounts themselves,
 //! in one call of a statement per table (`read_sqlite`).
 
@@ -12,6 +13,7 @@ use crate::entity::{account, container, idempotency_key, lot, reservation, spend
 use crate::ledger::reservation::ReservationStatus;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, Value};
+use std::collections::HashSet;
 
 /// The locked accounts' rows a spend decision needs, and the stored records of the batch's keys.
 #[derive(Debug, Default)]
@@ -30,10 +32,26 @@ pub struct AccountReads {
     /// (`store::keyed_debits` says why): on PostgreSQL taken from their sequence (ids a batch
     /// does not use are gaps in it, as a rolled-back insert's are), on SQLite the next ones.
     pub entry_ids: Vec<i64>,
+    /// The accounts with a claim of the kind and period asked for (the day's free credits, where
+    /// a plan has them: `service::daily_free`), when asked for.
+    pub claimed: Option<Claimed>,
 }
 
+/// The accounts that hold a claim of `kind` for `period`.
+#[derive(Debug, Default)]
+pub struct Claimed {
+    pub kind: String,
+    pub period: String,
+    pub accounts: HashSet<i64>,
+}
+
+/// A claim to look for with the rest: (kind, period).
+pub type ClaimOf<'a> = Option<(&'a str, &'a str)>;
+
 /// PostgreSQL: the rows of `account_ids` (locked) at `now`, the records of `keys` under
-/// `operation`, and `entry_ids` new journal entry ids.
+/// `operation`, `entry_ids` new journal entry ids, and which of the accounts hold the claim
+/// `claim` (kind, period).
+#[allow(clippy::too_many_arguments)]
 pub async fn read(
     conn: &impl ConnectionTrait,
     account_ids: &[i64],
@@ -42,9 +60,10 @@ pub async fn read(
     operation: &str,
     keys: &[(i64, &str)],
     entry_ids: usize,
+    claim: ClaimOf<'_>,
 ) -> Result<AccountReads, DbErr> {
     if account_ids.is_empty() {
-        return Ok(AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() });
+        return Ok(nothing_read(containers, claim));
     }
     let ids = (1..=account_ids.len()).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ");
     let (status_at, now_at, operation_at) = (account_ids.len() + 1, account_ids.len() + 2, account_ids.len() + 3);
@@ -57,6 +76,17 @@ pub async fn read(
         String::new()
     } else {
         format!(" UNION ALL SELECT 5, CAST(nextval('journal_entry_ids') AS text) FROM generate_series(1, ${ids_at})")
+    };
+    // The claim, tagged 6, after every other parameter.
+    let kind_at = ids_at + usize::from(entry_ids > 0);
+    let claim_part = if claim.is_some() {
+        format!(
+            " UNION ALL SELECT 6, CAST(c.account_id AS text) FROM claims c \
+              WHERE c.account_id IN ({ids}) AND c.kind = ${kind_at} AND c.period = ${}",
+            kind_at + 1
+        )
+    } else {
+        String::new()
     };
     let keys_part = if keys.is_empty() {
         String::new()
@@ -71,7 +101,7 @@ pub async fn read(
         "SELECT 0 AS part, to_jsonb(r)::text AS row FROM reservations r \
            WHERE r.account_id IN ({ids}) AND r.status = ${status_at} AND r.deadline <= ${now_at} \
          UNION ALL SELECT 1, to_jsonb(l)::text FROM lots l WHERE l.account_id IN ({ids}) AND l.\"open\" \
-         UNION ALL SELECT 2, to_jsonb(s)::text FROM spend_limits s WHERE s.account_id IN ({ids}){}{keys_part}{ids_part}",
+         UNION ALL SELECT 2, to_jsonb(s)::text FROM spend_limits s WHERE s.account_id IN ({ids}){}{keys_part}{ids_part}{claim_part}",
         if containers {
             format!(" UNION ALL SELECT 3, to_jsonb(c)::text FROM containers c WHERE c.account_id IN ({ids})")
         } else {
@@ -86,7 +116,10 @@ pub async fn read(
     if entry_ids > 0 {
         values.push(Value::from(i32::try_from(entry_ids).map_err(|_| DbErr::Custom("too many entry ids asked for".into()))?));
     }
-    let mut reads = AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() };
+    if let Some((kind, period)) = claim {
+        values.extend([Value::from(kind), Value::from(period)]);
+    }
+    let mut reads = nothing_read(containers, claim);
     for row in conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await? {
         let (part, text): (i32, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
         let bad = |e: serde_json::Error| DbErr::Custom(format!("an account's row did not read back: {e}"));
@@ -96,10 +129,23 @@ pub async fn read(
             2 => reads.limits.push(serde_json::from_str(&text).map_err(bad)?),
             4 => reads.keys.push(serde_json::from_str(&text).map_err(bad)?),
             5 => reads.entry_ids.push(text.parse().map_err(|e| DbErr::Custom(format!("an entry id did not read back: {e}")))?),
+            6 => {
+                let account = text.parse().map_err(|e| DbErr::Custom(format!("a claim's account did not read back: {e}")))?;
+                reads.claimed.get_or_insert_with(Claimed::default).accounts.insert(account);
+            }
             _ => reads.containers.get_or_insert_with(Vec::new).push(serde_json::from_str(&text).map_err(bad)?),
         }
     }
     Ok(sorted(reads))
+}
+
+/// What a read returns before any row: empty lists, and the parts asked for present but empty.
+fn nothing_read(containers: bool, claim: ClaimOf<'_>) -> AccountReads {
+    AccountReads {
+        containers: containers.then(Vec::new),
+        claimed: claim.map(|(kind, period)| Claimed { kind: kind.to_string(), period: period.to_string(), accounts: HashSet::new() }),
+        ..AccountReads::default()
+    }
 }
 
 /// `AccountReads` in the order its fields promise.
@@ -124,6 +170,7 @@ fn sorted(mut reads: AccountReads) -> AccountReads {
 /// `AUTOINCREMENT`: past both the largest id ever used and the largest present); no other
 /// connection writes until the batch commits, and an id the batch's own transaction took
 /// meanwhile fails the insert on the primary key rather than reuse it.
+#[allow(clippy::too_many_arguments)]
 pub async fn read_sqlite(
     conn: &impl ConnectionTrait,
     externals: &[&str],
@@ -132,9 +179,10 @@ pub async fn read_sqlite(
     containers: bool,
     operation: &str,
     entry_ids: usize,
+    claim: ClaimOf<'_>,
 ) -> Result<(Vec<account::Model>, AccountReads), DbErr> {
     use sea_orm::FromQueryResult;
-    let mut reads = AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() };
+    let mut reads = nothing_read(containers, claim);
     if externals.is_empty() {
         return Ok((Vec::new(), reads));
     }
@@ -167,6 +215,13 @@ pub async fn read_sqlite(
         values.extend(pairs.iter().flat_map(|(account, key)| [Value::from(*account), Value::from(*key)]));
         values.push(Value::from(operation));
     }
+    if let Some((kind, period)) = claim {
+        sql.push_str(&format!(
+            " SELECT 7 AS part, c.account_id AS claimed FROM claims c WHERE c.account_id IN ({ids}) AND c.kind = ? AND c.period = ?;"
+        ));
+        values.extend(names());
+        values.extend([Value::from(kind), Value::from(period)]);
+    }
     if entry_ids > 0 {
         sql.push_str(
             " SELECT 5 AS part, max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal_entries'), 0), \
@@ -182,6 +237,10 @@ pub async fn read_sqlite(
             3 => reads.containers.get_or_insert_with(Vec::new).push(container::Model::from_query_result(&row, "")?),
             4 => reads.keys.push(idempotency_key::Model::from_query_result(&row, "")?),
             6 => accounts.push(account::Model::from_query_result(&row, "")?),
+            7 => {
+                let account: i64 = row.try_get("", "claimed")?;
+                reads.claimed.get_or_insert_with(Claimed::default).accounts.insert(account);
+            }
             _ => {
                 let last: i64 = row.try_get("", "last")?;
                 reads.entry_ids = (1..=entry_ids as i64).map(|n| last + n).collect();
@@ -190,7 +249,7 @@ pub async fn read_sqlite(
     }
     if accounts.is_empty() {
         // None of the named accounts exists: nothing of theirs to read, no entry to number.
-        return Ok((accounts, AccountReads { containers: containers.then(Vec::new), ..AccountReads::default() }));
+        return Ok((accounts, nothing_read(containers, claim)));
     }
     Ok((accounts, sorted(reads)))
 }
