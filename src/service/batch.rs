@@ -553,8 +553,10 @@ impl Wallets {
             // The day's free credits, the last tier, as a virtual lot until a spend takes them:
             // from the claims read ahead when they are of this spend's day (a batch may straddle
             // midnight), else looked up.
-            let day = crate::ledger::time::day_of(now).to_string();
-            let read = self.claimed.as_ref().filter(|c| c.kind == daily_free::KIND && c.period == day);
+            let of_today =
+                |c: &&store::spend_reads::Claimed| c.kind == daily_free::KIND && c.period == crate::ledger::time::day_of(now).to_string();
+            // Only a program with daily free credits reads claims ahead: no day to format else.
+            let read = self.claimed.as_ref().filter(of_today);
             lots.extend(match read {
                 Some(claimed) => daily_free::virtual_lot_of(program, &account.plan, now, claimed.accounts.contains(&account.id)),
                 None => daily_free::virtual_lot(txn, program, account.id, &account.plan, now).await?,

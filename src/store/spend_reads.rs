@@ -62,6 +62,7 @@ pub async fn read(
     entry_ids: usize,
     claim: ClaimOf<'_>,
 ) -> Result<AccountReads, DbErr> {
+    debug_assert_eq!(conn.get_database_backend(), DbBackend::Postgres, "SQLite reads with `read_sqlite`");
     if account_ids.is_empty() {
         return Ok(nothing_read(containers, claim));
     }
