@@ -17,8 +17,8 @@
 //!
 //! SQLite has no writes inside `WITH`, so there the parts are statements of their own, sent in
 //! one call (sqlx-sqlite runs them one after the other on the connection's thread: one hand-over
-//! to it and back instead of five; docs/benchmarks.md, change 28). The two updates return a row
-//! per row they changed, counted as above; the inserts have no `ON CONFLICT`, so each writes all
+//! to it and back instead of five; docs/benchmarks.md, change 28). Each update is followed by a
+//! `SELECT` of its `changes()`, counted as above; the inserts have no `ON CONFLICT`, so each writes all
 //! of its rows or fails the call.
 
 use crate::ledger::Credits;
@@ -79,10 +79,26 @@ pub fn prepare(backend: DbBackend, debits: &Debits<'_>) -> Prepared {
     let mut values: Vec<Value> = Vec::new();
     // Each part's placeholders are numbered after the parameters before it.
     let rows = |columns: usize, count: usize, values: &[Value]| super::values_rows(backend, count, columns, values.len());
+    // On SQLite one row is updated by its id alone: the `VALUES` form costs two temporary
+    // b-trees there (docs/benchmarks.md, change 31), and a spend at low load moves one balance.
+    let one_sqlite = |rows: usize| backend != DbBackend::Postgres && rows == 1;
     let balance_rows = rows(PER_BALANCE, debits.balances.len(), &values);
-    values.extend(debits.balances.iter().flat_map(|(id, before, after)| [Value::from(*id), Value::from(*before), Value::from(*after)]));
+    let balances_alone = one_sqlite(debits.balances.len());
+    if balances_alone {
+        let (id, before, after) = debits.balances[0];
+        values.extend([Value::from(after), Value::from(id), Value::from(before)]);
+    } else {
+        values.extend(debits.balances.iter().flat_map(|(id, before, after)| [Value::from(*id), Value::from(*before), Value::from(*after)]));
+    }
     let lot_rows = rows(PER_LOT, debits.lots.len(), &values);
-    values.extend(debits.lots.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]));
+    let lot_alone = one_sqlite(debits.lots.len());
+    if lot_alone {
+        let (id, old, new) = debits.lots[0];
+        values.extend([Value::from(new.micros()), Value::from(new.micros()), Value::from(id), Value::from(old.micros())]);
+    } else {
+        values
+            .extend(debits.lots.iter().flat_map(|(id, old, new)| [Value::from(*id), Value::from(old.micros()), Value::from(new.micros())]));
+    }
     let entry_rows = rows(PER_ENTRY, debits.entries.len(), &values);
     for (id, e) in &debits.entries {
         values.extend([
@@ -112,13 +128,29 @@ pub fn prepare(backend: DbBackend, debits: &Debits<'_>) -> Prepared {
     );
     let asked = [debits.balances.len(), debits.lots.len(), debits.entries.len(), lines.len()];
     if backend != DbBackend::Postgres {
+        // Each update is counted by `changes()` after it: a `RETURNING` clause is one more
+        // temporary b-tree in SQLite.
+        let balances = if balances_alone {
+            "UPDATE accounts SET balance_micros = ? WHERE id = ? AND balance_micros = ?;".to_string()
+        } else {
+            format!(
+                "WITH d(id, before, after) AS (VALUES {balance_rows}) \
+                 UPDATE accounts SET balance_micros = d.after FROM d \
+                 WHERE accounts.id = d.id AND accounts.balance_micros = d.before;"
+            )
+        };
+        let lots = if lot_alone {
+            "UPDATE lots SET remaining_micros = ?, \"open\" = (? <> 0) WHERE id = ? AND remaining_micros = ?;".to_string()
+        } else {
+            format!(
+                "WITH v(id, old, new) AS (VALUES {lot_rows}) \
+                 UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
+                 WHERE lots.id = v.id AND lots.remaining_micros = v.old;"
+            )
+        };
         let parts = format!(
-            "WITH d(id, before, after) AS (VALUES {balance_rows}) \
-             UPDATE accounts SET balance_micros = d.after FROM d \
-             WHERE accounts.id = d.id AND accounts.balance_micros = d.before RETURNING 0 AS part; \
-             WITH v(id, old, new) AS (VALUES {lot_rows}) \
-             UPDATE lots SET remaining_micros = v.new, \"open\" = (v.new <> 0) FROM v \
-             WHERE lots.id = v.id AND lots.remaining_micros = v.old RETURNING 1 AS part; \
+            "{balances} SELECT 0 AS part, changes() AS wrote; \
+             {lots} SELECT 1 AS part, changes() AS wrote; \
              INSERT INTO journal_entries (id, account_id, kind, amount_micros, effective_at, created_at, operation, \
                  idempotency_key, feature, model, reason, actor, detail, metadata, balance_after_micros) VALUES {entry_rows}; \
              INSERT INTO journal_lines (entry_id, lot_id, delta_micros, created_at) VALUES {line_rows}; "
@@ -170,7 +202,8 @@ pub async fn write(conn: &impl ConnectionTrait, debits: Prepared, records: &[New
         let mut wrote = [0_usize; 2];
         for row in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
             let part = usize::try_from(row.try_get::<i32>("", "part")?).ok().filter(|p| *p < 2);
-            wrote[part.ok_or_else(|| DbErr::Custom("the debits returned a row of no part".into()))?] += 1;
+            let rows = usize::try_from(row.try_get::<i64>("", "wrote")?).unwrap_or(usize::MAX);
+            wrote[part.ok_or_else(|| DbErr::Custom("the debits returned a row of no part".into()))?] += rows;
         }
         if wrote != [asked[0], asked[1]] {
             // A balance or a lot no longer what was read under the lock: nothing may commit.

@@ -187,48 +187,7 @@ pub async fn read_sqlite(
     if externals.is_empty() {
         return Ok((Vec::new(), reads));
     }
-    let named = vec!["?"; externals.len()].join(", ");
-    let names = || externals.iter().map(|id| Value::from(*id));
-    // Each table's rows by the accounts' external ids: the unique index finds the ids, the
-    // table's own index on `account_id` its rows.
-    let ids = format!("SELECT id FROM accounts WHERE external_id IN ({named})");
-    let mut sql = format!(
-        "SELECT 6 AS part, a.* FROM accounts a WHERE a.external_id IN ({named}); \
-         SELECT 0 AS part, r.* FROM reservations r WHERE r.account_id IN ({ids}) AND r.status = ? AND r.deadline <= ?; \
-         SELECT 1 AS part, l.* FROM lots l WHERE l.account_id IN ({ids}) AND l.\"open\"; \
-         SELECT 2 AS part, s.* FROM spend_limits s WHERE s.account_id IN ({ids});"
-    );
-    let mut values: Vec<Value> = names().chain(names()).collect();
-    values.extend([Value::from(ReservationStatus::Held.as_str()), Value::from(now)]);
-    values.extend(names().chain(names()));
-    if containers {
-        sql.push_str(&format!(" SELECT 3 AS part, c.* FROM containers c WHERE c.account_id IN ({ids});"));
-        values.extend(names());
-    }
-    if !pairs.is_empty() {
-        // As `idempotency::find_many` looks them up (a VALUES list joined on the whole unique
-        // index), through the accounts' external ids.
-        sql.push_str(&format!(
-            " SELECT 4 AS part, k.* FROM (VALUES {}) AS v JOIN accounts a ON a.external_id = v.column1 \
-              JOIN idempotency_keys k ON k.account_id = a.id AND k.key = v.column2 AND k.operation = ?;",
-            super::values_rows(DbBackend::Sqlite, pairs.len(), 2, 0)
-        ));
-        values.extend(pairs.iter().flat_map(|(account, key)| [Value::from(*account), Value::from(*key)]));
-        values.push(Value::from(operation));
-    }
-    if let Some((kind, period)) = claim {
-        sql.push_str(&format!(
-            " SELECT 7 AS part, c.account_id AS claimed FROM claims c WHERE c.account_id IN ({ids}) AND c.kind = ? AND c.period = ?;"
-        ));
-        values.extend(names());
-        values.extend([Value::from(kind), Value::from(period)]);
-    }
-    if entry_ids > 0 {
-        sql.push_str(
-            " SELECT 5 AS part, max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal_entries'), 0), \
-                                  coalesce((SELECT max(id) FROM journal_entries), 0)) AS last;",
-        );
-    }
+    let (sql, values) = sqlite_read_sql(externals, pairs, now, containers, operation, entry_ids, claim);
     let mut accounts = Vec::with_capacity(externals.len());
     for row in conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await? {
         match row.try_get::<i32>("", "part")? {
@@ -253,4 +212,75 @@ pub async fn read_sqlite(
         return Ok((accounts, nothing_read(containers, claim)));
     }
     Ok((accounts, sorted(reads)))
+}
+
+/// `read_sqlite`'s statements and their parameters. Every table is reached by a join on the
+/// accounts' unique external ids, never `IN (SELECT ...)`: SQLite builds a temporary b-tree for
+/// each such subquery (and for each list of more than one value), and a spend alone had nine of
+/// them between its read and its write, 7% of the server's instructions (docs/benchmarks.md,
+/// change 31). For one account, as at low load, these statements open none.
+pub(crate) fn sqlite_read_sql(
+    externals: &[&str],
+    pairs: &[(&str, &str)],
+    now: DateTime<Utc>,
+    containers: bool,
+    operation: &str,
+    entry_ids: usize,
+    claim: ClaimOf<'_>,
+) -> (String, Vec<Value>) {
+    let named = vec!["?"; externals.len()].join(", ");
+    let names = || externals.iter().map(|id| Value::from(*id));
+    // Each table's rows through the accounts: the unique index finds the ids, the table's own
+    // index on `account_id` its rows. The holds' `deadline` is kept off the index choice (`+`):
+    // by status and deadline SQLite would walk every lapsed hold of every account.
+    let of = |table: &str| format!("FROM accounts a JOIN {table} ON x.account_id = a.id WHERE a.external_id IN ({named})");
+    let mut sql = format!(
+        "SELECT 6 AS part, a.* FROM accounts a WHERE a.external_id IN ({named}); \
+         SELECT 0 AS part, x.* {} AND x.status = ? AND +x.deadline <= ?; \
+         SELECT 1 AS part, x.* {} AND x.\"open\"; \
+         SELECT 2 AS part, x.* {};",
+        of("reservations x"),
+        of("lots x"),
+        of("spend_limits x"),
+    );
+    let mut values: Vec<Value> = names().chain(names()).collect();
+    values.extend([Value::from(ReservationStatus::Held.as_str()), Value::from(now)]);
+    values.extend(names().chain(names()));
+    if containers {
+        sql.push_str(&format!(" SELECT 3 AS part, x.* {};", of("containers x")));
+        values.extend(names());
+    }
+    match pairs {
+        [] => {}
+        [(account, key)] => {
+            sql.push_str(
+                " SELECT 4 AS part, k.* FROM accounts a JOIN idempotency_keys k ON k.account_id = a.id \
+                  WHERE a.external_id = ? AND k.key = ? AND k.operation = ?;",
+            );
+            values.extend([Value::from(*account), Value::from(*key), Value::from(operation)]);
+        }
+        _ => {
+            // As `idempotency::find_many` looks them up (a VALUES list joined on the whole
+            // unique index), through the accounts' external ids.
+            sql.push_str(&format!(
+                " SELECT 4 AS part, k.* FROM (VALUES {}) AS v JOIN accounts a ON a.external_id = v.column1 \
+                  JOIN idempotency_keys k ON k.account_id = a.id AND k.key = v.column2 AND k.operation = ?;",
+                super::values_rows(DbBackend::Sqlite, pairs.len(), 2, 0)
+            ));
+            values.extend(pairs.iter().flat_map(|(account, key)| [Value::from(*account), Value::from(*key)]));
+            values.push(Value::from(operation));
+        }
+    }
+    if let Some((kind, period)) = claim {
+        sql.push_str(&format!(" SELECT 7 AS part, x.account_id AS claimed {} AND x.kind = ? AND x.period = ?;", of("claims x")));
+        values.extend(names());
+        values.extend([Value::from(kind), Value::from(period)]);
+    }
+    if entry_ids > 0 {
+        sql.push_str(
+            " SELECT 5 AS part, max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal_entries'), 0), \
+                                  coalesce((SELECT max(id) FROM journal_entries), 0)) AS last;",
+        );
+    }
+    (sql, values)
 }
