@@ -18,8 +18,8 @@
 //! SQLite has no writes inside `WITH`, so there the parts are statements of their own, sent in
 //! one call (sqlx-sqlite runs them one after the other on the connection's thread: one hand-over
 //! to it and back instead of five; docs/benchmarks.md, change 28). Each update is followed by a
-//! `SELECT` of its `changes()`, counted as above; the inserts have no `ON CONFLICT`, so each writes all
-//! of its rows or fails the call.
+//! `SELECT` of its `changes()`, counted as above; the inserts have no `ON CONFLICT`, so each
+//! writes all of its rows or fails the call.
 
 use crate::ledger::Credits;
 use crate::store::idempotency::NewRecord;
@@ -80,7 +80,8 @@ pub fn prepare(backend: DbBackend, debits: &Debits<'_>) -> Prepared {
     // Each part's placeholders are numbered after the parameters before it.
     let rows = |columns: usize, count: usize, values: &[Value]| super::values_rows(backend, count, columns, values.len());
     // On SQLite one row is updated by its id alone: the `VALUES` form costs two temporary
-    // b-trees there (docs/benchmarks.md, change 31), and a spend at low load moves one balance.
+    // b-trees there (docs/benchmarks.md, change 31), and a spend at low load moves one balance
+    // and, mostly, one lot.
     let one_sqlite = |rows: usize| backend != DbBackend::Postgres && rows == 1;
     let balance_rows = rows(PER_BALANCE, debits.balances.len(), &values);
     let balances_alone = one_sqlite(debits.balances.len());
@@ -203,7 +204,8 @@ pub async fn write(conn: &impl ConnectionTrait, debits: Prepared, records: &[New
         for row in conn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await? {
             let part = usize::try_from(row.try_get::<i32>("", "part")?).ok().filter(|p| *p < 2);
             let rows = usize::try_from(row.try_get::<i64>("", "wrote")?).unwrap_or(usize::MAX);
-            wrote[part.ok_or_else(|| DbErr::Custom("the debits returned a row of no part".into()))?] += rows;
+            let part = &mut wrote[part.ok_or_else(|| DbErr::Custom("the debits returned a row of no part".into()))?];
+            *part = part.saturating_add(rows);
         }
         if wrote != [asked[0], asked[1]] {
             // A balance or a lot no longer what was read under the lock: nothing may commit.
