@@ -621,6 +621,53 @@ async fn sqlite_a_spend_alone_opens_no_temporary_btree() {
     assert!(plan.iter().any(|step| step.contains("reservations_account_status")), "{plan:?}");
 }
 
+/// SQLite: a `recordUsage` batch reads its accounts (their lock there: the transaction holds the
+/// whole database) and its keys' records in one call to the connection's thread, as a spend
+/// batch does (`executor::keys_only`, `store::spend_reads::accounts_and_keys_sqlite`); a replay
+/// of the same batch is that call and nothing written.
+#[tokio::test]
+async fn sqlite_a_usage_batch_reads_its_accounts_and_keys_in_one_call() {
+    use credits::service::metering::{Sample, UsageRequest};
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for (account, container) in [("uma", "c-u"), ("vic", "c-v")] {
+        app.create_account(account).await;
+        app.grant(account, "100", "PAID", None, &format!("g-{account}")).await;
+        let started = app
+            .gql(
+                &app.service,
+                "mutation($a: ID!, $c: String!) { startContainer(input: {accountId: $a, containerId: $c, tier: \"micro\", \
+                 codeSupporter: false, idempotencyKey: $c}) { container { containerId } } }",
+                json!({ "a": account, "c": container }),
+            )
+            .await;
+        assert!(started["errors"].is_null(), "{started}");
+    }
+    let (engine, statements) = counted_engine(&app, credits::db::connect(&app.db.url, 2).await.unwrap());
+    let requests = || {
+        [("uma", "c-u"), ("vic", "c-v")]
+            .map(|(account, container)| UsageRequest {
+                account: account.to_string(),
+                sample: Sample::Traffic { container: container.to_string(), bytes: 1_000_000 },
+                idempotency_key: format!("t-{account}"),
+            })
+            .to_vec()
+    };
+    let now = app.clock.now();
+    let first = engine.record_usage_many(requests(), now).await;
+    assert!(first.iter().all(Result::is_ok), "{first:?}");
+    let run = std::mem::take(&mut *statements.lock().unwrap());
+    assert!(
+        run[0].contains("FROM accounts a WHERE a.external_id IN (?, ?)") && run[0].contains("JOIN idempotency_keys"),
+        "the accounts and the keys in the first call: {run:#?}"
+    );
+    assert!(!run[1..].iter().any(|sql| sql.contains("external_id IN")), "no second read of the accounts: {run:#?}");
+    let again = engine.record_usage_many(requests(), now).await;
+    assert_eq!(format!("{again:?}"), format!("{first:?}"), "replayed");
+    let replay = std::mem::take(&mut *statements.lock().unwrap());
+    assert_eq!(replay.len(), 1, "{replay:#?}");
+    app.assert_audit_clean().await;
+}
+
 /// SQLite: a process's write transactions run on one connection of their own (`db::writer`), so
 /// the pages the last write left stay in its cache, while reads keep the pool and go on beside
 /// them. Concurrent spends and reads: every write is the writer's, every read the pool's, and

@@ -219,9 +219,15 @@ pub(crate) struct Prefetch<R> {
 
 pub(crate) type Prefetched<R> = Result<Prefetch<R>, ServiceError>;
 
-/// The prefetch of an operation that reads nothing ahead of its body: the lock, and the keys.
+/// The prefetch of an operation that reads nothing ahead of its body: the lock, and the keys
+/// (on SQLite, where reading the accounts locks them, both in one call).
 pub(crate) fn keys_only(named: Named<'_>) -> BoxFuture<'_, Prefetched<()>> {
     Box::pin(async move {
+        if named.read_under_the_database_lock() {
+            let (accounts, records) =
+                store::spend_reads::accounts_and_keys_sqlite(named.txn, &named.externals, &named.pairs, named.operation).await?;
+            return Ok(Prefetch { accounts: named.locked(accounts).accounts, records, reads: () });
+        }
         let locked = named.lock().await?;
         let records = store::idempotency::find_many(locked.txn, locked.operation, &locked.keys).await?;
         Ok(Prefetch { accounts: locked.accounts, records, reads: () })

@@ -7,7 +7,8 @@
 //! journal entry ids the batch's debits will take (`store::keyed_debits`): up to four round trips
 //! fewer per batch, which is what a spend costs at low concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the
 //! transactions the lock waited for committed. SQLite gets the same, and the accounts themselves,
-//! in one call of a statement per table (`read_sqlite`).
+//! in one call of a statement per table (`read_sqlite`); a batch that reads nothing else ahead
+//! (`recordUsage`'s) gets its accounts and keys the same way (`accounts_and_keys_sqlite`).
 
 use crate::entity::{account, container, idempotency_key, lot, reservation, spend_limit};
 use crate::ledger::reservation::ReservationStatus;
@@ -214,6 +215,60 @@ pub async fn read_sqlite(
     Ok((accounts, sorted(reads)))
 }
 
+/// SQLite: the accounts named by `externals` (those that exist) and the records of `pairs`
+/// (external id, key) of `operation`, in one call to the connection's thread instead of two:
+/// what a batch that reads nothing else ahead needs (`executor::keys_only`, a `recordUsage`
+/// batch). Inside a write transaction, whose `BEGIN IMMEDIATE` holds the whole database, reading
+/// the accounts locks them (`executor::Named::read_under_the_database_lock`).
+pub async fn accounts_and_keys_sqlite(
+    conn: &impl ConnectionTrait,
+    externals: &[&str],
+    pairs: &[(&str, &str)],
+    operation: &str,
+) -> Result<(Vec<account::Model>, Vec<idempotency_key::Model>), DbErr> {
+    use sea_orm::FromQueryResult;
+    if externals.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let named = vec!["?"; externals.len()].join(", ");
+    let mut sql = format!("SELECT 6 AS part, a.* FROM accounts a WHERE a.external_id IN ({named});");
+    let mut values: Vec<Value> = externals.iter().map(|id| Value::from(*id)).collect();
+    push_sqlite_keys(&mut sql, &mut values, pairs, operation);
+    let (mut accounts, mut keys) = (Vec::with_capacity(externals.len()), Vec::new());
+    for row in conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await? {
+        match row.try_get::<i32>("", "part")? {
+            6 => accounts.push(account::Model::from_query_result(&row, "")?),
+            _ => keys.push(idempotency_key::Model::from_query_result(&row, "")?),
+        }
+    }
+    Ok((accounts, keys))
+}
+
+/// Appends the statement (part 4) that reads the records of `pairs` (an account's external id,
+/// a key) of `operation` through the accounts' external ids: one pair by equality, several as
+/// `idempotency::find_many` looks them up (a `VALUES` list joined on the whole unique index).
+fn push_sqlite_keys(sql: &mut String, values: &mut Vec<Value>, pairs: &[(&str, &str)], operation: &str) {
+    match pairs {
+        [] => {}
+        [(account, key)] => {
+            sql.push_str(
+                " SELECT 4 AS part, k.* FROM accounts a JOIN idempotency_keys k ON k.account_id = a.id \
+                  WHERE a.external_id = ? AND k.key = ? AND k.operation = ?;",
+            );
+            values.extend([Value::from(*account), Value::from(*key), Value::from(operation)]);
+        }
+        _ => {
+            sql.push_str(&format!(
+                " SELECT 4 AS part, k.* FROM (VALUES {}) AS v JOIN accounts a ON a.external_id = v.column1 \
+                  JOIN idempotency_keys k ON k.account_id = a.id AND k.key = v.column2 AND k.operation = ?;",
+                super::values_rows(DbBackend::Sqlite, pairs.len(), 2, 0)
+            ));
+            values.extend(pairs.iter().flat_map(|(account, key)| [Value::from(*account), Value::from(*key)]));
+            values.push(Value::from(operation));
+        }
+    }
+}
+
 /// `read_sqlite`'s statements and their parameters. Every table is reached by a join on the
 /// accounts' unique external ids, never `IN (SELECT ...)`: SQLite builds a temporary b-tree for
 /// each such subquery (and for each list of more than one value), and a spend alone had nine of
@@ -250,27 +305,7 @@ pub(crate) fn sqlite_read_sql(
         sql.push_str(&format!(" SELECT 3 AS part, x.* {};", of("containers x")));
         values.extend(names());
     }
-    match pairs {
-        [] => {}
-        [(account, key)] => {
-            sql.push_str(
-                " SELECT 4 AS part, k.* FROM accounts a JOIN idempotency_keys k ON k.account_id = a.id \
-                  WHERE a.external_id = ? AND k.key = ? AND k.operation = ?;",
-            );
-            values.extend([Value::from(*account), Value::from(*key), Value::from(operation)]);
-        }
-        _ => {
-            // As `idempotency::find_many` looks them up (a VALUES list joined on the whole
-            // unique index), through the accounts' external ids.
-            sql.push_str(&format!(
-                " SELECT 4 AS part, k.* FROM (VALUES {}) AS v JOIN accounts a ON a.external_id = v.column1 \
-                  JOIN idempotency_keys k ON k.account_id = a.id AND k.key = v.column2 AND k.operation = ?;",
-                super::values_rows(DbBackend::Sqlite, pairs.len(), 2, 0)
-            ));
-            values.extend(pairs.iter().flat_map(|(account, key)| [Value::from(*account), Value::from(*key)]));
-            values.push(Value::from(operation));
-        }
-    }
+    push_sqlite_keys(&mut sql, &mut values, pairs, operation);
     if let Some((kind, period)) = claim {
         sql.push_str(&format!(" SELECT 7 AS part, x.account_id AS claimed {} AND x.kind = ? AND x.period = ?;", of("claims x")));
         values.extend(names());
