@@ -188,7 +188,45 @@ pub async fn read_sqlite(
     if externals.is_empty() {
         return Ok((Vec::new(), reads));
     }
-    let (sql, values) = sqlite_read_sql(externals, pairs, now, containers, operation, entry_ids, claim);
+    // Every table is reached by a join on the accounts' unique external ids, never
+    // `IN (SELECT ...)`: SQLite builds a temporary b-tree for each such subquery (and for each
+    // list of more than one value), and a spend alone had nine of them between its read and its
+    // write, 7% of the server's instructions (docs/benchmarks.md, change 31). For one account,
+    // as at low load, these statements open none.
+    let named = vec!["?"; externals.len()].join(", ");
+    let names = || externals.iter().map(|id| Value::from(*id));
+    // Each table's rows through the accounts: the unique index finds the ids, the table's own
+    // index on `account_id` its rows. The holds' `deadline` is kept off the index choice (`+`):
+    // by status and deadline SQLite would walk every lapsed hold of every account.
+    let of = |table: &str| format!("FROM accounts a JOIN {table} ON x.account_id = a.id WHERE a.external_id IN ({named})");
+    let mut sql = format!(
+        "SELECT 6 AS part, a.* FROM accounts a WHERE a.external_id IN ({named}); \
+         SELECT 0 AS part, x.* {} AND x.status = ? AND +x.deadline <= ?; \
+         SELECT 1 AS part, x.* {} AND x.\"open\"; \
+         SELECT 2 AS part, x.* {};",
+        of("reservations x"),
+        of("lots x"),
+        of("spend_limits x"),
+    );
+    let mut values: Vec<Value> = names().chain(names()).collect();
+    values.extend([Value::from(ReservationStatus::Held.as_str()), Value::from(now)]);
+    values.extend(names().chain(names()));
+    if containers {
+        sql.push_str(&format!(" SELECT 3 AS part, x.* {};", of("containers x")));
+        values.extend(names());
+    }
+    push_sqlite_keys(&mut sql, &mut values, pairs, operation);
+    if let Some((kind, period)) = claim {
+        sql.push_str(&format!(" SELECT 7 AS part, x.account_id AS claimed {} AND x.kind = ? AND x.period = ?;", of("claims x")));
+        values.extend(names());
+        values.extend([Value::from(kind), Value::from(period)]);
+    }
+    if entry_ids > 0 {
+        sql.push_str(
+            " SELECT 5 AS part, max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal_entries'), 0), \
+                                  coalesce((SELECT max(id) FROM journal_entries), 0)) AS last;",
+        );
+    }
     let mut accounts = Vec::with_capacity(externals.len());
     for row in conn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await? {
         match row.try_get::<i32>("", "part")? {
@@ -267,55 +305,4 @@ fn push_sqlite_keys(sql: &mut String, values: &mut Vec<Value>, pairs: &[(&str, &
             values.push(Value::from(operation));
         }
     }
-}
-
-/// `read_sqlite`'s statements and their parameters. Every table is reached by a join on the
-/// accounts' unique external ids, never `IN (SELECT ...)`: SQLite builds a temporary b-tree for
-/// each such subquery (and for each list of more than one value), and a spend alone had nine of
-/// them between its read and its write, 7% of the server's instructions (docs/benchmarks.md,
-/// change 31). For one account, as at low load, these statements open none.
-pub(crate) fn sqlite_read_sql(
-    externals: &[&str],
-    pairs: &[(&str, &str)],
-    now: DateTime<Utc>,
-    containers: bool,
-    operation: &str,
-    entry_ids: usize,
-    claim: ClaimOf<'_>,
-) -> (String, Vec<Value>) {
-    let named = vec!["?"; externals.len()].join(", ");
-    let names = || externals.iter().map(|id| Value::from(*id));
-    // Each table's rows through the accounts: the unique index finds the ids, the table's own
-    // index on `account_id` its rows. The holds' `deadline` is kept off the index choice (`+`):
-    // by status and deadline SQLite would walk every lapsed hold of every account.
-    let of = |table: &str| format!("FROM accounts a JOIN {table} ON x.account_id = a.id WHERE a.external_id IN ({named})");
-    let mut sql = format!(
-        "SELECT 6 AS part, a.* FROM accounts a WHERE a.external_id IN ({named}); \
-         SELECT 0 AS part, x.* {} AND x.status = ? AND +x.deadline <= ?; \
-         SELECT 1 AS part, x.* {} AND x.\"open\"; \
-         SELECT 2 AS part, x.* {};",
-        of("reservations x"),
-        of("lots x"),
-        of("spend_limits x"),
-    );
-    let mut values: Vec<Value> = names().chain(names()).collect();
-    values.extend([Value::from(ReservationStatus::Held.as_str()), Value::from(now)]);
-    values.extend(names().chain(names()));
-    if containers {
-        sql.push_str(&format!(" SELECT 3 AS part, x.* {};", of("containers x")));
-        values.extend(names());
-    }
-    push_sqlite_keys(&mut sql, &mut values, pairs, operation);
-    if let Some((kind, period)) = claim {
-        sql.push_str(&format!(" SELECT 7 AS part, x.account_id AS claimed {} AND x.kind = ? AND x.period = ?;", of("claims x")));
-        values.extend(names());
-        values.extend([Value::from(kind), Value::from(period)]);
-    }
-    if entry_ids > 0 {
-        sql.push_str(
-            " SELECT 5 AS part, max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'journal_entries'), 0), \
-                                  coalesce((SELECT max(id) FROM journal_entries), 0)) AS last;",
-        );
-    }
-    (sql, values)
 }
