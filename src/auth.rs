@@ -139,6 +139,9 @@ impl AuthKeys {
     /// Also accepts tokens signed with `previous` (a rotation: two accepted at once).
     pub fn with_previous(mut self, previous: &[u8]) -> AuthKeys {
         self.decoding.push(DecodingKey::from_secret(previous));
+        // Another key set: what it accepts must not reach a clone of the value it came from
+        // (which would then take tokens signed with `previous`).
+        self.verified = Arc::default();
         self
     }
 
@@ -300,5 +303,10 @@ mod tests {
         assert_eq!(old.authenticate(Some(&format!("Bearer {fresh}"))), Err(AuthError::Invalid), "new tokens use the new secret");
         let done = AuthKeys::new(b"new-secret-new-secret-new-secret");
         assert_eq!(done.authenticate(Some(&format!("Bearer {token}"))), Err(AuthError::Invalid));
+        // A rotation made from a clone does not teach the value it came from.
+        let base = AuthKeys::new(b"new-secret-new-secret-new-secret");
+        let widened = base.clone().with_previous(b"old-secret-old-secret-old-secret");
+        assert_eq!(widened.authenticate(Some(&format!("Bearer {token}"))), Ok(Caller::Service));
+        assert_eq!(base.authenticate(Some(&format!("Bearer {token}"))), Err(AuthError::Invalid));
     }
 }
