@@ -5,8 +5,8 @@
 //! (whether the day's credits are still to be offered: `service::daily_free`). On PostgreSQL all
 //! of it comes back from ONE statement (each row as JSON, tagged with its table), with the
 //! journal entry ids the batch's debits will take (`store::keyed_debits`): up to four round trips
-//! fewer per batch, which is what a spend costs at low concurrency (docs/benchmarks.md). It runs after the lock, so it sees what the
-//! transactions the lock waited for committed. SQLite gets the same, and the accounts themselves,
+//! fewer per batch, which is what a spend costs at low concurrency (docs/benchmarks.md). It runs
+//! after the lock, so it sees what the transactions the lock waited for committed. SQLite gets the same, and the accounts themselves,
 //! in one call of a statement per table (`read_sqlite`); a batch that reads nothing else ahead
 //! (`recordUsage`'s) gets its accounts and keys the same way (`accounts_and_keys_sqlite`).
 
