@@ -83,16 +83,16 @@ pub fn prepare(backend: DbBackend, debits: &Debits<'_>) -> Prepared {
     // b-trees there (docs/benchmarks.md, change 31), and a spend at low load moves one balance
     // and, mostly, one lot.
     let one_sqlite = |rows: usize| backend != DbBackend::Postgres && rows == 1;
-    let balance_rows = rows(PER_BALANCE, debits.balances.len(), &values);
     let balances_alone = one_sqlite(debits.balances.len());
+    let balance_rows = if balances_alone { String::new() } else { rows(PER_BALANCE, debits.balances.len(), &values) };
     if balances_alone {
         let (id, before, after) = debits.balances[0];
         values.extend([Value::from(after), Value::from(id), Value::from(before)]);
     } else {
         values.extend(debits.balances.iter().flat_map(|(id, before, after)| [Value::from(*id), Value::from(*before), Value::from(*after)]));
     }
-    let lot_rows = rows(PER_LOT, debits.lots.len(), &values);
     let lot_alone = one_sqlite(debits.lots.len());
+    let lot_rows = if lot_alone { String::new() } else { rows(PER_LOT, debits.lots.len(), &values) };
     if lot_alone {
         let (id, old, new) = debits.lots[0];
         values.extend([Value::from(new.micros()), Value::from(new.micros()), Value::from(id), Value::from(old.micros())]);
